@@ -1,0 +1,94 @@
+"""govedge wire contract: MQTT topics, message models and their codec.
+
+Agent and server both import this package and never each other. Everything that
+crosses the broker is defined here once; see ``docs/protocol.md`` for the prose.
+
+Exception tree::
+
+    WireError                      (reason: str, counted by the receiver)
+    ├── PayloadTooLarge            reason "too_large"
+    ├── MalformedPayload           reason "not_json" | "not_object" | "invalid"
+    ├── UnsupportedSchema          reason "unsupported_schema"
+    └── TopicMismatch              reason "bad_topic" | "kind_mismatch" | "outlet_mismatch"
+"""
+
+from govedge_wire.codec import decode, encode
+from govedge_wire.errors import (
+    MalformedPayload,
+    PayloadTooLarge,
+    TopicMismatch,
+    UnsupportedSchema,
+    WireError,
+)
+from govedge_wire.messages import (
+    MAX_PAYLOAD_BYTES,
+    SCHEMA_VERSION,
+    Birth,
+    Command,
+    CommandResult,
+    Death,
+    DesiredConfig,
+    DeviceInfo,
+    Event,
+    Message,
+    ServerState,
+    Telemetry,
+    Transaction,
+    TransactionAck,
+    new_message_id,
+    now_ms,
+)
+from govedge_wire.topics import (
+    DELIVERY,
+    DOWNLINK_KINDS,
+    OUTLET_ID_PATTERN,
+    PROTOCOL_PREFIX,
+    SERVER_STATE_TOPIC,
+    UPLINK_KINDS,
+    Delivery,
+    Kind,
+    ParsedTopic,
+    is_valid_outlet_id,
+    parse_topic,
+    server_uplink_subscription,
+    topic_for,
+)
+
+__all__ = [
+    "DELIVERY",
+    "DOWNLINK_KINDS",
+    "MAX_PAYLOAD_BYTES",
+    "OUTLET_ID_PATTERN",
+    "PROTOCOL_PREFIX",
+    "SCHEMA_VERSION",
+    "SERVER_STATE_TOPIC",
+    "UPLINK_KINDS",
+    "Birth",
+    "Command",
+    "CommandResult",
+    "Death",
+    "Delivery",
+    "DesiredConfig",
+    "DeviceInfo",
+    "Event",
+    "Kind",
+    "MalformedPayload",
+    "Message",
+    "ParsedTopic",
+    "PayloadTooLarge",
+    "ServerState",
+    "Telemetry",
+    "TopicMismatch",
+    "Transaction",
+    "TransactionAck",
+    "UnsupportedSchema",
+    "WireError",
+    "decode",
+    "encode",
+    "is_valid_outlet_id",
+    "new_message_id",
+    "now_ms",
+    "parse_topic",
+    "server_uplink_subscription",
+    "topic_for",
+]

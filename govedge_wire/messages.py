@@ -1,0 +1,186 @@
+"""Message models: one frozen pydantic model per kind, all sharing one envelope.
+
+Envelope fields (every message): ``schema_version``, ``kind``, ``msg_id``, ``ts``
+(milliseconds since the epoch, UTC). Outlet messages add ``outlet_id``, ``session``
+(the agent's persisted connect counter, Sparkplug's bdSeq) and ``seq`` (the sender's
+per-session sequence number). Unknown fields are ignored, so additions within one
+schema version stay compatible; a breaking change raises ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from govedge_wire.topics import OUTLET_ID_PATTERN
+
+SCHEMA_VERSION: Final = 1
+# Hard ceiling for one MQTT payload. Larger things (scanned materials) travel in chunks.
+MAX_PAYLOAD_BYTES: Final = 256 * 1024
+
+OutletId = Annotated[str, Field(pattern=rf"^{OUTLET_ID_PATTERN}$")]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Metric = float | int | bool | str
+
+
+def new_message_id() -> str:
+    """A fresh random message id (UUID4, hex)."""
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    msg_id: Annotated[str, Field(min_length=8, max_length=64)] = Field(
+        default_factory=new_message_id
+    )
+    ts: Counter = Field(default_factory=now_ms)
+
+
+class _OutletMessage(_Envelope):
+    outlet_id: OutletId
+    session: Counter
+    seq: Counter
+
+
+class DeviceInfo(BaseModel):
+    """One attached device as the agent sees it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    device_id: Name
+    kind: Name
+    model: Name | None = None
+    state: Literal["ready", "probing", "offline", "error"] = "ready"
+    health: dict[Name, Metric] = Field(default_factory=dict)
+
+
+class Birth(_OutletMessage):
+    """Published after every connect (and on a rebirth request): the agent is online."""
+
+    kind: Literal["birth"] = "birth"
+    agent_version: Name
+    hostname: Name
+    os: Annotated[str, Field(max_length=256)]
+    devices: list[DeviceInfo] = Field(default_factory=list, max_length=256)
+    config_version: Counter | None = None
+    telemetry_interval_s: Annotated[float, Field(gt=0, le=86400)]
+    keepalive_s: Annotated[int, Field(gt=0, le=65535)]
+    rebirth: bool = False
+
+
+class Death(_OutletMessage):
+    """The last will (``reason="will"``) or a clean shutdown (``reason="shutdown"``).
+
+    The will is built at connect time, so its ``seq`` is 0 and its ``ts`` is the
+    connect time; the server uses its own receive time and ignores ``seq``.
+    """
+
+    kind: Literal["death"] = "death"
+    reason: Literal["will", "shutdown"]
+
+
+class Telemetry(_OutletMessage):
+    """Host and device health samples."""
+
+    kind: Literal["telemetry"] = "telemetry"
+    metrics: dict[Name, Metric] = Field(default_factory=dict, max_length=512)
+    devices: dict[Name, dict[Name, Metric]] = Field(default_factory=dict, max_length=256)
+
+
+class Event(_OutletMessage):
+    """Something happened at the outlet (device unplugged, paper out, config rejected)."""
+
+    kind: Literal["event"] = "event"
+    name: Name
+    severity: Literal["info", "warning", "error"] = "info"
+    device_id: Name | None = None
+    data: dict[Name, JsonValue] = Field(default_factory=dict)
+
+
+class Transaction(_OutletMessage):
+    """A durable unit of business (submission, evaluation, queue event) from the outbox.
+
+    ``tx_id`` is fixed when the clerk's app is answered "accepted"; a resend carries the
+    same ``tx_id`` with a new ``msg_id`` and ``seq``.
+    """
+
+    kind: Literal["tx"] = "tx"
+    tx_id: Annotated[str, Field(min_length=8, max_length=64)]
+    tx_kind: Name
+    created_ts: Counter
+    attempt: Annotated[int, Field(ge=1)] = 1
+    body: dict[Name, JsonValue]
+
+
+class CommandResult(_OutletMessage):
+    """The outcome of a command."""
+
+    kind: Literal["cmdres"] = "cmdres"
+    cmd_id: Name
+    status: Literal["ok", "error", "rejected"]
+    detail: dict[Name, JsonValue] = Field(default_factory=dict)
+
+
+class DesiredConfig(_OutletMessage):
+    """Desired configuration for one outlet; retained. Only the server writes it."""
+
+    kind: Literal["config"] = "config"
+    version: Annotated[int, Field(ge=1)]
+    body: dict[Name, JsonValue]
+    signature: str | None = None
+
+
+class Command(_OutletMessage):
+    """An instruction to an agent. ``rebirth`` is built in; others come with features."""
+
+    kind: Literal["cmd"] = "cmd"
+    cmd_id: Name
+    name: Name
+    args: dict[Name, JsonValue] = Field(default_factory=dict)
+    expires_ts: Counter | None = None
+
+
+class TransactionAck(_OutletMessage):
+    """Sent by the server after its own durable commit of a transaction."""
+
+    kind: Literal["txack"] = "txack"
+    tx_id: Annotated[str, Field(min_length=8, max_length=64)]
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = None
+
+
+class ServerState(_Envelope):
+    """The fleet server's presence; retained, with an offline last will.
+
+    Agents publish a fresh birth when they see ``online`` after an offline or unknown
+    state, so a server that lost the broker learns every live outlet again.
+    """
+
+    kind: Literal["state"] = "state"
+    server_id: Name
+    online: bool
+
+
+Message = (
+    Birth
+    | Death
+    | Telemetry
+    | Event
+    | Transaction
+    | CommandResult
+    | DesiredConfig
+    | Command
+    | TransactionAck
+    | ServerState
+)
