@@ -68,13 +68,28 @@ class Postgres:
     def start(self) -> None:
         """initdb, start, and wait for the server."""
         self._run(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-            "-A", "trust", "-E", "UTF8", "--no-sync",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-            "-w", "-t", "60",
-            "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root} -F",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.logfile),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -h 127.0.0.1 -k {self.root} -F",
             "start",
         )
         if not wait_for_port(self.port, timeout=30):
@@ -83,8 +98,14 @@ class Postgres:
     def create_database(self, name: str) -> str:
         """Create ``name`` and return its URL."""
         self._run(
-            str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-            "-U", "postgres", name,
+            str(self.bindir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            name,
         )
         return self.url(name)
 
@@ -92,9 +113,19 @@ class Postgres:
         """Stop the server (fast shutdown) and delete the cluster."""
         if self.datadir.exists():
             subprocess.run(
-                [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                 "-m", "immediate", "-w", "stop"],
-                capture_output=True, check=False, timeout=60,
+                [
+                    *self._as_user,
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+                capture_output=True,
+                check=False,
+                timeout=60,
             )
         self._tmp.cleanup()
 

@@ -102,9 +102,7 @@ DELIVERY: Final[dict[Kind, Delivery]] = {
     ),
 }
 
-_DIRECTION: Final = {kind: "up" for kind in UPLINK_KINDS} | {
-    kind: "down" for kind in DOWNLINK_KINDS
-}
+_DIRECTION: Final = dict.fromkeys(UPLINK_KINDS, "up") | dict.fromkeys(DOWNLINK_KINDS, "down")
 
 
 def is_valid_outlet_id(outlet_id: str) -> bool:

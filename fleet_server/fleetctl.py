@@ -1,0 +1,146 @@
+"""fleetctl: the operators' and technicians' command line for the fleet server's REST API.
+
+Readable tables by default (rich), ``--json`` for scripts. Any failure to reach the
+server is one line on stderr and exit code 2; an unknown outlet is exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+_STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown": "dim"}
+
+
+class _Api:
+    """A thin client that turns transport errors into one-line exits."""
+
+    def __init__(self, server: str, *, timeout: float) -> None:
+        self.server = server.rstrip("/")
+        self.timeout = timeout
+
+    def get(self, path: str) -> Any:
+        url = f"{self.server}{path}"
+        try:
+            response = httpx.get(url, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
+        if response.status_code == httpx.codes.NOT_FOUND:
+            detail = _detail(response)
+            click.echo(f"error: {detail}", err=True)
+            sys.exit(1)
+        if response.is_error:
+            _die(f"fleet server answered {response.status_code}: {_detail(response)}")
+        try:
+            return response.json()
+        except ValueError:
+            _die(f"fleet server at {self.server} did not answer JSON")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)[:200]
+
+
+def _die(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _state(value: str | None) -> str:
+    state = value or "unknown"
+    return f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value.replace("T", " ").split(".")[0].removesuffix("Z").removesuffix("+00:00")
+
+
+@click.group()
+@click.option(
+    "--server",
+    envvar="GOVEDGE_SERVER",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="Fleet server base URL (or GOVEDGE_SERVER).",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the server.")
+@click.pass_context
+def cli(ctx: click.Context, server: str, timeout: float) -> None:
+    """Inspect and operate a govedge fleet."""
+    ctx.obj = _Api(server, timeout=timeout)
+
+
+@cli.group()
+def outlets() -> None:
+    """Outlets and their agents."""
+
+
+@outlets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def outlets_list(api: _Api, *, as_json: bool) -> None:
+    """List every outlet with its online state."""
+    rows = api.get("/api/v1/outlets")
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(rows)} outlets")
+    for column in ("outlet", "state", "since", "last seen", "agent", "session", "seq"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["outlet_id"],
+            _state(row.get("state")),
+            _when(row.get("state_since")),
+            _when(row.get("last_seen")),
+            row.get("agent_version") or "-",
+            str(row.get("session", "-")),
+            str(row.get("last_seq", "-")),
+        )
+    Console().print(table)
+
+
+@outlets.command("show")
+@click.argument("outlet_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def outlets_show(api: _Api, outlet_id: str, *, as_json: bool) -> None:
+    """Show one outlet: presence, agent, devices, latest host metrics."""
+    row = api.get(f"/api/v1/outlets/{outlet_id}")
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+        return
+    table = Table(show_header=False, title=f"outlet {row['outlet_id']}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("state", _state(row.get("state")))
+    for field in ("state_since", "last_seen"):
+        table.add_row(field.replace("_", " "), _when(row.get(field)))
+    for field in ("agent_version", "hostname", "os", "session", "last_seq", "config_version"):
+        value = row.get(field)
+        table.add_row(field.replace("_", " "), "-" if value is None else str(value))
+    devices = row.get("devices") or []
+    table.add_row("devices", ", ".join(d.get("device_id", "?") for d in devices) or "none")
+    for name, value in sorted((row.get("last_metrics") or {}).items()):
+        table.add_row(f"  {name}", str(value))
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

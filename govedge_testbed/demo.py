@@ -1,0 +1,143 @@
+"""The demo: a private Mosquitto, the fleet server on SQLite, and a few simulated outlets.
+
+Every part is the real program (``mosquitto``, ``fleet-server run``, ``edge-agent run``)
+in its own process. Ctrl-C (or SIGTERM) stops the agents first, so each publishes its
+clean death, then the server, then the broker.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from govedge_testbed.mosquitto import Mosquitto
+from govedge_testbed.ports import free_port, wait_for_port
+from govedge_testbed.services import ServiceUnavailable
+
+# One of each outlet kind from DESIGN.md: township centre, bank counter, village
+# station, 24-hour kiosk; more are numbered on.
+_OUTLET_NAMES = ("township-dinghai-01", "bank-pds-icbc-01", "village-fengshou-01", "kiosk-24h-01")
+
+
+def _outlet_ids(count: int) -> list[str]:
+    names = list(_OUTLET_NAMES[:count])
+    names += [f"township-demo-{n:02d}" for n in range(len(names) + 1, count + 1)]
+    return names
+
+
+def _port_free(port: int) -> bool:
+    return not wait_for_port(port, timeout=0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
+@click.command()
+@click.option("--outlets", "outlet_count", default=4, show_default=True, type=click.IntRange(1, 50))
+@click.option("--port", default=8080, show_default=True, help="Server port (a free one if taken).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the database and agent state here (default: a temporary directory).",
+)
+@click.option("--telemetry-interval", default=5.0, show_default=True, help="Agent telemetry, s.")
+def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval: float) -> None:
+    """Run a small govedge fleet on this machine until Ctrl-C."""
+    tmp = None
+    if data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="govedge-demo-")
+        data_dir = Path(tmp.name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    bindir = Path(sys.executable).parent
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    if not _port_free(port):
+        port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        broker = Mosquitto(workdir=data_dir / "mosquitto")
+        broker.start()
+    except ServiceUnavailable as exc:
+        click.echo(f"demo: {exc}", err=True)
+        sys.exit(1)
+    try:
+        logs = data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        server = subprocess.Popen(
+            [
+                str(bindir / "fleet-server"), "run",
+                "--mqtt-url", broker.url,
+                "--database-url", f"sqlite:///{data_dir / 'fleet.db'}",
+                "--listen", f"127.0.0.1:{port}",
+            ],
+            stdout=(logs / "fleet-server.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        procs.append(server)
+        if not _wait_ready(url, server, deadline=time.monotonic() + 60):
+            click.echo(f"demo: the fleet server did not start; see {logs}", err=True)
+            sys.exit(1)
+        for outlet_id in _outlet_ids(outlet_count):
+            agent = subprocess.Popen(
+                [
+                    str(bindir / "edge-agent"), "run",
+                    "--mqtt-url", broker.url,
+                    "--outlet-id", outlet_id,
+                    "--data-dir", str(data_dir / "agents" / outlet_id),
+                    "--telemetry-interval", str(telemetry_interval),
+                ],
+                stdout=(logs / f"agent-{outlet_id}.log").open("ab"),
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            procs.append(agent)
+        click.echo(f"govedge demo: fleet server at {url}  (API docs: {url}/docs)")
+        click.echo(f"  broker {broker.url}, {outlet_count} outlets, data and logs in {data_dir}")
+        click.echo(f"  try:  .venv/bin/fleetctl --server {url} outlets list")
+        click.echo("  Ctrl-C stops everything.")
+        while not stop.wait(0.5):
+            if server.poll() is not None:
+                click.echo(f"demo: the fleet server exited; see {logs}", err=True)
+                break
+    finally:
+        for proc in reversed(procs):  # agents first: each publishes its clean death
+            _stop(proc)
+        broker.close()
+        if tmp is not None:
+            tmp.cleanup()
+        click.echo("govedge demo stopped.")
+
+
+def _wait_ready(url: str, server: subprocess.Popen[bytes], *, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == httpx.codes.OK:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+if __name__ == "__main__":
+    main()

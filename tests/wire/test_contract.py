@@ -1,0 +1,203 @@
+"""Contract tests: every message kind round-trips, and every kind of bad input is
+rejected with its counted reason (never another exception)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import govedge_wire as wire
+from govedge_wire import Kind
+
+OUTLET = "township-dinghai-01"
+
+
+def _samples() -> dict[Kind, wire.Message]:
+    common = {"outlet_id": OUTLET, "session": 7, "seq": 3}
+    return {
+        Kind.BIRTH: wire.Birth(
+            **common,
+            agent_version="0.1.0",
+            hostname="pc-01",
+            os="Linux 6.1",
+            devices=[wire.DeviceInfo(device_id="idr-1", kind="id_card_reader")],
+            telemetry_interval_s=30,
+            keepalive_s=30,
+        ),
+        Kind.DEATH: wire.Death(**common, reason="will"),
+        Kind.TELEMETRY: wire.Telemetry(**common, metrics={"cpu_percent": 12.5, "ok": True}),
+        Kind.EVENT: wire.Event(**common, name="device.unplugged", device_id="printer-1"),
+        Kind.TRANSACTION: wire.Transaction(
+            **common,
+            tx_id="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            tx_kind="evaluation",
+            created_ts=wire.now_ms(),
+            body={"level": 5, "window": "3"},
+        ),
+        Kind.COMMAND_RESULT: wire.CommandResult(**common, cmd_id="c-1", status="ok"),
+        Kind.DESIRED_CONFIG: wire.DesiredConfig(**common, version=4, body={"telemetry": 30}),
+        Kind.COMMAND: wire.Command(**common, cmd_id="c-1", name="rebirth"),
+        Kind.TRANSACTION_ACK: wire.TransactionAck(
+            **common, tx_id="0f1e2d3c4b5a69788796a5b4c3d2e1f0", status="accepted"
+        ),
+        Kind.SERVER_STATE: wire.ServerState(server_id="fleet-1", online=True),
+    }
+
+
+SAMPLES = _samples()
+
+
+def test_every_kind_has_a_sample_and_a_delivery_rule() -> None:
+    assert set(SAMPLES) == set(Kind)
+    assert set(wire.DELIVERY) == set(Kind)
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_round_trip(kind: Kind) -> None:
+    message = SAMPLES[kind]
+    topic = wire.topic_for(OUTLET, kind)
+    decoded = wire.decode(topic, wire.encode(message))
+    assert decoded == message
+    assert decoded.kind == kind.value
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_oversized_payload_is_rejected_before_parsing(kind: Kind) -> None:
+    payload = b"{" + b" " * wire.MAX_PAYLOAD_BYTES + b"}"
+    with pytest.raises(wire.PayloadTooLarge) as caught:
+        wire.decode(wire.topic_for(OUTLET, kind), payload)
+    assert caught.value.reason == "too_large"
+
+
+def test_encode_refuses_an_oversized_message() -> None:
+    big = wire.Event(
+        outlet_id=OUTLET, session=1, seq=1, name="x", data={"blob": "a" * wire.MAX_PAYLOAD_BYTES}
+    )
+    with pytest.raises(wire.PayloadTooLarge):
+        wire.encode(big)
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_newer_schema_version_is_rejected_with_its_reason(kind: Kind) -> None:
+    raw = json.loads(wire.encode(SAMPLES[kind]))
+    raw["schema_version"] = wire.SCHEMA_VERSION + 1
+    raw["a_field_from_the_future"] = {"x": 1}
+    with pytest.raises(wire.UnsupportedSchema) as caught:
+        wire.decode(wire.topic_for(OUTLET, kind), json.dumps(raw).encode())
+    assert caught.value.reason == "unsupported_schema"
+    assert caught.value.schema == wire.SCHEMA_VERSION + 1
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_unknown_fields_in_the_same_schema_are_ignored(kind: Kind) -> None:
+    raw = json.loads(wire.encode(SAMPLES[kind]))
+    raw["added_in_a_later_minor_release"] = [1, 2, 3]
+    decoded = wire.decode(wire.topic_for(OUTLET, kind), json.dumps(raw).encode())
+    assert decoded == SAMPLES[kind]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe\x00garbage", "not_json"),
+        (b"", "not_json"),
+        (b"[1, 2]", "not_object"),
+        (b'"birth"', "not_object"),
+        (b"{}", "invalid"),
+        (b'{"schema_version": "1"}', "invalid"),
+        (b'{"schema_version": 1, "kind": "birth", "outlet_id": "township-dinghai-01"}', "invalid"),
+        (b"[" * 100_000, "not_json"),
+    ],
+)
+def test_garbage_is_rejected_with_its_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(wire.WireError) as caught:
+        wire.decode(wire.topic_for(OUTLET, Kind.BIRTH), payload)
+    assert caught.value.reason == reason
+
+
+def test_kind_and_outlet_must_match_the_topic() -> None:
+    birth = wire.encode(SAMPLES[Kind.BIRTH])
+    with pytest.raises(wire.TopicMismatch) as caught:
+        wire.decode(wire.topic_for(OUTLET, Kind.TELEMETRY), birth)
+    assert caught.value.reason == "kind_mismatch"
+    with pytest.raises(wire.TopicMismatch) as caught:
+        wire.decode(wire.topic_for("bank-pds-icbc-01", Kind.BIRTH), birth)
+    assert caught.value.reason == "outlet_mismatch"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "govedge/v2/o1/up/birth",
+        "govedge/v1/o1/down/birth",
+        "govedge/v1/o1/up/config",
+        "govedge/v1/o1/up/nonsense",
+        "govedge/v1/_fleet/up/birth",
+        "govedge/v1/o1/up/birth/extra",
+        "other/v1/o1/up/birth",
+    ],
+)
+def test_topics_outside_the_tree_are_rejected(topic: str) -> None:
+    with pytest.raises(wire.TopicMismatch):
+        wire.decode(topic, wire.encode(SAMPLES[Kind.BIRTH]))
+
+
+@pytest.mark.parametrize("bad", ["", "_fleet", "a/b", "a+b", "a#", "x" * 65, "台州", "a b", "o1\n"])
+def test_invalid_outlet_ids(bad: str) -> None:
+    assert not wire.is_valid_outlet_id(bad)
+    with pytest.raises(ValueError, match="invalid outlet id"):
+        wire.topic_for(bad, Kind.BIRTH)
+
+
+def test_topic_tree_and_subscriptions() -> None:
+    assert wire.topic_for("o1", Kind.BIRTH) == "govedge/v1/o1/up/birth"
+    assert wire.topic_for("o1", Kind.COMMAND) == "govedge/v1/o1/down/cmd"
+    assert wire.topic_for("o1", Kind.SERVER_STATE) == wire.SERVER_STATE_TOPIC
+    assert wire.server_uplink_subscription() == "govedge/v1/+/up/+"
+    assert wire.server_uplink_subscription("fleet") == "$share/fleet/govedge/v1/+/up/+"
+    assert wire.parse_topic("govedge/v1/o1/up/tx") == wire.ParsedTopic("o1", Kind.TRANSACTION)
+
+
+def test_presence_rules_follow_sparkplug() -> None:
+    # Births and deaths are never retained (a retained death outlives the next birth);
+    # desired config is retained (a reconnecting agent needs the latest at once).
+    assert not wire.DELIVERY[Kind.BIRTH].retain
+    assert not wire.DELIVERY[Kind.DEATH].retain
+    assert wire.DELIVERY[Kind.DEATH].qos == 1
+    assert wire.DELIVERY[Kind.DESIRED_CONFIG].retain
+    assert not wire.DELIVERY[Kind.COMMAND].retain
+
+
+@settings(max_examples=500, deadline=None)
+@given(kind=st.sampled_from(list(Kind)), payload=st.binary(max_size=2048))
+def test_arbitrary_bytes_only_ever_raise_wire_errors(kind: Kind, payload: bytes) -> None:
+    try:
+        wire.decode(wire.topic_for(OUTLET, kind), payload)
+    except wire.WireError as exc:
+        assert exc.reason
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(kind=st.sampled_from(list(Kind)), field=st.text(max_size=20), value=_json)
+def test_mutated_valid_messages_decode_or_raise_wire_errors(
+    kind: Kind, field: str, value: object
+) -> None:
+    raw = json.loads(wire.encode(SAMPLES[kind]))
+    victim = field if field else next(iter(raw))
+    raw[victim] = value
+    try:
+        decoded = wire.decode(wire.topic_for(OUTLET, kind), json.dumps(raw).encode())
+    except wire.WireError as exc:
+        assert exc.reason
+    else:
+        assert decoded.kind == kind.value
