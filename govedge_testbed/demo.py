@@ -37,6 +37,11 @@ def _port_free(port: int) -> bool:
     return not wait_for_port(port, timeout=0.05)
 
 
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
 def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -82,22 +87,21 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
     try:
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        server = subprocess.Popen(
+        server = _spawn(
             [
                 str(bindir / "fleet-server"), "run",
                 "--mqtt-url", broker.url,
                 "--database-url", f"sqlite:///{data_dir / 'fleet.db'}",
                 "--listen", f"127.0.0.1:{port}",
             ],
-            stdout=(logs / "fleet-server.log").open("ab"),
-            stderr=subprocess.STDOUT,
+            logs / "fleet-server.log",
         )  # fmt: skip
         procs.append(server)
         if not _wait_ready(url, server, deadline=time.monotonic() + 60):
             click.echo(f"demo: the fleet server did not start; see {logs}", err=True)
             sys.exit(1)
         for outlet_id in _outlet_ids(outlet_count):
-            agent = subprocess.Popen(
+            agent = _spawn(
                 [
                     str(bindir / "edge-agent"), "run",
                     "--mqtt-url", broker.url,
@@ -105,8 +109,7 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
                     "--data-dir", str(data_dir / "agents" / outlet_id),
                     "--telemetry-interval", str(telemetry_interval),
                 ],
-                stdout=(logs / f"agent-{outlet_id}.log").open("ab"),
-                stderr=subprocess.STDOUT,
+                logs / f"agent-{outlet_id}.log",
             )  # fmt: skip
             procs.append(agent)
         click.echo(f"govedge demo: fleet server at {url}  (API docs: {url}/docs)")

@@ -1,0 +1,160 @@
+"""``edge-agent`` command line; the only place that configures logging.
+
+``edge-agent run`` prints ``edge-agent {outlet_id} started`` to stdout once the signal
+handlers are installed, logs to stderr, and exits 0 after SIGTERM/SIGINT, 2 on bad
+settings, 1 when the data directory cannot be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from edge_agent.daemon import run_agent
+from edge_agent.errors import AgentError, SettingsError
+from edge_agent.settings import AgentSettings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("edge_agent")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg (and exc when present)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a JSON line."""
+        entry: dict[str, object] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(settings: AgentSettings) -> None:
+    """Log to stderr in the configured format and level."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # paho's packet trace is only wanted when debugging the agent itself.
+    mqtt_level = logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    logging.getLogger("edge_agent.mqtt").setLevel(mqtt_level)
+
+
+def settings_options(func: F) -> F:
+    """The options shared by ``run`` and ``show-config``."""
+    options = [
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="TOML file with settings (lowest priority after defaults).",
+        ),
+        click.option("--mqtt-url", default=None, help="mqtt://host:port of the broker."),
+        click.option("--outlet-id", default=None, help="This outlet's id."),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Directory for the agent's durable state (created 0700).",
+        ),
+        click.option(
+            "--telemetry-interval",
+            "telemetry_interval_s",
+            type=float,
+            default=None,
+            help="Seconds between host telemetry samples (default 30).",
+        ),
+        click.option(
+            "--keepalive",
+            "keepalive_s",
+            type=int,
+            default=None,
+            help="MQTT keep-alive in seconds (default 30).",
+        ),
+        click.option(
+            "--reconnect-base",
+            "reconnect_base_s",
+            type=float,
+            default=None,
+            help="Backoff base in seconds (default 1).",
+        ),
+        click.option(
+            "--reconnect-cap",
+            "reconnect_cap_s",
+            type=float,
+            default=None,
+            help="Backoff cap in seconds (default 60).",
+        ),
+        click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="stderr log format (default text).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_or_exit(config_file: Path | None, cli_values: dict[str, Any]) -> AgentSettings:
+    try:
+        return load_settings(config_file=config_file, **cli_values)
+    except SettingsError as exc:
+        click.echo(f"edge-agent: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@click.group(name="edge-agent")
+def main() -> None:
+    """govedge edge agent: one per outlet PC."""
+
+
+@main.command()
+@settings_options
+def run(config_file: Path | None, **cli_values: Any) -> None:
+    """Connect to the broker and run until SIGTERM/SIGINT."""
+    settings = _load_or_exit(config_file, cli_values)
+    configure_logging(settings)
+
+    def announce() -> None:
+        click.echo(f"edge-agent {settings.outlet_id} started")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(run_agent(settings, on_started=announce))
+    except* AgentError as group:
+        first = group.exceptions[0]
+        log.error("%s", first)  # noqa: TRY400 - one line on purpose, no traceback storm
+        code = first.exit_code if isinstance(first, AgentError) else 1
+        sys.exit(code)
+    log.info("stopped")
+
+
+@main.command(name="show-config")
+@settings_options
+def show_config(config_file: Path | None, **cli_values: Any) -> None:
+    """Print the effective settings as JSON and exit (2 if they are invalid)."""
+    settings = _load_or_exit(config_file, cli_values)
+    click.echo(settings.model_dump_json(indent=2))
+
+
+__all__ = ["main"]

@@ -1,0 +1,43 @@
+"""In-process counters and a per-key log limiter (bad input is counted, logged rarely)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+
+class AgentCounters:
+    """Named counters that live as long as the process; a later issue reports them."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def incr(self, name: str, amount: int = 1) -> int:
+        """Add ``amount`` to counter ``name`` and return its new value."""
+        self._counts[name] += amount
+        return self._counts[name]
+
+    def get(self, name: str) -> int:
+        """The value of counter ``name`` (0 if never counted)."""
+        return self._counts[name]
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of all counters."""
+        return dict(self._counts)
+
+
+class LogLimiter:
+    """Allow one log line per key per ``period_s`` seconds."""
+
+    def __init__(self, period_s: float = 60.0) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        """True if ``key`` was not logged within the period (and mark it logged now)."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            return False
+        self._last[key] = now
+        return True

@@ -1,0 +1,212 @@
+"""The agent daemon: reconnect forever, and shut down in stages on SIGTERM/SIGINT.
+
+Rules:
+
+- Every connect attempt first raises and persists the session counter (see
+  ``session_store``); a new ``aiomqtt.Client`` is built per attempt because the will
+  carries that number. MQTT 5, client id ``govedge-{outlet_id}``, clean start, session
+  expiry 0, keep-alive from the settings.
+- A failed or lost connection is logged once, as one line with the delay; the next
+  attempt waits ``uniform(0, min(cap, base * 2**attempt))`` (full jitter). ``attempt``
+  goes back to 0 after a connection that stayed up for at least one keep-alive.
+- Shutdown (staged): stop taking work, publish the shutdown death and wait briefly for
+  its PUBACK, DISCONNECT normally (the broker then drops the will), all within
+  ``SHUTDOWN_GRACE_S`` of the signal; past that, or when not connected, cancel at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Final
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.backoff import full_jitter_delay
+from edge_agent.counters import AgentCounters, LogLimiter
+from edge_agent.host_metrics import prime_cpu_percent
+from edge_agent.identity import HostIdentity
+from edge_agent.session import AgentSession, will_message
+from edge_agent.session_store import SessionStore
+from edge_agent.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+# From the signal to process exit must stay under 2 s; leave room for interpreter exit.
+SHUTDOWN_GRACE_S: Final = 1.6
+
+
+class Agent:
+    """Owns the reconnect loop, the session counter and the current connection."""
+
+    def __init__(self, settings: AgentSettings, *, identity: HostIdentity | None = None) -> None:
+        self.settings = settings
+        self.store = SessionStore(settings.data_dir)
+        self.identity = identity or HostIdentity.detect()
+        self.counters = AgentCounters()
+        self._log_limiter = LogLimiter()
+        self._started = time.monotonic()
+        self._stopping = False
+        self._session: AgentSession | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down in stages."""
+        await asyncio.to_thread(self.store.prepare)
+        prime_cpu_percent()
+        async with asyncio.TaskGroup() as tg:
+            mqtt_task = tg.create_task(
+                self._reconnect_forever(), name=f"agent-{self.settings.outlet_id}-mqtt"
+            )
+            await stop.wait()
+            await self._shutdown(mqtt_task)
+
+    async def _shutdown(self, mqtt_task: asyncio.Task[None]) -> None:
+        self._stopping = True
+        session = self._session
+        if session is None:
+            log.info("stopping (not connected)")
+            mqtt_task.cancel()
+            return
+        log.info("stopping: publishing shutdown death for session %d", session.session)
+        session.request_shutdown()
+        done, _ = await asyncio.wait({mqtt_task}, timeout=SHUTDOWN_GRACE_S)
+        if not done:
+            log.warning("clean shutdown took longer than %.1f s; cancelling", SHUTDOWN_GRACE_S)
+            mqtt_task.cancel()
+
+    async def _reconnect_forever(self) -> None:
+        attempt = 0
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            session = await asyncio.to_thread(self.store.advance)
+            connected_at: float | None = None
+            failure = ""
+            try:
+                async with self._client(session) as client:
+                    connected_at = loop.time()
+                    await self._serve(client, session)
+            except* (aiomqtt.MqttError, TimeoutError, OSError) as group:
+                failure = _describe(group)
+            finally:
+                self._session = None
+            if self._stopping:
+                return
+            up_for = None if connected_at is None else loop.time() - connected_at
+            if up_for is not None and up_for >= settings.keepalive_s:
+                attempt = 0
+            delay = full_jitter_delay(
+                attempt, base=settings.reconnect_base_s, cap=settings.reconnect_cap_s
+            )
+            attempt += 1
+            self.counters.incr("connect_failures" if up_for is None else "connections_lost")
+            if up_for is None:
+                log.warning(
+                    "connect to %s failed (session %d): %s; retrying in %.1f s",
+                    settings.mqtt_url,
+                    session,
+                    failure,
+                    delay,
+                )
+            else:
+                log.warning(
+                    "connection lost after %.1f s (session %d): %s; reconnecting in %.1f s",
+                    up_for,
+                    session,
+                    failure,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+
+    async def _serve(self, client: aiomqtt.Client, session: int) -> None:
+        agent_session = AgentSession(
+            client,
+            settings=self.settings,
+            session=session,
+            identity=self.identity,
+            counters=self.counters,
+            log_limiter=self._log_limiter,
+            agent_started_monotonic=self._started,
+        )
+        self._session = agent_session
+        if self._stopping:  # the signal came while we were connecting
+            agent_session.request_shutdown()
+        await agent_session.run()
+
+    def _client(self, session: int) -> aiomqtt.Client:
+        settings = self.settings
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 0
+        return aiomqtt.Client(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            identifier=f"govedge-{settings.outlet_id}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will_message(settings.outlet_id, session),
+            clean_start=True,
+            keepalive=settings.keepalive_s,
+            timeout=settings.mqtt_timeout_s,
+            properties=properties,
+            logger=logging.getLogger("edge_agent.mqtt"),
+        )
+
+
+def _describe(group: BaseExceptionGroup[BaseException]) -> str:
+    """One line for the first error of a group (tracebacks would flood the log)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    first = leaves[0] if leaves else group
+    text = str(first) or type(first).__name__
+    cause = first.__cause__
+    if cause is not None and str(cause):
+        text = f"{text} ({cause})"
+    return text
+
+
+def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
+    """Set ``stop`` on SIGTERM/SIGINT; returns a function that removes the handlers."""
+    loop = asyncio.get_running_loop()
+    signals = [signal.SIGTERM, signal.SIGINT]
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+    except NotImplementedError:  # Windows: no loop signal handlers
+        for sig in signals:
+            signal.signal(sig, lambda _sig, _frame: loop.call_soon_threadsafe(stop.set))
+
+        def restore() -> None:
+            for sig in signals:
+                signal.signal(sig, signal.SIG_DFL)
+
+        return restore
+
+    def remove() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+async def run_agent(settings: AgentSettings, *, on_started: Callable[[], None]) -> None:
+    """Install signal handlers, announce the start, run until SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    remove = install_signal_handlers(stop)
+    try:
+        agent = Agent(settings)
+        on_started()
+        await agent.run(stop)
+    finally:
+        remove()

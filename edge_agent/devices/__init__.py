@@ -1,0 +1,50 @@
+"""Devices attached to the outlet PC: one small driver interface, one module per kind.
+
+A device kind is a driver module in ``edge_agent.devices.drivers`` (registered with
+``@register_driver``) plus a profile in ``device_profiles/``; nothing else changes.
+Each driver has a simulator in ``edge_agent.devices.simulators`` speaking the same bytes.
+
+Exception tree::
+
+    DeviceError                  (device_id, reason: short stable counter key)
+    ├── DeviceUnavailable        the port is gone or cannot be opened (unplugged)
+    ├── DeviceTimeout            the device stopped answering within its deadline
+    ├── ProtocolError            a frame was malformed (checksum, length, noise)
+    ├── DeviceBusy               another operation holds the device
+    └── DeviceRefused            the device answered with a condition the clerk can fix
+                                 (no card, paper out, cover open); ``hint`` says what to do
+"""
+
+from edge_agent.devices.base import (
+    DeviceBusy,
+    DeviceError,
+    DeviceEvent,
+    DeviceIdentity,
+    DeviceRefused,
+    DeviceTimeout,
+    DeviceUnavailable,
+    Driver,
+    EventSink,
+    Health,
+    ProbeResult,
+    ProtocolError,
+)
+from edge_agent.devices.registry import driver_class, driver_names, register_driver
+
+__all__ = [
+    "DeviceBusy",
+    "DeviceError",
+    "DeviceEvent",
+    "DeviceIdentity",
+    "DeviceRefused",
+    "DeviceTimeout",
+    "DeviceUnavailable",
+    "Driver",
+    "EventSink",
+    "Health",
+    "ProbeResult",
+    "ProtocolError",
+    "driver_class",
+    "driver_names",
+    "register_driver",
+]

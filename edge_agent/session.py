@@ -1,0 +1,312 @@
+"""One MQTT connection of the agent: subscribe, birth, telemetry, downlink, death.
+
+Rules (Sparkplug b1, adapted to govedge):
+
+- The session number (bdSeq) is fixed before CONNECT; the will carries it and so does
+  every message of the connection. ``seq`` is one counter for ALL uplink messages of the
+  session: the birth is 0, every later message is previous + 1, also across rebirths.
+- Downlink topics (command, desired config, transaction ack, QoS 1) and the server state
+  topic are subscribed BEFORE the birth, so a rebirth request is never missed.
+- Birth: QoS 1, not retained, ``rebirth=False`` on connect.
+- A ``rebirth`` command republishes the full birth with the SAME session, ``seq``
+  continuing and ``rebirth=True``; every command is answered with a ``CommandResult``
+  (``ok``, or ``rejected`` with a reason); expired commands are dropped and counted.
+- Server state: the first ``ServerState`` seen in a connection only records the state
+  (the broker delivers the retained one right after our birth, which needs no repeat);
+  a later ``online=True`` after an ``online=False`` publishes one fresh birth
+  (same session, ``rebirth=True``). An older-timestamped state than the last is ignored.
+- Desired config is subscribed but for now only counted and logged; applying it comes
+  with the config issue.
+- Undecodable downlink payloads are counted per ``WireError.reason`` and logged at most
+  once a minute per reason; a command whose ``cmd_id`` can still be read gets a
+  ``rejected`` result. Nothing received ever ends the connection.
+- Clean shutdown: stop telemetry and downlink work, publish ``Death(reason="shutdown")``
+  with QoS 1 and wait briefly for its PUBACK; the caller then DISCONNECTs normally,
+  which tells the broker to drop the will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Final
+
+import aiomqtt
+
+from edge_agent.backoff import jittered
+from edge_agent.counters import AgentCounters, LogLimiter
+from edge_agent.host_metrics import sample_host_metrics
+from edge_agent.identity import HostIdentity
+from edge_agent.settings import AgentSettings
+from govedge_wire import (
+    DELIVERY,
+    SERVER_STATE_TOPIC,
+    Birth,
+    Command,
+    CommandResult,
+    Death,
+    DesiredConfig,
+    Kind,
+    Message,
+    ServerState,
+    Telemetry,
+    TransactionAck,
+    WireError,
+    decode,
+    encode,
+    now_ms,
+    topic_for,
+)
+
+log = logging.getLogger(__name__)
+
+REBIRTH_COMMAND: Final = "rebirth"
+# Waiting for the PUBACK of the shutdown death; the whole shutdown must fit in 2 s.
+DEATH_ACK_TIMEOUT_S: Final = 1.0
+DISCONNECT_TIMEOUT_S: Final = 0.5
+_MAX_CMD_ID: Final = 128
+
+
+def will_message(outlet_id: str, session: int) -> aiomqtt.Will:
+    """The last will for a CONNECT of ``session``: a death, QoS 1, not retained."""
+    death = Death(outlet_id=outlet_id, session=session, seq=0, reason="will")
+    rule = DELIVERY[Kind.DEATH]
+    return aiomqtt.Will(
+        topic=topic_for(outlet_id, Kind.DEATH),
+        payload=encode(death),
+        qos=rule.qos,
+        retain=rule.retain,
+    )
+
+
+class AgentSession:
+    """Drives one connected ``aiomqtt.Client`` until the connection ends or shutdown."""
+
+    def __init__(
+        self,
+        client: aiomqtt.Client,
+        *,
+        settings: AgentSettings,
+        session: int,
+        identity: HostIdentity,
+        counters: AgentCounters,
+        log_limiter: LogLimiter,
+        agent_started_monotonic: float,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._outlet = settings.outlet_id
+        self.session = session
+        self._identity = identity
+        self._counters = counters
+        self._log_limiter = log_limiter
+        self._agent_started = agent_started_monotonic
+        self._seq = -1
+        self._server_online: bool | None = None
+        self._server_state_ts = -1
+        self._shutdown = asyncio.Event()
+        self.birth_published = False
+
+    # -- public ---------------------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        """Ask ``run`` to stop its work, publish the shutdown death and return."""
+        self._client.timeout = DISCONNECT_TIMEOUT_S
+        self._shutdown.set()
+
+    async def run(self) -> None:
+        """Serve the connection; returns only after a requested shutdown.
+
+        Raises ``aiomqtt.MqttError`` (possibly in an ``ExceptionGroup``) when the
+        connection is lost.
+        """
+        async with asyncio.TaskGroup() as tg:
+            serve = tg.create_task(self._serve(), name=f"agent-session-{self.session}")
+            tg.create_task(self._cancel_on_shutdown(serve), name="agent-shutdown-watch")
+        await self._publish_death()
+
+    # -- connection work ----------------------------------------------------------------
+
+    async def _cancel_on_shutdown(self, serve: asyncio.Task[None]) -> None:
+        await self._shutdown.wait()
+        serve.cancel()
+
+    async def _serve(self) -> None:
+        await self._subscribe()
+        await self._publish_birth(rebirth=False)
+        self.birth_published = True
+        log.info("online: outlet %s session %d", self._outlet, self.session)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._telemetry_loop(), name="agent-telemetry")
+            tg.create_task(self._downlink_loop(), name="agent-downlink")
+
+    async def _subscribe(self) -> None:
+        topics = [
+            (topic_for(self._outlet, Kind.COMMAND), DELIVERY[Kind.COMMAND].qos),
+            (topic_for(self._outlet, Kind.DESIRED_CONFIG), DELIVERY[Kind.DESIRED_CONFIG].qos),
+            (topic_for(self._outlet, Kind.TRANSACTION_ACK), DELIVERY[Kind.TRANSACTION_ACK].qos),
+            (SERVER_STATE_TOPIC, DELIVERY[Kind.SERVER_STATE].qos),
+        ]
+        granted = await self._client.subscribe(topics, timeout=self._settings.mqtt_timeout_s)
+        refused = [
+            topic for (topic, _), code in zip(topics, granted, strict=False) if _code(code) >= 0x80
+        ]
+        if refused or len(granted) != len(topics):
+            raise aiomqtt.MqttError(f"subscription refused by the broker: {refused or topics}")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def _publish(self, message: Message, *, ack_wait_s: float | None = None) -> None:
+        rule = DELIVERY[Kind(message.kind)]
+        topic = topic_for(self._outlet, Kind(message.kind))
+        await self._client.publish(
+            topic,
+            encode(message),
+            qos=rule.qos,
+            retain=rule.retain,
+            timeout=ack_wait_s or self._settings.mqtt_timeout_s,
+        )
+
+    async def _publish_birth(self, *, rebirth: bool) -> None:
+        birth = Birth(
+            outlet_id=self._outlet,
+            session=self.session,
+            seq=self._next_seq(),
+            agent_version=self._identity.agent_version,
+            hostname=self._identity.hostname,
+            os=self._identity.os,
+            devices=[],
+            config_version=None,
+            telemetry_interval_s=self._settings.telemetry_interval_s,
+            keepalive_s=self._settings.keepalive_s,
+            rebirth=rebirth,
+        )
+        await self._publish(birth)
+        if rebirth:
+            self._counters.incr("births_rebirth")
+            log.info("rebirth published: session %d seq %d", self.session, birth.seq)
+
+    async def _publish_death(self) -> None:
+        death = Death(
+            outlet_id=self._outlet, session=self.session, seq=self._next_seq(), reason="shutdown"
+        )
+        try:
+            await self._publish(death, ack_wait_s=DEATH_ACK_TIMEOUT_S)
+        except aiomqtt.MqttError as exc:
+            log.warning("shutdown death not acknowledged: %s", exc)
+        else:
+            log.info("offline: shutdown death published for session %d", self.session)
+
+    async def _telemetry_loop(self) -> None:
+        interval = self._settings.telemetry_interval_s
+        while True:
+            await asyncio.sleep(jittered(interval))
+            metrics = await asyncio.to_thread(
+                sample_host_metrics,
+                self._settings.data_dir,
+                agent_started_monotonic=self._agent_started,
+            )
+            telemetry = Telemetry(
+                outlet_id=self._outlet, session=self.session, seq=self._next_seq(), metrics=metrics
+            )
+            await self._publish(telemetry)
+
+    # -- downlink -------------------------------------------------------------------------
+
+    async def _downlink_loop(self) -> None:
+        async for message in self._client.messages:
+            topic = message.topic.value
+            payload = message.payload
+            raw = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
+            await self._handle_downlink(topic, bytes(raw))
+
+    async def _handle_downlink(self, topic: str, payload: bytes) -> None:
+        try:
+            decoded = decode(topic, payload)
+        except WireError as exc:
+            await self._reject_undecodable(topic, payload, exc)
+            return
+        if isinstance(decoded, Command):
+            await self._handle_command(decoded)
+        elif isinstance(decoded, ServerState):
+            await self._handle_server_state(decoded)
+        elif isinstance(decoded, DesiredConfig):
+            self._counters.incr("config_received")
+            log.info("desired config version %d received (not applied yet)", decoded.version)
+        elif isinstance(decoded, TransactionAck):
+            self._counters.incr("txack_received")
+            log.debug("transaction ack for %s ignored: no outbox yet", decoded.tx_id)
+        else:
+            self._counted_drop("unexpected_kind", f"unexpected {decoded.kind} message on {topic}")
+
+    def _counted_drop(self, reason: str, detail: str) -> None:
+        count = self._counters.incr(f"downlink_dropped.{reason}")
+        if self._log_limiter.allow(reason):
+            log.warning("downlink message dropped (%s, %d so far): %s", reason, count, detail)
+
+    async def _reject_undecodable(self, topic: str, payload: bytes, exc: WireError) -> None:
+        self._counted_drop(exc.reason, str(exc))
+        if topic != topic_for(self._outlet, Kind.COMMAND) or exc.reason == "too_large":
+            return
+        cmd_id = _salvage_cmd_id(payload)
+        if cmd_id is not None:
+            await self._reply(cmd_id, "rejected", {"reason": exc.reason})
+
+    async def _handle_command(self, command: Command) -> None:
+        self._counters.incr("commands_received")
+        if command.expires_ts is not None and command.expires_ts < now_ms():
+            self._counted_drop("expired", f"command {command.cmd_id} ({command.name}) expired")
+            return
+        if command.name == REBIRTH_COMMAND:
+            await self._publish_birth(rebirth=True)
+            await self._reply(command.cmd_id, "ok", {})
+            return
+        self._counters.incr("commands_rejected")
+        log.info("command %s rejected: unknown command %r", command.cmd_id, command.name)
+        await self._reply(
+            command.cmd_id, "rejected", {"reason": "unknown_command", "name": command.name}
+        )
+
+    async def _reply(self, cmd_id: str, status: str, detail: dict[str, str]) -> None:
+        result = CommandResult.model_validate(
+            {
+                "outlet_id": self._outlet,
+                "session": self.session,
+                "seq": self._next_seq(),
+                "cmd_id": cmd_id,
+                "status": status,
+                "detail": detail,
+            }
+        )
+        await self._publish(result)
+
+    async def _handle_server_state(self, state: ServerState) -> None:
+        if state.ts < self._server_state_ts:
+            self._counted_drop("stale_server_state", f"server state from {state.ts} is older")
+            return
+        self._server_state_ts = state.ts
+        previous, self._server_online = self._server_online, state.online
+        log.info("fleet server %s is %s", state.server_id, "online" if state.online else "offline")
+        if previous is False and state.online:
+            await self._publish_birth(rebirth=True)
+
+
+def _code(code: object) -> int:
+    """A SUBACK entry as a number (paho gives ``ReasonCode`` on MQTT 5, ``int`` before)."""
+    value = getattr(code, "value", code)
+    return value if isinstance(value, int) else 0x80
+
+
+def _salvage_cmd_id(payload: bytes) -> str | None:
+    """The ``cmd_id`` of a command that failed validation, if one can be read safely."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    cmd_id = raw.get("cmd_id") if isinstance(raw, dict) else None
+    if isinstance(cmd_id, str) and 1 <= len(cmd_id) <= _MAX_CMD_ID:
+        return cmd_id
+    return None

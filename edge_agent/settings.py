@@ -1,0 +1,160 @@
+"""The agent's one typed, frozen settings object.
+
+Sources, highest priority first: command-line options, ``GOVEDGE_*`` environment
+variables, the TOML file given with ``--config``, then the defaults below. Loading fails
+fast with a ``SettingsError`` whose message is one line naming the bad setting.
+
+``mqtt_url`` accepts ``mqtt://host[:port]`` only (port 1883 by default). ``mqtts://`` is
+rejected on purpose: TLS and the per-outlet client certificate arrive together with
+enrollment, and a TLS mode without a client identity would only hide that gap.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from edge_agent.errors import SettingsError
+from govedge_wire import is_valid_outlet_id
+
+ENV_PREFIX = "GOVEDGE_"
+DEFAULT_MQTT_PORT = 1883
+_TOML_DATA: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("toml_data")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class AgentSettings(BaseSettings):
+    """Everything one agent process needs to know before it connects."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+    )
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    outlet_id: str
+    data_dir: Path
+    telemetry_interval_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    keepalive_s: Annotated[int, Field(ge=1, le=65535)] = 30
+    reconnect_base_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    reconnect_cap_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    mqtt_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("outlet_id")
+    @classmethod
+    def _check_outlet_id(cls, value: str) -> str:
+        if not is_valid_outlet_id(value):
+            raise ValueError(
+                "must be 1-64 characters of letters, digits, '_', '.', '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "mqtts":
+            raise ValueError(
+                "mqtts:// is not supported yet: TLS arrives with enrollment "
+                "(per-outlet client certificates); use mqtt://host:port for now"
+            )
+        if parts.scheme != "mqtt":
+            raise ValueError("must look like mqtt://host:port")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (they arrive with enrollment)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be mqtt://host:port with no path or query")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if not parts.hostname or port == 0:
+            raise ValueError("must name a host (and a port 1-65535 if any)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> AgentSettings:
+        if self.reconnect_cap_s < self.reconnect_base_s:
+            raise ValueError("reconnect_cap_s must not be smaller than reconnect_base_s")
+        return self
+
+    @property
+    def mqtt_host(self) -> str:
+        """Broker host name from ``mqtt_url``."""
+        return urlsplit(self.mqtt_url).hostname or ""
+
+    @property
+    def mqtt_port(self) -> int:
+        """Broker port from ``mqtt_url`` (1883 when absent)."""
+        return urlsplit(self.mqtt_url).port or DEFAULT_MQTT_PORT
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """CLI (init kwargs) > environment > TOML file > defaults."""
+        toml = InitSettingsSource(settings_cls, init_kwargs=_TOML_DATA.get({}))
+        return (init_settings, env_settings, toml)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a settings TOML file; unknown keys and syntax errors are ``SettingsError``."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(AgentSettings.model_fields))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def load_settings(*, config_file: Path | None = None, **cli: Any) -> AgentSettings:
+    """Build the settings from CLI values (``None`` = not given), env, TOML and defaults."""
+    toml = read_toml(config_file) if config_file is not None else {}
+    overrides = {key: value for key, value in cli.items() if value is not None}
+    token = _TOML_DATA.set(toml)
+    try:
+        return AgentSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    finally:
+        _TOML_DATA.reset(token)
+
+
+def _one_line(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    where = f"--{name.replace('_', '-')}, {ENV_PREFIX}{name.upper()} or {name} in the TOML file"
+    if error["type"] == "missing":
+        return f"missing setting {name} (set {where})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"invalid setting {name}: {message}{more}"

@@ -1,0 +1,48 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the app state, a DB session, the ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.ingest import Ingest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppState:
+    """What the lifespan builds and the routes use; stored as ``app.state.fleet``."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    ingest: Ingest
+
+
+def get_app_state(request: Request) -> AppState:
+    """The running app's state (set by the lifespan before any request is served)."""
+    state: AppState = request.app.state.fleet
+    return state
+
+
+AppStateDep = Annotated[AppState, Depends(get_app_state)]
+
+
+def get_session(state: AppStateDep) -> Iterator[Session]:
+    """One session per request, closed afterwards."""
+    with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_ingest(state: AppStateDep) -> Ingest:
+    """The process's MQTT ingest."""
+    return state.ingest
+
+
+IngestDep = Annotated[Ingest, Depends(get_ingest)]

@@ -1,0 +1,410 @@
+"""MQTT ingest: paho receives, one worker thread decodes, applies presence and writes.
+
+paho's network thread only timestamps each message and puts it on a queue, so a slow
+database never stalls the broker connection. The worker drains the queue in batches
+(``ingest_batch_max`` messages or ``ingest_batch_window_s`` after the first), applies
+``fleet_server.presence`` in memory, then writes the changed outlets in one
+transaction. A message that fails — any way at all — is counted and skipped; it
+cannot roll back the others, because only validated in-memory state is written.
+
+Server presence follows Sparkplug's host STATE: a retained ``ServerState`` online on
+every (re)connect, the same with ``online=False`` as the last will and at clean
+shutdown. When the broker connection drops, every online outlet becomes ``stale``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.presence import OutletRecord, PresenceTracker
+from fleet_server.registry import load_presence, save_presence
+from fleet_server.settings import Settings
+from fleet_server.stats import IngestStats, RateLimitedLog
+from govedge_wire import (
+    SERVER_STATE_TOPIC,
+    Birth,
+    Command,
+    CommandResult,
+    Death,
+    Event,
+    Kind,
+    ServerState,
+    Telemetry,
+    Transaction,
+    WireError,
+    decode,
+    encode,
+    now_ms,
+    server_uplink_subscription,
+    topic_for,
+)
+
+logger = logging.getLogger(__name__)
+
+_UPLINK_TYPES = (Birth, Death, Telemetry, Event, Transaction, CommandResult)
+_GET_TIMEOUT_S = 1.0
+_PUBLISH_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _BrokerLost:
+    at: datetime
+
+
+class _Stop:
+    """Queue sentinel: everything before it is drained, then the worker ends."""
+
+
+_Item = _Received | _BrokerLost | _Stop
+
+
+def _outlet_of(topic: str) -> str:
+    """The outlet id level of a topic, for logs; never the payload."""
+    parts = topic.split("/")
+    return parts[2][:64] if len(parts) > 2 else "?"
+
+
+class Ingest:
+    """The server's MQTT ingest: ``start()``, then ``stop()``; owns its two threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sessions: sessionmaker[Session],
+        stats: IngestStats | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self.stats = stats or IngestStats()
+        # The server's own session counter for the commands it sends: time-based, so
+        # it grows across restarts without being stored.
+        self.server_session = now_ms()
+        self._command_seq = itertools.count()
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._tracker = PresenceTracker(rebirth_interval_s=settings.rebirth_interval_s)
+        self._log = RateLimitedLog(logger)
+        self._abort = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="fleet-ingest", daemon=True)
+        self._client = self._make_client()
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load presence from the database, start the worker, connect in the background."""
+        with self._sessions.begin() as session:
+            self._tracker.load(load_presence(session))
+        stale = self._tracker.mark_all_stale(at=datetime.now(UTC))
+        if stale:
+            logger.info("%d outlets online at last shutdown are stale until heard again", stale)
+        self._flush()
+        self._worker.start()
+        broker = self._settings.broker
+        self._client.connect_async(
+            broker.host, broker.port, keepalive=self._settings.mqtt_keepalive_s, clean_start=True
+        )
+        self._client.loop_start()
+        self._started = True
+        logger.info(
+            "ingest connecting to %s:%d as %s (server session %d)",
+            broker.host,
+            broker.port,
+            self._settings.server_id,
+            self.server_session,
+        )
+
+    def stop(self, *, timeout: float | None = None) -> None:
+        """Say offline, disconnect, drain the queue into the database within ``timeout``."""
+        if not self._started:
+            return
+        self._started = False
+        self._stopping = True
+        deadline = time.monotonic() + (timeout or self._settings.drain_timeout_s)
+        if self.stats.broker_connected:
+            info = self._client.publish(
+                SERVER_STATE_TOPIC, self._state_payload(online=False), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout=_PUBLISH_TIMEOUT_S)
+            except (RuntimeError, ValueError):
+                logger.warning("could not publish the offline server state before disconnect")
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.stats.set_broker_connected(False)
+        self._queue.put(_Stop())
+        self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._worker.is_alive():
+            self._abort.set()
+            self._worker.join(timeout=_PUBLISH_TIMEOUT_S)
+            logger.warning(
+                "drain deadline passed; %d queued messages were not written", self._queue.qsize()
+            )
+        logger.info("ingest stopped")
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages received and not yet processed."""
+        return self._queue.qsize()
+
+    # -- paho side (network thread): never touches the database ---------------
+
+    def _make_client(self) -> mqtt.Client:
+        settings = self._settings
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{settings.server_id}-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        broker = settings.broker
+        if broker.username is not None:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set()
+        client.will_set(SERVER_STATE_TOPIC, self._state_payload(online=False), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _state_payload(self, *, online: bool) -> bytes:
+        return encode(ServerState(server_id=self._settings.server_id, online=online))
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.warning("broker refused the connection: %s", reason_code)
+            return
+        # Clean start: the broker forgot our subscription, so make it again, then say
+        # online (after the SUBSCRIBE, so no birth that answers it can be missed).
+        topic = server_uplink_subscription(self._settings.mqtt_share_group)
+        client.subscribe(topic, qos=1)
+        client.publish(SERVER_STATE_TOPIC, self._state_payload(online=True), qos=1, retain=True)
+        logger.info("connected to the broker; subscribed to %s", topic)
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        if any(code.is_failure for code in reason_codes):
+            logger.error("broker refused the uplink subscription: %s", reason_codes)
+            return
+        self.stats.set_broker_connected(True)
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        was_connected = self.stats.broker_connected
+        self.stats.set_broker_connected(False)
+        self._queue.put(_BrokerLost(at=datetime.now(UTC)))
+        if self._stopping:
+            logger.info("disconnected from the broker")
+        elif was_connected:
+            logger.warning("lost the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.stats.received()
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            self.stats.rejected("bad_topic")
+            return
+        if self._queue.qsize() >= self._settings.ingest_queue_max:
+            self.stats.rejected("overloaded")
+            self._log.warning(
+                "overloaded",
+                "ingest queue full; dropped a message from outlet %s",
+                _outlet_of(topic),
+            )
+            return
+        self._queue.put(_Received(topic, bytes(message.payload), datetime.now(UTC)))
+
+    # -- worker side -----------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._abort.is_set():
+            batch, stop = self._take_batch()
+            try:
+                self._process(batch)
+            except Exception as exc:  # the worker must outlive any bug
+                self.stats.rejected("internal_error")
+                self._log.exception("worker", "ingest batch failed", exc=exc)
+            if stop:
+                return
+
+    def _take_batch(self) -> tuple[list[_Received | _BrokerLost], bool]:
+        batch: list[_Received | _BrokerLost] = []
+        try:
+            item = self._queue.get(timeout=_GET_TIMEOUT_S)
+        except queue.Empty:
+            return batch, False
+        deadline = time.monotonic() + self._settings.ingest_batch_window_s
+        while True:
+            if isinstance(item, _Stop):
+                return batch, True
+            batch.append(item)
+            if len(batch) >= self._settings.ingest_batch_max:
+                return batch, False
+            remaining = deadline - time.monotonic()
+            try:
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                return batch, False
+
+    def _process(self, batch: list[_Received | _BrokerLost]) -> None:
+        for item in batch:
+            if isinstance(item, _BrokerLost):
+                count = self._tracker.mark_all_stale(at=item.at)
+                if count:
+                    logger.info("broker connection lost: %d online outlets now stale", count)
+            else:
+                self._handle(item)
+        self._flush()
+
+    def _handle(self, item: _Received) -> None:
+        outlet_id = _outlet_of(item.topic)
+        try:
+            message = decode(item.topic, item.payload)
+        except WireError as exc:
+            self.stats.rejected(exc.reason)
+            self._log.warning(
+                exc.reason,
+                "rejected a message from outlet %s: %s (%d bytes)",
+                outlet_id,
+                exc.reason,
+                len(item.payload),
+            )
+            return
+        except Exception as exc:  # decoding must never stop the ingest
+            self.stats.rejected("internal_error")
+            self._log.exception(
+                "internal_error", "could not decode a message from %s", outlet_id, exc=exc
+            )
+            return
+        if not isinstance(message, _UPLINK_TYPES):
+            self.stats.rejected("unexpected_kind")
+            return
+        try:
+            outcome = self._tracker.apply(
+                message, received_at=item.received_at, now=time.monotonic()
+            )
+        except Exception as exc:  # one message's failure must not stop the batch
+            self.stats.rejected("internal_error")
+            self._log.exception(
+                "internal_error", "could not apply a message from %s", outlet_id, exc=exc
+            )
+            return
+        if outcome.ignored is not None:
+            self.stats.rejected(outcome.ignored)
+            self._log.warning(
+                f"ignored:{outcome.ignored}",
+                "ignored a %s from outlet %s: %s",
+                message.kind,
+                outlet_id,
+                outcome.ignored,
+            )
+        else:
+            self.stats.accepted()
+        for note in outcome.notes:
+            self.stats.noted(note)
+        if outcome.rebirth_reason is not None:
+            self.stats.rebirth(sent=outcome.rebirth)
+            if outcome.rebirth:
+                self._request_rebirth(message.outlet_id, reason=outcome.rebirth_reason)
+
+    def _request_rebirth(self, outlet_id: str, *, reason: str) -> None:
+        command = Command(
+            outlet_id=outlet_id,
+            session=self.server_session,
+            seq=next(self._command_seq),
+            cmd_id=uuid.uuid4().hex,
+            name="rebirth",
+            expires_ts=now_ms() + self._settings.command_ttl_s * 1000,
+        )
+        self._client.publish(topic_for(outlet_id, Kind.COMMAND), encode(command), qos=1)
+        logger.info("requested a rebirth from outlet %s (%s)", outlet_id, reason)
+
+    def _flush(self) -> None:
+        """Write every dirty record; on failure keep them dirty for the next batch."""
+        records = self._tracker.dirty()
+        if not records:
+            return
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                save_presence(session, records, now=now)
+        except OperationalError as exc:
+            # The database is down, locked or unreachable: try the whole set again later.
+            self.stats.db_error()
+            self._log.exception(
+                "db_down", "could not write %d presence records", len(records), exc=exc
+            )
+            return
+        except SQLAlchemyError as exc:
+            self.stats.db_error()
+            self._log.exception("db_error", "a presence batch failed; writing one by one", exc=exc)
+            self._flush_each(records, now=now)
+            return
+        self._tracker.mark_stored([record.outlet_id for record in records])
+        self.stats.batch_committed()
+
+    def _flush_each(self, records: list[OutletRecord], *, now: datetime) -> None:
+        """Write records one per transaction, so one poison record cannot block the rest."""
+        for record in records:
+            try:
+                with self._sessions.begin() as session:
+                    save_presence(session, [record], now=now)
+            except OperationalError:
+                return
+            except SQLAlchemyError as exc:
+                self.stats.db_error()
+                self._log.exception(
+                    "db_record", "dropped presence of outlet %s", record.outlet_id, exc=exc
+                )
+                self._tracker.discard_dirty(record.outlet_id)
+            else:
+                self._tracker.mark_stored([record.outlet_id])

@@ -1,0 +1,226 @@
+"""Outlet presence: the Sparkplug B state machine (anchors/fleet.md b1), adapted.
+
+The ingest worker feeds every decoded uplink message to one ``PresenceTracker``, which
+keeps each outlet's state in memory and marks it dirty; the worker then mirrors the
+dirty records to the ``agents`` table in one transaction per batch. Nothing here does
+I/O, so the rules are tested without a broker or a database.
+
+An agent's ``session`` is its persisted connect counter (Sparkplug bdSeq, +1 on every
+MQTT CONNECT); ``seq`` numbers its messages within the session, birth first.
+
+Rules (a *reason* in quotes is counted by the ingest):
+
+* **Birth(session b)**: if ``b`` is lower than the session already known, it is a
+  replay from an old connection: ignored, "stale_session". Otherwise the outlet is
+  ``online`` with session ``b`` and ``last_seq`` = the birth's seq; agent version,
+  host name, OS, devices, config version and intervals are stored; ``state_since``,
+  ``last_seen`` and ``birth_at`` are the server's receive time. A birth in the same
+  session (the answer to a rebirth request) is accepted the same way. An outlet is
+  registered in ``outlets`` on its first birth (enrollment comes later).
+* **Death(session b)**: if ``b`` is the current session the outlet goes ``offline`` at
+  the server's receive time (the will's own timestamp is its connect time, which
+  means nothing); a repeated death of the same session changes nothing. A death of
+  any other session is a late will from an old connection: ignored, "late_will" —
+  it can never flip a live session offline. A death of an outlet never born is
+  ignored, "no_birth".
+* **Telemetry, event, transaction, command result (session s, seq n)**:
+  - no birth known for the outlet: ignored, "no_birth", and a rebirth is requested;
+  - ``s`` is not the current session: ignored, "session_mismatch", rebirth requested;
+  - the current session already died: ignored, "after_death" (the death won);
+  - otherwise accepted: ``n != last_seq + 1`` counts "seq_gap" and requests a
+    rebirth; ``last_seen`` = receive time, ``last_seq`` = max(last_seq, n); an
+    outlet that was ``stale`` is ``online`` again; telemetry's metrics become
+    ``last_metrics``.
+* **Rebirth requests** are throttled to one per outlet per ``rebirth_interval_s``.
+* **Server lost the broker** (and at server start, for what the database remembers):
+  every ``online`` outlet becomes ``stale``, not offline — the server simply cannot
+  know. Each becomes ``online`` again when heard in its current session; agents send
+  a fresh birth when they see the server's retained state turn online.
+
+Transactions are counted "transactions_received" and not acknowledged here: the
+durable transaction inbox, its deduplication and the acks arrive with the
+transactions issue.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from govedge_wire import Birth, CommandResult, Death, Event, Telemetry, Transaction
+
+State = Literal["online", "offline", "stale", "unknown"]
+UplinkMessage = Birth | Death | Telemetry | Event | Transaction | CommandResult
+
+
+@dataclass(slots=True, kw_only=True)
+class OutletRecord:
+    """One outlet's presence and agent facts, as mirrored to the ``agents`` table."""
+
+    outlet_id: str
+    state: State = "unknown"
+    state_since: datetime
+    session: int | None = None
+    last_seq: int | None = None
+    last_seen: datetime | None = None
+    birth_at: datetime | None = None
+    agent_version: str | None = None
+    hostname: str | None = None
+    os: str | None = None
+    config_version: int | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    keepalive_s: int | None = None
+    telemetry_interval_s: float | None = None
+    last_metrics: dict[str, Any] | None = None
+    # True once the outlet and agent rows exist in the database.
+    stored: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What one message did: ``ignored`` names the reason it changed nothing.
+
+    ``rebirth`` says a rebirth command should go out now (after throttling);
+    ``rebirth_reason`` says why one was wanted even if throttled; ``notes`` are
+    counted without rejecting the message (``seq_gap``, ``transactions_received``).
+    """
+
+    ignored: str | None = None
+    rebirth: bool = False
+    rebirth_reason: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+class PresenceTracker:
+    """Apply the rules in this module's docstring to a stream of uplink messages.
+
+    Not thread-safe: one ingest worker owns it.
+    """
+
+    def __init__(self, *, rebirth_interval_s: float = 10.0) -> None:
+        self._records: dict[str, OutletRecord] = {}
+        self._dirty: set[str] = set()
+        self._last_rebirth: dict[str, float] = {}
+        self._rebirth_interval_s = rebirth_interval_s
+
+    # -- state -----------------------------------------------------------------
+
+    def load(self, records: list[OutletRecord]) -> None:
+        """Start from what the database remembers (records are taken as stored)."""
+        for record in records:
+            record.stored = True
+            self._records[record.outlet_id] = record
+
+    def get(self, outlet_id: str) -> OutletRecord | None:
+        """A copy of one outlet's record, or None if never heard of."""
+        record = self._records.get(outlet_id)
+        return copy.deepcopy(record) if record is not None else None
+
+    def dirty(self) -> list[OutletRecord]:
+        """Copies of the records changed since the last ``mark_stored``."""
+        return [copy.deepcopy(self._records[outlet_id]) for outlet_id in sorted(self._dirty)]
+
+    def mark_stored(self, outlet_ids: list[str]) -> None:
+        """The given records are now in the database; forget they were dirty."""
+        for outlet_id in outlet_ids:
+            self._dirty.discard(outlet_id)
+            self._records[outlet_id].stored = True
+
+    def discard_dirty(self, outlet_id: str) -> None:
+        """Give up writing one record (the database refuses it); memory keeps it."""
+        self._dirty.discard(outlet_id)
+
+    def mark_all_stale(self, *, at: datetime) -> int:
+        """The server lost the broker: every online outlet is stale. Returns how many."""
+        count = 0
+        for record in self._records.values():
+            if record.state == "online":
+                self._set_state(record, "stale", at=at)
+                count += 1
+        return count
+
+    # -- messages --------------------------------------------------------------
+
+    def apply(self, message: UplinkMessage, *, received_at: datetime, now: float) -> Outcome:
+        """Apply one decoded uplink message received at ``received_at`` (wall clock).
+
+        ``now`` is a monotonic clock reading, used only to throttle rebirth requests.
+        """
+        if isinstance(message, Birth):
+            return self._birth(message, received_at=received_at)
+        record = self._records.get(message.outlet_id)
+        if isinstance(message, Death):
+            return self._death(message, record, received_at=received_at)
+        if record is None or record.session is None:
+            return self._want_rebirth(message.outlet_id, "no_birth", now=now, ignored=True)
+        if message.session != record.session:
+            return self._want_rebirth(message.outlet_id, "session_mismatch", now=now, ignored=True)
+        if record.state == "offline":
+            return Outcome(ignored="after_death")
+        notes: list[str] = []
+        gap = record.last_seq is None or message.seq != record.last_seq + 1
+        record.last_seen = received_at
+        record.last_seq = (
+            message.seq if record.last_seq is None else max(record.last_seq, message.seq)
+        )
+        if record.state != "online":
+            self._set_state(record, "online", at=received_at)
+        if isinstance(message, Telemetry):
+            record.last_metrics = dict(message.metrics)
+        elif isinstance(message, Transaction):
+            notes.append("transactions_received")
+        self._dirty.add(record.outlet_id)
+        if gap:
+            notes.append("seq_gap")
+            wanted = self._want_rebirth(message.outlet_id, "seq_gap", now=now, ignored=False)
+            return Outcome(rebirth=wanted.rebirth, rebirth_reason="seq_gap", notes=tuple(notes))
+        return Outcome(notes=tuple(notes))
+
+    def _birth(self, birth: Birth, *, received_at: datetime) -> Outcome:
+        record = self._records.get(birth.outlet_id)
+        if record is None:
+            record = OutletRecord(outlet_id=birth.outlet_id, state_since=received_at)
+            self._records[birth.outlet_id] = record
+        elif record.session is not None and birth.session < record.session:
+            return Outcome(ignored="stale_session")
+        record.session = birth.session
+        record.last_seq = birth.seq
+        record.last_seen = received_at
+        record.birth_at = received_at
+        record.agent_version = birth.agent_version
+        record.hostname = birth.hostname
+        record.os = birth.os
+        record.config_version = birth.config_version
+        record.devices = [device.model_dump(mode="json") for device in birth.devices]
+        record.keepalive_s = birth.keepalive_s
+        record.telemetry_interval_s = birth.telemetry_interval_s
+        self._set_state(record, "online", at=received_at, force=True)
+        return Outcome()
+
+    def _death(
+        self, death: Death, record: OutletRecord | None, *, received_at: datetime
+    ) -> Outcome:
+        if record is None or record.session is None:
+            return Outcome(ignored="no_birth")
+        if death.session != record.session:
+            return Outcome(ignored="late_will")
+        if record.state != "offline":
+            self._set_state(record, "offline", at=received_at)
+        return Outcome()
+
+    def _want_rebirth(self, outlet_id: str, reason: str, *, now: float, ignored: bool) -> Outcome:
+        last = self._last_rebirth.get(outlet_id)
+        send = last is None or now - last >= self._rebirth_interval_s
+        if send:
+            self._last_rebirth[outlet_id] = now
+        return Outcome(ignored=reason if ignored else None, rebirth=send, rebirth_reason=reason)
+
+    def _set_state(
+        self, record: OutletRecord, state: State, *, at: datetime, force: bool = False
+    ) -> None:
+        if force or record.state != state:
+            record.state = state
+            record.state_since = at
+        self._dirty.add(record.outlet_id)

@@ -1,0 +1,128 @@
+"""Registry reads and writes: keyword-only functions over a SQLAlchemy ``Session``.
+
+The ingest loads presence at start and writes dirty presence records per batch; the
+API lists and shows outlets. Callers own the transaction (commit or roll back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, joinedload
+
+from fleet_server.models import Agent, Outlet
+from fleet_server.presence import OutletRecord, State
+
+
+def load_presence(session: Session) -> list[OutletRecord]:
+    """Every agent's presence record, as the database has it."""
+    rows = session.scalars(select(Agent)).all()
+    return [
+        OutletRecord(
+            outlet_id=row.outlet_id,
+            state=_state(row.state),
+            state_since=row.state_since,
+            session=row.session,
+            last_seq=row.last_seq,
+            last_seen=row.last_seen,
+            birth_at=row.birth_at,
+            agent_version=row.agent_version,
+            hostname=row.hostname,
+            os=row.os,
+            config_version=row.config_version,
+            devices=list(row.devices or []),
+            keepalive_s=row.keepalive_s,
+            telemetry_interval_s=row.telemetry_interval_s,
+            last_metrics=row.last_metrics,
+            stored=True,
+        )
+        for row in rows
+    ]
+
+
+def _state(value: str) -> State:
+    if value == "online":
+        return "online"
+    if value == "offline":
+        return "offline"
+    if value == "stale":
+        return "stale"
+    return "unknown"
+
+
+def _agent_values(record: OutletRecord) -> dict[str, object]:
+    return {
+        "outlet_id": record.outlet_id,
+        "agent_version": record.agent_version,
+        "hostname": record.hostname,
+        "os": record.os,
+        "session": record.session,
+        "last_seq": record.last_seq,
+        "state": record.state,
+        "state_since": record.state_since,
+        "last_seen": record.last_seen,
+        "birth_at": record.birth_at,
+        "config_version": record.config_version,
+        "devices": record.devices,
+        "keepalive_s": record.keepalive_s,
+        "telemetry_interval_s": record.telemetry_interval_s,
+        "last_metrics": record.last_metrics,
+    }
+
+
+def save_presence(session: Session, records: Sequence[OutletRecord], *, now: datetime) -> None:
+    """Insert or update the outlet and agent rows of ``records`` (one statement each way).
+
+    Records not yet ``stored`` are checked against the database first, so a row another
+    process created meanwhile is updated instead of failing the whole batch.
+    """
+    if not records:
+        return
+    new_ids = [record.outlet_id for record in records if not record.stored]
+    existing_outlets: set[str] = set()
+    existing_agents: set[str] = set()
+    if new_ids:
+        existing_outlets = set(session.scalars(select(Outlet.id).where(Outlet.id.in_(new_ids))))
+        existing_agents = set(
+            session.scalars(select(Agent.outlet_id).where(Agent.outlet_id.in_(new_ids)))
+        )
+    outlets = [
+        {"id": outlet_id, "display_name": None, "created_at": now}
+        for outlet_id in new_ids
+        if outlet_id not in existing_outlets
+    ]
+    inserts = [
+        _agent_values(record)
+        for record in records
+        if not record.stored and record.outlet_id not in existing_agents
+    ]
+    updates = [
+        _agent_values(record)
+        for record in records
+        if record.stored or record.outlet_id in existing_agents
+    ]
+    if outlets:
+        session.execute(insert(Outlet), outlets)
+    if inserts:
+        session.execute(insert(Agent), inserts)
+    if updates:
+        session.execute(update(Agent), updates)
+
+
+def list_outlets(session: Session, *, state: State | None = None) -> list[Outlet]:
+    """Every outlet with its agent, ordered by id; optionally only those in ``state``."""
+    query = select(Outlet).options(joinedload(Outlet.agent)).order_by(Outlet.id)
+    if state == "unknown":
+        query = query.outerjoin(Agent).where((Agent.state == "unknown") | (Agent.state.is_(None)))
+    elif state is not None:
+        query = query.join(Agent).where(Agent.state == state)
+    return list(session.scalars(query).unique())
+
+
+def get_outlet(session: Session, outlet_id: str) -> Outlet | None:
+    """One outlet with its agent, or None."""
+    return session.scalars(
+        select(Outlet).options(joinedload(Outlet.agent)).where(Outlet.id == outlet_id)
+    ).first()

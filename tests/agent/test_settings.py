@@ -1,0 +1,137 @@
+"""Settings: CLI > env > TOML > defaults; bad values give one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from edge_agent.cli import main
+from edge_agent.errors import SettingsError
+from edge_agent.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [
+        "GOVEDGE_MQTT_URL",
+        "GOVEDGE_OUTLET_ID",
+        "GOVEDGE_DATA_DIR",
+        "GOVEDGE_TELEMETRY_INTERVAL_S",
+        "GOVEDGE_KEEPALIVE_S",
+        "GOVEDGE_LOG_LEVEL",
+    ]:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_precedence_cli_over_env_over_toml_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _toml(
+        tmp_path,
+        'mqtt_url = "mqtt://toml-host:1000"\noutlet_id = "from-toml"\n'
+        'data_dir = "/toml/data"\ntelemetry_interval_s = 7\nkeepalive_s = 11\n',
+    )
+    only_toml = load_settings(config_file=config)
+    assert only_toml.outlet_id == "from-toml"
+    assert only_toml.mqtt_host == "toml-host"
+    assert only_toml.mqtt_port == 1000
+    assert only_toml.reconnect_cap_s == 60.0  # default
+
+    monkeypatch.setenv("GOVEDGE_OUTLET_ID", "from-env")
+    monkeypatch.setenv("GOVEDGE_KEEPALIVE_S", "12")
+    monkeypatch.setenv("GOVEDGE_LOG_LEVEL", "debug")
+    with_env = load_settings(config_file=config, outlet_id=None, keepalive_s=None)
+    assert (with_env.outlet_id, with_env.keepalive_s) == ("from-env", 12)
+    assert with_env.telemetry_interval_s == 7.0
+    assert with_env.log_level == "DEBUG"
+
+    with_cli = load_settings(config_file=config, outlet_id="from-cli", keepalive_s=None)
+    assert (with_cli.outlet_id, with_cli.keepalive_s) == ("from-cli", 12)
+    with pytest.raises(Exception, match="frozen"):
+        with_cli.outlet_id = "changed"  # type: ignore[misc]
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path)
+    assert settings.telemetry_interval_s == 30.0
+    assert settings.keepalive_s == 30
+    assert (settings.reconnect_base_s, settings.reconnect_cap_s) == (1.0, 60.0)
+    assert settings.mqtt_port == 1883
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"outlet_id": "_fleet"}, "invalid setting outlet_id"),
+        ({"outlet_id": "a/b"}, "invalid setting outlet_id"),
+        ({"mqtt_url": "mqtts://broker:8883"}, "TLS arrives with enrollment"),
+        ({"mqtt_url": "http://broker"}, "invalid setting mqtt_url"),
+        ({"mqtt_url": "mqtt://user:pw@broker"}, "credentials"),
+        ({"keepalive_s": 0}, "invalid setting keepalive_s"),
+        ({"reconnect_base_s": 10.0, "reconnect_cap_s": 1.0}, "reconnect_cap_s"),
+        ({"data_dir": None}, "missing setting data_dir"),
+    ],
+)
+def test_bad_values_fail_fast(tmp_path: Path, overrides: dict[str, object], message: str) -> None:
+    values: dict[str, Any] = {"outlet_id": "o-1", "data_dir": tmp_path} | overrides
+    with pytest.raises(SettingsError, match=message) as info:
+        load_settings(**values)
+    assert "\n" not in str(info.value)
+
+
+def test_show_config_through_cli(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'outlet_id = "from-toml"\nkeepalive_s = 9\n')
+    result = CliRunner().invoke(
+        main,
+        ["show-config", "--config", str(config), "--data-dir", str(tmp_path), "--keepalive", "4"],
+        env={"GOVEDGE_OUTLET_ID": "from-env", "GOVEDGE_TELEMETRY_INTERVAL_S": "3"},
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["outlet_id"] == "from-env"
+    assert shown["keepalive_s"] == 4
+    assert shown["telemetry_interval_s"] == 3.0
+
+
+def test_bad_outlet_id_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["run", "--outlet-id", "bad id!", "--data-dir", str(tmp_path)], env={}
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("edge-agent: error: invalid setting outlet_id")
+
+
+def test_bad_toml_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'outlet_id = "unterminated\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "is not valid TOML" in lines[0]
+    assert proc.stdout == ""
+
+
+def test_unknown_toml_key_is_refused(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'outlet_id = "o"\nkeepalive = 3\n')
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(config_file=config)
