@@ -1,0 +1,339 @@
+"""Driver of SAM_A resident-ID-card readers (GA/T 467) on a serial port.
+
+Operations follow the module's normal cycle (hardware.md 1.2): status and SAM id for
+the probe; find → select → read for a card. SW3 codes become the device error tree:
+no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a bad frame or
+bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable``. Events and logs
+carry masked data only; the photo stays undecoded WLT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
+
+from edge_agent.devices.base import (
+    DeviceBusy,
+    DeviceError,
+    DeviceIdentity,
+    DeviceRefused,
+    DeviceTimeout,
+    DeviceUnavailable,
+    Driver,
+    EventSink,
+    Health,
+    ProbeResult,
+    ProtocolError,
+)
+from edge_agent.devices.registry import register_driver
+from edge_agent.devices.sam_frame import (
+    Command,
+    FrameLengthError,
+    Response,
+    SamStatusError,
+    Sw3,
+    encode_request,
+)
+from edge_agent.devices.sam_text import (
+    TEXT_BLOCK_SIZE,
+    IdCard,
+    decode_extra_address,
+    parse_text_block,
+)
+from edge_agent.devices.sam_transport import SamTransport
+
+__all__ = ["SamIdReader", "SamReaderSettings", "format_sam_id"]
+
+_log = logging.getLogger(__name__)
+
+PHOTO_SIZE = 1024
+_REFUSALS: dict[int, tuple[str, str]] = {
+    Sw3.FIND_FAILED: ("no_card", "place the ID card on the reader"),
+    Sw3.SELECT_FAILED: ("select_failed", "lift the card and place it flat on the reader again"),
+    Sw3.READ_FAILED: ("read_failed", "keep the card still on the reader and try again"),
+    Sw3.UNKNOWN_CARD_TYPE: ("unknown_card", "this card cannot be read here; is it an ID card?"),
+    Sw3.CARD_AUTH_SAM_FAILED: ("card_auth_failed", "try again; if it repeats, check the card"),
+    Sw3.SAM_AUTH_CARD_FAILED: ("card_auth_failed", "try again; if it repeats, check the card"),
+    Sw3.VERIFY_FAILED: ("card_auth_failed", "try again; if it repeats, check the card"),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamReaderSettings:
+    """Settings keys of ``sam_id_reader`` (profile + local config); times in seconds."""
+
+    baudrate: int = 115200
+    command_timeout: float = 1.0  # status, SAM id, find, select
+    read_timeout: float = 3.0  # 30 01 / 30 10 / 30 03 / 30 05 (1.3 kB at 115200 + card I/O)
+    open_timeout: float = 2.0
+    busy_timeout: float = 5.0  # how long a second caller waits for the reader
+    find_retries: int = 1  # vendor code retries find once on 80
+    fingerprint: bool = False  # read_card() default: 30 10 instead of 30 01
+    extra_address: bool = False  # read_card() default: also send 30 03
+
+    def __post_init__(self) -> None:
+        if self.baudrate not in (115200, 57600, 38400, 19200, 9600):
+            raise ValueError(f"baudrate {self.baudrate} is not one the SAM module supports")
+        for name in ("command_timeout", "read_timeout", "open_timeout", "busy_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 < value <= 60:
+                raise ValueError(f"{name} must be a number of seconds in (0, 60]")
+        if not 0 <= self.find_retries <= 5:
+            raise ValueError("find_retries must be 0..5")
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> Self:
+        """Build from a settings mapping; unknown keys are errors, so typos are caught."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(settings) - known
+        if unknown:
+            raise ValueError(f"unknown sam_id_reader settings: {sorted(unknown)}")
+        return cls(**dict(settings))
+
+
+def format_sam_id(raw: bytes) -> str:
+    """16 bytes → ``05.01-20101028-0012345678-1234567890`` (u16, u16, u32, u32, u32 LE)."""
+    if len(raw) != 16:
+        raise FrameLengthError(f"SAM id is {len(raw)} bytes, expected 16")
+    a, b, c, d, e = struct.unpack("<HHIII", raw)
+    return f"{a:02d}.{b:02d}-{c:08d}-{d:010d}-{e:010d}"
+
+
+@register_driver("sam_id_reader")
+class SamIdReader(Driver):
+    """One SAM_A reader on ``identity.address`` (a serial device path)."""
+
+    kind: ClassVar[str] = "id_card"
+
+    def __init__(
+        self,
+        identity: DeviceIdentity,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        super().__init__(identity, settings=settings, on_event=on_event)
+        self.config = SamReaderSettings.from_mapping(self.settings)
+        self._link = SamTransport(
+            identity.address, baudrate=self.config.baudrate, device_id=identity.device_id
+        )
+        self._lock = asyncio.Lock()
+        self._counters: dict[str, int] = dict.fromkeys(
+            ("reads_ok", "reads_failed", "no_card", "timeouts", "protocol_errors", "unavailable"),
+            0,
+        )
+        self._last_sam_status = "unknown"
+        self._sam_id: str | None = None
+        self._unplug_reported = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Open the serial port; ``DeviceUnavailable`` if it cannot be opened."""
+        await self._link.open(within=self.config.open_timeout)
+        self._unplug_reported = False
+
+    async def close(self) -> None:
+        """Close the port; safe twice and after the device vanished."""
+        await self._link.close()
+
+    async def probe(self) -> ProbeResult:
+        """Status must be OK and the SAM id readable (hardware.md 1.2)."""
+        status = await self.status()
+        if status != "ok":
+            raise SamStatusError(
+                f"SAM module status is {status}; power-cycle the reader",
+                sw3=Sw3.SELF_TEST_FAILED,
+                device_id=self.device_id,
+            )
+        sam_id = await self.sam_id()
+        return ProbeResult(model="SAM_A", serial=sam_id, details={"sam_status": status})
+
+    async def health(self) -> Health:
+        """Counters, the last SAM status and whether the port is open."""
+        health: Health = dict(self._counters)
+        health["sam_status"] = self._last_sam_status
+        health["connected"] = self._link.is_open
+        health["noise_bytes"] = self._link.decoder.skipped
+        if self._sam_id:
+            health["sam_id"] = self._sam_id
+        return health
+
+    # ------------------------------------------------------------ operations
+
+    async def status(self) -> str:
+        """``"ok"``, ``"self_test_failed"`` or ``"0xNN"`` (11 FF)."""
+        async with self._exclusive():
+            response = await self._send(Command.STATUS, within=self.config.command_timeout)
+        if response.sw3 == Sw3.OK:
+            status = "ok"
+        elif response.sw3 == Sw3.SELF_TEST_FAILED:
+            status = "self_test_failed"
+        else:
+            status = f"0x{response.sw3:02X}"
+        self._last_sam_status = status
+        return status
+
+    async def sam_id(self) -> str:
+        """The module's SAM id, e.g. ``05.01-20101028-0012345678-1234567890`` (12 FF)."""
+        async with self._exclusive():
+            response = await self._send(Command.SAM_ID, within=self.config.command_timeout)
+        self._check(response, Sw3.OK)
+        self._sam_id = format_sam_id(response.data)
+        return self._sam_id
+
+    async def reset(self) -> None:
+        """Reset the SAM module (10 FF)."""
+        async with self._exclusive():
+            response = await self._send(Command.RESET, within=self.config.command_timeout)
+        self._check(response, Sw3.OK)
+
+    async def read_card(
+        self, *, fingerprint: bool | None = None, extra_address: bool | None = None
+    ) -> IdCard:
+        """Find, select and read the card on the reader (text + photo [+ fingerprint]).
+
+        Emits ``card.read`` with masked data. Raises ``DeviceRefused(code="no_card")``
+        when nothing is on the reader.
+        """
+        with_fp = self.config.fingerprint if fingerprint is None else fingerprint
+        with_extra = self.config.extra_address if extra_address is None else extra_address
+        try:
+            async with self._exclusive():
+                await self._find_and_select()
+                card = await self._read(with_fingerprint=with_fp)
+                if with_extra:
+                    card = card.with_extra_address(await self._extra_address())
+        except DeviceError as exc:
+            self._counters["reads_failed"] += 1
+            if isinstance(exc, DeviceRefused) and exc.code == "no_card":
+                self._counters["no_card"] += 1
+            raise
+        self._counters["reads_ok"] += 1
+        self.emit("card.read", **card.masked())
+        return card
+
+    async def read_extra_address(self) -> str | None:
+        """The 追加住址 (30 03) of the card on the reader; ``None`` if it has none."""
+        async with self._exclusive():
+            await self._find_and_select()
+            return await self._extra_address()
+
+    async def read_management_info(self) -> bytes:
+        """The 28-byte card management record (30 05), opaque."""
+        async with self._exclusive():
+            await self._find_and_select()
+            response = await self._send(Command.READ_MANAGEMENT, within=self.config.read_timeout)
+        self._check(response, Sw3.OK)
+        if len(response.data) != 28:
+            raise FrameLengthError(f"management info is {len(response.data)} bytes, expected 28")
+        return response.data
+
+    # ------------------------------------------------------------ internals
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Hold the reader for one operation; wait at most ``busy_timeout``, then DeviceBusy."""
+        try:
+            async with asyncio.timeout(self.config.busy_timeout):
+                await self._lock.acquire()
+        except TimeoutError as exc:
+            raise DeviceBusy(
+                "another operation is using the reader", device_id=self.device_id
+            ) from exc
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    async def _find_and_select(self) -> None:
+        for attempt in range(self.config.find_retries + 1):
+            response = await self._send(Command.FIND, within=self.config.command_timeout)
+            if response.sw3 != Sw3.FIND_FAILED or attempt == self.config.find_retries:
+                break
+        self._check(response, Sw3.FOUND)
+        response = await self._send(Command.SELECT, within=self.config.command_timeout)
+        self._check(response, Sw3.OK)
+
+    async def _read(self, *, with_fingerprint: bool) -> IdCard:
+        command = Command.READ_WITH_FINGERPRINT if with_fingerprint else Command.READ_TEXT_PHOTO
+        response = await self._send(command, within=self.config.read_timeout)
+        self._check(response, Sw3.OK)
+        data = response.data
+        header = 6 if with_fingerprint else 4
+        if len(data) < header:
+            raise FrameLengthError("read response too short for its length fields")
+        text_len = int.from_bytes(data[0:2], "big")
+        photo_len = int.from_bytes(data[2:4], "big")
+        fp_len = int.from_bytes(data[4:6], "big") if with_fingerprint else 0
+        if text_len != TEXT_BLOCK_SIZE or photo_len != PHOTO_SIZE or fp_len > 1024:
+            raise FrameLengthError(
+                f"read response declares text {text_len}, photo {photo_len}, fp {fp_len} bytes"
+            )
+        if len(data) != header + text_len + photo_len + fp_len:
+            raise FrameLengthError(
+                f"read response holds {len(data)} bytes, its fields declare "
+                f"{header + text_len + photo_len + fp_len}"
+            )
+        text = data[header : header + text_len]
+        photo = data[header + text_len : header + text_len + photo_len]
+        prints = data[header + text_len + photo_len :] if with_fingerprint else b""
+        try:
+            return parse_text_block(text, photo=photo, fingerprint=prints or None)
+        except ProtocolError:
+            self._counters["protocol_errors"] += 1
+            raise
+
+    async def _extra_address(self) -> str | None:
+        response = await self._send(Command.READ_EXTRA_ADDRESS, within=self.config.read_timeout)
+        if response.sw3 == Sw3.NO_CONTENT:
+            return None
+        self._check(response, Sw3.OK)
+        return decode_extra_address(response.data)
+
+    async def _send(self, command: Command, *, within: float) -> Response:
+        try:
+            return await self._link.transact(encode_request(command), within=within)
+        except DeviceTimeout:
+            self._counters["timeouts"] += 1
+            _log.warning("%s: no answer to command %s", self.device_id, command.name)
+            raise
+        except ProtocolError as exc:
+            self._counters["protocol_errors"] += 1
+            _log.warning("%s: bad frame for command %s: %s", self.device_id, command.name, exc)
+            raise
+        except DeviceUnavailable:
+            self._counters["unavailable"] += 1
+            if not self._unplug_reported:
+                self._unplug_reported = True
+                _log.warning("%s: serial port vanished", self.device_id)
+                self.emit("device.unplugged", severity="error", address=self.identity.address)
+            raise
+
+    def _check(self, response: Response, expected: int) -> None:
+        sw3 = response.sw3
+        if sw3 == expected:
+            return
+        if sw3 in _REFUSALS:
+            code, hint = _REFUSALS[sw3]
+            raise DeviceRefused(
+                f"reader: {response.meaning}", hint=hint, code=code, device_id=self.device_id
+            )
+        if sw3 in (Sw3.BAD_CHECKSUM, Sw3.BAD_LENGTH):
+            self._counters["protocol_errors"] += 1
+            raise ProtocolError(
+                f"reader rejected our frame: {response.meaning}", device_id=self.device_id
+            )
+        if sw3 == Sw3.SELF_TEST_FAILED:
+            self._last_sam_status = "self_test_failed"
+        _log.warning("%s: SAM answered 0x%02X (%s)", self.device_id, sw3, response.meaning)
+        raise SamStatusError(
+            f"SAM module answered 0x{sw3:02X} ({response.meaning}); reset or power-cycle it",
+            sw3=sw3,
+            device_id=self.device_id,
+        )

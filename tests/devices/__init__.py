@@ -1,0 +1,1 @@
+"""Device driver tests against simulators over real pseudo-terminals and sockets."""
