@@ -1,0 +1,350 @@
+"""``Outbox``: the async face of the store; all SQLite work runs in one worker thread.
+
+The worker is a single-thread executor that opens, uses and closes the one
+connection, so SQLite calls are serialised without a lock and never block the event
+loop. Every call waits at most ``op_timeout_s``; a ``put`` that timed out may still
+have committed, which is why ``put`` is idempotent by ``tx_id``: retry with the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Final, ParamSpec, Self, TypeVar
+
+from pydantic import JsonValue
+
+from edge_agent.outbox import materials as _materials
+from edge_agent.outbox.codec import (
+    DEFAULT_CHUNK_BYTES,
+    MATERIAL_ID_PATTERN,
+    check_chunk_bytes,
+    check_id,
+    encode_body,
+)
+from edge_agent.outbox.errors import OutboxClosed, StorageError
+from edge_agent.outbox.models import (
+    AckOutcome,
+    DeadLetter,
+    DueEntry,
+    MaterialProgress,
+    OutboxStats,
+    PriorityClass,
+    StoredTransaction,
+)
+from edge_agent.outbox.store import Store
+from govedge_wire import TransactionAck
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MATERIAL_RETENTION_MS: Final = 30 * 86_400_000
+
+
+class Outbox:
+    """Durable, encrypted, prioritised store of everything the agent must deliver.
+
+    ``async with Outbox(path, key_path=..., quota_bytes=...) as outbox:``. Entries leave
+    only by ``ack`` (the server's TransactionAck) or into the dead letters (``reject``,
+    or a failed authentication); nothing accepted is ever dropped.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        key_path: Path | str,
+        quota_bytes: int,
+        low_priority_share: float = 0.2,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        op_timeout_s: float = 30.0,
+        rate_window_s: float = 300.0,
+        max_defer_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if quota_bytes <= 0:
+            raise ValueError("quota_bytes must be positive")
+        if not 0.0 < low_priority_share <= 1.0:
+            raise ValueError("low_priority_share must be in (0, 1]")
+        self._path = Path(path)
+        self._key_path = Path(key_path)
+        self._quota_bytes = quota_bytes
+        self._low_share = low_priority_share
+        self._chunk_bytes = check_chunk_bytes(chunk_bytes)
+        self._op_timeout_s = op_timeout_s
+        self._rate_window_s = rate_window_s
+        self._max_defer_ms = int(max_defer_s * 1000)
+        self._clock = clock
+        self._executor: ThreadPoolExecutor | None = None
+        self._store: Store | None = None
+        self._work = asyncio.Event()
+        self._ack_times: collections.deque[float] = collections.deque()
+        self._unknown_acks = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._executor is not None:
+            raise RuntimeError("an Outbox can be entered once")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-sqlite")
+        try:
+            self._store = await self._run(
+                functools.partial(
+                    Store.open,
+                    self._path,
+                    key_path=self._key_path,
+                    quota_bytes=self._quota_bytes,
+                    low_priority_share=self._low_share,
+                ),
+                opening=True,
+            )
+            await self._run(
+                functools.partial(
+                    _materials.prune_delivered,
+                    self._store,
+                    older_than_ms=self._now_ms() - _MATERIAL_RETENTION_MS,
+                )
+            )
+        except BaseException:
+            await self._close()
+            raise
+        log.info("outbox open at %s", self._path)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Shielded: the checkpoint-and-close is the last durable write of the outbox.
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        store, executor = self._store, self._executor
+        self._store = None
+        if executor is None:
+            return
+        try:
+            if store is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, store.close)
+        finally:
+            executor.shutdown(wait=False)
+            self._executor = None
+
+    async def _run(self, call: Callable[[], R], *, opening: bool = False) -> R:
+        executor = self._executor
+        if executor is None or (self._store is None and not opening):
+            raise OutboxClosed("the outbox is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._op_timeout_s):
+                return await loop.run_in_executor(executor, call)
+        except TimeoutError:
+            raise StorageError(
+                f"outbox operation did not finish within {self._op_timeout_s} s"
+            ) from None
+
+    def _open_store(self) -> Store:
+        if self._store is None:
+            raise OutboxClosed("the outbox is not open")
+        return self._store
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- accepting -------------------------------------------------------------------
+
+    async def put(
+        self,
+        tx_kind: str,
+        body: dict[str, JsonValue],
+        *,
+        priority_class: PriorityClass,
+        tx_id: str | None = None,
+        materials: Sequence[str] = (),
+    ) -> StoredTransaction:
+        """Store one transaction durably (fsynced) and return its metadata.
+
+        Returns only after the commit: then the clerk app may be told "accepted". A
+        known ``tx_id`` returns the existing entry. ``materials`` are ids from
+        ``put_material``; the transaction is sent only after all their chunks were acked.
+        """
+        store = self._open_store()
+        tx_id = check_id(tx_id or uuid.uuid4().hex, what="tx_id")
+        priority_class = PriorityClass(priority_class)
+        material_ids = tuple(check_id(m, what="material_id") for m in materials)
+
+        def work() -> tuple[StoredTransaction, bool]:
+            plaintext = encode_body(tx_id, tx_kind, body)
+            return store.put(
+                tx_id=tx_id,
+                tx_kind=tx_kind,
+                priority_class=priority_class,
+                plaintext=plaintext,
+                materials=material_ids,
+                now_ms=self._now_ms(),
+            )
+
+        stored, created = await self._run(work)
+        if created:
+            self._work.set()
+            log.debug("outbox accepted %s (%s, %s)", tx_id, tx_kind, priority_class.name)
+        return stored
+
+    async def put_material(
+        self, data: bytes, *, material_id: str | None = None
+    ) -> MaterialProgress:
+        """Store a material durably as sealed chunks; idempotent by ``material_id``."""
+        store = self._open_store()
+        material_id = check_id(
+            material_id or uuid.uuid4().hex, what="material_id", pattern=MATERIAL_ID_PATTERN
+        )
+        progress, created = await self._run(
+            functools.partial(
+                _materials.put_material,
+                store,
+                material_id,
+                data,
+                chunk_bytes=self._chunk_bytes,
+                now_ms=self._now_ms(),
+            )
+        )
+        if created:
+            self._work.set()
+            log.debug("outbox accepted material %s in %d chunks", material_id, progress.chunk_count)
+        return progress
+
+    async def material_progress(self, material_id: str) -> MaterialProgress | None:
+        """How far a material's transfer got, or ``None`` if it is unknown."""
+        store = self._open_store()
+        return await self._run(functools.partial(_materials.material_progress, store, material_id))
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def next_batch(self, limit: int) -> list[DueEntry]:
+        """Up to ``limit`` due entries, decrypted, in (priority class, sequence) order."""
+        store = self._open_store()
+        return await self._run(
+            functools.partial(
+                store.next_batch, limit, now_ms=self._now_ms(), max_defer_ms=self._max_defer_ms
+            )
+        )
+
+    async def mark_sent(self, *tx_ids: str, resend_after_s: float) -> int:
+        """Durably count one more attempt per id; each is due again after ``resend_after_s``."""
+        store = self._open_store()
+        return await self._run(
+            functools.partial(
+                store.mark_sent,
+                tx_ids,
+                now_ms=self._now_ms(),
+                resend_after_ms=int(resend_after_s * 1000),
+            )
+        )
+
+    async def make_all_due(self) -> int:
+        """Make every pending entry due now: after a reconnect, resend from the oldest."""
+        store = self._open_store()
+        changed = await self._run(store.make_all_due)
+        self._work.set()
+        return changed
+
+    async def wait_for_work(self, *, max_wait_s: float) -> bool:
+        """Wait until something was put or acked, at most ``max_wait_s``; ``False`` if not."""
+        try:
+            async with asyncio.timeout(max_wait_s):
+                await self._work.wait()
+        except TimeoutError:
+            return False
+        self._work.clear()
+        return True
+
+    def notify(self) -> None:
+        """Wake ``wait_for_work`` (the sender calls it when window room opens)."""
+        self._work.set()
+
+    # -- acknowledgements ------------------------------------------------------------
+
+    async def ack(self, tx_id: str) -> bool:
+        """Remove an entry the server durably stored; an unknown id is a counted no-op."""
+        store = self._open_store()
+        removed = await self._run(functools.partial(store.ack, tx_id, now_ms=self._now_ms()))
+        if removed:
+            self._record_ack()
+        else:
+            self._unknown_acks += 1
+            log.debug("outbox ack for unknown %s ignored", tx_id)
+        return removed
+
+    async def reject(self, tx_id: str, reason: str | None) -> bool:
+        """Move an entry the server refused to the dead letters (kept, never resent)."""
+        store = self._open_store()
+        moved = await self._run(
+            functools.partial(store.reject, tx_id, reason, now_ms=self._now_ms())
+        )
+        if moved:
+            self._record_ack()
+            log.warning("outbox entry %s rejected by the server; moved to dead letters", tx_id)
+        else:
+            self._unknown_acks += 1
+        return moved
+
+    async def apply_ack(self, ack: TransactionAck) -> AckOutcome:
+        """Apply a server TransactionAck: accepted/duplicate remove, rejected dead-letters."""
+        if ack.status == "rejected":
+            return "dead_lettered" if await self.reject(ack.tx_id, ack.reason) else "unknown"
+        return "removed" if await self.ack(ack.tx_id) else "unknown"
+
+    def _record_ack(self) -> None:
+        now = self._clock()
+        self._ack_times.append(now)
+        while self._ack_times[0] < now - self._rate_window_s:
+            self._ack_times.popleft()
+        self._work.set()
+
+    # -- inspection ------------------------------------------------------------------
+
+    async def read(self, tx_id: str) -> DueEntry | None:
+        """One pending entry, decrypted; ``CorruptEntry`` (after quarantine) if tampered."""
+        store = self._open_store()
+        return await self._run(functools.partial(store.read, tx_id, now_ms=self._now_ms()))
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, newest first, metadata only."""
+        store = self._open_store()
+        return await self._run(functools.partial(store.dead_letters, limit))
+
+    async def discard_dead_letter(self, tx_id: str) -> bool:
+        """Delete one dead letter for good: an operator's decision, never automatic."""
+        store = self._open_store()
+        return await self._run(functools.partial(store.discard_dead_letter, tx_id))
+
+    async def stats(self) -> OutboxStats:
+        """Depth per class, oldest age, delivery rate, dead letters and quota use."""
+        store = self._open_store()
+        raw = await self._run(functools.partial(store.stats, now_ms=self._now_ms()))
+        now = self._clock()
+        while self._ack_times and self._ack_times[0] < now - self._rate_window_s:
+            self._ack_times.popleft()
+        return OutboxStats(
+            depth=raw["depth"],
+            oldest_age_s=raw["oldest_age_s"],
+            delivery_rate_per_min=len(self._ack_times) * 60.0 / self._rate_window_s,
+            dead_letters=raw["dead_letters"],
+            quarantined=raw["quarantined"],
+            unknown_acks=self._unknown_acks,
+            used_bytes=raw["used_bytes"],
+            quota_bytes=self._quota_bytes,
+            materials_pending=raw["materials_pending"],
+        )

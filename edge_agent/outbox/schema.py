@@ -1,0 +1,171 @@
+"""The SQLite file: schema, connection settings, and ``sqlite3.Error`` translation.
+
+Settings and why:
+
+- ``journal_mode=WAL``: a commit is one append to the WAL, readers never block it.
+- ``synchronous=FULL``: the WAL is fsynced at every commit, so a power cut after
+  ``put()`` returned loses nothing (NORMAL could lose the last commits).
+- ``locking_mode=EXCLUSIVE``: one process owns the outbox; a second agent started on
+  the same data directory fails at open instead of sending everything twice.
+- Explicit ``BEGIN IMMEDIATE`` transactions (autocommit connection), so every change
+  of several rows (a material's chunks, a dead-letter move) is all or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from edge_agent.outbox.errors import OutboxError, OutboxFull, StorageError
+
+SCHEMA_VERSION: Final = 1
+# One connection owns the file; a wait only helps a second opener, which must fail fast.
+BUSY_TIMEOUT_MS: Final = 500
+
+_DDL: Final = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: FIFO per class
+    tx_id          TEXT    NOT NULL UNIQUE,
+    tx_kind        TEXT    NOT NULL,
+    priority_class INTEGER NOT NULL,
+    created_ms     INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_due_ms    INTEGER NOT NULL,
+    last_sent_ms   INTEGER,
+    nonce          BLOB    NOT NULL,
+    ciphertext     BLOB    NOT NULL,
+    stored_bytes   INTEGER NOT NULL,
+    material_id    TEXT,                               -- set on material chunks
+    chunk_index    INTEGER
+);
+CREATE INDEX IF NOT EXISTS entries_order ON entries (priority_class, seq);
+CREATE INDEX IF NOT EXISTS entries_material ON entries (material_id)
+    WHERE material_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS materials (
+    material_id  TEXT    PRIMARY KEY,
+    sha256       TEXT    NOT NULL,
+    size         INTEGER NOT NULL,
+    chunk_count  INTEGER NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    state        TEXT    NOT NULL DEFAULT 'pending',   -- pending | delivered | rejected
+    done_ms      INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS tx_materials (
+    tx_id        TEXT NOT NULL,
+    material_id  TEXT NOT NULL REFERENCES materials (material_id),
+    PRIMARY KEY (tx_id, material_id)
+);
+CREATE INDEX IF NOT EXISTS tx_materials_material ON tx_materials (material_id);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    tx_id          TEXT    PRIMARY KEY,
+    tx_kind        TEXT    NOT NULL,
+    priority_class INTEGER NOT NULL,
+    created_ms     INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL,
+    dead_ms        INTEGER NOT NULL,
+    cause          TEXT    NOT NULL,                   -- rejected | corrupt | material_rejected
+    reason         TEXT,
+    nonce          BLOB    NOT NULL,
+    ciphertext     BLOB    NOT NULL,
+    stored_bytes   INTEGER NOT NULL,
+    material_id    TEXT,
+    chunk_index    INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    name   TEXT PRIMARY KEY,
+    value  BLOB NOT NULL
+);
+"""
+
+_FULL_CODES: Final = {sqlite3.SQLITE_FULL}
+_LOCKED_CODES: Final = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+_DAMAGED_CODES: Final = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def translate(exc: sqlite3.Error, *, waiting: int = 0, quota_bytes: int = 0) -> OutboxError:
+    """The most specific outbox error for a SQLite failure (messages hold no values)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _FULL_CODES:
+        return OutboxFull(waiting=waiting, used_bytes=0, quota_bytes=quota_bytes, disk=True)
+    if primary in _LOCKED_CODES:
+        return StorageError(
+            "outbox database is locked: is another edge agent using this data directory?",
+            sqlite_error=name,
+        )
+    if primary in _DAMAGED_CODES:
+        return StorageError(
+            "outbox database file is damaged; keep it for recovery and restore from backup",
+            sqlite_error=name,
+        )
+    return StorageError(f"outbox database error ({name or type(exc).__name__})", sqlite_error=name)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating with mode 0600) and configure the database; create the schema."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    created = not path.exists()
+    if created:
+        # The WAL inherits the main file's mode, so the whole store stays 0600.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    try:
+        _configure(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if created:
+        _fsync_dir(path.parent)
+    return conn
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StorageError(f"outbox database refused WAL mode (got {mode})")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    with transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"outbox database has schema {version}; this agent knows {SCHEMA_VERSION}"
+            )
+        for statement in _DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

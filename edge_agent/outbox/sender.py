@@ -1,0 +1,143 @@
+"""``OutboxSender``: publish due outbox entries in order, with a window, a rate and resends.
+
+Ordering decision (see docs/outbox.md): entries are sent and resent in (priority class,
+insertion sequence) order over one MQTT connection with QoS 1, with at most ``window``
+entries in flight (sent, not acknowledged). An entry not acknowledged within its ack
+timeout (``ack_timeout_s * 2**(attempt-1)``, capped at ``max_backoff_s``) is due again
+and goes out before anything younger of its class. After a reconnect ``run`` makes every
+unacknowledged entry due, so they are resent from the oldest. The server deduplicates
+by ``tx_id`` and must not depend on arrival order; the one ordering that matters (a
+submission after its material chunks) is enforced here by an ack barrier in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from edge_agent.outbox.models import AckOutcome, OutgoingTx
+from edge_agent.outbox.outbox import Outbox
+from edge_agent.outbox.ratelimit import TokenBucket
+from govedge_wire import Transaction, TransactionAck
+
+log = logging.getLogger(__name__)
+
+
+class OutboxSender:
+    """Drains an ``Outbox`` through ``publish``; one ``run()`` per MQTT connection.
+
+    ``make_message`` is the session's callback that completes an ``OutgoingTx`` with the
+    outlet id, session and next ``seq`` (``tx.to_message(outlet_id=..., session=...,
+    seq=...)``). ``publish`` must return once the broker has the message (QoS 1 PUBACK)
+    and raise if the connection failed; the error ends ``run`` for the session to handle.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publish: Callable[[Transaction], Awaitable[None]],
+        *,
+        make_message: Callable[[OutgoingTx], Transaction],
+        rate_per_s: float = 20.0,
+        burst: int = 20,
+        window: int = 64,
+        batch_size: int = 32,
+        ack_timeout_s: float = 30.0,
+        max_backoff_s: float = 600.0,
+        publish_timeout_s: float = 10.0,
+        idle_poll_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if window < 1 or batch_size < 1:
+            raise ValueError("window and batch_size must be >= 1")
+        self._outbox = outbox
+        self._publish = publish
+        self._make_message = make_message
+        self._bucket = TokenBucket(rate_per_s, burst=burst, clock=clock, sleep=sleep)
+        self._window = window
+        self._batch_size = batch_size
+        self._ack_timeout_s = ack_timeout_s
+        self._max_backoff_s = max_backoff_s
+        self._publish_timeout_s = publish_timeout_s
+        self._idle_poll_s = idle_poll_s
+        self._clock = clock
+        self._inflight: dict[str, float] = {}  # tx_id -> ack deadline (clock)
+        self._stopping = asyncio.Event()
+        self.sent_total = 0
+        self.resent_total = 0
+        self.ack_timeouts = 0
+
+    @property
+    def inflight(self) -> int:
+        """Entries sent and not yet acknowledged (nor timed out)."""
+        return len(self._inflight)
+
+    def resend_after(self, attempt: int) -> float:
+        """Seconds to wait for the ack of send number ``attempt`` before sending again."""
+        return min(self._max_backoff_s, self._ack_timeout_s * 2.0 ** min(attempt - 1, 32))
+
+    async def run(self) -> None:
+        """Send until ``stop()``; call once per connection, after the birth was published."""
+        self._stopping.clear()
+        self._inflight.clear()
+        await self._outbox.make_all_due()
+        while not self._stopping.is_set():
+            if await self.pump() == 0:
+                await self._outbox.wait_for_work(max_wait_s=self._idle_wait())
+        log.debug("outbox sender stopped with %d in flight", len(self._inflight))
+
+    def stop(self) -> None:
+        """Stage one of shutdown: take no new entries; ``run`` returns after the current send."""
+        self._stopping.set()
+        self._outbox.notify()
+
+    async def pump(self) -> int:
+        """Send what the window, the rate limit and the due entries allow now; count sent."""
+        self._expire()
+        room = self._window - len(self._inflight)
+        if room <= 0:
+            return 0
+        sent = 0
+        for entry in await self._outbox.next_batch(min(room, self._batch_size)):
+            if self._stopping.is_set():
+                break
+            if entry.tx_id in self._inflight:
+                continue
+            await self._bucket.acquire()
+            outgoing = entry.outgoing()
+            wait_s = self.resend_after(outgoing.attempt)
+            # Durable first: a resend after a crash then carries attempt + 1.
+            await self._outbox.mark_sent(entry.tx_id, resend_after_s=wait_s)
+            message = self._make_message(outgoing)
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self._publish(message)
+            self._inflight[entry.tx_id] = self._clock() + wait_s
+            sent += 1
+            self.sent_total += 1
+            if outgoing.attempt > 1:
+                self.resent_total += 1
+        return sent
+
+    async def on_ack(self, ack: TransactionAck) -> AckOutcome:
+        """Apply a TransactionAck from the server (call it from the downlink handler)."""
+        self._inflight.pop(ack.tx_id, None)
+        # Shielded: the delete is the durable write that ends this entry's life.
+        return await asyncio.shield(self._outbox.apply_ack(ack))
+
+    def _expire(self) -> None:
+        now = self._clock()
+        expired = [tx_id for tx_id, deadline in self._inflight.items() if deadline <= now]
+        for tx_id in expired:
+            del self._inflight[tx_id]
+            self.ack_timeouts += 1
+        if expired:
+            log.info("outbox: %d entries not acknowledged in time; resending", len(expired))
+
+    def _idle_wait(self) -> float:
+        if not self._inflight:
+            return self._idle_poll_s
+        earliest = min(self._inflight.values()) - self._clock()
+        return max(0.0, min(self._idle_poll_s, earliest))

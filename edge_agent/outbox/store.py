@@ -1,0 +1,454 @@
+"""The synchronous core: every SQLite statement of the outbox, run in one worker thread.
+
+``Outbox`` (``outbox.py``) owns one ``Store`` and calls it only from its single worker
+thread, which also created the connection (``check_same_thread`` holds it to that).
+Every public method is one SQLite transaction; ``sqlite3.Error`` never leaves this
+module untranslated.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, ParamSpec, TypeVar
+
+from edge_agent.outbox import schema
+from edge_agent.outbox.codec import chunk_body, decode_body
+from edge_agent.outbox.crypto import (
+    KEY_CHECK_AAD,
+    KEY_CHECK_PLAINTEXT,
+    Sealer,
+    Unsealable,
+    entry_aad,
+    load_key,
+)
+from edge_agent.outbox.errors import (
+    CorruptEntry,
+    InvalidEntry,
+    KeyFileError,
+    OutboxFull,
+    UnknownMaterial,
+)
+from edge_agent.outbox.models import (
+    DeadCause,
+    DeadLetter,
+    DueEntry,
+    PriorityClass,
+    StoredTransaction,
+)
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_REASON_MAX: Final = 500
+_SELECT_META: Final = (
+    "SELECT seq, tx_id, tx_kind, priority_class, created_ms, attempts, next_due_ms,"
+    " stored_bytes FROM entries WHERE tx_id = ?"
+)
+_SELECT_DUE: Final = (
+    "SELECT e.seq, e.tx_id, e.tx_kind, e.priority_class, e.created_ms, e.attempts,"
+    " e.next_due_ms, e.stored_bytes, e.nonce, e.ciphertext, e.material_id, e.chunk_index,"
+    " m.sha256, m.size, m.chunk_count"
+    " FROM entries e LEFT JOIN materials m ON m.material_id = e.material_id"
+    " WHERE (e.next_due_ms <= :now OR e.next_due_ms > :now + :defer)"
+    " AND NOT EXISTS (SELECT 1 FROM tx_materials tm JOIN materials mm"
+    "   ON mm.material_id = tm.material_id"
+    "   WHERE tm.tx_id = e.tx_id AND mm.state != 'delivered')"
+    " ORDER BY e.priority_class, e.seq LIMIT :limit"
+)
+_SELECT_ONE: Final = (
+    "SELECT e.seq, e.tx_id, e.tx_kind, e.priority_class, e.created_ms, e.attempts,"
+    " e.next_due_ms, e.stored_bytes, e.nonce, e.ciphertext, e.material_id, e.chunk_index,"
+    " m.sha256, m.size, m.chunk_count"
+    " FROM entries e LEFT JOIN materials m ON m.material_id = e.material_id"
+    " WHERE e.tx_id = ?"
+)
+_MOVE_DEAD: Final = (
+    "INSERT OR REPLACE INTO dead_letters (tx_id, tx_kind, priority_class, created_ms,"
+    " attempts, nonce, ciphertext, stored_bytes, material_id, chunk_index, dead_ms, cause,"
+    " reason) SELECT tx_id, tx_kind, priority_class, created_ms, attempts, nonce, ciphertext,"
+    " stored_bytes, material_id, chunk_index, ?, ?, ? FROM entries WHERE tx_id = ?"
+)
+
+
+def translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Run ``method`` and turn any ``sqlite3.Error`` into the matching ``OutboxError``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            waiting, quota = 0, 0
+            if isinstance(store, Store):
+                quota = store.quota_bytes
+                if _is_full(exc):
+                    try:  # a read usually still works on a full disk; if not, say 0
+                        waiting = store.waiting()
+                    except sqlite3.Error:
+                        waiting = 0
+            raise schema.translate(exc, waiting=waiting, quota_bytes=quota) from exc
+
+    return wrapper
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL
+
+
+def _meta(row: Sequence[Any], *, dead_reason: str | None = None) -> StoredTransaction:
+    return StoredTransaction(
+        seq=row[0],
+        tx_id=row[1],
+        tx_kind=row[2],
+        priority_class=PriorityClass(row[3]),
+        created_ms=row[4],
+        attempts=row[5],
+        next_due_ms=row[6],
+        stored_bytes=row[7],
+        dead_reason=dead_reason,
+    )
+
+
+class Store:
+    """Entries, dead letters and materials in one SQLite file; see ``schema.py``."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        sealer: Sealer,
+        *,
+        quota_bytes: int,
+        low_priority_share: float,
+    ) -> None:
+        self.conn = conn
+        self.sealer = sealer
+        self.quota_bytes = quota_bytes
+        self.low_priority_share = low_priority_share
+        self.quarantined_now = 0  # corrupt entries found since open
+
+    @classmethod
+    @translated
+    def open(
+        cls, path: Path, *, key_path: Path, quota_bytes: int, low_priority_share: float
+    ) -> Store:
+        """Open the database, then the key, and prove the key is the database's key."""
+        conn = schema.connect(path)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+            sealer = Sealer(load_key(key_path, create=row is None))
+            if row is None:
+                nonce, sealed = sealer.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)
+                with schema.transaction(conn):
+                    conn.execute("INSERT INTO meta VALUES ('key_check', ?)", (nonce + sealed,))
+            else:
+                try:
+                    sealer.open(row[0][:12], row[0][12:], KEY_CHECK_AAD)
+                except Unsealable:
+                    raise KeyFileError(
+                        f"key file {key_path} is not the key of outbox {path}; restore the "
+                        "original key file (entries sealed with it cannot be read otherwise)",
+                        path=str(key_path),
+                    ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, sealer, quota_bytes=quota_bytes, low_priority_share=low_priority_share)
+
+    @translated
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close the connection."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.close()
+
+    # -- accepting -------------------------------------------------------------------
+
+    @translated
+    def put(
+        self,
+        *,
+        tx_id: str,
+        tx_kind: str,
+        priority_class: PriorityClass,
+        plaintext: bytes,
+        materials: Sequence[str],
+        now_ms: int,
+    ) -> tuple[StoredTransaction, bool]:
+        """Insert one entry durably; ``(existing, False)`` if ``tx_id`` is already known."""
+        with schema.transaction(self.conn):
+            existing = self._find(tx_id)
+            if existing is not None:
+                return existing, False
+            for material_id in materials:
+                state = self._one("SELECT state FROM materials WHERE material_id = ?", material_id)
+                if state is None:
+                    raise UnknownMaterial(material_id)
+                if state == "rejected":
+                    raise InvalidEntry(f"material {material_id} was rejected by the server")
+            nonce, sealed = self.sealer.seal(plaintext, entry_aad(tx_id, priority_class, tx_kind))
+            size = len(nonce) + len(sealed)
+            self.check_quota(priority_class, size)
+            cur = self.conn.execute(
+                "INSERT INTO entries (tx_id, tx_kind, priority_class, created_ms, next_due_ms,"
+                " nonce, ciphertext, stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (tx_id, tx_kind, int(priority_class), now_ms, now_ms, nonce, sealed, size),
+            )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO tx_materials VALUES (?, ?)",
+                [(tx_id, m) for m in materials],
+            )
+        stored = StoredTransaction(
+            seq=cur.lastrowid or 0,
+            tx_id=tx_id,
+            tx_kind=tx_kind,
+            priority_class=priority_class,
+            created_ms=now_ms,
+            attempts=0,
+            next_due_ms=now_ms,
+            stored_bytes=size,
+        )
+        return stored, True
+
+    def _find(self, tx_id: str) -> StoredTransaction | None:
+        row = self.conn.execute(_SELECT_META, (tx_id,)).fetchone()
+        if row is not None:
+            return _meta(row)
+        row = self.conn.execute(
+            "SELECT 0, tx_id, tx_kind, priority_class, created_ms, attempts, 0, stored_bytes,"
+            " cause, reason FROM dead_letters WHERE tx_id = ?",
+            (tx_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return _meta(row, dead_reason=f"{row[8]}: {row[9] or ''}".rstrip(": "))
+
+    def check_quota(self, priority_class: PriorityClass, size: int) -> None:
+        """``OutboxFull`` unless ``size`` more bytes of ``priority_class`` fit the quota."""
+        used = self.used_bytes()
+        if used + size > self.quota_bytes:
+            raise OutboxFull(waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes)
+        if priority_class >= PriorityClass.HEALTH:
+            low = self._one(
+                "SELECT COALESCE(SUM(stored_bytes), 0) FROM entries WHERE priority_class >= ?",
+                int(PriorityClass.HEALTH),
+            )
+            if low + size > self.quota_bytes * self.low_priority_share:
+                raise OutboxFull(
+                    waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes
+                )
+
+    def used_bytes(self) -> int:
+        """Ciphertext bytes held, pending and dead letters together."""
+        return int(
+            self._one("SELECT COALESCE(SUM(stored_bytes), 0) FROM entries")
+            + self._one("SELECT COALESCE(SUM(stored_bytes), 0) FROM dead_letters")
+        )
+
+    def waiting(self) -> int:
+        """Transactions (not chunks) not yet acknowledged by the server."""
+        return int(
+            self._one(
+                "SELECT COUNT(*) FROM entries WHERE priority_class = ? AND material_id IS NULL",
+                int(PriorityClass.TRANSACTION),
+            )
+        )
+
+    def _one(self, sql: str, *params: object) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # -- sending ---------------------------------------------------------------------
+
+    @translated
+    def next_batch(self, limit: int, *, now_ms: int, max_defer_ms: int) -> list[DueEntry]:
+        """Due entries in (class, seq) order, decrypted; corrupt ones are quarantined.
+
+        Due means ``next_due_ms <= now``, or so far in the future that the wall clock
+        must have been set back. A transaction that references materials is due only
+        once every chunk of them was acknowledged.
+        """
+        rows = self.conn.execute(
+            _SELECT_DUE, {"now": now_ms, "defer": max_defer_ms, "limit": limit}
+        ).fetchall()
+        due: list[DueEntry] = []
+        for row in rows:
+            try:
+                due.append(self._decrypt(row, now_ms=now_ms))
+            except CorruptEntry:
+                continue  # quarantined and counted by _decrypt; the queue moves on
+        return due
+
+    def _decrypt(self, row: Sequence[Any], *, now_ms: int) -> DueEntry:
+        meta = _meta(row)
+        nonce, sealed, material_id, index, sha256, size, count = row[8:15]
+        try:
+            plaintext = self.sealer.open(
+                nonce, sealed, entry_aad(meta.tx_id, meta.priority_class, meta.tx_kind)
+            )
+            if material_id is None:
+                body = decode_body(plaintext)
+            else:
+                body = chunk_body(
+                    plaintext,
+                    material_id=material_id,
+                    index=index,
+                    count=count,
+                    size=size,
+                    sha256=sha256,
+                )
+        except (Unsealable, ValueError, TypeError):
+            self.quarantine(meta.tx_id, now_ms=now_ms)
+            raise CorruptEntry(meta.tx_id) from None
+        return DueEntry(meta=meta, body=body)
+
+    @translated
+    def read(self, tx_id: str, *, now_ms: int) -> DueEntry | None:
+        """One pending entry decrypted (``CorruptEntry`` after quarantining it)."""
+        row = self.conn.execute(_SELECT_ONE, (tx_id,)).fetchone()
+        return None if row is None else self._decrypt(row, now_ms=now_ms)
+
+    @translated
+    def quarantine(self, tx_id: str, *, now_ms: int) -> None:
+        """Move an entry that failed authentication to the dead letters, ciphertext kept."""
+        with schema.transaction(self.conn):
+            moved = self._move_dead([tx_id], cause="corrupt", reason=None, now=now_ms)
+        if moved:
+            self.quarantined_now += 1
+            log.error("outbox entry %s failed authentication; quarantined", tx_id)
+
+    @translated
+    def mark_sent(self, tx_ids: Sequence[str], *, now_ms: int, resend_after_ms: int) -> int:
+        """Record one more attempt for each id and when it may be resent; rows changed."""
+        with schema.transaction(self.conn):
+            cur = self.conn.executemany(
+                "UPDATE entries SET attempts = attempts + 1, last_sent_ms = ?, next_due_ms = ?"
+                " WHERE tx_id = ?",
+                [(now_ms, now_ms + resend_after_ms, t) for t in tx_ids],
+            )
+        return cur.rowcount
+
+    @translated
+    def make_all_due(self) -> int:
+        """Make every pending entry due now (after a reconnect); rows changed."""
+        with schema.transaction(self.conn):
+            cur = self.conn.execute("UPDATE entries SET next_due_ms = 0 WHERE next_due_ms > 0")
+        return cur.rowcount
+
+    # -- acknowledgements ------------------------------------------------------------
+
+    @translated
+    def ack(self, tx_id: str, *, now_ms: int) -> bool:
+        """Delete an entry the server durably stored; ``False`` if it is not pending."""
+        with schema.transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT material_id FROM entries WHERE tx_id = ?", (tx_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,))
+            self.conn.execute("DELETE FROM tx_materials WHERE tx_id = ?", (tx_id,))
+            material_id = row[0]
+            if material_id is not None and not self._one(
+                "SELECT 1 FROM entries WHERE material_id = ?", material_id
+            ):
+                self.conn.execute(
+                    "UPDATE materials SET state = 'delivered', done_ms = ?"
+                    " WHERE material_id = ? AND state = 'pending'",
+                    (now_ms, material_id),
+                )
+        return True
+
+    @translated
+    def reject(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
+        """Dead-letter an entry the server refused; a refused chunk takes its material's
+        other chunks and the transactions that reference it along."""
+        reason = None if reason is None else reason[:_REASON_MAX]
+        with schema.transaction(self.conn):
+            material_id = self._one("SELECT material_id FROM entries WHERE tx_id = ?", tx_id)
+            if not self._move_dead([tx_id], cause="rejected", reason=reason, now=now_ms):
+                return False
+            if material_id is not None:
+                why = f"material {material_id} was rejected"
+                self.conn.execute(
+                    "UPDATE materials SET state = 'rejected', done_ms = ? WHERE material_id = ?",
+                    (now_ms, material_id),
+                )
+                dependent = self.conn.execute(
+                    "SELECT tx_id FROM entries WHERE material_id = :m UNION"
+                    " SELECT tx_id FROM tx_materials WHERE material_id = :m",
+                    {"m": material_id},
+                ).fetchall()
+                self._move_dead(
+                    [r[0] for r in dependent], cause="material_rejected", reason=why, now=now_ms
+                )
+        return True
+
+    def _move_dead(
+        self, tx_ids: Sequence[str], *, cause: DeadCause, reason: str | None, now: int
+    ) -> int:
+        """Move pending entries to the dead letters (inside the caller's transaction)."""
+        moved = 0
+        for tx_id in tx_ids:
+            self.conn.execute(_MOVE_DEAD, (now, cause, reason, tx_id))
+            moved += self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,)).rowcount
+        return moved
+
+    @translated
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest dead letters first (metadata only)."""
+        rows = self.conn.execute(
+            "SELECT tx_id, tx_kind, priority_class, created_ms, attempts, dead_ms, cause,"
+            " reason FROM dead_letters ORDER BY dead_ms DESC, tx_id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            DeadLetter(
+                tx_id=r[0],
+                tx_kind=r[1],
+                priority_class=PriorityClass(r[2]),
+                created_ms=r[3],
+                attempts=r[4],
+                dead_ms=r[5],
+                cause=r[6],
+                reason=r[7],
+            )
+            for r in rows
+        ]
+
+    @translated
+    def discard_dead_letter(self, tx_id: str) -> bool:
+        """Delete one dead letter for good (an operator's decision, after export)."""
+        with schema.transaction(self.conn):
+            cur = self.conn.execute("DELETE FROM dead_letters WHERE tx_id = ?", (tx_id,))
+        return cur.rowcount > 0
+
+    @translated
+    def stats(self, *, now_ms: int) -> dict[str, Any]:
+        """Raw figures for ``OutboxStats``."""
+        depth = {
+            PriorityClass(cls): n
+            for cls, n in self.conn.execute(
+                "SELECT priority_class, COUNT(*) FROM entries GROUP BY priority_class"
+            )
+        }
+        oldest = self._one("SELECT MIN(created_ms) FROM entries")
+        dead = dict(self.conn.execute("SELECT cause, COUNT(*) FROM dead_letters GROUP BY cause"))
+        return {
+            "depth": depth,
+            "oldest_age_s": None if oldest is None else max(0.0, (now_ms - oldest) / 1000),
+            "dead_letters": sum(n for cause, n in dead.items() if cause != "corrupt"),
+            "quarantined": dead.get("corrupt", 0),
+            "used_bytes": self.used_bytes(),
+            "materials_pending": self._one(
+                "SELECT COUNT(*) FROM materials WHERE state = 'pending'"
+            ),
+        }
