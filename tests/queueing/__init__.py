@@ -1,0 +1,1 @@
+"""Queue engine tests against a real SQLite database in a temporary directory."""
