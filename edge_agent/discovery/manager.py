@@ -88,6 +88,8 @@ class DeviceManager:
         self._driver_factory = driver_factory
         self._matcher = Matcher(profiles)
         self._hub = EventHub()
+        # Shared with the rest of the agent (transaction results travel on it too).
+        self.events = self._hub
         self._errors: Counter[str] = Counter()
         self._calls = GuardedCalls(self._errors)
         self._devices: dict[str, ManagedDevice] = {}
