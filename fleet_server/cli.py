@@ -1,4 +1,4 @@
-"""``fleet-server``: ``run`` the API and ingest in one process, or ``migrate`` the database.
+"""``fleet-server``: ``run`` the API and ingest, ``migrate`` the database, ``catalogue import``.
 
 Options override ``GOVEDGE_*`` environment variables, which override the defaults.
 This is the only place that configures logging.
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from fleet_server import grafana_cli, security_cli
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
 
@@ -31,7 +33,14 @@ def _settings(**options: str | None) -> Settings:
         raise click.UsageError(f"bad settings: {problems}") from None
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    if fmt == "json":
+        from fleet_server.logjson import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level.upper(), handlers=[handler])
+        return
     logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
 
 
@@ -73,8 +82,9 @@ def run(
         server_id=server_id,
         log_level=log_level,
     )
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     _upgrade(settings.database_url)
+    security_cli.bootstrap(settings)
     try:
         serve(settings)
     except StartupFailed as exc:
@@ -91,3 +101,58 @@ def migrate(database_url: str | None, log_level: str | None) -> None:
     _configure_logging(settings.log_level)
     _upgrade(settings.database_url)
     click.echo("database schema is up to date")
+
+
+@main.group()
+def catalogue() -> None:
+    """The service-item catalogue (事项清单)."""
+
+
+@catalogue.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--database-url", help=_DB_HELP)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), help="Default: by suffix.")
+@click.option("--replace", is_flag=True, help="Also delete items the file does not list.")
+def catalogue_import(
+    file: Path, database_url: str | None, fmt: str | None, *, replace: bool
+) -> None:
+    """Import FILE (CSV or JSON) all or nothing; errors name the row and the field."""
+    from datetime import UTC, datetime
+
+    from fleet_server.catalogue import CatalogueError, import_rows, parse_catalogue
+    from fleet_server.db import make_engine, make_sessionmaker
+    from fleet_server.routing.targets import TargetsFileError, load_targets
+
+    settings = _settings(database_url=database_url)
+    _configure_logging(settings.log_level)
+    chosen = fmt or ("json" if file.suffix.lower() == ".json" else "csv")
+    targets = None
+    if settings.upstream_targets_file is not None:
+        try:
+            targets = load_targets(settings.upstream_targets_file).names
+        except TargetsFileError as exc:
+            raise click.UsageError(str(exc)) from None
+    try:
+        rows = parse_catalogue(
+            file.read_bytes(), fmt="json" if chosen == "json" else "csv", targets=targets
+        )
+    except CatalogueError as exc:
+        for error in exc.errors:
+            click.echo(f"{file}: {error}", err=True)
+        click.echo(f"fleet-server: {len(exc.errors)} errors; nothing imported", err=True)
+        sys.exit(1)
+    _upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            counts = import_rows(session, rows, now=datetime.now(UTC), replace=replace)
+    finally:
+        engine.dispose()
+    click.echo(
+        f"imported {len(rows)} items: {counts['created']} created, {counts['updated']} updated,"
+        f" {counts['deleted']} deleted"
+    )
+
+
+security_cli.register(main)
+grafana_cli.register(main)

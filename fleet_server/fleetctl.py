@@ -15,6 +15,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from fleet_server import fleetctl_alerts, fleetctl_security
+
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown": "dim"}
 
@@ -22,22 +24,43 @@ _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown
 class _Api:
     """A thin client that turns transport errors into one-line exits."""
 
-    def __init__(self, server: str, *, timeout: float) -> None:
+    def __init__(self, server: str, *, timeout: float, token: str | None = None) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, path: str) -> Any:
         url = f"{self.server}{path}"
         try:
-            response = httpx.get(url, timeout=self.timeout)
+            response = httpx.get(url, timeout=self.timeout, headers=self.headers)
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
         if response.status_code == httpx.codes.NOT_FOUND:
             detail = _detail(response)
             click.echo(f"error: {detail}", err=True)
             sys.exit(1)
+        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            _die(f"not allowed ({response.status_code}): {_detail(response)}; see --token")
         if response.is_error:
             _die(f"fleet server answered {response.status_code}: {_detail(response)}")
+        return self._json(response)
+
+    def post(self, path: str) -> Any:
+        url = f"{self.server}{path}"
+        try:
+            response = httpx.post(url, timeout=self.timeout, headers=self.headers)
+        except httpx.HTTPError as exc:
+            _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
+        if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.CONFLICT):
+            click.echo(f"error: {_detail(response)}", err=True)
+            sys.exit(1)
+        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            _die(f"not allowed ({response.status_code}): {_detail(response)}; see --token")
+        if response.is_error:
+            _die(f"fleet server answered {response.status_code}: {_detail(response)}")
+        return self._json(response)
+
+    def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
@@ -79,10 +102,16 @@ def _when(value: str | None) -> str:
     help="Fleet server base URL (or GOVEDGE_SERVER).",
 )
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the server.")
+@click.option(
+    "--token",
+    envvar="GOVEDGE_TOKEN",
+    default=None,
+    help="API token (or GOVEDGE_TOKEN); from `fleet-server users add`.",
+)
 @click.pass_context
-def cli(ctx: click.Context, server: str, timeout: float) -> None:
+def cli(ctx: click.Context, server: str, timeout: float, token: str | None) -> None:
     """Inspect and operate a govedge fleet."""
-    ctx.obj = _Api(server, timeout=timeout)
+    ctx.obj = _Api(server, timeout=timeout, token=token)
 
 
 @cli.group()
@@ -139,6 +168,89 @@ def outlets_show(api: _Api, outlet_id: str, *, as_json: bool) -> None:
     for name, value in sorted((row.get("last_metrics") or {}).items()):
         table.add_row(f"  {name}", str(value))
     Console().print(table)
+
+
+@cli.group("dead-letters")
+def dead_letters() -> None:
+    """Transactions upstream refused or that ran out of retries."""
+
+
+@dead_letters.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include dead letters already replayed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def dead_letters_list(api: _Api, *, show_all: bool, as_json: bool) -> None:
+    """List dead letters, newest first (not yet replayed unless --all)."""
+    rows = api.get("/api/v1/dead-letters" + ("?include_replayed=true" if show_all else ""))
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(rows)} dead letters")
+    for column in ("id", "tx", "outlet", "kind", "target", "reason", "HTTP", "tries", "when"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["tx_id"],
+            row["outlet_id"],
+            row["tx_kind"],
+            row.get("target") or "-",
+            row["reason"],
+            str(row.get("status_code") or "-"),
+            str(row["attempts"]),
+            _when(row.get("created_at")),
+        )
+    Console().print(table)
+
+
+@dead_letters.command("show")
+@click.argument("dead_letter_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def dead_letters_show(api: _Api, dead_letter_id: int, *, as_json: bool) -> None:
+    """Show one dead letter: reason, masked applicant, every attempt."""
+    row = api.get(f"/api/v1/dead-letters/{dead_letter_id}")
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+        return
+    table = Table(show_header=False, title=f"dead letter {row['id']}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field in (
+        "tx_id", "outlet_id", "tx_kind", "target", "reason", "detail", "status_code",
+        "attempts", "item_code", "region_code", "window", "transaction_state",
+    ):  # fmt: skip
+        value = row.get(field)
+        table.add_row(field.replace("_", " "), "-" if value is None else str(value))
+    table.add_row("created", _when(row.get("created_at")))
+    table.add_row("replayed", _when(row.get("replayed_at")))
+    applicant = row.get("applicant") or {}
+    if applicant:
+        table.add_row("applicant", f"{applicant.get('name', '')} {applicant.get('id_number', '')}")
+    for attempt in row.get("attempt_history") or []:
+        table.add_row(
+            f"  attempt {attempt['attempt']}",
+            f"{_when(attempt['at'])} {attempt['outcome']} {attempt.get('status_code') or ''}"
+            f" {attempt.get('error') or ''}".rstrip(),
+        )
+    Console().print(table)
+
+
+@dead_letters.command("replay")
+@click.argument("dead_letter_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def dead_letters_replay(api: _Api, dead_letter_id: int, *, as_json: bool) -> None:
+    """Route and deliver the transaction again (after fixing the cause)."""
+    row = api.post(f"/api/v1/dead-letters/{dead_letter_id}/replay")
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"dead letter {row['id']} ({row['tx_id']}) queued for delivery again")
+
+
+fleetctl_security.register(cli)
+fleetctl_alerts.register(cli)
 
 
 def main() -> None:

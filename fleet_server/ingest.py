@@ -10,6 +10,13 @@ cannot roll back the others, because only validated in-memory state is written.
 Server presence follows Sparkplug's host STATE: a retained ``ServerState`` online on
 every (re)connect, the same with ``online=False`` as the last will and at clean
 shutdown. When the broker connection drops, every online outlet becomes ``stale``.
+
+Transactions (``fleet_server.transactions``): a transaction presence accepted has its
+body validated; valid ones are inserted into the inbox in one database transaction per
+batch, and only after that commit does the worker publish ``TransactionAck``
+(``accepted``, or ``duplicate`` for a ``tx_id`` already stored). An invalid body is
+acknowledged ``rejected`` with a reason naming fields, never values. If the commit
+fails nothing is acknowledged, so the outlet's outbox simply sends again.
 """
 
 from __future__ import annotations
@@ -20,21 +27,27 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.health.ratelimit import OutletRateLimiter
+from fleet_server.health.recorder import IngestObserver
+from fleet_server.pki import FleetCA
 from fleet_server.presence import OutletRecord, PresenceTracker
 from fleet_server.registry import load_presence, save_presence
 from fleet_server.settings import Settings
 from fleet_server.stats import IngestStats, RateLimitedLog
+from fleet_server.transactions.bodies import BodyRejected, EvaluationBody, parse_body
+from fleet_server.transactions.inbox import PendingTx, StoreOutcome, store_transactions
 from govedge_wire import (
     SERVER_STATE_TOPIC,
     Birth,
@@ -46,6 +59,8 @@ from govedge_wire import (
     ServerState,
     Telemetry,
     Transaction,
+    TransactionAck,
+    TransactionResult,
     WireError,
     decode,
     encode,
@@ -95,8 +110,20 @@ class Ingest:
         *,
         sessions: sessionmaker[Session],
         stats: IngestStats | None = None,
+        on_stored: Callable[[], None] | None = None,
+        observer: IngestObserver | None = None,
+        limiter: OutletRateLimiter | None = None,
     ) -> None:
         self._settings = settings
+        # Fleet health (fleet_server.health): sees accepted messages, writes per batch;
+        # the limiter refuses an outlet's excess before it is queued.
+        self._observer = observer
+        self._limiter = limiter
+        self._rules = settings.evaluation_rules
+        self._on_stored = on_stored
+        # Transactions of the current batch, stored and acknowledged after it.
+        self._pending_tx: list[PendingTx] = []
+        self._rejected_tx: list[tuple[Transaction, str]] = []
         self._sessions = sessions
         self.stats = stats or IngestStats()
         # The server's own session counter for the commands it sends: time-based, so
@@ -174,6 +201,7 @@ class Ingest:
 
     def _make_client(self) -> mqtt.Client:
         settings = self._settings
+        self._state_ts = now_ms()
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"{settings.server_id}-{uuid.uuid4().hex[:8]}",
@@ -182,8 +210,13 @@ class Ingest:
         broker = settings.broker
         if broker.username is not None:
             client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set()
+        if broker.tls:  # our own client certificate from the fleet CA (docs/security.md)
+            tls = FleetCA(settings.pki_dir).ensure_server_client()
+            client.tls_set(
+                ca_certs=str(tls.ca_file), certfile=str(tls.cert_file), keyfile=str(tls.key_file)
+            )
+        else:
+            logger.warning("broker connection is plain mqtt:// (no TLS): development only")
         client.will_set(SERVER_STATE_TOPIC, self._state_payload(online=False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
@@ -193,7 +226,12 @@ class Ingest:
         return client
 
     def _state_payload(self, *, online: bool) -> bytes:
-        return encode(ServerState(server_id=self._settings.server_id, online=online))
+        # Online and offline (the will) carry the same timestamp, as Sparkplug's STATE
+        # does: agents ignore an offline older than the last online, so only a late will
+        # of an earlier server process is ignored, never this process's own.
+        return encode(
+            ServerState(server_id=self._settings.server_id, online=online, ts=self._state_ts)
+        )
 
     def _on_connect(
         self,
@@ -248,6 +286,9 @@ class Ingest:
             topic = message.topic
         except UnicodeDecodeError:
             self.stats.rejected("bad_topic")
+            return
+        if self._limiter is not None and not self._limiter.allow_topic(topic):
+            self.stats.rejected("rate_limited")
             return
         if self._queue.qsize() >= self._settings.ingest_queue_max:
             self.stats.rejected("overloaded")
@@ -304,6 +345,9 @@ class Ingest:
             else:
                 self._handle(item)
         self._flush()
+        if self._observer is not None:
+            self._observer.flush(self._sessions)
+        self._store_and_ack()
 
     def _handle(self, item: _Received) -> None:
         outlet_id = _outlet_of(item.topic)
@@ -349,12 +393,125 @@ class Ingest:
             )
         else:
             self.stats.accepted()
+            if self._observer is not None:
+                self._observer.observe(message, received_at=item.received_at)
         for note in outcome.notes:
             self.stats.noted(note)
+        if outcome.ignored is None and isinstance(message, Transaction):
+            self._check_transaction(message, received_at=item.received_at)
         if outcome.rebirth_reason is not None:
             self.stats.rebirth(sent=outcome.rebirth)
             if outcome.rebirth:
                 self._request_rebirth(message.outlet_id, reason=outcome.rebirth_reason)
+
+    # -- transactions ------------------------------------------------------------
+
+    def _check_transaction(self, message: Transaction, *, received_at: datetime) -> None:
+        """Validate a transaction's body and queue it for the batch's store-then-ack."""
+        try:
+            body = parse_body(message.tx_kind, dict(message.body))
+            if isinstance(body, EvaluationBody):
+                self._check_evaluation(body)
+        except BodyRejected as exc:
+            self.stats.noted("tx_rejected")
+            self._log.warning(
+                "tx_rejected",
+                "rejected transaction %s from outlet %s: %s",
+                message.tx_id,
+                message.outlet_id,
+                exc.reason,
+            )
+            self._rejected_tx.append((message, exc.reason))
+            return
+        self._pending_tx.append(PendingTx(message=message, body=body, received_at=received_at))
+
+    def _check_evaluation(self, body: EvaluationBody) -> None:
+        if not self._rules.known_channel(body.channel):
+            raise BodyRejected(f"unknown evaluation channel for profile {self._rules.name}")
+        if body.stars is not None and body.stars != self._rules.stars(body.level_code):
+            raise BodyRejected(
+                f"level_code disagrees with stars under {self._rules.level_coding} coding"
+            )
+
+    def _store_and_ack(self) -> None:
+        """Commit the batch's transactions, then acknowledge each (never before)."""
+        pending, rejected = self._pending_tx, self._rejected_tx
+        self._pending_tx, self._rejected_tx = [], []
+        for message, reason in rejected:
+            self._ack(message, "rejected", reason=reason)
+        if not pending:
+            return
+        try:
+            with self._sessions.begin() as session:
+                outcomes = store_transactions(session, pending, rules=self._rules)
+        except IntegrityError:
+            # Another worker stored one of these meanwhile: go one by one.
+            outcomes_or_none = [self._store_one(item) for item in pending]
+        except SQLAlchemyError as exc:
+            self.stats.db_error()
+            self._log.exception(
+                "tx_db", "could not store %d transactions; not acknowledged", len(pending), exc=exc
+            )
+            return
+        else:
+            outcomes_or_none = list(outcomes)
+        stored = False
+        for item, outcome in zip(pending, outcomes_or_none, strict=True):
+            if outcome is None:
+                continue
+            self.stats.noted(f"tx_{outcome}")
+            stored = stored or outcome == "accepted"
+            self._ack(item.message, outcome)
+        if stored and self._on_stored is not None:
+            self._on_stored()
+
+    def _store_one(self, item: PendingTx) -> StoreOutcome | None:
+        try:
+            with self._sessions.begin() as session:
+                return store_transactions(session, [item], rules=self._rules)[0]
+        except IntegrityError:
+            return "duplicate"
+        except SQLAlchemyError as exc:
+            self.stats.db_error()
+            self._log.exception("tx_db_one", "could not store a transaction", exc=exc)
+            return None
+
+    def _ack(
+        self,
+        message: Transaction,
+        status: Literal["accepted", "duplicate", "rejected"],
+        *,
+        reason: str | None = None,
+    ) -> None:
+        ack = TransactionAck(
+            outlet_id=message.outlet_id,
+            session=self.server_session,
+            seq=next(self._command_seq),
+            tx_id=message.tx_id,
+            status=status,
+            reason=reason,
+        )
+        self._client.publish(topic_for(message.outlet_id, Kind.TRANSACTION_ACK), encode(ack), qos=1)
+
+    def publish_result(self, result: TransactionResult, *, timeout: float) -> bool:
+        """Publish a transaction's upstream result; True once the broker has it (PUBACK).
+
+        Called from the delivery worker's thread; ``result``'s session and seq are
+        replaced with the server's own.
+        """
+        if not self.stats.broker_connected:
+            return False
+        message = result.model_copy(
+            update={"session": self.server_session, "seq": next(self._command_seq)}
+        )
+        info = self._client.publish(
+            topic_for(message.outlet_id, Kind.TRANSACTION_RESULT), encode(message), qos=1
+        )
+        try:
+            info.wait_for_publish(timeout=timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def _request_rebirth(self, outlet_id: str, *, reason: str) -> None:
         command = Command(

@@ -1,8 +1,11 @@
-"""Registry tables as typed SQLAlchemy declarative models.
+"""Tables as typed SQLAlchemy declarative models.
 
 ``outlets`` is the registry entry (auto-created on an outlet's first birth until
 enrollment arrives); ``agents`` mirrors the presence state the ingest keeps in memory.
-The API never returns these rows directly: ``api.schemas`` holds the public shapes.
+The transaction tables (``inbox``, ``delivery_attempts``, ``dead_letters``,
+``catalogue_items``, ``evaluations``, ``rectifications``, ``rectification_follow_ups``)
+are described in ``docs/transactions.md``. The API never returns these rows directly:
+the ``api`` modules hold the public shapes.
 """
 
 from __future__ import annotations
@@ -13,19 +16,27 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from fleet_server.piivault.sealed import SealedJSON
+
 PRESENCE_STATES = ("online", "offline", "stale", "unknown")
+# pending: waiting for (re)delivery; delivered: upstream has it; dead: in the dead-letter
+# queue; local: kept server-side only (queue events have no upstream).
+INBOX_STATES = ("pending", "delivered", "dead", "local")
 
 # Named constraints, so batch migrations on SQLite can find them again.
 NAMING_CONVENTION = {
@@ -104,3 +115,232 @@ class Agent(Base):
     last_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     outlet: Mapped[Outlet] = relationship(back_populates="agent")
+
+
+class InboxEntry(Base):
+    """One transaction received from an outlet, stored before it is acknowledged.
+
+    ``tx_id`` is unique: a resend finds its row and is acknowledged as a duplicate.
+    ``body`` may hold personal data and is never logged. The delivery worker claims a
+    row by setting ``lease_until`` and records ``attempts`` and ``next_due_at``.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'delivered', 'dead', 'local')", name="state_valid"),
+        Index("ix_inbox_due", "state", "next_due_at"),
+        Index("ix_inbox_outlet_kind_received", "outlet_id", "tx_kind", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tx_id: Mapped[str] = mapped_column(String(64), unique=True)
+    outlet_id: Mapped[str] = mapped_column(String(64))
+    tx_kind: Mapped[str] = mapped_column(String(32))
+    # Sealed at rest (AES-GCM, key id in the stored value); {} once purged.
+    body: Mapped[dict[str, Any]] = mapped_column(SealedJSON)
+    created_ts: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Denormalised from the body for routing and statistics (no personal data).
+    item_code: Mapped[str | None] = mapped_column(String(64))
+    region_code: Mapped[str | None] = mapped_column(String(12))
+    window: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    case_number: Mapped[str | None] = mapped_column(String(64))
+    # A TransactionResult is owed to the outlet until this is False again.
+    result_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the body was emptied after delivery plus retention (piivault.purge_bodies).
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryAttempt(Base):
+    """One try at handing an inbox row to its upstream target, kept for operators."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(512))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class DeadLetter(Base):
+    """A transaction that will not be delivered without an operator: permanent upstream
+    rejection, exhausted retries, or no route. Replay puts its inbox row back to pending.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"), index=True)
+    tx_id: Mapped[str] = mapped_column(String(64), index=True)
+    outlet_id: Mapped[str] = mapped_column(String(64))
+    tx_kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(512))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CatalogueItem(Base):
+    """One service item (事项) as implemented in some regions, and who receives it.
+
+    ``code`` is the implementation code (实施编码, unique); ``base_code`` the catalogue
+    code (基本编码) shared by every region's implementation of the same item.
+    """
+
+    __tablename__ = "catalogue_items"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    base_code: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[int] = mapped_column(Integer)
+    handling_type: Mapped[str] = mapped_column(String(16))
+    promised_days: Mapped[int | None] = mapped_column(Integer)
+    department: Mapped[str] = mapped_column(String(200))
+    outlet_kinds: Mapped[list[str]] = mapped_column(JSON)
+    region_codes: Mapped[list[str]] = mapped_column(JSON)
+    handling_mode: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Evaluation(Base):
+    """One 好差评 evaluation, normalised: ``stars`` 5 = 非常满意 … 1 = 非常不满意."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_outlet_at", "outlet_id", "evaluated_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tx_id: Mapped[str] = mapped_column(String(64), unique=True)
+    outlet_id: Mapped[str] = mapped_column(String(64))
+    window: Mapped[str | None] = mapped_column(String(32))
+    case_number: Mapped[str | None] = mapped_column(String(64))
+    level_code: Mapped[int] = mapped_column(Integer)
+    stars: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(32))
+    is_bad: Mapped[bool] = mapped_column(Boolean)
+    is_default: Mapped[bool] = mapped_column(Boolean)
+    real_name: Mapped[bool] = mapped_column(Boolean)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Rectification(Base):
+    """A 差评 rectification ticket (整改) with its deadline; closed by a follow-up."""
+
+    __tablename__ = "rectifications"
+    __table_args__ = (CheckConstraint("status IN ('open', 'closed')", name="status_valid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    evaluation_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), unique=True
+    )
+    outlet_id: Mapped[str] = mapped_column(String(64), index=True)
+    window: Mapped[str | None] = mapped_column(String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RectificationFollowUp(Base):
+    """One follow-up on a rectification: 回访, 整改 or 反馈; may close the ticket."""
+
+    __tablename__ = "rectification_follow_ups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rectification_id: Mapped[int] = mapped_column(
+        ForeignKey("rectifications.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(128))
+    closes: Mapped[bool] = mapped_column(Boolean)
+
+
+# -- security (docs/security.md): operators, tokens, enrollment, certificates, audit ----
+
+
+class User(Base):
+    """An operator account; its role is one of ``fleet_server.security.roles.Role``."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'operator', 'technician', 'admin')", name="role_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    """An operator's API token, stored as its SHA-256 only (the token is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EnrollmentToken(Base):
+    """A one-time, expiring token that lets one outlet obtain its first certificate."""
+
+    __tablename__ = "enrollment_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Certificate(Base):
+    """A client certificate the fleet CA issued to an outlet; revoked ones go in the CRL."""
+
+    __tablename__ = "certificates"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(64), index=True)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """One change: who, when, what, on what, before and after. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(128), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# The fleet-health tables live in their own module; importing it here registers them on
+# ``Base.metadata`` for migrations and comparisons.
+from fleet_server.health import tables as _health_tables  # noqa: E402, F401

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fleet_server.evaluations.rules import EvaluationRules, rules_for
 
 DEFAULT_DATABASE_URL = "sqlite:///./fleet.db"
 _MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -77,6 +80,56 @@ class Settings(BaseSettings):
     # Set to split the uplink among several server processes (MQTT shared subscription).
     mqtt_share_group: str | None = None
     log_level: str = "INFO"
+    # Upstream targets (JSON, TOML or YAML; docs/transactions.md). Without it nothing is
+    # delivered: rows wait as pending (and are counted) until targets are configured.
+    upstream_targets_file: Path | None = None
+    # Delivery worker: how often it looks for due rows when not woken, how many
+    # deliveries run at once, and how long a claimed row stays claimed.
+    delivery_poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    delivery_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    delivery_lease_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    # 好差评 rules per province (fleet_server.evaluations.rules), with overrides.
+    evaluation_profile: Literal["national", "zhejiang", "sichuan", "taiyuan", "dezhou"] = "national"
+    rectification_days: Annotated[int, Field(ge=1, le=365)] | None = None
+    rectification_working_days: bool | None = None
+    # Security (docs/security.md). api_auth "off" lets every API call in as admin (demo
+    # only; logged as a warning). Tokens expire after api_token_ttl_s.
+    api_auth: Literal["on", "off"] = "on"
+    api_token_ttl_s: Annotated[int, Field(ge=60, le=366 * 86_400)] = 30 * 86_400
+    probes_require_auth: bool = False
+    # The fleet CA and its files (created on first use); outlet certificate validity.
+    pki_dir: Path = Path("./fleet-pki")
+    outlet_cert_days: Annotated[int, Field(ge=1, le=825)] = 90
+    enrollment_ttl_max_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 7 * 86_400
+    # PII at rest (fleet_server.piivault): the AES-GCM key directory (0700, keys 0600);
+    # bodies are emptied this many days after upstream confirmed receipt, checked hourly.
+    pii_key_dir: Path = Path("./fleet-pii-keys")
+    pii_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
+    pii_purge_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+    # -- fleet health (docs/fleet-health.md) --
+    # Per-outlet token bucket in the ingest (births and deaths are never limited).
+    ingest_outlet_rate_per_s: Annotated[float, Field(gt=0)] = 20.0
+    ingest_outlet_burst: Annotated[int, Field(ge=1)] = 200
+    # One stored telemetry snapshot per outlet per interval (for charts); retention.
+    health_history_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    health_retention_hours: Annotated[float, Field(gt=0)] = 48.0
+    # Time-series sink (InfluxDB v2 write API); off while timeseries_url is unset.
+    timeseries_url: str | None = None
+    timeseries_token: str = ""
+    timeseries_org: str = "govedge"
+    timeseries_bucket: str = "govedge"
+    timeseries_buffer_max: Annotated[int, Field(ge=1)] = 100_000
+    timeseries_batch_max: Annotated[int, Field(ge=1)] = 5_000
+    timeseries_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    # Alerts: evaluation period, webhooks (JSON list in GOVEDGE_ALERT_WEBHOOKS), retries.
+    alert_eval_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    alert_webhooks: list[str] = Field(default_factory=list)
+    alert_webhook_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    alert_webhook_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    # Opening hours of outlets are read in this time zone.
+    outlet_timezone: str = "Asia/Shanghai"
+    # "json" writes one JSON object per log line.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("mqtt_url")
     @classmethod
@@ -96,6 +149,22 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("database URL must be sqlite:///PATH or postgresql+psycopg://...")
         return value
+
+    @field_validator("upstream_targets_file")
+    @classmethod
+    def _check_targets_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"upstream targets file {value} does not exist")
+        return value
+
+    @property
+    def evaluation_rules(self) -> EvaluationRules:
+        """The 好差评 rules in force (profile plus overrides)."""
+        return rules_for(
+            self.evaluation_profile,
+            days=self.rectification_days,
+            working_days=self.rectification_working_days,
+        )
 
     @property
     def broker(self) -> BrokerAddress:

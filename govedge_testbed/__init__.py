@@ -8,9 +8,18 @@ Exception tree::
     ServiceUnavailable     the binary is missing or the service did not come up
 """
 
-from govedge_testbed.mosquitto import Mosquitto
+from govedge_testbed.mosquitto import Mosquitto, TlsMaterial
 from govedge_testbed.ports import free_port, wait_for_port
 from govedge_testbed.postgres import Postgres
 from govedge_testbed.services import ServiceUnavailable
+from govedge_testbed.victoria import VictoriaMetrics
 
-__all__ = ["Mosquitto", "Postgres", "ServiceUnavailable", "free_port", "wait_for_port"]
+__all__ = [
+    "Mosquitto",
+    "Postgres",
+    "ServiceUnavailable",
+    "TlsMaterial",
+    "VictoriaMetrics",
+    "free_port",
+    "wait_for_port",
+]

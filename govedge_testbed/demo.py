@@ -1,8 +1,10 @@
 """The demo: a private Mosquitto, the fleet server on SQLite, and a few simulated outlets.
 
 Every part is the real program (``mosquitto``, ``fleet-server run``, ``edge-agent run``)
-in its own process. Ctrl-C (or SIGTERM) stops the agents first, so each publishes its
-clean death, then the server, then the broker.
+in its own process. Each agent runs with ``--simulate`` (a simulator of every device
+kind, driven through the real drivers) and its own ``--local-api-port``. Ctrl-C (or
+SIGTERM) stops the agents first, so each publishes its clean death, then the server,
+then the broker.
 """
 
 from __future__ import annotations
@@ -52,6 +54,21 @@ def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
             proc.wait(timeout=timeout)
 
 
+def _demo_admin_token(bindir: Path, database_url: str) -> str:
+    """An admin account for the demo via ``fleet-server users add``; its token."""
+    name = f"demo-admin-{int(time.time())}"
+    result = subprocess.run(
+        [str(bindir / "fleet-server"), "users", "add", name, "--role", "admin",
+         "--database-url", database_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    tokens = [line for line in result.stdout.splitlines() if line.startswith("gvt_")]
+    if result.returncode != 0 or not tokens:
+        click.echo(f"demo: cannot create the demo admin: {result.stderr.strip()}", err=True)
+        sys.exit(1)
+    return tokens[0]
+
+
 @click.command()
 @click.option("--outlets", "outlet_count", default=4, show_default=True, type=click.IntRange(1, 50))
 @click.option("--port", default=8080, show_default=True, help="Server port (a free one if taken).")
@@ -87,6 +104,7 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
     try:
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
+        token = _demo_admin_token(bindir, f"sqlite:///{data_dir / 'fleet.db'}")
         server = _spawn(
             [
                 str(bindir / "fleet-server"), "run",
@@ -100,7 +118,10 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
         if not _wait_ready(url, server, deadline=time.monotonic() + 60):
             click.echo(f"demo: the fleet server did not start; see {logs}", err=True)
             sys.exit(1)
+        api_ports: list[int] = []
         for outlet_id in _outlet_ids(outlet_count):
+            api_port = free_port()
+            api_ports.append(api_port)
             agent = _spawn(
                 [
                     str(bindir / "edge-agent"), "run",
@@ -108,13 +129,21 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
                     "--outlet-id", outlet_id,
                     "--data-dir", str(data_dir / "agents" / outlet_id),
                     "--telemetry-interval", str(telemetry_interval),
+                    "--simulate",
+                    "--local-api-port", str(api_port),
                 ],
                 logs / f"agent-{outlet_id}.log",
             )  # fmt: skip
             procs.append(agent)
         click.echo(f"govedge demo: fleet server at {url}  (API docs: {url}/docs)")
         click.echo(f"  broker {broker.url}, {outlet_count} outlets, data and logs in {data_dir}")
-        click.echo(f"  try:  .venv/bin/fleetctl --server {url} outlets list")
+        click.echo(f"  admin API token (demo only): {token}")
+        click.echo(f"  try:  GOVEDGE_TOKEN={token} .venv/bin/fleetctl --server {url} outlets list")
+        first = _outlet_ids(outlet_count)[0]
+        click.echo(
+            f"  clerk local API of {first} (simulated devices): "
+            f"http://127.0.0.1:{api_ports[0]}  (docs: http://127.0.0.1:{api_ports[0]}/docs)"
+        )
         click.echo("  Ctrl-C stops everything.")
         while not stop.wait(0.5):
             if server.poll() is not None:

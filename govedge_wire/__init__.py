@@ -35,6 +35,7 @@ from govedge_wire.messages import (
     Telemetry,
     Transaction,
     TransactionAck,
+    TransactionResult,
     new_message_id,
     now_ms,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "TopicMismatch",
     "Transaction",
     "TransactionAck",
+    "TransactionResult",
     "UnsupportedSchema",
     "WireError",
     "decode",

@@ -22,6 +22,7 @@ from govedge_wire.messages import (
     Telemetry,
     Transaction,
     TransactionAck,
+    TransactionResult,
 )
 from govedge_wire.topics import SERVER_STATE_TOPIC, Kind, parse_topic
 
@@ -35,6 +36,7 @@ _MODELS: Final[dict[Kind, type[Message]]] = {
     Kind.DESIRED_CONFIG: DesiredConfig,
     Kind.COMMAND: Command,
     Kind.TRANSACTION_ACK: TransactionAck,
+    Kind.TRANSACTION_RESULT: TransactionResult,
     Kind.SERVER_STATE: ServerState,
 }
 

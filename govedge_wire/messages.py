@@ -160,6 +160,21 @@ class TransactionAck(_OutletMessage):
     reason: str | None = None
 
 
+class TransactionResult(_OutletMessage):
+    """What the upstream platform did with a transaction the server had acknowledged.
+
+    ``delivered`` carries the upstream's case number (办件编号) when it returned one;
+    ``rejected`` carries the upstream's reason. Sent after the outcome is stored; it may
+    be sent more than once, so the agent treats it idempotently by ``tx_id``.
+    """
+
+    kind: Literal["txresult"] = "txresult"
+    tx_id: Annotated[str, Field(min_length=8, max_length=64)]
+    outcome: Literal["delivered", "rejected"]
+    case_number: Annotated[str, Field(max_length=64)] | None = None
+    reason: Annotated[str, Field(max_length=512)] | None = None
+
+
 class ServerState(_Envelope):
     """The fleet server's presence; retained, with an offline last will.
 
@@ -182,5 +197,6 @@ Message = (
     | DesiredConfig
     | Command
     | TransactionAck
+    | TransactionResult
     | ServerState
 )

@@ -4,7 +4,7 @@ Every outlet owns one subtree, split by direction so that a broker ACL can give 
 outlet write access to ``up`` and read access to ``down`` and nothing else::
 
     govedge/v1/{outlet_id}/up/{birth|death|telemetry|event|tx|cmdres}
-    govedge/v1/{outlet_id}/down/{config|cmd|txack}
+    govedge/v1/{outlet_id}/down/{config|cmd|txack|txresult}
     govedge/v1/_fleet/state                          (server presence, retained)
 """
 
@@ -37,13 +37,16 @@ class Kind(StrEnum):
     DESIRED_CONFIG = "config"
     COMMAND = "cmd"
     TRANSACTION_ACK = "txack"
+    TRANSACTION_RESULT = "txresult"
     SERVER_STATE = "state"
 
 
 UPLINK_KINDS: Final = frozenset(
     {Kind.BIRTH, Kind.DEATH, Kind.TELEMETRY, Kind.EVENT, Kind.TRANSACTION, Kind.COMMAND_RESULT}
 )
-DOWNLINK_KINDS: Final = frozenset({Kind.DESIRED_CONFIG, Kind.COMMAND, Kind.TRANSACTION_ACK})
+DOWNLINK_KINDS: Final = frozenset(
+    {Kind.DESIRED_CONFIG, Kind.COMMAND, Kind.TRANSACTION_ACK, Kind.TRANSACTION_RESULT}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +97,12 @@ DELIVERY: Final[dict[Kind, Delivery]] = {
         qos=1,
         retain=False,
         why="a lost ack only causes a resend, which the server deduplicates and re-acks",
+    ),
+    Kind.TRANSACTION_RESULT: Delivery(
+        qos=1,
+        retain=False,
+        why="the upstream's answer (case number or rejection) must reach the outlet; a "
+        "lost one is sent again and the agent deduplicates by transaction id",
     ),
     Kind.SERVER_STATE: Delivery(
         qos=1,

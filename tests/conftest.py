@@ -7,14 +7,19 @@ so a developer without PostgreSQL can still run the rest.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from govedge_testbed import Mosquitto, Postgres, ServiceUnavailable
+from edge_agent.devices.pcsc_vpcd import PcscStack, PcscUnavailable, environment_ok
+from govedge_testbed import Mosquitto, Postgres, ServiceUnavailable, VictoriaMetrics
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Sealing keys for transaction bodies (fleet_server.piivault): one throwaway directory
+# per run, inherited by server subprocesses, never ./fleet-pii-keys in the repo.
+os.environ.setdefault("GOVEDGE_PII_KEY_DIR", tempfile.mkdtemp(prefix="govedge-pii-"))
 
 
 def _unavailable(exc: ServiceUnavailable) -> None:
@@ -66,6 +71,36 @@ def postgres_cluster() -> Iterator[Postgres]:
 def postgres_url(postgres_cluster: Postgres) -> str:
     """A fresh, empty database in the session's cluster."""
     return postgres_cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def victoria() -> Iterator[VictoriaMetrics]:
+    """A real VictoriaMetrics of the test's own (InfluxDB v2 write API), empty."""
+    try:
+        store = VictoriaMetrics()
+        store.start()
+    except ServiceUnavailable as exc:
+        _unavailable(exc)
+        raise
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def pcsc() -> Iterator[PcscStack]:
+    """One real pcscd with a vpcd reader for the whole session (one pcscd per machine)."""
+    problem = environment_ok()
+    if problem is None:
+        try:
+            stack = PcscStack().start()
+        except PcscUnavailable as exc:
+            problem = str(exc)
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"PC/SC stack required under CI=true: {problem}")
+        pytest.skip(f"no PC/SC stack here: {problem}")  # outside CI only
+    yield stack
+    stack.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,10 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.evaluations.rules import EvaluationRules
 from fleet_server.ingest import Ingest
+from fleet_server.routing.targets import TargetsConfig
+from fleet_server.routing.worker import DeliveryWorker
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,6 +23,10 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     ingest: Ingest
+    targets: TargetsConfig
+    rules: EvaluationRules
+    # None when no upstream targets file is configured: rows then wait as pending.
+    delivery: DeliveryWorker | None = None
 
 
 def get_app_state(request: Request) -> AppState:

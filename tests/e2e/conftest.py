@@ -35,22 +35,37 @@ def poll(check: Callable[[], Any], *, timeout: float, interval: float = 0.1) -> 
     pytest.fail(f"condition not met within {timeout} s; last value: {last!r}")
 
 
-def _spawn(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], log: IO[bytes], *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     # The child gets its own copy of the log descriptor; ours is closed by the caller.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
+    return subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, env={**clean, **(env or {})}
+    )
+
+
+# API tokens of the servers started here, by URL, so ``fleetctl`` can authenticate.
+_TOKENS: dict[str, str] = {}
 
 
 @dataclass
 class Server:
-    """A running ``fleet-server run``."""
+    """A running ``fleet-server run``; ``token`` is an admin's API token."""
 
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def outlet(self, outlet_id: str) -> dict[str, Any] | None:
-        response = httpx.get(f"{self.url}/api/v1/outlets/{outlet_id}", timeout=5)
+        response = httpx.get(
+            f"{self.url}/api/v1/outlets/{outlet_id}", timeout=5, headers=self.headers
+        )
         return response.json() if response.status_code == httpx.codes.OK else None
 
     def state(self, outlet_id: str) -> str | None:
@@ -58,7 +73,9 @@ class Server:
         return None if row is None else str(row["state"])
 
     def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = httpx.get(f"{self.url}/api/v1/ingest/stats", timeout=5).json()
+        result: dict[str, Any] = httpx.get(
+            f"{self.url}/api/v1/ingest/stats", timeout=5, headers=self.headers
+        ).json()
         return result
 
 
@@ -83,6 +100,7 @@ class Agent:
                     "--data-dir", str(self.data_dir),
                     "--keepalive", str(KEEPALIVE_S),
                     "--telemetry-interval", "0.5",
+                    "--local-api-port", "0",
                     *self.extra,
                 ],
                 log,
@@ -106,9 +124,23 @@ class Agent:
                 self.proc.wait(timeout=5)
 
 
-def start_server(mqtt_url: str, database_url: str, log: Path) -> Server:
-    """Start ``fleet-server run`` and wait until ``/readyz`` answers 200."""
+def add_user(database_url: str, name: str, role: str) -> str:
+    """``fleet-server users add`` (the real CLI); returns the token it prints once."""
+    result = subprocess.run(
+        [str(BIN / "fleet-server"), "users", "add", name, "--role", role,
+         "--database-url", database_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("gvt_"))
+
+
+def start_server(
+    mqtt_url: str, database_url: str, log: Path, *, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``fleet-server run`` (with an admin token ready) and wait for ``/readyz``."""
     port = free_port()
+    token = add_user(database_url, f"e2e-admin-{port}", "admin")
     with log.open("ab") as out:
         proc = _spawn(
             [
@@ -118,8 +150,10 @@ def start_server(mqtt_url: str, database_url: str, log: Path) -> Server:
                 "--listen", f"127.0.0.1:{port}",
             ],
             out,
+            env=env,
         )  # fmt: skip
-    server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log, token=token)
+    _TOKENS[server.url] = token
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -181,7 +215,12 @@ def fleetctl(*args: str, server_url: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
         check=False,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        env={
+            **os.environ,
+            "NO_COLOR": "1",
+            "COLUMNS": "200",
+            "GOVEDGE_TOKEN": _TOKENS.get(server_url.rstrip("/"), ""),
+        },
     )
 
 

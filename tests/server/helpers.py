@@ -54,7 +54,11 @@ class FleetServer:
         self.database_url = database_url
         self.env = {**os.environ, **env}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.url, timeout=5)
+        # Every API call authenticates: an admin made in the database before start.
+        self.token = admin_token(database_url)
+        self.http = httpx.Client(
+            base_url=self.url, timeout=5, headers={"Authorization": f"Bearer {self.token}"}
+        )
 
     def start(self, *, timeout: float = 30.0) -> None:
         """Start and wait for the announcement line and ``/readyz``."""
@@ -129,6 +133,31 @@ class FleetServer:
                 self.proc.wait(timeout=5)
                 raise
         return self.proc.returncode
+
+
+def admin_token(database_url: str) -> str:
+    """Create an admin account in the (upgraded) database and return its API token."""
+    from datetime import timedelta
+
+    from fleet_server.db import make_engine, make_sessionmaker
+    from fleet_server.migrate import upgrade
+    from fleet_server.security import Role
+    from fleet_server.security.users import create_user
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            new = create_user(
+                session,
+                name=f"test-admin-{uuid.uuid4().hex[:8]}",
+                role=Role.ADMIN,
+                ttl=timedelta(hours=2),
+                actor="test",
+            )
+    finally:
+        engine.dispose()
+    return new.token
 
 
 def mqtt_client(mqtt_url: str, *, name: str = "test") -> mqtt.Client:

@@ -14,7 +14,31 @@ from fleet_server.db import make_engine
 from fleet_server.migrate import downgrade, upgrade
 from fleet_server.models import Base
 
-TABLES = {"outlets", "agents"}
+TABLES = {
+    "outlets",
+    "agents",
+    "inbox",
+    "delivery_attempts",
+    "dead_letters",
+    "catalogue_items",
+    "evaluations",
+    "rectifications",
+    "rectification_follow_ups",
+    "users",
+    "api_tokens",
+    "enrollment_tokens",
+    "certificates",
+    "audit_log",
+    # fleet health (0004_health)
+    "regions",
+    "outlet_profiles",
+    "device_states",
+    "device_events",
+    "outlet_health",
+    "telemetry_samples",
+    "alerts",
+    "alert_rule_overrides",
+}
 
 
 @pytest.fixture

@@ -47,6 +47,12 @@ def _samples() -> dict[Kind, wire.Message]:
         Kind.TRANSACTION_ACK: wire.TransactionAck(
             **common, tx_id="0f1e2d3c4b5a69788796a5b4c3d2e1f0", status="accepted"
         ),
+        Kind.TRANSACTION_RESULT: wire.TransactionResult(
+            **common,
+            tx_id="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            outcome="delivered",
+            case_number="330902-2026-000123",
+        ),
         Kind.SERVER_STATE: wire.ServerState(server_id="fleet-1", online=True),
     }
 

@@ -1,0 +1,184 @@
+"""``/api/v1/alerts`` and ``/api/v1/alert-rules``: list, acknowledge, silence, override.
+
+``read_router`` needs a viewer; ``write_router`` (ack, silence, overrides, evaluate
+now) an operator — attached in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from fleet_server.alerts.engine import alert_payload
+from fleet_server.alerts.rules import DEFAULT_RULES, RuleBook, UnknownRule, check_override
+from fleet_server.api.auth import Authenticated
+from fleet_server.api.deps import SessionDep
+from fleet_server.api.errors import RowId
+from fleet_server.health import queries
+from fleet_server.health.tables import Alert, AlertRuleOverride, OutletProfile
+from fleet_server.security import audit
+
+read_router = APIRouter(tags=["alerts"])
+write_router = APIRouter(tags=["alerts"])
+
+
+class OverrideIn(BaseModel):
+    """Parameters of one rule at one scope."""
+
+    scope: Literal["global", "region", "kind", "outlet"]
+    scope_value: Annotated[str, Field(max_length=64)] = ""
+    rule: str
+    params: dict[str, Any]
+
+
+@read_router.get("/alerts")
+def read_alerts(
+    session: SessionDep,
+    state: Literal["open", "resolved", "all"] = "open",
+    outlet_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[dict[str, Any]]:
+    """Alerts, newest first; ``?state=all`` includes resolved ones."""
+    return queries.list_alerts(
+        session, state=None if state == "all" else state, outlet_id=outlet_id, limit=limit
+    )
+
+
+@read_router.get("/alerts/{alert_id}")
+def read_alert(session: SessionDep, alert_id: RowId) -> dict[str, Any]:
+    """One alert; 404 if unknown."""
+    row = session.get(Alert, alert_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"alert {alert_id} not found")
+    payload = alert_payload(row, "state")
+    payload.pop("event")
+    return payload
+
+
+@write_router.post("/alerts/{alert_id}/ack")
+def ack_alert(
+    request: Request,
+    session: SessionDep,
+    alert_id: RowId,
+    principal: Authenticated,
+) -> dict[str, Any]:
+    """Acknowledge: someone is on it. Idempotent; the first acknowledgement is kept."""
+    row = session.get(Alert, alert_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"alert {alert_id} not found")
+    if row.acked_at is None:
+        row.acked_at = datetime.now(UTC)
+        row.acked_by = principal.name
+        audit.record(session, actor=principal.name, action="alert.ack", target=f"alert:{alert_id}")
+        session.commit()
+    request.app.state.health.live.bump()
+    return read_alert(session, alert_id)
+
+
+@write_router.post("/alerts/{alert_id}/silence")
+def silence_alert(
+    request: Request,
+    session: SessionDep,
+    alert_id: RowId,
+    principal: Authenticated,
+    minutes: Annotated[int, Query(ge=1, le=30 * 24 * 60)] = 60,
+) -> dict[str, Any]:
+    """No notifications for this alert until now + ``minutes``."""
+    row = session.get(Alert, alert_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"alert {alert_id} not found")
+    before = row.silenced_until.isoformat() if row.silenced_until else None
+    row.silenced_until = datetime.now(UTC) + timedelta(minutes=minutes)
+    audit.record(
+        session,
+        actor=principal.name,
+        action="alert.silence",
+        target=f"alert:{alert_id}",
+        before={"silenced_until": before},
+        after={"silenced_until": row.silenced_until.isoformat(), "minutes": minutes},
+    )
+    session.commit()
+    request.app.state.health.live.bump()
+    return read_alert(session, alert_id)
+
+
+@write_router.post("/alerts/evaluate")
+async def evaluate_now(request: Request) -> dict[str, int]:
+    """Run one rule evaluation now (it also runs every ``alert_eval_interval_s``)."""
+    engine = request.app.state.health.engine
+    await run_in_threadpool(engine.evaluate_once)
+    return {"open": engine.open_count}
+
+
+@read_router.get("/alert-rules")
+def read_rules(session: SessionDep) -> dict[str, Any]:
+    """The defaults and every stored override."""
+    overrides = [
+        {
+            "id": r.id,
+            "scope": r.scope,
+            "scope_value": r.scope_value,
+            "rule": r.rule,
+            "params": r.params,
+        }
+        for r in session.scalars(select(AlertRuleOverride).order_by(AlertRuleOverride.id))
+    ]
+    return {"defaults": DEFAULT_RULES, "overrides": overrides}
+
+
+@read_router.get("/alert-rules/effective/{outlet_id}")
+def read_effective(session: SessionDep, outlet_id: str) -> dict[str, dict[str, Any]]:
+    """The parameters in force for one outlet after every override."""
+    from fleet_server.alerts.engine import load_rulebook
+
+    book: RuleBook = load_rulebook(session)
+    profile = session.get(OutletProfile, outlet_id)
+    return book.for_outlet(
+        outlet_id=outlet_id,
+        region_code=profile.region_code if profile else None,
+        kind=profile.kind if profile else None,
+    )
+
+
+@write_router.put("/alert-rules")
+def put_override(session: SessionDep, body: OverrideIn) -> dict[str, Any]:
+    """Create or replace the override of ``rule`` at ``scope``/``scope_value``."""
+    try:
+        check_override(body.rule, body.params)
+    except UnknownRule as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    scope_value = "" if body.scope == "global" else body.scope_value
+    if body.scope != "global" and not scope_value:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="scope_value required")
+    row = session.scalars(
+        select(AlertRuleOverride).where(
+            AlertRuleOverride.scope == body.scope,
+            AlertRuleOverride.scope_value == scope_value,
+            AlertRuleOverride.rule == body.rule,
+        )
+    ).first()
+    if row is None:
+        row = AlertRuleOverride(
+            scope=body.scope, scope_value=scope_value, rule=body.rule, params=body.params
+        )
+        session.add(row)
+    else:
+        row.params = body.params
+    session.commit()
+    return {"id": row.id, "scope": row.scope, "scope_value": row.scope_value,
+            "rule": row.rule, "params": row.params}  # fmt: skip
+
+
+@write_router.delete("/alert-rules/{override_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_override(session: SessionDep, override_id: RowId) -> None:
+    """Remove one override (the next scope up applies again)."""
+    row = session.get(AlertRuleOverride, override_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"override {override_id} not found")
+    session.delete(row)
+    session.commit()

@@ -1,0 +1,243 @@
+"""The alert engine: every ``interval_s`` read the fleet, compute conditions, reconcile.
+
+Reconciling keeps one alert per (rule, outlet, device) episode: a condition without an
+open alert opens one (and notifies), a condition with one updates its value and
+summary (and notifies when the severity changes), an open alert whose condition no
+longer holds resolves (and notifies). Acknowledging or silencing is the operator's;
+a silenced alert sends no notifications until ``silenced_until``. The engine runs in
+one thread; several server processes may each run it against one database — the worst
+case is a duplicate notification, never a lost alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.alerts.conditions import Condition, OutletFacts, conditions_for
+from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.rules import Override, RuleBook
+from fleet_server.health.live import LiveHub
+from fleet_server.health.tables import (
+    Alert,
+    AlertRuleOverride,
+    DeviceState,
+    OutletHealth,
+    OutletProfile,
+)
+from fleet_server.models import Agent
+
+logger = logging.getLogger(__name__)
+
+
+def load_rulebook(session: Session) -> RuleBook:
+    """The rule book with every stored override."""
+    return RuleBook(
+        Override(scope=row.scope, scope_value=row.scope_value, rule=row.rule, params=row.params)
+        for row in session.scalars(select(AlertRuleOverride))
+    )
+
+
+def gather_facts(session: Session) -> list[OutletFacts]:
+    """One ``OutletFacts`` per outlet with an agent."""
+    profiles = {row.outlet_id: row for row in session.scalars(select(OutletProfile))}
+    health = {row.outlet_id: row for row in session.scalars(select(OutletHealth))}
+    devices: dict[str, list[dict[str, Any]]] = {}
+    for row in session.scalars(select(DeviceState)):
+        devices.setdefault(row.outlet_id, []).append(
+            {
+                "device_id": row.device_id,
+                "kind": row.kind,
+                "state": row.state,
+                "state_since": row.state_since,
+                "health": row.health,
+                "reads_ok": row.reads_ok,
+                "reads_failed": row.reads_failed,
+            }
+        )
+    facts = []
+    for agent in session.scalars(select(Agent)):
+        profile = profiles.get(agent.outlet_id)
+        outlet_health = health.get(agent.outlet_id)
+        facts.append(
+            OutletFacts(
+                outlet_id=agent.outlet_id,
+                state=agent.state,
+                state_since=agent.state_since,
+                kind=profile.kind if profile else None,
+                region_code=profile.region_code if profile else None,
+                opening_hours=profile.opening_hours if profile else None,
+                metrics=agent.last_metrics or {},
+                clock_skew_s=outlet_health.clock_skew_s if outlet_health else None,
+                devices=devices.get(agent.outlet_id, []),
+            )
+        )
+    return facts
+
+
+def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
+    """The JSON a webhook receives (and the API's shape of one alert)."""
+    return {
+        "event": event,
+        "id": alert.id,
+        "rule": alert.rule,
+        "outlet_id": alert.outlet_id,
+        "device_id": alert.device_id or None,
+        "severity": alert.severity,
+        "state": alert.state,
+        "summary": alert.summary,
+        "value": alert.value,
+        "detail": alert.detail,
+        "opened_at": alert.opened_at.isoformat(),
+        "updated_at": alert.updated_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "acked_at": alert.acked_at.isoformat() if alert.acked_at else None,
+        "acked_by": alert.acked_by,
+        "silenced_until": alert.silenced_until.isoformat() if alert.silenced_until else None,
+    }
+
+
+class AlertEngine:
+    """Evaluate the rules periodically in a named thread; ``evaluate_once`` for tests."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        interval_s: float,
+        timezone: str = "Asia/Shanghai",
+        notifier: WebhookNotifier | None = None,
+        live: LiveHub | None = None,
+        on_db_latency: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._tz = ZoneInfo(timezone)
+        self._notifier = notifier
+        self._live = live
+        self._on_db_latency = on_db_latency
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
+        self.evaluations = 0
+        self.errors = 0
+        self.open_count = 0
+
+    def start(self) -> None:
+        """Start evaluating every ``interval_s``."""
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop after the evaluation in progress."""
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.evaluate_once()
+            except SQLAlchemyError:
+                self.errors += 1
+                logger.exception("alert evaluation failed; trying again next period")
+            except Exception:  # the engine thread must outlive any bug
+                self.errors += 1
+                logger.exception("alert evaluation crashed; trying again next period")
+
+    def evaluate_once(self, *, now: datetime | None = None) -> None:
+        """Read, evaluate and reconcile once, in one transaction."""
+        now = now or datetime.now(UTC)
+        local_now = now.astimezone(self._tz)
+        notes: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        with self._sessions.begin() as session:
+            book = load_rulebook(session)
+            open_rows = {
+                (row.rule, row.outlet_id, row.device_id): row
+                for row in session.scalars(select(Alert).where(Alert.state == "open"))
+            }
+            already = set(open_rows)
+            holding: dict[tuple[str, str, str], Condition] = {}
+            for facts in gather_facts(session):
+                rules = book.for_outlet(
+                    outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
+                )
+                for condition in conditions_for(
+                    facts, rules, now=now, local_now=local_now, already_open=already
+                ):
+                    holding[condition.key] = condition
+            changed = self._reconcile(session, open_rows, holding, now=now, notes=notes)
+            session.flush()
+            self.open_count = len(holding)
+        if self._on_db_latency is not None:
+            self._on_db_latency("alert_evaluation", time.perf_counter() - started)
+        self.evaluations += 1
+        for payload in notes:
+            if self._notifier is not None:
+                self._notifier.notify(payload)
+        if changed and self._live is not None:
+            self._live.bump()
+
+    def _reconcile(
+        self,
+        session: Session,
+        open_rows: dict[tuple[str, str, str], Alert],
+        holding: dict[tuple[str, str, str], Condition],
+        *,
+        now: datetime,
+        notes: list[dict[str, Any]],
+    ) -> bool:
+        changed = False
+        opened: list[Alert] = []
+        for key, condition in holding.items():
+            row = open_rows.get(key)
+            if row is None:
+                row = Alert(
+                    rule=condition.rule,
+                    outlet_id=condition.outlet_id,
+                    device_id=condition.device_id,
+                    severity=condition.severity,
+                    state="open",
+                    summary=condition.summary[:256],
+                    value=condition.value,
+                    detail=condition.detail,
+                    opened_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                opened.append(row)
+                changed = True
+                continue
+            escalated = row.severity != condition.severity
+            row.severity = condition.severity
+            row.summary = condition.summary[:256]
+            row.value = condition.value
+            row.detail = condition.detail
+            row.updated_at = now
+            if escalated:
+                changed = True
+                if not _silenced(row, now):
+                    notes.append(alert_payload(row, "updated"))
+        for key, row in open_rows.items():
+            if key not in holding:
+                row.state = "resolved"
+                row.resolved_at = now
+                row.updated_at = now
+                changed = True
+                if not _silenced(row, now):
+                    notes.append(alert_payload(row, "resolved"))
+        if opened:
+            session.flush()  # assigns ids for the payloads
+            notes.extend(alert_payload(row, "opened") for row in opened)
+        return changed
+
+
+def _silenced(alert: Alert, now: datetime) -> bool:
+    return alert.silenced_until is not None and alert.silenced_until > now

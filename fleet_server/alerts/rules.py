@@ -1,0 +1,96 @@
+"""Alert rules, their default parameters, and overrides per scope.
+
+Scopes apply in order, later ones winning key by key: ``global`` → ``region`` (every
+region code that is a prefix of the outlet's, shortest first, so a province override
+is refined by a county one; regions need not exist in the ``regions`` table) →
+``kind`` (outlet kind) → ``outlet``. ``enabled: false`` at any scope turns a rule off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_RULES: dict[str, dict[str, Any]] = {
+    # Outlet's agent offline (death seen) longer than after_s, during opening hours.
+    "outlet_offline": {"enabled": True, "after_s": 600, "severity": "critical"},
+    # A 24-hour self-service kiosk outlet offline longer than after_s, any time.
+    "kiosk_down_24h": {"enabled": True, "after_s": 300, "severity": "critical"},
+    # A device offline or in error longer than after_s while its agent is online.
+    "device_offline": {"enabled": True, "after_s": 300, "severity": "warning"},
+    # reads_failed / (reads_ok + reads_failed) above max_ratio, after min_reads reads.
+    "read_failure_rate": {
+        "enabled": True,
+        "max_ratio": 0.2,
+        "min_reads": 20,
+        "severity": "warning",
+    },
+    # A printer's paper near its end (warning) or out (critical).
+    "printer_paper": {"enabled": True, "near_end": True, "severity": "warning"},
+    # The agent's oldest undelivered outbox entry older than max_age_s.
+    "outbox_backlog_age": {"enabled": True, "max_age_s": 1800, "severity": "warning"},
+    # The agent's data disk fuller than max_used_percent.
+    "disk_almost_full": {"enabled": True, "max_used_percent": 90.0, "severity": "warning"},
+    # |receive time - payload time| above max_skew_s.
+    "clock_skew": {"enabled": True, "max_skew_s": 120.0, "severity": "warning"},
+}
+RULE_NAMES = tuple(DEFAULT_RULES)
+SEVERITIES = ("info", "warning", "critical")
+
+
+class UnknownRule(ValueError):
+    """An override named a rule or a parameter that does not exist."""
+
+
+def check_override(rule: str, params: dict[str, Any]) -> None:
+    """Raise ``UnknownRule`` unless every key of ``params`` is a parameter of ``rule``."""
+    if rule not in DEFAULT_RULES:
+        raise UnknownRule(f"unknown rule {rule!r}; rules are {', '.join(RULE_NAMES)}")
+    unknown = set(params) - set(DEFAULT_RULES[rule])
+    if unknown:
+        raise UnknownRule(f"rule {rule!r} has no parameter(s) {', '.join(sorted(unknown))}")
+    severity = params.get("severity")
+    if severity is not None and severity not in SEVERITIES:
+        raise UnknownRule(f"severity must be one of {', '.join(SEVERITIES)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Override:
+    """One stored override."""
+
+    scope: str
+    scope_value: str
+    rule: str
+    params: dict[str, Any]
+
+
+class RuleBook:
+    """Effective parameters per outlet, from the defaults and a list of overrides."""
+
+    def __init__(self, overrides: Iterable[Override]) -> None:
+        self._by_scope: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for item in overrides:
+            self._by_scope.setdefault((item.scope, item.scope_value), {})[item.rule] = item.params
+        self._cache: dict[tuple[str | None, str | None, str], dict[str, dict[str, Any]]] = {}
+
+    def for_outlet(
+        self, *, outlet_id: str, region_code: str | None, kind: str | None
+    ) -> dict[str, dict[str, Any]]:
+        """Every rule's effective parameters for one outlet."""
+        key = (region_code, kind, outlet_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        layers: list[tuple[str, str]] = [("global", "")]
+        if region_code:
+            layers += [("region", region_code[:n]) for n in range(1, len(region_code) + 1)]
+        if kind:
+            layers.append(("kind", kind))
+        layers.append(("outlet", outlet_id))
+        effective = {rule: dict(params) for rule, params in DEFAULT_RULES.items()}
+        for layer in layers:
+            for rule, params in self._by_scope.get(layer, {}).items():
+                effective[rule].update(params)
+        self._cache[key] = effective
+        return effective

@@ -1,0 +1,37 @@
+"""The API's documented error answers and the row-id path type, shared by every router.
+
+FastAPI documents only 200 and its own 422 by default; our routes also answer 400, 401,
+403, 404, 409 and a 422 whose ``detail`` is a sentence, and the OpenAPI document must
+say so (schemathesis checks every answer against it). Row ids are bounded to 64-bit
+signed integers so an absurd id is a 422, never a database overflow (a 500).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ERROR_RESPONSES", "ErrorPublic", "RowId"]
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+class ErrorPublic(BaseModel):
+    """An error answer: ``detail`` is a sentence, or FastAPI's list of field errors."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str | list[dict[str, Any]]
+
+
+_ERROR: dict[str, Any] = {"model": ErrorPublic}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _ERROR | {"description": "malformed request"},
+    401: _ERROR | {"description": "no valid token"},
+    403: _ERROR | {"description": "the token's role may not do this"},
+    404: _ERROR | {"description": "not found"},
+    409: _ERROR | {"description": "conflicts with the current state"},
+    422: _ERROR | {"description": "invalid input"},
+}

@@ -1,0 +1,137 @@
+"""``/api/v1/rectifications``: 差评 tickets with deadlines, and their follow-ups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
+
+from fleet_server.api.auth import Authenticated
+from fleet_server.api.deps import SessionDep
+from fleet_server.api.errors import RowId
+from fleet_server.api.schemas import ErrorPublic
+from fleet_server.evaluations.rectifications import (
+    FollowUpAction,
+    add_follow_up,
+    follow_ups,
+    list_rectifications,
+)
+from fleet_server.models import Evaluation, Rectification
+from fleet_server.security import audit
+
+router = APIRouter(prefix="/rectifications", tags=["rectifications"])
+
+
+class FollowUpPublic(BaseModel):
+    """One follow-up record."""
+
+    id: int
+    at: datetime
+    action: str
+    note: str
+    by: str
+    closes: bool
+
+
+class FollowUpCreate(BaseModel):
+    """A follow-up to record; ``closes`` closes the ticket."""
+
+    action: FollowUpAction
+    note: Annotated[str, Field(min_length=1, max_length=4000)]
+    by: Annotated[str, Field(min_length=1, max_length=128)]
+    closes: bool = False
+
+
+class RectificationPublic(BaseModel):
+    """A ticket with its evaluation's facts and follow-ups."""
+
+    id: int
+    outlet_id: str
+    window: str | None
+    tx_id: str | None
+    case_number: str | None
+    stars: int | None
+    real_name: bool | None
+    opened_at: datetime
+    deadline_at: datetime
+    status: str
+    closed_at: datetime | None
+    overdue: bool
+    follow_ups: list[FollowUpPublic]
+
+
+def _public(session: SessionDep, row: Rectification, *, now: datetime) -> RectificationPublic:
+    evaluation = session.get(Evaluation, row.evaluation_id)
+    overdue = (row.status == "open" and row.deadline_at < now) or (
+        row.closed_at is not None and row.closed_at > row.deadline_at
+    )
+    return RectificationPublic(
+        id=row.id,
+        outlet_id=row.outlet_id,
+        window=row.window,
+        tx_id=evaluation.tx_id if evaluation else None,
+        case_number=evaluation.case_number if evaluation else None,
+        stars=evaluation.stars if evaluation else None,
+        real_name=evaluation.real_name if evaluation else None,
+        opened_at=row.opened_at,
+        deadline_at=row.deadline_at,
+        status=row.status,
+        closed_at=row.closed_at,
+        overdue=overdue,
+        follow_ups=[
+            FollowUpPublic.model_validate(f, from_attributes=True)
+            for f in follow_ups(session, row.id)
+        ],
+    )
+
+
+@router.get("")
+def read_rectifications(
+    session: SessionDep,
+    outlet: str | None = None,
+    status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
+    overdue: bool = False,
+) -> list[RectificationPublic]:
+    """Newest first; ``?outlet=``, ``?status=open|closed``, ``?overdue=true``."""
+    now = datetime.now(UTC)
+    rows = list_rectifications(
+        session, outlet_id=outlet, status=status_, overdue_at=now if overdue else None
+    )
+    return [_public(session, row, now=now) for row in rows]
+
+
+@router.post(
+    "/{rectification_id}/follow-up",
+    responses={404: {"model": ErrorPublic}, 409: {"model": ErrorPublic}},
+)
+def post_follow_up(
+    session: SessionDep,
+    rectification_id: RowId,
+    follow_up: FollowUpCreate,
+    principal: Authenticated,
+) -> RectificationPublic:
+    """Record a follow-up (回访, 整改, 反馈, 解释说明); 409 if the ticket is closed."""
+    row = session.get(Rectification, rectification_id)
+    if row is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"rectification {rectification_id} not found"
+        )
+    now = datetime.now(UTC)
+    try:
+        add_follow_up(
+            session, row, action=follow_up.action, note=follow_up.note, by=follow_up.by,
+            closes=follow_up.closes, now=now,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    audit.record(  # the note is free text a citizen may be named in: not copied
+        session,
+        actor=principal.name,
+        action="rectification.follow_up",
+        target=f"rectification:{rectification_id}",
+        after={"action": follow_up.action, "closes": follow_up.closes, "status": row.status},
+    )
+    session.commit()
+    return _public(session, row, now=now)

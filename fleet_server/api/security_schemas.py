@@ -1,0 +1,121 @@
+"""Request and response shapes of the security endpoints (enrollment, users, audit)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fleet_server.security import Role
+from govedge_wire import OUTLET_ID_PATTERN
+
+BROKER_RESTART_STEP = (
+    "restart the MQTT broker (e.g. systemctl restart mosquitto) so it reloads the CRL; "
+    "Mosquitto 2.0 does not reload it on SIGHUP and keeps open connections until then"
+)
+
+
+class EnrollmentCreate(BaseModel):
+    """Ask for a one-time enrollment token for one outlet."""
+
+    outlet_id: str = Field(pattern=rf"^{OUTLET_ID_PATTERN}$")
+    ttl_s: int = Field(default=86_400, ge=60, le=30 * 86_400)
+
+
+class EnrollmentPublic(BaseModel):
+    """The token, shown in this answer only."""
+
+    outlet_id: str
+    token: str
+    expires_at: datetime
+
+
+class EnrollRequest(BaseModel):
+    """An agent redeeming its token: the token and a PEM CSR for its new key."""
+
+    token: str = Field(max_length=128)
+    csr_pem: str = Field(max_length=16_384)
+
+
+class RenewRequest(BaseModel):
+    """An agent renewing: its current certificate, a new CSR, and a base64 signature
+    over the CSR's DER made with the current key."""
+
+    certificate_pem: str = Field(max_length=16_384)
+    csr_pem: str = Field(max_length=16_384)
+    signature_b64: str = Field(max_length=2_048)
+
+
+class CertificateIssued(BaseModel):
+    """A certificate for the agent, with the CA it chains to."""
+
+    outlet_id: str
+    certificate_pem: str
+    ca_pem: str
+    serial: str
+    not_after: datetime
+
+
+class CertificatePublic(BaseModel):
+    """One certificate issued to an outlet (no key material)."""
+
+    serial: str
+    fingerprint_sha256: str
+    issued_at: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+
+
+class RevocationPublic(BaseModel):
+    """What a revocation did; the broker refuses them once it has reloaded the CRL."""
+
+    outlet_id: str
+    revoked: list[str]
+    # Mosquitto 2.0 reads the CRL only when its listener starts (SIGHUP does not reload
+    # it): the revocation takes effect at the broker's next restart (docs/security.md).
+    next_step: str = BROKER_RESTART_STEP
+
+
+class UserCreate(BaseModel):
+    """A new operator account."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    role: Role
+
+
+class UserPublic(BaseModel):
+    """An operator account (never its tokens)."""
+
+    name: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class TokenPublic(BaseModel):
+    """An API token, shown in this answer only."""
+
+    user: str
+    role: Role
+    token: str
+    expires_at: datetime
+
+
+class WhoAmI(BaseModel):
+    """The caller as the server sees it."""
+
+    name: str
+    role: Role
+
+
+class AuditPublic(BaseModel):
+    """One audit entry."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None

@@ -1,0 +1,85 @@
+"""``/api/v1/transactions``: where a transaction is (never its body: it holds PII)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from fleet_server.api.deps import AppStateDep, SessionDep
+from fleet_server.api.schemas import ErrorPublic
+from fleet_server.models import DeliveryAttempt, InboxEntry
+
+router = APIRouter(prefix="/transactions", tags=["transactions"])
+
+
+class AttemptPublic(BaseModel):
+    """One delivery attempt."""
+
+    attempt: int
+    target: str | None
+    at: datetime
+    outcome: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class TransactionPublic(BaseModel):
+    """An inbox row's delivery state."""
+
+    tx_id: str
+    outlet_id: str
+    tx_kind: str
+    received_at: datetime
+    item_code: str | None
+    region_code: str | None
+    window: str | None
+    state: str
+    target: str | None
+    attempts: int
+    next_due_at: datetime | None
+    last_error: str | None
+    delivered_at: datetime | None
+    case_number: str | None
+    result_pending: bool
+    history: list[AttemptPublic] = []
+
+
+class DeliveryStatusPublic(BaseModel):
+    """Inbox rows by state, and each target's circuit breaker."""
+
+    by_state: dict[str, int]
+    breakers: dict[str, str]
+    counters: dict[str, int]
+
+
+@router.get("/status")
+def read_status(session: SessionDep, state: AppStateDep) -> DeliveryStatusPublic:
+    """Counts by inbox state; breaker state per target; worker counters."""
+    rows = session.execute(select(InboxEntry.state, func.count()).group_by(InboxEntry.state))
+    worker = state.delivery
+    return DeliveryStatusPublic(
+        by_state={name: int(count) for name, count in rows},
+        breakers=dict(worker.breaker_states()) if worker is not None else {},
+        counters=dict(worker.counters) if worker is not None else {},
+    )
+
+
+@router.get("/{tx_id}", responses={status.HTTP_404_NOT_FOUND: {"model": ErrorPublic}})
+def read_transaction(session: SessionDep, tx_id: str) -> TransactionPublic:
+    """One transaction's state and attempts; 404 if the server never stored it."""
+    entry = session.scalars(select(InboxEntry).where(InboxEntry.tx_id == tx_id)).first()
+    if entry is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"transaction {tx_id!r} not found")
+    history = session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.inbox_id == entry.id)
+        .order_by(DeliveryAttempt.id)
+    )
+    public = TransactionPublic.model_validate(entry, from_attributes=True)
+    return public.model_copy(
+        update={"history": [AttemptPublic.model_validate(a, from_attributes=True) for a in history]}
+    )

@@ -1,0 +1,69 @@
+"""Rectification tickets (整改) opened by 差评: list them and record follow-ups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleet_server.models import Rectification, RectificationFollowUp
+
+__all__ = ["FollowUpAction", "add_follow_up", "follow_ups", "list_rectifications"]
+
+# 回访 (call the citizen back), 整改 (the fix), 反馈 (reply to the citizen), 解释说明.
+FollowUpAction = Literal["回访", "整改", "反馈", "解释说明"]
+
+
+def list_rectifications(
+    session: Session,
+    *,
+    outlet_id: str | None = None,
+    status: Literal["open", "closed"] | None = None,
+    overdue_at: datetime | None = None,
+    limit: int = 500,
+) -> list[Rectification]:
+    """Tickets newest first; ``overdue_at`` keeps only those open past their deadline."""
+    query = select(Rectification).order_by(Rectification.id.desc()).limit(limit)
+    if outlet_id is not None:
+        query = query.where(Rectification.outlet_id == outlet_id)
+    if status is not None:
+        query = query.where(Rectification.status == status)
+    if overdue_at is not None:
+        query = query.where(Rectification.status == "open", Rectification.deadline_at < overdue_at)
+    return list(session.scalars(query))
+
+
+def follow_ups(session: Session, rectification_id: int) -> list[RectificationFollowUp]:
+    """A ticket's follow-ups, oldest first."""
+    return list(
+        session.scalars(
+            select(RectificationFollowUp)
+            .where(RectificationFollowUp.rectification_id == rectification_id)
+            .order_by(RectificationFollowUp.id)
+        )
+    )
+
+
+def add_follow_up(
+    session: Session,
+    ticket: Rectification,
+    *,
+    action: FollowUpAction,
+    note: str,
+    by: str,
+    closes: bool,
+    now: datetime,
+) -> RectificationFollowUp:
+    """Record a follow-up; ``closes`` closes the ticket. A closed ticket takes none."""
+    if ticket.status == "closed":
+        raise ValueError("the rectification is already closed")
+    follow_up = RectificationFollowUp(
+        rectification_id=ticket.id, at=now, action=action, note=note, by=by, closes=closes
+    )
+    session.add(follow_up)
+    if closes:
+        ticket.status = "closed"
+        ticket.closed_at = now
+    return follow_up

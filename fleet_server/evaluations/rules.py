@@ -1,0 +1,124 @@
+"""好差评 rules that differ by province (hardware.md §3.2), as one frozen object.
+
+Sources disagree on the direction of the level codes (GB/T 39046 A.8: 1 = 非常满意;
+Zhejiang: 1 = 非常不满意), on channel codes 6/7 and on the 整改 deadline (15 working
+days in Sichuan, 15 days in Zhejiang, 10 working days in Taiyuan, 5 in Dezhou). A
+built-in profile is chosen by ``GOVEDGE_EVALUATION_PROFILE``; the deadline can be
+overridden by ``GOVEDGE_RECTIFICATION_DAYS`` / ``GOVEDGE_RECTIFICATION_WORKING_DAYS``.
+Working days skip Saturdays and Sundays only: public holidays are not known here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Final, Literal
+
+__all__ = ["PROFILES", "EvaluationRules", "LevelCoding", "rules_for"]
+
+LevelCoding = Literal["gbt39046", "zhejiang"]
+LEVEL_NAMES: Final = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
+
+_NATIONAL_CHANNELS: Final = MappingProxyType(
+    {
+        "1": "PC",
+        "2": "移动端",
+        "3": "二维码",
+        "4": "政务大厅平板电脑",
+        "5": "政务大厅其他终端",
+        "6": "电话",
+        "7": "短信",
+    }
+)
+_ZHEJIANG_CHANNELS: Final = MappingProxyType(
+    {**_NATIONAL_CHANNELS, "6": "短信", "7": "系统默认评价"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvaluationRules:
+    """How one province codes and handles evaluations."""
+
+    name: str
+    level_coding: LevelCoding
+    channels: MappingProxyType[str, str]
+    # Channels whose evaluations are defaults (no citizen acted): not "active".
+    default_channels: frozenset[str] = field(default_factory=frozenset)
+    rectification_days: int = 15
+    rectification_working_days: bool = True
+    active_rate_target: float = 0.60
+
+    def stars(self, level_code: int) -> int:
+        """Normalise a level code to stars, 5 = 非常满意 … 1 = 非常不满意."""
+        if not 1 <= level_code <= 5:
+            raise ValueError("level code must be 1-5")
+        return 6 - level_code if self.level_coding == "gbt39046" else level_code
+
+    @staticmethod
+    def is_bad(stars: int) -> bool:
+        """差评 = 不满意 or 非常不满意."""
+        return stars <= 2
+
+    def is_default(self, channel: str) -> bool:
+        """Whether the channel means a default (system) evaluation."""
+        return channel in self.default_channels
+
+    def known_channel(self, channel: str) -> bool:
+        """Whether this province has the channel code."""
+        return channel in self.channels
+
+    def deadline(self, opened_at: datetime) -> datetime:
+        """The 整改 deadline for a ticket opened at ``opened_at``."""
+        if not self.rectification_working_days:
+            return opened_at + timedelta(days=self.rectification_days)
+        day, left = opened_at, self.rectification_days
+        while left > 0:
+            day += timedelta(days=1)
+            if day.weekday() < 5:
+                left -= 1
+        return day
+
+
+PROFILES: Final = MappingProxyType(
+    {
+        "national": EvaluationRules(
+            name="national", level_coding="gbt39046", channels=_NATIONAL_CHANNELS
+        ),
+        "zhejiang": EvaluationRules(
+            name="zhejiang",
+            level_coding="zhejiang",
+            channels=_ZHEJIANG_CHANNELS,
+            default_channels=frozenset({"7"}),
+            rectification_days=15,
+            rectification_working_days=False,
+        ),
+        "sichuan": EvaluationRules(
+            name="sichuan", level_coding="gbt39046", channels=_NATIONAL_CHANNELS
+        ),
+        "taiyuan": EvaluationRules(
+            name="taiyuan",
+            level_coding="gbt39046",
+            channels=_NATIONAL_CHANNELS,
+            rectification_days=10,
+        ),
+        "dezhou": EvaluationRules(
+            name="dezhou",
+            level_coding="gbt39046",
+            channels=_NATIONAL_CHANNELS,
+            rectification_days=5,
+        ),
+    }
+)
+
+
+def rules_for(
+    profile: str, *, days: int | None = None, working_days: bool | None = None
+) -> EvaluationRules:
+    """The named profile with optional deadline overrides; ``KeyError`` if unknown."""
+    rules = PROFILES[profile]
+    if days is not None:
+        rules = replace(rules, rectification_days=days)
+    if working_days is not None:
+        rules = replace(rules, rectification_working_days=working_days)
+    return rules

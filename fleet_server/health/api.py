@@ -1,0 +1,180 @@
+"""Fleet-health REST API: overview, outlet health, GeoJSON, profiles, rate limits, SSE.
+
+Routers are split by what they need so roles can be attached per router in ``app.py``:
+``read_router`` (viewer), ``write_router`` (operator: outlet profiles and regions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from fleet_server.api.deps import SessionDep
+from fleet_server.health import queries
+from fleet_server.health.runtime import HealthRuntime
+from fleet_server.health.tables import OutletProfile, Region
+
+read_router = APIRouter(tags=["fleet health"])
+write_router = APIRouter(tags=["fleet health"])
+
+_STREAM_TICK_S = 0.5
+_STREAM_HEARTBEAT_S = 15.0
+
+
+def runtime(request: Request) -> HealthRuntime:
+    """The app's fleet-health runtime."""
+    value: HealthRuntime = request.app.state.health
+    return value
+
+
+class OutletProfileIn(BaseModel):
+    """An outlet's place on the map and what the rules need to know."""
+
+    outlet_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    name: Annotated[str, Field(max_length=256)] | None = None
+    kind: Annotated[str, Field(max_length=32)] | None = None
+    region_code: Annotated[str, Field(pattern=r"^[0-9]{2,12}$")] | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    address: Annotated[str, Field(max_length=256)] | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    opening_hours: str | dict[str, list[str]] | None = None
+    service_items: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list)
+
+
+class RegionIn(BaseModel):
+    """One region; ``outline`` is a list of rings of [lon, lat]."""
+
+    code: Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
+    name: Annotated[str, Field(max_length=128)]
+    parent_code: str | None = None
+    outline: list[list[list[float]]] | None = None
+
+
+@read_router.get("/fleet/overview")
+def read_overview(session: SessionDep) -> dict[str, Any]:
+    """Outlets online/offline by region and kind, open alerts, devices in trouble."""
+    return queries.fleet_overview(session)
+
+
+@read_router.get("/outlets.geojson")
+def read_geojson(session: SessionDep) -> dict[str, Any]:
+    """Every outlet with coordinates as GeoJSON points with live status (any GIS)."""
+    return queries.outlets_geojson(session)
+
+
+@read_router.get("/regions")
+def read_regions(session: SessionDep) -> list[dict[str, Any]]:
+    """Regions and their outlines."""
+    return queries.regions(session)
+
+
+@read_router.get("/outlets/{outlet_id}/health")
+def read_outlet_health(session: SessionDep, outlet_id: str) -> dict[str, Any]:
+    """Devices (stale when the agent is not online), events, history, alerts."""
+    page = queries.outlet_page(session, outlet_id)
+    if page is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")
+    return page
+
+
+@read_router.get("/ingest/rate-limits")
+def read_rate_limits(
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> dict[str, Any]:
+    """Messages refused by the per-outlet limits: the total and the worst outlets."""
+    health = runtime(request)
+    return {
+        "rate_per_s": health.settings.ingest_outlet_rate_per_s,
+        "burst": health.settings.ingest_outlet_burst,
+        "total": health.limiter.total_excess,
+        "outlets": [{"outlet_id": o, "refused": n} for o, n in health.limiter.top(limit)],
+    }
+
+
+@read_router.get("/timeseries/stats")
+def read_sink_stats(request: Request) -> dict[str, Any]:
+    """The time-series sink's buffer and counters (``enabled: false`` when off)."""
+    sink = runtime(request).sink
+    if sink is None:
+        return {"enabled": False}
+    stats = sink.stats()
+    return {
+        "enabled": True,
+        "buffered": stats.buffered,
+        "written": stats.written,
+        "dropped": stats.dropped,
+        "write_errors": stats.write_errors,
+        "connected": stats.connected,
+    }
+
+
+@read_router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream(request: Request) -> StreamingResponse:
+    """Server-sent events: ``change`` with a version number whenever presence, devices
+    or alerts change (and a heartbeat every 15 s); clients refetch what they show."""
+    live = runtime(request).live
+
+    async def events() -> AsyncIterator[str]:
+        version = -1
+        quiet = 0.0
+        while not await request.is_disconnected():
+            current = live.version
+            if current != version:
+                version = current
+                quiet = 0.0
+                yield f"event: change\ndata: {json.dumps({'version': version})}\n\n"
+            elif quiet >= _STREAM_HEARTBEAT_S:
+                quiet = 0.0
+                yield ": heartbeat\n\n"
+            await asyncio.sleep(_STREAM_TICK_S)
+            quiet += _STREAM_TICK_S
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+@write_router.put("/outlet-profiles")
+def put_profiles(
+    request: Request, session: SessionDep, profiles: list[OutletProfileIn]
+) -> dict[str, int]:
+    """Create or replace outlet profiles (the map and the rules read them)."""
+    for item in profiles:
+        row = session.get(OutletProfile, item.outlet_id)
+        values = item.model_dump()
+        if row is None:
+            session.add(OutletProfile(**values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    session.commit()
+    runtime(request).live.bump()
+    return {"stored": len(profiles)}
+
+
+@write_router.put("/regions")
+def put_regions(request: Request, session: SessionDep, items: list[RegionIn]) -> dict[str, int]:
+    """Create or replace regions; a code listed twice keeps its last entry."""
+    existing = {r.code: r for r in session.scalars(select(Region))}
+    for item in items:
+        row = existing.get(item.code)
+        if row is None:
+            existing[item.code] = Region(**item.model_dump())
+            session.add(existing[item.code])
+        else:
+            row.name, row.parent_code, row.outline = item.name, item.parent_code, item.outline
+    session.commit()
+    runtime(request).live.bump()
+    return {"stored": len(items)}

@@ -1,0 +1,239 @@
+"""Read models for the health API and the web UI: overview, outlet page, map, GeoJSON.
+
+Keyword-only functions over a ``Session``; they return plain dicts (JSON-ready), so the
+API and the server-rendered pages show the same figures. Devices of an outlet whose
+agent is not online are shown ``stale`` (presence in layers).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fleet_server.alerts.hours import describe
+from fleet_server.health.tables import (
+    Alert,
+    DeviceEvent,
+    DeviceState,
+    OutletHealth,
+    OutletProfile,
+    Region,
+    TelemetrySample,
+)
+from fleet_server.models import Agent, InboxEntry, Outlet
+
+TROUBLE_STATES = ("offline", "error", "stale")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def device_view(row: DeviceState, *, agent_state: str) -> dict[str, Any]:
+    """One device as shown: ``state`` is ``stale`` when the agent is not online."""
+    return {
+        "device_id": row.device_id,
+        "kind": row.kind,
+        "model": row.model,
+        "firmware": row.firmware,
+        "state": row.state if agent_state == "online" else "stale",
+        "reported_state": row.state,
+        "state_since": _iso(row.state_since),
+        "last_seen": _iso(row.last_seen),
+        "health": row.health,
+        "error_count": row.error_count,
+        "reads_ok": row.reads_ok,
+        "reads_failed": row.reads_failed,
+    }
+
+
+def _outlet_rows(session: Session) -> list[dict[str, Any]]:
+    """Every known outlet (registered or only profiled) with presence and profile."""
+    agents = {row.outlet_id: row for row in session.scalars(select(Agent))}
+    outlets = {row.id: row for row in session.scalars(select(Outlet))}
+    profiles = {row.outlet_id: row for row in session.scalars(select(OutletProfile))}
+    open_alerts = Counter(
+        session.scalars(select(Alert.outlet_id).where(Alert.state == "open")).all()
+    )
+    rows = []
+    for outlet_id in sorted(set(outlets) | set(profiles)):
+        agent = agents.get(outlet_id)
+        profile = profiles.get(outlet_id)
+        outlet = outlets.get(outlet_id)
+        rows.append(
+            {
+                "outlet_id": outlet_id,
+                "name": (profile.name if profile else None)
+                or (outlet.display_name if outlet else None)
+                or outlet_id,
+                "state": agent.state if agent else "unknown",
+                "state_since": _iso(agent.state_since) if agent else None,
+                "last_seen": _iso(agent.last_seen) if agent else None,
+                "kind": profile.kind if profile else None,
+                "region_code": profile.region_code if profile else None,
+                "latitude": profile.latitude if profile else None,
+                "longitude": profile.longitude if profile else None,
+                "address": profile.address if profile else None,
+                "phone": profile.phone if profile else None,
+                "opening_hours": profile.opening_hours if profile else None,
+                "opening_hours_text": describe(profile.opening_hours) if profile else "24h",
+                "service_items": profile.service_items if profile else [],
+                "agent_version": agent.agent_version if agent else None,
+                "config_version": agent.config_version if agent else None,
+                "open_alerts": open_alerts.get(outlet_id, 0),
+            }
+        )
+    return rows
+
+
+def outlets_for_map(session: Session) -> list[dict[str, Any]]:
+    """Every outlet with coordinates, status, kind, hours and service items."""
+    return _outlet_rows(session)
+
+
+def outlets_geojson(session: Session) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of the outlets that have coordinates (lon, lat)."""
+    features = []
+    for row in _outlet_rows(session):
+        if row["latitude"] is None or row["longitude"] is None:
+            continue
+        properties = {k: v for k, v in row.items() if k not in ("latitude", "longitude")}
+        features.append(
+            {
+                "type": "Feature",
+                "id": row["outlet_id"],
+                "geometry": {"type": "Point", "coordinates": [row["longitude"], row["latitude"]]},
+                "properties": properties,
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def regions(session: Session) -> list[dict[str, Any]]:
+    """Every region with its optional outline."""
+    return [
+        {"code": r.code, "name": r.name, "parent_code": r.parent_code, "outline": r.outline}
+        for r in session.scalars(select(Region).order_by(Region.code))
+    ]
+
+
+def fleet_overview(session: Session) -> dict[str, Any]:
+    """Online/offline by region and kind, open alerts, devices in trouble."""
+    rows = _outlet_rows(session)
+    region_names = {r.code: r.name for r in session.scalars(select(Region))}
+    by_state: Counter[str] = Counter(row["state"] for row in rows)
+    by_region: dict[str, Counter[str]] = {}
+    by_kind: dict[str, Counter[str]] = {}
+    for row in rows:
+        by_region.setdefault(row["region_code"] or "-", Counter())[row["state"]] += 1
+        by_kind.setdefault(row["kind"] or "-", Counter())[row["state"]] += 1
+    agent_states = {row["outlet_id"]: row["state"] for row in rows}
+    trouble = []
+    for device in session.scalars(select(DeviceState).order_by(DeviceState.outlet_id)):
+        view = device_view(device, agent_state=agent_states.get(device.outlet_id, "unknown"))
+        paper = (device.health or {}).get("paper")
+        if view["state"] in TROUBLE_STATES or paper in ("near_end", "end"):
+            trouble.append({"outlet_id": device.outlet_id, **view})
+    alerts = list_alerts(session, state="open", limit=50)
+    return {
+        "outlets": len(rows),
+        "by_state": dict(by_state),
+        "by_region": [
+            {"region_code": code, "name": region_names.get(code, code), **dict(counts)}
+            for code, counts in sorted(by_region.items())
+        ],
+        "by_kind": [{"kind": kind, **dict(counts)} for kind, counts in sorted(by_kind.items())],
+        "open_alerts": alerts,
+        "devices_in_trouble": trouble[:200],
+    }
+
+
+def list_alerts(
+    session: Session,
+    *,
+    state: str | None = "open",
+    outlet_id: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Alerts, newest first."""
+    from fleet_server.alerts.engine import alert_payload
+
+    query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(Alert.state == state)
+    if outlet_id is not None:
+        query = query.where(Alert.outlet_id == outlet_id)
+    result = []
+    for row in session.scalars(query):
+        payload = alert_payload(row, "state")
+        payload.pop("event")
+        result.append(payload)
+    return result
+
+
+def outlet_page(
+    session: Session, outlet_id: str, *, history: timedelta = timedelta(hours=6)
+) -> dict[str, Any] | None:
+    """Everything the outlet page shows, or None if the outlet is unknown."""
+    rows = {row["outlet_id"]: row for row in _outlet_rows(session)}
+    row = rows.get(outlet_id)
+    if row is None:
+        return None
+    agent = session.get(Agent, outlet_id)
+    agent_state = agent.state if agent else "unknown"
+    devices = [
+        device_view(d, agent_state=agent_state)
+        for d in session.scalars(
+            select(DeviceState)
+            .where(DeviceState.outlet_id == outlet_id)
+            .order_by(DeviceState.device_id)
+        )
+    ]
+    events = [
+        {
+            "name": e.name,
+            "device_id": e.device_id,
+            "severity": e.severity,
+            "data": e.data,
+            "ts": _iso(e.ts),
+            "received_at": _iso(e.received_at),
+        }
+        for e in session.scalars(
+            select(DeviceEvent)
+            .where(DeviceEvent.outlet_id == outlet_id)
+            .order_by(DeviceEvent.received_at.desc(), DeviceEvent.id.desc())
+            .limit(50)
+        )
+    ]
+    since = datetime.now(UTC) - history
+    samples = [
+        {"at": _iso(s.at), "metrics": s.metrics, "devices": s.devices}
+        for s in session.scalars(
+            select(TelemetrySample)
+            .where(TelemetrySample.outlet_id == outlet_id, TelemetrySample.at >= since)
+            .order_by(TelemetrySample.at)
+        )
+    ]
+    waiting = session.scalar(
+        select(func.count())
+        .select_from(InboxEntry)
+        .where(InboxEntry.outlet_id == outlet_id, InboxEntry.state == "pending")
+    )
+    health = session.get(OutletHealth, outlet_id)
+    return {
+        **row,
+        "hostname": agent.hostname if agent else None,
+        "os": agent.os if agent else None,
+        "last_metrics": agent.last_metrics if agent else None,
+        "clock_skew_s": health.clock_skew_s if health else None,
+        "flaps": health.flaps if health else 0,
+        "devices": devices,
+        "events": events,
+        "history": samples,
+        "transactions_waiting": int(waiting or 0),
+        "alerts": list_alerts(session, state=None, outlet_id=outlet_id, limit=50),
+    }

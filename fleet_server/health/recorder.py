@@ -1,0 +1,375 @@
+"""Keep device state, events, clock skew and telemetry history current from the uplink.
+
+The ingest worker calls ``observe`` for every accepted message (in memory, cheap) and
+``flush`` once per batch, which writes what changed in one transaction. Telemetry is
+also handed to the time-series sink, which only appends to its own bounded buffer, so a
+slow or dead sink never holds up the ingest. A failed write keeps the changes for the
+next batch; nothing here raises into the ingest.
+
+Device state rules (``device_states.state``):
+
+* a birth lists the outlet's devices: each takes the state, model and health it reports;
+  a device known before and missing from the birth becomes ``offline`` (unplugged);
+* telemetry ``devices[id]`` merges into ``health``; ``state`` (a string metric) or
+  ``connected`` (0/false → ``offline``) update the state; the counters ``reads_ok``,
+  ``reads_failed``, ``protocol_errors``, ``timeouts``, ``bad_frames`` feed the reads and
+  error counters; ``firmware`` is kept;
+* events: ``device.unplugged`` → offline, ``device.ready`` → ready, ``device.error`` →
+  error (+1 error); ``paper.low``/``paper.near_end`` and ``paper.out``/``paper.end``
+  set ``health.paper``;
+* an outlet whose agent is not online shows its devices as ``stale`` (derived at read
+  time, never stored), so a dead agent raises one outlet alert, not one per device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.health.live import LiveHub
+from fleet_server.health.tables import DeviceEvent, DeviceState, OutletHealth, TelemetrySample
+from govedge_wire import Birth, Death, Event, Telemetry
+
+logger = logging.getLogger(__name__)
+
+_ERROR_COUNTERS = ("reads_failed", "protocol_errors", "timeouts", "bad_frames")
+_PAPER_EVENTS = {
+    "paper.low": "near_end",
+    "paper.near_end": "near_end",
+    "paper.out": "end",
+    "paper.end": "end",
+    "paper.ok": "ok",
+}
+_STATE_EVENTS = {"device.unplugged": "offline", "device.ready": "ready", "device.error": "error"}
+_PRUNE_EVERY_S = 300.0
+
+
+class TelemetrySinkLike(Protocol):
+    """What the recorder needs of the time-series sink."""
+
+    def offer_telemetry(self, message: Telemetry, *, received_at: datetime) -> None:
+        """Queue one telemetry message's points; never blocks."""
+
+
+@dataclass(slots=True)
+class _Device:
+    values: dict[str, Any]
+    stored: bool
+
+
+@dataclass(slots=True)
+class _Pending:
+    devices: set[tuple[str, str]] = field(default_factory=set)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outlets: set[str] = field(default_factory=set)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class HealthRecorder:
+    """Device state, events and telemetry history; owned by the one ingest worker."""
+
+    def __init__(
+        self,
+        *,
+        history_interval_s: float,
+        retention: timedelta,
+        sink: TelemetrySinkLike | None = None,
+        live: LiveHub | None = None,
+        on_db_latency: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._history_interval_s = history_interval_s
+        self._retention = retention
+        self._sink = sink
+        self._live = live
+        self._on_db_latency = on_db_latency
+        self._devices: dict[tuple[str, str], _Device] = {}
+        self._outlets: dict[str, dict[str, Any]] = {}
+        self._outlets_stored: set[str] = set()
+        self._last_sample: dict[str, float] = {}
+        self._pending = _Pending()
+        self._changed = False
+        self._loaded = False
+        self._last_prune = 0.0
+        self.write_errors = 0
+
+    # -- observing (in memory) --------------------------------------------------
+
+    def observe(self, message: object, *, received_at: datetime) -> None:
+        """Take one accepted uplink message into memory; never raises."""
+        try:
+            if isinstance(message, Birth):
+                self._birth(message, received_at)
+            elif isinstance(message, Telemetry):
+                self._telemetry(message, received_at)
+            elif isinstance(message, Event):
+                self._event(message, received_at)
+            elif isinstance(message, Death):
+                self._death(message, received_at)
+        except Exception:  # a recorder bug must never stop the ingest
+            logger.exception("health recorder could not take a %s", type(message).__name__)
+
+    def _device(self, outlet_id: str, device_id: str, at: datetime) -> dict[str, Any]:
+        key = (outlet_id, device_id)
+        device = self._devices.get(key)
+        if device is None:
+            device = self._devices[key] = _Device(
+                values={
+                    "outlet_id": outlet_id,
+                    "device_id": device_id,
+                    "kind": None,
+                    "model": None,
+                    "firmware": None,
+                    "state": "ready",
+                    "state_since": at,
+                    "last_seen": at,
+                    "health": {},
+                    "error_count": 0,
+                    "reads_ok": 0,
+                    "reads_failed": 0,
+                },
+                stored=False,
+            )
+        self._pending.devices.add(key)
+        return device.values
+
+    def _set_state(self, values: dict[str, Any], state: str, at: datetime) -> None:
+        if values["state"] != state:
+            values["state"] = state
+            values["state_since"] = at
+            self._changed = True
+
+    def _birth(self, birth: Birth, at: datetime) -> None:
+        listed = set()
+        for info in birth.devices:
+            listed.add(info.device_id)
+            values = self._device(birth.outlet_id, info.device_id, at)
+            values["kind"] = info.kind
+            values["model"] = info.model
+            values["last_seen"] = at
+            health = dict(info.health)
+            values["health"] = health
+            self._counters(values, health)
+            self._set_state(values, info.state, at)
+        for (outlet_id, device_id), device in self._devices.items():
+            if outlet_id == birth.outlet_id and device_id not in listed:
+                self._pending.devices.add((outlet_id, device_id))
+                self._set_state(device.values, "offline", at)
+        self._changed = True
+
+    def _death(self, death: Death, at: datetime) -> None:
+        outlet = self._outlet(death.outlet_id, at)
+        outlet["flaps"] += 1
+        self._changed = True
+
+    def _outlet(self, outlet_id: str, at: datetime) -> dict[str, Any]:
+        outlet = self._outlets.get(outlet_id)
+        if outlet is None:
+            outlet = self._outlets[outlet_id] = {
+                "outlet_id": outlet_id,
+                "clock_skew_s": None,
+                "last_telemetry_at": None,
+                "flaps": 0,
+                "updated_at": at,
+            }
+        outlet["updated_at"] = at
+        self._pending.outlets.add(outlet_id)
+        return outlet
+
+    def _counters(self, values: dict[str, Any], health: dict[str, Any]) -> None:
+        if "firmware" in health:
+            values["firmware"] = str(health["firmware"])[:64]
+        if isinstance(health.get("reads_ok"), int | float):
+            values["reads_ok"] = int(health["reads_ok"])
+        if isinstance(health.get("reads_failed"), int | float):
+            values["reads_failed"] = int(health["reads_failed"])
+        errors = [health[name] for name in _ERROR_COUNTERS if isinstance(health.get(name), int)]
+        if errors:
+            values["error_count"] = max(values["error_count"], int(sum(errors)))
+
+    def _telemetry(self, message: Telemetry, at: datetime) -> None:
+        outlet = self._outlet(message.outlet_id, at)
+        outlet["clock_skew_s"] = round(at.timestamp() - message.ts / 1000, 3)
+        outlet["last_telemetry_at"] = at
+        for device_id, metrics in message.devices.items():
+            values = self._device(message.outlet_id, device_id, at)
+            values["last_seen"] = at
+            health = {**values["health"], **metrics}
+            values["health"] = health
+            self._counters(values, metrics)
+            state = metrics.get("state")
+            if isinstance(state, str) and state in ("ready", "probing", "offline", "error"):
+                self._set_state(values, state, at)
+            elif metrics.get("connected") in (False, 0):
+                self._set_state(values, "offline", at)
+            elif metrics.get("connected") in (True, 1) and values["state"] == "offline":
+                self._set_state(values, "ready", at)
+        now = time.monotonic()
+        last = self._last_sample.get(message.outlet_id)
+        if last is None or now - last >= self._history_interval_s:
+            self._last_sample[message.outlet_id] = now
+            self._pending.samples.append(
+                {
+                    "outlet_id": message.outlet_id,
+                    "at": at,
+                    "metrics": {k: v for k, v in message.metrics.items() if _numeric(v)},
+                    "devices": {
+                        d: {k: v for k, v in m.items() if _numeric(v)}
+                        for d, m in message.devices.items()
+                    },
+                }
+            )
+        if self._sink is not None:
+            self._sink.offer_telemetry(message, received_at=at)
+
+    def _event(self, event: Event, at: datetime) -> None:
+        self._pending.events.append(
+            {
+                "outlet_id": event.outlet_id,
+                "device_id": event.device_id,
+                "name": event.name,
+                "severity": event.severity,
+                "data": dict(event.data),
+                "ts": _event_time(event.ts, fallback=at),
+                "received_at": at,
+            }
+        )
+        self._changed = True
+        if event.device_id is None:
+            return
+        values = self._device(event.outlet_id, event.device_id, at)
+        values["last_seen"] = at
+        if event.name in _STATE_EVENTS:
+            self._set_state(values, _STATE_EVENTS[event.name], at)
+            if event.name == "device.error":
+                values["error_count"] += 1
+        if event.name in _PAPER_EVENTS:
+            values["health"] = {**values["health"], "paper": _PAPER_EVENTS[event.name]}
+            self._changed = True
+
+    # -- writing (one transaction per batch) ------------------------------------
+
+    def flush(self, sessions: sessionmaker[Session]) -> None:
+        """Write what changed since the last flush; on failure keep it for the next."""
+        pending = self._pending
+        if not (pending.devices or pending.events or pending.outlets or pending.samples):
+            return
+        started = time.perf_counter()
+        try:
+            with sessions.begin() as session:
+                if not self._loaded:
+                    self._load(session)
+                self._write(session, pending)
+        except SQLAlchemyError:
+            self.write_errors += 1
+            logger.exception("could not write device health; retrying with the next batch")
+            self._loaded = False
+            return
+        finally:
+            if self._on_db_latency is not None:
+                self._on_db_latency("health_flush", time.perf_counter() - started)
+        for key in pending.devices:
+            self._devices[key].stored = True
+        self._outlets_stored |= pending.outlets
+        self._pending = _Pending()
+        if self._changed and self._live is not None:
+            self._live.bump()
+        self._changed = False
+        self._maybe_prune(sessions)
+
+    def _load(self, session: Session) -> None:
+        """Learn which rows exist already (server restart), so updates are not inserts."""
+        for row in session.scalars(select(DeviceState)):
+            key = (row.outlet_id, row.device_id)
+            if key in self._devices:
+                self._devices[key].stored = True
+            else:
+                self._devices[key] = _Device(
+                    values={c: getattr(row, c) for c in _DEVICE_COLUMNS}, stored=True
+                )
+        for health in session.scalars(select(OutletHealth)):
+            self._outlets_stored.add(health.outlet_id)
+            if health.outlet_id not in self._outlets:
+                self._outlets[health.outlet_id] = {c: getattr(health, c) for c in _OUTLET_COLUMNS}
+            else:
+                # Counters continue from what the database remembers.
+                self._outlets[health.outlet_id]["flaps"] += health.flaps
+        self._loaded = True
+
+    def _write(self, session: Session, pending: _Pending) -> None:
+        inserts = [self._devices[k].values for k in pending.devices if not self._devices[k].stored]
+        updates = [self._devices[k].values for k in pending.devices if self._devices[k].stored]
+        if inserts:
+            session.execute(insert(DeviceState), inserts)
+        if updates:
+            session.execute(update(DeviceState), updates)
+        outlet_new = [self._outlets[o] for o in pending.outlets if o not in self._outlets_stored]
+        outlet_old = [self._outlets[o] for o in pending.outlets if o in self._outlets_stored]
+        if outlet_new:
+            session.execute(insert(OutletHealth), outlet_new)
+        if outlet_old:
+            session.execute(update(OutletHealth), outlet_old)
+        if pending.events:
+            session.execute(insert(DeviceEvent), pending.events)
+        if pending.samples:
+            session.execute(insert(TelemetrySample), pending.samples)
+
+    def _maybe_prune(self, sessions: sessionmaker[Session]) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < _PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        cutoff = datetime.now(UTC) - self._retention
+        try:
+            with sessions.begin() as session:
+                session.execute(delete(TelemetrySample).where(TelemetrySample.at < cutoff))
+                session.execute(delete(DeviceEvent).where(DeviceEvent.received_at < cutoff))
+        except SQLAlchemyError:
+            self.write_errors += 1
+            logger.exception("could not prune old telemetry samples and events")
+
+
+_DEVICE_COLUMNS = (
+    "outlet_id",
+    "device_id",
+    "kind",
+    "model",
+    "firmware",
+    "state",
+    "state_since",
+    "last_seen",
+    "health",
+    "error_count",
+    "reads_ok",
+    "reads_failed",
+)
+_OUTLET_COLUMNS = ("outlet_id", "clock_skew_s", "last_telemetry_at", "flaps", "updated_at")
+
+
+def _event_time(ts_ms: int, *, fallback: datetime) -> datetime:
+    """The outlet's event time, or the receive time when ``ts_ms`` is beyond ``datetime``."""
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return fallback
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class IngestObserver(Protocol):
+    """What the ingest calls: ``observe`` per accepted message, ``flush`` per batch."""
+
+    def observe(self, message: object, *, received_at: datetime) -> None:
+        """Take one accepted message (in memory)."""
+
+    def flush(self, sessions: sessionmaker[Session]) -> None:
+        """Write what changed."""

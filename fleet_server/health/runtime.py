@@ -1,0 +1,135 @@
+"""Builds and owns the fleet-health parts of one server process.
+
+``HealthRuntime(settings, sessions=..., metrics=...)`` makes the rate limiter and the
+recorder the ingest needs; ``start(ingest)`` starts the time-series sink, the webhook
+notifier and the alert engine; ``stop()`` stops them in reverse (the sink last, after
+the ingest drained, so its final points get a chance to be written).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.alerts.engine import AlertEngine
+from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.evaluations.stats import evaluation_stats
+from fleet_server.health.live import LiveHub
+from fleet_server.health.ratelimit import OutletRateLimiter
+from fleet_server.health.recorder import HealthRecorder
+from fleet_server.ingest import Ingest
+from fleet_server.metrics import FleetMetrics
+from fleet_server.models import Agent
+from fleet_server.settings import Settings
+from fleet_server.timeseries.sink import TelemetrySink
+
+logger = logging.getLogger(__name__)
+_FIGURES_TTL_S = 30.0
+
+
+class HealthRuntime:
+    """The limiter, recorder, sink, alert engine and notifier of one process."""
+
+    def __init__(
+        self, settings: Settings, *, sessions: sessionmaker[Session], metrics: FleetMetrics
+    ) -> None:
+        self.settings = settings
+        self.live = LiveHub()
+        self.limiter = OutletRateLimiter(
+            rate_per_s=settings.ingest_outlet_rate_per_s, burst=settings.ingest_outlet_burst
+        )
+        self.sink: TelemetrySink | None = None
+        if settings.timeseries_url:
+            self.sink = TelemetrySink(
+                url=settings.timeseries_url,
+                token=settings.timeseries_token,
+                org=settings.timeseries_org,
+                bucket=settings.timeseries_bucket,
+                buffer_max=settings.timeseries_buffer_max,
+                batch_max=settings.timeseries_batch_max,
+                timeout_s=settings.timeseries_timeout_s,
+            )
+        self.recorder = HealthRecorder(
+            history_interval_s=settings.health_history_interval_s,
+            retention=timedelta(hours=settings.health_retention_hours),
+            sink=self.sink,
+            live=self.live,
+            on_db_latency=metrics.observe_db,
+        )
+        self.notifier = WebhookNotifier(
+            settings.alert_webhooks,
+            retries=settings.alert_webhook_retries,
+            backoff_s=settings.alert_webhook_backoff_s,
+        )
+        self.engine = AlertEngine(
+            sessions=sessions,
+            interval_s=settings.alert_eval_interval_s,
+            timezone=settings.outlet_timezone,
+            notifier=self.notifier,
+            live=self.live,
+            on_db_latency=metrics.observe_db,
+        )
+        sources = metrics.sources
+        sources.limiter = self.limiter
+        sources.sink = self.sink
+        sources.engine = self.engine
+        sources.notifier = self.notifier
+        sources.recorder_errors = lambda: self.recorder.write_errors
+        sources.fleet_figures = self._fleet_figures
+        self._metrics = metrics
+        self._sessions = sessions
+        self._figures: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
+
+    def _fleet_figures(self) -> dict[str, dict[str, float]]:
+        """Outlets by state and 30-day 好差评 figures, recomputed at most every 30 s."""
+        now = time.monotonic()
+        if now - self._figures[0] < _FIGURES_TTL_S:
+            return self._figures[1]
+        figures: dict[str, dict[str, float]] = {}
+        try:
+            with self._sessions() as session:
+                rows = session.execute(select(Agent.state, func.count()).group_by(Agent.state))
+                figures["outlets"] = {state: float(n) for state, n in rows}
+                until = datetime.now(UTC)
+                stats = evaluation_stats(
+                    session, outlet_id=None, window=None, since=until - timedelta(days=30),
+                    until=until, now=until,
+                    active_rate_target=self.settings.evaluation_rules.active_rate_target,
+                )  # fmt: skip
+                figures["evaluations"] = {
+                    "active_rate": stats.active_evaluation_rate or 0.0,
+                    "active_rate_target": stats.active_rate_target,
+                    "satisfaction_rate": stats.satisfaction_rate or 0.0,
+                    "bad_reviews": float(stats.bad_reviews),
+                    "overdue_rectifications": float(stats.overdue_rectifications),
+                    "count": float(stats.evaluations),
+                }
+        except SQLAlchemyError:
+            logger.exception("could not read fleet figures for /metrics")
+            return self._figures[1]
+        self._figures = (now, figures)
+        return figures
+
+    def start(self, *, ingest: Ingest) -> None:
+        """Start the background parts; the ingest was built with our limiter/recorder."""
+        self._metrics.sources.ingest = ingest
+        if self.sink is not None:
+            self.sink.start()
+            logger.info("telemetry goes to the time-series store as well")
+        self.notifier.start()
+        self.engine.start()
+
+    def stop_engine(self) -> None:
+        """Stop the alert engine and the notifier (before the ingest stops)."""
+        self.engine.stop()
+        self.notifier.stop()
+
+    def stop_sink(self) -> None:
+        """Stop the time-series sink (after the ingest drained)."""
+        if self.sink is not None:
+            self.sink.stop()

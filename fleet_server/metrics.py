@@ -1,0 +1,161 @@
+"""``/metrics`` in the Prometheus text format, from one registry per app.
+
+Counters and gauges are read at scrape time from the objects that own them (ingest
+stats, the rate limiter, the time-series sink, the alert engine and the webhook
+notifier), so the hot path pays nothing for them; only database latency is a
+histogram observed as it happens. Outlet ids never become labels (cardinality);
+``GET /api/v1/ingest/rate-limits`` names the worst outlets instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from fleet_server.alerts.engine import AlertEngine
+from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.health.ratelimit import OutletRateLimiter
+from fleet_server.ingest import Ingest
+from fleet_server.timeseries.sink import TelemetrySink
+
+
+@dataclass(slots=True, kw_only=True)
+class MetricSources:
+    """Whatever exists in this process; None parts are simply not exported."""
+
+    ingest: Ingest | None = None
+    limiter: OutletRateLimiter | None = None
+    sink: TelemetrySink | None = None
+    engine: AlertEngine | None = None
+    notifier: WebhookNotifier | None = None
+    recorder_errors: Callable[[], int] | None = None
+    # Slow figures read from the database (cached by the provider): outlets by state
+    # and fleet-wide 好差评 over 30 days.
+    fleet_figures: Callable[[], dict[str, dict[str, float]]] | None = None
+
+
+class _FleetCollector(Collector):
+    def __init__(self, sources: MetricSources) -> None:
+        self._s = sources
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._s
+        if s.ingest is not None:
+            snap = s.ingest.stats.snapshot(queue_depth=s.ingest.queue_depth)
+            yield CounterMetricFamily(
+                "govedge_ingest_received", "MQTT messages received", value=snap.received
+            )
+            yield CounterMetricFamily(
+                "govedge_ingest_accepted", "Messages applied", value=snap.accepted
+            )
+            rejected = CounterMetricFamily(
+                "govedge_ingest_rejected", "Messages dropped or ignored", labels=["reason"]
+            )
+            for reason, count in sorted(snap.rejected.items()):
+                rejected.add_metric([reason], count)
+            yield rejected
+            yield CounterMetricFamily(
+                "govedge_ingest_batches", "Batches committed", value=snap.batches_committed
+            )
+            yield CounterMetricFamily(
+                "govedge_ingest_db_errors", "Failed batch writes", value=snap.db_errors
+            )
+            yield GaugeMetricFamily(
+                "govedge_ingest_queue_depth", "Messages waiting", value=snap.queue_depth
+            )
+            yield GaugeMetricFamily(
+                "govedge_broker_connected", "1 when subscribed", value=int(snap.broker_connected)
+            )
+        if s.limiter is not None:
+            yield CounterMetricFamily(
+                "govedge_ingest_rate_limited",
+                "Messages refused by per-outlet rate limits",
+                value=s.limiter.total_excess,
+            )
+        if s.sink is not None:
+            st = s.sink.stats()
+            yield GaugeMetricFamily(
+                "govedge_timeseries_buffered", "Lines waiting for the store", value=st.buffered
+            )
+            yield CounterMetricFamily(
+                "govedge_timeseries_written", "Lines written", value=st.written
+            )
+            yield CounterMetricFamily(
+                "govedge_timeseries_dropped", "Lines dropped (oldest first)", value=st.dropped
+            )
+            yield CounterMetricFamily(
+                "govedge_timeseries_write_errors", "Failed writes", value=st.write_errors
+            )
+        if s.engine is not None:
+            yield GaugeMetricFamily(
+                "govedge_alerts_open",
+                "Open alerts at the last evaluation",
+                value=s.engine.open_count,
+            )
+            yield CounterMetricFamily(
+                "govedge_alert_evaluations", "Rule evaluations", value=s.engine.evaluations
+            )
+        if s.notifier is not None:
+            sent = CounterMetricFamily(
+                "govedge_alert_webhooks", "Webhook deliveries", labels=["outcome"]
+            )
+            sent.add_metric(["sent"], s.notifier.sent)
+            sent.add_metric(["retried"], s.notifier.retried)
+            sent.add_metric(["failed"], s.notifier.failed)
+            yield sent
+            yield GaugeMetricFamily(
+                "govedge_alert_webhooks_pending", "Deliveries waiting", value=s.notifier.pending
+            )
+        if s.fleet_figures is not None:
+            figures = s.fleet_figures()
+            outlets = GaugeMetricFamily("govedge_outlets", "Outlets by presence", labels=["state"])
+            for state, outlet_count in sorted(figures.get("outlets", {}).items()):
+                outlets.add_metric([state], outlet_count)
+            yield outlets
+            for name, value in sorted(figures.get("evaluations", {}).items()):
+                yield GaugeMetricFamily(f"govedge_evaluations_{name}", f"好差评 {name}, 30 days",
+                                        value=value)  # fmt: skip
+        if s.recorder_errors is not None:
+            yield CounterMetricFamily(
+                "govedge_health_write_errors", "Failed device-health writes",
+                value=s.recorder_errors(),
+            )  # fmt: skip
+
+
+class FleetMetrics:
+    """The app's registry: the collector plus the database latency histogram."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.sources = MetricSources()
+        self.registry.register(_FleetCollector(self.sources))
+        self.db_latency = Histogram(
+            "govedge_db_latency_seconds",
+            "Database transaction latency by operation",
+            ["op"],
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    def observe_db(self, op: str, seconds: float) -> None:
+        """Record one database operation's duration."""
+        self.db_latency.labels(op).observe(seconds)
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    fleet_metrics: FleetMetrics = request.app.state.metrics
+    return Response(fleet_metrics.render(), media_type=CONTENT_TYPE_LATEST)

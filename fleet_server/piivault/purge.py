@@ -1,0 +1,64 @@
+"""Empty the bodies the server no longer needs: delivered (upstream confirmed receipt)
+or local-only (queue events) and older than the retention. Ids, states, case numbers
+and timestamps stay, so statistics and the audit trail are unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.models import InboxEntry
+
+logger = logging.getLogger(__name__)
+
+
+def purge_bodies(session: Session, *, now: datetime, retention: timedelta) -> int:
+    """Empty expired bodies in ``session`` (the caller commits); returns how many."""
+    cutoff = now - retention
+    result = session.execute(
+        update(InboxEntry)
+        .where(
+            InboxEntry.purged_at.is_(None),
+            or_(
+                and_(InboxEntry.state == "delivered", InboxEntry.delivered_at < cutoff),
+                and_(InboxEntry.state == "local", InboxEntry.received_at < cutoff),
+            ),
+        )
+        .values(body={}, purged_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_once(
+    sessions: sessionmaker[Session], *, retention: timedelta, clock: Callable[[], datetime]
+) -> int:
+    """One purge in its own transaction; database errors are logged and retried later."""
+    try:
+        with sessions.begin() as session:
+            count = purge_bodies(session, now=clock(), retention=retention)
+    except SQLAlchemyError as exc:
+        logger.warning("PII purge failed (%s); retrying at the next interval", type(exc).__name__)
+        return 0
+    if count:
+        logger.info("emptied %d transaction bodies past their retention", count)
+    return count
+
+
+async def purge_loop(
+    sessions: sessionmaker[Session],
+    *,
+    retention: timedelta,
+    interval_s: float,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """``purge_once`` now and every ``interval_s`` until cancelled."""
+    while True:
+        await asyncio.to_thread(purge_once, sessions, retention=retention, clock=clock)
+        await asyncio.sleep(interval_s)

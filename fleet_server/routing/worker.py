@@ -1,0 +1,248 @@
+"""The delivery worker: a thread owned by the app lifespan that drains the inbox upstream.
+
+Each round it takes due rows (``routing.store.due_rows``), routes each to its target
+(dead letter ``no_route`` when there is none), skips targets whose circuit breaker is
+open or whose in-flight share is used up, claims the rest by lease and hands them to a
+thread pool. Each delivery's outcome is committed (attempt, state, next due time,
+dead letter) before anything else happens; then the result owed to the outlet
+(``TransactionResult``: case number or rejection) is published and cleared.
+
+A target may use at most half the pool (at least one slot), so a hanging upstream
+delays only its own rows; the breaker stops even those after a few failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.models import InboxEntry
+from fleet_server.routing import store
+from fleet_server.routing.breaker import BreakerState, CircuitBreaker
+from fleet_server.routing.http_adapter import DeliveryResult, HttpJsonAdapter
+from fleet_server.routing.targets import TargetsConfig
+from govedge_wire import TransactionResult
+
+__all__ = ["DeliveryWorker", "ResultPublisher"]
+
+logger = logging.getLogger(__name__)
+
+ResultPublisher = Callable[[TransactionResult], bool]
+_RESULT_BATCH: Final = 200
+_STOP_TIMEOUT_S: Final = 10.0
+
+
+class DeliveryWorker:
+    """``start()`` then ``stop()``; ``wake()`` after new rows are stored."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        targets: TargetsConfig,
+        publish_result: ResultPublisher,
+        poll_interval_s: float,
+        concurrency: int,
+        lease_s: float,
+        seed: int | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._targets = targets
+        self._publish_result = publish_result
+        self._poll_interval_s = poll_interval_s
+        self._lease = timedelta(seconds=lease_s)
+        self._concurrency = concurrency
+        self._per_target = max(1, concurrency // 2)
+        self._rng = random.Random(seed)  # jitter only; never security
+        self._adapters = {t.name: HttpJsonAdapter(t) for t in targets.targets}
+        self.breakers = {
+            t.name: CircuitBreaker(threshold=t.breaker_threshold, cooldown_s=t.breaker_cooldown_s)
+            for t in targets.targets
+        }
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="delivery")
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self._held: set[int] = set()
+        self._futures: set[Future[None]] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fleet-delivery", daemon=True)
+        self.counters: Counter[str] = Counter()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop thread."""
+        self._thread.start()
+        logger.info("delivery worker started with targets %s", ", ".join(self._adapters))
+
+    def wake(self) -> None:
+        """New rows are due: look now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, *, timeout: float = _STOP_TIMEOUT_S) -> None:
+        """Stop taking work, let running deliveries finish (they record their outcome)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for adapter in self._adapters.values():
+            adapter.close()
+        logger.info("delivery worker stopped")
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Each target's breaker state now."""
+        return {name: breaker.state for name, breaker in self.breakers.items()}
+
+    # -- loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self._poll_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._dispatch()
+                self._send_results()
+            except SQLAlchemyError as exc:
+                self.counters["db_error"] += 1
+                logger.warning("delivery round failed on the database: %s", exc.__class__.__name__)
+            except Exception:  # the worker must outlive any bug; it is logged with traceback
+                self.counters["internal_error"] += 1
+                logger.exception("delivery round failed")
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self._concurrency - sum(self._in_flight.values())
+
+    def _dispatch(self) -> None:
+        free = self._free_slots()
+        if free <= 0:
+            return
+        now = datetime.now(UTC)
+        with self._sessions() as session:
+            rows = store.due_rows(session, now=now, limit=max(free * 4, 32))
+            for entry in rows:
+                if self._stop.is_set() or self._free_slots() <= 0:
+                    return
+                with self._lock:
+                    if entry.id in self._held:
+                        continue
+                self._consider(session, entry, now=now)
+
+    def _consider(self, session: Session, entry: InboxEntry, *, now: datetime) -> None:
+        target, item, why = store.route(session, entry, targets=self._targets)
+        if target is None:
+            store.dead_letter(
+                session, entry, reason="no_route", detail=why, status_code=None, now=now,
+                notify=False,
+            )  # fmt: skip
+            session.commit()
+            self.counters["no_route"] += 1
+            logger.warning("transaction %s has no route: %s", entry.tx_id, why)
+            return
+        with self._lock:
+            if self._in_flight[target] >= self._per_target:
+                return
+        breaker = self.breakers[target]
+        if not breaker.allow():
+            self.counters["breaker_skipped"] += 1
+            return
+        document = store.document_for(entry, item)
+        if not store.claim(session, entry, target=target, lease_until=now + self._lease):
+            breaker.release()
+            return
+        claimed = store.Claimed(
+            inbox_id=entry.id, tx_id=entry.tx_id, outlet_id=entry.outlet_id, target=target,
+            attempts=entry.attempts, document=document,
+        )  # fmt: skip
+        with self._lock:
+            self._in_flight[target] += 1
+            self._held.add(entry.id)
+        future = self._pool.submit(self._deliver, claimed)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+
+    def _deliver(self, claimed: store.Claimed) -> None:
+        target = self._targets.get(claimed.target)
+        breaker = self.breakers[claimed.target]
+        try:
+            if target is None:  # cannot happen: routed targets are configured
+                breaker.release()
+                return
+            result = self._adapters[claimed.target].deliver(
+                tx_id=claimed.tx_id, document=claimed.document
+            )
+            self._record(claimed, result)
+            if result.outcome == "transient":
+                breaker.failure()
+            else:
+                breaker.success()
+            self.counters[result.outcome] += 1
+        except Exception:  # recorded nowhere: the lease expires and it is retried
+            breaker.release()
+            self.counters["internal_error"] += 1
+            logger.exception("delivery of %s failed unexpectedly", claimed.tx_id)
+        finally:
+            with self._lock:
+                self._in_flight[claimed.target] -= 1
+                self._held.discard(claimed.inbox_id)
+            self._wake.set()
+
+    def _record(self, claimed: store.Claimed, result: DeliveryResult) -> None:
+        target = self._targets.get(claimed.target)
+        assert target is not None  # checked by the caller
+        with self._sessions.begin() as session:
+            entry = store.record_attempt(
+                session, inbox_id=claimed.inbox_id, target=target, result=result,
+                now=datetime.now(UTC), rng=self._rng,
+            )  # fmt: skip
+        if entry is None:
+            return
+        if result.outcome == "transient":
+            logger.info(
+                "delivery of %s to %s failed (attempt %d): %s",
+                claimed.tx_id, claimed.target, entry.attempts, result.detail,
+            )  # fmt: skip
+        elif result.outcome == "permanent":
+            logger.warning(
+                "target %s rejected %s with HTTP %s; dead letter",
+                claimed.target, claimed.tx_id, result.status_code,
+            )  # fmt: skip
+
+    # -- results back to the outlet -------------------------------------------
+
+    def _send_results(self) -> None:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(InboxEntry)
+                .where(InboxEntry.result_pending.is_(True))
+                .order_by(InboxEntry.id)
+                .limit(_RESULT_BATCH)
+            ).all()
+            for entry in rows:
+                result = TransactionResult(
+                    outlet_id=entry.outlet_id,
+                    session=0,
+                    seq=0,
+                    tx_id=entry.tx_id,
+                    outcome="delivered" if entry.state == "delivered" else "rejected",
+                    case_number=entry.case_number if entry.state == "delivered" else None,
+                    reason=entry.last_error if entry.state != "delivered" else None,
+                )
+                if not self._publish_result(result):
+                    return  # broker away: try again next round
+                entry.result_pending = False
+                session.commit()
+                self.counters["results_sent"] += 1

@@ -1,0 +1,243 @@
+"""``fleet-server`` commands for security: ``users …``, ``enroll-token``, ``broker-config``.
+
+Each opens the database itself (upgrading it first, like ``run``), so it works before
+the first start. Tokens are printed to stdout once and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from sqlalchemy.orm import Session
+
+from fleet_server.broker_config import write_broker_config
+from fleet_server.db import make_engine, make_sessionmaker
+from fleet_server.migrate import upgrade
+from fleet_server.pki import FleetCA, PkiError
+from fleet_server.security import NewToken, Role, SecurityError
+from fleet_server.security import enrollment as enrollment_ops
+from fleet_server.security import users as user_ops
+from fleet_server.settings import Settings
+
+_DB_HELP = "sqlite:///PATH or postgresql+psycopg://... (GOVEDGE_DATABASE_URL)."
+_CLI_ACTOR = "cli"
+
+
+def _settings(**options: object) -> Settings:
+    overrides = {name: value for name, value in options.items() if value is not None}
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.UsageError(f"bad settings: {exc}") from None
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"fleet-server: {exc}", err=True)
+    sys.exit(1)
+
+
+def _echo_token(new: NewToken) -> None:
+    click.echo(f"user {new.user} ({new.role.value}); API token, shown only now:")
+    click.echo(new.token)
+    click.echo(f"expires {new.expires_at.isoformat()}")
+
+
+@click.group()
+def users() -> None:
+    """Operator accounts: add, list, disable, token."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--database-url", help=_DB_HELP)
+@click.option("--ttl-days", type=click.IntRange(1, 366), default=None, help="Token lifetime.")
+def users_add(name: str, role: str, database_url: str | None, ttl_days: int | None) -> None:
+    """Create an account and print its API token once."""
+    settings = _settings(database_url=database_url)
+    ttl = timedelta(days=ttl_days) if ttl_days else timedelta(seconds=settings.api_token_ttl_s)
+    with _session(settings) as session:
+        try:
+            new = user_ops.create_user(
+                session, name=name, role=Role(role), ttl=ttl, actor=_CLI_ACTOR
+            )
+        except SecurityError as exc:
+            _fail(exc)
+            return
+    _echo_token(new)
+
+
+@users.command("token")
+@click.argument("name")
+@click.option("--database-url", help=_DB_HELP)
+@click.option("--ttl-days", type=click.IntRange(1, 366), default=None, help="Token lifetime.")
+def users_token(name: str, database_url: str | None, ttl_days: int | None) -> None:
+    """Print a new API token for an existing account (old ones stay until they expire)."""
+    settings = _settings(database_url=database_url)
+    ttl = timedelta(days=ttl_days) if ttl_days else timedelta(seconds=settings.api_token_ttl_s)
+    with _session(settings) as session:
+        try:
+            new = user_ops.issue_token(session, name=name, ttl=ttl, actor=_CLI_ACTOR)
+        except SecurityError as exc:
+            _fail(exc)
+            return
+    _echo_token(new)
+
+
+@users.command("list")
+@click.option("--database-url", help=_DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def users_list(database_url: str | None, *, as_json: bool) -> None:
+    """List accounts (never tokens)."""
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        rows = [
+            {
+                "name": u.name,
+                "role": u.role,
+                "disabled": u.disabled,
+                "created_at": u.created_at.isoformat(),
+            }
+            for u in user_ops.list_users(session)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        flag = "  DISABLED" if row["disabled"] else ""
+        click.echo(f"{row['name']:<24} {row['role']:<11} {row['created_at']}{flag}")
+
+
+@users.command("disable")
+@click.argument("name")
+@click.option("--database-url", help=_DB_HELP)
+def users_disable(name: str, database_url: str | None) -> None:
+    """Disable an account; its tokens stop working at once."""
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        try:
+            user_ops.disable_user(session, name=name, actor=_CLI_ACTOR)
+        except SecurityError as exc:
+            _fail(exc)
+            return
+    click.echo(f"user {name} disabled")
+
+
+@click.command("enroll-token")
+@click.argument("outlet_id")
+@click.option(
+    "--ttl",
+    "ttl_s",
+    type=click.IntRange(60, 30 * 86_400),
+    default=86_400,
+    show_default=True,
+    help="Seconds the token stays valid.",
+)
+@click.option("--database-url", help=_DB_HELP)
+def enroll_token(outlet_id: str, ttl_s: int, database_url: str | None) -> None:
+    """Print a one-time enrollment token for OUTLET_ID (for `edge-agent enroll`)."""
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        try:
+            new = enrollment_ops.create_enrollment(
+                session, outlet_id=outlet_id, ttl=timedelta(seconds=ttl_s), actor=_CLI_ACTOR
+            )
+        except SecurityError as exc:
+            _fail(exc)
+            return
+    click.echo(new.token)
+    click.echo(f"outlet {new.outlet_id}; valid once until {new.expires_at.isoformat()}", err=True)
+
+
+@click.command("broker-config")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8883, show_default=True)
+@click.option("--bind", default="", help="Listener address (default: all).")
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="Name or IP agents use for the broker (repeat; default localhost, 127.0.0.1).",
+)
+@click.option(
+    "--pki-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Fleet CA directory (GOVEDGE_PKI_DIR).",
+)
+@click.option(
+    "--crl-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CRL path the broker reads (default: the CA directory's crl.pem).",
+)
+def broker_config(
+    out: Path,
+    port: int,
+    bind: str,
+    hostnames: tuple[str, ...],
+    pki_dir: Path | None,
+    crl_file: Path | None,
+) -> None:
+    """Write a Mosquitto TLS config, its ACL and certificates to --out."""
+    settings = _settings(pki_dir=pki_dir)
+    try:
+        ca = FleetCA(settings.pki_dir)
+        files = write_broker_config(
+            ca,
+            out,
+            port=port,
+            bind=bind,
+            hostnames=hostnames or ("localhost", "127.0.0.1"),
+            crl_file=crl_file,
+        )
+        ca.ensure_server_client()
+    except (PkiError, OSError) as exc:
+        _fail(exc)
+        return
+    click.echo(f"wrote {files.conf} (ACL {files.acl}); start: mosquitto -c {files.conf}")
+
+
+def register(main: click.Group) -> None:
+    """Add these commands to the ``fleet-server`` group."""
+    main.add_command(users)
+    main.add_command(enroll_token)
+    main.add_command(broker_config)
+
+
+def bootstrap(settings: Settings) -> None:
+    """At ``run``: create the first admin if there is no account (its token printed once
+    to stdout, never logged), and rewrite the CRL so its nextUpdate stays in the future."""
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            new = user_ops.ensure_first_admin(
+                session, ttl=timedelta(seconds=settings.api_token_ttl_s)
+            )
+            if new is not None:
+                click.echo(
+                    f"fleet-server: created the first admin {new.user!r}; "
+                    f"API token (shown only now): {new.token}"
+                )
+                sys.stdout.flush()
+            if (settings.pki_dir / "ca.key").exists():
+                enrollment_ops.write_crl(session, FleetCA(settings.pki_dir))
+    finally:
+        engine.dispose()

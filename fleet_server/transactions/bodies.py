@@ -1,0 +1,157 @@
+"""The body shapes of transactions, validated on ingest before anything is stored.
+
+``tx_kind`` names the shape: ``submission`` (办件, hardware.md §7.2), ``evaluation``
+(好差评 record, §3.3) and ``queue_event`` (or any ``queue.*`` name; kept server-side,
+no upstream). A body that does not fit is rejected with a reason naming the fields,
+never their values: the values may be personal data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fleet_server.pii import mask_id_number, mask_name
+
+__all__ = [
+    "BodyRejected",
+    "EvaluationBody",
+    "ParsedBody",
+    "QueueEventBody",
+    "SubmissionBody",
+    "parse_body",
+]
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$")]
+RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
+Short = Annotated[str, Field(min_length=1, max_length=64)]
+# Milliseconds since the epoch up to 9999-12-31: beyond that ``datetime`` overflows.
+EpochMs = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
+_MAX_MATERIALS: Final = 200
+
+
+class BodyRejected(ValueError):
+    """A transaction body does not fit its kind; ``reason`` names fields only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Applicant(_Body):
+    """申请者: a person or legal entity. ``name`` and ``id_number`` are PII."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    # 证件类型代码 (GA/T 2000.156); 111 = 居民身份证.
+    id_type: Annotated[str, Field(pattern=r"^[0-9]{3}$")] = "111"
+    id_number: Annotated[str, Field(min_length=4, max_length=64)]
+    # userProp: 1 个人, 2 法人.
+    kind: Literal[1, 2] = 1
+    phone: Annotated[str, Field(max_length=32)] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Applicant(name={mask_name(self.name)!r}, "
+            f"id_number={mask_id_number(self.id_number)!r}, kind={self.kind})"
+        )
+
+    __str__ = __repr__
+
+
+class MaterialRef(_Body):
+    """A scanned material, referenced by the id the outlet uploaded it under."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    ref: Annotated[str, Field(min_length=1, max_length=128)]
+    pages: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    original: bool = False
+
+
+class SubmissionBody(_Body):
+    """A case (办件) filed at the counter: GB/T 39046 tables 5-6 and ``up_pro_accept``."""
+
+    item_code: Code
+    region_code: RegionCode
+    applicant: Applicant
+    agent: Applicant | None = None  # 代理人 for 代办
+    materials: list[MaterialRef] = Field(default_factory=list, max_length=_MAX_MATERIALS)
+    window: Short
+    clerk: Short
+    case_number: Code | None = None  # 办件编号, when the window system already has one
+    apply_source: Short | None = None  # 申报来源代码
+    handling_mode: Literal["direct", "agency"] | None = None
+    outlet_kind: Short | None = None
+    accepted_ts: EpochMs | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class EvaluationBody(_Body):
+    """A 好差评 evaluation record (hardware.md §3.3).
+
+    ``level_code`` is in the province's coding (see ``fleet_server.evaluations.rules``);
+    ``stars`` (5 best), when the pad sends it too, must agree with it.
+    """
+
+    level_code: Annotated[int, Field(ge=1, le=5)]
+    stars: Annotated[int, Field(ge=1, le=5)] | None = None
+    channel: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")]
+    tags: list[Short] = Field(default_factory=list, max_length=32)
+    text: Annotated[str, Field(max_length=2000)] | None = None
+    window: Short
+    case_number: Code | None = None
+    evaluated_ts: EpochMs
+    assess_number: Literal[1, 2] = 1
+    anonymous: bool = False
+    item_code: Code | None = None
+    region_code: RegionCode | None = None
+    clerk: Short | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class QueueEventBody(_Body):
+    """A queue event (ticket issued, called, served); only ``kind`` is required."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    kind: Short | None = None
+
+
+ParsedBody = SubmissionBody | EvaluationBody | QueueEventBody
+
+_SHAPES: Final[dict[str, type[SubmissionBody] | type[EvaluationBody]]] = {
+    "submission": SubmissionBody,
+    "evaluation": EvaluationBody,
+}
+
+
+def is_queue_kind(tx_kind: str) -> bool:
+    """Queue events are stored but never routed upstream."""
+    return tx_kind == "queue_event" or tx_kind.startswith("queue.")
+
+
+def parse_body(tx_kind: str, body: dict[str, Any]) -> ParsedBody:
+    """Validate ``body`` for ``tx_kind``; raise ``BodyRejected`` naming the bad fields."""
+    if is_queue_kind(tx_kind):
+        shape: type[_Body] = QueueEventBody
+    else:
+        found = _SHAPES.get(tx_kind)
+        if found is None:
+            raise BodyRejected(f"unknown tx_kind {tx_kind[:32]!r}")
+        shape = found
+    try:
+        parsed = shape.model_validate(body)
+    except ValidationError as exc:
+        fields = sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
+        raise BodyRejected(f"invalid {tx_kind} body at: {', '.join(fields[:8])}") from None
+    if not isinstance(parsed, SubmissionBody | EvaluationBody | QueueEventBody):
+        raise BodyRejected("internal: unexpected body shape")
+    return parsed

@@ -1,0 +1,124 @@
+"""Durable, idempotent storage of received transactions (the server's inbox).
+
+The ingest worker calls ``store_transactions`` once per batch inside one database
+transaction; only after that commits does it acknowledge each transaction. A
+``tx_id`` already in the inbox (a resend, or a replay from another connection) is
+reported as a duplicate and stored nowhere a second time. Evaluations also get their
+``evaluations`` row (and a rectification ticket for a 差评) in the same transaction,
+so statistics never disagree with the inbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleet_server.evaluations.rules import EvaluationRules
+from fleet_server.models import Evaluation, InboxEntry, Rectification
+from fleet_server.transactions.bodies import (
+    EvaluationBody,
+    ParsedBody,
+    QueueEventBody,
+    SubmissionBody,
+)
+from govedge_wire import Transaction
+
+__all__ = ["PendingTx", "StoreOutcome", "store_transactions"]
+
+StoreOutcome = Literal["accepted", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingTx:
+    """A decoded, validated transaction waiting for the batch commit."""
+
+    message: Transaction
+    body: ParsedBody
+    received_at: datetime
+
+
+def store_transactions(
+    session: Session, items: Sequence[PendingTx], *, rules: EvaluationRules
+) -> list[StoreOutcome]:
+    """Insert new transactions; return, per item, ``accepted`` or ``duplicate``.
+
+    The caller commits. A concurrent insert of the same ``tx_id`` by another worker
+    makes the commit fail with an integrity error; the caller then retries per item.
+    """
+    ids = {item.message.tx_id for item in items}
+    known = set(session.scalars(select(InboxEntry.tx_id).where(InboxEntry.tx_id.in_(ids))))
+    outcomes: list[StoreOutcome] = []
+    for item in items:
+        tx_id = item.message.tx_id
+        if tx_id in known:
+            outcomes.append("duplicate")
+            continue
+        known.add(tx_id)
+        _insert(session, item, rules=rules)
+        outcomes.append("accepted")
+    return outcomes
+
+
+def _insert(session: Session, item: PendingTx, *, rules: EvaluationRules) -> None:
+    message, body = item.message, item.body
+    entry = InboxEntry(
+        tx_id=message.tx_id,
+        outlet_id=message.outlet_id,
+        tx_kind=message.tx_kind,
+        body=dict(message.body),
+        created_ts=message.created_ts,
+        received_at=item.received_at,
+        state="local" if isinstance(body, QueueEventBody) else "pending",
+        attempts=0,
+        next_due_at=None if isinstance(body, QueueEventBody) else item.received_at,
+        result_pending=False,
+    )
+    if isinstance(body, SubmissionBody):
+        entry.item_code = body.item_code
+        entry.region_code = body.region_code
+        entry.window = body.window
+        entry.case_number = body.case_number
+    elif isinstance(body, EvaluationBody):
+        entry.item_code = body.item_code
+        entry.region_code = body.region_code
+        entry.window = body.window
+        entry.case_number = body.case_number
+        _record_evaluation(session, item, body, rules=rules)
+    session.add(entry)
+
+
+def _record_evaluation(
+    session: Session, item: PendingTx, body: EvaluationBody, *, rules: EvaluationRules
+) -> None:
+    stars = rules.stars(body.level_code)
+    evaluation = Evaluation(
+        tx_id=item.message.tx_id,
+        outlet_id=item.message.outlet_id,
+        window=body.window,
+        case_number=body.case_number,
+        level_code=body.level_code,
+        stars=stars,
+        channel=body.channel,
+        is_bad=rules.is_bad(stars),
+        is_default=rules.is_default(body.channel),
+        real_name=not body.anonymous,
+        evaluated_at=datetime.fromtimestamp(body.evaluated_ts / 1000, tz=UTC),
+    )
+    session.add(evaluation)
+    if evaluation.is_bad:
+        session.flush([evaluation])
+        session.add(
+            Rectification(
+                evaluation_id=evaluation.id,
+                outlet_id=evaluation.outlet_id,
+                window=evaluation.window,
+                opened_at=item.received_at,
+                deadline_at=rules.deadline(item.received_at),
+                status="open",
+            )
+        )

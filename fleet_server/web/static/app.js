@@ -1,0 +1,144 @@
+// govedge operator UI: renders the page's data, refetches on server-sent "change" events.
+// Vanilla JS, no dependencies, nothing loaded from the internet.
+"use strict";
+(function () {
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const t = boot.t;
+  const main = document.getElementById("main");
+  let data = boot.data;
+
+  const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const tr = (key, fallback) => t[key] ?? fallback ?? key;
+  const st = (s) => `<span class="st st-${esc(s)}" data-state="${esc(s)}">${esc(tr(s))}</span>`;
+  const kind = (k) => (k ? esc(tr("k_" + k, k)) : "-");
+  const time = (iso) => (iso ? new Date(iso).toLocaleString(boot.lang === "zh" ? "zh-CN" : "en-GB") : "-");
+  const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
+
+  function spark(values, w = 160, h = 28) {
+    const nums = values.filter((v) => typeof v === "number");
+    if (nums.length < 2) return `<span class="muted">${esc(tr("no_data"))}</span>`;
+    const lo = Math.min(...nums), hi = Math.max(...nums), span = hi - lo || 1;
+    const pts = nums.map((v, i) => `${((i / (nums.length - 1)) * w).toFixed(1)},${(h - 2 - ((v - lo) / span) * (h - 4)).toFixed(1)}`).join(" ");
+    return `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><polyline fill="none" stroke="#12355b" stroke-width="1.5" points="${pts}"/></svg> <span class="muted">${nums[nums.length - 1]}</span>`;
+  }
+
+  function alertsTable(alerts, withActions) {
+    if (!alerts.length) return `<p class="muted">${esc(tr("none"))}</p>`;
+    return `<table><tr><th>${tr("rule")}</th><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("severity")}</th><th>${tr("summary")}</th><th>${tr("since")}</th><th>${tr("acked")}</th>${withActions ? "<th></th>" : ""}</tr>` +
+      alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td><a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a></td><td>${esc(a.device_id || "")}</td>` +
+        `<td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.summary)}</td><td>${time(a.opened_at)}</td><td>${a.acked_by ? esc(a.acked_by) : ""}</td>` +
+        (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <button data-act="silence" data-id="${a.id}">${tr("silence")}</button></td>` : "") + "</tr>").join("") + "</table>";
+  }
+
+  function countsTable(rows, keyName, label, fmt) {
+    return `<table><tr><th>${label}</th><th>${tr("online")}</th><th>${tr("offline")}</th><th>${tr("stale")}</th><th>${tr("unknown")}</th></tr>` +
+      rows.map((r) => `<tr><td>${fmt(r)}</td><td>${r.online || 0}</td><td>${r.offline || 0}</td><td>${r.stale || 0}</td><td>${r.unknown || 0}</td></tr>`).join("") + "</table>";
+  }
+
+  const render = {
+    overview(d) {
+      const s = d.by_state || {};
+      return `<div class="cards"><div class="card">${tr("outlets")}<b id="n-outlets">${d.outlets}</b></div>` +
+        ["online", "offline", "stale"].map((k) => `<div class="card">${st(k)}<b id="n-${k}">${s[k] || 0}</b></div>`).join("") +
+        `<div class="card">${tr("open_alerts")}<b id="n-alerts">${d.open_alerts.length}</b></div></div>` +
+        `<section><h2>${tr("by_region")}</h2>${countsTable(d.by_region, "region_code", tr("region"), (r) => esc(r.name) + ` <span class="muted">${esc(r.region_code)}</span>`)}</section>` +
+        `<section><h2>${tr("by_kind")}</h2>${countsTable(d.by_kind, "kind", tr("kind"), (r) => kind(r.kind === "-" ? "" : r.kind))}</section>` +
+        `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.open_alerts, true)}</section>` +
+        `<section><h2>${tr("devices_in_trouble")}</h2>` + (d.devices_in_trouble.length ? `<table><tr><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("kind")}</th><th>${tr("state")}</th><th>${tr("since")}</th></tr>` +
+          d.devices_in_trouble.map((x) => `<tr><td><a href="/ui/outlets/${encodeURIComponent(x.outlet_id)}">${esc(x.outlet_id)}</a></td><td>${esc(x.device_id)}</td><td>${esc(x.kind)}</td><td>${st(x.state)}${x.health && x.health.paper && x.health.paper !== "ok" ? " paper:" + esc(x.health.paper) : ""}</td><td>${time(x.state_since)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>";
+    },
+
+    map(d) {
+      const placed = d.outlets.filter((o) => o.latitude !== null && o.longitude !== null);
+      const rings = [];
+      (d.regions || []).forEach((r) => (r.outline || []).forEach((ring) => rings.push({ r, ring })));
+      const lons = placed.map((o) => o.longitude).concat(rings.flatMap((x) => x.ring.map((p) => p[0])));
+      const lats = placed.map((o) => o.latitude).concat(rings.flatMap((x) => x.ring.map((p) => p[1])));
+      const W = 900, H = 560, pad = 30;
+      let svg = "";
+      if (lons.length) {
+        let x0 = Math.min(...lons), x1 = Math.max(...lons), y0 = Math.min(...lats), y1 = Math.max(...lats);
+        const midLat = ((y0 + y1) / 2) * Math.PI / 180, kx = Math.cos(midLat);  // plain equirectangular
+        const sx = (x1 - x0) * kx || 0.01, sy = y1 - y0 || 0.01;
+        const scale = Math.min((W - 2 * pad) / sx, (H - 2 * pad) / sy);
+        const px = (lon) => pad + (lon - x0) * kx * scale, py = (lat) => H - pad - (lat - y0) * scale;
+        svg += rings.map((x) => `<polygon class="region" points="${x.ring.map((p) => px(p[0]).toFixed(1) + "," + py(p[1]).toFixed(1)).join(" ")}"><title>${esc(x.r.name)}</title></polygon>`).join("");
+        const color = { online: "#2e7d32", offline: "#c62828", stale: "#ef8f00", unknown: "#78909c" };
+        svg += placed.map((o) => `<circle data-outlet="${esc(o.outlet_id)}" data-state="${esc(o.state)}" cx="${px(o.longitude).toFixed(1)}" cy="${py(o.latitude).toFixed(1)}" r="${o.kind === "kiosk" ? 5 : 7}" fill="${color[o.state] || "#78909c"}"><title>${esc(o.name)}</title></circle>` +
+          (placed.length <= 60 ? `<text x="${(px(o.longitude) + 9).toFixed(1)}" y="${(py(o.latitude) + 4).toFixed(1)}">${esc(o.name)}</text>` : "")).join("");
+      }
+      const missing = d.outlets.filter((o) => o.latitude === null || o.longitude === null);
+      return `<div class="map-wrap"><svg id="map" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(tr("nav_map"))}">${svg}</svg><section id="detail"><p class="muted">${esc(tr("nav_map"))}: ${placed.length} ${esc(tr("outlets"))}</p></section></div>` +
+        (missing.length ? `<section><h2>${tr("no_coords")}</h2>${missing.map((o) => `<a href="/ui/outlets/${encodeURIComponent(o.outlet_id)}">${esc(o.name)}</a> ${st(o.state)}`).join(" · ")}</section>` : "");
+    },
+
+    outlet(d) {
+      const m = d.last_metrics || {};
+      const hist = d.history || [];
+      const series = (name) => hist.map((h) => h.metrics[name]);
+      const devSeries = (dev, name) => hist.map((h) => (h.devices[dev] || {})[name]);
+      return `<h2>${esc(d.name)} <span class="muted">${esc(d.outlet_id)}</span> <span id="outlet-state">${st(d.state)}</span></h2>` +
+        `<div class="cards"><div class="card">${tr("kind")}<b>${kind(d.kind)}</b></div><div class="card">${tr("agent_version")}<b>${esc(d.agent_version || "-")}</b></div>` +
+        `<div class="card">${tr("config_version")}<b>${esc(d.config_version ?? "-")}</b></div><div class="card">${tr("tx_waiting")}<b>${d.transactions_waiting}</b></div>` +
+        `<div class="card">${tr("clock_skew")}<b>${d.clock_skew_s ?? "-"}</b></div></div>` +
+        `<section><table><tr><th>${tr("last_seen")}</th><td>${time(d.last_seen)}</td><th>${tr("opening_hours")}</th><td>${esc(d.opening_hours_text)}</td></tr>` +
+        `<tr><th>${tr("address")}</th><td>${esc(d.address || "-")}</td><th>${tr("service_items")}</th><td>${esc((d.service_items || []).join("、") || "-")}</td></tr></table></section>` +
+        `<section><h2>${tr("history")}</h2><table>` + ["cpu_percent", "mem_used_percent", "disk_used_percent", "outbox_oldest_age_s"].map((k) => `<tr><th>${k}</th><td>${spark(series(k))}</td><td class="muted">${esc(m[k] ?? "")}</td></tr>`).join("") + "</table></section>" +
+        `<section><h2>${tr("devices")}</h2>` + (d.devices.length ? `<table><tr><th>${tr("device")}</th><th>${tr("kind")}</th><th>${tr("state")}</th><th>${tr("firmware")}</th><th>${tr("errors")}</th><th>${tr("health")}</th><th>${tr("history")}</th></tr>` +
+          d.devices.map((x) => `<tr data-device="${esc(x.device_id)}"><td>${esc(x.device_id)}</td><td>${esc(x.kind || "")} ${esc(x.model || "")}</td><td>${st(x.state)}</td><td>${esc(x.firmware || "-")}</td><td>${x.error_count}</td>` +
+            `<td class="muted">${esc(Object.entries(x.health || {}).slice(0, 6).map(([k, v]) => k + "=" + v).join(" "))}</td><td>${spark(devSeries(x.device_id, "reads_failed"), 120, 22)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>" +
+        `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.alerts.filter((a) => a.state === "open"), true)}</section>` +
+        `<section><h2>${tr("events")}</h2>` + (d.events.length ? `<table>${d.events.map((e) => `<tr><td>${time(e.received_at)}</td><td>${esc(e.device_id || "")}</td><td class="sev-${esc(e.severity)}">${esc(e.name)}</td><td class="muted">${esc(JSON.stringify(e.data))}</td></tr>`).join("")}</table>` : `<p class="muted">${tr("none")}</p>`) + "</section>";
+    },
+
+    evaluations(d) {
+      if (!d.available || !d.rows.length) return `<section><h2>${tr("nav_evaluations")}</h2><p id="no-data">${tr("no_data")}</p></section>`;
+      return `<section><h2>${tr("nav_evaluations")} <span class="muted">${tr("window_days")}: ${d.days}</span></h2><table><tr><th>${tr("outlet")}</th><th>${tr("evaluations")}</th><th>${tr("active_rate")}</th><th>${tr("satisfaction")}</th><th>${tr("bad_reviews")}</th><th>${tr("overdue_rect")}</th></tr>` +
+        d.rows.map((r) => `<tr><td>${r.outlet_id ? esc(r.outlet_id) : "<b>" + tr("all_outlets") + "</b>"}</td><td>${r.evaluations}</td><td>${pct(r.active_evaluation_rate)} <span class="muted">/ ${pct(r.active_rate_target)}</span></td><td>${pct(r.satisfaction_rate)}</td><td>${r.bad_reviews}</td><td>${r.overdue_rectifications}</td></tr>`).join("") + "</table></section>";
+    },
+  };
+
+  const source = {
+    overview: () => "/api/v1/fleet/overview",
+    map: () => "/ui/data/map",
+    outlet: () => "/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/health",
+    evaluations: () => "/ui/data/evaluations?days=" + (data.days || 30),
+  };
+
+  function draw() {
+    main.innerHTML = render[boot.page](data);
+    main.dataset.version = String((Number(main.dataset.version) || 0) + 1);
+    if (boot.page === "map") bindMap();
+  }
+
+  function bindMap() {
+    document.querySelectorAll("#map circle").forEach((c) => c.addEventListener("click", () => {
+      const o = data.outlets.find((x) => x.outlet_id === c.dataset.outlet);
+      document.getElementById("detail").innerHTML = `<h2><a href="/ui/outlets/${encodeURIComponent(o.outlet_id)}">${esc(o.name)}</a></h2><p>${st(o.state)} ${kind(o.kind)}</p>` +
+        `<p><b>${tr("opening_hours")}</b>: ${esc(o.opening_hours_text)}</p><p><b>${tr("address")}</b>: ${esc(o.address || "-")}</p><p><b>${tr("phone")}</b>: ${esc(o.phone || "-")}</p>` +
+        `<p><b>${tr("service_items")}</b>: ${esc((o.service_items || []).join("、") || "-")}</p><p><b>${tr("open_alerts")}</b>: ${o.open_alerts}</p>`;
+    }));
+  }
+
+  main.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-act]");
+    if (!b) return;
+    await fetch(`/api/v1/alerts/${b.dataset.id}/${b.dataset.act}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  });
+
+  async function refresh() {
+    const r = await fetch(source[boot.page](), { cache: "no-store" });
+    if (r.ok) { data = await r.json(); draw(); }
+  }
+
+  function connect() {
+    const live = document.getElementById("live");
+    const es = new EventSource("/api/v1/stream");
+    es.addEventListener("open", () => { live.className = "live"; live.textContent = tr("live"); });
+    es.addEventListener("change", () => refresh());
+    es.addEventListener("error", () => { live.className = "live off"; live.textContent = tr("disconnected"); });
+  }
+
+  draw();
+  connect();
+})();

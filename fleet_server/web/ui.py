@@ -1,0 +1,167 @@
+"""Pages of the operators' UI. Each is a small server-rendered HTML shell (title,
+navigation, language, the page's initial data as JSON); ``static/app.js`` renders it
+and refetches on every server-sent ``change`` event. Everything is served from here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from fleet_server.api.deps import SessionDep
+from fleet_server.health import queries
+from fleet_server.web.i18n import LANGS, table
+
+router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+_COOKIE = "govedge_lang"
+
+
+def _lang(request: Request, lang: str | None) -> str:
+    if lang in LANGS:
+        return str(lang)
+    cookie = request.cookies.get(_COOKIE)
+    return cookie if cookie in LANGS else "zh"
+
+
+def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HTMLResponse:
+    t = table(lang)
+    other = "en" if lang == "zh" else "zh"
+    nav = "".join(
+        f'<a href="/ui/{href}" class="{"on" if page == href else ""}">{escape(t[key])}</a>'
+        for href, key in (
+            ("overview", "nav_overview"),
+            ("map", "nav_map"),
+            ("evaluations", "nav_evaluations"),
+        )
+    )
+    boot = json.dumps({"page": page, "lang": lang, "t": t, "data": data}, ensure_ascii=False)
+    boot = boot.replace("</", "<\\/")
+    html = f"""<!doctype html>
+<html lang="{"zh-CN" if lang == "zh" else "en"}">
+<head><meta charset="utf-8"><title>{escape(t["title"])}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/ui/static/app.css"></head>
+<body>
+<header><h1>{escape(t["title"])}</h1><nav>{nav}</nav>
+<span id="live" class="live off">{escape(t["disconnected"])}</span>
+<a id="lang-switch" href="?lang={other}">{escape(t["switch_lang"])}</a></header>
+<main id="main"></main>
+<script id="boot" type="application/json">{boot}</script>
+<script src="/ui/static/app.js"></script>
+</body></html>"""
+    response = HTMLResponse(html)
+    if request.query_params.get("lang") in LANGS:
+        response.set_cookie(_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("")
+def root() -> RedirectResponse:
+    """The overview."""
+    return RedirectResponse("/ui/overview")
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    """The bundled JS and CSS (a fixed list; nothing else is served)."""
+    if name not in _STATIC:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    return FileResponse(STATIC_DIR / name, media_type=_STATIC[name])
+
+
+@router.get("/overview")
+def overview(request: Request, session: SessionDep, lang: str | None = None) -> HTMLResponse:
+    """Fleet overview."""
+    return _page(
+        request, page="overview", lang=_lang(request, lang), data=queries.fleet_overview(session)
+    )
+
+
+@router.get("/map")
+def outlet_map(request: Request, session: SessionDep, lang: str | None = None) -> HTMLResponse:
+    """The outlet map (一张图)."""
+    data = {"outlets": queries.outlets_for_map(session), "regions": queries.regions(session)}
+    return _page(request, page="map", lang=_lang(request, lang), data=data)
+
+
+@router.get("/outlets/{outlet_id}")
+def outlet(
+    request: Request, session: SessionDep, outlet_id: str, lang: str | None = None
+) -> HTMLResponse:
+    """One outlet: devices with health and history, events, alerts, versions."""
+    data = queries.outlet_page(session, outlet_id)
+    if data is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")
+    return _page(request, page="outlet", lang=_lang(request, lang), data=data)
+
+
+@router.get("/data/map")
+def map_data(session: SessionDep) -> dict[str, Any]:
+    """The map's data, refetched on changes."""
+    return {"outlets": queries.outlets_for_map(session), "regions": queries.regions(session)}
+
+
+@router.get("/data/evaluations")
+def evaluation_data(
+    request: Request, session: SessionDep, days: Annotated[int, Query(ge=1, le=366)] = 30
+) -> dict[str, Any]:
+    """好差评 figures per outlet for the last ``days`` (empty when the module is absent)."""
+    return _evaluations(request, session, days)
+
+
+@router.get("/evaluations")
+def evaluations(
+    request: Request,
+    session: SessionDep,
+    lang: str | None = None,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> HTMLResponse:
+    """好差评 by outlet and window."""
+    return _page(
+        request,
+        page="evaluations",
+        lang=_lang(request, lang),
+        data=_evaluations(request, session, days),
+    )
+
+
+def _evaluations(request: Request, session: SessionDep, days: int) -> dict[str, Any]:
+    try:
+        from fleet_server.evaluations.stats import evaluation_stats
+    except ImportError:
+        return {"available": False, "days": days, "rows": []}
+    from sqlalchemy import select
+
+    from fleet_server.models import Evaluation
+
+    until = datetime.now(UTC)
+    since = until - timedelta(days=days)
+    target = request.app.state.fleet.rules.active_rate_target
+    outlet_ids = sorted(set(session.scalars(select(Evaluation.outlet_id).distinct())))
+    rows = []
+    for outlet_id in [None, *outlet_ids]:
+        stats = evaluation_stats(
+            session, outlet_id=outlet_id, window=None, since=since, until=until,
+            now=until, active_rate_target=target,
+        )  # fmt: skip
+        rows.append(
+            {
+                "outlet_id": outlet_id,
+                "evaluations": stats.evaluations,
+                "active_evaluation_rate": stats.active_evaluation_rate,
+                "active_rate_target": stats.active_rate_target,
+                "satisfaction_rate": stats.satisfaction_rate,
+                "bad_reviews": stats.bad_reviews,
+                "overdue_rectifications": stats.overdue_rectifications,
+            }
+        )
+    return {"available": True, "days": days, "rows": rows if outlet_ids else []}

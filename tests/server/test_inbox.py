@@ -1,0 +1,122 @@
+"""The inbox: stored before the ack, idempotent by tx_id, bad bodies rejected with reasons."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from govedge_testbed import Mosquitto
+from govedge_wire import Kind, Transaction, encode, now_ms
+from tests.server.helpers import FleetServer, poll
+from tests.server.txkit import ID_NUMBER, TxAgent, evaluation, submission
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("inbox")
+
+
+@pytest.fixture(scope="module")
+def server(broker: Mosquitto, workdir: Path) -> Iterator[FleetServer]:
+    """No targets file: rows are stored and wait as pending."""
+    fleet = FleetServer(
+        mqtt_url=broker.url,
+        database_url=f"sqlite:///{workdir / 'fleet.db'}",
+        workdir=workdir,
+        GOVEDGE_API_AUTH="off",  # security is tested in its own modules
+    )
+    fleet.start()
+    yield fleet
+    assert fleet.stop() == 0, fleet.stderr()
+
+
+@pytest.fixture
+def agent(broker: Mosquitto, outlet_id: str) -> Iterator[TxAgent]:
+    fake = TxAgent(broker.url, outlet_id, session=5)
+    fake.birth()
+    yield fake
+    fake.close()
+
+
+def _rows(workdir: Path, tx_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(workdir / "fleet.db") as db:
+        return db.execute("SELECT tx_id, state FROM inbox WHERE tx_id = ?", (tx_id,)).fetchall()
+
+
+def test_ack_arrives_after_the_row_is_committed(
+    server: FleetServer, agent: TxAgent, workdir: Path
+) -> None:
+    tx_id = agent.tx("submission", submission())
+    ack = agent.ack(tx_id)
+    assert ack.status == "accepted"
+    assert ack.outlet_id == agent.outlet_id
+    # The ack was published after the commit, so the row is visible the moment it arrives.
+    assert _rows(workdir, tx_id) == [(tx_id, "pending")]
+    assert server.get(f"/api/v1/transactions/{tx_id}")["state"] == "pending"
+
+
+def test_duplicate_resend_is_acked_duplicate_and_stored_once(
+    server: FleetServer, agent: TxAgent, workdir: Path
+) -> None:
+    tx_id = agent.tx("evaluation", evaluation(2))
+    assert agent.ack(tx_id).status == "accepted"
+    agent.tx("evaluation", evaluation(2), tx_id=tx_id)
+    assert agent.ack(tx_id).status == "duplicate"
+    assert len(_rows(workdir, tx_id)) == 1
+    assert server.stats()["noted"].get("tx_duplicate", 0) >= 1
+
+
+def test_malformed_body_is_rejected_with_a_reason_and_counted(
+    server: FleetServer, agent: TxAgent, workdir: Path
+) -> None:
+    before = server.stats()["noted"].get("tx_rejected", 0)
+    bad = submission()
+    del bad["region_code"]
+    tx_id = agent.tx("submission", bad)
+    ack = agent.ack(tx_id)
+    assert ack.status == "rejected"
+    assert ack.reason is not None
+    assert "region_code" in ack.reason
+    unknown = agent.tx("parcel", {"x": 1})
+    assert agent.ack(unknown).status == "rejected"
+    assert _rows(workdir, tx_id) == []
+    poll(lambda: server.stats()["noted"].get("tx_rejected", 0) >= before + 2, what="counted")
+    # The applicant's personal data never reaches the server's log.
+    assert ID_NUMBER not in server.stderr()
+    assert "张三丰" not in server.stderr()
+
+
+def test_replay_from_an_old_session_is_not_stored_twice(
+    server: FleetServer, agent: TxAgent, workdir: Path
+) -> None:
+    tx_id = agent.tx("submission", submission())
+    assert agent.ack(tx_id).status == "accepted"
+    old = Transaction(
+        outlet_id=agent.outlet_id, session=agent.session - 1, seq=1, tx_id=tx_id,
+        tx_kind="submission", created_ts=now_ms(), body=submission(),
+    )  # fmt: skip
+    agent.publish(Kind.TRANSACTION, encode(old))
+    # Out of order within the session (a lower seq): absorbed as a duplicate.
+    agent.send(old.model_copy(update={"session": agent.session, "seq": 1}))
+    assert agent.ack(tx_id).status == "duplicate"
+    poll(lambda: server.stats()["rejected"].get("session_mismatch", 0) >= 1, what="replay counted")
+    assert len(_rows(workdir, tx_id)) == 1
+
+
+def test_outlet_cannot_send_as_another(server: FleetServer, agent: TxAgent) -> None:
+    before = server.stats()["rejected"].get("outlet_mismatch", 0)
+    raw = json.loads(
+        encode(
+            Transaction(
+                outlet_id="someone-else", session=5, seq=9, tx_id="f" * 32,
+                tx_kind="submission", created_ts=now_ms(), body=submission(),
+            )
+        )
+    )  # fmt: skip
+    agent.publish(Kind.TRANSACTION, json.dumps(raw).encode())
+    poll(lambda: server.stats()["rejected"].get("outlet_mismatch", 0) > before, what="spoof")
+    assert server.http.get(f"/api/v1/transactions/{'f' * 32}").status_code == 404

@@ -1,0 +1,189 @@
+"""Routing upstream against a real HTTP upstream, a real broker and a real server process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from govedge_testbed import Mosquitto
+from tests.e2e.conftest import fleetctl
+from tests.server.helpers import FleetServer, poll
+from tests.server.txkit import TxAgent, catalogue_rows, submission, write_targets
+from tests.server.upstream import Upstream
+
+TARGETS = ["zhoushan", "hangzhou", "flaky", "dead", "hcp"]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    fake = Upstream()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def server(
+    broker: Mosquitto, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FleetServer]:
+    workdir = tmp_path_factory.mktemp("routing")
+    targets = write_targets(
+        workdir / "targets.json", upstream, TARGETS, dead={"breaker_cooldown_s": 4.0}
+    )
+    fleet = FleetServer(
+        mqtt_url=broker.url,
+        database_url=f"sqlite:///{workdir / 'fleet.db'}",
+        workdir=workdir,
+        GOVEDGE_API_AUTH="off",  # security is tested in its own modules
+        GOVEDGE_UPSTREAM_TARGETS_FILE=str(targets),
+        GOVEDGE_DELIVERY_POLL_INTERVAL_S="0.1",
+    )
+    fleet.start()
+    response = fleet.http.post(
+        "/api/v1/catalogue/import",
+        content=json.dumps(catalogue_rows()),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    yield fleet
+    assert fleet.stop() == 0, fleet.stderr()
+
+
+@pytest.fixture
+def agent(broker: Mosquitto, outlet_id: str) -> Iterator[TxAgent]:
+    fake = TxAgent(broker.url, outlet_id, session=3)
+    fake.birth()
+    yield fake
+    fake.close()
+
+
+def _tx(server: FleetServer, tx_id: str) -> dict[str, Any]:
+    response = server.http.get(f"/api/v1/transactions/{tx_id}")
+    if response.status_code == 404:
+        return {"state": "absent", "attempts": 0}
+    response.raise_for_status()
+    row: dict[str, Any] = response.json()
+    return row
+
+
+def _delivered(server: FleetServer, tx_id: str) -> dict[str, Any] | None:
+    row = _tx(server, tx_id)
+    return row if row["state"] == "delivered" else None
+
+
+def test_routes_by_item_and_region_signed_and_case_number_flows_back(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    zs = agent.tx("submission", submission(region="330902"))
+    hz = agent.tx("submission", submission(region="330106"))
+    assert agent.ack(zs).status == "accepted"
+    assert agent.ack(hz).status == "accepted"
+    poll(lambda: _delivered(server, zs) and _delivered(server, hz), what="both delivered")
+    assert zs in upstream.by_target["zhoushan"]
+    assert hz in upstream.by_target["hangzhou"]
+    assert upstream.accepted[zs]["body"]["item"]["code"] == "ZS-000101"
+    assert upstream.bad_signatures == 0
+    result = agent.result(zs)
+    assert result.outcome == "delivered"
+    assert result.case_number == upstream.accepted[zs]["case_number"]
+    assert _tx(server, zs)["case_number"] == result.case_number
+
+
+def test_retries_on_5xx_hang_and_down_then_exactly_once(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    flaky = upstream.target("flaky")
+    flaky.fail_mode, flaky.fail_next = "error", 2
+    first = agent.tx("submission", submission(item_code="000201"))
+    poll(lambda: _delivered(server, first), what="delivered after 5xx")
+    assert upstream.accepted_count[first] == 1
+    assert upstream.received[first] == 3
+
+    flaky.fail_mode, flaky.fail_next, flaky.hang_s = "hang", 1, 1.5
+    second = agent.tx("submission", submission(item_code="000201"))
+    poll(lambda: _delivered(server, second), what="delivered after a hang")
+    assert upstream.accepted_count[second] == 1
+    history = _tx(server, second)["history"]
+    assert isinstance(history, list)
+    assert history[0]["outcome"] == "transient"
+    assert "timeout" in history[0]["error"]
+
+
+def test_upstream_down_then_back(server: FleetServer, upstream: Upstream, agent: TxAgent) -> None:
+    upstream.stop()
+    try:
+        tx_id = agent.tx("submission", submission(region="330902"))
+        poll(lambda: int(_tx(server, tx_id)["attempts"]) >= 2, what="failed attempts")
+    finally:
+        upstream.start()
+    poll(lambda: _delivered(server, tx_id), timeout=20, what="delivered after upstream back")
+    assert upstream.accepted_count[tx_id] == 1
+
+
+def test_4xx_dead_letter_then_replay_with_fleetctl(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    zhoushan = upstream.target("zhoushan")
+    zhoushan.mode = "reject"
+    try:
+        tx_id = agent.tx("submission", submission(region="330903"))
+        result = agent.result(tx_id)
+        assert result.outcome == "rejected"
+        assert result.reason == "materials incomplete"
+    finally:
+        zhoushan.mode = "ok"
+    listed = fleetctl("dead-letters", "list", "--json", server_url=server.url)
+    assert listed.returncode == 0, listed.stderr
+    dead = next(row for row in json.loads(listed.stdout) if row["tx_id"] == tx_id)
+    assert dead["reason"] == "rejected"
+    assert dead["status_code"] == 422
+    shown = fleetctl("dead-letters", "show", str(dead["id"]), server_url=server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert "3301**********1237" in shown.stdout
+    assert "330106199001011237" not in shown.stdout
+    replayed = fleetctl("dead-letters", "replay", str(dead["id"]), server_url=server.url)
+    assert replayed.returncode == 0, replayed.stderr
+    poll(lambda: _delivered(server, tx_id), what="delivered after replay")
+    assert upstream.accepted_count[tx_id] == 1
+    assert agent.result(tx_id).outcome == "delivered"
+    again = fleetctl("dead-letters", "replay", str(dead["id"]), server_url=server.url)
+    assert again.returncode == 1
+
+
+def test_no_route_is_a_dead_letter(server: FleetServer, agent: TxAgent) -> None:
+    tx_id = agent.tx("submission", submission(item_code="999999"))
+    poll(lambda: _tx(server, tx_id)["state"] == "dead", what="no_route dead letter")
+    rows = server.get("/api/v1/dead-letters?reason=no_route")
+    assert tx_id in {row["tx_id"] for row in rows}
+
+
+def test_breaker_opens_for_a_dead_target_while_others_deliver(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    dead = upstream.target("dead")
+    dead.mode = "hang"
+    dead.hang_s = 1.0
+    doomed = [agent.tx("submission", submission(item_code="000301")) for _ in range(5)]
+    poll(
+        lambda: server.get("/api/v1/transactions/status")["breakers"]["dead"] != "closed",
+        what="breaker open",
+    )
+    at_open = dead.requests
+    healthy = [agent.tx("submission", submission(region="330902")) for _ in range(5)]
+    poll(lambda: all(_delivered(server, t) for t in healthy), timeout=10, what="others deliver")
+    assert dead.requests == at_open  # nothing more while open (cool-down 4 s)
+    assert all(_tx(server, t)["state"] == "pending" for t in doomed)
+    dead.mode = "ok"
+    poll(lambda: all(_delivered(server, t) for t in doomed), timeout=20, what="recovered")
+    assert all(upstream.accepted_count[t] == 1 for t in doomed)
+
+
+def test_fleetctl_unreachable_server_exit_code() -> None:
+    result: subprocess.CompletedProcess[str] = fleetctl(
+        "dead-letters", "list", server_url="http://127.0.0.1:9"
+    )
+    assert result.returncode == 2

@@ -1,0 +1,132 @@
+"""Transaction test kit: targets files, catalogue rows, bodies, and a tx-sending agent."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from govedge_wire import Transaction, TransactionAck, TransactionResult, decode, now_ms
+from tests.server.helpers import FakeAgent, Subscriber
+from tests.server.upstream import Upstream
+
+ID_NUMBER = "330106199001011237"
+
+
+def write_targets(path: Path, upstream: Upstream, names: list[str], **overrides: Any) -> Path:
+    targets = [
+        {
+            "name": name,
+            "url": upstream.url(name),
+            "headers": {"Authorization": "Bearer test-token"},
+            "hmac_secret": upstream.secret.decode(),
+            "timeout_s": 0.5,
+            "connect_timeout_s": 0.5,
+            "max_attempts": 30,
+            "backoff_base_s": 0.05,
+            "backoff_max_s": 0.2,
+            "breaker_threshold": 3,
+            "breaker_cooldown_s": 1.0,
+        }
+        | overrides.get(name, {})
+        for name in names
+    ]
+    path.write_text(json.dumps({"evaluation_target": "hcp", "targets": targets}))
+    return path
+
+
+def catalogue_rows() -> list[dict[str, Any]]:
+    common = {
+        "base_code": "000101",
+        "name": "居民身份证换领",
+        "level": 4,
+        "handling_type": "promised",
+        "promised_days": 5,
+        "department": "公安局",
+        "outlet_kinds": ["township_centre", "bank_counter"],
+        "handling_mode": "direct",
+    }
+    return [
+        common | {"code": "ZS-000101", "region_codes": ["3309"], "target": "zhoushan"},
+        common | {"code": "HZ-000101", "region_codes": ["3301"], "target": "hangzhou"},
+        common | {"code": "FLAKY-1", "base_code": "000201", "region_codes": ["33"], "target": "flaky"},  # noqa: E501
+        common | {"code": "DEAD-1", "base_code": "000301", "region_codes": ["33"], "target": "dead"},  # noqa: E501
+    ]  # fmt: skip
+
+
+def submission(item_code: str = "000101", region: str = "330902", **extra: Any) -> dict[str, Any]:
+    return {
+        "item_code": item_code,
+        "region_code": region,
+        "applicant": {"name": "张三丰", "id_number": ID_NUMBER},
+        "materials": [{"name": "身份证复印件", "ref": "mat-1"}],
+        "window": "W3",
+        "clerk": "clerk-7",
+    } | extra
+
+
+def evaluation(level_code: int, *, channel: str = "4", window: str = "W3") -> dict[str, Any]:
+    return {
+        "level_code": level_code,
+        "channel": channel,
+        "window": window,
+        "evaluated_ts": now_ms(),
+        "tags": ["态度好"],
+        "case_number": "C-1",
+    }
+
+
+class TxAgent(FakeAgent):
+    """A fake agent that also sends transactions and reads its downlink."""
+
+    def __init__(self, mqtt_url: str, outlet_id: str, *, session: int = 1) -> None:
+        super().__init__(mqtt_url, outlet_id, session=session)
+        self.down = Subscriber(mqtt_url, f"govedge/v1/{outlet_id}/down/+")
+        self.seen: list[Any] = []
+
+    def tx(self, tx_kind: str, body: dict[str, Any], *, tx_id: str | None = None) -> str:
+        tx_id = tx_id or uuid.uuid4().hex
+        self.send(
+            Transaction(
+                outlet_id=self.outlet_id, session=self.session, seq=self._next(),
+                tx_id=tx_id, tx_kind=tx_kind, created_ts=now_ms(), body=body,
+            )
+        )  # fmt: skip
+        return tx_id
+
+    def next_down(self, kind: type[Any], *, tx_id: str, timeout: float = 15.0) -> Any:
+        import queue
+        import time
+
+        for earlier in self.seen:
+            if isinstance(earlier, kind) and getattr(earlier, "tx_id", None) == tx_id:
+                self.seen.remove(earlier)
+                return earlier
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind.__name__} for {tx_id}")
+            try:
+                message: mqtt.MQTTMessage = self.down.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            decoded = decode(message.topic, bytes(message.payload))
+            if isinstance(decoded, kind) and getattr(decoded, "tx_id", None) == tx_id:
+                return decoded
+            self.seen.append(decoded)
+
+    def ack(self, tx_id: str, *, timeout: float = 15.0) -> TransactionAck:
+        result: TransactionAck = self.next_down(TransactionAck, tx_id=tx_id, timeout=timeout)
+        return result
+
+    def result(self, tx_id: str, *, timeout: float = 20.0) -> TransactionResult:
+        found: TransactionResult = self.next_down(TransactionResult, tx_id=tx_id, timeout=timeout)
+        return found
+
+    def close(self) -> None:
+        self.down.close()
+        super().close()
