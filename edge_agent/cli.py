@@ -18,7 +18,10 @@ from typing import Any, TypeVar
 import click
 
 from edge_agent.daemon import run_agent
+from edge_agent.enrollment.cli import enroll_command
 from edge_agent.errors import AgentError, SettingsError
+from edge_agent.local_api.cli import apps as apps_command
+from edge_agent.profiles import profiles_check_main
 from edge_agent.settings import AgentSettings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +112,42 @@ def settings_options(func: F) -> F:
             default=None,
             help="stderr log format (default text).",
         ),
+        click.option(
+            "--profiles-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Folder of device profiles (default: the shipped device_profiles/).",
+        ),
+        click.option(
+            "--outbox-quota",
+            "outbox_quota_bytes",
+            type=int,
+            default=None,
+            help="Outbox disk quota in bytes (default 2 GiB).",
+        ),
+        click.option(
+            "--outbox-rate",
+            "outbox_rate_per_s",
+            type=float,
+            default=None,
+            help="Outbox messages per second to the broker (default 20).",
+        ),
+        click.option(
+            "--simulate/--no-simulate",
+            default=None,
+            help="Attach a simulator of every device kind instead of real hardware.",
+        ),
+        click.option(
+            "--local-api-port",
+            type=int,
+            default=None,
+            help="Port of the clerks' local API on 127.0.0.1 (default 8765).",
+        ),
+        click.option(
+            "--timezone",
+            default=None,
+            help="The outlet's IANA time zone (default Asia/Shanghai).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -139,8 +178,23 @@ def run(config_file: Path | None, **cli_values: Any) -> None:
         click.echo(f"edge-agent {settings.outlet_id} started")
         sys.stdout.flush()
 
+    def announce_simulated(count: int) -> None:
+        click.echo(f"edge-agent {settings.outlet_id}: {count} simulated devices attached")
+        sys.stdout.flush()
+
+    def announce_local_api(port: int) -> None:
+        click.echo(f"edge-agent {settings.outlet_id}: local API on http://127.0.0.1:{port}")
+        sys.stdout.flush()
+
     try:
-        asyncio.run(run_agent(settings, on_started=announce))
+        asyncio.run(
+            run_agent(
+                settings,
+                on_started=announce,
+                on_simulated=announce_simulated,
+                on_local_api=announce_local_api,
+            )
+        )
     except* AgentError as group:
         first = group.exceptions[0]
         log.error("%s", first)  # noqa: TRY400 - one line on purpose, no traceback storm
@@ -155,6 +209,22 @@ def show_config(config_file: Path | None, **cli_values: Any) -> None:
     """Print the effective settings as JSON and exit (2 if they are invalid)."""
     settings = _load_or_exit(config_file, cli_values)
     click.echo(settings.model_dump_json(indent=2))
+
+
+main.add_command(enroll_command)
+main.add_command(apps_command)
+
+
+@main.group()
+def profiles() -> None:
+    """Device profiles: check them before deploying."""
+
+
+@profiles.command(name="check")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def profiles_check(path: Path | None) -> None:
+    """Validate profiles (a file or folder; default the shipped ones); exit 1 on problems."""
+    sys.exit(profiles_check_main(path))
 
 
 __all__ = ["main"]

@@ -12,6 +12,11 @@ Rules:
 - Shutdown (staged): stop taking work, publish the shutdown death and wait briefly for
   its PUBACK, DISCONNECT normally (the broker then drops the will), all within
   ``SHUTDOWN_GRACE_S`` of the signal; past that, or when not connected, cancel at once.
+- The runtime (``assembly.open_runtime``: profiles, outbox, queue, devices, simulators
+  with ``--simulate``) is opened before the first connect and closed last, shielded,
+  after the MQTT goodbye: stop taking work → death → close devices, queue and outbox.
+- With ``--simulate``, SIGUSR1 unplugs the simulated ID-card reader and SIGUSR2 plugs it
+  back in (hot-plug in a running agent, for tests and demos).
 """
 
 from __future__ import annotations
@@ -20,32 +25,54 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Final
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.assembly import Assembled, open_runtime
 from edge_agent.backoff import full_jitter_delay
 from edge_agent.counters import AgentCounters, LogLimiter
+from edge_agent.enrollment import RenewalLoop, TlsStore
+from edge_agent.enrollment.check import check_tls_identity
 from edge_agent.host_metrics import prime_cpu_percent
 from edge_agent.identity import HostIdentity
+from edge_agent.local_api import AppRegistry, serve_local_api
 from edge_agent.session import AgentSession, will_message
 from edge_agent.session_store import SessionStore
 from edge_agent.settings import AgentSettings
+from edge_agent.simulate import SimulatedHardware
+from edge_agent.uplink_events import PiiGuard, SeenResults
 
 log = logging.getLogger(__name__)
 
 # From the signal to process exit must stay under 2 s; leave room for interpreter exit.
 SHUTDOWN_GRACE_S: Final = 1.6
+# Closing devices, queue and outbox after the MQTT goodbye (drivers have own deadlines).
+RUNTIME_CLOSE_TIMEOUT_S: Final = 10.0
 
 
 class Agent:
     """Owns the reconnect loop, the session counter and the current connection."""
 
-    def __init__(self, settings: AgentSettings, *, identity: HostIdentity | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        identity: HostIdentity | None = None,
+        on_simulated: Callable[[int], None] | None = None,
+        on_local_api: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self.assembled: Assembled | None = None
+        self._on_simulated = on_simulated
+        self._on_local_api = on_local_api
+        self._seen_results = SeenResults()
+        self._pii_guard = PiiGuard()
+        self._hotplug: set[asyncio.Task[bool]] = set()
         self.store = SessionStore(settings.data_dir)
         self.identity = identity or HostIdentity.detect()
         self.counters = AgentCounters()
@@ -57,13 +84,86 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in stages."""
         await asyncio.to_thread(self.store.prepare)
+        await asyncio.to_thread(check_tls_identity, self.settings)
         prime_cpu_percent()
-        async with asyncio.TaskGroup() as tg:
-            mqtt_task = tg.create_task(
-                self._reconnect_forever(), name=f"agent-{self.settings.outlet_id}-mqtt"
+        stack = AsyncExitStack()
+        try:
+            self.assembled = await open_runtime(self.settings, stack=stack)
+            remove_hotplug = self._install_hotplug(self.assembled.simulation)
+            async with asyncio.TaskGroup() as tg:
+                mqtt_task = tg.create_task(
+                    self._reconnect_forever(), name=f"agent-{self.settings.outlet_id}-mqtt"
+                )
+                local_api = tg.create_task(
+                    self._serve_local_api(self.assembled), name="agent-local-api"
+                )
+                renewal = None
+                if self.settings.mqtt_tls:
+                    renewal = tg.create_task(
+                        RenewalLoop(self.settings.data_dir).run(), name="agent-cert-renewal"
+                    )
+                await stop.wait()
+                # Stop taking the clerks' work first, then say goodbye on MQTT.
+                local_api.cancel()
+                remove_hotplug()
+                if renewal is not None:
+                    renewal.cancel()
+                await self._shutdown(mqtt_task)
+        finally:
+            await self._close_runtime(stack)
+
+    async def _serve_local_api(self, assembled: Assembled) -> None:
+        """The clerks' local API on 127.0.0.1; the agent keeps running if it cannot bind."""
+        settings = self.settings
+        try:
+            await serve_local_api(
+                assembled.runtime,
+                port=settings.local_api_port,
+                apps=AppRegistry(settings.data_dir),
+                announcements_dir=settings.data_dir / "announcements",
+                on_started=self._on_local_api,
             )
-            await stop.wait()
-            await self._shutdown(mqtt_task)
+        except OSError as exc:
+            # Another agent on this PC, or the port is taken: presence and the outbox
+            # still work, and the operator sees the reason in the log.
+            log.error(  # noqa: TRY400 - one line, the reason is all an operator needs
+                "local API not started on port %d: %s", settings.local_api_port, exc
+            )
+
+    async def _close_runtime(self, stack: AsyncExitStack) -> None:
+        """Last stage: close devices, queue and outbox, shielded from cancellation."""
+        close = asyncio.ensure_future(stack.aclose())
+        try:
+            async with asyncio.timeout(RUNTIME_CLOSE_TIMEOUT_S):
+                await asyncio.shield(close)
+        except TimeoutError:
+            log.warning("closing devices and stores took over %.0f s", RUNTIME_CLOSE_TIMEOUT_S)
+        self.assembled = None
+
+    def _install_hotplug(self, simulation: SimulatedHardware | None) -> Callable[[], None]:
+        """SIGUSR1/SIGUSR2 unplug/replug the simulated ID-card reader (``--simulate``)."""
+        if simulation is None:
+            return lambda: None
+        if self._on_simulated is not None:
+            self._on_simulated(simulation.count)
+        loop = asyncio.get_running_loop()
+
+        def spawn(action: Callable[[], Awaitable[bool]]) -> None:
+            task = asyncio.ensure_future(action())
+            self._hotplug.add(task)
+            task.add_done_callback(self._hotplug.discard)
+
+        try:
+            loop.add_signal_handler(signal.SIGUSR1, spawn, simulation.unplug)
+            loop.add_signal_handler(signal.SIGUSR2, spawn, simulation.replug)
+        except (NotImplementedError, AttributeError):  # no SIGUSR1 on Windows
+            return lambda: None
+
+        def remove() -> None:
+            loop.remove_signal_handler(signal.SIGUSR1)
+            loop.remove_signal_handler(signal.SIGUSR2)
+
+        return remove
 
     async def _shutdown(self, mqtt_task: asyncio.Task[None]) -> None:
         self._stopping = True
@@ -132,11 +232,20 @@ class Agent:
             counters=self.counters,
             log_limiter=self._log_limiter,
             agent_started_monotonic=self._started,
+            runtime=self._require_runtime().runtime,
+            profile_problems=self._require_runtime().profile_problems,
+            seen_results=self._seen_results,
+            pii_guard=self._pii_guard,
         )
         self._session = agent_session
         if self._stopping:  # the signal came while we were connecting
             agent_session.request_shutdown()
         await agent_session.run()
+
+    def _require_runtime(self) -> Assembled:
+        if self.assembled is None:
+            raise RuntimeError("the agent runtime is not open")
+        return self.assembled
 
     def _client(self, session: int) -> aiomqtt.Client:
         settings = self.settings
@@ -153,6 +262,8 @@ class Agent:
             timeout=settings.mqtt_timeout_s,
             properties=properties,
             logger=logging.getLogger("edge_agent.mqtt"),
+            # Built per attempt, so a renewed certificate is used from the next connect.
+            tls_context=TlsStore(settings.data_dir).ssl_context() if settings.mqtt_tls else None,
         )
 
 
@@ -200,12 +311,22 @@ def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
     return remove
 
 
-async def run_agent(settings: AgentSettings, *, on_started: Callable[[], None]) -> None:
-    """Install signal handlers, announce the start, run until SIGTERM/SIGINT."""
+async def run_agent(
+    settings: AgentSettings,
+    *,
+    on_started: Callable[[], None],
+    on_simulated: Callable[[int], None] | None = None,
+    on_local_api: Callable[[int], None] | None = None,
+) -> None:
+    """Install signal handlers, announce the start, run until SIGTERM/SIGINT.
+
+    ``on_simulated(count)`` is called once the simulators are attached (``--simulate``),
+    ``on_local_api(port)`` once the local API listens.
+    """
     stop = asyncio.Event()
     remove = install_signal_handlers(stop)
     try:
-        agent = Agent(settings)
+        agent = Agent(settings, on_simulated=on_simulated, on_local_api=on_local_api)
         on_started()
         await agent.run(stop)
     finally:

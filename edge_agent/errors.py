@@ -4,7 +4,8 @@ Exception tree::
 
     AgentError                 (exit_code: int)
     ├── SettingsError          bad or missing setting; exit code 2
-    └── SessionStoreError      the session counter cannot be read or persisted; exit code 1
+    ├── SessionStoreError      the session counter cannot be read or persisted; exit code 1
+    └── StartupError           the outbox, queue or device discovery cannot be opened; exit 1
 
 Network trouble is never an ``AgentError``: the daemon reconnects forever instead.
 """
@@ -26,5 +27,11 @@ class SettingsError(AgentError):
 
 class SessionStoreError(AgentError):
     """The session counter in the data directory cannot be read or written durably."""
+
+    exit_code = 1
+
+
+class StartupError(AgentError):
+    """A durable part (outbox, queue) or device discovery cannot be opened at start."""
 
     exit_code = 1

@@ -16,18 +16,31 @@ Rules (Sparkplug b1, adapted to govedge):
   a later ``online=True`` after an ``online=False`` publishes one fresh birth
   (same session, ``rebirth=True``). An older-timestamped state than the last is ignored.
 - Desired config is subscribed but for now only counted and logged; applying it comes
-  with the config issue.
+  with the config issue. A zero-length payload on the config topic (a cleared retained
+  message) means "no config": counted as ``config_absent``, never applied or rejected.
 - Undecodable downlink payloads are counted per ``WireError.reason`` and logged at most
   once a minute per reason; a command whose ``cmd_id`` can still be read gets a
   ``rejected`` result. Nothing received ever ends the connection.
-- Clean shutdown: stop telemetry and downlink work, publish ``Death(reason="shutdown")``
-  with QoS 1 and wait briefly for its PUBACK; the caller then DISCONNECTs normally,
-  which tells the broker to drop the will.
+- Devices and transactions (the ``AgentRuntime``): the birth carries the device
+  inventory; telemetry carries each ready device's health in ``devices`` and the outbox
+  stats in ``metrics``. Device events go up as ``Event`` (PII-looking keys dropped, see
+  ``uplink_events``); after ``device.ready``/``unplugged``/``error`` the session publishes
+  a rebirth (same session, ``seq`` continuing), at most one per ``REBIRTH_MIN_INTERVAL_S``.
+  Profile problems found at start are reported once per connection as a
+  ``profiles.problems`` event.
+- Outbox: an ``OutboxSender`` runs after the birth (QoS 1 publishes awaiting PUBACK,
+  ``seq`` from this session); ``TransactionAck`` goes to ``sender.on_ack``;
+  ``TransactionResult`` (deduplicated by ``tx_id`` and outcome) becomes a local
+  ``transaction.result`` event for the clerk app (``runtime.publish_transaction_event``).
+- Clean shutdown: stop the outbox sender (bounded wait), stop telemetry and downlink
+  work, publish ``Death(reason="shutdown")`` with QoS 1 and wait briefly for its PUBACK;
+  the caller then DISCONNECTs normally, which tells the broker to drop the will.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Final
@@ -36,9 +49,19 @@ import aiomqtt
 
 from edge_agent.backoff import jittered
 from edge_agent.counters import AgentCounters, LogLimiter
+from edge_agent.discovery import Subscription
 from edge_agent.host_metrics import sample_host_metrics
 from edge_agent.identity import HostIdentity
+from edge_agent.outbox import OutboxSender, OutgoingTx
+from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings
+from edge_agent.uplink_events import (
+    INVENTORY_EVENTS,
+    PiiGuard,
+    SeenResults,
+    is_local_event,
+    to_wire_event,
+)
 from govedge_wire import (
     DELIVERY,
     SERVER_STATE_TOPIC,
@@ -47,11 +70,14 @@ from govedge_wire import (
     CommandResult,
     Death,
     DesiredConfig,
+    Event,
     Kind,
     Message,
     ServerState,
     Telemetry,
+    Transaction,
     TransactionAck,
+    TransactionResult,
     WireError,
     decode,
     encode,
@@ -65,6 +91,11 @@ REBIRTH_COMMAND: Final = "rebirth"
 # Waiting for the PUBACK of the shutdown death; the whole shutdown must fit in 2 s.
 DEATH_ACK_TIMEOUT_S: Final = 1.0
 DISCONNECT_TIMEOUT_S: Final = 0.5
+# Inventory changes come in bursts (a hub of devices plugged in); one rebirth a second.
+REBIRTH_MIN_INTERVAL_S: Final = 1.0
+# How long a clean shutdown waits for the outbox sender's current publish.
+SENDER_STOP_TIMEOUT_S: Final = 0.3
+_EVENT_WAIT_S: Final = 60.0
 _MAX_CMD_ID: Final = 128
 
 
@@ -93,7 +124,25 @@ class AgentSession:
         counters: AgentCounters,
         log_limiter: LogLimiter,
         agent_started_monotonic: float,
+        runtime: AgentRuntime,
+        profile_problems: tuple[str, ...] = (),
+        seen_results: SeenResults | None = None,
+        pii_guard: PiiGuard | None = None,
     ) -> None:
+        self._runtime = runtime
+        self._profile_problems = profile_problems
+        self._seen_results = seen_results or SeenResults()
+        self._guard = pii_guard or PiiGuard()
+        self._inventory_changed = asyncio.Event()
+        self._sender = OutboxSender(
+            runtime.outbox,
+            self._publish_tx,
+            make_message=self._tx_message,
+            rate_per_s=settings.outbox_rate_per_s,
+            burst=max(1, int(settings.outbox_rate_per_s)),
+            publish_timeout_s=settings.mqtt_timeout_s,
+        )
+        self._sender_task: asyncio.Task[None] | None = None
         self._client = client
         self._settings = settings
         self._outlet = settings.outlet_id
@@ -130,22 +179,37 @@ class AgentSession:
 
     async def _cancel_on_shutdown(self, serve: asyncio.Task[None]) -> None:
         await self._shutdown.wait()
+        # Stage one: the sender takes no new entries and finishes its current publish.
+        self._sender.stop()
+        sender = self._sender_task
+        if sender is not None and not sender.done():
+            await asyncio.wait({sender}, timeout=SENDER_STOP_TIMEOUT_S)
         serve.cancel()
 
     async def _serve(self) -> None:
         await self._subscribe()
-        await self._publish_birth(rebirth=False)
-        self.birth_published = True
-        log.info("online: outlet %s session %d", self._outlet, self.session)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._telemetry_loop(), name="agent-telemetry")
-            tg.create_task(self._downlink_loop(), name="agent-downlink")
+        # Subscribed before the birth: no inventory change between the two is missed.
+        with contextlib.closing(self._runtime.events.subscribe(maxsize=1024)) as events:
+            await self._publish_birth(rebirth=False)
+            self.birth_published = True
+            log.info("online: outlet %s session %d", self._outlet, self.session)
+            await self._report_profile_problems()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._telemetry_loop(), name="agent-telemetry")
+                tg.create_task(self._downlink_loop(), name="agent-downlink")
+                tg.create_task(self._device_event_loop(events), name="agent-device-events")
+                tg.create_task(self._rebirth_loop(), name="agent-rebirth")
+                self._sender_task = tg.create_task(self._sender.run(), name="agent-outbox-sender")
 
     async def _subscribe(self) -> None:
         topics = [
             (topic_for(self._outlet, Kind.COMMAND), DELIVERY[Kind.COMMAND].qos),
             (topic_for(self._outlet, Kind.DESIRED_CONFIG), DELIVERY[Kind.DESIRED_CONFIG].qos),
             (topic_for(self._outlet, Kind.TRANSACTION_ACK), DELIVERY[Kind.TRANSACTION_ACK].qos),
+            (
+                topic_for(self._outlet, Kind.TRANSACTION_RESULT),
+                DELIVERY[Kind.TRANSACTION_RESULT].qos,
+            ),
             (SERVER_STATE_TOPIC, DELIVERY[Kind.SERVER_STATE].qos),
         ]
         granted = await self._client.subscribe(topics, timeout=self._settings.mqtt_timeout_s)
@@ -178,7 +242,7 @@ class AgentSession:
             agent_version=self._identity.agent_version,
             hostname=self._identity.hostname,
             os=self._identity.os,
-            devices=[],
+            devices=self._runtime.devices.inventory(),
             config_version=None,
             telemetry_interval_s=self._settings.telemetry_interval_s,
             keepalive_s=self._settings.keepalive_s,
@@ -209,10 +273,81 @@ class AgentSession:
                 self._settings.data_dir,
                 agent_started_monotonic=self._agent_started,
             )
+            metrics |= (await self._runtime.outbox.stats()).as_metrics()
+            devices = await self._runtime.devices.health()
             telemetry = Telemetry(
-                outlet_id=self._outlet, session=self.session, seq=self._next_seq(), metrics=metrics
+                outlet_id=self._outlet,
+                session=self.session,
+                seq=self._next_seq(),
+                metrics=metrics,
+                devices=devices,
             )
             await self._publish(telemetry)
+
+    # -- devices and the outbox ---------------------------------------------------------
+
+    async def _device_event_loop(self, events: Subscription) -> None:
+        """Forward device events as ``Event``; inventory changes also ask for a rebirth."""
+        while True:
+            try:
+                event = await events.get(timeout_s=_EVENT_WAIT_S)
+            except TimeoutError:
+                continue
+            if event.name in INVENTORY_EVENTS:
+                self._inventory_changed.set()
+            if is_local_event(event):
+                continue
+            wire = to_wire_event(
+                event,
+                outlet_id=self._outlet,
+                session=self.session,
+                seq=self._next_seq(),
+                guard=self._guard,
+            )
+            await self._publish(wire)
+            self._counters.incr("events_published")
+
+    async def _rebirth_loop(self) -> None:
+        """One rebirth per burst of inventory changes, at most one a second."""
+        while True:
+            await self._inventory_changed.wait()
+            self._inventory_changed.clear()
+            await self._publish_birth(rebirth=True)
+            await asyncio.sleep(REBIRTH_MIN_INTERVAL_S)
+
+    async def _report_profile_problems(self) -> None:
+        problems = self._profile_problems
+        if not problems:
+            return
+        event = Event(
+            outlet_id=self._outlet,
+            session=self.session,
+            seq=self._next_seq(),
+            name="profiles.problems",
+            severity="warning",
+            data={"count": len(problems), "problems": [p[:512] for p in problems[:20]]},
+        )
+        await self._publish(event)
+
+    def _tx_message(self, tx: OutgoingTx) -> Transaction:
+        return tx.to_message(outlet_id=self._outlet, session=self.session, seq=self._next_seq())
+
+    async def _publish_tx(self, message: Transaction) -> None:
+        await self._publish(message)
+
+    async def _handle_tx_result(self, result: TransactionResult) -> None:
+        self._counters.incr("txresult_received")
+        if not self._seen_results.first_time(result.tx_id, result.outcome):
+            self._counters.incr("txresult_duplicates")
+            return
+        log.info("transaction %s: upstream %s", result.tx_id, result.outcome)
+        self._runtime.publish_transaction_event(
+            "transaction.result",
+            tx_id=result.tx_id,
+            outcome=result.outcome,
+            case_number=result.case_number,
+            reason=result.reason,
+        )
 
     # -- downlink -------------------------------------------------------------------------
 
@@ -224,6 +359,12 @@ class AgentSession:
             await self._handle_downlink(topic, bytes(raw))
 
     async def _handle_downlink(self, topic: str, payload: bytes) -> None:
+        if not payload and topic == topic_for(self._outlet, Kind.DESIRED_CONFIG):
+            # A zero-length retained message only clears the retained value: it means
+            # "no desired config", never "apply an empty config" (anchors/fleet.md c10).
+            self._counters.incr("config_absent")
+            log.info("no desired config retained for this outlet")
+            return
         try:
             decoded = decode(topic, payload)
         except WireError as exc:
@@ -238,7 +379,10 @@ class AgentSession:
             log.info("desired config version %d received (not applied yet)", decoded.version)
         elif isinstance(decoded, TransactionAck):
             self._counters.incr("txack_received")
-            log.debug("transaction ack for %s ignored: no outbox yet", decoded.tx_id)
+            outcome = await self._sender.on_ack(decoded)
+            self._counters.incr(f"txack_{outcome}")
+        elif isinstance(decoded, TransactionResult):
+            await self._handle_tx_result(decoded)
         else:
             self._counted_drop("unexpected_kind", f"unexpected {decoded.kind} message on {topic}")
 
@@ -292,6 +436,7 @@ class AgentSession:
         log.info("fleet server %s is %s", state.server_id, "online" if state.online else "offline")
         if previous is False and state.online:
             await self._publish_birth(rebirth=True)
+            await self._sender.resend_unacked()
 
 
 def _code(code: object) -> int:

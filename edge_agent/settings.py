@@ -4,9 +4,15 @@ Sources, highest priority first: command-line options, ``GOVEDGE_*`` environment
 variables, the TOML file given with ``--config``, then the defaults below. Loading fails
 fast with a ``SettingsError`` whose message is one line naming the bad setting.
 
-``mqtt_url`` accepts ``mqtt://host[:port]`` only (port 1883 by default). ``mqtts://`` is
-rejected on purpose: TLS and the per-outlet client certificate arrive together with
-enrollment, and a TLS mode without a client identity would only hide that gap.
+``mqtt_url`` is ``mqtts://host[:port]`` (port 8883) in production: TLS with the outlet's
+client certificate from ``edge-agent enroll`` (``DATA_DIR/tls``). ``mqtt://host[:port]``
+(port 1883) is plain and anonymous, for development and tests only; the agent logs a
+warning when it uses it. Credentials never go in the URL.
+
+Hardware and transactions: ``profiles_dir`` (None = the shipped ``device_profiles/``),
+``devices`` (the ``[[devices]]`` tables of network devices; TOML or JSON in the env),
+``outbox_quota_bytes`` and ``outbox_rate_per_s``, ``simulate`` (attach a simulator of
+every device kind), ``queue_business_types``, ``local_api_port`` and ``timezone``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,20 @@ from pydantic_settings import (
 )
 
 from edge_agent.errors import SettingsError
+from edge_agent.settings_models import (
+    DEFAULT_BUSINESS_TYPES,
+    GIB,
+    BusinessTypeSetting,
+    NetworkDeviceSetting,
+    check_business_types,
+    check_devices,
+    check_timezone,
+)
 from govedge_wire import is_valid_outlet_id
 
 ENV_PREFIX = "GOVEDGE_"
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
 _TOML_DATA: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("toml_data")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -52,11 +68,41 @@ class AgentSettings(BaseSettings):
     mqtt_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     log_level: LogLevel = "INFO"
     log_format: Literal["text", "json"] = "text"
+    profiles_dir: Path | None = None
+    devices: tuple[NetworkDeviceSetting, ...] = Field(default=(), max_length=256)
+    outbox_quota_bytes: Annotated[int, Field(ge=1024 * 1024)] = 2 * GIB
+    outbox_rate_per_s: Annotated[float, Field(gt=0, le=10000)] = 20.0
+    simulate: bool = False
+    queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
+        default=DEFAULT_BUSINESS_TYPES, max_length=26
+    )
+    # 0 picks a free port (tests, several agents on one machine); it is printed at start.
+    local_api_port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    timezone: str = "Asia/Shanghai"
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("queue_business_types")
+    @classmethod
+    def _check_business_types(
+        cls, value: tuple[BusinessTypeSetting, ...]
+    ) -> tuple[BusinessTypeSetting, ...]:
+        return check_business_types(value)
+
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(
+        cls, value: tuple[NetworkDeviceSetting, ...]
+    ) -> tuple[NetworkDeviceSetting, ...]:
+        return check_devices(value)
 
     @field_validator("outlet_id")
     @classmethod
@@ -72,17 +118,12 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _check_mqtt_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme == "mqtts":
-            raise ValueError(
-                "mqtts:// is not supported yet: TLS arrives with enrollment "
-                "(per-outlet client certificates); use mqtt://host:port for now"
-            )
-        if parts.scheme != "mqtt":
-            raise ValueError("must look like mqtt://host:port")
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must look like mqtts://host:port (or mqtt:// for development)")
         if parts.username is not None or parts.password is not None:
-            raise ValueError("must not carry credentials (they arrive with enrollment)")
+            raise ValueError("must not carry credentials (the client certificate is the login)")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("must be mqtt://host:port with no path or query")
+            raise ValueError("must be mqtt[s]://host:port with no path or query")
         try:
             port = parts.port
         except ValueError:
@@ -103,9 +144,15 @@ class AgentSettings(BaseSettings):
         return urlsplit(self.mqtt_url).hostname or ""
 
     @property
+    def mqtt_tls(self) -> bool:
+        """True for ``mqtts://``: TLS with the enrolled client certificate."""
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    @property
     def mqtt_port(self) -> int:
-        """Broker port from ``mqtt_url`` (1883 when absent)."""
-        return urlsplit(self.mqtt_url).port or DEFAULT_MQTT_PORT
+        """Broker port from ``mqtt_url`` (1883, or 8883 for mqtts, when absent)."""
+        default = DEFAULT_MQTTS_PORT if self.mqtt_tls else DEFAULT_MQTT_PORT
+        return urlsplit(self.mqtt_url).port or default
 
     @classmethod
     def settings_customise_sources(

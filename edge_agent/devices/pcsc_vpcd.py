@@ -61,7 +61,8 @@ def _pcscd_binary() -> str | None:
 
 def _running_pcscd() -> int | None:
     try:
-        pid = int(PID_FILE.read_text().strip())
+        # pcscd writes "PID\n\0": strip the NUL too, or a running pcscd goes unseen.
+        pid = int(PID_FILE.read_text().strip(" \n\t\x00"))
     except (OSError, ValueError):
         return None
     return pid if Path(f"/proc/{pid}").exists() else None

@@ -89,6 +89,15 @@ class OutboxSender:
                 await self._outbox.wait_for_work(max_wait_s=self._idle_wait())
         log.debug("outbox sender stopped with %d in flight", len(self._inflight))
 
+    async def resend_unacked(self) -> int:
+        """Forget what is in flight and make every unacked entry due again, oldest first.
+
+        Called when the fleet server comes back: whatever was published while no server
+        was subscribed is gone, and waiting out the ack timeout would only delay it.
+        """
+        self._inflight.clear()
+        return await self._outbox.make_all_due()
+
     def stop(self) -> None:
         """Stage one of shutdown: take no new entries; ``run`` returns after the current send."""
         self._stopping.set()

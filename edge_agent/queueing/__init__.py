@@ -1,7 +1,8 @@
 """The outlet queue (排队叫号): tickets, window operations, announcements and voice.
 
 ``QueueEngine`` keeps the state in SQLite in the data dir and returns a ``QueueResult``
-(event record, ticket, announcement text, LED payload) for every operation;
+(event record, ticket, announcement text, LED payload) for every operation and a
+read-only ``snapshot()`` of today's queue;
 ``render_announcement`` speaks the text to a WAV with espeak-ng. Errors: see
 ``edge_agent.queueing.errors``.
 """
@@ -17,7 +18,15 @@ from edge_agent.queueing.errors import (
     UnknownWindow,
     WindowPaused,
 )
-from edge_agent.queueing.models import BusinessType, LedPayload, QueueResult, Ticket, TicketStatus
+from edge_agent.queueing.models import (
+    BusinessType,
+    LedPayload,
+    QueueResult,
+    QueueSnapshot,
+    Ticket,
+    TicketStatus,
+    WindowSnapshot,
+)
 from edge_agent.queueing.voice import VoiceError, render_announcement
 
 __all__ = [
@@ -27,6 +36,7 @@ __all__ = [
     "QueueEngine",
     "QueueError",
     "QueueResult",
+    "QueueSnapshot",
     "QueueStoreError",
     "Ticket",
     "TicketNotFound",
@@ -35,6 +45,7 @@ __all__ = [
     "UnknownWindow",
     "VoiceError",
     "WindowPaused",
+    "WindowSnapshot",
     "announcement",
     "render_announcement",
     "speech_text",

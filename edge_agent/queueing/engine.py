@@ -31,7 +31,15 @@ from edge_agent.queueing.errors import (
     UnknownWindow,
     WindowPaused,
 )
-from edge_agent.queueing.models import BusinessType, LedPayload, QueueResult, Ticket, TicketStatus
+from edge_agent.queueing.models import (
+    BusinessType,
+    LedPayload,
+    QueueResult,
+    QueueSnapshot,
+    Ticket,
+    TicketStatus,
+    WindowSnapshot,
+)
 from edge_agent.queueing.store import QueueStore
 
 logger = logging.getLogger(__name__)
@@ -541,6 +549,41 @@ class QueueEngine:
         def read() -> int:
             with store.transaction() as conn:
                 return self._waiting_for(conn, self._window(conn, window), day)
+
+        return await asyncio.to_thread(read)
+
+    async def snapshot(self) -> QueueSnapshot:
+        """Today's waiting counts per business type and every window's state, read-only.
+
+        Read in one transaction, so counts and windows agree with each other; changes
+        nothing and records no event.
+        """
+        store = self._require()
+        day = self._now().date().isoformat()
+
+        def read() -> QueueSnapshot:
+            with store.transaction() as conn:
+                counts = dict.fromkeys(self.types, 0)
+                for row in conn.execute(
+                    "SELECT business_type, COUNT(*) AS n FROM tickets "
+                    "WHERE day = ? AND status = 'waiting' GROUP BY business_type",
+                    (day,),
+                ).fetchall():
+                    counts[str(row["business_type"])] = int(row["n"])
+                windows = tuple(
+                    WindowSnapshot(
+                        window=str(row["window"]),
+                        business_types=tuple(str(c) for c in json.loads(row["business_types"])),
+                        paused=bool(row["paused"]),
+                        current_ticket=row["number"],
+                        waiting=self._waiting_for(conn, row, day),
+                    )
+                    for row in conn.execute(
+                        "SELECT w.window, w.business_types, w.paused, t.number FROM windows w "
+                        "LEFT JOIN tickets t ON t.id = w.current_ticket ORDER BY w.window"
+                    ).fetchall()
+                )
+            return QueueSnapshot(day=day, waiting=counts, windows=windows)
 
         return await asyncio.to_thread(read)
 

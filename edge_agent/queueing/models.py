@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -74,3 +75,23 @@ class QueueResult:
     led: LedPayload | None = None
     waiting: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowSnapshot:
+    """One window as it is now: the business types it serves, its ticket, who waits for it."""
+
+    window: str
+    business_types: tuple[str, ...]
+    paused: bool
+    current_ticket: str | None  # the number at the window (A012), None if it serves nobody
+    waiting: int  # tickets of today this window could call next
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSnapshot:
+    """A read-only view of today's queue, taken in one transaction (consistent)."""
+
+    day: str  # the outlet-local day (ISO date)
+    waiting: Mapping[str, int]  # business type code → tickets waiting (every type listed)
+    windows: tuple[WindowSnapshot, ...]  # ordered by window name

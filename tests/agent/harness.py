@@ -167,6 +167,7 @@ class AgentProcess:
             "--data-dir", str(data_dir),
             "--keepalive", "2",
             "--telemetry-interval", "0.5",
+            "--local-api-port", "0",
         ]  # fmt: skip
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -176,7 +177,12 @@ class AgentProcess:
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-        self.started_line = self._read_line(timeout=10)
+        try:
+            # Generous: a loaded 2-core CI machine may take seconds to import everything.
+            self.started_line = self._read_line(timeout=30)
+        except BaseException:
+            self.close()  # never leak the process or its pipe into later tests
+            raise
 
     def _read_line(self, *, timeout: float) -> str:
         assert self.proc.stdout is not None

@@ -71,12 +71,17 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.mqtt_port == 1883
 
 
+def test_mqtts_defaults_to_port_8883(tmp_path: Path) -> None:
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path, mqtt_url="mqtts://broker")
+    assert (settings.mqtt_tls, settings.mqtt_port) == (True, 8883)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"outlet_id": "_fleet"}, "invalid setting outlet_id"),
         ({"outlet_id": "a/b"}, "invalid setting outlet_id"),
-        ({"mqtt_url": "mqtts://broker:8883"}, "TLS arrives with enrollment"),
+        ({"mqtt_url": "mqtts://user@broker:8883"}, "credentials"),
         ({"mqtt_url": "http://broker"}, "invalid setting mqtt_url"),
         ({"mqtt_url": "mqtt://user:pw@broker"}, "credentials"),
         ({"keepalive_s": 0}, "invalid setting keepalive_s"),

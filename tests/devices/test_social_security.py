@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ from edge_agent.devices.drivers.social_security import (
 from edge_agent.devices.idnumber import make_id_number, mask_id_number
 from edge_agent.devices.pcsc_apdu import SSSE_AID, select_aid, select_file
 from edge_agent.devices.pcsc_transport import wait_for_card
-from edge_agent.devices.pcsc_vpcd import PcscStack, PcscUnavailable, environment_ok
+from edge_agent.devices.pcsc_vpcd import PcscStack
 from edge_agent.devices.simulators.social_security import (
     CardLogic,
     SocialSecurityCardData,
@@ -47,23 +46,6 @@ CARD = SocialSecurityCardData(
     ssn=make_id_number("410402", "19851231", 77),
     name="欧阳娜娜",
 )
-
-
-@pytest.fixture(scope="session")
-def pcsc() -> Iterator[PcscStack]:
-    """One real pcscd with a vpcd reader for the whole session."""
-    problem = environment_ok()
-    if problem is None:
-        try:
-            stack = PcscStack().start()
-        except PcscUnavailable as exc:
-            problem = str(exc)
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"PC/SC stack required under CI=true: {problem}")
-        pytest.skip(f"no PC/SC stack here: {problem}")  # outside CI only
-    yield stack
-    stack.stop()
 
 
 def wait_until_absent(stack: PcscStack, *, within: float = 5.0) -> None:

@@ -1,0 +1,117 @@
+"""Open the agent's runtime parts in order, and close them in reverse, from the settings.
+
+Order: device profiles (problems are logged and reported, never fatal), the outbox
+(``DATA_DIR/outbox.db``, key ``DATA_DIR/outbox.key``), the queue (``DATA_DIR/queue``),
+the simulated hardware when ``simulate`` is set, then the ``DeviceManager`` over udev (or
+the simulators). Everything is entered on the caller's ``AsyncExitStack``; the daemon
+closes that stack shielded, after the MQTT session said goodbye, so the outbox's and the
+queue's last writes finish even if shutdown is hurried.
+
+An outbox or queue that cannot be opened (locked by another agent, unsafe key file,
+damaged database) is a ``StartupError``: the agent must not run without its durable
+store. A udev monitor that cannot be opened is not: the agent logs it and runs with the
+configured network devices only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from edge_agent.discovery import (
+    ControlledSource,
+    DeviceManager,
+    EventSource,
+    NetworkDeviceConfig,
+    UdevSource,
+)
+from edge_agent.errors import StartupError
+from edge_agent.outbox import Outbox, OutboxError
+from edge_agent.profiles import ProfileSet, load_profiles
+from edge_agent.queueing import QueueEngine, QueueError
+from edge_agent.runtime import AgentRuntime
+from edge_agent.settings import AgentSettings
+from edge_agent.simulate import SimulatedHardware
+
+__all__ = ["Assembled", "open_runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assembled:
+    """The runtime plus what the session reports about it."""
+
+    runtime: AgentRuntime
+    profile_problems: tuple[str, ...]
+    simulation: SimulatedHardware | None
+
+
+async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Assembled:
+    """Open every runtime part on ``stack`` (closed by the caller, in reverse order)."""
+    data_dir = settings.data_dir
+    profiles = await asyncio.to_thread(load_profiles, settings.profiles_dir)
+    problems = tuple(str(problem) for problem in profiles.problems)
+    if problems:
+        log.warning("%d device profile problem(s); running with %d good profiles",
+                    len(problems), len(profiles))  # fmt: skip
+    try:
+        outbox = await stack.enter_async_context(
+            Outbox(
+                data_dir / "outbox.db",
+                key_path=data_dir / "outbox.key",
+                quota_bytes=settings.outbox_quota_bytes,
+            )
+        )
+    except OutboxError as exc:
+        raise StartupError(f"cannot open the outbox in {data_dir}: {exc}") from exc
+    queue_dir = data_dir / "queue"
+    try:
+        await asyncio.to_thread(queue_dir.mkdir, mode=0o700, exist_ok=True)
+        queue = await stack.enter_async_context(
+            QueueEngine(
+                queue_dir,
+                [t.to_business_type() for t in settings.queue_business_types],
+                timezone=settings.timezone,
+            )
+        )
+    except (OSError, QueueError) as exc:
+        raise StartupError(f"cannot open the queue in {queue_dir}: {exc}") from exc
+    simulation: SimulatedHardware | None = None
+    network = [device.to_config() for device in settings.devices]
+    source: EventSource
+    if settings.simulate:
+        simulation = await stack.enter_async_context(SimulatedHardware())
+        source = simulation.source
+        network.extend(simulation.network_devices)
+    else:
+        source = UdevSource()
+    devices = await _open_devices(profiles, source, network=network, stack=stack)
+    runtime = AgentRuntime(
+        outlet_id=settings.outlet_id, devices=devices, outbox=outbox, queue=queue
+    )
+    return Assembled(runtime=runtime, profile_problems=problems, simulation=simulation)
+
+
+async def _open_devices(
+    profiles: ProfileSet,
+    source: EventSource,
+    *,
+    network: list[NetworkDeviceConfig],
+    stack: AsyncExitStack,
+) -> DeviceManager:
+    try:
+        return await stack.enter_async_context(
+            DeviceManager(profiles, source, network_devices=network)
+        )
+    except OSError as exc:
+        if not isinstance(source, UdevSource):
+            raise StartupError(f"cannot start device discovery: {exc}") from exc
+        log.error(  # noqa: TRY400 - one line: the cause is in the message
+            "udev monitor unavailable (%s): no hot-plug; network devices only", exc
+        )
+    return await stack.enter_async_context(
+        DeviceManager(profiles, ControlledSource(), network_devices=network)
+    )

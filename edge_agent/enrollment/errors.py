@@ -1,0 +1,15 @@
+"""Exceptions of ``edge_agent.enrollment`` (tree in its ``__init__``)."""
+
+from __future__ import annotations
+
+from edge_agent.errors import AgentError
+
+
+class EnrollmentError(AgentError):
+    """Enrollment or renewal failed, or the stored identity cannot be used."""
+
+    exit_code = 1
+
+
+class NotEnrolled(EnrollmentError):
+    """There is no certificate in the data directory: run ``edge-agent enroll`` first."""

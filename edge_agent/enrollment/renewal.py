@@ -1,0 +1,66 @@
+"""Renew the certificate while the agent runs, at two thirds of its validity.
+
+The loop sleeps in slices of at most ``MAX_SLEEP_S`` (so a clock jump or a renewal by
+another process is noticed), renews in a thread, and retries failures with capped,
+jittered backoff. A renewed certificate is used from the next MQTT connect on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from edge_agent.backoff import full_jitter_delay
+from edge_agent.enrollment.client import renew
+from edge_agent.enrollment.errors import EnrollmentError
+from edge_agent.enrollment.store import Identity, TlsStore
+
+log = logging.getLogger(__name__)
+
+RENEW_FRACTION: Final = 2 / 3
+MAX_SLEEP_S: Final = 3600.0
+RETRY_BASE_S: Final = 30.0
+RETRY_CAP_S: Final = 3600.0
+HTTP_TIMEOUT_S: Final = 30.0
+
+
+def renew_at(identity: Identity) -> datetime:
+    """When to renew: two thirds into the certificate's validity."""
+    span = identity.not_after - identity.not_before
+    return identity.not_before + span * RENEW_FRACTION
+
+
+class RenewalLoop:
+    """Runs forever (until cancelled) keeping the certificate in ``data_dir`` fresh."""
+
+    def __init__(self, data_dir: Path, *, max_sleep_s: float = MAX_SLEEP_S) -> None:
+        self._data_dir = data_dir
+        self._store = TlsStore(data_dir)
+        self._max_sleep_s = max_sleep_s
+        self.renewals = 0
+
+    async def run(self) -> None:
+        """Sleep until due, renew, repeat; failures are logged and retried."""
+        attempt = 0
+        while True:
+            identity = await asyncio.to_thread(self._store.identity)
+            wait_s = (renew_at(identity) - datetime.now(UTC)).total_seconds()
+            if wait_s > 0:
+                await asyncio.sleep(min(wait_s, self._max_sleep_s))
+                continue
+            try:
+                renewed = await asyncio.to_thread(
+                    renew, data_dir=self._data_dir, timeout=HTTP_TIMEOUT_S
+                )
+            except EnrollmentError as exc:
+                delay = full_jitter_delay(attempt, base=RETRY_BASE_S, cap=RETRY_CAP_S)
+                attempt += 1
+                log.warning("certificate renewal failed: %s; retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.renewals += 1
+            log.info("certificate renewed; valid until %s", renewed.not_after.isoformat())

@@ -1,0 +1,91 @@
+"""``create_local_app``: the clerks' local API as a FastAPI app over one ``AgentRuntime``.
+
+The app holds no device or outbox of its own: every route goes through the runtime the
+daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
+database (``DATA_DIR/local_api.sqlite3``), the one background task it needs (the
+transaction status table following ``runtime.events``) and the directory of rendered
+announcements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from edge_agent.local_api.apps import AppRegistry
+from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
+from edge_agent.local_api.errors import install_error_handlers
+from edge_agent.local_api.routes import v1_router
+from edge_agent.local_api.security import LocalGuard
+from edge_agent.runtime import AgentRuntime
+
+__all__ = ["create_local_app"]
+
+_DESCRIPTION = """\
+The outlet agent's API for the clerk's own web app, on **127.0.0.1 only**.
+
+Every request needs `Authorization: Bearer TOKEN` (from `edge-agent apps add`); a
+browser's `Origin` must be one registered for that app. Errors are
+`{"error": code, "message": ..., "hint": what the clerk should do}`.
+See docs/local-api.md.
+"""
+
+
+def create_local_app(
+    runtime: AgentRuntime,
+    *,
+    apps: AppRegistry,
+    options: LocalApiOptions | None = None,
+    announcements_dir: Path | None = None,
+    state_dir: Path | None = None,
+) -> FastAPI:
+    """Build the local API over ``runtime``; clerk apps and tokens come from ``apps``.
+
+    ``announcements_dir`` holds the rendered WAVs (default: a private temporary
+    directory removed at shutdown). ``state_dir`` holds ``local_api.sqlite3`` (default:
+    the directory of ``apps.json``, i.e. the data dir). ``app.state.local.counters()``
+    gives the refusal counters for telemetry.
+    """
+    local = LocalApiContext(
+        runtime,
+        apps=apps,
+        options=options or LocalApiOptions(),
+        announcements_dir=announcements_dir,
+        state_dir=state_dir or apps.path.parent,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with local.state:
+            subscription = runtime.events.subscribe(maxsize=1024)
+            tracker = asyncio.create_task(
+                local.tracker.run(subscription), name="local-api:transaction-tracker"
+            )
+            try:
+                yield
+            finally:
+                tracker.cancel()
+                await asyncio.wait([tracker], timeout=5.0)
+                subscription.close()
+                local.announcements.close()
+
+    app = FastAPI(
+        title="govedge edge agent — local API",
+        version="1.0.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.local = local
+    install_error_handlers(app)
+    app.include_router(v1_router)
+    app.add_middleware(
+        LocalGuard,
+        registry=apps,
+        max_body_bytes=local.options.max_body_bytes,
+        failures=local.failures,
+    )
+    return app

@@ -1,0 +1,244 @@
+"""The local API's own state beside the runtime: options, caches, counters.
+
+One ``LocalApiContext`` per app, stored on ``app.state.local`` and handed to routes by
+``deps.LocalDep``. It owns what only the API needs: the captured-document cache (scans
+wait here, in memory only, until a submission references them), the rendered
+announcement WAVs, the durable state (transaction status table and idempotency keys,
+``state.py``), the per-key locks of submissions and the refusal counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+from edge_agent.devices import DeviceUnavailable, Driver
+from edge_agent.local_api.apps import AppRegistry
+from edge_agent.local_api.errors import ApiError
+from edge_agent.local_api.state import STATE_FILE, LocalStateStore
+from edge_agent.local_api.tracker import TransactionTracker
+from edge_agent.runtime import AgentRuntime
+
+__all__ = [
+    "AnnouncementStore",
+    "CapturedDocument",
+    "DocumentCache",
+    "KeyLocks",
+    "LocalApiContext",
+    "LocalApiOptions",
+]
+
+D = TypeVar("D", bound=Driver)
+_WAV_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalApiOptions:
+    """Tunables of the local API; every wait has a bound here."""
+
+    outlet_name: str = ""  # printed on tickets; default the outlet id
+    pads_by_window: Mapping[str, str] = field(default_factory=dict)  # window → pad device id
+    evaluation_timeout_s: float = 60.0  # default walk-away time told to the pad
+    evaluation_max_timeout_s: float = 600.0
+    social_security_wait_s: float = 10.0
+    speak: bool = True  # render announcement WAVs with espeak-ng
+    voice_timeout_s: float = 15.0
+    announcements_kept: int = 50
+    documents_kept: int = 20
+    document_ttl_s: float = 1800.0
+    max_body_bytes: int = 64 * 1024 * 1024
+    ws_ping_s: float = 20.0
+    ws_queue_size: int = 256
+    idempotency_wait_s: float = 30.0  # a retry waits this long for the same key in flight
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class CapturedDocument:
+    """One captured still waiting to be referenced by a submission."""
+
+    document_id: str
+    jpeg: bytes
+    width: int
+    height: int
+    captured: float
+
+
+class DocumentCache:
+    """The last few captured documents, in memory only, forgotten after ``ttl_s``."""
+
+    def __init__(self, *, kept: int, ttl_s: float) -> None:
+        self.kept = kept
+        self.ttl_s = ttl_s
+        self._docs: OrderedDict[str, CapturedDocument] = OrderedDict()
+
+    def add(self, jpeg: bytes, *, width: int, height: int) -> CapturedDocument:
+        """Keep a capture; returns it with its new ``document_id``."""
+        self._expire()
+        doc = CapturedDocument(
+            document_id="doc-" + secrets.token_hex(12),
+            jpeg=jpeg,
+            width=width,
+            height=height,
+            captured=time.monotonic(),
+        )
+        self._docs[doc.document_id] = doc
+        while len(self._docs) > self.kept:
+            self._docs.popitem(last=False)
+        return doc
+
+    def get(self, document_id: str) -> CapturedDocument | None:
+        """The capture, or None if it is unknown or expired."""
+        self._expire()
+        return self._docs.get(document_id)
+
+    def _expire(self) -> None:
+        limit = time.monotonic() - self.ttl_s
+        for key in [k for k, d in self._docs.items() if d.captured < limit]:
+            del self._docs[key]
+
+
+class AnnouncementStore:
+    """Rendered announcement WAVs in one directory, newest ``kept`` of them."""
+
+    def __init__(self, directory: Path | None, *, kept: int) -> None:
+        self._owned = directory is None
+        self.directory = (
+            Path(tempfile.mkdtemp(prefix="govedge-voice-")) if directory is None else directory
+        )
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.kept = kept
+        self._ids: list[str] = []
+
+    def path_for(self, announcement_id: str) -> Path:
+        """Where ``announcement_id``'s WAV lives; ``ApiError`` 404 for a malformed id."""
+        if not _WAV_ID.match(announcement_id):
+            raise ApiError(404, "not_found", "no such announcement", hint="use the audio_url")
+        return self.directory / f"{announcement_id}.wav"
+
+    def added(self, announcement_id: str) -> None:
+        """Note a new WAV and delete the oldest beyond ``kept``."""
+        self._ids.append(announcement_id)
+        while len(self._ids) > self.kept:
+            old = self._ids.pop(0)
+            (self.directory / f"{old}.wav").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Remove the directory if this store created it."""
+        if self._owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class KeyLocks:
+    """One ``asyncio.Lock`` per key while someone holds or waits for it (then forgotten)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, *, timeout_s: float) -> AsyncIterator[None]:
+        """Hold ``key``'s lock; 409 ``request_in_progress`` after ``timeout_s`` of waiting."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await lock.acquire()
+            except TimeoutError as exc:
+                raise ApiError(
+                    409,
+                    "request_in_progress",
+                    "a request with the same Idempotency-Key is still being processed",
+                    hint="wait for the first request's answer, then retry with the same key",
+                ) from exc
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class LocalApiContext:
+    """Everything a route needs: the runtime, the registry, options and the API's state."""
+
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        *,
+        apps: AppRegistry,
+        options: LocalApiOptions,
+        announcements_dir: Path | None,
+        state_dir: Path,
+    ) -> None:
+        self.runtime = runtime
+        self.apps = apps
+        self.options = options
+        self.failures: Counter[str] = Counter()
+        self.documents = DocumentCache(kept=options.documents_kept, ttl_s=options.document_ttl_s)
+        self.announcements = AnnouncementStore(announcements_dir, kept=options.announcements_kept)
+        self.state = LocalStateStore(state_dir / STATE_FILE)
+        self.tracker = TransactionTracker(runtime.outbox, state=self.state)
+        self.idempotency_locks = KeyLocks()
+        self.evaluation_locks: dict[str, asyncio.Lock] = {}
+
+    def counters(self) -> dict[str, int]:
+        """Refused requests by reason (``missing_token``, ``bad_origin``, ``bad_host`` …)."""
+        return {f"local_api_refused_{k}": v for k, v in sorted(self.failures.items())}
+
+    # ---- finding devices -----------------------------------------------------------
+
+    def ready_drivers(self, cls: type[D]) -> list[D]:
+        """Every ready driver of class ``cls``, by device id."""
+        found: list[D] = []
+        for info in self.runtime.devices.inventory():
+            if info.state != "ready":
+                continue
+            try:
+                driver = self.runtime.devices.driver(info.device_id)
+            except DeviceUnavailable:
+                continue
+            if isinstance(driver, cls):
+                found.append(driver)
+        return found
+
+    def find_driver(self, cls: type[D], *, device_id: str | None, what: str, hint: str) -> D:
+        """The driver to use: ``device_id``'s, or the first ready one of its class.
+
+        ``what`` names the device for the clerk ("ID-card reader"); ``hint`` says how to
+        get one ready.
+        """
+        if device_id is not None:
+            if self.runtime.devices.state(device_id) is None:
+                raise ApiError(404, "unknown_device", f"no device {device_id!r}", hint=hint)
+            try:
+                driver = self.runtime.devices.driver(device_id)
+            except DeviceUnavailable as exc:
+                raise ApiError(
+                    503, "device_unavailable", f"{what} {device_id} is not ready: {exc}", hint=hint
+                ) from exc
+            if not isinstance(driver, cls):
+                raise ApiError(
+                    409,
+                    "wrong_device_kind",
+                    f"device {device_id!r} is not a device of kind {what}",
+                    hint=hint,
+                )
+            return driver
+        drivers = self.ready_drivers(cls)
+        if not drivers:
+            raise ApiError(503, "no_device", f"no {what} is connected and ready", hint=hint)
+        return drivers[0]

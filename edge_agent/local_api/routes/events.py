@@ -1,0 +1,81 @@
+"""``WS /v1/events``: device and transaction events as JSON, one message per event.
+
+Authentication is in the handshake (``security.LocalGuard``): the browser offers the
+subprotocols ``govedge.v1`` and ``bearer.TOKEN``; the server picks ``govedge.v1``.
+Messages: ``{"type": "event", "name", "device_id", "severity", "data", "ts"}`` (names
+such as ``card.read``, ``rating.given``, ``device.unplugged``, ``paper.low``,
+``transaction.result``) and ``{"type": "ping"}`` after ``ws_ping_s`` of silence. Event
+data never holds personal data (drivers mask it); a slow client loses its oldest
+events, counted in the next message's ``dropped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from edge_agent.devices import DeviceEvent
+from edge_agent.discovery import Subscription
+from edge_agent.local_api.deps import LocalDep
+from edge_agent.local_api.security import WS_SUBPROTOCOL
+
+router = APIRouter(tags=["events"])
+
+
+def event_message(event: DeviceEvent, *, dropped: int = 0) -> dict[str, Any]:
+    """The JSON message of one event."""
+    message: dict[str, Any] = {
+        "type": "event",
+        "name": event.name,
+        "device_id": event.device_id,
+        "severity": event.severity,
+        "data": dict(event.data),
+        "ts": event.ts,
+    }
+    if dropped:
+        message["dropped"] = dropped
+    return message
+
+
+async def _pump(websocket: WebSocket, subscription: Subscription, ping_s: float) -> None:
+    reported = 0
+    while True:
+        try:
+            event = await subscription.get(timeout_s=ping_s)
+        except TimeoutError:
+            await websocket.send_text('{"type":"ping"}')
+            continue
+        dropped, reported = subscription.dropped - reported, subscription.dropped
+        text = json.dumps(event_message(event, dropped=dropped), ensure_ascii=False, default=str)
+        await websocket.send_text(text)
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive_text()  # clients send nothing we act on
+
+
+@router.websocket("/events")
+async def events(websocket: WebSocket, local: LocalDep) -> None:
+    """Stream every device and transaction event from now on until the client leaves."""
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)
+    subscription = local.runtime.events.subscribe(maxsize=local.options.ws_queue_size)
+    try:
+        pump = asyncio.create_task(_pump(websocket, subscription, local.options.ws_ping_s))
+        closed = asyncio.create_task(_until_closed(websocket))
+        done, pending = await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                raise exc
+    finally:
+        subscription.close()

@@ -1,0 +1,99 @@
+"""``/v1/tickets`` and ``/v1/queue``: take a ticket (取号) and see today's queue.
+
+Issuing is done when the queue engine committed it; printing comes after, so a printer
+problem (paper out, cover open, unplugged) never loses the ticket: the answer then has
+``printed: false`` and a warning saying what to do, and the clerk reads the number out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+
+from edge_agent.devices import DeviceError
+from edge_agent.devices.drivers.escpos_printer import EscPosPrinter
+from edge_agent.devices.escpos_commands import PaperState
+from edge_agent.devices.escpos_ticket import TicketPrint
+from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.deps import LocalDep
+from edge_agent.local_api.errors import error_responses, from_device_error
+from edge_agent.local_api.models import QueueStatePublic, TicketCreate, TicketPublic, WarningPublic
+from edge_agent.local_api.presenting import record, warning_of
+from edge_agent.local_api.queue_view import queue_state
+from edge_agent.queueing import QueueResult
+
+router = APIRouter(tags=["queue"])
+
+
+async def _print(
+    local: LocalApiContext, result: QueueResult, name: str, warnings: list[WarningPublic]
+) -> bool:
+    ticket = result.ticket
+    assert ticket is not None  # issue() always returns its ticket
+    printers = local.ready_drivers(EscPosPrinter)
+    if not printers:
+        warnings.append(
+            WarningPublic(
+                code="no_printer",
+                message="no ticket printer is connected; the ticket was not printed",
+                hint="tell the citizen the number, or plug the ticket printer in",
+            )
+        )
+        return False
+    issued = datetime.fromisoformat(ticket.issued_at) if ticket.issued_at else datetime.now()
+    job = TicketPrint(
+        outlet_name=local.options.outlet_name or local.runtime.outlet_id,
+        ticket_number=ticket.number,
+        business_name=name,
+        waiting=result.waiting,
+        issued_at=issued,
+    )
+    try:
+        status = await printers[0].print_ticket(job)
+    except DeviceError as exc:
+        warnings.append(warning_of(from_device_error(exc)))
+        return False
+    if status.paper is PaperState.NEAR_END:
+        warnings.append(
+            WarningPublic(
+                code="paper_low",
+                message="the ticket printer's paper roll is nearly empty",
+                hint="load a new paper roll soon",
+            )
+        )
+    return True
+
+
+@router.post(
+    "/tickets",
+    response_model=TicketPublic,
+    status_code=201,
+    responses=error_responses(404, 409, 503),
+)
+async def issue_ticket(request: TicketCreate, local: LocalDep) -> TicketPublic:
+    """Issue the next ticket of a business type and print it on the ticket printer."""
+    queue = local.runtime.queue
+    result = await queue.issue(request.business_type)
+    ticket = result.ticket
+    assert ticket is not None
+    warnings: list[WarningPublic] = []
+    tx_id = await record(local, result, warnings)
+    name = queue.types[ticket.business_type].name
+    printed = await _print(local, result, name, warnings) if request.print else False
+    return TicketPublic(
+        number=ticket.number,
+        business_type=ticket.business_type,
+        business_name=name,
+        waiting=result.waiting,
+        issued_at=ticket.issued_at,
+        printed=printed,
+        tx_id=tx_id,
+        warnings=warnings,
+    )
+
+
+@router.get("/queue", response_model=QueueStatePublic, responses=error_responses(503))
+async def get_queue(local: LocalDep) -> QueueStatePublic:
+    """Today's business types and windows: who is at each window, how many wait."""
+    return await queue_state(local.runtime.queue)

@@ -1,0 +1,101 @@
+"""``/v1/windows/{window}/…``: the clerk's window operations (叫号, 重呼, 弃号, 转移 …).
+
+Each answers the operation's result: the ticket now at the window, who waits, the
+announcement (text and a WAV URL), what the LED shows, and the ``tx_id`` of the queue
+event recorded in the outbox. Problems after the queue committed (LED unplugged, voice
+failed) are ``warnings``, not errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from edge_agent.local_api.deps import LocalDep
+from edge_agent.local_api.errors import error_responses
+from edge_agent.local_api.models import CallBackCreate, TransferCreate, WindowResultPublic
+from edge_agent.local_api.presenting import present
+from edge_agent.queueing import QueueEngine, QueueResult
+
+router = APIRouter(prefix="/windows/{window}", tags=["windows"])
+
+WindowPath = Annotated[
+    str, Path(min_length=1, max_length=64, description="the window number", examples=["3"])
+]
+_RESPONSES = error_responses(404, 409, 503)
+Op = Callable[[QueueEngine, str], Awaitable[QueueResult]]
+
+
+async def _run(local: LocalDep, window: str, operation: str, op: Op) -> WindowResultPublic:
+    result = await op(local.runtime.queue, window)
+    return await present(local, result, operation=operation, window=window)
+
+
+@router.post("/call", response_model=WindowResultPublic, responses=_RESPONSES)
+async def call(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """叫号: finish the current ticket and call the next (``ticket`` null if nobody waits)."""
+    return await _run(local, window, "call", QueueEngine.call)
+
+
+@router.post("/recall", response_model=WindowResultPublic, responses=_RESPONSES)
+async def recall(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """重呼: announce the current ticket again."""
+    return await _run(local, window, "recall", QueueEngine.recall)
+
+
+@router.post("/skip", response_model=WindowResultPublic, responses=_RESPONSES)
+async def skip(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """弃号: the citizen did not come; the ticket can be called back today."""
+    return await _run(local, window, "skip", QueueEngine.skip)
+
+
+@router.post("/hold", response_model=WindowResultPublic, responses=_RESPONSES)
+async def hold(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """挂起: park the current ticket (papers missing) to call it back later."""
+    return await _run(local, window, "hold", QueueEngine.hold)
+
+
+@router.post("/finish", response_model=WindowResultPublic, responses=_RESPONSES)
+async def finish(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """办结: the current ticket is served; call nobody yet."""
+    return await _run(local, window, "finish", QueueEngine.finish)
+
+
+@router.post("/pause", response_model=WindowResultPublic, responses=_RESPONSES)
+async def pause(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """暂停: the window calls nobody until resumed."""
+    return await _run(local, window, "pause", QueueEngine.pause)
+
+
+@router.post("/resume", response_model=WindowResultPublic, responses=_RESPONSES)
+async def resume(window: WindowPath, local: LocalDep) -> WindowResultPublic:
+    """Resume a paused window."""
+    return await _run(local, window, "resume", QueueEngine.resume)
+
+
+@router.post("/transfer", response_model=WindowResultPublic, responses=_RESPONSES)
+async def transfer(
+    window: WindowPath, request: TransferCreate, local: LocalDep
+) -> WindowResultPublic:
+    """转移: the current ticket waits again, for another business type or window."""
+
+    async def op(queue: QueueEngine, name: str) -> QueueResult:
+        return await queue.transfer(
+            name, to_business_type=request.to_business_type, to_window=request.to_window
+        )
+
+    return await _run(local, window, "transfer", op)
+
+
+@router.post("/call-back", response_model=WindowResultPublic, responses=_RESPONSES)
+async def call_back(
+    window: WindowPath, request: CallBackCreate, local: LocalDep
+) -> WindowResultPublic:
+    """回呼: call a held or skipped ticket of today to this window."""
+
+    async def op(queue: QueueEngine, name: str) -> QueueResult:
+        return await queue.call_back(name, request.ticket)
+
+    return await _run(local, window, "call-back", op)

@@ -1,0 +1,154 @@
+"""What the local API knows about the transactions it accepted: a durable status table.
+
+The outbox knows what is still waiting (``read``) and what was dead-lettered; once an
+entry is acked it is gone from the outbox. The MQTT session publishes what happened
+next on ``runtime.events`` (device id ``outbox``): ``transaction.acked`` /
+``transaction.result`` events whose data hold ``tx_id`` and, for a result,
+``outcome`` (``delivered`` / ``rejected``), ``case_number`` and ``reason``. This table
+remembers those per ``tx_id`` in ``DATA_DIR/local_api.sqlite3`` (``state.py``; pruned
+after 30 days), so ``GET /v1/transactions/{tx_id}`` answers after the outbox let go
+of the entry and after an agent restart. When the table has nothing (a transaction
+accepted before this table existed, or pruned), the outbox is asked: ``waiting`` if
+still in it, ``rejected`` if dead-lettered, else ``unknown``.
+
+A failing state database never fails an accepted transaction: the failure is logged
+and the answer falls back to the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from edge_agent.discovery import Subscription
+from edge_agent.local_api.state import LocalStateError, LocalStateStore, StoredStatus
+from edge_agent.outbox import Outbox
+from edge_agent.runtime import OUTBOX_DEVICE_ID
+
+__all__ = ["TransactionStatus", "TransactionTracker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionStatus:
+    """One transaction as the clerk app sees it; ``status`` is the stage reached."""
+
+    tx_id: str
+    status: str  # waiting | acked | delivered | rejected | unknown
+    tx_kind: str | None = None
+    case_number: str | None = None
+    reason: str | None = None
+    attempts: int | None = None
+    updated: float = 0.0
+
+
+class TransactionTracker:
+    """The status table; ``run`` consumes transaction events until cancelled."""
+
+    def __init__(self, outbox: Outbox, *, state: LocalStateStore) -> None:
+        self.outbox = outbox
+        self.state = state
+
+    async def accepted(self, tx_id: str, *, tx_kind: str) -> None:
+        """Remember a transaction the API just put in the outbox (``waiting``)."""
+        if await self._load(tx_id) is None:
+            await self._save(TransactionStatus(tx_id=tx_id, status="waiting", tx_kind=tx_kind))
+
+    async def on_event(self, name: str, data: dict[str, Any]) -> None:
+        """Apply one transaction event (``transaction.acked`` / ``transaction.result``)."""
+        tx_id = data.get("tx_id")
+        if not isinstance(tx_id, str) or not tx_id:
+            return
+        old = await self._load(tx_id) or TransactionStatus(tx_id=tx_id, status="unknown")
+        if name == "transaction.result":
+            outcome = str(data.get("outcome") or data.get("status") or "delivered")
+            new = replace(
+                old,
+                status="rejected" if outcome == "rejected" else "delivered",
+                case_number=_text(data.get("case_number")) or old.case_number,
+                reason=_text(data.get("reason")),
+            )
+        elif name in ("transaction.acked", "transaction.ack"):
+            if old.status in ("delivered", "rejected"):
+                return  # a late ack never undoes a result
+            ack = str(data.get("status", "accepted"))
+            new = replace(
+                old,
+                status="rejected" if ack == "rejected" else "acked",
+                reason=_text(data.get("reason")),
+            )
+        else:
+            return
+        await self._save(new)
+
+    async def status(self, tx_id: str) -> TransactionStatus:
+        """The best knowledge: a result or ack seen, else the outbox's, else ``unknown``."""
+        known = await self._load(tx_id)
+        if known is not None and known.status in ("delivered", "rejected", "acked"):
+            return known
+        entry = await self.outbox.read(tx_id)
+        if entry is not None:
+            return TransactionStatus(
+                tx_id=tx_id,
+                status="rejected" if entry.meta.dead_reason else "waiting",
+                tx_kind=entry.meta.tx_kind,
+                attempts=entry.meta.attempts,
+                reason=entry.meta.dead_reason,
+            )
+        for dead in await self.outbox.dead_letters(limit=1000):
+            if dead.tx_id == tx_id:
+                return TransactionStatus(
+                    tx_id=tx_id, status="rejected", tx_kind=dead.tx_kind, reason=dead.reason
+                )
+        if known is not None:
+            # Accepted here, no longer pending, no result yet: the server acked it.
+            return replace(known, status="acked")
+        return TransactionStatus(tx_id=tx_id, status="unknown")
+
+    async def run(self, subscription: Subscription, *, poll_s: float = 30.0) -> None:
+        """Consume transaction events until cancelled (each wait bounded by ``poll_s``)."""
+        while True:
+            try:
+                event = await subscription.get(timeout_s=poll_s)
+            except TimeoutError:
+                continue
+            if event.device_id == OUTBOX_DEVICE_ID:
+                await self.on_event(event.name, dict(event.data))
+
+    async def _load(self, tx_id: str) -> TransactionStatus | None:
+        try:
+            row = await self.state.load_status(tx_id)
+        except LocalStateError as exc:
+            log.warning("transaction status of %s not readable: %s", tx_id, exc)
+            return None
+        if row is None:
+            return None
+        return TransactionStatus(
+            tx_id=row.tx_id,
+            status=row.status,
+            tx_kind=row.tx_kind,
+            case_number=row.case_number,
+            reason=row.reason,
+            updated=row.updated,
+        )
+
+    async def _save(self, status: TransactionStatus) -> None:
+        row = StoredStatus(
+            tx_id=status.tx_id,
+            status=status.status,
+            tx_kind=status.tx_kind,
+            case_number=status.case_number,
+            reason=status.reason,
+            updated=time.time(),
+        )
+        try:
+            await self.state.save_status(row)
+        except LocalStateError as exc:
+            log.warning("transaction status of %s not stored: %s", status.tx_id, exc)
+
+
+def _text(value: object) -> str | None:
+    return str(value)[:512] if value not in (None, "") else None

@@ -1,0 +1,264 @@
+"""The counter's transactions: validated here, then put into the outbox before "accepted".
+
+The clerks' local API calls these three functions; each returns the ``tx_id`` only after
+the outbox committed the entry (fsynced), so answering "accepted" with it is true. All
+three use ``PriorityClass.TRANSACTION``. The body shapes mirror what the fleet server
+validates on ingest (``submission``, ``evaluation``, ``queue.*``), so a body the server
+would reject is refused here, at the counter, where the clerk can still fix it.
+
+Errors: ``InvalidTransaction`` (a subclass of ``outbox.InvalidEntry``: answer 422) names
+the bad fields, never their values (they may be personal data); ``OutboxFull`` (507),
+``UnknownMaterial`` and ``StorageError`` come from the outbox unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.outbox import InvalidEntry, PriorityClass
+from edge_agent.outbox.codec import ID_PATTERN
+from edge_agent.runtime import AgentRuntime
+from govedge_wire import now_ms
+
+__all__ = [
+    "EVALUATION_KIND",
+    "SUBMISSION_KIND",
+    "InvalidTransaction",
+    "file_submission",
+    "record_evaluation",
+    "record_queue_event",
+]
+
+log = logging.getLogger(__name__)
+
+SUBMISSION_KIND: Final = "submission"
+EVALUATION_KIND: Final = "evaluation"
+QUEUE_KIND_PREFIX: Final = "queue."
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$")]
+RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
+Short = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class InvalidTransaction(InvalidEntry):
+    """A transaction body does not fit its kind; ``fields`` names what is wrong."""
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Applicant(_Body):
+    """申请者 or 代理人; ``name`` and ``id_number`` are personal data (never logged)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    id_type: Annotated[str, Field(pattern=r"^[0-9]{3}$")] = "111"  # 111 = 居民身份证
+    id_number: Annotated[str, Field(min_length=4, max_length=64)]
+    kind: Literal[1, 2] = 1  # 1 个人, 2 法人
+    phone: Annotated[str, Field(max_length=32)] | None = None
+
+    def __repr__(self) -> str:
+        return f"Applicant(kind={self.kind})"
+
+    __str__ = __repr__
+
+
+class MaterialRef(_Body):
+    """A scanned material; ``ref`` is the ``material_id`` it was stored under."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,48}$")]
+    pages: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    original: bool = False
+
+
+class Submission(_Body):
+    """A case (办件) filed at the counter: the server's ``submission`` shape."""
+
+    item_code: Code
+    region_code: RegionCode
+    applicant: Applicant
+    agent: Applicant | None = None
+    materials: list[MaterialRef] = Field(default_factory=list, max_length=200)
+    window: Short
+    clerk: Short
+    case_number: Code | None = None
+    apply_source: Short | None = None
+    handling_mode: Literal["direct", "agency"] | None = None
+    outlet_kind: Short | None = None
+    accepted_ts: Annotated[int, Field(ge=0)] | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class Evaluation(_Body):
+    """A 好差评 record: the server's ``evaluation`` shape."""
+
+    level_code: Annotated[int, Field(ge=1, le=5)]
+    stars: Annotated[int, Field(ge=1, le=5)] | None = None
+    channel: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")]
+    tags: list[Short] = Field(default_factory=list, max_length=32)
+    text: Annotated[str, Field(max_length=2000)] | None = None
+    window: Short
+    case_number: Code | None = None
+    evaluated_ts: Annotated[int, Field(ge=0)]
+    assess_number: Literal[1, 2] = 1
+    anonymous: bool = False
+    item_code: Code | None = None
+    region_code: RegionCode | None = None
+    clerk: Short | None = None
+
+
+_M = TypeVar("_M", bound=_Body)
+
+
+def _validate(model: type[_M], data: Mapping[str, Any], *, what: str) -> _M:
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        fields = tuple(
+            sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
+        )
+        raise InvalidTransaction(
+            f"invalid {what}: check {', '.join(fields[:8])}", fields=fields
+        ) from None
+
+
+def _json_body(model: _Body) -> dict[str, JsonValue]:
+    body: dict[str, JsonValue] = model.model_dump(mode="json", exclude_none=True)
+    return body
+
+
+def _tx_id(value: str | None, *, fallback: str | None = None) -> str:
+    for candidate in (value, fallback):
+        if candidate and ID_PATTERN.fullmatch(candidate):
+            return candidate
+    if value:
+        raise InvalidTransaction(
+            "tx_id must be 8-64 letters, digits, '_' or '-'", fields=("tx_id",)
+        )
+    return uuid.uuid4().hex
+
+
+async def file_submission(
+    runtime: AgentRuntime, body: Mapping[str, Any], *, tx_id: str | None = None
+) -> str:
+    """Validate a submission (办件) and put it into the outbox; return its ``tx_id``.
+
+    ``body`` has the fields of ``Submission``; ``accepted_ts`` defaults to now. Every
+    ``materials[].ref`` must have been stored with ``outbox.put_material`` first: the
+    submission is sent only after all their chunks were acknowledged. Retrying with the
+    same ``tx_id`` never makes a second transaction.
+    """
+    submission = _validate(Submission, body, what=SUBMISSION_KIND)
+    if submission.accepted_ts is None:
+        submission = submission.model_copy(update={"accepted_ts": now_ms()})
+    stored = await runtime.outbox.put(
+        SUBMISSION_KIND,
+        _json_body(submission),
+        priority_class=PriorityClass.TRANSACTION,
+        tx_id=_tx_id(tx_id),
+        materials=[m.ref for m in submission.materials],
+    )
+    log.info("submission %s accepted (item %s)", stored.tx_id, submission.item_code)
+    return stored.tx_id
+
+
+async def record_evaluation(
+    runtime: AgentRuntime,
+    outcome: EvaluationOutcome,
+    *,
+    case_number: str | None = None,
+    region_code: str | None = None,
+    tx_id: str | None = None,
+) -> str:
+    """Put a rated 好差评 outcome from the pad into the outbox; return its ``tx_id``.
+
+    Only a ``RATED`` outcome is an evaluation (a walk-away is not): others raise
+    ``InvalidTransaction``. ``case_number`` defaults to the request's ``case_no``. The
+    default ``tx_id`` is derived from the pad request id, so recording the same outcome
+    twice stores one transaction.
+    """
+    result = outcome.result
+    if outcome.status is not OutcomeStatus.RATED or result is None:
+        raise InvalidTransaction(
+            f"evaluation was not rated ({outcome.status.value}); nothing to record",
+            fields=("status",),
+        )
+    request = outcome.request
+    record = {
+        "level_code": result.level_code,
+        "stars": result.stars,
+        "channel": str(result.pf),
+        "tags": list(result.tags),
+        "text": result.text or None,
+        "window": request.window,
+        "case_number": case_number or request.case_no,
+        "evaluated_ts": _local_ms(result.assess_time, runtime),
+        "assess_number": request.assess_number,
+        "item_code": request.item_code or None,
+        "region_code": region_code,
+        "clerk": request.staff_id or None,
+    }
+    evaluation = _validate(Evaluation, record, what=EVALUATION_KIND)
+    stored = await runtime.outbox.put(
+        EVALUATION_KIND,
+        _json_body(evaluation),
+        priority_class=PriorityClass.TRANSACTION,
+        tx_id=_tx_id(tx_id, fallback=f"eval-{request.request_id}"),
+    )
+    log.info("evaluation %s accepted (window %s)", stored.tx_id, request.window)
+    return stored.tx_id
+
+
+async def record_queue_event(runtime: AgentRuntime, event: Mapping[str, Any]) -> str:
+    """Put a queue event (``QueueResult.event``) into the outbox; return its ``tx_id``.
+
+    The event's own ``id`` becomes the ``tx_id`` and its ``kind`` (``queue.call`` ...)
+    the ``tx_kind``, so recording one event twice stores it once. Queue events hold no
+    personal data (ticket numbers and windows only).
+    """
+    kind = event.get("kind")
+    if not isinstance(kind, str) or not kind.startswith(QUEUE_KIND_PREFIX) or len(kind) > 64:
+        raise InvalidTransaction("queue event kind must be 'queue.<operation>'", fields=("kind",))
+    event_id = event.get("id")
+    body: dict[str, JsonValue] = {
+        str(key): value for key, value in event.items() if _is_json(value) and key != "id"
+    }
+    stored = await runtime.outbox.put(
+        kind,
+        body,
+        priority_class=PriorityClass.TRANSACTION,
+        tx_id=_tx_id(event_id if isinstance(event_id, str) else None),
+    )
+    log.debug("queue event %s stored as %s", kind, stored.tx_id)
+    return stored.tx_id
+
+
+def _is_json(value: object) -> bool:
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _local_ms(assess_time: str, runtime: AgentRuntime) -> int:
+    """``yyyy-MM-dd HH:mm:ss`` in the outlet's zone as epoch ms; now if unreadable."""
+    try:
+        moment = datetime.strptime(assess_time, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return now_ms()
+    return int(moment.replace(tzinfo=runtime.queue.tz).timestamp() * 1000)

@@ -1,0 +1,157 @@
+"""Transactions through the running agent: put while the broker is down, drained after.
+
+The agent runs in-process (``Agent.run``) on a real Mosquitto the test stops and starts;
+a plain paho client plays the fleet server and acks each transaction. No devices: the
+agent runs without ``--simulate`` (udev on this machine finds none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from edge_agent.daemon import Agent
+from edge_agent.devices import DeviceEvent
+from edge_agent.outbox import PriorityClass
+from edge_agent.runtime import OUTBOX_DEVICE_ID, AgentRuntime
+from edge_agent.settings import AgentSettings, load_settings
+from edge_agent.transactions import file_submission, record_queue_event
+from govedge_testbed import Mosquitto
+from govedge_wire import TransactionResult
+from tests.integration.fake_server import FakeServer, wait_until
+
+SUBMISSION = {
+    "item_code": "330100-0001-01",
+    "region_code": "330902",
+    "applicant": {"name": "测试人", "id_number": "330102199001011234"},
+    "window": "3",
+    "clerk": "clerk-07",
+}
+
+
+def _settings(broker: Mosquitto, outlet_id: str, data_dir: Path) -> AgentSettings:
+    return load_settings(
+        mqtt_url=broker.url,
+        outlet_id=outlet_id,
+        data_dir=data_dir,
+        keepalive_s=5,
+        reconnect_base_s=0.2,
+        reconnect_cap_s=1.0,
+        telemetry_interval_s=0.5,
+        outbox_rate_per_s=200.0,
+    )
+
+
+@asynccontextmanager
+async def running_agent(broker: Mosquitto, outlet_id: str, data_dir: Path) -> AsyncIterator[Agent]:
+    """An in-process agent; stopped (staged shutdown) when the block ends."""
+    settings = _settings(broker, outlet_id, data_dir)
+    agent = Agent(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop), name="test-agent")
+    async with asyncio.timeout(15):
+        while agent.assembled is None:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+    try:
+        yield agent
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+
+
+def _runtime(agent: Agent) -> AgentRuntime:
+    assert agent.assembled is not None
+    return agent.assembled.runtime
+
+
+def test_put_while_broker_down_then_drained_and_acked(
+    private_broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[list[str], FakeServer]:
+        await asyncio.to_thread(private_broker.stop)
+        async with running_agent(private_broker, outlet_id, tmp_path / "agent") as agent:
+            runtime = _runtime(agent)
+            put: list[str] = []
+            for n in range(12):
+                if n % 3 == 2:
+                    event = {"id": f"qevent{n:026d}", "kind": "queue.call", "ticket": f"A{n:03d}"}
+                    put.append(await record_queue_event(runtime, event))
+                else:
+                    put.append(await file_submission(runtime, SUBMISSION))
+            depth = (await runtime.outbox.stats()).depth
+            assert depth[PriorityClass.TRANSACTION] == 12  # all waiting: the broker is down
+            await asyncio.to_thread(private_broker.start)
+            server = await asyncio.to_thread(
+                FakeServer, port=private_broker.port, outlet_id=outlet_id
+            )
+            try:
+                deadline = time.monotonic() + 10
+                restarted = False
+                while set(server.tx_ids()) != set(put) or (await runtime.outbox.stats()).depth.get(
+                    PriorityClass.TRANSACTION, 0
+                ):
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"not drained: {server.tx_ids()} of {put}")
+                    if not restarted and time.monotonic() > deadline - 6:
+                        # The agent may have published before the server subscribed (the
+                        # broker drops those): a broker restart makes it resend, as in life.
+                        restarted = True
+                        if set(server.tx_ids()) != set(put):
+                            await asyncio.to_thread(private_broker.restart)
+                    await asyncio.sleep(0.05)
+            finally:
+                await asyncio.to_thread(server.close)
+            return put, server
+
+    put, server = asyncio.run(scenario())
+    assert set(server.tx_ids()) == set(put)
+    firsts = [m.tx_id for m in server.first_sends()]
+    assert firsts == [tx for tx in put if tx in firsts], "first sends left in put order"
+    kinds = {m.tx_id: m.tx_kind for m in server.received}
+    assert [kinds[tx] for tx in put].count("queue.call") == 4
+    assert kinds[put[0]] == "submission"
+
+
+def test_txresult_downlink_reaches_the_event_hub_once(
+    broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    async def scenario() -> list[DeviceEvent]:
+        server = await asyncio.to_thread(FakeServer, port=broker.port, outlet_id=outlet_id)
+        try:
+            async with running_agent(broker, outlet_id, tmp_path / "agent") as agent:
+                runtime = _runtime(agent)
+                tx_id = await file_submission(runtime, SUBMISSION)
+                await asyncio.to_thread(
+                    wait_until, lambda: tx_id in server.tx_ids(), timeout=10, what="the tx"
+                )
+                with contextlib.closing(runtime.events.subscribe()) as events:
+                    result = TransactionResult(
+                        outlet_id=outlet_id,
+                        session=0,
+                        seq=0,
+                        tx_id=tx_id,
+                        outcome="delivered",
+                        case_number="ZJ330902-2024-000123",
+                    )
+                    for _ in range(2):  # the server may send it twice
+                        await asyncio.to_thread(server.send_result, result)
+                    seen = [await events.get(timeout_s=10)]
+                    await asyncio.sleep(0.5)
+                    while (more := events.get_nowait()) is not None:
+                        seen.append(more)
+                return [e for e in seen if e.device_id == OUTBOX_DEVICE_ID]
+        finally:
+            await asyncio.to_thread(server.close)
+
+    events = asyncio.run(scenario())
+    assert len(events) == 1, events
+    assert events[0].name == "transaction.result"
+    assert events[0].data["outcome"] == "delivered"
+    assert events[0].data["case_number"] == "ZJ330902-2024-000123"

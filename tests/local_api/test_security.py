@@ -1,0 +1,134 @@
+"""The gate: token, origin, CORS, Host header (DNS rebinding), loopback-only binding."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from edge_agent.local_api import serve_local_api
+from tests.local_api.harness import FOREIGN, ORIGIN, Outlet, outlet
+
+
+def run(tmp_path: Path, scenario: object) -> None:
+    async def main() -> None:
+        async with outlet(tmp_path) as o:
+            async with asyncio.timeout(30):
+                await scenario(o)  # type: ignore[operator]
+
+    asyncio.run(main())
+
+
+def test_missing_or_wrong_token_is_401_and_counted(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        missing = await o.client.get("/v1/devices")
+        assert missing.status_code == 401
+        assert missing.json()["error"] == "unauthorized"
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = await o.client.get("/v1/devices", headers={"Authorization": "Bearer gva_nope"})
+        assert wrong.status_code == 401
+        docs = await o.client.get("/openapi.json")
+        assert docs.status_code == 401
+        ok = await o.client.get("/v1/devices", headers=o.auth)
+        assert ok.status_code == 200
+        kinds = {d["kind"] for d in ok.json()["devices"]}
+        assert {"id_card_reader", "evaluation_pad", "ticket_printer", "led_screen"} <= kinds
+        one = await o.client.get("/v1/devices/printer-1", headers=o.auth)
+        assert one.json()["state"] == "ready"
+        assert "paper" in one.json()["health"]
+
+    run(tmp_path, scenario)
+
+
+def test_foreign_origin_is_403_without_cors_headers(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        response = await o.client.post("/v1/id-card/read", headers={**o.auth, "Origin": FOREIGN})
+        assert response.status_code == 403
+        assert response.json()["error"] == "origin_not_allowed"
+        assert not any(h.startswith("access-control-") for h in response.headers)
+        preflight = await o.client.options(
+            "/v1/id-card/read",
+            headers={"Origin": FOREIGN, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 403
+        assert not any(h.startswith("access-control-") for h in preflight.headers)
+        # Even a token-less request from a foreign page gets no CORS header to read with.
+        anonymous = await o.client.get("/v1/devices", headers={"Origin": FOREIGN})
+        assert anonymous.status_code == 401
+        assert "access-control-allow-origin" not in anonymous.headers
+
+    run(tmp_path, scenario)
+
+
+def test_allowed_origin_works_with_cors(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        preflight = await o.client.options(
+            "/v1/id-card/read",
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == ORIGIN
+        assert "Authorization" in preflight.headers["access-control-allow-headers"]
+        response = await o.client.get("/v1/queue", headers={**o.auth, "Origin": ORIGIN})
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        assert response.headers["vary"] == "Origin"
+
+    run(tmp_path, scenario)
+
+
+def test_host_header_must_be_loopback(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        for host in ("evil.example", "evil.example:8765", "192.168.1.20:8765"):
+            response = await o.client.get("/v1/devices", headers={**o.auth, "Host": host})
+            assert response.status_code == 403, host
+            assert response.json()["error"] == "host_not_allowed"
+        for host in ("localhost", f"localhost:{o.port}", f"127.0.0.1:{o.port}"):
+            response = await o.client.get("/v1/devices", headers={**o.auth, "Host": host})
+            assert response.status_code == 200, host
+
+    run(tmp_path, scenario)
+
+
+def test_openapi_documents_every_operation_with_examples(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        spec = (await o.client.get("/openapi.json", headers=o.auth)).json()
+        paths = spec["paths"]
+        for path in (
+            "/v1/devices",
+            "/v1/devices/{device_id}",
+            "/v1/id-card/read",
+            "/v1/social-security/read",
+            "/v1/documents/capture",
+            "/v1/evaluations",
+            "/v1/tickets",
+            "/v1/queue",
+            "/v1/windows/{window}/call",
+            "/v1/windows/{window}/call-back",
+            "/v1/submissions",
+            "/v1/transactions/{tx_id}",
+            "/v1/announcements/{announcement_id}.wav",
+        ):
+            assert path in paths, path
+            for operation in paths[path].values():
+                assert operation.get("description") or operation.get("summary")
+                assert "401" in operation["responses"]
+                assert operation["security"] == [{"HTTPBearer": []}]
+        schemas = spec["components"]["schemas"]
+        for name in ("IdCardPublic", "SubmissionCreate", "EvaluationCreate", "TicketPublic"):
+            assert schemas[name].get("examples"), name
+
+    run(tmp_path, scenario)
+
+
+def test_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
+            await serve_local_api(None, port=0, apps=None, host="0.0.0.0")  # type: ignore[arg-type]
+
+    asyncio.run(main())
