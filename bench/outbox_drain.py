@@ -1,0 +1,443 @@
+"""Outbox drain and clerk → upstream latency (issue 4).
+
+Part 1, drain: a 72-hour backlog of a busy outlet (default 20,000 transactions: ~280 an
+hour) is put into the agent's outbox (``edge_agent.outbox.Outbox``, the same data
+directory the agent then opens) while no broker runs. Then the broker starts, a fake
+fleet server (paho: answers every ``tx`` with a ``txack accepted``) subscribes, and the
+real ``edge-agent run`` starts with ``--outbox-rate`` at its maximum (10,000/s) so the
+drain is limited by the agent, not by the token bucket. Drain rate = acked transactions
+/ time from the first ``tx`` to the last ack. In the same run, on the same broker, the
+raw rate at which Mosquitto accepts QoS 1 messages of the same size from aiomqtt (the
+agent's client library): one in flight (publish, await PUBACK) and 64 in flight (the
+sender's window).
+
+Part 2, latency: the real agent, the real ``fleet-server run`` (GOVEDGE_API_AUTH=off,
+SQLite, a routing targets file and catalogue as in tests/server/test_routing.py) and a
+local HTTP upstream (tests/server/upstream.py, timestamps added here). A clerk posts
+``POST /v1/submissions`` at a steady rate; latency = upstream receipt − the clerk's send.
+
+    python bench/outbox_drain.py [--quick] [--write-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    BIN,
+    ProcSampler,
+    machine,
+    median,
+    pct,
+    poll,
+    start_agent,
+    start_server,
+    stop,
+    table,
+    update_doc,
+)
+
+from edge_agent.outbox import Outbox, PriorityClass  # noqa: E402
+from govedge_testbed import Mosquitto, free_port  # noqa: E402
+from tests.server.txkit import catalogue_rows, write_targets  # noqa: E402
+from tests.server.upstream import Upstream  # noqa: E402
+
+VALID_ID = "33010619900101123X"  # check digit valid (GB 11643); txkit's ID_NUMBER is not
+EVALUATION = {
+    "level_code": 5,
+    "channel": "4",
+    "window": "W3",
+    "evaluated_ts": 0,
+    "tags": ["态度好"],
+    "case_number": "C-1",
+    "staff_id": "S007",
+    "item_code": "000101",
+    "note": "x" * 200,
+}
+
+
+async def fill(data_dir: Path, n: int) -> float:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    t0 = time.monotonic()
+    async with Outbox(
+        data_dir / "outbox.db", key_path=data_dir / "outbox.key", quota_bytes=2 * 1024**3
+    ) as outbox:
+        for i in range(n):
+            await outbox.put(
+                "evaluation",
+                {**EVALUATION, "evaluated_ts": i},
+                priority_class=PriorityClass.TRANSACTION,
+                tx_id=f"backlog-{i:08d}",
+            )
+    return n / (time.monotonic() - t0)
+
+
+class AckingServer:
+    """A fake fleet server: acks every transaction (paho, its own network thread)."""
+
+    def __init__(self, port: int) -> None:
+        self.first_tx: float | None = None
+        self.last_ack: float | None = None
+        self.acked: set[str] = set()
+        self.tx_msgs = 0
+        self.payload_sizes: list[int] = []
+        self.seq = 0
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="fake-server", protocol=mqtt.MQTTv5
+        )
+        self.c.on_connect = lambda cl, *_a: cl.subscribe("govedge/v1/+/up/tx", qos=1)
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port)
+        self.c.publish(
+            "govedge/v1/_fleet/state",
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "kind": "state",
+                    "msg_id": os.urandom(8).hex(),
+                    "ts": time.time_ns() // 10**6,
+                    "server_id": "fake",
+                    "online": True,
+                }
+            ),
+            qos=1,
+            retain=True,
+        )
+        self.c.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, m: Any) -> None:
+        now = time.monotonic()
+        self.first_tx = self.first_tx or now
+        self.tx_msgs += 1
+        msg = json.loads(m.payload)
+        if len(self.payload_sizes) < 100:
+            self.payload_sizes.append(len(m.payload))
+        self.seq += 1
+        ack = {
+            "schema_version": 1,
+            "kind": "txack",
+            "msg_id": os.urandom(8).hex(),
+            "ts": time.time_ns() // 10**6,
+            "outlet_id": msg["outlet_id"],
+            "session": 1,
+            "seq": self.seq,
+            "tx_id": msg["tx_id"],
+            "status": "accepted",
+            "reason": None,
+        }
+        self.c.publish(f"govedge/v1/{msg['outlet_id']}/down/txack", json.dumps(ack), qos=1)
+        self.acked.add(msg["tx_id"])
+        self.last_ack = now
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+async def raw_qos1(port: int, n: int, size: int, window: int) -> float:
+    """Messages/s Mosquitto accepts (PUBACKed) from aiomqtt with ``window`` in flight."""
+    payload = b"x" * size
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=f"raw-{window}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        max_inflight_messages=max(20, window),
+    ) as client:
+        sem = asyncio.Semaphore(window)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await client.publish(f"govedge/v1/raw/up/tx/{i % 10}", payload, qos=1)
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.monotonic() - t0)
+
+
+def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    data_dir = work / "agent"
+    fill_rate = asyncio.run(fill(data_dir, args.backlog))
+    print(f"  filled {args.backlog:,} transactions ({fill_rate:,.0f} put/s, fsync each)")
+    port = free_port()
+    broker = Mosquitto(port=port, workdir=work / "broker")
+    broker.start()
+    agent = None
+    try:
+        server = AckingServer(port)
+        time.sleep(0.3)
+        t_start = time.monotonic()
+        agent = start_agent(
+            broker.url, "busy-outlet", data_dir, keepalive=30, extra=["--outbox-rate", "10000"]
+        )
+        sampler = ProcSampler(agent.pid)
+        poll(
+            lambda: len(server.acked) >= args.backlog,
+            timeout=args.backlog / 20 + 120,
+            interval=0.5,
+            what="backlog drained",
+        )
+        cpu, rss = sampler.mark()
+        assert server.first_tx is not None and server.last_ack is not None
+        drain_s = server.last_ack - server.first_tx
+        drain = {
+            "tx": len(server.acked),
+            "tx_msgs": server.tx_msgs,
+            "drain_s": drain_s,
+            "rate": len(server.acked) / drain_s,
+            "startup_s": server.first_tx - t_start,
+            "agent_cpu": cpu,
+            "agent_rss": rss,
+            "fill_rate": fill_rate,
+            "size": int(median([float(s) for s in server.payload_sizes])),
+        }
+        stop(agent)
+        agent = None
+        server.close()
+        size = drain["size"]
+        drain["raw1"] = asyncio.run(raw_qos1(port, args.raw_n // 4, size, 1))
+        drain["raw64"] = asyncio.run(raw_qos1(port, args.raw_n, size, 64))
+        print(
+            f"  drain {drain['rate']:,.0f} tx/s ({drain['tx']:,} in {drain_s:.1f} s, "
+            f"{drain['tx_msgs']:,} tx messages); raw aiomqtt QoS 1 {drain['raw1']:,.0f}/s (1 in flight), "
+            f"{drain['raw64']:,.0f}/s (64 in flight); agent CPU {cpu:.0f}% RSS {rss:.0f} MiB"
+        )
+        return drain
+    finally:
+        stop(agent)
+        broker.stop()
+
+
+class TimedUpstream(Upstream):
+    def handle(self, handler: Any) -> None:  # type: ignore[override]
+        key = handler.headers.get("Idempotency-Key", "")
+        self.arrivals.setdefault(key, time.monotonic())
+        super().handle(handler)
+
+
+def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    broker = Mosquitto(workdir=work / "broker2")
+    broker.start()
+    upstream = TimedUpstream()
+    upstream.arrivals = {}  # type: ignore[attr-defined]
+    upstream.start()
+    agent = server = None
+    try:
+        targets = write_targets(
+            work / "targets.json", upstream, ["zhoushan", "hangzhou", "flaky", "dead", "hcp"]
+        )
+        server = start_server(
+            broker.url,
+            work,
+            env={
+                "GOVEDGE_UPSTREAM_TARGETS_FILE": str(targets),
+                "GOVEDGE_DELIVERY_POLL_INTERVAL_S": "0.1",
+            },
+        )
+        r = httpx.post(
+            f"{server.url}/api/v1/catalogue/import",
+            content=json.dumps(catalogue_rows()),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        data_dir = work / "agent2"
+        data_dir.mkdir(mode=0o700)
+        token = (
+            subprocess.run(
+                [
+                    str(BIN / "edge-agent"),
+                    "apps",
+                    "add",
+                    "bench-clerk",
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        api_port = free_port()
+        agent = start_agent(
+            broker.url, "township-bench-01", data_dir, keepalive=30, local_api_port=api_port
+        )
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{api_port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        poll(lambda: _ok(api), timeout=60, what="local API up")
+        poll(lambda: server.state("township-bench-01") == "online", timeout=60, what="agent online")
+        sent: dict[str, float] = {}
+        accept_ms: list[float] = []
+        interval = 1 / args.rate
+        t_next = time.monotonic()
+        for i in range(args.samples):
+            key = f"bench-{os.getpid()}-{i:06d}"
+            body = {
+                "item_code": "000101",
+                "region_code": "330902",
+                "applicant": {"name": "张三丰", "id_number": VALID_ID},
+                "materials": [],
+                "window": "W3",
+                "clerk": "clerk-7",
+            }
+            t_next += interval
+            time.sleep(max(0.0, t_next - time.monotonic()))
+            t0 = time.monotonic()
+            resp = api.post("/v1/submissions", json=body, headers={"Idempotency-Key": key})
+            if resp.status_code != 202:
+                raise RuntimeError(f"submission refused: {resp.status_code} {resp.text}")
+            accept_ms.append((time.monotonic() - t0) * 1000)
+            sent[resp.json()["tx_id"]] = t0
+        arrivals = upstream.arrivals  # type: ignore[attr-defined]
+        poll(
+            lambda: all(k in arrivals for k in sent),
+            timeout=120,
+            interval=0.2,
+            what="all submissions upstream",
+        )
+        lat = [(arrivals[k] - t) * 1000 for k, t in sent.items()]
+        res = {
+            "n": len(lat),
+            "rate": args.rate,
+            "p50": pct(lat, 50),
+            "p99": pct(lat, 99),
+            "max": max(lat),
+            "accept_p50": pct(accept_ms, 50),
+            "accept_p99": pct(accept_ms, 99),
+        }
+        print(
+            f"  clerk → upstream at {args.rate}/s: p50 {res['p50']:.0f} ms, p99 {res['p99']:.0f} ms "
+            f"(202 accepted after p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms)"
+        )
+        return res
+    finally:
+        stop(agent)
+        if server is not None:
+            stop(server.proc)
+        upstream.stop()
+        broker.stop()
+
+
+def _ok(api: httpx.Client) -> bool:
+    try:
+        return api.get("/v1/devices").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--backlog", type=int)
+    ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    args = ap.parse_args()
+    q = args.quick
+    args.backlog = args.backlog or (2_000 if q else 20_000)
+    args.runs = args.runs or (1 if q else 3)
+    args.raw_n = 4_000 if q else 20_000
+    args.rate, args.samples = (5, 50) if q else (5, 300)
+    logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's "pending publish calls"
+    print(machine())
+    drains, lats = [], []
+    for run in range(args.runs):
+        work = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
+        print(f"run {run + 1}/{args.runs} in {work}")
+        try:
+            drains.append(drain_run(args, work))
+            if not args.skip_latency and (run == 0 or not q):
+                lats.append(latency_run(args, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    m = lambda key, xs=drains: median([x[key] for x in xs])  # noqa: E731
+    lines = [
+        f"Backlog {args.backlog:,} transactions (evaluation bodies, {m('size'):.0f} B on the wire), "
+        f"{len(drains)} run(s), medians.",
+        "",
+        table(
+            [
+                "fill put/s (fsync each)",
+                "agent start → first tx s",
+                "drain tx/s",
+                "raw aiomqtt QoS 1, 1 in flight /s",
+                "raw aiomqtt QoS 1, 64 in flight /s",
+                "drain / raw(64)",
+                "drain / raw(1)",
+                "agent CPU % (drain)",
+                "agent RSS MiB",
+            ],
+            [
+                [
+                    m("fill_rate"),
+                    m("startup_s"),
+                    m("rate"),
+                    m("raw1"),
+                    m("raw64"),
+                    m("rate") / m("raw64"),
+                    m("rate") / m("raw1"),
+                    m("agent_cpu"),
+                    m("agent_rss"),
+                ]
+            ],
+        ),
+        "",
+        f"At the default `outbox_rate_per_s` of 20/s the same backlog takes "
+        f"{args.backlog / 20 / 60:.0f} min by design (docs/outbox.md).",
+    ]
+    if lats:
+        lines += [
+            "",
+            "Clerk → upstream (`POST /v1/submissions` → agent → broker → fleet server → HTTP upstream):",
+            "",
+            table(
+                ["rate /s", "samples", "p50 ms", "p99 ms", "max ms", "202 p50 ms", "202 p99 ms"],
+                [
+                    [
+                        lats[0]["rate"],
+                        sum(x["n"] for x in lats),
+                        m("p50", lats),
+                        m("p99", lats),
+                        max(x["max"] for x in lats),
+                        m("accept_p50", lats),
+                        m("accept_p99", lats),
+                    ]
+                ],
+            ),
+        ]
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if args.write_doc:
+        update_doc(
+            f"outbox_drain{'-quick' if q else ''}",
+            f"### Results ({'--quick' if q else 'full'}, {time.strftime('%Y-%m-%d')}; {machine()})\n\n{text}",
+        )
+
+
+if __name__ == "__main__":
+    main()

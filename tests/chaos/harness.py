@@ -1,0 +1,252 @@
+"""Parts of the chaos tests: clerk-app load against real agents, and the fleet around them.
+
+Every process is the real one (``fleet-server run``, ``edge-agent run``, ``mosquitto``);
+the upstream is a real HTTP server (``receiver.ChaosUpstream``). The clerk load follows
+the local API's contract (docs/local-api.md): one ``Idempotency-Key`` per case, and a
+request whose fate is unknown (timeout, reset, 503) is sent again **with the same key**
+until it gets a definite answer. Only a 202 is a promise to the clerk; a 507 (outbox
+full) or an unreachable agent is a refusal, and a refused case must never reach upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import BIN, Agent, Server, poll, start_server
+
+LOCAL_API = re.compile(r"local API on http://127\.0\.0\.1:(\d+)")
+
+# Catalogue: two regions' targets and an item whose upstream always answers 422.
+ID_NUMBER = "33010619900101123X"  # check digit valid (the local API verifies it)
+REJECT_ITEM = "REJ-1"
+ITEMS = [("ZS-1", "330902"), ("HZ-1", "330106")]
+
+
+def catalogue() -> list[dict[str, Any]]:
+    common = {
+        "base_code": "000101", "name": "居民身份证换领", "level": 4,
+        "handling_type": "promised", "promised_days": 5, "department": "公安局",
+        "outlet_kinds": ["township_centre"], "handling_mode": "direct",
+    }  # fmt: skip
+    return [
+        common | {"code": "ZS-1", "region_codes": ["3309"], "target": "zhoushan"},
+        common | {"code": "HZ-1", "region_codes": ["3301"], "target": "hangzhou"},
+        common | {"code": REJECT_ITEM, "base_code": "000901", "region_codes": ["33"],
+                  "target": "rejecting"},
+    ]  # fmt: skip
+
+
+def submission(item_code: str, region: str, *, note: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "item_code": item_code,
+        "region_code": region,
+        "applicant": {"name": "张三丰", "id_number": ID_NUMBER},
+        "window": "W3",
+        "clerk": "clerk-7",
+    }
+    if note is not None:
+        body["note"] = note
+    return body
+
+
+@dataclass
+class Outlet:
+    """A real agent plus what the clerk app needs: its token and its local API port."""
+
+    agent: Agent
+    token: str = ""
+    port: int | None = None
+    quota: int | None = None
+
+    @property
+    def outlet_id(self) -> str:
+        return self.agent.outlet_id
+
+    def register_app(self) -> None:
+        result = subprocess.run(
+            [str(BIN / "edge-agent"), "apps", "add", "chaos-clerk",
+             "--data-dir", str(self.agent.data_dir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        self.token = result.stdout.strip().splitlines()[-1]
+        assert self.token.startswith("gva_")
+
+    def start(self) -> None:
+        offset = self.agent.log.stat().st_size if self.agent.log.exists() else 0
+        self.port = None
+        self.agent.start()
+
+        def announced() -> int | None:
+            proc = self.agent.proc
+            assert proc is not None
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"agent {self.outlet_id} exited {proc.returncode}: "
+                    f"{self.agent.log.read_text(errors='replace')[-3000:]}"
+                )
+            with self.agent.log.open("rb") as log:
+                log.seek(offset)
+                found = LOCAL_API.search(log.read().decode(errors="replace"))
+            return int(found.group(1)) if found else None
+
+        self.port = poll(announced, timeout=60, interval=0.1)
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would."""
+        self.port = None
+        self.agent.signal(signal.SIGKILL)
+        self.agent.wait(timeout=10)
+
+
+@dataclass
+class Ledger:
+    """What the clerks were told, per key; shared by the sender threads."""
+
+    accepted: dict[str, bool] = field(default_factory=dict)  # key -> upstream rejects it
+    refused: set[str] = field(default_factory=set)
+    answers: Counter[str] = field(default_factory=Counter)
+    by_outlet: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> int:
+        """Accepted so far; raises at once if a clerk thread failed."""
+        with self.lock:
+            if self.errors:
+                raise AssertionError(f"a clerk failed: {self.errors[0]}")
+            return len(self.accepted)
+
+    def outlet_count(self, outlet_id: str) -> int:
+        with self.lock:
+            return self.by_outlet[outlet_id]
+
+    def refused_count(self) -> int:
+        with self.lock:
+            return len(self.refused)
+
+
+class Clerk(threading.Thread):
+    """One clerk app filing cases at one outlet as fast as the agent takes them."""
+
+    def __init__(
+        self, outlet: Outlet, ledger: Ledger, *, name: str, stop: threading.Event,
+        reject_every: int = 40, note: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(name=name, daemon=True)
+        self.outlet, self.ledger, self.stop_event = outlet, ledger, stop
+        self.reject_every, self.note = reject_every, note
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+                n = 0
+                while not self.stop_event.is_set():
+                    n += 1
+                    key = f"{self.name}-{n:07d}"
+                    rejects = n % self.reject_every == 0
+                    item, region = (REJECT_ITEM, "330902") if rejects else ITEMS[n % len(ITEMS)]
+                    self._file(client, key, submission(item, region, note=self.note), rejects)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+            with self.ledger.lock:
+                self.ledger.errors.append(f"{self.name}: {exc!r}")
+
+    def _file(self, client: httpx.Client, key: str, body: dict[str, Any], rejects: bool) -> None:
+        """Send until a definite answer; an unknown outcome is retried with the same key."""
+        uncertain = False
+        while True:
+            port = self.outlet.port
+            if port is None:  # the agent is down: the clerk app waits and tries again
+                time.sleep(0.05)
+                continue
+            try:
+                response = client.post(
+                    f"http://127.0.0.1:{port}/v1/submissions",
+                    json=body,
+                    headers={
+                        "Authorization": f"Bearer {self.outlet.token}",
+                        "Idempotency-Key": key,
+                    },
+                )
+            except httpx.ConnectError:
+                self._note("connect_error")  # nothing was sent: certainly not stored
+                time.sleep(0.05)
+                continue
+            except httpx.HTTPError as exc:
+                uncertain = True  # sent, fate unknown (agent killed mid-request)
+                self._note(f"uncertain:{exc.__class__.__name__}")
+                time.sleep(0.05)
+                continue
+            status = response.status_code
+            self._note(str(status))
+            if status == httpx.codes.ACCEPTED:
+                assert response.json()["tx_id"] == key, response.text
+                with self.ledger.lock:
+                    self.ledger.accepted[key] = rejects
+                    self.ledger.by_outlet[self.outlet.outlet_id] += 1
+                return
+            if status == httpx.codes.INSUFFICIENT_STORAGE and not uncertain:
+                with self.ledger.lock:
+                    self.ledger.refused.add(key)
+                time.sleep(0.02)
+                return
+            if status in {503, 507, 409}:  # storage trouble / in progress / full after a crash
+                uncertain = uncertain or status != httpx.codes.INSUFFICIENT_STORAGE
+                time.sleep(0.1)
+                continue
+            raise AssertionError(f"{key}: unexpected {status} {response.text[:300]}")
+
+    def _note(self, what: str) -> None:
+        with self.ledger.lock:
+            self.ledger.answers[what] += 1
+
+
+@dataclass
+class Fleet:
+    """The fleet server, restartable on the same database (a new HTTP port each time)."""
+
+    mqtt_url: str
+    database_url: str
+    log: Path
+    env: dict[str, str]
+    server: Server | None = None
+
+    def start(self) -> Server:
+        self.server = start_server(self.mqtt_url, self.database_url, self.log, env=self.env)
+        return self.server
+
+    def kill(self) -> None:
+        assert self.server is not None
+        self.server.proc.kill()
+        self.server.proc.wait(timeout=10)
+
+    def get(self, path: str) -> Any:
+        assert self.server is not None
+        response = httpx.get(f"{self.server.url}{path}", headers=self.server.headers, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def post_json(self, path: str, data: Any) -> Any:
+        assert self.server is not None
+        response = httpx.post(
+            f"{self.server.url}{path}", content=json.dumps(data), timeout=30,
+            headers={**self.server.headers, "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert response.status_code == httpx.codes.OK, response.text
+        return response.json()
+
+    def tx_accepted(self) -> int:
+        return int(self.get("/api/v1/ingest/stats")["noted"].get("tx_accepted", 0))

@@ -1,0 +1,259 @@
+"""The promise, proved under chaos (issue 4, "Proof"): accepted means upstream exactly once.
+
+Real processes throughout: a private Mosquitto, the fleet server on a SQLite file with
+a targets file and a catalogue, several ``edge-agent run`` with their own data dirs, a
+real HTTP upstream (``receiver.ChaosUpstream``), and clerk threads filing cases through
+each agent's local API (``harness.Clerk``). While they file, the test
+
+1. makes upstream answer 5xx, then hang after processing (the answer comes after the
+   client's timeout, so the retry meets a known key: 409), then recovers it;
+2. SIGKILLs the broker; while it is down, agents keep accepting into their outboxes,
+   one with a small quota answers 507, and one agent is SIGKILLed with its outbox full
+   of unsent cases and restarted on the same data dir; then the broker comes back on
+   the same port;
+3. SIGKILLs the fleet server while it ingests and restarts it on the same database;
+4. takes upstream down (socket closed) for a while;
+
+and at the end waits until nothing is pending and upstream stops changing. Then:
+every accepted key is at upstream exactly once, nothing refused is, the inbox holds
+exactly the accepted cases, and the dead-letter queue holds exactly the ones upstream
+rejects (4xx). Outcome-deterministic: every phase waits on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from govedge_testbed import Mosquitto
+from tests.chaos.harness import Clerk, Fleet, Ledger, Outlet, catalogue
+from tests.chaos.receiver import ChaosUpstream
+from tests.e2e.conftest import Agent, poll
+from tests.server.txkit import write_targets
+
+TOTAL = 10_000
+AGENTS = 3
+CLERKS_PER_AGENT = 2
+SMALL_QUOTA = 1024 * 1024  # the minimum; fills during the broker outage
+TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
+
+
+@pytest.fixture
+def upstream() -> Iterator[ChaosUpstream]:
+    fake = ChaosUpstream()
+    fake.start()
+    for name in TARGETS:
+        fake.target(name)
+    fake.target("rejecting").mode = "reject"
+    yield fake
+    fake.stop()
+
+
+def _phase(name: str, started: float, ledger: Ledger) -> None:
+    print(f"[{time.monotonic() - started:6.1f}s] {name}: accepted {ledger.count()}", flush=True)
+
+
+def _until(check: Callable[[], object], *, timeout: float, what: str) -> None:
+    try:
+        poll(check, timeout=timeout, interval=0.05)
+    except pytest.fail.Exception as exc:
+        raise AssertionError(f"chaos phase stuck: {what}") from exc
+
+
+@pytest.mark.timeout(400)
+def test_every_accepted_case_reaches_upstream_exactly_once(
+    private_broker: Mosquitto, upstream: ChaosUpstream, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    targets = write_targets(
+        tmp_path / "targets.json", upstream, TARGETS,
+        **{name: {"max_attempts": 1000, "backoff_max_s": 1.0, "breaker_cooldown_s": 0.5}
+           for name in TARGETS},
+    )  # fmt: skip
+    fleet = Fleet(
+        mqtt_url=private_broker.url,
+        database_url=f"sqlite:///{tmp_path / 'fleet.db'}",
+        log=tmp_path / "server.log",
+        env={
+            "GOVEDGE_UPSTREAM_TARGETS_FILE": str(targets),
+            "GOVEDGE_DELIVERY_POLL_INTERVAL_S": "0.1",
+            "GOVEDGE_DELIVERY_LEASE_S": "3",  # above the 0.5 s target timeout
+            "GOVEDGE_LOG_LEVEL": "WARNING",
+            # The fleet-health ingest limiter (20 msg/s per outlet by default) drops what
+            # exceeds it, transactions included; these agents send far faster on purpose.
+            "GOVEDGE_INGEST_OUTLET_RATE_PER_S": "100000",
+            "GOVEDGE_INGEST_OUTLET_BURST": "100000",
+        },
+    )
+    fleet.start()
+    fleet.post_json("/api/v1/catalogue/import", catalogue())
+
+    outlets: list[Outlet] = []
+    for n in range(AGENTS):
+        quota = SMALL_QUOTA if n == AGENTS - 1 else None
+        agent = Agent(
+            outlet_id=f"chaos-{n}",
+            data_dir=tmp_path / "agents" / f"chaos-{n}",
+            mqtt_url=private_broker.url,
+            log=tmp_path / f"agent-{n}.log",
+            extra=[
+                "--outbox-rate", "1000", "--reconnect-base", "0.2", "--reconnect-cap", "1",
+                "--telemetry-interval", "5", "--log-level", "INFO",
+                *(["--outbox-quota", str(quota)] if quota else []),
+            ],
+        )  # fmt: skip
+        outlet = Outlet(agent=agent, quota=quota)
+        outlet.register_app()
+        outlet.start()
+        outlets.append(outlet)
+
+    ledger = Ledger()
+    stop = threading.Event()
+    clerks = [
+        Clerk(outlet, ledger, name=f"{outlet.outlet_id}-k{k}", stop=stop,
+              note="备注" * 400 if outlet.quota else None)  # big entries fill the quota
+        for outlet in outlets
+        for k in range(CLERKS_PER_AGENT)
+    ]  # fmt: skip
+    try:
+        for clerk in clerks:
+            clerk.start()
+        _run_chaos(private_broker, upstream, fleet, outlets, ledger, started)
+        _until(lambda: ledger.count() >= TOTAL, timeout=180, what=f"{TOTAL} accepted")
+        stop.set()
+        for clerk in clerks:
+            clerk.join(timeout=60)
+            assert clerk.error is None, f"{clerk.name}: {clerk.error!r}"
+            assert not clerk.is_alive(), f"{clerk.name} still filing"
+        _phase("all filed", started, ledger)
+        _settle(fleet, upstream, ledger)
+        _phase("settled", started, ledger)
+        _check(fleet, upstream, ledger, started)
+    finally:
+        stop.set()
+        for outlet in outlets:
+            outlet.agent.stop()
+        if fleet.server is not None:
+            from tests.e2e.conftest import stop_process
+
+            stop_process(fleet.server.proc)
+
+
+def _run_chaos(
+    broker: Mosquitto,
+    upstream: ChaosUpstream,
+    fleet: Fleet,
+    outlets: list[Outlet],
+    ledger: Ledger,
+    started: float,
+) -> None:
+    def at(count: int) -> None:
+        _until(lambda: ledger.count() >= count, timeout=120, what=f"{count} accepted")
+
+    # 1. Upstream answers 5xx, then processes but answers too late, then recovers.
+    at(1000)
+    _phase("upstream 5xx", started, ledger)
+    upstream.set_mode("error")
+    at(1600)
+    _phase("upstream late (processed, answer after the timeout)", started, ledger)
+    upstream.set_mode("late", hang_s=1.0)
+    at(2200)
+    upstream.set_mode("ok")
+    _phase("upstream ok", started, ledger)
+
+    # 2. Broker SIGKILLed; outboxes fill; one agent SIGKILLed with unsent cases; back.
+    at(3000)
+    broker.kill()
+    _phase("broker killed", started, ledger)
+    victim, small = outlets[0], outlets[-1]
+    before = ledger.outlet_count(victim.outlet_id)
+    _until(
+        lambda: ledger.outlet_count(victim.outlet_id) >= before + 300,
+        timeout=60, what="the victim accepting with the broker down",
+    )  # fmt: skip
+    _until(lambda: ledger.refused_count() > 0, timeout=90, what="a 507 from the small outbox")
+    _phase(f"{small.outlet_id} refused (507); killing {victim.outlet_id}", started, ledger)
+    victim.kill()
+    victim.start()
+    _phase(f"{victim.outlet_id} restarted on its data dir", started, ledger)
+    broker.start()
+    _phase("broker back", started, ledger)
+
+    # 3. Fleet server SIGKILLed while it ingests, restarted on the same database.
+    at(ledger.count() + 1000)
+    seen = fleet.tx_accepted()
+    _until(lambda: fleet.tx_accepted() > seen, timeout=60, what="the server ingesting")
+    fleet.kill()
+    _phase("fleet server killed mid-ingest", started, ledger)
+    at(ledger.count() + 300)
+    fleet.start()
+    _phase("fleet server back", started, ledger)
+
+    # 4. Upstream down (socket closed), then back.
+    at(ledger.count() + 800)
+    upstream.stop()
+    _phase("upstream down", started, ledger)
+    at(ledger.count() + 600)
+    upstream.start()
+    _phase("upstream back", started, ledger)
+
+
+def _settle(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger) -> None:
+    """Wait until the inbox holds every accepted case, none is pending, upstream is quiet."""
+    expected = len(ledger.accepted)
+    last: dict[str, object] = {"snap": None, "since": time.monotonic()}
+
+    def settled() -> bool:
+        by_state = fleet.get("/api/v1/transactions/status")["by_state"]
+        stored = sum(by_state.values())
+        snap = (upstream.snapshot(), stored, by_state.get("pending", 0))
+        if snap != last["snap"]:
+            last["snap"], last["since"] = snap, time.monotonic()
+            return False
+        quiet = time.monotonic() - float(last["since"])  # type: ignore[arg-type]
+        return stored >= expected and by_state.get("pending", 0) == 0 and quiet >= 2.0
+
+    try:
+        poll(settled, timeout=150, interval=0.25)
+    except pytest.fail.Exception as exc:
+        raise AssertionError(f"never settled: {last['snap']}, expected {expected}") from exc
+
+
+def _check(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger, started: float) -> None:
+    accepted = ledger.accepted
+    should_reject = {key for key, rejects in accepted.items() if rejects}
+    should_deliver = set(accepted) - should_reject
+    at_upstream = set(upstream.accepted)
+    dead = fleet.get("/api/v1/dead-letters?limit=5000&include_replayed=true")
+    by_state = fleet.get("/api/v1/transactions/status")["by_state"]
+    resent = sum(n - 1 for n in upstream.answered_ok.values() if n > 1)
+    print(
+        f"\nchaos summary: {len(accepted)} accepted ({len(should_reject)} to be rejected), "
+        f"{len(ledger.refused)} refused with 507; clerk answers {dict(ledger.answers)}; "
+        f"upstream holds {len(at_upstream)} keys from {sum(upstream.received.values())} "
+        f"requests ({resent} answered again as known keys); inbox {by_state}; "
+        f"dead letters {len(dead)}; wall time {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
+    assert len(accepted) >= TOTAL
+    assert ledger.refused, "no 507 seen: the outbox quota was never tested"
+    missing = should_deliver - at_upstream
+    extra = at_upstream - should_deliver
+    assert not missing, f"{len(missing)} accepted never reached upstream: {sorted(missing)[:5]}"
+    assert not extra, f"{len(extra)} cases at upstream were never accepted: {sorted(extra)[:5]}"
+    assert not (at_upstream & ledger.refused)
+    doubled = [key for key, n in upstream.accepted_count.items() if n != 1]
+    assert not doubled, f"recorded more than once upstream: {doubled[:5]}"
+    assert upstream.bad_signatures == 0
+    dead_ids = [row["tx_id"] for row in dead]
+    assert len(dead_ids) == len(set(dead_ids)), "a transaction dead-lettered twice"
+    assert set(dead_ids) == should_reject, (
+        f"dead letters differ: missing {sorted(should_reject - set(dead_ids))[:5]}, "
+        f"unexpected {sorted(set(dead_ids) - should_reject)[:5]}"
+    )
+    assert {row["reason"] for row in dead} == {"rejected"}
+    assert by_state == {"delivered": len(should_deliver), "dead": len(should_reject)}
