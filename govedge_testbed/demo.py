@@ -138,6 +138,7 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
         click.echo(f"govedge demo: fleet server at {url}  (API docs: {url}/docs)")
         click.echo(f"  broker {broker.url}, {outlet_count} outlets, data and logs in {data_dir}")
         click.echo(f"  admin API token (demo only): {token}")
+        click.echo(f"  operator pages: {url}/ui  (log in as 'admin' with that token)")
         click.echo(f"  try:  GOVEDGE_TOKEN={token} .venv/bin/fleetctl --server {url} outlets list")
         first = _outlet_ids(outlet_count)[0]
         click.echo(
