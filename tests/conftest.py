@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -22,21 +23,29 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("GOVEDGE_PII_KEY_DIR", tempfile.mkdtemp(prefix="govedge-pii-"))
 
 
-def _unavailable(exc: ServiceUnavailable) -> None:
-    if IN_CI:
-        pytest.fail(f"required service missing under CI=true: {exc}")
-    pytest.skip(str(exc))  # only outside CI; CI must fail instead (see above)
+class _Service(Protocol):
+    def start(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Service)
+
+
+def _started(make: Callable[[], _S]) -> _S:
+    """Make and start a service; a missing one fails under CI=true and skips elsewhere."""
+    try:
+        service = make()
+        service.start()
+    except ServiceUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"required service missing under CI=true: {exc}")
+        pytest.skip(str(exc))  # only outside CI; CI must fail instead (see above)
+    return service
 
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Mosquitto]:
     """One real Mosquitto for the session; tests use unique outlet ids to stay apart."""
-    try:
-        mosquitto = Mosquitto()
-        mosquitto.start()
-    except ServiceUnavailable as exc:
-        _unavailable(exc)
-        raise
+    mosquitto = _started(Mosquitto)
     yield mosquitto
     mosquitto.close()
 
@@ -44,12 +53,7 @@ def broker() -> Iterator[Mosquitto]:
 @pytest.fixture
 def private_broker() -> Iterator[Mosquitto]:
     """A broker of the test's own, for tests that restart or kill it."""
-    try:
-        mosquitto = Mosquitto()
-        mosquitto.start()
-    except ServiceUnavailable as exc:
-        _unavailable(exc)
-        raise
+    mosquitto = _started(Mosquitto)
     yield mosquitto
     mosquitto.close()
 
@@ -57,12 +61,7 @@ def private_broker() -> Iterator[Mosquitto]:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Postgres]:
     """One throwaway PostgreSQL cluster for the session."""
-    try:
-        cluster = Postgres()
-        cluster.start()
-    except ServiceUnavailable as exc:
-        _unavailable(exc)
-        raise
+    cluster = _started(Postgres)
     yield cluster
     cluster.stop()
 
@@ -76,12 +75,7 @@ def postgres_url(postgres_cluster: Postgres) -> str:
 @pytest.fixture
 def victoria() -> Iterator[VictoriaMetrics]:
     """A real VictoriaMetrics of the test's own (InfluxDB v2 write API), empty."""
-    try:
-        store = VictoriaMetrics()
-        store.start()
-    except ServiceUnavailable as exc:
-        _unavailable(exc)
-        raise
+    store = _started(VictoriaMetrics)
     yield store
     store.close()
 
