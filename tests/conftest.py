@@ -30,7 +30,7 @@ class _Service(Protocol):
 _S = TypeVar("_S", bound=_Service)
 
 
-def _started(make: Callable[[], _S]) -> _S:
+def started_service(make: Callable[[], _S]) -> _S:
     """Make and start a service; a missing one fails under CI=true and skips elsewhere."""
     try:
         service = make()
@@ -45,7 +45,7 @@ def _started(make: Callable[[], _S]) -> _S:
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Mosquitto]:
     """One real Mosquitto for the session; tests use unique outlet ids to stay apart."""
-    mosquitto = _started(Mosquitto)
+    mosquitto = started_service(Mosquitto)
     yield mosquitto
     mosquitto.close()
 
@@ -53,7 +53,7 @@ def broker() -> Iterator[Mosquitto]:
 @pytest.fixture
 def private_broker() -> Iterator[Mosquitto]:
     """A broker of the test's own, for tests that restart or kill it."""
-    mosquitto = _started(Mosquitto)
+    mosquitto = started_service(Mosquitto)
     yield mosquitto
     mosquitto.close()
 
@@ -61,7 +61,7 @@ def private_broker() -> Iterator[Mosquitto]:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Postgres]:
     """One throwaway PostgreSQL cluster for the session."""
-    cluster = _started(Postgres)
+    cluster = started_service(Postgres)
     yield cluster
     cluster.stop()
 
@@ -75,7 +75,7 @@ def postgres_url(postgres_cluster: Postgres) -> str:
 @pytest.fixture
 def victoria() -> Iterator[VictoriaMetrics]:
     """A real VictoriaMetrics of the test's own (InfluxDB v2 write API), empty."""
-    store = _started(VictoriaMetrics)
+    store = started_service(VictoriaMetrics)
     yield store
     store.close()
 

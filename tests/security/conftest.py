@@ -20,8 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet_server.broker_config import write_broker_config
 from fleet_server.pki import FleetCA, IssuedCertificate
-from govedge_testbed import Mosquitto, ServiceUnavailable, TlsMaterial, free_port
-from tests.conftest import _unavailable
+from govedge_testbed import Mosquitto, TlsMaterial, free_port
+from tests.conftest import started_service
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,9 @@ def secure_broker(fleet_ca: FleetCA, tmp_path: Path) -> Iterator[Mosquitto]:
     port = free_port()
     files = write_broker_config(fleet_ca, tmp_path / "broker", port=port)
     fleet_ca.ensure_server_client()
-    try:
-        broker = Mosquitto(port=port, workdir=tmp_path / "mosq", tls=TlsMaterial(config=files.conf))
-        broker.start()
-    except ServiceUnavailable as exc:
-        _unavailable(exc)
-        raise
+    broker = started_service(
+        lambda: Mosquitto(port=port, workdir=tmp_path / "mosq", tls=TlsMaterial(config=files.conf))
+    )
     yield broker
     broker.close()
 
