@@ -76,6 +76,9 @@ class OutletRecord:
     last_metrics: dict[str, Any] | None = None
     # True once the outlet and agent rows exist in the database.
     stored: bool = False
+    # True while facts only a birth changes (version, host, devices, ...) are unwritten;
+    # otherwise a write needs only the presence columns (the common telemetry case).
+    full_dirty: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +114,7 @@ class PresenceTracker:
         """Start from what the database remembers (records are taken as stored)."""
         for record in records:
             record.stored = True
+            record.full_dirty = False
             self._records[record.outlet_id] = record
 
     def get(self, outlet_id: str) -> OutletRecord | None:
@@ -119,14 +123,19 @@ class PresenceTracker:
         return copy.deepcopy(record) if record is not None else None
 
     def dirty(self) -> list[OutletRecord]:
-        """Copies of the records changed since the last ``mark_stored``."""
-        return [copy.deepcopy(self._records[outlet_id]) for outlet_id in sorted(self._dirty)]
+        """Copies of the records changed since the last ``mark_stored``.
+
+        Shallow copies suffice: ``devices`` and ``last_metrics`` are replaced, never
+        mutated in place, so a copy cannot change under the writer.
+        """
+        return [copy.copy(self._records[outlet_id]) for outlet_id in sorted(self._dirty)]
 
     def mark_stored(self, outlet_ids: list[str]) -> None:
         """The given records are now in the database; forget they were dirty."""
         for outlet_id in outlet_ids:
             self._dirty.discard(outlet_id)
             self._records[outlet_id].stored = True
+            self._records[outlet_id].full_dirty = False
 
     def discard_dirty(self, outlet_id: str) -> None:
         """Give up writing one record (the database refuses it); memory keeps it."""
@@ -196,6 +205,7 @@ class PresenceTracker:
         record.devices = [device.model_dump(mode="json") for device in birth.devices]
         record.keepalive_s = birth.keepalive_s
         record.telemetry_interval_s = birth.telemetry_interval_s
+        record.full_dirty = True
         self._set_state(record, "online", at=received_at, force=True)
         return Outcome()
 

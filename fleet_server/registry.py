@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, joinedload
 
+from fleet_server.bulkwrite import update_rows, update_statement
 from fleet_server.models import Agent, Outlet
 from fleet_server.presence import OutletRecord, State
 
@@ -72,6 +73,19 @@ def _agent_values(record: OutletRecord) -> dict[str, object]:
     }
 
 
+_AGENT_TABLE = Agent.__table__
+_KEYS = ("outlet_id",)
+# A record with ``full_dirty`` False changed only these (telemetry, events, deaths).
+_PRESENCE_COLUMNS = ("session", "last_seq", "state", "state_since", "last_seen", "last_metrics")
+_ALL_COLUMNS = tuple(c for c in (
+    "agent_version", "hostname", "os", "session", "last_seq", "state", "state_since",
+    "last_seen", "birth_at", "config_version", "devices", "keepalive_s",
+    "telemetry_interval_s", "last_metrics",
+))  # fmt: skip
+_UPDATE_PRESENCE = update_statement(_AGENT_TABLE, keys=_KEYS, columns=_PRESENCE_COLUMNS)  # type: ignore[arg-type]
+_UPDATE_ALL = update_statement(_AGENT_TABLE, keys=_KEYS, columns=_ALL_COLUMNS)  # type: ignore[arg-type]
+
+
 def save_presence(session: Session, records: Sequence[OutletRecord], *, now: datetime) -> None:
     """Insert or update the outlet and agent rows of ``records`` (one statement each way).
 
@@ -98,17 +112,15 @@ def save_presence(session: Session, records: Sequence[OutletRecord], *, now: dat
         for record in records
         if not record.stored and record.outlet_id not in existing_agents
     ]
-    updates = [
-        _agent_values(record)
-        for record in records
-        if record.stored or record.outlet_id in existing_agents
-    ]
+    updates = [record for record in records if record.stored or record.outlet_id in existing_agents]
     if outlets:
         session.execute(insert(Outlet), outlets)
     if inserts:
         session.execute(insert(Agent), inserts)
-    if updates:
-        session.execute(update(Agent), updates)
+    full = [_agent_values(r) for r in updates if r.full_dirty or not r.stored]
+    light = [_agent_values(r) for r in updates if not (r.full_dirty or not r.stored)]
+    update_rows(session, _UPDATE_ALL, full, keys=_KEYS, columns=_ALL_COLUMNS)
+    update_rows(session, _UPDATE_PRESENCE, light, keys=_KEYS, columns=_PRESENCE_COLUMNS)
 
 
 def list_outlets(session: Session, *, state: State | None = None) -> list[Outlet]:

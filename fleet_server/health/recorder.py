@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.bulkwrite import update_rows, update_statement
 from fleet_server.health.live import LiveHub
 from fleet_server.health.tables import DeviceEvent, DeviceState, OutletHealth, TelemetrySample
 from govedge_wire import Birth, Death, Event, Telemetry
@@ -91,6 +92,9 @@ class HealthRecorder:
         self._live = live
         self._on_db_latency = on_db_latency
         self._devices: dict[tuple[str, str], _Device] = {}
+        # Device ids per outlet, so a birth looks at its own outlet's devices only
+        # (scanning every device of the fleet per birth made births O(fleet)).
+        self._outlet_devices: dict[str, set[str]] = {}
         self._outlets: dict[str, dict[str, Any]] = {}
         self._outlets_stored: set[str] = set()
         self._last_sample: dict[str, float] = {}
@@ -137,6 +141,7 @@ class HealthRecorder:
                 },
                 stored=False,
             )
+            self._outlet_devices.setdefault(outlet_id, set()).add(device_id)
         self._pending.devices.add(key)
         return device.values
 
@@ -158,10 +163,10 @@ class HealthRecorder:
             values["health"] = health
             self._counters(values, health)
             self._set_state(values, info.state, at)
-        for (outlet_id, device_id), device in self._devices.items():
-            if outlet_id == birth.outlet_id and device_id not in listed:
-                self._pending.devices.add((outlet_id, device_id))
-                self._set_state(device.values, "offline", at)
+        for device_id in self._outlet_devices.get(birth.outlet_id, set()) - listed:
+            key = (birth.outlet_id, device_id)
+            self._pending.devices.add(key)
+            self._set_state(self._devices[key].values, "offline", at)
         self._changed = True
 
     def _death(self, death: Death, at: datetime) -> None:
@@ -294,6 +299,7 @@ class HealthRecorder:
                 self._devices[key] = _Device(
                     values={c: getattr(row, c) for c in _DEVICE_COLUMNS}, stored=True
                 )
+                self._outlet_devices.setdefault(row.outlet_id, set()).add(row.device_id)
         for health in session.scalars(select(OutletHealth)):
             self._outlets_stored.add(health.outlet_id)
             if health.outlet_id not in self._outlets:
@@ -308,14 +314,12 @@ class HealthRecorder:
         updates = [self._devices[k].values for k in pending.devices if self._devices[k].stored]
         if inserts:
             session.execute(insert(DeviceState), inserts)
-        if updates:
-            session.execute(update(DeviceState), updates)
+        update_rows(session, _UPDATE_DEVICE, updates, keys=_DEVICE_KEYS, columns=_DEVICE_VALUES)
         outlet_new = [self._outlets[o] for o in pending.outlets if o not in self._outlets_stored]
         outlet_old = [self._outlets[o] for o in pending.outlets if o in self._outlets_stored]
         if outlet_new:
             session.execute(insert(OutletHealth), outlet_new)
-        if outlet_old:
-            session.execute(update(OutletHealth), outlet_old)
+        update_rows(session, _UPDATE_OUTLET, outlet_old, keys=_OUTLET_KEYS, columns=_OUTLET_VALUES)
         if pending.events:
             session.execute(insert(DeviceEvent), pending.events)
         if pending.samples:
@@ -351,6 +355,20 @@ _DEVICE_COLUMNS = (
     "reads_failed",
 )
 _OUTLET_COLUMNS = ("outlet_id", "clock_skew_s", "last_telemetry_at", "flaps", "updated_at")
+_DEVICE_KEYS = ("outlet_id", "device_id")
+_DEVICE_VALUES = tuple(c for c in _DEVICE_COLUMNS if c not in _DEVICE_KEYS)
+_OUTLET_KEYS = ("outlet_id",)
+_OUTLET_VALUES = tuple(c for c in _OUTLET_COLUMNS if c not in _OUTLET_KEYS)
+_UPDATE_DEVICE = update_statement(
+    DeviceState.__table__,  # type: ignore[arg-type]
+    keys=_DEVICE_KEYS,
+    columns=_DEVICE_VALUES,
+)
+_UPDATE_OUTLET = update_statement(
+    OutletHealth.__table__,  # type: ignore[arg-type]
+    keys=_OUTLET_KEYS,
+    columns=_OUTLET_VALUES,
+)
 
 
 def _event_time(ts_ms: int, *, fallback: datetime) -> datetime:
