@@ -11,6 +11,8 @@ Exception tree::
     ├── DeviceTimeout            the device stopped answering within its deadline
     ├── ProtocolError            a frame was malformed (checksum, length, noise)
     ├── DeviceBusy               another operation holds the device
+    ├── DriverSettingsError      the profile's or local config's settings are invalid
+                                 (also a ValueError); names the source file and field
     └── DeviceRefused            the device answered with a condition the clerk can fix
                                  (no card, paper out, cover open); ``hint`` says what to do
 """
@@ -24,10 +26,12 @@ from edge_agent.devices.base import (
     DeviceTimeout,
     DeviceUnavailable,
     Driver,
+    DriverSettingsError,
     EventSink,
     Health,
     ProbeResult,
     ProtocolError,
+    UsbFacts,
 )
 from edge_agent.devices.registry import driver_class, driver_names, register_driver
 
@@ -40,10 +44,12 @@ __all__ = [
     "DeviceTimeout",
     "DeviceUnavailable",
     "Driver",
+    "DriverSettingsError",
     "EventSink",
     "Health",
     "ProbeResult",
     "ProtocolError",
+    "UsbFacts",
     "driver_class",
     "driver_names",
     "register_driver",

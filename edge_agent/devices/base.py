@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+if TYPE_CHECKING:
+    from edge_agent.devices.settings import DriverSettings
 
 Metric = float | int | bool | str
 Health = dict[str, Metric]
@@ -65,6 +68,40 @@ class DeviceRefused(DeviceError):
         self.code = code  # e.g. "no_card", "paper_out", "cover_open"
 
 
+class DriverSettingsError(DeviceError, ValueError):
+    """A driver's settings are invalid; the message names their source and each field."""
+
+    reason = "bad_settings"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: tuple[tuple[str, str], ...] = (),
+        device_id: str | None = None,
+    ) -> None:
+        super().__init__(message, device_id=device_id)
+        self.problems = problems  # (field, message) pairs, field as "settings.KEY"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsbFacts:
+    """What udev said about the USB device behind a device node (strings as the device gives them).
+
+    Drivers that must find their device somewhere other than its node (a CCID reader's
+    PC/SC name, a libusb handle) use these; ``None`` where udev had nothing.
+    """
+
+    vendor_id: str | None = None
+    product_id: str | None = None
+    manufacturer: str | None = None
+    product: str | None = None
+    serial: str | None = None
+    interface: str | None = None  # the USB interface string (iInterface), if any
+    bus: int | None = None  # USB bus number (busnum)
+    device: int | None = None  # USB device number on that bus (devnum)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceIdentity:
     """Who a device is, independent of which ``/dev/ttyUSBn`` it landed on today.
@@ -81,6 +118,10 @@ class DeviceIdentity:
     address: str
     model: str | None = None
     serial: str | None = None
+    usb: UsbFacts | None = None
+    # where the driver's settings came from, for error messages: the profile file, and
+    # the local config entry when it overrides settings
+    settings_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,12 +155,17 @@ EventSink = Callable[[DeviceEvent], None]
 class Driver(abc.ABC):
     """Base class of every device driver; one instance per attached device.
 
-    Subclasses set ``kind`` and implement ``open``, ``probe``, ``health`` and ``close``,
-    plus the operations of their kind as ``async`` methods. ``settings`` come from the
-    device's profile (baud rate, timeouts, encodings) merged with local config.
+    Subclasses set ``kind`` and ``settings_model`` and implement ``open``, ``probe``,
+    ``health`` and ``close``, plus the operations of their kind as ``async`` methods.
+    ``settings`` come from the device's profile (baud rate, timeouts, encodings) merged
+    with local config; they are validated against ``settings_model`` here (unknown keys
+    are errors) and the result is ``self.config``. Bad settings raise
+    ``DriverSettingsError`` naming ``identity.settings_source`` and the field.
     """
 
     kind: ClassVar[str]
+    settings_model: ClassVar[type[DriverSettings] | None] = None
+    config: DriverSettings
 
     def __init__(
         self,
@@ -128,9 +174,18 @@ class Driver(abc.ABC):
         settings: Mapping[str, Any] | None = None,
         on_event: EventSink | None = None,
     ) -> None:
+        from edge_agent.devices.settings import DriverSettings, parse_settings
+
         self.identity = identity
         self.settings: Mapping[str, Any] = dict(settings or {})
         self._on_event = on_event
+        self.config = parse_settings(
+            self.settings_model or DriverSettings,
+            self.settings,
+            driver=type(self).__name__,
+            source=identity.settings_source or f"profile {identity.profile!r}",
+            device_id=identity.device_id,
+        )
 
     @property
     def device_id(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from edge_agent.devices.base import UsbFacts
+
 Action = Literal["add", "remove"]
 
 
@@ -22,7 +24,10 @@ class DeviceDescription:
     ``/dev/serial/by-id``, ``/dev/v4l/by-id`` … symlinks; ``port_path`` is udev's
     ``ID_PATH`` (the physical port); ``kernel_driver`` is the driver bound to the USB
     interface (``ch341``, ``cp210x``, ``ftdi_sio``, ``usblp``, ``uvcvideo``);
-    ``interface_classes`` are two-digit class codes of the USB interfaces.
+    ``interface_classes`` are two-digit class codes of the USB interfaces;
+    ``interface_name`` is the interface string (iInterface) where there is one (pcscd puts
+    it in a CCID reader's name); ``bus_number``/``device_number`` are ``busnum``/``devnum``
+    of the USB device (what libusb opens it by).
     """
 
     subsystem: str
@@ -38,6 +43,9 @@ class DeviceDescription:
     kernel_driver: str | None = None
     interface_classes: tuple[str, ...] = ()
     interface_num: str | None = None
+    interface_name: str | None = None
+    bus_number: int | None = None
+    device_number: int | None = None
     address: str | None = None
 
     def __post_init__(self) -> None:
@@ -55,6 +63,21 @@ class DeviceDescription:
     def usb_id(self) -> tuple[str | None, str | None]:
         """``(vendor_id, product_id)``; the key unknown devices are logged under."""
         return (self.vendor_id, self.product_id)
+
+    def usb_facts(self) -> UsbFacts | None:
+        """The USB facts a driver may need to find its device (None for non-USB devices)."""
+        if self.vendor_id is None:
+            return None
+        return UsbFacts(
+            vendor_id=self.vendor_id,
+            product_id=self.product_id,
+            manufacturer=self.manufacturer,
+            product=self.product,
+            serial=self.serial,
+            interface=self.interface_name,
+            bus=self.bus_number,
+            device=self.device_number,
+        )
 
     @property
     def where(self) -> str:

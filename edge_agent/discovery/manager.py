@@ -356,13 +356,16 @@ class DeviceManager:
             self._errors["driver.missing"] += 1
             log.error("no driver %r for %s", profile.driver, device.device_id)
             return "driver_missing"
+        description = device.description
         identity = DeviceIdentity(
             device_id=device.device_id,
             profile=profile.id,
             kind=profile.kind,
-            address=device.description.where,
+            address=description.where,
             model=profile.model,
-            serial=device.description.serial,
+            serial=description.serial,
+            usb=description.usb_facts(),
+            settings_source=self._settings_source(device),
         )
         driver, reason = await self._calls.call(
             "create",
@@ -395,6 +398,13 @@ class DeviceManager:
     ) -> Driver:
         settings = dict(device.profile.settings) | dict(self._network_settings(device))
         return cls(identity, settings=settings, on_event=self._driver_event)
+
+    def _settings_source(self, device: ManagedDevice) -> str:
+        """Where the device's settings come from, for a ``DriverSettingsError`` message."""
+        source = str(device.profile.source or f"profile {device.profile.id!r}")
+        if self._network_settings(device):
+            source += f" + agent config devices[{device.device_id!r}].settings"
+        return source
 
     def _network_settings(self, device: ManagedDevice) -> Mapping[str, Any]:
         for config in self.network_devices:

@@ -58,6 +58,28 @@ def _usb_parent(device: Any) -> Any:
         return None
 
 
+def _int(value: object) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
+def _interface_name(usb_device: Any) -> str | None:
+    """The first interface string (iInterface) of a USB device's interfaces, if any.
+
+    pcscd puts it in brackets in a CCID reader's name ("... [CCID Interface] (serial)").
+    """
+    try:
+        children = list(usb_device.children)
+    except (OSError, AttributeError):
+        return None
+    for child in children:
+        if getattr(child, "device_type", None) == "usb_interface":
+            name = _attr(child, "interface")
+            if name:
+                return name
+    return None
+
+
 def description_from_udev(device: Any) -> DeviceDescription | None:
     """Describe a pyudev device, or None if it is not a USB device node of interest."""
     props: Mapping[str, str] = dict(device.properties)
@@ -105,6 +127,10 @@ def description_from_udev(device: Any) -> DeviceDescription | None:
         kernel_driver=props.get("ID_USB_DRIVER") or (str(device.driver) if device.driver else None),
         interface_classes=interfaces,
         interface_num=props.get("ID_USB_INTERFACE_NUM"),
+        interface_name=_interface_name(parent) if parent is not None else None,
+        bus_number=_int(props.get("BUSNUM")) or (_int(_attr(parent, "busnum")) if parent else None),
+        device_number=_int(props.get("DEVNUM"))
+        or (_int(_attr(parent, "devnum")) if parent else None),
     )
 
 

@@ -5,7 +5,8 @@ all checks plus the problems of the rest. Checks, in order: the file reads as UT
 YAML (syntax error line), no mapping repeats a key, it satisfies ``schema.json`` (each
 JSON-Schema error path mapped to a line through the YAML node tree), the typed model
 accepts it, a generic USB-serial bridge id is never the whole rule; then across files: ids
-are unique and every driver name is registered.
+are unique, every driver name is registered, and the ``settings`` fit that driver's
+settings model (unknown keys and bad values are located like every other problem).
 """
 
 from __future__ import annotations
@@ -209,8 +210,32 @@ def _cross_check(
                 )
             )
             continue
+        settings = [
+            ProfileProblem(
+                file=file,
+                line=line_of(parsed.root, ["settings", *path]),
+                field=where,
+                message=message,
+            )
+            for path, where, message in _settings_problems(profile)
+        ]
+        if settings:
+            problems.extend(settings)
+            continue
         good.append(profile)
     return good, problems
+
+
+def _settings_problems(profile: Profile) -> Iterable[tuple[tuple[int | str, ...], str, str]]:
+    """The profile's ``settings`` checked against its driver's settings model."""
+    try:
+        from edge_agent.devices import driver_class
+        from edge_agent.devices.settings import DriverSettings, settings_problems
+
+        model = driver_class(profile.driver).settings_model or DriverSettings
+    except (ImportError, SyntaxError, KeyError):
+        return ()  # the driver-name check above reports what is wrong with the driver
+    return list(settings_problems(model, profile.settings))
 
 
 def _known_drivers(names: Collection[str] | None) -> tuple[frozenset[str] | None, str | None]:

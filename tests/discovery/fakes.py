@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 from edge_agent.devices import Driver, Health, ProbeResult, ProtocolError, register_driver
+from edge_agent.devices.settings import DriverSettings
 
 FAKE_DRIVER = "test_fake_device"
 
@@ -34,11 +36,20 @@ class FakeHardware:
 FAKE = FakeHardware()
 
 
+class FakeSettings(DriverSettings):
+    """The keys the manager tests' profiles and configs use (unknown keys are errors)."""
+
+    baud_rate: int = 9600
+    encoding: str = "gb18030"
+    cut: Literal["full", "partial"] = "partial"
+
+
 @register_driver(FAKE_DRIVER)
 class FakeDriver(Driver):
     """Stands in for a device; see the module docstring."""
 
     kind = "id_card_reader"
+    settings_model: ClassVar[type[DriverSettings]] = FakeSettings
 
     async def open(self) -> None:
         FAKE.opens[self.device_id] += 1

@@ -306,3 +306,28 @@ def test_leaving_the_block_closes_every_driver(profiles: ProfileSet) -> None:
 
     run(profiles, ControlledSource([reader()]), body)
     assert FAKE.closes[READER] == 1
+
+
+def test_bad_local_settings_put_the_device_in_error_naming_their_source(
+    profiles: ProfileSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    printer = NetworkDeviceConfig(
+        profile="fake-net-printer",
+        address="192.0.2.10",
+        device_id="window-4-printer",
+        settings={"cut": "sideways"},
+    )
+
+    async def body(manager: DeviceManager) -> None:
+        events = manager.subscribe()
+        await manager.wait_for_state("window-4-printer", "error", timeout_s=5)
+        error = await next_event(events, "device.error")
+        assert error["reason"] == "bad_settings"
+        assert FAKE.opens["window-4-printer"] == 0  # rejected before any I/O
+        assert manager.errors()["create.bad_settings"] >= 1
+
+    with caplog.at_level("WARNING"):
+        run(profiles, ControlledSource(), body, network_devices=[printer])
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "net.yaml + agent config devices['window-4-printer'].settings" in logged
+    assert "settings.cut" in logged

@@ -44,7 +44,7 @@ match:
       vendor_id: "0400"
       product_id: "c35a"
 settings:
-  baud_rate: 115200
+  baudrate: 115200
 """
 
 
@@ -101,7 +101,7 @@ def test_wrong_type_names_the_line_of_the_field(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
     file = _write(
-        tmp_path, "broken.yaml", GOOD.replace("  baud_rate: 115200", "  baud_rate: [115200")
+        tmp_path, "broken.yaml", GOOD.replace("  baudrate: 115200", "  baudrate: [115200")
     )
     [problem] = check_profiles(tmp_path, driver_names=EXPECTED_DRIVERS)
     assert problem.file == file
@@ -198,3 +198,67 @@ def test_health_thresholds_give_levels() -> None:
     assert reader.health_level({"read_failure_rate": 0.1}) == "warn"
     assert reader.health_level({"read_failure_rate": 0.5}) == "crit"
     assert reader.health_level({"read_failure_rate": "n/a"}) == "ok"
+
+
+# ---- driver settings: each shipped profile's settings are checked against its driver
+
+
+BAD_SETTINGS = {
+    # driver: (a key with a bad value, the value, words the message must contain)
+    "sam_id_reader": ("baudrate", "4800", "115200"),
+    "pcsc_social_security": ("read_style", "sideways", "'auto'"),
+    "uvc_document_camera": ("jpeg_quality", "101", "less than or equal to 100"),
+    "haochaping_pad": ("level_coding", "guangxi", "gbt39046"),
+    "escpos_printer": ("status_timeout", "0", "greater than 0"),
+    "led_window_screen": ("unencodable", "drop", "'reject'"),
+    "caller_keypad": ("retries", "many", "integer"),
+}
+
+
+def _shipped(driver: str) -> Path:
+    for file in sorted(DEFAULT_PROFILES_DIR.glob("*.yaml")):
+        if f"\ndriver: {driver}\n" in file.read_text(encoding="utf-8"):
+            return file
+    raise AssertionError(f"no shipped profile uses {driver}")
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(needle))
+
+
+@pytest.mark.parametrize("driver", sorted(BAD_SETTINGS))
+def test_unknown_setting_is_located_in_each_shipped_profile(driver: str, tmp_path: Path) -> None:
+    text = _shipped(driver).read_text(encoding="utf-8")
+    assert "\nsettings:\n" in text, f"the shipped {driver} profile has settings"
+    text = text.replace("\nsettings:\n", "\nsettings:\n  baud_rate: 9600\n")
+    file = _write(tmp_path, "typo.yaml", text)
+    [problem] = check_profiles(tmp_path)
+    assert (problem.file, problem.field) == (file, "settings.baud_rate")
+    assert problem.line == _line_of(text, "  baud_rate:")
+    assert "unknown setting" in problem.message
+
+
+@pytest.mark.parametrize("driver", sorted(BAD_SETTINGS))
+def test_bad_setting_value_is_located_in_each_shipped_profile(driver: str, tmp_path: Path) -> None:
+    key, value, words = BAD_SETTINGS[driver]
+    text = _shipped(driver).read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.startswith(f"  {key}:")]
+    at = lines.index("settings:") + 1
+    lines.insert(at, f"  {key}: {value}")
+    text = "\n".join(lines) + "\n"
+    file = _write(tmp_path, "bad.yaml", text)
+    [problem] = check_profiles(tmp_path)
+    assert (problem.file, problem.field, problem.line) == (file, f"settings.{key}", at + 1)
+    assert words in problem.message
+    # The agent starts with the rest: the broken profile alone is left out.
+    result = load_profiles(tmp_path, log_problems=False)
+    assert len(result) == 0
+    assert len(result.problems) == 1
+
+
+def test_check_command_prints_a_settings_problem_as_file_line_field(tmp_path: Path) -> None:
+    _write(tmp_path, "x.yaml", GOOD.replace("  baudrate: 115200", "  baudrate: 4800"))
+    out = io.StringIO()
+    assert profiles_check_main(tmp_path, out=out) == 1
+    [line] = out.getvalue().splitlines()
+    assert line.startswith(f"{tmp_path / 'x.yaml'}:11: settings.baudrate: Input should be 115200")

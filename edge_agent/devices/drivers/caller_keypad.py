@@ -14,7 +14,9 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -37,6 +39,7 @@ from edge_agent.devices.keypad_protocol import (
     parse_frame,
 )
 from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
 from edge_agent.devices.stream import FrameScanner, StreamLink
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,28 @@ class KeyPress:
         return f"keypad.{self.key.name.lower()}"
 
 
+class CallerKeypadSettings(DriverSettings):
+    """Settings keys of ``caller_keypad``; times in seconds."""
+
+    baudrate: Baudrate = 9600
+    reply_timeout: float = seconds(0.5, "wait for a keypad's E5 or reply", most=10)
+    retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
+    windows: dict[int, str] = Field(
+        default_factory=dict,
+        description="bus address → window name; default: the address is the window number",
+    )
+    probe_address: int = Field(default=1, ge=1, le=254, description="keypad asked at probe")
+    frame_gap: float = seconds(1.0, "silence that drops a partial frame", most=10)
+
+    @field_validator("windows")
+    @classmethod
+    def _addresses(cls, value: dict[int, str]) -> dict[int, str]:
+        bad = [address for address in value if not 1 <= address <= 254]
+        if bad:
+            raise ValueError(f"keypad bus addresses are 1-254, not {bad}")
+        return value
+
+
 @register_driver("caller_keypad")
 class CallerKeypad(Driver):
     """The keypads on one bus; ``identity.address`` is a serial path or host:port.
@@ -68,6 +93,8 @@ class CallerKeypad(Driver):
     """
 
     kind = "caller_keypad"
+    settings_model: ClassVar[type[DriverSettings]] = CallerKeypadSettings
+    config: CallerKeypadSettings
 
     def __init__(
         self,
@@ -77,15 +104,13 @@ class CallerKeypad(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        s = self.settings
-        self.reply_timeout = float(s.get("reply_timeout", 0.5))
-        self.retries = int(s.get("retries", 2))
-        self.frame_gap = float(s.get("frame_gap", 1.0))
-        self.probe_address = int(s.get("probe_address", 1))
-        self.windows = {int(k): str(v) for k, v in dict(s.get("windows", {})).items()}
-        self._link = StreamLink(
-            identity.address, device_id=identity.device_id, baudrate=int(s.get("baudrate", 9600))
-        )
+        c = self.config
+        self.reply_timeout = c.reply_timeout
+        self.retries = c.retries
+        self.frame_gap = c.frame_gap
+        self.probe_address = c.probe_address
+        self.windows = dict(c.windows)
+        self._link = StreamLink(identity.address, device_id=identity.device_id, baudrate=c.baudrate)
         self._scanner: FrameScanner[KeypadFrame] = FrameScanner(parse_frame, starts=b"\xff\x68\xe5")
         self._keys: asyncio.Queue[KeyPress] = asyncio.Queue(maxsize=256)
         self._lock = asyncio.Lock()

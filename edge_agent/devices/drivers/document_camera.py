@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from edge_agent.devices.base import (
     DeviceBusy,
@@ -27,44 +28,30 @@ from edge_agent.devices.base import (
 )
 from edge_agent.devices.camera_capture import CameraError, CameraSource, Still
 from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import DriverSettings, seconds
 
 __all__ = ["DocumentCameraSettings", "UvcDocumentCamera"]
 
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DocumentCameraSettings:
+class DocumentCameraSettings(DriverSettings):
     """Settings keys of ``uvc_document_camera``."""
 
-    device: str | None = None  # /dev/videoN, an index, a file; default identity.address
-    width: int = 2592  # 5 MP, a common document-camera still size
-    height: int = 1944
-    jpeg_quality: int = 90
-    warmup_frames: int = 2  # frames dropped while exposure settles
-    capture_timeout: float = 10.0
-    open_timeout: float = 10.0
-    busy_timeout: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not (16 <= self.width <= 10000 and 16 <= self.height <= 10000):
-            raise ValueError("width and height must be 16..10000 pixels")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError("jpeg_quality must be 1..100")
-        if not 0 <= self.warmup_frames <= 30:
-            raise ValueError("warmup_frames must be 0..30")
-        for name in ("capture_timeout", "open_timeout", "busy_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value <= 120:
-                raise ValueError(f"{name} must be a number of seconds in (0, 120]")
-
-    @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> Self:
-        """Build from a settings mapping; unknown keys are errors."""
-        unknown = set(settings) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown uvc_document_camera settings: {sorted(unknown)}")
-        return cls(**dict(settings))
+    device: str | None = Field(
+        default=None,
+        min_length=1,
+        description="/dev/videoN, a camera index or a video file; default: the device node",
+    )
+    width: int = Field(default=2592, ge=16, le=10000, description="still width, pixels")
+    height: int = Field(default=1944, ge=16, le=10000, description="still height, pixels")
+    jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality 1-100")
+    warmup_frames: int = Field(
+        default=2, ge=0, le=30, description="frames dropped while exposure settles"
+    )
+    capture_timeout: float = seconds(10.0, "one still, warm-up included", most=120)
+    open_timeout: float = seconds(10.0, "opening the camera", most=120)
+    busy_timeout: float = seconds(2.0, "how long a second capture waits", most=120)
 
 
 @register_driver("uvc_document_camera")
@@ -72,6 +59,8 @@ class UvcDocumentCamera(Driver):
     """One UVC document camera at ``settings.device`` or ``identity.address``."""
 
     kind: ClassVar[str] = "document_camera"
+    settings_model: ClassVar[type[DriverSettings]] = DocumentCameraSettings
+    config: DocumentCameraSettings
 
     def __init__(
         self,
@@ -81,7 +70,6 @@ class UvcDocumentCamera(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        self.config = DocumentCameraSettings.from_mapping(self.settings)
         self.source = self.config.device or identity.address
         self._camera = CameraSource(self.source, width=self.config.width, height=self.config.height)
         self._lock = asyncio.Lock()

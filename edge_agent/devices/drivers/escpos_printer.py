@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Literal
+
+from pydantic import Field
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -34,6 +36,7 @@ from edge_agent.devices.escpos_commands import (
 )
 from edge_agent.devices.escpos_ticket import TicketPrint, render_ticket
 from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
 from edge_agent.devices.stream import StreamLink
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,18 @@ _PAPER_OUT: Final = "load a new paper roll and close the cover"
 _COVER: Final = "close the printer cover firmly"
 _CUTTER: Final = "open the cover, clear the paper jam at the cutter, close the cover"
 _OFFLINE: Final = "check the printer's power and error light, then try again"
+
+
+class EscPosPrinterSettings(DriverSettings):
+    """Settings keys of ``escpos_printer``; times in seconds."""
+
+    baudrate: Baudrate = 9600
+    status_timeout: float = seconds(1.0, "per DLE EOT status byte", most=30)
+    job_timeout: float = seconds(10.0, "for the GS r 1 answer after a job", most=120)
+    encoding: Literal["gb18030", "gbk", "gb2312"] = Field(
+        default="gb18030", description="text encoding of the ticket (Chinese mode)"
+    )
+    feed_lines: int = Field(default=4, ge=0, le=255, description="lines fed before the cut")
 
 
 @register_driver("escpos_printer")
@@ -54,6 +69,8 @@ class EscPosPrinter(Driver):
     """
 
     kind = "ticket_printer"
+    settings_model: ClassVar[type[DriverSettings]] = EscPosPrinterSettings
+    config: EscPosPrinterSettings
 
     def __init__(
         self,
@@ -63,14 +80,12 @@ class EscPosPrinter(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        s = self.settings
-        self.status_timeout = float(s.get("status_timeout", 1.0))
-        self.job_timeout = float(s.get("job_timeout", 10.0))
-        self.encoding = str(s.get("encoding", "gb18030"))
-        self.feed_lines = int(s.get("feed_lines", 4))
-        self._link = StreamLink(
-            identity.address, device_id=identity.device_id, baudrate=int(s.get("baudrate", 9600))
-        )
+        c = self.config
+        self.status_timeout = c.status_timeout
+        self.job_timeout = c.job_timeout
+        self.encoding = c.encoding
+        self.feed_lines = c.feed_lines
+        self._link = StreamLink(identity.address, device_id=identity.device_id, baudrate=c.baudrate)
         self._lock = asyncio.Lock()
         self._rx = bytearray()
         self.last_status: PrinterStatus | None = None

@@ -15,8 +15,10 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
-from zoneinfo import ZoneInfo
+from typing import Any, ClassVar, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -53,6 +55,7 @@ from edge_agent.devices.pad_protocol import (
     parse_frame,
 )
 from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
 from edge_agent.devices.stream import FrameScanner, StreamLink
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,44 @@ _HINTS: Final = {
 }
 
 
+class IndicatorTag(DriverSettings):
+    """One option shown on the pad beside the five levels."""
+
+    code: str = Field(min_length=1, max_length=32)
+    label: str = Field(min_length=1, max_length=32)
+
+
+class EvaluationPadSettings(DriverSettings):
+    """Settings keys of ``haochaping_pad``; times in seconds."""
+
+    baudrate: Baudrate = 9600
+    ack_timeout: float = seconds(1.0, "wait for the pad's ACK", most=30)
+    retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
+    walkaway_timeout: float = seconds(60.0, "told to the pad: the citizen left", most=3600)
+    walkaway_grace: float = seconds(5.0, "extra wait before giving up on a silent pad")
+    frame_gap: float = seconds(2.0, "silence that drops a partial frame", most=30)
+    walkaway_raises: bool = Field(
+        default=False, description="a walk-away raises DeviceTimeout instead of TIMED_OUT"
+    )
+    level_coding: LevelCoding = Field(
+        default=LevelCoding.GBT39046, description="gbt39046 (1 = 非常满意) or zhejiang (reversed)"
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="time zone of rating times")
+    indicator_tags: tuple[IndicatorTag, ...] = Field(
+        default=tuple(IndicatorTag(**tag) for tag in DEFAULT_TAGS),
+        description="options shown with the levels: list of {code, label}",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
 @register_driver("haochaping_pad")
 class EvaluationPad(Driver):
     """One evaluator pad; ``identity.address`` is a serial path or ``host:port``.
@@ -85,6 +126,8 @@ class EvaluationPad(Driver):
     """
 
     kind = "evaluation_pad"
+    settings_model: ClassVar[type[DriverSettings]] = EvaluationPadSettings
+    config: EvaluationPadSettings
 
     def __init__(
         self,
@@ -94,19 +137,17 @@ class EvaluationPad(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        s = self.settings
-        self.ack_timeout = float(s.get("ack_timeout", 1.0))
-        self.retries = int(s.get("retries", 2))
-        self.walkaway_timeout = float(s.get("walkaway_timeout", 60.0))
-        self.walkaway_grace = float(s.get("walkaway_grace", 5.0))
-        self.frame_gap = float(s.get("frame_gap", 2.0))
-        self.walkaway_raises = bool(s.get("walkaway_raises", False))
-        self.level_coding = LevelCoding(s.get("level_coding", LevelCoding.GBT39046.value))
-        self.tz = ZoneInfo(str(s.get("timezone", "Asia/Shanghai")))
-        self.indicator_tags = list(s.get("indicator_tags", DEFAULT_TAGS))
-        self._link = StreamLink(
-            identity.address, device_id=identity.device_id, baudrate=int(s.get("baudrate", 9600))
-        )
+        c = self.config
+        self.ack_timeout = c.ack_timeout
+        self.retries = c.retries
+        self.walkaway_timeout = c.walkaway_timeout
+        self.walkaway_grace = c.walkaway_grace
+        self.frame_gap = c.frame_gap
+        self.walkaway_raises = c.walkaway_raises
+        self.level_coding = c.level_coding
+        self.tz = ZoneInfo(c.timezone)
+        self.indicator_tags = [tag.model_dump() for tag in c.indicator_tags]
+        self._link = StreamLink(identity.address, device_id=identity.device_id, baudrate=c.baudrate)
         self._scanner: FrameScanner[PadFrame] = FrameScanner(parse_frame, starts=b"\x02")
         self._seq = 0
         self._lock = asyncio.Lock()

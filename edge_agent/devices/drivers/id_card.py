@@ -14,8 +14,9 @@ import contextlib
 import logging
 import struct
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from edge_agent.devices.base import (
     DeviceBusy,
@@ -46,6 +47,7 @@ from edge_agent.devices.sam_text import (
     parse_text_block,
 )
 from edge_agent.devices.sam_transport import SamTransport
+from edge_agent.devices.settings import DriverSettings, seconds
 
 __all__ = ["SamIdReader", "SamReaderSettings", "format_sam_id"]
 
@@ -63,37 +65,22 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SamReaderSettings:
+class SamReaderSettings(DriverSettings):
     """Settings keys of ``sam_id_reader`` (profile + local config); times in seconds."""
 
-    baudrate: int = 115200
-    command_timeout: float = 1.0  # status, SAM id, find, select
-    read_timeout: float = 3.0  # 30 01 / 30 10 / 30 03 / 30 05 (1.3 kB at 115200 + card I/O)
-    open_timeout: float = 2.0
-    busy_timeout: float = 5.0  # how long a second caller waits for the reader
-    find_retries: int = 1  # vendor code retries find once on 80
-    fingerprint: bool = False  # read_card() default: 30 10 instead of 30 01
-    extra_address: bool = False  # read_card() default: also send 30 03
-
-    def __post_init__(self) -> None:
-        if self.baudrate not in (115200, 57600, 38400, 19200, 9600):
-            raise ValueError(f"baudrate {self.baudrate} is not one the SAM module supports")
-        for name in ("command_timeout", "read_timeout", "open_timeout", "busy_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value <= 60:
-                raise ValueError(f"{name} must be a number of seconds in (0, 60]")
-        if not 0 <= self.find_retries <= 5:
-            raise ValueError("find_retries must be 0..5")
-
-    @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> Self:
-        """Build from a settings mapping; unknown keys are errors, so typos are caught."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(settings) - known
-        if unknown:
-            raise ValueError(f"unknown sam_id_reader settings: {sorted(unknown)}")
-        return cls(**dict(settings))
+    baudrate: Literal[115200, 57600, 38400, 19200, 9600] = Field(
+        default=115200, description="serial speed the SAM module answers at (8N1)"
+    )
+    command_timeout: float = seconds(1.0, "status, SAM id, find, select")
+    # 30 01 / 30 10 / 30 03 / 30 05: 1.3 kB at 115200 plus the card's own I/O
+    read_timeout: float = seconds(3.0, "reads of text, photo, fingerprint, extra address")
+    open_timeout: float = seconds(2.0, "opening the port (or claiming the USB interface)")
+    busy_timeout: float = seconds(5.0, "how long a second request waits for the reader")
+    find_retries: int = Field(
+        default=1, ge=0, le=5, description="extra find attempts when no card is found"
+    )
+    fingerprint: bool = Field(default=False, description="read_card() uses 30 10 by default")
+    extra_address: bool = Field(default=False, description="read_card() also reads 30 03")
 
 
 def format_sam_id(raw: bytes) -> str:
@@ -109,6 +96,8 @@ class SamIdReader(Driver):
     """One SAM_A reader on ``identity.address`` (a serial device path)."""
 
     kind: ClassVar[str] = "id_card"
+    settings_model: ClassVar[type[DriverSettings]] = SamReaderSettings
+    config: SamReaderSettings
 
     def __init__(
         self,
@@ -118,7 +107,6 @@ class SamIdReader(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        self.config = SamReaderSettings.from_mapping(self.settings)
         self._link = SamTransport(
             identity.address, baudrate=self.config.baudrate, device_id=identity.device_id
         )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+from pydantic import Field
 
 from edge_agent.devices.base import (
     DeviceIdentity,
@@ -33,6 +35,7 @@ from edge_agent.devices.led_protocol import (
     parse_frame,
 )
 from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
 from edge_agent.devices.stream import FrameScanner, StreamLink
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,22 @@ _HINTS: Final = {
 }
 
 
+class LedScreenSettings(DriverSettings):
+    """Settings keys of ``led_window_screen``; times in seconds."""
+
+    baudrate: Baudrate = 9600
+    reply_timeout: float = seconds(0.5, "wait for a screen's reply", most=10)
+    retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
+    addresses: dict[str, Annotated[int, Field(ge=1, le=254)]] = Field(
+        default_factory=dict,
+        description="window → bus address; default: the window number itself",
+    )
+    unencodable: Literal["reject", "replace"] = Field(
+        default="reject", description="text GB2312 cannot hold: reject it, or show □"
+    )
+    probe_address: int = Field(default=1, ge=1, le=254, description="screen asked at probe")
+
+
 @register_driver("led_window_screen")
 class LedWindowScreen(Driver):
     """The LED strips behind one controller link; ``identity.address`` is a path or host:port.
@@ -55,6 +74,8 @@ class LedWindowScreen(Driver):
     """
 
     kind = "led_screen"
+    settings_model: ClassVar[type[DriverSettings]] = LedScreenSettings
+    config: LedScreenSettings
 
     def __init__(
         self,
@@ -64,15 +85,13 @@ class LedWindowScreen(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        s = self.settings
-        self.reply_timeout = float(s.get("reply_timeout", 0.5))
-        self.retries = int(s.get("retries", 2))
-        self.unencodable = str(s.get("unencodable", "reject"))
-        self.addresses = {str(k): int(v) for k, v in dict(s.get("addresses", {})).items()}
-        self.probe_address = int(s.get("probe_address", 1))
-        self._link = StreamLink(
-            identity.address, device_id=identity.device_id, baudrate=int(s.get("baudrate", 9600))
-        )
+        c = self.config
+        self.reply_timeout = c.reply_timeout
+        self.retries = c.retries
+        self.unencodable = c.unencodable
+        self.addresses = dict(c.addresses)
+        self.probe_address = c.probe_address
+        self._link = StreamLink(identity.address, device_id=identity.device_id, baudrate=c.baudrate)
         self._scanner: FrameScanner[LedFrame] = FrameScanner(parse_frame, starts=b"\xaa")
         self._lock = asyncio.Lock()
         self.shown: dict[int, dict[int, str]] = {}

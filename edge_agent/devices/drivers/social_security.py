@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from edge_agent.devices.base import (
     DeviceBusy,
@@ -53,6 +55,7 @@ from edge_agent.devices.pcsc_transport import (
     wait_for_card,
 )
 from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import DriverSettings, seconds
 
 __all__ = ["PcscSocialSecurityReader", "SocialSecurityCard", "SocialSecuritySettings"]
 
@@ -88,30 +91,20 @@ class SocialSecurityCard:
     __str__ = __repr__
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SocialSecuritySettings:
+class SocialSecuritySettings(DriverSettings):
     """Settings keys of ``pcsc_social_security``; times in seconds."""
 
-    reader: str | None = None  # exact name or a unique part of it; default identity.address
-    card_timeout: float = 10.0  # how long read_card waits for a card to be inserted
-    session_timeout: float = 10.0  # one connect + select + read cycle
-    read_style: str = "auto"  # "sfi", "current" or "auto" (SFI, fall back to current-EF)
-
-    def __post_init__(self) -> None:
-        for name in ("card_timeout", "session_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value <= 300:
-                raise ValueError(f"{name} must be a number of seconds in (0, 300]")
-        if self.read_style not in ("auto", "sfi", "current"):
-            raise ValueError("read_style must be 'auto', 'sfi' or 'current'")
-
-    @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> Self:
-        """Build from a settings mapping; unknown keys are errors."""
-        unknown = set(settings) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown pcsc_social_security settings: {sorted(unknown)}")
-        return cls(**dict(settings))
+    reader: str | None = Field(
+        default=None,
+        min_length=1,
+        description="exact PC/SC reader name or a unique part of it; default: found from "
+        "the USB device (docs/devices/social-security-card.md)",
+    )
+    card_timeout: float = seconds(10.0, "how long read_card waits for a card", most=300)
+    session_timeout: float = seconds(10.0, "one connect + select + read cycle", most=300)
+    read_style: Literal["auto", "sfi", "current"] = Field(
+        default="auto", description="READ RECORD style; auto tries SFI, then current-EF"
+    )
 
 
 @register_driver("pcsc_social_security")
@@ -119,6 +112,8 @@ class PcscSocialSecurityReader(Driver):
     """A PC/SC reader used for social-security cards; ``identity.address`` names the reader."""
 
     kind: ClassVar[str] = "social_security_card"
+    settings_model: ClassVar[type[DriverSettings]] = SocialSecuritySettings
+    config: SocialSecuritySettings
 
     def __init__(
         self,
@@ -128,7 +123,6 @@ class PcscSocialSecurityReader(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        self.config = SocialSecuritySettings.from_mapping(self.settings)
         self._wanted = self.config.reader or identity.address
         self._reader: str | None = None
         self._style: ReadStyle | None = (
