@@ -1,0 +1,386 @@
+"""Issue 6 proof: the simulated citizens' data appears nowhere it must not.
+
+Real parts throughout: a private Mosquitto, ``fleet-server run`` (JSON logs, DEBUG) on a
+SQLite file with a catalogue and a real HTTP upstream, ``edge-agent run --simulate``
+(text logs, DEBUG) whose simulated ID-card reader holds a fictitious citizen, and a
+plain MQTT client subscribed to ``#`` that records every message crossing the broker.
+A clerk reads the card through the local API, takes a ticket, files a case that
+upstream accepts, one it rejects (dead letter, with an agent/代理人), one with a typo'd
+ID number (422), and asks for an evaluation; the ID-card reader is unplugged so a
+device alert opens. Then an operator reads every GET endpoint of the fleet API the
+OpenAPI document lists, the web UI pages, the GeoJSON export and ``/metrics``.
+
+The scan looks for the citizens' names, ID numbers (whole, and the middle the masked
+form hides), addresses, pass numbers and photo bytes (``pii_needles``) in every line of
+the agent's, the server's and the broker's logs, every MQTT payload, and every
+operator answer. Zero hits. The ``tx`` kind is the one exception: it *is* the
+transaction, which carries the applicant by design (docs/protocol.md, docs/security.md:
+PII travels only inside transactions, protected by TLS on ``mqtts://``; this test uses
+the development ``mqtt://`` broker so that a ``#`` subscriber can see every kind, so
+here the body is readable). ``tx`` payloads are still scanned for photo bytes.
+
+Self-checks keep the scan honest: the clerk's card answer must contain the needles
+(name, ID number, address, photo base64), and so must the ``tx`` payload of the
+accepted case, so a scan that finds nothing did look with needles that find.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.devices.simulators.id_card import make_card
+from govedge_testbed import Mosquitto
+from tests.chaos.harness import Outlet, catalogue
+from tests.e2e.conftest import Agent, Server, poll, start_server, stop_process
+from tests.security.pii_needles import broken_check_digit, citizen_needles
+from tests.server.txkit import write_targets
+from tests.server.upstream import Upstream
+
+TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
+ACCEPTED_KEY = "pii-case-accepted"
+REJECTED_KEY = "pii-case-rejected"
+ID_CARD_READER = "sam-serial-bridge.sn-10c4ea60-SIMIDCARD0001-if00"
+NEEDLES = citizen_needles()
+STREAM_CHUNKS = 5
+
+
+@dataclass
+class Sniffer:
+    """A plain MQTT 5 client subscribed to ``#``: every message that crosses the broker."""
+
+    port: int
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        subscribed: queue.Queue[bool] = queue.Queue()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"pii-sniffer-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe("#", qos=1)
+        self.client.on_subscribe = lambda *_a: subscribed.put(True)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        self.client.loop_start()
+        assert subscribed.get(timeout=10)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def snapshot(self) -> list[tuple[str, bytes]]:
+        with self.lock:
+            return list(self.messages)
+
+    def kinds(self) -> set[str]:
+        return {topic.rsplit("/", 1)[-1] for topic, _ in self.snapshot()}
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class Answers:
+    """Every HTTP answer an operator got, by what was asked."""
+
+    bodies: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def get(self, client: httpx.Client, url: str, label: str, **kwargs: Any) -> httpx.Response:
+        response = client.get(url, **kwargs)
+        self.bodies[label] = response.text
+        self.statuses[label] = response.status_code
+        return response
+
+    def stream(self, client: httpx.Client, url: str, label: str) -> None:
+        """The first seconds of a server-sent event stream (it never ends by itself)."""
+        chunks: list[str] = []
+        try:
+            with client.stream("GET", url, timeout=httpx.Timeout(10, read=3)) as response:
+                self.statuses[label] = response.status_code
+                for chunk in response.iter_text():
+                    chunks.append(chunk)
+                    if len(chunks) >= STREAM_CHUNKS:
+                        break
+        except httpx.ReadTimeout:
+            pass  # nothing more within the read timeout: what came is what we scan
+        self.bodies[label] = "".join(chunks)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    fake = Upstream()
+    fake.start()
+    for name in TARGETS:
+        fake.target(name)
+    fake.target("rejecting").mode = "reject"
+    yield fake
+    fake.stop()
+
+
+def _clerk_session(outlet: Outlet) -> dict[str, Any]:
+    """What a clerk does at the counter; returns the card the local API answered."""
+    base = f"http://127.0.0.1:{outlet.port}"
+    auth = {"Authorization": f"Bearer {outlet.token}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as clerk:
+
+        def reader_ready() -> bool:
+            devices = clerk.get("/v1/devices").json()["devices"]
+            return any(d["device_id"] == ID_CARD_READER and d["state"] == "ready" for d in devices)
+
+        poll(reader_ready, timeout=30, interval=0.2)
+        read = clerk.post("/v1/id-card/read", json={})
+        assert read.status_code == httpx.codes.OK, read.text
+        card: dict[str, Any] = read.json()
+        # Self-check: the clerk's own answer carries the data, and the needles find it.
+        simulated = make_card()
+        assert card["name"] == simulated.name
+        assert card["id_number"] == simulated.id_number
+        found = NEEDLES.find_text(read.text)
+        for label in (
+            "resident card: name after its first character",
+            "resident card: ID number",
+            "resident card: address",
+            "resident card: photo (base64)",
+        ):
+            assert label in found, (label, found)
+
+        devices = clerk.get("/v1/devices").json()["devices"]
+        if any(
+            d["kind"] == "social_security_card_reader" and d["state"] == "ready" for d in devices
+        ):
+            ssc = clerk.post("/v1/social-security/read", json={"wait_s": 3})
+            assert ssc.status_code < httpx.codes.INTERNAL_SERVER_ERROR, ssc.text
+
+        types = clerk.get("/v1/queue").json()
+        business = types["business_types"][0]["code"]
+        ticket = clerk.post("/v1/tickets", json={"business_type": business})
+        assert ticket.status_code == httpx.codes.CREATED, ticket.text
+        called = clerk.post("/v1/windows/1/call", json={})
+        assert called.status_code < httpx.codes.INTERNAL_SERVER_ERROR, called.text
+
+        applicant = {"name": card["name"], "id_number": card["id_number"], "phone": "13800000000"}
+        cases = {
+            ACCEPTED_KEY: {"item_code": "HZ-1", "region_code": "330106", "applicant": applicant,
+                           "window": "1", "clerk": "clerk-1", "note": f"住址 {card['address']}"},
+            REJECTED_KEY: {"item_code": "REJ-1", "region_code": "330902", "applicant": applicant,
+                           "agent": applicant, "window": "1", "clerk": "clerk-1"},
+        }  # fmt: skip
+        for key, body in cases.items():
+            filed = clerk.post("/v1/submissions", json=body, headers={"Idempotency-Key": key})
+            assert filed.status_code == httpx.codes.ACCEPTED, filed.text
+        typo = {**applicant, "id_number": broken_check_digit(card["id_number"])}
+        refused = clerk.post(
+            "/v1/submissions",
+            json={"item_code": "HZ-1", "region_code": "330106", "applicant": typo,
+                  "window": "1", "clerk": "clerk-1"},
+        )  # fmt: skip
+        assert refused.status_code == httpx.codes.UNPROCESSABLE_ENTITY, refused.text
+
+        rating = clerk.post(
+            "/v1/evaluations",
+            json={"window": "1", "case_number": "C-PII-1", "staff_id": "S1", "timeout_s": 5},
+            timeout=30,
+        )
+        assert rating.status_code == httpx.codes.OK, rating.text
+
+        def settled(key: str, status: str) -> bool:
+            return bool(clerk.get(f"/v1/transactions/{key}").json()["status"] == status)
+
+        poll(lambda: settled(ACCEPTED_KEY, "delivered"), timeout=30, interval=0.2)
+        poll(lambda: settled(REJECTED_KEY, "rejected"), timeout=30, interval=0.2)
+    return card
+
+
+def _open_device_alert(server: Server, outlet: Outlet) -> None:
+    """Unplug the simulated reader and let the alert engine open a device alert."""
+    outlet.agent.signal(signal.SIGUSR1)
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as op:
+
+        def alert_open() -> bool:
+            op.post("/api/v1/alerts/evaluate").raise_for_status()
+            rows = op.get("/api/v1/alerts").json()
+            items = rows if isinstance(rows, list) else rows.get("items", rows.get("alerts", []))
+            return any(a.get("rule") == "device_offline" for a in items)
+
+        poll(alert_open, timeout=40, interval=0.5)
+    outlet.agent.signal(signal.SIGUSR2)
+
+
+def _path_values(op: httpx.Client, outlet_id: str, admin: str) -> dict[str, str]:
+    """Values for the path parameters of the operator API, from what exists now."""
+    values = {"outlet_id": outlet_id, "tx_id": ACCEPTED_KEY, "name": admin}
+    alerts = op.get("/api/v1/alerts").json()
+    items = alerts if isinstance(alerts, list) else alerts.get("items", alerts.get("alerts", []))
+    if items:
+        values["alert_id"] = str(items[0]["id"])
+    letters = op.get("/api/v1/dead-letters").json()
+    rows = letters if isinstance(letters, list) else letters.get("items", [])
+    if rows:
+        values["dead_letter_id"] = str(rows[0]["id"])
+    return values
+
+
+def _operator_views(server: Server, outlet_id: str) -> Answers:
+    """GET every API route in the OpenAPI document, the UI pages, /metrics and probes."""
+    answers = Answers()
+    admin = f"e2e-admin-{server.url.rsplit(':', 1)[1]}"
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as op:
+        spec = op.get("/openapi.json").json()
+        values = _path_values(op, outlet_id, admin)
+        skipped = []
+        for path, methods in sorted(spec["paths"].items()):
+            if "get" not in methods:
+                continue
+            params = re.findall(r"{(\w+)}", path)
+            if any(p not in values for p in params):
+                skipped.append(path)
+                continue
+            url = path.format(**values)
+            if "text/event-stream" in json.dumps(methods["get"].get("responses", {})):
+                answers.stream(op, url, f"GET {url}")
+            else:
+                answers.get(op, url, f"GET {url}")
+        assert "dead_letter_id" in values, "the rejected case did not reach the dead letters"
+        for path in ("/metrics", "/healthz", "/readyz"):
+            answers.get(op, path, f"GET {path}")
+        assert "govedge" in answers.bodies["GET /metrics"]
+
+        login = httpx.post(
+            f"{server.url}/ui/login",
+            data={"username": admin, "token": server.token},
+            follow_redirects=False,
+            timeout=30,
+        )
+        assert login.status_code == httpx.codes.SEE_OTHER, login.text
+        cookie = {"Cookie": f"govedge_session={login.cookies['govedge_session']}"}
+        for page in ("/ui", "/ui/overview", "/ui/map", f"/ui/outlets/{outlet_id}",
+                     "/ui/data/map", "/ui/data/evaluations", "/ui/evaluations"):  # fmt: skip
+            response = answers.get(op, page, f"UI {page}", headers=cookie, follow_redirects=True)
+            assert response.status_code == httpx.codes.OK, (page, response.status_code)
+        print(f"operator answers: {len(answers.bodies)}; not reachable by value: {skipped}")
+    errors = {k: v for k, v in answers.statuses.items() if v >= httpx.codes.INTERNAL_SERVER_ERROR}
+    assert not errors, errors
+    assert answers.statuses[f"GET /api/v1/outlets/{outlet_id}"] == httpx.codes.OK
+    assert answers.statuses["GET /api/v1/outlets.geojson"] == httpx.codes.OK
+    assert outlet_id in answers.bodies["GET /api/v1/outlets.geojson"]
+    return answers
+
+
+def _scan_lines(name: str, text: str) -> list[str]:
+    hits = []
+    for number, line in enumerate(text.splitlines(), 1):
+        found = NEEDLES.find_text(line)
+        if found:
+            hits.append(f"{name}:{number}: {found}: {line[:200]}")
+    return hits
+
+
+@pytest.mark.timeout(120)
+def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
+    private_broker: Mosquitto, upstream: Upstream, tmp_path: Path
+) -> None:
+    sniffer = Sniffer(private_broker.port)
+    targets = write_targets(tmp_path / "targets.json", upstream, TARGETS)
+    server_log, agent_log = tmp_path / "server.log", tmp_path / "agent.log"
+    server = start_server(
+        private_broker.url,
+        f"sqlite:///{tmp_path / 'fleet.db'}",
+        server_log,
+        env={
+            "GOVEDGE_UPSTREAM_TARGETS_FILE": str(targets),
+            "GOVEDGE_DELIVERY_POLL_INTERVAL_S": "0.1",
+            "GOVEDGE_LOG_LEVEL": "DEBUG",
+            "GOVEDGE_LOG_FORMAT": "json",
+        },
+    )
+    outlet_id = f"pii-{uuid.uuid4().hex[:8]}"
+    outlet = Outlet(
+        agent=Agent(
+            outlet_id=outlet_id,
+            data_dir=tmp_path / "agent",
+            mqtt_url=private_broker.url,
+            log=agent_log,
+            extra=["--simulate", "--log-level", "DEBUG", "--telemetry-interval", "1"],
+        )
+    )
+    try:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as op:
+            op.post("/api/v1/catalogue/import", json=catalogue()).raise_for_status()
+            op.put(
+                "/api/v1/outlet-profiles",
+                json=[{"outlet_id": outlet_id, "name": "西湖区文新街道便民服务中心",
+                       "kind": "township_centre", "region_code": "330106",
+                       "latitude": 30.29, "longitude": 120.12}],
+            ).raise_for_status()  # fmt: skip
+            op.put(
+                "/api/v1/alert-rules",
+                json={"scope": "global", "rule": "device_offline", "params": {"after_s": 0}},
+            ).raise_for_status()
+        outlet.register_app()
+        outlet.start()
+        poll(lambda: server.state(outlet_id) == "online", timeout=30, interval=0.2)
+
+        _clerk_session(outlet)
+        _open_device_alert(server, outlet)
+        answers = _operator_views(server, outlet_id)
+    finally:
+        outlet.agent.stop()
+        stop_process(server.proc)
+        sniffer.close()
+
+    # Upstream got the accepted case with the applicant in it: the flow really ran.
+    assert ACCEPTED_KEY in upstream.accepted
+
+    messages = sniffer.snapshot()
+    kinds = {topic.rsplit("/", 1)[-1] for topic, _ in messages}
+    assert {"birth", "telemetry", "event", "tx", "txack", "txresult", "state"} <= kinds, kinds
+    hits: list[str] = []
+    tx_with_applicant = 0
+    for n, (topic, payload) in enumerate(messages):
+        kind = topic.rsplit("/", 1)[-1]
+        if kind == "tx":
+            # The transaction itself carries the applicant (TLS protects it in production);
+            # it must never carry photo bytes.
+            tx_with_applicant += bool(NEEDLES.find_bytes(payload))
+            found = NEEDLES.find_bytes(payload, photos_only=True)
+        else:
+            found = NEEDLES.find_bytes(payload)
+        if found:
+            hits.append(f"mqtt #{n} {topic}: {found}: {payload[:200]!r}")
+    assert tx_with_applicant >= 2, "self-check: the tx payloads should carry the applicant"
+
+    logs = {
+        "server.log": server_log.read_text(errors="replace"),
+        "agent.log": agent_log.read_text(errors="replace"),
+        "broker.log": private_broker.log_path.read_text(errors="replace"),
+    }
+    assert any(json.loads(line)["level"] == "DEBUG" for line in logs["server.log"].splitlines()
+               if line.startswith("{")), "the server should log JSON at DEBUG"  # fmt: skip
+    assert "DEBUG" in logs["agent.log"]
+    for name, text in logs.items():
+        hits += _scan_lines(name, text)
+    for label, body in answers.bodies.items():
+        hits += _scan_lines(label, body)
+    print(
+        f"scanned {sum(len(t.splitlines()) for t in logs.values())} log lines, "
+        f"{len(messages)} MQTT messages ({sorted(kinds)}), {len(answers.bodies)} answers"
+    )
+    assert not hits, "citizen data leaked:\n" + "\n".join(hits[:50])
