@@ -100,6 +100,11 @@ class _FleetCollector(Collector):
             yield CounterMetricFamily(
                 "govedge_alert_evaluations", "Rule evaluations", value=s.engine.evaluations
             )
+            yield GaugeMetricFamily(
+                "govedge_alert_engine_leader",
+                "1 if this process is the alert-engine leader (evaluates and notifies)",
+                value=1 if s.engine.leader.leading else 0,
+            )
         if s.notifier is not None:
             sent = CounterMetricFamily(
                 "govedge_alert_webhooks", "Webhook deliveries", labels=["outcome"]

@@ -12,11 +12,12 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.alerts.engine import AlertEngine
+from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.live import LiveHub
@@ -36,7 +37,12 @@ class HealthRuntime:
     """The limiter, recorder, sink, alert engine and notifier of one process."""
 
     def __init__(
-        self, settings: Settings, *, sessions: sessionmaker[Session], metrics: FleetMetrics
+        self,
+        settings: Settings,
+        *,
+        sessions: sessionmaker[Session],
+        metrics: FleetMetrics,
+        engine: Engine | None = None,
     ) -> None:
         self.settings = settings
         self.live = LiveHub()
@@ -73,6 +79,12 @@ class HealthRuntime:
             notifier=self.notifier,
             live=self.live,
             on_db_latency=metrics.observe_db,
+            # One leader per database among the server processes (alerts/leader.py).
+            leader=(
+                leadership_for(engine, sessions, interval_s=settings.alert_eval_interval_s)
+                if engine is not None
+                else None
+            ),
         )
         sources = metrics.sources
         sources.limiter = self.limiter
