@@ -2,9 +2,9 @@
 
 The app holds no device or outbox of its own: every route goes through the runtime the
 daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
-database (``DATA_DIR/local_api.sqlite3``), the one background task it needs (the
-transaction status table following ``runtime.events``) and the directory of rendered
-announcements.
+database (``DATA_DIR/local_api.sqlite3``), its two background tasks (the transaction
+status table following ``runtime.events``, and the caller keypads' window operations,
+``keypads.run_keypads``) and the directory of rendered announcements.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
 from edge_agent.local_api.errors import install_error_handlers
+from edge_agent.local_api.keypads import run_keypads
 from edge_agent.local_api.routes import v1_router
 from edge_agent.local_api.security import LocalGuard
 from edge_agent.runtime import AgentRuntime
@@ -65,12 +66,18 @@ def create_local_app(
             tracker = asyncio.create_task(
                 local.tracker.run(subscription), name="local-api:transaction-tracker"
             )
+            key_events = runtime.events.subscribe(maxsize=1024)
+            keypads = asyncio.create_task(
+                run_keypads(local, key_events), name="local-api:caller-keypads"
+            )
             try:
                 yield
             finally:
                 tracker.cancel()
-                await asyncio.wait([tracker], timeout=5.0)
+                keypads.cancel()
+                await asyncio.wait([tracker, keypads], timeout=5.0)
                 subscription.close()
+                key_events.close()
                 local.announcements.close()
 
     app = FastAPI(

@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
 from edge_agent.devices.pcsc_vpcd import PcscStack
+from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
 from edge_agent.devices.simulators.document_camera import DocumentCameraSimulator
 from edge_agent.devices.simulators.escpos_printer import EscPosPrinterSimulator
 from edge_agent.devices.simulators.evaluation_pad import EvaluationPadSimulator
@@ -120,8 +121,17 @@ PROFILES = ProfileSet(
             match=(MatchRule(usb=UsbRule(subsystem="usb", interface_class="0b")),),
             settings={"card_timeout": 5.0},
         ),
+        Profile(
+            id="test-keypad",
+            name="caller keypad bus (test)",
+            kind="caller_keypad",
+            driver="caller_keypad",
+            match=(MatchRule(network=NetworkRule()),),
+            settings={"reply_timeout": 0.3, "probe_address": 3},
+        ),
     )
 )
+KEYPAD_BUS = "keypad-bus"
 
 
 def reader_description(path: str) -> DeviceDescription:
@@ -178,6 +188,7 @@ class Outlet:
     pad: EvaluationPadSimulator
     printer: EscPosPrinterSimulator
     led: LedScreenSimulator
+    keypad: CallerKeypadSimulator | None = None
 
     @property
     def auth(self) -> dict[str, str]:
@@ -206,6 +217,7 @@ async def outlet(
     options: LocalApiOptions | None = None,
     camera: DocumentCameraSimulator | None = None,
     pcsc: PcscStack | None = None,
+    keypad: bool = False,
 ) -> AsyncIterator[Outlet]:
     """Start everything; yields once every device is ready and the API listens."""
     data = tmp_path / "data"
@@ -218,6 +230,7 @@ async def outlet(
             EvaluationPadSimulator(transport="tcp") as pad,
             EscPosPrinterSimulator(transport="tcp") as printer,
             LedScreenSimulator(addresses=range(1, 9), transport="tcp") as led,
+            CallerKeypadSimulator(addresses=(3, 5), transport="tcp") as keypads,
         ):
             described = [reader_description(id_card.device_path)]
             wanted = [READER, "pad-3", "printer-1", "led-bus"]
@@ -235,6 +248,13 @@ async def outlet(
                 ),
                 NetworkDeviceConfig(profile="test-led", address=led.address, device_id="led-bus"),
             ]
+            if keypad:
+                network.append(
+                    NetworkDeviceConfig(
+                        profile="test-keypad", address=keypads.address, device_id=KEYPAD_BUS
+                    )
+                )
+                wanted.append(KEYPAD_BUS)
             async with (
                 DeviceManager(
                     PROFILES,
@@ -286,6 +306,7 @@ async def outlet(
                             pad=pad,
                             printer=printer,
                             led=led,
+                            keypad=keypads if keypad else None,
                         )
                 finally:
                     server.cancel()

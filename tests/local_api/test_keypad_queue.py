@@ -1,0 +1,190 @@
+"""Caller keypads drive the queue over their real bus protocol.
+
+The keypad simulator puts real FT1.2-style key frames (``FF 68 L L 68 ADDR 01 KEY CS 16``)
+on a TCP bus; the ``caller_keypad`` driver acknowledges them and publishes ``keypad.*``;
+the local API's keypad bridge runs the window operation through the ``QueueEngine`` and
+the same ``present`` path as ``POST /v1/windows/{w}/…``. The checks are what really
+happened: the queue's state, the GB2312 text the LED simulator decoded from the frames it
+received, the keypad's display frame, the queue event in the outbox, the WAV rendered by
+espeak-ng, and the ``window.result`` event a clerk app receives on its real WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.devices import DeviceEvent
+from edge_agent.devices.keypad_protocol import Key
+from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
+from edge_agent.discovery import Subscription
+from edge_agent.queueing import WindowSnapshot
+from tests.local_api.harness import KEYPAD_BUS, Outlet, outlet
+
+Scenario = Callable[[Outlet, CallerKeypadSimulator, Subscription], Awaitable[None]]
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None and os.environ.get("CI", "").lower() != "true",
+    reason="espeak-ng missing (outside CI)",
+)
+
+
+def run(tmp_path: Path, scenario: Scenario) -> None:
+    async def main() -> None:
+        async with outlet(tmp_path, keypad=True) as o:
+            assert o.keypad is not None
+            async with o.runtime.events.subscribe() as events:
+                async with asyncio.timeout(60):
+                    await scenario(o, o.keypad, events)
+
+    asyncio.run(main())
+
+
+async def outcome(events: Subscription) -> DeviceEvent:
+    """The next ``window.result`` or ``window.refused`` of a keypad."""
+    while True:
+        event = await events.get(timeout_s=20)
+        if event.name in ("window.result", "window.refused"):
+            assert event.device_id == KEYPAD_BUS
+            return event
+
+
+async def press(
+    keypads: CallerKeypadSimulator, events: Subscription, window: int, key: Key, arg: str = ""
+) -> DeviceEvent:
+    keypads.press(window, key, arg=arg)
+    return await outcome(events)
+
+
+async def window(o: Outlet, name: str) -> WindowSnapshot:
+    snapshot = await o.runtime.queue.snapshot()
+    return next(w for w in snapshot.windows if w.window == name)
+
+
+async def issue(o: Outlet, business_type: str = "social") -> str:
+    response = await o.client.post(
+        "/v1/tickets", headers=o.auth, json={"business_type": business_type, "print": False}
+    )
+    assert response.status_code == 201, response.text
+    number: str = response.json()["number"]
+    return number
+
+
+@needs_espeak
+def test_call_key_calls_the_next_ticket_shows_it_and_announces_it(tmp_path: Path) -> None:
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        assert await issue(o) == "A001"
+        assert await issue(o) == "A002"
+        async with o.events_socket() as ws:
+            keypads.press(3, Key.CALL)
+            async with asyncio.timeout(20):
+                while True:
+                    message: dict[str, Any] = json.loads(await ws.recv())
+                    if message.get("name") == "window.result":
+                        break
+        result = (await outcome(events)).data
+        assert message["data"]["ticket"]["number"] == "A001"
+        assert result["operation"] == "call"
+        assert result["window"] == "3"
+        assert result["ticket"]["number"] == "A001"
+        assert result["warnings"] == []
+        # the queue: A001 is at window 3, one waits
+        at_three = await window(o, "3")
+        assert at_three.current_ticket == "A001"
+        assert at_three.waiting == 1
+        # the LED simulator decoded these GB2312 frames for screen 3
+        assert o.led.text(3, 1) == "请A001号到3号窗口"
+        assert o.led.text(3, 2) == "等候人数:001"
+        # the keypad's own display and its E5 for our key frame
+        assert keypads.display(3) == "A001"
+        assert keypads.acks_received >= 1
+        # the queue event is in the outbox, like the HTTP path's
+        entry = await o.runtime.outbox.read(result["tx_id"])
+        assert entry is not None
+        assert entry.meta.tx_kind == "queue.call"
+        # the announcement was rendered to a real WAV by espeak-ng
+        assert result["announcement"]["text"] == "请A001号到3号窗口办理业务"
+        wav = await o.client.get(result["announcement"]["audio_url"], headers=o.auth)
+        assert wav.status_code == 200
+        assert wav.content[:4] == b"RIFF"
+
+    run(tmp_path, scenario)
+
+
+def test_every_window_key_performs_its_operation(tmp_path: Path) -> None:
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        for _ in range(3):
+            await issue(o)
+        await issue(o, "tax")  # B001: window 5 serves social and tax
+
+        await press(keypads, events, 3, Key.CALL)  # A001 at 3
+        recall = (await press(keypads, events, 3, Key.RECALL)).data
+        assert recall["operation"] == "recall"
+        assert recall["ticket"]["calls"] == 2
+        assert recall["announcement"]["text"].endswith("(重呼)")
+
+        skip = (await press(keypads, events, 3, Key.SKIP)).data  # 弃号 A001
+        assert skip["operation"] == "skip"
+        assert skip["ticket"]["status"] == "skipped"
+        assert keypads.display(3) == "----"
+
+        await press(keypads, events, 3, Key.CALL)  # A002
+        hold = (await press(keypads, events, 3, Key.HOLD)).data
+        assert hold["ticket"]["number"] == "A002"
+        assert hold["ticket"]["status"] == "held"
+
+        back = (await press(keypads, events, 3, Key.CALLBACK, "A002")).data  # 回呼
+        assert back["operation"] == "call-back"
+        assert (await window(o, "3")).current_ticket == "A002"
+        assert keypads.display(3) == "A002"
+        assert o.led.text(3, 1) == "请A002号到3号窗口"
+
+        moved = (await press(keypads, events, 3, Key.TRANSFER, "5")).data  # 转移 to window 5
+        assert moved["operation"] == "transfer"
+        assert (await window(o, "3")).current_ticket is None
+        at_five = (await press(keypads, events, 5, Key.CALL)).data
+        assert at_five["ticket"]["number"] == "A002"  # transferred tickets keep their place
+        assert keypads.display(5) == "A002"
+        assert o.led.text(5, 1) == "请A002号到5号窗口"
+
+        evaluate = (await press(keypads, events, 5, Key.EVALUATE)).data
+        assert evaluate["operation"] == "evaluate"
+        assert keypads.display(5) == "EVAL"
+
+    run(tmp_path, scenario)
+
+
+def test_pause_key_toggles_and_a_refused_key_changes_nothing(tmp_path: Path) -> None:
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        await issue(o)
+        paused = (await press(keypads, events, 3, Key.PAUSE)).data
+        assert paused["operation"] == "pause"
+        assert (await window(o, "3")).paused
+        assert keypads.display(3) == "PAUSE"
+
+        refused = await press(keypads, events, 3, Key.CALL)
+        assert refused.name == "window.refused"
+        assert refused.data["reason"] == "WindowPaused"
+        assert keypads.display(3) == "PAUSED"
+        assert (await window(o, "3")).current_ticket is None  # nothing changed
+
+        resumed = (await press(keypads, events, 3, Key.PAUSE)).data
+        assert resumed["operation"] == "resume"
+        assert not (await window(o, "3")).paused
+        called = (await press(keypads, events, 3, Key.CALL)).data
+        assert called["ticket"]["number"] == "A001"
+
+        missing = await press(keypads, events, 3, Key.CALLBACK)  # no ticket typed
+        assert missing.name == "window.refused"
+        assert keypads.display(3) == "NO ARG"
+        unknown = await press(keypads, events, 3, Key.CALLBACK, "A999")
+        assert unknown.data["reason"] == "TicketNotFound"
+        assert (await window(o, "3")).current_ticket == "A001"
+
+    run(tmp_path, scenario)
