@@ -29,7 +29,8 @@ Rules (Sparkplug b1, adapted to govedge):
   Profile problems found at start are reported once per connection as a
   ``profiles.problems`` event.
 - Outbox: an ``OutboxSender`` runs after the birth (QoS 1 publishes awaiting PUBACK,
-  ``seq`` from this session); ``TransactionAck`` goes to ``sender.on_ack``;
+  ``seq`` from this session); ``TransactionAck`` goes to ``sender.ack_soon`` (not
+  awaited, so acks that arrive together are committed together);
   ``TransactionResult`` (deduplicated by ``tx_id`` and outcome) becomes a local
   ``transaction.result`` event for the clerk app (``runtime.publish_transaction_event``).
 - Clean shutdown: stop the outbox sender (bounded wait), stop telemetry and downlink
@@ -52,7 +53,7 @@ from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.discovery import Subscription
 from edge_agent.host_metrics import sample_host_metrics
 from edge_agent.identity import HostIdentity
-from edge_agent.outbox import OutboxSender, OutgoingTx
+from edge_agent.outbox import AckOutcome, OutboxSender, OutgoingTx
 from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings
 from edge_agent.uplink_events import (
@@ -184,6 +185,7 @@ class AgentSession:
         sender = self._sender_task
         if sender is not None and not sender.done():
             await asyncio.wait({sender}, timeout=SENDER_STOP_TIMEOUT_S)
+        await self._sender.acks_applied(SENDER_STOP_TIMEOUT_S)
         serve.cancel()
 
     async def _serve(self) -> None:
@@ -379,12 +381,23 @@ class AgentSession:
             log.info("desired config version %d received (not applied yet)", decoded.version)
         elif isinstance(decoded, TransactionAck):
             self._counters.incr("txack_received")
-            outcome = await self._sender.on_ack(decoded)
-            self._counters.incr(f"txack_{outcome}")
+            # Not awaited: acks arriving meanwhile are committed together (group commit).
+            self._sender.ack_soon(decoded).add_done_callback(self._count_ack)
         elif isinstance(decoded, TransactionResult):
             await self._handle_tx_result(decoded)
         else:
             self._counted_drop("unexpected_kind", f"unexpected {decoded.kind} message on {topic}")
+
+    def _count_ack(self, future: asyncio.Future[AckOutcome]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:  # not deleted: the entry is sent again, the server says duplicate
+            self._counters.incr("txack_failed")
+            if self._log_limiter.allow("txack_failed"):
+                log.warning("transaction ack not applied to the outbox: %s", exc)
+            return
+        self._counters.incr(f"txack_{future.result()}")
 
     def _counted_drop(self, reason: str, detail: str) -> None:
         count = self._counters.incr(f"downlink_dropped.{reason}")

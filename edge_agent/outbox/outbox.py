@@ -302,9 +302,35 @@ class Outbox:
 
     async def apply_ack(self, ack: TransactionAck) -> AckOutcome:
         """Apply a server TransactionAck: accepted/duplicate remove, rejected dead-letters."""
-        if ack.status == "rejected":
-            return "dead_lettered" if await self.reject(ack.tx_id, ack.reason) else "unknown"
-        return "removed" if await self.ack(ack.tx_id) else "unknown"
+        return (await self.apply_acks([ack]))[0]
+
+    async def apply_acks(self, acks: Sequence[TransactionAck]) -> list[AckOutcome]:
+        """Apply several TransactionAcks in ONE SQLite transaction; an outcome per ack.
+
+        The sender batches the acks that arrive while the previous batch commits, so
+        the delete costs one commit per batch, not per transaction.
+        """
+        store = self._open_store()
+        if not acks:
+            return []
+        outcomes = await self._run(
+            functools.partial(
+                store.apply_acks,
+                [(a.tx_id, a.status, a.reason) for a in acks],
+                now_ms=self._now_ms(),
+            )
+        )
+        for ack, outcome in zip(acks, outcomes, strict=True):
+            if outcome == "unknown":
+                self._unknown_acks += 1
+                log.debug("outbox ack for unknown %s ignored", ack.tx_id)
+                continue
+            self._record_ack()
+            if outcome == "dead_lettered":
+                log.warning(
+                    "outbox entry %s rejected by the server; moved to dead letters", ack.tx_id
+                )
+        return outcomes
 
     def _record_ack(self) -> None:
         now = self._clock()

@@ -5,6 +5,13 @@ Settings and why:
 - ``journal_mode=WAL``: a commit is one append to the WAL, readers never block it.
 - ``synchronous=FULL``: the WAL is fsynced at every commit, so a power cut after
   ``put()`` returned loses nothing (NORMAL could lose the last commits).
+- Bookkeeping only (``mark_sent``'s attempt count, deleting acked entries) commits with
+  ``synchronous=NORMAL`` (``transaction(conn, durable=False)``): no fsync of its own.
+  The WAL is append-only and the next FULL commit (the next ``put``) or checkpoint
+  fsyncs it with everything before it, so a power cut can lose only the newest such
+  commits, never a ``put``: the entry is then sent again (the server answers
+  ``duplicate``) or carries the same attempt number again. A killed process loses
+  nothing: the commit is in the OS's page cache.
 - ``locking_mode=EXCLUSIVE``: one process owns the outbox; a second agent started on
   the same data directory fails at open instead of sending everything twice.
 - Explicit ``BEGIN IMMEDIATE`` transactions (autocommit connection), so every change
@@ -149,16 +156,26 @@ def _configure(conn: sqlite3.Connection) -> None:
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(conn: sqlite3.Connection, *, durable: bool = True) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception.
+
+    ``durable=False`` commits with ``synchronous=NORMAL`` (no fsync of its own; see the
+    module doc for why that is safe for bookkeeping) and restores ``FULL`` afterwards.
+    """
+    if not durable:
+        conn.execute("PRAGMA synchronous = NORMAL")
     try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        if not durable:
+            conn.execute("PRAGMA synchronous = FULL")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from edge_agent.outbox.models import AckOutcome, OutgoingTx
 from edge_agent.outbox.outbox import Outbox
@@ -23,6 +24,11 @@ from edge_agent.outbox.ratelimit import TokenBucket
 from govedge_wire import Transaction, TransactionAck
 
 log = logging.getLogger(__name__)
+
+# Entries in flight (sent, not acknowledged) by default; the MQTT client allows as many.
+DEFAULT_WINDOW: Final = 64
+# Acks applied in one SQLite transaction at most (they arrive at most ``window`` at a time).
+_MAX_ACK_BATCH: Final = 256
 
 
 class OutboxSender:
@@ -42,7 +48,7 @@ class OutboxSender:
         make_message: Callable[[OutgoingTx], Transaction],
         rate_per_s: float = 20.0,
         burst: int = 20,
-        window: int = 64,
+        window: int = DEFAULT_WINDOW,
         batch_size: int = 32,
         ack_timeout_s: float = 30.0,
         max_backoff_s: float = 600.0,
@@ -65,6 +71,8 @@ class OutboxSender:
         self._idle_poll_s = idle_poll_s
         self._clock = clock
         self._inflight: dict[str, float] = {}  # tx_id -> ack deadline (clock)
+        self._acks: list[tuple[TransactionAck, asyncio.Future[AckOutcome]]] = []
+        self._ack_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.sent_total = 0
         self.resent_total = 0
@@ -104,37 +112,97 @@ class OutboxSender:
         self._outbox.notify()
 
     async def pump(self) -> int:
-        """Send what the window, the rate limit and the due entries allow now; count sent."""
+        """Send what the window, the rate limit and the due entries allow now; count sent.
+
+        One batch: the due entries are marked sent in ONE bookkeeping commit (durable
+        first: a resend after a crash carries ``attempt + 1``), then published in order
+        without waiting for each PUBACK before the next (the client library keeps the
+        order on the one connection); returns when the broker acknowledged them all.
+        """
         self._expire()
         room = self._window - len(self._inflight)
-        if room <= 0:
+        if room <= 0 or self._stopping.is_set():
             return 0
-        sent = 0
-        for entry in await self._outbox.next_batch(min(room, self._batch_size)):
-            if self._stopping.is_set():
-                break
-            if entry.tx_id in self._inflight:
-                continue
-            await self._bucket.acquire()
-            outgoing = entry.outgoing()
-            wait_s = self.resend_after(outgoing.attempt)
-            # Durable first: a resend after a crash then carries attempt + 1.
-            await self._outbox.mark_sent(entry.tx_id, resend_after_s=wait_s)
-            message = self._make_message(outgoing)
-            async with asyncio.timeout(self._publish_timeout_s):
-                await self._publish(message)
-            self._inflight[entry.tx_id] = self._clock() + wait_s
-            sent += 1
+        batch = await self._outbox.next_batch(min(room, self._batch_size))
+        outgoing = [e.outgoing() for e in batch if e.tx_id not in self._inflight]
+        if not outgoing:
+            return 0
+        waits: dict[float, list[str]] = {}
+        for tx in outgoing:
+            waits.setdefault(self.resend_after(tx.attempt), []).append(tx.tx_id)
+        for wait_s, tx_ids in waits.items():
+            await self._outbox.mark_sent(*tx_ids, resend_after_s=wait_s)
+        publishes: list[asyncio.Task[None]] = []
+        try:
+            for tx in outgoing:
+                if self._stopping.is_set():
+                    break
+                await self._bucket.acquire()
+                message = self._make_message(tx)
+                # In flight before the publish: the ack can overtake our PUBACK handling.
+                self._inflight[tx.tx_id] = self._clock() + self.resend_after(tx.attempt)
+                publishes.append(asyncio.create_task(self._publish_one(message)))
+                await asyncio.sleep(0)  # let it hand the message to the client now, in order
+            await asyncio.gather(*publishes)
+        except BaseException:
+            for task in publishes:
+                task.cancel()
+            await asyncio.gather(*publishes, return_exceptions=True)
+            raise
+        for tx in outgoing[: len(publishes)]:
             self.sent_total += 1
-            if outgoing.attempt > 1:
+            if tx.attempt > 1:
                 self.resent_total += 1
-        return sent
+        return len(publishes)
+
+    async def _publish_one(self, message: Transaction) -> None:
+        async with asyncio.timeout(self._publish_timeout_s):
+            await self._publish(message)
+
+    def ack_soon(self, ack: TransactionAck) -> asyncio.Future[AckOutcome]:
+        """Queue a TransactionAck for the next batched commit; the future gets its outcome.
+
+        The downlink handler calls this and does not wait, so acks arriving while one
+        batch commits make up the next batch (group commit): one commit per batch.
+        """
+        self._inflight.pop(ack.tx_id, None)
+        future: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
+        self._acks.append((ack, future))
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.create_task(self._apply_acks(), name="outbox-acks")
+        return future
 
     async def on_ack(self, ack: TransactionAck) -> AckOutcome:
-        """Apply a TransactionAck from the server (call it from the downlink handler)."""
-        self._inflight.pop(ack.tx_id, None)
-        # Shielded: the delete is the durable write that ends this entry's life.
-        return await asyncio.shield(self._outbox.apply_ack(ack))
+        """Apply a TransactionAck and wait for its commit (shielded: the delete is the
+        durable write that ends this entry's life)."""
+        return await asyncio.shield(self.ack_soon(ack))
+
+    async def acks_applied(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until every queued ack was committed."""
+        task = self._ack_task
+        if task is None or task.done():
+            return True
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        return bool(done)
+
+    async def _apply_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks[:_MAX_ACK_BATCH], self._acks[_MAX_ACK_BATCH:]
+            try:
+                outcomes = await self._outbox.apply_acks([ack for ack, _ in batch])
+            except Exception as exc:  # handed to every waiter
+                # Not deleted: the entries are resent and the server answers duplicate.
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
 
     def _expire(self) -> None:
         now = self._clock()

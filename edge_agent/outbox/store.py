@@ -33,6 +33,7 @@ from edge_agent.outbox.errors import (
     UnknownMaterial,
 )
 from edge_agent.outbox.models import (
+    AckOutcome,
     DeadCause,
     DeadLetter,
     DueEntry,
@@ -327,8 +328,11 @@ class Store:
 
     @translated
     def mark_sent(self, tx_ids: Sequence[str], *, now_ms: int, resend_after_ms: int) -> int:
-        """Record one more attempt for each id and when it may be resent; rows changed."""
-        with schema.transaction(self.conn):
+        """Record one more attempt for each id and when it may be resent; rows changed.
+
+        One bookkeeping commit for the whole batch (``synchronous=NORMAL``, see schema).
+        """
+        with schema.transaction(self.conn, durable=False):
             cur = self.conn.executemany(
                 "UPDATE entries SET attempts = attempts + 1, last_sent_ms = ?, next_due_ms = ?"
                 " WHERE tx_id = ?",
@@ -339,7 +343,7 @@ class Store:
     @translated
     def make_all_due(self) -> int:
         """Make every pending entry due now (after a reconnect); rows changed."""
-        with schema.transaction(self.conn):
+        with schema.transaction(self.conn, durable=False):
             cur = self.conn.execute("UPDATE entries SET next_due_ms = 0 WHERE next_due_ms > 0")
         return cur.rowcount
 
@@ -348,48 +352,76 @@ class Store:
     @translated
     def ack(self, tx_id: str, *, now_ms: int) -> bool:
         """Delete an entry the server durably stored; ``False`` if it is not pending."""
-        with schema.transaction(self.conn):
-            row = self.conn.execute(
-                "SELECT material_id FROM entries WHERE tx_id = ?", (tx_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,))
-            self.conn.execute("DELETE FROM tx_materials WHERE tx_id = ?", (tx_id,))
-            material_id = row[0]
-            if material_id is not None and not self._one(
-                "SELECT 1 FROM entries WHERE material_id = ?", material_id
-            ):
-                self.conn.execute(
-                    "UPDATE materials SET state = 'delivered', done_ms = ?"
-                    " WHERE material_id = ? AND state = 'pending'",
-                    (now_ms, material_id),
-                )
+        return self.apply_acks([(tx_id, "accepted", None)], now_ms=now_ms) == ["removed"]
+
+    @translated
+    def apply_acks(
+        self, acks: Sequence[tuple[str, str, str | None]], *, now_ms: int
+    ) -> list[AckOutcome]:
+        """Apply ``(tx_id, status, reason)`` acks in one transaction; an outcome each.
+
+        ``accepted``/``duplicate`` delete the entry (``removed``), ``rejected`` moves it to
+        the dead letters (``dead_lettered``), an id not pending is ``unknown``. Deleting
+        is bookkeeping (``synchronous=NORMAL``): a lost delete only means a resend the
+        server answers ``duplicate``. A batch with a rejection commits fully synced.
+        """
+        durable = any(status == "rejected" for _, status, _ in acks)
+        outcomes: list[AckOutcome] = []
+        with schema.transaction(self.conn, durable=durable):
+            for tx_id, status, reason in acks:
+                if status == "rejected":
+                    moved = self._reject_in_txn(tx_id, reason, now_ms=now_ms)
+                    outcomes.append("dead_lettered" if moved else "unknown")
+                else:
+                    removed = self._ack_in_txn(tx_id, now_ms=now_ms)
+                    outcomes.append("removed" if removed else "unknown")
+        return outcomes
+
+    def _ack_in_txn(self, tx_id: str, *, now_ms: int) -> bool:
+        row = self.conn.execute(
+            "SELECT material_id FROM entries WHERE tx_id = ?", (tx_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,))
+        self.conn.execute("DELETE FROM tx_materials WHERE tx_id = ?", (tx_id,))
+        material_id = row[0]
+        if material_id is not None and not self._one(
+            "SELECT 1 FROM entries WHERE material_id = ?", material_id
+        ):
+            self.conn.execute(
+                "UPDATE materials SET state = 'delivered', done_ms = ?"
+                " WHERE material_id = ? AND state = 'pending'",
+                (now_ms, material_id),
+            )
         return True
 
     @translated
     def reject(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
         """Dead-letter an entry the server refused; a refused chunk takes its material's
         other chunks and the transactions that reference it along."""
-        reason = None if reason is None else reason[:_REASON_MAX]
         with schema.transaction(self.conn):
-            material_id = self._one("SELECT material_id FROM entries WHERE tx_id = ?", tx_id)
-            if not self._move_dead([tx_id], cause="rejected", reason=reason, now=now_ms):
-                return False
-            if material_id is not None:
-                why = f"material {material_id} was rejected"
-                self.conn.execute(
-                    "UPDATE materials SET state = 'rejected', done_ms = ? WHERE material_id = ?",
-                    (now_ms, material_id),
-                )
-                dependent = self.conn.execute(
-                    "SELECT tx_id FROM entries WHERE material_id = :m UNION"
-                    " SELECT tx_id FROM tx_materials WHERE material_id = :m",
-                    {"m": material_id},
-                ).fetchall()
-                self._move_dead(
-                    [r[0] for r in dependent], cause="material_rejected", reason=why, now=now_ms
-                )
+            return self._reject_in_txn(tx_id, reason, now_ms=now_ms)
+
+    def _reject_in_txn(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
+        reason = None if reason is None else reason[:_REASON_MAX]
+        material_id = self._one("SELECT material_id FROM entries WHERE tx_id = ?", tx_id)
+        if not self._move_dead([tx_id], cause="rejected", reason=reason, now=now_ms):
+            return False
+        if material_id is not None:
+            why = f"material {material_id} was rejected"
+            self.conn.execute(
+                "UPDATE materials SET state = 'rejected', done_ms = ? WHERE material_id = ?",
+                (now_ms, material_id),
+            )
+            dependent = self.conn.execute(
+                "SELECT tx_id FROM entries WHERE material_id = :m UNION"
+                " SELECT tx_id FROM tx_materials WHERE material_id = :m",
+                {"m": material_id},
+            ).fetchall()
+            self._move_dead(
+                [r[0] for r in dependent], cause="material_rejected", reason=why, now=now_ms
+            )
         return True
 
     def _move_dead(

@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.outbox import Outbox, OutboxSender, OutgoingTx
+from edge_agent.outbox import Outbox, OutboxSender, OutgoingTx, PriorityClass
 from govedge_wire import Kind, Transaction, TransactionAck, decode, encode, topic_for
 
 OUTLET = "outlet-test-01"
@@ -84,3 +84,12 @@ def make_sender(
         sleep=clock.sleep,
         **options,  # type: ignore[arg-type]
     )
+
+
+async def put_many(outbox: Outbox, count: int, *, kind: str = "evaluation") -> list[str]:
+    """Put ``count`` transactions ``{"n": 0..count-1}``; their ids in put order."""
+    ids = []
+    for n in range(count):
+        stored = await outbox.put(kind, {"n": n}, priority_class=PriorityClass.TRANSACTION)
+        ids.append(stored.tx_id)
+    return ids

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
-from edge_agent.outbox import PriorityClass
+from edge_agent.outbox import AckOutcome, OutboxSender, PriorityClass
+from govedge_wire import Transaction, TransactionAck
 
-from .helpers import FakeClock, FakeServer, make_outbox, make_sender
+from .helpers import FakeClock, FakeServer, make_outbox, make_sender, put_many
 
 TX = PriorityClass.TRANSACTION
 
@@ -129,3 +131,110 @@ def test_rate_limit_is_honoured_as_a_ratio(tmp_path: Path) -> None:
     elapsed = sent_at[-1] - start
     assert (total - burst) / elapsed <= rate * 1.01
     assert (total - burst) / elapsed >= rate * 0.95
+
+
+def test_a_batch_is_published_in_order_without_waiting_for_each_puback(
+    tmp_path: Path,
+) -> None:
+    """Pipelining: every publish of a batch is handed to the client before the first
+    PUBACK arrives, in (class, sequence) order; the batch's attempts are durable first."""
+    clock = FakeClock()
+    server = FakeServer()
+    pubacks = asyncio.Event()
+    started: list[str] = []
+
+    async def publish_then_wait_for_puback(message: Transaction) -> None:
+        started.append(message.tx_id)
+        await server.publish(message)
+        await pubacks.wait()
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path, clock=clock) as outbox:
+            ids = await put_many(outbox, 8)
+            sender = make_sender(outbox, server, clock, batch_size=8)
+            sender._publish = publish_then_wait_for_puback
+            pump = asyncio.create_task(sender.pump())
+            await server.wait_published(8)
+            assert started == ids  # all eight on the wire, none acknowledged by the broker
+            assert not pump.done()
+            for tx_id in ids:  # marked sent (durably) before the first publish
+                entry = await outbox.read(tx_id)
+                assert entry is not None
+                assert entry.meta.attempts == 1
+            pubacks.set()
+            assert await pump == 8
+            assert sender.inflight == 8
+
+    asyncio.run(scenario())
+
+
+def test_an_ack_that_overtakes_the_puback_frees_the_window(tmp_path: Path) -> None:
+    """The server's ack can be handled before our publish call returns (PUBACK and txack
+    arrive together); the entry must not stay "in flight" until its ack timeout."""
+    clock = FakeClock()
+    server = FakeServer()
+    sender_ref: list[OutboxSender] = []
+
+    async def publish_acked_before_puback(message: Transaction) -> None:
+        await server.publish(message)
+        await sender_ref[0].on_ack(server.ack_for(message))
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path, clock=clock) as outbox:
+            await put_many(outbox, 6)
+            sender = make_sender(outbox, server, clock, window=2, batch_size=2)
+            sender_ref.append(sender)
+            sender._publish = publish_acked_before_puback
+            total = 0
+            for _ in range(3):
+                total += await sender.pump()
+            assert total == 6
+            assert sender.inflight == 0
+            assert (await outbox.stats()).depth == {}
+            assert sender.ack_timeouts == 0
+
+    asyncio.run(scenario())
+
+
+def test_acks_arriving_together_are_applied_in_one_batch(tmp_path: Path) -> None:
+    """``ack_soon`` does not wait: acks queued meanwhile share one commit; each gets its
+    outcome (removed, dead-lettered, unknown) and the enqueue path stays fully synced."""
+    clock = FakeClock()
+    server = FakeServer()
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path, clock=clock) as outbox:
+            await put_many(outbox, 40)
+            sender = make_sender(outbox, server, clock, window=64, batch_size=64)
+            assert await sender.pump() == 40
+            calls: list[int] = []
+            apply_acks = outbox.apply_acks
+
+            async def counting(acks: Sequence[TransactionAck]) -> list[AckOutcome]:
+                calls.append(len(acks))
+                return await apply_acks(acks)
+
+            outbox.apply_acks = counting  # type: ignore[method-assign]
+            acks = [server.ack_for(m) for m in server.published]
+            acks[7] = acks[7].model_copy(update={"status": "rejected", "reason": "bad item"})
+            unknown = acks[0].model_copy(update={"tx_id": "never-sent-0001"})
+            futures = [sender.ack_soon(a) for a in [*acks, unknown]]
+            outcomes = await asyncio.gather(*futures)
+            assert outcomes.count("removed") == 39
+            assert outcomes[7] == "dead_lettered"
+            assert outcomes[-1] == "unknown"
+            assert sum(calls) == 41
+            assert len(calls) <= 2  # the first ack alone, then everything queued meanwhile
+            assert sender.inflight == 0
+            stats = await outbox.stats()
+            assert stats.depth == {}
+            assert stats.dead_letters == 1
+            assert stats.unknown_acks == 1
+            store = outbox._store
+            assert store is not None
+            check = await outbox._run(
+                lambda: store.conn.execute("PRAGMA synchronous").fetchone()[0]
+            )
+            assert check == 2  # FULL again for the next put
+
+    asyncio.run(scenario())
