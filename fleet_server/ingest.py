@@ -16,7 +16,10 @@ body validated; valid ones are inserted into the inbox in one database transacti
 batch, and only after that commit does the worker publish ``TransactionAck``
 (``accepted``, or ``duplicate`` for a ``tx_id`` already stored). An invalid body is
 acknowledged ``rejected`` with a reason naming fields, never values. If the commit
-fails nothing is acknowledged, so the outlet's outbox simply sends again.
+fails nothing is acknowledged, so the outlet's outbox simply sends again. Material
+chunks go the same way (``fleet_server.transactions.materials``); each refused chunk
+or submission whose materials are incomplete is also counted as
+``material_rejected_{code}``.
 """
 
 from __future__ import annotations
@@ -46,8 +49,15 @@ from fleet_server.presence import OutletRecord, PresenceTracker
 from fleet_server.registry import load_presence, save_presence
 from fleet_server.settings import Settings
 from fleet_server.stats import IngestStats, RateLimitedLog
-from fleet_server.transactions.bodies import BodyRejected, EvaluationBody, parse_body
-from fleet_server.transactions.inbox import PendingTx, StoreOutcome, store_transactions
+from fleet_server.transactions.bodies import (
+    MATERIAL_CHUNK_KIND,
+    BodyRejected,
+    EvaluationBody,
+    MaterialChunkBody,
+    parse_body,
+)
+from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
+from fleet_server.transactions.materials import MaterialRejected, check_chunk
 from govedge_wire import (
     SERVER_STATE_TOPIC,
     Birth,
@@ -412,8 +422,14 @@ class Ingest:
             body = parse_body(message.tx_kind, dict(message.body))
             if isinstance(body, EvaluationBody):
                 self._check_evaluation(body)
-        except BodyRejected as exc:
+            elif isinstance(body, MaterialChunkBody):
+                check_chunk(message.tx_id, body, max_bytes=self._settings.material_max_bytes)
+        except (BodyRejected, MaterialRejected) as exc:
             self.stats.noted("tx_rejected")
+            if isinstance(exc, MaterialRejected):
+                self.stats.noted(f"material_rejected_{exc.code}")
+            elif message.tx_kind == MATERIAL_CHUNK_KIND:
+                self.stats.noted("material_rejected_invalid")
             self._log.warning(
                 "tx_rejected",
                 "rejected transaction %s from outlet %s: %s",
@@ -459,18 +475,27 @@ class Ingest:
         for item, outcome in zip(pending, outcomes_or_none, strict=True):
             if outcome is None:
                 continue
-            self.stats.noted(f"tx_{outcome}")
-            stored = stored or outcome == "accepted"
-            self._ack(item.message, outcome)
+            self.stats.noted(f"tx_{outcome.outcome}")
+            if outcome.code is not None:
+                self.stats.noted(f"material_rejected_{outcome.code}")
+                self._log.warning(
+                    "material_rejected",
+                    "rejected transaction %s from outlet %s: %s",
+                    item.message.tx_id,
+                    item.message.outlet_id,
+                    outcome.reason,
+                )
+            stored = stored or outcome.outcome == "accepted"
+            self._ack(item.message, outcome.outcome, reason=outcome.reason)
         if stored and self._on_stored is not None:
             self._on_stored()
 
-    def _store_one(self, item: PendingTx) -> StoreOutcome | None:
+    def _store_one(self, item: PendingTx) -> Stored | None:
         try:
             with self._sessions.begin() as session:
                 return store_transactions(session, [item], rules=self._rules)[0]
         except IntegrityError:
-            return "duplicate"
+            return Stored("duplicate")
         except SQLAlchemyError as exc:
             self.stats.db_error()
             self._log.exception("tx_db_one", "could not store a transaction", exc=exc)

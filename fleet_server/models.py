@@ -24,10 +24,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -156,6 +158,45 @@ class InboxEntry(Base):
     result_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     # When the body was emptied after delivery plus retention (piivault.purge_bodies).
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Material(Base):
+    """A scanned material an outlet sends in chunks (``material.chunk`` transactions).
+
+    The header (``sha256`` of the whole, ``size``, ``chunk_count``) comes with every
+    chunk and must agree; ``tx_id`` is the first submission that referenced it (its
+    delivery plus retention frees the chunks); ``purged_at`` is set when the chunks
+    were deleted. The row stays as a tombstone, so a late resend of a chunk is still
+    recognised as a duplicate. Described in ``docs/transactions.md``.
+    """
+
+    __tablename__ = "materials"
+    __table_args__ = (UniqueConstraint("outlet_id", "material_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    outlet_id: Mapped[str] = mapped_column(String(64))
+    material_id: Mapped[str] = mapped_column(String(48))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    tx_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MaterialChunk(Base):
+    """One chunk of a material, sealed with the PII vault (AES-GCM, bound to its place)."""
+
+    __tablename__ = "material_chunks"
+
+    material_pk: Mapped[int] = mapped_column(
+        ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(Integer)
+    chunk_sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DeliveryAttempt(Base):

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     pii_key_dir: Path = Path("./fleet-pii-keys")
     pii_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
     pii_purge_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+    # Scanned materials (docs/transactions.md, "Materials"): the largest accepted; chunks
+    # are deleted this many days after upstream confirmed the submission (at the same
+    # interval), and chunks no submission referenced after material_orphan_days.
+    material_max_bytes: Annotated[int, Field(ge=1, le=2**31)] = 64 * 1024 * 1024
+    material_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
+    material_orphan_days: Annotated[float, Field(ge=0, le=3650)] = 30.0
     # -- fleet health (docs/fleet-health.md) --
     # Per-outlet token bucket in the ingest (births and deaths are never limited).
     ingest_outlet_rate_per_s: Annotated[float, Field(gt=0)] = 20.0

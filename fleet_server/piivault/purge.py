@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, update
@@ -36,18 +36,31 @@ def purge_bodies(session: Session, *, now: datetime, retention: timedelta) -> in
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+Purge = Callable[[Session, datetime], int]
+
+
 def purge_once(
-    sessions: sessionmaker[Session], *, retention: timedelta, clock: Callable[[], datetime]
+    sessions: sessionmaker[Session],
+    *,
+    retention: timedelta,
+    clock: Callable[[], datetime],
+    also: Sequence[Purge] = (),
 ) -> int:
-    """One purge in its own transaction; database errors are logged and retried later."""
+    """One purge in its own transaction; database errors are logged and retried later.
+
+    ``also``: further purges (e.g. material chunks) run in the same transaction.
+    """
     try:
         with sessions.begin() as session:
-            count = purge_bodies(session, now=clock(), retention=retention)
+            now = clock()
+            count = purge_bodies(session, now=now, retention=retention)
+            for extra in also:
+                count += extra(session, now)
     except SQLAlchemyError as exc:
         logger.warning("PII purge failed (%s); retrying at the next interval", type(exc).__name__)
         return 0
     if count:
-        logger.info("emptied %d transaction bodies past their retention", count)
+        logger.info("emptied %d transaction bodies and materials past their retention", count)
     return count
 
 
@@ -57,8 +70,9 @@ async def purge_loop(
     retention: timedelta,
     interval_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    also: Sequence[Purge] = (),
 ) -> None:
     """``purge_once`` now and every ``interval_s`` until cancelled."""
     while True:
-        await asyncio.to_thread(purge_once, sessions, retention=retention, clock=clock)
+        await asyncio.to_thread(purge_once, sessions, retention=retention, clock=clock, also=also)
         await asyncio.sleep(interval_s)

@@ -101,8 +101,13 @@ def claim(session: Session, entry: InboxEntry, *, target: str, lease_until: date
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def document_for(entry: InboxEntry, item: CatalogueItem | None) -> dict[str, Any]:
-    """The JSON sent upstream for ``entry``."""
+def document_for(
+    entry: InboxEntry,
+    item: CatalogueItem | None,
+    *,
+    materials: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The JSON sent upstream for ``entry``; ``materials`` (assembled) for submissions."""
     document: dict[str, Any] = {
         "tx_id": entry.tx_id,
         "tx_kind": entry.tx_kind,
@@ -120,6 +125,8 @@ def document_for(entry: InboxEntry, item: CatalogueItem | None) -> dict[str, Any
             "promised_days": item.promised_days,
             "handling_mode": item.handling_mode,
         }
+    if materials:
+        document["materials"] = materials
     return document
 
 

@@ -31,6 +31,7 @@ from fleet_server.routing import store
 from fleet_server.routing.breaker import BreakerState, CircuitBreaker
 from fleet_server.routing.http_adapter import DeliveryResult, HttpJsonAdapter
 from fleet_server.routing.targets import TargetsConfig
+from fleet_server.transactions.materials import MaterialRejected, materials_for_delivery
 from govedge_wire import TransactionResult
 
 __all__ = ["DeliveryWorker", "ResultPublisher"]
@@ -159,7 +160,21 @@ class DeliveryWorker:
         if not breaker.allow():
             self.counters["breaker_skipped"] += 1
             return
-        document = store.document_for(entry, item)
+        try:
+            materials = (
+                materials_for_delivery(session, entry) if entry.tx_kind == "submission" else []
+            )
+        except MaterialRejected as exc:  # purged or corrupted since it was accepted
+            breaker.release()
+            store.dead_letter(
+                session, entry, reason="material", detail=exc.reason, status_code=None, now=now,
+                notify=True,
+            )  # fmt: skip
+            session.commit()
+            self.counters["material"] += 1
+            logger.warning("transaction %s: %s", entry.tx_id, exc.reason)
+            return
+        document = store.document_for(entry, item, materials=materials)
         if not store.claim(session, entry, target=target, lease_until=now + self._lease):
             breaker.release()
             return

@@ -1,22 +1,31 @@
 """The body shapes of transactions, validated on ingest before anything is stored.
 
 ``tx_kind`` names the shape: ``submission`` (办件, hardware.md §7.2), ``evaluation``
-(好差评 record, §3.3) and ``queue_event`` (or any ``queue.*`` name; kept server-side,
-no upstream). A body that does not fit is rejected with a reason naming the fields,
-never their values: the values may be personal data.
+(好差评 record, §3.3), ``material.chunk`` (one piece of a scanned material; stored
+apart, see ``fleet_server.transactions.materials``) and ``queue_event`` (or any
+``queue.*`` name; kept server-side, no upstream). A body that does not fit is rejected
+with a reason naming the fields, never their values: the values may be personal data.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from fleet_server.pii import mask_id_number, mask_name
 
 __all__ = [
     "BodyRejected",
     "EvaluationBody",
+    "MaterialChunkBody",
     "ParsedBody",
     "QueueEventBody",
     "SubmissionBody",
@@ -117,6 +126,32 @@ class EvaluationBody(_Body):
         return list(dict.fromkeys(value))
 
 
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+MATERIAL_CHUNK_KIND: Final = "material.chunk"
+
+
+class MaterialChunkBody(_Body):
+    """One chunk of a material (docs/outbox.md, "Material transfer").
+
+    ``sha256``, ``size`` and ``count`` describe the whole material and are repeated in
+    every chunk; ``chunk_sha256`` is this chunk's; ``data`` arrives base64 and is held
+    here decoded.
+    """
+
+    material_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,48}$")]
+    index: Annotated[int, Field(ge=0)]
+    count: Annotated[int, Field(ge=1, le=1_000_000)]
+    size: Annotated[int, Field(ge=1)]
+    sha256: Sha256Hex
+    chunk_sha256: Sha256Hex
+    data: Base64Bytes
+
+    def __repr__(self) -> str:
+        return f"MaterialChunkBody({self.material_id}.c{self.index}/{self.count})"
+
+    __str__ = __repr__
+
+
 class QueueEventBody(_Body):
     """A queue event (ticket issued, called, served); only ``kind`` is required."""
 
@@ -125,11 +160,12 @@ class QueueEventBody(_Body):
     kind: Short | None = None
 
 
-ParsedBody = SubmissionBody | EvaluationBody | QueueEventBody
+ParsedBody = SubmissionBody | EvaluationBody | MaterialChunkBody | QueueEventBody
 
-_SHAPES: Final[dict[str, type[SubmissionBody] | type[EvaluationBody]]] = {
+_SHAPES: Final[dict[str, type[SubmissionBody | EvaluationBody | MaterialChunkBody]]] = {
     "submission": SubmissionBody,
     "evaluation": EvaluationBody,
+    MATERIAL_CHUNK_KIND: MaterialChunkBody,
 }
 
 
@@ -152,6 +188,6 @@ def parse_body(tx_kind: str, body: dict[str, Any]) -> ParsedBody:
     except ValidationError as exc:
         fields = sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
         raise BodyRejected(f"invalid {tx_kind} body at: {', '.join(fields[:8])}") from None
-    if not isinstance(parsed, SubmissionBody | EvaluationBody | QueueEventBody):
+    if not isinstance(parsed, SubmissionBody | EvaluationBody | MaterialChunkBody | QueueEventBody):
         raise BodyRejected("internal: unexpected body shape")
     return parsed

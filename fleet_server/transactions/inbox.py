@@ -5,7 +5,10 @@ transaction; only after that commits does it acknowledge each transaction. A
 ``tx_id`` already in the inbox (a resend, or a replay from another connection) is
 reported as a duplicate and stored nowhere a second time. Evaluations also get their
 ``evaluations`` row (and a rectification ticket for a 差评) in the same transaction,
-so statistics never disagree with the inbox.
+so statistics never disagree with the inbox. Material chunks are stored apart
+(``materials``/``material_chunks``, see ``fleet_server.transactions.materials``), and a
+submission is stored only when the materials it references are complete and verified;
+a refused item is ``rejected`` with a reason and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,15 +25,31 @@ from fleet_server.evaluations.rules import EvaluationRules
 from fleet_server.models import Evaluation, InboxEntry, Rectification
 from fleet_server.transactions.bodies import (
     EvaluationBody,
+    MaterialChunkBody,
     ParsedBody,
     QueueEventBody,
     SubmissionBody,
 )
+from fleet_server.transactions.materials import (
+    ChunkBatch,
+    MaterialRejected,
+    check_submission_materials,
+    store_chunk,
+)
 from govedge_wire import Transaction
 
-__all__ = ["PendingTx", "StoreOutcome", "store_transactions"]
+__all__ = ["PendingTx", "StoreOutcome", "Stored", "store_transactions"]
 
-StoreOutcome = Literal["accepted", "duplicate"]
+StoreOutcome = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of one item: ``reason`` (and a counted ``code``) when rejected."""
+
+    outcome: StoreOutcome
+    reason: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,23 +63,41 @@ class PendingTx:
 
 def store_transactions(
     session: Session, items: Sequence[PendingTx], *, rules: EvaluationRules
-) -> list[StoreOutcome]:
-    """Insert new transactions; return, per item, ``accepted`` or ``duplicate``.
+) -> list[Stored]:
+    """Insert new transactions; return, per item, ``accepted``, ``duplicate`` or
+    ``rejected`` (materials only: a bad chunk, an incomplete or corrupt material).
 
-    The caller commits. A concurrent insert of the same ``tx_id`` by another worker
-    makes the commit fail with an integrity error; the caller then retries per item.
+    The caller commits. A concurrent insert of the same ``tx_id`` (or chunk) by another
+    worker makes the commit fail with an integrity error; the caller then retries per
+    item.
     """
-    ids = {item.message.tx_id for item in items}
+    ids = {item.message.tx_id for item in items if not isinstance(item.body, MaterialChunkBody)}
     known = set(session.scalars(select(InboxEntry.tx_id).where(InboxEntry.tx_id.in_(ids))))
-    outcomes: list[StoreOutcome] = []
+    chunks = ChunkBatch.new()
+    outcomes: list[Stored] = []
     for item in items:
-        tx_id = item.message.tx_id
-        if tx_id in known:
-            outcomes.append("duplicate")
+        message, body = item.message, item.body
+        try:
+            if isinstance(body, MaterialChunkBody):
+                new = store_chunk(
+                    session, chunks, outlet_id=message.outlet_id, body=body,
+                    received_at=item.received_at,
+                )  # fmt: skip
+                outcomes.append(Stored("accepted" if new else "duplicate"))
+                continue
+            if message.tx_id in known:
+                outcomes.append(Stored("duplicate"))
+                continue
+            if isinstance(body, SubmissionBody) and body.materials:
+                check_submission_materials(
+                    session, chunks, outlet_id=message.outlet_id, tx_id=message.tx_id, body=body
+                )
+        except MaterialRejected as exc:
+            outcomes.append(Stored("rejected", reason=exc.reason, code=exc.code))
             continue
-        known.add(tx_id)
+        known.add(message.tx_id)
         _insert(session, item, rules=rules)
-        outcomes.append("accepted")
+        outcomes.append(Stored("accepted"))
     return outcomes
 
 

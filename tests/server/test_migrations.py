@@ -38,6 +38,9 @@ TABLES = {
     "telemetry_samples",
     "alerts",
     "alert_rule_overrides",
+    # materials (0006_materials)
+    "materials",
+    "material_chunks",
 }
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge_agent.outbox.codec import chunk_body, chunk_tx_id
 from govedge_wire import Transaction, TransactionAck, TransactionResult, decode, now_ms
-from tests.server.helpers import FakeAgent, Subscriber
+from tests.server.helpers import FakeAgent, FleetServer, Subscriber
 from tests.server.upstream import Upstream
 
-ID_NUMBER = "330106199001011237"
+# A valid GB 11643 number (the check digit agrees), of nobody.
+ID_NUMBER = "330106199001011248"
 
 
 def write_targets(path: Path, upstream: Upstream, names: list[str], **overrides: Any) -> Path:
@@ -36,6 +41,47 @@ def write_targets(path: Path, upstream: Upstream, names: list[str], **overrides:
     ]
     path.write_text(json.dumps({"evaluation_target": "hcp", "targets": targets}))
     return path
+
+
+@contextmanager
+def serving_upstream() -> Iterator[Upstream]:
+    """A started ``Upstream``, stopped at the end."""
+    fake = Upstream()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@contextmanager
+def transaction_server(
+    mqtt_url: str, upstream: Upstream, workdir: Path, targets: list[str], **env: str
+) -> Iterator[FleetServer]:
+    """A ``fleet-server`` process routing to ``targets`` of ``upstream`` (the test
+    catalogue's rows for those targets imported), API auth off; must exit 0."""
+    targets_file = write_targets(workdir / "targets.json", upstream, targets)
+    fleet = FleetServer(
+        mqtt_url=mqtt_url,
+        database_url=f"sqlite:///{workdir / 'fleet.db'}",
+        workdir=workdir,
+        GOVEDGE_API_AUTH="off",  # security is tested in its own modules
+        GOVEDGE_UPSTREAM_TARGETS_FILE=str(targets_file),
+        GOVEDGE_DELIVERY_POLL_INTERVAL_S="0.1",
+        **env,
+    )
+    fleet.start()
+    try:
+        rows = [row for row in catalogue_rows() if row["target"] in targets]
+        response = fleet.http.post(
+            "/api/v1/catalogue/import",
+            content=json.dumps(rows),
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+        yield fleet
+    finally:
+        assert fleet.stop() == 0, fleet.stderr()
 
 
 def catalogue_rows() -> list[dict[str, Any]]:
@@ -62,10 +108,28 @@ def submission(item_code: str = "000101", region: str = "330902", **extra: Any) 
         "item_code": item_code,
         "region_code": region,
         "applicant": {"name": "张三丰", "id_number": ID_NUMBER},
-        "materials": [{"name": "身份证复印件", "ref": "mat-1"}],
         "window": "W3",
         "clerk": "clerk-7",
     } | extra
+
+
+def material_chunks(
+    data: bytes, material_id: str, *, chunk_bytes: int = 1000
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(tx_id, body)`` of each ``material.chunk`` of ``data``, encoded by the outlet's
+    own codec (``edge_agent.outbox.codec``)."""
+    count = -(-len(data) // chunk_bytes)
+    whole = hashlib.sha256(data).hexdigest()
+    return [
+        (
+            chunk_tx_id(material_id, index),
+            chunk_body(
+                data[index * chunk_bytes : (index + 1) * chunk_bytes], material_id=material_id,
+                index=index, count=count, size=len(data), sha256=whole,
+            ),
+        )
+        for index in range(count)
+    ]  # fmt: skip
 
 
 def evaluation(level_code: int, *, channel: str = "4", window: str = "W3") -> dict[str, Any]:
