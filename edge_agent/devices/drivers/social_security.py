@@ -47,6 +47,7 @@ from edge_agent.devices.pcsc_apdu import (
     select_file,
     status_meaning,
 )
+from edge_agent.devices.pcsc_names import match_reader
 from edge_agent.devices.pcsc_transport import (
     PcscCard,
     PcscError,
@@ -236,12 +237,28 @@ class PcscSocialSecurityReader(Driver):
         return DeviceUnavailable(f"PC/SC error: {exc}", device_id=self.device_id)
 
     async def _resolve_reader(self) -> str:
+        """The PC/SC name of our reader.
+
+        The ``reader`` setting, or the address, as an exact name or a unique part of one;
+        else, for a USB reader from udev (address ``/dev/bus/usb/…``), the name pcscd
+        built from its Info.plist name, interface string and serial
+        (``pcsc_names.match_reader``).
+        """
         names = await self.readers()
         if self._wanted in names:
             return self._wanted
         matches = [n for n in names if self._wanted and self._wanted in n]
         if len(matches) == 1:
             return matches[0]
+        usb = self.identity.usb
+        if self.config.reader is None and usb is not None:
+            try:
+                name = match_reader(names, usb)
+            except LookupError as exc:
+                raise DeviceUnavailable(str(exc), device_id=self.device_id) from exc
+            if name != self._reader:
+                _log.info("%s: USB reader %s is PC/SC %r", self.device_id, self._wanted, name)
+            return name
         raise DeviceUnavailable(
             f"reader {self._wanted!r} not found (pcscd lists {names})", device_id=self.device_id
         )
