@@ -27,26 +27,22 @@ accepted case, so a scan that finds nothing did look with needles that find.
 from __future__ import annotations
 
 import json
-import queue
-import re
 import signal
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.devices.simulators.id_card import make_card
 from govedge_testbed import Mosquitto
 from tests.chaos.harness import Outlet, catalogue
 from tests.e2e.conftest import Agent, Server, poll, start_server, stop_process
+from tests.security.opsviews import Answers, admin_name, ui_pages
 from tests.security.pii_needles import broken_check_digit, citizen_needles
+from tests.security.sniffer import Sniffer
 from tests.server.txkit import write_targets
 from tests.server.upstream import Upstream
 
@@ -55,73 +51,6 @@ ACCEPTED_KEY = "pii-case-accepted"
 REJECTED_KEY = "pii-case-rejected"
 ID_CARD_READER = "sam-serial-bridge.sn-10c4ea60-SIMIDCARD0001-if00"
 NEEDLES = citizen_needles()
-STREAM_CHUNKS = 5
-
-
-@dataclass
-class Sniffer:
-    """A plain MQTT 5 client subscribed to ``#``: every message that crosses the broker."""
-
-    port: int
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        subscribed: queue.Queue[bool] = queue.Queue()
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"pii-sniffer-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe("#", qos=1)
-        self.client.on_subscribe = lambda *_a: subscribed.put(True)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", self.port, keepalive=30)
-        self.client.loop_start()
-        assert subscribed.get(timeout=10)
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def snapshot(self) -> list[tuple[str, bytes]]:
-        with self.lock:
-            return list(self.messages)
-
-    def kinds(self) -> set[str]:
-        return {topic.rsplit("/", 1)[-1] for topic, _ in self.snapshot()}
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@dataclass
-class Answers:
-    """Every HTTP answer an operator got, by what was asked."""
-
-    bodies: dict[str, str] = field(default_factory=dict)
-    statuses: dict[str, int] = field(default_factory=dict)
-
-    def get(self, client: httpx.Client, url: str, label: str, **kwargs: Any) -> httpx.Response:
-        response = client.get(url, **kwargs)
-        self.bodies[label] = response.text
-        self.statuses[label] = response.status_code
-        return response
-
-    def stream(self, client: httpx.Client, url: str, label: str) -> None:
-        """The first seconds of a server-sent event stream (it never ends by itself)."""
-        chunks: list[str] = []
-        try:
-            with client.stream("GET", url, timeout=httpx.Timeout(10, read=3)) as response:
-                self.statuses[label] = response.status_code
-                for chunk in response.iter_text():
-                    chunks.append(chunk)
-                    if len(chunks) >= STREAM_CHUNKS:
-                        break
-        except httpx.ReadTimeout:
-            pass  # nothing more within the read timeout: what came is what we scan
-        self.bodies[label] = "".join(chunks)
 
 
 @pytest.fixture
@@ -241,43 +170,17 @@ def _path_values(op: httpx.Client, outlet_id: str, admin: str) -> dict[str, str]
 def _operator_views(server: Server, outlet_id: str) -> Answers:
     """GET every API route in the OpenAPI document, the UI pages, /metrics and probes."""
     answers = Answers()
-    admin = f"e2e-admin-{server.url.rsplit(':', 1)[1]}"
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as op:
-        spec = op.get("/openapi.json").json()
-        values = _path_values(op, outlet_id, admin)
-        skipped = []
-        for path, methods in sorted(spec["paths"].items()):
-            if "get" not in methods:
-                continue
-            params = re.findall(r"{(\w+)}", path)
-            if any(p not in values for p in params):
-                skipped.append(path)
-                continue
-            url = path.format(**values)
-            if "text/event-stream" in json.dumps(methods["get"].get("responses", {})):
-                answers.stream(op, url, f"GET {url}")
-            else:
-                answers.get(op, url, f"GET {url}")
+        values = _path_values(op, outlet_id, admin_name(server))
         assert "dead_letter_id" in values, "the rejected case did not reach the dead letters"
-        for path in ("/metrics", "/healthz", "/readyz"):
-            answers.get(op, path, f"GET {path}")
-        assert "govedge" in answers.bodies["GET /metrics"]
-
-        login = httpx.post(
-            f"{server.url}/ui/login",
-            data={"username": admin, "token": server.token},
-            follow_redirects=False,
-            timeout=30,
-        )
-        assert login.status_code == httpx.codes.SEE_OTHER, login.text
-        cookie = {"Cookie": f"govedge_session={login.cookies['govedge_session']}"}
-        for page in ("/ui", "/ui/overview", "/ui/map", f"/ui/outlets/{outlet_id}",
-                     "/ui/data/map", "/ui/data/evaluations", "/ui/evaluations"):  # fmt: skip
-            response = answers.get(op, page, f"UI {page}", headers=cookie, follow_redirects=True)
-            assert response.status_code == httpx.codes.OK, (page, response.status_code)
-        print(f"operator answers: {len(answers.bodies)}; not reachable by value: {skipped}")
-    errors = {k: v for k, v in answers.statuses.items() if v >= httpx.codes.INTERNAL_SERVER_ERROR}
-    assert not errors, errors
+        assert "alert_id" in values, "the device alert did not open"
+        answers.read_api(op, values)
+    answers.read_ui(server, outlet_id)
+    print(f"operator answers: {len(answers.bodies)}; not reachable by value: {answers.skipped}")
+    assert not answers.server_errors(), answers.server_errors()
+    assert "govedge" in answers.bodies["GET /metrics"]
+    for page in ui_pages(outlet_id):
+        assert answers.statuses[f"UI {page}"] == httpx.codes.OK, page
     assert answers.statuses[f"GET /api/v1/outlets/{outlet_id}"] == httpx.codes.OK
     assert answers.statuses["GET /api/v1/outlets.geojson"] == httpx.codes.OK
     assert outlet_id in answers.bodies["GET /api/v1/outlets.geojson"]
