@@ -74,6 +74,21 @@ class RuleBook:
             self._by_scope.setdefault((item.scope, item.scope_value), {})[item.rule] = item.params
         self._cache: dict[tuple[str | None, str | None, str], dict[str, dict[str, Any]]] = {}
 
+    def loosest_read_thresholds(self) -> tuple[int, float]:
+        """The lowest ``min_reads`` and ``max_ratio`` of ``read_failure_rate`` anywhere.
+
+        Used to pre-filter devices in SQL: a device below both cannot fire the rule
+        for any outlet, whatever scope applies to it.
+        """
+        layers = [DEFAULT_RULES["read_failure_rate"]] + [
+            rules["read_failure_rate"]
+            for rules in self._by_scope.values()
+            if "read_failure_rate" in rules
+        ]
+        min_reads = min(_as_number(p.get("min_reads"), 20.0) for p in layers)
+        max_ratio = min(_as_number(p.get("max_ratio"), 0.2) for p in layers)
+        return int(min_reads), max_ratio
+
     def for_outlet(
         self, *, outlet_id: str, region_code: str | None, kind: str | None
     ) -> dict[str, dict[str, Any]]:
@@ -94,3 +109,13 @@ class RuleBook:
                 effective[rule].update(params)
         self._cache[key] = effective
         return effective
+
+
+def _as_number(value: object, default: float) -> float:
+    """A parameter as stored (number or numeric string); ``default`` if absent."""
+    if value is None:
+        return default
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
