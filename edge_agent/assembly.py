@@ -3,9 +3,10 @@
 Order: device profiles (problems are logged and reported, never fatal), the outbox
 (``DATA_DIR/outbox.db``, key ``DATA_DIR/outbox.key``), the queue (``DATA_DIR/queue``),
 the simulated hardware when ``simulate`` is set, then the ``DeviceManager`` over udev (or
-the simulators). Everything is entered on the caller's ``AsyncExitStack``; the daemon
-closes that stack shielded, after the MQTT session said goodbye, so the outbox's and the
-queue's last writes finish even if shutdown is hurried.
+the simulators); last, queue events a crash left out of the outbox are put in
+(``transactions.relay_queue_events``). Everything is entered on the caller's
+``AsyncExitStack``; the daemon closes that stack shielded, after the MQTT session said
+goodbye, so the outbox's and the queue's last writes finish even if shutdown is hurried.
 
 An outbox or queue that cannot be opened (locked by another agent, unsafe key file,
 damaged database) is a ``StartupError``: the agent must not run without its durable
@@ -34,6 +35,7 @@ from edge_agent.queueing import QueueEngine, QueueError
 from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
+from edge_agent.transactions import relay_queue_events
 
 __all__ = ["Assembled", "open_runtime"]
 
@@ -92,7 +94,19 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
     runtime = AgentRuntime(
         outlet_id=settings.outlet_id, devices=devices, outbox=outbox, queue=queue
     )
+    await _relay_queue_events(runtime)
     return Assembled(runtime=runtime, profile_problems=problems, simulation=simulation)
+
+
+async def _relay_queue_events(runtime: AgentRuntime) -> None:
+    """Queue events committed before a crash but not yet in the outbox go in now."""
+    try:
+        replayed = await relay_queue_events(runtime)
+    except (OutboxError, QueueError) as exc:  # the next queue operation tries again
+        log.warning("queue events not replayed into the outbox at start: %s", exc)
+        return
+    if replayed:
+        log.info("%d queue event(s) put into the outbox at start (left by a crash)", replayed)
 
 
 async def _open_devices(

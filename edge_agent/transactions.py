@@ -34,6 +34,7 @@ __all__ = [
     "file_submission",
     "record_evaluation",
     "record_queue_event",
+    "relay_queue_events",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 SUBMISSION_KIND: Final = "submission"
 EVALUATION_KIND: Final = "evaluation"
 QUEUE_KIND_PREFIX: Final = "queue."
+# The outbox cursor over the queue engine's event sequence (``relay_queue_events``).
+QUEUE_EVENTS_STREAM: Final = "queue_events"
+_RELAY_BATCH: Final = 500
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$")]
 RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
@@ -225,9 +229,59 @@ async def record_queue_event(runtime: AgentRuntime, event: Mapping[str, Any]) ->
     """Put a queue event (``QueueResult.event``) into the outbox; return its ``tx_id``.
 
     The event's own ``id`` becomes the ``tx_id`` and its ``kind`` (``queue.call`` ...)
-    the ``tx_kind``, so recording one event twice stores it once. Queue events hold no
-    personal data (ticket numbers and windows only).
+    the ``tx_kind``, so recording one event twice stores it once (while it is pending).
+    Queue events hold no personal data (ticket numbers and windows only). The agent
+    itself uses ``relay_queue_events``, which survives a crash between the queue
+    operation and this put; this single put is for events from elsewhere.
     """
+    kind, tx_id, body = _queue_entry(event)
+    stored = await runtime.outbox.put(
+        kind, body, priority_class=PriorityClass.TRANSACTION, tx_id=tx_id
+    )
+    log.debug("queue event %s stored as %s", kind, stored.tx_id)
+    return stored.tx_id
+
+
+async def relay_queue_events(runtime: AgentRuntime) -> int:
+    """Put every queue event the outbox does not have yet, oldest first; count them.
+
+    The queue engine writes each operation's event in the same SQLite transaction as the
+    operation; the outbox keeps a cursor (the last event sequence it holds) committed
+    with each event's entry. Replaying ``queue.events_after(cursor)`` is therefore
+    exactly once whenever it runs: at start (an agent killed between an operation and
+    its put loses nothing) and after each operation. A failure (``OutboxFull``,
+    ``StorageError``) leaves the rest for the next run, in order. An event that can
+    never be a transaction (not ``queue.*``) is skipped with an error log.
+    """
+    put = 0
+    while True:
+        cursor = await runtime.outbox.cursor(QUEUE_EVENTS_STREAM)
+        events = await runtime.queue.events_after(cursor, limit=_RELAY_BATCH)
+        if not events:
+            return put
+        for seq, event in events:
+            try:
+                kind, tx_id, body = _queue_entry(event)
+            except InvalidTransaction as exc:
+                log.error(  # noqa: TRY400 - one line: the reason is in the message
+                    "queue event #%d is not a transaction (%s); skipped", seq, exc
+                )
+                await runtime.outbox.skip_in_sequence(stream=QUEUE_EVENTS_STREAM, position=seq)
+                continue
+            stored = await runtime.outbox.put_in_sequence(
+                kind,
+                body,
+                stream=QUEUE_EVENTS_STREAM,
+                position=seq,
+                priority_class=PriorityClass.TRANSACTION,
+                tx_id=tx_id,
+            )
+            if stored is not None:
+                put += 1
+                log.debug("queue event #%d %s stored as %s", seq, kind, tx_id)
+
+
+def _queue_entry(event: Mapping[str, Any]) -> tuple[str, str, dict[str, JsonValue]]:
     kind = event.get("kind")
     if not isinstance(kind, str) or not kind.startswith(QUEUE_KIND_PREFIX) or len(kind) > 64:
         raise InvalidTransaction("queue event kind must be 'queue.<operation>'", fields=("kind",))
@@ -235,14 +289,7 @@ async def record_queue_event(runtime: AgentRuntime, event: Mapping[str, Any]) ->
     body: dict[str, JsonValue] = {
         str(key): value for key, value in event.items() if _is_json(value) and key != "id"
     }
-    stored = await runtime.outbox.put(
-        kind,
-        body,
-        priority_class=PriorityClass.TRANSACTION,
-        tx_id=_tx_id(event_id if isinstance(event_id, str) else None),
-    )
-    log.debug("queue event %s stored as %s", kind, stored.tx_id)
-    return stored.tx_id
+    return kind, _tx_id(event_id if isinstance(event_id, str) else None), body
 
 
 def _is_json(value: object) -> bool:

@@ -1,7 +1,8 @@
 """After a queue operation: record it, show it on the window's LED, speak it.
 
 The queue engine has already committed the operation when this runs, so nothing here
-may undo it: the event is put in the outbox (its own id as ``tx_id``), then shown and
+may undo it: the event is put in the outbox (its own id as ``tx_id``; by replaying the
+queue's events after the outbox's cursor, so none is lost to a crash), then shown and
 spoken, and every failure after the commit becomes a warning in the answer, never an
 error (the ticket *was* called; the clerk needs to know the screen stayed dark).
 """
@@ -23,7 +24,7 @@ from edge_agent.local_api.models import (
 )
 from edge_agent.outbox import OutboxError
 from edge_agent.queueing import QueueResult, Ticket, VoiceError, render_announcement
-from edge_agent.transactions import record_queue_event
+from edge_agent.transactions import relay_queue_events
 
 __all__ = ["present", "record", "ticket_info", "warning_of"]
 
@@ -52,9 +53,14 @@ def ticket_info(ticket: Ticket | None) -> TicketInfo | None:
 async def record(
     local: LocalApiContext, result: QueueResult, warnings: list[WarningPublic]
 ) -> str | None:
-    """Put the queue event in the outbox; a failure is a warning (the op is done)."""
+    """Put the queue event in the outbox; a failure is a warning (the op is done).
+
+    Through ``relay_queue_events``: every event the outbox lacks (this one, and any an
+    earlier crash or a full outbox left behind) goes in, each exactly once.
+    """
     try:
-        tx_id = await record_queue_event(local.runtime, result.event)
+        await relay_queue_events(local.runtime)
+        tx_id = str(result.event["id"])
     except OutboxError as exc:
         log.warning("queue event %s not recorded: %s", result.event.get("kind"), exc)
         warnings.append(warning_of(from_outbox_error(exc)))

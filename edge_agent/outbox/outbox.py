@@ -40,7 +40,7 @@ from edge_agent.outbox.models import (
     PriorityClass,
     StoredTransaction,
 )
-from edge_agent.outbox.store import Store
+from edge_agent.outbox.store import NewEntry, Store
 from govedge_wire import TransactionAck
 
 log = logging.getLogger(__name__)
@@ -186,21 +186,68 @@ class Outbox:
         material_ids = tuple(check_id(m, what="material_id") for m in materials)
 
         def work() -> tuple[StoredTransaction, bool]:
-            plaintext = encode_body(tx_id, tx_kind, body)
-            return store.put(
+            entry = NewEntry(
                 tx_id=tx_id,
                 tx_kind=tx_kind,
                 priority_class=priority_class,
-                plaintext=plaintext,
+                plaintext=encode_body(tx_id, tx_kind, body),
                 materials=material_ids,
-                now_ms=self._now_ms(),
             )
+            return store.put(entry, now_ms=self._now_ms())
 
         stored, created = await self._run(work)
         if created:
             self._work.set()
             log.debug("outbox accepted %s (%s, %s)", tx_id, tx_kind, priority_class.name)
         return stored
+
+    async def put_in_sequence(
+        self,
+        tx_kind: str,
+        body: dict[str, JsonValue],
+        *,
+        stream: str,
+        position: int,
+        priority_class: PriorityClass,
+        tx_id: str,
+    ) -> StoredTransaction | None:
+        """Put record ``position`` (> 0) of ``stream`` unless it was put before; fsynced.
+
+        For records another store keeps in sequence (queue events): the entry and the
+        stream's cursor commit together, so replaying the records after the cursor at
+        any time (after a crash, after each operation) puts each one exactly once.
+        Returns ``None`` for a position at or before the cursor.
+        """
+        store = self._open_store()
+        tx_id = check_id(tx_id, what="tx_id")
+        priority_class = PriorityClass(priority_class)
+
+        def work() -> StoredTransaction | None:
+            entry = NewEntry(
+                tx_id=tx_id,
+                tx_kind=tx_kind,
+                priority_class=priority_class,
+                plaintext=encode_body(tx_id, tx_kind, body),
+            )
+            return store.put_in_sequence(
+                entry, stream=stream, position=position, now_ms=self._now_ms()
+            )
+
+        stored = await self._run(work)
+        if stored is not None:
+            self._work.set()
+            log.debug("outbox accepted %s (%s #%d)", tx_id, stream, position)
+        return stored
+
+    async def skip_in_sequence(self, *, stream: str, position: int) -> None:
+        """Move ``stream``'s cursor past a record that can never be sent (fsynced)."""
+        store = self._open_store()
+        await self._run(functools.partial(store.skip_in_sequence, stream=stream, position=position))
+
+    async def cursor(self, stream: str) -> int:
+        """The last position of ``stream`` put into the outbox (0: none yet)."""
+        store = self._open_store()
+        return await self._run(functools.partial(store.cursor, stream))
 
     async def put_material(
         self, data: bytes, *, material_id: str | None = None

@@ -12,6 +12,7 @@ import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -47,6 +48,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _REASON_MAX: Final = 500
+# ``meta`` rows holding the cursor of a stream of records put in sequence (queue events).
+_CURSOR_PREFIX: Final = "cursor:"
 _SELECT_META: Final = (
     "SELECT seq, tx_id, tx_kind, priority_class, created_ms, attempts, next_due_ms,"
     " stored_bytes FROM entries WHERE tx_id = ?"
@@ -118,6 +121,17 @@ def _meta(row: Sequence[Any], *, dead_reason: str | None = None) -> StoredTransa
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEntry:
+    """An entry to put: its id, kind, class, sealed-to-be body and referenced materials."""
+
+    tx_id: str
+    tx_kind: str
+    priority_class: PriorityClass
+    plaintext: bytes = field(repr=False)
+    materials: Sequence[str] = ()
+
+
 class Store:
     """Entries, dead letters and materials in one SQLite file; see ``schema.py``."""
 
@@ -174,39 +188,74 @@ class Store:
     # -- accepting -------------------------------------------------------------------
 
     @translated
-    def put(
-        self,
-        *,
-        tx_id: str,
-        tx_kind: str,
-        priority_class: PriorityClass,
-        plaintext: bytes,
-        materials: Sequence[str],
-        now_ms: int,
-    ) -> tuple[StoredTransaction, bool]:
+    def put(self, entry: NewEntry, *, now_ms: int) -> tuple[StoredTransaction, bool]:
         """Insert one entry durably; ``(existing, False)`` if ``tx_id`` is already known."""
         with schema.transaction(self.conn):
-            existing = self._find(tx_id)
-            if existing is not None:
-                return existing, False
-            for material_id in materials:
-                state = self._one("SELECT state FROM materials WHERE material_id = ?", material_id)
-                if state is None:
-                    raise UnknownMaterial(material_id)
-                if state == "rejected":
-                    raise InvalidEntry(f"material {material_id} was rejected by the server")
-            nonce, sealed = self.sealer.seal(plaintext, entry_aad(tx_id, priority_class, tx_kind))
-            size = len(nonce) + len(sealed)
-            self.check_quota(priority_class, size)
-            cur = self.conn.execute(
-                "INSERT INTO entries (tx_id, tx_kind, priority_class, created_ms, next_due_ms,"
-                " nonce, ciphertext, stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (tx_id, tx_kind, int(priority_class), now_ms, now_ms, nonce, sealed, size),
-            )
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO tx_materials VALUES (?, ?)",
-                [(tx_id, m) for m in materials],
-            )
+            return self._put_in_txn(entry, now_ms=now_ms)
+
+    @translated
+    def put_in_sequence(
+        self, entry: NewEntry, *, stream: str, position: int, now_ms: int
+    ) -> StoredTransaction | None:
+        """Put the entry at ``position`` of ``stream`` unless the stream's cursor is there.
+
+        Entry and cursor commit together (fsynced), so after a crash the cursor says
+        exactly which of the stream's records are in the outbox: ``None`` means this
+        position was put before (it may since have been delivered and removed).
+        """
+        with schema.transaction(self.conn):
+            if position <= self._cursor(stream):
+                return None
+            stored, _ = self._put_in_txn(entry, now_ms=now_ms)
+            self._set_cursor(stream, position)
+        return stored
+
+    @translated
+    def skip_in_sequence(self, *, stream: str, position: int) -> None:
+        """Move ``stream``'s cursor to ``position`` without an entry (a record never sent)."""
+        with schema.transaction(self.conn):
+            if position > self._cursor(stream):
+                self._set_cursor(stream, position)
+
+    @translated
+    def cursor(self, stream: str) -> int:
+        """The last position of ``stream`` that is in the outbox (0: none yet)."""
+        return self._cursor(stream)
+
+    def _cursor(self, stream: str) -> int:
+        value = self._one("SELECT value FROM meta WHERE name = ?", _CURSOR_PREFIX + stream)
+        return int(value) if value is not None else 0
+
+    def _set_cursor(self, stream: str, position: int) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (_CURSOR_PREFIX + stream, position),
+        )
+
+    def _put_in_txn(self, entry: NewEntry, *, now_ms: int) -> tuple[StoredTransaction, bool]:
+        tx_id, tx_kind, priority_class = entry.tx_id, entry.tx_kind, entry.priority_class
+        existing = self._find(tx_id)
+        if existing is not None:
+            return existing, False
+        for material_id in entry.materials:
+            state = self._one("SELECT state FROM materials WHERE material_id = ?", material_id)
+            if state is None:
+                raise UnknownMaterial(material_id)
+            if state == "rejected":
+                raise InvalidEntry(f"material {material_id} was rejected by the server")
+        nonce, sealed = self.sealer.seal(entry.plaintext, entry_aad(tx_id, priority_class, tx_kind))
+        size = len(nonce) + len(sealed)
+        self.check_quota(priority_class, size)
+        cur = self.conn.execute(
+            "INSERT INTO entries (tx_id, tx_kind, priority_class, created_ms, next_due_ms,"
+            " nonce, ciphertext, stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (tx_id, tx_kind, int(priority_class), now_ms, now_ms, nonce, sealed, size),
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO tx_materials VALUES (?, ?)",
+            [(tx_id, m) for m in entry.materials],
+        )
         stored = StoredTransaction(
             seq=cur.lastrowid or 0,
             tx_id=tx_id,
