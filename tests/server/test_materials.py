@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.catalogue.importer import import_rows, parse_catalogue
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
-from fleet_server.models import InboxEntry, Material, MaterialChunk
+from fleet_server.models import DeadLetter, InboxEntry, Material, MaterialChunk
 from fleet_server.piivault import Vault, current_vault, use_vault
 from fleet_server.piivault.purge import purge_once
+from fleet_server.routing.targets import load_targets
+from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.transactions.bodies import BodyRejected, parse_body
 from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk, material_purge
@@ -34,10 +38,12 @@ from govedge_wire import Transaction, now_ms
 from tests.server.helpers import FleetServer, poll
 from tests.server.txkit import (
     TxAgent,
+    catalogue_rows,
     material_chunks,
     serving_upstream,
     submission,
     transaction_server,
+    write_targets,
 )
 from tests.server.upstream import Upstream
 
@@ -246,6 +252,39 @@ def test_chunks_deleted_after_delivery_plus_retention(sessions: sessionmaker[Ses
     assert _counts(sessions)[1] == 2
     assert run(delivered_at + timedelta(days=31)) == 1  # the orphan
     assert _counts(sessions)[1] == 0
+
+
+def test_submission_whose_chunks_vanished_is_dead_lettered_not_sent(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Chunks lost after the submission was accepted (they are kept until delivery plus
+    retention, so only a damaged database does this): the delivery worker sends nothing
+    and puts the row in the dead-letter queue, owing the outlet a rejection."""
+    chunks = material_chunks(_scan(), "mat-vanish-01")
+    _store(sessions, *(_chunk(*c) for c in chunks))
+    _store(sessions, _pending("sub-vanish-001", "submission", _with_material("mat-vanish-01")))
+    with sessions.begin() as session:
+        rows = parse_catalogue(json.dumps(catalogue_rows()).encode(), fmt="json")
+        import_rows(session, rows, now=datetime.now(UTC))
+        session.execute(delete(MaterialChunk).where(MaterialChunk.chunk_index == 1))
+    with serving_upstream() as upstream:
+        targets = load_targets(write_targets(tmp_path / "t.json", upstream, ["zhoushan", "hcp"]))
+        worker = DeliveryWorker(
+            sessions=sessions, targets=targets, publish_result=lambda _result: False,
+            poll_interval_s=0.05, concurrency=2, lease_s=30,
+        )  # fmt: skip
+        worker.start()
+        try:
+            poll(lambda: worker.counters["material"], what="the dead letter")
+        finally:
+            worker.stop()
+        assert upstream.received["sub-vanish-001"] == 0
+    with sessions() as session:
+        entry = session.scalars(select(InboxEntry)).one()
+        dead = session.scalars(select(DeadLetter)).one()
+    assert (entry.state, entry.result_pending) == ("dead", True)
+    assert (dead.reason, dead.tx_id) == ("material", "sub-vanish-001")
+    assert (dead.detail or "").startswith("material_incomplete")
 
 
 # -- through a real broker, a real server process and a real upstream --------------
