@@ -1,4 +1,4 @@
-"""Driver of SAM_A resident-ID-card readers (GA/T 467) on a serial port.
+"""Driver of SAM_A resident-ID-card readers (GA/T 467), serial or USB bulk (0400:C35A).
 
 Operations follow the module's normal cycle (hardware.md 1.2): status and SAM id for
 the probe; find → select → read for a card. SW3 codes become the device error tree:
@@ -47,6 +47,7 @@ from edge_agent.devices.sam_text import (
     parse_text_block,
 )
 from edge_agent.devices.sam_transport import SamTransport
+from edge_agent.devices.sam_usb import UsbSamTransport, is_usb_address
 from edge_agent.devices.settings import DriverSettings, seconds
 
 __all__ = ["SamIdReader", "SamReaderSettings", "format_sam_id"]
@@ -93,7 +94,12 @@ def format_sam_id(raw: bytes) -> str:
 
 @register_driver("sam_id_reader")
 class SamIdReader(Driver):
-    """One SAM_A reader on ``identity.address`` (a serial device path)."""
+    """One SAM_A reader on ``identity.address``.
+
+    A serial device path (USB-serial bridge, pseudo-terminal) uses ``SamTransport``;
+    ``/dev/bus/usb/BBB/DDD`` (the 0400:C35A module from udev) or ``sim-usb:NAME`` uses
+    ``UsbSamTransport`` over bulk endpoints 02/06 → 81/85. Same frames, same driver.
+    """
 
     kind: ClassVar[str] = "id_card"
     settings_model: ClassVar[type[DriverSettings]] = SamReaderSettings
@@ -107,9 +113,15 @@ class SamIdReader(Driver):
         on_event: EventSink | None = None,
     ) -> None:
         super().__init__(identity, settings=settings, on_event=on_event)
-        self._link = SamTransport(
-            identity.address, baudrate=self.config.baudrate, device_id=identity.device_id
-        )
+        self._link: SamTransport | UsbSamTransport
+        if is_usb_address(identity.address):  # the 0400:C35A module: bulk endpoints
+            self._link = UsbSamTransport(
+                identity.address, usb=identity.usb, device_id=identity.device_id
+            )
+        else:
+            self._link = SamTransport(
+                identity.address, baudrate=self.config.baudrate, device_id=identity.device_id
+            )
         self._lock = asyncio.Lock()
         self._counters: dict[str, int] = dict.fromkeys(
             ("reads_ok", "reads_failed", "no_card", "timeouts", "protocol_errors", "unavailable"),
@@ -299,7 +311,7 @@ class SamIdReader(Driver):
             self._counters["unavailable"] += 1
             if not self._unplug_reported:
                 self._unplug_reported = True
-                _log.warning("%s: serial port vanished", self.device_id)
+                _log.warning("%s: reader vanished (%s)", self.device_id, self.identity.address)
                 self.emit("device.unplugged", severity="error", address=self.identity.address)
             raise
 

@@ -344,6 +344,10 @@ class IdCardSimulator:
                 response = response[:5] + b"\xff\xf0" + response[7:]
             elif fault is Fault.TRUNCATE:
                 response = response[: len(pending.data) or 20]
+        self._deliver(master, response)
+
+    def _deliver(self, master: int, response: bytes) -> None:
+        """Put a response on the wire (the USB variant overrides this)."""
         try:
             os.write(master, response)
         except OSError:
