@@ -118,13 +118,19 @@ class KeypadQueueBridge:
         self._on_refused = on_refused
         self.handled = 0
         self.refused = 0
+        self.failed = 0
 
     async def run(self, next_event: Callable[[], Awaitable[DeviceEvent]]) -> None:
         """Handle keys until cancelled; ``next_event`` is a hub subscription's ``get``."""
         while True:
             event = await next_event()
-            if event.name in KEY_OPERATIONS:
+            if event.name not in KEY_OPERATIONS:
+                continue
+            try:
                 await self.handle(event)
+            except Exception:  # one bad key must not stop every keypad of the outlet
+                self.failed += 1
+                log.exception("keypad %s: %s failed", event.device_id, event.name)
 
     async def handle(self, event: DeviceEvent) -> QueueResult | None:
         """Run one key's operation; the result, or None when the queue refused it."""
