@@ -103,7 +103,8 @@ _DEV_HEALTH = json.dumps(
         }
         for d, _k, _m in DEVICES
     }
-)
+).replace('"reads_ok": 120', '"reads_ok": %d', 1)  # the ID-card reader counts up: one
+# device's figures change in every message, the other four repeat theirs (as idle ones do)
 TELEMETRY_TEMPLATE = (
     '{"schema_version":1,"kind":"telemetry","msg_id":"%032x","ts":%d,"outlet_id":"%s",'
     '"session":%d,"seq":%d,"metrics":{"cpu_percent":12.5,"mem_percent":41.0,'
@@ -195,6 +196,7 @@ def simulator(conn: Any, port: int, n: int, ready: Any) -> None:
                     outlets[i],
                     session,
                     seqs[i],
+                    120 + seqs[i],
                 )
                 clients[i].publish(f"govedge/v1/{outlets[i]}/up/telemetry", payload, qos=0)
                 sent += 1
@@ -283,9 +285,11 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if len(births_curve) % 20 == 1:
                 print(f"  births accepted after {births_curve[-1][0]:.0f} s: {s['accepted']:,}")
             time.sleep(0.5)
-        births_s = births_curve[-1][0]
+        # Births are ingested while the outlets connect: count from the first connect.
+        births_s = time.monotonic() - t_conn
         print(
-            f"births ingested in {births_s:.1f} s ({connected / births_s:,.0f}/s); online={_count_online(server)}"
+            f"all births ingested {births_s:.1f} s after the first connect "
+            f"({connected / births_s:,.0f}/s); online={_count_online(server)}"
         )
 
         s_srv, s_bare, s_mosq = (
@@ -491,8 +495,9 @@ def report(res: list[dict[str, Any]], args: argparse.Namespace) -> str:
     r0 = res[0]
     lines = [
         f"Outlets: {r0['outlets']:,} × 5 devices ({r0['connected']:,} connected in "
-        f"{median([r['connect_s'] for r in res]):.0f} s; their births ingested in "
-        f"{median([r['births_s'] for r in res]):.0f} s), {len(res)} run(s); medians over runs.",
+        f"{median([r['connect_s'] for r in res]):.0f} s; all their births ingested "
+        f"{median([r['births_s'] for r in res]):.0f} s after the first connect), "
+        f"{len(res)} run(s); medians over runs.",
         "",
     ]
     rows = []

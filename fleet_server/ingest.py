@@ -1,8 +1,10 @@
 """MQTT ingest: paho receives, one worker thread decodes, applies presence and writes.
 
-paho's network thread only timestamps each message and puts it on a queue, so a slow
-database never stalls the broker connection. The worker drains the queue in batches
-(``ingest_batch_max`` messages or ``ingest_batch_window_s`` after the first), applies
+paho's network thread only timestamps each message and appends it to a queue, so a slow
+database never stalls the broker connection (past ``ingest_queue_max`` messages are
+refused, counted ``overloaded``). The worker is not woken per message: woken by the
+first message, it sleeps ``ingest_batch_window_s`` and then takes everything queued
+(up to ``ingest_batch_max``), so the two threads do not trade the GIL per message. It applies
 ``fleet_server.presence`` in memory, then writes the changed outlets in one
 transaction. A message that fails — any way at all — is counted and skipped; it
 cannot roll back the others, because only validated in-memory state is written.
@@ -26,10 +28,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,7 +142,9 @@ class Ingest:
         # it grows across restarts without being stored.
         self.server_session = now_ms()
         self._command_seq = itertools.count()
-        self._queue: queue.Queue[_Item] = queue.Queue()
+        # Appended by paho's thread, popped by the worker (deque ops are atomic).
+        self._queue: deque[_Item] = deque()
+        self._wake = threading.Event()
         self._tracker = PresenceTracker(rebirth_interval_s=settings.rebirth_interval_s)
         self._log = RateLimitedLog(logger)
         self._abort = threading.Event()
@@ -192,20 +196,25 @@ class Ingest:
         self._client.disconnect()
         self._client.loop_stop()
         self.stats.set_broker_connected(False)
-        self._queue.put(_Stop())
+        self._enqueue(_Stop())
         self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._worker.is_alive():
             self._abort.set()
             self._worker.join(timeout=_PUBLISH_TIMEOUT_S)
             logger.warning(
-                "drain deadline passed; %d queued messages were not written", self._queue.qsize()
+                "drain deadline passed; %d queued messages were not written", len(self._queue)
             )
         logger.info("ingest stopped")
 
     @property
     def queue_depth(self) -> int:
         """Messages received and not yet processed."""
-        return self._queue.qsize()
+        return len(self._queue)
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
 
     # -- paho side (network thread): never touches the database ---------------
 
@@ -284,7 +293,7 @@ class Ingest:
     ) -> None:
         was_connected = self.stats.broker_connected
         self.stats.set_broker_connected(False)
-        self._queue.put(_BrokerLost(at=datetime.now(UTC)))
+        self._enqueue(_BrokerLost(at=datetime.now(UTC)))
         if self._stopping:
             logger.info("disconnected from the broker")
         elif was_connected:
@@ -300,7 +309,7 @@ class Ingest:
         if self._limiter is not None and not self._limiter.allow_topic(topic):
             self.stats.rejected("rate_limited")
             return
-        if self._queue.qsize() >= self._settings.ingest_queue_max:
+        if len(self._queue) >= self._settings.ingest_queue_max:
             self.stats.rejected("overloaded")
             self._log.warning(
                 "overloaded",
@@ -308,7 +317,7 @@ class Ingest:
                 _outlet_of(topic),
             )
             return
-        self._queue.put(_Received(topic, bytes(message.payload), datetime.now(UTC)))
+        self._enqueue(_Received(topic, bytes(message.payload), datetime.now(UTC)))
 
     # -- worker side -----------------------------------------------------------
 
@@ -325,26 +334,23 @@ class Ingest:
 
     def _take_batch(self) -> tuple[list[_Received | _BrokerLost], bool]:
         batch: list[_Received | _BrokerLost] = []
-        try:
-            item = self._queue.get(timeout=_GET_TIMEOUT_S)
-        except queue.Empty:
-            return batch, False
-        deadline = time.monotonic() + self._settings.ingest_batch_window_s
-        while True:
+        if not self._queue:
+            self._wake.wait(_GET_TIMEOUT_S)
+            # Cleared before draining: whatever is appended after the drain sets it again.
+            self._wake.clear()
+            if not self._queue:
+                return batch, False
+        limit = self._settings.ingest_batch_max
+        if len(self._queue) < limit:
+            # Let a batch gather instead of waking for every message.
+            self._abort.wait(self._settings.ingest_batch_window_s)
+        queued = self._queue
+        while queued and len(batch) < limit:
+            item = queued.popleft()
             if isinstance(item, _Stop):
                 return batch, True
             batch.append(item)
-            if len(batch) >= self._settings.ingest_batch_max:
-                return batch, False
-            remaining = deadline - time.monotonic()
-            try:
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                return batch, False
+        return batch, False
 
     def _process(self, batch: list[_Received | _BrokerLost]) -> None:
         for item in batch:

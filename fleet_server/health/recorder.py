@@ -64,6 +64,9 @@ class TelemetrySinkLike(Protocol):
 class _Device:
     values: dict[str, Any]
     stored: bool
+    # The row as last written (without last_seen) and when (monotonic), or None.
+    written: dict[str, Any] | None = None
+    written_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -271,7 +274,7 @@ class HealthRecorder:
             with sessions.begin() as session:
                 if not self._loaded:
                     self._load(session)
-                self._write(session, pending)
+                written = self._write(session, pending)
         except SQLAlchemyError:
             self.write_errors += 1
             logger.exception("could not write device health; retrying with the next batch")
@@ -280,8 +283,13 @@ class HealthRecorder:
         finally:
             if self._on_db_latency is not None:
                 self._on_db_latency("health_flush", time.perf_counter() - started)
+        now = time.monotonic()
         for key in pending.devices:
-            self._devices[key].stored = True
+            device = self._devices[key]
+            device.stored = True
+            if key in written:
+                device.written = _content(device.values)
+                device.written_at = now
         self._outlets_stored |= pending.outlets
         self._pending = _Pending()
         if self._changed and self._live is not None:
@@ -309,9 +317,31 @@ class HealthRecorder:
                 self._outlets[health.outlet_id]["flaps"] += health.flaps
         self._loaded = True
 
-    def _write(self, session: Session, pending: _Pending) -> None:
-        inserts = [self._devices[k].values for k in pending.devices if not self._devices[k].stored]
-        updates = [self._devices[k].values for k in pending.devices if self._devices[k].stored]
+    def _write(self, session: Session, pending: _Pending) -> set[tuple[str, str]]:
+        """Write the pending rows; returns the device keys written.
+
+        A device row whose content (all but ``last_seen``) is what was last written
+        is skipped until ``history_interval_s`` has passed: telemetry that repeats a
+        device's figures then costs no device write, and the stored ``last_seen`` of a
+        device is at most one history interval old (the agent's is always current).
+        """
+        now = time.monotonic()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        written: set[tuple[str, str]] = set()
+        for key in pending.devices:
+            device = self._devices[key]
+            if not device.stored:
+                inserts.append(device.values)
+            elif (
+                device.written is None
+                or now - device.written_at >= self._history_interval_s
+                or _content(device.values) != device.written
+            ):
+                updates.append(device.values)
+            else:
+                continue
+            written.add(key)
         if inserts:
             session.execute(insert(DeviceState), inserts)
         update_rows(session, _UPDATE_DEVICE, updates, keys=_DEVICE_KEYS, columns=_DEVICE_VALUES)
@@ -324,6 +354,7 @@ class HealthRecorder:
             session.execute(insert(DeviceEvent), pending.events)
         if pending.samples:
             session.execute(insert(TelemetrySample), pending.samples)
+        return written
 
     def _maybe_prune(self, sessions: sessionmaker[Session]) -> None:
         now = time.monotonic()
@@ -369,6 +400,11 @@ _UPDATE_OUTLET = update_statement(
     keys=_OUTLET_KEYS,
     columns=_OUTLET_VALUES,
 )
+
+
+def _content(values: dict[str, Any]) -> dict[str, Any]:
+    """A device row's values without ``last_seen`` (nested dicts are replaced, not mutated)."""
+    return {k: v for k, v in values.items() if k != "last_seen"}
 
 
 def _event_time(ts_ms: int, *, fallback: datetime) -> datetime:

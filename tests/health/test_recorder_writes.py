@@ -1,0 +1,76 @@
+"""The health recorder skips device rows whose figures repeat, for one history interval.
+
+Real SQLite through the recorder's own flush; what is checked is the stored row."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.db import make_engine, make_sessionmaker
+from fleet_server.health.recorder import HealthRecorder
+from fleet_server.health.tables import DeviceState
+from fleet_server.migrate import upgrade
+from fleet_server.models import Outlet
+from govedge_wire import Birth, Telemetry
+
+INTERVAL_S = 0.5
+
+
+def _row(sessions: sessionmaker[Session], device_id: str) -> DeviceState:
+    with sessions() as session:
+        row: DeviceState = session.scalars(
+            select(DeviceState).where(DeviceState.device_id == device_id)
+        ).one()
+        return row
+
+
+def test_repeated_figures_skip_the_device_write_until_the_interval(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        session.add(Outlet(id="rw-1", display_name=None, created_at=datetime.now(UTC)))
+    recorder = HealthRecorder(history_interval_s=INTERVAL_S, retention=timedelta(hours=1))
+    seq = iter(range(100))
+
+    def telemetry(reads_ok: int) -> datetime:
+        at = datetime.now(UTC)
+        recorder.observe(
+            Telemetry(outlet_id="rw-1", session=1, seq=next(seq),
+                      devices={"reader-1": {"reads_ok": reads_ok},
+                               "pad-1": {"connected": True}}),
+            received_at=at,
+        )  # fmt: skip
+        recorder.flush(sessions)
+        return at
+
+    try:
+        recorder.observe(
+            Birth(outlet_id="rw-1", session=1, seq=next(seq), agent_version="t",
+                  hostname="pc", os="Debian", config_version=1, keepalive_s=30,
+                  telemetry_interval_s=30.0,
+                  devices=[{"device_id": "reader-1", "kind": "id_card_reader"},
+                           {"device_id": "pad-1", "kind": "evaluation_pad"}]),
+            received_at=datetime.now(UTC),
+        )  # fmt: skip
+        recorder.flush(sessions)
+        first = telemetry(reads_ok=1)
+        assert _row(sessions, "pad-1").last_seen == first
+        # Same figures again, inside the interval: pad-1's row is not rewritten;
+        # reader-1 counted a read, so its row is.
+        second = telemetry(reads_ok=2)
+        assert _row(sessions, "pad-1").last_seen == first
+        reader = _row(sessions, "reader-1")
+        assert (reader.reads_ok, reader.last_seen) == (2, second)
+        # After the interval the repeated row is written again (last_seen catches up).
+        time.sleep(INTERVAL_S + 0.1)
+        third = telemetry(reads_ok=2)
+        assert _row(sessions, "pad-1").last_seen == third
+        assert _row(sessions, "reader-1").last_seen == third
+    finally:
+        engine.dispose()
