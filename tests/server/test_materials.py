@@ -12,13 +12,15 @@ import base64
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.catalogue.importer import import_rows, parse_catalogue
@@ -149,6 +151,53 @@ def test_chunks_stored_once_sealed_resumed_then_submission_accepted(
     if db_file.exists():
         raw = db_file.read_bytes() + (tmp_path / "fleet.db-wal").read_bytes()
         assert MARKER not in raw
+
+
+@pytest.mark.postgres
+def test_two_workers_racing_on_one_material_store_each_chunk_once(
+    postgres_url: str, vault: Vault
+) -> None:
+    """Shared subscriptions give two chunks of a new material to two workers at once:
+    the second commit meets the unique header row, and its per-item retry (what the
+    ingest does on an integrity error) stores its chunk against the first one's row."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    chunks = material_chunks(_scan(), "mat-race-0001")
+    first = sessions()
+    first.begin()
+    assert store_transactions(first, [_chunk(*chunks[0])], rules=rules_for("national")) == [
+        Stored("accepted")
+    ]
+    outcome: list[BaseException | list[Stored]] = []
+
+    def second_worker() -> None:
+        try:
+            outcome.append(_store(sessions, _chunk(*chunks[1]), _chunk(*chunks[0])))
+        except BaseException as exc:  # the integrity error this test expects
+            outcome.append(exc)
+
+    racing = threading.Thread(target=second_worker)
+    racing.start()
+    poll(lambda: _waiting_on_a_lock(engine), what="the second worker blocked")
+    first.commit()
+    first.close()
+    racing.join(timeout=30)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], IntegrityError)
+    retried = [_store(sessions, _chunk(*chunks[1])), _store(sessions, _chunk(*chunks[0]))]
+    assert retried == [[Stored("accepted")], [Stored("duplicate")]]
+    assert _counts(sessions) == (1, 2, 0)
+    engine.dispose()
+
+
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        ).scalar()
+    return bool(waiting)
 
 
 @pytest.mark.parametrize(
