@@ -59,6 +59,7 @@ from fleet_server.piivault.purge import purge_loop
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.settings import Settings
+from fleet_server.transactions.materials import material_purge
 from fleet_server.web import login as web_login
 from fleet_server.web import ui as web_ui
 
@@ -85,9 +86,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             for worker in woken:
                 worker.wake()
 
-        health_rt = HealthRuntime(
-            settings, sessions=sessions, metrics=app.state.metrics, engine=db
-        )
+        health_rt = HealthRuntime(settings, sessions=sessions, metrics=app.state.metrics, engine=db)
         ingest_ = Ingest(
             settings,
             sessions=sessions,
@@ -118,6 +117,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                     sessions,
                     retention=timedelta(days=settings.pii_retention_days),
                     interval_s=settings.pii_purge_interval_s,
+                    also=[
+                        material_purge(
+                            retention=timedelta(days=settings.material_retention_days),
+                            orphan_retention=timedelta(days=settings.material_orphan_days),
+                        )
+                    ],
                 ),
                 name="pii-purge",
             )
