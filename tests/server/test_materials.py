@@ -351,8 +351,11 @@ def server(
 ) -> Iterator[FleetServer]:
     workdir = tmp_path_factory.mktemp("materials")
     with transaction_server(
-        broker.url, upstream, workdir, ["zhoushan", "hcp"], GOVEDGE_MATERIAL_MAX_BYTES="100000"
-    ) as fleet:
+        broker.url, upstream, workdir, ["zhoushan", "hcp"],
+        GOVEDGE_MATERIAL_MAX_BYTES="100000",
+        # Chunks go as soon as upstream has the case; orphans keep their 30 days.
+        GOVEDGE_MATERIAL_RETENTION_DAYS="0", GOVEDGE_PII_PURGE_INTERVAL_S="0.5",
+    ) as fleet:  # fmt: skip
         yield fleet
 
 
@@ -400,3 +403,23 @@ def test_server_acks_chunks_once_refuses_bad_ones_and_sends_materials_upstream(
     )
     assert noted["material_rejected_chunk_checksum"] >= 1
     assert noted["material_rejected_material_oversize"] >= 1
+    # Upstream confirmed receipt; retention 0: the server deletes the chunks by itself.
+    engine = make_engine(server.database_url)
+    try:
+
+        def purged() -> bool:
+            with engine.connect() as connection:
+                done = connection.execute(
+                    select(Material.purged_at).where(Material.material_id == "mat-wire-0001")
+                ).scalar()
+                left = connection.execute(
+                    select(func.count())
+                    .select_from(MaterialChunk)
+                    .join(Material, Material.id == MaterialChunk.material_pk)
+                    .where(Material.material_id == "mat-wire-0001")
+                ).scalar()
+            return done is not None and left == 0
+
+        poll(purged, what="chunks deleted after delivery plus retention")
+    finally:
+        engine.dispose()
