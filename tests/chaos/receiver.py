@@ -48,8 +48,9 @@ class ChaosUpstream(Upstream):
                 with self.lock:
                     self.answered_ok[key] += 1
             return
-        length = int(handler.headers.get("Content-Length", "0"))
-        body = handler.rfile.read(length)
+        body = self.read_body(handler)
+        if body is None:  # the fleet server was killed mid-request: nothing to answer
+            return
         with self.lock:
             state.requests += 1
             self.received[key] += 1

@@ -4,7 +4,8 @@ One server serves every target on its own path (``/t/{name}``). Per target it ca
 answer ``ok`` (200 with a case number; 409 when the idempotency key was seen),
 ``reject`` (422), ``error`` (500) or ``hang`` (sleep past the client timeout), or fail
 the next N requests before answering ok; ``stop()``/``start()`` take it down and up on
-the same port. It records what it accepted by idempotency key and checks the HMAC.
+the same port. It records what it accepted by idempotency key and checks the HMAC; a
+body cut short by a client that died mid-request is counted as ``truncated`` instead.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Upstream:
     received: Counter[str] = field(default_factory=Counter)
     by_target: dict[str, list[str]] = field(default_factory=dict)
     bad_signatures: int = 0
+    truncated: int = 0  # bodies cut short by a client that went away (see read_body)
     targets: dict[str, TargetState] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -85,19 +87,38 @@ class Upstream:
         except (BrokenPipeError, ConnectionResetError):
             return  # the client gave up (timeout): that is the point of "hang"
 
-    def handle(self, handler: BaseHTTPRequestHandler) -> None:
-        name = handler.path.rsplit("/", 1)[-1]
+    def read_body(self, handler: BaseHTTPRequestHandler) -> bytes | None:
+        """The request body, its signature checked; ``None`` if the client left mid-body.
+
+        A sender killed between writing the headers and the end of the body (httpx
+        writes them separately) leaves a short body and a closed connection: that is no
+        request at all (no one is there to answer), counted as ``truncated``, never as a
+        bad signature: the HMAC of a cut body cannot match.
+        """
         length = int(handler.headers.get("Content-Length", "0"))
         body = handler.rfile.read(length)
-        key = handler.headers.get("Idempotency-Key", "")
+        if len(body) < length:
+            with self.lock:
+                self.truncated += 1
+            handler.close_connection = True
+            return None
         signature = handler.headers.get("X-Govedge-Signature", "")
         expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature, expected):
+            with self.lock:
+                self.bad_signatures += 1
+        return body
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        name = handler.path.rsplit("/", 1)[-1]
+        body = self.read_body(handler)
+        if body is None:
+            return None
+        key = handler.headers.get("Idempotency-Key", "")
         state = self.target(name)
         with self.lock:
             state.requests += 1
             self.received[key] += 1
-            if not hmac.compare_digest(signature, expected):
-                self.bad_signatures += 1
             mode = state.mode
             if state.fail_next > 0:
                 state.fail_next -= 1
