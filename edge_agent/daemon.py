@@ -48,6 +48,7 @@ from edge_agent.session_store import SessionStore
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
 from edge_agent.uplink_events import PiiGuard, SeenResults
+from govedge_wire import agent_client_id
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Agent:
         client = aiomqtt.Client(
             settings.mqtt_host,
             settings.mqtt_port,
-            identifier=f"govedge-{settings.outlet_id}",
+            identifier=agent_client_id(settings.outlet_id),
             protocol=aiomqtt.ProtocolVersion.V5,
             will=will_message(settings.outlet_id, session),
             clean_start=True,

@@ -7,6 +7,7 @@ the first start. Tokens are printed to stdout once and never logged.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +24,13 @@ from fleet_server.pki import FleetCA, PkiError
 from fleet_server.security import NewToken, Role, SecurityError
 from fleet_server.security import enrollment as enrollment_ops
 from fleet_server.security import users as user_ops
+from fleet_server.security.broker_control import reload_broker
 from fleet_server.settings import Settings
 
 _DB_HELP = "sqlite:///PATH or postgresql+psycopg://... (GOVEDGE_DATABASE_URL)."
 _CLI_ACTOR = "cli"
+
+logger = logging.getLogger(__name__)
 
 
 def _settings(**options: object) -> Settings:
@@ -188,6 +192,12 @@ def enroll_token(outlet_id: str, ttl_s: int, database_url: str | None) -> None:
     default=None,
     help="CRL path the broker reads (default: the CA directory's crl.pem).",
 )
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Have Mosquitto write its pid here (for GOVEDGE_BROKER_PID_FILE: reload on revoke).",
+)
 def broker_config(
     out: Path,
     port: int,
@@ -195,6 +205,7 @@ def broker_config(
     hostnames: tuple[str, ...],
     pki_dir: Path | None,
     crl_file: Path | None,
+    pid_file: Path | None,
 ) -> None:
     """Write a Mosquitto TLS config, its ACL and certificates to --out."""
     settings = _settings(pki_dir=pki_dir)
@@ -207,6 +218,7 @@ def broker_config(
             bind=bind,
             hostnames=hostnames or ("localhost", "127.0.0.1"),
             crl_file=crl_file,
+            pid_file=pid_file,
         )
         ca.ensure_server_client()
     except (PkiError, OSError) as exc:
@@ -215,11 +227,48 @@ def broker_config(
     click.echo(f"wrote {files.conf} (ACL {files.acl}); start: mosquitto -c {files.conf}")
 
 
+@click.command("broker-reload")
+@click.option("--database-url", help=_DB_HELP)
+@click.option(
+    "--pki-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Fleet CA directory (GOVEDGE_PKI_DIR).",
+)
+def broker_reload(database_url: str | None, pki_dir: Path | None) -> None:
+    """Rewrite the CRL (fresh nextUpdate) and make the broker reload it.
+
+    Uses GOVEDGE_BROKER_PID_FILE or GOVEDGE_BROKER_RELOAD_COMMAND; run it from a timer so
+    the broker never holds an expired CRL (which would refuse every client).
+    """
+    settings = _settings(database_url=database_url, pki_dir=pki_dir)
+    try:
+        with _session(settings) as session:
+            enrollment_ops.write_crl(session, FleetCA(settings.pki_dir))
+    except (PkiError, OSError) as exc:
+        _fail(exc)
+        return
+    done, how = reload_broker(settings)
+    if not done:
+        _fail(RuntimeError(how))
+        return
+    click.echo(f"CRL rewritten; {how}")
+
+
 def register(main: click.Group) -> None:
     """Add these commands to the ``fleet-server`` group."""
     main.add_command(users)
     main.add_command(enroll_token)
     main.add_command(broker_config)
+    main.add_command(broker_reload)
+
+
+def _reload_at_start(settings: Settings) -> None:
+    """The CRL was just rewritten: let a configured broker reload it (best effort)."""
+    if settings.broker_pid_file is None and not settings.broker_reload_command:
+        return
+    done, how = reload_broker(settings)
+    (logger.info if done else logger.warning)("CRL rewritten at start: %s", how)
 
 
 def bootstrap(settings: Settings) -> None:
@@ -239,5 +288,6 @@ def bootstrap(settings: Settings) -> None:
                 sys.stdout.flush()
             if (settings.pki_dir / "ca.key").exists():
                 enrollment_ops.write_crl(session, FleetCA(settings.pki_dir))
+                _reload_at_start(settings)
     finally:
         engine.dispose()

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     pki_dir: Path = Path("./fleet-pki")
     outlet_cert_days: Annotated[int, Field(ge=1, le=825)] = 90
     enrollment_ttl_max_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 7 * 86_400
+    # After a revocation the broker reloads its CRL (Mosquitto 2.0 does on SIGHUP): the
+    # server signals the pid in broker_pid_file (the `pid_file` of its mosquitto.conf),
+    # or runs broker_reload_command (e.g. "systemctl reload mosquitto"), then ends the
+    # outlet's open MQTT session. Neither set: the operator reloads (docs/security.md).
+    broker_pid_file: Path | None = None
+    broker_reload_command: str | None = None
+    broker_reload_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     # PII at rest (fleet_server.piivault): the AES-GCM key directory (0700, keys 0600);
     # bodies are emptied this many days after upstream confirmed receipt, checked hourly.
     pii_key_dir: Path = Path("./fleet-pii-keys")

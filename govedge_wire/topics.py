@@ -128,6 +128,14 @@ def topic_for(outlet_id: str, kind: Kind) -> str:
     return f"{PROTOCOL_PREFIX}/{outlet_id}/{_DIRECTION[kind]}/{kind.value}"
 
 
+def agent_client_id(outlet_id: str) -> str:
+    """The MQTT client id of an outlet's agent: one per outlet, known to the server, which
+    uses it to end a revoked outlet's open session (MQTT session takeover)."""
+    if not is_valid_outlet_id(outlet_id):
+        raise ValueError(f"invalid outlet id {outlet_id!r}")
+    return f"govedge-{outlet_id}"
+
+
 def server_uplink_subscription(share_group: str | None = None) -> str:
     """The server's subscription to every outlet's uplink, optionally shared by workers."""
     base = f"{PROTOCOL_PREFIX}/+/up/+"

@@ -18,6 +18,9 @@ from sqlalchemy import select
 from fleet_server.api.auth import OPEN, TECHNICIAN, VIEWER, Authenticated, SecurityDep
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.security_schemas import (
+    BROKER_DONE_STEP,
+    BROKER_RELOAD_STEP,
+    SESSION_STEP,
     CertificateIssued,
     CertificatePublic,
     EnrollmentCreate,
@@ -30,6 +33,7 @@ from fleet_server.models import Certificate
 from fleet_server.pki import PkiError
 from fleet_server.security import SecurityError
 from fleet_server.security import enrollment as ops
+from fleet_server.security.broker_control import after_revocation
 
 admin_router = APIRouter(tags=["enrollment"])
 public_router = APIRouter(prefix="/enroll", tags=["enrollment"], dependencies=[OPEN])
@@ -59,14 +63,27 @@ def create_enrollment(
 def revoke_outlet(
     outlet_id: str, session: SessionDep, security: SecurityDep, principal: Authenticated
 ) -> RevocationPublic:
-    """Revoke every certificate of the outlet and rewrite the CRL."""
+    """Revoke every certificate of the outlet, rewrite the CRL, make the broker reload it
+    and end the outlet's open MQTT session (when a broker reload is configured)."""
     try:
         serials = ops.revoke_outlet(
             session, security.ca(), outlet_id=outlet_id, actor=principal.name
         )
     except (SecurityError, PkiError) as exc:
         raise _http(exc) from None
-    return RevocationPublic(outlet_id=outlet_id, revoked=serials)
+    action = after_revocation(security.settings, outlet_id)
+    if not action.reloaded:
+        step = BROKER_RELOAD_STEP
+    else:
+        step = BROKER_DONE_STEP if action.session_ended else SESSION_STEP
+    return RevocationPublic(
+        outlet_id=outlet_id,
+        revoked=serials,
+        broker_reloaded=action.reloaded,
+        session_ended=action.session_ended,
+        broker_detail=action.detail,
+        next_step=step,
+    )
 
 
 @admin_router.get("/outlets/{outlet_id}/certificates", dependencies=[VIEWER])

@@ -10,9 +10,16 @@ from pydantic import BaseModel, Field
 from fleet_server.security import Role
 from govedge_wire import OUTLET_ID_PATTERN
 
-BROKER_RESTART_STEP = (
-    "restart the MQTT broker (e.g. systemctl restart mosquitto) so it reloads the CRL; "
-    "Mosquitto 2.0 does not reload it on SIGHUP and keeps open connections until then"
+BROKER_RELOAD_STEP = (
+    "reload the MQTT broker so it rereads the CRL (systemctl reload mosquitto, or SIGHUP; "
+    "Mosquitto 2.0 reloads the CRL on SIGHUP), then end the outlet's open connection "
+    "(restart the broker, or configure GOVEDGE_BROKER_PID_FILE / "
+    "GOVEDGE_BROKER_RELOAD_COMMAND so the server does both)"
+)
+BROKER_DONE_STEP = "none: the broker reloaded the CRL and the outlet's session was ended"
+SESSION_STEP = (
+    "the broker reloaded the CRL, but the outlet's open connection could not be ended; "
+    "restart the broker to cut it off"
 )
 
 
@@ -68,13 +75,16 @@ class CertificatePublic(BaseModel):
 
 
 class RevocationPublic(BaseModel):
-    """What a revocation did; the broker refuses them once it has reloaded the CRL."""
+    """What a revocation did, and what is left for the operator to do."""
 
     outlet_id: str
     revoked: list[str]
-    # Mosquitto 2.0 reads the CRL only when its listener starts (SIGHUP does not reload
-    # it): the revocation takes effect at the broker's next restart (docs/security.md).
-    next_step: str = BROKER_RESTART_STEP
+    # The server's own step at the broker (docs/security.md, "Revocation"): SIGHUP or the
+    # configured command reloads the CRL; a session takeover ends the open connection.
+    broker_reloaded: bool = False
+    session_ended: bool = False
+    broker_detail: str = ""
+    next_step: str = BROKER_RELOAD_STEP
 
 
 class UserCreate(BaseModel):

@@ -88,13 +88,20 @@ def server_files(ca: FleetCA) -> ClientFiles:
 class TlsClient:
     """A paho MQTT 5 client over TLS with a client certificate; records what it gets."""
 
-    def __init__(self, broker: Mosquitto, files: ClientFiles | None, *, tls: bool = True) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        files: ClientFiles | None,
+        *,
+        tls: bool = True,
+        client_id: str | None = None,
+    ) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.acks: queue.Queue[tuple[str, list[int]]] = queue.Queue()
         self.connected: queue.Queue[int] = queue.Queue()
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"sec-{uuid.uuid4().hex[:8]}",
+            client_id=client_id or f"sec-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
         if tls:

@@ -102,7 +102,8 @@ def test_revoked_certificate_is_refused_after_restart(
     tls_client(files).close()
     assert files.issued is not None
     fleet_ca.write_crl([(int(files.issued.serial_hex, 16), datetime.now(UTC))])
-    # Mosquitto 2.0 reads the CRL when the listener starts; SIGHUP does not reload it.
+    # A restart rereads the CRL (and cuts open sessions); test_revocation_reload.py
+    # covers the reload without one (SIGHUP and the session takeover).
     secure_broker.restart()
     refused = TlsClient(secure_broker, files)
     try:
