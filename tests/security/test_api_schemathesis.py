@@ -52,8 +52,9 @@ def test_api_conforms_to_its_openapi(
     api_schema: BaseSchema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every operation, one after another; all failures are reported together."""
-    # urllib3-future (installed beside urllib3 by a dependency) replaces the pool
-    # container schemathesis counts connections in; in-process ASGI has none to count.
+    # urllib3-future (grafana-client → niquests → urllib3-future; `uv tree --invert
+    # --package urllib3-future`) replaces the pool container schemathesis counts
+    # connections in; in-process ASGI has none to count.
     monkeypatch.setattr(st_requests, "_count_opened_connections", lambda _session: 0)
     headers = {"Authorization": f"Bearer {_TOKEN['admin']}"}
     failures: list[str] = []
