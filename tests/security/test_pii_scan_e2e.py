@@ -26,10 +26,13 @@ accepted case, so a scan that finds nothing did look with needles that find.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,40 @@ ACCEPTED_KEY = "pii-case-accepted"
 REJECTED_KEY = "pii-case-rejected"
 ID_CARD_READER = "sam-serial-bridge.sn-10c4ea60-SIMIDCARD0001-if00"
 NEEDLES = citizen_needles()
+
+
+class Webhooks:
+    """A real HTTP endpoint for the alert webhooks; records every body posted to it."""
+
+    def __init__(self) -> None:
+        bodies: list[str] = []
+        self.bodies = bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                bodies.append(self.rfile.read(length).decode("utf-8", "replace"))
+                self.send_response(204)
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def webhooks() -> Iterator[Webhooks]:
+    receiver = Webhooks()
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture
@@ -187,6 +224,25 @@ def _operator_views(server: Server, outlet_id: str) -> Answers:
     return answers
 
 
+def test_the_scan_finds_leaks_and_passes_masked_values() -> None:
+    """The needles catch the forms a leak takes, and not the masked forms that may show."""
+    card = make_card()
+    masked_id = card.id_number[:4] + "*" * 10 + card.id_number[-4:]
+    masked_name = card.name[0] + "*" * (len(card.name) - 1)
+    assert _scan_lines("ok", f"applicant {masked_name} {masked_id} accepted") == []
+    for leak in (
+        f"applicant {card.id_number}",
+        f"id {card.id_number.lower()}",
+        f"birth part {card.id_number[4:14]}",
+        json.dumps({"name": card.name}),  # \u-escaped
+        json.dumps({"address": card.address}, ensure_ascii=False),
+        f"photo={base64.b64encode(card.photo).decode()}",
+    ):
+        assert _scan_lines("leak", leak), leak
+    assert NEEDLES.find_bytes(card.name.encode("utf-16-le"))
+    assert NEEDLES.find_bytes(card.photo, photos_only=True)
+
+
 def _scan_lines(name: str, text: str) -> list[str]:
     hits = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -198,7 +254,7 @@ def _scan_lines(name: str, text: str) -> list[str]:
 
 @pytest.mark.timeout(120)
 def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
-    private_broker: Mosquitto, upstream: Upstream, tmp_path: Path
+    private_broker: Mosquitto, upstream: Upstream, webhooks: Webhooks, tmp_path: Path
 ) -> None:
     sniffer = Sniffer(private_broker.port)
     targets = write_targets(tmp_path / "targets.json", upstream, TARGETS)
@@ -212,6 +268,7 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
             "GOVEDGE_DELIVERY_POLL_INTERVAL_S": "0.1",
             "GOVEDGE_LOG_LEVEL": "DEBUG",
             "GOVEDGE_LOG_FORMAT": "json",
+            "GOVEDGE_ALERT_WEBHOOKS": json.dumps([webhooks.url]),
         },
     )
     outlet_id = f"pii-{uuid.uuid4().hex[:8]}"
@@ -243,6 +300,7 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
 
         _clerk_session(outlet)
         _open_device_alert(server, outlet)
+        poll(lambda: webhooks.bodies, timeout=30, interval=0.2)  # the alert was sent out
         answers = _operator_views(server, outlet_id)
     finally:
         outlet.agent.stop()
@@ -282,8 +340,11 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
         hits += _scan_lines(name, text)
     for label, body in answers.bodies.items():
         hits += _scan_lines(label, body)
+    for n, body in enumerate(webhooks.bodies):
+        hits += _scan_lines(f"alert webhook #{n}", body)
     print(
         f"scanned {sum(len(t.splitlines()) for t in logs.values())} log lines, "
-        f"{len(messages)} MQTT messages ({sorted(kinds)}), {len(answers.bodies)} answers"
+        f"{len(messages)} MQTT messages ({sorted(kinds)}), {len(answers.bodies)} answers, "
+        f"{len(webhooks.bodies)} alert webhooks"
     )
     assert not hits, "citizen data leaked:\n" + "\n".join(hits[:50])
