@@ -10,6 +10,8 @@ full) or an unreachable agent is a refusal, and a refused case must never reach 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -23,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from edge_agent.devices.simulators.evaluation_pad import EvaluationPadSimulator
 from tests.e2e.conftest import BIN, Agent, Server, poll, start_server
 
 LOCAL_API = re.compile(r"local API on http://127\.0\.0\.1:(\d+)")
@@ -31,6 +34,7 @@ LOCAL_API = re.compile(r"local API on http://127\.0\.0\.1:(\d+)")
 ID_NUMBER = "33010619900101123X"  # check digit valid (the local API verifies it)
 REJECT_ITEM = "REJ-1"
 ITEMS = [("ZS-1", "330902"), ("HZ-1", "330106")]
+PAD_PROFILE = "haochaping-pad"  # the shipped profile of the 好差评 pad (network device)
 
 
 def catalogue() -> list[dict[str, Any]]:
@@ -119,6 +123,8 @@ class Ledger:
     answers: Counter[str] = field(default_factory=Counter)
     by_outlet: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    evaluations: set[str] = field(default_factory=set)  # tx_ids of rated, accepted ones
+    refused_cases: set[str] = field(default_factory=set)  # evaluations answered 507
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
@@ -212,6 +218,143 @@ class Clerk(threading.Thread):
     def _note(self, what: str) -> None:
         with self.ledger.lock:
             self.ledger.answers[what] += 1
+
+
+class Citizens(threading.Thread):
+    """Real evaluation pad simulators on loopback TCP, and a citizen rating on each.
+
+    One asyncio loop in this thread runs every ``EvaluationPadSimulator``; the agents
+    drive them through their real pad driver (a ``[[devices]]`` entry in their config
+    file, see ``config_for``). A citizen rates each request as it shows, cycling through
+    the five levels, so bad reviews are part of the load.
+    """
+
+    def __init__(self, count: int) -> None:
+        super().__init__(name="chaos-citizens", daemon=True)
+        self.count = count
+        self.addresses: list[str] = []
+        self.rated = 0
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by the test through wait_ready / error
+            self.error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            pads = [
+                await stack.enter_async_context(
+                    EvaluationPadSimulator(transport="tcp", serial=f"CHAOS{n:04d}")
+                )
+                for n in range(self.count)
+            ]
+            self.addresses = [pad.address for pad in pads]
+            self._ready.set()
+            async with asyncio.TaskGroup() as tg:
+                for pad in pads:
+                    tg.create_task(self._citizen(pad))
+
+    async def _citizen(self, pad: EvaluationPadSimulator) -> None:
+        assert self._stopping is not None
+        stars = 0
+        while not self._stopping.is_set():
+            try:
+                await pad.wait_for_request(within=0.5)
+            except TimeoutError:
+                continue
+            stars = stars % 5 + 1
+            pad.press(stars, tags=["态度好"] if stars >= 4 else ["等候时间长"])
+            self.rated += 1
+
+    def wait_ready(self) -> list[str]:
+        assert self._ready.wait(timeout=30), "pad simulators did not start"
+        if self.error is not None:
+            raise AssertionError(f"pad simulators failed: {self.error!r}")
+        return self.addresses
+
+    def config_for(self, index: int, path: Path) -> Path:
+        """An agent config file with pad ``index`` as its network device."""
+        path.write_text(
+            "[[devices]]\n"
+            f'profile = "{PAD_PROFILE}"\n'
+            f'address = "{self.addresses[index]}"\n'
+            f'device_id = "chaos-pad-{index}"\n'
+        )
+        return path
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self.join(timeout=10)
+
+
+class Evaluator(threading.Thread):
+    """One clerk app asking citizens to rate (好差评) at one outlet, one request at a time.
+
+    ``POST /v1/evaluations`` blocks until the citizen rated on the pad; ``rated`` with a
+    ``tx_id`` is the promise (recorded durably before the answer). A 507 means the outbox
+    refused it: that case must never reach upstream. The evaluation route has no
+    idempotency key, so this runs only at outlets the test does not kill (a request cut
+    by a kill could not be retried without asking the citizen again).
+    """
+
+    def __init__(self, outlet: Outlet, ledger: Ledger, *, name: str, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self.outlet, self.ledger, self.stop_event = outlet, ledger, stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=httpx.Timeout(60.0, connect=2.0)) as client:
+                n = 0
+                while not self.stop_event.is_set():
+                    n += 1
+                    self._evaluate(client, f"{self.name}-{n:07d}")
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+            with self.ledger.lock:
+                self.ledger.errors.append(f"{self.name}: {exc!r}")
+
+    def _evaluate(self, client: httpx.Client, case: str) -> None:
+        while not self.stop_event.is_set():
+            port = self.outlet.port
+            assert port is not None, "evaluations run only at outlets that stay up"
+            try:
+                response = client.post(
+                    f"http://127.0.0.1:{port}/v1/evaluations",
+                    json={"window": "W3", "case_number": case, "staff_id": "S007",
+                          "item_code": ITEMS[0][0], "timeout_s": 30},
+                    headers={"Authorization": f"Bearer {self.outlet.token}"},
+                )  # fmt: skip
+            except httpx.ConnectError:
+                time.sleep(0.05)
+                continue
+            status = response.status_code
+            with self.ledger.lock:
+                self.ledger.answers[f"evaluation:{status}"] += 1
+            body = response.json()
+            if status == httpx.codes.OK and body["status"] == "rated":
+                with self.ledger.lock:
+                    self.ledger.accepted[body["tx_id"]] = False
+                    self.ledger.evaluations.add(body["tx_id"])
+                    self.ledger.by_outlet[self.outlet.outlet_id] += 1
+                return
+            if status == httpx.codes.INSUFFICIENT_STORAGE:
+                with self.ledger.lock:
+                    self.ledger.refused_cases.add(case)
+                time.sleep(0.05)
+                return
+            if status == httpx.codes.SERVICE_UNAVAILABLE:  # pad not (yet) ready: nothing shown
+                time.sleep(0.1)
+                continue
+            raise AssertionError(f"evaluation {case}: unexpected {status} {response.text[:300]}")
 
 
 @dataclass
