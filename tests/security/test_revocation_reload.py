@@ -256,3 +256,36 @@ def test_without_a_reload_hook_the_answer_says_what_to_do(
         assert answer["next_step"] == BROKER_RELOAD_STEP
     finally:
         stop_process(server.proc)
+
+
+def test_broker_reload_cli_rewrites_the_crl_from_the_database_and_reloads(
+    broker: Broker, fleet_ca: FleetCA, pki_dir: Path, tmp_path: Path
+) -> None:
+    """``fleet-server broker-reload``: the CRL comes from the database (here: nothing
+    revoked), so a certificate only a hand-written CRL listed is admitted again."""
+    files = issue_outlet(fleet_ca, "outlet-cli", tmp_path / "cli")
+    assert files.issued is not None
+    fleet_ca.write_crl([(int(files.issued.serial_hex, 16), datetime.now(UTC))])
+    assert reload_broker(_settings(broker.mosquitto, pki_dir, broker_pid_file=broker.pid_file))[0]
+    poll(lambda: _refused(broker.mosquitto, files), timeout=15)
+
+    database = f"sqlite:///{tmp_path / 'fleet.db'}"
+    argv = [str(BIN / "fleet-server"), "broker-reload",
+            "--database-url", database, "--pki-dir", str(pki_dir)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_BROKER_")}
+    unconfigured = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert unconfigured.returncode == 1
+    assert "no broker reload configured" in unconfigured.stderr
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "GOVEDGE_BROKER_PID_FILE": str(broker.pid_file)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"SIGHUP sent to broker pid {broker.pid}" in done.stdout
+    poll(lambda: not _refused(broker.mosquitto, files), timeout=15)
