@@ -94,7 +94,7 @@ DEATH_ACK_TIMEOUT_S: Final = 1.0
 DISCONNECT_TIMEOUT_S: Final = 0.5
 # Inventory changes come in bursts (a hub of devices plugged in); one rebirth a second.
 REBIRTH_MIN_INTERVAL_S: Final = 1.0
-# How long a clean shutdown waits for the outbox sender's current publish.
+# How long a clean shutdown waits for the outbox sender's current publish and the acks.
 SENDER_STOP_TIMEOUT_S: Final = 0.3
 _EVENT_WAIT_S: Final = 60.0
 _MAX_CMD_ID: Final = 128
@@ -183,9 +183,11 @@ class AgentSession:
         # Stage one: the sender takes no new entries and finishes its current publish.
         self._sender.stop()
         sender = self._sender_task
+        deadline = asyncio.get_running_loop().time() + SENDER_STOP_TIMEOUT_S
         if sender is not None and not sender.done():
             await asyncio.wait({sender}, timeout=SENDER_STOP_TIMEOUT_S)
-        await self._sender.acks_applied(SENDER_STOP_TIMEOUT_S)
+        # Acks already received are deleted now, within the same budget (else resent).
+        await self._sender.acks_applied(max(0.0, deadline - asyncio.get_running_loop().time()))
         serve.cancel()
 
     async def _serve(self) -> None:
