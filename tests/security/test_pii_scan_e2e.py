@@ -38,8 +38,11 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from edge_agent.devices.simulators.id_card import make_card
+from edge_agent.local_api import WS_SUBPROTOCOL
 from govedge_testbed import Mosquitto
 from tests.chaos.harness import Outlet, catalogue
 from tests.e2e.conftest import Agent, Server, poll, start_server, stop_process
@@ -83,6 +86,40 @@ class Webhooks:
         self._server.server_close()
 
 
+class DeviceEvents(threading.Thread):
+    """A clerk app's WebSocket of device events (``/v1/events``): every message kept.
+
+    Every app of the outlet gets these events, so they must carry masked values only.
+    """
+
+    def __init__(self, port: int, token: str) -> None:
+        super().__init__(name="pii-events", daemon=True)
+        self.messages: list[str] = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._url, self._token = f"ws://127.0.0.1:{port}/v1/events", token
+
+    def run(self) -> None:
+        try:
+            with ws_connect(
+                self._url,
+                subprotocols=[Subprotocol(WS_SUBPROTOCOL), Subprotocol(f"bearer.{self._token}")],
+                open_timeout=10,
+                proxy=None,
+            ) as socket:
+                self.ready.set()
+                while not self.stop.is_set():
+                    try:
+                        message = socket.recv(timeout=0.2)
+                    except TimeoutError:
+                        continue
+                    self.messages.append(str(message))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+            self.ready.set()
+
+
 @pytest.fixture
 def webhooks() -> Iterator[Webhooks]:
     receiver = Webhooks()
@@ -103,6 +140,7 @@ def upstream() -> Iterator[Upstream]:
 
 def _clerk_session(outlet: Outlet) -> dict[str, Any]:
     """What a clerk does at the counter; returns the card the local API answered."""
+    assert outlet.port is not None
     base = f"http://127.0.0.1:{outlet.port}"
     auth = {"Authorization": f"Bearer {outlet.token}"}
     with httpx.Client(base_url=base, headers=auth, timeout=30) as clerk:
@@ -298,7 +336,16 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
         outlet.start()
         poll(lambda: server.state(outlet_id) == "online", timeout=30, interval=0.2)
 
+        assert outlet.port is not None
+        events = DeviceEvents(outlet.port, outlet.token)
+        events.start()
+        assert events.ready.wait(15)
+        assert events.error is None, events.error
         _clerk_session(outlet)
+        events.stop.set()
+        events.join(10)
+        assert events.error is None, events.error
+        assert any('"card.' in m for m in events.messages), events.messages[:5]
         _open_device_alert(server, outlet)
         poll(lambda: webhooks.bodies, timeout=30, interval=0.2)  # the alert was sent out
         answers = _operator_views(server, outlet_id)
@@ -340,11 +387,13 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
         hits += _scan_lines(name, text)
     for label, body in answers.bodies.items():
         hits += _scan_lines(label, body)
+    for n, message in enumerate(events.messages):
+        hits += _scan_lines(f"local API event #{n}", message)
     for n, body in enumerate(webhooks.bodies):
         hits += _scan_lines(f"alert webhook #{n}", body)
     print(
         f"scanned {sum(len(t.splitlines()) for t in logs.values())} log lines, "
         f"{len(messages)} MQTT messages ({sorted(kinds)}), {len(answers.bodies)} answers, "
-        f"{len(webhooks.bodies)} alert webhooks"
+        f"{len(webhooks.bodies)} alert webhooks, {len(events.messages)} device events"
     )
     assert not hits, "citizen data leaked:\n" + "\n".join(hits[:50])
