@@ -10,8 +10,9 @@ every period, so when the leader dies another takes over within about one period
   the lock) fails its evaluation instead of writing alongside a new leader, and
   notifications are sent only after the commit. The server ends the lock's session
   when the leader dies (the socket closes), or when it hangs: ``idle_session_timeout``
-  is set on the connection, so a stopped process loses the lock after
-  ``idle_timeout_s``, and TCP keepalives cover a cut network.
+  and ``idle_in_transaction_session_timeout`` are set on the connection, so a stopped
+  process loses the lock after ``idle_timeout_s``, and TCP keepalives cover a cut
+  network.
 * **SQLite** (one machine): an exclusive ``flock`` on a file beside the database file;
   the kernel drops it when the process dies. An in-memory database has one process
   by definition: always leader.
@@ -156,6 +157,9 @@ class AdvisoryLockLeader:
         except SQLAlchemyError:
             return False
         try:
+            # A leader stopped mid-evaluation is idle *in* a transaction; between
+            # evaluations it is idle outside one: both end its session (and lock).
+            conn.execute(text(f"SET idle_in_transaction_session_timeout = {self._idle_timeout_ms}"))
             if (conn.dialect.server_version_info or (0,)) >= (14,):
                 conn.execute(text(f"SET idle_session_timeout = {self._idle_timeout_ms}"))
             conn.execute(text("SET tcp_keepalives_idle = 10"))

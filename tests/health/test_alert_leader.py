@@ -201,3 +201,58 @@ def test_two_server_processes_notify_once_and_fail_over(
             else:
                 server.http.close()
         db.dispose()
+
+
+def test_a_hung_leader_loses_the_lead_and_stands_down_when_it_wakes(
+    broker: Mosquitto, postgres_url: str, hook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """SIGSTOP (a frozen VM, a hung PC): the socket stays open, so PostgreSQL ends the
+    leader's session by its idle timeouts (30 s here); the standby then leads, and the
+    old leader, woken, finds its session gone and stands by: no notification twice."""
+    env = {
+        "GOVEDGE_API_AUTH": "off",
+        "GOVEDGE_PKI_DIR": str(tmp_path / "pki"),
+        "GOVEDGE_ALERT_EVAL_INTERVAL_S": "0.2",
+        "GOVEDGE_ALERT_WEBHOOKS": json.dumps([hook.url]),
+        "GOVEDGE_ALERT_WEBHOOK_BACKOFF_S": "0.1",
+    }
+    servers = [
+        FleetServer(mqtt_url=broker.url, database_url=postgres_url, workdir=tmp_path, **env)
+        for _ in range(2)
+    ]
+    db = make_engine(postgres_url)
+    stopped: int | None = None
+    try:
+        for server in servers:
+            server.start()
+        leaders = poll(
+            lambda: (flags := [_is_leader(s) for s in servers]) and sum(flags) == 1 and flags,
+            what="exactly one leader",
+        )
+        leader, standby = (servers[0], servers[1]) if leaders[0] else (servers[1], servers[0])
+        assert leader.proc is not None
+        stopped = leader.proc.pid
+        os.kill(stopped, signal.SIGSTOP)
+        _offline_outlet(db, "hung-a")
+        # The idle timeout is max(30 s, 3 x 0.2 s): the standby leads within ~30 s.
+        poll(lambda: _is_leader(standby), timeout=60, what="the standby takes over")
+        poll(lambda: _count(hook, "hung-a", "opened") == 1, what="opened webhook")
+        os.kill(stopped, signal.SIGCONT)
+        stopped = None
+        poll(lambda: not _is_leader(leader), what="the old leader stands down")
+        _set_online(db, "hung-a")
+        poll(lambda: _count(hook, "hung-a", "resolved") == 1, what="resolved webhook")
+        time.sleep(1.0)
+        assert _count(hook, "hung-a", "opened") == 1
+        assert _count(hook, "hung-a", "resolved") == 1
+        assert _is_leader(standby)
+        assert not _is_leader(leader)
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                assert server.stop() == 0, server.stderr()
+            else:
+                server.http.close()
+        db.dispose()
