@@ -364,6 +364,7 @@ def main() -> None:
     args.rate, args.samples = (5, 50) if q else (5, 300)
     logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's "pending publish calls"
     print(machine())
+    load_start = os.getloadavg()[0]
     drains, lats = [], []
     for run in range(args.runs):
         work = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
@@ -377,7 +378,8 @@ def main() -> None:
     m = lambda key, xs=drains: median([x[key] for x in xs])  # noqa: E731
     lines = [
         f"Backlog {args.backlog:,} transactions (evaluation bodies, {m('size'):.0f} B on the wire), "
-        f"{len(drains)} run(s), medians.",
+        f"{len(drains)} run(s), medians. Machine load (1-min load average, 2 cores) "
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
         "",
         table(
             [
