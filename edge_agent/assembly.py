@@ -2,11 +2,14 @@
 
 Order: device profiles (problems are logged and reported, never fatal), the outbox
 (``DATA_DIR/outbox.db``, key ``DATA_DIR/outbox.key``), the queue (``DATA_DIR/queue``),
-the simulated hardware when ``simulate`` is set, then the ``DeviceManager`` over udev (or
-the simulators); last, queue events a crash left out of the outbox are put in
-(``transactions.relay_queue_events``). Everything is entered on the caller's
-``AsyncExitStack``; the daemon closes that stack shielded, after the MQTT session said
-goodbye, so the outbox's and the queue's last writes finish even if shutdown is hurried.
+the simulated hardware when ``simulate`` is set, the configured windows applied to the
+queue (``QueueEngine.apply_windows``: idempotent, removed windows retired; with
+``simulate`` and no ``[[queue_windows]]``, the simulated outlet's windows), then the
+``DeviceManager`` over udev (or the simulators); last, queue events a crash left out of
+the outbox are put in (``transactions.relay_queue_events``). Everything is entered on
+the caller's ``AsyncExitStack``; the daemon closes that stack shielded, after the MQTT
+session said goodbye, so the outbox's and the queue's last writes finish even if
+shutdown is hurried.
 
 An outbox or queue that cannot be opened (locked by another agent, unsafe key file,
 damaged database) is a ``StartupError``: the agent must not run without its durable
@@ -31,13 +34,13 @@ from edge_agent.discovery import (
 from edge_agent.errors import StartupError
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.profiles import ProfileSet, load_profiles
-from edge_agent.queueing import QueueEngine, QueueError
+from edge_agent.queueing import QueueEngine, QueueError, WindowConfig
 from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings
-from edge_agent.simulate import SimulatedHardware
+from edge_agent.simulate import SimulatedHardware, simulated_windows
 from edge_agent.transactions import relay_queue_events
 
-__all__ = ["Assembled", "open_runtime"]
+__all__ = ["Assembled", "configured_windows", "open_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +93,28 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
         network.extend(simulation.network_devices)
     else:
         source = UdevSource()
+    windows = configured_windows(settings)
+    try:
+        await queue.apply_windows(windows)
+    except QueueError as exc:
+        raise StartupError(f"cannot apply the queue windows: {exc}") from exc
     devices = await _open_devices(profiles, source, network=network, stack=stack)
     runtime = AgentRuntime(
-        outlet_id=settings.outlet_id, devices=devices, outbox=outbox, queue=queue
+        outlet_id=settings.outlet_id,
+        devices=devices,
+        outbox=outbox,
+        queue=queue,
+        windows={window.window: window for window in windows},
     )
     await _relay_queue_events(runtime)
     return Assembled(runtime=runtime, profile_problems=problems, simulation=simulation)
+
+
+def configured_windows(settings: AgentSettings) -> tuple[WindowConfig, ...]:
+    """The configured windows, or the simulated outlet's when simulating without any."""
+    if settings.queue_windows or not settings.simulate:
+        return tuple(window.to_window() for window in settings.queue_windows)
+    return simulated_windows([t.code for t in settings.queue_business_types])
 
 
 async def _relay_queue_events(runtime: AgentRuntime) -> None:

@@ -8,14 +8,15 @@ and transaction results in).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from edge_agent.devices import DeviceEvent
 from edge_agent.discovery.events import EventHub
 from edge_agent.discovery.manager import DeviceManager
 from edge_agent.outbox import Outbox
-from edge_agent.queueing import QueueEngine
+from edge_agent.queueing import QueueEngine, WindowConfig
 
 # Events about transactions travel on the same hub as device events, under this
 # pseudo device id, so a clerk app needs one WebSocket for everything.
@@ -30,6 +31,21 @@ class AgentRuntime:
     devices: DeviceManager
     outbox: Outbox
     queue: QueueEngine
+    # The configured windows (``[[queue_windows]]``) by name: which pad, LED screen and
+    # keypad belong to each. Empty: devices are found as before config existed (the
+    # only pad, the first LED controller, keypad address = window number).
+    windows: Mapping[str, WindowConfig] = field(default_factory=dict)
+
+    def window_of_keypad(self, device_id: str, address: int) -> str | None:
+        """The configured window of keypad ``address`` on bus ``device_id``, if any."""
+        for config in self.windows.values():
+            if config.keypad == device_id and config.keypad_address == address:
+                return config.window
+        return None
+
+    def declares_keypad(self, device_id: str) -> bool:
+        """True when some configured window names this keypad bus."""
+        return any(config.keypad == device_id for config in self.windows.values())
 
     @property
     def events(self) -> EventHub:

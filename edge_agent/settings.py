@@ -12,7 +12,8 @@ warning when it uses it. Credentials never go in the URL.
 Hardware and transactions: ``profiles_dir`` (None = the shipped ``device_profiles/``),
 ``devices`` (the ``[[devices]]`` tables of network devices; TOML or JSON in the env),
 ``outbox_quota_bytes`` and ``outbox_rate_per_s``, ``simulate`` (attach a simulator of
-every device kind), ``queue_business_types``, ``local_api_port`` and ``timezone``.
+every device kind), ``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]``
+tables: each window's business types and devices), ``local_api_port`` and ``timezone``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -37,9 +38,11 @@ from edge_agent.settings_models import (
     GIB,
     BusinessTypeSetting,
     NetworkDeviceSetting,
+    QueueWindowSetting,
     check_business_types,
     check_devices,
     check_timezone,
+    check_windows,
 )
 from govedge_wire import is_valid_outlet_id
 
@@ -76,6 +79,8 @@ class AgentSettings(BaseSettings):
     queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
         default=DEFAULT_BUSINESS_TYPES, max_length=26
     )
+    # Empty: no window (with ``simulate``: the simulated outlet's windows, simulate.py).
+    queue_windows: tuple[QueueWindowSetting, ...] = Field(default=(), max_length=256)
     # 0 picks a free port (tests, several agents on one machine); it is printed at start.
     local_api_port: Annotated[int, Field(ge=0, le=65535)] = 8765
     timezone: str = "Asia/Shanghai"
@@ -96,6 +101,16 @@ class AgentSettings(BaseSettings):
         cls, value: tuple[BusinessTypeSetting, ...]
     ) -> tuple[BusinessTypeSetting, ...]:
         return check_business_types(value)
+
+    @field_validator("queue_windows")
+    @classmethod
+    def _check_windows(
+        cls, value: tuple[QueueWindowSetting, ...], info: ValidationInfo
+    ) -> tuple[QueueWindowSetting, ...]:
+        types = info.data.get("queue_business_types")
+        if types is None:  # already invalid; that error is the one reported
+            return value
+        return check_windows(value, types)
 
     @field_validator("devices")
     @classmethod
@@ -198,10 +213,20 @@ def load_settings(*, config_file: Path | None = None, **cli: Any) -> AgentSettin
 
 def _one_line(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    name = ".".join(str(part) for part in error["loc"]) or "settings"
-    where = f"--{name.replace('_', '-')}, {ENV_PREFIX}{name.upper()} or {name} in the TOML file"
+    name = (
+        "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        ).removeprefix(".")
+        or "settings"
+    )
+    top = str(error["loc"][0]) if error["loc"] else name
+    where = f"--{top.replace('_', '-')}, {ENV_PREFIX}{top.upper()} or {top} in the TOML file"
+    if error["type"] == "missing" and top != name:  # a field inside a table
+        return f"missing setting {name} (in the {top} table)"
     if error["type"] == "missing":
         return f"missing setting {name} (set {where})"
     message = str(error["msg"]).removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if message.startswith("["):  # the validator named the entry and field: queue_windows[1].pad
+        return f"invalid setting {name}{message}{more}"
     return f"invalid setting {name}: {message}{more}"

@@ -1,8 +1,8 @@
-"""Nested, frozen pieces of ``AgentSettings``: configured network devices, queue types.
+"""Nested, frozen pieces of ``AgentSettings``: network devices, queue types and windows.
 
 They live apart from ``settings.py`` so that the settings object stays one screen long;
 each converts itself to the value object its subsystem takes (``NetworkDeviceConfig``,
-``BusinessType``), so discovery and the queue never import the settings.
+``BusinessType``, ``WindowConfig``), so discovery and the queue never import the settings.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from edge_agent.discovery import NetworkDeviceConfig
-from edge_agent.queueing import BusinessType
+from edge_agent.queueing import BusinessType, WindowConfig
 
 GIB: Final = 1024**3
 
@@ -71,6 +71,102 @@ def check_business_types(
         if len(set(values)) != len(values):
             raise ValueError(f"business type {attr}s must be distinct")
     return types
+
+
+DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
+BusAddress = Annotated[int, Field(ge=1, le=254)]
+
+
+class QueueWindowSetting(BaseModel):
+    """One ``[[queue_windows]]`` table: a service window and the devices that belong to it.
+
+    ``window`` is what the hall hears and the LED shows (``请A012号到3号窗口``). Devices
+    are named by their stable ``device_id``; the LED controller and the keypad bus serve
+    several windows, so each also takes this window's bus address (default: the window
+    number itself, which needs a numeric window name).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z_-]+$")]
+    business_types: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = Field(
+        min_length=1, max_length=26
+    )
+    pad: DeviceId | None = None
+    led: DeviceId | None = None
+    led_address: BusAddress | None = None
+    keypad: DeviceId | None = None
+    keypad_address: BusAddress | None = None
+
+    def address(self, given: int | None) -> int | None:
+        """The bus address: ``given``, else the window number, else None."""
+        if given is not None:
+            return given
+        return int(self.window) if self.window.isdigit() and 1 <= int(self.window) <= 254 else None
+
+    def to_window(self) -> WindowConfig:
+        """The queue's value object."""
+        return WindowConfig(
+            window=self.window,
+            business_types=self.business_types,
+            pad=self.pad,
+            led=self.led,
+            led_address=self.address(self.led_address),
+            keypad=self.keypad,
+            keypad_address=self.address(self.keypad_address),
+        )
+
+
+def check_windows(
+    windows: tuple[QueueWindowSetting, ...], types: tuple[BusinessTypeSetting, ...]
+) -> tuple[QueueWindowSetting, ...]:
+    """Windows distinct, business types configured, no device address used twice.
+
+    Each message names the entry (``[n]``, counted from 0 as in the env JSON list), its
+    window and the field, never silently fixes anything.
+    """
+    codes = [t.code for t in types]
+    seen: dict[str, int] = {}
+    used: dict[tuple[str, str, int | None], str] = {}
+    for index, entry in enumerate(windows):
+        where = f"[{index}]"
+        which = f" (window {entry.window!r})"
+        if entry.window in seen:
+            raise ValueError(f"{where}.window{which}: window {entry.window!r} is declared twice")
+        seen[entry.window] = index
+        for code in entry.business_types:
+            if code not in codes:
+                raise ValueError(
+                    f"{where}.business_types{which}: {code!r} is not a configured business type "
+                    f"(queue_business_types: {', '.join(codes)})"
+                )
+        if len(set(entry.business_types)) != len(entry.business_types):
+            raise ValueError(f"{where}.business_types{which}: a business type is listed twice")
+        for field, device, given in (
+            ("pad", entry.pad, None),
+            ("led", entry.led, entry.led_address),
+            ("keypad", entry.keypad, entry.keypad_address),
+        ):
+            if device is None:
+                if given is not None:
+                    raise ValueError(
+                        f"{where}.{field}_address{which}: set {field} (the device_id) too"
+                    )
+                continue
+            address = None if field == "pad" else entry.address(given)
+            if field != "pad" and address is None:
+                raise ValueError(
+                    f"{where}.{field}_address{which}: window {entry.window!r} is not a number "
+                    f"1-254, so give its {field} bus address"
+                )
+            other = used.get((field, device, address))
+            if other is not None:
+                at = "" if address is None else f" at address {address}"
+                raise ValueError(
+                    f"{where}.{field}{which}: {device!r}{at} already belongs to window {other!r}"
+                )
+            used[(field, device, address)] = entry.window
+    return windows
 
 
 def check_devices(

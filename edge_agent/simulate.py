@@ -12,6 +12,11 @@ discovery, profile matching, probing and driver code as a real device:
 - The social-security card only when ``pcsc_vpcd.environment_ok()`` (pcscd and vpcd are
   installed); without them that one kind is left out, and a log line says why.
 
+``windows`` is the simulated outlet's window set, used when the config declares no
+``[[queue_windows]]``: window 1 (综合业务 and 社保医保) with the pad, LED address 1 and
+keypad address 1; window 2 (不动产 and 税务) with LED address 2 and keypad address 2 (no
+pad of its own). So the demo and the local API call tickets out of the box.
+
 ``unplug()`` / ``replug()`` pull and put back the ID-card reader (pty closed and a udev
 style ``remove`` event, then a fresh pty and an ``add``); the daemon wires them to SIGUSR1
 and SIGUSR2 so a test or a demo can exercise hot-plug in a running agent. Leaving the
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Final, Self
@@ -36,6 +42,8 @@ from edge_agent.devices.simulators.id_card import IdCardSimulator, make_card
 from edge_agent.devices.simulators.led_screen import LedScreenSimulator
 from edge_agent.devices.simulators.social_security import SocialSecurityCardSimulator
 from edge_agent.discovery import ControlledSource, DeviceDescription, NetworkDeviceConfig
+from edge_agent.discovery.matching import make_device_id, stable_identity
+from edge_agent.queueing import WindowConfig
 
 __all__ = ["SimulatedHardware"]
 
@@ -49,6 +57,48 @@ SIM_MANUFACTURER: Final = "govedge simulator"
 PAD_DEVICE: Final = ("haochaping-pad", "sim-window-1-pad")
 PRINTER_DEVICE: Final = ("escpos-network-printer", "sim-ticket-printer")
 LED_DEVICE: Final = ("led-window-screen", "sim-window-led")
+KEYPAD_PROFILE: Final = "caller-keypad"
+
+
+def keypad_device_id() -> str:
+    """The stable id discovery gives the simulated keypad bus (from its serial number)."""
+    identity = stable_identity(keypad_description("/dev/null"))
+    assert identity is not None  # the description carries a serial number
+    return make_device_id(KEYPAD_PROFILE, identity)
+
+
+def simulated_windows(business_types: Sequence[str]) -> tuple[WindowConfig, ...]:
+    """Windows 1 and 2 of the simulated outlet, splitting ``business_types`` between them.
+
+    Window 1 has the simulated pad; both have their LED screen and keypad at the bus
+    address equal to the window number. One type only: window 1 alone serves it.
+    """
+    codes = tuple(business_types)
+    half = max(1, (len(codes) + 1) // 2)
+    keypad = keypad_device_id()
+    windows = [
+        WindowConfig(
+            window="1",
+            business_types=codes[:half],
+            pad=PAD_DEVICE[1],
+            led=LED_DEVICE[1],
+            led_address=1,
+            keypad=keypad,
+            keypad_address=1,
+        )
+    ]
+    if codes[half:]:
+        windows.append(
+            WindowConfig(
+                window="2",
+                business_types=codes[half:],
+                led=LED_DEVICE[1],
+                led_address=2,
+                keypad=keypad,
+                keypad_address=2,
+            )
+        )
+    return tuple(windows)
 
 
 def id_card_description(device_node: str) -> DeviceDescription:

@@ -17,8 +17,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -47,7 +47,6 @@ class LocalApiOptions:
     """Tunables of the local API; every wait has a bound here."""
 
     outlet_name: str = ""  # printed on tickets; default the outlet id
-    pads_by_window: Mapping[str, str] = field(default_factory=dict)  # window → pad device id
     evaluation_timeout_s: float = 60.0  # default walk-away time told to the pad
     evaluation_max_timeout_s: float = 600.0
     social_security_wait_s: float = 10.0

@@ -55,7 +55,11 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
         )
 
     bridge = KeypadQueueBridge(
-        runtime.queue, after=after, driver_of=runtime.devices.driver, on_refused=refused
+        runtime.queue,
+        after=after,
+        driver_of=runtime.devices.driver,
+        on_refused=refused,
+        windows=runtime.windows,
     )
 
     async def next_event() -> DeviceEvent:

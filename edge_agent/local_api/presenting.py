@@ -72,11 +72,35 @@ async def record(
 async def _show(
     local: LocalApiContext, window: str, lines: tuple[str, str], warnings: list[WarningPublic]
 ) -> bool:
-    screens = local.ready_drivers(LedWindowScreen)
-    if not screens:
-        return False
+    """Show ``lines`` on the window's LED: its ``led`` / ``led_address`` in the config.
+
+    Without configured windows: the first ready LED controller, at the window number. A
+    configured window without an ``led`` has no screen (nothing shown, no warning).
+    """
+    declared = local.runtime.windows.get(window)
+    screen: LedWindowScreen | None = None
+    address: str | int = window
+    if local.runtime.windows:
+        if declared is None or declared.led is None or declared.led_address is None:
+            return False
+        address = declared.led_address
+        try:
+            screen = local.find_driver(
+                LedWindowScreen,
+                device_id=declared.led,
+                what="LED screen",
+                hint="check the LED controller's power and cable",
+            )
+        except ApiError as exc:
+            warnings.append(warning_of(exc))
+            return False
+    else:
+        screens = local.ready_drivers(LedWindowScreen)
+        if not screens:
+            return False
+        screen = screens[0]
     try:
-        await screens[0].show_lines(window, lines)
+        await screen.show_lines(address, lines)
     except DeviceError as exc:
         warnings.append(warning_of(from_device_error(exc)))
         return False

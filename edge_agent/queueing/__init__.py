@@ -25,6 +25,7 @@ from edge_agent.queueing.models import (
     QueueSnapshot,
     Ticket,
     TicketStatus,
+    WindowConfig,
     WindowSnapshot,
 )
 from edge_agent.queueing.voice import VoiceError, render_announcement
@@ -44,6 +45,7 @@ __all__ = [
     "UnknownBusinessType",
     "UnknownWindow",
     "VoiceError",
+    "WindowConfig",
     "WindowPaused",
     "WindowSnapshot",
     "announcement",

@@ -38,6 +38,7 @@ from edge_agent.queueing.models import (
     QueueSnapshot,
     Ticket,
     TicketStatus,
+    WindowConfig,
     WindowSnapshot,
 )
 from edge_agent.queueing.store import QueueStore
@@ -140,6 +141,80 @@ class QueueEngine:
             return QueueResult(event=event)
 
         return await self._run(op)
+
+    async def apply_windows(self, windows: Sequence[WindowConfig]) -> list[dict[str, Any]]:
+        """Make the queue's windows exactly ``windows`` (the agent config), in one transaction.
+
+        Idempotent: a window whose business types already match is left alone and records
+        nothing, so a restart with the same config changes nothing. A new or changed
+        window records ``queue.window_configured`` (its paused state and current ticket
+        are kept). A window no longer declared is retired (``queue.window_retired``): its
+        current ticket waits again in its business queue, keeping its number and place
+        (as after a 转移), tickets transferred to it wait in their business queues, and
+        the window is gone (operations on it raise ``UnknownWindow``). Returns the events.
+        """
+        wanted: dict[str, list[str]] = {}
+        for config in windows:
+            if config.window in wanted:
+                raise ValueError(f"window {config.window!r} is declared twice")
+            for code in config.business_types:
+                self._type(code)
+            wanted[config.window] = list(config.business_types)
+        store = self._require()
+        now = self._now()
+
+        def work() -> list[dict[str, Any]]:
+            events: list[dict[str, Any]] = []
+            with store.transaction() as conn:
+                rows = {
+                    str(row["window"]): row
+                    for row in conn.execute("SELECT * FROM windows").fetchall()
+                }
+                for name, codes in wanted.items():
+                    row = rows.get(name)
+                    if row is not None and json.loads(row["business_types"]) == codes:
+                        continue
+                    conn.execute(
+                        "INSERT INTO windows (window, business_types) VALUES (?, ?) ON CONFLICT "
+                        "(window) DO UPDATE SET business_types = excluded.business_types",
+                        (name, json.dumps(codes)),
+                    )
+                    events.append(
+                        self._event("window_configured", now, window=name, business_types=codes)
+                    )
+                events.extend(
+                    self._retire_window(conn, rows[name], now)
+                    for name in sorted(set(rows) - set(wanted))
+                )
+                for event in events:
+                    store.add_event(conn, event)
+            return events
+
+        async with self._lock:
+            events = await asyncio.to_thread(work)
+        for event in events:
+            logger.info("queue %s window %s", event["kind"], event["window"])
+        return events
+
+    def _retire_window(
+        self, conn: sqlite3.Connection, window: sqlite3.Row, now: datetime
+    ) -> dict[str, Any]:
+        name = str(window["window"])
+        returned: str | None = None
+        if window["current_ticket"] is not None:
+            row = self._current(conn, window)
+            if row["status"] == TicketStatus.CALLED.value:
+                self._set_status(conn, row["id"], TicketStatus.WAITING, now, window=None)
+                returned = str(row["number"])
+        released = conn.execute(
+            "UPDATE tickets SET target_window = NULL, updated_at = ? "
+            "WHERE target_window = ? AND status = 'waiting'",
+            (now.isoformat(), name),
+        ).rowcount
+        conn.execute("DELETE FROM windows WHERE window = ?", (name,))
+        return self._event(
+            "window_retired", now, window=name, returned_ticket=returned, released=released
+        )
 
     def _type(self, code: str) -> BusinessType:
         try:

@@ -12,7 +12,13 @@ Keys (hardware.md §4): ``0C`` call → ``call``, ``0D`` recall → ``recall``, 
 before the key, e.g. ``A012``), ``13`` transfer → ``transfer`` (the target typed before
 the key: a window number, or a business type's prefix letter), ``12`` pause → ``pause``,
 or ``resume`` when the window is already paused (the keypad has no resume key), ``0B``
-evaluate → ``evaluate``.
+evaluate → ``evaluate`` (the agent's ``after`` then starts the rating on the window's
+pad: ``local_api.keypads``).
+
+Which window a key belongs to: the ``[[queue_windows]]`` entry whose ``keypad`` is this
+bus and whose ``keypad_address`` is the key's address (``windows``). A bus that no
+configured window names keeps the old rule (address = window number); an address on a
+configured bus that no window claims is refused (``UnknownWindow``, ``NO WIN``).
 
 A refused operation (window paused, nobody at the window, unknown ticket …) changes
 nothing; the keypad shows a six-character code (``DISPLAY_ERRORS``) and ``on_refused``
@@ -23,7 +29,7 @@ ticket numbers and windows only, never personal data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,7 +43,7 @@ from edge_agent.queueing.errors import (
     UnknownWindow,
     WindowPaused,
 )
-from edge_agent.queueing.models import QueueResult
+from edge_agent.queueing.models import QueueResult, WindowConfig
 
 __all__ = [
     "DISPLAY_ERRORS",
@@ -111,8 +117,10 @@ class KeypadQueueBridge:
         after: After,
         driver_of: DriverOf,
         on_refused: Callable[[KeyRefused], None] | None = None,
+        windows: Mapping[str, WindowConfig] | None = None,
     ) -> None:
         self.queue = queue
+        self.windows = dict(windows or {})
         self._after = after
         self._driver_of = driver_of
         self._on_refused = on_refused
@@ -134,10 +142,17 @@ class KeypadQueueBridge:
 
     async def handle(self, event: DeviceEvent) -> QueueResult | None:
         """Run one key's operation; the result, or None when the queue refused it."""
-        window = str(event.data.get("window", ""))
+        address = event.data.get("address")
+        window = self._window_of(event.device_id, address, str(event.data.get("window", "")))
         arg = str(event.data.get("arg", "") or "")
         operation = KEY_OPERATIONS[event.name]
+        target: str | int = address if isinstance(address, int) else window
         try:
+            if window == "":
+                raise UnknownWindow(
+                    f"keypad address {address} on {event.device_id} belongs to no window "
+                    "in [[queue_windows]]"
+                )
             if operation == "pause" and await self._paused(window):
                 operation = "resume"
             result = await self._operate(operation, window, arg)
@@ -155,15 +170,29 @@ class KeypadQueueBridge:
                 ),
             )
             log.info("keypad %s window %s: %s refused: %s", event.device_id, window, operation, exc)
-            await self._show(event.device_id, window, refusal.display)
+            await self.show(event.device_id, target, refusal.display)
             if self._on_refused is not None:
                 self._on_refused(refusal)
             return None
         self.handled += 1
         # The clerk looks at the keypad first; then the outbox, LED and voice.
-        await self._show(event.device_id, window, display_text(operation, result))
+        await self.show(event.device_id, target, display_text(operation, result))
         await self._after(result, operation, window, event.device_id)
         return result
+
+    def _window_of(self, device_id: str, address: object, reported: str) -> str:
+        """The configured window of this bus address; "" if the bus is configured but not it."""
+        buses = [w for w in self.windows.values() if w.keypad == device_id]
+        if not buses:
+            return reported
+        return next((w.window for w in buses if w.keypad_address == address), "")
+
+    def target_of(self, device_id: str, window: str) -> str | int:
+        """Where ``window``'s keypad on bus ``device_id`` is: its address, or the window."""
+        config = self.windows.get(window)
+        if config is not None and config.keypad == device_id and config.keypad_address:
+            return config.keypad_address
+        return window
 
     async def _paused(self, window: str) -> bool:
         snapshot = await self.queue.snapshot()
@@ -193,12 +222,15 @@ class KeypadQueueBridge:
         }
         return await simple[operation](window)
 
-    async def _show(self, device_id: str, window: str, text: str) -> None:
-        """Best effort: the operation is committed whether or not the display updates."""
+    async def show(self, device_id: str, target: str | int, text: str) -> None:
+        """Put ``text`` on the keypad at ``target`` (bus address, or a window number).
+
+        Best effort: the operation is committed whether or not the display updates.
+        """
         try:
             keypad = self._driver_of(device_id)
             show = getattr(keypad, "show", None)
             if show is not None:
-                await show(window, text)
+                await show(target, text)
         except (DeviceError, ValueError) as exc:
-            log.warning("keypad %s window %s: display not updated: %s", device_id, window, exc)
+            log.warning("keypad %s at %s: display not updated: %s", device_id, target, exc)

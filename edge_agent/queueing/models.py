@@ -26,6 +26,30 @@ class BusinessType:
             raise ValueError("business type code must not be empty")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowConfig:
+    """A window as the agent's config declares it: what it serves and its devices.
+
+    ``pad``, ``led`` and ``keypad`` are stable device ids (None: none declared); the LED
+    controller and the keypad bus are shared by several windows, so each comes with this
+    window's bus address on it.
+    """
+
+    window: str
+    business_types: tuple[str, ...]
+    pad: str | None = None
+    led: str | None = None
+    led_address: int | None = None
+    keypad: str | None = None
+    keypad_address: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.window:
+            raise ValueError("window must not be empty")
+        if not self.business_types:
+            raise ValueError(f"window {self.window} must serve at least one business type")
+
+
 class TicketStatus(Enum):
     """Where a ticket is in its life."""
 

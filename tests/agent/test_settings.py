@@ -140,3 +140,135 @@ def test_unknown_toml_key_is_refused(tmp_path: Path) -> None:
     config = _toml(tmp_path, 'outlet_id = "o"\nkeepalive = 3\n')
     with pytest.raises(SettingsError, match="unknown setting"):
         load_settings(config_file=config)
+
+
+WINDOWS_TOML = """
+outlet_id = "o-1"
+
+[[queue_business_types]]
+code = "general"
+prefix = "A"
+name = "综合业务"
+
+[[queue_business_types]]
+code = "tax"
+prefix = "D"
+name = "税务"
+
+[[queue_windows]]
+window = "3"
+business_types = ["general", "tax"]
+pad = "window-3-pad"
+led = "hall-led"
+keypad = "keypad-bus"
+
+[[queue_windows]]
+window = "VIP"
+business_types = ["tax"]
+led = "hall-led"
+led_address = 9
+keypad = "keypad-bus"
+keypad_address = 9
+"""
+
+
+def test_queue_windows_from_toml_with_their_devices(tmp_path: Path) -> None:
+    settings = load_settings(config_file=_toml(tmp_path, WINDOWS_TOML), data_dir=tmp_path)
+    three, vip = (w.to_window() for w in settings.queue_windows)
+    assert (three.window, three.business_types, three.pad) == (
+        "3",
+        ("general", "tax"),
+        "window-3-pad",
+    )
+    # a numbered window's bus addresses default to its number
+    assert (three.led, three.led_address, three.keypad_address) == ("hall-led", 3, 3)
+    assert (vip.pad, vip.led_address, vip.keypad_address) == (None, 9, 9)
+
+
+def test_queue_windows_from_the_environment_as_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "GOVEDGE_QUEUE_WINDOWS", json.dumps([{"window": "1", "business_types": ["social"]}])
+    )
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path)
+    assert [w.window for w in settings.queue_windows] == ["1"]
+    assert settings.queue_windows[0].business_types == ("social",)
+
+
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        (
+            [{"window": "3", "business_types": ["nope"]}],
+            "invalid setting queue_windows[0].business_types (window '3'): 'nope' is not a "
+            "configured business type",
+        ),
+        ([{"window": "3"}], "missing setting queue_windows[0].business_types"),
+        (
+            [{"window": "3", "business_types": []}],
+            "invalid setting queue_windows[0].business_types",
+        ),
+        (
+            [{"window": "3 号", "business_types": ["tax"]}],
+            "invalid setting queue_windows[0].window",
+        ),
+        (
+            [
+                {"window": "3", "business_types": ["tax"]},
+                {"window": "3", "business_types": ["tax"]},
+            ],
+            "queue_windows[1].window (window '3'): window '3' is declared twice",
+        ),
+        (
+            [{"window": "VIP", "business_types": ["tax"], "keypad": "bus"}],
+            "queue_windows[0].keypad_address (window 'VIP'): window 'VIP' is not a number",
+        ),
+        (
+            [
+                {"window": "3", "business_types": ["tax"], "pad": "p"},
+                {"window": "4", "business_types": ["tax"], "pad": "p"},
+            ],
+            "queue_windows[1].pad (window '4'): 'p' already belongs to window '3'",
+        ),
+        (
+            [
+                {"window": "3", "business_types": ["tax"], "led": "l"},
+                {"window": "4", "business_types": ["tax"], "led": "l", "led_address": 3},
+            ],
+            "queue_windows[1].led (window '4'): 'l' at address 3 already belongs to window '3'",
+        ),
+        (
+            [{"window": "3", "business_types": ["tax"], "led_address": 4}],
+            "queue_windows[0].led_address (window '3'): set led (the device_id) too",
+        ),
+        (
+            [{"window": "3", "business_types": ["tax"], "keypad": "k", "keypad_address": 255}],
+            "invalid setting queue_windows[0].keypad_address",
+        ),
+        ([{"window": "3", "business_types": ["tax"], "screen": "x"}], "queue_windows[0].screen"),
+    ],
+)
+def test_bad_queue_windows_name_the_field(
+    tmp_path: Path, windows: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(outlet_id="o-1", data_dir=tmp_path, queue_windows=windows)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_queue_window_in_toml_exits_2_naming_the_field(tmp_path: Path) -> None:
+    config = _toml(
+        tmp_path,
+        'outlet_id = "o"\n[[queue_windows]]\nwindow = "3"\nbusiness_types = ["general", "x"]\n',
+    )
+    result = CliRunner().invoke(
+        main, ["show-config", "--config", str(config), "--data-dir", str(tmp_path)], env={}
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "edge-agent: error: invalid setting queue_windows[0].business_types (window '3'): "
+        "'x' is not a configured business type "
+        "(queue_business_types: general, social, realestate, tax)"
+    )

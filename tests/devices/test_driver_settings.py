@@ -25,8 +25,8 @@ BAD_VALUES: dict[str, tuple[str, Any]] = {
     "uvc_document_camera": ("width", 8),
     "haochaping_pad": ("timezone", "Mars/Olympus"),
     "escpos_printer": ("encoding", "utf-8"),
-    "led_window_screen": ("addresses", {"3": 300}),
-    "caller_keypad": ("windows", {0: "3"}),
+    "led_window_screen": ("probe_address", 300),
+    "caller_keypad": ("probe_address", 0),
 }
 
 

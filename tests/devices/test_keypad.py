@@ -95,7 +95,7 @@ def test_every_key_becomes_an_event(transport: str) -> None:
     run(transport, scenario, events=events)
     names = [e.name for e in events]
     assert names[0] == "keypad.call"
-    assert events[0].data == {"window": "3", "arg": ""}
+    assert events[0].data == {"window": "3", "address": 3, "arg": ""}
     assert {"keypad.skip", "keypad.hold", "keypad.callback", "keypad.transfer"} <= set(names)
     assert next(e for e in events if e.name == "keypad.transfer").data["arg"] == "5"
 
@@ -110,14 +110,17 @@ def test_show_current_ticket(transport: str) -> None:
     run(transport, scenario)
 
 
-def test_window_mapping() -> None:
+def test_keys_carry_their_bus_address() -> None:
+    """Which window an address serves is the agent's [[queue_windows]], not the driver's."""
+
     async def scenario(keypad: CallerKeypad, sim: CallerKeypadSimulator) -> None:
         sim.press(4, Key.CALL)
-        assert (await keypad.next_key(within=2)).window == "12"
-        await keypad.show("12", "B003")
+        press = await keypad.next_key(within=2)
+        assert (press.address, press.window) == (4, "4")
+        await keypad.show(4, "B003")
         assert sim.display(4) == "B003"
 
-    run("pty", scenario, settings={"windows": {4: "12"}})
+    run("pty", scenario)
 
 
 def test_bad_checksum_then_noise_then_valid_key() -> None:

@@ -75,15 +75,17 @@ def test_show_lines_per_window(transport: str) -> None:
     run(transport, scenario)
 
 
-def test_address_mapping_and_broadcast() -> None:
+def test_addresses_and_broadcast() -> None:
     async def scenario(led: LedWindowScreen, sim: LedScreenSimulator) -> None:
-        await led.show_text("VIP", "欢迎")
+        await led.show_text(7, "欢迎")  # a bus address ([[queue_windows]] led_address)
         assert sim.text(7) == "欢迎"
+        with pytest.raises(ValueError, match="led_address"):
+            await led.show_text("VIP", "欢迎")  # names are mapped by the agent config
         await led.broadcast_text("系统维护")
         await led.show_text(1, "x")  # a reply proves the broadcast before it was handled
         assert sim.text(2) == "系统维护"
 
-    run("tcp", scenario, settings={"addresses": {"VIP": 7}})
+    run("tcp", scenario)
 
 
 def test_unencodable_text_is_rejected_before_sending() -> None:

@@ -41,7 +41,17 @@ from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
 from tests.server.upstream import Upstream
 
-WINDOW = "1"  # the simulated pad is "sim-window-1-pad"
+WINDOW = "1"
+# The technician's [[queue_windows]] table for this outlet: window 1 serves 综合业务 and
+# has the simulated pad and LED screen 1 (``edge_agent.simulate`` device ids).
+QUEUE_WINDOWS = [
+    {
+        "window": WINDOW,
+        "business_types": ["general"],
+        "pad": "sim-window-1-pad",
+        "led": "sim-window-led",
+    }
+]
 REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
 FORM = b"%PDF-1.4 application form\n" + bytes(range(256)) * 1800  # about 450 KiB
 
@@ -129,6 +139,7 @@ async def simulated_outlet(
         mqtt_url=broker.url, outlet_id=outlet_id, data_dir=data_dir, keepalive_s=5,
         reconnect_base_s=0.2, reconnect_cap_s=1.0, telemetry_interval_s=1.0,
         outbox_rate_per_s=200.0, simulate=True, local_api_port=0,
+        queue_windows=QUEUE_WINDOWS,
     )  # fmt: skip
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -183,9 +194,13 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
 ) -> None:
     async def scenario() -> dict[str, Any]:
         async with simulated_outlet(broker, outlet_id, tmp_path / "agent") as (agent, sim, clerk):
-            # Windows have no setting or API yet: the installer's step, done on the engine.
+            # The agent applied the configured window at start.
             assert agent.assembled is not None
-            await agent.assembled.runtime.queue.configure_window(WINDOW, ["general"])
+            assert agent.assembled.runtime.windows[WINDOW].pad == "sim-window-1-pad"
+            queue = (await clerk.http.get("/v1/queue")).json()
+            assert [(w["window"], w["business_types"]) for w in queue["windows"]] == [
+                (WINDOW, ["general"])
+            ]
             await _devices_ready(
                 clerk,
                 {"id_card_reader", "document_camera", "evaluation_pad", "ticket_printer",
@@ -196,6 +211,10 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
             ticket = await clerk.post("/v1/tickets", {"business_type": "general"})
             called = await clerk.post(f"/v1/windows/{WINDOW}/call", {})
             assert called["ticket"]["number"] == ticket["number"]
+            assert called["led"] == {"lines": [f"请{ticket['number']}号到1号窗口", "等候人数:000"],
+                                     "shown": True}  # fmt: skip
+            assert sim.led is not None
+            assert sim.led.text(1, 1) == f"请{ticket['number']}号到1号窗口"
             # The ID card, then the papers on the document camera.
             card = await clerk.post("/v1/id-card/read", {})
             doc = await clerk.post("/v1/documents/capture", {})

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry, LocalApiOptions, s
 from edge_agent.outbox import Outbox
 from edge_agent.profiles import ProfileSet
 from edge_agent.profiles.models import MatchRule, NetworkRule, Profile, UsbRule
-from edge_agent.queueing import BusinessType, QueueEngine
+from edge_agent.queueing import BusinessType, QueueEngine, WindowConfig
 from edge_agent.runtime import AgentRuntime
 
 ORIGIN = "https://clerk.example"
@@ -218,6 +218,7 @@ async def outlet(
     camera: DocumentCameraSimulator | None = None,
     pcsc: PcscStack | None = None,
     keypad: bool = False,
+    windows: Sequence[WindowConfig] | None = None,
 ) -> AsyncIterator[Outlet]:
     """Start everything; yields once every device is ready and the API listens."""
     data = tmp_path / "data"
@@ -230,7 +231,7 @@ async def outlet(
             EvaluationPadSimulator(transport="tcp") as pad,
             EscPosPrinterSimulator(transport="tcp") as printer,
             LedScreenSimulator(addresses=range(1, 9), transport="tcp") as led,
-            CallerKeypadSimulator(addresses=(3, 5), transport="tcp") as keypads,
+            CallerKeypadSimulator(addresses=(3, 4, 5), transport="tcp") as keypads,
         ):
             described = [reader_description(id_card.device_path)]
             wanted = [READER, "pad-3", "printer-1", "led-bus"]
@@ -270,12 +271,19 @@ async def outlet(
                 ) as outbox,
                 QueueEngine(data, TYPES) as queue,
             ):
-                await queue.configure_window("3", ["social"])
-                await queue.configure_window("5", ["social", "tax"])
+                if windows is None:
+                    await queue.configure_window("3", ["social"])
+                    await queue.configure_window("5", ["social", "tax"])
+                else:  # as the agent applies [[queue_windows]] at start
+                    await queue.apply_windows(windows)
                 for device_id in wanted:
                     await devices.wait_for_state(device_id, "ready", timeout_s=10)
                 runtime = AgentRuntime(
-                    outlet_id=OUTLET, devices=devices, outbox=outbox, queue=queue
+                    outlet_id=OUTLET,
+                    devices=devices,
+                    outbox=outbox,
+                    queue=queue,
+                    windows={w.window: w for w in windows or ()},
                 )
                 started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
                 server = asyncio.create_task(

@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from edge_agent.devices import DeviceEvent
 from edge_agent.devices.keypad_protocol import Key
 from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
 from edge_agent.discovery import Subscription
-from edge_agent.queueing import WindowSnapshot
+from edge_agent.queueing import WindowConfig, WindowSnapshot
 from tests.local_api.harness import KEYPAD_BUS, Outlet, outlet
 
 Scenario = Callable[[Outlet, CallerKeypadSimulator, Subscription], Awaitable[None]]
@@ -35,9 +35,11 @@ needs_espeak = pytest.mark.skipif(
 )
 
 
-def run(tmp_path: Path, scenario: Scenario) -> None:
+def run(
+    tmp_path: Path, scenario: Scenario, *, windows: Sequence[WindowConfig] | None = None
+) -> None:
     async def main() -> None:
-        async with outlet(tmp_path, keypad=True) as o:
+        async with outlet(tmp_path, keypad=True, windows=windows) as o:
             assert o.keypad is not None
             async with o.runtime.events.subscribe() as events:
                 async with asyncio.timeout(60):
@@ -188,3 +190,36 @@ def test_pause_key_toggles_and_a_refused_key_changes_nothing(tmp_path: Path) -> 
         assert (await window(o, "3")).current_ticket == "A001"
 
     run(tmp_path, scenario)
+
+
+# Window 3 with its pad, LED screen 3 and keypad 3; window "VIP" (a name, not a number)
+# with LED screen 5 and keypad 5 on the same buses, as [[queue_windows]] declares them.
+CONFIGURED = (
+    WindowConfig(
+        window="3", business_types=("social",), pad="pad-3",
+        led="led-bus", led_address=3, keypad=KEYPAD_BUS, keypad_address=3,
+    ),
+    WindowConfig(
+        window="VIP", business_types=("social", "tax"),
+        led="led-bus", led_address=5, keypad=KEYPAD_BUS, keypad_address=5,
+    ),
+)  # fmt: skip
+
+
+def test_configured_windows_route_keypads_and_led_screens_by_address(tmp_path: Path) -> None:
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        assert await issue(o) == "A001"
+        assert await issue(o, "tax") == "B001"
+        called = (await press(keypads, events, 5, Key.CALL)).data  # keypad 5 is window VIP
+        assert (called["window"], called["ticket"]["number"]) == ("VIP", "A001")
+        assert called["warnings"] == []
+        assert (await window(o, "VIP")).current_ticket == "A001"
+        assert keypads.display(5) == "A001"
+        assert o.led.text(5, 1) == "请A001号到VIP号窗口"  # screen 5 is VIP's
+        # keypad 4 is on the bus but no window claims it: refused, nothing changes
+        refused = await press(keypads, events, 4, Key.CALL)
+        assert (refused.name, refused.data["reason"]) == ("window.refused", "UnknownWindow")
+        assert keypads.display(4) == "NO WIN"
+        assert (await o.runtime.queue.snapshot()).waiting["tax"] == 1
+
+    run(tmp_path, scenario, windows=CONFIGURED)

@@ -18,6 +18,7 @@ from edge_agent.queueing import (
     TicketStatus,
     UnknownBusinessType,
     UnknownWindow,
+    WindowConfig,
     WindowPaused,
     speech_text,
 )
@@ -294,3 +295,67 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     run(tmp_path, first, clock=clock)
     run(tmp_path, second, clock=clock)
     assert (tmp_path / "queue.sqlite3").exists()
+
+
+def test_apply_windows_is_idempotent_and_retires_removed_windows(tmp_path: Path) -> None:
+    """The agent config's windows: same config twice changes nothing; removal retires."""
+    clock = FakeClock()
+    config = [
+        WindowConfig(window="1", business_types=("social",)),
+        WindowConfig(window="2", business_types=("social", "tax")),
+    ]
+
+    async def main() -> None:
+        async with QueueEngine(tmp_path, TYPES, clock=clock) as engine:
+            first = await engine.apply_windows(config)
+            assert [(e["kind"], e["window"]) for e in first] == [
+                ("queue.window_configured", "1"),
+                ("queue.window_configured", "2"),
+            ]
+            await engine.pause("1")
+            for _ in range(3):
+                await engine.issue("social")  # A001 A002 A003
+            await engine.call("2")  # A001 at window 2
+            await engine.resume("1")
+            await engine.call("1")  # A002 at window 1
+            await engine.transfer("1", to_window="2")  # A002 waits for window 2 only
+            await engine.pause("1")
+            seq = (await engine.events_after(0))[-1][0]
+        # a restart with the same config: nothing changes, nothing is recorded
+        async with QueueEngine(tmp_path, TYPES, clock=clock) as engine:
+            assert await engine.apply_windows(config) == []
+            assert await engine.events_after(seq) == []
+            snapshot = await engine.snapshot()
+            assert [(w.window, w.business_types, w.paused) for w in snapshot.windows] == [
+                ("1", ("social",), True),  # the runtime state (paused) is kept
+                ("2", ("social", "tax"), False),
+            ]
+            # window 1 serves tax too now; window 2 is removed from the config
+            changed = await engine.apply_windows(
+                [WindowConfig(window="1", business_types=("social", "tax"))]
+            )
+            assert [(e["kind"], e["window"]) for e in changed] == [
+                ("queue.window_configured", "1"),
+                ("queue.window_retired", "2"),
+            ]
+            retired = changed[1]
+            assert retired["returned_ticket"] == "A001"  # its citizen waits again
+            assert retired["released"] == 1  # A002, transferred to window 2
+            assert [e for _, e in await engine.events_after(seq)] == changed
+            with pytest.raises(UnknownWindow):
+                await engine.call("2")
+            a001 = await engine.ticket("A001")
+            assert a001 is not None
+            assert (a001.status, a001.window) == (TicketStatus.WAITING, None)
+            a002 = await engine.ticket("A002")
+            assert a002 is not None
+            assert (a002.status, a002.target_window) == (TicketStatus.WAITING, None)
+            # A001 kept its place: it is called first, then A002, then A003
+            await engine.resume("1")
+            called = [(await engine.call("1")).ticket for _ in range(3)]
+            assert [t.number for t in called if t is not None] == ["A001", "A002", "A003"]
+            with pytest.raises(UnknownBusinessType):
+                await engine.apply_windows([WindowConfig(window="1", business_types=("x",))])
+            assert [w.window for w in (await engine.snapshot()).windows] == ["1"]
+
+    asyncio.run(main())

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -67,20 +67,8 @@ class CallerKeypadSettings(DriverSettings):
     baudrate: Baudrate = 9600
     reply_timeout: float = seconds(0.5, "wait for a keypad's E5 or reply", most=10)
     retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
-    windows: dict[int, str] = Field(
-        default_factory=dict,
-        description="bus address → window name; default: the address is the window number",
-    )
     probe_address: int = Field(default=1, ge=1, le=254, description="keypad asked at probe")
     frame_gap: float = seconds(1.0, "silence that drops a partial frame", most=10)
-
-    @field_validator("windows")
-    @classmethod
-    def _addresses(cls, value: dict[int, str]) -> dict[int, str]:
-        bad = [address for address in value if not 1 <= address <= 254]
-        if bad:
-            raise ValueError(f"keypad bus addresses are 1-254, not {bad}")
-        return value
 
 
 @register_driver("caller_keypad")
@@ -88,8 +76,12 @@ class CallerKeypad(Driver):
     """The keypads on one bus; ``identity.address`` is a serial path or host:port.
 
     Settings: ``baudrate`` (9600), ``reply_timeout`` (0.5 s), ``retries`` (2),
-    ``windows`` (bus address → window; default: the address is the window number),
     ``probe_address`` (1), ``frame_gap`` (1 s of silence drops a partial frame).
+
+    Which window a keypad serves is not a driver setting: the agent's
+    ``[[queue_windows]]`` tables name the bus (``keypad``) and the address
+    (``keypad_address``). The driver reports the address with every key, and a
+    window name equal to the address for callers without that config.
     """
 
     kind = "caller_keypad"
@@ -109,7 +101,6 @@ class CallerKeypad(Driver):
         self.retries = c.retries
         self.frame_gap = c.frame_gap
         self.probe_address = c.probe_address
-        self.windows = dict(c.windows)
         self._link = StreamLink(identity.address, device_id=identity.device_id, baudrate=c.baudrate)
         self._scanner: FrameScanner[KeypadFrame] = FrameScanner(parse_frame, starts=b"\xff\x68\xe5")
         self._keys: asyncio.Queue[KeyPress] = asyncio.Queue(maxsize=256)
@@ -120,15 +111,15 @@ class CallerKeypad(Driver):
         self.counters = {"keys": 0, "unknown_keys": 0, "displays": 0, "retransmits": 0}
 
     def window_of(self, address: int) -> str:
-        """The window a keypad address belongs to."""
-        return self.windows.get(address, str(address))
+        """The window a keypad address belongs to when no config says otherwise: itself."""
+        return str(address)
 
-    def address_of(self, window: str) -> int:
-        """The bus address of a window's keypad."""
-        for address, name in self.windows.items():
-            if name == str(window):
-                return address
-        address = int(window)
+    def address_of(self, window: str | int) -> int:
+        """The bus address of a numbered window's keypad (``ValueError`` otherwise)."""
+        try:
+            address = int(window)
+        except ValueError as exc:
+            raise ValueError(f"window {window!r} has no keypad address") from exc
         if not 1 <= address <= 254:
             raise ValueError(f"keypad address {address} is outside 1-254")
         return address
@@ -176,8 +167,11 @@ class CallerKeypad(Driver):
         except TimeoutError as exc:
             raise DeviceTimeout(f"no key within {within:g} s", device_id=self.device_id) from exc
 
-    async def show(self, window: str, text: str) -> None:
-        """Put up to six ASCII characters (the current ticket, e.g. ``A012``) on a keypad."""
+    async def show(self, window: str | int, text: str) -> None:
+        """Put up to six ASCII characters (the current ticket, e.g. ``A012``) on a keypad.
+
+        ``window`` is the keypad's bus address, or a window number equal to it.
+        """
         await self._request(self.address_of(window), Func.DISPLAY, display_data(text), expect=None)
         self.counters["displays"] += 1
 
@@ -240,7 +234,7 @@ class CallerKeypad(Driver):
             return
         press = KeyPress(window=self.window_of(frame.addr), address=frame.addr, key=key, arg=arg)
         self.counters["keys"] += 1
-        self.emit(press.event_name, window=press.window, arg=press.arg)
+        self.emit(press.event_name, window=press.window, address=press.address, arg=press.arg)
         try:
             self._keys.put_nowait(press)
         except asyncio.QueueFull:

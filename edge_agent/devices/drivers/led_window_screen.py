@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -54,10 +54,6 @@ class LedScreenSettings(DriverSettings):
     baudrate: Baudrate = 9600
     reply_timeout: float = seconds(0.5, "wait for a screen's reply", most=10)
     retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
-    addresses: dict[str, Annotated[int, Field(ge=1, le=254)]] = Field(
-        default_factory=dict,
-        description="window → bus address; default: the window number itself",
-    )
     unencodable: Literal["reject", "replace"] = Field(
         default="reject", description="text GB2312 cannot hold: reject it, or show □"
     )
@@ -69,8 +65,8 @@ class LedWindowScreen(Driver):
     """The LED strips behind one controller link; ``identity.address`` is a path or host:port.
 
     Settings: ``baudrate`` (9600), ``reply_timeout`` (0.5 s), ``retries`` (2),
-    ``addresses`` (window → bus address; default: the window number itself),
-    ``unencodable`` ("reject" or "replace" with □), ``probe_address`` (1).
+    ``unencodable`` ("reject" or "replace" with □), ``probe_address`` (1). Which screen
+    (bus address) belongs to which window is the agent's ``[[queue_windows]]`` config.
     """
 
     kind = "led_screen"
@@ -89,7 +85,6 @@ class LedWindowScreen(Driver):
         self.reply_timeout = c.reply_timeout
         self.retries = c.retries
         self.unencodable = c.unencodable
-        self.addresses = dict(c.addresses)
         self.probe_address = c.probe_address
         self._link = StreamLink(identity.address, device_id=identity.device_id, baudrate=c.baudrate)
         self._scanner: FrameScanner[LedFrame] = FrameScanner(parse_frame, starts=b"\xaa")
@@ -129,13 +124,17 @@ class LedWindowScreen(Driver):
         }
 
     def address_of(self, window: str | int) -> int:
-        """The bus address of a window's screen."""
-        address = self.addresses.get(str(window))
-        if address is None:
-            try:
-                address = int(window)
-            except ValueError as exc:
-                raise ValueError(f"window {window!r} has no LED address in settings") from exc
+        """The bus address of a screen: ``window`` is the address or a window number equal to it.
+
+        Which screen a window uses is the agent's ``[[queue_windows]]`` (``led``,
+        ``led_address``), not a driver setting.
+        """
+        try:
+            address = int(window)
+        except ValueError as exc:
+            raise ValueError(
+                f"window {window!r} has no LED address: set led_address in [[queue_windows]]"
+            ) from exc
         if not 1 <= address <= 254:
             raise ValueError(f"LED address {address} is outside 1-254")
         return address

@@ -6,49 +6,21 @@ evaluation transaction (durably, before the answer) and the answer carries its
 ``tx_id``. A walk-away is **200** with ``status: "timed_out"`` and no ``tx_id``: the
 request worked, the citizen simply did not rate, and that is not an evaluation (the
 fleet server derives the active-evaluation rate from cases without one).
+The pad is chosen, and the rating recorded, by ``local_api.evaluating`` (shared with
+the caller keypad's evaluate key).
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Final
-
 from fastapi import APIRouter
 
-from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
 from edge_agent.devices.pad_models import OutcomeStatus
-from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import LocalDep
-from edge_agent.local_api.errors import ApiError, error_responses
+from edge_agent.local_api.errors import error_responses
+from edge_agent.local_api.evaluating import evaluate_at_window
 from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
-from edge_agent.transactions import EVALUATION_KIND, record_evaluation
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
-
-_HINT: Final = "connect the window's evaluation pad, or bind pads to windows in the config"
-
-
-def _pad_for(local: LocalApiContext, request: EvaluationCreate) -> EvaluationPad:
-    """The pad of ``request.window``: given, configured, bound to it, or the only one."""
-    configured = request.device_id or local.options.pads_by_window.get(request.window)
-    if configured is not None:
-        return local.find_driver(
-            EvaluationPad, device_id=configured, what="evaluation pad", hint=_HINT
-        )
-    pads = local.ready_drivers(EvaluationPad)
-    if not pads:
-        raise ApiError(503, "no_device", "no evaluation pad is connected and ready", hint=_HINT)
-    for pad in pads:
-        if pad.bound_window == request.window:
-            return pad
-    if len(pads) == 1:
-        return pads[0]
-    raise ApiError(
-        409,
-        "no_pad_for_window",
-        f"no evaluation pad is bound to window {request.window}",
-        hint=_HINT,
-    )
 
 
 @router.post(
@@ -58,31 +30,19 @@ def _pad_for(local: LocalApiContext, request: EvaluationCreate) -> EvaluationPad
 )
 async def request_evaluation(request: EvaluationCreate, local: LocalDep) -> EvaluationPublic:
     """Show the request on the window's pad and wait for the rating (or the walk-away)."""
-    pad = _pad_for(local, request)
-    lock = local.evaluation_locks.setdefault(pad.device_id, asyncio.Lock())
-    if lock.locked():
-        raise ApiError(
-            409,
-            "pad_busy",
-            f"the pad of window {request.window} is already waiting for a rating",
-            hint="wait for the citizen to rate (or walk away) first",
-        )
-    async with lock:
-        if pad.bound_window != request.window:
-            await pad.bind_window(request.window, staff_id=request.staff_id)
-        outcome = await pad.request_evaluation(
-            request.case_number,
-            window=request.window,
-            staff_id=request.staff_id,
-            item_code=request.item_code,
-            item_name=request.item_name,
-            assess_number=request.assess_number,
-            walkaway_after=min(
-                request.timeout_s or local.options.evaluation_timeout_s,
-                local.options.evaluation_max_timeout_s,
-            ),
-        )
-    if outcome.status is not OutcomeStatus.RATED or outcome.result is None:
+    done = await evaluate_at_window(
+        local,
+        window=request.window,
+        case_number=request.case_number,
+        staff_id=request.staff_id,
+        item_code=request.item_code,
+        item_name=request.item_name,
+        assess_number=request.assess_number,
+        timeout_s=request.timeout_s,
+        device_id=request.device_id,
+    )
+    pad, outcome, tx_id = done.pad, done.outcome, done.tx_id
+    if tx_id is None or outcome.result is None:
         return EvaluationPublic(
             status="timed_out" if outcome.status is OutcomeStatus.TIMED_OUT else "cancelled",
             tx_id=None,
@@ -90,8 +50,6 @@ async def request_evaluation(request: EvaluationCreate, local: LocalDep) -> Eval
             device_id=pad.device_id,
             waited_s=outcome.waited_s,
         )
-    tx_id = await record_evaluation(local.runtime, outcome)
-    await local.tracker.accepted(tx_id, tx_kind=EVALUATION_KIND)
     result = outcome.result
     return EvaluationPublic(
         status="rated",
