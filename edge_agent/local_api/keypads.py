@@ -7,20 +7,48 @@ outcome is published on the event hub as ``window.result`` (``source: "keypad"``
 clerk app's ``/v1/events`` WebSocket sees the keypad's call and can play its
 ``audio_url``; a refused key is ``window.refused``. Both carry ticket numbers, windows
 and codes only.
+
+The evaluate key (评价) then asks the citizen at that window to rate, exactly as
+``POST /v1/evaluations`` does (``evaluating.evaluate_at_window``: the window's pad, the
+per-pad lock, a rating recorded as an ``evaluation`` transaction in the outbox). The
+keypad knows no 办件编号, so the request carries the ticket reference
+``T<yyyymmdd>-<ticket>`` (``T20261123-A012``) as its case number and no staff id. It
+runs in the background (the citizen may take a minute), so the keypads keep working;
+the end is the hub event ``evaluation.result`` (``status`` rated / timed_out /
+cancelled, ``tx_id``, ``stars``, ``is_bad``) or ``evaluation.refused`` (``error``: the
+local API's code, e.g. ``no_device``, ``pad_busy``), and the keypad shows ``RATED``,
+``NORATE``, ``NO PAD``, ``BUSY`` or ``ERROR``.
 """
 
 from __future__ import annotations
 
-from edge_agent.devices import DeviceEvent
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from edge_agent.devices import DeviceError, DeviceEvent
 from edge_agent.discovery import Subscription
 from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.errors import ApiError
+from edge_agent.local_api.evaluating import evaluate_at_window
 from edge_agent.local_api.presenting import present
+from edge_agent.outbox import OutboxError
 from edge_agent.queueing import QueueResult
 from edge_agent.queueing.keypad import KeypadQueueBridge, KeyRefused
 
-__all__ = ["run_keypads"]
+__all__ = ["run_keypads", "ticket_case_number"]
+
+log = logging.getLogger(__name__)
 
 WAIT_S = 3600.0  # one wait on the hub; the loop simply waits again
+# What the keypad shows when the evaluation could not start (six characters at most).
+_REFUSED_DISPLAY: Final = {"no_device": "NO PAD", "no_pad_for_window": "NO PAD", "pad_busy": "BUSY"}
+
+
+def ticket_case_number(day: str, ticket: str) -> str:
+    """The case number of a keypad evaluation: ``T`` + the ticket's day + ``-`` + ticket."""
+    return f"T{day.replace('-', '')}-{ticket}"
 
 
 async def run_keypads(local: LocalApiContext, subscription: Subscription) -> None:
@@ -37,6 +65,8 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
                 data={"source": "keypad", **data},
             )
         )
+        if operation == "evaluate":
+            start_evaluation(result, window, device_id)
 
     def refused(refusal: KeyRefused) -> None:
         runtime.events.publish(
@@ -61,6 +91,65 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
         on_refused=refused,
         windows=runtime.windows,
     )
+    evaluations: set[asyncio.Task[None]] = set()
+
+    async def evaluate(result: QueueResult, window: str, device_id: str) -> None:
+        """The evaluate key's rating, on the window's pad; told on the hub and the keypad."""
+        ticket = result.ticket
+        if ticket is None:
+            return
+        target = bridge.target_of(device_id, window)
+        base: dict[str, Any] = {"source": "keypad", "window": window, "ticket": ticket.number}
+        try:
+            done = await evaluate_at_window(
+                local,
+                window=window,
+                case_number=ticket_case_number(ticket.day, ticket.number),
+                staff_id="",
+            )
+        except ApiError as exc:
+            code, message = exc.code, exc.message
+        except DeviceError as exc:
+            code, message = "device_error", str(exc)
+        except OutboxError as exc:  # rated, but not recorded: the citizen must rate again
+            code, message = "outbox_error", str(exc)
+        else:
+            rated = done.outcome.result
+            # The keypad first (the clerk looks there), then the hub, as for window keys.
+            await bridge.show(device_id, target, "RATED" if done.tx_id else "NORATE")
+            runtime.events.publish(
+                DeviceEvent(
+                    device_id=device_id,
+                    name="evaluation.result",
+                    data={
+                        **base,
+                        "status": done.outcome.status.value,
+                        "tx_id": done.tx_id,
+                        "pad": done.pad.device_id,
+                        **(
+                            {"stars": rated.stars, "is_bad": rated.is_bad}
+                            if rated is not None and done.tx_id is not None
+                            else {}
+                        ),
+                    },
+                )
+            )
+            return
+        log.info("keypad %s window %s: evaluation not started: %s", device_id, window, code)
+        await bridge.show(device_id, target, _REFUSED_DISPLAY.get(code, "ERROR"))
+        runtime.events.publish(
+            DeviceEvent(
+                device_id=device_id,
+                name="evaluation.refused",
+                severity="warning",
+                data={**base, "error": code, "message": message},
+            )
+        )
+
+    def start_evaluation(result: QueueResult, window: str, device_id: str) -> None:
+        task = asyncio.create_task(evaluate(result, window, device_id), name="keypad-evaluation")
+        evaluations.add(task)
+        task.add_done_callback(_finished(evaluations))
 
     async def next_event() -> DeviceEvent:
         while True:
@@ -69,4 +158,19 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
             except TimeoutError:
                 continue
 
-    await bridge.run(next_event)
+    try:
+        await bridge.run(next_event)
+    finally:
+        for task in evaluations:
+            task.cancel()
+        if evaluations:
+            await asyncio.wait(evaluations, timeout=5.0)
+
+
+def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("keypad evaluation failed", exc_info=task.exception())
+
+    return done

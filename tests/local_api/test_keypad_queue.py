@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,11 @@ def run(
     asyncio.run(main())
 
 
-async def outcome(events: Subscription) -> DeviceEvent:
-    """The next ``window.result`` or ``window.refused`` of a keypad."""
+async def outcome(events: Subscription, of: str = "window") -> DeviceEvent:
+    """The next ``{of}.result`` or ``{of}.refused`` of a keypad (window or evaluation)."""
     while True:
         event = await events.get(timeout_s=20)
-        if event.name in ("window.result", "window.refused"):
+        if event.name in (f"{of}.result", f"{of}.refused"):
             assert event.device_id == KEYPAD_BUS
             return event
 
@@ -158,6 +159,14 @@ def test_every_window_key_performs_its_operation(tmp_path: Path) -> None:
         evaluate = (await press(keypads, events, 5, Key.EVALUATE)).data
         assert evaluate["operation"] == "evaluate"
         assert keypads.display(5) == "EVAL"
+        # the evaluate key put the request on the (only) pad; the citizen walks away
+        shown = await o.pad.wait_for_request(within=10)
+        assert (shown["window"], shown["case_no"]) == ("5", f"T{today(o)}-A002")
+        o.pad.walk_away()
+        ended = await outcome(events, "evaluation")
+        assert (ended.name, ended.data["status"], ended.data["tx_id"]) == (
+            "evaluation.result", "timed_out", None,
+        )  # fmt: skip
 
     run(tmp_path, scenario)
 
@@ -192,6 +201,11 @@ def test_pause_key_toggles_and_a_refused_key_changes_nothing(tmp_path: Path) -> 
     run(tmp_path, scenario)
 
 
+def today(o: Outlet) -> str:
+    """The outlet-local day as the ticket reference has it (yyyymmdd)."""
+    return datetime.now(o.runtime.queue.tz).strftime("%Y%m%d")
+
+
 # Window 3 with its pad, LED screen 3 and keypad 3; window "VIP" (a name, not a number)
 # with LED screen 5 and keypad 5 on the same buses, as [[queue_windows]] declares them.
 CONFIGURED = (
@@ -221,5 +235,47 @@ def test_configured_windows_route_keypads_and_led_screens_by_address(tmp_path: P
         assert (refused.name, refused.data["reason"]) == ("window.refused", "UnknownWindow")
         assert keypads.display(4) == "NO WIN"
         assert (await o.runtime.queue.snapshot()).waiting["tax"] == 1
+
+    run(tmp_path, scenario, windows=CONFIGURED)
+
+
+def test_evaluate_key_asks_the_windows_pad_and_records_the_rating(tmp_path: Path) -> None:
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        await issue(o)
+        await press(keypads, events, 3, Key.CALL)  # A001 at window 3
+        asked = (await press(keypads, events, 3, Key.EVALUATE)).data
+        assert asked["operation"] == "evaluate"
+        # the real pad protocol: window 3's pad shows the request for the ticket
+        shown = await o.pad.wait_for_request(within=10)
+        assert shown["window"] == "3"
+        assert shown["case_no"] == f"T{today(o)}-A001"
+        # a second evaluate key while the citizen is still rating: refused, pad busy
+        again = (await press(keypads, events, 3, Key.EVALUATE)).data
+        assert again["operation"] == "evaluate"
+        busy = await outcome(events, "evaluation")
+        assert (busy.name, busy.data["error"]) == ("evaluation.refused", "pad_busy")
+        assert keypads.display(3) == "BUSY"
+        assert len(o.pad.requests) == 1
+        # the citizen rates 2 stars (a 差评)
+        o.pad.press(2, tags=["attitude"], text="等太久")
+        rated = await outcome(events, "evaluation")
+        assert rated.name == "evaluation.result"
+        assert rated.data["status"] == "rated"
+        assert (rated.data["stars"], rated.data["is_bad"]) == (2, True)
+        assert (rated.data["window"], rated.data["ticket"]) == ("3", "A001")
+        assert "等太久" not in json.dumps(
+            rated.data, ensure_ascii=False
+        )  # free text stays in the tx
+        assert keypads.display(3) == "RATED"
+        # the same evaluation transaction as POST /v1/evaluations records
+        entry = await o.runtime.outbox.read(rated.data["tx_id"])
+        assert entry is not None
+        assert entry.meta.tx_kind == "evaluation"
+        assert entry.body["case_number"] == f"T{today(o)}-A001"
+        assert (entry.body["window"], entry.body["stars"], entry.body["channel"]) == ("3", 2, "4")
+        assert entry.body["text"] == "等太久"
+        status = await o.client.get(f"/v1/transactions/{rated.data['tx_id']}", headers=o.auth)
+        assert status.status_code == 200
+        assert status.json()["tx_kind"] == "evaluation"
 
     run(tmp_path, scenario, windows=CONFIGURED)
