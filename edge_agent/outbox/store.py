@@ -287,21 +287,15 @@ class Store:
         if used + size > self.quota_bytes:
             raise OutboxFull(waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes)
         if priority_class >= PriorityClass.HEALTH:
-            low = self._one(
-                "SELECT COALESCE(SUM(stored_bytes), 0) FROM entries WHERE priority_class >= ?",
-                int(PriorityClass.HEALTH),
-            )
+            low = int(self._one("SELECT bytes FROM usage WHERE bucket = 'low'"))
             if low + size > self.quota_bytes * self.low_priority_share:
                 raise OutboxFull(
                     waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes
                 )
 
     def used_bytes(self) -> int:
-        """Ciphertext bytes held, pending and dead letters together."""
-        return int(
-            self._one("SELECT COALESCE(SUM(stored_bytes), 0) FROM entries")
-            + self._one("SELECT COALESCE(SUM(stored_bytes), 0) FROM dead_letters")
-        )
+        """Ciphertext bytes held, pending and dead letters together (kept by triggers)."""
+        return int(self._one("SELECT bytes FROM usage WHERE bucket = 'all'"))
 
     def waiting(self) -> int:
         """Transactions (not chunks) not yet acknowledged by the server."""
