@@ -18,9 +18,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edge_agent.devices.pcsc_vpcd import environment_ok
+from edge_agent.local_api import AppRegistry
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth, Event, Telemetry
 from tests.agent.harness import Observer
@@ -171,3 +173,29 @@ def test_unplug_publishes_event_and_rebirth_with_device_offline(
         timeout=5,
         what="rebirth with the reader ready again",
     )
+
+
+def test_the_simulated_outlet_calls_tickets_out_of_the_box(
+    simulated: tuple[SimulatedAgent, Observer], tmp_path: Path
+) -> None:
+    """No [[queue_windows]]: ``--simulate`` runs windows 1 and 2; a ticket is called at 1."""
+    agent, _ = simulated
+    line = agent._line(timeout=20)  # the third line: the local API's address
+    match = re.fullmatch(r"edge-agent \S+: local API on (http://127\.0\.0\.1:\d+)", line)
+    assert match is not None, line
+    _, token = AppRegistry(tmp_path / "data").add("demo-clerk", origins=[])
+    with httpx.Client(
+        base_url=match[1], headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as clerk:
+        queue = clerk.get("/v1/queue").json()
+        assert [(w["window"], w["business_types"]) for w in queue["windows"]] == [
+            ("1", ["general", "social"]),
+            ("2", ["realestate", "tax"]),
+        ]
+        ticket = clerk.post("/v1/tickets", json={"business_type": "tax", "print": False})
+        assert ticket.status_code == httpx.codes.CREATED, ticket.text
+        called = clerk.post("/v1/windows/2/call")
+        assert called.status_code == httpx.codes.OK, called.text
+        assert called.json()["ticket"]["number"] == ticket.json()["number"]
+        assert called.json()["led"]["lines"][0] == f"请{ticket.json()['number']}号到2号窗口"
+        assert called.json()["led"]["shown"] is True  # on the simulated screen 2
