@@ -43,7 +43,13 @@ log = logging.getLogger(__name__)
 
 WAIT_S = 3600.0  # one wait on the hub; the loop simply waits again
 # What the keypad shows when the evaluation could not start (six characters at most).
-_REFUSED_DISPLAY: Final = {"no_device": "NO PAD", "no_pad_for_window": "NO PAD", "pad_busy": "BUSY"}
+_REFUSED_DISPLAY: Final = {
+    "no_device": "NO PAD",  # no pad ready at all
+    "no_pad_for_window": "NO PAD",
+    "unknown_device": "NO PAD",  # the configured pad id is not in the inventory
+    "device_unavailable": "NO PAD",  # the configured pad is unplugged or not ready
+    "pad_busy": "BUSY",
+}
 
 
 def ticket_case_number(day: str, ticket: str) -> str:

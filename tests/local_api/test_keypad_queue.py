@@ -279,3 +279,24 @@ def test_evaluate_key_asks_the_windows_pad_and_records_the_rating(tmp_path: Path
         assert status.json()["tx_kind"] == "evaluation"
 
     run(tmp_path, scenario, windows=CONFIGURED)
+
+
+def test_evaluate_key_without_the_windows_pad_is_refused_on_the_keypad(tmp_path: Path) -> None:
+    """The config names a pad that is not there: nothing is shown, nothing recorded."""
+    missing = (
+        WindowConfig(
+            window="3", business_types=("social",), pad="pad-of-window-3",
+            keypad=KEYPAD_BUS, keypad_address=3,
+        ),
+    )  # fmt: skip
+
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        await issue(o)
+        await press(keypads, events, 3, Key.CALL)
+        await press(keypads, events, 3, Key.EVALUATE)
+        refused = await outcome(events, "evaluation")
+        assert (refused.name, refused.data["error"]) == ("evaluation.refused", "unknown_device")
+        assert keypads.display(3) == "NO PAD"
+        assert o.pad.requests == []  # the outlet's other pad was not used
+
+    run(tmp_path, scenario, windows=missing)
