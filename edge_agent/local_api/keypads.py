@@ -141,7 +141,7 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
                 )
             )
             return
-        log.info("keypad %s window %s: evaluation not started: %s", device_id, window, code)
+        log.info("keypad %s window %s: evaluation failed: %s", device_id, window, code)
         await bridge.show(device_id, target, _REFUSED_DISPLAY.get(code, "ERROR"))
         runtime.events.publish(
             DeviceEvent(
