@@ -37,6 +37,8 @@ from edge_agent.outbox.models import (
     OutboxStats,
     OutgoingTx,
     PriorityClass,
+    Receipt,
+    StoredReceipt,
     StoredTransaction,
 )
 from edge_agent.outbox.outbox import Outbox
@@ -60,7 +62,9 @@ __all__ = [
     "OutboxStats",
     "OutgoingTx",
     "PriorityClass",
+    "Receipt",
     "StorageError",
+    "StoredReceipt",
     "StoredTransaction",
     "TokenBucket",
     "UnknownMaterial",

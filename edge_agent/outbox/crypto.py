@@ -36,6 +36,11 @@ def entry_aad(tx_id: str, priority_class: int, tx_kind: str) -> bytes:
     return b"|".join((_AAD_PREFIX, tx_id.encode(), str(priority_class).encode(), tx_kind.encode()))
 
 
+def receipt_aad(tx_id: str, tx_kind: str) -> bytes:
+    """Associated data binding a sealed idempotency receipt to its row."""
+    return b"|".join((_AAD_PREFIX, b"receipt", tx_id.encode(), tx_kind.encode()))
+
+
 class Sealer:
     """Encrypt and decrypt with one key; holds no other state."""
 

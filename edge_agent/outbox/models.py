@@ -42,6 +42,30 @@ class StoredTransaction:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """What a retry of the request that made an entry gets back (idempotency).
+
+    Stored sealed, keyed by the entry's ``tx_id``, in the entry's own SQLite
+    transaction, and kept after the entry was acked (``Outbox.receipt_retention_s``).
+    ``request_sha256`` is the request the key is bound to; ``answer`` the JSON answer.
+    """
+
+    request_sha256: str
+    answer: dict[str, JsonValue] = field(repr=False)  # may hold free text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredReceipt:
+    """A receipt as read back: the entry's ``tx_id`` and kind, when it was made."""
+
+    tx_id: str
+    tx_kind: str
+    request_sha256: str
+    answer: dict[str, JsonValue] = field(repr=False)
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutgoingTx:
     """One send of an entry: the outbox's part of a ``govedge_wire.Transaction``.
 

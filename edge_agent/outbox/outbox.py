@@ -38,6 +38,8 @@ from edge_agent.outbox.models import (
     MaterialProgress,
     OutboxStats,
     PriorityClass,
+    Receipt,
+    StoredReceipt,
     StoredTransaction,
 )
 from edge_agent.outbox.store import NewEntry, Store
@@ -49,6 +51,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MATERIAL_RETENTION_MS: Final = 30 * 86_400_000
+# Idempotency receipts are kept this long (the local API's keys too: docs/local-api.md).
+RECEIPT_RETENTION_S: Final = 30 * 86_400.0
 
 
 class Outbox:
@@ -70,6 +74,7 @@ class Outbox:
         op_timeout_s: float = 30.0,
         rate_window_s: float = 300.0,
         max_defer_s: float = 3600.0,
+        receipt_retention_s: float = RECEIPT_RETENTION_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if quota_bytes <= 0:
@@ -84,6 +89,8 @@ class Outbox:
         self._op_timeout_s = op_timeout_s
         self._rate_window_s = rate_window_s
         self._max_defer_ms = int(max_defer_s * 1000)
+        self.receipt_retention_s = receipt_retention_s
+        self._receipts_pruned_s = 0.0
         self._clock = clock
         self._executor: ThreadPoolExecutor | None = None
         self._store: Store | None = None
@@ -115,6 +122,7 @@ class Outbox:
                     older_than_ms=self._now_ms() - _MATERIAL_RETENTION_MS,
                 )
             )
+            await self.prune_receipts()
         except BaseException:
             await self._close()
             raise
@@ -173,12 +181,15 @@ class Outbox:
         priority_class: PriorityClass,
         tx_id: str | None = None,
         materials: Sequence[str] = (),
+        receipt: Receipt | None = None,
     ) -> StoredTransaction:
         """Store one transaction durably (fsynced) and return its metadata.
 
         Returns only after the commit: then the clerk app may be told "accepted". A
         known ``tx_id`` returns the existing entry. ``materials`` are ids from
         ``put_material``; the transaction is sent only after all their chunks were acked.
+        ``receipt`` (for a client's idempotency key = ``tx_id``) commits with the entry
+        and outlives its ack: ``receipt(tx_id)`` reads it back for a retried request.
         """
         store = self._open_store()
         tx_id = check_id(tx_id or uuid.uuid4().hex, what="tx_id")
@@ -192,6 +203,7 @@ class Outbox:
                 priority_class=priority_class,
                 plaintext=encode_body(tx_id, tx_kind, body),
                 materials=material_ids,
+                receipt=receipt,
             )
             return store.put(entry, now_ms=self._now_ms())
 
@@ -199,6 +211,11 @@ class Outbox:
         if created:
             self._work.set()
             log.debug("outbox accepted %s (%s, %s)", tx_id, tx_kind, priority_class.name)
+        if receipt is not None and self._clock() - self._receipts_pruned_s > 3600.0:
+            try:  # hourly while receipts are made; never fails the put that committed
+                await self.prune_receipts()
+            except StorageError as exc:
+                log.warning("pruning old receipts failed: %s", exc)
         return stored
 
     async def put_in_sequence(
@@ -387,6 +404,18 @@ class Outbox:
         self._work.set()
 
     # -- inspection ------------------------------------------------------------------
+
+    async def receipt(self, tx_id: str) -> StoredReceipt | None:
+        """The receipt ``put`` kept for ``tx_id`` (``receipt_retention_s``), or None."""
+        store = self._open_store()
+        return await self._run(functools.partial(store.receipt, tx_id))
+
+    async def prune_receipts(self) -> int:
+        """Forget receipts older than ``receipt_retention_s`` (also done at open)."""
+        store = self._open_store()
+        self._receipts_pruned_s = self._clock()
+        cutoff = self._now_ms() - int(self.receipt_retention_s * 1000)
+        return await self._run(functools.partial(store.prune_receipts, older_than_ms=cutoff))
 
     async def read(self, tx_id: str) -> DueEntry | None:
         """One pending entry, decrypted; ``CorruptEntry`` (after quarantine) if tampered."""

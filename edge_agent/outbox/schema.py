@@ -86,6 +86,18 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     chunk_index    INTEGER
 );
 
+-- What a retried request gets back (an idempotency receipt), written in the same
+-- transaction as its entry and kept after the entry was acked (``receipt_retention``).
+CREATE TABLE IF NOT EXISTS receipts (
+    tx_id          TEXT    PRIMARY KEY,                -- the client's Idempotency-Key
+    tx_kind        TEXT    NOT NULL,
+    request_sha256 TEXT    NOT NULL,                   -- the request the key is bound to
+    created_ms     INTEGER NOT NULL,
+    nonce          BLOB    NOT NULL,
+    ciphertext     BLOB    NOT NULL                    -- sealed JSON answer
+);
+CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created_ms);
+
 CREATE TABLE IF NOT EXISTS meta (
     name   TEXT PRIMARY KEY,
     value  BLOB NOT NULL

@@ -9,6 +9,7 @@ module untranslated.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from edge_agent.outbox.crypto import (
     Unsealable,
     entry_aad,
     load_key,
+    receipt_aad,
 )
 from edge_agent.outbox.errors import (
     CorruptEntry,
@@ -39,6 +41,8 @@ from edge_agent.outbox.models import (
     DeadLetter,
     DueEntry,
     PriorityClass,
+    Receipt,
+    StoredReceipt,
     StoredTransaction,
 )
 
@@ -130,6 +134,7 @@ class NewEntry:
     priority_class: PriorityClass
     plaintext: bytes = field(repr=False)
     materials: Sequence[str] = ()
+    receipt: Receipt | None = None
 
 
 class Store:
@@ -237,6 +242,8 @@ class Store:
         tx_id, tx_kind, priority_class = entry.tx_id, entry.tx_kind, entry.priority_class
         existing = self._find(tx_id)
         if existing is not None:
+            if entry.receipt is not None:  # a put that timed out but committed, retried
+                self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
             return existing, False
         for material_id in entry.materials:
             state = self._one("SELECT state FROM materials WHERE material_id = ?", material_id)
@@ -256,6 +263,8 @@ class Store:
             "INSERT OR IGNORE INTO tx_materials VALUES (?, ?)",
             [(tx_id, m) for m in entry.materials],
         )
+        if entry.receipt is not None:
+            self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
         stored = StoredTransaction(
             seq=cur.lastrowid or 0,
             tx_id=tx_id,
@@ -267,6 +276,47 @@ class Store:
             stored_bytes=size,
         )
         return stored, True
+
+    def _put_receipt(self, tx_id: str, tx_kind: str, receipt: Receipt, *, now_ms: int) -> None:
+        """Keep ``receipt`` for ``tx_id`` (in the caller's transaction); the first one wins."""
+        plaintext = json.dumps(receipt.answer, separators=(",", ":"), ensure_ascii=False)
+        nonce, sealed = self.sealer.seal(plaintext.encode(), receipt_aad(tx_id, tx_kind))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO receipts (tx_id, tx_kind, request_sha256, created_ms,"
+            " nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?)",
+            (tx_id, tx_kind, receipt.request_sha256, now_ms, nonce, sealed),
+        )
+
+    @translated
+    def receipt(self, tx_id: str) -> StoredReceipt | None:
+        """The receipt kept for ``tx_id``; ``CorruptEntry`` if it fails authentication."""
+        row = self.conn.execute(
+            "SELECT tx_kind, request_sha256, created_ms, nonce, ciphertext FROM receipts"
+            " WHERE tx_id = ?",
+            (tx_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        tx_kind, digest, created_ms, nonce, sealed = row
+        try:
+            answer = decode_body(self.sealer.open(nonce, sealed, receipt_aad(tx_id, tx_kind)))
+        except (Unsealable, ValueError, TypeError):
+            log.error("receipt of %s failed authentication", tx_id)  # noqa: TRY400
+            raise CorruptEntry(tx_id) from None
+        return StoredReceipt(
+            tx_id=tx_id,
+            tx_kind=str(tx_kind),
+            request_sha256=str(digest),
+            answer=answer,
+            created_ms=int(created_ms),
+        )
+
+    @translated
+    def prune_receipts(self, *, older_than_ms: int) -> int:
+        """Forget receipts made before ``older_than_ms``; how many went."""
+        with schema.transaction(self.conn, durable=False):
+            cur = self.conn.execute("DELETE FROM receipts WHERE created_ms < ?", (older_than_ms,))
+        return cur.rowcount
 
     def _find(self, tx_id: str) -> StoredTransaction | None:
         row = self.conn.execute(_SELECT_META, (tx_id,)).fetchone()
