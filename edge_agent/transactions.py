@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
-from edge_agent.outbox import InvalidEntry, PriorityClass
+from edge_agent.outbox import InvalidEntry, PriorityClass, Receipt
 from edge_agent.outbox.codec import ID_PATTERN
 from edge_agent.runtime import AgentRuntime
 from govedge_wire import now_ms
@@ -185,13 +185,15 @@ async def record_evaluation(
     case_number: str | None = None,
     region_code: str | None = None,
     tx_id: str | None = None,
+    receipt: Receipt | None = None,
 ) -> str:
     """Put a rated 好差评 outcome from the pad into the outbox; return its ``tx_id``.
 
     Only a ``RATED`` outcome is an evaluation (a walk-away is not): others raise
     ``InvalidTransaction``. ``case_number`` defaults to the request's ``case_no``. The
     default ``tx_id`` is derived from the pad request id, so recording the same outcome
-    twice stores one transaction.
+    twice stores one transaction. ``receipt`` (the answer for a retry under the client's
+    ``Idempotency-Key`` = ``tx_id``) commits in the same SQLite transaction.
     """
     result = outcome.result
     if outcome.status is not OutcomeStatus.RATED or result is None:
@@ -220,6 +222,7 @@ async def record_evaluation(
         _json_body(evaluation),
         priority_class=PriorityClass.TRANSACTION,
         tx_id=_tx_id(tx_id, fallback=f"eval-{request.request_id}"),
+        receipt=receipt,
     )
     log.info("evaluation %s accepted (window %s)", stored.tx_id, request.window)
     return stored.tx_id

@@ -17,10 +17,10 @@ import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from edge_agent.devices import DeviceUnavailable, Driver
 from edge_agent.local_api.apps import AppRegistry
@@ -34,11 +34,14 @@ __all__ = [
     "CapturedDocument",
     "DocumentCache",
     "KeyLocks",
+    "KeyedCalls",
     "LocalApiContext",
     "LocalApiOptions",
+    "idempotency_conflict",
 ]
 
 D = TypeVar("D", bound=Driver)
+T = TypeVar("T")
 _WAV_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -171,6 +174,58 @@ class KeyLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+def idempotency_conflict(key: str) -> ApiError:
+    """409: ``key`` was first used with another request body."""
+    return ApiError(
+        409,
+        "idempotency_conflict",
+        f"Idempotency-Key {key} was already used with a different body",
+        hint="use a new Idempotency-Key for a new case; resend a request only unchanged "
+        "under its key",
+    )
+
+
+class KeyedCalls:
+    """One running call per ``Idempotency-Key``; a request with the same key joins it.
+
+    The call runs as its own task, not as part of the HTTP request that started it, so a
+    client that disconnects (or an HTTP request cancelled for any reason) does not end
+    it: the citizen still rates, the rating is still recorded, and the retry gets it.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[str, asyncio.Task[Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def run(
+        self, key: str, digest: str, start: Callable[[], Coroutine[Any, Any, T]]
+    ) -> tuple[T, bool]:
+        """``(result, joined)``: start ``start()`` under ``key``, or await the running call.
+
+        409 ``idempotency_conflict`` if the running call's request ``digest`` differs.
+        Cancelling the caller does not cancel the call.
+        """
+        running = self._running.get(key)
+        joined = running is not None
+        if running is None:
+            task: asyncio.Task[Any] = asyncio.create_task(start(), name=f"keyed-call-{key}")
+            running = (digest, task)
+            self._running[key] = running
+            task.add_done_callback(lambda done: self._finished(key, done))
+        elif running[0] != digest:
+            raise idempotency_conflict(key)
+        result: T = await asyncio.shield(running[1])
+        return result, joined
+
+    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
+        if self._running.get(key, ("", None))[1] is task:
+            del self._running[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller may have gone (client disconnects)
+
+
 class LocalApiContext:
     """Everything a route needs: the runtime, the registry, options and the API's state."""
 
@@ -192,6 +247,7 @@ class LocalApiContext:
         self.state = LocalStateStore(state_dir / STATE_FILE)
         self.tracker = TransactionTracker(runtime.outbox, state=self.state)
         self.idempotency_locks = KeyLocks()
+        self.keyed_evaluations = KeyedCalls()
         self.evaluation_locks: dict[str, asyncio.Lock] = {}
 
     def counters(self) -> dict[str, int]:

@@ -13,6 +13,7 @@ to the window on the fly).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,6 +21,7 @@ from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
 from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError
+from edge_agent.outbox import Receipt
 from edge_agent.transactions import EVALUATION_KIND, record_evaluation
 
 __all__ = ["Evaluated", "evaluate_at_window", "pad_for"]
@@ -68,11 +70,15 @@ async def evaluate_at_window(
     assess_number: int = 1,
     timeout_s: float | None = None,
     device_id: str | None = None,
+    tx_id: str | None = None,
+    receipt: Callable[[EvaluationPad, EvaluationOutcome, str], Receipt] | None = None,
 ) -> Evaluated:
     """Show the request on the window's pad, wait for the citizen, record a rating.
 
     ``ApiError`` (no pad, ``pad_busy`` …) or a ``DeviceError`` before anything was shown
     or recorded; a rating is durably in the outbox when this returns its ``tx_id``.
+    ``tx_id`` (the client's ``Idempotency-Key``) names the evaluation; ``receipt`` makes
+    the answer a retry gets, stored in the same commit as the evaluation.
     """
     pad = pad_for(local, window, device_id)
     lock = local.evaluation_locks.setdefault(pad.device_id, asyncio.Lock())
@@ -100,6 +106,11 @@ async def evaluate_at_window(
         )
     if outcome.status is not OutcomeStatus.RATED or outcome.result is None:
         return Evaluated(pad=pad, outcome=outcome, tx_id=None)
-    tx_id = await record_evaluation(local.runtime, outcome)
-    await local.tracker.accepted(tx_id, tx_kind=EVALUATION_KIND)
-    return Evaluated(pad=pad, outcome=outcome, tx_id=tx_id)
+    stored = await record_evaluation(
+        local.runtime,
+        outcome,
+        tx_id=tx_id,
+        receipt=None if receipt is None or tx_id is None else receipt(pad, outcome, tx_id),
+    )
+    await local.tracker.accepted(stored, tx_kind=EVALUATION_KIND)
+    return Evaluated(pad=pad, outcome=outcome, tx_id=stored)

@@ -219,7 +219,11 @@ class EvaluationCreate(_In):
 
 
 class EvaluationPublic(BaseModel):
-    """How it ended: ``rated`` (recorded, ``tx_id`` set) or ``timed_out`` (nothing recorded)."""
+    """How it ended: ``rated`` (recorded, ``tx_id`` set) or ``timed_out`` (nothing recorded).
+
+    ``replayed: true``: a retry under the same ``Idempotency-Key`` got the rating recorded
+    earlier; the pad was not asked again.
+    """
 
     model_config = _examples(
         {
@@ -240,6 +244,11 @@ class EvaluationPublic(BaseModel):
         },
         {"status": "timed_out", "tx_id": None, "window": "3", "device_id": "pad-3",
          "waited_s": 60.0},
+        {"status": "rated", "tx_id": "eval-case-0001-try", "window": "3",
+         "device_id": "pad-3", "stars": 2, "level_code": 4, "level_coding": "gbt39046",
+         "satisfaction": "不满意", "score": 3, "is_bad": True, "tags": ["等候时间长"],
+         "text": "", "assess_time": "2024-05-01 09:31:00", "waited_s": 0.0,
+         "replayed": True},
     )  # fmt: skip
 
     status: Literal["rated", "timed_out", "cancelled"]
@@ -256,6 +265,11 @@ class EvaluationPublic(BaseModel):
     text: str | None = None
     assess_time: str | None = None
     waited_s: float = 0.0
+    replayed: bool = Field(
+        default=False,
+        description="true: the answer recorded for this Idempotency-Key earlier (a retry); "
+        "the pad was not asked again",
+    )
 
 
 # ---- queue ---------------------------------------------------------------------------

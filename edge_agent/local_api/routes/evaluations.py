@@ -8,29 +8,129 @@ request worked, the citizen simply did not rate, and that is not an evaluation (
 fleet server derives the active-evaluation rate from cases without one).
 The pad is chosen, and the rating recorded, by ``local_api.evaluating`` (shared with
 the caller keypad's evaluate key).
+
+Retries: the same ``Idempotency-Key`` header as ``/v1/submissions`` (it becomes the
+``tx_id``). The key is bound to a SHA-256 of the canonical request (without
+``timeout_s``, which says how long to wait, not what is rated):
+
+- a retry while the first request still waits on the pad **joins** it: the pad is not
+  asked twice and both get the same answer. The pad wait runs as its own task, so a
+  client that disconnected does not end it;
+- a retry after the rating was recorded gets the recorded answer (``replayed: true``)
+  from the **receipt** the outbox stored in the same SQLite commit as the evaluation
+  (sealed, kept 30 days, so it survives a crash or restart of the agent);
+- the same key with another request is 409 ``idempotency_conflict``;
+- a request that recorded nothing (walk-away, no pad, pad busy, device error, full
+  outbox) releases its key: the retry asks the citizen again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+
 from fastapi import APIRouter
 
-from edge_agent.devices.pad_models import OutcomeStatus
-from edge_agent.local_api.deps import LocalDep
+from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
+from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
+from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import error_responses
-from edge_agent.local_api.evaluating import evaluate_at_window
+from edge_agent.local_api.evaluating import Evaluated, evaluate_at_window
 from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
+from edge_agent.outbox import Receipt
+from edge_agent.transactions import EVALUATION_KIND
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+log = logging.getLogger(__name__)
+
+
+def request_digest(request: EvaluationCreate) -> str:
+    """SHA-256 (hex) of the canonical request an ``Idempotency-Key`` is bound to.
+
+    Sorted, compact JSON of the validated request without ``timeout_s``, prefixed with
+    the kind, so a key used for a submission never matches an evaluation.
+    """
+    canonical = json.dumps(
+        request.model_dump(mode="json", exclude_none=True, exclude={"timeout_s"}),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(f"{EVALUATION_KIND}\n{canonical}".encode()).hexdigest()
 
 
 @router.post(
     "",
     response_model=EvaluationPublic,
-    responses=error_responses(404, 409, 502, 503, 504, 507),
+    responses=error_responses(404, 409, 422, 502, 503, 504, 507),
 )
-async def request_evaluation(request: EvaluationCreate, local: LocalDep) -> EvaluationPublic:
-    """Show the request on the window's pad and wait for the rating (or the walk-away)."""
-    done = await evaluate_at_window(
+async def request_evaluation(
+    request: EvaluationCreate, local: LocalDep, idempotency_key: IdempotencyKeyDep = None
+) -> EvaluationPublic:
+    """Show the request on the window's pad and wait for the rating (or the walk-away).
+
+    With ``Idempotency-Key``: a retry joins the request still waiting on the pad, or
+    gets the recorded rating (``replayed: true``) without asking the pad again; the same
+    key with another request is 409 ``idempotency_conflict``.
+    """
+    if idempotency_key is None:
+        return _public(request, await _evaluate(local, request))
+    digest = request_digest(request)
+    answer, _joined = await local.keyed_evaluations.run(
+        idempotency_key, digest, lambda: _keyed(local, request, idempotency_key, digest)
+    )
+    return answer
+
+
+async def _keyed(
+    local: LocalApiContext, request: EvaluationCreate, key: str, digest: str
+) -> EvaluationPublic:
+    """The evaluation under ``key``: the recorded answer, or ask the pad and record it."""
+    receipt = await local.runtime.outbox.receipt(key)
+    if receipt is not None:
+        if receipt.tx_kind != EVALUATION_KIND or receipt.request_sha256 != digest:
+            raise idempotency_conflict(key)
+        return EvaluationPublic.model_validate({**receipt.answer, "replayed": True})
+    bound, new = await local.state.bind_key(key, body_sha256=digest)
+    if bound != digest:
+        raise idempotency_conflict(key)
+
+    def make_receipt(pad: EvaluationPad, outcome: EvaluationOutcome, tx_id: str) -> Receipt:
+        done = Evaluated(pad=pad, outcome=outcome, tx_id=tx_id)
+        answer = _public(request, done).model_dump(mode="json", exclude={"replayed"})
+        return Receipt(request_sha256=digest, answer=answer)
+
+    try:
+        done = await _evaluate(local, request, tx_id=key, receipt=make_receipt)
+    except Exception:
+        if new:
+            await _release(local, key, digest)
+        raise
+    if done.tx_id is None and new:  # walk-away: nothing recorded, the key is free again
+        await _release(local, key, digest)
+    return _public(request, done)
+
+
+async def _release(local: LocalApiContext, key: str, digest: str) -> None:
+    """Unbind ``key`` unless a rating was recorded under it (a put that failed late)."""
+    try:
+        if await local.runtime.outbox.receipt(key) is None:
+            await local.state.unbind_key(key, body_sha256=digest)
+    except Exception:  # the request's own error is the one to answer with
+        log.warning("could not release Idempotency-Key %s", key, exc_info=True)
+
+
+async def _evaluate(
+    local: LocalApiContext,
+    request: EvaluationCreate,
+    *,
+    tx_id: str | None = None,
+    receipt: Callable[[EvaluationPad, EvaluationOutcome, str], Receipt] | None = None,
+) -> Evaluated:
+    return await evaluate_at_window(
         local,
         window=request.window,
         case_number=request.case_number,
@@ -40,7 +140,12 @@ async def request_evaluation(request: EvaluationCreate, local: LocalDep) -> Eval
         assess_number=request.assess_number,
         timeout_s=request.timeout_s,
         device_id=request.device_id,
+        tx_id=tx_id,
+        receipt=receipt,
     )
+
+
+def _public(request: EvaluationCreate, done: Evaluated) -> EvaluationPublic:
     pad, outcome, tx_id = done.pad, done.outcome, done.tx_id
     if tx_id is None or outcome.result is None:
         return EvaluationPublic(

@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import ApiError, error_responses
 from edge_agent.local_api.models import MaterialCreate, SubmissionAccepted, SubmissionCreate
@@ -96,13 +96,7 @@ async def file_case(
     ):
         bound, new = await local.state.bind_key(idempotency_key, body_sha256=digest)
         if bound != digest:
-            raise ApiError(
-                409,
-                "idempotency_conflict",
-                f"Idempotency-Key {idempotency_key} was already used with a different body",
-                hint="use a new Idempotency-Key for a new case; resend a case only "
-                "unchanged under its key",
-            )
+            raise idempotency_conflict(idempotency_key)
         try:
             return await _accept(local, request, tx_id=idempotency_key)
         except (ApiError, InvalidEntry, UnknownMaterial, OutboxFull):
