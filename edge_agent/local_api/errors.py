@@ -295,15 +295,33 @@ _EXAMPLES: Final[dict[int, tuple[str, str, str, str]]] = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries with an example error body for each status."""
+def error_responses(
+    *statuses: int, examples: Mapping[int, Mapping[str, tuple[str, str, str]]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries with an example error body for each status.
+
+    ``examples`` replaces a status's generic example with named ones: ``{409:
+    {"idempotency_conflict": (code, message, hint), ...}}``.
+    """
     out: dict[int | str, dict[str, Any]] = {}
     for status in (401, 403, *statuses):
         code, title, message, hint = _EXAMPLES[status]
-        out[status] = {
-            "description": title,
-            "content": {
-                "application/json": {"example": error_body(code, message, hint)},
-            },
-        }
+        named = (examples or {}).get(status)
+        content: dict[str, Any] = (
+            {"example": error_body(code, message, hint)}
+            if not named
+            else {
+                "examples": {
+                    name: {"value": error_body(*example)} for name, example in named.items()
+                }
+            }
+        )
+        out[status] = {"description": title, "content": {"application/json": content}}
     return out
+
+
+IDEMPOTENCY_CONFLICT: Final = (
+    "idempotency_conflict",
+    "Idempotency-Key eval-case-0001-try was already used with a different body",
+    "use a new Idempotency-Key for a new case; resend a request only unchanged under its key",
+)

@@ -245,3 +245,22 @@ def test_a_submission_key_is_not_reused_for_an_evaluation(tmp_path: Path) -> Non
             assert o.pad.requests == []
 
     asyncio.run(main())
+
+
+def test_openapi_documents_the_key_for_evaluations_and_submissions(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with outlet(tmp_path) as o:
+            spec = (await o.client.get("/openapi.json", headers=o.auth)).json()
+            for path in ("/v1/evaluations", "/v1/submissions"):
+                post = spec["paths"][path]["post"]
+                header = next(p for p in post["parameters"] if p["name"] == "Idempotency-Key")
+                assert header["in"] == "header"
+                assert header["schema"]["anyOf"][0]["pattern"] == r"^[A-Za-z0-9_-]{8,64}$"
+                conflict = post["responses"]["409"]["content"]["application/json"]["examples"]
+                assert conflict["idempotency_conflict"]["value"]["error"] == (
+                    "idempotency_conflict"
+                )
+            answer = spec["components"]["schemas"]["EvaluationPublic"]
+            assert any(example.get("replayed") for example in answer["examples"])
+
+    asyncio.run(main())

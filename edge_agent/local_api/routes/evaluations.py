@@ -37,7 +37,7 @@ from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
 from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
-from edge_agent.local_api.errors import error_responses
+from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses
 from edge_agent.local_api.evaluating import Evaluated, evaluate_at_window
 from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
 from edge_agent.outbox import Receipt
@@ -65,7 +65,25 @@ def request_digest(request: EvaluationCreate) -> str:
 @router.post(
     "",
     response_model=EvaluationPublic,
-    responses=error_responses(404, 409, 422, 502, 503, 504, 507),
+    responses=error_responses(
+        404,
+        409,
+        422,
+        502,
+        503,
+        504,
+        507,
+        examples={
+            409: {
+                "pad_busy": (
+                    "pad_busy",
+                    "the pad of window 3 is already waiting for a rating",
+                    "wait for the citizen to rate (or walk away) first",
+                ),
+                "idempotency_conflict": IDEMPOTENCY_CONFLICT,
+            }
+        },
+    ),
 )
 async def request_evaluation(
     request: EvaluationCreate, local: LocalDep, idempotency_key: IdempotencyKeyDep = None

@@ -25,7 +25,7 @@ from fastapi import APIRouter
 
 from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
-from edge_agent.local_api.errors import ApiError, error_responses
+from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, ApiError, error_responses
 from edge_agent.local_api.models import MaterialCreate, SubmissionAccepted, SubmissionCreate
 from edge_agent.outbox import InvalidEntry, OutboxFull, UnknownMaterial
 from edge_agent.transactions import SUBMISSION_KIND, file_submission
@@ -78,7 +78,22 @@ def body_digest(request: SubmissionCreate) -> str:
     "",
     response_model=SubmissionAccepted,
     status_code=202,
-    responses=error_responses(409, 422, 503, 507),
+    responses=error_responses(
+        409,
+        422,
+        503,
+        507,
+        examples={
+            409: {
+                "idempotency_conflict": IDEMPOTENCY_CONFLICT,
+                "request_in_progress": (
+                    "request_in_progress",
+                    "a request with the same Idempotency-Key is still being processed",
+                    "wait for the first request's answer, then retry with the same key",
+                ),
+            }
+        },
+    ),
 )
 async def file_case(
     request: SubmissionCreate, local: LocalDep, idempotency_key: IdempotencyKeyDep = None
