@@ -234,6 +234,8 @@ class Citizens(threading.Thread):
         self.count = count
         self.addresses: list[str] = []
         self.rated = 0
+        self.held: set[int] = set()  # pads whose citizen waits instead of rating
+        self._pads: list[EvaluationPadSimulator] = []
         self.error: BaseException | None = None
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,12 +258,13 @@ class Citizens(threading.Thread):
                 for n in range(self.count)
             ]
             self.addresses = [pad.address for pad in pads]
+            self._pads = pads
             self._ready.set()
             async with asyncio.TaskGroup() as tg:
-                for pad in pads:
-                    tg.create_task(self._citizen(pad))
+                for index, pad in enumerate(pads):
+                    tg.create_task(self._citizen(index, pad))
 
-    async def _citizen(self, pad: EvaluationPadSimulator) -> None:
+    async def _citizen(self, index: int, pad: EvaluationPadSimulator) -> None:
         assert self._stopping is not None
         stars = 0
         while not self._stopping.is_set():
@@ -269,9 +272,16 @@ class Citizens(threading.Thread):
                 await pad.wait_for_request(within=0.5)
             except TimeoutError:
                 continue
+            if index in self.held:  # the request stays on the pad, unrated
+                await asyncio.sleep(0.02)
+                continue
             stars = stars % 5 + 1
             pad.press(stars, tags=["态度好"] if stars >= 4 else ["等候时间长"])
             self.rated += 1
+
+    def showing(self, index: int) -> bool:
+        """Whether pad ``index`` shows a request (read from another thread: a snapshot)."""
+        return index < len(self._pads) and self._pads[index].showing is not None
 
     def wait_ready(self) -> list[str]:
         assert self._ready.wait(timeout=30), "pad simulators did not start"
@@ -300,9 +310,12 @@ class Evaluator(threading.Thread):
 
     ``POST /v1/evaluations`` blocks until the citizen rated on the pad; ``rated`` with a
     ``tx_id`` is the promise (recorded durably before the answer). A 507 means the outbox
-    refused it: that case must never reach upstream. The evaluation route has no
-    idempotency key, so this runs only at outlets the test does not kill (a request cut
-    by a kill could not be retried without asking the citizen again).
+    refused it: that case must never reach upstream. Each case has its own
+    ``Idempotency-Key`` (= the ``tx_id``): a request cut by a SIGKILLed agent (no answer
+    at all) is sent again with the same key until it is answered — even after the test
+    said stop, since the rating may already be recorded — and counted as
+    ``evaluation:retried``. A retry answers the recorded rating or, if none was
+    recorded, asks the citizen again; either way one evaluation per key.
     """
 
     def __init__(self, outlet: Outlet, ledger: Ledger, *, name: str, stop: threading.Event) -> None:
@@ -323,17 +336,28 @@ class Evaluator(threading.Thread):
                 self.ledger.errors.append(f"{self.name}: {exc!r}")
 
     def _evaluate(self, client: httpx.Client, case: str) -> None:
-        while not self.stop_event.is_set():
+        key = f"eval-{case}"
+        sent = False  # once sent, the rating may be recorded: retry until answered
+        while sent or not self.stop_event.is_set():
             port = self.outlet.port
-            assert port is not None, "evaluations run only at outlets that stay up"
+            if port is None:  # the agent is being restarted
+                time.sleep(0.05)
+                continue
             try:
                 response = client.post(
                     f"http://127.0.0.1:{port}/v1/evaluations",
                     json={"window": "W3", "case_number": case, "staff_id": "S007",
                           "item_code": ITEMS[0][0], "timeout_s": 30},
-                    headers={"Authorization": f"Bearer {self.outlet.token}"},
+                    headers={"Authorization": f"Bearer {self.outlet.token}",
+                             "Idempotency-Key": key},
                 )  # fmt: skip
-            except httpx.ConnectError:
+            except httpx.ConnectError:  # nothing reached the agent
+                time.sleep(0.05)
+                continue
+            except httpx.TransportError:  # sent, and no answer: the agent died meanwhile
+                sent = True
+                with self.ledger.lock:
+                    self.ledger.answers["evaluation:retried"] += 1
                 time.sleep(0.05)
                 continue
             status = response.status_code
@@ -341,6 +365,7 @@ class Evaluator(threading.Thread):
                 self.ledger.answers[f"evaluation:{status}"] += 1
             body = response.json()
             if status == httpx.codes.OK and body["status"] == "rated":
+                assert body["tx_id"] == key, body
                 with self.ledger.lock:
                     self.ledger.accepted[body["tx_id"]] = False
                     self.ledger.evaluations.add(body["tx_id"])
@@ -353,6 +378,9 @@ class Evaluator(threading.Thread):
                 return
             if status == httpx.codes.SERVICE_UNAVAILABLE:  # pad not (yet) ready: nothing shown
                 time.sleep(0.1)
+                continue
+            if status == httpx.codes.CONFLICT and body.get("error") == "pad_busy":
+                time.sleep(0.1)  # a restarted agent's pad still showed the dead one's request
                 continue
             raise AssertionError(f"evaluation {case}: unexpected {status} {response.text[:300]}")
 

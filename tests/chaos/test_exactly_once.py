@@ -3,17 +3,19 @@
 Real processes throughout: a private Mosquitto, the fleet server on a SQLite file with
 a targets file and a catalogue, several ``edge-agent run`` with their own data dirs, a
 real HTTP upstream (``receiver.ChaosUpstream``), and clerk threads filing cases through
-each agent's local API (``harness.Clerk``). At the outlets that are not killed a clerk
-also asks for 好差评 evaluations (``harness.Evaluator``), rated by a citizen on a real
-pad simulator the agent drives through its pad driver (``harness.Citizens``); they go
-to the evaluation target and are held to the same promise. While they file, the test
+each agent's local API (``harness.Clerk``). At every outlet a clerk also asks for
+好差评 evaluations (``harness.Evaluator``, one ``Idempotency-Key`` per case, resent
+unchanged when a killed agent left it unanswered), rated by a citizen on a real pad
+simulator the agent drives through its pad driver (``harness.Citizens``); they go to
+the evaluation target and are held to the same promise. While they file, the test
 
 1. makes upstream answer 5xx, then hang after processing (the answer comes after the
    client's timeout, so the retry meets a known key: 409), then recovers it;
 2. SIGKILLs the broker; while it is down, agents keep accepting into their outboxes,
    one with a small quota answers 507, and one agent is SIGKILLed with its outbox full
-   of unsent cases and restarted on the same data dir; then the broker comes back on
-   the same port;
+   of unsent cases and an evaluation waiting on its pad (its citizen holds off until
+   then), and restarted on the same data dir; then the broker comes back on the same
+   port;
 3. SIGKILLs the fleet server while it ingests and restarts it on the same database;
 4. takes upstream down (socket closed) for a while;
 
@@ -97,13 +99,13 @@ def test_every_accepted_case_reaches_upstream_exactly_once(
     fleet.start()
     fleet.post_json("/api/v1/catalogue/import", catalogue())
 
-    citizens = Citizens(AGENTS - 1)  # a pad at every outlet but the victim (outlet 0)
+    citizens = Citizens(AGENTS)  # a pad at every outlet, the victim (outlet 0) included
     citizens.start()
     citizens.wait_ready()
     outlets: list[Outlet] = []
     for n in range(AGENTS):
         quota = SMALL_QUOTA if n == AGENTS - 1 else None
-        pad = ["--config", str(citizens.config_for(n - 1, tmp_path / f"agent-{n}.toml"))]
+        pad = ["--config", str(citizens.config_for(n, tmp_path / f"agent-{n}.toml"))]
         agent = Agent(
             outlet_id=f"chaos-{n}",
             data_dir=tmp_path / "agents" / f"chaos-{n}",
@@ -113,7 +115,7 @@ def test_every_accepted_case_reaches_upstream_exactly_once(
                 "--outbox-rate", "1000", "--reconnect-base", "0.2", "--reconnect-cap", "1",
                 "--telemetry-interval", "5", "--log-level", "INFO",
                 *(["--outbox-quota", str(quota)] if quota else []),
-                *(pad if n > 0 else []),
+                *pad,
             ],
         )  # fmt: skip
         outlet = Outlet(agent=agent, quota=quota)
@@ -130,13 +132,13 @@ def test_every_accepted_case_reaches_upstream_exactly_once(
         for k in range(CLERKS_PER_AGENT)
     ]  # fmt: skip
     evaluators = [
-        Evaluator(outlet, ledger, name=f"{outlet.outlet_id}-e", stop=stop) for outlet in outlets[1:]
+        Evaluator(outlet, ledger, name=f"{outlet.outlet_id}-e", stop=stop) for outlet in outlets
     ]
     workers: list[Clerk | Evaluator] = [*clerks, *evaluators]
     try:
         for clerk in workers:
             clerk.start()
-        _run_chaos(private_broker, upstream, fleet, outlets, ledger, started)
+        _run_chaos(private_broker, upstream, fleet, outlets, ledger, citizens, started)
         _until(lambda: ledger.count() >= TOTAL, timeout=180, what=f"{TOTAL} accepted")
         stop.set()
         for clerk in workers:
@@ -164,6 +166,7 @@ def _run_chaos(
     fleet: Fleet,
     outlets: list[Outlet],
     ledger: Ledger,
+    citizens: Citizens,
     started: float,
 ) -> None:
     def at(count: int) -> None:
@@ -191,8 +194,11 @@ def _run_chaos(
         timeout=60, what="the victim accepting with the broker down",
     )  # fmt: skip
     _until(lambda: ledger.refused_count() > 0, timeout=90, what="a 507 from the small outbox")
+    citizens.held.add(0)  # the victim's citizen stops rating: an evaluation waits on its pad
+    _until(lambda: citizens.showing(0), timeout=30, what="an evaluation waiting at the victim")
     _phase(f"{small.outlet_id} refused (507); killing {victim.outlet_id}", started, ledger)
-    victim.kill()
+    victim.kill()  # cuts that evaluation's HTTP request: the clerk app resends its key
+    citizens.held.discard(0)  # rates the dead agent's request: nobody takes that report
     victim.start()
     _phase(f"{victim.outlet_id} restarted on its data dir", started, ledger)
     broker.start()
@@ -270,6 +276,9 @@ def _check(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger, started: float
     evaluations_upstream = {key for key, doc in upstream.accepted.items()
                             if doc["body"]["tx_kind"] == "evaluation"}  # fmt: skip
     assert ledger.evaluations, "no evaluation was rated: the 好差评 path was not tested"
+    assert ledger.answers["evaluation:retried"] > 0, "no evaluation was cut by the kill"
+    victim_evaluations = {key for key in ledger.evaluations if key.startswith("eval-chaos-0-")}
+    assert victim_evaluations, "no evaluation rated at the SIGKILLed outlet"
     assert evaluations_upstream == ledger.evaluations
     assert set(upstream.by_target.get("hcp", [])) == ledger.evaluations
     rated_cases = {upstream.accepted[key]["body"]["body"].get("case_number")
