@@ -9,6 +9,9 @@ first message, it sleeps ``ingest_batch_window_s`` and then takes everything que
 transaction. A message that fails — any way at all — is counted and skipped; it
 cannot roll back the others, because only validated in-memory state is written.
 
+The broker socket has ``TCP_NODELAY`` set (``on_socket_open``), so acknowledgements and
+commands are not held back by Nagle's algorithm (docs/performance.md).
+
 Server presence follows Sparkplug's host STATE: a retained ``ServerState`` online on
 every (re)connect, the same with ``online=False`` as the last will and at clean
 shutdown. When the broker connection drops, every online outlet becomes ``stale``.
@@ -22,12 +25,24 @@ fails nothing is acknowledged, so the outlet's outbox simply sends again. Materi
 chunks go the same way (``fleet_server.transactions.materials``); each refused chunk
 or submission whose materials are incomplete is also counted as
 ``material_rejected_{code}``.
+
+Shared mode (``mqtt_share_group`` set: several workers on ``$share/{group}/...``, the
+broker handing each message to one of them): the database is the source of truth for
+presence. A message of a session this worker has not seen born makes it read that
+outlet's row (once per batch); if the birth is not stored yet (the other worker's batch
+has not committed) the message waits in this worker, retried each batch for up to
+``_SHARED_DEFER_S``, before it is refused as usual. Each presence write first locks the
+outlets' rows and reconciles with them (``PresenceTracker.reconcile``), so a death that
+reached another worker is never overwritten. The common path costs no extra query: a
+known session is applied from memory; only the write per batch reads the rows it
+updates. Gaps in ``seq`` are not judged (see ``fleet_server.presence``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -85,6 +100,10 @@ logger = logging.getLogger(__name__)
 
 _UPLINK_TYPES = (Birth, Death, Telemetry, Event, Transaction, CommandResult)
 _GET_TIMEOUT_S = 1.0
+# Shared mode: how long a message of a session not yet stored by any worker waits for
+# the birth to be committed (one batch window of the other worker, plus slack).
+_SHARED_DEFER_S = 2.0
+_DEFER_RETRY_S = 0.1
 _PUBLISH_TIMEOUT_S = 2.0
 
 
@@ -93,6 +112,15 @@ class _Received:
     topic: str
     payload: bytes
     received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """Shared mode: a decoded message waiting for its birth to reach the database."""
+
+    item: _Received
+    message: Birth | Death | Telemetry | Event | Transaction | CommandResult
+    until: float  # monotonic
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +173,13 @@ class Ingest:
         # Appended by paho's thread, popped by the worker (deque ops are atomic).
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
-        self._tracker = PresenceTracker(rebirth_interval_s=settings.rebirth_interval_s)
+        self._tracker = PresenceTracker(
+            rebirth_interval_s=settings.rebirth_interval_s,
+            shared=bool(settings.mqtt_share_group),
+        )
+        # Shared mode only: messages waiting for a birth, and outlets read this batch.
+        self._deferred: list[_Deferred] = []
+        self._refreshed: set[str] = set()
         self._log = RateLimitedLog(logger)
         self._abort = threading.Event()
         self._worker = threading.Thread(target=self._run, name="fleet-ingest", daemon=True)
@@ -242,6 +276,7 @@ class Ingest:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_socket_open = _no_delay
         return client
 
     def _state_payload(self, *, online: bool) -> bytes:
@@ -335,7 +370,7 @@ class Ingest:
     def _take_batch(self) -> tuple[list[_Received | _BrokerLost], bool]:
         batch: list[_Received | _BrokerLost] = []
         if not self._queue:
-            self._wake.wait(_GET_TIMEOUT_S)
+            self._wake.wait(_DEFER_RETRY_S if self._deferred else _GET_TIMEOUT_S)
             # Cleared before draining: whatever is appended after the drain sets it again.
             self._wake.clear()
             if not self._queue:
@@ -353,6 +388,11 @@ class Ingest:
         return batch, False
 
     def _process(self, batch: list[_Received | _BrokerLost]) -> None:
+        self._refreshed.clear()
+        if self._deferred:
+            waiting, self._deferred = self._deferred, []
+            for deferred in waiting:
+                self._apply(deferred.item, deferred.message, until=deferred.until)
         for item in batch:
             if isinstance(item, _BrokerLost):
                 count = self._tracker.mark_all_stale(at=item.at)
@@ -388,6 +428,18 @@ class Ingest:
         if not isinstance(message, _UPLINK_TYPES):
             self.stats.rejected("unexpected_kind")
             return
+        self._apply(item, message, until=None)
+
+    def _apply(
+        self,
+        item: _Received,
+        message: Birth | Death | Telemetry | Event | Transaction | CommandResult,
+        *,
+        until: float | None,
+    ) -> None:
+        outlet_id = message.outlet_id
+        if self._tracker.needs_refresh(message) and not self._refresh(message, item, until):
+            return
         try:
             outcome = self._tracker.apply(
                 message, received_at=item.received_at, now=time.monotonic()
@@ -419,6 +471,42 @@ class Ingest:
             self.stats.rebirth(sent=outcome.rebirth)
             if outcome.rebirth:
                 self._request_rebirth(message.outlet_id, reason=outcome.rebirth_reason)
+
+    def _refresh(
+        self,
+        message: Birth | Death | Telemetry | Event | Transaction | CommandResult,
+        item: _Received,
+        until: float | None,
+    ) -> bool:
+        """Shared mode: read the outlet's stored row; False if the message must wait.
+
+        The row is read at most once per outlet per batch; a message whose session is
+        still unknown afterwards waits (``_SHARED_DEFER_S``) and is then applied as it
+        is, to be refused ``no_birth``/``session_mismatch``/``late_will`` as usual.
+        """
+        outlet_id = message.outlet_id
+        if outlet_id not in self._refreshed:
+            self._refreshed.add(outlet_id)
+            try:
+                with self._sessions.begin() as session:
+                    rows = load_presence(session, [outlet_id])
+            except SQLAlchemyError as exc:
+                self.stats.db_error()
+                self._log.exception("db_refresh", "could not read outlet %s", outlet_id, exc=exc)
+                rows = []
+            for row in rows:
+                if self._tracker.adopt(row):
+                    self.stats.noted("presence_reloaded")
+            if not self._tracker.needs_refresh(message):
+                return True
+        now = time.monotonic()
+        deadline = now + _SHARED_DEFER_S if until is None else until
+        if now < deadline and not self._stopping:
+            if until is None:
+                self.stats.noted("presence_waited")
+            self._deferred.append(_Deferred(item=item, message=message, until=deadline))
+            return False
+        return True
 
     # -- transactions ------------------------------------------------------------
 
@@ -564,7 +652,7 @@ class Ingest:
         now = datetime.now(UTC)
         try:
             with self._sessions.begin() as session:
-                save_presence(session, records, now=now)
+                records = self._save(session, records, now=now)
         except OperationalError as exc:
             # The database is down, locked or unreachable: try the whole set again later.
             self.stats.db_error()
@@ -585,7 +673,7 @@ class Ingest:
         for record in records:
             try:
                 with self._sessions.begin() as session:
-                    save_presence(session, [record], now=now)
+                    self._save(session, [record], now=now)
             except OperationalError:
                 return
             except SQLAlchemyError as exc:
@@ -596,3 +684,31 @@ class Ingest:
                 self._tracker.discard_dirty(record.outlet_id)
             else:
                 self._tracker.mark_stored([record.outlet_id])
+
+    def _save(
+        self, session: Session, records: list[OutletRecord], *, now: datetime
+    ) -> list[OutletRecord]:
+        """Write ``records``; in shared mode reconcile with the locked rows first.
+
+        Returns the records written (in shared mode, those still dirty after the stored
+        rows were merged in: an outlet whose stored session is newer is not written).
+        """
+        if self._tracker.shared:
+            ids = [record.outlet_id for record in records]
+            self._tracker.reconcile(load_presence(session, ids, lock=True))
+            wanted = set(ids)
+            records = [r for r in self._tracker.dirty() if r.outlet_id in wanted]
+        save_presence(session, records, now=now)
+        return records
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Disable Nagle on the broker socket: acks and commands go out at once.
+
+    paho writes each packet with its own ``send``; with Nagle on, a small packet waits
+    for the ACK of the previous one (delayed ACK, ~40 ms on Linux; docs/performance.md).
+    """
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # a websocket/unix transport: nothing to tune
+        logger.debug("could not set TCP_NODELAY on the broker socket")

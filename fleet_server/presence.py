@@ -32,6 +32,16 @@ Rules (a *reason* in quotes is counted by the ingest):
     outlet that was ``stale`` is ``online`` again; telemetry's metrics become
     ``last_metrics``.
 * **Rebirth requests** are throttled to one per outlet per ``rebirth_interval_s``.
+* **Shared mode** (``shared=True``: several workers in one MQTT share group, each
+  seeing part of every outlet's messages; docs/operations.md): the database, not this
+  tracker, is the source of truth. ``needs_refresh`` says a message names a session this
+  tracker does not know (no record, or a newer session: the birth went to another
+  worker); the ingest then adopts (``adopt``) the outlet's stored row before applying it.
+  Gaps in ``seq`` are expected (the other workers got the missing numbers), so they are
+  neither counted nor answered with a rebirth. Before each write the ingest locks the
+  stored rows and reconciles (``reconcile``): a newer stored session wins over memory, and a
+  stored death of the same session is never overwritten by this worker's ``online``
+  or ``stale`` (the will reached another worker).
 * **Server lost the broker** (and at server start, for what the database remembers):
   every ``online`` outlet becomes ``stale``, not offline — the server simply cannot
   know. Each becomes ``online`` again when heard in its current session; agents send
@@ -102,11 +112,17 @@ class PresenceTracker:
     Not thread-safe: one ingest worker owns it.
     """
 
-    def __init__(self, *, rebirth_interval_s: float = 10.0) -> None:
+    def __init__(self, *, rebirth_interval_s: float = 10.0, shared: bool = False) -> None:
         self._records: dict[str, OutletRecord] = {}
         self._dirty: set[str] = set()
         self._last_rebirth: dict[str, float] = {}
         self._rebirth_interval_s = rebirth_interval_s
+        self._shared = shared
+
+    @property
+    def shared(self) -> bool:
+        """True when other workers share this tracker's outlets (see the module docstring)."""
+        return self._shared
 
     # -- state -----------------------------------------------------------------
 
@@ -141,6 +157,71 @@ class PresenceTracker:
         """Give up writing one record (the database refuses it); memory keeps it."""
         self._dirty.discard(outlet_id)
 
+    def dirty_ids(self) -> list[str]:
+        """The ids of the records changed since the last ``mark_stored``, sorted."""
+        return sorted(self._dirty)
+
+    # -- shared mode: the database is the source of truth ------------------------
+
+    def needs_refresh(self, message: UplinkMessage) -> bool:
+        """Shared mode: ``message`` names a session this worker has not seen born.
+
+        A birth never needs one (it carries everything); any other message whose
+        outlet is unknown here, or whose session is newer than the one known here,
+        may belong to a birth another worker received and stored.
+        """
+        if not self._shared or isinstance(message, Birth):
+            return False
+        record = self._records.get(message.outlet_id)
+        return record is None or record.session is None or message.session > record.session
+
+    def adopt(self, stored: OutletRecord) -> bool:
+        """Take the database's record of one outlet if its session is newer than ours.
+
+        Returns True when it was taken (what this worker had of the outlet, dirty or
+        not, belonged to an older session and is dropped).
+        """
+        mine = self._records.get(stored.outlet_id)
+        if stored.session is None:
+            return False
+        if mine is not None and mine.session is not None and stored.session <= mine.session:
+            return False
+        stored.stored = True
+        stored.full_dirty = False
+        self._records[stored.outlet_id] = stored
+        self._dirty.discard(stored.outlet_id)
+        return True
+
+    def reconcile(self, stored: list[OutletRecord]) -> None:
+        """Merge the locked database rows of dirty outlets into memory before writing.
+
+        A newer stored session replaces ours (nothing left to write). In the same
+        session a stored ``offline`` wins over our ``online``/``stale`` (a death reached
+        another worker; a worker's cache must not resurrect the outlet), and
+        ``last_seq``/``last_seen``/``last_metrics`` keep the later of the two.
+        """
+        for row in stored:
+            if row.outlet_id not in self._dirty or row.session is None:
+                continue
+            if self.adopt(row):
+                continue
+            mine = self._records[row.outlet_id]
+            mine.stored = True
+            if row.session != mine.session:
+                continue  # ours is newer: it wins as it stands
+            if row.state == "offline":
+                mine.state = "offline"
+                mine.state_since = row.state_since
+            if row.last_seq is not None:
+                mine.last_seq = (
+                    row.last_seq if mine.last_seq is None else max(mine.last_seq, row.last_seq)
+                )
+            if row.last_seen is not None and (
+                mine.last_seen is None or row.last_seen > mine.last_seen
+            ):
+                mine.last_seen = row.last_seen
+                mine.last_metrics = row.last_metrics
+
     def mark_all_stale(self, *, at: datetime) -> int:
         """The server lost the broker: every online outlet is stale. Returns how many."""
         count = 0
@@ -169,7 +250,8 @@ class PresenceTracker:
         if record.state == "offline":
             return Outcome(ignored="after_death")
         notes: list[str] = []
-        gap = record.last_seq is None or message.seq != record.last_seq + 1
+        # Shared mode: the other workers received the numbers missing here.
+        gap = not self._shared and (record.last_seq is None or message.seq != record.last_seq + 1)
         record.last_seen = received_at
         record.last_seq = (
             message.seq if record.last_seq is None else max(record.last_seq, message.seq)

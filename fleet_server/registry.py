@@ -17,9 +17,21 @@ from fleet_server.models import Agent, Outlet
 from fleet_server.presence import OutletRecord, State
 
 
-def load_presence(session: Session) -> list[OutletRecord]:
-    """Every agent's presence record, as the database has it."""
-    rows = session.scalars(select(Agent)).all()
+def load_presence(
+    session: Session, outlet_ids: Sequence[str] | None = None, *, lock: bool = False
+) -> list[OutletRecord]:
+    """Agents' presence records as the database has them: all, or those of ``outlet_ids``.
+
+    ``lock`` takes row locks (``SELECT ... FOR UPDATE``, in id order) until the end of
+    the transaction, so several ingest workers write one outlet's row one at a time;
+    SQLite ignores it (its writers are serialized anyway).
+    """
+    query = select(Agent)
+    if outlet_ids is not None:
+        query = query.where(Agent.outlet_id.in_(list(outlet_ids))).order_by(Agent.outlet_id)
+    if lock:
+        query = query.with_for_update()
+    rows = session.scalars(query).all()
     return [
         OutletRecord(
             outlet_id=row.outlet_id,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,3 +237,35 @@ def test_restart_keeps_registry_and_marks_online_stale_until_heard(
             assert second.stop() == 0, second.stderr()
     finally:
         agent.close()
+
+
+def test_broker_socket_has_tcp_nodelay(broker: Mosquitto, tmp_path: Path) -> None:
+    """Acks and commands are small writes after reads: Nagle would hold each one back."""
+    from fleet_server.db import make_engine, make_sessionmaker
+    from fleet_server.ingest import Ingest
+    from fleet_server.migrate import upgrade
+    from fleet_server.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    ingest = Ingest(
+        Settings(database_url=url, mqtt_url=broker.url, pki_dir=tmp_path / "pki"),
+        sessions=make_sessionmaker(engine),
+    )
+    ingest.start()
+    try:
+        stats = ingest.stats
+        poll(lambda: stats.broker_connected, what="subscribed")
+        sock = ingest._client.socket()  # the live connection's socket
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        ingest.stop(timeout=5)
+        engine.dispose()
+        # paho keeps its loop's socketpair open after loop_stop until the client is
+        # collected, and the client and the ingest refer to each other: collect them here.
+        del ingest
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet_server.presence import PresenceTracker
+from fleet_server.presence import OutletRecord, PresenceTracker
 from govedge_wire import Birth, CommandResult, Death, Event, Telemetry, Transaction
 
 OUTLET = "township-dinghai-01"
@@ -191,3 +191,101 @@ def test_mark_stored_clears_dirty(tracker: PresenceTracker) -> None:
     tracker.mark_stored([OUTLET])
     assert tracker.dirty() == []
     assert tracker.get(OUTLET).stored  # type: ignore[union-attr]
+
+
+# -- shared mode: several workers, the database is the source of truth -----------------
+
+
+@pytest.fixture
+def shared() -> PresenceTracker:
+    return PresenceTracker(rebirth_interval_s=10, shared=True)
+
+
+def _stored(session: int, state: str, *, last_seq: int = 0, seen: float = 0) -> OutletRecord:
+    """An outlet's row as another worker wrote it."""
+    return OutletRecord(
+        outlet_id=OUTLET, state=state, state_since=_at(seen), session=session,  # type: ignore[arg-type]
+        last_seq=last_seq, last_seen=_at(seen), birth_at=_at(0), agent_version="1.2.3",
+        last_metrics={"cpu_percent": 1.0},
+    )  # fmt: skip
+
+
+def test_shared_unknown_or_newer_session_needs_the_database(
+    shared: PresenceTracker, tracker: PresenceTracker
+) -> None:
+    assert shared.needs_refresh(_telemetry(5, 1))  # never heard of
+    assert shared.needs_refresh(_death(5))
+    assert not shared.needs_refresh(_birth(5))
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    assert not shared.needs_refresh(_telemetry(5, 1))
+    assert not shared.needs_refresh(_telemetry(4, 1))  # older: refused as usual
+    assert shared.needs_refresh(_telemetry(6, 1))  # the new birth went elsewhere
+    assert not tracker.needs_refresh(_telemetry(5, 1))  # single worker: never
+
+
+def test_shared_adopts_a_birth_another_worker_stored(shared: PresenceTracker) -> None:
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    shared.mark_stored([OUTLET])
+    assert shared.adopt(_stored(6, "online", last_seq=0, seen=2))
+    assert not shared.adopt(_stored(6, "online"))  # not newer than what we have now
+    assert shared.dirty() == []
+    outcome = shared.apply(_telemetry(6, 3), received_at=_at(3), now=3)
+    assert outcome.ignored is None
+    record = shared.get(OUTLET)
+    assert record is not None
+    assert (record.state, record.session, record.last_seq) == ("online", 6, 3)
+
+
+def test_shared_seq_gaps_are_not_judged(shared: PresenceTracker) -> None:
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    for seq in (2, 5, 9):  # the other worker got 1, 3, 4, 6, 7, 8
+        outcome = shared.apply(_telemetry(5, seq), received_at=_at(seq), now=seq)
+        assert outcome == type(outcome)()  # accepted, nothing noted, no rebirth
+    record = shared.get(OUTLET)
+    assert record is not None
+    assert record.last_seq == 9
+
+
+def test_shared_stored_death_wins_over_this_workers_online(shared: PresenceTracker) -> None:
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    shared.mark_stored([OUTLET])
+    # Telemetry in flight here while another worker stored the will of the session.
+    shared.apply(_telemetry(5, 4), received_at=_at(4), now=4)
+    shared.reconcile([_stored(5, "offline", last_seq=3, seen=5)])
+    [record] = shared.dirty()
+    assert (record.state, record.state_since) == ("offline", _at(5))
+    assert (record.last_seq, record.last_seen) == (4, _at(5))
+    # And losing the broker afterwards does not make it stale either.
+    # This worker now knows the death too: losing the broker changes nothing of it.
+    shared.mark_stored([OUTLET])
+    assert shared.mark_all_stale(at=_at(6)) == 0
+    assert shared.dirty() == []
+
+
+def test_shared_broker_loss_cannot_resurrect_a_death_stored_elsewhere(
+    shared: PresenceTracker,
+) -> None:
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    shared.mark_stored([OUTLET])
+    assert shared.mark_all_stale(at=_at(9)) == 1  # this worker never saw the will
+    shared.reconcile([_stored(5, "offline", seen=5)])
+    [record] = shared.dirty()
+    assert (record.state, record.state_since) == ("offline", _at(5))
+
+
+def test_shared_newer_stored_session_drops_what_this_worker_would_write(
+    shared: PresenceTracker,
+) -> None:
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    shared.reconcile([_stored(6, "online", seen=2)])
+    assert shared.dirty() == []
+    record = shared.get(OUTLET)
+    assert record is not None
+    assert record.session == 6
+
+
+def test_shared_our_newer_session_wins_over_the_stored_row(shared: PresenceTracker) -> None:
+    shared.apply(_birth(7), received_at=_at(3), now=3)
+    shared.reconcile([_stored(6, "offline", seen=2)])
+    [record] = shared.dirty()
+    assert (record.state, record.session) == ("online", 7)
