@@ -152,6 +152,10 @@ def test_two_workers_in_a_share_group_agree_on_presence_telemetry_and_transactio
                 .where(InboxEntry.outlet_id == tx_agent.outlet_id)
             )  # fmt: skip
         assert stored == len(tx_ids)
+        # The worker that missed the birth took it from the database (possibly after
+        # waiting for the other worker's commit) instead of refusing the transactions.
+        reloaded = sum(s.stats()["noted"].get("presence_reloaded", 0) for s in workers)
+        assert reloaded >= 1, [s.stats() for s in workers]
 
         # A killed agent: its will reaches one worker; both show it offline, and stay so.
         killed, alive = agents
