@@ -36,12 +36,21 @@ outlets' rows and reconciles with them (``PresenceTracker.reconcile``), so a dea
 reached another worker is never overwritten. The common path costs no extra query: a
 known session is applied from memory; only the write per batch reads the rows it
 updates. Gaps in ``seq`` are not judged (see ``fleet_server.presence``).
+
+Shared mode, presence across workers (``fleet_server.workers``): each worker writes a
+heartbeat row every ``worker_heartbeat_s`` saying whether it holds the broker. Start,
+broker loss and clean stop mark the fleet ``stale`` only when no other worker is live and
+connected (the last one to go does it), every heartbeat sweeps for a fleet no live
+worker holds, and a clean stop publishes the offline server state only when no other
+worker is connected. The worker thread does all of this in the order of its queue: a
+broker loss or a new subscription is an item between the messages.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import socket
 import threading
 import time
@@ -75,6 +84,7 @@ from fleet_server.transactions.bodies import (
 )
 from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk
+from fleet_server.workers import beat, fleet_lock, forget, live_connected, mark_fleet_stale
 from govedge_wire import (
     SERVER_STATE_TOPIC,
     Birth,
@@ -128,11 +138,16 @@ class _BrokerLost:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _BrokerUp:
+    """The uplink subscription is confirmed (messages after it are this connection's)."""
+
+
 class _Stop:
     """Queue sentinel: everything before it is drained, then the worker ends."""
 
 
-_Item = _Received | _BrokerLost | _Stop
+_Item = _Received | _BrokerLost | _BrokerUp | _Stop
 
 
 def _outlet_of(topic: str) -> str:
@@ -186,17 +201,26 @@ class Ingest:
         self._client = self._make_client()
         self._started = False
         self._stopping = False
+        # Shared mode: this worker's heartbeat row (fleet_server.workers). ``_connected``
+        # is the broker connection as the worker thread has processed it so far.
+        self._shared = bool(settings.mqtt_share_group)
+        self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._connected = False
+        self._next_beat = 0.0
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
         """Load presence from the database, start the worker, connect in the background."""
-        with self._sessions.begin() as session:
-            self._tracker.load(load_presence(session))
-        stale = self._tracker.mark_all_stale(at=datetime.now(UTC))
-        if stale:
-            logger.info("%d outlets online at last shutdown are stale until heard again", stale)
-        self._flush()
+        if self._shared:
+            self._start_shared()
+        else:
+            with self._sessions.begin() as session:
+                self._tracker.load(load_presence(session))
+            stale = self._tracker.mark_all_stale(at=datetime.now(UTC))
+            if stale:
+                logger.info("%d outlets online at last shutdown are stale until heard again", stale)
+            self._flush()
         self._worker.start()
         broker = self._settings.broker
         self._client.connect_async(
@@ -219,7 +243,7 @@ class Ingest:
         self._started = False
         self._stopping = True
         deadline = time.monotonic() + (timeout or self._settings.drain_timeout_s)
-        if self.stats.broker_connected:
+        if self.stats.broker_connected and self._last_to_leave():
             info = self._client.publish(
                 SERVER_STATE_TOPIC, self._state_payload(online=False), qos=1, retain=True
             )
@@ -238,6 +262,12 @@ class Ingest:
             logger.warning(
                 "drain deadline passed; %d queued messages were not written", len(self._queue)
             )
+        if self._shared:
+            try:
+                with self._sessions.begin() as session:
+                    forget(session, self.worker_id)
+            except SQLAlchemyError:
+                logger.warning("could not remove worker %s from ingest_workers", self.worker_id)
         logger.info("ingest stopped")
 
     @property
@@ -317,10 +347,11 @@ class Ingest:
             logger.error("broker refused the uplink subscription: %s", reason_codes)
             return
         self.stats.set_broker_connected(True)
+        self._enqueue(_BrokerUp())
 
     def _on_disconnect(
         self,
-        _client: mqtt.Client,
+        client: mqtt.Client,
         _userdata: Any,
         _flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode,
@@ -329,6 +360,14 @@ class Ingest:
         was_connected = self.stats.broker_connected
         self.stats.set_broker_connected(False)
         self._enqueue(_BrokerLost(at=datetime.now(UTC)))
+        if self._shared and not self._stopping:
+            # The next connection gets a newer state timestamp (and a will with it):
+            # another worker's will, published meanwhile, may be newer than ours, and
+            # agents ignore a state older than the last one they saw.
+            self._state_ts = now_ms()
+            client.will_set(
+                SERVER_STATE_TOPIC, self._state_payload(online=False), qos=1, retain=True
+            )
         if self._stopping:
             logger.info("disconnected from the broker")
         elif was_connected:
@@ -359,6 +398,11 @@ class Ingest:
     def _run(self) -> None:
         while not self._abort.is_set():
             batch, stop = self._take_batch()
+            if self._shared and time.monotonic() >= self._next_beat:
+                try:
+                    self._heartbeat()
+                except Exception as exc:  # the worker must outlive any bug
+                    self._log.exception("heartbeat_bug", "worker heartbeat failed", exc=exc)
             try:
                 self._process(batch)
             except Exception as exc:  # the worker must outlive any bug
@@ -367,8 +411,8 @@ class Ingest:
             if stop:
                 return
 
-    def _take_batch(self) -> tuple[list[_Received | _BrokerLost], bool]:
-        batch: list[_Received | _BrokerLost] = []
+    def _take_batch(self) -> tuple[list[_Received | _BrokerLost | _BrokerUp], bool]:
+        batch: list[_Received | _BrokerLost | _BrokerUp] = []
         if not self._queue:
             self._wake.wait(_DEFER_RETRY_S if self._deferred else _GET_TIMEOUT_S)
             # Cleared before draining: whatever is appended after the drain sets it again.
@@ -387,14 +431,21 @@ class Ingest:
             batch.append(item)
         return batch, False
 
-    def _process(self, batch: list[_Received | _BrokerLost]) -> None:
+    def _process(self, batch: list[_Received | _BrokerLost | _BrokerUp]) -> None:
         self._refreshed.clear()
         if self._deferred:
             waiting, self._deferred = self._deferred, []
             for deferred in waiting:
                 self._apply(deferred.item, deferred.message, until=deferred.until)
         for item in batch:
-            if isinstance(item, _BrokerLost):
+            if isinstance(item, _BrokerUp):
+                if self._shared:
+                    self._connected = True
+                    self._heartbeat()
+            elif isinstance(item, _BrokerLost):
+                if self._shared:
+                    self._broker_lost_shared(item.at)
+                    continue
                 count = self._tracker.mark_all_stale(at=item.at)
                 if count:
                     logger.info("broker connection lost: %d online outlets now stale", count)
@@ -507,6 +558,139 @@ class Ingest:
             self._deferred.append(_Deferred(item=item, message=message, until=deadline))
             return False
         return True
+
+    # -- shared mode: heartbeats and fleet-wide staleness (fleet_server.workers) ----
+
+    def _start_shared(self) -> None:
+        """Register this worker; mark the fleet stale only if no other worker holds it.
+
+        A peer counts once it has beaten after this registration (its row may be the
+        last beat of a worker SIGKILLed a moment ago): wait for that while some peer's
+        row is inside its lease.
+        """
+        lease = self._settings.worker_lease_s
+        started = datetime.now(UTC)
+        with self._sessions.begin() as session:
+            self._beat(session, connected=False, now=started)
+        deadline = time.monotonic() + lease
+        while True:
+            now = datetime.now(UTC)
+            with self._sessions.begin() as session:
+                fleet_lock(session)
+                known = self._peers(session, now=now)
+                peers = self._peers(session, now=now, since=started)
+                if peers or not known or time.monotonic() >= deadline:
+                    stale = 0 if peers else mark_fleet_stale(session, at=now)
+                    self._tracker.load(load_presence(session))
+                    break
+            time.sleep(min(_DEFER_RETRY_S * 2, self._settings.worker_heartbeat_s))
+        self._next_beat = time.monotonic() + self._settings.worker_heartbeat_s
+        if peers:
+            logger.info(
+                "worker %s joins %d connected workers: presence kept as stored",
+                self.worker_id,
+                len(peers),
+            )
+        else:
+            logger.info(
+                "worker %s: no other worker connected; %d online outlets stale until heard",
+                self.worker_id,
+                stale,
+            )
+
+    def _beat(self, session: Session, *, connected: bool, now: datetime) -> None:
+        """Take the fleet lock and write this worker's heartbeat row."""
+        fleet_lock(session)
+        beat(
+            session,
+            worker_id=self.worker_id,
+            server_id=self._settings.server_id,
+            connected=connected,
+            now=now,
+        )
+
+    def _peers(
+        self, session: Session, *, now: datetime, since: datetime | None = None
+    ) -> list[str]:
+        """The other workers that are live and connected (see ``workers.live_connected``)."""
+        return live_connected(
+            session,
+            now=now,
+            lease_s=self._settings.worker_lease_s,
+            exclude=self.worker_id,
+            since=since,
+        )
+
+    def _heartbeat(self) -> None:
+        """Write this worker's row; if no worker at all holds the broker, sweep.
+
+        Runs in the worker thread, between batches, so ``connected`` is what this thread
+        has processed; a stopping worker says it is not connected.
+        """
+        self._next_beat = time.monotonic() + self._settings.worker_heartbeat_s
+        connected = self._connected and not self._stopping
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                self._beat(session, connected=connected, now=now)
+                swept = 0
+                if not connected and not live_connected(
+                    session, now=now, lease_s=self._settings.worker_lease_s
+                ):
+                    swept = mark_fleet_stale(session, at=now)
+        except SQLAlchemyError as exc:
+            self.stats.db_error()
+            self._log.exception("heartbeat", "could not write the worker heartbeat", exc=exc)
+            return
+        if swept:
+            self._tracker.mark_all_stale(at=now, dirty=False)
+            self.stats.noted("fleet_swept_stale")
+            logger.info("no ingest worker holds the broker: %d online outlets now stale", swept)
+
+    def _broker_lost_shared(self, at: datetime) -> None:
+        """Say this worker is not connected; the last connected worker marks the fleet."""
+        self._connected = False
+        self._next_beat = time.monotonic() + self._settings.worker_heartbeat_s
+        try:
+            with self._sessions.begin() as session:
+                self._beat(session, connected=False, now=at)
+                peers = self._peers(session, now=at)
+                stale = 0 if peers else mark_fleet_stale(session, at=at)
+        except SQLAlchemyError as exc:
+            # The next heartbeat (a sweep) decides again once the database answers.
+            self.stats.db_error()
+            self._log.exception("broker_lost", "could not record the broker loss", exc=exc)
+            return
+        if peers:
+            self.stats.noted("broker_lost_peers_connected")
+            logger.info(
+                "broker connection lost; %d other workers still connected: presence kept",
+                len(peers),
+            )
+            return
+        self._tracker.mark_all_stale(at=at, dirty=False)
+        logger.info("broker connection lost, no other worker connected: %d outlets stale", stale)
+
+    def _last_to_leave(self) -> bool:
+        """Clean stop: True when this worker must publish the offline server state.
+
+        In shared mode only when no other worker is live and connected; this worker's
+        row says not connected from here on, so of two workers stopping together the
+        second publishes it.
+        """
+        if not self._shared:
+            return True
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                self._beat(session, connected=False, now=now)
+                peers = self._peers(session, now=now)
+        except SQLAlchemyError:
+            logger.warning("could not read the other workers; publishing the offline state")
+            return True
+        if peers:
+            logger.info("%d other workers connected: server state stays online", len(peers))
+        return not peers
 
     # -- transactions ------------------------------------------------------------
 

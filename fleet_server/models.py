@@ -119,6 +119,22 @@ class Agent(Base):
     outlet: Mapped[Outlet] = relationship(back_populates="agent")
 
 
+class IngestWorker(Base):
+    """One ingest worker of a share group and its heartbeat (``fleet_server.workers``).
+
+    ``connected`` says the worker holds its broker subscription; a row whose
+    ``beat_at`` is older than the lease belongs to a worker that is gone.
+    """
+
+    __tablename__ = "ingest_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    server_id: Mapped[str] = mapped_column(String(128))
+    connected: Mapped[bool] = mapped_column(Boolean)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class InboxEntry(Base):
     """One transaction received from an outlet, stored before it is acknowledged.
 

@@ -45,7 +45,9 @@ Rules (a *reason* in quotes is counted by the ingest):
 * **Server lost the broker** (and at server start, for what the database remembers):
   every ``online`` outlet becomes ``stale``, not offline — the server simply cannot
   know. Each becomes ``online`` again when heard in its current session; agents send
-  a fresh birth when they see the server's retained state turn online.
+  a fresh birth when they see the server's retained state turn online. In shared mode
+  only the last connected worker does this (``fleet_server.workers``), in the database
+  with one statement; its memory follows with ``mark_all_stale(dirty=False)``.
 
 Transactions are counted "transactions_received" and not acknowledged here: the
 durable transaction inbox, its deduplication and the acks arrive with the
@@ -222,12 +224,20 @@ class PresenceTracker:
                 mine.last_seen = row.last_seen
                 mine.last_metrics = row.last_metrics
 
-    def mark_all_stale(self, *, at: datetime) -> int:
-        """The server lost the broker: every online outlet is stale. Returns how many."""
+    def mark_all_stale(self, *, at: datetime, dirty: bool = True) -> int:
+        """The server lost the broker: every online outlet is stale. Returns how many.
+
+        ``dirty=False`` (shared mode) changes memory only: the database was marked by
+        one statement already, and records that were dirty stay dirty.
+        """
         count = 0
         for record in self._records.values():
             if record.state == "online":
-                self._set_state(record, "stale", at=at)
+                if dirty:
+                    self._set_state(record, "stale", at=at)
+                else:
+                    record.state = "stale"
+                    record.state_since = at
                 count += 1
         return count
 

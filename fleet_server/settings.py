@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleet_server.evaluations.rules import EvaluationRules, rules_for
@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     # Set to split the uplink among several server processes (MQTT shared subscription).
     mqtt_share_group: str | None = None
+    # Shared mode only: how often each worker writes its heartbeat row, and how old a
+    # row may be before its worker counts as gone (docs/operations.md).
+    worker_heartbeat_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    worker_lease_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
     log_level: str = "INFO"
     # Upstream targets (JSON, TOML or YAML; docs/transactions.md). Without it nothing is
     # delivered: rows wait as pending (and are counted) until targets are configured.
@@ -169,6 +173,12 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"upstream targets file {value} does not exist")
         return value
+
+    @model_validator(mode="after")
+    def _check_worker_lease(self) -> Settings:
+        if self.worker_lease_s <= 2 * self.worker_heartbeat_s:
+            raise ValueError("worker_lease_s must exceed twice worker_heartbeat_s")
+        return self
 
     @property
     def evaluation_rules(self) -> EvaluationRules:

@@ -41,6 +41,8 @@ TABLES = {
     # materials (0006_materials)
     "materials",
     "material_chunks",
+    # several ingest workers (0007_ingest_workers)
+    "ingest_workers",
 }
 
 

@@ -289,3 +289,21 @@ def test_shared_our_newer_session_wins_over_the_stored_row(shared: PresenceTrack
     shared.reconcile([_stored(6, "offline", seen=2)])
     [record] = shared.dirty()
     assert (record.state, record.session) == ("online", 7)
+
+
+def test_shared_fleet_marked_in_the_database_changes_memory_only(
+    shared: PresenceTracker,
+) -> None:
+    shared.apply(_birth(5), received_at=_at(1), now=1)
+    shared.mark_stored([OUTLET])
+    other = _birth(2).model_copy(update={"outlet_id": "kiosk-24h-01"})
+    shared.apply(other, received_at=_at(2), now=2)  # dirty, not yet written
+    assert shared.mark_all_stale(at=_at(5), dirty=False) == 2
+    assert shared.dirty_ids() == ["kiosk-24h-01"]  # still to write, now as stale
+    for outlet_id in (OUTLET, "kiosk-24h-01"):
+        record = shared.get(outlet_id)
+        assert record is not None
+        assert (record.state, record.state_since) == ("stale", _at(5))
+    shared.apply(_telemetry(5, 1), received_at=_at(8), now=8)
+    assert shared.get(OUTLET).state == "online"  # type: ignore[union-attr]
+    assert OUTLET in shared.dirty_ids()
