@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from fleet_server.models import ApiToken, User
-from fleet_server.security.roles import Role
-from fleet_server.security.tokens import MAX_TOKEN_LENGTH, new_token, token_hash
-from fleet_server.security.users import Principal, authenticate
+from fleet_server.models import ApiToken
+from fleet_server.security.tokens import new_token, token_hash
+from fleet_server.security.users import Principal, authenticate, principal_for_secret
 
 SESSION_PREFIX = "gvs_"
 
@@ -43,19 +42,7 @@ def open_session(
 
 def session_principal(session: Session, secret: str, *, now: datetime) -> Principal | None:
     """Who a session cookie belongs to, or None (unknown, expired, user disabled)."""
-    if not secret.startswith(SESSION_PREFIX) or len(secret) > MAX_TOKEN_LENGTH:
-        return None
-    row = session.execute(
-        select(ApiToken.expires_at, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == token_hash(secret))
-    ).one_or_none()
-    if row is None:
-        return None
-    expires_at, user = row
-    if user.disabled or expires_at <= now:
-        return None
-    return Principal(name=user.name, role=Role(user.role), user_id=user.id)
+    return principal_for_secret(session, secret, prefix=SESSION_PREFIX, now=now)
 
 
 def close_session(session: Session, secret: str) -> None:

@@ -136,12 +136,23 @@ def disable_user(session: Session, *, name: str, actor: str) -> User:
 
 def authenticate(session: Session, token: str, *, now: datetime) -> Principal | None:
     """The principal behind a bearer token, or ``None`` (unknown, expired, disabled)."""
-    if not token.startswith(API_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+    return principal_for_secret(session, token, prefix=API_PREFIX, now=now)
+
+
+def principal_for_secret(
+    session: Session, secret: str, *, prefix: str, now: datetime
+) -> Principal | None:
+    """The user a stored secret of kind ``prefix`` belongs to, or ``None``.
+
+    API tokens and web-UI session secrets share ``api_tokens``; the prefix keeps a session
+    secret from working as a bearer token and the other way round.
+    """
+    if not secret.startswith(prefix) or len(secret) > MAX_TOKEN_LENGTH:
         return None
     row = session.execute(
         select(ApiToken.expires_at, User)
         .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == token_hash(token))
+        .where(ApiToken.token_hash == token_hash(secret))
     ).one_or_none()
     if row is None:
         return None
