@@ -6,6 +6,9 @@ Rules:
   ``session_store``); a new ``aiomqtt.Client`` is built per attempt because the will
   carries that number. MQTT 5, client id ``govedge-{outlet_id}``, clean start, session
   expiry 0, keep-alive from the settings.
+- Session resync: when the server knows a newer session than ours (the session ended
+  with ``resync_to`` set, see ``session``), that number is persisted with
+  ``SessionStore.raise_to`` and the next connect follows at once, without a backoff.
 - A failed or lost connection is logged once, as one line with the delay; the next
   attempt waits ``uniform(0, min(cap, base * 2**attempt))`` (full jitter). ``attempt``
   goes back to 0 after a connection that stayed up for at least one keep-alive.
@@ -186,20 +189,28 @@ class Agent:
         attempt = 0
         settings = self.settings
         loop = asyncio.get_running_loop()
+        resynced_from: tuple[int, int] | None = None
         while not self._stopping:
             session = await asyncio.to_thread(self.store.advance)
             connected_at: float | None = None
             failure = ""
+            resync_to: int | None = None
             try:
                 async with self._client(session) as client:
                     connected_at = loop.time()
-                    await self._serve(client, session)
+                    resync_to = await self._serve(client, session, resynced_from=resynced_from)
             except* (aiomqtt.MqttError, TimeoutError, OSError) as group:
                 failure = _describe(group)
             finally:
                 self._session = None
             if self._stopping:
                 return
+            if resync_to is not None:
+                await asyncio.to_thread(self.store.raise_to, resync_to)
+                resynced_from = (session, resync_to)
+                attempt = 0
+                continue
+            resynced_from = None
             up_for = None if connected_at is None else loop.time() - connected_at
             if up_for is not None and up_for >= settings.keepalive_s:
                 attempt = 0
@@ -226,7 +237,10 @@ class Agent:
                 )
             await asyncio.sleep(delay)
 
-    async def _serve(self, client: aiomqtt.Client, session: int) -> None:
+    async def _serve(
+        self, client: aiomqtt.Client, session: int, *, resynced_from: tuple[int, int] | None
+    ) -> int | None:
+        """Serve one connection; returns the session to reconnect above, if any."""
         agent_session = AgentSession(
             client,
             settings=self.settings,
@@ -239,11 +253,13 @@ class Agent:
             profile_problems=self._require_runtime().profile_problems,
             seen_results=self._seen_results,
             pii_guard=self._pii_guard,
+            resynced_from=resynced_from,
         )
         self._session = agent_session
         if self._stopping:  # the signal came while we were connecting
             agent_session.request_shutdown()
         await agent_session.run()
+        return agent_session.resync_to
 
     def _require_runtime(self) -> Assembled:
         if self.assembled is None:

@@ -11,6 +11,14 @@ Rules (Sparkplug b1, adapted to govedge):
 - A ``rebirth`` command republishes the full birth with the SAME session, ``seq``
   continuing and ``rebirth=True``; every command is answered with a ``CommandResult``
   (``ok``, or ``rejected`` with a reason); expired commands are dropped and counted.
+- Session resync: a ``rebirth`` command carrying ``known_session`` above this
+  connection's session means the server refuses everything we send (our session file
+  was lost or restored from an older copy). The session then ends without a death and
+  without a ``cmdres`` (the server would refuse both as of the old session) and sets
+  ``resync_to``; the daemon persists it and reconnects at once with the next number.
+  The first birth of that connection is followed by a ``session.resynced`` event
+  (warning) naming the old, the known and the new session. A ``known_session`` at or
+  below ours is an ordinary rebirth (a replayed old message reached the server).
 - Server state: the first ``ServerState`` seen in a connection only records the state
   (the broker delivers the retained one right after our birth, which needs no repeat);
   a later ``online=True`` after an ``online=False`` publishes one fresh birth
@@ -65,6 +73,7 @@ from edge_agent.uplink_events import (
 )
 from govedge_wire import (
     DELIVERY,
+    KNOWN_SESSION_ARG,
     SERVER_STATE_TOPIC,
     Birth,
     Command,
@@ -98,6 +107,7 @@ REBIRTH_MIN_INTERVAL_S: Final = 1.0
 SENDER_STOP_TIMEOUT_S: Final = 0.3
 _EVENT_WAIT_S: Final = 60.0
 _MAX_CMD_ID: Final = 128
+_MAX_SESSION: Final = 2**63 - 1
 
 
 def will_message(outlet_id: str, session: int) -> aiomqtt.Will:
@@ -129,8 +139,14 @@ class AgentSession:
         profile_problems: tuple[str, ...] = (),
         seen_results: SeenResults | None = None,
         pii_guard: PiiGuard | None = None,
+        resynced_from: tuple[int, int] | None = None,
     ) -> None:
         self._runtime = runtime
+        # (our old session, the session the server knew) when this connection follows a
+        # session resync; reported once after the birth.
+        self._resynced_from = resynced_from
+        # Set when the server knows a newer session than ours: reconnect above it.
+        self.resync_to: int | None = None
         self._profile_problems = profile_problems
         self._seen_results = seen_results or SeenResults()
         self._guard = pii_guard or PiiGuard()
@@ -174,7 +190,8 @@ class AgentSession:
         async with asyncio.TaskGroup() as tg:
             serve = tg.create_task(self._serve(), name=f"agent-session-{self.session}")
             tg.create_task(self._cancel_on_shutdown(serve), name="agent-shutdown-watch")
-        await self._publish_death()
+        if self.resync_to is None:  # a death of a session the server refuses means nothing
+            await self._publish_death()
 
     # -- connection work ----------------------------------------------------------------
 
@@ -197,6 +214,7 @@ class AgentSession:
             await self._publish_birth(rebirth=False)
             self.birth_published = True
             log.info("online: outlet %s session %d", self._outlet, self.session)
+            await self._report_resync()
             await self._report_profile_problems()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._telemetry_loop(), name="agent-telemetry")
@@ -319,6 +337,20 @@ class AgentSession:
             await self._publish_birth(rebirth=True)
             await asyncio.sleep(REBIRTH_MIN_INTERVAL_S)
 
+    async def _report_resync(self) -> None:
+        if self._resynced_from is None:
+            return
+        stale, known = self._resynced_from
+        event = Event(
+            outlet_id=self._outlet,
+            session=self.session,
+            seq=self._next_seq(),
+            name="session.resynced",
+            severity="warning",
+            data={"stale_session": stale, "known_session": known, "session": self.session},
+        )
+        await self._publish(event)
+
     async def _report_profile_problems(self) -> None:
         problems = self._profile_problems
         if not problems:
@@ -420,6 +452,14 @@ class AgentSession:
             self._counted_drop("expired", f"command {command.cmd_id} ({command.name}) expired")
             return
         if command.name == REBIRTH_COMMAND:
+            known = command.args.get(KNOWN_SESSION_ARG)
+            if known is not None and not _valid_session(known):
+                self._counted_drop("invalid_known_session", f"command {command.cmd_id}")
+                await self._reply(command.cmd_id, "rejected", {"reason": "invalid_known_session"})
+                return
+            if isinstance(known, int) and known > self.session:
+                self._begin_resync(known)
+                return
             await self._publish_birth(rebirth=True)
             await self._reply(command.cmd_id, "ok", {})
             return
@@ -428,6 +468,21 @@ class AgentSession:
         await self._reply(
             command.cmd_id, "rejected", {"reason": "unknown_command", "name": command.name}
         )
+
+    def _begin_resync(self, known: int) -> None:
+        """The server knows a newer session than ours: end this one, reconnect above it."""
+        self._counters.incr("session_resyncs")
+        log.warning(
+            "the fleet server knows session %d of outlet %s, newer than ours (%d): the "
+            "session file was lost or restored from an older copy; reconnecting with "
+            "session %d",
+            known,
+            self._outlet,
+            self.session,
+            known + 1,
+        )
+        self.resync_to = known
+        self._shutdown.set()
 
     async def _reply(self, cmd_id: str, status: str, detail: dict[str, str]) -> None:
         result = CommandResult.model_validate(
@@ -452,6 +507,11 @@ class AgentSession:
         if previous is False and state.online:
             await self._publish_birth(rebirth=True)
             await self._sender.resend_unacked()
+
+
+def _valid_session(value: object) -> bool:
+    """A session number another connect can still go above (not a bool, not the max)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_SESSION
 
 
 def _code(code: object) -> int:

@@ -10,6 +10,11 @@ Rules (Sparkplug b1.2-3, adapted):
 - An absent file starts at 0. A corrupt file (it should not happen with atomic writes)
   restarts from the current Unix time in seconds, which is larger than any counter a
   real agent reaches, so numbers still never repeat; a warning is logged.
+- A lost file (a reinstalled PC, a new data directory) or one restored from an older
+  copy starts below the session the fleet server already knows, and the server refuses
+  every message of an older session. The server then says which session it knows
+  (a ``rebirth`` command with ``known_session``); ``raise_to`` persists that number as
+  the last one used, so the next connect is above it (docs/protocol.md, rule 11).
 """
 
 from __future__ import annotations
@@ -66,6 +71,19 @@ class SessionStore:
         session = 0 if previous is None else (previous + 1) % (_MAX + 1)
         self._write(session)
         return session
+
+    def raise_to(self, known: int) -> bool:
+        """Persist ``known`` as the last session used if ours is lower; True if raised.
+
+        The next ``advance`` then returns ``known + 1`` (blocking: call it off the loop).
+        """
+        if not 0 <= known < _MAX:
+            raise ValueError(f"session {known} out of range")
+        previous = self.current()
+        if previous is not None and previous >= known:
+            return False
+        self._write(known)
+        return True
 
     def _write(self, session: int) -> None:
         tmp = self.path.with_name(f".{SESSION_FILE}.{os.getpid()}.tmp")

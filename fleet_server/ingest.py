@@ -86,6 +86,8 @@ from fleet_server.transactions.inbox import PendingTx, Stored, store_transaction
 from fleet_server.transactions.materials import MaterialRejected, check_chunk
 from fleet_server.workers import beat, fleet_lock, forget, live_connected, mark_fleet_stale
 from govedge_wire import (
+    KNOWN_SESSION_ARG,
+    REBIRTH_COMMAND,
     SERVER_STATE_TOPIC,
     Birth,
     Command,
@@ -521,7 +523,12 @@ class Ingest:
         if outcome.rebirth_reason is not None:
             self.stats.rebirth(sent=outcome.rebirth)
             if outcome.rebirth:
-                self._request_rebirth(message.outlet_id, reason=outcome.rebirth_reason)
+                self._request_rebirth(
+                    message.outlet_id,
+                    reason=outcome.rebirth_reason,
+                    known_session=outcome.known_session,
+                    stale_session=message.session,
+                )
 
     def _refresh(
         self,
@@ -816,17 +823,35 @@ class Ingest:
             return False
         return info.is_published()
 
-    def _request_rebirth(self, outlet_id: str, *, reason: str) -> None:
+    def _request_rebirth(
+        self, outlet_id: str, *, reason: str, known_session: int | None, stale_session: int
+    ) -> None:
+        # A message of an older session than the known one: the rebirth carries the known
+        # session, so an agent whose session file was lost or restored from an older
+        # copy reconnects above it (fleet_server.presence, "Session resync").
+        args = {} if known_session is None else {KNOWN_SESSION_ARG: known_session}
         command = Command(
             outlet_id=outlet_id,
             session=self.server_session,
             seq=next(self._command_seq),
             cmd_id=uuid.uuid4().hex,
-            name="rebirth",
+            name=REBIRTH_COMMAND,
+            args=args,
             expires_ts=now_ms() + self._settings.command_ttl_s * 1000,
         )
         self._client.publish(topic_for(outlet_id, Kind.COMMAND), encode(command), qos=1)
-        logger.info("requested a rebirth from outlet %s (%s)", outlet_id, reason)
+        if known_session is None:
+            logger.info("requested a rebirth from outlet %s (%s)", outlet_id, reason)
+            return
+        self.stats.noted("session_resync_requested")
+        logger.warning(
+            "outlet %s sent session %d, older than the known %d (session file lost or "
+            "restored?): asked it to reconnect above %d",
+            outlet_id,
+            stale_session,
+            known_session,
+            known_session,
+        )
 
     def _flush(self) -> None:
         """Write every dirty record; on failure keep them dirty for the next batch."""

@@ -60,6 +60,11 @@ class _FleetCollector(Collector):
                 rejected.add_metric([reason], count)
             yield rejected
             yield CounterMetricFamily(
+                "govedge_ingest_session_resyncs",
+                "Outlets behind their known session told to reconnect above it",
+                value=snap.noted.get("session_resync_requested", 0),
+            )
+            yield CounterMetricFamily(
                 "govedge_ingest_batches", "Batches committed", value=snap.batches_committed
             )
             yield CounterMetricFamily(

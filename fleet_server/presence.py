@@ -10,8 +10,12 @@ MQTT CONNECT); ``seq`` numbers its messages within the session, birth first.
 
 Rules (a *reason* in quotes is counted by the ingest):
 
-* **Birth(session b)**: if ``b`` is lower than the session already known, it is a
-  replay from an old connection: ignored, "stale_session". Otherwise the outlet is
+* **Birth(session b)**: if ``b`` is lower than the session already known, it is
+  ignored, "stale_session", and a rebirth is requested carrying the known session
+  (``Outcome.known_session``): either a replay from an old connection (the live agent,
+  already at the known session, just answers with a rebirth) or an agent whose session
+  file was lost or restored from an older copy, which then reconnects with a session
+  above the known one and is accepted (see "Session resync" below). Otherwise the outlet is
   ``online`` with session ``b`` and ``last_seq`` = the birth's seq; agent version,
   host name, OS, devices, config version and intervals are stored; ``state_since``,
   ``last_seen`` and ``birth_at`` are the server's receive time. A birth in the same
@@ -25,13 +29,21 @@ Rules (a *reason* in quotes is counted by the ingest):
   ignored, "no_birth".
 * **Telemetry, event, transaction, command result (session s, seq n)**:
   - no birth known for the outlet: ignored, "no_birth", and a rebirth is requested;
-  - ``s`` is not the current session: ignored, "session_mismatch", rebirth requested;
+  - ``s`` is not the current session: ignored, "session_mismatch", rebirth requested
+    (carrying the known session when ``s`` is older, as for a stale birth);
   - the current session already died: ignored, "after_death" (the death won);
   - otherwise accepted: ``n != last_seq + 1`` counts "seq_gap" and requests a
     rebirth; ``last_seen`` = receive time, ``last_seq`` = max(last_seq, n); an
     outlet that was ``stale`` is ``online`` again; telemetry's metrics become
     ``last_metrics``.
 * **Rebirth requests** are throttled to one per outlet per ``rebirth_interval_s``.
+* **Session resync**: the known session is never lowered and no message of an older
+  session is ever accepted, so an outlet reinstalled with an empty data directory (its
+  counter back at 0) or restored from an older disk image could never come back by
+  itself. The rebirth request that answers its older session says which session the
+  server knows; the agent persists it and reconnects with the next number, which is
+  above the known one, so its birth is accepted as any reconnect's is. Clocks play no
+  part, and messages of the truly old sessions stay refused.
 * **Shared mode** (``shared=True``: several workers in one MQTT share group, each
   seeing part of every outlet's messages; docs/operations.md): the database, not this
   tracker, is the source of truth. ``needs_refresh`` says a message names a session this
@@ -106,6 +118,9 @@ class Outcome:
     rebirth: bool = False
     rebirth_reason: str | None = None
     notes: tuple[str, ...] = ()
+    # The session the server knows, when the message's session was older: sent with
+    # the rebirth request so the agent can move past it ("Session resync").
+    known_session: int | None = None
 
 
 class PresenceTracker:
@@ -249,14 +264,17 @@ class PresenceTracker:
         ``now`` is a monotonic clock reading, used only to throttle rebirth requests.
         """
         if isinstance(message, Birth):
-            return self._birth(message, received_at=received_at)
+            return self._birth(message, received_at=received_at, now=now)
         record = self._records.get(message.outlet_id)
         if isinstance(message, Death):
             return self._death(message, record, received_at=received_at)
         if record is None or record.session is None:
             return self._want_rebirth(message.outlet_id, "no_birth", now=now, ignored=True)
         if message.session != record.session:
-            return self._want_rebirth(message.outlet_id, "session_mismatch", now=now, ignored=True)
+            known = record.session if message.session < record.session else None
+            return self._want_rebirth(
+                message.outlet_id, "session_mismatch", now=now, ignored=True, known_session=known
+            )
         if record.state == "offline":
             return Outcome(ignored="after_death")
         notes: list[str] = []
@@ -279,13 +297,19 @@ class PresenceTracker:
             return Outcome(rebirth=wanted.rebirth, rebirth_reason="seq_gap", notes=tuple(notes))
         return Outcome(notes=tuple(notes))
 
-    def _birth(self, birth: Birth, *, received_at: datetime) -> Outcome:
+    def _birth(self, birth: Birth, *, received_at: datetime, now: float) -> Outcome:
         record = self._records.get(birth.outlet_id)
         if record is None:
             record = OutletRecord(outlet_id=birth.outlet_id, state_since=received_at)
             self._records[birth.outlet_id] = record
         elif record.session is not None and birth.session < record.session:
-            return Outcome(ignored="stale_session")
+            return self._want_rebirth(
+                birth.outlet_id,
+                "stale_session",
+                now=now,
+                ignored=True,
+                known_session=record.session,
+            )
         record.session = birth.session
         record.last_seq = birth.seq
         record.last_seen = received_at
@@ -312,12 +336,25 @@ class PresenceTracker:
             self._set_state(record, "offline", at=received_at)
         return Outcome()
 
-    def _want_rebirth(self, outlet_id: str, reason: str, *, now: float, ignored: bool) -> Outcome:
+    def _want_rebirth(
+        self,
+        outlet_id: str,
+        reason: str,
+        *,
+        now: float,
+        ignored: bool,
+        known_session: int | None = None,
+    ) -> Outcome:
         last = self._last_rebirth.get(outlet_id)
         send = last is None or now - last >= self._rebirth_interval_s
         if send:
             self._last_rebirth[outlet_id] = now
-        return Outcome(ignored=reason if ignored else None, rebirth=send, rebirth_reason=reason)
+        return Outcome(
+            ignored=reason if ignored else None,
+            rebirth=send,
+            rebirth_reason=reason,
+            known_session=known_session,
+        )
 
     def _set_state(
         self, record: OutletRecord, state: State, *, at: datetime, force: bool = False

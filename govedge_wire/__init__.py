@@ -21,7 +21,9 @@ from govedge_wire.errors import (
     WireError,
 )
 from govedge_wire.messages import (
+    KNOWN_SESSION_ARG,
     MAX_PAYLOAD_BYTES,
+    REBIRTH_COMMAND,
     SCHEMA_VERSION,
     Birth,
     Command,
@@ -59,9 +61,11 @@ from govedge_wire.topics import (
 __all__ = [
     "DELIVERY",
     "DOWNLINK_KINDS",
+    "KNOWN_SESSION_ARG",
     "MAX_PAYLOAD_BYTES",
     "OUTLET_ID_PATTERN",
     "PROTOCOL_PREFIX",
+    "REBIRTH_COMMAND",
     "SCHEMA_VERSION",
     "SERVER_STATE_TOPIC",
     "UPLINK_KINDS",

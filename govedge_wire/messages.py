@@ -21,6 +21,12 @@ SCHEMA_VERSION: Final = 1
 # Hard ceiling for one MQTT payload. Larger things (scanned materials) travel in chunks.
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 
+# The built-in command that asks an agent for a full birth, and its optional argument:
+# the session the server knows for the outlet, sent when the agent's session is older
+# (lost or restored session file). The agent then reconnects with a session above it.
+REBIRTH_COMMAND: Final = "rebirth"
+KNOWN_SESSION_ARG: Final = "known_session"
+
 OutletId = Annotated[str, Field(pattern=rf"^{OUTLET_ID_PATTERN}$")]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -142,7 +148,12 @@ class DesiredConfig(_OutletMessage):
 
 
 class Command(_OutletMessage):
-    """An instruction to an agent. ``rebirth`` is built in; others come with features."""
+    """An instruction to an agent. ``rebirth`` is built in; others come with features.
+
+    ``rebirth`` may carry ``args[KNOWN_SESSION_ARG]``: the session the server knows for
+    the outlet. An agent whose own session is lower reconnects with a session above it
+    instead of answering (docs/protocol.md, presence rule 11); older agents ignore it.
+    """
 
     kind: Literal["cmd"] = "cmd"
     cmd_id: Name

@@ -116,7 +116,9 @@ class IngestStatsPublic(BaseModel):
     ``not_json``, ``too_large``, ``unsupported_schema``, ``outlet_mismatch``; presence
     reasons ``stale_session``, ``late_will``, ``no_birth``, ``session_mismatch``,
     ``after_death``; ``internal_error``, ``overloaded``). ``noted``: accepted messages
-    worth counting (``seq_gap``, ``transactions_received``).
+    worth counting (``seq_gap``, ``transactions_received``) and events of the ingest
+    (``session_resync_requested``: an outlet behind its known session was told to
+    reconnect above it).
     """
 
     received: int

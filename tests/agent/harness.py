@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import JsonValue
 
 from govedge_wire import (
     SERVER_STATE_TOPIC,
@@ -126,7 +127,14 @@ class Observer:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=5)
 
-    def send_command(self, name: str, *, cmd_id: str, expires_ts: int | None = None) -> None:
+    def send_command(
+        self,
+        name: str,
+        *,
+        cmd_id: str,
+        expires_ts: int | None = None,
+        args: dict[str, JsonValue] | None = None,
+    ) -> None:
         """Publish a command to the outlet."""
         command = Command(
             outlet_id=self.outlet_id,
@@ -134,6 +142,7 @@ class Observer:
             seq=0,
             cmd_id=cmd_id,
             name=name,
+            args=args or {},
             expires_ts=expires_ts,
         )
         self.publish_raw(topic_for(self.outlet_id, Kind.COMMAND), encode(command))

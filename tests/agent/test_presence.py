@@ -10,7 +10,7 @@ from pathlib import Path
 from edge_agent.daemon import SHUTDOWN_GRACE_S
 from govedge_testbed import Mosquitto
 from govedge_testbed.ports import free_port
-from govedge_wire import Birth, CommandResult, Death, Telemetry
+from govedge_wire import Birth, CommandResult, Death, Event, Telemetry
 from tests.agent.conftest import MakeObserver, StartAgent
 from tests.agent.harness import AgentProcess, poll
 
@@ -169,3 +169,27 @@ def test_sigterm_while_broker_unreachable_exits_promptly(
         assert "Traceback" not in agent.log()
     finally:
         agent.close()
+
+
+def test_rebirth_with_known_session_moves_the_agent_past_it(
+    broker: Mosquitto, start_agent: StartAgent, observe: MakeObserver
+) -> None:
+    observer = observe(broker)
+    agent = start_agent(broker)
+    birth = observer.wait_for(Birth, lambda b: not b.rebirth, what="first birth")
+    # Not above ours: a plain rebirth in the same session.
+    observer.send_command("rebirth", cmd_id="known-same", args={"known_session": birth.session})
+    assert observer.wait_for(CommandResult, lambda r: r.cmd_id == "known-same").status == "ok"
+    observer.send_command("rebirth", cmd_id="known-bad", args={"known_session": "7"})
+    bad = observer.wait_for(CommandResult, lambda r: r.cmd_id == "known-bad")
+    assert (bad.status, bad.detail) == ("rejected", {"reason": "invalid_known_session"})
+    # Above ours: reconnect at once with the next number, and say so in an event.
+    known = birth.session + 40
+    observer.send_command("rebirth", cmd_id="known-above", args={"known_session": known})
+    again = observer.wait_for(Birth, lambda b: b.session == known + 1, what="resynced birth")
+    assert not again.rebirth
+    event = observer.wait_for(Event, lambda e: e.name == "session.resynced")
+    assert event.data == {
+        "stale_session": birth.session, "known_session": known, "session": known + 1,
+    }  # fmt: skip
+    assert agent.session_file() == known + 1

@@ -35,3 +35,13 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     store = SessionStore(blocker / "data")
     with pytest.raises(SessionStoreError, match="cannot create data directory"):
         store.prepare()
+
+
+def test_raise_to_makes_the_next_session_exceed_the_known_one(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    assert store.raise_to(6)  # a lost file: the server knows 6
+    assert store.advance() == 7
+    assert not store.raise_to(3)  # never lowered
+    assert store.advance() == 8
+    with pytest.raises(ValueError, match="out of range"):
+        store.raise_to(2**63 - 1)

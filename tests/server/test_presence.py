@@ -90,6 +90,33 @@ def test_stale_birth_replay_is_ignored(tracker: PresenceTracker) -> None:
     assert (record.state, record.session) == ("offline", 5)
 
 
+def test_stale_birth_asks_the_agent_to_move_past_the_known_session(
+    tracker: PresenceTracker,
+) -> None:
+    # A reinstalled agent (session file gone) starts again at 0.
+    tracker.apply(_birth(5), received_at=_at(1), now=1)
+    tracker.apply(_death(5), received_at=_at(2), now=2)
+    outcome = tracker.apply(_birth(0), received_at=_at(3), now=3)
+    assert (outcome.ignored, outcome.rebirth, outcome.known_session) == ("stale_session", True, 5)
+    # It reconnects above the known session: accepted like any reconnect.
+    assert tracker.apply(_birth(6), received_at=_at(4), now=4).ignored is None
+    assert tracker.get(OUTLET).state == "online"  # type: ignore[union-attr]
+    # Messages of the truly old sessions stay refused.
+    old = tracker.apply(_telemetry(5, 1), received_at=_at(5), now=30)
+    assert (old.ignored, old.known_session) == ("session_mismatch", 6)
+    assert tracker.apply(_birth(5), received_at=_at(6), now=60).ignored == "stale_session"
+    assert tracker.get(OUTLET).session == 6  # type: ignore[union-attr]
+
+
+def test_only_an_older_session_carries_the_known_session(tracker: PresenceTracker) -> None:
+    tracker.apply(_birth(5), received_at=_at(1), now=1)
+    older = tracker.apply(_telemetry(2, 1), received_at=_at(2), now=2)
+    newer = tracker.apply(_telemetry(7, 1), received_at=_at(3), now=20)
+    assert (older.ignored, older.known_session) == ("session_mismatch", 5)
+    # A newer session: the server missed its birth; a plain rebirth brings it.
+    assert (newer.ignored, newer.rebirth, newer.known_session) == ("session_mismatch", True, None)
+
+
 def test_rebirth_in_same_session_is_accepted(tracker: PresenceTracker) -> None:
     tracker.apply(_birth(5, seq=0), received_at=_at(1), now=1)
     outcome = tracker.apply(_birth(5, seq=9), received_at=_at(2), now=2)
