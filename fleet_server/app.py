@@ -67,16 +67,25 @@ API_PREFIX = "/api/v1"
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """Build the app; pass ``engine`` to share one (the caller then disposes of it)."""
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, targets: TargetsConfig | None = None
+) -> FastAPI:
+    """Build the app; pass ``engine`` to share one (the caller then disposes of it).
+
+    ``targets``: the targets file already loaded (``fleet-server run`` validates it before
+    anything starts); without it the file is read here, at start.
+    """
+    given_targets = targets
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        targets = (
-            load_targets(settings.upstream_targets_file)
-            if settings.upstream_targets_file is not None
-            else TargetsConfig()
-        )
+        targets = given_targets
+        if targets is None:
+            targets = (
+                load_targets(settings.upstream_targets_file)
+                if settings.upstream_targets_file is not None
+                else TargetsConfig()
+            )
         own_engine = engine is None
         db = engine if engine is not None else make_engine(settings.database_url)
         sessions = make_sessionmaker(db)

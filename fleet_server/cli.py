@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -17,6 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from fleet_server import grafana_cli, security_cli
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
+
+if TYPE_CHECKING:
+    from fleet_server.routing.targets import TargetsConfig
 
 _DB_HELP = "sqlite:///PATH or postgresql+psycopg://... (GOVEDGE_DATABASE_URL)."
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -42,6 +46,23 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
         logging.basicConfig(level=level.upper(), handlers=[handler])
         return
     logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+
+
+def _targets(settings: Settings) -> TargetsConfig | None:
+    """The validated targets file, or None without one; a bad file exits 2 with the reason.
+
+    Every command that reads the targets file goes through here, so each refuses the same
+    file the same way (``fleet_server.routing.targets``).
+    """
+    from fleet_server.routing.targets import TargetsFileError, load_targets
+
+    if settings.upstream_targets_file is None:
+        return None
+    try:
+        return load_targets(settings.upstream_targets_file)
+    except TargetsFileError as exc:
+        click.echo(f"fleet-server: bad targets file {exc}", err=True)
+        sys.exit(2)
 
 
 def _upgrade(database_url: str) -> None:
@@ -83,10 +104,11 @@ def run(
         log_level=log_level,
     )
     _configure_logging(settings.log_level, settings.log_format)
+    targets = _targets(settings)
     _upgrade(settings.database_url)
     security_cli.bootstrap(settings)
     try:
-        serve(settings)
+        serve(settings, targets=targets)
     except StartupFailed as exc:
         click.echo(f"fleet-server: {exc}", err=True)
         sys.exit(3)
@@ -121,17 +143,12 @@ def catalogue_import(
 
     from fleet_server.catalogue import CatalogueError, import_rows, parse_catalogue
     from fleet_server.db import make_engine, make_sessionmaker
-    from fleet_server.routing.targets import TargetsFileError, load_targets
 
     settings = _settings(database_url=database_url)
     _configure_logging(settings.log_level)
     chosen = fmt or ("json" if file.suffix.lower() == ".json" else "csv")
-    targets = None
-    if settings.upstream_targets_file is not None:
-        try:
-            targets = load_targets(settings.upstream_targets_file).names
-        except TargetsFileError as exc:
-            raise click.UsageError(str(exc)) from None
+    config = _targets(settings)
+    targets = None if config is None else config.names
     try:
         rows = parse_catalogue(
             file.read_bytes(), fmt="json" if chosen == "json" else "csv", targets=targets

@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 
 from fleet_server.app import create_app
+from fleet_server.routing.targets import TargetsConfig
 from fleet_server.settings import Settings
 
 
@@ -21,11 +22,14 @@ class StartupFailed(RuntimeError):
     """The server stopped before it started listening."""
 
 
-def serve(settings: Settings) -> None:
-    """Run the API and the ingest until a signal; print ``fleet-server listening on URL``."""
+def serve(settings: Settings, *, targets: TargetsConfig | None = None) -> None:
+    """Run the API and the ingest until a signal; print ``fleet-server listening on URL``.
+
+    ``targets``: the targets file as the command already validated it (else read at start).
+    """
     host, port = settings.listen_address
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, targets=targets),
         host=host,
         port=port,
         log_config=None,
