@@ -192,6 +192,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes UTF-8 itself and lets this through
+        raise SettingsError(
+            f"config file {path} is not UTF-8 (byte {exc.start + 1} of the file)"
+        ) from None
     unknown = sorted(set(data) - set(AgentSettings.model_fields))
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")

@@ -181,8 +181,10 @@ def check_devices(
 
 def check_timezone(value: str) -> str:
     """An IANA zone name this machine knows (``ValueError`` otherwise)."""
+    if not 1 <= len(value) <= 64:
+        raise ValueError("unknown time zone (use an IANA name such as Asia/Shanghai)")
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name no file can have
         raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
     return value
