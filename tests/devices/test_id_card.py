@@ -121,11 +121,13 @@ def test_read_with_fingerprint(sim: IdCardSimulator, with_prints: bool) -> None:
 
 
 def test_extra_address(sim: IdCardSimulator) -> None:
-    sim.place_card(make_card(extra_address="浙江省杭州市滨江区江南大道1号"))
+    sim.place_card(make_card(extra_addresses=("浙江省杭州市滨江区江南大道1号",)))
     card = run(sim, lambda d: d.read_card(extra_address=True))
+    assert card.extra_addresses == ("浙江省杭州市滨江区江南大道1号",)
     assert card.extra_address == "浙江省杭州市滨江区江南大道1号"
     sim.place_card(make_card())
-    assert run(sim, lambda d: d.read_extra_address()) is None  # SW3 91: nothing there
+    assert run(sim, lambda d: d.read_extra_addresses()) == ()  # SW3 91: nothing there
+    assert run(sim, lambda d: d.read_extra_address()) is None
 
 
 def test_management_info(sim: IdCardSimulator) -> None:

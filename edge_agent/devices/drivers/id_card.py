@@ -41,9 +41,10 @@ from edge_agent.devices.sam_frame import (
     encode_request,
 )
 from edge_agent.devices.sam_text import (
+    EXTRA_ADDRESS_SEPARATOR,
     TEXT_BLOCK_SIZE,
     IdCard,
-    decode_extra_address,
+    decode_extra_addresses,
     parse_text_block,
 )
 from edge_agent.devices.sam_transport import SamTransport
@@ -208,7 +209,7 @@ class SamIdReader(Driver):
                 await self._find_and_select()
                 card = await self._read(with_fingerprint=with_fp)
                 if with_extra:
-                    card = card.with_extra_address(await self._extra_address())
+                    card = card.with_extra_addresses(await self._extra_addresses())
         except DeviceError as exc:
             self._counters["reads_failed"] += 1
             if isinstance(exc, DeviceRefused) and exc.code == "no_card":
@@ -218,11 +219,15 @@ class SamIdReader(Driver):
         self.emit("card.read", **card.masked())
         return card
 
-    async def read_extra_address(self) -> str | None:
-        """The 追加住址 (30 03) of the card on the reader; ``None`` if it has none."""
+    async def read_extra_addresses(self) -> tuple[str, ...]:
+        """The 追加住址 (30 03) of the card on the reader, one per slot; ``()`` if none."""
         async with self._exclusive():
             await self._find_and_select()
-            return await self._extra_address()
+            return await self._extra_addresses()
+
+    async def read_extra_address(self) -> str | None:
+        """``read_extra_addresses`` joined by U+FF1B (older callers); ``None`` if none."""
+        return EXTRA_ADDRESS_SEPARATOR.join(await self.read_extra_addresses()) or None
 
     async def read_management_info(self) -> bytes:
         """The 28-byte card management record (30 05), opaque."""
@@ -289,12 +294,16 @@ class SamIdReader(Driver):
             self._counters["protocol_errors"] += 1
             raise
 
-    async def _extra_address(self) -> str | None:
+    async def _extra_addresses(self) -> tuple[str, ...]:
         response = await self._send(Command.READ_EXTRA_ADDRESS, within=self.config.read_timeout)
         if response.sw3 == Sw3.NO_CONTENT:
-            return None
+            return ()
         self._check(response, Sw3.OK)
-        return decode_extra_address(response.data)
+        try:
+            return decode_extra_addresses(response.data)
+        except ProtocolError:
+            self._counters["protocol_errors"] += 1
+            raise
 
     async def _send(self, command: Command, *, within: float) -> Response:
         try:

@@ -40,7 +40,7 @@ from edge_agent.devices.sam_frame import (
 from edge_agent.devices.sam_text import (
     CardType,
     IdCard,
-    encode_extra_address,
+    encode_extra_addresses,
     encode_text_block,
 )
 
@@ -77,7 +77,7 @@ def make_card(
     seed: int = 0,
     long_term: bool = False,
     fingerprint: bool = False,
-    extra_address: str | None = None,
+    extra_addresses: tuple[str, ...] = (),
 ) -> IdCard:
     """A fictitious card of ``card_type`` with a valid ID number (deterministic in ``seed``)."""
     digest = hashlib.sha256(f"{card_type}-{seed}".encode()).digest()
@@ -147,7 +147,7 @@ def make_card(
         birth_date=birth,
         valid_from=valid_from,
         valid_to=valid_to,
-        extra_address=extra_address,
+        extra_addresses=extra_addresses,
         photo=photo,
         fingerprint=prints,
     )
@@ -379,7 +379,7 @@ class IdCardSimulator:
             case Command.READ_EXTRA_ADDRESS.value:
                 if not self._selected or self._card is None:
                     return encode_response(Sw3.READ_FAILED)
-                extra = encode_extra_address(self._card.extra_address)
+                extra = encode_extra_addresses(self._card.extra_addresses)
                 return encode_response(Sw3.OK, extra) if extra else encode_response(Sw3.NO_CONTENT)
             case Command.READ_MANAGEMENT.value:
                 if not self._selected or self._card is None:
