@@ -11,7 +11,9 @@ over a real pseudo-terminal, the driver's parsing of the literal payloads.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,9 +21,10 @@ import serial
 
 from edge_agent.devices import DeviceIdentity
 from edge_agent.devices.drivers.id_card import SamIdReader
-from edge_agent.devices.sam_frame import parse_response
+from edge_agent.devices.sam_frame import SamStatusError, parse_response
 from edge_agent.devices.sam_text import decode_extra_addresses
 from edge_agent.devices.simulators.id_card import IdCardSimulator, make_card
+from edge_agent.profiles import profiles_check_main
 
 T = TypeVar("T")
 FAST = {"command_timeout": 0.5, "read_timeout": 0.5, "busy_timeout": 0.3}
@@ -31,6 +34,20 @@ STATUS = bytes.fromhex("AAAAAA9669 0003 11FF ED")
 FIND = bytes.fromhex("AAAAAA9669 0003 2001 22")
 SELECT = bytes.fromhex("AAAAAA9669 0003 2002 21")
 READ_EXTRA_ADDRESS = bytes.fromhex("AAAAAA9669 0003 3003 30")
+
+PROFILE = """\
+id: family-01-reader
+name: A reader whose module resets with 01 FF
+kind: id_card_reader
+driver: sam_id_reader
+match:
+  - usb:
+      subsystem: usb
+      vendor_id: "0400"
+      product_id: "c35a"
+settings:
+  reset_command: RESET
+"""
 
 ADDRESS_1 = "浙江省杭州市滨江区江南大道1号"
 ADDRESS_2 = "浙江省宁波市鄞州区天童南路8号"
@@ -105,3 +122,48 @@ def test_read_card_returns_each_extra_address_and_the_joined_string(sim: IdCardS
     assert card.extra_addresses == (ADDRESS_1, ADDRESS_2)
     assert card.extra_address == f"{ADDRESS_1}\uff1b{ADDRESS_2}"  # the old field, separable
     assert ADDRESS_1 not in repr(card)
+
+
+# ---------------------------------------------------------------- reset byte per family
+
+
+def test_reset_command_is_a_setting_for_modules_that_reset_with_01() -> None:
+    with IdCardSimulator(reset_command=b"\x01\xff") as sim:
+        with serial.Serial(sim.device_path, 115200, timeout=1.0) as port:
+            # 10 FF is no command on this family (21); 01 FF, checksum FD, resets (90).
+            assert exchange(port, bytes.fromhex("AAAAAA9669 0003 10FF EC"), 11) == bytes.fromhex(
+                "AAAAAA9669 0004 000021 25"
+            )
+            assert exchange(port, bytes.fromhex("AAAAAA9669 0003 01FF FD"), 11) == bytes.fromhex(
+                "AAAAAA9669 0004 000090 94"
+            )
+        with pytest.raises(SamStatusError, match="command error"):
+            run(sim.device_path, lambda d: d.reset())  # the default, 10 FF
+        sim.requests.clear()
+        run(sim.device_path, lambda d: d.reset(), reset_command="01 ff")
+        assert sim.requests == [b"\x01\xff"]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("01", "1 is not a command"),  # YAML reads 01 as the number 1
+        ('"1"', "'1' is not hex"),
+        ('"01"', "'01' is 1 bytes"),
+        ("11 FF", "'11 FF' is the module's STATUS command, not a reset"),
+    ],
+)
+def test_profiles_check_reports_a_bad_reset_command(tmp_path: Path, value: str, words: str) -> None:
+    text = PROFILE.replace("RESET", value)
+    (tmp_path / "reader.yaml").write_text(text, encoding="utf-8")
+    out = io.StringIO()
+    assert profiles_check_main(tmp_path, out=out) == 1
+    [line] = out.getvalue().splitlines()
+    assert line.startswith(f"{tmp_path / 'reader.yaml'}:11: settings.reset_command: ")
+    assert words in line
+    assert "two hex bytes" in line or "not a reset" in line
+
+
+def test_profiles_check_accepts_01_ff(tmp_path: Path) -> None:
+    (tmp_path / "reader.yaml").write_text(PROFILE.replace("RESET", '"01 FF"'), encoding="utf-8")
+    assert profiles_check_main(tmp_path, out=io.StringIO()) == 0

@@ -16,7 +16,7 @@ import struct
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge_agent.devices.base import (
     DeviceBusy,
@@ -83,6 +83,29 @@ class SamReaderSettings(DriverSettings):
     )
     fingerprint: bool = Field(default=False, description="read_card() uses 30 10 by default")
     extra_address: bool = Field(default=False, description="read_card() also reads 30 03")
+    reset_command: str = Field(
+        default="10 FF",
+        description="CMD PARA of reset() in hex: 10 FF (GA/T 467 modules); some families use 01 FF",
+    )
+
+    @field_validator("reset_command", mode="before")
+    @classmethod
+    def _two_hex_bytes(cls, value: object) -> str:
+        """Two bytes in hex, and not another command of the module; normalised to ``10 FF``."""
+        hint = 'write it as two hex bytes in quotes, e.g. "10 FF" or "01 FF"'
+        if not isinstance(value, str):
+            # YAML reads 01 as a number; pydantic reports ValueError (not TypeError) per field
+            raise ValueError(f"{value!r} is not a command: {hint}")  # noqa: TRY004
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not hex: {hint}") from None
+        if len(raw) != 2:
+            raise ValueError(f"{value!r} is {len(raw)} bytes, a command is CMD PARA: {hint}")
+        other = next((c for c in Command if c.value == raw and c is not Command.RESET), None)
+        if other is not None:
+            raise ValueError(f"{value!r} is the module's {other.name} command, not a reset")
+        return raw.hex(" ").upper()
 
 
 def format_sam_id(raw: bytes) -> str:
@@ -189,9 +212,10 @@ class SamIdReader(Driver):
         return self._sam_id
 
     async def reset(self) -> None:
-        """Reset the SAM module (10 FF)."""
+        """Reset the SAM module (``reset_command``: 10 FF, or 01 FF on some families)."""
+        command = bytes.fromhex(self.config.reset_command)
         async with self._exclusive():
-            response = await self._send(Command.RESET, within=self.config.command_timeout)
+            response = await self._send(command, within=self.config.command_timeout)
         self._check(response, Sw3.OK)
 
     async def read_card(
@@ -305,16 +329,17 @@ class SamIdReader(Driver):
             self._counters["protocol_errors"] += 1
             raise
 
-    async def _send(self, command: Command, *, within: float) -> Response:
+    async def _send(self, command: Command | bytes, *, within: float) -> Response:
+        name = command.name if isinstance(command, Command) else command.hex(" ").upper()
         try:
             return await self._link.transact(encode_request(command), within=within)
         except DeviceTimeout:
             self._counters["timeouts"] += 1
-            _log.warning("%s: no answer to command %s", self.device_id, command.name)
+            _log.warning("%s: no answer to command %s", self.device_id, name)
             raise
         except ProtocolError as exc:
             self._counters["protocol_errors"] += 1
-            _log.warning("%s: bad frame for command %s: %s", self.device_id, command.name, exc)
+            _log.warning("%s: bad frame for command %s: %s", self.device_id, name, exc)
             raise
         except DeviceUnavailable:
             self._counters["unavailable"] += 1

@@ -159,7 +159,8 @@ class IdCardSimulator:
     ``strict`` answers SW3 10/11 to bad request checksums/lengths (a real module does);
     with ``strict=False`` a bad checksum is served anyway, as some hosts need.
     ``refuse_find_after_read`` makes find answer 80 after a read until the card is
-    lifted (``remove_card``) and placed again.
+    lifted (``remove_card``) and placed again. ``reset_command`` is the module family's
+    reset (``10 FF``, or ``01 FF``); the other one is an unknown command (21).
     """
 
     def __init__(
@@ -169,9 +170,11 @@ class IdCardSimulator:
         refuse_find_after_read: bool = False,
         sam_id: bytes = DEFAULT_SAM_ID,
         self_test_ok: bool = True,
+        reset_command: bytes = Command.RESET.value,
     ) -> None:
         if len(sam_id) != 16:
             raise ValueError("sam_id must be 16 bytes")
+        self.reset_command = reset_command  # 10 FF; 01 FF in some module families
         self.strict = strict
         self.refuse_find_after_read = refuse_find_after_read
         self.sam_id = sam_id
@@ -356,10 +359,10 @@ class IdCardSimulator:
     def _respond(self, command: bytes, data: bytes) -> bytes:
         if not self.self_test_ok and command != Command.STATUS.value:
             return encode_response(Sw3.SELF_TEST_FAILED)
+        if command == self.reset_command:
+            self._found = self._selected = False
+            return encode_response(Sw3.OK)
         match command:
-            case Command.RESET.value:
-                self._found = self._selected = False
-                return encode_response(Sw3.OK)
             case Command.STATUS.value:
                 return encode_response(Sw3.OK if self.self_test_ok else Sw3.SELF_TEST_FAILED)
             case Command.SAM_ID.value:
