@@ -198,12 +198,15 @@ def test_noise_before_a_response_is_skipped(sim: IdCardSimulator) -> None:
     assert health["noise_bytes"] == len(noise)
 
 
-def test_bad_checksum_is_a_protocol_error_and_the_next_read_works(sim: IdCardSimulator) -> None:
+def test_bad_checksum_twice_is_a_protocol_error_and_the_next_read_works(
+    sim: IdCardSimulator,
+) -> None:
     sim.place_card(make_card())
+    sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)
     sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)
 
     async def body(driver: SamIdReader) -> dict[str, Any]:
-        with pytest.raises(ProtocolError, match="checksum"):
+        with pytest.raises(ProtocolError, match="checksum twice"):
             await driver.read_card()
         await driver.read_card()
         return dict(await driver.health())

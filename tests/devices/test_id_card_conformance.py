@@ -21,9 +21,14 @@ import serial
 
 from edge_agent.devices import DeviceIdentity
 from edge_agent.devices.drivers.id_card import SamIdReader
-from edge_agent.devices.sam_frame import SamStatusError, parse_response
-from edge_agent.devices.sam_text import decode_extra_addresses
-from edge_agent.devices.simulators.id_card import IdCardSimulator, make_card
+from edge_agent.devices.sam_frame import (
+    Command,
+    FrameChecksumError,
+    SamStatusError,
+    parse_response,
+)
+from edge_agent.devices.sam_text import IdCard, decode_extra_addresses
+from edge_agent.devices.simulators.id_card import Fault, IdCardSimulator, make_card
 from edge_agent.profiles import profiles_check_main
 
 T = TypeVar("T")
@@ -167,3 +172,38 @@ def test_profiles_check_reports_a_bad_reset_command(tmp_path: Path, value: str, 
 def test_profiles_check_accepts_01_ff(tmp_path: Path) -> None:
     (tmp_path / "reader.yaml").write_text(PROFILE.replace("RESET", '"01 FF"'), encoding="utf-8")
     assert profiles_check_main(tmp_path, out=io.StringIO()) == 0
+
+
+# ---------------------------------------------------------------- one resend on a bad checksum
+
+
+def test_an_answer_with_a_bad_checksum_is_asked_for_once_more(sim: IdCardSimulator) -> None:
+    card = make_card()
+    sim.place_card(card)
+    sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)  # the first answer only
+
+    async def body(driver: SamIdReader) -> tuple[IdCard, dict[str, Any]]:
+        return await driver.read_card(), dict(await driver.health())
+
+    got, health = run(sim.device_path, body)
+    assert got == card
+    assert (health["reads_ok"], health["resends"], health["protocol_errors"]) == (1, 1, 0)
+    assert sim.requests == [b"\x20\x01", b"\x20\x02", b"\x30\x01", b"\x30\x01"]
+
+
+def test_a_second_bad_checksum_is_a_clear_counted_error(sim: IdCardSimulator) -> None:
+    sim.place_card(make_card())
+    for _ in range(2):
+        sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)
+
+    async def body(driver: SamIdReader) -> dict[str, Any]:
+        with pytest.raises(FrameChecksumError) as caught:
+            await driver.read_card()
+        assert str(caught.value).startswith(
+            "the answer to command READ_TEXT_PHOTO failed its checksum twice (sent once more)"
+        )
+        return dict(await driver.health())
+
+    health = run(sim.device_path, body)
+    assert (health["reads_failed"], health["resends"], health["protocol_errors"]) == (1, 1, 1)
+    assert sim.requests.count(b"\x30\x01") == 2  # one resend, no more

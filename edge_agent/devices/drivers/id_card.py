@@ -34,6 +34,7 @@ from edge_agent.devices.base import (
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.sam_frame import (
     Command,
+    FrameChecksumError,
     FrameLengthError,
     Response,
     SamStatusError,
@@ -56,6 +57,7 @@ __all__ = ["SamIdReader", "SamReaderSettings", "format_sam_id"]
 _log = logging.getLogger(__name__)
 
 PHOTO_SIZE = 1024
+_RESENDS = 1  # a command whose answer (or request) was corrupted is sent once more
 _REFUSALS: dict[int, tuple[str, str]] = {
     Sw3.FIND_FAILED: ("no_card", "place the ID card on the reader"),
     Sw3.SELECT_FAILED: ("select_failed", "lift the card and place it flat on the reader again"),
@@ -148,7 +150,15 @@ class SamIdReader(Driver):
             )
         self._lock = asyncio.Lock()
         self._counters: dict[str, int] = dict.fromkeys(
-            ("reads_ok", "reads_failed", "no_card", "timeouts", "protocol_errors", "unavailable"),
+            (
+                "reads_ok",
+                "reads_failed",
+                "no_card",
+                "timeouts",
+                "protocol_errors",
+                "unavailable",
+                "resends",
+            ),
             0,
         )
         self._last_sam_status = "unknown"
@@ -330,9 +340,44 @@ class SamIdReader(Driver):
             raise
 
     async def _send(self, command: Command | bytes, *, within: float) -> Response:
+        """One command, sent once more if a frame either way was corrupted on the line.
+
+        An answer failing its checksum, or the module answering SW3 10/11 (our frame
+        arrived corrupted), gets one resend (counted in ``resends``); a second failure
+        is the error. Commands are safe to repeat: none changes state beyond itself.
+        """
         name = command.name if isinstance(command, Command) else command.hex(" ").upper()
+        request = encode_request(command)
+        for attempt in range(1 + _RESENDS):
+            last = attempt == _RESENDS
+            try:
+                response = await self._transact(request, name=name, within=within)
+            except FrameChecksumError as exc:
+                if not last:
+                    self._resend(name, "its answer failed the checksum")
+                    continue
+                self._counters["protocol_errors"] += 1
+                _log.warning("%s: answer to %s failed its checksum again", self.device_id, name)
+                raise FrameChecksumError(
+                    f"the answer to command {name} failed its checksum twice (sent once more); "
+                    "line noise, a loose cable or a faulty module",
+                    device_id=self.device_id,
+                ) from exc
+            if not last and response.sw3 in (Sw3.BAD_CHECKSUM, Sw3.BAD_LENGTH):
+                self._resend(name, f"the module answered {response.meaning}")
+                continue
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _resend(self, name: str, why: str) -> None:
+        self._counters["resends"] += 1
+        _log.warning("%s: %s for command %s; sending it once more", self.device_id, why, name)
+
+    async def _transact(self, request: bytes, *, name: str, within: float) -> Response:
         try:
-            return await self._link.transact(encode_request(command), within=within)
+            return await self._link.transact(request, within=within)
+        except FrameChecksumError:
+            raise  # _send decides: resend once, then count it
         except DeviceTimeout:
             self._counters["timeouts"] += 1
             _log.warning("%s: no answer to command %s", self.device_id, name)
