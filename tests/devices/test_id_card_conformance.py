@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 import serial
 
-from edge_agent.devices import DeviceIdentity
+from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceUnavailable
 from edge_agent.devices.drivers.id_card import SamIdReader
 from edge_agent.devices.sam_frame import (
     Command,
@@ -207,3 +208,45 @@ def test_a_second_bad_checksum_is_a_clear_counted_error(sim: IdCardSimulator) ->
     health = run(sim.device_path, body)
     assert (health["reads_failed"], health["resends"], health["protocol_errors"]) == (1, 1, 1)
     assert sim.requests.count(b"\x30\x01") == 2  # one resend, no more
+
+
+# ---------------------------------------------------------------- a port that comes back
+
+
+def test_a_reader_whose_port_vanished_and_came_back_is_reopened(tmp_path: Path) -> None:
+    """Unplug and replug at the same path: a udev-style by-id symlink re-pointed to a new pty."""
+    link = tmp_path / "usb-SAM_IDCard_Reader-if00-port0"
+    card = make_card()
+    events: list[DeviceEvent] = []
+    first = IdCardSimulator(link=link).start()
+    first.place_card(card)
+    identity = DeviceIdentity(
+        device_id="idr-r", profile="sam-a-serial", kind="id_card", address=str(link)
+    )
+
+    async def main() -> tuple[IdCard, dict[str, Any]]:
+        async with SamIdReader(identity, settings=FAST, on_event=events.append) as driver:
+            await driver.read_card()
+            first.unplug()  # pty master closed, link gone: the port vanished
+            with pytest.raises(DeviceUnavailable):
+                await driver.read_card()
+            with pytest.raises(DeviceUnavailable, match="cannot open"):
+                await driver.read_card()  # still missing: the reopen fails, clearly
+            with IdCardSimulator(link=link) as second:  # plugged back: same path, new pty
+                assert os.readlink(link) == second.pty_path
+                second.place_card(card)
+                got = await driver.read_card()  # no close()/open() by anyone
+                return got, dict(await driver.health())
+
+    try:
+        got, health = asyncio.run(main())
+    finally:
+        first.stop()
+    assert got == card
+    assert (health["reopens"], health["reads_ok"], health["connected"]) == (1, 2, True)
+    assert [e.name for e in events] == [
+        "card.read",
+        "device.unplugged",
+        "device.ready",
+        "card.read",
+    ]

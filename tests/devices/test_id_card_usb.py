@@ -255,3 +255,22 @@ def test_one_bad_checksum_is_resent_over_usb_too(sim: UsbIdCardSimulator) -> Non
         return (await driver.read_card()).id_number, (await driver.health())["resends"]
 
     assert run(sim, body) == (card.id_number, 1)
+
+
+def test_a_module_plugged_back_in_is_reopened_by_the_next_operation(
+    sim: UsbIdCardSimulator,
+) -> None:
+    card = make_card(CardType.RESIDENT)
+    sim.place_card(card)
+
+    async def body(driver: SamIdReader) -> tuple[str, Any]:
+        await driver.read_card()
+        sim.unplug()
+        with pytest.raises(DeviceUnavailable):
+            await driver.read_card()
+        with UsbIdCardSimulator(name=sim.name) as back:  # the same module, back on the bus
+            back.place_card(card)
+            got = await driver.read_card()
+            return got.id_number, (await driver.health())["reopens"]
+
+    assert run(sim, body) == (card.id_number, 1)

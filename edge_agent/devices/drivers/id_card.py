@@ -3,8 +3,10 @@
 Operations follow the module's normal cycle (hardware.md 1.2): status and SAM id for
 the probe; find → select → read for a card. SW3 codes become the device error tree:
 no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a bad frame or
-bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable``. Events and logs
-carry masked data only; the photo stays undecoded WLT.
+bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable`` (the next
+operation opens the same address again, so a reader plugged back in just works). A
+corrupted answer is asked for once more. Events and logs carry masked data only; the
+photo stays undecoded WLT.
 """
 
 from __future__ import annotations
@@ -158,22 +160,26 @@ class SamIdReader(Driver):
                 "protocol_errors",
                 "unavailable",
                 "resends",
+                "reopens",
             ),
             0,
         )
         self._last_sam_status = "unknown"
         self._sam_id: str | None = None
         self._unplug_reported = False
+        self._wanted_open = False  # open() was called and close() not since
 
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         """Open the serial port; ``DeviceUnavailable`` if it cannot be opened."""
         await self._link.open(within=self.config.open_timeout)
+        self._wanted_open = True
         self._unplug_reported = False
 
     async def close(self) -> None:
         """Close the port; safe twice and after the device vanished."""
+        self._wanted_open = False
         await self._link.close()
 
     async def probe(self) -> ProbeResult:
@@ -286,9 +292,32 @@ class SamIdReader(Driver):
                 "another operation is using the reader", device_id=self.device_id
             ) from exc
         try:
+            await self._reopen_if_vanished()
             yield
         finally:
             self._lock.release()
+
+    async def _reopen_if_vanished(self) -> None:
+        """Open the port again if it vanished since the last operation (same path).
+
+        A USB-serial reader unplugged and plugged back (or a udev ``by-id`` link now
+        pointing at a new node) comes back under the same address; the next operation
+        opens it again instead of failing until someone calls ``close()`` and ``open()``.
+        If it is still missing, the operation fails with ``DeviceUnavailable``.
+        """
+        if not self._wanted_open or self._link.is_open:
+            return
+        await self._link.close()
+        try:
+            await self._link.open(within=self.config.open_timeout)
+        except DeviceUnavailable:
+            self._counters["unavailable"] += 1
+            raise
+        self._counters["reopens"] += 1
+        _log.info("%s: reader is back; reopened %s", self.device_id, self.identity.address)
+        if self._unplug_reported:
+            self._unplug_reported = False
+            self.emit("device.ready", reopened=True)
 
     async def _find_and_select(self) -> None:
         for attempt in range(self.config.find_retries + 1):

@@ -158,6 +158,9 @@ class IdCardSimulator:
 
     ``strict`` answers SW3 10/11 to bad request checksums/lengths (a real module does);
     with ``strict=False`` a bad checksum is served anyway, as some hosts need.
+    ``link`` makes the simulator appear at a fixed path, a symlink to its pty (as
+    udev's ``/dev/serial/by-id/…`` links are): a second simulator started with the same
+    ``link`` after the first was unplugged is the same reader plugged back in.
     ``refuse_find_after_read`` makes find answer 80 after a read until the card is
     lifted (``remove_card``) and placed again. ``reset_command`` is the module family's
     reset (``10 FF``, or ``01 FF``); the other one is an unknown command (21).
@@ -171,6 +174,7 @@ class IdCardSimulator:
         sam_id: bytes = DEFAULT_SAM_ID,
         self_test_ok: bool = True,
         reset_command: bytes = Command.RESET.value,
+        link: str | os.PathLike[str] | None = None,
     ) -> None:
         if len(sam_id) != 16:
             raise ValueError("sam_id must be 16 bytes")
@@ -192,6 +196,8 @@ class IdCardSimulator:
         self._master: int | None = None
         self._slave: int | None = None
         self._device_path: str | None = None
+        self._link = os.fspath(link) if link is not None else None
+        self._link_made = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._unplugged = threading.Event()
@@ -200,7 +206,14 @@ class IdCardSimulator:
 
     @property
     def device_path(self) -> str:
-        """The pty slave path the driver opens, e.g. ``/dev/pts/7``."""
+        """The path the driver opens: ``link`` if given, else the pty slave (``/dev/pts/7``)."""
+        if self._device_path is None:
+            raise RuntimeError("simulator not started")
+        return self._link or self._device_path
+
+    @property
+    def pty_path(self) -> str:
+        """The pty slave itself (``device_path`` is the ``link`` when there is one)."""
         if self._device_path is None:
             raise RuntimeError("simulator not started")
         return self._device_path
@@ -213,6 +226,11 @@ class IdCardSimulator:
         tty.setraw(slave)  # no echo or newline translation before the driver opens it
         self._master, self._slave = master, slave
         self._device_path = os.ttyname(slave)
+        if self._link is not None:  # like udev's /dev/serial/by-id link: re-pointed atomically
+            temporary = f"{self._link}.{os.getpid()}.new"
+            os.symlink(self._device_path, temporary)
+            os.replace(temporary, self._link)
+            self._link_made = True
         self._thread = threading.Thread(target=self._serve, name="id-card-simulator", daemon=True)
         self._thread.start()
         return self
@@ -276,6 +294,12 @@ class IdCardSimulator:
     # ------------------------------------------------------------ serving
 
     def _close_fds(self) -> None:
+        if self._link_made and self._link is not None:
+            # udev removes the by-id link with the device, unless it points elsewhere now
+            self._link_made = False
+            with contextlib.suppress(OSError):
+                if os.readlink(self._link) == self._device_path:
+                    os.unlink(self._link)
         for fd in (self._master, self._slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
