@@ -343,9 +343,11 @@ def test_close_twice_and_after_unplug(sim: IdCardSimulator) -> None:
 # ---------------------------------------------------------------- raw simulator bytes
 
 
-def raw_exchange(sim: IdCardSimulator, request: bytes, *, expect: int = 11) -> bytes:
+def raw_exchange(
+    sim: IdCardSimulator, request: bytes, *, expect: int = 11, baud: int = 115200
+) -> bytes:
     """Send raw bytes to the simulator through pyserial and read ``expect`` bytes back."""
-    with serial.Serial(sim.device_path, 115200, timeout=1.0) as port:
+    with serial.Serial(sim.device_path, baud, timeout=1.0) as port:
         port.write(request)
         return port.read(expect)
 
@@ -378,8 +380,9 @@ def test_read_without_select_is_41(sim: IdCardSimulator) -> None:
 def test_baud_switch_and_rf_frame_size(sim: IdCardSimulator) -> None:
     assert parse_response(raw_exchange(sim, encode_request(b"\x60\x04"))).sw3 == 0x90
     assert sim.baudrate == 9600
-    assert parse_response(raw_exchange(sim, encode_request(b"\x60\x07"))).sw3 == 0x21
-    reply = raw_exchange(sim, bytes.fromhex("AAAAAA9669 0004 61FF50 CA"))
+    assert raw_exchange(sim, encode_request(b"\x60\x07")) == b""  # still at 115200: ignored
+    assert parse_response(raw_exchange(sim, encode_request(b"\x60\x07"), baud=9600)).sw3 == 0x21
+    reply = raw_exchange(sim, bytes.fromhex("AAAAAA9669 0004 61FF50 CA"), baud=9600)
     assert parse_response(reply).sw3 == 0x90
     assert sim.max_rf_frame == 0x50
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 import serial
 
-from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceUnavailable
+from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceTimeout, DeviceUnavailable
 from edge_agent.devices.drivers.id_card import SamIdReader
 from edge_agent.devices.sam_frame import (
     Command,
@@ -250,3 +250,69 @@ def test_a_reader_whose_port_vanished_and_came_back_is_reopened(tmp_path: Path) 
         "device.ready",
         "card.read",
     ]
+
+
+# ---------------------------------------------------------------- a module at another speed
+#
+# A pty carries bytes whatever speed its ends are set to, so the simulator emulates the
+# mismatch: it reads the speed the driver set on the pty (termios) and ignores every byte
+# sent at a speed other than the module's, as a real module's UART would see garbage and
+# stay silent. Only once the driver tries the module's speed does it get an answer.
+
+
+def test_set_baud_60_ii_switches_the_simulated_module(sim: IdCardSimulator) -> None:
+    with serial.Serial(sim.device_path, 115200, timeout=1.0) as port:
+        # 60 04: index 4 of (115200, 57600, 38400, 19200, 9600); CHK 00^03^60^04 = 67
+        reply = exchange(port, bytes.fromhex("AAAAAA9669 0003 6004 67"), 11)
+        assert reply == bytes.fromhex("AAAAAA9669 0004 000090 94")  # answered at the old speed
+        port.timeout = 0.3
+        assert exchange(port, STATUS, 11) == b""  # now deaf at 115200
+        port.baudrate = 9600
+        assert exchange(port, STATUS, 11) == bytes.fromhex("AAAAAA9669 0004 000090 94")
+    assert sim.baudrate == 9600
+    assert sim.ignored_bytes == len(STATUS)
+
+
+def test_a_module_at_9600_is_found_by_trying_the_60_ii_rates(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    card = make_card()
+    with IdCardSimulator(baudrate=9600) as sim:
+        sim.place_card(card)
+
+        async def body(driver: SamIdReader) -> tuple[Any, IdCard, dict[str, Any]]:
+            # With the default timeouts the search fits the device manager's probe
+            # deadline (probe_timeout_s, 5 s); it needs about 1 + 4 x 0.3 s.
+            async with asyncio.timeout(5.0):
+                probe = await driver.probe()
+            return probe, await driver.read_card(), dict(await driver.health())
+
+        # the setting says 115200; default command and probe timeouts
+        probe, got, health = run(sim.device_path, body, command_timeout=1.0)
+        # 115200, 57600, 38400 and 19200 went unheard; 9600 answered the probe's status
+        assert sim.ignored_bytes == 4 * len(STATUS)
+        assert sim.requests[:3] == [b"\x11\xff", b"\x11\xff", b"\x12\xff"]
+    assert probe.serial == "05.01-20101028-0012345678-1234567890"
+    assert got == card
+    assert (health["baudrate"], health["baud_changes"], health["timeouts"]) == (9600, 1, 0)
+    assert "answers at 9600 baud, not at 115200" in caplog.text
+
+
+def test_without_probing_the_error_names_the_likely_cause() -> None:
+    with IdCardSimulator(baudrate=9600) as sim, pytest.raises(DeviceTimeout) as caught:
+        run(sim.device_path, lambda d: d.status(), baud_probe=False)
+    message = str(caught.value)
+    assert "at 115200 baud: a module set to another speed answers nothing" in message
+    assert "check the baudrate setting (115200, 57600, 38400, 19200, 9600)" in message
+
+
+def test_a_module_silent_at_every_speed_says_so(sim: IdCardSimulator) -> None:
+    sim.inject(Fault.HANG)  # the module stops answering altogether
+
+    async def body(driver: SamIdReader) -> dict[str, Any]:
+        with pytest.raises(DeviceTimeout, match=r"at any speed \(115200, 57600"):
+            await driver.status()
+        return dict(await driver.health())
+
+    health = run(sim.device_path, body)
+    assert (health["baudrate"], health["baud_changes"], health["timeouts"]) == (115200, 0, 1)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import struct
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field, field_validator
 
@@ -54,7 +54,7 @@ from edge_agent.devices.sam_transport import SamTransport
 from edge_agent.devices.sam_usb import UsbSamTransport, is_usb_address
 from edge_agent.devices.settings import DriverSettings, seconds
 
-__all__ = ["SamIdReader", "SamReaderSettings", "format_sam_id"]
+__all__ = ["BAUD_RATES", "SamIdReader", "SamReaderSettings", "format_sam_id"]
 
 _log = logging.getLogger(__name__)
 
@@ -71,12 +71,23 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 }
 
 
+# The rates of the module's set-baud command 60 ii, ii = index: probed in this order.
+BAUD_RATES: Final = (115200, 57600, 38400, 19200, 9600)
+
+
 class SamReaderSettings(DriverSettings):
     """Settings keys of ``sam_id_reader`` (profile + local config); times in seconds."""
 
     baudrate: Literal[115200, 57600, 38400, 19200, 9600] = Field(
         default=115200, description="serial speed the SAM module answers at (8N1)"
     )
+    baud_probe: bool = Field(
+        default=True,
+        description="if the module is silent at baudrate after opening, try the other rates "
+        "of 60 ii (115200, 57600, 38400, 19200, 9600) and use the one it answers at",
+    )
+    # short, so that probing all rates stays inside the device manager's 5 s probe
+    baud_probe_timeout: float = seconds(0.3, "wait for an answer at each rate tried", most=5.0)
     command_timeout: float = seconds(1.0, "status, SAM id, find, select")
     # 30 01 / 30 10 / 30 03 / 30 05: 1.3 kB at 115200 plus the card's own I/O
     read_timeout: float = seconds(3.0, "reads of text, photo, fingerprint, extra address")
@@ -161,6 +172,7 @@ class SamIdReader(Driver):
                 "unavailable",
                 "resends",
                 "reopens",
+                "baud_changes",
             ),
             0,
         )
@@ -168,6 +180,8 @@ class SamIdReader(Driver):
         self._sam_id: str | None = None
         self._unplug_reported = False
         self._wanted_open = False  # open() was called and close() not since
+        self._heard = False  # a frame arrived since the port was (re)opened
+        self._baud_probed = False  # the rates were tried since the port was (re)opened
 
     # ------------------------------------------------------------ lifecycle
 
@@ -176,6 +190,7 @@ class SamIdReader(Driver):
         await self._link.open(within=self.config.open_timeout)
         self._wanted_open = True
         self._unplug_reported = False
+        self._heard = self._baud_probed = False
 
     async def close(self) -> None:
         """Close the port; safe twice and after the device vanished."""
@@ -200,6 +215,8 @@ class SamIdReader(Driver):
         health["sam_status"] = self._last_sam_status
         health["connected"] = self._link.is_open
         health["noise_bytes"] = self._link.decoder.skipped
+        if isinstance(self._link, SamTransport):
+            health["baudrate"] = self._link.baudrate
         if self._sam_id:
             health["sam_id"] = self._sam_id
         return health
@@ -314,6 +331,7 @@ class SamIdReader(Driver):
             self._counters["unavailable"] += 1
             raise
         self._counters["reopens"] += 1
+        self._heard = self._baud_probed = False
         _log.info("%s: reader is back; reopened %s", self.device_id, self.identity.address)
         if self._unplug_reported:
             self._unplug_reported = False
@@ -404,13 +422,17 @@ class SamIdReader(Driver):
 
     async def _transact(self, request: bytes, *, name: str, within: float) -> Response:
         try:
-            return await self._link.transact(request, within=within)
+            response = await self._link.transact(request, within=within)
         except FrameChecksumError:
             raise  # _send decides: resend once, then count it
-        except DeviceTimeout:
+        except DeviceTimeout as exc:
+            if await self._found_baudrate():
+                return await self._transact(request, name=name, within=within)
             self._counters["timeouts"] += 1
             _log.warning("%s: no answer to command %s", self.device_id, name)
-            raise
+            if self._heard:
+                raise
+            raise DeviceTimeout(self._silence(name, within), device_id=self.device_id) from exc
         except ProtocolError as exc:
             self._counters["protocol_errors"] += 1
             _log.warning("%s: bad frame for command %s: %s", self.device_id, name, exc)
@@ -422,6 +444,70 @@ class SamIdReader(Driver):
                 _log.warning("%s: reader vanished (%s)", self.device_id, self.identity.address)
                 self.emit("device.unplugged", severity="error", address=self.identity.address)
             raise
+        self._heard = True
+        return response
+
+    async def _found_baudrate(self) -> bool:
+        """After silence since opening: find the rate the module answers at (60 ii's list).
+
+        A module set to another speed sees only garbage and answers nothing. Once per
+        open, each other rate gets a status request (11 FF, no side effects); the first
+        one answered is kept for this port (health ``baudrate``) and a warning says to
+        put it into the profile. The module itself is not switched. False if none
+        answered (the port goes back to ``baudrate``) or probing does not apply.
+        """
+        link = self._link
+        if (
+            self._heard
+            or self._baud_probed
+            or not self.config.baud_probe
+            or not isinstance(link, SamTransport)
+        ):
+            return False
+        self._baud_probed = True
+        tried = link.baudrate
+        for rate in BAUD_RATES:
+            if rate == tried:
+                continue
+            await link.set_baudrate(rate)
+            try:
+                await link.transact(
+                    encode_request(Command.STATUS), within=self.config.baud_probe_timeout
+                )
+            except (DeviceTimeout, ProtocolError):
+                continue  # silence or garbage: not this rate
+            self._heard = True
+            self._counters["baud_changes"] += 1
+            _log.warning(
+                "%s: the module answers at %d baud, not at %d; using %d (the baudrate "
+                "setting is %d: put %d into the reader's profile)",
+                self.device_id,
+                rate,
+                tried,
+                rate,
+                self.config.baudrate,
+                rate,
+            )
+            return True
+        await link.set_baudrate(tried)
+        return False
+
+    def _silence(self, name: str, within: float) -> str:
+        """Why a reader that never answered since opening may be silent."""
+        where = self.identity.address
+        if not isinstance(self._link, SamTransport):
+            return f"no answer to {name} from {where} within {within}s: check the module"
+        rates = ", ".join(str(r) for r in BAUD_RATES)
+        if self._baud_probed:
+            return (
+                f"no answer to {name} from {where} at any speed ({rates} baud): "
+                "check that the reader is powered and the cable is connected"
+            )
+        return (
+            f"no answer to {name} from {where} at {self._link.baudrate} baud: a module set "
+            f"to another speed answers nothing; check the baudrate setting ({rates}), "
+            "the power and the cable"
+        )
 
     def _check(self, response: Response, expected: int) -> None:
         sw3 = response.sw3

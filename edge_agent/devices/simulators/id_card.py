@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import select
+import termios
 import threading
 import tty
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ _log = logging.getLogger(__name__)
 BAUD_RATES = (115200, 57600, 38400, 19200, 9600)  # index ii of command 60 ii
 DEFAULT_SAM_ID = bytes.fromhex("05000100a4b732014e61bc00d2029649")  # 05.01-20101028-…
 _POLL = 0.05  # seconds between stop-flag checks while idle
+_SPEEDS = {getattr(termios, f"B{rate}"): rate for rate in BAUD_RATES}
 
 
 class Fault(enum.Enum):
@@ -158,9 +160,12 @@ class IdCardSimulator:
 
     ``strict`` answers SW3 10/11 to bad request checksums/lengths (a real module does);
     with ``strict=False`` a bad checksum is served anyway, as some hosts need.
-    ``link`` makes the simulator appear at a fixed path, a symlink to its pty (as
-    udev's ``/dev/serial/by-id/…`` links are): a second simulator started with the same
-    ``link`` after the first was unplugged is the same reader plugged back in.
+    ``baudrate`` is the module's speed (``60 ii`` changes it): requests sent while the
+    host's end of the pty is set to another speed are ignored, as a module's UART
+    would read them as garbage. ``link`` makes the simulator appear at a fixed path, a
+    symlink to its pty (as udev's ``/dev/serial/by-id/…`` links are): a second simulator
+    started with the same ``link`` after the first was unplugged is the same reader
+    plugged back in.
     ``refuse_find_after_read`` makes find answer 80 after a read until the card is
     lifted (``remove_card``) and placed again. ``reset_command`` is the module family's
     reset (``10 FF``, or ``01 FF``); the other one is an unknown command (21).
@@ -175,7 +180,10 @@ class IdCardSimulator:
         self_test_ok: bool = True,
         reset_command: bytes = Command.RESET.value,
         link: str | os.PathLike[str] | None = None,
+        baudrate: int = BAUD_RATES[0],
     ) -> None:
+        if baudrate not in BAUD_RATES:
+            raise ValueError(f"baudrate must be one of {BAUD_RATES}")
         if len(sam_id) != 16:
             raise ValueError("sam_id must be 16 bytes")
         self.reset_command = reset_command  # 10 FF; 01 FF in some module families
@@ -183,7 +191,8 @@ class IdCardSimulator:
         self.refuse_find_after_read = refuse_find_after_read
         self.sam_id = sam_id
         self.self_test_ok = self_test_ok
-        self.baudrate = BAUD_RATES[0]
+        self.baudrate = baudrate  # the module's own speed; 60 ii changes it
+        self.ignored_bytes = 0  # bytes that arrived while the line ran at another speed
         self.max_rf_frame: int | None = None
         self.requests: list[bytes] = []  # CMD PARA of every request served, in order
         self._lock = threading.Lock()
@@ -318,6 +327,10 @@ class IdCardSimulator:
                 chunk = os.read(master, 4096)
             except OSError:
                 return  # the fds were closed under us (stop/unplug)
+            if not self._line_matches():
+                self.ignored_bytes += len(chunk)  # a UART at another speed reads garbage
+                decoder.clear()
+                continue
             decoder.feed(chunk)
             while not self._stop.is_set():
                 try:
@@ -335,6 +348,22 @@ class IdCardSimulator:
                 if frame is None:
                     break
                 self._handle(master, frame)
+
+    def _line_matches(self) -> bool:
+        """Whether the host's side of the pty runs at the module's speed.
+
+        The kernel does not enforce a pty's speed, but it keeps the one the host set
+        (termios, shared by both sides): a module at another speed would see garbage
+        and answer nothing, so bytes sent at a different speed are ignored.
+        """
+        slave = self._slave
+        if slave is None:
+            return True
+        try:
+            speed = termios.tcgetattr(slave)[5]  # ospeed, as set by pyserial
+        except (OSError, termios.error):
+            return True
+        return _SPEEDS.get(speed, self.baudrate) == self.baudrate
 
     def _handle(self, master: int, frame: bytes) -> None:
         request = parse_request(frame, verify=False)  # the decoder already checked
