@@ -20,15 +20,21 @@ from typing import Any, TypeVar
 import pytest
 import serial
 
-from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceTimeout, DeviceUnavailable
-from edge_agent.devices.drivers.id_card import SamIdReader
+from edge_agent.devices import (
+    DeviceEvent,
+    DeviceIdentity,
+    DeviceRefused,
+    DeviceTimeout,
+    DeviceUnavailable,
+)
+from edge_agent.devices.drivers.id_card import SamIdReader, format_sam_id
 from edge_agent.devices.sam_frame import (
     Command,
     FrameChecksumError,
     SamStatusError,
     parse_response,
 )
-from edge_agent.devices.sam_text import IdCard, decode_extra_addresses
+from edge_agent.devices.sam_text import CardType, IdCard, decode_extra_addresses, parse_text_block
 from edge_agent.devices.simulators.id_card import Fault, IdCardSimulator, make_card
 from edge_agent.profiles import profiles_check_main
 
@@ -316,3 +322,80 @@ def test_a_module_silent_at_every_speed_says_so(sim: IdCardSimulator) -> None:
 
     health = run(sim.device_path, body)
     assert (health["baudrate"], health["baud_changes"], health["timeouts"]) == (115200, 0, 1)
+
+
+# ---------------------------------------------------------------- more of the tables, as bytes
+
+
+def ucs2(text: str, size: int) -> bytes:
+    raw = text.encode("utf-16-le")
+    return raw + b"\x20\x00" * ((size - len(raw)) // 2)
+
+
+def test_driver_reads_a_resident_block_laid_out_by_the_offset_table() -> None:
+    number = "11010519491231002X"  # the GB 11643 standard's own example number
+    block = (
+        ucs2("张三", 30)  # 0 name
+        + ucs2("1", 2)  # 30 sex
+        + ucs2("01", 4)  # 32 ethnicity
+        + ucs2("19491231", 16)  # 36 birth
+        + ucs2("北京市朝阳区某某路1号", 70)  # 52 address
+        + ucs2(number, 36)  # 122 ID number
+        + ucs2("北京市公安局朝阳分局", 30)  # 158 issuer
+        + ucs2("20150101", 16)  # 188 valid-from
+        + ucs2("长期", 16)  # 204 valid-to: long-term
+        + ucs2("", 36)  # 220 reserved, no I/J/Y mark at 248
+    )
+    assert len(block) == 256
+    card = parse_text_block(block)
+    assert (card.card_type, card.name, card.sex_label, card.nation_label) == (
+        CardType.RESIDENT,
+        "张三",
+        "男",
+        "汉",
+    )
+    assert (card.birth_date.isoformat(), card.valid_from.isoformat()) == (
+        "1949-12-31",
+        "2015-01-01",
+    )
+    assert (card.address, card.id_number) == ("北京市朝阳区某某路1号", number)
+    assert (card.authority, card.valid_to) == ("北京市公安局朝阳分局", None)
+
+
+def test_sam_id_is_five_little_endian_fields() -> None:
+    raw = (
+        (5).to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + (20101028).to_bytes(4, "little")
+        + (12345678).to_bytes(4, "little")
+        + (1234567890).to_bytes(4, "little")
+    )
+    assert format_sam_id(raw) == "05.01-20101028-0012345678-1234567890"
+    with IdCardSimulator(sam_id=raw) as sim, serial.Serial(sim.device_path, 115200) as port:
+        port.timeout = 1.0
+        # 12 FF → 00 14: SW + 16 bytes, a 27-byte frame
+        assert exchange(port, bytes.fromhex("AAAAAA9669 0003 12FF EE"), 27) == frame(
+            b"\x00\x00\x90" + raw
+        )
+
+
+def test_no_card_is_the_documented_error_frame(sim: IdCardSimulator) -> None:
+    with serial.Serial(sim.device_path, 115200, timeout=1.0) as port:
+        assert exchange(port, FIND, 11) == bytes.fromhex("AAAAAA9669 0004 000080 84")
+    with pytest.raises(DeviceRefused) as caught:
+        run(sim.device_path, lambda d: d.read_card())
+    assert caught.value.code == "no_card"
+
+
+def test_read_with_fingerprint_has_three_lengths_and_text_at_16(sim: IdCardSimulator) -> None:
+    card = make_card(fingerprint=True)
+    sim.place_card(card)
+    with serial.Serial(sim.device_path, 115200, timeout=1.0) as port:
+        exchange(port, FIND, 15)
+        exchange(port, SELECT, 19)
+        # 30 10 → len 0x050A + fpLen 0x0400; text 0100, photo 0400, fingerprint 0400
+        reply = exchange(port, bytes.fromhex("AAAAAA9669 0003 3010 23"), 7 + 0x090A)
+    assert reply[:16] == bytes.fromhex("AAAAAA9669 090A 000090 0100 0400 0400")
+    assert len(reply) == 7 + 0x090A
+    assert parse_text_block(reply[16 : 16 + 256]).id_number == card.id_number
+    assert reply[16 + 256 + 1024 : -1] == card.fingerprint
