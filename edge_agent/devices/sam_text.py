@@ -1,7 +1,7 @@
 """The 256-byte text block of Chinese ID cards and permits, and the card value object.
 
-Four layouts share one block (hardware.md 1.5), told apart by two bytes at offset 248:
-resident ID (居民身份证), HK/Macau/Taiwan residence permit ``J``, foreigner permanent
+Four layouts share one block (docs/devices/id-card-reader.md), told apart by two bytes
+at offset 248: resident ID (居民身份证), HK/Macau/Taiwan residence permit ``J``, foreigner permanent
 residence card 2017 ``I`` and 2023 ``Y``. All text is UCS-2LE padded with spaces; dates
 are ``YYYYMMDD``; valid-to may read ``长期`` (long-term, kept as ``None``). The encoder
 is here too so the simulator builds blocks with exactly the parser's offsets.
@@ -52,7 +52,7 @@ EXTRA_ADDRESS_SEPARATOR = "\uff1b"
 
 SEXES = {"0": "未知", "1": "男", "2": "女", "9": "未说明"}
 
-# GB 3304 codes 01..56 in standard order, then 97 and 98 (hardware.md 1.5).
+# GB 3304 codes 01..56 in standard order, then 97 and 98.
 _NATION_NAMES = (
     "汉",
     "蒙古",

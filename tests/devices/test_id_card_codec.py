@@ -39,7 +39,7 @@ from edge_agent.devices.sam_text import (
 )
 from edge_agent.devices.simulators.id_card import make_card
 
-# Complete request frames exactly as hardware.md 1.2 lists them.
+# Complete request frames exactly as the protocol table lists them.
 DOC_FRAMES = {
     Command.RESET: "AAAAAA9669 0003 10FF EC",
     Command.STATUS: "AAAAAA9669 0003 11FF ED",

@@ -1,6 +1,6 @@
 """Driver of SAM_A resident-ID-card readers (GA/T 467), serial or USB bulk (0400:C35A).
 
-Operations follow the module's normal cycle (hardware.md 1.2): status and SAM id for
+Operations follow the module's normal cycle (docs/devices/id-card-reader.md): status and SAM id for
 the probe; find → select → read for a card. SW3 codes become the device error tree:
 no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a bad frame or
 bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable`` (the next
@@ -198,7 +198,7 @@ class SamIdReader(Driver):
         await self._link.close()
 
     async def probe(self) -> ProbeResult:
-        """Status must be OK and the SAM id readable (hardware.md 1.2)."""
+        """Status must be OK and the SAM id readable."""
         status = await self.status()
         if status != "ok":
             raise SamStatusError(

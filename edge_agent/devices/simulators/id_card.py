@@ -3,9 +3,10 @@
 The driver opens ``device_path`` (the pty slave) as if it were ``/dev/ttyUSB0``. A
 thread serves the master side: it decodes request frames with the driver's own codec,
 keeps the card state (no card → find 80, unselected → read 41, optionally no second
-find until the card is lifted) and answers per hardware.md 1.2-1.5 and 8. Tests and the
-demo steer it: ``place_card``, ``remove_card`` and one-shot faults (noise, bad checksum,
-truncation, silence, unplug).
+find until the card is lifted) and answers as docs/devices/id-card-reader.md describes.
+Tests and the demo steer it: ``place_card``, ``remove_card`` and one-shot faults (noise,
+bad checksum, truncation, silence, unplug); ``baudrate``, ``link`` and ``reset_command``
+make it a module at another speed, behind a by-id style link, or of another family.
 
     with IdCardSimulator() as sim:
         sim.place_card(make_card(CardType.RESIDENT))
