@@ -399,3 +399,26 @@ def test_read_with_fingerprint_has_three_lengths_and_text_at_16(sim: IdCardSimul
     assert len(reply) == 7 + 0x090A
     assert parse_text_block(reply[16 : 16 + 256]).id_number == card.id_number
     assert reply[16 + 256 + 1024 : -1] == card.fingerprint
+
+
+def test_a_port_lost_while_idle_is_reported_once_and_refused_clearly(sim: IdCardSimulator) -> None:
+    events: list[DeviceEvent] = []
+    identity = DeviceIdentity(
+        device_id="idr-i", profile="sam-a-serial", kind="id_card", address=sim.device_path
+    )
+
+    async def main() -> dict[str, Any]:
+        async with SamIdReader(identity, settings=FAST, on_event=events.append) as driver:
+            await driver.status()
+            sim.unplug()
+            async with asyncio.timeout(5):  # the loop notices the hang-up by itself
+                while (await driver.health())["connected"]:  # noqa: ASYNC110 - deadline
+                    await asyncio.sleep(0.01)
+            for _ in range(2):
+                with pytest.raises(DeviceUnavailable, match="cannot open"):
+                    await driver.status()
+            return dict(await driver.health())
+
+    health = asyncio.run(main())
+    assert [e.name for e in events] == ["device.unplugged"]
+    assert (health["unavailable"], health["reopens"]) == (2, 0)

@@ -329,6 +329,7 @@ class SamIdReader(Driver):
             await self._link.open(within=self.config.open_timeout)
         except DeviceUnavailable:
             self._counters["unavailable"] += 1
+            self._report_unplugged()  # it vanished while idle: say so, once
             raise
         self._counters["reopens"] += 1
         self._heard = self._baud_probed = False
@@ -439,13 +440,17 @@ class SamIdReader(Driver):
             raise
         except DeviceUnavailable:
             self._counters["unavailable"] += 1
-            if not self._unplug_reported:
-                self._unplug_reported = True
-                _log.warning("%s: reader vanished (%s)", self.device_id, self.identity.address)
-                self.emit("device.unplugged", severity="error", address=self.identity.address)
+            self._report_unplugged()
             raise
         self._heard = True
         return response
+
+    def _report_unplugged(self) -> None:
+        """Log and emit ``device.unplugged`` once per loss of the port."""
+        if not self._unplug_reported:
+            self._unplug_reported = True
+            _log.warning("%s: reader vanished (%s)", self.device_id, self.identity.address)
+            self.emit("device.unplugged", severity="error", address=self.identity.address)
 
     async def _found_baudrate(self) -> bool:
         """After silence since opening: find the rate the module answers at (60 ii's list).
@@ -454,7 +459,7 @@ class SamIdReader(Driver):
         open, each other rate gets a status request (11 FF, no side effects); the first
         one answered is kept for this port (health ``baudrate``) and a warning says to
         put it into the profile. The module itself is not switched. False if none
-        answered (the port goes back to ``baudrate``) or probing does not apply.
+        answered (the port goes back to the rate it had) or probing does not apply.
         """
         link = self._link
         if (
@@ -469,13 +474,16 @@ class SamIdReader(Driver):
         for rate in BAUD_RATES:
             if rate == tried:
                 continue
-            await link.set_baudrate(rate)
             try:
+                await link.set_baudrate(rate)
                 await link.transact(
                     encode_request(Command.STATUS), within=self.config.baud_probe_timeout
                 )
             except (DeviceTimeout, ProtocolError):
                 continue  # silence or garbage: not this rate
+            except DeviceUnavailable:
+                link.baudrate = tried  # gone mid-search: the next operation reopens
+                return False
             self._heard = True
             self._counters["baud_changes"] += 1
             _log.warning(
