@@ -26,6 +26,7 @@ from edge_agent.devices import (
     DeviceRefused,
     DeviceTimeout,
     DeviceUnavailable,
+    ProtocolError,
 )
 from edge_agent.devices.drivers.id_card import SamIdReader, format_sam_id
 from edge_agent.devices.sam_frame import (
@@ -422,3 +423,20 @@ def test_a_port_lost_while_idle_is_reported_once_and_refused_clearly(sim: IdCard
     health = asyncio.run(main())
     assert [e.name for e in events] == ["device.unplugged"]
     assert (health["unavailable"], health["reopens"]) == (2, 0)
+
+
+def test_a_request_the_module_got_corrupted_is_sent_once_more(sim: IdCardSimulator) -> None:
+    card = make_card()
+    sim.place_card(card)
+    sim.inject(Fault.REQUEST_CORRUPTED, on=Command.READ_TEXT_PHOTO)  # module answers SW3 10
+
+    async def body(driver: SamIdReader) -> tuple[IdCard, dict[str, Any]]:
+        return await driver.read_card(), dict(await driver.health())
+
+    got, health = run(sim.device_path, body)
+    assert got == card
+    assert (health["resends"], health["protocol_errors"]) == (1, 0)
+    for _ in range(2):
+        sim.inject(Fault.REQUEST_CORRUPTED, on=Command.READ_TEXT_PHOTO)
+    with pytest.raises(ProtocolError, match="reader rejected our frame: host frame checksum"):
+        run(sim.device_path, lambda d: d.read_card())

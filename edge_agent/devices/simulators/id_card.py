@@ -65,6 +65,8 @@ class Fault(enum.Enum):
     TRUNCATE = "truncate"  # only the first bytes are sent, then nothing
     HANG = "hang"  # no answer at all, and none to later requests until resume()
     UNPLUG = "unplug"  # the pty master closes: the port vanishes
+    # the request arrived corrupted: not executed, answered SW3 10 (checksum error)
+    REQUEST_CORRUPTED = "request_corrupted"
 
 
 @dataclass(slots=True)
@@ -370,7 +372,20 @@ class IdCardSimulator:
         request = parse_request(frame, verify=False)  # the decoder already checked
         with self._lock:
             self.requests.append(request.command)
-            response = self._respond(request.command, request.data)
+            corrupted = next(
+                (
+                    p
+                    for p in self._faults
+                    if p.fault is Fault.REQUEST_CORRUPTED
+                    and (p.command is None or p.command == request.command)
+                ),
+                None,
+            )
+            if corrupted is not None:
+                self._faults.remove(corrupted)
+                response = encode_response(Sw3.BAD_CHECKSUM)
+            else:
+                response = self._respond(request.command, request.data)
         self._send(master, request.command, response)
 
     def _send(self, master: int, command: bytes | None, response: bytes) -> None:
@@ -378,7 +393,13 @@ class IdCardSimulator:
             if self._hanging:
                 return
             pending = next(
-                (p for p in self._faults if p.command is None or p.command == command), None
+                (
+                    p
+                    for p in self._faults
+                    if p.fault is not Fault.REQUEST_CORRUPTED
+                    and (p.command is None or p.command == command)
+                ),
+                None,
             )
             if pending is not None:
                 self._faults.remove(pending)
