@@ -1,12 +1,13 @@
 """Driver of SAM_A resident-ID-card readers (GA/T 467), serial or USB bulk (0400:C35A).
 
-Operations follow the module's normal cycle (docs/devices/id-card-reader.md): status and SAM id for
-the probe; find → select → read for a card. SW3 codes become the device error tree:
-no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a bad frame or
-bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable`` (the next
-operation opens the same address again, so a reader plugged back in just works). A
-corrupted answer is asked for once more. Events and logs carry masked data only; the
-photo stays undecoded WLT.
+Operations follow the module's normal cycle (docs/devices/id-card-reader.md): status
+and SAM id for the probe; find → select → read for a card. SW3 codes become the device
+error tree: no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a
+bad frame or bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable``
+(the next operation opens the same address again, so a reader plugged back in just
+works). A corrupted frame gets the command sent once more; a module silent since the
+port opened gets the other baud rates tried. Events and logs carry masked data only;
+the photo stays undecoded WLT.
 """
 
 from __future__ import annotations
