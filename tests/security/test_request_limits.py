@@ -5,17 +5,14 @@ operator token are rate-limited per address — against a real ``fleet-server ru
 from __future__ import annotations
 
 import re
-import select
-import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from govedge_testbed import Mosquitto
+from tests.rawhttp import RESET, endless_chunked
 from tests.server.helpers import FleetServer
-
-CHUNK = b"x" * 4096
 
 
 @pytest.fixture(scope="module")
@@ -38,39 +35,6 @@ def _refused(server: FleetServer, reason: str) -> float:
     return float(match.group(1))
 
 
-def _endless_chunked(server: FleetServer, path: str, *, cap: int = 64 * 1024 * 1024) -> bytes:
-    """POST a chunked body that never ends; return what the server answered once it
-    stopped the upload (fails if it reads ``cap`` bytes without answering).
-
-    A server that closes a connection with unread bytes makes the kernel send a reset,
-    which may overtake its answer: then ``b"<reset>"`` is returned (the test reads the
-    server's refusal counter to tell this from any other reset)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n".encode()
-        )
-        sent = 0
-        frame = b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK)
-        while sent < cap:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if readable:
-                break
-            try:
-                sock.sendall(frame)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(CHUNK)
-        assert sent < cap, "the server kept reading a body far over its limit"
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):  # the server closes the connection after 413
-                answer += chunk
-        except ConnectionResetError:
-            return answer or b"<reset>"
-        return answer
-
-
 def test_content_length_over_the_limit_is_refused_unread(server: FleetServer) -> None:
     before = _refused(server, "too_large")
     login = httpx.post(f"{server.url}/ui/login", content=b"username=" + b"a" * 5000)
@@ -88,8 +52,8 @@ def test_content_length_over_the_limit_is_refused_unread(server: FleetServer) ->
 @pytest.mark.parametrize("path", ["/api/v1/enroll", "/api/v1/users"])
 def test_an_endless_chunked_body_is_cut_off(server: FleetServer, path: str) -> None:
     before = _refused(server, "too_large")
-    answer = _endless_chunked(server, path)
-    assert answer.startswith(b"HTTP/1.1 413 ") or answer == b"<reset>", answer[:200]
+    answer = endless_chunked(server.port, path)
+    assert answer.startswith(b"HTTP/1.1 413 ") or answer == RESET, answer[:200]
     assert _refused(server, "too_large") == before + 1
     assert server.ready()  # the server lives on
 
