@@ -49,10 +49,13 @@ def test_content_length_over_the_limit_is_refused_unread(server: FleetServer) ->
     assert big.status_code != 413
 
 
-@pytest.mark.parametrize("path", ["/api/v1/enroll", "/api/v1/users"])
-def test_an_endless_chunked_body_is_cut_off(server: FleetServer, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [("/api/v1/enroll", "127.0.0.4"), ("/ui/login", "127.0.0.5"), ("/api/v1/users", "127.0.0.1")],
+)
+def test_an_endless_chunked_body_is_cut_off(server: FleetServer, path: str, source: str) -> None:
     before = _refused(server, "too_large")
-    answer = endless_chunked(server.port, path)
+    answer = endless_chunked(server.port, path, source=source)
     assert answer.startswith(b"HTTP/1.1 413 ") or answer == RESET, answer[:200]
     assert _refused(server, "too_large") == before + 1
     assert server.ready()  # the server lives on
