@@ -133,13 +133,14 @@ class RequestLimits:
             await _answer(send, 413, f"the request body is over {limit} bytes")
             return
         started = False
-        seen = [0]
+        seen = 0
 
         async def counting_receive() -> Message:
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > limit:
+                seen += len(message.get("body", b""))
+                if seen > limit:
                     self.counts["too_large"] += 1
                     raise BodyTooLarge(limit)
             return message
@@ -148,7 +149,7 @@ class RequestLimits:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                if seen[0] > limit:  # the rest of the body is never read: end the connection
+                if seen > limit:  # the rest of the body is never read: end the connection
                     headers = [*message.get("headers", []), (b"connection", b"close")]
                     message = {**message, "headers": headers}
             await send(message)
