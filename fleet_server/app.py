@@ -47,7 +47,8 @@ from fleet_server.api.auth import (
     mark_open,
 )
 from fleet_server.api.deps import AppState
-from fleet_server.api.errors import ERROR_RESPONSES
+from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
+from fleet_server.api.limits import RequestLimits
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health import api as health_api
 from fleet_server.health.runtime import HealthRuntime
@@ -174,7 +175,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     api(evaluations.router, dependencies=[rw])
     api(rectifications.router, dependencies=[rw])
     api(enrollment.admin_router)
-    api(enrollment.public_router)
+    api(enrollment.public_router, responses=ERROR_RESPONSES | RATE_LIMITED)
     mark_open(f"{API_PREFIX}/enroll")
     mark_open(f"{API_PREFIX}/enroll/renew")
     api(users.router)
@@ -188,4 +189,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     api(alerts_api.write_router, dependencies=[OPERATOR])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_login.router, dependencies=[OPEN])  # how a browser gets a session
+    # Body sizes and the rate of unauthenticated calls, checked before a body is read.
+    app.add_middleware(
+        RequestLimits,
+        default_max_bytes=settings.http_body_max_bytes,
+        rate_per_min=settings.open_rate_per_min,
+        burst=settings.open_burst,
+        counts=app.state.metrics.http_refused,
+    )
     return app

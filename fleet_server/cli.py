@@ -34,14 +34,19 @@ def _settings(**options: str | None) -> Settings:
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:
+    # Every line is redacted: URLs lose user info and query (webhook tokens), tracebacks
+    # of httpx errors included. httpx's per-request INFO lines are noise at our rates.
+    from fleet_server.redact import RedactingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         from fleet_server.logjson import JsonFormatter
 
-        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=level.upper(), handlers=[handler])
-        return
-    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+    else:
+        handler.setFormatter(RedactingFormatter(_LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _upgrade(database_url: str) -> None:

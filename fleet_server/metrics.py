@@ -9,6 +9,7 @@ histogram observed as it happens. Outlet ids never become labels (cardinality);
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class MetricSources:
     # Slow figures read from the database (cached by the provider): outlets by state
     # and fleet-wide 好差评 over 30 days.
     fleet_figures: Callable[[], dict[str, dict[str, float]]] | None = None
+    # HTTP requests refused before their body was read, by reason (api.limits).
+    http_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -125,6 +128,13 @@ class _FleetCollector(Collector):
             for name, value in sorted(figures.get("evaluations", {}).items()):
                 yield GaugeMetricFamily(f"govedge_evaluations_{name}", f"好差评 {name}, 30 days",
                                         value=value)  # fmt: skip
+        if s.http_refused is not None:
+            refused = CounterMetricFamily(
+                "govedge_http_refused", "HTTP requests refused by size or rate", labels=["reason"]
+            )
+            for reason in ("rate_limited", "too_large"):
+                refused.add_metric([reason], s.http_refused[reason])
+            yield refused
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -137,7 +147,8 @@ class FleetMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.sources = MetricSources()
+        self.http_refused: Counter[str] = Counter()
+        self.sources = MetricSources(http_refused=self.http_refused)
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(
             "govedge_db_latency_seconds",

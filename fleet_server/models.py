@@ -27,13 +27,13 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
-    Text,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from fleet_server.piivault.sealed import SealedJSON
+from fleet_server.piivault.sealed_text import SealedText
 
 PRESENCE_STATES = ("online", "offline", "stale", "unknown")
 # pending: waiting for (re)delivery; delivered: upstream has it; dead: in the dead-letter
@@ -324,7 +324,8 @@ class RectificationFollowUp(Base):
     )
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     action: Mapped[str] = mapped_column(String(16))
-    note: Mapped[str] = mapped_column(Text)
+    # Free text that may name the citizen called back: sealed at rest (piivault).
+    note: Mapped[str] = mapped_column(SealedText)
     by: Mapped[str] = mapped_column(String(128))
     closes: Mapped[bool] = mapped_column(Boolean)
 

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     pki_dir: Path = Path("./fleet-pki")
     outlet_cert_days: Annotated[int, Field(ge=1, le=825)] = 90
     enrollment_ttl_max_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 7 * 86_400
+    # Request bodies (fleet_server.api.limits): the default largest body (a few routes have
+    # their own); the endpoints without an operator token (login, enroll, renew) take
+    # open_rate_per_min calls per client address, open_burst at once.
+    http_body_max_bytes: Annotated[int, Field(ge=1024, le=2**31)] = 1024 * 1024
+    open_rate_per_min: Annotated[float, Field(gt=0, le=60_000)] = 30.0
+    open_burst: Annotated[int, Field(ge=1, le=10_000)] = 10
     # After a revocation the broker reloads its CRL (Mosquitto 2.0 does on SIGHUP): the
     # server signals the pid in broker_pid_file (the `pid_file` of its mosquitto.conf),
     # or runs broker_reload_command (e.g. "systemctl reload mosquitto"), then ends the

@@ -14,6 +14,7 @@ key is gone or that fails authentication).
 """
 
 from fleet_server.piivault.sealed import SealedJSON, current_vault, use_vault
+from fleet_server.piivault.sealed_text import SealedText
 from fleet_server.piivault.vault import Vault, VaultError
 
-__all__ = ["SealedJSON", "Vault", "VaultError", "current_vault", "use_vault"]
+__all__ = ["SealedJSON", "SealedText", "Vault", "VaultError", "current_vault", "use_vault"]
