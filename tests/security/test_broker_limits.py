@@ -10,6 +10,7 @@ are processed, and the server's RSS stays under the bound docs/security.md state
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from govedge_wire import (
 )
 from tests.e2e.conftest import Server, poll, start_server, stop_process
 from tests.security.conftest import TlsClient, issue_outlet
+from tests.server.helpers import FakeAgent, FleetServer
 from tests.server.txkit import evaluation
 
 THIEF = "outlet-thief-1"
@@ -41,6 +43,7 @@ HONEST = "outlet-honest-1"
 # docs/security.md, "Limits": the server's RSS under this attack, default settings.
 RSS_BOUND_MIB = 300
 NOT_AUTHORIZED = 0x87
+METRIC_QUEUE_BYTES = re.compile(r"^govedge_ingest_queue_bytes (\S+)$", re.MULTILINE)
 
 
 class _PeakRss:
@@ -185,3 +188,31 @@ def _ack(client: TlsClient, tx_id: str) -> TransactionAck:
 def _metrics(server: Server, outlet_id: str) -> dict[str, Any]:
     row = server.outlet(outlet_id)
     return dict(row.get("last_metrics") or {}) if row else {}
+
+
+def test_the_ingest_queue_is_bounded_by_bytes(
+    broker: Mosquitto, tmp_path: Path, outlet_id: str
+) -> None:
+    """20 messages of 200 KB (inside the outlet's burst) against a 1 MiB byte bound,
+    while the worker lets a batch gather for 5 s: what does not fit is refused."""
+    bound = 1024 * 1024
+    server = FleetServer(
+        mqtt_url=broker.url,
+        database_url=f"sqlite:///{tmp_path / 'fleet.db'}",
+        workdir=tmp_path,
+        GOVEDGE_INGEST_QUEUE_MAX_BYTES=str(bound),
+        GOVEDGE_INGEST_BATCH_WINDOW_S="5",
+    )
+    server.start()
+    agent = FakeAgent(broker.url, outlet_id)
+    try:
+        for _ in range(20):
+            agent.publish(Kind.TELEMETRY, json.dumps({"pad": "x" * 200_000}).encode())
+        # Five 200 KB messages fit in 1 MiB per batch window; most of the rest were
+        # refused, not queued (at least 10 even if the sends spanned two windows).
+        poll(lambda: server.stats()["rejected"].get("overloaded", 0) >= 10, timeout=30)
+        queued = float(METRIC_QUEUE_BYTES.findall(server.http.get("/metrics").text)[0])
+        assert queued <= bound
+    finally:
+        agent.close()
+        assert server.stop() == 0
