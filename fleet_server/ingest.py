@@ -1,10 +1,16 @@
 """MQTT ingest: paho receives, one worker thread decodes, applies presence and writes.
 
 paho's network thread only timestamps each message and appends it to a queue, so a slow
-database never stalls the broker connection (past ``ingest_queue_max`` messages are
-refused, counted ``overloaded``). The worker is not woken per message: woken by the
-first message, it sleeps ``ingest_batch_window_s`` and then takes everything queued
-(up to ``ingest_batch_max``), so the two threads do not trade the GIL per message. It applies
+database never stalls the broker connection (past ``ingest_queue_max`` messages or
+``ingest_queue_max_bytes`` bytes queued, the newest are refused, counted ``overloaded``).
+Before that it refuses what the outlet's rate limit does not allow (``rate_limited``,
+``fleet_server.health.ratelimit``) and every retained uplink (``retained``): the
+subscription asks for the retain flag as published, so a retained publish is seen as
+such live and when the broker replays it on subscribe; no agent sends one.
+
+The worker is not woken per message: woken by the first message, it sleeps
+``ingest_batch_window_s`` and then takes everything queued (up to ``ingest_batch_max``),
+so the two threads do not trade the GIL per message. It applies
 ``fleet_server.presence`` in memory, then writes the changed outlets in one
 transaction. A message that fails — any way at all — is counted and skipped; it
 cannot roll back the others, because only validated in-memory state is written.
@@ -65,6 +71,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -115,6 +122,8 @@ _GET_TIMEOUT_S = 1.0
 _SHARED_DEFER_S = 2.0
 _DEFER_RETRY_S = 0.1
 _PUBLISH_TIMEOUT_S = 2.0
+# What a queued message costs besides its payload and topic (the item, its datetime).
+_ITEM_OVERHEAD_BYTES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,11 @@ class _BrokerLost:
 @dataclass(frozen=True, slots=True)
 class _BrokerUp:
     """The uplink subscription is confirmed (messages after it are this connection's)."""
+
+
+def _cost(item: _Received) -> int:
+    """Bytes an item holds in the queue, for ``ingest_queue_max_bytes``."""
+    return len(item.payload) + len(item.topic) + _ITEM_OVERHEAD_BYTES
 
 
 class _Stop:
@@ -185,8 +199,11 @@ class Ingest:
         # it grows across restarts without being stored.
         self.server_session = now_ms()
         self._command_seq = itertools.count()
-        # Appended by paho's thread, popped by the worker (deque ops are atomic).
+        # Appended by paho's thread, popped by the worker (deque ops are atomic). Bytes
+        # in and out are counted by one thread each, so neither needs a lock.
         self._queue: deque[_Item] = deque()
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._wake = threading.Event()
         self._tracker = PresenceTracker(
             rebirth_interval_s=settings.rebirth_interval_s,
@@ -275,6 +292,11 @@ class Ingest:
         """Messages received and not yet processed."""
         return len(self._queue)
 
+    @property
+    def queue_bytes(self) -> int:
+        """Bytes the queued messages hold (see ``_cost``)."""
+        return self._bytes_in - self._bytes_out
+
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
         if not self._wake.is_set():
@@ -331,7 +353,7 @@ class Ingest:
         # Clean start: the broker forgot our subscription, so make it again, then say
         # online (after the SUBSCRIBE, so no birth that answers it can be missed).
         topic = server_uplink_subscription(self._settings.mqtt_share_group)
-        client.subscribe(topic, qos=1)
+        client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
         client.publish(SERVER_STATE_TOPIC, self._state_payload(online=True), qos=1, retain=True)
         logger.info("connected to the broker; subscribed to %s", topic)
 
@@ -380,10 +402,22 @@ class Ingest:
         except UnicodeDecodeError:
             self.stats.rejected("bad_topic")
             return
+        if message.retain:
+            self.stats.rejected("retained")
+            self._log.warning(
+                "retained", "ignored a retained message from outlet %s", _outlet_of(topic)
+            )
+            return
         if self._limiter is not None and not self._limiter.allow_topic(topic):
             self.stats.rejected("rate_limited")
             return
-        if len(self._queue) >= self._settings.ingest_queue_max:
+        item = _Received(topic, bytes(message.payload), datetime.now(UTC))
+        cost = _cost(item)
+        settings = self._settings
+        if (
+            len(self._queue) >= settings.ingest_queue_max
+            or self.queue_bytes + cost > settings.ingest_queue_max_bytes
+        ):
             self.stats.rejected("overloaded")
             self._log.warning(
                 "overloaded",
@@ -391,7 +425,8 @@ class Ingest:
                 _outlet_of(topic),
             )
             return
-        self._enqueue(_Received(topic, bytes(message.payload), datetime.now(UTC)))
+        self._bytes_in += cost
+        self._enqueue(item)
 
     # -- worker side -----------------------------------------------------------
 
@@ -428,6 +463,8 @@ class Ingest:
             item = queued.popleft()
             if isinstance(item, _Stop):
                 return batch, True
+            if isinstance(item, _Received):
+                self._bytes_out += _cost(item)
             batch.append(item)
         return batch, False
 

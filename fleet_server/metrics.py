@@ -72,6 +72,9 @@ class _FleetCollector(Collector):
                 "govedge_ingest_queue_depth", "Messages waiting", value=snap.queue_depth
             )
             yield GaugeMetricFamily(
+                "govedge_ingest_queue_bytes", "Bytes waiting", value=s.ingest.queue_bytes
+            )
+            yield GaugeMetricFamily(
                 "govedge_broker_connected", "1 when subscribed", value=int(snap.broker_connected)
             )
         if s.limiter is not None:

@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     # Ingest batching: a batch closes at this many messages or this long after its first.
     ingest_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 500
     ingest_batch_window_s: Annotated[float, Field(gt=0, le=10)] = 0.05
-    # Messages waiting for the worker; beyond this the newest are dropped and counted.
+    # Messages waiting for the worker, by count and by bytes (payload and topic, plus a
+    # fixed overhead per message); beyond either the newest are dropped and counted.
     ingest_queue_max: Annotated[int, Field(ge=100)] = 200_000
+    ingest_queue_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 64 * 1024 * 1024
     # Deadline for draining queued messages into the database at shutdown.
     drain_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     rebirth_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
@@ -130,9 +132,12 @@ class Settings(BaseSettings):
     material_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
     material_orphan_days: Annotated[float, Field(ge=0, le=3650)] = 30.0
     # -- fleet health (docs/fleet-health.md) --
-    # Per-outlet token bucket in the ingest (births and deaths are never limited).
+    # Per-outlet token buckets in the ingest: every uplink kind; births and deaths in a
+    # bucket of their own whose burst covers a birth storm after a broker restart.
     ingest_outlet_rate_per_s: Annotated[float, Field(gt=0)] = 20.0
     ingest_outlet_burst: Annotated[int, Field(ge=1)] = 200
+    ingest_presence_rate_per_s: Annotated[float, Field(gt=0)] = 0.5
+    ingest_presence_burst: Annotated[int, Field(ge=1)] = 30
     # One stored telemetry snapshot per outlet per interval (for charts); retention.
     health_history_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     health_retention_hours: Annotated[float, Field(gt=0)] = 48.0

@@ -74,6 +74,8 @@ def server(private_broker: Mosquitto, tmp_path: Path) -> Iterator[Server]:
             # here every payload should reach the checks.
             "GOVEDGE_INGEST_OUTLET_RATE_PER_S": "100000",
             "GOVEDGE_INGEST_OUTLET_BURST": "100000",
+            "GOVEDGE_INGEST_PRESENCE_RATE_PER_S": "100000",
+            "GOVEDGE_INGEST_PRESENCE_BURST": "100000",
         },
     )
     yield running
