@@ -17,7 +17,7 @@ import pytest
 
 from fleet_server.pki import FleetCA
 from govedge_testbed import Mosquitto, free_port
-from tests.e2e.conftest import BIN, _spawn, add_user, poll, stop_process
+from tests.e2e.conftest import BIN, _spawn, add_user, poll, start_server, stop_process
 
 
 def _run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,7 +98,7 @@ def test_https_serves_login_api_fleetctl_and_enroll(broker: Mosquitto, tmp_path:
         stop_process(proc)
 
 
-def test_plain_http_refused_off_loopback(broker: Mosquitto, tmp_path: Path) -> None:
+def test_plain_http_only_on_loopback_behind_a_proxy(broker: Mosquitto, tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'fleet.db'}"
     port = free_port()
     argv = ["fleet-server", "run", "--mqtt-url", broker.url, "--database-url", database]
@@ -118,3 +118,23 @@ def test_plain_http_refused_off_loopback(broker: Mosquitto, tmp_path: Path) -> N
     assert mismatch.returncode == 2
     assert "Traceback" not in mismatch.stderr
     assert "key does not match" in mismatch.stderr
+
+    # On loopback behind a TLS reverse proxy (docs/security.md): with the Host and
+    # X-Forwarded-Proto the proxy sets, the browser's https Origin passes the CSRF check.
+    server = start_server(broker.url, database, tmp_path / "server.log")
+    try:
+        name = f"e2e-admin-{server.url.rsplit(':', 1)[1]}"
+        proxied = {"Host": "fleet.example", "Origin": "https://fleet.example"}
+        login = {"username": name, "token": server.token}
+        via_proxy = httpx.post(
+            f"{server.url}/ui/login",
+            data=login,
+            headers={**proxied, "X-Forwarded-Proto": "https"},
+            timeout=10,
+        )
+        assert via_proxy.status_code == httpx.codes.SEE_OTHER, via_proxy.text
+        assert via_proxy.headers["location"] == "/ui/overview"
+        unproxied = httpx.post(f"{server.url}/ui/login", data=login, headers=proxied, timeout=10)
+        assert unproxied.status_code == httpx.codes.FORBIDDEN
+    finally:
+        stop_process(server.proc)
