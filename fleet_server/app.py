@@ -55,7 +55,7 @@ from fleet_server.health.runtime import HealthRuntime
 from fleet_server.ingest import Ingest
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
-from fleet_server.piivault import Vault, use_vault
+from fleet_server.piivault import open_vault, use_vault
 from fleet_server.piivault.purge import purge_loop
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
@@ -155,8 +155,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         # Backstop: any /api/v1 route not marked open needs a valid token (docs/security.md).
         dependencies=[Depends(api_guard)],
     )
-    # Transaction bodies are sealed at rest with this directory's keys (piivault).
-    use_vault(Vault(settings.pii_key_dir))
+    # Transaction bodies are sealed at rest with these keys (piivault.keysource).
+    use_vault(open_vault(settings.pii_key_dir))
     app.state.security = SecurityContext(settings)
     app.state.metrics = FleetMetrics()
     if settings.api_auth == "off":

@@ -7,7 +7,9 @@ server is one line on stderr and exit code 2; an unknown outlet is exit code 1.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -24,15 +26,25 @@ _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown
 class _Api:
     """A thin client that turns transport errors into one-line exits."""
 
-    def __init__(self, server: str, *, timeout: float, token: str | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        timeout: float,
+        token: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.verify = verify
 
     def get(self, path: str) -> Any:
         url = f"{self.server}{path}"
         try:
-            response = httpx.get(url, timeout=self.timeout, headers=self.headers)
+            response = httpx.get(
+                url, timeout=self.timeout, headers=self.headers, verify=self.verify
+            )
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
         if response.status_code == httpx.codes.NOT_FOUND:
@@ -48,7 +60,9 @@ class _Api:
     def post(self, path: str) -> Any:
         url = f"{self.server}{path}"
         try:
-            response = httpx.post(url, timeout=self.timeout, headers=self.headers)
+            response = httpx.post(
+                url, timeout=self.timeout, headers=self.headers, verify=self.verify
+            )
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
         if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.CONFLICT):
@@ -108,10 +122,27 @@ def _when(value: str | None) -> str:
     default=None,
     help="API token (or GOVEDGE_TOKEN); from `fleet-server users add`.",
 )
+@click.option(
+    "--ca-file",
+    envvar="GOVEDGE_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Also trust this CA (PEM) for an https:// server, e.g. the fleet CA's ca.crt "
+    "(or GOVEDGE_CA_FILE).",
+)
 @click.pass_context
-def cli(ctx: click.Context, server: str, timeout: float, token: str | None) -> None:
+def cli(
+    ctx: click.Context, server: str, timeout: float, token: str | None, ca_file: Path | None
+) -> None:
     """Inspect and operate a govedge fleet."""
-    ctx.obj = _Api(server, timeout=timeout, token=token)
+    verify: ssl.SSLContext | bool = True
+    if ca_file is not None:
+        verify = ssl.create_default_context()
+        try:
+            verify.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            _die(f"cannot use {ca_file} as a CA: {exc}")
+    ctx.obj = _Api(server, timeout=timeout, token=token, verify=verify)
 
 
 @cli.group()

@@ -6,6 +6,7 @@ checked once at start, so a bad URL or listen address fails before anything conn
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,14 @@ class Settings(BaseSettings):
     outlet_timezone: str = "Asia/Shanghai"
     # "json" writes one JSON object per log line.
     log_format: Literal["text", "json"] = "text"
+    # HTTPS for the API and the web UI (docs/security.md, "The fleet API over TLS"): both
+    # files or neither. Without them the server speaks plain HTTP, which ``run`` allows
+    # only on a loopback address (behind a reverse proxy on the same host) unless
+    # allow_plain_http says otherwise: tokens and session cookies would cross the network
+    # in clear.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_plain_http: bool = False
 
     @field_validator("mqtt_url")
     @classmethod
@@ -186,6 +195,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
+
+    @model_validator(mode="after")
     def _check_worker_lease(self) -> Settings:
         if self.worker_lease_s <= 2 * self.worker_heartbeat_s:
             raise ValueError("worker_lease_s must exceed twice worker_heartbeat_s")
@@ -209,3 +224,35 @@ class Settings(BaseSettings):
     def listen_address(self) -> tuple[str, int]:
         """The parsed ``listen`` address."""
         return parse_listen(self.listen)
+
+    @property
+    def tls(self) -> bool:
+        """True when the API is served over HTTPS (``tls_cert`` and ``tls_key``)."""
+        return self.tls_cert is not None
+
+    def plain_http_refusal(self) -> str | None:
+        """Why ``run`` must not start with these settings, or None if it may.
+
+        Plain HTTP is refused on any address but loopback, unless ``allow_plain_http``.
+        """
+        host, _ = self.listen_address
+        if self.tls or self.allow_plain_http or is_loopback_host(host):
+            return None
+        return (
+            f"refusing to serve plain HTTP on {self.listen}: API tokens and session cookies "
+            "would cross the network unencrypted. Give --tls-cert and --tls-key "
+            "(GOVEDGE_TLS_CERT, GOVEDGE_TLS_KEY), or listen on 127.0.0.1 behind a TLS "
+            "reverse proxy, or pass --allow-plain-http (GOVEDGE_ALLOW_PLAIN_HTTP=true) "
+            "if the network is otherwise protected"
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); names are not
+    resolved, so any other name counts as reachable from the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

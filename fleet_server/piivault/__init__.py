@@ -9,12 +9,25 @@ dict. The process's vault is chosen once at start (``use_vault``), from
 models, which need this package) empties bodies after upstream confirmed
 receipt plus ``GOVEDGE_PII_RETENTION_DAYS``.
 
+``open_vault`` reads the keys from systemd credentials (``govedge-pii-keys_<id>.key`` in
+``$CREDENTIALS_DIRECTORY``) when the service manager passed them, read-only
+(``keysource``).
+
 Errors: ``VaultError`` (a key file missing, unreadable or too open; a sealed value whose
 key is gone or that fails authentication).
 """
 
+from fleet_server.piivault.keysource import open_vault
 from fleet_server.piivault.sealed import SealedJSON, current_vault, use_vault
 from fleet_server.piivault.sealed_text import SealedText
 from fleet_server.piivault.vault import Vault, VaultError
 
-__all__ = ["SealedJSON", "SealedText", "Vault", "VaultError", "current_vault", "use_vault"]
+__all__ = [
+    "SealedJSON",
+    "SealedText",
+    "Vault",
+    "VaultError",
+    "current_vault",
+    "open_vault",
+    "use_vault",
+]

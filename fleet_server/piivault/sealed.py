@@ -11,6 +11,7 @@ from sqlalchemy import JSON
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from fleet_server.piivault.keysource import open_vault
 from fleet_server.piivault.vault import Vault
 
 _DEFAULT_DIR = "./fleet-pii-keys"
@@ -25,10 +26,12 @@ def use_vault(vault: Vault) -> None:
 
 
 def current_vault() -> Vault:
-    """The process's vault; opened from ``GOVEDGE_PII_KEY_DIR`` when none was chosen."""
+    """The process's vault; when none was chosen, opened from systemd credentials or
+    ``GOVEDGE_PII_KEY_DIR`` (``keysource``)."""
     with _lock:
         if not _vault:
-            _vault.append(Vault(Path(os.environ.get("GOVEDGE_PII_KEY_DIR", _DEFAULT_DIR))))
+            key_dir = Path(os.environ.get("GOVEDGE_PII_KEY_DIR", _DEFAULT_DIR))
+            _vault.append(open_vault(key_dir))
         return _vault[0]
 
 

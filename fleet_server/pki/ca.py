@@ -357,3 +357,33 @@ class FleetCA:
         for copy in self.crl_copies:
             self._copy_crl(data, copy)
         return self.crl_path
+
+    def issue_https_server(
+        self, *, hostnames: Sequence[str], out_dir: Path, days: int = BROKER_DAYS
+    ) -> MqttClientFiles:
+        """Write ``https.key``/``https.crt`` for the fleet API under ``out_dir``.
+
+        The certificate names ``hostnames`` (DNS names or IPs) and is for TLS servers
+        only, so the broker never accepts it as a client; agents that enrolled with this
+        CA trust it, and so does ``fleetctl --ca-file CA``.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hostnames:
+            try:
+                names.append(x509.IPAddress(ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        cert = (
+            self._builder(key.public_key(), common_name=hostnames[0], days=days)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files = MqttClientFiles(
+            ca_file=self.cert_path, cert_file=out_dir / "https.crt", key_file=out_dir / "https.key"
+        )
+        _write_private(files.key_file, _key_pem(key))
+        _write_public(files.cert_file, cert.public_bytes(serialization.Encoding.PEM))
+        return files
