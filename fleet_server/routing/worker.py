@@ -151,7 +151,9 @@ class DeliveryWorker:
             )  # fmt: skip
             session.commit()
             self.counters["no_route"] += 1
-            logger.warning("transaction %s has no route: %s", entry.tx_id, why)
+            logger.warning(
+                "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
+            )
             return
         with self._lock:
             if self._in_flight[target] >= self._per_target:
@@ -180,7 +182,7 @@ class DeliveryWorker:
             return
         claimed = store.Claimed(
             inbox_id=entry.id, tx_id=entry.tx_id, outlet_id=entry.outlet_id, target=target,
-            attempts=entry.attempts, document=document,
+            idempotency_key=entry.idempotency_key, attempts=entry.attempts, document=document,
         )  # fmt: skip
         with self._lock:
             self._in_flight[target] += 1
@@ -197,7 +199,7 @@ class DeliveryWorker:
                 breaker.release()
                 return
             result = self._adapters[claimed.target].deliver(
-                tx_id=claimed.tx_id, document=claimed.document
+                idempotency_key=claimed.idempotency_key, document=claimed.document
             )
             self._record(claimed, result)
             if result.outcome == "transient":
