@@ -136,7 +136,7 @@ def replay(
         actor=principal.name,
         action="dead_letter.replay",
         target=f"dead_letter:{dead_letter_id}",
-        before={"tx_id": row.tx_id, "reason": row.reason},
+        before={"outlet_id": row.outlet_id, "tx_id": row.tx_id, "reason": row.reason},
         after={"replayed": True},
     )
     session.commit()

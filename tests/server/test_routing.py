@@ -153,6 +153,14 @@ def test_4xx_dead_letter_then_replay_with_fleetctl(
     poll(lambda: _delivered(server, agent, tx_id), what="delivered after replay")
     assert upstream.accepted_count[agent.key(tx_id)] == 1
     assert agent.result(tx_id).outcome == "delivered"
+    shown = fleetctl(
+        "transactions", "show", agent.outlet_id, tx_id, "--json", server_url=server.url
+    )
+    assert shown.returncode == 0, shown.stderr
+    row = json.loads(shown.stdout)
+    assert (row["state"], row["idempotency_key"]) == ("delivered", agent.key(tx_id))
+    unknown = fleetctl("transactions", "show", f"{agent.outlet_id}-x", tx_id, server_url=server.url)
+    assert unknown.returncode == 1  # the same tx_id at another outlet is another transaction
     again = fleetctl("dead-letters", "replay", str(dead["id"]), server_url=server.url)
     assert again.returncode == 1
 
