@@ -371,6 +371,45 @@ def test_submission_whose_chunks_vanished_is_dead_lettered_not_sent(
     assert (dead.detail or "").startswith("material_incomplete")
 
 
+def test_a_body_moved_to_another_row_is_dead_lettered_and_the_rest_delivered(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Someone with write access to the database copies one case's sealed body over
+    another's: that row does not open (bound to its outlet and tx_id), is put in the
+    dead-letter queue as ``unreadable`` and never sent; the other cases still go."""
+    _store(sessions, _pending("sub-moved-0001", "submission", submission(window="1")))
+    _store(sessions, _pending("sub-moved-0002", "submission", submission(window="2")))
+    with sessions.begin() as session:
+        rows = parse_catalogue(json.dumps(catalogue_rows()).encode(), fmt="json")
+        import_rows(session, rows, now=datetime.now(UTC))
+        first = session.scalars(
+            select(InboxEntry.sealed_body).where(InboxEntry.tx_id == "sub-moved-0001")
+        ).one()
+        session.execute(
+            update(InboxEntry)
+            .where(InboxEntry.tx_id == "sub-moved-0002")
+            .values(sealed_body=first, next_due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    with serving_upstream() as upstream:
+        targets = load_targets(write_targets(tmp_path / "t.json", upstream, ["zhoushan", "hcp"]))
+        worker = DeliveryWorker(
+            sessions=sessions, targets=targets, publish_result=lambda _result: False,
+            poll_interval_s=0.05, concurrency=2, lease_s=30,
+        )  # fmt: skip
+        worker.start()
+        try:
+            poll(
+                lambda: worker.counters["unreadable"] and worker.counters["delivered"], what="both"
+            )
+        finally:
+            worker.stop()
+        assert set(upstream.accepted) == {f"{OUTLET}:sub-moved-0001"}
+        assert upstream.accepted[f"{OUTLET}:sub-moved-0001"]["body"]["body"]["window"] == "1"
+    with sessions() as session:
+        dead = session.scalars(select(DeadLetter)).one()
+    assert (dead.reason, dead.tx_id, dead.outlet_id) == ("unreadable", "sub-moved-0002", OUTLET)
+
+
 # -- through a real broker, a real server process and a real upstream --------------
 
 
