@@ -73,9 +73,10 @@ def test_same_key_at_two_outlets_reaches_upstream_as_two_cases_once_each(
     # Process start-up dominates on a busy machine: the server, the app registrations
     # and the agents start side by side.
     with ThreadPoolExecutor(max_workers=3) as pool:
-        started = [pool.submit(fleet.start)]
-        started += [pool.submit(_register_and_start, outlet) for outlet in outlets]
+        server = pool.submit(fleet.start)
+        started = [pool.submit(_register_and_start, outlet) for outlet in outlets]
     try:
+        server.result()
         for future in started:
             future.result()
         fleet.post_json("/api/v1/catalogue/import", catalogue())
