@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed import Mosquitto
 from govedge_wire import Kind, Transaction, encode, now_ms
 from tests.server.helpers import FleetServer, poll
@@ -148,3 +149,15 @@ def test_outlet_cannot_send_as_another(server: FleetServer, agent: TxAgent) -> N
         server.http.get(f"/api/v1/outlets/someone-else/transactions/{'f' * 32}").status_code == 404
     )
     assert server.http.get(agent.path("f" * 32)).status_code == 404
+
+
+def test_upstream_key_names_the_outlet_is_stable_and_ascii() -> None:
+    assert upstream_idempotency_key("xh-01", "case-2024-05-01-0001") == "xh-01:case-2024-05-01-0001"
+    odd = "案件 0001/第二次"  # the wire allows any 8-64 characters; a header needs ASCII
+    key = upstream_idempotency_key("xh-01", odd)
+    assert key.startswith("xh-01:~")
+    assert key.isascii()
+    assert len(key) <= 160  # inbox.idempotency_key
+    assert key == upstream_idempotency_key("xh-01", odd)  # the same on every retry
+    pairs = [(o, t) for o in ("xh-01", "xh-02") for t in ("a" * 8, "~" + "a" * 7, odd)]
+    assert len({upstream_idempotency_key(o, t) for o, t in pairs}) == len(pairs)
