@@ -11,6 +11,7 @@ import ssl
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 import httpx
@@ -277,7 +278,47 @@ def dead_letters_replay(api: _Api, dead_letter_id: int, *, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(row, ensure_ascii=False, indent=2))
         return
-    click.echo(f"dead letter {row['id']} ({row['tx_id']}) queued for delivery again")
+    click.echo(
+        f"dead letter {row['id']} ({row['outlet_id']} {row['tx_id']}) queued for delivery again"
+    )
+
+
+@cli.group()
+def transactions() -> None:
+    """Where a transaction is; named by its outlet and its tx_id (the app's key)."""
+
+
+@transactions.command("show")
+@click.argument("outlet_id")
+@click.argument("tx_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -> None:
+    """Show one transaction of one outlet: state, upstream key, case number, attempts."""
+    row = api.get(
+        f"/api/v1/outlets/{quote(outlet_id, safe='')}/transactions/{quote(tx_id, safe='')}"
+    )
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+        return
+    table = Table(show_header=False, title=f"transaction {row['tx_id']} of {row['outlet_id']}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field in (
+        "tx_kind", "state", "idempotency_key", "target", "attempts", "case_number",
+        "item_code", "region_code", "window", "last_error",
+    ):  # fmt: skip
+        value = row.get(field)
+        table.add_row(field.replace("_", " "), "-" if value is None else str(value))
+    table.add_row("received", _when(row.get("received_at")))
+    table.add_row("delivered", _when(row.get("delivered_at")))
+    for attempt in row.get("history") or []:
+        table.add_row(
+            f"  attempt {attempt['attempt']}",
+            f"{_when(attempt['at'])} {attempt['outcome']} {attempt.get('status_code') or ''}"
+            f" {attempt.get('error') or ''}".rstrip(),
+        )
+    Console().print(table)
 
 
 fleetctl_security.register(cli)

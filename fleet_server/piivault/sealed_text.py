@@ -1,6 +1,7 @@
 """``SealedText``: a text column (free-text notes that may name a citizen) sealed by the
-process's vault. The column holds the JSON of ``Vault.seal({"text": value})``; reading a
-value that is not sealed fails (``VaultError``) instead of passing plain text through."""
+process's vault. The column holds the JSON of ``Vault.seal({"text": value})`` with the
+column's table and name as associated data; reading a value that is not sealed, or sealed
+for another column, fails (``VaultError``) instead of passing plain text through."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from fleet_server.piivault.sealed import current_vault
-from fleet_server.piivault.vault import VaultError
+from fleet_server.piivault.vault import VaultError, row_context
 
 __all__ = ["SealedText", "is_sealed_text", "open_text", "seal_text"]
+
+_CONTEXT = row_context("rectification_follow_ups", "note")
 
 
 def seal_text(value: str) -> str:
     """``value`` sealed with the vault's current key, as stored in the column."""
-    return json.dumps(current_vault().seal({"text": value}), separators=(",", ":"))
+    return json.dumps(
+        current_vault().seal({"text": value}, context=_CONTEXT), separators=(",", ":")
+    )
 
 
 def is_sealed_text(stored: str) -> bool:
@@ -28,14 +33,14 @@ def is_sealed_text(stored: str) -> bool:
         value = json.loads(stored)
     except ValueError:
         return False
-    return isinstance(value, dict) and value.get("sealed") == 1
+    return isinstance(value, dict) and "sealed" in value and "ct" in value
 
 
 def open_text(stored: str) -> str:
     """The plain text of a ``seal_text`` value; ``VaultError`` for anything else."""
     if not is_sealed_text(stored):
         raise VaultError("a sealed text column holds a value that is not sealed")
-    value: dict[str, Any] = current_vault().open(json.loads(stored))
+    value: dict[str, Any] = current_vault().open(json.loads(stored), context=_CONTEXT)
     text = value.get("text")
     if not isinstance(text, str):
         raise VaultError("a sealed text value has no text")

@@ -2,7 +2,8 @@
 
 Request: ``POST {url}`` with a JSON body (``tx_id``, ``tx_kind``, ``outlet_id``,
 ``created_ts``, ``item`` (the catalogue item, for submissions) and ``body``), headers
-``Idempotency-Key: {tx_id}``, the target's own headers (e.g. ``Authorization``) and,
+``Idempotency-Key: {outlet_id}:{tx_id}`` (``transactions.identity``: unique across the
+province, the same on every retry), the target's own headers (e.g. ``Authorization``) and,
 with a secret, ``{signature_header}: sha256=<hex HMAC-SHA256 of the exact body bytes>``.
 
 Outcomes::
@@ -81,10 +82,10 @@ class HttpJsonAdapter:
         """Close the connection pool."""
         self._client.close()
 
-    def deliver(self, *, tx_id: str, document: dict[str, Any]) -> DeliveryResult:
+    def deliver(self, *, idempotency_key: str, document: dict[str, Any]) -> DeliveryResult:
         """POST ``document``; never raises for network or HTTP errors."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": tx_id}
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         if self._secret is not None:
             headers[self.target.signature_header] = sign(self._secret, body)
         started = time.monotonic()

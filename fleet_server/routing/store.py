@@ -40,6 +40,7 @@ class Claimed:
     tx_id: str
     outlet_id: str
     target: str
+    idempotency_key: str
     attempts: int
     document: dict[str, Any]
 

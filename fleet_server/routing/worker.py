@@ -1,11 +1,12 @@
 """The delivery worker: a thread owned by the app lifespan that drains the inbox upstream.
 
 Each round it takes due rows (``routing.store.due_rows``), routes each to its target
-(dead letter ``no_route`` when there is none), skips targets whose circuit breaker is
-open or whose in-flight share is used up, claims the rest by lease and hands them to a
-thread pool. Each delivery's outcome is committed (attempt, state, next due time,
-dead letter) before anything else happens; then the result owed to the outlet
-(``TransactionResult``: case number or rejection) is published and cleared.
+(dead letter ``no_route`` when there is none; ``unreadable`` when the sealed body does
+not open for its row, so one damaged row never stops the others), skips targets whose
+circuit breaker is open or whose in-flight share is used up, claims the rest by lease
+and hands them to a thread pool. Each delivery's outcome is committed (attempt, state,
+next due time, dead letter) before anything else happens; then the result owed to the
+outlet (``TransactionResult``: case number or rejection) is published and cleared.
 
 A target may use at most half the pool (at least one slot), so a hanging upstream
 delays only its own rows; the breaker stops even those after a few failures.
@@ -27,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.models import InboxEntry
+from fleet_server.piivault import VaultError
 from fleet_server.routing import store
 from fleet_server.routing.breaker import BreakerState, CircuitBreaker
 from fleet_server.routing.http_adapter import DeliveryResult, HttpJsonAdapter
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 ResultPublisher = Callable[[TransactionResult], bool]
 _RESULT_BATCH: Final = 200
 _STOP_TIMEOUT_S: Final = 10.0
+_UNREADABLE: Final = "the sealed body does not open for this row (moved, planted or its key gone)"
 
 
 class DeliveryWorker:
@@ -151,7 +154,9 @@ class DeliveryWorker:
             )  # fmt: skip
             session.commit()
             self.counters["no_route"] += 1
-            logger.warning("transaction %s has no route: %s", entry.tx_id, why)
+            logger.warning(
+                "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
+            )
             return
         with self._lock:
             if self._in_flight[target] >= self._per_target:
@@ -164,6 +169,17 @@ class DeliveryWorker:
             materials = (
                 materials_for_delivery(session, entry) if entry.tx_kind == "submission" else []
             )
+            document = store.document_for(entry, item, materials=materials)
+        except VaultError:  # the body does not open for this row: moved, planted or key gone
+            breaker.release()
+            store.dead_letter(
+                session, entry, reason="unreadable", detail=_UNREADABLE, status_code=None,
+                now=now, notify=False,
+            )  # fmt: skip
+            session.commit()
+            self.counters["unreadable"] += 1
+            logger.warning("transaction %s of %s: %s", entry.tx_id, entry.outlet_id, _UNREADABLE)
+            return
         except MaterialRejected as exc:  # purged or corrupted since it was accepted
             breaker.release()
             store.dead_letter(
@@ -174,13 +190,12 @@ class DeliveryWorker:
             self.counters["material"] += 1
             logger.warning("transaction %s: %s", entry.tx_id, exc.reason)
             return
-        document = store.document_for(entry, item, materials=materials)
         if not store.claim(session, entry, target=target, lease_until=now + self._lease):
             breaker.release()
             return
         claimed = store.Claimed(
             inbox_id=entry.id, tx_id=entry.tx_id, outlet_id=entry.outlet_id, target=target,
-            attempts=entry.attempts, document=document,
+            idempotency_key=entry.idempotency_key, attempts=entry.attempts, document=document,
         )  # fmt: skip
         with self._lock:
             self._in_flight[target] += 1
@@ -197,7 +212,7 @@ class DeliveryWorker:
                 breaker.release()
                 return
             result = self._adapters[claimed.target].deliver(
-                tx_id=claimed.tx_id, document=claimed.document
+                idempotency_key=claimed.idempotency_key, document=claimed.document
             )
             self._record(claimed, result)
             if result.outcome == "transient":

@@ -2,8 +2,9 @@
 
 The ingest worker calls ``store_transactions`` once per batch inside one database
 transaction; only after that commits does it acknowledge each transaction. A
-``tx_id`` already in the inbox (a resend, or a replay from another connection) is
-reported as a duplicate and stored nowhere a second time. Evaluations also get their
+transaction is ``(outlet_id, tx_id)``: the same ``tx_id`` from another outlet is
+another case. One already in the inbox (a resend, or a replay from another
+connection) is reported as a duplicate and stored nowhere a second time. Evaluations also get their
 ``evaluations`` row (and a rectification ticket for a 差评) in the same transaction,
 so statistics never disagree with the inbox. Material chunks are stored apart
 (``materials``/``material_chunks``, see ``fleet_server.transactions.materials``), and a
@@ -30,6 +31,7 @@ from fleet_server.transactions.bodies import (
     QueueEventBody,
     SubmissionBody,
 )
+from fleet_server.transactions.identity import upstream_idempotency_key
 from fleet_server.transactions.materials import (
     ChunkBatch,
     MaterialRejected,
@@ -67,12 +69,11 @@ def store_transactions(
     """Insert new transactions; return, per item, ``accepted``, ``duplicate`` or
     ``rejected`` (materials only: a bad chunk, an incomplete or corrupt material).
 
-    The caller commits. A concurrent insert of the same ``tx_id`` (or chunk) by another
-    worker makes the commit fail with an integrity error; the caller then retries per
-    item.
+    The caller commits. A concurrent insert of the same ``(outlet_id, tx_id)`` (or
+    chunk) by another worker makes the commit fail with an integrity error; the caller
+    then retries per item.
     """
-    ids = {item.message.tx_id for item in items if not isinstance(item.body, MaterialChunkBody)}
-    known = set(session.scalars(select(InboxEntry.tx_id).where(InboxEntry.tx_id.in_(ids))))
+    known = _known(session, items)
     chunks = ChunkBatch.new()
     outcomes: list[Stored] = []
     for item in items:
@@ -85,7 +86,7 @@ def store_transactions(
                 )  # fmt: skip
                 outcomes.append(Stored("accepted" if new else "duplicate"))
                 continue
-            if message.tx_id in known:
+            if (message.outlet_id, message.tx_id) in known:
                 outcomes.append(Stored("duplicate"))
                 continue
             if isinstance(body, SubmissionBody) and body.materials:
@@ -95,17 +96,36 @@ def store_transactions(
         except MaterialRejected as exc:
             outcomes.append(Stored("rejected", reason=exc.reason, code=exc.code))
             continue
-        known.add(message.tx_id)
+        known.add((message.outlet_id, message.tx_id))
         _insert(session, item, rules=rules)
         outcomes.append(Stored("accepted"))
     return outcomes
 
 
+def _known(session: Session, items: Sequence[PendingTx]) -> set[tuple[str, str]]:
+    """The ``(outlet_id, tx_id)`` of ``items`` already in the inbox."""
+    wanted = {
+        (item.message.outlet_id, item.message.tx_id)
+        for item in items
+        if not isinstance(item.body, MaterialChunkBody)
+    }
+    if not wanted:
+        return set()
+    rows = session.execute(
+        select(InboxEntry.outlet_id, InboxEntry.tx_id).where(
+            InboxEntry.outlet_id.in_({outlet for outlet, _ in wanted}),
+            InboxEntry.tx_id.in_({tx_id for _, tx_id in wanted}),
+        )
+    )
+    return {(row.outlet_id, row.tx_id) for row in rows} & wanted
+
+
 def _insert(session: Session, item: PendingTx, *, rules: EvaluationRules) -> None:
     message, body = item.message, item.body
-    entry = InboxEntry(
+    entry = InboxEntry(  # the identity first: the body is sealed bound to it
         tx_id=message.tx_id,
         outlet_id=message.outlet_id,
+        idempotency_key=upstream_idempotency_key(message.outlet_id, message.tx_id),
         tx_kind=message.tx_kind,
         body=dict(message.body),
         created_ts=message.created_ts,

@@ -221,7 +221,8 @@ def check_submission_materials(
     tx_id: str,
     body: SubmissionBody,
 ) -> None:
-    """Verify every referenced material and tie it to ``tx_id``; ``MaterialRejected``."""
+    """Verify every referenced material and tie it to ``tx_id`` (of the same outlet:
+    materials are named per outlet); ``MaterialRejected``."""
     found: list[Material] = []
     for ref in body.materials:
         material = _material(session, batch, outlet_id, ref.ref)
@@ -261,14 +262,21 @@ def purge_materials(
     session: Session, *, now: datetime, retention: timedelta, orphan_retention: timedelta
 ) -> int:
     """Delete the chunks no longer needed (the caller commits); returns materials purged."""
-    delivered = select(InboxEntry.tx_id).where(
-        InboxEntry.state == "delivered", InboxEntry.delivered_at < now - retention
+    delivered = (  # the referencing submission, of the same outlet: (outlet_id, tx_id)
+        select(InboxEntry.id)
+        .where(
+            InboxEntry.outlet_id == Material.outlet_id,
+            InboxEntry.tx_id == Material.tx_id,
+            InboxEntry.state == "delivered",
+            InboxEntry.delivered_at < now - retention,
+        )
+        .exists()
     )
     ids = list(
         session.scalars(
             select(Material.id).where(
                 Material.purged_at.is_(None),
-                (Material.tx_id.in_(delivered))
+                delivered
                 | (Material.tx_id.is_(None) & (Material.created_at < now - orphan_retention)),
             )
         )

@@ -1,7 +1,7 @@
 """Rectification follow-up notes sealed at rest (they may name the citizen called back).
 
 Revision ID: 0012_sealed_notes
-Revises: 0007_ingest_workers
+Revises: 0008_tx_identity
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from fleet_server.piivault.sealed_text import is_sealed_text, open_text, seal_text
 
 revision = "0012_sealed_notes"
-down_revision = "0007_ingest_workers"
+down_revision = "0008_tx_identity"
 branch_labels = None
 depends_on = None
 
