@@ -193,3 +193,31 @@ def _migrated_rows_hold(engine: Engine) -> None:
 def test_0008_migrates_rows_made_at_0007(backend: str, request: pytest.FixtureRequest) -> None:
     engine = request.getfixturevalue(f"{backend}_engine")
     _migrated_rows_hold(engine)
+
+
+def test_sqlite_table_rebuilds_keep_rows_that_reference_them(sqlite_engine: Engine) -> None:
+    # SQLite batch migrations rebuild a table by DROP + RENAME; with foreign keys on, the
+    # DROP of `evaluations` (0008) used to cascade and delete every rectification.
+    upgrade(sqlite_engine, revision="0007_ingest_workers")
+    now = datetime.now(UTC).isoformat()
+    with sqlite_engine.begin() as connection:
+        evaluation = connection.exec_driver_sql(
+            "INSERT INTO evaluations (tx_id, outlet_id, level_code, stars, channel, is_bad,"
+            " is_default, real_name, evaluated_at) VALUES ('tx-1', 'o-1', 5, 1, '4', 1, 0, 1, ?)",
+            (now,),
+        ).lastrowid
+        ticket = connection.exec_driver_sql(
+            "INSERT INTO rectifications (evaluation_id, outlet_id, opened_at, deadline_at,"
+            " status) VALUES (?, 'o-1', ?, ?, 'open')",
+            (evaluation, now, now),
+        ).lastrowid
+    counted = "SELECT (SELECT count(*) FROM evaluations), (SELECT count(*) FROM rectifications)"
+    upgrade(sqlite_engine)
+    with sqlite_engine.connect() as connection:
+        assert tuple(connection.exec_driver_sql(counted).one()) == (1, 1)
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    downgrade(sqlite_engine, revision="0007_ingest_workers")
+    with sqlite_engine.connect() as connection:
+        assert tuple(connection.exec_driver_sql(counted).one()) == (1, 1)
+        row = connection.exec_driver_sql("SELECT id FROM rectifications").scalar()
+        assert row == ticket
