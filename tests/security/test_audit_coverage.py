@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from fleet_server.health.tables import Alert
 from fleet_server.models import DeadLetter, Evaluation, InboxEntry, Rectification
 from fleet_server.security import Role
+from fleet_server.transactions.identity import upstream_idempotency_key
 from tests.security.api_harness import Api, running_api
 from tests.server.txkit import catalogue_rows, submission
 
@@ -60,7 +61,8 @@ def _seed(world: World) -> None:
     now = datetime.now(UTC)
     with world.api.session() as session, session.begin():
         entry = InboxEntry(
-            tx_id="tx-cover-1", outlet_id="o-1", tx_kind="submission", body=submission(),
+            tx_id="tx-cover-1", outlet_id="o-1", idempotency_key=upstream_idempotency_key("o-1", "tx-cover-1"),
+            tx_kind="submission", body=submission(),
             created_ts=0, received_at=now, state="dead", attempts=3, next_due_at=None,
             result_pending=False,
         )  # fmt: skip
