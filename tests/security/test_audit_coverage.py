@@ -61,7 +61,8 @@ def _seed(world: World) -> None:
     now = datetime.now(UTC)
     with world.api.session() as session, session.begin():
         entry = InboxEntry(
-            tx_id="tx-cover-1", outlet_id="o-1", idempotency_key=upstream_idempotency_key("o-1", "tx-cover-1"),
+            tx_id="tx-cover-1", outlet_id="o-1",
+            idempotency_key=upstream_idempotency_key("o-1", "tx-cover-1"),
             tx_kind="submission", body=submission(),
             created_ts=0, received_at=now, state="dead", attempts=3, next_due_at=None,
             result_pending=False,
