@@ -7,10 +7,20 @@ so ``%u`` in a ``pattern`` line is the outlet id. An outlet may write only its o
 fleet server's identity (``_fleet-server``; outlet ids never start with ``_``) writes
 ``down/#`` (config, commands, acks) and ``_fleet/state``. This also stops a client from
 wiping a retained config with a zero-length publish (anchors/fleet.md c10).
+
+Revocation (docs/security.md, "Revocation"): when Mosquitto's dynamic-security plugin
+is installed, the config loads it for one job only, disconnecting every connection of
+a revoked identity (``disableClient`` kicks by username = certificate CN, whatever the
+client id). Its default access is "defer" everywhere and it holds no roles, so the ACL
+file above stays the only access rule; the server's identity may write its control
+topic.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +44,7 @@ class BrokerFiles:
     cert: Path
     key: Path
     crl: Path
+    dynsec: Path | None = None
 
 
 def render_acl() -> str:
@@ -49,6 +60,7 @@ def render_acl() -> str:
             f"topic read {p}/+/up/#",
             f"topic write {p}/+/down/#",
             f"topic readwrite {SERVER_STATE_TOPIC}",
+            *_dynsec_acl_lines(),
             "",
             "# Every outlet (%u = its id): its own uplink, its own downlink, the server state.",
             f"pattern write {p}/%u/up/#",
@@ -66,6 +78,7 @@ def render_conf(
     files: BrokerFiles,
     pid_file: Path | None = None,
     extra: Sequence[str] = (),
+    dynsec_plugin: Path | None = None,
 ) -> str:
     """The ``mosquitto.conf`` text: one TLS listener, client certificates required."""
     return "\n".join(
@@ -78,6 +91,7 @@ def render_conf(
             "per_listener_settings false",
             "allow_anonymous false",
             f"acl_file {files.acl}",
+            *_dynsec_conf_lines(dynsec_plugin, files.dynsec),
             f"listener {port} {bind}".rstrip(),
             "protocol mqtt",
             f"cafile {files.ca}",
@@ -102,12 +116,16 @@ def write_broker_config(
     hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
     crl_file: Path | None = None,
     pid_file: Path | None = None,
+    dynsec_plugin: Path | None = None,
 ) -> BrokerFiles:
     """Write config, ACL, CA, a fresh broker certificate and (if absent) the CRL to ``out``.
 
     ``crl_file`` defaults to the CA directory's CRL, which revocations rewrite; point it
     elsewhere when the broker runs on another machine and copy the CRL there.
     ``pid_file`` adds Mosquitto's ``pid_file``, for ``GOVEDGE_BROKER_PID_FILE``.
+    ``dynsec_plugin`` is the dynamic-security plugin (default: found where Debian and
+    the upstream packages install it); without one, a revoked outlet's live
+    connections are ended by client-id takeover only.
     """
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +139,13 @@ def write_broker_config(
         cert=out / "broker.crt",
         key=out / "broker.key",
         crl=(crl_file or ca.crl_path).resolve(),
+        dynsec=out / DYNSEC_FILE,
     )
+    plugin = dynsec_plugin or find_dynsec_plugin()
+    if plugin is None:
+        files = dataclasses.replace(files, dynsec=None)
+    elif files.dynsec is not None and not files.dynsec.exists():
+        files.dynsec.write_text(render_dynsec_state())  # the broker's own state after this
     shutil.copyfile(ca.cert_path, files.ca)
     shutil.copyfile(pair.cert_file, files.cert)
     files.key.touch(mode=0o600)
@@ -133,6 +157,51 @@ def write_broker_config(
             bind=bind,
             files=files,
             pid_file=pid_file.resolve() if pid_file is not None else None,
+            dynsec_plugin=plugin,
         )
     )
     return files
+
+
+# -- revocation: the dynamic-security plugin as a "disconnect this identity" switch ----
+
+DYNSEC_FILE = "dynsec.json"
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+DYNSEC_RESPONSE_TOPIC = f"{DYNSEC_TOPIC}/response"
+_DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+_DYNSEC_PLACES = ("/usr/lib/*/", "/usr/lib/", "/usr/local/lib/*/", "/usr/local/lib/")
+
+
+def find_dynsec_plugin() -> Path | None:
+    """Mosquitto's dynamic-security plugin where the packages install it, or None."""
+    for place in _DYNSEC_PLACES:
+        for found in sorted(glob.glob(place + _DYNSEC_PLUGIN)):
+            return Path(found)
+    return None
+
+
+def render_dynsec_state() -> str:
+    """The plugin's initial state: no clients, no roles, every default "defer"."""
+    defer = {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": False,
+    }
+    return json.dumps(
+        {"defaultACLAccess": defer, "clients": [], "groups": [], "roles": []}, indent=2
+    )
+
+
+def _dynsec_acl_lines() -> list[str]:
+    return [f"topic readwrite {DYNSEC_TOPIC}/#"]
+
+
+def _dynsec_conf_lines(plugin: Path | None, state: Path | None) -> list[str]:
+    if plugin is None or state is None:
+        return []
+    return [
+        "# Revocation: disconnects a revoked identity (docs/security.md); grants nothing.",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {state}",
+    ]
