@@ -222,6 +222,7 @@ class Ingest:
         self.revoked = RevokedOutlets(refresh_s=settings.revocation_refresh_s)
         self._revoked_lock = threading.Lock()
         self._revoked_refused: Counter[str] = Counter()
+        self._revoked_seen: frozenset[str] = frozenset()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -418,6 +419,7 @@ class Ingest:
             batch, stop = self._take_batch()
             if self.revoked.due():
                 self._refresh_revoked()
+            self._offline_revoked()
             if self._shared and time.monotonic() >= self._next_beat:
                 try:
                     self._heartbeat()
@@ -606,6 +608,18 @@ class Ingest:
             # The last set read stays in force; the next batch tries again.
             self.stats.db_error()
             self._log.exception("revoked_refresh", "could not read revoked outlets", exc=exc)
+
+    def _offline_revoked(self) -> None:
+        """Outlets revoked since the last look go offline (their will is refused too)."""
+        ids = self.revoked.ids
+        if ids is self._revoked_seen:
+            return
+        new, self._revoked_seen = ids - self._revoked_seen, ids
+        now = datetime.now(UTC)
+        for outlet_id in sorted(new):
+            if self._tracker.mark_offline(outlet_id, at=now):
+                self.stats.noted("revoked_offline")
+                logger.info("outlet %s revoked: offline", outlet_id)
 
     def _record_revoked(self) -> None:
         """Add this batch's refusals to ``revoked_traffic`` (one transaction)."""

@@ -59,6 +59,11 @@ class RevokedOutlets:
         """True while ``outlet_id`` is revoked (as of the last refresh or ``add``)."""
         return outlet_id in self._ids
 
+    @property
+    def ids(self) -> frozenset[str]:
+        """The revoked outlet ids right now."""
+        return self._ids
+
     def __len__(self) -> int:
         return len(self._ids)
 

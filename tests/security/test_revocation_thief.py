@@ -228,6 +228,7 @@ def test_ingest_refuses_a_revoked_outlet_whatever_the_client_id(
         late = [thief.tx("submission", submission()), thief.tx("evaluation", evaluation(2))]
 
         poll(lambda: server.stats()["rejected"].get("revoked_outlet", 0) >= len(late), timeout=30)
+        poll(lambda: server.state(OUTLET) == "offline", timeout=30)  # its will is refused too
         assert not set(thief.acks()) & set(late), "a refused transaction was acknowledged"
         assert _inbox(database) == {before}
         poll(lambda: "revoked_outlet_traffic" in _alerts(server), timeout=30)
