@@ -208,18 +208,7 @@ def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
     """
     broker = settings.broker
     connected: queue.Queue[ReasonCode] = queue.Queue()
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=agent_client_id(outlet_id),
-        protocol=mqtt.MQTTv5,
-    )
-    if broker.username is not None:
-        client.username_pw_set(broker.username, broker.password)
-    if broker.tls:
-        files = FleetCA(settings.pki_dir).ensure_server_client()
-        client.tls_set(
-            ca_certs=str(files.ca_file), certfile=str(files.cert_file), keyfile=str(files.key_file)
-        )
+    client = _server_client(settings, agent_client_id(outlet_id))
 
     def on_connect(
         _c: mqtt.Client,
