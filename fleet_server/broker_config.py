@@ -21,12 +21,23 @@ the ``mosquitto`` user can read. Mosquitto drops to that user right after readin
 config, before it opens any of these files, so the broker key is made group-readable
 by the ``mosquitto`` group when generated as root; the CA key never leaves the 0700
 PKI directory.
+
+Revocation (docs/security.md, "Revocation"): when Mosquitto's dynamic-security plugin
+is installed, the config loads it for one job only, disconnecting every connection of
+a revoked identity (``disableClient`` kicks by username = certificate CN, whatever the
+client id). Its default access is "defer" everywhere and it holds no roles, so the ACL
+file above stays the only access rule; the server's identity may write its control
+topic.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import grp
+import json
 import os
+import pwd
 import re
 import shutil
 from collections.abc import Sequence
@@ -46,6 +57,7 @@ CRL_COPY_FILE = "crl.pem"
 # properties, with room to spare. Anything larger is refused and its client disconnected.
 MAX_PACKET_BYTES: Final = MAX_PAYLOAD_BYTES + 4096
 # The group the broker runs as (Debian's package); it may read the broker key.
+BROKER_USER: Final = "mosquitto"
 BROKER_GROUP: Final = "mosquitto"
 _PID_LINE = re.compile(r"^\s*pid_file\s", re.MULTILINE)
 
@@ -64,6 +76,7 @@ class BrokerFiles:
     cert: Path
     key: Path
     crl: Path
+    dynsec: Path | None = None
 
 
 def render_acl() -> str:
@@ -79,6 +92,7 @@ def render_acl() -> str:
             f"topic read {p}/+/up/#",
             f"topic write {p}/+/down/#",
             f"topic readwrite {SERVER_STATE_TOPIC}",
+            *_dynsec_acl_lines(),
             "",
             "# Every outlet (%u = its id): its own uplink kinds, its own downlink, the server",
             "# state. Exact uplink topics: no free topic to park retained messages on.",
@@ -102,6 +116,7 @@ def render_conf(
     files: BrokerFiles,
     pid_file: Path | None = None,
     extra: Sequence[str] = (),
+    dynsec_plugin: Path | None = None,
 ) -> str:
     """The ``mosquitto.conf`` text: one TLS listener, client certificates required."""
     return "\n".join(
@@ -115,6 +130,7 @@ def render_conf(
             "per_listener_settings false",
             "allow_anonymous false",
             f"acl_file {files.acl}",
+            *_dynsec_conf_lines(dynsec_plugin, files.dynsec),
             f"listener {port} {bind}".rstrip(),
             "protocol mqtt",
             f"cafile {files.ca}",
@@ -140,6 +156,7 @@ def write_broker_config(
     crl_file: Path | None = None,
     pid_file: Path | None = None,
     conf_file: Path | None = None,
+    dynsec_plugin: Path | None = None,
 ) -> BrokerFiles:
     """Write config, ACL, CA, a fresh broker certificate and the CRL's copy to ``out``.
 
@@ -150,6 +167,9 @@ def write_broker_config(
     ``/etc/mosquitto/conf.d/govedge.conf``. ``pid_file`` adds Mosquitto's ``pid_file``,
     for ``GOVEDGE_BROKER_PID_FILE``; refused when the main config beside ``conf.d``
     already declares one (Mosquitto would not start).
+    ``dynsec_plugin`` is the dynamic-security plugin (default: found where Debian and
+    the upstream packages install it); without one, a revoked outlet's live
+    connections are ended by client-id takeover only.
     """
     out = out.resolve()
     conf = (conf_file or out / CONF_FILE).resolve()
@@ -164,7 +184,15 @@ def write_broker_config(
         cert=out / "broker.crt",
         key=out / "broker.key",
         crl=ca.publish_crl(crl_file or out / CRL_COPY_FILE),
+        dynsec=out / DYNSEC_FILE,
     )
+    plugin = dynsec_plugin or find_dynsec_plugin()
+    if plugin is None:
+        files = dataclasses.replace(files, dynsec=None)
+    elif files.dynsec is not None and not files.dynsec.exists():
+        _dynsec_dir(files.dynsec.parent)
+        files.dynsec.write_text(render_dynsec_state())  # the broker's own state after this
+        _give_to_broker(files.dynsec)
     shutil.copyfile(ca.cert_path, files.ca)
     shutil.copyfile(pair.cert_file, files.cert)
     files.key.touch(mode=0o600)
@@ -178,6 +206,7 @@ def write_broker_config(
             bind=bind,
             files=files,
             pid_file=pid_file.resolve() if pid_file is not None else None,
+            dynsec_plugin=plugin,
         )
     )
     return files
@@ -207,3 +236,66 @@ def _share_key_with_broker(key: Path) -> None:
         return
     os.chown(key, 0, gid)
     os.chmod(key, 0o640)
+
+
+# -- revocation: the dynamic-security plugin as a "disconnect this identity" switch ----
+
+DYNSEC_FILE = "dynsec/dynsec.json"
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+DYNSEC_RESPONSE_TOPIC = f"{DYNSEC_TOPIC}/response"
+_DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+_DYNSEC_PLACES = ("/usr/lib/*/", "/usr/lib/", "/usr/local/lib/*/", "/usr/local/lib/")
+
+
+def _dynsec_dir(directory: Path) -> None:
+    """The plugin's own directory: it saves its state there (write a new file, rename), as
+    the broker's user, so that user owns it; nothing else lives there."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    _give_to_broker(directory)
+
+
+def _give_to_broker(path: Path) -> None:
+    """As root: ``path`` owned by the broker's user (it drops to it before loading
+    plugins); otherwise it stays with the user who runs the broker."""
+    if os.geteuid() != 0:
+        return
+    try:
+        uid = pwd.getpwnam(BROKER_USER).pw_uid
+    except KeyError:
+        return
+    os.chown(path, uid, -1)
+
+
+def find_dynsec_plugin() -> Path | None:
+    """Mosquitto's dynamic-security plugin where the packages install it, or None."""
+    for place in _DYNSEC_PLACES:
+        for found in sorted(glob.glob(place + _DYNSEC_PLUGIN)):
+            return Path(found)
+    return None
+
+
+def render_dynsec_state() -> str:
+    """The plugin's initial state: no clients, no roles, every default "defer"."""
+    defer = {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": False,
+    }
+    return json.dumps(
+        {"defaultACLAccess": defer, "clients": [], "groups": [], "roles": []}, indent=2
+    )
+
+
+def _dynsec_acl_lines() -> list[str]:
+    return [f"topic readwrite {DYNSEC_TOPIC}/#"]
+
+
+def _dynsec_conf_lines(plugin: Path | None, state: Path | None) -> list[str]:
+    if plugin is None or state is None:
+        return []
+    return [
+        "# Revocation: disconnects a revoked identity (docs/security.md); grants nothing.",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {state}",
+    ]

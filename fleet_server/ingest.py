@@ -43,6 +43,14 @@ reached another worker is never overwritten. The common path costs no extra quer
 known session is applied from memory; only the write per batch reads the rows it
 updates. Gaps in ``seq`` are not judged (see ``fleet_server.presence``).
 
+Revoked outlets (``fleet_server.security.revocation``, docs/security.md "Revocation"):
+every message whose topic names an outlet that is revoked right now is refused, both
+before it is queued and again when the worker takes it, whatever the client id it came
+with: counted ``revoked_outlet``, logged (rate-limited), nothing applied, stored or
+acknowledged. The revoked set lives in memory and is re-read every
+``revocation_refresh_s`` between batches; refusals are written to ``revoked_traffic``
+once per batch, which the ``revoked_outlet_traffic`` alert reads.
+
 Shared mode, presence across workers (``fleet_server.workers``): each worker writes a
 heartbeat row every ``worker_heartbeat_s`` saying whether it holds the broker. Start,
 broker loss and clean stop mark the fleet ``stale`` only when no other worker is live and
@@ -61,7 +69,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,14 +80,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.health.ratelimit import OutletRateLimiter
 from fleet_server.health.recorder import IngestObserver
+from fleet_server.models import RevokedTraffic
 from fleet_server.pki import FleetCA
 from fleet_server.presence import OutletRecord, PresenceTracker
 from fleet_server.registry import load_presence, save_presence
+from fleet_server.security.revocation import RevokedOutlets
 from fleet_server.settings import Settings
 from fleet_server.stats import IngestStats, RateLimitedLog
 from fleet_server.transactions.bodies import (
@@ -224,11 +235,17 @@ class Ingest:
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._connected = False
         self._next_beat = 0.0
+        # Revoked outlets: their messages are refused; refusals are written per batch.
+        self.revoked = RevokedOutlets(refresh_s=settings.revocation_refresh_s)
+        self._revoked_lock = threading.Lock()
+        self._revoked_refused: Counter[str] = Counter()
+        self._revoked_seen: frozenset[str] = frozenset()
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
         """Load presence from the database, start the worker, connect in the background."""
+        self._refresh_revoked()
         if self._shared:
             self._start_shared()
         else:
@@ -408,6 +425,8 @@ class Ingest:
                 "retained", "ignored a retained message from outlet %s", _outlet_of(topic)
             )
             return
+        if self._refuse_revoked(topic):
+            return
         if self._limiter is not None and not self._limiter.allow_topic(topic):
             self.stats.rejected("rate_limited")
             return
@@ -433,6 +452,9 @@ class Ingest:
     def _run(self) -> None:
         while not self._abort.is_set():
             batch, stop = self._take_batch()
+            if self.revoked.due():
+                self._refresh_revoked()
+            self._offline_revoked()
             if self._shared and time.monotonic() >= self._next_beat:
                 try:
                     self._heartbeat()
@@ -473,7 +495,8 @@ class Ingest:
         if self._deferred:
             waiting, self._deferred = self._deferred, []
             for deferred in waiting:
-                self._apply(deferred.item, deferred.message, until=deferred.until)
+                if not self._refuse_revoked(deferred.item.topic):
+                    self._apply(deferred.item, deferred.message, until=deferred.until)
         for item in batch:
             if isinstance(item, _BrokerUp):
                 if self._shared:
@@ -492,9 +515,12 @@ class Ingest:
         if self._observer is not None:
             self._observer.flush(self._sessions)
         self._store_and_ack()
+        self._record_revoked()
 
     def _handle(self, item: _Received) -> None:
         outlet_id = _outlet_of(item.topic)
+        if self._refuse_revoked(item.topic):
+            return
         try:
             message = decode(item.topic, item.payload)
         except WireError as exc:
@@ -595,6 +621,73 @@ class Ingest:
             self._deferred.append(_Deferred(item=item, message=message, until=deadline))
             return False
         return True
+
+    # -- revoked outlets (fleet_server.security.revocation) ------------------------
+
+    def _refuse_revoked(self, topic: str) -> bool:
+        """True (counted, logged) when ``topic``'s outlet is revoked; any thread."""
+        outlet_id = _outlet_of(topic)
+        if not self.revoked.contains(outlet_id):
+            return False
+        self.stats.rejected("revoked_outlet")
+        with self._revoked_lock:
+            self._revoked_refused[outlet_id] += 1
+        self._log.warning(
+            "revoked_outlet", "refused a message of revoked outlet %s (%s)", outlet_id, topic
+        )
+        return True
+
+    def _refresh_revoked(self) -> None:
+        try:
+            with self._sessions.begin() as session:
+                self.revoked.refresh(session)
+        except SQLAlchemyError as exc:
+            # The last set read stays in force; the next batch tries again.
+            self.stats.db_error()
+            self._log.exception("revoked_refresh", "could not read revoked outlets", exc=exc)
+
+    def _offline_revoked(self) -> None:
+        """Outlets revoked since the last look go offline (their will is refused too)."""
+        ids = self.revoked.ids
+        if ids is self._revoked_seen:
+            return
+        new, self._revoked_seen = ids - self._revoked_seen, ids
+        now = datetime.now(UTC)
+        for outlet_id in sorted(new):
+            if self._tracker.mark_offline(outlet_id, at=now):
+                self.stats.noted("revoked_offline")
+                logger.info("outlet %s revoked: offline", outlet_id)
+
+    def _record_revoked(self) -> None:
+        """Add this batch's refusals to ``revoked_traffic`` (one transaction)."""
+        with self._revoked_lock:
+            refused, self._revoked_refused = self._revoked_refused, Counter()
+        if not refused:
+            return
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                rows = {
+                    row.outlet_id: row
+                    for row in session.scalars(
+                        select(RevokedTraffic).where(RevokedTraffic.outlet_id.in_(refused))
+                    )
+                }
+                for outlet_id, count in refused.items():
+                    row = rows.get(outlet_id)
+                    if row is None:
+                        session.add(
+                            RevokedTraffic(
+                                outlet_id=outlet_id, refused=count, first_at=now, last_at=now
+                            )
+                        )
+                    else:
+                        row.refused += count
+                        row.last_at = now
+        except SQLAlchemyError as exc:
+            # Counted in the stats all the same; only the alert's facts miss this batch.
+            self.stats.db_error()
+            self._log.exception("revoked_record", "could not record revoked traffic", exc=exc)
 
     # -- shared mode: heartbeats and fleet-wide staleness (fleet_server.workers) ----
 

@@ -398,6 +398,20 @@ class Certificate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class RevokedTraffic(Base):
+    """Messages the ingest refused because their outlet is revoked (the alert's facts).
+
+    One row per outlet, written once per ingest batch that refused any; never per message.
+    """
+
+    __tablename__ = "revoked_traffic"
+
+    outlet_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    refused: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AuditEntry(Base):
     """One change: who, when, what, on what, before and after. Append-only."""
 

@@ -235,6 +235,13 @@ def broker_config(
         _fail(exc)
         return
     click.echo(f"wrote {files.conf} (ACL {files.acl}, CRL copy {files.crl})")
+    if files.dynsec is None:
+        click.echo(
+            "warning: Mosquitto's dynamic-security plugin was not found: a revocation ends "
+            "only the agent's own client id, not a connection under another one "
+            "(docs/security.md, Revocation)",
+            err=True,
+        )
 
 
 @click.command("broker-reload")

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     broker_pid_file: Path | None = None
     broker_reload_command: str | None = None
     broker_reload_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # How often each ingest worker re-reads which outlets are revoked (their messages are
+    # refused); the API of the same process applies its own revocations at once.
+    revocation_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # PII at rest (fleet_server.piivault): the AES-GCM key directory (0700, keys 0600);
     # bodies are emptied this many days after upstream confirmed receipt, checked hourly.
     pii_key_dir: Path = Path("./fleet-pii-keys")

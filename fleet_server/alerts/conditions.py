@@ -28,6 +28,9 @@ class OutletFacts:
     metrics: dict[str, Any] = field(default_factory=dict)
     clock_skew_s: float | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
+    # Messages refused because the outlet is revoked (table revoked_traffic).
+    revoked_refused: int = 0
+    revoked_last_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +82,17 @@ def conditions_for(
                 detail=detail,
             )
         )
+
+    params = rules["revoked_outlet_traffic"]
+    last = facts.revoked_last_at
+    if (
+        params["enabled"]
+        and last is not None
+        and (now - last).total_seconds() <= float(params["within_s"])
+    ):
+        refused = facts.revoked_refused
+        summary = f"revoked outlet {outlet} still sends: {refused} messages refused"
+        add("revoked_outlet_traffic", "", summary, float(refused), last_at=last.isoformat())
 
     if facts.state != "online":
         down_s = (now - facts.state_since).total_seconds()

@@ -36,7 +36,7 @@ from fleet_server.health.tables import (
     OutletHealth,
     OutletProfile,
 )
-from fleet_server.models import Agent
+from fleet_server.models import Agent, RevokedTraffic
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def gather_facts(session: Session, book: RuleBook | None = None) -> list[OutletF
                 "reads_failed": row.reads_failed,
             }
         )
+    revoked = {hit.outlet_id: hit for hit in session.scalars(select(RevokedTraffic))}
     facts = []
     for agent in session.execute(
         select(Agent.outlet_id, Agent.state, Agent.state_since, Agent.last_metrics)
@@ -135,9 +136,29 @@ def gather_facts(session: Session, book: RuleBook | None = None) -> list[OutletF
                 metrics=agent.last_metrics or {},
                 clock_skew_s=skew.get(agent.outlet_id),
                 devices=devices.get(agent.outlet_id, []),
+                **_revoked_facts(revoked.pop(agent.outlet_id, None)),
+            )
+        )
+    # A revoked outlet whose agent was never heard (no presence row) still alerts.
+    for hit in revoked.values():
+        profile = profiles.get(hit.outlet_id)
+        facts.append(
+            OutletFacts(
+                outlet_id=hit.outlet_id,
+                state="unknown",
+                state_since=hit.first_at,
+                kind=profile.kind if profile else None,
+                region_code=profile.region_code if profile else None,
+                **_revoked_facts(hit),
             )
         )
     return facts
+
+
+def _revoked_facts(row: RevokedTraffic | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    return {"revoked_refused": row.refused, "revoked_last_at": row.last_at}
 
 
 def alert_payload(alert: Alert, event: str) -> dict[str, Any]:

@@ -48,6 +48,8 @@ TABLES = {
     "material_chunks",
     # several ingest workers (0007_ingest_workers)
     "ingest_workers",
+    # refused messages of revoked outlets (0010_revoked_traffic)
+    "revoked_traffic",
 }
 
 
