@@ -231,7 +231,10 @@ def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
         if reason.is_failure:
             return False, f"broker refused the takeover connection: {reason}"
         rc = client.disconnect()
-        if rc != mqtt.MQTT_ERR_SUCCESS:
+        # The CONNACK already means the broker closed the old connection; a client that
+        # reconnects at once takes the id back and closes ours first (NO_CONN), which is
+        # the revoked agent trying again: the CRL refuses it after a reload.
+        if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False, f"disconnect failed: {mqtt.error_string(rc)}"
         return True, f"session {agent_client_id(outlet_id)} taken over and closed"
     except OSError as exc:

@@ -187,7 +187,7 @@ def test_revoke_disconnects_a_thief_under_another_client_id(
         back = TlsClient(broker.mosquitto, renewed, client_id=agent_client_id(OUTLET))
         clients.append(back)
         assert back.wait_connected() == 0
-        assert back.publish(f"govedge/v1/{OUTLET}/up/evt", b"{}") in (0, 16)
+        assert back.publish(f"govedge/v1/{OUTLET}/up/event", b"{}") in (0, 16)
     finally:
         for client in clients:
             client.close()
@@ -268,7 +268,7 @@ def test_client_id_takeover_between_outlets_is_what_the_docs_say(
         taker = TlsClient(secure_broker, a, client_id=agent_client_id("outlet-victim"))
         assert taker.wait_connected() == 0
         poll(lambda: not victim.client.is_connected(), timeout=15)
-        assert taker.publish("govedge/v1/outlet-victim/up/evt", b"{}") == 135  # not authorized
+        assert taker.publish("govedge/v1/outlet-victim/up/event", b"{}") == 135  # not authorized
     finally:
         victim.close()
         if taker is not None:
