@@ -706,7 +706,9 @@ class Ingest:
             self.stats.noted("tx_rejected")
             if isinstance(exc, MaterialRejected):
                 self.stats.noted(f"material_rejected_{exc.code}")
-            elif message.tx_kind == MATERIAL_CHUNK_KIND:
+            elif exc.code != "invalid":
+                self.stats.noted(f"tx_rejected_{exc.code}")
+            if isinstance(exc, BodyRejected) and message.tx_kind == MATERIAL_CHUNK_KIND:
                 self.stats.noted("material_rejected_invalid")
             self._log.warning(
                 "tx_rejected",
