@@ -43,6 +43,8 @@ TABLES = {
     "material_chunks",
     # several ingest workers (0007_ingest_workers)
     "ingest_workers",
+    # each outlet's stored bytes per day (0009_outlet_usage)
+    "outlet_usage",
 }
 
 
