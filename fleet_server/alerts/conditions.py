@@ -28,6 +28,9 @@ class OutletFacts:
     metrics: dict[str, Any] = field(default_factory=dict)
     clock_skew_s: float | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
+    # Today's refusals over the outlet's stored-bytes bound, and what it stored today.
+    refused_today: int = 0
+    stored_today: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +82,13 @@ def conditions_for(
                 detail=detail,
             )
         )
+
+    params = rules["outlet_daily_bytes"]
+    if params["enabled"] and facts.refused_today > 0:
+        add("outlet_daily_bytes", "",
+            f"outlet {outlet} over its stored bytes for today: "
+            f"{facts.refused_today} transactions refused",
+            float(facts.refused_today), stored_bytes=facts.stored_today)  # fmt: skip
 
     if facts.state != "online":
         down_s = (now - facts.state_since).total_seconds()
