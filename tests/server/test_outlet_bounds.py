@@ -127,3 +127,16 @@ def test_an_outlet_over_its_daily_bytes_is_refused_counted_and_alerted_while_ano
     assert alerts[0]["severity"] == "critical"
     assert alerts[0]["value"] == len(refused)
     assert server.get(f"/api/v1/alerts?outlet_id={other.outlet_id}") == []
+
+
+def test_a_submission_naming_one_material_200_times_is_refused_before_anything_is_read(
+    server: FleetServer, agents: tuple[TxAgent, TxAgent], workdir: Path
+) -> None:
+    agent, _ = agents
+    same = [{"name": f"第{i}页", "ref": "mat-repeated-01"} for i in range(200)]
+    tx_id = agent.tx("submission", submission(materials=same))
+    ack = agent.ack(tx_id)
+    assert ack.status == "rejected"
+    assert "materials" in (ack.reason or "")
+    assert "more than once" in (ack.reason or "")
+    assert _inbox(workdir, agent.outlet_id) == []
