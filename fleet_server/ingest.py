@@ -74,6 +74,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -100,8 +101,9 @@ from fleet_server.transactions.bodies import (
     MaterialChunkBody,
     parse_body,
 )
-from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
+from fleet_server.transactions.inbox import PendingTx, Stored, StoreLimits, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk
+from fleet_server.transactions.usage import QUOTA_CODE
 from fleet_server.workers import beat, fleet_lock, forget, live_connected, mark_fleet_stale
 from govedge_wire import (
     SERVER_STATE_TOPIC,
@@ -200,6 +202,11 @@ class Ingest:
         self._observer = observer
         self._limiter = limiter
         self._rules = settings.evaluation_rules
+        self._limits = StoreLimits(
+            outlet_daily_bytes=settings.outlet_daily_bytes,
+            submission_material_bytes=settings.submission_material_max_bytes,
+            zone=ZoneInfo(settings.outlet_timezone),
+        )
         self._on_stored = on_stored
         # Transactions of the current batch, stored and acknowledged after it.
         self._pending_tx: list[PendingTx] = []
@@ -836,7 +843,9 @@ class Ingest:
             self.stats.noted("tx_rejected")
             if isinstance(exc, MaterialRejected):
                 self.stats.noted(f"material_rejected_{exc.code}")
-            elif message.tx_kind == MATERIAL_CHUNK_KIND:
+            elif exc.code != "invalid":
+                self.stats.noted(f"tx_rejected_{exc.code}")
+            if isinstance(exc, BodyRejected) and message.tx_kind == MATERIAL_CHUNK_KIND:
                 self.stats.noted("material_rejected_invalid")
             self._log.warning(
                 "tx_rejected",
@@ -867,7 +876,9 @@ class Ingest:
             return
         try:
             with self._sessions.begin() as session:
-                outcomes = store_transactions(session, pending, rules=self._rules)
+                outcomes = store_transactions(
+                    session, pending, rules=self._rules, limits=self._limits
+                )
         except IntegrityError:
             # Another worker stored one of these meanwhile: go one by one.
             outcomes_or_none = [self._store_one(item) for item in pending]
@@ -884,7 +895,15 @@ class Ingest:
             if outcome is None:
                 continue
             self.stats.noted(f"tx_{outcome.outcome}")
-            if outcome.code is not None:
+            if outcome.code == QUOTA_CODE:
+                self.stats.noted(f"tx_rejected_{QUOTA_CODE}")
+                self._log.warning(
+                    f"quota:{item.message.outlet_id}",
+                    "outlet %s is over its stored bytes for today; refused transaction %s",
+                    item.message.outlet_id,
+                    item.message.tx_id,
+                )
+            elif outcome.code is not None:
                 self.stats.noted(f"material_rejected_{outcome.code}")
                 self._log.warning(
                     "material_rejected",
@@ -901,7 +920,9 @@ class Ingest:
     def _store_one(self, item: PendingTx) -> Stored | None:
         try:
             with self._sessions.begin() as session:
-                return store_transactions(session, [item], rules=self._rules)[0]
+                return store_transactions(session, [item], rules=self._rules, limits=self._limits)[
+                    0
+                ]
         except IntegrityError:
             return Stored("duplicate")
         except SQLAlchemyError as exc:

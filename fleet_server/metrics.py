@@ -62,6 +62,15 @@ class _FleetCollector(Collector):
             for reason, count in sorted(snap.rejected.items()):
                 rejected.add_metric([reason], count)
             yield rejected
+            refused = CounterMetricFamily(
+                "govedge_transactions_refused",
+                "Transactions acked rejected, by reason (body, material, outlet bytes per day)",
+                labels=["reason"],
+            )
+            for reason, count in sorted(snap.noted.items()):
+                if reason.startswith(("tx_rejected_", "material_rejected_")):
+                    refused.add_metric([reason.partition("rejected_")[2]], count)
+            yield refused
             yield CounterMetricFamily(
                 "govedge_ingest_batches", "Batches committed", value=snap.batches_committed
             )

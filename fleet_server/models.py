@@ -429,3 +429,6 @@ class AuditEntry(Base):
 # The fleet-health tables live in their own module; importing it here registers them on
 # ``Base.metadata`` for migrations and comparisons.
 from fleet_server.health import tables as _health_tables  # noqa: E402, F401
+
+# Each outlet's stored bytes per day (fleet_server.transactions.usage), registered likewise.
+from fleet_server.transactions import usage as _usage_tables  # noqa: E402, F401

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     material_max_bytes: Annotated[int, Field(ge=1, le=2**31)] = 64 * 1024 * 1024
     material_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
     material_orphan_days: Annotated[float, Field(ge=0, le=3650)] = 30.0
+    # All the materials of one submission together; a submission over it is refused.
+    submission_material_max_bytes: Annotated[int, Field(ge=1, le=2**40)] = 128 * 1024 * 1024
+    # What one outlet may store per day (outlet_timezone): bodies as JSON plus material
+    # chunks. Over it its transactions are refused, counted and alerted until tomorrow.
+    outlet_daily_bytes: Annotated[int, Field(ge=1, le=2**50)] = 1024 * 1024 * 1024
     # -- fleet health (docs/fleet-health.md) --
     # Per-outlet token buckets in the ingest: every uplink kind; births and deaths in a
     # bucket of their own whose burst covers a birth storm after a broker restart.

@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -31,9 +31,19 @@ from fleet_server.models import InboxEntry
 from fleet_server.piivault import VaultError
 from fleet_server.routing import store
 from fleet_server.routing.breaker import BreakerState, CircuitBreaker
-from fleet_server.routing.http_adapter import DeliveryResult, HttpJsonAdapter
+from fleet_server.routing.http_adapter import (
+    Attachment,
+    AttachmentError,
+    DeliveryResult,
+    HttpJsonAdapter,
+)
 from fleet_server.routing.targets import TargetsConfig
-from fleet_server.transactions.materials import MaterialRejected, materials_for_delivery
+from fleet_server.transactions.materials import (
+    MaterialPart,
+    MaterialRejected,
+    iter_material,
+    materials_for_delivery,
+)
 from govedge_wire import TransactionResult
 
 __all__ = ["DeliveryWorker", "ResultPublisher"]
@@ -169,7 +179,7 @@ class DeliveryWorker:
             materials = (
                 materials_for_delivery(session, entry) if entry.tx_kind == "submission" else []
             )
-            document = store.document_for(entry, item, materials=materials)
+            document = store.document_for(entry, item, materials=[m.describe() for m in materials])
         except VaultError:  # the body does not open for this row: moved, planted or key gone
             breaker.release()
             store.dead_letter(
@@ -196,6 +206,7 @@ class DeliveryWorker:
         claimed = store.Claimed(
             inbox_id=entry.id, tx_id=entry.tx_id, outlet_id=entry.outlet_id, target=target,
             idempotency_key=entry.idempotency_key, attempts=entry.attempts, document=document,
+            materials=tuple(materials),
         )  # fmt: skip
         with self._lock:
             self._in_flight[target] += 1
@@ -211,9 +222,20 @@ class DeliveryWorker:
             if target is None:  # cannot happen: routed targets are configured
                 breaker.release()
                 return
-            result = self._adapters[claimed.target].deliver(
-                idempotency_key=claimed.idempotency_key, document=claimed.document
-            )
+            attachments = [
+                Attachment(ref=part.material_id, size=part.size, chunks=self._reader(part))
+                for part in claimed.materials
+            ]
+            try:
+                result = self._adapters[claimed.target].deliver(
+                    idempotency_key=claimed.idempotency_key,
+                    document=claimed.document,
+                    attachments=attachments,
+                )
+            except (MaterialRejected, AttachmentError) as exc:  # found corrupt while sent
+                breaker.release()
+                self._material_failed(claimed, str(getattr(exc, "reason", exc)))
+                return
             self._record(claimed, result)
             if result.outcome == "transient":
                 breaker.failure()
@@ -229,6 +251,27 @@ class DeliveryWorker:
                 self._in_flight[claimed.target] -= 1
                 self._held.discard(claimed.inbox_id)
             self._wake.set()
+
+    def _reader(self, part: MaterialPart) -> Callable[[], Iterator[bytes]]:
+        """A material's bytes, chunk by chunk, read in a session of their own."""
+
+        def chunks() -> Iterator[bytes]:
+            with self._sessions() as session:
+                yield from iter_material(session, part)
+
+        return chunks
+
+    def _material_failed(self, claimed: store.Claimed, reason: str) -> None:
+        """The stored material failed while it was being sent: dead letter, no retry."""
+        with self._sessions.begin() as session:
+            entry = session.get(InboxEntry, claimed.inbox_id)
+            if entry is not None and entry.state == "pending":
+                store.dead_letter(
+                    session, entry, reason="material", detail=reason, status_code=None,
+                    now=datetime.now(UTC), notify=True,
+                )  # fmt: skip
+        self.counters["material"] += 1
+        logger.warning("transaction %s: %s", claimed.tx_id, reason)
 
     def _record(self, claimed: store.Claimed, result: DeliveryResult) -> None:
         target = self._targets.get(claimed.target)

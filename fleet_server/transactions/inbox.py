@@ -9,7 +9,8 @@ connection) is reported as a duplicate and stored nowhere a second time. Evaluat
 so statistics never disagree with the inbox. Material chunks are stored apart
 (``materials``/``material_chunks``, see ``fleet_server.transactions.materials``), and a
 submission is stored only when the materials it references are complete and verified;
-a refused item is ``rejected`` with a reason and changes nothing.
+a refused item is ``rejected`` with a reason and changes nothing. Each outlet's stored
+bytes per day are bounded (``StoreLimits``, ``fleet_server.transactions.usage``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,15 +35,23 @@ from fleet_server.transactions.bodies import (
 )
 from fleet_server.transactions.identity import upstream_idempotency_key
 from fleet_server.transactions.materials import (
+    DEFAULT_SUBMISSION_MAX_BYTES,
     ChunkBatch,
     MaterialRejected,
     check_submission_materials,
     store_chunk,
 )
+from fleet_server.transactions.usage import (
+    DEFAULT_OUTLET_DAILY_BYTES,
+    QUOTA_CODE,
+    DailyUsage,
+    stored_size,
+)
 from govedge_wire import Transaction
 
-__all__ = ["PendingTx", "StoreOutcome", "Stored", "store_transactions"]
+__all__ = ["PendingTx", "StoreLimits", "StoreOutcome", "Stored", "store_transactions"]
 
+_DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")  # the settings' outlet_timezone default
 StoreOutcome = Literal["accepted", "duplicate", "rejected"]
 
 
@@ -63,27 +73,53 @@ class PendingTx:
     received_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreLimits:
+    """Bounds on what one outlet may store (settings ``GOVEDGE_OUTLET_DAILY_BYTES``,
+    ``GOVEDGE_SUBMISSION_MATERIAL_MAX_BYTES``; the day in ``GOVEDGE_OUTLET_TIMEZONE``)."""
+
+    outlet_daily_bytes: int = DEFAULT_OUTLET_DAILY_BYTES
+    submission_material_bytes: int = DEFAULT_SUBMISSION_MAX_BYTES
+    zone: ZoneInfo = _DEFAULT_ZONE
+
+
 def store_transactions(
-    session: Session, items: Sequence[PendingTx], *, rules: EvaluationRules
+    session: Session,
+    items: Sequence[PendingTx],
+    *,
+    rules: EvaluationRules,
+    limits: StoreLimits | None = None,
 ) -> list[Stored]:
     """Insert new transactions; return, per item, ``accepted``, ``duplicate`` or
-    ``rejected`` (materials only: a bad chunk, an incomplete or corrupt material).
+    ``rejected`` (a bad chunk, an incomplete or corrupt material, materials over the
+    per-submission bound, or the outlet over its bytes for the day: ``QUOTA_CODE``).
 
     The caller commits. A concurrent insert of the same ``(outlet_id, tx_id)`` (or
     chunk) by another worker makes the commit fail with an integrity error; the caller
     then retries per item.
     """
     known = _known(session, items)
+    limits = limits or StoreLimits()
+    usage = DailyUsage.load(
+        session, {item.message.outlet_id for item in items},
+        limit=limits.outlet_daily_bytes, now=datetime.now(UTC), zone=limits.zone,
+    )  # fmt: skip
     chunks = ChunkBatch.new()
     outcomes: list[Stored] = []
     for item in items:
         message, body = item.message, item.body
         try:
             if isinstance(body, MaterialChunkBody):
+                size = stored_size(message, body)
+                if not usage.fits(message.outlet_id, size):
+                    outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
+                    continue
                 new = store_chunk(
                     session, chunks, outlet_id=message.outlet_id, body=body,
                     received_at=item.received_at,
                 )  # fmt: skip
+                if new:
+                    usage.admit(message.outlet_id, size)
                 outcomes.append(Stored("accepted" if new else "duplicate"))
                 continue
             if (message.outlet_id, message.tx_id) in known:
@@ -91,14 +127,19 @@ def store_transactions(
                 continue
             if isinstance(body, SubmissionBody) and body.materials:
                 check_submission_materials(
-                    session, chunks, outlet_id=message.outlet_id, tx_id=message.tx_id, body=body
-                )
+                    session, chunks, outlet_id=message.outlet_id, tx_id=message.tx_id,
+                    body=body, max_total_bytes=limits.submission_material_bytes,
+                )  # fmt: skip
         except MaterialRejected as exc:
             outcomes.append(Stored("rejected", reason=exc.reason, code=exc.code))
+            continue
+        if not usage.admit(message.outlet_id, stored_size(message, body)):
+            outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
             continue
         known.add((message.outlet_id, message.tx_id))
         _insert(session, item, rules=rules)
         outcomes.append(Stored("accepted"))
+    usage.save(session)
     return outcomes
 
 

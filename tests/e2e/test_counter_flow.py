@@ -297,10 +297,13 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
     assert body["body"]["applicant"]["id_number"] == seen["card"]["id_number"]
     scan, form = body["materials"]
     assert [m["name"] for m in body["materials"]] == ["身份证复印件", "申请表"]
-    for material, original in ((scan, capture), (form, FORM)):
-        assert base64.b64decode(material["data_base64"]) == original
+    files = sent["files"]  # the multipart's material parts, in the document's order
+    for material, part, original in zip((scan, form), files, (capture, FORM), strict=True):
+        assert part["ref"] == material["ref"]
+        assert part["data"] == original
         assert material["sha256"] == hashlib.sha256(original).hexdigest()
         assert material["size"] == len(original)
+    assert upstream.bad_materials == 0
     assert [m["ref"] for m in body["body"]["materials"]] == [scan["ref"], form["ref"]]
     evaluation_key = f"{outlet_id}:{seen['evaluation_tx']}"
     assert upstream.accepted_count[evaluation_key] == 1

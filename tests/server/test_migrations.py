@@ -50,6 +50,8 @@ TABLES = {
     "ingest_workers",
     # refused messages of revoked outlets (0010_revoked_traffic)
     "revoked_traffic",
+    # each outlet's stored bytes per day (0009_outlet_usage)
+    "outlet_usage",
 }
 
 
