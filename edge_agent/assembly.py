@@ -24,6 +24,7 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from edge_agent.credentials import DATA_DIR_OUTBOX_KEY, outbox_key_location
 from edge_agent.discovery import (
     ControlledSource,
     DeviceManager,
@@ -62,11 +63,20 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
     if problems:
         log.warning("%d device profile problem(s); running with %d good profiles",
                     len(problems), len(profiles))  # fmt: skip
+    key = outbox_key_location(data_dir=data_dir, outbox_key_file=settings.outbox_key_file)
+    log.info("outbox key: %s (%s)", key.path, key.source)
+    if key.source != "data_dir" and (data_dir / DATA_DIR_OUTBOX_KEY).exists():
+        log.warning(
+            "%s still holds an outbox key although the key is read from %s: once the "
+            "outbox opens, delete that copy, or whoever copies the data directory has it",
+            data_dir / DATA_DIR_OUTBOX_KEY,
+            key.path,
+        )
     try:
         outbox = await stack.enter_async_context(
             Outbox(
                 data_dir / "outbox.db",
-                key_path=data_dir / "outbox.key",
+                key_path=key.path,
                 quota_bytes=settings.outbox_quota_bytes,
             )
         )

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
+from typing import Final
+
+# Counters every telemetry message reports (0 until they happen), so the fleet sees them.
+TELEMETRY_COUNTERS: Final = ("cert_renewals", "cert_renewal_failures", "cert_renewals_refused")
 
 
 class AgentCounters:
@@ -24,6 +29,10 @@ class AgentCounters:
     def snapshot(self) -> dict[str, int]:
         """A copy of all counters."""
         return dict(self._counts)
+
+    def subset(self, names: Iterable[str] = TELEMETRY_COUNTERS) -> dict[str, int]:
+        """The named counters (0 for those never counted), e.g. for telemetry."""
+        return {name: self._counts[name] for name in names}
 
 
 class LogLimiter:

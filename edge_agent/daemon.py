@@ -106,7 +106,8 @@ class Agent:
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
-                        RenewalLoop(self.settings.data_dir).run(), name="agent-cert-renewal"
+                        RenewalLoop(self.settings.data_dir, counters=self.counters).run(),
+                        name="agent-cert-renewal",
                     )
                 await stop.wait()
                 # Stop taking the clerks' work first, then say goodbye on MQTT.

@@ -296,6 +296,7 @@ class AgentSession:
                 agent_started_monotonic=self._agent_started,
             )
             metrics |= (await self._runtime.outbox.stats()).as_metrics()
+            metrics |= self._counters.subset()
             devices = await self._runtime.devices.health()
             telemetry = Telemetry(
                 outlet_id=self._outlet,

@@ -75,6 +75,8 @@ class AgentSettings(BaseSettings):
     devices: tuple[NetworkDeviceSetting, ...] = Field(default=(), max_length=256)
     outbox_quota_bytes: Annotated[int, Field(ge=1024 * 1024)] = 2 * GIB
     outbox_rate_per_s: Annotated[float, Field(gt=0, le=10000)] = 20.0
+    # None: the systemd credential govedge-outbox-key if passed, else DATA_DIR/outbox.key.
+    outbox_key_file: Path | None = None
     simulate: bool = False
     queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
         default=DEFAULT_BUSINESS_TYPES, max_length=26

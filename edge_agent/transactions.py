@@ -4,7 +4,10 @@ The clerks' local API calls these three functions; each returns the ``tx_id`` on
 the outbox committed the entry (fsynced), so answering "accepted" with it is true. All
 three use ``PriorityClass.TRANSACTION``. The body shapes mirror what the fleet server
 validates on ingest (``submission``, ``evaluation``, ``queue.*``), so a body the server
-would reject is refused here, at the counter, where the clerk can still fix it.
+would reject is refused here, at the counter, where the clerk can still fix it: the
+same strictness rule (docs/transactions.md, "One strictness rule") — unknown fields are
+refused at every level, a submission names each material once, and a queue event is
+at most ``QUEUE_EVENT_MAX_BYTES`` of compact JSON with ``QUEUE_EVENT_MAX_KEYS`` keys.
 
 Errors: ``InvalidTransaction`` (a subclass of ``outbox.InvalidEntry``: answer 422) names
 the bad fields, never their values (they may be personal data); ``OutboxFull`` (507),
@@ -13,13 +16,14 @@ the bad fields, never their values (they may be personal data); ``OutboxFull`` (
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
 from edge_agent.outbox import InvalidEntry, PriorityClass, Receipt
@@ -45,10 +49,15 @@ QUEUE_KIND_PREFIX: Final = "queue."
 # The outbox cursor over the queue engine's event sequence (``relay_queue_events``).
 QUEUE_EVENTS_STREAM: Final = "queue_events"
 _RELAY_BATCH: Final = 500
+# The server refuses a queue event past these (fleet_server.transactions.bodies).
+QUEUE_EVENT_MAX_BYTES: Final = 4096
+QUEUE_EVENT_MAX_KEYS: Final = 32
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$")]
 RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
 Short = Annotated[str, Field(min_length=1, max_length=64)]
+# Milliseconds since the epoch up to 9999-12-31 (the server's bound).
+EpochMs = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
 
 
 class InvalidTransaction(InvalidEntry):
@@ -101,8 +110,15 @@ class Submission(_Body):
     apply_source: Short | None = None
     handling_mode: Literal["direct", "agency"] | None = None
     outlet_kind: Short | None = None
-    accepted_ts: Annotated[int, Field(ge=0)] | None = None
+    accepted_ts: EpochMs | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @field_validator("materials")
+    @classmethod
+    def _each_material_once(cls, value: list[MaterialRef]) -> list[MaterialRef]:
+        if len({material.ref for material in value}) != len(value):
+            raise ValueError("a material is referenced more than once")
+        return value
 
 
 class Evaluation(_Body):
@@ -115,7 +131,7 @@ class Evaluation(_Body):
     text: Annotated[str, Field(max_length=2000)] | None = None
     window: Short
     case_number: Code | None = None
-    evaluated_ts: Annotated[int, Field(ge=0)]
+    evaluated_ts: EpochMs
     assess_number: Literal[1, 2] = 1
     anonymous: bool = False
     item_code: Code | None = None
@@ -292,6 +308,12 @@ def _queue_entry(event: Mapping[str, Any]) -> tuple[str, str, dict[str, JsonValu
     body: dict[str, JsonValue] = {
         str(key): value for key, value in event.items() if _is_json(value) and key != "id"
     }
+    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    if len(body) > QUEUE_EVENT_MAX_KEYS or size > QUEUE_EVENT_MAX_BYTES:
+        raise InvalidTransaction(
+            f"queue event over {QUEUE_EVENT_MAX_KEYS} fields or {QUEUE_EVENT_MAX_BYTES} bytes",
+            fields=("body",),
+        )
     return kind, _tx_id(event_id if isinstance(event_id, str) else None), body
 
 

@@ -47,14 +47,15 @@ from fleet_server.api.auth import (
     mark_open,
 )
 from fleet_server.api.deps import AppState
-from fleet_server.api.errors import ERROR_RESPONSES
+from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
+from fleet_server.api.limits import RequestLimits
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health import api as health_api
 from fleet_server.health.runtime import HealthRuntime
 from fleet_server.ingest import Ingest
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
-from fleet_server.piivault import Vault, use_vault
+from fleet_server.piivault import open_vault, use_vault
 from fleet_server.piivault.purge import purge_loop
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
@@ -163,8 +164,8 @@ def create_app(
         # Backstop: any /api/v1 route not marked open needs a valid token (docs/security.md).
         dependencies=[Depends(api_guard)],
     )
-    # Transaction bodies are sealed at rest with this directory's keys (piivault).
-    use_vault(Vault(settings.pii_key_dir))
+    # Transaction bodies are sealed at rest with these keys (piivault.keysource).
+    use_vault(open_vault(settings.pii_key_dir))
     app.state.security = SecurityContext(settings)
     app.state.metrics = FleetMetrics()
     if settings.api_auth == "off":
@@ -183,7 +184,7 @@ def create_app(
     api(evaluations.router, dependencies=[rw])
     api(rectifications.router, dependencies=[rw])
     api(enrollment.admin_router)
-    api(enrollment.public_router)
+    api(enrollment.public_router, responses=ERROR_RESPONSES | RATE_LIMITED)
     mark_open(f"{API_PREFIX}/enroll")
     mark_open(f"{API_PREFIX}/enroll/renew")
     api(users.router)
@@ -197,4 +198,12 @@ def create_app(
     api(alerts_api.write_router, dependencies=[OPERATOR])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_login.router, dependencies=[OPEN])  # how a browser gets a session
+    # Body sizes and the rate of unauthenticated calls, checked before a body is read.
+    app.add_middleware(
+        RequestLimits,
+        default_max_bytes=settings.http_body_max_bytes,
+        rate_per_min=settings.open_rate_per_min,
+        burst=settings.open_burst,
+        counts=app.state.metrics.http_refused,
+    )
     return app

@@ -6,22 +6,64 @@ so ``%u`` in a ``pattern`` line is the outlet id. An outlet may write only its o
 ``up/#`` and read only its own ``down/#`` and the server state; nothing else. Only the
 fleet server's identity (``_fleet-server``; outlet ids never start with ``_``) writes
 ``down/#`` (config, commands, acks) and ``_fleet/state``. This also stops a client from
-wiping a retained config with a zero-length publish (anchors/fleet.md c10).
+wiping a retained config with a zero-length publish. An outlet may write only the six
+uplink kinds, not any topic under ``up/``: Mosquitto's ACL cannot refuse the retain flag
+(``retain_available`` is broker-wide, and the server's own state is retained), so a
+stolen key could otherwise park a retained message on endless new topics. With exact
+topics it can park at most one per kind, each within ``max_packet_size``; the ingest
+ignores retained uplinks (docs/security.md, "Limits").
+
+Installed as Debian packages it (docs/security.md, "Broker config"): the listener file
+goes to ``/etc/mosquitto/conf.d/`` (Debian's ``mosquitto.conf`` already declares
+``pid_file``, persistence and logging, so the generated file declares none of them
+unless asked), the certificates, ACL and a published copy of the CRL to a directory
+the ``mosquitto`` user can read. Mosquitto drops to that user right after reading its
+config, before it opens any of these files, so the broker key is made group-readable
+by the ``mosquitto`` group when generated as root; the CA key never leaves the 0700
+PKI directory.
+
+Revocation (docs/security.md, "Revocation"): when Mosquitto's dynamic-security plugin
+is installed, the config loads it for one job only, disconnecting every connection of
+a revoked identity (``disableClient`` kicks by username = certificate CN, whatever the
+client id). Its default access is "defer" everywhere and it holds no roles, so the ACL
+file above stays the only access rule; the server's identity may write its control
+topic.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import grp
+import json
+import os
+import pwd
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from fleet_server.pki import FleetCA
 from fleet_server.pki.ca import SERVER_CLIENT_CN
-from govedge_wire import PROTOCOL_PREFIX, SERVER_STATE_TOPIC
+from govedge_wire import MAX_PAYLOAD_BYTES, PROTOCOL_PREFIX, SERVER_STATE_TOPIC, UPLINK_KINDS
 
 CONF_FILE = "mosquitto.conf"
 ACL_FILE = "acl"
+CRL_COPY_FILE = "crl.pem"
+# The largest legitimate MQTT packet: a payload at the wire limit (a material chunk is
+# the biggest, ``edge_agent.outbox.codec``), plus the fixed header, the topic and MQTT 5
+# properties, with room to spare. Anything larger is refused and its client disconnected.
+MAX_PACKET_BYTES: Final = MAX_PAYLOAD_BYTES + 4096
+# The group the broker runs as (Debian's package); it may read the broker key.
+BROKER_USER: Final = "mosquitto"
+BROKER_GROUP: Final = "mosquitto"
+_PID_LINE = re.compile(r"^\s*pid_file\s", re.MULTILINE)
+
+
+class BrokerConfigError(ValueError):
+    """The requested broker config would not start (the message says why)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +76,7 @@ class BrokerFiles:
     cert: Path
     key: Path
     crl: Path
+    dynsec: Path | None = None
 
 
 def render_acl() -> str:
@@ -49,14 +92,21 @@ def render_acl() -> str:
             f"topic read {p}/+/up/#",
             f"topic write {p}/+/down/#",
             f"topic readwrite {SERVER_STATE_TOPIC}",
+            *_dynsec_acl_lines(),
             "",
-            "# Every outlet (%u = its id): its own uplink, its own downlink, the server state.",
-            f"pattern write {p}/%u/up/#",
+            "# Every outlet (%u = its id): its own uplink kinds, its own downlink, the server",
+            "# state. Exact uplink topics: no free topic to park retained messages on.",
+            *(f"pattern write {p}/%u/up/{kind}" for kind in sorted(UPLINK_KINDS)),
             f"pattern read {p}/%u/down/#",
             f"pattern read {SERVER_STATE_TOPIC}",
             "",
         ]
     )
+
+
+def render_limits() -> list[str]:
+    """Broker-wide limit lines; the test broker's development mode uses them too."""
+    return [f"max_packet_size {MAX_PACKET_BYTES}"]
 
 
 def render_conf(
@@ -66,6 +116,7 @@ def render_conf(
     files: BrokerFiles,
     pid_file: Path | None = None,
     extra: Sequence[str] = (),
+    dynsec_plugin: Path | None = None,
 ) -> str:
     """The ``mosquitto.conf`` text: one TLS listener, client certificates required."""
     return "\n".join(
@@ -75,9 +126,11 @@ def render_conf(
             "# after a revocation when GOVEDGE_BROKER_PID_FILE or _RELOAD_COMMAND is set",
             "# (docs/security.md).",
             *([f"pid_file {pid_file}"] if pid_file is not None else []),
+            *render_limits(),
             "per_listener_settings false",
             "allow_anonymous false",
             f"acl_file {files.acl}",
+            *_dynsec_conf_lines(dynsec_plugin, files.dynsec),
             f"listener {port} {bind}".rstrip(),
             "protocol mqtt",
             f"cafile {files.ca}",
@@ -102,37 +155,147 @@ def write_broker_config(
     hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
     crl_file: Path | None = None,
     pid_file: Path | None = None,
+    conf_file: Path | None = None,
+    dynsec_plugin: Path | None = None,
 ) -> BrokerFiles:
-    """Write config, ACL, CA, a fresh broker certificate and (if absent) the CRL to ``out``.
+    """Write config, ACL, CA, a fresh broker certificate and the CRL's copy to ``out``.
 
-    ``crl_file`` defaults to the CA directory's CRL, which revocations rewrite; point it
+    ``crl_file`` (default ``out/crl.pem``) is where the broker reads the CRL; the CA
+    records it and rewrites it with every revocation (``FleetCA.publish_crl``). Point it
     elsewhere when the broker runs on another machine and copy the CRL there.
-    ``pid_file`` adds Mosquitto's ``pid_file``, for ``GOVEDGE_BROKER_PID_FILE``.
+    ``conf_file`` (default ``out/mosquitto.conf``) is the listener file, e.g.
+    ``/etc/mosquitto/conf.d/govedge.conf``. ``pid_file`` adds Mosquitto's ``pid_file``,
+    for ``GOVEDGE_BROKER_PID_FILE``; refused when the main config beside ``conf.d``
+    already declares one (Mosquitto would not start).
+    ``dynsec_plugin`` is the dynamic-security plugin (default: found where Debian and
+    the upstream packages install it); without one, a revoked outlet's live
+    connections are ended by client-id takeover only.
     """
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    conf = (conf_file or out / CONF_FILE).resolve()
+    if pid_file is not None:
+        _refuse_second_pid_file(conf)
+    out.mkdir(mode=0o755, parents=True, exist_ok=True)
     pair = ca.ensure_broker_cert(hostnames=list(hostnames))
-    if not ca.crl_path.exists():
-        ca.write_crl([])
     files = BrokerFiles(
-        conf=out / CONF_FILE,
+        conf=conf,
         acl=out / ACL_FILE,
         ca=out / "ca.crt",
         cert=out / "broker.crt",
         key=out / "broker.key",
-        crl=(crl_file or ca.crl_path).resolve(),
+        crl=ca.publish_crl(crl_file or out / CRL_COPY_FILE),
+        dynsec=out / DYNSEC_FILE,
     )
+    plugin = dynsec_plugin or find_dynsec_plugin()
+    if plugin is None:
+        files = dataclasses.replace(files, dynsec=None)
+    elif files.dynsec is not None and not files.dynsec.exists():
+        _dynsec_dir(files.dynsec.parent)
+        files.dynsec.write_text(render_dynsec_state())  # the broker's own state after this
+        _give_to_broker(files.dynsec)
     shutil.copyfile(ca.cert_path, files.ca)
     shutil.copyfile(pair.cert_file, files.cert)
     files.key.touch(mode=0o600)
+    _share_key_with_broker(files.key)
     shutil.copyfile(pair.key_file, files.key)
     files.acl.write_text(render_acl())
-    files.conf.write_text(
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
         render_conf(
             port=port,
             bind=bind,
             files=files,
             pid_file=pid_file.resolve() if pid_file is not None else None,
+            dynsec_plugin=plugin,
         )
     )
     return files
+
+
+def _refuse_second_pid_file(conf: Path) -> None:
+    """Debian's layout: ``conf.d/x.conf`` beside a ``mosquitto.conf`` that has a pid_file."""
+    main = conf.parent.parent / CONF_FILE
+    if conf.parent.name != "conf.d" or not main.is_file():
+        return
+    if _PID_LINE.search(main.read_text(errors="replace")):
+        raise BrokerConfigError(
+            f"{main} already declares pid_file; drop --pid-file and point "
+            "GOVEDGE_BROKER_PID_FILE at that one"
+        )
+
+
+def _share_key_with_broker(key: Path) -> None:
+    """As root: the broker key 0640 root:mosquitto, so the broker reads it after it
+    drops to its user (else it stays 0600 for the user who runs the broker)."""
+    try:
+        gid = grp.getgrnam(BROKER_GROUP).gr_gid if os.geteuid() == 0 else None
+    except KeyError:
+        gid = None
+    if gid is None:
+        os.chmod(key, 0o600)
+        return
+    os.chown(key, 0, gid)
+    os.chmod(key, 0o640)
+
+
+# -- revocation: the dynamic-security plugin as a "disconnect this identity" switch ----
+
+DYNSEC_FILE = "dynsec/dynsec.json"
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+DYNSEC_RESPONSE_TOPIC = f"{DYNSEC_TOPIC}/response"
+_DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+_DYNSEC_PLACES = ("/usr/lib/*/", "/usr/lib/", "/usr/local/lib/*/", "/usr/local/lib/")
+
+
+def _dynsec_dir(directory: Path) -> None:
+    """The plugin's own directory: it saves its state there (write a new file, rename), as
+    the broker's user, so that user owns it; nothing else lives there."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    _give_to_broker(directory)
+
+
+def _give_to_broker(path: Path) -> None:
+    """As root: ``path`` owned by the broker's user (it drops to it before loading
+    plugins); otherwise it stays with the user who runs the broker."""
+    if os.geteuid() != 0:
+        return
+    try:
+        uid = pwd.getpwnam(BROKER_USER).pw_uid
+    except KeyError:
+        return
+    os.chown(path, uid, -1)
+
+
+def find_dynsec_plugin() -> Path | None:
+    """Mosquitto's dynamic-security plugin where the packages install it, or None."""
+    for place in _DYNSEC_PLACES:
+        for found in sorted(glob.glob(place + _DYNSEC_PLUGIN)):
+            return Path(found)
+    return None
+
+
+def render_dynsec_state() -> str:
+    """The plugin's initial state: no clients, no roles, every default "defer"."""
+    defer = {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": False,
+    }
+    return json.dumps(
+        {"defaultACLAccess": defer, "clients": [], "groups": [], "roles": []}, indent=2
+    )
+
+
+def _dynsec_acl_lines() -> list[str]:
+    return [f"topic readwrite {DYNSEC_TOPIC}/#"]
+
+
+def _dynsec_conf_lines(plugin: Path | None, state: Path | None) -> list[str]:
+    if plugin is None or state is None:
+        return []
+    return [
+        "# Revocation: disconnects a revoked identity (docs/security.md); grants nothing.",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {state}",
+    ]

@@ -15,7 +15,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from fleet_server import grafana_cli, security_cli
+from fleet_server import grafana_cli, security_cli, tls_cli
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
 
@@ -26,7 +26,7 @@ _DB_HELP = "sqlite:///PATH or postgresql+psycopg://... (GOVEDGE_DATABASE_URL)."
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _settings(**options: str | None) -> Settings:
+def _settings(**options: str | bool | Path | None) -> Settings:
     overrides = {name: value for name, value in options.items() if value is not None}
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
@@ -38,14 +38,19 @@ def _settings(**options: str | None) -> Settings:
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:
+    # Every line is redacted: URLs lose user info and query (webhook tokens), tracebacks
+    # of httpx errors included. httpx's per-request INFO lines are noise at our rates.
+    from fleet_server.redact import RedactingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         from fleet_server.logjson import JsonFormatter
 
-        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=level.upper(), handlers=[handler])
-        return
-    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+    else:
+        handler.setFormatter(RedactingFormatter(_LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _targets(settings: Settings) -> TargetsConfig | None:
@@ -86,15 +91,34 @@ def main() -> None:
 @click.option("--listen", help="HOST:PORT for the HTTP API (GOVEDGE_LISTEN).")
 @click.option("--server-id", help="Name in the retained server state (GOVEDGE_SERVER_ID).")
 @click.option("--log-level", help="DEBUG, INFO, WARNING… (GOVEDGE_LOG_LEVEL).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM certificate (chain) to serve HTTPS with (GOVEDGE_TLS_CERT).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert (GOVEDGE_TLS_KEY).",
+)
+@click.option(
+    "--allow-plain-http",
+    is_flag=True,
+    default=None,
+    help="Serve plain HTTP on a non-loopback --listen (GOVEDGE_ALLOW_PLAIN_HTTP).",
+)
 def run(
     mqtt_url: str | None,
     database_url: str | None,
     listen: str | None,
     server_id: str | None,
     log_level: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    allow_plain_http: bool | None,
 ) -> None:
     """Upgrade the database, then serve the API and ingest MQTT until SIGTERM/SIGINT."""
-    from fleet_server.server import StartupFailed, serve  # keeps `migrate` light
+    from fleet_server.server import StartupFailed, check_tls_files, serve  # `migrate` stays light
 
     settings = _settings(
         mqtt_url=mqtt_url,
@@ -102,8 +126,20 @@ def run(
         listen=listen,
         server_id=server_id,
         log_level=log_level,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        allow_plain_http=allow_plain_http,
     )
+    refusal = settings.plain_http_refusal()
+    if refusal is not None:
+        click.echo(f"fleet-server: {refusal}", err=True)
+        sys.exit(2)
     _configure_logging(settings.log_level, settings.log_format)
+    try:
+        check_tls_files(settings)
+    except StartupFailed as exc:
+        click.echo(f"fleet-server: {exc}", err=True)
+        sys.exit(2)
     targets = _targets(settings)
     _upgrade(settings.database_url)
     security_cli.bootstrap(settings)
@@ -172,4 +208,5 @@ def catalogue_import(
 
 
 security_cli.register(main)
+main.add_command(tls_cli.https_cert)
 grafana_cli.register(main)

@@ -7,8 +7,11 @@ server is one line on stderr and exit code 2; an unknown outlet is exit code 1.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 import httpx
@@ -24,15 +27,25 @@ _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown
 class _Api:
     """A thin client that turns transport errors into one-line exits."""
 
-    def __init__(self, server: str, *, timeout: float, token: str | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        timeout: float,
+        token: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.verify = verify
 
     def get(self, path: str) -> Any:
         url = f"{self.server}{path}"
         try:
-            response = httpx.get(url, timeout=self.timeout, headers=self.headers)
+            response = httpx.get(
+                url, timeout=self.timeout, headers=self.headers, verify=self.verify
+            )
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
         if response.status_code == httpx.codes.NOT_FOUND:
@@ -48,7 +61,9 @@ class _Api:
     def post(self, path: str) -> Any:
         url = f"{self.server}{path}"
         try:
-            response = httpx.post(url, timeout=self.timeout, headers=self.headers)
+            response = httpx.post(
+                url, timeout=self.timeout, headers=self.headers, verify=self.verify
+            )
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
         if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.CONFLICT):
@@ -108,10 +123,27 @@ def _when(value: str | None) -> str:
     default=None,
     help="API token (or GOVEDGE_TOKEN); from `fleet-server users add`.",
 )
+@click.option(
+    "--ca-file",
+    envvar="GOVEDGE_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Also trust this CA (PEM) for an https:// server, e.g. the fleet CA's ca.crt "
+    "(or GOVEDGE_CA_FILE).",
+)
 @click.pass_context
-def cli(ctx: click.Context, server: str, timeout: float, token: str | None) -> None:
+def cli(
+    ctx: click.Context, server: str, timeout: float, token: str | None, ca_file: Path | None
+) -> None:
     """Inspect and operate a govedge fleet."""
-    ctx.obj = _Api(server, timeout=timeout, token=token)
+    verify: ssl.SSLContext | bool = True
+    if ca_file is not None:
+        verify = ssl.create_default_context()
+        try:
+            verify.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            _die(f"cannot use {ca_file} as a CA: {exc}")
+    ctx.obj = _Api(server, timeout=timeout, token=token, verify=verify)
 
 
 @cli.group()
@@ -246,7 +278,47 @@ def dead_letters_replay(api: _Api, dead_letter_id: int, *, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(row, ensure_ascii=False, indent=2))
         return
-    click.echo(f"dead letter {row['id']} ({row['tx_id']}) queued for delivery again")
+    click.echo(
+        f"dead letter {row['id']} ({row['outlet_id']} {row['tx_id']}) queued for delivery again"
+    )
+
+
+@cli.group()
+def transactions() -> None:
+    """Where a transaction is; named by its outlet and its tx_id (the app's key)."""
+
+
+@transactions.command("show")
+@click.argument("outlet_id")
+@click.argument("tx_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -> None:
+    """Show one transaction of one outlet: state, upstream key, case number, attempts."""
+    row = api.get(
+        f"/api/v1/outlets/{quote(outlet_id, safe='')}/transactions/{quote(tx_id, safe='')}"
+    )
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+        return
+    table = Table(show_header=False, title=f"transaction {row['tx_id']} of {row['outlet_id']}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field in (
+        "tx_kind", "state", "idempotency_key", "target", "attempts", "case_number",
+        "item_code", "region_code", "window", "last_error",
+    ):  # fmt: skip
+        value = row.get(field)
+        table.add_row(field.replace("_", " "), "-" if value is None else str(value))
+    table.add_row("received", _when(row.get("received_at")))
+    table.add_row("delivered", _when(row.get("delivered_at")))
+    for attempt in row.get("history") or []:
+        table.add_row(
+            f"  attempt {attempt['attempt']}",
+            f"{_when(attempt['at'])} {attempt['outcome']} {attempt.get('status_code') or ''}"
+            f" {attempt.get('error') or ''}".rstrip(),
+        )
+    Console().print(table)
 
 
 fleetctl_security.register(cli)

@@ -1,10 +1,16 @@
 """MQTT ingest: paho receives, one worker thread decodes, applies presence and writes.
 
 paho's network thread only timestamps each message and appends it to a queue, so a slow
-database never stalls the broker connection (past ``ingest_queue_max`` messages are
-refused, counted ``overloaded``). The worker is not woken per message: woken by the
-first message, it sleeps ``ingest_batch_window_s`` and then takes everything queued
-(up to ``ingest_batch_max``), so the two threads do not trade the GIL per message. It applies
+database never stalls the broker connection (past ``ingest_queue_max`` messages or
+``ingest_queue_max_bytes`` bytes queued, the newest are refused, counted ``overloaded``).
+Before that it refuses what the outlet's rate limit does not allow (``rate_limited``,
+``fleet_server.health.ratelimit``) and every retained uplink (``retained``): the
+subscription asks for the retain flag as published, so a retained publish is seen as
+such live and when the broker replays it on subscribe; no agent sends one.
+
+The worker is not woken per message: woken by the first message, it sleeps
+``ingest_batch_window_s`` and then takes everything queued (up to ``ingest_batch_max``),
+so the two threads do not trade the GIL per message. It applies
 ``fleet_server.presence`` in memory, then writes the changed outlets in one
 transaction. A message that fails — any way at all — is counted and skipped; it
 cannot roll back the others, because only validated in-memory state is written.
@@ -37,6 +43,14 @@ reached another worker is never overwritten. The common path costs no extra quer
 known session is applied from memory; only the write per batch reads the rows it
 updates. Gaps in ``seq`` are not judged (see ``fleet_server.presence``).
 
+Revoked outlets (``fleet_server.security.revocation``, docs/security.md "Revocation"):
+every message whose topic names an outlet that is revoked right now is refused, both
+before it is queued and again when the worker takes it, whatever the client id it came
+with: counted ``revoked_outlet``, logged (rate-limited), nothing applied, stored or
+acknowledged. The revoked set lives in memory and is re-read every
+``revocation_refresh_s`` between batches; refusals are written to ``revoked_traffic``
+once per batch, which the ``revoked_outlet_traffic`` alert reads.
+
 Shared mode, presence across workers (``fleet_server.workers``): each worker writes a
 heartbeat row every ``worker_heartbeat_s`` saying whether it holds the broker. Start,
 broker loss and clean stop mark the fleet ``stale`` only when no other worker is live and
@@ -55,24 +69,29 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.health.ratelimit import OutletRateLimiter
 from fleet_server.health.recorder import IngestObserver
+from fleet_server.models import RevokedTraffic
 from fleet_server.pki import FleetCA
 from fleet_server.presence import OutletRecord, PresenceTracker
 from fleet_server.registry import load_presence, save_presence
+from fleet_server.security.revocation import RevokedOutlets
 from fleet_server.settings import Settings
 from fleet_server.stats import IngestStats, RateLimitedLog
 from fleet_server.transactions.bodies import (
@@ -82,8 +101,9 @@ from fleet_server.transactions.bodies import (
     MaterialChunkBody,
     parse_body,
 )
-from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
+from fleet_server.transactions.inbox import PendingTx, Stored, StoreLimits, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk
+from fleet_server.transactions.usage import QUOTA_CODE
 from fleet_server.workers import beat, fleet_lock, forget, live_connected, mark_fleet_stale
 from govedge_wire import (
     KNOWN_SESSION_ARG,
@@ -117,6 +137,8 @@ _GET_TIMEOUT_S = 1.0
 _SHARED_DEFER_S = 2.0
 _DEFER_RETRY_S = 0.1
 _PUBLISH_TIMEOUT_S = 2.0
+# What a queued message costs besides its payload and topic (the item, its datetime).
+_ITEM_OVERHEAD_BYTES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +165,11 @@ class _BrokerLost:
 @dataclass(frozen=True, slots=True)
 class _BrokerUp:
     """The uplink subscription is confirmed (messages after it are this connection's)."""
+
+
+def _cost(item: _Received) -> int:
+    """Bytes an item holds in the queue, for ``ingest_queue_max_bytes``."""
+    return len(item.payload) + len(item.topic) + _ITEM_OVERHEAD_BYTES
 
 
 class _Stop:
@@ -177,6 +204,11 @@ class Ingest:
         self._observer = observer
         self._limiter = limiter
         self._rules = settings.evaluation_rules
+        self._limits = StoreLimits(
+            outlet_daily_bytes=settings.outlet_daily_bytes,
+            submission_material_bytes=settings.submission_material_max_bytes,
+            zone=ZoneInfo(settings.outlet_timezone),
+        )
         self._on_stored = on_stored
         # Transactions of the current batch, stored and acknowledged after it.
         self._pending_tx: list[PendingTx] = []
@@ -187,8 +219,11 @@ class Ingest:
         # it grows across restarts without being stored.
         self.server_session = now_ms()
         self._command_seq = itertools.count()
-        # Appended by paho's thread, popped by the worker (deque ops are atomic).
+        # Appended by paho's thread, popped by the worker (deque ops are atomic). Bytes
+        # in and out are counted by one thread each, so neither needs a lock.
         self._queue: deque[_Item] = deque()
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._wake = threading.Event()
         self._tracker = PresenceTracker(
             rebirth_interval_s=settings.rebirth_interval_s,
@@ -209,11 +244,17 @@ class Ingest:
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._connected = False
         self._next_beat = 0.0
+        # Revoked outlets: their messages are refused; refusals are written per batch.
+        self.revoked = RevokedOutlets(refresh_s=settings.revocation_refresh_s)
+        self._revoked_lock = threading.Lock()
+        self._revoked_refused: Counter[str] = Counter()
+        self._revoked_seen: frozenset[str] = frozenset()
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
         """Load presence from the database, start the worker, connect in the background."""
+        self._refresh_revoked()
         if self._shared:
             self._start_shared()
         else:
@@ -277,6 +318,11 @@ class Ingest:
         """Messages received and not yet processed."""
         return len(self._queue)
 
+    @property
+    def queue_bytes(self) -> int:
+        """Bytes the queued messages hold (see ``_cost``)."""
+        return self._bytes_in - self._bytes_out
+
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
         if not self._wake.is_set():
@@ -333,7 +379,7 @@ class Ingest:
         # Clean start: the broker forgot our subscription, so make it again, then say
         # online (after the SUBSCRIBE, so no birth that answers it can be missed).
         topic = server_uplink_subscription(self._settings.mqtt_share_group)
-        client.subscribe(topic, qos=1)
+        client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
         client.publish(SERVER_STATE_TOPIC, self._state_payload(online=True), qos=1, retain=True)
         logger.info("connected to the broker; subscribed to %s", topic)
 
@@ -382,10 +428,24 @@ class Ingest:
         except UnicodeDecodeError:
             self.stats.rejected("bad_topic")
             return
+        if message.retain:
+            self.stats.rejected("retained")
+            self._log.warning(
+                "retained", "ignored a retained message from outlet %s", _outlet_of(topic)
+            )
+            return
+        if self._refuse_revoked(topic):
+            return
         if self._limiter is not None and not self._limiter.allow_topic(topic):
             self.stats.rejected("rate_limited")
             return
-        if len(self._queue) >= self._settings.ingest_queue_max:
+        item = _Received(topic, bytes(message.payload), datetime.now(UTC))
+        cost = _cost(item)
+        settings = self._settings
+        if (
+            len(self._queue) >= settings.ingest_queue_max
+            or self.queue_bytes + cost > settings.ingest_queue_max_bytes
+        ):
             self.stats.rejected("overloaded")
             self._log.warning(
                 "overloaded",
@@ -393,13 +453,17 @@ class Ingest:
                 _outlet_of(topic),
             )
             return
-        self._enqueue(_Received(topic, bytes(message.payload), datetime.now(UTC)))
+        self._bytes_in += cost
+        self._enqueue(item)
 
     # -- worker side -----------------------------------------------------------
 
     def _run(self) -> None:
         while not self._abort.is_set():
             batch, stop = self._take_batch()
+            if self.revoked.due():
+                self._refresh_revoked()
+            self._offline_revoked()
             if self._shared and time.monotonic() >= self._next_beat:
                 try:
                     self._heartbeat()
@@ -430,6 +494,8 @@ class Ingest:
             item = queued.popleft()
             if isinstance(item, _Stop):
                 return batch, True
+            if isinstance(item, _Received):
+                self._bytes_out += _cost(item)
             batch.append(item)
         return batch, False
 
@@ -438,7 +504,8 @@ class Ingest:
         if self._deferred:
             waiting, self._deferred = self._deferred, []
             for deferred in waiting:
-                self._apply(deferred.item, deferred.message, until=deferred.until)
+                if not self._refuse_revoked(deferred.item.topic):
+                    self._apply(deferred.item, deferred.message, until=deferred.until)
         for item in batch:
             if isinstance(item, _BrokerUp):
                 if self._shared:
@@ -457,9 +524,12 @@ class Ingest:
         if self._observer is not None:
             self._observer.flush(self._sessions)
         self._store_and_ack()
+        self._record_revoked()
 
     def _handle(self, item: _Received) -> None:
         outlet_id = _outlet_of(item.topic)
+        if self._refuse_revoked(item.topic):
+            return
         try:
             message = decode(item.topic, item.payload)
         except WireError as exc:
@@ -565,6 +635,73 @@ class Ingest:
             self._deferred.append(_Deferred(item=item, message=message, until=deadline))
             return False
         return True
+
+    # -- revoked outlets (fleet_server.security.revocation) ------------------------
+
+    def _refuse_revoked(self, topic: str) -> bool:
+        """True (counted, logged) when ``topic``'s outlet is revoked; any thread."""
+        outlet_id = _outlet_of(topic)
+        if not self.revoked.contains(outlet_id):
+            return False
+        self.stats.rejected("revoked_outlet")
+        with self._revoked_lock:
+            self._revoked_refused[outlet_id] += 1
+        self._log.warning(
+            "revoked_outlet", "refused a message of revoked outlet %s (%s)", outlet_id, topic
+        )
+        return True
+
+    def _refresh_revoked(self) -> None:
+        try:
+            with self._sessions.begin() as session:
+                self.revoked.refresh(session)
+        except SQLAlchemyError as exc:
+            # The last set read stays in force; the next batch tries again.
+            self.stats.db_error()
+            self._log.exception("revoked_refresh", "could not read revoked outlets", exc=exc)
+
+    def _offline_revoked(self) -> None:
+        """Outlets revoked since the last look go offline (their will is refused too)."""
+        ids = self.revoked.ids
+        if ids is self._revoked_seen:
+            return
+        new, self._revoked_seen = ids - self._revoked_seen, ids
+        now = datetime.now(UTC)
+        for outlet_id in sorted(new):
+            if self._tracker.mark_offline(outlet_id, at=now):
+                self.stats.noted("revoked_offline")
+                logger.info("outlet %s revoked: offline", outlet_id)
+
+    def _record_revoked(self) -> None:
+        """Add this batch's refusals to ``revoked_traffic`` (one transaction)."""
+        with self._revoked_lock:
+            refused, self._revoked_refused = self._revoked_refused, Counter()
+        if not refused:
+            return
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                rows = {
+                    row.outlet_id: row
+                    for row in session.scalars(
+                        select(RevokedTraffic).where(RevokedTraffic.outlet_id.in_(refused))
+                    )
+                }
+                for outlet_id, count in refused.items():
+                    row = rows.get(outlet_id)
+                    if row is None:
+                        session.add(
+                            RevokedTraffic(
+                                outlet_id=outlet_id, refused=count, first_at=now, last_at=now
+                            )
+                        )
+                    else:
+                        row.refused += count
+                        row.last_at = now
+        except SQLAlchemyError as exc:
+            # Counted in the stats all the same; only the alert's facts miss this batch.
+            self.stats.db_error()
+            self._log.exception("revoked_record", "could not record revoked traffic", exc=exc)
 
     # -- shared mode: heartbeats and fleet-wide staleness (fleet_server.workers) ----
 
@@ -713,7 +850,9 @@ class Ingest:
             self.stats.noted("tx_rejected")
             if isinstance(exc, MaterialRejected):
                 self.stats.noted(f"material_rejected_{exc.code}")
-            elif message.tx_kind == MATERIAL_CHUNK_KIND:
+            elif exc.code != "invalid":
+                self.stats.noted(f"tx_rejected_{exc.code}")
+            if isinstance(exc, BodyRejected) and message.tx_kind == MATERIAL_CHUNK_KIND:
                 self.stats.noted("material_rejected_invalid")
             self._log.warning(
                 "tx_rejected",
@@ -744,7 +883,9 @@ class Ingest:
             return
         try:
             with self._sessions.begin() as session:
-                outcomes = store_transactions(session, pending, rules=self._rules)
+                outcomes = store_transactions(
+                    session, pending, rules=self._rules, limits=self._limits
+                )
         except IntegrityError:
             # Another worker stored one of these meanwhile: go one by one.
             outcomes_or_none = [self._store_one(item) for item in pending]
@@ -761,7 +902,15 @@ class Ingest:
             if outcome is None:
                 continue
             self.stats.noted(f"tx_{outcome.outcome}")
-            if outcome.code is not None:
+            if outcome.code == QUOTA_CODE:
+                self.stats.noted(f"tx_rejected_{QUOTA_CODE}")
+                self._log.warning(
+                    f"quota:{item.message.outlet_id}",
+                    "outlet %s is over its stored bytes for today; refused transaction %s",
+                    item.message.outlet_id,
+                    item.message.tx_id,
+                )
+            elif outcome.code is not None:
                 self.stats.noted(f"material_rejected_{outcome.code}")
                 self._log.warning(
                     "material_rejected",
@@ -778,7 +927,9 @@ class Ingest:
     def _store_one(self, item: PendingTx) -> Stored | None:
         try:
             with self._sessions.begin() as session:
-                return store_transactions(session, [item], rules=self._rules)[0]
+                return store_transactions(session, [item], rules=self._rules, limits=self._limits)[
+                    0
+                ]
         except IntegrityError:
             return Stored("duplicate")
         except SQLAlchemyError as exc:

@@ -6,10 +6,13 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from fleet_server.redact import redact_text
+
 
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", "thread"[, "exc"]}``; the message is formatted
-    with its %-args first, so what callers chose to log is all that appears."""
+    with its %-args first, so what callers chose to log is all that appears; URLs in it
+    lose their user info and query (``fleet_server.redact``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one JSON line."""
@@ -22,4 +25,4 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return redact_text(json.dumps(entry, ensure_ascii=False))

@@ -9,6 +9,7 @@ histogram observed as it happens. Outlet ids never become labels (cardinality);
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class MetricSources:
     # Slow figures read from the database (cached by the provider): outlets by state
     # and fleet-wide 好差评 over 30 days.
     fleet_figures: Callable[[], dict[str, dict[str, float]]] | None = None
+    # HTTP requests refused before their body was read, by reason (api.limits).
+    http_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -59,6 +62,15 @@ class _FleetCollector(Collector):
             for reason, count in sorted(snap.rejected.items()):
                 rejected.add_metric([reason], count)
             yield rejected
+            refused = CounterMetricFamily(
+                "govedge_transactions_refused",
+                "Transactions acked rejected, by reason (body, material, outlet bytes per day)",
+                labels=["reason"],
+            )
+            for reason, count in sorted(snap.noted.items()):
+                if reason.startswith(("tx_rejected_", "material_rejected_")):
+                    refused.add_metric([reason.partition("rejected_")[2]], count)
+            yield refused
             yield CounterMetricFamily(
                 "govedge_ingest_session_resyncs",
                 "Outlets behind their known session told to reconnect above it",
@@ -72,6 +84,9 @@ class _FleetCollector(Collector):
             )
             yield GaugeMetricFamily(
                 "govedge_ingest_queue_depth", "Messages waiting", value=snap.queue_depth
+            )
+            yield GaugeMetricFamily(
+                "govedge_ingest_queue_bytes", "Bytes waiting", value=s.ingest.queue_bytes
             )
             yield GaugeMetricFamily(
                 "govedge_broker_connected", "1 when subscribed", value=int(snap.broker_connected)
@@ -130,6 +145,13 @@ class _FleetCollector(Collector):
             for name, value in sorted(figures.get("evaluations", {}).items()):
                 yield GaugeMetricFamily(f"govedge_evaluations_{name}", f"好差评 {name}, 30 days",
                                         value=value)  # fmt: skip
+        if s.http_refused is not None:
+            refused = CounterMetricFamily(
+                "govedge_http_refused", "HTTP requests refused by size or rate", labels=["reason"]
+            )
+            for reason in ("rate_limited", "too_large"):
+                refused.add_metric([reason], s.http_refused[reason])
+            yield refused
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -142,7 +164,8 @@ class FleetMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.sources = MetricSources()
+        self.http_refused: Counter[str] = Counter()
+        self.sources = MetricSources(http_refused=self.http_refused)
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(
             "govedge_db_latency_seconds",

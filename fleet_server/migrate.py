@@ -7,6 +7,7 @@ call ``downgrade``. The connection comes from our own engine, so SQLite pragmas 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -29,19 +30,40 @@ def alembic_config() -> Config:
 
 def upgrade(engine: Engine, *, revision: str = "head") -> None:
     """Bring the schema up to ``revision``."""
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    _run(engine, lambda config: command.upgrade(config, revision))
     logger.info("database schema at %s", revision)
 
 
 def downgrade(engine: Engine, *, revision: str = "base") -> None:
     """Take the schema down to ``revision``."""
+    _run(engine, lambda config: command.downgrade(config, revision))
+
+
+def _run(engine: Engine, step: Callable[[Config], None]) -> None:
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild a SQLite table by DROP and RENAME; with foreign keys
+            # on, the DROP deletes every row that references the table through ON DELETE
+            # CASCADE (rectifications, their follow-ups). The pragma only takes effect
+            # outside a transaction, so it is set before the migration's transaction.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                step(config)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                    if broken is not None:
+                        raise RuntimeError(
+                            f"migration left a dangling foreign key: {tuple(broken)}"
+                        )
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def upgrade_url(database_url: str) -> None:

@@ -27,13 +27,13 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
-    Text,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from fleet_server.piivault.sealed import SealedJSON
+from fleet_server.piivault.sealed import Sealed
+from fleet_server.piivault.sealed_text import SealedText
 
 PRESENCE_STATES = ("online", "offline", "stale", "unknown")
 # pending: waiting for (re)delivery; delivered: upstream has it; dead: in the dead-letter
@@ -138,24 +138,31 @@ class IngestWorker(Base):
 class InboxEntry(Base):
     """One transaction received from an outlet, stored before it is acknowledged.
 
-    ``tx_id`` is unique: a resend finds its row and is acknowledged as a duplicate.
+    A transaction is ``(outlet_id, tx_id)``: each outlet's apps choose their own keys,
+    so two outlets may use the same ``tx_id``; a resend finds its row and is
+    acknowledged as a duplicate. ``idempotency_key`` is what upstream sees (unique
+    across the province, fixed at insert: ``fleet_server.transactions.identity``).
     ``body`` may hold personal data and is never logged. The delivery worker claims a
     row by setting ``lease_until`` and records ``attempts`` and ``next_due_at``.
     """
 
     __tablename__ = "inbox"
     __table_args__ = (
+        UniqueConstraint("outlet_id", "tx_id"),
         CheckConstraint("state IN ('pending', 'delivered', 'dead', 'local')", name="state_valid"),
         Index("ix_inbox_due", "state", "next_due_at"),
         Index("ix_inbox_outlet_kind_received", "outlet_id", "tx_kind", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tx_id: Mapped[str] = mapped_column(String(64), unique=True)
+    tx_id: Mapped[str] = mapped_column(String(64))
     outlet_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(160))
     tx_kind: Mapped[str] = mapped_column(String(32))
-    # Sealed at rest (AES-GCM, key id in the stored value); {} once purged.
-    body: Mapped[dict[str, Any]] = mapped_column(SealedJSON)
+    # Sealed at rest (AES-GCM, key id in the stored value) and bound to (outlet_id,
+    # tx_id); ``body`` reads {} once purged. Set outlet_id and tx_id before body.
+    sealed_body: Mapped[dict[str, Any]] = mapped_column("body", JSON)
+    body = Sealed("sealed_body", table="inbox", key=("outlet_id", "tx_id"), emptied_by="purged_at")
     created_ts: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Denormalised from the body for routing and statistics (no personal data).
@@ -180,9 +187,9 @@ class Material(Base):
     """A scanned material an outlet sends in chunks (``material.chunk`` transactions).
 
     The header (``sha256`` of the whole, ``size``, ``chunk_count``) comes with every
-    chunk and must agree; ``tx_id`` is the first submission that referenced it (its
-    delivery plus retention frees the chunks); ``purged_at`` is set when the chunks
-    were deleted. The row stays as a tombstone, so a late resend of a chunk is still
+    chunk and must agree; ``tx_id`` is the first submission of the same outlet that
+    referenced it (its delivery plus retention frees the chunks); ``purged_at`` is set
+    when the chunks were deleted. The row stays as a tombstone, so a late resend of a chunk is still
     recognised as a duplicate. Described in ``docs/transactions.md``.
     """
 
@@ -276,13 +283,19 @@ class CatalogueItem(Base):
 
 
 class Evaluation(Base):
-    """One 好差评 evaluation, normalised: ``stars`` 5 = 非常满意 … 1 = 非常不满意."""
+    """One 好差评 evaluation, normalised: ``stars`` 5 = 非常满意 … 1 = 非常不满意.
+
+    Like the inbox row it comes with, it is named by ``(outlet_id, tx_id)``.
+    """
 
     __tablename__ = "evaluations"
-    __table_args__ = (Index("ix_evaluations_outlet_at", "outlet_id", "evaluated_at"),)
+    __table_args__ = (
+        UniqueConstraint("outlet_id", "tx_id"),
+        Index("ix_evaluations_outlet_at", "outlet_id", "evaluated_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tx_id: Mapped[str] = mapped_column(String(64), unique=True)
+    tx_id: Mapped[str] = mapped_column(String(64))
     outlet_id: Mapped[str] = mapped_column(String(64))
     window: Mapped[str | None] = mapped_column(String(32))
     case_number: Mapped[str | None] = mapped_column(String(64))
@@ -324,7 +337,8 @@ class RectificationFollowUp(Base):
     )
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     action: Mapped[str] = mapped_column(String(16))
-    note: Mapped[str] = mapped_column(Text)
+    # Free text that may name the citizen called back: sealed at rest (piivault).
+    note: Mapped[str] = mapped_column(SealedText)
     by: Mapped[str] = mapped_column(String(128))
     closes: Mapped[bool] = mapped_column(Boolean)
 
@@ -384,6 +398,20 @@ class Certificate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class RevokedTraffic(Base):
+    """Messages the ingest refused because their outlet is revoked (the alert's facts).
+
+    One row per outlet, written once per ingest batch that refused any; never per message.
+    """
+
+    __tablename__ = "revoked_traffic"
+
+    outlet_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    refused: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AuditEntry(Base):
     """One change: who, when, what, on what, before and after. Append-only."""
 
@@ -401,3 +429,6 @@ class AuditEntry(Base):
 # The fleet-health tables live in their own module; importing it here registers them on
 # ``Base.metadata`` for migrations and comparisons.
 from fleet_server.health import tables as _health_tables  # noqa: E402, F401
+
+# Each outlet's stored bytes per day (fleet_server.transactions.usage), registered likewise.
+from fleet_server.transactions import usage as _usage_tables  # noqa: E402, F401

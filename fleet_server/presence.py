@@ -256,6 +256,15 @@ class PresenceTracker:
                 count += 1
         return count
 
+    def mark_offline(self, outlet_id: str, *, at: datetime) -> bool:
+        """The outlet was revoked: offline now, as if its death had arrived (its real
+        will is refused with every other message of a revoked outlet). True if changed."""
+        record = self._records.get(outlet_id)
+        if record is None or record.state == "offline":
+            return False
+        self._set_state(record, "offline", at=at)
+        return True
+
     # -- messages --------------------------------------------------------------
 
     def apply(self, message: UplinkMessage, *, received_at: datetime, now: float) -> Outcome:

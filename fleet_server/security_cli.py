@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from fleet_server.broker_config import write_broker_config
+from fleet_server.broker_config import BrokerConfigError, write_broker_config
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.migrate import upgrade
 from fleet_server.pki import FleetCA, PkiError
@@ -190,13 +190,21 @@ def enroll_token(outlet_id: str, ttl_s: int, database_url: str | None) -> None:
     "--crl-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="CRL path the broker reads (default: the CA directory's crl.pem).",
+    help="CRL copy the broker reads, rewritten on every revocation (default: OUT/crl.pem).",
 )
 @click.option(
     "--pid-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Have Mosquitto write its pid here (for GOVEDGE_BROKER_PID_FILE: reload on revoke).",
+    help="Have Mosquitto write its pid here (for GOVEDGE_BROKER_PID_FILE: reload on revoke); "
+    "not with Debian's conf.d, whose mosquitto.conf has one.",
+)
+@click.option(
+    "--conf-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Listener config file (default: OUT/mosquitto.conf; Debian: "
+    "/etc/mosquitto/conf.d/govedge.conf).",
 )
 def broker_config(
     out: Path,
@@ -206,8 +214,9 @@ def broker_config(
     pki_dir: Path | None,
     crl_file: Path | None,
     pid_file: Path | None,
+    conf_file: Path | None,
 ) -> None:
-    """Write a Mosquitto TLS config, its ACL and certificates to --out."""
+    """Write a Mosquitto TLS config, its ACL, certificates and the CRL's copy to --out."""
     settings = _settings(pki_dir=pki_dir)
     try:
         ca = FleetCA(settings.pki_dir)
@@ -219,12 +228,20 @@ def broker_config(
             hostnames=hostnames or ("localhost", "127.0.0.1"),
             crl_file=crl_file,
             pid_file=pid_file,
+            conf_file=conf_file,
         )
         ca.ensure_server_client()
-    except (PkiError, OSError) as exc:
+    except (PkiError, OSError, BrokerConfigError) as exc:
         _fail(exc)
         return
-    click.echo(f"wrote {files.conf} (ACL {files.acl}); start: mosquitto -c {files.conf}")
+    click.echo(f"wrote {files.conf} (ACL {files.acl}, CRL copy {files.crl})")
+    if files.dynsec is None:
+        click.echo(
+            "warning: Mosquitto's dynamic-security plugin was not found: a revocation ends "
+            "only the agent's own client id, not a connection under another one "
+            "(docs/security.md, Revocation)",
+            err=True,
+        )
 
 
 @click.command("broker-reload")

@@ -6,6 +6,7 @@ checked once at start, so a bad URL or listen address fails before anything conn
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,10 @@ class Settings(BaseSettings):
     # Ingest batching: a batch closes at this many messages or this long after its first.
     ingest_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 500
     ingest_batch_window_s: Annotated[float, Field(gt=0, le=10)] = 0.05
-    # Messages waiting for the worker; beyond this the newest are dropped and counted.
+    # Messages waiting for the worker, by count and by bytes (payload and topic, plus a
+    # fixed overhead per message); beyond either the newest are dropped and counted.
     ingest_queue_max: Annotated[int, Field(ge=100)] = 200_000
+    ingest_queue_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 64 * 1024 * 1024
     # Deadline for draining queued messages into the database at shutdown.
     drain_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     rebirth_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
@@ -105,6 +108,12 @@ class Settings(BaseSettings):
     pki_dir: Path = Path("./fleet-pki")
     outlet_cert_days: Annotated[int, Field(ge=1, le=825)] = 90
     enrollment_ttl_max_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 7 * 86_400
+    # Request bodies (fleet_server.api.limits): the default largest body (a few routes have
+    # their own); the endpoints without an operator token (login, enroll, renew) take
+    # open_rate_per_min calls per client address, open_burst at once.
+    http_body_max_bytes: Annotated[int, Field(ge=1024, le=2**31)] = 1024 * 1024
+    open_rate_per_min: Annotated[float, Field(gt=0, le=60_000)] = 30.0
+    open_burst: Annotated[int, Field(ge=1, le=10_000)] = 10
     # After a revocation the broker reloads its CRL (Mosquitto 2.0 does on SIGHUP): the
     # server signals the pid in broker_pid_file (the `pid_file` of its mosquitto.conf),
     # or runs broker_reload_command (e.g. "systemctl reload mosquitto"), then ends the
@@ -112,6 +121,9 @@ class Settings(BaseSettings):
     broker_pid_file: Path | None = None
     broker_reload_command: str | None = None
     broker_reload_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # How often each ingest worker re-reads which outlets are revoked (their messages are
+    # refused); the API of the same process applies its own revocations at once.
+    revocation_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # PII at rest (fleet_server.piivault): the AES-GCM key directory (0700, keys 0600);
     # bodies are emptied this many days after upstream confirmed receipt, checked hourly.
     pii_key_dir: Path = Path("./fleet-pii-keys")
@@ -123,10 +135,18 @@ class Settings(BaseSettings):
     material_max_bytes: Annotated[int, Field(ge=1, le=2**31)] = 64 * 1024 * 1024
     material_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
     material_orphan_days: Annotated[float, Field(ge=0, le=3650)] = 30.0
+    # All the materials of one submission together; a submission over it is refused.
+    submission_material_max_bytes: Annotated[int, Field(ge=1, le=2**40)] = 128 * 1024 * 1024
+    # What one outlet may store per day (outlet_timezone): bodies as JSON plus material
+    # chunks. Over it its transactions are refused, counted and alerted until tomorrow.
+    outlet_daily_bytes: Annotated[int, Field(ge=1, le=2**50)] = 1024 * 1024 * 1024
     # -- fleet health (docs/fleet-health.md) --
-    # Per-outlet token bucket in the ingest (births and deaths are never limited).
+    # Per-outlet token buckets in the ingest: every uplink kind; births and deaths in a
+    # bucket of their own whose burst covers a birth storm after a broker restart.
     ingest_outlet_rate_per_s: Annotated[float, Field(gt=0)] = 20.0
     ingest_outlet_burst: Annotated[int, Field(ge=1)] = 200
+    ingest_presence_rate_per_s: Annotated[float, Field(gt=0)] = 0.5
+    ingest_presence_burst: Annotated[int, Field(ge=1)] = 30
     # One stored telemetry snapshot per outlet per interval (for charts); retention.
     health_history_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     health_retention_hours: Annotated[float, Field(gt=0)] = 48.0
@@ -147,6 +167,14 @@ class Settings(BaseSettings):
     outlet_timezone: str = "Asia/Shanghai"
     # "json" writes one JSON object per log line.
     log_format: Literal["text", "json"] = "text"
+    # HTTPS for the API and the web UI (docs/security.md, "The fleet API over TLS"): both
+    # files or neither. Without them the server speaks plain HTTP, which ``run`` allows
+    # only on a loopback address (behind a reverse proxy on the same host) unless
+    # allow_plain_http says otherwise: tokens and session cookies would cross the network
+    # in clear.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_plain_http: bool = False
 
     @field_validator("mqtt_url")
     @classmethod
@@ -175,6 +203,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
+
+    @model_validator(mode="after")
     def _check_worker_lease(self) -> Settings:
         if self.worker_lease_s <= 2 * self.worker_heartbeat_s:
             raise ValueError("worker_lease_s must exceed twice worker_heartbeat_s")
@@ -198,3 +232,35 @@ class Settings(BaseSettings):
     def listen_address(self) -> tuple[str, int]:
         """The parsed ``listen`` address."""
         return parse_listen(self.listen)
+
+    @property
+    def tls(self) -> bool:
+        """True when the API is served over HTTPS (``tls_cert`` and ``tls_key``)."""
+        return self.tls_cert is not None
+
+    def plain_http_refusal(self) -> str | None:
+        """Why ``run`` must not start with these settings, or None if it may.
+
+        Plain HTTP is refused on any address but loopback, unless ``allow_plain_http``.
+        """
+        host, _ = self.listen_address
+        if self.tls or self.allow_plain_http or is_loopback_host(host):
+            return None
+        return (
+            f"refusing to serve plain HTTP on {self.listen}: API tokens and session cookies "
+            "would cross the network unencrypted. Give --tls-cert and --tls-key "
+            "(GOVEDGE_TLS_CERT, GOVEDGE_TLS_KEY), or listen on 127.0.0.1 behind a TLS "
+            "reverse proxy, or pass --allow-plain-http (GOVEDGE_ALLOW_PLAIN_HTTP=true) "
+            "if the network is otherwise protected"
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); names are not
+    resolved, so any other name counts as reachable from the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -51,7 +51,7 @@ class FrameLengthError(ProtocolError):
 
 
 class Command(bytes, enum.Enum):
-    """CMD PARA of every request the module knows (hardware.md 1.2)."""
+    """CMD PARA of every request the module knows (docs/devices/id-card-reader.md)."""
 
     RESET = b"\x10\xff"
     STATUS = b"\x11\xff"
@@ -65,7 +65,7 @@ class Command(bytes, enum.Enum):
 
 
 class Sw3(enum.IntEnum):
-    """SW3 status codes (SW1 = SW2 = 00), hardware.md 1.3."""
+    """SW3 status codes (SW1 = SW2 = 00), docs/devices/id-card-reader.md."""
 
     OK = 0x90
     NO_CONTENT = 0x91

@@ -1,7 +1,7 @@
 """The 256-byte text block of Chinese ID cards and permits, and the card value object.
 
-Four layouts share one block (hardware.md 1.5), told apart by two bytes at offset 248:
-resident ID (居民身份证), HK/Macau/Taiwan residence permit ``J``, foreigner permanent
+Four layouts share one block (docs/devices/id-card-reader.md), told apart by two bytes
+at offset 248: resident ID (居民身份证), HK/Macau/Taiwan residence permit ``J``, foreigner permanent
 residence card 2017 ``I`` and 2023 ``Y``. All text is UCS-2LE padded with spaces; dates
 are ``YYYYMMDD``; valid-to may read ``长期`` (long-term, kept as ``None``). The encoder
 is here too so the simulator builds blocks with exactly the parser's offsets.
@@ -25,6 +25,8 @@ from edge_agent.devices.idnumber import (
 )
 
 __all__ = [
+    "EXTRA_ADDRESS_SEPARATOR",
+    "EXTRA_ADDRESS_SLOTS",
     "LONG_TERM",
     "NATIONS",
     "SEXES",
@@ -32,18 +34,25 @@ __all__ = [
     "CardDataError",
     "CardType",
     "IdCard",
-    "decode_extra_address",
-    "encode_extra_address",
+    "decode_extra_addresses",
+    "encode_extra_addresses",
     "encode_text_block",
     "parse_text_block",
 ]
 
 TEXT_BLOCK_SIZE = 256
 LONG_TERM = "长期"
+# 追加住址 (30 03): up to four 70-byte slots, one appended address each (35 characters).
+EXTRA_ADDRESS_SLOTS = 4
+EXTRA_ADDRESS_SLOT_SIZE = 70
+# Joins the slots into the one-string ``extra_address`` kept for older clients; a
+# full-width semicolon, which no address on a card contains and Chinese text reads as
+# a list separator.
+EXTRA_ADDRESS_SEPARATOR = "\uff1b"
 
 SEXES = {"0": "未知", "1": "男", "2": "女", "9": "未说明"}
 
-# GB 3304 codes 01..56 in standard order, then 97 and 98 (hardware.md 1.5).
+# GB 3304 codes 01..56 in standard order, then 97 and 98.
 _NATION_NAMES = (
     "汉",
     "蒙古",
@@ -154,7 +163,7 @@ class IdCard:
     issue_count: str | None = None  # 签发次数 (J) or 换证次数 (Y)
     card_version: str | None = None  # I cards
     authority_code: str | None = None  # I cards
-    extra_address: str | None = None  # 追加住址 (30 03), if read
+    extra_addresses: tuple[str, ...] = ()  # 追加住址 (30 03), one per slot, if read
     photo: bytes = field(default=b"")  # raw WLT, never decoded here
     fingerprint: bytes | None = None
 
@@ -183,9 +192,18 @@ class IdCard:
             "has_fingerprint": bool(self.fingerprint),
         }
 
-    def with_extra_address(self, extra: str | None) -> IdCard:
-        """A copy carrying the extra address read by 30 03."""
-        return replace(self, extra_address=extra)
+    @property
+    def extra_address(self) -> str | None:
+        """The extra addresses as one string, joined by U+FF1B (``None`` if there are none).
+
+        Kept for clients written before ``extra_addresses``; split on
+        ``EXTRA_ADDRESS_SEPARATOR`` or, better, read the tuple.
+        """
+        return EXTRA_ADDRESS_SEPARATOR.join(self.extra_addresses) or None
+
+    def with_extra_addresses(self, extra: tuple[str, ...]) -> IdCard:
+        """A copy carrying the extra addresses read by 30 03."""
+        return replace(self, extra_addresses=tuple(extra))
 
     def __repr__(self) -> str:
         address = mask_address(self.address) if self.address else None
@@ -300,13 +318,19 @@ def parse_text_block(
     return IdCard(**common, nation=_opt(t(block, 32, 4)))
 
 
-def decode_extra_address(data: bytes) -> str | None:
-    """The 30 03 payload: up to four 70-byte UCS-2LE slots, joined; ``None`` if empty."""
-    if len(data) % 70:
-        raise CardDataError(f"extra address is {len(data)} bytes, not a multiple of 70")
-    parts = [_text(data, i, 70) for i in range(0, len(data), 70)]
-    joined = "".join(p for p in parts if p)
-    return joined or None
+def decode_extra_addresses(data: bytes) -> tuple[str, ...]:
+    """The 30 03 payload: up to four 70-byte UCS-2LE slots, one address each, in slot order.
+
+    Blank slots (spaces or zero bytes) are left out; no payload is an empty tuple.
+    """
+    size = EXTRA_ADDRESS_SLOT_SIZE
+    if len(data) % size or len(data) > size * EXTRA_ADDRESS_SLOTS:
+        raise CardDataError(
+            f"extra address payload is {len(data)} bytes, not 0-{EXTRA_ADDRESS_SLOTS} "
+            f"slots of {size}"
+        )
+    parts = (_text(data, i, size) for i in range(0, len(data), size))
+    return tuple(p for p in parts if p)
 
 
 # ---------------------------------------------------------------- encoding
@@ -363,14 +387,13 @@ def encode_text_block(card: IdCard) -> bytes:
     return bytes(block)
 
 
-def encode_extra_address(extra: str | None) -> bytes:
-    """30 03 payload for ``extra``: 70-byte slots of 35 characters, at most four."""
-    if not extra:
-        return b""
-    slots = [extra[i : i + 35] for i in range(0, len(extra), 35)][:4]
+def encode_extra_addresses(addresses: tuple[str, ...]) -> bytes:
+    """30 03 payload: one space-padded 70-byte slot per address (≤ 35 characters, ≤ 4)."""
+    if len(addresses) > EXTRA_ADDRESS_SLOTS:
+        raise ValueError(f"a card holds at most {EXTRA_ADDRESS_SLOTS} extra addresses")
     out = bytearray()
-    for slot in slots:
-        chunk = bytearray(70)
-        _put(chunk, 0, 70, slot)
+    for address in addresses:
+        chunk = bytearray(EXTRA_ADDRESS_SLOT_SIZE)
+        _put(chunk, 0, EXTRA_ADDRESS_SLOT_SIZE, address)
         out += chunk
     return bytes(out)

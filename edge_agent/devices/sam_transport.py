@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import serial
 import serial_asyncio_fast
@@ -99,6 +100,20 @@ class SamTransport:
                 await protocol.closed.wait()
         except TimeoutError:
             _log.warning("serial port %s did not report closed within %.1fs", self.port, within)
+
+    async def set_baudrate(self, baudrate: int) -> None:
+        """Switch the open port to ``baudrate`` (kept for later opens of this port)."""
+        self.baudrate = baudrate
+        transport = self._transport
+        if transport is None:
+            return
+        port: Any = transport.get_extra_info("serial")  # the pyserial Serial
+        if port is None:
+            raise self._unavailable("serial port closed")
+        try:
+            port.baudrate = baudrate
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise self._unavailable(f"cannot switch to {baudrate} baud") from exc
 
     def _unavailable(self, what: str) -> DeviceUnavailable:
         lost = self._protocol.lost if self._protocol else None

@@ -1,4 +1,4 @@
-"""SAM_A frames over the USB module 0400:C35A's bulk endpoints (hardware.md 1.6).
+"""SAM_A frames over the USB module 0400:C35A's bulk endpoints.
 
 The module has no kernel driver and no serial port: a request's 7-byte header
 (``AA AA AA 96 69`` + big-endian length) is written to bulk OUT endpoint ``0x02`` and its

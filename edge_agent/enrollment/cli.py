@@ -9,6 +9,13 @@ import click
 
 from edge_agent.enrollment.client import enroll
 from edge_agent.enrollment.errors import EnrollmentError
+from edge_agent.enrollment.store import TlsStore
+from edge_agent.enrollment.trust import fingerprint
+
+
+def ca_fingerprint_of(data_dir: Path) -> str:
+    """The SHA-256 fingerprint of the fleet CA pinned in ``data_dir``."""
+    return fingerprint(TlsStore(data_dir).pinned_ca())
 
 
 @click.command(name="enroll")
@@ -33,15 +40,53 @@ from edge_agent.enrollment.errors import EnrollmentError
     help="The agent's data directory.",
 )
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="HTTP timeout, s.")
-def enroll_command(server_url: str, token: str, data_dir: Path, timeout: float) -> None:
-    """Make this PC's key, send a CSR, store the certificate and the fleet CA."""
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GOVEDGE_CA_FILE",
+    help="The fleet CA (PEM) this outlet must trust: the answer's CA must be this one, "
+    "and it is also trusted for the https:// server. Default: pin the CA of the answer.",
+)
+@click.option(
+    "--ca-fingerprint",
+    envvar="GOVEDGE_CA_FINGERPRINT",
+    help="SHA-256 fingerprint (hex, colons allowed) the fleet CA in the answer must have.",
+)
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    help="Allow a plain http:// server that is not on this PC (test networks only).",
+)
+def enroll_command(
+    server_url: str,
+    token: str,
+    data_dir: Path,
+    timeout: float,
+    ca_file: Path | None,
+    ca_fingerprint: str | None,
+    *,
+    allow_insecure_http: bool,
+) -> None:
+    """Make this PC's key, send a CSR, store the certificate and pin the fleet CA.
+
+    The server URL must be https://, or http:// to this PC (127.0.0.1, ::1, localhost);
+    any other http:// needs --allow-insecure-http.
+    """
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        identity = enroll(server_url=server_url, token=token, data_dir=data_dir, timeout=timeout)
+        identity = enroll(
+            server_url=server_url,
+            token=token,
+            data_dir=data_dir,
+            timeout=timeout,
+            ca_file=ca_file,
+            ca_fingerprint=ca_fingerprint,
+            allow_insecure_http=allow_insecure_http,
+        )
     except (EnrollmentError, OSError) as exc:
         click.echo(f"edge-agent: enrollment failed: {exc}", err=True)
         sys.exit(1)
     click.echo(
         f"enrolled as outlet {identity.outlet_id}; certificate valid until "
-        f"{identity.not_after.isoformat()}"
+        f"{identity.not_after.isoformat()}; fleet CA pinned: sha256 {ca_fingerprint_of(data_dir)}"
     )

@@ -1,8 +1,16 @@
 """Talk to the fleet server's enrollment endpoints (blocking; call from a thread).
 
 ``enroll`` makes a new key on this PC, sends only its CSR with the one-time token and
-stores what comes back. ``renew`` makes another new key and proves it holds the current
-one by signing the new CSR's DER with the current key.
+stores what comes back, after checking it (``trust``): the CA in the answer becomes the
+pinned fleet CA, unless ``ca_file``/``ca_fingerprint`` say which CA it must be. ``renew``
+makes another new key and proves it holds the current one by signing the new CSR's DER
+with the current key; the certificate that comes back must be issued by the pinned CA,
+or it is refused (``UntrustedAnswer``) and the current pair stays in use.
+
+Plain ``http://`` is accepted for enrollment only to a loopback address or with
+``allow_insecure_http``. A renewal may use the enrolled URL as is: it carries no secret
+(a certificate, a CSR and a signature binding the CSR to the current key), and its answer
+is checked against the pin.
 """
 
 from __future__ import annotations
@@ -17,8 +25,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge_agent.enrollment.errors import EnrollmentError
+from edge_agent.enrollment.errors import EnrollmentError, UntrustedAnswer
 from edge_agent.enrollment.store import Identity, TlsStore, new_key
+from edge_agent.enrollment.trust import (
+    check_enroll_url,
+    check_issued,
+    fingerprint,
+    http_trust,
+    load_ca,
+    normalise_fingerprint,
+)
 
 ENROLL_PATH = "/api/v1/enroll"
 RENEW_PATH = "/api/v1/enroll/renew"
@@ -50,11 +66,56 @@ def _post(url: str, body: dict[str, str], *, timeout: float, verify: Any) -> dic
     return data
 
 
+def _expected_ca(
+    answer_ca: x509.Certificate,
+    *,
+    ca_file: Path | None,
+    ca_fingerprint: str | None,
+    pinned: x509.Certificate | None,
+) -> None:
+    """The answer's CA must be the one the technician named, or the one already pinned."""
+    got = fingerprint(answer_ca)
+    if ca_file is not None:
+        try:
+            given = load_ca(ca_file.read_bytes(), what=str(ca_file))
+        except OSError as exc:
+            raise EnrollmentError(f"cannot read {ca_file}: {exc.strerror}") from None
+        if fingerprint(given) != got:
+            raise UntrustedAnswer(
+                f"the server's CA (sha256 {got}) is not the CA in {ca_file} "
+                f"(sha256 {fingerprint(given)})"
+            )
+    if ca_fingerprint is not None and normalise_fingerprint(ca_fingerprint) != got:
+        raise UntrustedAnswer(
+            f"the server's CA has sha256 {got}, not the fingerprint given with --ca-fingerprint"
+        )
+    named = ca_file is not None or ca_fingerprint is not None
+    if not named and pinned is not None and fingerprint(pinned) != got:
+        raise UntrustedAnswer(
+            f"this data directory already trusts fleet CA sha256 {fingerprint(pinned)}, "
+            f"but the server answered with CA sha256 {got}; if the fleet CA was really "
+            "replaced, enroll again with --ca-fingerprint or --ca-file naming the new one"
+        )
+
+
 def enroll(
-    *, server_url: str, token: str, data_dir: Path, timeout: float = 30.0, verify: Any = True
+    *,
+    server_url: str,
+    token: str,
+    data_dir: Path,
+    timeout: float = 30.0,
+    ca_file: Path | None = None,
+    ca_fingerprint: str | None = None,
+    allow_insecure_http: bool = False,
 ) -> Identity:
-    """Enroll this PC: new key, CSR, certificate stored under ``data_dir/tls``."""
+    """Enroll this PC: new key, CSR, certificate and pinned CA stored under ``data_dir/tls``."""
     server_url = server_url.rstrip("/")
+    check_enroll_url(server_url, allow_insecure_http=allow_insecure_http)
+    if ca_fingerprint is not None:
+        normalise_fingerprint(ca_fingerprint)  # a typo fails before the token is spent
+    verify = http_trust(ca_file)
+    store = TlsStore(data_dir)
+    pinned = store.pinned_ca() if store.ca_path.exists() else None
     key = new_key()
     csr = _csr(key, "enrollment")
     pem = csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
@@ -64,23 +125,32 @@ def enroll(
         timeout=timeout,
         verify=verify,
     )
-    store = TlsStore(data_dir)
+    ca = load_ca(data["ca_pem"].encode("ascii", "replace"), what="the CA in the answer")
+    _expected_ca(ca, ca_file=ca_file, ca_fingerprint=ca_fingerprint, pinned=pinned)
+    check_issued(data["certificate_pem"], ca=ca, key=key, outlet_id=data["outlet_id"])
     store.save(
         key=key,
         certificate_pem=data["certificate_pem"],
-        ca_pem=data["ca_pem"],
+        ca_pem=ca.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         server_url=server_url,
         outlet_id=data["outlet_id"],
     )
     return store.identity()
 
 
-def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = True) -> Identity:
-    """Renew the stored certificate with a new key; the old pair stays until success."""
+def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = None) -> Identity:
+    """Renew the stored certificate with a new key; the old pair stays until success.
+
+    ``UntrustedAnswer`` when the new certificate is not issued by the pinned CA (or is
+    not for the new key, or names another outlet): nothing is stored.
+    """
     store = TlsStore(data_dir)
     current = store.identity()
+    pinned = store.pinned_ca()
     old_key = store.private_key()
     cert_pem = store.certificate().public_bytes(serialization.Encoding.PEM).decode("ascii")
+    if verify is None:  # the system's CAs plus the pinned fleet CA
+        verify = http_trust(store.ca_path)
     key = new_key()
     csr = _csr(key, current.outlet_id)
     proof = old_key.sign(csr.public_bytes(serialization.Encoding.DER), ec.ECDSA(hashes.SHA256()))
@@ -95,11 +165,12 @@ def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = True) -> Ident
         verify=verify,
     )
     if data["outlet_id"] != current.outlet_id:
-        raise EnrollmentError("the renewed certificate names another outlet")
+        raise UntrustedAnswer("the renewed certificate names another outlet")
+    check_issued(data["certificate_pem"], ca=pinned, key=key, outlet_id=current.outlet_id)
     store.save(
         key=key,
         certificate_pem=data["certificate_pem"],
-        ca_pem=data["ca_pem"],
+        ca_pem=None,  # the pin never changes on renewal
         server_url=current.server_url,
         outlet_id=current.outlet_id,
     )

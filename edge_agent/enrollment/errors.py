@@ -13,3 +13,8 @@ class EnrollmentError(AgentError):
 
 class NotEnrolled(EnrollmentError):
     """There is no certificate in the data directory: run ``edge-agent enroll`` first."""
+
+
+class UntrustedAnswer(EnrollmentError):
+    """The server's answer does not match the pinned fleet CA (or the CA given to
+    ``enroll``), or its certificate is not for this outlet's new key; nothing was stored."""

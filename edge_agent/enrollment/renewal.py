@@ -3,6 +3,12 @@
 The loop sleeps in slices of at most ``MAX_SLEEP_S`` (so a clock jump or a renewal by
 another process is noticed), renews in a thread, and retries failures with capped,
 jittered backoff. A renewed certificate is used from the next MQTT connect on.
+
+A renewal whose certificate is not issued by the pinned fleet CA (``UntrustedAnswer``)
+is refused: nothing is stored, the current certificate stays in use, one error line says
+why (fingerprints and names, no key material), and ``cert_renewals_refused`` counts it
+(reported in the agent's telemetry, like ``cert_renewals`` and
+``cert_renewal_failures``). It is retried with the same backoff as any failure.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from pathlib import Path
 from typing import Final
 
 from edge_agent.backoff import full_jitter_delay
+from edge_agent.counters import AgentCounters
 from edge_agent.enrollment.client import renew
-from edge_agent.enrollment.errors import EnrollmentError
+from edge_agent.enrollment.errors import EnrollmentError, UntrustedAnswer
 from edge_agent.enrollment.store import Identity, TlsStore
 
 log = logging.getLogger(__name__)
@@ -36,11 +43,22 @@ def renew_at(identity: Identity) -> datetime:
 class RenewalLoop:
     """Runs forever (until cancelled) keeping the certificate in ``data_dir`` fresh."""
 
-    def __init__(self, data_dir: Path, *, max_sleep_s: float = MAX_SLEEP_S) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        max_sleep_s: float = MAX_SLEEP_S,
+        counters: AgentCounters | None = None,
+    ) -> None:
         self._data_dir = data_dir
         self._store = TlsStore(data_dir)
         self._max_sleep_s = max_sleep_s
-        self.renewals = 0
+        self.counters = counters or AgentCounters()
+
+    @property
+    def renewals(self) -> int:
+        """Certificates renewed by this loop."""
+        return self.counters.get("cert_renewals")
 
     async def run(self) -> None:
         """Sleep until due, renew, repeat; failures are logged and retried."""
@@ -58,9 +76,19 @@ class RenewalLoop:
             except EnrollmentError as exc:
                 delay = full_jitter_delay(attempt, base=RETRY_BASE_S, cap=RETRY_CAP_S)
                 attempt += 1
-                log.warning("certificate renewal failed: %s; retrying in %.0f s", exc, delay)
+                if isinstance(exc, UntrustedAnswer):
+                    self.counters.incr("cert_renewals_refused")
+                    log.error(  # noqa: TRY400 - the reason is the message, no traceback
+                        "certificate renewal REFUSED, the current certificate stays in use: "
+                        "%s; retrying in %.0f s",
+                        exc,
+                        delay,
+                    )
+                else:
+                    self.counters.incr("cert_renewal_failures")
+                    log.warning("certificate renewal failed: %s; retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
-            self.renewals += 1
+            self.counters.incr("cert_renewals")
             log.info("certificate renewed; valid until %s", renewed.not_after.isoformat())

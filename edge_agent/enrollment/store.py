@@ -1,8 +1,9 @@
 """The outlet's identity files under ``DATA_DIR/tls``, written atomically.
 
 ``key.pem`` (EC P-256, 0600, never leaves the PC), ``cert.pem`` (CN = outlet id),
-``ca.pem`` (the fleet CA, trusted for the broker and the server) and ``enrollment.json``
-(the server URL for renewal and the outlet id). A renewal writes the new key and
+``ca.pem`` (the fleet CA, pinned at enrollment: trusted for the broker and the server,
+and the only issuer a renewed certificate may have; a renewal never rewrites it) and
+``enrollment.json`` (the server URL for renewal and the outlet id). A renewal writes the new key and
 certificate side by side and renames them into place, key last-but-one and the
 certificate last, so a crash leaves either the old or the new pair usable.
 """
@@ -83,15 +84,16 @@ class TlsStore:
         *,
         key: ec.EllipticCurvePrivateKey,
         certificate_pem: str,
-        ca_pem: str,
+        ca_pem: str | None,
         server_url: str,
         outlet_id: str,
     ) -> None:
-        """Store a newly issued identity (enrollment or renewal)."""
+        """Store a newly issued identity; ``ca_pem`` (the pin) at enrollment only."""
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.dir, 0o700)
-            _atomic_write(self.ca_path, ca_pem.encode("ascii"), mode=0o644)
+            if ca_pem is not None:
+                _atomic_write(self.ca_path, ca_pem.encode("ascii"), mode=0o644)
             meta = {"server_url": server_url, "outlet_id": outlet_id}
             _atomic_write(self.meta_path, json.dumps(meta).encode(), mode=0o600)
             _atomic_write(self.key_path, key_pem(key), mode=0o600)
@@ -109,6 +111,15 @@ class TlsStore:
             ) from None
         except (OSError, ValueError) as exc:
             raise EnrollmentError(f"cannot read {self.cert_path}: {exc}") from None
+
+    def pinned_ca(self) -> x509.Certificate:
+        """The fleet CA pinned at enrollment."""
+        try:
+            return x509.load_pem_x509_certificate(self.ca_path.read_bytes())
+        except FileNotFoundError:
+            raise NotEnrolled(f"no fleet CA in {self.dir}: run `edge-agent enroll` first") from None
+        except (OSError, ValueError) as exc:
+            raise EnrollmentError(f"cannot read {self.ca_path}: {exc}") from None
 
     def private_key(self) -> ec.EllipticCurvePrivateKey:
         """The stored private key."""

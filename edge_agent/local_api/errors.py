@@ -54,6 +54,7 @@ from edge_agent.queueing import (
 __all__ = ["ApiError", "error_body", "error_responses", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
+TOO_LARGE_HINT: Final = "send fewer or smaller materials (scan at a lower resolution)"
 
 _RETRY: Final = "try again; if it keeps failing, call the technician"
 
@@ -234,6 +235,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 413:  # a streamed body grew past the limit (security.py)
+            return JSONResponse(
+                error_body("request_too_large", str(exc.detail), TOO_LARGE_HINT),
+                status_code=413,
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail), "check the URL and method against /openapi.json"),

@@ -95,6 +95,8 @@ class IdCardPublic(BaseModel):
             "valid_from": "2015-01-01",
             "valid_to": None,
             "long_term": True,
+            "extra_addresses": ["浙江省杭州市滨江区某某路2号", "浙江省杭州市上城区某某街3号"],
+            "extra_address": "浙江省杭州市滨江区某某路2号\uff1b浙江省杭州市上城区某某街3号",
             "photo_wlt_base64": "V0xUAAAA…",
             "fingerprint_base64": None,
         }
@@ -118,7 +120,14 @@ class IdCardPublic(BaseModel):
     nationality: str | None
     pass_number: str | None
     issue_count: str | None
-    extra_address: str | None
+    extra_addresses: list[str] = Field(
+        description="追加住址 (command 30 03), one entry per address the card holds, in the "
+        "card's slot order; empty when not read or the card has none"
+    )
+    extra_address: str | None = Field(
+        description="the same addresses joined with U+FF1B (full-width semicolon), for "
+        "older clients; null when there are none. Use extra_addresses"
+    )
     photo_wlt_base64: str = Field(
         description="the card's 1024-byte WLT photo; decode it with the licensed vendor library"
     )

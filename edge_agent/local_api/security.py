@@ -14,6 +14,10 @@ A pure ASGI middleware in front of every HTTP request and WebSocket, in this ord
    on WebSockets), it must be in that app's allow-list. A foreign page therefore gets
    403 and no ``Access-Control-Allow-*`` header, so it can read nothing.
 
+5. **Size**: a ``Content-Length`` over ``max_body_bytes`` is refused (413) before the
+   body is read; a chunked body is counted as it streams and cut off with 413 (and
+   ``Connection: close``) as soon as it crosses the limit.
+
 Rejections are counted by reason (``failures``) and logged without the token.
 """
 
@@ -26,10 +30,11 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
-from edge_agent.local_api.errors import error_body
+from edge_agent.local_api.errors import TOO_LARGE_HINT, error_body
 
 __all__ = ["LOOPBACK_HOSTS", "WS_SUBPROTOCOL", "LocalGuard", "host_is_loopback"]
 
@@ -59,6 +64,13 @@ def _ws_token(protocols: Iterable[str]) -> str | None:
         if protocol.startswith(WS_TOKEN_PREFIX):
             return protocol[len(WS_TOKEN_PREFIX) :]
     return None
+
+
+class BodyTooLarge(HTTPException):
+    """A streamed request body grew past ``max_body_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail=f"the request body is over {limit} bytes")
 
 
 class LocalGuard:
@@ -135,13 +147,51 @@ class LocalGuard:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await self._refuse(
                 scope, send, 413, "request_too_large",
-                f"the request body is over {self.max_body_bytes} bytes",
-                "send fewer or smaller materials (scan at a lower resolution)",
+                f"the request body is over {self.max_body_bytes} bytes", TOO_LARGE_HINT,
                 reason="too_large", path=path, cors_origin=origin,
             )  # fmt: skip
             return
         scope.setdefault("state", {})["clerk_app"] = app.name
-        await self.app(scope, receive, self._with_cors(send, origin))
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, self._with_cors(send, origin))
+            return
+        await self._counted(scope, receive, self._with_cors(send, origin), path=path)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, *, path: str) -> None:
+        """Pass the request on, counting its body as it streams (a chunked body has no
+        Content-Length): the read that crosses the limit raises ``BodyTooLarge`` (413)
+        and the answer closes the connection, so the rest is never read."""
+        limit = self.max_body_bytes
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    self.failures["too_large"] += 1
+                    log.warning("local API: refused http %s (too_large, streamed)", path[:200])
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def closing_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if seen > limit:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"connection", b"close")]}  # fmt: skip
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, closing_send)
+        except BodyTooLarge as exc:  # read before the app's own error handlers
+            if started:
+                raise
+            body = error_body("request_too_large", str(exc.detail), TOO_LARGE_HINT)
+            await _send_json(closing_send, 413, body)
 
     # ---- helpers -------------------------------------------------------------------
 

@@ -108,10 +108,15 @@ def silence_alert(
 
 
 @write_router.post("/alerts/evaluate")
-async def evaluate_now(request: Request) -> dict[str, int]:
+async def evaluate_now(request: Request, principal: Authenticated) -> dict[str, int]:
     """Run one rule evaluation now (it also runs every ``alert_eval_interval_s``)."""
     engine = request.app.state.health.engine
     await run_in_threadpool(engine.evaluate_once)
+    with request.app.state.fleet.sessions.begin() as session:
+        audit.record(
+            session, actor=principal.name, action="alert.evaluate", target="alerts",
+            after={"open": engine.open_count},
+        )  # fmt: skip
     return {"open": engine.open_count}
 
 
@@ -146,7 +151,7 @@ def read_effective(session: SessionDep, outlet_id: str) -> dict[str, dict[str, A
 
 
 @write_router.put("/alert-rules")
-def put_override(session: SessionDep, body: OverrideIn) -> dict[str, Any]:
+def put_override(session: SessionDep, body: OverrideIn, principal: Authenticated) -> dict[str, Any]:
     """Create or replace the override of ``rule`` at ``scope``/``scope_value``."""
     try:
         check_override(body.rule, body.params)
@@ -162,6 +167,7 @@ def put_override(session: SessionDep, body: OverrideIn) -> dict[str, Any]:
             AlertRuleOverride.rule == body.rule,
         )
     ).first()
+    before = None if row is None else {"params": row.params}
     if row is None:
         row = AlertRuleOverride(
             scope=body.scope, scope_value=scope_value, rule=body.rule, params=body.params
@@ -169,16 +175,34 @@ def put_override(session: SessionDep, body: OverrideIn) -> dict[str, Any]:
         session.add(row)
     else:
         row.params = body.params
+    session.flush()
+    audit.record(
+        session,
+        actor=principal.name,
+        action="alert_rule.put",
+        target=f"alert_rule:{row.id}",
+        before=before,
+        after={"scope": row.scope, "scope_value": row.scope_value, "rule": row.rule,
+               "params": row.params},
+    )  # fmt: skip
     session.commit()
     return {"id": row.id, "scope": row.scope, "scope_value": row.scope_value,
             "rule": row.rule, "params": row.params}  # fmt: skip
 
 
 @write_router.delete("/alert-rules/{override_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_override(session: SessionDep, override_id: RowId) -> None:
+def delete_override(session: SessionDep, override_id: RowId, principal: Authenticated) -> None:
     """Remove one override (the next scope up applies again)."""
     row = session.get(AlertRuleOverride, override_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"override {override_id} not found")
+    audit.record(
+        session,
+        actor=principal.name,
+        action="alert_rule.delete",
+        target=f"alert_rule:{override_id}",
+        before={"scope": row.scope, "scope_value": row.scope_value, "rule": row.rule,
+                "params": row.params},
+    )  # fmt: skip
     session.delete(row)
     session.commit()

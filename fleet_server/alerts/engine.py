@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,8 @@ from fleet_server.health.tables import (
     OutletHealth,
     OutletProfile,
 )
-from fleet_server.models import Agent
+from fleet_server.models import Agent, RevokedTraffic
+from fleet_server.transactions.usage import refusals_on
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ def _device_may_alert(book: RuleBook, paper: ColumnElement[str]) -> ColumnElemen
     )
 
 
-def gather_facts(session: Session, book: RuleBook | None = None) -> list[OutletFacts]:
+def gather_facts(
+    session: Session, book: RuleBook | None = None, *, day: date | None = None
+) -> list[OutletFacts]:
     """One ``OutletFacts`` per outlet with an agent; devices only where a rule may fire.
 
     Reads plain column tuples, not ORM objects: at 10,000 outlets x 5 devices building
@@ -119,6 +122,8 @@ def gather_facts(session: Session, book: RuleBook | None = None) -> list[OutletF
                 "reads_failed": row.reads_failed,
             }
         )
+    revoked = {hit.outlet_id: hit for hit in session.scalars(select(RevokedTraffic))}
+    refusals = refusals_on(session, day) if day is not None else {}
     facts = []
     for agent in session.execute(
         select(Agent.outlet_id, Agent.state, Agent.state_since, Agent.last_metrics)
@@ -135,9 +140,31 @@ def gather_facts(session: Session, book: RuleBook | None = None) -> list[OutletF
                 metrics=agent.last_metrics or {},
                 clock_skew_s=skew.get(agent.outlet_id),
                 devices=devices.get(agent.outlet_id, []),
+                refused_today=refusals.get(agent.outlet_id, (0, 0))[0],
+                stored_today=refusals.get(agent.outlet_id, (0, 0))[1],
+                **_revoked_facts(revoked.pop(agent.outlet_id, None)),
+            )
+        )
+    # A revoked outlet whose agent was never heard (no presence row) still alerts.
+    for hit in revoked.values():
+        profile = profiles.get(hit.outlet_id)
+        facts.append(
+            OutletFacts(
+                outlet_id=hit.outlet_id,
+                state="unknown",
+                state_since=hit.first_at,
+                kind=profile.kind if profile else None,
+                region_code=profile.region_code if profile else None,
+                **_revoked_facts(hit),
             )
         )
     return facts
+
+
+def _revoked_facts(row: RevokedTraffic | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    return {"revoked_refused": row.refused, "revoked_last_at": row.last_at}
 
 
 def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
@@ -236,7 +263,7 @@ class AlertEngine:
             }
             already = set(open_rows)
             holding: dict[tuple[str, str, str], Condition] = {}
-            for facts in gather_facts(session, book):
+            for facts in gather_facts(session, book, day=local_now.date()):
                 rules = book.for_outlet(
                     outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
                 )

@@ -3,7 +3,8 @@
 Each notification is POSTed as JSON to every configured URL. A URL that fails (network
 error or a non-2xx answer) is retried with doubling backoff up to ``retries`` times;
 then the notification is counted ``failed`` for that URL and dropped. Retries of one
-URL never delay the others (each delivery is scheduled independently).
+URL never delay the others (each delivery is scheduled independently). Logs name a URL
+by scheme and host only (``redact_url``): the rest may carry an ``access_token``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from fleet_server.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +108,9 @@ class WebhookNotifier:
                 continue
             if job.attempt >= self._retries:
                 self.failed += 1
+                # Never the URL itself: DingTalk and WeCom put their token in it.
                 logger.warning("alert webhook %s failed %d times (%s); dropped",
-                               job.url, job.attempt + 1, why)  # fmt: skip
+                               redact_url(job.url), job.attempt + 1, why)  # fmt: skip
                 continue
             self.retried += 1
             job.attempt += 1

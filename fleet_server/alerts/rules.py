@@ -34,6 +34,12 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "disk_almost_full": {"enabled": True, "max_used_percent": 90.0, "severity": "warning"},
     # |receive time - payload time| above max_skew_s.
     "clock_skew": {"enabled": True, "max_skew_s": 120.0, "severity": "warning"},
+    # The ingest refused messages of a revoked outlet (its key is in someone's hands)
+    # within the last within_s; any presence state (docs/security.md, "Revocation").
+    "revoked_outlet_traffic": {"enabled": True, "within_s": 3600, "severity": "critical"},
+    # The outlet went over GOVEDGE_OUTLET_DAILY_BYTES today: its transactions are refused
+    # until tomorrow (fleet_server.transactions.usage). A stolen key, or a runaway app.
+    "outlet_daily_bytes": {"enabled": True, "severity": "critical"},
 }
 RULE_NAMES = tuple(DEFAULT_RULES)
 SEVERITIES = ("info", "warning", "critical")

@@ -14,6 +14,7 @@ from fleet_server.api.errors import RowId
 from fleet_server.api.schemas import ErrorPublic
 from fleet_server.models import DeadLetter, DeliveryAttempt, InboxEntry
 from fleet_server.pii import mask_id_number, mask_name
+from fleet_server.piivault import VaultError
 from fleet_server.routing.store import replay_dead_letter
 from fleet_server.security import audit
 
@@ -83,8 +84,12 @@ def read_dead_letter(session: SessionDep, dead_letter_id: RowId) -> DeadLetterDe
     row = _get(session, dead_letter_id)
     entry = session.get(InboxEntry, row.inbox_id)
     applicant = None
-    if entry is not None and isinstance(entry.body.get("applicant"), dict):
-        person = entry.body["applicant"]
+    try:
+        body = entry.body if entry is not None else {}
+    except VaultError:  # an "unreadable" dead letter: its body does not open for this row
+        body = {}
+    if isinstance(body.get("applicant"), dict):
+        person = body["applicant"]
         applicant = {
             "name": mask_name(str(person.get("name") or "")),
             "id_number": mask_id_number(str(person.get("id_number") or "")),
@@ -136,7 +141,7 @@ def replay(
         actor=principal.name,
         action="dead_letter.replay",
         target=f"dead_letter:{dead_letter_id}",
-        before={"tx_id": row.tx_id, "reason": row.reason},
+        before={"outlet_id": row.outlet_id, "tx_id": row.tx_id, "reason": row.reason},
         after={"replayed": True},
     )
     session.commit()

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
 from fleet_server.api.auth import OPEN, TECHNICIAN, VIEWER, Authenticated, SecurityDep
-from fleet_server.api.deps import SessionDep
+from fleet_server.api.deps import IngestDep, SessionDep
 from fleet_server.api.security_schemas import (
     BROKER_DONE_STEP,
     BROKER_RELOAD_STEP,
@@ -61,16 +61,22 @@ def create_enrollment(
 
 @admin_router.post("/outlets/{outlet_id}/revoke", dependencies=[TECHNICIAN])
 def revoke_outlet(
-    outlet_id: str, session: SessionDep, security: SecurityDep, principal: Authenticated
+    outlet_id: str,
+    session: SessionDep,
+    security: SecurityDep,
+    principal: Authenticated,
+    ingest: IngestDep,
 ) -> RevocationPublic:
-    """Revoke every certificate of the outlet, rewrite the CRL, make the broker reload it
-    and end the outlet's open MQTT session (when a broker reload is configured)."""
+    """Revoke every certificate of the outlet, rewrite the CRL, refuse its messages at
+    the ingest at once, make the broker reload the CRL and close every connection of the
+    outlet's identity (when a broker reload is configured)."""
     try:
         serials = ops.revoke_outlet(
             session, security.ca(), outlet_id=outlet_id, actor=principal.name
         )
     except (SecurityError, PkiError) as exc:
         raise _http(exc) from None
+    ingest.revoked.add(outlet_id)  # other server processes: at their next refresh
     action = after_revocation(security.settings, outlet_id)
     if not action.reloaded:
         step = BROKER_RELOAD_STEP
@@ -117,7 +123,9 @@ def _issued(result: ops.IssuedForOutlet) -> CertificateIssued:
 
 
 @public_router.post("", responses={403: {"description": "token invalid, expired or used"}})
-def enroll(body: EnrollRequest, session: SessionDep, security: SecurityDep) -> CertificateIssued:
+def enroll(
+    body: EnrollRequest, session: SessionDep, security: SecurityDep, ingest: IngestDep
+) -> CertificateIssued:
     """Redeem a one-time enrollment token for the outlet's client certificate."""
     try:
         result = ops.enroll(
@@ -129,6 +137,7 @@ def enroll(body: EnrollRequest, session: SessionDep, security: SecurityDep) -> C
         )
     except (SecurityError, PkiError) as exc:
         raise _http(exc) from None
+    ingest.revoked.discard(result.outlet_id)  # a valid certificate again: not revoked
     return _issued(result)
 
 

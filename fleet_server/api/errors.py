@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ERROR_RESPONSES", "ErrorPublic", "RowId"]
+__all__ = ["ERROR_RESPONSES", "RATE_LIMITED", "ErrorPublic", "RowId"]
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -33,5 +33,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _ERROR | {"description": "the token's role may not do this"},
     404: _ERROR | {"description": "not found"},
     409: _ERROR | {"description": "conflicts with the current state"},
+    413: _ERROR | {"description": "the request body is over this route's limit"},
     422: _ERROR | {"description": "invalid input"},
+}
+# Endpoints without an operator token also answer this (fleet_server.api.limits).
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: _ERROR | {"description": "too many calls from this address; see Retry-After"},
 }

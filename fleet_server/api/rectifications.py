@@ -1,4 +1,8 @@
-"""``/api/v1/rectifications``: 差评 tickets with deadlines, and their follow-ups."""
+"""``/api/v1/rectifications``: 差评 tickets with deadlines, and their follow-ups.
+
+Follow-up notes are free text that may name the citizen called back: sealed at rest
+(``piivault.SealedText``) and shown as ``***`` to viewers (operators and up read them).
+"""
 
 from __future__ import annotations
 
@@ -19,20 +23,29 @@ from fleet_server.evaluations.rectifications import (
     list_rectifications,
 )
 from fleet_server.models import Evaluation, Rectification
-from fleet_server.security import audit
+from fleet_server.security import Principal, Role, audit
 
 router = APIRouter(prefix="/rectifications", tags=["rectifications"])
 
 
+# What a viewer sees instead of a note: notes may name the citizen called back.
+MASKED_NOTE = "***"
+
+
 class FollowUpPublic(BaseModel):
-    """One follow-up record."""
+    """One follow-up record; ``note`` is ``***`` (``note_masked``) for viewers."""
 
     id: int
     at: datetime
     action: str
     note: str
+    note_masked: bool = False
     by: str
     closes: bool
+
+    def masked(self) -> FollowUpPublic:
+        """The record as a viewer may see it."""
+        return self.model_copy(update={"note": MASKED_NOTE, "note_masked": True})
 
 
 class FollowUpCreate(BaseModel):
@@ -62,7 +75,9 @@ class RectificationPublic(BaseModel):
     follow_ups: list[FollowUpPublic]
 
 
-def _public(session: SessionDep, row: Rectification, *, now: datetime) -> RectificationPublic:
+def _public(
+    session: SessionDep, row: Rectification, *, now: datetime, reveal: bool
+) -> RectificationPublic:
     evaluation = session.get(Evaluation, row.evaluation_id)
     overdue = (row.status == "open" and row.deadline_at < now) or (
         row.closed_at is not None and row.closed_at > row.deadline_at
@@ -81,15 +96,25 @@ def _public(session: SessionDep, row: Rectification, *, now: datetime) -> Rectif
         closed_at=row.closed_at,
         overdue=overdue,
         follow_ups=[
-            FollowUpPublic.model_validate(f, from_attributes=True)
+            _follow_up(FollowUpPublic.model_validate(f, from_attributes=True), reveal=reveal)
             for f in follow_ups(session, row.id)
         ],
     )
 
 
+def _follow_up(public: FollowUpPublic, *, reveal: bool) -> FollowUpPublic:
+    return public if reveal else public.masked()
+
+
+def _reveals(principal: Principal) -> bool:
+    """Operators and up (who record follow-ups) read notes; viewers get them masked."""
+    return principal.role.allows(Role.OPERATOR)
+
+
 @router.get("")
 def read_rectifications(
     session: SessionDep,
+    principal: Authenticated,
     outlet: str | None = None,
     status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
     overdue: bool = False,
@@ -99,7 +124,8 @@ def read_rectifications(
     rows = list_rectifications(
         session, outlet_id=outlet, status=status_, overdue_at=now if overdue else None
     )
-    return [_public(session, row, now=now) for row in rows]
+    reveal = _reveals(principal)
+    return [_public(session, row, now=now, reveal=reveal) for row in rows]
 
 
 @router.post(
@@ -134,4 +160,4 @@ def post_follow_up(
         after={"action": follow_up.action, "closes": follow_up.closes, "status": row.status},
     )
     session.commit()
-    return _public(session, row, now=now)
+    return _public(session, row, now=now, reveal=_reveals(principal))

@@ -1,4 +1,9 @@
-"""``/api/v1/transactions``: where a transaction is (never its body: it holds PII)."""
+"""Where a transaction is (never its body: it holds PII).
+
+A transaction is named by its outlet and its ``tx_id`` (two outlets may use the same
+``tx_id``): ``/api/v1/outlets/{outlet_id}/transactions/{tx_id}``. Delivery figures for
+the whole fleet are at ``/api/v1/transactions/status``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from fleet_server.api.deps import AppStateDep, SessionDep
 from fleet_server.api.schemas import ErrorPublic
 from fleet_server.models import DeliveryAttempt, InboxEntry
 
-router = APIRouter(prefix="/transactions", tags=["transactions"])
+router = APIRouter(tags=["transactions"])
 
 
 class AttemptPublic(BaseModel):
@@ -32,6 +37,7 @@ class TransactionPublic(BaseModel):
 
     tx_id: str
     outlet_id: str
+    idempotency_key: str
     tx_kind: str
     received_at: datetime
     item_code: str | None
@@ -56,7 +62,7 @@ class DeliveryStatusPublic(BaseModel):
     counters: dict[str, int]
 
 
-@router.get("/status")
+@router.get("/transactions/status")
 def read_status(session: SessionDep, state: AppStateDep) -> DeliveryStatusPublic:
     """Counts by inbox state; breaker state per target; worker counters."""
     rows = session.execute(select(InboxEntry.state, func.count()).group_by(InboxEntry.state))
@@ -68,12 +74,20 @@ def read_status(session: SessionDep, state: AppStateDep) -> DeliveryStatusPublic
     )
 
 
-@router.get("/{tx_id}", responses={status.HTTP_404_NOT_FOUND: {"model": ErrorPublic}})
-def read_transaction(session: SessionDep, tx_id: str) -> TransactionPublic:
-    """One transaction's state and attempts; 404 if the server never stored it."""
-    entry = session.scalars(select(InboxEntry).where(InboxEntry.tx_id == tx_id)).first()
+@router.get(
+    "/outlets/{outlet_id}/transactions/{tx_id}",
+    responses={status.HTTP_404_NOT_FOUND: {"model": ErrorPublic}},
+)
+def read_transaction(session: SessionDep, outlet_id: str, tx_id: str) -> TransactionPublic:
+    """One transaction of one outlet, its state and attempts; 404 if never stored."""
+    entry = session.scalars(
+        select(InboxEntry).where(InboxEntry.outlet_id == outlet_id, InboxEntry.tx_id == tx_id)
+    ).one_or_none()
     if entry is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"transaction {tx_id!r} not found")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"transaction {tx_id!r} of outlet {outlet_id!r} not found",
+        )
     history = session.scalars(
         select(DeliveryAttempt)
         .where(DeliveryAttempt.inbox_id == entry.id)

@@ -16,10 +16,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.health import queries
 from fleet_server.health.runtime import HealthRuntime
 from fleet_server.health.tables import OutletProfile, Region
+from fleet_server.security import audit
 
 read_router = APIRouter(tags=["fleet health"])
 write_router = APIRouter(tags=["fleet health"])
@@ -148,28 +150,43 @@ async def stream(request: Request) -> StreamingResponse:
 
 @write_router.put("/outlet-profiles")
 def put_profiles(
-    request: Request, session: SessionDep, profiles: list[OutletProfileIn]
+    request: Request, session: SessionDep, profiles: list[OutletProfileIn], principal: Authenticated
 ) -> dict[str, int]:
     """Create or replace outlet profiles (the map and the rules read them)."""
     for item in profiles:
         row = session.get(OutletProfile, item.outlet_id)
         values = item.model_dump()
+        before = None if row is None else {key: getattr(row, key) for key in values}
         if row is None:
             session.add(OutletProfile(**values))
         else:
             for key, value in values.items():
                 setattr(row, key, value)
+        # A profile describes a public office (name, address, hours), never a citizen.
+        audit.record(
+            session, actor=principal.name, action="outlet_profile.put",
+            target=f"outlet:{item.outlet_id}", before=before, after=values,
+        )  # fmt: skip
     session.commit()
     runtime(request).live.bump()
     return {"stored": len(profiles)}
 
 
 @write_router.put("/regions")
-def put_regions(request: Request, session: SessionDep, items: list[RegionIn]) -> dict[str, int]:
+def put_regions(
+    request: Request, session: SessionDep, items: list[RegionIn], principal: Authenticated
+) -> dict[str, int]:
     """Create or replace regions; a code listed twice keeps its last entry."""
     existing = {r.code: r for r in session.scalars(select(Region))}
     for item in items:
         row = existing.get(item.code)
+        # Outlines can be large: the audit keeps names and whether the outline changed.
+        audit.record(
+            session, actor=principal.name, action="region.put", target=f"region:{item.code}",
+            before=None if row is None else {"name": row.name, "parent_code": row.parent_code},
+            after={"name": item.name, "parent_code": item.parent_code,
+                   "outline_changed": row is None or row.outline != item.outline},
+        )  # fmt: skip
         if row is None:
             existing[item.code] = Region(**item.model_dump())
             session.add(existing[item.code])

@@ -1,7 +1,11 @@
 """Per-outlet token buckets for the ingest, so one chatty agent cannot starve the rest.
 
 paho's network thread asks ``allow(topic)`` for every message before it is queued.
-Births and deaths are never limited: presence must stay true even for a noisy outlet.
+Every uplink kind is limited. Presence (births and deaths) has a bucket of its own per
+outlet: a flood of telemetry or transactions cannot spend the tokens a birth needs, and
+a reconnect loop cannot flood presence. Its burst covers a birth storm after a broker
+restart (the reconnect, the server's state coming back online and a requested rebirth:
+a few births within seconds); its refill is slow, as a healthy agent is born rarely.
 What is refused is counted per outlet; ``top()`` shows the worst offenders.
 """
 
@@ -13,9 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Presence is never limited; neither are transactions and command results: the agent's
-# outbox already paces them, and a dropped one would wait out the agent's ack timeout.
-_EXEMPT_KINDS = frozenset({"birth", "death", "tx", "cmdres"})
+_PRESENCE_KINDS = frozenset({"birth", "death"})
 
 
 @dataclass(slots=True)
@@ -25,32 +27,38 @@ class _Bucket:
 
 
 class OutletRateLimiter:
-    """``rate_per_s`` messages per outlet on average, bursts up to ``burst``."""
+    """Per outlet: ``rate_per_s`` messages on average with bursts up to ``burst``, and
+    separately ``presence_rate_per_s`` births and deaths with bursts up to
+    ``presence_burst``."""
 
     def __init__(
         self,
         *,
         rate_per_s: float,
         burst: int,
+        presence_rate_per_s: float = 0.5,
+        presence_burst: int = 30,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._rate = rate_per_s
-        self._burst = float(burst)
+        self._limits = {
+            False: (rate_per_s, float(burst)),
+            True: (presence_rate_per_s, float(presence_burst)),
+        }
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[tuple[str, bool], _Bucket] = {}
         self._excess: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def allow(self, outlet_id: str, *, kind: str = "") -> bool:
-        """Take a token for ``outlet_id``; False (and counted) when its bucket is empty."""
-        if kind in _EXEMPT_KINDS:
-            return True
+        """Take a token for ``outlet_id``'s ``kind``; False (and counted) when empty."""
+        presence = kind in _PRESENCE_KINDS
+        rate, burst = self._limits[presence]
         now = self._clock()
         with self._lock:
-            bucket = self._buckets.get(outlet_id)
+            bucket = self._buckets.get((outlet_id, presence))
             if bucket is None:
-                bucket = self._buckets[outlet_id] = _Bucket(self._burst, now)
-            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.stamp) * self._rate)
+                bucket = self._buckets[outlet_id, presence] = _Bucket(burst, now)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
             bucket.stamp = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0

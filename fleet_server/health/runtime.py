@@ -47,7 +47,10 @@ class HealthRuntime:
         self.settings = settings
         self.live = LiveHub()
         self.limiter = OutletRateLimiter(
-            rate_per_s=settings.ingest_outlet_rate_per_s, burst=settings.ingest_outlet_burst
+            rate_per_s=settings.ingest_outlet_rate_per_s,
+            burst=settings.ingest_outlet_burst,
+            presence_rate_per_s=settings.ingest_presence_rate_per_s,
+            presence_burst=settings.ingest_presence_burst,
         )
         self.sink: TelemetrySink | None = None
         if settings.timeseries_url:

@@ -30,7 +30,7 @@ def purge_bodies(session: Session, *, now: datetime, retention: timedelta) -> in
                 and_(InboxEntry.state == "local", InboxEntry.received_at < cutoff),
             ),
         )
-        .values(body={}, purged_at=now)
+        .values(sealed_body={}, purged_at=now)  # reads as {} once purged_at is set
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -1,17 +1,14 @@
-"""``SealedJSON``: a JSON column whose values are sealed by the process's vault."""
+"""``Sealed``: a model attribute whose value is stored sealed, bound to its row."""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import JSON
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
-
-from fleet_server.piivault.vault import Vault
+from fleet_server.piivault.keysource import open_vault
+from fleet_server.piivault.vault import Vault, VaultError, row_context
 
 _DEFAULT_DIR = "./fleet-pii-keys"
 _lock = threading.Lock()
@@ -19,33 +16,58 @@ _vault: list[Vault] = []  # at most one: the process's vault, chosen once at sta
 
 
 def use_vault(vault: Vault) -> None:
-    """Make ``vault`` the one every ``SealedJSON`` column uses from now on."""
+    """Make ``vault`` the one every ``Sealed`` attribute uses from now on."""
     with _lock:
         _vault[:] = [vault]
 
 
 def current_vault() -> Vault:
-    """The process's vault; opened from ``GOVEDGE_PII_KEY_DIR`` when none was chosen."""
+    """The process's vault; when none was chosen, opened from systemd credentials or
+    ``GOVEDGE_PII_KEY_DIR`` (``keysource``)."""
     with _lock:
         if not _vault:
-            _vault.append(Vault(Path(os.environ.get("GOVEDGE_PII_KEY_DIR", _DEFAULT_DIR))))
+            key_dir = Path(os.environ.get("GOVEDGE_PII_KEY_DIR", _DEFAULT_DIR))
+            _vault.append(open_vault(key_dir))
         return _vault[0]
 
 
-class SealedJSON(TypeDecorator[dict[str, Any]]):
-    """JSON sealed with AES-256-GCM at rest; an empty dict (a purged body) stays plain."""
+class Sealed:
+    """The plain view of a JSON column that holds a ``Vault.seal`` envelope.
 
-    impl = JSON
-    cache_ok = True
+    ``column`` is the mapped attribute holding the envelope; ``table`` and ``key`` (the
+    attributes naming the row, e.g. ``("outlet_id", "tx_id")``) make the associated
+    data, so an envelope copied into another row fails to open (``VaultError``), as
+    does a value that is not sealed at all. The key attributes must be set before the
+    value (the models' keyword constructor sets attributes in the order given). With
+    ``emptied_by``, a row whose attribute of that name is set (e.g. ``purged_at``)
+    reads as ``{}`` whatever the column holds.
+    """
 
-    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> Any:
-        """Seal on the way into the database."""
-        if not value:
-            return value
-        return current_vault().seal(value)
+    def __init__(
+        self, column: str, *, table: str, key: tuple[str, ...], emptied_by: str | None = None
+    ) -> None:
+        self.column = column
+        self.table = table
+        self.key = key
+        self.emptied_by = emptied_by
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        """Open on the way out."""
-        if not isinstance(value, dict):
-            return value
-        return current_vault().open(value)
+    def context(self, row: object) -> bytes:
+        """The associated data of ``row``; ``VaultError`` while its key is incomplete."""
+        parts = [getattr(row, name, None) for name in self.key]
+        if any(part is None for part in parts):
+            raise VaultError(f"set {', '.join(self.key)} before a sealed value of {self.table}")
+        return row_context(self.table, *(str(part) for part in parts))
+
+    @overload
+    def __get__(self, row: None, owner: type) -> Sealed: ...
+    @overload
+    def __get__(self, row: object, owner: type) -> Any: ...
+    def __get__(self, row: object | None, owner: type) -> Any:
+        if row is None:
+            return self
+        if self.emptied_by is not None and getattr(row, self.emptied_by) is not None:
+            return {}
+        return current_vault().open(getattr(row, self.column), context=self.context(row))
+
+    def __set__(self, row: object, value: Any) -> None:
+        setattr(row, self.column, current_vault().seal(value, context=self.context(row)))

@@ -18,6 +18,20 @@ KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 _AAD: Final = b"govedge-fleet-pii/v1"
 _SUFFIX: Final = ".key"
+# The envelope's "sealed" marker: 1 = sealed before values were bound to their row
+# (migration 0008 reseals those), 2 = bound to its row by ``context``.
+UNBOUND: Final = 1
+BOUND: Final = 2
+
+
+def row_context(table: str, *key: str) -> bytes:
+    """The associated data naming one row: its table and its identity, unambiguously
+    encoded (a JSON array), e.g. ``row_context("inbox", outlet_id, tx_id)``."""
+    return json.dumps([table, *key], ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _bound(context: bytes) -> bytes:
+    return _AAD + b"|" + context
 
 
 class VaultError(Exception):
@@ -48,27 +62,58 @@ class Vault:
             self._current = key_id
             return key_id
 
-    def seal(self, value: dict[str, Any]) -> dict[str, Any]:
-        """``value`` as ``{"sealed": 1, "kid": key id, "ct": base64(nonce + ciphertext)}``."""
+    def seal(self, value: Any, *, context: bytes) -> dict[str, Any]:
+        """``value`` (any JSON value) as ``{"sealed": 2, "kid": key id, "ct": base64(nonce +
+        ciphertext)}``, with ``context`` (see ``row_context``) bound as associated data."""
+        nonce = os.urandom(NONCE_BYTES)
+        plain = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        sealed = self._keys[self._current].encrypt(nonce, plain, _bound(context))
+        return {
+            "sealed": BOUND,
+            "kid": self._current,
+            "ct": base64.b64encode(nonce + sealed).decode(),
+        }
+
+    def open(self, stored: Any, *, context: bytes) -> Any:
+        """The plain value of a ``seal`` envelope sealed with this ``context``.
+
+        ``VaultError`` for anything else: a value that is not sealed, one sealed before
+        values were bound to their row (``fleet-server migrate`` reseals those), one
+        sealed for another row, or one whose key is gone.
+        """
+        if not isinstance(stored, dict) or stored.get("sealed") != BOUND:
+            raise VaultError("the stored value is not sealed for its row")
+        return json.loads(self._decrypt(stored, _bound(context)))
+
+    def open_unbound(self, stored: dict[str, Any]) -> Any:
+        """A value sealed before values were bound to their row (``{"sealed": 1}``).
+
+        For migrations only: nothing else may accept a value that names no row.
+        """
+        if stored.get("sealed") != UNBOUND:
+            raise VaultError("the stored value is not an unbound sealed value")
+        return json.loads(self._decrypt(stored, _AAD))
+
+    def seal_unbound(self, value: Any) -> dict[str, Any]:
+        """A ``{"sealed": 1}`` value bound to no row: for migrations going down only."""
         nonce = os.urandom(NONCE_BYTES)
         plain = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         sealed = self._keys[self._current].encrypt(nonce, plain, _AAD)
-        return {"sealed": 1, "kid": self._current, "ct": base64.b64encode(nonce + sealed).decode()}
+        return {
+            "sealed": UNBOUND,
+            "kid": self._current,
+            "ct": base64.b64encode(nonce + sealed).decode(),
+        }
 
-    def open(self, stored: dict[str, Any]) -> dict[str, Any]:
-        """The plain value of a sealed one; a value that is not sealed is returned as is."""
-        if stored.get("sealed") != 1:
-            return stored
+    def _decrypt(self, stored: dict[str, Any], aad: bytes) -> bytes:
         key = self._keys.get(str(stored.get("kid")))
         if key is None:
-            raise VaultError(f"no key {stored.get('kid')!r} in {self.directory}")
+            raise VaultError(f"no key {str(stored.get('kid'))[:16]!r} in {self.directory}")
         try:
             raw = base64.b64decode(str(stored["ct"]))
-            plain = key.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _AAD)
+            return key.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
         except (InvalidTag, ValueError, KeyError):
             raise VaultError("a sealed value failed authentication") from None
-        value: dict[str, Any] = json.loads(plain)
-        return value
 
     def seal_bytes(self, data: bytes, *, context: bytes) -> bytes:
         """``data`` sealed as ``kid:`` + nonce + ciphertext; ``context`` is bound as AAD.
@@ -78,7 +123,7 @@ class Vault:
         fails authentication.
         """
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._keys[self._current].encrypt(nonce, data, _AAD + b"|" + context)
+        sealed = self._keys[self._current].encrypt(nonce, data, _bound(context))
         return self._current.encode() + b":" + nonce + sealed
 
     def open_bytes(self, blob: bytes, *, context: bytes) -> bytes:
@@ -88,7 +133,7 @@ class Vault:
         if key is None:
             raise VaultError(f"no key {key_id[:16]!r} in {self.directory}")
         try:
-            return key.decrypt(rest[:NONCE_BYTES], rest[NONCE_BYTES:], _AAD + b"|" + context)
+            return key.decrypt(rest[:NONCE_BYTES], rest[NONCE_BYTES:], _bound(context))
         except (InvalidTag, ValueError):
             raise VaultError("a sealed value failed authentication") from None
 

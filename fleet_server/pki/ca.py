@@ -4,12 +4,18 @@ Layout of the directory (key files are 0600, the directory 0700)::
 
     ca.key  ca.crt            the CA (EC P-256, 10 years)
     crl.pem                   revoked outlet certificates, rewritten on every revocation
+    crl-copies                where else the CRL is published (one path a line; below)
     broker.key  broker.crt    the broker's TLS server certificate (SANs from the caller)
     _fleet-server.key/.crt    the fleet server's own MQTT client identity
 
 Creation takes an exclusive ``flock`` on ``.lock``, so two server workers starting
 together end up with one CA. Outlet certificates carry CN = outlet id and nothing else
 the broker trusts; the CN is the MQTT username (``use_identity_as_username``).
+
+The directory stays 0700, so a broker that drops to its own user (Debian's Mosquitto
+runs as ``mosquitto``) cannot read ``crl.pem`` here. ``publish_crl(path)`` (done by
+``fleet-server broker-config``) records a readable copy beside the broker's config;
+every ``write_crl`` then rewrites each recorded copy too, so revocations reach it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from fleet_server.pki.errors import PkiError
 CA_KEY_FILE: Final = "ca.key"
 CA_CERT_FILE: Final = "ca.crt"
 CRL_FILE: Final = "crl.pem"
+CRL_COPIES_FILE: Final = "crl-copies"
 BROKER_NAME: Final = "broker"
 # Outlet ids never start with "_", so no outlet can ever be issued this name.
 SERVER_CLIENT_CN: Final = "_fleet-server"
@@ -126,6 +133,40 @@ class FleetCA:
     def crl_path(self) -> Path:
         """The CRL file the broker reads."""
         return self.directory / CRL_FILE
+
+    @property
+    def crl_copies(self) -> list[Path]:
+        """Where ``write_crl`` also publishes the CRL (``publish_crl``), in order."""
+        try:
+            text = (self.directory / CRL_COPIES_FILE).read_text()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise PkiError(f"cannot read {CRL_COPIES_FILE}: {exc.strerror}") from None
+        return [Path(line) for line in text.splitlines() if line.strip()]
+
+    def publish_crl(self, path: Path) -> Path:
+        """Keep a copy of the CRL at ``path`` from now on (written now, and at each
+        ``write_crl``); for a broker that cannot read this 0700 directory."""
+        path = path.resolve()
+        with self._locked():
+            copies = self.crl_copies
+            if path not in copies:
+                _write_public(
+                    self.directory / CRL_COPIES_FILE,
+                    "".join(f"{p}\n" for p in [*copies, path]).encode(),
+                )
+        if not self.crl_path.exists():
+            self.write_crl([])
+        else:
+            self._copy_crl(self.crl_path.read_bytes(), path)
+        return path
+
+    def _copy_crl(self, data: bytes, path: Path) -> None:
+        try:
+            _write_public(path, data)
+        except OSError as exc:
+            raise PkiError(f"cannot publish the CRL to {path}: {exc.strerror}") from None
 
     @property
     def pem(self) -> str:
@@ -287,7 +328,12 @@ class FleetCA:
     def write_crl(
         self, revoked: Iterable[tuple[int, datetime]], *, path: Path | None = None
     ) -> Path:
-        """Write the CRL listing ``(serial, revoked_at)`` pairs; returns the file written."""
+        """Write the CRL listing ``(serial, revoked_at)`` pairs; returns the file written.
+
+        Without ``path``: ``crl.pem`` here and every published copy (``publish_crl``);
+        a copy that cannot be written raises ``PkiError`` (a broker would go on
+        accepting what was just revoked).
+        """
         now = datetime.now(UTC)
         builder = (
             x509.CertificateRevocationListBuilder()
@@ -303,6 +349,41 @@ class FleetCA:
                 .build()
             )
         crl = builder.sign(self._key, hashes.SHA256())
-        target = path or self.crl_path
-        _write_public(target, crl.public_bytes(serialization.Encoding.PEM))
-        return target
+        data = crl.public_bytes(serialization.Encoding.PEM)
+        if path is not None:
+            _write_public(path, data)
+            return path
+        _write_public(self.crl_path, data)
+        for copy in self.crl_copies:
+            self._copy_crl(data, copy)
+        return self.crl_path
+
+    def issue_https_server(
+        self, *, hostnames: Sequence[str], out_dir: Path, days: int = BROKER_DAYS
+    ) -> MqttClientFiles:
+        """Write ``https.key``/``https.crt`` for the fleet API under ``out_dir``.
+
+        The certificate names ``hostnames`` (DNS names or IPs) and is for TLS servers
+        only, so the broker never accepts it as a client; agents that enrolled with this
+        CA trust it, and so does ``fleetctl --ca-file CA``.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hostnames:
+            try:
+                names.append(x509.IPAddress(ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        cert = (
+            self._builder(key.public_key(), common_name=hostnames[0], days=days)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files = MqttClientFiles(
+            ca_file=self.cert_path, cert_file=out_dir / "https.crt", key_file=out_dir / "https.key"
+        )
+        _write_private(files.key_file, _key_pem(key))
+        _write_public(files.cert_file, cert.public_bytes(serialization.Encoding.PEM))
+        return files

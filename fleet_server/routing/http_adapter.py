@@ -1,9 +1,21 @@
-"""The generic HTTP JSON adapter: POST one transaction to a target, classify the answer.
+"""The generic HTTP adapter: POST one transaction to a target, classify the answer.
 
-Request: ``POST {url}`` with a JSON body (``tx_id``, ``tx_kind``, ``outlet_id``,
-``created_ts``, ``item`` (the catalogue item, for submissions) and ``body``), headers
-``Idempotency-Key: {tx_id}``, the target's own headers (e.g. ``Authorization``) and,
-with a secret, ``{signature_header}: sha256=<hex HMAC-SHA256 of the exact body bytes>``.
+Request (docs/transactions.md, "Request"): ``POST {url}`` with headers
+``Idempotency-Key: {outlet_id}:{tx_id}`` (``transactions.identity``: unique across the
+province, the same on every retry), the target's own headers (e.g. ``Authorization``) and,
+with a secret, ``{signature_header}: sha256=<hex HMAC-SHA256 of the document's bytes>``.
+The document is the JSON ``tx_id``, ``tx_kind``, ``outlet_id``, ``created_ts``,
+``item`` (the catalogue item, for submissions), ``body`` and, for a submission with
+materials, ``materials`` (``ref``, ``name``, ``size``, ``sha256`` of each).
+
+- Without materials the request body *is* the document (``application/json``).
+- With materials it is ``multipart/form-data``: first the part ``document`` (the
+  document, ``application/json``), then one part ``material`` per material, in the
+  document's order, ``filename`` = its ``ref``, ``application/octet-stream``, its raw
+  bytes. The bytes are streamed from the store chunk by chunk (``Attachment.chunks``);
+  ``Content-Length`` is computed beforehand. The signature covers the document part's
+  exact bytes, which name each material's ``size`` and ``sha256``: the receiver checks
+  the signature, then each material part against them.
 
 Outcomes::
 
@@ -19,6 +31,8 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -26,7 +40,14 @@ import httpx
 
 from fleet_server.routing.targets import TargetConfig
 
-__all__ = ["DeliveryResult", "HttpJsonAdapter", "sign"]
+__all__ = [
+    "Attachment",
+    "AttachmentError",
+    "DeliveryResult",
+    "HttpJsonAdapter",
+    "multipart_body",
+    "sign",
+]
 
 _RETRYABLE_4XX: Final = {408, 425, 429}
 _CASE_KEYS: Final = ("case_number", "caseNumber", "projectNo", "project_no")
@@ -42,6 +63,61 @@ class DeliveryResult:
     case_number: str | None = None
     detail: str | None = None
     duration_ms: int = 0
+
+
+class AttachmentError(ValueError):
+    """An attachment yielded another number of bytes than its ``size``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    """A material sent as its own part: ``chunks()`` yields its bytes, ``size`` in all.
+
+    ``chunks`` may raise part way (the stored material turned out corrupt): the request
+    is then abandoned, so the receiver never gets a complete body.
+    """
+
+    ref: str
+    size: int
+    chunks: Callable[[], Iterator[bytes]]
+
+
+def multipart_body(
+    document: bytes, attachments: Sequence[Attachment], *, boundary: str
+) -> tuple[int, Iterator[bytes]]:
+    """(Content-Length, body iterator) of the ``multipart/form-data`` request."""
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="document"\r\n'
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
+    heads = [
+        (
+            f"\r\n--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="material"; filename="{item.ref}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        for item in attachments
+    ]
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    length = len(head) + len(document) + len(tail)
+    length += sum(len(part) + item.size for part, item in zip(heads, attachments, strict=True))
+
+    def parts() -> Iterator[bytes]:
+        yield head + document
+        for part, item in zip(heads, attachments, strict=True):
+            yield part
+            sent = 0
+            for chunk in item.chunks():
+                sent += len(chunk)
+                if sent > item.size:
+                    raise AttachmentError("a material yielded more bytes than its size")
+                yield chunk
+            if sent != item.size:
+                raise AttachmentError("a material yielded fewer bytes than its size")
+        yield tail
+
+    return length, parts()
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -81,15 +157,30 @@ class HttpJsonAdapter:
         """Close the connection pool."""
         self._client.close()
 
-    def deliver(self, *, tx_id: str, document: dict[str, Any]) -> DeliveryResult:
-        """POST ``document``; never raises for network or HTTP errors."""
+    def deliver(
+        self,
+        *,
+        idempotency_key: str,
+        document: dict[str, Any],
+        attachments: Sequence[Attachment] = (),
+    ) -> DeliveryResult:
+        """POST ``document`` (and stream ``attachments``); never raises for network or
+        HTTP errors. An attachment's own failure (its ``chunks()`` raising) propagates."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": tx_id}
+        headers = {"Idempotency-Key": idempotency_key}
         if self._secret is not None:
             headers[self.target.signature_header] = sign(self._secret, body)
+        content: bytes | Iterator[bytes] = body
+        if attachments:
+            boundary = f"govedge-{uuid.uuid4().hex}"
+            length, content = multipart_body(body, attachments, boundary=boundary)
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            headers["Content-Length"] = str(length)
+        else:
+            headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
-            response = self._client.post(str(self.target.url), content=body, headers=headers)
+            response = self._client.post(str(self.target.url), content=content, headers=headers)
         except httpx.TimeoutException as exc:
             return DeliveryResult(
                 outcome="transient", detail=f"timeout: {exc.__class__.__name__}",

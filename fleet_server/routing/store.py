@@ -20,6 +20,7 @@ from fleet_server.catalogue.store import resolve_item
 from fleet_server.models import CatalogueItem, DeadLetter, DeliveryAttempt, InboxEntry
 from fleet_server.routing.http_adapter import DeliveryResult
 from fleet_server.routing.targets import TargetConfig, TargetsConfig
+from fleet_server.transactions.materials import MaterialPart
 
 __all__ = [
     "Claimed",
@@ -40,8 +41,11 @@ class Claimed:
     tx_id: str
     outlet_id: str
     target: str
+    idempotency_key: str
     attempts: int
     document: dict[str, Any]
+    # A submission's materials, streamed from the store when the document is sent.
+    materials: tuple[MaterialPart, ...] = ()
 
 
 def backoff_s(attempt: int, *, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -107,7 +111,8 @@ def document_for(
     *,
     materials: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON sent upstream for ``entry``; ``materials`` (assembled) for submissions."""
+    """The JSON sent upstream for ``entry``; ``materials`` (``MaterialPart.describe()``:
+    ``ref``, ``name``, ``size``, ``sha256``) for submissions; the bytes travel apart."""
     document: dict[str, Any] = {
         "tx_id": entry.tx_id,
         "tx_kind": entry.tx_kind,

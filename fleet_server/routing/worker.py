@@ -1,11 +1,12 @@
 """The delivery worker: a thread owned by the app lifespan that drains the inbox upstream.
 
 Each round it takes due rows (``routing.store.due_rows``), routes each to its target
-(dead letter ``no_route`` when there is none), skips targets whose circuit breaker is
-open or whose in-flight share is used up, claims the rest by lease and hands them to a
-thread pool. Each delivery's outcome is committed (attempt, state, next due time,
-dead letter) before anything else happens; then the result owed to the outlet
-(``TransactionResult``: case number or rejection) is published and cleared.
+(dead letter ``no_route`` when there is none; ``unreadable`` when the sealed body does
+not open for its row, so one damaged row never stops the others), skips targets whose
+circuit breaker is open or whose in-flight share is used up, claims the rest by lease
+and hands them to a thread pool. Each delivery's outcome is committed (attempt, state,
+next due time, dead letter) before anything else happens; then the result owed to the
+outlet (``TransactionResult``: case number or rejection) is published and cleared.
 
 A target may use at most half the pool (at least one slot), so a hanging upstream
 delays only its own rows; the breaker stops even those after a few failures.
@@ -17,7 +18,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -27,11 +28,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.models import InboxEntry
+from fleet_server.piivault import VaultError
 from fleet_server.routing import store
 from fleet_server.routing.breaker import BreakerState, CircuitBreaker
-from fleet_server.routing.http_adapter import DeliveryResult, HttpJsonAdapter
+from fleet_server.routing.http_adapter import (
+    Attachment,
+    AttachmentError,
+    DeliveryResult,
+    HttpJsonAdapter,
+)
 from fleet_server.routing.targets import TargetsConfig
-from fleet_server.transactions.materials import MaterialRejected, materials_for_delivery
+from fleet_server.transactions.materials import (
+    MaterialPart,
+    MaterialRejected,
+    iter_material,
+    materials_for_delivery,
+)
 from govedge_wire import TransactionResult
 
 __all__ = ["DeliveryWorker", "ResultPublisher"]
@@ -41,6 +53,7 @@ logger = logging.getLogger(__name__)
 ResultPublisher = Callable[[TransactionResult], bool]
 _RESULT_BATCH: Final = 200
 _STOP_TIMEOUT_S: Final = 10.0
+_UNREADABLE: Final = "the sealed body does not open for this row (moved, planted or its key gone)"
 
 
 class DeliveryWorker:
@@ -151,7 +164,9 @@ class DeliveryWorker:
             )  # fmt: skip
             session.commit()
             self.counters["no_route"] += 1
-            logger.warning("transaction %s has no route: %s", entry.tx_id, why)
+            logger.warning(
+                "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
+            )
             return
         with self._lock:
             if self._in_flight[target] >= self._per_target:
@@ -164,6 +179,17 @@ class DeliveryWorker:
             materials = (
                 materials_for_delivery(session, entry) if entry.tx_kind == "submission" else []
             )
+            document = store.document_for(entry, item, materials=[m.describe() for m in materials])
+        except VaultError:  # the body does not open for this row: moved, planted or key gone
+            breaker.release()
+            store.dead_letter(
+                session, entry, reason="unreadable", detail=_UNREADABLE, status_code=None,
+                now=now, notify=False,
+            )  # fmt: skip
+            session.commit()
+            self.counters["unreadable"] += 1
+            logger.warning("transaction %s of %s: %s", entry.tx_id, entry.outlet_id, _UNREADABLE)
+            return
         except MaterialRejected as exc:  # purged or corrupted since it was accepted
             breaker.release()
             store.dead_letter(
@@ -174,13 +200,13 @@ class DeliveryWorker:
             self.counters["material"] += 1
             logger.warning("transaction %s: %s", entry.tx_id, exc.reason)
             return
-        document = store.document_for(entry, item, materials=materials)
         if not store.claim(session, entry, target=target, lease_until=now + self._lease):
             breaker.release()
             return
         claimed = store.Claimed(
             inbox_id=entry.id, tx_id=entry.tx_id, outlet_id=entry.outlet_id, target=target,
-            attempts=entry.attempts, document=document,
+            idempotency_key=entry.idempotency_key, attempts=entry.attempts, document=document,
+            materials=tuple(materials),
         )  # fmt: skip
         with self._lock:
             self._in_flight[target] += 1
@@ -196,9 +222,20 @@ class DeliveryWorker:
             if target is None:  # cannot happen: routed targets are configured
                 breaker.release()
                 return
-            result = self._adapters[claimed.target].deliver(
-                tx_id=claimed.tx_id, document=claimed.document
-            )
+            attachments = [
+                Attachment(ref=part.material_id, size=part.size, chunks=self._reader(part))
+                for part in claimed.materials
+            ]
+            try:
+                result = self._adapters[claimed.target].deliver(
+                    idempotency_key=claimed.idempotency_key,
+                    document=claimed.document,
+                    attachments=attachments,
+                )
+            except (MaterialRejected, AttachmentError) as exc:  # found corrupt while sent
+                breaker.release()
+                self._material_failed(claimed, str(getattr(exc, "reason", exc)))
+                return
             self._record(claimed, result)
             if result.outcome == "transient":
                 breaker.failure()
@@ -214,6 +251,27 @@ class DeliveryWorker:
                 self._in_flight[claimed.target] -= 1
                 self._held.discard(claimed.inbox_id)
             self._wake.set()
+
+    def _reader(self, part: MaterialPart) -> Callable[[], Iterator[bytes]]:
+        """A material's bytes, chunk by chunk, read in a session of their own."""
+
+        def chunks() -> Iterator[bytes]:
+            with self._sessions() as session:
+                yield from iter_material(session, part)
+
+        return chunks
+
+    def _material_failed(self, claimed: store.Claimed, reason: str) -> None:
+        """The stored material failed while it was being sent: dead letter, no retry."""
+        with self._sessions.begin() as session:
+            entry = session.get(InboxEntry, claimed.inbox_id)
+            if entry is not None and entry.state == "pending":
+                store.dead_letter(
+                    session, entry, reason="material", detail=reason, status_code=None,
+                    now=datetime.now(UTC), notify=True,
+                )  # fmt: skip
+        self.counters["material"] += 1
+        logger.warning("transaction %s: %s", claimed.tx_id, reason)
 
     def _record(self, claimed: store.Claimed, result: DeliveryResult) -> None:
         target = self._targets.get(claimed.target)

@@ -1,12 +1,20 @@
-"""After a revocation: make the broker reload its CRL, then end the outlet's open session.
+"""After a revocation: make the broker reload its CRL, then end the outlet's open sessions.
 
 Mosquitto 2.0 (Debian 12's 2.0.11, checked by ``tests/security/test_revocation_reload.py``)
 reloads the listener's certificates and ``crlfile`` on SIGHUP: the next TLS handshake
 with a revoked certificate fails, without a restart. A connection that is already open
-is not dropped by the reload. The server ends it by MQTT session takeover: it connects
-with the outlet agent's client id (``govedge_wire.agent_client_id``), so the broker
-closes the old connection, and disconnects at once; the agent's reconnect then meets
-the reloaded CRL and is refused.
+is not dropped by the reload, and a thief holding the outlet's key may be connected
+under any client id. The server ends every one of them through the dynamic-security
+plugin the generated config loads (``fleet_server.broker_config``): ``createClient``
+(the outlet's id; "already exists" is fine) and ``disableClient``, which makes Mosquitto
+disconnect every connection whose username, the certificate CN, is the outlet id.
+Reconnects then meet the reloaded CRL and are refused. The plugin's "disabled" flag
+itself refuses nothing on a certificate listener (Mosquitto skips plugin password
+checks when ``use_identity_as_username`` is set); the CRL does that.
+
+A broker without the plugin (an older generated config): the server falls back to
+MQTT session takeover of the agent's own client id (``govedge_wire.agent_client_id``),
+which ends the agent's connection only, not one under another client id.
 
 How the broker is signalled is configuration (``Settings``): ``broker_pid_file`` (the
 ``pid_file`` of the generated ``mosquitto.conf``; the server must be allowed to signal
@@ -17,12 +25,14 @@ Neither set: nothing is done and the answer says the operator must reload.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import shlex
 import signal
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -32,11 +42,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from fleet_server.broker_config import DYNSEC_RESPONSE_TOPIC, DYNSEC_TOPIC
 from fleet_server.pki import FleetCA
 from fleet_server.settings import Settings
 from govedge_wire import agent_client_id
 
-__all__ = ["BrokerAction", "after_revocation", "end_session", "reload_broker"]
+__all__ = [
+    "BrokerAction",
+    "after_revocation",
+    "disconnect_identity",
+    "end_session",
+    "reload_broker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +110,11 @@ def _run_command(command: str, timeout_s: float) -> tuple[bool, str]:
     return True, f"broker reload command succeeded: {command}"
 
 
-def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
-    """Close the outlet's open MQTT connection by taking its client id over; never raises.
-
-    Connects as the server's own identity with a clean start and no session expiry, so
-    nothing is left behind at the broker, and disconnects at once.
-    """
+def _server_client(settings: Settings, client_id: str) -> mqtt.Client:
     broker = settings.broker
-    connected: queue.Queue[ReasonCode] = queue.Queue()
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=agent_client_id(outlet_id),
+        client_id=client_id,
         protocol=mqtt.MQTTv5,
     )
     if broker.username is not None:
@@ -113,6 +124,91 @@ def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
         client.tls_set(
             ca_certs=str(files.ca_file), certfile=str(files.cert_file), keyfile=str(files.key_file)
         )
+    return client
+
+
+def disconnect_identity(settings: Settings, outlet_id: str) -> tuple[bool, str]:
+    """Disconnect every connection of ``outlet_id``'s identity, any client id; never raises.
+
+    Asks the broker's dynamic-security plugin to create (if absent) and disable the
+    client whose username is the outlet id; Mosquitto then kicks every connection with
+    that username. ``(False, why)`` when the plugin does not answer or refuses.
+    """
+    answers: queue.Queue[object] = queue.Queue()
+    correlation = uuid.uuid4().hex
+    client = _server_client(settings, f"{settings.server_id}-revoke-{correlation[:8]}")
+
+    def on_connect(
+        c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, reason: ReasonCode, _p: object
+    ) -> None:
+        if reason.is_failure:
+            answers.put(f"broker refused the control connection: {reason}")
+            return
+        c.subscribe(DYNSEC_RESPONSE_TOPIC, qos=1)
+
+    def on_subscribe(
+        c: mqtt.Client, _u: object, _m: int, codes: list[ReasonCode], _p: object
+    ) -> None:
+        if any(code.is_failure for code in codes):
+            answers.put(f"control response subscription refused: {codes}")
+            return
+        commands = [
+            {"command": "createClient", "username": outlet_id, "correlationData": correlation},
+            {"command": "disableClient", "username": outlet_id, "correlationData": correlation},
+        ]
+        c.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}), qos=1)
+
+    def on_publish(_c: mqtt.Client, _u: object, _m: int, reason: ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            answers.put(f"control command refused by the broker: {reason}")
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(message.payload)
+            responses = [r for r in body["responses"] if r.get("correlationData") == correlation]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        if responses:
+            answers.put(responses)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_publish = on_publish
+    client.on_message = on_message
+    timeout = settings.broker_reload_timeout_s
+    broker = settings.broker
+    try:
+        client.connect(broker.host, broker.port, keepalive=max(5, int(timeout)), clean_start=True)
+        client.loop_start()
+        try:
+            answer = answers.get(timeout=timeout)
+        except queue.Empty:
+            return False, f"no dynamic-security answer within {timeout} s (plugin not loaded?)"
+        finally:
+            client.disconnect()
+    except OSError as exc:
+        return False, f"could not reach the broker: {exc}"
+    finally:
+        client.loop_stop()
+    if isinstance(answer, str):
+        return False, answer
+    assert isinstance(answer, list)
+    disabled = [r for r in answer if r.get("command") == "disableClient"]
+    if not disabled or disabled[0].get("error"):
+        error = disabled[0].get("error") if disabled else "no disableClient answer"
+        return False, f"dynamic security refused disableClient: {error}"
+    return True, f"identity {outlet_id} disabled at the broker: every connection of it closed"
+
+
+def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
+    """Close the outlet's open MQTT connection by taking its client id over; never raises.
+
+    Connects as the server's own identity with a clean start and no session expiry, so
+    nothing is left behind at the broker, and disconnects at once.
+    """
+    broker = settings.broker
+    connected: queue.Queue[ReasonCode] = queue.Queue()
+    client = _server_client(settings, agent_client_id(outlet_id))
 
     def on_connect(
         _c: mqtt.Client,
@@ -135,7 +231,10 @@ def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
         if reason.is_failure:
             return False, f"broker refused the takeover connection: {reason}"
         rc = client.disconnect()
-        if rc != mqtt.MQTT_ERR_SUCCESS:
+        # The CONNACK already means the broker closed the old connection; a client that
+        # reconnects at once takes the id back and closes ours first (NO_CONN), which is
+        # the revoked agent trying again: the CRL refuses it after a reload.
+        if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False, f"disconnect failed: {mqtt.error_string(rc)}"
         return True, f"session {agent_client_id(outlet_id)} taken over and closed"
     except OSError as exc:
@@ -145,12 +244,20 @@ def end_session(settings: Settings, outlet_id: str) -> tuple[bool, str]:
 
 
 def after_revocation(settings: Settings, outlet_id: str) -> BrokerAction:
-    """Reload the broker's CRL and, once reloaded, end the outlet's open session."""
+    """Reload the broker's CRL and, once reloaded, end the outlet's open sessions.
+
+    Every connection of the identity through the dynamic-security plugin; failing that,
+    the agent's own client id by takeover (the detail says which, and why).
+    """
     reloaded, how = reload_broker(settings)
     if not reloaded:
         log.warning("revoked %s; broker not reloaded: %s", outlet_id, how)
         return BrokerAction(reloaded=False, session_ended=False, detail=how)
-    ended, what = end_session(settings, outlet_id)
+    ended, what = disconnect_identity(settings, outlet_id)
+    if not ended:
+        log.warning("revoked %s: %s; falling back to client-id takeover", outlet_id, what)
+        ended, taken = end_session(settings, outlet_id)
+        what = f"{what}; takeover of the agent's client id only: {taken}"
     if ended:
         log.info("revoked %s: %s; %s", outlet_id, how, what)
     else:

@@ -5,10 +5,18 @@
 apart, see ``fleet_server.transactions.materials``) and ``queue_event`` (or any
 ``queue.*`` name; kept server-side, no upstream). A body that does not fit is rejected
 with a reason naming the fields, never their values: the values may be personal data.
+
+One strictness rule, the same as the outlet's (``edge_agent.transactions``): a closed
+shape (submission, evaluation, material chunk) refuses any field it does not define, at
+every level, so nothing but validated fields is ever stored or forwarded upstream; a
+queue event (whose fields vary by operation) is refused past ``QUEUE_EVENT_MAX_BYTES``
+of compact JSON or ``QUEUE_EVENT_MAX_KEYS`` keys. A submission may name each material
+once (``ref`` unique).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -23,6 +31,8 @@ from pydantic import (
 from fleet_server.pii import mask_id_number, mask_name
 
 __all__ = [
+    "QUEUE_EVENT_MAX_BYTES",
+    "QUEUE_EVENT_MAX_KEYS",
     "BodyRejected",
     "EvaluationBody",
     "MaterialChunkBody",
@@ -37,19 +47,29 @@ RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
 Short = Annotated[str, Field(min_length=1, max_length=64)]
 # Milliseconds since the epoch up to 9999-12-31: beyond that ``datetime`` overflows.
 EpochMs = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
+# A material's id as the outlet stores it (``edge_agent.outbox``): chunk ids derive from it.
+MaterialId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,48}$")]
 _MAX_MATERIALS: Final = 200
+# Queue events are an open shape: bounded by size instead (the outlet applies the same).
+QUEUE_EVENT_MAX_BYTES: Final = 4096
+QUEUE_EVENT_MAX_KEYS: Final = 32
 
 
 class BodyRejected(ValueError):
-    """A transaction body does not fit its kind; ``reason`` names fields only."""
+    """A transaction body does not fit its kind; ``reason`` names fields only.
 
-    def __init__(self, reason: str) -> None:
+    ``code`` is counted: ``invalid``, ``unknown_fields`` (a field the shape does not
+    define) or ``oversize`` (a queue event over its bounds).
+    """
+
+    def __init__(self, reason: str, *, code: str = "invalid") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Applicant(_Body):
@@ -76,7 +96,7 @@ class MaterialRef(_Body):
     """A scanned material, referenced by the id the outlet uploaded it under."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    ref: Annotated[str, Field(min_length=1, max_length=128)]
+    ref: MaterialId
     pages: Annotated[int, Field(ge=0, le=10_000)] | None = None
     original: bool = False
 
@@ -97,6 +117,13 @@ class SubmissionBody(_Body):
     outlet_kind: Short | None = None
     accepted_ts: EpochMs | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @field_validator("materials")
+    @classmethod
+    def _each_material_once(cls, value: list[MaterialRef]) -> list[MaterialRef]:
+        if len({material.ref for material in value}) != len(value):
+            raise ValueError("a material is referenced more than once")
+        return value
 
 
 class EvaluationBody(_Body):
@@ -138,7 +165,7 @@ class MaterialChunkBody(_Body):
     here decoded.
     """
 
-    material_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,48}$")]
+    material_id: MaterialId
     index: Annotated[int, Field(ge=0)]
     count: Annotated[int, Field(ge=1, le=1_000_000)]
     size: Annotated[int, Field(ge=1)]
@@ -174,6 +201,41 @@ def is_queue_kind(tx_kind: str) -> bool:
     return tx_kind == "queue_event" or tx_kind.startswith("queue.")
 
 
+def _reason(tx_kind: str, exc: ValidationError) -> tuple[str, bool]:
+    """Which fields are wrong (and why, for our own rules; never a value), and whether
+    any of them is a field the shape does not define."""
+    bad: set[str] = set()
+    unknown: set[str] = set()
+    why: set[str] = set()
+    for error in exc.errors():
+        where = ".".join(str(part)[:32] for part in error["loc"]) or "body"
+        if error["type"] == "extra_forbidden":
+            unknown.add(where)
+            continue
+        bad.add(where)
+        if error["type"] == "value_error":  # our validators' messages name no values
+            why.add(str(error["msg"]).removeprefix("Value error, "))
+    parts = []
+    if bad:
+        parts.append(f"invalid {tx_kind} body at: {', '.join(sorted(bad)[:8])}")
+    if why:
+        parts.append("; ".join(sorted(why)[:3]))
+    if unknown:
+        more = f" (+{len(unknown) - 8} more)" if len(unknown) > 8 else ""
+        parts.append(f"unknown fields refused: {', '.join(sorted(unknown)[:8])}{more}")
+    return "; ".join(parts), bool(unknown)
+
+
+def _check_queue_event(body: dict[str, Any]) -> None:
+    if len(body) > QUEUE_EVENT_MAX_KEYS:
+        raise BodyRejected(
+            f"queue event has more than {QUEUE_EVENT_MAX_KEYS} fields", code="oversize"
+        )
+    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > QUEUE_EVENT_MAX_BYTES:
+        raise BodyRejected(f"queue event is over {QUEUE_EVENT_MAX_BYTES} bytes", code="oversize")
+
+
 def parse_body(tx_kind: str, body: dict[str, Any]) -> ParsedBody:
     """Validate ``body`` for ``tx_kind``; raise ``BodyRejected`` naming the bad fields."""
     if is_queue_kind(tx_kind):
@@ -186,8 +248,10 @@ def parse_body(tx_kind: str, body: dict[str, Any]) -> ParsedBody:
     try:
         parsed = shape.model_validate(body)
     except ValidationError as exc:
-        fields = sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
-        raise BodyRejected(f"invalid {tx_kind} body at: {', '.join(fields[:8])}") from None
+        reason, unknown = _reason(tx_kind, exc)
+        raise BodyRejected(reason, code="unknown_fields" if unknown else "invalid") from None
+    if isinstance(parsed, QueueEventBody):
+        _check_queue_event(body)
     if not isinstance(parsed, SubmissionBody | EvaluationBody | MaterialChunkBody | QueueEventBody):
         raise BodyRejected("internal: unexpected body shape")
     return parsed

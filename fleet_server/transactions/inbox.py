@@ -2,13 +2,15 @@
 
 The ingest worker calls ``store_transactions`` once per batch inside one database
 transaction; only after that commits does it acknowledge each transaction. A
-``tx_id`` already in the inbox (a resend, or a replay from another connection) is
-reported as a duplicate and stored nowhere a second time. Evaluations also get their
+transaction is ``(outlet_id, tx_id)``: the same ``tx_id`` from another outlet is
+another case. One already in the inbox (a resend, or a replay from another
+connection) is reported as a duplicate and stored nowhere a second time. Evaluations also get their
 ``evaluations`` row (and a rectification ticket for a 差评) in the same transaction,
 so statistics never disagree with the inbox. Material chunks are stored apart
 (``materials``/``material_chunks``, see ``fleet_server.transactions.materials``), and a
 submission is stored only when the materials it references are complete and verified;
-a refused item is ``rejected`` with a reason and changes nothing.
+a refused item is ``rejected`` with a reason and changes nothing. Each outlet's stored
+bytes per day are bounded (``StoreLimits``, ``fleet_server.transactions.usage``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,16 +33,25 @@ from fleet_server.transactions.bodies import (
     QueueEventBody,
     SubmissionBody,
 )
+from fleet_server.transactions.identity import upstream_idempotency_key
 from fleet_server.transactions.materials import (
+    DEFAULT_SUBMISSION_MAX_BYTES,
     ChunkBatch,
     MaterialRejected,
     check_submission_materials,
     store_chunk,
 )
+from fleet_server.transactions.usage import (
+    DEFAULT_OUTLET_DAILY_BYTES,
+    QUOTA_CODE,
+    DailyUsage,
+    stored_size,
+)
 from govedge_wire import Transaction
 
-__all__ = ["PendingTx", "StoreOutcome", "Stored", "store_transactions"]
+__all__ = ["PendingTx", "StoreLimits", "StoreOutcome", "Stored", "store_transactions"]
 
+_DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")  # the settings' outlet_timezone default
 StoreOutcome = Literal["accepted", "duplicate", "rejected"]
 
 
@@ -61,51 +73,100 @@ class PendingTx:
     received_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreLimits:
+    """Bounds on what one outlet may store (settings ``GOVEDGE_OUTLET_DAILY_BYTES``,
+    ``GOVEDGE_SUBMISSION_MATERIAL_MAX_BYTES``; the day in ``GOVEDGE_OUTLET_TIMEZONE``)."""
+
+    outlet_daily_bytes: int = DEFAULT_OUTLET_DAILY_BYTES
+    submission_material_bytes: int = DEFAULT_SUBMISSION_MAX_BYTES
+    zone: ZoneInfo = _DEFAULT_ZONE
+
+
 def store_transactions(
-    session: Session, items: Sequence[PendingTx], *, rules: EvaluationRules
+    session: Session,
+    items: Sequence[PendingTx],
+    *,
+    rules: EvaluationRules,
+    limits: StoreLimits | None = None,
 ) -> list[Stored]:
     """Insert new transactions; return, per item, ``accepted``, ``duplicate`` or
-    ``rejected`` (materials only: a bad chunk, an incomplete or corrupt material).
+    ``rejected`` (a bad chunk, an incomplete or corrupt material, materials over the
+    per-submission bound, or the outlet over its bytes for the day: ``QUOTA_CODE``).
 
-    The caller commits. A concurrent insert of the same ``tx_id`` (or chunk) by another
-    worker makes the commit fail with an integrity error; the caller then retries per
-    item.
+    The caller commits. A concurrent insert of the same ``(outlet_id, tx_id)`` (or
+    chunk) by another worker makes the commit fail with an integrity error; the caller
+    then retries per item.
     """
-    ids = {item.message.tx_id for item in items if not isinstance(item.body, MaterialChunkBody)}
-    known = set(session.scalars(select(InboxEntry.tx_id).where(InboxEntry.tx_id.in_(ids))))
+    known = _known(session, items)
+    limits = limits or StoreLimits()
+    usage = DailyUsage.load(
+        session, {item.message.outlet_id for item in items},
+        limit=limits.outlet_daily_bytes, now=datetime.now(UTC), zone=limits.zone,
+    )  # fmt: skip
     chunks = ChunkBatch.new()
     outcomes: list[Stored] = []
     for item in items:
         message, body = item.message, item.body
         try:
             if isinstance(body, MaterialChunkBody):
+                size = stored_size(message, body)
+                if not usage.fits(message.outlet_id, size):
+                    outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
+                    continue
                 new = store_chunk(
                     session, chunks, outlet_id=message.outlet_id, body=body,
                     received_at=item.received_at,
                 )  # fmt: skip
+                if new:
+                    usage.admit(message.outlet_id, size)
                 outcomes.append(Stored("accepted" if new else "duplicate"))
                 continue
-            if message.tx_id in known:
+            if (message.outlet_id, message.tx_id) in known:
                 outcomes.append(Stored("duplicate"))
                 continue
             if isinstance(body, SubmissionBody) and body.materials:
                 check_submission_materials(
-                    session, chunks, outlet_id=message.outlet_id, tx_id=message.tx_id, body=body
-                )
+                    session, chunks, outlet_id=message.outlet_id, tx_id=message.tx_id,
+                    body=body, max_total_bytes=limits.submission_material_bytes,
+                )  # fmt: skip
         except MaterialRejected as exc:
             outcomes.append(Stored("rejected", reason=exc.reason, code=exc.code))
             continue
-        known.add(message.tx_id)
+        if not usage.admit(message.outlet_id, stored_size(message, body)):
+            outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
+            continue
+        known.add((message.outlet_id, message.tx_id))
         _insert(session, item, rules=rules)
         outcomes.append(Stored("accepted"))
+    usage.save(session)
     return outcomes
+
+
+def _known(session: Session, items: Sequence[PendingTx]) -> set[tuple[str, str]]:
+    """The ``(outlet_id, tx_id)`` of ``items`` already in the inbox."""
+    wanted = {
+        (item.message.outlet_id, item.message.tx_id)
+        for item in items
+        if not isinstance(item.body, MaterialChunkBody)
+    }
+    if not wanted:
+        return set()
+    rows = session.execute(
+        select(InboxEntry.outlet_id, InboxEntry.tx_id).where(
+            InboxEntry.outlet_id.in_({outlet for outlet, _ in wanted}),
+            InboxEntry.tx_id.in_({tx_id for _, tx_id in wanted}),
+        )
+    )
+    return {(row.outlet_id, row.tx_id) for row in rows} & wanted
 
 
 def _insert(session: Session, item: PendingTx, *, rules: EvaluationRules) -> None:
     message, body = item.message, item.body
-    entry = InboxEntry(
+    entry = InboxEntry(  # the identity first: the body is sealed bound to it
         tx_id=message.tx_id,
         outlet_id=message.outlet_id,
+        idempotency_key=upstream_idempotency_key(message.outlet_id, message.tx_id),
         tx_kind=message.tx_kind,
         body=dict(message.body),
         created_ts=message.created_ts,

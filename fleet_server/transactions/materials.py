@@ -1,4 +1,4 @@
-"""Scanned materials on the server: chunks stored idempotently, assembled and verified.
+"""Scanned materials on the server: chunks stored idempotently, verified, streamed upstream.
 
 An outlet sends a material as ``material.chunk`` transactions (docs/outbox.md) and
 files the submission that references it only after every chunk was acknowledged. Here:
@@ -13,14 +13,18 @@ files the submission that references it only after every chunk was acknowledged.
   that contradicts the material's stored header, or a stored chunk of that index, is
   refused (``material_mismatch``); otherwise it is sealed with the PII vault, bound to
   (outlet, material, index), and stored.
-- ``check_submission_materials``: a submission is accepted only when every material
-  it references is complete and its assembled bytes match the declared ``size`` and
-  ``sha256``; otherwise it is refused (``material_incomplete`` or
-  ``material_checksum``) and nothing is stored. The outlet's ack barrier makes this
-  the normal case; an incomplete material means the server lost chunks it had
-  acknowledged (a database restored from backup), which a resend cannot repair.
-- ``materials_for_delivery``: the assembled materials travel upstream inside the
-  submission's document (docs/transactions.md, "Request").
+- ``check_submission_materials``: a submission is accepted only when its materials
+  add up to at most ``GOVEDGE_SUBMISSION_MATERIAL_MAX_BYTES`` (else
+  ``materials_oversize``) and every one is complete and its bytes, read chunk by chunk,
+  match the declared ``size`` and ``sha256``; otherwise it is refused
+  (``material_incomplete`` or ``material_checksum``) and nothing is stored. (A
+  material named twice never gets here: the body is refused, see ``bodies``.) The
+  outlet's ack barrier makes this the normal case; an incomplete material means the
+  server lost chunks it had acknowledged (a database restored from backup), which a
+  resend cannot repair.
+- ``materials_for_delivery`` / ``iter_material``: the delivery worker streams each
+  material upstream chunk by chunk, as a part of a multipart request
+  (docs/transactions.md, "Request"); no material is ever held whole in memory.
 - ``purge_materials``: chunks are deleted once the referencing submission was
   delivered ``GOVEDGE_MATERIAL_RETENTION_DAYS`` ago, and chunks of materials no
   submission referenced after ``GOVEDGE_MATERIAL_ORPHAN_DAYS``.
@@ -30,9 +34,8 @@ Nothing here logs or returns material content.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -45,9 +48,12 @@ from fleet_server.piivault import VaultError, current_vault
 from fleet_server.transactions.bodies import MaterialChunkBody, SubmissionBody
 
 __all__ = [
+    "DEFAULT_SUBMISSION_MAX_BYTES",
+    "MaterialPart",
     "MaterialRejected",
     "check_chunk",
     "check_submission_materials",
+    "iter_material",
     "material_purge",
     "materials_for_delivery",
     "purge_materials",
@@ -55,6 +61,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+# All the materials one submission references, together (GOVEDGE_SUBMISSION_MATERIAL_MAX_BYTES).
+DEFAULT_SUBMISSION_MAX_BYTES: Final = 128 * 1024 * 1024
 
 
 class MaterialRejected(ValueError):
@@ -182,35 +190,77 @@ def store_chunk(
     return True
 
 
-def _assemble(session: Session, material: Material) -> bytes:
-    """The material's bytes; ``MaterialRejected`` if incomplete or not what was declared."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaterialPart:
+    """One referenced material as it goes upstream: its header; bytes read on demand."""
+
+    pk: int
+    outlet_id: str
+    material_id: str
+    name: str | None
+    size: int
+    sha256: str
+    chunk_count: int
+
+    def describe(self) -> dict[str, Any]:
+        """What the signed JSON document says of it (docs/transactions.md, "Request")."""
+        return {"ref": self.material_id, "name": self.name, "size": self.size,
+                "sha256": self.sha256}  # fmt: skip
+
+
+def _part(session: Session, material: Material, name: str | None) -> MaterialPart:
+    """``material`` if complete (every chunk index stored); else ``MaterialRejected``."""
     if material.purged_at is not None:
         raise MaterialRejected("material_incomplete", "the material's chunks were purged")
-    chunks = session.scalars(
-        select(MaterialChunk)
+    indexes = session.scalars(
+        select(MaterialChunk.chunk_index)
         .where(MaterialChunk.material_pk == material.id)
         .order_by(MaterialChunk.chunk_index)
     ).all()
-    if [c.chunk_index for c in chunks] != list(range(material.chunk_count)):
+    if list(indexes) != list(range(material.chunk_count)):
         raise MaterialRejected(
             "material_incomplete",
-            f"{len(chunks)} of {material.chunk_count} chunks of a referenced material stored",
+            f"{len(indexes)} of {material.chunk_count} chunks of a referenced material stored",
         )
+    return MaterialPart(
+        pk=material.id, outlet_id=material.outlet_id, material_id=material.material_id,
+        name=name, size=material.size, sha256=material.sha256, chunk_count=material.chunk_count,
+    )  # fmt: skip
+
+
+def iter_material(session: Session, part: MaterialPart) -> Iterator[bytes]:
+    """The material's bytes one stored chunk at a time (never the whole in memory).
+
+    Each chunk is read alone and opened (authenticated); after the last one the whole's
+    size and sha256 are compared with the header. A failure raises ``MaterialRejected``
+    (``material_incomplete`` or ``material_checksum``) — after the bytes before it were
+    yielded, so a consumer that streams them must abort what it sent.
+    """
     vault = current_vault()
-    try:
-        data = b"".join(
-            vault.open_bytes(
-                c.data, context=_context(material.outlet_id, material.material_id, c.chunk_index)
+    digest = hashlib.sha256()
+    total = 0
+    for index in range(part.chunk_count):
+        sealed = session.execute(
+            select(MaterialChunk.data).where(
+                MaterialChunk.material_pk == part.pk, MaterialChunk.chunk_index == index
             )
-            for c in chunks
-        )
-    except VaultError:
-        raise MaterialRejected(
-            "material_checksum", "a stored chunk failed authentication"
-        ) from None
-    if len(data) != material.size or hashlib.sha256(data).hexdigest() != material.sha256:
+        ).scalar_one_or_none()
+        if sealed is None:
+            raise MaterialRejected("material_incomplete", "a chunk of the material is gone")
+        try:
+            data = vault.open_bytes(
+                sealed, context=_context(part.outlet_id, part.material_id, index)
+            )
+        except VaultError:
+            raise MaterialRejected(
+                "material_checksum", "a stored chunk failed authentication"
+            ) from None
+        del sealed
+        digest.update(data)
+        total += len(data)
+        yield data
+    if total != part.size or digest.hexdigest() != part.sha256:
         raise MaterialRejected("material_checksum", "assembled material does not match sha256/size")
-    return data
 
 
 def check_submission_materials(
@@ -220,40 +270,46 @@ def check_submission_materials(
     outlet_id: str,
     tx_id: str,
     body: SubmissionBody,
+    max_total_bytes: int = DEFAULT_SUBMISSION_MAX_BYTES,
 ) -> None:
-    """Verify every referenced material and tie it to ``tx_id``; ``MaterialRejected``."""
+    """Verify every referenced material and tie it to ``tx_id`` (of the same outlet:
+    materials are named per outlet); ``MaterialRejected``.
+
+    Materials adding up to more than ``max_total_bytes`` are refused
+    (``materials_oversize``) before any is read; each one is then read and hashed
+    chunk by chunk, so memory does not grow with its size.
+    """
     found: list[Material] = []
     for ref in body.materials:
         material = _material(session, batch, outlet_id, ref.ref)
         if material is None:
             raise MaterialRejected("material_incomplete", "a referenced material is unknown")
-        _assemble(session, material)
         found.append(material)
+    if sum(material.size for material in found) > max_total_bytes:
+        raise MaterialRejected(
+            "materials_oversize",
+            f"materials add up to more than the {max_total_bytes}-byte limit per submission",
+        )
+    for material in found:
+        for _data in iter_material(session, _part(session, material, None)):
+            pass
     for material in found:
         if material.tx_id is None:
             material.tx_id = tx_id
 
 
-def materials_for_delivery(session: Session, entry: InboxEntry) -> list[dict[str, Any]]:
-    """The submission's materials as sent upstream: ``ref``, ``name``, ``size``,
-    ``sha256`` and ``data_base64``, in the order of ``body.materials``."""
+def materials_for_delivery(session: Session, entry: InboxEntry) -> list[MaterialPart]:
+    """The submission's materials in the order of ``body.materials``, each checked
+    complete (not read: ``iter_material`` streams the bytes when they are sent)."""
     refs: Sequence[Any] = entry.body.get("materials") or []
-    out: list[dict[str, Any]] = []
+    out: list[MaterialPart] = []
     batch = ChunkBatch.new()
     for ref in refs:
         material = _material(session, batch, entry.outlet_id, str(ref.get("ref")))
         if material is None:
             raise MaterialRejected("material_incomplete", "a referenced material is unknown")
-        data = _assemble(session, material)
-        out.append(
-            {
-                "ref": material.material_id,
-                "name": ref.get("name"),
-                "size": material.size,
-                "sha256": material.sha256,
-                "data_base64": base64.b64encode(data).decode("ascii"),
-            }
-        )
+        name = ref.get("name")
+        out.append(_part(session, material, name if isinstance(name, str) else None))
     return out
 
 
@@ -261,14 +317,21 @@ def purge_materials(
     session: Session, *, now: datetime, retention: timedelta, orphan_retention: timedelta
 ) -> int:
     """Delete the chunks no longer needed (the caller commits); returns materials purged."""
-    delivered = select(InboxEntry.tx_id).where(
-        InboxEntry.state == "delivered", InboxEntry.delivered_at < now - retention
+    delivered = (  # the referencing submission, of the same outlet: (outlet_id, tx_id)
+        select(InboxEntry.id)
+        .where(
+            InboxEntry.outlet_id == Material.outlet_id,
+            InboxEntry.tx_id == Material.tx_id,
+            InboxEntry.state == "delivered",
+            InboxEntry.delivered_at < now - retention,
+        )
+        .exists()
     )
     ids = list(
         session.scalars(
             select(Material.id).where(
                 Material.purged_at.is_(None),
-                (Material.tx_id.in_(delivered))
+                delivered
                 | (Material.tx_id.is_(None) & (Material.created_at < now - orphan_retention)),
             )
         )

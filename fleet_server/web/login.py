@@ -16,7 +16,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fleet_server.api.auth import SESSION_COOKIE, same_origin
-from fleet_server.security.sessions import close_session, open_session
+from fleet_server.security import audit
+from fleet_server.security.sessions import close_session, open_session, session_principal
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 
@@ -63,6 +64,8 @@ async def login(request: Request) -> Response:
         secret = open_session(
             session, name=name, api_token=token, ttl=SESSION_TTL, now=datetime.now(UTC)
         )
+        if secret is not None:
+            audit.record(session, actor=name, action="session.open", target=f"user:{name}")
     if secret is None:
         # The form again with a note (200, like any re-shown form; no session was made).
         return HTMLResponse(_form_page("用户名或令牌无效 / wrong user or token"))
@@ -86,6 +89,10 @@ def logout(request: Request) -> Response:
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
         with request.app.state.fleet.sessions.begin() as session:
+            principal = session_principal(session, secret, now=datetime.now(UTC))
+            if principal is not None:
+                name = principal.name
+                audit.record(session, actor=name, action="session.close", target=f"user:{name}")
             close_session(session, secret)
     response = RedirectResponse("/ui/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")

@@ -23,6 +23,12 @@ router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 _COOKIE = "govedge_lang"
+# The boot JSON sits in a <script> element; outlet-controlled strings (device ids,
+# models) must not be able to end it ("</script>") or switch the parser into a
+# comment/script state ("<!--", "<script"). These escapes mean the same in JSON.
+_SCRIPT_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def _lang(request: Request, lang: str | None) -> str:
@@ -44,7 +50,7 @@ def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HT
         )
     )
     boot = json.dumps({"page": page, "lang": lang, "t": t, "data": data}, ensure_ascii=False)
-    boot = boot.replace("</", "<\\/")
+    boot = boot.translate(_SCRIPT_SAFE)
     html = f"""<!doctype html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}">
 <head><meta charset="utf-8"><title>{escape(t["title"])}</title>

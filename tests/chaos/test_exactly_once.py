@@ -248,7 +248,14 @@ def _check(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger, started: float
     accepted = ledger.accepted
     should_reject = {key for key, rejects in accepted.items() if rejects}
     should_deliver = set(accepted) - should_reject
-    at_upstream = set(upstream.accepted)
+    # Upstream knows each case by {outlet_id}:{tx_id} (docs/transactions.md); the
+    # clerks' keys (= tx_ids) are compared through the document each key carried.
+    assert all(
+        key == f"{doc['body']['outlet_id']}:{doc['body']['tx_id']}"
+        for key, doc in upstream.accepted.items()
+    )
+    docs = {doc["body"]["tx_id"]: doc for doc in upstream.accepted.values()}
+    at_upstream = set(docs)
     dead = fleet.get("/api/v1/dead-letters?limit=5000&include_replayed=true")
     by_state = fleet.get("/api/v1/transactions/status")["by_state"]
     resent = sum(n - 1 for n in upstream.answered_ok.values() if n > 1)
@@ -273,15 +280,16 @@ def _check(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger, started: float
     assert not doubled, f"recorded more than once upstream: {doubled[:5]}"
     # A body cut by the SIGKILLed server is ``truncated``, not a bad signature (receiver).
     assert upstream.bad_signatures == 0
-    evaluations_upstream = {key for key, doc in upstream.accepted.items()
+    evaluations_upstream = {key for key, doc in docs.items()
                             if doc["body"]["tx_kind"] == "evaluation"}  # fmt: skip
     assert ledger.evaluations, "no evaluation was rated: the 好差评 path was not tested"
     assert ledger.answers["evaluation:retried"] > 0, "no evaluation was cut by the kill"
     victim_evaluations = {key for key in ledger.evaluations if key.startswith("eval-chaos-0-")}
     assert victim_evaluations, "no evaluation rated at the SIGKILLed outlet"
     assert evaluations_upstream == ledger.evaluations
-    assert set(upstream.by_target.get("hcp", [])) == ledger.evaluations
-    rated_cases = {upstream.accepted[key]["body"]["body"].get("case_number")
+    hcp = {key.partition(":")[2] for key in upstream.by_target.get("hcp", [])}
+    assert hcp == ledger.evaluations
+    rated_cases = {docs[key]["body"]["body"].get("case_number")
                    for key in evaluations_upstream}  # fmt: skip
     refused_cases = rated_cases & ledger.refused_cases
     assert not refused_cases, f"evaluations refused with 507 reached upstream: {refused_cases}"

@@ -121,11 +121,13 @@ def test_read_with_fingerprint(sim: IdCardSimulator, with_prints: bool) -> None:
 
 
 def test_extra_address(sim: IdCardSimulator) -> None:
-    sim.place_card(make_card(extra_address="浙江省杭州市滨江区江南大道1号"))
+    sim.place_card(make_card(extra_addresses=("浙江省杭州市滨江区江南大道1号",)))
     card = run(sim, lambda d: d.read_card(extra_address=True))
+    assert card.extra_addresses == ("浙江省杭州市滨江区江南大道1号",)
     assert card.extra_address == "浙江省杭州市滨江区江南大道1号"
     sim.place_card(make_card())
-    assert run(sim, lambda d: d.read_extra_address()) is None  # SW3 91: nothing there
+    assert run(sim, lambda d: d.read_extra_addresses()) == ()  # SW3 91: nothing there
+    assert run(sim, lambda d: d.read_extra_address()) is None
 
 
 def test_management_info(sim: IdCardSimulator) -> None:
@@ -196,12 +198,15 @@ def test_noise_before_a_response_is_skipped(sim: IdCardSimulator) -> None:
     assert health["noise_bytes"] == len(noise)
 
 
-def test_bad_checksum_is_a_protocol_error_and_the_next_read_works(sim: IdCardSimulator) -> None:
+def test_bad_checksum_twice_is_a_protocol_error_and_the_next_read_works(
+    sim: IdCardSimulator,
+) -> None:
     sim.place_card(make_card())
+    sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)
     sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)
 
     async def body(driver: SamIdReader) -> dict[str, Any]:
-        with pytest.raises(ProtocolError, match="checksum"):
+        with pytest.raises(ProtocolError, match="checksum twice"):
             await driver.read_card()
         await driver.read_card()
         return dict(await driver.health())
@@ -338,9 +343,11 @@ def test_close_twice_and_after_unplug(sim: IdCardSimulator) -> None:
 # ---------------------------------------------------------------- raw simulator bytes
 
 
-def raw_exchange(sim: IdCardSimulator, request: bytes, *, expect: int = 11) -> bytes:
+def raw_exchange(
+    sim: IdCardSimulator, request: bytes, *, expect: int = 11, baud: int = 115200
+) -> bytes:
     """Send raw bytes to the simulator through pyserial and read ``expect`` bytes back."""
-    with serial.Serial(sim.device_path, 115200, timeout=1.0) as port:
+    with serial.Serial(sim.device_path, baud, timeout=1.0) as port:
         port.write(request)
         return port.read(expect)
 
@@ -373,8 +380,9 @@ def test_read_without_select_is_41(sim: IdCardSimulator) -> None:
 def test_baud_switch_and_rf_frame_size(sim: IdCardSimulator) -> None:
     assert parse_response(raw_exchange(sim, encode_request(b"\x60\x04"))).sw3 == 0x90
     assert sim.baudrate == 9600
-    assert parse_response(raw_exchange(sim, encode_request(b"\x60\x07"))).sw3 == 0x21
-    reply = raw_exchange(sim, bytes.fromhex("AAAAAA9669 0004 61FF50 CA"))
+    assert raw_exchange(sim, encode_request(b"\x60\x07")) == b""  # still at 115200: ignored
+    assert parse_response(raw_exchange(sim, encode_request(b"\x60\x07"), baud=9600)).sw3 == 0x21
+    reply = raw_exchange(sim, bytes.fromhex("AAAAAA9669 0004 61FF50 CA"), baud=9600)
     assert parse_response(reply).sw3 == 0x90
     assert sim.max_rf_frame == 0x50
 

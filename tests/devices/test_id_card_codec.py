@@ -32,14 +32,14 @@ from edge_agent.devices.sam_text import (
     CardDataError,
     CardType,
     IdCard,
-    decode_extra_address,
-    encode_extra_address,
+    decode_extra_addresses,
+    encode_extra_addresses,
     encode_text_block,
     parse_text_block,
 )
 from edge_agent.devices.simulators.id_card import make_card
 
-# Complete request frames exactly as hardware.md 1.2 lists them.
+# Complete request frames exactly as the protocol table lists them.
 DOC_FRAMES = {
     Command.RESET: "AAAAAA9669 0003 10FF EC",
     Command.STATUS: "AAAAAA9669 0003 11FF ED",
@@ -234,13 +234,18 @@ def test_repr_and_str_mask_personal_data() -> None:
         assert card.id_number[-4:] in text
 
 
-def test_extra_address_round_trip() -> None:
-    extra = "浙江省杭州市西湖区文三路90号" * 3
-    data = encode_extra_address(extra)
-    assert len(data) % 70 == 0
-    assert decode_extra_address(data) == extra
+def test_extra_addresses_round_trip() -> None:
+    extra = ("浙江省杭州市西湖区文三路90号", "浙江省杭州市滨江区江南大道1号", "上城区" * 11)
+    data = encode_extra_addresses(extra)
+    assert len(data) == 3 * 70
+    assert decode_extra_addresses(data) == extra
+    assert decode_extra_addresses(b"") == ()
     with pytest.raises(CardDataError):
-        decode_extra_address(bytes(69))
+        decode_extra_addresses(bytes(69))
+    with pytest.raises(CardDataError, match="0-4 slots"):
+        decode_extra_addresses(bytes(5 * 70))
+    with pytest.raises(ValueError, match="at most 4"):
+        encode_extra_addresses(extra + extra)
 
 
 def test_card_value_object_is_frozen() -> None:

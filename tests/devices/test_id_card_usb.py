@@ -144,6 +144,8 @@ def test_faults_map_to_the_error_tree_and_the_next_read_works(
 
     async def body(driver: SamIdReader) -> str:
         sim.inject(fault, on=Command.READ_TEXT_PHOTO)
+        if fault is Fault.BAD_CHECKSUM:  # the driver asks once more: corrupt that too
+            sim.inject(fault, on=Command.READ_TEXT_PHOTO)
         with pytest.raises(error):
             await driver.read_card()
         sim.resume()
@@ -242,3 +244,33 @@ def test_shipped_profile_brings_the_module_up_through_discovery(sim: UsbIdCardSi
             assert card.card_type is CardType.RESIDENT
 
     asyncio.run(main())
+
+
+def test_one_bad_checksum_is_resent_over_usb_too(sim: UsbIdCardSimulator) -> None:
+    card = make_card(CardType.RESIDENT)
+    sim.place_card(card)
+    sim.inject(Fault.BAD_CHECKSUM, on=Command.READ_TEXT_PHOTO)
+
+    async def body(driver: SamIdReader) -> tuple[str, Any]:
+        return (await driver.read_card()).id_number, (await driver.health())["resends"]
+
+    assert run(sim, body) == (card.id_number, 1)
+
+
+def test_a_module_plugged_back_in_is_reopened_by_the_next_operation(
+    sim: UsbIdCardSimulator,
+) -> None:
+    card = make_card(CardType.RESIDENT)
+    sim.place_card(card)
+
+    async def body(driver: SamIdReader) -> tuple[str, Any]:
+        await driver.read_card()
+        sim.unplug()
+        with pytest.raises(DeviceUnavailable):
+            await driver.read_card()
+        with UsbIdCardSimulator(name=sim.name) as back:  # the same module, back on the bus
+            back.place_card(card)
+            got = await driver.read_card()
+            return got.id_number, (await driver.health())["reopens"]
+
+    assert run(sim, body) == (card.id_number, 1)

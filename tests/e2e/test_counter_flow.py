@@ -285,9 +285,11 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
 
     seen = asyncio.run(scenario())
     tx_id, capture = seen["tx_id"], seen["capture"]
-    # Upstream holds the submission once, with its material, and the evaluation once.
-    assert upstream.accepted_count[tx_id] == 1
-    sent = upstream.accepted[tx_id]
+    # Upstream holds the submission once, with its material, and the evaluation once,
+    # each under its province-wide key {outlet_id}:{tx_id}.
+    key = f"{outlet_id}:{tx_id}"
+    assert upstream.accepted_count[key] == 1
+    sent = upstream.accepted[key]
     assert sent["target"] == "zhoushan"
     assert sent["case_number"] == seen["case_number"]
     body = sent["body"]
@@ -295,18 +297,21 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
     assert body["body"]["applicant"]["id_number"] == seen["card"]["id_number"]
     scan, form = body["materials"]
     assert [m["name"] for m in body["materials"]] == ["身份证复印件", "申请表"]
-    for material, original in ((scan, capture), (form, FORM)):
-        assert base64.b64decode(material["data_base64"]) == original
+    files = sent["files"]  # the multipart's material parts, in the document's order
+    for material, part, original in zip((scan, form), files, (capture, FORM), strict=True):
+        assert part["ref"] == material["ref"]
+        assert part["data"] == original
         assert material["sha256"] == hashlib.sha256(original).hexdigest()
         assert material["size"] == len(original)
+    assert upstream.bad_materials == 0
     assert [m["ref"] for m in body["body"]["materials"]] == [scan["ref"], form["ref"]]
-    evaluation_tx = seen["evaluation_tx"]
-    assert upstream.accepted_count[evaluation_tx] == 1
-    assert upstream.by_target["hcp"] == [evaluation_tx]
-    rating = upstream.accepted[evaluation_tx]["body"]["body"]
+    evaluation_key = f"{outlet_id}:{seen['evaluation_tx']}"
+    assert upstream.accepted_count[evaluation_key] == 1
+    assert upstream.by_target["hcp"] == [evaluation_key]
+    rating = upstream.accepted[evaluation_key]["body"]["body"]
     assert rating["case_number"] == seen["case_number"]
     assert rating["window"] == WINDOW
-    assert upstream.by_target["zhoushan"] == [tx_id]
+    assert upstream.by_target["zhoushan"] == [key]
     assert upstream.bad_signatures == 0
     # The clerk app sees the case delivered, with the case number, in its status too.
     assert seen["status"]["status"] == "delivered"

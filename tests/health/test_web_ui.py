@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from govedge_testbed import Mosquitto
+from govedge_wire import Birth
 from tests.e2e.conftest import Agent
-from tests.server.helpers import FleetServer
+from tests.server.helpers import FakeAgent, FleetServer
 
 CHROMIUM = "/usr/bin/chromium"
 _ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -92,4 +93,48 @@ def test_map_shows_a_killed_agent_offline_and_switches_language(
         assert page.locator("#no-data").inner_text() == "暂无数据"
     finally:
         agent.stop()
+        assert fleet.stop() == 0, fleet.stderr()
+
+
+# Outlet-controlled strings that would break out of the page's boot <script> element.
+_EVIL_ID = "pad<!--<script>window.__pwned=1//"
+_EVIL_MODEL = "</script><img src=x onerror=window.__pwned=2>"
+
+
+def test_a_hostile_device_id_from_a_birth_shows_as_text(
+    broker: Mosquitto, tmp_path: Path, browser: object
+) -> None:
+    fleet = FleetServer(
+        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}",
+        workdir=tmp_path, GOVEDGE_API_AUTH="off", GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
+    )  # fmt: skip
+    fleet.start()
+    agent = FakeAgent(broker.url, "township-xss-01")
+    try:
+        agent.send(
+            Birth(
+                outlet_id=agent.outlet_id, session=agent.session, seq=agent.seq,
+                agent_version="0.1.0-test", hostname="pc", os="Debian 12",
+                devices=[{"device_id": _EVIL_ID, "kind": "evaluation_pad", "model": _EVIL_MODEL}],
+                config_version=1, telemetry_interval_s=5.0, keepalive_s=30,
+            )
+        )  # fmt: skip
+        fleet.wait_state(agent.outlet_id, "online", timeout=30)
+
+        page = browser.new_page()  # type: ignore[attr-defined]
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{fleet.url}/ui/outlets/{agent.outlet_id}?lang=en")
+        page.wait_for_selector('#outlet-state [data-state="online"]')
+        row = page.locator("tr[data-device]")
+        assert row.get_attribute("data-device") == _EVIL_ID
+        assert _EVIL_ID in row.inner_text()
+        assert _EVIL_MODEL in row.inner_text()
+        assert page.evaluate("window.__pwned") is None
+        assert dialogs == []
+        assert page.locator("script").count() == 2  # the boot data and app.js, nothing else
+        page.screenshot(path=str(tmp_path / "outlet-hostile-device.png"), full_page=True)
+        page.close()  # its event stream would hold the server's shutdown
+    finally:
+        agent.close()
         assert fleet.stop() == 0, fleet.stderr()

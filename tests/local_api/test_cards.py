@@ -55,6 +55,28 @@ def test_read_id_card_end_to_end_and_nothing_personal_is_logged(
     assert card.address not in logged
 
 
+def test_extra_addresses_come_as_a_list_and_as_the_old_joined_string(tmp_path: Path) -> None:
+    extra = ("浙江省杭州市滨江区江南大道1号", "浙江省宁波市鄞州区天童南路8号")
+
+    async def scenario(o: Outlet) -> None:
+        o.id_card.place_card(make_card(extra_addresses=extra))
+        response = await o.client.post(
+            "/v1/id-card/read", headers=o.auth, json={"extra_address": True}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["extra_addresses"] == list(extra)
+        assert body["extra_address"] == "\uff1b".join(extra)
+        response = await o.client.post("/v1/id-card/read", headers=o.auth, json={})
+        assert (response.json()["extra_addresses"], response.json()["extra_address"]) == ([], None)
+        spec = (await o.client.get("/openapi.json", headers=o.auth)).json()
+        fields = spec["components"]["schemas"]["IdCardPublic"]["properties"]
+        assert fields["extra_addresses"]["type"] == "array"
+        assert "U+FF1B" in fields["extra_address"]["description"]
+
+    run(tmp_path, scenario)
+
+
 def test_no_card_is_no_card_with_a_hint(tmp_path: Path) -> None:
     async def scenario(o: Outlet) -> None:
         response = await o.client.post("/v1/id-card/read", headers=o.auth, json={})

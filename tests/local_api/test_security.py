@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.local_api import serve_local_api
+from edge_agent.local_api import LocalApiOptions, serve_local_api
 from tests.local_api.harness import FOREIGN, ORIGIN, Outlet, outlet
+from tests.rawhttp import RESET, endless_chunked
 
 
 def run(tmp_path: Path, scenario: object) -> None:
@@ -130,5 +131,31 @@ def test_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
     async def main() -> None:
         with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
             await serve_local_api(None, port=0, apps=None, host="0.0.0.0")  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+def test_a_body_over_the_limit_is_refused_chunked_included(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Content-Length over the limit: 413 unread. No Content-Length (chunked, endless):
+    cut off with 413 as soon as it crosses the limit; the API answers on."""
+
+    async def main() -> None:
+        async with outlet(tmp_path, options=LocalApiOptions(max_body_bytes=64 * 1024)) as o:
+            declared = await o.client.post(
+                "/v1/submissions", headers=o.auth, content=b"{" + b" " * 70_000 + b"}"
+            )
+            assert declared.status_code == 413
+            assert declared.json()["error"] == "request_too_large"
+            headers = {**o.auth, "Idempotency-Key": "case-endless-1"}
+            answer = await asyncio.to_thread(
+                endless_chunked, o.port, "/v1/submissions", headers=headers
+            )
+            assert answer.startswith(b"HTTP/1.1 413 ") or answer == RESET, answer[:200]
+            if answer != RESET:
+                assert b"request_too_large" in answer
+            assert "too_large, streamed" in caplog.text
+            assert (await o.client.get("/v1/devices", headers=o.auth)).status_code == 200
 
     asyncio.run(main())

@@ -77,7 +77,7 @@ def template(kind: str, *, seq: int = 1) -> dict[str, Any]:
             "item_code": "000101",
             "region_code": "330902",
             "applicant": {"name": "张三丰", "id_number": "330106199001011237"},
-            "materials": [{"name": "身份证复印件", "ref": "mat-1", "pages": 1}],
+            "materials": [{"name": "身份证复印件", "ref": "mat-00000001", "pages": 1}],
             "window": "W3",
             "clerk": "clerk-7",
         }

@@ -36,7 +36,8 @@ def _seed(api: Api) -> tuple[int, int, int]:
     now = datetime.now(UTC)
     with api.session() as session, session.begin():
         entry = InboxEntry(
-            tx_id="tx-audit-1", outlet_id="o-1", tx_kind="submission",
+            tx_id="tx-audit-1", outlet_id="o-1", idempotency_key="o-1:tx-audit-1",
+            tx_kind="submission",
             body=submission(), created_ts=0, received_at=now, state="dead",
             attempts=3, next_due_at=None, result_pending=False,
         )  # fmt: skip

@@ -74,6 +74,8 @@ def server(private_broker: Mosquitto, tmp_path: Path) -> Iterator[Server]:
             # here every payload should reach the checks.
             "GOVEDGE_INGEST_OUTLET_RATE_PER_S": "100000",
             "GOVEDGE_INGEST_OUTLET_BURST": "100000",
+            "GOVEDGE_INGEST_PRESENCE_RATE_PER_S": "100000",
+            "GOVEDGE_INGEST_PRESENCE_BURST": "100000",
         },
     )
     yield running
@@ -155,7 +157,7 @@ def test_malformed_uplinks_through_the_broker(
         ack = poll(acked, timeout=20, interval=0.2)
         assert ack["status"] == "accepted", json.dumps(ack, ensure_ascii=False)
         stored = httpx.get(
-            f"{server.url}/api/v1/transactions/tx-after-the-fuzz",
+            f"{server.url}/api/v1/outlets/{OUTLET}/transactions/tx-after-the-fuzz",
             headers=server.headers,
             timeout=10,
         )

@@ -19,7 +19,7 @@ from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
 from fleet_server.models import InboxEntry
-from fleet_server.piivault import Vault, VaultError, current_vault, use_vault
+from fleet_server.piivault import Vault, VaultError, current_vault, row_context, use_vault
 from fleet_server.piivault.purge import purge_once
 from fleet_server.transactions.bodies import parse_body
 from fleet_server.transactions.inbox import PendingTx, store_transactions
@@ -109,3 +109,55 @@ def test_delivered_bodies_are_emptied_after_the_retention(vault: Vault, tmp_path
     assert (purged.state, purged.case_number) == ("delivered", "C-9")
     assert kept.body["applicant"]["name"] == NAME  # pending: never purged
     engine.dispose()
+
+
+def test_a_sealed_body_moved_to_another_row_or_a_plain_one_does_not_open(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """Bodies are bound to (table, outlet_id, tx_id): someone with write access to the
+    database cannot swap two cases' bodies, nor plant a body in plain text."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    _store(url, "tx-bound-0001")
+    _store(url, "tx-bound-0002")
+    with engine.begin() as connection:
+        first = connection.execute(
+            text("SELECT body FROM inbox WHERE tx_id = 'tx-bound-0001'")
+        ).scalar_one()
+        connection.execute(
+            text("UPDATE inbox SET body = :body WHERE tx_id = 'tx-bound-0002'"), {"body": first}
+        )
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        assert session.query(InboxEntry).filter_by(tx_id="tx-bound-0001").one().body
+        swapped = session.query(InboxEntry).filter_by(tx_id="tx-bound-0002").one()
+        with pytest.raises(VaultError):
+            _ = swapped.body
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE inbox SET body = :body WHERE tx_id = 'tx-bound-0002'"),
+            {"body": '{"applicant": {"name": "planted"}}'},
+        )
+    with sessions() as session:
+        planted = session.query(InboxEntry).filter_by(tx_id="tx-bound-0002").one()
+        with pytest.raises(VaultError):
+            _ = planted.body
+    engine.dispose()
+
+
+def test_the_vault_opens_only_values_sealed_for_that_row(vault: Vault) -> None:
+    context = row_context("inbox", "o-1", "tx-0001")
+    sealed = vault.seal({"n": 1}, context=context)
+    assert vault.open(sealed, context=context) == {"n": 1}
+    for other in (row_context("inbox", "o-2", "tx-0001"), row_context("evaluations", "o-1")):
+        with pytest.raises(VaultError):
+            vault.open(sealed, context=other)
+    for not_sealed in ({"n": 1}, {}, "text", None, vault.seal_unbound({"n": 1})):
+        with pytest.raises(VaultError):
+            vault.open(not_sealed, context=context)
+    blob = vault.seal_bytes(b"scan", context=context)
+    with pytest.raises(VaultError):
+        vault.open_bytes(blob, context=row_context("inbox", "o-2", "tx-0001"))
+    with pytest.raises(VaultError):
+        vault.open_bytes(b"scan", context=context)

@@ -355,7 +355,7 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
         sniffer.close()
 
     # Upstream got the accepted case with the applicant in it: the flow really ran.
-    assert ACCEPTED_KEY in upstream.accepted
+    assert f"{outlet_id}:{ACCEPTED_KEY}" in upstream.accepted
 
     messages = sniffer.snapshot()
     kinds = {topic.rsplit("/", 1)[-1] for topic, _ in messages}

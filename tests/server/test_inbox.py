@@ -1,4 +1,5 @@
-"""The inbox: stored before the ack, idempotent by tx_id, bad bodies rejected with reasons."""
+"""The inbox: stored before the ack, idempotent by (outlet_id, tx_id), bad bodies rejected
+with reasons."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed import Mosquitto
 from govedge_wire import Kind, Transaction, encode, now_ms
 from tests.server.helpers import FleetServer, poll
@@ -47,6 +49,30 @@ def _rows(workdir: Path, tx_id: str) -> list[tuple[str, str]]:
         return db.execute("SELECT tx_id, state FROM inbox WHERE tx_id = ?", (tx_id,)).fetchall()
 
 
+def test_same_tx_id_from_two_outlets_is_two_cases(
+    server: FleetServer, broker: Mosquitto, agent: TxAgent, workdir: Path
+) -> None:
+    other = TxAgent(broker.url, f"{agent.outlet_id}-b", session=2)
+    try:
+        other.birth()
+        tx_id = f"case-{agent.outlet_id}-0001"  # both outlets' apps use the same key scheme
+        agent.tx("submission", submission(window="3"), tx_id=tx_id)
+        assert agent.ack(tx_id).status == "accepted"
+        other.tx("submission", submission(window="7"), tx_id=tx_id)
+        assert other.ack(tx_id).status == "accepted"  # not "duplicate": another case
+        other.tx("submission", submission(window="7"), tx_id=tx_id)
+        assert other.ack(tx_id).status == "duplicate"  # its own resend still is
+        assert _rows(workdir, tx_id) == [(tx_id, "pending"), (tx_id, "pending")]
+        mine, theirs = server.get(agent.path(tx_id)), server.get(other.path(tx_id))
+        assert (mine["window"], theirs["window"]) == ("3", "7")
+        assert (mine["idempotency_key"], theirs["idempotency_key"]) == (
+            f"{agent.outlet_id}:{tx_id}",
+            f"{other.outlet_id}:{tx_id}",
+        )
+    finally:
+        other.close()
+
+
 def test_ack_arrives_after_the_row_is_committed(
     server: FleetServer, agent: TxAgent, workdir: Path
 ) -> None:
@@ -56,7 +82,7 @@ def test_ack_arrives_after_the_row_is_committed(
     assert ack.outlet_id == agent.outlet_id
     # The ack was published after the commit, so the row is visible the moment it arrives.
     assert _rows(workdir, tx_id) == [(tx_id, "pending")]
-    assert server.get(f"/api/v1/transactions/{tx_id}")["state"] == "pending"
+    assert server.get(agent.path(tx_id))["state"] == "pending"
 
 
 def test_duplicate_resend_is_acked_duplicate_and_stored_once(
@@ -119,4 +145,19 @@ def test_outlet_cannot_send_as_another(server: FleetServer, agent: TxAgent) -> N
     )  # fmt: skip
     agent.publish(Kind.TRANSACTION, json.dumps(raw).encode())
     poll(lambda: server.stats()["rejected"].get("outlet_mismatch", 0) > before, what="spoof")
-    assert server.http.get(f"/api/v1/transactions/{'f' * 32}").status_code == 404
+    assert (
+        server.http.get(f"/api/v1/outlets/someone-else/transactions/{'f' * 32}").status_code == 404
+    )
+    assert server.http.get(agent.path("f" * 32)).status_code == 404
+
+
+def test_upstream_key_names_the_outlet_is_stable_and_ascii() -> None:
+    assert upstream_idempotency_key("xh-01", "case-2024-05-01-0001") == "xh-01:case-2024-05-01-0001"
+    odd = "案件 0001/第二次"  # the wire allows any 8-64 characters; a header needs ASCII
+    key = upstream_idempotency_key("xh-01", odd)
+    assert key.startswith("xh-01:~")
+    assert key.isascii()
+    assert len(key) <= 160  # inbox.idempotency_key
+    assert key == upstream_idempotency_key("xh-01", odd)  # the same on every retry
+    pairs = [(o, t) for o in ("xh-01", "xh-02") for t in ("a" * 8, "~" + "a" * 7, odd)]
+    assert len({upstream_idempotency_key(o, t) for o, t in pairs}) == len(pairs)

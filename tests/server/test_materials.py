@@ -84,9 +84,9 @@ def sessions(
     engine.dispose()
 
 
-def _pending(tx_id: str, tx_kind: str, body: dict[str, Any]) -> PendingTx:
+def _pending(tx_id: str, tx_kind: str, body: dict[str, Any], *, outlet: str = OUTLET) -> PendingTx:
     message = Transaction(
-        outlet_id=OUTLET, session=1, seq=1, tx_id=tx_id, tx_kind=tx_kind,
+        outlet_id=outlet, session=1, seq=1, tx_id=tx_id, tx_kind=tx_kind,
         created_ts=now_ms(), body=body,
     )  # fmt: skip
     return PendingTx(message=message, body=parse_body(tx_kind, body), received_at=datetime.now(UTC))
@@ -97,8 +97,8 @@ def _store(sessions: sessionmaker[Session], *items: PendingTx) -> list[Stored]:
         return store_transactions(session, list(items), rules=rules_for("national"))
 
 
-def _chunk(tx_id: str, body: dict[str, Any]) -> PendingTx:
-    return _pending(tx_id, "material.chunk", body)
+def _chunk(tx_id: str, body: dict[str, Any], *, outlet: str = OUTLET) -> PendingTx:
+    return _pending(tx_id, "material.chunk", body, outlet=outlet)
 
 
 def _with_material(ref: str, **extra: Any) -> dict[str, Any]:
@@ -303,6 +303,41 @@ def test_chunks_deleted_after_delivery_plus_retention(sessions: sessionmaker[Ses
     assert _counts(sessions)[1] == 0
 
 
+def test_another_outlets_delivery_never_frees_these_chunks(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Materials and submissions are named per outlet: two outlets whose apps use the
+    same material id and the same key both keep their case, and the other outlet's
+    delivery plus retention frees only the other outlet's chunks."""
+    other = f"{OUTLET}-b"
+    mine, theirs = (
+        material_chunks(_scan(), "mat-same-001"),
+        material_chunks(_scan(), "mat-same-001"),
+    )
+    _store(sessions, *(_chunk(*c) for c in mine), *(_chunk(*c, outlet=other) for c in theirs))
+    body = _with_material("mat-same-001")
+    assert _store(
+        sessions,
+        _pending("sub-same-0001", "submission", body),
+        _pending("sub-same-0001", "submission", body, outlet=other),
+    ) == [Stored("accepted"), Stored("accepted")]
+    delivered_at = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.execute(
+            update(InboxEntry)
+            .where(InboxEntry.outlet_id == other)
+            .values(state="delivered", delivered_at=delivered_at)
+        )
+    purge = material_purge(retention=timedelta(days=7), orphan_retention=timedelta(days=30))
+    at = delivered_at + timedelta(days=8)
+    assert purge_once(sessions, retention=timedelta(days=365), clock=lambda: at, also=[purge]) == 1
+    with sessions() as session:
+        purged = {m.outlet_id: m.purged_at for m in session.scalars(select(Material))}
+    assert purged[other] is not None
+    assert purged[OUTLET] is None  # still owed upstream: its chunks stay
+    assert _counts(sessions)[1] == len(mine)
+
+
 def test_submission_whose_chunks_vanished_is_dead_lettered_not_sent(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
@@ -327,13 +362,52 @@ def test_submission_whose_chunks_vanished_is_dead_lettered_not_sent(
             poll(lambda: worker.counters["material"], what="the dead letter")
         finally:
             worker.stop()
-        assert upstream.received["sub-vanish-001"] == 0
+        assert upstream.received[f"{OUTLET}:sub-vanish-001"] == 0
     with sessions() as session:
         entry = session.scalars(select(InboxEntry)).one()
         dead = session.scalars(select(DeadLetter)).one()
     assert (entry.state, entry.result_pending) == ("dead", True)
     assert (dead.reason, dead.tx_id) == ("material", "sub-vanish-001")
     assert (dead.detail or "").startswith("material_incomplete")
+
+
+def test_a_body_moved_to_another_row_is_dead_lettered_and_the_rest_delivered(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Someone with write access to the database copies one case's sealed body over
+    another's: that row does not open (bound to its outlet and tx_id), is put in the
+    dead-letter queue as ``unreadable`` and never sent; the other cases still go."""
+    _store(sessions, _pending("sub-moved-0001", "submission", submission(window="1")))
+    _store(sessions, _pending("sub-moved-0002", "submission", submission(window="2")))
+    with sessions.begin() as session:
+        rows = parse_catalogue(json.dumps(catalogue_rows()).encode(), fmt="json")
+        import_rows(session, rows, now=datetime.now(UTC))
+        first = session.scalars(
+            select(InboxEntry.sealed_body).where(InboxEntry.tx_id == "sub-moved-0001")
+        ).one()
+        session.execute(
+            update(InboxEntry)
+            .where(InboxEntry.tx_id == "sub-moved-0002")
+            .values(sealed_body=first, next_due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    with serving_upstream() as upstream:
+        targets = load_targets(write_targets(tmp_path / "t.json", upstream, ["zhoushan", "hcp"]))
+        worker = DeliveryWorker(
+            sessions=sessions, targets=targets, publish_result=lambda _result: False,
+            poll_interval_s=0.05, concurrency=2, lease_s=30,
+        )  # fmt: skip
+        worker.start()
+        try:
+            poll(
+                lambda: worker.counters["unreadable"] and worker.counters["delivered"], what="both"
+            )
+        finally:
+            worker.stop()
+        assert set(upstream.accepted) == {f"{OUTLET}:sub-moved-0001"}
+        assert upstream.accepted[f"{OUTLET}:sub-moved-0001"]["body"]["body"]["window"] == "1"
+    with sessions() as session:
+        dead = session.scalars(select(DeadLetter)).one()
+    assert (dead.reason, dead.tx_id, dead.outlet_id) == ("unreadable", "sub-moved-0002", OUTLET)
 
 
 # -- through a real broker, a real server process and a real upstream --------------
@@ -388,14 +462,17 @@ def test_server_acks_chunks_once_refuses_bad_ones_and_sends_materials_upstream(
         assert result.outcome == "delivered"
     finally:
         agent.close()
-    sent = upstream.accepted[tx_id]["body"]
-    assert upstream.accepted_count[tx_id] == 1
-    assert upstream.bad_signatures == 0
+    sent = upstream.accepted[agent.key(tx_id)]["body"]
+    assert upstream.accepted_count[agent.key(tx_id)] == 1
+    assert (upstream.bad_signatures, upstream.bad_materials) == (0, 0)
     [material] = sent["materials"]
-    assert material["ref"] == "mat-wire-0001"
-    assert material["name"] == "户口簿"
-    assert base64.b64decode(material["data_base64"]) == data
-    assert material["sha256"] == hashlib.sha256(data).hexdigest() == chunks[0][1]["sha256"]
+    assert material == {
+        "ref": "mat-wire-0001", "name": "户口簿", "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }  # fmt: skip
+    assert material["sha256"] == chunks[0][1]["sha256"]
+    [part] = upstream.accepted[agent.key(tx_id)]["files"]
+    assert (part["ref"], part["data"]) == ("mat-wire-0001", data)
     assert sent["body"]["materials"] == [{"name": "户口簿", "ref": "mat-wire-0001", "pages": 2}]
     noted = poll(
         lambda: (n := server.stats()["noted"]).get("material_rejected_material_oversize") and n,

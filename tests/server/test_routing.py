@@ -61,8 +61,8 @@ def agent(broker: Mosquitto, outlet_id: str) -> Iterator[TxAgent]:
     fake.close()
 
 
-def _tx(server: FleetServer, tx_id: str) -> dict[str, Any]:
-    response = server.http.get(f"/api/v1/transactions/{tx_id}")
+def _tx(server: FleetServer, agent: TxAgent, tx_id: str) -> dict[str, Any]:
+    response = server.http.get(agent.path(tx_id))
     if response.status_code == 404:
         return {"state": "absent", "attempts": 0}
     response.raise_for_status()
@@ -70,8 +70,8 @@ def _tx(server: FleetServer, tx_id: str) -> dict[str, Any]:
     return row
 
 
-def _delivered(server: FleetServer, tx_id: str) -> dict[str, Any] | None:
-    row = _tx(server, tx_id)
+def _delivered(server: FleetServer, agent: TxAgent, tx_id: str) -> dict[str, Any] | None:
+    row = _tx(server, agent, tx_id)
     return row if row["state"] == "delivered" else None
 
 
@@ -82,15 +82,18 @@ def test_routes_by_item_and_region_signed_and_case_number_flows_back(
     hz = agent.tx("submission", submission(region="330106"))
     assert agent.ack(zs).status == "accepted"
     assert agent.ack(hz).status == "accepted"
-    poll(lambda: _delivered(server, zs) and _delivered(server, hz), what="both delivered")
-    assert zs in upstream.by_target["zhoushan"]
-    assert hz in upstream.by_target["hangzhou"]
-    assert upstream.accepted[zs]["body"]["item"]["code"] == "ZS-000101"
+    poll(
+        lambda: _delivered(server, agent, zs) and _delivered(server, agent, hz),
+        what="both delivered",
+    )
+    assert agent.key(zs) in upstream.by_target["zhoushan"]
+    assert agent.key(hz) in upstream.by_target["hangzhou"]
+    assert upstream.accepted[agent.key(zs)]["body"]["item"]["code"] == "ZS-000101"
     assert upstream.bad_signatures == 0
     result = agent.result(zs)
     assert result.outcome == "delivered"
-    assert result.case_number == upstream.accepted[zs]["case_number"]
-    assert _tx(server, zs)["case_number"] == result.case_number
+    assert result.case_number == upstream.accepted[agent.key(zs)]["case_number"]
+    assert _tx(server, agent, zs)["case_number"] == result.case_number
 
 
 def test_retries_on_5xx_hang_and_down_then_exactly_once(
@@ -99,15 +102,15 @@ def test_retries_on_5xx_hang_and_down_then_exactly_once(
     flaky = upstream.target("flaky")
     flaky.fail_mode, flaky.fail_next = "error", 2
     first = agent.tx("submission", submission(item_code="000201"))
-    poll(lambda: _delivered(server, first), what="delivered after 5xx")
-    assert upstream.accepted_count[first] == 1
-    assert upstream.received[first] == 3
+    poll(lambda: _delivered(server, agent, first), what="delivered after 5xx")
+    assert upstream.accepted_count[agent.key(first)] == 1
+    assert upstream.received[agent.key(first)] == 3
 
     flaky.fail_mode, flaky.fail_next, flaky.hang_s = "hang", 1, 1.5
     second = agent.tx("submission", submission(item_code="000201"))
-    poll(lambda: _delivered(server, second), what="delivered after a hang")
-    assert upstream.accepted_count[second] == 1
-    history = _tx(server, second)["history"]
+    poll(lambda: _delivered(server, agent, second), what="delivered after a hang")
+    assert upstream.accepted_count[agent.key(second)] == 1
+    history = _tx(server, agent, second)["history"]
     assert isinstance(history, list)
     assert history[0]["outcome"] == "transient"
     assert "timeout" in history[0]["error"]
@@ -117,11 +120,11 @@ def test_upstream_down_then_back(server: FleetServer, upstream: Upstream, agent:
     upstream.stop()
     try:
         tx_id = agent.tx("submission", submission(region="330902"))
-        poll(lambda: int(_tx(server, tx_id)["attempts"]) >= 2, what="failed attempts")
+        poll(lambda: int(_tx(server, agent, tx_id)["attempts"]) >= 2, what="failed attempts")
     finally:
         upstream.start()
-    poll(lambda: _delivered(server, tx_id), timeout=20, what="delivered after upstream back")
-    assert upstream.accepted_count[tx_id] == 1
+    poll(lambda: _delivered(server, agent, tx_id), timeout=20, what="delivered after upstream back")
+    assert upstream.accepted_count[agent.key(tx_id)] == 1
 
 
 def test_4xx_dead_letter_then_replay_with_fleetctl(
@@ -147,16 +150,24 @@ def test_4xx_dead_letter_then_replay_with_fleetctl(
     assert ID_NUMBER not in shown.stdout
     replayed = fleetctl("dead-letters", "replay", str(dead["id"]), server_url=server.url)
     assert replayed.returncode == 0, replayed.stderr
-    poll(lambda: _delivered(server, tx_id), what="delivered after replay")
-    assert upstream.accepted_count[tx_id] == 1
+    poll(lambda: _delivered(server, agent, tx_id), what="delivered after replay")
+    assert upstream.accepted_count[agent.key(tx_id)] == 1
     assert agent.result(tx_id).outcome == "delivered"
+    shown = fleetctl(
+        "transactions", "show", agent.outlet_id, tx_id, "--json", server_url=server.url
+    )
+    assert shown.returncode == 0, shown.stderr
+    row = json.loads(shown.stdout)
+    assert (row["state"], row["idempotency_key"]) == ("delivered", agent.key(tx_id))
+    unknown = fleetctl("transactions", "show", f"{agent.outlet_id}-x", tx_id, server_url=server.url)
+    assert unknown.returncode == 1  # the same tx_id at another outlet is another transaction
     again = fleetctl("dead-letters", "replay", str(dead["id"]), server_url=server.url)
     assert again.returncode == 1
 
 
 def test_no_route_is_a_dead_letter(server: FleetServer, agent: TxAgent) -> None:
     tx_id = agent.tx("submission", submission(item_code="999999"))
-    poll(lambda: _tx(server, tx_id)["state"] == "dead", what="no_route dead letter")
+    poll(lambda: _tx(server, agent, tx_id)["state"] == "dead", what="no_route dead letter")
     rows = server.get("/api/v1/dead-letters?reason=no_route")
     assert tx_id in {row["tx_id"] for row in rows}
 
@@ -174,12 +185,16 @@ def test_breaker_opens_for_a_dead_target_while_others_deliver(
     )
     at_open = dead.requests
     healthy = [agent.tx("submission", submission(region="330902")) for _ in range(5)]
-    poll(lambda: all(_delivered(server, t) for t in healthy), timeout=10, what="others deliver")
+    poll(
+        lambda: all(_delivered(server, agent, t) for t in healthy),
+        timeout=10,
+        what="others deliver",
+    )
     assert dead.requests == at_open  # nothing more while open (cool-down 4 s)
-    assert all(_tx(server, t)["state"] == "pending" for t in doomed)
+    assert all(_tx(server, agent, t)["state"] == "pending" for t in doomed)
     dead.mode = "ok"
-    poll(lambda: all(_delivered(server, t) for t in doomed), timeout=20, what="recovered")
-    assert all(upstream.accepted_count[t] == 1 for t in doomed)
+    poll(lambda: all(_delivered(server, agent, t) for t in doomed), timeout=20, what="recovered")
+    assert all(upstream.accepted_count[agent.key(t)] == 1 for t in doomed)
 
 
 def test_fleetctl_unreachable_server_exit_code() -> None:

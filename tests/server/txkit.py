@@ -13,6 +13,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge_agent.outbox.codec import chunk_body, chunk_tx_id
+from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_wire import Transaction, TransactionAck, TransactionResult, decode, now_ms
 from tests.server.helpers import FakeAgent, FleetServer, Subscriber
 from tests.server.upstream import Upstream
@@ -160,6 +161,14 @@ class TxAgent(FakeAgent):
             )
         )  # fmt: skip
         return tx_id
+
+    def key(self, tx_id: str) -> str:
+        """The ``Idempotency-Key`` upstream sees for this outlet's ``tx_id``."""
+        return upstream_idempotency_key(self.outlet_id, tx_id)
+
+    def path(self, tx_id: str) -> str:
+        """The fleet API path of this outlet's transaction ``tx_id``."""
+        return f"/api/v1/outlets/{self.outlet_id}/transactions/{tx_id}"
 
     def next_down(self, kind: type[Any], *, tx_id: str, timeout: float = 15.0) -> Any:
         import queue

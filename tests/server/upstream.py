@@ -6,6 +6,14 @@ answer ``ok`` (200 with a case number; 409 when the idempotency key was seen),
 the next N requests before answering ok; ``stop()``/``start()`` take it down and up on
 the same port. It records what it accepted by idempotency key and checks the HMAC; a
 body cut short by a client that died mid-request is counted as ``truncated`` instead.
+
+It reads what ``fleet_server.routing.http_adapter`` sends as docs/transactions.md
+describes it: a JSON document, or ``multipart/form-data`` with the document part first
+and one ``material`` part per material. Multipart bodies are parsed as they arrive
+(never held whole): the HMAC is checked over the document part, and each material
+part's size and sha256 against what the document says (``bad_materials`` otherwise).
+Material bytes up to ``keep_bytes`` are kept for tests to compare; larger ones only
+by digest.
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from typing import Any
 
 from govedge_testbed import free_port
+
+_READ = 64 * 1024
 
 
 @dataclass
@@ -43,6 +54,9 @@ class Upstream:
     by_target: dict[str, list[str]] = field(default_factory=dict)
     bad_signatures: int = 0
     truncated: int = 0  # bodies cut short by a client that went away (see read_body)
+    bad_materials: int = 0  # material parts that disagree with the signed document
+    keep_bytes: int = 1024 * 1024
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by key, last seen
     targets: dict[str, TargetState] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -96,8 +110,20 @@ class Upstream:
         bad signature: the HMAC of a cut body cannot match.
         """
         length = int(handler.headers.get("Content-Length", "0"))
-        body = handler.rfile.read(length)
-        if len(body) < length:
+        kind = handler.headers.get("Content-Type", "")
+        files: list[dict[str, Any]] = []
+        if kind.startswith("multipart/form-data"):
+            boundary = kind.partition("boundary=")[2].strip('"')
+            parsed = self._read_multipart(handler.rfile, length, boundary.encode())
+            if parsed is None:
+                body = None
+            else:
+                body, files = parsed
+        else:
+            body = handler.rfile.read(length)
+            if len(body) < length:
+                body = None
+        if body is None:
             with self.lock:
                 self.truncated += 1
             handler.close_connection = True
@@ -107,7 +133,83 @@ class Upstream:
         if not hmac.compare_digest(signature, expected):
             with self.lock:
                 self.bad_signatures += 1
+        if files or kind.startswith("multipart/form-data"):
+            described = json.loads(body).get("materials") or []
+            seen = [{k: f[k] for k in ("ref", "size", "sha256")} for f in files]
+            wanted = [{k: m.get(k) for k in ("ref", "size", "sha256")} for m in described]
+            with self.lock:
+                if seen != wanted:
+                    self.bad_materials += 1
+                self.files[handler.headers.get("Idempotency-Key", "")] = files
         return body
+
+    def _read_multipart(
+        self, rfile: BufferedIOBase, length: int, boundary: bytes
+    ) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """(document, material parts) of a multipart body, read in pieces; None if cut."""
+        delimiter = b"\r\n--" + boundary
+        buffer = b"\r\n"  # the first boundary has no CRLF before it
+        remaining = length
+        document = bytearray()
+        files: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        state = "preamble"
+
+        def feed(data: bytes) -> None:
+            if current is None or not data:
+                return
+            if current["ref"] is None:
+                document.extend(data)
+                return
+            current["hash"].update(data)
+            current["size"] += len(data)
+            if current["size"] <= self.keep_bytes:
+                current["data"] += data
+            else:
+                current["data"] = None
+
+        while True:
+            if state in ("preamble", "body"):
+                found = buffer.find(delimiter)
+                if found >= 0:
+                    feed(buffer[:found])
+                    buffer = buffer[found + len(delimiter) :]
+                    if current is not None and current["ref"] is not None:
+                        files.append(current)
+                    current, state = None, "after"
+                    continue
+                keep = len(delimiter) - 1
+                if len(buffer) > keep:
+                    feed(buffer[:-keep])
+                    buffer = buffer[-keep:]
+            elif state == "after" and len(buffer) >= 2:
+                if buffer.startswith(b"--"):
+                    break
+                buffer, state = buffer[2:], "headers"
+                continue
+            elif state == "headers" and b"\r\n\r\n" in buffer:
+                raw, _, buffer = buffer.partition(b"\r\n\r\n")
+                disposition = next(
+                    (line for line in raw.decode().split("\r\n")
+                     if line.lower().startswith("content-disposition")), "",
+                )  # fmt: skip
+                ref = disposition.partition('filename="')[2].partition('"')[0] or None
+                current = {"ref": ref, "size": 0, "hash": hashlib.sha256(), "data": b""}
+                state = "body"
+                continue
+            if remaining <= 0:
+                return None
+            piece = rfile.read(min(_READ, remaining))
+            if not piece:
+                return None
+            remaining -= len(piece)
+            buffer += piece
+        rfile.read(remaining)  # the epilogue, if any
+        out = [
+            {"ref": f["ref"], "size": f["size"], "sha256": f["hash"].hexdigest(), "data": f["data"]}
+            for f in files
+        ]
+        return bytes(document), out
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         name = handler.path.rsplit("/", 1)[-1]
@@ -137,7 +239,10 @@ class Upstream:
                 case = self.accepted[key]["case_number"]
                 return self._answer(handler, 409, {"case_number": case, "reason": "duplicate"})
             case = f"CASE-{len(self.accepted) + 1:06d}"
-            self.accepted[key] = {"case_number": case, "body": json.loads(body), "target": name}
+            self.accepted[key] = {
+                "case_number": case, "body": json.loads(body), "target": name,
+                "files": self.files.get(key, []),
+            }  # fmt: skip
             self.accepted_count[key] += 1
             self.by_target.setdefault(name, []).append(key)
         return self._answer(handler, 200, {"case_number": case})

@@ -1,10 +1,13 @@
 """Driver of SAM_A resident-ID-card readers (GA/T 467), serial or USB bulk (0400:C35A).
 
-Operations follow the module's normal cycle (hardware.md 1.2): status and SAM id for
-the probe; find → select → read for a card. SW3 codes become the device error tree:
-no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a bad frame or
-bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable``. Events and logs
-carry masked data only; the photo stays undecoded WLT.
+Operations follow the module's normal cycle (docs/devices/id-card-reader.md): status
+and SAM id for the probe; find → select → read for a card. SW3 codes become the device
+error tree: no card is ``DeviceRefused(code="no_card")``, silence ``DeviceTimeout``, a
+bad frame or bad card data ``ProtocolError``, a vanished port ``DeviceUnavailable``
+(the next operation opens the same address again, so a reader plugged back in just
+works). A corrupted frame gets the command sent once more; a module silent since the
+port opened gets the other baud rates tried. Events and logs carry masked data only;
+the photo stays undecoded WLT.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import contextlib
 import logging
 import struct
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge_agent.devices.base import (
     DeviceBusy,
@@ -34,6 +37,7 @@ from edge_agent.devices.base import (
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.sam_frame import (
     Command,
+    FrameChecksumError,
     FrameLengthError,
     Response,
     SamStatusError,
@@ -41,20 +45,22 @@ from edge_agent.devices.sam_frame import (
     encode_request,
 )
 from edge_agent.devices.sam_text import (
+    EXTRA_ADDRESS_SEPARATOR,
     TEXT_BLOCK_SIZE,
     IdCard,
-    decode_extra_address,
+    decode_extra_addresses,
     parse_text_block,
 )
 from edge_agent.devices.sam_transport import SamTransport
 from edge_agent.devices.sam_usb import UsbSamTransport, is_usb_address
 from edge_agent.devices.settings import DriverSettings, seconds
 
-__all__ = ["SamIdReader", "SamReaderSettings", "format_sam_id"]
+__all__ = ["BAUD_RATES", "SamIdReader", "SamReaderSettings", "format_sam_id"]
 
 _log = logging.getLogger(__name__)
 
 PHOTO_SIZE = 1024
+_RESENDS = 1  # a command whose answer (or request) was corrupted is sent once more
 _REFUSALS: dict[int, tuple[str, str]] = {
     Sw3.FIND_FAILED: ("no_card", "place the ID card on the reader"),
     Sw3.SELECT_FAILED: ("select_failed", "lift the card and place it flat on the reader again"),
@@ -66,12 +72,23 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 }
 
 
+# The rates of the module's set-baud command 60 ii, ii = index: probed in this order.
+BAUD_RATES: Final = (115200, 57600, 38400, 19200, 9600)
+
+
 class SamReaderSettings(DriverSettings):
     """Settings keys of ``sam_id_reader`` (profile + local config); times in seconds."""
 
     baudrate: Literal[115200, 57600, 38400, 19200, 9600] = Field(
         default=115200, description="serial speed the SAM module answers at (8N1)"
     )
+    baud_probe: bool = Field(
+        default=True,
+        description="if the module is silent at baudrate after opening, try the other rates "
+        "of 60 ii (115200, 57600, 38400, 19200, 9600) and use the one it answers at",
+    )
+    # short, so that probing all rates stays inside the device manager's 5 s probe
+    baud_probe_timeout: float = seconds(0.3, "wait for an answer at each rate tried", most=5.0)
     command_timeout: float = seconds(1.0, "status, SAM id, find, select")
     # 30 01 / 30 10 / 30 03 / 30 05: 1.3 kB at 115200 plus the card's own I/O
     read_timeout: float = seconds(3.0, "reads of text, photo, fingerprint, extra address")
@@ -82,6 +99,29 @@ class SamReaderSettings(DriverSettings):
     )
     fingerprint: bool = Field(default=False, description="read_card() uses 30 10 by default")
     extra_address: bool = Field(default=False, description="read_card() also reads 30 03")
+    reset_command: str = Field(
+        default="10 FF",
+        description="CMD PARA of reset() in hex: 10 FF (GA/T 467 modules); some families use 01 FF",
+    )
+
+    @field_validator("reset_command", mode="before")
+    @classmethod
+    def _two_hex_bytes(cls, value: object) -> str:
+        """Two bytes in hex, and not another command of the module; normalised to ``10 FF``."""
+        hint = 'write it as two hex bytes in quotes, e.g. "10 FF" or "01 FF"'
+        if not isinstance(value, str):
+            # YAML reads 01 as a number; pydantic reports ValueError (not TypeError) per field
+            raise ValueError(f"{value!r} is not a command: {hint}")  # noqa: TRY004
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not hex: {hint}") from None
+        if len(raw) != 2:
+            raise ValueError(f"{value!r} is {len(raw)} bytes, a command is CMD PARA: {hint}")
+        other = next((c for c in Command if c.value == raw and c is not Command.RESET), None)
+        if other is not None:
+            raise ValueError(f"{value!r} is the module's {other.name} command, not a reset")
+        return raw.hex(" ").upper()
 
 
 def format_sam_id(raw: bytes) -> str:
@@ -124,26 +164,42 @@ class SamIdReader(Driver):
             )
         self._lock = asyncio.Lock()
         self._counters: dict[str, int] = dict.fromkeys(
-            ("reads_ok", "reads_failed", "no_card", "timeouts", "protocol_errors", "unavailable"),
+            (
+                "reads_ok",
+                "reads_failed",
+                "no_card",
+                "timeouts",
+                "protocol_errors",
+                "unavailable",
+                "resends",
+                "reopens",
+                "baud_changes",
+            ),
             0,
         )
         self._last_sam_status = "unknown"
         self._sam_id: str | None = None
         self._unplug_reported = False
+        self._wanted_open = False  # open() was called and close() not since
+        self._heard = False  # a frame arrived since the port was (re)opened
+        self._baud_probed = False  # the rates were tried since the port was (re)opened
 
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         """Open the serial port; ``DeviceUnavailable`` if it cannot be opened."""
         await self._link.open(within=self.config.open_timeout)
+        self._wanted_open = True
         self._unplug_reported = False
+        self._heard = self._baud_probed = False
 
     async def close(self) -> None:
         """Close the port; safe twice and after the device vanished."""
+        self._wanted_open = False
         await self._link.close()
 
     async def probe(self) -> ProbeResult:
-        """Status must be OK and the SAM id readable (hardware.md 1.2)."""
+        """Status must be OK and the SAM id readable."""
         status = await self.status()
         if status != "ok":
             raise SamStatusError(
@@ -160,6 +216,8 @@ class SamIdReader(Driver):
         health["sam_status"] = self._last_sam_status
         health["connected"] = self._link.is_open
         health["noise_bytes"] = self._link.decoder.skipped
+        if isinstance(self._link, SamTransport):
+            health["baudrate"] = self._link.baudrate
         if self._sam_id:
             health["sam_id"] = self._sam_id
         return health
@@ -188,9 +246,10 @@ class SamIdReader(Driver):
         return self._sam_id
 
     async def reset(self) -> None:
-        """Reset the SAM module (10 FF)."""
+        """Reset the SAM module (``reset_command``: 10 FF, or 01 FF on some families)."""
+        command = bytes.fromhex(self.config.reset_command)
         async with self._exclusive():
-            response = await self._send(Command.RESET, within=self.config.command_timeout)
+            response = await self._send(command, within=self.config.command_timeout)
         self._check(response, Sw3.OK)
 
     async def read_card(
@@ -208,7 +267,7 @@ class SamIdReader(Driver):
                 await self._find_and_select()
                 card = await self._read(with_fingerprint=with_fp)
                 if with_extra:
-                    card = card.with_extra_address(await self._extra_address())
+                    card = card.with_extra_addresses(await self._extra_addresses())
         except DeviceError as exc:
             self._counters["reads_failed"] += 1
             if isinstance(exc, DeviceRefused) and exc.code == "no_card":
@@ -218,11 +277,15 @@ class SamIdReader(Driver):
         self.emit("card.read", **card.masked())
         return card
 
-    async def read_extra_address(self) -> str | None:
-        """The 追加住址 (30 03) of the card on the reader; ``None`` if it has none."""
+    async def read_extra_addresses(self) -> tuple[str, ...]:
+        """The 追加住址 (30 03) of the card on the reader, one per slot; ``()`` if none."""
         async with self._exclusive():
             await self._find_and_select()
-            return await self._extra_address()
+            return await self._extra_addresses()
+
+    async def read_extra_address(self) -> str | None:
+        """``read_extra_addresses`` joined by U+FF1B (older callers); ``None`` if none."""
+        return EXTRA_ADDRESS_SEPARATOR.join(await self.read_extra_addresses()) or None
 
     async def read_management_info(self) -> bytes:
         """The 28-byte card management record (30 05), opaque."""
@@ -247,9 +310,34 @@ class SamIdReader(Driver):
                 "another operation is using the reader", device_id=self.device_id
             ) from exc
         try:
+            await self._reopen_if_vanished()
             yield
         finally:
             self._lock.release()
+
+    async def _reopen_if_vanished(self) -> None:
+        """Open the port again if it vanished since the last operation (same path).
+
+        A USB-serial reader unplugged and plugged back (or a udev ``by-id`` link now
+        pointing at a new node) comes back under the same address; the next operation
+        opens it again instead of failing until someone calls ``close()`` and ``open()``.
+        If it is still missing, the operation fails with ``DeviceUnavailable``.
+        """
+        if not self._wanted_open or self._link.is_open:
+            return
+        await self._link.close()
+        try:
+            await self._link.open(within=self.config.open_timeout)
+        except DeviceUnavailable:
+            self._counters["unavailable"] += 1
+            self._report_unplugged()  # it vanished while idle: say so, once
+            raise
+        self._counters["reopens"] += 1
+        self._heard = self._baud_probed = False
+        _log.info("%s: reader is back; reopened %s", self.device_id, self.identity.address)
+        if self._unplug_reported:
+            self._unplug_reported = False
+            self.emit("device.ready", reopened=True)
 
     async def _find_and_select(self) -> None:
         for attempt in range(self.config.find_retries + 1):
@@ -289,31 +377,146 @@ class SamIdReader(Driver):
             self._counters["protocol_errors"] += 1
             raise
 
-    async def _extra_address(self) -> str | None:
+    async def _extra_addresses(self) -> tuple[str, ...]:
         response = await self._send(Command.READ_EXTRA_ADDRESS, within=self.config.read_timeout)
         if response.sw3 == Sw3.NO_CONTENT:
-            return None
+            return ()
         self._check(response, Sw3.OK)
-        return decode_extra_address(response.data)
-
-    async def _send(self, command: Command, *, within: float) -> Response:
         try:
-            return await self._link.transact(encode_request(command), within=within)
-        except DeviceTimeout:
-            self._counters["timeouts"] += 1
-            _log.warning("%s: no answer to command %s", self.device_id, command.name)
+            return decode_extra_addresses(response.data)
+        except ProtocolError:
+            self._counters["protocol_errors"] += 1
             raise
+
+    async def _send(self, command: Command | bytes, *, within: float) -> Response:
+        """One command, sent once more if a frame either way was corrupted on the line.
+
+        An answer failing its checksum, or the module answering SW3 10/11 (our frame
+        arrived corrupted), gets one resend (counted in ``resends``); a second failure
+        is the error. Commands are safe to repeat: none changes state beyond itself.
+        """
+        name = command.name if isinstance(command, Command) else command.hex(" ").upper()
+        request = encode_request(command)
+        for attempt in range(1 + _RESENDS):
+            last = attempt == _RESENDS
+            try:
+                response = await self._transact(request, name=name, within=within)
+            except FrameChecksumError as exc:
+                if not last:
+                    self._resend(name, "its answer failed the checksum")
+                    continue
+                self._counters["protocol_errors"] += 1
+                _log.warning("%s: answer to %s failed its checksum again", self.device_id, name)
+                raise FrameChecksumError(
+                    f"the answer to command {name} failed its checksum twice (sent once more); "
+                    "line noise, a loose cable or a faulty module",
+                    device_id=self.device_id,
+                ) from exc
+            if not last and response.sw3 in (Sw3.BAD_CHECKSUM, Sw3.BAD_LENGTH):
+                self._resend(name, f"the module answered {response.meaning}")
+                continue
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _resend(self, name: str, why: str) -> None:
+        self._counters["resends"] += 1
+        _log.warning("%s: %s for command %s; sending it once more", self.device_id, why, name)
+
+    async def _transact(self, request: bytes, *, name: str, within: float) -> Response:
+        try:
+            response = await self._link.transact(request, within=within)
+        except FrameChecksumError:
+            raise  # _send decides: resend once, then count it
+        except DeviceTimeout as exc:
+            if await self._found_baudrate():
+                return await self._transact(request, name=name, within=within)
+            self._counters["timeouts"] += 1
+            _log.warning("%s: no answer to command %s", self.device_id, name)
+            if self._heard:
+                raise
+            raise DeviceTimeout(self._silence(name, within), device_id=self.device_id) from exc
         except ProtocolError as exc:
             self._counters["protocol_errors"] += 1
-            _log.warning("%s: bad frame for command %s: %s", self.device_id, command.name, exc)
+            _log.warning("%s: bad frame for command %s: %s", self.device_id, name, exc)
             raise
         except DeviceUnavailable:
             self._counters["unavailable"] += 1
-            if not self._unplug_reported:
-                self._unplug_reported = True
-                _log.warning("%s: reader vanished (%s)", self.device_id, self.identity.address)
-                self.emit("device.unplugged", severity="error", address=self.identity.address)
+            self._report_unplugged()
             raise
+        self._heard = True
+        return response
+
+    def _report_unplugged(self) -> None:
+        """Log and emit ``device.unplugged`` once per loss of the port."""
+        if not self._unplug_reported:
+            self._unplug_reported = True
+            _log.warning("%s: reader vanished (%s)", self.device_id, self.identity.address)
+            self.emit("device.unplugged", severity="error", address=self.identity.address)
+
+    async def _found_baudrate(self) -> bool:
+        """After silence since opening: find the rate the module answers at (60 ii's list).
+
+        A module set to another speed sees only garbage and answers nothing. Once per
+        open, each other rate gets a status request (11 FF, no side effects); the first
+        one answered is kept for this port (health ``baudrate``) and a warning says to
+        put it into the profile. The module itself is not switched. False if none
+        answered (the port goes back to the rate it had) or probing does not apply.
+        """
+        link = self._link
+        if (
+            self._heard
+            or self._baud_probed
+            or not self.config.baud_probe
+            or not isinstance(link, SamTransport)
+        ):
+            return False
+        self._baud_probed = True
+        tried = link.baudrate
+        for rate in BAUD_RATES:
+            if rate == tried:
+                continue
+            try:
+                await link.set_baudrate(rate)
+                await link.transact(
+                    encode_request(Command.STATUS), within=self.config.baud_probe_timeout
+                )
+            except (DeviceTimeout, ProtocolError):
+                continue  # silence or garbage: not this rate
+            except DeviceUnavailable:
+                link.baudrate = tried  # gone mid-search: the next operation reopens
+                return False
+            self._heard = True
+            self._counters["baud_changes"] += 1
+            _log.warning(
+                "%s: the module answers at %d baud, not at %d; using %d (the baudrate "
+                "setting is %d: put %d into the reader's profile)",
+                self.device_id,
+                rate,
+                tried,
+                rate,
+                self.config.baudrate,
+                rate,
+            )
+            return True
+        await link.set_baudrate(tried)
+        return False
+
+    def _silence(self, name: str, within: float) -> str:
+        """Why a reader that never answered since opening may be silent."""
+        where = self.identity.address
+        if not isinstance(self._link, SamTransport):
+            return f"no answer to {name} from {where} within {within}s: check the module"
+        rates = ", ".join(str(r) for r in BAUD_RATES)
+        if self._baud_probed:
+            return (
+                f"no answer to {name} from {where} at any speed ({rates} baud): "
+                "check that the reader is powered and the cable is connected"
+            )
+        return (
+            f"no answer to {name} from {where} at {self._link.baudrate} baud: a module set "
+            f"to another speed answers nothing; check the baudrate setting ({rates}), "
+            "the power and the cable"
+        )
 
     def _check(self, response: Response, expected: int) -> None:
         sw3 = response.sw3

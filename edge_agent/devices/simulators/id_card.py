@@ -3,9 +3,10 @@
 The driver opens ``device_path`` (the pty slave) as if it were ``/dev/ttyUSB0``. A
 thread serves the master side: it decodes request frames with the driver's own codec,
 keeps the card state (no card → find 80, unselected → read 41, optionally no second
-find until the card is lifted) and answers per hardware.md 1.2-1.5 and 8. Tests and the
-demo steer it: ``place_card``, ``remove_card`` and one-shot faults (noise, bad checksum,
-truncation, silence, unplug).
+find until the card is lifted) and answers as docs/devices/id-card-reader.md describes.
+Tests and the demo steer it: ``place_card``, ``remove_card`` and one-shot faults (noise,
+bad checksum, truncation, silence, unplug); ``baudrate``, ``link`` and ``reset_command``
+make it a module at another speed, behind a by-id style link, or of another family.
 
     with IdCardSimulator() as sim:
         sim.place_card(make_card(CardType.RESIDENT))
@@ -21,6 +22,7 @@ import hashlib
 import logging
 import os
 import select
+import termios
 import threading
 import tty
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from edge_agent.devices.sam_frame import (
 from edge_agent.devices.sam_text import (
     CardType,
     IdCard,
-    encode_extra_address,
+    encode_extra_addresses,
     encode_text_block,
 )
 
@@ -51,6 +53,7 @@ _log = logging.getLogger(__name__)
 BAUD_RATES = (115200, 57600, 38400, 19200, 9600)  # index ii of command 60 ii
 DEFAULT_SAM_ID = bytes.fromhex("05000100a4b732014e61bc00d2029649")  # 05.01-20101028-…
 _POLL = 0.05  # seconds between stop-flag checks while idle
+_SPEEDS = {getattr(termios, f"B{rate}"): rate for rate in BAUD_RATES}
 
 
 class Fault(enum.Enum):
@@ -62,6 +65,8 @@ class Fault(enum.Enum):
     TRUNCATE = "truncate"  # only the first bytes are sent, then nothing
     HANG = "hang"  # no answer at all, and none to later requests until resume()
     UNPLUG = "unplug"  # the pty master closes: the port vanishes
+    # the request arrived corrupted: not executed, answered SW3 10 (checksum error)
+    REQUEST_CORRUPTED = "request_corrupted"
 
 
 @dataclass(slots=True)
@@ -77,7 +82,7 @@ def make_card(
     seed: int = 0,
     long_term: bool = False,
     fingerprint: bool = False,
-    extra_address: str | None = None,
+    extra_addresses: tuple[str, ...] = (),
 ) -> IdCard:
     """A fictitious card of ``card_type`` with a valid ID number (deterministic in ``seed``)."""
     digest = hashlib.sha256(f"{card_type}-{seed}".encode()).digest()
@@ -147,7 +152,7 @@ def make_card(
         birth_date=birth,
         valid_from=valid_from,
         valid_to=valid_to,
-        extra_address=extra_address,
+        extra_addresses=extra_addresses,
         photo=photo,
         fingerprint=prints,
     )
@@ -158,8 +163,15 @@ class IdCardSimulator:
 
     ``strict`` answers SW3 10/11 to bad request checksums/lengths (a real module does);
     with ``strict=False`` a bad checksum is served anyway, as some hosts need.
+    ``baudrate`` is the module's speed (``60 ii`` changes it): requests sent while the
+    host's end of the pty is set to another speed are ignored, as a module's UART
+    would read them as garbage. ``link`` makes the simulator appear at a fixed path, a
+    symlink to its pty (as udev's ``/dev/serial/by-id/…`` links are): a second simulator
+    started with the same ``link`` after the first was unplugged is the same reader
+    plugged back in.
     ``refuse_find_after_read`` makes find answer 80 after a read until the card is
-    lifted (``remove_card``) and placed again.
+    lifted (``remove_card``) and placed again. ``reset_command`` is the module family's
+    reset (``10 FF``, or ``01 FF``); the other one is an unknown command (21).
     """
 
     def __init__(
@@ -169,14 +181,21 @@ class IdCardSimulator:
         refuse_find_after_read: bool = False,
         sam_id: bytes = DEFAULT_SAM_ID,
         self_test_ok: bool = True,
+        reset_command: bytes = Command.RESET.value,
+        link: str | os.PathLike[str] | None = None,
+        baudrate: int = BAUD_RATES[0],
     ) -> None:
+        if baudrate not in BAUD_RATES:
+            raise ValueError(f"baudrate must be one of {BAUD_RATES}")
         if len(sam_id) != 16:
             raise ValueError("sam_id must be 16 bytes")
+        self.reset_command = reset_command  # 10 FF; 01 FF in some module families
         self.strict = strict
         self.refuse_find_after_read = refuse_find_after_read
         self.sam_id = sam_id
         self.self_test_ok = self_test_ok
-        self.baudrate = BAUD_RATES[0]
+        self.baudrate = baudrate  # the module's own speed; 60 ii changes it
+        self.ignored_bytes = 0  # bytes that arrived while the line ran at another speed
         self.max_rf_frame: int | None = None
         self.requests: list[bytes] = []  # CMD PARA of every request served, in order
         self._lock = threading.Lock()
@@ -189,6 +208,8 @@ class IdCardSimulator:
         self._master: int | None = None
         self._slave: int | None = None
         self._device_path: str | None = None
+        self._link = os.fspath(link) if link is not None else None
+        self._link_made = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._unplugged = threading.Event()
@@ -197,7 +218,14 @@ class IdCardSimulator:
 
     @property
     def device_path(self) -> str:
-        """The pty slave path the driver opens, e.g. ``/dev/pts/7``."""
+        """The path the driver opens: ``link`` if given, else the pty slave (``/dev/pts/7``)."""
+        if self._device_path is None:
+            raise RuntimeError("simulator not started")
+        return self._link or self._device_path
+
+    @property
+    def pty_path(self) -> str:
+        """The pty slave itself (``device_path`` is the ``link`` when there is one)."""
         if self._device_path is None:
             raise RuntimeError("simulator not started")
         return self._device_path
@@ -210,6 +238,11 @@ class IdCardSimulator:
         tty.setraw(slave)  # no echo or newline translation before the driver opens it
         self._master, self._slave = master, slave
         self._device_path = os.ttyname(slave)
+        if self._link is not None:  # like udev's /dev/serial/by-id link: re-pointed atomically
+            temporary = f"{self._link}.{os.getpid()}.new"
+            os.symlink(self._device_path, temporary)
+            os.replace(temporary, self._link)
+            self._link_made = True
         self._thread = threading.Thread(target=self._serve, name="id-card-simulator", daemon=True)
         self._thread.start()
         return self
@@ -273,6 +306,12 @@ class IdCardSimulator:
     # ------------------------------------------------------------ serving
 
     def _close_fds(self) -> None:
+        if self._link_made and self._link is not None:
+            # udev removes the by-id link with the device, unless it points elsewhere now
+            self._link_made = False
+            with contextlib.suppress(OSError):
+                if os.readlink(self._link) == self._device_path:
+                    os.unlink(self._link)
         for fd in (self._master, self._slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -291,6 +330,10 @@ class IdCardSimulator:
                 chunk = os.read(master, 4096)
             except OSError:
                 return  # the fds were closed under us (stop/unplug)
+            if not self._line_matches():
+                self.ignored_bytes += len(chunk)  # a UART at another speed reads garbage
+                decoder.clear()
+                continue
             decoder.feed(chunk)
             while not self._stop.is_set():
                 try:
@@ -309,11 +352,40 @@ class IdCardSimulator:
                     break
                 self._handle(master, frame)
 
+    def _line_matches(self) -> bool:
+        """Whether the host's side of the pty runs at the module's speed.
+
+        The kernel does not enforce a pty's speed, but it keeps the one the host set
+        (termios, shared by both sides): a module at another speed would see garbage
+        and answer nothing, so bytes sent at a different speed are ignored.
+        """
+        slave = self._slave
+        if slave is None:
+            return True
+        try:
+            speed = termios.tcgetattr(slave)[5]  # ospeed, as set by pyserial
+        except (OSError, termios.error):
+            return True
+        return _SPEEDS.get(speed, self.baudrate) == self.baudrate
+
     def _handle(self, master: int, frame: bytes) -> None:
         request = parse_request(frame, verify=False)  # the decoder already checked
         with self._lock:
             self.requests.append(request.command)
-            response = self._respond(request.command, request.data)
+            corrupted = next(
+                (
+                    p
+                    for p in self._faults
+                    if p.fault is Fault.REQUEST_CORRUPTED
+                    and (p.command is None or p.command == request.command)
+                ),
+                None,
+            )
+            if corrupted is not None:
+                self._faults.remove(corrupted)
+                response = encode_response(Sw3.BAD_CHECKSUM)
+            else:
+                response = self._respond(request.command, request.data)
         self._send(master, request.command, response)
 
     def _send(self, master: int, command: bytes | None, response: bytes) -> None:
@@ -321,7 +393,13 @@ class IdCardSimulator:
             if self._hanging:
                 return
             pending = next(
-                (p for p in self._faults if p.command is None or p.command == command), None
+                (
+                    p
+                    for p in self._faults
+                    if p.fault is not Fault.REQUEST_CORRUPTED
+                    and (p.command is None or p.command == command)
+                ),
+                None,
             )
             if pending is not None:
                 self._faults.remove(pending)
@@ -356,10 +434,10 @@ class IdCardSimulator:
     def _respond(self, command: bytes, data: bytes) -> bytes:
         if not self.self_test_ok and command != Command.STATUS.value:
             return encode_response(Sw3.SELF_TEST_FAILED)
+        if command == self.reset_command:
+            self._found = self._selected = False
+            return encode_response(Sw3.OK)
         match command:
-            case Command.RESET.value:
-                self._found = self._selected = False
-                return encode_response(Sw3.OK)
             case Command.STATUS.value:
                 return encode_response(Sw3.OK if self.self_test_ok else Sw3.SELF_TEST_FAILED)
             case Command.SAM_ID.value:
@@ -379,7 +457,7 @@ class IdCardSimulator:
             case Command.READ_EXTRA_ADDRESS.value:
                 if not self._selected or self._card is None:
                     return encode_response(Sw3.READ_FAILED)
-                extra = encode_extra_address(self._card.extra_address)
+                extra = encode_extra_addresses(self._card.extra_addresses)
                 return encode_response(Sw3.OK, extra) if extra else encode_response(Sw3.NO_CONTENT)
             case Command.READ_MANAGEMENT.value:
                 if not self._selected or self._card is None:

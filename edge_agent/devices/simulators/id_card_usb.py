@@ -1,7 +1,7 @@
 """The ID-card simulator's SAM module behind the 0400:C35A USB endpoint split.
 
 Same card logic, same answers and the same faults as ``IdCardSimulator`` (it is a
-subclass); only the wire differs, as on the real module (hardware.md 1.6): a request's
+subclass); only the wire differs, as on the real module: a request's
 7-byte header must arrive on bulk OUT ``0x02`` and its body on ``0x06``; the reply's
 header is read from bulk IN ``0x81`` and its body from ``0x85`` in packets of at most
 ``max_packet`` bytes. Bytes on the wrong endpoint stall it (``UsbPipeError``), as a

@@ -67,6 +67,7 @@ async def read_id_card(
         nationality=card.nationality,
         pass_number=card.pass_number,
         issue_count=card.issue_count,
+        extra_addresses=list(card.extra_addresses),
         extra_address=card.extra_address,
         photo_wlt_base64=base64.b64encode(card.photo).decode("ascii"),
         fingerprint_base64=base64.b64encode(card.fingerprint).decode("ascii")

@@ -29,7 +29,10 @@ def _load(value: Any) -> Any:
 
 
 def upgrade() -> None:
-    """Add ``purged_at``; seal the bodies stored in plain text before this revision."""
+    """Add ``purged_at``; seal the bodies stored in plain text before this revision.
+
+    Sealed as they were then, bound to no row; 0008 binds them to their row.
+    """
     op.add_column("inbox", sa.Column("purged_at", UTCDateTime(), nullable=True))
     bind = op.get_bind()
     vault = current_vault()
@@ -37,7 +40,7 @@ def upgrade() -> None:
         value = _load(body)
         if isinstance(value, dict) and value and value.get("sealed") != 1:
             bind.execute(
-                _inbox.update().where(_inbox.c.id == row_id).values(body=vault.seal(value))
+                _inbox.update().where(_inbox.c.id == row_id).values(body=vault.seal_unbound(value))
             )
 
 
@@ -49,6 +52,6 @@ def downgrade() -> None:
         value = _load(body)
         if isinstance(value, dict) and value.get("sealed") == 1:
             bind.execute(
-                _inbox.update().where(_inbox.c.id == row_id).values(body=vault.open(value))
+                _inbox.update().where(_inbox.c.id == row_id).values(body=vault.open_unbound(value))
             )
     op.drop_column("inbox", "purged_at")
