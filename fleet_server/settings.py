@@ -142,9 +142,10 @@ class Settings(BaseSettings):
     outlet_daily_bytes: Annotated[int, Field(ge=1, le=2**50)] = 1024 * 1024 * 1024
     # -- fleet health (docs/fleet-health.md) --
     # Per-outlet token buckets in the ingest: every uplink kind; births and deaths in a
-    # bucket of their own whose burst covers a birth storm after a broker restart.
-    ingest_outlet_rate_per_s: Annotated[float, Field(gt=0)] = 20.0
-    ingest_outlet_burst: Annotated[int, Field(ge=1)] = 200
+    # bucket of their own whose burst covers a birth storm after a broker restart. Twice
+    # the agent's default outbox rate (20/s): a backlog drain plus telemetry stays inside.
+    ingest_outlet_rate_per_s: Annotated[float, Field(gt=0)] = 40.0
+    ingest_outlet_burst: Annotated[int, Field(ge=1)] = 400
     ingest_presence_rate_per_s: Annotated[float, Field(gt=0)] = 0.5
     ingest_presence_burst: Annotated[int, Field(ge=1)] = 30
     # One stored telemetry snapshot per outlet per interval (for charts); retention.

@@ -274,6 +274,13 @@ class FleetCA:
 
     def ensure_broker_cert(self, *, hostnames: Sequence[str]) -> MqttClientFiles:
         """Write ``broker.key``/``broker.crt`` for ``hostnames`` (DNS names or IPs)."""
+        key, cert = self._tls_server_cert(hostnames, days=BROKER_DAYS)
+        return self._write_pair(BROKER_NAME, key, cert)
+
+    def _tls_server_cert(
+        self, hostnames: Sequence[str], *, days: int
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        """A new key and a TLS-server-only certificate naming ``hostnames`` (DNS or IP)."""
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = []
         for host in hostnames:
@@ -282,12 +289,12 @@ class FleetCA:
             except ValueError:
                 names.append(x509.DNSName(host))
         cert = (
-            self._builder(key.public_key(), common_name=hostnames[0], days=BROKER_DAYS)
+            self._builder(key.public_key(), common_name=hostnames[0], days=days)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
-        return self._write_pair(BROKER_NAME, key, cert)
+        return key, cert
 
     def ensure_server_client(self, *, min_days_left: int = 30) -> MqttClientFiles:
         """The fleet server's MQTT client identity, (re)issued when missing or expiring."""
@@ -367,19 +374,7 @@ class FleetCA:
         only, so the broker never accepts it as a client; agents that enrolled with this
         CA trust it, and so does ``fleetctl --ca-file CA``.
         """
-        key = ec.generate_private_key(ec.SECP256R1())
-        names: list[x509.GeneralName] = []
-        for host in hostnames:
-            try:
-                names.append(x509.IPAddress(ip_address(host)))
-            except ValueError:
-                names.append(x509.DNSName(host))
-        cert = (
-            self._builder(key.public_key(), common_name=hostnames[0], days=days)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+        key, cert = self._tls_server_cert(hostnames, days=days)
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         files = MqttClientFiles(
             ca_file=self.cert_path, cert_file=out_dir / "https.crt", key_file=out_dir / "https.key"
