@@ -47,14 +47,13 @@ from edge_agent.devices.pcsc_vpcd import environment_ok
 from edge_agent.devices.simulators.id_card import make_card
 from edge_agent.local_api import WS_SUBPROTOCOL
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream, write_targets
 from tests.chaos.harness import Outlet, catalogue
 from tests.conftest import IN_CI
 from tests.e2e.conftest import Agent, Server, poll, start_server, stop_process
 from tests.security.opsviews import Answers, admin_name, ui_pages
 from tests.security.pii_needles import broken_check_digit, citizen_needles
 from tests.security.sniffer import Sniffer
-from tests.server.txkit import write_targets
-from tests.server.upstream import Upstream
 
 TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
 ACCEPTED_KEY = "pii-case-accepted"
