@@ -13,7 +13,7 @@ sender's window).
 
 Part 2, latency: the real agent, the real ``fleet-server run`` (GOVEDGE_API_AUTH=off,
 SQLite, a routing targets file and catalogue as in tests/server/test_routing.py) and a
-local HTTP upstream (tests/server/upstream.py, timestamps added here). A clerk posts
+local HTTP upstream (govedge_testbed/upstream.py, timestamps added here). A clerk posts
 ``POST /v1/submissions`` at a steady rate; latency = upstream receipt − the clerk's send.
 
     python bench/outbox_drain.py [--quick] [--write-doc]
@@ -58,8 +58,11 @@ from _common import (  # noqa: E402
 
 from edge_agent.outbox import Outbox, PriorityClass  # noqa: E402
 from govedge_testbed import Mosquitto, free_port  # noqa: E402
-from tests.server.txkit import catalogue_rows, write_targets  # noqa: E402
-from tests.server.upstream import Upstream  # noqa: E402
+from govedge_testbed.upstream import (  # noqa: E402
+    Upstream,
+    catalogue_rows,
+    write_targets,
+)
 
 VALID_ID = "33010619900101123X"  # check digit valid (GB 11643); txkit's ID_NUMBER is not
 EVALUATION = {

@@ -7,10 +7,11 @@ so a developer without PostgreSQL can still run the rest.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -30,16 +31,30 @@ class _Service(Protocol):
 _S = TypeVar("_S", bound=_Service)
 
 
+def missing(what: str) -> NoReturn:
+    """Something a test needs is not here: fail under CI=true, skip (saying what) elsewhere."""
+    if IN_CI:
+        pytest.fail(f"required under CI=true: {what}")
+    pytest.skip(what)  # only outside CI; CI must fail instead (see above)
+
+
 def started_service(make: Callable[[], _S]) -> _S:
     """Make and start a service; a missing one fails under CI=true and skips elsewhere."""
     try:
         service = make()
         service.start()
     except ServiceUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"required service missing under CI=true: {exc}")
-        pytest.skip(str(exc))  # only outside CI; CI must fail instead (see above)
+        missing(f"service not available: {exc}")
     return service
+
+
+@pytest.fixture(scope="session")
+def espeak_ng() -> str:
+    """The path of espeak-ng (the announcements' synthesiser); see ``missing``."""
+    path = shutil.which("espeak-ng")
+    if path is None:
+        missing("espeak-ng is not installed (apt-get install espeak-ng)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ Exception tree::
 
     ApiError                (status, code, message, hint)
 
-``state.LocalStateError`` (the API's own SQLite state) is answered 503 ``storage_error``.
+``state.LocalStateError`` (the API's own SQLite state) is answered 503 ``storage_error``;
+a full disk, in either database, 507 ``outbox_full`` (nothing was accepted).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from edge_agent.devices import (
     DeviceUnavailable,
     ProtocolError,
 )
-from edge_agent.local_api.state import LocalStateError
+from edge_agent.local_api.state import LocalStateError, LocalStateFull
 from edge_agent.outbox import (
     InvalidEntry,
     OutboxClosed,
@@ -152,16 +153,18 @@ def from_queue_error(exc: QueueError) -> ApiError:
     return ApiError(409, "queue_error", str(exc), hint="see the message")
 
 
+_OFFLINE: Final = (
+    "the outlet has been offline too long; call the technician. Nothing already accepted is lost."
+)
+_DISK_FULL: Final = (
+    "the agent's disk is full; call the technician to free space. Nothing already accepted is lost."
+)
+
+
 def from_outbox_error(exc: OutboxError) -> ApiError:
     """An outbox error as an answer; ``OutboxFull`` is 507 with the outbox's own sentence."""
     if isinstance(exc, OutboxFull):
-        return ApiError(
-            507,
-            "outbox_full",
-            str(exc),
-            hint="the outlet has been offline too long; call the technician. "
-            "Nothing already accepted is lost.",
-        )
+        return ApiError(507, "outbox_full", str(exc), hint=_DISK_FULL if exc.disk else _OFFLINE)
     if isinstance(exc, InvalidEntry | UnknownMaterial):
         return ApiError(422, "invalid_transaction", str(exc), hint="fix the request")
     if isinstance(exc, StorageError | OutboxClosed):
@@ -210,6 +213,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_state_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LocalStateError)
         log.warning("local API %s: state database error", request.url.path)
+        if isinstance(exc, LocalStateFull):  # the write was rolled back: nothing accepted
+            return _answer(
+                ApiError(
+                    507,
+                    "outbox_full",
+                    "outbox full: nothing accepted was lost (disk full)",
+                    hint=_DISK_FULL,
+                )
+            )
         return _answer(
             ApiError(
                 503,

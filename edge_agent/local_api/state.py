@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-__all__ = ["STATE_FILE", "LocalStateError", "LocalStateStore", "StoredStatus"]
+__all__ = ["STATE_FILE", "LocalStateError", "LocalStateFull", "LocalStateStore", "StoredStatus"]
 
 STATE_FILE: Final = "local_api.sqlite3"
 R = TypeVar("R")
@@ -48,6 +48,10 @@ CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
 
 class LocalStateError(Exception):
     """The local API's state database cannot be opened, read or written."""
+
+
+class LocalStateFull(LocalStateError):
+    """The disk is full: the write was not made (SQLite rolled it back)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +143,8 @@ class LocalStateStore:
                     if self._writes % self.prune_every == 0:
                         self._prune(conn)
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+                    raise LocalStateFull("the agent's disk is full") from exc
                 raise LocalStateError(f"local API state database error: {exc}") from exc
             return result
 

@@ -11,7 +11,9 @@ full) or an unreachable agent is a refusal, and a refused case must never reach 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import re
 import signal
@@ -51,7 +53,17 @@ def catalogue() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def submission(item_code: str, region: str, *, note: str | None = None) -> dict[str, Any]:
+def material_bytes(key: str) -> bytes:
+    """The scan a clerk attaches to case ``key``: its own bytes, 1 to 16 KiB by key, and
+    one in ten 190 KiB, over the outbox's 180 KiB chunk, so it travels in two chunks."""
+    seed = hashlib.sha256(key.encode()).digest()
+    size = 190 * 1024 if seed[2] % 10 == 0 else 1024 + int.from_bytes(seed[:2]) % (15 * 1024)
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def submission(
+    item_code: str, region: str, *, note: str | None = None, scan: bytes | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "item_code": item_code,
         "region_code": region,
@@ -61,6 +73,10 @@ def submission(item_code: str, region: str, *, note: str | None = None) -> dict[
     }
     if note is not None:
         body["note"] = note
+    if scan is not None:
+        body["materials"] = [
+            {"name": "身份证复印件", "data_base64": base64.b64encode(scan).decode()}
+        ]
     return body
 
 
@@ -125,6 +141,7 @@ class Ledger:
     errors: list[str] = field(default_factory=list)
     evaluations: set[str] = field(default_factory=set)  # tx_ids of rated, accepted ones
     refused_cases: set[str] = field(default_factory=set)  # evaluations answered 507
+    materials: dict[str, str] = field(default_factory=dict)  # key -> sha256 of its scan
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
@@ -148,11 +165,11 @@ class Clerk(threading.Thread):
 
     def __init__(
         self, outlet: Outlet, ledger: Ledger, *, name: str, stop: threading.Event,
-        reject_every: int = 40, note: str | None = None,
+        reject_every: int = 40, note: str | None = None, material_every: int = 20,
     ) -> None:  # fmt: skip
         super().__init__(name=name, daemon=True)
         self.outlet, self.ledger, self.stop_event = outlet, ledger, stop
-        self.reject_every, self.note = reject_every, note
+        self.reject_every, self.note, self.material_every = reject_every, note, material_every
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -164,13 +181,19 @@ class Clerk(threading.Thread):
                     key = f"{self.name}-{n:07d}"
                     rejects = n % self.reject_every == 0
                     item, region = (REJECT_ITEM, "330902") if rejects else ITEMS[n % len(ITEMS)]
-                    self._file(client, key, submission(item, region, note=self.note), rejects)
+                    # Every few cases carry a scan: upstream must get its exact bytes once.
+                    scan = material_bytes(key) if n % self.material_every == 0 else None
+                    body = submission(item, region, note=self.note, scan=scan)
+                    self._file(client, key, body, rejects, scan)
         except BaseException as exc:  # reported by the test
             self.error = exc
             with self.ledger.lock:
                 self.ledger.errors.append(f"{self.name}: {exc!r}")
 
-    def _file(self, client: httpx.Client, key: str, body: dict[str, Any], rejects: bool) -> None:
+    def _file(
+        self, client: httpx.Client, key: str, body: dict[str, Any], rejects: bool,
+        scan: bytes | None,
+    ) -> None:  # fmt: skip
         """Send until a definite answer; an unknown outcome is retried with the same key."""
         uncertain = False
         while True:
@@ -199,9 +222,13 @@ class Clerk(threading.Thread):
             status = response.status_code
             self._note(str(status))
             if status == httpx.codes.ACCEPTED:
-                assert response.json()["tx_id"] == key, response.text
+                answer = response.json()
+                assert answer["tx_id"] == key, response.text
+                assert answer["materials"] == (1 if scan is not None else 0), response.text
                 with self.ledger.lock:
                     self.ledger.accepted[key] = rejects
+                    if scan is not None:
+                        self.ledger.materials[key] = hashlib.sha256(scan).hexdigest()
                     self.ledger.by_outlet[self.outlet.outlet_id] += 1
                 return
             if status == httpx.codes.INSUFFICIENT_STORAGE and not uncertain:

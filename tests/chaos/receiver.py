@@ -1,4 +1,4 @@
-"""The upstream platform for chaos tests: ``tests.server.upstream.Upstream`` plus one mode.
+"""The upstream platform for chaos tests: ``govedge_testbed.upstream.Upstream`` plus one mode.
 
 ``late`` is the nastiest hang: the upstream *processes* the request (records the case)
 and then answers only after the client gave up, so the server's retry meets a known
@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from tests.server.upstream import Upstream
+from govedge_testbed.upstream import Upstream
 
 
 @dataclass

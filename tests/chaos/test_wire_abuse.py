@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import write_targets
 from govedge_wire import MAX_PAYLOAD_BYTES, Kind, Transaction, encode, now_ms
 from tests.chaos.harness import ID_NUMBER, catalogue
 from tests.chaos.receiver import ChaosUpstream
 from tests.server.helpers import FleetServer, poll
-from tests.server.txkit import TxAgent, evaluation, write_targets
+from tests.server.txkit import TxAgent, evaluation
 
 TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
 

@@ -2,7 +2,7 @@
 
 Real parts: a Mosquitto broker, a ``fleet-server`` process (SQLite, delivery worker,
 catalogue), an HTTP upstream on loopback that records what it accepts and checks the
-HMAC signature (``tests.server.upstream``), and an edge agent with ``simulate=True``:
+HMAC signature (``govedge_testbed.upstream``), and an edge agent with ``simulate=True``:
 every device is a simulator speaking its real protocol, attached through the real
 discovery, profiles and drivers. The agent runs in this process so the test can play
 the citizen on the simulated pad; the clerk app is played over real HTTP and a real
@@ -37,9 +37,9 @@ from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry
 from edge_agent.settings import load_settings
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream
 from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
-from tests.server.upstream import Upstream
 
 WINDOW = "1"
 # The technician's [[queue_windows]] table for this outlet: window 1 serves 综合业务 and

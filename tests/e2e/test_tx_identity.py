@@ -4,7 +4,7 @@ An outlet's clerk app only has to keep its keys unique at that outlet; the docs'
 scheme (``case-2024-05-01-0001``) gives every outlet the same keys. Real processes:
 two ``edge-agent run`` with their own data dirs and local APIs, the session's
 Mosquitto, ``fleet-server run`` on SQLite with a catalogue and a targets file, and a
-real HTTP upstream (``tests.server.upstream.Upstream``, which records cases by the
+real HTTP upstream (``govedge_testbed.upstream.Upstream``, which records cases by the
 ``Idempotency-Key`` it receives and answers 409 to a key it already has).
 """
 
@@ -19,10 +19,9 @@ import httpx
 import pytest
 
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream, write_targets
 from tests.chaos.harness import Fleet, Outlet, catalogue, submission
 from tests.e2e.conftest import Agent, poll, stop_process
-from tests.server.txkit import write_targets
-from tests.server.upstream import Upstream
 
 KEY = "case-2024-05-01-0001"  # the same key at both outlets, as in docs/local-api.md
 

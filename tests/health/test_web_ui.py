@@ -4,7 +4,6 @@ the language switches; screenshots go to the test's tmp dir."""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,21 +12,19 @@ import pytest
 
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth
+from tests.conftest import missing
 from tests.e2e.conftest import Agent
 from tests.server.helpers import FakeAgent, FleetServer
 
 CHROMIUM = "/usr/bin/chromium"
 _ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip  # noqa: E501
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail("chromium missing under CI=true")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        missing("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,10 +28,7 @@ from edge_agent.queueing import WindowConfig, WindowSnapshot
 from tests.local_api.harness import KEYPAD_BUS, Outlet, outlet
 
 Scenario = Callable[[Outlet, CallerKeypadSimulator, Subscription], Awaitable[None]]
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None and os.environ.get("CI", "").lower() != "true",
-    reason="espeak-ng missing (outside CI)",
-)
+needs_espeak = pytest.mark.usefixtures("espeak_ng")  # fails under CI=true if missing
 
 
 def run(

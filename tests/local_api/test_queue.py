@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import shutil
 import wave
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -17,11 +15,7 @@ from edge_agent.queueing import QueueEngine
 from tests.local_api.harness import TYPES, Outlet, outlet
 
 Scenario = Callable[[Outlet], Awaitable[None]]
-# Outside CI only: under CI=true a missing espeak-ng must fail the run, not skip it.
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None and os.environ.get("CI", "").lower() != "true",
-    reason="espeak-ng missing (outside CI)",
-)
+needs_espeak = pytest.mark.usefixtures("espeak_ng")  # fails under CI=true if missing
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:

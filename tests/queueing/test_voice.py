@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import sys
 import wave
 from pathlib import Path
 
@@ -12,11 +12,7 @@ import pytest
 
 from edge_agent.queueing import VoiceError, render_announcement
 
-# Outside CI only: under CI=true a missing espeak-ng must fail the run, not skip it.
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None and os.environ.get("CI", "").lower() != "true",
-    reason="espeak-ng missing (outside CI)",
-)
+needs_espeak = pytest.mark.usefixtures("espeak_ng")  # fails under CI=true if missing
 
 
 @needs_espeak
@@ -39,7 +35,24 @@ def test_missing_synthesiser_is_a_clear_error(tmp_path: Path) -> None:
         )
 
 
-@needs_espeak
 def test_hung_synthesiser_is_killed(tmp_path: Path) -> None:
+    """A real synthesiser process that hangs (and ignores SIGTERM) is killed and reaped."""
+    pid_file, wav = tmp_path / "synth.pid", tmp_path / "y.wav"
+    hung = tmp_path / "hung-espeak"
+    hung.write_text(
+        f"#!{sys.executable}\n"
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "while True:\n"
+        "    time.sleep(60)\n"
+    )
+    hung.chmod(0o755)
+    # ``within`` is far above a Python start, so the process is running when it ends.
     with pytest.raises(VoiceError, match="did not finish"):
-        asyncio.run(render_announcement("请A001号" * 400, tmp_path / "y.wav", within=0.01))
+        asyncio.run(render_announcement("请A001号", wav, within=3.0, espeak=str(hung)))
+    pid = int(pid_file.read_text())
+    # Killed and reaped: no process (not even a zombie) has that pid any more.
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not wav.exists()

@@ -1,8 +1,11 @@
-"""Every API endpoint by every role, found by walking ``app.routes`` (new ones included).
+"""Every API endpoint by every role, against the role table written once in docs/security.md.
 
-For each route the required role is read from its ``require_role``/``require_roles``
-dependency. No token → 401; a role below → 403; the required role and above → anything
-but 401/403. Routes without a role must be explicitly open (enrollment, probes).
+The table ("Every route and its role") is the specification; the routes are found by
+walking ``app.routes``. Every mounted route must have a row and every row a route. Then
+each route is called: no token → 401; a role below its row's → 403; that role and above
+→ anything but 401/403; ``open``/``probe`` rows → anything but 401/403 without a token.
+So a wrong ``require_role`` in the code fails here, whatever the code declares. The
+declarations are also compared with the table, to name the culprit.
 """
 
 from __future__ import annotations
@@ -22,6 +25,29 @@ from govedge_testbed import Mosquitto
 from tests.security.api_harness import Api, running_api
 
 _READS = {"GET", "HEAD", "OPTIONS"}
+_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+_HEADING = "### Every route and its role"
+_ROW = re.compile(r"^\| `([A-Z]+)` \| `([^`]+)` \| (\w+) \|$")
+_OPEN = ("open", "probe")
+
+Policy = Role | str
+
+
+def role_table(text: str) -> dict[tuple[str, str], Policy]:
+    """(method, path) → role, or "open"/"probe", from the table under ``_HEADING``."""
+    section = text.split(_HEADING, 1)[1].split("\n#", 1)[0]
+    table: dict[tuple[str, str], Policy] = {}
+    for line in section.splitlines():
+        found = _ROW.match(line.strip())
+        if found is None:
+            continue
+        method, path, role = found.groups()
+        assert (method, path) not in table, f"{method} {path} twice in the table"
+        table[method, path] = role if role in _OPEN else Role(role)
+    return table
+
+
+TABLE = role_table(_DOC.read_text(encoding="utf-8"))
 
 
 def _calls(dependant: Dependant) -> Iterator[Any]:
@@ -57,8 +83,8 @@ def _mounted(app: Any) -> list[Route]:
     ]
 
 
-def _policy(route: Route, method: str) -> Role | str:
-    """The role ``method`` on ``route`` needs, or "open"/"probe"."""
+def _policy(route: Route, method: str) -> Policy:
+    """The role ``method`` on ``route`` declares in the code, or "open" or "probe"."""
     needed: list[Role] = []
     kind = ""
     for call in _calls(route.dependant):
@@ -100,34 +126,47 @@ def _call(api: Api, method: str, path: str, headers: dict[str, str]) -> int:
         return response.status_code
 
 
-def test_every_route_has_a_policy(api: Api) -> None:
-    unguarded = [
-        f"{method} {route.path}"
+def test_the_table_is_read() -> None:
+    """The parser found the table: rows of every kind, so an empty parse cannot pass."""
+    assert len(TABLE) >= 50
+    assert set(TABLE.values()) == {*Role, *_OPEN}
+    assert TABLE["POST", "/api/v1/users"] == Role.ADMIN
+    assert TABLE["GET", "/healthz"] == "probe"
+
+
+def test_every_route_is_in_the_table(api: Api) -> None:
+    mounted = {(method, route.path) for route, method in _routes(api)}
+    missing = sorted(f"{method} {path}" for method, path in mounted - set(TABLE))
+    stale = sorted(f"{method} {path}" for method, path in set(TABLE) - mounted)
+    assert missing == [], f"routes without a row in docs/security.md ({_HEADING})"
+    assert stale == [], "rows in docs/security.md for routes that are gone"
+
+
+def test_declarations_match_the_table(api: Api) -> None:
+    wrong = [
+        f"{method} {route.path}: declares {_policy(route, method)}, table says {TABLE[key]}"
         for route, method in _routes(api)
-        if _policy(route, method) == "unguarded"
+        if (key := (method, route.path)) in TABLE and _policy(route, method) != TABLE[key]
     ]
-    assert unguarded == [], (
-        "add dependencies=[Depends(require_role(Role.X))] where the router is included "
-        "in fleet_server/app.py (or mark the route open on purpose)"
-    )
+    assert wrong == [], "the route's dependencies in fleet_server/app.py disagree with the table"
 
 
-def test_writes_need_more_than_viewer(api: Api) -> None:
+def test_writes_need_more_than_viewer() -> None:
     weak = [
-        f"{method} {route.path}"
-        for route, method in _routes(api)
-        if method not in _READS and _policy(route, method) == Role.VIEWER
+        f"{method} {path}"
+        for (method, path), policy in TABLE.items()
+        if method not in _READS and policy == Role.VIEWER
     ]
     assert weak == []
 
 
 def test_every_endpoint_by_role(api: Api) -> None:
     checked = 0
-    for route, method in _routes(api):
-        policy = _policy(route, method)
-        path = _concrete(route.path)
+    for method, path in sorted(TABLE):
+        policy = TABLE[method, path]
         if not isinstance(policy, Role):
             continue
+        path = _concrete(path)
         assert _call(api, method, path, {}) == 401, f"{method} {path} without a token"
         bad = {"Authorization": "Bearer gvt_not-a-real-token"}
         assert _call(api, method, path, bad) == 401, f"{method} {path} with a bad token"
@@ -138,14 +177,18 @@ def test_every_endpoint_by_role(api: Api) -> None:
             else:
                 assert code == 403, f"{method} {path} as {role} → {code}, needs {policy}"
         checked += 1
-    assert checked >= 10
+    assert checked == sum(isinstance(policy, Role) for policy in TABLE.values())
 
 
 def test_open_routes_need_no_token(api: Api) -> None:
-    for route, method in _routes(api):
-        if _policy(route, method) in ("open", "probe"):
-            code = _call(api, method, _concrete(route.path), {})
-            assert code not in (401, 403), f"{method} {route.path} → {code}"
+    opened = []
+    for method, path in sorted(TABLE):
+        if TABLE[method, path] in _OPEN:
+            code = _call(api, method, _concrete(path), {})
+            assert code not in (401, 403), f"{method} {path} → {code}"
+            opened.append(f"{method} {path}")
+    # The loop body ran for each open row: enrollment, the web login and the probes.
+    assert len(opened) == 8, opened
 
 
 def test_probes_can_require_a_token(tmp_path: Path, broker: Mosquitto) -> None:

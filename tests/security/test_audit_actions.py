@@ -15,8 +15,9 @@ import pytest
 from fleet_server.health.tables import Alert
 from fleet_server.models import DeadLetter, Evaluation, InboxEntry, Rectification
 from fleet_server.security import Role
+from govedge_testbed.upstream import catalogue_rows
 from tests.security.api_harness import Api, running_api
-from tests.server.txkit import ID_NUMBER, catalogue_rows, submission
+from tests.server.txkit import ID_NUMBER, submission
 
 
 @pytest.fixture

@@ -25,8 +25,9 @@ from fleet_server.health.tables import Alert
 from fleet_server.models import DeadLetter, Evaluation, InboxEntry, Rectification
 from fleet_server.security import Role
 from fleet_server.transactions.identity import upstream_idempotency_key
+from govedge_testbed.upstream import catalogue_rows
 from tests.security.api_harness import Api, running_api
-from tests.server.txkit import catalogue_rows, submission
+from tests.server.txkit import submission
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 

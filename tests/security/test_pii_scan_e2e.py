@@ -21,7 +21,9 @@ here the body is readable). ``tx`` payloads are still scanned for photo bytes.
 
 Self-checks keep the scan honest: the clerk's card answer must contain the needles
 (name, ID number, address, photo base64), and so must the ``tx`` payload of the
-accepted case, so a scan that finds nothing did look with needles that find.
+accepted case, so a scan that finds nothing did look with needles that find. The
+social-security card is read whenever pcscd and vpcd are installed (required under
+``CI=true``), and the operator GETs every API route with nothing left out.
 """
 
 from __future__ import annotations
@@ -41,16 +43,17 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
+from edge_agent.devices.pcsc_vpcd import environment_ok
 from edge_agent.devices.simulators.id_card import make_card
 from edge_agent.local_api import WS_SUBPROTOCOL
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream, write_targets
 from tests.chaos.harness import Outlet, catalogue
+from tests.conftest import IN_CI
 from tests.e2e.conftest import Agent, Server, poll, start_server, stop_process
 from tests.security.opsviews import Answers, admin_name, ui_pages
 from tests.security.pii_needles import broken_check_digit, citizen_needles
 from tests.security.sniffer import Sniffer
-from tests.server.txkit import write_targets
-from tests.server.upstream import Upstream
 
 TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
 ACCEPTED_KEY = "pii-case-accepted"
@@ -138,8 +141,12 @@ def upstream() -> Iterator[Upstream]:
     fake.stop()
 
 
-def _clerk_session(outlet: Outlet) -> dict[str, Any]:
-    """What a clerk does at the counter; returns the card the local API answered."""
+def _clerk_session(outlet: Outlet, *, social_security: bool) -> dict[str, Any]:
+    """What a clerk does at the counter; returns the card the local API answered.
+
+    With ``social_security`` the simulated social-security reader must come up and its
+    card is read too (the answer must carry its data, so the scan has it to find).
+    """
     assert outlet.port is not None
     base = f"http://127.0.0.1:{outlet.port}"
     auth = {"Authorization": f"Bearer {outlet.token}"}
@@ -166,12 +173,19 @@ def _clerk_session(outlet: Outlet) -> dict[str, Any]:
         ):
             assert label in found, (label, found)
 
-        devices = clerk.get("/v1/devices").json()["devices"]
-        if any(
-            d["kind"] == "social_security_card_reader" and d["state"] == "ready" for d in devices
-        ):
+        if social_security:
+
+            def ssc_ready() -> bool:
+                devices = clerk.get("/v1/devices").json()["devices"]
+                return any(
+                    d["kind"] == "social_security_card_reader" and d["state"] == "ready"
+                    for d in devices
+                )
+
+            poll(ssc_ready, timeout=30, interval=0.2)
             ssc = clerk.post("/v1/social-security/read", json={"wait_s": 3})
-            assert ssc.status_code < httpx.codes.INTERNAL_SERVER_ERROR, ssc.text
+            assert ssc.status_code == httpx.codes.OK, ssc.text
+            assert "social-security card: name" in NEEDLES.find_text(ssc.text), ssc.text
 
         types = clerk.get("/v1/queue").json()
         business = types["business_types"][0]["code"]
@@ -252,6 +266,8 @@ def _operator_views(server: Server, outlet_id: str) -> Answers:
         answers.read_api(op, values)
     answers.read_ui(server, outlet_id)
     print(f"operator answers: {len(answers.bodies)}; not reachable by value: {answers.skipped}")
+    # Every GET route was read: each path parameter had a value from what exists now.
+    assert answers.skipped == [], answers.skipped
     assert not answers.server_errors(), answers.server_errors()
     assert "govedge" in answers.bodies["GET /metrics"]
     for page in ui_pages(outlet_id):
@@ -294,6 +310,10 @@ def _scan_lines(name: str, text: str) -> list[str]:
 def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
     private_broker: Mosquitto, upstream: Upstream, webhooks: Webhooks, tmp_path: Path
 ) -> None:
+    # The simulated agent reads a social-security card only when pcscd and vpcd are here.
+    pcsc_missing = environment_ok()
+    if pcsc_missing is not None and IN_CI:
+        pytest.fail(f"PC/SC stack required under CI=true: {pcsc_missing}")
     sniffer = Sniffer(private_broker.port)
     targets = write_targets(tmp_path / "targets.json", upstream, TARGETS)
     server_log, agent_log = tmp_path / "server.log", tmp_path / "agent.log"
@@ -341,7 +361,9 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
         events.start()
         assert events.ready.wait(15)
         assert events.error is None, events.error
-        _clerk_session(outlet)
+        _clerk_session(outlet, social_security=pcsc_missing is None)
+        if pcsc_missing is not None:  # outside CI only (see above)
+            print(f"social-security card not read: {pcsc_missing}")
         events.stop.set()
         events.join(10)
         assert events.error is None, events.error

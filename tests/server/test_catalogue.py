@@ -14,7 +14,7 @@ from fleet_server.catalogue.store import resolve_item
 from fleet_server.cli import main
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.models import CatalogueItem
-from tests.server.txkit import catalogue_rows
+from govedge_testbed.upstream import catalogue_rows
 
 HEADER = "code,base_code,name,level,handling_type,promised_days,department,outlet_kinds,region_codes,handling_mode,target"  # noqa: E501
 GOOD = (

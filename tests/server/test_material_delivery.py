@@ -35,15 +35,10 @@ from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.transactions.bodies import parse_body
 from fleet_server.transactions.identity import upstream_idempotency_key
 from fleet_server.transactions.inbox import PendingTx, Stored, StoreLimits, store_transactions
+from govedge_testbed.upstream import catalogue_rows, write_targets
 from govedge_wire import Transaction, now_ms
 from tests.server.helpers import poll
-from tests.server.txkit import (
-    catalogue_rows,
-    material_chunks,
-    serving_upstream,
-    submission,
-    write_targets,
-)
+from tests.server.txkit import material_chunks, serving_upstream, submission
 
 OUTLET = "o-streaming"
 KEY = upstream_idempotency_key(OUTLET, "sub-huge-0001")  # what upstream sees

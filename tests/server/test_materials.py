@@ -36,18 +36,16 @@ from fleet_server.transactions.bodies import BodyRejected, parse_body
 from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk, material_purge
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream, catalogue_rows, write_targets
 from govedge_wire import Transaction, now_ms
 from tests.server.helpers import FleetServer, poll
 from tests.server.txkit import (
     TxAgent,
-    catalogue_rows,
     material_chunks,
     serving_upstream,
     submission,
     transaction_server,
-    write_targets,
 )
-from tests.server.upstream import Upstream
 
 OUTLET = "o-materials"
 MARKER = b"GOVEDGE-SCAN-PLAINTEXT-MARKER"

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream, catalogue_rows, write_targets
 from tests.e2e.conftest import fleetctl
 from tests.server.helpers import FleetServer, poll
-from tests.server.txkit import ID_NUMBER, TxAgent, catalogue_rows, submission, write_targets
-from tests.server.upstream import Upstream
+from tests.server.txkit import ID_NUMBER, TxAgent, submission
 
 TARGETS = ["zhoushan", "hangzhou", "flaky", "dead", "hcp"]
 

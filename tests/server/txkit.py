@@ -14,34 +14,12 @@ import paho.mqtt.client as mqtt
 
 from edge_agent.outbox.codec import chunk_body, chunk_tx_id
 from fleet_server.transactions.identity import upstream_idempotency_key
+from govedge_testbed.upstream import Upstream, catalogue_rows, write_targets
 from govedge_wire import Transaction, TransactionAck, TransactionResult, decode, now_ms
 from tests.server.helpers import FakeAgent, FleetServer, Subscriber
-from tests.server.upstream import Upstream
 
 # A valid GB 11643 number (the check digit agrees), of nobody.
 ID_NUMBER = "330106199001011248"
-
-
-def write_targets(path: Path, upstream: Upstream, names: list[str], **overrides: Any) -> Path:
-    targets = [
-        {
-            "name": name,
-            "url": upstream.url(name),
-            "headers": {"Authorization": "Bearer test-token"},
-            "hmac_secret": upstream.secret.decode(),
-            "timeout_s": 0.5,
-            "connect_timeout_s": 0.5,
-            "max_attempts": 30,
-            "backoff_base_s": 0.05,
-            "backoff_max_s": 0.2,
-            "breaker_threshold": 3,
-            "breaker_cooldown_s": 1.0,
-        }
-        | overrides.get(name, {})
-        for name in names
-    ]
-    path.write_text(json.dumps({"evaluation_target": "hcp", "targets": targets}))
-    return path
 
 
 @contextmanager
@@ -83,25 +61,6 @@ def transaction_server(
         yield fleet
     finally:
         assert fleet.stop() == 0, fleet.stderr()
-
-
-def catalogue_rows() -> list[dict[str, Any]]:
-    common = {
-        "base_code": "000101",
-        "name": "居民身份证换领",
-        "level": 4,
-        "handling_type": "promised",
-        "promised_days": 5,
-        "department": "公安局",
-        "outlet_kinds": ["township_centre", "bank_counter"],
-        "handling_mode": "direct",
-    }
-    return [
-        common | {"code": "ZS-000101", "region_codes": ["3309"], "target": "zhoushan"},
-        common | {"code": "HZ-000101", "region_codes": ["3301"], "target": "hangzhou"},
-        common | {"code": "FLAKY-1", "base_code": "000201", "region_codes": ["33"], "target": "flaky"},  # noqa: E501
-        common | {"code": "DEAD-1", "base_code": "000301", "region_codes": ["33"], "target": "dead"},  # noqa: E501
-    ]  # fmt: skip
 
 
 def submission(item_code: str = "000101", region: str = "330902", **extra: Any) -> dict[str, Any]:

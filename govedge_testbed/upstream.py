@@ -13,7 +13,8 @@ and one ``material`` part per material. Multipart bodies are parsed as they arri
 (never held whole): the HMAC is checked over the document part, and each material
 part's size and sha256 against what the document says (``bad_materials`` otherwise).
 Material bytes up to ``keep_bytes`` are kept for tests to compare; larger ones only
-by digest.
+by digest. ``write_targets`` writes the fleet server's targets file pointing at it and
+``catalogue_rows`` a catalogue whose items route to such targets (tests and bench/).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
+from pathlib import Path
 from typing import Any
 
-from govedge_testbed import free_port
+from govedge_testbed.ports import free_port
 
 _READ = 64 * 1024
 
@@ -246,3 +248,47 @@ class Upstream:
             self.accepted_count[key] += 1
             self.by_target.setdefault(name, []).append(key)
         return self._answer(handler, 200, {"case_number": case})
+
+
+def write_targets(path: Path, upstream: Upstream, names: list[str], **overrides: Any) -> Path:
+    """A targets file (``GOVEDGE_UPSTREAM_TARGETS_FILE``) with ``names`` on ``upstream``;
+    ``overrides[name]`` replaces settings of one target."""
+    targets = [
+        {
+            "name": name,
+            "url": upstream.url(name),
+            "headers": {"Authorization": "Bearer test-token"},
+            "hmac_secret": upstream.secret.decode(),
+            "timeout_s": 0.5,
+            "connect_timeout_s": 0.5,
+            "max_attempts": 30,
+            "backoff_base_s": 0.05,
+            "backoff_max_s": 0.2,
+            "breaker_threshold": 3,
+            "breaker_cooldown_s": 1.0,
+        }
+        | overrides.get(name, {})
+        for name in names
+    ]
+    path.write_text(json.dumps({"evaluation_target": "hcp", "targets": targets}))
+    return path
+
+
+def catalogue_rows() -> list[dict[str, Any]]:
+    """Catalogue items for the targets ``zhoushan``, ``hangzhou``, ``flaky`` and ``dead``."""
+    common = {
+        "base_code": "000101",
+        "name": "居民身份证换领",
+        "level": 4,
+        "handling_type": "promised",
+        "promised_days": 5,
+        "department": "公安局",
+        "outlet_kinds": ["township_centre", "bank_counter"],
+        "handling_mode": "direct",
+    }
+    return [
+        common | {"code": "ZS-000101", "region_codes": ["3309"], "target": "zhoushan"},
+        common | {"code": "HZ-000101", "region_codes": ["3301"], "target": "hangzhou"},
+        common | {"code": "FLAKY-1", "base_code": "000201", "region_codes": ["33"], "target": "flaky"},  # noqa: E501
+        common | {"code": "DEAD-1", "base_code": "000301", "region_codes": ["33"], "target": "dead"},  # noqa: E501
+    ]  # fmt: skip
