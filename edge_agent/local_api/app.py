@@ -62,7 +62,7 @@ def create_local_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with local.state:
-            subscription = runtime.events.subscribe(maxsize=1024)
+            subscription = runtime.transactions.subscribe(maxsize=1024)
             tracker = asyncio.create_task(
                 local.tracker.run(subscription), name="local-api:transaction-tracker"
             )

@@ -75,7 +75,7 @@ def test_card_read_rating_and_transaction_result_arrive(tmp_path: Path) -> None:
             assert "太慢了" not in str(rating)
             await asyncio.wait_for(call, timeout=10)
 
-            o.runtime.publish_transaction_event(
+            o.runtime.transactions.publish(
                 "transaction.result", tx_id="case-1", outcome="delivered", case_number="N1"
             )
             result = await wait_for_event(ws, "transaction.result")
