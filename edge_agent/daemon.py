@@ -3,11 +3,11 @@
 Rules:
 
 - Every connect attempt first raises and persists the session counter (see
-  ``session_store``); a new ``aiomqtt.Client`` is built per attempt because the will
+  ``uplink.session_store``); a new ``aiomqtt.Client`` is built per attempt because the will
   carries that number. MQTT 5, client id ``govedge-{outlet_id}``, clean start, session
   expiry 0, keep-alive from the settings.
 - Session resync: when the server knows a newer session than ours (the session ended
-  with ``resync_to`` set, see ``session``), that number is persisted with
+  with ``resync_to`` set, see ``uplink.downlink``), that number is persisted with
   ``SessionStore.raise_to`` and the next connect follows at once, without a backoff.
 - A failed or lost connection is logged once, as one line with the delay; the next
   attempt waits ``uniform(0, min(cap, base * 2**attempt))`` (full jitter). ``attempt``
