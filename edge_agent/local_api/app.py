@@ -3,7 +3,7 @@
 The app holds no device or outbox of its own: every route goes through the runtime the
 daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
 database (``DATA_DIR/local_api.sqlite3``), its two background tasks (the transaction
-status table following ``runtime.events``, and the caller keypads' window operations,
+status table following ``runtime.transactions``, and the caller keypads' window operations,
 ``keypads.run_keypads``) and the directory of rendered announcements.
 """
 
