@@ -1,7 +1,7 @@
 """Where the outbox sender's time goes: one drain, timed per step, in one process.
 
 The real ``Outbox`` and ``OutboxSender`` drain a backlog through aiomqtt into a real
-Mosquitto, the downlink wired as in ``edge_agent/session.py`` (acks to ``ack_soon``);
+Mosquitto, the downlink wired as in ``edge_agent/uplink/session.py`` (acks to ``ack_soon``);
 a fake fleet server (paho, ``outbox_drain.AckingServer``) acks every transaction. The
 time spent in ``next_batch``, ``mark_sent``, each publish (until its PUBACK) and
 ``apply_acks`` is summed. Variants, same run: the agent's socket options

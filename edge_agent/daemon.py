@@ -3,11 +3,11 @@
 Rules:
 
 - Every connect attempt first raises and persists the session counter (see
-  ``session_store``); a new ``aiomqtt.Client`` is built per attempt because the will
+  ``uplink.session_store``); a new ``aiomqtt.Client`` is built per attempt because the will
   carries that number. MQTT 5, client id ``govedge-{outlet_id}``, clean start, session
   expiry 0, keep-alive from the settings.
 - Session resync: when the server knows a newer session than ours (the session ended
-  with ``resync_to`` set, see ``session``), that number is persisted with
+  with ``resync_to`` set, see ``uplink.downlink``), that number is persisted with
   ``SessionStore.raise_to`` and the next connect follows at once, without a backoff.
 - A failed or lost connection is logged once, as one line with the delay; the next
   attempt waits ``uniform(0, min(cap, base * 2**attempt))`` (full jitter). ``attempt``
@@ -42,15 +42,15 @@ from edge_agent.backoff import full_jitter_delay
 from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.enrollment import RenewalLoop, TlsStore
 from edge_agent.enrollment.check import check_tls_identity
-from edge_agent.host_metrics import prime_cpu_percent
-from edge_agent.identity import HostIdentity
 from edge_agent.local_api import AppRegistry, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
-from edge_agent.session import AgentSession, will_message
-from edge_agent.session_store import SessionStore
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
-from edge_agent.uplink_events import PiiGuard, SeenResults
+from edge_agent.uplink.events import PiiGuard, SeenResults
+from edge_agent.uplink.host_metrics import prime_cpu_percent
+from edge_agent.uplink.identity import HostIdentity
+from edge_agent.uplink.session import AgentSession, will_message
+from edge_agent.uplink.session_store import SessionStore
 from govedge_wire import agent_client_id
 
 log = logging.getLogger(__name__)

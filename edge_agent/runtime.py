@@ -2,25 +2,20 @@
 
 The daemon builds one ``AgentRuntime`` at start (devices, outbox, queue, event hub) and
 hands it to both sides, so the local API never talks to MQTT and the MQTT session never
-talks HTTP: they meet at the outbox (transactions out) and the event hub (device events
-and transaction results in).
+talks HTTP: they meet at the outbox (transactions out), the device event hub and the
+transaction events (results in).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
-from edge_agent.devices import DeviceEvent
 from edge_agent.discovery.events import EventHub
 from edge_agent.discovery.manager import DeviceManager
 from edge_agent.outbox import Outbox
 from edge_agent.queueing import QueueEngine, WindowConfig
-
-# Events about transactions travel on the same hub as device events, under this
-# pseudo device id, so a clerk app needs one WebSocket for everything.
-OUTBOX_DEVICE_ID: Final = "outbox"
+from edge_agent.uplink.transaction_events import TransactionEvents
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +30,8 @@ class AgentRuntime:
     # keypad belong to each. Empty: devices are found as before config existed (the
     # only pad, the first LED controller, keypad address = window number).
     windows: Mapping[str, WindowConfig] = field(default_factory=dict)
+    # What happened to transactions after the outbox (published by the uplink).
+    transactions: TransactionEvents = field(default_factory=TransactionEvents)
 
     def window_of_keypad(self, device_id: str, address: int) -> str | None:
         """The configured window of keypad ``address`` on bus ``device_id``, if any."""
@@ -49,12 +46,5 @@ class AgentRuntime:
 
     @property
     def events(self) -> EventHub:
-        """The one hub of device and transaction events (the device manager's)."""
+        """The hub of device events (the device manager's)."""
         return self.devices.events
-
-    def publish_transaction_event(self, name: str, **data: object) -> None:
-        """Tell local listeners about a transaction (``transaction.result`` and the like).
-
-        ``data`` must hold no personal data: ids, statuses, case numbers only.
-        """
-        self.events.publish(DeviceEvent(device_id=OUTBOX_DEVICE_ID, name=name, data=data))

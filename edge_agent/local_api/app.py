@@ -3,7 +3,7 @@
 The app holds no device or outbox of its own: every route goes through the runtime the
 daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
 database (``DATA_DIR/local_api.sqlite3``), its two background tasks (the transaction
-status table following ``runtime.events``, and the caller keypads' window operations,
+status table following ``runtime.transactions``, and the caller keypads' window operations,
 ``keypads.run_keypads``) and the directory of rendered announcements.
 """
 
@@ -62,7 +62,7 @@ def create_local_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with local.state:
-            subscription = runtime.events.subscribe(maxsize=1024)
+            subscription = runtime.transactions.subscribe(maxsize=1024)
             tracker = asyncio.create_task(
                 local.tracker.run(subscription), name="local-api:transaction-tracker"
             )

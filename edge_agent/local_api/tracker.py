@@ -2,7 +2,7 @@
 
 The outbox knows what is still waiting (``read``) and what was dead-lettered; once an
 entry is acked it is gone from the outbox. The MQTT session publishes what happened
-next on ``runtime.events`` (device id ``outbox``): ``transaction.acked`` /
+next on ``runtime.transactions``: ``transaction.acked`` /
 ``transaction.result`` events whose data hold ``tx_id`` and, for a result,
 ``outcome`` (``delivered`` / ``rejected``), ``case_number`` and ``reason``. This table
 remembers those per ``tx_id`` in ``DATA_DIR/local_api.sqlite3`` (``state.py``; pruned
@@ -25,7 +25,6 @@ from typing import Any
 from edge_agent.discovery import Subscription
 from edge_agent.local_api.state import LocalStateError, LocalStateStore, StoredStatus
 from edge_agent.outbox import Outbox
-from edge_agent.runtime import OUTBOX_DEVICE_ID
 
 __all__ = ["TransactionStatus", "TransactionTracker"]
 
@@ -109,14 +108,13 @@ class TransactionTracker:
         return TransactionStatus(tx_id=tx_id, status="unknown")
 
     async def run(self, subscription: Subscription, *, poll_s: float = 30.0) -> None:
-        """Consume transaction events until cancelled (each wait bounded by ``poll_s``)."""
+        """Consume ``runtime.transactions`` events until cancelled (waits bounded by ``poll_s``)."""
         while True:
             try:
                 event = await subscription.get(timeout_s=poll_s)
             except TimeoutError:
                 continue
-            if event.device_id == OUTBOX_DEVICE_ID:
-                await self.on_event(event.name, dict(event.data))
+            await self.on_event(event.name, dict(event.data))
 
     async def _load(self, tx_id: str) -> TransactionStatus | None:
         try:

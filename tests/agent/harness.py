@@ -147,9 +147,11 @@ class Observer:
         )
         self.publish_raw(topic_for(self.outlet_id, Kind.COMMAND), encode(command))
 
-    def set_server_state(self, *, online: bool) -> None:
-        """Publish the retained fleet server state."""
+    def set_server_state(self, *, online: bool, ts: int | None = None) -> None:
+        """Publish the retained fleet server state (``ts`` defaults to now)."""
         state = ServerState(server_id="test-server", online=online)
+        if ts is not None:
+            state = state.model_copy(update={"ts": ts})
         self.publish_raw(SERVER_STATE_TOPIC, encode(state), retain=True)
 
     def close(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -11,6 +10,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import govedge_wire as wire
 from govedge_testbed import Mosquitto
+from tests.agent.harness import Observer
 from tests.e2e.conftest import KEEPALIVE_S, Agent, Server, fleetctl, fleetctl_outlets, poll
 
 # The broker declares a client dead after 1.5 x keepalive; allow for scheduling noise.
@@ -68,16 +68,32 @@ def test_late_will_of_an_old_connection_never_flips_a_live_agent(
     server: Server, make_agent: Callable[[str], Agent], private_broker: Mosquitto
 ) -> None:
     agent = make_agent("township-late-01")
-    agent.start()
-    poll(_online(server, agent.outlet_id), timeout=20)
-    # Kill and restart at once: the new connection is up before (or while) the broker
-    # gives up on the old one and publishes its will with the old session.
-    agent.signal(signal.SIGKILL)
-    agent.wait(timeout=5)
-    agent.start()
-    poll(lambda: (server.outlet(agent.outlet_id) or {}).get("session") == 1, timeout=20)
-    time.sleep(1.5 * KEEPALIVE_S + 1)  # past any will of the killed connection
-    assert server.state(agent.outlet_id) == "online"
+    observer = Observer(port=private_broker.port, outlet_id=agent.outlet_id)
+    try:
+        agent.start()
+        poll(_online(server, agent.outlet_id), timeout=20)
+        # Kill and restart at once: the new connection is up before (or while) the
+        # broker gives up on the old one and publishes its will with the old session.
+        late_before = server.stats()["rejected"].get("late_will", 0)
+        agent.signal(signal.SIGKILL)
+        agent.wait(timeout=5)
+        agent.start()
+        observer.wait_for(wire.Death, lambda d: d.session == 0, timeout=WILL_DEADLINE_S)
+        observer.wait_for(wire.Birth, lambda b: b.session == 1, timeout=20)
+        seen = [
+            (m.kind, m.session)
+            for m in observer.all_messages()
+            if isinstance(m, wire.Death | wire.Birth)
+        ]
+        will_after_birth = seen.index(("death", 0)) > seen.index(("birth", 1))
+        if will_after_birth:
+            # The server must see it as a late will (counted), never as this agent's death.
+            poll(lambda: server.stats()["rejected"].get("late_will", 0) > late_before, timeout=10)
+        # A will before the birth was handled before it: either way the birth came last.
+        poll(lambda: (server.outlet(agent.outlet_id) or {}).get("session") == 1, timeout=20)
+        assert server.state(agent.outlet_id) == "online"
+    finally:
+        observer.close()
 
     # And deterministically: a will of session 0 delivered after the birth of session 1,
     # as a broker that noticed the dead TCP connection late would deliver it.
@@ -97,34 +113,46 @@ def test_late_will_of_an_old_connection_never_flips_a_live_agent(
 
 
 def test_clean_shutdown_is_offline_at_once(
-    server: Server, make_agent: Callable[[str], Agent]
+    server: Server, make_agent: Callable[[str], Agent], private_broker: Mosquitto
 ) -> None:
     agent = make_agent("kiosk-term-01")
-    agent.start()
-    poll(_online(server, agent.outlet_id), timeout=20)
-    agent.signal(signal.SIGTERM)
-    # The wait catches a hang; no tighter wall-clock bound on a shared machine.
-    assert agent.wait(timeout=10) == 0
-    # The clean death arrives before any keepalive could have expired.
-    poll(lambda: server.state(agent.outlet_id) == "offline", timeout=KEEPALIVE_S)
+    observer = Observer(port=private_broker.port, outlet_id=agent.outlet_id)
+    try:
+        agent.start()
+        poll(_online(server, agent.outlet_id), timeout=20)
+        agent.signal(signal.SIGTERM)
+        # The wait catches a hang; no wall-clock bound on a shared machine.
+        assert agent.wait(timeout=10) == 0
+        # "At once": offline by the agent's own shutdown death, not by a will after the
+        # keep-alive ran out (that would be a death with reason "will").
+        poll(lambda: server.state(agent.outlet_id) == "offline", timeout=10)
+        assert [d.reason for d in observer.messages(wire.Death)] == ["shutdown"]
+    finally:
+        observer.close()
 
 
 def test_broker_restart_everyone_reconnects(
     server: Server, make_agent: Callable[[str], Agent], private_broker: Mosquitto
 ) -> None:
-    agent = make_agent("township-br-01")
-    agent.start()
-    poll(_online(server, agent.outlet_id), timeout=20)
+    agents = [make_agent(name) for name in ("township-br-01", "bank-br-02", "kiosk-br-03")]
+    for agent in agents:
+        agent.start()
+    for agent in agents:
+        poll(_online(server, agent.outlet_id), timeout=20)
 
     private_broker.kill()
     # The server cannot know what happens at the outlets now: stale, not offline.
-    poll(lambda: server.state(agent.outlet_id) == "stale", timeout=10)
+    for agent in agents:
+        poll(lambda a=agent: server.state(a.outlet_id) == "stale", timeout=10)
     private_broker.start()
-    row = poll(
-        lambda: (r := server.outlet(agent.outlet_id)) and r["state"] == "online" and r,
-        timeout=90,  # agent backoff is jittered up to 60 s after repeated failures
-    )
-    assert row["session"] >= 1  # at least one reconnect, each with a new session
+    for agent in agents:
+        row = poll(
+            lambda a=agent: (r := server.outlet(a.outlet_id)) and r["state"] == "online" and r,
+            timeout=90,  # agent backoff is jittered up to 60 s after repeated failures
+        )
+        assert row["session"] >= 1  # at least one reconnect, each with a new session
+    for agent in agents:
+        agent.stop()
 
 
 def test_fleetctl_errors_are_one_line(server: Server) -> None:

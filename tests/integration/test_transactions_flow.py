@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_agent.daemon import Agent
 from edge_agent.devices import DeviceEvent
 from edge_agent.outbox import PriorityClass
-from edge_agent.runtime import OUTBOX_DEVICE_ID, AgentRuntime
+from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings, load_settings
 from edge_agent.transactions import file_submission, record_queue_event
 from govedge_testbed import Mosquitto
@@ -123,7 +123,7 @@ def test_put_while_broker_down_then_drained_and_acked(
     assert kinds[put[0]] == "submission"
 
 
-def test_txresult_downlink_reaches_the_event_hub_once(
+def test_txresult_downlink_reaches_the_transaction_events_once(
     broker: Mosquitto, outlet_id: str, tmp_path: Path
 ) -> None:
     async def scenario() -> list[DeviceEvent]:
@@ -135,7 +135,7 @@ def test_txresult_downlink_reaches_the_event_hub_once(
                 await asyncio.to_thread(
                     wait_until, lambda: tx_id in server.tx_ids(), timeout=10, what="the tx"
                 )
-                with contextlib.closing(runtime.events.subscribe()) as events:
+                with contextlib.closing(runtime.transactions.subscribe()) as events:
                     result = TransactionResult(
                         outlet_id=outlet_id,
                         session=0,
@@ -146,16 +146,19 @@ def test_txresult_downlink_reaches_the_event_hub_once(
                     )
                     for _ in range(2):  # the server may send it twice
                         await asyncio.to_thread(server.send_result, result)
+                    # Results are handled in order: once this one shows, the resend has been.
+                    marker = result.model_copy(update={"tx_id": "marker-after-resend"})
+                    await asyncio.to_thread(server.send_result, marker)
                     seen = [await events.get(timeout_s=10)]
-                    await asyncio.sleep(0.5)
-                    while (more := events.get_nowait()) is not None:
-                        seen.append(more)
-                return [e for e in seen if e.device_id == OUTBOX_DEVICE_ID]
+                    while seen[-1].data["tx_id"] != marker.tx_id:
+                        seen.append(await events.get(timeout_s=10))
+                return [e for e in seen if e.data["tx_id"] == tx_id]
         finally:
             await asyncio.to_thread(server.close)
 
     events = asyncio.run(scenario())
     assert len(events) == 1, events
     assert events[0].name == "transaction.result"
+    assert events[0].device_id == "outbox"
     assert events[0].data["outcome"] == "delivered"
     assert events[0].data["case_number"] == "ZJ330902-2024-000123"

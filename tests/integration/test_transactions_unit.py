@@ -25,7 +25,7 @@ from edge_agent.transactions import (
     record_evaluation,
     record_queue_event,
 )
-from edge_agent.uplink_events import PiiGuard, to_wire_event
+from edge_agent.uplink.events import PiiGuard, to_wire_event
 
 SUBMISSION = {
     "item_code": "330100-0001-01",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import json
 import logging
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from edge_agent.devices import DeviceEvent
 from edge_agent.devices.simulators.id_card import make_card
-from edge_agent.local_api import WS_SUBPROTOCOL
+from edge_agent.local_api import WS_SUBPROTOCOL, LocalApiOptions
 from tests.local_api.harness import FOREIGN, READER, outlet, wait_for_event
 
 
@@ -75,12 +79,45 @@ def test_card_read_rating_and_transaction_result_arrive(tmp_path: Path) -> None:
             assert "太慢了" not in str(rating)
             await asyncio.wait_for(call, timeout=10)
 
-            o.runtime.publish_transaction_event(
+            o.runtime.transactions.publish(
                 "transaction.result", tx_id="case-1", outcome="delivered", case_number="N1"
             )
             result = await wait_for_event(ws, "transaction.result")
             assert result["device_id"] == "outbox"
             assert result["data"] == {"tx_id": "case-1", "outcome": "delivered",
                                       "case_number": "N1"}  # fmt: skip
+
+    asyncio.run(main())
+
+
+def test_device_and_transaction_events_share_one_stream_and_count_drops(tmp_path: Path) -> None:
+    options = LocalApiOptions(ws_queue_size=2)
+
+    async def main() -> None:
+        async with (
+            outlet(tmp_path, options=options) as o,
+            asyncio.timeout(30),
+            o.events_socket() as ws,
+        ):
+            # The server subscribes right after the handshake: publish until one arrives,
+            # then flush what else was queued (one hub keeps its order).
+            for attempt in itertools.count():
+                o.runtime.transactions.publish("transaction.result", tx_id=f"warm-up-{attempt}")
+                with contextlib.suppress(TimeoutError):
+                    await wait_for_event(ws, "transaction.result", timeout_s=0.5)
+                    break
+            o.runtime.transactions.publish("transaction.flushed", tx_id="flush")
+            await wait_for_event(ws, "transaction.flushed")
+
+            # No await in between: the client's queues (2 each) overflow before it runs.
+            o.runtime.events.publish(DeviceEvent(device_id="test-device", name="test.event"))
+            for n in range(5):
+                o.runtime.transactions.publish("transaction.result", tx_id=f"case-{n}")
+            got = [json.loads(await ws.recv()) for _ in range(3)]
+            assert {m["name"] for m in got} == {"test.event", "transaction.result"}
+            results = [m for m in got if m["name"] == "transaction.result"]
+            assert [m["data"]["tx_id"] for m in results] == ["case-3", "case-4"]
+            assert {m["device_id"] for m in results} == {"outbox"}
+            assert sum(m.get("dropped", 0) for m in got) == 3
 
     asyncio.run(main())

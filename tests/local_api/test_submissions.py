@@ -11,7 +11,7 @@ from edge_agent.devices.idnumber import make_id_number
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
 from edge_agent.local_api.tracker import TransactionTracker
 from edge_agent.outbox import Outbox, PriorityClass
-from edge_agent.runtime import OUTBOX_DEVICE_ID
+from edge_agent.uplink.transaction_events import TRANSACTION_EVENTS_SOURCE
 from tests.local_api.harness import Outlet, outlet
 
 ID_NUMBER = make_id_number("330106", "19900101", 123)
@@ -112,6 +112,16 @@ def test_outbox_full_is_507_with_the_outbox_sentence(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+async def _status_becomes(o: Outlet, url: str, status: str) -> dict[str, Any]:
+    """The transaction's body once the tracker has applied the event (within 5 s)."""
+    async with asyncio.timeout(5):
+        while True:
+            body: dict[str, Any] = (await o.client.get(url, headers=o.auth)).json()
+            if body["status"] == status:
+                return body
+            await asyncio.sleep(0.02)  # polls the HTTP API: nothing to wait on
+
+
 def test_transaction_status_follows_ack_and_result_events(tmp_path: Path) -> None:
     async def main() -> None:
         async with outlet(tmp_path) as o:
@@ -120,25 +130,22 @@ def test_transaction_status_follows_ack_and_result_events(tmp_path: Path) -> Non
             url = "/v1/transactions/case-status-0001"
             assert (await o.client.get(url, headers=o.auth)).json()["status"] == "waiting"
             await o.runtime.outbox.ack("case-status-0001")
-            o.runtime.publish_transaction_event(
+            o.runtime.transactions.publish(
                 "transaction.acked", tx_id="case-status-0001", status="accepted"
             )
-            await asyncio.sleep(0.05)
-            assert (await o.client.get(url, headers=o.auth)).json()["status"] == "acked"
-            o.runtime.publish_transaction_event(
+            await _status_becomes(o, url, "acked")
+            o.runtime.transactions.publish(
                 "transaction.result",
                 tx_id="case-status-0001",
                 outcome="delivered",
                 case_number="330106240501000123",
             )
-            await asyncio.sleep(0.05)
-            body = (await o.client.get(url, headers=o.auth)).json()
-            assert body["status"] == "delivered"
+            body = await _status_becomes(o, url, "delivered")
             assert body["case_number"] == "330106240501000123"
             unknown = await o.client.get("/v1/transactions/never-seen-1", headers=o.auth)
             assert unknown.status_code == 404
             assert unknown.json()["error"] == "unknown_transaction"
-            assert OUTBOX_DEVICE_ID == "outbox"
+            assert TRANSACTION_EVENTS_SOURCE == "outbox"
 
     asyncio.run(main())
 

@@ -1,29 +1,31 @@
-"""Materials: chunked, resumable after a crash, each chunk delivered exactly once."""
+"""Materials: chunked, resumable after a crash (SIGKILL), each chunk delivered exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import multiprocessing
 import os
+import signal
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from edge_agent.outbox import MATERIAL_CHUNK_KIND, PriorityClass
-from govedge_wire import MAX_PAYLOAD_BYTES, encode
+from govedge_wire import MAX_PAYLOAD_BYTES, Kind, Transaction, decode, encode, topic_for
 
-from .helpers import FakeClock, FakeServer, make_outbox, make_sender
+from .helpers import OUTLET, FakeClock, FakeServer, make_outbox, make_sender
 
 TX = PriorityClass.TRANSACTION
 MB = 1024 * 1024
 
 
-def test_material_resumes_after_crash_and_every_chunk_lands_once(tmp_path: Path) -> None:
+def _first_life(tmp_path: Path, data: bytes, report: Connection) -> None:
+    """In a child process: send half the chunks, report, then die by SIGKILL."""
     clock = FakeClock()
     server = FakeServer()
-    data = os.urandom(MB)
-    acked_before_crash: set[str] = set()
 
-    async def first_life() -> tuple[str, str]:
+    async def life() -> None:
         async with make_outbox(tmp_path, clock=clock) as outbox:
             material = await outbox.put_material(data)
             assert material.chunk_count == 6
@@ -37,16 +39,48 @@ def test_material_resumes_after_crash_and_every_chunk_lands_once(tmp_path: Path)
             assert await sender.pump() == 3  # chunks 0, 1, 2 (the submission must wait)
             assert all(m.tx_kind == MATERIAL_CHUNK_KIND for m in server.published)
             assert all(len(encode(m)) <= MAX_PAYLOAD_BYTES for m in server.published)
+            acked = []
             for message in server.published[:2]:  # the ack of chunk 2 is lost: crash
                 await sender.on_ack(server.ack_for(message))
-                acked_before_crash.add(message.tx_id)
+                acked.append(message.tx_id)
             server.stored[server.published[2].tx_id] = server.published[2]  # stored, unacked
             progress = await outbox.material_progress(material.material_id)
             assert progress is not None
             assert (progress.chunks_acked, progress.state) == (2, "pending")
-            return material.material_id, submission.tx_id
+            report.send(
+                (
+                    material.material_id,
+                    submission.tx_id,
+                    acked,
+                    [encode(m) for m in server.published],
+                    clock.now,
+                )
+            )
+            report.close()
+            os.kill(os.getpid(), signal.SIGKILL)  # the outbox is never closed
 
-    material_id, submission_id = asyncio.run(first_life())
+    asyncio.run(life())
+
+
+def test_material_resumes_after_crash_and_every_chunk_lands_once(tmp_path: Path) -> None:
+    data = os.urandom(MB)
+    spawn = multiprocessing.get_context("spawn")
+    receiver, sender_end = spawn.Pipe(duplex=False)
+    child = spawn.Process(target=_first_life, args=(tmp_path, data, sender_end))
+    child.start()
+    sender_end.close()
+    material_id, submission_id, acked, sent, now = receiver.recv()
+    child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
+    acked_before_crash = set(acked)
+    clock = FakeClock(now)
+    server = FakeServer()
+    for payload in sent:
+        message = decode(topic_for(OUTLET, Kind.TRANSACTION), payload)
+        assert isinstance(message, Transaction)
+        server.published.append(message)
+    # The server kept all three before the crash (the third one's ack was lost).
+    server.stored = {m.tx_id: m for m in server.published}
     before = len(server.published)
 
     async def second_life() -> None:

@@ -171,7 +171,7 @@ def test_topic_tree_and_subscriptions() -> None:
     assert wire.parse_topic("govedge/v1/o1/up/tx") == wire.ParsedTopic("o1", Kind.TRANSACTION)
 
 
-def test_presence_rules_follow_sparkplug() -> None:
+def test_births_and_deaths_are_never_retained_and_config_is() -> None:
     # Births and deaths are never retained (a retained death outlives the next birth);
     # desired config is retained (a reconnecting agent needs the latest at once).
     assert not wire.DELIVERY[Kind.BIRTH].retain

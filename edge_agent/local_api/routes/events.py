@@ -41,17 +41,34 @@ def event_message(event: DeviceEvent, *, dropped: int = 0) -> dict[str, Any]:
     return message
 
 
-async def _pump(websocket: WebSocket, subscription: Subscription, ping_s: float) -> None:
+async def _next(subscriptions: tuple[Subscription, ...], *, timeout_s: float) -> list[DeviceEvent]:
+    """The events queued on any of ``subscriptions``, waiting up to ``timeout_s`` for one."""
+    ready = [e for s in subscriptions if (e := s.get_nowait()) is not None]
+    if ready:
+        return ready
+    getters = [asyncio.ensure_future(s.queue.get()) for s in subscriptions]
+    try:
+        await asyncio.wait(getters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for getter in getters:
+            getter.cancel()  # a queue's get gives up its item only when it completed
+    return [g.result() for g in getters if g.done() and not g.cancelled()]
+
+
+async def _pump(
+    websocket: WebSocket, subscriptions: tuple[Subscription, ...], ping_s: float
+) -> None:
     reported = 0
     while True:
-        try:
-            event = await subscription.get(timeout_s=ping_s)
-        except TimeoutError:
+        events = await _next(subscriptions, timeout_s=ping_s)
+        if not events:
             await websocket.send_text('{"type":"ping"}')
             continue
-        dropped, reported = subscription.dropped - reported, subscription.dropped
-        text = json.dumps(event_message(event, dropped=dropped), ensure_ascii=False, default=str)
-        await websocket.send_text(text)
+        for event in events:
+            total = sum(s.dropped for s in subscriptions)
+            dropped, reported = total - reported, total
+            message = event_message(event, dropped=dropped)
+            await websocket.send_text(json.dumps(message, ensure_ascii=False, default=str))
 
 
 async def _until_closed(websocket: WebSocket) -> None:
@@ -65,9 +82,13 @@ async def events(websocket: WebSocket, local: LocalDep) -> None:
     """Stream every device and transaction event from now on until the client leaves."""
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)
-    subscription = local.runtime.events.subscribe(maxsize=local.options.ws_queue_size)
+    # Device events and transaction events are two hubs; the client sees one stream.
+    subscriptions = (
+        local.runtime.events.subscribe(maxsize=local.options.ws_queue_size),
+        local.runtime.transactions.subscribe(maxsize=local.options.ws_queue_size),
+    )
     try:
-        pump = asyncio.create_task(_pump(websocket, subscription, local.options.ws_ping_s))
+        pump = asyncio.create_task(_pump(websocket, subscriptions, local.options.ws_ping_s))
         closed = asyncio.create_task(_until_closed(websocket))
         done, pending = await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -78,4 +99,5 @@ async def events(websocket: WebSocket, local: LocalDep) -> None:
             if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
                 raise exc
     finally:
-        subscription.close()
+        for subscription in subscriptions:
+            subscription.close()

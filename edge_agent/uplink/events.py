@@ -3,8 +3,7 @@
 Drivers already mask personal data, but an event that leaves the outlet passes one more
 guard here: any key that looks like a name, ID number, address, photo, fingerprint,
 phone or birth date is dropped (at any depth) and counted, whatever its value. Values
-that are not JSON become strings; long strings are cut. Events of the transaction
-pseudo-device (``runtime.OUTBOX_DEVICE_ID``) stay local: they are for the clerk app.
+that are not JSON become strings; long strings are cut.
 
 ``INVENTORY_EVENTS`` are the events after which the server's inventory is stale, so the
 session publishes a rebirth (debounced) when it sees one.
@@ -20,7 +19,6 @@ from typing import Any, Final, Literal
 from pydantic import JsonValue
 
 from edge_agent.devices import DeviceEvent
-from edge_agent.runtime import OUTBOX_DEVICE_ID
 from govedge_wire import Event
 
 INVENTORY_EVENTS: Final = frozenset({"device.ready", "device.unplugged", "device.error"})
@@ -70,15 +68,10 @@ class PiiGuard:
         return str(value)[:_MAX_STRING]
 
 
-def is_local_event(event: DeviceEvent) -> bool:
-    """True for events meant for the clerk app only (transaction results and the like)."""
-    return event.device_id == OUTBOX_DEVICE_ID
-
-
 def to_wire_event(
     event: DeviceEvent, *, outlet_id: str, session: int, seq: int, guard: PiiGuard
 ) -> Event:
-    """The ``govedge_wire.Event`` for a device event (check ``is_local_event`` first)."""
+    """The ``govedge_wire.Event`` for a device event ."""
     return Event(
         outlet_id=outlet_id,
         session=session,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.errors import SessionStoreError
-from edge_agent.session_store import SessionStore
+from edge_agent.uplink.session_store import SessionStore
 
 
 def test_advance_counts_from_zero_and_persists(tmp_path: Path) -> None:

@@ -1,20 +1,7 @@
-"""The persisted session counter (Sparkplug's bdSeq).
+"""The persisted session counter (Sparkplug's bdSeq) in ``DATA_DIR/session``.
 
-Rules (Sparkplug b1.2-3, adapted):
-
-- The counter lives in ``DATA_DIR/session`` as a decimal number: the last session used.
-- It is raised by one on EVERY connect attempt, before the CONNECT is sent, because the
-  last will built for that CONNECT already carries it. A session number is therefore
-  never reused, so a late will of an old session can never mark a new one offline.
-- Each write is atomic and durable: temp file, fsync, rename, fsync of the directory.
-- An absent file starts at 0. A corrupt file (it should not happen with atomic writes)
-  restarts from the current Unix time in seconds, which is larger than any counter a
-  real agent reaches, so numbers still never repeat; a warning is logged.
-- A lost file (a reinstalled PC, a new data directory) or one restored from an older
-  copy starts below the session the fleet server already knows, and the server refuses
-  every message of an older session. The server then says which session it knows
-  (a ``rebirth`` command with ``known_session``); ``raise_to`` persists that number as
-  the last one used, so the next connect is above it (docs/protocol.md, rule 11).
+Raised on every connect attempt, before the CONNECT, so a session number is never
+reused (docs/protocol.md, rules 1 and 11; the file: docs/operations.md, "Edge agent").
 """
 
 from __future__ import annotations
@@ -58,6 +45,7 @@ class SessionStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise SessionStoreError(f"cannot read {self.path}: {exc}") from None
         if not text.isdigit() or int(text) > _MAX:
+            # Above any counter a real agent reaches, so numbers still never repeat.
             fallback = int(time.time())
             log.warning(
                 "session file %s is corrupt; restarting the counter at %d", self.path, fallback
