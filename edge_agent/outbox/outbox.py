@@ -22,6 +22,7 @@ from typing import Final, ParamSpec, Self, TypeVar
 
 from pydantic import JsonValue
 
+from edge_agent.outbox import acks as _acks
 from edge_agent.outbox import materials as _materials
 from edge_agent.outbox.codec import (
     DEFAULT_CHUNK_BYTES,
@@ -343,7 +344,7 @@ class Outbox:
     async def ack(self, tx_id: str) -> bool:
         """Remove an entry the server durably stored; an unknown id is a counted no-op."""
         store = self._open_store()
-        removed = await self._run(functools.partial(store.ack, tx_id, now_ms=self._now_ms()))
+        removed = await self._run(functools.partial(_acks.ack, store, tx_id, now_ms=self._now_ms()))
         if removed:
             self._record_ack()
         else:
@@ -355,7 +356,7 @@ class Outbox:
         """Move an entry the server refused to the dead letters (kept, never resent)."""
         store = self._open_store()
         moved = await self._run(
-            functools.partial(store.reject, tx_id, reason, now_ms=self._now_ms())
+            functools.partial(_acks.reject, store, tx_id, reason, now_ms=self._now_ms())
         )
         if moved:
             self._record_ack()
@@ -379,7 +380,8 @@ class Outbox:
             return []
         outcomes = await self._run(
             functools.partial(
-                store.apply_acks,
+                _acks.apply_acks,
+                store,
                 [(a.tx_id, a.status, a.reason) for a in acks],
                 now_ms=self._now_ms(),
             )
@@ -425,12 +427,12 @@ class Outbox:
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, newest first, metadata only."""
         store = self._open_store()
-        return await self._run(functools.partial(store.dead_letters, limit))
+        return await self._run(functools.partial(_acks.dead_letters, store, limit))
 
     async def discard_dead_letter(self, tx_id: str) -> bool:
         """Delete one dead letter for good: an operator's decision, never automatic."""
         store = self._open_store()
-        return await self._run(functools.partial(store.discard_dead_letter, tx_id))
+        return await self._run(functools.partial(_acks.discard_dead_letter, store, tx_id))
 
     async def stats(self) -> OutboxStats:
         """Depth per class, oldest age, delivery rate, dead letters and quota use."""

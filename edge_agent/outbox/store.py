@@ -36,9 +36,7 @@ from edge_agent.outbox.errors import (
     UnknownMaterial,
 )
 from edge_agent.outbox.models import (
-    AckOutcome,
     DeadCause,
-    DeadLetter,
     DueEntry,
     PriorityClass,
     Receipt,
@@ -51,7 +49,6 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_REASON_MAX: Final = 500
 # ``meta`` rows holding the cursor of a stream of records put in sequence (queue events).
 _CURSOR_PREFIX: Final = "cursor:"
 _SELECT_META: Final = (
@@ -231,7 +228,7 @@ class Store:
         return self._cursor(stream)
 
     def _cursor(self, stream: str) -> int:
-        value = self._one("SELECT value FROM meta WHERE name = ?", _CURSOR_PREFIX + stream)
+        value = self.one("SELECT value FROM meta WHERE name = ?", _CURSOR_PREFIX + stream)
         return int(value) if value is not None else 0
 
     def _set_cursor(self, stream: str, position: int) -> None:
@@ -249,7 +246,7 @@ class Store:
                 self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
             return existing, False
         for material_id in entry.materials:
-            state = self._one("SELECT state FROM materials WHERE material_id = ?", material_id)
+            state = self.one("SELECT state FROM materials WHERE material_id = ?", material_id)
             if state is None:
                 raise UnknownMaterial(material_id)
             if state == "rejected":
@@ -340,7 +337,7 @@ class Store:
         if used + size > self.quota_bytes:
             raise OutboxFull(waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes)
         if priority_class >= PriorityClass.HEALTH:
-            low = int(self._one("SELECT bytes FROM usage WHERE bucket = 'low'"))
+            low = int(self.one("SELECT bytes FROM usage WHERE bucket = 'low'"))
             if low + size > self.quota_bytes * self.low_priority_share:
                 raise OutboxFull(
                     waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes
@@ -348,18 +345,18 @@ class Store:
 
     def used_bytes(self) -> int:
         """Ciphertext bytes held, pending and dead letters together (kept by triggers)."""
-        return int(self._one("SELECT bytes FROM usage WHERE bucket = 'all'"))
+        return int(self.one("SELECT bytes FROM usage WHERE bucket = 'all'"))
 
     def waiting(self) -> int:
         """Transactions (not chunks) not yet acknowledged by the server."""
         return int(
-            self._one(
+            self.one(
                 "SELECT COUNT(*) FROM entries WHERE priority_class = ? AND material_id IS NULL",
                 int(PriorityClass.TRANSACTION),
             )
         )
 
-    def _one(self, sql: str, *params: object) -> Any:
+    def one(self, sql: str, *params: object) -> Any:
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
@@ -417,7 +414,7 @@ class Store:
     def quarantine(self, tx_id: str, *, now_ms: int) -> None:
         """Move an entry that failed authentication to the dead letters, ciphertext kept."""
         with schema.transaction(self.conn):
-            moved = self._move_dead([tx_id], cause="corrupt", reason=None, now=now_ms)
+            moved = self.move_dead([tx_id], cause="corrupt", reason=None, now=now_ms)
         if moved:
             self.quarantined_now += 1
             log.error("outbox entry %s failed authentication; quarantined", tx_id)
@@ -443,84 +440,7 @@ class Store:
             cur = self.conn.execute("UPDATE entries SET next_due_ms = 0 WHERE next_due_ms > 0")
         return cur.rowcount
 
-    # -- acknowledgements ------------------------------------------------------------
-
-    @translated
-    def ack(self, tx_id: str, *, now_ms: int) -> bool:
-        """Delete an entry the server durably stored; ``False`` if it is not pending."""
-        return self.apply_acks([(tx_id, "accepted", None)], now_ms=now_ms) == ["removed"]
-
-    @translated
-    def apply_acks(
-        self, acks: Sequence[tuple[str, str, str | None]], *, now_ms: int
-    ) -> list[AckOutcome]:
-        """Apply ``(tx_id, status, reason)`` acks in one transaction; an outcome each.
-
-        ``accepted``/``duplicate`` delete the entry (``removed``), ``rejected`` moves it to
-        the dead letters (``dead_lettered``), an id not pending is ``unknown``. Deleting
-        is bookkeeping (``synchronous=NORMAL``): a lost delete only means a resend the
-        server answers ``duplicate``. A batch with a rejection commits fully synced.
-        """
-        durable = any(status == "rejected" for _, status, _ in acks)
-        outcomes: list[AckOutcome] = []
-        with schema.transaction(self.conn, durable=durable):
-            for tx_id, status, reason in acks:
-                if status == "rejected":
-                    moved = self._reject_in_txn(tx_id, reason, now_ms=now_ms)
-                    outcomes.append("dead_lettered" if moved else "unknown")
-                else:
-                    removed = self._ack_in_txn(tx_id, now_ms=now_ms)
-                    outcomes.append("removed" if removed else "unknown")
-        return outcomes
-
-    def _ack_in_txn(self, tx_id: str, *, now_ms: int) -> bool:
-        row = self.conn.execute(
-            "SELECT material_id FROM entries WHERE tx_id = ?", (tx_id,)
-        ).fetchone()
-        if row is None:
-            return False
-        self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,))
-        self.conn.execute("DELETE FROM tx_materials WHERE tx_id = ?", (tx_id,))
-        material_id = row[0]
-        if material_id is not None and not self._one(
-            "SELECT 1 FROM entries WHERE material_id = ?", material_id
-        ):
-            self.conn.execute(
-                "UPDATE materials SET state = 'delivered', done_ms = ?"
-                " WHERE material_id = ? AND state = 'pending'",
-                (now_ms, material_id),
-            )
-        return True
-
-    @translated
-    def reject(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
-        """Dead-letter an entry the server refused; a refused chunk takes its material's
-        other chunks and the transactions that reference it along."""
-        with schema.transaction(self.conn):
-            return self._reject_in_txn(tx_id, reason, now_ms=now_ms)
-
-    def _reject_in_txn(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
-        reason = None if reason is None else reason[:_REASON_MAX]
-        material_id = self._one("SELECT material_id FROM entries WHERE tx_id = ?", tx_id)
-        if not self._move_dead([tx_id], cause="rejected", reason=reason, now=now_ms):
-            return False
-        if material_id is not None:
-            why = f"material {material_id} was rejected"
-            self.conn.execute(
-                "UPDATE materials SET state = 'rejected', done_ms = ? WHERE material_id = ?",
-                (now_ms, material_id),
-            )
-            dependent = self.conn.execute(
-                "SELECT tx_id FROM entries WHERE material_id = :m UNION"
-                " SELECT tx_id FROM tx_materials WHERE material_id = :m",
-                {"m": material_id},
-            ).fetchall()
-            self._move_dead(
-                [r[0] for r in dependent], cause="material_rejected", reason=why, now=now_ms
-            )
-        return True
-
-    def _move_dead(
+    def move_dead(
         self, tx_ids: Sequence[str], *, cause: DeadCause, reason: str | None, now: int
     ) -> int:
         """Move pending entries to the dead letters (inside the caller's transaction)."""
@@ -531,35 +451,6 @@ class Store:
         return moved
 
     @translated
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """The newest dead letters first (metadata only)."""
-        rows = self.conn.execute(
-            "SELECT tx_id, tx_kind, priority_class, created_ms, attempts, dead_ms, cause,"
-            " reason FROM dead_letters ORDER BY dead_ms DESC, tx_id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            DeadLetter(
-                tx_id=r[0],
-                tx_kind=r[1],
-                priority_class=PriorityClass(r[2]),
-                created_ms=r[3],
-                attempts=r[4],
-                dead_ms=r[5],
-                cause=r[6],
-                reason=r[7],
-            )
-            for r in rows
-        ]
-
-    @translated
-    def discard_dead_letter(self, tx_id: str) -> bool:
-        """Delete one dead letter for good (an operator's decision, after export)."""
-        with schema.transaction(self.conn):
-            cur = self.conn.execute("DELETE FROM dead_letters WHERE tx_id = ?", (tx_id,))
-        return cur.rowcount > 0
-
-    @translated
     def stats(self, *, now_ms: int) -> dict[str, Any]:
         """Raw figures for ``OutboxStats``."""
         depth = {
@@ -568,7 +459,7 @@ class Store:
                 "SELECT priority_class, COUNT(*) FROM entries GROUP BY priority_class"
             )
         }
-        oldest = self._one("SELECT MIN(created_ms) FROM entries")
+        oldest = self.one("SELECT MIN(created_ms) FROM entries")
         dead = dict(self.conn.execute("SELECT cause, COUNT(*) FROM dead_letters GROUP BY cause"))
         return {
             "depth": depth,
@@ -576,7 +467,5 @@ class Store:
             "dead_letters": sum(n for cause, n in dead.items() if cause != "corrupt"),
             "quarantined": dead.get("corrupt", 0),
             "used_bytes": self.used_bytes(),
-            "materials_pending": self._one(
-                "SELECT COUNT(*) FROM materials WHERE state = 'pending'"
-            ),
+            "materials_pending": self.one("SELECT COUNT(*) FROM materials WHERE state = 'pending'"),
         }
