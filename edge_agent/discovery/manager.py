@@ -1,17 +1,8 @@
 """``DeviceManager``: turns device events into running, probed drivers.
 
-Events from an ``EventSource`` are debounced per device id (udev sends bursts: a
-USB-serial adapter produces usb, tty and interface events within milliseconds, and a
-loose plug produces add/remove/add); the last event of a window wins, so a burst starts
-one driver. A matched device gets its profile's driver, which must ``open`` and
-``probe`` within deadlines before the device is ``ready``; a failure puts it in
-``error`` and retries with capped, jittered backoff. Removal closes the driver, marks
-the device ``offline`` and emits ``device.unplugged``; a replug resumes the same
-device id. A periodic reconcile compares the source's device list with ours, catching
-events udev dropped. Network devices come from config and are never unplugged.
-
-All background work is in one TaskGroup owned by the ``async with`` block; every task
-is named and referenced.
+Debounces udev bursts per device, opens and probes the profile's driver within deadlines
+(retrying with backoff), marks removals offline and reconciles against the source's
+device list; all of it in one TaskGroup owned by the ``async with`` block.
 """
 
 from __future__ import annotations
@@ -256,6 +247,8 @@ class DeviceManager:
             if event.action != "remove" or known is None:
                 return
             profile = known.profile
+        # The last event of a window wins: udev sends bursts (a USB-serial adapter's usb,
+        # tty and interface events; a loose plug's add/remove/add) that must start one driver.
         self._pending[device_id] = (event.action, event.device, profile)
         if device_id not in self._debouncers:
             self._debouncers[device_id] = self._spawn(

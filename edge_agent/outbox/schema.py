@@ -1,21 +1,7 @@
-"""The SQLite file: schema, connection settings, and ``sqlite3.Error`` translation.
+"""The outbox's SQLite file: schema, connection settings, and ``sqlite3.Error`` translation.
 
-Settings and why:
-
-- ``journal_mode=WAL``: a commit is one append to the WAL, readers never block it.
-- ``synchronous=FULL``: the WAL is fsynced at every commit, so a power cut after
-  ``put()`` returned loses nothing (NORMAL could lose the last commits).
-- Bookkeeping only (``mark_sent``'s attempt count, deleting acked entries) commits with
-  ``synchronous=NORMAL`` (``transaction(conn, durable=False)``): no fsync of its own.
-  The WAL is append-only and the next FULL commit (the next ``put``) or checkpoint
-  fsyncs it with everything before it, so a power cut can lose only the newest such
-  commits, never a ``put``: the entry is then sent again (the server answers
-  ``duplicate``) or carries the same attempt number again. A killed process loses
-  nothing: the commit is in the OS's page cache.
-- ``locking_mode=EXCLUSIVE``: one process owns the outbox; a second agent started on
-  the same data directory fails at open instead of sending everything twice.
-- Explicit ``BEGIN IMMEDIATE`` transactions (autocommit connection), so every change
-  of several rows (a material's chunks, a dead-letter move) is all or nothing.
+Why WAL, ``synchronous=FULL`` (NORMAL for bookkeeping) and ``locking_mode=EXCLUSIVE``:
+docs/outbox.md, "Guarantees".
 """
 
 from __future__ import annotations
@@ -209,8 +195,10 @@ def _configure(conn: sqlite3.Connection) -> None:
 def transaction(conn: sqlite3.Connection, *, durable: bool = True) -> Iterator[None]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception.
 
-    ``durable=False`` commits with ``synchronous=NORMAL`` (no fsync of its own; see the
-    module doc for why that is safe for bookkeeping) and restores ``FULL`` afterwards.
+    Explicit transactions on an autocommit connection, so a change of several rows (a
+    material's chunks, a dead-letter move) is all or nothing. ``durable=False`` commits
+    with ``synchronous=NORMAL`` (no fsync of its own; safe for bookkeeping only, see
+    docs/outbox.md, "Guarantees") and restores ``FULL`` afterwards.
     """
     if not durable:
         conn.execute("PRAGMA synchronous = NORMAL")
