@@ -11,18 +11,18 @@ from typing import Final
 
 from edge_agent.outbox import schema
 from edge_agent.outbox.models import AckOutcome, DeadLetter, PriorityClass
-from edge_agent.outbox.store import Store, translated
+from edge_agent.outbox.store import Store
 
 _REASON_MAX: Final = 500
 
 
-@translated
+@schema.translated
 def ack(store: Store, tx_id: str, *, now_ms: int) -> bool:
     """Delete an entry the server durably stored; ``False`` if it is not pending."""
     return apply_acks(store, [(tx_id, "accepted", None)], now_ms=now_ms) == ["removed"]
 
 
-@translated
+@schema.translated
 def apply_acks(
     store: Store, acks: Sequence[tuple[str, str, str | None]], *, now_ms: int
 ) -> list[AckOutcome]:
@@ -64,7 +64,7 @@ def _ack_in_txn(store: Store, tx_id: str, *, now_ms: int) -> bool:
     return True
 
 
-@translated
+@schema.translated
 def reject(store: Store, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
     """Dead-letter an entry the server refused; a refused chunk takes its material's
     other chunks and the transactions that reference it along."""
@@ -94,7 +94,7 @@ def _reject_in_txn(store: Store, tx_id: str, reason: str | None, *, now_ms: int)
     return True
 
 
-@translated
+@schema.translated
 def dead_letters(store: Store, limit: int) -> list[DeadLetter]:
     """The newest dead letters first (metadata only)."""
     rows = store.conn.execute(
@@ -117,7 +117,7 @@ def dead_letters(store: Store, limit: int) -> list[DeadLetter]:
     ]
 
 
-@translated
+@schema.translated
 def discard_dead_letter(store: Store, tx_id: str) -> bool:
     """Delete one dead letter for good (an operator's decision, after export)."""
     with schema.transaction(store.conn):

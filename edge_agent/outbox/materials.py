@@ -18,12 +18,12 @@ from edge_agent.outbox.codec import chunk_tx_id
 from edge_agent.outbox.crypto import entry_aad
 from edge_agent.outbox.errors import InvalidEntry
 from edge_agent.outbox.models import MATERIAL_CHUNK_KIND, MaterialProgress, PriorityClass
-from edge_agent.outbox.store import Store, translated
+from edge_agent.outbox.store import Store
 
 _CLASS = PriorityClass.TRANSACTION
 
 
-@translated
+@schema.translated
 def put_material(
     store: Store, material_id: str, data: bytes, *, chunk_bytes: int, now_ms: int
 ) -> tuple[MaterialProgress, bool]:
@@ -71,7 +71,7 @@ def put_material(
     return progress, True
 
 
-@translated
+@schema.translated
 def material_progress(store: Store, material_id: str) -> MaterialProgress | None:
     """Where a material's transfer stands, from clear metadata only."""
     row = store.conn.execute(
@@ -95,7 +95,7 @@ def material_progress(store: Store, material_id: str) -> MaterialProgress | None
     )
 
 
-@translated
+@schema.translated
 def prune_delivered(store: Store, *, older_than_ms: int) -> int:
     """Forget delivered materials no pending transaction references; rows removed."""
     with schema.transaction(store.conn):

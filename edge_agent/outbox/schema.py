@@ -7,11 +7,12 @@ docs/outbox.md, "Guarantees".
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from edge_agent.outbox.errors import OutboxError, OutboxFull, StorageError
 
@@ -145,6 +146,50 @@ def translate(exc: sqlite3.Error, *, waiting: int = 0, quota_bytes: int = 0) -> 
             sqlite_error=name,
         )
     return StorageError(f"outbox database error ({name or type(exc).__name__})", sqlite_error=name)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@runtime_checkable
+class _Quota(Protocol):
+    """What ``translated`` reads from the store it wraps, to fill an ``OutboxFull``."""
+
+    quota_bytes: int
+
+    def waiting(self) -> int: ...
+
+
+def translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Run ``method`` and turn any ``sqlite3.Error`` into the matching ``OutboxError``.
+
+    ``method``'s first argument is the store (a method's ``self``, a function's store);
+    on a full disk the error then says how many transactions are waiting.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0] if args else None
+            waiting, quota = 0, 0
+            if isinstance(store, _Quota):
+                quota = store.quota_bytes
+                if _is_full(exc):
+                    try:  # a read usually still works on a full disk; if not, say 0
+                        waiting = store.waiting()
+                    except sqlite3.Error:
+                        waiting = 0
+            raise translate(exc, waiting=waiting, quota_bytes=quota) from exc
+
+    return wrapper
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0)
+    return isinstance(code, int) and code & 0xFF in _FULL_CODES
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -1,23 +1,22 @@
-"""The synchronous core: every SQLite statement of the outbox, run in one worker thread.
+"""The synchronous core of the outbox: accepting, sending and counting, in one worker thread.
 
-``Outbox`` (``outbox.py``) owns one ``Store`` and calls it only from its single worker
-thread, which also created the connection (``check_same_thread`` holds it to that).
-Every public method is one SQLite transaction; ``sqlite3.Error`` never leaves this
-module untranslated.
+``Outbox`` (``outbox.py``) owns one ``Store`` and calls it only from the worker thread
+that created the connection (``check_same_thread`` holds it to that). Acks and dead
+letters (``acks.py``), receipts (``receipts.py``) and materials (``materials.py``) are
+functions over the same ``Store``. Every public call is one SQLite transaction, wrapped
+in ``schema.translated`` so no ``sqlite3.Error`` leaves untranslated.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
-from edge_agent.outbox import schema
+from edge_agent.outbox import receipts, schema
 from edge_agent.outbox.codec import chunk_body, decode_body
 from edge_agent.outbox.crypto import (
     KEY_CHECK_AAD,
@@ -26,7 +25,6 @@ from edge_agent.outbox.crypto import (
     Unsealable,
     entry_aad,
     load_key,
-    receipt_aad,
 )
 from edge_agent.outbox.errors import (
     CorruptEntry,
@@ -40,14 +38,10 @@ from edge_agent.outbox.models import (
     DueEntry,
     PriorityClass,
     Receipt,
-    StoredReceipt,
     StoredTransaction,
 )
 
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # ``meta`` rows holding the cursor of a stream of records put in sequence (queue events).
 _CURSOR_PREFIX: Final = "cursor:"
@@ -79,33 +73,6 @@ _MOVE_DEAD: Final = (
     " reason) SELECT tx_id, tx_kind, priority_class, created_ms, attempts, nonce, ciphertext,"
     " stored_bytes, material_id, chunk_index, ?, ?, ? FROM entries WHERE tx_id = ?"
 )
-
-
-def translated(method: Callable[P, R]) -> Callable[P, R]:
-    """Run ``method`` and turn any ``sqlite3.Error`` into the matching ``OutboxError``."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            store = args[0]
-            waiting, quota = 0, 0
-            if isinstance(store, Store):
-                quota = store.quota_bytes
-                if _is_full(exc):
-                    try:  # a read usually still works on a full disk; if not, say 0
-                        waiting = store.waiting()
-                    except sqlite3.Error:
-                        waiting = 0
-            raise schema.translate(exc, waiting=waiting, quota_bytes=quota) from exc
-
-    return wrapper
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", 0)
-    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 def _meta(row: Sequence[Any], *, dead_reason: str | None = None) -> StoredTransaction:
@@ -152,7 +119,7 @@ class Store:
         self.quarantined_now = 0  # corrupt entries found since open
 
     @classmethod
-    @translated
+    @schema.translated
     def open(
         cls, path: Path, *, key_path: Path, quota_bytes: int, low_priority_share: float
     ) -> Store:
@@ -192,13 +159,13 @@ class Store:
 
     # -- accepting -------------------------------------------------------------------
 
-    @translated
+    @schema.translated
     def put(self, entry: NewEntry, *, now_ms: int) -> tuple[StoredTransaction, bool]:
         """Insert one entry durably; ``(existing, False)`` if ``tx_id`` is already known."""
         with schema.transaction(self.conn):
             return self._put_in_txn(entry, now_ms=now_ms)
 
-    @translated
+    @schema.translated
     def put_in_sequence(
         self, entry: NewEntry, *, stream: str, position: int, now_ms: int
     ) -> StoredTransaction | None:
@@ -215,14 +182,14 @@ class Store:
             self._set_cursor(stream, position)
         return stored
 
-    @translated
+    @schema.translated
     def skip_in_sequence(self, *, stream: str, position: int) -> None:
         """Move ``stream``'s cursor to ``position`` without an entry (a record never sent)."""
         with schema.transaction(self.conn):
             if position > self._cursor(stream):
                 self._set_cursor(stream, position)
 
-    @translated
+    @schema.translated
     def cursor(self, stream: str) -> int:
         """The last position of ``stream`` that is in the outbox (0: none yet)."""
         return self._cursor(stream)
@@ -243,7 +210,7 @@ class Store:
         existing = self._find(tx_id)
         if existing is not None:
             if entry.receipt is not None:  # a put that timed out but committed, retried
-                self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
+                receipts.put_receipt(self, tx_id, tx_kind, entry.receipt, now_ms=now_ms)
             return existing, False
         for material_id in entry.materials:
             state = self.one("SELECT state FROM materials WHERE material_id = ?", material_id)
@@ -264,7 +231,7 @@ class Store:
             [(tx_id, m) for m in entry.materials],
         )
         if entry.receipt is not None:
-            self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
+            receipts.put_receipt(self, tx_id, tx_kind, entry.receipt, now_ms=now_ms)
         stored = StoredTransaction(
             seq=cur.lastrowid or 0,
             tx_id=tx_id,
@@ -276,47 +243,6 @@ class Store:
             stored_bytes=size,
         )
         return stored, True
-
-    def _put_receipt(self, tx_id: str, tx_kind: str, receipt: Receipt, *, now_ms: int) -> None:
-        """Keep ``receipt`` for ``tx_id`` (in the caller's transaction); the first one wins."""
-        plaintext = json.dumps(receipt.answer, separators=(",", ":"), ensure_ascii=False)
-        nonce, sealed = self.sealer.seal(plaintext.encode(), receipt_aad(tx_id, tx_kind))
-        self.conn.execute(
-            "INSERT OR IGNORE INTO receipts (tx_id, tx_kind, request_sha256, created_ms,"
-            " nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?)",
-            (tx_id, tx_kind, receipt.request_sha256, now_ms, nonce, sealed),
-        )
-
-    @translated
-    def receipt(self, tx_id: str) -> StoredReceipt | None:
-        """The receipt kept for ``tx_id``; ``CorruptEntry`` if it fails authentication."""
-        row = self.conn.execute(
-            "SELECT tx_kind, request_sha256, created_ms, nonce, ciphertext FROM receipts"
-            " WHERE tx_id = ?",
-            (tx_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        tx_kind, digest, created_ms, nonce, sealed = row
-        try:
-            answer = decode_body(self.sealer.open(nonce, sealed, receipt_aad(tx_id, tx_kind)))
-        except (Unsealable, ValueError, TypeError):
-            log.error("receipt of %s failed authentication", tx_id)  # noqa: TRY400
-            raise CorruptEntry(tx_id) from None
-        return StoredReceipt(
-            tx_id=tx_id,
-            tx_kind=str(tx_kind),
-            request_sha256=str(digest),
-            answer=answer,
-            created_ms=int(created_ms),
-        )
-
-    @translated
-    def prune_receipts(self, *, older_than_ms: int) -> int:
-        """Forget receipts made before ``older_than_ms``; how many went."""
-        with schema.transaction(self.conn, durable=False):
-            cur = self.conn.execute("DELETE FROM receipts WHERE created_ms < ?", (older_than_ms,))
-        return cur.rowcount
 
     def _find(self, tx_id: str) -> StoredTransaction | None:
         row = self.conn.execute(_SELECT_META, (tx_id,)).fetchone()
@@ -362,7 +288,7 @@ class Store:
 
     # -- sending ---------------------------------------------------------------------
 
-    @translated
+    @schema.translated
     def next_batch(self, limit: int, *, now_ms: int, max_defer_ms: int) -> list[DueEntry]:
         """Due entries in (class, seq) order, decrypted; corrupt ones are quarantined.
 
@@ -404,13 +330,13 @@ class Store:
             raise CorruptEntry(meta.tx_id) from None
         return DueEntry(meta=meta, body=body)
 
-    @translated
+    @schema.translated
     def read(self, tx_id: str, *, now_ms: int) -> DueEntry | None:
         """One pending entry decrypted (``CorruptEntry`` after quarantining it)."""
         row = self.conn.execute(_SELECT_ONE, (tx_id,)).fetchone()
         return None if row is None else self._decrypt(row, now_ms=now_ms)
 
-    @translated
+    @schema.translated
     def quarantine(self, tx_id: str, *, now_ms: int) -> None:
         """Move an entry that failed authentication to the dead letters, ciphertext kept."""
         with schema.transaction(self.conn):
@@ -419,7 +345,7 @@ class Store:
             self.quarantined_now += 1
             log.error("outbox entry %s failed authentication; quarantined", tx_id)
 
-    @translated
+    @schema.translated
     def mark_sent(self, tx_ids: Sequence[str], *, now_ms: int, resend_after_ms: int) -> int:
         """Record one more attempt for each id and when it may be resent; rows changed.
 
@@ -433,7 +359,7 @@ class Store:
             )
         return cur.rowcount
 
-    @translated
+    @schema.translated
     def make_all_due(self) -> int:
         """Make every pending entry due now (after a reconnect); rows changed."""
         with schema.transaction(self.conn, durable=False):
@@ -450,7 +376,7 @@ class Store:
             moved += self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,)).rowcount
         return moved
 
-    @translated
+    @schema.translated
     def stats(self, *, now_ms: int) -> dict[str, Any]:
         """Raw figures for ``OutboxStats``."""
         depth = {
