@@ -1,12 +1,8 @@
 """Materials (scans, photos): stored as chunk entries of the outbox, sent and acked per chunk.
 
-A material is split into chunks of ``chunk_bytes`` when it is stored; every chunk is
-an ordinary entry of the TRANSACTION class with the fixed id ``{material_id}.c{index}``
-and kind ``material.chunk``, sealed like any body, in ONE SQLite transaction with the
-material's row (id, sha256, size, chunk count). So the transfer resumes by construction:
-an acknowledged chunk is deleted and never sent again, an unacknowledged one is resent
-with the same id, and a crash can never leave half a material stored. Transactions that
-reference a material become due only when all its chunks were acknowledged.
+A material and all its chunks are stored in ONE SQLite transaction, so a transfer
+resumes by construction and a crash never leaves half a material (docs/outbox.md,
+"Material transfer").
 """
 
 from __future__ import annotations
