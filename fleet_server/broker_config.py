@@ -1,33 +1,8 @@
 """Generate the broker's configuration: a Mosquitto TLS listener and its ACL file.
 
-The ACL is the topic tree's access rule (``govedge_wire.topics``) written for the broker:
-an outlet's identity is the CN of its client certificate (``use_identity_as_username``),
-so ``%u`` in a ``pattern`` line is the outlet id. An outlet may write only its own
-``up/#`` and read only its own ``down/#`` and the server state; nothing else. Only the
-fleet server's identity (``_fleet-server``; outlet ids never start with ``_``) writes
-``down/#`` (config, commands, acks) and ``_fleet/state``. This also stops a client from
-wiping a retained config with a zero-length publish. An outlet may write only the six
-uplink kinds, not any topic under ``up/``: Mosquitto's ACL cannot refuse the retain flag
-(``retain_available`` is broker-wide, and the server's own state is retained), so a
-stolen key could otherwise park a retained message on endless new topics. With exact
-topics it can park at most one per kind, each within ``max_packet_size``; the ingest
-ignores retained uplinks (docs/security.md, "Limits").
-
-Installed as Debian packages it (docs/security.md, "Broker config"): the listener file
-goes to ``/etc/mosquitto/conf.d/`` (Debian's ``mosquitto.conf`` already declares
-``pid_file``, persistence and logging, so the generated file declares none of them
-unless asked), the certificates, ACL and a published copy of the CRL to a directory
-the ``mosquitto`` user can read. Mosquitto drops to that user right after reading its
-config, before it opens any of these files, so the broker key is made group-readable
-by the ``mosquitto`` group when generated as root; the CA key never leaves the 0700
-PKI directory.
-
-Revocation (docs/security.md, "Revocation"): when Mosquitto's dynamic-security plugin
-is installed, the config loads it for one job only, disconnecting every connection of
-a revoked identity (``disableClient`` kicks by username = certificate CN, whatever the
-client id). Its default access is "defer" everywhere and it holds no roles, so the ACL
-file above stays the only access rule; the server's identity may write its control
-topic.
+The ACL writes the topic tree's access rule (``govedge_wire.topics``) for the broker, with
+the outlet id as the certificate CN (``%u``). Why each line is there, the Debian install
+and the dynamic-security plugin for revocation: docs/security.md, "Broker configuration".
 """
 
 from __future__ import annotations

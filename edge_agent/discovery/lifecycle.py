@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
-from edge_agent.devices import DeviceError, Driver, Health
+from edge_agent.devices import DeviceError, DeviceEvent, DeviceIdentity, Driver, Health
 from edge_agent.discovery.description import DeviceDescription
 from edge_agent.profiles import Profile
 
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["ready", "probing", "offline", "error"]
 _T = TypeVar("_T")
+_METRIC_TYPES: Final = (bool, int, float, str)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -87,3 +88,75 @@ class GuardedCalls:
             self.call("close", driver.device_id, driver.close, timeout_s=timeout_s)
         )
         await asyncio.shield(closing)
+
+    async def start(
+        self,
+        device: ManagedDevice,
+        cls: type[Driver],
+        *,
+        settings: Mapping[str, Any],
+        settings_source: str,
+        on_event: Callable[[DeviceEvent], None],
+        open_timeout_s: float,
+        probe_timeout_s: float,
+        close_timeout_s: float,
+    ) -> str | None:
+        """Create, open and probe ``device``'s driver; None when it probed fine, else why.
+
+        On success the driver and its model are set on ``device``; on any failure the
+        driver is closed again.
+        """
+        profile, description = device.profile, device.description
+        identity = DeviceIdentity(
+            device_id=device.device_id,
+            profile=profile.id,
+            kind=profile.kind,
+            address=description.where,
+            model=profile.model,
+            serial=description.serial,
+            usb=description.usb_facts(),
+            settings_source=settings_source,
+        )
+
+        async def create() -> Driver:
+            return cls(identity, settings=settings, on_event=on_event)
+
+        driver, reason = await self.call(
+            "create", device.device_id, create, timeout_s=open_timeout_s
+        )
+        if driver is None:
+            return reason or "unexpected"
+        try:
+            _, reason = await self.call(
+                "open", device.device_id, driver.open, timeout_s=open_timeout_s
+            )
+            if reason is None:
+                probe, reason = await self.call(
+                    "probe", device.device_id, driver.probe, timeout_s=probe_timeout_s
+                )
+                if probe is not None:
+                    device.driver = driver
+                    device.model = probe.model or profile.model
+                    return None
+        except asyncio.CancelledError:  # unplugged or shutting down mid-probe
+            await self.close(driver, timeout_s=close_timeout_s)
+            raise
+        await self.close(driver, timeout_s=close_timeout_s)
+        return reason
+
+    async def sample_health(self, device: ManagedDevice, *, timeout_s: float) -> None:
+        """Read the driver's health into ``device.health``, keeping plain metric values."""
+        driver = device.driver
+        if driver is None:
+            return
+        sample, reason = await self.call(
+            "health", device.device_id, driver.health, timeout_s=timeout_s
+        )
+        if sample is None:
+            device.health = {"health_error": reason or "unexpected"}
+            return
+        clean: Health = {
+            str(k)[:128]: v for k, v in sample.items() if k and isinstance(v, _METRIC_TYPES)
+        }
+        clean["level"] = device.profile.health_level(clean)
+        device.health = clean

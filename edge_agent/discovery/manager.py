@@ -1,17 +1,9 @@
 """``DeviceManager``: turns device events into running, probed drivers.
 
-Events from an ``EventSource`` are debounced per device id (udev sends bursts: a
-USB-serial adapter produces usb, tty and interface events within milliseconds, and a
-loose plug produces add/remove/add); the last event of a window wins, so a burst starts
-one driver. A matched device gets its profile's driver, which must ``open`` and
-``probe`` within deadlines before the device is ``ready``; a failure puts it in
-``error`` and retries with capped, jittered backoff. Removal closes the driver, marks
-the device ``offline`` and emits ``device.unplugged``; a replug resumes the same
-device id. A periodic reconcile compares the source's device list with ours, catching
-events udev dropped. Network devices come from config and are never unplugged.
-
-All background work is in one TaskGroup owned by the ``async with`` block; every task
-is named and referenced.
+Debounces udev bursts per device, brings drivers up through ``lifecycle.GuardedCalls``
+(retrying with backoff), marks removals offline and reconciles against the source's
+device list, all in one TaskGroup owned by the ``async with`` block. One class on
+purpose: every device's state lives in it and changes only on the event loop's thread.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ from typing import Any, Self
 from edge_agent.backoff import backoff_ceiling, jittered
 from edge_agent.devices import (
     DeviceEvent,
-    DeviceIdentity,
     DeviceUnavailable,
     Driver,
     Health,
@@ -46,7 +37,6 @@ from govedge_wire import DeviceInfo
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[[str], type[Driver]]
-_METRIC_TYPES = (bool, int, float, str)
 
 
 class DeviceManager:
@@ -185,7 +175,12 @@ class DeviceManager:
         ``health()`` fails reports ``{"health_error": reason}`` and stays ready.
         """
         ready = [d for d in self._devices.values() if d.state == "ready" and d.driver]
-        await asyncio.gather(*(self._sample_health(device) for device in ready))
+        await asyncio.gather(
+            *(
+                self._calls.sample_health(device, timeout_s=self.health_timeout_s)
+                for device in ready
+            )
+        )
         return {device.device_id: dict(device.health) for device in ready}
 
     def driver(self, device_id: str) -> Driver:
@@ -256,6 +251,8 @@ class DeviceManager:
             if event.action != "remove" or known is None:
                 return
             profile = known.profile
+        # The last event of a window wins: udev sends bursts (a USB-serial adapter's usb,
+        # tty and interface events; a loose plug's add/remove/add) that must start one driver.
         self._pending[device_id] = (event.action, event.device, profile)
         if device_id not in self._debouncers:
             self._debouncers[device_id] = self._spawn(
@@ -356,48 +353,16 @@ class DeviceManager:
             self._errors["driver.missing"] += 1
             log.error("no driver %r for %s", profile.driver, device.device_id)
             return "driver_missing"
-        description = device.description
-        identity = DeviceIdentity(
-            device_id=device.device_id,
-            profile=profile.id,
-            kind=profile.kind,
-            address=description.where,
-            model=profile.model,
-            serial=description.serial,
-            usb=description.usb_facts(),
+        return await self._calls.start(
+            device,
+            cls,
+            settings=dict(profile.settings) | dict(self._network_settings(device)),
             settings_source=self._settings_source(device),
+            on_event=self._driver_event,
+            open_timeout_s=self.open_timeout_s,
+            probe_timeout_s=self.probe_timeout_s,
+            close_timeout_s=self.close_timeout_s,
         )
-        driver, reason = await self._calls.call(
-            "create",
-            device.device_id,
-            lambda: self._create(cls, identity, device),
-            timeout_s=self.open_timeout_s,
-        )
-        if driver is None:
-            return reason or "unexpected"
-        try:
-            _, reason = await self._calls.call(
-                "open", device.device_id, driver.open, timeout_s=self.open_timeout_s
-            )
-            if reason is None:
-                probe, reason = await self._calls.call(
-                    "probe", device.device_id, driver.probe, timeout_s=self.probe_timeout_s
-                )
-                if probe is not None:
-                    device.driver = driver
-                    device.model = probe.model or profile.model
-                    return None
-        except asyncio.CancelledError:  # unplugged or shutting down mid-probe
-            await self._calls.close(driver, timeout_s=self.close_timeout_s)
-            raise
-        await self._calls.close(driver, timeout_s=self.close_timeout_s)
-        return reason
-
-    async def _create(
-        self, cls: type[Driver], identity: DeviceIdentity, device: ManagedDevice
-    ) -> Driver:
-        settings = dict(device.profile.settings) | dict(self._network_settings(device))
-        return cls(identity, settings=settings, on_event=self._driver_event)
 
     def _settings_source(self, device: ManagedDevice) -> str:
         """Where the device's settings come from, for a ``DriverSettingsError`` message."""
@@ -432,22 +397,6 @@ class DeviceManager:
         device.present = True
         self._devices[config.device_id] = device
         self._start(device)
-
-    async def _sample_health(self, device: ManagedDevice) -> None:
-        driver = device.driver
-        if driver is None:
-            return
-        sample, reason = await self._calls.call(
-            "health", device.device_id, driver.health, timeout_s=self.health_timeout_s
-        )
-        if sample is None:
-            device.health = {"health_error": reason or "unexpected"}
-            return
-        clean: Health = {
-            str(k)[:128]: v for k, v in sample.items() if k and isinstance(v, _METRIC_TYPES)
-        }
-        clean["level"] = device.profile.health_level(clean)
-        device.health = clean
 
     # ---- helpers -------------------------------------------------------------------
 

@@ -1,16 +1,8 @@
 """Talk to the fleet server's enrollment endpoints (blocking; call from a thread).
 
-``enroll`` makes a new key on this PC, sends only its CSR with the one-time token and
-stores what comes back, after checking it (``trust``): the CA in the answer becomes the
-pinned fleet CA, unless ``ca_file``/``ca_fingerprint`` say which CA it must be. ``renew``
-makes another new key and proves it holds the current one by signing the new CSR's DER
-with the current key; the certificate that comes back must be issued by the pinned CA,
-or it is refused (``UntrustedAnswer``) and the current pair stays in use.
-
-Plain ``http://`` is accepted for enrollment only to a loopback address or with
-``allow_insecure_http``. A renewal may use the enrolled URL as is: it carries no secret
-(a certificate, a CSR and a signature binding the CSR to the current key), and its answer
-is checked against the pin.
+``enroll`` sends a new key's CSR with the one-time token and pins the CA of the answer
+(or the one ``ca_file``/``ca_fingerprint`` name); ``renew`` proves the current key and
+refuses a certificate not issued by the pinned CA (docs/security.md, "Outlet identity").
 """
 
 from __future__ import annotations

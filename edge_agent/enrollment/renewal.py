@@ -1,14 +1,7 @@
 """Renew the certificate while the agent runs, at two thirds of its validity.
 
-The loop sleeps in slices of at most ``MAX_SLEEP_S`` (so a clock jump or a renewal by
-another process is noticed), renews in a thread, and retries failures with capped,
-jittered backoff. A renewed certificate is used from the next MQTT connect on.
-
-A renewal whose certificate is not issued by the pinned fleet CA (``UntrustedAnswer``)
-is refused: nothing is stored, the current certificate stays in use, one error line says
-why (fingerprints and names, no key material), and ``cert_renewals_refused`` counts it
-(reported in the agent's telemetry, like ``cert_renewals`` and
-``cert_renewal_failures``). It is retried with the same backoff as any failure.
+A renewed certificate is used from the next MQTT connect; one not issued by the pinned
+fleet CA is refused and counted (docs/security.md, "Outlet identity").
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
 """The edge agent's outbox: every transaction durably stored before it is accepted,
-delivered at least once, removed only by the server's TransactionAck.
-
-``Outbox`` is an async context manager over one SQLite file (WAL, ``synchronous=FULL``)
-whose bodies are sealed with AES-256-GCM; ``OutboxSender`` drains it through the MQTT
-session in (priority class, insertion) order with a window, a rate limit and resends.
-See ``docs/outbox.md``.
+delivered at least once, removed only by the server's TransactionAck (docs/outbox.md).
 
 Exception tree (``sqlite3.Error`` never escapes; no error ever carries body content)::
 

@@ -1,12 +1,8 @@
 """Materials (scans, photos): stored as chunk entries of the outbox, sent and acked per chunk.
 
-A material is split into chunks of ``chunk_bytes`` when it is stored; every chunk is
-an ordinary entry of the TRANSACTION class with the fixed id ``{material_id}.c{index}``
-and kind ``material.chunk``, sealed like any body, in ONE SQLite transaction with the
-material's row (id, sha256, size, chunk count). So the transfer resumes by construction:
-an acknowledged chunk is deleted and never sent again, an unacknowledged one is resent
-with the same id, and a crash can never leave half a material stored. Transactions that
-reference a material become due only when all its chunks were acknowledged.
+A material and all its chunks are stored in ONE SQLite transaction, so a transfer
+resumes by construction and a crash never leaves half a material (docs/outbox.md,
+"Material transfer").
 """
 
 from __future__ import annotations
@@ -18,12 +14,12 @@ from edge_agent.outbox.codec import chunk_tx_id
 from edge_agent.outbox.crypto import entry_aad
 from edge_agent.outbox.errors import InvalidEntry
 from edge_agent.outbox.models import MATERIAL_CHUNK_KIND, MaterialProgress, PriorityClass
-from edge_agent.outbox.store import Store, translated
+from edge_agent.outbox.store import Store
 
 _CLASS = PriorityClass.TRANSACTION
 
 
-@translated
+@schema.translated
 def put_material(
     store: Store, material_id: str, data: bytes, *, chunk_bytes: int, now_ms: int
 ) -> tuple[MaterialProgress, bool]:
@@ -71,7 +67,7 @@ def put_material(
     return progress, True
 
 
-@translated
+@schema.translated
 def material_progress(store: Store, material_id: str) -> MaterialProgress | None:
     """Where a material's transfer stands, from clear metadata only."""
     row = store.conn.execute(
@@ -95,7 +91,7 @@ def material_progress(store: Store, material_id: str) -> MaterialProgress | None
     )
 
 
-@translated
+@schema.translated
 def prune_delivered(store: Store, *, older_than_ms: int) -> int:
     """Forget delivered materials no pending transaction references; rows removed."""
     with schema.transaction(store.conn):

@@ -1,9 +1,9 @@
 """``Outbox``: the async face of the store; all SQLite work runs in one worker thread.
 
-The worker is a single-thread executor that opens, uses and closes the one
-connection, so SQLite calls are serialised without a lock and never block the event
-loop. Every call waits at most ``op_timeout_s``; a ``put`` that timed out may still
-have committed, which is why ``put`` is idempotent by ``tx_id``: retry with the same id.
+One class on purpose (~450 lines of one-line wrappers): every public call goes through
+the same executor and timeout. The executor is single-threaded, so SQLite calls are
+serialised without a lock and never block the event loop. A ``put`` that timed out may
+still have committed, which is why ``put`` is idempotent by ``tx_id``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Final, ParamSpec, Self, TypeVar
 
 from pydantic import JsonValue
 
+from edge_agent.outbox import acks as _acks
 from edge_agent.outbox import materials as _materials
+from edge_agent.outbox import receipts as _receipts
 from edge_agent.outbox.codec import (
     DEFAULT_CHUNK_BYTES,
     MATERIAL_ID_PATTERN,
@@ -343,7 +345,7 @@ class Outbox:
     async def ack(self, tx_id: str) -> bool:
         """Remove an entry the server durably stored; an unknown id is a counted no-op."""
         store = self._open_store()
-        removed = await self._run(functools.partial(store.ack, tx_id, now_ms=self._now_ms()))
+        removed = await self._run(functools.partial(_acks.ack, store, tx_id, now_ms=self._now_ms()))
         if removed:
             self._record_ack()
         else:
@@ -355,7 +357,7 @@ class Outbox:
         """Move an entry the server refused to the dead letters (kept, never resent)."""
         store = self._open_store()
         moved = await self._run(
-            functools.partial(store.reject, tx_id, reason, now_ms=self._now_ms())
+            functools.partial(_acks.reject, store, tx_id, reason, now_ms=self._now_ms())
         )
         if moved:
             self._record_ack()
@@ -379,7 +381,8 @@ class Outbox:
             return []
         outcomes = await self._run(
             functools.partial(
-                store.apply_acks,
+                _acks.apply_acks,
+                store,
                 [(a.tx_id, a.status, a.reason) for a in acks],
                 now_ms=self._now_ms(),
             )
@@ -408,14 +411,16 @@ class Outbox:
     async def receipt(self, tx_id: str) -> StoredReceipt | None:
         """The receipt ``put`` kept for ``tx_id`` (``receipt_retention_s``), or None."""
         store = self._open_store()
-        return await self._run(functools.partial(store.receipt, tx_id))
+        return await self._run(functools.partial(_receipts.receipt, store, tx_id))
 
     async def prune_receipts(self) -> int:
         """Forget receipts older than ``receipt_retention_s`` (also done at open)."""
         store = self._open_store()
         self._receipts_pruned_s = self._clock()
         cutoff = self._now_ms() - int(self.receipt_retention_s * 1000)
-        return await self._run(functools.partial(store.prune_receipts, older_than_ms=cutoff))
+        return await self._run(
+            functools.partial(_receipts.prune_receipts, store, older_than_ms=cutoff)
+        )
 
     async def read(self, tx_id: str) -> DueEntry | None:
         """One pending entry, decrypted; ``CorruptEntry`` (after quarantine) if tampered."""
@@ -425,12 +430,12 @@ class Outbox:
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, newest first, metadata only."""
         store = self._open_store()
-        return await self._run(functools.partial(store.dead_letters, limit))
+        return await self._run(functools.partial(_acks.dead_letters, store, limit))
 
     async def discard_dead_letter(self, tx_id: str) -> bool:
         """Delete one dead letter for good: an operator's decision, never automatic."""
         store = self._open_store()
-        return await self._run(functools.partial(store.discard_dead_letter, tx_id))
+        return await self._run(functools.partial(_acks.discard_dead_letter, store, tx_id))
 
     async def stats(self) -> OutboxStats:
         """Depth per class, oldest age, delivery rate, dead letters and quota use."""

@@ -1,31 +1,18 @@
-"""The SQLite file: schema, connection settings, and ``sqlite3.Error`` translation.
+"""The outbox's SQLite file: schema, connection settings, and ``sqlite3.Error`` translation.
 
-Settings and why:
-
-- ``journal_mode=WAL``: a commit is one append to the WAL, readers never block it.
-- ``synchronous=FULL``: the WAL is fsynced at every commit, so a power cut after
-  ``put()`` returned loses nothing (NORMAL could lose the last commits).
-- Bookkeeping only (``mark_sent``'s attempt count, deleting acked entries) commits with
-  ``synchronous=NORMAL`` (``transaction(conn, durable=False)``): no fsync of its own.
-  The WAL is append-only and the next FULL commit (the next ``put``) or checkpoint
-  fsyncs it with everything before it, so a power cut can lose only the newest such
-  commits, never a ``put``: the entry is then sent again (the server answers
-  ``duplicate``) or carries the same attempt number again. A killed process loses
-  nothing: the commit is in the OS's page cache.
-- ``locking_mode=EXCLUSIVE``: one process owns the outbox; a second agent started on
-  the same data directory fails at open instead of sending everything twice.
-- Explicit ``BEGIN IMMEDIATE`` transactions (autocommit connection), so every change
-  of several rows (a material's chunks, a dead-letter move) is all or nothing.
+Why WAL, ``synchronous=FULL`` (NORMAL for bookkeeping) and ``locking_mode=EXCLUSIVE``:
+docs/outbox.md, "Guarantees".
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from edge_agent.outbox.errors import OutboxError, OutboxFull, StorageError
 
@@ -161,6 +148,50 @@ def translate(exc: sqlite3.Error, *, waiting: int = 0, quota_bytes: int = 0) -> 
     return StorageError(f"outbox database error ({name or type(exc).__name__})", sqlite_error=name)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@runtime_checkable
+class _Quota(Protocol):
+    """What ``translated`` reads from the store it wraps, to fill an ``OutboxFull``."""
+
+    quota_bytes: int
+
+    def waiting(self) -> int: ...
+
+
+def translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Run ``method`` and turn any ``sqlite3.Error`` into the matching ``OutboxError``.
+
+    ``method``'s first argument is the store (a method's ``self``, a function's store);
+    on a full disk the error then says how many transactions are waiting.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0] if args else None
+            waiting, quota = 0, 0
+            if isinstance(store, _Quota):
+                quota = store.quota_bytes
+                if _is_full(exc):
+                    try:  # a read usually still works on a full disk; if not, say 0
+                        waiting = store.waiting()
+                    except sqlite3.Error:
+                        waiting = 0
+            raise translate(exc, waiting=waiting, quota_bytes=quota) from exc
+
+    return wrapper
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0)
+    return isinstance(code, int) and code & 0xFF in _FULL_CODES
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating with mode 0600) and configure the database; create the schema."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -209,8 +240,10 @@ def _configure(conn: sqlite3.Connection) -> None:
 def transaction(conn: sqlite3.Connection, *, durable: bool = True) -> Iterator[None]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception.
 
-    ``durable=False`` commits with ``synchronous=NORMAL`` (no fsync of its own; see the
-    module doc for why that is safe for bookkeeping) and restores ``FULL`` afterwards.
+    Explicit transactions on an autocommit connection, so a change of several rows (a
+    material's chunks, a dead-letter move) is all or nothing. ``durable=False`` commits
+    with ``synchronous=NORMAL`` (no fsync of its own; safe for bookkeeping only, see
+    docs/outbox.md, "Guarantees") and restores ``FULL`` afterwards.
     """
     if not durable:
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -1,13 +1,8 @@
 """``OutboxSender``: publish due outbox entries in order, with a window, a rate and resends.
 
-Ordering decision (see docs/outbox.md): entries are sent and resent in (priority class,
-insertion sequence) order over one MQTT connection with QoS 1, with at most ``window``
-entries in flight (sent, not acknowledged). An entry not acknowledged within its ack
-timeout (``ack_timeout_s * 2**(attempt-1)``, capped at ``max_backoff_s``) is due again
-and goes out before anything younger of its class. After a reconnect ``run`` makes every
-unacknowledged entry due, so they are resent from the oldest. The server deduplicates
-by ``tx_id`` and must not depend on arrival order; the one ordering that matters (a
-submission after its material chunks) is enforced here by an ack barrier in the outbox.
+Entries go out in (priority class, insertion) order over one QoS 1 connection, at most
+``window`` in flight; unacked ones are resent with backoff, all of them after a reconnect.
+Why, and why the server must not rely on arrival order: docs/outbox.md, "Ordering decision".
 """
 
 from __future__ import annotations

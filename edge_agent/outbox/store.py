@@ -1,23 +1,22 @@
-"""The synchronous core: every SQLite statement of the outbox, run in one worker thread.
+"""The synchronous core of the outbox: accepting, sending and counting, in one worker thread.
 
-``Outbox`` (``outbox.py``) owns one ``Store`` and calls it only from its single worker
-thread, which also created the connection (``check_same_thread`` holds it to that).
-Every public method is one SQLite transaction; ``sqlite3.Error`` never leaves this
-module untranslated.
+``Outbox`` (``outbox.py``) owns one ``Store`` and calls it only from the worker thread
+that created the connection (``check_same_thread`` holds it to that). Acks and dead
+letters (``acks.py``), receipts (``receipts.py``) and materials (``materials.py``) are
+functions over the same ``Store``. Every public call is one SQLite transaction, wrapped
+in ``schema.translated`` so no ``sqlite3.Error`` leaves untranslated.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
-from edge_agent.outbox import schema
+from edge_agent.outbox import receipts, schema
 from edge_agent.outbox.codec import chunk_body, decode_body
 from edge_agent.outbox.crypto import (
     KEY_CHECK_AAD,
@@ -26,7 +25,6 @@ from edge_agent.outbox.crypto import (
     Unsealable,
     entry_aad,
     load_key,
-    receipt_aad,
 )
 from edge_agent.outbox.errors import (
     CorruptEntry,
@@ -36,22 +34,15 @@ from edge_agent.outbox.errors import (
     UnknownMaterial,
 )
 from edge_agent.outbox.models import (
-    AckOutcome,
     DeadCause,
-    DeadLetter,
     DueEntry,
     PriorityClass,
     Receipt,
-    StoredReceipt,
     StoredTransaction,
 )
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-_REASON_MAX: Final = 500
 # ``meta`` rows holding the cursor of a stream of records put in sequence (queue events).
 _CURSOR_PREFIX: Final = "cursor:"
 _SELECT_META: Final = (
@@ -82,33 +73,6 @@ _MOVE_DEAD: Final = (
     " reason) SELECT tx_id, tx_kind, priority_class, created_ms, attempts, nonce, ciphertext,"
     " stored_bytes, material_id, chunk_index, ?, ?, ? FROM entries WHERE tx_id = ?"
 )
-
-
-def translated(method: Callable[P, R]) -> Callable[P, R]:
-    """Run ``method`` and turn any ``sqlite3.Error`` into the matching ``OutboxError``."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            store = args[0]
-            waiting, quota = 0, 0
-            if isinstance(store, Store):
-                quota = store.quota_bytes
-                if _is_full(exc):
-                    try:  # a read usually still works on a full disk; if not, say 0
-                        waiting = store.waiting()
-                    except sqlite3.Error:
-                        waiting = 0
-            raise schema.translate(exc, waiting=waiting, quota_bytes=quota) from exc
-
-    return wrapper
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", 0)
-    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 def _meta(row: Sequence[Any], *, dead_reason: str | None = None) -> StoredTransaction:
@@ -155,7 +119,7 @@ class Store:
         self.quarantined_now = 0  # corrupt entries found since open
 
     @classmethod
-    @translated
+    @schema.translated
     def open(
         cls, path: Path, *, key_path: Path, quota_bytes: int, low_priority_share: float
     ) -> Store:
@@ -195,13 +159,13 @@ class Store:
 
     # -- accepting -------------------------------------------------------------------
 
-    @translated
+    @schema.translated
     def put(self, entry: NewEntry, *, now_ms: int) -> tuple[StoredTransaction, bool]:
         """Insert one entry durably; ``(existing, False)`` if ``tx_id`` is already known."""
         with schema.transaction(self.conn):
             return self._put_in_txn(entry, now_ms=now_ms)
 
-    @translated
+    @schema.translated
     def put_in_sequence(
         self, entry: NewEntry, *, stream: str, position: int, now_ms: int
     ) -> StoredTransaction | None:
@@ -218,20 +182,20 @@ class Store:
             self._set_cursor(stream, position)
         return stored
 
-    @translated
+    @schema.translated
     def skip_in_sequence(self, *, stream: str, position: int) -> None:
         """Move ``stream``'s cursor to ``position`` without an entry (a record never sent)."""
         with schema.transaction(self.conn):
             if position > self._cursor(stream):
                 self._set_cursor(stream, position)
 
-    @translated
+    @schema.translated
     def cursor(self, stream: str) -> int:
         """The last position of ``stream`` that is in the outbox (0: none yet)."""
         return self._cursor(stream)
 
     def _cursor(self, stream: str) -> int:
-        value = self._one("SELECT value FROM meta WHERE name = ?", _CURSOR_PREFIX + stream)
+        value = self.one("SELECT value FROM meta WHERE name = ?", _CURSOR_PREFIX + stream)
         return int(value) if value is not None else 0
 
     def _set_cursor(self, stream: str, position: int) -> None:
@@ -246,10 +210,10 @@ class Store:
         existing = self._find(tx_id)
         if existing is not None:
             if entry.receipt is not None:  # a put that timed out but committed, retried
-                self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
+                receipts.put_receipt(self, tx_id, tx_kind, entry.receipt, now_ms=now_ms)
             return existing, False
         for material_id in entry.materials:
-            state = self._one("SELECT state FROM materials WHERE material_id = ?", material_id)
+            state = self.one("SELECT state FROM materials WHERE material_id = ?", material_id)
             if state is None:
                 raise UnknownMaterial(material_id)
             if state == "rejected":
@@ -267,7 +231,7 @@ class Store:
             [(tx_id, m) for m in entry.materials],
         )
         if entry.receipt is not None:
-            self._put_receipt(tx_id, tx_kind, entry.receipt, now_ms=now_ms)
+            receipts.put_receipt(self, tx_id, tx_kind, entry.receipt, now_ms=now_ms)
         stored = StoredTransaction(
             seq=cur.lastrowid or 0,
             tx_id=tx_id,
@@ -279,47 +243,6 @@ class Store:
             stored_bytes=size,
         )
         return stored, True
-
-    def _put_receipt(self, tx_id: str, tx_kind: str, receipt: Receipt, *, now_ms: int) -> None:
-        """Keep ``receipt`` for ``tx_id`` (in the caller's transaction); the first one wins."""
-        plaintext = json.dumps(receipt.answer, separators=(",", ":"), ensure_ascii=False)
-        nonce, sealed = self.sealer.seal(plaintext.encode(), receipt_aad(tx_id, tx_kind))
-        self.conn.execute(
-            "INSERT OR IGNORE INTO receipts (tx_id, tx_kind, request_sha256, created_ms,"
-            " nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?)",
-            (tx_id, tx_kind, receipt.request_sha256, now_ms, nonce, sealed),
-        )
-
-    @translated
-    def receipt(self, tx_id: str) -> StoredReceipt | None:
-        """The receipt kept for ``tx_id``; ``CorruptEntry`` if it fails authentication."""
-        row = self.conn.execute(
-            "SELECT tx_kind, request_sha256, created_ms, nonce, ciphertext FROM receipts"
-            " WHERE tx_id = ?",
-            (tx_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        tx_kind, digest, created_ms, nonce, sealed = row
-        try:
-            answer = decode_body(self.sealer.open(nonce, sealed, receipt_aad(tx_id, tx_kind)))
-        except (Unsealable, ValueError, TypeError):
-            log.error("receipt of %s failed authentication", tx_id)  # noqa: TRY400
-            raise CorruptEntry(tx_id) from None
-        return StoredReceipt(
-            tx_id=tx_id,
-            tx_kind=str(tx_kind),
-            request_sha256=str(digest),
-            answer=answer,
-            created_ms=int(created_ms),
-        )
-
-    @translated
-    def prune_receipts(self, *, older_than_ms: int) -> int:
-        """Forget receipts made before ``older_than_ms``; how many went."""
-        with schema.transaction(self.conn, durable=False):
-            cur = self.conn.execute("DELETE FROM receipts WHERE created_ms < ?", (older_than_ms,))
-        return cur.rowcount
 
     def _find(self, tx_id: str) -> StoredTransaction | None:
         row = self.conn.execute(_SELECT_META, (tx_id,)).fetchone()
@@ -340,7 +263,7 @@ class Store:
         if used + size > self.quota_bytes:
             raise OutboxFull(waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes)
         if priority_class >= PriorityClass.HEALTH:
-            low = int(self._one("SELECT bytes FROM usage WHERE bucket = 'low'"))
+            low = int(self.one("SELECT bytes FROM usage WHERE bucket = 'low'"))
             if low + size > self.quota_bytes * self.low_priority_share:
                 raise OutboxFull(
                     waiting=self.waiting(), used_bytes=used, quota_bytes=self.quota_bytes
@@ -348,24 +271,24 @@ class Store:
 
     def used_bytes(self) -> int:
         """Ciphertext bytes held, pending and dead letters together (kept by triggers)."""
-        return int(self._one("SELECT bytes FROM usage WHERE bucket = 'all'"))
+        return int(self.one("SELECT bytes FROM usage WHERE bucket = 'all'"))
 
     def waiting(self) -> int:
         """Transactions (not chunks) not yet acknowledged by the server."""
         return int(
-            self._one(
+            self.one(
                 "SELECT COUNT(*) FROM entries WHERE priority_class = ? AND material_id IS NULL",
                 int(PriorityClass.TRANSACTION),
             )
         )
 
-    def _one(self, sql: str, *params: object) -> Any:
+    def one(self, sql: str, *params: object) -> Any:
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
     # -- sending ---------------------------------------------------------------------
 
-    @translated
+    @schema.translated
     def next_batch(self, limit: int, *, now_ms: int, max_defer_ms: int) -> list[DueEntry]:
         """Due entries in (class, seq) order, decrypted; corrupt ones are quarantined.
 
@@ -407,22 +330,22 @@ class Store:
             raise CorruptEntry(meta.tx_id) from None
         return DueEntry(meta=meta, body=body)
 
-    @translated
+    @schema.translated
     def read(self, tx_id: str, *, now_ms: int) -> DueEntry | None:
         """One pending entry decrypted (``CorruptEntry`` after quarantining it)."""
         row = self.conn.execute(_SELECT_ONE, (tx_id,)).fetchone()
         return None if row is None else self._decrypt(row, now_ms=now_ms)
 
-    @translated
+    @schema.translated
     def quarantine(self, tx_id: str, *, now_ms: int) -> None:
         """Move an entry that failed authentication to the dead letters, ciphertext kept."""
         with schema.transaction(self.conn):
-            moved = self._move_dead([tx_id], cause="corrupt", reason=None, now=now_ms)
+            moved = self.move_dead([tx_id], cause="corrupt", reason=None, now=now_ms)
         if moved:
             self.quarantined_now += 1
             log.error("outbox entry %s failed authentication; quarantined", tx_id)
 
-    @translated
+    @schema.translated
     def mark_sent(self, tx_ids: Sequence[str], *, now_ms: int, resend_after_ms: int) -> int:
         """Record one more attempt for each id and when it may be resent; rows changed.
 
@@ -436,91 +359,14 @@ class Store:
             )
         return cur.rowcount
 
-    @translated
+    @schema.translated
     def make_all_due(self) -> int:
         """Make every pending entry due now (after a reconnect); rows changed."""
         with schema.transaction(self.conn, durable=False):
             cur = self.conn.execute("UPDATE entries SET next_due_ms = 0 WHERE next_due_ms > 0")
         return cur.rowcount
 
-    # -- acknowledgements ------------------------------------------------------------
-
-    @translated
-    def ack(self, tx_id: str, *, now_ms: int) -> bool:
-        """Delete an entry the server durably stored; ``False`` if it is not pending."""
-        return self.apply_acks([(tx_id, "accepted", None)], now_ms=now_ms) == ["removed"]
-
-    @translated
-    def apply_acks(
-        self, acks: Sequence[tuple[str, str, str | None]], *, now_ms: int
-    ) -> list[AckOutcome]:
-        """Apply ``(tx_id, status, reason)`` acks in one transaction; an outcome each.
-
-        ``accepted``/``duplicate`` delete the entry (``removed``), ``rejected`` moves it to
-        the dead letters (``dead_lettered``), an id not pending is ``unknown``. Deleting
-        is bookkeeping (``synchronous=NORMAL``): a lost delete only means a resend the
-        server answers ``duplicate``. A batch with a rejection commits fully synced.
-        """
-        durable = any(status == "rejected" for _, status, _ in acks)
-        outcomes: list[AckOutcome] = []
-        with schema.transaction(self.conn, durable=durable):
-            for tx_id, status, reason in acks:
-                if status == "rejected":
-                    moved = self._reject_in_txn(tx_id, reason, now_ms=now_ms)
-                    outcomes.append("dead_lettered" if moved else "unknown")
-                else:
-                    removed = self._ack_in_txn(tx_id, now_ms=now_ms)
-                    outcomes.append("removed" if removed else "unknown")
-        return outcomes
-
-    def _ack_in_txn(self, tx_id: str, *, now_ms: int) -> bool:
-        row = self.conn.execute(
-            "SELECT material_id FROM entries WHERE tx_id = ?", (tx_id,)
-        ).fetchone()
-        if row is None:
-            return False
-        self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,))
-        self.conn.execute("DELETE FROM tx_materials WHERE tx_id = ?", (tx_id,))
-        material_id = row[0]
-        if material_id is not None and not self._one(
-            "SELECT 1 FROM entries WHERE material_id = ?", material_id
-        ):
-            self.conn.execute(
-                "UPDATE materials SET state = 'delivered', done_ms = ?"
-                " WHERE material_id = ? AND state = 'pending'",
-                (now_ms, material_id),
-            )
-        return True
-
-    @translated
-    def reject(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
-        """Dead-letter an entry the server refused; a refused chunk takes its material's
-        other chunks and the transactions that reference it along."""
-        with schema.transaction(self.conn):
-            return self._reject_in_txn(tx_id, reason, now_ms=now_ms)
-
-    def _reject_in_txn(self, tx_id: str, reason: str | None, *, now_ms: int) -> bool:
-        reason = None if reason is None else reason[:_REASON_MAX]
-        material_id = self._one("SELECT material_id FROM entries WHERE tx_id = ?", tx_id)
-        if not self._move_dead([tx_id], cause="rejected", reason=reason, now=now_ms):
-            return False
-        if material_id is not None:
-            why = f"material {material_id} was rejected"
-            self.conn.execute(
-                "UPDATE materials SET state = 'rejected', done_ms = ? WHERE material_id = ?",
-                (now_ms, material_id),
-            )
-            dependent = self.conn.execute(
-                "SELECT tx_id FROM entries WHERE material_id = :m UNION"
-                " SELECT tx_id FROM tx_materials WHERE material_id = :m",
-                {"m": material_id},
-            ).fetchall()
-            self._move_dead(
-                [r[0] for r in dependent], cause="material_rejected", reason=why, now=now_ms
-            )
-        return True
-
-    def _move_dead(
+    def move_dead(
         self, tx_ids: Sequence[str], *, cause: DeadCause, reason: str | None, now: int
     ) -> int:
         """Move pending entries to the dead letters (inside the caller's transaction)."""
@@ -530,36 +376,7 @@ class Store:
             moved += self.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,)).rowcount
         return moved
 
-    @translated
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """The newest dead letters first (metadata only)."""
-        rows = self.conn.execute(
-            "SELECT tx_id, tx_kind, priority_class, created_ms, attempts, dead_ms, cause,"
-            " reason FROM dead_letters ORDER BY dead_ms DESC, tx_id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            DeadLetter(
-                tx_id=r[0],
-                tx_kind=r[1],
-                priority_class=PriorityClass(r[2]),
-                created_ms=r[3],
-                attempts=r[4],
-                dead_ms=r[5],
-                cause=r[6],
-                reason=r[7],
-            )
-            for r in rows
-        ]
-
-    @translated
-    def discard_dead_letter(self, tx_id: str) -> bool:
-        """Delete one dead letter for good (an operator's decision, after export)."""
-        with schema.transaction(self.conn):
-            cur = self.conn.execute("DELETE FROM dead_letters WHERE tx_id = ?", (tx_id,))
-        return cur.rowcount > 0
-
-    @translated
+    @schema.translated
     def stats(self, *, now_ms: int) -> dict[str, Any]:
         """Raw figures for ``OutboxStats``."""
         depth = {
@@ -568,7 +385,7 @@ class Store:
                 "SELECT priority_class, COUNT(*) FROM entries GROUP BY priority_class"
             )
         }
-        oldest = self._one("SELECT MIN(created_ms) FROM entries")
+        oldest = self.one("SELECT MIN(created_ms) FROM entries")
         dead = dict(self.conn.execute("SELECT cause, COUNT(*) FROM dead_letters GROUP BY cause"))
         return {
             "depth": depth,
@@ -576,7 +393,5 @@ class Store:
             "dead_letters": sum(n for cause, n in dead.items() if cause != "corrupt"),
             "quarantined": dead.get("corrupt", 0),
             "used_bytes": self.used_bytes(),
-            "materials_pending": self._one(
-                "SELECT COUNT(*) FROM materials WHERE state = 'pending'"
-            ),
+            "materials_pending": self.one("SELECT COUNT(*) FROM materials WHERE state = 'pending'"),
         }

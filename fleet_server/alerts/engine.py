@@ -1,13 +1,8 @@
 """The alert engine: every ``interval_s`` read the fleet, compute conditions, reconcile.
 
-Reconciling keeps one alert per (rule, outlet, device) episode: a condition without an
-open alert opens one (and notifies), a condition with one updates its value and
-summary (and notifies when the severity changes), an open alert whose condition no
-longer holds resolves (and notifies). Acknowledging or silencing is the operator's;
-a silenced alert sends no notifications until ``silenced_until``. The engine runs in
-one thread. Several server processes may share one database: only the one holding the
-leadership (``fleet_server.alerts.leader``) evaluates and notifies; the others stand by
-and try to take over every period.
+Reconciling keeps one alert per (rule, outlet, device) episode: it opens, updates and
+resolves alerts and notifies on each change (docs/fleet-health.md, "Alerts"). It runs
+in one thread, and only in the process holding the leadership (``alerts.leader``).
 """
 
 from __future__ import annotations

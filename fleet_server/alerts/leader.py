@@ -1,24 +1,8 @@
 """Exactly one alert-engine leader among the server processes sharing one database.
 
-Every ``fleet-server run`` builds an alert engine, but only the process that holds the
-leadership evaluates rules and sends notifications; the others stand by and try again
-every period, so when the leader dies another takes over within about one period.
-
-* **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock``) on one
-  dedicated connection. The evaluation runs *on that connection*, so its transaction
-  can only commit while the lock is held: a leader whose connection died (and so lost
-  the lock) fails its evaluation instead of writing alongside a new leader, and
-  notifications are sent only after the commit. The server ends the lock's session
-  when the leader dies (the socket closes), or when it hangs: ``idle_session_timeout``
-  and ``idle_in_transaction_session_timeout`` are set on the connection, so a stopped
-  process loses the lock after ``idle_timeout_s``, and TCP keepalives cover a cut
-  network.
-* **SQLite** (one machine): an exclusive ``flock`` on a file beside the database file;
-  the kernel drops it when the process dies. An in-memory database has one process
-  by definition: always leader.
-
-Known limit: a leader that commits and then dies before its notifications left sends
-none for that evaluation (the alerts are in the database; nobody sends them twice).
+PostgreSQL: a session-level advisory lock on a dedicated connection that also runs the
+evaluation; SQLite: an ``flock`` beside the database file. Takeover times and the known
+limit: docs/fleet-health.md, "Alerts".
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """Who is calling and may they: bearer tokens, roles, and the markers the tests read.
 
-- ``Authenticated``: the ``Principal`` behind ``Authorization: Bearer gvt_…``; 401 with
-  ``WWW-Authenticate: Bearer`` when it is missing, unknown, expired or disabled.
-- ``require_role(Role.X)``: a dependency for ``include_router(dependencies=[...])`` or
-  a route's ``dependencies``; 403 when the caller's role is below X. The returned
-  callable carries ``required_role`` so tests can list what every route needs.
-- ``open_endpoint``: marks a route that takes no operator token on purpose (enrollment,
-  renewal: they are gated by their own one-time token or proof).
-- ``probe_access``: health probes and metrics; open unless ``probes_require_auth``.
-- ``api_guard``: an app-wide backstop: any ``/api/v1`` route that is not marked open
-  needs at least a viewer, even if its router forgot ``require_role``.
-
-With ``api_auth=off`` (development only) every caller is the admin ``dev``.
+``Authenticated`` (401), ``require_role`` (403), ``open_endpoint`` and ``probe_access``
+mark each route; ``api_guard`` makes any unmarked ``/api/v1`` route need a viewer.
+Roles and routes: docs/security.md, "Operators: roles and tokens".
 """
 
 from __future__ import annotations

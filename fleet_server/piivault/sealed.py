@@ -40,7 +40,14 @@ class Sealed:
     does a value that is not sealed at all. The key attributes must be set before the
     value (the models' keyword constructor sets attributes in the order given). With
     ``emptied_by``, a row whose attribute of that name is set (e.g. ``purged_at``)
-    reads as ``{}`` whatever the column holds.
+    reads as ``{}`` whatever the column holds. How ``inbox.body`` is declared::
+
+        sealed_body: Mapped[dict[str, Any]] = mapped_column("body", JSON)
+        body = Sealed("sealed_body", table="inbox", key=("outlet_id", "tx_id"),
+                      emptied_by="purged_at")
+
+    The key must never change once set (so not an autoincrement id). Without a model:
+    ``current_vault().seal(value, context=row_context(table, *key))`` and ``open``.
     """
 
     def __init__(

@@ -1,21 +1,8 @@
-"""``FleetCA``: the fleet's own CA in a directory, created on first use.
+"""``FleetCA``: the fleet's own CA in a 0700 directory, created on first use.
 
-Layout of the directory (key files are 0600, the directory 0700)::
-
-    ca.key  ca.crt            the CA (EC P-256, 10 years)
-    crl.pem                   revoked outlet certificates, rewritten on every revocation
-    crl-copies                where else the CRL is published (one path a line; below)
-    broker.key  broker.crt    the broker's TLS server certificate (SANs from the caller)
-    _fleet-server.key/.crt    the fleet server's own MQTT client identity
-
-Creation takes an exclusive ``flock`` on ``.lock``, so two server workers starting
-together end up with one CA. Outlet certificates carry CN = outlet id and nothing else
-the broker trusts; the CN is the MQTT username (``use_identity_as_username``).
-
-The directory stays 0700, so a broker that drops to its own user (Debian's Mosquitto
-runs as ``mosquitto``) cannot read ``crl.pem`` here. ``publish_crl(path)`` (done by
-``fleet-server broker-config``) records a readable copy beside the broker's config;
-every ``write_crl`` then rewrites each recorded copy too, so revocations reach it.
+It holds the CA, the CRL (and the paths of its published copies), the broker's server
+certificate and the fleet server's own MQTT identity; layout and CRL publishing:
+docs/security.md, "Outlet identity".
 """
 
 from __future__ import annotations

@@ -1,28 +1,8 @@
 """The generic HTTP adapter: POST one transaction to a target, classify the answer.
 
-Request (docs/transactions.md, "Request"): ``POST {url}`` with headers
-``Idempotency-Key: {outlet_id}:{tx_id}`` (``transactions.identity``: unique across the
-province, the same on every retry), the target's own headers (e.g. ``Authorization``) and,
-with a secret, ``{signature_header}: sha256=<hex HMAC-SHA256 of the document's bytes>``.
-The document is the JSON ``tx_id``, ``tx_kind``, ``outlet_id``, ``created_ts``,
-``item`` (the catalogue item, for submissions), ``body`` and, for a submission with
-materials, ``materials`` (``ref``, ``name``, ``size``, ``sha256`` of each).
-
-- Without materials the request body *is* the document (``application/json``).
-- With materials it is ``multipart/form-data``: first the part ``document`` (the
-  document, ``application/json``), then one part ``material`` per material, in the
-  document's order, ``filename`` = its ``ref``, ``application/octet-stream``, its raw
-  bytes. The bytes are streamed from the store chunk by chunk (``Attachment.chunks``);
-  ``Content-Length`` is computed beforehand. The signature covers the document part's
-  exact bytes, which name each material's ``size`` and ``sha256``: the receiver checks
-  the signature, then each material part against them.
-
-Outcomes::
-
-    Delivered   2xx, or 409 (the upstream already has this idempotency key)
-                case_number from the JSON answer ("case_number", "caseNumber" or "projectNo")
-    Permanent   any other 4xx but 408 and 429: the upstream refuses it; dead letter
-    Transient   5xx, 408, 429, timeout, refused/reset connection: retry with backoff
+The request (JSON, or multipart with the materials streamed chunk by chunk), its
+idempotency key and signature, and how answers map to ``Delivered``/``Permanent``/
+``Transient``: docs/transactions.md, "Routing".
 """
 
 from __future__ import annotations

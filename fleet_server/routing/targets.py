@@ -1,37 +1,8 @@
-"""Upstream targets, read once from the file ``GOVEDGE_UPSTREAM_TARGETS_FILE``.
+"""Upstream targets, read and validated once from ``GOVEDGE_UPSTREAM_TARGETS_FILE``.
 
-The file is JSON (``.json``), TOML (``.toml``) or YAML (``.yaml``/``.yml``)::
-
-    evaluation_target: haochaping          # where every evaluation goes
-    targets:
-      - name: zj-platform                  # referenced by catalogue rows' "target"
-        url: https://platform.example/api/cases
-        headers: {Authorization: "Bearer ..."}   # e.g. the auth header
-        hmac_secret_env: ZJ_PLATFORM_SECRET       # or hmac_secret: "..." (not both)
-        signature_header: X-Govedge-Signature     # "sha256=<hex HMAC of the body>"
-        timeout_s: 10
-        connect_timeout_s: 3
-        max_attempts: 12
-        backoff_base_s: 1
-        backoff_max_s: 600
-        breaker_threshold: 5
-        breaker_cooldown_s: 30
-
-A file that fails to load or validate stops the server at start with the reason
-(never a silent empty configuration). ``load_targets`` is the one reader: every
-command that reads the file (``fleet-server run``, ``catalogue import``) calls it and
-reports a ``TargetsFileError`` the same way, as ``FILE: FIELD: reason`` (for example
-``targets[0].headers: header Authorization: ...``) and a non-zero exit, never a traceback.
-
-What is checked beyond the types and ranges: header names are HTTP tokens and values
-printable ASCII (an HTTP client cannot send anything else; a placeholder such as
-``Bearer …`` is refused here, not at the first delivery), and neither may be one the
-adapter sets itself; the URL is ``http(s)://host...`` without user or password (a
-secret belongs in a header or the environment, never in a URL that is logged); a
-secret, when given, is at least 16 characters; ``backoff_base_s`` is at most
-``backoff_max_s``; target names are unique and ``evaluation_target`` is one of them.
-Error texts name fields and positions, never values (headers and secrets are
-credentials). Files over 1 MiB are refused unread.
+``load_targets`` is the one reader (``fleet-server run``, ``catalogue import``); a file
+that fails stops the command with ``TargetsFileError`` as ``FILE: FIELD: reason``, never a
+traceback. File format and every check: docs/transactions.md, "Targets file".
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """The delivery worker: a thread owned by the app lifespan that drains the inbox upstream.
 
-Each round it takes due rows (``routing.store.due_rows``), routes each to its target
-(dead letter ``no_route`` when there is none; ``unreadable`` when the sealed body does
-not open for its row, so one damaged row never stops the others), skips targets whose
-circuit breaker is open or whose in-flight share is used up, claims the rest by lease
-and hands them to a thread pool. Each delivery's outcome is committed (attempt, state,
-next due time, dead letter) before anything else happens; then the result owed to the
-outlet (``TransactionResult``: case number or rejection) is published and cleared.
-
-A target may use at most half the pool (at least one slot), so a hanging upstream
-delays only its own rows; the breaker stops even those after a few failures.
+Each round routes due rows to their targets, skips targets whose breaker is open or whose
+pool share is used, delivers the rest in a thread pool, commits each outcome, then
+publishes the result owed to the outlet (docs/transactions.md, "Routing").
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """The audit log: one row per change, added in the caller's transaction.
 
-``record`` only adds the row to the session; the caller commits it together with the
-change, so a change is never without its audit entry and vice versa. Nothing here
-updates or deletes rows (on PostgreSQL a trigger also forbids it, see migration 0003).
-
-Other features call it like this, before their own ``session.commit()``::
-
-    audit.record(session, actor=principal.name, action="config.publish",
-                 target=f"outlet:{outlet_id}", before={"version": 3}, after={"version": 4})
-
-Never put personal data (ID numbers, names) in ``before``/``after``.
+Callers ``record(session, actor=..., action=..., target=..., before=..., after=...)``
+before their own commit, so a change never commits without its entry. Never put personal
+data in ``before``/``after`` (docs/security.md, "Audit log").
 """
 
 from __future__ import annotations

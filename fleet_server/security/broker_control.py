@@ -1,26 +1,9 @@
 """After a revocation: make the broker reload its CRL, then end the outlet's open sessions.
 
-Mosquitto 2.0 (Debian 12's 2.0.11, checked by ``tests/security/test_revocation_reload.py``)
-reloads the listener's certificates and ``crlfile`` on SIGHUP: the next TLS handshake
-with a revoked certificate fails, without a restart. A connection that is already open
-is not dropped by the reload, and a thief holding the outlet's key may be connected
-under any client id. The server ends every one of them through the dynamic-security
-plugin the generated config loads (``fleet_server.broker_config``): ``createClient``
-(the outlet's id; "already exists" is fine) and ``disableClient``, which makes Mosquitto
-disconnect every connection whose username, the certificate CN, is the outlet id.
-Reconnects then meet the reloaded CRL and are refused. The plugin's "disabled" flag
-itself refuses nothing on a certificate listener (Mosquitto skips plugin password
-checks when ``use_identity_as_username`` is set); the CRL does that.
-
-A broker without the plugin (an older generated config): the server falls back to
-MQTT session takeover of the agent's own client id (``govedge_wire.agent_client_id``),
-which ends the agent's connection only, not one under another client id.
-
-How the broker is signalled is configuration (``Settings``): ``broker_pid_file`` (the
-``pid_file`` of the generated ``mosquitto.conf``; the server must be allowed to signal
-that process) or ``broker_reload_command`` (``systemctl reload mosquitto``: Debian's unit
-sends SIGHUP; ``docker kill --signal=HUP mosquitto``; an ``ssh`` to the broker host).
-Neither set: nothing is done and the answer says the operator must reload.
+The reload is a SIGHUP (``broker_pid_file``) or a command (``broker_reload_command``);
+sessions end through the dynamic-security plugin's ``disableClient``, or by client-id
+takeover on a broker without it. Why both steps: docs/security.md, "Revocation without a
+broker restart".
 """
 
 from __future__ import annotations

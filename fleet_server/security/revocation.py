@@ -1,18 +1,8 @@
 """Which outlets are revoked right now, for the ingest: an in-memory set, refreshed.
 
-An outlet is *revoked* while at least one of its certificates was revoked and none of
-its certificates is valid (unrevoked and not expired). Mosquitto cannot tell the server
-which certificate a message came with, only the topic (which the broker's ACL binds to
-the certificate CN = outlet id), so the ingest judges by outlet: after ``revoke`` every
-message of the outlet is refused whatever its client id; once the outlet is enrolled
-again (a new certificate), its messages are accepted again, and the revoked certificate
-itself is kept out by the broker's CRL. An outlet that never had a certificate (a
-development broker without TLS) is never revoked.
-
-The set is read with one query, at most every ``refresh_s`` (``refresh_if_due``, called
-by the ingest worker between batches), never per message. ``add``/``discard`` let the
-API of the same process apply a revocation or an enrollment at once; other processes
-see it at their next refresh.
+An outlet is revoked while one of its certificates was revoked and none is valid; the
+ingest judges by outlet because the broker tells it the topic, not the certificate
+(docs/security.md, "Revocation without a broker restart").
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """A bounded buffer in front of ``influxdb-client``, drained by one named thread.
 
-``offer`` appends line-protocol strings and returns at once: the ingest never waits for
-the store. The buffer holds at most ``buffer_max`` lines; beyond that the **oldest**
-are dropped and counted (``dropped``), because fresh telemetry is worth more than old.
-The writer takes up to ``batch_max`` lines, writes them synchronously and removes them
-only after the store accepted them; when the store is down it keeps them, backs off
-(capped, jittered) and tries again, so a restart of the store loses nothing that still
-fits in the buffer.
+``offer`` never waits for the store; beyond ``buffer_max`` lines the oldest are dropped
+and counted. The writer removes lines only after the store accepted them, and backs off
+while it is down (docs/fleet-health.md, "Time series").
 """
 
 from __future__ import annotations
@@ -88,7 +84,7 @@ class TelemetrySink:
         with self._lock:
             self._buffer.extend(lines)
             excess = len(self._buffer) - self._buffer_max
-            for _ in range(max(0, excess)):
+            for _ in range(max(0, excess)):  # fresh telemetry is worth more than old
                 self._buffer.popleft()
             if excess > 0:
                 self._dropped += excess
