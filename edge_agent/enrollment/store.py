@@ -3,15 +3,17 @@
 ``key.pem`` (EC P-256, 0600, never leaves the PC), ``cert.pem`` (CN = outlet id),
 ``ca.pem`` (the fleet CA, pinned at enrollment: trusted for the broker and the server,
 and the only issuer a renewed certificate may have; a renewal never rewrites it) and
-``enrollment.json`` (the server URL for renewal and the outlet id). A renewal writes the new key and
-certificate side by side and renames them into place, key last-but-one and the
-certificate last, so a crash leaves either the old or the new pair usable.
+``enrollment.json`` (the server URL for renewal and the outlet id). A new key and
+certificate are written complete into ``pending/`` before either replaces the old
+pair; every read first rolls a complete pending pair forward (or drops an incomplete
+one), so a crash at any point leaves a matching pair.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +32,9 @@ KEY_FILE: Final = "key.pem"
 CERT_FILE: Final = "cert.pem"
 CA_FILE: Final = "ca.pem"
 META_FILE: Final = "enrollment.json"
+PENDING_DIR: Final = "pending"
+# Written last into pending/: the pair beside it is whole and may be moved into place.
+COMPLETE_MARK: Final = "complete"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +58,14 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def new_key() -> ec.EllipticCurvePrivateKey:
     """A fresh EC P-256 key."""
     return ec.generate_private_key(ec.SECP256R1())
@@ -74,9 +87,30 @@ class TlsStore:
         self.cert_path = self.dir / CERT_FILE
         self.ca_path = self.dir / CA_FILE
         self.meta_path = self.dir / META_FILE
+        self.pending_dir = self.dir / PENDING_DIR
+
+    def _recover(self) -> None:
+        """Finish or drop a key/certificate swap that a crash interrupted."""
+        if not self.pending_dir.exists():
+            return
+        try:
+            if (self.pending_dir / COMPLETE_MARK).exists():
+                # Key first, certificate second, as save() does; a file already moved
+                # by the interrupted run is simply absent here.
+                for name, target in ((KEY_FILE, self.key_path), (CERT_FILE, self.cert_path)):
+                    source = self.pending_dir / name
+                    if source.exists():
+                        os.replace(source, target)
+                _fsync_dir(self.dir)
+            shutil.rmtree(self.pending_dir)
+        except OSError as exc:
+            raise EnrollmentError(
+                f"cannot finish the certificate swap in {self.dir}: {exc}"
+            ) from None
 
     def exists(self) -> bool:
         """Tell whether a certificate, key and CA are all present."""
+        self._recover()
         return all(p.exists() for p in (self.key_path, self.cert_path, self.ca_path))
 
     def save(
@@ -96,13 +130,20 @@ class TlsStore:
                 _atomic_write(self.ca_path, ca_pem.encode("ascii"), mode=0o644)
             meta = {"server_url": server_url, "outlet_id": outlet_id}
             _atomic_write(self.meta_path, json.dumps(meta).encode(), mode=0o600)
-            _atomic_write(self.key_path, key_pem(key), mode=0o600)
-            _atomic_write(self.cert_path, certificate_pem.encode("ascii"), mode=0o644)
+            if self.pending_dir.exists():
+                shutil.rmtree(self.pending_dir)
+            self.pending_dir.mkdir(mode=0o700)
+            _atomic_write(self.pending_dir / KEY_FILE, key_pem(key), mode=0o600)
+            _atomic_write(self.pending_dir / CERT_FILE, certificate_pem.encode("ascii"), mode=0o644)
+            _atomic_write(self.pending_dir / COMPLETE_MARK, b"", mode=0o600)
+            _fsync_dir(self.pending_dir)
         except OSError as exc:
             raise EnrollmentError(f"cannot store the certificate in {self.dir}: {exc}") from None
+        self._recover()
 
     def certificate(self) -> x509.Certificate:
         """The stored certificate."""
+        self._recover()
         try:
             return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         except FileNotFoundError:
@@ -123,6 +164,7 @@ class TlsStore:
 
     def private_key(self) -> ec.EllipticCurvePrivateKey:
         """The stored private key."""
+        self._recover()
         try:
             key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:
