@@ -1,16 +1,37 @@
-"""Driver registry: profiles name a driver, this maps the name to its class."""
+"""Kind and driver registry: every ``edge_agent.devices.<kind>`` package is a kind.
+
+Each kind package declares ``KIND`` (a ``DeviceKind``); profiles name a driver, which maps
+to its class here. Adding a kind is one package plus one profile (docs/development.md).
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from edge_agent.devices.base import Driver
 
 _DRIVERS: dict[str, type[Driver]] = {}
 _D = TypeVar("_D", bound=type[Driver])
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """What a kind package declares about itself.
+
+    ``capability`` is the Protocol the local API and the queue ask for; ``window_bound``
+    kinds are assigned to a queue window; ``simulators`` speak the device's real bytes.
+    """
+
+    name: str
+    capability: type
+    drivers: tuple[type[Driver], ...]
+    simulators: tuple[type, ...]
+    window_bound: bool = False
 
 
 def register_driver(name: str) -> Callable[[_D], _D]:
@@ -25,23 +46,47 @@ def register_driver(name: str) -> Callable[[_D], _D]:
     return decorate
 
 
-def _load_all() -> None:
-    # Importing every module of the drivers package registers it: a new device kind
-    # is a new module there plus a profile, and nothing else changes.
-    from edge_agent.devices import drivers
+@functools.cache
+def kinds() -> dict[str, DeviceKind]:
+    """Every device kind, by name: each subpackage of ``edge_agent.devices`` with ``KIND``."""
+    import edge_agent.devices as package
 
-    for module in pkgutil.iter_modules(drivers.__path__):
-        importlib.import_module(f"{drivers.__name__}.{module.name}")
+    found: dict[str, DeviceKind] = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.ispkg:
+            continue
+        kind = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "KIND", None)
+        if not isinstance(kind, DeviceKind):
+            continue
+        if kind.name != module.name:
+            raise ValueError(f"package {module.name!r} declares kind {kind.name!r}")
+        found[kind.name] = kind
+    return dict(sorted(found.items()))
+
+
+def kind_names() -> list[str]:
+    """Every kind name, sorted (the profile schema's ``kind`` enum)."""
+    return list(kinds())
+
+
+def window_bound_kinds() -> list[str]:
+    """The kinds a queue window names its own device of."""
+    return [name for name, kind in kinds().items() if kind.window_bound]
+
+
+def kinds_with(capability: type) -> frozenset[str]:
+    """The kinds whose declared capability is ``capability``."""
+    return frozenset(name for name, kind in kinds().items() if kind.capability is capability)
 
 
 def driver_class(name: str) -> type[Driver]:
     """The driver class registered under ``name``; ``KeyError`` if there is none."""
     if name not in _DRIVERS:
-        _load_all()
+        kinds()
     return _DRIVERS[name]
 
 
 def driver_names() -> list[str]:
     """Every registered driver name, sorted."""
-    _load_all()
+    kinds()
     return sorted(_DRIVERS)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
-from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.devices.evaluation_pad.driver import EvaluationPad
+from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError
 from edge_agent.outbox import Receipt

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from edge_agent.devices import DeviceError
-from edge_agent.devices.drivers.led_window_screen import LedWindowScreen
+from edge_agent.devices.led_screen.driver import LedWindowScreen
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError, from_device_error, from_outbox_error
 from edge_agent.local_api.models import (

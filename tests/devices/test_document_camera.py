@@ -25,9 +25,9 @@ from edge_agent.devices import (
     DeviceUnavailable,
     driver_class,
 )
-from edge_agent.devices.camera_capture import other_holders
-from edge_agent.devices.drivers.document_camera import UvcDocumentCamera
-from edge_agent.devices.simulators.document_camera import (
+from edge_agent.devices.document_camera.capture import other_holders
+from edge_agent.devices.document_camera.driver import UvcDocumentCamera
+from edge_agent.devices.document_camera.simulator import (
     DocumentCameraSimulator,
     write_document_video,
 )

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceRefused, DeviceTimeout
-from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
-from edge_agent.devices.pad_models import OutcomeStatus
-from edge_agent.devices.pad_protocol import MsgType, crc16, encode_frame, parse_frame
+from edge_agent.devices.evaluation_pad.driver import EvaluationPad
+from edge_agent.devices.evaluation_pad.models import OutcomeStatus
+from edge_agent.devices.evaluation_pad.protocol import MsgType, crc16, encode_frame, parse_frame
+from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from edge_agent.devices.registry import driver_class
-from edge_agent.devices.simulators.evaluation_pad import EvaluationPadSimulator
 from edge_agent.devices.stream import FrameScanner
 
 TRANSPORTS = ["pty", "tcp"]

@@ -8,6 +8,26 @@ import random
 import pytest
 
 from edge_agent.devices import ProtocolError
+from edge_agent.devices.id_card_reader.frame import (
+    Command,
+    FrameChecksumError,
+    FrameDecoder,
+    FrameLengthError,
+    encode_request,
+    encode_response,
+    parse_request,
+    parse_response,
+)
+from edge_agent.devices.id_card_reader.simulator import make_card
+from edge_agent.devices.id_card_reader.text import (
+    CardDataError,
+    CardType,
+    IdCard,
+    decode_extra_addresses,
+    encode_extra_addresses,
+    encode_text_block,
+    parse_text_block,
+)
 from edge_agent.devices.idnumber import (
     InvalidIdNumber,
     check_digit,
@@ -18,26 +38,6 @@ from edge_agent.devices.idnumber import (
     mask_name,
     validate_id_number,
 )
-from edge_agent.devices.sam_frame import (
-    Command,
-    FrameChecksumError,
-    FrameDecoder,
-    FrameLengthError,
-    encode_request,
-    encode_response,
-    parse_request,
-    parse_response,
-)
-from edge_agent.devices.sam_text import (
-    CardDataError,
-    CardType,
-    IdCard,
-    decode_extra_addresses,
-    encode_extra_addresses,
-    encode_text_block,
-    parse_text_block,
-)
-from edge_agent.devices.simulators.id_card import make_card
 
 # Complete request frames exactly as the protocol table lists them.
 DOC_FRAMES = {

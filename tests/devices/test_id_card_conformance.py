@@ -28,15 +28,20 @@ from edge_agent.devices import (
     DeviceUnavailable,
     ProtocolError,
 )
-from edge_agent.devices.drivers.id_card import SamIdReader, format_sam_id
-from edge_agent.devices.sam_frame import (
+from edge_agent.devices.id_card_reader.driver import SamIdReader, format_sam_id
+from edge_agent.devices.id_card_reader.frame import (
     Command,
     FrameChecksumError,
     SamStatusError,
     parse_response,
 )
-from edge_agent.devices.sam_text import CardType, IdCard, decode_extra_addresses, parse_text_block
-from edge_agent.devices.simulators.id_card import Fault, IdCardSimulator, make_card
+from edge_agent.devices.id_card_reader.simulator import Fault, IdCardSimulator, make_card
+from edge_agent.devices.id_card_reader.text import (
+    CardType,
+    IdCard,
+    decode_extra_addresses,
+    parse_text_block,
+)
 from edge_agent.profiles import profiles_check_main
 
 T = TypeVar("T")

@@ -27,10 +27,12 @@ from edge_agent.devices import (
     ProtocolError,
     UsbFacts,
 )
-from edge_agent.devices.drivers.id_card import SamIdReader
-from edge_agent.devices.sam_frame import Command, encode_request
-from edge_agent.devices.sam_text import CardType
-from edge_agent.devices.sam_usb import (
+from edge_agent.devices.id_card_reader.driver import SamIdReader
+from edge_agent.devices.id_card_reader.frame import Command, encode_request
+from edge_agent.devices.id_card_reader.simulator import Fault, make_card
+from edge_agent.devices.id_card_reader.simulator_usb import UsbIdCardSimulator
+from edge_agent.devices.id_card_reader.text import CardType
+from edge_agent.devices.id_card_reader.usb import (
     EP_BODY_IN,
     EP_BODY_OUT,
     EP_HEADER_IN,
@@ -39,8 +41,6 @@ from edge_agent.devices.sam_usb import (
     UsbSamTransport,
     open_pipe,
 )
-from edge_agent.devices.simulators.id_card import Fault, make_card
-from edge_agent.devices.simulators.id_card_usb import UsbIdCardSimulator
 
 T = TypeVar("T")
 FAST = {"command_timeout": 0.5, "read_timeout": 0.5, "busy_timeout": 0.3}

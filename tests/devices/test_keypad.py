@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceTimeout
-from edge_agent.devices.drivers.caller_keypad import CallerKeypad
-from edge_agent.devices.keypad_protocol import (
+from edge_agent.devices.caller_keypad.driver import CallerKeypad
+from edge_agent.devices.caller_keypad.protocol import (
     Func,
     Key,
     decode_key,
@@ -18,7 +18,7 @@ from edge_agent.devices.keypad_protocol import (
     encode_frame,
     parse_frame,
 )
-from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
+from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.stream import FrameScanner
 
 TRANSPORTS = ["pty", "tcp"]

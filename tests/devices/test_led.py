@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from edge_agent.devices import DeviceIdentity, DeviceRefused, DeviceTimeout
-from edge_agent.devices.drivers.led_window_screen import LedWindowScreen
-from edge_agent.devices.led_protocol import (
+from edge_agent.devices.led_screen.driver import LedWindowScreen
+from edge_agent.devices.led_screen.protocol import (
     Cmd,
     LedTextError,
     encode_frame,
     encode_text,
     parse_frame,
 )
-from edge_agent.devices.simulators.led_screen import LedScreenSimulator
+from edge_agent.devices.led_screen.simulator import LedScreenSimulator
 from edge_agent.devices.stream import FrameScanner
 
 TRANSPORTS = ["pty", "tcp"]

@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 
 from edge_agent.devices import DeviceIdentity, DeviceUnavailable, UsbFacts
-from edge_agent.devices.drivers.social_security import PcscSocialSecurityReader
-from edge_agent.devices.pcsc_names import (
+from edge_agent.devices.social_security_card_reader.driver import PcscSocialSecurityReader
+from edge_agent.devices.social_security_card_reader.names import (
     PCSC_DRIVERS_DIR,
     expected_bases,
     friendly_names,
     match_reader,
     parse_reader_name,
 )
-from edge_agent.devices.pcsc_transport import list_readers
-from edge_agent.devices.pcsc_vpcd import PcscStack
-from edge_agent.devices.simulators.social_security import SocialSecurityCardSimulator
+from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
+from edge_agent.devices.social_security_card_reader.transport import list_readers
+from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
 from tests.devices.test_social_security import CARD, wait_until_absent
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -9,15 +9,15 @@ from datetime import datetime
 import pytest
 
 from edge_agent.devices import DeviceEvent, DeviceIdentity, DeviceRefused, DeviceTimeout
-from edge_agent.devices.drivers.escpos_printer import EscPosPrinter
-from edge_agent.devices.escpos_commands import (
+from edge_agent.devices.ticket_printer.commands import (
     EscPos,
     PaperState,
     paper_from_dle_eot4,
     paper_from_gs_r1,
 )
-from edge_agent.devices.escpos_ticket import TicketPrint
-from edge_agent.devices.simulators.escpos_printer import EscPosPrinterSimulator
+from edge_agent.devices.ticket_printer.driver import EscPosPrinter
+from edge_agent.devices.ticket_printer.simulator import EscPosPrinterSimulator
+from edge_agent.devices.ticket_printer.ticket import TicketPrint
 
 TRANSPORTS = ["pty", "tcp"]
 TICKET = TicketPrint(

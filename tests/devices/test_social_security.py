@@ -25,19 +25,19 @@ from edge_agent.devices import (
     DeviceUnavailable,
     driver_class,
 )
-from edge_agent.devices.drivers.social_security import (
+from edge_agent.devices.idnumber import make_id_number, mask_id_number
+from edge_agent.devices.social_security_card_reader.apdu import SSSE_AID, select_aid, select_file
+from edge_agent.devices.social_security_card_reader.driver import (
     PcscSocialSecurityReader,
     SocialSecurityCard,
 )
-from edge_agent.devices.idnumber import make_id_number, mask_id_number
-from edge_agent.devices.pcsc_apdu import SSSE_AID, select_aid, select_file
-from edge_agent.devices.pcsc_transport import wait_for_card
-from edge_agent.devices.pcsc_vpcd import PcscStack
-from edge_agent.devices.simulators.social_security import (
+from edge_agent.devices.social_security_card_reader.simulator import (
     CardLogic,
     SocialSecurityCardData,
     SocialSecurityCardSimulator,
 )
+from edge_agent.devices.social_security_card_reader.transport import wait_for_card
+from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CARD = SocialSecurityCardData(
@@ -182,7 +182,7 @@ def test_no_pcscd_is_unavailable(tmp_path: Any) -> None:
     script = (
         "import asyncio\n"
         "from edge_agent.devices import DeviceIdentity, DeviceUnavailable\n"
-        "from edge_agent.devices.drivers.social_security import PcscSocialSecurityReader\n"
+        "from edge_agent.devices.social_security_card_reader.driver import PcscSocialSecurityReader\n"
         "ident = DeviceIdentity(device_id='s', profile='p', kind='k', address='Virtual PCD')\n"
         "try:\n"
         "    asyncio.run(PcscSocialSecurityReader(ident).open())\n"

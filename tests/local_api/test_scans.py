@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.devices.pcsc_vpcd import PcscStack
-from edge_agent.devices.simulators.document_camera import DocumentCameraSimulator
-from edge_agent.devices.simulators.social_security import SocialSecurityCardSimulator
+from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
+from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
+from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
 from tests.devices.test_social_security import CARD, wait_until_absent
 from tests.local_api.harness import CAMERA, CAMERA_SIZE, SSC_READER, outlet
 from tests.local_api.test_submissions import submission

@@ -11,8 +11,8 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Body
 
-from edge_agent.devices.drivers.id_card import SamIdReader
-from edge_agent.devices.drivers.social_security import PcscSocialSecurityReader
+from edge_agent.devices.id_card_reader.driver import SamIdReader
+from edge_agent.devices.social_security_card_reader.driver import PcscSocialSecurityReader
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.models import (

@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response
 
-from edge_agent.devices.drivers.document_camera import UvcDocumentCamera
+from edge_agent.devices.document_camera.driver import UvcDocumentCamera
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.models import DocumentCaptureCreate, DocumentPublic

@@ -33,8 +33,8 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
-from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.devices.evaluation_pad.driver import EvaluationPad
+from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses

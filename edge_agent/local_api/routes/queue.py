@@ -12,9 +12,9 @@ from datetime import datetime
 from fastapi import APIRouter
 
 from edge_agent.devices import DeviceError
-from edge_agent.devices.drivers.escpos_printer import EscPosPrinter
-from edge_agent.devices.escpos_commands import PaperState
-from edge_agent.devices.escpos_ticket import TicketPrint
+from edge_agent.devices.ticket_printer.commands import PaperState
+from edge_agent.devices.ticket_printer.driver import EscPosPrinter
+from edge_agent.devices.ticket_printer.ticket import TicketPrint
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses, from_device_error

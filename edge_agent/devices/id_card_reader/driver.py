@@ -34,8 +34,7 @@ from edge_agent.devices.base import (
     ProbeResult,
     ProtocolError,
 )
-from edge_agent.devices.registry import register_driver
-from edge_agent.devices.sam_frame import (
+from edge_agent.devices.id_card_reader.frame import (
     Command,
     FrameChecksumError,
     FrameLengthError,
@@ -44,15 +43,16 @@ from edge_agent.devices.sam_frame import (
     Sw3,
     encode_request,
 )
-from edge_agent.devices.sam_text import (
+from edge_agent.devices.id_card_reader.text import (
     EXTRA_ADDRESS_SEPARATOR,
     TEXT_BLOCK_SIZE,
     IdCard,
     decode_extra_addresses,
     parse_text_block,
 )
-from edge_agent.devices.sam_transport import SamTransport
-from edge_agent.devices.sam_usb import UsbSamTransport, is_usb_address
+from edge_agent.devices.id_card_reader.transport import SamTransport
+from edge_agent.devices.id_card_reader.usb import UsbSamTransport, is_usb_address
+from edge_agent.devices.registry import register_driver
 from edge_agent.devices.settings import DriverSettings, seconds
 
 __all__ = ["BAUD_RATES", "SamIdReader", "SamReaderSettings", "format_sam_id"]

@@ -26,7 +26,7 @@ from edge_agent.devices.base import (
     Health,
     ProbeResult,
 )
-from edge_agent.devices.camera_capture import CameraError, CameraSource, Still
+from edge_agent.devices.document_camera.capture import CameraError, CameraSource, Still
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.settings import DriverSettings, seconds
 

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from edge_agent.devices.idnumber import make_id_number
-from edge_agent.devices.sam_frame import (
+from edge_agent.devices.id_card_reader.frame import (
     Command,
     FrameChecksumError,
     FrameDecoder,
@@ -39,12 +38,13 @@ from edge_agent.devices.sam_frame import (
     encode_response,
     parse_request,
 )
-from edge_agent.devices.sam_text import (
+from edge_agent.devices.id_card_reader.text import (
     CardType,
     IdCard,
     encode_extra_addresses,
     encode_text_block,
 )
+from edge_agent.devices.idnumber import make_id_number
 
 __all__ = ["BAUD_RATES", "Fault", "IdCardSimulator", "make_card"]
 

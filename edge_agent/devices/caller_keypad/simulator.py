@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
-from edge_agent.devices.keypad_protocol import (
+from edge_agent.devices.caller_keypad.protocol import (
     ACK,
     Func,
     Key,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from edge_agent.devices.pad_levels import PF_PAD
+from edge_agent.devices.evaluation_pad.levels import PF_PAD
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,7 +17,7 @@ import serial
 import serial_asyncio_fast
 
 from edge_agent.devices.base import DeviceTimeout, DeviceUnavailable, ProtocolError
-from edge_agent.devices.sam_frame import FrameDecoder, Response, parse_response
+from edge_agent.devices.id_card_reader.frame import FrameDecoder, Response, parse_response
 
 __all__ = ["SamTransport"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge_agent.devices.escpos_commands import Align, EscPos
+from edge_agent.devices.ticket_printer.commands import Align, EscPos
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

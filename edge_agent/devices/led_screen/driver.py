@@ -24,7 +24,7 @@ from edge_agent.devices.base import (
     Health,
     ProbeResult,
 )
-from edge_agent.devices.led_protocol import (
+from edge_agent.devices.led_screen.protocol import (
     BROADCAST,
     Cmd,
     Effect,

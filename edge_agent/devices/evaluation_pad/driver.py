@@ -32,7 +32,7 @@ from edge_agent.devices.base import (
     ProbeResult,
     ProtocolError,
 )
-from edge_agent.devices.pad_levels import (
+from edge_agent.devices.evaluation_pad.levels import (
     LevelCoding,
     check_stars,
     is_bad_review,
@@ -40,13 +40,13 @@ from edge_agent.devices.pad_levels import (
     satisfaction,
     score,
 )
-from edge_agent.devices.pad_models import (
+from edge_agent.devices.evaluation_pad.models import (
     EvaluationOutcome,
     EvaluationRequest,
     EvaluationResult,
     OutcomeStatus,
 )
-from edge_agent.devices.pad_protocol import (
+from edge_agent.devices.evaluation_pad.protocol import (
     REPLY_TYPES,
     MsgType,
     NakCode,

@@ -28,7 +28,7 @@ from edge_agent.devices.base import (
     Health,
     ProbeResult,
 )
-from edge_agent.devices.keypad_protocol import (
+from edge_agent.devices.caller_keypad.protocol import (
     ACK,
     Func,
     Key,

@@ -43,7 +43,7 @@ from edge_agent.devices.base import (
     ProtocolError,
     UsbFacts,
 )
-from edge_agent.devices.sam_frame import PREAMBLE, FrameDecoder, Response, parse_response
+from edge_agent.devices.id_card_reader.frame import PREAMBLE, FrameDecoder, Response, parse_response
 
 __all__ = [
     "EP_BODY_IN",

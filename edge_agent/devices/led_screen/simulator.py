@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from edge_agent.devices.led_protocol import (
+from edge_agent.devices.led_screen.protocol import (
     BROADCAST,
     Cmd,
     LedFrame,

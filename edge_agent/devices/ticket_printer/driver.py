@@ -26,7 +26,10 @@ from edge_agent.devices.base import (
     ProbeResult,
     ProtocolError,
 )
-from edge_agent.devices.escpos_commands import (
+from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
+from edge_agent.devices.stream import StreamLink
+from edge_agent.devices.ticket_printer.commands import (
     GS_R1,
     PaperState,
     PrinterStatus,
@@ -34,10 +37,7 @@ from edge_agent.devices.escpos_commands import (
     dle_eot,
     paper_from_gs_r1,
 )
-from edge_agent.devices.escpos_ticket import TicketPrint, render_ticket
-from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
-from edge_agent.devices.stream import StreamLink
+from edge_agent.devices.ticket_printer.ticket import TicketPrint, render_ticket
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Final, Self
 
-from edge_agent.devices.sam_frame import (
+from edge_agent.devices.id_card_reader.frame import (
     PREAMBLE,
     FrameChecksumError,
     FrameDecoder,
@@ -33,7 +33,8 @@ from edge_agent.devices.sam_frame import (
     Sw3,
     encode_response,
 )
-from edge_agent.devices.sam_usb import (
+from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
+from edge_agent.devices.id_card_reader.usb import (
     EP_BODY_IN,
     EP_BODY_OUT,
     EP_HEADER_IN,
@@ -44,7 +45,6 @@ from edge_agent.devices.sam_usb import (
     UsbPipeTimeout,
     register_simulated_pipe,
 )
-from edge_agent.devices.simulators.id_card import IdCardSimulator
 
 __all__ = ["UsbIdCardSimulator"]
 

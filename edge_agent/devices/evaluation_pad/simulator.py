@@ -21,7 +21,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from edge_agent.devices.pad_protocol import (
+from edge_agent.devices.evaluation_pad.protocol import (
     MsgType,
     NakCode,
     PadFrame,

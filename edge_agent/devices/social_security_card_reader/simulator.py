@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Self
 
 from edge_agent.devices.idnumber import make_id_number
-from edge_agent.devices.pcsc_apdu import (
+from edge_agent.devices.social_security_card_reader.apdu import (
     RECORD_SIZE,
     SSSE_AID,
     Record,

@@ -149,7 +149,7 @@ class PcscStack:
         return self
 
     def _wait_for_reader(self) -> None:
-        from edge_agent.devices.pcsc_transport import PcscError, list_readers
+        from edge_agent.devices.social_security_card_reader.transport import PcscError, list_readers
 
         deadline = time.monotonic() + self.start_timeout
         last = ""

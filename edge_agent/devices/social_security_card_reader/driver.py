@@ -36,7 +36,9 @@ from edge_agent.devices.idnumber import (
     mask_name,
     validate_id_number,
 )
-from edge_agent.devices.pcsc_apdu import (
+from edge_agent.devices.registry import register_driver
+from edge_agent.devices.settings import DriverSettings, seconds
+from edge_agent.devices.social_security_card_reader.apdu import (
     SW_OK,
     ReadStyle,
     Record,
@@ -47,16 +49,14 @@ from edge_agent.devices.pcsc_apdu import (
     select_file,
     status_meaning,
 )
-from edge_agent.devices.pcsc_names import match_reader
-from edge_agent.devices.pcsc_transport import (
+from edge_agent.devices.social_security_card_reader.names import match_reader
+from edge_agent.devices.social_security_card_reader.transport import (
     PcscCard,
     PcscError,
     connect,
     list_readers,
     wait_for_card,
 )
-from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import DriverSettings, seconds
 
 __all__ = ["PcscSocialSecurityReader", "SocialSecurityCard", "SocialSecuritySettings"]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from edge_agent.devices.escpos_commands import DLE, ESC, FS, GS, LF
 from edge_agent.devices.stream import StreamEndpoint
+from edge_agent.devices.ticket_printer.commands import DLE, ESC, FS, GS, LF
 
 # ESC x commands and how many argument bytes follow them.
 _ESC_ARGS = {0x40: 0, 0x61: 1, 0x45: 1, 0x64: 1, 0x74: 1, 0x21: 1, 0x4D: 1, 0x2D: 1, 0x4A: 1}

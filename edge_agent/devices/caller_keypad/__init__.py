@@ -1,0 +1,16 @@
+"""Device kind ``caller_keypad``: the clerks' caller keypads (docs/devices/caller-keypad.md)."""
+
+from edge_agent.devices.caller_keypad.capability import Keypad
+from edge_agent.devices.caller_keypad.driver import CallerKeypad
+from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
+from edge_agent.devices.registry import DeviceKind
+
+KIND = DeviceKind(
+    name="caller_keypad",
+    capability=Keypad,
+    drivers=(CallerKeypad,),
+    simulators=(CallerKeypadSimulator,),
+    window_bound=True,
+)
+
+__all__ = ["KIND", "Keypad"]

@@ -1,0 +1,16 @@
+"""Device kind ``document_camera``: the document camera (docs/devices/document-camera.md)."""
+
+from edge_agent.devices.document_camera.capability import DocumentCamera
+from edge_agent.devices.document_camera.driver import UvcDocumentCamera
+from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
+from edge_agent.devices.registry import DeviceKind
+
+KIND = DeviceKind(
+    name="document_camera",
+    capability=DocumentCamera,
+    drivers=(UvcDocumentCamera,),
+    simulators=(DocumentCameraSimulator,),
+    window_bound=False,
+)
+
+__all__ = ["KIND", "DocumentCamera"]

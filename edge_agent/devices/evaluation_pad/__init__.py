@@ -1,0 +1,19 @@
+"""Device kind ``evaluation_pad``: the evaluation (rating) pad at a window.
+
+See docs/devices/evaluation-pad.md.
+"""
+
+from edge_agent.devices.evaluation_pad.capability import RatingPad
+from edge_agent.devices.evaluation_pad.driver import EvaluationPad
+from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
+from edge_agent.devices.registry import DeviceKind
+
+KIND = DeviceKind(
+    name="evaluation_pad",
+    capability=RatingPad,
+    drivers=(EvaluationPad,),
+    simulators=(EvaluationPadSimulator,),
+    window_bound=True,
+)
+
+__all__ = ["KIND", "RatingPad"]

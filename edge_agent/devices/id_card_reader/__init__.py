@@ -1,0 +1,23 @@
+"""Device kind ``id_card_reader``: the second-generation ID-card reader (SAM module).
+
+See docs/devices/id-card-reader.md.
+"""
+
+from edge_agent.devices.id_card_reader.capability import IdCardReader
+from edge_agent.devices.id_card_reader.driver import SamIdReader
+from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
+from edge_agent.devices.id_card_reader.simulator_usb import UsbIdCardSimulator
+from edge_agent.devices.registry import DeviceKind
+
+KIND = DeviceKind(
+    name="id_card_reader",
+    capability=IdCardReader,
+    drivers=(SamIdReader,),
+    simulators=(
+        IdCardSimulator,
+        UsbIdCardSimulator,
+    ),
+    window_bound=False,
+)
+
+__all__ = ["KIND", "IdCardReader"]

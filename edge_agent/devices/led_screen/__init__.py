@@ -1,0 +1,16 @@
+"""Device kind ``led_screen``: the LED screens above the windows (docs/devices/led-screen.md)."""
+
+from edge_agent.devices.led_screen.capability import WindowScreen
+from edge_agent.devices.led_screen.driver import LedWindowScreen
+from edge_agent.devices.led_screen.simulator import LedScreenSimulator
+from edge_agent.devices.registry import DeviceKind
+
+KIND = DeviceKind(
+    name="led_screen",
+    capability=WindowScreen,
+    drivers=(LedWindowScreen,),
+    simulators=(LedScreenSimulator,),
+    window_bound=True,
+)
+
+__all__ = ["KIND", "WindowScreen"]

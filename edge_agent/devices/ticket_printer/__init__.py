@@ -1,0 +1,16 @@
+"""Device kind ``ticket_printer``: the queue-ticket printer (docs/devices/ticket-printer.md)."""
+
+from edge_agent.devices.registry import DeviceKind
+from edge_agent.devices.ticket_printer.capability import TicketPrinter
+from edge_agent.devices.ticket_printer.driver import EscPosPrinter
+from edge_agent.devices.ticket_printer.simulator import EscPosPrinterSimulator
+
+KIND = DeviceKind(
+    name="ticket_printer",
+    capability=TicketPrinter,
+    drivers=(EscPosPrinter,),
+    simulators=(EscPosPrinterSimulator,),
+    window_bound=False,
+)
+
+__all__ = ["KIND", "TicketPrinter"]
