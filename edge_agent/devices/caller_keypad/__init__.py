@@ -5,6 +5,9 @@ from edge_agent.devices.caller_keypad.driver import CallerKeypad
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.registry import DeviceKind
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[Keypad] = CallerKeypad
+
 KIND = DeviceKind(
     name="caller_keypad",
     capability=Keypad,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edge_agent.devices.caller_keypad.driver import KeyPress
 
 
+@runtime_checkable
 class Keypad(Protocol):
     """The capability of kind ``caller_keypad``; its drivers satisfy it."""
 

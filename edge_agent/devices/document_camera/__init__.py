@@ -5,6 +5,9 @@ from edge_agent.devices.document_camera.driver import UvcDocumentCamera
 from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
 from edge_agent.devices.registry import DeviceKind
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[DocumentCamera] = UvcDocumentCamera
+
 KIND = DeviceKind(
     name="document_camera",
     capability=DocumentCamera,

@@ -8,6 +8,9 @@ from edge_agent.devices.evaluation_pad.driver import EvaluationPad
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from edge_agent.devices.registry import DeviceKind
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[RatingPad] = EvaluationPad
+
 KIND = DeviceKind(
     name="evaluation_pad",
     capability=RatingPad,

@@ -9,6 +9,9 @@ from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
 from edge_agent.devices.id_card_reader.simulator_usb import UsbIdCardSimulator
 from edge_agent.devices.registry import DeviceKind
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[IdCardReader] = SamIdReader
+
 KIND = DeviceKind(
     name="id_card_reader",
     capability=IdCardReader,

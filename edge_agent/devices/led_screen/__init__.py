@@ -5,6 +5,9 @@ from edge_agent.devices.led_screen.driver import LedWindowScreen
 from edge_agent.devices.led_screen.simulator import LedScreenSimulator
 from edge_agent.devices.registry import DeviceKind
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[WindowScreen] = LedWindowScreen
+
 KIND = DeviceKind(
     name="led_screen",
     capability=WindowScreen,

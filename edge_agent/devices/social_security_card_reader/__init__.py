@@ -8,6 +8,9 @@ from edge_agent.devices.social_security_card_reader.capability import SocialSecu
 from edge_agent.devices.social_security_card_reader.driver import PcscSocialSecurityReader
 from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[SocialSecurityReader] = PcscSocialSecurityReader
+
 KIND = DeviceKind(
     name="social_security_card_reader",
     capability=SocialSecurityReader,

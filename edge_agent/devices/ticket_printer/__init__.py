@@ -5,6 +5,9 @@ from edge_agent.devices.ticket_printer.capability import TicketPrinter
 from edge_agent.devices.ticket_printer.driver import EscPosPrinter
 from edge_agent.devices.ticket_printer.simulator import EscPosPrinterSimulator
 
+# mypy --strict proves here that the driver has the kind's capability.
+_CHECKED: type[TicketPrinter] = EscPosPrinter
+
 KIND = DeviceKind(
     name="ticket_printer",
     capability=TicketPrinter,
