@@ -23,15 +23,23 @@ _D = TypeVar("_D", bound=type[Driver])
 class DeviceKind:
     """What a kind package declares about itself.
 
-    ``capability`` is the Protocol the local API and the queue ask for; ``window_bound``
-    kinds are assigned to a queue window; ``simulators`` speak the device's real bytes.
+    ``capability`` is the Protocol the local API and the queue ask for; ``simulators``
+    speak the device's real bytes. A window-bound kind is named per queue window by the
+    config field ``window_field`` (``[[queue_windows]] pad = ...``); ``window_bus`` kinds
+    serve several windows on one bus, so the window also gives ``<window_field>_address``.
     """
 
     name: str
     capability: type
     drivers: tuple[type[Driver], ...]
     simulators: tuple[type, ...]
-    window_bound: bool = False
+    window_field: str | None = None
+    window_bus: bool = False
+
+    @property
+    def window_bound(self) -> bool:
+        """Whether a queue window names its own device of this kind."""
+        return self.window_field is not None
 
 
 def register_driver(name: str) -> Callable[[_D], _D]:

@@ -68,3 +68,12 @@ def test_driver_names_profiles_use_stay_registered(driver_name: str) -> None:
 
     assert driver_name in driver_names()
     assert driver_class(driver_name).__name__
+
+
+def test_window_bound_kinds_name_config_fields_of_a_queue_window() -> None:
+    from edge_agent.settings_models import QueueWindowSetting, window_fields
+
+    assert sorted(window_fields()) == [("keypad", True), ("led", True), ("pad", False)]
+    for field, on_bus in window_fields():
+        assert field in QueueWindowSetting.model_fields
+        assert (f"{field}_address" in QueueWindowSetting.model_fields) == on_bus

@@ -13,7 +13,8 @@ KIND = DeviceKind(
     capability=Keypad,
     drivers=(CallerKeypad,),
     simulators=(CallerKeypadSimulator,),
-    window_bound=True,
+    window_field="keypad",
+    window_bus=True,
 )
 
 __all__ = ["KIND", "Keypad"]

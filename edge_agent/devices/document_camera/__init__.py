@@ -13,7 +13,6 @@ KIND = DeviceKind(
     capability=DocumentCamera,
     drivers=(UvcDocumentCamera,),
     simulators=(DocumentCameraSimulator,),
-    window_bound=False,
 )
 
 __all__ = ["KIND", "DocumentCamera"]

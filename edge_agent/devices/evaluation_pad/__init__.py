@@ -16,7 +16,7 @@ KIND = DeviceKind(
     capability=RatingPad,
     drivers=(EvaluationPad,),
     simulators=(EvaluationPadSimulator,),
-    window_bound=True,
+    window_field="pad",
 )
 
 __all__ = ["KIND", "RatingPad"]

@@ -20,7 +20,6 @@ KIND = DeviceKind(
         IdCardSimulator,
         UsbIdCardSimulator,
     ),
-    window_bound=False,
 )
 
 __all__ = ["KIND", "IdCardReader"]

@@ -13,7 +13,8 @@ KIND = DeviceKind(
     capability=WindowScreen,
     drivers=(LedWindowScreen,),
     simulators=(LedScreenSimulator,),
-    window_bound=True,
+    window_field="led",
+    window_bus=True,
 )
 
 __all__ = ["KIND", "WindowScreen"]

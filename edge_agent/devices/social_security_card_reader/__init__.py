@@ -16,7 +16,6 @@ KIND = DeviceKind(
     capability=SocialSecurityReader,
     drivers=(PcscSocialSecurityReader,),
     simulators=(SocialSecurityCardSimulator,),
-    window_bound=False,
 )
 
 __all__ = ["KIND", "SocialSecurityReader"]

@@ -13,7 +13,6 @@ KIND = DeviceKind(
     capability=TicketPrinter,
     drivers=(EscPosPrinter,),
     simulators=(EscPosPrinterSimulator,),
-    window_bound=False,
 )
 
 __all__ = ["KIND", "TicketPrinter"]
