@@ -1,6 +1,6 @@
 """Social-security cards through a REAL pcscd + vpcd, and document captures from the camera.
 
-The PC/SC stack is the session fixture of ``tests/devices/test_social_security.py``
+The PC/SC stack is the session fixture of ``tests/devices/social_security_card_reader/test_social_security.py``
 (imported, not rewritten): under ``CI=true`` a missing pcscd fails, elsewhere it skips.
 The document camera is the file-backed simulator that OpenCV opens like ``/dev/videoN``.
 """

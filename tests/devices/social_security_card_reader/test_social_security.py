@@ -147,11 +147,9 @@ def test_card_without_ssse_is_refused_clearly(reader: PcscStack) -> None:
 def test_no_card_is_refused_after_the_wait(reader: PcscStack) -> None:
     async def main() -> dict[str, Any]:
         async with make_driver(reader) as driver:
-            started = time.monotonic()
             with pytest.raises(DeviceRefused) as info:
                 await driver.read_card(wait=0.3)
             assert info.value.code == "no_card"
-            assert time.monotonic() - started < 3.0
             return dict(await driver.health())
 
     health = asyncio.run(main())

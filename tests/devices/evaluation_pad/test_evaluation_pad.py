@@ -52,6 +52,61 @@ def test_crc_matches_the_catalogue_check_value() -> None:
     assert crc16(b"123456789") == 0x29B1
 
 
+# The frame layout pinned with the byte examples of docs/devices/evaluation-pad.md
+# (STX 02, VER 01, TYPE, SEQ, LEN big-endian, JSON body, CRC-16/CCITT-FALSE, ETX 03),
+# written out by hand, never produced by the driver's encoder.
+HELLO_SEQ1 = bytes.fromhex("02 01 01 01 00 00 FA D9 03")
+ACK_SEQ1 = bytes.fromhex("02 01 06 01 00 00 AB F4 03")
+BIND_WINDOW3_S007_SEQ2 = (
+    bytes.fromhex("02 01 03 02 00 20")
+    + b'{"window":"3","staff_id":"S007"}'
+    + bytes.fromhex("BF 07 03")
+)
+RESULT_SEQ5 = (
+    bytes.fromhex("02 01 11 05 00 58")
+    + b'{"request_id":"r1","stars":5,"tags":["attitude"],"text":"",'
+    + b'"time":"2024-05-01 09:31:00"}'
+    + bytes.fromhex("59 74 03")
+)
+
+
+@pytest.mark.parametrize(
+    ("frame", "msg_type", "seq", "body"),
+    [
+        (HELLO_SEQ1, MsgType.HELLO, 1, None),
+        (ACK_SEQ1, MsgType.ACK, 1, None),
+        (BIND_WINDOW3_S007_SEQ2, MsgType.BIND, 2, {"window": "3", "staff_id": "S007"}),
+        (
+            RESULT_SEQ5,
+            MsgType.RESULT,
+            5,
+            {
+                "request_id": "r1",
+                "stars": 5,
+                "tags": ["attitude"],
+                "text": "",
+                "time": "2024-05-01 09:31:00",
+            },
+        ),
+    ],
+    ids=["hello", "ack", "bind", "result"],
+)
+def test_frames_match_the_documented_bytes(
+    frame: bytes, msg_type: MsgType, seq: int, body: dict[str, Any] | None
+) -> None:
+    assert encode_frame(msg_type, seq, body) == frame
+    scanner = FrameScanner(parse_frame, starts=b"\x02")
+    [parsed] = scanner.feed(frame)
+    assert parsed.seq == seq
+    assert parsed.type == msg_type
+    assert parsed.json() == (body or {})
+    assert scanner.take_errors() == []
+
+
+def test_documented_result_frame_is_97_bytes() -> None:
+    assert len(RESULT_SEQ5) == 97
+
+
 def test_frame_round_trip_and_resync_after_noise() -> None:
     frame = encode_frame(MsgType.RESULT, 7, {"request_id": "r", "stars": 5})
     scanner = FrameScanner(parse_frame, starts=b"\x02")
