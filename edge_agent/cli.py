@@ -231,7 +231,8 @@ def profiles_check(path: Path | None) -> None:
 @click.option("--write", is_flag=True, help="Rewrite schema.json's kind enum from the registry.")
 def profiles_schema(write: bool) -> None:
     """Check (or with --write regenerate) schema.json's kind enum against the device kinds."""
-    from edge_agent.profiles.kinds import SCHEMA_PATH, schema_is_current, write_schema
+    from edge_agent.profiles.kinds import schema_is_current, write_schema
+    from edge_agent.profiles.loader import SCHEMA_PATH
 
     if write:
         changed = write_schema()

@@ -11,9 +11,12 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from edge_agent.devices.base import Driver
+
+if TYPE_CHECKING:
+    from edge_agent.devices.simulation import Simulate
 
 _DRIVERS: dict[str, type[Driver]] = {}
 _D = TypeVar("_D", bound=type[Driver])
@@ -24,15 +27,17 @@ class DeviceKind:
     """What a kind package declares about itself.
 
     ``capability`` is the Protocol the local API and the queue ask for; ``simulators``
-    speak the device's real bytes. A window-bound kind is named per queue window by the
-    config field ``window_field`` (``[[queue_windows]] pad = ...``); ``window_bus`` kinds
-    serve several windows on one bus, so the window also gives ``<window_field>_address``.
+    speak the device's real bytes and ``simulate`` attaches them for ``--simulate``.
+    A window-bound kind is named per queue window by the config field ``window_field``
+    (``[[queue_windows]] pad = ...``); ``window_bus`` kinds serve several windows on one
+    bus, so a window also gives ``<window_field>_address``.
     """
 
     name: str
     capability: type
     drivers: tuple[type[Driver], ...]
     simulators: tuple[type, ...]
+    simulate: Simulate | None = None
     window_field: str | None = None
     window_bus: bool = False
 

@@ -9,7 +9,8 @@ from typing import get_args
 import pytest
 
 from edge_agent.devices.registry import kind_names, kinds, window_bound_kinds
-from edge_agent.profiles.kinds import SCHEMA_PATH, schema_is_current, write_schema
+from edge_agent.profiles.kinds import schema_is_current, write_schema
+from edge_agent.profiles.loader import SCHEMA_PATH
 from edge_agent.profiles.models import Kind
 
 

@@ -2,6 +2,7 @@
 
 from edge_agent.devices.caller_keypad.capability import Keypad
 from edge_agent.devices.caller_keypad.driver import CallerKeypad
+from edge_agent.devices.caller_keypad.simulation import simulate
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.registry import DeviceKind
 
@@ -13,6 +14,7 @@ KIND = DeviceKind(
     capability=Keypad,
     drivers=(CallerKeypad,),
     simulators=(CallerKeypadSimulator,),
+    simulate=simulate,
     window_field="keypad",
     window_bus=True,
 )

@@ -2,6 +2,7 @@
 
 from edge_agent.devices.document_camera.capability import DocumentCamera
 from edge_agent.devices.document_camera.driver import UvcDocumentCamera
+from edge_agent.devices.document_camera.simulation import simulate
 from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
 from edge_agent.devices.registry import DeviceKind
 
@@ -13,6 +14,7 @@ KIND = DeviceKind(
     capability=DocumentCamera,
     drivers=(UvcDocumentCamera,),
     simulators=(DocumentCameraSimulator,),
+    simulate=simulate,
 )
 
 __all__ = ["KIND", "DocumentCamera"]

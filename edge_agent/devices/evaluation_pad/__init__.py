@@ -5,6 +5,7 @@ See docs/devices/evaluation-pad.md.
 
 from edge_agent.devices.evaluation_pad.capability import RatingPad
 from edge_agent.devices.evaluation_pad.driver import EvaluationPad
+from edge_agent.devices.evaluation_pad.simulation import simulate
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from edge_agent.devices.registry import DeviceKind
 
@@ -16,6 +17,7 @@ KIND = DeviceKind(
     capability=RatingPad,
     drivers=(EvaluationPad,),
     simulators=(EvaluationPadSimulator,),
+    simulate=simulate,
     window_field="pad",
 )
 

@@ -5,6 +5,7 @@ See docs/devices/id-card-reader.md.
 
 from edge_agent.devices.id_card_reader.capability import IdCardReader
 from edge_agent.devices.id_card_reader.driver import SamIdReader
+from edge_agent.devices.id_card_reader.simulation import simulate
 from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
 from edge_agent.devices.id_card_reader.simulator_usb import UsbIdCardSimulator
 from edge_agent.devices.registry import DeviceKind
@@ -20,6 +21,7 @@ KIND = DeviceKind(
         IdCardSimulator,
         UsbIdCardSimulator,
     ),
+    simulate=simulate,
 )
 
 __all__ = ["KIND", "IdCardReader"]

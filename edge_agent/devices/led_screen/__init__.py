@@ -2,6 +2,7 @@
 
 from edge_agent.devices.led_screen.capability import WindowScreen
 from edge_agent.devices.led_screen.driver import LedWindowScreen
+from edge_agent.devices.led_screen.simulation import simulate
 from edge_agent.devices.led_screen.simulator import LedScreenSimulator
 from edge_agent.devices.registry import DeviceKind
 
@@ -13,6 +14,7 @@ KIND = DeviceKind(
     capability=WindowScreen,
     drivers=(LedWindowScreen,),
     simulators=(LedScreenSimulator,),
+    simulate=simulate,
     window_field="led",
     window_bus=True,
 )

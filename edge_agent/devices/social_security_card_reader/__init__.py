@@ -6,6 +6,7 @@ See docs/devices/social-security-card.md.
 from edge_agent.devices.registry import DeviceKind
 from edge_agent.devices.social_security_card_reader.capability import SocialSecurityReader
 from edge_agent.devices.social_security_card_reader.driver import PcscSocialSecurityReader
+from edge_agent.devices.social_security_card_reader.simulation import simulate
 from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
 
 # mypy --strict proves here that the driver has the kind's capability.
@@ -16,6 +17,7 @@ KIND = DeviceKind(
     capability=SocialSecurityReader,
     drivers=(PcscSocialSecurityReader,),
     simulators=(SocialSecurityCardSimulator,),
+    simulate=simulate,
 )
 
 __all__ = ["KIND", "SocialSecurityReader"]

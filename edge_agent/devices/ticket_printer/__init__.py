@@ -3,6 +3,7 @@
 from edge_agent.devices.registry import DeviceKind
 from edge_agent.devices.ticket_printer.capability import TicketPrinter
 from edge_agent.devices.ticket_printer.driver import EscPosPrinter
+from edge_agent.devices.ticket_printer.simulation import simulate
 from edge_agent.devices.ticket_printer.simulator import EscPosPrinterSimulator
 
 # mypy --strict proves here that the driver has the kind's capability.
@@ -13,6 +14,7 @@ KIND = DeviceKind(
     capability=TicketPrinter,
     drivers=(EscPosPrinter,),
     simulators=(EscPosPrinterSimulator,),
+    simulate=simulate,
 )
 
 __all__ = ["KIND", "TicketPrinter"]

@@ -29,7 +29,7 @@ from edge_agent.devices.social_security_card_reader.names import (
 from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
 from edge_agent.devices.social_security_card_reader.transport import list_readers
 from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
-from tests.devices.test_social_security import CARD, wait_until_absent
+from tests.devices.social_security_card_reader.test_social_security import CARD, wait_until_absent
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CCID_PLIST = PCSC_DRIVERS_DIR / "ifd-ccid.bundle" / "Contents" / "Info.plist"

@@ -180,7 +180,9 @@ def test_no_pcscd_is_unavailable(tmp_path: Any) -> None:
     script = (
         "import asyncio\n"
         "from edge_agent.devices import DeviceIdentity, DeviceUnavailable\n"
-        "from edge_agent.devices.social_security_card_reader.driver import PcscSocialSecurityReader\n"
+        "from edge_agent.devices.social_security_card_reader.driver import (\n"
+        "    PcscSocialSecurityReader,\n"
+        ")\n"
         "ident = DeviceIdentity(device_id='s', profile='p', kind='k', address='Virtual PCD')\n"
         "try:\n"
         "    asyncio.run(PcscSocialSecurityReader(ident).open())\n"
