@@ -1,4 +1,4 @@
-"""Caller keypad (窗口呼叫器) bus frames, FT1.2 style as deployed keypads use (hardware.md §4).
+"""Caller keypad (窗口呼叫器) bus frames, FT1.2 style.
 
 Variable frame, either direction, RS-485 9600 8N1 (docs/devices/caller-keypad.md)::
 
@@ -6,7 +6,7 @@ Variable frame, either direction, RS-485 9600 8N1 (docs/devices/caller-keypad.md
     L  = number of bytes ADDR..DATA;  CS = (ADDR + FUNC + ΣDATA) mod 256
 
 plus the FT1.2 single-character acknowledgement ``E5``. ADDR is the keypad's bus address
-(normally its window number). Key codes follow §4: ``0C`` call, ``0D`` recall, ``0B``
+(normally its window number). Key codes: ``0C`` call, ``0D`` recall, ``0B``
 evaluate, ``12`` pause, ``13`` transfer, ``06 0F`` 弃号, ``00 0F`` hold, ``03 0F``
 call-back. Display frames are ``FF 68 08 08 68 ADDR 02 d1…d6 CS 16``.
 """

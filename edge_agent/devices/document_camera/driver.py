@@ -1,6 +1,7 @@
 """Driver of UVC document cameras (高拍仪) through OpenCV/V4L2: JPEG stills on demand.
 
-Mainstream document cameras are driverless UVC devices (hardware.md 6). The driver
+Mainstream document cameras are driverless UVC devices
+(docs/devices/document-camera.md). The driver
 holds the camera open between captures (one program may stream from it at a time),
 captures at the configured resolution and returns JPEG bytes. OpenCV calls block, so
 they run in a worker thread; ``CameraError`` becomes the device error tree here.

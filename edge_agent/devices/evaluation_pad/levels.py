@@ -1,7 +1,7 @@
 """Satisfaction levels of a 好差评 rating, and the province-dependent level codes.
 
 The pad reports ``stars`` 1-5 with 5 = best, which is what the citizen sees. Level codes
-disagree between sources (hardware.md §3.2): GB/T 39046 A.8 codes 1 = 非常满意 … 5 =
+disagree between sources (docs/devices/evaluation-pad.md): GB/T 39046 A.8 codes 1 = 非常满意 … 5 =
 非常不满意, Zhejiang's interface codes 1 = 非常不满意 … 5 = 非常满意. The driver keeps the
 raw stars and adds the code in the configured direction plus a normalised satisfaction.
 """
@@ -36,7 +36,7 @@ _BY_STARS: Final = {
     2: Satisfaction.DISSATISFIED,
     1: Satisfaction.VERY_DISSATISFIED,
 }
-# Scores 10/8/6/3/0 (hardware.md §3.2, provincial but the two sources agree).
+# Scores 10/8/6/3/0: provincial, but the sources agree (docs/devices/evaluation-pad.md).
 _SCORE: Final = {5: 10, 4: 8, 3: 6, 2: 3, 1: 0}
 
 PF_PAD: Final = 4

@@ -69,7 +69,7 @@ class EvaluationOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        """The evaluation transaction (field names of the province interfaces, §3.3)."""
+        """The evaluation transaction (field names of the province interfaces)."""
         record: dict[str, Any] = {
             "requestId": self.request.request_id,
             "projectNo": self.request.case_no,

@@ -1,4 +1,4 @@
-"""Window LED screen protocol (our own framing; vendor protocols are proprietary, §4).
+"""Window LED screen protocol (our own framing; vendor protocols are proprietary).
 
 One frame format for both directions, over RS-485/serial or TCP (docs/devices/led-screen.md)::
 

@@ -4,10 +4,11 @@ The card holds an ``SSSE`` application (AID ``sx1.sh.社会保障`` in GBK). ``E
 card identification code (卡识别码, record 01) and the card number (卡号, record 07);
 ``EF06`` the social-security number (社会保障号码 = the ID number, record 08) and the
 name (姓名, record 09). Records are ``tag len value`` with the tag equal to the record
-number. READ RECORD comes in two styles that cards in the field both accept
-(hardware.md 2): SFI addressing (``00 B2 07 2C 00``) and current-EF (``00 B2 07 04 0B``).
-The record numbers and encodings past hardware.md 2 follow common reader code and were
-not checked against a card (UNV).
+number. READ RECORD comes in two styles that cards in the field both accept: SFI
+addressing (``00 B2 07 2C 00``) and current-EF (``00 B2 07 04 0B``); see
+docs/devices/social-security-card.md.
+The record numbers and encodings beyond the SELECT/READ RECORD styles follow common
+reader code and were not checked against a card (UNV).
 """
 
 from __future__ import annotations

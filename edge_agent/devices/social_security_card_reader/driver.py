@@ -1,10 +1,11 @@
 """Driver of social-security cards (社会保障卡) in any PC/SC reader, through pcscd.
 
-Reads the SSSE application (hardware.md 2): SELECT SSSE, SELECT EF05 (card id code,
-card number), SELECT EF06 (social-security number, name), READ RECORD in SFI or
-current-EF style. PC/SC calls block, so each card session runs in one worker thread;
-``PcscError`` and status words become the device error tree at this boundary. The card
-value masks its personal data in ``repr``; events carry masked data only.
+Reads the SSSE application (docs/devices/social-security-card.md): SELECT SSSE, SELECT
+EF05 (card id code, card number), SELECT EF06 (social-security number, name), READ
+RECORD in SFI or current-EF style. PC/SC calls block, so each card session runs in one
+worker thread; ``PcscError`` and status words become the device error tree at this
+boundary. The card value masks its personal data in ``repr``; events carry masked data
+only.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 and the virtual card *connects* to it: connected = card inserted, disconnected = card
 removed. Every message is a 2-byte big-endian length and data; a 1-byte message is a
 control (00 power off, 01 power on, 02 reset, 04 get ATR, answered with the ATR), any
-other is a C-APDU answered with an R-APDU. The card answers per hardware.md 2 and 8.
+other is a C-APDU answered with an R-APDU. The card answers as
+docs/devices/social-security-card.md describes.
 
     with SocialSecurityCardSimulator(port=vpcd_port) as card:   # card inserted
         ...                                                       # pcscd sees a card

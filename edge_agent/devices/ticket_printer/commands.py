@@ -1,4 +1,6 @@
-"""ESC/POS bytes: a small command builder and the status-byte layouts (hardware.md §5).
+"""ESC/POS bytes: a small command builder and the status-byte layouts.
+
+See docs/devices/ticket-printer.md.
 
 The builder covers what a queue ticket needs: init, Chinese mode (FS &) with GB18030
 text, alignment, bold, character size, feeds, cuts and a QR code (GS ( k). Status replies

@@ -1,10 +1,11 @@
 """A simulated ESC/POS ticket printer over a pty or TCP (the port-9100 style raw socket).
 
-It parses the byte stream, keeps a text log of what was printed (GB18030 decoded), splits
-it into tickets at each cut, answers DLE EOT 1-4 and GS r 1 with the bit layouts of
-hardware.md §5, and takes faults: ``paper`` ("ok" / "near_end" / "end"), ``cover_open``,
-``cutter_error``, ``paper_end_after_lines`` (the roll runs out mid-job), ``silent`` and
-``answer_limit`` (answer that many status requests, then stop, as a printer that hangs).
+It parses the byte stream, keeps a text log of what was printed (GB18030 decoded),
+splits it into tickets at each cut, answers DLE EOT 1-4 and GS r 1 with the bit layouts
+of docs/devices/ticket-printer.md, and takes faults: ``paper`` ("ok" / "near_end" /
+"end"), ``cover_open``, ``cutter_error``, ``paper_end_after_lines`` (the roll runs out
+mid-job), ``silent`` and ``answer_limit`` (answer that many status requests, then stop,
+as a printer that hangs).
 
 Start::
 
