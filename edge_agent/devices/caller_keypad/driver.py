@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from edge_agent.devices.base import (
     DeviceError,
     DeviceIdentity,
@@ -38,8 +36,9 @@ from edge_agent.devices.caller_keypad.protocol import (
     encode_frame,
     parse_frame,
 )
+from edge_agent.devices.caller_keypad.settings import CallerKeypadSettings
 from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
+from edge_agent.devices.settings import DriverSettings
 from edge_agent.devices.stream import FrameScanner, StreamLink
 
 logger = logging.getLogger(__name__)
@@ -59,16 +58,6 @@ class KeyPress:
     def event_name(self) -> str:
         """``keypad.call``, ``keypad.skip``, …"""
         return f"keypad.{self.key.name.lower()}"
-
-
-class CallerKeypadSettings(DriverSettings):
-    """Settings keys of ``caller_keypad``; times in seconds."""
-
-    baudrate: Baudrate = 9600
-    reply_timeout: float = seconds(0.5, "wait for a keypad's E5 or reply", most=10)
-    retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
-    probe_address: int = Field(default=1, ge=1, le=254, description="keypad asked at probe")
-    frame_gap: float = seconds(1.0, "silence that drops a partial frame", most=10)
 
 
 @register_driver("caller_keypad")

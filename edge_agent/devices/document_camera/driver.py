@@ -14,8 +14,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from edge_agent.devices.base import (
     DeviceBusy,
     DeviceError,
@@ -28,31 +26,13 @@ from edge_agent.devices.base import (
     ProbeResult,
 )
 from edge_agent.devices.document_camera.capture import CameraError, CameraSource, Still
+from edge_agent.devices.document_camera.settings import DocumentCameraSettings
 from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import DriverSettings, seconds
+from edge_agent.devices.settings import DriverSettings
 
-__all__ = ["DocumentCameraSettings", "UvcDocumentCamera"]
+__all__ = ["UvcDocumentCamera"]
 
 _log = logging.getLogger(__name__)
-
-
-class DocumentCameraSettings(DriverSettings):
-    """Settings keys of ``uvc_document_camera``."""
-
-    device: str | None = Field(
-        default=None,
-        min_length=1,
-        description="/dev/videoN, a camera index or a video file; default: the device node",
-    )
-    width: int = Field(default=2592, ge=16, le=10000, description="still width, pixels")
-    height: int = Field(default=1944, ge=16, le=10000, description="still height, pixels")
-    jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality 1-100")
-    warmup_frames: int = Field(
-        default=2, ge=0, le=30, description="frames dropped while exposure settles"
-    )
-    capture_timeout: float = seconds(10.0, "one still, warm-up included", most=120)
-    open_timeout: float = seconds(10.0, "opening the camera", most=120)
-    busy_timeout: float = seconds(2.0, "how long a second capture waits", most=120)
 
 
 @register_driver("uvc_document_camera")

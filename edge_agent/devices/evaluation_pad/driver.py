@@ -16,9 +16,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from pydantic import Field, field_validator
+from zoneinfo import ZoneInfo
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -33,7 +31,6 @@ from edge_agent.devices.base import (
     ProtocolError,
 )
 from edge_agent.devices.evaluation_pad.levels import (
-    LevelCoding,
     check_stars,
     is_bad_review,
     level_code,
@@ -54,62 +51,21 @@ from edge_agent.devices.evaluation_pad.protocol import (
     encode_frame,
     parse_frame,
 )
+from edge_agent.devices.evaluation_pad.settings import (
+    EvaluationPadSettings,
+)
 from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
+from edge_agent.devices.settings import DriverSettings
 from edge_agent.devices.stream import FrameScanner, StreamLink
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TAGS: Final = (
-    {"code": "overall", "label": "整体满意度"},
-    {"code": "efficiency", "label": "服务效率"},
-    {"code": "skill", "label": "服务水平"},
-    {"code": "attitude", "label": "服务态度"},
-)
 _HINTS: Final = {
     NakCode.NOT_BOUND: "bind the pad to this window first (bind_window)",
     NakCode.WINDOW: "the pad is bound to another window; check the window's pad in config",
     NakCode.BUSY: "the pad is showing another request; wait for it or cancel it",
     NakCode.UNKNOWN_REQUEST: "the request already ended on the pad",
 }
-
-
-class IndicatorTag(DriverSettings):
-    """One option shown on the pad beside the five levels."""
-
-    code: str = Field(min_length=1, max_length=32)
-    label: str = Field(min_length=1, max_length=32)
-
-
-class EvaluationPadSettings(DriverSettings):
-    """Settings keys of ``haochaping_pad``; times in seconds."""
-
-    baudrate: Baudrate = 9600
-    ack_timeout: float = seconds(1.0, "wait for the pad's ACK", most=30)
-    retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
-    walkaway_timeout: float = seconds(60.0, "told to the pad: the citizen left", most=3600)
-    walkaway_grace: float = seconds(5.0, "extra wait before giving up on a silent pad")
-    frame_gap: float = seconds(2.0, "silence that drops a partial frame", most=30)
-    walkaway_raises: bool = Field(
-        default=False, description="a walk-away raises DeviceTimeout instead of TIMED_OUT"
-    )
-    level_coding: LevelCoding = Field(
-        default=LevelCoding.GBT39046, description="gbt39046 (1 = 非常满意) or zhejiang (reversed)"
-    )
-    timezone: str = Field(default="Asia/Shanghai", description="time zone of rating times")
-    indicator_tags: tuple[IndicatorTag, ...] = Field(
-        default=tuple(IndicatorTag(**tag) for tag in DEFAULT_TAGS),
-        description="options shown with the levels: list of {code, label}",
-    )
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
 
 @register_driver("haochaping_pad")

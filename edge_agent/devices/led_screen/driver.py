@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Final, Literal
-
-from pydantic import Field
+from typing import Any, ClassVar, Final
 
 from edge_agent.devices.base import (
     DeviceIdentity,
@@ -34,8 +32,9 @@ from edge_agent.devices.led_screen.protocol import (
     encode_text,
     parse_frame,
 )
+from edge_agent.devices.led_screen.settings import LedScreenSettings
 from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
+from edge_agent.devices.settings import DriverSettings
 from edge_agent.devices.stream import FrameScanner, StreamLink
 
 logger = logging.getLogger(__name__)
@@ -46,18 +45,6 @@ _HINTS: Final = {
     Status.BAD_LINE: "the screen has fewer lines; check the screen's line count in config",
     Status.BAD_VALUE: "a value is out of range for this screen",
 }
-
-
-class LedScreenSettings(DriverSettings):
-    """Settings keys of ``led_window_screen``; times in seconds."""
-
-    baudrate: Baudrate = 9600
-    reply_timeout: float = seconds(0.5, "wait for a screen's reply", most=10)
-    retries: int = Field(default=2, ge=0, le=10, description="resends after silence")
-    unencodable: Literal["reject", "replace"] = Field(
-        default="reject", description="text GB2312 cannot hold: reject it, or show □"
-    )
-    probe_address: int = Field(default=1, ge=1, le=254, description="screen asked at probe")
 
 
 @register_driver("led_window_screen")

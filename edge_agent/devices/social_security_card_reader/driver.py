@@ -14,9 +14,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
-
-from pydantic import Field
+from typing import Any, ClassVar
 
 from edge_agent.devices.base import (
     DeviceBusy,
@@ -38,7 +36,7 @@ from edge_agent.devices.idnumber import (
     validate_id_number,
 )
 from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import DriverSettings, seconds
+from edge_agent.devices.settings import DriverSettings
 from edge_agent.devices.social_security_card_reader.apdu import (
     SW_OK,
     ReadStyle,
@@ -51,6 +49,7 @@ from edge_agent.devices.social_security_card_reader.apdu import (
     status_meaning,
 )
 from edge_agent.devices.social_security_card_reader.names import match_reader
+from edge_agent.devices.social_security_card_reader.settings import SocialSecuritySettings
 from edge_agent.devices.social_security_card_reader.transport import (
     PcscCard,
     PcscError,
@@ -59,7 +58,7 @@ from edge_agent.devices.social_security_card_reader.transport import (
     wait_for_card,
 )
 
-__all__ = ["PcscSocialSecurityReader", "SocialSecurityCard", "SocialSecuritySettings"]
+__all__ = ["PcscSocialSecurityReader", "SocialSecurityCard"]
 
 _log = logging.getLogger(__name__)
 
@@ -91,22 +90,6 @@ class SocialSecurityCard:
         return f"SocialSecurityCard({items})"
 
     __str__ = __repr__
-
-
-class SocialSecuritySettings(DriverSettings):
-    """Settings keys of ``pcsc_social_security``; times in seconds."""
-
-    reader: str | None = Field(
-        default=None,
-        min_length=1,
-        description="exact PC/SC reader name or a unique part of it; default: found from "
-        "the USB device (docs/devices/social-security-card.md)",
-    )
-    card_timeout: float = seconds(10.0, "how long read_card waits for a card", most=300)
-    session_timeout: float = seconds(10.0, "one connect + select + read cycle", most=300)
-    read_style: Literal["auto", "sfi", "current"] = Field(
-        default="auto", description="READ RECORD style; auto tries SFI, then current-EF"
-    )
 
 
 @register_driver("pcsc_social_security")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final, Literal
-
-from pydantic import Field
+from typing import Any, ClassVar, Final
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -27,7 +25,7 @@ from edge_agent.devices.base import (
     ProtocolError,
 )
 from edge_agent.devices.registry import register_driver
-from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
+from edge_agent.devices.settings import DriverSettings
 from edge_agent.devices.stream import StreamLink
 from edge_agent.devices.ticket_printer.commands import (
     GS_R1,
@@ -37,6 +35,7 @@ from edge_agent.devices.ticket_printer.commands import (
     dle_eot,
     paper_from_gs_r1,
 )
+from edge_agent.devices.ticket_printer.settings import EscPosPrinterSettings
 from edge_agent.devices.ticket_printer.ticket import TicketPrint, render_ticket
 
 logger = logging.getLogger(__name__)
@@ -45,18 +44,6 @@ _PAPER_OUT: Final = "load a new paper roll and close the cover"
 _COVER: Final = "close the printer cover firmly"
 _CUTTER: Final = "open the cover, clear the paper jam at the cutter, close the cover"
 _OFFLINE: Final = "check the printer's power and error light, then try again"
-
-
-class EscPosPrinterSettings(DriverSettings):
-    """Settings keys of ``escpos_printer``; times in seconds."""
-
-    baudrate: Baudrate = 9600
-    status_timeout: float = seconds(1.0, "per DLE EOT status byte", most=30)
-    job_timeout: float = seconds(10.0, "for the GS r 1 answer after a job", most=120)
-    encoding: Literal["gb18030", "gbk", "gb2312"] = Field(
-        default="gb18030", description="text encoding of the ticket (Chinese mode)"
-    )
-    feed_lines: int = Field(default=4, ge=0, le=255, description="lines fed before the cut")
 
 
 @register_driver("escpos_printer")
