@@ -78,3 +78,20 @@ def test_window_bound_kinds_name_config_fields_of_a_queue_window() -> None:
     for field, on_bus in window_fields():
         assert field in QueueWindowSetting.model_fields
         assert (f"{field}_address" in QueueWindowSetting.model_fields) == on_bus
+
+
+def test_every_kind_has_the_shape_docs_development_describes() -> None:
+    """docs/development.md "Add a device kind": one package plus one profile."""
+    import edge_agent.devices as devices
+    from edge_agent.profiles import load_profiles
+
+    profiled = {profile.kind for profile in load_profiles(log_problems=False)}
+    root = Path(devices.__file__).parent
+    for name, kind in kinds().items():
+        files = {path.name for path in (root / name).glob("*.py")}
+        for needed in ("__init__.py", "capability.py", "driver.py", "settings.py"):
+            assert needed in files, (name, needed)
+        assert "simulator.py" in files, name
+        assert "simulation.py" in files, name
+        assert kind.simulate is not None, name
+        assert name in profiled, f"no profile in device_profiles/ has kind {name}"
