@@ -1,17 +1,9 @@
 """The ID-card simulator's SAM module behind the 0400:C35A USB endpoint split.
 
-Same card logic, same answers and the same faults as ``IdCardSimulator`` (it is a
-subclass); only the wire differs, as on the real module: a request's
-7-byte header must arrive on bulk OUT ``0x02`` and its body on ``0x06``; the reply's
-header is read from bulk IN ``0x81`` and its body from ``0x85`` in packets of at most
-``max_packet`` bytes. Bytes on the wrong endpoint stall it (``UsbPipeError``), as a
-real device would; ``transfers`` logs every transfer as ``(direction, endpoint, size)``.
-
-It is a ``BulkPipe`` the driver opens through the address ``sim-usb:NAME`` (registered
-while started), because this machine has no USB bus: no ``/sys/bus/usb``, no vhci-hcd
-or dummy_hcd/gadgetfs to attach a virtual device to. Everything above the libusb calls
-(the driver, ``UsbSamTransport``'s split, reassembly, deadlines and error mapping) runs
-for real against it.
+A subclass of ``IdCardSimulator`` (same cards, answers and faults) that is a
+``BulkPipe``: headers on bulk 02/81, bodies on 06/85, packets of at most ``max_packet``
+bytes; bytes on the wrong endpoint stall it (``UsbPipeError``). The driver opens it as
+``sim-usb:NAME``. See docs/devices/id-card-reader.md.
 
     with UsbIdCardSimulator() as sim:
         sim.place_card(make_card(CardType.RESIDENT))

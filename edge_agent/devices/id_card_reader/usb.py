@@ -1,30 +1,10 @@
 """SAM_A frames over the USB module 0400:C35A's bulk endpoints.
 
-The module has no kernel driver and no serial port: a request's 7-byte header
-(``AA AA AA 96 69`` + big-endian length) is written to bulk OUT endpoint ``0x02`` and its
-body (CMD PARA [DATA] CHK) to ``0x06``; the reply's header is read from bulk IN ``0x81``
-and its body, as many packets as the header's length says, from ``0x85``. The frame
-bytes are the serial module's (``sam_frame``), so only the split is new.
-
-Two layers:
-
-- ``UsbSamTransport`` has the serial ``SamTransport``'s interface (``open``,
-  ``transact``, ``close``, ``is_open``, ``decoder``), so ``SamIdReader`` runs unchanged
-  on either. It splits requests, reassembles replies across packets, drains stale
-  replies before a request, and turns pipe failures into the device error tree. The
-  blocking pipe calls run in a worker thread, each bounded by what is left of the
-  request's deadline.
-- ``BulkPipe`` is the thin part that touches the bus: ``LibUsbPipe`` (pyusb over
-  libusb-1.0) finds the module by bus/device number from udev, claims interface 0 and
-  does one bulk transfer per call. ``UsbSamSimulator``
-  (``simulators.id_card_usb``) is the other ``BulkPipe``: the ID-card simulator's
-  module behind the same endpoint split.
-
-Addresses: ``/dev/bus/usb/BBB/DDD`` (from udev) opens the real module; ``sim-usb:NAME``
-opens a simulator registered under NAME (``register_simulated_pipe``). This machine has
-no USB bus (no ``/sys/bus/usb``, no vhci/dummy_hcd), so tests run everything above the
-libusb calls against the simulator; ``LibUsbPipe`` itself is exercised only as far as
-"libusb finds no such device".
+``UsbSamTransport`` has the serial ``SamTransport``'s interface, so ``SamIdReader`` runs
+unchanged on either; it splits requests across endpoints 02/06, reassembles replies from
+81/85 and maps pipe failures to the device error tree. ``BulkPipe`` is the part that
+touches the bus: ``LibUsbPipe`` (pyusb/libusb-1.0) for ``/dev/bus/usb/BBB/DDD``, or a
+simulator registered under ``sim-usb:NAME``. See docs/devices/id-card-reader.md.
 """
 
 from __future__ import annotations

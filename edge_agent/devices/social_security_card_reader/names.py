@@ -1,29 +1,9 @@
 """Which PC/SC reader is the USB CCID reader udev told us about.
 
-udev gives discovery a ``/dev/bus/usb/BBB/DDD`` node; PC/SC knows readers only by name.
-pcscd (pcsc-lite 1.9, ``hotplug_libudev.c``) names a USB reader::
-
-    {friendly name} [{interface string}] ({serial}) {reader number} {slot}
-
-- *friendly name*: the ``ifdFriendlyName`` that the driver bundle's ``Info.plist``
-  (``/usr/lib/pcsc/drivers/*.bundle/Contents/Info.plist``; libccid for CCID readers)
-  gives for the reader's vendor/product id, e.g. ``ACS ACR 38U-CCID`` for 072f:90cc.
-  It is *not* the USB product string, although for many readers the two agree.
-- `` [interface]``: the USB interface string (iInterface), when the reader has one.
-- `` (serial)``: the USB serial number, when the reader has one (left out when the
-  interface string already contains it).
-- then two hex bytes: the reader's number among readers and the slot, ``00 00`` for the
-  first reader's first slot. A two-slot reader (contact + SAM, contact + contactless)
-  is listed twice, ``… 00 00`` and ``… 00 01``.
-
-``match_reader`` parses pcscd's current list and picks the reader whose name fits the
-udev facts: its base must be the Info.plist friendly name for the vendor/product id,
-or (drivers that are not in a bundle, pcscd configurations that rename readers)
-``"{manufacturer} {product}"`` or the product string; a serial, when both sides have
-one, must agree; an interface string, when both have one, must agree. Of a matching
-reader its first slot is used. No match, or several readers that cannot be told apart
-(two identical readers without serial numbers), is a ``LookupError`` that says so; the
-profile's or local config's ``reader`` setting then pins the name.
+pcscd names readers ``{friendly name} [{interface}] ({serial}) {reader} {slot}``, the
+friendly name from the driver bundle's ``Info.plist``. ``match_reader`` picks the reader
+whose name fits the udev facts, or raises ``LookupError`` saying why (then the ``reader``
+setting pins the name). The naming rules: docs/devices/social-security-card.md.
 """
 
 from __future__ import annotations
