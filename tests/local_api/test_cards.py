@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.devices.id_card_reader.simulator import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.text import CardType
 from tests.local_api.harness import READER, Outlet, outlet
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from edge_agent.devices.id_card_reader.simulator import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.local_api import WS_SUBPROTOCOL
 from tests.local_api.harness import FOREIGN, READER, outlet, wait_for_event
 

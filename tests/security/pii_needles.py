@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edge_agent.devices.id_card_reader.simulator import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.text import CardType, IdCard
 from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardData
 

@@ -41,7 +41,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
-from edge_agent.devices.id_card_reader.simulator import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.local_api import WS_SUBPROTOCOL
 from govedge_testbed import Mosquitto
 from tests.chaos.harness import Outlet, catalogue

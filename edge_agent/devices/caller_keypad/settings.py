@@ -1,4 +1,4 @@
-"""The settings a ``caller_keypad`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``caller_keypad``: what its profile (and local config) may set."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The settings a ``document_camera`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``document_camera``: what its profile (and local config) may set."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The settings a ``evaluation_pad`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``evaluation_pad``: what its profile (and local config) may set."""
 
 from __future__ import annotations
 
@@ -10,17 +10,7 @@ from pydantic import Field, field_validator
 from edge_agent.devices.evaluation_pad.levels import (
     LevelCoding,
 )
-from edge_agent.devices.evaluation_pad.protocol import (
-    NakCode,
-)
 from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
-
-_HINTS: Final = {
-    NakCode.NOT_BOUND: "bind the pad to this window first (bind_window)",
-    NakCode.WINDOW: "the pad is bound to another window; check the window's pad in config",
-    NakCode.BUSY: "the pad is showing another request; wait for it or cancel it",
-    NakCode.UNKNOWN_REQUEST: "the request already ended on the pad",
-}
 
 DEFAULT_TAGS: Final = (
     {"code": "overall", "label": "整体满意度"},

@@ -7,7 +7,9 @@ bad frame or bad card data ``ProtocolError``, a vanished port ``DeviceUnavailabl
 (the next operation opens the same address again, so a reader plugged back in just
 works). A corrupted frame gets the command sent once more; a module silent since the
 port opened gets the other baud rates tried. Events and logs carry masked data only;
-the photo stays undecoded WLT.
+the photo stays undecoded WLT. Over 400 lines as one thing: the command cycle, resends,
+baud-rate hunt and reconnect all share one link and its lock; codecs live in frame.py,
+text.py and the transports, settings in settings.py.
 """
 
 from __future__ import annotations
@@ -71,7 +73,6 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 }
 
 
-# The rates of the module's set-baud command 60 ii, ii = index: probed in this order.
 def format_sam_id(raw: bytes) -> str:
     """16 bytes → ``05.01-20101028-0012345678-1234567890`` (u16, u16, u32, u32, u32 LE)."""
     if len(raw) != 16:

@@ -1,4 +1,4 @@
-"""The settings a ``id_card_reader`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``id_card_reader``: what its profile (and local config) may set."""
 
 from __future__ import annotations
 
@@ -8,22 +8,10 @@ from pydantic import Field, field_validator
 
 from edge_agent.devices.id_card_reader.frame import (
     Command,
-    Sw3,
 )
 from edge_agent.devices.settings import DriverSettings, seconds
 
-PHOTO_SIZE = 1024
-_RESENDS = 1  # a command whose answer (or request) was corrupted is sent once more
-_REFUSALS: dict[int, tuple[str, str]] = {
-    Sw3.FIND_FAILED: ("no_card", "place the ID card on the reader"),
-    Sw3.SELECT_FAILED: ("select_failed", "lift the card and place it flat on the reader again"),
-    Sw3.READ_FAILED: ("read_failed", "keep the card still on the reader and try again"),
-    Sw3.UNKNOWN_CARD_TYPE: ("unknown_card", "this card cannot be read here; is it an ID card?"),
-    Sw3.CARD_AUTH_SAM_FAILED: ("card_auth_failed", "try again; if it repeats, check the card"),
-    Sw3.SAM_AUTH_CARD_FAILED: ("card_auth_failed", "try again; if it repeats, check the card"),
-    Sw3.VERIFY_FAILED: ("card_auth_failed", "try again; if it repeats, check the card"),
-}
-
+# The rates of the module's set-baud command 60 ii (ii = index), probed in this order.
 BAUD_RATES: Final = (115200, 57600, 38400, 19200, 9600)
 
 

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 
-from edge_agent.devices.id_card_reader.simulator import IdCardSimulator, make_card
+from edge_agent.devices.id_card_reader.cards import make_card
+from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
 from edge_agent.devices.simulation import SIM_MANUFACTURER, SimulatedDevice, SimulationOptions
 from edge_agent.discovery import DeviceDescription
 

@@ -1,22 +1,12 @@
-"""The settings a ``led_screen`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``led_screen``: what its profile (and local config) may set."""
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from edge_agent.devices.led_screen.protocol import (
-    Status,
-)
 from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
-
-_HINTS: Final = {
-    Status.BAD_COMMAND: "the controller firmware does not know this command",
-    Status.BAD_TEXT: "the screen could not decode the text; check its character set",
-    Status.BAD_LINE: "the screen has fewer lines; check the screen's line count in config",
-    Status.BAD_VALUE: "a value is out of range for this screen",
-}
 
 
 class LedScreenSettings(DriverSettings):

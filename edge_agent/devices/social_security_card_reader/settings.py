@@ -1,4 +1,4 @@
-"""The settings a ``social_security_card_reader`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``social_security_card_reader`` (profile and local config)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from typing import Literal
 from pydantic import Field
 
 from edge_agent.devices.settings import DriverSettings, seconds
-
-_NO_CARD_HINT = "insert the social-security card into the reader, chip first"
-_PARAMETER_ERRORS = {0x6B00, 0x6A86, 0x6D00, 0x6700, 0x6981}
 
 
 class SocialSecuritySettings(DriverSettings):

@@ -1,17 +1,12 @@
-"""The settings a ``ticket_printer`` profile (and local config) may give its driver."""
+"""Driver settings of kind ``ticket_printer``: what its profile (and local config) may set."""
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from edge_agent.devices.settings import Baudrate, DriverSettings, seconds
-
-_PAPER_OUT: Final = "load a new paper roll and close the cover"
-_COVER: Final = "close the printer cover firmly"
-_CUTTER: Final = "open the cover, clear the paper jam at the cutter, close the cover"
-_OFFLINE: Final = "check the printer's power and error light, then try again"
 
 
 class EscPosPrinterSettings(DriverSettings):

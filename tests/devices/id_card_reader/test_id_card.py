@@ -24,6 +24,7 @@ from edge_agent.devices import (
     ProtocolError,
     driver_class,
 )
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.driver import SamIdReader
 from edge_agent.devices.id_card_reader.frame import (
     Command,
@@ -31,7 +32,7 @@ from edge_agent.devices.id_card_reader.frame import (
     encode_request,
     parse_response,
 )
-from edge_agent.devices.id_card_reader.simulator import Fault, IdCardSimulator, make_card
+from edge_agent.devices.id_card_reader.simulator import Fault, IdCardSimulator
 from edge_agent.devices.id_card_reader.text import CardType, IdCard
 from edge_agent.devices.idnumber import is_valid_id_number, mask_id_number
 

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from edge_agent.devices import ProtocolError
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.frame import (
     Command,
     FrameChecksumError,
@@ -18,7 +19,6 @@ from edge_agent.devices.id_card_reader.frame import (
     parse_request,
     parse_response,
 )
-from edge_agent.devices.id_card_reader.simulator import make_card
 from edge_agent.devices.id_card_reader.text import (
     CardDataError,
     CardType,

@@ -28,6 +28,7 @@ from edge_agent.devices import (
     DeviceUnavailable,
     ProtocolError,
 )
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.driver import SamIdReader, format_sam_id
 from edge_agent.devices.id_card_reader.frame import (
     Command,
@@ -35,7 +36,7 @@ from edge_agent.devices.id_card_reader.frame import (
     SamStatusError,
     parse_response,
 )
-from edge_agent.devices.id_card_reader.simulator import Fault, IdCardSimulator, make_card
+from edge_agent.devices.id_card_reader.simulator import Fault, IdCardSimulator
 from edge_agent.devices.id_card_reader.text import (
     CardType,
     IdCard,

@@ -25,9 +25,10 @@ from edge_agent.devices import (
     ProtocolError,
     UsbFacts,
 )
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.driver import SamIdReader
 from edge_agent.devices.id_card_reader.frame import Command, encode_request
-from edge_agent.devices.id_card_reader.simulator import Fault, make_card
+from edge_agent.devices.id_card_reader.simulator import Fault
 from edge_agent.devices.id_card_reader.simulator_usb import UsbIdCardSimulator
 from edge_agent.devices.id_card_reader.text import CardType
 from edge_agent.devices.id_card_reader.usb import (
