@@ -1,4 +1,4 @@
-"""Simulated caller keypads on one FT1.2-style bus (``keypad_protocol``) over a pty or TCP.
+"""Simulated caller keypads on one FT1.2-style bus (``caller_keypad.protocol``) over a pty or TCP.
 
 The test presses keys (``sim.press(3, Key.CALL)``) and reads what each keypad displays
 (``sim.display(3)``). Keypads acknowledge display frames with ``E5`` and answer QUERY.

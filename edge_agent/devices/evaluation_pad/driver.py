@@ -1,6 +1,6 @@
 """Driver of the 好差评 evaluation pad at a window, over serial or TCP.
 
-The pad speaks our framed protocol (``pad_protocol``). A background reader task owns all
+The pad speaks our framed protocol (``protocol``). A background reader task owns all
 incoming bytes: replies resolve the one outstanding request, and the pad's own reports
 (rating given, citizen walked away) are acknowledged and handed to whoever awaits
 ``request_evaluation``. Events carry no personal data: the free text and the case

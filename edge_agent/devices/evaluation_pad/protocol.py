@@ -8,7 +8,7 @@ tables and worked examples)::
 
 The CRC covers VER through the last BODY byte. Requests and the pad's own reports are
 answered with ACK/NAK (or a reply type) echoing their SEQ, so either side can retransmit.
-Satisfaction levels and their codes live in ``pad_levels``.
+Satisfaction levels and their codes live in ``levels``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A simulated 好差评 evaluation pad speaking ``pad_protocol`` over a pty or TCP.
+"""A simulated 好差评 evaluation pad speaking ``evaluation_pad.protocol`` over a pty or TCP.
 
 The test plays the citizen: ``await sim.wait_for_request()`` sees what the pad shows,
 ``sim.press(5, tags=[...])`` rates, ``sim.walk_away()`` leaves without rating (or the

@@ -1,4 +1,4 @@
-"""A simulated bus of window LED strips speaking ``led_protocol`` over a pty or TCP.
+"""A simulated bus of window LED strips speaking ``led_screen.protocol`` over a pty or TCP.
 
 Each screen has an address and a few lines of text; the simulator decodes GB2312 and
 exposes what every screen shows now (``sim.text(3)``). Faults: ``silent`` (no replies),

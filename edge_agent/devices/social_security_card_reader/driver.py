@@ -226,7 +226,7 @@ class PcscSocialSecurityReader(Driver):
         The ``reader`` setting, or the address, as an exact name or a unique part of one;
         else, for a USB reader from udev (address ``/dev/bus/usb/…``), the name pcscd
         built from its Info.plist name, interface string and serial
-        (``pcsc_names.match_reader``).
+        (``names.match_reader``).
         """
         names = await self.readers()
         if self._wanted in names:

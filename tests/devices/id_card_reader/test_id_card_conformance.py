@@ -1,6 +1,6 @@
 """The SAM_A driver and simulator held to the protocol's own bytes, and its rough edges.
 
-Both the driver and the simulator build their frames with ``sam_frame``/``sam_text``, so
+Both the driver and the simulator build their frames with ``frame``/``text``, so
 a misreading there would pass every round trip. The frames here are therefore written
 out as literals from the protocol tables (docs/devices/id-card-reader.md), with
 checksums computed by hand (the XOR of every byte from the length field on), and
