@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BIN, machine, median, pct, poll, start_agent, stop, table, update_doc  # noqa: E402
 
 from edge_agent.devices.base import DeviceIdentity  # noqa: E402
-from edge_agent.devices.drivers.id_card import SamIdReader  # noqa: E402
-from edge_agent.devices.simulators.id_card import IdCardSimulator, make_card  # noqa: E402
+from edge_agent.devices.id_card_reader.cards import make_card  # noqa: E402
+from edge_agent.devices.id_card_reader.driver import SamIdReader  # noqa: E402
+from edge_agent.devices.id_card_reader.simulator import IdCardSimulator  # noqa: E402
 from edge_agent.discovery import DeviceManager  # noqa: E402
 from edge_agent.profiles import load_profiles  # noqa: E402
 from edge_agent.simulate import SimulatedHardware  # noqa: E402

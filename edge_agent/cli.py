@@ -227,4 +227,19 @@ def profiles_check(path: Path | None) -> None:
     sys.exit(profiles_check_main(path))
 
 
+@profiles.command(name="schema")
+@click.option("--write", is_flag=True, help="Rewrite schema.json's kind enum from the registry.")
+def profiles_schema(write: bool) -> None:
+    """Check (or with --write regenerate) schema.json's kind enum against the device kinds."""
+    from edge_agent.profiles.kinds import schema_is_current, write_schema
+    from edge_agent.profiles.loader import SCHEMA_PATH
+
+    if write:
+        changed = write_schema()
+        click.echo(f"{SCHEMA_PATH}: {'rewritten' if changed else 'already current'}")
+    elif not schema_is_current():
+        click.echo(f"{SCHEMA_PATH} is stale: run edge-agent profiles schema --write", err=True)
+        sys.exit(1)
+
+
 __all__ = ["main"]

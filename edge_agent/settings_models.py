@@ -142,19 +142,17 @@ def check_windows(
                 )
         if len(set(entry.business_types)) != len(entry.business_types):
             raise ValueError(f"{where}.business_types{which}: a business type is listed twice")
-        for field, device, given in (
-            ("pad", entry.pad, None),
-            ("led", entry.led, entry.led_address),
-            ("keypad", entry.keypad, entry.keypad_address),
-        ):
+        for field, on_bus in window_fields():
+            device = getattr(entry, field)
+            given = getattr(entry, f"{field}_address") if on_bus else None
             if device is None:
                 if given is not None:
                     raise ValueError(
                         f"{where}.{field}_address{which}: set {field} (the device_id) too"
                     )
                 continue
-            address = None if field == "pad" else entry.address(given)
-            if field != "pad" and address is None:
+            address = entry.address(given) if on_bus else None
+            if on_bus and address is None:
                 raise ValueError(
                     f"{where}.{field}_address{which}: window {entry.window!r} is not a number "
                     f"1-254, so give its {field} bus address"
@@ -188,3 +186,14 @@ def check_timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name no file can have
         raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
     return value
+
+
+def window_fields() -> list[tuple[str, bool]]:
+    """(config field, on a bus) of each window-bound device kind, from the kind registry."""
+    from edge_agent.devices.registry import kinds
+
+    return [
+        (kind.window_field, kind.window_bus)
+        for kind in kinds().values()
+        if kind.window_field is not None
+    ]

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.outbox import InvalidEntry, PriorityClass, Receipt
 from edge_agent.outbox.codec import ID_PATTERN
 from edge_agent.runtime import AgentRuntime

@@ -15,7 +15,11 @@ from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
-from edge_agent.devices.pcsc_vpcd import PcscStack, PcscUnavailable, environment_ok
+from edge_agent.devices.social_security_card_reader.vpcd import (
+    PcscStack,
+    PcscUnavailable,
+    environment_ok,
+)
 from govedge_testbed import Mosquitto, Postgres, ServiceUnavailable, VictoriaMetrics
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

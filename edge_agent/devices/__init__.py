@@ -1,8 +1,8 @@
-"""Devices attached to the outlet PC: one small driver interface, one module per kind.
+"""Devices attached to the outlet PC: one small driver interface, one package per kind.
 
-A device kind is a driver module in ``edge_agent.devices.drivers`` (registered with
-``@register_driver``) plus a profile in ``device_profiles/``; nothing else changes.
-Each driver has a simulator in ``edge_agent.devices.simulators`` speaking the same bytes.
+A device kind is a package ``edge_agent.devices.<kind>`` (declaring ``KIND``: its driver,
+capability, simulator, window binding) plus a profile in ``device_profiles/``; nothing
+else changes (docs/development.md, "Add a device kind").
 
 Exception tree::
 

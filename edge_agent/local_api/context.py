@@ -20,9 +20,10 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from edge_agent.devices import DeviceUnavailable, Driver
+from edge_agent.devices.registry import kinds_with
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.errors import ApiError
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
@@ -40,7 +41,7 @@ __all__ = [
     "idempotency_conflict",
 ]
 
-D = TypeVar("D", bound=Driver)
+C = TypeVar("C")
 T = TypeVar("T")
 _WAV_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 
@@ -256,22 +257,22 @@ class LocalApiContext:
 
     # ---- finding devices -----------------------------------------------------------
 
-    def ready_drivers(self, cls: type[D]) -> list[D]:
-        """Every ready driver of class ``cls``, by device id."""
-        found: list[D] = []
+    def ready_drivers(self, capability: type[C]) -> list[C]:
+        """Every ready device whose kind has ``capability`` (a kind's declared Protocol)."""
+        wanted = kinds_with(capability)
+        found: list[C] = []
         for info in self.runtime.devices.inventory():
-            if info.state != "ready":
+            if info.state != "ready" or info.kind not in wanted:
                 continue
             try:
                 driver = self.runtime.devices.driver(info.device_id)
             except DeviceUnavailable:
                 continue
-            if isinstance(driver, cls):
-                found.append(driver)
+            found.append(_as(capability, driver))
         return found
 
-    def find_driver(self, cls: type[D], *, device_id: str | None, what: str, hint: str) -> D:
-        """The driver to use: ``device_id``'s, or the first ready one of its class.
+    def find_driver(self, capability: type[C], *, device_id: str | None, what: str, hint: str) -> C:
+        """The device to use: ``device_id``'s, or the first ready one with ``capability``.
 
         ``what`` names the device for the clerk ("ID-card reader"); ``hint`` says how to
         get one ready.
@@ -285,15 +286,20 @@ class LocalApiContext:
                 raise ApiError(
                     503, "device_unavailable", f"{what} {device_id} is not ready: {exc}", hint=hint
                 ) from exc
-            if not isinstance(driver, cls):
+            if driver.identity.kind not in kinds_with(capability):
                 raise ApiError(
                     409,
                     "wrong_device_kind",
                     f"device {device_id!r} is not a device of kind {what}",
                     hint=hint,
                 )
-            return driver
-        drivers = self.ready_drivers(cls)
+            return _as(capability, driver)
+        drivers = self.ready_drivers(capability)
         if not drivers:
             raise ApiError(503, "no_device", f"no {what} is connected and ready", hint=hint)
         return drivers[0]
+
+
+def _as(capability: type[C], driver: Driver) -> C:
+    # The kind declared the capability; its drivers implement it (tests/devices check it).
+    return cast(C, driver)

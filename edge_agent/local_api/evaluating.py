@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
-from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.devices.evaluation_pad import RatingPad
+from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError
 from edge_agent.outbox import Receipt
@@ -33,20 +33,18 @@ HINT: Final = "connect the window's evaluation pad, or give the window its pad i
 class Evaluated:
     """How one evaluation ended: the pad, its outcome, and the ``tx_id`` if rated."""
 
-    pad: EvaluationPad
+    pad: RatingPad
     outcome: EvaluationOutcome
     tx_id: str | None
 
 
-def pad_for(local: LocalApiContext, window: str, device_id: str | None = None) -> EvaluationPad:
+def pad_for(local: LocalApiContext, window: str, device_id: str | None = None) -> RatingPad:
     """The pad of ``window``: given, configured, bound to it, or the only one."""
     declared = local.runtime.windows.get(window)
     configured = device_id or (declared.pad if declared is not None else None)
     if configured is not None:
-        return local.find_driver(
-            EvaluationPad, device_id=configured, what="evaluation pad", hint=HINT
-        )
-    pads = local.ready_drivers(EvaluationPad)
+        return local.find_driver(RatingPad, device_id=configured, what="evaluation pad", hint=HINT)
+    pads = local.ready_drivers(RatingPad)
     if not pads:
         raise ApiError(503, "no_device", "no evaluation pad is connected and ready", hint=HINT)
     for pad in pads:
@@ -71,7 +69,7 @@ async def evaluate_at_window(
     timeout_s: float | None = None,
     device_id: str | None = None,
     tx_id: str | None = None,
-    receipt: Callable[[EvaluationPad, EvaluationOutcome, str], Receipt] | None = None,
+    receipt: Callable[[RatingPad, EvaluationOutcome, str], Receipt] | None = None,
 ) -> Evaluated:
     """Show the request on the window's pad, wait for the citizen, record a rating.
 

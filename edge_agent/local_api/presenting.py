@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from edge_agent.devices import DeviceError
-from edge_agent.devices.drivers.led_window_screen import LedWindowScreen
+from edge_agent.devices.led_screen import WindowScreen
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError, from_device_error, from_outbox_error
 from edge_agent.local_api.models import (
@@ -78,7 +78,7 @@ async def _show(
     configured window without an ``led`` has no screen (nothing shown, no warning).
     """
     declared = local.runtime.windows.get(window)
-    screen: LedWindowScreen | None = None
+    screen: WindowScreen | None = None
     address: str | int = window
     if local.runtime.windows:
         if declared is None or declared.led is None or declared.led_address is None:
@@ -86,7 +86,7 @@ async def _show(
         address = declared.led_address
         try:
             screen = local.find_driver(
-                LedWindowScreen,
+                WindowScreen,
                 device_id=declared.led,
                 what="LED screen",
                 hint="check the LED controller's power and cable",
@@ -95,7 +95,7 @@ async def _show(
             warnings.append(warning_of(exc))
             return False
     else:
-        screens = local.ready_drivers(LedWindowScreen)
+        screens = local.ready_drivers(WindowScreen)
         if not screens:
             return False
         screen = screens[0]

@@ -14,14 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# One name per kind package in edge_agent.devices (tests/profiles/test_kinds.py checks it).
 Kind = Literal[
-    "id_card_reader",
-    "social_security_card_reader",
+    "caller_keypad",
     "document_camera",
     "evaluation_pad",
-    "ticket_printer",
+    "id_card_reader",
     "led_screen",
-    "caller_keypad",
+    "social_security_card_reader",
+    "ticket_printer",
 ]
 Subsystem = Literal["tty", "usb", "usbmisc", "video4linux", "hidraw"]
 Threshold = bool | int | float | str

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from edge_agent.devices import DeviceError, DeviceEvent
+from edge_agent.devices.caller_keypad import Keypad
 from edge_agent.queueing.engine import QueueEngine
 from edge_agent.queueing.errors import (
     NoCurrentTicket,
@@ -229,8 +230,7 @@ class KeypadQueueBridge:
         """
         try:
             keypad = self._driver_of(device_id)
-            show = getattr(keypad, "show", None)
-            if show is not None:
-                await show(target, text)
+            if isinstance(keypad, Keypad):
+                await keypad.show(target, text)
         except (DeviceError, ValueError) as exc:
             log.warning("keypad %s at %s: display not updated: %s", device_id, target, exc)

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from edge_agent.devices.simulators.evaluation_pad import EvaluationPadSimulator
+from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from tests.e2e.conftest import BIN, Agent, Server, poll, start_server
 
 LOCAL_API = re.compile(r"local API on http://127\.0\.0\.1:(\d+)")

@@ -213,8 +213,9 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
             assert called["ticket"]["number"] == ticket["number"]
             assert called["led"] == {"lines": [f"请{ticket['number']}号到1号窗口", "等候人数:000"],
                                      "shown": True}  # fmt: skip
-            assert sim.led is not None
-            assert sim.led.text(1, 1) == f"请{ticket['number']}号到1号窗口"
+            led = sim.simulator("led_screen")
+            assert led is not None
+            assert led.text(1, 1) == f"请{ticket['number']}号到1号窗口"
             # The ID card, then the papers on the document camera.
             card = await clerk.post("/v1/id-card/read", {})
             doc = await clerk.post("/v1/documents/capture", {})
@@ -259,10 +260,11 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
                     },
                 )
             )
-            assert sim.pad is not None
-            shown = await sim.pad.wait_for_request(within=20)
+            pad = sim.simulator("evaluation_pad")
+            assert pad is not None
+            shown = await pad.wait_for_request(within=20)
             assert shown["case_no"] == case_number  # what the pad shows the citizen
-            sim.pad.press(5, tags=["态度好"])
+            pad.press(5, tags=["态度好"])
             rated = await asked
             assert rated["status"] == "rated"
             assert rated["stars"] == 5
@@ -271,7 +273,7 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
             )
             assert evaluated["data"]["outcome"] == "delivered"
             status = (await clerk.http.get(f"/v1/transactions/{tx_id}")).json()
-            assert len(sim.pad.requests) == 1  # one request shown, rated once
+            assert len(pad.requests) == 1  # one request shown, rated once
             return {
                 "tx_id": tx_id,
                 "case_number": case_number,

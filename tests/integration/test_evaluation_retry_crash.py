@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from edge_agent.devices.simulators.evaluation_pad import EvaluationPadSimulator
+from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from govedge_testbed import Mosquitto
 from tests.chaos.harness import PAD_PROFILE, Outlet
 from tests.e2e.conftest import Agent

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.devices.pcsc_vpcd import environment_ok
+from edge_agent.devices.social_security_card_reader.vpcd import environment_ok
 from edge_agent.local_api import AppRegistry
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth, Event, Telemetry

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.devices import DeviceEvent
-from edge_agent.devices.pad_models import (
+from edge_agent.devices.evaluation_pad.models import (
     EvaluationOutcome,
     EvaluationRequest,
     EvaluationResult,

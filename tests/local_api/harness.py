@@ -28,13 +28,13 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
-from edge_agent.devices.pcsc_vpcd import PcscStack
-from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
-from edge_agent.devices.simulators.document_camera import DocumentCameraSimulator
-from edge_agent.devices.simulators.escpos_printer import EscPosPrinterSimulator
-from edge_agent.devices.simulators.evaluation_pad import EvaluationPadSimulator
-from edge_agent.devices.simulators.id_card import IdCardSimulator
-from edge_agent.devices.simulators.led_screen import LedScreenSimulator
+from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
+from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
+from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
+from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
+from edge_agent.devices.led_screen.simulator import LedScreenSimulator
+from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
+from edge_agent.devices.ticket_printer.simulator import EscPosPrinterSimulator
 from edge_agent.discovery import (
     ControlledSource,
     DeviceDescription,

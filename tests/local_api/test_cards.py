@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.devices.sam_text import CardType
-from edge_agent.devices.simulators.id_card import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
+from edge_agent.devices.id_card_reader.text import CardType
 from tests.local_api.harness import READER, Outlet, outlet
 
 Scenario = Callable[[Outlet], Awaitable[None]]

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from edge_agent.devices import DeviceEvent
-from edge_agent.devices.simulators.id_card import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.local_api import WS_SUBPROTOCOL, LocalApiOptions
 from tests.local_api.harness import FOREIGN, READER, outlet, wait_for_event
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from edge_agent.devices import DeviceEvent
-from edge_agent.devices.keypad_protocol import Key
-from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
+from edge_agent.devices.caller_keypad.protocol import Key
+from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.discovery import Subscription
 from edge_agent.queueing import WindowConfig, WindowSnapshot
 from tests.local_api.harness import KEYPAD_BUS, Outlet, outlet

@@ -1,7 +1,8 @@
 """Social-security cards through a REAL pcscd + vpcd, and document captures from the camera.
 
-The PC/SC stack is the session fixture of ``tests/devices/test_social_security.py``
-(imported, not rewritten): under ``CI=true`` a missing pcscd fails, elsewhere it skips.
+The PC/SC stack is the session fixture of
+``tests/devices/social_security_card_reader/test_social_security.py`` (imported, not
+rewritten): under ``CI=true`` a missing pcscd fails, elsewhere it skips.
 The document camera is the file-backed simulator that OpenCV opens like ``/dev/videoN``.
 """
 
@@ -17,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.devices.pcsc_vpcd import PcscStack
-from edge_agent.devices.simulators.document_camera import DocumentCameraSimulator
-from edge_agent.devices.simulators.social_security import SocialSecurityCardSimulator
-from tests.devices.test_social_security import CARD, wait_until_absent
+from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
+from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
+from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
+from tests.devices.social_security_card_reader.test_social_security import CARD, wait_until_absent
 from tests.local_api.harness import CAMERA, CAMERA_SIZE, SSC_READER, outlet
 from tests.local_api.test_submissions import submission
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.devices.led_protocol import encode_text
+from edge_agent.devices.led_screen.protocol import encode_text
 from edge_agent.queueing import (
     BusinessType,
     NoCurrentTicket,

@@ -13,9 +13,9 @@ import asyncio
 from pathlib import Path
 
 from edge_agent.devices import DeviceIdentity
-from edge_agent.devices.drivers.caller_keypad import CallerKeypad
-from edge_agent.devices.keypad_protocol import Key
-from edge_agent.devices.simulators.caller_keypad import CallerKeypadSimulator
+from edge_agent.devices.caller_keypad.driver import CallerKeypad
+from edge_agent.devices.caller_keypad.protocol import Key
+from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.discovery.events import EventHub
 from edge_agent.queueing import BusinessType, QueueEngine, QueueResult
 from edge_agent.queueing.keypad import KeypadQueueBridge, KeyRefused

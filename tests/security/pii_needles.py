@@ -16,9 +16,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edge_agent.devices.sam_text import CardType, IdCard
-from edge_agent.devices.simulators.id_card import make_card
-from edge_agent.devices.simulators.social_security import SocialSecurityCardData
+from edge_agent.devices.id_card_reader.cards import make_card
+from edge_agent.devices.id_card_reader.text import CardType, IdCard
+from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardData
 
 # A photo prefix long enough never to occur by chance, a multiple of 3 so its base64
 # is a prefix of the whole photo's base64.

@@ -43,8 +43,8 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
-from edge_agent.devices.pcsc_vpcd import environment_ok
-from edge_agent.devices.simulators.id_card import make_card
+from edge_agent.devices.id_card_reader.cards import make_card
+from edge_agent.devices.social_security_card_reader.vpcd import environment_ok
 from edge_agent.local_api import WS_SUBPROTOCOL
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream, write_targets

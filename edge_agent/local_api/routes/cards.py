@@ -11,8 +11,8 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Body
 
-from edge_agent.devices.drivers.id_card import SamIdReader
-from edge_agent.devices.drivers.social_security import PcscSocialSecurityReader
+from edge_agent.devices.id_card_reader import IdCardReader
+from edge_agent.devices.social_security_card_reader import SocialSecurityReader
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.models import (
@@ -43,7 +43,7 @@ async def read_id_card(
     """
     request = body or CardReadCreate()
     reader = local.find_driver(
-        SamIdReader, device_id=request.device_id, what="ID-card reader", hint=_ID_HINT
+        IdCardReader, device_id=request.device_id, what="ID-card reader", hint=_ID_HINT
     )
     card = await reader.read_card(
         fingerprint=request.fingerprint, extra_address=request.extra_address
@@ -90,7 +90,7 @@ async def read_social_security_card(
     """
     request = body or SocialSecurityReadCreate()
     reader = local.find_driver(
-        PcscSocialSecurityReader,
+        SocialSecurityReader,
         device_id=request.device_id,
         what="social-security card reader",
         hint=_SSC_HINT,

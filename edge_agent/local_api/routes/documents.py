@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response
 
-from edge_agent.devices.drivers.document_camera import UvcDocumentCamera
+from edge_agent.devices.document_camera import DocumentCamera
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.models import DocumentCaptureCreate, DocumentPublic
@@ -42,7 +42,7 @@ async def capture_document(
     """Capture one still as JPEG at the camera's configured resolution."""
     request = body or DocumentCaptureCreate()
     camera = local.find_driver(
-        UvcDocumentCamera, device_id=request.device_id, what="document camera", hint=_HINT
+        DocumentCamera, device_id=request.device_id, what="document camera", hint=_HINT
     )
     still = await camera.capture()
     doc = local.documents.add(still.jpeg, width=still.width, height=still.height)

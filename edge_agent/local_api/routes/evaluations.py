@@ -33,8 +33,8 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from edge_agent.devices.drivers.evaluation_pad import EvaluationPad
-from edge_agent.devices.pad_models import EvaluationOutcome, OutcomeStatus
+from edge_agent.devices.evaluation_pad import RatingPad
+from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses
@@ -116,7 +116,7 @@ async def _keyed(
     if bound != digest:
         raise idempotency_conflict(key)
 
-    def make_receipt(pad: EvaluationPad, outcome: EvaluationOutcome, tx_id: str) -> Receipt:
+    def make_receipt(pad: RatingPad, outcome: EvaluationOutcome, tx_id: str) -> Receipt:
         done = Evaluated(pad=pad, outcome=outcome, tx_id=tx_id)
         answer = _public(request, done).model_dump(mode="json", exclude={"replayed"})
         return Receipt(request_sha256=digest, answer=answer)
@@ -146,7 +146,7 @@ async def _evaluate(
     request: EvaluationCreate,
     *,
     tx_id: str | None = None,
-    receipt: Callable[[EvaluationPad, EvaluationOutcome, str], Receipt] | None = None,
+    receipt: Callable[[RatingPad, EvaluationOutcome, str], Receipt] | None = None,
 ) -> Evaluated:
     return await evaluate_at_window(
         local,

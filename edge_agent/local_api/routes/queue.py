@@ -12,9 +12,9 @@ from datetime import datetime
 from fastapi import APIRouter
 
 from edge_agent.devices import DeviceError
-from edge_agent.devices.drivers.escpos_printer import EscPosPrinter
-from edge_agent.devices.escpos_commands import PaperState
-from edge_agent.devices.escpos_ticket import TicketPrint
+from edge_agent.devices.ticket_printer import TicketPrinter
+from edge_agent.devices.ticket_printer.commands import PaperState
+from edge_agent.devices.ticket_printer.ticket import TicketPrint
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses, from_device_error
@@ -31,7 +31,7 @@ async def _print(
 ) -> bool:
     ticket = result.ticket
     assert ticket is not None  # issue() always returns its ticket
-    printers = local.ready_drivers(EscPosPrinter)
+    printers = local.ready_drivers(TicketPrinter)
     if not printers:
         warnings.append(
             WarningPublic(

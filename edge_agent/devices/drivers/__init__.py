@@ -1,1 +1,0 @@
-"""Device drivers, one module per kind; each registers itself with ``register_driver``."""

@@ -1,1 +1,0 @@
-"""Simulators that speak each device's real bytes over a pseudo-terminal or a socket."""

@@ -1,0 +1,192 @@
+"""The UVC document-camera driver, fed from video files and image sequences.
+
+No ``/dev/video*`` device exists on this machine (and no v4l2loopback module), so the
+tests give the driver a generated MJPG/AVI or a PNG sequence. ``cv2.VideoCapture``
+opens those through the SAME call and code path that opens ``/dev/videoN``; only the
+backend differs (FFMPEG/images instead of V4L2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.devices import (
+    DeviceBusy,
+    DeviceEvent,
+    DeviceIdentity,
+    DeviceUnavailable,
+    driver_class,
+)
+from edge_agent.devices.document_camera.capture import other_holders
+from edge_agent.devices.document_camera.driver import UvcDocumentCamera
+from edge_agent.devices.document_camera.simulator import (
+    DocumentCameraSimulator,
+    write_document_video,
+)
+
+
+@pytest.fixture
+def camera() -> Iterator[DocumentCameraSimulator]:
+    with DocumentCameraSimulator(width=640, height=480, frames=4) as sim:
+        yield sim
+
+
+def make_driver(
+    source: str, *, events: list[DeviceEvent] | None = None, **settings: Any
+) -> UvcDocumentCamera:
+    identity = DeviceIdentity(
+        device_id="cam-1", profile="uvc-generic", kind="document_camera", address=source
+    )
+    base = {"width": 320, "height": 240, "jpeg_quality": 80, "warmup_frames": 0}
+    return UvcDocumentCamera(
+        identity,
+        settings={**base, **settings},
+        on_event=events.append if events is not None else None,
+    )
+
+
+def decode(jpeg: bytes) -> np.ndarray[Any, Any]:
+    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a JPEG OpenCV can decode"
+    return np.asarray(image)
+
+
+def test_registered_under_its_profile_name() -> None:
+    assert driver_class("uvc_document_camera") is UvcDocumentCamera
+
+
+def test_captures_a_jpeg_at_the_configured_size(camera: DocumentCameraSimulator) -> None:
+    events: list[DeviceEvent] = []
+
+    async def main() -> tuple[bytes, dict[str, Any]]:
+        async with make_driver(camera.device_path, events=events) as driver:
+            jpeg = await driver.capture_jpeg()
+            return jpeg, dict(await driver.health())
+
+    jpeg, health = asyncio.run(main())
+    assert jpeg[:2] == b"\xff\xd8"
+    assert decode(jpeg).shape == (240, 320, 3)
+    assert (health["native_width"], health["native_height"]) == (640, 480)
+    assert events[0].name == "document.captured"
+    assert events[0].data == {"width": 320, "height": 240, "size": len(jpeg)}
+
+
+def test_native_size_needs_no_scaling(camera: DocumentCameraSimulator) -> None:
+    async def main() -> bytes:
+        async with make_driver(camera.device_path, width=640, height=480) as driver:
+            return await driver.capture_jpeg()
+
+    assert decode(asyncio.run(main())).shape == (480, 640, 3)
+
+
+def test_more_captures_than_frames_rewind_the_source(camera: DocumentCameraSimulator) -> None:
+    async def main() -> list[bytes]:
+        async with make_driver(camera.device_path, warmup_frames=1) as driver:
+            return [await driver.capture_jpeg() for _ in range(7)]
+
+    shots = asyncio.run(main())
+    assert all(decode(s).shape == (240, 320, 3) for s in shots)
+
+
+def test_image_sequence_source(tmp_path: Path) -> None:
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"frame_{i:03d}.png"), np.full((300, 400, 3), i * 60, np.uint8))
+
+    async def main() -> bytes:
+        async with make_driver(str(tmp_path / "frame_%03d.png"), width=200, height=150) as d:
+            return await d.capture_jpeg()
+
+    assert decode(asyncio.run(main())).shape == (150, 200, 3)
+
+
+def test_jpeg_quality_changes_the_size(camera: DocumentCameraSimulator) -> None:
+    async def shot(quality: int) -> bytes:
+        async with make_driver(camera.device_path, jpeg_quality=quality) as driver:
+            return await driver.capture_jpeg()
+
+    assert len(asyncio.run(shot(95))) > len(asyncio.run(shot(20)))
+
+
+def test_missing_camera_is_unavailable() -> None:
+    async def main() -> None:
+        with pytest.raises(DeviceUnavailable, match="does not exist"):
+            await make_driver("/dev/video9").open()
+
+    asyncio.run(main())
+
+
+def test_a_file_that_is_no_video_is_unavailable(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"not a video at all" * 100)
+
+    async def main() -> None:
+        driver = make_driver(str(junk))
+        with pytest.raises(DeviceUnavailable, match="cannot be opened"):
+            await driver.open()
+
+    asyncio.run(main())
+
+
+def test_unplugged_between_captures(camera: DocumentCameraSimulator) -> None:
+    async def main() -> dict[str, Any]:
+        async with make_driver(camera.device_path) as driver:
+            # Drain the open stream, then take the file away: the reopen must fail.
+            for _ in range(4):
+                await driver.capture()
+            camera.unplug()
+            with pytest.raises(DeviceUnavailable, match="disappeared"):
+                await driver.capture()
+            return dict(await driver.health())
+
+    health = asyncio.run(main())
+    assert health["captures_failed"] == 1
+
+
+def test_second_driver_on_the_same_camera_is_busy(camera: DocumentCameraSimulator) -> None:
+    async def main() -> None:
+        async with make_driver(camera.device_path):
+            with pytest.raises(DeviceBusy, match="in use"):
+                await make_driver(camera.device_path).open()
+        # Released on close: a new driver may open it now.
+        async with make_driver(camera.device_path) as again:
+            await again.capture()
+
+    asyncio.run(main())
+
+
+def test_other_process_holding_a_device_is_found(tmp_path: Path) -> None:
+    """The busy check for /dev/video nodes, exercised on a file another process holds."""
+    held = tmp_path / "held"
+    held.write_bytes(b"x")
+    with held.open("rb") as stdin:
+        proc = subprocess.Popen(["sleep", "30"], stdin=stdin)
+    try:
+        assert proc.pid in other_holders(str(held))
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert other_holders(str(tmp_path / "nobody")) == []
+
+
+def test_bad_settings_are_rejected() -> None:
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        make_driver("/dev/video0", jpeg_quality=0)
+    with pytest.raises(ValueError, match="unknown"):
+        make_driver("/dev/video0", resolution="hd")
+
+
+def test_write_document_video_round_trip(tmp_path: Path) -> None:
+    path = write_document_video(tmp_path / "v.avi", width=160, height=120, frames=2)
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    assert frame.shape == (120, 160, 3)
