@@ -44,7 +44,7 @@ pytestmark = pytest.mark.postgres
 # The broker declares a client dead after 1.5 x keepalive; allow for scheduling noise.
 WILL_DEADLINE_S = 1.5 * KEEPALIVE_S + 10
 REJECTS = ("no_birth", "session_mismatch", "late_will", "after_death")
-# Heartbeats (fleet_server.workers) and the workers' own MQTT keepalive, short enough
+# Heartbeats (fleet_server.ingest.share_group) and the workers' own MQTT keepalive, short enough
 # that a SIGKILLed worker's lease and its will run out within the test.
 HEARTBEAT_S = 0.5
 LEASE_S = 3.0
