@@ -171,9 +171,9 @@ def _periods_passed(
     server queued has arrived: a duplicate notification would be in ``hook`` by then.
 
     ``sent_before``: deliveries of servers no longer running."""
-    mark = _metric(leader, "govedge_alert_evaluations")
+    mark = _metric(leader, "govedge_alert_evaluations_total")
     servers = [leader, *others]
-    poll(lambda: _metric(leader, "govedge_alert_evaluations") >= mark + 3
+    poll(lambda: _metric(leader, "govedge_alert_evaluations_total") >= mark + 3
          and all(_metric(s, "govedge_alert_webhooks_pending") == 0 for s in servers)
          and sum(_sent(s) for s in servers) + sent_before == len(hook.received),
          what="three more evaluation periods, every webhook delivered")  # fmt: skip
