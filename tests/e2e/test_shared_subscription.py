@@ -143,11 +143,12 @@ def _later_ack_from_each_worker(downlink: Downlink, agent: TxAgent, workers: int
     markers: list[str] = []
 
     def acked_by_all() -> bool:
-        if all(t in downlink.ack_session for t in markers):
+        acked = [t for t in markers if t in downlink.ack_session]
+        if len(acked) == len(markers):
+            if len({downlink.ack_session[t] for t in acked}) >= workers:
+                return True
             markers.append(agent.tx("queue_event", {"kind": "ticket.issued"}))
-        return (
-            len({downlink.ack_session[t] for t in markers if t in downlink.ack_session}) >= workers
-        )
+        return False
 
     poll(acked_by_all, timeout=30, what="a later ack from each worker")
     return markers
