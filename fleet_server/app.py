@@ -51,7 +51,6 @@ from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
 from fleet_server.api.limits import RequestLimits
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health import api as health_api
-from fleet_server.health.runtime import HealthRuntime
 from fleet_server.ingest import Ingest
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
@@ -59,6 +58,7 @@ from fleet_server.piivault import open_vault, use_vault
 from fleet_server.piivault.purge import purge_loop
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
+from fleet_server.runtime import HealthRuntime
 from fleet_server.settings import Settings
 from fleet_server.transactions.materials import material_purge
 from fleet_server.web import login as web_login

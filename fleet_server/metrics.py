@@ -20,8 +20,8 @@ from prometheus_client.registry import Collector
 
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.notify import WebhookNotifier
-from fleet_server.health.ratelimit import OutletRateLimiter
 from fleet_server.ingest import Ingest
+from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.timeseries.sink import TelemetrySink
 
 

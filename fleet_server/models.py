@@ -90,7 +90,7 @@ class Outlet(Base):
 
 
 class Agent(Base):
-    """The edge agent of one outlet and its presence (see ``fleet_server.presence``)."""
+    """The edge agent of one outlet and its presence (see ``fleet_server.ingest.presence``)."""
 
     __tablename__ = "agents"
     __table_args__ = (
@@ -120,7 +120,7 @@ class Agent(Base):
 
 
 class IngestWorker(Base):
-    """One ingest worker of a share group and its heartbeat (``fleet_server.workers``).
+    """One ingest worker of a share group and its heartbeat (``fleet_server.ingest.share_group``).
 
     ``connected`` says the worker holds its broker subscription; a row whose
     ``beat_at`` is older than the lease belongs to a worker that is gone.
@@ -424,11 +424,3 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(128), index=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-
-
-# The fleet-health tables live in their own module; importing it here registers them on
-# ``Base.metadata`` for migrations and comparisons.
-from fleet_server.health import tables as _health_tables  # noqa: E402, F401
-
-# Each outlet's stored bytes per day (fleet_server.transactions.usage), registered likewise.
-from fleet_server.transactions import usage as _usage_tables  # noqa: E402, F401

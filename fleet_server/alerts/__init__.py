@@ -6,7 +6,7 @@ Exception tree::
     UnknownRule (ValueError)   an override names a rule or parameter that does not exist
 """
 
-from fleet_server.alerts.engine import AlertEngine, alert_payload
+from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.rules import DEFAULT_RULES, RuleBook, UnknownRule, check_override
 
@@ -16,6 +16,5 @@ __all__ = [
     "RuleBook",
     "UnknownRule",
     "WebhookNotifier",
-    "alert_payload",
     "check_override",
 ]

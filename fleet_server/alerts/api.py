@@ -14,12 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from fleet_server.alerts.engine import alert_payload
 from fleet_server.alerts.rules import DEFAULT_RULES, RuleBook, UnknownRule, check_override
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.errors import RowId
 from fleet_server.health import queries
+from fleet_server.health.queries import alert_payload
 from fleet_server.health.tables import Alert, AlertRuleOverride, OutletProfile
 from fleet_server.security import audit
 

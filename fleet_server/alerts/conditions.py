@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fleet_server.alerts.hours import is_24h, is_open
+from fleet_server.health.hours import is_24h, is_open
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

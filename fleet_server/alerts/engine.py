@@ -24,6 +24,7 @@ from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.rules import Override, RuleBook
 from fleet_server.health.live import LiveHub
+from fleet_server.health.queries import alert_payload
 from fleet_server.health.tables import (
     Alert,
     AlertRuleOverride,
@@ -160,28 +161,6 @@ def _revoked_facts(row: RevokedTraffic | None) -> dict[str, Any]:
     if row is None:
         return {}
     return {"revoked_refused": row.refused, "revoked_last_at": row.last_at}
-
-
-def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
-    """The JSON a webhook receives (and the API's shape of one alert)."""
-    return {
-        "event": event,
-        "id": alert.id,
-        "rule": alert.rule,
-        "outlet_id": alert.outlet_id,
-        "device_id": alert.device_id or None,
-        "severity": alert.severity,
-        "state": alert.state,
-        "summary": alert.summary,
-        "value": alert.value,
-        "detail": alert.detail,
-        "opened_at": alert.opened_at.isoformat(),
-        "updated_at": alert.updated_at.isoformat(),
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-        "acked_at": alert.acked_at.isoformat() if alert.acked_at else None,
-        "acked_by": alert.acked_by,
-        "silenced_until": alert.silenced_until.isoformat() if alert.silenced_until else None,
-    }
 
 
 class AlertEngine:

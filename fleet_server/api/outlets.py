@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.schemas import ErrorPublic, OutletPublic, PresenceState
-from fleet_server.registry import get_outlet, list_outlets
+from fleet_server.ingest.registry import get_outlet, list_outlets
 
 router = APIRouter(prefix="/outlets", tags=["outlets"])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
@@ -19,9 +19,12 @@ from sqlalchemy import select
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.health import queries
-from fleet_server.health.runtime import HealthRuntime
+from fleet_server.health.live import LiveHub
 from fleet_server.health.tables import OutletProfile, Region
+from fleet_server.ingest import OutletRateLimiter
 from fleet_server.security import audit
+from fleet_server.settings import Settings
+from fleet_server.timeseries.sink import TelemetrySink
 
 read_router = APIRouter(tags=["fleet health"])
 write_router = APIRouter(tags=["fleet health"])
@@ -30,9 +33,25 @@ _STREAM_TICK_S = 0.5
 _STREAM_HEARTBEAT_S = 15.0
 
 
-def runtime(request: Request) -> HealthRuntime:
+class HealthParts(Protocol):
+    """What these routes use of the process's runtime (``fleet_server.runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def limiter(self) -> OutletRateLimiter: ...
+
+    @property
+    def live(self) -> LiveHub: ...
+
+    @property
+    def sink(self) -> TelemetrySink | None: ...
+
+
+def runtime(request: Request) -> HealthParts:
     """The app's fleet-health runtime."""
-    value: HealthRuntime = request.app.state.health
+    value: HealthParts = request.app.state.health
     return value
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fleet_server.alerts.hours import describe
+from fleet_server.health.hours import describe
 from fleet_server.health.tables import (
     Alert,
     DeviceEvent,
@@ -152,6 +152,28 @@ def fleet_overview(session: Session) -> dict[str, Any]:
     }
 
 
+def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
+    """The JSON a webhook receives (and the API's shape of one alert)."""
+    return {
+        "event": event,
+        "id": alert.id,
+        "rule": alert.rule,
+        "outlet_id": alert.outlet_id,
+        "device_id": alert.device_id or None,
+        "severity": alert.severity,
+        "state": alert.state,
+        "summary": alert.summary,
+        "value": alert.value,
+        "detail": alert.detail,
+        "opened_at": alert.opened_at.isoformat(),
+        "updated_at": alert.updated_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "acked_at": alert.acked_at.isoformat() if alert.acked_at else None,
+        "acked_by": alert.acked_by,
+        "silenced_until": alert.silenced_until.isoformat() if alert.silenced_until else None,
+    }
+
+
 def list_alerts(
     session: Session,
     *,
@@ -160,8 +182,6 @@ def list_alerts(
     limit: int = 500,
 ) -> list[dict[str, Any]]:
     """Alerts, newest first."""
-    from fleet_server.alerts.engine import alert_payload
-
     query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc()).limit(limit)
     if state is not None:
         query = query.where(Alert.state == state)

@@ -417,13 +417,3 @@ def _event_time(ts_ms: int, *, fallback: datetime) -> datetime:
 
 def _numeric(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class IngestObserver(Protocol):
-    """What the ingest calls: ``observe`` per accepted message, ``flush`` per batch."""
-
-    def observe(self, message: object, *, received_at: datetime) -> None:
-        """Take one accepted message (in memory)."""
-
-    def flush(self, sessions: sessionmaker[Session]) -> None:
-        """Write what changed."""

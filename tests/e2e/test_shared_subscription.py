@@ -19,10 +19,10 @@ import contextlib
 import signal
 import socket
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 import govedge_wire as wire
 from fleet_server.db import make_engine
 from fleet_server.models import Agent as AgentRow
-from fleet_server.models import InboxEntry
+from fleet_server.models import InboxEntry, IngestWorker
 from govedge_testbed import Mosquitto, free_port
 from tests.e2e.conftest import KEEPALIVE_S, Agent
 from tests.server.helpers import FleetServer, mqtt_client, poll
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.postgres
 # The broker declares a client dead after 1.5 x keepalive; allow for scheduling noise.
 WILL_DEADLINE_S = 1.5 * KEEPALIVE_S + 10
 REJECTS = ("no_birth", "session_mismatch", "late_will", "after_death")
-# Heartbeats (fleet_server.workers) and the workers' own MQTT keepalive, short enough
+# Heartbeats (fleet_server.ingest.share_group) and the workers' own MQTT keepalive, short enough
 # that a SIGKILLed worker's lease and its will run out within the test.
 HEARTBEAT_S = 0.5
 LEASE_S = 3.0
@@ -59,6 +59,7 @@ class Downlink:
         self.rebirths: Counter[str] = Counter()
         self.acks: Counter[str] = Counter()
         self.ack_status: dict[str, str] = {}
+        self.ack_session: dict[str, int] = {}
         self._client = mqtt_client(mqtt_url, name="downlink")
         subscribed = threading.Event()
         self._client.on_message = self._on_message
@@ -74,6 +75,7 @@ class Downlink:
             elif isinstance(decoded, wire.TransactionAck):
                 self.acks[decoded.tx_id] += 1
                 self.ack_status[decoded.tx_id] = decoded.status
+                self.ack_session[decoded.tx_id] = decoded.session
 
     def close(self) -> None:
         self._client.disconnect()
@@ -134,6 +136,63 @@ def _agents(broker: Mosquitto, tmp_path: Path, prefix: str, *names: str) -> list
     ]
 
 
+def _later_ack_from_each_worker(downlink: Downlink, agent: TxAgent, workers: int) -> list[str]:
+    """Positive marker: send marker transactions, one at a time, until each worker has
+    acknowledged one. A worker publishes its acks in order, so whatever it sent for the
+    earlier transactions has reached ``downlink`` by then. Returns the markers' tx ids."""
+    markers: list[str] = []
+
+    def acked_by_all() -> bool:
+        acked = [t for t in markers if t in downlink.ack_session]
+        if len(acked) == len(markers):
+            if len({downlink.ack_session[t] for t in acked}) >= workers:
+                return True
+            markers.append(agent.tx("queue_event", {"kind": "ticket.issued"}))
+        return False
+
+    poll(acked_by_all, timeout=30, what="a later ack from each worker")
+    return markers
+
+
+def _beats(postgres_url: str) -> dict[str, tuple[bool, Any]]:
+    """The workers' heartbeat rows: worker id -> (connected, beat_at)."""
+    db = make_engine(postgres_url)
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(IngestWorker.worker_id, IngestWorker.connected, IngestWorker.beat_at)
+            ).all()
+    finally:
+        db.dispose()
+    return {row.worker_id: (row.connected, row.beat_at) for row in rows}
+
+
+def _workers_went_round(postgres_url: str, *, running: int = 2, rounds: int = 3) -> None:
+    """Positive marker: each of the ``running`` workers wrote ``rounds`` more heartbeats.
+
+    A worker beats between batches in its one thread, so after three beats it has taken
+    and processed (and written) everything that was queued when this was called.
+    """
+    seen: dict[str, set[Any]] = {w: {at} for w, (_c, at) in _beats(postgres_url).items()}
+    started = set(seen)
+
+    def went_round() -> bool:
+        for worker, (_connected, at) in _beats(postgres_url).items():
+            seen.setdefault(worker, set()).add(at)
+        # Rows of workers that stopped beating (killed, stopped) are not waited for.
+        live = [w for w in started if len(seen[w]) > 1]
+        return len(live) >= running and all(len(seen[w]) > rounds for w in live)
+
+    poll(went_round, timeout=30, what=f"{rounds} more heartbeats of each worker")
+
+
+def _beat_after(postgres_url: str, at: Any, *, connected: bool) -> None:
+    """Positive marker that the lease ran out: a worker (connected or not, as given)
+    wrote its heartbeat after ``at``, so its own checks ran at that time."""
+    poll(lambda: any(c == connected and beat > at for c, beat in _beats(postgres_url).values()),
+         timeout=LEASE_S + 30, what="a heartbeat past the lease")  # fmt: skip
+
+
 def _state_everywhere(servers: list[FleetServer], outlet_id: str, state: str) -> bool:
     return all((s.outlet(outlet_id) or {}).get("state") == state for s in servers)
 
@@ -169,7 +228,7 @@ def test_two_workers_in_a_share_group_agree_on_presence_telemetry_and_transactio
         tx_agent.birth()
         tx_ids = [tx_agent.tx("queue_event", {"kind": "ticket.issued"}) for _ in range(20)]
         poll(lambda: all(downlink.acks[t] >= 1 for t in tx_ids), timeout=30, what="all acked")
-        time.sleep(1.0)  # a second ack of any of them would have arrived by now
+        markers = _later_ack_from_each_worker(downlink, tx_agent, len(workers))
         assert {t: downlink.acks[t] for t in tx_ids} == dict.fromkeys(tx_ids, 1)
         assert {downlink.ack_status[t] for t in tx_ids} == {"accepted"}
         with db.connect() as conn:
@@ -177,7 +236,7 @@ def test_two_workers_in_a_share_group_agree_on_presence_telemetry_and_transactio
                 select(func.count()).select_from(InboxEntry)
                 .where(InboxEntry.outlet_id == tx_agent.outlet_id)
             )  # fmt: skip
-        assert stored == len(tx_ids)
+        assert stored == len(tx_ids) + len(markers)
         # The worker that missed the birth took it from the database (possibly after
         # waiting for the other worker's commit) instead of refusing the transactions.
         reloaded = sum(s.stats()["noted"].get("presence_reloaded", 0) for s in workers)
@@ -191,7 +250,7 @@ def test_two_workers_in_a_share_group_agree_on_presence_telemetry_and_transactio
         killed.wait(timeout=5)
         poll(lambda: _state_everywhere(workers, killed.outlet_id, "offline"),
              timeout=WILL_DEADLINE_S, what="killed agent offline on both workers")  # fmt: skip
-        time.sleep(2.0)  # many batches of both workers: none may bring it back
+        _workers_went_round(postgres_url)  # many batches of both workers
         assert _state_everywhere(workers, killed.outlet_id, "offline")
         assert _state_everywhere(workers, alive.outlet_id, "online")
 
@@ -217,7 +276,9 @@ def test_two_workers_in_a_share_group_agree_on_presence_telemetry_and_transactio
         private_broker.kill()
         poll(lambda: _state_everywhere(workers, killed.outlet_id, "stale"), timeout=15,
              what="the live outlet stale on both workers")  # fmt: skip
-        time.sleep(1.0)  # both workers' broker-loss batches are written by now
+        poll(lambda: _state_everywhere(workers, tx_agent.outlet_id, "stale"), timeout=15,
+             what="the tx outlet stale on both workers")  # fmt: skip
+        _workers_went_round(postgres_url)  # both workers' broker-loss batches are written
         assert _state_everywhere(workers, alive.outlet_id, "offline")
         assert _state_everywhere(workers, tx_agent.outlet_id, "stale")
     finally:
@@ -311,7 +372,9 @@ def test_one_worker_restarted_or_killed_keeps_the_fleet_online_both_stopped_make
         # no stale in the database at any point (state_since would have moved), no
         # offline server state, and so no rebirth from any agent.
         assert workers[0].stop() == 0, workers[0].stderr()
-        time.sleep(LEASE_S + 1)  # worker 0's row would have aged out of its lease
+        # Worker 1 beats on past the time worker 0's row would have aged out of its lease.
+        _beat_after(postgres_url, datetime.now(UTC) + timedelta(seconds=LEASE_S + 1),
+                    connected=True)  # fmt: skip
         assert all(workers[1].outlet(i)["state"] == "online" for i in ids)  # type: ignore[index]
         assert _stored(postgres_url, ids) == before
         workers[0] = _worker(private_broker, postgres_url, tmp_path, env)
@@ -335,7 +398,8 @@ def test_one_worker_restarted_or_killed_keeps_the_fleet_online_both_stopped_make
         # Mosquitto wills cannot depend on the other workers.
         poll(lambda: watcher.offline_states() > offline_before,
              timeout=1.5 * SERVER_KEEPALIVE_S + 10, what="the killed worker's will")  # fmt: skip
-        time.sleep(LEASE_S + 1)
+        _beat_after(postgres_url, datetime.now(UTC) + timedelta(seconds=LEASE_S + 1),
+                    connected=True)  # fmt: skip
         assert all(workers[1].outlet(i)["state"] == "online" for i in ids)  # type: ignore[index]
         assert _stored(postgres_url, ids) == before
         # Agents take the offline state as it is and send nothing for it...
@@ -346,7 +410,11 @@ def test_one_worker_restarted_or_killed_keeps_the_fleet_online_both_stopped_make
         workers[0].start()
         poll(lambda: watcher.births_of(ids) == {i: births[i] + 1 for i in ids}, timeout=30,
              what="one rebirth per agent after the killed worker's will")  # fmt: skip
-        time.sleep(2.0)  # a second rebirth of any agent would have arrived by now
+        _workers_went_round(postgres_url)  # a second rebirth would be sent by now...
+        # ...and reach the watcher before the agents' next telemetry reaches a worker.
+        received = sum(s.stats()["received"] for s in workers)
+        poll(lambda: sum(s.stats()["received"] for s in workers) >= received + 2 * len(ids),
+             timeout=30, what="more telemetry from the agents")  # fmt: skip
         assert watcher.births_of(ids) == {i: births[i] + 1 for i in ids}
         assert _states(_stored(postgres_url, ids)) == {"online"}
         births = watcher.births_of(ids)
@@ -488,7 +556,8 @@ def test_a_worker_cut_off_keeps_the_fleet_to_its_peer_and_sweeps_once_the_peer_i
         proxy.cut()
         poll(lambda: not cut_off.stats()["broker_connected"], timeout=15,
              what="the cut-off worker notices")  # fmt: skip
-        time.sleep(LEASE_S + 1)
+        _beat_after(postgres_url, datetime.now(UTC) + timedelta(seconds=LEASE_S + 1),
+                    connected=False)  # fmt: skip
         assert _stored(postgres_url, ids) == before
         assert cut_off.stats()["noted"].get("broker_lost_peers_connected", 0) >= 1
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,7 +113,12 @@ def test_two_engines_one_leader_one_notification_and_takeover(
         poll(lambda: _count(hook, "lead-b", "opened") == 1, what="one opened webhook")
         assert not engines[0].leader.leading
         assert engines[1].leader.leading
-        time.sleep(0.5)  # anything duplicated would have arrived by now
+        # A marker through each notifier, queued after everything the evaluations
+        # queued: once both arrived, any duplicate would have arrived before them.
+        for i, notifier in enumerate(notifiers):
+            notifier.notify({"event": "marker", "rule": "marker", "outlet_id": f"marker-{i}"})
+        poll(lambda: all(hook.events(f"marker-{i}") for i in range(len(notifiers))),
+             what="both markers")  # fmt: skip
         assert _count(hook, "lead-a", "opened") == 1
         assert _count(hook, "lead-a", "resolved") == 1
         assert _count(hook, "lead-b", "opened") == 1
@@ -145,11 +149,34 @@ def test_sqlite_file_lock_one_leader(tmp_path: Path) -> None:
         db.dispose()
 
 
-def _is_leader(server: FleetServer) -> bool:
+def _metric(server: FleetServer, name: str) -> float:
     body = server.http.get("/metrics").text
-    match = re.search(r"^govedge_alert_engine_leader (\S+)$", body, re.MULTILINE)
-    assert match is not None, "no leader gauge in /metrics"
-    return float(match.group(1)) == 1.0
+    match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.MULTILINE)
+    assert match is not None, f"no {name} in /metrics"
+    return float(match.group(1))
+
+
+def _is_leader(server: FleetServer) -> bool:
+    return _metric(server, "govedge_alert_engine_leader") == 1.0
+
+
+def _sent(server: FleetServer) -> float:
+    return _metric(server, 'govedge_alert_webhooks_total{outcome="sent"}')
+
+
+def _periods_passed(
+    leader: FleetServer, others: list[FleetServer], hook: WebhookReceiver, *, sent_before: int = 0
+) -> None:
+    """Wait until the leader evaluated three more times and every webhook any live
+    server queued has arrived: a duplicate notification would be in ``hook`` by then.
+
+    ``sent_before``: deliveries of servers no longer running."""
+    mark = _metric(leader, "govedge_alert_evaluations_total")
+    servers = [leader, *others]
+    poll(lambda: _metric(leader, "govedge_alert_evaluations_total") >= mark + 3
+         and all(_metric(s, "govedge_alert_webhooks_pending") == 0 for s in servers)
+         and sum(_sent(s) for s in servers) + sent_before == len(hook.received),
+         what="three more evaluation periods, every webhook delivered")  # fmt: skip
 
 
 def test_two_server_processes_notify_once_and_fail_over(
@@ -178,19 +205,20 @@ def test_two_server_processes_notify_once_and_fail_over(
 
         _offline_outlet(db, "proc-a")
         poll(lambda: _count(hook, "proc-a", "opened") == 1, what="opened webhook")
-        time.sleep(1.5)  # ~7 periods of both engines: a second notification would show
+        _periods_passed(leader, [standby], hook)
         assert _count(hook, "proc-a", "opened") == 1
         assert not _is_leader(standby)
 
         assert leader.proc is not None
         os.kill(leader.proc.pid, signal.SIGKILL)
         leader.proc.wait(timeout=10)
+        sent_by_killed = len(hook.received)
         poll(lambda: _is_leader(standby), what="the standby takes over")
         _set_online(db, "proc-a")
         _offline_outlet(db, "proc-b")
         poll(lambda: _count(hook, "proc-a", "resolved") == 1, what="resolved webhook")
         poll(lambda: _count(hook, "proc-b", "opened") == 1, what="opened webhook")
-        time.sleep(1.0)
+        _periods_passed(standby, [], hook, sent_before=sent_by_killed)
         assert _count(hook, "proc-a", "opened") == 1
         assert _count(hook, "proc-a", "resolved") == 1
         assert _count(hook, "proc-b", "opened") == 1
@@ -242,7 +270,7 @@ def test_a_hung_leader_loses_the_lead_and_stands_down_when_it_wakes(
         poll(lambda: not _is_leader(leader), what="the old leader stands down")
         _set_online(db, "hung-a")
         poll(lambda: _count(hook, "hung-a", "resolved") == 1, what="resolved webhook")
-        time.sleep(1.0)
+        _periods_passed(standby, [leader], hook)
         assert _count(hook, "hung-a", "opened") == 1
         assert _count(hook, "hung-a", "resolved") == 1
         assert _is_leader(standby)

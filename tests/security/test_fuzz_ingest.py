@@ -1,6 +1,6 @@
 """Fuzzing the ingest in-process: 10,000 malformed payloads per ingested kind.
 
-Each example goes through ``Ingest._process`` — what the ingest worker calls per batch:
+Each example goes through ``Worker.process`` — what the ingest worker calls per batch:
 decode → presence → health recorder → transaction check → inbox store and ack — on a
 real, migrated SQLite database. No broker is needed for the volume (acks and rebirth
 requests go to a recording stand-in for paho); ``test_fuzz_broker.py`` sends a smaller
@@ -23,11 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import func, select
 
 from fleet_server.db import make_engine, make_sessionmaker
-from fleet_server.health.runtime import HealthRuntime
-from fleet_server.ingest import Ingest, _Received
+from fleet_server.ingest import Ingest
+from fleet_server.ingest.queue import Received as _Received
 from fleet_server.metrics import FleetMetrics
 from fleet_server.migrate import upgrade
 from fleet_server.models import InboxEntry
+from fleet_server.runtime import HealthRuntime
 from fleet_server.settings import Settings
 from tests.security.fuzzkit import ALL_KINDS, OUTLET, SESSION, malformed, template, topic_of
 
@@ -55,9 +56,9 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
     config = Settings(database_url=url, mqtt_url="mqtt://127.0.0.1:1", pki_dir=workdir / "pki")
     health = HealthRuntime(config, sessions=sessions, metrics=FleetMetrics())
     worker = Ingest(config, sessions=sessions, observer=health.recorder)
-    worker._client = _Published()  # type: ignore[assignment]
+    worker.publisher.client = _Published()  # type: ignore[assignment]
     # The outlet is born, so envelope-valid mutations reach presence and the tx checks.
-    worker._process([_received("birth", template("birth", seq=0))])
+    worker._worker.process([_received("birth", template("birth", seq=0))])
     yield worker
     engine.dispose()
 
@@ -95,7 +96,7 @@ def test_malformed_payloads_never_crash_the_ingest(
             batch.insert(0, birth)
             births += 1
         # Raises if anything escapes: the worker loop would count it "internal_error".
-        ingest._process(batch)
+        ingest._worker.process(batch)
 
     with caplog.at_level(logging.ERROR, logger="fleet_server"):
         feed()
@@ -122,4 +123,4 @@ def test_broken_transaction_bodies_are_rejected_and_counted(ingest: Ingest) -> N
     with ingest._sessions() as session:
         stored = session.scalar(select(func.count()).select_from(InboxEntry))
     assert stored == noted.get("tx_accepted", 0)
-    assert ingest._client.topics["txack"] >= noted["tx_rejected"] + (stored or 0)  # type: ignore[attr-defined]
+    assert ingest.publisher.client.topics["txack"] >= noted["tx_rejected"] + (stored or 0)  # type: ignore[attr-defined]

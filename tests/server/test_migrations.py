@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from fleet_server.db import make_engine
 from fleet_server.migrate import downgrade, upgrade
-from fleet_server.models import Base, Evaluation, InboxEntry
+from fleet_server.models import Evaluation, InboxEntry
 from fleet_server.piivault import current_vault
+from fleet_server.schema import metadata
 
 TABLES = {
     "outlets",
@@ -76,7 +77,7 @@ def _tables(engine: Engine) -> set[str]:
 def _diff(engine: Engine) -> list[object]:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata))
 
 
 def _round_trip(engine: Engine) -> None:

@@ -1,9 +1,9 @@
-"""Builds and owns the fleet-health parts of one server process.
+"""The process's long-running parts besides the ingest and delivery, wired together.
 
-``HealthRuntime(settings, sessions=..., metrics=...)`` makes the rate limiter and the
-recorder the ingest needs; ``start(ingest)`` starts the time-series sink, the webhook
-notifier and the alert engine; ``stop()`` stops them in reverse (the sink last, after
-the ingest drained, so its final points get a chance to be written).
+``HealthRuntime`` builds the rate limiter and recorder the ingest takes, the time-series
+sink, webhook notifier and alert engine, and feeds ``/metrics``. It sits above the
+packages it wires, so none of them imports another upwards (docs/development.md).
+``start(ingest=...)`` starts them; the sink stops last, after the ingest drained.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.live import LiveHub
-from fleet_server.health.ratelimit import OutletRateLimiter
 from fleet_server.health.recorder import HealthRecorder
 from fleet_server.ingest import Ingest
+from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.metrics import FleetMetrics
 from fleet_server.models import Agent
 from fleet_server.settings import Settings

@@ -1,4 +1,4 @@
-"""Worker heartbeats and fleet-wide staleness (``fleet_server.workers``) on real databases."""
+"""Worker heartbeats and fleet-wide staleness (``ingest.share_group``) on real databases."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.db import make_engine, make_sessionmaker
-from fleet_server.migrate import upgrade
-from fleet_server.models import Agent, Outlet
-from fleet_server.workers import (
+from fleet_server.ingest.share_group import (
     FORGET_AFTER,
     beat,
     count_workers,
@@ -23,6 +21,8 @@ from fleet_server.workers import (
     live_connected,
     mark_fleet_stale,
 )
+from fleet_server.migrate import upgrade
+from fleet_server.models import Agent, Outlet
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LEASE_S = 15.0

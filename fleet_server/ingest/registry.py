@@ -13,8 +13,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from fleet_server.bulkwrite import update_rows, update_statement
+from fleet_server.ingest.presence import OutletRecord, State
 from fleet_server.models import Agent, Outlet
-from fleet_server.presence import OutletRecord, State
 
 
 def load_presence(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet_server.health.ratelimit import OutletRateLimiter
+from fleet_server.ingest.ratelimit import OutletRateLimiter
 
 
 class _Clock:

@@ -1,69 +1,9 @@
-"""Outlet presence: the Sparkplug B state machine (anchors/fleet.md b1), adapted.
+"""Outlet presence: Sparkplug B's session rules, adapted, applied in memory.
 
-The ingest worker feeds every decoded uplink message to one ``PresenceTracker``, which
-keeps each outlet's state in memory and marks it dirty; the worker then mirrors the
-dirty records to the ``agents`` table in one transaction per batch. Nothing here does
-I/O, so the rules are tested without a broker or a database.
-
-An agent's ``session`` is its persisted connect counter (Sparkplug bdSeq, +1 on every
-MQTT CONNECT); ``seq`` numbers its messages within the session, birth first.
-
-Rules (a *reason* in quotes is counted by the ingest):
-
-* **Birth(session b)**: if ``b`` is lower than the session already known, it is
-  ignored, "stale_session", and a rebirth is requested carrying the known session
-  (``Outcome.known_session``): either a replay from an old connection (the live agent,
-  already at the known session, just answers with a rebirth) or an agent whose session
-  file was lost or restored from an older copy, which then reconnects with a session
-  above the known one and is accepted (see "Session resync" below). Otherwise the outlet is
-  ``online`` with session ``b`` and ``last_seq`` = the birth's seq; agent version,
-  host name, OS, devices, config version and intervals are stored; ``state_since``,
-  ``last_seen`` and ``birth_at`` are the server's receive time. A birth in the same
-  session (the answer to a rebirth request) is accepted the same way. An outlet is
-  registered in ``outlets`` on its first birth (enrollment comes later).
-* **Death(session b)**: if ``b`` is the current session the outlet goes ``offline`` at
-  the server's receive time (the will's own timestamp is its connect time, which
-  means nothing); a repeated death of the same session changes nothing. A death of
-  any other session is a late will from an old connection: ignored, "late_will" —
-  it can never flip a live session offline. A death of an outlet never born is
-  ignored, "no_birth".
-* **Telemetry, event, transaction, command result (session s, seq n)**:
-  - no birth known for the outlet: ignored, "no_birth", and a rebirth is requested;
-  - ``s`` is not the current session: ignored, "session_mismatch", rebirth requested
-    (carrying the known session when ``s`` is older, as for a stale birth);
-  - the current session already died: ignored, "after_death" (the death won);
-  - otherwise accepted: ``n != last_seq + 1`` counts "seq_gap" and requests a
-    rebirth; ``last_seen`` = receive time, ``last_seq`` = max(last_seq, n); an
-    outlet that was ``stale`` is ``online`` again; telemetry's metrics become
-    ``last_metrics``.
-* **Rebirth requests** are throttled to one per outlet per ``rebirth_interval_s``.
-* **Session resync**: the known session is never lowered and no message of an older
-  session is ever accepted, so an outlet reinstalled with an empty data directory (its
-  counter back at 0) or restored from an older disk image could never come back by
-  itself. The rebirth request that answers its older session says which session the
-  server knows; the agent persists it and reconnects with the next number, which is
-  above the known one, so its birth is accepted as any reconnect's is. Clocks play no
-  part, and messages of the truly old sessions stay refused.
-* **Shared mode** (``shared=True``: several workers in one MQTT share group, each
-  seeing part of every outlet's messages; docs/operations.md): the database, not this
-  tracker, is the source of truth. ``needs_refresh`` says a message names a session this
-  tracker does not know (no record, or a newer session: the birth went to another
-  worker); the ingest then adopts (``adopt``) the outlet's stored row before applying it.
-  Gaps in ``seq`` are expected (the other workers got the missing numbers), so they are
-  neither counted nor answered with a rebirth. Before each write the ingest locks the
-  stored rows and reconciles (``reconcile``): a newer stored session wins over memory, and a
-  stored death of the same session is never overwritten by this worker's ``online``
-  or ``stale`` (the will reached another worker).
-* **Server lost the broker** (and at server start, for what the database remembers):
-  every ``online`` outlet becomes ``stale``, not offline — the server simply cannot
-  know. Each becomes ``online`` again when heard in its current session; agents send
-  a fresh birth when they see the server's retained state turn online. In shared mode
-  only the last connected worker does this (``fleet_server.workers``), in the database
-  with one statement; its memory follows with ``mark_all_stale(dirty=False)``.
-
-Transactions are counted "transactions_received" and not acknowledged here: the
-durable transaction inbox, its deduplication and the acks arrive with the
-transactions issue.
+The ingest worker feeds every decoded uplink to one ``PresenceTracker``, which keeps
+each outlet's state and marks it dirty; ``presence_store`` writes the dirty records per
+batch. No I/O here. The rules, the reasons counted and session resync:
+docs/protocol.md, "Presence"; with several workers: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -119,12 +59,12 @@ class Outcome:
     rebirth_reason: str | None = None
     notes: tuple[str, ...] = ()
     # The session the server knows, when the message's session was older: sent with
-    # the rebirth request so the agent can move past it ("Session resync").
+    # the rebirth request so the agent can move past it (docs/protocol.md, rule 11).
     known_session: int | None = None
 
 
 class PresenceTracker:
-    """Apply the rules in this module's docstring to a stream of uplink messages.
+    """Apply the presence rules (docs/protocol.md) to a stream of uplink messages.
 
     Not thread-safe: one ingest worker owns it.
     """
@@ -138,7 +78,7 @@ class PresenceTracker:
 
     @property
     def shared(self) -> bool:
-        """True when other workers share this tracker's outlets (see the module docstring)."""
+        """True when other workers share this tracker's outlets (docs/operations.md)."""
         return self._shared
 
     # -- state -----------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet_server.presence import OutletRecord, PresenceTracker
+from fleet_server.ingest.presence import OutletRecord, PresenceTracker
 from govedge_wire import Birth, CommandResult, Death, Event, Telemetry, Transaction
 
 OUTLET = "township-dinghai-01"

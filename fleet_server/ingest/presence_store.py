@@ -1,0 +1,107 @@
+"""Presence between the tracker in memory and the ``agents`` rows.
+
+Each batch writes the changed outlets in one transaction; a batch the database refuses
+is retried one outlet per transaction, so one poison record cannot block the rest. In
+a share group the stored rows are the truth: they are read for a session this worker
+has not seen born, and locked and merged in before each write (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.ingest.presence import OutletRecord, PresenceTracker
+from fleet_server.ingest.registry import load_presence, save_presence
+from fleet_server.ingest.stats import IngestStats, RateLimitedLog
+
+logger = logging.getLogger(__name__)
+
+
+class PresenceStore:
+    """Writes the tracker's dirty records; reads stored rows in shared mode."""
+
+    def __init__(
+        self, *, sessions: sessionmaker[Session], stats: IngestStats, tracker: PresenceTracker
+    ) -> None:
+        self._sessions = sessions
+        self._stats = stats
+        self._tracker = tracker
+        self._log = RateLimitedLog(logger)
+
+    def load(self) -> None:
+        """Start the tracker from every stored row."""
+        with self._sessions.begin() as session:
+            self._tracker.load(load_presence(session))
+
+    def reload(self, outlet_id: str) -> None:
+        """Shared mode: adopt the stored row of ``outlet_id`` if its session is newer."""
+        try:
+            with self._sessions.begin() as session:
+                rows = load_presence(session, [outlet_id])
+        except SQLAlchemyError as exc:
+            self._stats.db_error()
+            self._log.exception("db_refresh", "could not read outlet %s", outlet_id, exc=exc)
+            rows = []
+        for row in rows:
+            if self._tracker.adopt(row):
+                self._stats.noted("presence_reloaded")
+
+    def flush(self) -> None:
+        """Write every dirty record; on failure keep them dirty for the next batch."""
+        records = self._tracker.dirty()
+        if not records:
+            return
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                records = self._save(session, records, now=now)
+        except OperationalError as exc:
+            # The database is down, locked or unreachable: try the whole set again later.
+            self._stats.db_error()
+            self._log.exception(
+                "db_down", "could not write %d presence records", len(records), exc=exc
+            )
+            return
+        except SQLAlchemyError as exc:
+            self._stats.db_error()
+            self._log.exception("db_error", "a presence batch failed; writing one by one", exc=exc)
+            self._flush_each(records, now=now)
+            return
+        self._tracker.mark_stored([record.outlet_id for record in records])
+        self._stats.batch_committed()
+
+    def _flush_each(self, records: list[OutletRecord], *, now: datetime) -> None:
+        for record in records:
+            try:
+                with self._sessions.begin() as session:
+                    self._save(session, [record], now=now)
+            except OperationalError:
+                return
+            except SQLAlchemyError as exc:
+                self._stats.db_error()
+                self._log.exception(
+                    "db_record", "dropped presence of outlet %s", record.outlet_id, exc=exc
+                )
+                self._tracker.discard_dirty(record.outlet_id)
+            else:
+                self._tracker.mark_stored([record.outlet_id])
+
+    def _save(
+        self, session: Session, records: list[OutletRecord], *, now: datetime
+    ) -> list[OutletRecord]:
+        """Write ``records``; in shared mode reconcile with the locked rows first.
+
+        Returns the records written (in shared mode, those still dirty after the stored
+        rows were merged in: an outlet whose stored session is newer is not written).
+        """
+        if self._tracker.shared:
+            ids = [record.outlet_id for record in records]
+            self._tracker.reconcile(load_presence(session, ids, lock=True))
+            wanted = set(ids)
+            records = [r for r in self._tracker.dirty() if r.outlet_id in wanted]
+        save_presence(session, records, now=now)
+        return records

@@ -1,0 +1,126 @@
+"""What the server publishes: its state, transaction acks and results, rebirth commands.
+
+Every downlink carries the server's own session (time-based, so it grows across
+restarts without being stored) and a sequence number of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+
+from fleet_server.ingest.stats import IngestStats
+from fleet_server.settings import Settings
+from govedge_wire import (
+    KNOWN_SESSION_ARG,
+    REBIRTH_COMMAND,
+    SERVER_STATE_TOPIC,
+    Command,
+    Kind,
+    ServerState,
+    Transaction,
+    TransactionAck,
+    TransactionResult,
+    encode,
+    now_ms,
+    topic_for,
+)
+
+logger = logging.getLogger(__name__)
+PUBLISH_TIMEOUT_S = 2.0
+
+
+class Publisher:
+    """Publishes through the ingest's paho client (``client`` is set once it exists)."""
+
+    def __init__(self, settings: Settings, *, stats: IngestStats) -> None:
+        self._settings = settings
+        self._stats = stats
+        self.client: mqtt.Client | None = None
+        self.server_session = now_ms()
+        self._seq = itertools.count()
+        self.state_ts = now_ms()
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        assert self.client is not None, "the ingest sets its client before publishing"
+        return self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def state_payload(self, *, online: bool) -> bytes:
+        """The retained server state (Sparkplug's host STATE; docs/protocol.md)."""
+        # Online and offline (the will) carry the same timestamp, as Sparkplug's STATE
+        # does: agents ignore an offline older than the last online, so only a late will
+        # of an earlier server process is ignored, never this process's own.
+        return encode(
+            ServerState(server_id=self._settings.server_id, online=online, ts=self.state_ts)
+        )
+
+    def state(self, *, online: bool) -> mqtt.MQTTMessageInfo:
+        """Publish the retained server state."""
+        return self._publish(SERVER_STATE_TOPIC, self.state_payload(online=online), retain=True)
+
+    def ack(
+        self,
+        message: Transaction,
+        status: Literal["accepted", "duplicate", "rejected"],
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Acknowledge one transaction (only ever after its batch committed)."""
+        ack = TransactionAck(
+            outlet_id=message.outlet_id,
+            session=self.server_session,
+            seq=next(self._seq),
+            tx_id=message.tx_id,
+            status=status,
+            reason=reason,
+        )
+        self._publish(topic_for(message.outlet_id, Kind.TRANSACTION_ACK), encode(ack))
+
+    def result(self, result: TransactionResult, *, timeout: float) -> bool:
+        """Publish a transaction's upstream result; True once the broker has it (PUBACK)."""
+        if not self._stats.broker_connected:
+            return False
+        message = result.model_copy(update={"session": self.server_session, "seq": next(self._seq)})
+        info = self._publish(topic_for(message.outlet_id, Kind.TRANSACTION_RESULT), encode(message))
+        try:
+            info.wait_for_publish(timeout=timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
+    def rebirth(
+        self, outlet_id: str, *, reason: str, known_session: int | None, stale_session: int
+    ) -> None:
+        """Ask an outlet for a new birth.
+
+        For a message of an older session than the known one the command carries the
+        known session, so an agent whose session file was lost or restored from an
+        older copy reconnects above it (docs/protocol.md, rule 11).
+        """
+        args = {} if known_session is None else {KNOWN_SESSION_ARG: known_session}
+        command = Command(
+            outlet_id=outlet_id,
+            session=self.server_session,
+            seq=next(self._seq),
+            cmd_id=uuid.uuid4().hex,
+            name=REBIRTH_COMMAND,
+            args=args,
+            expires_ts=now_ms() + self._settings.command_ttl_s * 1000,
+        )
+        self._publish(topic_for(outlet_id, Kind.COMMAND), encode(command))
+        if known_session is None:
+            logger.info("requested a rebirth from outlet %s (%s)", outlet_id, reason)
+            return
+        self._stats.noted("session_resync_requested")
+        logger.warning(
+            "outlet %s sent session %d, older than the known %d (session file lost or "
+            "restored?): asked it to reconnect above %d",
+            outlet_id,
+            stale_session,
+            known_session,
+            known_session,
+        )

@@ -1,0 +1,166 @@
+"""Transactions in the ingest: validate each body, store the batch, then acknowledge.
+
+Valid transactions are inserted into the inbox in one database transaction per batch;
+only after that commit is each acknowledged (``accepted``, or ``duplicate`` for a
+``tx_id`` already stored). An invalid body is acknowledged ``rejected`` with a reason
+naming fields, never values. If the commit fails nothing is acknowledged, so the
+outlet's outbox sends again (docs/transactions.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.ingest.publisher import Publisher
+from fleet_server.ingest.stats import IngestStats, RateLimitedLog
+from fleet_server.settings import Settings
+from fleet_server.transactions.bodies import (
+    MATERIAL_CHUNK_KIND,
+    BodyRejected,
+    EvaluationBody,
+    MaterialChunkBody,
+    parse_body,
+)
+from fleet_server.transactions.inbox import PendingTx, Stored, StoreLimits, store_transactions
+from fleet_server.transactions.materials import MaterialRejected, check_chunk
+from fleet_server.transactions.usage import QUOTA_CODE
+from govedge_wire import Transaction
+
+logger = logging.getLogger(__name__)
+
+
+class TransactionDesk:
+    """The current batch's transactions, stored and acknowledged after it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sessions: sessionmaker[Session],
+        stats: IngestStats,
+        publisher: Publisher,
+        on_stored: Callable[[], None] | None,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._stats = stats
+        self._publisher = publisher
+        self._on_stored = on_stored
+        self._log = RateLimitedLog(logger)
+        self._rules = settings.evaluation_rules
+        self._limits = StoreLimits(
+            outlet_daily_bytes=settings.outlet_daily_bytes,
+            submission_material_bytes=settings.submission_material_max_bytes,
+            zone=ZoneInfo(settings.outlet_timezone),
+        )
+        self._pending: list[PendingTx] = []
+        self._rejected: list[tuple[Transaction, str]] = []
+
+    def check(self, message: Transaction, *, received_at: datetime) -> None:
+        """Validate a transaction's body and queue it for the batch's store-then-ack."""
+        stats = self._stats
+        try:
+            body = parse_body(message.tx_kind, dict(message.body))
+            if isinstance(body, EvaluationBody):
+                self._check_evaluation(body)
+            elif isinstance(body, MaterialChunkBody):
+                check_chunk(message.tx_id, body, max_bytes=self._settings.material_max_bytes)
+        except (BodyRejected, MaterialRejected) as exc:
+            stats.noted("tx_rejected")
+            if isinstance(exc, MaterialRejected):
+                stats.noted(f"material_rejected_{exc.code}")
+            elif exc.code != "invalid":
+                stats.noted(f"tx_rejected_{exc.code}")
+            if isinstance(exc, BodyRejected) and message.tx_kind == MATERIAL_CHUNK_KIND:
+                stats.noted("material_rejected_invalid")
+            self._log.warning(
+                "tx_rejected",
+                "rejected transaction %s from outlet %s: %s",
+                message.tx_id,
+                message.outlet_id,
+                exc.reason,
+            )
+            self._rejected.append((message, exc.reason))
+            return
+        self._pending.append(PendingTx(message=message, body=body, received_at=received_at))
+
+    def _check_evaluation(self, body: EvaluationBody) -> None:
+        if not self._rules.known_channel(body.channel):
+            raise BodyRejected(f"unknown evaluation channel for profile {self._rules.name}")
+        if body.stars is not None and body.stars != self._rules.stars(body.level_code):
+            raise BodyRejected(
+                f"level_code disagrees with stars under {self._rules.level_coding} coding"
+            )
+
+    def store_and_ack(self) -> None:
+        """Commit the batch's transactions, then acknowledge each (never before)."""
+        pending, rejected = self._pending, self._rejected
+        self._pending, self._rejected = [], []
+        for message, reason in rejected:
+            self._publisher.ack(message, "rejected", reason=reason)
+        if not pending:
+            return
+        try:
+            with self._sessions.begin() as session:
+                outcomes = store_transactions(
+                    session, pending, rules=self._rules, limits=self._limits
+                )
+        except IntegrityError:
+            # Another worker stored one of these meanwhile: go one by one.
+            outcomes_or_none = [self._store_one(item) for item in pending]
+        except SQLAlchemyError as exc:
+            self._stats.db_error()
+            self._log.exception(
+                "tx_db", "could not store %d transactions; not acknowledged", len(pending), exc=exc
+            )
+            return
+        else:
+            outcomes_or_none = list(outcomes)
+        stored = False
+        for item, outcome in zip(pending, outcomes_or_none, strict=True):
+            if outcome is None:
+                continue
+            self._count(item, outcome)
+            stored = stored or outcome.outcome == "accepted"
+            self._publisher.ack(item.message, outcome.outcome, reason=outcome.reason)
+        if stored and self._on_stored is not None:
+            self._on_stored()
+
+    def _count(self, item: PendingTx, outcome: Stored) -> None:
+        self._stats.noted(f"tx_{outcome.outcome}")
+        if outcome.code == QUOTA_CODE:
+            self._stats.noted(f"tx_rejected_{QUOTA_CODE}")
+            self._log.warning(
+                f"quota:{item.message.outlet_id}",
+                "outlet %s is over its stored bytes for today; refused transaction %s",
+                item.message.outlet_id,
+                item.message.tx_id,
+            )
+        elif outcome.code is not None:
+            self._stats.noted(f"material_rejected_{outcome.code}")
+            self._log.warning(
+                "material_rejected",
+                "rejected transaction %s from outlet %s: %s",
+                item.message.tx_id,
+                item.message.outlet_id,
+                outcome.reason,
+            )
+
+    def _store_one(self, item: PendingTx) -> Stored | None:
+        try:
+            with self._sessions.begin() as session:
+                return store_transactions(session, [item], rules=self._rules, limits=self._limits)[
+                    0
+                ]
+        except IntegrityError:
+            return Stored("duplicate")
+        except SQLAlchemyError as exc:
+            self._stats.db_error()
+            self._log.exception("tx_db_one", "could not store a transaction", exc=exc)
+            return None
