@@ -15,7 +15,7 @@ from edge_agent.discovery.events import EventHub
 from edge_agent.discovery.manager import DeviceManager
 from edge_agent.outbox import Outbox
 from edge_agent.queueing import QueueEngine, WindowConfig
-from edge_agent.uplink.transaction_events import TransactionEvents
+from edge_agent.transaction_events import TransactionEvents
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
-from edge_agent.discovery import DeviceDescription, NetworkDeviceConfig
+from edge_agent.devices.description import DeviceDescription
+from edge_agent.devices.network_config import NetworkDeviceConfig
 
 SIM_MANUFACTURER: Final = "govedge simulator"
 

@@ -10,8 +10,8 @@ No exception tree of its own: ``driver(id)`` raises ``edge_agent.devices.DeviceU
 driver failures are counted by reason (``DeviceManager.errors()``), never raised.
 """
 
-from edge_agent.discovery.config import NetworkDeviceConfig
-from edge_agent.discovery.description import Action, DeviceDescription, SourceEvent
+from edge_agent.devices.description import Action, DeviceDescription, SourceEvent
+from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.discovery.events import EventHub, Subscription
 from edge_agent.discovery.lifecycle import State
 from edge_agent.discovery.manager import DeviceManager, DriverFactory

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
 from edge_agent.devices import DeviceError, DeviceEvent, DeviceIdentity, Driver, Health
-from edge_agent.discovery.description import DeviceDescription
+from edge_agent.devices.description import DeviceDescription
 from edge_agent.profiles import Profile
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from edge_agent.devices import (
     Health,
     driver_class,
 )
-from edge_agent.discovery.config import NetworkDeviceConfig
-from edge_agent.discovery.description import Action, DeviceDescription, SourceEvent
+from edge_agent.devices.description import Action, DeviceDescription, SourceEvent
+from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.discovery.events import EventHub, Subscription
 from edge_agent.discovery.lifecycle import GuardedCalls, ManagedDevice, State
 from edge_agent.discovery.matching import Matcher

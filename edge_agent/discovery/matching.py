@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from edge_agent.discovery.description import DeviceDescription
+from edge_agent.devices.description import DeviceDescription
 from edge_agent.profiles import Profile, ProfileSet, UsbRule, is_generic_bridge
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable
 
-from edge_agent.discovery.description import DeviceDescription, SourceEvent
+from edge_agent.devices.description import DeviceDescription, SourceEvent
 
 EventCallback = Callable[[SourceEvent], None]
 

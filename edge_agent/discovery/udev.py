@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import pyudev  # type: ignore[import-untyped]
 
-from edge_agent.discovery.description import DeviceDescription, SourceEvent
+from edge_agent.devices.description import DeviceDescription, SourceEvent
 from edge_agent.discovery.sources import EventCallback, EventSource
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import aiomqtt
 
 from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.outbox import AckOutcome, OutboxSender
+from edge_agent.transaction_events import TransactionEvents
 from edge_agent.uplink.events import SeenResults
-from edge_agent.uplink.transaction_events import TransactionEvents
 from govedge_wire import (
     KNOWN_SESSION_ARG,
     Command,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
+from edge_agent.devices.description import DeviceDescription
 from edge_agent.devices.simulation import SIM_MANUFACTURER, SimulatedDevice, SimulationOptions
-from edge_agent.discovery import DeviceDescription
 
 
 def udev_description(device_node: str) -> DeviceDescription:

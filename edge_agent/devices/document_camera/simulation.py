@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
+from edge_agent.devices.description import DeviceDescription
 from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
 from edge_agent.devices.simulation import SIM_MANUFACTURER, SimulatedDevice, SimulationOptions
-from edge_agent.discovery import DeviceDescription
 
 
 def udev_description(path: str) -> DeviceDescription:

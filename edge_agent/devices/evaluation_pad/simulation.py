@@ -6,8 +6,8 @@ from contextlib import AsyncExitStack
 from typing import Final
 
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
+from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.devices.simulation import SimulatedDevice, SimulationOptions
-from edge_agent.discovery import NetworkDeviceConfig
 
 PROFILE: Final = "haochaping-pad"
 DEVICE_ID: Final = "sim-window-1-pad"

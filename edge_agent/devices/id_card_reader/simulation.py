@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 
+from edge_agent.devices.description import DeviceDescription
 from edge_agent.devices.id_card_reader.cards import make_card
 from edge_agent.devices.id_card_reader.simulator import IdCardSimulator
 from edge_agent.devices.simulation import SIM_MANUFACTURER, SimulatedDevice, SimulationOptions
-from edge_agent.discovery import DeviceDescription
 
 
 def udev_description(device_node: str) -> DeviceDescription:

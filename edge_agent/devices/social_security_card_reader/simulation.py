@@ -7,6 +7,7 @@ import logging
 from contextlib import AsyncExitStack
 from typing import Final
 
+from edge_agent.devices.description import DeviceDescription
 from edge_agent.devices.simulation import SIM_MANUFACTURER, SimulatedDevice, SimulationOptions
 from edge_agent.devices.social_security_card_reader.simulator import SocialSecurityCardSimulator
 from edge_agent.devices.social_security_card_reader.vpcd import (
@@ -14,7 +15,6 @@ from edge_agent.devices.social_security_card_reader.vpcd import (
     PcscUnavailable,
     environment_ok,
 )
-from edge_agent.discovery import DeviceDescription
 
 log = logging.getLogger(__name__)
 

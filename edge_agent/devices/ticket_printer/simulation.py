@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Final
 
+from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.devices.simulation import SimulatedDevice, SimulationOptions
 from edge_agent.devices.ticket_printer.simulator import EscPosPrinterSimulator
-from edge_agent.discovery import NetworkDeviceConfig
 
 PROFILE: Final = "escpos-network-printer"
 DEVICE_ID: Final = "sim-ticket-printer"
