@@ -94,13 +94,7 @@ from fleet_server.registry import load_presence, save_presence
 from fleet_server.security.revocation import RevokedOutlets
 from fleet_server.settings import Settings
 from fleet_server.stats import IngestStats, RateLimitedLog
-from fleet_server.transactions.bodies import (
-    MATERIAL_CHUNK_KIND,
-    BodyRejected,
-    EvaluationBody,
-    MaterialChunkBody,
-    parse_body,
-)
+from fleet_server.transactions.bodies import BodyRejected, parse_body
 from fleet_server.transactions.inbox import PendingTx, Stored, StoreLimits, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk
 from fleet_server.transactions.usage import QUOTA_CODE
@@ -127,6 +121,7 @@ from govedge_wire import (
     server_uplink_subscription,
     topic_for,
 )
+from govedge_wire.transactions import MATERIAL_CHUNK_KIND, EvaluationBody, MaterialChunkBody
 
 logger = logging.getLogger(__name__)
 

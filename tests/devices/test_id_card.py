@@ -26,10 +26,10 @@ from edge_agent.devices import (
     driver_class,
 )
 from edge_agent.devices.drivers.id_card import SamIdReader
-from edge_agent.devices.idnumber import is_valid_id_number, mask_id_number
 from edge_agent.devices.sam_frame import Command, encode_frame, encode_request, parse_response
 from edge_agent.devices.sam_text import CardType, IdCard
 from edge_agent.devices.simulators.id_card import Fault, IdCardSimulator, make_card
+from govedge_wire.pii import is_valid_id_number, mask_id_number
 
 T = TypeVar("T")
 FAST = {"command_timeout": 0.5, "read_timeout": 0.5, "busy_timeout": 0.3}

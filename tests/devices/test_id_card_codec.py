@@ -8,16 +8,6 @@ import random
 import pytest
 
 from edge_agent.devices import ProtocolError
-from edge_agent.devices.idnumber import (
-    InvalidIdNumber,
-    check_digit,
-    is_valid_id_number,
-    make_id_number,
-    mask_address,
-    mask_id_number,
-    mask_name,
-    validate_id_number,
-)
 from edge_agent.devices.sam_frame import (
     Command,
     FrameChecksumError,
@@ -38,6 +28,16 @@ from edge_agent.devices.sam_text import (
     parse_text_block,
 )
 from edge_agent.devices.simulators.id_card import make_card
+from govedge_wire.pii import (
+    InvalidIdNumber,
+    check_digit,
+    is_valid_id_number,
+    make_id_number,
+    mask_address,
+    mask_id_number,
+    mask_name,
+    validate_id_number,
+)
 
 # Complete request frames exactly as the protocol table lists them.
 DOC_FRAMES = {

@@ -29,7 +29,6 @@ from edge_agent.devices.drivers.social_security import (
     PcscSocialSecurityReader,
     SocialSecurityCard,
 )
-from edge_agent.devices.idnumber import make_id_number, mask_id_number
 from edge_agent.devices.pcsc_apdu import SSSE_AID, select_aid, select_file
 from edge_agent.devices.pcsc_transport import wait_for_card
 from edge_agent.devices.pcsc_vpcd import PcscStack
@@ -38,6 +37,7 @@ from edge_agent.devices.simulators.social_security import (
     SocialSecurityCardData,
     SocialSecurityCardSimulator,
 )
+from govedge_wire.pii import make_id_number, mask_id_number
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CARD = SocialSecurityCardData(

@@ -30,12 +30,6 @@ from edge_agent.devices.base import (
     ProbeResult,
     ProtocolError,
 )
-from edge_agent.devices.idnumber import (
-    InvalidIdNumber,
-    mask_id_number,
-    mask_name,
-    validate_id_number,
-)
 from edge_agent.devices.pcsc_apdu import (
     SW_OK,
     ReadStyle,
@@ -57,6 +51,12 @@ from edge_agent.devices.pcsc_transport import (
 )
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.settings import DriverSettings, seconds
+from govedge_wire.pii import (
+    InvalidIdNumber,
+    mask_id_number,
+    mask_name,
+    validate_id_number,
+)
 
 __all__ = ["PcscSocialSecurityReader", "SocialSecurityCard", "SocialSecuritySettings"]
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from edge_agent.devices.idnumber import make_id_number
 from edge_agent.devices.sam_frame import (
     Command,
     FrameChecksumError,
@@ -45,6 +44,7 @@ from edge_agent.devices.sam_text import (
     encode_extra_addresses,
     encode_text_block,
 )
+from govedge_wire.pii import make_id_number
 
 __all__ = ["BAUD_RATES", "Fault", "IdCardSimulator", "make_card"]
 

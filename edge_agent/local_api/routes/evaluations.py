@@ -41,7 +41,7 @@ from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses
 from edge_agent.local_api.evaluating import Evaluated, evaluate_at_window
 from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
 from edge_agent.outbox import Receipt
-from edge_agent.transactions import EVALUATION_KIND
+from govedge_wire.transactions import EVALUATION_KIND
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, ApiError, error_responses
 from edge_agent.local_api.models import MaterialCreate, SubmissionAccepted, SubmissionCreate
 from edge_agent.outbox import InvalidEntry, OutboxFull, UnknownMaterial
-from edge_agent.transactions import SUBMISSION_KIND, file_submission
+from edge_agent.transactions import file_submission
+from govedge_wire.transactions import SUBMISSION_KIND
 
 router = APIRouter(prefix="/submissions", tags=["submissions"])
 
