@@ -1,8 +1,8 @@
 """The counter's transactions: validated here, then put into the outbox before "accepted".
 
-The clerks' local API calls these three functions; each returns the ``tx_id`` only after
+The clerks' local API calls these functions; each returns the ``tx_id`` only after
 the outbox committed the entry (fsynced), so answering "accepted" with it is true. All
-three use ``PriorityClass.TRANSACTION``. The body shapes are
+use ``PriorityClass.TRANSACTION``. The body shapes are
 ``govedge_wire.transactions``, the very models the fleet server validates on ingest,
 so a body the server would reject is refused here, at the counter, where the clerk can
 still fix it (docs/transactions.md, "One strictness rule").
@@ -14,11 +14,14 @@ the bad fields, never their values (they may be personal data); ``OutboxFull`` (
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
@@ -38,7 +41,11 @@ from govedge_wire.transactions import (
 
 __all__ = [
     "InvalidTransaction",
+    "MaterialSource",
+    "MaterialUnavailable",
     "file_submission",
+    "file_submission_with_materials",
+    "material_id_for",
     "record_evaluation",
     "record_queue_event",
     "relay_queue_events",
@@ -112,6 +119,98 @@ async def file_submission(
     )
     log.info("submission %s accepted (item %s)", stored.tx_id, submission.item_code)
     return stored.tx_id
+
+
+class MaterialUnavailable(InvalidTransaction):
+    """A material's bytes cannot be had; ``index`` is its place in the request.
+
+    ``reason``: ``unknown_document`` (the capture it names is unknown or expired),
+    ``not_base64`` or ``empty``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int,
+        reason: Literal["unknown_document", "not_base64", "empty"],
+    ) -> None:
+        super().__init__(message, fields=(f"materials.{index}",))
+        self.index = index
+        self.reason = reason
+
+
+class MaterialSource(Protocol):
+    """One material as the clerk gives it: a capture's ``document_id`` or base64 bytes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def document_id(self) -> str | None: ...
+    @property
+    def data_base64(self) -> str | None: ...
+    @property
+    def pages(self) -> int | None: ...
+    @property
+    def original(self) -> bool: ...
+
+
+def material_id_for(tx_id: str, index: int) -> str:
+    """A material id fixed by the transaction and the position, so a retry reuses it."""
+    return hashlib.sha256(f"{tx_id}/{index}".encode()).hexdigest()[:40]
+
+
+def _material_bytes(
+    index: int, material: MaterialSource, documents: Callable[[str], bytes | None]
+) -> bytes:
+    if material.document_id is not None:
+        data = documents(material.document_id)
+        if data is None:
+            raise MaterialUnavailable(
+                f"materials[{index}]: document {material.document_id} is unknown or expired",
+                index=index,
+                reason="unknown_document",
+            )
+        return data
+    try:
+        data = base64.b64decode(material.data_base64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise MaterialUnavailable(
+            f"materials[{index}].data_base64 is not valid base64", index=index, reason="not_base64"
+        ) from None
+    if not data:
+        raise MaterialUnavailable(f"materials[{index}] is empty", index=index, reason="empty")
+    return data
+
+
+async def file_submission_with_materials(
+    runtime: AgentRuntime,
+    body: Mapping[str, Any],
+    materials: Sequence[MaterialSource],
+    *,
+    documents: Callable[[str], bytes | None],
+    tx_id: str,
+) -> tuple[str, int]:
+    """Store each material, then file the submission naming them: ``(tx_id, materials)``.
+
+    ``body`` is the submission without ``materials``; ``documents`` gives a capture's
+    bytes by id. Every material is read before any is stored, so a bad one stores
+    nothing; the material ids derive from ``tx_id``, so a retry stores none twice.
+    """
+    blobs = [_material_bytes(i, m, documents) for i, m in enumerate(materials)]
+    refs: list[dict[str, Any]] = []
+    for index, (material, data) in enumerate(zip(materials, blobs, strict=True)):
+        progress = await runtime.outbox.put_material(
+            data, material_id=material_id_for(tx_id, index)
+        )
+        ref: dict[str, Any] = {"name": material.name, "ref": progress.material_id}
+        if material.pages is not None:
+            ref["pages"] = material.pages
+        if material.original:
+            ref["original"] = True
+        refs.append(ref)
+    stored = await file_submission(runtime, {**body, "materials": refs}, tx_id=tx_id)
+    return stored, len(refs)
 
 
 async def record_evaluation(
