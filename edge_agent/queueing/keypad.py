@@ -13,7 +13,7 @@ before the key, e.g. ``A012``), ``13`` transfer → ``transfer`` (the target typ
 the key: a window number, or a business type's prefix letter), ``12`` pause → ``pause``,
 or ``resume`` when the window is already paused (the keypad has no resume key), ``0B``
 evaluate → ``evaluate`` (the agent's ``after`` then starts the rating on the window's
-pad: ``local_api.keypads``).
+pad: ``queueing.keypad_loop``).
 
 Which window a key belongs to: the ``[[queue_windows]]`` entry whose ``keypad`` is this
 bus and whose ``keypad_address`` is the key's address (``windows``). A bus that no
