@@ -1,13 +1,11 @@
 """The counter's transactions: validated here, then put into the outbox before "accepted".
 
-The clerks' local API calls these three functions; each returns the ``tx_id`` only after
+The clerks' local API calls these functions; each returns the ``tx_id`` only after
 the outbox committed the entry (fsynced), so answering "accepted" with it is true. All
-three use ``PriorityClass.TRANSACTION``. The body shapes mirror what the fleet server
-validates on ingest (``submission``, ``evaluation``, ``queue.*``), so a body the server
-would reject is refused here, at the counter, where the clerk can still fix it: the
-same strictness rule (docs/transactions.md, "One strictness rule") — unknown fields are
-refused at every level, a submission names each material once, and a queue event is
-at most ``QUEUE_EVENT_MAX_BYTES`` of compact JSON with ``QUEUE_EVENT_MAX_KEYS`` keys.
+use ``PriorityClass.TRANSACTION``. The body shapes are
+``govedge_wire.transactions``, the very models the fleet server validates on ingest,
+so a body the server would reject is refused here, at the counter, where the clerk can
+still fix it (docs/transactions.md, "One strictness rule").
 
 Errors: ``InvalidTransaction`` (a subclass of ``outbox.InvalidEntry``: answer 422) names
 the bad fields, never their values (they may be personal data); ``OutboxFull`` (507),
@@ -16,26 +14,38 @@ the bad fields, never their values (they may be personal data); ``OutboxFull`` (
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
+import hashlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.outbox import InvalidEntry, PriorityClass, Receipt
 from edge_agent.outbox.codec import ID_PATTERN
 from edge_agent.runtime import AgentRuntime
 from govedge_wire import now_ms
+from govedge_wire.transactions import (
+    EVALUATION_KIND,
+    QUEUE_KIND_PREFIX,
+    SUBMISSION_KIND,
+    EvaluationBody,
+    SubmissionBody,
+    queue_event_oversize,
+)
 
 __all__ = [
-    "EVALUATION_KIND",
-    "SUBMISSION_KIND",
     "InvalidTransaction",
+    "MaterialSource",
+    "MaterialUnavailable",
     "file_submission",
+    "file_submission_with_materials",
+    "material_id_for",
     "record_evaluation",
     "record_queue_event",
     "relay_queue_events",
@@ -43,21 +53,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUBMISSION_KIND: Final = "submission"
-EVALUATION_KIND: Final = "evaluation"
-QUEUE_KIND_PREFIX: Final = "queue."
 # The outbox cursor over the queue engine's event sequence (``relay_queue_events``).
 QUEUE_EVENTS_STREAM: Final = "queue_events"
 _RELAY_BATCH: Final = 500
-# The server refuses a queue event past these (fleet_server.transactions.bodies).
-QUEUE_EVENT_MAX_BYTES: Final = 4096
-QUEUE_EVENT_MAX_KEYS: Final = 32
-
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$")]
-RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
-Short = Annotated[str, Field(min_length=1, max_length=64)]
-# Milliseconds since the epoch up to 9999-12-31 (the server's bound).
-EpochMs = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
 
 
 class InvalidTransaction(InvalidEntry):
@@ -68,78 +66,7 @@ class InvalidTransaction(InvalidEntry):
         self.fields = fields
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Applicant(_Body):
-    """申请者 or 代理人; ``name`` and ``id_number`` are personal data (never logged)."""
-
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    id_type: Annotated[str, Field(pattern=r"^[0-9]{3}$")] = "111"  # 111 = 居民身份证
-    id_number: Annotated[str, Field(min_length=4, max_length=64)]
-    kind: Literal[1, 2] = 1  # 1 个人, 2 法人
-    phone: Annotated[str, Field(max_length=32)] | None = None
-
-    def __repr__(self) -> str:
-        return f"Applicant(kind={self.kind})"
-
-    __str__ = __repr__
-
-
-class MaterialRef(_Body):
-    """A scanned material; ``ref`` is the ``material_id`` it was stored under."""
-
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,48}$")]
-    pages: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    original: bool = False
-
-
-class Submission(_Body):
-    """A case (办件) filed at the counter: the server's ``submission`` shape."""
-
-    item_code: Code
-    region_code: RegionCode
-    applicant: Applicant
-    agent: Applicant | None = None
-    materials: list[MaterialRef] = Field(default_factory=list, max_length=200)
-    window: Short
-    clerk: Short
-    case_number: Code | None = None
-    apply_source: Short | None = None
-    handling_mode: Literal["direct", "agency"] | None = None
-    outlet_kind: Short | None = None
-    accepted_ts: EpochMs | None = None
-    note: Annotated[str, Field(max_length=2000)] | None = None
-
-    @field_validator("materials")
-    @classmethod
-    def _each_material_once(cls, value: list[MaterialRef]) -> list[MaterialRef]:
-        if len({material.ref for material in value}) != len(value):
-            raise ValueError("a material is referenced more than once")
-        return value
-
-
-class Evaluation(_Body):
-    """A 好差评 record: the server's ``evaluation`` shape."""
-
-    level_code: Annotated[int, Field(ge=1, le=5)]
-    stars: Annotated[int, Field(ge=1, le=5)] | None = None
-    channel: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")]
-    tags: list[Short] = Field(default_factory=list, max_length=32)
-    text: Annotated[str, Field(max_length=2000)] | None = None
-    window: Short
-    case_number: Code | None = None
-    evaluated_ts: EpochMs
-    assess_number: Literal[1, 2] = 1
-    anonymous: bool = False
-    item_code: Code | None = None
-    region_code: RegionCode | None = None
-    clerk: Short | None = None
-
-
-_M = TypeVar("_M", bound=_Body)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def _validate(model: type[_M], data: Mapping[str, Any], *, what: str) -> _M:
@@ -154,7 +81,7 @@ def _validate(model: type[_M], data: Mapping[str, Any], *, what: str) -> _M:
         ) from None
 
 
-def _json_body(model: _Body) -> dict[str, JsonValue]:
+def _json_body(model: BaseModel) -> dict[str, JsonValue]:
     body: dict[str, JsonValue] = model.model_dump(mode="json", exclude_none=True)
     return body
 
@@ -175,12 +102,12 @@ async def file_submission(
 ) -> str:
     """Validate a submission (办件) and put it into the outbox; return its ``tx_id``.
 
-    ``body`` has the fields of ``Submission``; ``accepted_ts`` defaults to now. Every
+    ``body`` has the fields of ``SubmissionBody``; ``accepted_ts`` defaults to now. Every
     ``materials[].ref`` must have been stored with ``outbox.put_material`` first: the
     submission is sent only after all their chunks were acknowledged. Retrying with the
     same ``tx_id`` never makes a second transaction.
     """
-    submission = _validate(Submission, body, what=SUBMISSION_KIND)
+    submission = _validate(SubmissionBody, body, what=SUBMISSION_KIND)
     if submission.accepted_ts is None:
         submission = submission.model_copy(update={"accepted_ts": now_ms()})
     stored = await runtime.outbox.put(
@@ -192,6 +119,98 @@ async def file_submission(
     )
     log.info("submission %s accepted (item %s)", stored.tx_id, submission.item_code)
     return stored.tx_id
+
+
+class MaterialUnavailable(InvalidTransaction):
+    """A material's bytes cannot be had; ``index`` is its place in the request.
+
+    ``reason``: ``unknown_document`` (the capture it names is unknown or expired),
+    ``not_base64`` or ``empty``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int,
+        reason: Literal["unknown_document", "not_base64", "empty"],
+    ) -> None:
+        super().__init__(message, fields=(f"materials.{index}",))
+        self.index = index
+        self.reason = reason
+
+
+class MaterialSource(Protocol):
+    """One material as the clerk gives it: a capture's ``document_id`` or base64 bytes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def document_id(self) -> str | None: ...
+    @property
+    def data_base64(self) -> str | None: ...
+    @property
+    def pages(self) -> int | None: ...
+    @property
+    def original(self) -> bool: ...
+
+
+def material_id_for(tx_id: str, index: int) -> str:
+    """A material id fixed by the transaction and the position, so a retry reuses it."""
+    return hashlib.sha256(f"{tx_id}/{index}".encode()).hexdigest()[:40]
+
+
+def _material_bytes(
+    index: int, material: MaterialSource, documents: Callable[[str], bytes | None]
+) -> bytes:
+    if material.document_id is not None:
+        data = documents(material.document_id)
+        if data is None:
+            raise MaterialUnavailable(
+                f"materials[{index}]: document {material.document_id} is unknown or expired",
+                index=index,
+                reason="unknown_document",
+            )
+        return data
+    try:
+        data = base64.b64decode(material.data_base64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise MaterialUnavailable(
+            f"materials[{index}].data_base64 is not valid base64", index=index, reason="not_base64"
+        ) from None
+    if not data:
+        raise MaterialUnavailable(f"materials[{index}] is empty", index=index, reason="empty")
+    return data
+
+
+async def file_submission_with_materials(
+    runtime: AgentRuntime,
+    body: Mapping[str, Any],
+    materials: Sequence[MaterialSource],
+    *,
+    documents: Callable[[str], bytes | None],
+    tx_id: str,
+) -> tuple[str, int]:
+    """Store each material, then file the submission naming them: ``(tx_id, materials)``.
+
+    ``body`` is the submission without ``materials``; ``documents`` gives a capture's
+    bytes by id. Every material is read before any is stored, so a bad one stores
+    nothing; the material ids derive from ``tx_id``, so a retry stores none twice.
+    """
+    blobs = [_material_bytes(i, m, documents) for i, m in enumerate(materials)]
+    refs: list[dict[str, Any]] = []
+    for index, (material, data) in enumerate(zip(materials, blobs, strict=True)):
+        progress = await runtime.outbox.put_material(
+            data, material_id=material_id_for(tx_id, index)
+        )
+        ref: dict[str, Any] = {"name": material.name, "ref": progress.material_id}
+        if material.pages is not None:
+            ref["pages"] = material.pages
+        if material.original:
+            ref["original"] = True
+        refs.append(ref)
+    stored = await file_submission(runtime, {**body, "materials": refs}, tx_id=tx_id)
+    return stored, len(refs)
 
 
 async def record_evaluation(
@@ -232,7 +251,7 @@ async def record_evaluation(
         "region_code": region_code,
         "clerk": request.staff_id or None,
     }
-    evaluation = _validate(Evaluation, record, what=EVALUATION_KIND)
+    evaluation = _validate(EvaluationBody, record, what=EVALUATION_KIND)
     stored = await runtime.outbox.put(
         EVALUATION_KIND,
         _json_body(evaluation),
@@ -308,12 +327,8 @@ def _queue_entry(event: Mapping[str, Any]) -> tuple[str, str, dict[str, JsonValu
     body: dict[str, JsonValue] = {
         str(key): value for key, value in event.items() if _is_json(value) and key != "id"
     }
-    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
-    if len(body) > QUEUE_EVENT_MAX_KEYS or size > QUEUE_EVENT_MAX_BYTES:
-        raise InvalidTransaction(
-            f"queue event over {QUEUE_EVENT_MAX_KEYS} fields or {QUEUE_EVENT_MAX_BYTES} bytes",
-            fields=("body",),
-        )
+    if oversize := queue_event_oversize(body):
+        raise InvalidTransaction(oversize, fields=("body",))
     return kind, _tx_id(event_id if isinstance(event_id, str) else None), body
 
 

@@ -4,7 +4,7 @@ The app holds no device or outbox of its own: every route goes through the runti
 daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
 database (``DATA_DIR/local_api.sqlite3``), its two background tasks (the transaction
 status table following ``runtime.transactions``, and the caller keypads' window operations,
-``keypads.run_keypads``) and the directory of rendered announcements.
+``queueing.keypad_loop.run_keypads``) and the directory of rendered announcements.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
 from edge_agent.local_api.errors import install_error_handlers
-from edge_agent.local_api.keypads import run_keypads
 from edge_agent.local_api.routes import v1_router
 from edge_agent.local_api.security import LocalGuard
+from edge_agent.queueing.keypad_loop import run_keypads
 from edge_agent.runtime import AgentRuntime
 
 __all__ = ["create_local_app"]

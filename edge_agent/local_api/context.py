@@ -4,26 +4,25 @@ One ``LocalApiContext`` per app, stored on ``app.state.local`` and handed to rou
 ``deps.LocalDep``. It owns what only the API needs: the captured-document cache (scans
 wait here, in memory only, until a submission references them), the rendered
 announcement WAVs, the durable state (transaction status table and idempotency keys,
-``state.py``), the per-key locks of submissions and the refusal counters.
+``state.py``), the ``Idempotency`` service over it and the refusal counters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import secrets
 import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from edge_agent.devices import DeviceUnavailable, Driver
 from edge_agent.devices.registry import kinds_with
+from edge_agent.idempotency import Idempotency
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.errors import ApiError
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
@@ -34,11 +33,8 @@ __all__ = [
     "AnnouncementStore",
     "CapturedDocument",
     "DocumentCache",
-    "KeyLocks",
-    "KeyedCalls",
     "LocalApiContext",
     "LocalApiOptions",
-    "idempotency_conflict",
 ]
 
 C = TypeVar("C")
@@ -141,92 +137,6 @@ class AnnouncementStore:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class KeyLocks:
-    """One ``asyncio.Lock`` per key while someone holds or waits for it (then forgotten)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str, *, timeout_s: float) -> AsyncIterator[None]:
-        """Hold ``key``'s lock; 409 ``request_in_progress`` after ``timeout_s`` of waiting."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await lock.acquire()
-            except TimeoutError as exc:
-                raise ApiError(
-                    409,
-                    "request_in_progress",
-                    "a request with the same Idempotency-Key is still being processed",
-                    hint="wait for the first request's answer, then retry with the same key",
-                ) from exc
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-def idempotency_conflict(key: str) -> ApiError:
-    """409: ``key`` was first used with another request body."""
-    return ApiError(
-        409,
-        "idempotency_conflict",
-        f"Idempotency-Key {key} was already used with a different body",
-        hint="use a new Idempotency-Key for a new case; resend a request only unchanged "
-        "under its key",
-    )
-
-
-class KeyedCalls:
-    """One running call per ``Idempotency-Key``; a request with the same key joins it.
-
-    The call runs as its own task, not as part of the HTTP request that started it, so a
-    client that disconnects (or an HTTP request cancelled for any reason) does not end
-    it: the citizen still rates, the rating is still recorded, and the retry gets it.
-    """
-
-    def __init__(self) -> None:
-        self._running: dict[str, tuple[str, asyncio.Task[Any]]] = {}
-
-    def __len__(self) -> int:
-        return len(self._running)
-
-    async def run(
-        self, key: str, digest: str, start: Callable[[], Coroutine[Any, Any, T]]
-    ) -> tuple[T, bool]:
-        """``(result, joined)``: start ``start()`` under ``key``, or await the running call.
-
-        409 ``idempotency_conflict`` if the running call's request ``digest`` differs.
-        Cancelling the caller does not cancel the call.
-        """
-        running = self._running.get(key)
-        joined = running is not None
-        if running is None:
-            task: asyncio.Task[Any] = asyncio.create_task(start(), name=f"keyed-call-{key}")
-            running = (digest, task)
-            self._running[key] = running
-            task.add_done_callback(lambda done: self._finished(key, done))
-        elif running[0] != digest:
-            raise idempotency_conflict(key)
-        result: T = await asyncio.shield(running[1])
-        return result, joined
-
-    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
-        if self._running.get(key, ("", None))[1] is task:
-            del self._running[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: every caller may have gone (client disconnects)
-
-
 class LocalApiContext:
     """Everything a route needs: the runtime, the registry, options and the API's state."""
 
@@ -247,8 +157,9 @@ class LocalApiContext:
         self.announcements = AnnouncementStore(announcements_dir, kept=options.announcements_kept)
         self.state = LocalStateStore(state_dir / STATE_FILE)
         self.tracker = TransactionTracker(runtime.outbox, state=self.state)
-        self.idempotency_locks = KeyLocks()
-        self.keyed_evaluations = KeyedCalls()
+        self.idempotency = Idempotency(
+            self.state, runtime.outbox, wait_s=options.idempotency_wait_s
+        )
         self.evaluation_locks: dict[str, asyncio.Lock] = {}
 
     def counters(self) -> dict[str, int]:

@@ -12,6 +12,8 @@ Exception tree::
 
 ``state.LocalStateError`` (the API's own SQLite state) is answered 503 ``storage_error``;
 a full disk, in either database, 507 ``outbox_full`` (nothing was accepted).
+``edge_agent.idempotency`` errors are 409 ``idempotency_conflict`` or
+``request_in_progress``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from edge_agent.devices import (
     DeviceUnavailable,
     ProtocolError,
 )
+from edge_agent.idempotency import IdempotencyConflict, IdempotencyError
 from edge_agent.local_api.state import LocalStateError, LocalStateFull
 from edge_agent.outbox import (
     InvalidEntry,
@@ -177,6 +180,18 @@ def from_outbox_error(exc: OutboxError) -> ApiError:
     return ApiError(500, "outbox_error", str(exc), hint=_RETRY)
 
 
+def from_idempotency_error(exc: IdempotencyError) -> ApiError:
+    """409: the key was used with another request, or its request is still running."""
+    if isinstance(exc, IdempotencyConflict):
+        hint = (
+            "use a new Idempotency-Key for a new case; resend a request only unchanged "
+            "under its key"
+        )
+        return ApiError(409, "idempotency_conflict", str(exc), hint=hint)
+    hint = "wait for the first request's answer, then retry with the same key"
+    return ApiError(409, "request_in_progress", str(exc), hint=hint)
+
+
 # ---- handlers ------------------------------------------------------------------------
 
 
@@ -209,6 +224,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, OutboxError)
         log.warning("local API %s: outbox error %s", request.url.path, type(exc).__name__)
         return _answer(from_outbox_error(exc))
+
+    async def on_idempotency_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, IdempotencyError)
+        return _answer(from_idempotency_error(exc))
 
     async def on_state_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LocalStateError)
@@ -264,6 +283,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueueError, on_queue_error)
     app.add_exception_handler(OutboxError, on_outbox_error)
     app.add_exception_handler(LocalStateError, on_state_error)
+    app.add_exception_handler(IdempotencyError, on_idempotency_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 

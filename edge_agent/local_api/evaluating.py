@@ -22,7 +22,8 @@ from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeS
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError
 from edge_agent.outbox import Receipt
-from edge_agent.transactions import EVALUATION_KIND, record_evaluation
+from edge_agent.transactions import record_evaluation
+from govedge_wire.transactions import EVALUATION_KIND
 
 __all__ = ["Evaluated", "evaluate_at_window", "pad_for"]
 

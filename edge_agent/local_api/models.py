@@ -9,10 +9,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge_agent.devices.idnumber import InvalidIdNumber, validate_id_number
+from govedge_wire.pii import InvalidIdNumber, validate_id_number
+from govedge_wire.transactions import (
+    MAX_MATERIALS,
+    Applicant,
+    Code,
+    Name,
+    Note,
+    Pages,
+    RegionCode,
+    Short,
+)
 
-Short = Annotated[str, Field(min_length=1, max_length=64)]
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$")]
 DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
 
 
@@ -446,14 +454,10 @@ class QueueStatePublic(BaseModel):
 # ---- submissions ---------------------------------------------------------------------
 
 
-class ApplicantCreate(_In):
+# The transaction's own ``Applicant`` (same fields and limits), plus the check digit of a
+# resident ID number, checked here where the clerk can still correct it.
+class ApplicantCreate(Applicant):
     """申请人 (or 代理人); personal data: travels only inside the transaction."""
-
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    id_type: Annotated[str, Field(pattern=r"^[0-9]{3}$")] = "111"
-    id_number: Annotated[str, Field(min_length=4, max_length=64)]
-    kind: Literal[1, 2] = 1
-    phone: Annotated[str, Field(max_length=32)] | None = None
 
     @field_validator("id_number")
     @classmethod
@@ -478,11 +482,11 @@ class ApplicantCreate(_In):
 class MaterialCreate(_In):
     """One material: a capture (``document_id``) or the bytes (``data_base64``)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     document_id: Annotated[str, Field(max_length=64)] | None = None
     data_base64: str | None = Field(default=None, repr=False)
     content_type: Annotated[str, Field(max_length=100)] = "image/jpeg"
-    pages: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    pages: Pages | None = None
     original: bool = False
 
     @model_validator(mode="after")
@@ -516,17 +520,17 @@ class SubmissionCreate(_In):
     )
 
     item_code: Code
-    region_code: Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
+    region_code: RegionCode
     applicant: ApplicantCreate
     agent: ApplicantCreate | None = None
-    materials: list[MaterialCreate] = Field(default_factory=list, max_length=200)
+    materials: list[MaterialCreate] = Field(default_factory=list, max_length=MAX_MATERIALS)
     window: Short
     clerk: Short
     case_number: Code | None = None
     apply_source: Short | None = None
     handling_mode: Literal["direct", "agency"] | None = None
     outlet_kind: Short | None = None
-    note: Annotated[str, Field(max_length=2000)] | None = None
+    note: Note | None = None
 
 
 class SubmissionAccepted(BaseModel):

@@ -30,11 +30,11 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
 from edge_agent.local_api.errors import TOO_LARGE_HINT, error_body
+from govedge_http import BodyTooLarge, run_counted
 
 __all__ = ["LOOPBACK_HOSTS", "WS_SUBPROTOCOL", "LocalGuard", "host_is_loopback"]
 
@@ -64,13 +64,6 @@ def _ws_token(protocols: Iterable[str]) -> str | None:
         if protocol.startswith(WS_TOKEN_PREFIX):
             return protocol[len(WS_TOKEN_PREFIX) :]
     return None
-
-
-class BodyTooLarge(HTTPException):
-    """A streamed request body grew past ``max_body_bytes``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, detail=f"the request body is over {limit} bytes")
 
 
 class LocalGuard:
@@ -158,40 +151,20 @@ class LocalGuard:
         await self._counted(scope, receive, self._with_cors(send, origin), path=path)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, *, path: str) -> None:
-        """Pass the request on, counting its body as it streams (a chunked body has no
-        Content-Length): the read that crosses the limit raises ``BodyTooLarge`` (413)
-        and the answer closes the connection, so the rest is never read."""
-        limit = self.max_body_bytes
-        seen = 0
-        started = False
+        """Pass the request on, its body counted as it streams (``govedge_http``)."""
 
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    self.failures["too_large"] += 1
-                    log.warning("local API: refused http %s (too_large, streamed)", path[:200])
-                    raise BodyTooLarge(limit)
-            return message
+        def exceeded() -> None:
+            self.failures["too_large"] += 1
+            log.warning("local API: refused http %s (too_large, streamed)", path[:200])
 
-        async def closing_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if seen > limit:
-                    message = {**message, "headers": [*message.get("headers", []),
-                                                      (b"connection", b"close")]}  # fmt: skip
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, closing_send)
-        except BodyTooLarge as exc:  # read before the app's own error handlers
-            if started:
-                raise
+        async def answer(send: Send, exc: BodyTooLarge) -> None:
             body = error_body("request_too_large", str(exc.detail), TOO_LARGE_HINT)
-            await _send_json(closing_send, 413, body)
+            await _send_json(send, 413, body)
+
+        await run_counted(
+            self.app, scope, receive, send,
+            limit=self.max_body_bytes, exceeded=exceeded, answer=answer,
+        )  # fmt: skip
 
     # ---- helpers -------------------------------------------------------------------
 

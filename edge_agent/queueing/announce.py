@@ -1,4 +1,4 @@
-"""Announcement text for the hall speakers (hardware.md §4).
+"""Announcement text for the hall speakers (docs/queue.md, "Announcements").
 
 Template ``请{票号}号到{窗口}号窗口办理业务``; a recall appends ``(重呼)``. For speech,
 digits are read one by one (``A012`` → ``A零一二``), as deployed systems do, so the TTS

@@ -1,6 +1,6 @@
 """The queue engine: tickets, window operations and their event records.
 
-Rules (hardware.md §4): a ticket is prefix + 3 digits (``A012``), numbered per business
+Rules (docs/queue.md, "Rules"): a ticket is prefix + 3 digits (``A012``), numbered per business
 type and per outlet-local day (timezone configurable, default Asia/Shanghai), so the
 counter starts at 1 every day. A window calls the oldest waiting ticket of its business
 types (or one transferred to it). Recall, skip (弃号), transfer, hold, call-back, pause

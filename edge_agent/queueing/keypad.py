@@ -7,13 +7,13 @@ keypad's display, and hands the committed result to ``after`` (the agent passes 
 local API's ``present``: the queue event into the outbox, the window LED, the voice
 announcement — the very path of ``POST /v1/windows/{window}/call``).
 
-Keys (hardware.md §4): ``0C`` call → ``call``, ``0D`` recall → ``recall``, ``06 0F`` 弃号 →
-``skip``, ``00 0F`` hold → ``hold``, ``03 0F`` call-back → ``call_back`` (the ticket typed
-before the key, e.g. ``A012``), ``13`` transfer → ``transfer`` (the target typed before
-the key: a window number, or a business type's prefix letter), ``12`` pause → ``pause``,
-or ``resume`` when the window is already paused (the keypad has no resume key), ``0B``
-evaluate → ``evaluate`` (the agent's ``after`` then starts the rating on the window's
-pad: ``local_api.keypads``).
+Keys (docs/queue.md, "Caller keypads"): ``0C`` call → ``call``, ``0D`` recall →
+``recall``, ``06 0F`` 弃号 → ``skip``, ``00 0F`` hold → ``hold``, ``03 0F`` call-back →
+``call_back`` (the ticket typed before the key, e.g. ``A012``), ``13`` transfer →
+``transfer`` (the target typed before the key: a window number, or a business type's
+prefix letter), ``12`` pause → ``pause``, or ``resume`` when the window is already
+paused (the keypad has no resume key), ``0B`` evaluate → ``evaluate`` (the agent's
+``after`` then starts the rating on the window's pad: ``queueing.keypad_loop``).
 
 Which window a key belongs to: the ``[[queue_windows]]`` entry whose ``keypad`` is this
 bus and whose ``keypad_address`` is the key's address (``windows``). A bus that no

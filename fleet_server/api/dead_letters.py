@@ -13,10 +13,10 @@ from fleet_server.api.deps import AppStateDep, SessionDep
 from fleet_server.api.errors import RowId
 from fleet_server.api.schemas import ErrorPublic
 from fleet_server.models import DeadLetter, DeliveryAttempt, InboxEntry
-from fleet_server.pii import mask_id_number, mask_name
 from fleet_server.piivault import VaultError
 from fleet_server.routing.store import replay_dead_letter
 from fleet_server.security import audit
+from govedge_wire.pii import mask_id_number, mask_name
 
 router = APIRouter(prefix="/dead-letters", tags=["dead-letters"])
 

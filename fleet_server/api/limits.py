@@ -5,9 +5,8 @@ call the endpoints that take no operator token.
 
 - **Size.** Each route has a byte limit (``BODY_LIMITS`` by path, else the default). A
   ``Content-Length`` above it is answered 413 at once, before any byte of the body is
-  read. A body without one (``Transfer-Encoding: chunked``) is counted as it streams;
-  the read that crosses the limit raises ``BodyTooLarge`` (an ``HTTPException`` 413, so
-  FastAPI answers it like any other) and nothing more is read.
+  read. A body without one (``Transfer-Encoding: chunked``) is counted as it streams
+  and cut off with 413 past the limit (``govedge_http.run_counted``).
 - **Rate.** ``/ui/login``, ``/api/v1/enroll`` and ``/api/v1/enroll/renew`` take a token
   bucket per client address (``rate_per_min`` refilled, ``burst`` at once); past it the
   answer is 429 with ``Retry-After``. Behind a reverse proxy the address is the one
@@ -28,10 +27,11 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["BODY_LIMITS", "OPEN_PATHS", "BodyTooLarge", "RequestLimits"]
+from govedge_http import BodyTooLarge, run_counted
+
+__all__ = ["BODY_LIMITS", "OPEN_PATHS", "RequestLimits"]
 
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
@@ -48,14 +48,6 @@ BODY_LIMITS: Final[Mapping[str, int]] = {
 OPEN_PATHS: Final = frozenset({"/ui/login", "/api/v1/enroll", "/api/v1/enroll/renew"})
 _BODYLESS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_ADDRESSES: Final = 10_000  # buckets kept; the least recently used go first
-
-
-class BodyTooLarge(HTTPException):
-    """A streamed body grew past its route's limit."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, detail=f"the request body is over {limit} bytes")
-        self.limit = limit
 
 
 class _Buckets:
@@ -132,34 +124,16 @@ class RequestLimits:
             self.counts["too_large"] += 1
             await _answer(send, 413, f"the request body is over {limit} bytes")
             return
-        started = False
-        seen = 0
 
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    self.counts["too_large"] += 1
-                    raise BodyTooLarge(limit)
-            return message
+        def exceeded() -> None:
+            self.counts["too_large"] += 1
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if seen > limit:  # the rest of the body is never read: end the connection
-                    headers = [*message.get("headers", []), (b"connection", b"close")]
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as exc:  # read outside FastAPI's handlers (middleware, raw ASGI)
-            if started:
-                raise
+        async def answer(send: Send, exc: BodyTooLarge) -> None:
             await _answer(send, 413, str(exc.detail))
+
+        await run_counted(
+            self.app, scope, receive, send, limit=limit, exceeded=exceeded, answer=answer
+        )
 
 
 async def _answer(

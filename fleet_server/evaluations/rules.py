@@ -1,4 +1,4 @@
-"""好差评 rules that differ by province (hardware.md §3.2), as one frozen object.
+"""好差评 rules that differ by province (docs/evaluations.md), as one frozen object.
 
 Sources disagree on the direction of the level codes (GB/T 39046 A.8: 1 = 非常满意;
 Zhejiang: 1 = 非常不满意), on channel codes 6/7 and on the 整改 deadline (15 working

@@ -3,7 +3,7 @@
 * ``evaluations``: evaluations made in the range;
 * ``active_evaluation_rate``: evaluations a citizen made (not system defaults) ÷ cases
   (submissions received in the range), null without cases; policy target ≥ 60%
-  (hardware.md §3.2 gives no official definition: this is the working assumption);
+  (no official definition exists: see docs/evaluations.md for this working one);
 * ``satisfaction_rate``: (非常满意 + 满意 + 基本满意) ÷ evaluations; ``average_score`` on the
   10/8/6/3/0 scale;
 * ``bad_reviews``: 不满意 + 非常不满意; ``overdue_rectifications``: tickets of the range

@@ -20,17 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.ingest.publisher import Publisher
 from fleet_server.ingest.stats import IngestStats, RateLimitedLog
 from fleet_server.settings import Settings
-from fleet_server.transactions.bodies import (
-    MATERIAL_CHUNK_KIND,
-    BodyRejected,
-    EvaluationBody,
-    MaterialChunkBody,
-    parse_body,
-)
+from fleet_server.transactions.bodies import BodyRejected, parse_body
 from fleet_server.transactions.inbox import PendingTx, Stored, StoreLimits, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk
 from fleet_server.transactions.usage import QUOTA_CODE
 from govedge_wire import Transaction
+from govedge_wire.transactions import MATERIAL_CHUNK_KIND, EvaluationBody, MaterialChunkBody
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,7 @@ from sqlalchemy.orm import Session
 
 from fleet_server.evaluations.rules import EvaluationRules
 from fleet_server.models import Evaluation, InboxEntry, Rectification
-from fleet_server.transactions.bodies import (
-    EvaluationBody,
-    MaterialChunkBody,
-    ParsedBody,
-    QueueEventBody,
-    SubmissionBody,
-)
+from fleet_server.transactions.bodies import ParsedBody
 from fleet_server.transactions.identity import upstream_idempotency_key
 from fleet_server.transactions.materials import (
     DEFAULT_SUBMISSION_MAX_BYTES,
@@ -48,6 +42,12 @@ from fleet_server.transactions.usage import (
     stored_size,
 )
 from govedge_wire import Transaction
+from govedge_wire.transactions import (
+    EvaluationBody,
+    MaterialChunkBody,
+    QueueEventBody,
+    SubmissionBody,
+)
 
 __all__ = ["PendingTx", "StoreLimits", "StoreOutcome", "Stored", "store_transactions"]
 

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from fleet_server.models import InboxEntry, Material, MaterialChunk
 from fleet_server.piivault import VaultError, current_vault
-from fleet_server.transactions.bodies import MaterialChunkBody, SubmissionBody
+from govedge_wire.transactions import MaterialChunkBody, SubmissionBody
 
 __all__ = [
     "DEFAULT_SUBMISSION_MAX_BYTES",

@@ -27,8 +27,9 @@ from sqlalchemy import BigInteger, Date, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fleet_server.models import Base
-from fleet_server.transactions.bodies import MaterialChunkBody, ParsedBody
+from fleet_server.transactions.bodies import ParsedBody
 from govedge_wire import Transaction
+from govedge_wire.transactions import MaterialChunkBody
 
 __all__ = [
     "DEFAULT_OUTLET_DAILY_BYTES",

@@ -7,11 +7,11 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from edge_agent.devices.idnumber import make_id_number
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
 from edge_agent.local_api.tracker import TransactionTracker
 from edge_agent.outbox import Outbox, PriorityClass
 from edge_agent.transaction_events import TRANSACTION_EVENTS_SOURCE
+from govedge_wire.pii import make_id_number
 from tests.local_api.harness import Outlet, outlet
 
 ID_NUMBER = make_id_number("330106", "19900101", 123)

@@ -3,7 +3,7 @@
 The caller keypad driver talks to the keypad simulator over a real pseudo-terminal and
 publishes its ``keypad.*`` events on a real ``EventHub``; the bridge runs them against a
 real ``QueueEngine`` in a temporary directory. ``after`` (in the agent: the local API's
-outbox + LED + voice path, tested in tests/local_api/test_keypad_queue.py) is here a
+outbox + LED + voice path, tested in tests/queueing/test_keypad_loop.py) is here a
 recorder that fails once, to show that one failing key does not stop the keypads.
 """
 

@@ -9,7 +9,7 @@ from edge_agent.devices.id_card_reader.text import (
     CardType,
     IdCard,
 )
-from edge_agent.devices.idnumber import make_id_number
+from govedge_wire.pii import make_id_number
 
 __all__ = ["make_card"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge_agent.devices.base import ProtocolError
-from edge_agent.devices.idnumber import (
+from govedge_wire.pii import (
     InvalidIdNumber,
     mask_address,
     mask_id_number,

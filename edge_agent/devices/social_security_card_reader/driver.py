@@ -29,12 +29,6 @@ from edge_agent.devices.base import (
     ProbeResult,
     ProtocolError,
 )
-from edge_agent.devices.idnumber import (
-    InvalidIdNumber,
-    mask_id_number,
-    mask_name,
-    validate_id_number,
-)
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.settings import DriverSettings
 from edge_agent.devices.social_security_card_reader.apdu import (
@@ -56,6 +50,12 @@ from edge_agent.devices.social_security_card_reader.transport import (
     connect,
     list_readers,
     wait_for_card,
+)
+from govedge_wire.pii import (
+    InvalidIdNumber,
+    mask_id_number,
+    mask_name,
+    validate_id_number,
 )
 
 __all__ = ["PcscSocialSecurityReader", "SocialSecurityCard"]

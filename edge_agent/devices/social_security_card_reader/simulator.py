@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from edge_agent.devices.idnumber import make_id_number
 from edge_agent.devices.social_security_card_reader.apdu import (
     RECORD_SIZE,
     SSSE_AID,
     Record,
     StatusWord,
 )
+from govedge_wire.pii import make_id_number
 
 __all__ = ["DEFAULT_ATR", "CardLogic", "SocialSecurityCardData", "SocialSecurityCardSimulator"]
 

@@ -26,40 +26,32 @@ Retries: the same ``Idempotency-Key`` header as ``/v1/submissions`` (it becomes 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from collections.abc import Callable
 
 from fastapi import APIRouter
 
 from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
-from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
+from edge_agent.idempotency import request_digest as canonical_digest
+from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses
 from edge_agent.local_api.evaluating import Evaluated, evaluate_at_window
 from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
 from edge_agent.outbox import Receipt
-from edge_agent.transactions import EVALUATION_KIND
+from govedge_wire.transactions import EVALUATION_KIND
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
-log = logging.getLogger(__name__)
 
 
 def request_digest(request: EvaluationCreate) -> str:
     """SHA-256 (hex) of the canonical request an ``Idempotency-Key`` is bound to.
 
-    Sorted, compact JSON of the validated request without ``timeout_s``, prefixed with
-    the kind, so a key used for a submission never matches an evaluation.
+    The validated request without ``timeout_s``, prefixed with the kind, so a key used
+    for a submission never matches an evaluation.
     """
-    canonical = json.dumps(
-        request.model_dump(mode="json", exclude_none=True, exclude={"timeout_s"}),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(f"{EVALUATION_KIND}\n{canonical}".encode()).hexdigest()
+    payload = request.model_dump(mode="json", exclude_none=True, exclude={"timeout_s"})
+    return canonical_digest(payload, kind=EVALUATION_KIND)
 
 
 @router.post(
@@ -97,48 +89,24 @@ async def request_evaluation(
     if idempotency_key is None:
         return _public(request, await _evaluate(local, request))
     digest = request_digest(request)
-    answer, _joined = await local.keyed_evaluations.run(
-        idempotency_key, digest, lambda: _keyed(local, request, idempotency_key, digest)
-    )
-    return answer
-
-
-async def _keyed(
-    local: LocalApiContext, request: EvaluationCreate, key: str, digest: str
-) -> EvaluationPublic:
-    """The evaluation under ``key``: the recorded answer, or ask the pad and record it."""
-    receipt = await local.runtime.outbox.receipt(key)
-    if receipt is not None:
-        if receipt.tx_kind != EVALUATION_KIND or receipt.request_sha256 != digest:
-            raise idempotency_conflict(key)
-        return EvaluationPublic.model_validate({**receipt.answer, "replayed": True})
-    bound, new = await local.state.bind_key(key, body_sha256=digest)
-    if bound != digest:
-        raise idempotency_conflict(key)
 
     def make_receipt(pad: RatingPad, outcome: EvaluationOutcome, tx_id: str) -> Receipt:
         done = Evaluated(pad=pad, outcome=outcome, tx_id=tx_id)
         answer = _public(request, done).model_dump(mode="json", exclude={"replayed"})
         return Receipt(request_sha256=digest, answer=answer)
 
-    try:
-        done = await _evaluate(local, request, tx_id=key, receipt=make_receipt)
-    except Exception:
-        if new:
-            await _release(local, key, digest)
-        raise
-    if done.tx_id is None and new:  # walk-away: nothing recorded, the key is free again
-        await _release(local, key, digest)
-    return _public(request, done)
+    async def evaluate() -> EvaluationPublic:
+        done = await _evaluate(local, request, tx_id=idempotency_key, receipt=make_receipt)
+        return _public(request, done)
 
-
-async def _release(local: LocalApiContext, key: str, digest: str) -> None:
-    """Unbind ``key`` unless a rating was recorded under it (a put that failed late)."""
-    try:
-        if await local.runtime.outbox.receipt(key) is None:
-            await local.state.unbind_key(key, body_sha256=digest)
-    except Exception:  # the request's own error is the one to answer with
-        log.warning("could not release Idempotency-Key %s", key, exc_info=True)
+    return await local.idempotency.joined(
+        idempotency_key,
+        digest,
+        evaluate,
+        tx_kind=EVALUATION_KIND,
+        replay=lambda answer: EvaluationPublic.model_validate({**answer, "replayed": True}),
+        recorded=lambda answer: answer.tx_id is not None,  # a walk-away frees the key
+    )
 
 
 async def _evaluate(

@@ -14,64 +14,25 @@ A request refused before anything was stored (422, 507) releases its key again.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import uuid
-from typing import Any
 
 from fastapi import APIRouter
 
-from edge_agent.local_api.context import LocalApiContext, idempotency_conflict
+from edge_agent.idempotency import request_digest
+from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, ApiError, error_responses
-from edge_agent.local_api.models import MaterialCreate, SubmissionAccepted, SubmissionCreate
+from edge_agent.local_api.models import SubmissionAccepted, SubmissionCreate
 from edge_agent.outbox import InvalidEntry, OutboxFull, UnknownMaterial
-from edge_agent.transactions import SUBMISSION_KIND, file_submission
+from edge_agent.transactions import MaterialUnavailable, file_submission_with_materials
+from govedge_wire.transactions import SUBMISSION_KIND
 
 router = APIRouter(prefix="/submissions", tags=["submissions"])
 
 
-def material_id_for(tx_id: str, index: int) -> str:
-    """A material id fixed by the transaction and the position, so a retry reuses it."""
-    return hashlib.sha256(f"{tx_id}/{index}".encode()).hexdigest()[:40]
-
-
-def _material_bytes(local: LocalApiContext, index: int, material: MaterialCreate) -> bytes:
-    if material.document_id is not None:
-        doc = local.documents.get(material.document_id)
-        if doc is None:
-            raise ApiError(
-                422,
-                "unknown_document",
-                f"materials[{index}]: document {material.document_id} is unknown or expired",
-                hint="capture the document again (captures are kept 30 minutes)",
-            )
-        return doc.jpeg
-    try:
-        data = base64.b64decode(material.data_base64 or "", validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"materials[{index}].data_base64 is not valid base64",
-            hint="send the file bytes base64-encoded",
-        ) from exc
-    if not data:
-        raise ApiError(422, "invalid_request", f"materials[{index}] is empty", hint="")
-    return data
-
-
 def body_digest(request: SubmissionCreate) -> str:
     """SHA-256 (hex) of the canonical request body an ``Idempotency-Key`` is bound to."""
-    canonical = json.dumps(
-        request.model_dump(mode="json", exclude_none=True),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return request_digest(request.model_dump(mode="json", exclude_none=True))
 
 
 @router.post(
@@ -105,38 +66,40 @@ async def file_case(
     """
     if idempotency_key is None:
         return await _accept(local, request, tx_id=uuid.uuid4().hex)
-    digest = body_digest(request)
-    async with local.idempotency_locks.hold(
-        idempotency_key, timeout_s=local.options.idempotency_wait_s
-    ):
-        bound, new = await local.state.bind_key(idempotency_key, body_sha256=digest)
-        if bound != digest:
-            raise idempotency_conflict(idempotency_key)
-        try:
-            return await _accept(local, request, tx_id=idempotency_key)
-        except (ApiError, InvalidEntry, UnknownMaterial, OutboxFull):
-            if new:  # refused before anything was stored: the key is free again
-                await local.state.unbind_key(idempotency_key, body_sha256=digest)
-            raise
+    return await local.idempotency.serialised(
+        idempotency_key,
+        body_digest(request),
+        lambda: _accept(local, request, tx_id=idempotency_key),
+        # refused before anything was stored: the key is free again
+        release_on=(ApiError, InvalidEntry, UnknownMaterial, OutboxFull),
+    )
 
 
 async def _accept(
     local: LocalApiContext, request: SubmissionCreate, *, tx_id: str
 ) -> SubmissionAccepted:
-    blobs = [_material_bytes(local, i, m) for i, m in enumerate(request.materials)]
-    refs: list[dict[str, Any]] = []
-    for index, (material, data) in enumerate(zip(request.materials, blobs, strict=True)):
-        progress = await local.runtime.outbox.put_material(
-            data, material_id=material_id_for(tx_id, index)
+    try:
+        stored, materials = await file_submission_with_materials(
+            local.runtime,
+            request.model_dump(mode="json", exclude_none=True, exclude={"materials"}),
+            request.materials,
+            documents=lambda document_id: _jpeg(local, document_id),
+            tx_id=tx_id,
         )
-        ref: dict[str, Any] = {"name": material.name, "ref": progress.material_id}
-        if material.pages is not None:
-            ref["pages"] = material.pages
-        if material.original:
-            ref["original"] = True
-        refs.append(ref)
-    body = request.model_dump(mode="json", exclude_none=True, exclude={"materials"})
-    body["materials"] = refs
-    stored = await file_submission(local.runtime, body, tx_id=tx_id)
+    except MaterialUnavailable as exc:
+        raise _material_error(exc) from exc
     await local.tracker.accepted(stored, tx_kind=SUBMISSION_KIND)
-    return SubmissionAccepted(tx_id=stored, materials=len(refs))
+    return SubmissionAccepted(tx_id=stored, materials=materials)
+
+
+def _jpeg(local: LocalApiContext, document_id: str) -> bytes | None:
+    document = local.documents.get(document_id)
+    return None if document is None else document.jpeg
+
+
+def _material_error(exc: MaterialUnavailable) -> ApiError:
+    if exc.reason == "unknown_document":
+        hint = "capture the document again (captures are kept 30 minutes)"
+        return ApiError(422, "unknown_document", str(exc), hint=hint)
+    hint = "send the file bytes base64-encoded" if exc.reason == "not_base64" else ""
+    return ApiError(422, "invalid_request", str(exc), hint=hint)

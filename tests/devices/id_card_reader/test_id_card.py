@@ -34,7 +34,7 @@ from edge_agent.devices.id_card_reader.frame import (
 )
 from edge_agent.devices.id_card_reader.simulator import Fault, IdCardSimulator
 from edge_agent.devices.id_card_reader.text import CardType, IdCard
-from edge_agent.devices.idnumber import is_valid_id_number, mask_id_number
+from govedge_wire.pii import is_valid_id_number, mask_id_number
 
 T = TypeVar("T")
 FAST = {"command_timeout": 0.5, "read_timeout": 0.5, "busy_timeout": 0.3}

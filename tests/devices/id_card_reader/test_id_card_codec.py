@@ -28,7 +28,7 @@ from edge_agent.devices.id_card_reader.text import (
     encode_text_block,
     parse_text_block,
 )
-from edge_agent.devices.idnumber import (
+from govedge_wire.pii import (
     InvalidIdNumber,
     check_digit,
     is_valid_id_number,

@@ -25,7 +25,6 @@ from edge_agent.devices import (
     DeviceUnavailable,
     driver_class,
 )
-from edge_agent.devices.idnumber import make_id_number, mask_id_number
 from edge_agent.devices.social_security_card_reader.apdu import SSSE_AID, select_aid, select_file
 from edge_agent.devices.social_security_card_reader.driver import (
     PcscSocialSecurityReader,
@@ -38,6 +37,7 @@ from edge_agent.devices.social_security_card_reader.simulator import (
 )
 from edge_agent.devices.social_security_card_reader.transport import wait_for_card
 from edge_agent.devices.social_security_card_reader.vpcd import PcscStack
+from govedge_wire.pii import make_id_number, mask_id_number
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CARD = SocialSecurityCardData(

@@ -1,9 +1,10 @@
 """Chinese citizen ID numbers (GB 11643) and the one masking rule for personal data.
 
 The 18th character of an ID number is an ISO 7064 MOD 11-2 check digit over the first
-17; a wrong one means the number was misread or forged, so readers verify it. The
-masking helpers are shared by every part of govedge that shows a person (principle 4
-of the design: ``3301**********1234``), so the rule lives in one place.
+17; a wrong one means the number was misread or forged, so readers and the counter's
+forms verify it. The masking helpers are used by the agent and the fleet server alike
+for logs, API answers and the command line (``3301**********1234``, ``张**``): both
+import this module, so the rule lives in one place.
 """
 
 from __future__ import annotations

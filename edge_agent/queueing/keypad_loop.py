@@ -1,5 +1,8 @@
 """The caller keypads' window operations, done exactly as the clerk app's are.
 
+The loop runs beside the local API (its lifespan starts it) and reuses the API's
+services for the window operation and the rating, so a key and a click do the same.
+
 A key on a window's keypad goes through ``KeypadQueueBridge`` (``queueing.keypad``) to the
 queue engine, then through ``present`` — the same code ``POST /v1/windows/{w}/call``
 runs: the queue event into the outbox, the window's LED, the voice announcement. The
