@@ -55,12 +55,12 @@ from fleet_server.ingest import Ingest
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
-from fleet_server.piivault.purge import purge_loop
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.runtime import HealthRuntime
 from fleet_server.settings import Settings
 from fleet_server.transactions.materials import material_purge
+from fleet_server.transactions.purge import purge_loop
 from fleet_server.web import login as web_login
 from fleet_server.web import ui as web_ui
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
 from edge_agent.local_api.errors import install_error_handlers
+from edge_agent.local_api.keypad_services import LocalKeypadServices
 from edge_agent.local_api.routes import v1_router
 from edge_agent.local_api.security import LocalGuard
 from edge_agent.queueing.keypad_loop import run_keypads
@@ -68,7 +69,8 @@ def create_local_app(
             )
             key_events = runtime.events.subscribe(maxsize=1024)
             keypads = asyncio.create_task(
-                run_keypads(local, key_events), name="local-api:caller-keypads"
+                run_keypads(LocalKeypadServices(local), key_events),
+                name="local-api:caller-keypads",
             )
             try:
                 yield

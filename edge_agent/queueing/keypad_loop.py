@@ -2,6 +2,8 @@
 
 The loop runs beside the local API (its lifespan starts it) and reuses the API's
 services for the window operation and the rating, so a key and a click do the same.
+It reaches them only through ``KeypadServices``, which the local API implements: the
+queue package stays below the HTTP package.
 
 A key on a window's keypad goes through ``KeypadQueueBridge`` (``queueing.keypad``) to the
 queue engine, then through ``present`` — the same code ``POST /v1/windows/{w}/call``
@@ -27,20 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
-from edge_agent.devices import DeviceError, DeviceEvent
-from edge_agent.discovery import Subscription
-from edge_agent.local_api.context import LocalApiContext
-from edge_agent.local_api.errors import ApiError
-from edge_agent.local_api.evaluating import evaluate_at_window
-from edge_agent.local_api.presenting import present
+from edge_agent.devices import DeviceError, DeviceEvent, Driver
+from edge_agent.discovery import EventHub, Subscription
 from edge_agent.outbox import OutboxError
-from edge_agent.queueing import QueueResult
+from edge_agent.queueing import QueueEngine, QueueResult, WindowConfig
 from edge_agent.queueing.keypad import KeypadQueueBridge, KeyRefused
 
-__all__ = ["run_keypads", "ticket_case_number"]
+__all__ = ["KeypadRating", "KeypadServices", "run_keypads", "ticket_case_number"]
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +54,53 @@ _REFUSED_DISPLAY: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeypadRating:
+    """How a rating started from a keypad ended."""
+
+    status: str  # rated / timed_out / cancelled
+    tx_id: str | None  # the evaluation transaction, None when nothing was recorded
+    pad: str
+    stars: int | None = None
+    is_bad: bool | None = None
+
+
+class KeypadServices(Protocol):
+    """What the keypads use of the services behind the clerk app's routes."""
+
+    @property
+    def events(self) -> EventHub: ...
+    @property
+    def queue(self) -> QueueEngine: ...
+    @property
+    def windows(self) -> Mapping[str, WindowConfig]: ...
+
+    def driver_of(self, device_id: str) -> Driver: ...
+
+    async def present(self, result: QueueResult, *, operation: str, window: str) -> dict[str, Any]:
+        """Record, show and speak a window operation; the ``window.result`` answer's JSON."""
+        ...
+
+    async def evaluate(self, *, window: str, case_number: str) -> KeypadRating:
+        """Ask the citizen at ``window`` to rate (no staff id: the keypad knows none)."""
+        ...
+
+    def refusal(self, exc: Exception) -> tuple[str, str] | None:
+        """``(code, message)`` when ``exc`` is the services' refusal, else None."""
+        ...
+
+
 def ticket_case_number(day: str, ticket: str) -> str:
     """The case number of a keypad evaluation: ``T`` + the ticket's day + ``-`` + ticket."""
     return f"T{day.replace('-', '')}-{ticket}"
 
 
-async def run_keypads(local: LocalApiContext, subscription: Subscription) -> None:
+async def run_keypads(services: KeypadServices, subscription: Subscription) -> None:
     """Serve every keypad key from ``subscription`` until cancelled."""
-    runtime = local.runtime
+    runtime = services
 
     async def after(result: QueueResult, operation: str, window: str, device_id: str) -> None:
-        answer = await present(local, result, operation=operation, window=window)
-        data = answer.model_dump(mode="json", exclude_none=True)
+        data = await services.present(result, operation=operation, window=window)
         runtime.events.publish(
             DeviceEvent(
                 device_id=device_id,
@@ -96,7 +130,7 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
     bridge = KeypadQueueBridge(
         runtime.queue,
         after=after,
-        driver_of=runtime.devices.driver,
+        driver_of=services.driver_of,
         on_refused=refused,
         windows=runtime.windows,
     )
@@ -110,20 +144,19 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
         target = bridge.target_of(device_id, window)
         base: dict[str, Any] = {"source": "keypad", "window": window, "ticket": ticket.number}
         try:
-            done = await evaluate_at_window(
-                local,
-                window=window,
-                case_number=ticket_case_number(ticket.day, ticket.number),
-                staff_id="",
+            done = await services.evaluate(
+                window=window, case_number=ticket_case_number(ticket.day, ticket.number)
             )
-        except ApiError as exc:
-            code, message = exc.code, exc.message
         except DeviceError as exc:
             code, message = "device_error", str(exc)
         except OutboxError as exc:  # rated, but not recorded: the citizen must rate again
             code, message = "outbox_error", str(exc)
+        except Exception as exc:
+            refused = services.refusal(exc)
+            if refused is None:
+                raise
+            code, message = refused
         else:
-            rated = done.outcome.result
             # The keypad first (the clerk looks there), then the hub, as for window keys.
             await bridge.show(device_id, target, "RATED" if done.tx_id else "NORATE")
             runtime.events.publish(
@@ -132,12 +165,12 @@ async def run_keypads(local: LocalApiContext, subscription: Subscription) -> Non
                     name="evaluation.result",
                     data={
                         **base,
-                        "status": done.outcome.status.value,
+                        "status": done.status,
                         "tx_id": done.tx_id,
-                        "pad": done.pad.device_id,
+                        "pad": done.pad,
                         **(
-                            {"stars": rated.stars, "is_bad": rated.is_bad}
-                            if rated is not None and done.tx_id is not None
+                            {"stars": done.stars, "is_bad": done.is_bad}
+                            if done.stars is not None and done.tx_id is not None
                             else {}
                         ),
                     },

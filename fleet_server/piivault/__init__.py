@@ -2,7 +2,7 @@
 
 ``Vault`` holds AES-256-GCM keys (the newest seals, every key opens); ``Sealed`` and
 ``SealedText`` seal model columns, each value bound to its row or table by the associated
-data; ``piivault.purge`` empties delivered bodies (imported apart: it needs the models).
+data; ``transactions.purge`` empties delivered bodies.
 Keys, rotation, systemd credentials and retention: docs/security.md, "PII at rest".
 
 Exception tree::

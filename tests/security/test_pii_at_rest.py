@@ -20,9 +20,9 @@ from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
 from fleet_server.models import InboxEntry
 from fleet_server.piivault import Vault, VaultError, current_vault, row_context, use_vault
-from fleet_server.piivault.purge import purge_once
 from fleet_server.transactions.bodies import parse_body
 from fleet_server.transactions.inbox import PendingTx, store_transactions
+from fleet_server.transactions.purge import purge_once
 from govedge_wire import Transaction, now_ms
 from tests.server.txkit import ID_NUMBER, submission
 

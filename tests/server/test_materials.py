@@ -29,12 +29,12 @@ from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
 from fleet_server.models import DeadLetter, InboxEntry, Material, MaterialChunk
 from fleet_server.piivault import Vault, current_vault, use_vault
-from fleet_server.piivault.purge import purge_once
 from fleet_server.routing.targets import load_targets
 from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.transactions.bodies import BodyRejected, parse_body
 from fleet_server.transactions.inbox import PendingTx, Stored, store_transactions
 from fleet_server.transactions.materials import MaterialRejected, check_chunk, material_purge
+from fleet_server.transactions.purge import purge_once
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream, catalogue_rows, write_targets
 from govedge_wire import Transaction, now_ms
