@@ -24,7 +24,7 @@ from govedge_testbed.mosquitto import Mosquitto
 from govedge_testbed.ports import free_port, wait_for_port
 from govedge_testbed.services import ServiceUnavailable
 
-# One of each outlet kind from DESIGN.md: township centre, bank counter, village
+# One of each outlet kind the product serves: township centre, bank counter, village
 # station, 24-hour kiosk; more are numbered on.
 _OUTLET_NAMES = ("township-dinghai-01", "bank-pds-icbc-01", "village-fengshou-01", "kiosk-24h-01")
 

@@ -1,7 +1,7 @@
 """A private VictoriaMetrics (Debian's ``victoria-metrics``) on a loopback port.
 
 It speaks the InfluxDB v2 write API (``/api/v2/write``) that ``influxdb-client`` uses,
-and reads back through ``/api/v1/export``; Debian's InfluxDB 1.6 does not (MEASURED.md).
+and reads back through ``/api/v1/export``; Debian's InfluxDB 1.6 has no v2 write API.
 ``-search.latencyOffset=0`` makes fresh points visible to queries at once.
 """
 

@@ -1,4 +1,4 @@
-"""InfluxDB line protocol built as strings (MEASURED.md: ~7x faster than ``Point``).
+"""InfluxDB line protocol built as strings (~7x faster than ``Point``: docs/performance.md).
 
 One line per telemetry message for host metrics (measurement ``outlet``) and one per
 device (measurement ``device``), tagged by outlet and device, stamped with the

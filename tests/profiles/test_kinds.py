@@ -50,6 +50,8 @@ def test_each_kind_package_declares_its_kind() -> None:
         assert kind.simulators, name
         for driver in kind.drivers:
             assert driver.__module__.startswith(f"edge_agent.devices.{name}."), driver
+            # The class's own kind is the package's: names no longer drift.
+            assert driver.kind == name, driver
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ class SamIdReader(Driver):
     ``UsbSamTransport`` over bulk endpoints 02/06 → 81/85. Same frames, same driver.
     """
 
-    kind: ClassVar[str] = "id_card"
+    kind: ClassVar[str] = "id_card_reader"
     settings_model: ClassVar[type[DriverSettings]] = SamReaderSettings
     config: SamReaderSettings
 

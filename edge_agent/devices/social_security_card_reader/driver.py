@@ -96,7 +96,7 @@ class SocialSecurityCard:
 class PcscSocialSecurityReader(Driver):
     """A PC/SC reader used for social-security cards; ``identity.address`` names the reader."""
 
-    kind: ClassVar[str] = "social_security_card"
+    kind: ClassVar[str] = "social_security_card_reader"
     settings_model: ClassVar[type[DriverSettings]] = SocialSecuritySettings
     config: SocialSecuritySettings
 

@@ -54,7 +54,7 @@ def make_driver(
     device_id: str = "idr-1",
 ) -> SamIdReader:
     identity = DeviceIdentity(
-        device_id=device_id, profile="sam-a-serial", kind="id_card", address=sim.device_path
+        device_id=device_id, profile="sam-a-serial", kind="id_card_reader", address=sim.device_path
     )
     return SamIdReader(
         identity,
@@ -280,7 +280,7 @@ def test_unplugged_mid_read(sim: IdCardSimulator) -> None:
 
 def test_missing_port_is_unavailable() -> None:
     identity = DeviceIdentity(
-        device_id="idr-x", profile="sam-a-serial", kind="id_card", address="/dev/ttyNOPE9"
+        device_id="idr-x", profile="sam-a-serial", kind="id_card_reader", address="/dev/ttyNOPE9"
     )
 
     async def main() -> None:

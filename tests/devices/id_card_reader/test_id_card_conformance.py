@@ -96,7 +96,7 @@ def sim() -> Iterator[IdCardSimulator]:
 
 def run(address: str, body: Callable[[SamIdReader], Awaitable[T]], **settings: Any) -> T:
     identity = DeviceIdentity(
-        device_id="idr-c", profile="sam-a-serial", kind="id_card", address=address
+        device_id="idr-c", profile="sam-a-serial", kind="id_card_reader", address=address
     )
 
     async def main() -> T:
@@ -234,7 +234,7 @@ def test_a_reader_whose_port_vanished_and_came_back_is_reopened(tmp_path: Path) 
     first = IdCardSimulator(link=link).start()
     first.place_card(card)
     identity = DeviceIdentity(
-        device_id="idr-r", profile="sam-a-serial", kind="id_card", address=str(link)
+        device_id="idr-r", profile="sam-a-serial", kind="id_card_reader", address=str(link)
     )
 
     async def main() -> tuple[IdCard, dict[str, Any]]:
@@ -411,7 +411,7 @@ def test_read_with_fingerprint_has_three_lengths_and_text_at_16(sim: IdCardSimul
 def test_a_port_lost_while_idle_is_reported_once_and_refused_clearly(sim: IdCardSimulator) -> None:
     events: list[DeviceEvent] = []
     identity = DeviceIdentity(
-        device_id="idr-i", profile="sam-a-serial", kind="id_card", address=sim.device_path
+        device_id="idr-i", profile="sam-a-serial", kind="id_card_reader", address=sim.device_path
     )
 
     async def main() -> dict[str, Any]:

@@ -101,7 +101,7 @@ def vpcd_as_usb(stack: PcscStack) -> DeviceIdentity:
     return DeviceIdentity(
         device_id="ssc-usb",
         profile="ssc-pcsc-reader",
-        kind="social_security_card",
+        kind="social_security_card_reader",
         address="/dev/bus/usb/001/007",
         usb=UsbFacts(
             vendor_id="1d6b", product_id="0104", manufacturer=manufacturer, product=product
@@ -137,7 +137,7 @@ def test_unmatched_usb_reader_is_unavailable_with_the_list(pcsc: PcscStack) -> N
     identity = DeviceIdentity(
         device_id="ssc-usb-2",
         profile="ssc-pcsc-reader",
-        kind="social_security_card",
+        kind="social_security_card_reader",
         address="/dev/bus/usb/001/008",
         usb=UsbFacts(vendor_id="abcd", product_id="0001", product="Nowhere Reader"),
     )

@@ -68,7 +68,7 @@ def make_driver(
     identity = DeviceIdentity(
         device_id="ssc-1",
         profile="pcsc-generic",
-        kind="social_security_card",
+        kind="social_security_card_reader",
         address=stack.reader_name,
     )
     return PcscSocialSecurityReader(
@@ -160,7 +160,7 @@ def test_unknown_reader_is_unavailable(pcsc: PcscStack) -> None:
     identity = DeviceIdentity(
         device_id="ssc-x",
         profile="pcsc-generic",
-        kind="social_security_card",
+        kind="social_security_card_reader",
         address="No Such Reader 99",
     )
 
