@@ -19,6 +19,9 @@ Device state rules (``device_states.state``):
   set ``health.paper``;
 * an outlet whose agent is not online shows its devices as ``stale`` (derived at read
   time, never stored), so a dead agent raises one outlet alert, not one per device.
+
+Over 400 lines as one thing: one in-memory picture of device state and the one batch
+write that keeps it in the database.
 """
 
 from __future__ import annotations
