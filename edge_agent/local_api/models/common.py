@@ -16,7 +16,7 @@ DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
 # A clerk app's body is refused whole when it carries a field we do not know, never
 # trimmed silently; and nothing downstream may change what the clerk sent.
 class StrictIn(BaseModel):
-    """The base of every ``…Create`` body: unknown fields refused, frozen."""
+    """The base of the ``…Create`` bodies: unknown fields refused, frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
