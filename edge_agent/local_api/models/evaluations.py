@@ -1,0 +1,98 @@
+"""Wire shapes of ``/v1/evaluations``: asking the citizen at a window to rate the service,
+and the rating (or the timeout) that came back.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_agent.local_api.models.common import DeviceId, StrictIn, examples
+from govedge_wire.transactions import Short
+
+__all__ = ["EvaluationCreate", "EvaluationPublic"]
+
+
+class EvaluationCreate(StrictIn):
+    """Ask the citizen at ``window`` to rate the service on that window's pad."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "window": "3",
+                    "case_number": "330106202405010001",
+                    "staff_id": "S007",
+                    "item_code": "330100-001-XK",
+                    "item_name": "社会保障卡申领",
+                    "timeout_s": 60,
+                }
+            ]
+        },
+    )
+
+    window: Short
+    case_number: Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[0-9A-Za-z_.\-]+$")]
+    staff_id: Short
+    item_code: Annotated[str, Field(max_length=64, pattern=r"^[0-9A-Za-z_.\-]*$")] = ""
+    item_name: Annotated[str, Field(max_length=200)] = ""
+    assess_number: Literal[1, 2] = 1
+    timeout_s: Annotated[float, Field(ge=5, le=600)] | None = None
+    device_id: DeviceId | None = None
+
+
+class EvaluationPublic(BaseModel):
+    """How it ended: ``rated`` (recorded, ``tx_id`` set) or ``timed_out`` (nothing recorded).
+
+    ``replayed: true``: a retry under the same ``Idempotency-Key`` got the rating recorded
+    earlier; the pad was not asked again.
+    """
+
+    model_config = examples(
+        {
+            "status": "rated",
+            "tx_id": "eval-5b0c7d1e2f3a4b5c6d7e8f9a0b1c2d3e",
+            "window": "3",
+            "device_id": "pad-3",
+            "stars": 5,
+            "level_code": 1,
+            "level_coding": "gbt39046",
+            "satisfaction": "非常满意",
+            "score": 10,
+            "is_bad": False,
+            "tags": ["attitude"],
+            "text": "",
+            "assess_time": "2024-05-01 09:31:00",
+            "waited_s": 0.0,
+        },
+        {"status": "timed_out", "tx_id": None, "window": "3", "device_id": "pad-3",
+         "waited_s": 60.0},
+        {"status": "rated", "tx_id": "eval-case-0001-try", "window": "3",
+         "device_id": "pad-3", "stars": 2, "level_code": 4, "level_coding": "gbt39046",
+         "satisfaction": "不满意", "score": 3, "is_bad": True, "tags": ["等候时间长"],
+         "text": "", "assess_time": "2024-05-01 09:31:00", "waited_s": 0.0,
+         "replayed": True},
+    )  # fmt: skip
+
+    status: Literal["rated", "timed_out", "cancelled"]
+    tx_id: str | None
+    window: str
+    device_id: str
+    stars: int | None = None
+    level_code: int | None = None
+    level_coding: str | None = None
+    satisfaction: str | None = None
+    score: int | None = None
+    is_bad: bool | None = None
+    tags: list[str] = Field(default_factory=list)
+    text: str | None = None
+    assess_time: str | None = None
+    waited_s: float = 0.0
+    replayed: bool = Field(
+        default=False,
+        description="true: the answer recorded for this Idempotency-Key earlier (a retry); "
+        "the pad was not asked again",
+    )
