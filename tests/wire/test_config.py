@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -39,7 +40,7 @@ from govedge_wire.config import (
     signed_payload,
     verify_config,
 )
-from govedge_wire.config.__main__ import main as schema_main
+from govedge_wire.config import __main__ as schema_cli
 
 OUTLET = "township-dinghai-01"
 SERVER_KEY = Ed25519PrivateKey.generate()
@@ -98,7 +99,7 @@ def test_layers_run_global_regions_shortest_first_kind_outlet() -> None:
 
 
 def test_outlet_beats_region_beats_global_and_region_matches_by_prefix() -> None:
-    store = {
+    store: dict[str, dict[str, Any]] = {
         "global": {"log_level": "WARNING", "telemetry": {"interval_s": 60.0}},
         "region:33": {"log_level": "INFO", "evaluation": {"level_coding": "zhejiang"}},
         f"outlet:{OUTLET}": {"log_level": "DEBUG"},
@@ -116,7 +117,10 @@ def test_outlet_beats_region_beats_global_and_region_matches_by_prefix() -> None
 
 
 def test_kind_sits_between_region_and_outlet() -> None:
-    store = {"region:3301": {"log_level": "INFO"}, "kind:kiosk": {"log_level": "ERROR"}}
+    store: dict[str, dict[str, Any]] = {
+        "region:3301": {"log_level": "INFO"},
+        "kind:kiosk": {"log_level": "ERROR"},
+    }
     assert _effective(store, "330106", "kiosk")["log_level"] == "ERROR"
     assert _effective(store, "330106", "township_centre")["log_level"] == "INFO"
 
@@ -149,7 +153,7 @@ def test_none_deletes_a_key_and_inputs_stay_unchanged() -> None:
 
 def test_provenance_names_the_scope_of_every_leaf() -> None:
     region, outlet = Scope("region", "33"), Scope("outlet", OUTLET)
-    layers = [
+    layers: list[tuple[Scope, dict[str, Any]]] = [
         (Scope("global"), {"log_level": "INFO", "queue": {"voice": {"enabled": True}}}),
         (region, {"queue": {"voice": {"volume": 60}, "windows": [{"window": "9"}]}}),
         (outlet, {"log_level": "DEBUG", "queue": {"windows": None}}),
@@ -238,7 +242,25 @@ def test_invalid_documents_are_refused(bad: dict[str, Any]) -> None:
 def test_the_shipped_schema_is_current() -> None:
     # Stale? Run: python -m govedge_wire.config --write-schema
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text()
-    assert schema_main(["--check"]) == 0
+    assert schema_cli.main(["--check"]) == 0
+
+
+def test_the_schema_check_fails_on_a_stale_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = tmp_path / "desired-config.schema.json"
+    stale.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setattr(schema_cli, "SCHEMA_PATH", stale)
+    assert schema_cli.main(["--check"]) == 1
+    assert schema_cli.main(["--write-schema"]) == 0
+    assert schema_cli.main(["--check"]) == 0
+    assert stale.read_text(encoding="utf-8") == schema_text()
+
+
+def test_a_quiet_window_may_cross_midnight() -> None:
+    hours = DesiredConfig.model_validate({"opening_hours": {"quiet_window": "23:00-05:00"}})
+    assert hours.opening_hours is not None
+    assert hours.opening_hours.quiet_window == "23:00-05:00"
 
 
 def test_the_schema_accepts_the_example_and_refuses_unknown_keys() -> None:
