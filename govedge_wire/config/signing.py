@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, NoReturn, get_args
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -48,11 +48,25 @@ REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = get_args(RefusalReason)
 
 
 class ConfigRefused(Exception):
-    """A config envelope the agent must not apply; ``reason`` is its counter key."""
+    """A config envelope the agent must not apply; ``reason`` is its counter key.
 
-    def __init__(self, message: str, *, reason: RefusalReason) -> None:
+    For ``replayed``, ``version`` and ``hash`` are the envelope's (signature checked):
+    the retained config comes again on every reconnect, and the same version with the
+    applied hash is "already applied", not an attack.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: RefusalReason,
+        version: int | None = None,
+        hash: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason: RefusalReason = reason
+        self.version = version
+        self.hash = hash
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -157,7 +171,7 @@ def sign_config(
     return signed
 
 
-def _reject_constant(name: str) -> None:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -206,6 +220,8 @@ def verify_config(
         raise ConfigRefused(
             f"version {signed.version} is not above the applied {applied_version}",
             reason="replayed",
+            version=signed.version,
+            hash=signed.hash,
         )
     try:
         return DesiredConfig.model_validate(raw["config"])

@@ -418,6 +418,13 @@ def test_refused_a_replayed_version_not_above_the_applied(version: int) -> None:
     _refused(_signed(version=version).to_bytes(), "replayed", applied=2)
 
 
+def test_a_replay_names_its_version_and_hash_so_the_retained_copy_is_recognised() -> None:
+    signed = _signed(version=2)
+    with pytest.raises(ConfigRefused) as caught:
+        verify_config(signed.to_bytes(), KEYS, outlet_id=OUTLET, applied_version=2)
+    assert (caught.value.version, caught.value.hash) == (2, signed.hash)
+
+
 def test_refused_a_tampered_config_with_the_old_hash() -> None:
     fields = _signed().model_dump(mode="json")
     fields["config"]["log_level"] = "DEBUG"
