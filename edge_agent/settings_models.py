@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from edge_agent.discovery import NetworkDeviceConfig
 from edge_agent.queueing import BusinessType, WindowConfig
+from govedge_wire.config import BusinessType as WireBusinessType
+from govedge_wire.config import QueueWindow as WireQueueWindow
 
 GIB: Final = 1024**3
 
@@ -38,14 +40,8 @@ class NetworkDeviceSetting(BaseModel):
         )
 
 
-class BusinessTypeSetting(BaseModel):
-    """One queue business type: code, one-letter ticket prefix, name printed on tickets."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    code: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
-    prefix: Annotated[str, Field(pattern=r"^[A-Z]$")]
-    name: Annotated[str, Field(min_length=1, max_length=32)]
+class BusinessTypeSetting(WireBusinessType):
+    """One queue business type; the shape is the fleet config's (govedge_wire.config)."""
 
     def to_business_type(self) -> BusinessType:
         """The queue engine's value object."""
@@ -73,36 +69,13 @@ def check_business_types(
     return types
 
 
-DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
-BusAddress = Annotated[int, Field(ge=1, le=254)]
+class QueueWindowSetting(WireQueueWindow):
+    """One ``[[queue_windows]]`` table; the shape is the fleet config's (govedge_wire.config).
 
-
-class QueueWindowSetting(BaseModel):
-    """One ``[[queue_windows]]`` table: a service window and the devices that belong to it.
-
-    ``window`` is what the hall hears and the LED shows (``请A012号到3号窗口``). Devices
-    are named by their stable ``device_id``; the LED controller and the keypad bus serve
-    several windows, so each also takes this window's bus address (default: the window
-    number itself, which needs a numeric window name).
+    ``window`` is what the hall hears and the LED shows; the LED controller and the keypad
+    bus serve several windows, so each also takes this window's bus address (default: the
+    window number itself, which needs a numeric window name).
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z_-]+$")]
-    business_types: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = Field(
-        min_length=1, max_length=26
-    )
-    pad: DeviceId | None = None
-    led: DeviceId | None = None
-    led_address: BusAddress | None = None
-    keypad: DeviceId | None = None
-    keypad_address: BusAddress | None = None
-
-    def address(self, given: int | None) -> int | None:
-        """The bus address: ``given``, else the window number, else None."""
-        if given is not None:
-            return given
-        return int(self.window) if self.window.isdigit() and 1 <= int(self.window) <= 254 else None
 
     def to_window(self) -> WindowConfig:
         """The queue's value object."""
