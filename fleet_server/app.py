@@ -1,22 +1,16 @@
-"""The FastAPI application: ``create_app(settings)``; its lifespan owns ingest and delivery.
+"""The FastAPI application: ``create_app(settings)``; routes, guards and the lifespan.
 
-Startup reads the upstream targets file (a bad one stops the start), connects the
-database, starts the delivery worker (when targets are configured) and the MQTT ingest
-(which connects in the background and keeps reconnecting). Shutdown stops the delivery
-worker first (running deliveries record their outcome), then publishes the offline
-server state, stops paho, drains the ingest queue within ``drain_timeout_s`` and
-closes the engine.
-Migrations are not run here: ``fleet-server run`` upgrades before it builds the app.
+The lifespan starts one ``ServerRuntime`` (fleet_server/runtime.py: health parts, MQTT
+ingest, delivery upstream, purge) and stops it in reverse; a bad targets file stops the
+start. Migrations are not run here: ``fleet-server run`` upgrades before it builds the app.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
@@ -46,21 +40,15 @@ from fleet_server.api.auth import (
     api_guard,
     mark_open,
 )
-from fleet_server.api.deps import AppState
 from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
 from fleet_server.api.limits import RequestLimits
-from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health import api as health_api
-from fleet_server.ingest import Ingest
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
-from fleet_server.routing.targets import TargetsConfig, load_targets
-from fleet_server.routing.worker import DeliveryWorker
-from fleet_server.runtime import HealthRuntime
+from fleet_server.routing.targets import TargetsConfig
+from fleet_server.runtime import ServerRuntime
 from fleet_server.settings import Settings
-from fleet_server.transactions.materials import material_purge
-from fleet_server.transactions.purge import purge_loop
 from fleet_server.web import login as web_login
 from fleet_server.web import ui as web_ui
 
@@ -76,85 +64,17 @@ def create_app(
     ``targets``: the targets file already loaded (``fleet-server run`` validates it before
     anything starts); without it the file is read here, at start.
     """
-    given_targets = targets
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        targets = given_targets
-        if targets is None:
-            targets = (
-                load_targets(settings.upstream_targets_file)
-                if settings.upstream_targets_file is not None
-                else TargetsConfig()
-            )
-        own_engine = engine is None
-        db = engine if engine is not None else make_engine(settings.database_url)
-        sessions = make_sessionmaker(db)
-        woken: list[DeliveryWorker] = []
-
-        def wake_delivery() -> None:
-            for worker in woken:
-                worker.wake()
-
-        health_rt = HealthRuntime(settings, sessions=sessions, metrics=app.state.metrics, engine=db)
-        ingest_ = Ingest(
-            settings,
-            sessions=sessions,
-            on_stored=wake_delivery,
-            observer=health_rt.recorder,
-            limiter=health_rt.limiter,
-        )
-        delivery = None
-        purge: asyncio.Task[None] | None = None
-        if targets.targets:
-            delivery = DeliveryWorker(
-                sessions=sessions,
-                targets=targets,
-                publish_result=lambda result: ingest_.publish_result(result, timeout=5.0),
-                poll_interval_s=settings.delivery_poll_interval_s,
-                concurrency=settings.delivery_concurrency,
-                lease_s=settings.delivery_lease_s,
-            )
-            woken.append(delivery)
+        runtime = ServerRuntime(settings, metrics=app.state.metrics, engine=engine, targets=targets)
         try:
-            await asyncio.to_thread(ingest_.start)
-            if delivery is not None:
-                delivery.start()
-            app.state.health = health_rt
-            health_rt.start(ingest=ingest_)
-            purge = asyncio.create_task(
-                purge_loop(
-                    sessions,
-                    retention=timedelta(days=settings.pii_retention_days),
-                    interval_s=settings.pii_purge_interval_s,
-                    also=[
-                        material_purge(
-                            retention=timedelta(days=settings.material_retention_days),
-                            orphan_retention=timedelta(days=settings.material_orphan_days),
-                        )
-                    ],
-                ),
-                name="pii-purge",
-            )
-            app.state.fleet = AppState(
-                engine=db,
-                sessions=sessions,
-                ingest=ingest_,
-                targets=targets,
-                rules=settings.evaluation_rules,
-                delivery=delivery,
-            )
+            state = await runtime.start()
+            app.state.health = runtime.health
+            app.state.fleet = state
             yield
         finally:
-            if purge is not None:
-                purge.cancel()
-            if delivery is not None:
-                await asyncio.to_thread(delivery.stop)
-            await asyncio.to_thread(health_rt.stop_engine)
-            await asyncio.to_thread(ingest_.stop, timeout=settings.drain_timeout_s)
-            await asyncio.to_thread(health_rt.stop_sink)
-            if own_engine:
-                db.dispose()
+            await runtime.stop()
 
     app = FastAPI(
         title="govedge fleet server",

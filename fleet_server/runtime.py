@@ -1,13 +1,16 @@
-"""The process's long-running parts besides the ingest and delivery, wired together.
+"""The server process's long-running parts, wired together in one place.
 
-``HealthRuntime`` builds the rate limiter and recorder the ingest takes, the time-series
-sink, webhook notifier and alert engine, and feeds ``/metrics``. It sits above the
-packages it wires, so none of them imports another upwards (docs/development.md).
-``start(ingest=...)`` starts them; the sink stops last, after the ingest drained.
+``ServerRuntime`` builds and starts, in order, the health parts, the ingest, delivery
+upstream and the purge of delivered bodies, and stops them in reverse; the app's
+lifespan only calls it. ``HealthRuntime`` holds the rate limiter and recorder the ingest
+takes, the time-series sink, webhook notifier and alert engine, and feeds ``/metrics``.
+This module sits above the packages it wires, so none of them imports another upwards
+(docs/development.md, "Import layers").
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.api.deps import AppState
+from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.live import LiveHub
 from fleet_server.health.recorder import HealthRecorder
@@ -26,8 +31,12 @@ from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.metrics import FleetMetrics
 from fleet_server.models import Agent
+from fleet_server.routing.targets import TargetsConfig, load_targets
+from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.settings import Settings
 from fleet_server.timeseries.sink import TelemetrySink
+from fleet_server.transactions.materials import material_purge
+from fleet_server.transactions.purge import purge_loop
 
 logger = logging.getLogger(__name__)
 _FIGURES_TTL_S = 30.0
@@ -148,3 +157,114 @@ class HealthRuntime:
         """Stop the time-series sink (after the ingest drained)."""
         if self.sink is not None:
             self.sink.stop()
+
+
+class ServerRuntime:
+    """Every long-running part of one server process: health, ingest, delivery, purge.
+
+    ``engine``: a database engine to share (the caller disposes of it); without one the
+    runtime makes its own from ``settings`` and disposes of it at ``stop``. ``targets``:
+    the targets file already loaded (``fleet-server run`` validates it before anything
+    starts); without it the file is read at ``start``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: FleetMetrics,
+        engine: Engine | None = None,
+        targets: TargetsConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self._metrics = metrics
+        self._given_engine = engine
+        self._given_targets = targets
+        self._engine: Engine | None = None
+        self.health: HealthRuntime | None = None
+        self.ingest: Ingest | None = None
+        self.delivery: DeliveryWorker | None = None
+        self.state: AppState | None = None
+        self._purge: asyncio.Task[None] | None = None
+
+    async def start(self) -> AppState:
+        """Build and start every part; the state the API's routes read."""
+        settings = self.settings
+        targets = self._given_targets
+        if targets is None:
+            targets = (
+                load_targets(settings.upstream_targets_file)
+                if settings.upstream_targets_file is not None
+                else TargetsConfig()
+            )
+        db = self._given_engine or make_engine(settings.database_url)
+        self._engine = db
+        sessions = make_sessionmaker(db)
+        health = HealthRuntime(settings, sessions=sessions, metrics=self._metrics, engine=db)
+        self.health = health
+        woken: list[DeliveryWorker] = []
+
+        def wake_delivery() -> None:
+            for worker in woken:
+                worker.wake()
+
+        ingest = Ingest(
+            settings,
+            sessions=sessions,
+            on_stored=wake_delivery,
+            observer=health.recorder,
+            limiter=health.limiter,
+        )
+        self.ingest = ingest
+        if targets.targets:
+            self.delivery = DeliveryWorker(
+                sessions=sessions,
+                targets=targets,
+                publish_result=lambda result: ingest.publish_result(result, timeout=5.0),
+                poll_interval_s=settings.delivery_poll_interval_s,
+                concurrency=settings.delivery_concurrency,
+                lease_s=settings.delivery_lease_s,
+            )
+            woken.append(self.delivery)
+        await asyncio.to_thread(ingest.start)
+        if self.delivery is not None:
+            self.delivery.start()
+        health.start(ingest=ingest)
+        self._purge = asyncio.create_task(
+            purge_loop(
+                sessions,
+                retention=timedelta(days=settings.pii_retention_days),
+                interval_s=settings.pii_purge_interval_s,
+                also=[
+                    material_purge(
+                        retention=timedelta(days=settings.material_retention_days),
+                        orphan_retention=timedelta(days=settings.material_orphan_days),
+                    )
+                ],
+            ),
+            name="pii-purge",
+        )
+        self.state = AppState(
+            engine=db,
+            sessions=sessions,
+            ingest=ingest,
+            targets=targets,
+            rules=settings.evaluation_rules,
+            delivery=self.delivery,
+        )
+        return self.state
+
+    async def stop(self) -> None:
+        """Stop in reverse: purge, delivery, alerts, the ingest (drained), the sink."""
+        if self._purge is not None:
+            self._purge.cancel()
+        if self.delivery is not None:
+            await asyncio.to_thread(self.delivery.stop)
+        if self.health is not None:
+            await asyncio.to_thread(self.health.stop_engine)
+        if self.ingest is not None:
+            await asyncio.to_thread(self.ingest.stop, timeout=self.settings.drain_timeout_s)
+        if self.health is not None:
+            await asyncio.to_thread(self.health.stop_sink)
+        if self._engine is not None and self._given_engine is None:
+            self._engine.dispose()
