@@ -9,6 +9,7 @@ Nothing received ever ends the connection: undecodable payloads are counted per
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Final, Protocol
@@ -111,13 +112,15 @@ class Downlink:
         elif isinstance(decoded, TransactionAck):
             self._counters.incr("txack_received")
             # Not awaited: acks arriving meanwhile are committed together (group commit).
-            self._sender.ack_soon(decoded).add_done_callback(self._count_ack)
+            self._sender.ack_soon(decoded).add_done_callback(
+                functools.partial(self._count_ack, decoded)
+            )
         elif isinstance(decoded, TransactionResult):
             self._handle_tx_result(decoded)
         else:
             self._counted_drop("unexpected_kind", f"unexpected {decoded.kind} message on {topic}")
 
-    def _count_ack(self, future: asyncio.Future[AckOutcome]) -> None:
+    def _count_ack(self, ack: TransactionAck, future: asyncio.Future[AckOutcome]) -> None:
         if future.cancelled():
             return
         exc = future.exception()
@@ -126,7 +129,14 @@ class Downlink:
             if self._log_limiter.allow("txack_failed"):
                 log.warning("transaction ack not applied to the outbox: %s", exc)
             return
-        self._counters.incr(f"txack_{future.result()}")
+        outcome = future.result()
+        self._counters.incr(f"txack_{outcome}")
+        if outcome != "unknown":
+            # Told once, when the ack took the entry out of the outbox; a repeated ack for an
+            # entry already gone is no news for the clerk app.
+            self._transactions.publish(
+                "transaction.acked", tx_id=ack.tx_id, status=ack.status, reason=ack.reason
+            )
 
     def _handle_tx_result(self, result: TransactionResult) -> None:
         self._counters.incr("txresult_received")

@@ -150,9 +150,15 @@ def test_txresult_downlink_reaches_the_transaction_events_once(
                     marker = result.model_copy(update={"tx_id": "marker-after-resend"})
                     await asyncio.to_thread(server.send_result, marker)
                     seen = [await events.get(timeout_s=10)]
-                    while seen[-1].data["tx_id"] != marker.tx_id:
+                    while (
+                        seen[-1].data["tx_id"] != marker.tx_id
+                        or seen[-1].name != "transaction.result"
+                    ):
                         seen.append(await events.get(timeout_s=10))
-                return [e for e in seen if e.data["tx_id"] == tx_id]
+                # The server's ack may land after the subscription: only results count here.
+                return [
+                    e for e in seen if e.data["tx_id"] == tx_id and e.name != "transaction.acked"
+                ]
         finally:
             await asyncio.to_thread(server.close)
 
@@ -162,3 +168,38 @@ def test_txresult_downlink_reaches_the_transaction_events_once(
     assert events[0].device_id == "outbox"
     assert events[0].data["outcome"] == "delivered"
     assert events[0].data["case_number"] == "ZJ330902-2024-000123"
+
+
+def test_the_servers_ack_is_told_once_as_transaction_acked(
+    broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    """The fleet server stored it: clerk apps see ``transaction.acked`` (docs/local-api.md)."""
+
+    async def scenario() -> tuple[str, list[DeviceEvent]]:
+        server = await asyncio.to_thread(FakeServer, port=broker.port, outlet_id=outlet_id)
+        try:
+            async with running_agent(broker, outlet_id, tmp_path / "agent") as agent:
+                runtime = _runtime(agent)
+                with contextlib.closing(runtime.transactions.subscribe()) as events:
+                    tx_id = await file_submission(runtime, SUBMISSION)
+                    seen = [await events.get(timeout_s=15)]
+                    while seen[-1].name != "transaction.acked":
+                        seen.append(await events.get(timeout_s=15))
+                    # A result sent afterwards proves no second ack event came before it.
+                    result = TransactionResult(
+                        outlet_id=outlet_id, session=0, seq=0, tx_id=tx_id, outcome="delivered"
+                    )
+                    await asyncio.to_thread(server.send_result, result)
+                    seen.append(await events.get(timeout_s=10))
+                    while seen[-1].name != "transaction.result":
+                        seen.append(await events.get(timeout_s=10))
+                return tx_id, seen
+        finally:
+            await asyncio.to_thread(server.close)
+
+    tx_id, events = asyncio.run(scenario())
+    acked = [e for e in events if e.name == "transaction.acked"]
+    assert len(acked) == 1, events
+    assert acked[0].device_id == "outbox"
+    assert acked[0].data["tx_id"] == tx_id
+    assert acked[0].data["status"] == "accepted"
