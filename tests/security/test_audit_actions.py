@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fleet_server.health.tables import Alert
-from fleet_server.models import DeadLetter, Evaluation, InboxEntry, Rectification
 from fleet_server.security import Role
 from govedge_testbed.upstream import catalogue_rows
-from tests.security.api_harness import Api, running_api
-from tests.server.txkit import ID_NUMBER, submission
+from tests.security.api_harness import Api, running_api, seed_actionable_rows
+from tests.server.txkit import ID_NUMBER
 
 
 @pytest.fixture
@@ -33,45 +30,8 @@ def _audit(api: Api, action: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _seed(api: Api) -> tuple[int, int, int]:
-    now = datetime.now(UTC)
-    with api.session() as session, session.begin():
-        entry = InboxEntry(
-            tx_id="tx-audit-1", outlet_id="o-1", idempotency_key="o-1:tx-audit-1",
-            tx_kind="submission",
-            body=submission(), created_ts=0, received_at=now, state="dead",
-            attempts=3, next_due_at=None, result_pending=False,
-        )  # fmt: skip
-        session.add(entry)
-        session.flush()
-        dead = DeadLetter(
-            inbox_id=entry.id, tx_id=entry.tx_id, outlet_id="o-1", tx_kind="submission",
-            target=None, reason="no_route", detail=None, status_code=None, attempts=3,
-            created_at=now,
-        )  # fmt: skip
-        evaluation = Evaluation(
-            tx_id="tx-audit-2", outlet_id="o-1", window="W1", case_number=None, level_code=5,
-            stars=1, channel="4", is_bad=True, is_default=False, real_name=True,
-            evaluated_at=now,
-        )  # fmt: skip
-        session.add_all([dead, evaluation])
-        session.flush()
-        ticket = Rectification(
-            evaluation_id=evaluation.id, outlet_id="o-1", window="W1", opened_at=now,
-            deadline_at=now + timedelta(days=15), status="open",
-        )  # fmt: skip
-        alert = Alert(
-            rule="outlet_offline", outlet_id="o-1", device_id="", severity="warning",
-            state="open", summary="outlet o-1 offline", value=None, detail={},
-            opened_at=now, updated_at=now,
-        )  # fmt: skip
-        session.add_all([ticket, alert])
-        session.flush()
-        return dead.id, ticket.id, alert.id
-
-
 def test_each_operator_change_is_audited(api: Api) -> None:
-    dead_id, ticket_id, alert_id = _seed(api)
+    dead_id, ticket_id, alert_id = seed_actionable_rows(api)
     operator = api.as_role(Role.OPERATOR)
 
     assert api.client.post(f"/api/v1/dead-letters/{dead_id}/replay", headers=operator).is_success
@@ -106,7 +66,7 @@ def test_each_operator_change_is_audited(api: Api) -> None:
 
 
 def test_a_refused_change_leaves_no_audit_row(api: Api) -> None:
-    dead_id, _ticket, _alert = _seed(api)
+    dead_id, _ticket, _alert = seed_actionable_rows(api)
     operator = api.as_role(Role.OPERATOR)
     assert api.client.post(f"/api/v1/dead-letters/{dead_id}/replay", headers=operator).is_success
     again = api.client.post(f"/api/v1/dead-letters/{dead_id}/replay", headers=operator)

@@ -9,7 +9,6 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi.routing import APIRoute
 
-from fleet_server.health.tables import Alert
-from fleet_server.models import DeadLetter, Evaluation, InboxEntry, Rectification
 from fleet_server.security import Role
-from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed.upstream import catalogue_rows
-from tests.security.api_harness import Api, running_api
-from tests.server.txkit import submission
+from tests.security.api_harness import Api, running_api, seed_actionable_rows
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 
@@ -59,41 +54,8 @@ def _mutating_routes(app: Any) -> set[str]:
 
 
 def _seed(world: World) -> None:
-    now = datetime.now(UTC)
-    with world.api.session() as session, session.begin():
-        entry = InboxEntry(
-            tx_id="tx-cover-1", outlet_id="o-1",
-            idempotency_key=upstream_idempotency_key("o-1", "tx-cover-1"),
-            tx_kind="submission", body=submission(),
-            created_ts=0, received_at=now, state="dead", attempts=3, next_due_at=None,
-            result_pending=False,
-        )  # fmt: skip
-        session.add(entry)
-        session.flush()
-        dead = DeadLetter(
-            inbox_id=entry.id, tx_id=entry.tx_id, outlet_id="o-1", tx_kind="submission",
-            target=None, reason="no_route", detail=None, status_code=None, attempts=3,
-            created_at=now,
-        )  # fmt: skip
-        evaluation = Evaluation(
-            tx_id="tx-cover-2", outlet_id="o-1", window="W1", case_number=None, level_code=5,
-            stars=1, channel="4", is_bad=True, is_default=False, real_name=True,
-            evaluated_at=now,
-        )  # fmt: skip
-        session.add_all([dead, evaluation])
-        session.flush()
-        ticket = Rectification(
-            evaluation_id=evaluation.id, outlet_id="o-1", window="W1", opened_at=now,
-            deadline_at=now + timedelta(days=15), status="open",
-        )  # fmt: skip
-        alert = Alert(
-            rule="outlet_offline", outlet_id="o-1", device_id="", severity="warning",
-            state="open", summary="outlet o-1 offline", value=None, detail={},
-            opened_at=now, updated_at=now,
-        )  # fmt: skip
-        session.add_all([ticket, alert])
-        session.flush()
-        world.ids.update(dead=dead.id, ticket=ticket.id, alert=alert.id)
+    dead, ticket, alert = seed_actionable_rows(world.api)
+    world.ids.update(dead=dead, ticket=ticket, alert=alert)
 
 
 def _csr(cn: str) -> tuple[ec.EllipticCurvePrivateKey, str, bytes]:
