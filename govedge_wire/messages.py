@@ -31,6 +31,8 @@ OutletId = Annotated[str, Field(pattern=rf"^{OUTLET_ID_PATTERN}$")]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Metric = float | int | bool | str
+ConfigHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 def new_message_id() -> str:
@@ -80,6 +82,10 @@ class Birth(_OutletMessage):
     os: Annotated[str, Field(max_length=256)]
     devices: list[DeviceInfo] = Field(default_factory=list, max_length=256)
     config_version: Counter | None = None
+    # The applied config's hash and the config-signing key ids the agent holds
+    # (docs/config.md): equal hashes mean in sync; key ids gate a key rotation.
+    config_hash: ConfigHash | None = None
+    config_key_ids: list[KeyId] = Field(default_factory=list, max_length=16)
     telemetry_interval_s: Annotated[float, Field(gt=0, le=86400)]
     keepalive_s: Annotated[int, Field(gt=0, le=65535)]
     rebirth: bool = False
@@ -139,12 +145,36 @@ class CommandResult(_OutletMessage):
 
 
 class DesiredConfig(_OutletMessage):
-    """Desired configuration for one outlet; retained. Only the server writes it."""
+    """Desired configuration for one outlet; retained. Only the server writes it.
+
+    ``body`` is the signed envelope (``govedge_wire.config.SignedConfig`` as JSON) and
+    ``version`` repeats its version; ``signature`` stays null, the envelope carries its
+    own (docs/config.md, "The envelope on the wire").
+    """
 
     kind: Literal["config"] = "config"
     version: Annotated[int, Field(ge=1)]
     body: dict[Name, JsonValue]
     signature: str | None = None
+
+
+class ConfigReport(_OutletMessage):
+    """What the agent did with a desired config: applied it, or refused it and why.
+
+    ``config_version``/``config_hash`` are what the agent runs on afterwards (its last
+    good config; null before the first). A refusal names the offered version and hash
+    when they could be read, and a ``reason`` (docs/config.md, "Refusal reasons").
+    """
+
+    kind: Literal["reported"] = "reported"
+    status: Literal["applied", "refused"]
+    config_version: Counter | None = None
+    config_hash: ConfigHash | None = None
+    offered_version: Counter | None = None
+    offered_hash: ConfigHash | None = None
+    reason: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")] | None = None
+    detail: Annotated[str, Field(max_length=512)] | None = None
+    config_key_ids: list[KeyId] = Field(default_factory=list, max_length=16)
 
 
 class Command(_OutletMessage):
@@ -205,6 +235,7 @@ Message = (
     | Event
     | Transaction
     | CommandResult
+    | ConfigReport
     | DesiredConfig
     | Command
     | TransactionAck

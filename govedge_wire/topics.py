@@ -3,7 +3,7 @@
 Every outlet owns one subtree, split by direction so that a broker ACL can give an
 outlet write access to ``up`` and read access to ``down`` and nothing else::
 
-    govedge/v1/{outlet_id}/up/{birth|death|telemetry|event|tx|cmdres}
+    govedge/v1/{outlet_id}/up/{birth|death|telemetry|event|tx|cmdres|reported}
     govedge/v1/{outlet_id}/down/{config|cmd|txack|txresult}
     govedge/v1/_fleet/state                          (server presence, retained)
 """
@@ -34,6 +34,7 @@ class Kind(StrEnum):
     EVENT = "event"
     TRANSACTION = "tx"
     COMMAND_RESULT = "cmdres"
+    CONFIG_REPORT = "reported"
     DESIRED_CONFIG = "config"
     COMMAND = "cmd"
     TRANSACTION_ACK = "txack"
@@ -42,7 +43,15 @@ class Kind(StrEnum):
 
 
 UPLINK_KINDS: Final = frozenset(
-    {Kind.BIRTH, Kind.DEATH, Kind.TELEMETRY, Kind.EVENT, Kind.TRANSACTION, Kind.COMMAND_RESULT}
+    {
+        Kind.BIRTH,
+        Kind.DEATH,
+        Kind.TELEMETRY,
+        Kind.EVENT,
+        Kind.TRANSACTION,
+        Kind.COMMAND_RESULT,
+        Kind.CONFIG_REPORT,
+    }
 )
 DOWNLINK_KINDS: Final = frozenset(
     {Kind.DESIRED_CONFIG, Kind.COMMAND, Kind.TRANSACTION_ACK, Kind.TRANSACTION_RESULT}
@@ -83,6 +92,11 @@ DELIVERY: Final[dict[Kind, Delivery]] = {
         "deduplication by transaction id",
     ),
     Kind.COMMAND_RESULT: Delivery(qos=1, retain=False, why="the operator waits for it"),
+    Kind.CONFIG_REPORT: Delivery(
+        qos=1,
+        retain=False,
+        why="drift is judged from it; the birth repeats the applied config after a loss",
+    ),
     Kind.DESIRED_CONFIG: Delivery(
         qos=1,
         retain=True,

@@ -45,11 +45,13 @@ from govedge_wire.config.signing import (
     signed_payload,
     verify_config,
 )
+from govedge_wire.config.wire import MAX_ENVELOPE_BYTES, config_message, envelope_bytes
 
 __all__ = [
     "GLOBAL",
     "LEVELS",
     "MAX_CONFIG_BYTES",
+    "MAX_ENVELOPE_BYTES",
     "REFUSAL_REASONS",
     "SCHEMA_PATH",
     "BusinessType",
@@ -69,6 +71,8 @@ __all__ = [
     "VoiceConfig",
     "canonical_json",
     "config_hash",
+    "config_message",
+    "envelope_bytes",
     "key_id_for",
     "layers_for",
     "leaves",

@@ -53,6 +53,10 @@ TABLES = {
     "revoked_traffic",
     # each outlet's stored bytes per day (0009_outlet_usage)
     "outlet_usage",
+    # desired config from the fleet (0013_config)
+    "config_scopes",
+    "config_versions",
+    "outlet_configs",
 }
 
 

@@ -471,3 +471,33 @@ def test_refused_a_signed_config_the_schema_does_not_allow() -> None:
     fields = _signed().model_dump(mode="json")
     fields["config"]["queue"]["lights"] = "on"
     _refused(_resigned(fields), "schema")
+
+
+# ---------------------------------------------------------------- on the wire
+
+
+def test_the_envelope_survives_the_down_config_message_and_a_report_decodes() -> None:
+    from govedge_wire import ConfigReport, Kind, decode, encode, topic_for
+    from govedge_wire.config import config_message, envelope_bytes
+
+    signed = sign_config(SERVER_KEY, key_id=SERVER_KEY_ID, outlet_id=OUTLET, version=4, config=FULL)
+    message = config_message(signed, session=1_700_000_000_000, seq=9)
+    received = decode(topic_for(OUTLET, Kind.DESIRED_CONFIG), encode(message))
+    assert isinstance(received, type(message))
+    config = verify_config(envelope_bytes(received), KEYS, outlet_id=OUTLET, applied_version=3)
+    assert config.model_dump(mode="json", exclude_unset=True) == signed.config
+
+    report = ConfigReport(
+        outlet_id=OUTLET,
+        session=2,
+        seq=5,
+        status="refused",
+        config_version=3,
+        offered_version=4,
+        offered_hash=signed.hash,
+        reason="bad_signature",
+        config_key_ids=[SERVER_KEY_ID],
+    )
+    back = decode(topic_for(OUTLET, Kind.CONFIG_REPORT), encode(report))
+    assert back == report
+    assert topic_for(OUTLET, Kind.CONFIG_REPORT).endswith("/up/reported")

@@ -42,6 +42,9 @@ def _samples() -> dict[Kind, wire.Message]:
             body={"level": 5, "window": "3"},
         ),
         Kind.COMMAND_RESULT: wire.CommandResult(**common, cmd_id="c-1", status="ok"),
+        Kind.CONFIG_REPORT: wire.ConfigReport(
+            **common, status="applied", config_version=4, config_hash="ab" * 32
+        ),
         Kind.DESIRED_CONFIG: wire.DesiredConfig(**common, version=4, body={"telemetry": 30}),
         Kind.COMMAND: wire.Command(**common, cmd_id="c-1", name="rebirth"),
         Kind.TRANSACTION_ACK: wire.TransactionAck(
