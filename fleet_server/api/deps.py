@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -27,6 +27,9 @@ class AppState:
     rules: EvaluationRules
     # None when no upstream targets file is configured: rows then wait as pending.
     delivery: DeliveryWorker | None = None
+    # Called after a config scope changed (commit done): wakes the config reconciler,
+    # which signs and publishes the outlets' new effective configs.
+    config_changed: Callable[[], None] = lambda: None
 
 
 def get_app_state(request: Request) -> AppState:
