@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fleet_server.models import Base, UTCDateTime
@@ -46,6 +46,9 @@ class ConfigVersion(Base):
     comment: Mapped[str | None] = mapped_column(String(1024))
     # Set when this version was made by rolling back to an earlier one.
     rolled_back_to: Mapped[int | None] = mapped_column(Integer)
+    # The operator asked that outlets apply this change only outside opening hours (or
+    # in a 24-hour outlet's quiet window): their new effective config is held till then.
+    closed_hours_only: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class OutletConfig(Base):

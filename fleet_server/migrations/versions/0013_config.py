@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("comment", sa.String(length=1024), nullable=True),
         sa.Column("rolled_back_to", sa.Integer(), nullable=True),
+        sa.Column("closed_hours_only", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["scope"],
             ["config_scopes.scope"],
