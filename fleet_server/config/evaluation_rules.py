@@ -96,7 +96,7 @@ class OutletEvaluationRules:
 
     def _reload(self, session: Session) -> None:
         rows = session.execute(select(OutletConfig.outlet_id, OutletConfig.desired_hash))
-        hashes: dict[str, str | None] = dict(rows.tuples().all())
+        hashes: dict[str, str | None] = {row.outlet_id: row.desired_hash for row in rows}
         changed = {
             outlet
             for outlet, desired_hash in hashes.items()
@@ -141,8 +141,9 @@ class OutletEvaluationRules:
 def _desired(session: Session, outlet_ids: list[str]) -> Iterable[tuple[str, object]]:
     for start in range(0, len(outlet_ids), _CHUNK):
         chunk = outlet_ids[start : start + _CHUNK]
-        yield from session.execute(
+        rows = session.execute(
             select(OutletConfig.outlet_id, OutletConfig.desired).where(
                 OutletConfig.outlet_id.in_(chunk)
             )
-        ).tuples()
+        )
+        yield from ((row.outlet_id, row.desired) for row in rows)

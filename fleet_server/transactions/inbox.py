@@ -213,7 +213,7 @@ def _record_evaluation(
     )
     session.add(evaluation)
     if evaluation.is_bad:
-        session.flush([evaluation])
+        session.flush()  # the ticket needs the evaluation's id
         session.add(
             Rectification(
                 evaluation_id=evaluation.id,
