@@ -214,6 +214,7 @@ class ServerRuntime:
         )
         await asyncio.to_thread(evaluation_rules.load)
         self.evaluation_rules = evaluation_rules
+        self._metrics.sources.evaluation_rules_errors = evaluation_rules.errors
 
         def wake_delivery() -> None:
             for worker in woken:

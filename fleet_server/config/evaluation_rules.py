@@ -65,6 +65,10 @@ class OutletEvaluationRules:
             self.refresh()
         return self._by_outlet.get(outlet_id, self.base)
 
+    def errors(self) -> dict[str, int]:
+        """Failed re-reads and invalid evaluation parts seen, for ``/metrics``."""
+        return {"refresh": self.refresh_errors, "invalid_config": self.invalid_configs}
+
     def invalidate(self) -> None:
         """Re-read at the next call (after this process wrote ``outlet_configs``)."""
         self._next = 0.0

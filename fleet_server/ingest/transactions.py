@@ -34,7 +34,8 @@ from govedge_wire.transactions import MATERIAL_CHUNK_KIND, EvaluationBody, Mater
 
 logger = logging.getLogger(__name__)
 
-# An outlet's 好差评 rules; called once per evaluation, so it must not touch the database.
+# An outlet's 好差评 rules; called once per evaluation, so a cached lookup (never a
+# database query per call).
 RulesFor = Callable[[str], EvaluationRules]
 
 

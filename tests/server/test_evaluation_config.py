@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.config.evaluation_rules import OutletEvaluationRules
@@ -205,16 +205,24 @@ def test_outlet_rules_follow_the_desired_config(sessions: sessionmaker[Session])
         assert session.scalar(stored) == 5
 
 
-def test_an_invalid_part_is_counted_and_the_server_profile_applies(
+def test_bad_rows_and_a_failed_read_are_counted_and_change_nothing(
     sessions: sessionmaker[Session],
 ) -> None:
     _desire(sessions, "o-bad", {"evaluation": {"level_coding": "upside-down"}})
+    _desire(sessions, "o-zj", _zhejiang())
+    clock = _Clock()
     rules = OutletEvaluationRules(
-        rules_for("national"), sessions=sessions, refresh_s=5.0, clock=_Clock()
+        rules_for("national"), sessions=sessions, refresh_s=5.0, clock=clock
     )
     rules.load()
     assert rules("o-bad") is rules.base
-    assert rules.invalid_configs == 1
+    assert rules.errors() == {"refresh": 0, "invalid_config": 1}
+    # The table gone: the re-read fails, and the rules read last stay in force.
+    with sessions.begin() as session:
+        session.execute(text("DROP TABLE outlet_configs"))
+    clock.now += 5.0
+    assert rules("o-zj") == PROFILES["zhejiang"]
+    assert rules.errors() == {"refresh": 1, "invalid_config": 1}
 
 
 # -- a real server process: ingest under each outlet's rules ---------------------------
@@ -285,6 +293,8 @@ def test_the_same_evaluation_is_accepted_for_one_outlet_and_refused_for_another(
         [new] = [ticket for tx_id, ticket in by_tx.items() if tx_id != national_bad]
         opened = datetime.fromisoformat(new["opened_at"])
         assert datetime.fromisoformat(new["deadline_at"]) == opened + timedelta(days=7)
+        metrics = server.http.get("/metrics").text
+        assert 'govedge_evaluation_rules_errors_total{kind="invalid_config"} 0.0' in metrics
     finally:
         for agent in agents.values():
             agent.close()
