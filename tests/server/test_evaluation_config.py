@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from sqlalchemy import select, text
@@ -30,6 +30,7 @@ from fleet_server.evaluations.rules import PROFILES, EvaluationRules, rules_for,
 from fleet_server.migrate import upgrade
 from fleet_server.models import Evaluation, Rectification
 from fleet_server.piivault import Vault, current_vault, use_vault
+from fleet_server.settings import Settings
 from fleet_server.transactions.bodies import parse_body
 from fleet_server.transactions.inbox import PendingTx, store_transactions
 from govedge_testbed import Mosquitto
@@ -77,6 +78,11 @@ def test_every_profile_converts_to_a_config_and_back(name: str) -> None:
     # Named by its coding and channels: the national ones are shared by four profiles.
     named = with_config(PROFILES["national"], parsed.evaluation).name
     assert named == ("zhejiang" if name == "zhejiang" else "national")
+
+
+def test_the_settings_offer_exactly_the_built_in_profiles() -> None:
+    offered = get_args(Settings.model_fields["evaluation_profile"].annotation)
+    assert offered == tuple(PROFILES)
 
 
 def test_the_zhejiang_document_in_the_docs_is_what_the_cli_prints() -> None:
