@@ -1,4 +1,5 @@
-"""``fleet-server``: ``run`` the API and ingest, ``migrate`` the database, ``catalogue import``.
+"""``fleet-server``: ``run`` the API and ingest, ``migrate`` the database, ``catalogue import``,
+``evaluation-profile`` (a built-in 好差评 profile as a config document).
 
 Options override ``GOVEDGE_*`` environment variables, which override the defaults.
 This is the only place that configures logging.
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleet_server import grafana_cli, security_cli, tls_cli
+from fleet_server.evaluations.rules import PROFILES
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
 
@@ -205,6 +207,17 @@ def catalogue_import(
         f"imported {len(rows)} items: {counts['created']} created, {counts['updated']} updated,"
         f" {counts['deleted']} deleted"
     )
+
+
+@main.command("evaluation-profile")
+@click.argument("name", type=click.Choice(list(PROFILES)))
+def evaluation_profile(name: str) -> None:
+    """Print the built-in 好差评 profile NAME as a config document (docs/config.md), to
+    set on a config scope as is or edited."""
+    import json
+
+    part = PROFILES[name].to_config().model_dump(mode="json", exclude_none=True)
+    click.echo(json.dumps({"evaluation": part}, ensure_ascii=False, indent=2))
 
 
 security_cli.register(main)

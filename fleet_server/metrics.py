@@ -40,6 +40,8 @@ class MetricSources:
     fleet_figures: Callable[[], dict[str, dict[str, float]]] | None = None
     # HTTP requests refused before their body was read, by reason (api.limits).
     http_refused: Counter[str] | None = None
+    # The per-outlet 好差评 rules' failed re-reads and invalid evaluation parts, by kind.
+    evaluation_rules_errors: Callable[[], dict[str, int]] | None = None
 
 
 class _FleetCollector(Collector):
@@ -152,6 +154,15 @@ class _FleetCollector(Collector):
             for reason in ("rate_limited", "too_large"):
                 refused.add_metric([reason], s.http_refused[reason])
             yield refused
+        if s.evaluation_rules_errors is not None:
+            errors = CounterMetricFamily(
+                "govedge_evaluation_rules_errors",
+                "Per-outlet 好差评 rules: failed re-reads, invalid evaluation configs",
+                labels=["kind"],
+            )
+            for kind, count in sorted(s.evaluation_rules_errors().items()):
+                errors.add_metric([kind], count)
+            yield errors
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",

@@ -23,6 +23,7 @@ from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.api.deps import AppState
+from fleet_server.config.evaluation_rules import OutletEvaluationRules
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.live import LiveHub
@@ -185,6 +186,9 @@ class ServerRuntime:
         self.ingest: Ingest | None = None
         self.delivery: DeliveryWorker | None = None
         self.state: AppState | None = None
+        # Each outlet's 好差评 rules; whoever writes outlet_configs in this process
+        # calls its invalidate() so the change applies at the next evaluation.
+        self.evaluation_rules: OutletEvaluationRules | None = None
         self._purge: asyncio.Task[None] | None = None
 
     async def start(self) -> AppState:
@@ -203,6 +207,14 @@ class ServerRuntime:
         health = HealthRuntime(settings, sessions=sessions, metrics=self._metrics, engine=db)
         self.health = health
         woken: list[DeliveryWorker] = []
+        evaluation_rules = OutletEvaluationRules(
+            settings.evaluation_rules,
+            sessions=sessions,
+            refresh_s=settings.evaluation_rules_refresh_s,
+        )
+        await asyncio.to_thread(evaluation_rules.load)
+        self.evaluation_rules = evaluation_rules
+        self._metrics.sources.evaluation_rules_errors = evaluation_rules.errors
 
         def wake_delivery() -> None:
             for worker in woken:
@@ -214,6 +226,7 @@ class ServerRuntime:
             on_stored=wake_delivery,
             observer=health.recorder,
             limiter=health.limiter,
+            rules_for=evaluation_rules,
         )
         self.ingest = ingest
         if targets.targets:
@@ -250,6 +263,7 @@ class ServerRuntime:
             ingest=ingest,
             targets=targets,
             rules=settings.evaluation_rules,
+            rules_for=evaluation_rules,
             delivery=self.delivery,
         )
         return self.state

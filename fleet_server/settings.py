@@ -95,10 +95,14 @@ class Settings(BaseSettings):
     delivery_poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
     delivery_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     delivery_lease_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
-    # 好差评 rules per province (fleet_server.evaluations.rules), with overrides.
+    # 好差评 rules per province (fleet_server.evaluations.rules), with overrides; the
+    # bounds are the fleet config's (EvaluationConfig), so the profile can become one.
+    # An outlet whose signed config has an `evaluation` part gets its rules from it;
+    # each process re-reads those every evaluation_rules_refresh_s.
     evaluation_profile: Literal["national", "zhejiang", "sichuan", "taiyuan", "dezhou"] = "national"
-    rectification_days: Annotated[int, Field(ge=1, le=365)] | None = None
+    rectification_days: Annotated[int, Field(ge=1, le=90)] | None = None
     rectification_working_days: bool | None = None
+    evaluation_rules_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # Security (docs/security.md). api_auth "off" lets every API call in as admin (demo
     # only; logged as a warning). Tokens expire after api_token_ttl_s.
     api_auth: Literal["on", "off"] = "on"
@@ -217,7 +221,8 @@ class Settings(BaseSettings):
 
     @property
     def evaluation_rules(self) -> EvaluationRules:
-        """The 好差评 rules in force (profile plus overrides)."""
+        """The server's 好差评 profile (plus overrides): every outlet's rules, except
+        what an outlet's own config sets (``fleet_server.config.evaluation_rules``)."""
         return rules_for(
             self.evaluation_profile,
             days=self.rectification_days,

@@ -24,7 +24,10 @@ class AppState:
     sessions: sessionmaker[Session]
     ingest: Ingest
     targets: TargetsConfig
+    # The server's 好差评 profile, and each outlet's rules (its config's `evaluation`
+    # part over that profile; fleet_server.config.evaluation_rules).
     rules: EvaluationRules
+    rules_for: Callable[[str], EvaluationRules]
     # None when no upstream targets file is configured: rows then wait as pending.
     delivery: DeliveryWorker | None = None
     # Called after a config scope changed (commit done): wakes the config reconciler,

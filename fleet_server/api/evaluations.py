@@ -49,13 +49,15 @@ def read_stats(
     until: datetime | None = None,
 ) -> EvaluationStatsPublic:
     """Figures for ``outlet`` and ``window`` (all when omitted) from ``since`` to ``until``
-    (ISO 8601; default the last 30 days).
+    (ISO 8601; default the last 30 days). ``profile`` names the rules in force now: the
+    outlet's own (from its config) when one is given, else the server's.
     """
     now = datetime.now(UTC)
     end = _aware(until) if until is not None else now
     start = _aware(since) if since is not None else end - _DEFAULT_RANGE
     if start >= end:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="since must be < until")
+    rules = state.rules if outlet is None else state.rules_for(outlet)
     stats = evaluation_stats(
         session,
         outlet_id=outlet,
@@ -63,12 +65,12 @@ def read_stats(
         since=start,
         until=end,
         now=now,
-        active_rate_target=state.rules.active_rate_target,
+        active_rate_target=rules.active_rate_target,
     )
     rate = stats.active_evaluation_rate
     return EvaluationStatsPublic(
         **dataclasses.asdict(stats),
-        profile=state.rules.name,
+        profile=rules.name,
         meets_active_rate_target=None if rate is None else rate >= stats.active_rate_target,
     )
 

@@ -6,6 +6,10 @@ days in Sichuan, 15 days in Zhejiang, 10 working days in Taiyuan, 5 in Dezhou). 
 built-in profile is chosen by ``GOVEDGE_EVALUATION_PROFILE``; the deadline can be
 overridden by ``GOVEDGE_RECTIFICATION_DAYS`` / ``GOVEDGE_RECTIFICATION_WORKING_DAYS``.
 Working days skip Saturdays and Sundays only: public holidays are not known here.
+
+The fleet config's ``evaluation`` part (``govedge_wire.config.EvaluationConfig``) has the
+same fields: ``EvaluationRules.to_config`` writes a profile as one, ``with_config`` lays
+an outlet's part over the server's profile (docs/config.md).
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
-__all__ = ["PROFILES", "EvaluationRules", "LevelCoding", "rules_for"]
+from govedge_wire.config import EvaluationConfig
+from govedge_wire.config.models import LevelCoding
 
-LevelCoding = Literal["gbt39046", "zhejiang"]
+__all__ = ["PROFILES", "EvaluationRules", "LevelCoding", "rules_for", "with_config"]
+
 LEVEL_NAMES: Final = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
 
 _NATIONAL_CHANNELS: Final = MappingProxyType(
@@ -79,6 +85,17 @@ class EvaluationRules:
                 left -= 1
         return day
 
+    def to_config(self) -> EvaluationConfig:
+        """These rules as the fleet config's ``evaluation`` part (no ``indicator_tags``:
+        those are the pad's, not the server's); raises if a value is out of its range."""
+        return EvaluationConfig(
+            level_coding=self.level_coding,
+            channels=dict(self.channels),
+            default_channels=tuple(sorted(self.default_channels, key=int)),
+            rectification_days=self.rectification_days,
+            rectification_working_days=self.rectification_working_days,
+        )
+
 
 PROFILES: Final = MappingProxyType(
     {
@@ -122,3 +139,42 @@ def rules_for(
     if working_days is not None:
         rules = replace(rules, rectification_working_days=working_days)
     return rules
+
+
+def with_config(base: EvaluationRules, config: EvaluationConfig) -> EvaluationRules:
+    """``base`` with every field that ``config`` sets replaced by the config's value.
+
+    The name says which coding and channels result: ``base``'s own name when they are
+    still ``base``'s, else the first built-in profile that has them, else ``config``. The
+    deadline does not change the name (as with the settings' overrides).
+    """
+    rules = replace(
+        base,
+        level_coding=config.level_coding or base.level_coding,
+        channels=(
+            base.channels if config.channels is None else MappingProxyType(dict(config.channels))
+        ),
+        default_channels=(
+            base.default_channels
+            if config.default_channels is None
+            else frozenset(config.default_channels)
+        ),
+        rectification_days=config.rectification_days or base.rectification_days,
+        rectification_working_days=(
+            base.rectification_working_days
+            if config.rectification_working_days is None
+            else config.rectification_working_days
+        ),
+    )
+    for candidate in (base, *PROFILES.values()):
+        if _same_coding(rules, candidate):
+            return replace(rules, name=candidate.name)
+    return replace(rules, name="config")
+
+
+def _same_coding(one: EvaluationRules, other: EvaluationRules) -> bool:
+    return (one.level_coding, dict(one.channels), one.default_channels) == (
+        other.level_coding,
+        dict(other.channels),
+        other.default_channels,
+    )

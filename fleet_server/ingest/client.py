@@ -41,7 +41,7 @@ from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.ingest.revocation import RevocationGate
 from fleet_server.ingest.share_group import ShareGroup
 from fleet_server.ingest.stats import IngestStats, RateLimitedLog
-from fleet_server.ingest.transactions import TransactionDesk
+from fleet_server.ingest.transactions import RulesFor, TransactionDesk
 from fleet_server.ingest.worker import IngestObserver, Parts, Worker
 from fleet_server.pki import FleetCA
 from fleet_server.security.revocation import RevokedOutlets
@@ -68,6 +68,7 @@ class Ingest:
         on_stored: Callable[[], None] | None = None,
         observer: IngestObserver | None = None,
         limiter: OutletRateLimiter | None = None,
+        rules_for: RulesFor | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -92,6 +93,7 @@ class Ingest:
             stats=self.stats,
             publisher=self.publisher,
             on_stored=on_stored,
+            rules_for=rules_for,
         )
         self._revocation = RevocationGate(
             sessions=sessions, stats=self.stats, refresh_s=settings.revocation_refresh_s

@@ -5,6 +5,10 @@ only after that commit is each acknowledged (``accepted``, or ``duplicate`` for 
 ``tx_id`` already stored). An invalid body is acknowledged ``rejected`` with a reason
 naming fields, never values. If the commit fails nothing is acknowledged, so the
 outlet's outbox sends again (docs/transactions.md).
+
+An evaluation is checked and stored under its outlet's 好差评 rules, asked of
+``rules_for`` once per evaluation (a cached lookup: ``fleet_server.config.evaluation_rules``
+in the server; the settings' profile for every outlet when none is given).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.evaluations.rules import EvaluationRules
 from fleet_server.ingest.publisher import Publisher
 from fleet_server.ingest.stats import IngestStats, RateLimitedLog
 from fleet_server.settings import Settings
@@ -28,6 +33,10 @@ from govedge_wire import Transaction
 from govedge_wire.transactions import MATERIAL_CHUNK_KIND, EvaluationBody, MaterialChunkBody
 
 logger = logging.getLogger(__name__)
+
+# An outlet's 好差评 rules; called once per evaluation, so a cached lookup (never a
+# database query per call).
+RulesFor = Callable[[str], EvaluationRules]
 
 
 class TransactionDesk:
@@ -41,6 +50,7 @@ class TransactionDesk:
         stats: IngestStats,
         publisher: Publisher,
         on_stored: Callable[[], None] | None,
+        rules_for: RulesFor | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -48,7 +58,10 @@ class TransactionDesk:
         self._publisher = publisher
         self._on_stored = on_stored
         self._log = RateLimitedLog(logger)
-        self._rules = settings.evaluation_rules
+        if rules_for is None:
+            server_rules = settings.evaluation_rules
+            rules_for = lambda _outlet_id: server_rules  # noqa: E731
+        self._rules_for = rules_for
         self._limits = StoreLimits(
             outlet_daily_bytes=settings.outlet_daily_bytes,
             submission_material_bytes=settings.submission_material_max_bytes,
@@ -60,10 +73,12 @@ class TransactionDesk:
     def check(self, message: Transaction, *, received_at: datetime) -> None:
         """Validate a transaction's body and queue it for the batch's store-then-ack."""
         stats = self._stats
+        rules: EvaluationRules | None = None
         try:
             body = parse_body(message.tx_kind, dict(message.body))
             if isinstance(body, EvaluationBody):
-                self._check_evaluation(body)
+                rules = self._rules_for(message.outlet_id)
+                _check_evaluation(body, rules)
             elif isinstance(body, MaterialChunkBody):
                 check_chunk(message.tx_id, body, max_bytes=self._settings.material_max_bytes)
         except (BodyRejected, MaterialRejected) as exc:
@@ -83,15 +98,9 @@ class TransactionDesk:
             )
             self._rejected.append((message, exc.reason))
             return
-        self._pending.append(PendingTx(message=message, body=body, received_at=received_at))
-
-    def _check_evaluation(self, body: EvaluationBody) -> None:
-        if not self._rules.known_channel(body.channel):
-            raise BodyRejected(f"unknown evaluation channel for profile {self._rules.name}")
-        if body.stars is not None and body.stars != self._rules.stars(body.level_code):
-            raise BodyRejected(
-                f"level_code disagrees with stars under {self._rules.level_coding} coding"
-            )
+        self._pending.append(
+            PendingTx(message=message, body=body, received_at=received_at, rules=rules)
+        )
 
     def store_and_ack(self) -> None:
         """Commit the batch's transactions, then acknowledge each (never before)."""
@@ -103,9 +112,7 @@ class TransactionDesk:
             return
         try:
             with self._sessions.begin() as session:
-                outcomes = store_transactions(
-                    session, pending, rules=self._rules, limits=self._limits
-                )
+                outcomes = store_transactions(session, pending, limits=self._limits)
         except IntegrityError:
             # Another worker stored one of these meanwhile: go one by one.
             outcomes_or_none = [self._store_one(item) for item in pending]
@@ -150,12 +157,18 @@ class TransactionDesk:
     def _store_one(self, item: PendingTx) -> Stored | None:
         try:
             with self._sessions.begin() as session:
-                return store_transactions(session, [item], rules=self._rules, limits=self._limits)[
-                    0
-                ]
+                return store_transactions(session, [item], limits=self._limits)[0]
         except IntegrityError:
             return Stored("duplicate")
         except SQLAlchemyError as exc:
             self._stats.db_error()
             self._log.exception("tx_db_one", "could not store a transaction", exc=exc)
             return None
+
+
+def _check_evaluation(body: EvaluationBody, rules: EvaluationRules) -> None:
+    """The outlet's rules must know the channel, and ``stars`` (when sent) must agree."""
+    if not rules.known_channel(body.channel):
+        raise BodyRejected(f"unknown evaluation channel for profile {rules.name}")
+    if body.stars is not None and body.stars != rules.stars(body.level_code):
+        raise BodyRejected(f"level_code disagrees with stars under {rules.level_coding} coding")

@@ -71,6 +71,9 @@ class PendingTx:
     message: Transaction
     body: ParsedBody
     received_at: datetime
+    # The outlet's 好差评 rules the evaluation was checked under, and is stored under
+    # (stars, default flag, rectification deadline); required for an evaluation.
+    rules: EvaluationRules | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +90,6 @@ def store_transactions(
     session: Session,
     items: Sequence[PendingTx],
     *,
-    rules: EvaluationRules,
     limits: StoreLimits | None = None,
 ) -> list[Stored]:
     """Insert new transactions; return, per item, ``accepted``, ``duplicate`` or
@@ -137,7 +139,7 @@ def store_transactions(
             outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
             continue
         known.add((message.outlet_id, message.tx_id))
-        _insert(session, item, rules=rules)
+        _insert(session, item)
         outcomes.append(Stored("accepted"))
     usage.save(session)
     return outcomes
@@ -161,7 +163,7 @@ def _known(session: Session, items: Sequence[PendingTx]) -> set[tuple[str, str]]
     return {(row.outlet_id, row.tx_id) for row in rows} & wanted
 
 
-def _insert(session: Session, item: PendingTx, *, rules: EvaluationRules) -> None:
+def _insert(session: Session, item: PendingTx) -> None:
     message, body = item.message, item.body
     entry = InboxEntry(  # the identity first: the body is sealed bound to it
         tx_id=message.tx_id,
@@ -186,7 +188,9 @@ def _insert(session: Session, item: PendingTx, *, rules: EvaluationRules) -> Non
         entry.region_code = body.region_code
         entry.window = body.window
         entry.case_number = body.case_number
-        _record_evaluation(session, item, body, rules=rules)
+        if item.rules is None:
+            raise ValueError("an evaluation is stored under the rules it was checked under")
+        _record_evaluation(session, item, body, rules=item.rules)
     session.add(entry)
 
 
@@ -209,7 +213,7 @@ def _record_evaluation(
     )
     session.add(evaluation)
     if evaluation.is_bad:
-        session.flush([evaluation])
+        session.flush()  # the ticket needs the evaluation's id
         session.add(
             Rectification(
                 evaluation_id=evaluation.id,

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import text
 
 from fleet_server.db import make_engine, make_sessionmaker
-from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
 from fleet_server.models import InboxEntry
 from fleet_server.piivault import Vault, VaultError, current_vault, row_context, use_vault
@@ -49,7 +48,7 @@ def _store(url: str, tx_id: str) -> None:
         message=message, body=parse_body("submission", body), received_at=datetime.now(UTC)
     )
     with make_sessionmaker(engine).begin() as session:
-        store_transactions(session, [pending], rules=rules_for("national"))
+        store_transactions(session, [pending])
     engine.dispose()
 
 

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.catalogue.importer import import_rows, parse_catalogue
 from fleet_server.db import make_engine, make_sessionmaker
-from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
 from fleet_server.models import InboxEntry, MaterialChunk
 from fleet_server.piivault import Vault, current_vault, use_vault
@@ -68,7 +67,7 @@ def _store(
     sessions: sessionmaker[Session], *items: PendingTx, limits: StoreLimits | None = None
 ) -> list[Stored]:
     with sessions.begin() as session:
-        return store_transactions(session, list(items), rules=rules_for("national"), limits=limits)
+        return store_transactions(session, list(items), limits=limits)
 
 
 def _send_material(sessions: sessionmaker[Session], data: bytes, material_id: str) -> None:

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.catalogue.importer import import_rows, parse_catalogue
 from fleet_server.db import make_engine, make_sessionmaker
-from fleet_server.evaluations.rules import rules_for
 from fleet_server.migrate import upgrade
 from fleet_server.models import DeadLetter, InboxEntry, Material, MaterialChunk
 from fleet_server.piivault import Vault, current_vault, use_vault
@@ -92,7 +91,7 @@ def _pending(tx_id: str, tx_kind: str, body: dict[str, Any], *, outlet: str = OU
 
 def _store(sessions: sessionmaker[Session], *items: PendingTx) -> list[Stored]:
     with sessions.begin() as session:
-        return store_transactions(session, list(items), rules=rules_for("national"))
+        return store_transactions(session, list(items))
 
 
 def _chunk(tx_id: str, body: dict[str, Any], *, outlet: str = OUTLET) -> PendingTx:
@@ -164,9 +163,7 @@ def test_two_workers_racing_on_one_material_store_each_chunk_once(
     chunks = material_chunks(_scan(), "mat-race-0001")
     first = sessions()
     first.begin()
-    assert store_transactions(first, [_chunk(*chunks[0])], rules=rules_for("national")) == [
-        Stored("accepted")
-    ]
+    assert store_transactions(first, [_chunk(*chunks[0])]) == [Stored("accepted")]
     outcome: list[BaseException | list[Stored]] = []
 
     def second_worker() -> None:
