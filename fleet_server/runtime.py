@@ -1,7 +1,8 @@
 """The server process's long-running parts, wired together in one place.
 
 ``ServerRuntime`` builds and starts, in order, the health parts, the ingest, delivery
-upstream and the purge of delivered bodies, and stops them in reverse; the app's
+upstream, the config reconciler and the purge of delivered bodies, and stops them in
+reverse; the app's
 lifespan only calls it. ``HealthRuntime`` holds the rate limiter and recorder the ingest
 takes, the time-series sink, webhook notifier and alert engine, and feeds ``/metrics``.
 This module sits above the packages it wires, so none of them imports another upwards
@@ -23,6 +24,10 @@ from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.api.deps import AppState
+from fleet_server.config.keys import load_config_keys
+from fleet_server.config.reconcile import Reconciler
+from fleet_server.config.reports import ReportDesk
+from fleet_server.config.stats import ConfigStats
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.live import LiveHub
@@ -184,6 +189,7 @@ class ServerRuntime:
         self.health: HealthRuntime | None = None
         self.ingest: Ingest | None = None
         self.delivery: DeliveryWorker | None = None
+        self.reconciler: Reconciler | None = None
         self.state: AppState | None = None
         self._purge: asyncio.Task[None] | None = None
 
@@ -208,14 +214,32 @@ class ServerRuntime:
             for worker in woken:
                 worker.wake()
 
+        # Desired configs: signed by the reconciler, reported back through the ingest.
+        config_stats = ConfigStats()
+        self._metrics.sources.config = config_stats
+        desk = ReportDesk(
+            stats=config_stats, republish_interval_s=settings.config_republish_interval_s
+        )
         ingest = Ingest(
             settings,
             sessions=sessions,
             on_stored=wake_delivery,
             observer=health.recorder,
             limiter=health.limiter,
+            reports=desk,
         )
         self.ingest = ingest
+        keys = load_config_keys(settings)
+        reconciler = Reconciler(
+            sessions=sessions,
+            keys=keys,
+            publisher=ingest.publisher,
+            stats=config_stats,
+            interval_s=settings.config_reconcile_interval_s,
+            default_zone=settings.outlet_timezone,
+        )
+        self.reconciler = reconciler
+        desk.attach(publisher=ingest.publisher, publish_lock=reconciler.publish_lock)
         if targets.targets:
             self.delivery = DeliveryWorker(
                 sessions=sessions,
@@ -230,6 +254,7 @@ class ServerRuntime:
         if self.delivery is not None:
             self.delivery.start()
         health.start(ingest=ingest)
+        reconciler.start()  # after the ingest: its first pass publishes at once
         self._purge = asyncio.create_task(
             purge_loop(
                 sessions,
@@ -251,6 +276,8 @@ class ServerRuntime:
             targets=targets,
             rules=settings.evaluation_rules,
             delivery=self.delivery,
+            config_changed=reconciler.wake,
+            config_keys=keys.public_b64(),
         )
         return self.state
 
@@ -260,6 +287,8 @@ class ServerRuntime:
             self._purge.cancel()
         if self.delivery is not None:
             await asyncio.to_thread(self.delivery.stop)
+        if self.reconciler is not None:
+            await asyncio.to_thread(self.reconciler.stop)
         if self.health is not None:
             await asyncio.to_thread(self.health.stop_engine)
         if self.ingest is not None:

@@ -37,22 +37,20 @@ _THROTTLE_MAX: Final = 100_000
 class ReportDesk:
     """Implements the ingest's ``ConfigReports``; runs in the ingest worker thread."""
 
-    def __init__(
-        self,
-        *,
-        publisher: ConfigPublishing,
-        stats: ConfigStats,
-        publish_lock: threading.Lock,
-        republish_interval_s: float = 60.0,
-    ) -> None:
-        self._publisher = publisher
+    def __init__(self, *, stats: ConfigStats, republish_interval_s: float = 60.0) -> None:
+        self._publisher: ConfigPublishing | None = None
         self._stats = stats
-        # Shared with the reconciler, so an old envelope read here is never published
-        # after the newer one the reconciler read later (both publish in read order).
-        self._publish_lock = publish_lock
+        self._publish_lock = threading.Lock()
         self._interval_s = republish_interval_s
         self._pending: list[tuple[Birth | ConfigReport, datetime]] = []
         self._last_republish: dict[str, float] = {}
+
+    def attach(self, *, publisher: ConfigPublishing, publish_lock: threading.Lock) -> None:
+        """Republish through ``publisher`` (the ingest's, made after this desk), holding
+        the reconciler's ``publish_lock``: an old envelope read here is then never
+        published after a newer one the reconciler read later."""
+        self._publisher = publisher
+        self._publish_lock = publish_lock
 
     def take(self, message: Birth | ConfigReport, *, received_at: datetime) -> None:
         """Keep one accepted birth or report for this batch's ``flush``."""
@@ -73,7 +71,7 @@ class ReportDesk:
             self._stats.dropped("internal_error", len(batch))
             logger.exception("config reports failed")
             return
-        if missed:
+        if missed and self._publisher is not None:
             try:
                 self._republish(sessions, missed)
             except Exception:
@@ -128,6 +126,8 @@ class ReportDesk:
             row.in_sync_since = None
 
     def _republish(self, sessions: sessionmaker[Session], outlets: list[str]) -> None:
+        publisher = self._publisher
+        assert publisher is not None, "flush republishes only once attached"
         now = time.monotonic()
         due = [
             outlet
@@ -151,7 +151,7 @@ class ReportDesk:
                 except ValidationError:
                     self._stats.dropped("stored_envelope_invalid")
                     continue
-                if self._publisher.publish_config(signed) is None:
+                if publisher.publish_config(signed) is None:
                     return  # the broker is away; the next birth asks again
                 self._last_republish[outlet] = now
                 self._stats.count("republished")
