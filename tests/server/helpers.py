@@ -222,10 +222,9 @@ class FakeAgent:
             hostname="outlet-pc-1",
             os="Debian 12",
             devices=[{"device_id": "reader-1", "kind": "id_card_reader"}],
-            config_version=3,
             telemetry_interval_s=5.0,
             keepalive_s=30,
-            **fields,
+            **({"config_version": 3} | fields),
         )
         self.send(birth)
         return birth

@@ -133,7 +133,9 @@ def test_an_invalid_or_oversized_effective_config_is_refused_and_the_last_kept(
             set_scope(session, "region:3301", {"log_level": "LOUD"})  # not a level
             # Far over the envelope limit once merged (many long device settings).
             huge = {f"p{n:04d}-pad": {"s": "y" * 100} for n in range(2000)}
-            set_scope(session, "region:3302", {"devices": huge, "evaluation": {"channels": channels}})
+            set_scope(
+                session, "region:3302", {"devices": huge, "evaluation": {"channels": channels}}
+            )
         result = fleet.reconciler.run_pass()
         assert result.refused == {good: "invalid", big: "oversize"}
         assert len(json.dumps(huge)) > MAX_ENVELOPE_BYTES
