@@ -52,6 +52,8 @@ class OutletRow:
     reported_hash: str | None
     in_sync_since: datetime | None
     drifting_since: datetime | None
+    # The key id the stored envelope was signed with (a rotation re-signs the others).
+    signed_key_id: str | None
 
 
 def load_rows(session: Session) -> dict[str, OutletRow]:
@@ -61,6 +63,7 @@ def load_rows(session: Session) -> dict[str, OutletRow]:
         select(
             c.outlet_id, c.desired_version, c.desired_hash, c.issued_at, c.published_at,
             c.held, c.reported_hash, c.in_sync_since, c.drifting_since,
+            c.envelope["key_id"].as_string(),
         )
     )  # fmt: skip
     return {row[0]: OutletRow(*row) for row in rows}

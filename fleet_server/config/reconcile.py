@@ -209,6 +209,14 @@ class Reconciler:
                 continue
             self._refusals.pop(outlet_id, None)
             desired_hash = row.desired_hash if row is not None else None
+            if (
+                row is not None
+                and normalised.hash == desired_hash
+                and row.signed_key_id not in (None, self._keys.key_id)
+            ):
+                # A rotated signing key: the same config, signed anew (docs/config.md).
+                self._sign(outlet_id, row, normalised, now=now, plan=plan)
+                continue
             if normalised.hash == desired_hash or (desired_hash is None and not normalised.body):
                 # Unchanged (or empty and never had one): a held change was taken back.
                 if row is not None and row.held is not None:

@@ -120,7 +120,12 @@ class Fleet:
 
 @contextmanager
 def running_fleet(
-    database_url: str, mqtt_url: str, key: Path, *, connect: bool = True
+    database_url: str,
+    mqtt_url: str,
+    key: Path,
+    *,
+    connect: bool = True,
+    public_keys: Path | None = None,
 ) -> Iterator[Fleet]:
     """The ingest (connected unless ``connect`` is False) and a reconciler not yet passing."""
     engine = make_engine(database_url)
@@ -128,7 +133,7 @@ def running_fleet(
     sessions = make_sessionmaker(engine)
     settings = Settings(
         database_url=database_url, mqtt_url=mqtt_url, config_signing_key=key,
-        config_republish_interval_s=0,
+        config_republish_interval_s=0, config_public_keys_file=public_keys,
     )  # fmt: skip
     keys = load_config_keys(settings)
     stats = ConfigStats()

@@ -169,3 +169,33 @@ def test_no_key_no_publishing(broker: Mosquitto, tmp_path: Path) -> None:
         assert fleet.stats.snapshot().signing_key is False
         with fleet.sessions() as session:
             assert session.get(OutletConfig, outlet) is None
+
+
+def test_a_new_signing_key_re_signs_every_outlet_once(broker: Mosquitto, tmp_path: Path) -> None:
+    from fleet_server.config.keys import public_pem, read_private_key
+
+    (outlet,) = _ids("rotate")
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    old_key = signing_key(tmp_path)
+    with running_fleet(url, broker.url, old_key) as fleet:
+        with fleet.sessions.begin() as session:
+            add_outlet(session, outlet)
+            set_scope(session, "global", {"log_level": "INFO"})
+        fleet.reconciler.run_pass()
+        old_id = fleet.keys.key_id
+    new_dir = tmp_path / "new"
+    new_dir.mkdir()
+    old_public = tmp_path / "old-public.pem"
+    old_public.write_text(public_pem(read_private_key(old_key).public_key()))
+    with running_fleet(url, broker.url, signing_key(new_dir), public_keys=old_public) as fleet:
+        assert set(fleet.keys.public) == {fleet.keys.key_id, old_id}
+        assert fleet.reconciler.run_pass().published == [outlet]
+        watcher = ConfigWatcher(broker.url, [outlet])
+        try:
+            ((topic, payload, _),) = watcher.take(1)
+            new_only = {fleet.keys.key_id: fleet.keys.public[fleet.keys.key_id]}
+            _, version, config = verified(topic, payload, new_only)
+            assert (version, config.log_level) == (2, "INFO")
+        finally:
+            watcher.close()
+        assert fleet.reconciler.run_pass().signed == []
