@@ -96,7 +96,8 @@ class Reconciler:
         stats: ConfigStats,
         interval_s: float = 60.0,
         default_zone: str = "Asia/Shanghai",
-        publish_timeout_s: float = 30.0,
+        publish_timeout_s: float = 10.0,
+        retry_s: float = 2.0,
     ) -> None:
         self._sessions = sessions
         self._keys = keys
@@ -105,6 +106,10 @@ class Reconciler:
         self._interval_s = interval_s
         self._zone = default_zone
         self._publish_timeout_s = publish_timeout_s
+        # Envelopes left unpublished (broker not yet connected at start, or away): the
+        # next pass comes after retry_s rather than a whole interval.
+        self._retry_s = retry_s
+        self._left_unpublished = False
         self._normaliser = Normaliser()
         # Outlet → the refusal last logged, so an unchanged bad config is logged once.
         self._refusals: dict[str, str] = {}
@@ -150,7 +155,9 @@ class Reconciler:
             except Exception:  # the thread must outlive any bug or database outage
                 self._stats.count("pass_errors")
                 logger.exception("config pass failed; trying again at the next")
-            self._wake.wait(self._interval_s)
+            self._wake.wait(
+                min(self._retry_s, self._interval_s) if self._left_unpublished else self._interval_s
+            )
 
     # -- one pass --------------------------------------------------------------
 
@@ -314,13 +321,15 @@ class Reconciler:
     def _publish_pending(self) -> list[str]:
         """Publish every stored, unpublished envelope; mark those the broker acknowledged."""
         sent: list[tuple[str, int, Delivery]] = []
+        invalid = 0
         with self.publish_lock:
             with self._sessions() as session:
                 pending = unpublished(session)
             for outlet_id, version, envelope in pending:
                 try:
                     signed = SignedConfig.model_validate(envelope)
-                except ValidationError:
+                except ValidationError:  # stays unpublished; the next change replaces it
+                    invalid += 1
                     self._stats.dropped("stored_envelope_invalid")
                     logger.warning("outlet %s: stored envelope v%d invalid", outlet_id, version)
                     continue
@@ -341,8 +350,10 @@ class Reconciler:
             with self._sessions.begin() as session:
                 mark_published(session, done, at=datetime.now(UTC))
             self._stats.count("published", len(done))
-        if len(done) < len(pending):
-            logger.info("%d configs wait to be published", len(pending) - len(done))
+        waiting = len(pending) - invalid - len(done)
+        self._left_unpublished = waiting > 0
+        if waiting:
+            logger.info("%d configs wait to be published", waiting)
         return [outlet_id for outlet_id, _ in done]
 
     def _gauges(self, rows: Mapping[str, OutletRow], plan: _Plan) -> None:
