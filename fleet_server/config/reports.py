@@ -103,15 +103,17 @@ class ReportDesk:
         row.reported_hash = message.config_hash
         row.reported_at = at
         row.key_ids = list(message.config_key_ids)
-        refused = isinstance(message, ConfigReport) and message.status == "refused"
-        if isinstance(message, ConfigReport) and message.status == "refused":
-            reason = message.reason or "unknown"
-            row.refused_version = message.offered_version
+        report = message if isinstance(message, ConfigReport) else None
+        refused = report is not None and report.status == "refused"
+        if report is not None and refused:
+            reason = report.reason or "unknown"
+            row.refused_version = report.offered_version
             row.refused_reason = reason
-            row.refused_detail = message.detail[:_DETAIL_MAX] if message.detail else None
+            # Stored for the outlet page, never logged (an agent's free text).
+            row.refused_detail = report.detail[:_DETAIL_MAX] if report.detail else None
             row.refused_at = at
             self._stats.refused_by_agent(reason)
-        elif isinstance(message, ConfigReport) or (
+        elif report is not None or (
             row.desired_hash is not None and row.reported_hash == row.desired_hash
         ):
             row.refused_version = row.refused_reason = row.refused_detail = None
