@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -115,7 +117,7 @@ def test_enrollment_and_renewal_answers_carry_config_keys(
             json={"outlet_id": "outlet-ck1", "ttl_s": 600},
             headers=api.as_role(Role.TECHNICIAN),
         ).json()["token"]
-        _, csr = _csr()
+        old_key, csr = _csr()
         answer = api.client.post("/api/v1/enroll", json={"token": token, "csr_pem": _pem(csr)})
         assert answer.status_code == 200, answer.text
         keys = answer.json()["config_keys"]
@@ -124,6 +126,21 @@ def test_enrollment_and_renewal_answers_carry_config_keys(
         assert key_id_for(Ed25519PublicKey.from_public_bytes(raw)) == signing_id
         expected = read_private_key(key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         assert raw == expected
+
+        # Renewal (proof: the current key signs the new CSR) carries them too.
+        _, new_csr = _csr("outlet-ck1")
+        der = new_csr.public_bytes(Encoding.DER)
+        proof = base64.b64encode(old_key.sign(der, ec.ECDSA(hashes.SHA256()))).decode()
+        renewed = api.client.post(
+            "/api/v1/enroll/renew",
+            json={
+                "certificate_pem": answer.json()["certificate_pem"],
+                "csr_pem": _pem(new_csr),
+                "signature_b64": proof,
+            },
+        )
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json()["config_keys"] == keys
 
 
 @pytest.fixture
@@ -205,3 +222,25 @@ def test_run_refuses_a_key_readable_by_others(
     )  # fmt: skip
     assert done.returncode == 2
     assert "readable by group or others" in done.stderr
+
+
+def test_config_changed_wakes_the_reconciler_of_a_running_app(
+    key: Path, tmp_path: Path, broker: Mosquitto
+) -> None:
+    outlet = f"wake-{uuid.uuid4().hex[:8]}"
+    with running_api(tmp_path, mqtt_url=broker.url, config_signing_key=key) as api:
+        stats = api.client.app.state.metrics.sources.config  # type: ignore[attr-defined]
+        poll(lambda: stats.snapshot().passes >= 1, what="the first pass, at start")
+        with api.session() as session, session.begin():
+            add_outlet(session, outlet, region="3301")
+            set_scope(session, "global", {"log_level": "ERROR"})
+        # The API's store calls this after its commit; the interval (60 s) is far off.
+        api.client.app.state.fleet.config_changed()  # type: ignore[attr-defined]
+        watcher = ConfigWatcher(broker.url, [outlet])
+        try:
+            ((topic, payload, _),) = watcher.take(1)
+            keys = dict(load_config_keys(Settings(config_signing_key=key)).public)
+            _, version, config = verified(topic, payload, keys)
+            assert (version, config.log_level) == (1, "ERROR")
+        finally:
+            watcher.close()

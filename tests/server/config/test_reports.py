@@ -27,11 +27,14 @@ from tests.server.config.kit import (
 from tests.server.helpers import FakeAgent, mqtt_client, poll
 
 
-@pytest.fixture
-def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[Fleet]:
-    with running_fleet(
-        f"sqlite:///{tmp_path / 'fleet.db'}", broker.url, signing_key(tmp_path)
-    ) as running:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet(request: pytest.FixtureRequest, broker: Mosquitto, tmp_path: Path) -> Iterator[Fleet]:
+    url = (
+        f"sqlite:///{tmp_path / 'fleet.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    with running_fleet(url, broker.url, signing_key(tmp_path)) as running:
         yield running
 
 
