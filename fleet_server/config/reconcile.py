@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.config.effective import Effective, effective_all
@@ -106,8 +107,8 @@ class Reconciler:
         self._interval_s = interval_s
         self._zone = default_zone
         self._publish_timeout_s = publish_timeout_s
-        # Envelopes left unpublished (broker not yet connected at start, or away): the
-        # next pass comes after retry_s rather than a whole interval.
+        # Envelopes left unpublished (broker not yet connected at start, or away), or a
+        # pass lost a race: the next pass comes after retry_s rather than an interval.
         self._retry_s = retry_s
         self._left_unpublished = False
         self._normaliser = Normaliser()
@@ -181,9 +182,13 @@ class Reconciler:
                     plan = self._plan(effective, rows, versions, hours, now=now)
                     write_signed(session, plan.signed)
                     write_held(session, plan.held)
-            except Raced as exc:
+            except (Raced, IntegrityError) as exc:  # another process or the report desk
+                # inserted or changed a row meanwhile
                 self._stats.count("pass_errors")
-                logger.warning("config pass rolled back: %s; next pass starts over", exc)
+                logger.warning(
+                    "config pass rolled back (%s); the next starts over", type(exc).__name__
+                )
+                self._left_unpublished = True  # soon: retry_s, not a whole interval
                 return PassResult()
             result = plan.result
             result.published = self._publish_pending()
