@@ -20,7 +20,7 @@ from typing import Final
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from fleet_server.config.reconcile import ConfigPublishing
 from fleet_server.config.stats import ConfigStats
@@ -85,7 +85,15 @@ class ReportDesk:
             rows = {
                 row.outlet_id: row
                 for row in session.scalars(
-                    select(OutletConfig).where(OutletConfig.outlet_id.in_(outlets))
+                    select(OutletConfig)
+                    .where(OutletConfig.outlet_id.in_(outlets))
+                    # The large JSON columns stay in the database (a birth storm after a
+                    # broker restart reads thousands of rows); never touched here.
+                    .options(
+                        defer(OutletConfig.desired, raiseload=True),
+                        defer(OutletConfig.envelope, raiseload=True),
+                        defer(OutletConfig.held, raiseload=True),
+                    )
                 )
             }
             for message, at in batch:
@@ -166,7 +174,7 @@ class ReportDesk:
 
 def _missed(row: OutletConfig) -> bool:
     """The agent runs below the published desired version and did not refuse it."""
-    if row.desired_hash is None or row.published_at is None or row.envelope is None:
+    if row.desired_hash is None or row.published_at is None:
         return False
     if row.reported_hash == row.desired_hash:
         return False

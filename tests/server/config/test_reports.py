@@ -156,11 +156,13 @@ def test_a_birth_behind_the_desired_version_gets_the_envelope_again(
         # The broker loses the retained config (cleared, as a restart without
         # persistence would): a zero-length retained payload deletes it.
         client = mqtt_client(broker.url, name="wipe")
-        client.publish(topic_for(outlet, Kind.DESIRED_CONFIG), b"", qos=1, retain=True)
+        wiped = client.publish(topic_for(outlet, Kind.DESIRED_CONFIG), b"", qos=1, retain=True)
+        wiped.wait_for_publish(timeout=10)
         client.disconnect()
         client.loop_stop()
         watcher = ConfigWatcher(broker.url, [outlet])
         try:
+            assert watcher.nothing_pending()  # lost indeed
             agent.birth(config_version=None)
             # The wiped (empty) retained payload may come first; then the republished one.
             topic, payload, _ = watcher.take(1)[0]
@@ -168,7 +170,7 @@ def test_a_birth_behind_the_desired_version_gets_the_envelope_again(
                 topic, payload, _ = watcher.take(1)[0]
             _, version, config = verified(topic, payload, fleet.public_keys)
             assert (version, config.log_level) == (1, "ERROR")
-            assert fleet.stats.snapshot().republished == 1
+            assert poll(lambda: fleet.stats.snapshot().republished, what="counted") == 1
         finally:
             watcher.close()
     finally:
