@@ -16,7 +16,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from fleet_server import grafana_cli, security_cli, tls_cli
+from fleet_server import config_key_cli, grafana_cli, security_cli, tls_cli
 from fleet_server.evaluations.rules import PROFILES
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
@@ -69,6 +69,17 @@ def _targets(settings: Settings) -> TargetsConfig | None:
         return load_targets(settings.upstream_targets_file)
     except TargetsFileError as exc:
         click.echo(f"fleet-server: bad targets file {exc}", err=True)
+        sys.exit(2)
+
+
+def _check_config_keys(settings: Settings) -> None:
+    """A configured but unusable config-signing key stops ``run`` (exit 2) with the reason."""
+    from fleet_server.config.keys import ConfigKeyError, load_config_keys
+
+    try:
+        load_config_keys(settings)
+    except ConfigKeyError as exc:
+        click.echo(f"fleet-server: {exc}", err=True)
         sys.exit(2)
 
 
@@ -142,6 +153,7 @@ def run(
     except StartupFailed as exc:
         click.echo(f"fleet-server: {exc}", err=True)
         sys.exit(2)
+    _check_config_keys(settings)
     targets = _targets(settings)
     _upgrade(settings.database_url)
     security_cli.bootstrap(settings)
@@ -222,4 +234,5 @@ def evaluation_profile(name: str) -> None:
 
 security_cli.register(main)
 main.add_command(tls_cli.https_cert)
+main.add_command(config_key_cli.config_key)
 grafana_cli.register(main)

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.config.stats import ConfigStats
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.timeseries.sink import TelemetrySink
@@ -42,6 +43,8 @@ class MetricSources:
     http_refused: Counter[str] | None = None
     # The per-outlet 好差评 rules' failed re-reads and invalid evaluation parts, by kind.
     evaluation_rules_errors: Callable[[], dict[str, int]] | None = None
+    # Desired configs: signing key, published, refused, drifting (fleet_server.config).
+    config: ConfigStats | None = None
 
 
 class _FleetCollector(Collector):
@@ -163,11 +166,60 @@ class _FleetCollector(Collector):
             for kind, count in sorted(s.evaluation_rules_errors().items()):
                 errors.add_metric([kind], count)
             yield errors
+        if s.config is not None:
+            yield from _config_metrics(s.config)
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
                 value=s.recorder_errors(),
             )  # fmt: skip
+
+
+def _config_metrics(stats: ConfigStats) -> Iterator[Metric]:
+    snap = stats.snapshot()
+    yield GaugeMetricFamily(
+        "govedge_config_signing_key",
+        "1 when a config-signing key is loaded (0: no configs are published)",
+        value=int(snap.signing_key),
+    )
+    yield CounterMetricFamily(
+        "govedge_config_published", "Signed configs the broker acknowledged", value=snap.published
+    )
+    yield CounterMetricFamily(
+        "govedge_config_republished",
+        "Envelopes published again for agents that missed them",
+        value=snap.republished,
+    )
+    server = CounterMetricFamily(
+        "govedge_config_refused_by_server",
+        "Effective configs the server would not sign, by reason",
+        labels=["reason"],
+    )
+    for reason in ("invalid", "oversize"):
+        server.add_metric([reason], snap.refused_by_server.get(reason, 0))
+    yield server
+    agents = CounterMetricFamily(
+        "govedge_config_refused_by_agents", "Refusals agents reported, by reason", labels=["reason"]
+    )
+    for reason, count in sorted(snap.refused_by_agents.items()):
+        agents.add_metric([reason], count)
+    yield agents
+    dropped = CounterMetricFamily(
+        "govedge_config_reports_dropped", "Births/reports not stored, by reason", labels=["reason"]
+    )
+    for reason, count in sorted(snap.dropped.items()):
+        dropped.add_metric([reason], count)
+    yield dropped
+    yield GaugeMetricFamily(
+        "govedge_config_outlets_drifting", "Outlets out of sync (last pass)", value=snap.drifting
+    )
+    yield GaugeMetricFamily(
+        "govedge_config_outlets_held", "Outlets with a change held for closed hours",
+        value=snap.held,
+    )  # fmt: skip
+    yield CounterMetricFamily(
+        "govedge_config_pass_errors", "Reconciler passes that failed", value=snap.pass_errors
+    )
 
 
 class FleetMetrics:

@@ -1,11 +1,11 @@
 """The server process's long-running parts, wired together in one place.
 
 ``ServerRuntime`` builds and starts, in order, the health parts, the ingest, delivery
-upstream and the purge of delivered bodies, and stops them in reverse; the app's
-lifespan only calls it. ``HealthRuntime`` holds the rate limiter and recorder the ingest
-takes, the time-series sink, webhook notifier and alert engine, and feeds ``/metrics``.
-This module sits above the packages it wires, so none of them imports another upwards
-(docs/development.md, "Import layers").
+upstream, the config reconciler and the purge of delivered bodies, and stops them in
+reverse; the app's lifespan only calls it. ``HealthRuntime`` holds the rate limiter and
+recorder the ingest takes, the time-series sink, webhook notifier and alert engine, and
+feeds ``/metrics``. This module sits above the packages it wires, so none of them
+imports another upwards (docs/development.md, "Import layers").
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.api.deps import AppState
 from fleet_server.config.evaluation_rules import OutletEvaluationRules
+from fleet_server.config.keys import load_config_keys
+from fleet_server.config.reconcile import Reconciler
+from fleet_server.config.reports import ReportDesk
+from fleet_server.config.stats import ConfigStats
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.live import LiveHub
@@ -185,6 +189,7 @@ class ServerRuntime:
         self.health: HealthRuntime | None = None
         self.ingest: Ingest | None = None
         self.delivery: DeliveryWorker | None = None
+        self.reconciler: Reconciler | None = None
         self.state: AppState | None = None
         # Each outlet's 好差评 rules; whoever writes outlet_configs in this process
         # calls its invalidate() so the change applies at the next evaluation.
@@ -220,6 +225,12 @@ class ServerRuntime:
             for worker in woken:
                 worker.wake()
 
+        # Desired configs: signed by the reconciler, reported back through the ingest.
+        config_stats = ConfigStats()
+        self._metrics.sources.config = config_stats
+        desk = ReportDesk(
+            stats=config_stats, republish_interval_s=settings.config_republish_interval_s
+        )
         ingest = Ingest(
             settings,
             sessions=sessions,
@@ -227,8 +238,21 @@ class ServerRuntime:
             observer=health.recorder,
             limiter=health.limiter,
             rules_for=evaluation_rules,
+            reports=desk,
         )
         self.ingest = ingest
+        keys = load_config_keys(settings)
+        reconciler = Reconciler(
+            sessions=sessions,
+            keys=keys,
+            publisher=ingest.publisher,
+            stats=config_stats,
+            interval_s=settings.config_reconcile_interval_s,
+            default_zone=settings.outlet_timezone,
+            on_signed=evaluation_rules.invalidate,
+        )
+        self.reconciler = reconciler
+        desk.attach(publisher=ingest.publisher, publish_lock=reconciler.publish_lock)
         if targets.targets:
             self.delivery = DeliveryWorker(
                 sessions=sessions,
@@ -243,6 +267,7 @@ class ServerRuntime:
         if self.delivery is not None:
             self.delivery.start()
         health.start(ingest=ingest)
+        reconciler.start()  # after the ingest: its first pass publishes at once
         self._purge = asyncio.create_task(
             purge_loop(
                 sessions,
@@ -265,6 +290,8 @@ class ServerRuntime:
             rules=settings.evaluation_rules,
             rules_for=evaluation_rules,
             delivery=self.delivery,
+            config_changed=reconciler.wake,
+            config_keys=keys.public_b64(),
         )
         return self.state
 
@@ -274,6 +301,8 @@ class ServerRuntime:
             self._purge.cancel()
         if self.delivery is not None:
             await asyncio.to_thread(self.delivery.stop)
+        if self.reconciler is not None:
+            await asyncio.to_thread(self.reconciler.stop)
         if self.health is not None:
             await asyncio.to_thread(self.health.stop_engine)
         if self.ingest is not None:

@@ -170,6 +170,19 @@ class Settings(BaseSettings):
     alert_webhook_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     # Opening hours of outlets are read in this time zone.
     outlet_timezone: str = "Asia/Shanghai"
+    # -- desired config from the fleet (docs/config.md) --
+    # The Ed25519 private key (PEM, mode 0600) that signs outlets' configs, kept apart
+    # from the database; or the systemd credential govedge-config-signing-key. Without
+    # either the server runs, warns, and publishes no configs.
+    config_signing_key: Path | None = None
+    # Extra PEM public keys handed to agents at enrollment and renewal besides the
+    # signing key's own: the next key during a rotation, the old one after it.
+    config_public_keys_file: Path | None = None
+    # The reconciler's pass when nothing wakes it (a changed scope wakes it at once).
+    config_reconcile_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # An outlet's envelope is republished (after a birth or report showing an older
+    # version: a broker that lost its retained messages) at most this often.
+    config_republish_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
     # "json" writes one JSON object per log line.
     log_format: Literal["text", "json"] = "text"
     # HTTPS for the API and the web UI (docs/security.md, "The fleet API over TLS"): both

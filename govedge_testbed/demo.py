@@ -9,6 +9,7 @@ then the broker.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -39,9 +40,27 @@ def _port_free(port: int) -> bool:
     return not wait_for_port(port, timeout=0.05)
 
 
-def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _config_signing_key(bindir: Path, data_dir: Path) -> Path:
+    """The demo server's config-signing key (docs/config.md), made once per data dir."""
+    path = data_dir / "config-signing.pem"
+    if not path.exists():
+        result = subprocess.run(
+            [str(bindir / "fleet-server"), "config-key", "generate", str(path)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            click.echo(
+                f"demo: cannot make the config-signing key: {result.stderr.strip()}", err=True
+            )
+            sys.exit(1)
+    return path
 
 
 def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
@@ -105,6 +124,7 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
         token = _demo_admin_token(bindir, f"sqlite:///{data_dir / 'fleet.db'}")
+        signing_key = _config_signing_key(bindir, data_dir)
         server = _spawn(
             [
                 str(bindir / "fleet-server"), "run",
@@ -113,6 +133,7 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
                 "--listen", f"127.0.0.1:{port}",
             ],
             logs / "fleet-server.log",
+            env={**os.environ, "GOVEDGE_CONFIG_SIGNING_KEY": str(signing_key)},
         )  # fmt: skip
         procs.append(server)
         if not _wait_ready(url, server, deadline=time.monotonic() + 60):

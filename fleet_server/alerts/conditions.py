@@ -34,6 +34,10 @@ class OutletFacts:
     # Today's refusals over the outlet's stored-bytes bound, and what it stored today.
     refused_today: int = 0
     stored_today: int = 0
+    # Desired config (outlet_configs): out of sync since, and the reason of a refusal of
+    # the desired version (None: not refused).
+    config_drifting_since: datetime | None = None
+    config_refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +161,17 @@ def conditions_for(
         elif params["enabled"] and params["near_end"] and paper == "near_end":
             add("printer_paper", device_id, f"printer {device_id} paper near end", 1.0,
                 paper=paper)  # fmt: skip
+
+    params = rules["config_drift"]
+    if params["enabled"] and facts.config_refused is not None:
+        add("config_drift", "", f"outlet {outlet} refused its config: {facts.config_refused}",
+            0.0, reason=facts.config_refused)  # fmt: skip
+    elif params["enabled"] and facts.config_drifting_since is not None:
+        # Offline time is the outlet_offline rule's: count from when it came online.
+        out_s = (now - max(facts.config_drifting_since, facts.state_since)).total_seconds()
+        if out_s >= float(params["after_s"]):
+            add("config_drift", "", f"outlet {outlet} out of config sync for {int(out_s)} s",
+                out_s, since=facts.config_drifting_since.isoformat())  # fmt: skip
 
     metrics = facts.metrics
     params = rules["outbox_backlog_age"]

@@ -23,6 +23,7 @@ from fleet_server.alerts.conditions import Condition, OutletFacts, conditions_fo
 from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.rules import Override, RuleBook
+from fleet_server.config.drift import config_drift_facts
 from fleet_server.health.live import LiveHub
 from fleet_server.health.queries import alert_payload
 from fleet_server.health.tables import (
@@ -119,6 +120,7 @@ def gather_facts(
             }
         )
     revoked = {hit.outlet_id: hit for hit in session.scalars(select(RevokedTraffic))}
+    drift = config_drift_facts(session)
     refusals = refusals_on(session, day) if day is not None else {}
     facts = []
     for agent in session.execute(
@@ -139,6 +141,7 @@ def gather_facts(
                 refused_today=refusals.get(agent.outlet_id, (0, 0))[0],
                 stored_today=refusals.get(agent.outlet_id, (0, 0))[1],
                 **_revoked_facts(revoked.pop(agent.outlet_id, None)),
+                **drift.get(agent.outlet_id, {}),
             )
         )
     # A revoked outlet whose agent was never heard (no presence row) still alerts.

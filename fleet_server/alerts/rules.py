@@ -40,6 +40,10 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     # The outlet went over GOVEDGE_OUTLET_DAILY_BYTES today: its transactions are refused
     # until tomorrow (fleet_server.transactions.usage). A stolen key, or a runaway app.
     "outlet_daily_bytes": {"enabled": True, "severity": "critical"},
+    # The online outlet runs another config than the desired one longer than after_s
+    # (counted from when it drifted or came online, whichever is later), or its agent
+    # refused the desired config (docs/config.md, "Drift").
+    "config_drift": {"enabled": True, "after_s": 900, "severity": "warning"},
 }
 RULE_NAMES = tuple(DEFAULT_RULES)
 SEVERITIES = ("info", "warning", "critical")

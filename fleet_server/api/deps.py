@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -33,6 +33,9 @@ class AppState:
     # Called after a config scope changed (commit done): wakes the config reconciler,
     # which signs and publishes the outlets' new effective configs.
     config_changed: Callable[[], None] = lambda: None
+    # The config-signing public keys agents should hold, {key_id: base64 raw key}: the
+    # enrollment and renewal answers carry them (docs/config.md, "Keys and rotation").
+    config_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 def get_app_state(request: Request) -> AppState:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
 from fleet_server.api.auth import OPEN, TECHNICIAN, VIEWER, Authenticated, SecurityDep
-from fleet_server.api.deps import IngestDep, SessionDep
+from fleet_server.api.deps import AppStateDep, IngestDep, SessionDep
 from fleet_server.api.security_schemas import (
     BROKER_DONE_STEP,
     BROKER_RELOAD_STEP,
@@ -112,19 +113,24 @@ def read_certificates(outlet_id: str, session: SessionDep) -> list[CertificatePu
     ]
 
 
-def _issued(result: ops.IssuedForOutlet) -> CertificateIssued:
+def _issued(result: ops.IssuedForOutlet, config_keys: Mapping[str, str]) -> CertificateIssued:
     return CertificateIssued(
         outlet_id=result.outlet_id,
         certificate_pem=result.certificate_pem,
         ca_pem=result.ca_pem,
         serial=result.serial,
         not_after=result.not_after,
+        config_keys=dict(config_keys),
     )
 
 
 @public_router.post("", responses={403: {"description": "token invalid, expired or used"}})
 def enroll(
-    body: EnrollRequest, session: SessionDep, security: SecurityDep, ingest: IngestDep
+    body: EnrollRequest,
+    session: SessionDep,
+    security: SecurityDep,
+    ingest: IngestDep,
+    state: AppStateDep,
 ) -> CertificateIssued:
     """Redeem a one-time enrollment token for the outlet's client certificate."""
     try:
@@ -138,11 +144,13 @@ def enroll(
     except (SecurityError, PkiError) as exc:
         raise _http(exc) from None
     ingest.revoked.discard(result.outlet_id)  # a valid certificate again: not revoked
-    return _issued(result)
+    return _issued(result, state.config_keys)
 
 
 @public_router.post("/renew", responses={403: {"description": "proof refused"}})
-def renew(body: RenewRequest, session: SessionDep, security: SecurityDep) -> CertificateIssued:
+def renew(
+    body: RenewRequest, session: SessionDep, security: SecurityDep, state: AppStateDep
+) -> CertificateIssued:
     """A new certificate for the holder of a valid one (proof: signature over the CSR)."""
     try:
         signature = base64.b64decode(body.signature_b64, validate=True)
@@ -159,4 +167,4 @@ def renew(body: RenewRequest, session: SessionDep, security: SecurityDep) -> Cer
         )
     except (SecurityError, PkiError) as exc:
         raise _http(exc) from None
-    return _issued(result)
+    return _issued(result, state.config_keys)

@@ -62,6 +62,9 @@ class CertificateIssued(BaseModel):
     ca_pem: str
     serial: str
     not_after: datetime
+    # The config-signing public keys to hold, {key_id: base64 of the raw 32-byte key}
+    # (docs/config.md, "Keys and rotation"); empty while the server has none.
+    config_keys: dict[str, str] = Field(default_factory=dict)
 
 
 class CertificatePublic(BaseModel):

@@ -42,7 +42,7 @@ from fleet_server.ingest.revocation import RevocationGate
 from fleet_server.ingest.share_group import ShareGroup
 from fleet_server.ingest.stats import IngestStats, RateLimitedLog
 from fleet_server.ingest.transactions import RulesFor, TransactionDesk
-from fleet_server.ingest.worker import IngestObserver, Parts, Worker
+from fleet_server.ingest.worker import ConfigReports, IngestObserver, Parts, Worker
 from fleet_server.pki import FleetCA
 from fleet_server.security.revocation import RevokedOutlets
 from fleet_server.settings import Settings
@@ -69,6 +69,7 @@ class Ingest:
         observer: IngestObserver | None = None,
         limiter: OutletRateLimiter | None = None,
         rules_for: RulesFor | None = None,
+        reports: ConfigReports | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -111,6 +112,7 @@ class Ingest:
                 transactions=self._transactions,
                 revocation=self._revocation,
                 observer=observer,
+                reports=reports,
             ),
             abort=self._abort,
         )

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from govedge_wire import Birth, CommandResult, Death, Event, Telemetry, Transaction
+from govedge_wire import Birth, CommandResult, ConfigReport, Death, Event, Telemetry, Transaction
 
 State = Literal["online", "offline", "stale", "unknown"]
-UplinkMessage = Birth | Death | Telemetry | Event | Transaction | CommandResult
+UplinkMessage = Birth | Death | Telemetry | Event | Transaction | CommandResult | ConfigReport
 
 
 @dataclass(slots=True, kw_only=True)

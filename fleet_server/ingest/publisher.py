@@ -1,4 +1,5 @@
-"""What the server publishes: its state, transaction acks and results, rebirth commands.
+"""What the server publishes: its state, transaction acks and results, rebirth commands,
+signed configs (retained).
 
 Every downlink carries the server's own session (time-based, so it grows across
 restarts without being stored) and a sequence number of its own.
@@ -29,6 +30,7 @@ from govedge_wire import (
     now_ms,
     topic_for,
 )
+from govedge_wire.config import SignedConfig, config_message
 
 logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 2.0
@@ -91,6 +93,19 @@ class Publisher:
         except (RuntimeError, ValueError):
             return False
         return info.is_published()
+
+    def publish_config(self, signed: SignedConfig) -> mqtt.MQTTMessageInfo | None:
+        """Publish a signed config retained on its outlet's ``down/config`` (QoS 1).
+
+        Returns the message info to wait for the PUBACK on, or None while the broker is
+        not connected (the caller publishes again later).
+        """
+        if not self._stats.broker_connected:
+            return None
+        message = config_message(signed, session=self.server_session, seq=next(self._seq))
+        return self._publish(
+            topic_for(signed.outlet_id, Kind.DESIRED_CONFIG), encode(message), retain=True
+        )
 
     def rebirth(
         self, outlet_id: str, *, reason: str, known_session: int | None, stale_session: int

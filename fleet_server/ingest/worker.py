@@ -28,6 +28,7 @@ from fleet_server.settings import Settings
 from govedge_wire import (
     Birth,
     CommandResult,
+    ConfigReport,
     Death,
     Event,
     Telemetry,
@@ -38,8 +39,8 @@ from govedge_wire import (
 
 logger = logging.getLogger(__name__)
 
-Uplink = Birth | Death | Telemetry | Event | Transaction | CommandResult
-_UPLINK_TYPES = (Birth, Death, Telemetry, Event, Transaction, CommandResult)
+Uplink = Birth | Death | Telemetry | Event | Transaction | CommandResult | ConfigReport
+_UPLINK_TYPES = (Birth, Death, Telemetry, Event, Transaction, CommandResult, ConfigReport)
 _GET_TIMEOUT_S = 1.0
 # Shared mode: how long a message of a session not yet stored by any worker waits for
 # the birth to be committed (one batch window of the other worker, plus slack).
@@ -55,6 +56,17 @@ class IngestObserver(Protocol):
 
     def flush(self, sessions: sessionmaker[Session]) -> None:
         """Write what changed."""
+
+
+class ConfigReports(Protocol):
+    """What agents say of their config (births and ``reported``), handed to the config
+    package above the ingest: ``take`` per accepted message, ``flush`` per batch."""
+
+    def take(self, message: Birth | ConfigReport, *, received_at: datetime) -> None:
+        """Take one accepted birth or report (in memory)."""
+
+    def flush(self, sessions: sessionmaker[Session]) -> None:
+        """Write what the batch's births and reports changed; never raises."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,7 @@ class Parts:
     transactions: TransactionDesk
     revocation: RevocationGate
     observer: IngestObserver | None
+    reports: ConfigReports | None = None
 
 
 class Worker:
@@ -150,6 +163,8 @@ class Worker:
         p.presence.flush()
         if p.observer is not None:
             p.observer.flush(p.sessions)
+        if p.reports is not None:
+            p.reports.flush(p.sessions)
         p.transactions.store_and_ack()
         p.revocation.record()
 
@@ -208,6 +223,8 @@ class Worker:
             stats.accepted()
             if self._p.observer is not None:
                 self._p.observer.observe(message, received_at=item.received_at)
+            if self._p.reports is not None and isinstance(message, Birth | ConfigReport):
+                self._p.reports.take(message, received_at=item.received_at)
         for note in outcome.notes:
             stats.noted(note)
         if outcome.ignored is None and isinstance(message, Transaction):

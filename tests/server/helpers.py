@@ -53,6 +53,9 @@ class FleetServer:
         self.mqtt_url = mqtt_url
         self.database_url = database_url
         self.env = {**os.environ, **env}
+        if "GOVEDGE_CONFIG_SIGNING_KEY" not in self.env:
+            # Like the demo, the server signs desired configs (docs/config.md).
+            self.env["GOVEDGE_CONFIG_SIGNING_KEY"] = str(config_signing_key(workdir))
         self.proc: subprocess.Popen[bytes] | None = None
         # Every API call authenticates: an admin made in the database before start.
         self.token = admin_token(database_url)
@@ -133,6 +136,16 @@ class FleetServer:
                 self.proc.wait(timeout=5)
                 raise
         return self.proc.returncode
+
+
+def config_signing_key(workdir: Path) -> Path:
+    """The workdir's config-signing key, made on first use (shared by its servers)."""
+    from fleet_server.config.keys import generate_key_file
+
+    path = workdir / "config-signing.pem"
+    if not path.exists():
+        generate_key_file(path)
+    return path
 
 
 def admin_token(database_url: str) -> str:
@@ -222,10 +235,9 @@ class FakeAgent:
             hostname="outlet-pc-1",
             os="Debian 12",
             devices=[{"device_id": "reader-1", "kind": "id_card_reader"}],
-            config_version=3,
             telemetry_interval_s=5.0,
             keepalive_s=30,
-            **fields,
+            **({"config_version": 3} | fields),
         )
         self.send(birth)
         return birth
