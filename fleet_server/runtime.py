@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
@@ -251,6 +252,7 @@ class ServerRuntime:
             targets=targets,
             rules=settings.evaluation_rules,
             delivery=self.delivery,
+            check_alert_override=check_override,
         )
         return self.state
 
