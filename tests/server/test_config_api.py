@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,29 @@ def test_two_operators_one_wins_the_other_gets_412(api: Api) -> None:
     assert (current["author"], current["comment"]) == ("u-operator", "debug a week")
     assert [v["version"] for v in _get(api, f"{CONFIG}/global/versions")] == [2, 1]
     assert [row["action"] for row in _config_audit(api)] == ["config.put", "config.put"]
+
+
+def test_of_many_operators_writing_at_once_exactly_one_wins(api: Api) -> None:
+    assert _put(api, "kind:kiosk", {"log_level": "INFO"}).status_code == 200
+    levels = ["DEBUG", "WARNING", "ERROR", "INFO"] * 2
+    with ThreadPoolExecutor(max_workers=len(levels)) as pool:
+        answers = list(pool.map(
+            lambda level: _put(api, "kind:kiosk", {"log_level": level}, if_match=1), levels
+        ))  # fmt: skip
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200] + [412] * (len(levels) - 1)
+    winner = next(answer.json() for answer in answers if answer.status_code == 200)
+    assert _get(api, f"{CONFIG}/kind:kiosk")["document"] == winner["document"]
+    assert [v["version"] for v in _get(api, f"{CONFIG}/kind:kiosk/versions")] == [2, 1]
+    assert len(_config_audit(api)) == 2
+    # Creating a scope at once: one creates it, the others are told it exists now.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda level: _put(api, "kind:bank", {"log_level": level}),
+                                levels[:4]))  # fmt: skip
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes[0] == 200
+    assert set(codes[1:]) <= {412, 428}, codes
+    assert [v["version"] for v in _get(api, f"{CONFIG}/kind:bank/versions")] == [1]
 
 
 def test_versions_stay_diff_and_rollback(api: Api) -> None:
