@@ -65,6 +65,11 @@ def test_two_operators_one_wins_the_other_gets_412(api: Api) -> None:
     # Without If-Match on an existing scope: 428; If-Match 0 ("new") on it: 412.
     assert _put(api, "global", {"log_level": "ERROR"}).status_code == 428
     assert _put(api, "global", {"log_level": "ERROR"}, if_match=0).status_code == 412
+    for garbage in (b"*", "²".encode("latin-1"), b"v2", b"12345678901"):
+        headers: dict[str, str | bytes] = {**api.as_role(OPERATOR), "If-Match": garbage}
+        bad = api.client.put(f"{CONFIG}/global", json={}, headers=headers)
+        assert bad.status_code == 400, garbage
+        assert "If-Match must be the version number" in bad.json()["detail"]
     current = _get(api, f"{CONFIG}/global")
     assert (current["version"], current["document"]) == (2, {"log_level": "DEBUG"})
     assert (current["author"], current["comment"]) == ("u-operator", "debug a week")
