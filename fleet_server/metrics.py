@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.config.stats import ConfigStats
+from fleet_server.config.store import REFUSALS as CONFIG_REFUSALS
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.timeseries.sink import TelemetrySink
@@ -168,6 +169,12 @@ class _FleetCollector(Collector):
             yield errors
         if s.config is not None:
             yield from _config_metrics(s.config)
+        config_refused = CounterMetricFamily(
+            "govedge_config_writes_refused", "Config writes refused, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(CONFIG_REFUSALS.items()):
+            config_refused.add_metric([reason], count)
+        yield config_refused
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",

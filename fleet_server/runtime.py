@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
 from fleet_server.config.evaluation_rules import OutletEvaluationRules
 from fleet_server.config.keys import load_config_keys
@@ -292,6 +293,7 @@ class ServerRuntime:
             delivery=self.delivery,
             config_changed=reconciler.wake,
             config_keys=keys.public_b64(),
+            check_alert_override=check_override,
         )
         return self.state
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -36,6 +36,10 @@ class AppState:
     # The config-signing public keys agents should hold, {key_id: base64 raw key}: the
     # enrollment and renewal answers carry them (docs/config.md, "Keys and rotation").
     config_keys: Mapping[str, str] = field(default_factory=dict)
+    # Raises ValueError for an alert rule or parameter that does not exist: the config
+    # API checks a document's ``alerts`` with it (alerts.rules.check_override, handed in
+    # by the runtime since the alerts layer sits above config).
+    check_alert_override: Callable[[str, dict[str, Any]], None]
 
 
 def get_app_state(request: Request) -> AppState:
