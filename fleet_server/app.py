@@ -42,6 +42,7 @@ from fleet_server.api.auth import (
 )
 from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
 from fleet_server.api.limits import RequestLimits
+from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
@@ -116,6 +117,8 @@ def create_app(
     api(health_api.write_router, dependencies=[OPERATOR])
     api(alerts_api.read_router, dependencies=[VIEWER])
     api(alerts_api.write_router, dependencies=[OPERATOR])
+    # Desired config (docs/config.md): viewers read, operators write.
+    api(config_api.router, dependencies=[rw])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_login.router, dependencies=[OPEN])  # how a browser gets a session
     # Body sizes and the rate of unauthenticated calls, checked before a body is read.

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.config.store import REFUSALS as CONFIG_REFUSALS
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.timeseries.sink import TelemetrySink
@@ -163,6 +164,12 @@ class _FleetCollector(Collector):
             for kind, count in sorted(s.evaluation_rules_errors().items()):
                 errors.add_metric([kind], count)
             yield errors
+        config_refused = CounterMetricFamily(
+            "govedge_config_refused", "Config writes refused, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(CONFIG_REFUSALS.items()):
+            config_refused.add_metric([reason], count)
+        yield config_refused
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
 from fleet_server.config.evaluation_rules import OutletEvaluationRules
 from fleet_server.db import make_engine, make_sessionmaker
@@ -265,6 +266,7 @@ class ServerRuntime:
             rules=settings.evaluation_rules,
             rules_for=evaluation_rules,
             delivery=self.delivery,
+            check_alert_override=check_override,
         )
         return self.state
 

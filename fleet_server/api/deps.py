@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -33,6 +33,10 @@ class AppState:
     # Called after a config scope changed (commit done): wakes the config reconciler,
     # which signs and publishes the outlets' new effective configs.
     config_changed: Callable[[], None] = lambda: None
+    # Raises ValueError for an alert rule or parameter that does not exist: the config
+    # API checks a document's ``alerts`` with it (alerts.rules.check_override, handed in
+    # by the runtime since the alerts layer sits above config).
+    check_alert_override: Callable[[str, dict[str, Any]], None]
 
 
 def get_app_state(request: Request) -> AppState:

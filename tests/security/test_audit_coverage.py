@@ -27,7 +27,9 @@ from tests.security.api_harness import Api, running_api, seed_actionable_rows
 _READS = {"GET", "HEAD", "OPTIONS"}
 
 # Routes that change nothing an operator would audit, with the reason. Keep it short.
-EXEMPT: dict[str, str] = {}
+EXEMPT: dict[str, str] = {
+    "POST /api/v1/config/validate": "a dry run: validates and computes, stores nothing",
+}
 
 
 @dataclass
@@ -177,6 +179,18 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
     "DELETE /api/v1/alert-rules/{override_id}": (
         lambda w: w.api.client.delete(f"/api/v1/alert-rules/{w.ids['rule']}", headers=_admin(w)),
         "alert_rule.delete",
+    ),
+    "PUT /api/v1/config/{scope}": (
+        _put("/api/v1/config/region:41", {"log_level": "INFO"}),
+        "config.put",
+    ),
+    "POST /api/v1/config/{scope}/rollback": (
+        lambda w: w.api.client.post(
+            "/api/v1/config/region:41/rollback",
+            json={"version": 1},
+            headers=_admin(w) | {"If-Match": "1"},
+        ),
+        "config.rollback",
     ),
     "POST /ui/login": (_login, "session.open"),
     "POST /ui/logout": (_logout, "session.close"),
