@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from fleet_server import fleetctl_alerts, fleetctl_security
+from fleet_server import fleetctl_alerts, fleetctl_config, fleetctl_security
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown": "dim"}
@@ -74,6 +74,27 @@ class _Api:
         if response.is_error:
             _die(f"fleet server answered {response.status_code}: {_detail(response)}")
         return self._json(response)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Any call; only transport failures, 401 and 403 exit here, the rest is returned."""
+        try:
+            response = httpx.request(
+                method, f"{self.server}{path}", json=body, params=params,
+                headers=self.headers | (headers or {}), timeout=self.timeout, verify=self.verify,
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
+        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            _die(f"not allowed ({response.status_code}): {_detail(response)}; see --token")
+        return response
 
     def _json(self, response: httpx.Response) -> Any:
         try:
@@ -323,6 +344,7 @@ def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -
 
 fleetctl_security.register(cli)
 fleetctl_alerts.register(cli)
+fleetctl_config.register(cli)
 
 
 def main() -> None:

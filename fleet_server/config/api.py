@@ -128,7 +128,7 @@ def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 10:
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
             detail="If-Match must be the version number your change was made against (0: new)",

@@ -156,7 +156,7 @@ def drift(session: Session) -> list[dict[str, Any]]:
     documents = current_documents(session)
     effectives = effective_all(session, documents=documents)
     rows = {row.outlet_id: row for row in session.scalars(select(OutletConfig))}
-    changed = dict(session.execute(select(ConfigScope.scope, ConfigScope.updated_at)).tuples())
+    changed = {scope.scope: scope.updated_at for scope in session.scalars(select(ConfigScope))}
     found = []
     for outlet_id in sorted(set(effectives) | set(rows)):
         row = rows.get(outlet_id)

@@ -1,4 +1,4 @@
-"""An in-process app on a fresh SQLite database, with one user per role."""
+"""An in-process app on a fresh SQLite (or given PostgreSQL) database, one user per role."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ class Api:
 
 
 @contextmanager
-def running_api(tmp_path: Path, *, mqtt_url: str, **settings: object) -> Iterator[Api]:
-    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+def running_api(
+    tmp_path: Path, *, mqtt_url: str, database_url: str | None = None, **settings: object
+) -> Iterator[Api]:
+    url = database_url or f"sqlite:///{tmp_path / 'fleet.db'}"
     engine = make_engine(url)
     upgrade(engine)
     tokens: dict[Role, str] = {}
