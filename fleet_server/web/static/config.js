@@ -198,6 +198,7 @@ window.govedgeConfig = function (h) {
       (theirs && theirs.ok ? `<h3>${esc(tr("their_changes"))} (${esc(ed.base)} → ${esc(current)})</h3>${changesTable(theirs.json.changes, "their-changes")}` : "") +
       `<button type="button" id="btn-save-over" data-version="${esc(current)}">${esc(fmt("save_over", { v: current }))}</button>`, "conflict");
     await loadHistory();
+    h.refresh();
   }
 
   async function rollback(version) {
