@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -216,3 +217,54 @@ def test_a_second_operator_saving_meanwhile_is_told_and_keeps_their_text(
     assert viewer.locator("#ed-doc").get_attribute("readonly") is not None
     for page in (alice, bob, viewer):
         page.context.close()
+
+
+def test_a_refused_config_shows_in_words_on_the_outlet_page_and_first_in_drift(
+    fleet: FleetServer, browser: Any, tmp_path: Path
+) -> None:
+    # What the reconciler and the agent's report leave behind (they are not on this
+    # branch's path): version 3 was signed, the agent still runs 2 and refused 3.
+    from fleet_server.config.tables import OutletConfig
+    from fleet_server.db import make_engine, make_sessionmaker
+
+    other = {"outlet_id": "hz-cfg-00", "name": "未上报网点", "kind": "kiosk",
+             "region_code": "330106", "opening_hours": "24h"}  # fmt: skip
+    fleet.http.put("/api/v1/outlet-profiles", json=[other]).raise_for_status()
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    engine = make_engine(fleet.database_url)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            session.add(
+                OutletConfig(
+                    outlet_id=OUTLET, desired_version=3, desired_hash="d" * 64,
+                    desired={"log_level": "INFO"}, issued_at=at, published_at=at,
+                    reported_version=2, reported_hash="a" * 64, reported_at=at,
+                    refused_version=3, refused_reason="unknown_key",
+                    refused_detail=f"key ed25519-00 {EVIL_TEXT}", refused_at=at,
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+    page = _logged_in(browser, fleet, "vera", "viewer")
+    page.goto(f"{fleet.url}/ui/outlets/{OUTLET}")
+    section = page.locator("#config")
+    section.wait_for()
+    assert section.locator("[data-cfg-status]").inner_text() == "被拒绝"
+    refusal = section.locator("#last-refusal").inner_text()
+    assert refusal.startswith("签名密钥未知")
+    assert EVIL_TEXT in refusal
+    assert section.locator("#desired-version").inner_text() == "3"
+    assert section.locator("#reported-version").inner_text() == "2"
+    assert page.evaluate("window.__pwned") is None
+    page.screenshot(path=str(tmp_path / "outlet-refused-zh.png"), full_page=True)
+
+    page.goto(f"{fleet.url}/ui/config?lang=en")
+    # The refusal has a time, the outlet that never reported has none: it comes last.
+    rows = page.locator("tr[data-drift]")
+    assert [rows.nth(i).get_attribute("data-drift") for i in range(2)] == [OUTLET, "hz-cfg-00"]
+    first = rows.first
+    assert first.locator("[data-cfg-status]").inner_text() == "refused"
+    first.locator("a").click()
+    page.wait_for_url(f"**/ui/outlets/{OUTLET}")
+    page.context.close()
