@@ -22,6 +22,8 @@ OUTLET = "hz-cfg-01"
 # Strings an operator could type into a comment or a config value: shown as text only.
 EVIL_COMMENT = "</script><script>window.__pwned=1</script>"
 EVIL_TEXT = "请{ticket}号<img src=x onerror=window.__pwned=2>"
+# Uncaught errors of every page the tests open (checked empty at the end of each test).
+JS_ERRORS: list[str] = []
 EVIL_SCOPE = "region:</script><img src=x onerror=window.__pwned=3>"
 
 
@@ -32,6 +34,7 @@ def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
         GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
     )  # fmt: skip
     server.start()
+    JS_ERRORS.clear()
     profile = {
         "outlet_id": OUTLET, "name": "西湖区便民服务中心", "kind": "township_centre",
         "region_code": "330106", "opening_hours": {"mon": ["08:30-17:30"]},
@@ -39,6 +42,7 @@ def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
     server.http.put("/api/v1/outlet-profiles", json=[profile]).raise_for_status()
     try:
         yield server
+        assert JS_ERRORS == []
     finally:
         assert server.stop() == 0, server.stderr()
 
@@ -55,6 +59,7 @@ def _logged_in(browser: Any, fleet: FleetServer, name: str, role: str) -> Any:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.on("dialog", lambda d: d.dismiss())
+    page.on("pageerror", lambda error: JS_ERRORS.append(str(error)))
     page.goto(f"{fleet.url}/ui/login")
     page.fill("input[name=username]", name)
     page.fill("input[name=token]", _token(fleet, name, role))
@@ -201,11 +206,14 @@ def test_a_second_operator_saving_meanwhile_is_told_and_keeps_their_text(
 
     # Rollback to version 1 from the history: a new version with version 1's document.
     alice.goto(f"{fleet.url}/ui/config?scope=global&lang=en")
+    alice.fill("#ed-comment", "back to the start")
     alice.click('#hist-list tr[data-version="1"] button[data-rollback]')
     alice.wait_for_selector("#rolled-back")
     assert alice.locator("#rolled-back").inner_text() == "Rolled back: new version 4"
     assert json.loads(alice.locator("#ed-doc").input_value()) == {"log_level": "INFO"}
-    assert "rollback of version 1" in alice.locator('#hist-list tr[data-version="4"]').inner_text()
+    rolled = alice.locator('#hist-list tr[data-version="4"]').inner_text()
+    assert "back to the start" in rolled
+    assert "rollback of version 1" in rolled
 
     # A viewer reads everything but gets no way to change it.
     viewer = _logged_in(browser, fleet, "vera", "viewer")
@@ -258,6 +266,12 @@ def test_a_refused_config_shows_in_words_on_the_outlet_page_and_first_in_drift(
     assert section.locator("#reported-version").inner_text() == "2"
     assert page.evaluate("window.__pwned") is None
     page.screenshot(path=str(tmp_path / "outlet-refused-zh.png"), full_page=True)
+
+    # A live update (the profiles changed) refetches the section from the config API.
+    fleet.http.put("/api/v1/config/region:3301", json={"log_level": "DEBUG"}).raise_for_status()
+    fleet.http.put("/api/v1/outlet-profiles", json=[other]).raise_for_status()
+    page.wait_for_selector('#config tr[data-path="log_level"] td.layer[data-layer="region:3301"]')
+    assert section.locator("#last-refusal").inner_text().startswith("签名密钥未知")
 
     page.goto(f"{fleet.url}/ui/config?lang=en")
     # The refusal has a time, the outlet that never reported has none: it comes last.

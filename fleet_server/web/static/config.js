@@ -57,7 +57,8 @@ window.govedgeConfig = function (h) {
       `<tr><th>${esc(tr("desired"))}</th><td id="desired-version">${esc(d.version ?? "-")}</td><td>${short(d.hash)}</td><td>${time(d.published_at || d.issued_at)}</td></tr>` +
       `<tr><th>${esc(tr("reported"))}</th><td id="reported-version">${esc(r.version ?? "-")}</td><td>${short(r.hash)}</td><td>${time(r.at)}</td></tr>` +
       `<tr><th>${esc(tr("last_refusal"))}</th><td colspan="3" id="last-refusal">${refusal(c.last_refusal)}</td></tr></table>` +
-      (eff.pending_publication ? `<p class="warn" id="config-pending">${esc(tr(eff.held ? "held" : "pending_publication"))}</p>` : "") +
+      (eff.pending_publication ? `<p class="warn" id="config-pending">${esc(tr(eff.held ? "held" : "pending_publication"))}` +
+        (eff.held ? ` <span class="muted">${esc(eff.held.reason || "")}${eff.held.not_before ? " · " + time(eff.held.not_before) : ""}</span>` : "") + "</p>" : "") +
       `<h3>${esc(tr("effective_config"))} ${short(eff.hash)}</h3><p class="muted">${esc(tr("layers"))}: ${eff.layers.map(scopeLink).join(" → ")}</p>` +
       (rows.length ? `<table id="effective"><tr><th>${esc(tr("setting"))}</th><th>${esc(tr("value"))}</th><th>${esc(tr("layer"))}</th></tr>` +
         rows.map(([path, v]) => `<tr data-path="${esc(path)}"><td><code>${esc(path)}</code></td><td class="val">${esc(typeof v === "string" ? v : JSON.stringify(v))}</td>` +
@@ -202,9 +203,14 @@ window.govedgeConfig = function (h) {
   }
 
   async function rollback(version) {
-    const res = await call("POST", api(ed.scope, "/rollback"), { version }, { "If-Match": String(ed.current) });
+    // The editor's comment and closed-hours choice apply to a rollback too.
+    const body = { version, closed_hours_only: $("ed-closed").checked };
+    const comment = $("ed-comment").value.trim();
+    if (comment) body.comment = comment;
+    const res = await call("POST", api(ed.scope, "/rollback"), body, { "If-Match": String(ed.current) });
     if (res.status === 412) { await conflict(res.json.current_version); return; }
     if (!res.ok) { failed(res); return; }
+    $("ed-comment").value = "";
     await openScope(ed.scope);
     message(`<span class="ok">${esc(fmt("rolled_back", { v: res.json.version }))}</span>`, "rolled-back");
     h.refresh();
