@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
@@ -142,7 +143,7 @@ def config_data(session: SessionDep) -> dict[str, Any]:
     return _config_data(session)
 
 
-def _config_data(session: SessionDep) -> dict[str, Any]:
+def _config_data(session: Session) -> dict[str, Any]:
     return {"scopes": store.list_scopes(session), "drift": outlet_view.drift(session)}
 
 

@@ -148,11 +148,21 @@
     draw();
   }
 
+  // The config page's drift list merges every outlet's scopes: presence changes all
+  // over the fleet refetch it at most every 10 s (a save refetches at once).
+  let pending = null, lastConfigRefresh = 0;
+  function changed() {
+    if (boot.page !== "config") { refresh(); return; }
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; lastConfigRefresh = Date.now(); refresh(); },
+      Math.max(0, lastConfigRefresh + 10000 - Date.now()));
+  }
+
   function connect() {
     const live = document.getElementById("live");
     const es = new EventSource("/api/v1/stream");
     es.addEventListener("open", () => { live.className = "live"; live.textContent = tr("live"); });
-    es.addEventListener("change", () => refresh());
+    es.addEventListener("change", () => changed());
     es.addEventListener("error", () => { live.className = "live off"; live.textContent = tr("disconnected"); });
   }
 
