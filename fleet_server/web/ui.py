@@ -13,15 +13,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
+from fleet_server.config import outlet_view, store
 from fleet_server.health import queries
+from fleet_server.security import Role
 from fleet_server.web.i18n import LANGS, table
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 
 STATIC_DIR = Path(__file__).parent / "static"
-_STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+_STATIC = {"app.js": "text/javascript", "config.js": "text/javascript", "app.css": "text/css"}
 _COOKIE = "govedge_lang"
 # The boot JSON sits in a <script> element; outlet-controlled strings (device ids,
 # models) must not be able to end it ("</script>") or switch the parser into a
@@ -47,6 +51,7 @@ def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HT
             ("overview", "nav_overview"),
             ("map", "nav_map"),
             ("evaluations", "nav_evaluations"),
+            ("config", "nav_config"),
         )
     )
     boot = json.dumps({"page": page, "lang": lang, "t": t, "data": data}, ensure_ascii=False)
@@ -62,6 +67,7 @@ def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HT
 <a id="lang-switch" href="?lang={other}">{escape(t["switch_lang"])}</a></header>
 <main id="main"></main>
 <script id="boot" type="application/json">{boot}</script>
+<script src="/ui/static/config.js"></script>
 <script src="/ui/static/app.js"></script>
 </body></html>"""
     response = HTMLResponse(html)
@@ -107,7 +113,38 @@ def outlet(
     data = queries.outlet_page(session, outlet_id)
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")
+    # The same view as GET /api/v1/outlets/{id}/config; app.js refetches it from there.
+    data["config"] = outlet_view.outlet_view(session, outlet_id)
     return _page(request, page="outlet", lang=_lang(request, lang), data=data)
+
+
+@router.get("/config")
+def config_page(
+    request: Request,
+    session: SessionDep,
+    principal: Authenticated,
+    lang: str | None = None,
+    scope: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    """Config scopes, the outlets out of sync, and the scope editor (``?scope=`` opens one)."""
+    data = _config_data(session) | {
+        "scope": scope,
+        "user": principal.name,
+        # Saving, validating and rolling back need an operator (docs/security.md): a
+        # viewer gets the page without those buttons rather than 403s after typing.
+        "can_write": principal.role.allows(Role.OPERATOR),
+    }
+    return _page(request, page="config", lang=_lang(request, lang), data=data)
+
+
+@router.get("/data/config")
+def config_data(session: SessionDep) -> dict[str, Any]:
+    """The config page's lists, refetched on changes and after a save."""
+    return _config_data(session)
+
+
+def _config_data(session: Session) -> dict[str, Any]:
+    return {"scopes": store.list_scopes(session), "drift": outlet_view.drift(session)}
 
 
 @router.get("/data/map")

@@ -1,36 +1,17 @@
 """The operator UI in a real headless Chromium (Debian's, driven by Playwright): the map
 shows a real agent online, then offline after it is killed (pushed over SSE, no reload);
-the language switches; screenshots go to the test's tmp dir."""
+the language switches; screenshots go to the test's tmp dir. The browser fixture is in
+conftest.py."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth
-from tests.conftest import missing
 from tests.e2e.conftest import Agent
 from tests.server.helpers import FakeAgent, FleetServer
-
-CHROMIUM = "/usr/bin/chromium"
-_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip  # noqa: E501
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        missing("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_map_shows_a_killed_agent_offline_and_switches_language(
@@ -129,7 +110,7 @@ def test_a_hostile_device_id_from_a_birth_shows_as_text(
         assert _EVIL_MODEL in row.inner_text()
         assert page.evaluate("window.__pwned") is None
         assert dialogs == []
-        assert page.locator("script").count() == 2  # the boot data and app.js, nothing else
+        assert page.locator("script").count() == 3  # the boot data, config.js, app.js
         page.screenshot(path=str(tmp_path / "outlet-hostile-device.png"), full_page=True)
         page.close()  # its event stream would hold the server's shutdown
     finally:

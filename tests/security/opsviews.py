@@ -19,7 +19,7 @@ PROBES = ("/metrics", "/healthz", "/readyz")
 def ui_pages(outlet_id: str) -> tuple[str, ...]:
     """The web UI's pages (they are not in the OpenAPI document)."""
     return ("/ui", "/ui/overview", "/ui/map", f"/ui/outlets/{outlet_id}", "/ui/data/map",
-            "/ui/data/evaluations", "/ui/evaluations")  # fmt: skip
+            "/ui/data/evaluations", "/ui/evaluations", "/ui/config", "/ui/data/config")  # fmt: skip
 
 
 def admin_name(server: Server) -> str:

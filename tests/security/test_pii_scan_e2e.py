@@ -245,6 +245,9 @@ def _open_device_alert(server: Server, outlet: Outlet) -> None:
 def _path_values(op: httpx.Client, outlet_id: str, admin: str) -> dict[str, str]:
     """Values for the path parameters of the operator API, from what exists now."""
     values = {"outlet_id": outlet_id, "tx_id": ACCEPTED_KEY, "name": admin}
+    # A config scope with one version, so the config routes are read too.
+    op.put("/api/v1/config/global", json={"log_level": "INFO"}).raise_for_status()
+    values |= {"scope": "global", "version": "1"}
     alerts = op.get("/api/v1/alerts").json()
     items = alerts if isinstance(alerts, list) else alerts.get("items", alerts.get("alerts", []))
     if items:

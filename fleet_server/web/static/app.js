@@ -12,6 +12,7 @@
   const st = (s) => `<span class="st st-${esc(s)}" data-state="${esc(s)}">${esc(tr(s))}</span>`;
   const kind = (k) => (k ? esc(tr("k_" + k, k)) : "-");
   const time = (iso) => (iso ? new Date(iso).toLocaleString(boot.lang === "zh" ? "zh-CN" : "en-GB") : "-");
+  const cfg = window.govedgeConfig({ esc, tr, time, refresh: () => refresh() });
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -88,7 +89,8 @@
           d.devices.map((x) => `<tr data-device="${esc(x.device_id)}"><td>${esc(x.device_id)}</td><td>${esc(x.kind || "")} ${esc(x.model || "")}</td><td>${st(x.state)}</td><td>${esc(x.firmware || "-")}</td><td>${x.error_count}</td>` +
             `<td class="muted">${esc(Object.entries(x.health || {}).slice(0, 6).map(([k, v]) => k + "=" + v).join(" "))}</td><td>${spark(devSeries(x.device_id, "reads_failed"), 120, 22)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>" +
         `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.alerts.filter((a) => a.state === "open"), true)}</section>` +
-        `<section><h2>${tr("events")}</h2>` + (d.events.length ? `<table>${d.events.map((e) => `<tr><td>${time(e.received_at)}</td><td>${esc(e.device_id || "")}</td><td class="sev-${esc(e.severity)}">${esc(e.name)}</td><td class="muted">${esc(JSON.stringify(e.data))}</td></tr>`).join("")}</table>` : `<p class="muted">${tr("none")}</p>`) + "</section>";
+        `<section><h2>${tr("events")}</h2>` + (d.events.length ? `<table>${d.events.map((e) => `<tr><td>${time(e.received_at)}</td><td>${esc(e.device_id || "")}</td><td class="sev-${esc(e.severity)}">${esc(e.name)}</td><td class="muted">${esc(JSON.stringify(e.data))}</td></tr>`).join("")}</table>` : `<p class="muted">${tr("none")}</p>`) + "</section>" +
+        cfg.outletSection(d.config);
     },
 
     evaluations(d) {
@@ -103,10 +105,18 @@
     map: () => "/ui/data/map",
     outlet: () => "/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/health",
     evaluations: () => "/ui/data/evaluations?days=" + (data.days || 30),
+    config: () => "/ui/data/config",
   };
+  let mounted = false;
 
   function draw() {
-    main.innerHTML = render[boot.page](data);
+    if (boot.page === "config") {
+      // The editor holds the operator's unsaved text: only the lists are redrawn.
+      if (mounted) cfg.update(data);
+      else { main.innerHTML = cfg.skeleton(boot.data); cfg.mount(boot.data); mounted = true; }
+    } else {
+      main.innerHTML = render[boot.page](data);
+    }
     main.dataset.version = String((Number(main.dataset.version) || 0) + 1);
     if (boot.page === "map") bindMap();
   }
@@ -128,14 +138,31 @@
 
   async function refresh() {
     const r = await fetch(source[boot.page](), { cache: "no-store" });
-    if (r.ok) { data = await r.json(); draw(); }
+    if (!r.ok) return;
+    const fresh = await r.json();
+    if (boot.page === "outlet") {  // the config section comes from the config API
+      const c = await fetch("/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/config", { cache: "no-store" });
+      fresh.config = c.ok ? await c.json() : null;
+    }
+    data = fresh;
+    draw();
+  }
+
+  // The config page's drift list merges every outlet's scopes: presence changes all
+  // over the fleet refetch it at most every 10 s (a save refetches at once).
+  let pending = null, lastConfigRefresh = 0;
+  function changed() {
+    if (boot.page !== "config") { refresh(); return; }
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; lastConfigRefresh = Date.now(); refresh(); },
+      Math.max(0, lastConfigRefresh + 10000 - Date.now()));
   }
 
   function connect() {
     const live = document.getElementById("live");
     const es = new EventSource("/api/v1/stream");
     es.addEventListener("open", () => { live.className = "live"; live.textContent = tr("live"); });
-    es.addEventListener("change", () => refresh());
+    es.addEventListener("change", () => changed());
     es.addEventListener("error", () => { live.className = "live off"; live.textContent = tr("disconnected"); });
   }
 
