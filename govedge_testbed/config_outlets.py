@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -38,6 +38,8 @@ from govedge_wire.errors import WireError
 from govedge_wire.messages import Birth, ConfigReport
 from govedge_wire.messages import DesiredConfig as ConfigMessage
 from govedge_wire.topics import Kind, agent_client_id, topic_for
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class OutletLog:
 
     outlet_id: str
     connected_at: float | None = None
+    last_message_at: float | None = None  # the last down/config message of any kind
     applied_version: int | None = None
     applied_hash: str | None = None
     applied: list[Applied] = field(default_factory=list)
@@ -93,11 +96,17 @@ class ConfigOutlets:
         *,
         keepalive: int = 600,
         session: int | None = None,
+        applied: Mapping[str, tuple[int, str]] | None = None,
     ) -> None:
+        """``applied`` seeds outlets with a config already applied (version, hash), as an
+        agent restarting with its last good config would be."""
         self.host, self.port, self.keepalive = host, port, keepalive
         self.public_keys = dict(public_keys)
         self.session = session if session is not None else int(time.time())
         self.logs = {outlet: OutletLog(outlet) for outlet in outlet_ids}
+        for outlet, (version, config_hash) in (applied or {}).items():
+            self.logs[outlet].applied_version = version
+            self.logs[outlet].applied_hash = config_hash
         self._ids = list(outlet_ids)
         self._seq = dict.fromkeys(self._ids, 0)
         self._clients: dict[str, mqtt.Client] = {}
@@ -126,6 +135,11 @@ class ConfigOutlets:
         """A copy of every outlet's log, taken under the lock."""
         with self._lock:
             return copy.deepcopy(self.logs)
+
+    def query(self, read: Callable[[Mapping[str, OutletLog]], _T]) -> _T:
+        """``read(logs)`` under the lock, without copying (for frequent polls)."""
+        with self._lock:
+            return read(self.logs)
 
     def wait(
         self, done: Callable[[Mapping[str, OutletLog]], bool], *, timeout: float
@@ -253,6 +267,7 @@ class ConfigOutlets:
         self, log: OutletLog, topic: str, payload: bytes, now: float
     ) -> ConfigReport | None:
         """Verify and apply one ``down/config`` payload; the report to send, if any."""
+        log.last_message_at = now
         if not payload:
             log.absent += 1
             return None
