@@ -191,3 +191,35 @@ def test_retained_applied_version_again_is_not_reported(
         1,
     )
     assert replay["config_version"] == 2
+
+
+def test_reconnected_outlet_recognises_its_retained_config(
+    broker: Mosquitto, outlets: ConfigOutlets, outlet_ids: list[str], server: FakeServer
+) -> None:
+    v1 = {outlet: sign(outlet, 1, 60.0) for outlet in outlet_ids[:5]}
+    for envelope in v1.values():
+        server.publish(envelope)
+    outlets.wait_applied(v1[outlet_ids[0]].hash, list(v1), timeout=30)
+    until(lambda: len(server.messages("reported")) == 5, "5 reports")
+    outlets.stop()
+
+    # The same outlets come back with their last good config, as a restarted agent does:
+    # the broker hands each its retained config again on the new subscription.
+    applied = {outlet: (1, envelope.hash) for outlet, envelope in v1.items()}
+    again = ConfigOutlets(
+        "127.0.0.1", broker.port, list(v1), {KEY_ID: KEY.public_key()}, applied=applied
+    )
+    again.start(timeout=30)
+    try:
+        logs = again.wait(
+            lambda logs: all(log.already_applied == 1 for log in logs.values()), timeout=30
+        )
+    finally:
+        again.stop()
+    until(lambda: len(server.messages("birth")) == 55, "the 5 new births")
+    for outlet in v1:
+        assert logs[outlet].reports_sent == 0
+        assert logs[outlet].applied == []
+        rebirth = server.messages("birth", outlet)[-1]
+        assert (rebirth["config_version"], rebirth["config_hash"]) == (1, v1[outlet].hash)
+    assert len(server.messages("reported")) == 5  # nothing new reported
