@@ -1,8 +1,9 @@
 """Many light simulated outlets that receive, verify and "apply" desired configs.
 
 For tests and benchmarks of the config rollout (docs/config.md): one real MQTT
-connection per outlet (paho, MQTT 3.1.1, plain anonymous TCP like the development-mode
-broker), all driven from one thread through epoll with paho's external-loop API,
+connection per outlet (paho, MQTT 3.1.1; plain anonymous TCP on the development-mode
+broker, or TLS with each outlet's own client certificate on the secure one, as the
+agent connects), all driven from one thread through epoll with paho's external-loop API,
 because paho's own ``loop()`` uses ``select()`` and cannot pass 1,024 descriptors
 (the same approach as ``bench/fleet_ingest.py``).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import selectors
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,11 +99,14 @@ class ConfigOutlets:
         keepalive: int = 600,
         session: int | None = None,
         applied: Mapping[str, tuple[int, str]] | None = None,
+        tls: Callable[[str], ssl.SSLContext] | None = None,
     ) -> None:
         """``applied`` seeds outlets with a config already applied (version, hash), as an
-        agent restarting with its last good config would be."""
+        agent restarting with its last good config would be. ``tls`` gives an outlet's
+        TLS client context (fleet CA, its certificate); None connects in plain TCP."""
         self.host, self.port, self.keepalive = host, port, keepalive
         self.public_keys = dict(public_keys)
+        self.tls = tls
         self.session = session if session is not None else int(time.time())
         self.logs = {outlet: OutletLog(outlet) for outlet in outlet_ids}
         for outlet, (version, config_hash) in (applied or {}).items():
@@ -203,6 +208,8 @@ class ConfigOutlets:
             client.on_connect = self._on_connect
             client.on_subscribe = self._on_subscribe
             client.on_message = self._on_message
+            if self.tls is not None:
+                client.tls_set_context(self.tls(outlet))
             client.connect(self.host, self.port, keepalive=self.keepalive)
             sock = client.socket()
             if sock is None:
@@ -217,7 +224,12 @@ class ConfigOutlets:
     def _pump(self, sel: selectors.EpollSelector, timeout: float) -> None:
         for key, _events in sel.select(timeout):
             client: mqtt.Client = key.data
-            client.loop_read(50)
+            rc = client.loop_read(50)
+            # TLS may hold decrypted bytes epoll cannot see: read until none are left.
+            sock = client.socket()
+            if isinstance(sock, ssl.SSLSocket):
+                while rc == mqtt.MQTT_ERR_SUCCESS and sock.pending():
+                    rc = client.loop_read(50)
             # Publishes made inside paho's callbacks are only queued: write them now.
             if client.want_write():
                 client.loop_write()

@@ -8,6 +8,7 @@ retained on each outlet's ``down/config`` and reads what the outlets answer on
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -32,11 +33,13 @@ KEY_ID = key_id_for(KEY.public_key())
 class FakeServer:
     """Publishes signed configs retained and records the outlets' births and reports."""
 
-    def __init__(self, broker: Mosquitto) -> None:
+    def __init__(self, broker: Mosquitto, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex}")
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.connect("127.0.0.1", broker.port)
