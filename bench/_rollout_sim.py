@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +52,13 @@ def cpu_s(pid: int) -> float:
     return t.user + t.system
 
 
+Tls = Callable[[str], ssl.SSLContext] | None
+
+
 def _serve(
-    conn: Any, port: int, ids: list[str], keys: dict[str, Ed25519PublicKey], ready: Any
+    conn: Any, port: int, ids: list[str], keys: dict[str, Ed25519PublicKey], ready: Any, tls: Tls
 ) -> None:
-    fleet = ConfigOutlets("127.0.0.1", port, ids, keys)
+    fleet = ConfigOutlets("127.0.0.1", port, ids, keys, tls=tls)
     t = time.monotonic()
     fleet.start(timeout=600)
     conn.send(time.monotonic() - t)
@@ -76,7 +80,7 @@ def _serve(
         elif cmd == "totals":
             conn.send(fleet.query(_totals))
         elif cmd == "restart":  # every outlet reconnects with its applied config
-            fleet, result = _restart(fleet, port, ids, keys)
+            fleet, result = _restart(fleet, port, ids, keys, tls)
             conn.send(result)
         elif cmd == "stop":
             fleet.stop()
@@ -113,7 +117,7 @@ def _totals(logs: Mapping[str, OutletLog]) -> dict[str, Any]:
 
 
 def _restart(
-    fleet: ConfigOutlets, port: int, ids: list[str], keys: dict[str, Ed25519PublicKey]
+    fleet: ConfigOutlets, port: int, ids: list[str], keys: dict[str, Ed25519PublicKey], tls: Tls
 ) -> tuple[ConfigOutlets, dict[str, float]]:
     """Disconnect all, reconnect all (each keeping its applied config); time until every
     outlet has its retained config again, recognised as already applied."""
@@ -126,7 +130,7 @@ def _restart(
     )
     fleet.stop()
     t0 = time.monotonic()
-    again = ConfigOutlets("127.0.0.1", port, ids, keys, applied=applied)
+    again = ConfigOutlets("127.0.0.1", port, ids, keys, applied=applied, tls=tls)
     again.start(timeout=600)
     connected_s = time.monotonic() - t0
     seeded = set(applied)
@@ -149,11 +153,13 @@ class SimFleet:
     connect_s: float
 
     @classmethod
-    def start(cls, port: int, ids: list[str], keys: dict[str, Ed25519PublicKey]) -> SimFleet:
+    def start(
+        cls, port: int, ids: list[str], keys: dict[str, Ed25519PublicKey], tls: Tls = None
+    ) -> SimFleet:
         ctx = mp.get_context("fork")
         parent, child = ctx.Pipe()
         ready = ctx.Event()
-        proc = ctx.Process(target=_serve, args=(child, port, ids, keys, ready), daemon=True)
+        proc = ctx.Process(target=_serve, args=(child, port, ids, keys, ready, tls), daemon=True)
         proc.start()
         if not parent.poll(600):
             raise RuntimeError("the simulated outlets did not connect")

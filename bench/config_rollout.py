@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import threading
@@ -49,6 +50,7 @@ from _rollout_sim import (
     outlet_ids,
     region_of,
 )
+from _rollout_tls import SecureFleet, secure_fleet
 
 from govedge_wire import codec
 from govedge_wire.config import SignedConfig, config_message, key_id_for, merge_layers, sign_config
@@ -58,7 +60,7 @@ from govedge_wire.topics import Kind, topic_for
 class Publisher:
     """Plays the server's publisher: publishes signed configs retained, reads the reports."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None) -> None:
         self.applied_at: dict[tuple[str, str], float] = {}  # (outlet, hash) -> first report
         self._lock = threading.Lock()
         subscribed = threading.Event()
@@ -67,6 +69,8 @@ class Publisher:
         )
         # Measure the broker's fan-out, not paho's default window of 20 in flight.
         self.client.max_inflight_messages_set(1000)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: subscribed.set()
         self.client.connect("127.0.0.1", port, keepalive=600)
@@ -158,11 +162,14 @@ def _publisher_round(
     }
 
 
-def run_publisher_mode(n: int, broker: TunedMosquitto, *, timeout: float) -> dict[str, Any]:
+def run_publisher_mode(
+    n: int, broker: TunedMosquitto, *, timeout: float, secure: SecureFleet | None
+) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
     ids = outlet_ids(n)
-    sim = SimFleet.start(broker.port, ids, {key_id_for(key.public_key()): key.public_key()})
-    pub = Publisher(broker.port)
+    keys = {key_id_for(key.public_key()): key.public_key()}
+    sim = SimFleet.start(broker.port, ids, keys, secure.outlet_context if secure else None)
+    pub = Publisher(broker.port, secure.server_context if secure else None)
     mosq = broker_pid(broker)
     try:
         region_ids = [o for i, o in enumerate(ids) if region_of(i) == CHANGED_REGION]
@@ -184,6 +191,7 @@ def run_publisher_mode(n: int, broker: TunedMosquitto, *, timeout: float) -> dic
         totals = sim.ask("totals")
         return {
             "mode": "publisher",
+            "tls": secure is not None,
             "outlets": n,
             "connect_s": sim.connect_s,
             "rounds": rounds,
@@ -208,7 +216,12 @@ def report_publisher(res: dict[str, Any]) -> str:
     again = res["reconnect"]
     return "\n".join(
         [
-            f"{res['outlets']:,} outlets connected (subscribed, birth sent) in "
+            (
+                "TLS, a client certificate per outlet, the generated ACL. "
+                if res["tls"]
+                else "Plain TCP. "
+            )
+            + f"{res['outlets']:,} outlets connected (subscribed, birth sent) in "
             f"{res['connect_s']:.1f} s. Times in seconds from the start of signing.",
             "",
             table(
@@ -282,6 +295,11 @@ def main() -> None:
     ap.add_argument("--outlets", type=int)
     ap.add_argument("--quick", action="store_true", help="200 outlets unless --outlets")
     ap.add_argument("--publisher-only", action="store_true", help="no fleet server")
+    ap.add_argument(
+        "--tls",
+        action="store_true",
+        help="with --publisher-only: the secure broker, a client certificate per outlet",
+    )
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
@@ -289,15 +307,16 @@ def main() -> None:
     nofile = raise_nofile()
     load0 = os.getloadavg()
     print(f"{machine()}; RLIMIT_NOFILE {nofile}; load average {load0[0]:.1f}")
+    if args.tls and not args.publisher_only:
+        sys.exit("config_rollout: --tls needs --publisher-only (server mode runs plain TCP)")
     work = Path(tempfile.mkdtemp(prefix="bench-config-"))
-    broker = TunedMosquitto(
-        ["max_connections -1", "max_queued_messages 100000", "max_inflight_messages 0"],
-        workdir=work / "broker",
-    )
+    extra = ["max_connections -1", "max_queued_messages 100000", "max_inflight_messages 0"]
+    secure = secure_fleet(work, outlet_ids(n), extra) if args.tls else None
+    broker = secure.broker if secure else TunedMosquitto(extra, workdir=work / "broker")
     broker.start()
     try:
         if args.publisher_only:
-            res = run_publisher_mode(n, broker, timeout=args.timeout)
+            res = run_publisher_mode(n, broker, timeout=args.timeout, secure=secure)
             text = report_publisher(res)
         else:
             res = run_server_mode(n, work, broker, timeout=args.timeout)
@@ -313,7 +332,7 @@ def main() -> None:
     print(text)
     print(loads)
     if args.write_doc:
-        mode = "publisher" if args.publisher_only else "server"
+        mode = ("publisher-tls" if args.tls else "publisher") if args.publisher_only else "server"
         quick = "-quick" if args.quick else ""
         update_doc(
             f"config_rollout-{mode}{quick}",
