@@ -33,18 +33,18 @@ from cryptography.hazmat.primitives.serialization import (
 from govedge_testbed import Mosquitto
 from govedge_wire.config import key_id_for
 
-# -- ASSUMED of the server ------------------------------------------------------------------
-# The signing key: a path to an unencrypted PEM (PKCS#8) Ed25519 private key. The server
-# signs with key id ``key_id_for(public key)``, which the simulated outlets hold.
+# -- ASSUMED of the server (docs/config.md: "The signing key", "The config API") -----------
+# The signing key: a path to an unencrypted PEM Ed25519 private key, mode 0600. The server
+# signs under ``key_id_for(public key)``, which the simulated outlets hold.
 SIGNING_KEY_ENV = "GOVEDGE_CONFIG_SIGNING_KEY"
-# GET: 200 {"version": n, ...} with an ETag, 404 while the scope has no version.
-# PUT: body {"document", "comment"}, header If-Match (that ETag, or '"0"' for a new scope).
+# GET: 200 with ETag '"n"' (the version), 404 while the scope has none. PUT: the document
+# as the body, If-Match the version it replaces ("0" for a new scope), ?comment=.
 SCOPE_ROUTE = "/api/v1/config/{scope}"
-# GET: the outlets not in sync, as a JSON list (or {"items": [...]}); empty when all are.
+# GET: a JSON list of the outlets not in sync (never reported ones included); [] when all are.
 DRIFT_ROUTE = "/api/v1/config/drift"
-# GET: one outlet's config, its reported hash as "reported_hash" or "reported": {"hash"}.
+# GET: one outlet's config; "reported": {"version", "hash", "at"}.
 OUTLET_CONFIG_ROUTE = "/api/v1/outlets/{outlet_id}/config"
-# Exists on main: region and kind of each outlet, which the layering reads.
+# Region and kind of each outlet, which the layering reads.
 PROFILES_ROUTE = "/api/v1/outlet-profiles"
 # --------------------------------------------------------------------------------------------
 
@@ -69,6 +69,10 @@ class ServerConfigApi:
                 f"GET {DRIFT_ROUTE} answered {r.status_code}: the server's config API is "
                 "not there (run with --publisher-only until it is merged)"
             )
+        # Without a key the server runs but signs and publishes nothing.
+        metrics = self.http.get("/metrics").text
+        if "govedge_config_signing_key 0" in metrics:
+            raise ServerNotReady(f"the server did not load the signing key ({SIGNING_KEY_ENV})")
 
     def put_profiles(self, ids: list[str]) -> None:
         profiles = [
@@ -84,27 +88,22 @@ class ServerConfigApi:
             etag = '"0"'
         else:
             current.raise_for_status()
-            etag = current.headers.get("ETag") or f'"{current.json()["version"]}"'
+            etag = current.headers["ETag"]
         r = self.http.put(
-            path, json={"document": document, "comment": comment}, headers={"If-Match": etag}
+            path, json=document, params={"comment": comment}, headers={"If-Match": etag}
         )
         if r.status_code >= 400:
             raise ServerNotReady(f"PUT {path} answered {r.status_code}: {r.text[:300]}")
 
     def drifting(self) -> int:
-        body = self.http.get(DRIFT_ROUTE).raise_for_status().json()
-        rows = body if isinstance(body, list) else body.get("items", body.get("outlets", []))
-        return len(rows)
+        return len(self.http.get(DRIFT_ROUTE).raise_for_status().json())
 
     def reported_hash(self, outlet: str) -> str | None:
         r = self.http.get(OUTLET_CONFIG_ROUTE.format(outlet_id=outlet))
         if r.status_code != 200:
             return None
-        body = r.json()
-        reported = body.get("reported")
-        return body.get("reported_hash") or (
-            reported.get("hash") if isinstance(reported, dict) else None
-        )
+        reported = r.json().get("reported")
+        return reported.get("hash") if isinstance(reported, dict) else None
 
 
 def _rollout(
@@ -125,26 +124,28 @@ def _rollout(
     t0 = time.monotonic()
     api.put_scope(scope, document, comment=f"bench: {scope}")
     put_s = time.monotonic() - t0
-    sim.conn.send(("wait_applied", want, ids, timeout))
-    applied_ok: bool | None = None
+    refused0 = sim.ask("totals")["refused"]
+    all_applied = False
     in_sync_s: float | None = None
+    ask_s = float("nan")  # how long the answering drift GET (and sample) took
     cpu_sync: dict[str, float] = {}
     sample = ids[:: max(1, len(ids) // 5)][:5]
     deadline = t0 + timeout
-    while (applied_ok is None or in_sync_s is None) and time.monotonic() < deadline:
-        if applied_ok is None and sim.conn.poll():
-            applied_ok = sim.conn.recv()
-        # Drift empty alone could be "not computed yet": a sample must report the new hash.
-        if (
-            in_sync_s is None
-            and api.drifting() == 0
-            and all(api.reported_hash(o) == want for o in sample)
-        ):
-            in_sync_s = time.monotonic() - t0
+    while not (all_applied and in_sync_s is not None) and time.monotonic() < deadline:
+        applied, refused = sim.ask("progress", want, ids)
+        all_applied = applied == len(ids)
+        if refused != refused0:  # e.g. unknown_key: the server signs under another key id
+            raise ServerNotReady(f"outlets refused the server's configs: {refused}")
+        # The server cannot be in sync before every outlet applied: the drift list (which
+        # merges every outlet's layers) is only polled from then on, so its cost stays out
+        # of the rollout; a sample must also report the new hash.
+        if all_applied and in_sync_s is None:
+            t_ask = time.monotonic()
+            if api.drifting() == 0 and all(api.reported_hash(o) == want for o in sample):
+                in_sync_s = time.monotonic() - t0
+                ask_s = time.monotonic() - t_ask
             cpu_sync = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
-        time.sleep(0.25)  # the polling costs server CPU too: keep it light
-    if applied_ok is None:
-        applied_ok = sim.conn.recv()
+        time.sleep(0.1)
     times = sim.ask("applied", want, ids)
     return {
         "scope": scope,
@@ -154,6 +155,7 @@ def _rollout(
         "arrived_max_s": max((a for a, _ in times), default=float("nan")) - t0,
         "applied_max_s": max((b for _, b in times), default=float("nan")) - t0,
         "in_sync_s": in_sync_s,
+        "ask_s": ask_s,
         "server_cpu_s": cpu_sync.get("server", float("nan")),
         "broker_cpu_s": cpu_sync.get("broker", float("nan")),
         "sim_cpu_s": sim.cpu_s() - sim0,

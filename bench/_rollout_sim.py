@@ -74,6 +74,10 @@ def _serve(
                 conn.send(True)
             except TimeoutError:
                 conn.send(False)
+        elif cmd == "progress":  # (hash, ids): how many applied it, refusals by reason
+            wanted, subset = args
+            applied = fleet.query(lambda logs, h=wanted, s=subset: _count(logs, h, s))
+            conn.send((applied, fleet.query(_totals)["refused"]))
         elif cmd == "touched":  # (since, ids): how many got any down/config message since
             since, subset = args
             conn.send(fleet.query(lambda logs, t0=since, s=subset: _touched(logs, t0, s)))
@@ -97,6 +101,10 @@ def _times(
         if hit is not None:
             out.append((hit.arrived_at, hit.applied_at))
     return out
+
+
+def _count(logs: Mapping[str, OutletLog], wanted: str, subset: Sequence[str]) -> int:
+    return sum(1 for o in subset if logs[o].applied_hash == wanted)
 
 
 def _touched(logs: Mapping[str, OutletLog], since: float, subset: Sequence[str]) -> int:

@@ -259,6 +259,7 @@ def report_server(res: dict[str, Any]) -> str:
         [
             r["scope"], r["outlets"], r["applied"], r["put_s"], r["arrived_max_s"],
             r["applied_max_s"], r["in_sync_s"] if r["in_sync_s"] is not None else "not reached",
+            r["ask_s"],
             r["server_cpu_s"], r["broker_cpu_s"], r["sim_cpu_s"], r["others_touched"],
             json.dumps(r["totals"]["refused"]),
         ]
@@ -267,7 +268,8 @@ def report_server(res: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{res['outlets']:,} outlets connected in {res['connect_s']:.1f} s. Times in "
-            "seconds from the PUT.",
+            "seconds from the PUT; CPU from the PUT to the answer saying all are in sync; "
+            "refusals counted since the outlets started.",
             "",
             table(
                 [
@@ -278,6 +280,7 @@ def report_server(res: dict[str, Any]) -> str:
                     "last arrival s",
                     "all applied s",
                     "server: all in sync s",
+                    "of which the answering drift GET s",
                     "server CPU s",
                     "broker CPU s",
                     "simulator CPU s",
