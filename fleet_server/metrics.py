@@ -45,6 +45,8 @@ class MetricSources:
     evaluation_rules_errors: Callable[[], dict[str, int]] | None = None
     # Desired configs: signing key, published, refused, drifting (fleet_server.config).
     config: ConfigStats | None = None
+    # Release uploads refused, by reason (fleet_server.releases.api).
+    release_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -168,6 +170,13 @@ class _FleetCollector(Collector):
             yield errors
         if s.config is not None:
             yield from _config_metrics(s.config)
+        if s.release_refused is not None:
+            releases = CounterMetricFamily(
+                "govedge_release_refused", "Release uploads refused", labels=["reason"]
+            )
+            for reason, count in sorted(s.release_refused.items()):
+                releases.add_metric([reason], count)
+            yield releases
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -228,7 +237,10 @@ class FleetMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.http_refused: Counter[str] = Counter()
-        self.sources = MetricSources(http_refused=self.http_refused)
+        self.release_refused: Counter[str] = Counter()
+        self.sources = MetricSources(
+            http_refused=self.http_refused, release_refused=self.release_refused
+        )
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(
             "govedge_db_latency_seconds",
