@@ -51,14 +51,27 @@ def wheel_name(version: str, name: str = "govedge") -> str:
     return f"{name}-{version}-py3-none-any.whl"
 
 
-def bundle_bytes(members: dict[str, bytes]) -> bytes:
-    """A .tar.gz holding ``members`` (name → bytes)."""
+def bundle_bytes(members: dict[str, bytes], *, links: dict[str, str] | None = None) -> bytes:
+    """A .tar.gz holding ``members`` (name → bytes) and symbolic ``links`` (name → target)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as bundle:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             bundle.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            bundle.addfile(info)
+    return out.getvalue()
+
+
+def zip_bundle_bytes(members: dict[str, bytes]) -> bytes:
+    """A .zip holding ``members``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
     return out.getvalue()
 
 
@@ -90,7 +103,9 @@ class ReleaseApi(Api):
 
 
 @contextmanager
-def release_api(tmp_path: Path, *, database_url: str | None = None) -> Iterator[ReleaseApi]:
+def release_api(
+    tmp_path: Path, *, database_url: str | None = None, **extra: object
+) -> Iterator[ReleaseApi]:
     url = database_url or f"sqlite:///{tmp_path / 'fleet.db'}"
     engine = make_engine(url)
     upgrade(engine)
@@ -113,6 +128,7 @@ def release_api(tmp_path: Path, *, database_url: str | None = None) -> Iterator[
         pii_key_dir=tmp_path / "pii",
         releases_dir=tmp_path / "releases",
         config_signing_key=signing_key(tmp_path),
+        **extra,  # type: ignore[arg-type]
     )
     app = create_app(settings, engine=engine)
     try:

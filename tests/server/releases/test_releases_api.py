@@ -23,6 +23,7 @@ from tests.server.releases.kit import (
     release_api,
     wheel_bytes,
     wheel_name,
+    zip_bundle_bytes,
 )
 
 
@@ -108,6 +109,15 @@ def test_garbage_is_refused_counted_and_nothing_stored(api: ReleaseApi) -> None:
         (bundle_bytes({"readme.md": b"x"}), "bundle.tar.gz", "bad_bundle"),
         (bundle_bytes({"a.whl": b"x"}), "bundle.tar.gz", "bad_bundle"),
         (b"\x1f\x8b garbage", "bundle.tar.gz", "bad_bundle"),
+        (
+            bundle_bytes(
+                {wheel_name(version): wheel_bytes(version)}, links={"x.whl": "/etc/passwd"}
+            ),
+            "bundle.tar.gz",
+            "bad_bundle",
+        ),
+        (bundle_bytes({"../" + wheel_name(version): wheel_bytes(version)}), "b.tgz", "bad_bundle"),
+        (zip_bundle_bytes({wheel_name("3.0.1"): wheel_bytes("3.0.1")}), "b.zip", "wrong_package"),
     ]
     for data, name, reason in cases:
         before = _refused(api, reason)
@@ -228,3 +238,34 @@ def test_an_outlet_downloads_with_its_certificate(api: ReleaseApi) -> None:
         api.client.get(path, headers=outlet_headers(key, certificate, "GET", path)).status_code
         == 401
     )
+
+
+def test_a_zip_bundle_is_stored(api: ReleaseApi) -> None:
+    version = _version(api, "4.3.0")
+    data = zip_bundle_bytes({wheel_name(version): wheel_bytes(version)})
+    answer = api.upload(data, version, f"govedge-{version}.zip")
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["kind"] == "bundle"
+
+
+def test_an_upload_over_the_limit_is_cut_off_and_nothing_stored(tmp_path: Path) -> None:
+    limit = 1024 * 1024
+    with release_api(tmp_path, release_max_bytes=limit) as api:
+        version = "8.0.0"
+        big = wheel_bytes(version) + b"\0" * limit
+        # With Content-Length: refused before the body is read.
+        assert api.upload(big, version, wheel_name(version)).status_code == 413
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+            for start in range(0, len(big), 64 * 1024):
+                yield big[start : start + 64 * 1024]
+
+        streamed = api.client.post(
+            "/api/v1/releases",
+            params={"version": version, "file_name": wheel_name(version)},
+            content=chunks(),
+            headers={**api.as_role(Role.OPERATOR), "Content-Type": "application/octet-stream"},
+        )
+        assert streamed.status_code == 413
+        assert api.stored_files() == []
+        assert api.client.get("/api/v1/releases", headers=api.as_role(Role.VIEWER)).json() == []
