@@ -22,7 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Final, Literal
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    canonicalize_version,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from govedge_wire.releases import FILE_NAME_PATTERN, ReleaseKind
@@ -51,6 +56,18 @@ def normal_version(text: str) -> str:
         return str(Version(text))
     except InvalidVersion:
         raise ArtifactRefused(f"{text!r} is not a PEP 440 version", reason="bad_version") from None
+
+
+def version_key(text: str) -> str:
+    """What equal versions share (``1.4`` for ``1.4.0`` too); ``ArtifactRefused`` if none."""
+    return canonicalize_version(normal_version(text))
+
+
+def _same_version(stated: object, version: str) -> bool:
+    try:
+        return stated is not None and Version(str(stated)) == Version(version)
+    except InvalidVersion:
+        return False
 
 
 def kind_for(file_name: str) -> ReleaseKind:
@@ -111,11 +128,7 @@ def check_wheel(path: Path, *, file_name: str, version: str) -> None:
             f"{file_name}: METADATA names package {name!r}, not {PACKAGE!r}",
             reason="wrong_package",
         )
-    try:
-        same = stated is not None and str(Version(str(stated))) == version
-    except InvalidVersion:
-        same = False
-    if not same:
+    if not _same_version(stated, version):
         raise ArtifactRefused(
             f"{file_name}: METADATA says version {stated!r}, not {version}",
             reason="wrong_package",
@@ -127,7 +140,7 @@ def _check_wheel_name(file_name: str, *, version: str) -> None:
         name, stated, _, _ = parse_wheel_filename(file_name)
     except (InvalidWheelFilename, InvalidVersion):
         raise ArtifactRefused(f"{file_name!r} is not a wheel name", reason="bad_name") from None
-    if name != PACKAGE or str(stated) != version:
+    if name != PACKAGE or stated != Version(version):
         raise ArtifactRefused(
             f"{file_name} is {name} {stated}, not {PACKAGE} {version}", reason="wrong_package"
         )

@@ -23,7 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.config.keys import load_config_keys
-from fleet_server.releases.artifacts import ArtifactRefused, check_artifact, normal_version
+from fleet_server.releases.artifacts import (
+    ArtifactRefused,
+    check_artifact,
+    normal_version,
+    version_key,
+)
 from fleet_server.releases.tables import Release
 from fleet_server.security import audit
 from fleet_server.settings import Settings
@@ -111,8 +116,9 @@ def add_release(
     """Check, sign and store ``upload`` (finished) as ``version``; see the module doc."""
     version = normal_version(version)
     kind = check_artifact(upload.path, file_name=file_name, version=version)
+    key = version_key(version)
     with sessions() as session:
-        existing = session.get(Release, version)
+        existing = _by_key(session, key)
         if existing is not None:
             return Added(_same_or_conflict(existing, upload, file_name), created=False)
         keys = load_config_keys(settings)
@@ -134,6 +140,7 @@ def add_release(
         )
         row = Release(
             version=version,
+            version_key=key,
             file_name=file_name,
             kind=kind,
             size=upload.size,
@@ -157,7 +164,7 @@ def add_release(
             session.flush()
         except IntegrityError:  # another upload of this version won the race
             session.rollback()
-            other = session.get(Release, version)
+            other = _by_key(session, key)
             if other is None:
                 raise
             return Added(_same_or_conflict(other, upload, file_name), created=False)
@@ -192,13 +199,17 @@ def artifact_path(settings: Settings, release: Release) -> Path:
     return settings.releases_dir / release.version / release.file_name
 
 
+def _by_key(session: Session, key: str) -> Release | None:
+    return session.scalars(select(Release).where(Release.version_key == key)).first()
+
+
 def get_release(session: Session, version: str) -> Release:
-    """The release ``version`` (any PEP 440 spelling); ``ReleaseNotFound`` otherwise."""
+    """The release ``version`` (any equal PEP 440 spelling); ``ReleaseNotFound`` otherwise."""
     try:
-        normal = normal_version(version)
+        key = version_key(version)
     except ArtifactRefused:  # not a version at all: then no release has it
         raise ReleaseNotFound(f"release {version!r} not found") from None
-    row = session.get(Release, normal)
+    row = _by_key(session, key)
     if row is None:
         raise ReleaseNotFound(f"release {version!r} not found")
     return row

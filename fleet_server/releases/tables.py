@@ -20,8 +20,10 @@ class Release(Base):
 
     __tablename__ = "releases"
 
-    # The PEP 440 normal form ("1.0" and "1.0.0" are the same release).
+    # The version in PEP 440 normal form, as shown and in the manifest.
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Without trailing zeros: "1.4" and "1.4.0" are equal under PEP 440, so one release.
+    version_key: Mapped[str] = mapped_column(String(64), unique=True)
     file_name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(8))
     size: Mapped[int] = mapped_column(BigInteger)

@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "releases",
         sa.Column("version", sa.String(length=64), nullable=False),
+        sa.Column("version_key", sa.String(length=64), nullable=False),
         sa.Column("file_name", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("bad_by", sa.String(length=128), nullable=True),
         sa.Column("bad_reason", sa.String(length=1000), nullable=True),
         sa.PrimaryKeyConstraint("version", name=op.f("pk_releases")),
+        sa.UniqueConstraint("version_key", name=op.f("uq_releases_version_key")),
     )
 
 

@@ -96,6 +96,12 @@ def test_the_same_version_is_immutable(api: ReleaseApi) -> None:
     assert api.stored_files() == [f"{version}/{wheel_name(version)}"]
     shown = api.client.get(f"/api/v1/releases/{version}", headers=api.as_role(Role.VIEWER)).json()
     assert shown["sha256"] == hashlib.sha256(data).hexdigest()
+    # "X.0" is the same PEP 440 version as "X": found by either spelling, and taken.
+    short = version.replace("2.0.0", "2.0", 1)
+    assert short != version
+    by_short = api.client.get(f"/api/v1/releases/{short}", headers=api.as_role(Role.VIEWER))
+    assert by_short.json()["version"] == version
+    assert api.upload(wheel_bytes(short), short, wheel_name(short)).status_code == 409
 
 
 def test_garbage_is_refused_counted_and_nothing_stored(api: ReleaseApi) -> None:
