@@ -75,6 +75,10 @@ def test_a_wheel_is_stored_signed_and_served_with_ranges(api: ReleaseApi) -> Non
     assert (first.status_code, rest.status_code) == (206, 206)
     assert rest.headers["content-range"] == f"bytes {half}-{len(data) - 1}/{len(data)}"
     assert hashlib.sha256(first.content + rest.content).hexdigest() == release["sha256"]
+    # If-Range with another ETag (the file changed under the client): the whole file.
+    changed = api.client.get(path, headers={**viewer, "Range": f"bytes={half}-", "If-Range": '"x"'})
+    assert changed.status_code == 200
+    assert changed.content == data
     beyond = api.client.get(path, headers={**viewer, "Range": f"bytes={len(data) + 10}-"})
     assert beyond.status_code == 416
     assert beyond.headers["content-range"] == f"bytes */{len(data)}"
