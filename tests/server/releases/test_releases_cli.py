@@ -48,6 +48,19 @@ def test_releases_through_both_command_lines(broker: Mosquitto, tmp_path: Path) 
         )  # fmt: skip
         assert direct.returncode == 0, direct.stderr
         assert "release 1.1.0 stored" in direct.stdout
+        garbage = tmp_path / wheel_name("3.0")
+        garbage.write_bytes(b"not a wheel")
+        direct_refused = _run(
+            str(BIN / "fleet-server"), "releases", "add", str(garbage), "--version", "3.0",
+            "--database-url", database, "--releases-dir", str(releases),
+            "--signing-key", server.env["GOVEDGE_CONFIG_SIGNING_KEY"],
+        )  # fmt: skip
+        assert direct_refused.returncode == 1
+        assert "not a readable zip; nothing stored" in direct_refused.stderr
+        assert sorted(p.name for p in releases.rglob("*.whl")) == [
+            wheel_name("1.0.0"),
+            wheel_name("1.1.0"),
+        ]
         refused = _run(*ctl, "releases", "add", str(second), "--version", "2.0")
         assert refused.returncode != 0
         assert "422" in refused.stderr
