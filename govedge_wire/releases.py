@@ -4,7 +4,8 @@ The fleet server signs each release's manifest with its config-signing key (Ed25
 under its own context string, so a config signature never verifies as a release and a
 release signature never as a config (docs/updates.md). The agent downloads the artifact,
 checks its size and SHA-256 against a manifest that ``verify_manifest`` accepted, and
-only then installs it.
+only then installs it. It proves who it is for the download with its client
+certificate (``download_proof_payload`` and the headers).
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from govedge_wire.config.signing import KEY_ID_PATTERN, canonical_json
 
 __all__ = [
+    "CERTIFICATE_HEADER",
+    "DOWNLOAD_PROOF_CONTEXT",
     "MANIFEST_REFUSALS",
+    "MAX_PROOF_SKEW_S",
     "RELEASE_SIGNING_CONTEXT",
+    "SIGNATURE_HEADER",
+    "TIME_HEADER",
     "ManifestRefusal",
     "ManifestRefused",
     "ReleaseKind",
     "SignedManifest",
+    "download_proof_payload",
     "manifest_payload",
     "sign_manifest",
     "verify_manifest",
@@ -40,6 +47,16 @@ SIGNED_FIELDS: Final = ("version", "file_name", "size", "sha256", "created_at", 
 MAX_MANIFEST_BYTES: Final = 4096
 # A file name safe in a path and a URL: no separators, no leading dot.
 FILE_NAME_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}"
+
+# An agent downloads with its client certificate: these headers carry the certificate
+# (base64 of its PEM), the time (Unix seconds) and its key's signature over
+# ``download_proof_payload`` (docs/updates.md, "Downloads by agents").
+CERTIFICATE_HEADER: Final = "X-Govedge-Outlet-Certificate"
+TIME_HEADER: Final = "X-Govedge-Outlet-Time"
+SIGNATURE_HEADER: Final = "X-Govedge-Outlet-Signature"
+DOWNLOAD_PROOF_CONTEXT: Final = b"govedge-outlet-request-v1\n"
+# The server refuses a proof whose time is further than this from its clock.
+MAX_PROOF_SKEW_S: Final = 300
 
 ReleaseKind = Literal["wheel", "bundle"]
 ManifestRefusal = Literal["garbage", "unknown_key", "bad_signature"]
@@ -77,6 +94,11 @@ class SignedManifest(BaseModel):
 def manifest_payload(fields: Mapping[str, Any]) -> bytes:
     """The bytes a signature covers: the context, then the signed fields' canonical JSON."""
     return RELEASE_SIGNING_CONTEXT + canonical_json({name: fields[name] for name in SIGNED_FIELDS})
+
+
+def download_proof_payload(method: str, path: str, at: int) -> bytes:
+    """The bytes an outlet signs to make one request with its certificate."""
+    return DOWNLOAD_PROOF_CONTEXT + f"{method.upper()}\n{path}\n{at}".encode()
 
 
 def sign_manifest(

@@ -10,7 +10,8 @@ with its key, here over the request itself (docs/updates.md, "Downloads by agent
                                   "govedge-outlet-request-v1\\n{METHOD}\\n{path}\\n{time}"
 
 The certificate must be the fleet CA's, valid now, known and not revoked; the time
-within ``MAX_SKEW_S`` of the server's. Failing any of these is 401.
+within ``MAX_PROOF_SKEW_S`` of the server's. Failing any of these is 401. The header
+names and the signed bytes are part of the wire contract (``govedge_wire.releases``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import base64
 import binascii
 import time
 from datetime import UTC, datetime
-from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -32,19 +32,13 @@ from fleet_server.api.deps import AppStateDep
 from fleet_server.models import Certificate
 from fleet_server.pki import PkiError
 from fleet_server.security import Role
-
-CERTIFICATE_HEADER: Final = "x-govedge-outlet-certificate"
-TIME_HEADER: Final = "x-govedge-outlet-time"
-SIGNATURE_HEADER: Final = "x-govedge-outlet-signature"
-REQUEST_CONTEXT: Final = b"govedge-outlet-request-v1\n"
-# A proof is a bearer credential for this one path while it is fresh; a clock off by
-# more than this is refused (outlet PCs keep time with NTP).
-MAX_SKEW_S: Final = 300
-
-
-def signed_request(method: str, path: str, at: int) -> bytes:
-    """The bytes an outlet signs for one request."""
-    return REQUEST_CONTEXT + f"{method.upper()}\n{path}\n{at}".encode()
+from govedge_wire.releases import (
+    CERTIFICATE_HEADER,
+    MAX_PROOF_SKEW_S,
+    SIGNATURE_HEADER,
+    TIME_HEADER,
+    download_proof_payload,
+)
 
 
 def _refused(detail: str) -> HTTPException:
@@ -60,13 +54,14 @@ def outlet_caller(request: Request, security: SecurityDep, state: AppStateDep) -
         certificate = x509.load_pem_x509_certificate(pem)
     except (binascii.Error, ValueError):
         raise _refused("malformed headers") from None
-    if abs(time.time() - at) > MAX_SKEW_S:
-        raise _refused(f"time is more than {MAX_SKEW_S} s from the server's")
+    # A proof is a bearer credential for this one path while it is fresh.
+    if abs(time.time() - at) > MAX_PROOF_SKEW_S:
+        raise _refused(f"time is more than {MAX_PROOF_SKEW_S} s from the server's")
     try:
         security.ca().verify_issued(certificate, at=datetime.now(UTC))
     except PkiError as exc:
         raise _refused(str(exc)) from None
-    data = signed_request(request.method, request.url.path, at)
+    data = download_proof_payload(request.method, request.url.path, at)
     key = certificate.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):

@@ -20,10 +20,15 @@ from fleet_server.app import create_app
 from fleet_server.config.keys import ConfigKeys, load_config_keys
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.migrate import upgrade
-from fleet_server.releases.outlet_auth import signed_request
 from fleet_server.security import Role
 from fleet_server.security.users import create_user
 from fleet_server.settings import Settings
+from govedge_wire.releases import (
+    CERTIFICATE_HEADER,
+    SIGNATURE_HEADER,
+    TIME_HEADER,
+    download_proof_payload,
+)
 from tests.security.api_harness import Api, TestClient
 from tests.server.config.kit import signing_key
 
@@ -150,9 +155,9 @@ def outlet_headers(
 ) -> dict[str, str]:
     """The headers an agent sends to download with its certificate."""
     when = int(time.time()) if at is None else at
-    signature = key.sign(signed_request(method, path, when), ec.ECDSA(hashes.SHA256()))
+    signature = key.sign(download_proof_payload(method, path, when), ec.ECDSA(hashes.SHA256()))
     return {
-        "X-Govedge-Outlet-Certificate": base64.b64encode(certificate_pem.encode()).decode(),
-        "X-Govedge-Outlet-Time": str(when),
-        "X-Govedge-Outlet-Signature": base64.b64encode(signature).decode(),
+        CERTIFICATE_HEADER: base64.b64encode(certificate_pem.encode()).decode(),
+        TIME_HEADER: str(when),
+        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
     }
