@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ from govedge_wire.releases import sign_manifest
 logger = logging.getLogger(__name__)
 
 INCOMING: Final = ".incoming"
+# An upload file this old in .incoming is what a crash or kill left behind (an upload
+# is renamed or removed when its request ends); each new upload sweeps them.
+STALE_UPLOAD_S: Final = 86_400
 
 
 class ReleaseError(Exception):
@@ -64,6 +68,7 @@ class Upload:
         self.limit = settings.release_max_bytes
         directory = settings.releases_dir / INCOMING
         directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        _sweep(directory, older_than=time.time() - STALE_UPLOAD_S)
         handle, name = tempfile.mkstemp(dir=directory, prefix="upload-")
         self.path = Path(name)
         self._file = os.fdopen(handle, "wb")
@@ -93,6 +98,16 @@ class Upload:
         """Remove the temporary file (whatever happened)."""
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+def _sweep(directory: Path, *, older_than: float) -> None:
+    for leftover in directory.glob("upload-*"):
+        try:
+            if leftover.stat().st_mtime < older_than:
+                leftover.unlink()
+                logger.warning("removed %s, an upload left by a crash", leftover.name)
+        except FileNotFoundError:  # another process swept it first
+            continue
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ and agents downloading with their certificate — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -279,3 +281,17 @@ def test_an_upload_over_the_limit_is_cut_off_and_nothing_stored(tmp_path: Path) 
         assert streamed.status_code == 413
         assert api.stored_files() == []
         assert api.client.get("/api/v1/releases", headers=api.as_role(Role.VIEWER)).json() == []
+
+
+def test_uploads_left_by_a_crash_are_swept(api: ReleaseApi) -> None:
+    incoming = api.releases_dir / ".incoming"
+    incoming.mkdir(parents=True)
+    old, fresh = incoming / "upload-old", incoming / "upload-running"
+    old.write_bytes(b"half an upload")
+    fresh.write_bytes(b"an upload in progress elsewhere")
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(old, (two_days_ago, two_days_ago))
+    version = _version(api, "9.1.0")
+    assert api.upload(wheel_bytes(version), version, wheel_name(version)).status_code == 201
+    assert not old.exists()
+    assert fresh.exists()
