@@ -12,7 +12,6 @@ from typing import Final
 
 import click
 
-from fleet_server.config.keys import ConfigKeyError
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.migrate import upgrade
 from fleet_server.releases.artifacts import ArtifactRefused
@@ -54,8 +53,14 @@ def add(
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValueError as exc:
         raise click.UsageError(f"bad settings: {exc}") from None
+    try:
+        upload = Upload(settings)
+    except OSError as exc:
+        click.echo(
+            f"fleet-server: cannot write to {settings.releases_dir}: {exc.strerror}", err=True
+        )
+        sys.exit(1)
     engine = make_engine(settings.database_url)
-    upload = Upload(settings)
     try:
         upgrade(engine)
         with file.open("rb") as stream:
@@ -66,7 +71,7 @@ def add(
             make_sessionmaker(engine), settings, upload,
             version=version, file_name=file.name, notes=notes, actor="cli",
         )  # fmt: skip
-    except (ArtifactRefused, ReleaseError, ConfigKeyError) as exc:
+    except (ArtifactRefused, ReleaseError) as exc:
         click.echo(f"fleet-server: {exc}; nothing stored", err=True)
         sys.exit(1)
     finally:

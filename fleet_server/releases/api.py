@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from fleet_server.api.auth import Authenticated, SecurityDep
 from fleet_server.api.deps import AppStateDep, SessionDep
@@ -96,6 +97,7 @@ def _http(exc: store.ReleaseError) -> HTTPException:
 @write_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
     responses={200: {"model": ReleasePublic, "description": "the same file again: as stored"}},
     openapi_extra={
         "requestBody": {
@@ -144,6 +146,9 @@ async def add_release(
     except ArtifactRefused as exc:
         refused[exc.reason] += 1
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    except ClientDisconnect:  # a bad link: nothing stored, the client uploads again
+        refused["broken_off"] += 1
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="the upload broke off") from None
     except store.ReleaseError as exc:
         refused["too_large" if isinstance(exc, store.ReleaseTooLarge) else "conflict"] += 1
         raise _http(exc) from None

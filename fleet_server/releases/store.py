@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fleet_server.config.keys import load_config_keys
+from fleet_server.config.keys import ConfigKeyError, load_config_keys
 from fleet_server.releases.artifacts import (
     ArtifactRefused,
     check_artifact,
@@ -136,7 +136,10 @@ def add_release(
         existing = _by_key(session, key)
         if existing is not None:
             return Added(_same_or_conflict(existing, upload, file_name), created=False)
-        keys = load_config_keys(settings)
+        try:
+            keys = load_config_keys(settings)
+        except ConfigKeyError as exc:
+            raise ReleaseError(f"releases cannot be signed: {exc}") from None
         if keys.private_key is None or keys.key_id is None:
             raise ReleaseError(
                 "the server has no signing key (GOVEDGE_CONFIG_SIGNING_KEY): "
