@@ -41,12 +41,13 @@ from fleet_server.api.auth import (
     mark_open,
 )
 from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
-from fleet_server.api.limits import RequestLimits
+from fleet_server.api.limits import BODY_LIMITS, RequestLimits
 from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
+from fleet_server.releases import api as releases_api
 from fleet_server.routing.targets import TargetsConfig
 from fleet_server.runtime import ServerRuntime
 from fleet_server.settings import Settings
@@ -119,12 +120,20 @@ def create_app(
     api(alerts_api.write_router, dependencies=[OPERATOR])
     # Desired config (docs/config.md): viewers read, operators write.
     api(config_api.router, dependencies=[rw])
+    # Agent releases (docs/updates.md): operators upload and mark bad, viewers read;
+    # downloads also take an outlet's certificate proof, so the token backstop steps aside.
+    api(releases_api.write_router, dependencies=[OPERATOR])
+    api(releases_api.read_router, dependencies=[VIEWER])
+    api(releases_api.download_router)
+    mark_open(f"{API_PREFIX}/releases/{{version}}/manifest")
+    mark_open(f"{API_PREFIX}/releases/{{version}}/artifact")
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_login.router, dependencies=[OPEN])  # how a browser gets a session
     # Body sizes and the rate of unauthenticated calls, checked before a body is read.
     app.add_middleware(
         RequestLimits,
         default_max_bytes=settings.http_body_max_bytes,
+        limits={**BODY_LIMITS, f"{API_PREFIX}/releases": settings.release_max_bytes},
         rate_per_min=settings.open_rate_per_min,
         burst=settings.open_burst,
         counts=app.state.metrics.http_refused,

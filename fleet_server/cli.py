@@ -1,5 +1,5 @@
 """``fleet-server``: ``run`` the API and ingest, ``migrate`` the database, ``catalogue import``,
-``evaluation-profile`` (a built-in 好差评 profile as a config document).
+``evaluation-profile`` (a built-in 好差评 profile as a config document), ``releases add``.
 
 Options override ``GOVEDGE_*`` environment variables, which override the defaults.
 This is the only place that configures logging.
@@ -16,7 +16,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from fleet_server import config_key_cli, grafana_cli, security_cli, tls_cli
+from fleet_server import config_key_cli, grafana_cli, releases_cli, security_cli, tls_cli
 from fleet_server.evaluations.rules import PROFILES
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
@@ -235,4 +235,5 @@ def evaluation_profile(name: str) -> None:
 security_cli.register(main)
 main.add_command(tls_cli.https_cert)
 main.add_command(config_key_cli.config_key)
+main.add_command(releases_cli.releases)
 grafana_cli.register(main)

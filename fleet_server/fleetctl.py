@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from fleet_server import fleetctl_alerts, fleetctl_config, fleetctl_security
+from fleet_server import fleetctl_alerts, fleetctl_config, fleetctl_releases, fleetctl_security
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown": "dim"}
@@ -58,11 +58,11 @@ class _Api:
             _die(f"fleet server answered {response.status_code}: {_detail(response)}")
         return self._json(response)
 
-    def post(self, path: str) -> Any:
+    def post(self, path: str, body: Any = None) -> Any:
         url = f"{self.server}{path}"
         try:
             response = httpx.post(
-                url, timeout=self.timeout, headers=self.headers, verify=self.verify
+                url, timeout=self.timeout, headers=self.headers, verify=self.verify, json=body
             )
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
@@ -345,6 +345,7 @@ def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -
 fleetctl_security.register(cli)
 fleetctl_alerts.register(cli)
 fleetctl_config.register(cli)
+fleetctl_releases.register(cli)
 
 
 def main() -> None:

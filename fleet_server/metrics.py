@@ -46,6 +46,8 @@ class MetricSources:
     evaluation_rules_errors: Callable[[], dict[str, int]] | None = None
     # Desired configs: signing key, published, refused, drifting (fleet_server.config).
     config: ConfigStats | None = None
+    # Release uploads refused, by reason (fleet_server.releases.api).
+    release_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -175,6 +177,13 @@ class _FleetCollector(Collector):
         for reason, count in sorted(CONFIG_REFUSALS.items()):
             config_refused.add_metric([reason], count)
         yield config_refused
+        if s.release_refused is not None:
+            releases = CounterMetricFamily(
+                "govedge_release_refused", "Release uploads refused", labels=["reason"]
+            )
+            for reason, count in sorted(s.release_refused.items()):
+                releases.add_metric([reason], count)
+            yield releases
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -235,7 +244,10 @@ class FleetMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.http_refused: Counter[str] = Counter()
-        self.sources = MetricSources(http_refused=self.http_refused)
+        self.release_refused: Counter[str] = Counter()
+        self.sources = MetricSources(
+            http_refused=self.http_refused, release_refused=self.release_refused
+        )
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(
             "govedge_db_latency_seconds",

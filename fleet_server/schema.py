@@ -1,14 +1,16 @@
 """Every table of the fleet database on one ``Base.metadata``, for migrations and checks.
 
 The tables live next to the code that owns them (``models``, ``health.tables``,
-``transactions.usage``, ``config.tables``); importing this module registers them all.
+``transactions.usage``, ``config.tables``,
+``releases.tables``); importing this module registers them all.
 """
 
 from fleet_server.config import tables as config_tables
 from fleet_server.health import tables as health_tables
 from fleet_server.models import Base
+from fleet_server.releases import tables as release_tables
 from fleet_server.transactions import usage as usage_tables
 
 metadata = Base.metadata
 
-__all__ = ["config_tables", "health_tables", "metadata", "usage_tables"]
+__all__ = ["config_tables", "health_tables", "metadata", "release_tables", "usage_tables"]

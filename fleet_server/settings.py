@@ -183,6 +183,11 @@ class Settings(BaseSettings):
     # An outlet's envelope is republished (after a birth or report showing an older
     # version: a broker that lost its retained messages) at most this often.
     config_republish_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    # -- agent releases (docs/updates.md) --
+    # Where uploaded wheels and bundles are kept (created on the first upload), and the
+    # largest upload POST /api/v1/releases takes (streamed to disk, never held in memory).
+    releases_dir: Path = Path("./fleet-releases")
+    release_max_bytes: Annotated[int, Field(ge=1024 * 1024, le=2**40)] = 512 * 1024 * 1024
     # "json" writes one JSON object per log line.
     log_format: Literal["text", "json"] = "text"
     # HTTPS for the API and the web UI (docs/security.md, "The fleet API over TLS"): both

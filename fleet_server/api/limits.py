@@ -3,7 +3,8 @@ call the endpoints that take no operator token.
 
 ``RequestLimits`` is a pure ASGI middleware in front of the whole app:
 
-- **Size.** Each route has a byte limit (``BODY_LIMITS`` by path, else the default). A
+- **Size.** Each route has a byte limit (``BODY_LIMITS`` by path, else the default;
+  ``create_app`` adds ``/api/v1/releases`` with its own setting). A
   ``Content-Length`` above it is answered 413 at once, before any byte of the body is
   read. A body without one (``Transfer-Encoding: chunked``) is counted as it streams
   and cut off with 413 past the limit (``govedge_http.run_counted``).

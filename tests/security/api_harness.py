@@ -62,6 +62,7 @@ def running_api(
         database_url=url,
         mqtt_url=mqtt_url,
         pki_dir=tmp_path / "pki",
+        releases_dir=tmp_path / "releases",
         **settings,  # type: ignore[arg-type]
     )
     app = create_app(config, engine=engine)

@@ -43,7 +43,12 @@ def api_schema(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> B
             session, name="st-admin", role=Role.ADMIN, ttl=timedelta(hours=1), actor="test"
         )
     _TOKEN["admin"] = admin.token
-    config = Settings(database_url=url, mqtt_url=broker.url, pki_dir=workdir / "pki")
+    config = Settings(
+        database_url=url,
+        mqtt_url=broker.url,
+        pki_dir=workdir / "pki",
+        releases_dir=workdir / "releases",
+    )
     app = create_app(config, engine=engine)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -23,6 +23,8 @@ from fastapi.routing import APIRoute
 from fleet_server.security import Role
 from govedge_testbed.upstream import catalogue_rows
 from tests.security.api_harness import Api, running_api, seed_actionable_rows
+from tests.server.config.kit import signing_key
+from tests.server.releases.kit import wheel_bytes, wheel_name
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 
@@ -131,6 +133,15 @@ def _put(path: str, body: Any) -> Callable[[World], httpx.Response]:
     return call
 
 
+def _add_release(w: World) -> httpx.Response:
+    return w.api.client.post(
+        "/api/v1/releases",
+        params={"version": "9.0.0", "file_name": wheel_name("9.0.0")},
+        content=wheel_bytes("9.0.0"),
+        headers=_admin(w),
+    )
+
+
 _PROFILE = {"outlet_id": "o-1", "name": "城关镇便民服务中心", "region_code": "410402"}
 _FOLLOW_UP = {"action": "回访", "note": "called back", "by": "clerk-1"}
 
@@ -192,6 +203,11 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
         ),
         "config.rollback",
     ),
+    "POST /api/v1/releases": (_add_release, "release.add"),
+    "POST /api/v1/releases/{version}/bad": (
+        _post("/api/v1/releases/9.0.0/bad", json={"reason": "crashes at start"}),
+        "release.bad",
+    ),
     "POST /ui/login": (_login, "session.open"),
     "POST /ui/logout": (_logout, "session.close"),
 }
@@ -199,7 +215,8 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    with running_api(tmp_path, mqtt_url="mqtt://127.0.0.1:1") as harness:
+    key = signing_key(tmp_path)  # releases are signed with it
+    with running_api(tmp_path, mqtt_url="mqtt://127.0.0.1:1", config_signing_key=key) as harness:
         yield harness
 
 

@@ -57,6 +57,8 @@ TABLES = {
     "config_scopes",
     "config_versions",
     "outlet_configs",
+    # agent releases (0014_releases)
+    "releases",
 }
 
 
