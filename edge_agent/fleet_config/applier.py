@@ -41,9 +41,6 @@ from govedge_wire.config import ConfigRefused, SignedConfig, verify_config
 log = logging.getLogger(__name__)
 
 LAST_GOOD: Final = Path("config") / "last-good.json"
-# Set only by tests: seconds to pause after the queue switched, before the rest (a kill
-# there must still leave the old config after restart).
-TEST_PAUSE_ENV: Final = "GOVEDGE_TEST_CONFIG_APPLY_PAUSE_S"
 
 Undo = Callable[[], Awaitable[None]]
 
@@ -199,7 +196,6 @@ class ConfigApplier:
         queue.types = {t.code: t for t in new.business_types}
         queue.template = new.template
         await queue.apply_windows(new.windows)
-        await _test_pause()
         windows = dict(self._windows)
 
         async def windows_back() -> None:
@@ -236,15 +232,6 @@ class ConfigApplier:
         live.opening_hours, live.alerts = parts.opening_hours, parts.alerts
         self._outbox.set_quota_bytes(parts.outbox_quota_bytes)
         logging.getLogger().setLevel(parts.log_level)
-
-
-async def _test_pause() -> None:
-    """A test seam, off unless the environment sets it: widen the window for a kill."""
-    import os
-
-    pause = os.environ.get(TEST_PAUSE_ENV)
-    if pause:
-        await asyncio.sleep(float(pause))
 
 
 def static_device_ids(settings_ids: Collection[str], windows: Collection[WindowConfig]) -> set[str]:

@@ -126,9 +126,10 @@ def _check_queue(
                 business_types=w.business_types,
                 pad=w.pad,
                 led=w.led,
-                led_address=w.led_address,
+                # to_window() filled in the default addresses, also without a device
+                led_address=w.led_address if w.led is not None else None,
                 keypad=w.keypad,
-                keypad_address=w.keypad_address,
+                keypad_address=w.keypad_address if w.keypad is not None else None,
             )
             for w in windows
         )

@@ -37,7 +37,7 @@ from govedge_wire import (
     now_ms,
     topic_for,
 )
-from govedge_wire.config import envelope_bytes
+from govedge_wire.config import MAX_CONFIG_BYTES, canonical_json, envelope_bytes
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,9 @@ class Downlink:
             decoded = decode(topic, payload)
         except WireError as exc:
             if topic == topic_for(self._outlet, Kind.DESIRED_CONFIG) and self._config is not None:
-                # Refused as the config's own reason (garbage, oversize) and reported.
-                await self._offer_config(payload)
+                # Refused for the envelope's own reason (garbage, oversize, another
+                # outlet's copy) and reported.
+                await self._offer_config(_salvage_envelope(payload))
                 return
             await self._reject_undecodable(topic, payload, exc)
             return
@@ -253,6 +254,22 @@ class Downlink:
 def _valid_session(value: object) -> bool:
     """A session number another connect can still go above (not a bool, not the max)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_SESSION
+
+
+def _salvage_envelope(payload: bytes) -> bytes:
+    """The signed envelope inside a config message that failed validation, else the payload.
+
+    A copy of another outlet's message names that outlet outside the envelope too; its
+    envelope then tells ``verify_config`` why it is refused.
+    """
+    if len(payload) > MAX_CONFIG_BYTES:
+        return payload
+    try:
+        raw = json.loads(payload)
+        body = raw.get("body") if isinstance(raw, dict) else None
+        return canonical_json(body) if isinstance(body, dict) else payload
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
+        return payload
 
 
 def _salvage_cmd_id(payload: bytes) -> str | None:
