@@ -69,6 +69,9 @@ def load_last_good(
         envelope = path.read_bytes()
     except FileNotFoundError:
         return effective(settings, None, outlet=outlet), None
+    except OSError as exc:
+        log.error("last good config %s unreadable (%s); running on local settings", path, exc)  # noqa: TRY400
+        return effective(settings, None, outlet=outlet), None
     try:
         config = verify_config(envelope, keys, outlet_id=settings.outlet_id, applied_version=None)
         signed = SignedConfig.model_validate_json(envelope)

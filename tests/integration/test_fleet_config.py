@@ -232,3 +232,21 @@ def test_sigkill_mid_apply_leaves_the_old_or_the_new_config(outlet: Outlet) -> N
         assert hashes.setdefault(expected, birth.config_hash) == birth.config_hash
         seen.add(expected)
     assert seen, "no config was ever applied before a kill"
+
+
+def test_a_part_failing_rolls_every_part_back(outlet: Outlet) -> None:
+    before = outlet.agent.windows()
+    # The last good file cannot replace a directory: the very last part fails.
+    blocker = outlet.data_dir / "config" / "last-good.json"
+    blocker.mkdir(parents=True)
+    (blocker / "keep").write_text("")
+    report = outlet.offer(outlet.signer.sign(1, _config(("4", "tax"))))
+    assert (report.status, report.reason) == ("refused", "apply_failed"), report
+    assert report.config_version is None
+    assert outlet.agent.windows() == before  # the queue windows were switched back
+
+    (blocker / "keep").unlink()
+    blocker.rmdir()
+    report = outlet.offer(outlet.signer.sign(2, _config(("4", "tax"))))
+    assert report.status == "applied", report
+    assert outlet.agent.windows() == {"4": ["tax"]}
