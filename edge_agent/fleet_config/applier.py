@@ -143,6 +143,7 @@ class ConfigApplier:
             signed = SignedConfig.model_validate(json.loads(envelope))
             try:
                 new = effective(self._settings, config, outlet=self._here())
+                await self._keeps_waiting_tickets(new)
             except NotHereError as exc:
                 return self._refused("invalid_here", str(exc), signed.version, signed.hash)
             try:
@@ -154,6 +155,16 @@ class ConfigApplier:
             log.info("fleet config version %d applied (hash %s)", signed.version, signed.hash[:12])
             return Outcome(
                 status="applied", offered_version=signed.version, offered_hash=signed.hash
+            )
+
+    async def _keeps_waiting_tickets(self, new: Effective) -> None:
+        """A business type may go only when none of today's tickets of it still waits."""
+        kept = {t.code for t in new.business_types}
+        waiting = (await self._queue.snapshot()).waiting
+        dropped = sorted(code for code, count in waiting.items() if count and code not in kept)
+        if dropped:
+            raise NotHereError(
+                f"queue: business type(s) {', '.join(dropped)} still have tickets waiting today"
             )
 
     def _here(self) -> Outlet:

@@ -155,15 +155,32 @@ def test_windows_change_while_tickets_wait_and_survive_a_restart(outlet: Outlet)
     assert waiting == {"general": 3, "social": 2, "realestate": 0, "tax": 0}
     assert {w["window"]: w["waiting"] for w in queue["windows"]} == {"1": 3, "3": 2}
 
-    # Restart: the last good config is applied before the agent connects.
-    outlet.clear_retained()
+    # A business type with tickets waiting cannot be taken away.
+    only_general = _config(("1", "general"))
+    only_general["queue"]["business_types"] = [{"code": "general", "prefix": "A", "name": "综合"}]
+    refused = outlet.offer(signer.sign(3, only_general))
+    assert (refused.status, refused.reason) == ("refused", "invalid_here")
+    assert "social" in (refused.detail or "")
+    # The server puts the applied config back as the retained one.
+    v2 = signer.sign(2, _config(("1", "general"), ("3", "social")))
+    publish_config(outlet.observer, outlet.outlet_id, v2)
+
+    # Restart: the last good config is in force before the agent connects (the first
+    # birth says so); the retained copy of it arrives again and is recognised.
     assert outlet.agent.close() == 0
+    count = len(reports(outlet.observer))
+    births = len(outlet.observer.messages(Birth))
     agent = outlet.start()
     assert agent.windows() == {"1": ["general"], "3": ["social"]}
-    birth = outlet.observer.wait_for(
-        Birth, lambda b: b.config_version == 2, timeout=20, what="birth after restart"
+    poll(lambda: len(outlet.observer.messages(Birth)) > births, timeout=20, what="birth")
+    birth = outlet.observer.messages(Birth)[births]
+    assert (birth.config_version, birth.config_hash) == (2, report.config_hash)
+    telemetry = outlet.observer.wait_for(
+        Telemetry, lambda t: t.session == birth.session and t.seq > birth.seq + 2, timeout=10
     )
-    assert birth.config_hash == report.config_hash
+    assert telemetry.metrics["config_refused_replayed"] == 0
+    assert len(reports(outlet.observer)) == count
+    assert agent.windows() == {"1": ["general"], "3": ["social"]}
 
 
 def test_a_driver_override_restarts_only_that_driver(outlet: Outlet) -> None:
