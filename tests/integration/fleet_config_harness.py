@@ -110,8 +110,11 @@ class FleetAgent:
             )  # fmt: skip
         try:
             url = ""
+            self.simulated = 0
             while not url:
                 line = self._line(timeout=30)
+                if "simulated devices attached" in line:
+                    self.simulated = int(line.split(": ", 1)[1].split()[0])
                 if "local API on " in line:
                     url = line.split("local API on ", 1)[1]
         except BaseException:

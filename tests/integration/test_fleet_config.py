@@ -188,31 +188,48 @@ def test_a_driver_override_restarts_only_that_driver(outlet: Outlet) -> None:
     birth = observer.wait_for(
         Birth,
         lambda b: (
-            any(d.device_id == PAD_DEVICE_ID and d.state == "ready" for d in b.devices)
-            and all(d.state == "ready" for d in b.devices)
+            len(b.devices) == outlet.agent.simulated and all(d.state == "ready" for d in b.devices)
         ),
         timeout=20,
         what="every device ready",
     )
     assert len(birth.devices) > 2
+    # Ready events queued before that birth are out once a later telemetry sample is.
+    observer.wait_for(
+        Telemetry, lambda t: t.session == birth.session and t.seq > birth.seq, timeout=10
+    )
     before = len(observer.messages(Event))
     config = _config(("1", "general"))
     config["devices"] = {"haochaping-pad": {"retries": 3}}
     assert outlet.offer(outlet.signer.sign(1, config)).status == "applied"
-    observer.wait_for(
-        Event,
-        lambda e: e.name == "device.ready" and e.device_id == PAD_DEVICE_ID,
-        timeout=20,
-        what="the pad ready again",
-    )
+    _wait_ready_after(observer, before)
+    again = {e.device_id for e in observer.messages(Event)[before:] if e.name == "device.ready"}
+    assert again == {PAD_DEVICE_ID}
+
+    # The region's evaluation profile reaches every evaluation pad: again only the pad.
+    before = len(observer.messages(Event))
+    config["evaluation"] = {"level_coding": "zhejiang"}
+    assert outlet.offer(outlet.signer.sign(2, config)).status == "applied"
+    _wait_ready_after(observer, before)
     again = {e.device_id for e in observer.messages(Event)[before:] if e.name == "device.ready"}
     assert again == {PAD_DEVICE_ID}
 
     bad = _config(("1", "general"))
     bad["devices"] = {"haochaping-pad": {"retries": 99}}
-    report = outlet.offer(outlet.signer.sign(2, bad))
+    report = outlet.offer(outlet.signer.sign(3, bad))
     assert (report.status, report.reason) == ("refused", "invalid_here")
     assert "retries" in (report.detail or "")
+
+
+def _wait_ready_after(observer: Observer, before: int) -> None:
+    poll(
+        lambda: any(
+            e.name == "device.ready" and e.device_id == PAD_DEVICE_ID
+            for e in observer.messages(Event)[before:]
+        ),
+        timeout=20,
+        what="the pad ready again",
+    )
 
 
 def test_sigkill_mid_apply_leaves_the_old_or_the_new_config(outlet: Outlet) -> None:
