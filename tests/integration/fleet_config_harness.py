@@ -55,6 +55,13 @@ class Signer:
         )
         return payload(signed)
 
+    def sign_tampered(self, version: int, config: dict[str, Any], changed: dict[str, Any]) -> bytes:
+        """A signed envelope whose config was changed afterwards (hash and signature kept)."""
+        signed = sign_config(
+            self.key, key_id=self.key_id, outlet_id=self.outlet_id, version=version, config=config
+        )
+        return payload(signed.model_copy(update={"config": changed}))
+
     def sign_unchecked(self, version: int, config: dict[str, Any]) -> bytes:
         """A correctly signed envelope around a config the model refuses (``schema``)."""
         fields: dict[str, Any] = {

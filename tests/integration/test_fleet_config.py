@@ -96,6 +96,9 @@ def test_applied_then_every_bad_config_refused_keeping_the_last_good(outlet: Out
     cases = {
         "bad_signature": stranger.sign(2, _config(("1", "general"))),
         "unknown_key": Signer(outlet.outlet_id).sign(2, _config(("1", "general"))),
+        "hash_mismatch": signer.sign_tampered(
+            2, _config(("1", "general")), _config(("1", "general"), ("2", "tax"))
+        ),
         "schema": signer.sign_unchecked(2, {"queue": {"colour": "red"}}),
         "replayed": signer.sign(1, _config(("9", "general"))),
         "other_outlet": signer.sign(2, _config(("1", "general")), outlet_id="someone-else"),
