@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_agent.counters import AgentCounters
 from edge_agent.credentials import DATA_DIR_OUTBOX_KEY, outbox_key_location
 from edge_agent.discovery import (
     ControlledSource,
@@ -33,6 +38,15 @@ from edge_agent.discovery import (
     UdevSource,
 )
 from edge_agent.errors import StartupError
+from edge_agent.fleet_config import (
+    ConfigApplier,
+    ConfigKeysError,
+    LiveSettings,
+    Outlet,
+    load_config_keys,
+    load_last_good,
+)
+from edge_agent.fleet_config.applier import static_device_ids
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.profiles import ProfileSet, load_profiles
 from edge_agent.queueing import QueueEngine, QueueError, WindowConfig
@@ -55,7 +69,9 @@ class Assembled:
     simulation: SimulatedHardware | None
 
 
-async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Assembled:
+async def open_runtime(
+    settings: AgentSettings, *, stack: AsyncExitStack, counters: AgentCounters | None = None
+) -> Assembled:
     """Open every runtime part on ``stack`` (closed by the caller, in reverse order)."""
     data_dir = settings.data_dir
     profiles = await asyncio.to_thread(load_profiles, settings.profiles_dir)
@@ -63,6 +79,16 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
     if problems:
         log.warning("%d device profile problem(s); running with %d good profiles",
                     len(problems), len(profiles))  # fmt: skip
+    keys = _config_keys(settings)
+    local_windows = configured_windows(settings)
+    # The last good fleet config is in force before anything starts or connects.
+    start, applied = await asyncio.to_thread(
+        load_last_good,
+        settings,
+        keys,
+        Outlet(device_ids=None, profiles=profiles, local_windows=local_windows),
+    )
+    logging.getLogger().setLevel(start.log_level)
     key = outbox_key_location(data_dir=data_dir, outbox_key_file=settings.outbox_key_file)
     log.info("outbox key: %s (%s)", key.path, key.source)
     if key.source != "data_dir" and (data_dir / DATA_DIR_OUTBOX_KEY).exists():
@@ -77,7 +103,7 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
             Outbox(
                 data_dir / "outbox.db",
                 key_path=key.path,
-                quota_bytes=settings.outbox_quota_bytes,
+                quota_bytes=start.outbox_quota_bytes,
             )
         )
     except OutboxError as exc:
@@ -88,8 +114,9 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
         queue = await stack.enter_async_context(
             QueueEngine(
                 queue_dir,
-                [t.to_business_type() for t in settings.queue_business_types],
+                start.business_types,
                 timezone=settings.timezone,
+                template=start.template,
             )
         )
     except (OSError, QueueError) as exc:
@@ -103,18 +130,47 @@ async def open_runtime(settings: AgentSettings, *, stack: AsyncExitStack) -> Ass
         network.extend(simulation.network_devices)
     else:
         source = UdevSource()
-    windows = configured_windows(settings)
     try:
-        await queue.apply_windows(windows)
+        await queue.apply_windows(start.windows)
     except QueueError as exc:
         raise StartupError(f"cannot apply the queue windows: {exc}") from exc
-    devices = await _open_devices(profiles, source, network=network, stack=stack)
+    devices = await _open_devices(
+        profiles, source, network=network, overrides=start.driver_overrides, stack=stack
+    )
+    windows = {window.window: window for window in start.windows}
+    live = LiveSettings(
+        telemetry_interval_s=start.telemetry_interval_s,
+        outbox_rate_per_s=start.outbox_rate_per_s,
+        voice_enabled=start.voice_enabled,
+        voice_volume=start.voice_volume,
+        opening_hours=start.opening_hours,
+        alerts=start.alerts,
+    )
+    applier = ConfigApplier(
+        settings,
+        keys=keys,
+        outlet=Outlet(
+            device_ids=static_device_ids([d.device_id for d in network], local_windows),
+            profiles=profiles,
+            local_windows=local_windows,
+        ),
+        current=start,
+        applied=applied,
+        queue=queue,
+        devices=devices,
+        outbox=outbox,
+        windows=windows,
+        live=live,
+        counters=counters or AgentCounters(),
+    )
     runtime = AgentRuntime(
         outlet_id=settings.outlet_id,
         devices=devices,
         outbox=outbox,
         queue=queue,
-        windows={window.window: window for window in windows},
+        windows=windows,
+        live=live,
+        config=applier,
     )
     await _relay_queue_events(runtime)
     return Assembled(runtime=runtime, profile_problems=problems, simulation=simulation)
@@ -143,11 +199,12 @@ async def _open_devices(
     source: EventSource,
     *,
     network: list[NetworkDeviceConfig],
+    overrides: Mapping[str, Mapping[str, Any]],
     stack: AsyncExitStack,
 ) -> DeviceManager:
     try:
         return await stack.enter_async_context(
-            DeviceManager(profiles, source, network_devices=network)
+            DeviceManager(profiles, source, network_devices=network, overrides=overrides)
         )
     except OSError as exc:
         if not isinstance(source, UdevSource):
@@ -156,5 +213,17 @@ async def _open_devices(
             "udev monitor unavailable (%s): no hot-plug; network devices only", exc
         )
     return await stack.enter_async_context(
-        DeviceManager(profiles, ControlledSource(), network_devices=network)
+        DeviceManager(profiles, ControlledSource(), network_devices=network, overrides=overrides)
     )
+
+
+def _config_keys(settings: AgentSettings) -> dict[str, Ed25519PublicKey]:
+    """The held config-signing keys; unusable files are logged and trust nothing."""
+    try:
+        keys = load_config_keys(settings.data_dir, settings.config_keys_file)
+    except ConfigKeysError as exc:
+        log.error("%s: no fleet config is trusted", exc)  # noqa: TRY400
+        return {}
+    if not keys:
+        log.info("no config-signing key held: fleet configs are refused (unknown_key)")
+    return keys

@@ -8,7 +8,19 @@ from collections.abc import Iterable
 from typing import Final
 
 # Counters every telemetry message reports (0 until they happen), so the fleet sees them.
-TELEMETRY_COUNTERS: Final = ("cert_renewals", "cert_renewal_failures", "cert_renewals_refused")
+TELEMETRY_COUNTERS: Final = (
+    "cert_renewals",
+    "cert_renewal_failures",
+    "cert_renewals_refused",
+    "config_applied",
+    *(
+        f"config_refused_{reason}"
+        for reason in (
+            "oversize", "garbage", "unknown_key", "bad_signature", "hash_mismatch",
+            "other_outlet", "replayed", "schema", "invalid_here", "apply_failed",
+        )
+    ),
+)  # fmt: skip
 
 
 class AgentCounters:

@@ -94,7 +94,7 @@ class Agent:
         prime_cpu_percent()
         stack = AsyncExitStack()
         try:
-            self.assembled = await open_runtime(self.settings, stack=stack)
+            self.assembled = await open_runtime(self.settings, stack=stack, counters=self.counters)
             remove_hotplug = self._install_hotplug(self.assembled.simulation)
             async with asyncio.TaskGroup() as tg:
                 mqtt_task = tg.create_task(

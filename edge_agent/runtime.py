@@ -8,11 +8,11 @@ transaction events (results in).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edge_agent.discovery.events import EventHub
 from edge_agent.discovery.manager import DeviceManager
+from edge_agent.fleet_config import ConfigApplier, LiveSettings
 from edge_agent.outbox import Outbox
 from edge_agent.queueing import QueueEngine, WindowConfig
 from edge_agent.transaction_events import TransactionEvents
@@ -26,10 +26,14 @@ class AgentRuntime:
     devices: DeviceManager
     outbox: Outbox
     queue: QueueEngine
-    # The configured windows (``[[queue_windows]]``) by name: which pad, LED screen and
-    # keypad belong to each. Empty: devices are found as before config existed (the
-    # only pad, the first LED controller, keypad address = window number).
-    windows: Mapping[str, WindowConfig] = field(default_factory=dict)
+    # The configured windows (``[[queue_windows]]``, or a fleet config's: changed in
+    # place) by name: which pad, LED screen and keypad belong to each. Empty: devices
+    # are found as before config existed (the only pad, the first LED controller,
+    # keypad address = window number).
+    windows: dict[str, WindowConfig] = field(default_factory=dict)
+    # Settings a fleet config changes live, and what applies such configs.
+    live: LiveSettings | None = None
+    config: ConfigApplier | None = None
     # What happened to transactions after the outbox (published by the uplink).
     transactions: TransactionEvents = field(default_factory=TransactionEvents)
 

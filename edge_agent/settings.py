@@ -14,6 +14,7 @@ Hardware and transactions: ``profiles_dir`` (None = the shipped ``device_profile
 ``outbox_quota_bytes`` and ``outbox_rate_per_s``, ``simulate`` (attach a simulator of
 every device kind), ``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]``
 tables: each window's business types and devices), ``local_api_port`` and ``timezone``.
+``config_keys_file`` names extra fleet config-signing public keys (docs/config.md).
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class AgentSettings(BaseSettings):
     # 0 picks a free port (tests, several agents on one machine); it is printed at start.
     local_api_port: Annotated[int, Field(ge=0, le=65535)] = 8765
     timezone: str = "Asia/Shanghai"
+    # Config-signing public keys ({key_id: base64 raw Ed25519 key}) for an outlet set up
+    # without enrollment; enrolled agents keep theirs in DATA_DIR/tls/config-keys.json.
+    config_keys_file: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -52,6 +52,7 @@ class DeviceManager:
         source: EventSource,
         *,
         network_devices: Iterable[NetworkDeviceConfig] = (),
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
         driver_factory: DriverFactory = driver_class,
         debounce_s: float = 0.3,
         open_timeout_s: float = 5.0,
@@ -92,6 +93,8 @@ class DeviceManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._closing = False
+        # Fleet config driver settings, by profile id; they win over profile and local config.
+        self._overrides: dict[str, Mapping[str, Any]] = dict(overrides or {})
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -301,6 +304,25 @@ class DeviceManager:
         self._set_state(device, "offline")
         self._emit(device, "device.unplugged", severity="warning")
 
+    async def set_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Use ``overrides`` (profile id -> settings) and restart only the drivers they change.
+
+        Returns the ids of the devices restarted; every other driver keeps running.
+        """
+        changed = {
+            pid
+            for pid in set(overrides) | set(self._overrides)
+            if dict(overrides.get(pid, {})) != dict(self._overrides.get(pid, {}))
+        }
+        self._overrides = {pid: dict(values) for pid, values in overrides.items()}
+        restarted = []
+        for device in list(self._devices.values()):
+            if device.profile.id in changed and device.present:
+                await self._take_down(device)
+                self._start(device)
+                restarted.append(device.device_id)
+        return restarted
+
     def _start(self, device: ManagedDevice) -> None:
         device.task = self._spawn(self._bring_up(device), name=f"devices:up:{device.device_id}")
 
@@ -356,7 +378,9 @@ class DeviceManager:
         return await self._calls.start(
             device,
             cls,
-            settings=dict(profile.settings) | dict(self._network_settings(device)),
+            settings=dict(profile.settings)
+            | dict(self._network_settings(device))
+            | dict(self._overrides.get(profile.id, {})),
             settings_source=self._settings_source(device),
             on_event=self._driver_event,
             open_timeout_s=self.open_timeout_s,
@@ -369,6 +393,8 @@ class DeviceManager:
         source = str(device.profile.source or f"profile {device.profile.id!r}")
         if self._network_settings(device):
             source += f" + agent config devices[{device.device_id!r}].settings"
+        if device.profile.id in self._overrides:
+            source += f" + fleet config devices[{device.profile.id!r}]"
         return source
 
     def _network_settings(self, device: ManagedDevice) -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ from edge_agent.enrollment.trust import (
     load_ca,
     normalise_fingerprint,
 )
+from edge_agent.fleet_config.keys import ConfigKeysError, parse_config_keys, store_config_keys
 
 ENROLL_PATH = "/api/v1/enroll"
 RENEW_PATH = "/api/v1/enroll/renew"
@@ -56,6 +57,18 @@ def _post(url: str, body: dict[str, str], *, timeout: float, verify: Any) -> dic
     if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in fields):
         raise EnrollmentError("the fleet server's answer is not a certificate")
     return data
+
+
+def _config_keys(data: dict[str, Any]) -> object | None:
+    """The answer's config-signing public keys, checked; None from a server without them."""
+    raw: object = data.get("config_keys")
+    if raw is None:
+        return None
+    try:
+        parse_config_keys(raw)
+    except ConfigKeysError as exc:
+        raise UntrustedAnswer(f"the answer's config keys are unusable: {exc}") from None
+    return raw
 
 
 def _expected_ca(
@@ -120,6 +133,7 @@ def enroll(
     ca = load_ca(data["ca_pem"].encode("ascii", "replace"), what="the CA in the answer")
     _expected_ca(ca, ca_file=ca_file, ca_fingerprint=ca_fingerprint, pinned=pinned)
     check_issued(data["certificate_pem"], ca=ca, key=key, outlet_id=data["outlet_id"])
+    config_keys = _config_keys(data)
     store.save(
         key=key,
         certificate_pem=data["certificate_pem"],
@@ -127,6 +141,8 @@ def enroll(
         server_url=server_url,
         outlet_id=data["outlet_id"],
     )
+    if config_keys is not None:
+        store_config_keys(data_dir, config_keys)
     return store.identity()
 
 
@@ -159,6 +175,7 @@ def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = None) -> Ident
     if data["outlet_id"] != current.outlet_id:
         raise UntrustedAnswer("the renewed certificate names another outlet")
     check_issued(data["certificate_pem"], ca=pinned, key=key, outlet_id=current.outlet_id)
+    config_keys = _config_keys(data)
     store.save(
         key=key,
         certificate_pem=data["certificate_pem"],
@@ -166,4 +183,6 @@ def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = None) -> Ident
         server_url=current.server_url,
         outlet_id=current.outlet_id,
     )
+    if config_keys is not None:
+        store_config_keys(data_dir, config_keys)
     return store.identity()

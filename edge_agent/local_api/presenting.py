@@ -144,7 +144,14 @@ async def present(
         led = LedPublic(lines=list(lines), shown=shown)
     announcement: AnnouncementPublic | None = None
     if result.announcement:
-        url = await _speak(local, str(result.event["id"]), result.announcement, warnings)
+        live = local.runtime.live
+        # A fleet config may silence the hall (queue.voice.enabled): the text still shows.
+        spoken = live is None or live.voice_enabled
+        url = (
+            await _speak(local, str(result.event["id"]), result.announcement, warnings)
+            if spoken
+            else None
+        )
         announcement = AnnouncementPublic(text=result.announcement, audio_url=url)
     return WindowResultPublic(
         operation=operation,

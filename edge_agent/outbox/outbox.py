@@ -437,6 +437,14 @@ class Outbox:
         store = self._open_store()
         return await self._run(functools.partial(_acks.discard_dead_letter, store, tx_id))
 
+    def set_quota_bytes(self, quota_bytes: int) -> None:
+        """Hold at most ``quota_bytes`` from the next write on (a fleet config applied live)."""
+        if quota_bytes <= 0:
+            raise ValueError("quota_bytes must be positive")
+        self._quota_bytes = quota_bytes
+        if self._store is not None:
+            self._store.quota_bytes = quota_bytes
+
     async def stats(self) -> OutboxStats:
         """Depth per class, oldest age, delivery rate, dead letters and quota use."""
         store = self._open_store()

@@ -35,6 +35,13 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = clock()
 
+    def set_rate(self, rate_per_s: float) -> None:
+        """Change the rate from now on (a fleet config); the saved tokens are kept."""
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be > 0")
+        self._refill()
+        self._rate = rate_per_s
+
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)

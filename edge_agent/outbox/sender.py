@@ -101,6 +101,10 @@ class OutboxSender:
         self._inflight.clear()
         return await self._outbox.make_all_due()
 
+    def set_rate(self, rate_per_s: float) -> None:
+        """Send at ``rate_per_s`` from now on (a fleet config applied live)."""
+        self._bucket.set_rate(rate_per_s)
+
     def stop(self) -> None:
         """Stage one of shutdown: take no new entries; ``run`` returns after the current send."""
         self._stopping.set()

@@ -17,6 +17,7 @@ from typing import Final, Protocol
 import aiomqtt
 
 from edge_agent.counters import AgentCounters, LogLimiter
+from edge_agent.fleet_config import ConfigApplier
 from edge_agent.outbox import AckOutcome, OutboxSender
 from edge_agent.transaction_events import TransactionEvents
 from edge_agent.uplink.events import SeenResults
@@ -24,6 +25,7 @@ from govedge_wire import (
     KNOWN_SESSION_ARG,
     Command,
     CommandResult,
+    ConfigReport,
     DesiredConfig,
     Kind,
     Message,
@@ -35,6 +37,7 @@ from govedge_wire import (
     now_ms,
     topic_for,
 )
+from govedge_wire.config import MAX_CONFIG_BYTES, canonical_json, envelope_bytes
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,9 @@ class Downlink:
         counters: AgentCounters,
         log_limiter: LogLimiter,
         seen_results: SeenResults,
+        config: ConfigApplier | None = None,
     ) -> None:
+        self._config = config
         self._uplink = uplink
         self._outlet = outlet_id
         self._sender = sender
@@ -99,6 +104,11 @@ class Downlink:
         try:
             decoded = decode(topic, payload)
         except WireError as exc:
+            if topic == topic_for(self._outlet, Kind.DESIRED_CONFIG) and self._config is not None:
+                # Refused for the envelope's own reason (garbage, oversize, another
+                # outlet's copy) and reported.
+                await self._offer_config(_salvage_envelope(payload))
+                return
             await self._reject_undecodable(topic, payload, exc)
             return
         if isinstance(decoded, Command):
@@ -106,9 +116,11 @@ class Downlink:
         elif isinstance(decoded, ServerState):
             await self._handle_server_state(decoded)
         elif isinstance(decoded, DesiredConfig):
-            # Applying it comes with the config issue; for now counted and logged.
             self._counters.incr("config_received")
-            log.info("desired config version %d received (not applied yet)", decoded.version)
+            if self._config is None:
+                log.info("desired config version %d received (no applier)", decoded.version)
+            else:
+                await self._offer_config(envelope_bytes(decoded))
         elif isinstance(decoded, TransactionAck):
             self._counters.incr("txack_received")
             # Not awaited: acks arriving meanwhile are committed together (group commit).
@@ -119,6 +131,28 @@ class Downlink:
             self._handle_tx_result(decoded)
         else:
             self._counted_drop("unexpected_kind", f"unexpected {decoded.kind} message on {topic}")
+
+    async def _offer_config(self, envelope: bytes) -> None:
+        """Verify and apply a config; report what was done (nothing for the retained copy)."""
+        config = self._config
+        assert config is not None
+        outcome = await config.offer(envelope)
+        if outcome is None:
+            return
+        report = ConfigReport(
+            outlet_id=self._outlet,
+            session=self._uplink.session,
+            seq=self._uplink.next_seq(),
+            status=outcome.status,
+            config_version=config.version,
+            config_hash=config.hash,
+            offered_version=outcome.offered_version,
+            offered_hash=outcome.offered_hash,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            config_key_ids=config.key_ids,
+        )
+        await self._uplink.publish(report)
 
     def _count_ack(self, ack: TransactionAck, future: asyncio.Future[AckOutcome]) -> None:
         if future.cancelled():
@@ -220,6 +254,22 @@ class Downlink:
 def _valid_session(value: object) -> bool:
     """A session number another connect can still go above (not a bool, not the max)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_SESSION
+
+
+def _salvage_envelope(payload: bytes) -> bytes:
+    """The signed envelope inside a config message that failed validation, else the payload.
+
+    A copy of another outlet's message names that outlet outside the envelope too; its
+    envelope then tells ``verify_config`` why it is refused.
+    """
+    if len(payload) > MAX_CONFIG_BYTES:
+        return payload
+    try:
+        raw = json.loads(payload)
+        body = raw.get("body") if isinstance(raw, dict) else None
+        return canonical_json(body) if isinstance(body, dict) else payload
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
+        return payload
 
 
 def _salvage_cmd_id(payload: bytes) -> str | None:

@@ -100,8 +100,8 @@ class AgentSession:
             runtime.outbox,
             self._publish_tx,
             make_message=self._tx_message,
-            rate_per_s=settings.outbox_rate_per_s,
-            burst=max(1, int(settings.outbox_rate_per_s)),
+            rate_per_s=self._live_rate(runtime, settings),
+            burst=max(1, int(self._live_rate(runtime, settings))),
             publish_timeout_s=settings.mqtt_timeout_s,
         )
         self._sender_task: asyncio.Task[None] | None = None
@@ -124,6 +124,7 @@ class AgentSession:
             counters=counters,
             log_limiter=log_limiter,
             seen_results=seen_results or SeenResults(),
+            config=runtime.config,
         )
 
     # -- public ---------------------------------------------------------------------
@@ -139,9 +140,16 @@ class AgentSession:
         Raises ``aiomqtt.MqttError`` (possibly in an ``ExceptionGroup``) when the
         connection is lost.
         """
-        async with asyncio.TaskGroup() as tg:
-            serve = tg.create_task(self._serve(), name=f"agent-session-{self.session}")
-            tg.create_task(self._cancel_on_shutdown(serve), name="agent-shutdown-watch")
+        live = self._runtime.live
+        if live is not None:  # a fleet config changes the rate of this connection's sender
+            live.on_rate.append(self._sender.set_rate)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                serve = tg.create_task(self._serve(), name=f"agent-session-{self.session}")
+                tg.create_task(self._cancel_on_shutdown(serve), name="agent-shutdown-watch")
+        finally:
+            if live is not None:
+                live.on_rate.remove(self._sender.set_rate)
         if self.resync_to is None:  # a death of a session the server refuses means nothing
             await self._publish_death()
 
@@ -208,6 +216,15 @@ class AgentSession:
         if refused or len(granted) != len(topics):
             raise aiomqtt.MqttError(f"subscription refused by the broker: {refused or topics}")
 
+    @staticmethod
+    def _live_rate(runtime: AgentRuntime, settings: AgentSettings) -> float:
+        live = runtime.live
+        return settings.outbox_rate_per_s if live is None else live.outbox_rate_per_s
+
+    def _telemetry_interval(self) -> float:
+        live = self._runtime.live
+        return self._settings.telemetry_interval_s if live is None else live.telemetry_interval_s
+
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -224,6 +241,7 @@ class AgentSession:
         )
 
     async def publish_birth(self, *, rebirth: bool) -> None:
+        config = self._runtime.config
         birth = Birth(
             outlet_id=self._outlet,
             session=self.session,
@@ -232,8 +250,10 @@ class AgentSession:
             hostname=self._identity.hostname,
             os=self._identity.os,
             devices=self._runtime.devices.inventory(),
-            config_version=None,
-            telemetry_interval_s=self._settings.telemetry_interval_s,
+            config_version=None if config is None else config.version,
+            config_hash=None if config is None else config.hash,
+            config_key_ids=[] if config is None else config.key_ids,
+            telemetry_interval_s=self._telemetry_interval(),
             keepalive_s=self._settings.keepalive_s,
             rebirth=rebirth,
         )
@@ -254,9 +274,8 @@ class AgentSession:
             log.info("offline: shutdown death published for session %d", self.session)
 
     async def _telemetry_loop(self) -> None:
-        interval = self._settings.telemetry_interval_s
-        while True:
-            await asyncio.sleep(jittered(interval))
+        while True:  # the interval is read each time: a fleet config changes it live
+            await asyncio.sleep(jittered(self._telemetry_interval()))
             metrics = await asyncio.to_thread(
                 sample_host_metrics,
                 self._settings.data_dir,

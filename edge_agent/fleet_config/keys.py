@@ -1,0 +1,100 @@
+"""The config-signing public keys the agent trusts (docs/config.md, "Keys and rotation").
+
+They arrive with the enrollment and renewal answers (``config_keys``: key id → base64
+raw 32-byte Ed25519 public key) and are kept beside the certificate in
+``DATA_DIR/tls/config-keys.json``, written atomically. An outlet provisioned without
+enrollment names a file of the same shape in the ``config_keys_file`` setting. Without
+any key the agent trusts no config.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from govedge_wire.config.signing import KEY_ID_PATTERN
+
+KEYS_FILE: Final = "config-keys.json"
+_MAX_KEYS: Final = 16
+
+
+class ConfigKeysError(ValueError):
+    """A keys file or answer that cannot be used; names what is wrong, never the key."""
+
+
+def parse_config_keys(raw: object) -> dict[str, Ed25519PublicKey]:
+    """``{key_id: base64 raw key}`` as public keys; ``ConfigKeysError`` if malformed."""
+    if not isinstance(raw, Mapping):
+        raise ConfigKeysError("config_keys must be an object of key id -> base64 key")
+    if len(raw) > _MAX_KEYS:
+        raise ConfigKeysError(f"more than {_MAX_KEYS} config keys")
+    keys: dict[str, Ed25519PublicKey] = {}
+    for key_id, value in raw.items():
+        if not isinstance(key_id, str) or not re.fullmatch(KEY_ID_PATTERN, key_id):
+            raise ConfigKeysError(f"invalid config key id {str(key_id)[:64]!r}")
+        try:
+            data = base64.b64decode(str(value), validate=True)
+            keys[key_id] = Ed25519PublicKey.from_public_bytes(data)
+        except (binascii.Error, ValueError):
+            raise ConfigKeysError(f"config key {key_id!r} is not a base64 32-byte key") from None
+    return keys
+
+
+def keys_path(data_dir: Path) -> Path:
+    """Where enrollment and renewal keep the keys: beside the certificate."""
+    return data_dir / "tls" / KEYS_FILE
+
+
+def store_config_keys(data_dir: Path, raw: object) -> int:
+    """Check and write the answer's ``config_keys`` atomically; how many were stored."""
+    keys = parse_config_keys(raw)
+    assert isinstance(raw, Mapping)
+    write_atomically(keys_path(data_dir), json.dumps(dict(raw), sort_keys=True).encode())
+    return len(keys)
+
+
+def load_config_keys(data_dir: Path, extra_file: Path | None) -> dict[str, Ed25519PublicKey]:
+    """The keys beside the certificate plus those of ``extra_file`` (if set).
+
+    A missing file holds no keys; an unreadable or malformed one is ``ConfigKeysError``.
+    """
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in (keys_path(data_dir), extra_file):
+        if path is None or (path == keys_path(data_dir) and not path.exists()):
+            continue
+        try:
+            raw = json.loads(path.read_bytes())
+        except OSError as exc:
+            raise ConfigKeysError(f"cannot read config keys file {path}: {exc.strerror}") from None
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigKeysError(f"config keys file {path} is not JSON") from None
+        try:
+            keys |= parse_config_keys(raw)
+        except ConfigKeysError as exc:
+            raise ConfigKeysError(f"config keys file {path}: {exc}") from None
+    return keys
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file, fsync, rename, fsync the directory: after a crash, old or new, whole."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
