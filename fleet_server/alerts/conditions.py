@@ -38,6 +38,9 @@ class OutletFacts:
     # the desired version (None: not refused).
     config_drifting_since: datetime | None = None
     config_refused: str | None = None
+    # The ``alerts`` part of the outlet's desired config (rule -> parameters), laid over
+    # the rule book's parameters for this outlet (docs/config.md, "What a config holds").
+    config_alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

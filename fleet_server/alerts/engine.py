@@ -24,6 +24,8 @@ from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.rules import Override, RuleBook
 from fleet_server.config.drift import config_drift_facts
+from fleet_server.config.tables import OutletConfig
+from fleet_server.health.hours import zone_of
 from fleet_server.health.live import LiveHub
 from fleet_server.health.queries import alert_payload
 from fleet_server.health.tables import (
@@ -121,12 +123,16 @@ def gather_facts(
         )
     revoked = {hit.outlet_id: hit for hit in session.scalars(select(RevokedTraffic))}
     drift = config_drift_facts(session)
+    configured = _config_parts(session)
     refusals = refusals_on(session, day) if day is not None else {}
     facts = []
     for agent in session.execute(
         select(Agent.outlet_id, Agent.state, Agent.state_since, Agent.last_metrics)
     ):
         profile = profiles.get(agent.outlet_id)
+        hours, alerts = configured.get(agent.outlet_id, (None, None))
+        if hours is None and profile is not None:
+            hours = profile.opening_hours
         facts.append(
             OutletFacts(
                 outlet_id=agent.outlet_id,
@@ -134,7 +140,8 @@ def gather_facts(
                 state_since=agent.state_since,
                 kind=profile.kind if profile else None,
                 region_code=profile.region_code if profile else None,
-                opening_hours=profile.opening_hours if profile else None,
+                opening_hours=hours,
+                config_alerts=alerts if isinstance(alerts, dict) else {},
                 metrics=agent.last_metrics or {},
                 clock_skew_s=skew.get(agent.outlet_id),
                 devices=devices.get(agent.outlet_id, []),
@@ -158,6 +165,35 @@ def gather_facts(
             )
         )
     return facts
+
+
+def _config_parts(session: Session) -> dict[str, tuple[Any, Any]]:
+    """Each outlet's desired ``opening_hours`` and ``alerts`` (None where not set).
+
+    The signed config is the one place for them once set: its hours win over the
+    outlet profile's, its thresholds over the stored rule overrides.
+    """
+    hours = OutletConfig.desired["opening_hours"]
+    alerts = OutletConfig.desired["alerts"]
+    rows = session.execute(
+        select(OutletConfig.outlet_id, hours, alerts).where(
+            or_(hours.is_not(None), alerts.is_not(None))
+        )
+    )
+    return {outlet: (h, a) for outlet, h, a in rows}
+
+
+def with_config_alerts(
+    rules: dict[str, dict[str, Any]], config_alerts: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``rules`` with the config's parameters laid over (a new dict: the book caches)."""
+    if not config_alerts:
+        return rules
+    merged = dict(rules)
+    for rule, params in config_alerts.items():
+        if rule in merged and isinstance(params, dict):
+            merged[rule] = {**merged[rule], **params}
+    return merged
 
 
 def _revoked_facts(row: RevokedTraffic | None) -> dict[str, Any]:
@@ -241,11 +277,16 @@ class AlertEngine:
             already = set(open_rows)
             holding: dict[tuple[str, str, str], Condition] = {}
             for facts in gather_facts(session, book, day=local_now.date()):
-                rules = book.for_outlet(
-                    outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
+                rules = with_config_alerts(
+                    book.for_outlet(
+                        outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
+                    ),
+                    facts.config_alerts,
                 )
+                # Opening hours are read in the outlet's own time zone when its config names one.
+                local = now.astimezone(zone_of(facts.opening_hours, self._tz.key))
                 for condition in conditions_for(
-                    facts, rules, now=now, local_now=local_now, already_open=already
+                    facts, rules, now=now, local_now=local, already_open=already
                 ):
                     holding[condition.key] = condition
             changed = self._reconcile(session, open_rows, holding, now=now, notes=notes)
