@@ -34,6 +34,7 @@ from fleet_server.api.auth import (
     OPEN,
     OPERATOR,
     PROBE,
+    READ_VIEWER_WRITE_CONFIG,
     READ_VIEWER_WRITE_OPERATOR,
     VIEWER,
     SecurityContext,
@@ -119,7 +120,7 @@ def create_app(
     api(alerts_api.read_router, dependencies=[VIEWER])
     api(alerts_api.write_router, dependencies=[OPERATOR])
     # Desired config (docs/config.md): viewers read, operators write.
-    api(config_api.router, dependencies=[rw])
+    api(config_api.router, dependencies=[READ_VIEWER_WRITE_CONFIG])
     # Agent releases (docs/updates.md): operators upload and mark bad, viewers read;
     # downloads also take an outlet's certificate proof, so the token backstop steps aside.
     api(releases_api.write_router, dependencies=[OPERATOR])

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request, status
 
@@ -145,6 +145,30 @@ def require_roles(*, read: Role, write: Role) -> Callable[..., Principal]:
     return check
 
 
+def require_writers(*, read: Role, writers: frozenset[Role]) -> Callable[..., Principal]:
+    """Like ``require_roles``, but writes need one of ``writers`` (a set, not the ladder).
+
+    Config is the one such case: operators and admins change it, technicians (above
+    operators on the ladder, for enrollment and playbooks) only read it.
+    """
+    names = "/".join(sorted(role.value for role in writers))
+
+    def check(request: Request, principal: Authenticated) -> Principal:
+        if request.method in _READ_METHODS:
+            if not principal.role.allows(read):
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN, detail=f"this needs the {read.value} role or higher"
+                )
+        elif principal.role not in writers:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this needs the {names} role")
+        return principal
+
+    check.required_role = read  # type: ignore[attr-defined]
+    check.write_roles = writers  # type: ignore[attr-defined]
+    check.__name__ = f"require_{read.value}_write_{names.replace('/', '_')}"
+    return check
+
+
 def open_endpoint() -> None:
     """Marks a route reachable without an operator token (it has its own gate)."""
 
@@ -182,5 +206,8 @@ OPERATOR = Depends(require_role(Role.OPERATOR))
 TECHNICIAN = Depends(require_role(Role.TECHNICIAN))
 ADMIN = Depends(require_role(Role.ADMIN))
 READ_VIEWER_WRITE_OPERATOR = Depends(require_roles(read=Role.VIEWER, write=Role.OPERATOR))
+# Who may change desired config (docs/security.md): operators and admins, not technicians.
+CONFIG_WRITERS: Final = frozenset({Role.OPERATOR, Role.ADMIN})
+READ_VIEWER_WRITE_CONFIG = Depends(require_writers(read=Role.VIEWER, writers=CONFIG_WRITERS))
 OPEN = Depends(open_endpoint)
 PROBE = Depends(probe_access)

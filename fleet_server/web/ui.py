@@ -15,11 +15,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from fleet_server.api.auth import Authenticated
+from fleet_server.api.auth import CONFIG_WRITERS, Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.config import outlet_view, store
 from fleet_server.health import queries
-from fleet_server.security import Role
 from fleet_server.web.i18n import LANGS, table
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
@@ -132,7 +131,7 @@ def config_page(
         "user": principal.name,
         # Saving, validating and rolling back need an operator (docs/security.md): a
         # viewer gets the page without those buttons rather than 403s after typing.
-        "can_write": principal.role.allows(Role.OPERATOR),
+        "can_write": principal.role in CONFIG_WRITERS,
     }
     return _page(request, page="config", lang=_lang(request, lang), data=data)
 

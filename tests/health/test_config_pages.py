@@ -84,7 +84,7 @@ def test_a_viewer_gets_the_page_without_the_right_to_write(api: Api) -> None:
     assert boot["data"]["can_write"] is False
     assert boot["data"]["user"] == "u-viewer"
     _, technician = _page(api, "/ui/config", Role.TECHNICIAN)
-    assert technician["data"]["can_write"] is True  # the ladder: technicians rank above
+    assert technician["data"]["can_write"] is False  # technicians read config only
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
