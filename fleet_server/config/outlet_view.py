@@ -53,10 +53,11 @@ def pending_publication(row: OutletConfig | None, effective: Effective) -> bool:
     """The scopes give this outlet a config not signed for it yet, or one held back."""
     if row is not None and row.held is not None:
         return True
-    wanted = config_hash(effective.config)
-    if row is None:
+    if row is None or row.desired_hash is None:
+        # As the reconciler: an empty config is never signed for an outlet that never
+        # had one, so nothing waits (an unconfigured fleet shows in sync, not pending).
         return bool(effective.config)
-    return row.desired_hash != wanted
+    return row.desired_hash != config_hash(effective.config)
 
 
 def sync_state(

@@ -257,6 +257,22 @@ def test_status_and_drift_from_what_agents_report(api: Api) -> None:
     assert "o-west" in [row["outlet_id"] for row in _get(api, f"{CONFIG}/drift")]
 
 
+def test_a_fleet_without_config_is_in_sync_not_pending(api: Api) -> None:
+    """No scope set: the reconciler signs nothing, so nothing waits (the demo's first day)."""
+    _profiles(api)
+    with api.session() as session, session.begin():
+        # What the report desk writes from a birth of an agent that runs no config.
+        session.add(OutletConfig(outlet_id="o-west", desired_version=0,
+                                 reported_at=datetime.now(UTC)))  # fmt: skip
+    west = _get(api, "/api/v1/outlets/o-west/config")
+    assert (west["status"], west["effective"]["pending_publication"]) == ("in_sync", False)
+    assert [row["outlet_id"] for row in _get(api, f"{CONFIG}/drift")] == ["o-anhui", "o-city"]
+    # Once a scope gives it something, it waits for the reconciler like any outlet.
+    _put(api, "global", {"log_level": "INFO"})
+    west = _get(api, "/api/v1/outlets/o-west/config")
+    assert (west["status"], west["effective"]["pending_publication"]) == ("pending", True)
+
+
 def test_dry_run_names_exactly_the_outlets_of_the_region(api: Api) -> None:
     _profiles(api)
     _put(api, "global", {"queue": {"windows": _windows("1", "2")}})
