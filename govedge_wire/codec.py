@@ -24,6 +24,8 @@ from govedge_wire.messages import (
     Transaction,
     TransactionAck,
     TransactionResult,
+    UpdateOffer,
+    UpdateStatus,
 )
 from govedge_wire.topics import SERVER_STATE_TOPIC, Kind, parse_topic
 
@@ -39,6 +41,8 @@ _MODELS: Final[dict[Kind, type[Message]]] = {
     Kind.COMMAND: Command,
     Kind.TRANSACTION_ACK: TransactionAck,
     Kind.TRANSACTION_RESULT: TransactionResult,
+    Kind.UPDATE_OFFER: UpdateOffer,
+    Kind.UPDATE_STATUS: UpdateStatus,
     Kind.SERVER_STATE: ServerState,
 }
 

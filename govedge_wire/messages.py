@@ -216,6 +216,67 @@ class TransactionResult(_OutletMessage):
     reason: Annotated[str, Field(max_length=512)] | None = None
 
 
+# The per-outlet states of an update as the agent reports them (docs/updates.md, "The
+# update protocol"). ``scheduled`` and ``pending`` are the server's own states.
+UpdateState = Literal[
+    "downloading",
+    "verifying",
+    "installing",
+    "restarting",
+    "healthy",
+    "failed",
+    "rolled_back",
+    "skipped",
+]
+UPDATE_FINAL_STATES: Final[frozenset[str]] = frozenset(
+    {"healthy", "failed", "rolled_back", "skipped"}
+)
+ReasonCode = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+
+
+class UpdateOffer(_OutletMessage):
+    """The server asks an outlet to install a release now (not retained).
+
+    Sent only while the outlet is in its maintenance window; ``window_end_ts`` is when
+    that window closes: the agent starts no install after it and reports ``skipped``
+    (``window_missed``). ``manifest`` is the release's ``SignedManifest`` as JSON,
+    verified by the agent with its config-signing public keys before anything is
+    downloaded; ``artifact_path`` is the path of the artifact on the fleet API the
+    outlet enrolled with (downloaded with the outlet's certificate proof).
+    ``not_before_ts`` spreads downloads (the campaign's jitter). Offers repeat (on each
+    birth while due); the agent treats them idempotently by campaign and version.
+    """
+
+    kind: Literal["update"] = "update"
+    campaign_id: Annotated[int, Field(ge=1)]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    manifest: dict[Name, JsonValue]
+    artifact_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/+-]{1,255}$")]
+    not_before_ts: Counter
+    window_end_ts: Counter
+    health_timeout_s: Annotated[int, Field(ge=10, le=3600)] = 120
+
+
+class UpdateStatus(_OutletMessage):
+    """One step of an install at the outlet, sent as it happens.
+
+    ``campaign_id`` is null for an install a technician started (``edge-agent upgrade``).
+    ``version`` is the release being installed, ``running_version`` what the agent runs
+    when it sends this (the old one until ``healthy``; the old one again after
+    ``rolled_back``). ``reason`` is a code for failed, rolled back and skipped
+    (docs/updates.md, "Reasons"); ``detail`` a short text without PII.
+    """
+
+    kind: Literal["updstatus"] = "updstatus"
+    campaign_id: Annotated[int, Field(ge=1)] | None = None
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    running_version: Annotated[str, Field(min_length=1, max_length=64)]
+    state: UpdateState
+    reason: ReasonCode | None = None
+    detail: Annotated[str, Field(max_length=512)] | None = None
+    progress: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
 class ServerState(_Envelope):
     """The fleet server's presence; retained, with an offline last will.
 
@@ -240,5 +301,7 @@ Message = (
     | Command
     | TransactionAck
     | TransactionResult
+    | UpdateOffer
+    | UpdateStatus
     | ServerState
 )

@@ -3,8 +3,8 @@
 Every outlet owns one subtree, split by direction so that a broker ACL can give an
 outlet write access to ``up`` and read access to ``down`` and nothing else::
 
-    govedge/v1/{outlet_id}/up/{birth|death|telemetry|event|tx|cmdres|reported}
-    govedge/v1/{outlet_id}/down/{config|cmd|txack|txresult}
+    govedge/v1/{outlet_id}/up/{birth|death|telemetry|event|tx|cmdres|reported|updstatus}
+    govedge/v1/{outlet_id}/down/{config|cmd|txack|txresult|update}
     govedge/v1/_fleet/state                          (server presence, retained)
 """
 
@@ -35,10 +35,12 @@ class Kind(StrEnum):
     TRANSACTION = "tx"
     COMMAND_RESULT = "cmdres"
     CONFIG_REPORT = "reported"
+    UPDATE_STATUS = "updstatus"
     DESIRED_CONFIG = "config"
     COMMAND = "cmd"
     TRANSACTION_ACK = "txack"
     TRANSACTION_RESULT = "txresult"
+    UPDATE_OFFER = "update"
     SERVER_STATE = "state"
 
 
@@ -51,10 +53,17 @@ UPLINK_KINDS: Final = frozenset(
         Kind.TRANSACTION,
         Kind.COMMAND_RESULT,
         Kind.CONFIG_REPORT,
+        Kind.UPDATE_STATUS,
     }
 )
 DOWNLINK_KINDS: Final = frozenset(
-    {Kind.DESIRED_CONFIG, Kind.COMMAND, Kind.TRANSACTION_ACK, Kind.TRANSACTION_RESULT}
+    {
+        Kind.DESIRED_CONFIG,
+        Kind.COMMAND,
+        Kind.TRANSACTION_ACK,
+        Kind.TRANSACTION_RESULT,
+        Kind.UPDATE_OFFER,
+    }
 )
 
 
@@ -96,6 +105,19 @@ DELIVERY: Final[dict[Kind, Delivery]] = {
         qos=1,
         retain=False,
         why="drift is judged from it; the birth repeats the applied config after a loss",
+    ),
+    Kind.UPDATE_STATUS: Delivery(
+        qos=1,
+        retain=False,
+        why="a campaign's waves advance and halt on these; the birth's agent_version "
+        "confirms the version after a loss",
+    ),
+    Kind.UPDATE_OFFER: Delivery(
+        qos=1,
+        retain=False,
+        why="an install may start only inside the outlet's maintenance window, so a stale "
+        "retained offer must never start one; the server sends it again on each birth "
+        "while the outlet is due",
     ),
     Kind.DESIRED_CONFIG: Delivery(
         qos=1,

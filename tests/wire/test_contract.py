@@ -56,6 +56,23 @@ def _samples() -> dict[Kind, wire.Message]:
             outcome="delivered",
             case_number="330902-2026-000123",
         ),
+        Kind.UPDATE_OFFER: wire.UpdateOffer(
+            **common,
+            campaign_id=3,
+            version="1.4.0",
+            manifest={"version": "1.4.0"},
+            artifact_path="/api/v1/releases/1.4.0/artifact",
+            not_before_ts=wire.now_ms(),
+            window_end_ts=wire.now_ms() + 3_600_000,
+        ),
+        Kind.UPDATE_STATUS: wire.UpdateStatus(
+            **common,
+            campaign_id=3,
+            version="1.4.0",
+            running_version="1.3.2",
+            state="rolled_back",
+            reason="not_healthy",
+        ),
         Kind.SERVER_STATE: wire.ServerState(server_id="fleet-1", online=True),
     }
 
