@@ -1,0 +1,31 @@
+"""Campaign counters for ``/metrics``: offers sent, reports ignored by reason, pauses."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+
+class CampaignStats:
+    """Thread-safe counters, read by the metrics page."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._ignored: Counter[str] = Counter()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name`` (offers_sent, reports, timeouts, auto_pauses…)."""
+        if n:
+            with self._lock:
+                self._counts[name] += n
+
+    def ignored(self, reason: str) -> None:
+        """An update report counted and ignored, by reason."""
+        with self._lock:
+            self._ignored[reason] += 1
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(counters, ignored reports by reason)."""
+        with self._lock:
+            return dict(self._counts), dict(self._ignored)
