@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.campaigns.service import set_state
@@ -136,6 +136,11 @@ class CampaignEngine:
                     select(Campaign).where(Campaign.state == "running").order_by(Campaign.id)
                 ):
                     offers += self._drive(session, campaign, now)
+                session.flush()
+                by_state = session.execute(
+                    select(Campaign.state, func.count()).group_by(Campaign.state)
+                )
+                self._stats.campaigns({str(state): int(n) for state, n in by_state.tuples()})
             sent = sum(1 for offer in offers if self._publisher.publish_update(offer))
         self._stats.count("offers_sent", sent)
         return sent
@@ -242,8 +247,10 @@ class CampaignEngine:
             if row.wave == wave and row.state == "pending":
                 move(session, row, "scheduled", at=now)
         campaign.current_wave = wave
-        campaign.wave_times = {**campaign.wave_times, str(wave): {"started_at": now.isoformat(),
-                                                                  "finished_at": None}}
+        campaign.wave_times = {
+            **campaign.wave_times,
+            str(wave): {"started_at": now.isoformat(), "finished_at": None},
+        }
         campaign.next_wave_at = None
         campaign.updated_at = now
         logger.info("campaign %d: wave %d of %d started", campaign.id, wave + 1,

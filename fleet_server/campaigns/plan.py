@@ -71,7 +71,7 @@ class CampaignCreate(BaseModel):
             if isinstance(wave, str):
                 match = _PERCENT.match(wave.strip())
                 if match is None or not 0 < float(match.group(1)) <= 100:
-                    raise ValueError(f"wave {wave!r}: a share is written like \"10%\" (0-100%)")
+                    raise ValueError(f'wave {wave!r}: a share is written like "10%" (0-100%)')
         return waves
 
     def settings(self) -> dict[str, Any]:

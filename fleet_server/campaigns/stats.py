@@ -13,6 +13,7 @@ class CampaignStats:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._ignored: Counter[str] = Counter()
+        self._by_state: dict[str, int] = {}
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name`` (offers_sent, reports, timeouts, auto_pauses…)."""
@@ -25,7 +26,12 @@ class CampaignStats:
         with self._lock:
             self._ignored[reason] += 1
 
-    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
-        """(counters, ignored reports by reason)."""
+    def campaigns(self, by_state: dict[str, int]) -> None:
+        """Campaigns per state, as the engine last counted them."""
         with self._lock:
-            return dict(self._counts), dict(self._ignored)
+            self._by_state = dict(by_state)
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """(counters, ignored reports by reason, campaigns by state)."""
+        with self._lock:
+            return dict(self._counts), dict(self._ignored), dict(self._by_state)
