@@ -16,7 +16,7 @@ campaigns). A tick reads each running campaign whole, in one transaction:
    the rest of its wave is final, becomes skipped (``offline``);
 5. offers go to scheduled outlets that are online, inside their window, with a slot.
 
-Offers are published after the commit; a lost one is sent again (``RESEND_S``, or at
+Offers are published as they are decided; a lost one is sent again (``RESEND_S``, or at
 the outlet's next birth, at most every ``BIRTH_RESEND_S``).
 """
 
@@ -130,20 +130,19 @@ class CampaignEngine:
         """One pass over running campaigns; the number of offers sent."""
         now = now or datetime.now(UTC)
         offers: list[dict[str, Any]] = []
-        with self._lock:
-            with self._sessions.begin() as session:
-                for campaign in session.scalars(
-                    select(Campaign).where(Campaign.state == "running").order_by(Campaign.id)
-                ):
-                    offers += self._drive(session, campaign, now)
-                session.flush()
-                by_state = session.execute(
-                    select(Campaign.state, func.count()).group_by(Campaign.state)
-                )
-                self._stats.campaigns({str(state): int(n) for state, n in by_state.tuples()})
-            sent = sum(1 for offer in offers if self._publisher.publish_update(offer))
-        self._stats.count("offers_sent", sent)
-        return sent
+        with self._lock, self._sessions.begin() as session:
+            running = session.scalars(
+                select(Campaign).where(Campaign.state == "running").order_by(Campaign.id)
+            ).all()
+            for campaign in running:
+                offers += self._drive(session, campaign, now)
+            session.flush()
+            by_state = session.execute(
+                select(Campaign.state, func.count()).group_by(Campaign.state)
+            )
+            self._stats.campaigns({str(row[0]): int(row[1]) for row in by_state})
+        self._stats.count("offers_sent", len(offers))
+        return len(offers)
 
     # -- one campaign ------------------------------------------------------------
 
@@ -294,12 +293,8 @@ class CampaignEngine:
                 if stored is None or stored.bad_at is not None:
                     continue
                 manifests[row.release] = stored.manifest
-            if row.offered_at is None:
-                free -= 1
-            row.offered_at = now
-            row.attempts += 1
             jitter = random.randint(0, int(settings["jitter_s"]))
-            offers.append({
+            offer = {
                 "outlet_id": row.outlet_id,
                 "campaign_id": campaign.id,
                 "version": row.release,
@@ -308,7 +303,16 @@ class CampaignEngine:
                 "not_before_ts": int((now.timestamp() + jitter) * 1000),
                 "window_end_ts": int(end.timestamp() * 1000),
                 "health_timeout_s": int(settings["health_timeout_s"]),
-            })  # fmt: skip
+            }
+            # Published before the commit: an offer sent but not recorded (a failed
+            # commit) is sent again, which the agent takes idempotently.
+            if not self._publisher.publish_update(offer):
+                break  # the broker is away: the next tick offers
+            if row.offered_at is None:
+                free -= 1
+            row.offered_at = now
+            row.attempts += 1
+            offers.append(offer)
         return offers
 
     # -- reads and writes ---------------------------------------------------------
