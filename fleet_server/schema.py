@@ -16,4 +16,9 @@ metadata = Base.metadata
 
 __all__ = [
     "campaign_tables",
-    "config_tables", "health_tables", "metadata", "release_tables", "usage_tables"]
+    "config_tables",
+    "health_tables",
+    "metadata",
+    "release_tables",
+    "usage_tables",
+]

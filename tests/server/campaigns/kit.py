@@ -41,7 +41,8 @@ def add_release(session: Session, version: str) -> None:
     """A release row as the store writes it (the file itself is not needed here)."""
     session.add(
         Release(
-            version=version, version_key=version_key(version), file_name=f"govedge-{version}-py3-none-any.whl",
+            version=version, version_key=version_key(version),
+            file_name=f"govedge-{version}-py3-none-any.whl",
             kind="wheel", size=1, sha256="0" * 64, created_at=datetime.now(UTC),
             created_by="test", notes=None,
             manifest={"version": version, "file_name": f"govedge-{version}-py3-none-any.whl"},
