@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from fleet_server.health.tables import OutletProfile
+from fleet_server.alerts.engine import AlertEngine
+from fleet_server.health.tables import Alert, OutletProfile
 from fleet_server.releases.tables import Release
 from fleet_server.security.audit import AuditEntry
 from govedge_testbed import Mosquitto
@@ -107,6 +108,16 @@ def test_a_failed_canary_pauses_and_no_later_outlet_is_ever_offered(
                 )
             ).all()
         assert ("engine", "campaign.pause") in [tuple(a) for a in actions]
+        # Alerts: the paused campaign (filed under "_fleet") and the rolled back outlet.
+        alerts = AlertEngine(sessions=run.sessions, interval_s=60)
+        alerts.evaluate_once()
+        with run.sessions() as session:
+            found = {
+                (a.rule, a.outlet_id, a.device_id)
+                for a in session.scalars(select(Alert).where(Alert.state == "open"))
+            }
+        assert ("campaign_paused", "_fleet", f"campaign:{cid}") in found
+        assert ("update_failed", "o-1", "") in found
 
 
 def test_concurrency_limits_outlets_between_offer_and_restart(
