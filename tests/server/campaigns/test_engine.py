@@ -33,8 +33,18 @@ def watcher(broker: Mosquitto) -> Iterator[OfferWatcher]:
     watch.close()
 
 
-def _fleet(broker: Mosquitto, tmp_path: Path, outlets: dict[str, Any]) -> Any:
-    return rollout(f"sqlite:///{tmp_path / 'fleet.db'}", broker.url, outlets)
+def _fleet(
+    broker: Mosquitto, tmp_path: Path, outlets: dict[str, Any], url: str | None = None
+) -> Any:
+    return rollout(url or f"sqlite:///{tmp_path / 'fleet.db'}", broker.url, outlets)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleet.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 def _install(run: Rollout, campaign_id: int, outlet_id: str, final: str = "healthy") -> None:
@@ -86,9 +96,10 @@ def test_canary_first_then_the_wave_only_inside_windows(
 
 
 def test_a_failed_canary_pauses_and_no_later_outlet_is_ever_offered(
-    broker: Mosquitto, tmp_path: Path, watcher: OfferWatcher
+    broker: Mosquitto, tmp_path: Path, watcher: OfferWatcher, database_url: str
 ) -> None:
-    with _fleet(broker, tmp_path, {"o-1": CLOSED, "o-2": CLOSED, "o-3": CLOSED}) as run:
+    outlets = {"o-1": CLOSED, "o-2": CLOSED, "o-3": CLOSED}
+    with _fleet(broker, tmp_path, outlets, database_url) as run:
         cid = run.create(release="1.4.0", target={"outlets": ["o-1", "o-2", "o-3"]},
                          waves=[1, "100%"], jitter_s=0)  # fmt: skip
         assert run.engine.tick() == 1
@@ -135,9 +146,9 @@ def test_concurrency_limits_outlets_between_offer_and_restart(
 
 
 def test_a_restarted_server_keeps_states_and_a_birth_confirms_health(
-    broker: Mosquitto, tmp_path: Path, watcher: OfferWatcher
+    broker: Mosquitto, tmp_path: Path, watcher: OfferWatcher, database_url: str
 ) -> None:
-    with _fleet(broker, tmp_path, {"o-1": CLOSED, "o-2": CLOSED}) as run:
+    with _fleet(broker, tmp_path, {"o-1": CLOSED, "o-2": CLOSED}, database_url) as run:
         cid = run.create(release="1.4.0", target={"outlets": ["o-1", "o-2"]}, waves=[1, 1])
         run.engine.tick()
         for state in ("downloading", "verifying", "installing", "restarting"):
