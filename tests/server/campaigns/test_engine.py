@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from fleet_server.alerts.engine import AlertEngine
+from fleet_server.campaigns.service import resume
 from fleet_server.health.tables import Alert, OutletProfile
 from fleet_server.releases.tables import Release
 from fleet_server.security.audit import AuditEntry
 from govedge_testbed import Mosquitto
-from tests.server.campaigns.kit import OfferWatcher, Rollout, rollout
+from tests.server.campaigns.kit import OfferWatcher, Rollout, add_release, rollout
 from tests.server.helpers import poll
 
 CLOSED: dict[str, Any] = {"time_zone": "UTC"}  # never open: always in its window
@@ -195,3 +196,28 @@ def _history(run: Rollout, cid: int, outlet_id: str) -> list[Any]:
         ))  # fmt: skip
         session.expunge_all()
         return rows
+
+
+def test_resume_with_a_fixed_release_offers_the_failed_outlet_again(
+    broker: Mosquitto, tmp_path: Path, watcher: OfferWatcher
+) -> None:
+    with _fleet(broker, tmp_path, {"o-1": CLOSED, "o-2": CLOSED}) as run:
+        cid = run.create(release="1.4.0", target={"outlets": ["o-1", "o-2"]}, waves=[1, 1])
+        run.engine.tick()
+        _install(run, cid, "o-1", final="failed")
+        run.engine.tick()
+        assert run.campaign(cid).state == "paused"
+        with run.sessions.begin() as session:
+            add_release(session, "1.4.1")
+        with run.sessions.begin() as session:
+            resume(session, cid, reason="fixed build", release="1.4.1", actor="tester")
+        assert run.engine.tick() == 1
+        offers = watcher.take(2)
+        assert [(o.outlet_id, o.version) for o in offers] == [("o-1", "1.4.0"), ("o-1", "1.4.1")]
+        assert (run.outlet(cid, "o-1").state, run.outlet(cid, "o-1").reason) == (
+            "scheduled", "retry")  # fmt: skip
+        for state in ("downloading", "verifying", "installing", "restarting", "healthy"):
+            run.report("o-1", cid, state, version="1.4.1")
+        run.wait_state(cid, "o-1", "healthy")
+        assert run.engine.tick() == 1  # the next wave, with the fixed release
+        assert [(o.outlet_id, o.version) for o in watcher.take(1)] == [("o-2", "1.4.1")]
