@@ -81,6 +81,9 @@ def test_waves_are_planned_in_order_canary_first(api: ReleaseApi) -> None:
     assert answer.status_code == 201, answer.text
     created = answer.json()
     assert [w["size"] for w in created["waves"]] == [1, 1, 8, 10]
+    metrics = api.client.get("/metrics").text
+    assert "govedge_campaign_offers_sent_total" in metrics
+    assert "govedge_campaign_reports_ignored_total" in metrics
     assert created["state"] == "running"
     assert created["excluded"] == {"count": 0, "outlets": []}
     assert created["settings"]["success_threshold"] == 0.9
