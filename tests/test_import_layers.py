@@ -31,6 +31,7 @@ FLEET_LAYERS: list[set[str]] = [
     {"runtime", "schema"},  # the process's wiring, and every table for migrations
     {"metrics", "web"},
     {"alerts"},
+    {"campaigns"},  # update campaigns: waves, offers, reports (drives releases)
     {"releases"},  # agent releases: stored artifacts, signed manifests, downloads
     {"config"},  # desired config: scopes, signing, publishing, drift
     {"health"},

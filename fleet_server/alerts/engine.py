@@ -23,6 +23,12 @@ from fleet_server.alerts.conditions import Condition, OutletFacts, conditions_fo
 from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.rules import Override, RuleBook
+from fleet_server.campaigns.alerting import (
+    CAMPAIGN_OUTLET,
+    PausedCampaign,
+    failed_installs,
+    paused_campaigns,
+)
 from fleet_server.config.drift import config_drift_facts
 from fleet_server.config.tables import OutletConfig
 from fleet_server.health.hours import zone_of
@@ -289,6 +295,8 @@ class AlertEngine:
                     facts, rules, now=now, local_now=local, already_open=already
                 ):
                     holding[condition.key] = condition
+            for condition in campaign_conditions(session, book):
+                holding[condition.key] = condition
             changed = self._reconcile(session, open_rows, holding, now=now, notes=notes)
             session.flush()
             self.open_count = len(holding)
@@ -353,6 +361,42 @@ class AlertEngine:
             session.flush()  # assigns ids for the payloads
             notes.extend(alert_payload(row, "opened") for row in opened)
         return changed
+
+
+def campaign_conditions(session: Session, book: RuleBook) -> list[Condition]:
+    """``update_failed`` per outlet and ``campaign_paused`` per campaign (docs/updates.md)."""
+    found: list[Condition] = []
+    for failed in failed_installs(session):
+        params = book.for_outlet(outlet_id=failed.outlet_id, region_code=None, kind=None)
+        rule = params["update_failed"]
+        if rule["enabled"]:
+            found.append(Condition(
+                rule="update_failed", outlet_id=failed.outlet_id, device_id="",
+                severity=rule["severity"],
+                summary=f"outlet {failed.outlet_id} {failed.state} installing {failed.release} "
+                        f"(campaign {failed.campaign_id}): {failed.reason or '-'}",
+                value=None,
+                detail={"campaign_id": failed.campaign_id, "release": failed.release,
+                        "state": failed.state, "reason": failed.reason},
+            ))  # fmt: skip
+    params = book.for_outlet(outlet_id=CAMPAIGN_OUTLET, region_code=None, kind=None)
+    rule = params["campaign_paused"]
+    if rule["enabled"]:
+        found.extend(_paused(p, rule["severity"]) for p in paused_campaigns(session))
+    return found
+
+
+def _paused(paused: PausedCampaign, severity: str) -> Condition:
+    return Condition(
+        rule="campaign_paused",
+        outlet_id=CAMPAIGN_OUTLET,
+        device_id=f"campaign:{paused.campaign_id}",
+        severity=severity,
+        summary=f"campaign {paused.campaign_id} ({paused.release}) paused: {paused.reason or '-'}",
+        value=None,
+        detail={"campaign_id": paused.campaign_id, "name": paused.name,
+                "release": paused.release, "reason": paused.reason},
+    )  # fmt: skip
 
 
 def _silenced(alert: Alert, now: datetime) -> bool:

@@ -44,6 +44,12 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     # (counted from when it drifted or came online, whichever is later), or its agent
     # refused the desired config (docs/config.md, "Drift").
     "config_drift": {"enabled": True, "after_s": 900, "severity": "warning"},
+    # The outlet's install in an open (running or paused) campaign failed or rolled back
+    # (docs/updates.md); resolved when the campaign ends or the outlet is retried.
+    "update_failed": {"enabled": True, "severity": "warning"},
+    # A campaign paused itself or was paused (campaign-level: outlet_id "_fleet",
+    # device_id "campaign:{id}"); resolved when it runs again or ends.
+    "campaign_paused": {"enabled": True, "severity": "warning"},
 }
 RULE_NAMES = tuple(DEFAULT_RULES)
 SEVERITIES = ("info", "warning", "critical")

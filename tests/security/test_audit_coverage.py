@@ -9,6 +9,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi.routing import APIRoute
 
+from fleet_server.models import Outlet
 from fleet_server.security import Role
 from govedge_testbed.upstream import catalogue_rows
 from tests.security.api_harness import Api, running_api, seed_actionable_rows
@@ -142,6 +144,19 @@ def _add_release(w: World) -> httpx.Response:
     )
 
 
+def _add_campaign(w: World) -> httpx.Response:
+    with w.api.session() as session:
+        session.add(Outlet(id="o-camp", display_name=None, created_at=datetime.now(UTC)))
+        session.commit()
+    answer = w.api.client.post(
+        "/api/v1/campaigns",
+        json={"release": "9.0.0", "target": {"outlets": ["o-camp"]}},
+        headers=_admin(w),
+    )
+    w.ids["campaign"] = answer.json().get("id", 0)
+    return answer
+
+
 _PROFILE = {"outlet_id": "o-1", "name": "城关镇便民服务中心", "region_code": "410402"}
 _FOLLOW_UP = {"action": "回访", "note": "called back", "by": "clerk-1"}
 
@@ -204,6 +219,19 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
         "config.rollback",
     ),
     "POST /api/v1/releases": (_add_release, "release.add"),
+    "POST /api/v1/campaigns": (_add_campaign, "campaign.create"),
+    "POST /api/v1/campaigns/{campaign_id}/pause": (
+        _post("/api/v1/campaigns/{campaign}/pause", json={"reason": "hold on"}),
+        "campaign.pause",
+    ),
+    "POST /api/v1/campaigns/{campaign_id}/resume": (
+        _post("/api/v1/campaigns/{campaign}/resume"),
+        "campaign.resume",
+    ),
+    "POST /api/v1/campaigns/{campaign_id}/abort": (
+        _post("/api/v1/campaigns/{campaign}/abort"),
+        "campaign.abort",
+    ),
     "POST /api/v1/releases/{version}/bad": (
         _post("/api/v1/releases/9.0.0/bad", json={"reason": "crashes at start"}),
         "release.bad",

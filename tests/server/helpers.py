@@ -231,13 +231,12 @@ class FakeAgent:
             outlet_id=self.outlet_id,
             session=self.session,
             seq=self._next(),
-            agent_version="0.1.0-test",
             hostname="outlet-pc-1",
             os="Debian 12",
             devices=[{"device_id": "reader-1", "kind": "id_card_reader"}],
             telemetry_interval_s=5.0,
             keepalive_s=30,
-            **({"config_version": 3} | fields),
+            **({"config_version": 3, "agent_version": "0.1.0-test"} | fields),
         )
         self.send(birth)
         return birth
