@@ -122,7 +122,8 @@ def test_an_offer_is_installed_step_by_step_and_proven_by_a_new_birth(
         assert logs[ids[0]].version == "1.1.0"
         assert final_states(logs, 7) == {ids[0]: "healthy"}
         # The other agents were never offered anything, and sent only their first birth.
-        assert not logs[ids[1]].offered and not logs[ids[2]].offered
+        assert not logs[ids[1]].offered
+        assert not logs[ids[2]].offered
         assert [b["agent_version"] for b in server.messages("birth", ids[1])] == ["1.0.0"]
     finally:
         agents.stop()
