@@ -24,6 +24,7 @@ release. Nothing else of the agent runs (no devices, telemetry or persistence).
 from __future__ import annotations
 
 import copy
+import functools
 import heapq
 import itertools
 import selectors
@@ -148,7 +149,7 @@ class UpdateAgents:
         """Every agent publishes a fresh birth (as after seeing the server come online)."""
         with self._lock:
             for outlet in self._ids:
-                self._schedule(0, outlet, lambda o=outlet: self._birth(o))
+                self._schedule(0, outlet, functools.partial(self._birth, outlet))
 
     def snapshot(self) -> dict[str, AgentLog]:
         """A copy of every agent's log, taken under the lock."""
