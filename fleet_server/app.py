@@ -43,6 +43,7 @@ from fleet_server.api.auth import (
 )
 from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
 from fleet_server.api.limits import BODY_LIMITS, RequestLimits
+from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
 from fleet_server.metrics import FleetMetrics
@@ -128,6 +129,9 @@ def create_app(
     api(releases_api.download_router)
     mark_open(f"{API_PREFIX}/releases/{{version}}/manifest")
     mark_open(f"{API_PREFIX}/releases/{{version}}/artifact")
+    # Update campaigns (docs/updates.md): operators create and steer, viewers read.
+    api(campaigns_api.write_router, dependencies=[OPERATOR])
+    api(campaigns_api.read_router, dependencies=[VIEWER])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_login.router, dependencies=[OPEN])  # how a browser gets a session
     # Body sizes and the rate of unauthenticated calls, checked before a body is read.

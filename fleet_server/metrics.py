@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.campaigns.stats import CampaignStats
 from fleet_server.config.stats import ConfigStats
 from fleet_server.config.store import REFUSALS as CONFIG_REFUSALS
 from fleet_server.ingest import Ingest
@@ -48,6 +49,8 @@ class MetricSources:
     config: ConfigStats | None = None
     # Release uploads refused, by reason (fleet_server.releases.api).
     release_refused: Counter[str] | None = None
+    # Update campaigns: offers sent, reports ignored, campaigns by state.
+    campaigns: CampaignStats | None = None
 
 
 class _FleetCollector(Collector):
@@ -171,6 +174,8 @@ class _FleetCollector(Collector):
             yield errors
         if s.config is not None:
             yield from _config_metrics(s.config)
+        if s.campaigns is not None:
+            yield from _campaign_metrics(s.campaigns)
         config_refused = CounterMetricFamily(
             "govedge_config_writes_refused", "Config writes refused, by reason", labels=["reason"]
         )
@@ -189,6 +194,38 @@ class _FleetCollector(Collector):
                 "govedge_health_write_errors", "Failed device-health writes",
                 value=s.recorder_errors(),
             )  # fmt: skip
+
+
+def _campaign_metrics(stats: CampaignStats) -> Iterator[Metric]:
+    counts, ignored, by_state = stats.snapshot()
+    yield CounterMetricFamily(
+        "govedge_campaign_offers_sent",
+        "Update offers published",
+        value=counts.get("offers_sent", 0),
+    )
+    yield CounterMetricFamily(
+        "govedge_campaign_reports", "Update reports received", value=counts.get("reports", 0)
+    )
+    yield CounterMetricFamily(
+        "govedge_campaign_timeouts", "Outlets failed for silence", value=counts.get("timeouts", 0)
+    )
+    yield CounterMetricFamily(
+        "govedge_campaign_auto_pauses",
+        "Campaigns the engine paused",
+        value=counts.get("auto_pauses", 0),
+    )
+    reports = CounterMetricFamily(
+        "govedge_campaign_reports_ignored", "Update reports ignored, by reason", labels=["reason"]
+    )
+    for reason, count in sorted(ignored.items()):
+        reports.add_metric([reason], count)
+    yield reports
+    states = GaugeMetricFamily(
+        "govedge_campaigns", "Campaigns by state (last engine tick)", labels=["state"]
+    )
+    for state, count in sorted(by_state.items()):
+        states.add_metric([state], count)
+    yield states
 
 
 def _config_metrics(stats: ConfigStats) -> Iterator[Metric]:

@@ -24,6 +24,9 @@ from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
+from fleet_server.campaigns.engine import CampaignEngine
+from fleet_server.campaigns.reports import UpdateReports
+from fleet_server.campaigns.stats import CampaignStats
 from fleet_server.config.evaluation_rules import OutletEvaluationRules
 from fleet_server.config.keys import load_config_keys
 from fleet_server.config.reconcile import Reconciler
@@ -191,6 +194,7 @@ class ServerRuntime:
         self.ingest: Ingest | None = None
         self.delivery: DeliveryWorker | None = None
         self.reconciler: Reconciler | None = None
+        self.campaigns: CampaignEngine | None = None
         self.state: AppState | None = None
         # Each outlet's 好差评 rules; whoever writes outlet_configs in this process
         # calls its invalidate() so the change applies at the next evaluation.
@@ -232,6 +236,15 @@ class ServerRuntime:
         desk = ReportDesk(
             stats=config_stats, republish_interval_s=settings.config_republish_interval_s
         )
+        campaign_stats = CampaignStats()
+        self._metrics.sources.campaigns = campaign_stats
+        engines: list[CampaignEngine] = []
+
+        def wake_campaigns() -> None:  # a report changed an outlet: judge it now
+            for engine in engines:
+                engine.wake()
+
+        updates = UpdateReports(stats=campaign_stats, on_change=wake_campaigns)
         ingest = Ingest(
             settings,
             sessions=sessions,
@@ -240,8 +253,21 @@ class ServerRuntime:
             limiter=health.limiter,
             rules_for=evaluation_rules,
             reports=desk,
+            updates=updates,
         )
         self.ingest = ingest
+        # Update campaigns: driven by the alert engine's leader only (one per database).
+        leader = health.engine.leader
+        campaigns = CampaignEngine(
+            sessions=sessions,
+            publisher=ingest.publisher,
+            stats=campaign_stats,
+            leading=lambda: leader.leading,
+            default_zone=settings.outlet_timezone,
+            interval_s=settings.campaign_tick_s,
+        )
+        self.campaigns = campaigns
+        engines.append(campaigns)
         keys = load_config_keys(settings)
         reconciler = Reconciler(
             sessions=sessions,
@@ -269,6 +295,7 @@ class ServerRuntime:
             self.delivery.start()
         health.start(ingest=ingest)
         reconciler.start()  # after the ingest: its first pass publishes at once
+        campaigns.start()
         self._purge = asyncio.create_task(
             purge_loop(
                 sessions,
@@ -292,6 +319,7 @@ class ServerRuntime:
             rules_for=evaluation_rules,
             delivery=self.delivery,
             config_changed=reconciler.wake,
+            campaigns_changed=campaigns.wake,
             config_keys=keys.public_b64(),
             check_alert_override=check_override,
         )
@@ -305,6 +333,8 @@ class ServerRuntime:
             await asyncio.to_thread(self.delivery.stop)
         if self.reconciler is not None:
             await asyncio.to_thread(self.reconciler.stop)
+        if self.campaigns is not None:
+            await asyncio.to_thread(self.campaigns.stop)
         if self.health is not None:
             await asyncio.to_thread(self.health.stop_engine)
         if self.ingest is not None:

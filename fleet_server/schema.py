@@ -2,9 +2,10 @@
 
 The tables live next to the code that owns them (``models``, ``health.tables``,
 ``transactions.usage``, ``config.tables``,
-``releases.tables``); importing this module registers them all.
+``releases.tables``, ``campaigns.tables``); importing this module registers them all.
 """
 
+from fleet_server.campaigns import tables as campaign_tables
 from fleet_server.config import tables as config_tables
 from fleet_server.health import tables as health_tables
 from fleet_server.models import Base
@@ -13,4 +14,6 @@ from fleet_server.transactions import usage as usage_tables
 
 metadata = Base.metadata
 
-__all__ = ["config_tables", "health_tables", "metadata", "release_tables", "usage_tables"]
+__all__ = [
+    "campaign_tables",
+    "config_tables", "health_tables", "metadata", "release_tables", "usage_tables"]

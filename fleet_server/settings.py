@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     config_public_keys_file: Path | None = None
     # The reconciler's pass when nothing wakes it (a changed scope wakes it at once).
     config_reconcile_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # How often the campaign engine judges running campaigns (also woken by reports).
+    campaign_tick_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
     # An outlet's envelope is republished (after a birth or report showing an older
     # version: a broker that lost its retained messages) at most this often.
     config_republish_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0

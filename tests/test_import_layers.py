@@ -30,6 +30,7 @@ FLEET_LAYERS: list[set[str]] = [
     {"__main__", "cli", "server", "app"},
     {"runtime", "schema"},  # the process's wiring, and every table for migrations
     {"metrics", "web"},
+    {"campaigns"},  # update campaigns: waves, offers, reports (drives releases)
     {"alerts"},
     {"releases"},  # agent releases: stored artifacts, signed manifests, downloads
     {"config"},  # desired config: scopes, signing, publishing, drift

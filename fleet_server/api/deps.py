@@ -33,6 +33,8 @@ class AppState:
     # Called after a config scope changed (commit done): wakes the config reconciler,
     # which signs and publishes the outlets' new effective configs.
     config_changed: Callable[[], None] = lambda: None
+    # Called after a campaign was created or changed: wakes the campaign engine.
+    campaigns_changed: Callable[[], None] = lambda: None
     # The config-signing public keys agents should hold, {key_id: base64 raw key}: the
     # enrollment and renewal answers carry them (docs/config.md, "Keys and rotation").
     config_keys: Mapping[str, str] = field(default_factory=dict)

@@ -42,7 +42,13 @@ from fleet_server.ingest.revocation import RevocationGate
 from fleet_server.ingest.share_group import ShareGroup
 from fleet_server.ingest.stats import IngestStats, RateLimitedLog
 from fleet_server.ingest.transactions import RulesFor, TransactionDesk
-from fleet_server.ingest.worker import ConfigReports, IngestObserver, Parts, Worker
+from fleet_server.ingest.worker import (
+    ConfigReports,
+    IngestObserver,
+    Parts,
+    UpdateReporting,
+    Worker,
+)
 from fleet_server.pki import FleetCA
 from fleet_server.security.revocation import RevokedOutlets
 from fleet_server.settings import Settings
@@ -70,6 +76,7 @@ class Ingest:
         limiter: OutletRateLimiter | None = None,
         rules_for: RulesFor | None = None,
         reports: ConfigReports | None = None,
+        updates: UpdateReporting | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -113,6 +120,7 @@ class Ingest:
                 revocation=self._revocation,
                 observer=observer,
                 reports=reports,
+                updates=updates,
             ),
             abort=self._abort,
         )

@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from govedge_wire import Birth, CommandResult, ConfigReport, Death, Event, Telemetry, Transaction
+from govedge_wire import (
+    Birth,
+    CommandResult,
+    ConfigReport,
+    Death,
+    Event,
+    Telemetry,
+    Transaction,
+    UpdateStatus,
+)
 
 State = Literal["online", "offline", "stale", "unknown"]
-UplinkMessage = Birth | Death | Telemetry | Event | Transaction | CommandResult | ConfigReport
+UplinkMessage = (
+    Birth | Death | Telemetry | Event | Transaction | CommandResult | ConfigReport | UpdateStatus
+)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 
@@ -26,6 +26,7 @@ from govedge_wire import (
     Transaction,
     TransactionAck,
     TransactionResult,
+    UpdateOffer,
     encode,
     now_ms,
     topic_for,
@@ -106,6 +107,15 @@ class Publisher:
         return self._publish(
             topic_for(signed.outlet_id, Kind.DESIRED_CONFIG), encode(message), retain=True
         )
+
+    def publish_update(self, offer: dict[str, Any]) -> bool:
+        """Publish an update offer (``UpdateOffer`` fields but ``session``/``seq``) on the
+        outlet's ``down/update``, QoS 1, not retained; False while disconnected."""
+        if not self._stats.broker_connected:
+            return False
+        message = UpdateOffer(**offer, session=self.server_session, seq=next(self._seq))
+        self._publish(topic_for(message.outlet_id, Kind.UPDATE_OFFER), encode(message))
+        return True
 
     def rebirth(
         self, outlet_id: str, *, reason: str, known_session: int | None, stale_session: int

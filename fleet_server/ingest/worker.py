@@ -33,14 +33,19 @@ from govedge_wire import (
     Event,
     Telemetry,
     Transaction,
+    UpdateStatus,
     WireError,
     decode,
 )
 
 logger = logging.getLogger(__name__)
 
-Uplink = Birth | Death | Telemetry | Event | Transaction | CommandResult | ConfigReport
-_UPLINK_TYPES = (Birth, Death, Telemetry, Event, Transaction, CommandResult, ConfigReport)
+Uplink = (
+    Birth | Death | Telemetry | Event | Transaction | CommandResult | ConfigReport | UpdateStatus
+)
+_UPLINK_TYPES = (
+    Birth, Death, Telemetry, Event, Transaction, CommandResult, ConfigReport, UpdateStatus
+)  # fmt: skip
 _GET_TIMEOUT_S = 1.0
 # Shared mode: how long a message of a session not yet stored by any worker waits for
 # the birth to be committed (one batch window of the other worker, plus slack).
@@ -69,6 +74,17 @@ class ConfigReports(Protocol):
         """Write what the batch's births and reports changed; never raises."""
 
 
+class UpdateReporting(Protocol):
+    """Update reports (``up/updstatus``), handed to the campaigns package above the
+    ingest: ``take`` per accepted message, ``flush`` per batch."""
+
+    def take(self, message: UpdateStatus, *, received_at: datetime) -> None:
+        """Take one accepted report (in memory)."""
+
+    def flush(self, sessions: sessionmaker[Session]) -> None:
+        """Write what the batch's reports changed; never raises."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Deferred:
     """Shared mode: a decoded message waiting for its birth to reach the database."""
@@ -94,6 +110,7 @@ class Parts:
     revocation: RevocationGate
     observer: IngestObserver | None
     reports: ConfigReports | None = None
+    updates: UpdateReporting | None = None
 
 
 class Worker:
@@ -165,6 +182,8 @@ class Worker:
             p.observer.flush(p.sessions)
         if p.reports is not None:
             p.reports.flush(p.sessions)
+        if p.updates is not None:
+            p.updates.flush(p.sessions)
         p.transactions.store_and_ack()
         p.revocation.record()
 
@@ -225,6 +244,8 @@ class Worker:
                 self._p.observer.observe(message, received_at=item.received_at)
             if self._p.reports is not None and isinstance(message, Birth | ConfigReport):
                 self._p.reports.take(message, received_at=item.received_at)
+            if self._p.updates is not None and isinstance(message, UpdateStatus):
+                self._p.updates.take(message, received_at=item.received_at)
         for note in outcome.notes:
             stats.noted(note)
         if outcome.ignored is None and isinstance(message, Transaction):

@@ -59,6 +59,10 @@ TABLES = {
     "outlet_configs",
     # agent releases (0014_releases)
     "releases",
+    # update campaigns (0015_campaigns)
+    "campaigns",
+    "campaign_outlets",
+    "campaign_outlet_history",
 }
 
 
