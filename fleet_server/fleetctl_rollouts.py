@@ -212,7 +212,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def rollouts_list(api: Any, *, as_json: bool) -> None:
         """Every campaign with its state and progress."""
-        rows = _call(api, "GET", "/api/v1/campaigns")["campaigns"]
+        rows = _call(api, "GET", "/api/v1/campaigns")  # a JSON list, newest first
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return

@@ -210,7 +210,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "cp_completed": {"zh": "已完成", "en": "completed"},
     "ws_pending": {"zh": "未开始", "en": "not started"},
     "ws_running": {"zh": "进行中", "en": "running"},
-    "ws_completed": {"zh": "已完成", "en": "completed"},
+    "ws_done": {"zh": "已完成", "en": "done"},
     "ws_failed": {"zh": "未达标", "en": "failed"},
     "ws_aborted": {"zh": "已终止", "en": "aborted"},
     "os_pending": {"zh": "等待批次", "en": "pending"},

@@ -80,6 +80,10 @@ def test_fleetctl_rollouts_steers_a_campaign_and_shows_refusals(
     assert "release 2.0.0, waves 1, 2" in created  # 1 outlet, then the other 2
     campaign_id = created.split()[1]
 
+    listed_all = _fleetctl(server, "rollouts", "list").stdout
+    assert "1 campaigns" in listed_all
+    assert "二号版本" in listed_all
+    assert "0/3" in listed_all  # nothing done of 3 outlets
     shown = _fleetctl(server, "rollouts", "show", campaign_id).stdout
     assert "二号版本" in shown
     assert "running" in shown

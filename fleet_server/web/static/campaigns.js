@@ -107,7 +107,7 @@ window.govedgeCampaigns = function (h) {
   async function refresh() {
     if (view.id === null) {
       const res = await call("GET", "/api/v1/campaigns");
-      if (res.ok) document.getElementById("main").innerHTML = listHtml(res.json.campaigns);
+      if (res.ok) document.getElementById("main").innerHTML = listHtml(res.json);
       return;
     }
     const base = `/api/v1/campaigns/${encodeURIComponent(view.id)}`;
