@@ -263,7 +263,7 @@ def main() -> None:
     print(loads)
     if args.write_doc:
         update_doc(
-            "campaign",
+            f"campaign-{args.agents}",
             f"### Results ({args.agents:,} agents, {time.strftime('%Y-%m-%d')}; {machine()})"
             f"\n\n{loads}\n\n{text}",
         )
