@@ -22,9 +22,16 @@ from fleet_server.health import queries
 from fleet_server.web.i18n import LANGS, table
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+# Who may pause, resume and abort a campaign: the same roles as config writers.
+CAMPAIGN_WRITERS = CONFIG_WRITERS
 
 STATIC_DIR = Path(__file__).parent / "static"
-_STATIC = {"app.js": "text/javascript", "config.js": "text/javascript", "app.css": "text/css"}
+_STATIC = {
+    "app.js": "text/javascript",
+    "config.js": "text/javascript",
+    "campaigns.js": "text/javascript",
+    "app.css": "text/css",
+}
 _COOKIE = "govedge_lang"
 # The boot JSON sits in a <script> element; outlet-controlled strings (device ids,
 # models) must not be able to end it ("</script>") or switch the parser into a
@@ -44,13 +51,15 @@ def _lang(request: Request, lang: str | None) -> str:
 def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HTMLResponse:
     t = table(lang)
     other = "en" if lang == "zh" else "zh"
+    here = "campaigns" if page == "campaign" else page  # one campaign is under the list
     nav = "".join(
-        f'<a href="/ui/{href}" class="{"on" if page == href else ""}">{escape(t[key])}</a>'
+        f'<a href="/ui/{href}" class="{"on" if here == href else ""}">{escape(t[key])}</a>'
         for href, key in (
             ("overview", "nav_overview"),
             ("map", "nav_map"),
             ("evaluations", "nav_evaluations"),
             ("config", "nav_config"),
+            ("campaigns", "nav_campaigns"),
         )
     )
     boot = json.dumps({"page": page, "lang": lang, "t": t, "data": data}, ensure_ascii=False)
@@ -67,6 +76,7 @@ def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HT
 <main id="main"></main>
 <script id="boot" type="application/json">{boot}</script>
 <script src="/ui/static/config.js"></script>
+<script src="/ui/static/campaigns.js"></script>
 <script src="/ui/static/app.js"></script>
 </body></html>"""
     response = HTMLResponse(html)
@@ -134,6 +144,25 @@ def config_page(
         "can_write": principal.role in CONFIG_WRITERS,
     }
     return _page(request, page="config", lang=_lang(request, lang), data=data)
+
+
+@router.get("/campaigns")
+def campaigns_page(
+    request: Request, principal: Authenticated, lang: str | None = None
+) -> HTMLResponse:
+    """Update campaigns with their state and progress (read live from the campaign API)."""
+    data = {"campaign_id": None, "can_write": principal.role in CAMPAIGN_WRITERS}
+    return _page(request, page="campaigns", lang=_lang(request, lang), data=data)
+
+
+@router.get("/campaigns/{campaign_id}")
+def campaign_page(
+    request: Request, principal: Authenticated, campaign_id: int, lang: str | None = None
+) -> HTMLResponse:
+    """One campaign: waves, counts, outlets by state; pause, resume, abort for operators."""
+    # Steering needs an operator (docs/security.md): a viewer gets no buttons at all.
+    data = {"campaign_id": campaign_id, "can_write": principal.role in CAMPAIGN_WRITERS}
+    return _page(request, page="campaign", lang=_lang(request, lang), data=data)
 
 
 @router.get("/data/config")

@@ -110,7 +110,7 @@ def test_a_hostile_device_id_from_a_birth_shows_as_text(
         assert _EVIL_MODEL in row.inner_text()
         assert page.evaluate("window.__pwned") is None
         assert dialogs == []
-        assert page.locator("script").count() == 3  # the boot data, config.js, app.js
+        assert page.locator("script").count() == 4  # boot data, config.js, campaigns.js, app.js
         page.screenshot(path=str(tmp_path / "outlet-hostile-device.png"), full_page=True)
         page.close()  # its event stream would hold the server's shutdown
     finally:

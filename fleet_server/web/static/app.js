@@ -13,6 +13,8 @@
   const kind = (k) => (k ? esc(tr("k_" + k, k)) : "-");
   const time = (iso) => (iso ? new Date(iso).toLocaleString(boot.lang === "zh" ? "zh-CN" : "en-GB") : "-");
   const cfg = window.govedgeConfig({ esc, tr, time, refresh: () => refresh() });
+  const camp = window.govedgeCampaigns({ esc, tr, time });
+  const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -110,6 +112,10 @@
   let mounted = false;
 
   function draw() {
+    if (isCampaigns) {  // campaigns.js reads the campaign API itself
+      if (!mounted) { camp.mount(boot.data); mounted = true; }
+      return;
+    }
     if (boot.page === "config") {
       // The editor holds the operator's unsaved text: only the lists are redrawn.
       if (mounted) cfg.update(data);
@@ -137,6 +143,7 @@
   });
 
   async function refresh() {
+    if (isCampaigns) { await camp.refresh(); return; }
     const r = await fetch(source[boot.page](), { cache: "no-store" });
     if (!r.ok) return;
     const fresh = await r.json();
