@@ -187,7 +187,7 @@ def run(config_file: Path | None, **cli_values: Any) -> None:
         sys.stdout.flush()
 
     try:
-        asyncio.run(
+        code = asyncio.run(
             run_agent(
                 settings,
                 on_started=announce,
@@ -199,6 +199,9 @@ def run(config_file: Path | None, **cli_values: Any) -> None:
         first = group.exceptions[0]
         log.error("%s", first)  # noqa: TRY400 - one line on purpose, no traceback storm
         code = first.exit_code if isinstance(first, AgentError) else 1
+        sys.exit(code)
+    if code:
+        log.info("stopped to restart into an update (exit %d)", code)
         sys.exit(code)
     log.info("stopped")
 

@@ -46,12 +46,20 @@ from edge_agent.local_api import AppRegistry, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
+from edge_agent.updates import (
+    RESTART_EXIT_CODE,
+    Installer,
+    Layout,
+    build_installer,
+    settle_trial,
+    supervised,
+)
 from edge_agent.uplink.events import PiiGuard, SeenResults
 from edge_agent.uplink.host_metrics import prime_cpu_percent
 from edge_agent.uplink.identity import HostIdentity
 from edge_agent.uplink.session import AgentSession, will_message
 from edge_agent.uplink.session_store import SessionStore
-from govedge_wire import agent_client_id
+from govedge_wire import UpdateStatus, agent_client_id
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S: Final = 1.6
 # Closing devices, queue and outbox after the MQTT goodbye (drivers have own deadlines).
 RUNTIME_CLOSE_TIMEOUT_S: Final = 10.0
+# An update status waits this long for a connection before it is dropped (logged).
+UPDATE_REPORT_WAIT_S: Final = 60.0
 
 
 class Agent:
@@ -86,9 +96,97 @@ class Agent:
         self._started = time.monotonic()
         self._stopping = False
         self._session: AgentSession | None = None
+        # 75 after an install switched ``current``: the supervisor starts the new version.
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self.installer: Installer = build_installer(
+            settings,
+            running_version=self.identity.agent_version,
+            report=self.report_update,
+            restart=self._restart_into_update,
+        )
+
+    async def report_update(
+        self,
+        state: str,
+        *,
+        version: str,
+        campaign_id: int | None,
+        reason: str | None = None,
+        detail: str | None = None,
+        progress: float | None = None,
+    ) -> None:
+        """Publish one ``UpdateStatus`` on the current connection (waiting for one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UPDATE_REPORT_WAIT_S
+        while loop.time() < deadline:
+            session = self._session
+            if session is not None and session.birth_published:
+                status = UpdateStatus.model_validate(
+                    {
+                        "outlet_id": self.settings.outlet_id,
+                        "session": session.session,
+                        "seq": session.next_seq(),
+                        "campaign_id": campaign_id,
+                        "version": version,
+                        "running_version": self.identity.agent_version,
+                        "state": state,
+                        "reason": reason,
+                        "detail": detail,
+                        "progress": progress,
+                    }
+                )
+                try:
+                    await session.publish(status)  # QoS 1: returns on PUBACK
+                except (aiomqtt.MqttError, TimeoutError) as exc:
+                    log.warning("update status %s not acknowledged: %s", state, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                log.info("update %s: %s%s", version, state, f" ({reason})" if reason else "")
+                return
+            await asyncio.sleep(0.2)
+        self.counters.incr("update_reports_dropped")
+        log.warning("update status %s for %s dropped: not connected", state, version)
+
+    def _restart_into_update(self) -> None:
+        self.exit_code = RESTART_EXIT_CODE
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _settle_trial(self) -> None:
+        """Report a finished trial, or prove this new version healthy, once connected."""
+        try:
+            await settle_trial(
+                Layout(self.settings.install_home),
+                running_version=self.identity.agent_version,
+                supervised=supervised(),
+                report=self.report_update,
+                prove_health=self._prove_health,
+            )
+        except (OSError, ValueError) as exc:
+            log.error("the update trial could not be settled: %s", exc)  # noqa: TRY400
+
+    async def _prove_health(self, campaign_id: int | None) -> None:
+        """Devices discovered (the runtime is open), connected, and one message acknowledged:
+        an outbox entry if any waits, else this status (docs/updates.md)."""
+        outbox = self._require_runtime().runtime.outbox
+        stats = await outbox.stats()
+        if sum(stats.depth.values()) == 0:
+            await self.report_update(
+                "restarting",
+                version=self.identity.agent_version,
+                campaign_id=campaign_id,
+                detail="new version started; proving health",
+            )
+            return
+        # Polled: the outbox has no event for "an ack was applied"; the supervisor's
+        # health timeout bounds this wait.
+        while (await outbox.stats()).delivery_rate_per_min == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in stages."""
+        self._stop = stop
         await asyncio.to_thread(self.store.prepare)
         await asyncio.to_thread(check_tls_identity, self.settings)
         prime_cpu_percent()
@@ -103,6 +201,7 @@ class Agent:
                 local_api = tg.create_task(
                     self._serve_local_api(self.assembled), name="agent-local-api"
                 )
+                settle = tg.create_task(self._settle_trial(), name="agent-update-trial")
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
@@ -112,6 +211,8 @@ class Agent:
                 await stop.wait()
                 # Stop taking the clerks' work first, then say goodbye on MQTT.
                 local_api.cancel()
+                settle.cancel()
+                self.installer.cancel()
                 remove_hotplug()
                 if renewal is not None:
                     renewal.cancel()
@@ -255,6 +356,7 @@ class Agent:
             seen_results=self._seen_results,
             pii_guard=self._pii_guard,
             resynced_from=resynced_from,
+            updates=self.installer,
         )
         self._session = agent_session
         if self._stopping:  # the signal came while we were connecting
@@ -345,8 +447,9 @@ async def run_agent(
     on_started: Callable[[], None],
     on_simulated: Callable[[int], None] | None = None,
     on_local_api: Callable[[int], None] | None = None,
-) -> None:
-    """Install signal handlers, announce the start, run until SIGTERM/SIGINT.
+) -> int:
+    """Install signal handlers, announce the start, run until SIGTERM/SIGINT; the exit
+    code (75 after an update switched ``current``, docs/updates.md).
 
     ``on_simulated(count)`` is called once the simulators are attached (``--simulate``),
     ``on_local_api(port)`` once the local API listens.
@@ -357,5 +460,6 @@ async def run_agent(
         agent = Agent(settings, on_simulated=on_simulated, on_local_api=on_local_api)
         on_started()
         await agent.run(stop)
+        return agent.exit_code
     finally:
         remove()
