@@ -23,6 +23,7 @@ from edge_agent.errors import AgentError, SettingsError
 from edge_agent.local_api.cli import apps as apps_command
 from edge_agent.profiles import profiles_check_main
 from edge_agent.settings import AgentSettings, load_settings
+from edge_agent.updates.cli import update as update_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("edge_agent")
@@ -216,6 +217,7 @@ def show_config(config_file: Path | None, **cli_values: Any) -> None:
 
 main.add_command(enroll_command)
 main.add_command(apps_command)
+main.add_command(update_command)
 
 
 @main.group()
