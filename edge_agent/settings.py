@@ -97,6 +97,9 @@ class AgentSettings(BaseSettings):
     install_home: Path = Path("/opt/govedge")
     update_uv_bin: Path | None = None
     update_find_links: tuple[Path, ...] = ()
+    # Pins (a requirements file) a wheel release's dependencies are held to; a bundle's
+    # own *.txt locks are used as well.
+    update_constraints: Path | None = None
     update_disk_reserve_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
 
     @field_validator("log_level", mode="before")

@@ -53,6 +53,7 @@ def update() -> None:
 @click.option("--config-keys-file", type=click.Path(path_type=Path), default=None)
 @click.option("--uv-bin", type=click.Path(path_type=Path), envvar="GOVEDGE_UPDATE_UV_BIN")
 @click.option("--find-links", type=click.Path(path_type=Path), multiple=True)
+@click.option("--constraints", type=click.Path(path_type=Path), default=None)
 @click.option("--reserve-bytes", type=int, default=256 * 1024 * 1024, show_default=True)
 def install_command(
     file: Path,
@@ -62,6 +63,7 @@ def install_command(
     config_keys_file: Path | None,
     uv_bin: Path | None,
     find_links: tuple[Path, ...],
+    constraints: Path | None,
     reserve_bytes: int,
 ) -> None:
     """Verify FILE against the signed MANIFEST and install it beside the running version."""
@@ -71,7 +73,7 @@ def install_command(
         version = normal_version(manifest.version)
         layout = Layout(home)
         check_disk(layout, manifest, reserve_bytes)
-        venv = asyncio.run(_install(layout, file, manifest, uv_bin, find_links))
+        venv = asyncio.run(_install(layout, file, manifest, uv_bin, find_links, constraints))
     except ManifestRefused as exc:
         _fail("bad_manifest", str(exc))
     except (ConfigKeysError, OSError, ValueError) as exc:
@@ -100,13 +102,16 @@ async def _install(
     manifest: SignedManifest,
     uv_bin: Path | None,
     find_links: tuple[Path, ...],
+    constraints: Path | None,
 ) -> Path:
     folder = layout.download_dir(manifest.version)
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     part = folder / f"{manifest.file_name}.part"
     await asyncio.to_thread(shutil.copyfile, file, part)
     artifact = await verify_artifact(part, manifest)
-    return await install_beside(layout, artifact, manifest, uv_bin=uv_bin, find_links=find_links)
+    return await install_beside(
+        layout, artifact, manifest, uv_bin=uv_bin, find_links=find_links, constraints=constraints
+    )
 
 
 @update.command(name="status")

@@ -5,10 +5,12 @@ The version is built in ``versions/.{version}.partial`` and renamed to
 looks installed (a crash leaves a ``.partial`` that the next attempt removes).
 
 The tool: ``uv`` when the ``update_uv_bin`` setting names its binary (seconds on outlet
-hardware; with ``--offline`` it also uses its cache), otherwise ``python -m venv`` and
-pip (no extra dependency on the outlet, but minutes). Both install with no package
-index: a bundle is unpacked and used as ``--find-links``; a wheel finds its dependencies
-in the ``update_find_links`` directories (a wheelhouse kept from earlier bundles).
+hardware; ``--offline``: the find-links directories and uv's cache, never the network),
+otherwise ``python -m venv`` and pip with ``--no-index`` (no extra dependency on the
+outlet, but minutes). A bundle is unpacked and used as ``--find-links``, its ``*.txt``
+locks as constraints; a wheel finds its dependencies in the ``update_find_links``
+directories (a wheelhouse kept from earlier bundles) or uv's cache, held to the
+``update_constraints`` pins.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ async def install_beside(
     *,
     uv_bin: Path | None,
     find_links: tuple[Path, ...],
+    constraints: Path | None = None,
 ) -> Path:
     """Install ``artifact`` as ``versions/{version}``; its venv, or ``UpdateFailed``."""
     version = normal_version(manifest.version)
@@ -80,10 +83,14 @@ async def install_beside(
     venv = partial / "venv"
     requirement = f"govedge[agent]=={version}"
     link_args = [arg for d in links for arg in ("--find-links", str(d))]
+    locks = [constraints] if constraints is not None else []
+    if manifest.kind == "bundle":
+        locks += sorted((partial / "bundle").rglob("*.txt"))
+    link_args += [arg for lock in locks for arg in ("--constraint", str(lock))]
     if uv_bin is not None:
         await _run([str(uv_bin), "venv", "--python", sys.executable, str(venv)])
         await _run(
-            [str(uv_bin), "pip", "install", "--offline", "--no-index", "--python",
+            [str(uv_bin), "pip", "install", "--offline", "--python",
              str(venv / "bin" / "python"), *link_args, requirement]
         )  # fmt: skip
     else:

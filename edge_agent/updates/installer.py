@@ -57,6 +57,7 @@ class InstallerSettings:
     uv_bin: Path | None
     find_links: tuple[Path, ...]
     disk_reserve_bytes: int
+    constraints: Path | None = None
     download_attempts: int = 6
     download_backoff_s: float = 1.0
     tls_verify: ssl.SSLContext | bool = True

@@ -55,6 +55,7 @@ def build_installer(
             uv_bin=settings.update_uv_bin,
             find_links=settings.update_find_links,
             disk_reserve_bytes=settings.update_disk_reserve_bytes,
+            constraints=settings.update_constraints,
             tls_verify=tls_verify,
         ),
         report=report,
