@@ -115,8 +115,9 @@ class Agent:
         reason: str | None = None,
         detail: str | None = None,
         progress: float | None = None,
-    ) -> None:
-        """Publish one ``UpdateStatus`` on the current connection (waiting for one)."""
+    ) -> bool:
+        """Publish one ``UpdateStatus`` on the current connection (waiting for one);
+        whether the broker acknowledged it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + UPDATE_REPORT_WAIT_S
         while loop.time() < deadline:
@@ -143,10 +144,11 @@ class Agent:
                     await asyncio.sleep(0.5)
                     continue
                 log.info("update %s: %s%s", version, state, f" ({reason})" if reason else "")
-                return
+                return True
             await asyncio.sleep(0.2)
         self.counters.incr("update_reports_dropped")
         log.warning("update status %s for %s dropped: not connected", state, version)
+        return False
 
     def _restart_into_update(self) -> None:
         self.exit_code = RESTART_EXIT_CODE
@@ -172,12 +174,15 @@ class Agent:
         outbox = self._require_runtime().runtime.outbox
         stats = await outbox.stats()
         if sum(stats.depth.values()) == 0:
-            await self.report_update(
+            # Only an acknowledged publish proves the way to the broker works; the
+            # supervisor's health timeout bounds the retries.
+            while not await self.report_update(
                 "restarting",
                 version=self.identity.agent_version,
                 campaign_id=campaign_id,
                 detail="new version started; proving health",
-            )
+            ):
+                pass
             return
         # Polled: the outbox has no event for "an ack was applied"; the supervisor's
         # health timeout bounds this wait.

@@ -43,7 +43,7 @@ class StatusReporter(Protocol):
         reason: str | None = None,
         detail: str | None = None,
         progress: float | None = None,
-    ) -> None: ...
+    ) -> object: ...
 
 
 @dataclass(frozen=True)
