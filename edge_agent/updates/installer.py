@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_agent.updates.download import OutletProof, download, verify_artifact
 from edge_agent.updates.errors import UpdateFailed
 from edge_agent.updates.install import check_disk, install_beside
-from edge_agent.updates.layout import Layout, new_trial, normal_version
+from edge_agent.updates.layout import Layout, new_trial, normal_version, same_release
 from govedge_wire import UpdateOffer
 from govedge_wire.releases import ManifestRefused, SignedManifest, verify_manifest
 
@@ -132,7 +132,7 @@ class Installer:
             return
         manifest = self._verified(offer)
         version = normal_version(manifest.version)
-        if version == normal_version(s.running_version):
+        if same_release(version, s.running_version):
             await self._status(offer, "healthy", detail="already running this version")
             return
         wait_s = (offer.not_before_ts - _now_ms()) / 1000
@@ -192,7 +192,7 @@ class Installer:
         except ManifestRefused as exc:
             raise UpdateFailed("bad_manifest", f"{exc.reason}: {exc}") from None
         try:
-            same = normal_version(manifest.version) == normal_version(offer.version)
+            same = same_release(manifest.version, offer.version)
         except ValueError:
             raise UpdateFailed("bad_manifest", "version is not PEP 440") from None
         if not same:

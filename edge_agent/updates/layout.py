@@ -35,6 +35,14 @@ def normal_version(version: str) -> str:
         raise ValueError(f"not a PEP 440 version: {version[:64]!r}") from None
 
 
+def same_release(a: str, b: str) -> bool:
+    """PEP 440 equality: ``1.4`` and ``1.4.0`` are one release; ``ValueError`` if invalid."""
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        raise ValueError(f"not a PEP 440 version: {a[:64]!r} or {b[:64]!r}") from None
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or link in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

@@ -22,6 +22,7 @@ from edge_agent.updates.layout import (
     FINAL_OUTCOMES,
     Layout,
     normal_version,
+    same_release,
     utc_now_iso,
     write_json_atomically,
 )
@@ -45,7 +46,7 @@ async def settle_trial(
         return None
     running = normal_version(running_version)
     if trial.get("outcome") == "pending":
-        if not supervised or trial.get("version") != running:
+        if not supervised or not _is(trial.get("version"), running):
             return None
         campaign = trial.get("campaign_id")
         await prove_health(campaign if isinstance(campaign, int) else None)
@@ -59,7 +60,7 @@ async def settle_trial(
     outcome = str(trial.get("outcome"))
     await _report_final(trial, running, report)
     await asyncio.to_thread(layout.archive_trial, trial)
-    if outcome == "healthy" and trial.get("version") == running:
+    if outcome == "healthy" and _is(trial.get("version"), running):
         await asyncio.to_thread(prune, layout, keep_previous=trial.get("previous"))
     return outcome
 
@@ -84,7 +85,7 @@ async def _report_final(trial: dict[str, Any], running: str, report: StatusRepor
     detail = trial.get("detail")
     detail = str(detail)[:500] if detail else None
     if outcome == "healthy":
-        if version == running:
+        if _is(version, running):
             await report("healthy", version=version, campaign_id=campaign_id)
     elif outcome == "rolled_back":
         reason = str(trial.get("reason") or "crashed_on_start")
@@ -96,6 +97,13 @@ async def _report_final(trial: dict[str, Any], running: str, report: StatusRepor
             "failed", version=version, campaign_id=campaign_id, reason="install_failed",
             detail=detail,
         )  # fmt: skip
+
+
+def _is(version: object, running: str) -> bool:
+    try:
+        return isinstance(version, str) and same_release(version, running)
+    except ValueError:
+        return False
 
 
 def prune(layout: Layout, *, keep_previous: object) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,32 @@ def test_a_repeated_offer_changes_nothing_and_another_is_busy(
     skipped = [r for r in reports.seen if r["state"] == "skipped"]
     assert [(r["version"], r["reason"]) for r in skipped] == [("9.3.0", "busy")]
     assert [r["state"] for r in reports.seen].count("verifying") == 1
+
+
+def test_an_offer_of_the_running_version_is_healthy_at_once(
+    tmp_path: Path, signer: Signer, release_wheel: Path
+) -> None:
+    manifest = signer.manifest(release_wheel, "0.1")  # 0.1 is 0.1.0 in normal form
+    built, reports, restarts = installer(tmp_path / "home", signer, "http://127.0.0.1:1")
+    asyncio.run(run_offer(built, offer(manifest, version="0.1.0")))
+    assert [r["state"] for r in reports.seen] == ["healthy"]
+    assert restarts == []
+
+
+def test_a_bundle_installs_from_its_own_wheels_and_lock(
+    tmp_path: Path, signer: Signer, release_wheel: Path, uv_cache_warm: Path
+) -> None:
+    bundle = tmp_path / f"govedge-{VERSION}-bundle.tar.gz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        archive.add(release_wheel, arcname=release_wheel.name)
+        # The bundle's requirements lock: used as constraints, no setting needed.
+        archive.add(uv_cache_warm, arcname="requirements.txt")
+    manifest = signer.manifest(bundle, VERSION, kind="bundle")
+    home = tmp_path / "home"
+    with ArtifactServer(bundle.read_bytes(), f'"{manifest.sha256}"') as server:
+        built, reports, restarts = installer(home, signer, server.url)
+        asyncio.run(run_offer(built, offer(manifest)))
+    assert reports.states == ["downloading", "verifying", "installing", "restarting"], reports.seen
+    assert restarts == [75]
+    assert Layout(home).installed() == [VERSION]
+    assert not (home / "versions" / VERSION / "bundle").exists()  # unpacked wheels removed
