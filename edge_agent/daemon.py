@@ -118,6 +118,8 @@ class Agent:
     ) -> bool:
         """Publish one ``UpdateStatus`` on the current connection (waiting for one);
         whether the broker acknowledged it."""
+        if state != "downloading" or progress == 0.0:  # counted once per step
+            self.counters.incr(f"update_{state}" + (f".{reason}" if reason else ""))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + UPDATE_REPORT_WAIT_S
         while loop.time() < deadline:

@@ -168,7 +168,14 @@ class Installer:
             await self._status(offer, "skipped", reason="window_missed", detail="after download")
             return
         await self._status(offer, "installing")
-        await install_beside(s.layout, artifact, manifest, uv_bin=s.uv_bin, find_links=s.find_links)
+        await install_beside(
+            s.layout,
+            artifact,
+            manifest,
+            uv_bin=s.uv_bin,
+            find_links=s.find_links,
+            constraints=s.constraints,
+        )
         await asyncio.to_thread(self._switch, version, offer)
         await self._status(offer, "restarting")
         self._restart()
