@@ -147,7 +147,8 @@ class Layout:
 
     def archive_trial(self, trial: dict[str, Any]) -> Path:
         """Move ``trial.json`` to ``history/{created_at}-{version}.json``."""
-        stamp = str(trial.get("created_at", utc_now_iso())).replace(":", "")
+        # The name the contract gives; created_at is ISO, sorting by time.
+        stamp = str(trial.get("created_at", utc_now_iso())).replace("/", "_")
         target = self.history / f"{stamp}-{trial.get('version', 'unknown')}.json"
         self.history.mkdir(parents=True, exist_ok=True)
         os.replace(self.trial_file, target)

@@ -100,7 +100,5 @@ def test_the_old_version_reports_a_rollback_with_its_reason(
     )
     assert report.campaign_id == 5
     assert report.detail == "exit 1 three times"
-    assert sorted(p.name for p in layout.history.iterdir()) == [
-        f"{trial['created_at'].replace(':', '')}-9.1.0.json"
-    ]
+    assert sorted(p.name for p in layout.history.iterdir()) == [f"{trial['created_at']}-9.1.0.json"]
     assert os.readlink(home / "current") == "versions/0.1.0"
