@@ -61,14 +61,14 @@ def test_the_new_version_proves_health_then_reports_healthy_and_prunes(
             4,
         )
         poll(lambda: not layout.trial_file.exists(), timeout=10, what="trial archived")
+        # current/good and one previous are kept; older versions are removed.
+        poll(lambda: layout.installed() == ["0.0.9", RUNNING], timeout=30, what="pruned")
     finally:
         agent.close()
         observer.close()
     last = layout.last_history()
     assert last is not None
     assert (last["version"], last["outcome"]) == (RUNNING, "healthy")
-    # current/good and one previous are kept; older versions are removed.
-    poll(lambda: layout.installed() == ["0.0.9", RUNNING], timeout=10, what="pruned")
     assert not layout.health_file.exists()
 
 
