@@ -17,6 +17,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.enrollment import TlsStore
+from edge_agent.enrollment.errors import EnrollmentError
 from edge_agent.enrollment.trust import http_trust
 from edge_agent.fleet_config.keys import ConfigKeysError, load_config_keys
 from edge_agent.settings import AgentSettings
@@ -43,9 +44,13 @@ def build_installer(
     store = TlsStore(settings.data_dir)
     server_url: str | None = None
     tls_verify: ssl.SSLContext | bool = True
-    if store.exists():
-        server_url = store.identity().server_url
-        tls_verify = http_trust(store.ca_path)  # the system's CAs plus the pinned fleet CA
+    try:
+        if store.exists():
+            server_url = store.identity().server_url
+            tls_verify = http_trust(store.ca_path)  # the system's CAs plus the pinned CA
+    except (EnrollmentError, OSError, ValueError) as exc:
+        # The agent still runs; an offer is then failed (download_failed) with the reason.
+        log.error("no download identity for updates: %s", exc)  # noqa: TRY400
     return Installer(
         InstallerSettings(
             layout=Layout(settings.install_home),
