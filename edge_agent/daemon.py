@@ -54,12 +54,13 @@ from edge_agent.updates import (
     settle_trial,
     supervised,
 )
+from edge_agent.updates.reporting import StatusPublisher
 from edge_agent.uplink.events import PiiGuard, SeenResults
 from edge_agent.uplink.host_metrics import prime_cpu_percent
 from edge_agent.uplink.identity import HostIdentity
 from edge_agent.uplink.session import AgentSession, will_message
 from edge_agent.uplink.session_store import SessionStore
-from govedge_wire import UpdateStatus, agent_client_id
+from govedge_wire import agent_client_id
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S: Final = 1.6
 # Closing devices, queue and outbox after the MQTT goodbye (drivers have own deadlines).
 RUNTIME_CLOSE_TIMEOUT_S: Final = 10.0
-# An update status waits this long for a connection before it is dropped (logged).
-UPDATE_REPORT_WAIT_S: Final = 60.0
 
 
 class Agent:
@@ -99,58 +98,18 @@ class Agent:
         # 75 after an install switched ``current``: the supervisor starts the new version.
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
+        self.report_update = StatusPublisher(
+            outlet_id=settings.outlet_id,
+            running_version=self.identity.agent_version,
+            connection=lambda: self._session,
+            counters=self.counters,
+        )
         self.installer: Installer = build_installer(
             settings,
             running_version=self.identity.agent_version,
             report=self.report_update,
             restart=self._restart_into_update,
         )
-
-    async def report_update(
-        self,
-        state: str,
-        *,
-        version: str,
-        campaign_id: int | None,
-        reason: str | None = None,
-        detail: str | None = None,
-        progress: float | None = None,
-    ) -> bool:
-        """Publish one ``UpdateStatus`` on the current connection (waiting for one);
-        whether the broker acknowledged it."""
-        if state != "downloading" or progress == 0.0:  # counted once per step
-            self.counters.incr(f"update_{state}" + (f".{reason}" if reason else ""))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + UPDATE_REPORT_WAIT_S
-        while loop.time() < deadline:
-            session = self._session
-            if session is not None and session.birth_published:
-                status = UpdateStatus.model_validate(
-                    {
-                        "outlet_id": self.settings.outlet_id,
-                        "session": session.session,
-                        "seq": session.next_seq(),
-                        "campaign_id": campaign_id,
-                        "version": version,
-                        "running_version": self.identity.agent_version,
-                        "state": state,
-                        "reason": reason,
-                        "detail": detail,
-                        "progress": progress,
-                    }
-                )
-                try:
-                    await session.publish(status)  # QoS 1: returns on PUBACK
-                except (aiomqtt.MqttError, TimeoutError) as exc:
-                    log.warning("update status %s not acknowledged: %s", state, exc)
-                    await asyncio.sleep(0.5)
-                    continue
-                log.info("update %s: %s%s", version, state, f" ({reason})" if reason else "")
-                return True
-            await asyncio.sleep(0.2)
-        self.counters.incr("update_reports_dropped")
-        log.warning("update status %s for %s dropped: not connected", state, version)
-        return False
 
     def _restart_into_update(self) -> None:
         self.exit_code = RESTART_EXIT_CODE
@@ -171,25 +130,7 @@ class Agent:
             log.error("the update trial could not be settled: %s", exc)  # noqa: TRY400
 
     async def _prove_health(self, campaign_id: int | None) -> None:
-        """Devices discovered (the runtime is open), connected, and one message acknowledged:
-        an outbox entry if any waits, else this status (docs/updates.md)."""
-        outbox = self._require_runtime().runtime.outbox
-        stats = await outbox.stats()
-        if sum(stats.depth.values()) == 0:
-            # Only an acknowledged publish proves the way to the broker works; the
-            # supervisor's health timeout bounds the retries.
-            while not await self.report_update(
-                "restarting",
-                version=self.identity.agent_version,
-                campaign_id=campaign_id,
-                detail="new version started; proving health",
-            ):
-                pass
-            return
-        # Polled: the outbox has no event for "an ack was applied"; the supervisor's
-        # health timeout bounds this wait.
-        while (await outbox.stats()).delivery_rate_per_min == 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
+        await self.report_update.prove_health(self._require_runtime().runtime.outbox, campaign_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in stages."""

@@ -2,7 +2,8 @@
 
 ``layout`` (the on-disk contract shared with the supervisor), ``download``, ``install``
 (beside the running version, offline), ``installer`` (offer → restart), ``trial`` (the
-health proof and the trial report at start), ``service`` (built for the running agent),
+health proof and the trial report at start), ``reporting`` (statuses on the agent's
+connection, the health proof), ``service`` (built for the running agent),
 ``cli`` (``edge-agent update install/status`` for technicians).
 
 Exceptions: ``UpdateFailed`` (its ``reason`` is a protocol reason code).
