@@ -23,6 +23,7 @@ from edge_agent.errors import AgentError, SettingsError
 from edge_agent.local_api.cli import apps as apps_command
 from edge_agent.profiles import profiles_check_main
 from edge_agent.settings import AgentSettings, load_settings
+from edge_agent.updates.cli import update as update_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("edge_agent")
@@ -187,7 +188,7 @@ def run(config_file: Path | None, **cli_values: Any) -> None:
         sys.stdout.flush()
 
     try:
-        asyncio.run(
+        code = asyncio.run(
             run_agent(
                 settings,
                 on_started=announce,
@@ -199,6 +200,9 @@ def run(config_file: Path | None, **cli_values: Any) -> None:
         first = group.exceptions[0]
         log.error("%s", first)  # noqa: TRY400 - one line on purpose, no traceback storm
         code = first.exit_code if isinstance(first, AgentError) else 1
+        sys.exit(code)
+    if code:
+        log.info("stopped to restart into an update (exit %d)", code)
         sys.exit(code)
     log.info("stopped")
 
@@ -213,6 +217,7 @@ def show_config(config_file: Path | None, **cli_values: Any) -> None:
 
 main.add_command(enroll_command)
 main.add_command(apps_command)
+main.add_command(update_command)
 
 
 @main.group()

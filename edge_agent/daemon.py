@@ -46,6 +46,15 @@ from edge_agent.local_api import AppRegistry, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
+from edge_agent.updates import (
+    RESTART_EXIT_CODE,
+    Installer,
+    Layout,
+    build_installer,
+    settle_trial,
+    supervised,
+)
+from edge_agent.updates.reporting import StatusPublisher
 from edge_agent.uplink.events import PiiGuard, SeenResults
 from edge_agent.uplink.host_metrics import prime_cpu_percent
 from edge_agent.uplink.identity import HostIdentity
@@ -86,9 +95,46 @@ class Agent:
         self._started = time.monotonic()
         self._stopping = False
         self._session: AgentSession | None = None
+        # 75 after an install switched ``current``: the supervisor starts the new version.
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self.report_update = StatusPublisher(
+            outlet_id=settings.outlet_id,
+            running_version=self.identity.agent_version,
+            connection=lambda: self._session,
+            counters=self.counters,
+        )
+        self.installer: Installer = build_installer(
+            settings,
+            running_version=self.identity.agent_version,
+            report=self.report_update,
+            restart=self._restart_into_update,
+        )
+
+    def _restart_into_update(self) -> None:
+        self.exit_code = RESTART_EXIT_CODE
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _settle_trial(self) -> None:
+        """Report a finished trial, or prove this new version healthy, once connected."""
+        try:
+            await settle_trial(
+                Layout(self.settings.install_home),
+                running_version=self.identity.agent_version,
+                supervised=supervised(),
+                report=self.report_update,
+                prove_health=self._prove_health,
+            )
+        except (OSError, ValueError) as exc:
+            log.error("the update trial could not be settled: %s", exc)  # noqa: TRY400
+
+    async def _prove_health(self, campaign_id: int | None) -> None:
+        await self.report_update.prove_health(self._require_runtime().runtime.outbox, campaign_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in stages."""
+        self._stop = stop
         await asyncio.to_thread(self.store.prepare)
         await asyncio.to_thread(check_tls_identity, self.settings)
         prime_cpu_percent()
@@ -103,6 +149,7 @@ class Agent:
                 local_api = tg.create_task(
                     self._serve_local_api(self.assembled), name="agent-local-api"
                 )
+                settle = tg.create_task(self._settle_trial(), name="agent-update-trial")
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
@@ -112,6 +159,8 @@ class Agent:
                 await stop.wait()
                 # Stop taking the clerks' work first, then say goodbye on MQTT.
                 local_api.cancel()
+                settle.cancel()
+                self.installer.cancel()
                 remove_hotplug()
                 if renewal is not None:
                     renewal.cancel()
@@ -255,6 +304,7 @@ class Agent:
             seen_results=self._seen_results,
             pii_guard=self._pii_guard,
             resynced_from=resynced_from,
+            updates=self.installer,
         )
         self._session = agent_session
         if self._stopping:  # the signal came while we were connecting
@@ -345,8 +395,9 @@ async def run_agent(
     on_started: Callable[[], None],
     on_simulated: Callable[[int], None] | None = None,
     on_local_api: Callable[[int], None] | None = None,
-) -> None:
-    """Install signal handlers, announce the start, run until SIGTERM/SIGINT.
+) -> int:
+    """Install signal handlers, announce the start, run until SIGTERM/SIGINT; the exit
+    code (75 after an update switched ``current``, docs/updates.md).
 
     ``on_simulated(count)`` is called once the simulators are attached (``--simulate``),
     ``on_local_api(port)`` once the local API listens.
@@ -357,5 +408,6 @@ async def run_agent(
         agent = Agent(settings, on_simulated=on_simulated, on_local_api=on_local_api)
         on_started()
         await agent.run(stop)
+        return agent.exit_code
     finally:
         remove()

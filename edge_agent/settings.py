@@ -90,6 +90,17 @@ class AgentSettings(BaseSettings):
     # Config-signing public keys ({key_id: base64 raw Ed25519 key}) for an outlet set up
     # without enrollment; enrolled agents keep theirs in DATA_DIR/tls/config-keys.json.
     config_keys_file: Path | None = None
+    # Agent updates (docs/updates.md, "The agent's installer"): the install home with
+    # versions/, current, good and update/; uv's binary (None: python -m venv + pip);
+    # wheelhouses a wheel release finds its dependencies in (no package index is used);
+    # bytes kept free beyond what a download and its unpacked venv need.
+    install_home: Path = Path("/opt/govedge")
+    update_uv_bin: Path | None = None
+    update_find_links: tuple[Path, ...] = ()
+    # Pins (a requirements file) a wheel release's dependencies are held to; a bundle's
+    # own *.txt locks are used as well.
+    update_constraints: Path | None = None
+    update_disk_reserve_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
 
     @field_validator("log_level", mode="before")
     @classmethod

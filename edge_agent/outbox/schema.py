@@ -16,7 +16,13 @@ from typing import Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from edge_agent.outbox.errors import OutboxError, OutboxFull, StorageError
 
+# Outbox schema changes are additive and versioned (docs/updates.md, "The outbox across
+# an update"): ``PRAGMA user_version`` is the newest schema that wrote the file, and
+# ``schema_info.min_reader`` the oldest schema that can still read it. A rolled-back
+# agent thus opens the outbox its newer version upgraded, unless that version declared
+# it unreadable by raising ``min_reader`` (which a breaking change must do).
 SCHEMA_VERSION: Final = 1
+MIN_READER: Final = 1
 # One connection owns the file; a wait only helps a second opener, which must fail fast.
 BUSY_TIMEOUT_MS: Final = 500
 
@@ -223,9 +229,12 @@ def _configure(conn: sqlite3.Connection) -> None:
     with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"outbox database has schema {version}; this agent knows {SCHEMA_VERSION}"
-            )
+            min_reader = _min_reader(conn)
+            if min_reader > SCHEMA_VERSION:
+                raise StorageError(
+                    f"outbox database has schema {version}, readable from schema "
+                    f"{min_reader} on; this agent knows {SCHEMA_VERSION}"
+                )
         for statement in _DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -233,7 +242,33 @@ def _configure(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         if conn.execute("SELECT COUNT(*) FROM usage").fetchone()[0] == 0:
             conn.execute(_USAGE_INIT)  # once, for a database made before the triggers
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute(_SCHEMA_INFO_DDL)
+        # Raised by a breaking schema, never lowered by an older agent.
+        conn.execute(
+            "INSERT INTO schema_info (id, min_reader) VALUES (1, ?) ON CONFLICT (id) "
+            "DO UPDATE SET min_reader = max(min_reader, excluded.min_reader)",
+            (MIN_READER,),
+        )
+        # Never lowered: a newer agent's additions stay declared after an older one ran.
+        conn.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+
+
+_SCHEMA_INFO_DDL: Final = """
+CREATE TABLE IF NOT EXISTS schema_info (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    min_reader INTEGER NOT NULL
+)"""
+
+
+def _min_reader(conn: sqlite3.Connection) -> int:
+    """The oldest schema that can read this file (1 when a schema predates the table)."""
+    found = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_info'"
+    ).fetchone()
+    if found is None:
+        return 1
+    row = conn.execute("SELECT min_reader FROM schema_info WHERE id = 1").fetchone()
+    return 1 if row is None else int(row[0])
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from govedge_wire import (
     ServerState,
     TransactionAck,
     TransactionResult,
+    UpdateOffer,
     WireError,
     decode,
     now_ms,
@@ -60,6 +61,12 @@ class Uplink(Protocol):
     def begin_resync(self, known: int) -> None: ...
 
 
+class UpdateOffers(Protocol):
+    """The agent's installer, as the downlink hands it offers (``edge_agent.updates``)."""
+
+    async def offer(self, offer: UpdateOffer) -> None: ...
+
+
 class Downlink:
     """Handles every message that arrives on one connection's subscriptions."""
 
@@ -74,8 +81,10 @@ class Downlink:
         log_limiter: LogLimiter,
         seen_results: SeenResults,
         config: ConfigApplier | None = None,
+        updates: UpdateOffers | None = None,
     ) -> None:
         self._config = config
+        self._updates = updates
         self._uplink = uplink
         self._outlet = outlet_id
         self._sender = sender
@@ -85,6 +94,11 @@ class Downlink:
         self._seen_results = seen_results
         self._server_online: bool | None = None
         self._server_state_ts = -1
+
+    @property
+    def takes_updates(self) -> bool:
+        """Whether an installer handles ``down/update`` (the session subscribes then)."""
+        return self._updates is not None
 
     async def run(self, client: aiomqtt.Client) -> None:
         """Handle the client's messages until the connection ends."""
@@ -129,6 +143,12 @@ class Downlink:
             )
         elif isinstance(decoded, TransactionResult):
             self._handle_tx_result(decoded)
+        elif isinstance(decoded, UpdateOffer):
+            self._counters.incr("update_offers_received")
+            if self._updates is None:
+                self._counted_drop("no_installer", f"update offer {decoded.version} ignored")
+            else:
+                await self._updates.offer(decoded)
         else:
             self._counted_drop("unexpected_kind", f"unexpected {decoded.kind} message on {topic}")
 

@@ -21,7 +21,7 @@ from edge_agent.discovery import Subscription
 from edge_agent.outbox import OutboxSender, OutgoingTx
 from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings
-from edge_agent.uplink.downlink import Downlink
+from edge_agent.uplink.downlink import Downlink, UpdateOffers
 from edge_agent.uplink.events import (
     INVENTORY_EVENTS,
     PiiGuard,
@@ -86,6 +86,7 @@ class AgentSession:
         seen_results: SeenResults | None = None,
         pii_guard: PiiGuard | None = None,
         resynced_from: tuple[int, int] | None = None,
+        updates: UpdateOffers | None = None,
     ) -> None:
         self._runtime = runtime
         # (our old session, the session the server knew) when this connection follows a
@@ -125,6 +126,7 @@ class AgentSession:
             log_limiter=log_limiter,
             seen_results=seen_results or SeenResults(),
             config=runtime.config,
+            updates=updates,
         )
 
     # -- public ---------------------------------------------------------------------
@@ -209,6 +211,10 @@ class AgentSession:
             ),
             (SERVER_STATE_TOPIC, DELIVERY[Kind.SERVER_STATE].qos),
         ]
+        if self._downlink.takes_updates:
+            topics.append(
+                (topic_for(self._outlet, Kind.UPDATE_OFFER), DELIVERY[Kind.UPDATE_OFFER].qos)
+            )
         granted = await self._client.subscribe(topics, timeout=self._settings.mqtt_timeout_s)
         refused = [
             topic for (topic, _), code in zip(topics, granted, strict=False) if _code(code) >= 0x80

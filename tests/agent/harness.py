@@ -166,11 +166,20 @@ class Observer:
 class AgentProcess:
     """``python -m edge_agent run ...`` as a child process."""
 
-    def __init__(self, *, mqtt_url: str, outlet_id: str, data_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        mqtt_url: str,
+        outlet_id: str,
+        data_dir: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.outlet_id = outlet_id
         self.data_dir = data_dir
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
+        env |= extra_env or {}
         self.argv = [
             sys.executable, "-m", "edge_agent", "run",
             "--mqtt-url", mqtt_url,
