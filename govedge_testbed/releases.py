@@ -89,7 +89,9 @@ def build_release(dest: Path, version: str, fault: Fault | None = None) -> Path:
                 (tree / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, tree / name)
         pyproject = tree / "pyproject.toml"
-        text = re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text(), 1)
+        text = re.sub(
+            r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text(), count=1
+        )
         pyproject.write_text(text)
         _patch(tree / "edge_agent" / "daemon.py", CONNECTED, CONNECTED + HEALTH_HOOK)
         if fault is not None:

@@ -34,9 +34,9 @@ def rollback_target(home: Path, trial: Trial) -> str | None:
     good = linked_version(home, "good")
     if good is not None and good != trial.version:
         return good
-    if trial.previous and trial.previous != trial.version:
-        if venv_agent(home, trial.previous).exists():
-            return trial.previous
+    previous = trial.previous
+    if previous and previous != trial.version and venv_agent(home, previous).exists():
+        return previous
     return None
 
 

@@ -62,7 +62,7 @@ def linked_version(home: Path, name: str) -> str | None:
     except OSError:
         return None
     parts = Path(target).parts
-    if len(parts) != 2 or parts[0] != "versions":  # noqa: PLR2004 - versions/{v}
+    if len(parts) != 2 or parts[0] != "versions":  # versions/{v}
         return None
     if not venv_agent(home, parts[1]).exists():
         return None
