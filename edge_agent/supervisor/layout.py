@@ -18,6 +18,7 @@ from typing import Literal, cast
 DEFAULT_HOME = Path("/opt/govedge")
 HOME_ENV = "GOVEDGE_INSTALL_HOME"
 Outcome = Literal["pending", "healthy", "rolled_back", "abandoned"]
+OUTCOMES: frozenset[str] = frozenset(("pending", "healthy", "rolled_back", "abandoned"))
 
 
 def home_from_env() -> Path:
@@ -111,7 +112,7 @@ def read_trial(home: Path) -> Trial | None:
     """The trial, or None when there is none; BadStateFile when it is unreadable."""
     try:
         raw = json.loads(trial_path(home).read_bytes())
-        return Trial(
+        trial = Trial(
             version=str(raw["version"]),
             previous=None if raw.get("previous") is None else str(raw["previous"]),
             campaign_id=None if raw.get("campaign_id") is None else int(raw["campaign_id"]),
@@ -126,6 +127,9 @@ def read_trial(home: Path) -> Trial | None:
         return None
     except (ValueError, KeyError, TypeError) as exc:
         raise BadStateFile(f"trial.json unreadable: {type(exc).__name__}") from exc
+    if not trial.health_timeout_s > 0 or trial.outcome not in OUTCOMES:
+        raise BadStateFile("trial.json unreadable: health_timeout_s or outcome out of range")
+    return trial
 
 
 def write_trial(home: Path, trial: Trial) -> None:
