@@ -70,6 +70,8 @@ class Supervisor:
         agent = self.home / "current" / "venv" / "bin" / "edge-agent"
         log.info("starting agent %s", version)
         self.child = subprocess.Popen([str(agent), "run", *self.agent_args], env=env)
+        if self.stopping:  # a signal that came while it was being started
+            self.child.terminate()
         return self.child
 
     def _sleep(self, seconds: float) -> None:

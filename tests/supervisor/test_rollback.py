@@ -20,7 +20,7 @@ def test_a_new_version_that_proves_healthy_becomes_good(
     observer = observe(broker)
     begin_trial(home, GOOD_NEW, timeout_s=30)
     supervisor = start_supervisor(broker)
-    observer.wait_for(Birth, lambda b: b.agent_version == GOOD_NEW, timeout=20)
+    observer.wait_for(Birth, lambda b: b.agent_version == GOOD_NEW, timeout=60)
     poll(lambda: trial_of(home).outcome == "healthy", timeout=10, what="a healthy trial")
     poll(lambda: linked_version(home, "good") == GOOD_NEW, timeout=5, what="good switched")
     assert linked_version(home, "current") == GOOD_NEW
@@ -38,7 +38,7 @@ def test_a_version_that_crashes_on_start_is_rolled_back(
     observer = observe(broker)
     begin_trial(home, CRASHES, timeout_s=30)
     supervisor = start_supervisor(broker)
-    observer.wait_for(Birth, lambda b: b.agent_version == OLD, timeout=20)
+    observer.wait_for(Birth, lambda b: b.agent_version == OLD, timeout=60)
     trial = trial_of(home)
     assert (trial.outcome, trial.reason) == ("rolled_back", "crashed_on_start")
     assert trial.detail == "exited with code 1 before healthy"
@@ -54,7 +54,7 @@ def test_a_version_that_never_connects_is_rolled_back_after_the_timeout(
     observer = observe(broker)
     begin_trial(home, NEVER_CONNECTS, timeout_s=2)
     supervisor = start_supervisor(broker)
-    observer.wait_for(Birth, lambda b: b.agent_version == OLD, timeout=30)
+    observer.wait_for(Birth, lambda b: b.agent_version == OLD, timeout=60)
     trial = trial_of(home)
     assert (trial.outcome, trial.reason) == ("rolled_back", "not_healthy")
     assert linked_version(home, "current") == OLD
