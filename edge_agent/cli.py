@@ -215,6 +215,28 @@ def show_config(config_file: Path | None, **cli_values: Any) -> None:
     click.echo(settings.model_dump_json(indent=2))
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The install home (default $GOVEDGE_INSTALL_HOME or /opt/govedge).",
+)
+@click.argument("agent_args", nargs=-1, type=click.UNPROCESSED)
+def supervise(home: Path | None, agent_args: tuple[str, ...]) -> None:
+    """Run HOME/current's agent (``-- run options``) and roll a failed update back."""
+    from edge_agent.supervisor import Supervisor, home_from_env
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(logging.INFO)
+    args = list(agent_args)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    sys.exit(Supervisor((home or home_from_env()).absolute(), args).run())
+
+
 main.add_command(enroll_command)
 main.add_command(apps_command)
 main.add_command(update_command)
