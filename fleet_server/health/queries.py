@@ -139,7 +139,9 @@ def _devices_in_trouble(session: Session, *, limit: int) -> list[dict[str, Any]]
         .where(
             (agent_state != "online")
             | DeviceState.state.in_(TROUBLE_STATES)
-            | cast(DeviceState.health, String).like("%paper%")
+            # Only rows whose health mentions a low-paper value; most say "paper": "ok".
+            | cast(DeviceState.health, String).like("%near_end%")
+            | cast(DeviceState.health, String).like('%"end"%')
         )
         .order_by(DeviceState.outlet_id, DeviceState.device_id)
         .execution_options(yield_per=500)
