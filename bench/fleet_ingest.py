@@ -409,9 +409,8 @@ def _slope(ys: list[float]) -> float:
 
 def _count_online(server: Any) -> int:
     try:
-        rows = httpx.get(f"{server.url}/api/v1/outlets", timeout=30).json()
-        items = rows if isinstance(rows, list) else rows.get("items", [])
-        return sum(1 for r in items if r.get("state") == "online")
+        url = f"{server.url}/api/v1/outlets?state=online&limit=1"
+        return int(httpx.get(url, timeout=30).json()["total"])
     except (httpx.HTTPError, ValueError):
         return -1
 

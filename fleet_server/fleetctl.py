@@ -183,7 +183,12 @@ def outlets() -> None:
 @click.pass_obj
 def outlets_list(api: _Api, *, as_json: bool) -> None:
     """List every outlet with its online state."""
-    rows = api.get("/api/v1/outlets")
+    rows: list[dict[str, Any]] = []
+    while True:  # every page: the list is paged at 1,000 outlets
+        page = api.get(f"/api/v1/outlets?limit=1000&offset={len(rows)}")
+        rows.extend(page["items"])
+        if not page["items"] or len(rows) >= page["total"]:
+            break
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

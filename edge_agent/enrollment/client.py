@@ -11,7 +11,6 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,6 +38,10 @@ def _csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.CertificateS
 
 
 def _post(url: str, body: dict[str, str], *, timeout: float, verify: Any) -> dict[str, Any]:
+    # httpx (with its CLI's rich and pygments: ~0.6 s, ~10 MiB) loads on the first
+    # enrollment or renewal, not with every agent start (docs/performance.md).
+    import httpx
+
     try:
         response = httpx.post(url, json=body, timeout=timeout, verify=verify)
     except httpx.HTTPError as exc:

@@ -85,6 +85,12 @@ def read_overview(session: SessionDep) -> dict[str, Any]:
     return queries.fleet_overview(session)
 
 
+@read_router.get("/fleet/map-points")
+def read_map_points(session: SessionDep) -> list[dict[str, Any]]:
+    """Id, coordinates and state of every outlet with coordinates: the map's light data."""
+    return queries.map_points(session)
+
+
 @read_router.get("/outlets.geojson")
 def read_geojson(session: SessionDep) -> dict[str, Any]:
     """Every outlet with coordinates as GeoJSON points with live status (any GIS)."""

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, Subquery, cast, func, select, union
 from sqlalchemy.orm import Session
 
 from fleet_server.health.hours import describe
@@ -121,26 +121,68 @@ def regions(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def fleet_overview(session: Session) -> dict[str, Any]:
-    """Online/offline by region and kind, open alerts, devices in trouble."""
-    rows = _outlet_rows(session)
-    region_names = {r.code: r.name for r in session.scalars(select(Region))}
-    by_state: Counter[str] = Counter(row["state"] for row in rows)
-    by_region: dict[str, Counter[str]] = {}
-    by_kind: dict[str, Counter[str]] = {}
-    for row in rows:
-        by_region.setdefault(row["region_code"] or "-", Counter())[row["state"]] += 1
-        by_kind.setdefault(row["kind"] or "-", Counter())[row["state"]] += 1
-    agent_states = {row["outlet_id"]: row["state"] for row in rows}
-    trouble = []
-    for device in session.scalars(select(DeviceState).order_by(DeviceState.outlet_id)):
-        view = device_view(device, agent_state=agent_states.get(device.outlet_id, "unknown"))
+def _known_outlet_ids() -> Subquery:
+    """Every outlet id that is registered or only profiled (the overview's universe)."""
+    return union(select(Outlet.id.label("id")), select(OutletProfile.outlet_id)).subquery()
+
+
+def _devices_in_trouble(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    """Devices offline, in error or stale (agent not online), or low on paper.
+
+    SQL narrows to candidates (a JSON field is read in Python on both databases), and
+    the loop stops at ``limit``: the overview never walks all 50,000 devices.
+    """
+    agent_state = func.coalesce(Agent.state, "unknown")
+    query = (
+        select(DeviceState, agent_state)
+        .outerjoin(Agent, Agent.outlet_id == DeviceState.outlet_id)
+        .where(
+            (agent_state != "online")
+            | DeviceState.state.in_(TROUBLE_STATES)
+            # Only rows whose health mentions a low-paper value; most say "paper": "ok".
+            | cast(DeviceState.health, String).like("%near_end%")
+            | cast(DeviceState.health, String).like('%"end"%')
+        )
+        .order_by(DeviceState.outlet_id, DeviceState.device_id)
+        .execution_options(yield_per=500)
+    )
+    trouble: list[dict[str, Any]] = []
+    for device, state in session.execute(query):
+        view = device_view(device, agent_state=state)
         paper = (device.health or {}).get("paper")
         if view["state"] in TROUBLE_STATES or paper in ("near_end", "end"):
             trouble.append({"outlet_id": device.outlet_id, **view})
+            if len(trouble) >= limit:
+                break
+    return trouble
+
+
+def fleet_overview(session: Session) -> dict[str, Any]:
+    """Online/offline by region and kind, open alerts, devices in trouble.
+
+    Counted in SQL (one GROUP BY over outlets, agents and profiles), not by loading
+    every outlet row: at 10,000 outlets that was most of a 3.4 s answer.
+    """
+    ids = _known_outlet_ids()
+    state = func.coalesce(Agent.state, "unknown")
+    groups = session.execute(
+        select(state, OutletProfile.region_code, OutletProfile.kind, func.count())
+        .select_from(ids)
+        .outerjoin(Agent, Agent.outlet_id == ids.c.id)
+        .outerjoin(OutletProfile, OutletProfile.outlet_id == ids.c.id)
+        .group_by(state, OutletProfile.region_code, OutletProfile.kind)
+    ).all()
+    region_names = {r.code: r.name for r in session.scalars(select(Region))}
+    by_state: Counter[str] = Counter()
+    by_region: dict[str, Counter[str]] = {}
+    by_kind: dict[str, Counter[str]] = {}
+    for outlet_state, region_code, kind, count in groups:
+        by_state[outlet_state] += count
+        by_region.setdefault(region_code or "-", Counter())[outlet_state] += count
+        by_kind.setdefault(kind or "-", Counter())[outlet_state] += count
     alerts = list_alerts(session, state="open", limit=50)
     return {
-        "outlets": len(rows),
+        "outlets": sum(by_state.values()),
         "by_state": dict(by_state),
         "by_region": [
             {"region_code": code, "name": region_names.get(code, code), **dict(counts)}
@@ -148,8 +190,30 @@ def fleet_overview(session: Session) -> dict[str, Any]:
         ],
         "by_kind": [{"kind": kind, **dict(counts)} for kind, counts in sorted(by_kind.items())],
         "open_alerts": alerts,
-        "devices_in_trouble": trouble[:200],
+        "devices_in_trouble": _devices_in_trouble(session, limit=200),
     }
+
+
+def map_points(session: Session) -> list[dict[str, Any]]:
+    """The map's light data: id, coordinates and state of each outlet with coordinates.
+
+    About 80 bytes an outlet, where ``outlets_for_map`` sends the whole profile.
+    """
+    rows = session.execute(
+        select(
+            OutletProfile.outlet_id,
+            OutletProfile.latitude,
+            OutletProfile.longitude,
+            func.coalesce(Agent.state, "unknown"),
+        )
+        .outerjoin(Agent, Agent.outlet_id == OutletProfile.outlet_id)
+        .where(OutletProfile.latitude.is_not(None), OutletProfile.longitude.is_not(None))
+        .order_by(OutletProfile.outlet_id)
+    )
+    return [
+        {"id": outlet_id, "lat": lat, "lon": lon, "state": state}
+        for outlet_id, lat, lon, state in rows
+    ]
 
 
 def alert_payload(alert: Alert, event: str) -> dict[str, Any]:

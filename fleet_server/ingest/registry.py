@@ -7,10 +7,11 @@ API lists and shows outlets. Callers own the transaction (commit or roll back).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from fleet_server.bulkwrite import update_rows, update_statement
 from fleet_server.ingest.presence import OutletRecord, State
@@ -135,14 +136,55 @@ def save_presence(session: Session, records: Sequence[OutletRecord], *, now: dat
     update_rows(session, _UPDATE_PRESENCE, light, keys=_KEYS, columns=_PRESENCE_COLUMNS)
 
 
-def list_outlets(session: Session, *, state: State | None = None) -> list[Outlet]:
-    """Every outlet with its agent, ordered by id; optionally only those in ``state``."""
-    query = select(Outlet).options(joinedload(Outlet.agent)).order_by(Outlet.id)
+@dataclass(frozen=True)
+class OutletPage:
+    """One page of outlets and how many match in all."""
+
+    rows: list[Outlet]
+    total: int
+
+
+def page_outlets(
+    session: Session,
+    *,
+    state: State | None = None,
+    search: str | None = None,
+    sort: str = "id",
+    descending: bool = False,
+    limit: int | None = 100,
+    offset: int = 0,
+) -> OutletPage:
+    """A page of outlets with their agents; ``search`` is an id or name prefix.
+
+    Filtering, counting and ordering happen in SQL, so a page of a 10,000-outlet fleet
+    costs one indexed query and one count, not the whole table. Ties order by id.
+    """
+    query = select(Outlet)
     if state == "unknown":
         query = query.outerjoin(Agent).where((Agent.state == "unknown") | (Agent.state.is_(None)))
     elif state is not None:
         query = query.join(Agent).where(Agent.state == state)
-    return list(session.scalars(query).unique())
+    else:
+        query = query.outerjoin(Agent)
+    if search:
+        # A prefix, with LIKE's wildcards taken literally.
+        pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            Outlet.id.like(pattern, escape="\\") | Outlet.display_name.like(pattern, escape="\\")
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    key = {
+        "id": Outlet.id,
+        "name": func.coalesce(Outlet.display_name, Outlet.id),
+        "state": func.coalesce(Agent.state, "unknown"),
+        "last_seen": Agent.last_seen,
+    }[sort]
+    # NULLS LAST on both databases (SQLite and PostgreSQL differ by default).
+    order = (key.desc() if descending else key.asc()).nulls_last()
+    query = query.options(contains_eager(Outlet.agent)).order_by(order, Outlet.id)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    return OutletPage(rows=list(session.scalars(query).unique()), total=total)
 
 
 def get_outlet(session: Session, outlet_id: str) -> Outlet | None:

@@ -13,14 +13,16 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import cv2
+    import numpy as np
+    import numpy.typing as npt
+
+    Frame = npt.NDArray[np.uint8]
 
 __all__ = ["CameraError", "CameraSource", "Still", "other_holders"]
-
-Frame = npt.NDArray[np.uint8]
 
 # Sources this process has open. A UVC camera streams to one program at a time; the
 # claim makes a second driver on the same camera fail fast with "busy" instead of
@@ -113,6 +115,9 @@ class CameraSource:
                 self._claim = None
 
     def _open_capture(self, *, is_index: bool, device: bool) -> cv2.VideoCapture:
+        # OpenCV and NumPy cost ~60 MiB; they load when a camera opens, never before.
+        import cv2
+
         capture = (
             cv2.VideoCapture(int(self.source), cv2.CAP_V4L2)
             if is_index
@@ -135,6 +140,8 @@ class CameraSource:
         self._release_claim()
 
     def _read(self, *, warmup: int) -> Frame | None:
+        import numpy as np
+
         capture = self._capture
         if capture is None:
             return None
@@ -148,6 +155,9 @@ class CameraSource:
 
     def grab_still(self, *, quality: int, warmup: int = 0) -> Still:
         """Read a frame (reopening once if the stream ended), scale, encode as JPEG."""
+        import cv2
+        import numpy as np
+
         frame = self._read(warmup=warmup)
         if frame is None:
             # End of a file, or a camera that dropped out: reopen once on the same path.

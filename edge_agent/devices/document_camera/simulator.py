@@ -16,14 +16,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import cv2
-import numpy as np
-
 __all__ = ["DocumentCameraSimulator", "write_document_video"]
 
 
 def write_document_video(path: Path, *, width: int, height: int, frames: int = 5) -> Path:
     """Write an MJPG AVI of ``frames`` page-like images (white page, black text lines)."""
+    # Imported here so that registering the kind does not load OpenCV (docs/performance.md).
+    import cv2
+    import numpy as np
+
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write MJPG video to {path}")

@@ -9,59 +9,67 @@ return code), never as pyscard exceptions; drivers call these functions from
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
-
-from smartcard import scard  # type: ignore[import-untyped]
 
 __all__ = ["PcscCard", "PcscError", "connect", "list_readers", "wait_for_card"]
 
-NO_SERVICE = (scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED)
-NO_READERS = scard.SCARD_E_NO_READERS_AVAILABLE
-CARD_GONE = (scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD)
-UNKNOWN_READER = scard.SCARD_E_UNKNOWN_READER
-TIMEOUT = scard.SCARD_E_TIMEOUT
+
+@functools.cache
+def _scard() -> ModuleType:
+    """pyscard, loaded on the first PC/SC call: an agent without this reader never pays."""
+    from smartcard import scard  # type: ignore[import-untyped]
+
+    module: ModuleType = scard
+    return module
 
 
 class PcscError(Exception):
     """A PC/SC call failed; ``code`` is the PC/SC return value (e.g. ``SCARD_E_NO_SERVICE``)."""
 
     def __init__(self, what: str, code: int) -> None:
-        message = scard.SCardGetErrorMessage(code)
+        message = _scard().SCardGetErrorMessage(code)
         super().__init__(f"{what}: {message} (0x{code & 0xFFFFFFFF:08X})")
         self.code = code
 
     @property
     def no_service(self) -> bool:
         """pcscd is not running."""
-        return self.code in NO_SERVICE
+        return self.code in (_scard().SCARD_E_NO_SERVICE, _scard().SCARD_E_SERVICE_STOPPED)
 
     @property
     def card_gone(self) -> bool:
         """The card was removed or reset under us."""
-        return self.code in CARD_GONE
+        scard = _scard()
+        return self.code in (
+            scard.SCARD_W_REMOVED_CARD,
+            scard.SCARD_E_NO_SMARTCARD,
+            scard.SCARD_W_RESET_CARD,
+        )
 
 
 def _check(what: str, result: int) -> None:
-    if result != scard.SCARD_S_SUCCESS:
+    if result != _scard().SCARD_S_SUCCESS:
         raise PcscError(what, result)
 
 
 @contextlib.contextmanager
 def _context() -> Iterator[Any]:
-    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    result, context = _scard().SCardEstablishContext(_scard().SCARD_SCOPE_USER)
     _check("establish PC/SC context", result)
     try:
         yield context
     finally:
-        scard.SCardReleaseContext(context)
+        _scard().SCardReleaseContext(context)
 
 
 def list_readers() -> list[str]:
     """Names of the readers pcscd knows; empty if none; ``PcscError`` if no pcscd."""
     with _context() as context:
-        result, readers = scard.SCardListReaders(context, [])
-        if result == NO_READERS:
+        result, readers = _scard().SCardListReaders(context, [])
+        if result == _scard().SCARD_E_NO_READERS_AVAILABLE:
             return []
         _check("list readers", result)
         return list(readers)
@@ -70,19 +78,19 @@ def list_readers() -> list[str]:
 def wait_for_card(reader: str, *, within: float) -> bool:
     """True once a card is present in ``reader``; False after ``within`` seconds."""
     with _context() as context:
-        states = [(reader, scard.SCARD_STATE_UNAWARE)]
-        result, states = scard.SCardGetStatusChange(context, 0, states)
+        states = [(reader, _scard().SCARD_STATE_UNAWARE)]
+        result, states = _scard().SCardGetStatusChange(context, 0, states)
         _check(f"status of {reader!r}", result)
-        if states[0][1] & scard.SCARD_STATE_PRESENT:
+        if states[0][1] & _scard().SCARD_STATE_PRESENT:
             return True
         current = states[0][1]
-        result, states = scard.SCardGetStatusChange(
+        result, states = _scard().SCardGetStatusChange(
             context, max(1, int(within * 1000)), [(reader, current)]
         )
-        if result == TIMEOUT:
+        if result == _scard().SCARD_E_TIMEOUT:
             return False
         _check(f"wait for a card in {reader!r}", result)
-        return bool(states[0][1] & scard.SCARD_STATE_PRESENT)
+        return bool(states[0][1] & _scard().SCARD_STATE_PRESENT)
 
 
 class PcscCard:
@@ -95,12 +103,12 @@ class PcscCard:
 
     def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         """Send a C-APDU; return (data, SW1SW2). Follows ``61xx`` with GET RESPONSE."""
-        result, response = scard.SCardTransmit(self._handle, self._protocol, list(apdu))
+        result, response = _scard().SCardTransmit(self._handle, self._protocol, list(apdu))
         _check("transmit APDU", result)
         data, sw = bytes(response[:-2]), (response[-2] << 8) | response[-1]
         while sw >> 8 == 0x61:
             get_response = [0x00, 0xC0, 0x00, 0x00, sw & 0xFF]
-            result, response = scard.SCardTransmit(self._handle, self._protocol, get_response)
+            result, response = _scard().SCardTransmit(self._handle, self._protocol, get_response)
             _check("GET RESPONSE", result)
             data += bytes(response[:-2])
             sw = (response[-2] << 8) | response[-1]
@@ -109,26 +117,26 @@ class PcscCard:
     def close(self) -> None:
         """Disconnect (leave the card powered) and release the context; safe twice."""
         if self._handle is not None:
-            scard.SCardDisconnect(self._handle, scard.SCARD_LEAVE_CARD)
+            _scard().SCardDisconnect(self._handle, _scard().SCARD_LEAVE_CARD)
             self._handle = None
         if self._context is not None:
-            scard.SCardReleaseContext(self._context)
+            _scard().SCardReleaseContext(self._context)
             self._context = None
 
 
 def connect(reader: str) -> PcscCard:
     """Connect to the card in ``reader`` (shared, T=0 or T=1)."""
-    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    result, context = _scard().SCardEstablishContext(_scard().SCARD_SCOPE_USER)
     _check("establish PC/SC context", result)
     try:
-        result, handle, protocol = scard.SCardConnect(
+        result, handle, protocol = _scard().SCardConnect(
             context,
             reader,
-            scard.SCARD_SHARE_SHARED,
-            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+            _scard().SCARD_SHARE_SHARED,
+            _scard().SCARD_PROTOCOL_T0 | _scard().SCARD_PROTOCOL_T1,
         )
         _check(f"connect to the card in {reader!r}", result)
     except BaseException:
-        scard.SCardReleaseContext(context)
+        _scard().SCardReleaseContext(context)
         raise
     return PcscCard(context, handle, protocol)

@@ -62,9 +62,9 @@ def test_birth_shows_online_then_death_offline(server: FleetServer, agent: FakeA
     assert row["config_version"] == 3
     assert row["devices"][0]["device_id"] == "reader-1"
     assert row["state_since"].endswith("Z")
-    listed = {item["outlet_id"]: item for item in server.get("/api/v1/outlets")}
+    listed = {item["outlet_id"]: item for item in server.get("/api/v1/outlets")["items"]}
     assert listed[agent.outlet_id]["state"] == "online"
-    online = server.get("/api/v1/outlets?state=online")
+    online = server.get("/api/v1/outlets?state=online")["items"]
     assert agent.outlet_id in {item["outlet_id"] for item in online}
 
     agent.telemetry(cpu_percent=42.0)

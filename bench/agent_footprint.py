@@ -1,0 +1,154 @@
+"""Agent footprint (issue 17): RSS without and with a camera, idle CPU, startup to online.
+
+A real ``edge-agent run --simulate`` against a real Mosquitto. "Online" is the agent's
+birth arriving at a subscriber on the broker, timed from the process spawn. "Without a
+camera" runs the same agent through ``_agent_without_camera.py``, which takes the
+camera kind's simulator away before the CLI starts (every other simulated device stays),
+so the difference is what a camera costs. RSS is the median over the idle window;
+idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by default).
+
+    python bench/agent_footprint.py [--quick] [--idle S] [--write-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+from _common import BIN, _spawn, machine, median, poll, stop, table, update_doc  # noqa: E402
+
+from govedge_testbed import Mosquitto  # noqa: E402
+
+GOALS = {"rss_no_camera": 64.0, "rss_camera": 90.0, "idle_cpu": 0.3, "online_s": 2.0}
+
+
+class BirthWatch:
+    """Records when each outlet's birth reaches the broker."""
+
+    def __init__(self, port: int) -> None:
+        self.births: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("govedge/v1/+/up/birth", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.births.setdefault(msg.topic.split("/")[2], time.monotonic())
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def one_agent(
+    broker: Mosquitto, watch: BirthWatch, work: Path, *, camera: bool, idle_s: float
+) -> dict[str, Any]:
+    outlet = f"bench-footprint-{'cam' if camera else 'nocam'}"
+    data_dir = work / outlet
+    data_dir.mkdir(mode=0o700, parents=True)
+    launcher = (
+        [str(BIN / "edge-agent")]
+        if camera
+        else [sys.executable, str(HERE / "_agent_without_camera.py")]
+    )
+    log = work / f"{outlet}.log"
+    t0 = time.monotonic()
+    with log.open("ab") as out:
+        proc = _spawn(
+            [*launcher, "run", "--mqtt-url", broker.url, "--outlet-id", outlet,
+             "--data-dir", str(data_dir), "--local-api-port", "0", "--simulate"],
+            out,
+        )  # fmt: skip
+    try:
+        poll(lambda: outlet in watch.births, timeout=60, what=f"{outlet} birth")
+        online_s = watch.births[outlet] - t0
+        poll(lambda: "simulated devices attached" in log.read_text(), timeout=60, what="devices")
+        attached = int(re.search(r"(\d+) simulated devices attached", log.read_text()).group(1))  # type: ignore[union-attr]
+        time.sleep(5)  # let the devices start (the camera opens its source)
+        p = psutil.Process(proc.pid)
+        c0, t1 = sum(p.cpu_times()[:2]), time.monotonic()
+        rss = []
+        while time.monotonic() - t1 < idle_s:
+            rss.append(p.memory_info().rss / 2**20)
+            time.sleep(1)
+        cpu = 100 * (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t1)
+        modules = subprocess.run(
+            ["grep", "-c", "cv2", f"/proc/{proc.pid}/maps"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        return {"camera": camera, "online_s": online_s, "attached": attached, "rss": median(rss),
+                "cpu": cpu, "cv2_mapped": modules not in ("", "0")}  # fmt: skip
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="10 s idle window")
+    ap.add_argument("--idle", type=float)
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    idle_s = args.idle or (10 if args.quick else 60)
+    print(machine())
+    load_start = os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
+    try:
+        with Mosquitto(workdir=work / "broker") as broker:
+            watch = BirthWatch(broker.port)
+            try:
+                runs = [
+                    one_agent(broker, watch, work, camera=c, idle_s=idle_s) for c in (False, True)
+                ]
+            finally:
+                watch.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load_end = os.getloadavg()[0]
+    rows = []
+    for r in runs:
+        goal = GOALS["rss_camera" if r["camera"] else "rss_no_camera"]
+        rows.append([
+            "with camera" if r["camera"] else "without camera", r["attached"],
+            "yes" if r["cv2_mapped"] else "no", r["rss"], f"{r['rss'] / goal:.2f} of {goal:.0f}",
+            r["cpu"], f"{r['cpu'] / GOALS['idle_cpu']:.2f} of 0.3", r["online_s"],
+            f"{r['online_s'] / GOALS['online_s']:.2f} of 2",
+        ])  # fmt: skip
+    text = (
+        f"### Results ({datetime.now(UTC):%Y-%m-%d}; {machine()})\n\n"
+        f"Idle window {idle_s:.0f} s. Load average {load_start:.1f} at the start, "
+        f"{load_end:.1f} at the end (shared machine: CPU and startup are pessimistic).\n\n"
+        + table(
+            ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal", "idle CPU %",
+             "CPU / goal", "spawn → online s", "online / goal"],
+            rows,
+        )
+    )  # fmt: skip
+    print(text)
+    if args.write_doc:
+        update_doc("agent_footprint", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Heavy libraries load only when a device that needs them starts (issue 17).
+
+OpenCV with NumPy costs the agent about 30 MiB of RSS and pyscard its own share, so
+``edge-agent run`` must not import them until a camera or a PC/SC reader starts. Each
+check runs in a fresh interpreter: ``sys.modules`` of the test process is polluted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edge_agent.devices.document_camera.simulator import write_document_video
+
+HEAVY = ("cv2", "numpy", "smartcard")
+
+# What ``edge-agent run`` imports, plus every kind package (the registry loads them all).
+_IMPORT_AGENT = """
+import json, sys
+import edge_agent.assembly, edge_agent.cli, edge_agent.daemon
+from edge_agent.devices.registry import kinds
+kinds()
+loaded = lambda: sorted(m for m in {heavy!r} if m in sys.modules)
+"""
+
+
+def _run(script: str) -> dict[str, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_agent_import_loads_no_heavy_library() -> None:
+    loaded = _run(_IMPORT_AGENT.format(heavy=HEAVY) + "print(json.dumps({'loaded': loaded()}))")
+    assert loaded["loaded"] == []
+
+
+def test_a_camera_starting_loads_opencv(tmp_path: Path) -> None:
+    video = write_document_video(tmp_path / "page.avi", width=320, height=240, frames=2)
+    script = (
+        _IMPORT_AGENT.format(heavy=HEAVY)
+        + f"""
+import asyncio
+from edge_agent.devices import DeviceIdentity
+from edge_agent.devices.document_camera.driver import UvcDocumentCamera
+
+before = loaded()
+identity = DeviceIdentity(
+    device_id="cam-1", profile="uvc-generic", kind="document_camera", address={str(video)!r}
+)
+
+async def capture() -> bytes:
+    settings = {{"width": 160, "height": 120, "jpeg_quality": 80, "warmup_frames": 0}}
+    async with UvcDocumentCamera(identity, settings=settings) as camera:
+        return await camera.capture_jpeg()
+
+jpeg = asyncio.run(capture())
+print(json.dumps({{"before": before, "after": loaded(), "jpeg": [jpeg[:2].hex()]}}))
+"""
+    )
+    result = _run(script)
+    assert result["before"] == []
+    assert result["jpeg"] == ["ffd8"]
+    assert "cv2" in result["after"]
+    assert "smartcard" not in result["after"]
