@@ -22,6 +22,8 @@ from fleet_server.health import queries
 from fleet_server.web.i18n import LANGS, table
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+# The CSS and JS: open, since the login page needs them before there is a session.
+static_router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC = {"app.js": "text/javascript", "config.js": "text/javascript", "app.css": "text/css"}
@@ -81,7 +83,7 @@ def root() -> RedirectResponse:
     return RedirectResponse("/ui/overview")
 
 
-@router.get("/static/{name}")
+@static_router.get("/static/{name}")
 def static(name: str) -> Response:
     """The bundled JS and CSS (a fixed list; nothing else is served)."""
     if name not in _STATIC:

@@ -59,6 +59,8 @@ TABLES = {
     "outlet_configs",
     # agent releases (0014_releases)
     "releases",
+    # failed web logins, for the lockout (0015_password_login)
+    "login_failures",
 }
 
 
