@@ -158,7 +158,9 @@ async def login(request: Request) -> Response:
                 target=f"user:{name}",
             )
     if secret is None:
-        code = status.HTTP_401_UNAUTHORIZED
+        # A wrong password gets the form again (200, like any re-shown form); a lockout
+        # is 429, as the server refuses to check more guesses for now.
+        code = status.HTTP_200_OK
         if checked.result is not LoginResult.WRONG:
             code = status.HTTP_429_TOO_MANY_REQUESTS
         page = _form_page(next_path, _MESSAGES[checked.result], name)
