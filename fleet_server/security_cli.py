@@ -313,9 +313,14 @@ def bootstrap(settings: Settings) -> None:
                 session, ttl=timedelta(seconds=settings.api_token_ttl_s)
             )
             if new is not None:
+                # A password too, so the operator pages can be opened at once (/).
+                password = password_ops.generate_password()
+                password_ops.set_password(session, name=new.user, password=password, actor="system")
                 click.echo(
                     f"fleet-server: created the first admin {new.user!r}; "
-                    f"API token (shown only now): {new.token}"
+                    f"API token (shown only now): {new.token}\n"
+                    f"fleet-server: web login for {new.user!r} at /, password (shown only "
+                    f"now; change it with `fleet-server users passwd {new.user}`): {password}"
                 )
                 sys.stdout.flush()
             if (settings.pki_dir / "ca.key").exists():

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -96,3 +97,23 @@ def test_add_passwd_unlock_and_sessions(tmp_path: Path) -> None:
     revoked = run(fleet_server_cli, ["users", "sessions", "ada", "--revoke", *db])
     assert revoked.exit_code == 0
     assert {"user.password", "user.unlock", "user.sessions_revoke"} <= set(_actions(url))
+
+
+def test_the_first_admin_gets_a_password_printed_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet_server.migrate import upgrade
+    from fleet_server.security_cli import bootstrap
+    from fleet_server.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'first.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    bootstrap(Settings(database_url=url, pki_dir=tmp_path / "pki"))
+    printed = capsys.readouterr().out
+    password = printed.rsplit(": ", 1)[1].strip()
+    assert "web login for 'admin' at /" in printed
+    assert _login(url, "admin", password) is LoginResult.OK
+    bootstrap(Settings(database_url=url, pki_dir=tmp_path / "pki"))  # not again
+    assert capsys.readouterr().out == ""
