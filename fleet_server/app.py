@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet_server.alerts import api as alerts_api
 from fleet_server.api import (
@@ -133,7 +134,12 @@ def create_app(
     api(campaigns_api.write_router, dependencies=[OPERATOR])
     api(campaigns_api.read_router, dependencies=[VIEWER])
     app.include_router(web_ui.router, dependencies=[VIEWER])
-    app.include_router(web_login.router, dependencies=[OPEN])  # how a browser gets a session
+    # How a browser gets a session: the entry, the login form and the files it needs.
+    app.include_router(web_login.router, dependencies=[OPEN])
+    app.include_router(web_login.root_router, dependencies=[OPEN])
+    app.include_router(web_ui.static_router, dependencies=[OPEN])
+    # Pages opened without a session go to the login form (API routes keep JSON 401).
+    app.add_exception_handler(StarletteHTTPException, web_login.redirect_pages_to_login)
     # Body sizes and the rate of unauthenticated calls, checked before a body is read.
     app.add_middleware(
         RequestLimits,

@@ -9,20 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import click
-from sqlalchemy.orm import Session
 
+from fleet_server import login_cli
 from fleet_server.broker_config import BrokerConfigError, write_broker_config
+from fleet_server.cli_session import cli_session, cli_settings
 from fleet_server.db import make_engine, make_sessionmaker
-from fleet_server.migrate import upgrade
 from fleet_server.pki import FleetCA, PkiError
 from fleet_server.security import NewToken, Role, SecurityError
 from fleet_server.security import enrollment as enrollment_ops
+from fleet_server.security import passwords as password_ops
 from fleet_server.security import users as user_ops
 from fleet_server.security.broker_control import reload_broker
 from fleet_server.settings import Settings
@@ -33,23 +32,8 @@ _CLI_ACTOR = "cli"
 logger = logging.getLogger(__name__)
 
 
-def _settings(**options: object) -> Settings:
-    overrides = {name: value for name, value in options.items() if value is not None}
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise click.UsageError(f"bad settings: {exc}") from None
-
-
-@contextmanager
-def _session(settings: Settings) -> Iterator[Session]:
-    engine = make_engine(settings.database_url)
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+_settings = cli_settings
+_session = cli_session
 
 
 def _fail(exc: Exception) -> None:
@@ -73,19 +57,45 @@ def users() -> None:
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--database-url", help=_DB_HELP)
 @click.option("--ttl-days", type=click.IntRange(1, 366), default=None, help="Token lifetime.")
-def users_add(name: str, role: str, database_url: str | None, ttl_days: int | None) -> None:
-    """Create an account and print its API token once."""
+@click.option("--password-stdin", is_flag=True, help="Read the web password from stdin.")
+@click.option("--generate-password", is_flag=True, help="Generate a password and print it.")
+def users_add(
+    name: str,
+    role: str,
+    database_url: str | None,
+    ttl_days: int | None,
+    *,
+    password_stdin: bool,
+    generate_password: bool,
+) -> None:
+    """Create an account: ask for its web password (on a terminal), print its API token.
+
+    Without a terminal and without --password-stdin/--generate-password the account has
+    a token only (scripts); `users passwd` sets a password later.
+    """
     settings = _settings(database_url=database_url)
     ttl = timedelta(days=ttl_days) if ttl_days else timedelta(seconds=settings.api_token_ttl_s)
+    password, generated = login_cli.read_password(
+        from_stdin=password_stdin, generate=generate_password
+    )
     with _session(settings) as session:
         try:
+            if password is not None:
+                password_ops.check_strength(password)
             new = user_ops.create_user(
                 session, name=name, role=Role(role), ttl=ttl, actor=_CLI_ACTOR
             )
+            if password is not None:
+                password_ops.set_password(session, name=name, password=password, actor=_CLI_ACTOR)
         except SecurityError as exc:
             _fail(exc)
             return
     _echo_token(new)
+    if generated:
+        click.echo(f"web password for {name}, shown only now:")
+        click.echo(password)
+    elif password is None:
+        click.echo(f"no web password set; `fleet-server users passwd {name}` sets one", err=True)
 
 
 @users.command("token")
@@ -142,6 +152,11 @@ def users_disable(name: str, database_url: str | None) -> None:
             _fail(exc)
             return
     click.echo(f"user {name} disabled")
+
+
+users.add_command(login_cli.users_passwd)
+users.add_command(login_cli.users_unlock)
+users.add_command(login_cli.users_sessions)
 
 
 @click.command("enroll-token")
@@ -298,9 +313,14 @@ def bootstrap(settings: Settings) -> None:
                 session, ttl=timedelta(seconds=settings.api_token_ttl_s)
             )
             if new is not None:
+                # A password too, so the operator pages can be opened at once (/).
+                password = password_ops.generate_password()
+                password_ops.set_password(session, name=new.user, password=password, actor="system")
                 click.echo(
                     f"fleet-server: created the first admin {new.user!r}; "
-                    f"API token (shown only now): {new.token}"
+                    f"API token (shown only now): {new.token}\n"
+                    f"fleet-server: web login for {new.user!r} at /, password (shown only "
+                    f"now; change it with `fleet-server users passwd {new.user}`): {password}"
                 )
                 sys.stdout.flush()
             if (settings.pki_dir / "ca.key").exists():

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     api_auth: Literal["on", "off"] = "on"
     api_token_ttl_s: Annotated[int, Field(ge=60, le=366 * 86_400)] = 30 * 86_400
     probes_require_auth: bool = False
+    # Web login (docs/operators.md): a session ends session_idle_s after its last request
+    # and session_max_s after login; login_max_failures wrong passwords for one user in
+    # login_lockout_s lock that user (until the window passes or an admin unlocks), and
+    # login_address_max_failures from one client address refuse that address.
+    session_idle_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 30 * 60
+    session_max_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 12 * 3600
+    login_max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    login_lockout_s: Annotated[int, Field(ge=60, le=86_400)] = 15 * 60
+    login_address_max_failures: Annotated[int, Field(ge=1, le=10_000)] = 20
     # The fleet CA and its files (created on first use); outlet certificate validity.
     pki_dir: Path = Path("./fleet-pki")
     outlet_cert_days: Annotated[int, Field(ge=1, le=825)] = 90

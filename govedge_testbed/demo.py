@@ -73,19 +73,23 @@ def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
             proc.wait(timeout=timeout)
 
 
-def _demo_admin_token(bindir: Path, database_url: str) -> str:
-    """An admin account for the demo via ``fleet-server users add``; its token."""
+def _demo_admin(bindir: Path, database_url: str) -> tuple[str, str, str]:
+    """An admin account for the demo via ``fleet-server users add --generate-password``:
+    its name, web password and API token (each run makes a new one, so a kept
+    ``--data-dir`` never reuses an old password)."""
     name = f"demo-admin-{int(time.time())}"
     result = subprocess.run(
         [str(bindir / "fleet-server"), "users", "add", name, "--role", "admin",
-         "--database-url", database_url],
+         "--generate-password", "--database-url", database_url],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    tokens = [line for line in result.stdout.splitlines() if line.startswith("gvt_")]
-    if result.returncode != 0 or not tokens:
+    lines = result.stdout.splitlines()
+    tokens = [line for line in lines if line.startswith("gvt_")]
+    marks = [i for i, line in enumerate(lines) if line.startswith("web password for")]
+    if result.returncode != 0 or not tokens or not marks or marks[0] + 1 >= len(lines):
         click.echo(f"demo: cannot create the demo admin: {result.stderr.strip()}", err=True)
         sys.exit(1)
-    return tokens[0]
+    return name, lines[marks[0] + 1], tokens[0]
 
 
 @click.command()
@@ -123,7 +127,7 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
     try:
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        token = _demo_admin_token(bindir, f"sqlite:///{data_dir / 'fleet.db'}")
+        name, password, token = _demo_admin(bindir, f"sqlite:///{data_dir / 'fleet.db'}")
         signing_key = _config_signing_key(bindir, data_dir)
         server = _spawn(
             [
@@ -158,8 +162,10 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
             procs.append(agent)
         click.echo(f"govedge demo: fleet server at {url}  (API docs: {url}/docs)")
         click.echo(f"  broker {broker.url}, {outlet_count} outlets, data and logs in {data_dir}")
-        click.echo(f"  admin API token (demo only): {token}")
-        click.echo(f"  operator pages: {url}/ui  (log in as 'admin' with that token)")
+        click.echo(f"  operator pages: {url}/")
+        click.echo(f"    user name: {name}")
+        click.echo(f"    password:  {password}  (made for this run)")
+        click.echo(f"  admin API token for scripts (demo only): {token}")
         click.echo(f"  try:  GOVEDGE_TOKEN={token} .venv/bin/fleetctl --server {url} outlets list")
         first = _outlet_ids(outlet_count)[0]
         click.echo(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request, status
@@ -91,8 +91,9 @@ def _cookie_principal(request: Request, state: AppStateDep, cookie: str) -> Prin
     ``Origin`` equal to this server's own (a browser always sends it on POST)."""
     if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="cross-origin request refused")
-    with state.sessions() as session:
-        principal = session_principal(session, cookie, now=datetime.now(UTC))
+    idle = timedelta(seconds=get_security(request).settings.session_idle_s)
+    with state.sessions.begin() as session:  # commits the session's last-used time
+        principal = session_principal(session, cookie, idle=idle, now=datetime.now(UTC))
     if principal is None:
         raise _unauthorized("the session expired; log in again at /ui/login")
     return principal

@@ -38,7 +38,7 @@ KIB: Final = 1024
 MIB: Final = 1024 * KIB
 # Routes whose bodies may be larger or must be smaller than the default.
 BODY_LIMITS: Final[Mapping[str, int]] = {
-    "/ui/login": 4 * KIB,  # a user name and a token
+    "/ui/login": 4 * KIB,  # a user name and a password
     "/api/v1/enroll": 16 * KIB,  # a token and a CSR
     "/api/v1/enroll/renew": 32 * KIB,  # a certificate, a CSR and a signature
     "/api/v1/catalogue/import": 32 * MIB,  # a province's service-item list

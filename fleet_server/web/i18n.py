@@ -34,6 +34,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "acked": {"zh": "已确认", "en": "Acked"},
     "ack": {"zh": "确认", "en": "Ack"},
     "silence": {"zh": "静默1小时", "en": "Silence 1 h"},
+    "logout": {"zh": "退出登录", "en": "Log out"},
+    "action_refused": {"zh": "操作被拒绝", "en": "Refused"},
     "none": {"zh": "无", "en": "none"},
     "opening_hours": {"zh": "办公时间", "en": "Opening hours"},
     "service_items": {"zh": "可办事项", "en": "Service items"},

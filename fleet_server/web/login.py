@@ -1,40 +1,90 @@
-"""``/ui/login`` and ``/ui/logout``: a session cookie for the operator pages.
+"""``/``, ``/ui/login`` and ``/ui/logout``: how a browser gets a session for the pages.
 
 Browsers cannot attach bearer tokens to page loads or ``EventSource``, so an operator
-logs in once with their name and API token and gets a server-side session
-(``fleet_server.security.sessions``) in a ``Secure; HttpOnly; SameSite=Strict`` cookie.
-Login and logout are POSTs refused from a foreign ``Origin`` (CSRF).
+logs in with their user name and password (``fleet_server.security.passwords``) and gets
+a server-side session (``fleet_server.security.sessions``) in an ``HttpOnly;
+SameSite=Strict`` cookie (``Secure`` when served over HTTPS). Login and logout are POSTs
+refused from a foreign ``Origin`` (CSRF). A page opened without a session redirects here
+with ``next=<that page>``; after login the browser goes back there (local paths only).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from html import escape
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, unquote
 
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet_server.api.auth import SESSION_COOKIE, same_origin
 from fleet_server.security import audit
+from fleet_server.security.passwords import Lockout, LoginResult, check_login
 from fleet_server.security.sessions import close_session, open_session, session_principal
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+root_router = APIRouter(tags=["web ui"], include_in_schema=False)
 
-SESSION_TTL = timedelta(hours=12)
+HOME = "/ui/overview"
 _MAX_FORM = 4096
+# A local path: one leading slash, then no second slash or backslash right after it,
+# and only URL characters (no control characters, no scheme).
+_LOCAL_PATH = re.compile(r"\A/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*\Z")
+_MESSAGES = {
+    LoginResult.WRONG: "用户名或密码错误 / wrong user name or password",
+    LoginResult.USER_LOCKED: (
+        "登录失败次数过多,账户已暂时锁定,请稍后再试或联系管理员解锁 / "
+        "too many failed logins: this account is locked for a while; "
+        "try later or ask an admin to unlock it"
+    ),
+    LoginResult.ADDRESS_LOCKED: (
+        "此地址登录失败次数过多,请稍后再试 / too many failed logins from this address; "
+        "try again later"
+    ),
+}
 
 
-def _form_page(message: str = "") -> str:
-    note = f'<p class="error">{escape(message)}</p>' if message else ""
+def safe_next(value: str | None) -> str:
+    """``value`` if it is a path on this server, else the overview (no open redirect).
+
+    Refused: absolute URLs, scheme-relative ``//host``, backslashes (browsers read
+    ``/\\host`` as ``//host``) and any of those percent-encoded.
+    """
+    if not value:
+        return HOME
+    decoded = value
+    for _ in range(3):  # %252F... decodes in steps; a path needs no more than that
+        decoded = unquote(decoded)
+    for candidate in (value, decoded):
+        if not _LOCAL_PATH.match(candidate) or "\\" in candidate:
+            return HOME
+    if not value.startswith("/ui") or value.startswith("/ui/login"):
+        return HOME
+    return value
+
+
+def _secure(request: Request) -> bool:
+    """Mark the cookie ``Secure`` when served over HTTPS (the browser then never sends
+    it in clear); over plain HTTP (the demo on 127.0.0.1) it could not be sent back."""
+    return request.url.scheme == "https"
+
+
+def _form_page(next_path: str, message: str = "", name: str = "") -> str:
+    note = f'<p class="error" id="login-error">{escape(message)}</p>' if message else ""
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>govedge · 登录 / log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/ui/static/app.css"></head>
-<body><main><h1>govedge</h1>{note}
+<body><main class="login"><h1>govedge</h1>{note}
 <form method="post" action="/ui/login">
-<label>用户名 / user <input name="username" autocomplete="username" required></label>
-<label>API 令牌 / token <input name="token" type="password" autocomplete="current-password"
- required></label>
+<input type="hidden" name="next" value="{escape(next_path)}">
+<label>用户名 / user name <input name="username" autocomplete="username" required
+ value="{escape(name)}"></label>
+<label>密码 / password <input name="password" type="password"
+ autocomplete="current-password" required></label>
 <button type="submit">登录 / log in</button></form></main></body></html>"""
 
 
@@ -45,40 +95,81 @@ def _refuse_foreign_origin(request: Request) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="cross-origin request refused")
 
 
+def _has_session(request: Request) -> bool:
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return False
+    settings = request.app.state.security.settings
+    with request.app.state.fleet.sessions.begin() as session:
+        principal = session_principal(
+            session, secret, idle=timedelta(seconds=settings.session_idle_s), now=datetime.now(UTC)
+        )
+    return principal is not None
+
+
+@root_router.get("/")
+def entry(request: Request) -> RedirectResponse:
+    """The server's address: the overview with a session, else the login page."""
+    if _has_session(request) or not request.app.state.security.auth_enabled:
+        return RedirectResponse(HOME, status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(
+        f"/ui/login?next={quote(HOME, safe='')}", status_code=status.HTTP_303_SEE_OTHER
+    )
+
+
 @router.get("/login")
-def login_form() -> HTMLResponse:
+def login_form(next: str | None = None) -> HTMLResponse:
     """The login form."""
-    return HTMLResponse(_form_page(), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(_form_page(safe_next(next)), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Check name and token; on success set the session cookie and go to the overview."""
+    """Check name and password; on success set the session cookie and go to ``next``."""
     _refuse_foreign_origin(request)
     raw = await request.body()
     form = parse_qs(raw[:_MAX_FORM].decode("utf-8", errors="replace"))
-    name = (form.get("username") or [""])[0].strip()
-    token = (form.get("token") or [""])[0].strip()
-    sessions = request.app.state.fleet.sessions
-    with sessions.begin() as session:
-        secret = open_session(
-            session, name=name, api_token=token, ttl=SESSION_TTL, now=datetime.now(UTC)
-        )
-        if secret is not None:
-            audit.record(session, actor=name, action="session.open", target=f"user:{name}")
-    if secret is None:
-        # The form again with a note (200, like any re-shown form; no session was made).
-        return HTMLResponse(_form_page("用户名或令牌无效 / wrong user or token"))
-    response = RedirectResponse("/ui/overview", status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        max_age=int(SESSION_TTL.total_seconds()),
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="strict",
+    name = (form.get("username") or [""])[0].strip()[:64]
+    password = (form.get("password") or [""])[0]
+    next_path = safe_next((form.get("next") or [""])[0])
+    settings = request.app.state.security.settings
+    policy = Lockout(
+        max_failures=settings.login_max_failures,
+        window=timedelta(seconds=settings.login_lockout_s),
+        address_max_failures=settings.login_address_max_failures,
     )
+    address = request.client.host if request.client else "unknown"
+    now = datetime.now(UTC)
+    ttl = timedelta(seconds=settings.session_max_s)
+    with request.app.state.fleet.sessions.begin() as session:
+        checked = check_login(
+            session, name=name, password=password, address=address, policy=policy, now=now
+        )
+        secret = None
+        if checked.result is LoginResult.OK and checked.user_id is not None:
+            secret = open_session(session, user_id=checked.user_id, ttl=ttl, now=now)
+            audit.record(session, actor=name, action="session.open", target=f"user:{name}")
+        else:
+            # The name as typed may be anyone's; the audit keeps it, logs do not.
+            audit.record(
+                session,
+                actor="anonymous",
+                action=f"login.{checked.result.value}",
+                target=f"user:{name}",
+            )
+    if secret is None:
+        # A wrong password gets the form again (200, like any re-shown form); a lockout
+        # is 429, as the server refuses to check more guesses for now.
+        code = status.HTTP_200_OK
+        if checked.result is not LoginResult.WRONG:
+            code = status.HTTP_429_TOO_MANY_REQUESTS
+        page = _form_page(next_path, _MESSAGES[checked.result], name)
+        return HTMLResponse(page, status_code=code, headers={"Cache-Control": "no-store"})
+    response = RedirectResponse(next_path, status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        SESSION_COOKIE, secret, max_age=int(ttl.total_seconds()), path="/",
+        secure=_secure(request), httponly=True, samesite="strict",
+    )  # fmt: skip
     return response
 
 
@@ -88,12 +179,31 @@ def logout(request: Request) -> Response:
     _refuse_foreign_origin(request)
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
+        idle = timedelta(seconds=request.app.state.security.settings.session_idle_s)
         with request.app.state.fleet.sessions.begin() as session:
-            principal = session_principal(session, secret, now=datetime.now(UTC))
+            principal = session_principal(session, secret, idle=idle, now=datetime.now(UTC))
             if principal is not None:
                 name = principal.name
                 audit.record(session, actor=name, action="session.close", target=f"user:{name}")
             close_session(session, secret)
     response = RedirectResponse("/ui/login", status_code=status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=_secure(request), httponly=True, samesite="strict"
+    )
     return response
+
+
+async def redirect_pages_to_login(request: Request, exc: Exception) -> Response:
+    """A page (an HTML GET under ``/ui``) opened without a session goes to the login
+    page with ``next``; everything else, API routes above all, keeps its JSON error."""
+    assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
+    wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    is_page = path.startswith("/ui") and not path.startswith(("/ui/data/", "/ui/static/"))
+    if exc.status_code == status.HTTP_401_UNAUTHORIZED and wants_page and is_page:
+        target = path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(
+            f"/ui/login?next={quote(safe_next(target), safe='')}",
+            status_code=status.HTTP_303_SEE_OTHER,
+        )
+    return await http_exception_handler(request, exc)

@@ -19,11 +19,14 @@ from fleet_server.api.auth import CONFIG_WRITERS, Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.config import outlet_view, store
 from fleet_server.health import queries
+from fleet_server.security import Principal, Role
 from fleet_server.web.i18n import LANGS, table
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 # Who may pause, resume and abort a campaign: the same roles as config writers.
 CAMPAIGN_WRITERS = CONFIG_WRITERS
+# The CSS and JS: open, since the login page needs them before there is a session.
+static_router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC = {
@@ -48,8 +51,17 @@ def _lang(request: Request, lang: str | None) -> str:
     return cookie if cookie in LANGS else "zh"
 
 
-def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HTMLResponse:
+def _page(
+    request: Request, principal: Principal, *, page: str, lang: str, data: dict[str, Any]
+) -> HTMLResponse:
     t = table(lang)
+    # What the signed-in user may do, so the page offers only those actions (a viewer
+    # gets no ack/silence buttons that would only answer 403).
+    user = {
+        "name": principal.name,
+        "role": principal.role.value,
+        "can_act_on_alerts": principal.role.allows(Role.OPERATOR),
+    }
     other = "en" if lang == "zh" else "zh"
     here = "campaigns" if page == "campaign" else page  # one campaign is under the list
     nav = "".join(
@@ -62,8 +74,9 @@ def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HT
             ("campaigns", "nav_campaigns"),
         )
     )
-    boot = json.dumps({"page": page, "lang": lang, "t": t, "data": data}, ensure_ascii=False)
-    boot = boot.translate(_SCRIPT_SAFE)
+    boot = {"page": page, "lang": lang, "t": t, "data": data, "user": user}
+    boot_json = json.dumps(boot, ensure_ascii=False)
+    boot_json = boot_json.translate(_SCRIPT_SAFE)
     html = f"""<!doctype html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}">
 <head><meta charset="utf-8"><title>{escape(t["title"])}</title>
@@ -72,9 +85,11 @@ def _page(request: Request, *, page: str, lang: str, data: dict[str, Any]) -> HT
 <body>
 <header><h1>{escape(t["title"])}</h1><nav>{nav}</nav>
 <span id="live" class="live off">{escape(t["disconnected"])}</span>
-<a id="lang-switch" href="?lang={other}">{escape(t["switch_lang"])}</a></header>
+<a id="lang-switch" href="?lang={other}">{escape(t["switch_lang"])}</a>
+<form id="logout" method="post" action="/ui/logout"><span id="user">{escape(principal.name)}
+</span><button type="submit">{escape(t["logout"])}</button></form></header>
 <main id="main"></main>
-<script id="boot" type="application/json">{boot}</script>
+<script id="boot" type="application/json">{boot_json}</script>
 <script src="/ui/static/config.js"></script>
 <script src="/ui/static/campaigns.js"></script>
 <script src="/ui/static/app.js"></script>
@@ -91,7 +106,7 @@ def root() -> RedirectResponse:
     return RedirectResponse("/ui/overview")
 
 
-@router.get("/static/{name}")
+@static_router.get("/static/{name}")
 def static(name: str) -> Response:
     """The bundled JS and CSS (a fixed list; nothing else is served)."""
     if name not in _STATIC:
@@ -100,23 +115,30 @@ def static(name: str) -> Response:
 
 
 @router.get("/overview")
-def overview(request: Request, session: SessionDep, lang: str | None = None) -> HTMLResponse:
+def overview(
+    request: Request, session: SessionDep, principal: Authenticated, lang: str | None = None
+) -> HTMLResponse:
     """Fleet overview."""
-    return _page(
-        request, page="overview", lang=_lang(request, lang), data=queries.fleet_overview(session)
-    )
+    data = queries.fleet_overview(session)
+    return _page(request, principal, page="overview", lang=_lang(request, lang), data=data)
 
 
 @router.get("/map")
-def outlet_map(request: Request, session: SessionDep, lang: str | None = None) -> HTMLResponse:
+def outlet_map(
+    request: Request, session: SessionDep, principal: Authenticated, lang: str | None = None
+) -> HTMLResponse:
     """The outlet map (一张图)."""
     data = {"outlets": queries.outlets_for_map(session), "regions": queries.regions(session)}
-    return _page(request, page="map", lang=_lang(request, lang), data=data)
+    return _page(request, principal, page="map", lang=_lang(request, lang), data=data)
 
 
 @router.get("/outlets/{outlet_id}")
 def outlet(
-    request: Request, session: SessionDep, outlet_id: str, lang: str | None = None
+    request: Request,
+    session: SessionDep,
+    principal: Authenticated,
+    outlet_id: str,
+    lang: str | None = None,
 ) -> HTMLResponse:
     """One outlet: devices with health and history, events, alerts, versions."""
     data = queries.outlet_page(session, outlet_id)
@@ -124,7 +146,7 @@ def outlet(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")
     # The same view as GET /api/v1/outlets/{id}/config; app.js refetches it from there.
     data["config"] = outlet_view.outlet_view(session, outlet_id)
-    return _page(request, page="outlet", lang=_lang(request, lang), data=data)
+    return _page(request, principal, page="outlet", lang=_lang(request, lang), data=data)
 
 
 @router.get("/config")
@@ -143,7 +165,7 @@ def config_page(
         # viewer gets the page without those buttons rather than 403s after typing.
         "can_write": principal.role in CONFIG_WRITERS,
     }
-    return _page(request, page="config", lang=_lang(request, lang), data=data)
+    return _page(request, principal, page="config", lang=_lang(request, lang), data=data)
 
 
 @router.get("/campaigns")
@@ -152,7 +174,7 @@ def campaigns_page(
 ) -> HTMLResponse:
     """Update campaigns with their state and progress (read live from the campaign API)."""
     data = {"campaign_id": None, "can_write": principal.role in CAMPAIGN_WRITERS}
-    return _page(request, page="campaigns", lang=_lang(request, lang), data=data)
+    return _page(request, principal, page="campaigns", lang=_lang(request, lang), data=data)
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -162,7 +184,7 @@ def campaign_page(
     """One campaign: waves, counts, outlets by state; pause, resume, abort for operators."""
     # Steering needs an operator (docs/security.md): a viewer gets no buttons at all.
     data = {"campaign_id": campaign_id, "can_write": principal.role in CAMPAIGN_WRITERS}
-    return _page(request, page="campaign", lang=_lang(request, lang), data=data)
+    return _page(request, principal, page="campaign", lang=_lang(request, lang), data=data)
 
 
 @router.get("/data/config")
@@ -193,12 +215,14 @@ def evaluation_data(
 def evaluations(
     request: Request,
     session: SessionDep,
+    principal: Authenticated,
     lang: str | None = None,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
     """好差评 by outlet and window."""
     return _page(
         request,
+        principal,
         page="evaluations",
         lang=_lang(request, lang),
         data=_evaluations(request, session, days),

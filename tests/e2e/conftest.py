@@ -124,12 +124,17 @@ class Agent:
                 self.proc.wait(timeout=5)
 
 
+# The web password of every user add_user creates (tests log in to the pages with it).
+E2E_PASSWORD = "e2e-test password 1"
+
+
 def add_user(database_url: str, name: str, role: str) -> str:
-    """``fleet-server users add`` (the real CLI); returns the token it prints once."""
+    """``fleet-server users add`` (the real CLI) with ``E2E_PASSWORD``; returns the API
+    token it prints once."""
     result = subprocess.run(
         [str(BIN / "fleet-server"), "users", "add", name, "--role", role,
-         "--database-url", database_url],
-        capture_output=True, text=True, timeout=60, check=False,
+         "--password-stdin", "--database-url", database_url],
+        input=E2E_PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return next(line for line in result.stdout.splitlines() if line.startswith("gvt_"))

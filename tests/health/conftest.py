@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +28,46 @@ def browser() -> Iterator[object]:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=_ARGS)
         yield chromium
         chromium.close()
+
+
+# Storage states (the session cookie) of users already logged in, per server and name:
+# a module's tests log in through the form once and reuse the session afterwards.
+_STATES: dict[tuple[str, str], Path] = {}
+PASSWORD = "browser-test password 1"
+
+
+def add_user(database_url: str, name: str, role: str, password: str = PASSWORD) -> None:
+    """``fleet-server users add NAME --role ROLE --password-stdin`` (the real CLI)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "fleet-server"), "users", "add", name, "--role", role,
+         "--password-stdin", "--database-url", database_url],
+        input=password + "\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def login_form(page: Any, name: str, password: str = PASSWORD) -> None:
+    """Type ``name`` and ``password`` into the login form ``page`` shows and submit it."""
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def logged_in_context(browser: Any, fleet: Any, name: str, role: str, **options: Any) -> Any:
+    """A browser context with a session for ``name`` (created with ``role`` the first
+    time): logged in through the login page once, its storage state reused after."""
+    key = (fleet.url, name)
+    state = _STATES.get(key)
+    if state is None or not state.exists():
+        add_user(fleet.database_url, name, role)
+        context = browser.new_context(**options)
+        page = context.new_page()
+        page.goto(f"{fleet.url}/")
+        page.wait_for_url("**/ui/login?next=*")
+        login_form(page, name)
+        page.wait_for_url("**/ui/overview")
+        state = Path(tempfile.mkdtemp(prefix="govedge-ui-")) / f"{name}.json"
+        context.storage_state(path=str(state))
+        context.close()
+        _STATES[key] = state
+    return browser.new_context(storage_state=str(state), **options)

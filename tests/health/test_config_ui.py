@@ -1,8 +1,8 @@
 """The config pages in a real headless Chromium, with authentication on: operators log
-in at /ui/login and the page's API calls ride the session cookie. An operator edits the
-global scope, validates, saves, sees the version in the history and a diff; the outlet
-page shows which scope set each value; a second operator saving meanwhile is told so
-and keeps their text; a viewer gets no save or rollback buttons."""
+in at /ui/login with a password and the page's API calls ride the session cookie. An
+operator edits the global scope, validates, saves, sees the version in the history and
+a diff; the outlet page shows which scope set each value; a second operator saving
+meanwhile is told so and keeps their text; a viewer gets no save or rollback buttons."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from govedge_testbed import Mosquitto
+from tests.health.conftest import logged_in_context
 from tests.server.helpers import FleetServer
 
 OUTLET = "hz-cfg-01"
@@ -47,24 +48,13 @@ def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
         assert server.stop() == 0, server.stderr()
 
 
-def _token(fleet: FleetServer, name: str, role: str) -> str:
-    answer = fleet.http.post("/api/v1/users", json={"name": name, "role": role})
-    answer.raise_for_status()
-    token: str = answer.json()["token"]
-    return token
-
-
 def _logged_in(browser: Any, fleet: FleetServer, name: str, role: str) -> Any:
-    """A browser context with a session for a new user of ``role``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    """A page with a session for a new user of ``role`` (logged in at /ui/login)."""
+    context = logged_in_context(browser, fleet, name, role, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.on("dialog", lambda d: d.dismiss())
     page.on("pageerror", lambda error: JS_ERRORS.append(str(error)))
-    page.goto(f"{fleet.url}/ui/login")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=token]", _token(fleet, name, role))
-    page.click("button[type=submit]")
-    page.wait_for_url("**/ui/overview")
+    page.goto(f"{fleet.url}/ui/overview")
     return page
 
 

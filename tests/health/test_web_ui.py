@@ -1,6 +1,7 @@
 """The operator UI in a real headless Chromium (Debian's, driven by Playwright): the map
 shows a real agent online, then offline after it is killed (pushed over SSE, no reload);
-the language switches; screenshots go to the test's tmp dir. The browser fixture is in
+the language switches; login is on, as in production (a viewer logs in through the
+login page); screenshots go to the test's tmp dir. The browser fixture is in
 conftest.py."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth
 from tests.e2e.conftest import Agent
+from tests.health.conftest import logged_in_context
 from tests.server.helpers import FakeAgent, FleetServer
 
 
@@ -19,7 +21,7 @@ def test_map_shows_a_killed_agent_offline_and_switches_language(
 ) -> None:
     fleet = FleetServer(
         mqtt_url=private_broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}",
-        workdir=tmp_path, GOVEDGE_API_AUTH="off", GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
+        workdir=tmp_path, GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
         GOVEDGE_ALERT_EVAL_INTERVAL_S="0.5",
     )  # fmt: skip
     fleet.start()
@@ -38,7 +40,10 @@ def test_map_shows_a_killed_agent_offline_and_switches_language(
         agent.start()
         fleet.wait_state("township-ui-01", "online", timeout=30)
 
-        page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+        context = logged_in_context(
+            browser, fleet, "ui-viewer", "viewer", viewport={"width": 1280, "height": 800}
+        )
+        page = context.new_page()
         page.goto(f"{fleet.url}/ui/map")
         page.wait_for_selector('circle[data-outlet="township-ui-01"][data-state="online"]')
         page.wait_for_selector("#live:not(.off)")
@@ -84,7 +89,7 @@ def test_a_hostile_device_id_from_a_birth_shows_as_text(
 ) -> None:
     fleet = FleetServer(
         mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}",
-        workdir=tmp_path, GOVEDGE_API_AUTH="off", GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
+        workdir=tmp_path, GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
     )  # fmt: skip
     fleet.start()
     agent = FakeAgent(broker.url, "township-xss-01")
@@ -99,7 +104,7 @@ def test_a_hostile_device_id_from_a_birth_shows_as_text(
         )  # fmt: skip
         fleet.wait_state(agent.outlet_id, "online", timeout=30)
 
-        page = browser.new_page()  # type: ignore[attr-defined]
+        page = logged_in_context(browser, fleet, "xss-viewer", "viewer").new_page()
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"{fleet.url}/ui/outlets/{agent.outlet_id}?lang=en")

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import E2E_PASSWORD, Server
 
 STREAM_CHUNKS = 5
 PROBES = ("/metrics", "/healthz", "/readyz")
@@ -79,7 +79,7 @@ class Answers:
         """Log in to the web UI as the test's admin and GET every page."""
         login = httpx.post(
             f"{server.url}/ui/login",
-            data={"username": admin_name(server), "token": server.token},
+            data={"username": admin_name(server), "password": E2E_PASSWORD},
             follow_redirects=False,
             timeout=30,
         )

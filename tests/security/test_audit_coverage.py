@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 
 from fleet_server.models import Outlet
 from fleet_server.security import Role
+from fleet_server.security.passwords import set_password
 from govedge_testbed.upstream import catalogue_rows
 from tests.security.api_harness import Api, running_api, seed_actionable_rows
 from tests.server.config.kit import signing_key
@@ -110,7 +111,9 @@ def _put_rule(w: World) -> httpx.Response:
 
 
 def _login(w: World) -> httpx.Response:
-    form = {"username": "u-admin", "token": w.api.tokens[Role.ADMIN]}
+    with w.api.session() as session:
+        set_password(session, name="u-admin", password="a long enough password", actor="test")
+    form = {"username": "u-admin", "password": "a long enough password"}
     r = w.api.client.post("/ui/login", data=form, follow_redirects=False)
     w.values["cookie"] = r.cookies.get("govedge_session")
     return r

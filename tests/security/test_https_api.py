@@ -17,7 +17,15 @@ import pytest
 
 from fleet_server.pki import FleetCA
 from govedge_testbed import Mosquitto, free_port
-from tests.e2e.conftest import BIN, _spawn, add_user, poll, start_server, stop_process
+from tests.e2e.conftest import (
+    BIN,
+    E2E_PASSWORD,
+    _spawn,
+    add_user,
+    poll,
+    start_server,
+    stop_process,
+)
 
 
 def _run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,7 +65,7 @@ def test_https_serves_login_api_fleetctl_and_enroll(broker: Mosquitto, tmp_path:
             # The web UI login over TLS: the Secure cookie comes back and works.
             login = client.post(
                 "/ui/login",
-                data={"username": "tls-admin", "token": token},
+                data={"username": "tls-admin", "password": E2E_PASSWORD},
                 headers={"Origin": url},
             )
             assert login.status_code == httpx.codes.SEE_OTHER, login.text
@@ -125,7 +133,7 @@ def test_plain_http_only_on_loopback_behind_a_proxy(broker: Mosquitto, tmp_path:
     try:
         name = f"e2e-admin-{server.url.rsplit(':', 1)[1]}"
         proxied = {"Host": "fleet.example", "Origin": "https://fleet.example"}
-        login = {"username": name, "token": server.token}
+        login = {"username": name, "password": E2E_PASSWORD}
         via_proxy = httpx.post(
             f"{server.url}/ui/login",
             data=login,

@@ -69,7 +69,7 @@ def _from(address: str, server: FleetServer) -> httpx.Client:
 
 def test_unauthenticated_endpoints_are_rate_limited_per_address(server: FleetServer) -> None:
     before = _refused(server, "rate_limited")
-    form = {"username": "nobody", "token": "gvt_wrong"}
+    form = {"username": "nobody", "password": "wrong"}
     with _from("127.0.0.2", server) as guesser, _from("127.0.0.3", server) as other:
         answers = [guesser.post("/ui/login", data=form) for _ in range(4)]
         assert [a.status_code for a in answers[:3]] == [200, 200, 200]  # the form again

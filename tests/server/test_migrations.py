@@ -63,6 +63,8 @@ TABLES = {
     "campaigns",
     "campaign_outlets",
     "campaign_outlet_history",
+    # failed web logins, for the lockout (0016_password_login)
+    "login_failures",
 }
 
 

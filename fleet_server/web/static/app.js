@@ -6,6 +6,8 @@
   const t = boot.t;
   const main = document.getElementById("main");
   let data = boot.data;
+  // Actions the signed-in user's role allows (docs/security.md); others are not shown.
+  const canActOnAlerts = Boolean(boot.user && boot.user.can_act_on_alerts);
 
   const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const tr = (key, fallback) => t[key] ?? fallback ?? key;
@@ -46,7 +48,7 @@
         `<div class="card">${tr("open_alerts")}<b id="n-alerts">${d.open_alerts.length}</b></div></div>` +
         `<section><h2>${tr("by_region")}</h2>${countsTable(d.by_region, "region_code", tr("region"), (r) => esc(r.name) + ` <span class="muted">${esc(r.region_code)}</span>`)}</section>` +
         `<section><h2>${tr("by_kind")}</h2>${countsTable(d.by_kind, "kind", tr("kind"), (r) => kind(r.kind === "-" ? "" : r.kind))}</section>` +
-        `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.open_alerts, true)}</section>` +
+        `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.open_alerts, canActOnAlerts)}</section>` +
         `<section><h2>${tr("devices_in_trouble")}</h2>` + (d.devices_in_trouble.length ? `<table><tr><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("kind")}</th><th>${tr("state")}</th><th>${tr("since")}</th></tr>` +
           d.devices_in_trouble.map((x) => `<tr><td><a href="/ui/outlets/${encodeURIComponent(x.outlet_id)}">${esc(x.outlet_id)}</a></td><td>${esc(x.device_id)}</td><td>${esc(x.kind)}</td><td>${st(x.state)}${x.health && x.health.paper && x.health.paper !== "ok" ? " paper:" + esc(x.health.paper) : ""}</td><td>${time(x.state_since)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>";
     },
@@ -90,7 +92,7 @@
         `<section><h2>${tr("devices")}</h2>` + (d.devices.length ? `<table><tr><th>${tr("device")}</th><th>${tr("kind")}</th><th>${tr("state")}</th><th>${tr("firmware")}</th><th>${tr("errors")}</th><th>${tr("health")}</th><th>${tr("history")}</th></tr>` +
           d.devices.map((x) => `<tr data-device="${esc(x.device_id)}"><td>${esc(x.device_id)}</td><td>${esc(x.kind || "")} ${esc(x.model || "")}</td><td>${st(x.state)}</td><td>${esc(x.firmware || "-")}</td><td>${x.error_count}</td>` +
             `<td class="muted">${esc(Object.entries(x.health || {}).slice(0, 6).map(([k, v]) => k + "=" + v).join(" "))}</td><td>${spark(devSeries(x.device_id, "reads_failed"), 120, 22)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>" +
-        `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.alerts.filter((a) => a.state === "open"), true)}</section>` +
+        `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.alerts.filter((a) => a.state === "open"), canActOnAlerts)}</section>` +
         `<section><h2>${tr("events")}</h2>` + (d.events.length ? `<table>${d.events.map((e) => `<tr><td>${time(e.received_at)}</td><td>${esc(e.device_id || "")}</td><td class="sev-${esc(e.severity)}">${esc(e.name)}</td><td class="muted">${esc(JSON.stringify(e.data))}</td></tr>`).join("")}</table>` : `<p class="muted">${tr("none")}</p>`) + "</section>" +
         cfg.outletSection(d.config);
     },
@@ -136,10 +138,17 @@
     }));
   }
 
+  // A refused action says why: the API's own message, next to the buttons.
   main.addEventListener("click", async (ev) => {
     const b = ev.target.closest("button[data-act]");
     if (!b) return;
-    await fetch(`/api/v1/alerts/${b.dataset.id}/${b.dataset.act}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const r = await fetch(`/api/v1/alerts/${b.dataset.id}/${b.dataset.act}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    if (r.ok) return;
+    let why = `HTTP ${r.status}`;
+    try { const body = await r.json(); if (typeof body.detail === "string") why = body.detail; } catch (_) { /* not JSON */ }
+    let note = document.getElementById("action-error");
+    if (!note) { note = document.createElement("p"); note.id = "action-error"; note.className = "error"; main.prepend(note); }
+    note.textContent = `${tr("action_refused")}: ${why}`;
   });
 
   async function refresh() {
