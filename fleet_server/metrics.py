@@ -48,6 +48,8 @@ class MetricSources:
     config: ConfigStats | None = None
     # Release uploads refused, by reason (fleet_server.releases.api).
     release_refused: Counter[str] | None = None
+    # Playbook runs refused (unknown playbook, bad extra vars, bad target), by reason.
+    playbook_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -184,6 +186,13 @@ class _FleetCollector(Collector):
             for reason, count in sorted(s.release_refused.items()):
                 releases.add_metric([reason], count)
             yield releases
+        if s.playbook_refused is not None:
+            playbooks = CounterMetricFamily(
+                "govedge_playbook_runs_refused", "Playbook runs refused", labels=["reason"]
+            )
+            for reason, count in sorted(s.playbook_refused.items()):
+                playbooks.add_metric([reason], count)
+            yield playbooks
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -245,8 +254,11 @@ class FleetMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.http_refused: Counter[str] = Counter()
         self.release_refused: Counter[str] = Counter()
+        self.playbook_refused: Counter[str] = Counter()
         self.sources = MetricSources(
-            http_refused=self.http_refused, release_refused=self.release_refused
+            http_refused=self.http_refused,
+            release_refused=self.release_refused,
+            playbook_refused=self.playbook_refused,
         )
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(

@@ -2,15 +2,23 @@
 
 The tables live next to the code that owns them (``models``, ``health.tables``,
 ``transactions.usage``, ``config.tables``,
-``releases.tables``); importing this module registers them all.
+``releases.tables``, ``playbooks.tables``); importing this module registers them all.
 """
 
 from fleet_server.config import tables as config_tables
 from fleet_server.health import tables as health_tables
 from fleet_server.models import Base
+from fleet_server.playbooks import tables as playbook_tables
 from fleet_server.releases import tables as release_tables
 from fleet_server.transactions import usage as usage_tables
 
 metadata = Base.metadata
 
-__all__ = ["config_tables", "health_tables", "metadata", "release_tables", "usage_tables"]
+__all__ = [
+    "config_tables",
+    "health_tables",
+    "metadata",
+    "playbook_tables",
+    "release_tables",
+    "usage_tables",
+]

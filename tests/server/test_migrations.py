@@ -59,6 +59,11 @@ TABLES = {
     "outlet_configs",
     # agent releases (0014_releases)
     "releases",
+    # playbook runs (0015_playbook_runs)
+    "outlet_access",
+    "playbook_runs",
+    "playbook_hosts",
+    "playbook_events",
 }
 
 
