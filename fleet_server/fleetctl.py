@@ -18,7 +18,13 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from fleet_server import fleetctl_alerts, fleetctl_config, fleetctl_releases, fleetctl_security
+from fleet_server import (
+    fleetctl_alerts,
+    fleetctl_config,
+    fleetctl_playbooks,
+    fleetctl_releases,
+    fleetctl_security,
+)
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 _STATE_STYLE = {"online": "green", "offline": "red", "stale": "yellow", "unknown": "dim"}
@@ -346,6 +352,7 @@ fleetctl_security.register(cli)
 fleetctl_alerts.register(cli)
 fleetctl_config.register(cli)
 fleetctl_releases.register(cli)
+fleetctl_playbooks.register(cli)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Each run gets a private data dir ``<GOVEDGE_PLAYBOOK_RUNS_DIR>/<id>`` (inventory, env,
 artifacts; kept after the run). The SSH key goes to ansible-runner's ``ssh_key`` and is
 never stored or logged. Cancel sets a flag that ansible-runner's cancel callback reads.
-Runs survive nothing: at start the server marks pending and running runs interrupted.
+Runs survive nothing: a server stopping interrupts its runs, and at start the server
+marks runs left pending or running (a crash) interrupted.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class RunManager:
         self._cancel: dict[int, threading.Event] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
+        # Set by stop(): runs the shutdown cancels end interrupted, not canceled.
+        self._stopping = threading.Event()
 
     def mark_interrupted(self) -> int:
         """Runs left pending or running by an earlier server process: interrupted."""
@@ -103,7 +106,8 @@ class RunManager:
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Cancel every run and wait for the threads (server shutdown)."""
+        """Cancel every run and wait for the threads (server shutdown): interrupted."""
+        self._stopping.set()
         with self._lock:
             flags, threads = list(self._cancel.values()), list(self._threads.values())
         for flag in flags:
@@ -151,7 +155,7 @@ class RunManager:
                 str(result.status), "failed"
             )
             if cancel.is_set():
-                status = "canceled"
+                status = "interrupted" if self._stopping.is_set() else "canceled"
         except Exception as exc:  # recorded on the run: the worker thread must not die silent
             error = f"{type(exc).__name__}: {mask(str(exc))}"[:2000]
             log.exception("playbook run %d failed to run: %s", run_id, error)
@@ -226,7 +230,7 @@ class RunManager:
             run.status, run.rc, run.error, run.finished_at = status, rc, error, _now()
             for row in session.scalars(select(PlaybookHost).where(PlaybookHost.run_id == run_id)):
                 if row.status == "pending":
-                    row.status = "canceled" if status == "canceled" else "pending"
+                    row.status = status if status in ("canceled", "interrupted") else "pending"
         log.info("playbook run %d finished: %s (rc %s)", run_id, status, rc)
 
 
