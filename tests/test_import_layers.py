@@ -31,7 +31,8 @@ FLEET_LAYERS: list[set[str]] = [
     {"runtime", "schema"},  # the process's wiring, and every table for migrations
     {"metrics", "web"},
     {"alerts"},
-    {"releases"},  # agent releases: stored artifacts, signed manifests, downloads
+    # agent releases (stored artifacts, signed manifests, downloads); playbook runs
+    {"releases", "playbooks"},
     {"config"},  # desired config: scopes, signing, publishing, drift
     {"health"},
     {"api"},  # shared auth and dependencies of every router
