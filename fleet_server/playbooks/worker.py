@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -50,6 +51,18 @@ def mask(text: str) -> str:
     text = _ID_NUMBER.sub(id_number, text)
     text = _PHONE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
     return redact_text(text)[:_STDOUT_MAX]
+
+
+_SECRET_NAME = re.compile(r"^GOVEDGE_|TOKEN|PASSW|SECRET|KEY|CREDENTIAL|DATABASE_URL", re.I)
+
+
+def child_env(bin_dir: str) -> dict[str, str]:
+    """Variables for ansible-playbook. ansible-runner starts from the server's whole
+    environment and writes it into the run's ``artifacts/command``: every variable whose
+    name looks like a secret (and every ``GOVEDGE_`` one) is blanked here."""
+    blanked = {name: "" for name in os.environ if _SECRET_NAME.search(name)}
+    # ansible-playbook of this environment, even when PATH lacks the venv
+    return {**blanked, "PATH": f"{bin_dir}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1"}
 
 
 def _now() -> datetime:
@@ -126,7 +139,8 @@ class RunManager:
             run.status, run.started_at = "running", _now()
             check, forks, extra_vars = run.check_mode, run.forks, dict(run.extra_vars)
         data_dir = self._runs_dir / str(run_id)
-        (data_dir / "inventory").mkdir(parents=True, exist_ok=True)
+        self._runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (data_dir / "inventory").mkdir(mode=0o700, parents=True, exist_ok=True)
         inventory = {"all": {"hosts": hosts}}
         (data_dir / "inventory" / "hosts.json").write_text(json.dumps(inventory), encoding="utf-8")
         bin_dir = str(Path(sys.executable).parent)
@@ -142,8 +156,7 @@ class RunManager:
                 "ident": "artifacts",
                 "event_handler": lambda event: self._event(run_id, event),
                 "cancel_callback": cancel.is_set,
-                # ansible-playbook of this environment, even when PATH lacks the venv
-                "envvars": {"PATH": f"{bin_dir}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1"},
+                "envvars": child_env(bin_dir),
             }
             if check:
                 kwargs["cmdline"] = "--check"

@@ -34,6 +34,7 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_PII_KEY_DIR=str(tmp_path / "pii"),
         GOVEDGE_PLAYBOOKS_DIR=str(DATA), GOVEDGE_PLAYBOOK_RUNS_DIR=str(tmp_path / "runs"),
         PATH="/usr/bin:/bin",  # as under systemd: ansible-playbook is found beside python
+        UPSTREAM_API_TOKEN="tok-secret-xyz",  # a secret in the server's environment
     )  # fmt: skip
     server.start()
     try:
@@ -53,6 +54,10 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         assert any(line.split()[:2] == ["o-cli-a", "ok"] for line in lines)
         assert any(line.split()[:2] == ["o-cli-b", "failed"] for line in lines)
         assert (tmp_path / "a" / "marker.txt").read_text() == "hello\n"
+        # The run's artifacts are kept, without the server's secrets.
+        kept = [p for p in (tmp_path / "runs" / "1").rglob("*") if p.is_file()]
+        assert any(p.name == "job_events" or p.parent.name == "job_events" for p in kept)
+        assert not [p for p in kept if "tok-secret-xyz" in p.read_text(errors="replace")]
         shown = _run(*ctl, "playbooks", "show", "1")
         assert "run 1 mark.yml: failed" in shown.stdout
         assert "o-cli-a" in shown.stdout
