@@ -39,6 +39,8 @@ from fleet_server.security import audit
 read_router = APIRouter(tags=["playbooks"])
 write_router = APIRouter(tags=["playbooks"])
 
+# A run id as the database holds it (32-bit), so a huge one is a 422, not a crash.
+RunId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 _Ids = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=5000)]
 
 
@@ -202,16 +204,16 @@ def list_runs(
 
 
 @read_router.get("/playbook-runs/{run_id}")
-def read_run(run_id: int, session: SessionDep) -> dict[str, Any]:
+def read_run(run_id: RunId, session: SessionDep) -> dict[str, Any]:
     """One run: status, stats and per-host results linked to the outlets."""
     return _run_json(session, _get_run(session, run_id))
 
 
 @read_router.get("/playbook-runs/{run_id}/events")
 def read_events(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
     """Job events with ``seq`` above ``after``, and the run's status (poll until done)."""
@@ -230,7 +232,7 @@ def read_events(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def stream_events(request: Request, run_id: int, session: SessionDep) -> StreamingResponse:
+async def stream_events(request: Request, run_id: RunId, session: SessionDep) -> StreamingResponse:
     """Server-sent events: each job event as ``job_event``, then ``end`` with the status."""
     _get_run(session, run_id)
     sessions = request.app.state.fleet.sessions
@@ -260,7 +262,7 @@ async def stream_events(request: Request, run_id: int, session: SessionDep) -> S
 
 @write_router.post("/playbook-runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 def cancel_run(
-    request: Request, run_id: int, session: SessionDep, principal: Authenticated
+    request: Request, run_id: RunId, session: SessionDep, principal: Authenticated
 ) -> dict[str, Any]:
     """Ask a running run to stop (ansible-runner's cancel); 409 when it has finished."""
     run = _get_run(session, run_id)
