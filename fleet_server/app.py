@@ -37,6 +37,7 @@ from fleet_server.api.auth import (
     PROBE,
     READ_VIEWER_WRITE_CONFIG,
     READ_VIEWER_WRITE_OPERATOR,
+    TECHNICIAN,
     VIEWER,
     SecurityContext,
     api_guard,
@@ -50,6 +51,8 @@ from fleet_server.health import api as health_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
+from fleet_server.playbooks import api as playbooks_api
+from fleet_server.playbooks.worker import RunManager
 from fleet_server.releases import api as releases_api
 from fleet_server.routing.targets import TargetsConfig
 from fleet_server.runtime import ServerRuntime
@@ -77,8 +80,17 @@ def create_app(
             state = await runtime.start()
             app.state.health = runtime.health
             app.state.fleet = state
+            # Playbook runs survive nothing: those of an earlier process are interrupted.
+            app.state.playbook_runs = RunManager(
+                state.sessions,
+                runs_dir=settings.playbook_runs_dir,
+                ssh_key=settings.playbook_ssh_key,
+            )
+            app.state.playbook_runs.mark_interrupted()
             yield
         finally:
+            if getattr(app.state, "playbook_runs", None) is not None:
+                app.state.playbook_runs.stop()
             await runtime.stop()
 
     app = FastAPI(
@@ -133,6 +145,9 @@ def create_app(
     # Update campaigns (docs/updates.md): operators create and steer, viewers read.
     api(campaigns_api.write_router, dependencies=[OPERATOR])
     api(campaigns_api.read_router, dependencies=[VIEWER])
+    # Playbook runs (docs/playbook-runs.md): technicians run and cancel, viewers read.
+    api(playbooks_api.read_router, dependencies=[VIEWER])
+    api(playbooks_api.write_router, dependencies=[TECHNICIAN])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     # How a browser gets a session: the entry, the login form and the files it needs.
     app.include_router(web_login.router, dependencies=[OPEN])

@@ -23,6 +23,8 @@ from fleet_server import (
     fleetctl_config,
     fleetctl_releases,
     fleetctl_rollouts,
+    fleetctl_playbooks,
+    fleetctl_releases,
     fleetctl_security,
 )
 
@@ -358,6 +360,7 @@ fleetctl_alerts.register(cli)
 fleetctl_config.register(cli)
 fleetctl_releases.register(cli)
 fleetctl_rollouts.register(cli)
+fleetctl_playbooks.register(cli)
 
 
 def main() -> None:

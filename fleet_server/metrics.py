@@ -51,6 +51,8 @@ class MetricSources:
     release_refused: Counter[str] | None = None
     # Update campaigns: offers sent, reports ignored, campaigns by state.
     campaigns: CampaignStats | None = None
+    # Playbook runs refused (unknown playbook, bad extra vars, bad target), by reason.
+    playbook_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -189,6 +191,13 @@ class _FleetCollector(Collector):
             for reason, count in sorted(s.release_refused.items()):
                 releases.add_metric([reason], count)
             yield releases
+        if s.playbook_refused is not None:
+            playbooks = CounterMetricFamily(
+                "govedge_playbook_runs_refused", "Playbook runs refused", labels=["reason"]
+            )
+            for reason, count in sorted(s.playbook_refused.items()):
+                playbooks.add_metric([reason], count)
+            yield playbooks
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -282,8 +291,11 @@ class FleetMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.http_refused: Counter[str] = Counter()
         self.release_refused: Counter[str] = Counter()
+        self.playbook_refused: Counter[str] = Counter()
         self.sources = MetricSources(
-            http_refused=self.http_refused, release_refused=self.release_refused
+            http_refused=self.http_refused,
+            release_refused=self.release_refused,
+            playbook_refused=self.playbook_refused,
         )
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(

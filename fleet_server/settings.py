@@ -199,6 +199,12 @@ class Settings(BaseSettings):
     # largest upload POST /api/v1/releases takes (streamed to disk, never held in memory).
     releases_dir: Path = Path("./fleet-releases")
     release_max_bytes: Annotated[int, Field(ge=1024 * 1024, le=2**40)] = 512 * 1024 * 1024
+    # Playbook runs (docs/playbook-runs.md): the playbooks offered (top-level *.yml, roles
+    # beside them), a private data dir per run (artifacts kept), and the SSH private key
+    # handed to ansible-runner (never logged, never in the database).
+    playbooks_dir: Path = Path(__file__).resolve().parent.parent / "playbooks"
+    playbook_runs_dir: Path = Path("./fleet-playbook-runs")
+    playbook_ssh_key: Path | None = None
     # "json" writes one JSON object per log line.
     log_format: Literal["text", "json"] = "text"
     # HTTPS for the API and the web UI (docs/security.md, "The fleet API over TLS"): both

@@ -28,8 +28,9 @@ FLEETCTL = ("fleet_server/__init__.py", "fleet_server/fleetctl*.py")
 
 # Declared but never imported by name: each with the reason it is needed.
 USED_WITHOUT_IMPORT = {
-    # the PostgreSQL driver SQLAlchemy loads for a postgresql+psycopg:// URL
-    "server": {"psycopg"},
+    # the PostgreSQL driver SQLAlchemy loads for a postgresql+psycopg:// URL; and
+    # ansible-playbook, the command ansible-runner starts for each playbook run
+    "server": {"psycopg", "ansible-core"},
     # uvicorn's WebSocket protocol, serving the local API's /v1/events
     "agent": {"websockets"},
 }

@@ -32,7 +32,8 @@ FLEET_LAYERS: list[set[str]] = [
     {"metrics", "web"},
     {"alerts"},
     {"campaigns"},  # update campaigns: waves, offers, reports (drives releases)
-    {"releases"},  # agent releases: stored artifacts, signed manifests, downloads
+    # agent releases (stored artifacts, signed manifests, downloads); playbook runs
+    {"releases", "playbooks"},
     {"config"},  # desired config: scopes, signing, publishing, drift
     {"health"},
     {"api"},  # shared auth and dependencies of every router

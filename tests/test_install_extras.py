@@ -32,6 +32,8 @@ SERVER_ONLY = {
     "influxdb-client",
     "grafana-client",
     "prometheus-client",
+    "ansible-runner",
+    "ansible-core",
 }
 AGENT_ONLY = {
     "pyscard",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from fleet_server.security.passwords import set_password
 from govedge_testbed.upstream import catalogue_rows
 from tests.security.api_harness import Api, running_api, seed_actionable_rows
 from tests.server.config.kit import signing_key
+from tests.server.playbooks.kit import DATA as PLAYBOOKS
 from tests.server.releases.kit import wheel_bytes, wheel_name
 
 _READS = {"GET", "HEAD", "OPTIONS"}
@@ -160,6 +162,17 @@ def _add_campaign(w: World) -> httpx.Response:
     return answer
 
 
+def _start_run(w: World) -> httpx.Response:
+    # a long run on an open outlet (asked for), reached locally, cancelled by the next case
+    body = {"playbook": "slow.yml", "target": {"outlets": ["o-1"]}, "during_opening_hours": True}
+    r = w.api.client.post("/api/v1/playbook-runs", json=body, headers=_admin(w))
+    w.ids["run"] = r.json().get("id", 0)
+    return r
+
+
+_ACCESS = {
+    "host_vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+}
 _PROFILE = {"outlet_id": "o-1", "name": "城关镇便民服务中心", "region_code": "410402"}
 _FOLLOW_UP = {"action": "回访", "note": "called back", "by": "clerk-1"}
 
@@ -239,6 +252,15 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
         _post("/api/v1/releases/9.0.0/bad", json={"reason": "crashes at start"}),
         "release.bad",
     ),
+    "PUT /api/v1/outlets/{outlet_id}/access": (
+        _put("/api/v1/outlets/o-1/access", _ACCESS),
+        "playbook.access",
+    ),
+    "POST /api/v1/playbook-runs": (_start_run, "playbook.run"),
+    "POST /api/v1/playbook-runs/{run_id}/cancel": (
+        _post("/api/v1/playbook-runs/{run}/cancel"),
+        "playbook.cancel",
+    ),
     "POST /ui/login": (_login, "session.open"),
     "POST /ui/logout": (_logout, "session.close"),
 }
@@ -247,7 +269,13 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     key = signing_key(tmp_path)  # releases are signed with it
-    with running_api(tmp_path, mqtt_url="mqtt://127.0.0.1:1", config_signing_key=key) as harness:
+    with running_api(
+        tmp_path,
+        mqtt_url="mqtt://127.0.0.1:1",
+        config_signing_key=key,
+        playbooks_dir=PLAYBOOKS,
+        playbook_runs_dir=tmp_path / "runs",
+    ) as harness:
         yield harness
 
 

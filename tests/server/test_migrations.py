@@ -65,6 +65,11 @@ TABLES = {
     "campaign_outlet_history",
     # failed web logins, for the lockout (0016_password_login)
     "login_failures",
+    # playbook runs (0017_playbook_runs)
+    "outlet_access",
+    "playbook_runs",
+    "playbook_hosts",
+    "playbook_events",
 }
 
 

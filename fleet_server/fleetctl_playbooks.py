@@ -1,0 +1,175 @@
+"""``fleetctl playbooks list|run|runs|show|cancel``: playbook runs (docs/playbook-runs.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+_DONE = {"successful", "failed", "canceled", "error", "interrupted"}
+_HOST_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+def extra_var(text: str) -> tuple[str, Any]:
+    """``k=v`` → (k, v), v read as JSON when it is (numbers, true, lists), else text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"{text!r}: expected KEY=VALUE")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def _when(value: str | None) -> str:
+    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
+
+
+def _hosts_table(run: dict[str, Any]) -> Table:
+    table = Table(title=f"run {run['id']} {run['playbook']}: {run['status']}")
+    for column in ("outlet", "status", "ok", "changed", "failed", "unreachable", "last task"):
+        table.add_column(column)
+    for host in run.get("hosts", []):
+        status = host["status"]
+        if status == "held":
+            status = f"held ({host['held_reason']})"
+        table.add_row(
+            host["outlet_id"], status, str(host["ok"]), str(host["changed"]),
+            str(host["failed"]), str(host["unreachable"]), host["last_task"] or "-",
+        )  # fmt: skip
+    return table
+
+
+def watch(api: Any, run_id: int, *, poll_s: float = 1.0) -> dict[str, Any]:
+    """Print each host's task results as they come; the finished run."""
+    after = 0
+    while True:
+        page = api.get(f"/api/v1/playbook-runs/{run_id}/events?after={after}")
+        for event in page["events"]:
+            after = event["seq"]
+            kind = _HOST_EVENTS.get(event["event"])
+            if kind is not None:
+                click.echo(f"{event['outlet_id']:<24} {kind:<12} {event['task'] or ''}")
+            elif event["event"] == "playbook_on_task_start":
+                click.echo(f"-- {event['task']}")
+        if page["status"] in _DONE and not page["events"]:
+            result: dict[str, Any] = api.get(f"/api/v1/playbook-runs/{run_id}")
+            return result
+        if not page["events"]:
+            time.sleep(poll_s)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``playbooks`` group to ``cli``."""
+
+    @cli.group()
+    def playbooks() -> None:
+        """Ansible playbooks run through the fleet server: list, run, watch, cancel."""
+
+    @playbooks.command("list")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.pass_obj
+    def playbooks_list(api: Any, *, as_json: bool) -> None:
+        """The playbooks offered and their variables."""
+        rows = api.get("/api/v1/playbooks")
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        table = Table(title=f"{len(rows)} playbooks")
+        for column in ("playbook", "description", "variables"):
+            table.add_column(column)
+        for row in rows:
+            names = [
+                f"{name}{'*' if spec.get('required') else ''}:{spec.get('type', 'str')}"
+                for name, spec in row["variables"].items()
+            ]
+            table.add_row(row["name"], row["description"], ", ".join(names) or "-")
+        Console(width=200).print(table)
+
+    @playbooks.command("run")
+    @click.argument("playbook")
+    @click.option("--outlet", "outlets", multiple=True, help="An outlet id (repeatable).")
+    @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
+    @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
+    @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
+    @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
+    @click.option(
+        "--during-opening-hours", is_flag=True, help="Also run on outlets open now (else held)."
+    )
+    @click.option("--forks", type=click.IntRange(1, 100), default=10, show_default=True)
+    @click.option("--watch", "follow", is_flag=True, help="Show per-host progress until done.")
+    @click.pass_obj
+    def playbooks_run(
+        api: Any, playbook: str, outlets: tuple[str, ...], regions: tuple[str, ...],
+        kinds: tuple[str, ...], extra: tuple[str, ...], *, check: bool,
+        during_opening_hours: bool, forks: int, follow: bool,
+    ) -> None:  # fmt: skip
+        """Run PLAYBOOK on the outlets chosen by --outlet, --region and --kind."""
+        if not (outlets or regions or kinds):
+            raise click.UsageError("name the outlets: --outlet, --region or --kind")
+        body = {
+            "playbook": playbook,
+            "target": {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds)},
+            "extra_vars": dict(extra_var(text) for text in extra),
+            "check": check, "during_opening_hours": during_opening_hours, "forks": forks,
+        }  # fmt: skip
+        run = api.post("/api/v1/playbook-runs", body)
+        held = [h["outlet_id"] for h in run["hosts"] if h["status"] == "held"]
+        running = len(run["hosts"]) - len(held)
+        click.echo(f"run {run['id']} started: {running} outlets" + (
+            f", {len(held)} held back (open now): {', '.join(held)}" if held else ""))  # fmt: skip
+        if not follow:
+            return
+        done = watch(api, run["id"])
+        Console(width=200).print(_hosts_table(done))
+        if done["status"] != "successful":
+            sys.exit(1)
+
+    @playbooks.command("runs")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.pass_obj
+    def playbooks_runs(api: Any, *, as_json: bool) -> None:
+        """Recent runs, newest first."""
+        rows = api.get("/api/v1/playbook-runs")
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        table = Table(title=f"{len(rows)} runs")
+        for column in ("id", "playbook", "status", "check", "by", "created", "finished"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                str(row["id"]), row["playbook"], row["status"], "check" if row["check"] else "",
+                row["created_by"], _when(row["created_at"]), _when(row["finished_at"]),
+            )  # fmt: skip
+        Console(width=200).print(table)
+
+    @playbooks.command("show")
+    @click.argument("run_id", type=int)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.pass_obj
+    def playbooks_show(api: Any, run_id: int, *, as_json: bool) -> None:
+        """One run with each outlet's result."""
+        run = api.get(f"/api/v1/playbook-runs/{run_id}")
+        if as_json:
+            click.echo(json.dumps(run, ensure_ascii=False, indent=2))
+            return
+        Console(width=200).print(_hosts_table(run))
+
+    @playbooks.command("cancel")
+    @click.argument("run_id", type=int)
+    @click.pass_obj
+    def playbooks_cancel(api: Any, run_id: int) -> None:
+        """Stop a running run."""
+        run = api.post(f"/api/v1/playbook-runs/{run_id}/cancel")
+        click.echo(f"run {run['id']}: cancel asked by {run['canceled_by']}")

@@ -1,0 +1,329 @@
+"""``/api/v1/playbooks`` and ``/api/v1/playbook-runs`` (docs/playbook-runs.md).
+
+``read_router`` (viewer): the catalogue, runs, one run with its per-host results, its
+events (``?after=N`` for polling), a live Server-Sent Events stream of them, and an
+outlet's runs. ``write_router`` (technician): start a run, cancel it, and set how
+Ansible reaches an outlet PC. Every change is audited (``playbook.run``,
+``playbook.cancel``, ``playbook.access``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleet_server.api.auth import Authenticated, SecurityDep
+from fleet_server.api.deps import SessionDep
+from fleet_server.playbooks import catalogue
+from fleet_server.playbooks.inventory import Target, choose, unknown_outlets
+from fleet_server.playbooks.tables import (
+    RUN_DONE,
+    OutletAccess,
+    PlaybookEvent,
+    PlaybookHost,
+    PlaybookRun,
+)
+from fleet_server.playbooks.worker import RunManager
+from fleet_server.security import audit
+
+read_router = APIRouter(tags=["playbooks"])
+write_router = APIRouter(tags=["playbooks"])
+
+# A run id as the database holds it (32-bit), so a huge one is a 422, not a crash.
+RunId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+_Ids = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=5000)]
+
+
+class TargetIn(BaseModel):
+    """Which outlets: ids, region-code prefixes and kinds (the union)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outlets: _Ids = []
+    regions: _Ids = []
+    kinds: _Ids = []
+
+
+class RunIn(BaseModel):
+    """A run to start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    playbook: Annotated[str, Field(min_length=1, max_length=200)]
+    target: TargetIn
+    extra_vars: dict[str, Any] = {}
+    check: bool = False
+    during_opening_hours: bool = False
+    forks: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class AccessIn(BaseModel):
+    """How Ansible reaches one outlet PC (no secrets: the SSH key is the server's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ansible_host: Annotated[str | None, Field(max_length=255)] = None
+    ansible_user: Annotated[str | None, Field(max_length=64)] = None
+    ansible_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    host_vars: dict[str, Any] = {}
+
+
+def _manager(request: Request) -> RunManager:
+    manager: RunManager = request.app.state.playbook_runs
+    return manager
+
+
+def _run_json(session: Session, run: PlaybookRun, *, hosts: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": run.id, "playbook": run.playbook, "status": run.status,
+        "check": run.check_mode, "during_opening_hours": run.during_opening_hours,
+        "forks": run.forks, "target": run.target, "extra_vars": run.extra_vars,
+        "created_at": run.created_at.isoformat(), "created_by": run.created_by,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "canceled_by": run.canceled_by, "rc": run.rc, "stats": run.stats, "error": run.error,
+    }  # fmt: skip
+    if hosts:
+        rows = session.scalars(
+            select(PlaybookHost)
+            .where(PlaybookHost.run_id == run.id)
+            .order_by(PlaybookHost.outlet_id)
+        )
+        body["hosts"] = [_host_json(row) for row in rows]
+    return body
+
+
+def _host_json(row: PlaybookHost) -> dict[str, Any]:
+    return {
+        "outlet_id": row.outlet_id, "outlet": f"/api/v1/outlets/{row.outlet_id}",
+        "status": row.status, "held_reason": row.held_reason, "ok": row.ok,
+        "changed": row.changed, "failed": row.failed, "unreachable": row.unreachable,
+        "skipped": row.skipped, "last_task": row.last_task,
+    }  # fmt: skip
+
+
+def _event_json(row: PlaybookEvent) -> dict[str, Any]:
+    return {
+        "seq": row.seq, "at": row.at.isoformat(), "event": row.event,
+        "outlet_id": row.outlet_id, "task": row.task, "stdout": row.stdout,
+    }  # fmt: skip
+
+
+def _get_run(session: Session, run_id: int) -> PlaybookRun:
+    run = session.get(PlaybookRun, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no playbook run {run_id}")
+    return run
+
+
+@read_router.get("/playbooks")
+def list_playbooks(security: SecurityDep) -> list[dict[str, Any]]:
+    """The playbooks offered and their documented variables."""
+    return [
+        {"name": p.name, "description": p.description, "variables": p.variables}
+        for p in catalogue.catalogue(security.settings.playbooks_dir)
+    ]
+
+
+@write_router.post("/playbook-runs", status_code=status.HTTP_202_ACCEPTED)
+def start_run(
+    request: Request,
+    body: RunIn,
+    session: SessionDep,
+    security: SecurityDep,
+    principal: Authenticated,
+) -> dict[str, Any]:
+    """Start a run (202): open outlets are held back unless ``during_opening_hours``."""
+    settings = security.settings
+    counts = request.app.state.metrics.playbook_refused
+    try:
+        playbook = catalogue.load(settings.playbooks_dir, body.playbook)
+        catalogue.check_extra_vars(playbook, body.extra_vars)
+    except catalogue.PlaybookError as exc:
+        counts["playbook"] += 1
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    target = Target(tuple(body.target.outlets), tuple(body.target.regions),
+                    tuple(body.target.kinds))  # fmt: skip
+    unknown = unknown_outlets(session, target)
+    if unknown:
+        counts["target"] += 1
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown outlets: {', '.join(unknown)}"
+        )
+    chosen = choose(
+        session, target, now=datetime.now(UTC),
+        during_opening_hours=body.during_opening_hours, zone=settings.outlet_timezone,
+    )  # fmt: skip
+    if not chosen.hosts and not chosen.held:
+        counts["target"] += 1
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the target is empty")
+    run = PlaybookRun(
+        playbook=playbook.name, status="pending" if chosen.hosts else "successful",
+        check_mode=body.check, during_opening_hours=body.during_opening_hours,
+        forks=body.forks, target=body.target.model_dump(), extra_vars=body.extra_vars,
+        created_at=datetime.now(UTC), created_by=principal.name,
+        finished_at=None if chosen.hosts else datetime.now(UTC),
+    )  # fmt: skip
+    session.add(run)
+    session.flush()
+    for outlet in chosen.hosts:
+        session.add(PlaybookHost(run_id=run.id, outlet_id=outlet, status="pending", ok=0,
+                                 changed=0, failed=0, unreachable=0, skipped=0))  # fmt: skip
+    for outlet, why in chosen.held.items():
+        session.add(PlaybookHost(run_id=run.id, outlet_id=outlet, status="held", held_reason=why,
+                                 ok=0, changed=0, failed=0, unreachable=0, skipped=0))  # fmt: skip
+    audit.record(
+        session, actor=principal.name, action="playbook.run", target=f"playbook_run:{run.id}",
+        after={"playbook": playbook.name, "target": body.target.model_dump(),
+               "check": body.check, "during_opening_hours": body.during_opening_hours,
+               "hosts": sorted(chosen.hosts), "held": sorted(chosen.held)},
+    )  # fmt: skip
+    session.commit()
+    if chosen.hosts:
+        _manager(request).start(run.id, playbook.path, chosen.hosts)
+    return _run_json(session, run)
+
+
+@read_router.get("/playbook-runs")
+def list_runs(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    """Runs, newest first."""
+    rows = session.scalars(select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit))
+    return [_run_json(session, run, hosts=False) for run in rows]
+
+
+@read_router.get("/playbook-runs/{run_id}")
+def read_run(run_id: RunId, session: SessionDep) -> dict[str, Any]:
+    """One run: status, stats and per-host results linked to the outlets."""
+    return _run_json(session, _get_run(session, run_id))
+
+
+@read_router.get("/playbook-runs/{run_id}/events")
+def read_events(
+    run_id: RunId,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> dict[str, Any]:
+    """Job events with ``seq`` above ``after``, and the run's status (poll until done)."""
+    run = _get_run(session, run_id)
+    rows = session.scalars(
+        select(PlaybookEvent)
+        .where(PlaybookEvent.run_id == run_id, PlaybookEvent.seq > after)
+        .order_by(PlaybookEvent.seq)
+        .limit(limit)
+    )
+    return {"status": run.status, "events": [_event_json(row) for row in rows]}
+
+
+@read_router.get(
+    "/playbook-runs/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(request: Request, run_id: RunId, session: SessionDep) -> StreamingResponse:
+    """Server-sent events: each job event as ``job_event``, then ``end`` with the status."""
+    _get_run(session, run_id)
+    sessions = request.app.state.fleet.sessions
+
+    def fetch(after: int) -> tuple[str, list[dict[str, Any]]]:
+        with sessions() as s:
+            page = read_events(run_id, s, after=after, limit=500)
+            return str(page["status"]), list(page["events"])
+
+    async def events() -> AsyncIterator[str]:
+        after = 0
+        while not await request.is_disconnected():
+            run_status, page = await asyncio.to_thread(fetch, after)
+            for event in page:
+                after = int(event["seq"])
+                yield f"event: job_event\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+            if run_status in RUN_DONE and not page:
+                yield f"event: end\ndata: {json.dumps({'status': run_status})}\n\n"
+                return
+            if not page:
+                await asyncio.sleep(0.5)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+@write_router.post("/playbook-runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+def cancel_run(
+    request: Request, run_id: RunId, session: SessionDep, principal: Authenticated
+) -> dict[str, Any]:
+    """Ask a running run to stop (ansible-runner's cancel); 409 when it has finished."""
+    run = _get_run(session, run_id)
+    if run.status in RUN_DONE:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"the run is {run.status}")
+    run.canceled_by = principal.name
+    audit.record(session, actor=principal.name, action="playbook.cancel",
+                 target=f"playbook_run:{run.id}", before={"status": run.status})  # fmt: skip
+    session.commit()
+    _manager(request).cancel(run_id)
+    return _run_json(session, run)
+
+
+@read_router.get("/outlets/{outlet_id}/playbook-runs")
+def outlet_runs(
+    outlet_id: str, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[dict[str, Any]]:
+    """The outlet's last runs, each with its result on this outlet."""
+    rows = session.execute(
+        select(PlaybookRun, PlaybookHost)
+        .join(PlaybookHost, PlaybookHost.run_id == PlaybookRun.id)
+        .where(PlaybookHost.outlet_id == outlet_id)
+        .order_by(PlaybookRun.id.desc())
+        .limit(limit)
+    )
+    return [
+        {**_run_json(session, run, hosts=False), "result": _host_json(host)} for run, host in rows
+    ]
+
+
+@write_router.put("/outlets/{outlet_id}/access")
+def put_access(
+    outlet_id: Annotated[str, PathParam(min_length=1, max_length=64)],
+    body: AccessIn,
+    session: SessionDep,
+    principal: Authenticated,
+) -> dict[str, Any]:
+    """Set how Ansible reaches the outlet PC (its inventory host vars)."""
+    row = session.get(OutletAccess, outlet_id)
+    values = body.model_dump()
+    before = None if row is None else {key: getattr(row, key) for key in values}
+    if row is None:
+        row = OutletAccess(outlet_id=outlet_id, updated_at=datetime.now(UTC),
+                           updated_by=principal.name, **values)  # fmt: skip
+        session.add(row)
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.updated_at, row.updated_by = datetime.now(UTC), principal.name
+    audit.record(session, actor=principal.name, action="playbook.access",
+                 target=f"outlet:{outlet_id}", before=before, after=values)  # fmt: skip
+    session.commit()
+    return {"outlet_id": outlet_id, **values}
+
+
+@read_router.get("/outlets/{outlet_id}/access")
+def read_access(outlet_id: str, session: SessionDep) -> dict[str, Any]:
+    """How Ansible reaches the outlet PC (404 when not set)."""
+    row = session.get(OutletAccess, outlet_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no access set for {outlet_id}")
+    return {"outlet_id": outlet_id, "ansible_host": row.ansible_host,
+            "ansible_user": row.ansible_user, "ansible_port": row.ansible_port,
+            "host_vars": row.host_vars}  # fmt: skip

@@ -1,0 +1,113 @@
+"""The playbooks offered: top-level ``*.yml``/``*.yaml`` files of the playbooks dir, each
+with the variables its roles document in ``roles/<role>/meta/argument_specs.yml``
+(entry point ``main``), and the check of a run's ``extra_vars`` against them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$")
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+    "path": (str,),
+}
+
+
+class PlaybookError(ValueError):
+    """A playbook that does not exist or can't be read, or extra vars it refuses."""
+
+
+@dataclass(frozen=True, slots=True)
+class Playbook:
+    """One playbook and its documented variables (empty: none documented)."""
+
+    name: str
+    path: Path
+    description: str
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def documented(self) -> bool:
+        """Whether any role documents its variables (then unknown ones are refused)."""
+        return bool(self.variables)
+
+
+def _roles_of(plays: Any) -> list[str]:
+    roles: list[str] = []
+    for play in plays if isinstance(plays, list) else []:
+        for role in play.get("roles", []) if isinstance(play, dict) else []:
+            name = role.get("role") or role.get("name") if isinstance(role, dict) else role
+            if isinstance(name, str):
+                roles.append(name)
+    return roles
+
+
+def _role_options(root: Path, role: str) -> dict[str, dict[str, Any]]:
+    for name in ("argument_specs.yml", "argument_specs.yaml"):
+        spec = root / "roles" / role / "meta" / name
+        if spec.is_file():
+            data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+            main = (data.get("argument_specs") or {}).get("main") or {}
+            return {k: dict(v or {}) for k, v in (main.get("options") or {}).items()}
+    return {}
+
+
+def load(root: Path, name: str) -> Playbook:
+    """One playbook by file name; PlaybookError when it is not offered."""
+    path = root / name
+    if not _NAME.match(name) or not path.is_file():
+        raise PlaybookError(f"no playbook {name!r} in the playbooks dir")
+    try:
+        plays = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"playbook {name!r} is not valid YAML: {exc}") from None
+    variables: dict[str, dict[str, Any]] = {}
+    for role in _roles_of(plays):
+        variables.update(_role_options(root, role))
+    first = plays[0] if isinstance(plays, list) and plays and isinstance(plays[0], dict) else {}
+    return Playbook(name, path, str(first.get("name", "")), variables)
+
+
+def catalogue(root: Path) -> list[Playbook]:
+    """Every playbook offered, by name; one that can't be read is left out."""
+    found = []
+    for path in sorted(root.glob("*.y*ml")) if root.is_dir() else []:
+        try:
+            found.append(load(root, path.name))
+        except PlaybookError:
+            continue
+    return found
+
+
+def check_extra_vars(playbook: Playbook, extra_vars: dict[str, Any]) -> None:
+    """PlaybookError naming every problem when ``extra_vars`` break the documented spec:
+    a missing required variable, an unknown one, a wrong type or a value not in choices."""
+    if not playbook.documented:
+        return
+    problems = []
+    for name, wanted_spec in playbook.variables.items():
+        if wanted_spec.get("required") and name not in extra_vars:
+            problems.append(f"{name}: required")
+    for name, value in extra_vars.items():
+        spec = playbook.variables.get(name)
+        if spec is None:
+            problems.append(f"{name}: not a variable of {playbook.name}")
+            continue
+        wanted = _TYPES.get(str(spec.get("type", "str")))
+        wrong_bool = isinstance(value, bool) and spec.get("type", "str") in ("int", "float")
+        if wanted is not None and (not isinstance(value, wanted) or wrong_bool):
+            problems.append(f"{name}: must be {spec.get('type', 'str')}")
+        elif "choices" in spec and value not in spec["choices"]:
+            problems.append(f"{name}: must be one of {spec['choices']}")
+    if problems:
+        raise PlaybookError("; ".join(problems))

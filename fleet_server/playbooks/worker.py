@@ -1,0 +1,262 @@
+"""Runs: ansible-runner in a thread per run, its job events stored as they come.
+
+Each run gets a private data dir ``<GOVEDGE_PLAYBOOK_RUNS_DIR>/<id>`` (inventory, env,
+artifacts; kept after the run). The SSH key goes to ansible-runner's ``ssh_key`` and is
+never stored or logged. Cancel sets a flag that ansible-runner's cancel callback reads.
+Runs survive nothing: a server stopping interrupts its runs, and at start the server
+marks runs left pending or running (a crash) interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet_server.playbooks.tables import PlaybookEvent, PlaybookHost, PlaybookRun
+from fleet_server.redact import redact_text
+from govedge_wire.pii import is_valid_id_number, mask_id_number
+
+log = logging.getLogger(__name__)
+
+_ID_NUMBER = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+_STDOUT_MAX = 4000
+# ansible-runner event → the host status it reports
+_HOST_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+def mask(text: str) -> str:
+    """``text`` without ID numbers, mobile numbers or URL secrets."""
+
+    def id_number(match: re.Match[str]) -> str:
+        value = match.group(0).upper()
+        return mask_id_number(value) if is_valid_id_number(value) else value
+
+    text = _ID_NUMBER.sub(id_number, text)
+    text = _PHONE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
+    return redact_text(text)[:_STDOUT_MAX]
+
+
+_SECRET_NAME = re.compile(r"^GOVEDGE_|TOKEN|PASSW|SECRET|KEY|CREDENTIAL|DATABASE_URL", re.I)
+
+
+def child_env(bin_dir: str) -> dict[str, str]:
+    """Variables for ansible-playbook. ansible-runner starts from the server's whole
+    environment and writes it into the run's ``artifacts/command``: every variable whose
+    name looks like a secret (and every ``GOVEDGE_`` one) is blanked here."""
+    blanked = {name: "" for name in os.environ if _SECRET_NAME.search(name)}
+    # ansible-playbook of this environment, even when PATH lacks the venv
+    return {**blanked, "PATH": f"{bin_dir}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunManager:
+    """Starts runs in threads and cancels them; one per server."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], *, runs_dir: Path, ssh_key: Path | None
+    ) -> None:
+        self._sessions = sessions
+        self._runs_dir = runs_dir
+        self._ssh_key = ssh_key
+        self._cancel: dict[int, threading.Event] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+        # Set by stop(): runs the shutdown cancels end interrupted, not canceled.
+        self._stopping = threading.Event()
+
+    def mark_interrupted(self) -> int:
+        """Runs left pending or running by an earlier server process: interrupted."""
+        with self._sessions() as session, session.begin():
+            result = session.execute(
+                update(PlaybookRun)
+                .where(PlaybookRun.status.in_(("pending", "running")))
+                .values(status="interrupted", finished_at=_now())
+            )
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.warning("%d playbook run(s) interrupted by a server restart", count)
+        return count
+
+    def start(self, run_id: int, playbook: Path, hosts: Mapping[str, dict[str, Any]]) -> None:
+        """Run ``playbook`` on ``hosts`` in a new thread."""
+        cancel = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(run_id, playbook, dict(hosts), cancel),
+            name=f"playbook-run-{run_id}", daemon=True,
+        )  # fmt: skip
+        with self._lock:
+            self._cancel[run_id] = cancel
+            self._threads[run_id] = thread
+        thread.start()
+
+    def cancel(self, run_id: int) -> bool:
+        """Ask a running run to stop; False when this process is not running it."""
+        with self._lock:
+            flag = self._cancel.get(run_id)
+        if flag is None:
+            return False
+        flag.set()
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel every run and wait for the threads (server shutdown): interrupted."""
+        self._stopping.set()
+        with self._lock:
+            flags, threads = list(self._cancel.values()), list(self._threads.values())
+        for flag in flags:
+            flag.set()
+        for thread in threads:
+            thread.join(timeout)
+
+    def _run(
+        self, run_id: int, playbook: Path, hosts: dict[str, dict[str, Any]], cancel: threading.Event
+    ) -> None:
+        import ansible_runner  # type: ignore[import-untyped]  # the server extra's; no stubs
+
+        with self._sessions() as session, session.begin():
+            run = session.get(PlaybookRun, run_id)
+            assert run is not None
+            run.status, run.started_at = "running", _now()
+            check, forks, extra_vars = run.check_mode, run.forks, dict(run.extra_vars)
+        data_dir = self._runs_dir / str(run_id)
+        self._runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (data_dir / "inventory").mkdir(mode=0o700, parents=True, exist_ok=True)
+        inventory = {"all": {"hosts": hosts}}
+        (data_dir / "inventory" / "hosts.json").write_text(json.dumps(inventory), encoding="utf-8")
+        bin_dir = str(Path(sys.executable).parent)
+        status, rc, error = "error", None, None
+        try:
+            kwargs: dict[str, Any] = {
+                "private_data_dir": str(data_dir),
+                "project_dir": str(playbook.parent),
+                "playbook": playbook.name,
+                "extravars": extra_vars,
+                "forks": forks,
+                "quiet": True,
+                "ident": "artifacts",
+                "event_handler": lambda event: self._event(run_id, event),
+                "cancel_callback": cancel.is_set,
+                "envvars": child_env(bin_dir),
+            }
+            if check:
+                kwargs["cmdline"] = "--check"
+            if self._ssh_key is not None:
+                kwargs["ssh_key"] = self._ssh_key.read_text(encoding="utf-8")
+            result = ansible_runner.run(**kwargs)
+            rc = result.rc
+            status = {"successful": "successful", "canceled": "canceled"}.get(
+                str(result.status), "failed"
+            )
+            if cancel.is_set():
+                status = "interrupted" if self._stopping.is_set() else "canceled"
+        except Exception as exc:  # recorded on the run: the worker thread must not die silent
+            error = f"{type(exc).__name__}: {mask(str(exc))}"[:2000]
+            log.exception("playbook run %d failed to run: %s", run_id, error)
+        finally:
+            self._finish(run_id, status, rc, error)
+            with self._lock:
+                self._cancel.pop(run_id, None)
+                self._threads.pop(run_id, None)
+
+    def _event(self, run_id: int, event: dict[str, Any]) -> bool:
+        """Store one job event and what it says of its host; True keeps it on disk."""
+        data = event.get("event_data") or {}
+        name = str(event.get("event", ""))
+        host = data.get("host")
+        task = data.get("task")
+        with self._sessions() as session, session.begin():
+            session.add(
+                PlaybookEvent(
+                    run_id=run_id, seq=int(event.get("counter", 0)), at=_now(), event=name[:64],
+                    outlet_id=str(host)[:64] if host else None,
+                    task=str(task)[:500] if task else None,
+                    stdout=mask(str(event.get("stdout", ""))),
+                )
+            )  # fmt: skip
+            if name == "playbook_on_stats":
+                self._apply_stats(session, run_id, data)
+            elif host and name in _HOST_EVENTS:
+                row = session.get(PlaybookHost, (run_id, str(host)))
+                if row is not None:
+                    self._count(row, name, data)
+        return True
+
+    @staticmethod
+    def _count(row: PlaybookHost, name: str, data: Mapping[str, Any]) -> None:
+        changed = bool((data.get("res") or {}).get("changed"))
+        kind = "changed" if name == "runner_on_ok" and changed else _HOST_EVENTS[name]
+        if kind == "ok":
+            row.ok += 1
+        elif kind == "changed":
+            row.ok, row.changed = row.ok + 1, row.changed + 1
+        elif kind == "failed" and not data.get("ignore_errors"):
+            row.failed += 1
+        elif kind == "unreachable":
+            row.unreachable += 1
+        elif kind == "skipped":
+            row.skipped += 1
+        row.status = _host_status(row)
+        row.last_task = str(data.get("task") or "")[:500] or row.last_task
+
+    @staticmethod
+    def _apply_stats(session: Session, run_id: int, data: Mapping[str, Any]) -> None:
+        keys = ("ok", "changed", "failures", "dark", "skipped", "ignored", "rescued")
+        stats = {k: dict(data.get(k) or {}) for k in keys}
+        run = session.get(PlaybookRun, run_id)
+        if run is not None:
+            run.stats = stats
+        for row in session.scalars(select(PlaybookHost).where(PlaybookHost.run_id == run_id)):
+            if row.status == "held":
+                continue
+            row.ok = int(stats["ok"].get(row.outlet_id, row.ok))
+            row.changed = int(stats["changed"].get(row.outlet_id, row.changed))
+            row.failed = int(stats["failures"].get(row.outlet_id, row.failed))
+            row.unreachable = int(stats["dark"].get(row.outlet_id, row.unreachable))
+            row.skipped = int(stats["skipped"].get(row.outlet_id, row.skipped))
+            row.status = _host_status(row)
+
+    def _finish(self, run_id: int, status: str, rc: int | None, error: str | None) -> None:
+        with self._sessions() as session, session.begin():
+            run = session.get(PlaybookRun, run_id)
+            if run is None:
+                return
+            run.status, run.rc, run.error, run.finished_at = status, rc, error, _now()
+            for row in session.scalars(select(PlaybookHost).where(PlaybookHost.run_id == run_id)):
+                if row.status == "pending":
+                    row.status = status if status in ("canceled", "interrupted") else "pending"
+        log.info("playbook run %d finished: %s (rc %s)", run_id, status, rc)
+
+
+def _host_status(row: PlaybookHost) -> str:
+    """What a host's counts say: the worst first."""
+    if row.unreachable:
+        return "unreachable"
+    if row.failed:
+        return "failed"
+    if row.changed:
+        return "changed"
+    if row.ok:
+        return "ok"
+    if row.skipped:
+        return "skipped"
+    return "pending"

@@ -1,0 +1,86 @@
+"""``fleetctl playbooks`` against a real ``fleet-server run`` (without the venv on PATH),
+and a run cut short by the server going away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from govedge_testbed import Mosquitto
+from tests.server.helpers import FleetServer, poll
+from tests.server.playbooks.kit import CLOSED, DATA, need_ansible
+
+BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _outlet(server: FleetServer, outlet_id: str, folder: Path, **host_vars: object) -> None:
+    folder.mkdir(parents=True)
+    profile = {"outlet_id": outlet_id, "region_code": "410402", "opening_hours": CLOSED}
+    server.http.put("/api/v1/outlet-profiles", json=[profile]).raise_for_status()
+    access = {"host_vars": {"ansible_connection": "local", "outlet_dir": str(folder),
+                            "ansible_python_interpreter": sys.executable, **host_vars}}  # fmt: skip
+    server.http.put(f"/api/v1/outlets/{outlet_id}/access", json=access).raise_for_status()
+
+
+def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path) -> None:
+    need_ansible()
+    server = FleetServer(
+        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'fleet.db'}", workdir=tmp_path,
+        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_PII_KEY_DIR=str(tmp_path / "pii"),
+        GOVEDGE_PLAYBOOKS_DIR=str(DATA), GOVEDGE_PLAYBOOK_RUNS_DIR=str(tmp_path / "runs"),
+        PATH="/usr/bin:/bin",  # as under systemd: ansible-playbook is found beside python
+        UPSTREAM_API_TOKEN="tok-secret-xyz",  # a secret in the server's environment
+    )  # fmt: skip
+    server.start()
+    try:
+        _outlet(server, "o-cli-a", tmp_path / "a")
+        _outlet(server, "o-cli-b", tmp_path / "b", fail_here=True)
+        ctl = (str(BIN / "fleetctl"), "--server", server.url, "--token", server.token)
+        listed = _run(*ctl, "playbooks", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "mark.yml" in listed.stdout
+        assert "marker_text*:str" in listed.stdout
+        ran = _run(*ctl, "playbooks", "run", "mark.yml", "--region", "4104",
+                   "-e", "marker_text=hello", "--watch")  # fmt: skip
+        assert ran.returncode == 1, ran.stderr  # one outlet failed
+        assert "run 1 started: 2 outlets" in ran.stdout
+        assert "-- Write the marker" in ran.stdout
+        lines = ran.stdout.splitlines()
+        assert any(line.split()[:2] == ["o-cli-a", "ok"] for line in lines)
+        assert any(line.split()[:2] == ["o-cli-b", "failed"] for line in lines)
+        assert (tmp_path / "a" / "marker.txt").read_text() == "hello\n"
+        # The run's artifacts are kept, without the server's secrets.
+        kept = [p for p in (tmp_path / "runs" / "1").rglob("*") if p.is_file()]
+        assert any(p.name == "job_events" or p.parent.name == "job_events" for p in kept)
+        assert not [p for p in kept if "tok-secret-xyz" in p.read_text(errors="replace")]
+        shown = _run(*ctl, "playbooks", "show", "1")
+        assert "run 1 mark.yml: failed" in shown.stdout
+        assert "o-cli-a" in shown.stdout
+        assert "changed" in shown.stdout
+        runs = _run(*ctl, "playbooks", "runs")
+        assert "mark.yml" in runs.stdout
+        assert "failed" in runs.stdout
+        refused = _run(*ctl, "playbooks", "run", "mark.yml", "--outlet", "o-cli-a")
+        assert refused.returncode != 0
+        assert "marker_text: required" in refused.stderr
+
+        # A long run, then the server is killed: the next start marks it interrupted.
+        slow = _run(*ctl, "playbooks", "run", "slow.yml", "--outlet", "o-cli-a")
+        assert "run 2 started" in slow.stdout, slow.stderr
+        poll(lambda: server.get("/api/v1/playbook-runs/2")["status"] == "running",
+             timeout=30, what="run 2 running")  # fmt: skip
+        assert server.proc is not None
+        server.proc.kill()
+        server.proc.wait()
+        server.start()
+        assert server.get("/api/v1/playbook-runs/2")["status"] == "interrupted"
+        cancel = _run(*ctl, "playbooks", "cancel", "2")
+        assert cancel.returncode != 0
+        assert "interrupted" in cancel.stderr
+    finally:
+        server.stop()
