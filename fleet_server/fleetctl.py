@@ -21,10 +21,9 @@ from rich.table import Table
 from fleet_server import (
     fleetctl_alerts,
     fleetctl_config,
-    fleetctl_releases,
-    fleetctl_rollouts,
     fleetctl_playbooks,
     fleetctl_releases,
+    fleetctl_rollouts,
     fleetctl_security,
 )
 
