@@ -15,7 +15,7 @@ import pytest
 
 from govedge_testbed import Mosquitto
 from govedge_testbed.update_agents import UpdateAgents
-from tests.health.test_config_ui import JS_ERRORS, _logged_in, _token
+from tests.health.test_config_ui import JS_ERRORS, _logged_in
 from tests.server.helpers import FleetServer
 from tests.server.releases.kit import wheel_bytes, wheel_name
 
@@ -49,6 +49,14 @@ def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
     finally:
         agents.stop()
         assert server.stop() == 0, server.stderr()
+
+
+def _token(fleet: FleetServer, name: str, role: str) -> str:
+    """An API token for a new user of ``role`` (a script's way in, beside the browser)."""
+    answer = fleet.http.post("/api/v1/users", json={"name": name, "role": role})
+    answer.raise_for_status()
+    token: str = answer.json()["token"]
+    return token
 
 
 def _campaign(fleet: FleetServer) -> int:

@@ -6,6 +6,7 @@ moves past ``scheduled``."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -88,7 +89,11 @@ def test_fleetctl_rollouts_steers_a_campaign_and_shows_refusals(
     assert "二号版本" in shown
     assert "running" in shown
     listed = _fleetctl(server, "rollouts", "show", campaign_id, "--state", "pending").stdout
-    assert "2 outlets pending" in listed
+    # How many are still pending depends on how far the engine got (its first tick
+    # waits for leadership): whatever the count says, each of them is listed.
+    pending = re.search(r"(\d) outlets pending", listed)
+    assert pending is not None, listed
+    assert listed.count("ro-fc-") == int(pending.group(1)) <= 3
 
     refused = _fleetctl(server, "rollouts", "resume", campaign_id, code=1)
     assert refused.stderr.startswith(f"error: refused (409): campaign {campaign_id} is running")
