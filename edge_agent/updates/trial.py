@@ -17,6 +17,8 @@ import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from edge_agent.updates.contract import BadStateFile
+from edge_agent.updates.contract import read_trial as read_checked_trial
 from edge_agent.updates.installer import StatusReporter
 from edge_agent.updates.layout import (
     FINAL_OUTCOMES,
@@ -41,6 +43,13 @@ async def settle_trial(
     prove_health: Callable[[int | None], Awaitable[None]],
 ) -> str | None:
     """Handle the trial found at start; the outcome reported, or None."""
+    try:
+        # The supervisor's reading of the contract: a trial it cannot read is left as
+        # found for a person to look at, never reported or archived by the agent.
+        read_checked_trial(layout.home)
+    except BadStateFile as exc:
+        log.error("%s; left in place", exc)  # noqa: TRY400 - one line, no trace
+        return None
     trial = layout.read_trial()
     if trial is None:
         return None

@@ -15,6 +15,8 @@ router = APIRouter(prefix="/outlets", tags=["outlets"])
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Past any real fleet; bounded so a huge offset is a 422, not a database integer overflow.
+MAX_OFFSET = 10_000_000
 
 
 class OutletPagePublic(BaseModel):
@@ -34,7 +36,7 @@ def read_outlets(
     sort: Literal["id", "name", "state", "last_seen"] = "id",
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> OutletPagePublic:
     """A page of outlets (``limit``/``offset``), filtered by ``state`` and ``q``, sorted."""
     page = page_outlets(

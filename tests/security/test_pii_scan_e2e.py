@@ -54,6 +54,8 @@ from tests.e2e.conftest import Agent, Server, poll, start_server, stop_process
 from tests.security.opsviews import Answers, admin_name, ui_pages
 from tests.security.pii_needles import broken_check_digit, citizen_needles
 from tests.security.sniffer import Sniffer
+from tests.server.config.kit import signing_key
+from tests.server.releases.kit import wheel_bytes, wheel_name
 
 TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
 ACCEPTED_KEY = "pii-case-accepted"
@@ -242,12 +244,41 @@ def _open_device_alert(server: Server, outlet: Outlet) -> None:
     outlet.agent.signal(signal.SIGUSR2)
 
 
+def _noop_playbooks(directory: Path) -> Path:
+    """A playbook directory with one playbook that does nothing."""
+    directory.mkdir()
+    (directory / "noop.yml").write_text(
+        "- name: Nothing\n  hosts: all\n  gather_facts: false\n  tasks: []\n", encoding="utf-8"
+    )
+    return directory
+
+
 def _path_values(op: httpx.Client, outlet_id: str, admin: str) -> dict[str, str]:
     """Values for the path parameters of the operator API, from what exists now."""
     values = {"outlet_id": outlet_id, "tx_id": ACCEPTED_KEY, "name": admin}
     # A config scope with one version, so the config routes are read too.
     op.put("/api/v1/config/global", json={"log_level": "INFO"}).raise_for_status()
     values |= {"scope": "global", "version": "1"}
+    # A campaign and a playbook run, so their routes are read too. The outlet's profile
+    # has no opening hours, so the campaign never offers it an update (no closed window)
+    # and the run holds it back: the agent under test is left alone.
+    op.post(
+        "/api/v1/releases",
+        params={"version": "2.0.0", "file_name": wheel_name("2.0.0")},
+        content=wheel_bytes("2.0.0"),
+        headers={"Content-Type": "application/octet-stream"},
+    ).raise_for_status()
+    campaign = op.post(
+        "/api/v1/campaigns", json={"release": "2.0.0", "target": {"outlets": [outlet_id]}}
+    )
+    campaign.raise_for_status()
+    values["campaign_id"] = str(campaign.json()["id"])
+    run = op.post(
+        "/api/v1/playbook-runs",
+        json={"playbook": "noop.yml", "target": {"outlets": [outlet_id]}, "check": True},
+    )
+    run.raise_for_status()
+    values["run_id"] = str(run.json()["id"])
     alerts = op.get("/api/v1/alerts").json()
     items = alerts if isinstance(alerts, list) else alerts.get("items", alerts.get("alerts", []))
     if items:
@@ -330,6 +361,11 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
             "GOVEDGE_LOG_LEVEL": "DEBUG",
             "GOVEDGE_LOG_FORMAT": "json",
             "GOVEDGE_ALERT_WEBHOOKS": json.dumps([webhooks.url]),
+            # Releases are signed with the config key (campaigns need one).
+            "GOVEDGE_CONFIG_SIGNING_KEY": str(signing_key(tmp_path)),
+            "GOVEDGE_RELEASES_DIR": str(tmp_path / "releases"),
+            "GOVEDGE_PLAYBOOKS_DIR": str(_noop_playbooks(tmp_path / "playbooks")),
+            "GOVEDGE_PLAYBOOK_RUNS_DIR": str(tmp_path / "runs"),
         },
     )
     outlet_id = f"pii-{uuid.uuid4().hex[:8]}"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.supervisor.layout import (
+from edge_agent.updates.contract import (
     Trial,
     linked_version,
     read_trial,
     switch_link,
     write_trial,
 )
+from edge_agent.updates.layout import utc_now_iso
 from govedge_testbed import Mosquitto
 from tests.agent.harness import poll
 
@@ -31,7 +31,7 @@ def begin_trial(home: Path, version: str, *, timeout_s: float, starts: int = 0) 
         previous=previous,
         campaign_id=7,
         health_timeout_s=timeout_s,
-        created_at=time.time(),
+        created_at=utc_now_iso(),
         starts=starts,
     )
     write_trial(home, trial)

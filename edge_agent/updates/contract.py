@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal, cast
+
+from edge_agent.updates.layout import utc_now_iso
 
 DEFAULT_HOME = Path("/opt/govedge")
 HOME_ENV = "GOVEDGE_INSTALL_HOME"
@@ -83,7 +84,8 @@ class Trial:
     previous: str | None
     campaign_id: int | None
     health_timeout_s: float
-    created_at: float
+    # ISO 8601 as the installer writes it; kept as found (it names the history file).
+    created_at: str
     starts: int = 0
     outcome: Outcome = "pending"
     reason: str | None = None
@@ -117,7 +119,7 @@ def read_trial(home: Path) -> Trial | None:
             previous=None if raw.get("previous") is None else str(raw["previous"]),
             campaign_id=None if raw.get("campaign_id") is None else int(raw["campaign_id"]),
             health_timeout_s=float(raw["health_timeout_s"]),
-            created_at=float(raw.get("created_at") or 0),
+            created_at=str(raw.get("created_at") or ""),
             starts=int(raw.get("starts") or 0),
             outcome=cast(Outcome, raw.get("outcome", "pending")),
             reason=raw.get("reason"),
@@ -143,19 +145,19 @@ class Health:
 
     version: str
     pid: int
-    at: float
+    at: str  # ISO 8601, as the agent writes it
 
 
 def read_health(home: Path) -> Health | None:
     """The health proof, or None when absent or not (yet) readable."""
     try:
         raw = json.loads(health_path(home).read_bytes())
-        return Health(version=str(raw["version"]), pid=int(raw["pid"]), at=float(raw["at"]))
+        return Health(version=str(raw["version"]), pid=int(raw["pid"]), at=str(raw["at"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def write_health(home: Path, version: str, pid: int) -> None:
     """Write the health proof (used by the new version once healthy)."""
-    body = {"version": version, "pid": pid, "at": time.time()}
+    body = {"version": version, "pid": pid, "at": utc_now_iso()}
     write_atomic(health_path(home), json.dumps(body).encode())
