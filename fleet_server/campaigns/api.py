@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import AppStateDep, SessionDep
+from fleet_server.api.errors import RowId
 from fleet_server.campaigns import service, views
 from fleet_server.campaigns.plan import CampaignCreate
 from fleet_server.campaigns.states import OUTLET_STATES
@@ -21,7 +22,7 @@ from fleet_server.campaigns.tables import CampaignOutlet
 write_router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 read_router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
-CampaignId = Annotated[int, Path(ge=1)]
+CampaignId = RowId
 
 
 class Transition(BaseModel):
