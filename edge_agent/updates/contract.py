@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal, cast
 
-from edge_agent.updates.layout import utc_now_iso
+from edge_agent.updates.layout import fsync_dir, utc_now_iso
 
 DEFAULT_HOME = Path("/opt/govedge")
 HOME_ENV = "GOVEDGE_INSTALL_HOME"
@@ -27,14 +27,6 @@ def home_from_env() -> Path:
     return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename, directory fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +36,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def switch_link(home: Path, name: str, version: str) -> None:
@@ -53,7 +45,7 @@ def switch_link(home: Path, name: str, version: str) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(Path("versions") / version, tmp)
     os.replace(tmp, home / name)
-    _fsync_dir(home)
+    fsync_dir(home)
 
 
 def linked_version(home: Path, name: str) -> str | None:
