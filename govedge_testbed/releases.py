@@ -2,11 +2,8 @@
 
 ``build_release`` copies the tracked source tree (``git ls-files``), sets the version in
 ``pyproject.toml``, injects the fault into the copy and builds a wheel with
-``uv build --wheel --offline``. Every release also carries one test hook: once the
-agent is connected to the broker and runs under the supervisor (GOVEDGE_SUPERVISED=1)
-it writes ``update/health.json`` for its version and pid. It stands in for the
-installer's health proof so the supervisor can be tested apart; the agent code that
-runs is the real one from the wheel.
+``uv build --wheel --offline``. Nothing else is changed: a release proves its health
+under the supervisor with the agent's own proof (``edge_agent/updates/trial.py``).
 
 ``install_version`` makes ``versions/{v}/venv`` quickly: a fresh venv (``uv venv``) with
 only the govedge wheel installed (``--no-deps``), and a ``.pth`` line that appends the
@@ -31,14 +28,6 @@ from typing import Literal
 Fault = Literal["crash_on_start", "never_connects"]
 ROOT = Path(__file__).resolve().parent.parent
 
-HEALTH_HOOK = (
-    "                    import os as _os  # test release hook\n"
-    "                    if _os.environ.get('GOVEDGE_SUPERVISED'):\n"
-    "                        from importlib.metadata import version as _version\n"
-    "                        from edge_agent.updates.contract import home_from_env, write_health\n"
-    "                        write_health(home_from_env(), _version('govedge'), _os.getpid())\n"
-)
-CONNECTED = "                    connected_at = loop.time()\n"
 RUN_START = '    """Connect to the broker and run until SIGTERM/SIGINT."""\n'
 FAULTS: dict[str, tuple[str, str]] = {
     # the agent exits with code 1 before it does anything
@@ -93,7 +82,6 @@ def build_release(dest: Path, version: str, fault: Fault | None = None) -> Path:
             r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text(), count=1
         )
         pyproject.write_text(text)
-        _patch(tree / "edge_agent" / "daemon.py", CONNECTED, CONNECTED + HEALTH_HOOK)
         if fault is not None:
             _patch(tree / "edge_agent" / "cli.py", *FAULTS[fault])
         _uv("build", "--wheel", "--offline", "--out-dir", str(dest), cwd=tree)
