@@ -5,8 +5,9 @@ process that leads (the alert engine's leadership: one process per database driv
 campaigns). A tick reads each running campaign whole, in one transaction:
 
 1. a release marked bad pauses the campaign;
-2. an outlet mid-install whose birth already runs the release becomes healthy (a lost
-   ``healthy``); one silent past ``health_timeout_s`` + ``SILENCE_MARGIN_S`` fails
+2. an outlet mid-install whose birth has run the release for longer than the trial's
+   ``health_timeout_s`` becomes healthy (a lost ``healthy``: an unhealthy version would
+   have been rolled back, with a new birth, by then); one silent past ``health_timeout_s`` + ``SILENCE_MARGIN_S`` fails
    (``timeout``);
 3. the failure share (failed or rolled back / offered, since the last resume) above
    ``failure_threshold`` pauses the campaign at once, before any offer;
@@ -161,7 +162,8 @@ class CampaignEngine:
             )
         )
         agents = self._agents(session, [r.outlet_id for r in rows])
-        silence = timedelta(seconds=int(settings["health_timeout_s"]) + SILENCE_MARGIN_S)
+        trial = timedelta(seconds=int(settings["health_timeout_s"]))
+        silence = trial + timedelta(seconds=SILENCE_MARGIN_S)
         for row in rows:
             if row.state not in IN_PROGRESS:
                 continue
@@ -171,6 +173,11 @@ class CampaignEngine:
                 and row.offered_at is not None
                 and agent.birth_at is not None
                 and agent.birth_at > row.offered_at
+                # A birth on the new version during its trial proves nothing yet (the
+                # supervisor may still roll back); one older than the trial's timeout
+                # with no later birth means the trial ended healthy and its report was
+                # lost.
+                and now - agent.birth_at >= trial
                 and same_version(agent.version, row.release)
             ):
                 move(session, row, "healthy", at=now, detail="confirmed by the agent's birth")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.campaigns.service import resume
 from fleet_server.health.tables import Alert, OutletProfile
+from fleet_server.models import Agent
 from fleet_server.releases.tables import Release
 from fleet_server.security.audit import AuditEntry
 from govedge_testbed import Mosquitto
@@ -159,8 +160,14 @@ def test_a_restarted_server_keeps_states_and_a_birth_confirms_health(
         agent = run.agents["o-1"]
         agent.session, agent.seq = 6, 0
         agent.birth(agent_version="1.4.0")
-        poll(lambda: engine.tick() >= 0 and run.outlet(cid, "o-1").state == "healthy",
-             what="healthy by birth")  # fmt: skip
+        poll(lambda: _version(run, "o-1") == "1.4.0", what="the birth stored")
+        # During its trial a birth on the new version proves nothing: the supervisor
+        # may still roll back.
+        engine.tick()
+        assert run.outlet(cid, "o-1").state == "restarting"
+        after_trial = datetime.now(UTC) + timedelta(seconds=121)  # health_timeout_s 120
+        engine.tick(now=after_trial)
+        assert run.outlet(cid, "o-1").state == "healthy"
         assert run.outlet(cid, "o-2").state == "scheduled"
         # A report for a campaign the outlet is not in is counted and ignored.
         run.report("o-2", cid + 7, "downloading")
@@ -221,3 +228,8 @@ def test_resume_with_a_fixed_release_offers_the_failed_outlet_again(
         run.wait_state(cid, "o-1", "healthy")
         assert run.engine.tick() == 1  # the next wave, with the fixed release
         assert [(o.outlet_id, o.version) for o in watcher.take(1)] == [("o-2", "1.4.1")]
+
+
+def _version(run: Rollout, outlet_id: str) -> str | None:
+    with run.sessions() as session:
+        return session.scalar(select(Agent.agent_version).where(Agent.outlet_id == outlet_id))

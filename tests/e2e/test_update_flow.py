@@ -1,0 +1,297 @@
+"""End to end (issue 11): a release goes from the operator's upload, through a campaign,
+to an agent that installs it and proves it healthy, or rolls it back by itself.
+
+Every part is the real one: a ``fleet-server`` process (releases signed with its config
+key, the campaign engine, the ingest), the real Mosquitto, an outlet enrolled with the
+server (certificate, key, config keys on disk as in the field), and the agent installed
+in a ``GOVEDGE_HOME`` layout and run by the real ``edge-agent supervise``. Releases are
+real wheels of this checkout built by ``govedge_testbed.releases`` (one with a crash on
+start injected). The agent installs with uv offline, held to the locked pins (uv's
+cache is warmed once per session), as an outlet with a kept cache does.
+
+The outlet's opening hours are on another weekday, so the test runs inside its
+maintenance window (an outlet with no hours is never offered an update).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from edge_agent.enrollment.store import TlsStore
+from edge_agent.fleet_config.keys import store_config_keys
+from edge_agent.updates.contract import linked_version, switch_link
+from govedge_testbed import Mosquitto
+from govedge_testbed.releases import build_release, install_version
+from govedge_testbed.upstream import Upstream
+from tests.e2e.conftest import BIN, poll
+from tests.server.helpers import FleetServer
+from tests.server.txkit import serving_upstream, transaction_server
+from tests.supervisor.harness import alive, children
+from tests.updates.conftest import pins, uv_bin, uv_cache_warm
+
+OLD, GOOD, CRASHES = "1.0.0", "1.1.0", "1.2.0"
+REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
+__all__ = ["pins", "uv_cache_warm"]  # the update tests' session fixtures, shared
+
+pytestmark = pytest.mark.timeout(420)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("update-flow-releases")
+    return {
+        OLD: build_release(out, OLD),
+        GOOD: build_release(out, GOOD),
+        CRASHES: build_release(out, CRASHES, "crash_on_start"),
+    }
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with serving_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def server(broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Iterator[FleetServer]:
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    with transaction_server(
+        broker.url, upstream, workdir, ["zhoushan", "hcp"],
+        GOVEDGE_PKI_DIR=str(workdir / "pki"),
+        GOVEDGE_RELEASES_DIR=str(workdir / "releases"),
+        GOVEDGE_CAMPAIGN_TICK_S="0.5",
+    ) as fleet:  # fmt: skip
+        yield fleet
+
+
+def _enroll(server: FleetServer, outlet_id: str, data_dir: Path) -> None:
+    """What ``edge-agent enroll`` leaves on disk: key, certificate, CA, config keys."""
+    token = server.http.post(
+        "/api/v1/enrollments", json={"outlet_id": outlet_id, "ttl_s": 600}
+    ).json()["token"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, outlet_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    answer = server.http.post(
+        "/api/v1/enroll",
+        json={"token": token, "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode()},
+    )
+    assert answer.status_code == 200, answer.text
+    issued = answer.json()
+    TlsStore(data_dir).save(
+        key=key, certificate_pem=issued["certificate_pem"], ca_pem=issued["ca_pem"],
+        server_url=server.url, outlet_id=outlet_id,
+    )  # fmt: skip
+    store_config_keys(data_dir, issued["config_keys"])
+
+
+def _closed_now_hours() -> dict[str, Any]:
+    """Open only three days from now: closed today, so inside the maintenance window."""
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(time.gmtime().tm_wday + 3) % 7]
+    return {day: ["09:00-17:00"]}
+
+
+def _upload(server: FleetServer, wheel: Path, version: str) -> None:
+    answer = server.http.post(
+        "/api/v1/releases",
+        params={"version": version, "file_name": wheel.name},
+        content=wheel.read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=60,
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def _campaign(server: FleetServer, release: str, outlet_id: str) -> int:
+    answer = server.http.post(
+        "/api/v1/campaigns",
+        json={
+            "name": f"update {release}", "release": release,
+            "target": {"outlets": [outlet_id]}, "waves": [1], "jitter_s": 0,
+            "health_timeout_s": 60, "failure_threshold": 0.1,
+        },
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def _outlet_row(server: FleetServer, campaign_id: int, outlet_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = server.get(f"/api/v1/campaigns/{campaign_id}/outlets/{outlet_id}")
+    return row
+
+
+class Outlet:
+    """An enrolled outlet PC: the install home and ``edge-agent supervise`` over it."""
+
+    def __init__(self, root: Path, broker: Mosquitto, outlet_id: str, pins_file: Path) -> None:
+        self.home = root / "govedge"
+        self.data_dir = root / "agent-data"
+        self.outlet_id = outlet_id
+        self.broker = broker
+        self.pins = pins_file
+        self.log_path = root / "supervisor.log"
+        self.local_port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def install(self, wheel: Path, version: str) -> None:
+        """What a technician's install leaves: ``version`` installed, ``good`` and
+        ``current`` on it."""
+        self.home.mkdir(parents=True)
+        install_version(self.home, wheel, version)
+        switch_link(self.home, "good", version)
+        switch_link(self.home, "current", version)
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
+        env.update(
+            GOVEDGE_UPDATE_UV_BIN=str(uv_bin()),
+            GOVEDGE_UPDATE_CONSTRAINTS=str(self.pins),
+            GOVEDGE_KEEPALIVE_S="5",
+        )
+        args = ["--mqtt-url", self.broker.url, "--outlet-id", self.outlet_id]
+        args += ["--data-dir", str(self.data_dir), "--reconnect-cap", "1"]
+        args += ["--local-api-port", str(self.local_port)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "edge-agent"), "supervise", "--home", str(self.home), "--", *args],
+                cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def agent_pids(self) -> list[int]:
+        assert self.proc is not None
+        return [p for p in children(self.proc.pid) if alive(p)]
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def _free_port() -> int:
+    from govedge_testbed import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def outlet(
+    tmp_path: Path,
+    broker: Mosquitto,
+    server: FleetServer,
+    wheels: dict[str, Path],
+    uv_cache_warm: Path,
+    outlet_id: str,
+) -> Iterator[Outlet]:
+    """Enrolled, hours set, 1.0.0 installed and running under the supervisor, online."""
+    place = Outlet(tmp_path / "outlet", broker, outlet_id, uv_cache_warm)
+    _enroll(server, outlet_id, place.data_dir)
+    profile = {"outlet_id": outlet_id, "kind": "township_centre", "region_code": REGION,
+               "opening_hours": _closed_now_hours()}  # fmt: skip
+    stored = server.http.put("/api/v1/outlet-profiles", json=[profile])
+    assert stored.status_code == 200, stored.text
+    place.install(wheels[OLD], OLD)
+    place.start()
+    try:
+        _wait_running(server, outlet_id, OLD, place)
+        yield place
+    finally:
+        place.stop()
+
+
+def _wait_running(server: FleetServer, outlet_id: str, version: str, place: Outlet) -> None:
+    def running() -> bool:
+        row = server.http.get(f"/api/v1/outlets/{outlet_id}")
+        if row.status_code != httpx.codes.OK:
+            return False
+        body = row.json()
+        return bool(body["state"] == "online" and body.get("agent_version") == version)
+
+    deadline = time.monotonic() + 120
+    while not running():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{outlet_id} not online on {version}; supervisor log:\n{place.log()}")
+        time.sleep(0.5)
+
+
+def _final(server: FleetServer, campaign_id: int, outlet_id: str) -> dict[str, Any]:
+    final = ("healthy", "failed", "rolled_back", "skipped")
+    found: dict[str, Any] = poll(
+        lambda: (r := _outlet_row(server, campaign_id, outlet_id))["state"] in final and r,
+        timeout=240,
+        interval=0.5,
+    )
+    return found
+
+
+def test_a_good_release_ends_healthy_on_the_new_version(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str
+) -> None:
+    _upload(server, wheels[GOOD], GOOD)
+    campaign_id = _campaign(server, GOOD, outlet_id)
+    row = _final(server, campaign_id, outlet_id)
+    assert row["state"] == "healthy", (row, outlet.log())
+    # The supervisor made the new version good; the old one is kept for a rollback.
+    assert linked_version(outlet.home, "good") == GOOD
+    assert linked_version(outlet.home, "current") == GOOD
+    assert (outlet.home / "versions" / OLD).is_dir()
+    _wait_running(server, outlet_id, GOOD, outlet)
+    campaign = poll(
+        lambda: (c := server.get(f"/api/v1/campaigns/{campaign_id}"))["state"] == "completed" and c,
+        timeout=60,
+    )
+    assert campaign["release"] == GOOD
+    history = [step["state"] for step in row.get("history", [])] or None
+    if history is not None:  # the steps the agent reported, in order
+        assert history[-1] == "healthy"
+
+
+def test_a_release_that_crashes_on_start_is_rolled_back_by_the_agent_alone(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str
+) -> None:
+    _upload(server, wheels[CRASHES], CRASHES)
+    campaign_id = _campaign(server, CRASHES, outlet_id)
+    row = _final(server, campaign_id, outlet_id)
+    assert row["state"] == "rolled_back", (row, outlet.log())
+    assert row["reason"] == "crashed_on_start"
+    assert linked_version(outlet.home, "current") == OLD
+    assert linked_version(outlet.home, "good") == OLD
+    _wait_running(server, outlet_id, OLD, outlet)
+    # One outlet of one begun is past the 10 % failure threshold: paused by itself.
+    campaign = poll(
+        lambda: (c := server.get(f"/api/v1/campaigns/{campaign_id}"))["state"] == "paused" and c,
+        timeout=60,
+    )
+    assert "failure threshold" in campaign["state_reason"]
+    poll(lambda: _alert(server, "update_failed", outlet_id), timeout=60)
+    poll(lambda: _alert(server, "campaign_paused", "_fleet"), timeout=60)
+
+
+def _alert(server: FleetServer, rule: str, outlet_id: str) -> bool:
+    alerts: list[dict[str, Any]] = server.get(f"/api/v1/alerts?outlet_id={outlet_id}")
+    return any(alert["rule"] == rule for alert in alerts)
