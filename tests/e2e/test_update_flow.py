@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +33,13 @@ from cryptography.x509.oid import NameOID
 
 from edge_agent.enrollment.store import TlsStore
 from edge_agent.fleet_config.keys import store_config_keys
+from edge_agent.local_api.apps import AppRegistry
 from edge_agent.updates.contract import linked_version, switch_link
+from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed import Mosquitto
 from govedge_testbed.releases import build_release, install_version
 from govedge_testbed.upstream import Upstream
+from govedge_wire.pii import make_id_number
 from tests.e2e.conftest import BIN, poll
 from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
@@ -149,6 +153,7 @@ class Outlet:
         self.log_path = root / "supervisor.log"
         self.local_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.app_token = ""
 
     def install(self, wheel: Path, version: str) -> None:
         """What a technician's install leaves: ``version`` installed, ``good`` and
@@ -211,6 +216,7 @@ def outlet(
     """Enrolled, hours set, 1.0.0 installed and running under the supervisor, online."""
     place = Outlet(tmp_path / "outlet", broker, outlet_id, uv_cache_warm)
     _enroll(server, outlet_id, place.data_dir)
+    _, place.app_token = AppRegistry(place.data_dir).add("counter-web", origins=[])
     profile = {"outlet_id": outlet_id, "kind": "township_centre", "region_code": REGION,
                "opening_hours": _closed_now_hours()}  # fmt: skip
     stored = server.http.put("/api/v1/outlet-profiles", json=[profile])
@@ -249,26 +255,93 @@ def _final(server: FleetServer, campaign_id: int, outlet_id: str) -> dict[str, A
     return found
 
 
+class Clerk(threading.Thread):
+    """A clerk's app filing cases all through the update, as a real app does: each case
+    has its own ``Idempotency-Key``, resent until the agent answers (the agent is away
+    while it restarts into the new version)."""
+
+    def __init__(self, outlet: Outlet) -> None:
+        super().__init__(name="clerk", daemon=True)
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{outlet.local_port}",
+            headers={"Authorization": f"Bearer {outlet.app_token}"},
+            timeout=10,
+        )
+        self.accepted: dict[str, str] = {}  # Idempotency-Key -> tx_id the clerk saw
+        self.retries = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        number = 0
+        while not self.halt.is_set():
+            number += 1
+            key = f"update-flow-{number:04d}"
+            while not self.halt.is_set():
+                try:
+                    answer = self.http.post("/v1/submissions", json=_case(number),
+                                            headers={"Idempotency-Key": key})  # fmt: skip
+                except httpx.TransportError:
+                    self.retries += 1
+                    time.sleep(0.2)
+                    continue
+                if answer.status_code in (200, 201, 202):
+                    self.accepted[key] = answer.json()["tx_id"]
+                    break
+                self.retries += 1
+                time.sleep(0.2)
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)
+        self.http.close()
+
+
+def _case(number: int) -> dict[str, Any]:
+    return {
+        "item_code": "000101",
+        "region_code": REGION,
+        "applicant": {"name": "张三丰", "id_number": make_id_number("330106", "19900101", number)},
+        "window": "1",
+        "clerk": "S007",
+    }
+
+
 def test_a_good_release_ends_healthy_on_the_new_version(
-    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str
+    server: FleetServer,
+    outlet: Outlet,
+    upstream: Upstream,
+    wheels: dict[str, Path],
+    outlet_id: str,
 ) -> None:
+    clerk = Clerk(outlet)
+    clerk.start()
+    poll(lambda: clerk.accepted, timeout=60)  # the old version takes cases
     _upload(server, wheels[GOOD], GOOD)
     campaign_id = _campaign(server, GOOD, outlet_id)
-    row = _final(server, campaign_id, outlet_id)
+    try:
+        row = _final(server, campaign_id, outlet_id)
+        _wait_running(server, outlet_id, GOOD, outlet)
+        seen = len(clerk.accepted)
+        poll(lambda: len(clerk.accepted) > seen, timeout=60)  # the new version takes cases
+    finally:
+        clerk.stop()
     assert row["state"] == "healthy", (row, outlet.log())
     # The supervisor made the new version good; the old one is kept for a rollback.
     assert linked_version(outlet.home, "good") == GOOD
     assert linked_version(outlet.home, "current") == GOOD
     assert (outlet.home / "versions" / OLD).is_dir()
-    _wait_running(server, outlet_id, GOOD, outlet)
     campaign = poll(
         lambda: (c := server.get(f"/api/v1/campaigns/{campaign_id}"))["state"] == "completed" and c,
         timeout=60,
     )
     assert campaign["release"] == GOOD
-    history = [step["state"] for step in row.get("history", [])] or None
-    if history is not None:  # the steps the agent reported, in order
-        assert history[-1] == "healthy"
+    # Every case the clerk saw accepted, before, during and after the update, reached
+    # upstream exactly once, and nothing else did.
+    expected = {upstream_idempotency_key(outlet_id, tx) for tx in clerk.accepted.values()}
+    poll(lambda: set(upstream.accepted) >= expected, timeout=120, interval=0.5)
+    assert set(upstream.accepted) == expected
+    assert all(upstream.accepted_count[tx] == 1 for tx in expected)
 
 
 def test_a_release_that_crashes_on_start_is_rolled_back_by_the_agent_alone(
