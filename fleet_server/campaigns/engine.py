@@ -7,8 +7,8 @@ campaigns). A tick reads each running campaign whole, in one transaction:
 1. a release marked bad pauses the campaign;
 2. an outlet mid-install whose birth has run the release for longer than the trial's
    ``health_timeout_s`` becomes healthy (a lost ``healthy``: an unhealthy version would
-   have been rolled back, with a new birth, by then); one silent past ``health_timeout_s`` + ``SILENCE_MARGIN_S`` fails
-   (``timeout``);
+   have been rolled back, with a new birth, by then); one silent past
+   ``health_timeout_s`` + ``SILENCE_MARGIN_S`` fails (``timeout``);
 3. the failure share (failed or rolled back / offered, since the last resume) above
    ``failure_threshold`` pauses the campaign at once, before any offer;
 4. a wave whose outlets are all final is judged (healthy share against
@@ -18,7 +18,9 @@ campaigns). A tick reads each running campaign whole, in one transaction:
 5. offers go to scheduled outlets that are online, inside their window, with a slot.
 
 Offers are published as they are decided; a lost one is sent again (``RESEND_S``, or at
-the outlet's next birth, at most every ``BIRTH_RESEND_S``).
+the outlet's next birth, at most every ``BIRTH_RESEND_S``). An outlet born again while
+downloading, verifying or installing (its agent restarted and forgot the offer) is
+offered again the same way; the installer cleans up what the killed attempt left.
 """
 
 from __future__ import annotations
@@ -75,6 +77,22 @@ def same_version(a: str | None, b: str) -> bool:
         return version_key(a) == version_key(b)
     except ArtifactRefused:
         return a == b
+
+
+# Steps an agent forgets when its process restarts (the offer lives in memory only);
+# ``restarting`` is left out: a birth then is the new version starting.
+INTERRUPTIBLE: Final = frozenset({"downloading", "verifying", "installing"})
+
+
+def _restarted_since(agent: _AgentView | None, row: CampaignOutlet) -> bool:
+    """The agent was born again after its last report: it lost the offer it worked on."""
+    last = row.last_report_at or row.offered_at
+    return (
+        agent is not None
+        and agent.birth_at is not None
+        and last is not None
+        and (agent.birth_at > last)
+    )
 
 
 class CampaignEngine:
@@ -272,7 +290,11 @@ class CampaignEngine:
             if r.state in IN_PROGRESS or (r.state == "scheduled" and r.offered_at is not None)
         )  # fmt: skip
         free = int(settings["concurrency"]) - holding
-        due = [r for r in rows if r.state == "scheduled" and r.wave <= campaign.current_wave]
+        due = [
+            r for r in rows
+            if (r.state == "scheduled" and r.wave <= campaign.current_wave)
+            or (r.state in INTERRUPTIBLE and _restarted_since(agents.get(r.outlet_id), r))
+        ]  # fmt: skip
         hours = self._hours(session, [r.outlet_id for r in due])
         manifests: dict[str, dict[str, Any]] = {}
         offers: list[dict[str, Any]] = []

@@ -15,8 +15,11 @@ maintenance window (an outlet with no hours is never offered an update).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -29,6 +32,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from edge_agent.enrollment.store import TlsStore
@@ -40,13 +44,14 @@ from govedge_testbed import Mosquitto
 from govedge_testbed.releases import build_release, install_version
 from govedge_testbed.upstream import Upstream
 from govedge_wire.pii import make_id_number
+from govedge_wire.releases import manifest_payload
 from tests.e2e.conftest import BIN, poll
 from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
 from tests.supervisor.harness import alive, children
 from tests.updates.conftest import pins, uv_bin, uv_cache_warm
 
-OLD, GOOD, CRASHES = "1.0.0", "1.1.0", "1.2.0"
+OLD, GOOD, CRASHES, SILENT = "1.0.0", "1.1.0", "1.2.0", "1.3.0"
 REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
 __all__ = ["pins", "uv_cache_warm"]  # the update tests' session fixtures, shared
 
@@ -60,6 +65,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         OLD: build_release(out, OLD),
         GOOD: build_release(out, GOOD),
         CRASHES: build_release(out, CRASHES, "crash_on_start"),
+        SILENT: build_release(out, SILENT, "never_connects"),
     }
 
 
@@ -123,13 +129,13 @@ def _upload(server: FleetServer, wheel: Path, version: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
-def _campaign(server: FleetServer, release: str, outlet_id: str) -> int:
+def _campaign(server: FleetServer, release: str, outlet_id: str, health_s: int = 60) -> int:
     answer = server.http.post(
         "/api/v1/campaigns",
         json={
             "name": f"update {release}", "release": release,
             "target": {"outlets": [outlet_id]}, "waves": [1], "jitter_s": 0,
-            "health_timeout_s": 60, "failure_threshold": 0.1,
+            "health_timeout_s": health_s, "failure_threshold": 0.1,
         },
     )  # fmt: skip
     assert answer.status_code == 201, answer.text
@@ -368,3 +374,74 @@ def test_a_release_that_crashes_on_start_is_rolled_back_by_the_agent_alone(
 def _alert(server: FleetServer, rule: str, outlet_id: str) -> bool:
     alerts: list[dict[str, Any]] = server.get(f"/api/v1/alerts?outlet_id={outlet_id}")
     return any(alert["rule"] == rule for alert in alerts)
+
+
+def test_a_release_that_never_connects_is_rolled_back_after_its_health_timeout(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str
+) -> None:
+    _upload(server, wheels[SILENT], SILENT)
+    campaign_id = _campaign(server, SILENT, outlet_id, health_s=15)
+    row = _final(server, campaign_id, outlet_id)
+    assert row["state"] == "rolled_back", (row, outlet.log())
+    assert row["reason"] == "not_healthy"
+    assert linked_version(outlet.home, "current") == OLD
+    assert linked_version(outlet.home, "good") == OLD
+    _wait_running(server, outlet_id, OLD, outlet)
+
+
+def _refused(server: FleetServer, outlet: Outlet, campaign_id: int, reason: str) -> None:
+    """Failed with ``reason``; nothing installed; the old version online throughout."""
+    row = _final(server, campaign_id, outlet.outlet_id)
+    assert (row["state"], row["reason"]) == ("failed", reason), (row, outlet.log())
+    assert linked_version(outlet.home, "current") == OLD
+    assert linked_version(outlet.home, "good") == OLD
+    assert sorted(p.name for p in (outlet.home / "versions").iterdir()) == [OLD]
+    assert server.get(f"/api/v1/outlets/{outlet.outlet_id}")["state"] == "online"
+
+
+def test_an_artifact_changed_on_the_server_is_refused_and_nothing_installed(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str, tmp_path: Path
+) -> None:
+    _upload(server, wheels[GOOD], GOOD)
+    stored = tmp_path / "server" / "releases" / GOOD / wheels[GOOD].name
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped on the server's disk, size unchanged
+    stored.write_bytes(bytes(data))
+    _refused(server, outlet, _campaign(server, GOOD, outlet_id), "hash_mismatch")
+
+
+def test_a_manifest_signed_by_another_key_is_refused_and_nothing_installed(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str, tmp_path: Path
+) -> None:
+    _upload(server, wheels[GOOD], GOOD)
+    database = sqlite3.connect(tmp_path / "server" / "fleet.db")
+    with database:
+        (text,) = database.execute(
+            "SELECT manifest FROM releases WHERE version = ?", (GOOD,)
+        ).fetchone()
+        manifest = json.loads(text)
+        forged = Ed25519PrivateKey.generate().sign(manifest_payload(manifest))
+        manifest["signature"] = base64.b64encode(forged).decode()
+        database.execute(
+            "UPDATE releases SET manifest = ? WHERE version = ?", (json.dumps(manifest), GOOD)
+        )
+    database.close()
+    _refused(server, outlet, _campaign(server, GOOD, outlet_id), "bad_manifest")
+
+
+def test_an_agent_killed_mid_install_comes_back_and_the_update_still_ends_healthy(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str
+) -> None:
+    _upload(server, wheels[GOOD], GOOD)
+    campaign_id = _campaign(server, GOOD, outlet_id)
+    poll(lambda: _outlet_row(server, campaign_id, outlet_id)["state"] == "installing",
+         timeout=120, interval=0.05)  # fmt: skip
+    (agent,) = outlet.agent_pids()
+    os.kill(agent, signal.SIGKILL)  # a crash of the agent half way through the install
+    # The supervisor starts the old version again; it has no half-installed version
+    # to trust (a ``.partial`` is removed) and the server offers the update again.
+    row = _final(server, campaign_id, outlet_id)
+    assert row["state"] == "healthy", (row, outlet.log())
+    assert linked_version(outlet.home, "good") == GOOD
+    assert not list((outlet.home / "versions").glob(".*.partial"))
+    _wait_running(server, outlet_id, GOOD, outlet)

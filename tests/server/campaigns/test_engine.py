@@ -233,3 +233,32 @@ def test_resume_with_a_fixed_release_offers_the_failed_outlet_again(
 def _version(run: Rollout, outlet_id: str) -> str | None:
     with run.sessions() as session:
         return session.scalar(select(Agent.agent_version).where(Agent.outlet_id == outlet_id))
+
+
+def _birth_at(run: Rollout, outlet_id: str) -> datetime | None:
+    with run.sessions() as session:
+        return session.scalar(select(Agent.birth_at).where(Agent.outlet_id == outlet_id))
+
+
+def test_an_agent_born_again_mid_download_is_offered_again(
+    broker: Mosquitto, tmp_path: Path, watcher: OfferWatcher
+) -> None:
+    with _fleet(broker, tmp_path, {"o-1": CLOSED}) as run:
+        cid = run.create(release="1.4.0", target={"outlets": ["o-1"]}, waves=[1], jitter_s=0)
+        assert run.engine.tick() == 1
+        assert [o.outlet_id for o in watcher.take(1)] == ["o-1"]
+        run.report("o-1", cid, "downloading")
+        run.wait_state(cid, "o-1", "downloading")
+        later = datetime.now(UTC) + timedelta(seconds=31)
+        assert run.engine.tick(now=later) == 0  # still at it: nothing to resend
+        # The agent process was killed and started again: the offer was in its memory.
+        before = _birth_at(run, "o-1")
+        agent = run.agents["o-1"]
+        agent.session, agent.seq = 6, 0
+        agent.birth(agent_version="1.3.0")
+        poll(lambda: _birth_at(run, "o-1") != before, what="the new birth stored")
+        assert run.engine.tick(now=later) == 1
+        (again,) = watcher.take(1)
+        assert (again.outlet_id, again.version, again.campaign_id) == ("o-1", "1.4.0", cid)
+        assert run.outlet(cid, "o-1").state == "downloading"
+        assert run.engine.tick(now=later) == 0  # once per birth
