@@ -79,9 +79,23 @@ def render_acl() -> str:
     )
 
 
+# Mosquitto queues at most 1,000 QoS 1 messages per client beyond its in-flight window
+# by default and silently drops the rest: a burst from the fleet (births after a broker
+# restart, a campaign's statuses) bigger than that would lose messages on their way to
+# the fleet server's subscription. Outlets receive few messages, so a high bound costs
+# nothing there; it is still a bound, and so are the queued bytes, so one stuck
+# subscriber cannot eat the broker's memory.
+MAX_QUEUED_MESSAGES: Final = 500_000
+MAX_QUEUED_BYTES: Final = 512 * 1024 * 1024
+
+
 def render_limits() -> list[str]:
     """Broker-wide limit lines; the test broker's development mode uses them too."""
-    return [f"max_packet_size {MAX_PACKET_BYTES}"]
+    return [
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+    ]
 
 
 def render_conf(
