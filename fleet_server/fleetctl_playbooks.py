@@ -101,6 +101,7 @@ def register(cli: click.Group) -> None:
     @click.option("--outlet", "outlets", multiple=True, help="An outlet id (repeatable).")
     @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
     @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
+    @click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable).")
     @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
     @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
     @click.option(
@@ -111,15 +112,16 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def playbooks_run(
         api: Any, playbook: str, outlets: tuple[str, ...], regions: tuple[str, ...],
-        kinds: tuple[str, ...], extra: tuple[str, ...], *, check: bool,
+        kinds: tuple[str, ...], tags: tuple[str, ...], extra: tuple[str, ...], *, check: bool,
         during_opening_hours: bool, forks: int, follow: bool,
     ) -> None:  # fmt: skip
-        """Run PLAYBOOK on the outlets chosen by --outlet, --region and --kind."""
-        if not (outlets or regions or kinds):
-            raise click.UsageError("name the outlets: --outlet, --region or --kind")
+        """Run PLAYBOOK on the outlets chosen by --outlet, --region, --kind and --tag."""
+        if not (outlets or regions or kinds or tags):
+            raise click.UsageError("name the outlets: --outlet, --region, --kind or --tag")
         body = {
             "playbook": playbook,
-            "target": {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds)},
+            "target": {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds),
+                       "tags": list(tags)},
             "extra_vars": dict(extra_var(text) for text in extra),
             "check": check, "during_opening_hours": during_opening_hours, "forks": forks,
         }  # fmt: skip

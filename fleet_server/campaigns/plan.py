@@ -30,7 +30,7 @@ class Target(BaseModel):
 
     regions: list[Short] | None = None  # region code prefixes
     kinds: list[Short] | None = None
-    tags: list[Short] | None = None  # outlets carry no tags yet: matches none
+    tags: list[Short] | None = None  # outlets carrying any of these tags
     versions: list[Short] | None = None  # current agent versions
     outlets: list[Short] | None = Field(default=None, max_length=100_000)
 
@@ -122,10 +122,14 @@ class Candidate:
 
 def candidates(session: Session, target: Target) -> list[Candidate]:
     """The outlets ``target`` selects, sorted by id (the campaign's order)."""
-    if target.tags:  # the registry keeps no tags yet (docs/updates.md)
-        return []
     query = (
-        select(Outlet.id, Agent.agent_version, OutletProfile.region_code, OutletProfile.kind)
+        select(
+            Outlet.id,
+            Agent.agent_version,
+            OutletProfile.region_code,
+            OutletProfile.kind,
+            OutletProfile.tags,
+        )
         .outerjoin(Agent, Agent.outlet_id == Outlet.id)
         .outerjoin(OutletProfile, OutletProfile.outlet_id == Outlet.id)
         .order_by(Outlet.id)
@@ -133,19 +137,25 @@ def candidates(session: Session, target: Target) -> list[Candidate]:
     if target.outlets:
         query = query.where(Outlet.id.in_(set(target.outlets)))
     found: list[Candidate] = []
-    for outlet_id, version, region, kind in _rows(session, query):
+    wanted = set(target.tags or ())
+    for outlet_id, version, region, kind, tags in _rows(session, query):
         if target.regions and not (region and any(region.startswith(p) for p in target.regions)):
             continue
         if target.kinds and kind not in target.kinds:
             continue
         if target.versions and version not in target.versions:
             continue
+        if wanted and not wanted.intersection(tags or ()):
+            continue
         found.append(Candidate(outlet_id=outlet_id, agent_version=version))
     return found
 
 
-def _rows(session: Session, query: Any) -> list[tuple[str, str | None, str | None, str | None]]:
-    return [(r[0], r[1], r[2], r[3]) for r in session.execute(query)]
+_Row = tuple[str, str | None, str | None, str | None, list[str] | None]
+
+
+def _rows(session: Session, query: Any) -> list[_Row]:
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)]
 
 
 def assign_waves(outlet_ids: Sequence[str], sizes: Sequence[int]) -> list[tuple[str, int]]:

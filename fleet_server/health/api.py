@@ -20,7 +20,7 @@ from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.health import queries
 from fleet_server.health.live import LiveHub
-from fleet_server.health.tables import OutletProfile, Region
+from fleet_server.health.tables import TAG_PATTERN, OutletProfile, Region
 from fleet_server.ingest import OutletRateLimiter
 from fleet_server.security import audit
 from fleet_server.settings import Settings
@@ -68,6 +68,9 @@ class OutletProfileIn(BaseModel):
     phone: Annotated[str, Field(max_length=64)] | None = None
     opening_hours: str | dict[str, list[str]] | None = None
     service_items: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(pattern=TAG_PATTERN)]] = Field(
+        default_factory=list, max_length=32
+    )
 
 
 class RegionIn(BaseModel):

@@ -82,6 +82,7 @@ def _outlet_rows(session: Session) -> list[dict[str, Any]]:
                 "opening_hours": profile.opening_hours if profile else None,
                 "opening_hours_text": describe(profile.opening_hours) if profile else "24h",
                 "service_items": profile.service_items if profile else [],
+                "tags": list(profile.tags or []) if profile else [],
                 "agent_version": agent.agent_version if agent else None,
                 "config_version": agent.config_version if agent else None,
                 "open_alerts": open_alerts.get(outlet_id, 0),

@@ -8,7 +8,7 @@ map (coordinates, kind, opening hours, service items) before an outlet's first b
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import JSON, CheckConstraint, Float, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +31,10 @@ class Region(Base):
     outline: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
+# What an outlet tag may be: short, lower case, safe in a URL and a shell.
+TAG_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
+
+
 class OutletProfile(Base):
     """What the outlet map and the alert rules need to know about an outlet."""
 
@@ -48,6 +52,9 @@ class OutletProfile(Base):
     # "24h", or {"mon": ["08:30-12:00", "13:30-17:30"], ...}; None means always open.
     opening_hours: Mapped[Any] = mapped_column(JSON, nullable=True)
     service_items: Mapped[list[str]] = mapped_column(JSON)
+    # Short labels an operator groups outlets by ("pilot", "new-printers"); campaigns
+    # and playbook runs target them.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class DeviceState(Base):

@@ -45,13 +45,14 @@ _Ids = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field
 
 
 class TargetIn(BaseModel):
-    """Which outlets: ids, region-code prefixes and kinds (the union)."""
+    """Which outlets: ids, region-code prefixes, kinds and tags (the union)."""
 
     model_config = ConfigDict(extra="forbid")
 
     outlets: _Ids = []
     regions: _Ids = []
     kinds: _Ids = []
+    tags: _Ids = []
 
 
 class RunIn(BaseModel):
@@ -153,7 +154,7 @@ def start_run(
         counts["playbook"] += 1
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
     target = Target(tuple(body.target.outlets), tuple(body.target.regions),
-                    tuple(body.target.kinds))  # fmt: skip
+                    tuple(body.target.kinds), tuple(body.target.tags))  # fmt: skip
     unknown = unknown_outlets(session, target)
     if unknown:
         counts["target"] += 1

@@ -1,11 +1,11 @@
 """The inventory of a run, generated from the registry (never a hand-kept file).
 
-A target names outlets, regions (prefixes of a region code) and kinds; the union is
-taken. Outlets whose certificate is revoked and none left valid (decommissioned) are
-left out. Each host is named by its outlet id, with the vars of its ``outlet_access``
-row. Unless ``during_opening_hours``, an outlet that is open now (its effective
-config's ``opening_hours``, else its profile's; a 24h outlet outside its quiet window)
-is held back: listed with the reason, not run.
+A target names outlets, regions (prefixes of a region code), kinds and tags (of the
+outlet profile); the union is taken. Outlets whose certificate is revoked and none left
+valid (decommissioned) are left out. Each host is named by its outlet id, with the vars
+of its ``outlet_access`` row. Unless ``during_opening_hours``, an outlet that is open
+now (its effective config's ``opening_hours``, else its profile's; a 24h outlet outside
+its quiet window) is held back: listed with the reason, not run.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from fleet_server.playbooks.tables import OutletAccess
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Which outlets a run is for (the union of the three lists)."""
+    """Which outlets a run is for (the union of the four lists)."""
 
     outlets: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,15 @@ def _decommissioned(session: Session) -> set[str]:
     return {outlet for outlet, any_live in live.items() if not any_live}
 
 
+def _tagged(session: Session, tags: tuple[str, ...]) -> set[str]:
+    """Outlets whose profile carries any of ``tags``."""
+    if not tags:
+        return set()
+    wanted = set(tags)
+    rows = session.execute(select(OutletProfile.outlet_id, OutletProfile.tags))
+    return {outlet for outlet, have in rows if wanted.intersection(have or ())}
+
+
 def host_vars(row: OutletAccess | None) -> dict[str, Any]:
     """The inventory vars of one outlet."""
     if row is None:
@@ -68,6 +78,7 @@ def choose(
     """The target's outlets from the registry, split into hosts and held."""
     places = outlet_places(session)
     gone = _decommissioned(session)
+    tagged = _tagged(session, target.tags)
     wanted = [
         p.outlet_id
         for p in places
@@ -76,6 +87,7 @@ def choose(
             p.outlet_id in target.outlets
             or any((p.region_code or "").startswith(r) for r in target.regions)
             or (p.kind is not None and p.kind in target.kinds)
+            or p.outlet_id in tagged
         )
     ]
     access = {

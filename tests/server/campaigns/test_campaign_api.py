@@ -155,3 +155,33 @@ def test_windows_are_closed_hours_or_the_quiet_window() -> None:
     night = datetime(2026, 12, 7, 23, 30, tzinfo=UTC)
     assert window(always, now=night, default_zone="UTC") == datetime(2026, 12, 8, 5, 0,
                                                                     tzinfo=UTC)  # fmt: skip
+
+
+def test_tags_on_outlet_profiles_choose_a_campaigns_outlets(api: ReleaseApi) -> None:
+    admin = api.as_role(Role.OPERATOR)
+    tagged = [
+        {"outlet_id": "o-03", "kind": "hall", "region_code": "330102", "tags": ["pilot"]},
+        {"outlet_id": "o-14", "kind": "hall", "region_code": "4101",
+         "tags": ["new-printers", "pilot"]},
+        {"outlet_id": "o-15", "kind": "hall", "region_code": "4101", "tags": ["other"]},
+    ]  # fmt: skip
+    stored = api.client.put("/api/v1/outlet-profiles", json=tagged, headers=admin)
+    assert stored.status_code == 200, stored.text
+    shown = api.client.get("/api/v1/outlets/o-14/health", headers=api.as_role(Role.VIEWER))
+    assert shown.json()["tags"] == ["new-printers", "pilot"]
+    # Any of the given tags; other filters still AND with them.
+    answer = _post(api, "", {"release": "1.4.0", "target": {"tags": ["pilot", "nope"]}})
+    assert answer.status_code == 201, answer.text
+    page = _get(api, f"/{answer.json()['id']}/outlets")
+    assert sorted(o["outlet_id"] for o in page["outlets"]) == ["o-03", "o-14"]
+    both = _post(api, "", {"release": "1.4.0", "target": {"tags": ["other"], "regions": ["4101"]}})
+    assert both.status_code == 201, both.text
+    assert [o["outlet_id"] for o in _get(api, f"/{both.json()['id']}/outlets")["outlets"]] == [
+        "o-15"
+    ]
+    # A tag is a short lower-case label: anything else is refused, nothing stored.
+    bad = dict(tagged[2], tags=["Has Space"])
+    refused = api.client.put("/api/v1/outlet-profiles", json=[bad], headers=admin)
+    assert refused.status_code == 422
+    again = api.client.get("/api/v1/outlets/o-15/health", headers=api.as_role(Role.VIEWER))
+    assert again.json()["tags"] == ["other"]

@@ -53,12 +53,13 @@ class PlaybookApi:
         kind: str = "township_centre",
         opening_hours: str | dict[str, list[str]] | None = None,
         host_vars: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
     ) -> Path:
         """Register an outlet (profile) reached locally; its directory."""
         folder = self.hosts_dir / outlet_id
         folder.mkdir(parents=True, exist_ok=True)
         profile = {"outlet_id": outlet_id, "kind": kind, "region_code": region,
-                   "opening_hours": opening_hours or CLOSED}  # fmt: skip
+                   "opening_hours": opening_hours or CLOSED, "tags": tags or []}  # fmt: skip
         answer = self.api.client.put(
             "/api/v1/outlet-profiles", json=[profile], headers=self.api.as_role(Role.OPERATOR)
         )

@@ -119,6 +119,17 @@ def test_an_open_outlet_runs_when_asked(pb: PlaybookApi) -> None:
     assert (folder / "marker.txt").read_text() == "now\n"
 
 
+def test_a_tag_chooses_the_outlets_that_carry_it(pb: PlaybookApi) -> None:
+    pilot = pb.add_outlet("o-pilot", tags=["pilot"])
+    other = pb.add_outlet("o-other", tags=["other"])
+    run = pb.start(playbook="mark.yml", target={"tags": ["pilot"]},
+                   extra_vars={"marker_text": "tagged"})  # fmt: skip
+    done = pb.wait(run["id"], until=DONE)
+    assert sorted(pb.hosts(done)) == ["o-pilot"]
+    assert (pilot / "marker.txt").read_text() == "tagged\n"
+    assert not (other / "marker.txt").exists()
+
+
 def test_check_mode_changes_nothing(pb: PlaybookApi) -> None:
     folder = pb.add_outlet("o-check", kind="kiosk")
     run = pb.start(playbook="mark.yml", target={"kinds": ["kiosk"]},
