@@ -351,11 +351,30 @@ def test_a_good_release_ends_healthy_on_the_new_version(
 
 
 def test_a_release_that_crashes_on_start_is_rolled_back_by_the_agent_alone(
-    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], outlet_id: str
+    server: FleetServer,
+    outlet: Outlet,
+    upstream: Upstream,
+    wheels: dict[str, Path],
+    outlet_id: str,
 ) -> None:
+    clerk = Clerk(outlet)
+    clerk.start()
+    poll(lambda: clerk.accepted, timeout=60)
     _upload(server, wheels[CRASHES], CRASHES)
     campaign_id = _campaign(server, CRASHES, outlet_id)
-    row = _final(server, campaign_id, outlet_id)
+    try:
+        row = _final(server, campaign_id, outlet_id)
+        _wait_running(server, outlet_id, OLD, outlet)
+        seen = len(clerk.accepted)
+        poll(lambda: len(clerk.accepted) > seen, timeout=60)  # back on the old version
+    finally:
+        clerk.stop()
+    # The outbox the old version left, and what was added around the failed start,
+    # reach upstream exactly once after the rollback.
+    expected = {upstream_idempotency_key(outlet_id, tx) for tx in clerk.accepted.values()}
+    poll(lambda: set(upstream.accepted) >= expected, timeout=120, interval=0.5)
+    assert set(upstream.accepted) == expected
+    assert all(upstream.accepted_count[tx] == 1 for tx in expected)
     assert row["state"] == "rolled_back", (row, outlet.log())
     assert row["reason"] == "crashed_on_start"
     assert linked_version(outlet.home, "current") == OLD
