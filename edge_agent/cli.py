@@ -22,6 +22,7 @@ from edge_agent.enrollment.cli import enroll_command
 from edge_agent.errors import AgentError, SettingsError
 from edge_agent.local_api.cli import apps as apps_command
 from edge_agent.profiles import profiles_check_main
+from edge_agent.service.cli import service as service_command
 from edge_agent.settings import AgentSettings, load_settings
 from edge_agent.updates.cli import update as update_command
 
@@ -240,6 +241,7 @@ def supervise(home: Path | None, agent_args: tuple[str, ...]) -> None:
 main.add_command(enroll_command)
 main.add_command(apps_command)
 main.add_command(update_command)
+main.add_command(service_command)
 
 
 @main.group()

@@ -44,6 +44,8 @@ from edge_agent.enrollment import RenewalLoop, TlsStore
 from edge_agent.enrollment.check import check_tls_identity
 from edge_agent.local_api import AppRegistry, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
+from edge_agent.service.heartbeat import AgentState, keep_service_manager_informed
+from edge_agent.service.notify import Notifier
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
 from edge_agent.updates import (
@@ -104,12 +106,24 @@ class Agent:
             connection=lambda: self._session,
             counters=self.counters,
         )
+        self._notifier = Notifier.from_env()
         self.installer: Installer = build_installer(
             settings,
             running_version=self.identity.agent_version,
             report=self.report_update,
             restart=self._restart_into_update,
         )
+
+    def _service_state(self) -> AgentState:
+        session = self._session
+        connected = session is not None and session.birth_published
+        if self.installer.busy:
+            status = "installing an update"
+        elif connected:
+            status = f"online as outlet {self.settings.outlet_id}"
+        else:
+            status = "connecting to the broker"
+        return AgentState(connected=connected, status=status)
 
     def _restart_into_update(self) -> None:
         self.exit_code = RESTART_EXIT_CODE
@@ -150,6 +164,10 @@ class Agent:
                     self._serve_local_api(self.assembled), name="agent-local-api"
                 )
                 settle = tg.create_task(self._settle_trial(), name="agent-update-trial")
+                informing = tg.create_task(
+                    keep_service_manager_informed(self._notifier, self._service_state),
+                    name="agent-service-notify",
+                )
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
@@ -157,6 +175,9 @@ class Agent:
                         name="agent-cert-renewal",
                     )
                 await stop.wait()
+                informing.cancel()
+                if self.exit_code == 0:  # not a restart into an update: the service stops
+                    self._notifier.stopping()
                 # Stop taking the clerks' work first, then say goodbye on MQTT.
                 local_api.cancel()
                 settle.cancel()

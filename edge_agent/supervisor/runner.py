@@ -66,6 +66,10 @@ class Supervisor:
 
     def _start(self, version: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "GOVEDGE_SUPERVISED": "1", HOME_ENV: str(self.home)}
+        # Under systemd (Type=notify, NotifyAccess=all) the agent reports readiness and
+        # pings the watchdog for the service; WATCHDOG_PID names this process, so it is
+        # dropped for the child to accept the watchdog as its own (sd_watchdog_enabled).
+        env.pop("WATCHDOG_PID", None)
         # Through the ``current`` link, as the contract says; the version was read from it.
         agent = self.home / "current" / "venv" / "bin" / "edge-agent"
         log.info("starting agent %s", version)
