@@ -6,7 +6,9 @@ A pure ASGI middleware in front of every HTTP request and WebSocket, in this ord
    ``evil.example`` whose DNS later points at 127.0.0.1 (DNS rebinding) sends
    ``Host: evil.example`` and is refused before anything else.
 2. **CORS preflight** (``OPTIONS`` with ``Access-Control-Request-Method``; browsers send
-   no credentials on it) is answered only for an origin some registered app allows.
+   no credentials on it) is answered only for an origin some registered app allows,
+   including Chromium's Private Network Access question
+   (``Access-Control-Request-Private-Network: true`` → ``…-Allow-Private-Network: true``).
 3. **Token**: ``Authorization: Bearer TOKEN``; for a WebSocket, where browsers cannot
    set headers, the subprotocol ``bearer.TOKEN`` next to ``govedge.v1`` (a header, so
    it never lands in URLs, browser history or access logs, as a query parameter would).
@@ -109,7 +111,10 @@ class LocalGuard:
             and origin is not None
             and "access-control-request-method" in headers
         ):
-            await self._preflight(send, origin, allowed=origin in known_origins, path=path)
+            await self._preflight(
+                send, origin, allowed=origin in known_origins, path=path,
+                private_network=headers.get("access-control-request-private-network") == "true",
+            )  # fmt: skip
             return
         if scope["type"] == "http":
             token = self._bearer(headers.get("authorization", ""))
@@ -194,7 +199,9 @@ class LocalGuard:
 
         return send_with_cors
 
-    async def _preflight(self, send: Send, origin: str, *, allowed: bool, path: str) -> None:
+    async def _preflight(
+        self, send: Send, origin: str, *, allowed: bool, path: str, private_network: bool
+    ) -> None:
         if not allowed:
             self.failures["preflight_origin"] += 1
             log.warning("local API: refused a CORS preflight for %s from a foreign origin", path)
@@ -206,6 +213,10 @@ class LocalGuard:
             (b"access-control-allow-headers", _ALLOW_HEADERS.encode()),
             (b"access-control-max-age", _PREFLIGHT_MAX_AGE.encode()),
         ]
+        if private_network:
+            # Private Network Access: a page on a public or intranet origin asks before
+            # calling 127.0.0.1; only a registered app's origin is told yes.
+            headers.append((b"access-control-allow-private-network", b"true"))
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 

@@ -54,6 +54,14 @@ def test_foreign_origin_is_403_without_cors_headers(tmp_path: Path) -> None:
         )
         assert preflight.status_code == 403
         assert not any(h.startswith("access-control-") for h in preflight.headers)
+        # Chromium's Private Network Access question from a foreign page: no.
+        private = await o.client.options(
+            "/v1/id-card/read",
+            headers={"Origin": FOREIGN, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Private-Network": "true"},
+        )  # fmt: skip
+        assert private.status_code == 403
+        assert "access-control-allow-private-network" not in private.headers
         # Even a token-less request from a foreign page gets no CORS header to read with.
         anonymous = await o.client.get("/v1/devices", headers={"Origin": FOREIGN})
         assert anonymous.status_code == 401
@@ -75,6 +83,17 @@ def test_allowed_origin_works_with_cors(tmp_path: Path) -> None:
         assert preflight.status_code == 204
         assert preflight.headers["access-control-allow-origin"] == ORIGIN
         assert "Authorization" in preflight.headers["access-control-allow-headers"]
+        assert "access-control-allow-private-network" not in preflight.headers  # not asked
+        # A registered app's page on an intranet origin asks Chromium's Private Network
+        # Access question before calling 127.0.0.1: yes.
+        private = await o.client.options(
+            "/v1/id-card/read",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Private-Network": "true"},
+        )  # fmt: skip
+        assert private.status_code == 204
+        assert private.headers["access-control-allow-private-network"] == "true"
+        assert private.headers["access-control-allow-origin"] == ORIGIN
         response = await o.client.get("/v1/queue", headers={**o.auth, "Origin": ORIGIN})
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == ORIGIN
