@@ -143,7 +143,7 @@ def run(
         tls_key=tls_key,
         allow_plain_http=allow_plain_http,
     )
-    refusal = settings.plain_http_refusal()
+    refusal = settings.plain_http_refusal() or settings.auth_off_refusal()
     if refusal is not None:
         click.echo(f"fleet-server: {refusal}", err=True)
         sys.exit(2)

@@ -296,6 +296,26 @@ class Settings(BaseSettings):
         )
 
 
+    def auth_off_refusal(self) -> str | None:
+        """Why ``run`` must not start with API authentication off, or None if it may.
+
+        ``api_auth=off`` (every call is an admin) is for development, tests and
+        benchmarks on one machine: it is refused on any address a network reaches
+        directly (not loopback) and whenever the server speaks TLS (a deployment).
+        """
+        if self.api_auth == "on":
+            return None
+        host, _ = self.listen_address
+        if self.tls or not is_loopback_host(host):
+            return (
+                "refusing to start with API authentication off (GOVEDGE_API_AUTH=off) on "
+                f"{self.listen}{' with TLS' if self.tls else ''}: every caller would be an "
+                "admin. It is for development on 127.0.0.1 only; remove it and log in "
+                "(fleet-server users add)"
+            )
+        return None
+
+
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); names are not
     resolved, so any other name counts as reachable from the network."""

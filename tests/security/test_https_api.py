@@ -8,6 +8,7 @@ pins the same CA over HTTPS.
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 from pathlib import Path
@@ -116,6 +117,13 @@ def test_plain_http_only_on_loopback_behind_a_proxy(broker: Mosquitto, tmp_path:
     assert "--tls-cert" in refused.stderr
     assert "--allow-plain-http" in refused.stderr
     assert not (tmp_path / "fleet.db").exists()  # refused before touching anything
+    # Authentication off is for development on loopback: refused where a network
+    # reaches the server directly, even with plain HTTP allowed.
+    open_to_all = _run(*argv, "--listen", f"0.0.0.0:{port}", "--allow-plain-http",
+                       env={**os.environ, "GOVEDGE_API_AUTH": "off"})  # fmt: skip
+    assert open_to_all.returncode == 2
+    assert "API authentication off" in open_to_all.stderr
+    assert not (tmp_path / "fleet.db").exists()
 
     # A TLS key that does not match its certificate: one clear line, no traceback.
     ca = FleetCA(tmp_path / "pki")
