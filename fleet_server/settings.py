@@ -295,7 +295,6 @@ class Settings(BaseSettings):
             "if the network is otherwise protected"
         )
 
-
     def auth_off_refusal(self) -> str | None:
         """Why ``run`` must not start with API authentication off, or None if it may.
 

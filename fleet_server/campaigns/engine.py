@@ -2,7 +2,9 @@
 
 One thread ticks every ``interval_s`` (and when woken by an update report), only in the
 process that leads (the alert engine's leadership: one process per database drives
-campaigns). A tick reads each running campaign whole, in one transaction:
+campaigns). A tick reads each running campaign in one transaction: the outlets under
+way (scheduled or mid-install) as rows, the rest as counts, so its cost follows the
+work in flight rather than the campaign's size:
 
 1. a release marked bad pauses the campaign;
 2. an outlet mid-install whose birth has run the release for longer than the trial's
@@ -78,6 +80,9 @@ def same_version(a: str | None, b: str) -> bool:
     except ArtifactRefused:
         return a == b
 
+
+# The outlets a tick reads as rows: waiting for an offer or mid-install.
+ACTIVE: Final = frozenset({"scheduled", *IN_PROGRESS})
 
 # Steps an agent forgets when its process restarts (the offer lives in memory only);
 # ``restarting`` is left out: a birth then is the new version starting.
@@ -172,10 +177,13 @@ class CampaignEngine:
             why = release.bad_reason if release is not None else "gone"
             self._pause(session, campaign, f"release {campaign.release} marked bad: {why}")
             return []
+        # Only the outlets the engine can act on are read as rows (scheduled or mid-
+        # install); the rest of the campaign (pending, final) is read as counts. A tick
+        # then costs what is under way, not the campaign's size.
         rows = list(
             session.scalars(
                 select(CampaignOutlet)
-                .where(CampaignOutlet.campaign_id == campaign.id)
+                .where(CampaignOutlet.campaign_id == campaign.id, CampaignOutlet.state.in_(ACTIVE))
                 .order_by(CampaignOutlet.position)
             )
         )
@@ -203,27 +211,43 @@ class CampaignEngine:
                 move(session, row, "failed", at=now, reason="timeout",
                      detail="no report within the health timeout")  # fmt: skip
                 self._stats.count("timeouts")
-        crossed = self._failure_crossed(campaign, rows)
+        crossed = self._failure_crossed(session, campaign)
         if crossed is not None:
             self._pause(session, campaign, crossed)
             return []
         if not self._advance(session, campaign, rows, now):
             return []
+        missing = [r.outlet_id for r in rows if r.outlet_id not in agents]
+        agents.update(self._agents(session, missing))  # outlets of a wave just started
         return self._offers(session, campaign, rows, agents, now)
 
-    def _failure_crossed(self, campaign: Campaign, rows: list[CampaignOutlet]) -> str | None:
+    def _failure_crossed(self, session: Session, campaign: Campaign) -> str | None:
         since = campaign.settings.get("counted_from")
-        start = datetime.fromisoformat(since) if since else None
-        begun = [
-            r for r in rows
-            if r.offered_at is not None and (start is None or r.offered_at >= start)
-        ]  # fmt: skip
-        failed = sum(1 for r in begun if r.state in FAILED)
+        query = (
+            select(CampaignOutlet.state, func.count())
+            .where(CampaignOutlet.campaign_id == campaign.id,
+                   CampaignOutlet.offered_at.is_not(None))
+            .group_by(CampaignOutlet.state)
+        )  # fmt: skip
+        if since:
+            query = query.where(CampaignOutlet.offered_at >= datetime.fromisoformat(since))
+        by_state = {str(state): int(n) for state, n in session.execute(query)}
+        begun = sum(by_state.values())
+        failed = sum(n for state, n in by_state.items() if state in FAILED)
         limit = float(campaign.settings["failure_threshold"])
-        if begun and failed / len(begun) > limit:
-            return (f"failure threshold crossed: {failed} of {len(begun)} outlets begun "
+        if begun and failed / begun > limit:
+            return (f"failure threshold crossed: {failed} of {begun} outlets begun "
                     f"failed or rolled back (more than {limit:.0%})")  # fmt: skip
         return None
+
+    @staticmethod
+    def _wave_counts(session: Session, campaign_id: int, wave: int) -> dict[str, int]:
+        query = (
+            select(CampaignOutlet.state, func.count())
+            .where(CampaignOutlet.campaign_id == campaign_id, CampaignOutlet.wave == wave)
+            .group_by(CampaignOutlet.state)
+        )
+        return {str(state): int(n) for state, n in session.execute(query)}
 
     def _advance(
         self, session: Session, campaign: Campaign, rows: list[CampaignOutlet], now: datetime
@@ -232,21 +256,28 @@ class CampaignEngine:
         settings = campaign.settings
         current = campaign.current_wave
         if current >= 0:
-            wave = [r for r in rows if r.wave == current]
+            counts = self._wave_counts(session, campaign.id, current)
+            size = sum(counts.values())
             started = datetime.fromisoformat(campaign.wave_times[str(current)]["started_at"])
             away = timedelta(seconds=int(settings.get("offline_after_s", 86_400)))
-            waiting = [r for r in wave if r.state not in FINAL]
-            if waiting and now - started >= away and all(r.state == "scheduled" for r in waiting):
+            waiting = [r for r in rows if r.wave == current and r.state not in FINAL]
+            others = sum(n for state, n in counts.items() if state not in FINAL | ACTIVE)
+            if (
+                waiting
+                and not others
+                and now - started >= away
+                and all(r.state == "scheduled" for r in waiting)
+            ):
                 for row in waiting:
                     move(session, row, "skipped", at=now, reason="offline",
                          detail="not online inside its window during its wave")  # fmt: skip
                 waiting = []
-            if waiting:
+            if waiting or others:
                 return True
-            healthy = sum(1 for r in wave if r.state == "healthy")
+            healthy = counts.get("healthy", 0)
             need = float(settings["success_threshold"])
-            if healthy / len(wave) < need and settings.get("accepted_wave") != current:
-                self._pause(session, campaign, f"wave {current + 1}: {healthy} of {len(wave)} "
+            if size and healthy / size < need and settings.get("accepted_wave") != current:
+                self._pause(session, campaign, f"wave {current + 1}: {healthy} of {size} "
                             f"outlets healthy, below the success threshold {need:.0%}")  # fmt: skip
                 return False
             times = dict(campaign.wave_times)
@@ -260,16 +291,23 @@ class CampaignEngine:
                 return False
         if campaign.next_wave_at is not None and now < campaign.next_wave_at:
             return True
-        self._start_wave(session, campaign, rows, current + 1, now)
+        rows += self._start_wave(session, campaign, current + 1, now)
         return True
 
     def _start_wave(
-        self, session: Session, campaign: Campaign, rows: list[CampaignOutlet], wave: int,
-        now: datetime,
-    ) -> None:  # fmt: skip
-        for row in rows:
-            if row.wave == wave and row.state == "pending":
-                move(session, row, "scheduled", at=now)
+        self, session: Session, campaign: Campaign, wave: int, now: datetime
+    ) -> list[CampaignOutlet]:
+        """Schedule the wave's outlets; the rows now scheduled."""
+        starting = list(
+            session.scalars(
+                select(CampaignOutlet)
+                .where(CampaignOutlet.campaign_id == campaign.id, CampaignOutlet.wave == wave,
+                       CampaignOutlet.state == "pending")
+                .order_by(CampaignOutlet.position)
+            )
+        )  # fmt: skip
+        for row in starting:
+            move(session, row, "scheduled", at=now)
         campaign.current_wave = wave
         campaign.wave_times = {
             **campaign.wave_times,
@@ -279,6 +317,7 @@ class CampaignEngine:
         campaign.updated_at = now
         logger.info("campaign %d: wave %d of %d started", campaign.id, wave + 1,
                     len(campaign.waves))  # fmt: skip
+        return starting
 
     def _offers(
         self, session: Session, campaign: Campaign, rows: list[CampaignOutlet],

@@ -44,7 +44,10 @@ class CampaignOutlet(Base):
     """One outlet in one campaign: its wave and current state."""
 
     __tablename__ = "campaign_outlets"
-    __table_args__ = (Index("ix_campaign_outlets_outlet_id", "outlet_id"),)
+    __table_args__ = (
+        Index("ix_campaign_outlets_outlet_id", "outlet_id"),
+        Index("ix_campaign_outlets_campaign_state", "campaign_id", "state"),
+    )
 
     campaign_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
