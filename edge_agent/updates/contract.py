@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal, cast
 
-from edge_agent.updates.layout import fsync_dir, utc_now_iso
+from edge_agent.updates.layout import fsync_dir, utc_now_iso, write_atomic
 
 DEFAULT_HOME = Path("/opt/govedge")
 HOME_ENV = "GOVEDGE_INSTALL_HOME"
@@ -25,18 +25,6 @@ OUTCOMES: frozenset[str] = frozenset(("pending", "healthy", "rolled_back", "aban
 def home_from_env() -> Path:
     """GOVEDGE_INSTALL_HOME, else /opt/govedge."""
     return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, directory fsync."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def switch_link(home: Path, name: str, version: str) -> None:

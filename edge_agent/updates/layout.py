@@ -52,16 +52,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Temporary file + fsync + rename + directory fsync."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temporary file, fsync, rename, directory fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, written with :func:`write_atomic`."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
 
 
 def utc_now_iso() -> str:
