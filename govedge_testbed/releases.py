@@ -35,7 +35,7 @@ HEALTH_HOOK = (
     "                    import os as _os  # test release hook\n"
     "                    if _os.environ.get('GOVEDGE_SUPERVISED'):\n"
     "                        from importlib.metadata import version as _version\n"
-    "                        from edge_agent.updates.contract import home_from_env, write_health\n"
+    "                        from edge_agent.updates.layout import home_from_env, write_health\n"
     "                        write_health(home_from_env(), _version('govedge'), _os.getpid())\n"
 )
 CONNECTED = "                    connected_at = loop.time()\n"
