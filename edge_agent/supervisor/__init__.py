@@ -4,6 +4,6 @@ See docs/updates.md, "The supervisor and rollback".
 """
 
 from edge_agent.supervisor.runner import Supervisor
-from edge_agent.updates.contract import home_from_env
+from edge_agent.updates.layout import home_from_env
 
 __all__ = ["Supervisor", "home_from_env"]

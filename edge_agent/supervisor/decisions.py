@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge_agent.updates.contract import (
+from edge_agent.updates.layout import (
     BadStateFile,
     Trial,
     linked_version,

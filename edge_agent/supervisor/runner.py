@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Final, Literal
 
 from edge_agent.supervisor.decisions import prepare, roll_back
-from edge_agent.updates.contract import (
+from edge_agent.updates.layout import (
     HOME_ENV,
     Trial,
     health_path,

@@ -17,17 +17,17 @@ import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from edge_agent.updates.contract import BadStateFile
-from edge_agent.updates.contract import read_trial as read_checked_trial
 from edge_agent.updates.installer import StatusReporter
 from edge_agent.updates.layout import (
     FINAL_OUTCOMES,
+    BadStateFile,
     Layout,
     normal_version,
     same_release,
     utc_now_iso,
     write_json_atomically,
 )
+from edge_agent.updates.layout import read_trial as read_checked_trial
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from cryptography.x509.oid import NameOID
 from edge_agent.enrollment.store import TlsStore
 from edge_agent.fleet_config.keys import store_config_keys
 from edge_agent.local_api.apps import AppRegistry
-from edge_agent.updates.contract import linked_version, switch_link
+from edge_agent.updates.layout import linked_version, switch_link
 from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed import Mosquitto
 from govedge_testbed.releases import build_release, install_version

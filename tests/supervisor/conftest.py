@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.updates.contract import switch_link
+from edge_agent.updates.layout import switch_link
 from govedge_testbed import Mosquitto
 from govedge_testbed.releases import build_release, install_version
 from tests.agent.conftest import observe

@@ -8,14 +8,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.updates.contract import (
+from edge_agent.updates.layout import (
     Trial,
     linked_version,
     read_trial,
     switch_link,
+    utc_now_iso,
     write_trial,
 )
-from edge_agent.updates.layout import utc_now_iso
 from govedge_testbed import Mosquitto
 from tests.agent.harness import poll
 

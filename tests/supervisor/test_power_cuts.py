@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.updates.contract import linked_version, read_health, write_trial
+from edge_agent.updates.layout import linked_version, read_health, write_trial
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth
 from tests.agent.conftest import MakeObserver
@@ -102,7 +102,7 @@ def test_a_stale_health_proof_of_a_dead_agent_does_not_count(
     observe(broker)
     begin_trial(home, NEVER_CONNECTS, timeout_s=2, starts=1)
     # the version wrote its proof, then the power went: that pid is gone now
-    from edge_agent.updates.contract import write_health
+    from edge_agent.updates.layout import write_health
 
     write_health(home, NEVER_CONNECTS, 2**22 + os.getpid())
     supervisor = start_supervisor(broker)

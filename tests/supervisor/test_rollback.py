@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.updates.contract import linked_version, read_health
+from edge_agent.updates.layout import linked_version, read_health
 from govedge_testbed import Mosquitto
 from govedge_wire import Birth
 from tests.agent.conftest import MakeObserver
