@@ -113,7 +113,13 @@ class LocalGuard:
             and origin is not None
             and "access-control-request-method" in headers
         ):
-            await self._preflight(send, origin, allowed=origin in known_origins, path=path)
+            await self._preflight(
+                send,
+                origin,
+                allowed=origin in known_origins,
+                path=path,
+                private_network=headers.get("access-control-request-private-network") == "true",
+            )
             return
         if scope["type"] == "http":
             token = self._bearer(headers.get("authorization", ""))
@@ -198,7 +204,9 @@ class LocalGuard:
 
         return send_with_cors
 
-    async def _preflight(self, send: Send, origin: str, *, allowed: bool, path: str) -> None:
+    async def _preflight(
+        self, send: Send, origin: str, *, allowed: bool, path: str, private_network: bool
+    ) -> None:
         if not allowed:
             self.failures["preflight_origin"] += 1
             log.warning("local API: refused a CORS preflight for %s from a foreign origin", path)
@@ -210,6 +218,10 @@ class LocalGuard:
             (b"access-control-allow-headers", _ALLOW_HEADERS.encode()),
             (b"access-control-max-age", _PREFLIGHT_MAX_AGE.encode()),
         ]
+        if private_network:
+            # Private Network Access: Chromium asks before a public or intranet page may
+            # reach loopback; only a registered origin ever gets the yes.
+            headers.append((b"access-control-allow-private-network", b"true"))
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.local_api.harness import ORIGIN, Outlet, outlet
+from tests.local_api.harness import FOREIGN, ORIGIN, Outlet, outlet
 
 CLIENT_DIR = Path(__file__).parents[2] / "edge_agent" / "local_api" / "client"
 
@@ -84,5 +84,25 @@ def test_client_matches_the_openapi_document(tmp_path: Path) -> None:
                     if ref not in ("HTTPValidationError", "ErrorBody", "ValidationError"):
                         assert ref in interfaces, f"the .d.ts has no interface {ref}"
         assert checked >= 20
+
+    run(tmp_path, scenario)
+
+
+def test_private_network_preflight_is_answered_only_for_a_registered_origin(
+    tmp_path: Path,
+) -> None:
+    async def scenario(o: Outlet) -> None:
+        ask = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Private-Network": "true",
+        }
+        ok = await o.client.options("/v1/id-card/read", headers={**ask, "Origin": ORIGIN})
+        assert ok.status_code == 204
+        assert ok.headers["access-control-allow-private-network"] == "true"
+        assert ok.headers["access-control-allow-origin"] == ORIGIN
+        foreign = await o.client.options("/v1/id-card/read", headers={**ask, "Origin": FOREIGN})
+        assert foreign.status_code == 403
+        assert "access-control-allow-private-network" not in foreign.headers
+        assert "access-control-allow-origin" not in foreign.headers
 
     run(tmp_path, scenario)
