@@ -35,6 +35,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
+from edge_agent.local_api.client_files import CLIENT_PATHS
 from edge_agent.local_api.errors import TOO_LARGE_HINT, error_body
 from govedge_http import BodyTooLarge, run_counted
 
@@ -93,6 +94,9 @@ class LocalGuard:
                 "call http://127.0.0.1:PORT/ (not a host name that resolves to it)",
                 reason="bad_host", path=path,
             )  # fmt: skip
+            return
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path in CLIENT_PATHS:
+            await self.app(scope, receive, send)  # the public JS client: code, no data
             return
         origin = headers.get("origin")
         try:
