@@ -29,14 +29,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import NameOID
 
-from edge_agent.enrollment.store import TlsStore
-from edge_agent.fleet_config.keys import store_config_keys
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.updates.layout import linked_version, switch_link
 from fleet_server.transactions.identity import upstream_idempotency_key
@@ -46,6 +40,7 @@ from govedge_testbed.upstream import Upstream
 from govedge_wire.pii import make_id_number
 from govedge_wire.releases import manifest_payload
 from tests.e2e.conftest import BIN, poll
+from tests.enrolling import enroll_outlet, store_enrollment
 from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
 from tests.supervisor.harness import alive, children
@@ -86,30 +81,6 @@ def server(broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Iterator[Fl
         GOVEDGE_CAMPAIGN_TICK_S="0.5",
     ) as fleet:  # fmt: skip
         yield fleet
-
-
-def _enroll(server: FleetServer, outlet_id: str, data_dir: Path) -> None:
-    """What ``edge-agent enroll`` leaves on disk: key, certificate, CA, config keys."""
-    token = server.http.post(
-        "/api/v1/enrollments", json={"outlet_id": outlet_id, "ttl_s": 600}
-    ).json()["token"]
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, outlet_id)]))
-        .sign(key, hashes.SHA256())
-    )
-    answer = server.http.post(
-        "/api/v1/enroll",
-        json={"token": token, "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode()},
-    )
-    assert answer.status_code == 200, answer.text
-    issued = answer.json()
-    TlsStore(data_dir).save(
-        key=key, certificate_pem=issued["certificate_pem"], ca_pem=issued["ca_pem"],
-        server_url=server.url, outlet_id=outlet_id,
-    )  # fmt: skip
-    store_config_keys(data_dir, issued["config_keys"])
 
 
 def _closed_now_hours() -> dict[str, Any]:
@@ -221,7 +192,8 @@ def outlet(
 ) -> Iterator[Outlet]:
     """Enrolled, hours set, 1.0.0 installed and running under the supervisor, online."""
     place = Outlet(tmp_path / "outlet", broker, outlet_id, uv_cache_warm)
-    _enroll(server, outlet_id, place.data_dir)
+    key, issued = enroll_outlet(server.http.post, outlet_id)
+    store_enrollment(place.data_dir, outlet_id, server.url, key, issued)
     _, place.app_token = AppRegistry(place.data_dir).add("counter-web", origins=[])
     profile = {"outlet_id": outlet_id, "kind": "township_centre", "region_code": REGION,
                "opening_hours": _closed_now_hours()}  # fmt: skip
@@ -313,6 +285,33 @@ def _case(number: int) -> dict[str, Any]:
     }
 
 
+def _update_while_a_clerk_works(
+    server: FleetServer, outlet: Outlet, wheels: dict[str, Path], release: str, ends_on: str
+) -> tuple[int, dict[str, Any], Clerk]:
+    """A campaign for ``release`` while a clerk files cases, until the outlet is online
+    on ``ends_on`` and takes cases again; (campaign id, its final outlet row, the clerk)."""
+    clerk = Clerk(outlet)
+    clerk.start()
+    poll(lambda: clerk.accepted, timeout=60)  # the old version takes cases
+    _upload(server, wheels[release], release)
+    campaign_id = _campaign(server, release, outlet.outlet_id)
+    try:
+        row = _final(server, campaign_id, outlet.outlet_id)
+        _wait_running(server, outlet.outlet_id, ends_on, outlet)
+        seen = len(clerk.accepted)
+        poll(lambda: len(clerk.accepted) > seen, timeout=60)  # and after the update
+    finally:
+        clerk.stop()
+    return campaign_id, row, clerk
+
+
+def _each_case_upstream_once(upstream: Upstream, outlet_id: str, clerk: Clerk) -> None:
+    expected = {upstream_idempotency_key(outlet_id, tx) for tx in clerk.accepted.values()}
+    poll(lambda: set(upstream.accepted) >= expected, timeout=120, interval=0.5)
+    assert set(upstream.accepted) == expected
+    assert all(upstream.accepted_count[tx] == 1 for tx in expected)
+
+
 def test_a_good_release_ends_healthy_on_the_new_version(
     server: FleetServer,
     outlet: Outlet,
@@ -320,18 +319,7 @@ def test_a_good_release_ends_healthy_on_the_new_version(
     wheels: dict[str, Path],
     outlet_id: str,
 ) -> None:
-    clerk = Clerk(outlet)
-    clerk.start()
-    poll(lambda: clerk.accepted, timeout=60)  # the old version takes cases
-    _upload(server, wheels[GOOD], GOOD)
-    campaign_id = _campaign(server, GOOD, outlet_id)
-    try:
-        row = _final(server, campaign_id, outlet_id)
-        _wait_running(server, outlet_id, GOOD, outlet)
-        seen = len(clerk.accepted)
-        poll(lambda: len(clerk.accepted) > seen, timeout=60)  # the new version takes cases
-    finally:
-        clerk.stop()
+    campaign_id, row, clerk = _update_while_a_clerk_works(server, outlet, wheels, GOOD, GOOD)
     assert row["state"] == "healthy", (row, outlet.log())
     # The supervisor made the new version good; the old one is kept for a rollback.
     assert linked_version(outlet.home, "good") == GOOD
@@ -344,10 +332,7 @@ def test_a_good_release_ends_healthy_on_the_new_version(
     assert campaign["release"] == GOOD
     # Every case the clerk saw accepted, before, during and after the update, reached
     # upstream exactly once, and nothing else did.
-    expected = {upstream_idempotency_key(outlet_id, tx) for tx in clerk.accepted.values()}
-    poll(lambda: set(upstream.accepted) >= expected, timeout=120, interval=0.5)
-    assert set(upstream.accepted) == expected
-    assert all(upstream.accepted_count[tx] == 1 for tx in expected)
+    _each_case_upstream_once(upstream, outlet_id, clerk)
 
 
 def test_a_release_that_crashes_on_start_is_rolled_back_by_the_agent_alone(
@@ -357,24 +342,10 @@ def test_a_release_that_crashes_on_start_is_rolled_back_by_the_agent_alone(
     wheels: dict[str, Path],
     outlet_id: str,
 ) -> None:
-    clerk = Clerk(outlet)
-    clerk.start()
-    poll(lambda: clerk.accepted, timeout=60)
-    _upload(server, wheels[CRASHES], CRASHES)
-    campaign_id = _campaign(server, CRASHES, outlet_id)
-    try:
-        row = _final(server, campaign_id, outlet_id)
-        _wait_running(server, outlet_id, OLD, outlet)
-        seen = len(clerk.accepted)
-        poll(lambda: len(clerk.accepted) > seen, timeout=60)  # back on the old version
-    finally:
-        clerk.stop()
+    campaign_id, row, clerk = _update_while_a_clerk_works(server, outlet, wheels, CRASHES, OLD)
     # The outbox the old version left, and what was added around the failed start,
     # reach upstream exactly once after the rollback.
-    expected = {upstream_idempotency_key(outlet_id, tx) for tx in clerk.accepted.values()}
-    poll(lambda: set(upstream.accepted) >= expected, timeout=120, interval=0.5)
-    assert set(upstream.accepted) == expected
-    assert all(upstream.accepted_count[tx] == 1 for tx in expected)
+    _each_case_upstream_once(upstream, outlet_id, clerk)
     assert row["state"] == "rolled_back", (row, outlet.log())
     assert row["reason"] == "crashed_on_start"
     assert linked_version(outlet.home, "current") == OLD

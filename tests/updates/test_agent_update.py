@@ -18,18 +18,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from edge_agent.enrollment.store import TlsStore
-from edge_agent.fleet_config.keys import store_config_keys
 from edge_agent.updates.layout import Layout
 from fleet_server.security import Role
 from govedge_testbed import Mosquitto
 from govedge_wire import Kind, UpdateOffer, UpdateStatus, encode, topic_for
 from tests.agent.harness import AgentProcess, Observer, poll
+from tests.enrolling import enroll_outlet, store_enrollment
 from tests.server.releases.kit import ReleaseApi, release_api
 from tests.updates.conftest import uv_bin
 
@@ -60,29 +55,8 @@ def fleet(tmp_path: Path) -> Iterator[tuple[ReleaseApi, str]]:
 
 def enroll(api: ReleaseApi, outlet_id: str, data_dir: Path, server_url: str) -> None:
     """Enroll as ``edge-agent enroll`` does and store the answer as the agent keeps it."""
-    token = api.client.post(
-        "/api/v1/enrollments",
-        json={"outlet_id": outlet_id, "ttl_s": 600},
-        headers=api.as_role(Role.ADMIN),
-    ).json()["token"]
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, outlet_id)]))
-        .sign(key, hashes.SHA256())
-    )
-    body = {"token": token, "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode()}
-    answer = api.client.post("/api/v1/enroll", json=body)
-    assert answer.status_code == 200, answer.text
-    issued = answer.json()
-    TlsStore(data_dir).save(
-        key=key,
-        certificate_pem=issued["certificate_pem"],
-        ca_pem=issued["ca_pem"],
-        server_url=server_url,
-        outlet_id=outlet_id,
-    )
-    store_config_keys(data_dir, issued["config_keys"])
+    key, issued = enroll_outlet(api.client.post, outlet_id, admin=api.as_role(Role.ADMIN))
+    store_enrollment(data_dir, outlet_id, server_url, key, issued)
 
 
 def test_an_offer_is_downloaded_installed_switched_and_the_agent_exits_75(

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fleet_server.security import Role
 from govedge_wire.releases import ManifestRefused, verify_manifest
+from tests.enrolling import enroll_outlet
 from tests.server.releases.kit import (
     ReleaseApi,
     bundle_bytes,
@@ -200,21 +198,8 @@ def test_viewers_read_but_cannot_add(api: ReleaseApi) -> None:
 
 
 def _enrolled_outlet(api: ReleaseApi, outlet_id: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
-    token = api.client.post(
-        "/api/v1/enrollments",
-        json={"outlet_id": outlet_id, "ttl_s": 600},
-        headers=api.as_role(Role.ADMIN),
-    ).json()["token"]
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, outlet_id)]))
-        .sign(key, hashes.SHA256())
-    )
-    body = {"token": token, "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode()}
-    answer = api.client.post("/api/v1/enroll", json=body)
-    assert answer.status_code == 200, answer.text
-    return key, answer.json()["certificate_pem"]
+    key, issued = enroll_outlet(api.client.post, outlet_id, admin=api.as_role(Role.ADMIN))
+    return key, str(issued["certificate_pem"])
 
 
 def test_an_outlet_downloads_with_its_certificate(api: ReleaseApi) -> None:
