@@ -48,6 +48,7 @@ from edge_agent.service.heartbeat import AgentState, keep_service_manager_inform
 from edge_agent.service.notify import Notifier
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
+from edge_agent.technician.outbox_state import publish_outbox_state
 from edge_agent.updates import (
     RESTART_EXIT_CODE,
     Installer,
@@ -168,6 +169,10 @@ class Agent:
                     keep_service_manager_informed(self._notifier, self._service_state),
                     name="agent-service-notify",
                 )
+                outbox_state = tg.create_task(
+                    publish_outbox_state(self.settings.data_dir, self._outbox_counts),
+                    name="agent-outbox-state",
+                )
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
@@ -181,6 +186,7 @@ class Agent:
                 # Stop taking the clerks' work first, then say goodbye on MQTT.
                 local_api.cancel()
                 settle.cancel()
+                outbox_state.cancel()
                 self.installer.cancel()
                 remove_hotplug()
                 if renewal is not None:
@@ -188,6 +194,10 @@ class Agent:
                 await self._shutdown(mqtt_task)
         finally:
             await self._close_runtime(stack)
+
+    async def _outbox_counts(self) -> tuple[int, int, float | None]:
+        stats = await self._require_runtime().runtime.outbox.stats()
+        return sum(stats.depth.values()), stats.dead_letters, stats.oldest_age_s
 
     async def _serve_local_api(self, assembled: Assembled) -> None:
         """The clerks' local API on 127.0.0.1; the agent keeps running if it cannot bind."""

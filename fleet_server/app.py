@@ -52,6 +52,8 @@ from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
 from fleet_server.playbooks import api as playbooks_api
+from fleet_server.playbooks import archives_api
+from fleet_server.playbooks.revoke import revoker
 from fleet_server.playbooks.worker import RunManager
 from fleet_server.releases import api as releases_api
 from fleet_server.routing.targets import TargetsConfig
@@ -85,6 +87,7 @@ def create_app(
                 state.sessions,
                 runs_dir=settings.playbook_runs_dir,
                 ssh_key=settings.playbook_ssh_key,
+                revoke=revoker(state.sessions, app.state.security, state.ingest),
             )
             app.state.playbook_runs.mark_interrupted()
             yield
@@ -148,6 +151,9 @@ def create_app(
     # Playbook runs (docs/playbook-runs.md): technicians run and cancel, viewers read.
     api(playbooks_api.read_router, dependencies=[VIEWER])
     api(playbooks_api.write_router, dependencies=[TECHNICIAN])
+    api(archives_api.read_router, dependencies=[VIEWER])
+    api(archives_api.download_router, dependencies=[TECHNICIAN])
+    api(archives_api.admin_router, dependencies=[ADMIN])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     # How a browser gets a session: the entry, the login form and the files it needs.
     app.include_router(web_login.router, dependencies=[OPEN])

@@ -19,6 +19,7 @@ __all__ = [
     "mask_address",
     "mask_id_number",
     "mask_name",
+    "mask_text",
     "validate_id_number",
 ]
 
@@ -26,6 +27,10 @@ __all__ = [
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
 _SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
+# In free text (log lines, command output): an 18-character run that is a valid ID
+# number, and a mainland mobile number, each standing alone among digits.
+_ID_IN_TEXT = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+_MOBILE_IN_TEXT = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 
 
 class InvalidIdNumber(ValueError):
@@ -95,3 +100,21 @@ def mask_address(address: str | None) -> str:
     if not address:
         return ""
     return address[:3] + "***"
+
+
+def mask_text(text: str) -> str:
+    """Free text with every valid ID number and mobile number in it masked.
+
+    For text that was not written through the masking helpers (a journal, a command's
+    output): ``330106199001011234`` → ``3301**********1234``, ``13812345678`` →
+    ``138****5678``. An 18-digit run whose check digit is wrong is left alone (an order
+    or serial number, not an ID). Names and addresses in free text cannot be told from
+    other words; the agent never logs them.
+    """
+
+    def id_number(match: re.Match[str]) -> str:
+        value = match.group(0).upper()
+        return mask_id_number(value) if is_valid_id_number(value) else match.group(0)
+
+    text = _ID_IN_TEXT.sub(id_number, text)
+    return _MOBILE_IN_TEXT.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)

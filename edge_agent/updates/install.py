@@ -126,7 +126,24 @@ def _unpack(artifact: Path, into: Path) -> None:
             archive.extractall(into)  # noqa: S202 - the server refused paths leaving it
     else:
         with tarfile.open(artifact) as archive:
-            archive.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(into, filter="data")
+            else:
+                # Python before 3.11.4 (Debian 12 ships 3.11.2) has no extraction
+                # filters: only plain files and folders inside ``into`` are taken.
+                archive.extractall(into, members=_plain_members(archive))  # noqa: S202 - checked
+
+
+def _plain_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The archive's members if every one is a plain file or folder with a relative
+    path that stays inside; else ``UpdateFailed`` (``install_failed``)."""
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+            raise UpdateFailed("install_failed", f"bundle member refused: {member.name[:100]!r}")
+        member.mode &= 0o755
+    return members
 
 
 async def _run(argv: list[str]) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import Authenticated, SecurityDep
 from fleet_server.api.deps import SessionDep
-from fleet_server.playbooks import catalogue
+from fleet_server.playbooks import catalogue, fleet_vars
 from fleet_server.playbooks.inventory import Target, choose, unknown_outlets
 from fleet_server.playbooks.tables import (
     RUN_DONE,
@@ -150,6 +150,10 @@ def start_run(
     try:
         playbook = catalogue.load(settings.playbooks_dir, body.playbook)
         catalogue.check_extra_vars(playbook, body.extra_vars)
+        supply = fleet_vars.plan(
+            session, playbook, body.extra_vars, releases_dir=settings.releases_dir,
+            config_keys=request.app.state.fleet.config_keys,
+        )  # fmt: skip
     except catalogue.PlaybookError as exc:
         counts["playbook"] += 1
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
@@ -191,7 +195,7 @@ def start_run(
     )  # fmt: skip
     session.commit()
     if chosen.hosts:
-        _manager(request).start(run.id, playbook.path, chosen.hosts)
+        _manager(request).start(run.id, playbook.path, chosen.hosts, supply)
     return _run_json(session, run)
 
 
@@ -327,4 +331,6 @@ def read_access(outlet_id: str, session: SessionDep) -> dict[str, Any]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no access set for {outlet_id}")
     return {"outlet_id": outlet_id, "ansible_host": row.ansible_host,
             "ansible_user": row.ansible_user, "ansible_port": row.ansible_port,
-            "host_vars": row.host_vars}  # fmt: skip
+            "host_vars": row.host_vars, "host_key": row.host_key,
+            "host_key_pinned_at": row.host_key_pinned_at.isoformat()
+            if row.host_key_pinned_at else None}  # fmt: skip

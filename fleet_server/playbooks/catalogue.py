@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -21,6 +21,17 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "dict": (dict,),
     "path": (str,),
 }
+
+
+# Variables the fleet server fills in for a run (fleet_vars.py), never the caller: files
+# on the server's disk, a one-time token per host, where fetched archives land.
+FLEET_SUPPLIED: Final = frozenset({
+    "govedge_agent_release_file",
+    "govedge_agent_release_manifest",
+    "govedge_agent_config_keys_file",
+    "govedge_agent_enroll_token",
+    "govedge_agent_archive_dir",
+})  # fmt: skip
 
 
 class PlaybookError(ValueError):
@@ -42,22 +53,36 @@ class Playbook:
         return bool(self.variables)
 
 
-def _roles_of(plays: Any) -> list[str]:
-    roles: list[str] = []
+_IMPORTS = ("import_role", "include_role", "ansible.builtin.import_role",
+            "ansible.builtin.include_role")  # fmt: skip
+
+
+def _roles_of(plays: Any) -> list[tuple[str, str]]:
+    """(role, entry point) of each play's ``roles:`` (entry ``main``) and of its tasks'
+    ``import_role``/``include_role`` (entry ``tasks_from``, else ``main``)."""
+    roles: list[tuple[str, str]] = []
     for play in plays if isinstance(plays, list) else []:
-        for role in play.get("roles", []) if isinstance(play, dict) else []:
+        if not isinstance(play, dict):
+            continue
+        for role in play.get("roles", []) or []:
             name = role.get("role") or role.get("name") if isinstance(role, dict) else role
             if isinstance(name, str):
-                roles.append(name)
+                roles.append((name, "main"))
+        for section in ("pre_tasks", "tasks", "post_tasks"):
+            for task in play.get(section, []) or []:
+                for key in _IMPORTS:
+                    args = task.get(key) if isinstance(task, dict) else None
+                    if isinstance(args, dict) and isinstance(args.get("name"), str):
+                        roles.append((args["name"], str(args.get("tasks_from") or "main")))
     return roles
 
 
-def _role_options(root: Path, role: str) -> dict[str, dict[str, Any]]:
+def _role_options(root: Path, role: str, entry: str) -> dict[str, dict[str, Any]]:
     for name in ("argument_specs.yml", "argument_specs.yaml"):
         spec = root / "roles" / role / "meta" / name
         if spec.is_file():
             data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
-            main = (data.get("argument_specs") or {}).get("main") or {}
+            main = (data.get("argument_specs") or {}).get(entry) or {}
             return {k: dict(v or {}) for k, v in (main.get("options") or {}).items()}
     return {}
 
@@ -72,8 +97,8 @@ def load(root: Path, name: str) -> Playbook:
     except yaml.YAMLError as exc:
         raise PlaybookError(f"playbook {name!r} is not valid YAML: {exc}") from None
     variables: dict[str, dict[str, Any]] = {}
-    for role in _roles_of(plays):
-        variables.update(_role_options(root, role))
+    for role, entry in _roles_of(plays):
+        variables.update(_role_options(root, role, entry))
     first = plays[0] if isinstance(plays, list) and plays and isinstance(plays[0], dict) else {}
     return Playbook(name, path, str(first.get("name", "")), variables)
 
@@ -96,10 +121,13 @@ def check_extra_vars(playbook: Playbook, extra_vars: dict[str, Any]) -> None:
         return
     problems = []
     for name, wanted_spec in playbook.variables.items():
-        if wanted_spec.get("required") and name not in extra_vars:
+        if wanted_spec.get("required") and name not in extra_vars and name not in FLEET_SUPPLIED:
             problems.append(f"{name}: required")
     for name, value in extra_vars.items():
         spec = playbook.variables.get(name)
+        if name in FLEET_SUPPLIED:
+            problems.append(f"{name}: set by the fleet server for each run, not by the caller")
+            continue
         if spec is None:
             problems.append(f"{name}: not a variable of {playbook.name}")
             continue

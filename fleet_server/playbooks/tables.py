@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fleet_server.models import Base, UTCDateTime
@@ -29,6 +29,25 @@ class OutletAccess(Base):
     host_vars: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(128))
+    # The PC's SSH host key (``ssh-ed25519 AAAA…``), pinned at the first run that reached
+    # it (migration 0020); every later run checks it strictly.
+    host_key: Mapped[str | None] = mapped_column(String(2000), default=None)
+    host_key_pinned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class OutletArchive(Base):
+    """An archive a run fetched from an outlet PC (diagnose, decommission), kept in the
+    run's folder and listed on the outlet's record (migration 0020)."""
+
+    __tablename__ = "outlet_archives"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    outlet_id: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("playbook_runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PlaybookRun(Base):

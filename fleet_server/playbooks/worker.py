@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.playbooks import run_files
+from fleet_server.playbooks.fleet_vars import Supply
 from fleet_server.playbooks.tables import PlaybookEvent, PlaybookHost, PlaybookRun
 from fleet_server.redact import redact_text
-from govedge_wire.pii import is_valid_id_number, mask_id_number
+from govedge_wire.pii import mask_text
 
 log = logging.getLogger(__name__)
 
-_ID_NUMBER = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
-_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 _STDOUT_MAX = 4000
 # ansible-runner event → the host status it reports
 _HOST_EVENTS = {
@@ -43,14 +45,7 @@ _HOST_EVENTS = {
 
 def mask(text: str) -> str:
     """``text`` without ID numbers, mobile numbers or URL secrets."""
-
-    def id_number(match: re.Match[str]) -> str:
-        value = match.group(0).upper()
-        return mask_id_number(value) if is_valid_id_number(value) else value
-
-    text = _ID_NUMBER.sub(id_number, text)
-    text = _PHONE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
-    return redact_text(text)[:_STDOUT_MAX]
+    return redact_text(mask_text(text))[:_STDOUT_MAX]
 
 
 _SECRET_NAME = re.compile(r"^GOVEDGE_|TOKEN|PASSW|SECRET|KEY|CREDENTIAL|DATABASE_URL", re.I)
@@ -62,7 +57,10 @@ def child_env(bin_dir: str) -> dict[str, str]:
     name looks like a secret (and every ``GOVEDGE_`` one) is blanked here."""
     blanked = {name: "" for name in os.environ if _SECRET_NAME.search(name)}
     # ansible-playbook of this environment, even when PATH lacks the venv
-    return {**blanked, "PATH": f"{bin_dir}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1"}
+    # ansible-runner turns host key checking off unless told: the run's known_hosts
+    # (pinned keys, run_files.py) is only checked with it on.
+    return {**blanked, "PATH": f"{bin_dir}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_HOST_KEY_CHECKING": "True"}  # fmt: skip
 
 
 def _now() -> datetime:
@@ -73,11 +71,20 @@ class RunManager:
     """Starts runs in threads and cancels them; one per server."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], *, runs_dir: Path, ssh_key: Path | None
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        runs_dir: Path,
+        ssh_key: Path | None,
+        revoke: Callable[[str, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._runs_dir = runs_dir
         self._ssh_key = ssh_key
+        # Revokes an outlet's certificates (outlet id, actor): what a decommission run
+        # asks for, with ``set_stats: {govedge_revoke: [host]}``, once it succeeded.
+        self._revoke = revoke
+        self._revoke_asked: dict[int, set[str]] = {}
         self._cancel: dict[int, threading.Event] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -97,11 +104,17 @@ class RunManager:
             log.warning("%d playbook run(s) interrupted by a server restart", count)
         return count
 
-    def start(self, run_id: int, playbook: Path, hosts: Mapping[str, dict[str, Any]]) -> None:
+    def start(
+        self,
+        run_id: int,
+        playbook: Path,
+        hosts: Mapping[str, dict[str, Any]],
+        supply: Supply | None = None,
+    ) -> None:
         """Run ``playbook`` on ``hosts`` in a new thread."""
         cancel = threading.Event()
         thread = threading.Thread(
-            target=self._run, args=(run_id, playbook, dict(hosts), cancel),
+            target=self._run, args=(run_id, playbook, dict(hosts), cancel, supply or Supply()),
             name=f"playbook-run-{run_id}", daemon=True,
         )  # fmt: skip
         with self._lock:
@@ -129,7 +142,12 @@ class RunManager:
             thread.join(timeout)
 
     def _run(
-        self, run_id: int, playbook: Path, hosts: dict[str, dict[str, Any]], cancel: threading.Event
+        self,
+        run_id: int,
+        playbook: Path,
+        hosts: dict[str, dict[str, Any]],
+        cancel: threading.Event,
+        supply: Supply,
     ) -> None:
         import ansible_runner  # type: ignore[import-untyped]  # the server extra's; no stubs
 
@@ -141,11 +159,22 @@ class RunManager:
         data_dir = self._runs_dir / str(run_id)
         self._runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (data_dir / "inventory").mkdir(mode=0o700, parents=True, exist_ok=True)
-        inventory = {"all": {"hosts": hosts}}
-        (data_dir / "inventory" / "hosts.json").write_text(json.dumps(inventory), encoding="utf-8")
         bin_dir = str(Path(sys.executable).parent)
         status, rc, error = "error", None, None
+        prepared = None
+        # ssh connections are shared within a run only: a later run (another pin, a
+        # reinstalled PC) never rides on one opened before it. A short path: a socket
+        # path must fit in 108 bytes.
+        control_dir = tempfile.mkdtemp(prefix="govedge-ssh-")
         try:
+            prepared = run_files.prepare(
+                data_dir, run_id, supply, hosts, self._sessions, mint_token=_mint_token
+            )
+            extra_vars.update(prepared.extra_vars)
+            inventory = {"all": {"hosts": prepared.hosts}}
+            (data_dir / "inventory" / "hosts.json").write_text(
+                json.dumps(inventory), encoding="utf-8"
+            )
             kwargs: dict[str, Any] = {
                 "private_data_dir": str(data_dir),
                 "project_dir": str(playbook.parent),
@@ -156,7 +185,7 @@ class RunManager:
                 "ident": "artifacts",
                 "event_handler": lambda event: self._event(run_id, event),
                 "cancel_callback": cancel.is_set,
-                "envvars": child_env(bin_dir),
+                "envvars": {**child_env(bin_dir), "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir},
             }
             if check:
                 kwargs["cmdline"] = "--check"
@@ -173,7 +202,12 @@ class RunManager:
             error = f"{type(exc).__name__}: {mask(str(exc))}"[:2000]
             log.exception("playbook run %d failed to run: %s", run_id, error)
         finally:
+            # ansible-runner leaves the key it was handed in env/ssh_key: never keep it
+            (data_dir / "env" / "ssh_key").unlink(missing_ok=True)
+            shutil.rmtree(control_dir, ignore_errors=True)
             self._finish(run_id, status, rc, error)
+            if prepared is not None:
+                self._after(run_id, data_dir, prepared, cancelled=cancel.is_set())
             with self._lock:
                 self._cancel.pop(run_id, None)
                 self._threads.pop(run_id, None)
@@ -195,11 +229,41 @@ class RunManager:
             )  # fmt: skip
             if name == "playbook_on_stats":
                 self._apply_stats(session, run_id, data)
+                asked = (data.get("artifact_data") or {}).get("govedge_revoke") or []
+                if isinstance(asked, list):
+                    self._revoke_asked[run_id] = {str(o) for o in asked}
             elif host and name in _HOST_EVENTS:
                 row = session.get(PlaybookHost, (run_id, str(host)))
                 if row is not None:
                     self._count(row, name, data)
         return True
+
+    def _after(self, run_id: int, data_dir: Path, prepared: run_files.Prepared, *,
+               cancelled: bool) -> None:  # fmt: skip
+        """What a run leaves: new host-key pins, attached archives, revocations asked."""
+        asked = self._revoke_asked.pop(run_id, set())
+        try:
+            with self._sessions() as session, session.begin():
+                pinned = run_files.pin_new_keys(
+                    session, run_id, prepared.hosts, prepared.known_hosts
+                )
+                run_files.attach_archives(session, run_id, data_dir, set(prepared.hosts))
+                statuses = {
+                    row.outlet_id: row.status
+                    for row in session.scalars(
+                        select(PlaybookHost).where(PlaybookHost.run_id == run_id)
+                    )
+                }
+            if pinned:
+                log.info("playbook run %d pinned the host keys of %s", run_id, ", ".join(pinned))
+            for outlet in sorted(asked & set(prepared.hosts)):
+                # only for a host whose whole play went through (never on a failed one)
+                if self._revoke is not None and not cancelled and statuses.get(outlet) in (
+                    "ok", "changed",
+                ):  # fmt: skip
+                    self._revoke(outlet, f"playbook-run:{run_id}")
+        except Exception:  # the run is recorded already; its aftermath must not kill the thread
+            log.exception("playbook run %d: recording what it left failed", run_id)
 
     @staticmethod
     def _count(row: PlaybookHost, name: str, data: Mapping[str, Any]) -> None:
@@ -245,6 +309,16 @@ class RunManager:
                 if row.status == "pending":
                     row.status = status if status in ("canceled", "interrupted") else "pending"
         log.info("playbook run %d finished: %s (rc %s)", run_id, status, rc)
+
+
+def _mint_token(session: Session, outlet_id: str, run_id: int) -> str:
+    """A one-time enrollment token for a host of a provisioning run."""
+    from fleet_server.security.enrollment import create_enrollment
+
+    made = create_enrollment(
+        session, outlet_id=outlet_id, ttl=run_files.ENROLL_TTL, actor=f"playbook-run:{run_id}"
+    )
+    return made.token
 
 
 def _host_status(row: PlaybookHost) -> str:

@@ -70,6 +70,8 @@ TABLES = {
     "playbook_runs",
     "playbook_hosts",
     "playbook_events",
+    # host keys and fetched archives (0020_outlet_host_keys)
+    "outlet_archives",
 }
 
 
