@@ -102,6 +102,10 @@ def register(cli: click.Group) -> None:
     @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
     @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
     @click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable).")
+    @click.option(
+        "--alert-rule", "alert_rules", multiple=True,
+        help="Outlets with an open alert of this rule (repeatable).",
+    )  # fmt: skip
     @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
     @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
     @click.option(
@@ -112,16 +116,20 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def playbooks_run(
         api: Any, playbook: str, outlets: tuple[str, ...], regions: tuple[str, ...],
-        kinds: tuple[str, ...], tags: tuple[str, ...], extra: tuple[str, ...], *, check: bool,
+        kinds: tuple[str, ...], tags: tuple[str, ...], alert_rules: tuple[str, ...],
+        extra: tuple[str, ...], *, check: bool,
         during_opening_hours: bool, forks: int, follow: bool,
     ) -> None:  # fmt: skip
-        """Run PLAYBOOK on the outlets chosen by --outlet, --region, --kind and --tag."""
-        if not (outlets or regions or kinds or tags):
-            raise click.UsageError("name the outlets: --outlet, --region, --kind or --tag")
+        """Run PLAYBOOK on the outlets chosen by --outlet, --region, --kind, --tag and
+        --alert-rule (the union)."""
+        if not (outlets or regions or kinds or tags or alert_rules):
+            raise click.UsageError(
+                "name the outlets: --outlet, --region, --kind, --tag or --alert-rule"
+            )
         body = {
             "playbook": playbook,
             "target": {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds),
-                       "tags": list(tags)},
+                       "tags": list(tags), "alert_rules": list(alert_rules)},
             "extra_vars": dict(extra_var(text) for text in extra),
             "check": check, "during_opening_hours": during_opening_hours, "forks": forks,
         }  # fmt: skip

@@ -45,7 +45,7 @@ _Ids = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field
 
 
 class TargetIn(BaseModel):
-    """Which outlets: ids, region-code prefixes, kinds and tags (the union)."""
+    """Which outlets: ids, region-code prefixes, kinds, tags and alert rules (the union)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +53,15 @@ class TargetIn(BaseModel):
     regions: _Ids = []
     kinds: _Ids = []
     tags: _Ids = []
+    # Outlets with an open (not resolved) alert of any of these rules.
+    alert_rules: _Ids = []
+
+    def as_target(self) -> Target:
+        """The inventory's view of it."""
+        return Target(
+            outlets=tuple(self.outlets), regions=tuple(self.regions), kinds=tuple(self.kinds),
+            tags=tuple(self.tags), alert_rules=tuple(self.alert_rules),
+        )  # fmt: skip
 
 
 class RunIn(BaseModel):
@@ -153,8 +162,7 @@ def start_run(
     except catalogue.PlaybookError as exc:
         counts["playbook"] += 1
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
-    target = Target(tuple(body.target.outlets), tuple(body.target.regions),
-                    tuple(body.target.kinds), tuple(body.target.tags))  # fmt: skip
+    target = body.target.as_target()
     unknown = unknown_outlets(session, target)
     if unknown:
         counts["target"] += 1
@@ -167,7 +175,10 @@ def start_run(
     )  # fmt: skip
     if not chosen.hosts and not chosen.held:
         counts["target"] += 1
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the target is empty")
+        detail = "the target is empty"
+        if target.alert_rules:  # the likeliest reason: say it, or the operator hunts for it
+            detail += f" (no outlet has an open alert of {', '.join(target.alert_rules)})"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
     run = PlaybookRun(
         playbook=playbook.name, status="pending" if chosen.hosts else "successful",
         check_mode=body.check, during_opening_hours=body.during_opening_hours,
