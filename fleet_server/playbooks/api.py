@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import Authenticated, SecurityDep
@@ -210,9 +210,28 @@ def start_run(
 def list_runs(
     session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
-    """Runs, newest first."""
-    rows = session.scalars(select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit))
-    return [_run_json(session, run, hosts=False) for run in rows]
+    """Runs, newest first, each with how many of its outlets are in each host status."""
+    runs = list(session.scalars(select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit)))
+    counts = host_counts(session, [run.id for run in runs])
+    return [
+        {**_run_json(session, run, hosts=False), "host_counts": counts.get(run.id, {})}
+        for run in runs
+    ]
+
+
+def host_counts(session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Run id → host status → outlets (one query for a whole page of runs)."""
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        select(PlaybookHost.run_id, PlaybookHost.status, func.count())
+        .where(PlaybookHost.run_id.in_(run_ids))
+        .group_by(PlaybookHost.run_id, PlaybookHost.status)
+    )
+    found: dict[int, dict[str, int]] = {}
+    for run_id, host_status, n in rows:
+        found.setdefault(run_id, {})[host_status] = int(n)
+    return found
 
 
 @read_router.get("/playbook-runs/{run_id}")
@@ -293,6 +312,11 @@ def outlet_runs(
     outlet_id: str, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> list[dict[str, Any]]:
     """The outlet's last runs, each with its result on this outlet."""
+    return outlet_runs_json(session, outlet_id, limit=limit)
+
+
+def outlet_runs_json(session: Session, outlet_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """The outlet's last runs with its own result (also the outlet page's data)."""
     rows = session.execute(
         select(PlaybookRun, PlaybookHost)
         .join(PlaybookHost, PlaybookHost.run_id == PlaybookRun.id)
