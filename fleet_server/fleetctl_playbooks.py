@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-_DONE = {"successful", "failed", "canceled", "error", "interrupted"}
-_HOST_EVENTS = {
-    "runner_on_ok": "ok",
-    "runner_on_failed": "failed",
-    "runner_on_unreachable": "unreachable",
-    "runner_on_skipped": "skipped",
-}
+from fleet_server.fleetctl_playbook_watch import watch
 
 
 def extra_var(text: str) -> tuple[str, Any]:
@@ -48,25 +41,6 @@ def _hosts_table(run: dict[str, Any]) -> Table:
             str(host["failed"]), str(host["unreachable"]), host["last_task"] or "-",
         )  # fmt: skip
     return table
-
-
-def watch(api: Any, run_id: int, *, poll_s: float = 1.0) -> dict[str, Any]:
-    """Print each host's task results as they come; the finished run."""
-    after = 0
-    while True:
-        page = api.get(f"/api/v1/playbook-runs/{run_id}/events?after={after}")
-        for event in page["events"]:
-            after = event["seq"]
-            kind = _HOST_EVENTS.get(event["event"])
-            if kind is not None:
-                click.echo(f"{event['outlet_id']:<24} {kind:<12} {event['task'] or ''}")
-            elif event["event"] == "playbook_on_task_start":
-                click.echo(f"-- {event['task']}")
-        if page["status"] in _DONE and not page["events"]:
-            result: dict[str, Any] = api.get(f"/api/v1/playbook-runs/{run_id}")
-            return result
-        if not page["events"]:
-            time.sleep(poll_s)
 
 
 def register(cli: click.Group) -> None:
@@ -140,8 +114,10 @@ def register(cli: click.Group) -> None:
             f", {len(held)} held back (open now): {', '.join(held)}" if held else ""))  # fmt: skip
         if not follow:
             return
-        done = watch(api, run["id"])
-        Console(width=200).print(_hosts_table(done))
+        # Bars redraw in place on a terminal; piped, they print once at the end, wide.
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        done = watch(api, run["id"], run, console=console)
+        console.print(_hosts_table(done))
         if done["status"] != "successful":
             sys.exit(1)
 
