@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-_DONE = {"successful", "failed", "canceled", "error", "interrupted"}
-_HOST_EVENTS = {
-    "runner_on_ok": "ok",
-    "runner_on_failed": "failed",
-    "runner_on_unreachable": "unreachable",
-    "runner_on_skipped": "skipped",
-}
+from fleet_server.fleetctl_playbook_watch import watch
 
 
 def extra_var(text: str) -> tuple[str, Any]:
@@ -48,25 +41,6 @@ def _hosts_table(run: dict[str, Any]) -> Table:
             str(host["failed"]), str(host["unreachable"]), host["last_task"] or "-",
         )  # fmt: skip
     return table
-
-
-def watch(api: Any, run_id: int, *, poll_s: float = 1.0) -> dict[str, Any]:
-    """Print each host's task results as they come; the finished run."""
-    after = 0
-    while True:
-        page = api.get(f"/api/v1/playbook-runs/{run_id}/events?after={after}")
-        for event in page["events"]:
-            after = event["seq"]
-            kind = _HOST_EVENTS.get(event["event"])
-            if kind is not None:
-                click.echo(f"{event['outlet_id']:<24} {kind:<12} {event['task'] or ''}")
-            elif event["event"] == "playbook_on_task_start":
-                click.echo(f"-- {event['task']}")
-        if page["status"] in _DONE and not page["events"]:
-            result: dict[str, Any] = api.get(f"/api/v1/playbook-runs/{run_id}")
-            return result
-        if not page["events"]:
-            time.sleep(poll_s)
 
 
 def register(cli: click.Group) -> None:
@@ -102,6 +76,10 @@ def register(cli: click.Group) -> None:
     @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
     @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
     @click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable).")
+    @click.option(
+        "--alert-rule", "alert_rules", multiple=True,
+        help="Outlets with an open alert of this rule (repeatable).",
+    )  # fmt: skip
     @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
     @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
     @click.option(
@@ -112,16 +90,20 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def playbooks_run(
         api: Any, playbook: str, outlets: tuple[str, ...], regions: tuple[str, ...],
-        kinds: tuple[str, ...], tags: tuple[str, ...], extra: tuple[str, ...], *, check: bool,
+        kinds: tuple[str, ...], tags: tuple[str, ...], alert_rules: tuple[str, ...],
+        extra: tuple[str, ...], *, check: bool,
         during_opening_hours: bool, forks: int, follow: bool,
     ) -> None:  # fmt: skip
-        """Run PLAYBOOK on the outlets chosen by --outlet, --region, --kind and --tag."""
-        if not (outlets or regions or kinds or tags):
-            raise click.UsageError("name the outlets: --outlet, --region, --kind or --tag")
+        """Run PLAYBOOK on the outlets chosen by --outlet, --region, --kind, --tag and
+        --alert-rule (the union)."""
+        if not (outlets or regions or kinds or tags or alert_rules):
+            raise click.UsageError(
+                "name the outlets: --outlet, --region, --kind, --tag or --alert-rule"
+            )
         body = {
             "playbook": playbook,
             "target": {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds),
-                       "tags": list(tags)},
+                       "tags": list(tags), "alert_rules": list(alert_rules)},
             "extra_vars": dict(extra_var(text) for text in extra),
             "check": check, "during_opening_hours": during_opening_hours, "forks": forks,
         }  # fmt: skip
@@ -132,8 +114,10 @@ def register(cli: click.Group) -> None:
             f", {len(held)} held back (open now): {', '.join(held)}" if held else ""))  # fmt: skip
         if not follow:
             return
-        done = watch(api, run["id"])
-        Console(width=200).print(_hosts_table(done))
+        # Bars redraw in place on a terminal; piped, they print once at the end, wide.
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        done = watch(api, run["id"], run, console=console)
+        console.print(_hosts_table(done))
         if done["status"] != "successful":
             sys.exit(1)
 

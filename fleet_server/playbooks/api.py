@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import Authenticated, SecurityDep
@@ -45,7 +45,7 @@ _Ids = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field
 
 
 class TargetIn(BaseModel):
-    """Which outlets: ids, region-code prefixes, kinds and tags (the union)."""
+    """Which outlets: ids, region-code prefixes, kinds, tags and alert rules (the union)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +53,15 @@ class TargetIn(BaseModel):
     regions: _Ids = []
     kinds: _Ids = []
     tags: _Ids = []
+    # Outlets with an open (not resolved) alert of any of these rules.
+    alert_rules: _Ids = []
+
+    def as_target(self) -> Target:
+        """The inventory's view of it."""
+        return Target(
+            outlets=tuple(self.outlets), regions=tuple(self.regions), kinds=tuple(self.kinds),
+            tags=tuple(self.tags), alert_rules=tuple(self.alert_rules),
+        )  # fmt: skip
 
 
 class RunIn(BaseModel):
@@ -157,8 +166,7 @@ def start_run(
     except catalogue.PlaybookError as exc:
         counts["playbook"] += 1
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
-    target = Target(tuple(body.target.outlets), tuple(body.target.regions),
-                    tuple(body.target.kinds), tuple(body.target.tags))  # fmt: skip
+    target = body.target.as_target()
     unknown = unknown_outlets(session, target)
     if unknown:
         counts["target"] += 1
@@ -171,7 +179,10 @@ def start_run(
     )  # fmt: skip
     if not chosen.hosts and not chosen.held:
         counts["target"] += 1
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the target is empty")
+        detail = "the target is empty"
+        if target.alert_rules:  # the likeliest reason: say it, or the operator hunts for it
+            detail += f" (no outlet has an open alert of {', '.join(target.alert_rules)})"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
     run = PlaybookRun(
         playbook=playbook.name, status="pending" if chosen.hosts else "successful",
         check_mode=body.check, during_opening_hours=body.during_opening_hours,
@@ -203,9 +214,28 @@ def start_run(
 def list_runs(
     session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
-    """Runs, newest first."""
-    rows = session.scalars(select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit))
-    return [_run_json(session, run, hosts=False) for run in rows]
+    """Runs, newest first, each with how many of its outlets are in each host status."""
+    runs = list(session.scalars(select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit)))
+    counts = host_counts(session, [run.id for run in runs])
+    return [
+        {**_run_json(session, run, hosts=False), "host_counts": counts.get(run.id, {})}
+        for run in runs
+    ]
+
+
+def host_counts(session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Run id → host status → outlets (one query for a whole page of runs)."""
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        select(PlaybookHost.run_id, PlaybookHost.status, func.count())
+        .where(PlaybookHost.run_id.in_(run_ids))
+        .group_by(PlaybookHost.run_id, PlaybookHost.status)
+    )
+    found: dict[int, dict[str, int]] = {}
+    for run_id, host_status, n in rows:
+        found.setdefault(run_id, {})[host_status] = int(n)
+    return found
 
 
 @read_router.get("/playbook-runs/{run_id}")
@@ -286,6 +316,11 @@ def outlet_runs(
     outlet_id: str, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> list[dict[str, Any]]:
     """The outlet's last runs, each with its result on this outlet."""
+    return outlet_runs_json(session, outlet_id, limit=limit)
+
+
+def outlet_runs_json(session: Session, outlet_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """The outlet's last runs with its own result (also the outlet page's data)."""
     rows = session.execute(
         select(PlaybookRun, PlaybookHost)
         .join(PlaybookHost, PlaybookHost.run_id == PlaybookRun.id)

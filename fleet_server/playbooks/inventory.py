@@ -1,11 +1,13 @@
 """The inventory of a run, generated from the registry (never a hand-kept file).
 
-A target names outlets, regions (prefixes of a region code), kinds and tags (of the
-outlet profile); the union is taken. Outlets whose certificate is revoked and none left
-valid (decommissioned) are left out. Each host is named by its outlet id, with the vars
-of its ``outlet_access`` row. Unless ``during_opening_hours``, an outlet that is open
-now (its effective config's ``opening_hours``, else its profile's; a 24h outlet outside
-its quiet window) is held back: listed with the reason, not run.
+A target names outlets, regions (prefixes of a region code), kinds, tags (of the
+outlet profile) and alert rules (outlets with an open alert of that rule, so a fix can
+go exactly where the problem is); the union is taken. Outlets whose certificate is
+revoked and none left valid (decommissioned) are left out. Each host is named by its
+outlet id, with the vars of its ``outlet_access`` row. Unless ``during_opening_hours``,
+an outlet that is open now (its effective config's ``opening_hours``, else its
+profile's; a 24h outlet outside its quiet window) is held back: listed with the reason,
+not run.
 """
 
 from __future__ import annotations
@@ -20,19 +22,20 @@ from sqlalchemy.orm import Session
 from fleet_server.config.effective import effective_all, outlet_places
 from fleet_server.config.holds import hours_for
 from fleet_server.health.hours import is_24h, may_take_devices, zone_of
-from fleet_server.health.tables import OutletProfile
+from fleet_server.health.tables import Alert, OutletProfile
 from fleet_server.models import Certificate
 from fleet_server.playbooks.tables import OutletAccess
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Which outlets a run is for (the union of the four lists)."""
+    """Which outlets a run is for (the union of the five lists)."""
 
     outlets: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    alert_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,19 @@ def _tagged(session: Session, tags: tuple[str, ...]) -> set[str]:
     return {outlet for outlet, have in rows if wanted.intersection(have or ())}
 
 
+def _alerting(session: Session, rules: tuple[str, ...]) -> set[str]:
+    """Outlets with an alert of any of ``rules`` still open (not resolved): the alert
+    engine resolves an alert once its condition stops holding, so these are the outlets
+    where the problem is now. Acknowledged or silenced alerts are still open."""
+    if not rules:
+        return set()
+    return set(
+        session.scalars(
+            select(Alert.outlet_id).where(Alert.state == "open", Alert.rule.in_(rules)).distinct()
+        )
+    )
+
+
 def host_vars(row: OutletAccess | None) -> dict[str, Any]:
     """The inventory vars of one outlet."""
     if row is None:
@@ -79,6 +95,7 @@ def choose(
     places = outlet_places(session)
     gone = _decommissioned(session)
     tagged = _tagged(session, target.tags)
+    alerting = _alerting(session, target.alert_rules)
     wanted = [
         p.outlet_id
         for p in places
@@ -88,6 +105,7 @@ def choose(
             or any((p.region_code or "").startswith(r) for r in target.regions)
             or (p.kind is not None and p.kind in target.kinds)
             or p.outlet_id in tagged
+            or p.outlet_id in alerting
         )
     ]
     access = {

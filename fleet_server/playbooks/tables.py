@@ -1,4 +1,4 @@
-"""Tables of migration ``0015_playbook_runs``: how to reach an outlet PC, runs, per-host
+"""Tables of migration ``0017_playbook_runs``: how to reach an outlet PC, runs, per-host
 results and the job events of each run."""
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from fleet_server.api.auth import CONFIG_WRITERS, Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.config import outlet_view, store
 from fleet_server.health import queries
+from fleet_server.playbooks import api as playbooks_api
 from fleet_server.security import Principal, Role
 from fleet_server.web.i18n import LANGS, table
 
@@ -33,6 +34,7 @@ _STATIC = {
     "app.js": "text/javascript",
     "config.js": "text/javascript",
     "campaigns.js": "text/javascript",
+    "playbooks.js": "text/javascript",
     "app.css": "text/css",
 }
 _COOKIE = "govedge_lang"
@@ -44,14 +46,14 @@ _SCRIPT_SAFE = str.maketrans(
 )
 
 
-def _lang(request: Request, lang: str | None) -> str:
+def page_lang(request: Request, lang: str | None) -> str:
     if lang in LANGS:
         return str(lang)
     cookie = request.cookies.get(_COOKIE)
     return cookie if cookie in LANGS else "zh"
 
 
-def _page(
+def render_page(
     request: Request, principal: Principal, *, page: str, lang: str, data: dict[str, Any]
 ) -> HTMLResponse:
     t = table(lang)
@@ -63,7 +65,8 @@ def _page(
         "can_act_on_alerts": principal.role.allows(Role.OPERATOR),
     }
     other = "en" if lang == "zh" else "zh"
-    here = "campaigns" if page == "campaign" else page  # one campaign is under the list
+    # One campaign is under the list, one playbook run under the runs.
+    here = {"campaign": "campaigns", "playbook-run": "playbook-runs"}.get(page, page)
     nav = "".join(
         f'<a href="/ui/{href}" class="{"on" if here == href else ""}">{escape(t[key])}</a>'
         for href, key in (
@@ -72,6 +75,7 @@ def _page(
             ("evaluations", "nav_evaluations"),
             ("config", "nav_config"),
             ("campaigns", "nav_campaigns"),
+            ("playbook-runs", "nav_playbook_runs"),
         )
     )
     boot = {"page": page, "lang": lang, "t": t, "data": data, "user": user}
@@ -92,6 +96,7 @@ def _page(
 <script id="boot" type="application/json">{boot_json}</script>
 <script src="/ui/static/config.js"></script>
 <script src="/ui/static/campaigns.js"></script>
+<script src="/ui/static/playbooks.js"></script>
 <script src="/ui/static/app.js"></script>
 </body></html>"""
     response = HTMLResponse(html)
@@ -120,7 +125,9 @@ def overview(
 ) -> HTMLResponse:
     """Fleet overview."""
     data = queries.fleet_overview(session)
-    return _page(request, principal, page="overview", lang=_lang(request, lang), data=data)
+    return render_page(
+        request, principal, page="overview", lang=page_lang(request, lang), data=data
+    )
 
 
 @router.get("/map")
@@ -129,7 +136,7 @@ def outlet_map(
 ) -> HTMLResponse:
     """The outlet map (一张图)."""
     data = {"outlets": queries.outlets_for_map(session), "regions": queries.regions(session)}
-    return _page(request, principal, page="map", lang=_lang(request, lang), data=data)
+    return render_page(request, principal, page="map", lang=page_lang(request, lang), data=data)
 
 
 @router.get("/outlets/{outlet_id}")
@@ -146,7 +153,10 @@ def outlet(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")
     # The same view as GET /api/v1/outlets/{id}/config; app.js refetches it from there.
     data["config"] = outlet_view.outlet_view(session, outlet_id)
-    return _page(request, principal, page="outlet", lang=_lang(request, lang), data=data)
+    # Its playbook runs, each with its own result there; app.js refetches them from
+    # GET /api/v1/outlets/{id}/playbook-runs.
+    data["playbook_runs"] = playbooks_api.outlet_runs_json(session, outlet_id, limit=10)
+    return render_page(request, principal, page="outlet", lang=page_lang(request, lang), data=data)
 
 
 @router.get("/config")
@@ -165,7 +175,7 @@ def config_page(
         # viewer gets the page without those buttons rather than 403s after typing.
         "can_write": principal.role in CONFIG_WRITERS,
     }
-    return _page(request, principal, page="config", lang=_lang(request, lang), data=data)
+    return render_page(request, principal, page="config", lang=page_lang(request, lang), data=data)
 
 
 @router.get("/campaigns")
@@ -174,7 +184,9 @@ def campaigns_page(
 ) -> HTMLResponse:
     """Update campaigns with their state and progress (read live from the campaign API)."""
     data = {"campaign_id": None, "can_write": principal.role in CAMPAIGN_WRITERS}
-    return _page(request, principal, page="campaigns", lang=_lang(request, lang), data=data)
+    return render_page(
+        request, principal, page="campaigns", lang=page_lang(request, lang), data=data
+    )
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -184,7 +196,9 @@ def campaign_page(
     """One campaign: waves, counts, outlets by state; pause, resume, abort for operators."""
     # Steering needs an operator (docs/security.md): a viewer gets no buttons at all.
     data = {"campaign_id": campaign_id, "can_write": principal.role in CAMPAIGN_WRITERS}
-    return _page(request, principal, page="campaign", lang=_lang(request, lang), data=data)
+    return render_page(
+        request, principal, page="campaign", lang=page_lang(request, lang), data=data
+    )
 
 
 @router.get("/data/config")
@@ -220,11 +234,11 @@ def evaluations(
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
     """好差评 by outlet and window."""
-    return _page(
+    return render_page(
         request,
         principal,
         page="evaluations",
-        lang=_lang(request, lang),
+        lang=page_lang(request, lang),
         data=_evaluations(request, session, days),
     )
 

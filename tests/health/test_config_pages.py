@@ -48,7 +48,8 @@ def _page(api: Api, path: str, role: Role, **params: str) -> tuple[str, dict[str
     answer = api.client.get(path, params=params, headers=api.as_role(role))
     assert answer.status_code == 200, answer.text
     html = answer.text
-    assert html.count("<script") == 4, html  # the boot JSON, config.js, campaigns.js, app.js
+    # the boot JSON, config.js, campaigns.js, playbooks.js, app.js
+    assert html.count("<script") == 5, html
     for raw in (EVIL_COMMENT, EVIL_TEXT, "<script>alert", "<img", "<!--"):
         assert raw not in html
     found = _BOOT.search(html)

@@ -17,6 +17,8 @@
   const cfg = window.govedgeConfig({ esc, tr, time, refresh: () => refresh() });
   const camp = window.govedgeCampaigns({ esc, tr, time });
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
+  const pbk = window.govedgePlaybooks({ esc, tr, time });
+  const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -94,7 +96,7 @@
             `<td class="muted">${esc(Object.entries(x.health || {}).slice(0, 6).map(([k, v]) => k + "=" + v).join(" "))}</td><td>${spark(devSeries(x.device_id, "reads_failed"), 120, 22)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>" +
         `<section><h2>${tr("open_alerts")}</h2>${alertsTable(d.alerts.filter((a) => a.state === "open"), canActOnAlerts)}</section>` +
         `<section><h2>${tr("events")}</h2>` + (d.events.length ? `<table>${d.events.map((e) => `<tr><td>${time(e.received_at)}</td><td>${esc(e.device_id || "")}</td><td class="sev-${esc(e.severity)}">${esc(e.name)}</td><td class="muted">${esc(JSON.stringify(e.data))}</td></tr>`).join("")}</table>` : `<p class="muted">${tr("none")}</p>`) + "</section>" +
-        cfg.outletSection(d.config);
+        pbk.outletSection(d.playbook_runs) + cfg.outletSection(d.config);
     },
 
     evaluations(d) {
@@ -116,6 +118,10 @@
   function draw() {
     if (isCampaigns) {  // campaigns.js reads the campaign API itself
       if (!mounted) { camp.mount(boot.data); mounted = true; }
+      return;
+    }
+    if (isPlaybooks) {  // so does playbooks.js the runs API
+      if (!mounted) { pbk.mount(boot.data); mounted = true; }
       return;
     }
     if (boot.page === "config") {
@@ -153,12 +159,16 @@
 
   async function refresh() {
     if (isCampaigns) { await camp.refresh(); return; }
+    if (isPlaybooks) { await pbk.refresh(); return; }
     const r = await fetch(source[boot.page](), { cache: "no-store" });
     if (!r.ok) return;
     const fresh = await r.json();
     if (boot.page === "outlet") {  // the config section comes from the config API
       const c = await fetch("/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/config", { cache: "no-store" });
       fresh.config = c.ok ? await c.json() : null;
+      // and its playbook runs from the runs API (the health view has neither)
+      const p = await fetch("/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/playbook-runs?limit=10", { cache: "no-store" });
+      fresh.playbook_runs = p.ok ? await p.json() : data.playbook_runs;
     }
     data = fresh;
     draw();

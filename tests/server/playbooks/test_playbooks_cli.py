@@ -3,10 +3,14 @@ and a run cut short by the server going away."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from fleet_server.db import make_engine, make_sessionmaker
+from fleet_server.health.tables import Alert
 from govedge_testbed import Mosquitto
 from tests.server.helpers import FleetServer, poll
 from tests.server.playbooks.kit import CLOSED, DATA, need_ansible
@@ -25,6 +29,25 @@ def _outlet(server: FleetServer, outlet_id: str, folder: Path, **host_vars: obje
     access = {"host_vars": {"ansible_connection": "local", "outlet_dir": str(folder),
                             "ansible_python_interpreter": sys.executable, **host_vars}}  # fmt: skip
     server.http.put(f"/api/v1/outlets/{outlet_id}/access", json=access).raise_for_status()
+
+
+def _bar(stdout: str, outlet: str) -> str | None:
+    """What the outlet's progress bar line says after the bar (None: no bar)."""
+    found = re.search(rf"^{re.escape(outlet)} +[━╸╺]+ +(.+?) *$", stdout, re.M)
+    return " ".join(found.group(1).split()) if found else None
+
+
+def _alert(server: FleetServer, outlet: str, rule: str, *, state: str) -> None:
+    """An alert row as the alert engine leaves it (open, or resolved)."""
+    engine = make_engine(server.database_url)
+    now = datetime.now(UTC)
+    with make_sessionmaker(engine)() as session, session.begin():
+        session.add(Alert(
+            rule=rule, outlet_id=outlet, device_id="", severity="warning", state=state,
+            summary=rule, value=None, detail={}, opened_at=now, updated_at=now,
+            resolved_at=now if state == "resolved" else None,
+        ))  # fmt: skip
+    engine.dispose()
 
 
 def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path) -> None:
@@ -53,6 +76,12 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         lines = ran.stdout.splitlines()
         assert any(line.split()[:2] == ["o-cli-a", "ok"] for line in lines)
         assert any(line.split()[:2] == ["o-cli-b", "failed"] for line in lines)
+        # A progress bar per outlet, ending with its final result and counts.
+        # (the counts are Ansible's closing stats for each host)
+        done_a = "changed ok=3 changed=1 failed=0 unreachable=0 skipped=2"
+        assert _bar(ran.stdout, "o-cli-a") == done_a, ran.stdout
+        done_b = "failed ok=1 changed=0 failed=1 unreachable=0 skipped=1"
+        assert _bar(ran.stdout, "o-cli-b") == done_b, ran.stdout
         assert (tmp_path / "a" / "marker.txt").read_text() == "hello\n"
         # The run's artifacts are kept, without the server's secrets.
         kept = [p for p in (tmp_path / "runs" / "1").rglob("*") if p.is_file()]
@@ -82,5 +111,20 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         cancel = _run(*ctl, "playbooks", "cancel", "2")
         assert cancel.returncode != 0
         assert "interrupted" in cancel.stderr
+
+        # Outlets with an open alert of a rule: only o-cli-a has one (o-cli-b's is over).
+        _alert(server, "o-cli-a", "printer_paper", state="open")
+        _alert(server, "o-cli-b", "printer_paper", state="resolved")
+        fixed = _run(*ctl, "playbooks", "run", "mark.yml", "--alert-rule", "printer_paper",
+                     "--alert-rule", "disk_almost_full", "-e", "marker_text=paper", "--check",
+                     "--watch")  # fmt: skip
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert "run 3 started: 1 outlets" in fixed.stdout
+        assert _bar(fixed.stdout, "o-cli-a").startswith("changed ")
+        assert _bar(fixed.stdout, "o-cli-b") is None
+        none = _run(*ctl, "playbooks", "run", "mark.yml", "--alert-rule", "clock_skew",
+                    "-e", "marker_text=x")  # fmt: skip
+        assert none.returncode != 0
+        assert "no outlet has an open alert of clock_skew" in none.stderr
     finally:
         server.stop()
