@@ -52,7 +52,9 @@ def _seed_outlet(api: Api, outlet_id: str, *, at: int) -> Rows:
             )
         )  # fmt: skip
         session.flush()
-        session.add(Agent(outlet_id=outlet_id, state="online", state_since=now, last_seen=now))
+        session.add(
+            Agent(outlet_id=outlet_id, state="online", state_since=now, last_seen=now, devices=[])
+        )
         tx = f"tx-{outlet_id}"
         entry = InboxEntry(
             tx_id=tx, outlet_id=outlet_id, idempotency_key=upstream_idempotency_key(outlet_id, tx),
