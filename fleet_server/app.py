@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fleet_server import scope_owners
 from fleet_server.alerts import api as alerts_api
 from fleet_server.api import (
     audit,
@@ -45,6 +46,7 @@ from fleet_server.api.auth import (
 )
 from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
 from fleet_server.api.limits import BODY_LIMITS, RequestLimits
+from fleet_server.api.scope import WHOLE_FLEET_ONLY, metrics_access, path_guard
 from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
@@ -103,11 +105,14 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         # Backstop: any /api/v1 route not marked open needs a valid token (docs/security.md).
-        dependencies=[Depends(api_guard)],
+        # Then the scope guard: a path naming an outlet (or a row of outlets) outside a
+        # scoped user's regions answers 404 (fleet_server.api.scope).
+        dependencies=[Depends(api_guard), Depends(path_guard)],
     )
     # Transaction bodies are sealed at rest with these keys (piivault.keysource).
     use_vault(open_vault(settings.pii_key_dir))
     app.state.security = SecurityContext(settings)
+    scope_owners.register()
     app.state.metrics = FleetMetrics()
     if settings.api_auth == "off":
         logger.warning("API authentication is OFF (GOVEDGE_API_AUTH=off): development only")
@@ -132,16 +137,18 @@ def create_app(
     api(users.me_router, dependencies=[VIEWER])
     api(audit.router, dependencies=[ADMIN])
     # Fleet health (docs/fleet-health.md): reads for viewers, changes for operators.
-    app.include_router(metrics_router, dependencies=[PROBE])
+    # Fleet totals only: whole-fleet users (fleet_server.api.scope.metrics_access).
+    app.include_router(metrics_router, dependencies=[Depends(metrics_access)])
     api(health_api.read_router, dependencies=[VIEWER])
-    api(health_api.write_router, dependencies=[OPERATOR])
+    # Profiles and regions decide every scope: whole-fleet users only.
+    api(health_api.write_router, dependencies=[OPERATOR, WHOLE_FLEET_ONLY])
     api(alerts_api.read_router, dependencies=[VIEWER])
     api(alerts_api.write_router, dependencies=[OPERATOR])
     # Desired config (docs/config.md): viewers read, operators write.
     api(config_api.router, dependencies=[READ_VIEWER_WRITE_CONFIG])
     # Agent releases (docs/updates.md): operators upload and mark bad, viewers read;
     # downloads also take an outlet's certificate proof, so the token backstop steps aside.
-    api(releases_api.write_router, dependencies=[OPERATOR])
+    api(releases_api.write_router, dependencies=[OPERATOR, WHOLE_FLEET_ONLY])
     api(releases_api.read_router, dependencies=[VIEWER])
     api(releases_api.download_router)
     mark_open(f"{API_PREFIX}/releases/{{version}}/manifest")

@@ -362,6 +362,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # argon2id (PHC string) for the web login; None until a password is set.
     password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Region-code prefixes the user is limited to; [] is the whole fleet
+    # (fleet_server.security.scope). Read on every request, so a change applies at once.
+    region_prefixes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class ApiToken(Base):

@@ -59,11 +59,16 @@ def users() -> None:
 @click.option("--ttl-days", type=click.IntRange(1, 366), default=None, help="Token lifetime.")
 @click.option("--password-stdin", is_flag=True, help="Read the web password from stdin.")
 @click.option("--generate-password", is_flag=True, help="Generate a password and print it.")
+@click.option(
+    "--region", "regions", multiple=True, metavar="PREFIX",
+    help="Limit the user to outlets whose region code starts with PREFIX (repeatable).",
+)  # fmt: skip
 def users_add(
     name: str,
     role: str,
     database_url: str | None,
     ttl_days: int | None,
+    regions: tuple[str, ...],
     *,
     password_stdin: bool,
     generate_password: bool,
@@ -83,7 +88,7 @@ def users_add(
             if password is not None:
                 password_ops.check_strength(password)
             new = user_ops.create_user(
-                session, name=name, role=Role(role), ttl=ttl, actor=_CLI_ACTOR
+                session, name=name, role=Role(role), ttl=ttl, actor=_CLI_ACTOR, regions=regions
             )
             if password is not None:
                 password_ops.set_password(session, name=name, password=password, actor=_CLI_ACTOR)
@@ -128,6 +133,7 @@ def users_list(database_url: str | None, *, as_json: bool) -> None:
                 "role": u.role,
                 "disabled": u.disabled,
                 "created_at": u.created_at.isoformat(),
+                "regions": list(u.region_prefixes or []),
             }
             for u in user_ops.list_users(session)
         ]
@@ -136,7 +142,33 @@ def users_list(database_url: str | None, *, as_json: bool) -> None:
         return
     for row in rows:
         flag = "  DISABLED" if row["disabled"] else ""
-        click.echo(f"{row['name']:<24} {row['role']:<11} {row['created_at']}{flag}")
+        regions = row["regions"]
+        where = " ".join(regions) if isinstance(regions, list) and regions else "whole fleet"
+        click.echo(f"{row['name']:<24} {row['role']:<11} {row['created_at']}  {where}{flag}")
+
+
+@users.command("scope")
+@click.argument("name")
+@click.option("--region", "regions", multiple=True, metavar="PREFIX",
+              help="A region-code prefix the user is limited to (repeatable).")  # fmt: skip
+@click.option("--all", "whole", is_flag=True, help="The whole fleet (no limit).")
+@click.option("--database-url", help=_DB_HELP)
+def users_scope(
+    name: str, regions: tuple[str, ...], database_url: str | None, *, whole: bool
+) -> None:
+    """Set the outlets a user sees and acts on; applies to their next request."""
+    if whole == bool(regions):
+        _fail(click.UsageError("give either --region PREFIX (one or more) or --all"))
+        return
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        try:
+            user = user_ops.set_scope(session, name=name, regions=regions, actor=_CLI_ACTOR)
+        except SecurityError as exc:
+            _fail(exc)
+            return
+        shown = " ".join(user.region_prefixes) or "the whole fleet"
+    click.echo(f"user {name}: {shown}")
 
 
 @users.command("disable")

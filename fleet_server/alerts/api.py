@@ -13,15 +13,18 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fleet_server.alerts.rules import DEFAULT_RULES, RuleBook, UnknownRule, check_override
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.errors import RowId
+from fleet_server.api.scope import WHOLE_FLEET_ONLY, ScopeDep
 from fleet_server.health import queries
 from fleet_server.health.queries import alert_payload
 from fleet_server.health.tables import Alert, AlertRuleOverride, OutletProfile
 from fleet_server.security import audit
+from fleet_server.security.scope import Scope
 
 read_router = APIRouter(tags=["alerts"])
 write_router = APIRouter(tags=["alerts"])
@@ -39,14 +42,16 @@ class OverrideIn(BaseModel):
 @read_router.get("/alerts")
 def read_alerts(
     session: SessionDep,
+    scope: ScopeDep,
     state: Literal["open", "resolved", "all"] = "open",
     outlet_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
     """Alerts, newest first; ``?state=all`` includes resolved ones."""
     return queries.list_alerts(
-        session, state=None if state == "all" else state, outlet_id=outlet_id, limit=limit
-    )
+        session, state=None if state == "all" else state, outlet_id=outlet_id, limit=limit,
+        scope=scope,
+    )  # fmt: skip
 
 
 @read_router.get("/alerts/{alert_id}")
@@ -107,7 +112,8 @@ def silence_alert(
     return read_alert(session, alert_id)
 
 
-@write_router.post("/alerts/evaluate")
+# Evaluates every outlet's rules: whole-fleet users only.
+@write_router.post("/alerts/evaluate", dependencies=[WHOLE_FLEET_ONLY])
 async def evaluate_now(request: Request, principal: Authenticated) -> dict[str, int]:
     """Run one rule evaluation now (it also runs every ``alert_eval_interval_s``)."""
     engine = request.app.state.health.engine
@@ -121,8 +127,9 @@ async def evaluate_now(request: Request, principal: Authenticated) -> dict[str, 
 
 
 @read_router.get("/alert-rules")
-def read_rules(session: SessionDep) -> dict[str, Any]:
-    """The defaults and every stored override."""
+def read_rules(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+    """The defaults and every stored override (a scoped user: those that can apply to
+    their outlets, ``_reaches``)."""
     overrides = [
         {
             "id": r.id,
@@ -132,6 +139,7 @@ def read_rules(session: SessionDep) -> dict[str, Any]:
             "params": r.params,
         }
         for r in session.scalars(select(AlertRuleOverride).order_by(AlertRuleOverride.id))
+        if _reaches(session, scope, r.scope, r.scope_value)
     ]
     return {"defaults": DEFAULT_RULES, "overrides": overrides}
 
@@ -151,7 +159,9 @@ def read_effective(session: SessionDep, outlet_id: str) -> dict[str, dict[str, A
 
 
 @write_router.put("/alert-rules")
-def put_override(session: SessionDep, body: OverrideIn, principal: Authenticated) -> dict[str, Any]:
+def put_override(
+    session: SessionDep, body: OverrideIn, principal: Authenticated, scope: ScopeDep
+) -> dict[str, Any]:
     """Create or replace the override of ``rule`` at ``scope``/``scope_value``."""
     try:
         check_override(body.rule, body.params)
@@ -160,6 +170,7 @@ def put_override(session: SessionDep, body: OverrideIn, principal: Authenticated
     scope_value = "" if body.scope == "global" else body.scope_value
     if body.scope != "global" and not scope_value:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="scope_value required")
+    _may_write(session, scope, body.scope, scope_value)
     row = session.scalars(
         select(AlertRuleOverride).where(
             AlertRuleOverride.scope == body.scope,
@@ -191,10 +202,12 @@ def put_override(session: SessionDep, body: OverrideIn, principal: Authenticated
 
 
 @write_router.delete("/alert-rules/{override_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_override(session: SessionDep, override_id: RowId, principal: Authenticated) -> None:
+def delete_override(
+    session: SessionDep, override_id: RowId, principal: Authenticated, scope: ScopeDep
+) -> None:
     """Remove one override (the next scope up applies again)."""
     row = session.get(AlertRuleOverride, override_id)
-    if row is None:
+    if row is None or not _reaches(session, scope, row.scope, row.scope_value):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"override {override_id} not found")
     audit.record(
         session,
@@ -204,5 +217,35 @@ def delete_override(session: SessionDep, override_id: RowId, principal: Authenti
         before={"scope": row.scope, "scope_value": row.scope_value, "rule": row.rule,
                 "params": row.params},
     )  # fmt: skip
+    _may_write(session, scope, row.scope, row.scope_value)
     session.delete(row)
     session.commit()
+
+
+def _reaches(session: Session, scope: Scope, level: str, value: str) -> bool:
+    """An override at ``level``/``value`` can apply to an outlet in ``scope``: global and
+    kind ones can, a region one when it is inside or above the scope, an outlet one when
+    the outlet is inside."""
+    if level == "outlet":
+        return scope.admits_outlet(session, value)
+    if level == "region":
+        return scope.whole_fleet or any(
+            value.startswith(p) or p.startswith(value) for p in scope.prefixes
+        )
+    return True
+
+
+def _may_write(session: Session, scope: Scope, level: str, value: str) -> None:
+    """403 unless a scoped user's override stays inside their scope (a region inside it
+    or one of its outlets): global, kind and wider region overrides reach other outlets."""
+    if scope.whole_fleet:
+        return
+    inside = (level == "region" and value.startswith(scope.prefixes)) or (
+        level == "outlet" and scope.admits_outlet(session, value)
+    )
+    if not inside:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"a {level} override reaches outlets outside your region scope "
+            f"({' '.join(scope.prefixes)})",
+        )

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import AppStateDep, SessionDep
+from fleet_server.api.scope import WHOLE_FLEET_ONLY
 from fleet_server.catalogue.importer import CatalogueError, import_rows, parse_catalogue
 from fleet_server.catalogue.store import list_items
 from fleet_server.models import CatalogueItem
@@ -61,6 +62,8 @@ def _format(request: Request, fmt: str | None) -> Literal["csv", "json"]:
 
 @router.post(
     "/import",
+    # The catalogue is the whole province's: a region-scoped user may not replace it.
+    dependencies=[WHOLE_FLEET_ONLY],
     response_model=ImportResultPublic,
     responses={422: {"description": "errors by row and field; nothing was imported"}},
 )

@@ -12,6 +12,7 @@ from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import AppStateDep, SessionDep
 from fleet_server.api.errors import RowId
 from fleet_server.api.schemas import ErrorPublic
+from fleet_server.api.scope import ScopeDep
 from fleet_server.models import DeadLetter, DeliveryAttempt, InboxEntry
 from fleet_server.piivault import VaultError
 from fleet_server.routing.store import replay_dead_letter
@@ -60,13 +61,19 @@ def _get(session: SessionDep, dead_letter_id: RowId) -> DeadLetter:
 @router.get("")
 def read_dead_letters(
     session: SessionDep,
+    scope: ScopeDep,
     reason: str | None = None,
     target: str | None = None,
     include_replayed: bool = False,
     limit: int = 500,
 ) -> list[DeadLetterPublic]:
     """Newest first; only those not yet replayed unless ``?include_replayed=true``."""
-    query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(min(max(limit, 1), 5000))
+    query = (
+        select(DeadLetter)
+        .where(scope.outlet_clause(DeadLetter.outlet_id))
+        .order_by(DeadLetter.id.desc())
+        .limit(min(max(limit, 1), 5000))
+    )
     if reason is not None:
         query = query.where(DeadLetter.reason == reason)
     if target is not None:

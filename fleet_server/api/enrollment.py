@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from fleet_server.api.auth import OPEN, TECHNICIAN, VIEWER, Authenticated, SecurityDep
 from fleet_server.api.deps import AppStateDep, IngestDep, SessionDep
+from fleet_server.api.scope import WHOLE_FLEET_ONLY
 from fleet_server.api.security_schemas import (
     BROKER_DONE_STEP,
     BROKER_RELOAD_STEP,
@@ -45,7 +46,8 @@ def _http(exc: SecurityError | PkiError) -> HTTPException:
     return HTTPException(code, detail=str(exc))
 
 
-@admin_router.post("/enrollments", status_code=201, dependencies=[TECHNICIAN])
+# An enrollment token may name any outlet id, one not yet in any region: whole-fleet only.
+@admin_router.post("/enrollments", status_code=201, dependencies=[TECHNICIAN, WHOLE_FLEET_ONLY])
 def create_enrollment(
     body: EnrollmentCreate, session: SessionDep, security: SecurityDep, principal: Authenticated
 ) -> EnrollmentPublic:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from fleet_server.api.deps import AppStateDep, SessionDep
+from fleet_server.api.scope import ScopeDep, in_scope_or_404
 from fleet_server.evaluations.stats import evaluation_stats
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
@@ -43,6 +44,7 @@ class EvaluationStatsPublic(BaseModel):
 def read_stats(
     session: SessionDep,
     state: AppStateDep,
+    scope: ScopeDep,
     outlet: str | None = None,
     window: Annotated[str | None, Query(description="service window (窗口) id")] = None,
     since: datetime | None = None,
@@ -57,6 +59,8 @@ def read_stats(
     start = _aware(since) if since is not None else end - _DEFAULT_RANGE
     if start >= end:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="since must be < until")
+    if outlet is not None:
+        in_scope_or_404(session, scope, outlet, f"outlet {outlet!r}")
     rules = state.rules if outlet is None else state.rules_for(outlet)
     stats = evaluation_stats(
         session,
@@ -66,6 +70,7 @@ def read_stats(
         until=end,
         now=now,
         active_rate_target=rules.active_rate_target,
+        scope=scope,
     )
     rate = stats.active_evaluation_rate
     return EvaluationStatsPublic(

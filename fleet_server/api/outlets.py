@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.schemas import ErrorPublic, OutletPublic, PresenceState
+from fleet_server.api.scope import ScopeDep
 from fleet_server.ingest.registry import get_outlet, page_outlets
 
 router = APIRouter(prefix="/outlets", tags=["outlets"])
@@ -31,6 +32,7 @@ class OutletPagePublic(BaseModel):
 @router.get("")
 def read_outlets(
     session: SessionDep,
+    scope: ScopeDep,
     state: PresenceState | None = None,
     q: Annotated[str | None, Query(max_length=64, description="id or name prefix")] = None,
     sort: Literal["id", "name", "state", "last_seen"] = "id",
@@ -47,6 +49,7 @@ def read_outlets(
         descending=order == "desc",
         limit=limit,
         offset=offset,
+        scope=scope,
     )
     return OutletPagePublic(
         items=[OutletPublic.from_row(row) for row in page.rows],
@@ -58,7 +61,8 @@ def read_outlets(
 
 @router.get("/{outlet_id}", responses={status.HTTP_404_NOT_FOUND: {"model": ErrorPublic}})
 def read_outlet(session: SessionDep, outlet_id: str) -> OutletPublic:
-    """One outlet; 404 with ``{"detail": ...}`` if it is not registered."""
+    """One outlet; 404 with ``{"detail": ...}`` if it is not registered (or, for a
+    scoped user, outside their scope: ``fleet_server.api.scope.path_guard``)."""
     row = get_outlet(session, outlet_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")

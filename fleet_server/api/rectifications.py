@@ -16,6 +16,7 @@ from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.errors import RowId
 from fleet_server.api.schemas import ErrorPublic
+from fleet_server.api.scope import ScopeDep
 from fleet_server.evaluations.rectifications import (
     FollowUpAction,
     add_follow_up,
@@ -115,6 +116,7 @@ def _reveals(principal: Principal) -> bool:
 def read_rectifications(
     session: SessionDep,
     principal: Authenticated,
+    scope: ScopeDep,
     outlet: str | None = None,
     status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
     overdue: bool = False,
@@ -122,8 +124,9 @@ def read_rectifications(
     """Newest first; ``?outlet=``, ``?status=open|closed``, ``?overdue=true``."""
     now = datetime.now(UTC)
     rows = list_rectifications(
-        session, outlet_id=outlet, status=status_, overdue_at=now if overdue else None
-    )
+        session, outlet_id=outlet, status=status_, overdue_at=now if overdue else None,
+        scope=scope,
+    )  # fmt: skip
     reveal = _reveals(principal)
     return [_public(session, row, now=now, reveal=reveal) for row in rows]
 

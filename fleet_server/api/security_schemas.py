@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -95,6 +95,16 @@ class UserCreate(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
     role: Role
+    # Region-code prefixes the account is limited to; empty: the whole fleet.
+    regions: list[Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]] = Field(
+        default_factory=list, max_length=64
+    )
+
+
+class ScopeIn(BaseModel):
+    """A user's new scope: region-code prefixes, or ``[]`` for the whole fleet."""
+
+    regions: list[Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]] = Field(max_length=64)
 
 
 class UserPublic(BaseModel):
@@ -104,6 +114,7 @@ class UserPublic(BaseModel):
     role: Role
     disabled: bool
     created_at: datetime
+    regions: list[str]
 
 
 class TokenPublic(BaseModel):
@@ -120,6 +131,8 @@ class WhoAmI(BaseModel):
 
     name: str
     role: Role
+    # The region-code prefixes the caller is limited to; empty: the whole fleet.
+    regions: list[str] = Field(default_factory=list)
 
 
 class AuditPublic(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from fleet_server.api.deps import AppStateDep, SessionDep
 from fleet_server.api.schemas import ErrorPublic
+from fleet_server.api.scope import ScopeDep
 from fleet_server.models import DeliveryAttempt, InboxEntry
 
 router = APIRouter(tags=["transactions"])
@@ -63,10 +64,15 @@ class DeliveryStatusPublic(BaseModel):
 
 
 @router.get("/transactions/status")
-def read_status(session: SessionDep, state: AppStateDep) -> DeliveryStatusPublic:
-    """Counts by inbox state; breaker state per target; worker counters."""
-    rows = session.execute(select(InboxEntry.state, func.count()).group_by(InboxEntry.state))
-    worker = state.delivery
+def read_status(session: SessionDep, state: AppStateDep, scope: ScopeDep) -> DeliveryStatusPublic:
+    """Counts by inbox state; breaker state per target; worker counters. A scoped user
+    gets their outlets' counts and no worker figures (those are the whole server's)."""
+    rows = session.execute(
+        select(InboxEntry.state, func.count())
+        .where(scope.outlet_clause(InboxEntry.outlet_id))
+        .group_by(InboxEntry.state)
+    )
+    worker = state.delivery if scope.whole_fleet else None
     return DeliveryStatusPublic(
         by_state={name: int(count) for name, count in rows},
         breakers=dict(worker.breaker_states()) if worker is not None else {},

@@ -10,14 +10,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import AppStateDep, SessionDep
 from fleet_server.api.errors import RowId
+from fleet_server.api.scope import ScopeDep, refuse_outside
 from fleet_server.campaigns import service, views
-from fleet_server.campaigns.plan import CampaignCreate
+from fleet_server.campaigns.plan import CampaignCreate, candidates
 from fleet_server.campaigns.states import OUTLET_STATES
 from fleet_server.campaigns.tables import CampaignOutlet
+from fleet_server.security.scope import Scope
 
 write_router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 read_router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -45,13 +49,16 @@ def _http(exc: service.CampaignError) -> HTTPException:
 
 @write_router.post("", status_code=status.HTTP_201_CREATED)
 def create_campaign(
-    body: CampaignCreate, state: AppStateDep, principal: Authenticated
+    body: CampaignCreate, state: AppStateDep, principal: Authenticated, scope: ScopeDep
 ) -> dict[str, Any]:
     """Start a campaign; 409 when the release is missing or bad, 422 for a bad body or a
     target that selects no outlet. ``excluded`` lists (first 50) the targeted outlets
     left out because they are in another running or paused campaign."""
     try:
         with state.sessions.begin() as session:
+            # A region-scoped operator may only update their own outlets: 403 naming
+            # the targeted ones outside (campaign reads and steering: path_guard).
+            refuse_outside(session, scope, [c.outlet_id for c in candidates(session, body.target)])
             campaign, excluded = service.create(session, body, actor=principal.name)
             answer = views.detail(session, campaign)
     except service.CampaignError as exc:
@@ -110,9 +117,19 @@ def abort_campaign(
 
 
 @read_router.get("")
-def list_campaigns(session: SessionDep) -> list[dict[str, Any]]:
-    """Every campaign, newest first, with its outlets counted per state."""
-    return views.list_campaigns(session)
+def list_campaigns(session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]]:
+    """Every campaign, newest first, with its outlets counted per state (a region-scoped
+    user: those whose outlets are all theirs)."""
+    outside = _reaching_outside(session, scope)
+    return [row for row in views.list_campaigns(session) if row["id"] not in outside]
+
+
+def _reaching_outside(session: Session, scope: Scope) -> set[int]:
+    """Campaigns with an outlet outside ``scope``."""
+    if scope.whole_fleet:
+        return set()
+    query = select(CampaignOutlet.campaign_id).where(~scope.outlet_clause(CampaignOutlet.outlet_id))
+    return set(session.scalars(query.distinct()))
 
 
 @read_router.get("/{campaign_id}")

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import AppStateDep, SessionDep
 from fleet_server.api.errors import ErrorPublic
+from fleet_server.api.scope import ScopeDep
 from fleet_server.config import dryrun, outlet_view, store
 from fleet_server.config.diff import as_json, diff_documents
 from fleet_server.config.store import (
@@ -45,6 +46,7 @@ from fleet_server.config.store import (
     VersionRow,
 )
 from fleet_server.security import audit
+from fleet_server.security.scope import Scope as UserScope
 from govedge_wire.config import Scope, config_hash
 
 _CONFLICT = {"model": ErrorPublic}
@@ -123,6 +125,52 @@ def _scope(text: str) -> Scope:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
 
 
+def reaches(session: Session, mine: UserScope, text: str) -> bool:
+    """A config layer can apply to an outlet in the user's scope: global and kind layers
+    can, a region layer inside or above the scope, an outlet layer of an outlet inside."""
+    if mine.whole_fleet:
+        return True
+    layer = _scope(text)
+    if layer.level == "outlet":
+        return mine.admits_outlet(session, layer.value)
+    if layer.level == "region":
+        return any(layer.value.startswith(p) or p.startswith(layer.value) for p in mine.prefixes)
+    return True
+
+
+def _readable(session: Session, mine: UserScope, text: str) -> Scope:
+    """The layer, or 404 when it cannot apply to the user's outlets (as if it were not)."""
+    if not reaches(session, mine, text):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"config scope {text!r} not found")
+    return _scope(text)
+
+
+def _writable(session: Session, mine: UserScope, text: str) -> Scope:
+    """The layer, or 403 with the reason when writing it would reach outlets outside the
+    user's scope: a region-scoped user writes region layers inside their regions and
+    their outlets' layers, never global or kind layers (those reach the whole fleet)."""
+    layer = _scope(text)
+    if mine.whole_fleet:
+        return layer
+    inside = (layer.level == "region" and layer.value.startswith(mine.prefixes)) or (
+        layer.level == "outlet" and mine.admits_outlet(session, layer.value)
+    )
+    if not inside:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"config scope {text!r} reaches outlets outside your region scope "
+            f"({' '.join(mine.prefixes)})",
+        )
+    return layer
+
+
+def scoped_drift(session: Session, mine: UserScope) -> list[dict[str, Any]]:
+    """The drift list, only the user's outlets (the API and the UI's config page)."""
+    rows = outlet_view.drift(session)
+    inside = mine.outlet_ids(session)
+    return [row for row in rows if inside is None or row["outlet_id"] in inside]
+
+
 def _if_match(value: str | None) -> int | None:
     """The version in ``If-Match`` (``3`` or ``"3"``); 400 for anything else."""
     if value is None:
@@ -189,20 +237,24 @@ def _audit_write(session: Session, actor: str, action: str, row: VersionRow, bef
 
 
 @router.get("/config")
-def list_scopes(session: SessionDep) -> list[dict[str, Any]]:
-    """Every scope with its current version, author, time and comment."""
-    return store.list_scopes(session)
+def list_scopes(session: SessionDep, mine: ScopeDep) -> list[dict[str, Any]]:
+    """Every scope with its current version, author, time and comment (a region-scoped
+    user: those that can apply to their outlets)."""
+    return [row for row in store.list_scopes(session) if reaches(session, mine, row["scope"])]
 
 
 @router.get("/config/drift")
-def read_drift(session: SessionDep) -> list[dict[str, Any]]:
+def read_drift(session: SessionDep, mine: ScopeDep) -> list[dict[str, Any]]:
     """Outlets not in sync with their desired config, the longest-standing first."""
-    return outlet_view.drift(session)
+    return scoped_drift(session, mine)
 
 
 @router.post("/config/validate", openapi_extra=_VALIDATE_BODY, response_model=None)
 def validate(
-    state: AppStateDep, session: SessionDep, body: Annotated[object, Depends(validate_body)]
+    state: AppStateDep,
+    session: SessionDep,
+    mine: ScopeDep,
+    body: Annotated[object, Depends(validate_body)],
 ) -> dict[str, Any] | JSONResponse:
     """Dry run: 422 with the problems, or which outlets' effective configs would change."""
     if not isinstance(body, dict) or set(body) != {"scope", "document"}:
@@ -212,7 +264,7 @@ def validate(
         )
     if not isinstance(body["scope"], str):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="scope must be text")
-    scope = _scope(body["scope"])
+    scope = _writable(session, mine, body["scope"])
     try:
         document = store.check_document(body["document"], state.check_alert_override)
     except ConfigStoreError as exc:
@@ -221,10 +273,12 @@ def validate(
 
 
 @router.get("/config/{scope}")
-def read_scope(session: SessionDep, scope: str, response: Response) -> dict[str, Any]:
+def read_scope(
+    session: SessionDep, mine: ScopeDep, scope: str, response: Response
+) -> dict[str, Any]:
     """The scope's current document, version, author and time (``ETag``: the version)."""
     try:
-        row = store.get_version(session, _scope(scope))
+        row = store.get_version(session, _readable(session, mine, scope))
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     response.headers["ETag"] = f'"{row.version}"'
@@ -236,6 +290,7 @@ def put_scope(
     state: AppStateDep,
     session: SessionDep,
     principal: Authenticated,
+    mine: ScopeDep,
     scope: str,
     body: Annotated[object, Depends(document_body)],
     if_match: IfMatch = None,
@@ -243,7 +298,7 @@ def put_scope(
     closed_hours_only: bool = False,
 ) -> dict[str, Any] | JSONResponse:
     """Store a new version of the scope's document (If-Match: the version it replaces)."""
-    parsed = _scope(scope)
+    parsed = _writable(session, mine, scope)
     expected = _if_match(if_match)
     try:
         document = store.check_document(body, state.check_alert_override)
@@ -261,21 +316,26 @@ def put_scope(
 
 
 @router.get("/config/{scope}/versions")
-def read_versions(session: SessionDep, scope: str) -> list[dict[str, Any]]:
+def read_versions(session: SessionDep, mine: ScopeDep, scope: str) -> list[dict[str, Any]]:
     """Every version of the scope, newest first (without the documents)."""
+    parsed = _readable(session, mine, scope)
     try:
-        return [row.summary() for row in store.list_versions(session, _scope(scope))]
+        return [row.summary() for row in store.list_versions(session, parsed)]
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
 
 
 @router.get("/config/{scope}/versions/{version}")
 def read_version(
-    session: SessionDep, scope: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    session: SessionDep,
+    mine: ScopeDep,
+    scope: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
 ) -> dict[str, Any]:
     """One version of the scope, with its document."""
+    parsed = _readable(session, mine, scope)
     try:
-        return _current(store.get_version(session, _scope(scope), version))
+        return _current(store.get_version(session, parsed, version))
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
 
@@ -283,12 +343,13 @@ def read_version(
 @router.get("/config/{scope}/diff")
 def read_diff(
     session: SessionDep,
+    mine: ScopeDep,
     scope: str,
     from_version: Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)],
     to_version: Annotated[int, Query(alias="to", ge=1, le=2**31 - 1)],
 ) -> dict[str, Any]:
     """What changed from one version of the scope to another: ``{path, op, from, to}``."""
-    parsed = _scope(scope)
+    parsed = _readable(session, mine, scope)
     try:
         old = store.get_version(session, parsed, from_version)
         new = store.get_version(session, parsed, to_version)
@@ -303,12 +364,13 @@ def post_rollback(
     state: AppStateDep,
     session: SessionDep,
     principal: Authenticated,
+    mine: ScopeDep,
     scope: str,
     body: RollbackIn,
     if_match: IfMatch = None,
 ) -> dict[str, Any] | JSONResponse:
     """A new version carrying version ``body.version``'s document (If-Match: the current)."""
-    parsed = _scope(scope)
+    parsed = _writable(session, mine, scope)
     expected = _if_match(if_match)
     try:
         row = store.rollback(

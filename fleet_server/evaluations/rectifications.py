@@ -8,6 +8,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fleet_server.evaluations.scoping import ALL_OUTLETS, OutletFilter
 from fleet_server.models import Rectification, RectificationFollowUp
 
 __all__ = ["FollowUpAction", "add_follow_up", "follow_ups", "list_rectifications"]
@@ -23,9 +24,16 @@ def list_rectifications(
     status: Literal["open", "closed"] | None = None,
     overdue_at: datetime | None = None,
     limit: int = 500,
+    scope: OutletFilter = ALL_OUTLETS,
 ) -> list[Rectification]:
-    """Tickets newest first; ``overdue_at`` keeps only those open past their deadline."""
-    query = select(Rectification).order_by(Rectification.id.desc()).limit(limit)
+    """Tickets of the outlets in ``scope`` newest first; ``overdue_at`` keeps only those
+    open past their deadline."""
+    query = (
+        select(Rectification)
+        .where(scope.outlet_clause(Rectification.outlet_id))
+        .order_by(Rectification.id.desc())
+        .limit(limit)
+    )
     if outlet_id is not None:
         query = query.where(Rectification.outlet_id == outlet_id)
     if status is not None:

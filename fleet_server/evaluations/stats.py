@@ -19,6 +19,7 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fleet_server.evaluations.scoping import ALL_OUTLETS, OutletFilter
 from fleet_server.models import Evaluation, InboxEntry, Rectification
 
 __all__ = ["EvaluationStats", "evaluation_stats"]
@@ -56,8 +57,10 @@ def evaluation_stats(
     until: datetime,
     now: datetime,
     active_rate_target: float,
+    scope: OutletFilter = ALL_OUTLETS,
 ) -> EvaluationStats:
-    """Compute the statistics from the ``evaluations``, ``inbox`` and ``rectifications``."""
+    """Compute the statistics from the ``evaluations``, ``inbox`` and ``rectifications``
+    of the outlets in ``scope``."""
     ev = select(Evaluation.stars, Evaluation.is_default, func.count()).where(
         Evaluation.evaluated_at >= since, Evaluation.evaluated_at < until
     )
@@ -69,6 +72,9 @@ def evaluation_stats(
     rect = select(Rectification).where(
         Rectification.opened_at >= since, Rectification.opened_at < until
     )
+    ev = ev.where(scope.outlet_clause(Evaluation.outlet_id))
+    cases_q = cases_q.where(scope.outlet_clause(InboxEntry.outlet_id))
+    rect = rect.where(scope.outlet_clause(Rectification.outlet_id))
     if outlet_id is not None:
         ev = ev.where(Evaluation.outlet_id == outlet_id)
         cases_q = cases_q.where(InboxEntry.outlet_id == outlet_id)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
+from fleet_server.api.scope import WHOLE_FLEET_ONLY, ScopeDep
 from fleet_server.health import queries
 from fleet_server.health.live import LiveHub
 from fleet_server.health.tables import TAG_PATTERN, OutletProfile, Region
@@ -31,6 +32,8 @@ write_router = APIRouter(tags=["fleet health"])
 
 _STREAM_TICK_S = 0.5
 _STREAM_HEARTBEAT_S = 15.0
+# "All of them" for the rate limiter's ranking (a scoped user's outlets may rank low).
+_EVERY = 2**31
 
 
 class HealthParts(Protocol):
@@ -83,21 +86,21 @@ class RegionIn(BaseModel):
 
 
 @read_router.get("/fleet/overview")
-def read_overview(session: SessionDep) -> dict[str, Any]:
+def read_overview(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """Outlets online/offline by region and kind, open alerts, devices in trouble."""
-    return queries.fleet_overview(session)
+    return queries.fleet_overview(session, scope)
 
 
 @read_router.get("/fleet/map-points")
-def read_map_points(session: SessionDep) -> list[dict[str, Any]]:
+def read_map_points(session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]]:
     """Id, coordinates and state of every outlet with coordinates: the map's light data."""
-    return queries.map_points(session)
+    return queries.map_points(session, scope)
 
 
 @read_router.get("/outlets.geojson")
-def read_geojson(session: SessionDep) -> dict[str, Any]:
+def read_geojson(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """Every outlet with coordinates as GeoJSON points with live status (any GIS)."""
-    return queries.outlets_geojson(session)
+    return queries.outlets_geojson(session, scope)
 
 
 @read_router.get("/regions")
@@ -117,21 +120,32 @@ def read_outlet_health(session: SessionDep, outlet_id: str) -> dict[str, Any]:
 
 @read_router.get("/ingest/rate-limits")
 def read_rate_limits(
-    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    request: Request,
+    session: SessionDep,
+    scope: ScopeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    """Messages refused by the per-outlet limits: the total and the worst outlets."""
+    """Messages refused by the per-outlet limits: the total and the worst outlets (a
+    scoped user: their outlets' total and worst)."""
     health = runtime(request)
+    total = health.limiter.total_excess
+    worst = health.limiter.top(limit)
+    if not scope.whole_fleet:
+        inside = scope.outlet_ids(session) or frozenset()
+        mine = [(o, n) for o, n in health.limiter.top(_EVERY) if o in inside]
+        total, worst = sum(n for _, n in mine), mine[:limit]
     return {
         "rate_per_s": health.settings.ingest_outlet_rate_per_s,
         "burst": health.settings.ingest_outlet_burst,
-        "total": health.limiter.total_excess,
-        "outlets": [{"outlet_id": o, "refused": n} for o, n in health.limiter.top(limit)],
+        "total": total,
+        "outlets": [{"outlet_id": o, "refused": n} for o, n in worst],
     }
 
 
-@read_router.get("/timeseries/stats")
+@read_router.get("/timeseries/stats", dependencies=[WHOLE_FLEET_ONLY])
 def read_sink_stats(request: Request) -> dict[str, Any]:
-    """The time-series sink's buffer and counters (``enabled: false`` when off)."""
+    """The time-series sink's buffer and counters (``enabled: false`` when off); the
+    whole server's figures, so whole-fleet users only."""
     sink = runtime(request).sink
     if sink is None:
         return {"enabled": False}

@@ -25,6 +25,7 @@ from fleet_server.health.tables import (
     TelemetrySample,
 )
 from fleet_server.models import Agent, InboxEntry, Outlet
+from fleet_server.security.scope import WHOLE_FLEET, Scope
 
 TROUBLE_STATES = ("offline", "error", "stale")
 
@@ -51,8 +52,10 @@ def device_view(row: DeviceState, *, agent_state: str) -> dict[str, Any]:
     }
 
 
-def _outlet_rows(session: Session) -> list[dict[str, Any]]:
-    """Every known outlet (registered or only profiled) with presence and profile."""
+def _outlet_rows(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str, Any]]:
+    """Every known outlet (registered or only profiled) in ``scope``, with presence and
+    profile."""
+    inside = scope.outlet_ids(session)
     agents = {row.outlet_id: row for row in session.scalars(select(Agent))}
     outlets = {row.id: row for row in session.scalars(select(Outlet))}
     profiles = {row.outlet_id: row for row in session.scalars(select(OutletProfile))}
@@ -61,6 +64,8 @@ def _outlet_rows(session: Session) -> list[dict[str, Any]]:
     )
     rows = []
     for outlet_id in sorted(set(outlets) | set(profiles)):
+        if inside is not None and outlet_id not in inside:
+            continue
         agent = agents.get(outlet_id)
         profile = profiles.get(outlet_id)
         outlet = outlets.get(outlet_id)
@@ -91,15 +96,15 @@ def _outlet_rows(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-def outlets_for_map(session: Session) -> list[dict[str, Any]]:
-    """Every outlet with coordinates, status, kind, hours and service items."""
-    return _outlet_rows(session)
+def outlets_for_map(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str, Any]]:
+    """Every outlet in ``scope`` with coordinates, status, kind, hours and service items."""
+    return _outlet_rows(session, scope)
 
 
-def outlets_geojson(session: Session) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of the outlets that have coordinates (lon, lat)."""
+def outlets_geojson(session: Session, scope: Scope = WHOLE_FLEET) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of the outlets in ``scope`` that have coordinates."""
     features = []
-    for row in _outlet_rows(session):
+    for row in _outlet_rows(session, scope):
         if row["latitude"] is None or row["longitude"] is None:
             continue
         properties = {k: v for k, v in row.items() if k not in ("latitude", "longitude")}
@@ -127,7 +132,7 @@ def _known_outlet_ids() -> Subquery:
     return union(select(Outlet.id.label("id")), select(OutletProfile.outlet_id)).subquery()
 
 
-def _devices_in_trouble(session: Session, *, limit: int) -> list[dict[str, Any]]:
+def _devices_in_trouble(session: Session, *, limit: int, scope: Scope) -> list[dict[str, Any]]:
     """Devices offline, in error or stale (agent not online), or low on paper.
 
     SQL narrows to candidates (a JSON field is read in Python on both databases), and
@@ -144,6 +149,7 @@ def _devices_in_trouble(session: Session, *, limit: int) -> list[dict[str, Any]]
             | cast(DeviceState.health, String).like("%near_end%")
             | cast(DeviceState.health, String).like('%"end"%')
         )
+        .where(scope.outlet_clause(DeviceState.outlet_id))
         .order_by(DeviceState.outlet_id, DeviceState.device_id)
         .execution_options(yield_per=500)
     )
@@ -158,8 +164,8 @@ def _devices_in_trouble(session: Session, *, limit: int) -> list[dict[str, Any]]
     return trouble
 
 
-def fleet_overview(session: Session) -> dict[str, Any]:
-    """Online/offline by region and kind, open alerts, devices in trouble.
+def fleet_overview(session: Session, scope: Scope = WHOLE_FLEET) -> dict[str, Any]:
+    """Online/offline by region and kind, open alerts, devices in trouble (in ``scope``).
 
     Counted in SQL (one GROUP BY over outlets, agents and profiles), not by loading
     every outlet row: at 10,000 outlets that was most of a 3.4 s answer.
@@ -171,6 +177,7 @@ def fleet_overview(session: Session) -> dict[str, Any]:
         .select_from(ids)
         .outerjoin(Agent, Agent.outlet_id == ids.c.id)
         .outerjoin(OutletProfile, OutletProfile.outlet_id == ids.c.id)
+        .where(scope.region_clause(OutletProfile.region_code))
         .group_by(state, OutletProfile.region_code, OutletProfile.kind)
     ).all()
     region_names = {r.code: r.name for r in session.scalars(select(Region))}
@@ -181,7 +188,7 @@ def fleet_overview(session: Session) -> dict[str, Any]:
         by_state[outlet_state] += count
         by_region.setdefault(region_code or "-", Counter())[outlet_state] += count
         by_kind.setdefault(kind or "-", Counter())[outlet_state] += count
-    alerts = list_alerts(session, state="open", limit=50)
+    alerts = list_alerts(session, state="open", limit=50, scope=scope)
     return {
         "outlets": sum(by_state.values()),
         "by_state": dict(by_state),
@@ -191,11 +198,11 @@ def fleet_overview(session: Session) -> dict[str, Any]:
         ],
         "by_kind": [{"kind": kind, **dict(counts)} for kind, counts in sorted(by_kind.items())],
         "open_alerts": alerts,
-        "devices_in_trouble": _devices_in_trouble(session, limit=200),
+        "devices_in_trouble": _devices_in_trouble(session, limit=200, scope=scope),
     }
 
 
-def map_points(session: Session) -> list[dict[str, Any]]:
+def map_points(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str, Any]]:
     """The map's light data: id, coordinates and state of each outlet with coordinates.
 
     About 80 bytes an outlet, where ``outlets_for_map`` sends the whole profile.
@@ -209,6 +216,7 @@ def map_points(session: Session) -> list[dict[str, Any]]:
         )
         .outerjoin(Agent, Agent.outlet_id == OutletProfile.outlet_id)
         .where(OutletProfile.latitude.is_not(None), OutletProfile.longitude.is_not(None))
+        .where(scope.region_clause(OutletProfile.region_code))
         .order_by(OutletProfile.outlet_id)
     )
     return [
@@ -245,9 +253,15 @@ def list_alerts(
     state: str | None = "open",
     outlet_id: str | None = None,
     limit: int = 500,
+    scope: Scope = WHOLE_FLEET,
 ) -> list[dict[str, Any]]:
-    """Alerts, newest first."""
-    query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc()).limit(limit)
+    """Alerts of the outlets in ``scope``, newest first."""
+    query = (
+        select(Alert)
+        .where(scope.outlet_clause(Alert.outlet_id))
+        .order_by(Alert.opened_at.desc(), Alert.id.desc())
+        .limit(limit)
+    )
     if state is not None:
         query = query.where(Alert.state == state)
     if outlet_id is not None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from fleet_server.bulkwrite import update_rows, update_statement
 from fleet_server.ingest.presence import OutletRecord, State
 from fleet_server.models import Agent, Outlet
+from fleet_server.security.scope import WHOLE_FLEET, Scope
 
 
 def load_presence(
@@ -153,13 +154,14 @@ def page_outlets(
     descending: bool = False,
     limit: int | None = 100,
     offset: int = 0,
+    scope: Scope = WHOLE_FLEET,
 ) -> OutletPage:
     """A page of outlets with their agents; ``search`` is an id or name prefix.
 
     Filtering, counting and ordering happen in SQL, so a page of a 10,000-outlet fleet
     costs one indexed query and one count, not the whole table. Ties order by id.
     """
-    query = select(Outlet)
+    query = select(Outlet).where(scope.outlet_clause(Outlet.id))
     if state == "unknown":
         query = query.outerjoin(Agent).where((Agent.state == "unknown") | (Agent.state.is_(None)))
     elif state is not None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import Authenticated, SecurityDep
 from fleet_server.api.deps import SessionDep
+from fleet_server.api.scope import ScopeDep, refuse_outside
 from fleet_server.playbooks import catalogue, fleet_vars
 from fleet_server.playbooks.inventory import Target, choose, unknown_outlets
 from fleet_server.playbooks.tables import (
@@ -152,6 +153,7 @@ def start_run(
     session: SessionDep,
     security: SecurityDep,
     principal: Authenticated,
+    scope: ScopeDep,
 ) -> dict[str, Any]:
     """Start a run (202): open outlets are held back unless ``during_opening_hours``."""
     settings = security.settings
@@ -177,6 +179,8 @@ def start_run(
         session, target, now=datetime.now(UTC),
         during_opening_hours=body.during_opening_hours, zone=settings.outlet_timezone,
     )  # fmt: skip
+    # A region-scoped technician runs only on their outlets: 403 naming the others.
+    refuse_outside(session, scope, [*chosen.hosts, *chosen.held])
     if not chosen.hosts and not chosen.held:
         counts["target"] += 1
         detail = "the target is empty"
@@ -212,10 +216,17 @@ def start_run(
 
 @read_router.get("/playbook-runs")
 def list_runs(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    session: SessionDep, scope: ScopeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
-    """Runs, newest first, each with how many of its outlets are in each host status."""
-    runs = list(session.scalars(select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit)))
+    """Runs, newest first, each with how many of its outlets are in each host status
+    (a region-scoped user: those on their outlets only)."""
+    query = select(PlaybookRun).order_by(PlaybookRun.id.desc()).limit(limit)
+    if not scope.whole_fleet:
+        reaching_outside = select(PlaybookHost.run_id).where(
+            ~scope.outlet_clause(PlaybookHost.outlet_id)
+        )
+        query = query.where(PlaybookRun.id.not_in(reaching_outside))
+    runs = list(session.scalars(query))
     counts = host_counts(session, [run.id for run in runs])
     return [
         {**_run_json(session, run, hosts=False), "host_counts": counts.get(run.id, {})}

@@ -30,14 +30,14 @@ class OutletAccess(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(128))
     # The PC's SSH host key (``ssh-ed25519 AAAA…``), pinned at the first run that reached
-    # it (migration 0020); every later run checks it strictly.
+    # it (migration 0021); every later run checks it strictly.
     host_key: Mapped[str | None] = mapped_column(String(2000), default=None)
     host_key_pinned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class OutletArchive(Base):
     """An archive a run fetched from an outlet PC (diagnose, decommission), kept in the
-    run's folder and listed on the outlet's record (migration 0020)."""
+    run's folder and listed on the outlet's record (migration 0021)."""
 
     __tablename__ = "outlet_archives"
 

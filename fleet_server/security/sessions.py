@@ -18,9 +18,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from fleet_server.models import ApiToken, User
-from fleet_server.security.roles import Role
 from fleet_server.security.tokens import MAX_TOKEN_LENGTH, new_token, token_hash
-from fleet_server.security.users import Principal
+from fleet_server.security.users import Principal, principal_of
 
 SESSION_PREFIX = "gvs_"
 # last_used_at is written at most this often, not on every request.
@@ -73,7 +72,7 @@ def session_principal(
         return None
     if now - last >= _TOUCH_EVERY:
         token.last_used_at = now
-    return Principal(name=user.name, role=Role(user.role), user_id=user.id)
+    return principal_of(user)
 
 
 def close_session(session: Session, secret: str) -> None:

@@ -20,6 +20,7 @@ from fleet_server.models import ApiToken, User
 from fleet_server.security import audit
 from fleet_server.security.errors import Conflict, NotFound, SecurityError
 from fleet_server.security.roles import Role
+from fleet_server.security.scope import WHOLE_FLEET, Scope, ScopeError, normalise
 from fleet_server.security.tokens import API_PREFIX, MAX_TOKEN_LENGTH, new_token, token_hash
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,26 @@ class Principal:
     name: str
     role: Role
     user_id: int | None = None
+    # The outlets this caller sees and acts on (fleet_server.security.scope).
+    scope: Scope = WHOLE_FLEET
+
+
+def principal_of(user: User) -> Principal:
+    """The caller a user row stands for; admins are whole-fleet whatever is stored."""
+    role = Role(user.role)
+    prefixes = () if role is Role.ADMIN else tuple(user.region_prefixes or ())
+    return Principal(name=user.name, role=role, user_id=user.id, scope=Scope(prefixes))
+
+
+def _check_scope(role: Role, regions: Sequence[str]) -> tuple[str, ...]:
+    try:
+        prefixes = normalise(regions)
+    except ScopeError as exc:
+        raise SecurityError(str(exc)) from None
+    if prefixes and role is Role.ADMIN:
+        # An admin manages users and fleet-wide settings: a region limit would not hold.
+        raise SecurityError("admins are always whole-fleet: a region scope is refused")
+    return prefixes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,11 +82,25 @@ def _issue(session: Session, user: User, *, ttl: timedelta, now: datetime) -> Ne
     return NewToken(user=user.name, role=Role(user.role), token=token, expires_at=expires)
 
 
-def create_user(session: Session, *, name: str, role: Role, ttl: timedelta, actor: str) -> NewToken:
-    """Create an account with one API token; raise ``Conflict`` if the name is taken."""
+def create_user(
+    session: Session,
+    *,
+    name: str,
+    role: Role,
+    ttl: timedelta,
+    actor: str,
+    regions: Sequence[str] = (),
+) -> NewToken:
+    """Create an account with one API token; raise ``Conflict`` if the name is taken.
+
+    ``regions``: the region-code prefixes it is limited to (none: the whole fleet).
+    """
     _check_name(name)
+    prefixes = _check_scope(role, regions)
     now = datetime.now(UTC)
-    user = User(name=name, role=role.value, disabled=False, created_at=now)
+    user = User(
+        name=name, role=role.value, disabled=False, created_at=now, region_prefixes=list(prefixes)
+    )
     session.add(user)
     try:
         session.flush()
@@ -78,7 +113,11 @@ def create_user(session: Session, *, name: str, role: Role, ttl: timedelta, acto
         actor=actor,
         action="user.create",
         target=f"user:{name}",
-        after={"role": role.value, "token_expires_at": issued.expires_at.isoformat()},
+        after={
+            "role": role.value,
+            "regions": list(prefixes),
+            "token_expires_at": issued.expires_at.isoformat(),
+        },
         at=now,
     )
     session.commit()
@@ -114,6 +153,28 @@ def _get(session: Session, name: str) -> User:
 def list_users(session: Session) -> Sequence[User]:
     """Every account, by name."""
     return session.scalars(select(User).order_by(User.name)).all()
+
+
+def set_scope(session: Session, *, name: str, regions: Sequence[str], actor: str) -> User:
+    """Limit a user to ``regions`` (prefixes; empty: the whole fleet).
+
+    Tokens and sessions read the user's row on every request, so the new scope applies
+    to the next request of each of them: nothing to revoke.
+    """
+    user = _get(session, name)
+    prefixes = _check_scope(Role(user.role), regions)
+    before = {"regions": list(user.region_prefixes or [])}
+    user.region_prefixes = list(prefixes)
+    audit.record(
+        session,
+        actor=actor,
+        action="user.scope",
+        target=f"user:{name}",
+        before=before,
+        after={"regions": list(prefixes)},
+    )
+    session.commit()
+    return user
 
 
 def disable_user(session: Session, *, name: str, actor: str) -> User:
@@ -159,7 +220,7 @@ def principal_for_secret(
     expires_at, user = row
     if user.disabled or expires_at <= now:
         return None
-    return Principal(name=user.name, role=Role(user.role), user_id=user.id)
+    return principal_of(user)
 
 
 def ensure_first_admin(session: Session, *, ttl: timedelta) -> NewToken | None:

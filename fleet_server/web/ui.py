@@ -17,10 +17,13 @@ from sqlalchemy.orm import Session
 
 from fleet_server.api.auth import CONFIG_WRITERS, Authenticated
 from fleet_server.api.deps import SessionDep
+from fleet_server.api.scope import ScopeDep
 from fleet_server.config import outlet_view, store
+from fleet_server.config.api import reaches, scoped_drift
 from fleet_server.health import queries
 from fleet_server.playbooks import api as playbooks_api
 from fleet_server.security import Principal, Role
+from fleet_server.security.scope import Scope
 from fleet_server.web.i18n import LANGS, table
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
@@ -123,8 +126,8 @@ def static(name: str) -> Response:
 def overview(
     request: Request, session: SessionDep, principal: Authenticated, lang: str | None = None
 ) -> HTMLResponse:
-    """Fleet overview."""
-    data = queries.fleet_overview(session)
+    """Fleet overview (a region-scoped user: their outlets only, as everywhere)."""
+    data = queries.fleet_overview(session, principal.scope)
     return render_page(
         request, principal, page="overview", lang=page_lang(request, lang), data=data
     )
@@ -135,7 +138,7 @@ def outlet_map(
     request: Request, session: SessionDep, principal: Authenticated, lang: str | None = None
 ) -> HTMLResponse:
     """The outlet map (一张图)."""
-    data = {"outlets": queries.outlets_for_map(session), "regions": queries.regions(session)}
+    data = _map_data(session, principal.scope)
     return render_page(request, principal, page="map", lang=page_lang(request, lang), data=data)
 
 
@@ -147,7 +150,8 @@ def outlet(
     outlet_id: str,
     lang: str | None = None,
 ) -> HTMLResponse:
-    """One outlet: devices with health and history, events, alerts, versions."""
+    """One outlet: devices with health and history, events, alerts, versions (outside a
+    scoped user's regions: 404, from ``fleet_server.api.scope.path_guard``)."""
     data = queries.outlet_page(session, outlet_id)
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"outlet {outlet_id!r} not found")
@@ -168,7 +172,7 @@ def config_page(
     scope: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     """Config scopes, the outlets out of sync, and the scope editor (``?scope=`` opens one)."""
-    data = _config_data(session) | {
+    data = _config_data(session, principal.scope) | {
         "scope": scope,
         "user": principal.name,
         # Saving, validating and rolling back need an operator (docs/security.md): a
@@ -202,27 +206,35 @@ def campaign_page(
 
 
 @router.get("/data/config")
-def config_data(session: SessionDep) -> dict[str, Any]:
+def config_data(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """The config page's lists, refetched on changes and after a save."""
-    return _config_data(session)
+    return _config_data(session, scope)
 
 
-def _config_data(session: Session) -> dict[str, Any]:
-    return {"scopes": store.list_scopes(session), "drift": outlet_view.drift(session)}
+def _config_data(session: Session, scope: Scope) -> dict[str, Any]:
+    scopes = [row for row in store.list_scopes(session) if reaches(session, scope, row["scope"])]
+    return {"scopes": scopes, "drift": scoped_drift(session, scope)}
 
 
 @router.get("/data/map")
-def map_data(session: SessionDep) -> dict[str, Any]:
+def map_data(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """The map's data, refetched on changes."""
-    return {"outlets": queries.outlets_for_map(session), "regions": queries.regions(session)}
+    return _map_data(session, scope)
+
+
+def _map_data(session: Session, scope: Scope) -> dict[str, Any]:
+    return {"outlets": queries.outlets_for_map(session, scope), "regions": queries.regions(session)}
 
 
 @router.get("/data/evaluations")
 def evaluation_data(
-    request: Request, session: SessionDep, days: Annotated[int, Query(ge=1, le=366)] = 30
+    request: Request,
+    session: SessionDep,
+    scope: ScopeDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> dict[str, Any]:
     """好差评 figures per outlet for the last ``days`` (empty when the module is absent)."""
-    return _evaluations(request, session, days)
+    return _evaluations(request, session, days, scope)
 
 
 @router.get("/evaluations")
@@ -239,11 +251,11 @@ def evaluations(
         principal,
         page="evaluations",
         lang=page_lang(request, lang),
-        data=_evaluations(request, session, days),
+        data=_evaluations(request, session, days, principal.scope),
     )
 
 
-def _evaluations(request: Request, session: SessionDep, days: int) -> dict[str, Any]:
+def _evaluations(request: Request, session: SessionDep, days: int, scope: Scope) -> dict[str, Any]:
     try:
         from fleet_server.evaluations.stats import evaluation_stats
     except ImportError:
@@ -255,12 +267,14 @@ def _evaluations(request: Request, session: SessionDep, days: int) -> dict[str, 
     until = datetime.now(UTC)
     since = until - timedelta(days=days)
     target = request.app.state.fleet.rules.active_rate_target
-    outlet_ids = sorted(set(session.scalars(select(Evaluation.outlet_id).distinct())))
+    outlet_ids = sorted(
+        scope.keep(session, session.scalars(select(Evaluation.outlet_id).distinct()))
+    )
     rows = []
     for outlet_id in [None, *outlet_ids]:
         stats = evaluation_stats(
             session, outlet_id=outlet_id, window=None, since=since, until=until,
-            now=until, active_rate_target=target,
+            now=until, active_rate_target=target, scope=scope,
         )  # fmt: skip
         rows.append(
             {

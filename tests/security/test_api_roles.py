@@ -217,4 +217,8 @@ def test_probes_can_require_a_token(tmp_path: Path, broker: Mosquitto) -> None:
 
 def test_development_switch_lets_everyone_in(tmp_path: Path, broker: Mosquitto) -> None:
     with running_api(tmp_path, mqtt_url=broker.url, api_auth="off") as api:
-        assert api.client.get("/api/v1/me").json() == {"name": "dev", "role": "admin"}
+        assert api.client.get("/api/v1/me").json() == {
+            "name": "dev",
+            "role": "admin",
+            "regions": [],
+        }

@@ -70,7 +70,7 @@ TABLES = {
     "playbook_runs",
     "playbook_hosts",
     "playbook_events",
-    # host keys and fetched archives (0020_outlet_host_keys)
+    # host keys and fetched archives (0021_outlet_host_keys)
     "outlet_archives",
 }
 

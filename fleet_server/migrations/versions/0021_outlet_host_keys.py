@@ -1,7 +1,7 @@
 """Playbook runs pin each outlet PC's SSH host key, and keep the archives they fetch.
 
-Revision ID: 0020_outlet_host_keys
-Revises: 0019_campaign_outlet_state
+Revision ID: 0021_outlet_host_keys
+Revises: 0020_user_scopes
 Create Date: 2026-12-05
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from fleet_server.models import UTCDateTime
 
-revision = "0020_outlet_host_keys"
-down_revision = "0019_campaign_outlet_state"
+revision = "0021_outlet_host_keys"
+down_revision = "0020_user_scopes"
 branch_labels = None
 depends_on = None
 
@@ -33,7 +33,9 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["playbook_runs.id"], name=op.f("fk_outlet_archives_run_id_playbook_runs"),
+            ["run_id"],
+            ["playbook_runs.id"],
+            name=op.f("fk_outlet_archives_run_id_playbook_runs"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outlet_archives")),

@@ -1,0 +1,318 @@
+"""Every route by a region-scoped user, like the role table (test_api_roles.py).
+
+Two outlets: ``in-1`` inside the users' scope (prefix 4101) and ``out-1`` outside
+(4201), each with an alert, dead letter, rectification, evaluation, campaign, playbook
+run, config layer and alert override. ``ROUTES`` classifies every mounted route (a new
+route fails ``test_every_route_is_classified`` until it is added):
+
+- ``read``: no outlet in the path; the answer never names ``out-1`` (or its region),
+  and ``shows`` routes name ``in-1``, so an empty answer cannot pass;
+- ``one``: the path names an outlet or a row of outlets: inside → not 404/403,
+  outside → 404, as for a thing that does not exist;
+- ``target``: a write whose body chooses outlets: inside → not 403, outside → 403;
+- ``layer``: a config layer's write, the layer in the path: the same as ``target``;
+- ``fleet``: a fleet-wide write or the whole server's figures: 403 for scoped users;
+- ``admin``, ``open``: no scoped user can call it / no outlet data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet_server.security import Role
+from govedge_testbed import Mosquitto
+from tests.security.api_harness import Api, running_api
+from tests.security.scope_seed import INSIDE, OUTSIDE, REGIONS, Rows, scoped_users, seed_two_outlets
+from tests.security.test_api_roles import TABLE, _admits, _mounted
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    shows: bool = False
+    body: Any = None  # target: a function (outlet id, region) → body
+
+
+def _campaign(outlet: str, region: str) -> dict[str, Any]:
+    return {"release": "9.9.9", "target": {"regions": [region]}}
+
+
+def _run(outlet: str, region: str) -> dict[str, Any]:
+    return {"playbook": "noop.yml", "target": {"outlets": [outlet]}}
+
+
+def _validate(outlet: str, region: str) -> dict[str, Any]:
+    return {"scope": f"outlet:{outlet}", "document": {}}
+
+
+def _override(outlet: str, region: str) -> dict[str, Any]:
+    return {"scope": "outlet", "scope_value": outlet, "rule": "outlet_offline", "params": {}}
+
+
+READ, SHOWS, ONE, FLEET, ADMIN, OPEN = (
+    Case("read"), Case("read", shows=True), Case("one"), Case("fleet"), Case("admin"),
+    Case("open"),
+)  # fmt: skip
+ROUTES: dict[tuple[str, str], Case] = {
+    ("GET", "/api/v1/alert-rules/effective/{outlet_id}"): ONE,
+    ("DELETE", "/api/v1/alert-rules/{override_id}"): ONE,
+    ("GET", "/api/v1/alert-rules"): SHOWS,
+    ("PUT", "/api/v1/alert-rules"): Case("target", body=_override),
+    ("POST", "/api/v1/alerts/evaluate"): FLEET,
+    ("POST", "/api/v1/alerts/{alert_id}/ack"): ONE,
+    ("POST", "/api/v1/alerts/{alert_id}/silence"): ONE,
+    ("GET", "/api/v1/alerts/{alert_id}"): ONE,
+    ("GET", "/api/v1/alerts"): SHOWS,
+    ("GET", "/api/v1/audit"): ADMIN,
+    ("POST", "/api/v1/catalogue/import"): FLEET,
+    ("GET", "/api/v1/catalogue/items"): READ,
+    ("GET", "/api/v1/config/drift"): READ,
+    ("POST", "/api/v1/config/validate"): Case("target", body=_validate),
+    ("GET", "/api/v1/config/{scope}/diff"): ONE,
+    ("POST", "/api/v1/config/{scope}/rollback"): Case("layer", body=lambda o, r: {"version": 1}),
+    ("GET", "/api/v1/config/{scope}/versions/{version}"): ONE,
+    ("GET", "/api/v1/config/{scope}/versions"): ONE,
+    ("GET", "/api/v1/config/{scope}"): ONE,
+    ("PUT", "/api/v1/config/{scope}"): Case("layer", body=lambda o, r: {}),
+    ("GET", "/api/v1/config"): SHOWS,
+    ("POST", "/api/v1/campaigns/{campaign_id}/abort"): ONE,
+    ("GET", "/api/v1/campaigns/{campaign_id}/outlets/{outlet_id}"): ONE,
+    ("GET", "/api/v1/campaigns/{campaign_id}/outlets"): ONE,
+    ("POST", "/api/v1/campaigns/{campaign_id}/pause"): ONE,
+    ("POST", "/api/v1/campaigns/{campaign_id}/resume"): ONE,
+    ("GET", "/api/v1/campaigns/{campaign_id}"): ONE,
+    ("GET", "/api/v1/campaigns"): SHOWS,
+    ("POST", "/api/v1/campaigns"): Case("target", body=_campaign),
+    ("POST", "/api/v1/dead-letters/{dead_letter_id}/replay"): ONE,
+    ("GET", "/api/v1/dead-letters/{dead_letter_id}"): ONE,
+    ("GET", "/api/v1/dead-letters"): SHOWS,
+    ("POST", "/api/v1/enroll/renew"): OPEN,
+    ("POST", "/api/v1/enroll"): OPEN,
+    ("POST", "/api/v1/enrollments"): FLEET,
+    ("GET", "/api/v1/evaluations/stats"): READ,
+    ("GET", "/api/v1/fleet/overview"): SHOWS,
+    ("GET", "/api/v1/fleet/map-points"): SHOWS,
+    ("GET", "/api/v1/ingest/rate-limits"): READ,
+    ("GET", "/api/v1/ingest/stats"): FLEET,
+    ("GET", "/api/v1/me"): READ,
+    ("PUT", "/api/v1/outlet-profiles"): FLEET,
+    ("GET", "/api/v1/outlets.geojson"): SHOWS,
+    ("GET", "/api/v1/outlets/{outlet_id}/access"): ONE,
+    ("PUT", "/api/v1/outlets/{outlet_id}/access"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/certificates"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/config"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/health"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/playbook-runs"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/archives"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/archives/{archive_id}"): ONE,
+    ("DELETE", "/api/v1/outlets/{outlet_id}/host-key"): ADMIN,
+    ("POST", "/api/v1/outlets/{outlet_id}/revoke"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}/transactions/{tx_id}"): ONE,
+    ("GET", "/api/v1/outlets/{outlet_id}"): ONE,
+    ("GET", "/api/v1/outlets"): SHOWS,
+    ("GET", "/api/v1/playbooks"): READ,
+    ("GET", "/api/v1/playbook-runs"): SHOWS,
+    ("POST", "/api/v1/playbook-runs"): Case("target", body=_run),
+    ("GET", "/api/v1/playbook-runs/{run_id}"): ONE,
+    ("POST", "/api/v1/playbook-runs/{run_id}/cancel"): ONE,
+    ("GET", "/api/v1/playbook-runs/{run_id}/events"): ONE,
+    ("GET", "/api/v1/playbook-runs/{run_id}/stream"): ONE,
+    ("POST", "/api/v1/rectifications/{rectification_id}/follow-up"): ONE,
+    ("GET", "/api/v1/rectifications"): SHOWS,
+    ("GET", "/api/v1/regions"): READ,
+    ("GET", "/api/v1/releases/{version}/artifact"): READ,
+    ("POST", "/api/v1/releases/{version}/bad"): FLEET,
+    ("GET", "/api/v1/releases/{version}/manifest"): READ,
+    ("GET", "/api/v1/releases/{version}"): READ,
+    ("GET", "/api/v1/releases"): READ,
+    ("POST", "/api/v1/releases"): FLEET,
+    ("PUT", "/api/v1/regions"): FLEET,
+    # Carries a version number only; what a client refetches is scoped.
+    ("GET", "/api/v1/stream"): READ,
+    ("GET", "/api/v1/timeseries/stats"): FLEET,
+    ("GET", "/api/v1/transactions/status"): READ,
+    ("POST", "/api/v1/users/{name}/disable"): ADMIN,
+    ("PUT", "/api/v1/users/{name}/scope"): ADMIN,
+    ("POST", "/api/v1/users/{name}/tokens"): ADMIN,
+    ("GET", "/api/v1/users"): ADMIN,
+    ("POST", "/api/v1/users"): ADMIN,
+    ("GET", "/healthz"): OPEN,
+    # Fleet totals: whole-fleet only when probes need a token (test_metrics_is_whole_fleet).
+    ("GET", "/metrics"): OPEN,
+    ("GET", "/readyz"): OPEN,
+    ("GET", "/ui/campaigns"): READ,
+    ("GET", "/ui/playbook-runs"): READ,
+    ("GET", "/ui/playbook-runs/{run_id}"): ONE,
+    ("GET", "/ui/campaigns/{campaign_id}"): ONE,
+    ("GET", "/ui/config"): SHOWS,
+    ("GET", "/ui/data/config"): SHOWS,
+    ("GET", "/ui/data/evaluations"): SHOWS,
+    ("GET", "/ui/data/map"): SHOWS,
+    ("GET", "/ui/evaluations"): SHOWS,
+    ("GET", "/"): OPEN,
+    ("GET", "/ui/login"): OPEN,
+    ("POST", "/ui/login"): OPEN,
+    ("POST", "/ui/logout"): OPEN,
+    ("GET", "/ui/map"): SHOWS,
+    ("GET", "/ui/outlets/{outlet_id}"): ONE,
+    ("GET", "/ui/overview"): SHOWS,
+    ("GET", "/ui/static/{name}"): OPEN,
+    ("GET", "/ui"): READ,
+}
+
+
+@pytest.fixture
+def api(tmp_path: Path, broker: Mosquitto) -> Iterator[Api]:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "noop.yml").write_text("- name: noop\n  hosts: all\n  tasks: []\n")
+    with running_api(tmp_path, mqtt_url=broker.url, playbooks_dir=playbooks) as running:
+        yield running
+
+
+def _values(rows: dict[str, Rows], outlet: str) -> dict[str, str]:
+    row = rows[outlet]
+    return {
+        "outlet_id": outlet, "alert_id": str(row.alert), "dead_letter_id": str(row.dead_letter),
+        "rectification_id": str(row.rectification), "campaign_id": str(row.campaign),
+        "run_id": str(row.run), "override_id": str(row.override), "scope": f"outlet:{outlet}",
+        "tx_id": f"tx-{outlet}", "version": "1", "archive_id": str(row.archive),
+    }  # fmt: skip
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), "1"), path)
+
+
+def _role_for(method: str, path: str) -> Role:
+    """The lowest non-admin role the role table admits (scoped users are never admins)."""
+    policy = TABLE[method, path]
+    for role in (Role.VIEWER, Role.OPERATOR, Role.TECHNICIAN):
+        if isinstance(policy, Role | frozenset) and _admits(policy, role):
+            return role
+    return Role.TECHNICIAN
+
+
+def _call(api: Api, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+    kwargs: dict[str, Any] = {"headers": headers}
+    if method not in ("GET", "HEAD"):
+        kwargs["json"] = {} if body is None else body
+    with api.client.stream(
+        method, path, params={"minutes": "5", "from": "1", "to": "1"}, **kwargs
+    ) as response:
+        text = "" if "event-stream" in response.headers.get("content-type", "") else None
+        if text is None:
+            response.read()
+            text = response.text
+        return response.status_code, text
+
+
+def test_every_route_is_classified(api: Api) -> None:
+    mounted = {(m, r.path) for r in _mounted(api.client.app) for m in r.methods}
+    assert sorted(mounted - set(ROUTES)) == [], "classify the new routes in ROUTES"
+    assert sorted(set(ROUTES) - mounted) == [], "routes in ROUTES that are gone"
+
+
+def test_every_route_by_a_scoped_user(api: Api) -> None:
+    rows = seed_two_outlets(api)
+    users = scoped_users(api)
+    inside, outside = _values(rows, INSIDE), _values(rows, OUTSIDE)
+    seen: dict[str, int] = {}
+    # Reads first: the writes (a DELETE, an abort) change what the reads see.
+    for (method, path), case in sorted(ROUTES.items(), key=lambda kv: (kv[0][0] != "GET", kv)):
+        if case.kind in ("admin", "open"):
+            continue
+        headers = users[_role_for(method, path)]
+        where = f"{method} {path}"
+        if case.kind == "read":
+            code, text = _call(api, method, _fill(path, inside), headers)
+            if method == "GET":
+                assert OUTSIDE not in text, where
+                assert REGIONS[OUTSIDE] not in text, where
+            if case.shows:
+                assert code == 200, f"{where} → {code}: {text[:300]}"
+                assert INSIDE in text, f"{where}: {text[:300]}"
+        elif case.kind == "one":
+            code, text = _call(api, method, _fill(path, inside), headers)
+            assert code not in (403, 404), f"{where} inside → {code}: {text[:300]}"
+            if method == "GET":
+                assert OUTSIDE not in text, where
+            code, _ = _call(api, method, _fill(path, outside), headers)
+            assert code == 404, f"{where} outside → {code}"
+        elif case.kind in ("target", "layer"):
+            url = _fill(path, inside)
+            code, text = _call(api, method, url, headers, case.body(INSIDE, REGIONS[INSIDE]))
+            assert code not in (403, 404), f"{where} inside → {code}: {text[:300]}"
+            url = _fill(path, outside)
+            code, text = _call(api, method, url, headers, case.body(OUTSIDE, REGIONS[OUTSIDE]))
+            assert code == 403, f"{where} outside → {code}: {text[:300]}"
+            assert "region scope" in text, f"{where}: the reason is given"
+        elif case.kind == "fleet":
+            code, _ = _call(api, method, _fill(path, inside), headers)
+            assert code == 403, f"{where} → {code}"
+            whole = api.as_role(_role_for(method, path))
+            code, _ = _call(api, method, _fill(path, inside), whole)
+            assert code != 403, f"{where} as a whole-fleet user → {code}"
+        seen[case.kind] = seen.get(case.kind, 0) + 1
+    # Every kind ran, so a classification typo cannot empty the loop.
+    assert set(seen) == {"read", "one", "target", "layer", "fleet"}
+    assert sum(seen.values()) == sum(c.kind not in ("admin", "open") for c in ROUTES.values())
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "expected"),
+    [((), {INSIDE, OUTSIDE}), (("4101",), {INSIDE}), (("4101", "4201"), {INSIDE, OUTSIDE}),
+     (("4102",), set())],
+    ids=["none", "one-prefix", "two-prefixes", "other-prefix"],
+)  # fmt: skip
+def test_outlet_list_and_overview_by_scope_kind(
+    api: Api, prefixes: tuple[str, ...], expected: set[str]
+) -> None:
+    seed_two_outlets(api)
+    headers = scoped_users(api, prefixes)[Role.VIEWER]
+    page = api.client.get("/api/v1/outlets", headers=headers).json()
+    assert {item["outlet_id"] for item in page["items"]} == expected
+    assert page["total"] == len(expected)
+    overview = api.client.get("/api/v1/fleet/overview", headers=headers).json()
+    assert overview["outlets"] == len(expected)
+    assert overview["by_state"] == ({"online": len(expected)} if expected else {})
+    regions = {row["region_code"] for row in overview["by_region"]}
+    assert regions == {REGIONS[o] for o in expected}
+    assert {a["outlet_id"] for a in overview["open_alerts"]} == expected
+
+
+def test_a_new_scope_applies_at_once(api: Api) -> None:
+    seed_two_outlets(api)
+    headers = scoped_users(api)[Role.VIEWER]
+    assert api.client.get(f"/api/v1/outlets/{OUTSIDE}", headers=headers).status_code == 404
+    admin = api.as_role(Role.ADMIN)
+    answer = api.client.put("/api/v1/users/s1-viewer/scope", json={"regions": []}, headers=admin)
+    assert answer.status_code == 200
+    assert answer.json()["regions"] == []
+    # The same token, no new login: the whole fleet now.
+    assert api.client.get(f"/api/v1/outlets/{OUTSIDE}", headers=headers).status_code == 200
+    api.client.put("/api/v1/users/s1-viewer/scope", json={"regions": ["4201"]}, headers=admin)
+    assert api.client.get(f"/api/v1/outlets/{INSIDE}", headers=headers).status_code == 404
+    assert api.client.get("/api/v1/me", headers=headers).json()["regions"] == ["4201"]
+
+
+def test_admins_are_always_whole_fleet(api: Api) -> None:
+    admin = api.as_role(Role.ADMIN)
+    answer = api.client.put("/api/v1/users/u-admin/scope", json={"regions": ["4101"]},
+                            headers=admin)  # fmt: skip
+    assert answer.status_code == 400
+    assert "whole-fleet" in answer.text
+
+
+def test_metrics_is_whole_fleet(tmp_path: Path, broker: Mosquitto) -> None:
+    with running_api(tmp_path, mqtt_url=broker.url, probes_require_auth=True) as api:
+        scoped = scoped_users(api)[Role.VIEWER]
+        assert api.client.get("/metrics", headers=scoped).status_code == 403
+        assert api.client.get("/metrics", headers=api.as_role(Role.VIEWER)).status_code == 200
+        assert api.client.get("/healthz", headers=scoped).status_code == 200
