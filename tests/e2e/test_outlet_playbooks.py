@@ -380,10 +380,11 @@ def test_decommission_refuses_while_the_outbox_holds_cases_then_goes_through(
         return str(answer.json()["tx_id"]) if answer.status_code in (200, 201, 202) else None
 
     deadline = time.monotonic() + 60
-    while (tx_id := accepted()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the case was not accepted: {last} {pc.tail()}")
-        time.sleep(0.5)
+    with clerk:
+        while (tx_id := accepted()) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the case was not accepted: {last} {pc.tail()}")
+            time.sleep(0.5)
     refused = _run(server, "decommission_outlet.yml", [SSH_OUTLET], govedge_agent_drain_timeout_s=0)
     assert refused["status"] == "failed"
     assert "outbox still holds" in _events(server, refused["id"])
