@@ -90,6 +90,7 @@ def create_app(
                 state.sessions,
                 runs_dir=settings.playbook_runs_dir,
                 ssh_key=settings.playbook_ssh_key,
+                max_concurrent=settings.playbook_max_concurrent_runs,
                 revoke=revoker(state.sessions, app.state.security, state.ingest),
             )
             app.state.playbook_runs.mark_interrupted()

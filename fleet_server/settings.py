@@ -205,6 +205,8 @@ class Settings(BaseSettings):
     playbooks_dir: Path = Path(__file__).resolve().parent.parent / "playbooks"
     playbook_runs_dir: Path = Path("./fleet-playbook-runs")
     playbook_ssh_key: Path | None = None
+    # Runs at once; more wait (pending) for a free slot.
+    playbook_max_concurrent_runs: Annotated[int, Field(ge=1, le=64)] = 4
     # "json" writes one JSON object per log line.
     log_format: Literal["text", "json"] = "text"
     # HTTPS for the API and the web UI (docs/security.md, "The fleet API over TLS"): both

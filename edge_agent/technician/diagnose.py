@@ -32,7 +32,7 @@ from typing import Any
 
 from edge_agent.settings import AgentSettings
 from edge_agent.technician.outbox_state import read_outbox_state
-from edge_agent.updates.layout import Layout
+from edge_agent.updates.layout import install_status
 from govedge_wire.pii import mask_text
 
 JOURNAL_UNIT = "govedge-agent"
@@ -52,18 +52,6 @@ def _version() -> str:
         return metadata.version("govedge")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _install(home: Path) -> dict[str, Any]:
-    layout = Layout(home)
-    return {
-        "home": str(home),
-        "current": layout.link("current"),
-        "good": layout.link("good"),
-        "versions": layout.installed(),
-        "trial": layout.read_trial(),
-        "last": layout.last_history(),
-    }
 
 
 def _identity(data_dir: Path) -> dict[str, Any]:
@@ -183,7 +171,7 @@ def collect(
         "generated_at": datetime.now(UTC).isoformat(),
         "hostname": socket.gethostname(),
         "agent_version": _version(),
-        "install": _safe(lambda: _install(home)),
+        "install": _safe(lambda: install_status(home)),
         "identity": identity,
         "settings": _safe(lambda: settings.model_dump(mode="json")) if settings else None,
         "outbox": _safe(

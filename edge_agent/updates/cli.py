@@ -20,7 +20,13 @@ from edge_agent.fleet_config.keys import ConfigKeysError, load_config_keys
 from edge_agent.updates.download import verify_artifact
 from edge_agent.updates.errors import UpdateFailed
 from edge_agent.updates.install import check_disk, install_beside
-from edge_agent.updates.layout import DEFAULT_HOME, Layout, new_trial, normal_version
+from edge_agent.updates.layout import (
+    DEFAULT_HOME,
+    Layout,
+    install_status,
+    new_trial,
+    normal_version,
+)
 from govedge_wire.releases import ManifestRefused, SignedManifest, verify_manifest
 
 _HOME = click.option(
@@ -120,14 +126,7 @@ async def _install(
 def status_command(home: Path, as_json: bool) -> None:
     """Current, good, installed versions, the trial and the last finished one."""
     layout = Layout(home)
-    state = {
-        "home": str(home),
-        "current": layout.link("current"),
-        "good": layout.link("good"),
-        "versions": layout.installed(),
-        "trial": layout.read_trial(),
-        "last": layout.last_history(),
-    }
+    state = install_status(home)
     if as_json:
         click.echo(json.dumps(state, indent=2))
         return

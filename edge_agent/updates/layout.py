@@ -328,3 +328,17 @@ def write_health(home: Path, version: str, pid: int) -> None:
     """Write the health proof (used by the new version once healthy)."""
     body = {"version": version, "pid": pid, "at": utc_now_iso()}
     write_atomic(health_path(home), json.dumps(body).encode())
+
+
+def install_status(home: Path) -> dict[str, Any]:
+    """What is installed under ``home``: the links, the versions, the trial and the last
+    finished one (``edge-agent update status``, the diagnosis archive)."""
+    layout = Layout(home)
+    return {
+        "home": str(home),
+        "current": layout.link("current"),
+        "good": layout.link("good"),
+        "versions": layout.installed(),
+        "trial": layout.read_trial(),
+        "last": layout.last_history(),
+    }

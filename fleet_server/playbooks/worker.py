@@ -76,9 +76,13 @@ class RunManager:
         *,
         runs_dir: Path,
         ssh_key: Path | None,
+        max_concurrent: int = 4,
         revoke: Callable[[str, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        # A run's thread waits here, its run still pending, while ``max_concurrent``
+        # others run: 300 outlets are one run with forks, not 300 runs at once.
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         self._runs_dir = runs_dir
         self._ssh_key = ssh_key
         # Revokes an outlet's certificates (outlet id, actor): what a decommission run
@@ -142,6 +146,27 @@ class RunManager:
             thread.join(timeout)
 
     def _run(
+        self,
+        run_id: int,
+        playbook: Path,
+        hosts: dict[str, dict[str, Any]],
+        cancel: threading.Event,
+        supply: Supply,
+    ) -> None:
+        while not self._slots.acquire(timeout=0.5):
+            if cancel.is_set():  # canceled (or the server stops) while waiting its turn
+                self._finish(run_id, "interrupted" if self._stopping.is_set() else "canceled",
+                             None, None)  # fmt: skip
+                with self._lock:
+                    self._cancel.pop(run_id, None)
+                    self._threads.pop(run_id, None)
+                return
+        try:
+            self._run_now(run_id, playbook, hosts, cancel, supply)
+        finally:
+            self._slots.release()
+
+    def _run_now(
         self,
         run_id: int,
         playbook: Path,

@@ -174,11 +174,14 @@ def _upload(server: FleetServer, bundle: Path, version: str) -> None:
     assert answer.status_code in (200, 201), answer.text
 
 
-def _run(server: FleetServer, playbook: str, outlets: list[str], **extra: Any) -> dict[str, Any]:
+def _run(
+    server: FleetServer, playbook: str, outlets: list[str], *, check: bool = False, **extra: Any
+) -> dict[str, Any]:
     answer = server.http.post(
         "/api/v1/playbook-runs",
-        json={"playbook": playbook, "target": {"outlets": outlets}, "extra_vars": extra},
-    )
+        json={"playbook": playbook, "target": {"outlets": outlets}, "extra_vars": extra,
+              "check": check},
+    )  # fmt: skip
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["id"]
     run: dict[str, Any] = poll(
@@ -285,6 +288,15 @@ def test_a_second_provision_changes_nothing(
     assert host["changed"] == 0, host
     assert host["failed"] == 0, host
     assert host["ok"] > 10, host
+    # a dry run on the provisioned PC: it checks everything and would change nothing
+    dry = _run(
+        server, "provision_outlet.yml", [SSH_OUTLET], check=True,
+        govedge_agent_version=OLD, govedge_agent_mqtt_url=broker.url,
+        govedge_agent_server_url=server.url,
+        govedge_agent_settings={"local_api_port": port, "keepalive_s": 5},
+    )  # fmt: skip
+    assert dry["status"] == "successful", _events(server, dry["id"])
+    assert _hosts(dry)[SSH_OUTLET]["changed"] == 0
 
 
 def test_diagnose_attaches_an_archive_without_citizens_data(

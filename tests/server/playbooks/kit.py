@@ -110,10 +110,12 @@ DONE = frozenset({"successful", "failed", "canceled", "error", "interrupted"})
 
 
 @contextmanager
-def playbook_api(tmp_path: Path, **settings: object) -> Iterator[PlaybookApi]:
+def playbook_api(
+    tmp_path: Path, *, playbooks_dir: Path = DATA, **settings: Any
+) -> Iterator[PlaybookApi]:
     need_ansible()
     with running_api(
         tmp_path, mqtt_url="mqtt://127.0.0.1:1", pii_key_dir=tmp_path / "pii",
-        playbooks_dir=DATA, playbook_runs_dir=tmp_path / "runs", **settings,
+        playbooks_dir=playbooks_dir, playbook_runs_dir=tmp_path / "runs", **settings,
     ) as api:  # fmt: skip
         yield PlaybookApi(api=api, hosts_dir=tmp_path / "hosts")
