@@ -36,11 +36,15 @@ _STATES: dict[tuple[str, str], Path] = {}
 PASSWORD = "browser-test password 1"
 
 
-def add_user(database_url: str, name: str, role: str, password: str = PASSWORD) -> None:
-    """``fleet-server users add NAME --role ROLE --password-stdin`` (the real CLI)."""
+def add_user(
+    database_url: str, name: str, role: str, password: str = PASSWORD, regions: tuple[str, ...] = ()
+) -> None:
+    """``fleet-server users add NAME --role ROLE [--region R ...] --password-stdin`` (the
+    real CLI)."""
+    scope = [arg for region in regions for arg in ("--region", region)]
     result = subprocess.run(
         [str(Path(sys.executable).parent / "fleet-server"), "users", "add", name, "--role", role,
-         "--password-stdin", "--database-url", database_url],
+         *scope, "--password-stdin", "--database-url", database_url],
         input=password + "\n", capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -53,13 +57,17 @@ def login_form(page: Any, name: str, password: str = PASSWORD) -> None:
     page.click("button[type=submit]")
 
 
-def logged_in_context(browser: Any, fleet: Any, name: str, role: str, **options: Any) -> Any:
-    """A browser context with a session for ``name`` (created with ``role`` the first
-    time): logged in through the login page once, its storage state reused after."""
+def logged_in_context(
+    browser: Any, fleet: Any, name: str, role: str, *, regions: tuple[str, ...] = (),
+    **options: Any,
+) -> Any:  # fmt: skip
+    """A browser context with a session for ``name`` (created with ``role`` and the
+    region scope ``regions`` the first time): logged in through the login page once, its
+    storage state reused after."""
     key = (fleet.url, name)
     state = _STATES.get(key)
     if state is None or not state.exists():
-        add_user(fleet.database_url, name, role)
+        add_user(fleet.database_url, name, role, regions=regions)
         context = browser.new_context(**options)
         page = context.new_page()
         page.goto(f"{fleet.url}/")
