@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.routing import APIRoute
 
 from fleet_server.models import Outlet
+from fleet_server.playbooks.tables import OutletAccess
 from fleet_server.security import Role
 from fleet_server.security.passwords import set_password
 from govedge_testbed.upstream import catalogue_rows
@@ -60,6 +61,15 @@ def _mutating_routes(app: Any) -> set[str]:
             if isinstance(ctx.original_route, APIRoute)
         ]
     return {f"{method} {path}" for path, methods in pairs for method in methods - _READS}
+
+
+def _clear_host_key(w: World) -> httpx.Response:
+    """An outlet PC whose host key a run pinned, then cleared by an admin."""
+    with w.api.session() as session, session.begin():
+        row = session.get(OutletAccess, "o-1")
+        assert row is not None, "the access case runs first"
+        row.host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey"
+    return w.api.client.delete("/api/v1/outlets/o-1/host-key", headers=_admin(w))
 
 
 def _seed(world: World) -> None:
@@ -257,6 +267,11 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
         "playbook.access",
     ),
     "POST /api/v1/playbook-runs": (_start_run, "playbook.run"),
+    "DELETE /api/v1/outlets/{outlet_id}/host-key": (_clear_host_key, "playbook.host_key_clear"),
+    "PUT /api/v1/users/{name}/scope": (
+        _put("/api/v1/users/u-new/scope", {"regions": ["4104"]}),
+        "user.scope",
+    ),
     "POST /api/v1/playbook-runs/{run_id}/cancel": (
         _post("/api/v1/playbook-runs/{run}/cancel"),
         "playbook.cancel",

@@ -29,8 +29,11 @@ social-security card is read whenever pcscd and vpcd are installed (required und
 from __future__ import annotations
 
 import base64
+import io
 import json
 import signal
+import sys
+import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -245,17 +248,72 @@ def _open_device_alert(server: Server, outlet: Outlet) -> None:
 
 
 def _noop_playbooks(directory: Path) -> Path:
-    """A playbook directory with one playbook that does nothing."""
+    """A playbook directory with one playbook that does nothing, and one that writes the
+    agent's diagnosis archive into the folder the server supplies (as diagnose_outlet
+    does on a PC), so the archive's routes and contents are read too."""
     directory.mkdir()
     (directory / "noop.yml").write_text(
         "- name: Nothing\n  hosts: all\n  gather_facts: false\n  tasks: []\n", encoding="utf-8"
     )
+    (directory / "diagnose.yml").write_text(
+        "- name: Diagnose\n  hosts: all\n  gather_facts: false\n  roles: [diag]\n",
+        encoding="utf-8",
+    )
+    role = directory / "roles" / "diag"
+    (role / "meta").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    (role / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  main:\n    options:\n"
+        "      govedge_agent_archive_dir: {type: path}\n"
+        "      agent_data_dir: {type: path, required: true}\n"
+        "      agent_log: {type: path, required: true}\n",
+        encoding="utf-8",
+    )
+    (role / "tasks" / "main.yml").write_text(
+        "- name: Write the diagnosis archive\n"
+        "  ansible.builtin.command:\n"
+        "    argv: ['{{ ansible_playbook_python | dirname }}/edge-agent', diagnose, --out,\n"
+        "           '{{ govedge_agent_archive_dir }}/{{ inventory_hostname }}/diagnose.tar.gz',\n"
+        "           --data-dir, '{{ agent_data_dir }}', --log-file, '{{ agent_log }}',\n"
+        "           --home, '{{ agent_data_dir }}/no-install-home']\n"
+        "  changed_when: true\n",
+        encoding="utf-8",
+    )
     return directory
 
 
-def _path_values(op: httpx.Client, outlet_id: str, admin: str) -> dict[str, str]:
+def _archive(op: httpx.Client, outlet_id: str, agent_data_dir: Path, agent_log: Path) -> str:
+    """Run the diagnosis playbook on the outlet (this machine) now; the archive's id."""
+    op.put(
+        f"/api/v1/outlets/{outlet_id}/access",
+        json={"host_vars": {"ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable}},
+    ).raise_for_status()  # fmt: skip
+    run = op.post(
+        "/api/v1/playbook-runs",
+        json={"playbook": "diagnose.yml", "target": {"outlets": [outlet_id]},
+              "during_opening_hours": True,
+              "extra_vars": {"agent_data_dir": str(agent_data_dir), "agent_log": str(agent_log)}},
+    )  # fmt: skip
+    run.raise_for_status()
+    run_id = run.json()["id"]
+    done = poll(
+        lambda: (r := op.get(f"/api/v1/playbook-runs/{run_id}").json())["status"]
+        in ("successful", "failed", "error") and r,
+        timeout=120, interval=0.5,
+    )  # fmt: skip
+    assert done["status"] == "successful", done
+    archives = op.get(f"/api/v1/outlets/{outlet_id}/archives").json()
+    assert archives, "the diagnosis archive was not attached"
+    return str(archives[0]["id"])
+
+
+def _path_values(
+    op: httpx.Client, outlet_id: str, admin: str, agent_data_dir: Path, agent_log: Path
+) -> dict[str, str]:
     """Values for the path parameters of the operator API, from what exists now."""
     values = {"outlet_id": outlet_id, "tx_id": ACCEPTED_KEY, "name": admin}
+    values["archive_id"] = _archive(op, outlet_id, agent_data_dir, agent_log)
     # A config scope with one version, so the config routes are read too.
     op.put("/api/v1/config/global", json={"log_level": "INFO"}).raise_for_status()
     values |= {"scope": "global", "version": "1"}
@@ -290,11 +348,21 @@ def _path_values(op: httpx.Client, outlet_id: str, admin: str) -> dict[str, str]
     return values
 
 
-def _operator_views(server: Server, outlet_id: str) -> Answers:
-    """GET every API route in the OpenAPI document, the UI pages, /metrics and probes."""
+def _operator_views(
+    server: Server, outlet_id: str, agent_data_dir: Path, agent_log: Path
+) -> Answers:
+    """GET every API route in the OpenAPI document, the UI pages, /metrics and probes,
+    and the files of the outlet's diagnosis archive."""
     answers = Answers()
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as op:
-        values = _path_values(op, outlet_id, admin_name(server))
+        values = _path_values(op, outlet_id, admin_name(server), agent_data_dir, agent_log)
+        archive = op.get(f"/api/v1/outlets/{outlet_id}/archives/{values['archive_id']}")
+        assert archive.status_code == httpx.codes.OK, archive.text
+        with tarfile.open(fileobj=io.BytesIO(archive.content)) as files:
+            for member in files.getmembers():
+                extracted = files.extractfile(member)
+                if extracted is not None:
+                    answers.bodies[f"archive {member.name}"] = extracted.read().decode()
         assert "dead_letter_id" in values, "the rejected case did not reach the dead letters"
         assert "alert_id" in values, "the device alert did not open"
         answers.read_api(op, values)
@@ -304,6 +372,9 @@ def _operator_views(server: Server, outlet_id: str) -> Answers:
     assert answers.skipped == [], answers.skipped
     assert not answers.server_errors(), answers.server_errors()
     assert "govedge" in answers.bodies["GET /metrics"]
+    # the diagnosis archive was really read: the agent's outbox state and its (masked) log
+    assert '"outbox"' in answers.bodies["archive diagnose/summary.json"]
+    assert outlet_id in answers.bodies["archive diagnose/journal.txt"]
     for page in ui_pages(outlet_id):
         assert answers.statuses[f"UI {page}"] == httpx.codes.OK, page
     assert answers.statuses[f"GET /api/v1/outlets/{outlet_id}"] == httpx.codes.OK
@@ -409,7 +480,7 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
         assert any('"card.' in m for m in events.messages), events.messages[:5]
         _open_device_alert(server, outlet)
         poll(lambda: webhooks.bodies, timeout=30, interval=0.2)  # the alert was sent out
-        answers = _operator_views(server, outlet_id)
+        answers = _operator_views(server, outlet_id, tmp_path / "agent", agent_log)
     finally:
         outlet.agent.stop()
         stop_process(server.proc)
