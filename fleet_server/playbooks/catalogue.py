@@ -117,17 +117,20 @@ def catalogue(root: Path) -> list[Playbook]:
 def check_extra_vars(playbook: Playbook, extra_vars: dict[str, Any]) -> None:
     """PlaybookError naming every problem when ``extra_vars`` break the documented spec:
     a missing required variable, an unknown one, a wrong type or a value not in choices."""
+    supplied = sorted(FLEET_SUPPLIED.intersection(extra_vars))
+    problems = [f"{name}: set by the fleet server for each run, not by the caller"
+                for name in supplied]  # fmt: skip
     if not playbook.documented:
+        if problems:
+            raise PlaybookError("; ".join(problems))
         return
-    problems = []
     for name, wanted_spec in playbook.variables.items():
         if wanted_spec.get("required") and name not in extra_vars and name not in FLEET_SUPPLIED:
             problems.append(f"{name}: required")
     for name, value in extra_vars.items():
         spec = playbook.variables.get(name)
         if name in FLEET_SUPPLIED:
-            problems.append(f"{name}: set by the fleet server for each run, not by the caller")
-            continue
+            continue  # said above
         if spec is None:
             problems.append(f"{name}: not a variable of {playbook.name}")
             continue

@@ -28,6 +28,9 @@ from fleet_server.playbooks.fleet_vars import Supply
 from fleet_server.playbooks.tables import OutletAccess, OutletArchive, PlaybookHost
 
 ENROLL_TTL: Final = timedelta(hours=1)
+# The host var that carries a minted one-time enrollment token (taken out of the
+# run's inventory file when the run ends).
+TOKEN_VAR: Final = "govedge_agent_enroll_token"  # noqa: S105 - a variable's name
 # A fetched archive larger than this is left in the run's folder, not attached.
 ARCHIVE_MAX_BYTES: Final = 512 * 1024 * 1024
 # Host statuses that prove the run got through to the PC (a key seen then is pinned).
@@ -112,7 +115,7 @@ def prepare(
     if supply.enroll_tokens:
         with sessions() as session:
             for outlet, host_vars in out.items():
-                host_vars["govedge_agent_enroll_token"] = mint_token(session, outlet, run_id)
+                host_vars[TOKEN_VAR] = mint_token(session, outlet, run_id)
     return Prepared(extra_vars=extra, hosts=out, known_hosts=known_hosts)
 
 

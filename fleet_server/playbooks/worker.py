@@ -268,6 +268,16 @@ class RunManager:
         """What a run leaves: new host-key pins, attached archives, revocations asked."""
         asked = self._revoke_asked.pop(run_id, set())
         try:
+            # the one-time tokens minted for the run leave its inventory file
+            minted = run_files.TOKEN_VAR
+            if any(minted in host_vars for host_vars in prepared.hosts.values()):
+                hosts = {
+                    outlet: {k: v for k, v in host_vars.items() if k != minted}
+                    for outlet, host_vars in prepared.hosts.items()
+                }
+                (data_dir / "inventory" / "hosts.json").write_text(
+                    json.dumps({"all": {"hosts": hosts}}), encoding="utf-8"
+                )
             with self._sessions() as session, session.begin():
                 pinned = run_files.pin_new_keys(
                     session, run_id, prepared.hosts, prepared.known_hosts

@@ -271,6 +271,10 @@ def test_provision_installs_the_layout_and_the_agent_comes_online(
     # the SSH host key is pinned at provisioning
     access = server.get(f"/api/v1/outlets/{SSH_OUTLET}/access")
     assert access["host_key"] == ssh_host.host_key_line()
+    # the one-time tokens minted for the run are in none of the run's files now
+    runs = Path(server.env["GOVEDGE_PLAYBOOK_RUNS_DIR"])
+    leaked = subprocess.run(["grep", "-rlF", "gve_", str(runs)], capture_output=True, text=True)
+    assert leaked.stdout == ""
 
 
 def test_a_second_provision_changes_nothing(

@@ -63,6 +63,20 @@ def test_fleet_supplied_variables_are_refused_from_callers(pb: PlaybookApi) -> N
     assert "govedge_agent_release_file: set by the fleet server" in answer.text
 
 
+def test_fleet_supplied_variables_are_refused_for_undocumented_playbooks_too(
+    tmp_path: Path,
+) -> None:
+    with playbook_api(tmp_path) as pb:  # the test playbooks: slow.yml documents nothing
+        pb.add_outlet("o-1")
+        answer = pb.api.client.post(
+            "/api/v1/playbook-runs", headers=pb.tech,
+            json={"playbook": "slow.yml", "target": {"outlets": ["o-1"]},
+                  "extra_vars": {"govedge_agent_archive_dir": "/etc"}},
+        )  # fmt: skip
+        assert answer.status_code == 422
+        assert "set by the fleet server" in answer.text
+
+
 def test_an_unknown_release_is_refused_before_the_run(pb: PlaybookApi) -> None:
     pb.add_outlet("o-1")
     answer = pb.api.client.post(
