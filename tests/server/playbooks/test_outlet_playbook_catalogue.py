@@ -9,7 +9,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from fleet_server.config.keys import generate_key_file
@@ -44,21 +46,19 @@ def test_each_playbook_offers_its_entry_points_variables(pb: PlaybookApi) -> Non
     assert all("govedge_agent_home" in variables for variables in books.values())
 
 
+def _start(pb: PlaybookApi, playbook: str, **extra: Any) -> httpx.Response:
+    """Ask for a run of ``playbook`` on outlet o-1 as a technician."""
+    body = {"playbook": playbook, "target": {"outlets": ["o-1"]}, "extra_vars": extra}
+    return pb.api.client.post("/api/v1/playbook-runs", headers=pb.tech, json=body)
+
+
 def test_fleet_supplied_variables_are_refused_from_callers(pb: PlaybookApi) -> None:
     pb.add_outlet("o-1")
-    answer = pb.api.client.post(
-        "/api/v1/playbook-runs", headers=pb.tech,
-        json={"playbook": "diagnose_outlet.yml", "target": {"outlets": ["o-1"]},
-              "extra_vars": {"govedge_agent_archive_dir": "/etc"}},
-    )  # fmt: skip
+    answer = _start(pb, "diagnose_outlet.yml", govedge_agent_archive_dir="/etc")
     assert answer.status_code == 422
     assert "set by the fleet server" in answer.text
-    answer = pb.api.client.post(
-        "/api/v1/playbook-runs", headers=pb.tech,
-        json={"playbook": "upgrade_agent.yml", "target": {"outlets": ["o-1"]},
-              "extra_vars": {"govedge_agent_release_file": "/etc/shadow",
-                             "govedge_agent_version": "1.0.0"}},
-    )  # fmt: skip
+    answer = _start(pb, "upgrade_agent.yml", govedge_agent_release_file="/etc/shadow",
+                    govedge_agent_version="1.0.0")  # fmt: skip
     assert answer.status_code == 422
     assert "govedge_agent_release_file: set by the fleet server" in answer.text
 
@@ -68,22 +68,14 @@ def test_fleet_supplied_variables_are_refused_for_undocumented_playbooks_too(
 ) -> None:
     with playbook_api(tmp_path) as pb:  # the test playbooks: slow.yml documents nothing
         pb.add_outlet("o-1")
-        answer = pb.api.client.post(
-            "/api/v1/playbook-runs", headers=pb.tech,
-            json={"playbook": "slow.yml", "target": {"outlets": ["o-1"]},
-                  "extra_vars": {"govedge_agent_archive_dir": "/etc"}},
-        )  # fmt: skip
+        answer = _start(pb, "slow.yml", govedge_agent_archive_dir="/etc")
         assert answer.status_code == 422
         assert "set by the fleet server" in answer.text
 
 
 def test_an_unknown_release_is_refused_before_the_run(pb: PlaybookApi) -> None:
     pb.add_outlet("o-1")
-    answer = pb.api.client.post(
-        "/api/v1/playbook-runs", headers=pb.tech,
-        json={"playbook": "upgrade_agent.yml", "target": {"outlets": ["o-1"]},
-              "extra_vars": {"govedge_agent_version": "7.7.7"}},
-    )  # fmt: skip
+    answer = _start(pb, "upgrade_agent.yml", govedge_agent_version="7.7.7")
     assert answer.status_code == 422
     assert "no release '7.7.7' on this server" in answer.text
     runs = pb.api.client.get("/api/v1/playbook-runs", headers=pb.tech).json()
