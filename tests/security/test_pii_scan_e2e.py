@@ -313,7 +313,6 @@ def _path_values(
 ) -> dict[str, str]:
     """Values for the path parameters of the operator API, from what exists now."""
     values = {"outlet_id": outlet_id, "tx_id": ACCEPTED_KEY, "name": admin}
-    values["archive_id"] = _archive(op, outlet_id, agent_data_dir, agent_log)
     # A config scope with one version, so the config routes are read too.
     op.put("/api/v1/config/global", json={"log_level": "INFO"}).raise_for_status()
     values |= {"scope": "global", "version": "1"}
@@ -345,6 +344,8 @@ def _path_values(
     rows = letters if isinstance(letters, list) else letters.get("items", [])
     if rows:
         values["dead_letter_id"] = str(rows[0]["id"])
+    # last: the open alert above may close while the diagnosis runs (its id still reads)
+    values["archive_id"] = _archive(op, outlet_id, agent_data_dir, agent_log)
     return values
 
 
