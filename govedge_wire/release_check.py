@@ -20,7 +20,9 @@ from govedge_wire.config.public_keys import ConfigKeysError, parse_config_keys
 from govedge_wire.releases import ManifestRefused, verify_manifest
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256 (hex), read in 1 MiB blocks: the agent's download, this check and
+    the fleet server's archives all hash files this way."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1024 * 1024), b""):
@@ -41,7 +43,7 @@ def check(artifact: Path, manifest_file: Path, keys_file: Path) -> str:
     if artifact.name != manifest.file_name:
         raise ValueError(f"wrong_file: the manifest is for {manifest.file_name!r}")
     size = artifact.stat().st_size
-    if size != manifest.size or _sha256(artifact) != manifest.sha256:
+    if size != manifest.size or file_sha256(artifact) != manifest.sha256:
         raise ValueError(f"hash_mismatch: {size} bytes do not match the signed manifest")
     return manifest.version
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import os
 import ssl
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge_agent.backoff import full_jitter_delay
 from edge_agent.updates.errors import UpdateFailed
+from govedge_wire.release_check import file_sha256
 from govedge_wire.releases import (
     CERTIFICATE_HEADER,
     SIGNATURE_HEADER,
@@ -118,7 +118,7 @@ def _prepare(target_dir: Path, part: Path, done: Path) -> None:
 
 
 def _check(part: Path, manifest: SignedManifest) -> Path:
-    digest = _sha256(part)
+    digest = file_sha256(part)
     size = part.stat().st_size
     if size != manifest.size or digest != manifest.sha256:
         part.unlink(missing_ok=True)
@@ -177,11 +177,3 @@ async def _fetch(
             os.fsync(handle.fileno())
     if have < manifest.size:
         raise httpx.HTTPError(f"connection ended after {have} of {manifest.size} bytes")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,7 +11,6 @@ pinned once the run has really reached it. Hosts reached with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.playbooks.fleet_vars import Supply
 from fleet_server.playbooks.tables import OutletAccess, OutletArchive, PlaybookHost
+from govedge_wire.release_check import file_sha256
 
 ENROLL_TTL: Final = timedelta(hours=1)
 # The host var that carries a minted one-time enrollment token (taken out of the
@@ -158,14 +158,6 @@ def pin_new_keys(
     return pinned
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def attach_archives(
     session: Session, run_id: int, data_dir: Path, outlets: set[str]
 ) -> list[OutletArchive]:
@@ -184,7 +176,7 @@ def attach_archives(
                 continue
             row = OutletArchive(
                 outlet_id=outlet, run_id=run_id, name=path.name[:255], size=size,
-                sha256=_sha256(path), created_at=datetime.now(UTC),
+                sha256=file_sha256(path), created_at=datetime.now(UTC),
             )  # fmt: skip
             session.add(row)
             attached.append(row)
