@@ -37,6 +37,7 @@ from edge_agent.discovery import (
     NetworkDeviceConfig,
     UdevSource,
 )
+from edge_agent.discovery.retired import RetiredDevices
 from edge_agent.errors import StartupError
 from edge_agent.fleet_config import (
     ConfigApplier,
@@ -135,7 +136,12 @@ async def open_runtime(
     except QueueError as exc:
         raise StartupError(f"cannot apply the queue windows: {exc}") from exc
     devices = await _open_devices(
-        profiles, source, network=network, overrides=start.driver_overrides, stack=stack
+        profiles,
+        source,
+        network=network,
+        overrides=start.driver_overrides,
+        retired=_retired(settings),
+        stack=stack,
     )
     windows = {window.window: window for window in start.windows}
     live = LiveSettings(
@@ -200,11 +206,14 @@ async def _open_devices(
     *,
     network: list[NetworkDeviceConfig],
     overrides: Mapping[str, Mapping[str, Any]],
+    retired: RetiredDevices,
     stack: AsyncExitStack,
 ) -> DeviceManager:
     try:
         return await stack.enter_async_context(
-            DeviceManager(profiles, source, network_devices=network, overrides=overrides)
+            DeviceManager(
+                profiles, source, network_devices=network, overrides=overrides, retired=retired
+            )
         )
     except OSError as exc:
         if not isinstance(source, UdevSource):
@@ -213,8 +222,23 @@ async def _open_devices(
             "udev monitor unavailable (%s): no hot-plug; network devices only", exc
         )
     return await stack.enter_async_context(
-        DeviceManager(profiles, ControlledSource(), network_devices=network, overrides=overrides)
+        DeviceManager(
+            profiles,
+            ControlledSource(),
+            network_devices=network,
+            overrides=overrides,
+            retired=retired,
+        )
     )
+
+
+def _retired(settings: AgentSettings) -> RetiredDevices:
+    """The technicians' retired devices; an unreadable list is logged and left as it is
+    (nothing retired is known, and a retire is refused until the file is fixed)."""
+    retired = RetiredDevices.load_or_broken(settings.data_dir)
+    if retired.broken is not None:
+        log.error("%s: every device is used until it is fixed", retired.broken)
+    return retired
 
 
 def _config_keys(settings: AgentSettings) -> dict[str, Ed25519PublicKey]:

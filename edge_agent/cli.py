@@ -25,6 +25,7 @@ from edge_agent.profiles import profiles_check_main
 from edge_agent.service.cli import service as service_command
 from edge_agent.settings import AgentSettings, load_settings
 from edge_agent.technician.cli import certificate_command, diagnose_command, outbox_command
+from edge_agent.technician.device_cli import device_command
 from edge_agent.updates.cli import update as update_command
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -246,6 +247,7 @@ main.add_command(service_command)
 main.add_command(outbox_command)
 main.add_command(certificate_command)
 main.add_command(diagnose_command)
+main.add_command(device_command)
 
 
 @main.group()

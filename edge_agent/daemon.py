@@ -49,6 +49,7 @@ from edge_agent.service.notify import Notifier
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
 from edge_agent.technician.outbox_state import publish_outbox_state
+from edge_agent.technician.socket_api import serve_technician_socket
 from edge_agent.updates import (
     RESTART_EXIT_CODE,
     Installer,
@@ -173,6 +174,9 @@ class Agent:
                     publish_outbox_state(self.settings.data_dir, self._outbox_counts),
                     name="agent-outbox-state",
                 )
+                technician = tg.create_task(
+                    self._serve_technician(self.assembled), name="agent-technician-socket"
+                )
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
@@ -187,6 +191,7 @@ class Agent:
                 local_api.cancel()
                 settle.cancel()
                 outbox_state.cancel()
+                technician.cancel()
                 self.installer.cancel()
                 remove_hotplug()
                 if renewal is not None:
@@ -198,6 +203,13 @@ class Agent:
     async def _outbox_counts(self) -> tuple[int, int, float | None]:
         stats = await self._require_runtime().runtime.outbox.stats()
         return sum(stats.depth.values()), stats.dead_letters, stats.oldest_age_s
+
+    async def _serve_technician(self, assembled: Assembled) -> None:
+        """The technician's socket (device list, retire, self-test); optional like the API."""
+        try:
+            await serve_technician_socket(assembled.runtime.devices, self.settings.data_dir)
+        except OSError as exc:
+            log.error("technician socket not started: %s", exc)  # noqa: TRY400
 
     async def _serve_local_api(self, assembled: Assembled) -> None:
         """The clerks' local API on 127.0.0.1; the agent keeps running if it cannot bind."""

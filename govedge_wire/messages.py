@@ -81,6 +81,8 @@ class Birth(_OutletMessage):
     hostname: Name
     os: Annotated[str, Field(max_length=256)]
     devices: list[DeviceInfo] = Field(default_factory=list, max_length=256)
+    # Devices a technician retired at the outlet: the fleet drops them and their alerts.
+    retired_devices: list[Name] = Field(default_factory=list, max_length=64)
     config_version: Counter | None = None
     # The applied config's hash and the config-signing key ids the agent holds
     # (docs/config.md): equal hashes mean in sync; key ids gate a key rotation.

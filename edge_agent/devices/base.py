@@ -215,6 +215,15 @@ class Driver(abc.ABC):
     async def close(self) -> None:
         """Release the transport; safe to call twice and after the device vanished."""
 
+    async def self_test(self) -> Health:
+        """A technician's check after fitting the device: it answers its probe now.
+
+        Kinds that can show more override it (a test print, one camera frame); the result
+        is health-like and never holds personal data.
+        """
+        probe = await self.probe()
+        return {**dict(probe.details), **(await self.health()), "probe": "ok"}
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self

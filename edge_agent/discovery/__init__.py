@@ -14,7 +14,7 @@ from edge_agent.devices.description import Action, DeviceDescription, SourceEven
 from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.discovery.events import EventHub, Subscription
 from edge_agent.discovery.lifecycle import State
-from edge_agent.discovery.manager import DeviceManager, DriverFactory
+from edge_agent.discovery.manager import DeviceManager, DriverFactory, UnknownRetirement
 from edge_agent.discovery.matching import (
     Matcher,
     ProfileMatch,
@@ -22,6 +22,7 @@ from edge_agent.discovery.matching import (
     rule_score,
     stable_identity,
 )
+from edge_agent.discovery.retired import RetiredDevices, RetiredFileError
 from edge_agent.discovery.sources import ControlledSource, EventCallback, EventSource
 from edge_agent.discovery.udev import UdevSource, description_from_udev
 
@@ -37,10 +38,13 @@ __all__ = [
     "Matcher",
     "NetworkDeviceConfig",
     "ProfileMatch",
+    "RetiredDevices",
+    "RetiredFileError",
     "SourceEvent",
     "State",
     "Subscription",
     "UdevSource",
+    "UnknownRetirement",
     "description_from_udev",
     "make_device_id",
     "rule_score",

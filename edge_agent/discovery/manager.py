@@ -30,6 +30,7 @@ from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.discovery.events import EventHub, Subscription
 from edge_agent.discovery.lifecycle import GuardedCalls, ManagedDevice, State
 from edge_agent.discovery.matching import Matcher
+from edge_agent.discovery.retired import RetiredDevices
 from edge_agent.discovery.sources import EventSource
 from edge_agent.profiles import Profile, ProfileSet
 from govedge_wire import DeviceInfo
@@ -37,6 +38,17 @@ from govedge_wire import DeviceInfo
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[[str], type[Driver]]
+
+
+class UnknownRetirement(LookupError):
+    """No device seen since start has the serial number or device id to retire."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"no device seen since the agent started has serial number or id {key!r}; "
+            "plug it in, or retire it by the device id the fleet shows, with --force"
+        )
+        self.key = key
 
 
 class DeviceManager:
@@ -63,8 +75,10 @@ class DeviceManager:
         reconcile_interval_s: float = 30.0,
         retry_base_s: float = 1.0,
         retry_cap_s: float = 60.0,
+        retired: RetiredDevices | None = None,
     ) -> None:
         self.profiles = profiles
+        self.retired = retired
         self.source = source
         self.network_devices = tuple(network_devices)
         self.debounce_s = debounce_s
@@ -171,6 +185,47 @@ class DeviceManager:
             for device in sorted(self._devices.values(), key=lambda d: d.device_id)
         ]
 
+    def retired_device_ids(self) -> list[str]:
+        """Every device id a technician retired here (the birth tells the fleet)."""
+        return self.retired.device_ids() if self.retired is not None else []
+
+    async def retire(self, key: str, *, force: bool = False) -> tuple[list[str], bool]:
+        """Stop using the device with serial number or device id ``key``, for good.
+
+        Returns the device ids taken out of the inventory and whether the list changed.
+        ``UnknownRetirement`` when no device seen since start has that serial or id,
+        unless ``force`` (then ``key`` is recorded as a device id the fleet knows).
+        """
+        if self.retired is None:
+            raise RuntimeError("this device manager keeps no retired list")
+        earlier = self.retired.entry(key)
+        if earlier is not None:
+            return list(earlier.device_ids), False
+        matched = [
+            device
+            for device in self._devices.values()
+            if key in (device.device_id, device.description.serial)
+        ]
+        if not matched and not force:
+            raise UnknownRetirement(key)
+        ids = [device.device_id for device in matched] or [key]
+        changed = self.retired.add(key, ids)
+        for device in matched:
+            async with device.lock:
+                device.present = False
+                await self._take_down(device)
+                self._devices.pop(device.device_id, None)
+                self._by_node.pop(self._node_key(device.description), None)
+                self._set_state(device, "offline")
+            log.info("device %s retired by a technician", device.device_id)
+            self._emit(device, "device.retired", severity="warning")
+        return ids, changed
+
+    def _is_retired(self, device_id: str, description: DeviceDescription) -> bool:
+        return self.retired is not None and self.retired.matches(
+            device_id=device_id, serial=description.serial
+        )
+
     async def health(self) -> dict[str, Health]:
         """Ask every ready driver for its health (deadline each); failures are counted.
 
@@ -276,6 +331,9 @@ class DeviceManager:
         device = self._devices.get(device_id)
         if device is None:
             if action == "remove":
+                return
+            if self._is_retired(device_id, description):
+                log.info("device %s is retired: not used", device_id)
                 return
             device = ManagedDevice(device_id=device_id, profile=profile, description=description)
             self._devices[device_id] = device
@@ -417,6 +475,9 @@ class DeviceManager:
         description = DeviceDescription(
             subsystem="network", address=config.address_with_port(rule.default_port)
         )
+        if self._is_retired(config.device_id, description):
+            log.info("network device %s is retired: not used", config.device_id)
+            return
         device = ManagedDevice(
             device_id=config.device_id, profile=profile, description=description, network=True
         )

@@ -21,7 +21,9 @@ from pydantic import JsonValue
 from edge_agent.devices import DeviceEvent
 from govedge_wire import Event
 
-INVENTORY_EVENTS: Final = frozenset({"device.ready", "device.unplugged", "device.error"})
+INVENTORY_EVENTS: Final = frozenset(
+    {"device.ready", "device.unplugged", "device.error", "device.retired"}
+)
 PII_KEY: Final = re.compile(
     r"name|id_?num|id_?no|idcard|cert_?no|address|addr|photo|image|picture|fingerprint"
     r"|phone|mobile|birth|ssn|social_?no",

@@ -256,6 +256,7 @@ class AgentSession:
             hostname=self._identity.hostname,
             os=self._identity.os,
             devices=self._runtime.devices.inventory(),
+            retired_devices=self._runtime.devices.retired_device_ids(),
             config_version=None if config is None else config.version,
             config_hash=None if config is None else config.hash,
             config_key_ids=[] if config is None else config.key_ids,

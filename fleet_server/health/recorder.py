@@ -75,6 +75,7 @@ class _Device:
 @dataclass(slots=True)
 class _Pending:
     devices: set[tuple[str, str]] = field(default_factory=set)
+    retired: set[tuple[str, str]] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
     outlets: set[str] = field(default_factory=set)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -158,6 +159,7 @@ class HealthRecorder:
             self._changed = True
 
     def _birth(self, birth: Birth, at: datetime) -> None:
+        self._retire(birth.outlet_id, birth.retired_devices)
         listed = set()
         for info in birth.devices:
             listed.add(info.device_id)
@@ -174,6 +176,21 @@ class HealthRecorder:
             self._pending.devices.add(key)
             self._set_state(self._devices[key].values, "offline", at)
         self._changed = True
+
+    def _retire(self, outlet_id: str, device_ids: list[str]) -> None:
+        """A technician retired these devices: the outlet's record forgets them (and with
+        their rows gone, their alerts resolve). Every birth repeats the list; only ids
+        still known (or not yet loaded from the database) cost a delete."""
+        known = self._outlet_devices.get(outlet_id, set())
+        for device_id in device_ids:
+            key = (outlet_id, device_id)
+            if device_id not in known and self._loaded:
+                continue
+            known.discard(device_id)
+            self._devices.pop(key, None)
+            self._pending.devices.discard(key)
+            self._pending.retired.add(key)
+            self._changed = True
 
     def _death(self, death: Death, at: datetime) -> None:
         outlet = self._outlet(death.outlet_id, at)
@@ -270,7 +287,10 @@ class HealthRecorder:
     def flush(self, sessions: sessionmaker[Session]) -> None:
         """Write what changed since the last flush; on failure keep it for the next."""
         pending = self._pending
-        if not (pending.devices or pending.events or pending.outlets or pending.samples):
+        if not (
+            pending.devices or pending.retired or pending.events or pending.outlets
+            or pending.samples
+        ):  # fmt: skip
             return
         started = time.perf_counter()
         try:
@@ -332,6 +352,12 @@ class HealthRecorder:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         written: set[tuple[str, str]] = set()
+        for outlet_id, device_id in pending.retired:
+            session.execute(
+                delete(DeviceState).where(
+                    DeviceState.outlet_id == outlet_id, DeviceState.device_id == device_id
+                )
+            )
         for key in pending.devices:
             device = self._devices[key]
             if not device.stored:

@@ -115,6 +115,11 @@ class UvcDocumentCamera(Driver):
         self.emit("document.captured", width=still.width, height=still.height, size=len(still.jpeg))
         return still
 
+    async def self_test(self) -> Health:
+        """One frame, its size only: the picture itself is dropped (it may show a person)."""
+        still = await self.capture()
+        return {"frame": True, "width": still.width, "height": still.height}
+
     async def capture_jpeg(self) -> bytes:
         """JPEG bytes of one still (what the local API hands the clerk app)."""
         return (await self.capture()).jpeg

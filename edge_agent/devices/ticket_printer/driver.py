@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar, Final
 
 from edge_agent.devices.base import (
@@ -36,7 +37,7 @@ from edge_agent.devices.ticket_printer.commands import (
     paper_from_gs_r1,
 )
 from edge_agent.devices.ticket_printer.settings import EscPosPrinterSettings
-from edge_agent.devices.ticket_printer.ticket import TicketPrint, render_ticket
+from edge_agent.devices.ticket_printer.ticket import TicketPrint, render_self_test, render_ticket
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,15 @@ class EscPosPrinter(Driver):
         """Print one queue ticket with status checks before and after; the final status."""
         job = render_ticket(ticket, encoding=self.encoding, feed_lines=self.feed_lines)
         return await self.print_job(job)
+
+    async def self_test(self) -> Health:
+        """A test print (what it is, the device id, the time); the status after it."""
+        job = render_self_test(
+            self.device_id, datetime.now().astimezone(), encoding=self.encoding,
+            feed_lines=self.feed_lines,
+        )  # fmt: skip
+        status = await self.print_job(job)
+        return {"printed": True, "paper": status.paper.name.lower()}
 
     async def print_job(self, job: bytes) -> PrinterStatus:
         """Send raw ESC/POS bytes between a DLE EOT check and a GS r 1 confirmation."""

@@ -43,3 +43,23 @@ def render_ticket(ticket: TicketPrint, *, encoding: str = "gb18030", feed_lines:
     if ticket.footer:
         job.line(ticket.footer)
     return job.feed(feed_lines).cut(partial=True).build()
+
+
+def render_self_test(
+    device_id: str, printed_at: datetime, *, encoding: str = "gb18030", feed_lines: int = 4
+) -> bytes:
+    """The technician's test print: says what it is, which device and when, then cuts."""
+    return (
+        EscPos(encoding=encoding)
+        .init()
+        .chinese()
+        .align(Align.CENTER)
+        .bold()
+        .line("设备自检 SELF-TEST")
+        .bold(on=False)
+        .line(device_id[:48])
+        .line(printed_at.strftime("%Y-%m-%d %H:%M:%S"))
+        .feed(feed_lines)
+        .cut(partial=True)
+        .build()
+    )

@@ -35,8 +35,9 @@ def test_each_playbook_offers_its_entry_points_variables(pb: PlaybookApi) -> Non
     books = {book["name"]: book["variables"] for book in answer.json()}
     assert set(books) == {
         "provision_outlet.yml", "upgrade_agent.yml", "diagnose_outlet.yml",
-        "rotate_certificate.yml", "decommission_outlet.yml",
+        "rotate_certificate.yml", "decommission_outlet.yml", "replace_device.yml",
     }  # fmt: skip
+    assert books["replace_device.yml"]["govedge_agent_device_retire"]["required"] is True
     assert books["provision_outlet.yml"]["govedge_agent_enroll_token"]["no_log"] is True
     assert books["provision_outlet.yml"]["govedge_agent_mqtt_url"]["required"] is True
     assert "govedge_agent_mqtt_url" not in books["upgrade_agent.yml"]
