@@ -1,4 +1,5 @@
-"""Runs: ansible-runner in a thread per run, its job events stored as they come.
+"""Runs: ansible-runner in a child process per run (``runner_process``), watched by a
+thread of the server that stores its job events as they come.
 
 Each run gets a private data dir ``<GOVEDGE_PLAYBOOK_RUNS_DIR>/<id>`` (inventory, env,
 artifacts; kept after the run). The SSH key goes to ansible-runner's ``ssh_key`` and is
@@ -17,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.playbooks import run_files
 from fleet_server.playbooks.fleet_vars import Supply
+from fleet_server.playbooks.runner_process import run_in_child
 from fleet_server.playbooks.tables import PlaybookEvent, PlaybookHost, PlaybookRun
 from fleet_server.redact import redact_text
 from govedge_wire.pii import mask_text
@@ -68,7 +71,8 @@ def _now() -> datetime:
 
 
 class RunManager:
-    """Starts runs in threads and cancels them; one per server."""
+    """Starts runs (a watching thread and a child process each) and cancels them; one
+    per server."""
 
     def __init__(
         self,
@@ -80,9 +84,13 @@ class RunManager:
         revoke: Callable[[str, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
-        # A run's thread waits here, its run still pending, while ``max_concurrent``
-        # others run: 300 outlets are one run with forks, not 300 runs at once.
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        # A run's thread waits its turn, its run still pending, while ``max_concurrent``
+        # others run (300 outlets are one run with forks, not 300 runs at once); waiting
+        # runs start in the order they were started, first come first served.
+        self._max_concurrent = max_concurrent
+        self._running = 0
+        self._waiting: deque[int] = deque()
+        self._turn = threading.Condition()
         self._runs_dir = runs_dir
         self._ssh_key = ssh_key
         # Revokes an outlet's certificates (outlet id, actor): what a decommission run
@@ -153,18 +161,35 @@ class RunManager:
         cancel: threading.Event,
         supply: Supply,
     ) -> None:
-        while not self._slots.acquire(timeout=0.5):
-            if cancel.is_set():  # canceled (or the server stops) while waiting its turn
-                self._finish(run_id, "interrupted" if self._stopping.is_set() else "canceled",
-                             None, None)  # fmt: skip
-                with self._lock:
-                    self._cancel.pop(run_id, None)
-                    self._threads.pop(run_id, None)
-                return
+        if not self._wait_turn(run_id, cancel):
+            # canceled (or the server stops) while waiting its turn
+            self._finish(run_id, "interrupted" if self._stopping.is_set() else "canceled",
+                         None, None)  # fmt: skip
+            with self._lock:
+                self._cancel.pop(run_id, None)
+                self._threads.pop(run_id, None)
+            return
         try:
             self._run_now(run_id, playbook, hosts, cancel, supply)
         finally:
-            self._slots.release()
+            with self._turn:
+                self._running -= 1
+                self._turn.notify_all()
+
+    def _wait_turn(self, run_id: int, cancel: threading.Event) -> bool:
+        """Wait until ``run_id`` is first in line and a slot is free; False if canceled."""
+        with self._turn:
+            self._waiting.append(run_id)
+            while self._waiting[0] != run_id or self._running >= self._max_concurrent:
+                if cancel.is_set():
+                    self._waiting.remove(run_id)
+                    self._turn.notify_all()
+                    return False
+                self._turn.wait(timeout=0.5)
+            self._waiting.popleft()
+            self._running += 1
+            self._turn.notify_all()
+            return True
 
     def _run_now(
         self,
@@ -174,8 +199,6 @@ class RunManager:
         cancel: threading.Event,
         supply: Supply,
     ) -> None:
-        import ansible_runner  # type: ignore[import-untyped]  # the server extra's; no stubs
-
         with self._sessions() as session, session.begin():
             run = session.get(PlaybookRun, run_id)
             assert run is not None
@@ -208,18 +231,18 @@ class RunManager:
                 "forks": forks,
                 "quiet": True,
                 "ident": "artifacts",
-                "event_handler": lambda event: self._event(run_id, event),
-                "cancel_callback": cancel.is_set,
                 "envvars": {**child_env(bin_dir), "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir},
             }
             if check:
                 kwargs["cmdline"] = "--check"
             if self._ssh_key is not None:
                 kwargs["ssh_key"] = self._ssh_key.read_text(encoding="utf-8")
-            result = ansible_runner.run(**kwargs)
-            rc = result.rc
+            outcome = run_in_child(
+                kwargs, on_event=lambda event: self._event(run_id, event), canceled=cancel.is_set
+            )
+            rc, error = outcome.rc, None if outcome.error is None else mask(outcome.error)
             status = {"successful": "successful", "canceled": "canceled"}.get(
-                str(result.status), "failed"
+                str(outcome.status), "failed" if outcome.error is None else "error"
             )
             if cancel.is_set():
                 status = "interrupted" if self._stopping.is_set() else "canceled"

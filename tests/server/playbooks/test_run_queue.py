@@ -1,5 +1,5 @@
-"""Runs past the concurrency limit wait their turn (pending), in order, and one
-canceled while waiting never runs."""
+"""Runs past the concurrency limit wait their turn (pending), first come first served,
+and one canceled while waiting never runs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def test_runs_past_the_limit_wait_and_a_waiting_one_can_be_canceled(tmp_path: Pa
                        extra_vars={"marker_text": "next"})  # fmt: skip
         dropped = pb.start(playbook="mark.yml", target={"outlets": ["o-dropped"]},
                            extra_vars={"marker_text": "dropped"})  # fmt: skip
+        third_dir = pb.add_outlet("o-third")
+        third = pb.start(playbook="mark.yml", target={"outlets": ["o-third"]},
+                         extra_vars={"marker_text": "third"})  # fmt: skip
         # one slot: the two later runs wait, pending, while the slow one runs
         assert pb.run_json(nxt["id"])["status"] == "pending"
         assert pb.run_json(dropped["id"])["status"] == "pending"
@@ -33,3 +36,8 @@ def test_runs_past_the_limit_wait_and_a_waiting_one_can_be_canceled(tmp_path: Pa
         assert pb.wait(nxt["id"], until=DONE, deadline_s=60)["status"] == "successful"
         assert (waiting_dir / "marker.txt").read_text() == "next\n"
         assert not (dropped_dir / "marker.txt").exists()
+        # first come, first served: the third run started only after the next one ended
+        done_third = pb.wait(third["id"], until=DONE, deadline_s=60)
+        assert done_third["status"] == "successful"
+        assert done_third["started_at"] >= pb.run_json(nxt["id"])["finished_at"]
+        assert (third_dir / "marker.txt").read_text() == "third\n"
