@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from govedge_wire.config.public_keys import ConfigKeysError, parse_config_keys
 from govedge_wire.releases import ManifestRefused, verify_manifest
 
@@ -45,7 +47,13 @@ def check(artifact: Path, manifest_file: Path, keys_file: Path) -> str:
     size = artifact.stat().st_size
     if size != manifest.size or file_sha256(artifact) != manifest.sha256:
         raise ValueError(f"hash_mismatch: {size} bytes do not match the signed manifest")
-    return manifest.version
+    try:
+        # the installer names version folders by the normal form ("1.04" -> "1.4")
+        return str(Version(manifest.version))
+    except InvalidVersion:
+        raise ValueError(
+            f"bad_manifest: {manifest.version[:64]!r} is not a PEP 440 version"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,11 +338,23 @@ def test_diagnose_attaches_an_archive_without_citizens_data(
 
 
 def test_upgrade_then_rotate_certificate(
-    server: FleetServer, ssh_host: SshHost, bundles: dict[str, Path],
+    server: FleetServer, ssh_host: SshHost, bundles: dict[str, Path], broker: Mosquitto,
     provisioned: tuple[Pc, dict[str, Any], int],
 ) -> None:  # fmt: skip
-    pc, _, _ = provisioned
+    pc, _, port = provisioned
     _upload(server, bundles[NEW], NEW)
+    # provisioning the installed PC with another version is refused: upgrades go
+    # through upgrade_agent (trial, health proof, rollback), not a second install
+    refused = _run(
+        server, "provision_outlet.yml", [SSH_OUTLET],
+        govedge_agent_version=NEW, govedge_agent_mqtt_url=broker.url,
+        govedge_agent_server_url=server.url,
+        govedge_agent_settings={"local_api_port": port, "keepalive_s": 5},
+    )  # fmt: skip
+    assert refused["status"] == "failed", _events(server, refused["id"])
+    assert "use upgrade_agent.yml" in _events(server, refused["id"])
+    assert _hosts(refused)[SSH_OUTLET]["changed"] == 0
+    assert not (ssh_host.root / f"opt/govedge/versions/{NEW}").exists()
     run = _run(server, "upgrade_agent.yml", [SSH_OUTLET], govedge_agent_version=NEW)
     assert run["status"] == "successful", _events(server, run["id"])
     assert os.readlink(ssh_host.root / "opt/govedge/current") == f"versions/{NEW}"
