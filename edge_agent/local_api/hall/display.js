@@ -59,9 +59,9 @@ async function speak({ text, url }) {
   const source = URL.createObjectURL(await answer.blob());
   try {
     voice.src = source;
-    const ended = new Promise((resolve) => {
+    const ended = new Promise((resolve, reject) => {
       voice.onended = resolve;
-      voice.onerror = resolve;
+      voice.onerror = () => reject(new Error("the announcement audio could not be played"));
       setTimeout(resolve, LONGEST_ANNOUNCEMENT_MS);
     });
     await voice.play();
@@ -86,6 +86,7 @@ async function speakNext() {
       return;
     }
     console.warn("announcement not played", err);
+    document.body.dataset.unspoken = String(Number(document.body.dataset.unspoken ?? 0) + 1);
   }
   document.body.dataset.spoken = String(Number(document.body.dataset.spoken) + 1);
   banner.hidden = pending.length === 0;
