@@ -181,4 +181,9 @@ def test_display_shows_calls_and_plays_their_announcements_in_order(tmp_path: Pa
             (second["announcement"]["audio_url"], "1"),
         ]
 
+        skipped = await o.client.post("/v1/windows/3/skip", headers=o.auth)  # 弃号
+        assert skipped.status_code == 200
+        await expect(page.locator("[data-window='3'] .ticket")).to_have_text("—")
+        await expect(page.locator("[data-window='5'] .ticket")).to_have_text("A002")
+
     run(tmp_path, scenario)

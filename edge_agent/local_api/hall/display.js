@@ -13,16 +13,14 @@ const banner = document.getElementById("announcing");
 const unmute = document.getElementById("unmute");
 const voice = document.getElementById("voice");
 const client = hallClient(fault);
-const current = new Map(); // window -> ticket number now at it
 const pending = []; // {text, url} waiting to be spoken
 let speaking = false;
 
 function renderWindows(windows) {
   const rows = windows.map((w) => {
-    const ticket = current.get(w.window) ?? w.current_ticket ?? "";
-    const tr = el("tr", { "data-window": w.window }, el("td", {}, `${w.window}号窗口`),
-      el("td", { class: "ticket" }, w.paused ? "暂停服务" : ticket || "—"));
-    return tr;
+    const shown = w.paused ? "暂停服务" : w.current_ticket ?? "—";
+    return el("tr", { "data-window": w.window }, el("td", {}, `${w.window}号窗口`),
+      el("td", { class: "ticket" }, shown));
   });
   document.querySelector("#windows tbody").replaceChildren(...rows);
 }
@@ -36,7 +34,6 @@ function renderWaiting(types) {
 async function refresh() {
   try {
     const state = await client.queueState();
-    for (const w of state.windows) if (w.current_ticket) current.set(w.window, w.current_ticket);
     renderWindows(state.windows);
     renderWaiting(state.business_types);
     showFault(fault, "");
@@ -88,6 +85,7 @@ async function speakNext() {
     console.warn("announcement not played", err);
     document.body.dataset.unspoken = String(Number(document.body.dataset.unspoken ?? 0) + 1);
   }
+  // How many announcements are done with (played, or given up: `unspoken` counts those).
   document.body.dataset.spoken = String(Number(document.body.dataset.spoken) + 1);
   banner.hidden = pending.length === 0;
   speaking = false;
@@ -109,17 +107,14 @@ function onEvent(message) {
   const result = message.data;
   const ticket = result.ticket?.number;
   if (CALLING.has(result.operation) && ticket) {
-    current.set(result.window, ticket);
     addRecent(ticket, result.window);
     const announcement = result.announcement;
     if (announcement?.audio_url) {
       pending.push({ text: announcement.text, url: announcement.audio_url });
       speakNext();
     }
-  } else if (!result.ticket) {
-    current.delete(result.window);
   }
-  refresh();
+  refresh(); // the windows' rows and the counts, as the agent has them now
 }
 
 startClock(document.getElementById("clock"));
