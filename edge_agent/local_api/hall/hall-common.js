@@ -6,8 +6,11 @@ import { GovedgeLocal } from "/client/govedge-local.js";
 export function tokenFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get("token") ?? "";
-  // Out of sight once read: a kiosk has no address bar, but a screenshot might.
-  if (token) history.replaceState(null, "", location.pathname);
+  if (!token) return sessionStorage.getItem("govedge-hall-token") ?? ""; // after a reload
+  // Out of sight once read (a kiosk has no address bar, but a screenshot might); kept
+  // for this tab only, so a reload of the page still has it.
+  sessionStorage.setItem("govedge-hall-token", token);
+  history.replaceState(null, "", location.pathname);
   return token;
 }
 
