@@ -42,7 +42,7 @@ from edge_agent.backoff import full_jitter_delay
 from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.enrollment import RenewalLoop, TlsStore
 from edge_agent.enrollment.check import check_tls_identity
-from edge_agent.local_api import AppRegistry, serve_local_api
+from edge_agent.local_api import AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
 from edge_agent.service.heartbeat import AgentState, keep_service_manager_informed
 from edge_agent.service.notify import Notifier
@@ -219,6 +219,7 @@ class Agent:
                 assembled.runtime,
                 port=settings.local_api_port,
                 apps=AppRegistry(settings.data_dir),
+                options=LocalApiOptions(evaluation_qr_url=settings.evaluation_qr_url),
                 announcements_dir=settings.data_dir / "announcements",
                 on_started=self._on_local_api,
             )

@@ -42,6 +42,7 @@ from edge_agent.settings_models import (
     QueueWindowSetting,
     check_business_types,
     check_devices,
+    check_qr_template,
     check_timezone,
     check_windows,
 )
@@ -86,6 +87,9 @@ class AgentSettings(BaseSettings):
     queue_windows: tuple[QueueWindowSetting, ...] = Field(default=(), max_length=256)
     # 0 picks a free port (tests, several agents on one machine); it is printed at start.
     local_api_port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    # The province's 好差评 page of a ticket, printed on it as a QR code ("" = none);
+    # {case_number} and {outlet} are filled in (docs/hall-pages.md).
+    evaluation_qr_url: str = ""
     timezone: str = "Asia/Shanghai"
     # Config-signing public keys ({key_id: base64 raw Ed25519 key}) for an outlet set up
     # without enrollment; enrolled agents keep theirs in DATA_DIR/tls/config-keys.json.
@@ -106,6 +110,11 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("evaluation_qr_url")
+    @classmethod
+    def _qr_template(cls, value: str) -> str:
+        return check_qr_template(value)
 
     @field_validator("timezone")
     @classmethod

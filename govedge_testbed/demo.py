@@ -144,9 +144,12 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
             click.echo(f"demo: the fleet server did not start; see {logs}", err=True)
             sys.exit(1)
         api_ports: list[int] = []
+        screens: list[str] = []
         for outlet_id in _outlet_ids(outlet_count):
             api_port = free_port()
             api_ports.append(api_port)
+            if not screens:  # the first outlet's hall display and kiosk
+                screens = _hall_screens(bindir, data_dir / "agents" / outlet_id, api_port)
             agent = _spawn(
                 [
                     str(bindir / "edge-agent"), "run",
@@ -172,6 +175,8 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
             f"  clerk local API of {first} (simulated devices): "
             f"http://127.0.0.1:{api_ports[0]}  (docs: http://127.0.0.1:{api_ports[0]}/docs)"
         )
+        for line in screens:
+            click.echo(line)
         click.echo("  Ctrl-C stops everything.")
         while not stop.wait(0.5):
             if server.poll() is not None:
@@ -184,6 +189,23 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
         if tmp is not None:
             tmp.cleanup()
         click.echo("govedge demo stopped.")
+
+
+def _hall_screens(bindir: Path, agent_dir: Path, api_port: int) -> list[str]:
+    """Register the hall display and kiosk as an operator would; their page addresses."""
+    origin = f"http://127.0.0.1:{api_port}"
+    lines = []
+    for page, role, title in (("display", "display", "叫号大屏"), ("kiosk", "kiosk", "取号机")):
+        added = subprocess.run(
+            [
+                str(bindir / "edge-agent"), "apps", "add", f"hall-{page}",
+                "--role", role, "--origin", origin, "--data-dir", str(agent_dir),
+            ],
+            capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        token = added.stdout.decode().strip()
+        lines.append(f"  {title} ({page}): {origin}/hall/{page}#token={token}")
+    return lines
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes], *, deadline: float) -> bool:

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from edge_agent.local_api.roles import DEFAULT_ROLE, ROLES
+
 __all__ = ["APPS_FILE", "AppRegistry", "AppRegistryError", "ClerkApp", "normalise_origin"]
 
 log = logging.getLogger(__name__)
@@ -44,13 +46,17 @@ class AppRegistryError(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClerkApp:
-    """One registered clerk app; ``token_sha256`` = SHA-256(salt ‖ token), hex."""
+    """One registered app; ``token_sha256`` = SHA-256(salt ‖ token), hex.
+
+    ``role`` says what it may call (``roles.py``): a clerk app, a hall display or a kiosk.
+    """
 
     name: str
     origins: tuple[str, ...]
     salt: str
     token_sha256: str
     created: str
+    role: str = DEFAULT_ROLE
 
     def matches(self, token: str) -> bool:
         """True if ``token`` is this app's token (constant-time comparison)."""
@@ -65,7 +71,15 @@ class ClerkApp:
             "salt": self.salt,
             "token_sha256": self.token_sha256,
             "created": self.created,
+            "role": self.role,
         }
+
+
+def _role(value: object) -> str:
+    """A stored role; an unknown one is a broken file (never silently a clerk's rights)."""
+    if value not in ROLES:
+        raise ValueError(f"unknown role {value!r}")
+    return str(value)
 
 
 def _hash(salt: str, token: str) -> str:
@@ -137,7 +151,9 @@ class AppRegistry:
 
     # ---- changing ------------------------------------------------------------------
 
-    def add(self, name: str, *, origins: list[str] | tuple[str, ...]) -> tuple[ClerkApp, str]:
+    def add(
+        self, name: str, *, origins: list[str] | tuple[str, ...], role: str = DEFAULT_ROLE
+    ) -> tuple[ClerkApp, str]:
         """Register ``name`` with its allowed origins; returns the app and its new token.
 
         The token is returned once and never stored. Re-adding an existing name is an
@@ -147,6 +163,8 @@ class AppRegistry:
             raise AppRegistryError(
                 "app name must be 1-64 lower-case letters, digits, '.', '_' or '-'"
             )
+        if role not in ROLES:
+            raise AppRegistryError(f"role must be one of {', '.join(ROLES)}")
         clean = tuple(dict.fromkeys(normalise_origin(o) for o in origins))
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
@@ -156,6 +174,7 @@ class AppRegistry:
             salt=salt,
             token_sha256=_hash(salt, token),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            role=role,
         )
         with self._lock:
             apps = self._read()
@@ -214,6 +233,7 @@ class AppRegistry:
                     salt=str(entry["salt"]),
                     token_sha256=str(entry["token_sha256"]),
                     created=str(entry.get("created", "")),
+                    role=_role(entry.get("role", DEFAULT_ROLE)),
                 )
                 for entry in data["apps"]
             }

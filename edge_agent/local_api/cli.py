@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
+from edge_agent.local_api.roles import DEFAULT_ROLE, ROLES
 
 __all__ = ["apps"]
 
@@ -47,17 +48,26 @@ def apps() -> None:
     help="An origin (https://host[:port]) whose pages may call the API; repeatable. "
     "Without one, only non-browser clients (no Origin header) can use the token.",
 )
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default=DEFAULT_ROLE,
+    show_default=True,
+    help="clerk: every route; display: a hall display screen (read-only queue, "
+    "announcements, queue events); kiosk: a display that may also issue tickets and "
+    "check in appointments.",
+)
 @_DATA_DIR
-def add(name: str, origins: tuple[str, ...], data_dir: Path) -> None:
+def add(name: str, origins: tuple[str, ...], role: str, data_dir: Path) -> None:
     """Register NAME and print its token (shown this once only)."""
     registry = _registry(data_dir)
     try:
-        app, token = registry.add(name, origins=origins)
+        app, token = registry.add(name, origins=origins, role=role)
     except AppRegistryError as exc:
         click.echo(f"edge-agent: error: {exc}", err=True)
         sys.exit(2)
     allowed = ", ".join(app.origins) or "(none: non-browser clients only)"
-    click.echo(f"registered clerk app {app.name}; allowed origins: {allowed}", err=True)
+    click.echo(f"registered {app.role} app {app.name}; allowed origins: {allowed}", err=True)
     click.echo("its token follows; it is shown only now, store it in the app's config:", err=True)
     click.echo(token)
 
@@ -67,7 +77,7 @@ def add(name: str, origins: tuple[str, ...], data_dir: Path) -> None:
 def list_apps(data_dir: Path) -> None:
     """List registered apps and their origins (never tokens)."""
     for app in _registry(data_dir).apps():
-        click.echo(f"{app.name}\t{app.created}\t{' '.join(app.origins) or '-'}")
+        click.echo(f"{app.name}\t{app.created}\t{' '.join(app.origins) or '-'}\t{app.role}")
 
 
 @apps.command(name="remove")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
-__all__ = ["CLIENT_PATHS", "router"]
+__all__ = ["CLIENT_PATHS", "router", "serve_file"]
 
 _DIR = Path(__file__).with_name("client")
 _FILES = {
@@ -27,21 +27,30 @@ router = APIRouter(prefix="/client", tags=["client"])
 
 
 @cache
-def _load(name: str) -> tuple[bytes, str]:
-    body = (_DIR / name).read_bytes()
+def _load(path: Path) -> tuple[bytes, str]:
+    body = path.read_bytes()
     return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def _serve(name: str, request: Request) -> Response:
-    body, etag = _load(name)
+def serve_file(
+    path: Path, media_type: str, request: Request, *, headers: dict[str, str]
+) -> Response:
+    """A file shipped with the agent, with its ETag, revalidated on every load."""
+    body, etag = _load(path)
     headers = {
+        **headers,
         "ETag": etag,
         "Cache-Control": "no-cache",  # always revalidate: an agent update changes the file
-        "Access-Control-Allow-Origin": "*",
     }
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type=_FILES[name], headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _serve(name: str, request: Request) -> Response:
+    return serve_file(
+        _DIR / name, _FILES[name], request, headers={"Access-Control-Allow-Origin": "*"}
+    )
 
 
 @router.get("/govedge-local.js", summary="The JavaScript client (ES module; no token needed)")

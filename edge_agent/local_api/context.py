@@ -28,6 +28,7 @@ from edge_agent.local_api.errors import ApiError
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
 from edge_agent.local_api.tracker import TransactionTracker
 from edge_agent.runtime import AgentRuntime
+from edge_agent.settings_models import check_qr_template
 
 __all__ = [
     "AnnouncementStore",
@@ -47,6 +48,9 @@ class LocalApiOptions:
     """Tunables of the local API; every wait has a bound here."""
 
     outlet_name: str = ""  # printed on tickets; default the outlet id
+    # The province's 好差评 page for a ticket, printed as a QR code ("" = no QR); its
+    # {case_number} (T<yyyymmdd>-<ticket>) and {outlet} are filled in, URL-quoted.
+    evaluation_qr_url: str = ""
     evaluation_timeout_s: float = 60.0  # default walk-away time told to the pad
     evaluation_max_timeout_s: float = 600.0
     social_security_wait_s: float = 10.0
@@ -59,6 +63,9 @@ class LocalApiOptions:
     ws_ping_s: float = 20.0
     ws_queue_size: int = 256
     idempotency_wait_s: float = 30.0  # a retry waits this long for the same key in flight
+
+    def __post_init__(self) -> None:
+        check_qr_template(self.evaluation_qr_url)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -46,6 +46,9 @@ from edge_agent.outbox import (
     UnknownMaterial,
 )
 from edge_agent.queueing import (
+    AppointmentNotFound,
+    AppointmentUsed,
+    AppointmentWrongDay,
     NoCurrentTicket,
     QueueError,
     QueueStoreError,
@@ -149,6 +152,24 @@ def from_queue_error(exc: QueueError) -> ApiError:
         (NoCurrentTicket, 409, "no_current_ticket", "call a ticket first"),
         (TicketNotFound, 404, "ticket_not_found", "only held or skipped tickets of today"),
         (QueueStoreError, 503, "queue_storage_error", _RETRY),
+        (
+            AppointmentNotFound,
+            404,
+            "appointment_not_found",
+            "check the booking code on the citizen's phone, or take a normal ticket",
+        ),
+        (
+            AppointmentWrongDay,
+            409,
+            "appointment_wrong_day",
+            "the booking is for another day; take a normal ticket or book again",
+        ),
+        (
+            AppointmentUsed,
+            409,
+            "appointment_used",
+            "this booking already has its ticket; ask the staff if it was lost",
+        ),
     ]
     for cls, status, code, hint in table:
         if isinstance(exc, cls):

@@ -10,8 +10,9 @@ error (the ticket *was* called; the clerk needs to know the screen stayed dark).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from edge_agent.devices import DeviceError
+from edge_agent.devices import DeviceError, DeviceEvent
 from edge_agent.devices.led_screen import WindowScreen
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError, from_device_error, from_outbox_error
@@ -26,9 +27,22 @@ from edge_agent.outbox import OutboxError
 from edge_agent.queueing import QueueResult, Ticket, VoiceError, render_announcement
 from edge_agent.transactions import relay_queue_events
 
-__all__ = ["present", "record", "ticket_info", "warning_of"]
+__all__ = ["present", "publish_hall_event", "record", "ticket_info", "warning_of"]
+
+# The device id of events the local API itself publishes (keypads publish their own).
+API_SOURCE = "local-api"
 
 log = logging.getLogger(__name__)
+
+
+def publish_hall_event(local: LocalApiContext, name: str, data: dict[str, Any]) -> None:
+    """Tell every ``/v1/events`` client (the hall display first) what the API just did.
+
+    Queue numbers, windows and codes only: hall screens receive these (``roles.py``).
+    """
+    local.runtime.events.publish(
+        DeviceEvent(device_id=API_SOURCE, name=name, data={"source": "api", **data})
+    )
 
 
 def warning_of(error: ApiError) -> WarningPublic:

@@ -16,7 +16,10 @@ A pure ASGI middleware in front of every HTTP request and WebSocket, in this ord
    on WebSockets), it must be in that app's allow-list. A foreign page therefore gets
    403 and no ``Access-Control-Allow-*`` header, so it can read nothing.
 
-5. **Size**: a ``Content-Length`` over ``max_body_bytes`` is refused (413) before the
+5. **Role**: a hall display or kiosk app may call only its few routes
+   (``roles.py``); anything else is 403 ``role_not_allowed``.
+
+6. **Size**: a ``Content-Length`` over ``max_body_bytes`` is refused (413) before the
    body is read; a chunked body is counted as it streams and cut off with 413 (and
    ``Connection: close``) as soon as it crosses the limit.
 
@@ -37,6 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
 from edge_agent.local_api.client_files import CLIENT_PATHS
 from edge_agent.local_api.errors import TOO_LARGE_HINT, error_body
+from edge_agent.local_api.hall_pages import HALL_PATHS
+from edge_agent.local_api.roles import allows
 from govedge_http import BodyTooLarge, run_counted
 
 __all__ = ["LOOPBACK_HOSTS", "WS_SUBPROTOCOL", "LocalGuard", "host_is_loopback"]
@@ -50,6 +55,7 @@ _ALLOW_HEADERS: Final = "Authorization, Content-Type, Idempotency-Key, Accept"
 _ALLOW_METHODS: Final = "GET, POST, OPTIONS"
 _EXPOSE_HEADERS: Final = "X-Document-Id, X-Tx-Id"
 _PREFLIGHT_MAX_AGE: Final = "600"
+PUBLIC_PATHS: Final = CLIENT_PATHS | HALL_PATHS
 
 
 def host_is_loopback(host_header: str) -> bool:
@@ -95,8 +101,8 @@ class LocalGuard:
                 reason="bad_host", path=path,
             )  # fmt: skip
             return
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path in CLIENT_PATHS:
-            await self.app(scope, receive, send)  # the public JS client: code, no data
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)  # the JS client and hall pages: code, no data
             return
         origin = headers.get("origin")
         try:
@@ -145,6 +151,16 @@ class LocalGuard:
                 reason="bad_origin", path=path,
             )  # fmt: skip
             return
+        method = scope["method"] if scope["type"] == "http" else "WS"
+        if not allows(app.role, method, path):
+            await self._refuse(
+                scope, send, 403, "role_not_allowed",
+                f"a {app.role} app may not call {method} {path[:200]}",
+                "use a clerk app's token for this, or register the screen with the right "
+                "--role (docs/hall-pages.md)",
+                reason="role", path=path, cors_origin=origin,
+            )  # fmt: skip
+            return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await self._refuse(
@@ -154,6 +170,7 @@ class LocalGuard:
             )  # fmt: skip
             return
         scope.setdefault("state", {})["clerk_app"] = app.name
+        scope["state"]["clerk_app_role"] = app.role
         if scope["type"] == "websocket":
             await self.app(scope, receive, self._with_cors(send, origin))
             return

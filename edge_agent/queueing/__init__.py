@@ -8,8 +8,13 @@ read-only ``snapshot()`` of today's queue;
 """
 
 from edge_agent.queueing.announce import announcement, speech_text
+from edge_agent.queueing.appointments import Appointment
 from edge_agent.queueing.engine import QueueEngine
 from edge_agent.queueing.errors import (
+    AppointmentError,
+    AppointmentNotFound,
+    AppointmentUsed,
+    AppointmentWrongDay,
     NoCurrentTicket,
     QueueError,
     QueueStoreError,
@@ -31,6 +36,11 @@ from edge_agent.queueing.models import (
 from edge_agent.queueing.voice import VoiceError, render_announcement
 
 __all__ = [
+    "Appointment",
+    "AppointmentError",
+    "AppointmentNotFound",
+    "AppointmentUsed",
+    "AppointmentWrongDay",
     "BusinessType",
     "LedPayload",
     "NoCurrentTicket",

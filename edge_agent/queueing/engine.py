@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 from zoneinfo import ZoneInfo
 
-from edge_agent.queueing import operations, rows, window_setup
+from edge_agent.queueing import appointments, operations, rows, window_setup
 from edge_agent.queueing.announce import DEFAULT_TEMPLATE
 from edge_agent.queueing.errors import QueueError, UnknownBusinessType
 from edge_agent.queueing.models import (
@@ -164,6 +164,25 @@ class QueueEngine:
         """Issue the next ticket of a business type today; ``waiting`` = people ahead."""
         btype = self._type(business_type)
         return await self._run(lambda conn, now: operations.issue(conn, now, btype))
+
+    async def load_appointments(self, bookings: Sequence[appointments.Appointment]) -> int:
+        """Add or update bookings (all or none); returns how many were new."""
+        for booking in bookings:
+            self._type(booking.business_type)  # UnknownBusinessType before anything changes
+        store = self._require()
+
+        def work() -> int:
+            with store.transaction() as conn:
+                return appointments.load(conn, list(bookings))
+
+        async with self._lock:
+            return await asyncio.to_thread(work)
+
+    async def check_in(self, reference: str) -> QueueResult:
+        """Check an appointment in: its ticket, with its priority (``AppointmentError``)."""
+        return await self._run(
+            lambda conn, now: appointments.check_in(conn, now, reference, self.types)
+        )
 
     async def call(self, window: str) -> QueueResult:
         """Finish the window's current ticket and call the next one (``ticket`` None if none)."""

@@ -8,6 +8,10 @@ Exception tree::
     ├── WindowPaused           the window is paused; resume it first
     ├── NoCurrentTicket        recall/skip/hold/transfer/evaluate with nobody at the window
     ├── TicketNotFound         call-back of a ticket that is not held or skipped today
+    ├── AppointmentError       an appointment check-in refused (``appointments.py``)
+    │   ├── AppointmentNotFound    no appointment has that reference
+    │   ├── AppointmentWrongDay    it is booked for another day
+    │   └── AppointmentUsed        it was already checked in
     └── QueueStoreError        the SQLite state cannot be read or written
 """
 
@@ -36,6 +40,22 @@ class NoCurrentTicket(QueueError):
 
 class TicketNotFound(QueueError):
     """The ticket is not held or skipped today."""
+
+
+class AppointmentError(QueueError):
+    """An appointment check-in was refused; nothing was changed."""
+
+
+class AppointmentNotFound(AppointmentError):
+    """No appointment has that reference (mistyped, or not loaded for today)."""
+
+
+class AppointmentWrongDay(AppointmentError):
+    """The appointment is booked for another day."""
+
+
+class AppointmentUsed(AppointmentError):
+    """The appointment was already checked in; its ticket was issued then."""
 
 
 class QueueStoreError(QueueError):

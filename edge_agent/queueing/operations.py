@@ -28,8 +28,14 @@ from edge_agent.queueing.models import (
 MAX_PER_DAY = 999
 
 
-def issue(conn: sqlite3.Connection, now: datetime, btype: BusinessType) -> QueueResult:
-    """The next ticket of a business type today; ``waiting`` = people ahead."""
+def issue(
+    conn: sqlite3.Connection, now: datetime, btype: BusinessType, *, priority: int = 0
+) -> QueueResult:
+    """The next ticket of a business type today; ``waiting`` = people ahead.
+
+    A ticket with a ``priority`` above 0 (an appointment's) is called before every
+    waiting ticket of a lower priority, so only those of at least its priority are ahead.
+    """
     day = now.date().isoformat()
     row = conn.execute(
         "SELECT last FROM counters WHERE day = ? AND business_type = ?", (day, btype.code)
@@ -44,13 +50,14 @@ def issue(conn: sqlite3.Connection, now: datetime, btype: BusinessType) -> Queue
     )
     number = f"{btype.prefix}{seq:03d}"
     ahead = conn.execute(
-        "SELECT COUNT(*) FROM tickets WHERE day = ? AND status = 'waiting' AND business_type = ?",
-        (day, btype.code),
+        "SELECT COUNT(*) FROM tickets WHERE day = ? AND status = 'waiting' "
+        "AND business_type = ? AND priority >= ?",
+        (day, btype.code, priority),
     ).fetchone()[0]
     conn.execute(
-        "INSERT INTO tickets (day, number, business_type, status, issued_at, updated_at) "
-        "VALUES (?, ?, ?, 'waiting', ?, ?)",
-        (day, number, btype.code, now.isoformat(), now.isoformat()),
+        "INSERT INTO tickets (day, number, business_type, status, issued_at, updated_at, "
+        "priority) VALUES (?, ?, ?, 'waiting', ?, ?, ?)",
+        (day, number, btype.code, now.isoformat(), now.isoformat(), priority),
     )
     ticket = Ticket(
         day=day,
@@ -59,7 +66,10 @@ def issue(conn: sqlite3.Connection, now: datetime, btype: BusinessType) -> Queue
         status=TicketStatus.WAITING,
         issued_at=now.isoformat(),
     )
-    event = rows.event("issue", now, ticket=number, business_type=btype.code, waiting=ahead)
+    extra = {"priority": priority} if priority else {}
+    event = rows.event(
+        "issue", now, ticket=number, business_type=btype.code, waiting=ahead, **extra
+    )
     return QueueResult(event=event, ticket=ticket, waiting=int(ahead))
 
 
@@ -72,7 +82,7 @@ def call(conn: sqlite3.Connection, now: datetime, window: str, template: str) ->
     clause, args = rows.callable_clause(win)
     row = conn.execute(
         f"SELECT id FROM tickets WHERE day = ? AND status = 'waiting' AND {clause} "  # noqa: S608 (placeholders only)
-        "ORDER BY issued_at, id LIMIT 1",
+        "ORDER BY priority DESC, issued_at, id LIMIT 1",
         [now.date().isoformat(), *args],
     ).fetchone()
     if row is None:

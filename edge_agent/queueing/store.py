@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     day TEXT NOT NULL, number TEXT NOT NULL, business_type TEXT NOT NULL,
     status TEXT NOT NULL, window TEXT, target_window TEXT,
     issued_at TEXT NOT NULL, updated_at TEXT NOT NULL, calls INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
     UNIQUE (day, number)
 );
 CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (day, status, business_type);
@@ -34,10 +35,22 @@ CREATE TABLE IF NOT EXISTS windows (
     window TEXT PRIMARY KEY, business_types TEXT NOT NULL,
     paused INTEGER NOT NULL DEFAULT 0, current_ticket INTEGER REFERENCES tickets (id)
 );
+CREATE TABLE IF NOT EXISTS appointments (
+    reference TEXT PRIMARY KEY, day TEXT NOT NULL, business_type TEXT NOT NULL,
+    priority INTEGER NOT NULL, slot TEXT NOT NULL DEFAULT '',
+    checked_in_at TEXT, ticket TEXT
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL
 );
 """
+
+
+def _add_priority_column(conn: sqlite3.Connection) -> None:
+    """A queue database from before appointments lacks ``tickets.priority``: add it (0)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(tickets)")}
+    if "priority" not in columns:
+        conn.execute("ALTER TABLE tickets ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
 
 
 class QueueStore:
@@ -54,6 +67,7 @@ class QueueStore:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(SCHEMA)
+            _add_priority_column(self._conn)
         except (sqlite3.Error, OSError) as exc:
             raise QueueStoreError(f"cannot open the queue database {path}: {exc}") from exc
 

@@ -71,6 +71,12 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.mqtt_port == 1883
 
 
+def test_evaluation_qr_url_template_is_taken(tmp_path: Path) -> None:
+    template = "https://hcp.example.gov.cn/evaluate?case={case_number}&outlet={outlet}"
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path, evaluation_qr_url=template)
+    assert settings.evaluation_qr_url == template
+
+
 def test_mqtts_defaults_to_port_8883(tmp_path: Path) -> None:
     settings = load_settings(outlet_id="o-1", data_dir=tmp_path, mqtt_url="mqtts://broker")
     assert (settings.mqtt_tls, settings.mqtt_port) == (True, 8883)
@@ -87,6 +93,9 @@ def test_mqtts_defaults_to_port_8883(tmp_path: Path) -> None:
         ({"keepalive_s": 0}, "invalid setting keepalive_s"),
         ({"reconnect_base_s": 10.0, "reconnect_cap_s": 1.0}, "reconnect_cap_s"),
         ({"data_dir": None}, "missing setting data_dir"),
+        ({"evaluation_qr_url": "ftp://hcp.example/{case_number}"}, "evaluation_qr_url"),
+        ({"evaluation_qr_url": "https://hcp.example/?c={case}"}, "evaluation_qr_url"),
+        ({"evaluation_qr_url": "https://hcp.example/?c={case_number"}, "evaluation_qr_url"),
     ],
 )
 def test_bad_values_fail_fast(tmp_path: Path, overrides: dict[str, object], message: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from govedge_testbed.mosquitto import find_mosquitto
-from govedge_testbed.ports import free_port
+from govedge_testbed.ports import free_port, wait_for_port
 from govedge_testbed.services import ServiceUnavailable
 from tests.conftest import missing
 from tests.health.conftest import login_form
@@ -76,6 +76,20 @@ def test_the_login_the_demo_prints_opens_the_overview(tmp_path: Path, browser: A
         assert page.locator("header h1").inner_text() == "政务服务网点运维监控"
         page.screenshot(path=str(tmp_path / "demo-first-login.png"), full_page=True)
         page.close()
+
+        # The first outlet's hall display, as printed: served by its real agent, live.
+        display = re.search(
+            r"叫号大屏 \(display\): (http://127\.0\.0\.1:(\d+)/hall/display#token=\S+)$", out, re.M
+        )
+        assert display, out
+        # The demo prints before its agents are up; the page is there once the agent is.
+        assert wait_for_port(int(display.group(2)), timeout=60)
+        hall = browser.new_page()
+        hall.goto(display.group(1))
+        hall.wait_for_selector("#link[data-state='open']")
+        hall.wait_for_selector("#windows [data-window='1']")  # the simulated outlet's windows
+        assert hall.locator("#fault").is_hidden()
+        hall.close()
     finally:
         demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=60)

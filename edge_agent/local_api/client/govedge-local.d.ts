@@ -42,8 +42,13 @@ export interface EvaluationPublic {
 export interface TicketCreate { business_type: string; print?: boolean }
 export interface TicketPublic {
   number: string; business_type: string; business_name: string; waiting: number; issued_at: string;
-  printed: boolean; tx_id: string | null; warnings?: WarningPublic[];
+  printed: boolean; tx_id: string | null; priority?: number; appointment?: string | null;
+  evaluation_url?: string | null; warnings?: WarningPublic[];
 }
+export interface AppointmentCreate { reference: string; day: string; business_type: string; priority?: number; slot?: string }
+export interface AppointmentsCreate { appointments: AppointmentCreate[] }
+export interface AppointmentsLoaded { received: number; added: number }
+export interface CheckInCreate { reference: string; print?: boolean }
 export interface TicketInfo { number: string; business_type: string; status: string; window?: string | null; issued_at?: string; calls?: number }
 export interface BusinessTypePublic { code: string; prefix: string; name: string; waiting: number }
 export interface WindowPublic { window: string; business_types: string[]; paused: boolean; current_ticket: string | null; waiting: number }
@@ -90,6 +95,8 @@ export declare class GovedgeLocal {
   evaluate(body: EvaluationCreate, idempotencyKey?: string): Promise<EvaluationPublic>;
   takeTicket(body: TicketCreate): Promise<TicketPublic>;
   queueState(): Promise<QueueStatePublic>;
+  loadAppointments(body: AppointmentsCreate): Promise<AppointmentsLoaded>;
+  checkInAppointment(body: CheckInCreate): Promise<TicketPublic>;
   announcementUrl(announcementId: string): string;
   windowCall(window: string, body?: object): Promise<WindowResultPublic>;
   windowRecall(window: string, body?: object): Promise<WindowResultPublic>;

@@ -11,6 +11,8 @@ export const ROUTES = [
   ["evaluate", "POST", "/v1/evaluations"],
   ["takeTicket", "POST", "/v1/tickets"],
   ["queueState", "GET", "/v1/queue"],
+  ["loadAppointments", "POST", "/v1/appointments"],
+  ["checkInAppointment", "POST", "/v1/appointments/check-in"],
   ["announcementUrl", "GET", "/v1/announcements/{announcement_id}.wav"],
   ["windowCall", "POST", "/v1/windows/{window}/call"],
   ["windowRecall", "POST", "/v1/windows/{window}/recall"],
@@ -90,6 +92,8 @@ export class GovedgeLocal {
   }
   takeTicket(body) { return this.request("POST", "/v1/tickets", { body }); }
   queueState() { return this.request("GET", "/v1/queue"); }
+  loadAppointments(body) { return this.request("POST", "/v1/appointments", { body }); }
+  checkInAppointment(body) { return this.request("POST", "/v1/appointments/check-in", { body }); }
   announcementUrl(announcementId) { return `${this.baseUrl}/v1/announcements/${encodeURIComponent(announcementId)}.wav`; }
   #window(window, action, body) { return this.request("POST", `/v1/windows/${encodeURIComponent(window)}/${action}`, { body }); }
   windowCall(window, body = {}) { return this.#window(window, "call", body); }

@@ -6,6 +6,12 @@ own types, so those can change without breaking a clerk app; examples here are w
 
 from __future__ import annotations
 
+from edge_agent.local_api.models.appointments import (
+    AppointmentCreate,
+    AppointmentsCreate,
+    AppointmentsLoaded,
+    CheckInCreate,
+)
 from edge_agent.local_api.models.cards import (
     CardReadCreate,
     IdCardPublic,
@@ -42,9 +48,13 @@ from edge_agent.local_api.models.windows import (
 __all__ = [
     "AnnouncementPublic",
     "ApplicantCreate",
+    "AppointmentCreate",
+    "AppointmentsCreate",
+    "AppointmentsLoaded",
     "BusinessTypePublic",
     "CallBackCreate",
     "CardReadCreate",
+    "CheckInCreate",
     "DeviceId",
     "DeviceList",
     "DevicePublic",

@@ -42,7 +42,11 @@ class TicketInfo(BaseModel):
 
 
 class TicketPublic(BaseModel):
-    """The issued ticket, how many wait before it, and whether it was printed."""
+    """The issued ticket, how many wait before it, and whether it was printed.
+
+    ``priority`` > 0 and ``appointment`` (the booking code) for an appointment's ticket;
+    ``evaluation_url`` is the 好差评 link printed as a QR code when the outlet has one.
+    """
 
     model_config = examples(
         {
@@ -70,6 +74,9 @@ class TicketPublic(BaseModel):
     issued_at: str
     printed: bool
     tx_id: str | None
+    priority: int = 0
+    appointment: str | None = None
+    evaluation_url: str | None = None
     warnings: list[WarningPublic] = Field(default_factory=list)
 
 

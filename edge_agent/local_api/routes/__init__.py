@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from edge_agent.local_api.deps import bearer_scheme
 from edge_agent.local_api.routes import (
     announcements,
+    appointments,
     cards,
     devices,
     documents,
@@ -25,6 +26,7 @@ for module in (
     documents,
     evaluations,
     queue,
+    appointments,
     windows,
     announcements,
     submissions,

@@ -6,7 +6,8 @@ Messages: ``{"type": "event", "name", "device_id", "severity", "data", "ts"}`` (
 such as ``card.read``, ``rating.given``, ``device.unplugged``, ``paper.low``,
 ``transaction.result``) and ``{"type": "ping"}`` after ``ws_ping_s`` of silence. Event
 data never holds personal data (drivers mask it); a slow client loses its oldest
-events, counted in the next message's ``dropped``.
+events, counted in the next message's ``dropped``. A hall display or kiosk app is sent
+the queue events only (``window.*``, ``ticket.*``; ``roles.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from edge_agent.devices import DeviceEvent
 from edge_agent.discovery import Subscription
 from edge_agent.local_api.deps import LocalDep
+from edge_agent.local_api.roles import DEFAULT_ROLE, sees_event
 from edge_agent.local_api.security import WS_SUBPROTOCOL
 
 router = APIRouter(tags=["events"])
@@ -56,7 +58,7 @@ async def _next(subscriptions: tuple[Subscription, ...], *, timeout_s: float) ->
 
 
 async def _pump(
-    websocket: WebSocket, subscriptions: tuple[Subscription, ...], ping_s: float
+    websocket: WebSocket, subscriptions: tuple[Subscription, ...], ping_s: float, role: str
 ) -> None:
     reported = 0
     while True:
@@ -65,6 +67,8 @@ async def _pump(
             await websocket.send_text('{"type":"ping"}')
             continue
         for event in events:
+            if not sees_event(role, event.name):
+                continue  # a hall screen gets queue events only (roles.py)
             total = sum(s.dropped for s in subscriptions)
             dropped, reported = total - reported, total
             message = event_message(event, dropped=dropped)
@@ -88,7 +92,8 @@ async def events(websocket: WebSocket, local: LocalDep) -> None:
         local.runtime.transactions.subscribe(maxsize=local.options.ws_queue_size),
     )
     try:
-        pump = asyncio.create_task(_pump(websocket, subscriptions, local.options.ws_ping_s))
+        role = str(websocket.scope.get("state", {}).get("clerk_app_role", DEFAULT_ROLE))
+        pump = asyncio.create_task(_pump(websocket, subscriptions, local.options.ws_ping_s, role))
         closed = asyncio.create_task(_until_closed(websocket))
         done, pending = await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

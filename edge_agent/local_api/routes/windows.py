@@ -3,7 +3,8 @@
 Each answers the operation's result: the ticket now at the window, who waits, the
 announcement (text and a WAV URL), what the LED shows, and the ``tx_id`` of the queue
 event recorded in the outbox. Problems after the queue committed (LED unplugged, voice
-failed) are ``warnings``, not errors.
+failed) are ``warnings``, not errors. The result is also published as ``window.result``
+(``source: "api"``) on the event stream, as a keypad's is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Path
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.models import CallBackCreate, TransferCreate, WindowResultPublic
-from edge_agent.local_api.presenting import present
+from edge_agent.local_api.presenting import present, publish_hall_event
 from edge_agent.queueing import QueueEngine, QueueResult
 
 router = APIRouter(prefix="/windows/{window}", tags=["windows"])
@@ -30,7 +31,11 @@ Op = Callable[[QueueEngine, str], Awaitable[QueueResult]]
 
 async def _run(local: LocalDep, window: str, operation: str, op: Op) -> WindowResultPublic:
     result = await op(local.runtime.queue, window)
-    return await present(local, result, operation=operation, window=window)
+    answer = await present(local, result, operation=operation, window=window)
+    # The same ``window.result`` a keypad's key publishes: the hall display shows and
+    # speaks a call whichever way the clerk made it.
+    publish_hall_event(local, "window.result", answer.model_dump(mode="json", exclude_none=True))
+    return answer
 
 
 @router.post("/call", response_model=WindowResultPublic, responses=_RESPONSES)

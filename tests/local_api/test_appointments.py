@@ -1,0 +1,149 @@
+"""Appointments (预约): loaded by the clerk app, checked in at the kiosk, refused clearly.
+
+Through the real local API with the printer simulator: a check-in prints the ticket and
+jumps the walk-in queue; a wrong code, another day's booking and a second check-in are
+each refused with their own error and change nothing (no ticket, no print, no event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.local_api.harness import Outlet, outlet
+
+TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+
+def run(tmp_path: Path, scenario: Any) -> None:
+    async def main() -> None:
+        async with outlet(tmp_path) as o:
+            async with asyncio.timeout(40):
+                await scenario(o)
+
+    asyncio.run(main())
+
+
+async def load(o: Outlet, *bookings: dict[str, Any]) -> dict[str, Any]:
+    response = await o.client.post(
+        "/v1/appointments", headers=o.auth, json={"appointments": list(bookings)}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def check_in(o: Outlet, reference: str) -> Any:
+    return await o.client.post(
+        "/v1/appointments/check-in", headers=o.auth, json={"reference": reference}
+    )
+
+
+def test_check_in_prints_an_appointment_ticket_that_is_called_first(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        loaded = await load(
+            o,
+            {"reference": "YY-0001", "day": TODAY.isoformat(), "business_type": "social",
+             "slot": "09:00-09:30"},
+            {"reference": "YY-0002", "day": TODAY.isoformat(), "business_type": "tax"},
+        )  # fmt: skip
+        assert loaded == {"received": 2, "added": 2}
+        walk_in = await o.client.post(
+            "/v1/tickets", headers=o.auth, json={"business_type": "social"}
+        )
+        assert walk_in.json()["number"] == "A001"
+
+        response = await check_in(o, "yy-0001")  # typed in lower case: the same booking
+        assert response.status_code == 201, response.text
+        ticket = response.json()
+        assert ticket["number"] == "A002"
+        assert ticket["appointment"] == "YY-0001"
+        assert ticket["priority"] == 1
+        assert ticket["waiting"] == 0  # nobody of its priority is ahead
+        assert ticket["printed"] is True
+        printed = o.printer.tickets[-1]
+        assert "A002" in printed
+        assert "社保医保(预约)" in printed
+        entry = await o.runtime.outbox.read(ticket["tx_id"])
+        assert entry is not None
+        assert entry.meta.tx_kind == "queue.issue"
+
+        called = await o.client.post("/v1/windows/3/call", headers=o.auth)
+        assert called.json()["ticket"]["number"] == "A002"  # before the earlier walk-in
+        called = await o.client.post("/v1/windows/3/call", headers=o.auth)
+        assert called.json()["ticket"]["number"] == "A001"
+
+        # Loading the list again (the clerk app refreshes it) keeps the check-in.
+        again = await load(o, {"reference": "YY-0001", "day": TODAY.isoformat(),
+                               "business_type": "social"})  # fmt: skip
+        assert again == {"received": 1, "added": 0}
+        assert (await check_in(o, "YY-0001")).json()["error"] == "appointment_used"
+
+    run(tmp_path, scenario)
+
+
+def test_each_refused_check_in_says_why_and_changes_nothing(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        tomorrow = (TODAY + timedelta(days=1)).isoformat()
+        yesterday = (TODAY - timedelta(days=1)).isoformat()
+        await load(
+            o,
+            {"reference": "YY-TOMORROW", "day": tomorrow, "business_type": "social"},
+            {"reference": "YY-LATE", "day": yesterday, "business_type": "social"},
+            {"reference": "YY-USED", "day": TODAY.isoformat(), "business_type": "tax"},
+        )
+        assert (await check_in(o, "YY-USED")).status_code == 201
+        before = (await o.client.get("/v1/queue", headers=o.auth)).json()
+        printed_before = len(o.printer.tickets)
+        outbox_before = (await o.runtime.outbox.stats()).depth
+
+        cases = [
+            ("NO-SUCH-CODE", 404, "appointment_not_found"),
+            ("YY-TOMORROW", 409, "appointment_wrong_day"),
+            ("YY-LATE", 409, "appointment_wrong_day"),  # a no-show expires with its day
+            ("YY-USED", 409, "appointment_used"),
+        ]
+        for reference, status, code in cases:
+            response = await check_in(o, reference)
+            assert response.status_code == status, (reference, response.text)
+            body = response.json()
+            assert body["error"] == code
+            assert body["message"]
+            assert body["hint"]
+
+        assert (await o.client.get("/v1/queue", headers=o.auth)).json() == before
+        assert len(o.printer.tickets) == printed_before
+        assert (await o.runtime.outbox.stats()).depth == outbox_before
+
+    run(tmp_path, scenario)
+
+
+def test_bad_appointment_lists_are_refused_whole(tmp_path: Path) -> None:
+    async def scenario(o: Outlet) -> None:
+        unknown_type = await o.client.post(
+            "/v1/appointments",
+            headers=o.auth,
+            json={"appointments": [
+                {"reference": "YY-GOOD", "day": TODAY.isoformat(), "business_type": "social"},
+                {"reference": "YY-BAD", "day": TODAY.isoformat(), "business_type": "nope"},
+            ]},
+        )  # fmt: skip
+        assert unknown_type.status_code == 404
+        assert unknown_type.json()["error"] == "unknown_business_type"
+        # Nothing of the refused list was kept, the good booking included.
+        assert (await check_in(o, "YY-GOOD")).json()["error"] == "appointment_not_found"
+
+        bad_reference = await o.client.post(
+            "/v1/appointments",
+            headers=o.auth,
+            json={"appointments": [
+                {"reference": "has space", "day": TODAY.isoformat(), "business_type": "social"}
+            ]},
+        )  # fmt: skip
+        assert bad_reference.status_code == 422
+        assert bad_reference.json()["error"] == "invalid_request"
+
+    run(tmp_path, scenario)
