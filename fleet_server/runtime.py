@@ -34,6 +34,7 @@ from fleet_server.config.reports import ReportDesk
 from fleet_server.config.stats import ConfigStats
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
+from fleet_server.health.figures import FigureCounts, figures_by_region_and_kind
 from fleet_server.health.live import LiveHub
 from fleet_server.health.recorder import HealthRecorder
 from fleet_server.ingest import Ingest
@@ -114,9 +115,30 @@ class HealthRuntime:
         sources.notifier = self.notifier
         sources.recorder_errors = lambda: self.recorder.write_errors
         sources.fleet_figures = self._fleet_figures
+        sources.policy_figures = self._policy_figures
         self._metrics = metrics
         self._sessions = sessions
         self._figures: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
+        self._policy: tuple[float, dict[tuple[str, str], FigureCounts]] = (-1e9, {})
+
+    def _policy_figures(self) -> dict[tuple[str, str], FigureCounts]:
+        """The policy figures' 30-day counts per (region, kind), recomputed at most every
+        30 s (a scrape must not read the fleet's records each time)."""
+        now = time.monotonic()
+        if now - self._policy[0] < _FIGURES_TTL_S:
+            return self._policy[1]
+        until = datetime.now(UTC)
+        try:
+            with self._sessions() as session:
+                groups = figures_by_region_and_kind(
+                    session, since=until - timedelta(days=30), until=until, now=until,
+                    region_digits=self.settings.metrics_region_digits,
+                )  # fmt: skip
+        except SQLAlchemyError:
+            logger.exception("could not read the policy figures for /metrics")
+            return self._policy[1]
+        self._policy = (now, groups)
+        return groups
 
     def _fleet_figures(self) -> dict[str, dict[str, float]]:
         """Outlets by state and 30-day 好差评 figures, recomputed at most every 30 s."""

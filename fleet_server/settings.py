@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     alert_webhooks: list[str] = Field(default_factory=list)
     alert_webhook_retries: Annotated[int, Field(ge=0, le=20)] = 5
     alert_webhook_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    # /metrics' policy figures carry the region code cut to this many digits (4: city),
+    # which bounds their series to regions x outlet kinds (docs/fleet-health.md).
+    metrics_region_digits: Annotated[int, Field(ge=2, le=6)] = 4
     # Opening hours of outlets are read in this time zone.
     outlet_timezone: str = "Asia/Shanghai"
     # -- desired config from the fleet (docs/config.md) --

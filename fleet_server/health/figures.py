@@ -48,6 +48,7 @@ __all__ = [
     "FigureCounts",
     "FigureGroup",
     "GroupBy",
+    "figures_by_region_and_kind",
     "fleet_figures",
 ]
 
@@ -154,6 +155,46 @@ def fleet_figures(
 
     Outlets known only from their records (no profile) fall under kind and region "-".
     """
+    profiles, selected = _per_outlet(
+        session, since=since, until=until, now=now, scope=scope, region=region, kind=kind
+    )
+    total = FigureCounts()
+    groups: dict[str, FigureCounts] = defaultdict(FigureCounts)
+    for outlet_id, counts in selected.items():
+        total.add(counts)
+        groups[_key(by, outlet_id, profiles.get(outlet_id), region_digits)].add(counts)
+    rows = [FigureGroup(key, counts) for key, counts in sorted(groups.items())]
+    return total, rows
+
+
+def figures_by_region_and_kind(
+    session: Session, *, since: datetime, until: datetime, now: datetime, region_digits: int
+) -> dict[tuple[str, str], FigureCounts]:
+    """The whole fleet's counts per (region prefix, kind): ``/metrics``' labels, bounded
+    by the number of regions at that depth times the kinds, never per outlet."""
+    profiles, selected = _per_outlet(session, since=since, until=until, now=now)
+    groups: dict[tuple[str, str], FigureCounts] = defaultdict(FigureCounts)
+    for outlet_id, counts in selected.items():
+        profile = profiles.get(outlet_id)
+        key = (
+            _key("region", outlet_id, profile, region_digits),
+            _key("kind", outlet_id, profile, region_digits),
+        )
+        groups[key].add(counts)
+    return dict(groups)
+
+
+def _per_outlet(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    scope: OutletFilter = ALL_OUTLETS,
+    region: str | None = None,
+    kind: str | None = None,
+) -> tuple[dict[str, _Outlet], dict[str, FigureCounts]]:
+    """The profiles, and the counts of every selected outlet."""
     profiles = {
         p.outlet_id: p
         for p in _profiles(session, scope)
@@ -170,13 +211,7 @@ def fleet_figures(
         if kind is not None and (profile is None or profile.kind != kind):
             continue
         selected[outlet_id] = counts
-    total = FigureCounts()
-    groups: dict[str, FigureCounts] = defaultdict(FigureCounts)
-    for outlet_id, counts in selected.items():
-        total.add(counts)
-        groups[_key(by, outlet_id, profiles.get(outlet_id), region_digits)].add(counts)
-    rows = [FigureGroup(key, counts) for key, counts in sorted(groups.items())]
-    return total, rows
+    return profiles, selected
 
 
 def _key(by: GroupBy, outlet_id: str, profile: _Outlet | None, digits: int) -> str:

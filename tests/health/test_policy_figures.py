@@ -4,13 +4,16 @@ outlet, narrowed by region, period and the caller's scope."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from fleet_server.grafana import load_dashboards
 from fleet_server.security import Role
 from fleet_server.security.users import create_user
 from tests.health import records
@@ -173,3 +176,53 @@ def test_a_county_operator_sees_only_the_county(api: Api) -> None:
     total = figures["total"]
     assert (total["outlets"], total["centres"], total["centres_with_kiosk"]) == (1, 1, 0)
     assert total["evaluations"] == 0
+
+
+def test_metrics_carry_the_counts_by_city_and_kind_never_outlets(api: Api) -> None:
+    answer = api.client.get("/metrics", headers=api.as_role(Role.ADMIN))
+    assert answer.status_code == 200, answer.text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+
+    def figure(name: str, region: str, kind: str) -> float:
+        return samples[(f"govedge_figure_{name}", (("kind", kind), ("region", region)))]
+
+    # Region codes cut to 4 digits (city): both counties fall under 4105.
+    assert figure("cases", "4105", "township_centre") == 14
+    assert figure("active_evaluations", "4105", "township_centre") == 11
+    assert figure("followed_up", "4105", "township_centre") == 2
+    assert figure("centres", "4105", "street_centre") == 1
+    assert figure("centres_with_kiosk", "4105", "township_centre") == 1
+    assert figure("nearby_complete", "4105", "village_station") == 1
+    assert samples[("govedge_figure_target", (("figure", "kiosk_coverage"),))] == 0.2
+    labels = {label for (name, labels) in samples if name.startswith("govedge_figure_")
+              for label in labels}  # fmt: skip
+    assert {key for key, _ in labels} <= {"region", "kind", "figure"}
+    assert not {value for _, value in labels} & {"t1", "t2", "k1", "k2", "v1", "s1"}
+
+
+def test_the_figures_dashboard_queries_series_the_server_serves(api: Api) -> None:
+    """Each series the policy-figures dashboard queries is one /metrics serves, with the
+    labels its queries and variables use."""
+    served = {
+        s.name
+        for family in text_string_to_metric_families(
+            api.client.get("/metrics", headers=api.as_role(Role.ADMIN)).text
+        )
+        for s in family.samples
+    }
+    (board,) = [b for b in load_dashboards() if b["uid"] == "govedge-policy-figures"]
+    exprs = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    queried = {name for expr in exprs for name in re.findall(r"\bgovedge_[a-z_]+", expr)}
+    assert len(queried) >= 10
+    assert sorted(queried - served) == []
+    labels = {label for expr in exprs for label in re.findall(r"by \((\w+)\)", expr)}
+    assert labels == {"region", "kind"}
+    variables = {v["name"]: v["definition"] for v in board["templating"]["list"]}
+    assert variables == {
+        "region": "label_values(govedge_figure_outlets, region)",
+        "kind": "label_values(govedge_figure_outlets, kind)",
+    }
