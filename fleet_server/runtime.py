@@ -312,6 +312,7 @@ class ServerRuntime:
                 lease_s=settings.delivery_lease_s,
             )
             woken.append(self.delivery)
+            health.engine.watch_breakers(self.delivery.breaker_states)
         await asyncio.to_thread(ingest.start)
         if self.delivery is not None:
             self.delivery.start()

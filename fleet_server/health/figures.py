@@ -50,6 +50,7 @@ __all__ = [
     "GroupBy",
     "figures_by_region_and_kind",
     "fleet_figures",
+    "record_counts",
 ]
 
 GroupBy = Literal["region", "kind", "outlet"]
@@ -182,6 +183,16 @@ def figures_by_region_and_kind(
         )
         groups[key].add(counts)
     return dict(groups)
+
+
+def record_counts(
+    session: Session, *, since: datetime, until: datetime, now: datetime
+) -> dict[str, FigureCounts]:
+    """Cases, evaluations and tickets of ``[since, until)`` per outlet, the registry left
+    out (the alert rule on the week's evaluation rate reads only these)."""
+    per_outlet: dict[str, FigureCounts] = defaultdict(FigureCounts)
+    _add_records(session, per_outlet, scope=ALL_OUTLETS, since=since, until=until, now=now)
+    return dict(per_outlet)
 
 
 def _per_outlet(

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from fleet_server.health.tables import OutletProfile
 from fleet_server.models import (
     CatalogueItem,
+    Certificate,
+    DeadLetter,
     Evaluation,
     InboxEntry,
     Outlet,
@@ -115,5 +117,36 @@ def catalogue_item(
             promised_days=None, department="局", outlet_kinds=list(kinds),
             region_codes=list(regions), handling_mode="direct", target="upstream",
             imported_at=at,
+        )
+    )  # fmt: skip
+
+
+def dead_letter(session: Session, outlet_id: str, *, at: datetime) -> DeadLetter:
+    """A submission the upstream refused for good, waiting for an operator."""
+    tx = f"dead-{next(_IDS)}"
+    entry = InboxEntry(
+        tx_id=tx, outlet_id=outlet_id, tx_kind="submission", body=submission(),
+        idempotency_key=upstream_idempotency_key(outlet_id, tx), created_ts=0, received_at=at,
+        state="dead", attempts=3, result_pending=False,
+    )  # fmt: skip
+    session.add(entry)
+    session.flush()
+    dead = DeadLetter(
+        inbox_id=entry.id, tx_id=tx, outlet_id=outlet_id, tx_kind="submission", target="up",
+        reason="rejected", detail=None, status_code=400, attempts=3, created_at=at,
+    )  # fmt: skip
+    session.add(dead)
+    return dead
+
+
+def certificate(
+    session: Session, outlet_id: str, *, not_after: datetime, revoked: datetime | None = None
+) -> None:
+    """A client certificate of the outlet valid until ``not_after``."""
+    serial = f"{next(_IDS):040x}"
+    session.add(
+        Certificate(
+            serial=serial, outlet_id=outlet_id, fingerprint_sha256="0" * 64,
+            issued_at=not_after - timedelta(days=365), not_after=not_after, revoked_at=revoked,
         )
     )  # fmt: skip
