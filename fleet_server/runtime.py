@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.robots import Destination, DingTalkRobot, WeComRobot
 from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
 from fleet_server.campaigns.engine import CampaignEngine
@@ -89,8 +90,14 @@ class HealthRuntime:
             live=self.live,
             on_db_latency=metrics.observe_db,
         )
+        robots: list[Destination] = [
+            DingTalkRobot(robot.url, robot.secret.get_secret_value() if robot.secret else None)
+            for robot in settings.alert_dingtalk
+        ]
+        robots += [WeComRobot(url) for url in settings.alert_wecom]
         self.notifier = WebhookNotifier(
             settings.alert_webhooks,
+            robots=robots,
             retries=settings.alert_webhook_retries,
             backoff_s=settings.alert_webhook_backoff_s,
         )
