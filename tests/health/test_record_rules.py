@@ -5,9 +5,7 @@ real SQLite and PostgreSQL; the engine's own evaluation with an explicit ``now``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,9 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.rules import DEFAULT_RULES
-from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health.tables import Alert, AlertRuleOverride
-from fleet_server.migrate import upgrade
 from fleet_server.models import DeadLetter, Rectification
 from fleet_server.routing.breaker import CircuitBreaker
 from fleet_server.routing.store import replay_dead_letter
@@ -27,17 +23,10 @@ NOW = datetime(2026, 12, 9, 3, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = (
-        f"sqlite:///{tmp_path / 'fleet.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+@pytest.fixture
+def sessions(db_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The database on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return db_sessions
 
 
 def _open(sessions: sessionmaker[Session]) -> dict[tuple[str, str, str], Alert]:
