@@ -3,13 +3,14 @@ caller's outlets per region, outlet kind or outlet over a chosen period."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from fleet_server.api.deps import AppStateDep, SessionDep
+from fleet_server.api.evaluations import period
 from fleet_server.api.scope import ScopeDep
 from fleet_server.health.figures import (
     ITEM_TARGETS,
@@ -20,8 +21,6 @@ from fleet_server.health.figures import (
 )
 
 router = APIRouter(tags=["evaluations"])
-
-_DEFAULT_RANGE = timedelta(days=30)
 
 
 class FiguresPublic(BaseModel):
@@ -54,10 +53,7 @@ def read_figures(
     ``region_digits`` of the code), kind or outlet, from ``since`` to ``until`` (ISO 8601;
     default the last 30 days)."""
     now = datetime.now(UTC)
-    end = _aware(until) if until is not None else now
-    start = _aware(since) if since is not None else end - _DEFAULT_RANGE
-    if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="since must be < until")
+    start, end = period(since, until, now=now)
     total, rows = fleet_figures(
         session, by=by, since=start, until=end, now=now, scope=scope,
         region=region, kind=kind, region_digits=region_digits,
@@ -71,7 +67,3 @@ def read_figures(
         total=FigureGroup("", total).as_dict(),
         rows=[row.as_dict() for row in rows],
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

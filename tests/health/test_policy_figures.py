@@ -160,6 +160,13 @@ def test_bad_queries_are_refused(api: Api) -> None:
         answer = api.client.get(f"/api/v1/evaluations/figures?{query}", headers=headers)
         assert answer.status_code == 422, (query, answer.text)
         assert named in str(answer.json()["detail"]), (query, answer.text)
+    # 30 days before the first instant there is: a clear refusal, not a crash.
+    for route in ("figures", "stats"):
+        answer = api.client.get(
+            f"/api/v1/evaluations/{route}?until=0001-01-01T00:00:00Z", headers=headers
+        )
+        assert answer.status_code == 422, answer.text
+        assert "give since" in answer.json()["detail"]
 
 
 def test_a_county_operator_sees_only_the_county(api: Api) -> None:
