@@ -75,3 +75,21 @@ def test_the_figures_by_kind_and_region_in_both_languages(
     assert page.locator('#figures a.on[data-days="7"]').count() == 2
     page.screenshot(path=str(tmp_path / "figures-kind-en.png"), full_page=True)
     context.close()
+
+
+def test_a_county_operator_sees_the_county_figures_only(
+    fleet: FleetServer, browser: object
+) -> None:
+    context = logged_in_context(browser, fleet, "county-figures", "operator",
+                                regions=("410523",))  # fmt: skip
+    page = context.new_page()
+    page.goto(f"{fleet.url}/ui/evaluations?by=outlet")
+    page.wait_for_selector('#figure-rows tr[data-group="town-b"]')
+    rows = page.locator("#figure-rows tr[data-group]")
+    assert [rows.nth(i).get_attribute("data-group") for i in range(rows.count())] == ["town-b"]
+    # The other county's kiosk and ratings count for nothing here.
+    totals = page.locator("#figure-totals")
+    assert totals.locator('[data-figure="kiosk_coverage"] b').inner_text() == "0.0%"
+    assert totals.locator('[data-figure="active_evaluation_rate"] b').inner_text() == "-"
+    assert "town-a" not in page.content()
+    context.close()
