@@ -49,6 +49,8 @@ def test_the_figures_by_kind_and_region_in_both_languages(
     context = logged_in_context(browser, fleet, "figures-viewer", "viewer",
                                 viewport={"width": 1400, "height": 900})  # fmt: skip
     page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{fleet.url}/ui/evaluations?lang=zh")
     page.wait_for_selector("#figures")
     assert "政务服务指标" in page.locator("#figures h2").inner_text()
@@ -74,6 +76,7 @@ def test_the_figures_by_kind_and_region_in_both_languages(
     assert "Township centre" in page.locator("#figure-rows").inner_text()
     assert page.locator('#figures a.on[data-days="7"]').count() == 2
     page.screenshot(path=str(tmp_path / "figures-kind-en.png"), full_page=True)
+    assert errors == []
     context.close()
 
 
