@@ -50,6 +50,7 @@ from fleet_server.api.scope import WHOLE_FLEET_ONLY, metrics_access, path_guard
 from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
+from fleet_server.health import figures_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
@@ -141,6 +142,7 @@ def create_app(
     # Fleet totals only: whole-fleet users (fleet_server.api.scope.metrics_access).
     app.include_router(metrics_router, dependencies=[Depends(metrics_access)])
     api(health_api.read_router, dependencies=[VIEWER])
+    api(figures_api.router, dependencies=[VIEWER])
     # Profiles and regions decide every scope: whole-fleet users only.
     api(health_api.write_router, dependencies=[OPERATOR, WHOLE_FLEET_ONLY])
     api(alerts_api.read_router, dependencies=[VIEWER])

@@ -23,6 +23,7 @@ from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.campaigns.stats import CampaignStats
 from fleet_server.config.stats import ConfigStats
 from fleet_server.config.store import REFUSALS as CONFIG_REFUSALS
+from fleet_server.health.figures import ITEM_TARGETS, TARGETS, FigureCounts
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
 from fleet_server.timeseries.sink import TelemetrySink
@@ -41,6 +42,9 @@ class MetricSources:
     # Slow figures read from the database (cached by the provider): outlets by state
     # and fleet-wide 好差评 over 30 days.
     fleet_figures: Callable[[], dict[str, dict[str, float]]] | None = None
+    # The policy figures' counts over 30 days per (region prefix, outlet kind), cached
+    # by the provider (fleet_server.health.figures).
+    policy_figures: Callable[[], dict[tuple[str, str], FigureCounts]] | None = None
     # HTTP requests refused before their body was read, by reason (api.limits).
     http_refused: Counter[str] | None = None
     # The per-outlet 好差评 rules' failed re-reads and invalid evaluation parts, by kind.
@@ -158,6 +162,8 @@ class _FleetCollector(Collector):
             for name, value in sorted(figures.get("evaluations", {}).items()):
                 yield GaugeMetricFamily(f"govedge_evaluations_{name}", f"好差评 {name}, 30 days",
                                         value=value)  # fmt: skip
+        if s.policy_figures is not None:
+            yield from _policy_metrics(s.policy_figures())
         if s.http_refused is not None:
             refused = CounterMetricFamily(
                 "govedge_http_refused", "HTTP requests refused by size or rate", labels=["reason"]
@@ -203,6 +209,53 @@ class _FleetCollector(Collector):
                 "govedge_health_write_errors", "Failed device-health writes",
                 value=s.recorder_errors(),
             )  # fmt: skip
+
+
+# Each count of FigureCounts, exported as govedge_figure_<name>{region,kind}: Grafana
+# divides sums of them (a mean of per-group rates would weigh a village like a city).
+_FIGURE_HELP: dict[str, str] = {
+    "outlets": "Outlets with a profile",
+    "cases": "Submissions received (cases), 30 days",
+    "evaluations": "好差评 evaluations, 30 days",
+    "active_evaluations": "Evaluations citizens made (system defaults excluded), 30 days",
+    "satisfied": "Evaluations 基本满意 or better, 30 days",
+    "bad_reviews": "差评 (不满意, 非常不满意), 30 days",
+    "rectifications": "Rectification tickets opened, 30 days",
+    "followed_up": "Tickets of the 30 days with at least one follow-up",
+    "rectifications_due": "Tickets of the 30 days closed or past their deadline",
+    "rectified_on_time": "Tickets of the 30 days closed by their deadline",
+    "overdue_open": "Tickets of the 30 days open past their deadline",
+    "nearby_outlets": "Outlets with catalogue items assigned to their kind and region",
+    "nearby_complete": "Outlets handling every item assigned to them (就近可办)",
+    "nearby_items_assigned": "Catalogue items assigned, summed over outlets",
+    "nearby_items_handled": "Assigned items the outlets handle, summed",
+    "centres": "Township and street centres",
+    "centres_with_kiosk": "Centres with a 24-hour kiosk outlet in their region",
+    "item_target_outlets": "Outlets whose level has a service-item target",
+    "item_target_met": "Outlets listing at least their level's service items",
+    "service_items": "Service items listed, summed over outlets",
+}
+
+
+def _policy_metrics(groups: dict[tuple[str, str], FigureCounts]) -> Iterator[Metric]:
+    for name, help_text in _FIGURE_HELP.items():
+        family = GaugeMetricFamily(f"govedge_figure_{name}", help_text, labels=["region", "kind"])
+        for (region, kind), counts in sorted(groups.items()):
+            family.add_metric([region, kind], getattr(counts, name))
+        yield family
+    targets = GaugeMetricFamily(
+        "govedge_figure_target", "Policy target of a figure (a share)", labels=["figure"]
+    )
+    for figure, value in sorted(TARGETS.items()):
+        targets.add_metric([figure], value)
+    yield targets
+    items = GaugeMetricFamily(
+        "govedge_figure_service_items_target", "Service items an outlet of the kind must list",
+        labels=["kind"],
+    )  # fmt: skip
+    for kind, value in sorted(ITEM_TARGETS.items()):
+        items.add_metric([kind], value)
+    yield items
 
 
 def _campaign_metrics(stats: CampaignStats) -> Iterator[Metric]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.robots import Destination, DingTalkRobot, WeComRobot
 from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
 from fleet_server.campaigns.engine import CampaignEngine
@@ -34,6 +35,7 @@ from fleet_server.config.reports import ReportDesk
 from fleet_server.config.stats import ConfigStats
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
+from fleet_server.health.figures import FigureCounts, figures_by_region_and_kind
 from fleet_server.health.live import LiveHub
 from fleet_server.health.recorder import HealthRecorder
 from fleet_server.ingest import Ingest
@@ -88,8 +90,14 @@ class HealthRuntime:
             live=self.live,
             on_db_latency=metrics.observe_db,
         )
+        robots: list[Destination] = [
+            DingTalkRobot(robot.url, robot.secret.get_secret_value() if robot.secret else None)
+            for robot in settings.alert_dingtalk
+        ]
+        robots += [WeComRobot(url) for url in settings.alert_wecom]
         self.notifier = WebhookNotifier(
             settings.alert_webhooks,
+            robots=robots,
             retries=settings.alert_webhook_retries,
             backoff_s=settings.alert_webhook_backoff_s,
         )
@@ -114,9 +122,30 @@ class HealthRuntime:
         sources.notifier = self.notifier
         sources.recorder_errors = lambda: self.recorder.write_errors
         sources.fleet_figures = self._fleet_figures
+        sources.policy_figures = self._policy_figures
         self._metrics = metrics
         self._sessions = sessions
         self._figures: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
+        self._policy: tuple[float, dict[tuple[str, str], FigureCounts]] = (-1e9, {})
+
+    def _policy_figures(self) -> dict[tuple[str, str], FigureCounts]:
+        """The policy figures' 30-day counts per (region, kind), recomputed at most every
+        30 s (a scrape must not read the fleet's records each time)."""
+        now = time.monotonic()
+        if now - self._policy[0] < _FIGURES_TTL_S:
+            return self._policy[1]
+        until = datetime.now(UTC)
+        try:
+            with self._sessions() as session:
+                groups = figures_by_region_and_kind(
+                    session, since=until - timedelta(days=30), until=until, now=until,
+                    region_digits=self.settings.metrics_region_digits,
+                )  # fmt: skip
+        except SQLAlchemyError:
+            logger.exception("could not read the policy figures for /metrics")
+            return self._policy[1]
+        self._policy = (now, groups)
+        return groups
 
     def _fleet_figures(self) -> dict[str, dict[str, float]]:
         """Outlets by state and 30-day 好差评 figures, recomputed at most every 30 s."""
@@ -290,6 +319,7 @@ class ServerRuntime:
                 lease_s=settings.delivery_lease_s,
             )
             woken.append(self.delivery)
+            health.engine.watch_breakers(self.delivery.breaker_states)
         await asyncio.to_thread(ingest.start)
         if self.delivery is not None:
             self.delivery.start()

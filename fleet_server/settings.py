@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleet_server.evaluations.rules import EvaluationRules, rules_for
@@ -55,6 +55,16 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"listen address must be HOST:PORT, got {listen!r}")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+class DingTalkSetting(BaseModel):
+    """One DingTalk custom robot: its webhook URL (with ``access_token``) and, when the
+    robot is secured by signing, its secret (never shown: ``SecretStr``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    secret: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -177,6 +187,14 @@ class Settings(BaseSettings):
     alert_webhooks: list[str] = Field(default_factory=list)
     alert_webhook_retries: Annotated[int, Field(ge=0, le=20)] = 5
     alert_webhook_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    # Chat robots (docs/fleet-health.md, "Notifications"), retried like the webhooks:
+    # GOVEDGE_ALERT_DINGTALK='[{"url": "...?access_token=...", "secret": "SEC..."}]',
+    # GOVEDGE_ALERT_WECOM='["...webhook/send?key=..."]'.
+    alert_dingtalk: list[DingTalkSetting] = Field(default_factory=list)
+    alert_wecom: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=list)
+    # /metrics' policy figures carry the region code cut to this many digits (4: city),
+    # which bounds their series to regions x outlet kinds (docs/fleet-health.md).
+    metrics_region_digits: Annotated[int, Field(ge=2, le=6)] = 4
     # Opening hours of outlets are read in this time zone.
     outlet_timezone: str = "Asia/Shanghai"
     # -- desired config from the fleet (docs/config.md) --

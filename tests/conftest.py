@@ -11,7 +11,8 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from typing import NoReturn, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -89,6 +90,23 @@ def postgres_cluster() -> Iterator[Postgres]:
 def postgres_url(postgres_cluster: Postgres) -> str:
     """A fresh, empty database in the session's cluster."""
     return postgres_cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A migrated fleet database, once on SQLite and once on PostgreSQL: its sessionmaker."""
+    from fleet_server.db import make_engine, make_sessionmaker
+    from fleet_server.migrate import upgrade
+
+    url = (
+        f"sqlite:///{tmp_path / 'fleet.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    engine = make_engine(url)
+    upgrade(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.conditions import Condition, OutletFacts, conditions_for
 from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.record_rules import BreakerStates, RecordRules
 from fleet_server.alerts.rules import Override, RuleBook
 from fleet_server.campaigns.alerting import (
     CAMPAIGN_OUTLET,
@@ -236,6 +237,11 @@ class AlertEngine:
         self.evaluations = 0
         self.errors = 0
         self.open_count = 0
+        self._records = RecordRules()
+
+    def watch_breakers(self, states: BreakerStates) -> None:
+        """Read each upstream target's breaker from ``states`` (the delivery worker's)."""
+        self._records.breakers = states
 
     def start(self) -> None:
         """Start evaluating every ``interval_s``."""
@@ -296,6 +302,8 @@ class AlertEngine:
                 ):
                     holding[condition.key] = condition
             for condition in campaign_conditions(session, book):
+                holding[condition.key] = condition
+            for condition in self._records.conditions(session, book, now=now):
                 holding[condition.key] = condition
             changed = self._reconcile(session, open_rows, holding, now=now, notes=notes)
             session.flush()

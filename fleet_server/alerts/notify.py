@@ -1,10 +1,13 @@
 """Webhook notifications with retries, sent by one named thread off the alert engine.
 
-Each notification is POSTed as JSON to every configured URL. A URL that fails (network
-error or a non-2xx answer) is retried with doubling backoff up to ``retries`` times;
-then the notification is counted ``failed`` for that URL and dropped. Retries of one
-URL never delay the others (each delivery is scheduled independently). Logs name a URL
-by scheme and host only (``redact_url``): the rest may carry an ``access_token``.
+Each notification is POSTed to every destination (``alerts.robots``: the generic
+webhook gets the payload as JSON, DingTalk and WeCom robots a markdown message). A
+destination that fails (network error, a non-2xx answer, or a robot's non-zero
+``errcode``) is retried with doubling backoff up to ``retries`` times; then the
+notification is counted ``failed`` for it and dropped. Retries of one destination never
+delay the others (each delivery is scheduled independently). Logs name a destination by
+scheme and host only (``redact_url``): the rest may carry an ``access_token``, a ``key``
+or a signature.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from fleet_server.redact import redact_url
+from fleet_server.alerts.robots import Destination, GenericWebhook
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ logger = logging.getLogger(__name__)
 class _Job:
     due: float
     order: int
-    url: str = field(compare=False)
+    destination: Destination = field(compare=False)
     payload: dict[str, Any] = field(compare=False)
     attempt: int = field(compare=False, default=0)
 
@@ -40,11 +44,13 @@ class WebhookNotifier:
         self,
         urls: list[str],
         *,
+        robots: Sequence[Destination] = (),
         retries: int = 5,
         backoff_s: float = 1.0,
         timeout_s: float = 5.0,
     ) -> None:
-        self._urls = list(urls)
+        self._destinations: list[Destination] = [GenericWebhook(url) for url in urls]
+        self._destinations += robots
         self._retries = retries
         self._backoff_s = backoff_s
         self._jobs: list[_Job] = []
@@ -76,11 +82,11 @@ class WebhookNotifier:
             return len(self._jobs)
 
     def notify(self, payload: dict[str, Any]) -> None:
-        """Queue ``payload`` for every URL."""
+        """Queue ``payload`` for every destination."""
         now = time.monotonic()
         with self._cond:
-            for url in self._urls:
-                heapq.heappush(self._jobs, _Job(now, next(self._order), url, payload))
+            for destination in self._destinations:
+                heapq.heappush(self._jobs, _Job(now, next(self._order), destination, payload))
             self._cond.notify()
 
     def _next(self) -> _Job | None:
@@ -98,9 +104,12 @@ class WebhookNotifier:
     def _run(self) -> None:
         while (job := self._next()) is not None:
             try:
-                response = self._client.post(job.url, json=job.payload)
-                ok = response.is_success
+                url, body = job.destination.request(job.payload)
+                response = self._client.post(url, json=body)
+                ok = job.destination.accepted(response)
                 why = f"HTTP {response.status_code}"
+                if response.is_success:
+                    why += ", refused in the answer"  # a robot's non-zero errcode
             except httpx.HTTPError as exc:
                 ok, why = False, exc.__class__.__name__
             if ok:
@@ -110,7 +119,7 @@ class WebhookNotifier:
                 self.failed += 1
                 # Never the URL itself: DingTalk and WeCom put their token in it.
                 logger.warning("alert webhook %s failed %d times (%s); dropped",
-                               redact_url(job.url), job.attempt + 1, why)  # fmt: skip
+                               job.destination.label, job.attempt + 1, why)  # fmt: skip
                 continue
             self.retried += 1
             job.attempt += 1

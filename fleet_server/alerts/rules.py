@@ -50,6 +50,26 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     # A campaign paused itself or was paused (campaign-level: outlet_id "_fleet",
     # device_id "campaign:{id}"); resolved when it runs again or ends.
     "campaign_paused": {"enabled": True, "severity": "warning"},
+    # The outlet has at least min_count dead letters nobody replayed (docs/transactions.md);
+    # resolved when they are replayed.
+    "dead_letters": {"enabled": True, "min_count": 1, "severity": "warning"},
+    # An upstream target's circuit breaker is open or half-open in the leading process
+    # (fleet-level: outlet_id "_fleet", device_id "target:{name}"); resolved when closed.
+    "upstream_breaker_open": {"enabled": True, "severity": "critical"},
+    # The outlet has 差评 rectification tickets still open past their deadline.
+    "rectification_overdue": {"enabled": True, "severity": "warning"},
+    # The outlet's active evaluation rate over the last `days` is below min_rate, once it
+    # had at least min_cases cases in them (fewer say little).
+    "evaluation_rate_low": {
+        "enabled": True,
+        "min_rate": 0.6,
+        "days": 7,
+        "min_cases": 20,
+        "severity": "warning",
+    },
+    # The outlet's newest unrevoked client certificate expires within `within_days` (or
+    # has expired): renew it (docs/security.md) before the broker refuses the outlet.
+    "certificate_expiring": {"enabled": True, "within_days": 14, "severity": "warning"},
 }
 RULE_NAMES = tuple(DEFAULT_RULES)
 SEVERITIES = ("info", "warning", "critical")

@@ -55,10 +55,7 @@ def read_stats(
     outlet's own (from its config) when one is given, else the server's.
     """
     now = datetime.now(UTC)
-    end = _aware(until) if until is not None else now
-    start = _aware(since) if since is not None else end - _DEFAULT_RANGE
-    if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="since must be < until")
+    start, end = period(since, until, now=now)
     if outlet is not None:
         in_scope_or_404(session, scope, outlet, f"outlet {outlet!r}")
     rules = state.rules if outlet is None else state.rules_for(outlet)
@@ -78,6 +75,24 @@ def read_stats(
         profile=rules.name,
         meets_active_rate_target=None if rate is None else rate >= stats.active_rate_target,
     )
+
+
+def period(
+    since: datetime | None, until: datetime | None, *, now: datetime
+) -> tuple[datetime, datetime]:
+    """``[since, until)`` with the defaults (until now, since 30 days before ``until``);
+    422 when ``since`` is not before ``until`` or the default start falls before year 1."""
+    end = _aware(until) if until is not None else now
+    try:
+        start = _aware(since) if since is not None else end - _DEFAULT_RANGE
+    except OverflowError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="until is too early for the default range: give since too",
+        ) from None
+    if start >= end:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="since must be < until")
+    return start, end
 
 
 def _aware(value: datetime) -> datetime:

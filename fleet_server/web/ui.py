@@ -21,6 +21,7 @@ from fleet_server.api.scope import ScopeDep
 from fleet_server.config import outlet_view, store
 from fleet_server.config.api import reaches, scoped_drift
 from fleet_server.health import queries
+from fleet_server.health.figures import TARGETS, FigureGroup, GroupBy, fleet_figures
 from fleet_server.playbooks import api as playbooks_api
 from fleet_server.security import Principal, Role
 from fleet_server.security.scope import Scope
@@ -232,9 +233,11 @@ def evaluation_data(
     session: SessionDep,
     scope: ScopeDep,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
+    by: GroupBy = "kind",
 ) -> dict[str, Any]:
-    """好差评 figures per outlet for the last ``days`` (empty when the module is absent)."""
-    return _evaluations(request, session, days, scope)
+    """好差评 figures per outlet and the policy figures grouped ``by`` for the last
+    ``days`` (empty when the module is absent)."""
+    return _evaluations(request, session, days, scope, by)
 
 
 @router.get("/evaluations")
@@ -244,22 +247,25 @@ def evaluations(
     principal: Authenticated,
     lang: str | None = None,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
+    by: GroupBy = "kind",
 ) -> HTMLResponse:
-    """好差评 by outlet and window."""
+    """好差评 by outlet and window, and the policy figures by kind, region or outlet."""
     return render_page(
         request,
         principal,
         page="evaluations",
         lang=page_lang(request, lang),
-        data=_evaluations(request, session, days, principal.scope),
+        data=_evaluations(request, session, days, principal.scope, by),
     )
 
 
-def _evaluations(request: Request, session: SessionDep, days: int, scope: Scope) -> dict[str, Any]:
+def _evaluations(
+    request: Request, session: SessionDep, days: int, scope: Scope, by: GroupBy
+) -> dict[str, Any]:
     try:
         from fleet_server.evaluations.stats import evaluation_stats
     except ImportError:
-        return {"available": False, "days": days, "rows": []}
+        return {"available": False, "days": days, "by": by, "rows": [], "figures": None}
     from sqlalchemy import select
 
     from fleet_server.models import Evaluation
@@ -287,4 +293,16 @@ def _evaluations(request: Request, session: SessionDep, days: int, scope: Scope)
                 "overdue_rectifications": stats.overdue_rectifications,
             }
         )
-    return {"available": True, "days": days, "rows": rows if outlet_ids else []}
+    total, groups = fleet_figures(session, by=by, since=since, until=until, now=until, scope=scope)
+    figures = {
+        "targets": dict(TARGETS, active_evaluation_rate=target),
+        "total": FigureGroup("", total).as_dict(),
+        "rows": [group.as_dict() for group in groups],
+    }
+    return {
+        "available": True,
+        "days": days,
+        "by": by,
+        "rows": rows if outlet_ids else [],
+        "figures": figures,
+    }

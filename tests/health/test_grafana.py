@@ -122,7 +122,8 @@ def _sync(grafana: FakeGrafana, token: str = "glsa_test") -> subprocess.Complete
 def test_shipped_dashboards_are_valid() -> None:
     boards = load_dashboards()
     assert {b["uid"] for b in boards} == {
-        "govedge-fleet-health", "govedge-device-health", "govedge-queue-evaluations"
+        "govedge-fleet-health", "govedge-device-health", "govedge-queue-evaluations",
+        "govedge-policy-figures",
     }  # fmt: skip
     for board in boards:
         assert validate_dashboard(board) == []
@@ -138,13 +139,13 @@ def test_sync_creates_then_changes_nothing_then_updates(grafana: FakeGrafana) ->
     assert "datasource govedge-metrics: created" in first.stdout
     assert grafana.datasources[DATASOURCE_UID]["url"] == "http://vm:8428"
     assert set(grafana.dashboards) == {b["uid"] for b in load_dashboards()}
-    assert len(grafana.writes()) == 4  # one datasource, three dashboards
+    assert len(grafana.writes()) == 5  # one datasource, four dashboards
 
     grafana.requests.clear()
     second = _sync(grafana)
     assert second.returncode == 0, second.stderr
     assert grafana.writes() == []  # idempotent: reads only
-    assert second.stdout.count(": unchanged") == 4
+    assert second.stdout.count(": unchanged") == 5
 
     grafana.dashboards["govedge-fleet-health"]["title"] = "edited by hand"
     third = _sync(grafana)

@@ -95,6 +95,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/enroll/renew"): OPEN,
     ("POST", "/api/v1/enroll"): OPEN,
     ("POST", "/api/v1/enrollments"): FLEET,
+    ("GET", "/api/v1/evaluations/figures"): READ,
     ("GET", "/api/v1/evaluations/stats"): READ,
     ("GET", "/api/v1/fleet/overview"): SHOWS,
     ("GET", "/api/v1/fleet/map-points"): SHOWS,

@@ -184,6 +184,12 @@ def test_breaker_opens_for_a_dead_target_while_others_deliver(
         what="breaker open",
     )
     at_open = dead.requests
+    # The operators hear of it: the alert rule reads the delivery worker's breakers.
+    server.http.post("/api/v1/alerts/evaluate").raise_for_status()
+    fleet_alerts = server.get("/api/v1/alerts?outlet_id=_fleet")
+    assert ("upstream_breaker_open", "target:dead") in {
+        (a["rule"], a["device_id"]) for a in fleet_alerts
+    }
     healthy = [agent.tx("submission", submission(region="330902")) for _ in range(5)]
     poll(
         lambda: all(_delivered(server, agent, t) for t in healthy),
@@ -195,6 +201,9 @@ def test_breaker_opens_for_a_dead_target_while_others_deliver(
     dead.mode = "ok"
     poll(lambda: all(_delivered(server, agent, t) for t in doomed), timeout=20, what="recovered")
     assert all(upstream.accepted_count[agent.key(t)] == 1 for t in doomed)
+    server.http.post("/api/v1/alerts/evaluate").raise_for_status()
+    assert [a for a in server.get("/api/v1/alerts?outlet_id=_fleet")
+            if a["rule"] == "upstream_breaker_open"] == []  # fmt: skip
 
 
 def test_fleetctl_unreachable_server_exit_code() -> None:

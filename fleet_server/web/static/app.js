@@ -42,6 +42,36 @@
       rows.map((r) => `<tr><td>${fmt(r)}</td><td>${r.online || 0}</td><td>${r.offline || 0}</td><td>${r.stale || 0}</td><td>${r.unknown || 0}</td></tr>`).join("") + "</table>";
   }
 
+  // The policy figures (fleet_server/health/figures.py): totals against their targets,
+  // then one row per group; links choose the grouping and the period.
+  const FIGURES = [
+    ["active_evaluation_rate", "active_rate"], ["satisfaction_rate", "satisfaction"],
+    ["follow_up_rate", "follow_up_rate"], ["on_time_rectification_rate", "on_time_rate"],
+    ["nearby_coverage", "nearby_coverage"], ["kiosk_coverage", "kiosk_coverage"],
+    ["item_target_rate", "item_target_rate"],
+  ];
+  function figureCell(value, target) {
+    const missed = target !== undefined && value !== null && value < target;
+    return `<span class="${missed ? "sev-warning" : ""}">${pct(value)}</span>`;
+  }
+  function figuresSection(d) {
+    const f = d.figures;
+    if (!f) return "";
+    const link = (by, days, label, on) => `<a href="/ui/evaluations?by=${by}&days=${days}"${on ? ' class="on"' : ""} data-by="${by}" data-days="${days}">${esc(label)}</a>`;
+    const groupName = (key) => (d.by === "kind" ? kind(key === "-" ? "" : key) : esc(key));
+    const controls = `<p class="muted">${tr("group_by")}: ` +
+      [["kind", tr("by_kind")], ["region", tr("by_region")], ["outlet", tr("by_outlet")]].map(([by, label]) => link(by, d.days, label, d.by === by)).join(" · ") +
+      ` — ${tr("window_days")}: ` + [7, 30, 90].map((n) => link(d.by, n, String(n), d.days === n)).join(" · ") + "</p>";
+    const cards = `<div class="cards" id="figure-totals">` + FIGURES.map(([key, label]) =>
+      `<div class="card" data-figure="${key}">${tr(label)}<b>${figureCell(f.total[key], f.targets[key])}</b>` +
+      (f.targets[key] !== undefined ? `<span class="muted">${tr("target")} ${pct(f.targets[key])}</span>` : "") + "</div>").join("") +
+      `<div class="card" data-figure="service_items_per_outlet">${tr("items_per_outlet")}<b>${f.total.service_items_per_outlet ?? "-"}</b></div></div>`;
+    const table = `<table id="figure-rows"><tr><th>${tr("group")}</th><th>${tr("outlets")}</th><th>${tr("cases")}</th>` + FIGURES.map(([, label]) => `<th>${tr(label)}</th>`).join("") + `<th>${tr("items_per_outlet")}</th></tr>` +
+      f.rows.map((r) => `<tr data-group="${esc(r.key)}"><td>${groupName(r.key)}</td><td>${r.outlets}</td><td>${r.cases}</td>` +
+        FIGURES.map(([key]) => `<td data-figure="${key}">${figureCell(r[key], f.targets[key])}</td>`).join("") + `<td>${r.service_items_per_outlet ?? "-"}</td></tr>`).join("") + "</table>";
+    return `<section id="figures"><h2>${tr("policy_figures")} <span class="muted">${tr("window_days")}: ${d.days}</span></h2>${controls}${cards}${table}</section>`;
+  }
+
   const render = {
     overview(d) {
       const s = d.by_state || {};
@@ -100,9 +130,10 @@
     },
 
     evaluations(d) {
-      if (!d.available || !d.rows.length) return `<section><h2>${tr("nav_evaluations")}</h2><p id="no-data">${tr("no_data")}</p></section>`;
-      return `<section><h2>${tr("nav_evaluations")} <span class="muted">${tr("window_days")}: ${d.days}</span></h2><table><tr><th>${tr("outlet")}</th><th>${tr("evaluations")}</th><th>${tr("active_rate")}</th><th>${tr("satisfaction")}</th><th>${tr("bad_reviews")}</th><th>${tr("overdue_rect")}</th></tr>` +
-        d.rows.map((r) => `<tr><td>${r.outlet_id ? esc(r.outlet_id) : "<b>" + tr("all_outlets") + "</b>"}</td><td>${r.evaluations}</td><td>${pct(r.active_evaluation_rate)} <span class="muted">/ ${pct(r.active_rate_target)}</span></td><td>${pct(r.satisfaction_rate)}</td><td>${r.bad_reviews}</td><td>${r.overdue_rectifications}</td></tr>`).join("") + "</table></section>";
+      return figuresSection(d) + (!d.available || !d.rows.length
+        ? `<section><h2>${tr("nav_evaluations")}</h2><p id="no-data">${tr("no_data")}</p></section>`
+        : `<section><h2>${tr("nav_evaluations")} <span class="muted">${tr("window_days")}: ${d.days}</span></h2><table><tr><th>${tr("outlet")}</th><th>${tr("evaluations")}</th><th>${tr("active_rate")}</th><th>${tr("satisfaction")}</th><th>${tr("bad_reviews")}</th><th>${tr("overdue_rect")}</th></tr>` +
+          d.rows.map((r) => `<tr><td>${r.outlet_id ? esc(r.outlet_id) : "<b>" + tr("all_outlets") + "</b>"}</td><td>${r.evaluations}</td><td>${pct(r.active_evaluation_rate)} <span class="muted">/ ${pct(r.active_rate_target)}</span></td><td>${pct(r.satisfaction_rate)}</td><td>${r.bad_reviews}</td><td>${r.overdue_rectifications}</td></tr>`).join("") + "</table></section>");
     },
   };
 
@@ -110,7 +141,7 @@
     overview: () => "/api/v1/fleet/overview",
     map: () => "/ui/data/map",
     outlet: () => "/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/health",
-    evaluations: () => "/ui/data/evaluations?days=" + (data.days || 30),
+    evaluations: () => "/ui/data/evaluations?days=" + (data.days || 30) + "&by=" + (data.by || "kind"),
     config: () => "/ui/data/config",
   };
   let mounted = false;

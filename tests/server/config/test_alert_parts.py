@@ -4,9 +4,7 @@ Real SQLite and PostgreSQL; the engine's own evaluation with an explicit ``now``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.config.tables import OutletConfig
-from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health.tables import Alert
-from fleet_server.migrate import upgrade
 from fleet_server.models import Agent, Outlet
 from tests.server.config.kit import add_outlet
 
@@ -26,17 +22,10 @@ NOW = datetime(2026, 12, 7, 19, 0, tzinfo=UTC)
 OFFICE = {"mon": ["08:30-17:30"], "tue": ["08:30-17:30"]}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = (
-        f"sqlite:///{tmp_path / 'fleet.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+@pytest.fixture
+def sessions(db_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The database on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return db_sessions
 
 
 def _offline(session: Session, outlet_id: str, *, minutes: int, desired: Any = None) -> None:
