@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from edge_agent.local_api import client_files
+from edge_agent.local_api import client_files, console_page
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
 from edge_agent.local_api.errors import install_error_handlers
@@ -93,6 +93,7 @@ def create_local_app(
     install_error_handlers(app)
     app.include_router(v1_router)
     app.include_router(client_files.router)
+    app.include_router(console_page.router)
     app.add_middleware(
         LocalGuard,
         registry=apps,

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
 from edge_agent.local_api.client_files import CLIENT_PATHS
+from edge_agent.local_api.console_page import CONSOLE_PATHS
 from edge_agent.local_api.errors import TOO_LARGE_HINT, error_body
 from govedge_http import BodyTooLarge, run_counted
 
@@ -50,6 +51,7 @@ _ALLOW_HEADERS: Final = "Authorization, Content-Type, Idempotency-Key, Accept"
 _ALLOW_METHODS: Final = "GET, POST, OPTIONS"
 _EXPOSE_HEADERS: Final = "X-Document-Id, X-Tx-Id"
 _PREFLIGHT_MAX_AGE: Final = "600"
+_PUBLIC: Final = CLIENT_PATHS | CONSOLE_PATHS
 
 
 def host_is_loopback(host_header: str) -> bool:
@@ -95,8 +97,8 @@ class LocalGuard:
                 reason="bad_host", path=path,
             )  # fmt: skip
             return
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path in CLIENT_PATHS:
-            await self.app(scope, receive, send)  # the public JS client: code, no data
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path in _PUBLIC:
+            await self.app(scope, receive, send)  # the JS client and the console: code, no data
             return
         origin = headers.get("origin")
         try:

@@ -1,0 +1,148 @@
+"""A whole outlet for Chromium tests of the clerks' pages, reachable from a sync test.
+
+The edge agent (``simulate=True``: every device a simulator speaking its real protocol,
+the ID-card reader over a pty) runs in-process as in ``tests/e2e/test_counter_flow.py``,
+on the main thread's loop; the browser is driven from a worker thread (Playwright's sync
+API cannot run inside a loop), which plays the citizen on the simulated pad through the
+agent's loop.
+Behind the agent: the session's Mosquitto, a real ``fleet-server`` process and the
+recording upstream, so a submission's 办件编号 comes back as ``transaction.result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from edge_agent.daemon import Agent
+from edge_agent.local_api import AppRegistry
+from edge_agent.settings import load_settings
+from edge_agent.simulate import SimulatedHardware
+from govedge_testbed import Mosquitto
+from govedge_testbed.upstream import Upstream
+from tests.conftest import missing
+from tests.health.conftest import _ARGS, CHROMIUM
+from tests.server.helpers import FleetServer
+from tests.server.txkit import serving_upstream, transaction_server
+
+WINDOW = "1"
+CLERK = "S007"
+QUEUE_WINDOWS = [
+    {"window": WINDOW, "business_types": ["general"], "pad": "sim-window-1-pad",
+     "led": "sim-window-led"},
+]  # fmt: skip
+REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
+ITEM = "000101"
+T = TypeVar("T")
+
+
+@dataclass
+class RunningOutlet:
+    """The agent's port and data dir, its simulators, and a way into its loop."""
+
+    port: int
+    data_dir: Path
+    loop: asyncio.AbstractEventLoop
+    simulation: SimulatedHardware
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def register(self, name: str, *origins: str) -> str:
+        """``edge-agent apps add NAME --origin …``: the running agent picks it up."""
+        _, token = AppRegistry(self.data_dir).add(name, origins=list(origins))
+        return token
+
+    def run(self, coro: Coroutine[Any, Any, Any], *, timeout: float = 30) -> Any:
+        """Run ``coro`` on the agent's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def citizen_rates(self, stars: int, *, within: float = 30) -> dict[str, Any]:
+        """Wait until the pad shows a request, then press ``stars``; returns what it showed."""
+        pad = self.simulation.simulator("evaluation_pad")
+        assert pad is not None
+        shown: dict[str, Any] = self.run(pad.wait_for_request(within=within), timeout=within + 5)
+        self.loop.call_soon_threadsafe(pad.press, stars)
+        return shown
+
+
+def with_outlet(
+    broker: Mosquitto, outlet_id: str, data_dir: Path, drive: Callable[[RunningOutlet], T]
+) -> T:
+    """Run the simulated agent on this (main) thread's loop and ``drive`` in a worker thread.
+
+    The agent installs signal handlers (the simulation's hot-plug signals), which only the
+    main thread may; Playwright's sync API is happy in any thread without a running loop.
+    """
+    data_dir.mkdir(parents=True)
+    settings = load_settings(
+        mqtt_url=broker.url, outlet_id=outlet_id, data_dir=data_dir, keepalive_s=5,
+        reconnect_base_s=0.2, reconnect_cap_s=1.0, telemetry_interval_s=1.0,
+        outbox_rate_per_s=200.0, simulate=True, local_api_port=0,
+        queue_windows=QUEUE_WINDOWS,
+    )  # fmt: skip
+
+    async def scenario() -> T:
+        port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def listening(number: int) -> None:
+            if not port.done():
+                port.set_result(number)
+
+        agent = Agent(settings, on_local_api=listening)
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop), name="browser-outlet-agent")
+        try:
+            async with asyncio.timeout(60):
+                either: list[asyncio.Future[Any]] = [task, port]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()  # raises why the agent ended
+                raise AssertionError("the agent ended before its local API listened")
+            assert agent.assembled is not None
+            assert agent.assembled.simulation is not None
+            running = RunningOutlet(
+                port.result(), data_dir, asyncio.get_running_loop(), agent.assembled.simulation
+            )
+            return await asyncio.to_thread(drive, running)
+        finally:
+            stop.set()
+            async with asyncio.timeout(30):
+                await task
+
+    return asyncio.run(scenario())
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with serving_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fleet(broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Iterator[FleetServer]:
+    (tmp_path / "server").mkdir()
+    with transaction_server(broker.url, upstream, tmp_path / "server", ["zhoushan", "hcp"]) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """Debian's Chromium under Playwright, with the web-UI tests' flags plus ``extra_args``."""
+    if not Path(CHROMIUM).exists():
+        missing("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            browser.close()
