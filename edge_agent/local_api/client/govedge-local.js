@@ -109,14 +109,16 @@ export class GovedgeLocal {
   takeTicket(body) { return this.request("POST", "/v1/tickets", { body }); }
   queueState() { return this.request("GET", "/v1/queue"); }
   announcementUrl(announcementId) { return `${this.baseUrl}/v1/announcements/${encodeURIComponent(announcementId)}.wav`; }
+  // call … resume take no body (their OpenAPI operations have none); transfer and
+  // call-back do.
   #window(window, action, body) { return this.request("POST", `/v1/windows/${encodeURIComponent(window)}/${action}`, { body }); }
-  windowCall(window, body = {}) { return this.#window(window, "call", body); }
-  windowRecall(window, body = {}) { return this.#window(window, "recall", body); }
-  windowSkip(window, body = {}) { return this.#window(window, "skip", body); }
-  windowHold(window, body = {}) { return this.#window(window, "hold", body); }
-  windowFinish(window, body = {}) { return this.#window(window, "finish", body); }
-  windowPause(window, body = {}) { return this.#window(window, "pause", body); }
-  windowResume(window, body = {}) { return this.#window(window, "resume", body); }
+  windowCall(window) { return this.#window(window, "call"); }
+  windowRecall(window) { return this.#window(window, "recall"); }
+  windowSkip(window) { return this.#window(window, "skip"); }
+  windowHold(window) { return this.#window(window, "hold"); }
+  windowFinish(window) { return this.#window(window, "finish"); }
+  windowPause(window) { return this.#window(window, "pause"); }
+  windowResume(window) { return this.#window(window, "resume"); }
   windowTransfer(window, body) { return this.#window(window, "transfer", body); }
   windowCallBack(window, body) { return this.#window(window, "call-back", body); }
   /** The key becomes the tx_id; keep it for the case so a retry never files twice. */
