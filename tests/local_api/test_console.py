@@ -8,6 +8,7 @@ citizen's stars.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.local_api.browser_outlet import (
     upstream,
     with_outlet,
 )
+from tests.local_api.harness import outlet as harness_outlet
 from tests.server.helpers import FleetServer
 
 __all__ = ["fleet", "upstream"]  # fixtures used by the tests below
@@ -46,26 +48,27 @@ def _open_console(browser: Any, running: RunningOutlet, token: str) -> Any:
     return page
 
 
-def test_the_page_is_public_and_the_api_behind_it_is_not(
-    broker: Mosquitto, outlet_id: str, tmp_path: Path
-) -> None:
-    with_outlet(broker, outlet_id, tmp_path / "agent", _public_page_checks)
+def test_the_page_is_public_and_the_api_behind_it_is_not(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness_outlet(tmp_path) as o:
+            page = await o.client.get("/console/")
+            assert page.status_code == httpx.codes.OK
+            assert "窗口柜台" in page.text
+            policy = page.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in policy
+            assert "script-src 'self'" in policy
+            script = await o.client.get("/console/console.js")
+            assert 'from "/client/govedge-local.js"' in script.text  # built on the client only
+            assert (await o.client.get("/console")).headers["location"] == "/console/"
+            again = await o.client.get("/console/", headers={"If-None-Match": page.headers["etag"]})
+            assert again.status_code == httpx.codes.NOT_MODIFIED
+            # The page being public opens nothing: the API still wants a token, and
+            # nothing else under /console/ is served without one.
+            assert (await o.client.get("/v1/queue")).status_code == httpx.codes.UNAUTHORIZED
+            assert (await o.client.post("/console/")).status_code == httpx.codes.UNAUTHORIZED
+            assert (await o.client.get("/console/x.js")).status_code == httpx.codes.UNAUTHORIZED
 
-
-def _public_page_checks(outlet: RunningOutlet) -> None:
-    page = httpx.get(f"{outlet.base_url}/console/", timeout=10)
-    assert page.status_code == httpx.codes.OK
-    assert "窗口柜台" in page.text
-    policy = page.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in policy
-    assert "script-src 'self'" in policy
-    script = httpx.get(f"{outlet.base_url}/console/console.js", timeout=10)
-    assert 'from "/client/govedge-local.js"' in script.text  # built on the client only
-    assert httpx.get(f"{outlet.base_url}/console", timeout=10).headers["location"] == "/console/"
-    # The page being public opens nothing: the API still wants a token.
-    refused = httpx.get(f"{outlet.base_url}/v1/queue", timeout=10)
-    assert refused.status_code == httpx.codes.UNAUTHORIZED
-    assert httpx.post(f"{outlet.base_url}/console/", timeout=10).status_code == 401
+    asyncio.run(scenario())
 
 
 def test_a_clerk_runs_a_counter_flow_on_the_console(
@@ -102,6 +105,13 @@ def _counter_flow(outlet: RunningOutlet) -> tuple[str, dict[str, Any], str]:
         page.click("#call")
         expect(page.locator("#current")).to_have_text(ticket["number"])
         expect(page.locator("#announcement")).to_contain_text(ticket["number"])
+        led = outlet.simulation.simulator("led_screen")
+        assert led is not None
+        assert led.text(1, 1) == f"请{ticket['number']}号到{WINDOW}号窗口"
+        page.click("#recall")
+        # The stream is live: the queue events reach the fleet server and are acked.
+        expect(page.locator("#events")).to_contain_text("transaction.acked")
+        expect(page.locator("#current")).to_have_text(ticket["number"])
         page.click("#read-card")
         expect(page.locator("#card-number")).to_have_text(re.compile(r"^\d{4}\*{10}[\dX]{4}$"))
         page.click("#capture")
@@ -116,6 +126,8 @@ def _counter_flow(outlet: RunningOutlet) -> tuple[str, dict[str, Any], str]:
         expect(page.locator("#rating")).to_contain_text("评价器")
         shown = outlet.citizen_rates(5)
         expect(page.locator("#rating")).to_contain_text("★★★★★", timeout=30_000)
+        page.click("#finish")
+        expect(page.locator("#current")).to_have_text("—")
         body_text = page.locator("body").inner_text()
     return shown_case, shown, body_text
 

@@ -54,11 +54,12 @@ function logEvent(text) {
   while ($("events").children.length > 50) $("events").lastChild.remove();
 }
 
-function showWindow(result) {
-  $("current").textContent = result.ticket ? result.ticket.number : "—";
-  $("waiting").textContent = String(result.waiting);
+// An operation's ``ticket`` is the one it acted on (the finished or skipped one too), so
+// the window's current ticket is read back from the queue.
+async function showWindow(result) {
   $("announcement").textContent = result.announcement?.text ?? "";
   for (const w of result.warnings ?? []) logEvent(`提示：${w.hint ?? w.message}`);
+  await refreshQueue();
 }
 
 async function refreshQueue() {
