@@ -15,13 +15,12 @@ A pure ASGI middleware in front of every HTTP request and WebSocket, in this ord
 4. **Origin**: when the request carries one (browsers always send it cross-origin and
    on WebSockets), it must be in that app's allow-list. A foreign page therefore gets
    403 and no ``Access-Control-Allow-*`` header, so it can read nothing.
-
-Before 2.–5., ``GET``/``HEAD`` of the public files (the JS client, ``client_files``, and
-the counter console's page, ``console_page``) pass: they are code, not data.
-
 5. **Size**: a ``Content-Length`` over ``max_body_bytes`` is refused (413) before the
    body is read; a chunked body is counted as it streams and cut off with 413 (and
    ``Connection: close``) as soon as it crosses the limit.
+
+Between 1. and 2., ``GET``/``HEAD`` of the public files (the JS client, ``client_files``,
+and the counter console's page, ``console_page``) pass: they are code, not data.
 
 Rejections are counted by reason (``failures``) and logged without the token.
 """
