@@ -18,12 +18,12 @@ page works without internet and loads nothing from elsewhere.
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
+
+from edge_agent.local_api.static_files import file_response
 
 __all__ = ["CONSOLE_PATHS", "router"]
 
@@ -43,24 +43,13 @@ _CSP = (
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
 
 
-@cache
-def _load(name: str) -> tuple[bytes, str]:
-    body = (_DIR / name).read_bytes()
-    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
 def _serve(name: str, request: Request) -> Response:
-    body, etag = _load(name)
     headers = {
-        "ETag": etag,
-        "Cache-Control": "no-cache",  # an agent update changes the files
         "Content-Security-Policy": _CSP,
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=_FILES[name], headers=headers)
+    return file_response(_DIR / name, _FILES[name], request, headers)
 
 
 @router.get("")

@@ -34,12 +34,12 @@ from websockets.typing import Subprotocol
 
 from edge_agent.daemon import Agent
 from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry
-from edge_agent.settings import load_settings
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
 from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
+from tests.simulated_agent import simulated_agent
 
 WINDOW = "1"
 # The technician's [[queue_windows]] table for this outlet: window 1 serves 综合业务 and
@@ -135,40 +135,16 @@ async def simulated_outlet(
 ) -> AsyncIterator[tuple[Agent, SimulatedHardware, Clerk]]:
     """The agent with every simulator, its local API on a free port, a registered app."""
     _, token = await asyncio.to_thread(_register_app, data_dir)
-    settings = load_settings(
-        mqtt_url=broker.url, outlet_id=outlet_id, data_dir=data_dir, keepalive_s=5,
-        reconnect_base_s=0.2, reconnect_cap_s=1.0, telemetry_interval_s=1.0,
-        outbox_rate_per_s=200.0, simulate=True, local_api_port=0,
-        queue_windows=QUEUE_WINDOWS,
-    )  # fmt: skip
-    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def listening(number: int) -> None:
-        if not port.done():
-            port.set_result(number)
-
-    agent = Agent(settings, on_local_api=listening)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="counter-agent")
-    try:
-        async with asyncio.timeout(60):
-            while not port.done():
-                if task.done():
-                    task.result()  # raises why the agent ended
-                    raise AssertionError("the agent ended before its local API listened")
-                await asyncio.sleep(0.05)
-        assert agent.assembled is not None
-        simulation = agent.assembled.simulation
-        assert simulation is not None
-        clerk = Clerk(port.result(), token)
+    async with simulated_agent(broker.url, outlet_id, data_dir, QUEUE_WINDOWS) as (
+        agent,
+        simulation,
+        port,
+    ):
+        clerk = Clerk(port, token)
         try:
             yield agent, simulation, clerk
         finally:
             await clerk.close()
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
 
 
 async def _devices_ready(clerk: Clerk, kinds: set[str]) -> list[dict[str, Any]]:

@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from edge_agent.daemon import Agent
 from edge_agent.local_api import AppRegistry
-from edge_agent.settings import load_settings
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
@@ -30,6 +28,7 @@ from tests.conftest import missing
 from tests.health.conftest import _ARGS, CHROMIUM
 from tests.server.helpers import FleetServer
 from tests.server.txkit import serving_upstream, transaction_server
+from tests.simulated_agent import simulated_agent
 
 WINDOW = "1"
 CLERK = "S007"
@@ -82,40 +81,15 @@ def with_outlet(
     main thread may; Playwright's sync API is happy in any thread without a running loop.
     """
     data_dir.mkdir(parents=True)
-    settings = load_settings(
-        mqtt_url=broker.url, outlet_id=outlet_id, data_dir=data_dir, keepalive_s=5,
-        reconnect_base_s=0.2, reconnect_cap_s=1.0, telemetry_interval_s=1.0,
-        outbox_rate_per_s=200.0, simulate=True, local_api_port=0,
-        queue_windows=QUEUE_WINDOWS,
-    )  # fmt: skip
 
     async def scenario() -> T:
-        port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        def listening(number: int) -> None:
-            if not port.done():
-                port.set_result(number)
-
-        agent = Agent(settings, on_local_api=listening)
-        stop = asyncio.Event()
-        task = asyncio.create_task(agent.run(stop), name="browser-outlet-agent")
-        try:
-            async with asyncio.timeout(60):
-                either: list[asyncio.Future[Any]] = [task, port]
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                task.result()  # raises why the agent ended
-                raise AssertionError("the agent ended before its local API listened")
-            assert agent.assembled is not None
-            assert agent.assembled.simulation is not None
-            running = RunningOutlet(
-                port.result(), data_dir, asyncio.get_running_loop(), agent.assembled.simulation
-            )
+        async with simulated_agent(broker.url, outlet_id, data_dir, QUEUE_WINDOWS) as (
+            _,
+            simulation,
+            port,
+        ):
+            running = RunningOutlet(port, data_dir, asyncio.get_running_loop(), simulation)
             return await asyncio.to_thread(drive, running)
-        finally:
-            stop.set()
-            async with asyncio.timeout(30):
-                await task
 
     return asyncio.run(scenario())
 
