@@ -110,7 +110,7 @@ def _counter_flow(outlet: RunningOutlet) -> tuple[str, dict[str, Any], str]:
         assert led.text(1, 1) == f"请{ticket['number']}号到{WINDOW}号窗口"
         page.click("#recall")
         # The stream is live: the queue events reach the fleet server and are acked.
-        expect(page.locator("#events")).to_contain_text("transaction.acked")
+        expect(page.locator("#events")).to_contain_text("已送达平台接入端")
         expect(page.locator("#current")).to_have_text(ticket["number"])
         page.click("#read-card")
         expect(page.locator("#card-number")).to_have_text(re.compile(r"^\d{4}\*{10}[\dX]{4}$"))

@@ -47,6 +47,14 @@ function action(button, run) {
   });
 }
 
+// The event names a clerk meets, in words; others are shown as the agent names them.
+const EVENT_LABELS = {
+  "transaction.acked": "已送达平台接入端", "transaction.result": "平台已返回结果",
+  "card.read": "已读卡", "document.captured": "已拍摄材料", "rating.given": "办事人已评价",
+  "rating.timed_out": "评价超时", "paper.low": "取号纸将用完", "print.failed": "打印失败",
+  "device.ready": "设备就绪", "device.error": "设备故障", "device.unplugged": "设备已拔出",
+};
+
 function logEvent(text) {
   const item = document.createElement("li");
   item.textContent = `${new Date().toLocaleTimeString("zh-CN")} ${text}`;
@@ -84,7 +92,7 @@ function showCase(status, number) {
 function onEvent(event) {
   if (event.type !== "event") return;
   const data = event.data ?? {};
-  logEvent(`${event.name}${event.device_id ? " · " + event.device_id : ""}`);
+  logEvent(`${EVENT_LABELS[event.name] ?? event.name}${event.device_id ? " · " + event.device_id : ""}`);
   if (event.name === "transaction.acked" && data.tx_id === txId && data.status !== "rejected") showCase("已送达政务服务平台接入端，等待办件编号…");
   if (event.name === "transaction.result" && data.tx_id === txId) {
     if (data.outcome === "delivered") showCase("已受理", data.case_number);
