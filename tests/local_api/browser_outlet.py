@@ -112,8 +112,10 @@ def chromium(*extra_args: str) -> Iterator[Any]:
     """Debian's Chromium under Playwright, with the web-UI tests' flags plus ``extra_args``."""
     if not Path(CHROMIUM).exists():
         missing("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A deadline, not a speed check: the machine may be busy (espeak renders each call).
+    expect.set_options(timeout=20_000)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*_ARGS, *extra_args])
         try:

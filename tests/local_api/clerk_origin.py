@@ -39,7 +39,8 @@ window.runFlow = async (token) => {
   let stream = null, wake = () => {};
   try {
     const card = await api.readIdCard();
-    const opened = new Promise((ok) => {
+    const opened = new Promise((ok, fail) => {
+      setTimeout(() => fail(new Error("the event stream did not open within 30 s")), 30000);
       stream = api.events((e) => { seen.push(e); wake(); },
                           { onState: (s) => s === "open" && ok() });
     });
@@ -50,7 +51,8 @@ window.runFlow = async (token) => {
       applicant: { name: card.name, id_number: card.id_number },
       materials: [{ name: "身份证复印件", document_id: doc.document_id }],
     });
-    const result = await new Promise((ok) => {
+    const result = await new Promise((ok, fail) => {
+      setTimeout(() => fail(new Error("no transaction.result within 60 s")), 60000);
       wake = () => {
         const r = seen.find((e) => e.name === "transaction.result"
                                    && e.data.tx_id === accepted.tx_id);
