@@ -65,11 +65,21 @@ class RunningOutlet:
 
     def citizen_rates(self, stars: int, *, within: float = 30) -> dict[str, Any]:
         """Wait until the pad shows a request, then press ``stars``; returns what it showed."""
+        pad, shown = self._pad_request(within)
+        self.loop.call_soon_threadsafe(pad.press, stars)
+        return shown
+
+    def citizen_walks_away(self, *, within: float = 30) -> dict[str, Any]:
+        """Wait until the pad shows a request, then leave without rating."""
+        pad, shown = self._pad_request(within)
+        self.loop.call_soon_threadsafe(pad.walk_away)
+        return shown
+
+    def _pad_request(self, within: float) -> tuple[Any, dict[str, Any]]:
         pad = self.simulation.simulator("evaluation_pad")
         assert pad is not None
         shown: dict[str, Any] = self.run(pad.wait_for_request(within=within), timeout=within + 5)
-        self.loop.call_soon_threadsafe(pad.press, stars)
-        return shown
+        return pad, shown
 
 
 def with_outlet(

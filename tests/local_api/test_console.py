@@ -122,6 +122,11 @@ def _counter_flow(outlet: RunningOutlet) -> tuple[str, dict[str, Any], str]:
         expect(case_number).not_to_have_text("—", timeout=60_000)
         expect(page.locator("#case-status")).to_have_text("已受理")
         shown_case = case_number.inner_text()
+        # The first citizen walks away from the pad; the clerk asks again and gets stars.
+        page.click("#rate")
+        expect(page.locator("#rating")).to_contain_text("评价器")
+        outlet.citizen_walks_away()
+        expect(page.locator("#rating")).to_contain_text("评价超时")
         page.click("#rate")
         expect(page.locator("#rating")).to_contain_text("评价器")
         shown = outlet.citizen_rates(5)

@@ -164,7 +164,7 @@ action("rate", async () => {
   const result = await api.evaluate({ window: config.window, case_number: caseNumber,
                                       staff_id: config.clerk, item_code: $("item-code").value });
   $("rating").textContent = result.status === "rated"
-    ? `${"★".repeat(result.stars ?? 0)} ${result.satisfaction ?? ""}` : "评价超时，未评价";
+    ? `${"★".repeat(result.stars ?? 0)} ${result.satisfaction ?? ""}` : "评价超时";
 });
 
 $("fullscreen").addEventListener("click", () => document.documentElement.requestFullscreen?.());
