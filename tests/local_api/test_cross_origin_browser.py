@@ -106,33 +106,36 @@ def test_a_clerk_page_on_another_origin_files_a_case_and_gets_its_number(
     assert len(sent["files"][0]["data"]) == result["document_size"]
 
 
-def test_an_unregistered_origin_is_refused_and_told_how_to_register(
-    broker: Mosquitto, outlet_id: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("page", "error", "status", "hint"),
+    [
+        pytest.param(
+            {"scheme": "http", "address": "127.0.0.4", "space": "local", "registered": False},
+            "origin_not_allowed", 403, "edge-agent apps add NAME --origin {origin}",
+            id="unregistered-origin-told-how-to-register",
+        ),
+        # Without the permission even ``import … from "http://127.0.0.1:…/client/…"`` is
+        # blocked, so this app ships the client file itself to be able to say so.
+        pytest.param(
+            {"scheme": "https", "address": "127.0.0.3", "space": "public", "own_client": True},
+            "network_error", 0, "allows this site local network access",
+            id="public-page-without-local-network-permission",
+        ),
+    ],
+)  # fmt: skip
+def test_a_refused_page_shows_the_clerk_why(
+    broker: Mosquitto,
+    outlet_id: str,
+    tmp_path: Path,
+    page: dict[str, Any],
+    error: str,
+    status: int,
+    hint: str,
 ) -> None:
     origin, result, text = with_outlet(
-        broker, outlet_id, tmp_path / "agent",
-        lambda outlet: _run_page(
-            outlet, tmp_path, scheme="http", address="127.0.0.4", space="local", registered=False
-        ),
-    )  # fmt: skip
-    assert result["error"] == "origin_not_allowed"
-    assert result["status"] == 403
-    assert f"--origin {origin}" in result["hint"]
-    assert "案件编号: —" in text  # nothing was read or filed
-
-
-def test_a_public_page_without_the_local_network_permission_sees_a_network_error(
-    broker: Mosquitto, outlet_id: str, tmp_path: Path
-) -> None:
-    _, result, _ = with_outlet(
-        broker, outlet_id, tmp_path / "agent",
-        lambda outlet: _run_page(
-            outlet, tmp_path, scheme="https", address="127.0.0.3", space="public",
-            own_client=True,
-        ),
-    )  # fmt: skip
-    assert result["error"] == "network_error"
-    assert result["status"] == 0
-    assert "local network access" in result["hint"]
-    # Without the permission even ``import … from "http://127.0.0.1:8765/client/…"`` is
-    # blocked, so this app ships the client file itself to be able to say so.
+        broker, outlet_id, tmp_path / "agent", lambda o: _run_page(o, tmp_path, **page)
+    )
+    assert result["error"] == error
+    assert result["status"] == status
+    assert hint.format(origin=origin) in result["hint"]  # _run_page saw it on the page too
+    assert "案件编号: —" in text  # nothing was filed
