@@ -22,13 +22,12 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -38,8 +37,10 @@ from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
 from tests.server.helpers import FleetServer
-from tests.server.txkit import serving_upstream, transaction_server
+from tests.server.txkit import delivering_fleet, upstream
 from tests.simulated_agent import simulated_agent
+
+__all__ = ["delivering_fleet", "upstream"]  # fixtures used by the test below
 
 WINDOW = "1"
 # The technician's [[queue_windows]] table for this outlet: window 1 serves 综合业务 and
@@ -54,21 +55,6 @@ QUEUE_WINDOWS = [
 ]
 REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
 FORM = b"%PDF-1.4 application form\n" + bytes(range(256)) * 1800  # about 450 KiB
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    with serving_upstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Iterator[FleetServer]:
-    (tmp_path / "server").mkdir()
-    with transaction_server(
-        broker.url, upstream, tmp_path / "server", ["zhoushan", "hcp"]
-    ) as fleet:
-        yield fleet
 
 
 class Clerk:
@@ -163,7 +149,7 @@ async def _devices_ready(clerk: Clerk, kinds: set[str]) -> list[dict[str, Any]]:
 
 def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
     broker: Mosquitto,
-    server: FleetServer,
+    delivering_fleet: FleetServer,
     upstream: Upstream,
     outlet_id: str,
     tmp_path: Path,

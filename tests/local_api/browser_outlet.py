@@ -18,16 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
 from edge_agent.local_api import AppRegistry
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
-from govedge_testbed.upstream import Upstream
 from tests.conftest import missing
 from tests.health.conftest import _ARGS, CHROMIUM
-from tests.server.helpers import FleetServer
-from tests.server.txkit import serving_upstream, transaction_server
 from tests.simulated_agent import simulated_agent
 
 WINDOW = "1"
@@ -102,19 +97,6 @@ def with_outlet(
             return await asyncio.to_thread(drive, running)
 
     return asyncio.run(scenario())
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    with serving_upstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fleet(broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Iterator[FleetServer]:
-    (tmp_path / "server").mkdir()
-    with transaction_server(broker.url, upstream, tmp_path / "server", ["zhoushan", "hcp"]) as srv:
-        yield srv
 
 
 @contextlib.contextmanager

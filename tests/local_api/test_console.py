@@ -24,14 +24,13 @@ from tests.local_api.browser_outlet import (
     WINDOW,
     RunningOutlet,
     chromium,
-    fleet,
-    upstream,
     with_outlet,
 )
 from tests.local_api.harness import outlet as harness_outlet
 from tests.server.helpers import FleetServer
+from tests.server.txkit import delivering_fleet, upstream
 
-__all__ = ["fleet", "upstream"]  # fixtures used by the tests below
+__all__ = ["delivering_fleet", "upstream"]  # fixtures used by the tests below
 
 
 def _open_console(browser: Any, running: RunningOutlet, token: str) -> Any:
@@ -72,7 +71,11 @@ def test_the_page_is_public_and_the_api_behind_it_is_not(tmp_path: Path) -> None
 
 
 def test_a_clerk_runs_a_counter_flow_on_the_console(
-    broker: Mosquitto, fleet: FleetServer, upstream: Upstream, outlet_id: str, tmp_path: Path
+    broker: Mosquitto,
+    delivering_fleet: FleetServer,
+    upstream: Upstream,
+    outlet_id: str,
+    tmp_path: Path,
 ) -> None:
     shown_case, shown, body_text = with_outlet(broker, outlet_id, tmp_path / "agent", _counter_flow)
     # Upstream holds the case the console filed, once, and its 办件编号 is the one shown.

@@ -21,11 +21,12 @@ from playwright.sync_api import expect
 
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
-from tests.local_api.browser_outlet import RunningOutlet, chromium, fleet, upstream, with_outlet
+from tests.local_api.browser_outlet import RunningOutlet, chromium, with_outlet
 from tests.local_api.clerk_origin import make_test_ca, page_html, serving_page
 from tests.server.helpers import FleetServer
+from tests.server.txkit import delivering_fleet, upstream
 
-__all__ = ["fleet", "upstream"]  # fixtures used by the tests below
+__all__ = ["delivering_fleet", "upstream"]  # fixtures used by the tests below
 
 HTTPS_HOST = "clerk.test"
 
@@ -80,7 +81,7 @@ def _run_page(
 )
 def test_a_clerk_page_on_another_origin_files_a_case_and_gets_its_number(
     broker: Mosquitto,
-    fleet: FleetServer,
+    delivering_fleet: FleetServer,
     upstream: Upstream,
     outlet_id: str,
     tmp_path: Path,
