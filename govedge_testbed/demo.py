@@ -190,10 +190,10 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
             f"http://127.0.0.1:{api_ports[0]}  (docs: http://127.0.0.1:{api_ports[0]}/docs)"
         )
         local = f"http://127.0.0.1:{api_ports[0]}"
-        token = _console_token(bindir, data_dir / "agents" / first, local)
-        if token is not None:
+        console_token = _console_token(bindir, data_dir / "agents" / first, local)
+        if console_token is not None:
             click.echo(f"  counter console of {first}: {local}/console/?window=1&clerk=demo")
-            click.echo(f"    its app token (enter it once): {token}")
+            click.echo(f"    its app token (enter it once): {console_token}")
         click.echo("  Ctrl-C stops everything.")
         while not stop.wait(0.5):
             if server.poll() is not None:
