@@ -92,6 +92,23 @@ def _demo_admin(bindir: Path, database_url: str) -> tuple[str, str, str]:
     return name, lines[marks[0] + 1], tokens[0]
 
 
+def _console_token(bindir: Path, agent_dir: Path, origin: str) -> str | None:
+    """Register the counter console of one outlet with ``edge-agent apps add`` (the
+    technician's command; a new token each run); its token, or None if that failed."""
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    apps = [str(bindir / "edge-agent"), "apps"]
+    subprocess.run(
+        [*apps, "remove", "counter-console", "--data-dir", str(agent_dir)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip  # a kept --data-dir has last run's registration
+    result = subprocess.run(
+        [*apps, "add", "counter-console", "--origin", origin, "--data-dir", str(agent_dir)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    token = result.stdout.strip()
+    return token if result.returncode == 0 and token else None
+
+
 @click.command()
 @click.option("--outlets", "outlet_count", default=4, show_default=True, type=click.IntRange(1, 50))
 @click.option("--port", default=8080, show_default=True, help="Server port (a free one if taken).")
@@ -177,6 +194,11 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
         )
         for line in screens:
             click.echo(line)
+        local = f"http://127.0.0.1:{api_ports[0]}"
+        console_token = _console_token(bindir, data_dir / "agents" / first, local)
+        if console_token is not None:
+            click.echo(f"  counter console of {first}: {local}/console/?window=1&clerk=demo")
+            click.echo(f"    its app token (enter it once): {console_token}")
         click.echo("  Ctrl-C stops everything.")
         while not stop.wait(0.5):
             if server.poll() is not None:

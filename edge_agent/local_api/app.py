@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from edge_agent.local_api import client_files, hall_pages
+from edge_agent.local_api import client_files, console_page, hall_pages
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
 from edge_agent.local_api.errors import install_error_handlers
@@ -94,6 +94,7 @@ def create_local_app(
     app.include_router(v1_router)
     app.include_router(client_files.router)
     app.include_router(hall_pages.router)
+    app.include_router(console_page.router)
     app.add_middleware(
         LocalGuard,
         registry=apps,

@@ -3,18 +3,19 @@
 The files are public code (no data), so any page may load them: ``security.LocalGuard``
 lets exactly these paths through after its loopback-host check, and the answer carries
 ``Access-Control-Allow-Origin: *`` because a cross-origin ``<script type="module">`` needs
-it. An ETag (content hash) lets the browser revalidate cheaply after an agent update.
+it. An ETag (content hash, ``static_files``) lets the browser revalidate cheaply after an
+agent update.
 """
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
-__all__ = ["CLIENT_PATHS", "router", "serve_file"]
+from edge_agent.local_api.static_files import file_response
+
+__all__ = ["CLIENT_PATHS", "router"]
 
 _DIR = Path(__file__).with_name("client")
 _FILES = {
@@ -26,31 +27,9 @@ CLIENT_PATHS = frozenset(f"/client/{name}" for name in _FILES)
 router = APIRouter(prefix="/client", tags=["client"])
 
 
-@cache
-def _load(path: Path) -> tuple[bytes, str]:
-    body = path.read_bytes()
-    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
-def serve_file(
-    path: Path, media_type: str, request: Request, *, headers: dict[str, str]
-) -> Response:
-    """A file shipped with the agent, with its ETag, revalidated on every load."""
-    body, etag = _load(path)
-    headers = {
-        **headers,
-        "ETag": etag,
-        "Cache-Control": "no-cache",  # always revalidate: an agent update changes the file
-    }
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
-
-
 def _serve(name: str, request: Request) -> Response:
-    return serve_file(
-        _DIR / name, _FILES[name], request, headers={"Access-Control-Allow-Origin": "*"}
-    )
+    # Public code a cross-origin <script type="module"> imports: it needs the CORS header.
+    return file_response(_DIR / name, _FILES[name], request, {"Access-Control-Allow-Origin": "*"})
 
 
 @router.get("/govedge-local.js", summary="The JavaScript client (ES module; no token needed)")

@@ -16,8 +16,8 @@ from typing import Final
 
 from fastapi import APIRouter, Request, Response
 
-from edge_agent.local_api.client_files import serve_file
 from edge_agent.local_api.errors import ApiError
+from edge_agent.local_api.static_files import file_response
 
 __all__ = ["HALL_PATHS", "router"]
 
@@ -42,7 +42,7 @@ _HEADERS: Final = {"Content-Security-Policy": _CSP, "Referrer-Policy": "no-refer
 
 
 def _page(page: str, request: Request) -> Response:
-    return serve_file(_DIR / _PAGES[page], "text/html; charset=utf-8", request, headers=_HEADERS)
+    return file_response(_DIR / _PAGES[page], "text/html; charset=utf-8", request, _HEADERS)
 
 
 router = APIRouter(prefix="/hall", tags=["hall"], include_in_schema=False)
@@ -66,4 +66,4 @@ def asset(name: str, request: Request) -> Response:
     media_type = _ASSETS.get(name)
     if media_type is None:
         raise ApiError(404, "not_found", "no such hall page file", hint="open /hall/display")
-    return serve_file(_DIR / name, media_type, request, headers=_HEADERS)
+    return file_response(_DIR / name, media_type, request, _HEADERS)

@@ -23,6 +23,10 @@ A pure ASGI middleware in front of every HTTP request and WebSocket, in this ord
    body is read; a chunked body is counted as it streams and cut off with 413 (and
    ``Connection: close``) as soon as it crosses the limit.
 
+Between 1. and 2., ``GET``/``HEAD`` of the public files (the JS client, ``client_files``,
+the counter console's page, ``console_page``, and the hall pages, ``hall_pages``) pass:
+they are code, not data.
+
 Rejections are counted by reason (``failures``) and logged without the token.
 """
 
@@ -39,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_agent.local_api.apps import AppRegistry, AppRegistryError
 from edge_agent.local_api.client_files import CLIENT_PATHS
+from edge_agent.local_api.console_page import CONSOLE_PATHS
 from edge_agent.local_api.errors import TOO_LARGE_HINT, error_body
 from edge_agent.local_api.hall_pages import HALL_PATHS
 from edge_agent.local_api.roles import allows
@@ -55,7 +60,7 @@ _ALLOW_HEADERS: Final = "Authorization, Content-Type, Idempotency-Key, Accept"
 _ALLOW_METHODS: Final = "GET, POST, OPTIONS"
 _EXPOSE_HEADERS: Final = "X-Document-Id, X-Tx-Id"
 _PREFLIGHT_MAX_AGE: Final = "600"
-PUBLIC_PATHS: Final = CLIENT_PATHS | HALL_PATHS
+PUBLIC_PATHS: Final = CLIENT_PATHS | HALL_PATHS | CONSOLE_PATHS
 
 
 def host_is_loopback(host_header: str) -> bool:
@@ -102,7 +107,7 @@ class LocalGuard:
             )  # fmt: skip
             return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path in PUBLIC_PATHS:
-            await self.app(scope, receive, send)  # the JS client and hall pages: code, no data
+            await self.app(scope, receive, send)  # client, hall pages, console: code, no data
             return
         origin = headers.get("origin")
         try:

@@ -22,24 +22,25 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from edge_agent.daemon import Agent
 from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry
-from edge_agent.settings import load_settings
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
 from tests.server.helpers import FleetServer
-from tests.server.txkit import serving_upstream, transaction_server
+from tests.server.txkit import delivering_fleet, upstream
+from tests.simulated_agent import simulated_agent
+
+__all__ = ["delivering_fleet", "upstream"]  # fixtures used by the test below
 
 WINDOW = "1"
 # The technician's [[queue_windows]] table for this outlet: window 1 serves 综合业务 and
@@ -54,21 +55,6 @@ QUEUE_WINDOWS = [
 ]
 REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
 FORM = b"%PDF-1.4 application form\n" + bytes(range(256)) * 1800  # about 450 KiB
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    with serving_upstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Iterator[FleetServer]:
-    (tmp_path / "server").mkdir()
-    with transaction_server(
-        broker.url, upstream, tmp_path / "server", ["zhoushan", "hcp"]
-    ) as fleet:
-        yield fleet
 
 
 class Clerk:
@@ -135,40 +121,16 @@ async def simulated_outlet(
 ) -> AsyncIterator[tuple[Agent, SimulatedHardware, Clerk]]:
     """The agent with every simulator, its local API on a free port, a registered app."""
     _, token = await asyncio.to_thread(_register_app, data_dir)
-    settings = load_settings(
-        mqtt_url=broker.url, outlet_id=outlet_id, data_dir=data_dir, keepalive_s=5,
-        reconnect_base_s=0.2, reconnect_cap_s=1.0, telemetry_interval_s=1.0,
-        outbox_rate_per_s=200.0, simulate=True, local_api_port=0,
-        queue_windows=QUEUE_WINDOWS,
-    )  # fmt: skip
-    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def listening(number: int) -> None:
-        if not port.done():
-            port.set_result(number)
-
-    agent = Agent(settings, on_local_api=listening)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="counter-agent")
-    try:
-        async with asyncio.timeout(60):
-            while not port.done():
-                if task.done():
-                    task.result()  # raises why the agent ended
-                    raise AssertionError("the agent ended before its local API listened")
-                await asyncio.sleep(0.05)
-        assert agent.assembled is not None
-        simulation = agent.assembled.simulation
-        assert simulation is not None
-        clerk = Clerk(port.result(), token)
+    async with simulated_agent(broker.url, outlet_id, data_dir, QUEUE_WINDOWS) as (
+        agent,
+        simulation,
+        port,
+    ):
+        clerk = Clerk(port, token)
         try:
             yield agent, simulation, clerk
         finally:
             await clerk.close()
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
 
 
 async def _devices_ready(clerk: Clerk, kinds: set[str]) -> list[dict[str, Any]]:
@@ -187,7 +149,7 @@ async def _devices_ready(clerk: Clerk, kinds: set[str]) -> list[dict[str, Any]]:
 
 def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
     broker: Mosquitto,
-    server: FleetServer,
+    delivering_fleet: FleetServer,
     upstream: Upstream,
     outlet_id: str,
     tmp_path: Path,

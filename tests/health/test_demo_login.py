@@ -1,5 +1,6 @@
 """A new user's first minutes: run the demo, open the address it prints in Chromium, log
-in with the user name and password it printed, and land on the overview."""
+in with the user name and password it printed, and land on the overview; then open the
+first outlet's counter console it prints and enter the token it printed for it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
+from playwright.sync_api import expect
 
 from govedge_testbed.mosquitto import find_mosquitto
 from govedge_testbed.ports import free_port, wait_for_port
@@ -45,6 +49,7 @@ def _printed(proc: subprocess.Popen[str], *, until: str, deadline: float) -> lis
     raise AssertionError(f"the demo did not print {until!r}: {seen}")
 
 
+@pytest.mark.timeout(300)  # a whole demo: server, agents, two browser pages
 def test_the_login_the_demo_prints_opens_the_overview(tmp_path: Path, browser: Any) -> None:
     try:
         find_mosquitto()
@@ -90,6 +95,20 @@ def test_the_login_the_demo_prints_opens_the_overview(tmp_path: Path, browser: A
         hall.wait_for_selector("#windows [data-window='1']")  # the simulated outlet's windows
         assert hall.locator("#fault").is_hidden()
         hall.close()
+
+        # The first outlet's counter console, with the token the demo printed for it.
+        console = re.search(r"counter console of \S+: (\S+)$", out, re.M)
+        console_token = re.search(r"its app token \(enter it once\): (gva_\S+)$", out, re.M)
+        assert console, out
+        assert console_token, out
+        clerk = browser.new_page()
+        clerk.goto(console.group(1))
+        clerk.fill("#token", console_token.group(1))
+        clerk.click("#setup-form button[type=submit]")
+        expect(clerk.locator("#stream")).to_have_text("已连接", timeout=20_000)
+        expect(clerk.locator("#window-label")).to_have_text("1 号窗口 · 工号 demo")
+        expect(clerk.locator("#devices")).to_contain_text("就绪", timeout=20_000)
+        clerk.close()
     finally:
         demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=60)

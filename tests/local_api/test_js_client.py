@@ -86,3 +86,54 @@ def test_client_matches_the_openapi_document(tmp_path: Path) -> None:
         assert checked >= 20
 
     run(tmp_path, scenario)
+
+
+def _signatures() -> dict[str, tuple[list[tuple[str, str]], str]]:
+    """Each ``GovedgeLocal`` method of the ``.d.ts``: its (parameter, type) list and the
+    type its promise resolves to."""
+    text = (CLIENT_DIR / "govedge-local.d.ts").read_text(encoding="utf-8")
+    body = text.split("export declare class GovedgeLocal {", 1)[1]
+    found: dict[str, tuple[list[tuple[str, str]], str]] = {}
+    for name, params, result in re.findall(r"^  (\w+)\((.*?)\): Promise<(\w+)>;", body, re.M):
+        pairs = [p.split(":", 1) for p in params.split(", ") if p]
+        found[name] = ([(n.strip().rstrip("?"), t.strip()) for n, t in pairs], result)
+    return found
+
+
+def _schema_name(content: dict[str, Any]) -> str:
+    """The schema a JSON body refers to (an optional body is ``anyOf [ref, null]``)."""
+    schema = content.get("application/json", {}).get("schema", {})
+    refs = re.findall(r"#/components/schemas/(\w+)", str(schema))
+    return refs[0] if len(refs) == 1 else ""
+
+
+def test_each_call_is_typed_as_its_openapi_operation(tmp_path: Path) -> None:
+    """Path parameters first, then ``body`` typed with the request schema exactly when the
+    operation takes a body, and the promise of the success response's schema."""
+
+    async def scenario(o: Outlet) -> None:
+        spec = (await o.client.get("/openapi.json", headers=o.auth)).json()
+        signatures = _signatures()
+        source = (CLIENT_DIR / "govedge-local.js").read_text(encoding="utf-8")
+        table = source.split("export const ROUTES = [", 1)[1].split("];", 1)[0]
+        checked = 0
+        for name, method, path in re.findall(r'\["(\w+)", "(GET|POST)", "([^"]+)"\]', table):
+            if name not in signatures:  # announcementUrl: a URL, not a call
+                continue
+            params, result = signatures[name]
+            operation = spec["paths"][path][method.lower()]
+            path_params = re.findall(r"\{(\w+)\}", path)
+            assert len(params) >= len(path_params), name
+            assert all(t == "string" for _, t in params[: len(path_params)]), name
+            rest = dict(params[len(path_params) :])
+            request = operation.get("requestBody")
+            if request is None:
+                assert "body" not in rest, f"{name} declares a body its operation has not"
+            else:
+                assert rest.get("body") == _schema_name(request["content"]), name
+            success = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+            assert result == _schema_name(success.get("content", {})), name
+            checked += 1
+        assert checked == len(signatures)
+
+    run(tmp_path, scenario)

@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from edge_agent.outbox.codec import chunk_body, chunk_tx_id
 from fleet_server.transactions.identity import upstream_idempotency_key
+from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream, catalogue_rows, write_targets
 from govedge_wire import Transaction, TransactionAck, TransactionResult, decode, now_ms
 from tests.server.helpers import FakeAgent, FleetServer, Subscriber
+
+# The upstream targets a fleet server delivering submissions and 好差评 routes to.
+SUBMISSION_AND_RATING_TARGETS = ["zhoushan", "hcp"]
 
 # A valid GB 11643 number (the check digit agrees), of nobody.
 ID_NUMBER = "330106199001011248"
@@ -162,3 +167,23 @@ class TxAgent(FakeAgent):
     def close(self) -> None:
         self.down.close()
         super().close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """The recording upstream, for tests that import this fixture."""
+    with serving_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def delivering_fleet(
+    broker: Mosquitto, upstream: Upstream, tmp_path: Path
+) -> Iterator[FleetServer]:
+    """A fleet server on the session broker delivering submissions (zhoushan) and
+    evaluations (hcp) to ``upstream``."""
+    (tmp_path / "server").mkdir()
+    with transaction_server(
+        broker.url, upstream, tmp_path / "server", SUBMISSION_AND_RATING_TARGETS
+    ) as fleet:
+        yield fleet

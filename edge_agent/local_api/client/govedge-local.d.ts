@@ -1,5 +1,6 @@
 // Types for govedge-local.js (the outlet agent's local API). Interface names and fields
-// mirror the agent's OpenAPI schemas; tests/local_api/test_js_client_contract.py checks them.
+// mirror the agent's OpenAPI schemas; tests/local_api/test_js_client.py checks them
+// and each call's parameters, body type and result type against the operations.
 
 export type RouteRow = readonly [name: string, method: "GET" | "POST", path: string];
 export declare const ROUTES: readonly RouteRow[];
@@ -98,13 +99,13 @@ export declare class GovedgeLocal {
   loadAppointments(body: AppointmentsCreate): Promise<AppointmentsLoaded>;
   checkInAppointment(body: CheckInCreate): Promise<TicketPublic>;
   announcementUrl(announcementId: string): string;
-  windowCall(window: string, body?: object): Promise<WindowResultPublic>;
-  windowRecall(window: string, body?: object): Promise<WindowResultPublic>;
-  windowSkip(window: string, body?: object): Promise<WindowResultPublic>;
-  windowHold(window: string, body?: object): Promise<WindowResultPublic>;
-  windowFinish(window: string, body?: object): Promise<WindowResultPublic>;
-  windowPause(window: string, body?: object): Promise<WindowResultPublic>;
-  windowResume(window: string, body?: object): Promise<WindowResultPublic>;
+  windowCall(window: string): Promise<WindowResultPublic>;
+  windowRecall(window: string): Promise<WindowResultPublic>;
+  windowSkip(window: string): Promise<WindowResultPublic>;
+  windowHold(window: string): Promise<WindowResultPublic>;
+  windowFinish(window: string): Promise<WindowResultPublic>;
+  windowPause(window: string): Promise<WindowResultPublic>;
+  windowResume(window: string): Promise<WindowResultPublic>;
   windowTransfer(window: string, body: TransferCreate): Promise<WindowResultPublic>;
   windowCallBack(window: string, body: CallBackCreate): Promise<WindowResultPublic>;
   submit(body: SubmissionCreate, idempotencyKey?: string): Promise<SubmissionAccepted>;

@@ -69,7 +69,7 @@ export class GovedgeLocal {
       } catch (exc) {
         // Only calls that are safe to repeat are retried: GETs and keyed POSTs.
         if (attempt < this.retries && (method === "GET" || idempotencyKey)) { await sleep(500 * (attempt + 1)); continue; }
-        throw new GovedgeError(0, "network_error", String(exc), "check that the outlet agent is running on this PC");
+        throw await this.#unreachable(exc);
       }
       const text = await response.text();
       let data = null;
@@ -80,6 +80,24 @@ export class GovedgeLocal {
       }
       return data;
     }
+  }
+
+  /**
+   * Why a call got no answer. A browser hides a refused CORS preflight (an origin the
+   * agent does not know) behind the same TypeError as a stopped agent, so ask for the
+   * public client file, which any origin may read: if it answers, the agent runs and
+   * refused this page.
+   */
+  async #unreachable(exc) {
+    let agentAnswers = false;
+    try { agentAnswers = (await fetch(`${this.baseUrl}/client/govedge-local.js`)).ok; } catch { agentAnswers = false; }
+    const origin = globalThis.location?.origin ?? "this page's origin";
+    if (agentAnswers) {
+      return new GovedgeError(403, "origin_not_allowed", `the outlet agent refused requests from ${origin}`,
+        `register it: edge-agent apps add NAME --origin ${origin}`);
+    }
+    return new GovedgeError(0, "network_error", String(exc),
+      "the outlet agent is not reachable from this page: check that it runs on this PC and that the browser allows this site local network access");
   }
 
   listDevices() { return this.request("GET", "/v1/devices"); }
@@ -95,14 +113,16 @@ export class GovedgeLocal {
   loadAppointments(body) { return this.request("POST", "/v1/appointments", { body }); }
   checkInAppointment(body) { return this.request("POST", "/v1/appointments/check-in", { body }); }
   announcementUrl(announcementId) { return `${this.baseUrl}/v1/announcements/${encodeURIComponent(announcementId)}.wav`; }
+  // call … resume take no body (their OpenAPI operations have none); transfer and
+  // call-back do.
   #window(window, action, body) { return this.request("POST", `/v1/windows/${encodeURIComponent(window)}/${action}`, { body }); }
-  windowCall(window, body = {}) { return this.#window(window, "call", body); }
-  windowRecall(window, body = {}) { return this.#window(window, "recall", body); }
-  windowSkip(window, body = {}) { return this.#window(window, "skip", body); }
-  windowHold(window, body = {}) { return this.#window(window, "hold", body); }
-  windowFinish(window, body = {}) { return this.#window(window, "finish", body); }
-  windowPause(window, body = {}) { return this.#window(window, "pause", body); }
-  windowResume(window, body = {}) { return this.#window(window, "resume", body); }
+  windowCall(window) { return this.#window(window, "call"); }
+  windowRecall(window) { return this.#window(window, "recall"); }
+  windowSkip(window) { return this.#window(window, "skip"); }
+  windowHold(window) { return this.#window(window, "hold"); }
+  windowFinish(window) { return this.#window(window, "finish"); }
+  windowPause(window) { return this.#window(window, "pause"); }
+  windowResume(window) { return this.#window(window, "resume"); }
   windowTransfer(window, body) { return this.#window(window, "transfer", body); }
   windowCallBack(window, body) { return this.#window(window, "call-back", body); }
   /** The key becomes the tx_id; keep it for the case so a retry never files twice. */
