@@ -79,6 +79,11 @@ class AgentSettings(BaseSettings):
     # None: the systemd credential govedge-outbox-key if passed, else DATA_DIR/outbox.key.
     outbox_key_file: Path | None = None
     simulate: bool = False
+    # With ``simulate``: a simulated citizen rates every request on the simulated pad
+    # with these stars in turn (demos; edge_agent/devices/evaluation_pad/citizen.py).
+    simulate_ratings: tuple[Annotated[int, Field(ge=1, le=5)], ...] = Field(
+        default=(), max_length=64
+    )
     queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
         default=DEFAULT_BUSINESS_TYPES, max_length=26
     )

@@ -2,13 +2,18 @@
 
 Every part is the real program (``mosquitto``, ``fleet-server run``, ``edge-agent run``)
 in its own process. Each agent runs with ``--simulate`` (a simulator of every device
-kind, driven through the real drivers) and its own ``--local-api-port``. Ctrl-C (or
-SIGTERM) stops the agents first, so each publishes its clean death, then the server,
-then the broker.
+kind, driven through the real drivers, and a simulated citizen at the 好差评 pad) and its
+own ``--local-api-port``. The fleet is made to look like one (``demo_fleet``): the
+outlets' registry rows, regions and a catalogue are loaded through the server's API, a
+demo upstream takes deliveries, a clerk files cases at every outlet, and VictoriaMetrics
+records the time series when it is installed. Ctrl-C (or SIGTERM) stops the clerk and
+the agents first, so each publishes its clean death, then the server, then the broker.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,19 +26,19 @@ from pathlib import Path
 import click
 import httpx
 
+from edge_agent.local_api.apps import AppRegistry
+from govedge_testbed.demo_fleet import DemoOutlet, demo_outlets, load_fleet, start_upstream
+from govedge_testbed.demo_fleet.clerk import CounterApp, DemoClerk, ratings_for
 from govedge_testbed.mosquitto import Mosquitto
 from govedge_testbed.ports import free_port, wait_for_port
 from govedge_testbed.services import ServiceUnavailable
-
-# One of each outlet kind the product serves: township centre, bank counter, village
-# station, 24-hour kiosk; more are numbered on.
-_OUTLET_NAMES = ("township-dinghai-01", "bank-pds-icbc-01", "village-fengshou-01", "kiosk-24h-01")
+from govedge_testbed.victoria import VictoriaMetrics
 
 
-def _outlet_ids(count: int) -> list[str]:
-    names = list(_OUTLET_NAMES[:count])
-    names += [f"township-demo-{n:02d}" for n in range(len(names) + 1, count + 1)]
-    return names
+def _outlets(count: int) -> list[DemoOutlet]:
+    """The first ``count`` outlets of the demo registry: one of each kind comes first
+    (township centre, bank counter, village station, 24-hour kiosk), then more."""
+    return demo_outlets()[:count]
 
 
 def _port_free(port: int) -> bool:
@@ -93,7 +98,14 @@ def _demo_admin(bindir: Path, database_url: str) -> tuple[str, str, str]:
 
 
 @click.command()
-@click.option("--outlets", "outlet_count", default=4, show_default=True, type=click.IntRange(1, 50))
+@click.option(
+    "--outlets",
+    "outlet_count",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, len(demo_outlets())),
+    help="How many outlets of the demo registry run an agent.",
+)
 @click.option("--port", default=8080, show_default=True, help="Server port (a free one if taken).")
 @click.option(
     "--data-dir",
@@ -102,7 +114,16 @@ def _demo_admin(bindir: Path, database_url: str) -> tuple[str, str, str]:
     help="Keep the database and agent state here (default: a temporary directory).",
 )
 @click.option("--telemetry-interval", default=5.0, show_default=True, help="Agent telemetry, s.")
-def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval: float) -> None:
+@click.option(
+    "--case-interval", default=10.0, show_default=True, help="The clerk files a case every, s."
+)
+def main(
+    outlet_count: int,
+    port: int,
+    data_dir: Path | None,
+    telemetry_interval: float,
+    case_interval: float,
+) -> None:
     """Run a small govedge fleet on this machine until Ctrl-C."""
     tmp = None
     if data_dir is None:
@@ -124,11 +145,24 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
     except ServiceUnavailable as exc:
         click.echo(f"demo: {exc}", err=True)
         sys.exit(1)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    _log_clerk(logs / "demo-clerk.log")
+    upstream = start_upstream(data_dir)
+    victoria = _victoria_metrics()
+    clerk: DemoClerk | None = None
     try:
-        logs = data_dir / "logs"
-        logs.mkdir(exist_ok=True)
         name, password, token = _demo_admin(bindir, f"sqlite:///{data_dir / 'fleet.db'}")
         signing_key = _config_signing_key(bindir, data_dir)
+        server_env = {
+            **os.environ,
+            "GOVEDGE_CONFIG_SIGNING_KEY": str(signing_key),
+            "GOVEDGE_UPSTREAM_TARGETS_FILE": str(upstream.targets_file),
+            # A history point per telemetry message, so the charts fill in a minute.
+            "GOVEDGE_HEALTH_HISTORY_INTERVAL_S": str(telemetry_interval),
+        }
+        if victoria is not None:
+            server_env["GOVEDGE_TIMESERIES_URL"] = victoria.url
         server = _spawn(
             [
                 str(bindir / "fleet-server"), "run",
@@ -137,29 +171,28 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
                 "--listen", f"127.0.0.1:{port}",
             ],
             logs / "fleet-server.log",
-            env={**os.environ, "GOVEDGE_CONFIG_SIGNING_KEY": str(signing_key)},
+            env=server_env,
         )  # fmt: skip
         procs.append(server)
         if not _wait_ready(url, server, deadline=time.monotonic() + 60):
             click.echo(f"demo: the fleet server did not start; see {logs}", err=True)
             sys.exit(1)
-        api_ports: list[int] = []
-        for outlet_id in _outlet_ids(outlet_count):
-            api_port = free_port()
-            api_ports.append(api_port)
-            agent = _spawn(
-                [
-                    str(bindir / "edge-agent"), "run",
-                    "--mqtt-url", broker.url,
-                    "--outlet-id", outlet_id,
-                    "--data-dir", str(data_dir / "agents" / outlet_id),
-                    "--telemetry-interval", str(telemetry_interval),
-                    "--simulate",
-                    "--local-api-port", str(api_port),
-                ],
-                logs / f"agent-{outlet_id}.log",
-            )  # fmt: skip
-            procs.append(agent)
+        outlets = _outlets(outlet_count)
+        _load_registry(url, token, outlets)
+        counters = []
+        for index, outlet in enumerate(outlets):
+            proc, counter = _start_agent(
+                bindir, broker.url, data_dir, outlet, index, telemetry_interval
+            )
+            procs.append(proc)
+            counters.append(counter)
+        clerk = DemoClerk(counters, interval_s=case_interval)
+        clerk.start()
+        # The printed clerk API must answer when the user tries it.
+        first_port = int(counters[0].api_url.rsplit(":", 1)[1])
+        if not wait_for_port(first_port, timeout=60):
+            click.echo(f"demo: the first outlet's agent did not start; see {logs}", err=True)
+            sys.exit(1)
         click.echo(f"govedge demo: fleet server at {url}  (API docs: {url}/docs)")
         click.echo(f"  broker {broker.url}, {outlet_count} outlets, data and logs in {data_dir}")
         click.echo(f"  operator pages: {url}/")
@@ -167,23 +200,94 @@ def main(outlet_count: int, port: int, data_dir: Path | None, telemetry_interval
         click.echo(f"    password:  {password}  (made for this run)")
         click.echo(f"  admin API token for scripts (demo only): {token}")
         click.echo(f"  try:  GOVEDGE_TOKEN={token} .venv/bin/fleetctl --server {url} outlets list")
-        first = _outlet_ids(outlet_count)[0]
+        first = counters[0]
         click.echo(
-            f"  clerk local API of {first} (simulated devices): "
-            f"http://127.0.0.1:{api_ports[0]}  (docs: http://127.0.0.1:{api_ports[0]}/docs)"
+            f"  clerk local API of {first.outlet.id} (simulated devices): "
+            f"{first.api_url}  (docs: {first.api_url}/docs)"
         )
+        click.echo(f"    clerk app token (demo only): {first.token}")
+        click.echo(f"  demo upstream (provincial platform, 好差评): {upstream.url}")
+        series = victoria.url if victoria is not None else "off (victoria-metrics not installed)"
+        click.echo(f"  time series: {series}")
         click.echo("  Ctrl-C stops everything.")
         while not stop.wait(0.5):
             if server.poll() is not None:
                 click.echo(f"demo: the fleet server exited; see {logs}", err=True)
                 break
     finally:
+        if clerk is not None:
+            clerk.stop()
         for proc in reversed(procs):  # agents first: each publishes its clean death
             _stop(proc)
         broker.close()
+        upstream.receiver.stop()
+        if victoria is not None:
+            victoria.close()
         if tmp is not None:
             tmp.cleanup()
         click.echo("govedge demo stopped.")
+
+
+def _log_clerk(path: Path) -> None:
+    """The clerk's lines go to their own log, not the terminal the login is printed on."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("govedge_testbed.demo_fleet")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _victoria_metrics() -> VictoriaMetrics | None:
+    """A private VictoriaMetrics for the time series when it is installed, else None
+    (the operator pages' history charts do not need it; Grafana does)."""
+    try:
+        victoria = VictoriaMetrics()
+        victoria.start()
+    except ServiceUnavailable:
+        return None
+    return victoria
+
+
+def _load_registry(url: str, token: str, outlets: list[DemoOutlet]) -> None:
+    """The demo's regions, outlet registry and catalogue, through the server's API."""
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            load_fleet(client, outlets)
+    except httpx.HTTPError as exc:
+        click.echo(f"demo: the fleet server refused the demo registry: {exc}", err=True)
+        sys.exit(1)
+
+
+def _start_agent(
+    bindir: Path,
+    mqtt_url: str,
+    data_dir: Path,
+    outlet: DemoOutlet,
+    index: int,
+    telemetry_interval: float,
+) -> tuple[subprocess.Popen[bytes], CounterApp]:
+    """The agent of ``outlet`` with a registered clerk app (a new token each run)."""
+    agent_dir = data_dir / "agents" / outlet.id
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    apps = AppRegistry(agent_dir)
+    apps.remove("demo-clerk")  # a kept --data-dir: the old token goes
+    _, clerk_token = apps.add("demo-clerk", origins=[])
+    api_port = free_port()
+    proc = _spawn(
+        [
+            str(bindir / "edge-agent"), "run",
+            "--mqtt-url", mqtt_url,
+            "--outlet-id", outlet.id,
+            "--data-dir", str(agent_dir),
+            "--telemetry-interval", str(telemetry_interval),
+            "--simulate",
+            "--local-api-port", str(api_port),
+        ],
+        data_dir / "logs" / f"agent-{outlet.id}.log",
+        env={**os.environ, "GOVEDGE_SIMULATE_RATINGS": json.dumps(ratings_for(index))},
+    )  # fmt: skip
+    return proc, CounterApp(outlet, f"http://127.0.0.1:{api_port}", clerk_token)
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes], *, deadline: float) -> bool:

@@ -3,82 +3,28 @@ in with the user name and password it printed, and land on the overview."""
 
 from __future__ import annotations
 
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from govedge_testbed.mosquitto import find_mosquitto
-from govedge_testbed.ports import free_port
-from govedge_testbed.services import ServiceUnavailable
-from tests.conftest import missing
 from tests.health.conftest import login_form
-
-
-def _printed(proc: subprocess.Popen[str], *, until: str, deadline: float) -> list[str]:
-    """The demo's stdout lines up to the one containing ``until``."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        seen.append(line)
-        if until in line:
-            return seen
-    raise AssertionError(f"the demo did not print {until!r}: {seen}")
+from tests.health.demo_run import running_demo
 
 
 def test_the_login_the_demo_prints_opens_the_overview(tmp_path: Path, browser: Any) -> None:
-    try:
-        find_mosquitto()
-    except ServiceUnavailable as exc:
-        missing(str(exc))
-    demo = subprocess.Popen(
-        [str(Path(sys.executable).parent / "govedge-demo"), "--outlets", "1",
-         "--port", str(free_port()), "--data-dir", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        out = "\n".join(_printed(demo, until="Ctrl-C stops", deadline=time.monotonic() + 120))
-        url = re.search(r"operator pages: (http://127\.0\.0\.1:\d+/)$", out, re.M)
-        name = re.search(r"user name: (\S+)$", out, re.M)
-        password = re.search(r"password:\s+(\S+)", out)
-        assert url, out
-        assert name, out
-        assert password, out
-        assert name.group(1).startswith("demo-admin-")
+    with running_demo(tmp_path / "demo", outlets=1) as printed:
+        url = printed.value(r"operator pages: (http://127\.0\.0\.1:\d+/)$")
+        name = printed.value(r"user name: (\S+)$")
+        password = printed.value(r"password:\s+(\S+)")
+        assert name.startswith("demo-admin-")
 
         page = browser.new_page()
-        page.goto(url.group(1))  # the address as printed: / leads to the login form
+        page.goto(url)  # the address as printed: / leads to the login form
         page.wait_for_url("**/ui/login?next=%2Fui%2Foverview")
-        login_form(page, name.group(1), "not the printed one")
+        login_form(page, name, "not the printed one")
         assert "wrong user name or password" in page.locator("#login-error").inner_text()
-        login_form(page, name.group(1), password.group(1))
+        login_form(page, name, password)
         page.wait_for_url("**/ui/overview")
         page.wait_for_selector("#live:not(.off)")
         assert page.locator("header h1").inner_text() == "政务服务网点运维监控"
         page.screenshot(path=str(tmp_path / "demo-first-login.png"), full_page=True)
         page.close()
-    finally:
-        demo.send_signal(signal.SIGINT)
-        code = demo.wait(timeout=60)
-        if demo.stdout is not None:
-            demo.stdout.close()
-        assert code == 0
