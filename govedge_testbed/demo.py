@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -138,7 +139,8 @@ def main(
     if not _port_free(port):
         port = free_port()
     url = f"http://127.0.0.1:{port}"
-    procs: list[subprocess.Popen[bytes]] = []
+    agents: list[subprocess.Popen[bytes]] = []
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         broker = Mosquitto(workdir=data_dir / "mosquitto")
         broker.start()
@@ -152,8 +154,22 @@ def main(
     victoria = _victoria_metrics()
     clerk: DemoClerk | None = None
     try:
-        name, password, token = _demo_admin(bindir, f"sqlite:///{data_dir / 'fleet.db'}")
-        signing_key = _config_signing_key(bindir, data_dir)
+        # The agents first: they start while the server does (the slowest part on a
+        # busy machine) and are seen by it once it subscribes (they are asked to
+        # announce themselves again).
+        outlets = _outlets(outlet_count)
+        counters = []
+        for index, outlet in enumerate(outlets):
+            proc, counter = _start_agent(
+                bindir, broker.url, data_dir, outlet, index, telemetry_interval
+            )
+            agents.append(proc)
+            counters.append(counter)
+        # Two commands that each load the whole server: side by side.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            admin = pool.submit(_demo_admin, bindir, f"sqlite:///{data_dir / 'fleet.db'}")
+            key = pool.submit(_config_signing_key, bindir, data_dir)
+            (name, password, token), signing_key = admin.result(), key.result()
         server_env = {
             **os.environ,
             "GOVEDGE_CONFIG_SIGNING_KEY": str(signing_key),
@@ -173,19 +189,11 @@ def main(
             logs / "fleet-server.log",
             env=server_env,
         )  # fmt: skip
-        procs.append(server)
+        servers.append(server)
         if not _wait_ready(url, server, deadline=time.monotonic() + 60):
             click.echo(f"demo: the fleet server did not start; see {logs}", err=True)
             sys.exit(1)
-        outlets = _outlets(outlet_count)
         _load_registry(url, token, outlets)
-        counters = []
-        for index, outlet in enumerate(outlets):
-            proc, counter = _start_agent(
-                bindir, broker.url, data_dir, outlet, index, telemetry_interval
-            )
-            procs.append(proc)
-            counters.append(counter)
         clerk = DemoClerk(counters, interval_s=case_interval)
         clerk.start()
         # The printed clerk API must answer when the user tries it.
@@ -217,7 +225,7 @@ def main(
     finally:
         if clerk is not None:
             clerk.stop()
-        for proc in reversed(procs):  # agents first: each publishes its clean death
+        for proc in agents + servers:  # agents first: the server sees each clean death
             _stop(proc)
         broker.close()
         upstream.receiver.stop()
