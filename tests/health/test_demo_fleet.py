@@ -123,4 +123,14 @@ def test_the_demo_fleet_shows_data_a_new_operator_looks_for(tmp_path: Path, brow
         )
         assert stats["bad_reviews"] >= 1
         page.screenshot(path=str(tmp_path / "demo-fleet-overview.png"), full_page=True)
+        page.goto(url + "/ui/map")  # the outlets placed on the map, seen as the user sees it
+        page.wait_for_selector("#map [data-outlet]")
+        placed = page.locator("#map [data-outlet]").evaluate_all(
+            "nodes => nodes.map((n) => n.dataset.outlet)"
+        )
+        assert sorted(placed) == [SECOND, FIRST]
+        page.screenshot(path=str(tmp_path / "demo-fleet-map.png"), full_page=True)
+        page.goto(f"{url}/ui/outlets/{FIRST}")
+        page.wait_for_selector("svg.spark")  # a history chart drawn, not "no data"
+        page.screenshot(path=str(tmp_path / "demo-fleet-outlet.png"), full_page=True)
         page.close()
