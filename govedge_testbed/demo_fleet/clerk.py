@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -60,6 +61,9 @@ class DemoClerk:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._codes = catalogue_codes()
+        # Keys new in every run: with a kept --data-dir the agents still hold the last
+        # run's keys, and a reused key replays the old case instead of filing one.
+        self._run = f"{int(time.time()):x}"
 
     def start(self) -> None:
         for counter in self._counters:
@@ -95,7 +99,7 @@ class DemoClerk:
     def _file_case(self, client: httpx.Client, outlet: DemoOutlet, case: int) -> None:
         item = outlet.service_items[(case - 1) % len(outlet.service_items)]
         code = self._codes[(outlet.region[:4], item)]
-        key = f"demo-{outlet.id}-{case:05d}"
+        key = f"demo-{self._run}-{case:05d}"
         applicant = {
             "name": _APPLICANTS[case % len(_APPLICANTS)],
             "id_number": make_id_number(outlet.region[:6], f"19{60 + case % 40:02d}0315", case),
