@@ -12,8 +12,9 @@ warning when it uses it. Credentials never go in the URL.
 Hardware and transactions: ``profiles_dir`` (None = the shipped ``device_profiles/``),
 ``devices`` (the ``[[devices]]`` tables of network devices; TOML or JSON in the env),
 ``outbox_quota_bytes`` and ``outbox_rate_per_s``, ``simulate`` (attach a simulator of
-every device kind), ``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]``
-tables: each window's business types and devices), ``local_api_port`` and ``timezone``.
+every device kind) and ``simulate_ratings`` (a simulated citizen's stars at its pad),
+``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]`` tables: each
+window's business types and devices), ``local_api_port`` and ``timezone``.
 ``config_keys_file`` names extra fleet config-signing public keys (docs/config.md).
 """
 
