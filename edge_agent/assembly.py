@@ -126,7 +126,9 @@ async def open_runtime(
     network = [device.to_config() for device in settings.devices]
     source: EventSource
     if settings.simulate:
-        simulation = await stack.enter_async_context(SimulatedHardware())
+        simulation = await stack.enter_async_context(
+            SimulatedHardware(ratings=settings.simulate_ratings)
+        )
         source = simulation.source
         network.extend(simulation.network_devices)
     else:

@@ -12,8 +12,9 @@ warning when it uses it. Credentials never go in the URL.
 Hardware and transactions: ``profiles_dir`` (None = the shipped ``device_profiles/``),
 ``devices`` (the ``[[devices]]`` tables of network devices; TOML or JSON in the env),
 ``outbox_quota_bytes`` and ``outbox_rate_per_s``, ``simulate`` (attach a simulator of
-every device kind), ``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]``
-tables: each window's business types and devices), ``local_api_port`` and ``timezone``.
+every device kind) and ``simulate_ratings`` (a simulated citizen's stars at its pad),
+``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]`` tables: each
+window's business types and devices), ``local_api_port`` and ``timezone``.
 ``config_keys_file`` names extra fleet config-signing public keys (docs/config.md).
 """
 
@@ -80,6 +81,11 @@ class AgentSettings(BaseSettings):
     # None: the systemd credential govedge-outbox-key if passed, else DATA_DIR/outbox.key.
     outbox_key_file: Path | None = None
     simulate: bool = False
+    # With ``simulate``: a simulated citizen rates every request on the simulated pad
+    # with these stars in turn (demos; edge_agent/devices/evaluation_pad/citizen.py).
+    simulate_ratings: tuple[Annotated[int, Field(ge=1, le=5)], ...] = Field(
+        default=(), max_length=64
+    )
     queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
         default=DEFAULT_BUSINESS_TYPES, max_length=26
     )

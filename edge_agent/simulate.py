@@ -13,6 +13,8 @@ block stops every simulator. The simulated outlet's windows: see ``simulated_win
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -20,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from edge_agent.devices.caller_keypad.simulation import udev_description as keypad_description
+from edge_agent.devices.evaluation_pad.citizen import rate_every_request
 from edge_agent.devices.evaluation_pad.simulation import DEVICE_ID as PAD_DEVICE_ID
 from edge_agent.devices.led_screen.simulation import DEVICE_ID as LED_DEVICE_ID
 from edge_agent.devices.registry import kinds
@@ -76,15 +79,23 @@ def simulated_windows(business_types: Sequence[str]) -> tuple[WindowConfig, ...]
     return tuple(windows)
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class SimulatedHardware:
     """Starts every kind's simulator; ``source`` and ``network_devices`` go to discovery.
 
     ``pcsc`` forces the social-security simulator on or off; None: when pcscd and vpcd
-    are installed.
+    are installed. ``ratings`` (stars, 1-5): a simulated citizen rates every request on
+    the simulated pad with them in turn (demos); empty: nobody rates.
     """
 
-    def __init__(self, *, pcsc: bool | None = None) -> None:
+    def __init__(self, *, pcsc: bool | None = None, ratings: Sequence[int] = ()) -> None:
         self._options = SimulationOptions(pcsc=pcsc)
+        self._ratings = tuple(ratings)
         self._stack = AsyncExitStack()
         self.source = ControlledSource()
         self.devices: dict[str, SimulatedDevice] = {}
@@ -134,6 +145,12 @@ class SimulatedHardware:
                 network.append(device.network)
         self.network_devices = tuple(network)
         log.info("simulated hardware: %d devices", self.count)
+        pad = self.simulator("evaluation_pad")
+        if self._ratings and pad is not None:
+            citizen = asyncio.get_running_loop().create_task(
+                rate_every_request(pad, self._ratings), name="simulated-citizen"
+            )
+            self._stack.push_async_callback(_cancel, citizen)
 
     # ---- hot-plug ----------------------------------------------------------------
 

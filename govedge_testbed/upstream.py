@@ -58,6 +58,7 @@ class Upstream:
     truncated: int = 0  # bodies cut short by a client that went away (see read_body)
     bad_materials: int = 0  # material parts that disagree with the signed document
     keep_bytes: int = 1024 * 1024
+    case_prefix: str = "CASE-"  # case numbers are this and a six-digit count
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by key, last seen
     targets: dict[str, TargetState] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -240,7 +241,7 @@ class Upstream:
             if key in self.accepted:
                 case = self.accepted[key]["case_number"]
                 return self._answer(handler, 409, {"case_number": case, "reason": "duplicate"})
-            case = f"CASE-{len(self.accepted) + 1:06d}"
+            case = f"{self.case_prefix}{len(self.accepted) + 1:06d}"
             self.accepted[key] = {
                 "case_number": case, "body": json.loads(body), "target": name,
                 "files": self.files.get(key, []),

@@ -96,6 +96,8 @@ def test_mqtts_defaults_to_port_8883(tmp_path: Path) -> None:
         ({"evaluation_qr_url": "ftp://hcp.example/{case_number}"}, "evaluation_qr_url"),
         ({"evaluation_qr_url": "https://hcp.example/?c={case}"}, "evaluation_qr_url"),
         ({"evaluation_qr_url": "https://hcp.example/?c={case_number"}, "evaluation_qr_url"),
+        ({"simulate_ratings": [5, 6]}, "invalid setting simulate_ratings"),
+        ({"simulate_ratings": [0]}, "invalid setting simulate_ratings"),
     ],
 )
 def test_bad_values_fail_fast(tmp_path: Path, overrides: dict[str, object], message: str) -> None:
@@ -203,6 +205,14 @@ def test_queue_windows_from_the_environment_as_json(
     settings = load_settings(outlet_id="o-1", data_dir=tmp_path)
     assert [w.window for w in settings.queue_windows] == ["1"]
     assert settings.queue_windows[0].business_types == ("social",)
+
+
+def test_simulated_citizen_ratings_from_the_environment_as_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOVEDGE_SIMULATE_RATINGS", "[5, 2, 4]")
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path, simulate=True)
+    assert settings.simulate_ratings == (5, 2, 4)
 
 
 @pytest.mark.parametrize(

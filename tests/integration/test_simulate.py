@@ -41,8 +41,10 @@ KINDS = {
 class SimulatedAgent:
     """The agent with ``--simulate``; reads its two stdout lines."""
 
-    def __init__(self, broker: Mosquitto, outlet_id: str, tmp_path: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
+    def __init__(
+        self, broker: Mosquitto, outlet_id: str, tmp_path: Path, env: dict[str, str] | None = None
+    ) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")} | (env or {})
         self.log_path = tmp_path / "agent.log"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -175,18 +177,21 @@ def test_unplug_publishes_event_and_rebirth_with_device_offline(
     )
 
 
+def _clerk_app(agent: SimulatedAgent, tmp_path: Path) -> httpx.Client:
+    """A registered clerk app's client of the agent's local API (from its third line)."""
+    line = agent._line(timeout=20)
+    match = re.fullmatch(r"edge-agent \S+: local API on (http://127\.0\.0\.1:\d+)", line)
+    assert match is not None, line
+    _, token = AppRegistry(tmp_path / "data").add("demo-clerk", origins=[])
+    return httpx.Client(base_url=match[1], headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
 def test_the_simulated_outlet_calls_tickets_out_of_the_box(
     simulated: tuple[SimulatedAgent, Observer], tmp_path: Path
 ) -> None:
     """No [[queue_windows]]: ``--simulate`` runs windows 1 and 2; a ticket is called at 1."""
     agent, _ = simulated
-    line = agent._line(timeout=20)  # the third line: the local API's address
-    match = re.fullmatch(r"edge-agent \S+: local API on (http://127\.0\.0\.1:\d+)", line)
-    assert match is not None, line
-    _, token = AppRegistry(tmp_path / "data").add("demo-clerk", origins=[])
-    with httpx.Client(
-        base_url=match[1], headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as clerk:
+    with _clerk_app(agent, tmp_path) as clerk:
         queue = clerk.get("/v1/queue").json()
         assert [(w["window"], w["business_types"]) for w in queue["windows"]] == [
             ("1", ["general", "social"]),
@@ -199,3 +204,26 @@ def test_the_simulated_outlet_calls_tickets_out_of_the_box(
         assert called.json()["ticket"]["number"] == ticket.json()["number"]
         assert called.json()["led"]["lines"][0] == f"请{ticket.json()['number']}号到2号窗口"
         assert called.json()["led"]["shown"] is True  # on the simulated screen 2
+
+
+def test_the_simulated_citizen_rates_with_the_configured_stars(
+    broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    """``simulate_ratings``: a clerk app's rating request gets the stars in turn."""
+    agent = SimulatedAgent(broker, outlet_id, tmp_path, env={"GOVEDGE_SIMULATE_RATINGS": "[2, 5]"})
+    try:
+        with _clerk_app(agent, tmp_path) as clerk:
+            rated = []
+            for case in ("case-0001", "case-0002"):
+                answer = clerk.post(
+                    "/v1/evaluations",
+                    json={"window": "1", "case_number": case, "staff_id": "S001", "timeout_s": 30},
+                )
+                assert answer.status_code == httpx.codes.OK, answer.text
+                rated.append(answer.json())
+        assert [(r["status"], r["stars"], r["is_bad"]) for r in rated] == [
+            ("rated", 2, True),
+            ("rated", 5, False),
+        ]
+    finally:
+        assert agent.close() == 0, agent.log()
