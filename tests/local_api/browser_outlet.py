@@ -22,7 +22,7 @@ from edge_agent.local_api import AppRegistry
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
 from tests.conftest import missing
-from tests.health.conftest import _ARGS, CHROMIUM
+from tests.health.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.simulated_agent import simulated_agent
 
 WINDOW = "1"
@@ -109,7 +109,7 @@ def chromium(*extra_args: str) -> Iterator[Any]:
     # A deadline, not a speed check: the machine may be busy (espeak renders each call).
     expect.set_options(timeout=20_000)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*_ARGS, *extra_args])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:
