@@ -1,5 +1,5 @@
 """Alert actions on the overview follow the role: a viewer sees the open alert without
-ack/silence buttons, an operator acks it from the page, and an action the server
+ack button, an operator acks it from the page, and an action the server
 refuses (here: the operator's sessions were revoked with the CLI) says why."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_viewer_sees_no_actions_operator_acks_and_a_refusal_says_why(
     )  # fmt: skip
     assert revoke.returncode == 0, revoke.stderr
     assert "1 web sessions of olga ended" in revoke.stdout
-    operator.click(f'{row} button[data-act="silence"]')
+    operator.click(f'{row} button[data-act="ack"]')
     note = operator.wait_for_selector("#action-error")
     assert note is not None
     assert note.inner_text() == "Refused: the session expired; log in again at /ui/login"

@@ -19,6 +19,8 @@
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
   const pbk = window.govedgePlaybooks({ esc, tr, time });
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
+  const ops = window.govedgeOps({ esc, tr, time, userName: (boot.user && boot.user.name) || "" });
+  const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -34,7 +36,7 @@
     return `<table><tr><th>${tr("rule")}</th><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("severity")}</th><th>${tr("summary")}</th><th>${tr("since")}</th><th>${tr("acked")}</th>${withActions ? "<th></th>" : ""}</tr>` +
       alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td><a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a></td><td>${esc(a.device_id || "")}</td>` +
         `<td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.summary)}</td><td>${time(a.opened_at)}</td><td>${a.acked_by ? esc(a.acked_by) : ""}</td>` +
-        (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <button data-act="silence" data-id="${a.id}">${tr("silence")}</button></td>` : "") + "</tr>").join("") + "</table>";
+        (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <a class="silence-link" href="/ui/alerts">${tr("silence")}</a></td>` : "") + "</tr>").join("") + "</table>";
   }
 
   function countsTable(rows, keyName, label, fmt) {
@@ -124,6 +126,10 @@
       if (!mounted) { pbk.mount(boot.data); mounted = true; }
       return;
     }
+    if (isOps) {
+      if (!mounted) { ops.mount(boot.page, boot.data); mounted = true; }
+      return;
+    }
     if (boot.page === "config") {
       // The editor holds the operator's unsaved text: only the lists are redrawn.
       if (mounted) cfg.update(data);
@@ -160,6 +166,7 @@
   async function refresh() {
     if (isCampaigns) { await camp.refresh(); return; }
     if (isPlaybooks) { await pbk.refresh(); return; }
+    if (isOps) { await ops.refresh(); return; }
     const r = await fetch(source[boot.page](), { cache: "no-store" });
     if (!r.ok) return;
     const fresh = await r.json();
