@@ -90,7 +90,7 @@ def _value_problem(default: object, value: object) -> str | None:
             return "must be a number"
         return None if value >= 0 else "must not be negative"
     if default in SEVERITIES:
-        return None if value in SEVERITIES else f"severity must be one of {', '.join(SEVERITIES)}"
+        return None if value in SEVERITIES else f"must be one of {', '.join(SEVERITIES)}"
     return None
 
 
