@@ -6,29 +6,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from govedge_testbed import Mosquitto
 from tests.health.conftest import logged_in_context
 from tests.server.helpers import FleetServer
 
 
 @pytest.fixture
-def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
-    server = FleetServer(
-        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}", workdir=tmp_path,
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_ALERT_EVAL_INTERVAL_S="3600",
-    )  # fmt: skip
-    server.start()
-    try:
-        yield server
-    finally:
-        assert server.stop() == 0, server.stderr()
+def fleet(seeded_fleet: FleetServer) -> FleetServer:
+    return seeded_fleet
 
 
 def _open_alert(database_url: str) -> int:

@@ -6,7 +6,6 @@ viewer and a county operator see, and the English switch."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from govedge_testbed import Mosquitto
 from tests.health.conftest import logged_in_context
 from tests.server.helpers import FleetServer
 from tests.server.txkit import submission
@@ -34,16 +32,8 @@ class Seeded:
 
 
 @pytest.fixture
-def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
-    server = FleetServer(
-        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}", workdir=tmp_path,
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_ALERT_EVAL_INTERVAL_S="3600",
-    )  # fmt: skip
-    server.start()
-    try:
-        yield server
-    finally:
-        assert server.stop() == 0, server.stderr()
+def fleet(seeded_fleet: FleetServer) -> FleetServer:
+    return seeded_fleet
 
 
 def _seed(database_url: str) -> dict[str, Seeded]:

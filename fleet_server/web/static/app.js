@@ -15,11 +15,20 @@
   const kind = (k) => (k ? esc(tr("k_" + k, k)) : "-");
   const time = (iso) => (iso ? new Date(iso).toLocaleString(boot.lang === "zh" ? "zh-CN" : "en-GB") : "-");
   const cfg = window.govedgeConfig({ esc, tr, time, refresh: () => refresh() });
-  const camp = window.govedgeCampaigns({ esc, tr, time });
+  // One JSON call for the page modules: {status, ok, json} (json null when not JSON).
+  async function call(method, url, body) {
+    const init = { method, cache: "no-store", headers: {} };
+    if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
+    const r = await fetch(url, init);
+    let answer = null;
+    try { answer = await r.json(); } catch (e) { answer = null; }
+    return { status: r.status, ok: r.ok, json: answer };
+  }
+  const camp = window.govedgeCampaigns({ esc, tr, time, call });
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
-  const pbk = window.govedgePlaybooks({ esc, tr, time });
+  const pbk = window.govedgePlaybooks({ esc, tr, time, call });
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
-  const ops = window.govedgeOps({ esc, tr, time, userName: (boot.user && boot.user.name) || "" });
+  const ops = window.govedgeOps({ esc, tr, time, call, userName: (boot.user && boot.user.name) || "" });
   const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 

@@ -4,19 +4,10 @@
 // redraws a form the operator is typing in. app.js hands in its helpers.
 "use strict";
 window.govedgeOps = function (h) {
-  const { esc, tr, time } = h;
+  const { esc, tr, time, call } = h;
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
   const view = { page: null, data: null, offset: 0, detail: null, lastResult: null };
-
-  async function call(method, url, body) {
-    const init = { method, cache: "no-store", headers: {} };
-    if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
-    const r = await fetch(url, init);
-    let answer = null;
-    try { answer = await r.json(); } catch (e) { answer = null; }
-    return { status: r.status, ok: r.ok, json: answer };
-  }
 
   // The API's reason for a refusal: its sentence, or its field errors joined.
   function why(res) {
