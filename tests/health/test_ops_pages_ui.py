@@ -224,7 +224,7 @@ def test_an_operator_replays_a_dead_letter_and_it_leaves_the_list(
     page.close()
 
 
-def test_an_operator_records_a_follow_up(fleet: FleetServer, browser: Any) -> None:
+def test_an_operator_records_a_follow_up(fleet: FleetServer, browser: Any, tmp_path: Path) -> None:
     seeded = _seed(fleet.database_url)[INSIDE]
     page = _page(browser, fleet, "olga", "operator")
     page.goto(f"{fleet.url}/ui/rectifications")  # zh-CN, the default
@@ -253,6 +253,7 @@ def test_an_operator_records_a_follow_up(fleet: FleetServer, browser: Any) -> No
     assert "已电话回访申请人" in follow_up.inner_text()
     [ticket] = [r for r in fleet.get("/api/v1/rectifications") if r["id"] == seeded.rectification]
     assert [(f["action"], f["by"]) for f in ticket["follow_ups"]] == [("回访", "olga")]
+    page.screenshot(path=str(tmp_path / "rectifications.png"), full_page=True)
     page.close()
 
 
