@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 from rich.console import Console
@@ -70,8 +71,10 @@ def register(cli: click.Group) -> None:
     @alerts.command("silence")
     @click.argument("alert_id", type=int)
     @click.option("--minutes", type=click.IntRange(1, 43200), default=60, show_default=True)
+    @click.option("--reason", required=True, help="Why nobody needs to be told (kept).")
     @click.pass_obj
-    def alerts_silence(api: Any, alert_id: int, minutes: int) -> None:
-        """Silence notifications of alert ALERT_ID for MINUTES."""
-        alert = api.post(f"/api/v1/alerts/{alert_id}/silence?minutes={minutes}")
+    def alerts_silence(api: Any, alert_id: int, minutes: int, reason: str) -> None:
+        """Silence notifications of alert ALERT_ID for MINUTES, saying why."""
+        query = urlencode({"minutes": minutes, "reason": reason})
+        alert = api.post(f"/api/v1/alerts/{alert_id}/silence?{query}")
         click.echo(_show(alert) + f" silenced until {_when(alert['silenced_until'])}")

@@ -15,13 +15,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet_server.alerts.rules import DEFAULT_RULES, RuleBook, UnknownRule, check_override
+from fleet_server.alerts.rules import (
+    DEFAULT_RULES,
+    RULE_NAMES,
+    RuleBook,
+    UnknownRule,
+    check_override,
+)
 from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.errors import RowId
 from fleet_server.api.scope import WHOLE_FLEET_ONLY, ScopeDep
 from fleet_server.health import queries
-from fleet_server.health.queries import alert_payload
 from fleet_server.health.tables import Alert, AlertRuleOverride, OutletProfile
 from fleet_server.security import audit
 from fleet_server.security.scope import Scope
@@ -44,14 +49,27 @@ def read_alerts(
     session: SessionDep,
     scope: ScopeDep,
     state: Literal["open", "resolved", "all"] = "open",
-    outlet_id: str | None = None,
+    outlet_id: Annotated[str | None, Query(max_length=64)] = None,
+    rule: Annotated[str | None, Query(max_length=32)] = None,
+    severity: Literal["info", "warning", "critical"] | None = None,
+    region: Annotated[str | None, Query(max_length=12, pattern=r"^[0-9]+$")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> list[dict[str, Any]]:
-    """Alerts, newest first; ``?state=all`` includes resolved ones."""
-    return queries.list_alerts(
-        session, state=None if state == "all" else state, outlet_id=outlet_id, limit=limit,
-        scope=scope,
+    """Alerts, newest first; ``?state=all`` includes resolved ones. Narrowed by rule,
+    severity, outlet, region-code prefix and when they opened (``since`` ≤ t < ``until``)."""
+    if rule is not None and rule not in RULE_NAMES:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"unknown rule {rule!r}; rules are {', '.join(RULE_NAMES)}",
+        )
+    where = queries.AlertFilter(
+        state=None if state == "all" else state, outlet_id=outlet_id, rule=rule,
+        severity=severity, region=region, since=since, until=until,
     )  # fmt: skip
+    return queries.list_alerts(session, limit=limit, offset=offset, scope=scope, where=where)
 
 
 @read_router.get("/alerts/{alert_id}")
@@ -60,9 +78,7 @@ def read_alert(session: SessionDep, alert_id: RowId) -> dict[str, Any]:
     row = session.get(Alert, alert_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"alert {alert_id} not found")
-    payload = alert_payload(row, "state")
-    payload.pop("event")
-    return payload
+    return queries.alert_view(row)
 
 
 @write_router.post("/alerts/{alert_id}/ack")
@@ -91,22 +107,29 @@ def silence_alert(
     session: SessionDep,
     alert_id: RowId,
     principal: Authenticated,
+    reason: Annotated[str, Query(min_length=1, max_length=500)],
     minutes: Annotated[int, Query(ge=1, le=30 * 24 * 60)] = 60,
 ) -> dict[str, Any]:
-    """No notifications for this alert until now + ``minutes``."""
+    """No notifications for this alert until now + ``minutes``; ``reason`` (required)
+    says why, for the next operator who wonders why nobody was told."""
+    if not reason.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="reason is required")
     row = session.get(Alert, alert_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"alert {alert_id} not found")
     before = row.silenced_until.isoformat() if row.silenced_until else None
     row.silenced_until = datetime.now(UTC) + timedelta(minutes=minutes)
+    row.silenced_by = principal.name
+    row.silence_reason = reason.strip()
     audit.record(
         session,
         actor=principal.name,
         action="alert.silence",
         target=f"alert:{alert_id}",
         before={"silenced_until": before},
-        after={"silenced_until": row.silenced_until.isoformat(), "minutes": minutes},
-    )
+        after={"silenced_until": row.silenced_until.isoformat(), "minutes": minutes,
+               "reason": row.silence_reason},
+    )  # fmt: skip
     session.commit()
     request.app.state.health.live.bump()
     return read_alert(session, alert_id)
@@ -160,16 +183,29 @@ def read_effective(session: SessionDep, outlet_id: str) -> dict[str, dict[str, A
 
 @write_router.put("/alert-rules")
 def put_override(
-    session: SessionDep, body: OverrideIn, principal: Authenticated, scope: ScopeDep
+    request: Request,
+    session: SessionDep,
+    body: OverrideIn,
+    principal: Authenticated,
+    scope: ScopeDep,
 ) -> dict[str, Any]:
     """Create or replace the override of ``rule`` at ``scope``/``scope_value``."""
     try:
         check_override(body.rule, body.params)
     except UnknownRule as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+        # FastAPI's shape of field errors, so a form shows each next to its field.
+        loc = ["body", "params", exc.field] if exc.field else ["body", "rule"]
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": loc, "msg": str(exc), "type": "value_error"}],
+        ) from None
     scope_value = "" if body.scope == "global" else body.scope_value
     if body.scope != "global" and not scope_value:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="scope_value required")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body", "scope_value"], "msg": "scope_value required",
+                     "type": "missing"}],
+        )  # fmt: skip
     _may_write(session, scope, body.scope, scope_value)
     row = session.scalars(
         select(AlertRuleOverride).where(
@@ -197,13 +233,18 @@ def put_override(
                "params": row.params},
     )  # fmt: skip
     session.commit()
+    request.app.state.health.live.bump()
     return {"id": row.id, "scope": row.scope, "scope_value": row.scope_value,
             "rule": row.rule, "params": row.params}  # fmt: skip
 
 
 @write_router.delete("/alert-rules/{override_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_override(
-    session: SessionDep, override_id: RowId, principal: Authenticated, scope: ScopeDep
+    request: Request,
+    session: SessionDep,
+    override_id: RowId,
+    principal: Authenticated,
+    scope: ScopeDep,
 ) -> None:
     """Remove one override (the next scope up applies again)."""
     row = session.get(AlertRuleOverride, override_id)
@@ -220,6 +261,7 @@ def delete_override(
     _may_write(session, scope, row.scope, row.scope_value)
     session.delete(row)
     session.commit()
+    request.app.state.health.live.bump()
 
 
 def _reaches(session: Session, scope: Scope, level: str, value: str) -> bool:

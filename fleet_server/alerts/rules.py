@@ -76,19 +76,42 @@ SEVERITIES = ("info", "warning", "critical")
 
 
 class UnknownRule(ValueError):
-    """An override named a rule or a parameter that does not exist."""
+    """An override named a rule or a parameter that does not exist, or gave a parameter
+    a value of the wrong kind; ``field`` is the parameter (``None``: the rule itself)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def check_override(rule: str, params: dict[str, Any]) -> None:
-    """Raise ``UnknownRule`` unless every key of ``params`` is a parameter of ``rule``."""
+    """Raise ``UnknownRule`` unless every key of ``params`` is a parameter of ``rule``
+    with a value of the default's kind (a flag, a number not below 0, a severity)."""
     if rule not in DEFAULT_RULES:
         raise UnknownRule(f"unknown rule {rule!r}; rules are {', '.join(RULE_NAMES)}")
-    unknown = set(params) - set(DEFAULT_RULES[rule])
+    defaults = DEFAULT_RULES[rule]
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise UnknownRule(f"rule {rule!r} has no parameter(s) {', '.join(sorted(unknown))}")
-    severity = params.get("severity")
-    if severity is not None and severity not in SEVERITIES:
-        raise UnknownRule(f"severity must be one of {', '.join(SEVERITIES)}")
+        raise UnknownRule(
+            f"rule {rule!r} has no parameter(s) {', '.join(unknown)}", field=unknown[0]
+        )
+    for name, value in params.items():
+        problem = _value_problem(defaults[name], value)
+        if problem:
+            raise UnknownRule(f"{name}: {problem}", field=name)
+
+
+def _value_problem(default: object, value: object) -> str | None:
+    """Why ``value`` cannot stand in for ``default`` (None: it can)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "must be a number"
+        return None if value >= 0 else "must not be negative"
+    if default in SEVERITIES:
+        return None if value in SEVERITIES else f"must be one of {', '.join(SEVERITIES)}"
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 from sqlalchemy import select
 
 from fleet_server.api.auth import Authenticated
-from fleet_server.api.deps import AppStateDep, SessionDep
+from fleet_server.api.deps import AppStateDep, SessionDep, operators_see_a_change
 from fleet_server.api.errors import RowId
 from fleet_server.api.schemas import ErrorPublic
 from fleet_server.api.scope import ScopeDep
@@ -65,19 +66,25 @@ def read_dead_letters(
     reason: str | None = None,
     target: str | None = None,
     include_replayed: bool = False,
+    outlet_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: int = 500,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> list[DeadLetterPublic]:
-    """Newest first; only those not yet replayed unless ``?include_replayed=true``."""
+    """Newest first; only those not yet replayed unless ``?include_replayed=true``;
+    ``limit`` rows from ``offset`` (a page)."""
     query = (
         select(DeadLetter)
         .where(scope.outlet_clause(DeadLetter.outlet_id))
         .order_by(DeadLetter.id.desc())
+        .offset(offset)
         .limit(min(max(limit, 1), 5000))
     )
     if reason is not None:
         query = query.where(DeadLetter.reason == reason)
     if target is not None:
         query = query.where(DeadLetter.target == target)
+    if outlet_id is not None:
+        query = query.where(DeadLetter.outlet_id == outlet_id)
     if not include_replayed:
         query = query.where(DeadLetter.replayed_at.is_(None))
     return [
@@ -133,7 +140,11 @@ def read_dead_letter(session: SessionDep, dead_letter_id: RowId) -> DeadLetterDe
     responses={404: {"model": ErrorPublic}, 409: {"model": ErrorPublic}},
 )
 def replay(
-    session: SessionDep, state: AppStateDep, dead_letter_id: RowId, principal: Authenticated
+    request: Request,
+    session: SessionDep,
+    state: AppStateDep,
+    dead_letter_id: RowId,
+    principal: Authenticated,
 ) -> DeadLetterPublic:
     """Route and deliver the transaction again (attempts reset); 409 if already replayed."""
     row = _get(session, dead_letter_id)
@@ -154,4 +165,5 @@ def replay(
     session.commit()
     if state.delivery is not None:
         state.delivery.wake()
+    operators_see_a_change(request)
     return DeadLetterPublic.model_validate(row, from_attributes=True)

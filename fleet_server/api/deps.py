@@ -53,6 +53,14 @@ def get_app_state(request: Request) -> AppState:
 AppStateDep = Annotated[AppState, Depends(get_app_state)]
 
 
+def operators_see_a_change(request: Request) -> None:
+    """Tell the open UI pages to refetch (their server-sent ``change`` event). The
+    health runtime sits above this layer: reached through the app, absent in a bare app."""
+    health = getattr(request.app.state, "health", None)
+    if health is not None:
+        health.live.bump()
+
+
 def get_session(state: AppStateDep) -> Iterator[Session]:
     """One session per request, closed afterwards."""
     with state.sessions() as session:

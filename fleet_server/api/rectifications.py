@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
 from fleet_server.api.auth import Authenticated
-from fleet_server.api.deps import SessionDep
+from fleet_server.api.deps import SessionDep, operators_see_a_change
 from fleet_server.api.errors import RowId
 from fleet_server.api.schemas import ErrorPublic
 from fleet_server.api.scope import ScopeDep
@@ -136,6 +136,7 @@ def read_rectifications(
     responses={404: {"model": ErrorPublic}, 409: {"model": ErrorPublic}},
 )
 def post_follow_up(
+    request: Request,
     session: SessionDep,
     rectification_id: RowId,
     follow_up: FollowUpCreate,
@@ -163,4 +164,5 @@ def post_follow_up(
         after={"action": follow_up.action, "closes": follow_up.closes, "status": row.status},
     )
     session.commit()
+    operators_see_a_change(request)
     return _public(session, row, now=now, reveal=_reveals(principal))

@@ -8,8 +8,9 @@ the whole fleet are at ``/api/v1/transactions/status``.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
@@ -78,6 +79,45 @@ def read_status(session: SessionDep, state: AppStateDep, scope: ScopeDep) -> Del
         breakers=dict(worker.breaker_states()) if worker is not None else {},
         counters=dict(worker.counters) if worker is not None else {},
     )
+
+
+@router.get("/transactions")
+def read_transactions(
+    session: SessionDep,
+    scope: ScopeDep,
+    state_: Annotated[
+        Literal["pending", "delivered", "dead", "local"] | None, Query(alias="state")
+    ] = None,
+    outlet_id: Annotated[str | None, Query(max_length=64)] = None,
+    tx_kind: Annotated[str | None, Query(max_length=32)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+) -> list[TransactionPublic]:
+    """The scope's transactions, newest received first, without attempts (one
+    transaction's page has them): by state, outlet, kind and ``since`` ≤ received < ``until``;
+    ``limit`` rows from ``offset``."""
+    query = (
+        select(InboxEntry)
+        .where(scope.outlet_clause(InboxEntry.outlet_id))
+        .order_by(InboxEntry.received_at.desc(), InboxEntry.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    for column, value in (
+        (InboxEntry.state, state_), (InboxEntry.outlet_id, outlet_id),
+        (InboxEntry.tx_kind, tx_kind),
+    ):  # fmt: skip
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(InboxEntry.received_at >= since)
+    if until is not None:
+        query = query.where(InboxEntry.received_at < until)
+    return [
+        TransactionPublic.model_validate(e, from_attributes=True) for e in session.scalars(query)
+    ]
 
 
 @router.get(

@@ -8,6 +8,7 @@ agent is not online are shown ``stale`` (presence in layers).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -247,6 +248,29 @@ def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
     }
 
 
+def alert_view(alert: Alert) -> dict[str, Any]:
+    """The API's and the pages' shape of one alert: the webhook's, plus who silenced it
+    and why (operators' text, kept out of webhooks)."""
+    payload = alert_payload(alert, "state")
+    payload.pop("event")
+    return payload | {"silenced_by": alert.silenced_by, "silence_reason": alert.silence_reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertFilter:
+    """What the alert list narrows to; ``None`` leaves a field open."""
+
+    state: str | None = "open"
+    outlet_id: str | None = None
+    rule: str | None = None
+    severity: str | None = None
+    # A region-code prefix: the outlets whose region code starts with it.
+    region: str | None = None
+    # Opened at or after ``since`` and before ``until``.
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 def list_alerts(
     session: Session,
     *,
@@ -254,24 +278,35 @@ def list_alerts(
     outlet_id: str | None = None,
     limit: int = 500,
     scope: Scope = WHOLE_FLEET,
+    offset: int = 0,
+    where: AlertFilter | None = None,
 ) -> list[dict[str, Any]]:
-    """Alerts of the outlets in ``scope``, newest first."""
+    """Alerts of the outlets in ``scope``, newest first (``where`` overrides ``state``
+    and ``outlet_id``)."""
+    f = where or AlertFilter(state=state, outlet_id=outlet_id)
     query = (
         select(Alert)
         .where(scope.outlet_clause(Alert.outlet_id))
         .order_by(Alert.opened_at.desc(), Alert.id.desc())
+        .offset(offset)
         .limit(limit)
     )
-    if state is not None:
-        query = query.where(Alert.state == state)
-    if outlet_id is not None:
-        query = query.where(Alert.outlet_id == outlet_id)
-    result = []
-    for row in session.scalars(query):
-        payload = alert_payload(row, "state")
-        payload.pop("event")
-        result.append(payload)
-    return result
+    for column, value in (
+        (Alert.state, f.state), (Alert.outlet_id, f.outlet_id), (Alert.rule, f.rule),
+        (Alert.severity, f.severity),
+    ):  # fmt: skip
+        if value is not None:
+            query = query.where(column == value)
+    if f.region is not None:
+        in_region = select(OutletProfile.outlet_id).where(
+            OutletProfile.region_code.startswith(f.region, autoescape=True)
+        )
+        query = query.where(Alert.outlet_id.in_(in_region))
+    if f.since is not None:
+        query = query.where(Alert.opened_at >= f.since)
+    if f.until is not None:
+        query = query.where(Alert.opened_at < f.until)
+    return [alert_view(row) for row in session.scalars(query)]
 
 
 def outlet_page(

@@ -143,6 +143,9 @@ class Alert(Base):
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acked_by: Mapped[str | None] = mapped_column(String(64))
     silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who silenced it and why (the operators' page requires a reason).
+    silenced_by: Mapped[str | None] = mapped_column(String(64))
+    silence_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class AlertRuleOverride(Base):

@@ -39,6 +39,7 @@ _STATIC = {
     "config.js": "text/javascript",
     "campaigns.js": "text/javascript",
     "playbooks.js": "text/javascript",
+    "ops.js": "text/javascript",
     "app.css": "text/css",
 }
 _COOKIE = "govedge_lang"
@@ -76,7 +77,11 @@ def render_page(
         for href, key in (
             ("overview", "nav_overview"),
             ("map", "nav_map"),
+            ("alerts", "nav_alerts"),
             ("evaluations", "nav_evaluations"),
+            ("rectifications", "nav_rectifications"),
+            ("transactions", "nav_transactions"),
+            ("dead-letters", "nav_dead_letters"),
             ("config", "nav_config"),
             ("campaigns", "nav_campaigns"),
             ("playbook-runs", "nav_playbook_runs"),
@@ -101,6 +106,7 @@ def render_page(
 <script src="/ui/static/config.js"></script>
 <script src="/ui/static/campaigns.js"></script>
 <script src="/ui/static/playbooks.js"></script>
+<script src="/ui/static/ops.js"></script>
 <script src="/ui/static/app.js"></script>
 </body></html>"""
     response = HTMLResponse(html)

@@ -79,3 +79,20 @@ def logged_in_context(
         context.close()
         _STATES[key] = state
     return browser.new_context(storage_state=str(state), **options)
+
+
+@pytest.fixture
+def seeded_fleet(broker: Any, tmp_path: Path) -> Iterator[Any]:
+    """A fleet server for tests that write rows straight into its database: its alert
+    engine evaluates hourly, so it leaves the seeded alerts as they were written."""
+    from tests.server.helpers import FleetServer
+
+    server = FleetServer(
+        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}", workdir=tmp_path,
+        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_ALERT_EVAL_INTERVAL_S="3600",
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.stderr()

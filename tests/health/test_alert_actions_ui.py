@@ -1,34 +1,24 @@
 """Alert actions on the overview follow the role: a viewer sees the open alert without
-ack/silence buttons, an operator acks it from the page, and an action the server
+ack button, an operator acks it from the page, and an action the server
 refuses (here: the operator's sessions were revoked with the CLI) says why."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from govedge_testbed import Mosquitto
 from tests.health.conftest import logged_in_context
 from tests.server.helpers import FleetServer
 
 
 @pytest.fixture
-def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
-    server = FleetServer(
-        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}", workdir=tmp_path,
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_ALERT_EVAL_INTERVAL_S="3600",
-    )  # fmt: skip
-    server.start()
-    try:
-        yield server
-    finally:
-        assert server.stop() == 0, server.stderr()
+def fleet(seeded_fleet: FleetServer) -> FleetServer:
+    return seeded_fleet
 
 
 def _open_alert(database_url: str) -> int:
@@ -77,7 +67,7 @@ def test_viewer_sees_no_actions_operator_acks_and_a_refusal_says_why(
     )  # fmt: skip
     assert revoke.returncode == 0, revoke.stderr
     assert "1 web sessions of olga ended" in revoke.stdout
-    operator.click(f'{row} button[data-act="silence"]')
+    operator.click(f'{row} button[data-act="ack"]')
     note = operator.wait_for_selector("#action-error")
     assert note is not None
     assert note.inner_text() == "Refused: the session expired; log in again at /ui/login"

@@ -157,7 +157,7 @@ def test_device_state_events_and_one_alert_per_dead_outlet(
     assert "acknowledged" in _fleetctl(server, "alerts", "ack", str(alert_id))
     assert server.get(f"/api/v1/alerts/{alert_id}")["acked_by"] == "dev"
     assert "silenced until" in _fleetctl(
-        server, "alerts", "silence", str(alert_id), "--minutes", "5"
+        server, "alerts", "silence", str(alert_id), "--minutes", "5", "--reason", "power cut"
     )
     agent.session += 1
     agent.seq = 0

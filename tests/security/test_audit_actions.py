@@ -46,7 +46,7 @@ def test_each_operator_change_is_audited(api: Api) -> None:
     ).is_success
     assert api.client.post(f"/api/v1/alerts/{alert_id}/ack", headers=operator).is_success
     assert api.client.post(
-        f"/api/v1/alerts/{alert_id}/silence?minutes=30", headers=operator
+        f"/api/v1/alerts/{alert_id}/silence?minutes=30&reason=maintenance", headers=operator
     ).is_success
 
     expected = {

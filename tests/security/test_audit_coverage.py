@@ -223,7 +223,7 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
     ),
     "POST /api/v1/alerts/{alert_id}/ack": (_post("/api/v1/alerts/{alert}/ack"), "alert.ack"),
     "POST /api/v1/alerts/{alert_id}/silence": (
-        _post("/api/v1/alerts/{alert}/silence?minutes=5"),
+        _post("/api/v1/alerts/{alert}/silence?minutes=5&reason=maintenance"),
         "alert.silence",
     ),
     "POST /api/v1/alerts/evaluate": (_post("/api/v1/alerts/evaluate"), "alert.evaluate"),

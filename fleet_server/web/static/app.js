@@ -15,10 +15,21 @@
   const kind = (k) => (k ? esc(tr("k_" + k, k)) : "-");
   const time = (iso) => (iso ? new Date(iso).toLocaleString(boot.lang === "zh" ? "zh-CN" : "en-GB") : "-");
   const cfg = window.govedgeConfig({ esc, tr, time, refresh: () => refresh() });
-  const camp = window.govedgeCampaigns({ esc, tr, time });
+  // One JSON call for the page modules: {status, ok, json} (json null when not JSON).
+  async function call(method, url, body) {
+    const init = { method, cache: "no-store", headers: {} };
+    if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
+    const r = await fetch(url, init);
+    let answer = null;
+    try { answer = await r.json(); } catch (e) { answer = null; }
+    return { status: r.status, ok: r.ok, json: answer };
+  }
+  const camp = window.govedgeCampaigns({ esc, tr, time, call });
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
-  const pbk = window.govedgePlaybooks({ esc, tr, time });
+  const pbk = window.govedgePlaybooks({ esc, tr, time, call });
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
+  const ops = window.govedgeOps({ esc, tr, time, call, userName: (boot.user && boot.user.name) || "" });
+  const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -34,7 +45,7 @@
     return `<table><tr><th>${tr("rule")}</th><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("severity")}</th><th>${tr("summary")}</th><th>${tr("since")}</th><th>${tr("acked")}</th>${withActions ? "<th></th>" : ""}</tr>` +
       alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td><a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a></td><td>${esc(a.device_id || "")}</td>` +
         `<td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.summary)}</td><td>${time(a.opened_at)}</td><td>${a.acked_by ? esc(a.acked_by) : ""}</td>` +
-        (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <button data-act="silence" data-id="${a.id}">${tr("silence")}</button></td>` : "") + "</tr>").join("") + "</table>";
+        (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <a class="silence-link" href="/ui/alerts">${tr("silence")}</a></td>` : "") + "</tr>").join("") + "</table>";
   }
 
   function countsTable(rows, keyName, label, fmt) {
@@ -155,6 +166,10 @@
       if (!mounted) { pbk.mount(boot.data); mounted = true; }
       return;
     }
+    if (isOps) {
+      if (!mounted) { ops.mount(boot.page, boot.data); mounted = true; }
+      return;
+    }
     if (boot.page === "config") {
       // The editor holds the operator's unsaved text: only the lists are redrawn.
       if (mounted) cfg.update(data);
@@ -191,6 +206,7 @@
   async function refresh() {
     if (isCampaigns) { await camp.refresh(); return; }
     if (isPlaybooks) { await pbk.refresh(); return; }
+    if (isOps) { await ops.refresh(); return; }
     const r = await fetch(source[boot.page](), { cache: "no-store" });
     if (!r.ok) return;
     const fresh = await r.json();

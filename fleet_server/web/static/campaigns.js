@@ -4,7 +4,7 @@
 // is open and on every server-sent change. app.js hands in its helpers.
 "use strict";
 window.govedgeCampaigns = function (h) {
-  const { esc, tr, time } = h;
+  const { esc, tr, time, call } = h;
   const $ = (id) => document.getElementById(id);
   const STATES = ["pending", "scheduled", "downloading", "verifying", "installing", "restarting", "healthy", "failed", "rolled_back", "skipped"];
   const DONE = ["healthy", "failed", "rolled_back", "skipped"];
@@ -15,15 +15,6 @@ window.govedgeCampaigns = function (h) {
   const cstate = (s) => `<span class="st cps-${esc(s)}" data-campaign-state="${esc(s)}">${esc(tr("cp_" + s, s))}</span>`;
   const ostate = (s) => `<span class="ost ost-${esc(s)}">${esc(tr("os_" + s, s))}</span>`;
   const view = { id: null, canWrite: false, filter: "", campaign: null, timer: null };
-
-  async function call(method, url, body) {
-    const init = { method, cache: "no-store", headers: {} };
-    if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
-    const r = await fetch(url, init);
-    let answer = null;
-    try { answer = await r.json(); } catch (e) { answer = null; }
-    return { status: r.status, ok: r.ok, json: answer };
-  }
 
   // One bar: healthy green, failed/rolled back/skipped red, installing blue, rest grey.
   function bar(counts, size) {

@@ -5,7 +5,7 @@
 // drawn only for roles that may use them. app.js hands in its helpers.
 "use strict";
 window.govedgePlaybooks = function (h) {
-  const { esc, tr, time } = h;
+  const { esc, tr, time, call } = h;
   const $ = (id) => document.getElementById(id);
   const DONE = ["successful", "failed", "canceled", "error", "interrupted"];
   const COUNTS = ["ok", "changed", "failed", "unreachable", "skipped"];
@@ -16,15 +16,6 @@ window.govedgePlaybooks = function (h) {
   const pstate = (s) => `<span class="st pbs-${esc(s)}" data-state="${esc(s)}">${esc(tr("ps_" + s, s))}</span>`;
   const outletLink = (o) => `<a href="/ui/outlets/${encodeURIComponent(o)}">${esc(o)}</a>`;
   const runLink = (id, text) => `<a href="/ui/playbook-runs/${encodeURIComponent(id)}">${esc(text)}</a>`;
-
-  async function call(method, url, body) {
-    const init = { method, cache: "no-store", headers: {} };
-    if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
-    const r = await fetch(url, init);
-    let answer = null;
-    try { answer = await r.json(); } catch (e) { answer = null; }
-    return { status: r.status, ok: r.ok, json: answer };
-  }
 
   // The API's reason for a refusal: its detail text, or each field problem of a 422.
   function why(res) {
