@@ -50,6 +50,7 @@ from fleet_server.api.scope import WHOLE_FLEET_ONLY, metrics_access, path_guard
 from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
+from fleet_server.health import registry_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
@@ -122,6 +123,10 @@ def create_app(
     # Every /api/v1 router documents the error answers its routes give (api/errors.py).
     api = functools.partial(app.include_router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(health.router, dependencies=[PROBE])
+    # The registry file (docs/outlet-registry.md) before /outlets/{outlet_id} claims
+    # "import" and "export" as outlet ids; scoped users import their own regions only.
+    api(registry_api.read_router, dependencies=[VIEWER])
+    api(registry_api.write_router, dependencies=[OPERATOR])
     api(outlets.router, dependencies=[VIEWER])
     api(ingest.router, dependencies=[VIEWER])
     # One router per resource, so role checks can be attached per router.

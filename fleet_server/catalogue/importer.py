@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session
 
 from fleet_server.models import CatalogueItem
 
-__all__ = ["CatalogueError", "CatalogueRow", "RowError", "import_rows", "parse_catalogue"]
+__all__ = [
+    "CatalogueError", "CatalogueRow", "RowError", "import_rows", "parse_catalogue", "read_records",
+]  # fmt: skip
 
 _HANDLING_TYPES: Final = {
     "instant": "instant",
@@ -120,7 +122,9 @@ class CatalogueRow(BaseModel):
         return self
 
 
-def _records(data: bytes, *, fmt: str) -> list[dict[str, Any]]:
+def read_records(data: bytes, *, fmt: str, list_key: str = "items") -> list[dict[str, Any]]:
+    """The file's rows as dicts: CSV with a header row, or JSON as a list of objects or
+    ``{list_key: [...]}``; a file that is neither raises ``CatalogueError`` (row 0)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -137,11 +141,10 @@ def _records(data: bytes, *, fmt: str) -> list[dict[str, Any]]:
             [RowError(row=0, field="file", message=f"not JSON (line {exc.lineno})")]
         ) from None
     if isinstance(raw, dict):
-        raw = raw.get("items")
+        raw = raw.get(list_key)
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise CatalogueError(
-            [RowError(row=0, field="file", message="expected a list of objects or {items: [...]}")]
-        )
+        expected = f"expected a list of objects or {{{list_key}: [...]}}"
+        raise CatalogueError([RowError(row=0, field="file", message=expected)])
     return raw
 
 
@@ -152,7 +155,7 @@ def parse_catalogue(
 
     With ``targets``, a row naming a target that is not configured is an error too.
     """
-    records = _records(data, fmt=fmt)
+    records = read_records(data, fmt=fmt)
     errors: list[RowError] = []
     if len(records) > _MAX_ROWS:
         raise CatalogueError([RowError(row=0, field="file", message="too many rows")])

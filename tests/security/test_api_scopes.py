@@ -51,6 +51,10 @@ def _validate(outlet: str, region: str) -> dict[str, Any]:
     return {"scope": f"outlet:{outlet}", "document": {}}
 
 
+def _registry(outlet: str, region: str) -> list[dict[str, Any]]:
+    return [{"id": outlet, "name": "网点", "kind": "township_centre", "region": region}]
+
+
 def _override(outlet: str, region: str) -> dict[str, Any]:
     return {"scope": "outlet", "scope_value": outlet, "rule": "outlet_offline", "params": {}}
 
@@ -103,6 +107,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/me"): READ,
     ("PUT", "/api/v1/outlet-profiles"): FLEET,
     ("GET", "/api/v1/outlets.geojson"): SHOWS,
+    ("GET", "/api/v1/outlets/export"): SHOWS,
+    ("POST", "/api/v1/outlets/import"): Case("target", body=_registry),
     ("GET", "/api/v1/outlets/{outlet_id}/access"): ONE,
     ("PUT", "/api/v1/outlets/{outlet_id}/access"): ONE,
     ("GET", "/api/v1/outlets/{outlet_id}/certificates"): ONE,
