@@ -26,7 +26,7 @@ def _refusal(response: Any) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        return str(response.text[:200])
     lines = [str(body.get("detail", ""))]
     lines += [f"  row {e['row']}, {e['field']}: {e['message']}" for e in body.get("errors") or []]
     return "\n".join(lines)
