@@ -23,6 +23,7 @@ from fleet_server.api import (
     catalogue,
     dead_letters,
     enrollment,
+    enrollment_lists,
     evaluations,
     health,
     ingest,
@@ -136,6 +137,7 @@ def create_app(
     api(evaluations.router, dependencies=[rw])
     api(rectifications.router, dependencies=[rw])
     api(enrollment.admin_router)
+    api(enrollment_lists.router, dependencies=[ADMIN])
     api(enrollment.public_router, responses=ERROR_RESPONSES | RATE_LIMITED)
     mark_open(f"{API_PREFIX}/enroll")
     mark_open(f"{API_PREFIX}/enroll/renew")

@@ -147,6 +147,11 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("PUT", "/api/v1/users/{name}/scope"): ADMIN,
     ("POST", "/api/v1/users/{name}/tokens"): ADMIN,
     ("GET", "/api/v1/users"): ADMIN,
+    ("POST", "/api/v1/users/{name}/password"): ADMIN,
+    ("POST", "/api/v1/users/{name}/unlock"): ADMIN,
+    ("POST", "/api/v1/users/{name}/sessions/revoke"): ADMIN,
+    ("GET", "/api/v1/enrollments"): ADMIN,
+    ("GET", "/api/v1/certificates"): ADMIN,
     ("POST", "/api/v1/users"): ADMIN,
     ("GET", "/healthz"): OPEN,
     # Fleet totals: whole-fleet only when probes need a token (test_metrics_is_whole_fleet).

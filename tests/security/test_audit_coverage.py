@@ -214,6 +214,15 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
     ),
     "POST /api/v1/users/{name}/tokens": (_post("/api/v1/users/u-new/tokens"), "user.token"),
     "POST /api/v1/users/{name}/disable": (_post("/api/v1/users/u-new/disable"), "user.disable"),
+    "POST /api/v1/users/{name}/unlock": (_post("/api/v1/users/u-new/unlock"), "user.enable"),
+    "POST /api/v1/users/{name}/password": (
+        _post("/api/v1/users/u-new/password", json={"generate": True}),
+        "user.password",
+    ),
+    "POST /api/v1/users/{name}/sessions/revoke": (
+        _post("/api/v1/users/u-new/sessions/revoke"),
+        "user.sessions_revoke",
+    ),
     "POST /api/v1/outlets/import": (
         _post("/api/v1/outlets/import", json=[_REGISTRY_ROW]),
         "outlet_registry.import",
