@@ -63,6 +63,7 @@ from fleet_server.releases import api as releases_api
 from fleet_server.routing.targets import TargetsConfig
 from fleet_server.runtime import ServerRuntime
 from fleet_server.settings import Settings
+from fleet_server.web import admin_pages as web_admin_pages
 from fleet_server.web import login as web_login
 from fleet_server.web import playbook_pages as web_playbook_pages
 from fleet_server.web import ui as web_ui
@@ -172,6 +173,8 @@ def create_app(
     api(archives_api.admin_router, dependencies=[ADMIN])
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_playbook_pages.router, dependencies=[VIEWER])
+    app.include_router(web_admin_pages.router, dependencies=[VIEWER])
+    app.include_router(web_admin_pages.admin_router, dependencies=[ADMIN])
     # How a browser gets a session: the entry, the login form and the files it needs.
     app.include_router(web_login.router, dependencies=[OPEN])
     app.include_router(web_login.root_router, dependencies=[OPEN])

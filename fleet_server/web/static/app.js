@@ -19,6 +19,8 @@
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
   const pbk = window.govedgePlaybooks({ esc, tr, time });
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
+  // Pages drawn by a script of their own (registry.js: outlets list and admin pages).
+  const own = window.govedgeRegistry ? window.govedgeRegistry({ esc, tr, time, st, boot }).pages[boot.page] : null;
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -116,6 +118,10 @@
   let mounted = false;
 
   function draw() {
+    if (own) {
+      if (!mounted) { own.mount(boot.data); mounted = true; }
+      return;
+    }
     if (isCampaigns) {  // campaigns.js reads the campaign API itself
       if (!mounted) { camp.mount(boot.data); mounted = true; }
       return;
@@ -158,6 +164,7 @@
   });
 
   async function refresh() {
+    if (own) { await own.refresh(); return; }
     if (isCampaigns) { await camp.refresh(); return; }
     if (isPlaybooks) { await pbk.refresh(); return; }
     const r = await fetch(source[boot.page](), { cache: "no-store" });
