@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet_server.catalogue.importer import CatalogueError, RowError, read_records
+from fleet_server.catalogue.importer import RowError, RowsError, read_records, validate_rows
 from fleet_server.health.hours import DAYS, describe, is_24h, is_span
 from fleet_server.health.tables import OutletProfile
 from fleet_server.models import Outlet
@@ -51,18 +51,13 @@ _KIND_NAMES: Final = {
     "村便民服务站": "village_station",
     "24小时自助终端": "kiosk",
 }
-_MAX_ROWS: Final = 100_000
 Hours = Literal["24h"] | dict[str, list[str]]
 
 
-class RegistryError(ValueError):
-    """The file cannot be imported; ``errors`` lists every problem found."""
+class RegistryError(RowsError):
+    """The registry file cannot be imported."""
 
-    def __init__(self, errors: Sequence[RowError]) -> None:
-        self.errors = list(errors)
-        shown = "; ".join(str(error) for error in self.errors[:10])
-        more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
-        super().__init__(f"{len(self.errors)} registry errors: {shown}{more}")
+    what = "registry"
 
 
 def parse_hours(value: Any) -> Any:
@@ -152,38 +147,12 @@ def parse_registry(data: bytes, *, fmt: Literal["csv", "json"]) -> list[Registry
     """Validate every row; raise ``RegistryError`` listing every problem."""
     try:
         records = read_records(data, fmt=fmt, list_key="outlets")
-    except CatalogueError as exc:
+    except RowsError as exc:
         raise RegistryError(exc.errors) from None
-    if not records:
-        raise RegistryError([RowError(row=0, field="file", message="no rows")])
-    if len(records) > _MAX_ROWS:
-        raise RegistryError([RowError(row=0, field="file", message="too many rows")])
-    errors: list[RowError] = []
-    rows: list[RegistryRow] = []
-    seen: dict[str, int] = {}
-    for number, record in enumerate(records, start=1):
-        cleaned = {
-            key.strip(): value
-            for key, value in record.items()
-            if key is not None and not (fmt == "csv" and value is None)
-        }
-        try:
-            row = RegistryRow.model_validate(cleaned)
-        except ValidationError as exc:
-            for error in exc.errors():
-                field = str(error["loc"][0]) if error["loc"] else "row"
-                message = error["msg"].removeprefix("Value error, ")
-                errors.append(RowError(row=number, field=field, message=message))
-            continue
-        if row.id in seen:
-            errors.append(
-                RowError(row=number, field="id", message=f"duplicate of row {seen[row.id]}")
-            )
-        seen.setdefault(row.id, number)
-        rows.append(row)
+    numbered, errors = validate_rows(records, RegistryRow, fmt=fmt, key="id")
     if errors:
         raise RegistryError(errors)
-    return rows
+    return [row for _, row in numbered]
 
 
 def outside_scope(session: Session, scope: Scope, rows: Iterable[RegistryRow]) -> list[RowError]:
