@@ -84,12 +84,18 @@ def test_an_admin_imports_the_registry_and_works_the_list(
     page.wait_for_selector("#rg-shown:text('1-20 of 20')")
     assert page.locator("#rg-rows tr").first.get_attribute("data-outlet") == "ui-119"
     page.screenshot(path=str(tmp_path / "outlets-en.png"), full_page=True)
+    # Live: an import elsewhere (the API) shows up without a reload.
+    row = HEADER + "ui-1xx,网点新增,kiosk,410401,,,,,\n"
+    answer = fleet.http.post("/api/v1/outlets/import", content=row.encode(),
+                             params={"format": "csv"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    page.wait_for_selector("#rg-shown:text('1-21 of 21')")
     # The map places the imported outlets.
     page.goto(f"{fleet.url}/ui/map")
     page.wait_for_selector('circle[data-outlet="ui-007"]')
     # zh-CN is the default.
     page.goto(f"{fleet.url}/ui/outlets?lang=zh")
-    page.wait_for_selector("#rg-shown:text('第 1-50 条,共 120 条')")
+    page.wait_for_selector("#rg-shown:text('第 1-50 条,共 121 条')")
     assert "网点名录导入导出" in page.locator("#registry h2").inner_text()
     page.screenshot(path=str(tmp_path / "outlets-zh.png"), full_page=True)
     page.close()
@@ -125,6 +131,16 @@ def test_an_admin_adds_a_user_who_logs_in_and_mints_a_token(
     login_form(clerk, "county-clerk", PASSWORD)
     clerk.wait_for_url("**/ui/overview")
     assert not any(href in _nav(clerk) for href in ADMIN_NAV)
+    # A reset on the page: a generated password, shown once, works; the old one not.
+    page.click('tr[data-user="county-clerk"] button[data-us="reset"]')
+    new_password = page.wait_for_selector("#us-generated").inner_text()
+    assert len(new_password) >= 10
+    clerk.goto(f"{fleet.url}/")  # the reset ended the clerk's session: the login form
+    clerk.wait_for_url("**/ui/login?next=*")
+    login_form(clerk, "county-clerk", PASSWORD)
+    assert "wrong user name or password" in clerk.wait_for_selector("#login-error").inner_text()
+    login_form(clerk, "county-clerk", new_password)
+    clerk.wait_for_url("**/ui/overview")
     other.close()
     # Mint a token: shown once, then listed as unused.
     page.goto(f"{fleet.url}/ui/enrollment?lang=en")
@@ -139,8 +155,10 @@ def test_an_admin_adds_a_user_who_logs_in_and_mints_a_token(
     page.wait_for_selector('tr[data-action="enrollment.token_create"]')
     page.fill("#au-action", "user.*")
     page.click("#au-form button[type=submit]")
-    page.wait_for_selector('tr[data-action="user.create"]')
-    assert page.locator('tr[data-action="enrollment.token_create"]').count() == 0
+    page.wait_for_selector('tr[data-action="enrollment.token_create"]', state="detached")
+    created = page.locator('tr[data-action="user.create"]', has_text="user:county-clerk")
+    assert created.count() == 1
+    assert "ui-admin2" in created.inner_text()
     assert "审计日志" in page.locator("header nav").inner_text()
     page.screenshot(path=str(tmp_path / "audit-zh.png"), full_page=True)
     page.close()
