@@ -166,11 +166,19 @@ def test_an_admin_adds_a_user_who_logs_in_and_mints_a_token(
 
 
 def test_an_operator_and_a_viewer_see_no_admin_pages(fleet: FleetServer, browser: Any) -> None:
-    for name, role in (("ui-operator", "operator"), ("ui-viewer", "viewer")):
-        context = logged_in_context(browser, fleet, name, role)
+    body = (HEADER + _rows(6)).encode()
+    answer = fleet.http.post("/api/v1/outlets/import", content=body, params={"format": "csv"})
+    assert answer.status_code == 200, answer.text
+    # A county operator (410401: ui-001 and ui-004) and a whole-fleet viewer.
+    for name, role, regions, shown in (
+        ("ui-operator", "operator", ("410401",), "1-2 of 2"),
+        ("ui-viewer", "viewer", (), "1-6 of 6"),
+    ):
+        context = logged_in_context(browser, fleet, name, role, regions=regions)
         page = context.new_page()
         page.goto(f"{fleet.url}/ui/outlets?lang=en")
-        page.wait_for_selector("#rg-shown")
+        page.wait_for_selector(f"#rg-shown:text('{shown}')")
+        assert page.locator("#rg-scope").count() == (1 if regions else 0)
         assert "/ui/outlets" in _nav(page)
         assert not any(href in _nav(page) for href in ADMIN_NAV)
         # Export for both; import only for the operator.
