@@ -27,7 +27,7 @@ from fleet_server.models import CatalogueItem
 
 __all__ = [
     "CatalogueError", "CatalogueRow", "RowError", "RowsError", "import_rows", "parse_catalogue",
-    "read_records", "validate_rows",
+    "read_records", "split_list", "validate_rows",
 ]  # fmt: skip
 
 _HANDLING_TYPES: Final = {
@@ -77,7 +77,8 @@ class CatalogueError(RowsError):
     what = "catalogue"
 
 
-def _split(value: Any) -> Any:
+def split_list(value: Any) -> Any:
+    """A list cell: ``a;b`` (or ``a|b``) as ``["a", "b"]``; anything else as it is."""
     if isinstance(value, str):
         return [part.strip() for part in value.replace("|", ";").split(";") if part.strip()]
     return value
@@ -117,7 +118,7 @@ class CatalogueRow(BaseModel):
     @field_validator("outlet_kinds", "region_codes", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split(value)
+        return split_list(value)
 
     @field_validator("promised_days", mode="before")
     @classmethod

@@ -23,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet_server.catalogue.importer import RowError, RowsError, read_records, validate_rows
+from fleet_server.catalogue.importer import (
+    RowError,
+    RowsError,
+    read_records,
+    split_list,
+    validate_rows,
+)
 from fleet_server.health.hours import DAYS, describe, is_24h, is_span
 from fleet_server.health.tables import OutletProfile
 from fleet_server.models import Outlet
@@ -124,9 +130,7 @@ class RegistryRow(BaseModel):
     @field_validator("service_items", mode="before")
     @classmethod
     def _items(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(";") if part.strip()]
-        return value
+        return split_list(value)
 
     @model_validator(mode="after")
     def _both_coordinates(self) -> RegistryRow:

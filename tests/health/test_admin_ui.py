@@ -15,7 +15,7 @@ import pytest
 
 from govedge_testbed import Mosquitto
 from tests.health.conftest import PASSWORD, logged_in_context, login_form
-from tests.server.helpers import FleetServer
+from tests.server.helpers import FleetServer, started_fleet_server
 
 HEADER = "id,name,kind,region,lat,lon,address,opening_hours,service_items\n"
 ADMIN_NAV = ("/ui/audit", "/ui/users", "/ui/enrollment")
@@ -30,15 +30,8 @@ def _rows(n: int) -> str:
 
 @pytest.fixture
 def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
-    server = FleetServer(
-        mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}", workdir=tmp_path,
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
-    )  # fmt: skip
-    server.start()
-    try:
+    with started_fleet_server(broker.url, tmp_path) as server:
         yield server
-    finally:
-        assert server.stop() == 0, server.stderr()
 
 
 def _nav(page: Any) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from govedge_testbed import Mosquitto
-from tests.server.helpers import FleetServer
+from tests.server.helpers import FleetServer, started_fleet_server
 
 BIN = Path(sys.executable).parent
 CSV = (
@@ -25,15 +25,8 @@ CSV = (
 
 @pytest.fixture
 def server(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
-    fleet = FleetServer(
-        mqtt_url=broker.url,
-        database_url=f"sqlite:///{tmp_path / 'fleet.db'}",
-        workdir=tmp_path,
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
-    )
-    fleet.start()
-    yield fleet
-    assert fleet.stop() == 0, fleet.stderr()
+    with started_fleet_server(broker.url, tmp_path) as fleet:
+        yield fleet
 
 
 def _fleetctl(
