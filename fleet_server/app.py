@@ -23,6 +23,7 @@ from fleet_server.api import (
     catalogue,
     dead_letters,
     enrollment,
+    enrollment_lists,
     evaluations,
     health,
     ingest,
@@ -50,7 +51,7 @@ from fleet_server.api.scope import WHOLE_FLEET_ONLY, metrics_access, path_guard
 from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
 from fleet_server.health import api as health_api
-from fleet_server.health import figures_api
+from fleet_server.health import figures_api, registry_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
@@ -62,6 +63,7 @@ from fleet_server.releases import api as releases_api
 from fleet_server.routing.targets import TargetsConfig
 from fleet_server.runtime import ServerRuntime
 from fleet_server.settings import Settings
+from fleet_server.web import admin_pages as web_admin_pages
 from fleet_server.web import login as web_login
 from fleet_server.web import ops_pages as web_ops_pages
 from fleet_server.web import playbook_pages as web_playbook_pages
@@ -124,6 +126,10 @@ def create_app(
     # Every /api/v1 router documents the error answers its routes give (api/errors.py).
     api = functools.partial(app.include_router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(health.router, dependencies=[PROBE])
+    # The registry file (docs/outlet-registry.md) before /outlets/{outlet_id} claims
+    # "import" and "export" as outlet ids; scoped users import their own regions only.
+    api(registry_api.read_router, dependencies=[VIEWER])
+    api(registry_api.write_router, dependencies=[OPERATOR])
     api(outlets.router, dependencies=[VIEWER])
     api(ingest.router, dependencies=[VIEWER])
     # One router per resource, so role checks can be attached per router.
@@ -133,6 +139,7 @@ def create_app(
     api(evaluations.router, dependencies=[rw])
     api(rectifications.router, dependencies=[rw])
     api(enrollment.admin_router)
+    api(enrollment_lists.router, dependencies=[ADMIN])
     api(enrollment.public_router, responses=ERROR_RESPONSES | RATE_LIMITED)
     mark_open(f"{API_PREFIX}/enroll")
     mark_open(f"{API_PREFIX}/enroll/renew")
@@ -169,6 +176,8 @@ def create_app(
     app.include_router(web_ui.router, dependencies=[VIEWER])
     app.include_router(web_playbook_pages.router, dependencies=[VIEWER])
     app.include_router(web_ops_pages.router, dependencies=[VIEWER])
+    app.include_router(web_admin_pages.router, dependencies=[VIEWER])
+    app.include_router(web_admin_pages.admin_router, dependencies=[ADMIN])
     # How a browser gets a session: the entry, the login form and the files it needs.
     app.include_router(web_login.router, dependencies=[OPEN])
     app.include_router(web_login.root_router, dependencies=[OPEN])

@@ -22,9 +22,11 @@ from fleet_server import (
     fleetctl_alerts,
     fleetctl_config,
     fleetctl_playbooks,
+    fleetctl_registry,
     fleetctl_releases,
     fleetctl_rollouts,
     fleetctl_security,
+    fleetctl_users,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -90,16 +92,22 @@ class _Api:
         body: Any = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        forbidden_returns: bool = False,
     ) -> httpx.Response:
-        """Any call; only transport failures, 401 and 403 exit here, the rest is returned."""
+        """Any call; only transport failures, 401 and 403 exit here, the rest is returned
+        (a 403 too with ``forbidden_returns``, for answers that say more than a refusal)."""
         try:
             response = httpx.request(
-                method, f"{self.server}{path}", json=body, params=params,
+                method, f"{self.server}{path}", json=body, params=params, content=content,
                 headers=self.headers | (headers or {}), timeout=self.timeout, verify=self.verify,
             )  # fmt: skip
         except httpx.HTTPError as exc:
             _die(f"cannot reach fleet server at {self.server}: {exc.__class__.__name__}: {exc}")
-        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        denied = {httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN}
+        if forbidden_returns:
+            denied.discard(httpx.codes.FORBIDDEN)
+        if response.status_code in denied:
             _die(f"not allowed ({response.status_code}): {_detail(response)}; see --token")
         return response
 
@@ -355,6 +363,8 @@ def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -
 
 
 fleetctl_security.register(cli)
+fleetctl_registry.register(cli)
+fleetctl_users.register(cli)
 fleetctl_alerts.register(cli)
 fleetctl_config.register(cli)
 fleetctl_releases.register(cli)

@@ -98,17 +98,10 @@ def users_unlock(name: str, database_url: str | None) -> None:
 @click.option("--database-url", help=DB_HELP)
 def users_sessions(name: str, database_url: str | None, *, revoke: bool) -> None:
     """List NAME's web sessions, or end them all with --revoke."""
-    from fleet_server.security import audit
-
     with _open(database_url) as session:
         user_id = _user_id(session, name)
         if revoke:
-            count = password_ops.revoke_sessions(session, user_id=user_id)
-            audit.record(
-                session, actor=CLI_ACTOR, action="user.sessions_revoke", target=f"user:{name}",
-                before={"sessions": count},
-            )  # fmt: skip
-            session.commit()
+            count = password_ops.end_sessions(session, name=name, user_id=user_id, actor=CLI_ACTOR)
             click.echo(f"{count} web sessions of {name} ended")
             return
         rows = list_sessions(session, user_id=user_id, now=datetime.now(UTC))

@@ -57,6 +57,8 @@ class MetricSources:
     campaigns: CampaignStats | None = None
     # Playbook runs refused (unknown playbook, bad extra vars, bad target), by reason.
     playbook_refused: Counter[str] | None = None
+    # Outlet registry imports refused (invalid rows, rows outside the scope), by reason.
+    registry_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -204,6 +206,14 @@ class _FleetCollector(Collector):
             for reason, count in sorted(s.playbook_refused.items()):
                 playbooks.add_metric([reason], count)
             yield playbooks
+        if s.registry_refused is not None:
+            registry = CounterMetricFamily(
+                "govedge_registry_imports_refused", "Outlet registry imports refused",
+                labels=["reason"],
+            )  # fmt: skip
+            for reason, count in sorted(s.registry_refused.items()):
+                registry.add_metric([reason], count)
+            yield registry
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -345,10 +355,12 @@ class FleetMetrics:
         self.http_refused: Counter[str] = Counter()
         self.release_refused: Counter[str] = Counter()
         self.playbook_refused: Counter[str] = Counter()
+        self.registry_refused: Counter[str] = Counter()
         self.sources = MetricSources(
             http_refused=self.http_refused,
             release_refused=self.release_refused,
             playbook_refused=self.playbook_refused,
+            registry_refused=self.registry_refused,
         )
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(

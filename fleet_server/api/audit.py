@@ -23,12 +23,16 @@ def read_audit(
     target: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="older than this entry (next page)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=ops.MAX_LIMIT)] = 100,
 ) -> list[AuditPublic]:
-    """Entries matching every filter given."""
+    """Entries matching every filter given, newest first."""
     rows = ops.query(
-        session, actor=actor, action=action, target=target, since=since, until=until, limit=limit
-    )
+        session, actor=actor, action=action, target=target, since=since, until=until,
+        before_id=before_id, limit=limit,
+    )  # fmt: skip
     return [
         AuditPublic(
             id=row.id,

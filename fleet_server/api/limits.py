@@ -44,6 +44,7 @@ BODY_LIMITS: Final[Mapping[str, int]] = {
     "/api/v1/catalogue/import": 32 * MIB,  # a province's service-item list
     "/api/v1/regions": 16 * MIB,  # outlines of every region
     "/api/v1/outlet-profiles": 8 * MIB,  # thousands of outlets at once
+    "/api/v1/outlets/import": 16 * MIB,  # a province's outlet registry
 }
 # Endpoints anyone may call (no operator token): rate-limited per client address.
 OPEN_PATHS: Final = frozenset({"/ui/login", "/api/v1/enroll", "/api/v1/enroll/renew"})

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import delete, select
@@ -25,7 +25,10 @@ from sqlalchemy.orm import Session
 
 from fleet_server.models import CatalogueItem
 
-__all__ = ["CatalogueError", "CatalogueRow", "RowError", "import_rows", "parse_catalogue"]
+__all__ = [
+    "CatalogueError", "CatalogueRow", "RowError", "RowsError", "import_rows", "parse_catalogue",
+    "read_records", "split_list", "validate_rows",
+]  # fmt: skip
 
 _HANDLING_TYPES: Final = {
     "instant": "instant",
@@ -56,17 +59,26 @@ class RowError:
         return f"row {self.row}, field {self.field}: {self.message}"
 
 
-class CatalogueError(ValueError):
-    """The file cannot be imported; ``errors`` lists every problem found."""
+class RowsError(ValueError):
+    """A file cannot be imported; ``errors`` lists every problem found."""
+
+    what = "file"
 
     def __init__(self, errors: Sequence[RowError]) -> None:
         self.errors = list(errors)
         shown = "; ".join(str(error) for error in self.errors[:10])
         more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
-        super().__init__(f"{len(self.errors)} catalogue errors: {shown}{more}")
+        super().__init__(f"{len(self.errors)} {self.what} errors: {shown}{more}")
 
 
-def _split(value: Any) -> Any:
+class CatalogueError(RowsError):
+    """The catalogue file cannot be imported."""
+
+    what = "catalogue"
+
+
+def split_list(value: Any) -> Any:
+    """A list cell: ``a;b`` (or ``a|b``) as ``["a", "b"]``; anything else as it is."""
     if isinstance(value, str):
         return [part.strip() for part in value.replace("|", ";").split(";") if part.strip()]
     return value
@@ -106,7 +118,7 @@ class CatalogueRow(BaseModel):
     @field_validator("outlet_kinds", "region_codes", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split(value)
+        return split_list(value)
 
     @field_validator("promised_days", mode="before")
     @classmethod
@@ -120,28 +132,74 @@ class CatalogueRow(BaseModel):
         return self
 
 
-def _records(data: bytes, *, fmt: str) -> list[dict[str, Any]]:
+def read_records(data: bytes, *, fmt: str, list_key: str = "items") -> list[dict[str, Any]]:
+    """The file's rows as dicts: CSV with a header row, or JSON as a list of objects or
+    ``{list_key: [...]}``; a file that is neither, or has no rows or too many, raises
+    ``RowsError`` (row 0)."""
+    records = _records(data, fmt=fmt, list_key=list_key)
+    if len(records) > _MAX_ROWS:
+        raise RowsError([RowError(row=0, field="file", message="too many rows")])
+    if not records:
+        raise RowsError([RowError(row=0, field="file", message="no rows")])
+    return records
+
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+def validate_rows(
+    records: Sequence[dict[str, Any]], model: type[Row], *, fmt: str, key: str
+) -> tuple[list[tuple[int, Row]], list[RowError]]:
+    """Each record as ``model`` with its row number, and the problems: a field that does
+    not validate, or the ``key`` field's value given twice."""
+    rows: list[tuple[int, Row]] = []
+    errors: list[RowError] = []
+    seen: dict[Any, int] = {}
+    for number, record in enumerate(records, start=1):
+        cleaned = {
+            name.strip(): value
+            for name, value in record.items()
+            if name is not None and not (fmt == "csv" and value is None)
+        }
+        try:
+            row = model.model_validate(cleaned)
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = ".".join(str(part) for part in error["loc"]) or "row"
+                message = error["msg"].removeprefix("Value error, ")
+                errors.append(RowError(row=number, field=field, message=message))
+            continue
+        value = getattr(row, key)
+        if value in seen:
+            errors.append(
+                RowError(row=number, field=key, message=f"duplicate of row {seen[value]}")
+            )
+        seen.setdefault(value, number)
+        rows.append((number, row))
+    return rows, errors
+
+
+def _records(data: bytes, *, fmt: str, list_key: str) -> list[dict[str, Any]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise CatalogueError([RowError(row=0, field="file", message="not UTF-8")]) from None
+        raise RowsError([RowError(row=0, field="file", message="not UTF-8")]) from None
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames:
-            raise CatalogueError([RowError(row=0, field="file", message="no header row")])
+            raise RowsError([RowError(row=0, field="file", message="no header row")])
         return [dict(row) for row in reader]
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CatalogueError(
+        raise RowsError(
             [RowError(row=0, field="file", message=f"not JSON (line {exc.lineno})")]
         ) from None
     if isinstance(raw, dict):
-        raw = raw.get("items")
+        raw = raw.get(list_key)
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise CatalogueError(
-            [RowError(row=0, field="file", message="expected a list of objects or {items: [...]}")]
-        )
+        expected = f"expected a list of objects or {{{list_key}: [...]}}"
+        raise RowsError([RowError(row=0, field="file", message=expected)])
     return raw
 
 
@@ -152,41 +210,20 @@ def parse_catalogue(
 
     With ``targets``, a row naming a target that is not configured is an error too.
     """
-    records = _records(data, fmt=fmt)
-    errors: list[RowError] = []
-    if len(records) > _MAX_ROWS:
-        raise CatalogueError([RowError(row=0, field="file", message="too many rows")])
-    if not records:
-        raise CatalogueError([RowError(row=0, field="file", message="no rows")])
+    try:
+        records = read_records(data, fmt=fmt)
+    except RowsError as exc:
+        raise CatalogueError(exc.errors) from None
     known = set(targets) if targets is not None else None
-    rows: list[CatalogueRow] = []
-    seen: dict[str, int] = {}
-    for number, record in enumerate(records, start=1):
-        cleaned = {
-            key.strip(): value
-            for key, value in record.items()
-            if key is not None and not (fmt == "csv" and value is None)
-        }
-        try:
-            row = CatalogueRow.model_validate(cleaned)
-        except ValidationError as exc:
-            for error in exc.errors():
-                field = ".".join(str(part) for part in error["loc"]) or "row"
-                errors.append(RowError(row=number, field=field, message=error["msg"]))
-            continue
-        if row.code in seen:
-            errors.append(
-                RowError(row=number, field="code", message=f"duplicate of row {seen[row.code]}")
-            )
-        seen.setdefault(row.code, number)
+    numbered, errors = validate_rows(records, CatalogueRow, fmt=fmt, key="code")
+    for number, row in numbered:
         if known is not None and row.target not in known:
             errors.append(
                 RowError(row=number, field="target", message=f"unknown target {row.target!r}")
             )
-        rows.append(row)
     if errors:
-        raise CatalogueError(errors)
-    return rows
+        raise CatalogueError(sorted(errors, key=lambda error: error.row))
+    return [row for _, row in numbered]
 
 
 def import_rows(

@@ -51,6 +51,12 @@ def _span(text: str) -> tuple[int, int] | None:
     return start, end
 
 
+def is_span(text: str) -> bool:
+    """Whether ``text`` is one well-formed span ``HH:MM-HH:MM`` that ends after it starts."""
+    span = _span(text)
+    return span is not None and span[0] < span[1]
+
+
 def _minute_of(local: datetime) -> float:
     return local.hour * 60 + local.minute + local.second / 60 + local.microsecond / 60e6
 

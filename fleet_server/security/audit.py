@@ -50,11 +50,15 @@ def query(
     target: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before_id: int | None = None,
     limit: int = 100,
 ) -> Sequence[AuditEntry]:
     """Entries matching every given filter, newest first; ``action`` ending in ``.*``
-    matches a prefix (``enrollment.*``)."""
+    matches a prefix (``enrollment.*``); ``before_id``: the next page, older than that
+    entry (entries share timestamps, ids never)."""
     statement = select(AuditEntry)
+    if before_id is not None:
+        statement = statement.where(AuditEntry.id < before_id)
     if actor is not None:
         statement = statement.where(AuditEntry.actor == actor)
     if action is not None:

@@ -146,6 +146,17 @@ def unlock(session: Session, *, name: str, actor: str) -> int:
     return count
 
 
+def end_sessions(session: Session, *, name: str, user_id: int, actor: str) -> int:
+    """End all of a user's web sessions, audited; commits. How many there were."""
+    count = revoke_sessions(session, user_id=user_id)
+    audit.record(
+        session, actor=actor, action="user.sessions_revoke", target=f"user:{name}",
+        before={"sessions": count},
+    )  # fmt: skip
+    session.commit()
+    return count
+
+
 def revoke_sessions(session: Session, *, user_id: int) -> int:
     """Delete a user's web sessions (not API tokens); the caller commits."""
     result = session.execute(

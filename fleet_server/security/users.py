@@ -150,6 +150,11 @@ def _get(session: Session, name: str) -> User:
     return user
 
 
+def get_user(session: Session, name: str) -> User:
+    """The account named ``name``; ``NotFound`` if there is none."""
+    return _get(session, name)
+
+
 def list_users(session: Session) -> Sequence[User]:
     """Every account, by name."""
     return session.scalars(select(User).order_by(User.name)).all()
@@ -192,6 +197,20 @@ def disable_user(session: Session, *, name: str, actor: str) -> User:
         after={"disabled": True},
     )
     session.commit()
+    return user
+
+
+def enable_user(session: Session, *, name: str, actor: str) -> User:
+    """Enable a disabled account again (its old tokens stay deleted: it logs in with its
+    password or gets a new token)."""
+    user = _get(session, name)
+    if user.disabled:
+        user.disabled = False
+        audit.record(
+            session, actor=actor, action="user.enable", target=f"user:{name}",
+            before={"disabled": True}, after={"disabled": False},
+        )  # fmt: skip
+        session.commit()
     return user
 
 

@@ -40,9 +40,12 @@ _STATIC = {
     "campaigns.js": "text/javascript",
     "playbooks.js": "text/javascript",
     "ops.js": "text/javascript",
+    "registry.js": "text/javascript",
     "app.css": "text/css",
 }
 _COOKIE = "govedge_lang"
+# Pages drawn by static/registry.js (fleet_server/web/admin_pages.py).
+REGISTRY_PAGES = frozenset({"outlets", "audit", "users", "enrollment"})
 # The boot JSON sits in a <script> element; outlet-controlled strings (device ids,
 # models) must not be able to end it ("</script>") or switch the parser into a
 # comment/script state ("<!--", "<script"). These escapes mean the same in JSON.
@@ -72,21 +75,32 @@ def render_page(
     other = "en" if lang == "zh" else "zh"
     # One campaign is under the list, one playbook run under the runs.
     here = {"campaign": "campaigns", "playbook-run": "playbook-runs"}.get(page, page)
+    entries = [
+        ("overview", "nav_overview"),
+        ("outlets", "nav_outlets"),
+        ("map", "nav_map"),
+        ("alerts", "nav_alerts"),
+        ("evaluations", "nav_evaluations"),
+        ("rectifications", "nav_rectifications"),
+        ("transactions", "nav_transactions"),
+        ("dead-letters", "nav_dead_letters"),
+        ("config", "nav_config"),
+        ("campaigns", "nav_campaigns"),
+        ("playbook-runs", "nav_playbook_runs"),
+    ]
+    # The admins' pages: not even their entries for anyone else (their routes say 403).
+    if principal.role is Role.ADMIN:
+        entries += [
+            ("audit", "nav_audit"),
+            ("users", "nav_users"),
+            ("enrollment", "nav_enrollment"),
+        ]
     nav = "".join(
         f'<a href="/ui/{href}" class="{"on" if here == href else ""}">{escape(t[key])}</a>'
-        for href, key in (
-            ("overview", "nav_overview"),
-            ("map", "nav_map"),
-            ("alerts", "nav_alerts"),
-            ("evaluations", "nav_evaluations"),
-            ("rectifications", "nav_rectifications"),
-            ("transactions", "nav_transactions"),
-            ("dead-letters", "nav_dead_letters"),
-            ("config", "nav_config"),
-            ("campaigns", "nav_campaigns"),
-            ("playbook-runs", "nav_playbook_runs"),
-        )
+        for href, key in entries
     )
+    # The registry and admin pages' script, on those pages only.
+    extra = '<script src="/ui/static/registry.js"></script>\n' if page in REGISTRY_PAGES else ""
     boot = {"page": page, "lang": lang, "t": t, "data": data, "user": user}
     boot_json = json.dumps(boot, ensure_ascii=False)
     boot_json = boot_json.translate(_SCRIPT_SAFE)
@@ -107,7 +121,7 @@ def render_page(
 <script src="/ui/static/campaigns.js"></script>
 <script src="/ui/static/playbooks.js"></script>
 <script src="/ui/static/ops.js"></script>
-<script src="/ui/static/app.js"></script>
+{extra}<script src="/ui/static/app.js"></script>
 </body></html>"""
     response = HTMLResponse(html)
     if request.query_params.get("lang") in LANGS:

@@ -51,6 +51,10 @@ def _validate(outlet: str, region: str) -> dict[str, Any]:
     return {"scope": f"outlet:{outlet}", "document": {}}
 
 
+def _registry(outlet: str, region: str) -> list[dict[str, Any]]:
+    return [{"id": outlet, "name": "网点", "kind": "township_centre", "region": region}]
+
+
 def _override(outlet: str, region: str) -> dict[str, Any]:
     return {"scope": "outlet", "scope_value": outlet, "rule": "outlet_offline", "params": {}}
 
@@ -104,6 +108,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/me"): READ,
     ("PUT", "/api/v1/outlet-profiles"): FLEET,
     ("GET", "/api/v1/outlets.geojson"): SHOWS,
+    ("GET", "/api/v1/outlets/export"): SHOWS,
+    ("POST", "/api/v1/outlets/import"): Case("target", body=_registry),
     ("GET", "/api/v1/outlets/{outlet_id}/access"): ONE,
     ("PUT", "/api/v1/outlets/{outlet_id}/access"): ONE,
     ("GET", "/api/v1/outlets/{outlet_id}/certificates"): ONE,
@@ -143,6 +149,11 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("PUT", "/api/v1/users/{name}/scope"): ADMIN,
     ("POST", "/api/v1/users/{name}/tokens"): ADMIN,
     ("GET", "/api/v1/users"): ADMIN,
+    ("POST", "/api/v1/users/{name}/password"): ADMIN,
+    ("POST", "/api/v1/users/{name}/unlock"): ADMIN,
+    ("POST", "/api/v1/users/{name}/sessions/revoke"): ADMIN,
+    ("GET", "/api/v1/enrollments"): ADMIN,
+    ("GET", "/api/v1/certificates"): ADMIN,
     ("POST", "/api/v1/users"): ADMIN,
     ("GET", "/healthz"): OPEN,
     # Fleet totals: whole-fleet only when probes need a token (test_metrics_is_whole_fleet).
@@ -168,6 +179,10 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/ui/logout"): OPEN,
     ("GET", "/ui/map"): SHOWS,
     ("GET", "/ui/outlets/{outlet_id}"): ONE,
+    ("GET", "/ui/outlets"): READ,
+    ("GET", "/ui/audit"): ADMIN,
+    ("GET", "/ui/users"): ADMIN,
+    ("GET", "/ui/enrollment"): ADMIN,
     ("GET", "/ui/overview"): SHOWS,
     ("GET", "/ui/static/{name}"): OPEN,
     ("GET", "/ui"): READ,

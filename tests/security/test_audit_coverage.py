@@ -184,6 +184,7 @@ _ACCESS = {
     "host_vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
 }
 _PROFILE = {"outlet_id": "o-1", "name": "城关镇便民服务中心", "region_code": "410402"}
+_REGISTRY_ROW = {"id": "o-reg", "name": "自助终端", "kind": "kiosk", "region": "410402"}
 _FOLLOW_UP = {"action": "回访", "note": "called back", "by": "clerk-1"}
 
 # route → (how to change something through it, the audit action it must write); in order.
@@ -213,6 +214,19 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
     ),
     "POST /api/v1/users/{name}/tokens": (_post("/api/v1/users/u-new/tokens"), "user.token"),
     "POST /api/v1/users/{name}/disable": (_post("/api/v1/users/u-new/disable"), "user.disable"),
+    "POST /api/v1/users/{name}/unlock": (_post("/api/v1/users/u-new/unlock"), "user.enable"),
+    "POST /api/v1/users/{name}/password": (
+        _post("/api/v1/users/u-new/password", json={"generate": True}),
+        "user.password",
+    ),
+    "POST /api/v1/users/{name}/sessions/revoke": (
+        _post("/api/v1/users/u-new/sessions/revoke"),
+        "user.sessions_revoke",
+    ),
+    "POST /api/v1/outlets/import": (
+        _post("/api/v1/outlets/import", json=[_REGISTRY_ROW]),
+        "outlet_registry.import",
+    ),
     "PUT /api/v1/outlet-profiles": (
         _put("/api/v1/outlet-profiles", [_PROFILE]),
         "outlet_profile.put",

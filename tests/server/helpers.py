@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,3 +267,18 @@ class FakeAgent:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@contextmanager
+def started_fleet_server(mqtt_url: str, workdir: Path) -> Iterator[FleetServer]:
+    """A started ``FleetServer`` on a fresh SQLite file with its own PKI in ``workdir``;
+    stopped after, and a non-zero exit fails the test."""
+    fleet = FleetServer(
+        mqtt_url=mqtt_url, database_url=f"sqlite:///{workdir / 'fleet.db'}", workdir=workdir,
+        GOVEDGE_PKI_DIR=str(workdir / "pki"),
+    )  # fmt: skip
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        assert fleet.stop() == 0, fleet.stderr()

@@ -48,7 +48,7 @@ def test_csv_import_then_bad_file_changes_nothing(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(main, ["catalogue", "import", str(bad), "--database-url", url])
     assert result.exit_code == 1
-    assert "row 1, field row: Value error, promised_days is required" in result.output
+    assert "row 1, field row: promised_days is required" in result.output
     assert "row 2, field level" in result.output
     assert "row 2, field region_codes.0" in result.output
     assert _codes(url) == ["ZS-1", "ZS-2"]

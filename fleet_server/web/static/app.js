@@ -30,6 +30,8 @@
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
   const ops = window.govedgeOps({ esc, tr, time, call, userName: (boot.user && boot.user.name) || "" });
   const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
+  // Pages drawn by a script of their own (registry.js: outlets list and admin pages).
+  const own = window.govedgeRegistry ? window.govedgeRegistry({ esc, tr, time, st, boot }).pages[boot.page] : null;
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
 
   function spark(values, w = 160, h = 28) {
@@ -158,6 +160,10 @@
   let mounted = false;
 
   function draw() {
+    if (own) {
+      if (!mounted) { own.mount(boot.data); mounted = true; }
+      return;
+    }
     if (isCampaigns) {  // campaigns.js reads the campaign API itself
       if (!mounted) { camp.mount(boot.data); mounted = true; }
       return;
@@ -204,6 +210,7 @@
   });
 
   async function refresh() {
+    if (own) { await own.refresh(); return; }
     if (isCampaigns) { await camp.refresh(); return; }
     if (isPlaybooks) { await pbk.refresh(); return; }
     if (isOps) { await ops.refresh(); return; }
