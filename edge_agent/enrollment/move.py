@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from edge_agent.enrollment.errors import EnrollmentError
-from edge_agent.enrollment.store import TlsStore, default_keys_dir
+from edge_agent.enrollment.store import TlsStore, default_keys_dir, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def move_keys(data_dir: Path, keys_dir: Path) -> bool:
         moved = [name for name in sorted(os.listdir(old)) if _move_one(old, keys_dir, name)]
         for partial in keys_dir.glob(f".*{_PARTIAL_SUFFIX}"):
             partial.unlink()  # a copy a crash interrupted; its source was moved above
-        _fsync_dir(keys_dir)
+        fsync_dir(keys_dir)
         os.rmdir(old)
-        _fsync_dir(data_dir)
+        fsync_dir(data_dir)
     except OSError as exc:
         raise KeysMoveError(f"cannot move the keys from {old} to {keys_dir}: {exc}") from None
     log.info(
@@ -99,7 +99,7 @@ def _copy_then_remove(source: Path, target: Path) -> None:
             os.fchown(handle.fileno(), stat.st_uid, stat.st_gid)
         os.fsync(handle.fileno())
     os.replace(partial, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     source.unlink()
 
 
@@ -108,11 +108,3 @@ def _same_dir(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
     except OSError:
         return False
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -63,7 +63,7 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -111,7 +111,7 @@ class TlsStore:
                     source = self.pending_dir / name
                     if source.exists():
                         os.replace(source, target)
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
             shutil.rmtree(self.pending_dir)
         except OSError as exc:
             raise EnrollmentError(
@@ -146,7 +146,7 @@ class TlsStore:
             _atomic_write(self.pending_dir / KEY_FILE, key_pem(key), mode=0o600)
             _atomic_write(self.pending_dir / CERT_FILE, certificate_pem.encode("ascii"), mode=0o644)
             _atomic_write(self.pending_dir / COMPLETE_MARK, b"", mode=0o600)
-            _fsync_dir(self.pending_dir)
+            fsync_dir(self.pending_dir)
         except OSError as exc:
             raise EnrollmentError(f"cannot store the certificate in {self.dir}: {exc}") from None
         self._recover()
