@@ -246,7 +246,7 @@ def _retired(settings: AgentSettings) -> RetiredDevices:
 def _config_keys(settings: AgentSettings) -> dict[str, Ed25519PublicKey]:
     """The held config-signing keys; unusable files are logged and trust nothing."""
     try:
-        keys = load_config_keys(settings.data_dir, settings.config_keys_file)
+        keys = load_config_keys(settings.keys_dir, settings.config_keys_file)
     except ConfigKeysError as exc:
         log.error("%s: no fleet config is trusted", exc)  # noqa: TRY400
         return {}

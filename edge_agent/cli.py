@@ -82,6 +82,12 @@ def settings_options(func: F) -> F:
             help="Directory for the agent's durable state (created 0700).",
         ),
         click.option(
+            "--keys-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Directory for the TLS key, certificate and fleet CA (default DATA_DIR/tls).",
+        ),
+        click.option(
             "--telemetry-interval",
             "telemetry_interval_s",
             type=float,

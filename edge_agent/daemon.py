@@ -42,6 +42,7 @@ from edge_agent.backoff import full_jitter_delay
 from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.enrollment import RenewalLoop, TlsStore
 from edge_agent.enrollment.check import check_tls_identity
+from edge_agent.enrollment.move import move_keys
 from edge_agent.local_api import AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
 from edge_agent.service.heartbeat import AgentState, keep_service_manager_informed
@@ -86,6 +87,8 @@ class Agent:
         on_local_api: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
+        # An outlet upgraded to the keys_dir layout: its keys leave DATA_DIR/tls first.
+        move_keys(settings.data_dir, settings.keys_dir)
         self.assembled: Assembled | None = None
         self._on_simulated = on_simulated
         self._on_local_api = on_local_api
@@ -180,7 +183,7 @@ class Agent:
                 renewal = None
                 if self.settings.mqtt_tls:
                     renewal = tg.create_task(
-                        RenewalLoop(self.settings.data_dir, counters=self.counters).run(),
+                        RenewalLoop(self.settings.keys_dir, counters=self.counters).run(),
                         name="agent-cert-renewal",
                     )
                 await stop.wait()
@@ -382,7 +385,7 @@ class Agent:
             # The outbox sender keeps up to its window (64) publishes in flight.
             max_inflight_messages=OUTBOX_WINDOW,
             # Built per attempt, so a renewed certificate is used from the next connect.
-            tls_context=TlsStore(settings.data_dir).ssl_context() if settings.mqtt_tls else None,
+            tls_context=TlsStore(settings.keys_dir).ssl_context() if settings.mqtt_tls else None,
         )
         # aiomqtt warns above 10 publishes awaiting their PUBACK; a full window is normal.
         client.pending_calls_threshold = 2 * OUTBOX_WINDOW

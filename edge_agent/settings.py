@@ -5,7 +5,8 @@ variables, the TOML file given with ``--config``, then the defaults below. Loadi
 fast with a ``SettingsError`` whose message is one line naming the bad setting.
 
 ``mqtt_url`` is ``mqtts://host[:port]`` (port 8883) in production: TLS with the outlet's
-client certificate from ``edge-agent enroll`` (``DATA_DIR/tls``). ``mqtt://host[:port]``
+client certificate from ``edge-agent enroll``, kept in ``keys_dir`` (default
+``DATA_DIR/tls``; a provisioned PC keeps it apart from the data dir). ``mqtt://host[:port]``
 (port 1883) is plain and anonymous, for development and tests only; the agent logs a
 warning when it uses it. Credentials never go in the URL.
 
@@ -67,6 +68,9 @@ class AgentSettings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     outlet_id: str
     data_dir: Path
+    # The private key, certificate, pinned fleet CA and config-signing keys: apart from
+    # the data dir (which is archived and copied) on a provisioned PC. Unset: DATA_DIR/tls.
+    keys_dir: Path
     telemetry_interval_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
     keepalive_s: Annotated[int, Field(ge=1, le=65535)] = 30
     reconnect_base_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
@@ -98,7 +102,7 @@ class AgentSettings(BaseSettings):
     evaluation_qr_url: str = ""
     timezone: str = "Asia/Shanghai"
     # Config-signing public keys ({key_id: base64 raw Ed25519 key}) for an outlet set up
-    # without enrollment; enrolled agents keep theirs in DATA_DIR/tls/config-keys.json.
+    # without enrollment; enrolled agents keep theirs in KEYS_DIR/config-keys.json.
     config_keys_file: Path | None = None
     # Agent updates (docs/updates.md, "The agent's installer"): the install home with
     # versions/, current, good and update/; uv's binary (None: python -m venv + pip);
@@ -178,6 +182,14 @@ class AgentSettings(BaseSettings):
         if not parts.hostname or port == 0:
             raise ValueError("must name a host (and a port 1-65535 if any)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_keys_dir(cls, data: Any) -> Any:
+        # Every install before keys_dir existed keeps its keys in DATA_DIR/tls.
+        if isinstance(data, dict) and data.get("keys_dir") is None and data.get("data_dir"):
+            return {**data, "keys_dir": Path(data["data_dir"]) / "tls"}
+        return data
 
     @model_validator(mode="after")
     def _check_backoff(self) -> AgentSettings:

@@ -47,8 +47,8 @@ def store_enrollment(
     issued: Mapping[str, Any],
 ) -> None:
     """What ``edge-agent enroll`` leaves in the data dir: key, certificate, CA, keys."""
-    TlsStore(data_dir).save(
+    TlsStore(data_dir / "tls").save(
         key=key, certificate_pem=issued["certificate_pem"], ca_pem=issued["ca_pem"],
         server_url=server_url, outlet_id=outlet_id,
     )  # fmt: skip
-    store_config_keys(data_dir, issued["config_keys"])
+    store_config_keys(data_dir / "tls", issued["config_keys"])

@@ -19,7 +19,7 @@ def check_tls_identity(settings: AgentSettings) -> None:
     if not settings.mqtt_tls:
         log.warning("broker connection is plain mqtt:// (no TLS, no identity): development only")
         return
-    store = TlsStore(settings.data_dir)
+    store = TlsStore(settings.keys_dir)
     store.ssl_context()
     identity = store.identity()
     if identity.outlet_id != settings.outlet_id:

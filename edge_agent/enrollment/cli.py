@@ -9,13 +9,14 @@ import click
 
 from edge_agent.enrollment.client import enroll
 from edge_agent.enrollment.errors import EnrollmentError
+from edge_agent.enrollment.keys_option import keys_dir_of, keys_dir_option
 from edge_agent.enrollment.store import TlsStore
 from edge_agent.enrollment.trust import fingerprint
 
 
-def ca_fingerprint_of(data_dir: Path) -> str:
-    """The SHA-256 fingerprint of the fleet CA pinned in ``data_dir``."""
-    return fingerprint(TlsStore(data_dir).pinned_ca())
+def ca_fingerprint_of(keys_dir: Path) -> str:
+    """The SHA-256 fingerprint of the fleet CA pinned in ``keys_dir``."""
+    return fingerprint(TlsStore(keys_dir).pinned_ca())
 
 
 @click.command(name="enroll")
@@ -39,6 +40,7 @@ def ca_fingerprint_of(data_dir: Path) -> str:
     envvar="GOVEDGE_DATA_DIR",
     help="The agent's data directory.",
 )
+@keys_dir_option
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="HTTP timeout, s.")
 @click.option(
     "--ca-file",
@@ -61,6 +63,7 @@ def enroll_command(
     server_url: str,
     token: str,
     data_dir: Path,
+    keys_dir: Path | None,
     timeout: float,
     ca_file: Path | None,
     ca_fingerprint: str | None,
@@ -74,10 +77,11 @@ def enroll_command(
     """
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keys = keys_dir_of(data_dir, keys_dir, move=True)
         identity = enroll(
             server_url=server_url,
             token=token,
-            data_dir=data_dir,
+            keys_dir=keys,
             timeout=timeout,
             ca_file=ca_file,
             ca_fingerprint=ca_fingerprint,
@@ -88,5 +92,5 @@ def enroll_command(
         sys.exit(1)
     click.echo(
         f"enrolled as outlet {identity.outlet_id}; certificate valid until "
-        f"{identity.not_after.isoformat()}; fleet CA pinned: sha256 {ca_fingerprint_of(data_dir)}"
+        f"{identity.not_after.isoformat()}; fleet CA pinned: sha256 {ca_fingerprint_of(keys)}"
     )

@@ -110,19 +110,19 @@ def enroll(
     *,
     server_url: str,
     token: str,
-    data_dir: Path,
+    keys_dir: Path,
     timeout: float = 30.0,
     ca_file: Path | None = None,
     ca_fingerprint: str | None = None,
     allow_insecure_http: bool = False,
 ) -> Identity:
-    """Enroll this PC: new key, CSR, certificate and pinned CA stored under ``data_dir/tls``."""
+    """Enroll this PC: new key, CSR, certificate and pinned CA stored in ``keys_dir``."""
     server_url = server_url.rstrip("/")
     check_enroll_url(server_url, allow_insecure_http=allow_insecure_http)
     if ca_fingerprint is not None:
         normalise_fingerprint(ca_fingerprint)  # a typo fails before the token is spent
     verify = http_trust(ca_file)
-    store = TlsStore(data_dir)
+    store = TlsStore(keys_dir)
     pinned = store.pinned_ca() if store.ca_path.exists() else None
     key = new_key()
     csr = _csr(key, "enrollment")
@@ -145,17 +145,17 @@ def enroll(
         outlet_id=data["outlet_id"],
     )
     if config_keys is not None:
-        store_config_keys(data_dir, config_keys)
+        store_config_keys(keys_dir, config_keys)
     return store.identity()
 
 
-def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = None) -> Identity:
+def renew(*, keys_dir: Path, timeout: float = 30.0, verify: Any = None) -> Identity:
     """Renew the stored certificate with a new key; the old pair stays until success.
 
     ``UntrustedAnswer`` when the new certificate is not issued by the pinned CA (or is
     not for the new key, or names another outlet): nothing is stored.
     """
-    store = TlsStore(data_dir)
+    store = TlsStore(keys_dir)
     current = store.identity()
     pinned = store.pinned_ca()
     old_key = store.private_key()
@@ -187,5 +187,5 @@ def renew(*, data_dir: Path, timeout: float = 30.0, verify: Any = None) -> Ident
         outlet_id=current.outlet_id,
     )
     if config_keys is not None:
-        store_config_keys(data_dir, config_keys)
+        store_config_keys(keys_dir, config_keys)
     return store.identity()

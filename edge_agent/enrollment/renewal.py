@@ -34,17 +34,17 @@ def renew_at(identity: Identity) -> datetime:
 
 
 class RenewalLoop:
-    """Runs forever (until cancelled) keeping the certificate in ``data_dir`` fresh."""
+    """Runs forever (until cancelled) keeping the certificate in ``keys_dir`` fresh."""
 
     def __init__(
         self,
-        data_dir: Path,
+        keys_dir: Path,
         *,
         max_sleep_s: float = MAX_SLEEP_S,
         counters: AgentCounters | None = None,
     ) -> None:
-        self._data_dir = data_dir
-        self._store = TlsStore(data_dir)
+        self._keys_dir = keys_dir
+        self._store = TlsStore(keys_dir)
         self._max_sleep_s = max_sleep_s
         self.counters = counters or AgentCounters()
 
@@ -64,7 +64,7 @@ class RenewalLoop:
                 continue
             try:
                 renewed = await asyncio.to_thread(
-                    renew, data_dir=self._data_dir, timeout=HTTP_TIMEOUT_S
+                    renew, keys_dir=self._keys_dir, timeout=HTTP_TIMEOUT_S
                 )
             except EnrollmentError as exc:
                 delay = full_jitter_delay(attempt, base=RETRY_BASE_S, cap=RETRY_CAP_S)

@@ -1,4 +1,8 @@
-"""The outlet's identity files under ``DATA_DIR/tls``, written atomically.
+"""The outlet's identity files in its keys dir, written atomically.
+
+The keys dir is the ``keys_dir`` setting (default ``DATA_DIR/tls``; on a provisioned
+PC ``/var/lib/govedge-keys``, apart from the data dir that technicians copy and
+decommissioning archives).
 
 ``key.pem`` (EC P-256, 0600, never leaves the PC), ``cert.pem`` (CN = outlet id),
 ``ca.pem`` (the fleet CA, pinned at enrollment: trusted for the broker and the server,
@@ -27,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from edge_agent.enrollment.errors import EnrollmentError, NotEnrolled
 
+# The keys dir inside DATA_DIR when ``keys_dir`` is not set (and before it existed).
 TLS_DIR: Final = "tls"
 KEY_FILE: Final = "key.pem"
 CERT_FILE: Final = "cert.pem"
@@ -58,7 +63,7 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -78,11 +83,16 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-class TlsStore:
-    """Reads and writes the identity files of one data directory."""
+def default_keys_dir(data_dir: Path) -> Path:
+    """Where the keys live when ``keys_dir`` is not set."""
+    return data_dir / TLS_DIR
 
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = data_dir / TLS_DIR
+
+class TlsStore:
+    """Reads and writes the identity files of one keys dir."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.dir = keys_dir
         self.key_path = self.dir / KEY_FILE
         self.cert_path = self.dir / CERT_FILE
         self.ca_path = self.dir / CA_FILE
@@ -101,7 +111,7 @@ class TlsStore:
                     source = self.pending_dir / name
                     if source.exists():
                         os.replace(source, target)
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
             shutil.rmtree(self.pending_dir)
         except OSError as exc:
             raise EnrollmentError(
@@ -136,7 +146,7 @@ class TlsStore:
             _atomic_write(self.pending_dir / KEY_FILE, key_pem(key), mode=0o600)
             _atomic_write(self.pending_dir / CERT_FILE, certificate_pem.encode("ascii"), mode=0o644)
             _atomic_write(self.pending_dir / COMPLETE_MARK, b"", mode=0o600)
-            _fsync_dir(self.pending_dir)
+            fsync_dir(self.pending_dir)
         except OSError as exc:
             raise EnrollmentError(f"cannot store the certificate in {self.dir}: {exc}") from None
         self._recover()

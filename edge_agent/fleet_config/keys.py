@@ -2,9 +2,9 @@
 
 They arrive with the enrollment and renewal answers (``config_keys``: key id → base64
 raw 32-byte Ed25519 public key) and are kept beside the certificate in
-``DATA_DIR/tls/config-keys.json``, written atomically. An outlet provisioned without
-enrollment names a file of the same shape in the ``config_keys_file`` setting. Without
-any key the agent trusts no config.
+``config-keys.json`` of the keys dir (the ``keys_dir`` setting), written atomically.
+An outlet provisioned without enrollment names a file of the same shape in the
+``config_keys_file`` setting. Without any key the agent trusts no config.
 """
 
 from __future__ import annotations
@@ -24,27 +24,27 @@ from govedge_wire.config.public_keys import parse_config_keys as parse_config_ke
 KEYS_FILE: Final = "config-keys.json"
 
 
-def keys_path(data_dir: Path) -> Path:
+def keys_path(keys_dir: Path) -> Path:
     """Where enrollment and renewal keep the keys: beside the certificate."""
-    return data_dir / "tls" / KEYS_FILE
+    return keys_dir / KEYS_FILE
 
 
-def store_config_keys(data_dir: Path, raw: object) -> int:
+def store_config_keys(keys_dir: Path, raw: object) -> int:
     """Check and write the answer's ``config_keys`` atomically; how many were stored."""
     keys = parse_config_keys(raw)
     assert isinstance(raw, Mapping)
-    write_atomically(keys_path(data_dir), json.dumps(dict(raw), sort_keys=True).encode())
+    write_atomically(keys_path(keys_dir), json.dumps(dict(raw), sort_keys=True).encode())
     return len(keys)
 
 
-def load_config_keys(data_dir: Path, extra_file: Path | None) -> dict[str, Ed25519PublicKey]:
+def load_config_keys(keys_dir: Path, extra_file: Path | None) -> dict[str, Ed25519PublicKey]:
     """The keys beside the certificate plus those of ``extra_file`` (if set).
 
     A missing file holds no keys; an unreadable or malformed one is ``ConfigKeysError``.
     """
     keys: dict[str, Ed25519PublicKey] = {}
-    for path in (keys_path(data_dir), extra_file):
-        if path is None or (path == keys_path(data_dir) and not path.exists()):
+    for path in (keys_path(keys_dir), extra_file):
+        if path is None or (path == keys_path(keys_dir) and not path.exists()):
             continue
         try:
             raw = json.loads(path.read_bytes())

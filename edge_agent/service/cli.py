@@ -13,6 +13,7 @@ from edge_agent.service.unit import (
     DEFAULT_CONFIG,
     DEFAULT_DATA_DIR,
     DEFAULT_HOME,
+    DEFAULT_KEYS_DIR,
     Layout,
     UnitError,
     render_unit,
@@ -29,15 +30,21 @@ def service() -> None:
 @click.option("--config", default=str(DEFAULT_CONFIG), show_default=True, help="Settings.")
 @click.option("--data-dir", default=str(DEFAULT_DATA_DIR), show_default=True,
               help="DATA_DIR (/var/lib/NAME: the unit's StateDirectory).")  # fmt: skip
+@click.option("--keys-dir", default=str(DEFAULT_KEYS_DIR), show_default=True,
+              help="The agent's keys_dir (/var/lib/NAME, a second StateDirectory).")  # fmt: skip
 @click.option("--user", default="govedge", show_default=True, help="Service user.")
 @click.option("--group", default="govedge", show_default=True, help="Service group.")
 @click.option("--device-group", default="govedge-devices", show_default=True,
               help="Group the udev rules give the devices to.")  # fmt: skip
-def unit(home: str, config: str, data_dir: str, user: str, group: str, device_group: str) -> None:
+def unit(
+    home: str, config: str, data_dir: str, keys_dir: str, user: str, group: str,
+    device_group: str,
+) -> None:  # fmt: skip
     """Print the systemd unit (install as /etc/systemd/system/govedge-agent.service)."""
     layout = Layout(
         home=PurePosixPath(home), config=PurePosixPath(config),
-        data_dir=PurePosixPath(data_dir), user=user, group=group, device_group=device_group,
+        data_dir=PurePosixPath(data_dir), keys_dir=PurePosixPath(keys_dir),
+        user=user, group=group, device_group=device_group,
     )  # fmt: skip
     try:
         click.echo(render_unit(layout), nl=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from edge_agent.enrollment.keys_option import keys_dir_of, keys_dir_option
 from edge_agent.technician.outbox_state import (
     OutboxUnreadable,
     read_current_outbox_state,
@@ -70,15 +71,16 @@ def certificate_command() -> None:
 
 @certificate_command.command(name="renew")
 @_DATA_DIR
+@keys_dir_option
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="HTTP timeout, s.")
-def certificate_renew(data_dir: Path, timeout: float) -> None:
+def certificate_renew(data_dir: Path, keys_dir: Path | None, timeout: float) -> None:
     """Renew the certificate now with a new key (the running agent uses it at its next
     connect; restart the service to use it at once)."""
     from edge_agent.enrollment.client import renew
     from edge_agent.enrollment.errors import EnrollmentError
 
     try:
-        identity = renew(data_dir=data_dir, timeout=timeout)
+        identity = renew(keys_dir=keys_dir_of(data_dir, keys_dir, move=True), timeout=timeout)
     except (EnrollmentError, OSError) as exc:
         click.echo(f"edge-agent: renewal failed: {exc}", err=True)
         sys.exit(1)
@@ -89,6 +91,7 @@ def certificate_renew(data_dir: Path, timeout: float) -> None:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False))
 @_DATA_DIR
+@keys_dir_option
 @click.option(
     "--home",
     type=click.Path(path_type=Path, file_okay=False),
@@ -106,6 +109,7 @@ def diagnose_command(
     out: Path,
     config_file: Path | None,
     data_dir: Path,
+    keys_dir: Path | None,
     home: Path,
     journal_lines: int,
     log_file: Path | None,
@@ -118,12 +122,12 @@ def diagnose_command(
     settings = None
     if config_file is not None:
         try:
-            settings = load_settings(config_file=config_file, data_dir=data_dir)
+            settings = load_settings(config_file=config_file, data_dir=data_dir, keys_dir=keys_dir)
         except SettingsError as exc:
             click.echo(f"edge-agent: the settings are invalid, left out: {exc}", err=True)
     files = collect(
         settings=settings, data_dir=data_dir, home=home, journal_lines=journal_lines,
-        log_file=log_file,
+        log_file=log_file, keys_dir=keys_dir_of(data_dir, keys_dir, move=False),
     )  # fmt: skip
     write_archive(out, files)
     click.echo(str(out))

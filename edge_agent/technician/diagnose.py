@@ -54,11 +54,11 @@ def _version() -> str:
         return "unknown"
 
 
-def _identity(data_dir: Path) -> dict[str, Any]:
+def _identity(keys_dir: Path) -> dict[str, Any]:
     from edge_agent.enrollment.store import TlsStore
     from edge_agent.enrollment.trust import fingerprint
 
-    store = TlsStore(data_dir)
+    store = TlsStore(keys_dir)
     identity = store.identity()
     return {
         "outlet_id": identity.outlet_id,
@@ -158,15 +158,17 @@ def collect(
     home: Path,
     journal_lines: int = 2000,
     log_file: Path | None = None,
+    keys_dir: Path | None = None,
 ) -> dict[str, bytes]:
-    """The archive's files by name."""
-    identity = _safe(lambda: _identity(data_dir))
+    """The archive's files by name (``keys_dir`` unset: ``DATA_DIR/tls``)."""
+    keys = keys_dir if keys_dir is not None else data_dir / "tls"
+    identity = _safe(lambda: _identity(keys))
     server_url = identity.get("server_url") if isinstance(identity, dict) else None
     network: dict[str, Any] = {}
     if settings is not None:
         network["broker"] = _safe(lambda: _tcp(settings.mqtt_host, settings.mqtt_port))
     if server_url:
-        network["fleet_api"] = _safe(lambda: _fleet_api(server_url, data_dir / "tls" / "ca.pem"))
+        network["fleet_api"] = _safe(lambda: _fleet_api(server_url, keys / "ca.pem"))
     summary = {
         "generated_at": datetime.now(UTC).isoformat(),
         "hostname": socket.gethostname(),

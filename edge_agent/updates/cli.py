@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from edge_agent.enrollment.errors import EnrollmentError
+from edge_agent.enrollment.keys_option import keys_dir_of, keys_dir_option
 from edge_agent.fleet_config.keys import ConfigKeysError, load_config_keys
 from edge_agent.updates.download import verify_artifact
 from edge_agent.updates.errors import UpdateFailed
@@ -56,6 +58,7 @@ def update() -> None:
     show_default=True,
     help="the agent's DATA_DIR (its config-signing keys verify the manifest)",
 )
+@keys_dir_option
 @click.option("--config-keys-file", type=click.Path(path_type=Path), default=None)
 @click.option("--uv-bin", type=click.Path(path_type=Path), envvar="GOVEDGE_UPDATE_UV_BIN")
 @click.option("--find-links", type=click.Path(path_type=Path), multiple=True)
@@ -66,6 +69,7 @@ def install_command(
     manifest_file: Path,
     home: Path,
     data_dir: Path,
+    keys_dir: Path | None,
     config_keys_file: Path | None,
     uv_bin: Path | None,
     find_links: tuple[Path, ...],
@@ -74,7 +78,7 @@ def install_command(
 ) -> None:
     """Verify FILE against the signed MANIFEST and install it beside the running version."""
     try:
-        keys = load_config_keys(data_dir, config_keys_file)
+        keys = load_config_keys(keys_dir_of(data_dir, keys_dir, move=True), config_keys_file)
         manifest = verify_manifest(manifest_file.read_bytes(), keys)
         version = normal_version(manifest.version)
         layout = Layout(home)
@@ -82,7 +86,7 @@ def install_command(
         venv = asyncio.run(_install(layout, file, manifest, uv_bin, find_links, constraints))
     except ManifestRefused as exc:
         _fail("bad_manifest", str(exc))
-    except (ConfigKeysError, OSError, ValueError) as exc:
+    except (ConfigKeysError, EnrollmentError, OSError, ValueError) as exc:
         _fail("install_failed", str(exc))
     except UpdateFailed as exc:
         _fail(exc.reason, exc.detail)

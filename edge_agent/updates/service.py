@@ -41,7 +41,7 @@ def build_installer(
     report: StatusReporter,
     restart: Callable[[], None],
 ) -> Installer:
-    store = TlsStore(settings.data_dir)
+    store = TlsStore(settings.keys_dir)
     server_url: str | None = None
     tls_verify: ssl.SSLContext | bool = True
     try:
@@ -64,15 +64,15 @@ def build_installer(
             tls_verify=tls_verify,
         ),
         report=report,
-        keys=lambda: _keys(settings.data_dir, settings.config_keys_file),
+        keys=lambda: _keys(settings.keys_dir, settings.config_keys_file),
         proof=lambda: _proof(store),
         restart=restart,
     )
 
 
-def _keys(data_dir: Path, extra: Path | None) -> dict[str, Ed25519PublicKey]:
+def _keys(keys_dir: Path, extra: Path | None) -> dict[str, Ed25519PublicKey]:
     try:
-        return load_config_keys(data_dir, extra)
+        return load_config_keys(keys_dir, extra)
     except ConfigKeysError as exc:
         log.error("config keys unusable for the release manifest: %s", exc)  # noqa: TRY400
         return {}

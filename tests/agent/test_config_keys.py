@@ -23,11 +23,13 @@ def _key() -> tuple[str, str]:
 
 def test_keys_from_an_answer_are_stored_beside_the_certificate(tmp_path: Path) -> None:
     first, second = _key(), _key()
-    assert store_config_keys(tmp_path, dict([first, second])) == 2
-    assert keys_path(tmp_path).parent == tmp_path / "tls"
-    assert keys_path(tmp_path).stat().st_mode & 0o777 == 0o600
-    assert sorted(load_config_keys(tmp_path, None)) == sorted([first[0], second[0]])
-    assert not list((tmp_path / "tls").glob(".*.new"))  # no temp file left behind
+    keys_dir = tmp_path / "keys"
+    assert store_config_keys(keys_dir, dict([first, second])) == 2
+    assert keys_path(keys_dir) == keys_dir / "config-keys.json"
+    assert keys_path(keys_dir).stat().st_mode & 0o777 == 0o600
+    assert keys_dir.stat().st_mode & 0o777 == 0o700
+    assert sorted(load_config_keys(keys_dir, None)) == sorted([first[0], second[0]])
+    assert not list(keys_dir.glob(".*.new"))  # no temp file left behind
 
 
 def test_no_keys_means_no_trust_and_a_keys_file_adds_some(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "GOVEDGE_MQTT_URL",
         "GOVEDGE_OUTLET_ID",
         "GOVEDGE_DATA_DIR",
+        "GOVEDGE_KEYS_DIR",
         "GOVEDGE_TELEMETRY_INTERVAL_S",
         "GOVEDGE_KEEPALIVE_S",
         "GOVEDGE_LOG_LEVEL",
@@ -291,3 +292,19 @@ def test_bad_queue_window_in_toml_exits_2_naming_the_field(tmp_path: Path) -> No
         "'x' is not a configured business type "
         "(queue_business_types: general, social, realestate, tax)"
     )
+
+
+def test_keys_dir_defaults_to_data_dir_tls_and_is_set_apart_by_toml_env_or_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = 'outlet_id = "o1"\ndata_dir = "/var/lib/govedge"\n'
+    unset = load_settings(config_file=_toml(tmp_path, base))
+    assert unset.keys_dir == Path("/var/lib/govedge/tls")  # every install before keys_dir
+    from_cli_data_dir = load_settings(config_file=_toml(tmp_path, base), data_dir=Path("/d"))
+    assert from_cli_data_dir.keys_dir == Path("/d/tls")
+
+    config = _toml(tmp_path, base + 'keys_dir = "/var/lib/govedge-keys"\n')
+    assert load_settings(config_file=config).keys_dir == Path("/var/lib/govedge-keys")
+    monkeypatch.setenv("GOVEDGE_KEYS_DIR", "/srv/keys")
+    assert load_settings(config_file=config).keys_dir == Path("/srv/keys")
+    assert load_settings(config_file=config, keys_dir=Path("/k")).keys_dir == Path("/k")

@@ -241,6 +241,18 @@ def provisioned(
         pc.stop()
 
 
+def _assert_keys_apart(root: Path) -> None:
+    """The private key is in the keys dir (0700, key 0600), nothing in DATA_DIR/tls."""
+    keys = root / "var/lib/govedge-keys"
+    assert oct(keys.stat().st_mode & 0o777) == "0o700"
+    assert oct((keys / "key.pem").stat().st_mode & 0o777) == "0o600"
+    assert (keys / "cert.pem").exists()
+    assert not (root / "var/lib/govedge/tls").exists()
+    found = subprocess.run(["find", str(root / "var/lib/govedge"), "-name", "*.pem"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert found.stdout == ""
+
+
 def test_provision_installs_the_layout_and_the_agent_comes_online(
     server: FleetServer, ssh_host: SshHost, provisioned: tuple[Pc, dict[str, Any], int]
 ) -> None:
@@ -258,7 +270,8 @@ def test_provision_installs_the_layout_and_the_agent_comes_online(
     config = root / "etc/govedge/agent.toml"
     assert oct(config.stat().st_mode & 0o777) == "0o640"
     assert f'outlet_id = "{SSH_OUTLET}"' in config.read_text()
-    assert (root / "var/lib/govedge/tls/cert.pem").exists()  # enrolled with its token
+    assert 'keys_dir = "/var/lib/govedge-keys"' in config.read_text()
+    _assert_keys_apart(root)  # enrolled with its token, the key outside the data dir
     assert "govedge-devices" in (root / "etc/udev/rules.d/70-govedge.rules").read_text()
     # the unit passes systemd-analyze verify where it is installed
     verify = ssh_host.run_inside(
@@ -368,6 +381,7 @@ def test_upgrade_then_rotate_certificate(
     assert run["status"] == "successful", _events(server, run["id"])
     after = {c["serial"] for c in server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")}
     assert len(after - before) == 1
+    _assert_keys_apart(ssh_host.root)  # the new key went where the old one was
 
 
 def test_decommission_refuses_while_the_outbox_holds_cases_then_goes_through(
@@ -427,7 +441,13 @@ def test_decommission_refuses_while_the_outbox_holds_cases_then_goes_through(
     pc.stop()  # what stopping the service does where systemd runs
     assert not (ssh_host.root / "opt/govedge/current").exists()
     assert not (ssh_host.root / "etc/systemd/system/govedge-agent.service").exists()
-    assert (ssh_host.root / f"var/backups/govedge/{SSH_OUTLET}-decommissioned.tar.gz").exists()
+    backup = ssh_host.root / f"var/backups/govedge/{SSH_OUTLET}-decommissioned.tar.gz"
+    with tarfile.open(backup) as kept:
+        members = kept.getnames()
+    assert "var/lib/govedge/outbox.db" in members  # the data dir is kept...
+    assert not [m for m in members if m.endswith(".pem") or "/tls" in m]  # ...never the key
+    assert "var/lib/govedge/outbox.key" not in members  # nor the outbox's: ciphertext only
+    assert not (ssh_host.root / "var/lib/govedge-keys").exists()
     names = [a["name"] for a in server.get(f"/api/v1/outlets/{SSH_OUTLET}/archives")]
     assert "decommissioned.tar.gz" in names
     certificates = server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")

@@ -60,7 +60,7 @@ def _save_and_die_at(data_dir: str, key_pem: bytes, cert_pem: str, die_at: int) 
     os.replace = replace  # type: ignore[assignment]
     key = serialization.load_pem_private_key(key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    TlsStore(Path(data_dir)).save(
+    TlsStore(Path(data_dir) / "tls").save(
         key=key, certificate_pem=cert_pem, ca_pem=None, server_url="https://x", outlet_id="o"
     )
     os._exit(0)
@@ -68,7 +68,7 @@ def _save_and_die_at(data_dir: str, key_pem: bytes, cert_pem: str, die_at: int) 
 
 @pytest.mark.parametrize("die_at", range(1, 8))
 def test_crash_at_any_step_of_a_renewal_leaves_a_matching_pair(tmp_path: Path, die_at: int) -> None:
-    store = TlsStore(tmp_path)
+    store = TlsStore(tmp_path / "tls")
     old_key = new_key()
     old_cert = _certificate(old_key, 1)
     (tmp_path / "tls").mkdir(mode=0o700)
@@ -89,7 +89,7 @@ def test_crash_at_any_step_of_a_renewal_leaves_a_matching_pair(tmp_path: Path, d
     child.join(60)
     assert child.exitcode in (0, 17)
 
-    reread = TlsStore(tmp_path)
+    reread = TlsStore(tmp_path / "tls")
     key, cert = reread.private_key(), reread.certificate()
     assert _public(key) == cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -101,7 +101,7 @@ def test_crash_at_any_step_of_a_renewal_leaves_a_matching_pair(tmp_path: Path, d
 
 def test_a_crash_after_the_pair_was_written_completes_the_renewal(tmp_path: Path) -> None:
     """Dying between the key's and the certificate's move rolls forward to the new pair."""
-    store = TlsStore(tmp_path)
+    store = TlsStore(tmp_path / "tls")
     old_key = new_key()
     old_cert = _certificate(old_key, 1)
     (tmp_path / "tls").mkdir(mode=0o700)
@@ -121,5 +121,5 @@ def test_a_crash_after_the_pair_was_written_completes_the_renewal(tmp_path: Path
     child.start()
     child.join(60)
     assert child.exitcode == 17
-    assert TlsStore(tmp_path).certificate().serial_number == 2
-    assert _public(TlsStore(tmp_path).private_key()) == _public(new)
+    assert TlsStore(tmp_path / "tls").certificate().serial_number == 2
+    assert _public(TlsStore(tmp_path / "tls").private_key()) == _public(new)

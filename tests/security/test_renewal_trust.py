@@ -146,7 +146,7 @@ def test_renewal_from_another_ca_is_refused(
         # new certificate chains to the pin and is installed.
         _make_renewal_due(data_dir, pki_dir)
         due = _fingerprint(tls / "cert.pem")
-        renew(data_dir=data_dir, timeout=30)
+        renew(keys_dir=data_dir / "tls", timeout=30)
         assert _fingerprint(tls / "cert.pem") != due
         renewed = x509.load_pem_x509_certificate((tls / "cert.pem").read_bytes())
         renewed.verify_directly_issued_by(x509.load_pem_x509_certificate(pinned))

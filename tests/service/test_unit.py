@@ -71,6 +71,11 @@ def test_the_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None
     checked = _verify(unit)
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr.strip() == ""
+    # The keys live in a state directory of their own, apart from the data dir.
+    directives = _directives(unit.read_text())
+    assert directives["StateDirectory"] == ["govedge govedge-keys"]
+    assert directives["StateDirectoryMode"] == ["0700"]
+    assert "GOVEDGE_KEYS_DIR=/var/lib/govedge-keys" in directives["Environment"]
     # The check is real: a unit whose supervisor is not installed is refused.
     (home / "good").unlink()
     broken = _verify(unit)
@@ -84,6 +89,8 @@ def test_bad_layout_values_are_refused_with_a_reason() -> None:
         (["--home", "/opt/gov edge"], "absolute path"),
         (["--user", "Root;rm"], "user"),
         (["--data-dir", "/srv/govedge"], "StateDirectory"),
+        (["--keys-dir", "/etc/govedge/tls"], "StateDirectory"),
+        (["--keys-dir", "/var/lib/govedge"], "kept apart"),
     ):
         done = subprocess.run([str(EDGE_AGENT), "service", "unit", *args],
                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
@@ -135,8 +142,15 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def keys_dir(data_dir: Path) -> Iterator[Path]:
+    path = data_dir.with_name(f"{data_dir.name}-keys")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_the_agent_run_as_the_unit_runs_it_says_ready_once_online_and_pings_the_watchdog(
-    tmp_path: Path, broker: Mosquitto, outlet_id: str, data_dir: Path
+    tmp_path: Path, broker: Mosquitto, outlet_id: str, data_dir: Path, keys_dir: Path
 ) -> None:
     home = _install_home(tmp_path)
     config = tmp_path / "agent.toml"
@@ -145,7 +159,12 @@ def test_the_agent_run_as_the_unit_runs_it_says_ready_once_online_and_pings_the_
         "reconnect_cap_s = 1.0\n"
     )
     unit = _directives(_render("--home", str(home), "--config", str(config),
-                               "--data-dir", str(data_dir)))  # fmt: skip
+                               "--data-dir", str(data_dir),
+                               "--keys-dir", str(keys_dir)))  # fmt: skip
+    # An outlet enrolled before the keys had a directory of their own.
+    (data_dir / "tls").mkdir(parents=True, mode=0o700)
+    old_keys = b'{"k1": "' + b"A" * 43 + b'="}'
+    (data_dir / "tls" / "config-keys.json").write_bytes(old_keys)
     assert unit["Type"] == ["notify"]
     assert unit["NotifyAccess"] == ["all"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVEDGE_", "NOTIFY_"))}
@@ -172,6 +191,9 @@ def test_the_agent_run_as_the_unit_runs_it_says_ready_once_online_and_pings_the_
              timeout=10, what="the birth the agent was ready after")  # fmt: skip
         assert ready[0][1]["READY"] == "1"
         assert f"online as outlet {outlet_id}" in ready[0][1]["STATUS"]
+        # The unit's GOVEDGE_KEYS_DIR took them out of the data dir at start.
+        assert (keys_dir / "config-keys.json").read_bytes() == old_keys
+        assert not (data_dir / "tls").exists()
         poll(lambda: len(notify.having("WATCHDOG")) >= 3, timeout=30, what="watchdog pings")
         # A hung agent stops pinging (systemd would then restart the service).
         (agent,) = [int(p) for p in Path(f"/proc/{main.pid}/task/{main.pid}/children")
