@@ -42,8 +42,9 @@ from edge_agent.backoff import full_jitter_delay
 from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.enrollment import RenewalLoop, TlsStore
 from edge_agent.enrollment.check import check_tls_identity
-from edge_agent.local_api import AppRegistry, serve_local_api
+from edge_agent.local_api import AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
+from edge_agent.queueing.playback import PlaybackSettings
 from edge_agent.service.heartbeat import AgentState, keep_service_manager_informed
 from edge_agent.service.notify import Notifier
 from edge_agent.settings import AgentSettings
@@ -208,6 +209,15 @@ class Agent:
                 port=settings.local_api_port,
                 apps=AppRegistry(settings.data_dir),
                 announcements_dir=settings.data_dir / "announcements",
+                options=LocalApiOptions(
+                    playback=PlaybackSettings(
+                        output=settings.voice_output,
+                        device=settings.voice_device,
+                        pulse_server=settings.voice_pulse_server,
+                        volume=settings.voice_volume,
+                    )
+                ),
+                counters=self.counters,
                 on_started=self._on_local_api,
             )
         except OSError as exc:

@@ -28,6 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
+from edge_agent.counters import AgentCounters
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
@@ -219,6 +220,7 @@ async def outlet(
     pcsc: PcscStack | None = None,
     keypad: bool = False,
     windows: Sequence[WindowConfig] | None = None,
+    counters: AgentCounters | None = None,
 ) -> AsyncIterator[Outlet]:
     """Start everything; yields once every device is ready and the API listens."""
     data = tmp_path / "data"
@@ -293,6 +295,7 @@ async def outlet(
                         apps=apps,
                         options=options,
                         announcements_dir=tmp_path / "voice",
+                        counters=counters,
                         on_started=started.set_result,
                     ),
                     name="test-local-api",
