@@ -21,6 +21,7 @@ from edge_agent.counters import AgentCounters
 from edge_agent.local_api import client_files
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
+from edge_agent.local_api.default_ratings import run_default_ratings
 from edge_agent.local_api.errors import install_error_handlers
 from edge_agent.local_api.keypad_services import LocalKeypadServices
 from edge_agent.local_api.routes import v1_router
@@ -78,7 +79,10 @@ def create_local_app(
                 run_keypads(LocalKeypadServices(local), key_events),
                 name="local-api:caller-keypads",
             )
-            tasks = [tracker, keypads]
+            defaults = asyncio.create_task(
+                run_default_ratings(local), name="local-api:default-ratings"
+            )
+            tasks = [tracker, keypads, defaults]
             if local.player.enabled:
                 tasks.append(asyncio.create_task(local.player.run(), name="local-api:voice"))
             try:

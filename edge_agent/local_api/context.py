@@ -51,6 +51,7 @@ class LocalApiOptions:
     outlet_name: str = ""  # printed on tickets; default the outlet id
     evaluation_timeout_s: float = 60.0  # default walk-away time told to the pad
     evaluation_max_timeout_s: float = 600.0
+    default_ratings_check_s: float = 30.0  # how often waiting default ratings are checked
     social_security_wait_s: float = 10.0
     speak: bool = True  # render announcement WAVs with espeak-ng
     voice_timeout_s: float = 15.0

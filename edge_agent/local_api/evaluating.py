@@ -20,6 +20,7 @@ from typing import Final
 from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.default_ratings import schedule_default
 from edge_agent.local_api.errors import ApiError
 from edge_agent.outbox import Receipt
 from edge_agent.transactions import record_evaluation
@@ -103,8 +104,12 @@ async def evaluate_at_window(
                 local.options.evaluation_max_timeout_s,
             ),
         )
+    if outcome.status is OutcomeStatus.TIMED_OUT:
+        await schedule_default(local, outcome)
     if outcome.status is not OutcomeStatus.RATED or outcome.result is None:
         return Evaluated(pad=pad, outcome=outcome, tx_id=None)
+    # The citizen rated after all: a default waiting for this case is not theirs to get.
+    await local.state.drop_defaults(case=(case_number, assess_number))
     stored = await record_evaluation(
         local.runtime,
         outcome,

@@ -42,6 +42,7 @@ from edge_agent.discovery import (
     DeviceManager,
     NetworkDeviceConfig,
 )
+from edge_agent.fleet_config.effective import LiveSettings
 from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox import Outbox
 from edge_agent.profiles import ProfileSet
@@ -221,11 +222,14 @@ async def outlet(
     keypad: bool = False,
     windows: Sequence[WindowConfig] | None = None,
     counters: AgentCounters | None = None,
+    live: LiveSettings | None = None,
 ) -> AsyncIterator[Outlet]:
     """Start everything; yields once every device is ready and the API listens."""
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(exist_ok=True)  # a second outlet() on the same tmp_path is a restart
     apps = AppRegistry(data)
+    if apps.get("clerk") is not None:  # a restart: the app is registered already
+        apps.remove("clerk")
     _, token = apps.add("clerk", origins=[ORIGIN])
     id_card = IdCardSimulator().start()
     try:
@@ -286,6 +290,7 @@ async def outlet(
                     outbox=outbox,
                     queue=queue,
                     windows={w.window: w for w in windows or ()},
+                    live=live,
                 )
                 started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
                 server = asyncio.create_task(
