@@ -31,7 +31,14 @@ from edge_agent.outbox import OutboxError
 from edge_agent.transactions import InvalidTransaction, record_default_evaluation
 from govedge_wire.config import EvaluationConfig
 
-__all__ = ["DefaultRule", "default_rule", "record_due", "run_default_ratings", "schedule_default"]
+__all__ = [
+    "DefaultRule",
+    "cancel_default",
+    "default_rule",
+    "record_due",
+    "run_default_ratings",
+    "schedule_default",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +95,36 @@ async def schedule_default(
         "clerk": request.staff_id or None,
     }
     tx_id = default_tx_id(request.request_id)
-    await local.state.add_default(
-        tx_id,
-        case_number=request.case_no or None,
-        assess_number=request.assess_number,
-        due=due,
-        body=json.dumps(record, ensure_ascii=False),
-    )
+    try:
+        await local.state.add_default(
+            tx_id,
+            case_number=request.case_no or None,
+            assess_number=request.assess_number,
+            due=due,
+            body=json.dumps(record, ensure_ascii=False),
+        )
+    except LocalStateError as exc:
+        # The walk-away itself is still answered; the default is what is lost, loudly.
+        log.error("default evaluation %s not kept: %s", tx_id, exc)  # noqa: TRY400
+        return None
     log.info("default evaluation %s due in %.0f s (window %s)", tx_id, rule.after_s, request.window)
-    await record_due(local)
+    if rule.after_s == 0:
+        try:
+            await record_due(local)
+        except LocalStateError as exc:  # kept on disk: the loop records it
+            log.warning("default evaluation %s waits for the next round: %s", tx_id, exc)
     return tx_id
+
+
+async def cancel_default(local: LocalApiContext, *, case_number: str, assess_number: int) -> None:
+    """Drop a waiting default of a case the citizen has now rated (theirs is recorded)."""
+    try:
+        dropped = await local.state.drop_defaults(case=(case_number, assess_number))
+    except LocalStateError as exc:
+        log.warning("a waiting default evaluation may still be recorded: %s", exc)
+        return
+    if dropped:
+        log.info("%d default evaluation(s) dropped: the citizen rated", dropped)
 
 
 async def record_due(local: LocalApiContext, *, now: float | None = None) -> int:
