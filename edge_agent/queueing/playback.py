@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from edge_agent.counters import AgentCounters, LogLimiter
 
-__all__ = ["AnnouncementPlayer", "PlaybackSettings", "VoiceOutput"]
+__all__ = ["AnnouncementPlayer", "PlaybackSettings", "VoiceOutput", "scaled"]
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import pytest
 from edge_agent.counters import AgentCounters
 from edge_agent.local_api import LocalApiOptions
 from edge_agent.queueing import render_announcement
-from edge_agent.queueing.playback import AnnouncementPlayer, PlaybackSettings
+from edge_agent.queueing.playback import AnnouncementPlayer, PlaybackSettings, scaled
 from govedge_testbed.pulse import RATE, SINK, PulseServer
 from tests.conftest import started_service
 from tests.local_api.harness import Outlet, outlet
@@ -240,3 +240,36 @@ def test_no_sound_server_and_a_full_queue_are_counted(tmp_path: Path, espeak_ng:
     assert counters.snapshot() == {"voice_dropped": 1, "voice_failed": 2}
     assert player.last_error is not None
     assert "Connection refused" in player.last_error
+
+
+def test_alsa_output_scales_the_samples_and_a_missing_device_is_counted(
+    tmp_path: Path, espeak_ng: str
+) -> None:
+    counters = AgentCounters()
+    player = AnnouncementPlayer(
+        PlaybackSettings(output="alsa", device="govedge_no_such_pcm", volume=50),
+        counters=counters,
+    )
+    wav_path = tmp_path / "a.wav"
+
+    async def main() -> None:
+        await render_announcement("请A001号到3号窗口", wav_path)
+        worker = asyncio.create_task(player.run())
+        try:
+            assert player.enqueue("a", wav_path.read_bytes())
+            async with asyncio.timeout(30):
+                await player.drained()
+        finally:
+            worker.cancel()
+
+    asyncio.run(main())
+    # No such ALSA device here (or no aplay at all): counted, with the reason.
+    assert counters.snapshot() == {"voice_failed": 1}
+    assert player.last_error is not None
+    assert "aplay" in player.last_error
+    # What aplay would have been fed: the same WAV at 1/8 of the amplitude (50 %).
+    original = samples(wav_path.read_bytes())
+    quiet = samples(scaled(wav_path.read_bytes(), 50))
+    assert len(quiet) == len(original)
+    assert np.abs(quiet - original * 0.125).max() <= 1.0
+    assert scaled(wav_path.read_bytes(), 100) == wav_path.read_bytes()
