@@ -108,6 +108,7 @@ class PulseServer:
                 stderr=subprocess.DEVNULL,
             )
             try:
+                self._wait_recording(proc)
                 yield into
             finally:
                 proc.terminate()
@@ -116,6 +117,23 @@ class PulseServer:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+    def _wait_recording(self, proc: subprocess.Popen[bytes]) -> None:
+        """Until parec's stream is connected: what plays from now on is recorded."""
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ServiceUnavailable(f"parec exited with {proc.returncode}", hint=_HINT)
+            streams = subprocess.run(
+                ["pactl", "list", "short", "source-outputs"],
+                env=self._env(),
+                capture_output=True,
+                check=False,
+            )
+            if streams.returncode == 0 and streams.stdout.strip():
+                return
+            time.sleep(0.05)
+        raise ServiceUnavailable("parec did not connect within 20 s", hint=_HINT)
 
     def close(self) -> None:
         """Stop the server and remove its directory."""
