@@ -151,6 +151,7 @@ async def open_runtime(
         outbox_rate_per_s=start.outbox_rate_per_s,
         voice_enabled=start.voice_enabled,
         voice_volume=start.voice_volume,
+        evaluation=start.evaluation,
         opening_hours=start.opening_hours,
         alerts=start.alerts,
     )

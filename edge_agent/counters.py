@@ -13,6 +13,8 @@ TELEMETRY_COUNTERS: Final = (
     "cert_renewal_failures",
     "cert_renewals_refused",
     "config_applied",
+    # announcements the agent played itself (edge_agent/queueing/playback.py)
+    "voice_played", "voice_failed", "voice_dropped",
     *(
         f"config_refused_{reason}"
         for reason in (

@@ -45,6 +45,7 @@ from edge_agent.enrollment.check import check_tls_identity
 from edge_agent.enrollment.move import move_keys
 from edge_agent.local_api import AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
+from edge_agent.queueing.playback import PlaybackSettings
 from edge_agent.service.heartbeat import AgentState, keep_service_manager_informed
 from edge_agent.service.notify import Notifier
 from edge_agent.settings import AgentSettings
@@ -222,8 +223,17 @@ class Agent:
                 assembled.runtime,
                 port=settings.local_api_port,
                 apps=AppRegistry(settings.data_dir),
-                options=LocalApiOptions(evaluation_qr_url=settings.evaluation_qr_url),
                 announcements_dir=settings.data_dir / "announcements",
+                options=LocalApiOptions(
+                    evaluation_qr_url=settings.evaluation_qr_url,
+                    playback=PlaybackSettings(
+                        output=settings.voice_output,
+                        device=settings.voice_device,
+                        pulse_server=settings.voice_pulse_server,
+                        volume=settings.voice_volume,
+                    ),
+                ),
+                counters=self.counters,
                 on_started=self._on_local_api,
             )
         except OSError as exc:

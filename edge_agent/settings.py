@@ -101,6 +101,15 @@ class AgentSettings(BaseSettings):
     # {case_number} and {outlet} are filled in (docs/hall-pages.md).
     evaluation_qr_url: str = ""
     timezone: str = "Asia/Shanghai"
+    # Announcements played on this PC's audio output (docs/queue.md, "Voice at the
+    # outlet"): off (a hall display page plays them), pulse (PulseAudio or PipeWire,
+    # paplay) or alsa (aplay); the sink or ALSA device (None: the default one); the
+    # pulse server a system service reaches (e.g. unix:/run/user/1000/pulse/native);
+    # the volume in percent (a fleet config's queue.voice.volume wins).
+    voice_output: Literal["off", "pulse", "alsa"] = "off"
+    voice_device: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    voice_pulse_server: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    voice_volume: Annotated[int, Field(ge=0, le=100)] = 100
     # Config-signing public keys ({key_id: base64 raw Ed25519 key}) for an outlet set up
     # without enrollment; enrolled agents keep theirs in KEYS_DIR/config-keys.json.
     config_keys_file: Path | None = None

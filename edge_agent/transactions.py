@@ -46,6 +46,7 @@ __all__ = [
     "file_submission",
     "file_submission_with_materials",
     "material_id_for",
+    "record_default_evaluation",
     "record_evaluation",
     "record_queue_event",
     "relay_queue_events",
@@ -260,6 +261,25 @@ async def record_evaluation(
         receipt=receipt,
     )
     log.info("evaluation %s accepted (window %s)", stored.tx_id, request.window)
+    return stored.tx_id
+
+
+async def record_default_evaluation(
+    runtime: AgentRuntime, record: Mapping[str, Any], *, tx_id: str
+) -> str:
+    """Put a 系统默认评价 (an ``evaluation`` with ``system_default``) into the outbox.
+
+    ``tx_id`` is derived from the pad request that timed out, so recording it again
+    (after a crash between the outbox and forgetting it) stores one transaction.
+    """
+    evaluation = _validate(EvaluationBody, {**record, "system_default": True}, what=EVALUATION_KIND)
+    stored = await runtime.outbox.put(
+        EVALUATION_KIND,
+        _json_body(evaluation),
+        priority_class=PriorityClass.TRANSACTION,
+        tx_id=_tx_id(tx_id),
+    )
+    log.info("default evaluation %s accepted (window %s)", stored.tx_id, evaluation.window)
     return stored.tx_id
 
 

@@ -154,6 +154,8 @@ class EvaluationBody(_Body):
     item_code: Code | None = None
     region_code: RegionCode | None = None
     clerk: Short | None = None
+    # Made by the system (系统默认评价), not the citizen: counted apart from their own.
+    system_default: bool = False
 
     @field_validator("tags")
     @classmethod

@@ -243,6 +243,7 @@ class ConfigApplier:
             for callback in live.on_rate:
                 callback(parts.outbox_rate_per_s)
         live.voice_enabled, live.voice_volume = parts.voice_enabled, parts.voice_volume
+        live.evaluation = parts.evaluation
         live.opening_hours, live.alerts = parts.opening_hours, parts.alerts
         self._outbox.set_quota_bytes(parts.outbox_quota_bytes)
         logging.getLogger().setLevel(parts.log_level)

@@ -28,7 +28,7 @@ from edge_agent.settings_models import (
     check_business_types,
     check_windows,
 )
-from govedge_wire.config import DesiredConfig
+from govedge_wire.config import DesiredConfig, EvaluationConfig
 
 EVALUATION_KIND = "evaluation_pad"
 
@@ -45,6 +45,8 @@ class LiveSettings:
     outbox_rate_per_s: float
     voice_enabled: bool = True
     voice_volume: int | None = None
+    # The region's 好差评 profile (the agent records its default ratings).
+    evaluation: EvaluationConfig | None = None
     # Stored for later use (the agent does not act on them yet).
     opening_hours: dict[str, Any] | None = None
     alerts: dict[str, Any] | None = None
@@ -61,6 +63,7 @@ class Effective:
     template: str
     voice_enabled: bool
     voice_volume: int | None
+    evaluation: EvaluationConfig | None
     telemetry_interval_s: float
     outbox_rate_per_s: float
     outbox_quota_bytes: int
@@ -103,6 +106,7 @@ def effective(
         template=(queue.announcement if queue is not None else None) or DEFAULT_TEMPLATE,
         voice_enabled=True if voice is None or voice.enabled is None else voice.enabled,
         voice_volume=None if voice is None else voice.volume,
+        evaluation=config.evaluation,
         telemetry_interval_s=telemetry or settings.telemetry_interval_s,
         outbox_rate_per_s=(outbox.rate_per_s if outbox else None) or settings.outbox_rate_per_s,
         outbox_quota_bytes=(outbox.quota_bytes if outbox else None) or settings.outbox_quota_bytes,

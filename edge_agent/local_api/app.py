@@ -2,9 +2,10 @@
 
 The app holds no device or outbox of its own: every route goes through the runtime the
 daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
-database (``DATA_DIR/local_api.sqlite3``), its two background tasks (the transaction
-status table following ``runtime.transactions``, and the caller keypads' window operations,
-``queueing.keypad_loop.run_keypads``) and the directory of rendered announcements.
+database (``DATA_DIR/local_api.sqlite3``), its background tasks (the transaction
+status table following ``runtime.transactions``, the caller keypads' window operations,
+``queueing.keypad_loop.run_keypads``, the announcement player when it is on) and the
+directory of rendered announcements.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from edge_agent.counters import AgentCounters
 from edge_agent.local_api import client_files, console_page, hall_pages
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
+from edge_agent.local_api.default_ratings import run_default_ratings
 from edge_agent.local_api.errors import install_error_handlers
 from edge_agent.local_api.keypad_services import LocalKeypadServices
 from edge_agent.local_api.routes import v1_router
@@ -45,13 +48,15 @@ def create_local_app(
     options: LocalApiOptions | None = None,
     announcements_dir: Path | None = None,
     state_dir: Path | None = None,
+    counters: AgentCounters | None = None,
 ) -> FastAPI:
     """Build the local API over ``runtime``; clerk apps and tokens come from ``apps``.
 
     ``announcements_dir`` holds the rendered WAVs (default: a private temporary
     directory removed at shutdown). ``state_dir`` holds ``local_api.sqlite3`` (default:
     the directory of ``apps.json``, i.e. the data dir). ``app.state.local.counters()``
-    gives the refusal counters for telemetry.
+    gives the refusal counters for telemetry; the announcement player counts into
+    ``counters`` (the agent's, reported in telemetry).
     """
     local = LocalApiContext(
         runtime,
@@ -59,6 +64,7 @@ def create_local_app(
         options=options or LocalApiOptions(),
         announcements_dir=announcements_dir,
         state_dir=state_dir or apps.path.parent,
+        counters=counters,
     )
 
     @contextlib.asynccontextmanager
@@ -73,12 +79,18 @@ def create_local_app(
                 run_keypads(LocalKeypadServices(local), key_events),
                 name="local-api:caller-keypads",
             )
+            defaults = asyncio.create_task(
+                run_default_ratings(local), name="local-api:default-ratings"
+            )
+            tasks = [tracker, keypads, defaults]
+            if local.player.enabled:
+                tasks.append(asyncio.create_task(local.player.run(), name="local-api:voice"))
             try:
                 yield
             finally:
-                tracker.cancel()
-                keypads.cancel()
-                await asyncio.wait([tracker, keypads], timeout=5.0)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=5.0)
                 subscription.close()
                 key_events.close()
                 local.announcements.close()

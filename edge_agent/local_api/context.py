@@ -16,10 +16,11 @@ import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar, cast
 
+from edge_agent.counters import AgentCounters
 from edge_agent.devices import DeviceUnavailable, Driver
 from edge_agent.devices.registry import kinds_with
 from edge_agent.idempotency import Idempotency
@@ -27,6 +28,7 @@ from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.errors import ApiError
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
 from edge_agent.local_api.tracker import TransactionTracker
+from edge_agent.queueing.playback import AnnouncementPlayer, PlaybackSettings
 from edge_agent.runtime import AgentRuntime
 from edge_agent.settings_models import check_qr_template
 
@@ -53,9 +55,11 @@ class LocalApiOptions:
     evaluation_qr_url: str = ""
     evaluation_timeout_s: float = 60.0  # default walk-away time told to the pad
     evaluation_max_timeout_s: float = 600.0
+    default_ratings_check_s: float = 30.0  # how often waiting default ratings are checked
     social_security_wait_s: float = 10.0
     speak: bool = True  # render announcement WAVs with espeak-ng
     voice_timeout_s: float = 15.0
+    playback: PlaybackSettings = field(default_factory=PlaybackSettings)  # on this PC too?
     announcements_kept: int = 50
     documents_kept: int = 20
     document_ttl_s: float = 1800.0
@@ -155,6 +159,7 @@ class LocalApiContext:
         options: LocalApiOptions,
         announcements_dir: Path | None,
         state_dir: Path,
+        counters: AgentCounters | None = None,
     ) -> None:
         self.runtime = runtime
         self.apps = apps
@@ -168,6 +173,12 @@ class LocalApiContext:
             self.state, runtime.outbox, wait_s=options.idempotency_wait_s
         )
         self.evaluation_locks: dict[str, asyncio.Lock] = {}
+        live = runtime.live
+        self.player = AnnouncementPlayer(
+            options.playback,
+            counters=counters,
+            volume=None if live is None else lambda: live.voice_volume,
+        )
 
     def counters(self) -> dict[str, int]:
         """Refused requests by reason (``missing_token``, ``bad_origin``, ``bad_host`` …)."""

@@ -20,6 +20,7 @@ from typing import Final
 from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.default_ratings import cancel_default, schedule_default
 from edge_agent.local_api.errors import ApiError
 from edge_agent.outbox import Receipt
 from edge_agent.transactions import record_evaluation
@@ -103,6 +104,8 @@ async def evaluate_at_window(
                 local.options.evaluation_max_timeout_s,
             ),
         )
+    if outcome.status is OutcomeStatus.TIMED_OUT:
+        await schedule_default(local, outcome)
     if outcome.status is not OutcomeStatus.RATED or outcome.result is None:
         return Evaluated(pad=pad, outcome=outcome, tx_id=None)
     stored = await record_evaluation(
@@ -112,4 +115,6 @@ async def evaluate_at_window(
         receipt=None if receipt is None or tx_id is None else receipt(pad, outcome, tx_id),
     )
     await local.tracker.accepted(stored, tx_kind=EVALUATION_KIND)
+    # The citizen rated after all: a default waiting for this case is not theirs to get.
+    await cancel_default(local, case_number=case_number, assess_number=assess_number)
     return Evaluated(pad=pad, outcome=outcome, tx_id=stored)

@@ -9,6 +9,7 @@ error (the ticket *was* called; the clerk needs to know the screen stayed dark).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -142,6 +143,8 @@ async def _speak(
         )
         return None
     local.announcements.added(announcement_id)
+    if local.player.enabled:
+        local.player.enqueue(announcement_id, await asyncio.to_thread(path.read_bytes))
     return f"/v1/announcements/{announcement_id}.wav"
 
 

@@ -17,6 +17,7 @@ from typing import Final
 
 import uvicorn
 
+from edge_agent.counters import AgentCounters
 from edge_agent.local_api.app import create_local_app
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiOptions
@@ -46,6 +47,7 @@ async def serve_local_api(
     options: LocalApiOptions | None = None,
     announcements_dir: Path | None = None,
     state_dir: Path | None = None,
+    counters: AgentCounters | None = None,
     on_started: Callable[[int], None] | None = None,
     startup_timeout_s: float = 10.0,
     shutdown_timeout_s: float = 5.0,
@@ -63,6 +65,7 @@ async def serve_local_api(
         options=options,
         announcements_dir=announcements_dir,
         state_dir=state_dir,
+        counters=counters,
     )
     config = uvicorn.Config(
         app,

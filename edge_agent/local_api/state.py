@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, body_sha256 TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
+CREATE TABLE IF NOT EXISTS default_ratings (
+    tx_id TEXT PRIMARY KEY, case_number TEXT, assess_number INTEGER NOT NULL,
+    due REAL NOT NULL, body TEXT NOT NULL
+);
 """
 
 
@@ -124,6 +128,49 @@ class LocalStateStore:
             ),
             write=True,
         )
+
+    # ---- default ratings waiting for their time (default_ratings.py) -------------------
+
+    async def add_default(
+        self, tx_id: str, *, case_number: str | None, assess_number: int, due: float, body: str
+    ) -> None:
+        """Keep one default rating until ``due`` (a second add of ``tx_id`` is ignored)."""
+        await self._call(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO default_ratings VALUES (?, ?, ?, ?, ?)",
+                (tx_id, case_number, assess_number, due, body),
+            ),
+            write=True,
+        )
+
+    async def due_defaults(self, now: float) -> list[tuple[str, str]]:
+        """``(tx_id, body)`` of the default ratings due at ``now``, oldest first."""
+        return await self._call(
+            lambda conn: conn.execute(
+                "SELECT tx_id, body FROM default_ratings WHERE due <= ? ORDER BY due", (now,)
+            ).fetchall()
+        )
+
+    async def next_default_due(self) -> float | None:
+        """When the next default rating is due (None: none waits)."""
+        row = await self._call(
+            lambda conn: conn.execute("SELECT min(due) FROM default_ratings").fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def drop_defaults(
+        self, *, tx_id: str | None = None, case: tuple[str, int] | None = None
+    ) -> int:
+        """Forget a recorded default, or those of a case the citizen rated after all."""
+        args: tuple[str | int, ...]
+        if tx_id is not None:
+            sql, args = "DELETE FROM default_ratings WHERE tx_id = ?", (tx_id,)
+        elif case is not None:
+            sql = "DELETE FROM default_ratings WHERE case_number = ? AND assess_number = ?"
+            args = case
+        else:
+            return 0
+        return await self._call(lambda conn: conn.execute(sql, args).rowcount, write=True)
 
     # ---- blocking internals ----------------------------------------------------------
 

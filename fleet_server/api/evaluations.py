@@ -29,6 +29,7 @@ class EvaluationStatsPublic(BaseModel):
     cases: int
     evaluations: int
     active_evaluations: int
+    default_evaluations: int
     active_evaluation_rate: float | None
     active_rate_target: float
     meets_active_rate_target: bool | None

@@ -53,6 +53,9 @@ class EvaluationRules:
     default_channels: frozenset[str] = field(default_factory=frozenset)
     rectification_days: int = 15
     rectification_working_days: bool = True
+    # What the agents record for an unrated case (None: nothing), and after how long.
+    default_stars: int | None = None
+    default_after_s: int | None = None
     active_rate_target: float = 0.60
 
     def stars(self, level_code: int) -> int:
@@ -94,6 +97,8 @@ class EvaluationRules:
             default_channels=tuple(sorted(self.default_channels, key=int)),
             rectification_days=self.rectification_days,
             rectification_working_days=self.rectification_working_days,
+            default_stars=self.default_stars,
+            default_after_s=self.default_after_s,
         )
 
 
@@ -109,6 +114,8 @@ PROFILES: Final = MappingProxyType(
             default_channels=frozenset({"7"}),
             rectification_days=15,
             rectification_working_days=False,
+            default_stars=5,  # 非常满意
+            default_after_s=7 * 86400,
         ),
         "sichuan": EvaluationRules(
             name="sichuan", level_coding="gbt39046", channels=_NATIONAL_CHANNELS
@@ -148,6 +155,7 @@ def with_config(base: EvaluationRules, config: EvaluationConfig) -> EvaluationRu
     still ``base``'s, else the first built-in profile that has them, else ``config``. The
     deadline does not change the name (as with the settings' overrides).
     """
+    sets_defaults = config.default_channels is not None or config.default_stars is not None
     rules = replace(
         base,
         level_coding=config.level_coding or base.level_coding,
@@ -165,6 +173,10 @@ def with_config(base: EvaluationRules, config: EvaluationConfig) -> EvaluationRu
             if config.rectification_working_days is None
             else config.rectification_working_days
         ),
+        # A part that says which channels are defaults says what a default is, too: a
+        # profile without one (no default_stars) over one with it records none.
+        default_stars=config.default_stars if sets_defaults else base.default_stars,
+        default_after_s=config.default_after_s if sets_defaults else base.default_after_s,
     )
     for candidate in (base, *PROFILES.values()):
         if _same_coding(rules, candidate):

@@ -38,6 +38,7 @@ class EvaluationStats:
     cases: int
     evaluations: int
     active_evaluations: int
+    default_evaluations: int  # 系统默认评价: made by the system, not the citizen
     active_evaluation_rate: float | None
     active_rate_target: float
     satisfaction_rate: float | None
@@ -109,6 +110,7 @@ def evaluation_stats(
         cases=cases,
         evaluations=total,
         active_evaluations=active,
+        default_evaluations=defaults,
         active_evaluation_rate=round(active / cases, 4) if cases else None,
         active_rate_target=active_rate_target,
         satisfaction_rate=round(sum(by_level[s] for s in (3, 4, 5)) / total, 4) if total else None,

@@ -207,7 +207,7 @@ def _record_evaluation(
         stars=stars,
         channel=body.channel,
         is_bad=rules.is_bad(stars),
-        is_default=rules.is_default(body.channel),
+        is_default=body.system_default or rules.is_default(body.channel),
         real_name=not body.anonymous,
         evaluated_at=datetime.fromtimestamp(body.evaluated_ts / 1000, tz=UTC),
     )

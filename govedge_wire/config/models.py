@@ -140,6 +140,11 @@ class EvaluationConfig(_Part):
     channels: dict[ChannelCode, Annotated[str, Field(min_length=1, max_length=32)]] | None = None
     # Channels whose ratings are system defaults, not a citizen's (Zhejiang: 7).
     default_channels: tuple[ChannelCode, ...] | None = None
+    # 系统默认评价: the level (stars, 5 = 非常满意) recorded, on the first default
+    # channel, for a case the citizen did not rate on the pad, this long after the pad
+    # timed out; unset: nothing is recorded (docs/evaluations.md, "Default ratings").
+    default_stars: Annotated[int, Field(ge=1, le=5)] | None = None
+    default_after_s: Annotated[int, Field(ge=0, le=90 * 86400)] | None = None
     # The pad's coding of the options shown with the levels.
     indicator_tags: tuple[IndicatorTag, ...] | None = Field(default=None, max_length=16)
     rectification_days: Annotated[int, Field(ge=1, le=90)] | None = None

@@ -36,6 +36,7 @@ from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
+from govedge_wire.config import EvaluationConfig
 from tests.server.helpers import FleetServer
 from tests.server.txkit import delivering_fleet, upstream
 from tests.simulated_agent import simulated_agent
@@ -284,3 +285,57 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
     dumped = json.dumps(seen["events"], ensure_ascii=False)
     assert seen["card"]["id_number"] not in dumped
     assert seen["card"]["name"] not in dumped
+
+
+def test_a_walk_away_at_the_pad_reaches_upstream_as_one_default_rating(
+    broker: Mosquitto,
+    server: FleetServer,
+    upstream: Upstream,
+    outlet_id: str,
+    tmp_path: Path,
+) -> None:
+    """系统默认评价: the pad times out, the region records a default, counted apart."""
+
+    async def scenario() -> None:
+        async with simulated_outlet(broker, outlet_id, tmp_path / "agent") as (agent, sim, clerk):
+            assert agent.assembled is not None
+            live = agent.assembled.runtime.live
+            assert live is not None
+            # The region's profile, as a fleet config's evaluation part sets it.
+            live.evaluation = EvaluationConfig(
+                level_coding="gbt39046", default_channels=("4",), default_stars=5
+            )
+            await _devices_ready(clerk, {"evaluation_pad"})
+            asked = asyncio.create_task(
+                clerk.post(
+                    "/v1/evaluations",
+                    {"window": WINDOW, "case_number": "CASE-0042", "staff_id": "S007",
+                     "timeout_s": 30},
+                )
+            )  # fmt: skip
+            pad = sim.simulator("evaluation_pad")
+            assert pad is not None
+            await pad.wait_for_request(within=20)
+            pad.walk_away()
+            assert (await asked)["status"] == "timed_out"
+            async with asyncio.timeout(60):
+                while not await asyncio.to_thread(_defaults_counted, server, outlet_id):  # noqa: ASYNC110 - the server is polled
+                    await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    stats = server.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
+    assert (stats["evaluations"], stats["default_evaluations"]) == (1, 1)
+    assert stats["active_evaluations"] == 0
+    # Upstream holds it once, marked as the system's, in the outlet's coding (1 = 非常满意).
+    [key] = upstream.by_target["hcp"]
+    assert key.startswith(f"{outlet_id}:default-")
+    assert upstream.accepted_count[key] == 1
+    rating = upstream.accepted[key]["body"]["body"]
+    assert rating["system_default"] is True
+    assert (rating["level_code"], rating["channel"]) == (1, "4")
+    assert rating["case_number"] == "CASE-0042"
+
+
+def _defaults_counted(server: FleetServer, outlet_id: str) -> bool:
+    stats = server.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
+    return bool(stats["default_evaluations"])

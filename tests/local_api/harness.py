@@ -28,6 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
+from edge_agent.counters import AgentCounters
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.document_camera.simulator import DocumentCameraSimulator
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
@@ -41,6 +42,7 @@ from edge_agent.discovery import (
     DeviceManager,
     NetworkDeviceConfig,
 )
+from edge_agent.fleet_config.effective import LiveSettings
 from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox import Outbox
 from edge_agent.profiles import ProfileSet
@@ -219,11 +221,15 @@ async def outlet(
     pcsc: PcscStack | None = None,
     keypad: bool = False,
     windows: Sequence[WindowConfig] | None = None,
+    counters: AgentCounters | None = None,
+    live: LiveSettings | None = None,
 ) -> AsyncIterator[Outlet]:
     """Start everything; yields once every device is ready and the API listens."""
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(exist_ok=True)  # a second outlet() on the same tmp_path is a restart
     apps = AppRegistry(data)
+    if apps.get("clerk") is not None:  # a restart: the app is registered already
+        apps.remove("clerk")
     _, token = apps.add("clerk", origins=[ORIGIN])
     id_card = IdCardSimulator().start()
     try:
@@ -284,6 +290,7 @@ async def outlet(
                     outbox=outbox,
                     queue=queue,
                     windows={w.window: w for w in windows or ()},
+                    live=live,
                 )
                 started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
                 server = asyncio.create_task(
@@ -293,6 +300,7 @@ async def outlet(
                         apps=apps,
                         options=options,
                         announcements_dir=tmp_path / "voice",
+                        counters=counters,
                         on_started=started.set_result,
                     ),
                     name="test-local-api",

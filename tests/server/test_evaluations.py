@@ -74,6 +74,7 @@ def test_bad_review_opens_rectification_and_stats(
     assert stats["cases"] == 2
     assert stats["evaluations"] == 3
     assert stats["active_evaluations"] == 2
+    assert stats["default_evaluations"] == 1
     assert stats["active_evaluation_rate"] == 1.0
     assert stats["meets_active_rate_target"] is True
     assert stats["satisfaction_rate"] == round(2 / 3, 4)
@@ -111,3 +112,33 @@ def test_catalogue_api_import_errors_change_nothing(server: FleetServer) -> None
     assert answer.status_code == 422
     assert {"row": 2, "field": "handling_type"}.items() <= answer.json()["errors"][0].items()
     assert server.get("/api/v1/catalogue/items") == []
+
+
+def test_an_agents_default_rating_is_counted_apart_once(
+    server: FleetServer, broker: Mosquitto, outlet_id: str
+) -> None:
+    """A 系统默认评价 the agent flags (on any channel) is not the citizen's own rating."""
+    agent = TxAgent(broker.url, outlet_id, session=2)
+    default = {**evaluation(5, channel="4"), "system_default": True}
+    try:
+        agent.birth()
+        sent = [
+            agent.tx("submission", submission()),
+            agent.tx("submission", submission()),
+            agent.tx("evaluation", evaluation(4)),
+            agent.tx("evaluation", default, tx_id="default-req-0001"),
+            # The same default again (an agent that crashed before forgetting it).
+            agent.tx("evaluation", default, tx_id="default-req-0001"),
+        ]
+        statuses = [agent.ack(tx).status for tx in sent[:4]]
+        assert statuses == ["accepted"] * 4
+        assert agent.ack(sent[4]).status == "duplicate"
+    finally:
+        agent.close()
+    # Acks come after the store: what was acked is counted.
+    stats = server.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
+    assert stats["evaluations"] == 2
+    assert stats["default_evaluations"] == 1
+    assert stats["active_evaluations"] == 1
+    assert stats["active_evaluation_rate"] == 0.5
+    assert stats["by_level"] == {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}
