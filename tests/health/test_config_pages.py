@@ -49,7 +49,7 @@ def _page(api: Api, path: str, role: Role, **params: str) -> tuple[str, dict[str
     assert answer.status_code == 200, answer.text
     html = answer.text
     # the boot JSON, config.js, campaigns.js, playbooks.js, app.js
-    assert html.count("<script") == 5, html
+    assert html.count("<script") == 6, html
     for raw in (EVIL_COMMENT, EVIL_TEXT, "<script>alert", "<img", "<!--"):
         assert raw not in html
     found = _BOOT.search(html)
