@@ -18,7 +18,7 @@ from edge_agent.technician.outbox_state import (
 )
 from edge_agent.updates.layout import DEFAULT_HOME
 
-_DATA_DIR = click.option(
+DATA_DIR_OPTION = click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     envvar="GOVEDGE_DATA_DIR",
@@ -34,7 +34,7 @@ def outbox_command() -> None:
 
 
 @outbox_command.command(name="status")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
     "--require-empty",
@@ -70,7 +70,7 @@ def certificate_command() -> None:
 
 
 @certificate_command.command(name="renew")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @keys_dir_option
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="HTTP timeout, s.")
 def certificate_renew(data_dir: Path, keys_dir: Path | None, timeout: float) -> None:
@@ -90,7 +90,7 @@ def certificate_renew(data_dir: Path, keys_dir: Path | None, timeout: float) -> 
 @click.command(name="diagnose")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False))
-@_DATA_DIR
+@DATA_DIR_OPTION
 @keys_dir_option
 @click.option(
     "--home",

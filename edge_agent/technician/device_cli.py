@@ -16,14 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-_DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="GOVEDGE_DATA_DIR",
-    default=Path("/var/lib/govedge"),
-    show_default=True,
-    help="the agent's DATA_DIR",
-)
+from edge_agent.technician.cli import DATA_DIR_OPTION
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -57,7 +50,7 @@ def device_command() -> None:
 
 
 @device_command.command(name="list")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def device_list(data_dir: Path, as_json: bool) -> None:
     """Every device the agent has seen since it started, and the retired ids."""
@@ -72,7 +65,7 @@ def device_list(data_dir: Path, as_json: bool) -> None:
 
 
 @device_command.command(name="retire")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.argument("key")
 @click.option(
     "--force", is_flag=True, help="record KEY as a device id even if the agent never saw it"
@@ -90,7 +83,7 @@ def device_retire(data_dir: Path, key: str, force: bool, as_json: bool) -> None:
 
 
 @device_command.command(name="wait")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.option("--kind", required=True, help="the kind of the replacement, e.g. ticket_printer")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0, 3600), default=300)
 @click.option("--json", "as_json", is_flag=True)
@@ -110,7 +103,7 @@ def device_wait(data_dir: Path, kind: str, timeout_s: float, as_json: bool) -> N
 
 
 @device_command.command(name="self-test")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.argument("device_id")
 @click.option("--json", "as_json", is_flag=True)
 def device_self_test(data_dir: Path, device_id: str, as_json: bool) -> None:
