@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -118,6 +119,7 @@ async def open_runtime(
                 start.business_types,
                 timezone=settings.timezone,
                 template=start.template,
+                appointment_grace=timedelta(minutes=settings.queue_appointment_grace_minutes),
             )
         )
     except (OSError, QueueError) as exc:

@@ -53,7 +53,8 @@ export interface CheckInCreate { reference: string; print?: boolean }
 export interface TicketInfo { number: string; business_type: string; status: string; window?: string | null; issued_at?: string; calls?: number }
 export interface BusinessTypePublic { code: string; prefix: string; name: string; waiting: number }
 export interface WindowPublic { window: string; business_types: string[]; paused: boolean; current_ticket: string | null; waiting: number }
-export interface QueueStatePublic { day: string; business_types: BusinessTypePublic[]; windows: WindowPublic[] }
+export interface AppointmentCountsPublic { booked: number; checked_in: number; expired: number }
+export interface QueueStatePublic { day: string; business_types: BusinessTypePublic[]; windows: WindowPublic[]; appointments: AppointmentCountsPublic }
 export interface AnnouncementPublic { text: string; audio_url: string | null }
 export interface LedPublic { lines: string[]; shown: boolean }
 export interface WindowResultPublic {

@@ -23,6 +23,7 @@ from edge_agent.local_api.models.devices import DeviceList, DevicePublic
 from edge_agent.local_api.models.documents import DocumentCaptureCreate, DocumentPublic
 from edge_agent.local_api.models.evaluations import EvaluationCreate, EvaluationPublic
 from edge_agent.local_api.models.queue import (
+    AppointmentCountsPublic,
     BusinessTypePublic,
     QueueStatePublic,
     TicketCreate,
@@ -48,6 +49,7 @@ from edge_agent.local_api.models.windows import (
 __all__ = [
     "AnnouncementPublic",
     "ApplicantCreate",
+    "AppointmentCountsPublic",
     "AppointmentCreate",
     "AppointmentsCreate",
     "AppointmentsLoaded",
