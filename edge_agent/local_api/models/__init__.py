@@ -21,7 +21,11 @@ from edge_agent.local_api.models.cards import (
 from edge_agent.local_api.models.common import DeviceId, WarningPublic
 from edge_agent.local_api.models.devices import DeviceList, DevicePublic
 from edge_agent.local_api.models.documents import DocumentCaptureCreate, DocumentPublic
-from edge_agent.local_api.models.evaluations import EvaluationCreate, EvaluationPublic
+from edge_agent.local_api.models.evaluations import (
+    EvaluationCreate,
+    EvaluationPublic,
+    EvaluationQrPublic,
+)
 from edge_agent.local_api.models.queue import (
     AppointmentCountsPublic,
     BusinessTypePublic,
@@ -64,6 +68,7 @@ __all__ = [
     "DocumentPublic",
     "EvaluationCreate",
     "EvaluationPublic",
+    "EvaluationQrPublic",
     "IdCardPublic",
     "LedPublic",
     "MaterialCreate",
