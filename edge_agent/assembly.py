@@ -137,8 +137,10 @@ async def open_runtime(
         source = UdevSource()
     try:
         await queue.apply_windows(start.windows)
+        if start.appointments:  # the last good fleet config's bookings
+            await queue.load_appointments(start.appointments)
     except QueueError as exc:
-        raise StartupError(f"cannot apply the queue windows: {exc}") from exc
+        raise StartupError(f"cannot apply the queue windows or bookings: {exc}") from exc
     devices = await _open_devices(
         profiles,
         source,

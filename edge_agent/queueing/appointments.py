@@ -28,13 +28,15 @@ from edge_agent.queueing.errors import (
     AppointmentWrongDay,
 )
 from edge_agent.queueing.models import AppointmentCounts, BusinessType, QueueResult
+from govedge_wire.config.models import APPOINTMENT_SLOT_PATTERN
 
 __all__ = ["REFERENCE", "SLOT", "Appointment", "check_in", "counts", "expires_at", "load"]
 
 # Booking references as provincial apps print them: letters, digits and dashes.
 REFERENCE: Final = re.compile(r"^[A-Za-z0-9-]{4,40}$")
-# A time slot "HH:MM-HH:MM" (outlet-local time), or "" for a booking of the whole day.
-SLOT: Final = re.compile(r"^(?:(?:[01]\d|2[0-3]):[0-5]\d-(?:[01]\d|2[0-3]):[0-5]\d)?$")
+# A time slot "HH:MM-HH:MM" (outlet-local time), or "" for a booking of the whole day;
+# the fleet config's bookings are checked with the same pattern.
+SLOT: Final = re.compile(APPOINTMENT_SLOT_PATTERN)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
