@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -118,6 +119,7 @@ async def open_runtime(
                 start.business_types,
                 timezone=settings.timezone,
                 template=start.template,
+                appointment_grace=timedelta(minutes=settings.queue_appointment_grace_minutes),
             )
         )
     except (OSError, QueueError) as exc:
@@ -135,8 +137,10 @@ async def open_runtime(
         source = UdevSource()
     try:
         await queue.apply_windows(start.windows)
+        if start.appointments:  # the last good fleet config's bookings
+            await queue.load_appointments(start.appointments)
     except QueueError as exc:
-        raise StartupError(f"cannot apply the queue windows: {exc}") from exc
+        raise StartupError(f"cannot apply the queue windows or bookings: {exc}") from exc
     devices = await _open_devices(
         profiles,
         source,

@@ -93,6 +93,9 @@ class AgentSettings(BaseSettings):
     queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
         default=DEFAULT_BUSINESS_TYPES, max_length=26
     )
+    # How long after its slot's end an appointment (预约) can still check in; later it
+    # has expired as a no-show (docs/hall-pages.md, "Appointments").
+    queue_appointment_grace_minutes: Annotated[int, Field(ge=0, le=240)] = 15
     # Empty: no window (with ``simulate``: the simulated outlet's windows, simulate.py).
     queue_windows: tuple[QueueWindowSetting, ...] = Field(default=(), max_length=256)
     # 0 picks a free port (tests, several agents on one machine); it is printed at start.

@@ -41,6 +41,14 @@ class PulseServer:
         """The PULSE_SERVER string of this server."""
         return f"unix:{self.socket}"
 
+    def client_env(self) -> dict[str, str]:
+        """An environment whose sound clients (a browser, paplay) play into ``SINK``.
+
+        Its own HOME and runtime directory, so a client finds no other server's cookie
+        or socket and no autospawn starts one.
+        """
+        return self._env()
+
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(

@@ -4,7 +4,8 @@
 retained copy of the applied config arrived again). Applying switches the parts in
 order — queue types and announcement, queue windows (one SQLite transaction; waiting
 tickets keep their number and place), the windows' devices, intervals and rates, log
-level, then the drivers whose settings changed (only those restart) — and last writes
+level, then the drivers whose settings changed (only those restart), then the day's
+pushed bookings (``queue.appointments``, added or updated by reference) — and last writes
 the envelope to ``DATA_DIR/config/last-good.json`` atomically. Any failure undoes the
 parts already switched in reverse and reports ``apply_failed``. At start the agent
 runs on the last good file only (``load_last_good``), so a kill at any moment leaves
@@ -229,6 +230,10 @@ class ConfigApplier:
             undo.append(drivers_back)
             restarted = await self._devices.set_overrides(new.driver_overrides)
             log.info("fleet config restarted driver(s): %s", ", ".join(restarted) or "none")
+        if new.appointments:
+            # Not undone: loading adds or updates bookings of the outlet's day by
+            # reference, so a later failure leaves real bookings, which a retry loads again.
+            await queue.load_appointments(new.appointments)
         path = self._settings.data_dir / LAST_GOOD
         await asyncio.to_thread(write_atomically, path, envelope)
 

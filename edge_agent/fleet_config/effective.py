@@ -19,7 +19,7 @@ from edge_agent.devices.base import Driver
 from edge_agent.devices.registry import driver_class
 from edge_agent.devices.settings import settings_problems
 from edge_agent.profiles import ProfileSet
-from edge_agent.queueing import BusinessType, WindowConfig
+from edge_agent.queueing import Appointment, BusinessType, WindowConfig
 from edge_agent.queueing.announce import DEFAULT_TEMPLATE
 from edge_agent.settings import AgentSettings
 from edge_agent.settings_models import (
@@ -71,6 +71,8 @@ class Effective:
     driver_overrides: Mapping[str, Mapping[str, Any]]
     opening_hours: dict[str, Any] | None
     alerts: dict[str, Any] | None
+    # The day's bookings pushed by the fleet (queue.appointments), loaded when applied.
+    appointments: tuple[Appointment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +99,7 @@ def effective(
     if queue is not None and queue.windows is not None:
         windows = tuple(QueueWindowSetting(**w.model_dump()).to_window() for w in queue.windows)
     _check_queue(types, windows, outlet)
+    appointments = _appointments(config, types)
     voice = queue.voice if queue is not None else None
     telemetry = config.telemetry.interval_s if config.telemetry is not None else None
     outbox = config.outbox
@@ -116,7 +119,23 @@ def effective(
         if config.opening_hours is None
         else config.opening_hours.model_dump(mode="json", exclude_none=True),
         alerts=None if config.alerts is None else dict(config.alerts),
+        appointments=appointments,
     )
+
+
+def _appointments(
+    config: DesiredConfig, types: tuple[BusinessTypeSetting, ...]
+) -> tuple[Appointment, ...]:
+    """The config's bookings, each of a business type this outlet's queue has."""
+    pushed = config.queue.appointments if config.queue is not None else None
+    known = {t.code for t in types}
+    for i, booking in enumerate(pushed or ()):
+        if booking.business_type not in known:
+            raise NotHereError(
+                f"queue.appointments[{i}]: {booking.business_type!r} is not a business type "
+                f"of this outlet ({', '.join(sorted(known))})"
+            )
+    return tuple(Appointment(**booking.model_dump()) for booking in pushed or ())
 
 
 def _check_queue(

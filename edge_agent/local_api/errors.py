@@ -46,6 +46,7 @@ from edge_agent.outbox import (
     UnknownMaterial,
 )
 from edge_agent.queueing import (
+    AppointmentExpired,
     AppointmentNotFound,
     AppointmentUsed,
     AppointmentWrongDay,
@@ -163,6 +164,12 @@ def from_queue_error(exc: QueueError) -> ApiError:
             409,
             "appointment_wrong_day",
             "the booking is for another day; take a normal ticket or book again",
+        ),
+        (
+            AppointmentExpired,
+            409,
+            "appointment_expired",
+            "the booked time slot is over; take a normal ticket or book again",
         ),
         (
             AppointmentUsed,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from edge_agent.local_api.models import BusinessTypePublic, QueueStatePublic, WindowPublic
+from edge_agent.local_api.models import (
+    AppointmentCountsPublic,
+    BusinessTypePublic,
+    QueueStatePublic,
+    WindowPublic,
+)
 from edge_agent.queueing import QueueEngine
 
 __all__ = ["queue_state"]
@@ -29,4 +34,9 @@ async def queue_state(engine: QueueEngine) -> QueueStatePublic:
             )
             for w in snapshot.windows
         ],
+        appointments=AppointmentCountsPublic(
+            booked=snapshot.appointments.booked,
+            checked_in=snapshot.appointments.checked_in,
+            expired=snapshot.appointments.expired,
+        ),
     )

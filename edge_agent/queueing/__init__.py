@@ -12,6 +12,7 @@ from edge_agent.queueing.appointments import Appointment
 from edge_agent.queueing.engine import QueueEngine
 from edge_agent.queueing.errors import (
     AppointmentError,
+    AppointmentExpired,
     AppointmentNotFound,
     AppointmentUsed,
     AppointmentWrongDay,
@@ -38,6 +39,7 @@ from edge_agent.queueing.voice import VoiceError, render_announcement
 __all__ = [
     "Appointment",
     "AppointmentError",
+    "AppointmentExpired",
     "AppointmentNotFound",
     "AppointmentUsed",
     "AppointmentWrongDay",

@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -43,7 +43,8 @@ class QueueEngine:
     """The outlet's queue, persisted in ``data_dir / "queue.sqlite3"``.
 
     Use as an async context manager. ``clock`` returns an aware ``datetime`` (tests pass
-    a fake one); ``timezone`` decides which local day a ticket belongs to.
+    a fake one); ``timezone`` decides which local day a ticket belongs to;
+    ``appointment_grace`` is how long after its slot's end a booking can still check in.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class QueueEngine:
         timezone: str = "Asia/Shanghai",
         template: str = DEFAULT_TEMPLATE,
         clock: Clock | None = None,
+        appointment_grace: timedelta = timedelta(minutes=15),
     ) -> None:
         prefixes = [b.prefix for b in business_types]
         if len(set(prefixes)) != len(prefixes) or not business_types:
@@ -61,6 +63,7 @@ class QueueEngine:
         self.types = {b.code: b for b in business_types}
         self.tz = ZoneInfo(timezone)
         self.template = template
+        self.appointment_grace = appointment_grace
         self._clock = clock or (lambda: datetime.now(self.tz))
         self._path = data_dir / "queue.sqlite3"
         self._store: QueueStore | None = None
@@ -181,7 +184,9 @@ class QueueEngine:
     async def check_in(self, reference: str) -> QueueResult:
         """Check an appointment in: its ticket, with its priority (``AppointmentError``)."""
         return await self._run(
-            lambda conn, now: appointments.check_in(conn, now, reference, self.types)
+            lambda conn, now: appointments.check_in(
+                conn, now, reference, self.types, self.appointment_grace
+            )
         )
 
     async def call(self, window: str) -> QueueResult:
@@ -276,13 +281,14 @@ class QueueEngine:
         return await asyncio.to_thread(read)
 
     async def snapshot(self) -> QueueSnapshot:
-        """Today's waiting counts per business type and every window's state, read-only.
+        """Today's waiting counts, every window's state and the day's bookings, read-only.
 
         Read in one transaction, so counts and windows agree with each other; changes
         nothing and records no event.
         """
         store = self._require()
-        day = self._now().date().isoformat()
+        now = self._now()
+        day = now.date().isoformat()
 
         def read() -> QueueSnapshot:
             with store.transaction() as conn:
@@ -306,7 +312,8 @@ class QueueEngine:
                         "LEFT JOIN tickets t ON t.id = w.current_ticket ORDER BY w.window"
                     ).fetchall()
                 )
-            return QueueSnapshot(day=day, waiting=counts, windows=windows)
+                booked = appointments.counts(conn, now, self.appointment_grace)
+            return QueueSnapshot(day=day, waiting=counts, windows=windows, appointments=booked)
 
         return await asyncio.to_thread(read)
 

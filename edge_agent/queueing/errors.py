@@ -10,7 +10,8 @@ Exception tree::
     ├── TicketNotFound         call-back of a ticket that is not held or skipped today
     ├── AppointmentError       an appointment check-in refused (``appointments.py``)
     │   ├── AppointmentNotFound    no appointment has that reference
-    │   ├── AppointmentWrongDay    it is booked for another day
+    │   ├── AppointmentWrongDay    it is booked for a later day
+    │   ├── AppointmentExpired     a no-show: its slot ended (plus grace) before check-in
     │   └── AppointmentUsed        it was already checked in
     └── QueueStoreError        the SQLite state cannot be read or written
 """
@@ -51,7 +52,11 @@ class AppointmentNotFound(AppointmentError):
 
 
 class AppointmentWrongDay(AppointmentError):
-    """The appointment is booked for another day."""
+    """The appointment is booked for a later day."""
+
+
+class AppointmentExpired(AppointmentError):
+    """A no-show: the slot's end plus the grace period (or the booked day) has passed."""
 
 
 class AppointmentUsed(AppointmentError):

@@ -113,9 +113,19 @@ class WindowSnapshot:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppointmentCounts:
+    """Today's bookings: loaded, checked in, and no-shows that have expired."""
+
+    booked: int = 0
+    checked_in: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueSnapshot:
     """A read-only view of today's queue, taken in one transaction (consistent)."""
 
     day: str  # the outlet-local day (ISO date)
     waiting: Mapping[str, int]  # business type code → tickets waiting (every type listed)
     windows: tuple[WindowSnapshot, ...]  # ordered by window name
+    appointments: AppointmentCounts = AppointmentCounts()

@@ -9,6 +9,7 @@ merged, effective config. Unknown keys are refused, like everywhere in ``govedge
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # An hour span "HH:MM-HH:MM" in local time; 24:00 may end a span (up to midnight).
 SPAN_PATTERN: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+# An appointment's time slot "HH:MM-HH:MM" in outlet-local time, or "" for the whole day.
+APPOINTMENT_SLOT_PATTERN: Final = (
+    r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]-(?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
 # A device profile id, as device_profiles/schema.json defines it.
 PROFILE_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{1,47}$"
 # Setting, alert rule and parameter names: snake_case identifiers.
@@ -77,8 +82,18 @@ class VoiceConfig(_Part):
     volume: Annotated[int, Field(ge=0, le=100)] | None = None
 
 
+class QueueAppointment(_Part):
+    """One booking (预约) of the day, pushed to the outlet: no name, ID or phone number."""
+
+    reference: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{4,40}$")]
+    day: date
+    business_type: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+    priority: Annotated[int, Field(ge=1, le=9)] = 1
+    slot: Annotated[str, Field(pattern=APPOINTMENT_SLOT_PATTERN)] = ""
+
+
 class QueueConfig(_Part):
-    """The outlet queue: windows, the ticket format and the voice."""
+    """The outlet queue: windows, the ticket format, the voice and the day's bookings."""
 
     windows: tuple[QueueWindow, ...] | None = Field(default=None, max_length=256)
     # The ticket format: each queue's prefix letter (A012) and the name on its tickets.
@@ -88,6 +103,9 @@ class QueueConfig(_Part):
     # What the LED shows and the hall hears; {ticket} and {window} are filled in.
     announcement: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     voice: VoiceConfig | None = None
+    # Bookings the agent adds or updates by reference when the config is applied (one
+    # already checked in is kept); the clerk app may load more (POST /v1/appointments).
+    appointments: tuple[QueueAppointment, ...] | None = Field(default=None, max_length=5000)
 
     @field_validator("announcement")
     @classmethod

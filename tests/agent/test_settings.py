@@ -99,6 +99,8 @@ def test_mqtts_defaults_to_port_8883(tmp_path: Path) -> None:
         ({"evaluation_qr_url": "https://hcp.example/?c={case_number"}, "evaluation_qr_url"),
         ({"simulate_ratings": [5, 6]}, "invalid setting simulate_ratings"),
         ({"simulate_ratings": [0]}, "invalid setting simulate_ratings"),
+        ({"queue_appointment_grace_minutes": -1}, "invalid setting queue_appointment_grace"),
+        ({"queue_appointment_grace_minutes": 241}, "invalid setting queue_appointment_grace"),
     ],
 )
 def test_bad_values_fail_fast(tmp_path: Path, overrides: dict[str, object], message: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -287,3 +289,41 @@ def test_a_part_failing_rolls_every_part_back(outlet: Outlet) -> None:
     report = outlet.offer(outlet.signer.sign(2, _config(("4", "tax"))))
     assert report.status == "applied", report
     assert outlet.agent.windows() == {"4": ["tax"]}
+
+
+def test_the_days_bookings_pushed_by_the_fleet_check_in_at_the_kiosk(outlet: Outlet) -> None:
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()  # the agent's zone
+    config = _config(("1", "general"), ("2", "social"))
+    config["queue"]["appointments"] = [
+        {"reference": "YY-FLEET-1", "day": today, "business_type": "social", "priority": 2},
+        {"reference": "YY-FLEET-2", "day": today, "business_type": "general"},
+    ]
+    report = outlet.offer(outlet.signer.sign(1, config))
+    assert report.status == "applied", report
+    api = outlet.agent.api
+    assert outlet.agent.queue()["appointments"] == {"booked": 2, "checked_in": 0, "expired": 0}
+    api.post("/v1/tickets", json={"business_type": "social", "print": False}).raise_for_status()
+
+    checked_in = api.post("/v1/appointments/check-in", json={"reference": "yy-fleet-1",
+                                                             "print": False})  # fmt: skip
+    assert checked_in.status_code == 201, checked_in.text
+    assert (checked_in.json()["appointment"], checked_in.json()["priority"]) == ("YY-FLEET-1", 2)
+    called = api.post("/v1/windows/2/call").raise_for_status().json()
+    assert called["ticket"]["number"] == checked_in.json()["number"]  # before the walk-in
+
+    # The same config again (a new version): the checked-in booking keeps its state.
+    again = outlet.offer(outlet.signer.sign(2, config))
+    assert again.status == "applied", again
+    used = api.post("/v1/appointments/check-in", json={"reference": "YY-FLEET-1"})
+    assert used.json()["error"] == "appointment_used"
+
+    # A booking of a business type this outlet does not have refuses the whole config.
+    config["queue"]["appointments"].append(
+        {"reference": "YY-FLEET-3", "day": today, "business_type": "passports"}
+    )
+    refused = outlet.offer(outlet.signer.sign(3, config))
+    assert (refused.status, refused.reason) == ("refused", "invalid_here")
+    assert "passports" in (refused.detail or "")
+    missing = api.post("/v1/appointments/check-in", json={"reference": "YY-FLEET-3"})
+    assert missing.json()["error"] == "appointment_not_found"
+    assert outlet.agent.queue()["appointments"] == {"booked": 2, "checked_in": 1, "expired": 0}

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,8 +224,13 @@ async def outlet(
     windows: Sequence[WindowConfig] | None = None,
     counters: AgentCounters | None = None,
     live: LiveSettings | None = None,
+    queue_clock: Callable[[], datetime] | None = None,
+    appointment_grace: timedelta = timedelta(minutes=15),
 ) -> AsyncIterator[Outlet]:
-    """Start everything; yields once every device is ready and the API listens."""
+    """Start everything; yields once every device is ready and the API listens.
+
+    ``queue_clock`` is the queue's clock (tests of appointment expiry set the hour).
+    """
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)  # a second outlet() on the same tmp_path is a restart
     apps = AppRegistry(data)
@@ -275,7 +281,9 @@ async def outlet(
                 Outbox(
                     data / "outbox.db", key_path=data / "outbox.key", quota_bytes=quota_bytes
                 ) as outbox,
-                QueueEngine(data, TYPES) as queue,
+                QueueEngine(
+                    data, TYPES, clock=queue_clock, appointment_grace=appointment_grace
+                ) as queue,
             ):
                 if windows is None:
                     await queue.configure_window("3", ["social"])

@@ -8,19 +8,23 @@ each refused with their own error and change nothing (no ticket, no print, no ev
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.local_api.harness import Outlet, outlet
 
-TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+TZ = ZoneInfo("Asia/Shanghai")
+TODAY = datetime.now(TZ).date()
+# The queue's clock in tests with time slots, so they do not depend on the hour they run.
+NINE = datetime.combine(TODAY, time(9, 0), tzinfo=TZ)
+TEN = datetime.combine(TODAY, time(10, 0), tzinfo=TZ)
 
 
-def run(tmp_path: Path, scenario: Any) -> None:
+def run(tmp_path: Path, scenario: Any, **options: Any) -> None:
     async def main() -> None:
-        async with outlet(tmp_path) as o:
+        async with outlet(tmp_path, **options) as o:
             async with asyncio.timeout(40):
                 await scenario(o)
 
@@ -82,7 +86,7 @@ def test_check_in_prints_an_appointment_ticket_that_is_called_first(tmp_path: Pa
         assert again == {"received": 1, "added": 0}
         assert (await check_in(o, "YY-0001")).json()["error"] == "appointment_used"
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, queue_clock=lambda: NINE)
 
 
 def test_each_refused_check_in_says_why_and_changes_nothing(tmp_path: Path) -> None:
@@ -103,7 +107,7 @@ def test_each_refused_check_in_says_why_and_changes_nothing(tmp_path: Path) -> N
         cases = [
             ("NO-SUCH-CODE", 404, "appointment_not_found"),
             ("YY-TOMORROW", 409, "appointment_wrong_day"),
-            ("YY-LATE", 409, "appointment_wrong_day"),  # a no-show expires with its day
+            ("YY-LATE", 409, "appointment_expired"),  # a no-show expires with its day
             ("YY-USED", 409, "appointment_used"),
         ]
         for reference, status, code in cases:
@@ -146,4 +150,67 @@ def test_bad_appointment_lists_are_refused_whole(tmp_path: Path) -> None:
         assert bad_reference.status_code == 422
         assert bad_reference.json()["error"] == "invalid_request"
 
+        bad_slot = await o.client.post(
+            "/v1/appointments",
+            headers=o.auth,
+            json={"appointments": [
+                {"reference": "YY-SLOT", "day": TODAY.isoformat(), "business_type": "social",
+                 "slot": "morning"}
+            ]},
+        )  # fmt: skip
+        assert bad_slot.status_code == 422
+        assert bad_slot.json()["error"] == "invalid_request"
+        assert (await check_in(o, "YY-SLOT")).json()["error"] == "appointment_not_found"
+
     run(tmp_path, scenario)
+
+
+def test_a_no_show_expires_after_its_slot_and_the_grace_period(tmp_path: Path) -> None:
+    """At 10:00 with 15 minutes' grace: a 09:00-09:30 booking has expired, 09:30-09:50 not."""
+
+    async def scenario(o: Outlet) -> None:
+        def booking(reference: str, slot: str = "") -> dict[str, Any]:
+            return {"reference": reference, "day": TODAY.isoformat(), "business_type": "social",
+                    "slot": slot}  # fmt: skip
+
+        await load(
+            o,
+            booking("YY-OVER", "09:00-09:30"),
+            booking("YY-GRACE", "09:30-09:50"),
+            booking("YY-LATER", "14:00-14:30"),
+            booking("YY-ALLDAY"),
+        )
+        state = (await o.client.get("/v1/queue", headers=o.auth)).json()
+        assert state["appointments"] == {"booked": 4, "checked_in": 0, "expired": 1}
+        printed_before = len(o.printer.tickets)
+
+        expired = await check_in(o, "YY-OVER")
+        assert expired.status_code == 409, expired.text
+        body = expired.json()
+        assert body["error"] == "appointment_expired"
+        assert "09:45" in body["message"]  # the slot's end plus the grace period
+        assert body["hint"]
+        assert (await o.client.get("/v1/queue", headers=o.auth)).json() == state
+        assert len(o.printer.tickets) == printed_before
+
+        in_grace = await check_in(o, "YY-GRACE")  # ended at 09:50, grace until 10:05
+        assert in_grace.status_code == 201, in_grace.text
+        assert in_grace.json()["appointment"] == "YY-GRACE"
+        state = (await o.client.get("/v1/queue", headers=o.auth)).json()
+        assert state["appointments"] == {"booked": 4, "checked_in": 1, "expired": 1}
+
+    run(tmp_path, scenario, queue_clock=lambda: TEN, appointment_grace=timedelta(minutes=15))
+
+
+def test_a_shorter_grace_period_expires_a_booking_sooner(tmp_path: Path) -> None:
+
+    async def scenario(o: Outlet) -> None:
+        await load(o, {"reference": "YY-GRACE", "day": TODAY.isoformat(),
+                       "business_type": "social", "slot": "09:30-09:50"})  # fmt: skip
+        response = await check_in(o, "YY-GRACE")
+        assert response.status_code == 409
+        assert response.json()["error"] == "appointment_expired"
+        state = (await o.client.get("/v1/queue", headers=o.auth)).json()
+        assert state["appointments"] == {"booked": 1, "checked_in": 0, "expired": 1}
+
+    run(tmp_path, scenario, queue_clock=lambda: TEN, appointment_grace=timedelta(minutes=5))

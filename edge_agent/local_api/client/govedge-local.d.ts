@@ -53,7 +53,9 @@ export interface CheckInCreate { reference: string; print?: boolean }
 export interface TicketInfo { number: string; business_type: string; status: string; window?: string | null; issued_at?: string; calls?: number }
 export interface BusinessTypePublic { code: string; prefix: string; name: string; waiting: number }
 export interface WindowPublic { window: string; business_types: string[]; paused: boolean; current_ticket: string | null; waiting: number }
-export interface QueueStatePublic { day: string; business_types: BusinessTypePublic[]; windows: WindowPublic[] }
+export interface AppointmentCountsPublic { booked: number; checked_in: number; expired: number }
+export interface EvaluationQrPublic { window: string; pad: string | null; case_number: string | null; url: string | null; svg: string | null }
+export interface QueueStatePublic { day: string; business_types: BusinessTypePublic[]; windows: WindowPublic[]; appointments: AppointmentCountsPublic }
 export interface AnnouncementPublic { text: string; audio_url: string | null }
 export interface LedPublic { lines: string[]; shown: boolean }
 export interface WindowResultPublic {
@@ -108,6 +110,7 @@ export declare class GovedgeLocal {
   windowResume(window: string): Promise<WindowResultPublic>;
   windowTransfer(window: string, body: TransferCreate): Promise<WindowResultPublic>;
   windowCallBack(window: string, body: CallBackCreate): Promise<WindowResultPublic>;
+  evaluationQr(window: string, caseNumber?: string): Promise<EvaluationQrPublic>;
   submit(body: SubmissionCreate, idempotencyKey?: string): Promise<SubmissionAccepted>;
   transactionStatus(txId: string): Promise<TransactionPublic>;
   events(onEvent: (event: LocalEvent) => void, options?: { onState?: (state: "open" | "reconnecting" | "closed") => void; maxDelayMs?: number }): EventStream;

@@ -23,6 +23,7 @@ export const ROUTES = [
   ["windowResume", "POST", "/v1/windows/{window}/resume"],
   ["windowTransfer", "POST", "/v1/windows/{window}/transfer"],
   ["windowCallBack", "POST", "/v1/windows/{window}/call-back"],
+  ["evaluationQr", "GET", "/v1/windows/{window}/evaluation-qr"],
   ["submit", "POST", "/v1/submissions"],
   ["transactionStatus", "GET", "/v1/transactions/{tx_id}"],
 ];
@@ -125,6 +126,10 @@ export class GovedgeLocal {
   windowResume(window) { return this.#window(window, "resume"); }
   windowTransfer(window, body) { return this.#window(window, "transfer", body); }
   windowCallBack(window, body) { return this.#window(window, "call-back", body); }
+  /** The 好差评 QR code for a padless window (default case: its current ticket). */
+  evaluationQr(window, caseNumber) {
+    return this.request("GET", `/v1/windows/${encodeURIComponent(window)}/evaluation-qr`, { query: { case_number: caseNumber } });
+  }
   /** The key becomes the tx_id; keep it for the case so a retry never files twice. */
   submit(body, idempotencyKey = newIdempotencyKey("case")) {
     return this.request("POST", "/v1/submissions", { body, idempotencyKey });

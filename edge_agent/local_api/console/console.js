@@ -76,6 +76,21 @@ async function refreshQueue() {
   if (!mine) { showError(`窗口 ${config.window} 未在本机配置 — 请在设置中选择正确的窗口号`); return; }
   $("current").textContent = mine.current_ticket ?? "—";
   $("waiting").textContent = String(mine.waiting);
+  await refreshQr();
+}
+
+// A window without a pad is rated by the province's QR code, shown here to the citizen:
+// the filed case's number once there is one, else the current ticket's. The agent draws
+// the code (SVG); a data: image runs no script.
+async function refreshQr() {
+  const qr = await api.evaluationQr(config.window, caseNumber ?? undefined);
+  $("rate").hidden = qr.pad === null;
+  $("rating-channel").textContent = qr.pad !== null ? `评价器 ${qr.pad}`
+    : qr.svg ? "扫码评价" : "本窗口无评价器，暂无可评价的号票或办件";
+  $("qr").hidden = !qr.svg;
+  if (!qr.svg) return;
+  $("qr-image").src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(qr.svg);
+  $("qr-case").textContent = qr.case_number;
 }
 
 async function refreshDevices() {
@@ -86,7 +101,7 @@ async function refreshDevices() {
 
 function showCase(status, number) {
   $("case-status").textContent = status;
-  if (number) { caseNumber = number; $("case-number").textContent = number; }
+  if (number) { caseNumber = number; $("case-number").textContent = number; refreshQr().catch(() => {}); }
 }
 
 function onEvent(event) {
@@ -98,7 +113,7 @@ function onEvent(event) {
     if (data.outcome === "delivered") showCase("已受理", data.case_number);
     else showCase(`被退回：${data.reason ?? data.outcome}`);
   }
-  if (event.name?.startsWith("device.")) refreshDevices().catch(() => {});
+  if (event.name?.startsWith("device.")) Promise.all([refreshDevices(), refreshQr()]).catch(() => {});
 }
 
 function start() {

@@ -10,6 +10,7 @@ const CHECK_IN_REFUSED = {
   appointment_not_found: "未找到该预约，请核对预约码后重试，或直接按业务取号",
   appointment_wrong_day: "该预约不是今天的，请按业务取号或重新预约",
   appointment_used: "该预约已签到取号，如号票遗失请咨询工作人员",
+  appointment_expired: "该预约时段已过，预约已失效，请按业务取号或重新预约",
   invalid_request: "预约码格式不正确，请重新输入",
 };
 

@@ -21,8 +21,13 @@ from edge_agent.local_api.models.cards import (
 from edge_agent.local_api.models.common import DeviceId, WarningPublic
 from edge_agent.local_api.models.devices import DeviceList, DevicePublic
 from edge_agent.local_api.models.documents import DocumentCaptureCreate, DocumentPublic
-from edge_agent.local_api.models.evaluations import EvaluationCreate, EvaluationPublic
+from edge_agent.local_api.models.evaluations import (
+    EvaluationCreate,
+    EvaluationPublic,
+    EvaluationQrPublic,
+)
 from edge_agent.local_api.models.queue import (
+    AppointmentCountsPublic,
     BusinessTypePublic,
     QueueStatePublic,
     TicketCreate,
@@ -48,6 +53,7 @@ from edge_agent.local_api.models.windows import (
 __all__ = [
     "AnnouncementPublic",
     "ApplicantCreate",
+    "AppointmentCountsPublic",
     "AppointmentCreate",
     "AppointmentsCreate",
     "AppointmentsLoaded",
@@ -62,6 +68,7 @@ __all__ = [
     "DocumentPublic",
     "EvaluationCreate",
     "EvaluationPublic",
+    "EvaluationQrPublic",
     "IdCardPublic",
     "LedPublic",
     "MaterialCreate",

@@ -7,6 +7,7 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.local_api.models.common import StrictIn, examples
+from edge_agent.queueing.appointments import SLOT
 from govedge_wire.transactions import Code
 
 __all__ = ["AppointmentCreate", "AppointmentsCreate", "AppointmentsLoaded", "CheckInCreate"]
@@ -21,7 +22,9 @@ class AppointmentCreate(StrictIn):
     day: date
     business_type: Code
     priority: int = Field(default=1, ge=1, le=9)
-    slot: str = Field(default="", max_length=32)
+    # "HH:MM-HH:MM" in outlet-local time, or "" for the whole day; the booking expires
+    # (a no-show) at the slot's end plus the agent's grace period.
+    slot: str = Field(default="", pattern=SLOT.pattern)
 
 
 class AppointmentsCreate(StrictIn):

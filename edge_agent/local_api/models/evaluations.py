@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge_agent.local_api.models.common import DeviceId, StrictIn, examples
 from govedge_wire.transactions import Short
 
-__all__ = ["EvaluationCreate", "EvaluationPublic"]
+__all__ = [
+    "EvaluationCreate",
+    "EvaluationPublic",
+    "EvaluationQrPublic",
+]
 
 
 class EvaluationCreate(StrictIn):
@@ -96,3 +100,28 @@ class EvaluationPublic(BaseModel):
         description="true: the answer recorded for this Idempotency-Key earlier (a retry); "
         "the pad was not asked again",
     )
+
+
+class EvaluationQrPublic(BaseModel):
+    """The 好差评 QR code of a window without a pad, for the counter screen.
+
+    ``url`` and ``svg`` are null when the window has a pad (``pad``: rate there), no
+    ``evaluation_qr_url`` template is set, or there is no case to rate (no case number
+    given and no ticket at the window).
+    """
+
+    model_config = examples(
+        {
+            "window": "5",
+            "pad": None,
+            "case_number": "T20240501-B012",
+            "url": "https://hcp.example.gov.cn/evaluate?case=T20240501-B012&outlet=zs-01",
+            "svg": '<svg xmlns="http://www.w3.org/2000/svg" …</svg>',
+        }
+    )
+
+    window: str
+    pad: str | None = Field(description="the window's evaluation pad; null: none")
+    case_number: str | None = Field(description="the case the code rates")
+    url: str | None = Field(description="the province's 好差评 page of the case")
+    svg: str | None = Field(description="url as an SVG QR code (show it as an image)")

@@ -10,6 +10,7 @@ from edge_agent.local_api.models.common import StrictIn, WarningPublic, examples
 from govedge_wire.transactions import Code
 
 __all__ = [
+    "AppointmentCountsPublic",
     "BusinessTypePublic",
     "QueueStatePublic",
     "TicketCreate",
@@ -99,6 +100,14 @@ class WindowPublic(BaseModel):
     waiting: int
 
 
+class AppointmentCountsPublic(BaseModel):
+    """Today's bookings: loaded, checked in, and no-shows expired (slot end + grace)."""
+
+    booked: int
+    checked_in: int
+    expired: int
+
+
 class QueueStatePublic(BaseModel):
     """Today's queue at this outlet."""
 
@@ -108,9 +117,11 @@ class QueueStatePublic(BaseModel):
             "business_types": [{"code": "social", "prefix": "A", "name": "社保医保", "waiting": 4}],
             "windows": [{"window": "3", "business_types": ["social"], "paused": False,
                          "current_ticket": "A012", "waiting": 4}],
+            "appointments": {"booked": 12, "checked_in": 7, "expired": 2},
         }
     )  # fmt: skip
 
     day: str
     business_types: list[BusinessTypePublic]
     windows: list[WindowPublic]
+    appointments: AppointmentCountsPublic

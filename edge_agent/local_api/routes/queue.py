@@ -10,7 +10,6 @@ hall display's waiting counts follow the kiosk.
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import quote
 
 from fastapi import APIRouter
 
@@ -21,6 +20,7 @@ from edge_agent.devices.ticket_printer.ticket import TicketPrint
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses, from_device_error
+from edge_agent.local_api.evaluation_qr import evaluation_link
 from edge_agent.local_api.models import QueueStatePublic, TicketCreate, TicketPublic, WarningPublic
 from edge_agent.local_api.presenting import publish_hall_event, record, warning_of
 from edge_agent.local_api.queue_view import queue_state
@@ -34,13 +34,7 @@ router = APIRouter(tags=["queue"])
 
 def evaluation_url(local: LocalApiContext, day: str, number: str) -> str | None:
     """The 好差评 link of a ticket from the configured template, or None without one."""
-    template = local.options.evaluation_qr_url
-    if not template:
-        return None
-    return template.format(
-        case_number=quote(ticket_case_number(day, number), safe=""),
-        outlet=quote(local.runtime.outlet_id, safe=""),
-    )
+    return evaluation_link(local, ticket_case_number(day, number))
 
 
 async def _print(local: LocalApiContext, job: TicketPrint, warnings: list[WarningPublic]) -> bool:

@@ -12,13 +12,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
-from edge_agent.local_api.models import CallBackCreate, TransferCreate, WindowResultPublic
+from edge_agent.local_api.evaluation_qr import evaluation_link, qr_svg, window_pad
+from edge_agent.local_api.models import (
+    CallBackCreate,
+    EvaluationQrPublic,
+    TransferCreate,
+    WindowResultPublic,
+)
 from edge_agent.local_api.presenting import present, publish_hall_event
-from edge_agent.queueing import QueueEngine, QueueResult
+from edge_agent.queueing import QueueEngine, QueueResult, UnknownWindow
+from edge_agent.queueing.keypad_loop import ticket_case_number
 
 router = APIRouter(prefix="/windows/{window}", tags=["windows"])
 
@@ -104,3 +111,38 @@ async def call_back(
         return await queue.call_back(name, request.ticket)
 
     return await _run(local, window, "call-back", op)
+
+
+@router.get("/evaluation-qr", response_model=EvaluationQrPublic, responses=error_responses(404))
+async def evaluation_qr(
+    window: WindowPath,
+    local: LocalDep,
+    case_number: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="the case to rate; default: the current ticket, T<yyyymmdd>-<ticket>",
+        ),
+    ] = None,
+) -> EvaluationQrPublic:
+    """好差评 QR code for a window without a pad: the province's page of the case, as SVG.
+
+    Null ``url`` and ``svg`` when the window has a pad, no QR template is configured, or
+    there is nothing to rate. Changes nothing.
+    """
+    snapshot = await local.runtime.queue.snapshot()
+    mine = next((w for w in snapshot.windows if w.window == window), None)
+    if mine is None:
+        raise UnknownWindow(f"no window {window!r} is configured")
+    pad = window_pad(local, window)
+    if case_number is None and mine.current_ticket is not None:
+        case_number = ticket_case_number(snapshot.day, mine.current_ticket)
+    url = None if pad is not None or case_number is None else evaluation_link(local, case_number)
+    return EvaluationQrPublic(
+        window=window,
+        pad=pad,
+        case_number=case_number,
+        url=url,
+        svg=None if url is None else qr_svg(url),
+    )
