@@ -28,7 +28,7 @@
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
   const pbk = window.govedgePlaybooks({ esc, tr, time, call });
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
-  const ops = window.govedgeOps({ esc, tr, time, call, userName: (boot.user && boot.user.name) || "" });
+  const ops = window.govedgeOps({ esc, tr, time, call, alertSubject, userName: (boot.user && boot.user.name) || "" });
   const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
   // Pages drawn by a script of their own (registry.js: outlets list and admin pages).
   const own = window.govedgeRegistry ? window.govedgeRegistry({ esc, tr, time, st, boot }).pages[boot.page] : null;
@@ -42,10 +42,20 @@
     return `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><polyline fill="none" stroke="#12355b" stroke-width="1.5" points="${pts}"/></svg> <span class="muted">${nums[nums.length - 1]}</span>`;
   }
 
+  // Fleet-wide alerts are filed under the pseudo-outlet "_fleet" (CAMPAIGN_OUTLET,
+  // fleet_server/campaigns/alerting.py), which has no page: a paused campaign links to its
+  // campaign, anything else (an upstream breaker, device "target:NAME") names the fleet.
+  function alertSubject(a) {
+    if (a.outlet_id !== "_fleet") return `<a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a>`;
+    const campaign = /^campaign:(\d+)$/.exec(a.device_id || "");
+    if (campaign) return `<a href="/ui/campaigns/${campaign[1]}" data-fleet-alert="campaign">${esc(tr("alert_campaign"))} ${campaign[1]}</a>`;
+    return `<span class="muted" data-fleet-alert="fleet">${esc(tr("alert_fleet_wide"))}</span>`;
+  }
+
   function alertsTable(alerts, withActions) {
     if (!alerts.length) return `<p class="muted">${esc(tr("none"))}</p>`;
     return `<table><tr><th>${tr("rule")}</th><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("severity")}</th><th>${tr("summary")}</th><th>${tr("since")}</th><th>${tr("acked")}</th>${withActions ? "<th></th>" : ""}</tr>` +
-      alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td><a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a></td><td>${esc(a.device_id || "")}</td>` +
+      alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td>${alertSubject(a)}</td><td>${esc(a.device_id || "")}</td>` +
         `<td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.summary)}</td><td>${time(a.opened_at)}</td><td>${a.acked_by ? esc(a.acked_by) : ""}</td>` +
         (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <a class="silence-link" href="/ui/alerts">${tr("silence")}</a></td>` : "") + "</tr>").join("") + "</table>";
   }
