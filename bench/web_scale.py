@@ -40,7 +40,8 @@ READS = [
     ("map data (points)", "/api/v1/fleet/map-points"),
     ("fleet overview", "/api/v1/fleet/overview"),
     ("UI overview page", "/ui/overview"),
-    ("UI map page (full profiles)", "/ui/map"),
+    ("UI map page (shell)", "/ui/map"),
+    ("UI map data (regions, unplaced)", "/ui/data/map"),
 ]
 STATES = ("online", "online", "online", "offline", "stale")
 

@@ -53,16 +53,24 @@ def device_view(row: DeviceState, *, agent_state: str) -> dict[str, Any]:
     }
 
 
-def _outlet_rows(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str, Any]]:
+def _outlet_rows(
+    session: Session, scope: Scope = WHOLE_FLEET, only: str | None = None
+) -> list[dict[str, Any]]:
     """Every known outlet (registered or only profiled) in ``scope``, with presence and
-    profile."""
+    profile; ``only``: that one outlet (the outlet page and a click on the map need one
+    row, not the whole fleet's)."""
     inside = scope.outlet_ids(session)
-    agents = {row.outlet_id: row for row in session.scalars(select(Agent))}
-    outlets = {row.id: row for row in session.scalars(select(Outlet))}
-    profiles = {row.outlet_id: row for row in session.scalars(select(OutletProfile))}
-    open_alerts = Counter(
-        session.scalars(select(Alert.outlet_id).where(Alert.state == "open")).all()
-    )
+    agent_q, outlet_q, profile_q = select(Agent), select(Outlet), select(OutletProfile)
+    alert_q = select(Alert.outlet_id).where(Alert.state == "open")
+    if only is not None:
+        agent_q = agent_q.where(Agent.outlet_id == only)
+        outlet_q = outlet_q.where(Outlet.id == only)
+        profile_q = profile_q.where(OutletProfile.outlet_id == only)
+        alert_q = alert_q.where(Alert.outlet_id == only)
+    agents = {row.outlet_id: row for row in session.scalars(agent_q)}
+    outlets = {row.id: row for row in session.scalars(outlet_q)}
+    profiles = {row.outlet_id: row for row in session.scalars(profile_q)}
+    open_alerts = Counter(session.scalars(alert_q).all())
     rows = []
     for outlet_id in sorted(set(outlets) | set(profiles)):
         if inside is not None and outlet_id not in inside:
@@ -95,11 +103,6 @@ def _outlet_rows(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str,
             }
         )
     return rows
-
-
-def outlets_for_map(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str, Any]]:
-    """Every outlet in ``scope`` with coordinates, status, kind, hours and service items."""
-    return _outlet_rows(session, scope)
 
 
 def outlets_geojson(session: Session, scope: Scope = WHOLE_FLEET) -> dict[str, Any]:
@@ -206,7 +209,8 @@ def fleet_overview(session: Session, scope: Scope = WHOLE_FLEET) -> dict[str, An
 def map_points(session: Session, scope: Scope = WHOLE_FLEET) -> list[dict[str, Any]]:
     """The map's light data: id, coordinates and state of each outlet with coordinates.
 
-    About 80 bytes an outlet, where ``outlets_for_map`` sends the whole profile.
+    About 60 bytes an outlet, where the full profiles (``outlets_geojson``) are ten times
+    that: the map page draws from these (fleet_server.web.ui).
     """
     rows = session.execute(
         select(
@@ -313,10 +317,10 @@ def outlet_page(
     session: Session, outlet_id: str, *, history: timedelta = timedelta(hours=6)
 ) -> dict[str, Any] | None:
     """Everything the outlet page shows, or None if the outlet is unknown."""
-    rows = {row["outlet_id"]: row for row in _outlet_rows(session)}
-    row = rows.get(outlet_id)
-    if row is None:
+    rows = _outlet_rows(session, only=outlet_id)
+    if not rows:
         return None
+    row = rows[0]
     agent = session.get(Agent, outlet_id)
     agent_state = agent.state if agent else "unknown"
     devices = [

@@ -419,6 +419,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "r_config_drift": {"zh": "配置不一致", "en": "Config drift"},
     "r_update_failed": {"zh": "升级失败", "en": "Update failed"},
     "r_campaign_paused": {"zh": "升级任务暂停", "en": "Campaign paused"},
+    # What a fleet-wide alert (outlet "_fleet") is about, in place of an outlet.
+    "alert_campaign": {"zh": "升级任务", "en": "Campaign"},
+    "alert_fleet_wide": {"zh": "全网", "en": "Fleet-wide"},
     "all": {"zh": "全部", "en": "All"},
     "prev_page": {"zh": "上一页", "en": "Previous"},
     "next_page": {"zh": "下一页", "en": "Next"},

@@ -22,6 +22,7 @@ from fleet_server.config import outlet_view, store
 from fleet_server.config.api import reaches, scoped_drift
 from fleet_server.health import queries
 from fleet_server.health.figures import TARGETS, FigureGroup, GroupBy, fleet_figures
+from fleet_server.health.map_view import map_extras
 from fleet_server.playbooks import api as playbooks_api
 from fleet_server.security import Principal, Role
 from fleet_server.security.scope import Scope
@@ -239,12 +240,14 @@ def _config_data(session: Session, scope: Scope) -> dict[str, Any]:
 
 @router.get("/data/map")
 def map_data(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
-    """The map's data, refetched on changes."""
+    """The map's regions, unplaced outlets and labels, refetched on changes."""
     return _map_data(session, scope)
 
 
 def _map_data(session: Session, scope: Scope) -> dict[str, Any]:
-    return {"outlets": queries.outlets_for_map(session, scope), "regions": queries.regions(session)}
+    # The points themselves come from GET /api/v1/fleet/map-points (about 60 bytes an
+    # outlet; app.js fetches them): the page and this call stay small at 10,000 outlets.
+    return map_extras(session, scope) | {"regions": queries.regions(session)}
 
 
 @router.get("/data/evaluations")

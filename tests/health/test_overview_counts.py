@@ -1,13 +1,16 @@
-"""The fleet overview counted in SQL, and the map's light points (issue 17)."""
+"""The fleet overview counted in SQL, and the map's light points and page (issue 17)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
+from fleet_server.health.map_view import LABEL_LIMIT
 from fleet_server.health.tables import DeviceState, OutletProfile
 from fleet_server.models import Agent, Outlet
 from fleet_server.security import Role
@@ -86,3 +89,36 @@ def test_map_points_carry_only_id_coordinates_and_state(api: Api) -> None:
         {"id": "a", "lat": 33.7, "lon": 113.3, "state": "online"},
         {"id": "b", "lat": 33.7, "lon": 113.3, "state": "offline"},
     ]
+
+
+def test_the_map_page_carries_no_points_and_its_data_lists_the_unplaced(api: Api) -> None:
+    page = api.client.get("/ui/map", headers=api.as_role(Role.VIEWER))
+    assert page.status_code == 200, page.text
+    boot = json.loads(page.text.split('<script id="boot" type="application/json">')[1]
+                      .split("</script>")[0])  # fmt: skip
+    # The points come from map-points; the page holds regions, the unplaced and labels.
+    assert set(boot["data"]) == {"regions", "unplaced", "unplaced_total", "labels"}
+    data = _get(api, "/ui/data/map")
+    assert data["unplaced"] == [
+        {"outlet_id": "c", "name": "c", "state": "unknown"},
+        {"outlet_id": "d", "name": "d", "state": "unknown"},
+    ]
+    assert data["unplaced_total"] == 2
+    # Few placed outlets: their names and kinds come along, to label the points.
+    assert data["labels"] == {
+        "a": {"name": "a", "kind": "kiosk"},
+        "b": {"name": "b", "kind": "township_centre"},
+    }
+
+
+def test_a_fleet_too_big_to_label_gets_no_names_with_the_map(api: Api) -> None:
+    many = [f"m-{n:03d}" for n in range(LABEL_LIMIT)]
+    with api.session() as session, session.begin():
+        session.add_all([_profile(outlet_id, "410402", "kiosk") for outlet_id in many])
+    try:
+        data = _get(api, "/ui/data/map")
+        assert data["labels"] == {}
+        assert len(_get(api, "/api/v1/fleet/map-points")) == LABEL_LIMIT + 2
+    finally:
+        with api.session() as session, session.begin():
+            session.execute(delete(OutletProfile).where(OutletProfile.outlet_id.in_(many)))

@@ -48,8 +48,14 @@ def test_map_shows_a_killed_agent_offline_and_switches_language(
         page.wait_for_selector('circle[data-outlet="township-ui-01"][data-state="online"]')
         page.wait_for_selector("#live:not(.off)")
         assert page.locator("header h1").inner_text() == "政务服务网点运维监控"
+        # Few outlets: each point is labelled with its name; the kiosk is the smaller dot.
+        names = page.locator("#map text").all_text_contents()
+        assert sorted(names) == ["城关镇便民服务中心", "新华路24小时自助服务区"]
+        assert page.get_attribute('circle[data-outlet="kiosk-ui-02"]', "r") == "5"
+        # A click fetches the outlet's card (the points carry no profile).
         page.click('circle[data-outlet="township-ui-01"]')
-        assert "社保卡申领" in page.locator("#detail").inner_text()
+        page.wait_for_selector("#detail:has-text('社保卡申领')")
+        assert "08:30" in page.locator("#detail").inner_text()
         page.screenshot(path=str(tmp_path / "map-online-zh.png"))
 
         agent.signal(signal.SIGKILL)

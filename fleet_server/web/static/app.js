@@ -28,7 +28,7 @@
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
   const pbk = window.govedgePlaybooks({ esc, tr, time, call });
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
-  const ops = window.govedgeOps({ esc, tr, time, call, userName: (boot.user && boot.user.name) || "" });
+  const ops = window.govedgeOps({ esc, tr, time, call, alertSubject, userName: (boot.user && boot.user.name) || "" });
   const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
   // Pages drawn by a script of their own (registry.js: outlets list and admin pages).
   const own = window.govedgeRegistry ? window.govedgeRegistry({ esc, tr, time, st, boot }).pages[boot.page] : null;
@@ -42,10 +42,20 @@
     return `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><polyline fill="none" stroke="#12355b" stroke-width="1.5" points="${pts}"/></svg> <span class="muted">${nums[nums.length - 1]}</span>`;
   }
 
+  // Fleet-wide alerts are filed under the pseudo-outlet "_fleet" (CAMPAIGN_OUTLET,
+  // fleet_server/campaigns/alerting.py), which has no page: a paused campaign links to its
+  // campaign, anything else (an upstream breaker, device "target:NAME") names the fleet.
+  function alertSubject(a) {
+    if (a.outlet_id !== "_fleet") return `<a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a>`;
+    const campaign = /^campaign:(\d+)$/.exec(a.device_id || "");
+    if (campaign) return `<a href="/ui/campaigns/${campaign[1]}" data-fleet-alert="campaign">${esc(tr("alert_campaign"))} ${campaign[1]}</a>`;
+    return `<span class="muted" data-fleet-alert="fleet">${esc(tr("alert_fleet_wide"))}</span>`;
+  }
+
   function alertsTable(alerts, withActions) {
     if (!alerts.length) return `<p class="muted">${esc(tr("none"))}</p>`;
     return `<table><tr><th>${tr("rule")}</th><th>${tr("outlet")}</th><th>${tr("device")}</th><th>${tr("severity")}</th><th>${tr("summary")}</th><th>${tr("since")}</th><th>${tr("acked")}</th>${withActions ? "<th></th>" : ""}</tr>` +
-      alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td><a href="/ui/outlets/${encodeURIComponent(a.outlet_id)}">${esc(a.outlet_id)}</a></td><td>${esc(a.device_id || "")}</td>` +
+      alerts.map((a) => `<tr data-alert="${a.id}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td>${alertSubject(a)}</td><td>${esc(a.device_id || "")}</td>` +
         `<td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.summary)}</td><td>${time(a.opened_at)}</td><td>${a.acked_by ? esc(a.acked_by) : ""}</td>` +
         (withActions ? `<td><button data-act="ack" data-id="${a.id}">${tr("ack")}</button> <a class="silence-link" href="/ui/alerts">${tr("silence")}</a></td>` : "") + "</tr>").join("") + "</table>";
   }
@@ -98,28 +108,42 @@
           d.devices_in_trouble.map((x) => `<tr><td><a href="/ui/outlets/${encodeURIComponent(x.outlet_id)}">${esc(x.outlet_id)}</a></td><td>${esc(x.device_id)}</td><td>${esc(x.kind)}</td><td>${st(x.state)}${x.health && x.health.paper && x.health.paper !== "ok" ? " paper:" + esc(x.health.paper) : ""}</td><td>${time(x.state_since)}</td></tr>`).join("") + "</table>" : `<p class="muted">${tr("none")}</p>`) + "</section>";
     },
 
+    // The points are GET /api/v1/fleet/map-points ({id, lat, lon, state}, fetched by
+    // refresh()); names and kinds come along only for a fleet small enough to label.
     map(d) {
-      const placed = d.outlets.filter((o) => o.latitude !== null && o.longitude !== null);
+      if (!d.points) return `<p class="muted" id="map-loading">${esc(tr("nav_map"))}…</p>`;
+      const labels = d.labels || {};
+      const placed = d.points;
       const rings = [];
       (d.regions || []).forEach((r) => (r.outline || []).forEach((ring) => rings.push({ r, ring })));
-      const lons = placed.map((o) => o.longitude).concat(rings.flatMap((x) => x.ring.map((p) => p[0])));
-      const lats = placed.map((o) => o.latitude).concat(rings.flatMap((x) => x.ring.map((p) => p[1])));
+      const lons = placed.map((o) => o.lon).concat(rings.flatMap((x) => x.ring.map((p) => p[0])));
+      const lats = placed.map((o) => o.lat).concat(rings.flatMap((x) => x.ring.map((p) => p[1])));
       const W = 900, H = 560, pad = 30;
       let svg = "";
       if (lons.length) {
-        let x0 = Math.min(...lons), x1 = Math.max(...lons), y0 = Math.min(...lats), y1 = Math.max(...lats);
+        // A loop, not Math.min(...lons): spreading 10,000 arguments is near the engine's limit.
+        let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+        lons.forEach((v) => { if (v < x0) x0 = v; if (v > x1) x1 = v; });
+        lats.forEach((v) => { if (v < y0) y0 = v; if (v > y1) y1 = v; });
         const midLat = ((y0 + y1) / 2) * Math.PI / 180, kx = Math.cos(midLat);  // plain equirectangular
         const sx = (x1 - x0) * kx || 0.01, sy = y1 - y0 || 0.01;
         const scale = Math.min((W - 2 * pad) / sx, (H - 2 * pad) / sy);
         const px = (lon) => pad + (lon - x0) * kx * scale, py = (lat) => H - pad - (lat - y0) * scale;
         svg += rings.map((x) => `<polygon class="region" points="${x.ring.map((p) => px(p[0]).toFixed(1) + "," + py(p[1]).toFixed(1)).join(" ")}"><title>${esc(x.r.name)}</title></polygon>`).join("");
         const color = { online: "#2e7d32", offline: "#c62828", stale: "#ef8f00", unknown: "#78909c" };
-        svg += placed.map((o) => `<circle data-outlet="${esc(o.outlet_id)}" data-state="${esc(o.state)}" cx="${px(o.longitude).toFixed(1)}" cy="${py(o.latitude).toFixed(1)}" r="${o.kind === "kiosk" ? 5 : 7}" fill="${color[o.state] || "#78909c"}"><title>${esc(o.name)}</title></circle>` +
-          (placed.length <= 60 ? `<text x="${(px(o.longitude) + 9).toFixed(1)}" y="${(py(o.latitude) + 4).toFixed(1)}">${esc(o.name)}</text>` : "")).join("");
+        const small = placed.length > 1000;  // thousands of points: smaller dots
+        svg += placed.map((o) => {
+          const label = labels[o.id], name = label ? label.name : o.id;
+          const r = small ? 3 : label && label.kind === "kiosk" ? 5 : 7;
+          return `<circle data-outlet="${esc(o.id)}" data-state="${esc(o.state)}" cx="${px(o.lon).toFixed(1)}" cy="${py(o.lat).toFixed(1)}" r="${r}" fill="${color[o.state] || "#78909c"}"><title>${esc(name)}</title></circle>` +
+            (label ? `<text x="${(px(o.lon) + 9).toFixed(1)}" y="${(py(o.lat) + 4).toFixed(1)}">${esc(name)}</text>` : "");
+        }).join("");
       }
-      const missing = d.outlets.filter((o) => o.latitude === null || o.longitude === null);
+      const missing = d.unplaced || [];
+      const more = (d.unplaced_total || 0) - missing.length;
       return `<div class="map-wrap"><svg id="map" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(tr("nav_map"))}">${svg}</svg><section id="detail"><p class="muted">${esc(tr("nav_map"))}: ${placed.length} ${esc(tr("outlets"))}</p></section></div>` +
-        (missing.length ? `<section><h2>${tr("no_coords")}</h2>${missing.map((o) => `<a href="/ui/outlets/${encodeURIComponent(o.outlet_id)}">${esc(o.name)}</a> ${st(o.state)}`).join(" · ")}</section>` : "");
+        (missing.length ? `<section id="unplaced"><h2>${tr("no_coords")}</h2>${missing.map((o) => `<a href="/ui/outlets/${encodeURIComponent(o.outlet_id)}">${esc(o.name)}</a> ${st(o.state)}`).join(" · ")}` +
+          (more > 0 ? ` · <a href="/ui/outlets">+${more}</a>` : "") + "</section>" : "");
     },
 
     outlet(d) {
@@ -188,12 +212,24 @@
   }
 
   function bindMap() {
-    document.querySelectorAll("#map circle").forEach((c) => c.addEventListener("click", () => {
-      const o = data.outlets.find((x) => x.outlet_id === c.dataset.outlet);
-      document.getElementById("detail").innerHTML = `<h2><a href="/ui/outlets/${encodeURIComponent(o.outlet_id)}">${esc(o.name)}</a></h2><p>${st(o.state)} ${kind(o.kind)}</p>` +
+    const svg = document.getElementById("map");
+    if (!svg) return;
+    // One listener for every point; the clicked outlet's card is fetched then (the points
+    // carry no profile), and only the newest click's answer is shown.
+    let clicked = null;
+    svg.addEventListener("click", async (ev) => {
+      const c = ev.target.closest("circle[data-outlet]");
+      if (!c) return;
+      clicked = c.dataset.outlet;
+      const r = await fetch("/api/v1/outlets/" + encodeURIComponent(clicked) + "/health", { cache: "no-store" });
+      if (!r.ok) return;
+      const o = await r.json();
+      const detail = document.getElementById("detail");
+      if (!detail || o.outlet_id !== clicked) return;
+      detail.innerHTML = `<h2><a href="/ui/outlets/${encodeURIComponent(o.outlet_id)}">${esc(o.name)}</a></h2><p>${st(o.state)} ${kind(o.kind)}</p>` +
         `<p><b>${tr("opening_hours")}</b>: ${esc(o.opening_hours_text)}</p><p><b>${tr("address")}</b>: ${esc(o.address || "-")}</p><p><b>${tr("phone")}</b>: ${esc(o.phone || "-")}</p>` +
         `<p><b>${tr("service_items")}</b>: ${esc((o.service_items || []).join("、") || "-")}</p><p><b>${tr("open_alerts")}</b>: ${o.open_alerts}</p>`;
-    }));
+    });
   }
 
   // A refused action says why: the API's own message, next to the buttons.
@@ -224,6 +260,10 @@
       const p = await fetch("/api/v1/outlets/" + encodeURIComponent(data.outlet_id) + "/playbook-runs?limit=10", { cache: "no-store" });
       fresh.playbook_runs = p.ok ? await p.json() : data.playbook_runs;
     }
+    if (boot.page === "map") {  // the points from the light API, the rest from the page's
+      const p = await fetch("/api/v1/fleet/map-points", { cache: "no-store" });
+      fresh.points = p.ok ? await p.json() : data.points;
+    }
     data = fresh;
     draw();
   }
@@ -247,5 +287,6 @@
   }
 
   draw();
+  if (boot.page === "map") refresh();  // the page carries no points: fetch them now
   connect();
 })();

@@ -4,7 +4,7 @@
 // redraws a form the operator is typing in. app.js hands in its helpers.
 "use strict";
 window.govedgeOps = function (h) {
-  const { esc, tr, time, call } = h;
+  const { esc, tr, time, call, alertSubject } = h;
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
   const view = { page: null, data: null, offset: 0, detail: null, lastResult: null };
@@ -143,7 +143,7 @@ window.govedgeOps = function (h) {
           const silenced = s === "silenced" ? `${time(a.silenced_until)} · ${esc(a.silenced_by || "")}: <span class="silence-reason">${esc(a.silence_reason || "")}</span>` : "";
           const buttons = act && a.state === "open" ? (a.acked_at ? "" : `<button type="button" data-alert-act="ack" data-id="${a.id}">${esc(tr("ack"))}</button> `) +
             `<button type="button" data-alert-act="silence" data-id="${a.id}">${esc(tr("silence_do"))}</button>` : "";
-          return `<tr data-alert="${a.id}" data-alert-state="${s}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td>${outletLink(a.outlet_id)}</td><td>${esc(a.device_id || "")}</td>` +
+          return `<tr data-alert="${a.id}" data-alert-state="${s}"><td>${esc(tr("r_" + a.rule, a.rule))}</td><td>${alertSubject(a)}</td><td>${esc(a.device_id || "")}</td>` +
             `<td class="sev-${esc(a.severity)}">${esc(tr("sev_" + a.severity, a.severity))}</td><td><span class="st ast-${s}">${esc(tr("as_" + s, s))}</span></td><td>${esc(a.summary)}</td>` +
             `<td>${time(a.opened_at)}${a.resolved_at ? " → " + time(a.resolved_at) : ""}</td><td>${esc(a.acked_by || "")}</td><td>${silenced}</td>${act ? `<td>${buttons}</td>` : ""}</tr>`;
         }).join("") + "</table>";
