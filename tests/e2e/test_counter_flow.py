@@ -289,7 +289,7 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
 
 def test_a_walk_away_at_the_pad_reaches_upstream_as_one_default_rating(
     broker: Mosquitto,
-    server: FleetServer,
+    delivering_fleet: FleetServer,
     upstream: Upstream,
     outlet_id: str,
     tmp_path: Path,
@@ -319,11 +319,11 @@ def test_a_walk_away_at_the_pad_reaches_upstream_as_one_default_rating(
             pad.walk_away()
             assert (await asked)["status"] == "timed_out"
             async with asyncio.timeout(60):
-                while not await asyncio.to_thread(_defaults_counted, server, outlet_id):  # noqa: ASYNC110 - the server is polled
+                while not await asyncio.to_thread(_defaults_counted, delivering_fleet, outlet_id):  # noqa: ASYNC110 - the server is polled
                     await asyncio.sleep(0.2)
 
     asyncio.run(scenario())
-    stats = server.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
+    stats = delivering_fleet.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
     assert (stats["evaluations"], stats["default_evaluations"]) == (1, 1)
     assert stats["active_evaluations"] == 0
     # Upstream holds it once, marked as the system's, in the outlet's coding (1 = 非常满意).
