@@ -44,11 +44,11 @@ from edge_agent.settings_models import (
     QueueWindowSetting,
     check_business_types,
     check_devices,
-    check_qr_template,
     check_timezone,
     check_windows,
 )
 from govedge_wire import is_valid_outlet_id
+from govedge_wire.config.models import check_qr_template
 
 ENV_PREFIX = "GOVEDGE_"
 DEFAULT_MQTT_PORT = 1883

@@ -161,21 +161,6 @@ def check_timezone(value: str) -> str:
     return value
 
 
-def check_qr_template(value: str) -> str:
-    """An evaluation QR URL template: empty, or http(s) with only the known fields."""
-    if not value:
-        return value
-    if not value.startswith(("https://", "http://")) or len(value) > 400:
-        raise ValueError("evaluation_qr_url must be an http(s) URL of at most 400 characters")
-    try:
-        value.format(case_number="T20240101-A001", outlet="outlet")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"evaluation_qr_url may use only {{case_number}} and {{outlet}}: {exc}"
-        ) from None
-    return value
-
-
 def window_fields() -> list[tuple[str, bool]]:
     """(config field, on a bus) of each window-bound device kind, from the kind registry."""
     from edge_agent.devices.registry import kinds

@@ -30,7 +30,7 @@ from edge_agent.local_api.state import STATE_FILE, LocalStateStore
 from edge_agent.local_api.tracker import TransactionTracker
 from edge_agent.queueing.playback import AnnouncementPlayer, PlaybackSettings
 from edge_agent.runtime import AgentRuntime
-from edge_agent.settings_models import check_qr_template
+from govedge_wire.config.models import check_qr_template
 
 __all__ = [
     "AnnouncementStore",

@@ -27,8 +27,14 @@ __all__ = ["evaluation_link", "qr_svg", "window_pad"]
 
 
 def evaluation_link(local: LocalApiContext, case_number: str) -> str | None:
-    """The province's 好差评 page of ``case_number`` from the template; None without one."""
-    template = local.options.evaluation_qr_url
+    """The province's 好差评 page of ``case_number`` from the template; None without one.
+
+    The template of the region's 好差评 profile (the fleet config's ``evaluation.qr_url``)
+    wins over the agent's local ``evaluation_qr_url``: the page is the province's.
+    """
+    live = local.runtime.live
+    profile = None if live is None or live.evaluation is None else live.evaluation.qr_url
+    template = profile or local.options.evaluation_qr_url
     if not template:
         return None
     return template.format(

@@ -167,6 +167,30 @@ class EvaluationConfig(_Part):
     indicator_tags: tuple[IndicatorTag, ...] | None = Field(default=None, max_length=16)
     rectification_days: Annotated[int, Field(ge=1, le=90)] | None = None
     rectification_working_days: bool | None = None
+    # The province's 好差评 page for a case, as a QR code on tickets and on the console of
+    # a window without a pad: http(s), with {case_number} and {outlet} filled in. It wins
+    # over the agent's local evaluation_qr_url (docs/hall-pages.md).
+    qr_url: Annotated[str, Field(max_length=400)] | None = None
+
+    @field_validator("qr_url")
+    @classmethod
+    def _qr_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_qr_template(value)
+
+
+def check_qr_template(value: str) -> str:
+    """An evaluation QR URL template: empty, or http(s) with only the known fields."""
+    if not value:
+        return value
+    if not value.startswith(("https://", "http://")) or len(value) > 400:
+        raise ValueError("the evaluation QR URL must be an http(s) URL of at most 400 characters")
+    try:
+        value.format(case_number="T20240101-A001", outlet="outlet")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"the evaluation QR URL may use only {{case_number}} and {{outlet}}: {exc}"
+        ) from None
+    return value
 
 
 class TelemetryConfig(_Part):

@@ -16,10 +16,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from playwright.async_api import expect
+from pydantic import ValidationError
 
+from edge_agent.fleet_config.effective import LiveSettings
 from edge_agent.local_api import LocalApiOptions
 from edge_agent.queueing import WindowConfig
+from govedge_wire.config import EvaluationConfig
 from tests.conftest import missing
 from tests.health.conftest import CHROMIUM
 from tests.local_api.harness import OUTLET, Outlet, outlet
@@ -118,6 +122,38 @@ def test_without_a_template_no_window_gets_a_code(tmp_path: Path) -> None:
         assert answer["svg"] is None
 
     run(tmp_path, scenario, LocalApiOptions(speak=False))
+
+
+PROVINCE = "https://hcp.province.example/rate?bh={case_number}&wd={outlet}"
+
+
+def test_the_regions_profile_template_wins_over_the_local_one(tmp_path: Path) -> None:
+    """The QR page is the province's: the fleet config's ``evaluation.qr_url`` is used,
+    over the agent's local setting, and from the moment a new config sets it."""
+    live = LiveSettings(
+        telemetry_interval_s=30.0, outbox_rate_per_s=20.0,
+        evaluation=EvaluationConfig(qr_url=PROVINCE),
+    )  # fmt: skip
+
+    async def main() -> None:
+        async with outlet(tmp_path, windows=WINDOWS, options=WITH_QR, live=live) as o:
+            number = await call_ticket(o, "tax", "5")
+            answer = (await qr(o, "5")).json()
+            assert answer["url"] == PROVINCE.format(
+                case_number=answer["case_number"], outlet=OUTLET
+            )
+            assert number in answer["case_number"]
+            assert o.runtime.live is not None  # a config without the template: the local one
+            o.runtime.live.evaluation = EvaluationConfig(level_coding="gbt39046")
+            assert (await qr(o, "5")).json()["url"] == link(answer["case_number"])
+
+    asyncio.run(main())
+
+
+def test_a_bad_template_in_a_config_is_refused() -> None:
+    for bad in ("ftp://hcp.example/{case_number}", "https://hcp.example/?c={case}"):
+        with pytest.raises(ValidationError, match="evaluation QR URL"):
+            EvaluationConfig(qr_url=bad)
 
 
 def decode_qr(png: bytes) -> str:
