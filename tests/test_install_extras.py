@@ -96,7 +96,7 @@ def requires_by_extra(wheel: Path) -> dict[str, set[str]]:
 def test_the_wheel_declares_each_machine_its_own_dependencies(wheel: Path) -> None:
     requires = requires_by_extra(wheel)
     assert requires == DECLARED  # what pyproject.toml says is what the wheel says
-    assert requires[""] == {"pydantic", "cryptography"}
+    assert requires[""] == {"pydantic", "cryptography", "packaging"}
     assert requires["cli"] == {"click", "httpx", "rich"}
     assert requires["agent"] & SERVER_ONLY == set()
     assert requires["server"] & AGENT_ONLY == set()
