@@ -35,14 +35,23 @@ _PAGE = """<!doctype html>
 import { GovedgeLocal, GovedgeError } from "CLIENT_URL";
 window.runFlow = async (token) => {
   const api = new GovedgeLocal({ baseUrl: "AGENT", token });
-  const seen = [];
-  let stream = null, wake = () => {};
+  const seen = [], states = [];
+  let stream = null, wake = () => {}, reopened = () => {};
+  // What the page saw, for a failure's message: the stream's states and event names.
+  const story = () => `states ${states.join(",")}; events ${seen.map((e) => e.name).join(",")}`;
   try {
     const card = await api.readIdCard();
     const opened = new Promise((ok, fail) => {
-      setTimeout(() => fail(new Error("the event stream did not open within 30 s")), 30000);
-      stream = api.events((e) => { seen.push(e); wake(); },
-                          { onState: (s) => s === "open" && ok() });
+      const late = () => fail(new Error(`the event stream did not open in 30 s (${story()})`));
+      setTimeout(late, 30000);
+      stream = api.events((e) => { seen.push(e); wake(); }, {
+        onState: (s) => {
+          states.push(s);
+          if (s !== "open") return;
+          ok();
+          if (states.includes("reconnecting")) reopened();
+        },
+      });
     });
     await opened;
     const doc = await api.captureDocument();
@@ -52,11 +61,17 @@ window.runFlow = async (token) => {
       materials: [{ name: "身份证复印件", document_id: doc.document_id }],
     });
     const result = await new Promise((ok, fail) => {
-      setTimeout(() => fail(new Error("no transaction.result within 60 s")), 60000);
+      setTimeout(() => fail(new Error(`no transaction.result within 60 s (${story()})`)), 60000);
       wake = () => {
         const r = seen.find((e) => e.name === "transaction.result"
                                    && e.data.tx_id === accepted.tx_id);
         if (r) ok(r.data);
+      };
+      // As docs/local-api.md advises: a result sent while the stream was down is asked once.
+      reopened = async () => {
+        const s = await api.transactionStatus(accepted.tx_id);
+        if (s.status === "delivered" || s.status === "rejected")
+          ok({ outcome: s.status, case_number: s.case_number, reason: s.reason });
       };
       wake();
     });

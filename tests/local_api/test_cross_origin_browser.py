@@ -72,6 +72,7 @@ def _run_page(
             return origin, result, page.locator("body").inner_text()
 
 
+@pytest.mark.timeout(240)  # a fleet, an agent and Chromium on a busy 2-core CI machine
 @pytest.mark.parametrize(
     ("scheme", "address", "space", "grant"),
     [

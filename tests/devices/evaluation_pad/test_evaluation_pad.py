@@ -230,10 +230,12 @@ def test_pad_stops_answering_mid_request() -> None:
 
 def test_silent_pad_times_out_the_probe() -> None:
     async def scenario(pad: EvaluationPad, sim: EvaluationPadSimulator) -> None:
+        # Binding the window may itself have needed a retransmit on a busy machine.
+        before = (await pad.health())["retransmits"]
         sim.silent = True
         with pytest.raises(DeviceTimeout, match="did not answer HELLO"):
             await pad.probe()
-        assert (await pad.health())["retransmits"] == 2
+        assert (await pad.health())["retransmits"] - before == 2
 
     run("pty", scenario)
 
