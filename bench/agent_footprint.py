@@ -7,7 +7,11 @@ camera kind's simulator away before the CLI starts (every other simulated device
 so the difference is what a camera costs. RSS is the median over the idle window;
 idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by default).
 
-    python bench/agent_footprint.py [--quick] [--idle S] [--write-doc]
+RSS is also split as /proc/PID/smaps_rollup splits it: anonymous memory (the heap,
+what the agent allocates) and file-backed pages (shared libraries and extension
+modules mapped in).
+
+    python bench/agent_footprint.py [--quick] [--idle S] [--json FILE] [--write-doc]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 from _common import BIN, _spawn, machine, median, poll, stop, table, update_doc  # noqa: E402
+from _figures import Figure, write_figures  # noqa: E402
 
 from govedge_testbed import Mosquitto  # noqa: E402
 
@@ -92,6 +97,7 @@ def one_agent(
             rss.append(p.memory_info().rss / 2**20)
             time.sleep(1)
         cpu = 100 * (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t1)
+        anon_mib, file_mib = smaps_split(proc.pid)
         modules = subprocess.run(
             ["grep", "-c", "cv2", f"/proc/{proc.pid}/maps"],
             capture_output=True,
@@ -99,15 +105,44 @@ def one_agent(
             check=False,
         ).stdout.strip()
         return {"camera": camera, "online_s": online_s, "attached": attached, "rss": median(rss),
-                "cpu": cpu, "cv2_mapped": modules not in ("", "0")}  # fmt: skip
+                "cpu": cpu, "cv2_mapped": modules not in ("", "0"), "anon": anon_mib,
+                "file": file_mib}  # fmt: skip
     finally:
         stop(proc)
+
+
+def smaps_split(pid: int) -> tuple[float, float]:
+    """Anonymous and file-backed resident MiB of ``pid`` (``/proc/PID/smaps_rollup``)."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            fields[name] = int(rest.split()[0]) / 1024
+    anon = fields.get("Anonymous", 0.0)
+    return anon, fields.get("Rss", 0.0) - anon
+
+
+def figures(runs: list[dict[str, Any]]) -> list[Figure]:
+    """The four goal figures (scripts/bench's shape); CPU and startup from the no-camera run."""
+    plain = next(r for r in runs if not r["camera"])
+    camera = next(r for r in runs if r["camera"])
+    return [
+        Figure("agent.rss_no_camera_mib", plain["rss"], "MiB", goal=GOALS["rss_no_camera"],
+               higher=False),
+        Figure("agent.rss_camera_mib", camera["rss"], "MiB", goal=GOALS["rss_camera"],
+               higher=False),
+        Figure("agent.idle_cpu_pct", plain["cpu"], "% of a core", goal=GOALS["idle_cpu"],
+               higher=False),
+        Figure("agent.startup_online_s", plain["online_s"], "s", goal=GOALS["online_s"],
+               higher=False),
+    ]  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10 s idle window")
     ap.add_argument("--idle", type=float)
+    ap.add_argument("--json", type=Path, help="write the figures there (scripts/bench)")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     idle_s = args.idle or (10 if args.quick else 60)
@@ -132,6 +167,7 @@ def main() -> None:
         rows.append([
             "with camera" if r["camera"] else "without camera", r["attached"],
             "yes" if r["cv2_mapped"] else "no", r["rss"], f"{r['rss'] / goal:.2f} of {goal:.0f}",
+            f"{r['anon']:.1f} / {r['file']:.1f}",
             r["cpu"], f"{r['cpu'] / GOALS['idle_cpu']:.2f} of 0.3", r["online_s"],
             f"{r['online_s'] / GOALS['online_s']:.2f} of 2",
         ])  # fmt: skip
@@ -140,12 +176,14 @@ def main() -> None:
         f"Idle window {idle_s:.0f} s. Load average {load_start:.1f} at the start, "
         f"{load_end:.1f} at the end (shared machine: CPU and startup are pessimistic).\n\n"
         + table(
-            ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal", "idle CPU %",
+            ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal",
+             "anon / file MiB", "idle CPU %",
              "CPU / goal", "spawn → online s", "online / goal"],
             rows,
         )
     )  # fmt: skip
     print(text)
+    write_figures(args.json, figures(runs))
     if args.write_doc:
         update_doc("agent_footprint", text)
 
