@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -82,6 +81,10 @@ async def download(
     verify: ssl.SSLContext | bool = True,
 ) -> Path:
     """The downloaded ``.part`` file (whole, not yet checked); ``UpdateFailed`` if not."""
+    # httpx (with its CLI's rich and pygments: ~0.2 s, several MiB) loads on the first
+    # download, not with every agent: most days no update is offered (docs/performance.md).
+    import httpx
+
     part = target_dir / f"{manifest.file_name}.part"
     await asyncio.to_thread(_prepare, target_dir, part, target_dir / manifest.file_name)
     url = server_url.rstrip("/") + artifact_path
@@ -144,6 +147,8 @@ async def _fetch(
     progress: Progress,
     verify: ssl.SSLContext | bool,
 ) -> None:
+    import httpx  # loaded by ``download`` already: see there
+
     have = await asyncio.to_thread(_size, part)
     if have >= manifest.size:
         # Complete already (or too long: the hash check decides and deletes it).
