@@ -2,7 +2,7 @@
 
 Bound to 127.0.0.1 only: any other host is refused, because the API hands out ID-card
 data and its only protection against the LAN is not listening on it. uvicorn's own
-signal handling is switched off (the daemon owns SIGTERM/SIGINT); cancelling the
+signal handling is switched off (the daemon owns SIGTERM/SIGINT; ``EmbeddedServer``); cancelling the
 coroutine stops the server gracefully within ``shutdown_timeout_s``.
 """
 
@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 import uvicorn
 
 from edge_agent.counters import AgentCounters
+from edge_agent.embedded_server import EmbeddedServer
 from edge_agent.local_api.app import create_local_app
 from edge_agent.local_api.apps import AppRegistry
 from edge_agent.local_api.context import LocalApiOptions
@@ -28,14 +29,6 @@ __all__ = ["LOCAL_HOST", "serve_local_api"]
 log = logging.getLogger(__name__)
 
 LOCAL_HOST: Final = "127.0.0.1"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the daemon's handlers stay in charge)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 async def serve_local_api(
@@ -78,7 +71,7 @@ async def serve_local_api(
         lifespan="on",
         timeout_graceful_shutdown=int(shutdown_timeout_s),
     )
-    server = _Server(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(), name="local-api:uvicorn")
     try:
         async with asyncio.timeout(startup_timeout_s):

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Generator
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -27,6 +26,7 @@ from fastapi.responses import JSONResponse
 from edge_agent.devices import DeviceError, DeviceUnavailable
 from edge_agent.discovery import DeviceManager, RetiredFileError, UnknownRetirement
 from edge_agent.discovery.retired import check_key
+from edge_agent.embedded_server import EmbeddedServer
 
 __all__ = ["SOCKET_FILE", "create_technician_app", "serve_technician_socket"]
 
@@ -93,14 +93,6 @@ def create_technician_app(devices: DeviceManager) -> FastAPI:
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the daemon's handlers stay in charge)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 async def serve_technician_socket(devices: DeviceManager, data_dir: Path) -> None:
     """Serve on ``data_dir/technician.sock`` until cancelled; the socket is removed after."""
     path = data_dir / SOCKET_FILE
@@ -114,7 +106,7 @@ async def serve_technician_socket(devices: DeviceManager, data_dir: Path) -> Non
         server_header=False,
         lifespan="off",
     )
-    server = _Server(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(), name="technician-socket")
     try:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
