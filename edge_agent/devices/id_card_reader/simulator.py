@@ -49,7 +49,6 @@ _log = logging.getLogger(__name__)
 
 BAUD_RATES = (115200, 57600, 38400, 19200, 9600)  # index ii of command 60 ii
 DEFAULT_SAM_ID = bytes.fromhex("05000100a4b732014e61bc00d2029649")  # 05.01-20101028-…
-_POLL = 0.05  # seconds between stop-flag checks while idle
 _SPEEDS = {getattr(termios, f"B{rate}"): rate for rate in BAUD_RATES}
 
 
@@ -128,6 +127,10 @@ class IdCardSimulator:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._unplugged = threading.Event()
+        # The serving thread waits in select() on the pty and this pipe: stop/unplug
+        # write to it, so an idle simulator needs no polling timeout (docs/performance.md).
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -152,6 +155,7 @@ class IdCardSimulator:
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo or newline translation before the driver opens it
         self._master, self._slave = master, slave
+        self._wake_r, self._wake_w = os.pipe()
         self._device_path = os.ttyname(slave)
         if self._link is not None:  # like udev's /dev/serial/by-id link: re-pointed atomically
             temporary = f"{self._link}.{os.getpid()}.new"
@@ -165,6 +169,7 @@ class IdCardSimulator:
     def stop(self, *, timeout: float = 2.0) -> None:
         """Stop serving and close the pseudo-terminal; safe to call twice."""
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -213,12 +218,19 @@ class IdCardSimulator:
         """Close the master side now, so the driver's port vanishes."""
         self._unplugged.set()
         self._stop.set()
+        self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
             self._thread = None
         self._close_fds()
 
     # ------------------------------------------------------------ serving
+
+    def _wake(self) -> None:
+        """Wake the serving thread out of select() (it then sees the stop flag)."""
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def _close_fds(self) -> None:
         if self._link_made and self._link is not None:
@@ -227,20 +239,25 @@ class IdCardSimulator:
             with contextlib.suppress(OSError):
                 if os.readlink(self._link) == self._device_path:
                     os.unlink(self._link)
-        for fd in (self._master, self._slave):
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._master = self._slave = None
+        self._master = self._slave = self._wake_r = self._wake_w = None
 
     def _serve(self) -> None:
         decoder = FrameDecoder(max_body=64, verify=self.strict)
-        master = self._master
-        assert master is not None  # set by start() before the thread runs
+        master, wake = self._master, self._wake_r
+        # Both set by start() before the thread runs.
+        assert master is not None
+        assert wake is not None
         while not self._stop.is_set():
-            ready, _, _ = select.select([master], [], [], _POLL)
-            if not ready:
-                continue
+            try:
+                ready, _, _ = select.select([master, wake], [], [])
+            except (OSError, ValueError):
+                return  # the fds were closed under us (stop/unplug)
+            if master not in ready:
+                continue  # woken by stop/unplug: the loop condition ends it
             try:
                 chunk = os.read(master, 4096)
             except OSError:

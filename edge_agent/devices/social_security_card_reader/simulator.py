@@ -36,7 +36,6 @@ _log = logging.getLogger(__name__)
 
 # TS 3B, T0 80 (TD1 follows), TD1 80 (T=0, TD2 follows), TD2 01 (T=1), TCK 01.
 DEFAULT_ATR = bytes.fromhex("3B80800101")
-_POLL = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +171,9 @@ class SocialSecurityCardSimulator:
                         f"vpcd does not listen on {self.host}:{self.port}: {exc}"
                     ) from exc
                 time.sleep(0.05)  # vpcd (in pcscd) may still be starting
-        sock.settimeout(_POLL)
+        # Blocking reads: ``stop`` shuts the socket down, which ends a waiting ``recv`` at
+        # once, so an idle card needs no polling timeout (docs/performance.md).
+        sock.settimeout(None)
         self._sock = sock
         self._stop.clear()
         self._logic = CardLogic(self.data)
@@ -183,6 +184,9 @@ class SocialSecurityCardSimulator:
     def stop(self, *, timeout: float = 2.0) -> None:
         """Remove the card: disconnect from vpcd; safe to call twice."""
         self._stop.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
