@@ -73,3 +73,29 @@ print(json.dumps({{"before": before, "after": loaded(), "jpeg": [jpeg[:2].hex()]
     assert result["jpeg"] == ["ffd8"]
     assert "cv2" in result["after"]
     assert "smartcard" not in result["after"]
+
+
+def test_the_simulated_camera_writes_its_video_in_another_process() -> None:
+    """``--simulate``: the agent holds what a real camera costs, not the video encoder."""
+    script = (
+        _IMPORT_AGENT.format(heavy=HEAVY)
+        + """
+import asyncio
+from contextlib import AsyncExitStack
+from edge_agent.devices.document_camera.simulation import simulate
+from edge_agent.devices.simulation import SimulationOptions
+
+async def start() -> list[str]:
+    async with AsyncExitStack() as stack:
+        device = await simulate(stack, SimulationOptions())
+        path = device.usb.device_node
+        with open(path, "rb") as video:
+            return [video.read(4).decode(), loaded()]
+
+riff, after = asyncio.run(start())
+print(json.dumps({"riff": [riff], "after": after}))
+"""
+    )
+    result = _run(script)
+    assert result["riff"] == ["RIFF"]  # an AVI is there for the driver to open
+    assert result["after"] == []

@@ -29,6 +29,7 @@ def udev_description(path: str) -> DeviceDescription:
 
 async def simulate(stack: AsyncExitStack, options: SimulationOptions) -> SimulatedDevice:
     """A 1280x960 camera."""
-    camera = await asyncio.to_thread(DocumentCameraSimulator(width=1280, height=960).start)
+    simulator = DocumentCameraSimulator(width=1280, height=960, separate_process=True)
+    camera = await asyncio.to_thread(simulator.start)
     stack.callback(camera.stop)
     return SimulatedDevice(simulator=camera, usb=udev_description(camera.device_path))

@@ -11,51 +11,37 @@ frames and hands out its path as the device. The demo and tests point the
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from edge_agent.devices.document_camera import video_file
+from edge_agent.devices.document_camera.video_file import write_document_video
+
 __all__ = ["DocumentCameraSimulator", "write_document_video"]
-
-
-def write_document_video(path: Path, *, width: int, height: int, frames: int = 5) -> Path:
-    """Write an MJPG AVI of ``frames`` page-like images (white page, black text lines)."""
-    # Imported here so that registering the kind does not load OpenCV (docs/performance.md).
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write MJPG video to {path}")
-    try:
-        for index in range(frames):
-            page = np.full((height, width, 3), 235, dtype=np.uint8)
-            for line in range(1, 12):
-                y = line * height // 13
-                cv2.line(page, (width // 10, y), (width * 9 // 10, y), (20, 20, 20), 3)
-            cv2.putText(
-                page,
-                f"page {index}",
-                (width // 10, height // 14),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                max(0.5, width / 800),
-                (0, 0, 160),
-                2,
-            )
-            writer.write(page)
-    finally:
-        writer.release()
-    return path
 
 
 class DocumentCameraSimulator:
     """A generated video file posing as a camera; ``device_path`` is what drivers open."""
 
-    def __init__(self, *, width: int = 1280, height: int = 960, frames: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        width: int = 1280,
+        height: int = 960,
+        frames: int = 5,
+        separate_process: bool = False,
+    ) -> None:
         self.width = width
         self.height = height
         self.frames = frames
+        # True: a child process writes the video, so OpenCV's encoder never loads into
+        # this process (``--simulate``: the agent then carries only what a real camera
+        # costs it, docs/performance.md).
+        self.separate_process = separate_process
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._path: Path | None = None
 
@@ -69,12 +55,14 @@ class DocumentCameraSimulator:
     def start(self) -> Self:
         """Write the video; returns ``self``."""
         self._tmp = tempfile.TemporaryDirectory(prefix="govedge-camera-")
-        self._path = write_document_video(
-            Path(self._tmp.name) / "camera.avi",
-            width=self.width,
-            height=self.height,
-            frames=self.frames,
-        )
+        path = Path(self._tmp.name) / "camera.avi"
+        if self.separate_process:
+            _write_in_child(path, width=self.width, height=self.height, frames=self.frames)
+            self._path = path
+        else:
+            self._path = write_document_video(
+                path, width=self.width, height=self.height, frames=self.frames
+            )
         return self
 
     def unplug(self) -> None:
@@ -98,3 +86,17 @@ class DocumentCameraSimulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _write_in_child(path: Path, *, width: int, height: int, frames: int) -> None:
+    """``write_document_video`` in a child interpreter that imports nothing of the agent."""
+    script = video_file.__file__
+    result = subprocess.run(
+        [sys.executable, script, str(path), str(width), str(height), str(frames)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the camera video was not written: {result.stderr.strip()[-500:]}")
