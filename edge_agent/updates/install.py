@@ -89,8 +89,11 @@ async def install_beside(
     link_args += [arg for lock in locks for arg in ("--constraint", str(lock))]
     if uv_bin is not None:
         await _run([str(uv_bin), "venv", "--python", sys.executable, str(venv)])
+        # --compile-bytecode as pip does by default: without it every start of the new
+        # version compiles its modules again when the service cannot write __pycache__
+        # (about half of the agent's start-up CPU, docs/performance.md).
         await _run(
-            [str(uv_bin), "pip", "install", "--offline", "--python",
+            [str(uv_bin), "pip", "install", "--offline", "--compile-bytecode", "--python",
              str(venv / "bin" / "python"), *link_args, requirement]
         )  # fmt: skip
     else:
