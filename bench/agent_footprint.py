@@ -6,12 +6,23 @@ camera" runs the same agent through ``_agent_without_camera.py``, which takes th
 camera kind's simulator away before the CLI starts (every other simulated device stays),
 so the difference is what a camera costs. RSS is the median over the idle window;
 idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by default).
+Start-up is also given as the agent's CPU seconds until the birth arrives, which the
+load of a shared machine barely changes (the wall time it does).
+
+Before measuring, the bench compiles .pyc files for the venv and this checkout, as an
+install does (pip by default, ``uv pip install --compile-bytecode``): an environment
+with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module at every start.
 
 RSS is also split as /proc/PID/smaps_rollup splits it: anonymous memory (the heap,
 what the agent allocates) and file-backed pages (shared libraries and extension
 modules mapped in).
 
-    python bench/agent_footprint.py [--quick] [--idle S] [--json FILE] [--write-doc]
+``--compare DIR`` also runs the agent of another checkout (e.g. ``git archive main``
+unpacked in DIR) in the same run, against the same broker and load, before this one:
+its figures are the JSON's baselines, so each ratio is this checkout ÷ that one.
+
+    python bench/agent_footprint.py [--quick] [--idle S] [--compare DIR] [--json FILE]
+                                    [--write-doc]
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -66,16 +78,25 @@ class BirthWatch:
 
 
 def one_agent(
-    broker: Mosquitto, watch: BirthWatch, work: Path, *, camera: bool, idle_s: float
+    broker: Mosquitto,
+    watch: BirthWatch,
+    work: Path,
+    *,
+    camera: bool,
+    idle_s: float,
+    checkout: Path = ROOT,
 ) -> dict[str, Any]:
-    outlet = f"bench-footprint-{'cam' if camera else 'nocam'}"
+    tag = "" if checkout == ROOT else "-compare"
+    outlet = f"bench-footprint-{'cam' if camera else 'nocam'}{tag}"
     data_dir = work / outlet
     data_dir.mkdir(mode=0o700, parents=True)
     launcher = (
         [str(BIN / "edge-agent")]
         if camera
-        else [sys.executable, str(HERE / "_agent_without_camera.py")]
+        else [sys.executable, str(checkout / "bench" / "_agent_without_camera.py")]
     )
+    # Another checkout's packages come first on the path (the venv's are this one's).
+    env = {} if checkout == ROOT else {"PYTHONPATH": str(checkout)}
     log = work / f"{outlet}.log"
     t0 = time.monotonic()
     with log.open("ab") as out:
@@ -83,9 +104,10 @@ def one_agent(
             [*launcher, "run", "--mqtt-url", broker.url, "--outlet-id", outlet,
              "--data-dir", str(data_dir), "--local-api-port", "0", "--simulate"],
             out,
+            env,
         )  # fmt: skip
     try:
-        poll(lambda: outlet in watch.births, timeout=60, what=f"{outlet} birth")
+        online_cpu_s = cpu_until(proc.pid, lambda: outlet in watch.births, what=f"{outlet} birth")
         online_s = watch.births[outlet] - t0
         poll(lambda: "simulated devices attached" in log.read_text(), timeout=60, what="devices")
         attached = int(re.search(r"(\d+) simulated devices attached", log.read_text()).group(1))  # type: ignore[union-attr]
@@ -104,11 +126,41 @@ def one_agent(
             text=True,
             check=False,
         ).stdout.strip()
-        return {"camera": camera, "online_s": online_s, "attached": attached, "rss": median(rss),
-                "cpu": cpu, "cv2_mapped": modules not in ("", "0"), "anon": anon_mib,
+        return {"camera": camera, "checkout": checkout, "online_s": online_s, "attached": attached, "rss": median(rss),
+                "cpu": cpu, "online_cpu_s": online_cpu_s, "cv2_mapped": modules not in ("", "0"), "anon": anon_mib,
                 "file": file_mib}  # fmt: skip
     finally:
         stop(proc)
+
+
+def compile_bytecode(checkouts: list[Path]) -> None:
+    """.pyc files for the venv and the checkouts, as an install writes them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    paths = [sysconfig.get_paths()["purelib"]]
+    paths += [
+        str(checkout / package)
+        for checkout in checkouts
+        for package in ("edge_agent", "govedge_wire", "govedge_http")
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", *paths],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def cpu_until(pid: int, done: Any, *, what: str, timeout: float = 60) -> float:
+    """The process's CPU seconds (user + system) when ``done()`` first holds (20 ms steps)."""
+    process = psutil.Process(pid)
+    deadline = time.monotonic() + timeout
+    cpu = 0.0
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout:.0f} s")
+        cpu = sum(process.cpu_times()[:2])
+        time.sleep(0.02)
+    return cpu
 
 
 def smaps_split(pid: int) -> tuple[float, float]:
@@ -123,18 +175,31 @@ def smaps_split(pid: int) -> tuple[float, float]:
 
 
 def figures(runs: list[dict[str, Any]]) -> list[Figure]:
-    """The four goal figures (scripts/bench's shape); CPU and startup from the no-camera run."""
-    plain = next(r for r in runs if not r["camera"])
-    camera = next(r for r in runs if r["camera"])
+    """The goal figures (scripts/bench's shape); CPU and startup from the no-camera run.
+    With ``--compare`` the other checkout's figures are the baselines."""
+
+    def pick(camera: bool, compare: bool) -> dict[str, Any] | None:
+        return next((r for r in runs if r["camera"] == camera
+                     and (r["checkout"] != ROOT) == compare), None)  # fmt: skip
+
+    plain, camera = pick(False, False), pick(True, False)
+    assert plain is not None and camera is not None
+    plain_0, camera_0 = pick(False, True), pick(True, True)
+
+    def base(run: dict[str, Any] | None, key: str) -> float | None:
+        return None if run is None else float(run[key])
+
     return [
-        Figure("agent.rss_no_camera_mib", plain["rss"], "MiB", goal=GOALS["rss_no_camera"],
-               higher=False),
-        Figure("agent.rss_camera_mib", camera["rss"], "MiB", goal=GOALS["rss_camera"],
-               higher=False),
-        Figure("agent.idle_cpu_pct", plain["cpu"], "% of a core", goal=GOALS["idle_cpu"],
-               higher=False),
-        Figure("agent.startup_online_s", plain["online_s"], "s", goal=GOALS["online_s"],
-               higher=False),
+        Figure("agent.rss_no_camera_mib", plain["rss"], "MiB", base(plain_0, "rss"),
+               goal=GOALS["rss_no_camera"], higher=False),
+        Figure("agent.rss_camera_mib", camera["rss"], "MiB", base(camera_0, "rss"),
+               goal=GOALS["rss_camera"], higher=False),
+        Figure("agent.idle_cpu_pct", plain["cpu"], "% of a core", base(plain_0, "cpu"),
+               goal=GOALS["idle_cpu"], higher=False),
+        Figure("agent.startup_online_s", plain["online_s"], "s", base(plain_0, "online_s"),
+               goal=GOALS["online_s"], higher=False),
+        Figure("agent.startup_cpu_s", plain["online_cpu_s"], "CPU s",
+               base(plain_0, "online_cpu_s"), higher=False),
     ]  # fmt: skip
 
 
@@ -142,11 +207,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10 s idle window")
     ap.add_argument("--idle", type=float)
+    ap.add_argument("--compare", type=Path, help="also run the agent of this checkout first")
     ap.add_argument("--json", type=Path, help="write the figures there (scripts/bench)")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     idle_s = args.idle or (10 if args.quick else 60)
     print(machine())
+    checkouts = [*([args.compare.resolve()] if args.compare else []), ROOT]
+    compile_bytecode(checkouts)
     load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     try:
@@ -154,7 +222,9 @@ def main() -> None:
             watch = BirthWatch(broker.port)
             try:
                 runs = [
-                    one_agent(broker, watch, work, camera=c, idle_s=idle_s) for c in (False, True)
+                    one_agent(broker, watch, work, camera=c, idle_s=idle_s, checkout=checkout)
+                    for checkout in checkouts
+                    for c in (False, True)
                 ]
             finally:
                 watch.close()
@@ -165,11 +235,12 @@ def main() -> None:
     for r in runs:
         goal = GOALS["rss_camera" if r["camera"] else "rss_no_camera"]
         rows.append([
-            "with camera" if r["camera"] else "without camera", r["attached"],
+            ("with camera" if r["camera"] else "without camera")
+            + ("" if r["checkout"] == ROOT else f" ({r['checkout'].name})"), r["attached"],
             "yes" if r["cv2_mapped"] else "no", r["rss"], f"{r['rss'] / goal:.2f} of {goal:.0f}",
             f"{r['anon']:.1f} / {r['file']:.1f}",
             r["cpu"], f"{r['cpu'] / GOALS['idle_cpu']:.2f} of 0.3", r["online_s"],
-            f"{r['online_s'] / GOALS['online_s']:.2f} of 2",
+            f"{r['online_s'] / GOALS['online_s']:.2f} of 2", r["online_cpu_s"],
         ])  # fmt: skip
     text = (
         f"### Results ({datetime.now(UTC):%Y-%m-%d}; {machine()})\n\n"
@@ -178,7 +249,7 @@ def main() -> None:
         + table(
             ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal",
              "anon / file MiB", "idle CPU %",
-             "CPU / goal", "spawn → online s", "online / goal"],
+             "CPU / goal", "spawn → online s", "online / goal", "CPU s to online"],
             rows,
         )
     )  # fmt: skip
