@@ -13,7 +13,9 @@ Before measuring, the bench compiles .pyc files for the venv and this checkout, 
 install does (pip by default, ``uv pip install --compile-bytecode``): an environment
 with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module at every start.
 
-RSS is also split as /proc/PID/smaps_rollup splits it: anonymous memory (the heap,
+With the camera, the RSS after it took one still (the technician socket's
+self-test) is measured too: an outlet scans documents all day. RSS is also split as
+/proc/PID/smaps_rollup splits it: anonymous memory (the heap,
 what the agent allocates) and file-backed pages (shared libraries and extension
 modules mapped in).
 
@@ -41,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import psutil
 
@@ -126,11 +129,33 @@ def one_agent(
             text=True,
             check=False,
         ).stdout.strip()
-        return {"camera": camera, "checkout": checkout, "online_s": online_s, "attached": attached, "rss": median(rss),
+        captured = rss_after_capture(proc.pid, data_dir) if camera else None
+        return {"captured": captured, "camera": camera, "checkout": checkout,
+                "online_s": online_s, "attached": attached, "rss": median(rss),
                 "cpu": cpu, "online_cpu_s": online_cpu_s, "cv2_mapped": modules not in ("", "0"), "anon": anon_mib,
                 "file": file_mib}  # fmt: skip
     finally:
         stop(proc)
+
+
+def rss_after_capture(pid: int, data_dir: Path) -> float:
+    """RSS (median of 5 s) after the camera took one still: an outlet scans all day.
+
+    The still is taken by the technician socket's self-test (it keeps only the size).
+    """
+    transport = httpx.HTTPTransport(uds=str(data_dir / "technician.sock"))
+    with httpx.Client(transport=transport, base_url="http://agent", timeout=30) as client:
+        listed = client.get("/devices").json()["devices"]
+        camera = next(d["device_id"] for d in listed if d["kind"] == "document_camera")
+        result = client.post(f"/devices/{camera}/self-test").json()
+    if not result.get("ok"):
+        raise RuntimeError(f"the camera's self-test failed: {result}")
+    process = psutil.Process(pid)
+    samples = []
+    for _ in range(5):
+        time.sleep(1)
+        samples.append(process.memory_info().rss / 2**20)
+    return median(samples)
 
 
 def compile_bytecode(checkouts: list[Path]) -> None:
@@ -194,6 +219,8 @@ def figures(runs: list[dict[str, Any]]) -> list[Figure]:
                goal=GOALS["rss_no_camera"], higher=False),
         Figure("agent.rss_camera_mib", camera["rss"], "MiB", base(camera_0, "rss"),
                goal=GOALS["rss_camera"], higher=False),
+        Figure("agent.rss_camera_captured_mib", camera["captured"], "MiB",
+               base(camera_0, "captured"), goal=GOALS["rss_camera"], higher=False),
         Figure("agent.idle_cpu_pct", plain["cpu"], "% of a core", base(plain_0, "cpu"),
                goal=GOALS["idle_cpu"], higher=False),
         Figure("agent.startup_online_s", plain["online_s"], "s", base(plain_0, "online_s"),
@@ -239,6 +266,7 @@ def main() -> None:
             + ("" if r["checkout"] == ROOT else f" ({r['checkout'].name})"), r["attached"],
             "yes" if r["cv2_mapped"] else "no", r["rss"], f"{r['rss'] / goal:.2f} of {goal:.0f}",
             f"{r['anon']:.1f} / {r['file']:.1f}",
+            "–" if r["captured"] is None else f"{r['captured']:.1f}",
             r["cpu"], f"{r['cpu'] / GOALS['idle_cpu']:.2f} of 0.3", r["online_s"],
             f"{r['online_s'] / GOALS['online_s']:.2f} of 2", r["online_cpu_s"],
         ])  # fmt: skip
@@ -248,7 +276,7 @@ def main() -> None:
         f"{load_end:.1f} at the end (shared machine: CPU and startup are pessimistic).\n\n"
         + table(
             ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal",
-             "anon / file MiB", "idle CPU %",
+             "anon / file MiB", "RSS after a still MiB", "idle CPU %",
              "CPU / goal", "spawn → online s", "online / goal", "CPU s to online"],
             rows,
         )
