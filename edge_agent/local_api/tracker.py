@@ -61,27 +61,16 @@ class TransactionTracker:
         tx_id = data.get("tx_id")
         if not isinstance(tx_id, str) or not tx_id:
             return
-        old = await self._load(tx_id) or TransactionStatus(tx_id=tx_id, status="unknown")
-        if name == "transaction.result":
-            outcome = str(data.get("outcome") or data.get("status") or "delivered")
-            new = replace(
-                old,
-                status="rejected" if outcome == "rejected" else "delivered",
-                case_number=_text(data.get("case_number")) or old.case_number,
-                reason=_text(data.get("reason")),
-            )
-        elif name in ("transaction.acked", "transaction.ack"):
-            if old.status in ("delivered", "rejected"):
-                return  # a late ack never undoes a result
-            ack = str(data.get("status", "accepted"))
-            new = replace(
-                old,
-                status="rejected" if ack == "rejected" else "acked",
-                reason=_text(data.get("reason")),
-            )
-        else:
-            return
-        await self._save(new)
+
+        def change(row: StoredStatus | None) -> StoredStatus | None:
+            old = _from_row(row) if row else TransactionStatus(tx_id=tx_id, status="unknown")
+            new = _next_status(name, data, old)
+            return None if new is None else _to_row(new)
+
+        try:
+            await self.state.update_status(tx_id, change)
+        except LocalStateError as exc:
+            log.warning("transaction status of %s not stored: %s", tx_id, exc)
 
     async def status(self, tx_id: str) -> TransactionStatus:
         """The best knowledge: a result or ack seen, else the outbox's, else ``unknown``."""
@@ -122,31 +111,60 @@ class TransactionTracker:
         except LocalStateError as exc:
             log.warning("transaction status of %s not readable: %s", tx_id, exc)
             return None
-        if row is None:
-            return None
-        return TransactionStatus(
-            tx_id=row.tx_id,
-            status=row.status,
-            tx_kind=row.tx_kind,
-            case_number=row.case_number,
-            reason=row.reason,
-            updated=row.updated,
-        )
+        return None if row is None else _from_row(row)
 
     async def _save(self, status: TransactionStatus) -> None:
-        row = StoredStatus(
-            tx_id=status.tx_id,
-            status=status.status,
-            tx_kind=status.tx_kind,
-            case_number=status.case_number,
-            reason=status.reason,
-            updated=time.time(),
-        )
         try:
-            await self.state.save_status(row)
+            await self.state.save_status(_to_row(status))
         except LocalStateError as exc:
             log.warning("transaction status of %s not stored: %s", status.tx_id, exc)
 
 
 def _text(value: object) -> str | None:
     return str(value)[:512] if value not in (None, "") else None
+
+
+def _next_status(
+    name: str, data: dict[str, Any], old: TransactionStatus
+) -> TransactionStatus | None:
+    """What an event makes of a status; None when it changes nothing."""
+    if name == "transaction.result":
+        outcome = str(data.get("outcome") or data.get("status") or "delivered")
+        return replace(
+            old,
+            status="rejected" if outcome == "rejected" else "delivered",
+            case_number=_text(data.get("case_number")) or old.case_number,
+            reason=_text(data.get("reason")),
+        )
+    if name in ("transaction.acked", "transaction.ack"):
+        if old.status in ("delivered", "rejected"):
+            return None  # a late ack never undoes a result
+        ack = str(data.get("status", "accepted"))
+        return replace(
+            old,
+            status="rejected" if ack == "rejected" else "acked",
+            reason=_text(data.get("reason")),
+        )
+    return None
+
+
+def _from_row(row: StoredStatus) -> TransactionStatus:
+    return TransactionStatus(
+        tx_id=row.tx_id,
+        status=row.status,
+        tx_kind=row.tx_kind,
+        case_number=row.case_number,
+        reason=row.reason,
+        updated=row.updated,
+    )
+
+
+def _to_row(status: TransactionStatus) -> StoredStatus:
+    return StoredStatus(
+        tx_id=status.tx_id,
+        status=status.status,
+        tx_kind=status.tx_kind,
+        case_number=status.case_number,
+        reason=status.reason,
+        updated=time.time(),
+    )
