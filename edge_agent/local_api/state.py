@@ -23,7 +23,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -108,19 +108,21 @@ class LocalStateStore:
         """Insert or replace the row of ``status.tx_id``."""
         await self._call(lambda conn: _save_status(conn, status), write=True)
 
-    async def update_status(
-        self, tx_id: str, change: Callable[[StoredStatus | None], StoredStatus | None]
+    async def update_statuses(
+        self, changes: Sequence[tuple[str, Callable[[StoredStatus | None], StoredStatus | None]]]
     ) -> None:
-        """Read ``tx_id``'s row, and store what ``change`` makes of it (None: keep it).
+        """For each ``(tx_id, change)`` in order, store what ``change`` makes of the row.
 
-        One trip to the database thread instead of a load and a save: the tracker does
-        this for every ack, thousands a second while a backlog drains (issue 17).
+        ``change`` gets the current row (or None) and returns the new one (None: keep
+        it). All in one transaction and one trip to the database thread: the tracker
+        does this for every ack, thousands a second while a backlog drains (issue 17).
         """
 
         def work(conn: sqlite3.Connection) -> None:
-            new = change(_load_status(conn, tx_id))
-            if new is not None:
-                _save_status(conn, new)
+            for tx_id, change in changes:
+                new = change(_load_status(conn, tx_id))
+                if new is not None:
+                    _save_status(conn, new)
 
         await self._call(work, write=True)
 

@@ -17,10 +17,12 @@ and the answer falls back to the outbox.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from edge_agent.discovery import Subscription
 from edge_agent.local_api.state import LocalStateError, LocalStateStore, StoredStatus
@@ -29,6 +31,9 @@ from edge_agent.outbox import Outbox
 __all__ = ["TransactionStatus", "TransactionTracker"]
 
 log = logging.getLogger(__name__)
+
+# Events applied in one write of the state database at most.
+_MAX_EVENTS_PER_WRITE: Final = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,19 +63,21 @@ class TransactionTracker:
 
     async def on_event(self, name: str, data: dict[str, Any]) -> None:
         """Apply one transaction event (``transaction.acked`` / ``transaction.result``)."""
-        tx_id = data.get("tx_id")
-        if not isinstance(tx_id, str) or not tx_id:
+        await self.on_events([(name, data)])
+
+    async def on_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Apply events in order, in one write of the state database."""
+        changes = []
+        for name, data in events:
+            tx_id = data.get("tx_id")
+            if isinstance(tx_id, str) and tx_id:
+                changes.append((tx_id, functools.partial(_change, name, data, tx_id)))
+        if not changes:
             return
-
-        def change(row: StoredStatus | None) -> StoredStatus | None:
-            old = _from_row(row) if row else TransactionStatus(tx_id=tx_id, status="unknown")
-            new = _next_status(name, data, old)
-            return None if new is None else _to_row(new)
-
         try:
-            await self.state.update_status(tx_id, change)
+            await self.state.update_statuses(changes)
         except LocalStateError as exc:
-            log.warning("transaction status of %s not stored: %s", tx_id, exc)
+            log.warning("%d transaction statuses not stored: %s", len(changes), exc)
 
     async def status(self, tx_id: str) -> TransactionStatus:
         """The best knowledge: a result or ack seen, else the outbox's, else ``unknown``."""
@@ -103,7 +110,14 @@ class TransactionTracker:
                 event = await subscription.get(timeout_s=poll_s)
             except TimeoutError:
                 continue
-            await self.on_event(event.name, dict(event.data))
+            # What queued meanwhile (acks of a draining backlog) goes in the same write.
+            events = [(event.name, dict(event.data))]
+            while len(events) < _MAX_EVENTS_PER_WRITE:
+                more = subscription.get_nowait()
+                if more is None:
+                    break
+                events.append((more.name, dict(more.data)))
+            await self.on_events(events)
 
     async def _load(self, tx_id: str) -> TransactionStatus | None:
         try:
@@ -122,6 +136,14 @@ class TransactionTracker:
 
 def _text(value: object) -> str | None:
     return str(value)[:512] if value not in (None, "") else None
+
+
+def _change(
+    name: str, data: dict[str, Any], tx_id: str, row: StoredStatus | None
+) -> StoredStatus | None:
+    old = _from_row(row) if row else TransactionStatus(tx_id=tx_id, status="unknown")
+    new = _next_status(name, data, old)
+    return None if new is None else _to_row(new)
 
 
 def _next_status(
