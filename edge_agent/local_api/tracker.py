@@ -17,6 +17,7 @@ and the answer falls back to the outbox.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Events applied in one write of the state database at most.
 _MAX_EVENTS_PER_WRITE: Final = 256
+# In a burst of events, how long to gather more before writing (once per write).
+_BURST_GATHER_S: Final = 0.02
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,13 +113,13 @@ class TransactionTracker:
                 event = await subscription.get(timeout_s=poll_s)
             except TimeoutError:
                 continue
-            # What queued meanwhile (acks of a draining backlog) goes in the same write.
+            # What queued meanwhile (acks of a draining backlog) goes in the same write;
+            # in a burst, a short wait gathers more of it (a lone event is not held).
             events = [(event.name, dict(event.data))]
-            while len(events) < _MAX_EVENTS_PER_WRITE:
-                more = subscription.get_nowait()
-                if more is None:
-                    break
-                events.append((more.name, dict(more.data)))
+            _take_queued(subscription, events)
+            if 1 < len(events) < _MAX_EVENTS_PER_WRITE:
+                await asyncio.sleep(_BURST_GATHER_S)
+                _take_queued(subscription, events)
             await self.on_events(events)
 
     async def _load(self, tx_id: str) -> TransactionStatus | None:
@@ -136,6 +139,14 @@ class TransactionTracker:
 
 def _text(value: object) -> str | None:
     return str(value)[:512] if value not in (None, "") else None
+
+
+def _take_queued(subscription: Subscription, events: list[tuple[str, dict[str, Any]]]) -> None:
+    while len(events) < _MAX_EVENTS_PER_WRITE:
+        more = subscription.get_nowait()
+        if more is None:
+            return
+        events.append((more.name, dict(more.data)))
 
 
 def _change(
