@@ -181,23 +181,13 @@ def _next_status(
     return None
 
 
+# The fields a status and its stored row share (the row adds when it was written).
+_ROW_FIELDS: Final = ("tx_id", "status", "tx_kind", "case_number", "reason")
+
+
 def _from_row(row: StoredStatus) -> TransactionStatus:
-    return TransactionStatus(
-        tx_id=row.tx_id,
-        status=row.status,
-        tx_kind=row.tx_kind,
-        case_number=row.case_number,
-        reason=row.reason,
-        updated=row.updated,
-    )
+    return TransactionStatus(**{n: getattr(row, n) for n in _ROW_FIELDS}, updated=row.updated)
 
 
 def _to_row(status: TransactionStatus) -> StoredStatus:
-    return StoredStatus(
-        tx_id=status.tx_id,
-        status=status.status,
-        tx_kind=status.tx_kind,
-        case_number=status.case_number,
-        reason=status.reason,
-        updated=time.time(),
-    )
+    return StoredStatus(**{n: getattr(status, n) for n in _ROW_FIELDS}, updated=time.time())
