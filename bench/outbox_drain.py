@@ -1,4 +1,4 @@
-"""Outbox drain and clerk → upstream latency (issue 4).
+"""Outbox drain and clerk → upstream latency (issues 4 and 17).
 
 Part 1, drain: a 72-hour backlog of a busy outlet (default 20,000 transactions: ~280 an
 hour) is put into the agent's outbox (``edge_agent.outbox.Outbox``, the same data
@@ -9,14 +9,17 @@ drain is limited by the agent, not by the token bucket. Drain rate = acked trans
 / time from the first ``tx`` to the last ack. In the same run, on the same broker, the
 raw rate at which Mosquitto accepts QoS 1 messages of the same size from aiomqtt (the
 agent's client library): one in flight (publish, await PUBACK) and 64 in flight (the
-sender's window).
+sender's window). The fake server checks that the backlog arrived in order, each once.
 
-Part 2, latency: the real agent, the real ``fleet-server run`` (GOVEDGE_API_AUTH=off,
-SQLite, a routing targets file and catalogue as in tests/server/test_routing.py) and a
-local HTTP upstream (govedge_testbed/upstream.py, timestamps added here). A clerk posts
-``POST /v1/submissions`` at a steady rate; latency = upstream receipt − the clerk's send.
+Part 2, latency: ``--clerk-outlets`` (10) real agents, each its own outlet, the real
+``fleet-server run`` (GOVEDGE_API_AUTH=off, SQLite, a routing targets file and catalogue
+as in tests/server/test_routing.py), a local HTTP upstream (govedge_testbed/upstream.py,
+timestamps added here) and ``--outlets`` (10,000) simulated outlets sending telemetry
+every ``--telemetry-period`` s (``fleet_ingest.simulator``). Clerks post ``POST
+/v1/submissions`` at ``--rate`` (50/s) in total, round robin over the agents; latency =
+upstream receipt − the clerk's send.
 
-    python bench/outbox_drain.py [--quick] [--write-doc]
+    python bench/outbox_drain.py [--quick] [--write-doc] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,19 +44,28 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _clerk_load import (  # noqa: E402
+    BackgroundFleet,
+    ClerkOutlet,
+    clerk_load,
+    start_clerk_outlets,
+    stop_clerk_outlets,
+)
 from _common import (  # noqa: E402
-    BIN,
     ProcSampler,
+    TunedMosquitto,
     machine,
     median,
     pct,
     poll,
+    raise_nofile,
     start_agent,
     start_server,
     stop,
     table,
     update_doc,
 )
+from _figures import Figure, write_figures  # noqa: E402
 
 from edge_agent.outbox import Outbox, PriorityClass  # noqa: E402
 from govedge_testbed import Mosquitto, free_port  # noqa: E402
@@ -64,7 +75,6 @@ from govedge_testbed.upstream import (  # noqa: E402
     write_targets,
 )
 
-VALID_ID = "33010619900101123X"  # check digit valid (GB 11643); txkit's ID_NUMBER is not
 EVALUATION = {
     "level_code": 5,
     "channel": "4",
@@ -101,6 +111,7 @@ class AckingServer:
         self.first_tx: float | None = None
         self.last_ack: float | None = None
         self.acked: set[str] = set()
+        self.first_seen: list[str] = []  # tx ids in the order they first arrived
         self.tx_msgs = 0
         self.payload_sizes: list[int] = []
         self.seq = 0
@@ -148,6 +159,8 @@ class AckingServer:
             "reason": None,
         }
         self.c.publish(f"govedge/v1/{msg['outlet_id']}/down/txack", json.dumps(ack), qos=1)
+        if msg["tx_id"] not in self.acked:
+            self.first_seen.append(msg["tx_id"])
         self.acked.add(msg["tx_id"])
         self.last_ack = now
 
@@ -156,8 +169,9 @@ class AckingServer:
         self.c.disconnect()
 
 
-async def raw_qos1(port: int, n: int, size: int, window: int) -> float:
-    """Messages/s Mosquitto accepts (PUBACKed) from aiomqtt with ``window`` in flight."""
+async def raw_qos1(port: int, n: int, size: int, window: int) -> tuple[float, float]:
+    """(messages/s Mosquitto accepts (PUBACKed) from aiomqtt with ``window`` in flight,
+    this process's CPU µs per message meanwhile: the publisher's, as the only thread)."""
     payload = b"x" * size
     async with aiomqtt.Client(
         "127.0.0.1",
@@ -172,9 +186,9 @@ async def raw_qos1(port: int, n: int, size: int, window: int) -> float:
             async with sem:
                 await client.publish(f"govedge/v1/raw/up/tx/{i % 10}", payload, qos=1)
 
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.monotonic() - t0)
+        return n / (time.monotonic() - t0), (time.process_time() - cpu0) / n * 1e6
 
 
 def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -193,6 +207,9 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             broker.url, "busy-outlet", data_dir, keepalive=30, extra=["--outbox-rate", "10000"]
         )
         sampler = ProcSampler(agent.pid)
+        # CPU during the drain only (not the agent's start): marked at the first tx.
+        poll(lambda: server.first_tx is not None, timeout=120, interval=0.01, what="first tx")
+        sampler.mark()
         poll(
             lambda: len(server.acked) >= args.backlog,
             timeout=args.backlog / 20 + 120,
@@ -201,6 +218,11 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         cpu, rss = sampler.mark()
         assert server.first_tx is not None and server.last_ack is not None
+        # The backlog went in as backlog-00000000, -00000001 ...: that order, each once.
+        in_order = server.first_seen == sorted(server.first_seen)
+        duplicates = server.tx_msgs - len(server.acked)
+        if not in_order or duplicates:
+            raise RuntimeError(f"drain out of order ({not in_order}) or {duplicates} duplicates")
         drain_s = server.last_ack - server.first_tx
         drain = {
             "tx": len(server.acked),
@@ -209,6 +231,8 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "rate": len(server.acked) / drain_s,
             "startup_s": server.first_tx - t_start,
             "agent_cpu": cpu,
+            # CPU µs per transaction: robust to a loaded machine, unlike the rates.
+            "agent_us_tx": cpu / 100 * drain_s / len(server.acked) * 1e6,
             "agent_rss": rss,
             "fill_rate": fill_rate,
             "size": int(median([float(s) for s in server.payload_sizes])),
@@ -217,12 +241,14 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         agent = None
         server.close()
         size = drain["size"]
-        drain["raw1"] = asyncio.run(raw_qos1(port, args.raw_n // 4, size, 1))
-        drain["raw64"] = asyncio.run(raw_qos1(port, args.raw_n, size, 64))
+        drain["raw1"], _ = asyncio.run(raw_qos1(port, args.raw_n // 4, size, 1))
+        drain["raw64"], drain["raw_us_msg"] = asyncio.run(raw_qos1(port, args.raw_n, size, 64))
         print(
             f"  drain {drain['rate']:,.0f} tx/s ({drain['tx']:,} in {drain_s:.1f} s, "
             f"{drain['tx_msgs']:,} tx messages); raw aiomqtt QoS 1 {drain['raw1']:,.0f}/s (1 in flight), "
-            f"{drain['raw64']:,.0f}/s (64 in flight); agent CPU {cpu:.0f}% RSS {rss:.0f} MiB"
+            f"{drain['raw64']:,.0f}/s (64 in flight); agent CPU {cpu:.0f}% RSS {rss:.0f} MiB; "
+            f"CPU µs per tx {drain['agent_us_tx']:.0f} (raw publisher per message "
+            f"{drain['raw_us_msg']:.0f})"
         )
         return drain
     finally:
@@ -238,12 +264,19 @@ class TimedUpstream(Upstream):
 
 
 def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    broker = Mosquitto(workdir=work / "broker2")
+    """Clerks on ``args.clerk_outlets`` real agents while ``args.outlets`` simulated outlets
+    send telemetry; latency = upstream arrival - the clerk's send."""
+    raise_nofile()
+    broker = TunedMosquitto(
+        ["max_connections -1", "max_queued_messages 100000", "max_inflight_messages 0"],
+        workdir=work / "broker2",
+    )
     broker.start()
     upstream = TimedUpstream()
     upstream.arrivals = {}  # type: ignore[attr-defined]
     upstream.start()
-    agent = server = None
+    server = fleet = None
+    clerks: list[ClerkOutlet] = []
     try:
         targets = write_targets(
             work / "targets.json", upstream, ["zhoushan", "hangzhou", "flaky", "dead", "hcp"]
@@ -254,6 +287,7 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             env={
                 "GOVEDGE_UPSTREAM_TARGETS_FILE": str(targets),
                 "GOVEDGE_DELIVERY_POLL_INTERVAL_S": "0.1",
+                "GOVEDGE_LOG_LEVEL": "WARNING",
             },
         )
         r = httpx.post(
@@ -263,93 +297,78 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             timeout=30,
         )
         r.raise_for_status()
-        data_dir = work / "agent2"
-        data_dir.mkdir(mode=0o700)
-        token = (
-            subprocess.run(
-                [
-                    str(BIN / "edge-agent"),
-                    "apps",
-                    "add",
-                    "bench-clerk",
-                    "--data-dir",
-                    str(data_dir),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
+        # The agents first: their local API ports are picked free before the simulator's
+        # thousands of connections take ephemeral ports.
+        clerks = start_clerk_outlets(broker.url, work, args.clerk_outlets)
+        for o in clerks:
+            poll(o.api_up, timeout=120, what=f"local API of {o.outlet_id}")
+            poll(lambda o=o: server.state(o.outlet_id) == "online", timeout=120, what="online")
+        t_fleet, before = time.monotonic(), server.stats()["accepted"]
+        fleet = BackgroundFleet(broker.port, args.outlets) if args.outlets else None
+        connected = fleet.wait_connected(600) if fleet else 0
+        # The fleet's births are ingested before the clerks start (a birth storm is not
+        # what this measures; fleet_ingest.py does).
+        poll(
+            lambda: _ingested(server.stats(), before + connected),
+            timeout=600,
+            interval=0.5,
+            what="fleet births ingested",
         )
-        api_port = free_port()
-        agent = start_agent(
-            broker.url, "township-bench-01", data_dir, keepalive=30, local_api_port=api_port
+        ready_s = time.monotonic() - t_fleet
+        if fleet:
+            fleet.set_period(args.telemetry_period)
+            time.sleep(min(5.0, args.telemetry_period))  # telemetry at its pace first
+        sent0 = fleet.counts()[0] if fleet else 0
+        ingest0 = server.stats()["accepted"]
+        t0 = time.monotonic()
+        clerk = asyncio.run(
+            clerk_load(clerks, rate=args.rate, samples=args.samples, tag=f"bench-{os.getpid()}")
         )
-        api = httpx.Client(
-            base_url=f"http://127.0.0.1:{api_port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        poll(lambda: _ok(api), timeout=60, what="local API up")
-        poll(lambda: server.state("township-bench-01") == "online", timeout=60, what="agent online")
-        sent: dict[str, float] = {}
-        accept_ms: list[float] = []
-        interval = 1 / args.rate
-        t_next = time.monotonic()
-        for i in range(args.samples):
-            key = f"bench-{os.getpid()}-{i:06d}"
-            body = {
-                "item_code": "000101",
-                "region_code": "330902",
-                "applicant": {"name": "张三丰", "id_number": VALID_ID},
-                "materials": [],
-                "window": "W3",
-                "clerk": "clerk-7",
-            }
-            t_next += interval
-            time.sleep(max(0.0, t_next - time.monotonic()))
-            t0 = time.monotonic()
-            resp = api.post("/v1/submissions", json=body, headers={"Idempotency-Key": key})
-            if resp.status_code != 202:
-                raise RuntimeError(f"submission refused: {resp.status_code} {resp.text}")
-            accept_ms.append((time.monotonic() - t0) * 1000)
-            sent[resp.json()["tx_id"]] = t0
         arrivals = upstream.arrivals  # type: ignore[attr-defined]
         poll(
-            lambda: all(k in arrivals for k in sent),
+            lambda: all(k in arrivals for k in clerk.sent),
             timeout=120,
             interval=0.2,
-            what="all submissions upstream",
+            what=f"all {len(clerk.sent)} submissions upstream (arrived: {len(arrivals)})",
         )
-        lat = [(arrivals[k] - t) * 1000 for k, t in sent.items()]
+        dt = time.monotonic() - t0
+        telemetry_rate = ((fleet.counts()[0] if fleet else 0) - sent0) / dt
+        ingest_rate = (server.stats()["accepted"] - ingest0) / dt
+        lat = [(arrivals[k] - t) * 1000 for k, t in clerk.sent.items()]
         res = {
             "n": len(lat),
             "rate": args.rate,
+            "clerk_outlets": len(clerks),
+            "outlets": connected,
+            "telemetry_rate": telemetry_rate,
+            "ingest_rate": ingest_rate,
+            "ready_s": ready_s,
+            "late_starts": clerk.late_starts,
             "p50": pct(lat, 50),
             "p99": pct(lat, 99),
             "max": max(lat),
-            "accept_p50": pct(accept_ms, 50),
-            "accept_p99": pct(accept_ms, 99),
+            "accept_p50": pct(clerk.accept_ms, 50),
+            "accept_p99": pct(clerk.accept_ms, 99),
         }
         print(
-            f"  clerk → upstream at {args.rate}/s: p50 {res['p50']:.0f} ms, p99 {res['p99']:.0f} ms "
-            f"(202 accepted after p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms)"
+            f"  clerk → upstream at {args.rate}/s over {len(clerks)} outlets, {connected:,} "
+            f"simulated outlets sending {telemetry_rate:,.0f} telemetry/s (server accepted "
+            f"{ingest_rate:,.0f}/s): p50 {res['p50']:.0f} ms, p99 {res['p99']:.0f} ms "
+            f"(202 p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms)"
         )
         return res
     finally:
-        stop(agent)
+        stop_clerk_outlets(clerks)
+        if fleet is not None:
+            fleet.close()
         if server is not None:
             stop(server.proc)
         upstream.stop()
         broker.stop()
 
 
-def _ok(api: httpx.Client) -> bool:
-    try:
-        return api.get("/v1/devices").status_code == 200
-    except httpx.HTTPError:
-        return False
+def _ingested(stats: dict[str, Any], accepted: int) -> bool:
+    return int(stats["accepted"]) >= accepted and stats["queue_depth"] == 0
 
 
 def main() -> None:
@@ -359,12 +378,19 @@ def main() -> None:
     ap.add_argument("--backlog", type=int)
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--outlets", type=int, help="simulated outlets sending telemetry (part 2)")
+    ap.add_argument("--clerk-outlets", type=int, default=10, help="real agents with clerks")
+    ap.add_argument("--rate", type=float, default=50, help="submissions/s over all clerks")
+    ap.add_argument("--seconds", type=float, help="how long the clerks submit")
+    ap.add_argument("--telemetry-period", type=float, default=30, help="s between telemetry")
+    ap.add_argument("--json", type=Path, help="write the figures here (bench/_figures.py)")
     args = ap.parse_args()
     q = args.quick
     args.backlog = args.backlog or (2_000 if q else 20_000)
     args.runs = args.runs or (1 if q else 3)
     args.raw_n = 4_000 if q else 20_000
-    args.rate, args.samples = (5, 50) if q else (5, 300)
+    args.outlets = (2_000 if q else 10_000) if args.outlets is None else args.outlets
+    args.samples = int(args.rate * (args.seconds or (15 if q else 60)))
     logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's "pending publish calls"
     print(machine())
     load_start = os.getloadavg()[0]
@@ -394,6 +420,8 @@ def main() -> None:
                 "drain / raw(64)",
                 "drain / raw(1)",
                 "agent CPU % (drain)",
+                "agent CPU µs/tx",
+                "raw publisher CPU µs/msg",
                 "agent RSS MiB",
             ],
             [
@@ -406,6 +434,8 @@ def main() -> None:
                     m("rate") / m("raw64"),
                     m("rate") / m("raw1"),
                     m("agent_cpu"),
+                    m("agent_us_tx"),
+                    m("raw_us_msg"),
                     m("agent_rss"),
                 ]
             ],
@@ -420,10 +450,26 @@ def main() -> None:
             "Clerk → upstream (`POST /v1/submissions` → agent → broker → fleet server → HTTP upstream):",
             "",
             table(
-                ["rate /s", "samples", "p50 ms", "p99 ms", "max ms", "202 p50 ms", "202 p99 ms"],
+                [
+                    "rate /s",
+                    "clerk outlets (agents)",
+                    "simulated outlets",
+                    "telemetry sent /s",
+                    "server accepted /s",
+                    "samples",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "202 p50 ms",
+                    "202 p99 ms",
+                ],
                 [
                     [
                         lats[0]["rate"],
+                        lats[0]["clerk_outlets"],
+                        lats[0]["outlets"],
+                        m("telemetry_rate", lats),
+                        m("ingest_rate", lats),
                         sum(x["n"] for x in lats),
                         m("p50", lats),
                         m("p99", lats),
@@ -434,6 +480,19 @@ def main() -> None:
                 ],
             ),
         ]
+    figures = [
+        Figure("outbox.drain_tx_s", m("rate"), "tx/s", baseline=m("raw64"), goal=0.5,
+               goal_on="ratio"),
+    ]  # fmt: skip
+    figures.append(
+        Figure("outbox.drain_cpu_us_per_tx", m("agent_us_tx"), "µs", baseline=m("raw_us_msg"),
+               higher=False)
+    )  # fmt: skip
+    if lats:
+        figures.append(
+            Figure("clerk_upstream.p99_ms", m("p99", lats), "ms", goal=150, higher=False)
+        )
+    write_figures(args.json, figures)
     text = "\n".join(lines)
     print()
     print(text)

@@ -17,10 +17,13 @@ and the answer falls back to the outbox.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from edge_agent.discovery import Subscription
 from edge_agent.local_api.state import LocalStateError, LocalStateStore, StoredStatus
@@ -29,6 +32,11 @@ from edge_agent.outbox import Outbox
 __all__ = ["TransactionStatus", "TransactionTracker"]
 
 log = logging.getLogger(__name__)
+
+# Events applied in one write of the state database at most.
+_MAX_EVENTS_PER_WRITE: Final = 256
+# In a burst of events, how long to gather more before writing (once per write).
+_BURST_GATHER_S: Final = 0.02
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,30 +66,21 @@ class TransactionTracker:
 
     async def on_event(self, name: str, data: dict[str, Any]) -> None:
         """Apply one transaction event (``transaction.acked`` / ``transaction.result``)."""
-        tx_id = data.get("tx_id")
-        if not isinstance(tx_id, str) or not tx_id:
+        await self.on_events([(name, data)])
+
+    async def on_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Apply events in order, in one write of the state database."""
+        changes = []
+        for name, data in events:
+            tx_id = data.get("tx_id")
+            if isinstance(tx_id, str) and tx_id:
+                changes.append((tx_id, functools.partial(_change, name, data, tx_id)))
+        if not changes:
             return
-        old = await self._load(tx_id) or TransactionStatus(tx_id=tx_id, status="unknown")
-        if name == "transaction.result":
-            outcome = str(data.get("outcome") or data.get("status") or "delivered")
-            new = replace(
-                old,
-                status="rejected" if outcome == "rejected" else "delivered",
-                case_number=_text(data.get("case_number")) or old.case_number,
-                reason=_text(data.get("reason")),
-            )
-        elif name in ("transaction.acked", "transaction.ack"):
-            if old.status in ("delivered", "rejected"):
-                return  # a late ack never undoes a result
-            ack = str(data.get("status", "accepted"))
-            new = replace(
-                old,
-                status="rejected" if ack == "rejected" else "acked",
-                reason=_text(data.get("reason")),
-            )
-        else:
-            return
-        await self._save(new)
+        try:
+            await self.state.update_statuses(changes)
+        except LocalStateError as exc:
+            log.warning("%d transaction statuses not stored: %s", len(changes), exc)
 
     async def status(self, tx_id: str) -> TransactionStatus:
         """The best knowledge: a result or ack seen, else the outbox's, else ``unknown``."""
@@ -114,7 +113,14 @@ class TransactionTracker:
                 event = await subscription.get(timeout_s=poll_s)
             except TimeoutError:
                 continue
-            await self.on_event(event.name, dict(event.data))
+            # What queued meanwhile (acks of a draining backlog) goes in the same write;
+            # in a burst, a short wait gathers more of it (a lone event is not held).
+            events = [(event.name, dict(event.data))]
+            _take_queued(subscription, events)
+            if 1 < len(events) < _MAX_EVENTS_PER_WRITE:
+                await asyncio.sleep(_BURST_GATHER_S)
+                _take_queued(subscription, events)
+            await self.on_events(events)
 
     async def _load(self, tx_id: str) -> TransactionStatus | None:
         try:
@@ -122,31 +128,66 @@ class TransactionTracker:
         except LocalStateError as exc:
             log.warning("transaction status of %s not readable: %s", tx_id, exc)
             return None
-        if row is None:
-            return None
-        return TransactionStatus(
-            tx_id=row.tx_id,
-            status=row.status,
-            tx_kind=row.tx_kind,
-            case_number=row.case_number,
-            reason=row.reason,
-            updated=row.updated,
-        )
+        return None if row is None else _from_row(row)
 
     async def _save(self, status: TransactionStatus) -> None:
-        row = StoredStatus(
-            tx_id=status.tx_id,
-            status=status.status,
-            tx_kind=status.tx_kind,
-            case_number=status.case_number,
-            reason=status.reason,
-            updated=time.time(),
-        )
         try:
-            await self.state.save_status(row)
+            await self.state.save_status(_to_row(status))
         except LocalStateError as exc:
             log.warning("transaction status of %s not stored: %s", status.tx_id, exc)
 
 
 def _text(value: object) -> str | None:
     return str(value)[:512] if value not in (None, "") else None
+
+
+def _take_queued(subscription: Subscription, events: list[tuple[str, dict[str, Any]]]) -> None:
+    while len(events) < _MAX_EVENTS_PER_WRITE:
+        more = subscription.get_nowait()
+        if more is None:
+            return
+        events.append((more.name, dict(more.data)))
+
+
+def _change(
+    name: str, data: dict[str, Any], tx_id: str, row: StoredStatus | None
+) -> StoredStatus | None:
+    old = _from_row(row) if row else TransactionStatus(tx_id=tx_id, status="unknown")
+    new = _next_status(name, data, old)
+    return None if new is None else _to_row(new)
+
+
+def _next_status(
+    name: str, data: dict[str, Any], old: TransactionStatus
+) -> TransactionStatus | None:
+    """What an event makes of a status; None when it changes nothing."""
+    if name == "transaction.result":
+        outcome = str(data.get("outcome") or data.get("status") or "delivered")
+        return replace(
+            old,
+            status="rejected" if outcome == "rejected" else "delivered",
+            case_number=_text(data.get("case_number")) or old.case_number,
+            reason=_text(data.get("reason")),
+        )
+    if name in ("transaction.acked", "transaction.ack"):
+        if old.status in ("delivered", "rejected"):
+            return None  # a late ack never undoes a result
+        ack = str(data.get("status", "accepted"))
+        return replace(
+            old,
+            status="rejected" if ack == "rejected" else "acked",
+            reason=_text(data.get("reason")),
+        )
+    return None
+
+
+# The fields a status and its stored row share (the row adds when it was written).
+_ROW_FIELDS: Final = ("tx_id", "status", "tx_kind", "case_number", "reason")
+
+
+def _from_row(row: StoredStatus) -> TransactionStatus:
+    return TransactionStatus(**{n: getattr(row, n) for n in _ROW_FIELDS}, updated=row.updated)
+
+
+def _to_row(status: TransactionStatus) -> StoredStatus:
+    return StoredStatus(**{n: getattr(status, n) for n in _ROW_FIELDS}, updated=time.time())

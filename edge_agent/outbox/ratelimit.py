@@ -47,6 +47,11 @@ class TokenBucket:
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
 
+    def has_token(self) -> bool:
+        """Whether ``acquire`` would return now without sleeping."""
+        self._refill()
+        return self._tokens >= 1.0 - _EPSILON
+
     async def acquire(self) -> None:
         """Take one token, sleeping (each sleep at most ``1 / rate`` s) until there is one."""
         while True:

@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW: Final = 64
 # Acks applied in one SQLite transaction at most (they arrive at most ``window`` at a time).
 _MAX_ACK_BATCH: Final = 256
+# While a window is in flight, how long acks gather before one commit (a thread hop and
+# a commit per ack or two cost more CPU than the transaction's send: issue 17).
+_ACK_GATHER_S: Final = 0.005
+# While entries are in flight, the window is refilled only once this share of it is free:
+# refilling one slot per ack cost a read and a bookkeeping commit per transaction
+# (docs/performance.md, "Outbox drain", issue 17).
+_REFILL_SHARE: Final = 4
 
 
 class OutboxSender:
@@ -60,6 +67,7 @@ class OutboxSender:
         self._bucket = TokenBucket(rate_per_s, burst=burst, clock=clock, sleep=sleep)
         self._window = window
         self._batch_size = batch_size
+        self._refill_at = max(1, min(batch_size, window // _REFILL_SHARE))
         self._ack_timeout_s = ack_timeout_s
         self._max_backoff_s = max_backoff_s
         self._publish_timeout_s = publish_timeout_s
@@ -122,6 +130,8 @@ class OutboxSender:
         room = self._window - len(self._inflight)
         if room <= 0 or self._stopping.is_set():
             return 0
+        if self._inflight and room < self._refill_at:
+            return 0  # more acks are coming: refill in one batch once they made room
         batch = await self._outbox.next_batch(min(room, self._batch_size))
         outgoing = [e.outgoing() for e in batch if e.tx_id not in self._inflight]
         if not outgoing:
@@ -136,12 +146,15 @@ class OutboxSender:
             for tx in outgoing:
                 if self._stopping.is_set():
                     break
+                if publishes and not self._bucket.has_token():
+                    # The messages already taken go to the client before this one waits,
+                    # so each leaves when its token was taken (tasks start in order).
+                    await asyncio.sleep(0)
                 await self._bucket.acquire()
                 message = self._make_message(tx)
                 # In flight before the publish: the ack can overtake our PUBACK handling.
                 self._inflight[tx.tx_id] = self._clock() + self.resend_after(tx.attempt)
                 publishes.append(asyncio.create_task(self._publish_one(message)))
-                await asyncio.sleep(0)  # let it hand the message to the client now, in order
             await asyncio.gather(*publishes)
         except BaseException:
             for task in publishes:
@@ -164,7 +177,8 @@ class OutboxSender:
         The downlink handler calls this and does not wait, so acks arriving while one
         batch commits make up the next batch (group commit): one commit per batch.
         """
-        self._inflight.pop(ack.tx_id, None)
+        if self._inflight.pop(ack.tx_id, None) is not None:
+            self._outbox.notify()  # window room: the sender need not wait for the commit
         future: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
         self._acks.append((ack, future))
         if self._ack_task is None or self._ack_task.done():
@@ -186,6 +200,9 @@ class OutboxSender:
 
     async def _apply_acks(self) -> None:
         while self._acks:
+            if self._inflight and len(self._acks) < _MAX_ACK_BATCH:
+                # More acks are on their way: a moment's wait puts them in this commit.
+                await asyncio.sleep(_ACK_GATHER_S)
             batch, self._acks = self._acks[:_MAX_ACK_BATCH], self._acks[_MAX_ACK_BATCH:]
             try:
                 outcomes = await self._outbox.apply_acks([ack for ack, _ in batch])
