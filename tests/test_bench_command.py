@@ -1,0 +1,125 @@
+"""``scripts/bench``: the whole benchmark suite in one command (issue 17).
+
+Real processes: the command runs the cheapest real bench (``web_scale`` on SQLite with
+100 outlets, a real broker and ``fleet-server run``) and records into a copy of
+docs/performance.md. Nothing here asserts a speed; the figures' values are the bench's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govedge_testbed import Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_WEB = "web_scale=--outlets 100 --runs 2 --no-postgres"
+FIGURE_FIELDS = {"value", "unit", "baseline", "ratio", "goal", "goal_on", "higher", "met", "bench"}
+BEGIN, END = "<!-- bench:summary:begin -->", "<!-- bench:summary:end -->"
+
+
+def bench(*args: str, max_load: str = "1000") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GOVEDGE_BENCH_MAX_LOAD": max_load}
+    return subprocess.run(
+        [str(ROOT / "scripts" / "bench"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=110,
+        check=False,
+    )
+
+
+@pytest.fixture
+def doc(tmp_path: Path) -> Path:
+    """A copy of the real docs/performance.md for the command to record into."""
+    copy = tmp_path / "performance.md"
+    copy.write_text((ROOT / "docs" / "performance.md").read_text())
+    return copy
+
+
+def outside_summary(text: str) -> str:
+    head, _, rest = text.partition(BEGIN)
+    return head + rest.partition(END)[2]
+
+
+def test_one_bench_gives_figures_a_table_and_the_summary(
+    broker: Mosquitto, tmp_path: Path, doc: Path
+) -> None:
+    before = doc.read_text()
+    out = tmp_path / "figures.json"
+    run = bench("--only", "web_scale", "--quick", "--args", TINY_WEB, "--json", str(out),
+                "--write-doc", "--doc", str(doc))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    document: dict[str, Any] = json.loads(out.read_text())
+    assert document["benches"]["web_scale"]["status"] == "ok"
+    assert document["quick"] is True
+    assert set(document["load_average"]) == {"start", "end"}
+    figures = document["figures"]
+    list_p95 = figures["web_scale.sqlite.outlet_list_first_page.p95"]
+    assert set(list_p95) == FIGURE_FIELDS
+    assert list_p95["unit"] == "ms"
+    assert list_p95["value"] > 0
+    assert list_p95["higher"] is False
+    # The goal is stated for 10,000 outlets, so a 100-outlet run judges nothing.
+    assert list_p95["goal"] is None
+    assert list_p95["met"] is None
+    assert "fleet overview" not in figures  # keys are slugs, one per read
+    assert "web_scale.sqlite.fleet_overview.p95" in figures
+    assert "| figure | value | unit | baseline | ratio | goal | met |" in run.stdout
+    assert "| web_scale.sqlite.map_data_points.p95 |" in run.stdout
+    recorded = doc.read_text()
+    section = recorded.partition(BEGIN)[2].partition(END)[0]
+    assert "### Summary (--quick" in section
+    assert "Run: web_scale" in section
+    assert "Load average" in section
+    assert "| web_scale.sqlite.fleet_overview.p95 |" in section
+    assert outside_summary(recorded).strip() == outside_summary(before).strip()
+
+
+def test_a_failing_bench_fails_the_command_and_the_others_still_report(
+    broker: Mosquitto, tmp_path: Path, doc: Path
+) -> None:
+    out = tmp_path / "figures.json"
+    run = bench("--only", "campaign,web_scale", "--quick", "--args", "campaign=--no-such-flag",
+                "--args", TINY_WEB, "--json", str(out), "--no-doc")  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    document = json.loads(out.read_text())
+    failed = document["benches"]["campaign"]
+    assert failed["status"] == "failed"
+    assert "exit 2" in failed["note"]
+    assert "--no-such-flag" in failed["note"]  # argparse's own words, from the bench's log
+    assert document["benches"]["web_scale"]["status"] == "ok"
+    assert "web_scale.sqlite.outlet_list_first_page.p95" in document["figures"]
+    assert not any(key.startswith("campaign.") for key in document["figures"])
+    assert "| campaign | failed: exit 2" in run.stdout
+
+
+def test_a_busy_machine_is_not_recorded_unless_forced(tmp_path: Path, doc: Path) -> None:
+    # The 50,000-outlet ingest entry is not run with --quick, so this runs no bench.
+    before = doc.read_text()
+    args = ["--only", "fleet_ingest_1w_50k", "--quick", "--write-doc", "--doc", str(doc)]
+    refused = bench(*args, max_load="0")
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert "not recorded" in refused.stdout
+    assert "above 0" in refused.stdout
+    assert doc.read_text() == before
+    assert "| fleet_ingest_1w_50k | not measured: 50,000 connections" in refused.stdout
+
+    forced = bench(*args, "--force", max_load="0")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    section = doc.read_text().partition(BEGIN)[2].partition(END)[0]
+    assert "**busy machine**" in section
+    assert "not measured: 50,000 connections" in section
+
+
+def test_unknown_bench_names_are_refused() -> None:
+    run = bench("--only", "web_scale,nonesuch", "--no-doc")
+    assert run.returncode == 2
+    assert "unknown bench nonesuch" in run.stderr
+    assert "web_scale" not in run.stdout  # nothing ran
