@@ -295,29 +295,15 @@ def report_server(res: dict[str, Any]) -> str:
     )
 
 
-def server_figures(res: dict[str, Any]) -> list[Figure]:
-    """Per changed scope: the time until every outlet applied it, and the server's CPU
-    against the broker's for the same deliveries in the same run."""
+def rollout_figures(res: dict[str, Any], *, by: str, scope_key: str) -> list[Figure]:
+    """Per changed scope: the time until every outlet applied it, and the CPU of ``by``
+    (the server, or the bare publisher) against the broker's for the same deliveries."""
     out = []
     for r in res["rounds"]:
-        scope = r["scope"].replace(":", "_")
+        scope = r[scope_key].replace(":", "_")
         out += [
             Figure(f"{scope}.all_applied", r["applied_max_s"], "s", higher=False),
-            Figure(f"{scope}.server_cpu", r["server_cpu_s"], "s",
-                   baseline=r["broker_cpu_s"], higher=False),
-        ]  # fmt: skip
-    return out
-
-
-def publisher_figures(res: dict[str, Any]) -> list[Figure]:
-    """Per changed scope: the time until every outlet applied it, the publisher's CPU
-    against the broker's."""
-    out = []
-    for r in res["rounds"]:
-        scope = r["label"].replace(":", "_")
-        out += [
-            Figure(f"{scope}.all_applied", r["applied_max_s"], "s", higher=False),
-            Figure(f"{scope}.publisher_cpu", r["publisher_cpu_s"], "s",
+            Figure(f"{scope}.{by}_cpu", r[f"{by}_cpu_s"], "s",
                    baseline=r["broker_cpu_s"], higher=False),
         ]  # fmt: skip
     return out
@@ -352,11 +338,11 @@ def main() -> None:
         if args.publisher_only:
             res = run_publisher_mode(n, broker, timeout=args.timeout, secure=secure)
             text = report_publisher(res)
-            write_figures(args.json, publisher_figures(res))
+            write_figures(args.json, rollout_figures(res, by="publisher", scope_key="label"))
         else:
             res = run_server_mode(n, work, broker, timeout=args.timeout)
             text = report_server(res)
-            write_figures(args.json, server_figures(res))
+            write_figures(args.json, rollout_figures(res, by="server", scope_key="scope"))
     except ServerNotReady as exc:
         sys.exit(f"config_rollout: {exc}")
     finally:

@@ -101,7 +101,10 @@ def run_one(bench: Bench, *, quick: bool, extra: list[str], work: Path) -> Outco
         return Outcome(bench, "not measured", f"bench/{bench.script} has no {bench.needs} mode yet")
     out, log = work / f"{bench.name}.json", work / f"{bench.name}.log"
     argv = [sys.executable, str(script), *(bench.quick if quick else bench.full), *extra]
-    argv += ["--json", str(out)]
+    # A bench without --json yet still runs (its own table is in the log) and is
+    # reported as having no figures: its argparse would refuse the flag.
+    if offers(script, "--json"):
+        argv += ["--json", str(out)]
     print(f"==> {bench.name}: {shlex.join(argv[1:])}", flush=True)
     t0 = time.monotonic()
     with log.open("wb") as sink:
