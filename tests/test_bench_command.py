@@ -7,9 +7,11 @@ docs/performance.md. Nothing here asserts a speed; the figures' values are the b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,55 @@ def test_unknown_bench_names_are_refused() -> None:
     assert run.returncode == 2
     assert "unknown bench nonesuch" in run.stderr
     assert "web_scale" not in run.stdout  # nothing ran
+
+
+def load_suite() -> Any:
+    """bench/suite.py as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_suite", ROOT / "bench" / "suite.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_suite"] = module  # dataclasses look their module up there
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return module
+
+
+def script(path: Path, body: str) -> Path:
+    path.write_text("import argparse, sys, time\n" + body)
+    return path
+
+
+def test_benches_without_figures_or_past_their_limit_are_reported_so(tmp_path: Path) -> None:
+    # Real child processes: tiny stand-ins for a bench that predates --json, one that
+    # takes --json but writes nothing, and one that hangs. No broker or server needed.
+    suite = load_suite()
+    legacy = script(tmp_path / "legacy.py", "ap = argparse.ArgumentParser()\n"
+                    "ap.add_argument('--quick', action='store_true')\nap.parse_args()\n"
+                    "print('| its own table |')\n")  # fmt: skip
+    silent = script(tmp_path / "silent.py", "ap = argparse.ArgumentParser()\n"
+                    "ap.add_argument('--quick', action='store_true')\n"
+                    'ap.add_argument("--json")\nap.parse_args()\n')  # fmt: skip
+    hangs = script(tmp_path / "hangs.py", "print('starting', flush=True)\ntime.sleep(60)\n")
+    outcomes = [
+        suite.run_one(suite.Bench("legacy", str(legacy)), quick=True, extra=[], work=tmp_path),
+        suite.run_one(suite.Bench("silent", str(silent)), quick=True, extra=[], work=tmp_path),
+        suite.run_one(
+            suite.Bench("hangs", str(hangs), quick=(), timeout_quick=2),
+            quick=True,
+            extra=[],
+            work=tmp_path,
+        ),
+    ]
+    assert [(o.status, o.note) for o in outcomes[:2]] == [
+        ("no figures", "no figures (bench has no --json yet)"),
+        ("no figures", "no figures (bench has no --json yet)"),
+    ]
+    assert outcomes[2].status == "failed"
+    assert outcomes[2].note.startswith("timed out after 2 s: starting")
+    table = suite.summary_table(outcomes)
+    assert "| legacy | no figures (bench has no --json yet) |" in table
+    assert "| hangs | failed: timed out after 2 s: starting |" in table
