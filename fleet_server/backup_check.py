@@ -224,7 +224,13 @@ def restored_server(scratch_url: str, keys_dir: Path, work: Path) -> Iterator[st
     conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\n")
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     log = work / "check-server.log"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
+    # Nothing of the real server's configuration: not its settings, and not systemd
+    # credentials, which the server would prefer to the restored PII keys.
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GOVEDGE_") and k != "CREDENTIALS_DIRECTORY"
+    }
     env = {
         **clean,
         "GOVEDGE_API_AUTH": "off",  # loopback only: the server refuses it anywhere else
