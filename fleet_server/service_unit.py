@@ -16,7 +16,8 @@ from typing import Final
 
 import click
 
-# What systemd's unit syntax takes unquoted (as for the agent's unit).
+# What systemd's unit syntax takes unquoted: the rules of the agent's unit
+# (edge_agent/service/unit.py), repeated because the server may not import the agent.
 _SAFE_PATH: Final = re.compile(r"^/[A-Za-z0-9_./-]*$")
 _SAFE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
