@@ -17,6 +17,7 @@ records the run marked "busy machine".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -128,6 +129,11 @@ def run_one(bench: Bench, *, quick: bool, extra: list[str], work: Path) -> Outco
             proc.wait()
             code = None
     seconds = time.monotonic() - t0
+    if code != 0:
+        # A bench ended by a signal runs no cleanup: end what it left (its broker, its
+        # servers), all in its session's process group and nothing else.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     if code is None:
         return Outcome(bench, "failed", f"timed out after {seconds:.0f} s: {tail(log)}", seconds)
     if code != 0:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,34 @@ def test_benches_without_figures_or_past_their_limit_are_reported_so(tmp_path: P
     table = suite.summary_table(outcomes)
     assert "| legacy | no figures (bench has no --json yet) |" in table
     assert "| hangs | failed: timed out after 2 s: starting |" in table
+
+
+def test_a_bench_ended_by_a_signal_leaves_nothing_running(tmp_path: Path) -> None:
+    # A stand-in that starts a child (as a bench starts its broker) and is then ended
+    # by SIGTERM, so none of its own cleanup runs.
+    suite = load_suite()
+    pid_file = tmp_path / "child.pid"
+    killed = script(tmp_path / "killed.py", "import os, signal, subprocess\n"
+                    "child = subprocess.Popen(['sleep', '60'])\n"
+                    f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+                    "os.kill(os.getpid(), signal.SIGTERM)\n")  # fmt: skip
+    outcome = suite.run_one(
+        suite.Bench("killed", str(killed), quick=()), quick=True, extra=[], work=tmp_path
+    )
+    assert outcome.status == "failed"
+    assert outcome.note.startswith("exit -15")
+    child = int(pid_file.read_text())
+    assert gone(child)
+
+
+def gone(pid: int, *, within: float = 5.0) -> bool:
+    """Whether ``pid`` has ended (a zombie waiting for init to reap it counts)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
