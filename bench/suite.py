@@ -57,14 +57,15 @@ class Bench:
 
 
 SUITE: tuple[Bench, ...] = (
-    # --quick: the real 30 s rate of 1,000 outlets and one step past it, to stay in budget.
+    # What --quick means is each bench's own (the ingest's is growing towards a short
+    # ladder over the full 10,000 outlets): its limit leaves room for that.
     Bench("fleet_ingest_1w_10k", "fleet_ingest.py", ("--outlets", "10000", "--no-kill"),
-          ("--quick", "--no-kill", "--rates", "33,333")),
+          ("--quick", "--no-kill"), timeout_quick=240),
     Bench("fleet_ingest_2w_10k", "fleet_ingest.py", ("--outlets", "10000", "--no-kill", "--workers", "2"),
-          ("--quick", "--no-kill", "--workers", "2"), needs="--workers"),
+          ("--quick", "--no-kill", "--workers", "2"), needs="--workers", timeout_quick=240),
     Bench("fleet_ingest_1w_50k", "fleet_ingest.py", ("--outlets", "50000", "--rates", "1667", "--no-kill"),
           skip_quick="50,000 connections take minutes to open; full run only"),
-    Bench("outbox_drain", "outbox_drain.py"),
+    Bench("outbox_drain", "outbox_drain.py", timeout_quick=240),
     Bench("agent_footprint", "agent_footprint.py"),
     Bench("agent_devices", "agent_devices.py"),
     Bench("web_scale", "web_scale.py"),
