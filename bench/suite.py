@@ -46,7 +46,7 @@ class Bench:
     """One entry of the suite: a script and its arguments for a full and a quick run."""
 
     name: str
-    script: str
+    script: str  # a file of bench/ (or an absolute path)
     full: tuple[str, ...] = ()
     quick: tuple[str, ...] = ("--quick",)
     # A flag the script must offer for this entry to run (a mode others are adding).
