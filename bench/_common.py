@@ -207,16 +207,17 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def update_doc(section: str, body: str) -> None:
-    """Replace (or append) the block between the markers of ``section`` in docs/performance.md."""
+def update_doc(section: str, body: str, *, doc: Path = PERF_DOC) -> None:
+    """Replace (or append) the block between the markers of ``section`` in docs/performance.md
+    (or ``doc``: the suite's tests record into a copy)."""
     begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
-    text = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"
+    text = doc.read_text() if doc.exists() else "# Performance\n"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = (
         pattern.sub(lambda _m: block, text)
         if pattern.search(text)
         else text.rstrip() + "\n\n" + block + "\n"
     )
-    PERF_DOC.write_text(text)
-    print(f"updated section {section!r} of {PERF_DOC}")
+    doc.write_text(text)
+    print(f"updated section {section!r} of {doc}")

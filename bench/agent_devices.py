@@ -10,7 +10,7 @@
 3. Idle agent: RSS and CPU of ``edge-agent run --simulate`` with every simulated device
    attached, sampled with psutil.
 
-    python bench/agent_devices.py [--quick] [--write-doc]
+    python bench/agent_devices.py [--quick] [--write-doc] [--json FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BIN, machine, median, pct, poll, start_agent, stop, table, update_doc  # noqa: E402
+from _figures import Figure, write_figures  # noqa: E402
+
+# Issue 17's agent goals with a camera attached (``--simulate`` attaches every shipped
+# kind, the camera among them): RSS ≤ 90 MiB, idle CPU ≤ 0.3 % of a core.
+GOAL_RSS_MIB, GOAL_IDLE_CPU = 90.0, 0.3
 
 from edge_agent.devices.base import DeviceIdentity  # noqa: E402
 from edge_agent.devices.id_card_reader.cards import make_card  # noqa: E402
@@ -180,6 +185,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the figures there (bench/_figures.py)")
     args = ap.parse_args()
     q = args.quick
     args.reads, args.plugs, args.idle_s, runs = (30, 5, 8, 1) if q else (200, 30, 20, 3)
@@ -243,6 +249,13 @@ def main() -> None:
     )
     print()
     print(text)
+    write_figures(args.json, [
+        Figure("id_read_api.p99", m("api99"), "ms", baseline=m("d99"), higher=False),
+        Figure("id_read_api.p50", m("api50"), "ms", baseline=m("d50"), higher=False),
+        Figure("hotplug_ready.p99", m("h99"), "ms", higher=False),
+        Figure("agent_rss", m("rss"), "MiB", goal=GOAL_RSS_MIB, higher=False),
+        Figure("agent_idle_cpu", m("cpu"), "% of a core", goal=GOAL_IDLE_CPU, higher=False),
+    ])  # fmt: skip
     if args.write_doc:
         update_doc(
             f"agent_devices{'-quick' if q else ''}",

@@ -8,7 +8,9 @@ and measures the time until the server says ``completed``, each wave's time, and
 server's CPU. The configured waits (``--wave-wait``, ``--jitter``) are reported apart so
 what remains is the server's own overhead.
 
-    python bench/campaign.py [--agents 10000] [--concurrency 50] [--write-doc]
+    python bench/campaign.py [--agents 10000] [--quick] [--concurrency 50] [--write-doc] [--json FILE]
+
+``--quick`` is 500 agents unless ``--agents`` says otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from _common import (
     table,
     update_doc,
 )
+from _figures import Figure, write_figures
 from _rollout_sim import broker_pid, cpu_s
 
 from govedge_testbed.update_agents import UpdateAgents
@@ -232,15 +235,30 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
     )
 
 
+def figures(res: dict[str, Any]) -> list[Figure]:
+    """The campaign's time and the server's CPU per outlet, against the agents' own CPU
+    per outlet in the same run (what answering the protocol costs at the other end)."""
+    n, cpu = res["agents"], res["cpu"]
+    return [
+        Figure("completed", res["total_s"], "s", higher=False),
+        Figure("server_cpu_per_outlet", 1000 * cpu["server"] / n, "ms",
+               baseline=1000 * cpu["agents"] / n, higher=False),
+        Figure("upgraded", res["totals"]["upgraded"], "outlets", baseline=n),
+    ]  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--agents", type=int, default=10_000)
+    ap.add_argument("--agents", type=int)
+    ap.add_argument("--quick", action="store_true", help="500 agents unless --agents")
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--jitter", type=int, default=0)
     ap.add_argument("--wave-wait", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the figures there (bench/_figures.py)")
     args = ap.parse_args()
+    args.agents = args.agents or (500 if args.quick else 10_000)
     nofile = raise_nofile()
     load0 = os.getloadavg()
     print(f"{machine()}; RLIMIT_NOFILE {nofile}; load average {load0[0]:.1f}")
@@ -261,6 +279,7 @@ def main() -> None:
     print()
     print(text)
     print(loads)
+    write_figures(args.json, figures(res))
     if args.write_doc:
         update_doc(
             f"campaign-{args.agents}",

@@ -18,6 +18,7 @@ Two modes:
   comes again and is recognised as already applied: no report).
 
     python bench/config_rollout.py [--publisher-only] [--quick] [--outlets N] [--write-doc]
+                                   [--json FILE]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import TunedMosquitto, machine, pct, raise_nofile, table, update_doc
+from _figures import Figure, write_figures
 from _rollout_server import GLOBAL_DOC, REGION_DOC, ServerNotReady, run_server_mode
 from _rollout_sim import (
     CHANGED_REGION,
@@ -293,6 +295,20 @@ def report_server(res: dict[str, Any]) -> str:
     )
 
 
+def rollout_figures(res: dict[str, Any], *, by: str, scope_key: str) -> list[Figure]:
+    """Per changed scope: the time until every outlet applied it, and the CPU of ``by``
+    (the server, or the bare publisher) against the broker's for the same deliveries."""
+    out = []
+    for r in res["rounds"]:
+        scope = r[scope_key].replace(":", "_")
+        out += [
+            Figure(f"{scope}.all_applied", r["applied_max_s"], "s", higher=False),
+            Figure(f"{scope}.{by}_cpu", r[f"{by}_cpu_s"], "s",
+                   baseline=r["broker_cpu_s"], higher=False),
+        ]  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--outlets", type=int)
@@ -305,6 +321,7 @@ def main() -> None:
     )
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the figures there (bench/_figures.py)")
     args = ap.parse_args()
     n = args.outlets or (200 if args.quick else 1000)
     nofile = raise_nofile()
@@ -321,9 +338,11 @@ def main() -> None:
         if args.publisher_only:
             res = run_publisher_mode(n, broker, timeout=args.timeout, secure=secure)
             text = report_publisher(res)
+            write_figures(args.json, rollout_figures(res, by="publisher", scope_key="label"))
         else:
             res = run_server_mode(n, work, broker, timeout=args.timeout)
             text = report_server(res)
+            write_figures(args.json, rollout_figures(res, by="server", scope_key="scope"))
     except ServerNotReady as exc:
         sys.exit(f"config_rollout: {exc}")
     finally:

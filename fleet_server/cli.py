@@ -16,7 +16,14 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from fleet_server import config_key_cli, grafana_cli, releases_cli, security_cli, tls_cli
+from fleet_server import (
+    config_key_cli,
+    grafana_cli,
+    releases_cli,
+    security_cli,
+    service_unit,
+    tls_cli,
+)
 from fleet_server.evaluations.rules import PROFILES
 from fleet_server.migrate import upgrade_url
 from fleet_server.settings import Settings
@@ -236,4 +243,5 @@ security_cli.register(main)
 main.add_command(tls_cli.https_cert)
 main.add_command(config_key_cli.config_key)
 main.add_command(releases_cli.releases)
+main.add_command(service_unit.service)
 grafana_cli.register(main)
