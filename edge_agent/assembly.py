@@ -129,7 +129,7 @@ async def open_runtime(
     source: EventSource
     if settings.simulate:
         simulation = await stack.enter_async_context(
-            SimulatedHardware(ratings=settings.simulate_ratings)
+            SimulatedHardware(ratings=settings.simulate_ratings, pcsc=settings.simulate_pcsc)
         )
         source = simulation.source
         network.extend(simulation.network_devices)

@@ -13,7 +13,8 @@ warning when it uses it. Credentials never go in the URL.
 Hardware and transactions: ``profiles_dir`` (None = the shipped ``device_profiles/``),
 ``devices`` (the ``[[devices]]`` tables of network devices; TOML or JSON in the env),
 ``outbox_quota_bytes`` and ``outbox_rate_per_s``, ``simulate`` (attach a simulator of
-every device kind) and ``simulate_ratings`` (a simulated citizen's stars at its pad),
+every device kind), ``simulate_ratings`` (a simulated citizen's stars at its pad) and
+``simulate_pcsc`` (the simulated social-security card: None = when pcscd is installed),
 ``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]`` tables: each
 window's business types and devices), ``local_api_port`` and ``timezone``.
 ``config_keys_file`` names extra fleet config-signing public keys (docs/config.md).
@@ -90,6 +91,10 @@ class AgentSettings(BaseSettings):
     simulate_ratings: tuple[Annotated[int, Field(ge=1, le=5)], ...] = Field(
         default=(), max_length=64
     )
+    # With ``simulate``: the social-security card through pcscd + vpcd. None: when both
+    # are installed; False leaves it out (pcscd is one per machine: a second simulated
+    # outlet on the same PC, or a test run in parallel, would share its one reader).
+    simulate_pcsc: bool | None = None
     queue_business_types: tuple[BusinessTypeSetting, ...] = Field(
         default=DEFAULT_BUSINESS_TYPES, max_length=26
     )

@@ -27,6 +27,24 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # Sealing keys for transaction bodies (fleet_server.piivault): one throwaway directory
 # per run, inherited by server subprocesses, never ./fleet-pii-keys in the repo.
 os.environ.setdefault("GOVEDGE_PII_KEY_DIR", tempfile.mkdtemp(prefix="govedge-pii-"))
+# pcscd runs once per machine with one virtual reader (vpcd.py), and scripts/test runs the
+# tests in parallel workers (pytest-xdist). Simulated agents leave the social-security
+# card out; the tests that read it run in one xdist group, one at a time (below).
+os.environ["GOVEDGE_SIMULATE_PCSC"] = "false"
+PCSC_GROUP = "pcsc"
+# Their simulated agents drop every GOVEDGE_ variable and so keep the card.
+_PCSC_MODULES = frozenset({"test_simulate.py", "test_pii_scan_e2e.py"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into its schedule
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (
+            "pcsc" in getattr(item, "fixturenames", ())
+            or item.path.name in _PCSC_MODULES
+            or "social_security_card_reader" in item.path.parts
+        ):
+            item.add_marker(pytest.mark.xdist_group(PCSC_GROUP))
 
 
 class _Service(Protocol):

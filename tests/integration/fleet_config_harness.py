@@ -95,6 +95,7 @@ class FleetAgent:
 
     def __init__(self, broker: Mosquitto, outlet_id: str, data_dir: Path, keys_file: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
+        env["GOVEDGE_SIMULATE_PCSC"] = "false"  # pcscd's one reader: tests/conftest.py
         env["GOVEDGE_CONFIG_KEYS_FILE"] = str(keys_file)
         self.log_path = data_dir.parent / "agent.log"
         data_dir.mkdir(exist_ok=True)
