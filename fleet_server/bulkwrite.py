@@ -1,4 +1,4 @@
-"""Batched UPDATE by primary key as one driver ``executemany``, for the ingest's hot path.
+"""Batched UPDATE by primary key and INSERT as one driver ``executemany``, for the ingest.
 
 SQLAlchemy's ORM bulk update (``session.execute(update(Model), rows)``) spends most of
 its time per row in ORM bookkeeping (identity keys, per-row command collection); at
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Dialect, Table, and_, bindparam
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Insert, Update
 
 _Processor = Callable[[Any], Any] | None
 
@@ -30,7 +30,7 @@ _Processor = Callable[[Any], Any] | None
 class _Plan:
     """One statement compiled for one dialect, ready for raw executemany."""
 
-    statement: Update
+    statement: Update | Insert
     sql: str
     positional: bool
     names: tuple[str, ...]  # the driver's parameter names, in the SQL's order
@@ -48,13 +48,24 @@ def update_statement(table: Table, *, keys: Sequence[str], columns: Sequence[str
     return table.update().where(where).values(values)
 
 
-def _plan(statement: Update, dialect: Dialect) -> _Plan:
+def insert_statement(table: Table) -> Insert:
+    """``INSERT INTO table`` of every column but an autoincrement key; parameters ``v_<col>``.
+
+    Every column is named, so no default is compiled in: each row must give them all.
+    """
+    columns = [c for c in table.c if c is not table.autoincrement_column]
+    return table.insert().values({c.name: bindparam(f"v_{c.name}", type_=c.type) for c in columns})
+
+
+def _plan(statement: Update | Insert, dialect: Dialect) -> _Plan:
     key = (id(statement), dialect.name)
     plan = _PLANS.get(key)
     if plan is not None and plan.statement is statement:
         return plan
     compiled = statement.compile(dialect=dialect)
     keys = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+    if any(k[:2] not in ("k_", "v_") for k in keys):
+        raise ValueError(f"a parameter the rows cannot give: {sorted(keys)}")
     binds = [compiled.binds[k] for k in keys]
     plan = _Plan(
         statement=statement,
@@ -82,6 +93,17 @@ def update_rows(
     ``keys`` and ``columns`` are those ``statement`` was built with; every row must
     have them all.
     """
+    _execute_many(session, statement, rows)
+
+
+def insert_rows(session: Session, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``statement`` (from ``insert_statement``) for every row in ``rows``."""
+    _execute_many(session, statement, rows)
+
+
+def _execute_many(
+    session: Session, statement: Update | Insert, rows: Sequence[Mapping[str, Any]]
+) -> None:
     if not rows:
         return
     connection = session.connection()
@@ -91,6 +113,5 @@ def update_rows(
     if plan.positional:
         connection.exec_driver_sql(plan.sql, tuples)
     else:
-        connection.exec_driver_sql(
-            plan.sql, [dict(zip(plan.names, t, strict=True)) for t in tuples]
-        )
+        named = [dict(zip(plan.names, t, strict=True)) for t in tuples]
+        connection.exec_driver_sql(plan.sql, named)

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fleet_server.bulkwrite import update_rows, update_statement
+from fleet_server.bulkwrite import insert_rows, insert_statement, update_rows, update_statement
 from fleet_server.health.live import LiveHub
 from fleet_server.health.tables import DeviceEvent, DeviceState, OutletHealth, TelemetrySample
 from govedge_wire import Birth, Death, Event, Telemetry
@@ -372,17 +372,17 @@ class HealthRecorder:
                 continue
             written.add(key)
         if inserts:
-            session.execute(insert(DeviceState), inserts)
+            insert_rows(session, _INSERT_DEVICE, inserts)
         update_rows(session, _UPDATE_DEVICE, updates, keys=_DEVICE_KEYS, columns=_DEVICE_VALUES)
         outlet_new = [self._outlets[o] for o in pending.outlets if o not in self._outlets_stored]
         outlet_old = [self._outlets[o] for o in pending.outlets if o in self._outlets_stored]
         if outlet_new:
-            session.execute(insert(OutletHealth), outlet_new)
+            insert_rows(session, _INSERT_OUTLET, outlet_new)
         update_rows(session, _UPDATE_OUTLET, outlet_old, keys=_OUTLET_KEYS, columns=_OUTLET_VALUES)
         if pending.events:
-            session.execute(insert(DeviceEvent), pending.events)
+            insert_rows(session, _INSERT_EVENT, pending.events)
         if pending.samples:
-            session.execute(insert(TelemetrySample), pending.samples)
+            insert_rows(session, _INSERT_SAMPLE, pending.samples)
         return written
 
     def _maybe_prune(self, sessions: sessionmaker[Session]) -> None:
@@ -424,6 +424,10 @@ _UPDATE_DEVICE = update_statement(
     keys=_DEVICE_KEYS,
     columns=_DEVICE_VALUES,
 )
+_INSERT_DEVICE = insert_statement(DeviceState.__table__)  # type: ignore[arg-type]
+_INSERT_OUTLET = insert_statement(OutletHealth.__table__)  # type: ignore[arg-type]
+_INSERT_EVENT = insert_statement(DeviceEvent.__table__)  # type: ignore[arg-type]
+_INSERT_SAMPLE = insert_statement(TelemetrySample.__table__)  # type: ignore[arg-type]
 _UPDATE_OUTLET = update_statement(
     OutletHealth.__table__,  # type: ignore[arg-type]
     keys=_OUTLET_KEYS,
