@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.db import make_engine, make_sessionmaker
@@ -22,6 +22,19 @@ from fleet_server.models import Outlet
 from govedge_wire import Birth, Death, Telemetry
 
 HOUR_S = 3600.0
+
+
+def _recorder(
+    tmp_path: Path, outlet_id: str, interval_s: float
+) -> tuple[Engine, sessionmaker[Session], HealthRecorder]:
+    """A migrated SQLite database with one outlet, and a recorder on it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        session.add(Outlet(id=outlet_id, display_name=None, created_at=datetime.now(UTC)))
+    recorder = HealthRecorder(history_interval_s=interval_s, retention=timedelta(hours=1))
+    return engine, sessions, recorder
 
 
 def _row(sessions: sessionmaker[Session], device_id: str) -> DeviceState:
@@ -36,12 +49,7 @@ def _row(sessions: sessionmaker[Session], device_id: str) -> DeviceState:
 def test_repeated_figures_skip_the_device_write_until_the_interval(
     tmp_path: Path, interval_s: float
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(engine)
-    sessions = make_sessionmaker(engine)
-    with sessions.begin() as session:
-        session.add(Outlet(id="rw-1", display_name=None, created_at=datetime.now(UTC)))
-    recorder = HealthRecorder(history_interval_s=interval_s, retention=timedelta(hours=1))
+    engine, sessions, recorder = _recorder(tmp_path, "rw-1", interval_s)
     seq = iter(range(100))
 
     def telemetry(reads_ok: int) -> datetime:
@@ -92,12 +100,7 @@ def _health(sessions: sessionmaker[Session]) -> OutletHealth:
 def test_outlet_health_is_written_when_skew_or_flaps_change_or_the_interval_passed(
     tmp_path: Path, interval_s: float
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(engine)
-    sessions = make_sessionmaker(engine)
-    with sessions.begin() as session:
-        session.add(Outlet(id="rw-2", display_name=None, created_at=datetime.now(UTC)))
-    recorder = HealthRecorder(history_interval_s=interval_s, retention=timedelta(hours=1))
+    engine, sessions, recorder = _recorder(tmp_path, "rw-2", interval_s)
     seq = iter(range(100))
 
     def telemetry(skew_s: float) -> datetime:
