@@ -1,21 +1,44 @@
-"""Batched UPDATE by primary key as one Core ``executemany``, for the ingest's hot path.
+"""Batched UPDATE by primary key and INSERT as one driver ``executemany``, for the ingest.
 
 SQLAlchemy's ORM bulk update (``session.execute(update(Model), rows)``) spends most of
 its time per row in ORM bookkeeping (identity keys, per-row command collection); at
 thousands of rows a second that was the largest cost of the ingest worker. This builds
 one statement ``UPDATE t SET c1 = :v_c1, ... WHERE k1 = :k_k1 AND ...`` for a fixed
-set of columns and runs it once for all rows (the driver's executemany), with each
-column's own type processing (JSON, UTC datetimes) still applied.
+set of columns and runs it once for all rows (the driver's executemany).
+
+The statement is compiled once per dialect into a plan: its SQL text, its parameters in
+the driver's order and each column's own bind processing (JSON, UTC datetimes). Rows
+then go to the driver as tuples (or dicts, for a named paramstyle) through
+``exec_driver_sql``: even Core's per-row parameter construction was a fifth of the
+worker's time at 2,500 telemetry messages a second (docs/performance.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam
+from sqlalchemy import Dialect, Table, and_, bindparam
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Insert, Update
+
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One statement compiled for one dialect, ready for raw executemany."""
+
+    statement: Update | Insert
+    sql: str
+    positional: bool
+    names: tuple[str, ...]  # the driver's parameter names, in the SQL's order
+    columns: tuple[str, ...]  # the row key each parameter reads
+    processors: tuple[_Processor, ...]
+
+
+_PLANS: dict[tuple[int, str], _Plan] = {}
 
 
 def update_statement(table: Table, *, keys: Sequence[str], columns: Sequence[str]) -> Update:
@@ -23,6 +46,38 @@ def update_statement(table: Table, *, keys: Sequence[str], columns: Sequence[str
     where = and_(*(table.c[k] == bindparam(f"k_{k}", type_=table.c[k].type) for k in keys))
     values = {c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
     return table.update().where(where).values(values)
+
+
+def insert_statement(table: Table) -> Insert:
+    """``INSERT INTO table`` of every column but an autoincrement key; parameters ``v_<col>``.
+
+    Every column is named, so no default is compiled in: each row must give them all.
+    """
+    columns = [c for c in table.c if c is not table.autoincrement_column]
+    return table.insert().values({c.name: bindparam(f"v_{c.name}", type_=c.type) for c in columns})
+
+
+def _plan(statement: Update | Insert, dialect: Dialect) -> _Plan:
+    key = (id(statement), dialect.name)
+    plan = _PLANS.get(key)
+    if plan is not None and plan.statement is statement:
+        return plan
+    compiled = statement.compile(dialect=dialect)
+    keys = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+    if any(k[:2] not in ("k_", "v_") for k in keys):
+        raise ValueError(f"a parameter the rows cannot give: {sorted(keys)}")
+    binds = [compiled.binds[k] for k in keys]
+    plan = _Plan(
+        statement=statement,
+        sql=compiled.string,
+        positional=compiled.positional,
+        names=tuple(compiled.bind_names[b] for b in binds),
+        # "k_outlet_id" reads row["outlet_id"] (see update_statement)
+        columns=tuple(k[2:] for k in keys),
+        processors=tuple(b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds),
+    )
+    _PLANS[key] = plan
+    return plan
 
 
 def update_rows(
@@ -33,10 +88,30 @@ def update_rows(
     keys: Sequence[str],
     columns: Sequence[str],
 ) -> None:
-    """Run ``statement`` (from ``update_statement``) for every row in ``rows``."""
+    """Run ``statement`` (from ``update_statement``) for every row in ``rows``.
+
+    ``keys`` and ``columns`` are those ``statement`` was built with; every row must
+    have them all.
+    """
+    _execute_many(session, statement, rows)
+
+
+def insert_rows(session: Session, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``statement`` (from ``insert_statement``) for every row in ``rows``."""
+    _execute_many(session, statement, rows)
+
+
+def _execute_many(
+    session: Session, statement: Update | Insert, rows: Sequence[Mapping[str, Any]]
+) -> None:
     if not rows:
         return
-    params = [
-        {**{f"k_{k}": row[k] for k in keys}, **{f"v_{c}": row[c] for c in columns}} for row in rows
-    ]
-    session.connection().execute(statement, params)
+    connection = session.connection()
+    plan = _plan(statement, connection.dialect)
+    fields = tuple(zip(plan.columns, plan.processors, strict=True))
+    tuples = [tuple(row[c] if p is None else p(row[c]) for c, p in fields) for row in rows]
+    if plan.positional:
+        connection.exec_driver_sql(plan.sql, tuples)
+    else:
+        named = [dict(zip(plan.names, t, strict=True)) for t in tuples]
+        connection.exec_driver_sql(plan.sql, named)

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fleet_server.bulkwrite import update_rows, update_statement
+from fleet_server.bulkwrite import insert_rows, insert_statement, update_rows, update_statement
 from fleet_server.health.live import LiveHub
 from fleet_server.health.tables import DeviceEvent, DeviceState, OutletHealth, TelemetrySample
 from govedge_wire import Birth, Death, Event, Telemetry
@@ -54,6 +54,9 @@ _PAPER_EVENTS = {
 }
 _STATE_EVENTS = {"device.unplugged": "offline", "device.ready": "ready", "device.error": "error"}
 _PRUNE_EVERY_S = 300.0
+# An outlet health row whose clock skew moved less than this (and whose flaps did not)
+# waits up to a history interval before it is written again (see ``_outlet_due``).
+_SKEW_WRITE_S = 1.0
 
 
 class TelemetrySinkLike(Protocol):
@@ -104,6 +107,8 @@ class HealthRecorder:
         self._outlet_devices: dict[str, set[str]] = {}
         self._outlets: dict[str, dict[str, Any]] = {}
         self._outlets_stored: set[str] = set()
+        # Per outlet: clock skew and flaps as last written, and when (monotonic).
+        self._outlet_written: dict[str, tuple[float | None, int, float]] = {}
         self._last_sample: dict[str, float] = {}
         self._pending = _Pending()
         self._changed = False
@@ -297,7 +302,7 @@ class HealthRecorder:
             with sessions.begin() as session:
                 if not self._loaded:
                     self._load(session)
-                written = self._write(session, pending)
+                written, outlets_written = self._write(session, pending)
         except SQLAlchemyError:
             self.write_errors += 1
             logger.exception("could not write device health; retrying with the next batch")
@@ -313,6 +318,9 @@ class HealthRecorder:
             if key in written:
                 device.written = _content(device.values)
                 device.written_at = now
+        for outlet_id in outlets_written:
+            outlet = self._outlets[outlet_id]
+            self._outlet_written[outlet_id] = (outlet["clock_skew_s"], outlet["flaps"], now)
         self._outlets_stored |= pending.outlets
         self._pending = _Pending()
         if self._changed and self._live is not None:
@@ -340,13 +348,14 @@ class HealthRecorder:
                 self._outlets[health.outlet_id]["flaps"] += health.flaps
         self._loaded = True
 
-    def _write(self, session: Session, pending: _Pending) -> set[tuple[str, str]]:
-        """Write the pending rows; returns the device keys written.
+    def _write(self, session: Session, pending: _Pending) -> tuple[set[tuple[str, str]], list[str]]:
+        """Write the pending rows; returns the device keys and the outlet ids written.
 
         A device row whose content (all but ``last_seen``) is what was last written
         is skipped until ``history_interval_s`` has passed: telemetry that repeats a
         device's figures then costs no device write, and the stored ``last_seen`` of a
         device is at most one history interval old (the agent's is always current).
+        Outlet health rows follow the same rule (``_outlet_due``).
         """
         now = time.monotonic()
         inserts: list[dict[str, Any]] = []
@@ -372,18 +381,41 @@ class HealthRecorder:
                 continue
             written.add(key)
         if inserts:
-            session.execute(insert(DeviceState), inserts)
+            insert_rows(session, _INSERT_DEVICE, inserts)
         update_rows(session, _UPDATE_DEVICE, updates, keys=_DEVICE_KEYS, columns=_DEVICE_VALUES)
         outlet_new = [self._outlets[o] for o in pending.outlets if o not in self._outlets_stored]
-        outlet_old = [self._outlets[o] for o in pending.outlets if o in self._outlets_stored]
+        old_ids = [
+            o for o in pending.outlets if o in self._outlets_stored and self._outlet_due(o, now)
+        ]
+        outlet_old = [self._outlets[o] for o in old_ids]
         if outlet_new:
-            session.execute(insert(OutletHealth), outlet_new)
+            insert_rows(session, _INSERT_OUTLET, outlet_new)
         update_rows(session, _UPDATE_OUTLET, outlet_old, keys=_OUTLET_KEYS, columns=_OUTLET_VALUES)
         if pending.events:
-            session.execute(insert(DeviceEvent), pending.events)
+            insert_rows(session, _INSERT_EVENT, pending.events)
         if pending.samples:
-            session.execute(insert(TelemetrySample), pending.samples)
-        return written
+            insert_rows(session, _INSERT_SAMPLE, pending.samples)
+        return written, [o["outlet_id"] for o in outlet_new] + old_ids
+
+    def _outlet_due(self, outlet_id: str, now: float) -> bool:
+        """Whether a stored outlet health row must be written now.
+
+        Every telemetry message moves ``last_telemetry_at`` and the clock skew by a few
+        milliseconds; writing the row for that was one of the three row writes per
+        message. It is written when the flaps change, the skew moves by a second or
+        more (the clock-skew rule's threshold is minutes), or a history interval passed.
+        """
+        last = self._outlet_written.get(outlet_id)
+        if last is None:
+            return True
+        skew, flaps, at = last
+        outlet = self._outlets[outlet_id]
+        new_skew = outlet["clock_skew_s"]
+        if now - at >= self._history_interval_s or outlet["flaps"] != flaps:
+            return True
+        if new_skew is None or skew is None:
+            return new_skew is not skew
+        return bool(abs(new_skew - skew) >= _SKEW_WRITE_S)
 
     def _maybe_prune(self, sessions: sessionmaker[Session]) -> None:
         now = time.monotonic()
@@ -424,6 +456,10 @@ _UPDATE_DEVICE = update_statement(
     keys=_DEVICE_KEYS,
     columns=_DEVICE_VALUES,
 )
+_INSERT_DEVICE = insert_statement(DeviceState.__table__)  # type: ignore[arg-type]
+_INSERT_OUTLET = insert_statement(OutletHealth.__table__)  # type: ignore[arg-type]
+_INSERT_EVENT = insert_statement(DeviceEvent.__table__)  # type: ignore[arg-type]
+_INSERT_SAMPLE = insert_statement(TelemetrySample.__table__)  # type: ignore[arg-type]
 _UPDATE_OUTLET = update_statement(
     OutletHealth.__table__,  # type: ignore[arg-type]
     keys=_OUTLET_KEYS,

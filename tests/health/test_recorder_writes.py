@@ -1,4 +1,5 @@
-"""The health recorder skips device rows whose figures repeat, for one history interval.
+"""The health recorder skips device rows whose figures repeat, and outlet health rows
+whose clock skew barely moved, for one history interval.
 
 Real SQLite through the recorder's own flush; what is checked is the stored row. The
 interval is an hour (nothing can pass it during the test) or zero (every write is past
@@ -10,17 +11,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.health.recorder import HealthRecorder
-from fleet_server.health.tables import DeviceState
+from fleet_server.health.tables import DeviceState, OutletHealth
 from fleet_server.migrate import upgrade
 from fleet_server.models import Outlet
-from govedge_wire import Birth, Telemetry
+from govedge_wire import Birth, Death, Telemetry
 
 HOUR_S = 3600.0
+
+
+def _recorder(
+    tmp_path: Path, outlet_id: str, interval_s: float
+) -> tuple[Engine, sessionmaker[Session], HealthRecorder]:
+    """A migrated SQLite database with one outlet, and a recorder on it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        session.add(Outlet(id=outlet_id, display_name=None, created_at=datetime.now(UTC)))
+    recorder = HealthRecorder(history_interval_s=interval_s, retention=timedelta(hours=1))
+    return engine, sessions, recorder
 
 
 def _row(sessions: sessionmaker[Session], device_id: str) -> DeviceState:
@@ -35,12 +49,7 @@ def _row(sessions: sessionmaker[Session], device_id: str) -> DeviceState:
 def test_repeated_figures_skip_the_device_write_until_the_interval(
     tmp_path: Path, interval_s: float
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(engine)
-    sessions = make_sessionmaker(engine)
-    with sessions.begin() as session:
-        session.add(Outlet(id="rw-1", display_name=None, created_at=datetime.now(UTC)))
-    recorder = HealthRecorder(history_interval_s=interval_s, retention=timedelta(hours=1))
+    engine, sessions, recorder = _recorder(tmp_path, "rw-1", interval_s)
     seq = iter(range(100))
 
     def telemetry(reads_ok: int) -> datetime:
@@ -77,5 +86,57 @@ def test_repeated_figures_skip_the_device_write_until_the_interval(
         third = telemetry(reads_ok=2)
         assert _row(sessions, "pad-1").last_seen == (first if interval_s else third)
         assert _row(sessions, "reader-1").last_seen == (second if interval_s else third)
+    finally:
+        engine.dispose()
+
+
+def _health(sessions: sessionmaker[Session]) -> OutletHealth:
+    with sessions() as session:
+        row: OutletHealth = session.scalars(select(OutletHealth)).one()
+        return row
+
+
+@pytest.mark.parametrize("interval_s", [HOUR_S, 0.0])
+def test_outlet_health_is_written_when_skew_or_flaps_change_or_the_interval_passed(
+    tmp_path: Path, interval_s: float
+) -> None:
+    engine, sessions, recorder = _recorder(tmp_path, "rw-2", interval_s)
+    seq = iter(range(100))
+
+    def telemetry(skew_s: float) -> datetime:
+        # The outlet's clock runs ``skew_s`` behind the server's receive time.
+        at = datetime.now(UTC)
+        ts = round((at.timestamp() - skew_s) * 1000)
+        recorder.observe(
+            Telemetry(outlet_id="rw-2", session=1, seq=next(seq), ts=ts), received_at=at
+        )
+        recorder.flush(sessions)
+        return at
+
+    try:
+        first = telemetry(skew_s=5.0)
+        assert (_health(sessions).clock_skew_s, _health(sessions).last_telemetry_at) == (
+            5.0,
+            first,
+        )
+        # The skew moved by 0.2 s: inside the interval the row keeps the first write.
+        second = telemetry(skew_s=5.2)
+        stored = _health(sessions)
+        if interval_s:
+            assert (stored.clock_skew_s, stored.last_telemetry_at) == (5.0, first)
+        else:
+            assert (stored.clock_skew_s, stored.last_telemetry_at) == (5.2, second)
+        # A skew of minutes (what the clock-skew rule looks for) is written at once.
+        third = telemetry(skew_s=300.0)
+        assert (_health(sessions).clock_skew_s, _health(sessions).last_telemetry_at) == (
+            300.0,
+            third,
+        )
+        # A death counts a flap: written at once, with the latest telemetry time.
+        recorder.observe(
+            Death(outlet_id="rw-2", session=1, seq=next(seq), reason="will"), received_at=third
+        )
+        recorder.flush(sessions)
+        assert _health(sessions).flaps == 1
     finally:
         engine.dispose()
