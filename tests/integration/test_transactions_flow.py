@@ -43,6 +43,7 @@ def _settings(broker: Mosquitto, outlet_id: str, data_dir: Path) -> AgentSetting
         reconnect_cap_s=1.0,
         telemetry_interval_s=0.5,
         outbox_rate_per_s=200.0,
+        local_api_port=0,  # not the default 8765: another worker's agent may hold it
     )
 
 
