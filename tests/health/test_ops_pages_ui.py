@@ -217,6 +217,8 @@ def test_an_operator_replays_a_dead_letter_and_it_leaves_the_list(
     # The transaction's own page: back to pending, no body shown.
     page.goto(f"{fleet.url}/ui/transactions?lang=en")
     page.select_option("#f-state", "pending")
+    # The filtered list arrives after the select: the other case (still dead) leaves it.
+    page.wait_for_selector(f'tr[data-tx="tx-{OUTSIDE}"]', state="detached")
     page.click(f'tr[data-tx="tx-{INSIDE}"] button[data-tx-show]')
     assert page.wait_for_selector("#tx-state:text-is('pending')") is not None
     assert page.locator(f'tr[data-tx="tx-{OUTSIDE}"]').count() == 0  # still dead
