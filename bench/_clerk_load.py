@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from _common import BIN, start_agent, stop
 from fleet_ingest import simulator
 
 from fleet_server.transactions.identity import upstream_idempotency_key
-from govedge_testbed import free_port
 
 VALID_ID = "33010619900101123X"  # check digit valid (GB 11643); txkit's ID_NUMBER is not
 
@@ -62,6 +62,10 @@ class BackgroundFleet:
             self.proc.kill()
 
 
+# The agent's own line once its local API listens (edge_agent/cli.py).
+_ANNOUNCED_PORT = re.compile(r": local API on http://127\.0\.0\.1:(\d+)")
+
+
 @dataclass
 class ClerkOutlet:
     """One real agent whose local API a clerk app uses."""
@@ -77,9 +81,16 @@ class ClerkOutlet:
         return f"http://127.0.0.1:{self.api_port}"
 
     def api_up(self) -> bool:
+        log = self.data_dir.parent / f"agent-{self.outlet_id}.log"
         if self.proc is not None and self.proc.poll() is not None:
-            log = self.data_dir.parent / f"agent-{self.outlet_id}.log"
             raise RuntimeError(f"{self.outlet_id} exited:\n{log.read_text()[-2000:]}")
+        if not self.api_port:
+            # Port 0: the agent binds a free port and prints it. A port picked free
+            # beforehand can be taken by any of the run's thousands of connections.
+            found = _ANNOUNCED_PORT.search(log.read_text(errors="replace"))
+            if found is None:
+                return False
+            self.api_port = int(found[1])
         try:
             r = httpx.get(
                 f"{self.api_url}/v1/devices",
@@ -118,8 +129,7 @@ def start_clerk_outlets(mqtt_url: str, work: Path, n: int) -> list[ClerkOutlet]:
         if add.returncode != 0:
             raise RuntimeError(f"edge-agent apps add failed: {err.decode()[-500:]}")
         o.token = out.decode().strip().splitlines()[-1]
-        o.api_port = free_port()
-        o.proc = start_agent(mqtt_url, o.outlet_id, o.data_dir, local_api_port=o.api_port)
+        o.proc = start_agent(mqtt_url, o.outlet_id, o.data_dir, local_api_port=0)
     return outlets
 
 

@@ -111,7 +111,31 @@ class Server:
 
 
 def start_server(mqtt_url: str, workdir: Path, *, env: dict[str, str] | None = None) -> Server:
-    """``fleet-server run`` on SQLite with ``GOVEDGE_API_AUTH=off`` (benchmarks only)."""
+    """``fleet-server run`` on SQLite with ``GOVEDGE_API_AUTH=off`` (benchmarks only).
+
+    The port is picked free just before the start; in a run that opens thousands of
+    connections it is sometimes taken before the server binds it, so a start that fails
+    on exactly that is tried again on another port (and what held it is printed).
+    """
+    for attempt in range(3):
+        try:
+            return _start_server_once(mqtt_url, workdir, env=env)
+        except PortTaken as exc:
+            print(f"  fleet-server port {exc.port} was taken (attempt {attempt + 1}): {exc.holder}")
+    return _start_server_once(mqtt_url, workdir, env=env)
+
+
+class PortTaken(RuntimeError):
+    def __init__(self, port: int) -> None:
+        self.port = port
+        ss = subprocess.run(
+            ["ss", "-tanpH", f"( sport = :{port} )"], capture_output=True, text=True
+        )
+        self.holder = ss.stdout.strip() or "nothing holds it now"
+        super().__init__(f"port {port} taken")
+
+
+def _start_server_once(mqtt_url: str, workdir: Path, *, env: dict[str, str] | None) -> Server:
     port = free_port()
     log = workdir / "server.log"
     with log.open("ab") as out:
@@ -126,7 +150,10 @@ def start_server(mqtt_url: str, workdir: Path, *, env: dict[str, str] | None = N
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"fleet-server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            text = log.read_text()
+            if f"attempting to bind on address ('127.0.0.1', {port})" in text[-3000:]:
+                raise PortTaken(port)
+            raise RuntimeError(f"fleet-server exited {proc.returncode}:\n{text[-3000:]}")
         try:
             return httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Generator
 from typing import Final
 
@@ -49,6 +50,19 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with its ``sys.exit`` on a failed bind turned into OSError.
+
+        uvicorn exits the process when it cannot listen. Inside the agent that
+        ``SystemExit`` would escape the task and end the whole event loop: one taken
+        port would stop presence and the outbox too, and the agent would crash-loop
+        under systemd instead of reporting the reason.
+        """
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit as exc:
+            raise OSError(f"the server could not start (uvicorn exit {exc.code})") from None
 
     async def main_loop(self) -> None:
         counter = 0

@@ -25,12 +25,13 @@ def start_agent(tmp_path: Path, outlet_id: str, data_dir: Path) -> Iterator[Star
     """Start ``edge-agent run`` against a broker; every agent is killed at teardown."""
     agents: list[AgentProcess] = []
 
-    def start(broker: Mosquitto) -> AgentProcess:
+    def start(broker: Mosquitto, *, local_api_port: int = 0) -> AgentProcess:
         agent = AgentProcess(
             mqtt_url=broker.url,
             outlet_id=outlet_id,
             data_dir=data_dir,
             log_path=tmp_path / f"agent-{len(agents)}.log",
+            local_api_port=local_api_port,
         )
         agents.append(agent)
         return agent

@@ -174,6 +174,7 @@ class AgentProcess:
         data_dir: Path,
         log_path: Path,
         extra_env: dict[str, str] | None = None,
+        local_api_port: int = 0,
     ) -> None:
         self.outlet_id = outlet_id
         self.data_dir = data_dir
@@ -187,7 +188,7 @@ class AgentProcess:
             "--data-dir", str(data_dir),
             "--keepalive", "2",
             "--telemetry-interval", "0.5",
-            "--local-api-port", "0",
+            "--local-api-port", str(local_api_port),
         ]  # fmt: skip
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
