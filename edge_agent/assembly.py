@@ -30,7 +30,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.counters import AgentCounters
-from edge_agent.credentials import DATA_DIR_OUTBOX_KEY, outbox_key_location
+from edge_agent.credentials import (
+    DATA_DIR_OUTBOX_KEY,
+    adopt_data_dir_key,
+    outbox_key_location,
+)
 from edge_agent.discovery import (
     ControlledSource,
     DeviceManager,
@@ -93,6 +97,12 @@ async def open_runtime(
     logging.getLogger().setLevel(start.log_level)
     key = outbox_key_location(data_dir=data_dir, outbox_key_file=settings.outbox_key_file)
     log.info("outbox key: %s (%s)", key.path, key.source)
+    try:
+        adopted = await asyncio.to_thread(adopt_data_dir_key, data_dir, key)
+    except OSError as exc:
+        raise StartupError(f"cannot move the outbox key to {key.path}: {exc}") from exc
+    if adopted in ("moved", "removed_copy"):
+        log.info("outbox key moved from %s to %s", data_dir / DATA_DIR_OUTBOX_KEY, key.path)
     if key.source != "data_dir" and (data_dir / DATA_DIR_OUTBOX_KEY).exists():
         log.warning(
             "%s still holds an outbox key although the key is read from %s: once the "

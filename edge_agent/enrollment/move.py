@@ -69,6 +69,16 @@ def _move_one(old: Path, new: Path, name: str) -> bool:
         else:
             source.unlink()
         return False
+    move_key_file(source, target)
+    return True
+
+
+def move_key_file(source: Path, target: Path) -> None:
+    """Move one key file to ``target`` so that a crash leaves it whole somewhere.
+
+    A ``target`` identical to ``source`` means an earlier move copied it before a crash:
+    the source goes. Two different files raise ``KeysMoveError``.
+    """
     if target.exists():
         if not filecmp.cmp(source, target, shallow=False):
             raise KeysMoveError(
@@ -76,14 +86,17 @@ def _move_one(old: Path, new: Path, name: str) -> bool:
                 "and start the agent again"
             )
         source.unlink()  # the copy was made before a crash: the old one is not needed
-        return True
+        fsync_dir(source.parent)
+        return
     try:
         os.rename(source, target)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
         _copy_then_remove(source, target)
-    return True
+        return
+    fsync_dir(target.parent)
+    fsync_dir(source.parent)
 
 
 def _copy_then_remove(source: Path, target: Path) -> None:

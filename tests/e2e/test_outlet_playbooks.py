@@ -281,6 +281,10 @@ def test_provision_installs_the_layout_and_the_agent_comes_online(
     poll(lambda: _online(server, SSH_OUTLET, OLD), timeout=90, interval=0.5) or pytest.fail(
         pc.tail()
     )
+    # the outbox key was made in the keys dir too: a copy of the data dir opens nothing
+    outbox_key = root / "var/lib/govedge-keys/outbox.key"
+    assert oct(outbox_key.stat().st_mode & 0o777) == "0o600"
+    assert not (root / "var/lib/govedge/outbox.key").exists()
     # the SSH host key is pinned at provisioning
     access = server.get(f"/api/v1/outlets/{SSH_OUTLET}/access")
     assert access["host_key"] == ssh_host.host_key_line()

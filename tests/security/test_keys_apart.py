@@ -84,6 +84,48 @@ def test_agent_outbox_key_apart_and_as_credential(
     assert _files_holding(data_dir, key) == []
 
 
+def test_an_outbox_key_in_the_data_dir_moves_to_the_setting(
+    broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    """An agent set up before ``outbox_key_file``, then given it (the provision playbook
+    writes it under keys_dir): its key moves there and the same outbox opens."""
+    data_dir = tmp_path / "data"
+    log = tmp_path / "agent.log"
+    agent = Agent(outlet_id=outlet_id, data_dir=data_dir, mqtt_url=broker.url, log=log)
+    first = _run_until_outbox_opens(agent, log)
+    assert f"outbox key: {data_dir / 'outbox.key'} (data_dir)" in first
+    key = (data_dir / "outbox.key").read_bytes()
+
+    key_file = tmp_path / "keys" / "outbox.key"
+    config = tmp_path / "agent.toml"
+    config.write_text(f"outbox_key_file = {json.dumps(str(key_file))}\n")
+    agent.extra = ["--config", str(config)]
+    moved = _run_until_outbox_opens(agent, log)
+    assert "outbox key moved" in moved
+    assert "outbox open at" in moved  # the database's key check accepts the moved key
+    assert key_file.read_bytes() == key
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    assert _files_holding(data_dir, key) == []
+
+    # The playbook's copy (identical) left in the data dir is removed at the next start.
+    (data_dir / "outbox.key").write_bytes(key)
+    (data_dir / "outbox.key").chmod(0o600)
+    again = _run_until_outbox_opens(agent, log)
+    assert "outbox open at" in again
+    assert _files_holding(data_dir, key) == []
+
+    # Another key in the data dir is never dropped: both stay and the agent says so.
+    other = os.urandom(32)
+    (data_dir / "outbox.key").write_bytes(other)
+    (data_dir / "outbox.key").chmod(0o600)
+    differs = _run_until_outbox_opens(agent, log)
+    assert "still holds an outbox key" in differs
+    assert "outbox open at" in differs
+    assert (data_dir / "outbox.key").read_bytes() == other
+    assert key_file.read_bytes() == key
+
+
 def test_server_pii_keys_from_credentials(
     broker: Mosquitto, outlet_id: str, tmp_path: Path
 ) -> None:
