@@ -80,8 +80,15 @@ export interface TransactionPublic {
   tx_kind?: string | null; case_number?: string | null; reason?: string | null; attempts?: number | null;
 }
 
-/** One message of WS /v1/events (see docs/local-api.md for the event types). */
-export interface LocalEvent { type: string; [field: string]: unknown }
+/** An event of WS /v1/events (docs/local-api.md names them); `data` never holds personal data. */
+export interface LocalDeviceEvent {
+  type: "event"; name: string; device_id: string; severity: string; data: Record<string, unknown>;
+  ts: number; dropped?: number;
+}
+/** Sent after a silence, so a dead connection is noticed. */
+export interface LocalPing { type: "ping" }
+/** One message of WS /v1/events: check `type` before reading an event's fields. */
+export type LocalEvent = LocalDeviceEvent | LocalPing;
 export interface EventStream { close(): void }
 
 export interface GovedgeLocalOptions { baseUrl?: string; token: string; retries?: number }
