@@ -34,11 +34,13 @@ export interface EvaluationCreate {
   window: string; case_number: string; staff_id: string; item_code?: string; item_name?: string;
   assess_number?: 1 | 2; timeout_s?: number | null; device_id?: string | null;
 }
+/** The region's default rating a walk-away gets: `pending` until `due_at`, or `recorded`. */
+export interface DefaultRatingPublic { state: "pending" | "recorded"; tx_id: string; stars: number; due_at: string }
 export interface EvaluationPublic {
   status: "rated" | "timed_out" | "cancelled"; tx_id: string | null; window: string; device_id: string;
   stars?: number | null; level_code?: number | null; level_coding?: string | null; satisfaction?: string | null;
   score?: number | null; is_bad?: boolean | null; tags?: string[]; text?: string | null;
-  assess_time?: string | null; waited_s?: number; replayed?: boolean;
+  assess_time?: string | null; waited_s?: number; default_rating?: DefaultRatingPublic | null; replayed?: boolean;
 }
 export interface TicketCreate { business_type: string; print?: boolean }
 export interface TicketPublic {

@@ -63,6 +63,8 @@ export async function rate(caseNumber: string, clerk: string): Promise<string> {
     newIdempotencyKey("eval"),
   );
   if (r.status === "rated") return `${r.stars ?? 0}★ ${r.satisfaction ?? ""}`;
+  const byDefault = r.default_rating;
+  if (byDefault) return `未评价，${byDefault.state === "pending" ? "将记" : "已记"}默认评价（${byDefault.stars}星）`;
   return r.status === "timed_out" ? "评价超时，未评价" : "已取消";
 }
 
