@@ -4,8 +4,8 @@
 client as docs/local-api.md shows (``typescript/counter_page.ts``) and calls the
 declarations must refuse (``typescript/wrong_calls.ts``, each under
 ``// @ts-expect-error``). Each run compiles copies beside each other, as an app that
-ships its own copy of the client would have them; the last two tests change a copy of
-the declarations and expect the compiler to notice. ``scripts/bootstrap --for-tests``
+ships its own copy of the client would have them; the last test changes a copy of the
+declarations and expects the compiler to notice. ``scripts/bootstrap --for-tests``
 installs the compiler into ``.tools/typescript``.
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import missing
 
@@ -67,24 +69,26 @@ def test_the_declarations_and_the_documented_use_compile_under_strict(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_a_declaration_that_does_not_fit_the_documented_use_fails(tmp_path: Path) -> None:
-    renamed = _declarations().replace(
-        "export interface SubmissionAccepted { tx_id: string;",
-        "export interface SubmissionAccepted { txId: string;",
-    )
-    assert renamed != _declarations()
-    done = _compile(tmp_path, renamed, "counter_page.ts")
+@pytest.mark.parametrize(
+    ("example", "declared", "changed", "complaint"),
+    [
+        # A field renamed in the declarations: the documented page no longer compiles.
+        ("counter_page.ts", "export interface SubmissionAccepted { tx_id: string;",
+         "export interface SubmissionAccepted { txId: string;",
+         "'tx_id' does not exist on type 'SubmissionAccepted'"),
+        # A parameter loosened to any: a wrong call is accepted, its expect-error unused.
+        ("wrong_calls.ts", "windowCall(window: string): Promise<WindowResultPublic>;",
+         "windowCall(window: any): Promise<WindowResultPublic>;",
+         "Unused '@ts-expect-error' directive"),
+    ],
+    ids=["renamed-field", "loosened-parameter"],
+)  # fmt: skip
+def test_a_wrong_declaration_fails_the_compile(
+    tmp_path: Path, example: str, declared: str, changed: str, complaint: str
+) -> None:
+    wrong = _declarations().replace(declared, changed)
+    assert wrong != _declarations()
+    done = _compile(tmp_path, wrong, example)
     assert done.returncode != 0
-    assert "counter_page.ts" in done.stdout
-    assert "'tx_id' does not exist on type 'SubmissionAccepted'" in done.stdout
-
-
-def test_a_declaration_loosened_to_accept_a_wrong_call_fails(tmp_path: Path) -> None:
-    loosened = _declarations().replace(
-        "windowCall(window: string): Promise<WindowResultPublic>;",
-        "windowCall(window: any): Promise<WindowResultPublic>;",
-    )
-    assert loosened != _declarations()
-    done = _compile(tmp_path, loosened, "wrong_calls.ts")
-    assert done.returncode != 0
-    assert "Unused '@ts-expect-error' directive" in done.stdout
+    assert example in done.stdout
+    assert complaint in done.stdout
