@@ -33,6 +33,7 @@ from govedge_wire.config import EvaluationConfig
 
 __all__ = [
     "DefaultRule",
+    "ScheduledDefault",
     "cancel_default",
     "default_rule",
     "record_due",
@@ -68,6 +69,16 @@ def default_rule(config: EvaluationConfig | None) -> DefaultRule | None:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledDefault:
+    """The default rating a walk-away was given: recorded already, or due at ``due``."""
+
+    tx_id: str
+    stars: int
+    due: float  # epoch seconds
+    recorded: bool
+
+
 def default_tx_id(request_id: str) -> str:
     """The default rating's ``tx_id``: one per pad request, whoever records it."""
     return f"default-{request_id}"[:64]
@@ -75,8 +86,8 @@ def default_tx_id(request_id: str) -> str:
 
 async def schedule_default(
     local: LocalApiContext, outcome: EvaluationOutcome, *, now: float | None = None
-) -> str | None:
-    """Keep the default rating of a timed-out request; its ``tx_id``, or None if none."""
+) -> ScheduledDefault | None:
+    """Keep the default rating of a timed-out request; what was kept, or None if none."""
     live = local.runtime.live
     rule = default_rule(None if live is None else live.evaluation)
     if rule is None:
@@ -108,12 +119,13 @@ async def schedule_default(
         log.error("default evaluation %s not kept: %s", tx_id, exc)  # noqa: TRY400
         return None
     log.info("default evaluation %s due in %.0f s (window %s)", tx_id, rule.after_s, request.window)
+    recorded = False
     if rule.after_s == 0:
         try:
-            await record_due(local)
+            recorded = tx_id in await record_due(local)
         except LocalStateError as exc:  # kept on disk: the loop records it
             log.warning("default evaluation %s waits for the next round: %s", tx_id, exc)
-    return tx_id
+    return ScheduledDefault(tx_id=tx_id, stars=rule.stars, due=due, recorded=recorded)
 
 
 async def cancel_default(local: LocalApiContext, *, case_number: str, assess_number: int) -> None:
@@ -127,9 +139,9 @@ async def cancel_default(local: LocalApiContext, *, case_number: str, assess_num
         log.info("%d default evaluation(s) dropped: the citizen rated", dropped)
 
 
-async def record_due(local: LocalApiContext, *, now: float | None = None) -> int:
-    """Put every default rating that is due into the outbox; how many went in."""
-    recorded = 0
+async def record_due(local: LocalApiContext, *, now: float | None = None) -> list[str]:
+    """Put every default rating that is due into the outbox; the ``tx_id``s that went in."""
+    recorded: list[str] = []
     for tx_id, body in await local.state.due_defaults(time.time() if now is None else now):
         try:
             await record_default_evaluation(local.runtime, json.loads(body), tx_id=tx_id)
@@ -141,7 +153,7 @@ async def record_due(local: LocalApiContext, *, now: float | None = None) -> int
             break  # the outbox is full or closed: the next round tries again
         await local.state.drop_defaults(tx_id=tx_id)
         await local.tracker.accepted(tx_id, tx_kind="evaluation")
-        recorded += 1
+        recorded.append(tx_id)
     return recorded
 
 

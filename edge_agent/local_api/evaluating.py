@@ -20,7 +20,11 @@ from typing import Final
 from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.local_api.context import LocalApiContext
-from edge_agent.local_api.default_ratings import cancel_default, schedule_default
+from edge_agent.local_api.default_ratings import (
+    ScheduledDefault,
+    cancel_default,
+    schedule_default,
+)
 from edge_agent.local_api.errors import ApiError
 from edge_agent.outbox import Receipt
 from edge_agent.transactions import record_evaluation
@@ -33,11 +37,13 @@ HINT: Final = "connect the window's evaluation pad, or give the window its pad i
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Evaluated:
-    """How one evaluation ended: the pad, its outcome, and the ``tx_id`` if rated."""
+    """How one evaluation ended: the pad, its outcome, the ``tx_id`` if rated, and the
+    region's default rating a walk-away was given instead (if its profile has one)."""
 
     pad: RatingPad
     outcome: EvaluationOutcome
     tx_id: str | None
+    default: ScheduledDefault | None = None
 
 
 def pad_for(local: LocalApiContext, window: str, device_id: str | None = None) -> RatingPad:
@@ -105,7 +111,8 @@ async def evaluate_at_window(
             ),
         )
     if outcome.status is OutcomeStatus.TIMED_OUT:
-        await schedule_default(local, outcome)
+        default = await schedule_default(local, outcome)
+        return Evaluated(pad=pad, outcome=outcome, tx_id=None, default=default)
     if outcome.status is not OutcomeStatus.RATED or outcome.result is None:
         return Evaluated(pad=pad, outcome=outcome, tx_id=None)
     stored = await record_evaluation(

@@ -21,7 +21,7 @@ from fleet_server.evaluations.rectifications import (
     FollowUpAction,
     add_follow_up,
     follow_ups,
-    list_rectifications,
+    page_rectifications,
 )
 from fleet_server.models import Evaluation, Rectification
 from fleet_server.security import Principal, Role, audit
@@ -31,6 +31,10 @@ router = APIRouter(prefix="/rectifications", tags=["rectifications"])
 
 # What a viewer sees instead of a note: notes may name the citizen called back.
 MASKED_NOTE = "***"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500  # each ticket brings its evaluation and follow-ups along
+# Bounded so a huge offset is a 422, not a database integer overflow (as for outlets).
+MAX_OFFSET = 10_000_000
 
 
 class FollowUpPublic(BaseModel):
@@ -112,6 +116,15 @@ def _reveals(principal: Principal) -> bool:
     return principal.role.allows(Role.OPERATOR)
 
 
+class RectificationPagePublic(BaseModel):
+    """One page of tickets; ``total`` counts every ticket the filters match."""
+
+    items: list[RectificationPublic]
+    total: int
+    limit: int
+    offset: int
+
+
 @router.get("")
 def read_rectifications(
     session: SessionDep,
@@ -120,15 +133,23 @@ def read_rectifications(
     outlet: str | None = None,
     status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
     overdue: bool = False,
-) -> list[RectificationPublic]:
-    """Newest first; ``?outlet=``, ``?status=open|closed``, ``?overdue=true``."""
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> RectificationPagePublic:
+    """A page (``limit``/``offset``) newest first; ``?outlet=``, ``?status=open|closed``,
+    ``?overdue=true``."""
     now = datetime.now(UTC)
-    rows = list_rectifications(
+    page = page_rectifications(
         session, outlet_id=outlet, status=status_, overdue_at=now if overdue else None,
-        scope=scope,
+        limit=limit, offset=offset, scope=scope,
     )  # fmt: skip
     reveal = _reveals(principal)
-    return [_public(session, row, now=now, reveal=reveal) for row in rows]
+    return RectificationPagePublic(
+        items=[_public(session, row, now=now, reveal=reveal) for row in page.rows],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.post(

@@ -62,6 +62,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "bad_reviews": {"zh": "差评数", "en": "Bad reviews"},
     "overdue_rect": {"zh": "超期未整改", "en": "Overdue rectifications"},
     "evaluations": {"zh": "评价数", "en": "Evaluations"},
+    "default_evaluations": {"zh": "默认评价", "en": "Default ratings"},
     "all_outlets": {"zh": "全部网点", "en": "All outlets"},
     "k_township_centre": {"zh": "乡镇便民服务中心", "en": "Township centre"},
     "k_street_centre": {"zh": "街道便民服务中心", "en": "Street centre"},

@@ -309,6 +309,7 @@ def _evaluations(
             {
                 "outlet_id": outlet_id,
                 "evaluations": stats.evaluations,
+                "default_evaluations": stats.default_evaluations,
                 "active_evaluation_rate": stats.active_evaluation_rate,
                 "active_rate_target": stats.active_rate_target,
                 "satisfaction_rate": stats.satisfaction_rate,

@@ -1,6 +1,7 @@
 """The policy figures on the 好差评 page in a real headless Chromium, logged in through
 the login form: totals against their targets, one row per kind or region, in Chinese
-and English, from records the test makes in the server's database."""
+and English, and the per-outlet table with its 默认评价 column, from records the test
+makes in the server's database."""
 
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ def test_the_figures_by_kind_and_region_in_both_languages(
     town = page.locator('#figure-rows tr[data-group="township_centre"]')
     assert "乡镇便民服务中心" in town.inner_text()
     assert town.locator('[data-figure="item_target_rate"]').inner_text() == "50.0%"
+    # Per outlet, the system's default ratings apart from the citizens' ones.
+    per_outlet = page.locator("#evaluation-rows")
+    assert per_outlet.locator('th[data-col="default_evaluations"]').inner_text() == "默认评价"
+    for outlet in ("town-a", ""):  # the outlet and the all-outlets row
+        row = per_outlet.locator(f'tr[data-outlet="{outlet}"]')
+        assert row.locator('[data-col="default_evaluations"]').inner_text() == "1"
     page.screenshot(path=str(tmp_path / "figures-kind-zh.png"), full_page=True)
 
     page.click('#figures a[data-by="region"]')
@@ -75,6 +82,8 @@ def test_the_figures_by_kind_and_region_in_both_languages(
     assert "Policy figures" in page.locator("#figures h2").inner_text()
     assert "Township centre" in page.locator("#figure-rows").inner_text()
     assert page.locator('#figures a.on[data-days="7"]').count() == 2
+    default_head = page.locator('#evaluation-rows th[data-col="default_evaluations"]')
+    assert default_head.inner_text() == "Default ratings"
     page.screenshot(path=str(tmp_path / "figures-kind-en.png"), full_page=True)
     assert errors == []
     context.close()

@@ -253,7 +253,9 @@ def test_an_operator_records_a_follow_up(fleet: FleetServer, browser: Any, tmp_p
     assert follow_up is not None
     assert "回访" in follow_up.inner_text()
     assert "已电话回访申请人" in follow_up.inner_text()
-    [ticket] = [r for r in fleet.get("/api/v1/rectifications") if r["id"] == seeded.rectification]
+    [ticket] = [
+        r for r in fleet.get("/api/v1/rectifications")["items"] if r["id"] == seeded.rectification
+    ]
     assert [(f["action"], f["by"]) for f in ticket["follow_ups"]] == [("回访", "olga")]
     page.screenshot(path=str(tmp_path / "rectifications.png"), full_page=True)
     page.close()
@@ -295,3 +297,48 @@ def test_the_english_switch(fleet: FleetServer, browser: Any) -> None:
     page.wait_for_selector("#alert-filters")
     assert page.inner_text("main h2") == "Alerts"
     page.close()
+
+
+def test_the_rectification_list_pages_and_follows_changes(fleet: FleetServer, browser: Any) -> None:
+    seeded = _seed(fleet.database_url)[INSIDE]
+    _more_tickets(fleet.database_url, INSIDE, 55)  # 2 + 2 seeded: 59 open, newest first
+    oldest = f'tr[data-rectification="{seeded.rectification}"]'
+    page = _page(browser, fleet, "olga", "operator")
+    page.goto(f"{fleet.url}/ui/rectifications")  # zh-CN
+    page.wait_for_selector("#page-range:text-is('第 1-50 条,共 59 条')")
+    assert page.locator("#rect-table tr[data-rectification]").count() == 50
+    assert page.locator(oldest).count() == 0  # on the last page
+    assert page.locator("#prev-page").is_disabled()
+    page.click("#next-page")
+    page.wait_for_selector("#page-range:text-is('第 51-59 条,共 59 条')")
+    assert page.locator("#rect-table tr[data-rectification]").count() == 9
+    assert page.locator(oldest).count() == 1
+    assert page.locator("#next-page").is_disabled()
+    # Another operator closes a ticket: the page is redrawn with the new total.
+    fleet.http.post(
+        f"/api/v1/rectifications/{seeded.rectification}/follow-up",
+        json={"action": "整改", "note": "已整改", "by": "supervisor", "closes": True},
+    ).raise_for_status()
+    page.wait_for_selector("#page-range:text-is('第 51-58 条,共 58 条')")
+    assert page.locator(oldest).count() == 0
+    # Another view starts at its first page.
+    page.check("input[name=rect-view][value=closed]")
+    page.wait_for_selector("#page-range:text-is('第 1-1 条,共 1 条')")
+    assert page.locator(oldest).count() == 1
+    page.goto(f"{fleet.url}/ui/rectifications?lang=en")
+    page.wait_for_selector("#page-range:text-is('1-50 of 58')")
+    page.close()
+
+
+def _more_tickets(database_url: str, outlet_id: str, count: int) -> None:
+    """``count`` open 差评 tickets of ``outlet_id``, opened after the seeded ones."""
+    from fleet_server.db import make_engine, make_sessionmaker
+    from tests.health import records
+
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            for _ in range(count):
+                records.ticket(session, outlet_id, opened=datetime.now(UTC) - timedelta(days=1))
+    finally:
+        engine.dispose()

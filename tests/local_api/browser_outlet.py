@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_agent.daemon import Agent
 from edge_agent.local_api import AppRegistry
 from edge_agent.simulate import SimulatedHardware
 from govedge_testbed import Mosquitto
+from govedge_wire.config import EvaluationConfig
 from tests.conftest import missing
 from tests.health.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.simulated_agent import simulated_agent
@@ -44,6 +46,7 @@ class RunningOutlet:
     data_dir: Path
     loop: asyncio.AbstractEventLoop
     simulation: SimulatedHardware
+    agent: Agent
 
     @property
     def base_url(self) -> str:
@@ -57,6 +60,17 @@ class RunningOutlet:
     def run(self, coro: Coroutine[Any, Any, Any], *, timeout: float = 30) -> Any:
         """Run ``coro`` on the agent's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def set_evaluation_profile(self, evaluation: EvaluationConfig) -> None:
+        """The region's 好差评 profile as a fleet config's ``evaluation`` part sets it."""
+
+        async def apply() -> None:
+            assert self.agent.assembled is not None
+            live = self.agent.assembled.runtime.live
+            assert live is not None
+            live.evaluation = evaluation
+
+        self.run(apply())
 
     def citizen_rates(self, stars: int, *, within: float = 30) -> dict[str, Any]:
         """Wait until the pad shows a request, then press ``stars``; returns what it showed."""
@@ -89,11 +103,12 @@ def with_outlet(
 
     async def scenario() -> T:
         async with simulated_agent(broker.url, outlet_id, data_dir, QUEUE_WINDOWS) as (
-            _,
+            agent,
             simulation,
             port,
         ):
-            running = RunningOutlet(port, data_dir, asyncio.get_running_loop(), simulation)
+            loop = asyncio.get_running_loop()
+            running = RunningOutlet(port, data_dir, loop, simulation, agent)
             return await asyncio.to_thread(drive, running)
 
     return asyncio.run(scenario())

@@ -2,8 +2,8 @@
 
 A clerk drives it in a real Chromium through a counter flow against the simulated
 agent, the fleet server and the recording upstream: call the ticket, read the ID card,
-capture the papers, file the case, see the 办件编号 arrive, ask for a rating and see the
-citizen's stars.
+capture the papers, file the case, see the 办件编号 arrive, ask for a rating (a walk-away
+without and with the region's default rating) and see the citizen's stars.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
+from govedge_wire.config import EvaluationConfig
 from govedge_wire.pii import mask_id_number, mask_name
 from tests.local_api.browser_outlet import (
     CLERK,
@@ -94,6 +95,11 @@ def test_a_clerk_runs_a_counter_flow_on_the_console(
     assert applicant["name"] not in body_text
 
 
+DEFAULT_IN_10_MINUTES = EvaluationConfig(
+    level_coding="zhejiang", default_channels=("7",), default_stars=5, default_after_s=600
+)
+
+
 def _counter_flow(outlet: RunningOutlet) -> tuple[str, dict[str, Any], str]:
     token = outlet.register("counter-console", outlet.base_url)
     auth = {"Authorization": f"Bearer {token}"}
@@ -130,6 +136,15 @@ def _counter_flow(outlet: RunningOutlet) -> tuple[str, dict[str, Any], str]:
         expect(page.locator("#rating")).to_contain_text("评价器")
         outlet.citizen_walks_away()
         expect(page.locator("#rating")).to_contain_text("评价超时")
+        # Where the region's profile gives a default rating, the clerk is told it will be
+        # recorded, not that the rating timed out.
+        outlet.set_evaluation_profile(DEFAULT_IN_10_MINUTES)
+        page.click("#rate")
+        expect(page.locator("#rating")).to_contain_text("评价器")
+        outlet.citizen_walks_away()
+        expect(page.locator("#rating")).to_have_text(
+            re.compile(r"^未评价，将于 \d\d:\d\d 记默认好评（5星）$")  # noqa: RUF001 - Chinese
+        )
         page.click("#rate")
         expect(page.locator("#rating")).to_contain_text("评价器")
         shown = outlet.citizen_rates(5)

@@ -9,6 +9,8 @@ part does (``runtime.live.evaluation``, what the config applier sets).
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +37,17 @@ def profile(evaluation: EvaluationConfig) -> LiveSettings:
     return LiveSettings(telemetry_interval_s=30.0, outbox_rate_per_s=20.0, evaluation=evaluation)
 
 
-async def walk_away(o: Outlet) -> None:
+async def walk_away(o: Outlet) -> dict[str, Any]:
+    """The clerk's answer when the citizen leaves the pad without rating."""
     call = asyncio.create_task(o.client.post("/v1/evaluations", headers=o.auth, json=REQUEST))
     await o.pad.wait_for_request(within=5)
     o.pad.walk_away()
     response = await asyncio.wait_for(call, timeout=10)
     assert response.status_code == 200, response.text
-    assert response.json()["status"] == "timed_out"
+    answer: dict[str, Any] = response.json()
+    assert answer["status"] == "timed_out"
+    assert answer["tx_id"] is None  # the citizen's rating: none
+    return answer
 
 
 async def rate(o: Outlet, stars: int) -> None:
@@ -71,8 +77,12 @@ async def until_evaluations(o: Outlet, count: int) -> list[dict[str, Any]]:
 def test_a_walk_away_records_the_profiles_default_rating_once(tmp_path: Path) -> None:
     async def main() -> None:
         async with outlet(tmp_path, options=OPTIONS, live=profile(ZHEJIANG)) as o:
-            await walk_away(o)
+            answer = await walk_away(o)
             [default] = await until_evaluations(o, 1)
+            # The clerk is told the default was recorded (default_after_s 0), and which.
+            assert answer["default_rating"]["state"] == "recorded"
+            assert answer["default_rating"]["tx_id"] == default["tx_id"]
+            assert answer["default_rating"]["stars"] == 5
             assert default["system_default"] is True
             assert default["channel"] == "7"
             assert (default["level_code"], default["stars"]) == (5, 5)  # zhejiang: 5 = 非常满意
@@ -97,7 +107,7 @@ def test_without_a_default_in_the_profile_a_walk_away_records_nothing(tmp_path: 
     async def main() -> None:
         no_channel = profile(EvaluationConfig(level_coding="gbt39046", default_stars=5))
         async with outlet(tmp_path, options=OPTIONS, live=no_channel) as o:
-            await walk_away(o)
+            assert (await walk_away(o))["default_rating"] is None
             await asyncio.sleep(0.5)  # several rounds of the default-rating check
             assert await evaluations(o) == []
 
@@ -109,12 +119,18 @@ def test_a_restart_mid_period_neither_loses_nor_doubles_it(tmp_path: Path) -> No
 
     async def main() -> None:
         async with outlet(tmp_path, options=OPTIONS, live=profile(later)) as o:
-            await walk_away(o)
+            asked = time.time()
+            pending = (await walk_away(o))["default_rating"]
             assert await evaluations(o) == []  # not due yet
+            assert pending["state"] == "pending"
+            assert pending["stars"] == 5
+            due = datetime.fromisoformat(pending["due_at"]).timestamp()
+            assert int(asked) + 5 <= due <= time.time() + 5  # default_after_s after the walk-away
         # The agent restarts before the period ends.
         async with outlet(tmp_path, options=OPTIONS, live=profile(later)) as o:
             [default] = await until_evaluations(o, 1)
             assert default["system_default"] is True
+            assert default["tx_id"] == pending["tx_id"]  # the one the clerk was told of
             await asyncio.sleep(0.5)
             assert len(await evaluations(o)) == 1
         # And once more after it was recorded: still one.

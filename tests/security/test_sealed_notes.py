@@ -79,13 +79,13 @@ def test_notes_are_sealed_and_masked_for_viewers(api: Api, tmp_path: Path) -> No
 
     seen = api.client.get("/api/v1/rectifications", headers=api.as_role(Role.VIEWER))
     assert seen.status_code == 200
-    note = seen.json()[0]["follow_ups"][0]
+    note = seen.json()["items"][0]["follow_ups"][0]
     assert (note["note"], note["note_masked"]) == ("***", True)
     assert NAME not in seen.text
     assert ID_NUMBER not in seen.text
     for role in (Role.OPERATOR, Role.ADMIN):
         full = api.client.get("/api/v1/rectifications", headers=api.as_role(role))
-        assert full.json()[0]["follow_ups"][0]["note"] == NOTE
+        assert full.json()["items"][0]["follow_ups"][0]["note"] == NOTE
 
 
 def test_migration_seals_old_notes_and_refuses_plain_ones(vault: Vault, tmp_path: Path) -> None:

@@ -272,11 +272,11 @@ def test_the_same_evaluation_is_accepted_for_one_outlet_and_refused_for_another(
         assert agents[national].ack(national_bad).status == "accepted"
 
         # Rectification deadlines follow each outlet's rules.
-        [zj_ticket] = server.get(f"/api/v1/rectifications?outlet={zj}")
+        [zj_ticket] = server.get(f"/api/v1/rectifications?outlet={zj}")["items"]
         assert zj_ticket["tx_id"] == zj_bad
         opened = datetime.fromisoformat(zj_ticket["opened_at"])
         assert datetime.fromisoformat(zj_ticket["deadline_at"]) == opened + timedelta(days=3)
-        [nat_ticket] = server.get(f"/api/v1/rectifications?outlet={national}")
+        [nat_ticket] = server.get(f"/api/v1/rectifications?outlet={national}")["items"]
         opened = datetime.fromisoformat(nat_ticket["opened_at"])
         expected = rules_for("national").deadline(opened)  # 15 working days
         assert datetime.fromisoformat(nat_ticket["deadline_at"]) == expected
@@ -290,7 +290,7 @@ def test_the_same_evaluation_is_accepted_for_one_outlet_and_refused_for_another(
             what="the new profile in force",
         )
         assert agents[national].ack(agents[national].tx("evaluation", angry)).status == ("accepted")
-        tickets = server.get(f"/api/v1/rectifications?outlet={national}")
+        tickets = server.get(f"/api/v1/rectifications?outlet={national}")["items"]
         by_tx = {ticket["tx_id"]: ticket for ticket in tickets}
         assert len(by_tx) == 2
         # The earlier ticket keeps the stars and the deadline it was stored with.

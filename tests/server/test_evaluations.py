@@ -60,7 +60,9 @@ def test_bad_review_opens_rectification_and_stats(
         assert agent.ack(bad_channel).status == "rejected"
     finally:
         agent.close()
-    tickets = poll(lambda: server.get(f"/api/v1/rectifications?outlet={outlet_id}"), what="ticket")
+    tickets = poll(
+        lambda: server.get(f"/api/v1/rectifications?outlet={outlet_id}")["items"], what="ticket"
+    )
     assert len(tickets) == 1
     ticket = tickets[0]
     assert ticket["tx_id"] == sent[3]

@@ -34,11 +34,13 @@ export interface EvaluationCreate {
   window: string; case_number: string; staff_id: string; item_code?: string; item_name?: string;
   assess_number?: 1 | 2; timeout_s?: number | null; device_id?: string | null;
 }
+/** The region's default rating a walk-away gets: `pending` until `due_at`, or `recorded`. */
+export interface DefaultRatingPublic { state: "pending" | "recorded"; tx_id: string; stars: number; due_at: string }
 export interface EvaluationPublic {
   status: "rated" | "timed_out" | "cancelled"; tx_id: string | null; window: string; device_id: string;
   stars?: number | null; level_code?: number | null; level_coding?: string | null; satisfaction?: string | null;
   score?: number | null; is_bad?: boolean | null; tags?: string[]; text?: string | null;
-  assess_time?: string | null; waited_s?: number; replayed?: boolean;
+  assess_time?: string | null; waited_s?: number; default_rating?: DefaultRatingPublic | null; replayed?: boolean;
 }
 export interface TicketCreate { business_type: string; print?: boolean }
 export interface TicketPublic {
@@ -80,8 +82,15 @@ export interface TransactionPublic {
   tx_kind?: string | null; case_number?: string | null; reason?: string | null; attempts?: number | null;
 }
 
-/** One message of WS /v1/events (see docs/local-api.md for the event types). */
-export interface LocalEvent { type: string; [field: string]: unknown }
+/** An event of WS /v1/events (docs/local-api.md names them); `data` never holds personal data. */
+export interface LocalDeviceEvent {
+  type: "event"; name: string; device_id: string; severity: string; data: Record<string, unknown>;
+  ts: number; dropped?: number;
+}
+/** Sent after a silence, so a dead connection is noticed. */
+export interface LocalPing { type: "ping" }
+/** One message of WS /v1/events: check `type` before reading an event's fields. */
+export type LocalEvent = LocalDeviceEvent | LocalPing;
 export interface EventStream { close(): void }
 
 export interface GovedgeLocalOptions { baseUrl?: string; token: string; retries?: number }

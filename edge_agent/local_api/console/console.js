@@ -178,9 +178,19 @@ action("rate", async () => {
   $("rating").textContent = "请办事人在评价器上评价…";
   const result = await api.evaluate({ window: config.window, case_number: caseNumber,
                                       staff_id: config.clerk, item_code: $("item-code").value });
-  $("rating").textContent = result.status === "rated"
-    ? `${"★".repeat(result.stars ?? 0)} ${result.satisfaction ?? ""}` : "评价超时";
+  $("rating").textContent = ratingText(result);
 });
+
+// A walk-away is no rating; the region's profile may give the case a default one instead.
+function ratingText(result) {
+  if (result.status === "rated") return `${"★".repeat(result.stars ?? 0)} ${result.satisfaction ?? ""}`;
+  const byDefault = result.default_rating;
+  if (!byDefault) return result.status === "timed_out" ? "评价超时" : "评价已取消";
+  const kind = byDefault.stars >= 4 ? "默认好评" : "默认评价";
+  if (byDefault.state === "recorded") return `未评价，已记${kind}（${byDefault.stars}星）`;
+  const at = new Date(byDefault.due_at).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit" });
+  return `未评价，将于 ${at} 记${kind}（${byDefault.stars}星）`;
+}
 
 $("fullscreen").addEventListener("click", () => document.documentElement.requestFullscreen?.());
 $("settings-open").addEventListener("click", () => showSetup());

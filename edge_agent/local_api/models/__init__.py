@@ -22,6 +22,7 @@ from edge_agent.local_api.models.common import DeviceId, WarningPublic
 from edge_agent.local_api.models.devices import DeviceList, DevicePublic
 from edge_agent.local_api.models.documents import DocumentCaptureCreate, DocumentPublic
 from edge_agent.local_api.models.evaluations import (
+    DefaultRatingPublic,
     EvaluationCreate,
     EvaluationPublic,
     EvaluationQrPublic,
@@ -61,6 +62,7 @@ __all__ = [
     "CallBackCreate",
     "CardReadCreate",
     "CheckInCreate",
+    "DefaultRatingPublic",
     "DeviceId",
     "DeviceList",
     "DevicePublic",

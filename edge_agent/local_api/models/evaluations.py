@@ -12,6 +12,7 @@ from edge_agent.local_api.models.common import DeviceId, StrictIn, examples
 from govedge_wire.transactions import Short
 
 __all__ = [
+    "DefaultRatingPublic",
     "EvaluationCreate",
     "EvaluationPublic",
     "EvaluationQrPublic",
@@ -48,9 +49,30 @@ class EvaluationCreate(StrictIn):
     device_id: DeviceId | None = None
 
 
+class DefaultRatingPublic(BaseModel):
+    """The region's default rating (系统默认评价) a walk-away gets, from its 好差评 profile.
+
+    ``pending``: it is recorded at ``due_at`` unless the citizen rates the case after all
+    (the clerk asks again); ``recorded``: it is in the outbox already (``default_after_s``
+    is 0). Either way it is the agent's, not the citizen's, rating.
+    """
+
+    model_config = examples(
+        {"state": "pending", "tx_id": "default-7f3a9c", "stars": 5,
+         "due_at": "2024-05-01T09:32:00Z"},
+    )  # fmt: skip
+
+    state: Literal["pending", "recorded"]
+    tx_id: str = Field(description="the default evaluation's transaction (GET /v1/transactions)")
+    stars: int = Field(description="the stars it records (the profile's default_stars)")
+    due_at: str = Field(description="when it is (or was) recorded, UTC, ISO 8601")
+
+
 class EvaluationPublic(BaseModel):
     """How it ended: ``rated`` (recorded, ``tx_id`` set) or ``timed_out`` (nothing recorded).
 
+    ``timed_out`` with ``default_rating``: the citizen did not rate, and the region's
+    profile gives the case a default rating instead (pending or recorded).
     ``replayed: true``: a retry under the same ``Idempotency-Key`` got the rating recorded
     earlier; the pad was not asked again.
     """
@@ -74,6 +96,10 @@ class EvaluationPublic(BaseModel):
         },
         {"status": "timed_out", "tx_id": None, "window": "3", "device_id": "pad-3",
          "waited_s": 60.0},
+        {"status": "timed_out", "tx_id": None, "window": "3", "device_id": "pad-3",
+         "waited_s": 60.0,
+         "default_rating": {"state": "pending", "tx_id": "default-7f3a9c", "stars": 5,
+                            "due_at": "2024-05-01T09:32:00Z"}},
         {"status": "rated", "tx_id": "eval-case-0001-try", "window": "3",
          "device_id": "pad-3", "stars": 2, "level_code": 4, "level_coding": "gbt39046",
          "satisfaction": "不满意", "score": 3, "is_bad": True, "tags": ["等候时间长"],
@@ -95,6 +121,11 @@ class EvaluationPublic(BaseModel):
     text: str | None = None
     assess_time: str | None = None
     waited_s: float = 0.0
+    default_rating: DefaultRatingPublic | None = Field(
+        default=None,
+        description="timed_out only: the default rating the region's profile gives the case "
+        "instead (null: the profile has none)",
+    )
     replayed: bool = Field(
         default=False,
         description="true: the answer recorded for this Idempotency-Key earlier (a retry); "

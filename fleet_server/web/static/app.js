@@ -169,8 +169,8 @@
     evaluations(d) {
       return figuresSection(d) + (!d.available || !d.rows.length
         ? `<section><h2>${tr("nav_evaluations")}</h2><p id="no-data">${tr("no_data")}</p></section>`
-        : `<section><h2>${tr("nav_evaluations")} <span class="muted">${tr("window_days")}: ${d.days}</span></h2><table><tr><th>${tr("outlet")}</th><th>${tr("evaluations")}</th><th>${tr("active_rate")}</th><th>${tr("satisfaction")}</th><th>${tr("bad_reviews")}</th><th>${tr("overdue_rect")}</th></tr>` +
-          d.rows.map((r) => `<tr><td>${r.outlet_id ? esc(r.outlet_id) : "<b>" + tr("all_outlets") + "</b>"}</td><td>${r.evaluations}</td><td>${pct(r.active_evaluation_rate)} <span class="muted">/ ${pct(r.active_rate_target)}</span></td><td>${pct(r.satisfaction_rate)}</td><td>${r.bad_reviews}</td><td>${r.overdue_rectifications}</td></tr>`).join("") + "</table></section>");
+        : `<section><h2>${tr("nav_evaluations")} <span class="muted">${tr("window_days")}: ${d.days}</span></h2><table id="evaluation-rows"><tr><th>${tr("outlet")}</th><th>${tr("evaluations")}</th><th data-col="default_evaluations">${tr("default_evaluations")}</th><th>${tr("active_rate")}</th><th>${tr("satisfaction")}</th><th>${tr("bad_reviews")}</th><th>${tr("overdue_rect")}</th></tr>` +
+          d.rows.map((r) => `<tr data-outlet="${esc(r.outlet_id || "")}"><td>${r.outlet_id ? esc(r.outlet_id) : "<b>" + tr("all_outlets") + "</b>"}</td><td>${r.evaluations}</td><td data-col="default_evaluations">${r.default_evaluations}</td><td>${pct(r.active_evaluation_rate)} <span class="muted">/ ${pct(r.active_rate_target)}</span></td><td>${pct(r.satisfaction_rate)}</td><td>${r.bad_reviews}</td><td>${r.overdue_rectifications}</td></tr>`).join("") + "</table></section>");
     },
   };
 

@@ -7,6 +7,7 @@ window.govedgeOps = function (h) {
   const { esc, tr, time, call, alertSubject } = h;
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
+  const fmt = (key, values) => tr(key).replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
   const view = { page: null, data: null, offset: 0, detail: null, lastResult: null };
 
   // The API's reason for a refusal: its sentence, or its field errors joined.
@@ -53,6 +54,12 @@ window.govedgeOps = function (h) {
   const pager = (rows) => `<p class="pager"><button type="button" id="prev-page"${view.offset ? "" : " disabled"}>${esc(tr("prev_page"))}</button> ` +
     `<span class="muted" id="page-range">${rows.length ? `${view.offset + 1}–${view.offset + rows.length}` : "0"}</span> ` +
     `<button type="button" id="next-page"${rows.length < PAGE ? " disabled" : ""}>${esc(tr("next_page"))}</button></p>`;
+
+  // A page of an API that counts its matches ({items, total}): "1–50 of 120" and the
+  // next button off on the last page.
+  const totalPager = (page) => `<p class="pager"><button type="button" id="prev-page"${view.offset ? "" : " disabled"}>${esc(tr("prev_page"))}</button> ` +
+    `<span class="muted" id="page-range">${esc(fmt("rg_shown", { from: page.total ? view.offset + 1 : 0, to: view.offset + page.items.length, total: page.total }))}</span> ` +
+    `<button type="button" id="next-page"${view.offset + page.items.length >= page.total ? " disabled" : ""}>${esc(tr("next_page"))}</button></p>`;
 
   const outletLink = (id) => `<a href="/ui/outlets/${encodeURIComponent(id)}">${esc(id)}</a>`;
   const readOnly = () => (view.data.can_act ? "" : `<p class="muted" id="read-only">${esc(tr("ops_read_only"))}</p>`);
@@ -379,13 +386,17 @@ window.govedgeOps = function (h) {
       const q = { outlet: $("f-outlet").value.trim() };
       if (v === "open" || v === "closed") q.status = v;
       if (v === "overdue") q.overdue = "true";
-      return "/api/v1/rectifications?" + query(q);
+      return "/api/v1/rectifications?" + query({ ...q, limit: PAGE, offset: view.offset });
     },
 
     async refresh() {
-      const res = await call("GET", rectifications.url());
-      $("rect-list").innerHTML = res.ok ? rectifications.table(res.json) : `<p class="error">${esc(tr("request_failed"))}: ${esc(why(res))}</p>`;
-      view.rows = res.ok ? res.json : [];
+      let res = await call("GET", rectifications.url());
+      if (res.ok && !res.json.items.length && view.offset > 0) {  // the last page emptied meanwhile
+        view.offset = Math.max(0, (Math.ceil(res.json.total / PAGE) - 1) * PAGE);
+        res = await call("GET", rectifications.url());
+      }
+      $("rect-list").innerHTML = res.ok ? rectifications.table(res.json.items) + totalPager(res.json) : `<p class="error">${esc(tr("request_failed"))}: ${esc(why(res))}</p>`;
+      view.rows = res.ok ? res.json.items : [];
       if (view.detail) rectifications.showDetail();
     },
 
@@ -401,11 +412,10 @@ window.govedgeOps = function (h) {
     // The follow-ups are redrawn on changes; the form under them is drawn once per ticket
     // so a note being typed survives another operator's change.
     async showDetail() {
-      let r = (view.rows || []).find((x) => String(x.id) === String(view.detail));
-      if (!r) {  // not in the current list (e.g. closed meanwhile): fetch it by its outlet
-        const all = await call("GET", "/api/v1/rectifications");
-        r = all.ok ? all.json.find((x) => String(x.id) === String(view.detail)) : null;
-      }
+      const listed = (view.rows || []).find((x) => String(x.id) === String(view.detail));
+      // Not on this page any more (closed meanwhile, or paged away): the last known state.
+      if (listed) view.detailRow = listed;
+      const r = view.detailRow && String(view.detailRow.id) === String(view.detail) ? view.detailRow : null;
       const box = $("rect-detail");
       if (!r) { box.hidden = true; view.detail = null; return; }
       box.hidden = false;
@@ -441,6 +451,7 @@ window.govedgeOps = function (h) {
       const res = await call("POST", `/api/v1/rectifications/${view.detail}/follow-up`, body);
       form.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
       if (res.ok) {
+        view.detailRow = res.json;  // the ticket as recorded, even if it leaves this list
         $("fu-note").value = "";
         message("rect-message", "ok", tr("rx_recorded"));
         if (res.json.status !== "open") $("rect-form-slot").innerHTML = "";
@@ -452,8 +463,8 @@ window.govedgeOps = function (h) {
     },
 
     bind() {
-      $("rect-filters").addEventListener("change", () => rectifications.refresh());
-      $("rect-filters").addEventListener("submit", (ev) => { ev.preventDefault(); rectifications.refresh(); });
+      $("rect-filters").addEventListener("change", () => { view.offset = 0; rectifications.refresh(); });
+      $("rect-filters").addEventListener("submit", (ev) => { ev.preventDefault(); view.offset = 0; rectifications.refresh(); });
       main.addEventListener("click", async (ev) => {
         const b = ev.target.closest("button[data-rect-show]");
         if (!b) return;
