@@ -19,7 +19,7 @@ import pytest
 from govedge_testbed import Mosquitto, Postgres
 from tests.conftest import started_service
 from tests.health.conftest import logged_in_context
-from tests.server.helpers import FleetServer, poll
+from tests.server.helpers import FleetServer, poll, started_fleet_server
 
 pytestmark = pytest.mark.postgres
 
@@ -38,15 +38,8 @@ def cluster() -> Iterator[Postgres]:
 @pytest.fixture
 def fleet(cluster: Postgres, broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
     url = cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    server = FleetServer(
-        mqtt_url=broker.url, database_url=url, workdir=tmp_path,
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"),
-    )  # fmt: skip
-    server.start()
-    try:
+    with started_fleet_server(broker.url, tmp_path, database_url=url) as server:
         yield server
-    finally:
-        assert server.stop() == 0, server.stderr()
 
 
 def _refused(fleet: FleetServer) -> float:
