@@ -8,7 +8,10 @@ to it; docs/security.md, "Shared subscriptions").
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,3 +92,23 @@ def test_the_generated_config_loads_the_share_guard(secure_broker: object, tmp_p
     conf = (tmp_path / "broker" / "mosquitto.conf").read_text()
     assert f"plugin {tmp_path / 'broker' / SHARE_GUARD_FILE}" in conf
     assert f"plugin_opt_share_user {SERVER_CLIENT_CN}" in conf
+
+
+def test_without_a_compiler_broker_config_warns_and_says_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    """A broker host without gcc: the config is still written (the broker starts), and
+    the operator is told the share group is open and what to install."""
+    fleet_server = Path(sys.executable).parent / "fleet-server"
+    written = subprocess.run(
+        [str(fleet_server), "broker-config", "--pki-dir", str(tmp_path / "pki"),
+         "--out", str(tmp_path / "broker")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PATH": str(tmp_path / "no-compilers-here")},
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    assert "share guard not built (no C compiler (install gcc))" in written.stderr
+    assert "GOVEDGE_MQTT_SHARE_GROUP secret" in written.stderr
+    conf = (tmp_path / "broker" / "mosquitto.conf").read_text()
+    assert SHARE_GUARD_FILE not in conf
+    assert not (tmp_path / "broker" / SHARE_GUARD_FILE).exists()
