@@ -30,10 +30,10 @@ NOT_AUTHORIZED = 135  # MQTT 5 SUBACK reason code
 
 
 def drain(client: TlsClient, *, wait: float = 1.0) -> list[bytes]:
-    got = []
+    got: list[bytes] = []
     while True:
         try:
-            got.append(client.messages.get(timeout=wait).payload)
+            got.append(bytes(client.messages.get(timeout=wait).payload))
         except queue.Empty:
             return got
 
