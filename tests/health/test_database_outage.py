@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ def cluster() -> Iterator[Postgres]:
 @pytest.fixture
 def fleet(cluster: Postgres, broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
     url = cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    with started_fleet_server(broker.url, tmp_path, database_url=url) as server:
+    # Hourly alert evaluation: the alert a test writes stays as written.
+    with started_fleet_server(
+        broker.url, tmp_path, database_url=url, GOVEDGE_ALERT_EVAL_INTERVAL_S="3600"
+    ) as server:
         yield server
 
 
@@ -96,15 +100,41 @@ def test_api_answers_503_while_the_database_is_down_and_recovers(
     assert fleet.get("/api/v1/enrollments") == []
 
 
+def _seed_alert(database_url: str) -> None:
+    from fleet_server.db import make_engine, make_sessionmaker
+    from fleet_server.health.tables import Alert
+
+    now = datetime.now(UTC)
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            session.add(
+                Alert(rule="upstream_breaker_open", outlet_id="_fleet", device_id="target:zwfw",
+                      severity="critical", state="open", summary="upstream target zwfw: open",
+                      value=None, detail={"target": "zwfw"}, opened_at=now, updated_at=now)
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+
 def test_an_operator_page_says_the_database_is_unreachable(
     fleet: FleetServer, cluster: Postgres, browser: Any
 ) -> None:
+    _seed_alert(fleet.database_url)
     context = logged_in_context(browser, fleet, "outage-operator", "operator")
     page = context.new_page()
-    page.goto(f"{fleet.url}/ui/overview")
-    assert page.locator("header nav").count() == 1
+    page.goto(f"{fleet.url}/ui/alerts")
+    ack = page.locator("button[data-alert-act=ack]")
+    ack.wait_for()
     cluster.pause()
     try:
+        # An open page: the refused action (and the list's refetch after it) says why,
+        # in the page's language.
+        ack.click()
+        note = page.locator("#alert-message .error", has_text="数据库暂时无法访问")
+        note.wait_for()
+        assert note.inner_text().endswith(": 数据库暂时无法访问")
+        # A page opened now: the outage page, not an error trace.
         answer = page.goto(f"{fleet.url}/ui/alerts")
         assert answer is not None
         assert answer.status == 503
@@ -115,10 +145,13 @@ def test_an_operator_page_says_the_database_is_unreachable(
         assert "Traceback" not in page.content()
     finally:
         cluster.resume()
-    # The page's own retry link works once the database is back; the session held.
+    # The page's own retry link works once the database is back; the session held, and
+    # the refused ack changed nothing.
     poll(lambda: _back(fleet), timeout=60, what="the API after PostgreSQL returned")
     page.get_by_role("link", name="Try again").click()
     page.wait_for_url("**/ui/alerts?lang=en")
     assert page.locator("header nav a.on").inner_text() == "Alerts"
+    page.locator("button[data-alert-act=ack]").wait_for()
+    assert [a["acked_by"] for a in fleet.get("/api/v1/alerts")] == [None]
     page.close()
     context.close()
