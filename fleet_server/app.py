@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet_server import scope_owners
@@ -50,6 +51,7 @@ from fleet_server.api.limits import BODY_LIMITS, RequestLimits
 from fleet_server.api.scope import WHOLE_FLEET_ONLY, metrics_access, path_guard
 from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
+from fleet_server.db_outage import DatabaseOutage
 from fleet_server.health import api as health_api
 from fleet_server.health import figures_api, registry_api
 from fleet_server.metrics import FleetMetrics
@@ -87,6 +89,8 @@ def create_app(
         runtime = ServerRuntime(settings, metrics=app.state.metrics, engine=engine, targets=targets)
         try:
             state = await runtime.start()
+            if runtime.database is not None:
+                app.state.db_outage.watch(runtime.database)
             app.state.health = runtime.health
             app.state.fleet = state
             # Playbook runs survive nothing: those of an earlier process are interrupted.
@@ -119,6 +123,9 @@ def create_app(
     app.state.security = SecurityContext(settings)
     scope_owners.register()
     app.state.metrics = FleetMetrics()
+    # A lost database answers 503 (API: problem+json; pages: a page saying so).
+    app.state.db_outage = DatabaseOutage(app.state.metrics.http_refused)
+    app.add_exception_handler(OperationalError, app.state.db_outage.handle)
     if settings.api_auth == "off":
         logger.warning("API authentication is OFF (GOVEDGE_API_AUTH=off): development only")
     # Roles (fleet_server.security.roles) per router; write endpoints need more.

@@ -22,6 +22,7 @@ from typing import Final
 
 from fleet_server.pki import FleetCA
 from fleet_server.pki.ca import SERVER_CLIENT_CN
+from fleet_server.share_guard import ShareGuardError, build_share_guard, share_guard_conf_lines
 from govedge_wire import MAX_PAYLOAD_BYTES, PROTOCOL_PREFIX, SERVER_STATE_TOPIC, UPLINK_KINDS
 
 CONF_FILE = "mosquitto.conf"
@@ -52,6 +53,9 @@ class BrokerFiles:
     key: Path
     crl: Path
     dynsec: Path | None = None
+    # The plugin that keeps outlets out of the workers' share group, or None with why not.
+    share_guard: Path | None = None
+    share_guard_missing: str = ""
 
 
 def render_acl() -> str:
@@ -119,6 +123,7 @@ def render_conf(
             "per_listener_settings false",
             "allow_anonymous false",
             f"acl_file {files.acl}",
+            *share_guard_conf_lines(files.share_guard, SERVER_CLIENT_CN),
             *_dynsec_conf_lines(dynsec_plugin, files.dynsec),
             f"listener {port} {bind}".rstrip(),
             "protocol mqtt",
@@ -158,7 +163,10 @@ def write_broker_config(
     already declares one (Mosquitto would not start).
     ``dynsec_plugin`` is the dynamic-security plugin (default: found where Debian and
     the upstream packages install it); without one, a revoked outlet's live
-    connections are ended by client-id takeover only.
+    connections are ended by client-id takeover only. The share guard plugin is built
+    into ``out`` when a C compiler and Mosquitto's headers are there; without it an
+    outlet may join the workers' share group (``BrokerFiles.share_guard_missing`` says
+    why it is absent).
     """
     out = out.resolve()
     conf = (conf_file or out / CONF_FILE).resolve()
@@ -175,6 +183,10 @@ def write_broker_config(
         crl=ca.publish_crl(crl_file or out / CRL_COPY_FILE),
         dynsec=out / DYNSEC_FILE,
     )
+    try:
+        files = dataclasses.replace(files, share_guard=build_share_guard(out))
+    except ShareGuardError as exc:
+        files = dataclasses.replace(files, share_guard_missing=str(exc))
     plugin = dynsec_plugin or find_dynsec_plugin()
     if plugin is None:
         files = dataclasses.replace(files, dynsec=None)

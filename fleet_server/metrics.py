@@ -45,7 +45,8 @@ class MetricSources:
     # The policy figures' counts over 30 days per (region prefix, outlet kind), cached
     # by the provider (fleet_server.health.figures).
     policy_figures: Callable[[], dict[tuple[str, str], FigureCounts]] | None = None
-    # HTTP requests refused before their body was read, by reason (api.limits).
+    # HTTP requests refused before their body was read, by reason (api.limits), and
+    # those answered 503 while the database was unreachable (db_outage).
     http_refused: Counter[str] | None = None
     # The per-outlet 好差评 rules' failed re-reads and invalid evaluation parts, by kind.
     evaluation_rules_errors: Callable[[], dict[str, int]] | None = None
@@ -168,9 +169,11 @@ class _FleetCollector(Collector):
             yield from _policy_metrics(s.policy_figures())
         if s.http_refused is not None:
             refused = CounterMetricFamily(
-                "govedge_http_refused", "HTTP requests refused by size or rate", labels=["reason"]
+                "govedge_http_refused",
+                "HTTP requests refused by size, rate or an unreachable database",
+                labels=["reason"],
             )
-            for reason in ("rate_limited", "too_large"):
+            for reason in ("database_unavailable", "rate_limited", "too_large"):
                 refused.add_metric([reason], s.http_refused[reason])
             yield refused
         if s.evaluation_rules_errors is not None:

@@ -230,6 +230,11 @@ class ServerRuntime:
         self.evaluation_rules: OutletEvaluationRules | None = None
         self._purge: asyncio.Task[None] | None = None
 
+    @property
+    def database(self) -> Engine | None:
+        """The engine every part uses, once started."""
+        return self._engine
+
     async def start(self) -> AppState:
         """Build and start every part; the state the API's routes read."""
         settings = self.settings

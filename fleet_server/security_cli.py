@@ -282,6 +282,14 @@ def broker_config(
         _fail(exc)
         return
     click.echo(f"wrote {files.conf} (ACL {files.acl}, CRL copy {files.crl})")
+    if files.share_guard is None:
+        click.echo(
+            f"warning: share guard not built ({files.share_guard_missing}): an outlet's key "
+            "holder may join the workers' share group and make them lose messages; keep "
+            "GOVEDGE_MQTT_SHARE_GROUP secret until it is (docs/security.md, Shared "
+            "subscriptions)",
+            err=True,
+        )
     if files.dynsec is None:
         click.echo(
             "warning: Mosquitto's dynamic-security plugin was not found: a revocation ends "

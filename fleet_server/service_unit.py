@@ -8,7 +8,6 @@ what differs between the workers of one machine (``GOVEDGE_LISTEN``), and names 
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -16,18 +15,11 @@ from typing import Final
 
 import click
 
-# What systemd's unit syntax takes unquoted: the rules of the agent's unit
-# (edge_agent/service/unit.py), repeated because the server may not import the agent.
-_SAFE_PATH: Final = re.compile(r"^/[A-Za-z0-9_./-]*$")
-_SAFE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+from govedge_systemd import SANDBOX, UnitError, check_names, check_paths, check_state_dirs
 
 DEFAULT_VENV: Final = PurePosixPath("/opt/govedge-fleet/venv")
 DEFAULT_ENV_FILE: Final = PurePosixPath("/etc/govedge/fleet-server.env")
 DEFAULT_STATE_DIR: Final = PurePosixPath("/var/lib/govedge-fleet")
-
-
-class UnitError(ValueError):
-    """A layout value the unit cannot carry safely."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +35,9 @@ class ServerLayout:
 
     def check(self) -> None:
         paths = [("venv", self.venv), ("env file", self.env_file), ("state dir", self.state_dir)]
-        paths += [("writable", p) for p in self.writable]
-        for name, path in paths:
-            if not _SAFE_PATH.match(str(path)) or ".." in path.parts:
-                raise UnitError(f"{name} {str(path)!r}: an absolute path of A-Z a-z 0-9 _ . - /")
-        if not _SAFE_NAME.match(self.user):
-            raise UnitError(f"user {self.user!r}: a system user name")
-        if self.state_dir.parent != PurePosixPath("/var/lib"):
-            raise UnitError("state dir: must be /var/lib/NAME (the unit's StateDirectory)")
+        check_paths([*paths, *(("writable", p) for p in self.writable)])
+        check_names([("user", self.user)], kind="user")
+        check_state_dirs([("state dir", self.state_dir)], why="the unit's StateDirectory")
 
 
 def render_server_unit(layout: ServerLayout) -> str:
@@ -102,18 +89,7 @@ def render_server_unit(layout: ServerLayout) -> str:
         "ProtectHome=yes",
         "PrivateTmp=yes",
         "PrivateDevices=yes",
-        "NoNewPrivileges=yes",
-        "ProtectKernelTunables=yes",
-        "ProtectKernelModules=yes",
-        "ProtectKernelLogs=yes",
-        "ProtectControlGroups=yes",
-        "ProtectClock=yes",
-        "ProtectHostname=yes",
-        "RestrictRealtime=yes",
-        "RestrictSUIDSGID=yes",
-        "RestrictNamespaces=yes",
-        "LockPersonality=yes",
-        "SystemCallArchitectures=native",
+        *SANDBOX,
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
         "CapabilityBoundingSet=",
         "StandardOutput=journal",

@@ -79,6 +79,9 @@ class Postgres:
             "UTF8",
             "--no-sync",
         )
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
@@ -94,6 +97,15 @@ class Postgres:
         )
         if not wait_for_port(self.port, timeout=30):
             raise ServiceUnavailable("postgres did not listen", hint=f"see {self.logfile}")
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: open connections are cut) and keep its data,
+        for tests of what clients do while the database is down; ``resume`` restarts it."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port with the same data."""
+        self._pg_ctl_start()
 
     def create_database(self, name: str) -> str:
         """Create ``name`` and return its URL."""

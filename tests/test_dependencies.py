@@ -95,6 +95,8 @@ PARTS = {
     "govedge_wire": ("",),
     # the ASGI helpers both HTTP servers use: on the outlet and on the server
     "govedge_http": ("agent", "server"),
+    # the systemd units' shared checks: the standard library only, on either machine
+    "govedge_systemd": ("agent", "server"),
     "edge_agent": ("agent",),
     "fleet_server": ("server",),
     "fleetctl": ("cli",),
@@ -129,8 +131,8 @@ def test_every_import_is_declared_for_its_part(part: str) -> None:
     ("extra", "parts"),
     [
         ("", ("govedge_wire",)),
-        ("agent", ("edge_agent", "govedge_http")),
-        ("server", ("fleet_server", "govedge_http")),
+        ("agent", ("edge_agent", "govedge_http", "govedge_systemd")),
+        ("server", ("fleet_server", "govedge_http", "govedge_systemd")),
         ("cli", ("fleetctl",)),
     ],
 )

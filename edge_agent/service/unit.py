@@ -8,15 +8,22 @@ the notifications come from the supervisor's child, in the unit's cgroup).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Final
 
-# What systemd's unit syntax takes unquoted: absolute paths and names without spaces,
-# quotes, specifiers or escapes.
-_SAFE_PATH: Final = re.compile(r"^/[A-Za-z0-9_./-]*$")
-_SAFE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+from govedge_systemd import SANDBOX, UnitError, check_names, check_paths, check_state_dirs
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_HOME",
+    "DEFAULT_KEYS_DIR",
+    "DEVICE_CLASSES",
+    "Layout",
+    "UnitError",
+    "render_unit",
+]
 
 # Device classes (/proc/devices names) the udev rules grant the device group: USB
 # serial adapters, USB device nodes (libusb), USB printers (usblp: "usb"), cameras,
@@ -32,10 +39,6 @@ DEFAULT_DATA_DIR: Final = PurePosixPath("/var/lib/govedge")
 DEFAULT_KEYS_DIR: Final = PurePosixPath("/var/lib/govedge-keys")
 
 
-class UnitError(ValueError):
-    """A layout value the unit cannot carry safely."""
-
-
 @dataclass(frozen=True, slots=True)
 class Layout:
     """Where things live on the outlet PC (the defaults are the documented layout)."""
@@ -49,17 +52,12 @@ class Layout:
     device_group: str = "govedge-devices"
 
     def check(self) -> None:
-        for name, path in (("home", self.home), ("config", self.config),
-                           ("data dir", self.data_dir), ("keys dir", self.keys_dir)):  # fmt: skip
-            if not _SAFE_PATH.match(str(path)) or ".." in path.parts:
-                raise UnitError(f"{name} {str(path)!r}: an absolute path of A-Z a-z 0-9 _ . - /")
-        for name, value in (("user", self.user), ("group", self.group),
-                            ("device group", self.device_group)):  # fmt: skip
-            if not _SAFE_NAME.match(value):
-                raise UnitError(f"{name} {value!r}: a system user/group name")
-        for name, path in (("data dir", self.data_dir), ("keys dir", self.keys_dir)):
-            if path.parent != PurePosixPath("/var/lib"):
-                raise UnitError(f"{name}: must be /var/lib/NAME (a StateDirectory of the unit)")
+        check_paths([("home", self.home), ("config", self.config),
+                     ("data dir", self.data_dir), ("keys dir", self.keys_dir)])  # fmt: skip
+        check_names([("user", self.user), ("group", self.group),
+                     ("device group", self.device_group)], kind="user/group")  # fmt: skip
+        check_state_dirs([("data dir", self.data_dir), ("keys dir", self.keys_dir)],
+                         why="a StateDirectory of the unit")  # fmt: skip
         if self.keys_dir == self.data_dir:
             raise UnitError("keys dir: must not be the data dir (the keys are kept apart)")
 
@@ -118,18 +116,7 @@ def render_unit(layout: Layout) -> str:
         f"ReadWritePaths={layout.home}",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-        "NoNewPrivileges=yes",
-        "ProtectKernelTunables=yes",
-        "ProtectKernelModules=yes",
-        "ProtectKernelLogs=yes",
-        "ProtectControlGroups=yes",
-        "ProtectClock=yes",
-        "ProtectHostname=yes",
-        "RestrictRealtime=yes",
-        "RestrictSUIDSGID=yes",
-        "RestrictNamespaces=yes",
-        "LockPersonality=yes",
-        "SystemCallArchitectures=native",
+        *SANDBOX,
         # AF_NETLINK: udev hot-plug events (pyudev); AF_UNIX: pcscd, the notify socket.
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
         "DevicePolicy=closed",

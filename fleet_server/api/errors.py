@@ -2,7 +2,8 @@
 
 FastAPI documents only 200 and its own 422 by default; our routes also answer 400, 401,
 403, 404, 409 and a 422 whose ``detail`` is a sentence, and the OpenAPI document must
-say so (schemathesis checks every answer against it). Row ids are bounded to 64-bit
+say so (schemathesis checks every answer against it); every route answers 503 while
+the database is unreachable (fleet_server.db_outage). Row ids are bounded to 64-bit
 signed integers so an absurd id is a 422, never a database overflow (a 500).
 """
 
@@ -35,6 +36,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _ERROR | {"description": "conflicts with the current state"},
     413: _ERROR | {"description": "the request body is over this route's limit"},
     422: _ERROR | {"description": "invalid input"},
+    503: _ERROR | {"description": "the database cannot be reached (problem+json); see Retry-After"},
 }
 # Endpoints without an operator token also answer this (fleet_server.api.limits).
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {

@@ -529,6 +529,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "fa_整改": {"zh": "整改", "en": "Fix (整改)"},
     "fa_反馈": {"zh": "反馈", "en": "Reply (反馈)"},
     "fa_解释说明": {"zh": "解释说明", "en": "Explanation (解释说明)"},
+    "db_down_title": {"zh": "数据库暂时无法访问", "en": "The database is unreachable"},
+    "db_down_text": {
+        "zh": "运维平台暂时连接不上数据库。本页无法显示。没有修改任何数据。"
+        "数据库恢复后即可继续使用。",
+        "en": "The fleet server cannot reach its database, so this page cannot be shown "
+        "and nothing was changed. It works again as soon as the database is back.",
+    },
+    "db_down_retry": {"zh": "重试", "en": "Try again"},
 }
 
 

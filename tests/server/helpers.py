@@ -270,12 +270,15 @@ class FakeAgent:
 
 
 @contextmanager
-def started_fleet_server(mqtt_url: str, workdir: Path) -> Iterator[FleetServer]:
-    """A started ``FleetServer`` on a fresh SQLite file with its own PKI in ``workdir``;
-    stopped after, and a non-zero exit fails the test."""
+def started_fleet_server(
+    mqtt_url: str, workdir: Path, *, database_url: str | None = None, **env: str
+) -> Iterator[FleetServer]:
+    """A started ``FleetServer`` on ``database_url`` (default: a fresh SQLite file) with
+    its own PKI in ``workdir`` and ``env`` on top; stopped after, and a non-zero exit
+    fails the test."""
     fleet = FleetServer(
-        mqtt_url=mqtt_url, database_url=f"sqlite:///{workdir / 'fleet.db'}", workdir=workdir,
-        GOVEDGE_PKI_DIR=str(workdir / "pki"),
+        mqtt_url=mqtt_url, database_url=database_url or f"sqlite:///{workdir / 'fleet.db'}",
+        workdir=workdir, GOVEDGE_PKI_DIR=str(workdir / "pki"), **env,
     )  # fmt: skip
     fleet.start()
     try:

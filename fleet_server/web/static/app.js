@@ -240,6 +240,7 @@
     if (r.ok) return;
     let why = `HTTP ${r.status}`;
     try { const body = await r.json(); if (typeof body.detail === "string") why = body.detail; } catch (_) { /* not JSON */ }
+    if (r.status === 503) why = tr("db_down_title");  // the database, in the page's language
     let note = document.getElementById("action-error");
     if (!note) { note = document.createElement("p"); note.id = "action-error"; note.className = "error"; main.prepend(note); }
     note.textContent = `${tr("action_refused")}: ${why}`;

@@ -12,6 +12,8 @@ window.govedgeOps = function (h) {
 
   // The API's reason for a refusal: its sentence, or its field errors joined.
   function why(res) {
+    // The database, not the action: said in the page's language (the API's detail is English).
+    if (res.status === 503) return tr("db_down_title");
     const d = res.json && res.json.detail;
     if (typeof d === "string") return d;
     if (Array.isArray(d)) return d.map((e) => e.msg).join("; ");
