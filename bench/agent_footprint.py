@@ -9,7 +9,9 @@ idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by def
 which starts ``SETTLE_S`` after the devices attached: the first seconds after a start
 still carry start-up work (rebirths as devices come ready, the camera's first frames),
 which a short window taken right after the start counted as idle. Each agent runs with
-the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``).
+the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``), and this
+checkout's agent finds its data directory as after a first start (the profile schema
+memo written), as on an outlet PC.
 Start-up is also given as the agent's CPU seconds until the birth arrives, which the
 load of a shared machine barely changes (the wall time it does).
 
@@ -59,6 +61,8 @@ sys.path.insert(0, str(HERE))
 from _common import BIN, _spawn, machine, median, poll, stop, table, update_doc  # noqa: E402
 from _figures import Figure, write_figures  # noqa: E402
 
+from edge_agent.profiles import load_profiles  # noqa: E402
+from edge_agent.profiles.schema_memo import MEMO_FILE as SCHEMA_MEMO_FILE  # noqa: E402
 from govedge_testbed import Mosquitto  # noqa: E402
 
 GOALS = {"rss_no_camera": 64.0, "rss_camera": 90.0, "idle_cpu": 0.3, "online_s": 2.0}
@@ -76,6 +80,7 @@ def unit_environment(checkout: Path) -> dict[str, str]:
     done = subprocess.run(
         [sys.executable, "-c", probe],
         env={**os.environ, "PYTHONPATH": str(checkout)},
+        cwd=checkout,  # "-c" puts the working directory first on the path
         capture_output=True,
         text=True,
         check=True,
@@ -118,6 +123,10 @@ def one_agent(
     outlet = f"bench-footprint-{'cam' if camera else 'nocam'}{tag}"
     data_dir = work / outlet
     data_dir.mkdir(mode=0o700, parents=True)
+    if checkout == ROOT:
+        # An outlet PC's agent after its first start: the profiles that passed the schema
+        # are remembered (edge_agent/profiles/schema_memo.py), so jsonschema stays out.
+        load_profiles(schema_memo=data_dir / SCHEMA_MEMO_FILE, log_problems=False)
     launcher = (
         [str(BIN / "edge-agent")]
         if camera
