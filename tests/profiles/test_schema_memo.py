@@ -14,18 +14,7 @@ from pathlib import Path
 
 from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profiles
 from edge_agent.profiles.schema_memo import MEMO_FILE
-
-GOOD = """\
-id: good-reader
-name: A good reader
-kind: id_card_reader
-driver: sam_id_reader
-match:
-  - usb:
-      subsystem: usb
-      vendor_id: "0400"
-      product_id: "c35a"
-"""
+from tests.profiles.test_profiles import GOOD
 
 
 def _memo(data_dir: Path) -> list[str]:
