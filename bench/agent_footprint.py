@@ -5,7 +5,13 @@ birth arriving at a subscriber on the broker, timed from the process spawn. "Wit
 camera" runs the same agent through ``_agent_without_camera.py``, which takes the
 camera kind's simulator away before the CLI starts (every other simulated device stays),
 so the difference is what a camera costs. RSS is the median over the idle window;
-idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by default).
+idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by default),
+which starts ``SETTLE_S`` after the devices attached: the first seconds after a start
+still carry start-up work (rebirths as devices come ready, the camera's first frames),
+which a short window taken right after the start counted as idle. Each agent runs with
+the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``), and this
+checkout's agent finds its data directory as after a first start (the profile schema
+memo written), as on an outlet PC.
 Start-up is also given as the agent's CPU seconds until the birth arrives, which the
 load of a shared machine barely changes (the wall time it does).
 
@@ -30,6 +36,7 @@ its figures are the JSON's baselines, so each ratio is this checkout ÷ that one
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -54,9 +61,32 @@ sys.path.insert(0, str(HERE))
 from _common import BIN, _spawn, machine, median, poll, stop, table, update_doc  # noqa: E402
 from _figures import Figure, write_figures  # noqa: E402
 
+from edge_agent.profiles import load_profiles  # noqa: E402
+from edge_agent.profiles.schema_memo import MEMO_FILE as SCHEMA_MEMO_FILE  # noqa: E402
 from govedge_testbed import Mosquitto  # noqa: E402
 
 GOALS = {"rss_no_camera": 64.0, "rss_camera": 90.0, "idle_cpu": 0.3, "online_s": 2.0}
+# From the devices attached to the idle window's start (see the docstring).
+SETTLE_S = 15.0
+
+
+def unit_environment(checkout: Path) -> dict[str, str]:
+    """The allocator environment ``checkout``'s systemd unit gives its agent ({} before
+    the unit set any)."""
+    probe = (
+        "import json, edge_agent.service.unit as u;"
+        "print(json.dumps(getattr(u, 'AGENT_ENVIRONMENT', {})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        cwd=checkout,  # "-c" puts the working directory first on the path
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    environment: dict[str, str] = json.loads(done.stdout)
+    return environment
 
 
 class BirthWatch:
@@ -93,13 +123,17 @@ def one_agent(
     outlet = f"bench-footprint-{'cam' if camera else 'nocam'}{tag}"
     data_dir = work / outlet
     data_dir.mkdir(mode=0o700, parents=True)
+    if checkout == ROOT:
+        # An outlet PC's agent after its first start: the profiles that passed the schema
+        # are remembered (edge_agent/profiles/schema_memo.py), so jsonschema stays out.
+        load_profiles(schema_memo=data_dir / SCHEMA_MEMO_FILE, log_problems=False)
     launcher = (
         [str(BIN / "edge-agent")]
         if camera
         else [sys.executable, str(checkout / "bench" / "_agent_without_camera.py")]
     )
     # Another checkout's packages come first on the path (the venv's are this one's).
-    env = {} if checkout == ROOT else {"PYTHONPATH": str(checkout)}
+    env = unit_environment(checkout) | ({} if checkout == ROOT else {"PYTHONPATH": str(checkout)})
     log = work / f"{outlet}.log"
     t0 = time.monotonic()
     with log.open("ab") as out:
@@ -114,7 +148,7 @@ def one_agent(
         online_s = watch.births[outlet] - t0
         poll(lambda: "simulated devices attached" in log.read_text(), timeout=60, what="devices")
         attached = int(re.search(r"(\d+) simulated devices attached", log.read_text()).group(1))  # type: ignore[union-attr]
-        time.sleep(5)  # let the devices start (the camera opens its source)
+        time.sleep(SETTLE_S)  # let the start-up work end (the camera opens its source)
         p = psutil.Process(proc.pid)
         c0, t1 = sum(p.cpu_times()[:2]), time.monotonic()
         rss = []
@@ -232,13 +266,13 @@ def figures(runs: list[dict[str, Any]]) -> list[Figure]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="10 s idle window")
+    ap.add_argument("--quick", action="store_true", help="15 s idle window")
     ap.add_argument("--idle", type=float)
     ap.add_argument("--compare", type=Path, help="also run the agent of this checkout first")
     ap.add_argument("--json", type=Path, help="write the figures there (scripts/bench)")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
-    idle_s = args.idle or (10 if args.quick else 60)
+    idle_s = args.idle or (15 if args.quick else 60)
     print(machine())
     checkouts = [*([args.compare.resolve()] if args.compare else []), ROOT]
     compile_bytecode(checkouts)
@@ -258,6 +292,11 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()[0]
+    env_note = "; ".join(
+        f"{'this checkout' if c == ROOT else c.name}: "
+        + (" ".join(f"{k}={v}" for k, v in unit_environment(c).items()) or "none")
+        for c in checkouts
+    )
     rows = []
     for r in runs:
         goal = GOALS["rss_camera" if r["camera"] else "rss_no_camera"]
@@ -272,7 +311,8 @@ def main() -> None:
         ])  # fmt: skip
     text = (
         f"### Results ({datetime.now(UTC):%Y-%m-%d}; {machine()})\n\n"
-        f"Idle window {idle_s:.0f} s. Load average {load_start:.1f} at the start, "
+        f"Idle window {idle_s:.0f} s, from {SETTLE_S:.0f} s after the devices attached. "
+        f"Agents run with their unit's environment ({env_note}). Load average {load_start:.1f} at the start, "
         f"{load_end:.1f} at the end (shared machine: CPU and startup are pessimistic).\n\n"
         + table(
             ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal",

@@ -1,6 +1,7 @@
 """Open the agent's runtime parts in order, and close them in reverse, from the settings.
 
-Order: device profiles (problems are logged and reported, never fatal), the outbox
+Order: device profiles (problems are logged and reported, never fatal; the schema check
+is skipped for texts that passed it before, ``profiles/schema_memo.py``), the outbox
 (``DATA_DIR/outbox.db``, key ``DATA_DIR/outbox.key``), the queue (``DATA_DIR/queue``),
 the simulated hardware when ``simulate`` is set, the configured windows applied to the
 queue (``QueueEngine.apply_windows``: idempotent, removed windows retired; with
@@ -20,6 +21,7 @@ configured network devices only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -55,6 +57,7 @@ from edge_agent.fleet_config import (
 from edge_agent.fleet_config.applier import static_device_ids
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.profiles import ProfileSet, load_profiles
+from edge_agent.profiles.schema_memo import MEMO_FILE as SCHEMA_MEMO_FILE
 from edge_agent.queueing import QueueEngine, QueueError, WindowConfig
 from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings
@@ -80,7 +83,11 @@ async def open_runtime(
 ) -> Assembled:
     """Open every runtime part on ``stack`` (closed by the caller, in reverse order)."""
     data_dir = settings.data_dir
-    profiles = await asyncio.to_thread(load_profiles, settings.profiles_dir)
+    profiles = await asyncio.to_thread(
+        functools.partial(
+            load_profiles, settings.profiles_dir, schema_memo=data_dir / SCHEMA_MEMO_FILE
+        )
+    )
     problems = tuple(str(problem) for problem in profiles.problems)
     if problems:
         log.warning("%d device profile problem(s); running with %d good profiles",

@@ -25,6 +25,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -50,6 +51,7 @@ from edge_agent.service.heartbeat import AgentState, keep_service_manager_inform
 from edge_agent.service.notify import Notifier
 from edge_agent.settings import AgentSettings
 from edge_agent.simulate import SimulatedHardware
+from edge_agent.startup_heap import freeze_startup_heap
 from edge_agent.technician.outbox_state import publish_outbox_state
 from edge_agent.technician.socket_api import serve_technician_socket
 from edge_agent.updates import (
@@ -74,6 +76,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S: Final = 1.6
 # Closing devices, queue and outbox after the MQTT goodbye (drivers have own deadlines).
 RUNTIME_CLOSE_TIMEOUT_S: Final = 10.0
+# The start-up heap is frozen once the local API listens (or failed to); no later than
+# this after the runtime opened, whatever the local API does.
+HEAP_SETTLE_TIMEOUT_S: Final = 30.0
 
 
 class Agent:
@@ -106,6 +111,7 @@ class Agent:
         # 75 after an install switched ``current``: the supervisor starts the new version.
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
+        self._local_api_done = asyncio.Event()
         self.report_update = StatusPublisher(
             outlet_id=settings.outlet_id,
             running_version=self.identity.agent_version,
@@ -170,6 +176,7 @@ class Agent:
                     self._serve_local_api(self.assembled), name="agent-local-api"
                 )
                 settle = tg.create_task(self._settle_trial(), name="agent-update-trial")
+                heap = tg.create_task(self._settle_heap(), name="agent-startup-heap")
                 informing = tg.create_task(
                     keep_service_manager_informed(self._notifier, self._service_state),
                     name="agent-service-notify",
@@ -194,6 +201,7 @@ class Agent:
                 # Stop taking the clerks' work first, then say goodbye on MQTT.
                 local_api.cancel()
                 settle.cancel()
+                heap.cancel()
                 outbox_state.cancel()
                 technician.cancel()
                 self.installer.cancel()
@@ -203,6 +211,18 @@ class Agent:
                 await self._shutdown(mqtt_task)
         finally:
             await self._close_runtime(stack)
+
+    async def _settle_heap(self) -> None:
+        """Freeze the start-up's objects (``startup_heap``) once the local API is up."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HEAP_SETTLE_TIMEOUT_S):
+                await self._local_api_done.wait()
+        freeze_startup_heap()
+
+    def _local_api_started(self, port: int) -> None:
+        self._local_api_done.set()
+        if self._on_local_api is not None:
+            self._on_local_api(port)
 
     async def _outbox_counts(self) -> tuple[int, int, float | None]:
         stats = await self._require_runtime().runtime.outbox.stats()
@@ -234,9 +254,10 @@ class Agent:
                     ),
                 ),
                 counters=self.counters,
-                on_started=self._on_local_api,
+                on_started=self._local_api_started,
             )
         except OSError as exc:
+            self._local_api_done.set()
             # Another agent on this PC, or the port is taken: presence and the outbox
             # still work, and the operator sees the reason in the log.
             log.error(  # noqa: TRY400 - one line, the reason is all an operator needs

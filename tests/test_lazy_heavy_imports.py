@@ -11,13 +11,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge_agent.devices.document_camera.simulator import write_document_video
 
 HEAVY = ("cv2", "numpy", "smartcard")
 # Loaded by the first update download or enrollment, never by a plain start: httpx pulls
-# in its command line's rich and pygments (several MiB, ~0.2 s).
-NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments")
+# in its command line's rich and pygments (several MiB, ~0.2 s). jsonschema (~3 MiB) is
+# loaded by a profile check only, which a start skips for profiles that passed before.
+NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments", "jsonschema")
 
 # What ``edge-agent run`` imports, plus every kind package (the registry loads them all).
 _IMPORT_AGENT = """
@@ -29,12 +31,12 @@ loaded = lambda: sorted(m for m in {heavy!r} if m in sys.modules)
 """
 
 
-def _run(script: str) -> dict[str, list[str]]:
+def _run(script: str) -> dict[str, list[Any]]:
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    loaded: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded: dict[str, list[Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return loaded
 
 
@@ -99,3 +101,20 @@ print(json.dumps({"riff": [riff], "after": after}))
     result = _run(script)
     assert result["riff"] == ["RIFF"]  # an AVI is there for the driver to open
     assert result["after"] == []
+
+
+def test_a_start_with_profiles_checked_before_loads_no_jsonschema(tmp_path: Path) -> None:
+    """The profile load of ``open_runtime``, twice, each in a fresh interpreter."""
+    script = f"""
+import json, sys
+from pathlib import Path
+from edge_agent.profiles import load_profiles
+loaded = load_profiles(schema_memo=Path({str(tmp_path / "profiles-checked.json")!r}))
+print(json.dumps({{"jsonschema": ["jsonschema" in sys.modules],
+                   "profiles": [len(loaded.profiles)], "problems": [len(loaded.problems)]}}))
+"""
+    first, second = _run(script), _run(script)
+    assert first["jsonschema"] == [True]  # nothing remembered yet: the full check
+    assert second["jsonschema"] == [False]
+    assert second["profiles"] == first["profiles"] != [0]
+    assert second["problems"] == [0]

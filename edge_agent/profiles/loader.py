@@ -3,7 +3,8 @@
 A broken file never stops the others: ``load_profiles`` returns every profile that passed
 all checks plus the problems of the rest. Checks, in order: the file reads as UTF-8, it is
 YAML (syntax error line), no mapping repeats a key, it satisfies ``schema.json`` (each
-JSON-Schema error path mapped to a line through the YAML node tree), the typed model
+JSON-Schema error path mapped to a line through the YAML node tree; skipped for a text
+the agent's ``SchemaMemo`` saw pass this schema before), the typed model
 accepts it, a generic USB-serial bridge id is never the whole rule; then across files: ids
 are unique, every driver name is registered, and the ``settings`` fit that driver's
 settings model (unknown keys and bad values are located like every other problem).
@@ -17,14 +18,17 @@ import logging
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import jsonschema
 import pydantic
 
 from edge_agent.profiles.bridges import is_generic_bridge
 from edge_agent.profiles.models import Profile, ProfileProblem, ProfileSet
+from edge_agent.profiles.schema_memo import SchemaMemo
 from edge_agent.profiles.yamlsrc import ParsedYaml, YamlSyntaxError, field_name, line_of, parse
+
+if TYPE_CHECKING:
+    import jsonschema
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,10 @@ _REQUIRED_RE: Final = re.compile(r"^'(?P<name>[^']+)' is a required property$")
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    # Imported on the first schema check only: an agent whose profiles passed before
+    # starts without it (~3 MiB, ``schema_memo``).
+    import jsonschema
+
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
@@ -53,13 +61,17 @@ def load_profiles(
     *,
     driver_names: Collection[str] | None = None,
     log_problems: bool = True,
+    schema_memo: Path | None = None,
 ) -> ProfileSet:
     """Load every profile under ``path`` (default: the shipped ``device_profiles/``).
 
     ``driver_names`` are the registered drivers to check against; None asks the driver
     registry. Profiles with any problem are left out; the problems say why, and are
     logged as warnings unless ``log_problems`` is false (the check command prints them).
+    ``schema_memo`` is the file of the texts that passed the schema before (the agent's
+    ``DATA_DIR/profiles-checked.json``); None checks every file against it.
     """
+    memo = None if schema_memo is None else SchemaMemo(schema_memo, schema=SCHEMA_PATH.read_bytes())
     root = DEFAULT_PROFILES_DIR if path is None else path
     problems: list[ProfileProblem] = []
     loaded: list[tuple[Profile, ParsedYaml]] = []
@@ -67,7 +79,7 @@ def load_profiles(
         problems.append(ProfileProblem(file=root, line=None, field="<file>", message="not found"))
     else:
         for file in profile_files(root):
-            profile, parsed, file_problems = _load_file(file)
+            profile, parsed, file_problems = _load_file(file, memo)
             problems.extend(file_problems)
             if profile is not None and parsed is not None:
                 loaded.append((profile, parsed))
@@ -75,6 +87,8 @@ def load_profiles(
     problems.extend(cross_problems)
     for problem in problems if log_problems else ():
         log.warning("device profile problem: %s", problem)
+    if memo is not None:
+        memo.save()
     return ProfileSet(profiles=tuple(good), problems=tuple(problems))
 
 
@@ -85,7 +99,9 @@ def check_profiles(
     return list(load_profiles(path, driver_names=driver_names, log_problems=False).problems)
 
 
-def _load_file(file: Path) -> tuple[Profile | None, ParsedYaml | None, list[ProfileProblem]]:
+def _load_file(
+    file: Path, memo: SchemaMemo | None
+) -> tuple[Profile | None, ParsedYaml | None, list[ProfileProblem]]:
     def problem(line: int | None, where: str, message: str) -> ProfileProblem:
         return ProfileProblem(file=file, line=line, field=where, message=message)
 
@@ -101,12 +117,15 @@ def _load_file(file: Path) -> tuple[Profile | None, ParsedYaml | None, list[Prof
         problem(line, field_name(path), "duplicate key; YAML would keep only the last one")
         for path, line in parsed.duplicate_keys
     ]
-    problems += [
-        problem(line_of(parsed.root, path), where, message)
-        for path, where, message in _schema_errors(parsed.data)
-    ]
-    if problems:
-        return None, parsed, problems
+    if problems or memo is None or not memo.passed(text):
+        problems += [
+            problem(line_of(parsed.root, path), where, message)
+            for path, where, message in _schema_errors(parsed.data)
+        ]
+        if problems:
+            return None, parsed, problems
+        if memo is not None:
+            memo.remember(text)
     try:
         profile = Profile.model_validate({**_as_dict(parsed.data), "source": file})
     except pydantic.ValidationError as exc:

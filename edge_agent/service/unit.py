@@ -38,6 +38,14 @@ DEFAULT_DATA_DIR: Final = PurePosixPath("/var/lib/govedge")
 # (archived at decommissioning, copied by technicians) never holds the private key.
 DEFAULT_KEYS_DIR: Final = PurePosixPath("/var/lib/govedge-keys")
 
+# The C library's allocator settings the agent runs with. glibc gives each thread that
+# allocates while another holds the lock an arena of its own (up to 8 per core) and keeps
+# what was freed there for that arena: the camera's frames, decoded and encoded in
+# worker threads, grew an agent by ~30 MiB over three stills and never gave it back.
+# Two arenas keep it flat (docs/performance.md, "Agent footprint"); the agent's threads
+# mostly wait, so they hardly contend for the lock.
+AGENT_ENVIRONMENT: Final = {"MALLOC_ARENA_MAX": "2"}
+
 
 @dataclass(frozen=True, slots=True)
 class Layout:
@@ -88,6 +96,7 @@ def render_unit(layout: Layout) -> str:
         f"--config {layout.config} --data-dir {layout.data_dir}",
         f"Environment=GOVEDGE_INSTALL_HOME={layout.home}",
         f"Environment=GOVEDGE_KEYS_DIR={layout.keys_dir}",
+        *(f"Environment={name}={value}" for name, value in AGENT_ENVIRONMENT.items()),
         "Restart=on-failure",
         "RestartSec=5",
         "TimeoutStartSec=180",

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final, Literal
 
+from edge_agent.service.unit import AGENT_ENVIRONMENT
 from edge_agent.supervisor.decisions import prepare, roll_back
 from edge_agent.updates.layout import (
     HOME_ENV,
@@ -65,7 +66,10 @@ class Supervisor:
             self.child.send_signal(signum)
 
     def _start(self, version: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "GOVEDGE_SUPERVISED": "1", HOME_ENV: str(self.home)}
+        # The unit's allocator settings also when the supervisor is started by hand; a
+        # value the environment sets wins.
+        env = {**AGENT_ENVIRONMENT, **os.environ, "GOVEDGE_SUPERVISED": "1",
+               HOME_ENV: str(self.home)}  # fmt: skip
         # Under systemd (Type=notify, NotifyAccess=all) the agent reports readiness and
         # pings the watchdog for the service; WATCHDOG_PID names this process, so it is
         # dropped for the child to accept the watchdog as its own (sd_watchdog_enabled).

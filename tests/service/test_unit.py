@@ -76,6 +76,8 @@ def test_the_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None
     assert directives["StateDirectory"] == ["govedge govedge-keys"]
     assert directives["StateDirectoryMode"] == ["0700"]
     assert "GOVEDGE_KEYS_DIR=/var/lib/govedge-keys" in directives["Environment"]
+    # Two malloc arenas: the camera's stills no longer grow the agent (docs/performance.md).
+    assert "MALLOC_ARENA_MAX=2" in directives["Environment"]
     # The check is real: a unit whose supervisor is not installed is refused.
     (home / "good").unlink()
     broken = _verify(unit)
@@ -198,6 +200,9 @@ def test_the_agent_run_as_the_unit_runs_it_says_ready_once_online_and_pings_the_
         # A hung agent stops pinging (systemd would then restart the service).
         (agent,) = [int(p) for p in Path(f"/proc/{main.pid}/task/{main.pid}/children")
                     .read_text().split()]  # fmt: skip
+        # The unit's allocator setting reaches the agent through the supervisor.
+        environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ
         os.kill(agent, signal.SIGSTOP)
         time.sleep(1.5)  # let a ping already on its way arrive
         frozen_at = len(notify.having("WATCHDOG"))

@@ -61,6 +61,11 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def environ_of(pid: int) -> list[str]:
+    """The ``NAME=value`` entries a process was started with."""
+    return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+
+
 @dataclass
 class SupervisorProcess:
     """``edge-agent supervise`` in a session of its own (as systemd's cgroup would hold it)."""

@@ -11,7 +11,7 @@ from govedge_wire import Birth
 from tests.agent.conftest import MakeObserver
 from tests.agent.harness import poll
 from tests.supervisor.conftest import CRASHES, GOOD_NEW, NEVER_CONNECTS, OLD, StartSupervisor
-from tests.supervisor.harness import begin_trial, trial_of
+from tests.supervisor.harness import begin_trial, environ_of, trial_of
 
 
 def test_a_new_version_that_proves_healthy_becomes_good(
@@ -28,6 +28,9 @@ def test_a_new_version_that_proves_healthy_becomes_good(
     health = read_health(home)
     assert health is not None
     assert health.pid in supervisor.agent_pids()
+    # The unit's allocator setting reaches the agent also from a supervisor started by
+    # hand (this one's environment has none).
+    assert "MALLOC_ARENA_MAX=2" in environ_of(health.pid)
     assert "trial of 1.1.0 healthy; good now 1.1.0" in supervisor.log()
     assert supervisor.stop() == 0  # SIGTERM reaches the agent; both exit cleanly
 

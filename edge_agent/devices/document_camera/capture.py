@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_agent.devices.document_camera.heap_release import release_freed_heap
+
 if TYPE_CHECKING:
     import cv2
     import numpy as np
@@ -155,6 +157,14 @@ class CameraSource:
 
     def grab_still(self, *, quality: int, warmup: int = 0) -> Still:
         """Read a frame (reopening once if the stream ended), scale, encode as JPEG."""
+        try:
+            return self._grab_still(quality=quality, warmup=warmup)
+        finally:
+            # The frames are garbage once ``_grab_still`` returned; their heap goes back
+            # to the OS instead of staying with the agent (``heap_release``).
+            release_freed_heap()
+
+    def _grab_still(self, *, quality: int, warmup: int) -> Still:
         import cv2
         import numpy as np
 

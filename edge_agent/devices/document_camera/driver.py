@@ -10,6 +10,7 @@ they run in a worker thread; ``CameraError`` becomes the device error tree here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -111,7 +112,9 @@ class UvcDocumentCamera(Driver):
         finally:
             self._lock.release()
         self._counters["captures_ok"] += 1
-        self._last = still
+        # Health needs the sizes only: the JPEG (a citizen's document, up to a few MiB)
+        # is not kept past the caller's use.
+        self._last = dataclasses.replace(still, jpeg=b"")
         self.emit("document.captured", width=still.width, height=still.height, size=len(still.jpeg))
         return still
 
