@@ -60,6 +60,7 @@ def decode(topic: str, payload: bytes) -> Message:
 
     Checks run cheapest first: size, topic, JSON, schema version, kind and outlet
     agreement with the topic, then the model. Raises a ``WireError`` subclass.
+    Telemetry, most of what the fleet server receives, first tries ``_one_pass``.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
@@ -68,6 +69,15 @@ def decode(topic: str, payload: bytes) -> Message:
     else:
         parsed = parse_topic(topic)
         kind, outlet_id = parsed.kind, parsed.outlet_id
+    if kind is Kind.TELEMETRY:
+        message = _one_pass(_MODELS[kind], payload, outlet_id)
+        if message is not None:
+            return message
+    return _full(kind, outlet_id, payload)
+
+
+def _full(kind: Kind, outlet_id: str | None, payload: bytes) -> Message:
+    """Every check in turn, each with its own reason."""
     try:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -91,3 +101,24 @@ def decode(topic: str, payload: bytes) -> Message:
     except ValidationError as exc:
         fields = ",".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()})[:5])
         raise MalformedPayload(f"{kind.value} payload invalid at: {fields}") from None
+
+
+def _one_pass(model: type[Message], payload: bytes, outlet_id: str | None) -> Message | None:
+    """The model parsed and validated from the bytes in one pass, or None.
+
+    pydantic's own JSON parser with strict types takes about half the time of
+    ``json.loads`` then ``model_validate``. It accepts only what the full path accepts
+    too (strict: no coercion; the version and kind must be given, the outlet must
+    match the topic); for anything else None hands the payload to the full path, which
+    names the reason it is refused (or accepts it after a lax coercion, as before).
+    """
+    try:
+        message = model.model_validate_json(payload, strict=True)
+    except ValidationError:
+        return None
+    given = message.model_fields_set
+    if "schema_version" not in given or "kind" not in given:
+        return None
+    if getattr(message, "outlet_id", None) != outlet_id:
+        return None
+    return message

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from govedge_wire.topics import OUTLET_ID_PATTERN
 
@@ -45,10 +45,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _exact_int(value: object) -> object:
+    """Refuse a version that only equals 1 (``true``, ``1.0``): a Literal compares by ``==``."""
+    if type(value) is not int:
+        raise ValueError("schema_version must be an integer")
+    return value
+
+
 class _Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Annotated[Literal[1], BeforeValidator(_exact_int)] = SCHEMA_VERSION
     msg_id: Annotated[str, Field(min_length=8, max_length=64)] = Field(
         default_factory=new_message_id
     )

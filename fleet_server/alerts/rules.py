@@ -131,7 +131,9 @@ class RuleBook:
         self._by_scope: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for item in overrides:
             self._by_scope.setdefault((item.scope, item.scope_value), {})[item.rule] = item.params
-        self._cache: dict[tuple[str | None, str | None, str], dict[str, dict[str, Any]]] = {}
+        # Keyed by the layers that have overrides: outlets none of whose layers has one
+        # (most of a fleet) share one dict instead of a copy of every rule each.
+        self._cache: dict[tuple[tuple[str, str], ...], dict[str, dict[str, Any]]] = {}
 
     def loosest_read_thresholds(self) -> tuple[int, float]:
         """The lowest ``min_reads`` and ``max_ratio`` of ``read_failure_rate`` anywhere.
@@ -151,20 +153,20 @@ class RuleBook:
     def for_outlet(
         self, *, outlet_id: str, region_code: str | None, kind: str | None
     ) -> dict[str, dict[str, Any]]:
-        """Every rule's effective parameters for one outlet."""
-        key = (region_code, kind, outlet_id)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        """Every rule's effective parameters for one outlet (shared: never mutate it)."""
         layers: list[tuple[str, str]] = [("global", "")]
         if region_code:
             layers += [("region", region_code[:n]) for n in range(1, len(region_code) + 1)]
         if kind:
             layers.append(("kind", kind))
         layers.append(("outlet", outlet_id))
+        key = tuple(layer for layer in layers if layer in self._by_scope)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         effective = {rule: dict(params) for rule, params in DEFAULT_RULES.items()}
-        for layer in layers:
-            for rule, params in self._by_scope.get(layer, {}).items():
+        for layer in key:
+            for rule, params in self._by_scope[layer].items():
                 effective[rule].update(params)
         self._cache[key] = effective
         return effective

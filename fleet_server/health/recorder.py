@@ -70,9 +70,11 @@ class TelemetrySinkLike(Protocol):
 class _Device:
     values: dict[str, Any]
     stored: bool
-    # The row as last written (without last_seen) and when (monotonic), or None.
-    written: dict[str, Any] | None = None
-    written_at: float = 0.0
+    # True while the row's content (all but last_seen) differs from what was last
+    # written: set where a value changes, so a repeat costs no copy-and-compare.
+    changed: bool = True
+    # When the row was last written (monotonic), or None since this process started.
+    written_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -132,7 +134,7 @@ class HealthRecorder:
         except Exception:  # a recorder bug must never stop the ingest
             logger.exception("health recorder could not take a %s", type(message).__name__)
 
-    def _device(self, outlet_id: str, device_id: str, at: datetime) -> dict[str, Any]:
+    def _device(self, outlet_id: str, device_id: str, at: datetime) -> _Device:
         key = (outlet_id, device_id)
         device = self._devices.get(key)
         if device is None:
@@ -155,12 +157,14 @@ class HealthRecorder:
             )
             self._outlet_devices.setdefault(outlet_id, set()).add(device_id)
         self._pending.devices.add(key)
-        return device.values
+        return device
 
-    def _set_state(self, values: dict[str, Any], state: str, at: datetime) -> None:
+    def _set_state(self, device: _Device, state: str, at: datetime) -> None:
+        values = device.values
         if values["state"] != state:
             values["state"] = state
             values["state_since"] = at
+            device.changed = True
             self._changed = True
 
     def _birth(self, birth: Birth, at: datetime) -> None:
@@ -168,18 +172,19 @@ class HealthRecorder:
         listed = set()
         for info in birth.devices:
             listed.add(info.device_id)
-            values = self._device(birth.outlet_id, info.device_id, at)
-            values["kind"] = info.kind
-            values["model"] = info.model
+            device = self._device(birth.outlet_id, info.device_id, at)
+            values = device.values
+            _put(device, "kind", info.kind)
+            _put(device, "model", info.model)
             values["last_seen"] = at
             health = dict(info.health)
-            values["health"] = health
-            self._counters(values, health)
-            self._set_state(values, info.state, at)
+            _put(device, "health", health)
+            self._counters(device, health)
+            self._set_state(device, info.state, at)
         for device_id in self._outlet_devices.get(birth.outlet_id, set()) - listed:
             key = (birth.outlet_id, device_id)
             self._pending.devices.add(key)
-            self._set_state(self._devices[key].values, "offline", at)
+            self._set_state(self._devices[key], "offline", at)
         self._changed = True
 
     def _retire(self, outlet_id: str, device_ids: list[str]) -> None:
@@ -216,34 +221,38 @@ class HealthRecorder:
         self._pending.outlets.add(outlet_id)
         return outlet
 
-    def _counters(self, values: dict[str, Any], health: dict[str, Any]) -> None:
+    def _counters(self, device: _Device, health: dict[str, Any]) -> None:
         if "firmware" in health:
-            values["firmware"] = str(health["firmware"])[:64]
+            _put(device, "firmware", str(health["firmware"])[:64])
         if isinstance(health.get("reads_ok"), int | float):
-            values["reads_ok"] = int(health["reads_ok"])
+            _put(device, "reads_ok", int(health["reads_ok"]))
         if isinstance(health.get("reads_failed"), int | float):
-            values["reads_failed"] = int(health["reads_failed"])
+            _put(device, "reads_failed", int(health["reads_failed"]))
         errors = [health[name] for name in _ERROR_COUNTERS if isinstance(health.get(name), int)]
         if errors:
-            values["error_count"] = max(values["error_count"], int(sum(errors)))
+            _put(device, "error_count", max(device.values["error_count"], int(sum(errors))))
 
     def _telemetry(self, message: Telemetry, at: datetime) -> None:
         outlet = self._outlet(message.outlet_id, at)
         outlet["clock_skew_s"] = round(at.timestamp() - message.ts / 1000, 3)
         outlet["last_telemetry_at"] = at
         for device_id, metrics in message.devices.items():
-            values = self._device(message.outlet_id, device_id, at)
+            device = self._device(message.outlet_id, device_id, at)
+            values = device.values
             values["last_seen"] = at
-            health = {**values["health"], **metrics}
-            values["health"] = health
-            self._counters(values, metrics)
+            health = values["health"]
+            # Most telemetry repeats a device's figures: merge only when one differs.
+            if any(k not in health or health[k] != v for k, v in metrics.items()):
+                values["health"] = {**health, **metrics}
+                device.changed = True
+            self._counters(device, metrics)
             state = metrics.get("state")
             if isinstance(state, str) and state in ("ready", "probing", "offline", "error"):
-                self._set_state(values, state, at)
+                self._set_state(device, state, at)
             elif metrics.get("connected") in (False, 0):
-                self._set_state(values, "offline", at)
+                self._set_state(device, "offline", at)
             elif metrics.get("connected") in (True, 1) and values["state"] == "offline":
-                self._set_state(values, "ready", at)
+                self._set_state(device, "ready", at)
         now = time.monotonic()
         last = self._last_sample.get(message.outlet_id)
         if last is None or now - last >= self._history_interval_s:
@@ -277,14 +286,15 @@ class HealthRecorder:
         self._changed = True
         if event.device_id is None:
             return
-        values = self._device(event.outlet_id, event.device_id, at)
+        device = self._device(event.outlet_id, event.device_id, at)
+        values = device.values
         values["last_seen"] = at
         if event.name in _STATE_EVENTS:
-            self._set_state(values, _STATE_EVENTS[event.name], at)
+            self._set_state(device, _STATE_EVENTS[event.name], at)
             if event.name == "device.error":
-                values["error_count"] += 1
+                _put(device, "error_count", values["error_count"] + 1)
         if event.name in _PAPER_EVENTS:
-            values["health"] = {**values["health"], "paper": _PAPER_EVENTS[event.name]}
+            _put(device, "health", {**values["health"], "paper": _PAPER_EVENTS[event.name]})
             self._changed = True
 
     # -- writing (one transaction per batch) ------------------------------------
@@ -316,7 +326,7 @@ class HealthRecorder:
             device = self._devices[key]
             device.stored = True
             if key in written:
-                device.written = _content(device.values)
+                device.changed = False
                 device.written_at = now
         for outlet_id in outlets_written:
             outlet = self._outlets[outlet_id]
@@ -336,7 +346,7 @@ class HealthRecorder:
                 self._devices[key].stored = True
             else:
                 self._devices[key] = _Device(
-                    values={c: getattr(row, c) for c in _DEVICE_COLUMNS}, stored=True
+                    values={c: getattr(row, c) for c in _DEVICE_COLUMNS}, stored=True, changed=False
                 )
                 self._outlet_devices.setdefault(row.outlet_id, set()).add(row.device_id)
         for health in session.scalars(select(OutletHealth)):
@@ -372,9 +382,9 @@ class HealthRecorder:
             if not device.stored:
                 inserts.append(device.values)
             elif (
-                device.written is None
+                device.changed
+                or device.written_at is None
                 or now - device.written_at >= self._history_interval_s
-                or _content(device.values) != device.written
             ):
                 updates.append(device.values)
             else:
@@ -467,9 +477,12 @@ _UPDATE_OUTLET = update_statement(
 )
 
 
-def _content(values: dict[str, Any]) -> dict[str, Any]:
-    """A device row's values without ``last_seen`` (nested dicts are replaced, not mutated)."""
-    return {k: v for k, v in values.items() if k != "last_seen"}
+def _put(device: _Device, column: str, value: Any) -> None:
+    """Set one of a device row's values, noting a change (nested dicts are replaced,
+    never mutated in place, so ``!=`` sees every change)."""
+    if device.values[column] != value:
+        device.values[column] = value
+        device.changed = True
 
 
 def _event_time(ts_ms: int, *, fallback: datetime) -> datetime:

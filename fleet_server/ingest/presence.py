@@ -54,6 +54,10 @@ class OutletRecord:
     # True while facts only a birth changes (version, host, devices, ...) are unwritten;
     # otherwise a write needs only the presence columns (the common telemetry case).
     full_dirty: bool = True
+    # True while the state or session changed since the last write, and while the
+    # metrics did: a message that moved only last_seq/last_seen writes just those two.
+    state_dirty: bool = True
+    metrics_dirty: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,8 +101,7 @@ class PresenceTracker:
     def load(self, records: list[OutletRecord]) -> None:
         """Start from what the database remembers (records are taken as stored)."""
         for record in records:
-            record.stored = True
-            record.full_dirty = False
+            _written(record)
             self._records[record.outlet_id] = record
 
     def get(self, outlet_id: str) -> OutletRecord | None:
@@ -118,8 +121,7 @@ class PresenceTracker:
         """The given records are now in the database; forget they were dirty."""
         for outlet_id in outlet_ids:
             self._dirty.discard(outlet_id)
-            self._records[outlet_id].stored = True
-            self._records[outlet_id].full_dirty = False
+            _written(self._records[outlet_id])
 
     def discard_dirty(self, outlet_id: str) -> None:
         """Give up writing one record (the database refuses it); memory keeps it."""
@@ -154,8 +156,7 @@ class PresenceTracker:
             return False
         if mine is not None and mine.session is not None and stored.session <= mine.session:
             return False
-        stored.stored = True
-        stored.full_dirty = False
+        _written(stored)
         self._records[stored.outlet_id] = stored
         self._dirty.discard(stored.outlet_id)
         return True
@@ -246,8 +247,9 @@ class PresenceTracker:
         )
         if record.state != "online":
             self._set_state(record, "online", at=received_at)
-        if isinstance(message, Telemetry):
+        if isinstance(message, Telemetry) and not _same(record.last_metrics, message.metrics):
             record.last_metrics = dict(message.metrics)
+            record.metrics_dirty = True
         elif isinstance(message, Transaction):
             notes.append("transactions_received")
         self._dirty.add(record.outlet_id)
@@ -322,4 +324,18 @@ class PresenceTracker:
         if force or record.state != state:
             record.state = state
             record.state_since = at
+            record.state_dirty = True
         self._dirty.add(record.outlet_id)
+
+
+def _written(record: OutletRecord) -> None:
+    """``record`` is as the database has it now."""
+    record.stored = True
+    record.full_dirty = record.state_dirty = record.metrics_dirty = False
+
+
+def _same(stored: dict[str, Any] | None, metrics: dict[str, Any]) -> bool:
+    """Equal metrics, types included (``1 == True == 1.0`` must still be written)."""
+    if stored is None or stored != metrics:
+        return False
+    return all(type(stored[name]) is type(value) for name, value in metrics.items())

@@ -103,5 +103,5 @@ class PresenceStore:
             self._tracker.reconcile(load_presence(session, ids, lock=True))
             wanted = set(ids)
             records = [r for r in self._tracker.dirty() if r.outlet_id in wanted]
-        save_presence(session, records, now=now)
+        save_presence(session, records, now=now, shared=self._tracker.shared)
         return records

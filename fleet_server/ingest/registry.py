@@ -96,15 +96,25 @@ _ALL_COLUMNS = tuple(c for c in (
     "last_seen", "birth_at", "config_version", "devices", "keepalive_s",
     "telemetry_interval_s", "last_metrics",
 ))  # fmt: skip
+# A record whose state, session and metrics are as stored moved only these (telemetry
+# repeating its metrics); with the metrics when only they changed too.
+_SEEN_COLUMNS = ("last_seq", "last_seen")
+_SEEN_METRICS_COLUMNS = ("last_seq", "last_seen", "last_metrics")
 _UPDATE_PRESENCE = update_statement(_AGENT_TABLE, keys=_KEYS, columns=_PRESENCE_COLUMNS)  # type: ignore[arg-type]
+_UPDATE_SEEN = update_statement(_AGENT_TABLE, keys=_KEYS, columns=_SEEN_COLUMNS)  # type: ignore[arg-type]
+_UPDATE_SEEN_METRICS = update_statement(_AGENT_TABLE, keys=_KEYS, columns=_SEEN_METRICS_COLUMNS)  # type: ignore[arg-type]
 _UPDATE_ALL = update_statement(_AGENT_TABLE, keys=_KEYS, columns=_ALL_COLUMNS)  # type: ignore[arg-type]
 
 
-def save_presence(session: Session, records: Sequence[OutletRecord], *, now: datetime) -> None:
+def save_presence(
+    session: Session, records: Sequence[OutletRecord], *, now: datetime, shared: bool = False
+) -> None:
     """Insert or update the outlet and agent rows of ``records`` (one statement each way).
 
     Records not yet ``stored`` are checked against the database first, so a row another
-    process created meanwhile is updated instead of failing the whole batch.
+    process created meanwhile is updated instead of failing the whole batch. An update
+    writes the columns the record changed (see ``OutletRecord``); in a share group every
+    presence column, since the rows were merged with other workers' (``reconcile``).
     """
     if not records:
         return
@@ -131,10 +141,22 @@ def save_presence(session: Session, records: Sequence[OutletRecord], *, now: dat
         session.execute(insert(Outlet), outlets)
     if inserts:
         session.execute(insert(Agent), inserts)
-    full = [_agent_values(r) for r in updates if r.full_dirty or not r.stored]
-    light = [_agent_values(r) for r in updates if not (r.full_dirty or not r.stored)]
+    full, presence, seen_metrics, seen = [], [], [], []
+    for record in updates:
+        if record.full_dirty or not record.stored:
+            full.append(_agent_values(record))
+        elif shared or record.state_dirty:
+            presence.append(_agent_values(record))
+        elif record.metrics_dirty:
+            seen_metrics.append(_agent_values(record))
+        else:
+            seen.append(_agent_values(record))
     update_rows(session, _UPDATE_ALL, full, keys=_KEYS, columns=_ALL_COLUMNS)
-    update_rows(session, _UPDATE_PRESENCE, light, keys=_KEYS, columns=_PRESENCE_COLUMNS)
+    update_rows(session, _UPDATE_PRESENCE, presence, keys=_KEYS, columns=_PRESENCE_COLUMNS)
+    update_rows(
+        session, _UPDATE_SEEN_METRICS, seen_metrics, keys=_KEYS, columns=_SEEN_METRICS_COLUMNS
+    )
+    update_rows(session, _UPDATE_SEEN, seen, keys=_KEYS, columns=_SEEN_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,37 @@ def test_loosest_read_thresholds_cover_every_scope() -> None:
     )  # fmt: skip
     assert book.loosest_read_thresholds() == (3, 0.05)
     assert RuleBook([]).loosest_read_thresholds() == (20, 0.2)
+
+
+def test_each_outlet_gets_exactly_its_own_layers_of_overrides() -> None:
+    from fleet_server.alerts.rules import DEFAULT_RULES, RuleBook
+
+    book = RuleBook(
+        [
+            Override(scope="region", scope_value="3309", rule="outlet_offline",
+                     params={"after_s": 120}),
+            Override(scope="kind", scope_value="kiosk_24h", rule="outlet_offline",
+                     params={"severity": "warning"}),
+            Override(scope="outlet", scope_value="o-2", rule="outlet_offline",
+                     params={"after_s": 60}),
+        ]
+    )  # fmt: skip
+
+    def offline(outlet_id: str, region: str | None, kind: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = book.for_outlet(
+            outlet_id=outlet_id, region_code=region, kind=kind
+        )["outlet_offline"]
+        return params
+
+    plain = DEFAULT_RULES["outlet_offline"]
+    # Asked in an order where a wrongly shared answer would leak between outlets.
+    assert offline("o-1", "330902104", None) == {**plain, "after_s": 120}
+    assert offline("o-2", "330902104", None) == {**plain, "after_s": 60}
+    assert offline("o-3", "330902104", None) == {**plain, "after_s": 120}
+    assert offline("o-4", "330102001", "kiosk_24h") == {**plain, "severity": "warning"}
+    assert offline("o-5", "330102001", None) == plain
+    assert offline("o-2", None, None) == {**plain, "after_s": 60}
+    assert offline("o-6", None, None) == plain
+    assert DEFAULT_RULES["outlet_offline"] == plain == {
+        "enabled": True, "after_s": 600, "severity": "critical",
+    }  # fmt: skip
