@@ -110,14 +110,21 @@ class Server:
         return r.json()["state"] if r.status_code == 200 else None
 
 
-def start_server(mqtt_url: str, workdir: Path, *, env: dict[str, str] | None = None) -> Server:
-    """``fleet-server run`` on SQLite with ``GOVEDGE_API_AUTH=off`` (benchmarks only)."""
+def start_server(
+    mqtt_url: str,
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> Server:
+    """``fleet-server run`` with ``GOVEDGE_API_AUTH=off`` (benchmarks only), on SQLite in
+    ``workdir`` unless given a ``database_url``."""
     port = free_port()
     log = workdir / "server.log"
     with log.open("ab") as out:
         proc = _spawn(
             [str(BIN / "fleet-server"), "run", "--mqtt-url", mqtt_url,
-             "--database-url", f"sqlite:///{workdir / 'fleet.db'}",
+             "--database-url", database_url or f"sqlite:///{workdir / 'fleet.db'}",
              "--listen", f"127.0.0.1:{port}"],
             out,
             env={"GOVEDGE_API_AUTH": "off", **(env or {})},

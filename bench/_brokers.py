@@ -1,0 +1,89 @@
+"""The broker side of the ingest benchmarks: one Mosquitto, or one bridged to edge
+brokers when the outlets are more than one Mosquitto process may hold here.
+
+Mosquitto holds one descriptor per client, and a process may not raise its
+RLIMIT_NOFILE past the hard limit it was given (raising it needs CAP_SYS_RESOURCE,
+which a container may not have). Past ``PER_BROKER`` outlets the outlets connect to
+edge brokers, each bridged to the core one (the uplink out, commands and the server's
+state in), as a province with bridged Mosquittos would run (docs/deploy.md). The
+server, the bare subscriber and real agents use the core.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+from pathlib import Path
+
+from _common import TunedMosquitto
+
+from govedge_wire import SERVER_STATE_TOPIC
+
+TUNING = ["max_connections -1", "max_queued_messages 100000", "max_inflight_messages 0"]
+
+
+def per_broker() -> int:
+    """Outlets one Mosquitto takes here: its descriptor limit less some room."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 500
+
+
+class Brokers:
+    """A core broker, and ``edges`` bridged to it when the outlets need them."""
+
+    def __init__(self, work: Path, outlets: int) -> None:
+        self.core = TunedMosquitto(TUNING, workdir=work / "broker")
+        room = per_broker()
+        count = 0 if outlets <= room else math.ceil(outlets / room)
+        self.edges = [self._edge(work / f"edge-{i}") for i in range(count)]
+
+    def _edge(self, workdir: Path) -> TunedMosquitto:
+        bridge = [
+            "connection core",
+            f"address 127.0.0.1:{self.core.port}",
+            "topic govedge/v1/+/up/# out 1",
+            "topic govedge/v1/+/down/# in 1",
+            f"topic {SERVER_STATE_TOPIC} in 1",
+            "cleansession true",
+            "restart_timeout 1",
+        ]
+        return TunedMosquitto([*TUNING, *bridge], workdir=workdir)
+
+    @property
+    def port(self) -> int:
+        return self.core.port
+
+    @property
+    def url(self) -> str:
+        return self.core.url
+
+    @property
+    def outlet_ports(self) -> list[int]:
+        """Where the simulated outlets connect: the edges, or the core alone."""
+        return [e.port for e in self.edges] or [self.core.port]
+
+    @property
+    def pids(self) -> list[int]:
+        return [int(b._proc.pid) for b in (self.core, *self.edges) if b._proc is not None]
+
+    def describe(self) -> str:
+        if not self.edges:
+            return "one Mosquitto"
+        return f"one Mosquitto bridged to {len(self.edges)} edge Mosquittos"
+
+    def start(self) -> None:
+        self.core.start()
+        for e in self.edges:
+            e.start()
+
+    def restart(self) -> None:
+        """All of them, as an outage of the broker tier: every outlet and bridge reconnects."""
+        for e in self.edges:
+            e.stop()
+        self.core.restart()
+        for e in self.edges:
+            e.start()
+
+    def stop(self) -> None:
+        for e in self.edges:
+            e.stop()
+        self.core.stop()
