@@ -161,7 +161,7 @@ def _saturate(
 
 def run_workers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     counts = worker_counts(args.workers)
-    broker = Brokers(work, args.outlets)
+    broker = Brokers(work, args.outlets, args.per_broker)
     broker.start()
     pg = Postgres()
     pg.start()

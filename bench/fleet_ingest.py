@@ -65,7 +65,7 @@ LADDER = "1000,2000,3000,4000,5000,6000,8000,10000,12500,15000,20000"
 
 
 def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    broker = Brokers(work, args.outlets)
+    broker = Brokers(work, args.outlets, args.per_broker)
     broker.start()
     procs: list[Any] = []
     server = None
@@ -213,6 +213,7 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "births_s": births_s,
             "restart": restart,
             "cadence": cadence,
+            "brokers": broker.describe(),
             "server_rss_idle": s_srv.p.memory_info().rss / 2**20,
         }
     finally:
@@ -358,7 +359,8 @@ def kill_test(
 def report(res: list[dict[str, Any]], args: argparse.Namespace) -> str:
     r0 = res[0]
     lines = [
-        f"Outlets: {r0['outlets']:,} × 5 devices ({r0['connected']:,} connected in "
+        f"Outlets: {r0['outlets']:,} × 5 devices on {r0['brokers']} "
+        f"({r0['connected']:,} connected in "
         f"{median([r['connect_s'] for r in res]):.0f} s; all their births ingested "
         f"{median([r['births_s'] for r in res]):.0f} s after the first connect), "
         f"{len(res)} run(s); medians over runs.",
@@ -408,6 +410,17 @@ def report(res: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ok = [row for row in rows if row[-1] == "yes"]
     best = max((row[2] for row in ok), default=0.0)
     lines += ["", f"Highest sustained (zero backlog growth): **{best:,.0f} msg/s**."]
+    holds = [r["cadence"] for r in res if r["cadence"]]
+    if holds:
+        h = {k: median([x[k] for x in holds]) for k in holds[0]}
+        lines += [
+            "",
+            f"The whole fleet at the real 30 s cadence for {h['seconds']:.0f} s: offered "
+            f"{h['offered']:,.0f} msg/s, recorded {h['accepted']:,.0f} msg/s; backlog (sent − "
+            f"recorded) {h['backlog_end']:,.0f} at the end, at most {h['backlog_max']:,.0f}, "
+            f"its slope **{h['growth_per_s']:+.1f} msg/s** "
+            f"({100 * h['growth_per_s'] / max(1e-9, h['offered']):+.2f} % of the offered rate).",
+        ]
     restart = median([r["restart"]["seconds"] for r in res])
     reconnect = median([r["restart"]["reconnect_s"] for r in res])
     lag = median([r["restart"]["server_lag_s"] for r in res])
@@ -502,6 +515,25 @@ def figures(res: list[dict[str, Any]]) -> list[Figure]:
             goal=15 if outlets <= 10_000 else 60,
             higher=False,
         ),
+        *cadence_figures(res, size),
+    ]
+
+
+def cadence_figures(res: list[dict[str, Any]], size: str) -> list[Figure]:
+    """Backlog growth at the real cadence: its slope against the offered rate, goal ≤ 1 %."""
+    holds = [r["cadence"] for r in res if r["cadence"]]
+    if not holds:
+        return []
+    return [
+        Figure(
+            f"ingest.backlog_growth_{size}_msg_s",
+            median([h["growth_per_s"] for h in holds]),
+            "msg/s",
+            baseline=median([h["offered"] for h in holds]),
+            goal=0.01,
+            goal_on="ratio",
+            higher=False,
+        )
     ]
 
 
@@ -516,6 +548,7 @@ def main() -> None:
     ap.add_argument("--birth-timeout", type=float, default=600)
     ap.add_argument("--no-kill", action="store_true", help="skip the agent death timings")
     ap.add_argument("--sim-procs", type=int, help="simulator processes (default: by outlets)")
+    ap.add_argument("--per-broker", type=int, help="outlets per Mosquitto (default: its fd limit)")
     ap.add_argument("--hold", type=float, help="seconds at the real 30 s cadence (backlog)")
     ap.add_argument("--workers", help="N or N,M,...: ingest workers on PostgreSQL, 1 included")
     ap.add_argument("--offer", type=float, help="--workers: msg/s offered to one worker")
