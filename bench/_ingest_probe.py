@@ -3,6 +3,7 @@ counts, in its own process, and the server's count of outlets online."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from typing import Any
 
 import httpx
@@ -39,3 +40,14 @@ def count_online(server: Any) -> int:
         return int(httpx.get(url, timeout=30).json()["total"])
     except (httpx.HTTPError, ValueError):
         return -1
+
+
+def start_bare(port: int) -> tuple[Any, Any]:
+    """The bare subscriber in its own process, subscribed: (process, its shared count)."""
+    ctx = mp.get_context("fork")
+    count = ctx.Value("q", 0, lock=False)
+    ready = ctx.Event()
+    proc = ctx.Process(target=bare_subscriber, args=(port, count, ready), daemon=True)
+    proc.start()
+    ready.wait(10)
+    return proc, count

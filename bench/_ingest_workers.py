@@ -21,7 +21,6 @@ a lower bound.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from _brokers import Brokers
 from _common import Server, median, start_server, stop, table
 from _figures import Figure
 from _fleet_sim import Fleet, processes_for
-from _ingest_probe import bare_subscriber, count_online
+from _ingest_probe import count_online, start_bare
 from _procs import ProcGroup
 
 from govedge_testbed import Postgres
@@ -169,14 +168,7 @@ def run_workers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     servers: list[Server] = []
     bare_proc = None
     try:
-        ctx = mp.get_context("fork")
-        bare_count = ctx.Value("q", 0, lock=False)
-        bare_ready = ctx.Event()
-        bare_proc = ctx.Process(
-            target=bare_subscriber, args=(broker.port, bare_count, bare_ready), daemon=True
-        )
-        bare_proc.start()
-        bare_ready.wait(10)
+        bare_proc, bare_count = start_bare(broker.port)
         # The outlets connect (and birth into nothing) before any worker runs; each
         # count then makes them reconnect and birth again into its own database.
         t = time.monotonic()

@@ -21,7 +21,6 @@ The server runs with GOVEDGE_API_AUTH=off (benchmark only) on SQLite.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import shutil
 import signal
 import sys
@@ -50,7 +49,7 @@ from _common import (
 )
 from _figures import Figure, write_figures
 from _fleet_sim import Fleet, processes_for, simulator
-from _ingest_probe import bare_subscriber, count_online
+from _ingest_probe import count_online, start_bare
 from _ingest_workers import figures_workers, report_workers, run_workers
 from _procs import ProcGroup
 
@@ -71,15 +70,8 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     server = None
     try:
         server = start_server(broker.url, work, env={"GOVEDGE_LOG_LEVEL": "WARNING"})
-        ctx = mp.get_context("fork")
-        bare_count = ctx.Value("q", 0, lock=False)
-        bare_ready = ctx.Event()
-        bare = ctx.Process(
-            target=bare_subscriber, args=(broker.port, bare_count, bare_ready), daemon=True
-        )
-        bare.start()
+        bare, bare_count = start_bare(broker.port)
         procs.append(bare)
-        bare_ready.wait(10)
         t_conn = time.monotonic()
         procs_n = args.sim_procs or processes_for(args.outlets, len(broker.outlet_ports))
         fleet = Fleet(broker.outlet_ports, args.outlets, procs_n)
