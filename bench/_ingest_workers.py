@@ -72,9 +72,19 @@ def _totals(servers: list[Server]) -> dict[str, float]:
         total["received"] += st["received"]
         total["accepted"] += st["accepted"]
         total["queue_depth"] += st["queue_depth"]
-        for reason, count in st["rejected"].items():
-            total[f"rejected.{reason}"] = total.get(f"rejected.{reason}", 0.0) + count
+        for group in ("rejected", "noted"):
+            for reason, count in st.get(group, {}).items():
+                total[f"{group}.{reason}"] = total.get(f"{group}.{reason}", 0.0) + count
     return total
+
+
+def _grown(before: dict[str, float], after: dict[str, float], prefix: str) -> dict[str, float]:
+    """The counters under ``prefix`` that grew, by how much."""
+    return {
+        k.removeprefix(prefix): v - before.get(k, 0.0)
+        for k, v in after.items()
+        if k.startswith(prefix) and v > before.get(k, 0.0)
+    }
 
 
 def _births(args: argparse.Namespace, fleet: Fleet, server: Server, outlets: int) -> float:
@@ -149,11 +159,9 @@ def _saturate(
         "bare_rate": (b1 - b0) / dt,
         "bare_cpu": bare_cpu,
         "depth_end": depths[-1] if depths else 0,
-        "rejected": {
-            k.partition(".")[2]: v - st0.get(k, 0.0)
-            for k, v in st1.items()
-            if k.startswith("rejected.") and v > st0.get(k, 0.0)
-        },
+        "rejected": _grown(st0, st1, "rejected."),
+        # e.g. presence_reloaded: rows read at a message whose birth another worker took
+        "noted": _grown(st0, st1, "noted."),
         "saturated": accepted < 0.9 * offered,
     }
 
@@ -196,6 +204,7 @@ def run_workers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 f"{step['bare_rate']:,.0f}/s at {step['bare_cpu']:.0f} %"
                 + ("" if step["saturated"] else " (not saturated: a lower bound)")
                 + (f"; refused {step['rejected']}" if step["rejected"] else "")
+                + (f"; noted {step['noted']}" if step["noted"] else "")
             )
             for s in servers:
                 stop(s.proc, timeout=20)
