@@ -14,6 +14,9 @@ one broker port, fewer while the previous connections sit in TIME_WAIT.
 Commands arrive on a pipe: ``period`` (seconds between one outlet's telemetry; 0 is
 silent), ``count``, ``born``, ``reconnect`` (a new session each, birth on the server's
 retained ``online``, as an agent does after a broker restart) and ``stop``.
+
+One module, though past 400 lines: the outlet's messages, one process's connections
+and loop, and the parent's handle on the processes change together.
 """
 
 from __future__ import annotations

@@ -1,21 +1,23 @@
-"""Fleet ingest at scale (issue 5): N outlets x 5 devices from one simulator process.
+"""Fleet ingest at scale (issues 5 and 17): N outlets x 5 devices against the real server.
 
-Every simulated outlet is its own MQTT connection (paho, MQTT 3.1.1, all driven from one
-thread through epoll: paho's external-loop API, since ``loop()`` uses select() and cannot
-go past 1,024 descriptors). Each outlet publishes a birth (QoS 1, five devices) and then
-telemetry with the five devices' health (QoS 0) every 30 s, time-compressed: the
-benchmark walks a ladder of compressions (offered msg/s) and, at each step, samples the
-real ``fleet-server run``'s ``GET /api/v1/ingest/stats`` (received, accepted,
-queue_depth) and its CPU and RSS. A bare paho subscriber (a separate process that only
-counts) is subscribed to the same topics on the same broker in the same run.
+Every simulated outlet is its own MQTT connection, driven from a few simulator
+processes (bench/_fleet_sim.py); past one Mosquitto's descriptor limit they connect to
+edge brokers bridged to the core (bench/_brokers.py). Each outlet publishes a birth
+(QoS 1, five devices) and then telemetry with the five devices' health (QoS 0) every
+30 s, time-compressed: the benchmark walks a ladder of compressions (offered msg/s)
+and, at each step, samples the real ``fleet-server run``'s ``GET /api/v1/ingest/stats``
+(received, accepted, queue_depth) and its CPU and RSS. A bare paho subscriber (a
+separate process that only counts) is subscribed to the same topics on the same broker
+in the same run. Then the broker restarts (births back online), the fleet holds the
+real cadence (the backlog's slope, bench/_backlog.py), and one real ``edge-agent run``
+is killed while the fleet keeps sending: the time to the outlet shown ``offline``
+(server-sent events on /api/v1/stream, then GET the outlet).
 
-Then one real ``edge-agent run`` is started with keepalive k, SIGKILLed, and the time to
-the outlet shown ``offline`` (server-sent events on /api/v1/stream, then GET the outlet)
-is measured, while the simulated fleet keeps sending at the real 30 s cadence.
+``--workers N[,M]`` measures ingest workers in a share group on PostgreSQL instead
+(bench/_ingest_workers.py). Otherwise the server runs on SQLite; always with
+GOVEDGE_API_AUTH=off (benchmark only).
 
-The server runs with GOVEDGE_API_AUTH=off (benchmark only) on SQLite.
-
-    python bench/fleet_ingest.py [--quick] [--outlets N] [--write-doc]
+    python bench/fleet_ingest.py [--quick] [--outlets N] [--workers N,M] [--json FILE] [--write-doc]
 """
 
 from __future__ import annotations
