@@ -75,9 +75,14 @@ class Brokers:
         return f"one Mosquitto bridged to {len(self.edges)} edge Mosquittos"
 
     def start(self) -> None:
-        _start(self.core)
-        self.edges = [self._edge(self._work, i) for i in range(self._count)]
-        self._start_edges()
+        """Start the core, then the edges; on any failure stop whatever did start."""
+        try:
+            _start(self.core)
+            self.edges = [self._edge(self._work, i) for i in range(self._count)]
+            self._start_edges()
+        except BaseException:
+            self.stop()
+            raise
 
     def _start_edges(self) -> None:
         """Start the edges and wait for their bridges: a birth sent to an edge before

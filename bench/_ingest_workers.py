@@ -171,11 +171,11 @@ def run_workers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     broker = Brokers(work, args.outlets, args.per_broker)
     broker.start()
     pg = Postgres()
-    pg.start()
     fleet: Fleet | None = None
     servers: list[Server] = []
     bare_proc = None
     try:
+        pg.start()
         bare_proc, bare_count = start_bare(broker.port)
         # The outlets connect (and birth into nothing) before any worker runs; each
         # count then makes them reconnect and birth again into its own database.
