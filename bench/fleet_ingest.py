@@ -1,30 +1,28 @@
-"""Fleet ingest at scale (issue 5): N outlets x 5 devices from one simulator process.
+"""Fleet ingest at scale (issues 5 and 17): N outlets x 5 devices against the real server.
 
-Every simulated outlet is its own MQTT connection (paho, MQTT 3.1.1, all driven from one
-thread through epoll: paho's external-loop API, since ``loop()`` uses select() and cannot
-go past 1,024 descriptors). Each outlet publishes a birth (QoS 1, five devices) and then
-telemetry with the five devices' health (QoS 0) every 30 s, time-compressed: the
-benchmark walks a ladder of compressions (offered msg/s) and, at each step, samples the
-real ``fleet-server run``'s ``GET /api/v1/ingest/stats`` (received, accepted,
-queue_depth) and its CPU and RSS. A bare paho subscriber (a separate process that only
-counts) is subscribed to the same topics on the same broker in the same run.
+Every simulated outlet is its own MQTT connection, driven from a few simulator
+processes (bench/_fleet_sim.py); past one Mosquitto's descriptor limit they connect to
+edge brokers bridged to the core (bench/_brokers.py). Each outlet publishes a birth
+(QoS 1, five devices) and then telemetry with the five devices' health (QoS 0) every
+30 s, time-compressed: the benchmark walks a ladder of compressions (offered msg/s)
+and, at each step, samples the real ``fleet-server run``'s ``GET /api/v1/ingest/stats``
+(received, accepted, queue_depth) and its CPU and RSS. A bare paho subscriber (a
+separate process that only counts) is subscribed to the same topics on the same broker
+in the same run. Then the broker restarts (births back online), the fleet holds the
+real cadence (the backlog's slope, bench/_backlog.py), and one real ``edge-agent run``
+is killed while the fleet keeps sending: the time to the outlet shown ``offline``
+(server-sent events on /api/v1/stream, then GET the outlet).
 
-Then one real ``edge-agent run`` is started with keepalive k, SIGKILLed, and the time to
-the outlet shown ``offline`` (server-sent events on /api/v1/stream, then GET the outlet)
-is measured, while the simulated fleet keeps sending at the real 30 s cadence.
+``--workers N[,M]`` measures ingest workers in a share group on PostgreSQL instead
+(bench/_ingest_workers.py). Otherwise the server runs on SQLite; always with
+GOVEDGE_API_AUTH=off (benchmark only).
 
-The server runs with GOVEDGE_API_AUTH=off (benchmark only) on SQLite.
-
-    python bench/fleet_ingest.py [--quick] [--outlets N] [--write-doc]
+    python bench/fleet_ingest.py [--quick] [--outlets N] [--workers N,M] [--json FILE] [--write-doc]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
-import os
-import selectors
 import shutil
 import signal
 import sys
@@ -35,17 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from govedge_wire import SERVER_STATE_TOPIC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
+from _backlog import hold
+from _brokers import Brokers
 from _common import (
     ProcSampler,
-    TunedMosquitto,
     machine,
     median,
     poll,
@@ -57,271 +50,37 @@ from _common import (
     update_doc,
 )
 from _figures import Figure, write_figures
+from _fleet_sim import Fleet, processes_for, simulator
+from _ingest_probe import count_online, start_bare
+from _ingest_workers import figures_workers, report_workers, run_workers
+from _procs import ProcGroup
 
-DEVICES = [
-    ("idcard-1", "id_card_reader", "SAM-C35A"),
-    ("ssc-1", "social_security_reader", "PCSC"),
-    ("camera-1", "document_camera", "UVC"),
-    ("pad-1", "evaluation_pad", "HCP-10"),
-    ("printer-1", "ticket_printer", "ESC/POS"),
-]
+__all__ = ["simulator"]  # bench/_clerk_load.py runs one simulator process of its own
+
 REAL_PERIOD_S = 30.0
 # Offered msg/s, walked up until a step is not sustained (the goal is 15,000).
 LADDER = "1000,2000,3000,4000,5000,6000,8000,10000,12500,15000,20000"
-
-
-def birth_payload(outlet: str, session: int) -> bytes:
-    devices = [
-        {"device_id": d, "kind": k, "model": m, "state": "ready", "health": {"connected": True}}
-        for d, k, m in DEVICES
-    ]
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "kind": "birth",
-            "msg_id": os.urandom(16).hex(),
-            "ts": time.time_ns() // 1_000_000,
-            "outlet_id": outlet,
-            "session": session,
-            "seq": 0,
-            "agent_version": "0.1.0-sim",
-            "hostname": f"pc-{outlet}",
-            "os": "Linux sim",
-            "devices": devices,
-            "config_version": None,
-            "telemetry_interval_s": 30.0,
-            "keepalive_s": 600,
-            "rebirth": False,
-        }
-    ).encode()
-
-
-_DEV_HEALTH = json.dumps(
-    {
-        d: {
-            "state": "ready",
-            "connected": True,
-            "reads_ok": 120,
-            "reads_failed": 1,
-            "protocol_errors": 0,
-            "timeouts": 0,
-            "bad_frames": 0,
-            "firmware": "1.2.3",
-        }
-        for d, _k, _m in DEVICES
-    }
-).replace('"reads_ok": 120', '"reads_ok": %d', 1)  # the ID-card reader counts up: one
-# device's figures change in every message, the other four repeat theirs (as idle ones do)
-TELEMETRY_TEMPLATE = (
-    '{"schema_version":1,"kind":"telemetry","msg_id":"%032x","ts":%d,"outlet_id":"%s",'
-    '"session":%d,"seq":%d,"metrics":{"cpu_percent":12.5,"mem_percent":41.0,'
-    '"disk_percent":55.0,"uptime_s":86400,"outbox_depth_transaction":0,'
-    '"outbox_oldest_age_s":0},"devices":' + _DEV_HEALTH + "}"
-)
-
-
-# -- simulator process --------------------------------------------------------------------
-
-
-def simulator(conn: Any, port: int, n: int, ready: Any) -> None:
-    """One process, one thread, n paho clients on epoll. Commands arrive on ``conn``."""
-    sel = selectors.EpollSelector()
-    clients: list[mqtt.Client] = []
-    outlets = [f"sim-{i:05d}" for i in range(n)]
-    sessions = [int(time.time())] * n
-    seqs = [0] * n
-    connected = [0]
-    # After a broker restart an outlet births when it sees the server online (as the
-    # agent does: docs/protocol.md, rule 8), not at once: the server may not be back yet.
-    after_restart = [False]
-    born = [False] * n
-    registered: dict[int, Any] = {}
-
-    last_birth = [0.0]  # monotonic: one clock for all processes of this machine
-
-    def birth(c: mqtt.Client, idx: int) -> None:
-        born[idx] = True
-        last_birth[0] = time.monotonic()
-        seqs[idx] = 0
-        payload = birth_payload(outlets[idx], sessions[idx])
-        c.publish(f"govedge/v1/{outlets[idx]}/up/birth", payload, qos=1)
-
-    def on_connect(c: mqtt.Client, idx: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            return
-        connected[0] += 1
-        if after_restart[0]:
-            c.subscribe(SERVER_STATE_TOPIC, qos=1)
-        else:
-            birth(c, idx)
-
-    def on_message(c: mqtt.Client, idx: Any, message: Any) -> None:
-        if not born[idx] and json.loads(message.payload).get("online") is True:
-            birth(c, idx)
-
-    def pump(timeout: float) -> None:
-        for key, _ev in sel.select(timeout):
-            c = key.data
-            c.loop_read(50)
-            # What a callback sent (a subscribe, a birth) waits in paho's queue.
-            if c.want_write():
-                c.loop_write()
-
-    def connect_all(connect: Any) -> None:
-        batch = 250
-        target = connected[0] + n
-        # Old sockets out first: a new one may reuse a closed one's descriptor number.
-        for old in registered.values():
-            with contextlib.suppress(KeyError, ValueError):
-                sel.unregister(old)
-        registered.clear()
-        for i in range(n):
-            c = clients[i]
-            connect(c)
-            registered[i] = c.socket()
-            sel.register(registered[i], selectors.EVENT_READ, c)
-            if i % batch == batch - 1:
-                t_end = time.monotonic() + 10
-                while connected[0] < target - n + i + 1 - batch // 2 and time.monotonic() < t_end:
-                    pump(0.05)
-        t_end = time.monotonic() + 60
-        while connected[0] < target and time.monotonic() < t_end:
-            pump(0.05)
-
-    for i in range(n):
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=outlets[i],
-            userdata=i,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        c.on_connect = on_connect
-        c.on_message = on_message
-        clients.append(c)
-    connect_all(lambda c: c.connect("127.0.0.1", port, keepalive=600))
-    ready.set()
-
-    period = 0.0  # 0 = silent
-    sent = 0
-    t0 = time.monotonic()
-    due_base = 0
-    nxt = 0
-    last_cmd = last_misc = time.monotonic()
-    msg_id = 1 << 100
-    running = True
-    while running:
-        now = time.monotonic()
-        if now - last_cmd > 0.05:
-            last_cmd = now
-            while conn.poll():
-                cmd, arg = conn.recv()
-                if cmd == "period":
-                    period, t0, due_base = float(arg), now, sent
-                elif cmd == "count":
-                    conn.send((sent, connected[0]))
-                elif cmd == "born":
-                    conn.send((sum(born), last_birth[0]))
-                elif cmd == "reconnect":  # the broker restarted: a new session each
-                    after_restart[0] = True
-                    sessions[:] = [s + 1 for s in sessions]
-                    born[:] = [False] * n
-                    connected[0] = 0
-                    t_re = time.monotonic()
-                    connect_all(lambda c: c.reconnect())
-                    conn.send((time.monotonic() - t_re, connected[0]))
-                elif cmd == "stop":
-                    running = False
-        if now - last_misc > 5:
-            last_misc = now
-            for c in clients:
-                c.loop_misc()
-        if period > 0:
-            due = due_base + int((now - t0) * n / period)
-            burst = 0
-            while sent < due and burst < 2000:
-                i = nxt
-                nxt = (nxt + 1) % n
-                seqs[i] += 1
-                msg_id += 1
-                payload = TELEMETRY_TEMPLATE % (
-                    msg_id,
-                    time.time_ns() // 1_000_000,
-                    outlets[i],
-                    sessions[i],
-                    seqs[i],
-                    120 + seqs[i],
-                )
-                clients[i].publish(f"govedge/v1/{outlets[i]}/up/telemetry", payload, qos=0)
-                sent += 1
-                burst += 1
-            pump(0 if sent < due else 0.002)
-        else:
-            pump(0.05)
-    for c in clients:
-        c.disconnect()
-    conn.send((sent, connected[0]))
-
-
-# -- bare subscriber process -----------------------------------------------------------------
-
-
-def bare_subscriber(port: int, counter: Any, ready: Any) -> None:
-    """A paho client that only counts messages (the same library the server ingests with)."""
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-counter", protocol=mqtt.MQTTv5)
-    n = [0]
-
-    def on_message(_c: Any, _u: Any, _m: Any) -> None:
-        n[0] += 1
-        if n[0] & 255 == 0:
-            counter.value = n[0]
-
-    def on_connect(cl: Any, *_a: Any) -> None:
-        cl.subscribe("govedge/v1/+/up/+", qos=1)
-
-    c.on_message = on_message
-    c.on_connect = on_connect
-    c.on_subscribe = lambda *_a: ready.set()
-    c.connect("127.0.0.1", port, keepalive=60)
-    while True:
-        c.loop(0.1)
-        counter.value = n[0]
 
 
 # -- the benchmark ----------------------------------------------------------------------------
 
 
 def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    broker = TunedMosquitto(
-        ["max_connections -1", "max_queued_messages 100000", "max_inflight_messages 0"],
-        workdir=work / "broker",
-    )
+    broker = Brokers(work, args.outlets, args.per_broker)
     broker.start()
     procs: list[Any] = []
     server = None
     try:
         server = start_server(broker.url, work, env={"GOVEDGE_LOG_LEVEL": "WARNING"})
-        ctx = mp.get_context("fork")
-        bare_count = ctx.Value("q", 0, lock=False)
-        bare_ready = ctx.Event()
-        bare = ctx.Process(
-            target=bare_subscriber, args=(broker.port, bare_count, bare_ready), daemon=True
-        )
-        bare.start()
+        bare, bare_count = start_bare(broker.port)
         procs.append(bare)
-        bare_ready.wait(10)
-        parent, child = ctx.Pipe()
-        sim_ready = ctx.Event()
-        sim = ctx.Process(
-            target=simulator, args=(child, broker.port, args.outlets, sim_ready), daemon=True
-        )
         t_conn = time.monotonic()
-        sim.start()
-        procs.append(sim)
-        if not sim_ready.wait(600):
+        procs_n = args.sim_procs or processes_for(args.outlets, len(broker.outlet_ports))
+        fleet = Fleet(broker.outlet_ports, args.outlets, procs_n)
+        procs += fleet.procs
+        if not fleet.wait_ready(600):
             raise RuntimeError("simulator did not connect its outlets")
-        parent.send(("count", None))
-        _, connected = parent.recv()
+        _, connected = fleet.counts()
         connect_s = time.monotonic() - t_conn
         print(f"{connected:,} of {args.outlets:,} outlets connected in {connect_s:.1f} s")
 
@@ -343,24 +102,23 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         births_s = time.monotonic() - t_conn
         print(
             f"all births ingested {births_s:.1f} s after the first connect "
-            f"({connected / births_s:,.0f}/s); online={_count_online(server)}"
+            f"({connected / births_s:,.0f}/s); online={count_online(server)}"
         )
 
         s_srv, s_bare, s_mosq = (
             ProcSampler(server.proc.pid),
             ProcSampler(bare.pid),
-            ProcSampler(broker._proc.pid),
+            ProcGroup(broker.pids),
         )
-        s_sim = ProcSampler(sim.pid)
+        s_sim = ProcGroup(fleet.pids)
         steps = []
         failed = 0
         for rate in args.rates:
             period = args.outlets / rate
-            parent.send(("period", period))
+            fleet.set_period(period)
             time.sleep(args.warmup)
             st0, b0 = server.stats(), bare_count.value
-            parent.send(("count", None))
-            sent0, _ = parent.recv()
+            sent0, _ = fleet.counts()
             for s in (s_srv, s_bare, s_mosq, s_sim):
                 s.mark()
             t0 = time.monotonic()
@@ -371,8 +129,7 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 rss_max = max(rss_max, s_srv.p.memory_info().rss / 2**20)
             dt = time.monotonic() - t0
             st1, b1 = server.stats(), bare_count.value
-            parent.send(("count", None))
-            sent1, _ = parent.recv()
+            sent1, _ = fleet.counts()
             cpu_srv, rss = s_srv.mark()
             cpu_bare, bare_rss = s_bare.mark()
             cpu_mosq, _ = s_mosq.mark()
@@ -420,7 +177,7 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             )
             if not sustained:
                 failed += 1
-                parent.send(("period", 0))
+                fleet.set_period(0)
                 # let the queue drain before the next (or the kill test)
                 try:
                     poll(lambda: server.stats()["queue_depth"] == 0, timeout=120, interval=1)
@@ -428,13 +185,19 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     print("  queue did not drain within 120 s")
                 if failed >= 1:
                     break
-        restart = restart_births(args, broker, server, parent, connected)
+        restart = restart_births(args, broker, server, fleet, connected)
+        # the whole fleet at the real 30 s cadence: does the server keep up?
+        cadence = hold(fleet, [server], args.hold, REAL_PERIOD_S) if args.hold else None
+        if cadence:
+            print(
+                f"real cadence for {cadence['seconds']:.0f} s: offered {cadence['offered']:,.0f}/s, "
+                f"accepted {cadence['accepted']:,.0f}/s, backlog {cadence['backlog_end']:,.0f} at "
+                f"the end, growing {cadence['growth_per_s']:+.1f} msg/s"
+            )
         # the kill test, with the fleet at the real 30 s cadence
-        parent.send(("period", REAL_PERIOD_S))
+        fleet.set_period(REAL_PERIOD_S)
         kills = kill_test(args, work, broker.url, server) if not args.no_kill else []
-        parent.send(("stop", None))
-        parent.recv()
-        sim.join(30)
+        fleet.stop()
         return {
             "outlets": args.outlets,
             "connected": connected,
@@ -443,6 +206,8 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "kills": kills,
             "births_s": births_s,
             "restart": restart,
+            "cadence": cadence,
+            "brokers": broker.describe(),
             "server_rss_idle": s_srv.p.memory_info().rss / 2**20,
         }
     finally:
@@ -455,20 +220,20 @@ def run_ladder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def restart_births(
-    args: argparse.Namespace, broker: Any, server: Any, parent: Any, outlets: int
+    args: argparse.Namespace, broker: Any, server: Any, fleet: Fleet, outlets: int
 ) -> dict[str, Any]:
     """Restart Mosquitto (persistence off: it forgets everything); every simulated outlet
     reconnects with a new session and births when it sees the server online. Returns
     the seconds from the broker's restart until the server counts them all online."""
-    parent.send(("period", 0))
+    fleet.set_period(0)
     time.sleep(1)
     broker.restart()
     t0 = time.monotonic()
-    parent.send(("reconnect", None))
+    fleet.start_reconnect()
     # The server notices the loss (all outlets stale), then counts births back.
     online, curve, noticed = -1, [], False
     while time.monotonic() - t0 < args.birth_timeout:
-        online = _count_online(server)
+        online = count_online(server)
         curve.append((time.monotonic() - t0, online))
         noticed = noticed or 0 <= online < outlets
         if noticed and online >= outlets:
@@ -476,9 +241,8 @@ def restart_births(
         time.sleep(0.25)
     t_end = time.monotonic()
     seconds = t_end - t0
-    reconnect_s, reconnected = parent.recv()
-    parent.send(("born", None))
-    born, last_birth = parent.recv()
+    reconnect_s, reconnected = fleet.reconnected()
+    born, last_birth = fleet.born()
     # What the server adds: from the simulator's last birth to all counted online (the
     # simulator reconnecting 10,000 clients from one process is slower than the server).
     lag = t_end - last_birth
@@ -509,14 +273,6 @@ def _slope(ys: list[float]) -> float:
         return 0.0
     mx, my = (n - 1) / 2, sum(ys) / n
     return sum((i - mx) * (y - my) for i, y in enumerate(ys)) / sum((i - mx) ** 2 for i in range(n))
-
-
-def _count_online(server: Any) -> int:
-    try:
-        url = f"{server.url}/api/v1/outlets?state=online&limit=1"
-        return int(httpx.get(url, timeout=30).json()["total"])
-    except (httpx.HTTPError, ValueError):
-        return -1
 
 
 class SseWatch:
@@ -597,7 +353,8 @@ def kill_test(
 def report(res: list[dict[str, Any]], args: argparse.Namespace) -> str:
     r0 = res[0]
     lines = [
-        f"Outlets: {r0['outlets']:,} × 5 devices ({r0['connected']:,} connected in "
+        f"Outlets: {r0['outlets']:,} × 5 devices on {r0['brokers']} "
+        f"({r0['connected']:,} connected in "
         f"{median([r['connect_s'] for r in res]):.0f} s; all their births ingested "
         f"{median([r['births_s'] for r in res]):.0f} s after the first connect), "
         f"{len(res)} run(s); medians over runs.",
@@ -647,6 +404,17 @@ def report(res: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ok = [row for row in rows if row[-1] == "yes"]
     best = max((row[2] for row in ok), default=0.0)
     lines += ["", f"Highest sustained (zero backlog growth): **{best:,.0f} msg/s**."]
+    holds = [r["cadence"] for r in res if r["cadence"]]
+    if holds:
+        h = {k: median([x[k] for x in holds]) for k in holds[0]}
+        lines += [
+            "",
+            f"The whole fleet at the real 30 s cadence for {h['seconds']:.0f} s: offered "
+            f"{h['offered']:,.0f} msg/s, recorded {h['accepted']:,.0f} msg/s; backlog (sent − "
+            f"recorded) {h['backlog_end']:,.0f} at the end, at most {h['backlog_max']:,.0f}, "
+            f"its slope **{h['growth_per_s']:+.1f} msg/s** "
+            f"({100 * h['growth_per_s'] / max(1e-9, h['offered']):+.2f} % of the offered rate).",
+        ]
     restart = median([r["restart"]["seconds"] for r in res])
     reconnect = median([r["restart"]["reconnect_s"] for r in res])
     lag = median([r["restart"]["server_lag_s"] for r in res])
@@ -741,6 +509,25 @@ def figures(res: list[dict[str, Any]]) -> list[Figure]:
             goal=15 if outlets <= 10_000 else 60,
             higher=False,
         ),
+        *cadence_figures(res, size),
+    ]
+
+
+def cadence_figures(res: list[dict[str, Any]], size: str) -> list[Figure]:
+    """Backlog growth at the real cadence: its slope against the offered rate, goal ≤ 1 %."""
+    holds = [r["cadence"] for r in res if r["cadence"]]
+    if not holds:
+        return []
+    return [
+        Figure(
+            f"ingest.backlog_growth_{size}_msg_s",
+            median([h["growth_per_s"] for h in holds]),
+            "msg/s",
+            baseline=median([h["offered"] for h in holds]),
+            goal=0.01,
+            goal_on="ratio",
+            higher=False,
+        )
     ]
 
 
@@ -754,6 +541,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the figures there (bench/_figures.py)")
     ap.add_argument("--birth-timeout", type=float, default=600)
     ap.add_argument("--no-kill", action="store_true", help="skip the agent death timings")
+    ap.add_argument("--sim-procs", type=int, help="simulator processes (default: by outlets)")
+    ap.add_argument("--per-broker", type=int, help="outlets per Mosquitto (default: its fd limit)")
+    ap.add_argument("--hold", type=float, help="seconds at the real 30 s cadence (backlog)")
+    ap.add_argument("--workers", help="N or N,M,...: ingest workers on PostgreSQL, 1 included")
+    ap.add_argument("--offer", type=float, help="--workers: msg/s offered to one worker")
     args = ap.parse_args()
     if args.quick:  # ~2 minutes: the full fleet, short steps from 1,000 msg/s up
         args.outlets = args.outlets or 10_000
@@ -765,6 +557,10 @@ def main() -> None:
         args.rates = [int(x) for x in (args.rates or LADDER).split(",")]
         args.step_s, args.warmup, args.runs = 20, 3, args.runs or 1
         args.keepalives, args.kill_reps = [2, 5], 3
+    if args.workers:  # a saturation step per worker count (bench/_ingest_workers.py)
+        args.step_s, args.offer = (10 if args.quick else 30), args.offer or 4000
+    if args.hold is None:  # the real cadence is the point of a run past 10,000 outlets
+        args.hold = 0 if args.outlets <= 10_000 else (45 if args.quick else 180)
     nofile = raise_nofile_to(4 * args.outlets + 1000)
     print(f"{machine()}; RLIMIT_NOFILE {nofile}")
     results = []
@@ -772,17 +568,20 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
         print(f"run {run + 1}/{args.runs} in {work}")
         try:
-            results.append(run_ladder(args, work))
+            results.append((run_workers if args.workers else run_ladder)(args, work))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    text = report(results, args)
+    text = report_workers(results) if args.workers else report(results, args)
     print()
     print(text)
-    write_figures(args.json, figures(results))
+    write_figures(args.json, figures_workers(results) if args.workers else figures(results))
     if args.write_doc:
         mode = "--quick" if args.quick else "full"
+        section = "fleet_ingest-workers" if args.workers else "fleet_ingest"
+        if args.outlets > 10_000 and not args.workers:
+            section += f"-{args.outlets // 1000}k"
         update_doc(
-            f"fleet_ingest{'-quick' if args.quick else ''}",
+            f"{section}{'-quick' if args.quick else ''}",
             f"### Results ({mode}, {time.strftime('%Y-%m-%d')}; {machine()})\n\n{text}",
         )
 
