@@ -90,6 +90,11 @@ class CameraSource:
         self.height = height
         self._capture: cv2.VideoCapture | None = None
         self._claim: str | None = None
+        # One OpenCV call on the capture at a time, across worker threads: a cancelled
+        # capture task leaves its thread inside ``read()``, and a ``release()`` from the
+        # close that follows (shutdown, unplug) would free the capture under it (the
+        # agent died with SIGSEGV stopping while its camera probe ran).
+        self._io = threading.Lock()
 
     def open(self) -> None:
         """Open the source; ``CameraError`` not_found / busy / failed."""
@@ -135,10 +140,11 @@ class CameraSource:
         return capture
 
     def close(self) -> None:
-        """Release the source and its claim; safe twice."""
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        """Release the source and its claim; safe twice. Waits for a grab in progress."""
+        with self._io:
+            if self._capture is not None:
+                self._capture.release()
+                self._capture = None
         self._release_claim()
 
     def _read(self, *, warmup: int) -> Frame | None:
@@ -158,7 +164,8 @@ class CameraSource:
     def grab_still(self, *, quality: int, warmup: int = 0) -> Still:
         """Read a frame (reopening once if the stream ended), scale, encode as JPEG."""
         try:
-            return self._grab_still(quality=quality, warmup=warmup)
+            with self._io:
+                return self._grab_still(quality=quality, warmup=warmup)
         finally:
             # The frames are garbage once ``_grab_still`` returned; their heap goes back
             # to the OS instead of staying with the agent (``heap_release``).
