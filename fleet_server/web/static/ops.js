@@ -10,6 +10,11 @@ window.govedgeOps = function (h) {
   const fmt = (key, values) => tr(key).replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
   const view = { page: null, data: null, offset: 0, detail: null, lastResult: null };
 
+  // A live change and a click can both refresh a list, and their answers can arrive in
+  // either order: only the latest request may draw, or page 1 lands over page 2.
+  let drawn = 0;
+  const latest = () => { const mine = ++drawn; return () => mine === drawn; };
+
   // The API's reason for a refusal: its sentence, or its field errors joined.
   function why(res) {
     // The database, not the action: said in the page's language (the API's detail is English).
@@ -136,7 +141,9 @@ window.govedgeOps = function (h) {
     },
 
     async refresh() {
+      const current = latest();
       const [list, rules] = await Promise.all([call("GET", alerts.url()), call("GET", "/api/v1/alert-rules")]);
+      if (!current()) return;
       if (list.ok) $("alert-list").innerHTML = alerts.table(list.json) + pager(list.json);
       else message("alert-message", "error", `${tr("request_failed")}: ${why(list)}`);
       if (rules.ok) $("rule-overrides").innerHTML = alerts.overrides(rules.json.overrides);
@@ -256,7 +263,9 @@ window.govedgeOps = function (h) {
     },
 
     async refresh() {
+      const current = latest();
       const res = await call("GET", deadLetters.url());
+      if (!current()) return;
       $("dl-list").innerHTML = res.ok ? deadLetters.table(res.json) + pager(res.json) : `<p class="error">${esc(tr("request_failed"))}: ${esc(why(res))}</p>`;
       if (view.detail) await deadLetters.show(view.detail);
     },
@@ -332,7 +341,9 @@ window.govedgeOps = function (h) {
     },
 
     async refresh() {
+      const current = latest();
       const res = await call("GET", transactions.url());
+      if (!current()) return;
       $("tx-list").innerHTML = res.ok ? transactions.table(res.json) + pager(res.json) : `<p class="error">${esc(tr("request_failed"))}: ${esc(why(res))}</p>`;
       if (view.detail) await transactions.show(view.detail);
     },
@@ -392,10 +403,13 @@ window.govedgeOps = function (h) {
     },
 
     async refresh() {
+      const current = latest();
       let res = await call("GET", rectifications.url());
+      if (!current()) return;
       if (res.ok && !res.json.items.length && view.offset > 0) {  // the last page emptied meanwhile
         view.offset = Math.max(0, (Math.ceil(res.json.total / PAGE) - 1) * PAGE);
         res = await call("GET", rectifications.url());
+        if (!current()) return;
       }
       $("rect-list").innerHTML = res.ok ? rectifications.table(res.json.items) + totalPager(res.json) : `<p class="error">${esc(tr("request_failed"))}: ${esc(why(res))}</p>`;
       view.rows = res.ok ? res.json.items : [];

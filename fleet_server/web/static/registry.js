@@ -9,6 +9,10 @@ window.govedgeRegistry = function (h) {
   const main = () => document.getElementById("main");
   const fmt = (key, values) => tr(key).replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
   const PAGE = 50;
+  // Typing, paging and live changes all reload a list, and answers can arrive in either
+  // order: only a page's latest request may draw.
+  let drawn = 0;
+  const latest = () => { const mine = ++drawn; return () => mine === drawn; };
 
   async function call(method, url, body, contentType) {
     const init = { method, cache: "no-store", headers: {} };
@@ -60,7 +64,9 @@ window.govedgeRegistry = function (h) {
       const params = new URLSearchParams({ sort: view.sort, order: view.order, limit: String(PAGE), offset: String(view.offset) });
       if (view.q) params.set("q", view.q);
       if (view.state) params.set("state", view.state);
+      const current = latest();
       const res = await call("GET", "/api/v1/outlets?" + params.toString());
+      if (!current()) return;
       if (!res.ok) { $("rg-rows").innerHTML = `<tr><td colspan="5">${refused(res, "rg-list-error")}</td></tr>`; return; }
       const page = res.json;
       view.total = page.total;
@@ -140,7 +146,9 @@ window.govedgeRegistry = function (h) {
       Object.entries(view.filters).forEach(([k, v]) => { if (v) params.set(k, v); });
       const before = view.pages[view.pages.length - 1];
       if (before) params.set("before_id", String(before));
+      const current = latest();
       const res = await call("GET", "/api/v1/audit?" + params.toString());
+      if (!current()) return;
       if (!res.ok) { $("au-rows").innerHTML = refused(res, "au-error"); return; }
       const rows = res.json;
       $("au-rows").innerHTML = rows.length ? `<table id="audit-list"><tr><th>${esc(tr("time"))}</th><th>${esc(tr("au_actor"))}</th><th>${esc(tr("au_action"))}</th><th>${esc(tr("au_target"))}</th><th>${esc(tr("au_before"))}</th><th>${esc(tr("au_after"))}</th></tr>` +
@@ -257,11 +265,14 @@ window.govedgeRegistry = function (h) {
     }
 
     async function load() {
+      const current = latest();
       const tokens = await call("GET", "/api/v1/enrollments");
+      if (!current()) return;
       $("en-tokens").innerHTML = !tokens.ok ? refused(tokens, "en-error") : !tokens.json.length ? `<p class="muted">${esc(tr("none"))}</p>` :
         `<table id="token-list"><tr><th>${esc(tr("en_outlet"))}</th><th>${esc(tr("state"))}</th><th>${esc(tr("en_by"))}</th><th>${esc(tr("en_created"))}</th><th>${esc(tr("en_expires"))}</th><th>${esc(tr("en_used"))}</th></tr>` +
         tokens.json.map((r) => `<tr data-token-outlet="${esc(r.outlet_id)}"><td>${esc(r.outlet_id)}</td><td>${estate(r.state)}</td><td>${esc(r.created_by)}</td><td>${time(r.created_at)}</td><td>${time(r.expires_at)}</td><td>${time(r.used_at)}</td></tr>`).join("") + "</table>";
       const certs = await call("GET", `/api/v1/certificates?limit=${PAGE}&offset=${view.offset}`);
+      if (!current()) return;
       if (!certs.ok) { $("en-certs").innerHTML = refused(certs, "en-error"); return; }
       const page = certs.json;
       $("en-certs").innerHTML = !page.items.length ? `<p class="muted">${esc(tr("none"))}</p>` :
