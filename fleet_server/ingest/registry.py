@@ -6,11 +6,12 @@ API lists and shows outlets. Callers own the transaction (commit or roll back).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from fleet_server.bulkwrite import update_rows, update_statement
@@ -157,6 +158,63 @@ def save_presence(
         session, _UPDATE_SEEN_METRICS, seen_metrics, keys=_KEYS, columns=_SEEN_METRICS_COLUMNS
     )
     update_rows(session, _UPDATE_SEEN, seen, keys=_KEYS, columns=_SEEN_COLUMNS)
+
+
+# A share group's common write, in one statement and without reading the rows first: the
+# later last_seq/last_seen of ours and the stored row's, our metrics only if ours are the
+# later and this worker received new ones, and only while the stored session is ours (a
+# death another worker stored stays: the state is not written). The rows are locked in
+# id order first, so two workers' overlapping batches queue instead of deadlocking; the
+# locks last one statement and its commit.
+_SEEN_SHARED = text("""
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:seqs AS bigint[]),
+        CAST(:seens AS timestamptz[]), CAST(:metrics AS text[]), CAST(:fresh AS boolean[])
+    ) AS t(outlet_id, session, seq, seen, metrics, fresh)
+), locked AS (
+    SELECT a.outlet_id FROM agents AS a
+    WHERE a.outlet_id = ANY(CAST(:ids AS text[]))
+    ORDER BY a.outlet_id FOR UPDATE
+)
+UPDATE agents AS a SET
+    last_seq = GREATEST(a.last_seq, v.seq),
+    last_seen = GREATEST(a.last_seen, v.seen),
+    last_metrics = CASE
+        WHEN v.fresh AND (a.last_seen IS NULL OR v.seen >= a.last_seen) THEN CAST(v.metrics AS json)
+        ELSE a.last_metrics END
+FROM v JOIN locked ON locked.outlet_id = v.outlet_id
+WHERE a.outlet_id = v.outlet_id AND a.session = v.session
+RETURNING a.outlet_id
+""")
+
+
+def save_seen_shared(session: Session, records: Sequence[OutletRecord]) -> set[str]:
+    """PostgreSQL share group: write the last_seq/last_seen/metrics of ``records``.
+
+    For records whose state, session and birth facts are as stored (the telemetry
+    case). Returns the ids written; the others' stored session is not theirs any more
+    and they need the locked read and merge of ``load_presence(..., lock=True)``.
+    """
+    if not records:
+        return set()
+    rows = session.execute(
+        _SEEN_SHARED,
+        {
+            "ids": [r.outlet_id for r in records],
+            "sessions": [r.session for r in records],
+            "seqs": [r.last_seq for r in records],
+            "seens": [r.last_seen for r in records],
+            "metrics": [
+                json.dumps(r.last_metrics)
+                if r.metrics_dirty and r.last_metrics is not None
+                else None
+                for r in records
+            ],
+            "fresh": [r.metrics_dirty and r.last_metrics is not None for r in records],
+        },
+    )
+    return {outlet_id for (outlet_id,) in rows}
 
 
 @dataclass(frozen=True)
