@@ -25,7 +25,7 @@ from edge_agent.discovery import (
     Subscription,
 )
 from edge_agent.profiles import ProfileSet, load_profiles
-from tests.discovery.fakes import FAKE, FAKE_DRIVER, FakeHardware
+from tests.discovery.fakes import FAKE, FAKE_DRIVER
 
 READER = "fake-reader.sn-12345678-SN1"
 PROFILES = f"""\
@@ -65,11 +65,6 @@ def profiles(tmp_path: Path) -> ProfileSet:
     loaded = load_profiles(tmp_path, driver_names=[FAKE_DRIVER])
     assert loaded.ok
     return loaded
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake() -> None:
-    FAKE.__dict__.update(FakeHardware().__dict__)
 
 
 def reader(node: str = "/dev/ttyUSB0", serial: str = "SN1") -> DeviceDescription:
