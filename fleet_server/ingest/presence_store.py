@@ -44,12 +44,18 @@ class PresenceStore:
 
     def reload(self, outlet_id: str) -> None:
         """Shared mode: adopt the stored row of ``outlet_id`` if its session is newer."""
+        self.reload_many([outlet_id])
+
+    def reload_many(self, outlet_ids: list[str]) -> None:
+        """Shared mode: adopt the stored rows of ``outlet_ids`` whose session is newer."""
         try:
             with self._sessions.begin() as session:
-                rows = load_presence(session, [outlet_id])
+                rows = load_presence(session, outlet_ids)
         except SQLAlchemyError as exc:
             self._stats.db_error()
-            self._log.exception("db_refresh", "could not read outlet %s", outlet_id, exc=exc)
+            self._log.exception(
+                "db_refresh", "could not read %d outlets' presence", len(outlet_ids), exc=exc
+            )
             rows = []
         for row in rows:
             if self._tracker.adopt(row):

@@ -158,12 +158,25 @@ class Worker:
         """Apply one batch, then write presence, health, transactions and refusals."""
         p = self._p
         self._refreshed.clear()
+        # Decoded first, so a share group reads the stored rows the batch needs at once.
+        work: list[tuple[Received | BrokerUp | BrokerLost, Uplink | None, float | None]] = []
         if self._deferred:
             waiting, self._deferred = self._deferred, []
-            for deferred in waiting:
-                if not p.revocation.refuse(deferred.item.topic):
-                    self._apply(deferred.item, deferred.message, until=deferred.until)
+            work.extend(
+                (deferred.item, deferred.message, deferred.until)
+                for deferred in waiting
+                if not p.revocation.refuse(deferred.item.topic)
+            )
         for item in batch:
+            if isinstance(item, BrokerUp | BrokerLost):
+                work.append((item, None, None))
+            else:
+                message = self._decode(item)
+                if message is not None:
+                    work.append((item, message, None))
+        if self._shared:
+            self._prefetch([message for _, message, _ in work if message is not None])
+        for item, message, until in work:
             if isinstance(item, BrokerUp):
                 if self._shared:
                     p.group.connected = True
@@ -175,8 +188,8 @@ class Worker:
                 count = self._tracker.mark_all_stale(at=item.at)
                 if count:
                     logger.info("broker connection lost: %d online outlets now stale", count)
-            else:
-                self._handle(item)
+            elif message is not None:
+                self._apply(item, message, until=until)
         p.presence.flush()
         if p.observer is not None:
             p.observer.flush(p.sessions)
@@ -187,10 +200,11 @@ class Worker:
         p.transactions.store_and_ack()
         p.revocation.record()
 
-    def _handle(self, item: Received) -> None:
+    def _decode(self, item: Received) -> Uplink | None:
+        """The uplink message in ``item``, or None (refused, malformed: counted)."""
         outlet_id = outlet_of(item.topic)
         if self._p.revocation.refuse(item.topic):
-            return
+            return None
         try:
             message = decode(item.topic, item.payload)
         except WireError as exc:
@@ -202,17 +216,41 @@ class Worker:
                 exc.reason,
                 len(item.payload),
             )
-            return
+            return None
         except Exception as exc:  # decoding must never stop the ingest
             self._stats.rejected("internal_error")
             self._log.exception(
                 "internal_error", "could not decode a message from %s", outlet_id, exc=exc
             )
-            return
+            return None
         if not isinstance(message, _UPLINK_TYPES):
             self._stats.rejected("unexpected_kind")
-            return
-        self._apply(item, message, until=None)
+            return None
+        return message
+
+    def _prefetch(self, messages: list[Uplink]) -> None:
+        """Shared mode: read in one query the stored rows of every outlet whose session
+        the batch names before this worker saw it born (after a broker restart, every
+        outlet's first message at every worker: one query per outlet was 10,000).
+
+        A session born in this same batch needs no read: the birth is applied first.
+        """
+        born: dict[str, int] = {}
+        for message in messages:
+            if isinstance(message, Birth):
+                born[message.outlet_id] = max(born.get(message.outlet_id, 0), message.session)
+        wanted = sorted(
+            {
+                message.outlet_id
+                for message in messages
+                if message.outlet_id not in self._refreshed
+                and message.session > born.get(message.outlet_id, -1)
+                and self._tracker.needs_refresh(message)
+            }
+        )
+        if wanted:
+            self._refreshed.update(wanted)
+            self._p.presence.reload_many(wanted)
 
     def _apply(self, item: Received, message: Uplink, *, until: float | None) -> None:
         stats = self._stats

@@ -142,3 +142,19 @@ def test_a_newer_session_another_worker_stored_is_adopted(
     assert mine is not None
     assert mine.session == 6
     assert a.tracker.dirty() == []
+
+
+def test_sessions_born_at_another_worker_are_read_in_one_query(
+    sessions: sessionmaker[Session],
+) -> None:
+    _, b = _born(sessions)  # b has never heard of the outlets
+    first = [_telemetry(outlet, 1, cpu_percent=1.0) for outlet in OUTLETS]
+    assert all(b.tracker.needs_refresh(message) for message in first)
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    b.store.reload_many(OUTLETS)
+    assert len(statements) == 1, statements
+    assert not any(b.tracker.needs_refresh(message) for message in first)
+    for message in first:
+        assert b.tracker.apply(message, received_at=_at(1), now=1).ignored is None
