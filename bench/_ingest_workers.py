@@ -7,11 +7,14 @@ the same run, against the same simulated fleet and a bare paho subscriber:
 1. a fresh database, the N workers started one after the other (each upgrades the
    schema first), every outlet reconnecting with a new session and birthing on the
    server's retained ``online``: the seconds until all count online;
-2. a **saturation step**: the fleet offers more telemetry than the workers take (for
-   N > 1, 1.5 × N × what one worker took); what they accept per second is their
-   capacity, summed over the workers, with their CPU (also summed) and the bare
-   subscriber's CPU per message in the same step;
-3. the workers stopped before the next N.
+2. an **even step**: the same offered rate for every N (``--offer``, one that a single
+   worker keeps up with): the workers' CPU per accepted message against one worker's,
+   which is what a group costs per message when no worker is starved of CPU;
+3. a **saturation step**: the fleet offers more telemetry than the workers take (2.5 ×
+   ``--offer`` for one worker; for N > 1, 1.5 × N × what one worker took); what they
+   accept per second is their capacity, summed over the workers, with their CPU (also
+   summed) and the bare subscriber's CPU per message in the same step;
+4. the workers stopped before the next N.
 
 The capacity of a saturated worker is what it accepts while its queue grows; a step
 the workers kept up with (accepted ≥ 90 % of offered) is marked, its rate is then only
@@ -192,14 +195,26 @@ def run_workers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             servers = _start_workers(broker, url, work, n)
             births_s = _births(args, fleet, servers[0], args.outlets)
             first_s = _first_rounds(args, fleet, servers, args.offer)
-            offer = args.offer if n == 1 or not one else max(args.offer, 1.5 * n * one)
+            even = _saturate(args, fleet, servers, (bare_proc, bare_count), args.offer)
+            offer = 2.5 * args.offer if n == 1 or not one else max(args.offer, 1.5 * n * one)
             step = _saturate(args, fleet, servers, (bare_proc, bare_count), offer)
             if n == 1:
                 one = step["accepted"]
-            rows.append({"workers": n, "births_s": births_s, "first_s": first_s, **step})
+            rows.append(
+                {
+                    "workers": n,
+                    "births_s": births_s,
+                    "first_s": first_s,
+                    **step,
+                    "even_offered": even["offered"],
+                    "even_accepted": even["accepted"],
+                    "even_cpu": even["cpu"],
+                }
+            )
             print(
                 f"  {n} worker(s): births online {births_s:.1f} s; first rounds of telemetry "
-                f"taken in {first_s:.1f} s; offered {step['offered']:,.0f}/s,"
+                f"taken in {first_s:.1f} s; even step: {even['accepted']:,.0f} of "
+                f"{even['offered']:,.0f}/s at {even['cpu']:.0f} % CPU; offered {step['offered']:,.0f}/s,"
                 f" accepted {step['accepted']:,.0f}/s at {step['cpu']:.0f} % CPU (summed); bare "
                 f"{step['bare_rate']:,.0f}/s at {step['bare_cpu']:.0f} %"
                 + ("" if step["saturated"] else " (not saturated: a lower bound)")
@@ -225,6 +240,10 @@ def _per_cpu_s(row: dict[str, Any]) -> float:
     return float(row["accepted"]) / max(1e-9, row["cpu"] / 100)
 
 
+def _even_per_cpu_s(row: dict[str, Any]) -> float:
+    return float(row["even_accepted"]) / max(1e-9, row["even_cpu"] / 100)
+
+
 def report_workers(res: list[dict[str, Any]]) -> str:
     r0 = res[0]
     rows = []
@@ -239,6 +258,14 @@ def report_workers(res: list[dict[str, Any]]) -> str:
                 row["workers"],
                 m("births_s"),
                 m("first_s"),
+                m("even_accepted"),
+                m("even_cpu"),
+                median(
+                    [
+                        _even_per_cpu_s(v) / _even_per_cpu_s(b)
+                        for v, b in zip(vals, base, strict=True)
+                    ]
+                ),
                 m("offered"),
                 m("accepted"),
                 median([v["accepted"] / b["accepted"] for v, b in zip(vals, base, strict=True)]),
@@ -258,6 +285,9 @@ def report_workers(res: list[dict[str, Any]]) -> str:
                 "workers",
                 "births online s",
                 "first rounds s",
+                "even step msg/s",
+                "even step CPU % (sum)",
+                "even step per CPU-s × one",
                 "offered msg/s",
                 "accepted msg/s",
                 "× one worker",
@@ -300,6 +330,12 @@ def figures_workers(res: list[dict[str, Any]]) -> list[Figure]:
                 median([_per_cpu_s(v) for v in vals]),
                 "msg/CPU-s",
                 baseline=one_cpu,
+            ),
+            Figure(
+                f"ingest.workers_{n}.even_msgs_per_cpu_s",
+                median([_even_per_cpu_s(v) for v in vals]),
+                "msg/CPU-s",
+                baseline=median([_even_per_cpu_s(b) for b in base]) if n > 1 else None,
             ),
             Figure(
                 f"ingest.workers_{n}.births_online_s",
