@@ -3,7 +3,8 @@
 Each batch writes the changed outlets in one transaction; a batch the database refuses
 is retried one outlet per transaction, so one poison record cannot block the rest. In
 a share group the stored rows are the truth: they are read for a session this worker
-has not seen born, and locked and merged in before each write (docs/operations.md).
+has not seen born, and locked and merged in before a write of a state, session or
+birth; telemetry's presence is one statement with the same rules (docs/operations.md).
 """
 
 from __future__ import annotations
