@@ -40,6 +40,7 @@ from fleet_server.health.live import LiveHub
 from fleet_server.health.recorder import HealthRecorder
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
+from fleet_server.ingest.stats import RateLimitedLog
 from fleet_server.metrics import FleetMetrics
 from fleet_server.models import Agent
 from fleet_server.routing.targets import TargetsConfig, load_targets
@@ -125,6 +126,8 @@ class HealthRuntime:
         sources.policy_figures = self._policy_figures
         self._metrics = metrics
         self._sessions = sessions
+        # A scrape every 15 s while the database is down must not log a traceback each.
+        self._log = RateLimitedLog(logger)
         self._figures: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
         self._policy: tuple[float, dict[tuple[str, str], FigureCounts]] = (-1e9, {})
 
@@ -141,8 +144,10 @@ class HealthRuntime:
                     session, since=until - timedelta(days=30), until=until, now=until,
                     region_digits=self.settings.metrics_region_digits,
                 )  # fmt: skip
-        except SQLAlchemyError:
-            logger.exception("could not read the policy figures for /metrics")
+        except SQLAlchemyError as exc:
+            self._log.exception(
+                "policy_figures", "could not read the policy figures for /metrics", exc=exc
+            )
             return self._policy[1]
         self._policy = (now, groups)
         return groups
@@ -171,8 +176,10 @@ class HealthRuntime:
                     "overdue_rectifications": float(stats.overdue_rectifications),
                     "count": float(stats.evaluations),
                 }
-        except SQLAlchemyError:
-            logger.exception("could not read fleet figures for /metrics")
+        except SQLAlchemyError as exc:
+            self._log.exception(
+                "fleet_figures", "could not read fleet figures for /metrics", exc=exc
+            )
             return self._figures[1]
         self._figures = (now, figures)
         return figures
