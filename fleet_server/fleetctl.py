@@ -22,6 +22,7 @@ from fleet_server import (
     fleetctl_alerts,
     fleetctl_config,
     fleetctl_playbooks,
+    fleetctl_rectifications,
     fleetctl_registry,
     fleetctl_releases,
     fleetctl_rollouts,
@@ -370,6 +371,7 @@ fleetctl_config.register(cli)
 fleetctl_releases.register(cli)
 fleetctl_rollouts.register(cli)
 fleetctl_playbooks.register(cli)
+fleetctl_rectifications.register(cli)
 
 
 def main() -> None:

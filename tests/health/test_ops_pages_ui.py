@@ -5,7 +5,10 @@ viewer and a county operator see, and the English switch."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -342,3 +345,68 @@ def _more_tickets(database_url: str, outlet_id: str, count: int) -> None:
                 records.ticket(session, outlet_id, opened=datetime.now(UTC) - timedelta(days=1))
     finally:
         engine.dispose()
+
+
+def _fleetctl(fleet: FleetServer, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "fleetctl"), "--server", fleet.url, "--token", token,
+         *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def _token_of_new_user(fleet: FleetServer, name: str, role: str, *regions: str) -> str:
+    scope = [arg for region in regions for arg in ("--region", region)]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "fleet-server"), "users", "add", name, "--role", role,
+         *scope, "--password-stdin", "--database-url", fleet.database_url],
+        input="a-long-enough-password\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    return lines[lines.index(next(x for x in lines if "API token, shown only now" in x)) + 1]
+
+
+def test_fleetctl_lists_rectifications_in_scope_and_records_a_follow_up(
+    fleet: FleetServer,
+) -> None:
+    seeded = _seed(fleet.database_url)
+    county = _token_of_new_user(fleet, "county-op", "operator", REGIONS[INSIDE])
+    listed = _fleetctl(fleet, county, "rectifications", "list", "--status", "all", "--json")
+    assert listed.returncode == 0, listed.stderr
+    page = json.loads(listed.stdout)
+    ids = {t["id"] for t in page["items"]}
+    assert {seeded[INSIDE].rectification, seeded[INSIDE].overdue_rectification} <= ids
+    assert {t["outlet_id"] for t in page["items"]} == {INSIDE}  # the county's only
+    overdue = _fleetctl(fleet, county, "rectifications", "list", "--overdue", "--json")
+    assert [t["id"] for t in json.loads(overdue.stdout)["items"]] == [
+        seeded[INSIDE].overdue_rectification
+    ]
+    table = _fleetctl(fleet, county, "rectifications", "list")
+    assert str(seeded[INSIDE].rectification) in table.stdout
+    assert "overdue" in table.stdout
+
+    done = _fleetctl(
+        fleet, county, "rectifications", "follow-up", str(seeded[INSIDE].rectification),
+        "--action", "整改", "--note", "窗口已整改", "--by", "李主任", "--closes",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"rectification {seeded[INSIDE].rectification} {INSIDE} closed" in done.stdout
+    closed = json.loads(
+        _fleetctl(fleet, county, "rectifications", "list", "--status", "closed", "--json").stdout
+    )
+    assert [t["id"] for t in closed["items"]] == [seeded[INSIDE].rectification]
+    assert closed["items"][0]["follow_ups"][-1]["note"] == "窗口已整改"
+    # Closed: a second follow-up is refused with the API's reason; outside the county: 404.
+    again = _fleetctl(
+        fleet, county, "rectifications", "follow-up", str(seeded[INSIDE].rectification),
+        "--action", "反馈", "--note", "x", "--by", "李主任",
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "closed" in again.stderr
+    outside = _fleetctl(
+        fleet, county, "rectifications", "follow-up", str(seeded[OUTSIDE].rectification),
+        "--action", "回访", "--note", "x", "--by", "李主任",
+    )  # fmt: skip
+    assert outside.returncode == 1
+    assert "not found" in outside.stderr
