@@ -22,10 +22,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome
 from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.models.evaluations import DefaultRatingPublic
 from edge_agent.local_api.state import LocalStateError
 from edge_agent.outbox import OutboxError
 from edge_agent.transactions import InvalidTransaction, record_default_evaluation
@@ -77,6 +79,17 @@ class ScheduledDefault:
     stars: int
     due: float  # epoch seconds
     recorded: bool
+
+    def public(self) -> DefaultRatingPublic:
+        """As the evaluation answer and the keypad's ``evaluation.result`` event say it."""
+        return DefaultRatingPublic(
+            state="recorded" if self.recorded else "pending",
+            tx_id=self.tx_id,
+            stars=self.stars,
+            due_at=datetime.fromtimestamp(self.due, UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+        )
 
 
 def default_tx_id(request_id: str) -> str:

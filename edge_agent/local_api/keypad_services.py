@@ -53,6 +53,9 @@ class LocalKeypadServices:
             pad=done.pad.device_id,
             stars=rated.stars if rated is not None else None,
             is_bad=rated.is_bad if rated is not None else None,
+            default_rating=(
+                None if done.default is None else done.default.public().model_dump(mode="json")
+            ),
         )
 
     def refusal(self, exc: Exception) -> tuple[str, str] | None:

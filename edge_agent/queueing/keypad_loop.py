@@ -63,6 +63,9 @@ class KeypadRating:
     pad: str
     stars: int | None = None
     is_bad: bool | None = None
+    # A walk-away's default rating, as the evaluation answer says it (state pending or
+    # recorded, tx_id, stars, due_at); None when the region's profile gives none.
+    default_rating: dict[str, Any] | None = None
 
 
 class KeypadServices(Protocol):
@@ -171,6 +174,11 @@ async def run_keypads(services: KeypadServices, subscription: Subscription) -> N
                         **(
                             {"stars": done.stars, "is_bad": done.is_bad}
                             if done.stars is not None and done.tx_id is not None
+                            else {}
+                        ),
+                        **(
+                            {"default_rating": done.default_rating}
+                            if done.default_rating is not None
                             else {}
                         ),
                     },

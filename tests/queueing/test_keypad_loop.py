@@ -24,7 +24,9 @@ from edge_agent.devices import DeviceEvent
 from edge_agent.devices.caller_keypad.protocol import Key
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.discovery import Subscription
+from edge_agent.fleet_config.effective import LiveSettings
 from edge_agent.queueing import WindowConfig, WindowSnapshot
+from govedge_wire.config import EvaluationConfig
 from tests.local_api.harness import KEYPAD_BUS, Outlet, outlet
 
 Scenario = Callable[[Outlet, CallerKeypadSimulator, Subscription], Awaitable[None]]
@@ -32,10 +34,14 @@ needs_espeak = pytest.mark.usefixtures("espeak_ng")  # fails under CI=true if mi
 
 
 def run(
-    tmp_path: Path, scenario: Scenario, *, windows: Sequence[WindowConfig] | None = None
+    tmp_path: Path,
+    scenario: Scenario,
+    *,
+    windows: Sequence[WindowConfig] | None = None,
+    live: LiveSettings | None = None,
 ) -> None:
     async def main() -> None:
-        async with outlet(tmp_path, keypad=True, windows=windows) as o:
+        async with outlet(tmp_path, keypad=True, windows=windows, live=live) as o:
             assert o.keypad is not None
             async with o.runtime.events.subscribe() as events:
                 async with asyncio.timeout(60):
@@ -295,3 +301,34 @@ def test_evaluate_key_without_the_windows_pad_is_refused_on_the_keypad(tmp_path:
         assert o.pad.requests == []  # the outlet's other pad was not used
 
     run(tmp_path, scenario, windows=missing)
+
+
+def test_a_walk_away_at_the_evaluate_key_says_the_default_rating_is_pending(
+    tmp_path: Path,
+) -> None:
+    """A region whose profile records a default rating (Zhejiang's channel 7, in a day):
+    the keypad's ``evaluation.result`` says it is pending, as the clerk app's answer
+    does, so a hall display or console can say 将记默认好评 instead of 评价超时."""
+    zhejiang = EvaluationConfig(
+        level_coding="zhejiang", default_channels=("7",), default_stars=5, default_after_s=86400
+    )
+    live = LiveSettings(telemetry_interval_s=30.0, outbox_rate_per_s=20.0, evaluation=zhejiang)
+
+    async def scenario(o: Outlet, keypads: CallerKeypadSimulator, events: Subscription) -> None:
+        await issue(o)
+        await press(keypads, events, 3, Key.CALL)
+        await press(keypads, events, 3, Key.EVALUATE)
+        await o.pad.wait_for_request(within=10)
+        o.pad.walk_away()
+        ended = await outcome(events, "evaluation")
+        assert (ended.name, ended.data["status"], ended.data["tx_id"]) == (
+            "evaluation.result", "timed_out", None,
+        )  # fmt: skip
+        default = ended.data["default_rating"]
+        assert (default["state"], default["stars"]) == ("pending", 5)
+        assert default["tx_id"].startswith("default-")
+        due = datetime.fromisoformat(default["due_at"].replace("Z", "+00:00"))
+        assert 86000 < (due - datetime.now(due.tzinfo)).total_seconds() <= 86400
+        assert keypads.display(3) == "NORATE"
+
+    run(tmp_path, scenario, live=live)

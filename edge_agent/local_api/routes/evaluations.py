@@ -27,7 +27,6 @@ Retries: the same ``Idempotency-Key`` header as ``/v1/submissions`` (it becomes 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
@@ -35,11 +34,10 @@ from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.idempotency import request_digest as canonical_digest
 from edge_agent.local_api.context import LocalApiContext
-from edge_agent.local_api.default_ratings import ScheduledDefault
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses
 from edge_agent.local_api.evaluating import Evaluated, evaluate_at_window
-from edge_agent.local_api.models import DefaultRatingPublic, EvaluationCreate, EvaluationPublic
+from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
 from edge_agent.outbox import Receipt
 from govedge_wire.transactions import EVALUATION_KIND
 
@@ -142,7 +140,7 @@ def _public(request: EvaluationCreate, done: Evaluated) -> EvaluationPublic:
             window=request.window,
             device_id=pad.device_id,
             waited_s=outcome.waited_s,
-            default_rating=None if done.default is None else _default_public(done.default),
+            default_rating=None if done.default is None else done.default.public(),
         )
     result = outcome.result
     return EvaluationPublic(
@@ -159,15 +157,4 @@ def _public(request: EvaluationCreate, done: Evaluated) -> EvaluationPublic:
         tags=list(result.tags),
         text=result.text,
         assess_time=result.assess_time,
-    )
-
-
-def _default_public(default: ScheduledDefault) -> DefaultRatingPublic:
-    return DefaultRatingPublic(
-        state="recorded" if default.recorded else "pending",
-        tx_id=default.tx_id,
-        stars=default.stars,
-        due_at=datetime.fromtimestamp(default.due, UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z"),
     )
