@@ -481,19 +481,22 @@ def figures(res: list[dict[str, Any]]) -> list[Figure]:
     server_us = median([1e4 * b["server_cpu"] / b["server_accepted"] for b in best])
     bare_us = median([1e4 * b["bare_cpu"] / max(1e-9, b["bare_rate"]) for b in best])
     size = f"{outlets // 1000}k" if outlets % 1000 == 0 else str(outlets)
+    # The rate goals are for 10,000 outlets; other sizes are measured, not judged
+    # (at 50,000 the ladder offers only the real cadence's rate).
+    judged = outlets == 10_000
     return [
         Figure(
             "ingest.sustained_msg_s",
             median([b["server_accepted"] for b in best]) if best else 0.0,
             "msg/s",
-            goal=15_000,
+            goal=15_000 if judged else None,
         ),
         Figure(
             "ingest.cpu_per_msg_vs_bare",
             server_us,
             "µs CPU/msg",
             baseline=bare_us,
-            goal=3,
+            goal=3 if judged else None,
             goal_on="ratio",
             higher=False,
         ),
