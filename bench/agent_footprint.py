@@ -266,13 +266,13 @@ def figures(runs: list[dict[str, Any]]) -> list[Figure]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="15 s idle window")
+    ap.add_argument("--quick", action="store_true", help="10 s idle window")
     ap.add_argument("--idle", type=float)
     ap.add_argument("--compare", type=Path, help="also run the agent of this checkout first")
     ap.add_argument("--json", type=Path, help="write the figures there (scripts/bench)")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
-    idle_s = args.idle or (15 if args.quick else 60)
+    idle_s = args.idle or (10 if args.quick else 60)
     print(machine())
     checkouts = [*([args.compare.resolve()] if args.compare else []), ROOT]
     compile_bytecode(checkouts)

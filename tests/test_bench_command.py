@@ -205,3 +205,21 @@ def gone(pid: int, *, within: float = 5.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_an_entry_left_out_of_quick_runs_when_named(tmp_path: Path) -> None:
+    # --quick is held to five minutes: the 50,000-outlet entry is "not measured" there
+    # with its reason, and runs when --only names it.
+    suite = load_suite()
+    assert [b.name for b in suite.SUITE if b.skip_quick] == ["fleet_ingest_1w_50k"]
+    figures = script(tmp_path / "figures.py", "ap = argparse.ArgumentParser()\n"
+                     "ap.add_argument('--quick', action='store_true')\n"
+                     'ap.add_argument("--json")\na = ap.parse_args()\n'
+                     "open(a.json, 'w').write('{\"figures\": []}')\n")  # fmt: skip
+    entry = suite.Bench("big", str(figures), skip_quick="takes long")
+    left_out = suite.run_one(entry, quick=True, extra=[], work=tmp_path)
+    assert (left_out.status, left_out.note) == ("not measured", "takes long")
+    named = suite.run_one(entry, quick=True, extra=[], work=tmp_path, asked=True)
+    assert named.status == "ok", named.note
+    full = suite.run_one(entry, quick=False, extra=[], work=tmp_path)
+    assert full.status == "ok", full.note
