@@ -83,7 +83,10 @@ def test_a_failing_second_wave_pauses_the_campaign_and_a_fixed_release_completes
          "opening_hours": {day: ["09:00-17:00"]}}
         for o in ids
     ]  # fmt: skip
-    assert server.http.put("/api/v1/outlet-profiles", json=profiles).status_code == 200
+    # 1,000 profiles in one request: under a loaded CI machine this passed the client's
+    # default 5 s once; an operator's import waits for it too.
+    put = server.http.put("/api/v1/outlet-profiles", json=profiles, timeout=60)
+    assert put.status_code == 200, put.text
     _upload(server, BAD)
     _upload(server, FIXED)
     agents = UpdateAgents("127.0.0.1", broker.port, ids, version=OLD)
