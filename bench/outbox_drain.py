@@ -30,9 +30,11 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +337,11 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         telemetry_rate = ((fleet.counts()[0] if fleet else 0) - sent0) / dt
         ingest_rate = (server.stats()["accepted"] - ingest0) / dt
         lat = [(arrivals[k] - t) * 1000 for k, t in clerk.sent.items()]
+        stored = _received_at(work / "fleet.db")
+        # The way split where the server took the transaction in (its inbox row's
+        # received_at: the ingest's receipt): clerk → server, and server → upstream.
+        to_server = [(stored[k] - t) * 1000 for k, t in clerk.sent.items() if k in stored]
+        to_upstream = [(arrivals[k] - stored[k]) * 1000 for k in clerk.sent if k in stored]
         res = {
             "n": len(lat),
             "rate": args.rate,
@@ -349,12 +356,19 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "max": max(lat),
             "accept_p50": pct(clerk.accept_ms, 50),
             "accept_p99": pct(clerk.accept_ms, 99),
+            "to_server_p50": pct(to_server, 50),
+            "to_server_p99": pct(to_server, 99),
+            "to_upstream_p50": pct(to_upstream, 50),
+            "to_upstream_p99": pct(to_upstream, 99),
         }
         print(
             f"  clerk → upstream at {args.rate}/s over {len(clerks)} outlets, {connected:,} "
             f"simulated outlets sending {telemetry_rate:,.0f} telemetry/s (server accepted "
             f"{ingest_rate:,.0f}/s): p50 {res['p50']:.0f} ms, p99 {res['p99']:.0f} ms "
-            f"(202 p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms)"
+            f"(202 p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms); clerk → "
+            f"server p50 {res['to_server_p50']:.0f} ms, p99 {res['to_server_p99']:.0f} ms; "
+            f"server → upstream p50 {res['to_upstream_p50']:.0f} ms, p99 "
+            f"{res['to_upstream_p99']:.0f} ms"
         )
         return res
     finally:
@@ -365,6 +379,18 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             stop(server.proc)
         upstream.stop()
         broker.stop()
+
+
+def _received_at(database: Path) -> dict[str, float]:
+    """Each inbox row's upstream Idempotency-Key → when the ingest received it, on this
+    process's monotonic clock (SQLite keeps UTC text; same machine, same wall clock)."""
+    offset = time.time() - time.monotonic()
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT idempotency_key, received_at FROM inbox").fetchall()
+    return {
+        key: datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() - offset
+        for key, text in rows
+    }
 
 
 def _ingested(stats: dict[str, Any], accepted: int) -> bool:
@@ -462,6 +488,8 @@ def main() -> None:
                     "max ms",
                     "202 p50 ms",
                     "202 p99 ms",
+                    "→ server p50 / p99 ms",
+                    "server → upstream p50 / p99 ms",
                 ],
                 [
                     [
@@ -476,6 +504,8 @@ def main() -> None:
                         max(x["max"] for x in lats),
                         m("accept_p50", lats),
                         m("accept_p99", lats),
+                        f"{m('to_server_p50', lats):.0f} / {m('to_server_p99', lats):.0f}",
+                        f"{m('to_upstream_p50', lats):.0f} / {m('to_upstream_p99', lats):.0f}",
                     ]
                 ],
             ),

@@ -54,12 +54,15 @@ from fleet_server.security.revocation import RevokedOutlets
 from fleet_server.settings import Settings
 from govedge_wire import (
     SERVER_STATE_TOPIC,
+    Kind,
     TransactionResult,
     now_ms,
     server_uplink_subscription,
 )
 
 logger = logging.getLogger(__name__)
+# The last levels of a transaction's topic (govedge/v1/{outlet}/up/tx).
+_TX_TOPIC_END = f"/up/{Kind.TRANSACTION.value}"
 
 
 class Ingest:
@@ -339,7 +342,8 @@ class Ingest:
                 outlet_of(topic),
             )
             return
-        self._queue.put(item)
+        # A transaction's agent (and its clerk) waits for the ack: it ends the window.
+        self._queue.put(item, urgent=topic.endswith(_TX_TOPIC_END))
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

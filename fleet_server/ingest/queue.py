@@ -7,12 +7,15 @@ counted by one thread, so neither needs a lock. The worker is woken by the first
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
 # What a queued message costs besides its payload and topic (the item, its datetime).
 _ITEM_OVERHEAD_BYTES = 200
+# How often a batch window looks at the abort event (a window may be set up to 10 s).
+_ABORT_CHECK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class IngestQueue:
         self._bytes_in = 0
         self._bytes_out = 0
         self._wake = threading.Event()
+        # Set by an item somebody waits for (a clerk's transaction): ends the window.
+        self._urgent = threading.Event()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -72,13 +77,19 @@ class IngestQueue:
         """Bytes the queued messages hold (see ``cost``)."""
         return self._bytes_in - self._bytes_out
 
-    def put(self, item: Item) -> None:
-        """Append ``item`` (a message's bytes are counted) and wake the worker."""
+    def put(self, item: Item, *, urgent: bool = False) -> None:
+        """Append ``item`` (a message's bytes are counted) and wake the worker.
+
+        ``urgent``: somebody waits for this item's outcome (a transaction the agent
+        holds until its ack): the batch window ends now instead of at its full length.
+        """
         if isinstance(item, Received):
             self._bytes_in += cost(item)
         self._items.append(item)
         if not self._wake.is_set():
             self._wake.set()
+        if urgent and not self._urgent.is_set():
+            self._urgent.set()
 
     def take(
         self, *, wait_s: float, window_s: float, limit: int, abort: threading.Event
@@ -86,7 +97,8 @@ class IngestQueue:
         """Up to ``limit`` items; True when the stop sentinel was reached.
 
         Waits up to ``wait_s`` for a first item, then ``window_s`` for more, so the two
-        threads do not trade the GIL per message.
+        threads do not trade the GIL per message; an urgent item ends that window (a
+        clerk's transaction then waits for no telemetry batch: docs/performance.md).
         """
         batch: Batch = []
         if not self._items:
@@ -95,8 +107,12 @@ class IngestQueue:
             self._wake.clear()
             if not self._items:
                 return batch, False
-        if len(self._items) < limit:
-            abort.wait(window_s)
+        deadline = time.monotonic() + window_s
+        while len(self._items) < limit and not abort.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._urgent.wait(min(left, _ABORT_CHECK_S)):
+                break
+        self._urgent.clear()  # before draining: an urgent item put after it sets it again
         items = self._items
         while items and len(batch) < limit:
             item = items.popleft()

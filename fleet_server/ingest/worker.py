@@ -191,13 +191,16 @@ class Worker:
             elif message is not None:
                 self._apply(item, message, until=until)
         p.presence.flush()
+        # Transactions right after presence (their outlet rows exist by then): an agent
+        # and its clerk wait for the ack, and the delivery for the stored row, while the
+        # device health, config and update reports wait for nobody.
+        p.transactions.store_and_ack()
         if p.observer is not None:
             p.observer.flush(p.sessions)
         if p.reports is not None:
             p.reports.flush(p.sessions)
         if p.updates is not None:
             p.updates.flush(p.sessions)
-        p.transactions.store_and_ack()
         p.revocation.record()
 
     def _decode(self, item: Received) -> Uplink | None:
