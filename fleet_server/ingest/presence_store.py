@@ -69,10 +69,13 @@ class PresenceStore:
             return
         now = datetime.now(UTC)
         if self._fast_seen:
-            records = self._flush_seen(records)
-            if not records:
+            rest = self._flush_seen(records)
+            if rest is None:  # the database is away: every record stays dirty
+                return
+            if not rest:
                 self._stats.batch_committed()
                 return
+            records = rest
         try:
             with self._sessions.begin() as session:
                 records = self._save(session, records, now=now)
@@ -91,9 +94,10 @@ class PresenceStore:
         self._tracker.mark_stored([record.outlet_id for record in records])
         self._stats.batch_committed()
 
-    def _flush_seen(self, records: list[OutletRecord]) -> list[OutletRecord]:
+    def _flush_seen(self, records: list[OutletRecord]) -> list[OutletRecord] | None:
         """Write the records that moved only last_seq/last_seen/metrics in one short
-        transaction; returns the rest, for the locked merge (``_save``).
+        transaction; returns the rest, for the locked merge (``_save``), or None when
+        the database is unreachable (nothing written, all stay dirty).
 
         The locked merge reads and holds every row of the batch for several round trips;
         in a share group the broker deals each outlet's messages to every worker, so the
@@ -110,7 +114,7 @@ class PresenceStore:
             self._log.exception(
                 "db_down", "could not write %d presence records", len(seen), exc=exc
             )
-            return []  # the database is away: all stay dirty for the next batch
+            return None
         except SQLAlchemyError as exc:
             self._stats.db_error()
             self._log.exception("db_error", "a presence batch failed; merging instead", exc=exc)

@@ -158,3 +158,34 @@ def test_sessions_born_at_another_worker_are_read_in_one_query(
     assert not any(b.tracker.needs_refresh(message) for message in first)
     for message in first:
         assert b.tracker.apply(message, received_at=_at(1), now=1).ignored is None
+
+
+def test_telemetry_presence_waits_out_a_database_outage(tmp_path: Any) -> None:
+    """PostgreSQL stopped under the one-statement write: counted as a database error,
+    no batch counted as committed, every record kept dirty; written once it is back."""
+    from govedge_testbed import Postgres
+    from tests.conftest import started_service
+
+    cluster = started_service(Postgres)
+    engine = make_engine(cluster.create_database("outage"))
+    try:
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        a, _ = _born(sessions)
+        committed = a.stats.snapshot().batches_committed
+        for outlet in OUTLETS:
+            a.send(_telemetry(outlet, 1, cpu_percent=1.0), 1)
+        cluster.pause()
+        try:
+            a.store.flush()
+        finally:
+            cluster.resume()
+        assert a.stats.snapshot().db_errors == 1
+        assert a.stats.snapshot().batches_committed == committed
+        assert len(a.tracker.dirty()) == len(OUTLETS)
+        a.store.flush()
+        assert a.tracker.dirty() == []
+        assert {(r.last_seq, r.last_seen) for r in _rows(sessions).values()} == {(1, _at(1))}
+    finally:
+        engine.dispose()
+        cluster.stop()
