@@ -10,11 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fleet_server.fleetctl_format import when
+
 _SEVERITY_STYLE = {"critical": "red", "warning": "yellow", "info": "dim"}
-
-
-def _when(value: str | None) -> str:
-    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
 
 
 def _show(alert: dict[str, Any]) -> str:
@@ -55,7 +53,7 @@ def register(cli: click.Group) -> None:
                 row.get("device_id") or "",
                 f"[{style}]{row['severity']}[/]",
                 row["state"],
-                _when(row["opened_at"]),
+                when(row["opened_at"]),
                 row.get("acked_by") or "",
                 row["summary"],
             )
@@ -77,4 +75,4 @@ def register(cli: click.Group) -> None:
         """Silence notifications of alert ALERT_ID for MINUTES, saying why."""
         query = urlencode({"minutes": minutes, "reason": reason})
         alert = api.post(f"/api/v1/alerts/{alert_id}/silence?{query}")
-        click.echo(_show(alert) + f" silenced until {_when(alert['silenced_until'])}")
+        click.echo(_show(alert) + f" silenced until {when(alert['silenced_until'])}")

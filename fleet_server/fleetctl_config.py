@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleet_server.fleetctl_format import when
 from govedge_wire.config import leaves
 
 _STATUS_STYLE = {
@@ -29,10 +30,6 @@ _STATUS_STYLE = {
     "refused": "red",
     "unknown": "dim",
 }
-
-
-def _when(value: str | None) -> str:
-    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
 
 
 def _path(scope: str, tail: str = "") -> str:
@@ -135,7 +132,7 @@ def register(cli: click.Group) -> None:
             _echo_json(row)
             return
         click.echo(f"# {row['scope']} version {row['version']} by {row['author']} at "
-                   f"{_when(row['created_at'])}", err=True)  # fmt: skip
+                   f"{when(row['created_at'])}", err=True)  # fmt: skip
         _echo_json(row["document"])
 
     @config.command("history")
@@ -154,7 +151,7 @@ def register(cli: click.Group) -> None:
         for row in rows:
             notes = [f"rollback to {row['rolled_back_to']}"] if row["rolled_back_to"] else []
             notes += ["closed hours only"] if row["closed_hours_only"] else []
-            table.add_row(str(row["version"]), _when(row["created_at"]), escape(row["author"]),
+            table.add_row(str(row["version"]), when(row["created_at"]), escape(row["author"]),
                           escape(row["comment"] or ""), ", ".join(notes))  # fmt: skip
         Console(width=200).print(table)
 
@@ -214,7 +211,7 @@ def register(cli: click.Group) -> None:
         for column in ("outlet", "status", "since", "desired", "reported", "reason"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row["outlet_id"], _status(row["status"]), _when(row["since"]),
+            table.add_row(row["outlet_id"], _status(row["status"]), when(row["since"]),
                           str(row["desired_version"] or "-"), str(row["reported_version"] or "-"),
                           escape(row["reason"] or ""))  # fmt: skip
         Console(width=200).print(table)
@@ -260,25 +257,25 @@ def _print_view(view: dict[str, Any]) -> None:
     head = Table(show_header=False, title=f"outlet {view['outlet_id']} config")
     head.add_column("field", style="bold")
     head.add_column("value")
-    head.add_row("status", f"{_status(view['status'])} since {_when(view['since'])}")
+    head.add_row("status", f"{_status(view['status'])} since {when(view['since'])}")
     if view["reason"]:
         head.add_row("reason", escape(view["reason"]))
     head.add_row(
         "desired",
         f"version {desired.get('version', '-')} "
-        f"hash {(desired.get('hash') or '-')[:12]} issued {_when(desired.get('issued_at'))}",
+        f"hash {(desired.get('hash') or '-')[:12]} issued {when(desired.get('issued_at'))}",
     )
     head.add_row(
         "reported",
         f"version {reported.get('version', '-')} "
-        f"hash {(reported.get('hash') or '-')[:12]} at {_when(reported.get('at'))}",
+        f"hash {(reported.get('hash') or '-')[:12]} at {when(reported.get('at'))}",
     )
     if refusal:
         head.add_row(
             "last refusal",
             escape(
                 f"version {refusal['version']} {refusal['reason']} "
-                f"{refusal['detail'] or ''} at {_when(refusal['at'])}"
+                f"{refusal['detail'] or ''} at {when(refusal['at'])}"
             ),
         )
     pending = "yes" if effective["pending_publication"] else "no"

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fleet_server.fleetctl_format import when
 from fleet_server.fleetctl_playbook_watch import watch
 
 
@@ -22,10 +23,6 @@ def extra_var(text: str) -> tuple[str, Any]:
         return name, json.loads(value)
     except ValueError:
         return name, value
-
-
-def _when(value: str | None) -> str:
-    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
 
 
 def _hosts_table(run: dict[str, Any]) -> Table:
@@ -136,7 +133,7 @@ def register(cli: click.Group) -> None:
         for row in rows:
             table.add_row(
                 str(row["id"]), row["playbook"], row["status"], "check" if row["check"] else "",
-                row["created_by"], _when(row["created_at"]), _when(row["finished_at"]),
+                row["created_by"], when(row["created_at"]), when(row["finished_at"]),
             )  # fmt: skip
         Console(width=200).print(table)
 

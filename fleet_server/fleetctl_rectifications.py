@@ -14,12 +14,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fleet_server.fleetctl_format import when
+
 # The follow-up kinds the API accepts (it refuses any other with its reason).
 _ACTIONS = ("回访", "整改", "反馈", "解释说明")
-
-
-def _when(value: str | None) -> str:
-    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
 
 
 def _line(ticket: dict[str, Any]) -> str:
@@ -84,8 +82,8 @@ def register(cli: click.Group) -> None:
                 t.get("window") or "-",
                 "-" if t.get("stars") is None else str(t["stars"]),
                 t.get("case_number") or "",
-                _when(t["opened_at"]),
-                _when(t["deadline_at"]),
+                when(t["opened_at"]),
+                when(t["deadline_at"]),
                 state,
                 str(len(t["follow_ups"])),
             )

@@ -11,9 +11,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-
-def _when(value: str | None) -> str:
-    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
+from fleet_server.fleetctl_format import when
 
 
 def _size(size: int) -> str:
@@ -88,7 +86,7 @@ def register(cli: click.Group) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(
-                row["version"], row["kind"], _size(row["size"]), _when(row["created_at"]),
+                row["version"], row["kind"], _size(row["size"]), when(row["created_at"]),
                 row["created_by"], "[red]bad[/]" if row["bad"] else "", row["file_name"],
             )  # fmt: skip
         Console(width=200).print(table)
@@ -109,9 +107,9 @@ def register(cli: click.Group) -> None:
         for field in ("file_name", "kind", "size", "sha256", "created_by", "notes"):
             value = row.get(field)
             table.add_row(field.replace("_", " "), "-" if value is None else str(value))
-        table.add_row("created", _when(row["created_at"]))
+        table.add_row("created", when(row["created_at"]))
         if row["bad"]:
-            table.add_row("bad", f"{_when(row['bad_at'])} by {row['bad_by']}: {row['bad_reason']}")
+            table.add_row("bad", f"{when(row['bad_at'])} by {row['bad_by']}: {row['bad_reason']}")
         table.add_row("signed by", row["manifest"]["key_id"])
         Console(width=200).print(table)
 

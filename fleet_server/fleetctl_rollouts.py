@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from fleet_server.fleetctl_format import when
+
 # Per-outlet states in the order an install moves through them (docs/updates.md).
 STATES = (
     "pending",
@@ -36,10 +38,6 @@ _BAD = frozenset({"failed", "rolled_back", "skipped"})
 _ENDED = frozenset({"completed", "aborted"})
 _STYLE = {"running": "cyan", "paused": "yellow", "aborted": "red", "completed": "green"}
 DEFAULT_WAVES = "1,1%,10%,50%,100%"
-
-
-def _when(value: str | None) -> str:
-    return "-" if not value else value.replace("T", " ").split(".")[0].split("+")[0]
 
 
 def _wave(text: str) -> int | str:
@@ -224,7 +222,7 @@ def register(cli: click.Group) -> None:
             style = _STYLE.get(row["state"], "white")
             table.add_row(
                 str(row["id"]), row.get("name") or "", row["release"],
-                f"[{style}]{row['state']}[/]", f"{done}/{total}", _when(row["created_at"]),
+                f"[{style}]{row['state']}[/]", f"{done}/{total}", when(row["created_at"]),
                 row.get("created_by") or "",
             )  # fmt: skip
         Console(width=200).print(table)
@@ -252,7 +250,7 @@ def register(cli: click.Group) -> None:
                 table.add_column(column)
             for o in outlets["outlets"]:
                 table.add_row(
-                    o["outlet_id"], str(o["wave"]), _when(o["since"]), o.get("reason") or "",
+                    o["outlet_id"], str(o["wave"]), when(o["since"]), o.get("reason") or "",
                     o.get("from_version") or "",
                 )  # fmt: skip
             console.print(table)
