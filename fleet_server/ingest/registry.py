@@ -170,8 +170,8 @@ _SEEN_SHARED = text("""
 WITH v AS (
     SELECT * FROM unnest(
         CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:seqs AS bigint[]),
-        CAST(:seens AS timestamptz[]), CAST(:metrics AS text[]), CAST(:fresh AS boolean[])
-    ) AS t(outlet_id, session, seq, seen, metrics, fresh)
+        CAST(:seens AS timestamptz[]), CAST(:metrics AS text[])
+    ) AS t(outlet_id, session, seq, seen, metrics)
 ), locked AS (
     SELECT a.outlet_id FROM agents AS a
     WHERE a.outlet_id = ANY(CAST(:ids AS text[]))
@@ -181,7 +181,8 @@ UPDATE agents AS a SET
     last_seq = GREATEST(a.last_seq, v.seq),
     last_seen = GREATEST(a.last_seen, v.seen),
     last_metrics = CASE
-        WHEN v.fresh AND (a.last_seen IS NULL OR v.seen >= a.last_seen) THEN CAST(v.metrics AS json)
+        WHEN v.metrics IS NOT NULL AND (a.last_seen IS NULL OR v.seen >= a.last_seen)
+        THEN CAST(v.metrics AS json)
         ELSE a.last_metrics END
 FROM v JOIN locked ON locked.outlet_id = v.outlet_id
 WHERE a.outlet_id = v.outlet_id AND a.session = v.session
@@ -205,13 +206,13 @@ def save_seen_shared(session: Session, records: Sequence[OutletRecord]) -> set[s
             "sessions": [r.session for r in records],
             "seqs": [r.last_seq for r in records],
             "seens": [r.last_seen for r in records],
+            # Only metrics this worker received anew (NULL: the stored ones stay).
             "metrics": [
                 json.dumps(r.last_metrics)
                 if r.metrics_dirty and r.last_metrics is not None
                 else None
                 for r in records
             ],
-            "fresh": [r.metrics_dirty and r.last_metrics is not None for r in records],
         },
     )
     return {outlet_id for (outlet_id,) in rows}
