@@ -149,6 +149,10 @@ class SocialSecurityCardSimulator:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Set by vpcd's first message: only then is this card the one in the reader.
+        # vpcd serves one card at a time and leaves later connections in its listen
+        # backlog, so a connected card is not yet necessarily the one pcscd talks to.
+        self._attached = threading.Event()
         self._logic = CardLogic(self.data)
 
     @property
@@ -176,6 +180,7 @@ class SocialSecurityCardSimulator:
         sock.settimeout(None)
         self._sock = sock
         self._stop.clear()
+        self._attached.clear()
         self._logic = CardLogic(self.data)
         self._thread = threading.Thread(target=self._serve, name="ssc-card-sim", daemon=True)
         self._thread.start()
@@ -197,6 +202,18 @@ class SocialSecurityCardSimulator:
 
     insert = start
     remove = stop
+
+    def wait_attached(self, within: float = 10.0) -> None:
+        """Block until vpcd talks to this card (its first message), or raise.
+
+        Another card holding vpcd (a simulated agent on the same machine-wide pcscd)
+        would otherwise answer in its place.
+        """
+        if not self._attached.wait(within):
+            raise ConnectionError(
+                f"vpcd on {self.host}:{self.port} did not talk to this card within "
+                f"{within} s: another virtual card holds the reader"
+            )
 
     def __enter__(self) -> Self:
         return self.start()
@@ -239,6 +256,7 @@ class SocialSecurityCardSimulator:
                 message = self._recv_exact(int.from_bytes(header, "big"))
                 if message is None:
                     return
+                self._attached.set()
                 if len(message) == 1:
                     control = message[0]
                     if control == 0x04:

@@ -10,10 +10,12 @@ Outside CI a missing pcscd/vpcd skips with the reason; under ``CI=true`` it fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -56,6 +58,16 @@ def wait_until_absent(stack: PcscStack, *, within: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def inserted(
+    stack: PcscStack, data: SocialSecurityCardData = CARD
+) -> Iterator[SocialSecurityCardSimulator]:
+    """The card in the reader, once vpcd talks to it (not merely connected)."""
+    with SocialSecurityCardSimulator(data, port=stack.vpcd_port) as card:
+        card.wait_attached()
+        yield card
+
+
 @pytest.fixture
 def reader(pcsc: PcscStack) -> PcscStack:
     wait_until_absent(pcsc)
@@ -92,7 +104,7 @@ def test_registered_under_its_profile_name() -> None:
 
 def test_reads_a_card_through_pcscd(reader: PcscStack) -> None:
     events: list[DeviceEvent] = []
-    with SocialSecurityCardSimulator(CARD, port=reader.vpcd_port) as card_sim:
+    with inserted(reader) as card_sim:
 
         async def main() -> tuple[SocialSecurityCard, dict[str, Any]]:
             async with make_driver(reader, events=events) as driver:
@@ -119,7 +131,7 @@ def test_reads_a_card_through_pcscd(reader: PcscStack) -> None:
 
 
 def test_current_ef_read_style(reader: PcscStack) -> None:
-    with SocialSecurityCardSimulator(CARD, port=reader.vpcd_port) as card_sim:
+    with inserted(reader) as card_sim:
         card = read(reader, read_style="current")
     assert card.card_number == "B98765432"
     assert bytes.fromhex("00B207040B") in card_sim.apdus  # the documented current-EF form
@@ -127,7 +139,7 @@ def test_current_ef_read_style(reader: PcscStack) -> None:
 
 
 def test_sfi_read_style(reader: PcscStack) -> None:
-    with SocialSecurityCardSimulator(CARD, port=reader.vpcd_port) as card_sim:
+    with inserted(reader) as card_sim:
         card = read(reader, read_style="sfi")
     assert card.id_number == CARD.ssn
     assert bytes.fromhex("00B2093400") in card_sim.apdus  # EF06 record 09 by SFI
@@ -136,7 +148,7 @@ def test_sfi_read_style(reader: PcscStack) -> None:
 def test_card_without_ssse_is_refused_clearly(reader: PcscStack) -> None:
     bank_card = SocialSecurityCardData(has_ssse=False)
     with (
-        SocialSecurityCardSimulator(bank_card, port=reader.vpcd_port),
+        inserted(reader, bank_card),
         pytest.raises(DeviceRefused, match="6A82") as info,
     ):
         read(reader)
@@ -219,3 +231,18 @@ def test_card_logic_answers_per_the_brief() -> None:
     assert logic.answer(bytes.fromhex("00B2017C00")) == b"\x6a\x82"  # no EF with SFI 15
     assert logic.answer(bytes.fromhex("0084000008")) == b"\x6d\x00"
     assert logic.answer(bytes.fromhex("80B2072C00")) == b"\x6e\x00"
+
+
+def test_a_second_card_waits_while_another_holds_the_reader(reader: PcscStack) -> None:
+    """vpcd serves one card; a later one is connected but unheard, and says so."""
+    with inserted(reader) as first:
+        second = SocialSecurityCardSimulator(CARD, port=reader.vpcd_port).start()
+        try:
+            with pytest.raises(ConnectionError, match="another virtual card holds"):
+                second.wait_attached(within=1.5)
+        finally:
+            second.stop()
+        card = read(reader)
+    assert card.card_number == CARD.card_number
+    assert first.apdus  # the first card answered
+    assert not second.apdus
