@@ -49,7 +49,9 @@ REGION = "330902"
 OLD, NEW = "1.0.0", "1.1.0"
 DONE = frozenset({"successful", "failed", "canceled", "error", "interrupted"})
 
-pytestmark = [pytest.mark.timeout(900)]
+# One worker builds the module's bundles and outlet host once (xdist would build them per
+# worker: docs/development.md).
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("outlet_playbooks")]
 
 
 def _closed_now_hours() -> dict[str, Any]:

@@ -50,7 +50,8 @@ OLD, GOOD, CRASHES, SILENT = "1.0.0", "1.1.0", "1.2.0", "1.3.0"
 REGION = "330902"  # routed to the "zhoushan" target by the test catalogue
 __all__ = ["pins", "uv_cache_warm"]  # the update tests' session fixtures, shared
 
-pytestmark = pytest.mark.timeout(420)
+# One worker builds the module's release wheels once (docs/development.md).
+pytestmark = [pytest.mark.timeout(420), pytest.mark.xdist_group("update_flow")]
 
 
 @pytest.fixture(scope="module")
