@@ -325,7 +325,7 @@ class ServerRuntime:
             self.delivery = DeliveryWorker(
                 sessions=sessions,
                 targets=targets,
-                publish_result=lambda result: ingest.publish_result(result, timeout=5.0),
+                publish_results=lambda results: ingest.publish_results(results, timeout=5.0),
                 poll_interval_s=settings.delivery_poll_interval_s,
                 concurrency=settings.delivery_concurrency,
                 lease_s=settings.delivery_lease_s,

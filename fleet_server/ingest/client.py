@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,13 +213,15 @@ class Ingest:
         """Bytes the queued messages hold (see ``queue.cost``)."""
         return self._queue.bytes
 
-    def publish_result(self, result: TransactionResult, *, timeout: float) -> bool:
-        """Publish a transaction's upstream result; True once the broker has it (PUBACK).
+    def publish_results(
+        self, results: Sequence[TransactionResult], *, timeout: float
+    ) -> list[bool]:
+        """Publish transactions' upstream results; each True once the broker has it.
 
-        Called from the delivery worker's thread; ``result``'s session and seq are
+        Called from the delivery worker's thread; each result's session and seq are
         replaced with the server's own.
         """
-        return self.publisher.result(result, timeout=timeout)
+        return self.publisher.results(results, timeout=timeout)
 
     # -- paho side (network thread): never touches the database ---------------
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -83,17 +85,32 @@ class Publisher:
         )
         self._publish(topic_for(message.outlet_id, Kind.TRANSACTION_ACK), encode(ack))
 
-    def result(self, result: TransactionResult, *, timeout: float) -> bool:
-        """Publish a transaction's upstream result; True once the broker has it (PUBACK)."""
+    def results(self, results: Sequence[TransactionResult], *, timeout: float) -> list[bool]:
+        """Publish transactions' upstream results; each True once the broker has it (PUBACK).
+
+        All are published before the first wait, so a batch costs about one round trip to
+        the broker rather than one per result (the delivery thread waited out each PUBACK
+        in turn, and fell behind the clerks while a large fleet's telemetry flowed).
+        """
         if not self._stats.broker_connected:
-            return False
-        message = result.model_copy(update={"session": self.server_session, "seq": next(self._seq)})
-        info = self._publish(topic_for(message.outlet_id, Kind.TRANSACTION_RESULT), encode(message))
-        try:
-            info.wait_for_publish(timeout=timeout)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
+            return [False] * len(results)
+        infos = []
+        for result in results:
+            message = result.model_copy(
+                update={"session": self.server_session, "seq": next(self._seq)}
+            )
+            topic = topic_for(message.outlet_id, Kind.TRANSACTION_RESULT)
+            infos.append(self._publish(topic, encode(message)))
+        deadline = time.monotonic() + timeout
+        published = []
+        for info in infos:
+            try:
+                info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):  # not queued: no connection, or queue full
+                published.append(False)
+                continue
+            published.append(info.is_published())
+        return published
 
     def publish_config(self, signed: SignedConfig) -> mqtt.MQTTMessageInfo | None:
         """Publish a signed config retained on its outlet's ``down/config`` (QoS 1).

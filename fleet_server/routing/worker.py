@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -43,7 +43,8 @@ __all__ = ["DeliveryWorker", "ResultPublisher"]
 
 logger = logging.getLogger(__name__)
 
-ResultPublisher = Callable[[TransactionResult], bool]
+# Publishes a batch of results; one flag per result: the broker has it.
+ResultPublisher = Callable[[Sequence[TransactionResult]], Sequence[bool]]
 _RESULT_BATCH: Final = 200
 _STOP_TIMEOUT_S: Final = 10.0
 _UNREADABLE: Final = "the sealed body does not open for this row (moved, planted or its key gone)"
@@ -57,7 +58,7 @@ class DeliveryWorker:
         *,
         sessions: sessionmaker[Session],
         targets: TargetsConfig,
-        publish_result: ResultPublisher,
+        publish_results: ResultPublisher,
         poll_interval_s: float,
         concurrency: int,
         lease_s: float,
@@ -65,7 +66,7 @@ class DeliveryWorker:
     ) -> None:
         self._sessions = sessions
         self._targets = targets
-        self._publish_result = publish_result
+        self._publish_results = publish_results
         self._poll_interval_s = poll_interval_s
         self._lease = timedelta(seconds=lease_s)
         self._concurrency = concurrency
@@ -297,8 +298,10 @@ class DeliveryWorker:
                 .order_by(InboxEntry.id)
                 .limit(_RESULT_BATCH)
             ).all()
-            for entry in rows:
-                result = TransactionResult(
+            if not rows:
+                return
+            results = [
+                TransactionResult(
                     outlet_id=entry.outlet_id,
                     session=0,
                     seq=0,
@@ -307,8 +310,16 @@ class DeliveryWorker:
                     case_number=entry.case_number if entry.state == "delivered" else None,
                     reason=entry.last_error if entry.state != "delivered" else None,
                 )
-                if not self._publish_result(result):
-                    return  # broker away: try again next round
-                entry.result_pending = False
+                for entry in rows
+            ]
+            # A result the broker did not take stays pending for the next round (the
+            # broker away, or its PUBACK late); one the outlet gets twice it ignores.
+            published = self._publish_results(results)
+            sent = 0
+            for entry, done in zip(rows, published, strict=True):
+                if done:
+                    entry.result_pending = False
+                    sent += 1
+            if sent:
                 session.commit()
-                self.counters["results_sent"] += 1
+                self.counters["results_sent"] += sent

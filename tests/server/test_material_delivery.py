@@ -148,7 +148,7 @@ def test_a_64_mib_material_is_verified_and_delivered_without_holding_it_in_memor
             )
             targets = load_targets(targets_file)
             worker = DeliveryWorker(
-                sessions=sessions, targets=targets, publish_result=lambda _result: True,
+                sessions=sessions, targets=targets, publish_results=lambda rs: [True] * len(rs),
                 poll_interval_s=0.05, concurrency=2, lease_s=120,
             )  # fmt: skip
             worker.start()
@@ -189,7 +189,7 @@ def test_a_chunk_found_corrupt_while_sending_aborts_the_request_and_dead_letters
     with serving_upstream() as upstream:
         targets = load_targets(write_targets(tmp_path / "t.json", upstream, ["zhoushan", "hcp"]))
         worker = DeliveryWorker(
-            sessions=sessions, targets=targets, publish_result=lambda _result: False,
+            sessions=sessions, targets=targets, publish_results=lambda rs: [False] * len(rs),
             poll_interval_s=0.05, concurrency=2, lease_s=30,
         )  # fmt: skip
         worker.start()

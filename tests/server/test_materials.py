@@ -349,7 +349,7 @@ def test_submission_whose_chunks_vanished_is_dead_lettered_not_sent(
     with serving_upstream() as upstream:
         targets = load_targets(write_targets(tmp_path / "t.json", upstream, ["zhoushan", "hcp"]))
         worker = DeliveryWorker(
-            sessions=sessions, targets=targets, publish_result=lambda _result: False,
+            sessions=sessions, targets=targets, publish_results=lambda rs: [False] * len(rs),
             poll_interval_s=0.05, concurrency=2, lease_s=30,
         )  # fmt: skip
         worker.start()
@@ -388,7 +388,7 @@ def test_a_body_moved_to_another_row_is_dead_lettered_and_the_rest_delivered(
     with serving_upstream() as upstream:
         targets = load_targets(write_targets(tmp_path / "t.json", upstream, ["zhoushan", "hcp"]))
         worker = DeliveryWorker(
-            sessions=sessions, targets=targets, publish_result=lambda _result: False,
+            sessions=sessions, targets=targets, publish_results=lambda rs: [False] * len(rs),
             poll_interval_s=0.05, concurrency=2, lease_s=30,
         )  # fmt: skip
         worker.start()
