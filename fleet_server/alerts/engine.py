@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.alerts.conditions import Condition, OutletFacts, conditions_for
+from fleet_server.alerts.config_parts import ConfigParts
 from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.record_rules import BreakerStates, RecordRules
@@ -31,7 +32,6 @@ from fleet_server.campaigns.alerting import (
     paused_campaigns,
 )
 from fleet_server.config.drift import config_drift_facts
-from fleet_server.config.tables import OutletConfig
 from fleet_server.health.hours import zone_of
 from fleet_server.health.live import LiveHub
 from fleet_server.health.queries import alert_payload
@@ -79,7 +79,11 @@ def _device_may_alert(book: RuleBook, paper: ColumnElement[str]) -> ColumnElemen
 
 
 def gather_facts(
-    session: Session, book: RuleBook | None = None, *, day: date | None = None
+    session: Session,
+    book: RuleBook | None = None,
+    *,
+    day: date | None = None,
+    config_parts: ConfigParts | None = None,
 ) -> list[OutletFacts]:
     """One ``OutletFacts`` per outlet with an agent; devices only where a rule may fire.
 
@@ -130,7 +134,7 @@ def gather_facts(
         )
     revoked = {hit.outlet_id: hit for hit in session.scalars(select(RevokedTraffic))}
     drift = config_drift_facts(session)
-    configured = _config_parts(session)
+    configured = (config_parts or ConfigParts()).read(session)
     refusals = refusals_on(session, day) if day is not None else {}
     facts = []
     for agent in session.execute(
@@ -172,22 +176,6 @@ def gather_facts(
             )
         )
     return facts
-
-
-def _config_parts(session: Session) -> dict[str, tuple[Any, Any]]:
-    """Each outlet's desired ``opening_hours`` and ``alerts`` (None where not set).
-
-    The signed config is the one place for them once set: its hours win over the
-    outlet profile's, its thresholds over the stored rule overrides.
-    """
-    hours = OutletConfig.desired["opening_hours"]
-    alerts = OutletConfig.desired["alerts"]
-    rows = session.execute(
-        select(OutletConfig.outlet_id, hours, alerts).where(
-            or_(hours.is_not(None), alerts.is_not(None))
-        )
-    )
-    return {outlet: (h, a) for outlet, h, a in rows}
 
 
 def with_config_alerts(
@@ -238,6 +226,7 @@ class AlertEngine:
         self.errors = 0
         self.open_count = 0
         self._records = RecordRules()
+        self._config_parts = ConfigParts()
 
     def watch_breakers(self, states: BreakerStates) -> None:
         """Read each upstream target's breaker from ``states`` (the delivery worker's)."""
@@ -288,7 +277,9 @@ class AlertEngine:
             }
             already = set(open_rows)
             holding: dict[tuple[str, str, str], Condition] = {}
-            for facts in gather_facts(session, book, day=local_now.date()):
+            for facts in gather_facts(
+                session, book, day=local_now.date(), config_parts=self._config_parts
+            ):
                 rules = with_config_alerts(
                     book.for_outlet(
                         outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind

@@ -67,3 +67,36 @@ def test_the_configs_hours_and_thresholds_are_what_the_rules_read(
         "open-by-config": "outlet_offline",
         "open-in-its-zone": "outlet_offline",
     }
+
+
+def test_a_config_signed_again_is_read_again_by_the_same_engine(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The engine re-reads an outlet's parts when its desired hash changes (ConfigParts),
+    and only the profile's hours are left once the config row is gone."""
+    lenient = {
+        "opening_hours": {"always_open": True},
+        "alerts": {"outlet_offline": {"after_s": 900}},
+    }
+    with sessions.begin() as session:
+        _offline(session, "resigned", minutes=5, desired=lenient)
+        row = session.get(OutletConfig, "resigned")
+        assert row is not None
+        row.desired_hash = "a" * 64
+    engine = AlertEngine(sessions=sessions, interval_s=60)
+    engine.evaluate_once(now=NOW)
+    assert _open_alerts(sessions) == {}  # 5 minutes offline, 900 s allowed
+    with sessions.begin() as session:
+        row = session.get(OutletConfig, "resigned")
+        assert row is not None
+        row.desired = {**lenient, "alerts": {"outlet_offline": {"after_s": 120}}}
+        row.desired_hash = "b" * 64
+        row.desired_version = 2
+    engine.evaluate_once(now=NOW)
+    assert _open_alerts(sessions) == {"resigned": "outlet_offline"}
+    with sessions.begin() as session:
+        session.delete(session.get(OutletConfig, "resigned"))
+    engine.evaluate_once(now=NOW)  # closed at 03:00 by its profile's office hours
+    with sessions() as session:
+        states = {a.outlet_id: a.state for a in session.scalars(select(Alert))}
+    assert states == {"resigned": "resolved"}
