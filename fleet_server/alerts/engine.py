@@ -43,6 +43,7 @@ from fleet_server.health.tables import (
     OutletProfile,
 )
 from fleet_server.models import Agent, RevokedTraffic
+from fleet_server.pacing import Pacer, no_pacing
 from fleet_server.transactions.usage import refusals_on
 
 logger = logging.getLogger(__name__)
@@ -78,18 +79,25 @@ def _device_may_alert(book: RuleBook, paper: ColumnElement[str]) -> ColumnElemen
     )
 
 
+# Rows per fetch of the large reads: a fetch runs in C and holds the interpreter throughout.
+_FETCH_CHUNK = 500
+
+
 def gather_facts(
     session: Session,
     book: RuleBook | None = None,
     *,
     day: date | None = None,
     config_parts: ConfigParts | None = None,
+    pace: Callable[[], None] = no_pacing,
 ) -> list[OutletFacts]:
     """One ``OutletFacts`` per outlet with an agent; devices only where a rule may fire.
 
     Reads plain column tuples, not ORM objects: at 10,000 outlets x 5 devices building
     and tracking identity-mapped objects every evaluation cost seconds of CPU. Of device
     health only ``paper`` is read (the only key a rule looks at), extracted in SQL.
+    ``pace`` is called per row of the large reads (``fleet_server.pacing``); they are
+    fetched in chunks so that no single fetch holds the interpreter long.
     """
     book = book if book is not None else load_rulebook(session)
     profiles = {
@@ -119,8 +127,11 @@ def gather_facts(
             paper.label("paper"),
             DeviceState.reads_ok,
             DeviceState.reads_failed,
-        ).where(_device_may_alert(book, paper))
+        )
+        .where(_device_may_alert(book, paper))
+        .execution_options(yield_per=_FETCH_CHUNK)
     ):
+        pace()
         devices.setdefault(row.outlet_id, []).append(
             {
                 "device_id": row.device_id,
@@ -138,8 +149,11 @@ def gather_facts(
     refusals = refusals_on(session, day) if day is not None else {}
     facts = []
     for agent in session.execute(
-        select(Agent.outlet_id, Agent.state, Agent.state_since, Agent.last_metrics)
+        select(
+            Agent.outlet_id, Agent.state, Agent.state_since, Agent.last_metrics
+        ).execution_options(yield_per=_FETCH_CHUNK)
     ):
+        pace()
         profile = profiles.get(agent.outlet_id)
         hours, alerts = configured.get(agent.outlet_id, (None, None))
         if hours is None and profile is not None:
@@ -277,9 +291,11 @@ class AlertEngine:
             }
             already = set(open_rows)
             holding: dict[tuple[str, str, str], Condition] = {}
+            pace = Pacer()
             for facts in gather_facts(
-                session, book, day=local_now.date(), config_parts=self._config_parts
+                session, book, day=local_now.date(), config_parts=self._config_parts, pace=pace
             ):
+                pace()
                 rules = with_config_alerts(
                     book.for_outlet(
                         outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
