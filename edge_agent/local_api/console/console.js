@@ -108,7 +108,9 @@ function onEvent(event) {
   if (event.type !== "event") return;
   const data = event.data ?? {};
   logEvent(`${EVENT_LABELS[event.name] ?? event.name}${event.device_id ? " · " + event.device_id : ""}`);
-  if (event.name === "transaction.acked" && data.tx_id === txId && data.status !== "rejected") showCase("已送达政务服务平台接入端，等待办件编号…");
+  // The result may come before the ack (they reach the agent by different paths): an
+  // ack never takes back a case number already shown.
+  if (event.name === "transaction.acked" && data.tx_id === txId && data.status !== "rejected" && !caseNumber) showCase("已送达政务服务平台接入端，等待办件编号…");
   if (event.name === "transaction.result" && data.tx_id === txId) {
     if (data.outcome === "delivered") showCase("已受理", data.case_number);
     else showCase(`被退回：${data.reason ?? data.outcome}`);

@@ -11,9 +11,12 @@ window.govedgeOps = function (h) {
   const view = { page: null, data: null, offset: 0, detail: null, lastResult: null };
 
   // A live change and a click can both refresh a list, and their answers can arrive in
-  // either order: only the latest request may draw, or page 1 lands over page 2.
-  let drawn = 0;
-  const latest = () => { const mine = ++drawn; return () => mine === drawn; };
+  // either order: only the latest request may draw, or page 1 lands over page 2. A
+  // detail box counts apart (a list's refresh redraws its detail too): else a detail read
+  // before a replay ("dead") could land over the one read after it ("pending").
+  const newest = () => { let drawn = 0; return () => { const mine = ++drawn; return () => mine === drawn; }; };
+  const latest = newest();
+  const latestDetail = newest();
 
   // The API's reason for a refusal: its sentence, or its field errors joined.
   function why(res) {
@@ -280,7 +283,9 @@ window.govedgeOps = function (h) {
     },
 
     async show(id) {
+      const current = latestDetail();
       const res = await call("GET", `/api/v1/dead-letters/${encodeURIComponent(id)}`);
+      if (!current()) return;
       const box = $("dl-detail");
       if (!res.ok) { box.hidden = true; view.detail = null; return; }
       const d = res.json;
@@ -359,7 +364,9 @@ window.govedgeOps = function (h) {
 
     async show(key) {
       const [outlet, tx] = JSON.parse(key);
+      const current = latestDetail();
       const res = await call("GET", `/api/v1/outlets/${encodeURIComponent(outlet)}/transactions/${encodeURIComponent(tx)}`);
+      if (!current()) return;
       const box = $("tx-detail");
       if (!res.ok) { box.hidden = true; view.detail = null; return; }
       const d = res.json;
