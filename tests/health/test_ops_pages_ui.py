@@ -214,7 +214,10 @@ def test_an_operator_replays_a_dead_letter_and_it_leaves_the_list(
         f"Dead letter {seeded.dead_letter} (transaction tx-{INSIDE}) was replayed"
     )
     page.wait_for_selector(row, state="detached")
-    assert page.inner_text("#dl-tx-state") == "pending"  # the detail stays, now pending
+    # The detail stays, now pending: it is read again after the list is drawn.
+    page.wait_for_function(
+        "document.querySelector('#dl-tx-state')?.textContent === 'pending'", timeout=20_000
+    )
     assert APPLICANT not in page.content()
 
     # The transaction's own page: back to pending, no body shown.
