@@ -140,6 +140,11 @@ class _FleetCollector(Collector):
             yield CounterMetricFamily(
                 "govedge_alert_evaluations", "Rule evaluations", value=s.engine.evaluations
             )
+            yield CounterMetricFamily(
+                "govedge_alert_evaluation_errors",
+                "Rule evaluations that failed (changed no alert; the next one runs as usual)",
+                value=s.engine.errors,
+            )
             yield GaugeMetricFamily(
                 "govedge_alert_engine_leader",
                 "1 if this process is the alert-engine leader (evaluates and notifies)",

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.leader import leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
+from fleet_server.alerts.outlet_pass import OutletPassProcess
 from fleet_server.alerts.robots import Destination, DingTalkRobot, WeComRobot
 from fleet_server.alerts.rules import check_override
 from fleet_server.api.deps import AppState
@@ -52,6 +53,7 @@ from fleet_server.transactions.purge import purge_loop
 
 logger = logging.getLogger(__name__)
 _FIGURES_TTL_S = 30.0
+_OUTLET_PASS_TIMEOUT_S = 120.0
 
 
 class HealthRuntime:
@@ -115,6 +117,7 @@ class HealthRuntime:
                 if engine is not None
                 else None
             ),
+            outlet_pass=_outlet_pass(settings, engine),
         )
         sources = metrics.sources
         sources.limiter = self.limiter
@@ -202,6 +205,23 @@ class HealthRuntime:
         """Stop the time-series sink (after the ingest drained)."""
         if self.sink is not None:
             self.sink.stop()
+
+
+def _outlet_pass(settings: Settings, engine: Engine | None) -> OutletPassProcess | None:
+    """The alert pass's child process, where the settings ask for it and it can work:
+    an in-memory SQLite database exists only in this process."""
+    if not settings.alert_eval_process or engine is None:
+        return None
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
+    return OutletPassProcess(
+        url.render_as_string(hide_password=False),
+        timezone=settings.outlet_timezone,
+        # Generous (a pass at 50,000 outlets takes seconds) yet short enough that a
+        # hung child does not stop alerting for long.
+        timeout_s=_OUTLET_PASS_TIMEOUT_S,
+    )
 
 
 class ServerRuntime:

@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     timeseries_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
     # Alerts: evaluation period, webhooks (JSON list in GOVEDGE_ALERT_WEBHOOKS), retries.
     alert_eval_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # The per-outlet rules of each pass in a child process of the leader (needs a
+    # database the child can open: a file or PostgreSQL); off: in the engine's thread.
+    alert_eval_process: bool = True
     alert_webhooks: list[str] = Field(default_factory=list)
     alert_webhook_retries: Annotated[int, Field(ge=0, le=20)] = 5
     alert_webhook_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -205,14 +205,66 @@ def with_config_alerts(
     return merged
 
 
+def outlet_conditions(
+    session: Session,
+    book: RuleBook,
+    *,
+    now: datetime,
+    timezone: ZoneInfo,
+    already_open: set[tuple[str, str, str]],
+    config_parts: ConfigParts | None = None,
+    pace: Callable[[], None] = no_pacing,
+) -> list[Condition]:
+    """Every per-outlet rule applied to every outlet: the part of a pass that grows with
+    the fleet (the engine's thread, or the child process of ``alerts.outlet_pass``)."""
+    found: list[Condition] = []
+    for facts in gather_facts(
+        session,
+        book,
+        day=now.astimezone(timezone).date(),
+        config_parts=config_parts,
+        pace=pace,
+    ):
+        pace()
+        rules = with_config_alerts(
+            book.for_outlet(
+                outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
+            ),
+            facts.config_alerts,
+        )
+        # Opening hours are read in the outlet's own time zone when its config names one.
+        local = now.astimezone(zone_of(facts.opening_hours, timezone.key))
+        found.extend(
+            conditions_for(facts, rules, now=now, local_now=local, already_open=already_open)
+        )
+    return found
+
+
 def _revoked_facts(row: RevokedTraffic | None) -> dict[str, Any]:
     if row is None:
         return {}
     return {"revoked_refused": row.refused, "revoked_last_at": row.last_at}
 
 
+class OutletPass(Protocol):
+    """Where ``outlet_conditions`` runs when not in the engine's thread."""
+
+    def conditions(
+        self, *, now: datetime, already_open: set[tuple[str, str, str]]
+    ) -> list[Condition]:
+        """The per-outlet conditions holding at ``now``."""
+
+    def close(self) -> None:
+        """Stop whatever runs the pass."""
+
+
 class AlertEngine:
-    """Evaluate the rules periodically in a named thread; ``evaluate_once`` for tests."""
+    """Evaluate the rules periodically in a named thread; ``evaluate_once`` for tests.
+
+    With ``outlet_pass`` the per-outlet rules run there (``alerts.outlet_pass``: a child
+    process, so that a pass over a large fleet does not hold this process's interpreter
+    while the ingest and the delivery worker need it); without it they run here, paced.
+    """
 
     def __init__(
         self,
@@ -224,8 +276,10 @@ class AlertEngine:
         live: LiveHub | None = None,
         on_db_latency: Callable[[str, float], None] | None = None,
         leader: Leadership | None = None,
+        outlet_pass: OutletPass | None = None,
     ) -> None:
         self._sessions = sessions
+        self._outlet_pass = outlet_pass
         self.leader: Leadership = leader or AlwaysLeader(sessions)
         self._interval_s = interval_s
         self._tz = ZoneInfo(timezone)
@@ -253,9 +307,12 @@ class AlertEngine:
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop after the evaluation in progress and give the leadership up."""
         self._stop.set()
-        self._thread.join(timeout=timeout)
+        if self._thread.ident is not None:  # started (tests may only evaluate_once)
+            self._thread.join(timeout=timeout)
         if not self._thread.is_alive():
             self.leader.release()
+        if self._outlet_pass is not None:
+            self._outlet_pass.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -280,34 +337,36 @@ class AlertEngine:
             return True
 
     def _evaluate(self, *, now: datetime) -> None:
-        local_now = now.astimezone(self._tz)
         notes: list[dict[str, Any]] = []
         started = time.perf_counter()
+        outlet_found: list[Condition] | None = None
+        if self._outlet_pass is not None:
+            # Only this thread of the leader opens or resolves alerts, so the keys read
+            # here are still the open ones when the reconciliation below reads the rows.
+            with self.leader.transaction() as session:
+                already = {
+                    (rule, outlet, device)
+                    for rule, outlet, device in session.execute(
+                        select(Alert.rule, Alert.outlet_id, Alert.device_id).where(
+                            Alert.state == "open"
+                        )
+                    )
+                }
+            # Outside any transaction: the leader's connection does not idle in one
+            # while the child process reads the fleet.
+            outlet_found = self._outlet_pass.conditions(now=now, already_open=already)
         with self.leader.transaction() as session:
             book = load_rulebook(session)
             open_rows = {
                 (row.rule, row.outlet_id, row.device_id): row
                 for row in session.scalars(select(Alert).where(Alert.state == "open"))
             }
-            already = set(open_rows)
-            holding: dict[tuple[str, str, str], Condition] = {}
-            pace = Pacer()
-            for facts in gather_facts(
-                session, book, day=local_now.date(), config_parts=self._config_parts, pace=pace
-            ):
-                pace()
-                rules = with_config_alerts(
-                    book.for_outlet(
-                        outlet_id=facts.outlet_id, region_code=facts.region_code, kind=facts.kind
-                    ),
-                    facts.config_alerts,
-                )
-                # Opening hours are read in the outlet's own time zone when its config names one.
-                local = now.astimezone(zone_of(facts.opening_hours, self._tz.key))
-                for condition in conditions_for(
-                    facts, rules, now=now, local_now=local, already_open=already
-                ):
-                    holding[condition.key] = condition
+            if outlet_found is None:
+                outlet_found = outlet_conditions(
+                    session, book, now=now, timezone=self._tz, already_open=set(open_rows),
+                    config_parts=self._config_parts, pace=Pacer(),
+                )  # fmt: skip
+            holding = {condition.key: condition for condition in outlet_found}
             for condition in campaign_conditions(session, book):
                 holding[condition.key] = condition
             for condition in self._records.conditions(session, book, now=now):
