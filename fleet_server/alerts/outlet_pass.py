@@ -104,10 +104,13 @@ class OutletPassProcess:
         self.pid = process.pid
         # The child says it is ready once its imports are done: a slow start (a loaded
         # machine importing the server's modules) is not taken for a hung pass.
-        if not ours.poll(_START_TIMEOUT_S):
+        try:
+            ready = ours.poll(_START_TIMEOUT_S) and ours.recv() is True
+        except (EOFError, OSError):  # it died while starting (its error is on stderr)
+            ready = False
+        if not ready:
             self._kill()
             raise OutletPassError("the alert pass's child process did not start")
-        ours.recv()
         logger.info("alert pass: child process %s started", process.pid)
         return ours
 
