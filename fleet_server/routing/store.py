@@ -1,8 +1,8 @@
 """Durable delivery state: claim due inbox rows, record attempts, dead letters, replay.
 
 Every function takes a ``Session`` and leaves the commit to the caller, except where
-a claim must be atomic on its own (``claim``): a row is claimed by a conditional
-UPDATE of its lease, so two server processes never deliver the same row at once, and
+a claim must be atomic on its own (``claim``): rows are claimed by a conditional
+UPDATE of their lease, so two server processes never deliver the same row at once, and
 a crashed process's claim simply expires.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from fleet_server.catalogue.store import resolve_item
-from fleet_server.models import CatalogueItem, DeadLetter, DeliveryAttempt, InboxEntry
+from fleet_server.models import DeadLetter, DeliveryAttempt, InboxEntry
 from fleet_server.routing.http_adapter import DeliveryResult
+from fleet_server.routing.routes import CatalogueRoutes, RoutedItem
 from fleet_server.routing.targets import TargetConfig, TargetsConfig
 from fleet_server.transactions.materials import MaterialPart
 
@@ -71,8 +71,8 @@ def due_rows(session: Session, *, now: datetime, limit: int) -> list[InboxEntry]
 
 
 def route(
-    session: Session, entry: InboxEntry, *, targets: TargetsConfig
-) -> tuple[str | None, CatalogueItem | None, str | None]:
+    session: Session, entry: InboxEntry, *, targets: TargetsConfig, routes: CatalogueRoutes
+) -> tuple[str | None, RoutedItem | None, str | None]:
     """(target name, catalogue item, why-not): where ``entry`` goes, or why nowhere."""
     if entry.tx_kind == "evaluation":
         if targets.evaluation_target is None:
@@ -80,7 +80,7 @@ def route(
         return targets.evaluation_target, None, None
     if entry.item_code is None or entry.region_code is None:
         return None, None, "submission has no item or region"
-    item = resolve_item(session, item_code=entry.item_code, region_code=entry.region_code)
+    item = routes.resolve(session, item_code=entry.item_code, region_code=entry.region_code)
     if item is None:
         return None, None, f"no catalogue item {entry.item_code} for region {entry.region_code}"
     if targets.get(item.target) is None:
@@ -88,26 +88,35 @@ def route(
     return item.target, item, None
 
 
-def claim(session: Session, entry: InboxEntry, *, target: str, lease_until: datetime) -> bool:
-    """Take the lease on ``entry`` if it is still free; commits on its own."""
+def claim(session: Session, targets: dict[int, str], *, lease_until: datetime) -> set[int]:
+    """Take the lease on each row of ``targets`` (inbox id -> target) that is still free;
+    the ids taken. One UPDATE per target and one commit, on its own."""
     now = datetime.now(lease_until.tzinfo)
-    result = session.execute(
-        update(InboxEntry)
-        .where(
-            InboxEntry.id == entry.id,
-            InboxEntry.state == "pending",
-            or_(InboxEntry.lease_until.is_(None), InboxEntry.lease_until < now),
+    by_target: dict[str, list[int]] = {}
+    for inbox_id, target in targets.items():
+        by_target.setdefault(target, []).append(inbox_id)
+    taken: set[int] = set()
+    for target, ids in by_target.items():
+        taken.update(
+            session.scalars(
+                update(InboxEntry)
+                .where(
+                    InboxEntry.id.in_(ids),
+                    InboxEntry.state == "pending",
+                    or_(InboxEntry.lease_until.is_(None), InboxEntry.lease_until < now),
+                )
+                .values(lease_until=lease_until, target=target)
+                .returning(InboxEntry.id)
+                .execution_options(synchronize_session=False)
+            )
         )
-        .values(lease_until=lease_until, target=target)
-        .execution_options(synchronize_session=False)
-    )
     session.commit()
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return taken
 
 
 def document_for(
     entry: InboxEntry,
-    item: CatalogueItem | None,
+    item: RoutedItem | None,
     *,
     materials: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from fleet_server.routing.http_adapter import (
     DeliveryResult,
     HttpJsonAdapter,
 )
+from fleet_server.routing.routes import CatalogueRoutes, RoutedItem
 from fleet_server.routing.targets import TargetsConfig
 from fleet_server.transactions.materials import (
     MaterialPart,
@@ -86,6 +87,7 @@ class DeliveryWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-delivery", daemon=True)
         self.counters: Counter[str] = Counter()
+        self._routes = CatalogueRoutes()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -140,35 +142,71 @@ class DeliveryWorker:
             return
         now = datetime.now(UTC)
         with self._sessions() as session:
+            self._routes.refresh(session)
             rows = store.due_rows(session, now=now, limit=max(free * 4, 32))
-            for entry in rows:
-                if self._stop.is_set() or self._free_slots() <= 0:
-                    return
-                with self._lock:
-                    if entry.id in self._held:
-                        continue
-                self._consider(session, entry, now=now)
-
-    def _consider(self, session: Session, entry: InboxEntry, *, now: datetime) -> None:
-        target, item, why = store.route(session, entry, targets=self._targets)
-        if target is None:
-            store.dead_letter(
-                session, entry, reason="no_route", detail=why, status_code=None, now=now,
-                notify=False,
-            )  # fmt: skip
-            session.commit()
-            self.counters["no_route"] += 1
-            logger.warning(
-                "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
-            )
-            return
-        with self._lock:
-            if self._in_flight[target] >= self._per_target:
+            planned = self._plan(session, rows, free=free, now=now)
+            if not planned:
                 return
+            # One claim for the round: every UPDATE and COMMIT is a turn at the
+            # interpreter lock that the ingest and the API wait for as well.
+            taken = store.claim(
+                session, {entry.id: target for entry, target, _ in planned},
+                lease_until=now + self._lease,
+            )  # fmt: skip
+            for entry, target, item in planned:
+                if entry.id in taken:
+                    self._submit(session, entry, target, item, now=now)
+                else:  # another process took it meanwhile
+                    self.breakers[target].release()
+
+    def _plan(
+        self, session: Session, rows: list[InboxEntry], *, free: int, now: datetime
+    ) -> list[tuple[InboxEntry, str, RoutedItem | None]]:
+        """The rows to claim this round, each with its target: not held here, routable,
+        within the target's share of the pool and allowed by its breaker."""
+        planned: list[tuple[InboxEntry, str, RoutedItem | None]] = []
+        with self._lock:
+            busy = Counter(self._in_flight)
+            held = set(self._held)
+        for entry in rows:
+            if self._stop.is_set() or len(planned) >= free:
+                break
+            if entry.id in held:
+                continue
+            target, item, why = store.route(
+                session, entry, targets=self._targets, routes=self._routes
+            )
+            if target is None:
+                store.dead_letter(
+                    session, entry, reason="no_route", detail=why, status_code=None, now=now,
+                    notify=False,
+                )  # fmt: skip
+                session.commit()
+                self.counters["no_route"] += 1
+                logger.warning(
+                    "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
+                )
+                continue
+            if busy[target] >= self._per_target:
+                continue
+            if not self.breakers[target].allow():
+                self.counters["breaker_skipped"] += 1
+                continue
+            busy[target] += 1
+            planned.append((entry, target, item))
+        return planned
+
+    def _submit(
+        self,
+        session: Session,
+        entry: InboxEntry,
+        target: str,
+        item: RoutedItem | None,
+        *,
+        now: datetime,
+    ) -> None:
+        """Build the claimed row's document and hand it to the pool (or dead-letter it)."""
         breaker = self.breakers[target]
-        if not breaker.allow():
-            self.counters["breaker_skipped"] += 1
-            return
         try:
             materials = (
                 materials_for_delivery(session, entry) if entry.tx_kind == "submission" else []
@@ -176,6 +214,7 @@ class DeliveryWorker:
             document = store.document_for(entry, item, materials=[m.describe() for m in materials])
         except VaultError:  # the body does not open for this row: moved, planted or key gone
             breaker.release()
+            entry.target = target  # as claimed (the claim's UPDATE left the object as read)
             store.dead_letter(
                 session, entry, reason="unreadable", detail=_UNREADABLE, status_code=None,
                 now=now, notify=False,
@@ -186,6 +225,7 @@ class DeliveryWorker:
             return
         except MaterialRejected as exc:  # purged or corrupted since it was accepted
             breaker.release()
+            entry.target = target  # as claimed
             store.dead_letter(
                 session, entry, reason="material", detail=exc.reason, status_code=None, now=now,
                 notify=True,
@@ -193,9 +233,6 @@ class DeliveryWorker:
             session.commit()
             self.counters["material"] += 1
             logger.warning("transaction %s: %s", entry.tx_id, exc.reason)
-            return
-        if not store.claim(session, entry, target=target, lease_until=now + self._lease):
-            breaker.release()
             return
         claimed = store.Claimed(
             inbox_id=entry.id, tx_id=entry.tx_id, outlet_id=entry.outlet_id, target=target,

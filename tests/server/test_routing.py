@@ -206,6 +206,41 @@ def test_breaker_opens_for_a_dead_target_while_others_deliver(
             if a["rule"] == "upstream_breaker_open"] == []  # fmt: skip
 
 
+def _import(server: FleetServer, rows: list[dict[str, Any]]) -> None:
+    response = server.http.post(
+        "/api/v1/catalogue/import",
+        content=json.dumps(rows),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_catalogue_import_reroutes_the_next_submission_at_once(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    """The worker remembers resolved items (routing/routes.py); an import must still
+    apply to the very next submission, and applying it back must too."""
+    before = agent.tx("submission", submission(region="330902"))
+    poll(lambda: _delivered(server, agent, before), what="delivered before the import")
+    assert agent.key(before) in upstream.by_target["zhoushan"]
+    moved = [
+        row | {"target": "hangzhou"} if row["code"] == "ZS-000101" else row
+        for row in catalogue_rows()
+    ]
+    _import(server, moved)
+    try:
+        after = agent.tx("submission", submission(region="330902"))
+        poll(lambda: _delivered(server, agent, after), what="delivered after the import")
+        assert agent.key(after) in upstream.by_target["hangzhou"]
+        assert agent.key(after) not in upstream.by_target["zhoushan"]
+        assert upstream.accepted[agent.key(after)]["body"]["item"]["code"] == "ZS-000101"
+    finally:
+        _import(server, catalogue_rows())
+    back = agent.tx("submission", submission(region="330902"))
+    poll(lambda: _delivered(server, agent, back), what="delivered after the import back")
+    assert agent.key(back) in upstream.by_target["zhoushan"]
+
+
 def test_fleetctl_unreachable_server_exit_code() -> None:
     result: subprocess.CompletedProcess[str] = fleetctl(
         "dead-letters", "list", server_url="http://127.0.0.1:9"
