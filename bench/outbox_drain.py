@@ -356,7 +356,9 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     ]
                 )
             )
+        alerts = _alert_figures(server)
         res = {
+            **alerts,
             "n": len(lat),
             "rate": args.rate,
             "clerk_outlets": len(clerks),
@@ -382,7 +384,8 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"(202 p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms); clerk → "
             f"server p50 {res['to_server_p50']:.0f} ms, p99 {res['to_server_p99']:.0f} ms; "
             f"server → upstream p50 {res['to_upstream_p50']:.0f} ms, p99 "
-            f"{res['to_upstream_p99']:.0f} ms"
+            f"{res['to_upstream_p99']:.0f} ms; alert passes {alerts['alert_passes']:.0f}, "
+            f"{alerts['alert_pass_ms']:.0f} ms each on average, {alerts['alerts_open']:.0f} open"
         )
         return res
     finally:
@@ -393,6 +396,28 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             stop(server.proc)
         upstream.stop()
         broker.stop()
+
+
+def _alert_figures(server: Any) -> dict[str, float]:
+    """The server's alert passes so far (count, mean duration) and open alerts: the
+    pass shares the server with the delivery, so its cost belongs next to the latency."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in (
+            "govedge_alerts_open",
+            'govedge_db_latency_seconds_sum{op="alert_evaluation"}',
+            'govedge_db_latency_seconds_count{op="alert_evaluation"}',
+        ):
+            values[name] = float(value)
+    passes = values.get('govedge_db_latency_seconds_count{op="alert_evaluation"}', 0.0)
+    total = values.get('govedge_db_latency_seconds_sum{op="alert_evaluation"}', 0.0)
+    return {
+        "alert_passes": passes,
+        "alert_pass_ms": total / passes * 1000 if passes else 0.0,
+        "alerts_open": values.get("govedge_alerts_open", 0.0),
+    }
 
 
 def _received_at(database: Path) -> dict[str, float]:

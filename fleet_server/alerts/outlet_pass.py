@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import traceback
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ __all__ = ["OutletPassError", "OutletPassProcess"]
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 60.0  # a spawned interpreter importing the server's modules
+_NICENESS = 10
 
 
 class OutletPassError(RuntimeError):
@@ -145,6 +147,9 @@ def _serve(conn: Connection, database_url: str, timezone: str) -> None:
     from fleet_server.alerts.engine import load_rulebook, outlet_conditions
     from fleet_server.db import make_engine, make_sessionmaker
 
+    # Background work: on a busy machine the server's own threads, the broker and the
+    # database come first (raising one's niceness needs no privilege).
+    os.nice(_NICENESS)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     zone = ZoneInfo(timezone)
