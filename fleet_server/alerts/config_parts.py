@@ -16,6 +16,7 @@ from typing import Any, Final
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from fleet_server.config.outlet_rows import desired_hash_changes
 from fleet_server.config.tables import OutletConfig
 
 __all__ = ["ConfigParts"]
@@ -32,16 +33,7 @@ class ConfigParts:
 
     def read(self, session: Session) -> dict[str, tuple[Any, Any]]:
         """The parts as stored now; the returned dict must not be changed."""
-        # .all(): dict() of the Result itself would treat it as a mapping
-        hashes: dict[str, str | None] = dict(
-            session.execute(select(OutletConfig.outlet_id, OutletConfig.desired_hash)).all()
-        )
-        # A row without a hash was not written by the signer: read it every time.
-        changed = [
-            outlet
-            for outlet, desired_hash in hashes.items()
-            if desired_hash is None or self._hashes.get(outlet) != desired_hash
-        ]
+        hashes, changed = desired_hash_changes(session, self._hashes)
         stale = set(changed)
         parts = {
             outlet: part

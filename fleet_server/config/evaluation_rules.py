@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleet_server.config.outlet_rows import desired_hash_changes
 from fleet_server.config.tables import OutletConfig
 from fleet_server.evaluations.rules import EvaluationRules, with_config
 from fleet_server.ingest.stats import RateLimitedLog
@@ -99,13 +100,8 @@ class OutletEvaluationRules:
             self._reload(session)
 
     def _reload(self, session: Session) -> None:
-        rows = session.execute(select(OutletConfig.outlet_id, OutletConfig.desired_hash))
-        hashes: dict[str, str | None] = {row.outlet_id: row.desired_hash for row in rows}
-        changed = {
-            outlet
-            for outlet, desired_hash in hashes.items()
-            if outlet not in self._hashes or self._hashes[outlet] != desired_hash
-        }
+        hashes, stale = desired_hash_changes(session, self._hashes)
+        changed = set(stale)
         by_outlet = {
             outlet: rules
             for outlet, rules in self._by_outlet.items()

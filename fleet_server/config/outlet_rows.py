@@ -60,6 +60,24 @@ class OutletRow:
     refused_version: int | None = None
 
 
+def desired_hash_changes(
+    session: Session, known: dict[str, str | None]
+) -> tuple[dict[str, str | None], list[str]]:
+    """Every outlet's ``desired_hash`` now, and the outlets whose desired config a cache
+    read at ``known`` must read again: new, re-signed, or without a hash (a row the
+    signer did not write, so its hash says nothing). One narrow read of the table."""
+    # .all(): dict() of the Result itself would treat it as a mapping
+    hashes: dict[str, str | None] = dict(
+        session.execute(select(OutletConfig.outlet_id, OutletConfig.desired_hash)).all()
+    )
+    changed = [
+        outlet
+        for outlet, desired_hash in hashes.items()
+        if desired_hash is None or known.get(outlet) != desired_hash
+    ]
+    return hashes, changed
+
+
 def load_rows(session: Session) -> dict[str, OutletRow]:
     """Every outlet's row, by outlet id."""
     c = OutletConfig
