@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import httpx
 import psutil
+from _procs import tree_cpu_seconds
 
 from govedge_testbed import Mosquitto, free_port
 
@@ -199,7 +200,7 @@ class TunedMosquitto(Mosquitto):
 
 
 class ProcSampler:
-    """CPU (% of one core) and RSS of one process, sampled between marks."""
+    """CPU (% of one core, with its descendants') and RSS of one process, between marks."""
 
     def __init__(self, pid: int) -> None:
         self.p = psutil.Process(pid)
@@ -207,8 +208,7 @@ class ProcSampler:
         self._cpu = self._cpu_total()
 
     def _cpu_total(self) -> float:
-        t = self.p.cpu_times()
-        return t.user + t.system
+        return tree_cpu_seconds(self.p)
 
     def mark(self) -> tuple[float, float]:
         """Return (cpu % of one core since the last mark, RSS MiB now)."""

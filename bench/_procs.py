@@ -1,11 +1,29 @@
 """CPU and RSS of a group of processes (several simulators, several server workers),
-added up between marks, as ``_common.ProcSampler`` does for one."""
+added up between marks, as ``_common.ProcSampler`` does for one. CPU includes each
+process's descendants (``tree_cpu_seconds``); RSS is the processes' own."""
 
 from __future__ import annotations
 
 import time
 
 import psutil
+
+
+def tree_cpu_seconds(p: psutil.Process) -> float:
+    """CPU seconds of ``p`` and its descendants: the living ones, and those it reaped.
+
+    A fleet server's leader runs its alert pass in a child process, an agent may run a
+    helper; their work is the server's or the agent's cost per message all the same.
+    """
+    t = p.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in p.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += c.user + c.system
+    return total
 
 
 class ProcGroup:
@@ -20,10 +38,9 @@ class ProcGroup:
         total = 0.0
         for p in self.procs:
             try:
-                t = p.cpu_times()
+                total += tree_cpu_seconds(p)
             except psutil.NoSuchProcess:
                 continue
-            total += t.user + t.system
         return total
 
     def rss_mib(self) -> float:
