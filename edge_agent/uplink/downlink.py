@@ -92,6 +92,9 @@ class Downlink:
         self._counters = counters
         self._log_limiter = log_limiter
         self._seen_results = seen_results
+        # Transactions whose ack is being applied to the outbox, with any result that
+        # arrived meanwhile: a clerk app sees ``transaction.acked`` before the result.
+        self._acking: dict[str, list[TransactionResult]] = {}
         self._server_online: bool | None = None
         self._server_state_ts = -1
 
@@ -137,6 +140,7 @@ class Downlink:
                 await self._offer_config(envelope_bytes(decoded))
         elif isinstance(decoded, TransactionAck):
             self._counters.incr("txack_received")
+            self._acking.setdefault(decoded.tx_id, [])
             # Not awaited: acks arriving meanwhile are committed together (group commit).
             self._sender.ack_soon(decoded).add_done_callback(
                 functools.partial(self._count_ack, decoded)
@@ -175,6 +179,15 @@ class Downlink:
         await self._uplink.publish(report)
 
     def _count_ack(self, ack: TransactionAck, future: asyncio.Future[AckOutcome]) -> None:
+        try:
+            self._apply_ack(ack, future)
+        finally:
+            # The results that waited for this ack follow it (also when it failed:
+            # a result must never wait for an ack that will not come).
+            for result in self._acking.pop(ack.tx_id, []):
+                self._publish_result(result)
+
+    def _apply_ack(self, ack: TransactionAck, future: asyncio.Future[AckOutcome]) -> None:
         if future.cancelled():
             return
         exc = future.exception()
@@ -194,6 +207,13 @@ class Downlink:
 
     def _handle_tx_result(self, result: TransactionResult) -> None:
         self._counters.incr("txresult_received")
+        waiting = self._acking.get(result.tx_id)
+        if waiting is not None:  # its ack is still being applied: the result comes after
+            waiting.append(result)
+            return
+        self._publish_result(result)
+
+    def _publish_result(self, result: TransactionResult) -> None:
         # The server resends a result until it was published: show each one once.
         if not self._seen_results.first_time(result.tx_id, result.outcome):
             self._counters.incr("txresult_duplicates")

@@ -77,6 +77,22 @@ class FakeServer:
         with self._lock:
             return [m for m in self.received if m.attempt == 1]
 
+    def send_ack_and_result(self, tx_id: str, result: TransactionResult) -> None:
+        """The ack and the result back to back (a fast upstream), and wait for both."""
+        ack = TransactionAck(
+            outlet_id=self.outlet_id, session=0, seq=0, tx_id=tx_id, status="accepted"
+        )
+        sent = [
+            self.client.publish(
+                topic_for(self.outlet_id, Kind.TRANSACTION_ACK), encode(ack), qos=1
+            ),
+            self.client.publish(
+                topic_for(self.outlet_id, Kind.TRANSACTION_RESULT), encode(result), qos=1
+            ),
+        ]
+        for info in sent:
+            info.wait_for_publish(timeout=5)
+
     def send_result(self, result: TransactionResult) -> None:
         """Publish a transaction result to the outlet and wait until the broker has it."""
         info = self.client.publish(

@@ -204,3 +204,44 @@ def test_the_servers_ack_is_told_once_as_transaction_acked(
     assert acked[0].device_id == "outbox"
     assert acked[0].data["tx_id"] == tx_id
     assert acked[0].data["status"] == "accepted"
+
+
+def test_a_result_right_behind_its_ack_is_told_after_the_ack(
+    broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    """A fast upstream's result can reach the agent while the ack is still being applied
+    to the outbox; clerk apps still see ``transaction.acked`` first (docs/local-api.md)."""
+
+    async def scenario() -> list[str]:
+        server = await asyncio.to_thread(
+            FakeServer, port=broker.port, outlet_id=outlet_id, ack=False
+        )
+        try:
+            async with running_agent(broker, outlet_id, tmp_path / "agent") as agent:
+                runtime = _runtime(agent)
+                names: list[str] = []
+                with contextlib.closing(runtime.transactions.subscribe()) as events:
+                    for n in range(5):
+                        tx_id = await file_submission(runtime, SUBMISSION)
+                        await asyncio.to_thread(
+                            wait_until, lambda t=tx_id: t in server.tx_ids(), timeout=10,
+                            what=f"transaction {n}",
+                        )  # fmt: skip
+                        result = TransactionResult(
+                            outlet_id=outlet_id, session=0, seq=0, tx_id=tx_id,
+                            outcome="delivered", case_number=f"ZJ-{n}",
+                        )  # fmt: skip
+                        await asyncio.to_thread(server.send_ack_and_result, tx_id, result)
+                        while True:
+                            event = await events.get(timeout_s=10)
+                            if event.data.get("tx_id") != tx_id:
+                                continue
+                            names.append(event.name)
+                            if event.name == "transaction.result":
+                                break
+                return names
+        finally:
+            await asyncio.to_thread(server.close)
+
+    names = asyncio.run(scenario())
+    assert names == ["transaction.acked", "transaction.result"] * 5, names
