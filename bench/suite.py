@@ -72,6 +72,8 @@ SUITE: tuple[Bench, ...] = (
           ("--quick", "--outlets", "50000", "--rates", "1667", "--no-kill"), timeout_quick=600,
           skip_quick="50,000 outlets take over 2 minutes by nature: run without --quick, or name it in --only"),
     Bench("outbox_drain", "outbox_drain.py", timeout_quick=240),
+    # The alert pass's cost in the server process, which the clerk's latency shares.
+    Bench("alert_pass", "alert_pass.py"),
     Bench("agent_footprint", "agent_footprint.py"),
     Bench("agent_devices", "agent_devices.py"),
     Bench("web_scale", "web_scale.py"),

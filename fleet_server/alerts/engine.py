@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Row, Table, and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,7 @@ from fleet_server.alerts.leader import AlwaysLeader, Leadership
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.record_rules import BreakerStates, RecordRules
 from fleet_server.alerts.rules import Override, RuleBook
+from fleet_server.bulkwrite import update_rows, update_statement
 from fleet_server.campaigns.alerting import (
     CAMPAIGN_OUTLET,
     PausedCampaign,
@@ -81,6 +82,17 @@ def _device_may_alert(book: RuleBook, paper: ColumnElement[str]) -> ColumnElemen
 
 # Rows per fetch of the large reads: a fetch runs in C and holds the interpreter throughout.
 _FETCH_CHUNK = 500
+
+# What reconciling needs of each open alert, read as plain rows.
+_OPEN_COLUMNS = (
+    Alert.id, Alert.rule, Alert.outlet_id, Alert.device_id, Alert.severity, Alert.summary,
+    Alert.value, Alert.detail, Alert.silenced_until,
+)  # fmt: skip
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+_REFRESH_COLUMNS = ("severity", "summary", "value", "detail", "updated_at")
+_REFRESH = update_statement(_ALERTS, keys=("id",), columns=_REFRESH_COLUMNS)
+_RESOLVE_COLUMNS = ("state", "resolved_at", "updated_at")
+_RESOLVE = update_statement(_ALERTS, keys=("id",), columns=_RESOLVE_COLUMNS)
 
 
 def gather_facts(
@@ -357,9 +369,9 @@ class AlertEngine:
             outlet_found = self._outlet_pass.conditions(now=now, already_open=already)
         with self.leader.transaction() as session:
             book = load_rulebook(session)
-            open_rows = {
+            open_rows: dict[tuple[str, str, str], Row[Any]] = {
                 (row.rule, row.outlet_id, row.device_id): row
-                for row in session.scalars(select(Alert).where(Alert.state == "open"))
+                for row in session.execute(select(*_OPEN_COLUMNS).where(Alert.state == "open"))
             }
             if outlet_found is None:
                 outlet_found = outlet_conditions(
@@ -386,55 +398,88 @@ class AlertEngine:
     def _reconcile(
         self,
         session: Session,
-        open_rows: dict[tuple[str, str, str], Alert],
+        open_rows: dict[tuple[str, str, str], Row[Any]],
         holding: dict[tuple[str, str, str], Condition],
         *,
         now: datetime,
         notes: list[dict[str, Any]],
     ) -> bool:
+        """Open, refresh and resolve alerts; the payloads to notify go to ``notes``.
+
+        Open alerts are read and written as plain rows in two ``executemany`` (only the
+        ones whose figures changed are written): when a region's network fails, tens of
+        thousands of alerts are open, and loading and flushing them as ORM objects every
+        pass held the server's interpreter for most of a second.
+        """
         changed = False
         opened: list[Alert] = []
+        refreshed: list[dict[str, Any]] = []
+        escalated: list[int] = []
         for key, condition in holding.items():
             row = open_rows.get(key)
+            summary = condition.summary[:256]
             if row is None:
-                row = Alert(
+                alert = Alert(
                     rule=condition.rule,
                     outlet_id=condition.outlet_id,
                     device_id=condition.device_id,
                     severity=condition.severity,
                     state="open",
-                    summary=condition.summary[:256],
+                    summary=summary,
                     value=condition.value,
                     detail=condition.detail,
                     opened_at=now,
                     updated_at=now,
                 )
-                session.add(row)
-                opened.append(row)
+                session.add(alert)
+                opened.append(alert)
                 changed = True
                 continue
-            escalated = row.severity != condition.severity
-            row.severity = condition.severity
-            row.summary = condition.summary[:256]
-            row.value = condition.value
-            row.detail = condition.detail
-            row.updated_at = now
-            if escalated:
+            figures = (condition.severity, summary, condition.value, condition.detail)
+            if figures == (row.severity, row.summary, row.value, row.detail):
+                continue
+            refreshed.append(
+                {"id": row.id, "severity": condition.severity, "summary": summary,
+                 "value": condition.value, "detail": condition.detail, "updated_at": now}
+            )  # fmt: skip
+            if row.severity != condition.severity:
                 changed = True
-                if not _silenced(row, now):
-                    notes.append(alert_payload(row, "updated"))
+                if not _silenced(row.silenced_until, now):
+                    escalated.append(row.id)
+        resolved: list[dict[str, Any]] = []
+        told: list[int] = []
         for key, row in open_rows.items():
             if key not in holding:
-                row.state = "resolved"
-                row.resolved_at = now
-                row.updated_at = now
+                resolved.append(
+                    {"id": row.id, "state": "resolved", "resolved_at": now, "updated_at": now}
+                )
                 changed = True
-                if not _silenced(row, now):
-                    notes.append(alert_payload(row, "resolved"))
+                if not _silenced(row.silenced_until, now):
+                    told.append(row.id)
+        update_rows(session, _REFRESH, refreshed, keys=("id",), columns=_REFRESH_COLUMNS)
+        update_rows(session, _RESOLVE, resolved, keys=("id",), columns=_RESOLVE_COLUMNS)
+        if escalated or told:
+            rows = _alerts_by_id(session, escalated + told)
+            notes.extend(alert_payload(rows[i], "updated") for i in escalated)
+            notes.extend(alert_payload(rows[i], "resolved") for i in told)
         if opened:
             session.flush()  # assigns ids for the payloads
             notes.extend(alert_payload(row, "opened") for row in opened)
         return changed
+
+
+def _alerts_by_id(session: Session, ids: list[int]) -> dict[int, Alert]:
+    """The alerts ``ids`` as stored now (after the batched writes), for their payloads."""
+    found: dict[int, Alert] = {}
+    for start in range(0, len(ids), _FETCH_CHUNK):
+        chunk = ids[start : start + _FETCH_CHUNK]
+        found.update(
+            (alert.id, alert)
+            for alert in session.scalars(
+                select(Alert).where(Alert.id.in_(chunk)).execution_options(populate_existing=True)
+            )
+        )
+    return found
 
 
 def campaign_conditions(session: Session, book: RuleBook) -> list[Condition]:
@@ -473,5 +518,5 @@ def _paused(paused: PausedCampaign, severity: str) -> Condition:
     )  # fmt: skip
 
 
-def _silenced(alert: Alert, now: datetime) -> bool:
-    return alert.silenced_until is not None and alert.silenced_until > now
+def _silenced(until: datetime | None, now: datetime) -> bool:
+    return until is not None and until > now

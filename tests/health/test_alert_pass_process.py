@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.outlet_pass import OutletPassError, OutletPassProcess
 from fleet_server.db import make_sessionmaker
 from fleet_server.health.tables import Alert, DeviceState
-from tests.health.test_alert_facts import NOW, _fill
+from tests.health.test_alert_facts import LONG_AGO, NOW, _fill
 from tests.server.helpers import poll
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,6 +165,44 @@ def test_a_failing_read_in_the_child_is_counted_and_the_engine_lives_on(
         poll(lambda: engine.evaluations >= done + 2, timeout=30)
         assert child.starts == 1
         assert ("device_offline", "f-1", "gone") in _open(db)
+    finally:
+        engine.stop(timeout=5)
+        db.dispose()
+
+
+@pytest.mark.parametrize("child", [False, True], ids=["thread", "child"])
+def test_an_alert_is_written_only_when_its_figures_change(child: bool, tmp_path: Path) -> None:
+    """``updated_at`` moves with the alert's figures, not with every pass: a fleet with
+    thousands of steady alerts is not rewritten every 5 s."""
+    db = _fill(f"sqlite:///{tmp_path / 'fleet.db'}")
+    outlet_pass = (
+        OutletPassProcess(
+            db.url.render_as_string(hide_password=False), timezone="Asia/Shanghai", timeout_s=30
+        )
+        if child
+        else None
+    )
+    engine = AlertEngine(sessions=make_sessionmaker(db), interval_s=60, outlet_pass=outlet_pass)
+
+    def alert(rule: str, device: str) -> Alert:
+        with make_sessionmaker(db)() as session:
+            return session.scalars(
+                select(Alert).where(
+                    Alert.rule == rule, Alert.device_id == device, Alert.outlet_id == "f-1"
+                )
+            ).one()
+
+    try:
+        engine.evaluate_once(now=NOW)
+        later = NOW + timedelta(minutes=1)
+        engine.evaluate_once(now=later)
+        steady = alert("read_failure_rate", "failing")  # 30 % failed, both times
+        assert steady.updated_at == NOW
+        assert steady.value == 0.3
+        counting = alert("device_offline", "gone")  # its value is how long it has been down
+        assert counting.updated_at == later
+        assert counting.value == (later - LONG_AGO).total_seconds()
+        assert counting.state == "open"
     finally:
         engine.stop(timeout=5)
         db.dispose()
