@@ -8,6 +8,7 @@ settings, 1 when the data directory cannot be used.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import sys
@@ -18,15 +19,9 @@ from typing import Any, TypeVar
 import click
 
 from edge_agent.daemon import run_agent
-from edge_agent.enrollment.cli import enroll_command
 from edge_agent.errors import AgentError, SettingsError
-from edge_agent.local_api.cli import apps as apps_command
 from edge_agent.profiles import profiles_check_main
-from edge_agent.service.cli import service as service_command
 from edge_agent.settings import AgentSettings, load_settings
-from edge_agent.technician.cli import certificate_command, diagnose_command, outbox_command
-from edge_agent.technician.device_cli import device_command
-from edge_agent.updates.cli import update as update_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("edge_agent")
@@ -172,7 +167,35 @@ def _load_or_exit(config_file: Path | None, cli_values: dict[str, Any]) -> Agent
         sys.exit(exc.exit_code)
 
 
-@click.group(name="edge-agent")
+# The technician's and installer's subcommands (module, attribute): imported when named
+# or listed (--help), so ``edge-agent run`` does not carry them (issue 17).
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "enroll": ("edge_agent.enrollment.cli", "enroll_command"),
+    "apps": ("edge_agent.local_api.cli", "apps"),
+    "update": ("edge_agent.updates.cli", "update"),
+    "service": ("edge_agent.service.cli", "service"),
+    "outbox": ("edge_agent.technician.cli", "outbox_command"),
+    "certificate": ("edge_agent.technician.cli", "certificate_command"),
+    "diagnose": ("edge_agent.technician.cli", "diagnose_command"),
+    "device": ("edge_agent.technician.device_cli", "device_command"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose ``_LAZY_COMMANDS`` load on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute = _LAZY_COMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(name="edge-agent", cls=_LazyGroup)
 def main() -> None:
     """govedge edge agent: one per outlet PC."""
 
@@ -244,16 +267,6 @@ def supervise(home: Path | None, agent_args: tuple[str, ...]) -> None:
     if args[:1] == ["--"]:
         args = args[1:]
     sys.exit(Supervisor((home or home_from_env()).absolute(), args).run())
-
-
-main.add_command(enroll_command)
-main.add_command(apps_command)
-main.add_command(update_command)
-main.add_command(service_command)
-main.add_command(outbox_command)
-main.add_command(certificate_command)
-main.add_command(diagnose_command)
-main.add_command(device_command)
 
 
 @main.group()

@@ -21,6 +21,18 @@ HEAVY = ("cv2", "numpy", "smartcard")
 # in its command line's rich and pygments (several MiB, ~0.2 s). jsonschema (~3 MiB) is
 # loaded by a profile check only, which a start skips for profiles that passed before.
 NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments", "jsonschema")
+# Used sometimes, not by every agent every day: a window's QR page (segno with its SVG
+# writer), an update's unpacking (tarfile) and the other subcommands of ``edge-agent``.
+SOMETIMES = (
+    "segno",
+    "tarfile",
+    "edge_agent.enrollment.cli",
+    "edge_agent.local_api.cli",
+    "edge_agent.service.cli",
+    "edge_agent.technician.cli",
+    "edge_agent.technician.device_cli",
+    "edge_agent.updates.cli",
+)
 
 # What ``edge-agent run`` imports, plus every kind package (the registry loads them all).
 _IMPORT_AGENT = """
@@ -46,6 +58,25 @@ def test_agent_import_loads_no_heavy_library() -> None:
         _IMPORT_AGENT.format(heavy=NOT_AT_START) + "print(json.dumps({'loaded': loaded()}))"
     )
     assert loaded["loaded"] == []
+
+
+def test_agent_import_leaves_what_is_used_sometimes_for_its_first_use() -> None:
+    loaded = _run(_IMPORT_AGENT.format(heavy=SOMETIMES) + "print(json.dumps({'loaded': loaded()}))")
+    assert loaded["loaded"] == []
+
+
+def test_a_subcommand_loads_when_named() -> None:
+    script = """
+import json, sys
+from click.testing import CliRunner
+from edge_agent.cli import main
+result = CliRunner().invoke(main, ["device", "--help"])
+print(json.dumps({"loaded": ["edge_agent.technician.device_cli" in sys.modules],
+                  "help": [result.exit_code, "self-test" in result.output]}))
+"""
+    result = _run(script)
+    assert result["help"] == [0, True]
+    assert result["loaded"] == [True]
 
 
 def test_a_camera_starting_loads_opencv_in_its_capture_process(tmp_path: Path) -> None:
