@@ -14,14 +14,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from edge_agent.daemon import run_agent
 from edge_agent.errors import AgentError, SettingsError
-from edge_agent.profiles import profiles_check_main
-from edge_agent.settings import AgentSettings, load_settings
+
+if TYPE_CHECKING:
+    from edge_agent.settings import AgentSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("edge_agent")
@@ -160,6 +160,11 @@ def settings_options(func: F) -> F:
 
 
 def _load_or_exit(config_file: Path | None, cli_values: dict[str, Any]) -> AgentSettings:
+    # The daemon, the settings and what they import load in the commands that use them:
+    # ``edge-agent supervise``, the parent of the agent on every outlet PC, needs none of
+    # it (docs/performance.md, "Agent footprint").
+    from edge_agent.settings import load_settings
+
     try:
         return load_settings(config_file=config_file, **cli_values)
     except SettingsError as exc:
@@ -204,6 +209,8 @@ def main() -> None:
 @settings_options
 def run(config_file: Path | None, **cli_values: Any) -> None:
     """Connect to the broker and run until SIGTERM/SIGINT."""
+    from edge_agent.daemon import run_agent
+
     settings = _load_or_exit(config_file, cli_values)
     configure_logging(settings)
 
@@ -278,6 +285,8 @@ def profiles() -> None:
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 def profiles_check(path: Path | None) -> None:
     """Validate profiles (a file or folder; default the shipped ones); exit 1 on problems."""
+    from edge_agent.profiles import profiles_check_main
+
     sys.exit(profiles_check_main(path))
 
 

@@ -65,6 +65,19 @@ def test_agent_import_leaves_what_is_used_sometimes_for_its_first_use() -> None:
     assert loaded["loaded"] == []
 
 
+def test_the_supervisor_carries_no_agent() -> None:
+    """``edge-agent supervise`` runs beside the agent on every outlet PC (the unit's
+    main process): it reads the install layout and starts the agent, nothing more."""
+    script = """
+import json, sys
+import edge_agent.cli, edge_agent.supervisor
+agent = ("edge_agent.daemon", "edge_agent.settings", "edge_agent.updates.installer",
+         "fastapi", "pydantic", "aiomqtt", "cryptography")
+print(json.dumps({"loaded": sorted(m for m in agent if m in sys.modules)}))
+"""
+    assert _run(script)["loaded"] == []
+
+
 def test_a_subcommand_loads_when_named() -> None:
     script = """
 import json, sys
