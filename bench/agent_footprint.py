@@ -10,8 +10,8 @@ which starts ``SETTLE_S`` after the devices attached: the first seconds after a 
 still carry start-up work (rebirths as devices come ready, the camera's first frames),
 which a short window taken right after the start counted as idle. Each agent runs with
 the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``), and this
-checkout's agent finds its data directory as after a first start (the profile schema
-memo written), as on an outlet PC.
+checkout's agent and the compared one find their data directory as after a first
+start (the profile schema memo written, when the checkout has one), as on an outlet PC.
 Start-up is also given as the agent's CPU seconds until the birth arrives, which the
 load of a shared machine barely changes (the wall time it does).
 
@@ -132,10 +132,7 @@ def one_agent(
     outlet = f"bench-footprint-{'cam' if camera else 'nocam'}{tag}"
     data_dir = work / outlet
     data_dir.mkdir(mode=0o700, parents=True)
-    if checkout == ROOT:
-        # An outlet PC's agent after its first start: the profiles that passed the schema
-        # are remembered (edge_agent/profiles/schema_memo.py), so jsonschema stays out.
-        load_profiles(schema_memo=data_dir / SCHEMA_MEMO_FILE, log_problems=False)
+    remember_checked_profiles(checkout, data_dir)
     launcher = (
         [str(BIN / "edge-agent")]
         if camera
@@ -216,6 +213,35 @@ def _technician(data_dir: Path) -> httpx.Client:
 def _camera(client: httpx.Client) -> dict[str, Any]:
     listed: list[dict[str, Any]] = client.get("/devices").json()["devices"]
     return next(d for d in listed if d["kind"] == "document_camera")
+
+
+def remember_checked_profiles(checkout: Path, data_dir: Path) -> None:
+    """An outlet PC's agent after its first start: the profiles that passed the schema
+    are remembered (edge_agent/profiles/schema_memo.py), so jsonschema stays out.
+
+    Written by ``checkout``'s own code, for the compared agent too (nothing for a
+    checkout from before the memo, whose agent checks at every start).
+    """
+    if checkout == ROOT:
+        load_profiles(schema_memo=data_dir / SCHEMA_MEMO_FILE, log_problems=False)
+        return
+    probe = (
+        "import sys\n"
+        "try:\n"
+        "    from edge_agent.profiles.schema_memo import MEMO_FILE\n"
+        "except ImportError:\n"
+        "    sys.exit(0)\n"
+        "from pathlib import Path\n"
+        "from edge_agent.profiles import load_profiles\n"
+        "load_profiles(schema_memo=Path(sys.argv[1]) / MEMO_FILE, log_problems=False)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", probe, str(data_dir)],
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+        capture_output=True,
+        check=True,
+    )
 
 
 def rss_after_capture(pid: int, data_dir: Path) -> tuple[float, float]:
