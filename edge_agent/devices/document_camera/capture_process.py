@@ -32,7 +32,11 @@ __all__ = ["CaptureProcess", "read_reply", "write_reply"]
 # The checkout or site-packages directory holding ``edge_agent``: the child imports the
 # same code as the agent, however the agent was started.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
-_STOP_TIMEOUT_S = 5.0
+# After end of input a capture process is gone in ~30-40 ms; one that is not within a
+# second is inside a camera that hangs, and is killed: the agent's stop stays within
+# 2 s (docs/operations.md, exit codes).
+_STOP_GRACE_S = 1.0
+_REAP_TIMEOUT_S = 5.0
 
 
 def write_reply(out: IO[bytes], header: dict[str, Any], payload: bytes = b"") -> None:
@@ -188,10 +192,10 @@ class CaptureProcess:
             with contextlib.suppress(OSError):
                 process.stdin.close()  # end of input: the process releases and exits
         try:
-            process.wait(_STOP_TIMEOUT_S)
+            process.wait(_STOP_GRACE_S)
         except subprocess.TimeoutExpired:  # inside a capture: nothing left to wait for
             process.kill()
-            process.wait(_STOP_TIMEOUT_S)
+            process.wait(_REAP_TIMEOUT_S)
         if process.stdout is not None:
             process.stdout.close()
 
