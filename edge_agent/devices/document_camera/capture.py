@@ -2,8 +2,10 @@
 
 ``cv2.VideoCapture`` opens ``/dev/videoN`` (V4L2), an index, a video file or an image
 sequence pattern (``frame_%03d.png``) alike, so tests feed the very code a document
-camera uses. Each function blocks; the driver runs them in ``asyncio.to_thread``.
-Errors come out as ``CameraError`` with a ``kind`` the driver maps to its error tree.
+camera uses. Each function blocks. ``CameraSource`` runs in the camera's capture
+process (``worker.py``), never in the agent, which keeps only the claim on a source
+(``claim``/``unclaim``, from ``capture_process.py``). Errors come out as
+``CameraError`` with a ``kind`` the driver maps to its error tree.
 """
 
 from __future__ import annotations
