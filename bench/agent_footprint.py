@@ -10,8 +10,8 @@ which starts ``SETTLE_S`` after the devices attached: the first seconds after a 
 still carry start-up work (rebirths as devices come ready, the camera's first frames),
 which a short window taken right after the start counted as idle. Each agent runs with
 the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``), and this
-checkout's agent finds its data directory as after a first start (the profile schema
-memo written), as on an outlet PC.
+checkout's agent and the compared one find their data directory as after a first
+start (the profile schema memo written, when the checkout has one), as on an outlet PC.
 Start-up is also given as the agent's CPU seconds until the birth arrives, which the
 load of a shared machine barely changes (the wall time it does).
 
@@ -20,7 +20,15 @@ install does (pip by default, ``uv pip install --compile-bytecode``): an environ
 with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module at every start.
 
 With the camera, the RSS after it took one still (the technician socket's
-self-test) is measured too: an outlet scans documents all day. RSS is also split as
+self-test) is measured too: an outlet scans documents all day; then the bench waits for
+the camera's idle release (its capture process exits after ``idle_release`` s without a
+still, 60 by default: docs/devices/document-camera.md) and measures once more.
+The agent's own RSS is the goal figure. Its children are counted beside it ("+
+children"): the camera's capture process (OpenCV and the frame buffers, while the
+camera is held) and any simulator child alive then (pcscd, when the PC/SC simulation
+started it); an agent whose camera ran in its own process has no such child. The idle
+CPU is given the same way: the agent's own (the goal figure) and with its children's
+(living and reaped, ``_procs.tree_cpu_seconds``). RSS is also split as
 /proc/PID/smaps_rollup splits it: anonymous memory (the heap,
 what the agent allocates) and file-backed pages (shared libraries and extension
 modules mapped in).
@@ -60,6 +68,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 from _common import BIN, _spawn, machine, median, poll, stop, table, update_doc  # noqa: E402
 from _figures import Figure, write_figures  # noqa: E402
+from _procs import tree_cpu_seconds  # noqa: E402
 
 from edge_agent.profiles import load_profiles  # noqa: E402
 from edge_agent.profiles.schema_memo import MEMO_FILE as SCHEMA_MEMO_FILE  # noqa: E402
@@ -123,10 +132,7 @@ def one_agent(
     outlet = f"bench-footprint-{'cam' if camera else 'nocam'}{tag}"
     data_dir = work / outlet
     data_dir.mkdir(mode=0o700, parents=True)
-    if checkout == ROOT:
-        # An outlet PC's agent after its first start: the profiles that passed the schema
-        # are remembered (edge_agent/profiles/schema_memo.py), so jsonschema stays out.
-        load_profiles(schema_memo=data_dir / SCHEMA_MEMO_FILE, log_problems=False)
+    remember_checked_profiles(checkout, data_dir)
     launcher = (
         [str(BIN / "edge-agent")]
         if camera
@@ -150,12 +156,15 @@ def one_agent(
         attached = int(re.search(r"(\d+) simulated devices attached", log.read_text()).group(1))  # type: ignore[union-attr]
         time.sleep(SETTLE_S)  # let the start-up work end (the camera opens its source)
         p = psutil.Process(proc.pid)
-        c0, t1 = sum(p.cpu_times()[:2]), time.monotonic()
-        rss = []
+        c0, t0_tree, t1 = sum(p.cpu_times()[:2]), tree_cpu_seconds(p), time.monotonic()
+        rss, family = [], []
         while time.monotonic() - t1 < idle_s:
             rss.append(p.memory_info().rss / 2**20)
+            family.append(rss[-1] + children_rss(p))
             time.sleep(1)
-        cpu = 100 * (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t1)
+        window = time.monotonic() - t1
+        cpu = 100 * (sum(p.cpu_times()[:2]) - c0) / window
+        cpu_family = 100 * (tree_cpu_seconds(p) - t0_tree) / window
         anon_mib, file_mib = smaps_split(proc.pid)
         modules = subprocess.run(
             ["grep", "-c", "cv2", f"/proc/{proc.pid}/maps"],
@@ -164,32 +173,100 @@ def one_agent(
             check=False,
         ).stdout.strip()
         captured = rss_after_capture(proc.pid, data_dir) if camera else None
-        return {"captured": captured, "camera": camera, "checkout": checkout,
-                "online_s": online_s, "attached": attached, "rss": median(rss),
+        released = rss_after_release(proc.pid, data_dir) if camera else None
+        return {"captured": captured, "released": released, "camera": camera,
+                "checkout": checkout, "online_s": online_s, "attached": attached,
+                "rss": median(rss), "family": median(family), "cpu_family": cpu_family,
                 "cpu": cpu, "online_cpu_s": online_cpu_s, "cv2_mapped": modules not in ("", "0"), "anon": anon_mib,
                 "file": file_mib}  # fmt: skip
     finally:
         stop(proc)
 
 
-def rss_after_capture(pid: int, data_dir: Path) -> float:
+def children_rss(process: psutil.Process) -> float:
+    """MiB resident in ``process``'s descendants (the camera's capture process)."""
+    total = 0.0
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def rss_five_seconds(pid: int) -> tuple[float, float]:
+    """Median RSS over 5 s of the agent, and of the agent with its children."""
+    process = psutil.Process(pid)
+    alone, family = [], []
+    for _ in range(5):
+        time.sleep(1)
+        alone.append(process.memory_info().rss / 2**20)
+        family.append(alone[-1] + children_rss(process))
+    return median(alone), median(family)
+
+
+def _technician(data_dir: Path) -> httpx.Client:
+    transport = httpx.HTTPTransport(uds=str(data_dir / "technician.sock"))
+    return httpx.Client(transport=transport, base_url="http://agent", timeout=30)
+
+
+def _camera(client: httpx.Client) -> dict[str, Any]:
+    listed: list[dict[str, Any]] = client.get("/devices").json()["devices"]
+    return next(d for d in listed if d["kind"] == "document_camera")
+
+
+def remember_checked_profiles(checkout: Path, data_dir: Path) -> None:
+    """An outlet PC's agent after its first start: the profiles that passed the schema
+    are remembered (edge_agent/profiles/schema_memo.py), so jsonschema stays out.
+
+    Written by ``checkout``'s own code, for the compared agent too (nothing for a
+    checkout from before the memo, whose agent checks at every start).
+    """
+    if checkout == ROOT:
+        load_profiles(schema_memo=data_dir / SCHEMA_MEMO_FILE, log_problems=False)
+        return
+    probe = (
+        "import sys\n"
+        "try:\n"
+        "    from edge_agent.profiles.schema_memo import MEMO_FILE\n"
+        "except ImportError:\n"
+        "    sys.exit(0)\n"
+        "from pathlib import Path\n"
+        "from edge_agent.profiles import load_profiles\n"
+        "load_profiles(schema_memo=Path(sys.argv[1]) / MEMO_FILE, log_problems=False)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", probe, str(data_dir)],
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+        capture_output=True,
+        check=True,
+    )
+
+
+def rss_after_capture(pid: int, data_dir: Path) -> tuple[float, float]:
     """RSS (median of 5 s) after the camera took one still: an outlet scans all day.
 
     The still is taken by the technician socket's self-test (it keeps only the size).
     """
-    transport = httpx.HTTPTransport(uds=str(data_dir / "technician.sock"))
-    with httpx.Client(transport=transport, base_url="http://agent", timeout=30) as client:
-        listed = client.get("/devices").json()["devices"]
-        camera = next(d["device_id"] for d in listed if d["kind"] == "document_camera")
+    with _technician(data_dir) as client:
+        camera = _camera(client)["device_id"]
         result = client.post(f"/devices/{camera}/self-test").json()
     if not result.get("ok"):
         raise RuntimeError(f"the camera's self-test failed: {result}")
-    process = psutil.Process(pid)
-    samples = []
-    for _ in range(5):
-        time.sleep(1)
-        samples.append(process.memory_info().rss / 2**20)
-    return median(samples)
+    return rss_five_seconds(pid)
+
+
+def rss_after_release(pid: int, data_dir: Path) -> tuple[float, float] | None:
+    """RSS (median of 5 s) once the camera's idle release happened (None: an agent that
+    holds its camera open, whose health has no ``held``, or no release within 150 s)."""
+    deadline = time.monotonic() + 150
+    with _technician(data_dir) as client:
+        while (held := _camera(client)["health"].get("held")) is not False:
+            if held is None or time.monotonic() > deadline:
+                return None
+            time.sleep(1)
+    return rss_five_seconds(pid)
 
 
 def compile_bytecode(checkouts: list[Path]) -> None:
@@ -248,13 +325,20 @@ def figures(runs: list[dict[str, Any]]) -> list[Figure]:
     def base(run: dict[str, Any] | None, key: str) -> float | None:
         return None if run is None else float(run[key])
 
-    return [
+    def pair(run: dict[str, Any] | None, key: str, i: int) -> float | None:
+        return None if run is None or run[key] is None else float(run[key][i])
+
+    figures = [
         Figure("agent.rss_no_camera_mib", plain["rss"], "MiB", base(plain_0, "rss"),
                goal=GOALS["rss_no_camera"], higher=False),
         Figure("agent.rss_camera_mib", camera["rss"], "MiB", base(camera_0, "rss"),
                goal=GOALS["rss_camera"], higher=False),
-        Figure("agent.rss_camera_captured_mib", camera["captured"], "MiB",
-               base(camera_0, "captured"), goal=GOALS["rss_camera"], higher=False),
+        Figure("agent.rss_camera_with_children_mib", camera["family"], "MiB",
+               base(camera_0, "family"), higher=False),
+        Figure("agent.rss_camera_captured_mib", camera["captured"][0], "MiB",
+               pair(camera_0, "captured", 0), goal=GOALS["rss_camera"], higher=False),
+        Figure("agent.rss_camera_captured_with_children_mib", camera["captured"][1], "MiB",
+               pair(camera_0, "captured", 1), higher=False),
         Figure("agent.idle_cpu_pct", plain["cpu"], "% of a core", base(plain_0, "cpu"),
                goal=GOALS["idle_cpu"], higher=False),
         Figure("agent.startup_online_s", plain["online_s"], "s", base(plain_0, "online_s"),
@@ -262,6 +346,12 @@ def figures(runs: list[dict[str, Any]]) -> list[Figure]:
         Figure("agent.startup_cpu_s", plain["online_cpu_s"], "CPU s",
                base(plain_0, "online_cpu_s"), higher=False),
     ]  # fmt: skip
+    if camera["released"] is not None:  # the camera's capture process exited when idle
+        figures.insert(5, Figure(
+            "agent.rss_camera_released_with_children_mib", camera["released"][1], "MiB",
+            pair(camera_0, "released", 1), goal=GOALS["rss_camera"], higher=False,
+        ))  # fmt: skip
+    return figures
 
 
 def main() -> None:
@@ -304,9 +394,11 @@ def main() -> None:
             ("with camera" if r["camera"] else "without camera")
             + ("" if r["checkout"] == ROOT else f" ({r['checkout'].name})"), r["attached"],
             "yes" if r["cv2_mapped"] else "no", r["rss"], f"{r['rss'] / goal:.2f} of {goal:.0f}",
-            f"{r['anon']:.1f} / {r['file']:.1f}",
-            "–" if r["captured"] is None else f"{r['captured']:.1f}",
-            r["cpu"], f"{r['cpu'] / GOALS['idle_cpu']:.2f} of 0.3", r["online_s"],
+            f"{r['family']:.1f}", f"{r['anon']:.1f} / {r['file']:.1f}",
+            "–" if r["captured"] is None else "{:.1f} / {:.1f}".format(*r["captured"]),
+            "–" if r["released"] is None else "{:.1f} / {:.1f}".format(*r["released"]),
+            r["cpu"], f"{r['cpu_family']:.2f}", f"{r['cpu'] / GOALS['idle_cpu']:.2f} of 0.3",
+            r["online_s"],
             f"{r['online_s'] / GOALS['online_s']:.2f} of 2", r["online_cpu_s"],
         ])  # fmt: skip
     text = (
@@ -315,8 +407,9 @@ def main() -> None:
         f"Agents run with their unit's environment ({env_note}). Load average {load_start:.1f} at the start, "
         f"{load_end:.1f} at the end (shared machine: CPU and startup are pessimistic).\n\n"
         + table(
-            ["agent", "devices", "OpenCV loaded", "RSS MiB", "RSS / goal",
-             "anon / file MiB", "RSS after a still MiB", "idle CPU %",
+            ["agent", "devices", "OpenCV in the agent", "RSS MiB", "RSS / goal",
+             "+ children MiB", "anon / file MiB", "after a still MiB (+ children)",
+             "after the idle release MiB (+ children)", "idle CPU %", "+ children %",
              "CPU / goal", "spawn → online s", "online / goal", "CPU s to online"],
             rows,
         )

@@ -8,25 +8,20 @@ settings, 1 when the data directory cannot be used.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from edge_agent.daemon import run_agent
-from edge_agent.enrollment.cli import enroll_command
 from edge_agent.errors import AgentError, SettingsError
-from edge_agent.local_api.cli import apps as apps_command
-from edge_agent.profiles import profiles_check_main
-from edge_agent.service.cli import service as service_command
-from edge_agent.settings import AgentSettings, load_settings
-from edge_agent.technician.cli import certificate_command, diagnose_command, outbox_command
-from edge_agent.technician.device_cli import device_command
-from edge_agent.updates.cli import update as update_command
+
+if TYPE_CHECKING:
+    from edge_agent.settings import AgentSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("edge_agent")
@@ -165,6 +160,11 @@ def settings_options(func: F) -> F:
 
 
 def _load_or_exit(config_file: Path | None, cli_values: dict[str, Any]) -> AgentSettings:
+    # The daemon, the settings and what they import load in the commands that use them:
+    # ``edge-agent supervise``, the parent of the agent on every outlet PC, needs none of
+    # it (docs/performance.md, "Agent footprint").
+    from edge_agent.settings import load_settings
+
     try:
         return load_settings(config_file=config_file, **cli_values)
     except SettingsError as exc:
@@ -172,7 +172,35 @@ def _load_or_exit(config_file: Path | None, cli_values: dict[str, Any]) -> Agent
         sys.exit(exc.exit_code)
 
 
-@click.group(name="edge-agent")
+# The technician's and installer's subcommands (module, attribute): imported when named
+# or listed (--help), so ``edge-agent run`` does not carry them (issue 17).
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "enroll": ("edge_agent.enrollment.cli", "enroll_command"),
+    "apps": ("edge_agent.local_api.cli", "apps"),
+    "update": ("edge_agent.updates.cli", "update"),
+    "service": ("edge_agent.service.cli", "service"),
+    "outbox": ("edge_agent.technician.cli", "outbox_command"),
+    "certificate": ("edge_agent.technician.cli", "certificate_command"),
+    "diagnose": ("edge_agent.technician.cli", "diagnose_command"),
+    "device": ("edge_agent.technician.device_cli", "device_command"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose ``_LAZY_COMMANDS`` load on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute = _LAZY_COMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(name="edge-agent", cls=_LazyGroup)
 def main() -> None:
     """govedge edge agent: one per outlet PC."""
 
@@ -181,6 +209,8 @@ def main() -> None:
 @settings_options
 def run(config_file: Path | None, **cli_values: Any) -> None:
     """Connect to the broker and run until SIGTERM/SIGINT."""
+    from edge_agent.daemon import run_agent
+
     settings = _load_or_exit(config_file, cli_values)
     configure_logging(settings)
 
@@ -246,16 +276,6 @@ def supervise(home: Path | None, agent_args: tuple[str, ...]) -> None:
     sys.exit(Supervisor((home or home_from_env()).absolute(), args).run())
 
 
-main.add_command(enroll_command)
-main.add_command(apps_command)
-main.add_command(update_command)
-main.add_command(service_command)
-main.add_command(outbox_command)
-main.add_command(certificate_command)
-main.add_command(diagnose_command)
-main.add_command(device_command)
-
-
 @main.group()
 def profiles() -> None:
     """Device profiles: check them before deploying."""
@@ -265,6 +285,8 @@ def profiles() -> None:
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 def profiles_check(path: Path | None) -> None:
     """Validate profiles (a file or folder; default the shipped ones); exit 1 on problems."""
+    from edge_agent.profiles import profiles_check_main
+
     sys.exit(profiles_check_main(path))
 
 

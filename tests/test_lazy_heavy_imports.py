@@ -1,8 +1,9 @@
 """Heavy libraries load only when a device that needs them starts (issue 17).
 
-OpenCV with NumPy costs the agent about 30 MiB of RSS and pyscard its own share, so
-``edge-agent run`` must not import them until a camera or a PC/SC reader starts. Each
-check runs in a fresh interpreter: ``sys.modules`` of the test process is polluted.
+OpenCV with NumPy costs about 30 MiB of RSS and pyscard its own share, so
+``edge-agent run`` must not import them until a camera or a PC/SC reader starts; a
+camera's OpenCV loads in its capture process, never in the agent. Each check runs in a
+fresh interpreter: ``sys.modules`` of the test process is polluted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ HEAVY = ("cv2", "numpy", "smartcard")
 # in its command line's rich and pygments (several MiB, ~0.2 s). jsonschema (~3 MiB) is
 # loaded by a profile check only, which a start skips for profiles that passed before.
 NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments", "jsonschema")
+# Used sometimes, not by every agent every day: a window's QR page (segno with its SVG
+# writer), an update's unpacking (tarfile) and the other subcommands of ``edge-agent``.
+SOMETIMES = (
+    "segno",
+    "tarfile",
+    "edge_agent.enrollment.cli",
+    "edge_agent.local_api.cli",
+    "edge_agent.service.cli",
+    "edge_agent.technician.cli",
+    "edge_agent.technician.device_cli",
+    "edge_agent.updates.cli",
+)
 
 # What ``edge-agent run`` imports, plus every kind package (the registry loads them all).
 _IMPORT_AGENT = """
@@ -47,7 +60,39 @@ def test_agent_import_loads_no_heavy_library() -> None:
     assert loaded["loaded"] == []
 
 
-def test_a_camera_starting_loads_opencv(tmp_path: Path) -> None:
+def test_agent_import_leaves_what_is_used_sometimes_for_its_first_use() -> None:
+    loaded = _run(_IMPORT_AGENT.format(heavy=SOMETIMES) + "print(json.dumps({'loaded': loaded()}))")
+    assert loaded["loaded"] == []
+
+
+def test_the_supervisor_carries_no_agent() -> None:
+    """``edge-agent supervise`` runs beside the agent on every outlet PC (the unit's
+    main process): it reads the install layout and starts the agent, nothing more."""
+    script = """
+import json, sys
+import edge_agent.cli, edge_agent.supervisor
+agent = ("edge_agent.daemon", "edge_agent.settings", "edge_agent.updates.installer",
+         "fastapi", "pydantic", "aiomqtt", "cryptography")
+print(json.dumps({"loaded": sorted(m for m in agent if m in sys.modules)}))
+"""
+    assert _run(script)["loaded"] == []
+
+
+def test_a_subcommand_loads_when_named() -> None:
+    script = """
+import json, sys
+from click.testing import CliRunner
+from edge_agent.cli import main
+result = CliRunner().invoke(main, ["device", "--help"])
+print(json.dumps({"loaded": ["edge_agent.technician.device_cli" in sys.modules],
+                  "help": [result.exit_code, "self-test" in result.output]}))
+"""
+    result = _run(script)
+    assert result["help"] == [0, True]
+    assert result["loaded"] == [True]
+
+
+def test_a_camera_starting_loads_opencv_in_its_capture_process(tmp_path: Path) -> None:
     video = write_document_video(tmp_path / "page.avi", width=320, height=240, frames=2)
     script = (
         _IMPORT_AGENT.format(heavy=HEAVY)
@@ -61,20 +106,28 @@ identity = DeviceIdentity(
     device_id="cam-1", profile="uvc-generic", kind="document_camera", address={str(video)!r}
 )
 
-async def capture() -> bytes:
+def mapped(pid: int) -> list[str]:
+    maps = open(f"/proc/{{pid}}/maps").read()
+    return sorted(lib for lib in ("cv2", "numpy") if f"/{{lib}}/" in maps)
+
+async def capture() -> tuple[bytes, list[str]]:
     settings = {{"width": 160, "height": 120, "jpeg_quality": 80, "warmup_frames": 0}}
     async with UvcDocumentCamera(identity, settings=settings) as camera:
-        return await camera.capture_jpeg()
+        jpeg = await camera.capture_jpeg()
+        import psutil
+        (child,) = psutil.Process().children()
+        return jpeg, mapped(child.pid)
 
-jpeg = asyncio.run(capture())
-print(json.dumps({{"before": before, "after": loaded(), "jpeg": [jpeg[:2].hex()]}}))
+jpeg, in_child = asyncio.run(capture())
+print(json.dumps({{"before": before, "after": loaded(), "jpeg": [jpeg[:2].hex()],
+                   "child": in_child}}))
 """
     )
     result = _run(script)
     assert result["before"] == []
     assert result["jpeg"] == ["ffd8"]
-    assert "cv2" in result["after"]
-    assert "smartcard" not in result["after"]
+    assert result["child"] == ["cv2", "numpy"]  # the capture process holds OpenCV
+    assert result["after"] == []  # the agent does not
 
 
 def test_the_simulated_camera_writes_its_video_in_another_process() -> None:

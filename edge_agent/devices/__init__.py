@@ -17,23 +17,29 @@ Exception tree::
                                  (no card, paper out, cover open); ``hint`` says what to do
 """
 
-from edge_agent.devices.base import (
-    DeviceBusy,
-    DeviceError,
-    DeviceEvent,
-    DeviceIdentity,
-    DeviceRefused,
-    DeviceTimeout,
-    DeviceUnavailable,
-    Driver,
-    DriverSettingsError,
-    EventSink,
-    Health,
-    ProbeResult,
-    ProtocolError,
-    UsbFacts,
-)
-from edge_agent.devices.registry import driver_class, driver_names, register_driver
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge_agent.devices.base import (
+        DeviceBusy,
+        DeviceError,
+        DeviceEvent,
+        DeviceIdentity,
+        DeviceRefused,
+        DeviceTimeout,
+        DeviceUnavailable,
+        Driver,
+        DriverSettingsError,
+        EventSink,
+        Health,
+        ProbeResult,
+        ProtocolError,
+        UsbFacts,
+    )
+    from edge_agent.devices.registry import driver_class, driver_names, register_driver
 
 __all__ = [
     "DeviceBusy",
@@ -54,3 +60,14 @@ __all__ = [
     "driver_names",
     "register_driver",
 ]
+
+# Loaded on first use (PEP 562): the document camera's capture process imports its kind's
+# capture code without the driver interface, pydantic and the registry (issue 17).
+_REGISTRY_NAMES = frozenset({"driver_class", "driver_names", "register_driver"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'edge_agent.devices' has no attribute {name!r}")
+    home = "registry" if name in _REGISTRY_NAMES else "base"
+    return getattr(importlib.import_module(f"edge_agent.devices.{home}"), name)

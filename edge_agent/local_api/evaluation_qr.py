@@ -16,8 +16,6 @@ from __future__ import annotations
 import io
 from urllib.parse import quote
 
-import segno
-
 from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.errors import ApiError
@@ -63,6 +61,9 @@ def qr_svg(url: str) -> str:
     Standalone (with the SVG namespace) so a page can show it as an ``<img>`` from a
     ``data:`` URL, which runs no script.
     """
+    # segno with its SVG writer (xml.sax) is ~0.8 MiB; only a window's QR page uses it.
+    import segno
+
     buffer = io.BytesIO()
     segno.make_qr(url, error="m").save(
         buffer, kind="svg", scale=6, border=4, xmldecl=False, svgns=True, nl=False

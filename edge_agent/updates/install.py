@@ -19,13 +19,15 @@ import asyncio
 import logging
 import shutil
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.updates.errors import UpdateFailed
 from edge_agent.updates.layout import Layout, fsync_dir, normal_version
 from govedge_wire.releases import SignedManifest
+
+if TYPE_CHECKING:
+    import tarfile
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,10 @@ def _complete(partial: Path, final: Path) -> Path:
 
 
 def _unpack(artifact: Path, into: Path) -> None:
+    # The archive modules load with the first update, not with every start (issue 17).
+    import tarfile
+    import zipfile
+
     into.mkdir(parents=True)
     if artifact.suffix == ".zip":
         with zipfile.ZipFile(artifact) as archive:

@@ -2,8 +2,10 @@
 
 ``cv2.VideoCapture`` opens ``/dev/videoN`` (V4L2), an index, a video file or an image
 sequence pattern (``frame_%03d.png``) alike, so tests feed the very code a document
-camera uses. Each function blocks; the driver runs them in ``asyncio.to_thread``.
-Errors come out as ``CameraError`` with a ``kind`` the driver maps to its error tree.
+camera uses. Each function blocks. ``CameraSource`` runs in the camera's capture
+process (``worker.py``), never in the agent, which keeps only the claim on a source
+(``claim``/``unclaim``, from ``capture_process.py``). Errors come out as
+``CameraError`` with a ``kind`` the driver maps to its error tree.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
     Frame = npt.NDArray[np.uint8]
 
-__all__ = ["CameraError", "CameraSource", "Still", "other_holders"]
+__all__ = ["CameraError", "CameraSource", "Still", "claim", "other_holders", "unclaim"]
 
 # Sources this process has open. A UVC camera streams to one program at a time; the
 # claim makes a second driver on the same camera fail fast with "busy" instead of
@@ -81,6 +83,30 @@ def other_holders(path: str) -> list[int]:
     return holders
 
 
+def claim(source: str, current: str | None = None) -> str:
+    """Claim ``source`` for one driver of this process; the claim's key.
+
+    ``CameraError`` not_found if the path does not exist, busy if another driver of this
+    process holds it (``current``: the caller's own claim, which it may renew).
+    """
+    is_index = source.isdigit()
+    if not (is_index or "%" in source) and not os.path.exists(source):
+        raise CameraError(f"{source} does not exist", kind="not_found")
+    key = os.path.realpath(source) if not is_index else f"index:{source}"
+    with _CLAIMS_LOCK:
+        if key in _CLAIMS and current != key:
+            raise CameraError(f"{source} is in use by another driver", kind="busy")
+        _CLAIMS.add(key)
+    return key
+
+
+def unclaim(key: str | None) -> None:
+    """Give up a claim ``claim`` returned; None: nothing to give up."""
+    if key is not None:
+        with _CLAIMS_LOCK:
+            _CLAIMS.discard(key)
+
+
 class CameraSource:
     """An opened capture source; ``grab_still`` returns a JPEG at the wanted size."""
 
@@ -98,28 +124,18 @@ class CameraSource:
 
     def open(self) -> None:
         """Open the source; ``CameraError`` not_found / busy / failed."""
-        is_index = self.source.isdigit()
-        is_pattern = "%" in self.source
-        if not (is_index or is_pattern) and not os.path.exists(self.source):
-            raise CameraError(f"{self.source} does not exist", kind="not_found")
-        device = _is_device_node(self.source)
-        key = os.path.realpath(self.source) if not is_index else f"index:{self.source}"
-        with _CLAIMS_LOCK:
-            if key in _CLAIMS and self._claim != key:
-                raise CameraError(f"{self.source} is in use by another driver", kind="busy")
-            _CLAIMS.add(key)
-            self._claim = key
+        self._claim = claim(self.source, self._claim)
         try:
-            self._capture = self._open_capture(is_index=is_index, device=device)
+            self._capture = self._open_capture(
+                is_index=self.source.isdigit(), device=_is_device_node(self.source)
+            )
         except BaseException:
             self._release_claim()
             raise
 
     def _release_claim(self) -> None:
-        with _CLAIMS_LOCK:
-            if self._claim is not None:
-                _CLAIMS.discard(self._claim)
-                self._claim = None
+        unclaim(self._claim)
+        self._claim = None
 
     def _open_capture(self, *, is_index: bool, device: bool) -> cv2.VideoCapture:
         # OpenCV and NumPy cost ~60 MiB; they load when a camera opens, never before.

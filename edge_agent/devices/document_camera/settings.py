@@ -24,3 +24,10 @@ class DocumentCameraSettings(DriverSettings):
     capture_timeout: float = seconds(10.0, "one still, warm-up included", most=120)
     open_timeout: float = seconds(10.0, "opening the camera", most=120)
     busy_timeout: float = seconds(2.0, "how long a second capture waits", most=120)
+    idle_release: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="seconds without a still after which the camera and its capture "
+        "process are released (the next still opens it again); 0: keep it open",
+    )

@@ -9,6 +9,8 @@ backend differs (FFMPEG/images instead of V4L2).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 
 from edge_agent.devices import (
@@ -176,11 +179,95 @@ def test_other_process_holding_a_device_is_found(tmp_path: Path) -> None:
     assert other_holders(str(tmp_path / "nobody")) == []
 
 
+def capture_processes() -> list[psutil.Process]:
+    """This process's camera capture processes (where OpenCV holds the camera)."""
+    return [
+        child
+        for child in psutil.Process().children()
+        if "edge_agent.devices.document_camera.worker" in " ".join(child.cmdline())
+    ]
+
+
+def held_paths() -> list[str]:
+    """The files this process's capture processes hold open."""
+    return [os.path.realpath(f.path) for p in capture_processes() for f in p.open_files()]
+
+
+async def poll(check: Any) -> None:
+    """Until ``check()`` holds, for at most 30 s (the camera tests' own deadline)."""
+    for _ in range(600):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not within 30 s")
+
+
+def test_the_camera_is_held_by_a_capture_process_not_the_agent(
+    camera: DocumentCameraSimulator,
+) -> None:
+    async def main() -> tuple[list[str], dict[str, Any]]:
+        async with make_driver(camera.device_path, idle_release=0) as driver:
+            await driver.capture()
+            held_by = held_paths()
+            return held_by, dict(await driver.health())
+
+    held_by, health = asyncio.run(main())
+    assert os.path.realpath(camera.device_path) in held_by
+    assert health["held"] is True
+    assert capture_processes() == []  # closed with the driver
+
+
+def test_an_idle_camera_is_released_and_the_next_still_opens_it_again(
+    camera: DocumentCameraSimulator,
+) -> None:
+    async def main() -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+        async with make_driver(camera.device_path, idle_release=0.2) as driver:
+            await driver.capture()
+
+            async def released() -> bool:
+                return (await driver.health())["idle_releases"] == 1
+
+            await poll(released)
+            assert capture_processes() == []
+            idle = dict(await driver.health())
+            # Released, but still this driver's: another driver of the agent may not take it.
+            with pytest.raises(DeviceBusy, match="in use"):
+                await make_driver(camera.device_path).open()
+            jpeg = await driver.capture_jpeg()
+            return jpeg, idle, dict(await driver.health())
+
+    jpeg, idle, after = asyncio.run(main())
+    assert idle["open"] is True
+    assert idle["held"] is False
+    assert decode(jpeg).shape == (240, 320, 3)
+    assert after["held"] is True
+    assert after["captures_ok"] == 2
+    assert after["captures_failed"] == 0
+
+
+def test_a_capture_process_that_died_is_started_again(camera: DocumentCameraSimulator) -> None:
+    async def main() -> tuple[dict[str, Any], bytes, list[psutil.Process]]:
+        async with make_driver(camera.device_path, idle_release=0) as driver:
+            await driver.capture()
+            (process,) = capture_processes()
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+            jpeg = await driver.capture_jpeg()
+            return dict(await driver.health()), jpeg, capture_processes()
+
+    health, jpeg, now = asyncio.run(main())
+    assert health["captures_failed"] == 0
+    assert decode(jpeg).shape == (240, 320, 3)
+    assert len(now) == 1  # a new one
+
+
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="jpeg_quality"):
         make_driver("/dev/video0", jpeg_quality=0)
     with pytest.raises(ValueError, match="unknown"):
         make_driver("/dev/video0", resolution="hd")
+    with pytest.raises(ValueError, match="idle_release"):
+        make_driver("/dev/video0", idle_release=-1)
 
 
 def test_write_document_video_round_trip(tmp_path: Path) -> None:
