@@ -132,15 +132,15 @@ class OutboxSender:
             return 0
         if self._inflight and room < self._refill_at:
             return 0  # more acks are coming: refill in one batch once they made room
-        batch = await self._outbox.next_batch(min(room, self._batch_size))
-        outgoing = [e.outgoing() for e in batch if e.tx_id not in self._inflight]
+        # Read and marked sent in one call of the outbox's thread (one commit).
+        batch = await self._outbox.take_due(
+            min(room, self._batch_size),
+            skip=frozenset(self._inflight),
+            resend_after_s=self.resend_after,
+        )
+        outgoing = [e.outgoing() for e in batch]
         if not outgoing:
             return 0
-        waits: dict[float, list[str]] = {}
-        for tx in outgoing:
-            waits.setdefault(self.resend_after(tx.attempt), []).append(tx.tx_id)
-        for wait_s, tx_ids in waits.items():
-            await self._outbox.mark_sent(*tx_ids, resend_after_s=wait_s)
         publishes: list[asyncio.Task[None]] = []
         try:
             for tx in outgoing:
@@ -177,8 +177,13 @@ class OutboxSender:
         The downlink handler calls this and does not wait, so acks arriving while one
         batch commits make up the next batch (group commit): one commit per batch.
         """
-        if self._inflight.pop(ack.tx_id, None) is not None:
-            self._outbox.notify()  # window room: the sender need not wait for the commit
+        inflight = self._inflight
+        if inflight.pop(ack.tx_id, None) is not None and (
+            len(inflight) <= self._window - self._refill_at
+        ):
+            # Room for a refill: the sender need not wait for the commit. Not before:
+            # it would only wake to find too little room (a wake-up per ack).
+            self._outbox.notify()
         future: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
         self._acks.append((ack, future))
         if self._ack_task is None or self._ack_task.done():
