@@ -120,6 +120,11 @@ class Mosquitto:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGHUP)
 
+    @property
+    def pid(self) -> int | None:
+        """The running broker's process id (benchmarks sample its CPU), or ``None``."""
+        return None if self._proc is None else self._proc.pid
+
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
         self._write_config()

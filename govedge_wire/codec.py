@@ -55,12 +55,17 @@ def encode(message: Message) -> bytes:
     return data
 
 
+# The kinds that come by the thousand: validated from the bytes in one pass first.
+_ONE_PASS: Final = frozenset({Kind.TELEMETRY, Kind.TRANSACTION_ACK})
+
+
 def decode(topic: str, payload: bytes) -> Message:
     """Validate ``payload`` received on ``topic`` and return its model.
 
     Checks run cheapest first: size, topic, JSON, schema version, kind and outlet
     agreement with the topic, then the model. Raises a ``WireError`` subclass.
-    Telemetry, most of what the fleet server receives, first tries ``_one_pass``.
+    Telemetry (most of what the fleet server receives) and transaction acks (one per
+    transaction an agent's outbox sends) first try ``_one_pass``.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
@@ -69,7 +74,7 @@ def decode(topic: str, payload: bytes) -> Message:
     else:
         parsed = parse_topic(topic)
         kind, outlet_id = parsed.kind, parsed.outlet_id
-    if kind is Kind.TELEMETRY:
+    if kind in _ONE_PASS:
         message = _one_pass(_MODELS[kind], payload, outlet_id)
         if message is not None:
             return message

@@ -20,10 +20,11 @@ errors become ``LocalStateError`` here.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -119,10 +120,16 @@ class LocalStateStore:
         """
 
         def work(conn: sqlite3.Connection) -> None:
+            # One read of every row concerned and one write of every new row, not two
+            # statements per change: the tracker's thread competes with the event loop
+            # for the GIL at each statement (docs/performance.md, "Outbox drain").
+            rows = _load_statuses(conn, list({tx_id: None for tx_id, _ in changes}))
+            changed: dict[str, StoredStatus] = {}
             for tx_id, change in changes:
-                new = change(_load_status(conn, tx_id))
+                new = change(rows.get(tx_id))
                 if new is not None:
-                    _save_status(conn, new)
+                    rows[tx_id] = changed[tx_id] = new
+            _save_statuses(conn, changed.values())
 
         await self._call(work, write=True)
 
@@ -268,19 +275,46 @@ def _load_status(conn: sqlite3.Connection, tx_id: str) -> StoredStatus | None:
     )
 
 
+def _load_statuses(conn: sqlite3.Connection, tx_ids: Sequence[str]) -> dict[str, StoredStatus]:
+    rows = conn.execute(
+        "SELECT tx_id, status, tx_kind, case_number, reason, updated FROM tx_status "
+        "WHERE tx_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(tx_ids),),
+    ).fetchall()
+    return {
+        row[0]: StoredStatus(
+            tx_id=row[0],
+            status=row[1],
+            tx_kind=row[2],
+            case_number=row[3],
+            reason=row[4],
+            updated=float(row[5]),
+        )
+        for row in rows
+    }
+
+
+# Every row of a burst in one statement (one JSON array of rows): one step of SQLite,
+# where executemany took the GIL back from the event loop once per row.
+_SAVE_STATUSES: Final = (
+    "INSERT OR REPLACE INTO tx_status (tx_id, status, tx_kind, case_number, reason, updated)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]') FROM json_each(?)"
+)
+
+
 def _save_status(conn: sqlite3.Connection, status: StoredStatus) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO tx_status (tx_id, status, tx_kind, case_number, reason, updated) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            status.tx_id,
-            status.status,
-            status.tx_kind,
-            status.case_number,
-            status.reason,
-            status.updated or time.time(),
-        ),
-    )
+    _save_statuses(conn, [status])
+
+
+def _save_statuses(conn: sqlite3.Connection, statuses: Iterable[StoredStatus]) -> None:
+    now = time.time()
+    rows = [
+        (s.tx_id, s.status, s.tx_kind, s.case_number, s.reason, s.updated or now) for s in statuses
+    ]
+    if rows:
+        conn.execute(_SAVE_STATUSES, (json.dumps(rows),))
 
 
 def _bind_key(conn: sqlite3.Connection, key: str, digest: str) -> tuple[str, bool]:

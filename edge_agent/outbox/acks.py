@@ -6,6 +6,7 @@ the outbox's worker thread.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Final
 
@@ -14,6 +15,14 @@ from edge_agent.outbox.models import AckOutcome, DeadLetter, PriorityClass
 from edge_agent.outbox.store import Store
 
 _REASON_MAX: Final = 500
+# The ids come as one JSON array parameter: one statement for any number of acks.
+_DELETE_ENTRIES: Final = (
+    "DELETE FROM entries WHERE tx_id IN (SELECT value FROM json_each(?))"
+    " RETURNING tx_id, material_id"
+)
+_DELETE_TX_MATERIALS: Final = (
+    "DELETE FROM tx_materials WHERE tx_id IN (SELECT value FROM json_each(?))"
+)
 
 
 @schema.translated
@@ -35,33 +44,50 @@ def apply_acks(
     """
     durable = any(status == "rejected" for _, status, _ in acks)
     outcomes: list[AckOutcome] = []
+    group: list[str] = []  # accepted/duplicate acks since the last rejection
     with schema.transaction(store.conn, durable=durable):
         for tx_id, status, reason in acks:
-            if status == "rejected":
-                moved = _reject_in_txn(store, tx_id, reason, now_ms=now_ms)
-                outcomes.append("dead_lettered" if moved else "unknown")
-            else:
-                removed = _ack_in_txn(store, tx_id, now_ms=now_ms)
-                outcomes.append("removed" if removed else "unknown")
+            if status != "rejected":
+                group.append(tx_id)
+                continue
+            outcomes += _remove(store, group, now_ms=now_ms)
+            group = []
+            moved = _reject_in_txn(store, tx_id, reason, now_ms=now_ms)
+            outcomes.append("dead_lettered" if moved else "unknown")
+        outcomes += _remove(store, group, now_ms=now_ms)
     return outcomes
 
 
-def _ack_in_txn(store: Store, tx_id: str, *, now_ms: int) -> bool:
-    row = store.conn.execute("SELECT material_id FROM entries WHERE tx_id = ?", (tx_id,)).fetchone()
-    if row is None:
-        return False
-    store.conn.execute("DELETE FROM entries WHERE tx_id = ?", (tx_id,))
-    store.conn.execute("DELETE FROM tx_materials WHERE tx_id = ?", (tx_id,))
-    material_id = row[0]
-    if material_id is not None and not store.one(
-        "SELECT 1 FROM entries WHERE material_id = ?", material_id
-    ):
-        store.conn.execute(
-            "UPDATE materials SET state = 'delivered', done_ms = ?"
-            " WHERE material_id = ? AND state = 'pending'",
-            (now_ms, material_id),
-        )
-    return True
+def _remove(store: Store, tx_ids: Sequence[str], *, now_ms: int) -> list[AckOutcome]:
+    """Delete the entries of ``tx_ids``; an outcome per id, in order, as if deleted one
+    by one (an id that was not pending, or is repeated, is ``unknown``).
+
+    One ``DELETE … RETURNING`` for all of them rather than a read and two deletes per
+    ack: a draining backlog applies dozens of acks per commit, and the statements per
+    ack were most of the outbox thread's time (docs/performance.md, "Outbox drain").
+    """
+    if not tx_ids:
+        return []
+    ids = json.dumps(list(dict.fromkeys(tx_ids)))
+    rows = store.conn.execute(_DELETE_ENTRIES, (ids,)).fetchall()
+    removed: dict[str, str | None] = {row[0]: row[1] for row in rows}  # -> a chunk's material
+    if removed:
+        store.conn.execute(_DELETE_TX_MATERIALS, (json.dumps(list(removed)),))
+    for material_id in {m for m in removed.values() if m is not None}:
+        if not store.one("SELECT 1 FROM entries WHERE material_id = ?", material_id):
+            store.conn.execute(
+                "UPDATE materials SET state = 'delivered', done_ms = ?"
+                " WHERE material_id = ? AND state = 'pending'",
+                (now_ms, material_id),
+            )
+    outcomes: list[AckOutcome] = []
+    for tx_id in tx_ids:
+        if tx_id in removed:
+            del removed[tx_id]  # a repeated id finds it gone, as a second delete would
+            outcomes.append("removed")
+        else:
+            outcomes.append("unknown")
+    return outcomes
 
 
 @schema.translated

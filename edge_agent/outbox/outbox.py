@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -316,6 +316,23 @@ class Outbox:
                 tx_ids,
                 now_ms=self._now_ms(),
                 resend_after_ms=int(resend_after_s * 1000),
+            )
+        )
+
+    async def take_due(
+        self, limit: int, *, skip: Collection[str], resend_after_s: Callable[[int], float]
+    ) -> list[DueEntry]:
+        """``next_batch`` without ``skip``, each marked sent (``mark_sent``) for its next
+        attempt with ``resend_after_s(attempt)``: one call of the worker thread, one commit."""
+        store = self._open_store()
+        return await self._run(
+            functools.partial(
+                store.take_due,
+                limit,
+                now_ms=self._now_ms(),
+                max_defer_ms=self._max_defer_ms,
+                skip=skip,
+                resend_after_ms=lambda attempt: int(resend_after_s(attempt) * 1000),
             )
         )
 

@@ -193,6 +193,29 @@ def translated(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# Batched acks and marks need DELETE … RETURNING (3.35), UPDATE … FROM (3.33) and the
+# JSON functions: refused at open, not found out by the first ack that fails.
+MIN_SQLITE: Final = (3, 35, 0)
+
+
+def _check_sqlite() -> None:
+    probe = sqlite3.connect(":memory:")  # not the file: another process may hold its lock
+    try:
+        probe.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.Error:
+        json_ok = False
+    else:
+        json_ok = True
+    finally:
+        probe.close()
+    if sqlite3.sqlite_version_info < MIN_SQLITE or not json_ok:
+        need = ".".join(map(str, MIN_SQLITE))
+        raise StorageError(
+            f"the outbox needs SQLite {need} or newer with its JSON functions; this Python "
+            f"has SQLite {sqlite3.sqlite_version}{'' if json_ok else ' without JSON'}"
+        )
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0)
     return isinstance(code, int) and code & 0xFF in _FULL_CODES
@@ -217,6 +240,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _configure(conn: sqlite3.Connection) -> None:
+    _check_sqlite()
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA locking_mode = EXCLUSIVE")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -77,6 +77,7 @@ class OutboxSender:
         self._acks: list[tuple[TransactionAck, asyncio.Future[AckOutcome]]] = []
         self._ack_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._failure: BaseException | None = None  # a publish of run()'s batches failed
         self.sent_total = 0
         self.resent_total = 0
         self.ack_timeouts = 0
@@ -91,13 +92,43 @@ class OutboxSender:
         return min(self._max_backoff_s, self._ack_timeout_s * 2.0 ** min(attempt - 1, 32))
 
     async def run(self) -> None:
-        """Send until ``stop()``; call once per connection, after the birth was published."""
+        """Send until ``stop()``; call once per connection, after the birth was published.
+
+        Unlike ``pump`` the loop does not wait for a batch's PUBACKs before the next
+        refill: it waited ~8 ms per batch while acks had opened the window (issue 17).
+        A failed publish still ends ``run`` with its error; ``stop`` lets the batches
+        handed to the client finish (their PUBACKs) before ``run`` returns.
+        """
         self._stopping.clear()
         self._inflight.clear()
+        self._failure = None
         await self._outbox.make_all_due()
-        while not self._stopping.is_set():
-            if await self.pump() == 0:
-                await self._outbox.wait_for_work(max_wait_s=self._idle_wait())
+        batches: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            batches.discard(task)
+            if not task.cancelled() and task.exception() is not None and self._failure is None:
+                self._failure = task.exception()
+                self._outbox.notify()
+
+        try:
+            while not self._stopping.is_set():
+                if self._failure is not None:
+                    raise self._failure
+                publishes, outgoing = await self._start_batch()
+                if not publishes:
+                    await self._outbox.wait_for_work(max_wait_s=self._idle_wait())
+                    continue
+                batch = asyncio.create_task(
+                    self._finish_batch(publishes, outgoing), name="outbox-sender-pubacks"
+                )
+                batches.add(batch)
+                batch.add_done_callback(finished)
+            await asyncio.gather(*batches)
+        finally:
+            for batch in list(batches):
+                batch.cancel()
+            await asyncio.gather(*batches, return_exceptions=True)
         log.debug("outbox sender stopped with %d in flight", len(self._inflight))
 
     async def resend_unacked(self) -> int:
@@ -126,21 +157,27 @@ class OutboxSender:
         without waiting for each PUBACK before the next (the client library keeps the
         order on the one connection); returns when the broker acknowledged them all.
         """
+        publishes, outgoing = await self._start_batch()
+        await self._finish_batch(publishes, outgoing)
+        return len(publishes)
+
+    async def _start_batch(self) -> tuple[list[asyncio.Task[None]], list[OutgoingTx]]:
+        """Take the next batch and hand its publishes to the client, in order; the
+        publish tasks (PUBACK pending) and what they send. Nothing when the window, the
+        due entries or a stop allow nothing."""
         self._expire()
         room = self._window - len(self._inflight)
         if room <= 0 or self._stopping.is_set():
-            return 0
+            return [], []
         if self._inflight and room < self._refill_at:
-            return 0  # more acks are coming: refill in one batch once they made room
-        batch = await self._outbox.next_batch(min(room, self._batch_size))
-        outgoing = [e.outgoing() for e in batch if e.tx_id not in self._inflight]
-        if not outgoing:
-            return 0
-        waits: dict[float, list[str]] = {}
-        for tx in outgoing:
-            waits.setdefault(self.resend_after(tx.attempt), []).append(tx.tx_id)
-        for wait_s, tx_ids in waits.items():
-            await self._outbox.mark_sent(*tx_ids, resend_after_s=wait_s)
+            return [], []  # more acks are coming: refill in one batch once they made room
+        # Read and marked sent in one call of the outbox's thread (one commit).
+        batch = await self._outbox.take_due(
+            min(room, self._batch_size),
+            skip=frozenset(self._inflight),
+            resend_after_s=self.resend_after,
+        )
+        outgoing = [e.outgoing() for e in batch]
         publishes: list[asyncio.Task[None]] = []
         try:
             for tx in outgoing:
@@ -155,17 +192,24 @@ class OutboxSender:
                 # In flight before the publish: the ack can overtake our PUBACK handling.
                 self._inflight[tx.tx_id] = self._clock() + self.resend_after(tx.attempt)
                 publishes.append(asyncio.create_task(self._publish_one(message)))
+        except BaseException:
+            await _cancel(publishes)
+            raise
+        return publishes, outgoing[: len(publishes)]
+
+    async def _finish_batch(
+        self, publishes: list[asyncio.Task[None]], outgoing: list[OutgoingTx]
+    ) -> None:
+        """Wait for the batch's PUBACKs (an error cancels the rest and is raised)."""
+        try:
             await asyncio.gather(*publishes)
         except BaseException:
-            for task in publishes:
-                task.cancel()
-            await asyncio.gather(*publishes, return_exceptions=True)
+            await _cancel(publishes)
             raise
-        for tx in outgoing[: len(publishes)]:
+        for tx in outgoing:
             self.sent_total += 1
             if tx.attempt > 1:
                 self.resent_total += 1
-        return len(publishes)
 
     async def _publish_one(self, message: Transaction) -> None:
         async with asyncio.timeout(self._publish_timeout_s):
@@ -177,8 +221,13 @@ class OutboxSender:
         The downlink handler calls this and does not wait, so acks arriving while one
         batch commits make up the next batch (group commit): one commit per batch.
         """
-        if self._inflight.pop(ack.tx_id, None) is not None:
-            self._outbox.notify()  # window room: the sender need not wait for the commit
+        inflight = self._inflight
+        if inflight.pop(ack.tx_id, None) is not None and (
+            len(inflight) <= self._window - self._refill_at
+        ):
+            # Room for a refill: the sender need not wait for the commit. Not before:
+            # it would only wake to find too little room (a wake-up per ack).
+            self._outbox.notify()
         future: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
         self._acks.append((ack, future))
         if self._ack_task is None or self._ack_task.done():
@@ -234,3 +283,9 @@ class OutboxSender:
             return self._idle_poll_s
         earliest = min(self._inflight.values()) - self._clock()
         return max(0.0, min(self._idle_poll_s, earliest))
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,9 +9,10 @@ in ``schema.translated`` so no ``sqlite3.Error`` leaves untranslated.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -66,6 +67,16 @@ _SELECT_ONE: Final = (
     " m.sha256, m.size, m.chunk_count"
     " FROM entries e LEFT JOIN materials m ON m.material_id = e.material_id"
     " WHERE e.tx_id = ?"
+)
+_MARK_SENT: Final = (
+    "UPDATE entries SET attempts = attempts + 1, last_sent_ms = ?, next_due_ms = ? WHERE tx_id = ?"
+)
+# take_due's batch in one statement (one JSON array of [tx_id, next_due_ms]): one step
+# of SQLite where executemany took the GIL back from the event loop once per row.
+_MARK_SENT_MANY: Final = (
+    "UPDATE entries SET attempts = attempts + 1, last_sent_ms = ?1,"
+    " next_due_ms = json_extract(j.value, '$[1]')"
+    " FROM json_each(?2) AS j WHERE entries.tx_id = json_extract(j.value, '$[0]')"
 )
 _MOVE_DEAD: Final = (
     "INSERT OR REPLACE INTO dead_letters (tx_id, tx_kind, priority_class, created_ms,"
@@ -353,11 +364,34 @@ class Store:
         """
         with schema.transaction(self.conn, durable=False):
             cur = self.conn.executemany(
-                "UPDATE entries SET attempts = attempts + 1, last_sent_ms = ?, next_due_ms = ?"
-                " WHERE tx_id = ?",
-                [(now_ms, now_ms + resend_after_ms, t) for t in tx_ids],
+                _MARK_SENT, [(now_ms, now_ms + resend_after_ms, t) for t in tx_ids]
             )
         return cur.rowcount
+
+    @schema.translated
+    def take_due(
+        self,
+        limit: int,
+        *,
+        now_ms: int,
+        max_defer_ms: int,
+        skip: Collection[str],
+        resend_after_ms: Callable[[int], int],
+    ) -> list[DueEntry]:
+        """``next_batch`` without the ids in ``skip``, marked sent in one bookkeeping commit.
+
+        What the sender does per batch, in one call of the worker thread instead of two.
+        Each entry's ``next_due_ms`` becomes now + ``resend_after_ms(attempt)`` for the
+        send it is taken for (``attempts + 1``: the entries come back as read, so their
+        ``outgoing()`` carries that attempt).
+        """
+        due = self.next_batch(limit, now_ms=now_ms, max_defer_ms=max_defer_ms)
+        due = [entry for entry in due if entry.tx_id not in skip]
+        if due:
+            rows = [[e.tx_id, now_ms + resend_after_ms(e.meta.attempts + 1)] for e in due]
+            with schema.transaction(self.conn, durable=False):
+                self.conn.execute(_MARK_SENT_MANY, (now_ms, json.dumps(rows)))
+        return due
 
     @schema.translated
     def make_all_due(self) -> int:

@@ -223,6 +223,41 @@ def test_status_survives_a_restart_and_falls_back_to_the_outbox(tmp_path: Path) 
     asyncio.run(main())
 
 
+def test_a_burst_of_events_applies_in_order_per_transaction(tmp_path: Path) -> None:
+    """Events applied in one write (a draining backlog) end as if applied one by one: a
+    result after the ack wins, a late ack does not undo it, other transactions too."""
+
+    async def main() -> None:
+        async with (
+            Outbox(
+                tmp_path / "outbox.db", key_path=tmp_path / "outbox.key", quota_bytes=1 << 20
+            ) as outbox,
+            LocalStateStore(tmp_path / STATE_FILE) as state,
+        ):
+            tracker = TransactionTracker(outbox, state=state)
+            await tracker.accepted("case-burst-0001", tx_kind="submission")
+            await tracker.on_events(
+                [
+                    ("transaction.acked", {"tx_id": "case-burst-0001", "status": "accepted"}),
+                    ("transaction.acked", {"tx_id": "case-burst-0002", "status": "accepted"}),
+                    ("transaction.result", {"tx_id": "case-burst-0001",
+                                            "outcome": "delivered", "case_number": "N7"}),
+                    ("transaction.acked", {"tx_id": "case-burst-0001", "status": "duplicate"}),
+                    ("transaction.acked", {"tx_id": "case-burst-0003", "status": "rejected",
+                                           "reason": "bad item"}),
+                ]
+            )  # fmt: skip
+            first = await tracker.status("case-burst-0001")
+            assert (first.status, first.case_number, first.tx_kind) == (
+                "delivered", "N7", "submission"
+            )  # fmt: skip
+            assert (await tracker.status("case-burst-0002")).status == "acked"
+            third = await tracker.status("case-burst-0003")
+            assert (third.status, third.reason) == ("rejected", "bad item")
+
+    asyncio.run(main())
+
+
 def test_unknown_transaction_is_404_with_a_hint(tmp_path: Path) -> None:
     async def main() -> None:
         async with outlet(tmp_path) as o:

@@ -147,6 +147,34 @@ def test_rejected_chunk_dead_letters_its_material_and_submission(tmp_path: Path)
     asyncio.run(scenario())
 
 
+def test_chunk_acks_in_one_commit_deliver_the_material_and_free_its_submission(
+    tmp_path: Path,
+) -> None:
+    """A window of chunk acks applied together (one commit) ends as if applied one by
+    one: the material is delivered, its submission becomes due, a repeated ack in the
+    same batch is ``unknown``."""
+    clock = FakeClock()
+    server = FakeServer()
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path, clock=clock) as outbox:
+            material = await outbox.put_material(os.urandom(400_000))
+            submission = await outbox.put(
+                "submission", {"m": 1}, priority_class=TX, materials=[material.material_id]
+            )
+            sender = make_sender(outbox, server, clock, window=8)
+            assert await sender.pump() == 3  # the three chunks; the submission waits
+            acks = [server.ack_for(m) for m in server.published]
+            outcomes = await outbox.apply_acks([*acks, acks[1]])
+            assert outcomes == ["removed", "removed", "removed", "unknown"]
+            progress = await outbox.material_progress(material.material_id)
+            assert progress is not None
+            assert (progress.chunks_acked, progress.state) == (3, "delivered")
+            assert [e.tx_id for e in await outbox.next_batch(10)] == [submission.tx_id]
+
+    asyncio.run(scenario())
+
+
 def test_put_material_is_idempotent_and_survives_reopen(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with make_outbox(tmp_path) as outbox:

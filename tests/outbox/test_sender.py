@@ -238,3 +238,67 @@ def test_acks_arriving_together_are_applied_in_one_batch(tmp_path: Path) -> None
             assert check == 2  # FULL again for the next put
 
     asyncio.run(scenario())
+
+
+def test_run_refills_the_window_before_the_brokers_pubacks(tmp_path: Path) -> None:
+    """``run`` does not hold the next batch until the broker acknowledged the previous
+    one: acks that made room are used at once; order and each-once are kept."""
+    clock = FakeClock()
+    server = FakeServer()
+    pubacks = asyncio.Event()  # the broker acknowledges nothing until the end
+
+    async def publish_puback_late(message: Transaction) -> None:
+        await server.publish(message)
+        await pubacks.wait()
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path, clock=clock) as outbox:
+            ids = await put_many(outbox, 12)
+            sender = make_sender(outbox, server, clock, window=4, batch_size=4)
+            sender._publish = publish_puback_late
+            task = asyncio.create_task(sender.run())
+            for count in (4, 8, 12):
+                await server.wait_published(count)
+                for message in server.published[count - 4 : count]:
+                    sender.ack_soon(server.ack_for(message))
+            assert [m.tx_id for m in server.published] == ids  # no PUBACK seen yet
+            pubacks.set()
+            assert await sender.acks_applied(10)
+            sender.stop()
+            await asyncio.wait_for(task, timeout=10)
+            assert sender.sent_total == 12
+            assert (await outbox.stats()).depth == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_publish_ends_run_and_loses_nothing(tmp_path: Path) -> None:
+    """The connection drops under a batch: ``run`` raises the publish's error, and every
+    entry not acked by the server is still in the outbox for the next connection."""
+    clock = FakeClock()
+    server = FakeServer()
+
+    class ConnectionLost(Exception):
+        pass
+
+    async def publish_then_drop(message: Transaction) -> None:
+        if len(server.published) >= 3:
+            raise ConnectionLost
+        await server.publish(message)
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path, clock=clock) as outbox:
+            ids = await put_many(outbox, 6)
+            sender = make_sender(outbox, server, clock, idle_poll_s=0.01)
+            sender._publish = publish_then_drop
+            try:
+                await asyncio.wait_for(sender.run(), timeout=10)
+            except ConnectionLost:
+                pass
+            else:
+                raise AssertionError("run() returned although a publish failed")
+            await sender.on_ack(server.ack_for(server.published[0]))
+            await outbox.make_all_due()  # what the next connection's run() does
+            assert [e.tx_id for e in await outbox.next_batch(10)] == ids[1:]
+
+    asyncio.run(scenario())

@@ -89,3 +89,52 @@ def test_mutated_telemetry_decodes_as_the_full_path_does(field: str, value: obje
     payload = json.dumps({**SAMPLE, field: value}).encode()
     fast, full = _both(payload)
     assert fast == full
+
+
+# Transaction acks (one per transaction an outbox sends) take the same route.
+ACK_TOPIC = wire.topic_for(OUTLET, Kind.TRANSACTION_ACK)
+ACK = json.loads(
+    wire.encode(
+        wire.TransactionAck(
+            outlet_id=OUTLET, session=7, seq=3, tx_id="case-0001-abcd", status="accepted"
+        )
+    )
+)
+
+
+def _ack_both(payload: bytes) -> tuple[object, object]:
+    return (
+        _outcome(lambda p: wire.decode(ACK_TOPIC, p), payload),
+        _outcome(lambda p: _full(Kind.TRANSACTION_ACK, OUTLET, p), payload),
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, None),
+        ({"status": "rejected", "reason": "bad item"}, None),
+        ({"status": "lost"}, "invalid"),
+        ({"tx_id": 5}, "invalid"),
+        ({"session": "7"}, None),  # the full path's lax coercion still accepts it
+        ({"kind": "tx"}, "kind_mismatch"),
+        ({"outlet_id": "bank-pds-icbc-01"}, "outlet_mismatch"),
+        ({"schema_version": 2}, "unsupported_schema"),
+    ],
+)
+def test_known_ack_edges_decode_as_the_full_path_does(
+    changes: dict[str, object], expected: str | None
+) -> None:
+    fast, full = _ack_both(json.dumps({**ACK, **changes}).encode())
+    assert fast == full
+    if expected is None:
+        assert isinstance(fast, wire.TransactionAck)
+    else:
+        assert fast == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from([*ACK, "extra"]), value=_json)
+def test_mutated_acks_decode_as_the_full_path_does(field: str, value: object) -> None:
+    fast, full = _ack_both(json.dumps({**ACK, field: value}).encode())
+    assert fast == full
