@@ -122,28 +122,27 @@ class OutletPassProcess:
         return ours
 
     def _kill(self) -> None:
+        self._end(wait_s=0.0)
+
+    def close(self) -> None:
+        """End the child (it exits when its pipe closes; killed if it does not)."""
+        with self._lock:
+            self._end(wait_s=5.0)
+
+    def _end(self, *, wait_s: float) -> None:
+        """Close the pipe, give the child ``wait_s`` to exit by itself, then kill it."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
         self.pid = None
         if conn is not None:
             conn.close()
-        if process is not None:
+        if process is None:
+            return
+        if wait_s > 0:
+            process.join(timeout=wait_s)
+        if process.is_alive():
             process.kill()
             process.join(timeout=5)
-
-    def close(self) -> None:
-        """End the child (it exits when its pipe closes; killed if it does not)."""
-        with self._lock:
-            process, conn = self._process, self._conn
-            self._process = self._conn = None
-            self.pid = None
-            if conn is not None:
-                conn.close()
-            if process is not None:
-                process.join(timeout=5)
-                if process.is_alive():
-                    process.kill()
-                    process.join(timeout=5)
 
 
 def _serve(conn: Connection, database_url: str, timezone: str) -> None:

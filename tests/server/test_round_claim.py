@@ -16,33 +16,35 @@ from sqlalchemy import select
 from fleet_server.models import InboxEntry
 from fleet_server.routing import store
 
-NOW = datetime.now(UTC)
-
 
 def _row(n: int, **values: Any) -> InboxEntry:
+    # Taken per row, not at import: a module collected half an hour before it runs (CI)
+    # would find its "held for 5 minutes" leases long run out.
+    now = datetime.now(UTC)
     fields: dict[str, Any] = {
         "tx_id": f"tx-{n}", "outlet_id": "o-1", "idempotency_key": f"o-1:tx-{n}",
-        "tx_kind": "evaluation", "sealed_body": {}, "created_ts": 0, "received_at": NOW,
-        "state": "pending", "attempts": 0, "next_due_at": NOW,
+        "tx_kind": "evaluation", "sealed_body": {}, "created_ts": 0, "received_at": now,
+        "state": "pending", "attempts": 0, "next_due_at": now,
     } | values  # fmt: skip
     return InboxEntry(**fields)
 
 
 def test_a_round_takes_only_free_pending_rows(db_sessions: Any) -> None:
+    now = datetime.now(UTC)
     with db_sessions.begin() as session:
         session.add_all(
             [
                 _row(1),
                 _row(2),
-                _row(3, lease_until=NOW + timedelta(minutes=5)),  # held by someone
-                _row(4, lease_until=NOW - timedelta(minutes=5)),  # their lease ran out
+                _row(3, lease_until=now + timedelta(minutes=5)),  # held by someone
+                _row(4, lease_until=now - timedelta(minutes=5)),  # their lease ran out
                 _row(5, state="delivered"),
                 _row(6, state="dead"),
             ]
         )
     with db_sessions() as session:
         ids = {row.tx_id: row.id for row in session.scalars(select(InboxEntry))}
-        lease = NOW + timedelta(seconds=30)
+        lease = now + timedelta(seconds=30)
         taken = store.claim(
             session,
             {ids["tx-1"]: "a", ids["tx-2"]: "b", ids["tx-3"]: "a", ids["tx-4"]: "b",
