@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 __all__ = ["STATE_FILE", "LocalStateError", "LocalStateFull", "LocalStateStore", "StoredStatus"]
 
@@ -263,16 +263,7 @@ def _load_status(conn: sqlite3.Connection, tx_id: str) -> StoredStatus | None:
         "WHERE tx_id = ?",
         (tx_id,),
     ).fetchone()
-    if row is None:
-        return None
-    return StoredStatus(
-        tx_id=row[0],
-        status=row[1],
-        tx_kind=row[2],
-        case_number=row[3],
-        reason=row[4],
-        updated=float(row[5]),
-    )
+    return None if row is None else _stored(row)
 
 
 def _load_statuses(conn: sqlite3.Connection, tx_ids: Sequence[str]) -> dict[str, StoredStatus]:
@@ -281,17 +272,19 @@ def _load_statuses(conn: sqlite3.Connection, tx_ids: Sequence[str]) -> dict[str,
         "WHERE tx_id IN (SELECT value FROM json_each(?))",
         (json.dumps(tx_ids),),
     ).fetchall()
-    return {
-        row[0]: StoredStatus(
-            tx_id=row[0],
-            status=row[1],
-            tx_kind=row[2],
-            case_number=row[3],
-            reason=row[4],
-            updated=float(row[5]),
-        )
-        for row in rows
-    }
+    return {row[0]: _stored(row) for row in rows}
+
+
+def _stored(row: Sequence[Any]) -> StoredStatus:
+    """A ``tx_status`` row read as ``tx_id, status, tx_kind, case_number, reason, updated``."""
+    return StoredStatus(
+        tx_id=row[0],
+        status=row[1],
+        tx_kind=row[2],
+        case_number=row[3],
+        reason=row[4],
+        updated=float(row[5]),
+    )
 
 
 # Every row of a burst in one statement (one JSON array of rows): one step of SQLite,
