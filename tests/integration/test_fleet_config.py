@@ -172,7 +172,7 @@ def test_windows_change_while_tickets_wait_and_survive_a_restart(outlet: Outlet)
 
     # Restart: the last good config is in force before the agent connects (the first
     # birth says so); the retained copy of it arrives again and is recognised.
-    assert outlet.agent.close() == 0
+    assert outlet.agent.close() == 0, outlet.agent.log()[-4000:]
     count = len(reports(outlet.observer))
     births = len(outlet.observer.messages(Birth))
     agent = outlet.start()

@@ -71,6 +71,8 @@ class CaptureProcess:
         # release never waits for a still in progress.
         self._io = threading.Lock()
         self._state = threading.Lock()
+        # Set by ``interrupt`` until the next ``open``: no capture process starts meanwhile.
+        self._closing = False
 
     @property
     def held(self) -> bool:
@@ -90,6 +92,8 @@ class CaptureProcess:
         ``CameraError`` not_found / busy / failed, as ``CameraSource.open``.
         """
         self._claim = claim(self.source, self._claim)
+        with self._state:
+            self._closing = False
         try:
             with self._io:
                 self._start()
@@ -139,6 +143,16 @@ class CaptureProcess:
         """Kill the capture process now (a still that overran its deadline); keep the claim."""
         self._stop(kill=True)
 
+    def interrupt(self) -> None:
+        """Kill the capture process and start none until the next ``open``.
+
+        For a stop that must not wait for a still in progress (or for a process still
+        importing OpenCV on a loaded PC): that still fails at once with ``CameraError``.
+        """
+        with self._state:
+            self._closing = True
+        self._stop(kill=True)
+
     def close(self) -> None:
         """End the capture process and give up the claim; safe twice."""
         self._stop()
@@ -161,7 +175,16 @@ class CaptureProcess:
             close_fds=True,
         )  # fmt: skip
         with self._state:
-            self._process = process
+            closing = self._closing
+            if not closing:
+                self._process = process
+        if closing:  # interrupted while it started: it never holds the camera
+            process.kill()
+            process.wait(_REAP_TIMEOUT_S)
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            raise CameraError(f"{self.source}: the camera is closing", kind="failed")
         try:
             header, _ = self._reply(process)
         except EOFError as exc:

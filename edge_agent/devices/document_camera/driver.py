@@ -84,6 +84,10 @@ class UvcDocumentCamera(Driver):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._idle_task  # short: it ends the capture process
             self._idle_task = None
+        if self._lock.locked():
+            # A still (or a probe on a loaded PC, importing OpenCV) is running: end it
+            # now, or the agent's stop would wait for it past its service manager's patience.
+            await asyncio.to_thread(self._camera.interrupt)
         async with self._lock:
             await asyncio.to_thread(self._camera.close)
         self._open = False

@@ -261,6 +261,32 @@ def test_a_capture_process_that_died_is_started_again(camera: DocumentCameraSimu
     assert len(now) == 1  # a new one
 
 
+def test_closing_does_not_wait_for_a_camera_that_hangs_while_opening(tmp_path: Path) -> None:
+    # A FIFO nobody writes to: the capture process blocks in its open, like a camera that
+    # hangs (or a process still importing OpenCV on a loaded PC when the agent stops).
+    source = tmp_path / "hanging-camera"
+    os.mkfifo(source)
+
+    async def main() -> tuple[BaseException | None, list[psutil.Process]]:
+        driver = make_driver(str(source), idle_release=0, open_timeout=120)
+        opening = asyncio.create_task(driver.open())
+
+        async def started() -> bool:
+            return len(capture_processes()) == 1
+
+        await poll(started)
+        # Bounded only to fail instead of hanging: before, the stop waited the whole
+        # open_timeout (here 120 s) for the lock the opening held.
+        await asyncio.wait_for(driver.close(), 30)
+        failure = (await asyncio.gather(opening, return_exceptions=True))[0]
+        assert failure is None or isinstance(failure, BaseException)
+        return failure, capture_processes()
+
+    failure, left = asyncio.run(main())
+    assert isinstance(failure, DeviceUnavailable)
+    assert left == []
+
+
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="jpeg_quality"):
         make_driver("/dev/video0", jpeg_quality=0)
