@@ -141,30 +141,46 @@ class DeliveryWorker:
         if free <= 0:
             return
         now = datetime.now(UTC)
-        with self._sessions() as session:
-            self._routes.refresh(session)
-            rows = store.due_rows(session, now=now, limit=max(free * 4, 32))
-            planned = self._plan(session, rows, free=free, now=now)
-            if not planned:
-                return
-            # One claim for the round: every UPDATE and COMMIT is a turn at the
-            # interpreter lock that the ingest and the API wait for as well.
-            taken = store.claim(
-                session, {entry.id: target for entry, target, _ in planned},
-                lease_until=now + self._lease,
-            )  # fmt: skip
-            for entry, target, item in planned:
-                if entry.id in taken:
-                    self._submit(session, entry, target, item, now=now)
-                else:  # another process took it meanwhile
-                    self.breakers[target].release()
+        # Each planned row holds its breaker's permission (in half-open state the only
+        # probe) until it is handed to the pool; a round that fails on the way gives the
+        # rest back, or a half-open target would never be tried again.
+        planned: list[tuple[InboxEntry, str, RoutedItem | None]] = []
+        handed = 0
+        try:
+            with self._sessions() as session:
+                self._routes.refresh(session)
+                rows = store.due_rows(session, now=now, limit=max(free * 4, 32))
+                self._plan(session, rows, free=free, now=now, into=planned)
+                if not planned:
+                    return
+                # One claim for the round: every UPDATE and COMMIT is a turn at the
+                # interpreter lock that the ingest and the API wait for as well.
+                taken = store.claim(
+                    session, {entry.id: target for entry, target, _ in planned},
+                    lease_until=now + self._lease,
+                )  # fmt: skip
+                for entry, target, item in planned:
+                    if entry.id in taken:
+                        self._submit(session, entry, target, item, now=now)
+                    else:  # another process took it meanwhile
+                        self.breakers[target].release()
+                    handed += 1  # (a second release, after _submit failed, is harmless)
+        finally:
+            for _, target, _ in planned[handed:]:
+                self.breakers[target].release()
 
     def _plan(
-        self, session: Session, rows: list[InboxEntry], *, free: int, now: datetime
-    ) -> list[tuple[InboxEntry, str, RoutedItem | None]]:
-        """The rows to claim this round, each with its target: not held here, routable,
-        within the target's share of the pool and allowed by its breaker."""
-        planned: list[tuple[InboxEntry, str, RoutedItem | None]] = []
+        self,
+        session: Session,
+        rows: list[InboxEntry],
+        *,
+        free: int,
+        now: datetime,
+        into: list[tuple[InboxEntry, str, RoutedItem | None]],
+    ) -> None:
+        """Add to ``into`` the rows to claim this round, each with its target: not held
+        here, routable, within the target's share of the pool and allowed by its breaker."""
+        planned = into
         with self._lock:
             busy = Counter(self._in_flight)
             held = set(self._held)
@@ -194,7 +210,6 @@ class DeliveryWorker:
                 continue
             busy[target] += 1
             planned.append((entry, target, item))
-        return planned
 
     def _submit(
         self,

@@ -8,13 +8,28 @@ and PostgreSQL; two threads with sessions of their own stand for the two process
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from fleet_server.models import InboxEntry
 from fleet_server.routing import store
+from fleet_server.routing.targets import load_targets
+from fleet_server.routing.worker import DeliveryWorker
+from govedge_testbed.upstream import Upstream, write_targets
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    fake = Upstream()
+    fake.start()
+    yield fake
+    fake.stop()
 
 
 def _row(n: int, **values: Any) -> InboxEntry:
@@ -89,3 +104,71 @@ def test_two_processes_claiming_the_same_rows_never_share_one(db_sessions: Any) 
         thread.join(timeout=60)
     assert not won[0] & won[1]
     assert won[0] | won[1] == set(ids)
+
+
+# A real database error in the claim: a trigger refuses to set a lease.
+_REFUSE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_claims BEFORE UPDATE OF lease_until ON inbox "
+        "WHEN NEW.lease_until IS NOT NULL BEGIN SELECT RAISE(ABORT, 'claims refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_claims() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'claims refused'; END $$",
+        "CREATE TRIGGER refuse_claims BEFORE UPDATE OF lease_until ON inbox "
+        "FOR EACH ROW WHEN (NEW.lease_until IS NOT NULL) EXECUTE FUNCTION refuse_claims()",
+    ],
+}
+_ALLOW = {
+    "sqlite": ["DROP TRIGGER refuse_claims"],
+    "postgresql": ["DROP TRIGGER refuse_claims ON inbox", "DROP FUNCTION refuse_claims()"],
+}
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, f"not within 20 s: {what}"
+        time.sleep(0.05)
+
+
+def test_a_round_failing_on_the_database_leaves_the_breaker_probe_free(
+    db_sessions: Any, upstream: Upstream, tmp_path: Path
+) -> None:
+    """A half-open breaker lets one probe through; a round that took it and then failed
+    on the database must give it back, or the target is never tried again."""
+    targets = load_targets(
+        write_targets(
+            tmp_path / "targets.json", upstream, ["hcp"],
+            hcp={"breaker_threshold": 1, "breaker_cooldown_s": 0.1},
+        )
+    )  # fmt: skip
+    dialect = db_sessions.kw["bind"].dialect.name
+    with db_sessions.begin() as session:
+        session.add(_row(1, body={"rating": 5}))
+        for statement in _REFUSE[dialect]:
+            session.execute(text(statement))
+    worker = DeliveryWorker(
+        sessions=db_sessions, targets=targets, publish_results=lambda rs: [True] * len(rs),
+        poll_interval_s=0.05, concurrency=2, lease_s=30, seed=1,
+    )  # fmt: skip
+    breaker = worker.breakers["hcp"]
+    breaker.failure()  # opened by an earlier failure: after 0.1 s one probe may go
+    _until(lambda: breaker.state == "half_open", "the breaker half-open")
+    worker.start()
+    try:
+        _until(lambda: worker.counters["db_error"] >= 1, "a round failing on the claim")
+        with db_sessions.begin() as session:
+            for statement in _ALLOW[dialect]:
+                session.execute(text(statement))
+
+        def delivered() -> bool:
+            with db_sessions() as session:
+                return session.scalars(select(InboxEntry.state)).one() == "delivered"
+
+        _until(delivered, "the row delivered once the database takes claims again")
+    finally:
+        worker.stop()
+    assert breaker.state == "closed"
+    assert upstream.accepted_count["o-1:tx-1"] == 1
+    assert upstream.by_target.get("hcp") == ["o-1:tx-1"]
