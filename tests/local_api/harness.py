@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -192,6 +192,17 @@ class Outlet:
     printer: EscPosPrinterSimulator
     led: LedScreenSimulator
     keypad: CallerKeypadSimulator | None = None
+    serving: LocalApiServing | None = None
+
+    async def stop_api(self) -> None:
+        """Close the local API's server (as an agent restart does); the devices stay."""
+        assert self.serving is not None
+        await self.serving.stop()
+
+    async def start_api(self) -> None:
+        """Serve the local API again on the same port, as the restarted agent does."""
+        assert self.serving is not None
+        await self.serving.start(self.port)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -210,6 +221,24 @@ class Outlet:
             open_timeout=5,
             close_timeout=2,
         )
+
+
+class LocalApiServing:
+    """The local API's uvicorn task, which a test can stop and start again."""
+
+    def __init__(self, start: Callable[[int], Awaitable[tuple[asyncio.Task[None], int]]]) -> None:
+        self._start = start
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, port: int) -> int:
+        self._task, bound = await self._start(port)
+        return bound
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=10)
+            self._task = None
 
 
 @contextlib.asynccontextmanager
@@ -300,22 +329,33 @@ async def outlet(
                     windows={w.window: w for w in windows or ()},
                     live=live,
                 )
-                started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-                server = asyncio.create_task(
-                    serve_local_api(
-                        runtime,
-                        port=0,
-                        apps=apps,
-                        options=options,
-                        announcements_dir=tmp_path / "voice",
-                        counters=counters,
-                        on_started=started.set_result,
-                    ),
-                    name="test-local-api",
-                )
+
+                async def start(port: int) -> tuple[asyncio.Task[None], int]:
+                    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                    task = asyncio.create_task(
+                        serve_local_api(
+                            runtime,
+                            port=port,
+                            apps=apps,
+                            options=options,
+                            announcements_dir=tmp_path / "voice",
+                            counters=counters,
+                            on_started=started.set_result,
+                        ),
+                        name="test-local-api",
+                    )
+                    waited: list[asyncio.Future[Any]] = [task, started]
+                    await asyncio.wait(waited, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+                    if started.done():
+                        return task, started.result()
+                    if task.done():
+                        await task  # its error: e.g. the port could not be bound again
+                    task.cancel()
+                    raise TimeoutError("the local API did not start within 10 s")
+
+                serving = LocalApiServing(start)
                 try:
-                    async with asyncio.timeout(10):
-                        port = await asyncio.shield(started)
+                    port = await serving.start(0)
                     async with httpx.AsyncClient(
                         base_url=f"http://127.0.0.1:{port}", timeout=30
                     ) as client:
@@ -331,10 +371,10 @@ async def outlet(
                             printer=printer,
                             led=led,
                             keypad=keypads if keypad else None,
+                            serving=serving,
                         )
                 finally:
-                    server.cancel()
-                    await asyncio.wait([server], timeout=10)
+                    await serving.stop()
     finally:
         id_card.stop()
 

@@ -188,3 +188,74 @@ def test_display_shows_calls_and_plays_their_announcements_in_order(tmp_path: Pa
         await expect(page.locator("[data-window='5'] .ticket")).to_have_text("A002")
 
     run(tmp_path, scenario)
+
+
+def test_display_reconnects_after_the_agent_restarts_and_reads_the_queue_again(
+    tmp_path: Path,
+) -> None:
+    """The agent's server closes (as in a restart) and comes back on its port: the display
+    says it is reconnecting, then shows what changed meanwhile and follows calls again."""
+
+    async def scenario(o: Outlet, page: Any) -> None:
+        for _ in range(2):
+            issued = await o.client.post(
+                "/v1/tickets", headers=o.auth, json={"business_type": "social"}
+            )
+            assert issued.status_code == 201
+        await page.goto(screen_url(o, "display", "display"))
+        link = page.locator("#link")
+        window_3 = page.locator("[data-window='3'] .ticket")
+        social = page.locator("#waiting [data-business='social'] .count")
+        await expect(link).to_have_attribute("data-state", "open")
+        await expect(window_3).to_have_text("—")
+        await expect(social).to_have_text("2")
+
+        await o.stop_api()
+        await expect(link).to_have_attribute("data-state", "reconnecting")
+        await expect(link).to_have_text("正在重新连接…")
+        # Window 3 calls while the display is cut off (the queue itself runs on, as a
+        # caller keypad's key reaches it): no event can tell the display.
+        missed = await o.runtime.queue.call("3")
+        assert missed.ticket is not None
+        assert missed.ticket.number == "A001"
+
+        await o.start_api()
+        # The client's delay between attempts has grown while the agent was away.
+        await expect(link).to_have_attribute("data-state", "open", timeout=30_000)
+        await expect(link).to_have_text("已连接")
+        await expect(window_3).to_have_text("A001")  # read again, not told
+        await expect(social).to_have_text("1")
+
+        called = await o.client.post("/v1/windows/5/call", headers=o.auth)
+        assert called.json()["ticket"]["number"] == "A002"
+        await expect(page.locator("[data-window='5'] .ticket")).to_have_text("A002")
+        assert await page.locator("#recent li").all_inner_texts() == ["A002 → 5号窗口"]
+
+    run(tmp_path, scenario)
+
+
+def test_kiosk_reconnects_after_the_agent_restarts_and_reads_its_services_again(
+    tmp_path: Path,
+) -> None:
+    async def scenario(o: Outlet, page: Any) -> None:
+        await page.goto(screen_url(o, "kiosk", "kiosk"))
+        link = page.locator("#link")
+        await expect(link).to_have_attribute("data-state", "open")
+        await expect(page.get_by_role("button", name="社保医保")).to_be_visible()
+
+        await o.stop_api()
+        await expect(link).to_have_attribute("data-state", "reconnecting")
+        await expect(link).to_have_text("正在重新连接…")
+
+        async with page.expect_request(
+            lambda r: urlsplit(r.url).path == "/v1/queue", timeout=30_000
+        ) as reread:
+            await o.start_api()
+            await expect(link).to_have_attribute("data-state", "open", timeout=30_000)
+        assert (await (await reread.value).response()).status == 200
+
+        await page.get_by_role("button", name="社保医保").click()
+        await expect(page.locator("#ticket-number")).to_have_text("A001")
+        assert "A001" in "\n".join(o.printer.tickets[-1])
+
+    run(tmp_path, scenario)

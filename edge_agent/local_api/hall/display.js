@@ -1,7 +1,7 @@
 // The hall display (叫号大屏): each window's current ticket, the recent calls and the
 // waiting counts, live over the event stream; each call's announcement is played in
 // the order the calls came, one at a time (a call arriving while one plays waits).
-import { el, hallClient, showFault, startClock } from "/hall/hall-common.js";
+import { el, followAgent, hallClient, showFault, startClock } from "/hall/hall-common.js";
 
 const RECENT_KEPT = 8;
 const LONGEST_ANNOUNCEMENT_MS = 30000; // a stalled audio element never blocks the queue
@@ -120,11 +120,6 @@ function onEvent(message) {
 startClock(document.getElementById("clock"));
 if (client) {
   refresh();
-  client.events(onEvent, {
-    onState: (state) => {
-      link.dataset.state = state;
-      link.textContent = state === "open" ? "已连接" : "正在重新连接…";
-      if (state === "open") refresh(); // what happened while the link was down
-    },
-  });
+  // Reconnected: re-read what happened while the link was down.
+  followAgent(client, link, { onEvent, onOpen: refresh });
 }

@@ -24,6 +24,22 @@ export function hallClient(fault) {
   return new GovedgeLocal({ baseUrl: location.origin, token });
 }
 
+/**
+ * Follow the agent's event stream and show the link's state in `link`: "正在重新连接…"
+ * while the agent is away (restarting, or stopped), "已连接" once back. Events sent
+ * while the link was down are not replayed, so `onOpen` runs at every (re)connection
+ * to read the queue as the agent has it now.
+ */
+export function followAgent(client, link, { onEvent = () => {}, onOpen = () => {} } = {}) {
+  return client.events(onEvent, {
+    onState: (state) => {
+      link.dataset.state = state;
+      link.textContent = state === "open" ? "已连接" : "正在重新连接…";
+      if (state === "open") onOpen();
+    },
+  });
+}
+
 export function showFault(element, text) {
   element.textContent = text;
   element.hidden = !text;

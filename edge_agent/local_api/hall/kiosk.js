@@ -1,7 +1,7 @@
 // The ticket kiosk (取号机): pick a service and take a ticket, or check in an
 // appointment with its booking code; the agent prints the ticket (and its 好差评 QR
 // code where the outlet has one). Idle screens go back to the start.
-import { el, hallClient, showFault, startClock } from "/hall/hall-common.js";
+import { el, followAgent, hallClient, showFault, startClock } from "/hall/hall-common.js";
 
 const BACK_HOME_MS = 20000;
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "-", "0", "⌫"];
@@ -15,6 +15,7 @@ const CHECK_IN_REFUSED = {
 };
 
 const fault = document.getElementById("fault");
+const link = document.getElementById("link");
 const reference = document.getElementById("reference");
 const checkInError = document.getElementById("checkin-error");
 const client = hallClient(fault);
@@ -77,7 +78,10 @@ async function checkIn(event) {
   }
 }
 
+let retryTimer = null;
+
 async function loadServices() {
+  clearTimeout(retryTimer);
   try {
     const state = await client.queueState();
     const buttons = state.business_types.map((t) => {
@@ -89,7 +93,7 @@ async function loadServices() {
     showFault(fault, "");
   } catch (err) {
     showFault(fault, `暂时无法取号：${err.message}`);
-    setTimeout(loadServices, 5000);
+    retryTimer = setTimeout(loadServices, 5000);
   }
 }
 
@@ -106,4 +110,9 @@ document.getElementById("checkin-form").addEventListener("submit", checkIn);
 for (const back of document.querySelectorAll(".back")) back.addEventListener("click", () => show("home"));
 
 startClock(document.getElementById("clock"));
-if (client) loadServices();
+if (client) {
+  loadServices();
+  // The stream tells the kiosk when the agent went away and came back (a restart may
+  // bring a changed list of services): the services are read again then.
+  followAgent(client, link, { onOpen: loadServices });
+}
