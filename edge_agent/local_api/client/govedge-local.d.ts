@@ -1,6 +1,8 @@
 // Types for govedge-local.js (the outlet agent's local API). Interface names and fields
-// mirror the agent's OpenAPI schemas; tests/local_api/test_js_client.py checks them
-// and each call's parameters, body type and result type against the operations.
+// mirror the agent's OpenAPI schemas field by field (names, optional or required, types);
+// tests/local_api/test_js_client.py checks them (client_drift.py) and each call's
+// parameters, body type and result type against the operations. Keep to the TypeScript
+// the check reads: one `name?: type;` per field, `|`, `T[]`, `Record<string, T>`.
 
 export type RouteRow = readonly [name: string, method: "GET" | "POST", path: string];
 export declare const ROUTES: readonly RouteRow[];
