@@ -34,6 +34,7 @@ from websockets.typing import Subprotocol
 from edge_agent.daemon import Agent
 from edge_agent.local_api import WS_SUBPROTOCOL, AppRegistry
 from edge_agent.simulate import SimulatedHardware
+from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed import Mosquitto
 from govedge_testbed.upstream import Upstream
 from govedge_wire.config import EvaluationConfig
@@ -287,6 +288,12 @@ def test_counter_flow_from_ticket_to_case_number_and_evaluation_upstream(
     assert seen["card"]["name"] not in dumped
 
 
+# After the default rating reached upstream and the agent heard it was delivered: long
+# enough for many of the server's delivery rounds (0.1 s apart here) and the agent's
+# outbox resends, so a second delivery of it would arrive within it.
+SETTLE_S = 5.0
+
+
 def test_a_walk_away_at_the_pad_reaches_upstream_as_one_default_rating(
     broker: Mosquitto,
     delivering_fleet: FleetServer,
@@ -294,7 +301,14 @@ def test_a_walk_away_at_the_pad_reaches_upstream_as_one_default_rating(
     outlet_id: str,
     tmp_path: Path,
 ) -> None:
-    """系统默认评价: the pad times out, the region records a default, counted apart."""
+    """系统默认评价: the pad times out, the region records a default, counted apart.
+
+    The test waits for the delivery upstream itself (not for the fleet's statistics,
+    which count the rating when it is received), then for the agent to learn it was
+    delivered, then lets the agent and the server run on: a duplicate in that time
+    fails the test.
+    """
+    seen: dict[str, Any] = {}
 
     async def scenario() -> None:
         async with simulated_outlet(broker, outlet_id, tmp_path / "agent") as (agent, sim, clerk):
@@ -317,25 +331,32 @@ def test_a_walk_away_at_the_pad_reaches_upstream_as_one_default_rating(
             assert pad is not None
             await pad.wait_for_request(within=20)
             pad.walk_away()
-            assert (await asked)["status"] == "timed_out"
+            answer = await asked
+            assert answer["status"] == "timed_out"
+            tx_id = answer["default_rating"]["tx_id"]
+            seen["key"] = upstream_idempotency_key(outlet_id, tx_id)
             async with asyncio.timeout(60):
-                while not await asyncio.to_thread(_defaults_counted, delivering_fleet, outlet_id):  # noqa: ASYNC110 - the server is polled
+                while seen["key"] not in upstream.accepted:  # noqa: ASYNC110 - upstream is polled
                     await asyncio.sleep(0.2)
+                while True:  # the server's result reaches the agent: nothing left to send
+                    status = (await clerk.http.get(f"/v1/transactions/{tx_id}")).json()
+                    if status["status"] == "delivered":
+                        break
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(SETTLE_S)  # the agent and the server run on
 
     asyncio.run(scenario())
-    stats = delivering_fleet.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
-    assert (stats["evaluations"], stats["default_evaluations"]) == (1, 1)
-    assert stats["active_evaluations"] == 0
-    # Upstream holds it once, marked as the system's, in the outlet's coding (1 = 非常满意).
-    [key] = upstream.by_target["hcp"]
+    key = seen["key"]
+    # Upstream holds it once, marked as the system's, in the outlet's coding (1 = 非常满意),
+    # and was asked once: no second delivery, not even one it refused as a duplicate.
+    assert upstream.by_target["hcp"] == [key]
     assert key.startswith(f"{outlet_id}:default-")
     assert upstream.accepted_count[key] == 1
+    assert upstream.received[key] == 1
     rating = upstream.accepted[key]["body"]["body"]
     assert rating["system_default"] is True
     assert (rating["level_code"], rating["channel"]) == (1, "4")
     assert rating["case_number"] == "CASE-0042"
-
-
-def _defaults_counted(server: FleetServer, outlet_id: str) -> bool:
-    stats = server.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
-    return bool(stats["default_evaluations"])
+    stats = delivering_fleet.get(f"/api/v1/evaluations/stats?outlet={outlet_id}")
+    assert (stats["evaluations"], stats["default_evaluations"]) == (1, 1)
+    assert stats["active_evaluations"] == 0
