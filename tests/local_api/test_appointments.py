@@ -214,3 +214,46 @@ def test_a_shorter_grace_period_expires_a_booking_sooner(tmp_path: Path) -> None
         assert state["appointments"] == {"booked": 1, "checked_in": 0, "expired": 1}
 
     run(tmp_path, scenario, queue_clock=lambda: TEN, appointment_grace=timedelta(minutes=5))
+
+
+def test_higher_appointment_priorities_are_called_first_then_by_check_in_time(
+    tmp_path: Path,
+) -> None:
+    """Bookings of priorities 2 and 5 against each other and a walk-in (priority 0): the
+    window calls 5 first, then the two of priority 2 in the order they checked in, then
+    the walk-in, although the walk-in came first and the 5 checked in last."""
+
+    async def scenario(o: Outlet) -> None:
+        day = TODAY.isoformat()
+        await load(
+            o,
+            {"reference": "PR-0002", "day": day, "business_type": "social", "priority": 2},
+            {"reference": "PR-0005", "day": day, "business_type": "social", "priority": 5},
+            {"reference": "PR-2002", "day": day, "business_type": "social", "priority": 2},
+        )
+        walk_in = await o.client.post(
+            "/v1/tickets", headers=o.auth, json={"business_type": "social"}
+        )
+        assert walk_in.json()["number"] == "A001"
+        issued = {}
+        for reference in ("PR-0002", "PR-2002", "PR-0005"):
+            response = await check_in(o, reference)
+            assert response.status_code == 201, response.text
+            issued[reference] = response.json()
+        assert [t["priority"] for t in issued.values()] == [2, 2, 5]
+        # Who is ahead of each: its own and higher priorities only, not the walk-in.
+        assert [t["waiting"] for t in issued.values()] == [0, 1, 0]
+
+        called = []
+        for _ in range(4):
+            answer = await o.client.post("/v1/windows/3/call", headers=o.auth)
+            assert answer.status_code == 200, answer.text
+            called.append(answer.json()["ticket"]["number"])
+        assert called == [
+            issued["PR-0005"]["number"],
+            issued["PR-0002"]["number"],
+            issued["PR-2002"]["number"],
+            "A001",
+        ]
+
+    run(tmp_path, scenario)
