@@ -21,17 +21,23 @@ from edge_agent.simulate import SimulatedHardware
 
 @asynccontextmanager
 async def simulated_agent(
-    mqtt_url: str, outlet_id: str, data_dir: Path, queue_windows: Sequence[dict[str, Any]]
+    mqtt_url: str,
+    outlet_id: str,
+    data_dir: Path,
+    queue_windows: Sequence[dict[str, Any]],
+    **settings: Any,
 ) -> AsyncIterator[tuple[Agent, SimulatedHardware, int]]:
     """Run the agent until the block ends; yields it, its simulators and its API's port.
 
+    ``settings``: more agent settings, as an outlet's TOML file would set them.
+
     It must run on the main thread's loop: the simulation installs signal handlers.
     """
-    settings = load_settings(
+    loaded = load_settings(
         mqtt_url=mqtt_url, outlet_id=outlet_id, data_dir=data_dir, keepalive_s=5,
         reconnect_base_s=0.2, reconnect_cap_s=1.0, telemetry_interval_s=1.0,
         outbox_rate_per_s=200.0, simulate=True, local_api_port=0,
-        queue_windows=list(queue_windows),
+        queue_windows=list(queue_windows), **settings,
     )  # fmt: skip
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -39,7 +45,7 @@ async def simulated_agent(
         if not port.done():
             port.set_result(number)
 
-    agent = Agent(settings, on_local_api=listening)
+    agent = Agent(loaded, on_local_api=listening)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop), name="simulated-agent")
     try:

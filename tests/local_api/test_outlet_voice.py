@@ -18,21 +18,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from edge_agent.counters import AgentCounters
-from edge_agent.local_api import LocalApiOptions
+from edge_agent.local_api import AppRegistry, LocalApiOptions
 from edge_agent.queueing import render_announcement
 from edge_agent.queueing.playback import AnnouncementPlayer, PlaybackSettings, scaled
+from govedge_testbed import Mosquitto
 from govedge_testbed.pulse import RATE, SINK, PulseServer
 from tests.conftest import started_service
 from tests.local_api.harness import Outlet, outlet
+from tests.simulated_agent import simulated_agent
 
 pytestmark = pytest.mark.usefixtures("espeak_ng")  # fails under CI=true if missing
 
 Samples = npt.NDArray[np.float64]
+# The whole agent's window 1 (test_the_agents_voice_settings_reach_its_player).
+WINDOWS_1 = [{"window": "1", "business_types": ["general"]}]
 
 
 @pytest.fixture
@@ -273,3 +278,52 @@ def test_alsa_output_scales_the_samples_and_a_missing_device_is_counted(
     assert len(quiet) == len(original)
     assert np.abs(quiet - original * 0.125).max() <= 1.0
     assert scaled(wav_path.read_bytes(), 100) == wav_path.read_bytes()
+
+
+def test_the_agents_voice_settings_reach_its_player(
+    tmp_path: Path, pulse: PulseServer, broker: Mosquitto
+) -> None:
+    """The daemon wires ``voice_output``, ``voice_device``, ``voice_pulse_server`` and
+    ``voice_volume`` (an outlet's TOML file) into the player: the whole agent, every
+    device simulated, a clerk's call over HTTP, heard on the sink named, at 50 %."""
+    recording = tmp_path / "hall.raw"
+    data_dir = tmp_path / "agent"
+    data_dir.mkdir()
+    _, token = AppRegistry(data_dir).add("counter-web", origins=[])
+    voice = {
+        "voice_output": "pulse",
+        "voice_device": SINK,
+        "voice_pulse_server": pulse.server,
+        "voice_volume": 50,
+    }
+
+    async def main() -> bytes:
+        async with (
+            simulated_agent(broker.url, "voice-wiring-1", data_dir, WINDOWS_1, **voice) as (
+                agent,
+                _,
+                port,
+            ),
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            ) as api,
+        ):
+            taken = await api.post("/v1/tickets", json={"business_type": "general"})
+            assert taken.status_code == 201, taken.text
+            with pulse.record(recording):
+                called = await api.post("/v1/windows/1/call")
+                assert called.status_code == 200, called.text
+                async with asyncio.timeout(60):
+                    await wait_played(agent.counters, 1)
+                await asyncio.sleep(0.3)  # the sink's last buffer reaches the monitor
+            assert agent.counters.get("voice_played") == 1
+            wav = await api.get(called.json()["announcement"]["audio_url"])
+            assert wav.status_code == 200
+            return wav.content
+
+    wav = asyncio.run(main())
+    _, residual, gain = locate(voiced(wav), recorded(recording))
+    assert residual < 0.01, "the announcement was not heard on the sink named"
+    assert gain == pytest.approx(0.5**3, rel=0.05)  # voice_volume 50 on PulseAudio's scale
