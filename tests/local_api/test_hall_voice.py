@@ -33,8 +33,27 @@ pytestmark = pytest.mark.usefixtures("espeak_ng")  # fails under CI=true if miss
 # The announcement in pieces of 0.2 s: each is found in the recording sample for sample,
 # in order. A busy machine may let the browser's stream underrun for a few milliseconds
 # (the sink then plays silence and the rest comes later), which shifts the pieces
-# after it but changes none of them, so the whole WAV is not looked for in one go.
+# after it but changes none of them, so the whole WAV is not looked for in one go. A
+# piece an underrun cut in two is looked for as its halves, down to 10 ms: only such
+# short pieces at the cuts may go unfound, at most UNFOUND_SHARE of the announcement.
 PIECE = 4410
+SMALLEST = 441
+UNFOUND_SHARE = 0.03
+MATCH = 0.01  # residual: the recording is the piece itself, up to the sink's rounding
+
+
+def heard_pieces(
+    announcement: Any, heard: Any, start: int, size: int
+) -> list[tuple[int, int, int, float, float]]:
+    """(start, size, offset in the recording, residual, gain) of the piece at ``start``,
+    or of its halves when it is not found whole (an underrun cut it)."""
+    offset, residual, gain = locate(announcement[start : start + size], heard)
+    if residual < MATCH or size < 2 * SMALLEST:
+        return [(start, size, offset, residual, gain)]
+    half = size // 2
+    return heard_pieces(announcement, heard, start, half) + heard_pieces(
+        announcement, heard, start + half, size - half
+    )
 
 
 @contextlib.asynccontextmanager
@@ -82,15 +101,18 @@ def test_the_display_shows_a_call_and_the_hall_hears_it(tmp_path: Path, pulse: P
             wav = await audio(o, body)
         heard = recorded(recording)
         announcement = voiced(wav)
-        found = [
-            locate(announcement[start : start + PIECE], heard)
-            for start in range(0, len(announcement) - PIECE + 1, PIECE)
-        ]
-        assert len(found) >= 5, "the announcement is shorter than a second"
-        for offset, residual, gain in found:
-            assert residual < 0.01, f"a piece of the announcement at {offset} not heard"
+        starts = range(0, len(announcement) - PIECE + 1, PIECE)
+        assert len(starts) >= 5, "the announcement is shorter than a second"
+        pieces = [p for start in starts for p in heard_pieces(announcement, heard, start, PIECE)]
+        found = [p for p in pieces if p[3] < MATCH]
+        unfound = [p for p in pieces if p[3] >= MATCH]
+        for start, size, *_ in unfound:  # only short pieces at an underrun's cut
+            assert size < 2 * SMALLEST, f"{size} samples at {start} of the announcement not heard"
+        share = sum(size for _, size, *_ in unfound) / (len(starts) * PIECE)
+        assert share <= UNFOUND_SHARE, f"{share:.1%} of the announcement not heard"
+        for *_, gain in found:
             assert gain == pytest.approx(1.0, abs=0.02)  # at full volume
-        offsets = [offset for offset, _, _ in found]
+        offsets = [offset for _, _, offset, _, _ in found]
         assert offsets == sorted(offsets), "the announcement was heard out of order"
 
     asyncio.run(main())
