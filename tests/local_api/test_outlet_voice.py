@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import shutil
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from edge_agent.queueing import render_announcement
 from edge_agent.queueing.playback import AnnouncementPlayer, PlaybackSettings, scaled
 from govedge_testbed import Mosquitto
 from govedge_testbed.pulse import RATE, SINK, PulseServer
-from tests.conftest import started_service
+from tests.conftest import missing, started_service
 from tests.local_api.harness import Outlet, outlet
 from tests.simulated_agent import simulated_agent
 
@@ -278,6 +279,48 @@ def test_alsa_output_scales_the_samples_and_a_missing_device_is_counted(
     assert len(quiet) == len(original)
     assert np.abs(quiet - original * 0.125).max() <= 1.0
     assert scaled(wav_path.read_bytes(), 100) == wav_path.read_bytes()
+
+
+def test_alsa_output_plays_the_announcement_on_the_configured_device(
+    tmp_path: Path, espeak_ng: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No sound card here: the ALSA device is alsa-lib's own ``file`` plugin in the
+    # user's ~/.asoundrc, which writes what aplay plays to a file (its slave discards it).
+    if shutil.which("aplay") is None:
+        missing("aplay is not installed (apt-get install alsa-utils)")
+    played = tmp_path / "played.raw"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text(
+        f'pcm.govedge_test {{\n type file\n slave.pcm "null"\n file "{played}"\n format "raw"\n}}\n'
+    )
+    monkeypatch.setenv("HOME", str(home))  # aplay is the player's child: it reads it
+    counters = AgentCounters()
+    player = AnnouncementPlayer(
+        PlaybackSettings(output="alsa", device="govedge_test", volume=50), counters=counters
+    )
+    wav_path = tmp_path / "a.wav"
+
+    async def main() -> None:
+        await render_announcement("请A001号到3号窗口", wav_path)
+        worker = asyncio.create_task(player.run())
+        try:
+            assert player.enqueue("a", wav_path.read_bytes())
+            async with asyncio.timeout(30):
+                await player.drained()
+        finally:
+            worker.cancel()
+
+    asyncio.run(main())
+    assert counters.snapshot() == {"voice_played": 1}, player.last_error
+    # The device got the announcement at 50 % (1/8 of the amplitude), then the
+    # silence aplay pads its last period with.
+    expected = samples(scaled(wav_path.read_bytes(), 50))
+    heard = np.frombuffer(played.read_bytes(), dtype="<i2").astype(np.float64)
+    assert len(heard) >= len(expected)
+    assert np.array_equal(heard[: len(expected)], expected)
+    assert not heard[len(expected) :].any()
+    assert np.abs(expected).max() > 0
 
 
 def test_the_agents_voice_settings_reach_its_player(
