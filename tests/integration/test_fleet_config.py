@@ -327,3 +327,15 @@ def test_the_days_bookings_pushed_by_the_fleet_check_in_at_the_kiosk(outlet: Out
     missing = api.post("/v1/appointments/check-in", json={"reference": "YY-FLEET-3"})
     assert missing.json()["error"] == "appointment_not_found"
     assert outlet.agent.queue()["appointments"] == {"booked": 2, "checked_in": 1, "expired": 0}
+
+    # A restart (a reinstalled agent's first start, a power cut): the bookings are back
+    # from the last good config before it connects, the used one still used.
+    assert outlet.agent.close() == 0, outlet.agent.log()[-4000:]
+    api = outlet.start().api
+    assert outlet.agent.queue()["appointments"] == {"booked": 2, "checked_in": 1, "expired": 0}
+    used = api.post("/v1/appointments/check-in", json={"reference": "YY-FLEET-1"})
+    assert used.json()["error"] == "appointment_used"
+    second = api.post("/v1/appointments/check-in", json={"reference": "YY-FLEET-2",
+                                                         "print": False})  # fmt: skip
+    assert second.status_code == 201, second.text
+    assert second.json()["appointment"] == "YY-FLEET-2"
