@@ -51,6 +51,10 @@ class Vault:
         self._current = ""
         self._load()
 
+    def has_key(self, key_id: str) -> bool:
+        """Whether this vault holds the key named ``key_id``."""
+        return key_id in self._keys
+
     @property
     def current_key_id(self) -> str:
         """The id of the key new values are sealed with."""

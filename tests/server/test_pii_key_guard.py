@@ -124,6 +124,33 @@ def test_an_empty_key_directory_is_refused_too(
     assert _files(empty) == []
 
 
+def test_a_key_directory_of_another_database_is_refused(
+    sealed_database: tuple[str, Path], tmp_path: Path
+) -> None:
+    # What an earlier start from the wrong directory left behind: keys, but not these.
+    url, keys = sealed_database
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    other = _run(
+        [str(BIN / "fleet-server"), "migrate", "--database-url", f"sqlite:///{stray / 'x.db'}"],
+        cwd=stray, env=_env(),
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    stray_keys = stray / "fleet-pii-keys"
+    before = _files(stray_keys)
+    assert len(before) == 1
+
+    done = _run(
+        [str(BIN / "fleet-server"), "migrate", "--database-url", url], cwd=stray, env=_env()
+    )
+
+    assert done.returncode == 2
+    assert str(stray_keys) in done.stderr
+    assert "which sealed the newest inbox row" in done.stderr
+    assert _files(stray_keys) == before
+    assert _read_body(url, keys, stray) == BODY
+
+
 def test_the_settings_file_finds_the_state_directory_from_anywhere(tmp_path: Path) -> None:
     state = tmp_path / "var-lib-govedge"
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
@@ -173,3 +200,32 @@ def test_a_named_settings_file_that_is_missing_is_an_error(tmp_path: Path) -> No
     assert done.returncode == 2
     assert str(missing) in done.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.postgres
+def test_postgres_wrong_or_missing_keys_are_refused_and_the_right_ones_accepted(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    keys, stray = tmp_path / "keys", tmp_path / "stray"
+    fleet_server = str(BIN / "fleet-server")
+    migrate = [fleet_server, "migrate", "--database-url", postgres_url]
+    made = _run(migrate, cwd=tmp_path, env=_env(GOVEDGE_PII_KEY_DIR=str(keys)))
+    assert made.returncode == 0, made.stderr
+    sealed = _run([sys.executable, "-c", _SEAL, postgres_url], cwd=tmp_path,
+                  env=_env(GOVEDGE_PII_KEY_DIR=str(keys)))  # fmt: skip
+    assert sealed.returncode == 0, sealed.stderr
+    stray_db = _run([fleet_server, "migrate", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
+                    cwd=tmp_path, env=_env(GOVEDGE_PII_KEY_DIR=str(stray)))  # fmt: skip
+    assert stray_db.returncode == 0, stray_db.stderr
+
+    missing_keys = _run(migrate, cwd=tmp_path, env=_env())
+    wrong_keys = _run(migrate, cwd=tmp_path, env=_env(GOVEDGE_PII_KEY_DIR=str(stray)))
+    right_keys = _run(migrate, cwd=tmp_path, env=_env(GOVEDGE_PII_KEY_DIR=str(keys)))
+
+    assert missing_keys.returncode == 2
+    assert "refusing to create new keys" in missing_keys.stderr
+    assert not (tmp_path / "fleet-pii-keys").exists()
+    assert wrong_keys.returncode == 2
+    assert "which sealed the newest inbox row" in wrong_keys.stderr
+    assert right_keys.returncode == 0, right_keys.stderr
+    assert _read_body(postgres_url, keys, tmp_path) == BODY
