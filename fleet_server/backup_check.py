@@ -42,8 +42,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from fleet_server.db import make_engine
+from fleet_server.envfile import EnvFileError, load_env_file
 from fleet_server.models import InboxEntry, Outlet
-from fleet_server.piivault import Vault, VaultError, use_vault
+from fleet_server.piivault import Vault, VaultError, default_key_dir, use_vault
 from fleet_server.pki.ca import CA_CERT_FILE, CRL_COPIES_FILE
 
 DUMP_FILE = "fleet.dump"
@@ -234,6 +235,9 @@ def restored_server(scratch_url: str, keys_dir: Path, work: Path) -> Iterator[st
     env = {
         **clean,
         "GOVEDGE_API_AUTH": "off",  # loopback only: the server refuses it anywhere else
+        # Not the installed settings file either (its broker, targets, keys).
+        "GOVEDGE_ENV_FILE": "",
+        "GOVEDGE_STATE_DIR": str(work),
         "GOVEDGE_PKI_DIR": str(keys_dir / "pki"),
         "GOVEDGE_PII_KEY_DIR": str(keys_dir / "pii-keys"),
         "GOVEDGE_RELEASES_DIR": str(work / "releases"),
@@ -335,14 +339,20 @@ def check(database_url: str, scratch_url: str, keys: KeyPaths, out: Path) -> str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="backup-restore-check", description=__doc__.splitlines()[0])
+    # The installed server's settings file and state directory, as fleet-server reads them.
+    try:
+        load_env_file()
+    except EnvFileError as exc:
+        ap.error(str(exc))
     ap.add_argument("--database-url", default=os.environ.get("GOVEDGE_DATABASE_URL"),
                     help="the fleet's database (GOVEDGE_DATABASE_URL)")  # fmt: skip
     ap.add_argument("--scratch-url", required=True, help="an empty database to restore into")
+    state = Path(os.environ.get("GOVEDGE_STATE_DIR") or ".")
+    pki_default = os.environ.get("GOVEDGE_PKI_DIR")
     ap.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get("GOVEDGE_PKI_DIR", "./fleet-pki"))
+        "--pki-dir", type=Path, default=Path(pki_default) if pki_default else state / "fleet-pki"
     )
-    pii_default = Path(os.environ.get("GOVEDGE_PII_KEY_DIR", "./fleet-pii-keys"))
-    ap.add_argument("--pii-key-dir", type=Path, default=pii_default)
+    ap.add_argument("--pii-key-dir", type=Path, default=default_key_dir())
     signing = os.environ.get("GOVEDGE_CONFIG_SIGNING_KEY")
     ap.add_argument("--signing-key", type=Path, default=Path(signing) if signing else None)
     ap.add_argument(

@@ -90,9 +90,14 @@ def _check_config_keys(settings: Settings) -> None:
         sys.exit(2)
 
 
-def _upgrade(database_url: str) -> None:
+def _upgrade(settings: Settings) -> None:
+    from fleet_server.piivault import VaultError
+
     try:
-        upgrade_url(database_url)
+        upgrade_url(settings.database_url, key_dir=settings.pii_key_dir)
+    except VaultError as exc:
+        click.echo(f"fleet-server: {exc}", err=True)
+        sys.exit(2)
     except SQLAlchemyError as exc:
         # hide_parameters keeps row values out of this text; the first line says enough.
         first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
@@ -102,7 +107,18 @@ def _upgrade(database_url: str) -> None:
 
 @click.group()
 def main() -> None:
-    """govedge fleet server: registry, presence and MQTT ingest."""
+    """govedge fleet server: registry, presence and MQTT ingest.
+
+    Every command first reads /etc/govedge/fleet-server.env when it exists (or the file
+    GOVEDGE_ENV_FILE names; empty: none), as the installed units do (docs/deploy.md).
+    """
+    from fleet_server.envfile import EnvFileError, load_env_file
+
+    try:
+        load_env_file()
+    except EnvFileError as exc:
+        click.echo(f"fleet-server: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -162,7 +178,7 @@ def run(
         sys.exit(2)
     _check_config_keys(settings)
     targets = _targets(settings)
-    _upgrade(settings.database_url)
+    _upgrade(settings)
     security_cli.bootstrap(settings)
     try:
         serve(settings, targets=targets)
@@ -178,7 +194,7 @@ def migrate(database_url: str | None, log_level: str | None) -> None:
     """Upgrade the database schema to the newest revision."""
     settings = _settings(database_url=database_url, log_level=log_level)
     _configure_logging(settings.log_level)
-    _upgrade(settings.database_url)
+    _upgrade(settings)
     click.echo("database schema is up to date")
 
 
@@ -215,7 +231,7 @@ def catalogue_import(
             click.echo(f"{file}: {error}", err=True)
         click.echo(f"fleet-server: {len(exc.errors)} errors; nothing imported", err=True)
         sys.exit(1)
-    _upgrade(settings.database_url)
+    _upgrade(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine).begin() as session:

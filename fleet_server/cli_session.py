@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.migrate import upgrade
+from fleet_server.piivault import VaultError
 from fleet_server.settings import Settings
 
 
@@ -31,7 +32,10 @@ def cli_session(settings: Settings) -> Iterator[Session]:
     """A session on the upgraded database of ``settings``."""
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
+        try:
+            upgrade(engine, key_dir=settings.pii_key_dir)
+        except VaultError as exc:
+            raise click.ClickException(str(exc)) from None
         with make_sessionmaker(engine)() as session:
             yield session
     finally:

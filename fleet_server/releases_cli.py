@@ -62,7 +62,7 @@ def add(
         sys.exit(1)
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
+        upgrade(engine, key_dir=settings.pii_key_dir)
         with file.open("rb") as stream:
             while chunk := stream.read(_CHUNK):
                 upload.write(chunk)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -343,9 +344,41 @@ def _reload_at_start(settings: Settings) -> None:
     (logger.info if done else logger.warning)("CRL rewritten at start: %s", how)
 
 
+FIRST_ADMIN_FILE = "first-admin.txt"
+
+
+def write_first_admin(settings: Settings, new: NewToken, password: str) -> Path:
+    """``state_dir/first-admin.txt``, mode 0600 from its creation (never readable by
+    others, not even for a moment), replacing an older one whole; its path."""
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = (settings.state_dir / FIRST_ADMIN_FILE).absolute()
+    partial = path.with_name(f".{FIRST_ADMIN_FILE}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(
+            "# govedge fleet server: the first admin account, made at the first start.\n"
+            "# Log in at the server's address (/) and change the password with\n"
+            f"# `fleet-server users passwd {new.user}`; then delete this file.\n"
+            f"user={new.user}\n"
+            f"password={password}\n"
+            f"api_token={new.token}\n"
+            f"api_token_expires={new.expires_at.isoformat()}\n"
+        )
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    return path
+
+
 def bootstrap(settings: Settings) -> None:
-    """At ``run``: create the first admin if there is no account (its token printed once
-    to stdout, never logged), and rewrite the CRL so its nextUpdate stays in the future."""
+    """At ``run``: create the first admin if there is no account, and rewrite the CRL so
+    its nextUpdate stays in the future.
+
+    The first admin's token and password go to a file only the service user reads
+    (``write_first_admin``); stdout, which systemd keeps in the journal for anyone in
+    the ``adm`` or ``systemd-journal`` group, gets its path only.
+    """
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
@@ -356,12 +389,23 @@ def bootstrap(settings: Settings) -> None:
                 # A password too, so the operator pages can be opened at once (/).
                 password = password_ops.generate_password()
                 password_ops.set_password(session, name=new.user, password=password, actor="system")
-                click.echo(
-                    f"fleet-server: created the first admin {new.user!r}; "
-                    f"API token (shown only now): {new.token}\n"
-                    f"fleet-server: web login for {new.user!r} at /, password (shown only "
-                    f"now; change it with `fleet-server users passwd {new.user}`): {password}"
-                )
+                try:
+                    path = write_first_admin(settings, new, password)
+                except OSError as exc:
+                    # The account exists; its password and token can be reset by hand.
+                    click.echo(
+                        f"fleet-server: created the first admin {new.user!r} but could not "
+                        f"write its password file in {settings.state_dir}: {exc.strerror}; "
+                        f"set one with `fleet-server users passwd {new.user}` and get a token "
+                        f"with `fleet-server users token {new.user}`",
+                        err=True,
+                    )
+                else:
+                    click.echo(
+                        f"fleet-server: created the first admin {new.user!r}; its web password"
+                        f" and API token are in {path} (readable by this service's user only;"
+                        " read it, change the password, delete the file)"
+                    )
                 sys.stdout.flush()
             if (settings.pki_dir / "ca.key").exists():
                 enrollment_ops.write_crl(session, FleetCA(settings.pki_dir))

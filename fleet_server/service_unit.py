@@ -1,16 +1,23 @@
-"""``fleet-server service unit``: the fleet server's systemd unit (docs/deploy.md).
+"""``fleet-server service unit`` / ``units``: the fleet server's systemd units
+(docs/deploy.md).
 
 One unit per worker process. ``--template`` renders ``govedge-fleet@.service``: instance
 ``%i`` reads ``/etc/govedge/fleet-server-%i.env`` after the shared environment file, for
 what differs between the workers of one machine (``GOVEDGE_LISTEN``), and names itself
-``HOST-%i`` in the share group's heartbeat rows.
+``HOST-%i`` in the share group's heartbeat rows. ``units --out-dir`` writes the whole
+set: that template, ``govedge-fleet.target`` (every worker of the machine started,
+stopped and restarted together) and the CRL refresh, ``govedge-broker-reload.service``
+with its daily ``.timer``.
+
+Every unit sets ``GOVEDGE_STATE_DIR`` to its ``StateDirectory`` and reads the same
+settings file as an operator's shell command does (``fleet_server.envfile``).
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 import click
@@ -19,7 +26,10 @@ from govedge_systemd import SANDBOX, UnitError, check_names, check_paths, check_
 
 DEFAULT_VENV: Final = PurePosixPath("/opt/govedge-fleet/venv")
 DEFAULT_ENV_FILE: Final = PurePosixPath("/etc/govedge/fleet-server.env")
-DEFAULT_STATE_DIR: Final = PurePosixPath("/var/lib/govedge-fleet")
+DEFAULT_STATE_DIR: Final = PurePosixPath("/var/lib/govedge")
+TARGET: Final = "govedge-fleet.target"
+RELOAD_SERVICE: Final = "govedge-broker-reload.service"
+RELOAD_TIMER: Final = "govedge-broker-reload.timer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +50,36 @@ class ServerLayout:
         check_state_dirs([("state dir", self.state_dir)], why="the unit's StateDirectory")
 
 
-def render_server_unit(layout: ServerLayout) -> str:
-    """The unit file text for ``layout``."""
+def _hardening(layout: ServerLayout) -> list[str]:
+    """The [Service] lines every fleet unit shares: who, where, and the sandbox."""
+    return [
+        # Settings as GOVEDGE_* (docs/operations.md); the file holds the database
+        # password, so it is root's, 0640 with the service's group.
+        f"EnvironmentFile={layout.env_file}",
+        # The state directories (fleet-pki, fleet-pii-keys, fleet-releases, …) and the
+        # first admin's file live here, whatever the working directory.
+        f"Environment=GOVEDGE_STATE_DIR={layout.state_dir}",
+        f"WorkingDirectory={layout.state_dir}",
+        f"StateDirectory={layout.state_dir.name}",
+        "StateDirectoryMode=0700",
+        "UMask=0077",
+        f"User={layout.user}",
+        f"Group={layout.user}",
+        "ProtectSystem=strict",
+        *(f"ReadWritePaths={path}" for path in layout.writable),
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        *SANDBOX,
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "CapabilityBoundingSet=",
+        "StandardOutput=journal",
+        "StandardError=journal",
+    ]
+
+
+def render_server_unit(layout: ServerLayout, *, in_target: bool = False) -> str:
+    """The unit file text for ``layout``; ``in_target``: a worker of ``TARGET``."""
     layout.check()
     name = "govedge-fleet@.service" if layout.template else "govedge-fleet.service"
     per_instance = (
@@ -57,24 +95,18 @@ def render_server_unit(layout: ServerLayout) -> str:
         "Wants=network-online.target",
         # Ordering only: the database and broker may run on other machines.
         "After=network-online.target postgresql.service mosquitto.service",
+        # Stopped and restarted with the target (an upgrade restarts every worker).
+        *([f"PartOf={TARGET}"] if in_target else []),
         "StartLimitIntervalSec=600",
         "StartLimitBurst=10",
         "",
         "[Service]",
         "Type=exec",
+        # run migrates first, under a lock: workers starting together migrate once.
         f"ExecStart={layout.venv}/bin/fleet-server run",
-        # Settings as GOVEDGE_* (docs/operations.md); the file holds the database
-        # password, so it is root's, 0640 with the service's group.
-        f"EnvironmentFile={layout.env_file}",
+        *_hardening(layout)[:1],
         *per_instance,
-        # The relative defaults (./fleet-pki, ./fleet-pii-keys, ./fleet-releases …)
-        # land in the state directory, which only the service user reads.
-        f"WorkingDirectory={layout.state_dir}",
-        f"StateDirectory={layout.state_dir.name}",
-        "StateDirectoryMode=0700",
-        "UMask=0077",
-        f"User={layout.user}",
-        f"Group={layout.user}",
+        *_hardening(layout)[1:],
         "Restart=on-failure",
         "RestartSec=5",
         # run applies migrations before it listens: allow for a long one.
@@ -84,23 +116,84 @@ def render_server_unit(layout: ServerLayout) -> str:
         "KillMode=mixed",
         # One broker connection, the API's clients and database connections.
         "LimitNOFILE=65536",
-        "ProtectSystem=strict",
-        *(f"ReadWritePaths={path}" for path in layout.writable),
-        "ProtectHome=yes",
-        "PrivateTmp=yes",
-        "PrivateDevices=yes",
-        *SANDBOX,
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-        "CapabilityBoundingSet=",
-        "StandardOutput=journal",
-        "StandardError=journal",
         "SyslogIdentifier=govedge-fleet",
+        "",
+        "[Install]",
+        f"WantedBy={TARGET if in_target else 'multi-user.target'}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_target(workers: int) -> str:
+    """``govedge-fleet.target``: wants workers 1..``workers`` of the template."""
+    wants = " ".join(f"govedge-fleet@{n}.service" for n in range(1, workers + 1))
+    return "\n".join([
+        f"# govedge fleet server workers ({TARGET}), generated by `fleet-server service units`.",
+        "[Unit]",
+        f"Description=govedge fleet server, {workers} worker(s) of this machine",
+        f"Wants={wants} {RELOAD_TIMER}",
         "",
         "[Install]",
         "WantedBy=multi-user.target",
         "",
-    ]
-    return "\n".join(lines)
+    ])  # fmt: skip
+
+
+def render_reload_service(layout: ServerLayout) -> str:
+    """``govedge-broker-reload.service``: rewrite the CRL and reload the broker, once."""
+    layout.check()
+    return "\n".join([
+        f"# CRL refresh ({RELOAD_SERVICE}), generated by `fleet-server service units`;",
+        f"# started daily by {RELOAD_TIMER} (docs/security.md, \"Revocation\").",
+        "[Unit]",
+        "Description=govedge fleet: rewrite the CRL and make the broker reload it",
+        "Wants=network-online.target",
+        "After=network-online.target postgresql.service mosquitto.service",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={layout.venv}/bin/fleet-server broker-reload",
+        *_hardening(layout),
+        "TimeoutStartSec=120",
+        "SyslogIdentifier=govedge-broker-reload",
+        "",
+    ])  # fmt: skip
+
+
+def render_reload_timer() -> str:
+    """``govedge-broker-reload.timer``: daily, and after a boot that missed it."""
+    return "\n".join([
+        f"# CRL refresh timer ({RELOAD_TIMER}), generated by `fleet-server service units`.",
+        "[Unit]",
+        "Description=govedge fleet: daily CRL refresh",
+        "",
+        "[Timer]",
+        "OnCalendar=daily",
+        "RandomizedDelaySec=1h",
+        "Persistent=true",
+        f"Unit={RELOAD_SERVICE}",
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+    ])  # fmt: skip
+
+
+def render_units(layout: ServerLayout, *, workers: int) -> dict[str, str]:
+    """File name → text of the whole set (the worker template, target, CRL refresh)."""
+    if not 1 <= workers <= 64:
+        raise UnitError(f"workers must be 1 to 64, got {workers}")
+    worker = ServerLayout(
+        venv=layout.venv, env_file=layout.env_file, state_dir=layout.state_dir,
+        user=layout.user, writable=layout.writable, template=True,
+    )  # fmt: skip
+    return {
+        "govedge-fleet@.service": render_server_unit(worker, in_target=True),
+        TARGET: render_target(workers),
+        RELOAD_SERVICE: render_reload_service(layout),
+        RELOAD_TIMER: render_reload_timer(),
+    }
 
 
 @click.group(name="service")
@@ -114,7 +207,7 @@ def service() -> None:
 @click.option("--env-file", default=str(DEFAULT_ENV_FILE), show_default=True,
               help="GOVEDGE_* settings, one per line.")  # fmt: skip
 @click.option("--state-dir", default=str(DEFAULT_STATE_DIR), show_default=True,
-              help="/var/lib/NAME: working directory, PKI, PII keys, releases.")  # fmt: skip
+              help="/var/lib/NAME: GOVEDGE_STATE_DIR, PKI, PII keys, releases.")  # fmt: skip
 @click.option("--user", default="govedge-fleet", show_default=True, help="Service user.")
 @click.option("--writable", multiple=True,
               help="Another directory the server writes (the broker's CRL copy).")  # fmt: skip
@@ -135,3 +228,38 @@ def unit(
     except UnitError as exc:
         click.echo(f"fleet-server service unit: error: {exc}", err=True)
         sys.exit(2)
+
+
+@service.command("units")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the unit files (/etc/systemd/system).")  # fmt: skip
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Workers govedge-fleet.target starts on this machine.")  # fmt: skip
+@click.option("--venv", default=str(DEFAULT_VENV), show_default=True,
+              help="The virtualenv the server is installed in.")  # fmt: skip
+@click.option("--env-file", default=str(DEFAULT_ENV_FILE), show_default=True,
+              help="GOVEDGE_* settings, one per line.")  # fmt: skip
+@click.option("--state-dir", default=str(DEFAULT_STATE_DIR), show_default=True,
+              help="/var/lib/NAME: GOVEDGE_STATE_DIR, PKI, PII keys, releases.")  # fmt: skip
+@click.option("--user", default="govedge-fleet", show_default=True, help="Service user.")
+@click.option("--writable", multiple=True,
+              help="Another directory the server writes (the broker's CRL copy).")  # fmt: skip
+def units(
+    out_dir: Path, workers: int, venv: str, env_file: str, state_dir: str, user: str,
+    writable: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Write the worker template, govedge-fleet.target and the CRL refresh timer."""
+    layout = ServerLayout(
+        venv=PurePosixPath(venv), env_file=PurePosixPath(env_file),
+        state_dir=PurePosixPath(state_dir), user=user,
+        writable=tuple(PurePosixPath(w) for w in writable),
+    )  # fmt: skip
+    try:
+        rendered = render_units(layout, workers=workers)
+    except UnitError as exc:
+        click.echo(f"fleet-server service units: error: {exc}", err=True)
+        sys.exit(2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+        click.echo(out_dir / name)

@@ -20,6 +20,13 @@ from fleet_server.evaluations.rules import EvaluationRules, rules_for
 
 DEFAULT_DATABASE_URL = "sqlite:///./fleet.db"
 _MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# The settings whose default is a directory of that name under ``state_dir``.
+STATE_SUBDIRS = {
+    "pki_dir": "fleet-pki",
+    "pii_key_dir": "fleet-pii-keys",
+    "releases_dir": "fleet-releases",
+    "playbook_runs_dir": "fleet-playbook-runs",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,8 +134,13 @@ class Settings(BaseSettings):
     login_max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
     login_lockout_s: Annotated[int, Field(ge=60, le=86_400)] = 15 * 60
     login_address_max_failures: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # Where the server's state lives (docs/deploy.md, "Where things live"): the four
+    # directories below default to subdirectories of it. The installed server sets
+    # /var/lib/govedge (the units and /etc/govedge/fleet-server.env); the default, the
+    # working directory, is for the demo and development.
+    state_dir: Path = Path(".")
     # The fleet CA and its files (created on first use); outlet certificate validity.
-    pki_dir: Path = Path("./fleet-pki")
+    pki_dir: Path = Path("fleet-pki")
     outlet_cert_days: Annotated[int, Field(ge=1, le=825)] = 90
     enrollment_ttl_max_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 7 * 86_400
     # Request bodies (fleet_server.api.limits): the default largest body (a few routes have
@@ -149,7 +161,7 @@ class Settings(BaseSettings):
     revocation_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # PII at rest (fleet_server.piivault): the AES-GCM key directory (0700, keys 0600);
     # bodies are emptied this many days after upstream confirmed receipt, checked hourly.
-    pii_key_dir: Path = Path("./fleet-pii-keys")
+    pii_key_dir: Path = Path("fleet-pii-keys")
     pii_retention_days: Annotated[float, Field(ge=0, le=3650)] = 7.0
     pii_purge_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
     # Scanned materials (docs/transactions.md, "Materials"): the largest accepted; chunks
@@ -218,13 +230,13 @@ class Settings(BaseSettings):
     # -- agent releases (docs/updates.md) --
     # Where uploaded wheels and bundles are kept (created on the first upload), and the
     # largest upload POST /api/v1/releases takes (streamed to disk, never held in memory).
-    releases_dir: Path = Path("./fleet-releases")
+    releases_dir: Path = Path("fleet-releases")
     release_max_bytes: Annotated[int, Field(ge=1024 * 1024, le=2**40)] = 512 * 1024 * 1024
     # Playbook runs (docs/playbook-runs.md): the playbooks offered (top-level *.yml, roles
     # beside them), a private data dir per run (artifacts kept), and the SSH private key
     # handed to ansible-runner (never logged, never in the database).
     playbooks_dir: Path = Path(__file__).resolve().parent.parent / "playbooks"
-    playbook_runs_dir: Path = Path("./fleet-playbook-runs")
+    playbook_runs_dir: Path = Path("fleet-playbook-runs")
     playbook_ssh_key: Path | None = None
     # Runs at once; more wait (pending) for a free slot.
     playbook_max_concurrent_runs: Annotated[int, Field(ge=1, le=64)] = 4
@@ -238,6 +250,16 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allow_plain_http: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _state_subdirectories(cls, data: object) -> object:
+        """The state directories not given on their own go under ``state_dir``."""
+        if not isinstance(data, dict):
+            return data
+        state = Path(data.get("state_dir") or ".")
+        given = {k: v for k, v in data.items() if not (k in STATE_SUBDIRS and v is None)}
+        return {**{name: state / sub for name, sub in STATE_SUBDIRS.items()}, **given}
 
     @field_validator("mqtt_url")
     @classmethod

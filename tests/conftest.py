@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # Sealing keys for transaction bodies (fleet_server.piivault): one throwaway directory
 # per run, inherited by server subprocesses, never ./fleet-pii-keys in the repo.
 os.environ.setdefault("GOVEDGE_PII_KEY_DIR", tempfile.mkdtemp(prefix="govedge-pii-"))
+# The other state directories (fleet CA, releases, playbook runs, the first admin's
+# file) likewise: a server a test starts without naming them writes there, not into the
+# working directory (the repository); and never the machine's installed settings file.
+os.environ.setdefault("GOVEDGE_STATE_DIR", tempfile.mkdtemp(prefix="govedge-state-"))
+os.environ["GOVEDGE_ENV_FILE"] = ""
 # pcscd runs once per machine with one virtual reader (vpcd.py), and scripts/test runs the
 # tests in parallel workers (pytest-xdist). Simulated agents leave the social-security
 # card out; the tests that read it run in one xdist group, one at a time (below).
@@ -34,6 +40,51 @@ os.environ["GOVEDGE_SIMULATE_PCSC"] = "false"
 PCSC_GROUP = "pcsc"
 # Their simulated agents drop every GOVEDGE_ variable and so keep the card.
 _PCSC_MODULES = frozenset({"test_simulate.py", "test_pii_scan_e2e.py"})
+
+
+REPO = Path(__file__).resolve().parent.parent
+# What tools leave in a checkout by design; anything else new after a run is a test
+# writing into the repository (a relative default directory, a stray output file).
+_TOOL_LITTER = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis")
+
+
+def repository_entries() -> set[str]:
+    """Untracked and ignored entries of the checkout (ignored directories as one line),
+    without the tools' caches; empty when this is not a git checkout."""
+    try:
+        listed = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored=traditional", "--untracked-files=normal"],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {
+        line[3:]
+        for line in listed.splitlines()
+        if line[:2] in ("??", "!!")
+        and not any(part in _TOOL_LITTER for part in line[3:].split("/"))
+    }
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the xdist controller or a plain run
+        session.config.stash[_ENTRIES_AT_START] = repository_entries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_ENTRIES_AT_START, None)
+    if before is None:
+        return
+    stray = sorted(repository_entries() - before)
+    if stray:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "tests left new files in the repository: " + ", ".join(stray[:20])
+        if reporter is not None:
+            reporter.write_sep("=", message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_ENTRIES_AT_START = pytest.StashKey[set[str]]()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into its schedule

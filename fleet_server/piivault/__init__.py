@@ -11,8 +11,15 @@ Exception tree::
                   sealed for another row, failing authentication, or whose key is gone
 """
 
+from fleet_server.piivault.guard import holds_sealed_data, open_vault_for
 from fleet_server.piivault.keysource import open_vault
-from fleet_server.piivault.sealed import Sealed, current_vault, use_vault
+from fleet_server.piivault.sealed import (
+    Sealed,
+    current_vault,
+    default_key_dir,
+    use_vault,
+    vault_chosen,
+)
 from fleet_server.piivault.sealed_text import SealedText
 from fleet_server.piivault.vault import Vault, VaultError, row_context
 
@@ -22,7 +29,11 @@ __all__ = [
     "Vault",
     "VaultError",
     "current_vault",
+    "default_key_dir",
+    "holds_sealed_data",
     "open_vault",
+    "open_vault_for",
     "row_context",
     "use_vault",
+    "vault_chosen",
 ]

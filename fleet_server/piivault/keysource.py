@@ -63,9 +63,10 @@ class CredentialVault(Vault):
             self._current = key_id
 
 
-def open_vault(key_dir: Path) -> Vault:
-    """The vault of this process: credentials if passed, else ``key_dir``."""
+def open_vault(key_dir: Path, *, create: bool = True) -> Vault:
+    """The vault of this process: credentials if passed, else ``key_dir`` (made with a
+    first key when empty, unless ``create`` is false: ``piivault.guard``)."""
     files = credential_key_files()
     if files:
         return CredentialVault(files)
-    return Vault(key_dir)
+    return Vault(key_dir, create=create)

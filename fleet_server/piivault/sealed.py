@@ -10,7 +10,6 @@ from typing import Any, overload
 from fleet_server.piivault.keysource import open_vault
 from fleet_server.piivault.vault import Vault, VaultError, row_context
 
-_DEFAULT_DIR = "./fleet-pii-keys"
 _lock = threading.Lock()
 _vault: list[Vault] = []  # at most one: the process's vault, chosen once at start
 
@@ -21,13 +20,28 @@ def use_vault(vault: Vault) -> None:
         _vault[:] = [vault]
 
 
+def vault_chosen() -> bool:
+    """Whether this process has its vault (``use_vault`` or a first ``current_vault``)."""
+    with _lock:
+        return bool(_vault)
+
+
+def default_key_dir() -> Path:
+    """The key directory the settings name (``GOVEDGE_PII_KEY_DIR``, else
+    ``fleet-pii-keys`` under ``GOVEDGE_STATE_DIR``, else under the working directory)."""
+    explicit = os.environ.get("GOVEDGE_PII_KEY_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("GOVEDGE_STATE_DIR") or ".") / "fleet-pii-keys"
+
+
 def current_vault() -> Vault:
     """The process's vault; when none was chosen, opened from systemd credentials or
-    ``GOVEDGE_PII_KEY_DIR`` (``keysource``)."""
+    ``default_key_dir`` (``keysource``). Code that may meet a database with sealed data
+    chooses first, through ``piivault.guard`` (``fleet_server.migrate`` does)."""
     with _lock:
         if not _vault:
-            key_dir = Path(os.environ.get("GOVEDGE_PII_KEY_DIR", _DEFAULT_DIR))
-            _vault.append(open_vault(key_dir))
+            _vault.append(open_vault(default_key_dir()))
         return _vault[0]
 
 

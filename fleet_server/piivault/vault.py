@@ -39,14 +39,21 @@ class VaultError(Exception):
 
 
 class Vault:
-    """The keys in ``directory``; created (with a first key) on first use."""
+    """The keys in ``directory``; created (with a first key) on first use, unless
+    ``create`` is false: then a missing or empty directory is a ``VaultError`` and
+    nothing is written (``piivault.guard``: a database holding sealed data)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, create: bool = True) -> None:
         self.directory = directory
+        self._create = create
         self._lock = threading.Lock()
         self._keys: dict[str, AESGCM] = {}
         self._current = ""
         self._load()
+
+    def has_key(self, key_id: str) -> bool:
+        """Whether this vault holds the key named ``key_id``."""
+        return key_id in self._keys
 
     @property
     def current_key_id(self) -> str:
@@ -138,6 +145,8 @@ class Vault:
             raise VaultError("a sealed value failed authentication") from None
 
     def _load(self) -> None:
+        if not self._create and not any(self.directory.glob(f"*{_SUFFIX}")):
+            raise VaultError(f"no PII keys in {self.directory}")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         for path in sorted(self.directory.glob(f"*{_SUFFIX}")):

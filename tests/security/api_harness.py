@@ -63,6 +63,7 @@ def running_api(
         mqtt_url=mqtt_url,
         pki_dir=tmp_path / "pki",
         releases_dir=tmp_path / "releases",
+        playbook_runs_dir=tmp_path / "playbook-runs",
         **settings,  # type: ignore[arg-type]
     )
     app = create_app(config, engine=engine)

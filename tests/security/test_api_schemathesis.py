@@ -48,6 +48,7 @@ def api_schema(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> B
         mqtt_url=broker.url,
         pki_dir=workdir / "pki",
         releases_dir=workdir / "releases",
+        playbook_runs_dir=workdir / "playbook-runs",
     )
     app = create_app(config, engine=engine)
     return schemathesis.openapi.from_asgi("/openapi.json", app)

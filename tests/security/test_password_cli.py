@@ -99,10 +99,13 @@ def test_add_passwd_unlock_and_sessions(tmp_path: Path) -> None:
     assert {"user.password", "user.unlock", "user.sessions_revoke"} <= set(_actions(url))
 
 
-def test_the_first_admin_gets_a_password_printed_once(
+def test_the_first_admin_is_written_to_a_private_file_never_to_stdout(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Under systemd stdout is the journal, which the adm group reads: the first admin's
+    # secrets go to a 0600 file under the state directory, stdout names the file only.
     from fleet_server.migrate import upgrade
+    from fleet_server.security.users import authenticate
     from fleet_server.security_cli import bootstrap
     from fleet_server.settings import Settings
 
@@ -110,10 +113,32 @@ def test_the_first_admin_gets_a_password_printed_once(
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    bootstrap(Settings(database_url=url, pki_dir=tmp_path / "pki"))
-    printed = capsys.readouterr().out
-    password = printed.rsplit(": ", 1)[1].strip()
-    assert "web login for 'admin' at /" in printed
-    assert _login(url, "admin", password) is LoginResult.OK
-    bootstrap(Settings(database_url=url, pki_dir=tmp_path / "pki"))  # not again
+    state = tmp_path / "var-lib-govedge"
+    bootstrap(Settings(database_url=url, state_dir=state))
+    printed = capsys.readouterr()
+
+    secret_file = state / "first-admin.txt"
+    assert str(secret_file) in printed.out
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700
+    values = dict(
+        line.split("=", 1) for line in secret_file.read_text().splitlines() if "=" in line
+    )
+    assert values["user"] == "admin"
+    for secret in (values["password"], values["api_token"]):
+        assert secret not in printed.out
+        assert secret not in printed.err
+    assert _login(url, "admin", values["password"]) is LoginResult.OK
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            principal = authenticate(session, values["api_token"], now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+    assert principal is not None
+    assert principal.name == "admin"
+    assert [p.name for p in state.iterdir()] == ["first-admin.txt"]  # no partial left
+
+    bootstrap(Settings(database_url=url, state_dir=state))  # not again
     assert capsys.readouterr().out == ""
+    assert secret_file.read_text().count(values["password"]) == 1

@@ -37,6 +37,15 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def verify_all(units: list[Path]) -> subprocess.CompletedProcess[str]:
+    if ANALYZE is None:
+        missing("systemd-analyze is not installed (Debian package systemd)")
+    return subprocess.run(
+        [ANALYZE, "verify", *map(str, units)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def venv_with_server(root: Path) -> Path:
     """A venv directory whose ``bin/fleet-server`` is this environment's."""
     venv = root / "venv"
@@ -65,9 +74,10 @@ def test_the_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None
     assert checked.stderr.strip() == ""
     found = directives(rendered.stdout)
     assert found["ExecStart"] == [f"{venv}/bin/fleet-server run"]
-    assert found["StateDirectory"] == ["govedge-fleet"]
+    assert found["StateDirectory"] == ["govedge"]
     assert found["StateDirectoryMode"] == ["0700"]
-    assert found["WorkingDirectory"] == ["/var/lib/govedge-fleet"]
+    assert found["WorkingDirectory"] == ["/var/lib/govedge"]
+    assert "GOVEDGE_STATE_DIR=/var/lib/govedge" in found["Environment"]
     assert found["ReadWritePaths"] == ["/etc/mosquitto/govedge"]
     assert found["NoNewPrivileges"] == ["yes"]
     assert found["ProtectSystem"] == ["strict"]
@@ -91,7 +101,67 @@ def test_the_template_gives_each_worker_its_own_settings(tmp_path: Path) -> None
         "/etc/govedge/fleet-server.env",
         "-/etc/govedge/fleet-server-%i.env",
     ]
-    assert found["Environment"] == ["GOVEDGE_SERVER_ID=%H-%i"]
+    assert found["Environment"] == [
+        "GOVEDGE_SERVER_ID=%H-%i",
+        "GOVEDGE_STATE_DIR=/var/lib/govedge",
+    ]
+
+
+def test_the_unit_set_passes_verify_with_the_same_hardening(tmp_path: Path) -> None:
+    # The worker template, the target that starts N of them, and the CRL refresh
+    # (service + daily timer) that docs/deploy.md installs, verified together.
+    venv = venv_with_server(tmp_path)
+    out = tmp_path / "units"
+    done = subprocess.run(
+        [str(FLEET_SERVER), "service", "units", "--out-dir", str(out), "--workers", "3",
+         "--venv", str(venv), "--writable", "/etc/mosquitto/govedge"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "govedge-broker-reload.service",
+        "govedge-broker-reload.timer",
+        "govedge-fleet.target",
+        "govedge-fleet@.service",
+    ]
+    checked = verify_all(sorted(out.iterdir()))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.strip() == ""
+
+    worker = directives((out / "govedge-fleet@.service").read_text())
+    reload = directives((out / "govedge-broker-reload.service").read_text())
+    target = directives((out / "govedge-fleet.target").read_text())
+    timer = directives((out / "govedge-broker-reload.timer").read_text())
+    assert worker["PartOf"] == ["govedge-fleet.target"]
+    assert worker["WantedBy"] == ["govedge-fleet.target"]
+    assert target["Wants"] == [
+        "govedge-fleet@1.service govedge-fleet@2.service govedge-fleet@3.service "
+        "govedge-broker-reload.timer"
+    ]
+    assert reload["ExecStart"] == [f"{venv}/bin/fleet-server broker-reload"]
+    assert reload["Type"] == ["oneshot"]
+    assert timer["Unit"] == ["govedge-broker-reload.service"]
+    assert timer["OnCalendar"] == ["daily"]
+    # The CRL refresh runs as the workers do: same user, state, settings and sandbox.
+    shared = (
+        "User", "Group", "StateDirectory", "StateDirectoryMode", "UMask", "EnvironmentFile",
+        "ProtectSystem", "ReadWritePaths", "ProtectHome", "PrivateTmp", "PrivateDevices",
+        "NoNewPrivileges", "RestrictAddressFamilies", "CapabilityBoundingSet",
+        "SystemCallArchitectures", "RestrictNamespaces",
+    )  # fmt: skip
+    for key in shared:
+        assert reload[key][0] == worker[key][0], key
+    assert "GOVEDGE_STATE_DIR=/var/lib/govedge" in reload["Environment"]
+    # A worker count the target cannot hold is refused, and nothing is written.
+    refused = subprocess.run(
+        [str(FLEET_SERVER), "service", "units", "--out-dir", str(tmp_path / "no"),
+         "--workers", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "workers must be 1 to 64" in refused.stderr
+    assert not (tmp_path / "no").exists()
 
 
 @pytest.mark.parametrize(
