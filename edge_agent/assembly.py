@@ -44,7 +44,8 @@ from edge_agent.discovery import (
     NetworkDeviceConfig,
     UdevSource,
 )
-from edge_agent.discovery.retired import RetiredDevices
+from edge_agent.discovery.registered import RegisteredDevices
+from edge_agent.discovery.retired import RetiredDevices, RetiredFileError
 from edge_agent.errors import StartupError
 from edge_agent.fleet_config import (
     ConfigApplier,
@@ -158,12 +159,14 @@ async def open_runtime(
             await queue.load_appointments(start.appointments)
     except QueueError as exc:
         raise StartupError(f"cannot apply the queue windows or bookings: {exc}") from exc
+    registered = _registered(settings, network)
     devices = await _open_devices(
         profiles,
         source,
         network=network,
         overrides=start.driver_overrides,
         retired=_retired(settings),
+        registered=registered,
         stack=stack,
     )
     windows = {window.window: window for window in start.windows}
@@ -231,12 +234,18 @@ async def _open_devices(
     network: list[NetworkDeviceConfig],
     overrides: Mapping[str, Mapping[str, Any]],
     retired: RetiredDevices,
+    registered: RegisteredDevices | None,
     stack: AsyncExitStack,
 ) -> DeviceManager:
     try:
         return await stack.enter_async_context(
             DeviceManager(
-                profiles, source, network_devices=network, overrides=overrides, retired=retired
+                profiles,
+                source,
+                network_devices=network,
+                overrides=overrides,
+                retired=retired,
+                registered=registered,
             )
         )
     except OSError as exc:
@@ -252,8 +261,30 @@ async def _open_devices(
             network_devices=network,
             overrides=overrides,
             retired=retired,
+            registered=registered,
         )
     )
+
+
+def _registered(
+    settings: AgentSettings, network: list[NetworkDeviceConfig]
+) -> RegisteredDevices | None:
+    """The technicians' registered network devices, added to ``network`` (a device id the
+    settings configure already keeps the settings' entry); an unreadable list is logged
+    and left as it is (None: registering is refused until it is fixed)."""
+    try:
+        registered = RegisteredDevices.load(settings.data_dir)
+    except RetiredFileError as exc:
+        log.error("%s: registered network devices not started", exc)  # noqa: TRY400
+        return None
+    configured = {config.device_id for config in network}
+    for config in registered.entries:
+        if config.device_id in configured:
+            log.error("registered device %s is in the settings too: the settings' entry "
+                      "is used", config.device_id)  # fmt: skip
+            continue
+        network.append(config)
+    return registered
 
 
 def _retired(settings: AgentSettings) -> RetiredDevices:

@@ -137,6 +137,18 @@ class Agent:
             status = "connecting to the broker"
         return AgentState(connected=connected, status=status)
 
+    def _technician_status(self) -> dict[str, object]:
+        """The agent's own state for the technician socket (``edge-agent diagnose``)."""
+        state = self._service_state()
+        return {
+            "outlet_id": self.settings.outlet_id,
+            "version": self.identity.agent_version,
+            "connected": state.connected,
+            "status": state.status,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "update_installing": self.installer.busy,
+        }
+
     def _restart_into_update(self) -> None:
         self.exit_code = RESTART_EXIT_CODE
         if self._stop is not None:
@@ -231,7 +243,9 @@ class Agent:
     async def _serve_technician(self, assembled: Assembled) -> None:
         """The technician's socket (device list, retire, self-test); optional like the API."""
         try:
-            await serve_technician_socket(assembled.runtime.devices, self.settings.data_dir)
+            await serve_technician_socket(
+                assembled.runtime.devices, self.settings.data_dir, self._technician_status
+            )
         except OSError as exc:
             log.error("technician socket not started: %s", exc)  # noqa: TRY400
 

@@ -28,6 +28,11 @@ class NetworkDeviceSetting(BaseModel):
     profile: Annotated[str, Field(min_length=1, max_length=64)]
     address: Annotated[str, Field(min_length=1, max_length=256)]
     device_id: Annotated[str, Field(min_length=1, max_length=128)]
+    # The serial number on the device's label: a technician retires a network device by
+    # it as by a USB device's (``edge-agent device retire SERIAL``).
+    serial: Annotated[
+        str | None, Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
+    ] = None
     settings: dict[str, JsonValue] = Field(default_factory=dict)
 
     def to_config(self) -> NetworkDeviceConfig:
@@ -36,6 +41,7 @@ class NetworkDeviceSetting(BaseModel):
             profile=self.profile,
             address=self.address,
             device_id=self.device_id,
+            serial=self.serial,
             settings=dict(self.settings),
         )
 

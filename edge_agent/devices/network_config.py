@@ -12,12 +12,14 @@ class NetworkDeviceConfig:
     """One configured network device: which profile, where, and under which stable id.
 
     ``address`` is ``host`` or ``host:port``; a profile's ``default_port`` fills in a
-    missing port. ``settings`` override the profile's driver settings for this device.
+    missing port. ``serial`` is the number on the device's label (a technician retires
+    the device by it). ``settings`` override the profile's driver settings for this device.
     """
 
     profile: str
     address: str
     device_id: str
+    serial: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -33,6 +35,7 @@ class NetworkDeviceConfig:
             profile=str(data["profile"]),
             address=str(data["address"]),
             device_id=str(data["device_id"]),
+            serial=None if data.get("serial") is None else str(data["serial"]),
             settings=dict(data.get("settings") or {}),
         )
 

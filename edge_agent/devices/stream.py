@@ -280,10 +280,13 @@ class StreamEndpoint:
     writes to the driver (to every connected TCP client). Use as an async context manager.
     """
 
-    def __init__(self, on_bytes: Callable[[bytes], None], *, transport: str = "pty") -> None:
+    def __init__(
+        self, on_bytes: Callable[[bytes], None], *, transport: str = "pty", port: int = 0
+    ) -> None:
         if transport not in ("pty", "tcp"):
             raise ValueError("transport must be 'pty' or 'tcp'")
         self.transport = transport
+        self.port = port
         self._on_bytes = on_bytes
         self._master: int | None = None
         self._slave: int | None = None
@@ -294,7 +297,8 @@ class StreamEndpoint:
         self.address = ""
 
     async def start(self) -> None:
-        """Open the pty or start listening on a free 127.0.0.1 port; sets ``address``."""
+        """Open the pty or start listening on 127.0.0.1 (``port``, 0: a free one); sets
+        ``address``."""
         if self.transport == "pty":
             master, slave = pty.openpty()
             tty.setraw(slave)
@@ -303,7 +307,7 @@ class StreamEndpoint:
             self.address = os.ttyname(slave)
             asyncio.get_running_loop().add_reader(master, self._read_master)
         else:
-            self._server = await asyncio.start_server(self._serve_client, "127.0.0.1", 0)
+            self._server = await asyncio.start_server(self._serve_client, "127.0.0.1", self.port)
             port = self._server.sockets[0].getsockname()[1]
             self.address = f"127.0.0.1:{port}"
 

@@ -30,6 +30,7 @@ from edge_agent.devices.network_config import NetworkDeviceConfig
 from edge_agent.discovery.events import EventHub, Subscription
 from edge_agent.discovery.lifecycle import GuardedCalls, ManagedDevice, State
 from edge_agent.discovery.matching import Matcher
+from edge_agent.discovery.registered import RegisteredDevices, RegistrationRefused
 from edge_agent.discovery.retired import RetiredDevices
 from edge_agent.discovery.sources import EventSource
 from edge_agent.profiles import Profile, ProfileSet
@@ -76,9 +77,11 @@ class DeviceManager:
         retry_base_s: float = 1.0,
         retry_cap_s: float = 60.0,
         retired: RetiredDevices | None = None,
+        registered: RegisteredDevices | None = None,
     ) -> None:
         self.profiles = profiles
         self.retired = retired
+        self.registered = registered
         self.source = source
         self.network_devices = tuple(network_devices)
         self.debounce_s = debounce_s
@@ -220,6 +223,41 @@ class DeviceManager:
             log.info("device %s retired by a technician", device.device_id)
             self._emit(device, "device.retired", severity="warning")
         return ids, changed
+
+    async def register(self, config: NetworkDeviceConfig) -> bool:
+        """Start a network device a technician registered (a replacement) and keep it in
+        the registered list for every later start; False if it is registered already.
+
+        ``RegistrationRefused`` (nothing changed) for an unknown or non-network profile,
+        an id configured in the settings or used by another device, a retired id or
+        serial; ``RetiredFileError`` when the list cannot be written.
+        """
+        if self.registered is None:
+            raise RuntimeError("this device manager keeps no registered list")
+        profile = self.profiles.get(config.profile)
+        if profile is None or profile.network_rule is None:
+            raise RegistrationRefused(f"profile {config.profile!r} is not a network device profile")
+        if self.retired is not None and self.retired.matches(
+            device_id=config.device_id, serial=config.serial
+        ):
+            raise RegistrationRefused(
+                f"{config.device_id!r} ({config.serial or 'no serial'}) was retired"
+            )
+        registered_ids = {entry.device_id for entry in self.registered.entries}
+        configured = {c.device_id for c in self.network_devices} - registered_ids
+        if config.device_id in configured:
+            raise RegistrationRefused(
+                f"device id {config.device_id!r} is configured in the agent's settings already"
+            )
+        known = self._devices.get(config.device_id)
+        if known is not None and not known.network:
+            raise RegistrationRefused(f"device id {config.device_id!r} is a USB device's")
+        changed = self.registered.add(config)
+        if changed:
+            self.network_devices = (*self.network_devices, config)
+            self._add_network_device(config)
+            log.info("network device %s registered by a technician", config.device_id)
+        return changed
 
     def _is_retired(self, device_id: str, description: DeviceDescription) -> bool:
         return self.retired is not None and self.retired.matches(
@@ -473,7 +511,9 @@ class DeviceManager:
             )
             return
         description = DeviceDescription(
-            subsystem="network", address=config.address_with_port(rule.default_port)
+            subsystem="network",
+            address=config.address_with_port(rule.default_port),
+            serial=config.serial,
         )
         if self._is_retired(config.device_id, description):
             log.info("network device %s is retired: not used", config.device_id)

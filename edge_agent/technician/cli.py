@@ -73,14 +73,45 @@ def certificate_command() -> None:
 @DATA_DIR_OPTION
 @keys_dir_option
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="HTTP timeout, s.")
-def certificate_renew(data_dir: Path, keys_dir: Path | None, timeout: float) -> None:
-    """Renew the certificate now with a new key (the running agent uses it at its next
-    connect; restart the service to use it at once)."""
+@click.option(
+    "--within-days",
+    type=click.IntRange(0, 3650),
+    default=None,
+    help="renew only if the certificate expires within this many days (default: renew now)",
+)
+@click.option("--check", "dry_run", is_flag=True, help="only say whether it would renew")
+def certificate_renew(
+    data_dir: Path, keys_dir: Path | None, timeout: float, within_days: int | None, dry_run: bool
+) -> None:
+    """Renew the certificate with a new key (the running agent uses it at its next
+    connect; restart the service to use it at once). Prints ``renewed outlet ...``,
+    ``would renew ...`` (``--check``) or ``not renewed ...`` (not due)."""
+    from datetime import UTC, datetime, timedelta
+
     from edge_agent.enrollment.client import renew
     from edge_agent.enrollment.errors import EnrollmentError
+    from edge_agent.enrollment.store import TlsStore
 
+    keys = keys_dir_of(data_dir, keys_dir, move=not dry_run)
+    if dry_run and not (keys / "cert.pem").exists():  # a dry run moves nothing
+        keys = data_dir / "tls"
     try:
-        identity = renew(keys_dir=keys_dir_of(data_dir, keys_dir, move=True), timeout=timeout)
+        not_after = TlsStore(keys).identity().not_after
+    except (EnrollmentError, OSError, ValueError) as exc:
+        click.echo(f"edge-agent: no certificate to renew: {exc}", err=True)
+        sys.exit(1)
+    left = not_after - datetime.now(UTC)
+    if within_days is not None and left > timedelta(days=within_days):
+        click.echo(
+            f"not renewed: valid until {not_after.isoformat()} "
+            f"({left.days} days left, more than {within_days})"
+        )
+        return
+    if dry_run:
+        click.echo(f"would renew: valid until {not_after.isoformat()} ({left.days} days left)")
+        return
+    try:
+        identity = renew(keys_dir=keys, timeout=timeout)
     except (EnrollmentError, OSError) as exc:
         click.echo(f"edge-agent: renewal failed: {exc}", err=True)
         sys.exit(1)

@@ -1,4 +1,5 @@
-"""``edge-agent device list|retire|wait|self-test``: a technician replacing a device.
+"""``edge-agent device list|retire|register|wait|self-test``: a technician replacing a
+device.
 
 They talk to the running agent over its technician socket (``socket_api``), since the
 agent holds the devices open. Every command prints JSON with ``--json`` (what the
@@ -82,17 +83,46 @@ def device_retire(data_dir: Path, key: str, force: bool, as_json: bool) -> None:
         click.echo(f"{key} was retired already")
 
 
+@device_command.command(name="register")
+@DATA_DIR_OPTION
+@click.option("--profile", required=True, help="a network profile: escpos-network-printer, …")
+@click.option("--address", required=True, help="host or host:port on the outlet's LAN")
+@click.option("--device-id", required=True, help="the stable id the fleet shows it under")
+@click.option("--serial", default=None, help="the serial number on its label")
+@click.option("--json", "as_json", is_flag=True)
+def device_register(
+    data_dir: Path, profile: str, address: str, device_id: str, serial: str | None, as_json: bool
+) -> None:
+    """Register a network device (a replacement): the agent starts it now and at every
+    start. A USB device needs no registration: plugging it in is enough."""
+    body = {"profile": profile, "address": address, "device_id": device_id, "serial": serial}
+    answer = _call(data_dir, "POST", "/devices/register", body)
+    if as_json:
+        click.echo(json.dumps(answer))
+    elif answer["changed"]:
+        click.echo(f"registered {device_id}")
+    else:
+        click.echo(f"{device_id} was registered already")
+
+
 @device_command.command(name="wait")
 @DATA_DIR_OPTION
 @click.option("--kind", required=True, help="the kind of the replacement, e.g. ticket_printer")
+@click.option("--device-id", default=None, help="that device only (a registered replacement)")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0, 3600), default=300)
 @click.option("--json", "as_json", is_flag=True)
-def device_wait(data_dir: Path, kind: str, timeout_s: float, as_json: bool) -> None:
-    """Wait until a device of KIND is ready (a replacement that was plugged in)."""
+def device_wait(
+    data_dir: Path, kind: str, device_id: str | None, timeout_s: float, as_json: bool
+) -> None:
+    """Wait until a device of KIND (or DEVICE_ID) is ready (a replacement plugged in)."""
     deadline = time.monotonic() + timeout_s
     while True:
         answer = _call(data_dir, "GET", "/devices")
-        ready = [d for d in answer["devices"] if d["kind"] == kind and d["state"] == "ready"]
+        ready = [
+            d
+            for d in answer["devices"]
+            if d["kind"] == kind and d["state"] == "ready" and device_id in (None, d["device_id"])
+        ]
         if ready:
             click.echo(json.dumps(ready[0]) if as_json else ready[0]["device_id"])
             return

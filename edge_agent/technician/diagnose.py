@@ -1,12 +1,15 @@
 """A diagnosis archive of one outlet PC, for the technician and the outlet's record.
 
-``diagnose.tar.gz`` holds ``summary.json`` (agent and install state, identity, outbox,
+``diagnose.tar.gz`` holds ``summary.json`` (the service's state as systemd sees it, the
+running agent's own status from its technician socket, install state, identity, outbox,
 disk, clock, the network path to the broker and the fleet API), ``devices.json`` (the
-USB devices udev knows, as the agent's discovery describes them) and ``journal.txt``
-(the agent's recent log lines). Every text that did not come from the agent's own
-masking (the journal, error messages) goes through ``mask_text`` before it is written:
-an archive leaves the outlet, so it must hold no citizen's ID or mobile number. The
-archive is written 0600 and atomically (a temporary file renamed).
+running agent's own device inventory and retired ids from the technician socket, beside
+the USB devices udev knows: a device udev sees but the agent does not use is the first
+thing to look at) and ``journal.txt`` (the agent's recent log lines). Every text that
+did not come from the agent's own masking (the journal, error messages) goes through
+``mask_text`` before it is written: an archive leaves the outlet, so it must hold no
+citizen's ID or mobile number. The archive is written 0600 and atomically (a temporary
+file renamed).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ from govedge_wire.pii import mask_text
 
 JOURNAL_UNIT = "govedge-agent"
 NET_TIMEOUT_S = 5.0
+# The agent answers its device list after one health sample of every device (each with
+# its own deadline), so the socket gets more time than a network probe.
+SOCKET_TIMEOUT_S = 20.0
+SERVICE_PROPERTIES = (
+    "ActiveState", "SubState", "MainPID", "NRestarts", "ActiveEnterTimestamp", "Result",
+)  # fmt: skip
 
 
 def _safe(section: Callable[[], Any]) -> Any:
@@ -133,12 +142,64 @@ def _fleet_api(server_url: str, ca_file: Path | None) -> dict[str, Any]:
     return {"url": url, "status": status, "ms": took, "clock_offset_s": offset}
 
 
-def _devices() -> list[dict[str, Any]]:
+def _usb_scan() -> list[dict[str, Any]]:
     import asyncio
 
     from edge_agent.discovery.udev import UdevSource
 
     return [asdict(d) for d in asyncio.run(UdevSource().scan())]
+
+
+def _ask_agent(data_dir: Path, path: str) -> Any:
+    """``GET path`` on the running agent's technician socket; ``RuntimeError`` saying why
+    not when no agent answers (the section then holds that reason)."""
+    import httpx
+
+    from edge_agent.technician.socket_api import SOCKET_FILE
+
+    sock = data_dir / SOCKET_FILE
+    if not sock.exists():
+        raise RuntimeError(f"no running agent: {sock} does not exist")
+    transport = httpx.HTTPTransport(uds=str(sock))
+    with httpx.Client(transport=transport, base_url="http://agent",
+                      timeout=SOCKET_TIMEOUT_S) as client:  # fmt: skip
+        answer = client.get(path)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with ``mask_text`` applied to every string in it (keys included).
+
+    Masked value by value, not as JSON text: a number the diagnosis measured (free bytes
+    of a 13-19 GB disk) would otherwise be "masked" into invalid JSON; numbers are the
+    PC's own figures, never a citizen's.
+    """
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {mask_text(str(k)): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return mask_text(str(value))
+
+
+def _agent_status(data_dir: Path) -> dict[str, Any]:
+    found = _safe(lambda: {"running": True, **_ask_agent(data_dir, "/status")})
+    return found if "running" in found else {"running": False, **found}
+
+
+def _service() -> dict[str, Any]:
+    """The unit's state as systemd sees it (where systemd runs the PC)."""
+    if shutil.which("systemctl") is None:
+        return {"error": "systemctl is not on this PC (no systemd runs the agent)"}
+    argv = ["systemctl", "show", JOURNAL_UNIT, *(f"--property={p}" for p in SERVICE_PROPERTIES)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:  # e.g. a PC (or container) that systemd did not boot
+        return {"error": f"systemctl: {(done.stderr or done.stdout).strip()[:300]}"}
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
 
 def _journal(lines: int, log_file: Path | None) -> str:
@@ -173,6 +234,8 @@ def collect(
         "generated_at": datetime.now(UTC).isoformat(),
         "hostname": socket.gethostname(),
         "agent_version": _version(),
+        "service": _safe(_service),
+        "agent": _agent_status(data_dir),
         "install": _safe(lambda: install_status(home)),
         "identity": identity,
         "settings": _safe(lambda: settings.model_dump(mode="json")) if settings else None,
@@ -183,12 +246,13 @@ def collect(
         "clock": _safe(_clock),
         "network": network,
     }
-    as_json = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
-    devices = json.dumps(_safe(_devices), indent=2, ensure_ascii=False, default=str)
+    devices = {"agent": _safe(lambda: _ask_agent(data_dir, "/devices")), "usb": _safe(_usb_scan)}
+    as_json = json.dumps(_masked(summary), indent=2, ensure_ascii=False, default=str)
+    devices_json = json.dumps(_masked(devices), indent=2, ensure_ascii=False, default=str)
     journal = _safe(lambda: _journal(journal_lines, log_file))
     return {
-        "summary.json": mask_text(as_json).encode(),
-        "devices.json": mask_text(devices).encode(),
+        "summary.json": as_json.encode(),
+        "devices.json": devices_json.encode(),
         "journal.txt": (journal if isinstance(journal, str) else json.dumps(journal)).encode(),
     }
 

@@ -6,8 +6,10 @@ The socket is ``DATA_DIR/technician.sock``, 0600 inside the 0700 data dir, so on
 the service user and root reach it; no token is needed and none can leak. It is not the
 clerks' local API: clerk apps never retire devices.
 
-Routes: ``GET /devices`` (inventory plus the retired ids), ``POST /devices/retire``
-``{"key": SERIAL_OR_ID, "force": false}``, ``POST /devices/{id}/self-test``.
+Routes: ``GET /status`` (the agent's own word: version, outlet, connected, uptime),
+``GET /devices`` (inventory plus the retired ids), ``POST /devices/retire``
+``{"key": SERIAL_OR_ID, "force": false}``, ``POST /devices/register`` (a network device:
+``{"profile", "address", "device_id", "serial"}``), ``POST /devices/{id}/self-test``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -25,8 +28,10 @@ from fastapi.responses import JSONResponse
 
 from edge_agent.devices import DeviceError, DeviceUnavailable
 from edge_agent.discovery import DeviceManager, RetiredFileError, UnknownRetirement
+from edge_agent.discovery.registered import RegistrationRefused
 from edge_agent.discovery.retired import check_key
 from edge_agent.embedded_server import EmbeddedServer
+from edge_agent.settings_models import NetworkDeviceSetting
 
 __all__ = ["SOCKET_FILE", "create_technician_app", "serve_technician_socket"]
 
@@ -40,9 +45,17 @@ def _problem(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
-def create_technician_app(devices: DeviceManager) -> FastAPI:
-    """The socket's routes over the running agent's device manager."""
+AgentStatus = Callable[[], dict[str, Any]]
+
+
+def create_technician_app(devices: DeviceManager, status: AgentStatus | None = None) -> FastAPI:
+    """The socket's routes over the running agent's device manager; ``status`` gives the
+    agent's own state (no personal data: version, outlet id, connection, uptime)."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/status")
+    async def agent_status() -> dict[str, Any]:
+        return {"pid": os.getpid(), **(status() if status is not None else {})}
 
     @app.get("/devices")
     async def list_devices() -> dict[str, Any]:
@@ -75,6 +88,16 @@ def create_technician_app(devices: DeviceManager) -> FastAPI:
             return _problem(409, "retired_list_unusable", str(exc))
         return {"retired": ids, "changed": changed}
 
+    @app.post("/devices/register", response_model=None)
+    async def register(device: NetworkDeviceSetting) -> dict[str, Any] | JSONResponse:
+        try:
+            changed = await devices.register(device.to_config())
+        except RegistrationRefused as exc:
+            return _problem(409, "registration_refused", str(exc))
+        except RetiredFileError as exc:
+            return _problem(409, "registered_list_unusable", str(exc))
+        return {"device_id": device.device_id, "changed": changed}
+
     @app.post("/devices/{device_id}/self-test", response_model=None)
     async def self_test(device_id: str) -> dict[str, Any] | JSONResponse:
         try:
@@ -93,13 +116,15 @@ def create_technician_app(devices: DeviceManager) -> FastAPI:
     return app
 
 
-async def serve_technician_socket(devices: DeviceManager, data_dir: Path) -> None:
+async def serve_technician_socket(
+    devices: DeviceManager, data_dir: Path, status: AgentStatus | None = None
+) -> None:
     """Serve on ``data_dir/technician.sock`` until cancelled; the socket is removed after."""
     path = data_dir / SOCKET_FILE
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # left by a killed agent; a live one would hold the outbox lock too
     config = uvicorn.Config(
-        create_technician_app(devices),
+        create_technician_app(devices, status),
         uds=str(path),
         log_config=None,
         access_log=False,

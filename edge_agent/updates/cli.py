@@ -118,6 +118,9 @@ async def _install(
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     part = folder / f"{manifest.file_name}.part"
     await asyncio.to_thread(shutil.copyfile, file, part)
+    # 0600 as the playbook copies it there: the file replaces that copy, and a second
+    # upgrade_agent run with the same release must find it unchanged (changed=0).
+    await asyncio.to_thread(part.chmod, 0o600)
     artifact = await verify_artifact(part, manifest)
     return await install_beside(
         layout, artifact, manifest, uv_bin=uv_bin, find_links=find_links, constraints=constraints

@@ -13,10 +13,12 @@ import pytest
 from edge_agent.discovery import (
     ControlledSource,
     DeviceManager,
+    NetworkDeviceConfig,
     RetiredDevices,
     RetiredFileError,
     UnknownRetirement,
 )
+from edge_agent.discovery.registered import RegisteredDevices, RegistrationRefused
 from edge_agent.profiles import ProfileSet
 from tests.discovery.fakes import FAKE
 from tests.discovery.test_manager import READER, next_event, profiles, reader, run
@@ -64,6 +66,58 @@ def test_a_retired_serial_is_closed_dropped_and_never_used_again(
         assert manager.retired_device_ids() == [READER]
 
     run(profiles, again, after_restart, retired=RetiredDevices.load(tmp_path))
+
+
+def test_a_network_device_is_retired_by_the_serial_on_its_label(
+    profiles: ProfileSet, tmp_path: Path
+) -> None:
+    old = NetworkDeviceConfig(profile="fake-net-printer", address="192.0.2.20",
+                              device_id="window-1-printer", serial="PRN-OLD-0001")  # fmt: skip
+
+    async def body(manager: DeviceManager) -> None:
+        await manager.wait_for_state("window-1-printer", "ready", timeout_s=5)
+        assert await manager.retire("PRN-OLD-0001") == (["window-1-printer"], True)
+        assert manager.inventory() == []
+
+    run(profiles, ControlledSource(), body, network_devices=[old],
+        retired=RetiredDevices.load(tmp_path))  # fmt: skip
+    # Configured again after a restart (its table not yet removed): still not used.
+    again = RetiredDevices.load(tmp_path)
+    assert again.matches(device_id="window-1-printer", serial=None)
+
+
+def test_a_network_replacement_is_registered_started_and_kept(
+    profiles: ProfileSet, tmp_path: Path
+) -> None:
+    old = NetworkDeviceConfig(profile="fake-net-printer", address="192.0.2.20",
+                              device_id="window-1-printer", serial="PRN-OLD-0001")  # fmt: skip
+    new = NetworkDeviceConfig(profile="fake-net-printer", address="192.0.2.21",
+                              device_id="window-1-printer-2", serial="PRN-NEW-0002")  # fmt: skip
+
+    async def body(manager: DeviceManager) -> None:
+        await manager.wait_for_state("window-1-printer", "ready", timeout_s=5)
+        await manager.retire("PRN-OLD-0001")
+        assert await manager.register(new) is True
+        await manager.wait_for_state("window-1-printer-2", "ready", timeout_s=5)
+        assert await manager.register(new) is False  # again: no change
+        for refused, says in (
+            (old, "was retired"),  # the retired one cannot come back this way
+            (NetworkDeviceConfig(profile="fake-reader", address="192.0.2.22",
+                                 device_id="x"), "not a network device profile"),
+            (NetworkDeviceConfig(profile="fake-net-printer", address="192.0.2.23",
+                                 device_id="window-1-printer-2"), "registered already"),
+            (NetworkDeviceConfig(profile="fake-net-printer", address="a b",
+                                 device_id="y"), "not a device address"),
+        ):  # fmt: skip
+            with pytest.raises(RegistrationRefused, match=says):
+                await manager.register(refused)
+        assert [d.device_id for d in manager.inventory()] == ["window-1-printer-2"]
+
+    run(profiles, ControlledSource(), body, network_devices=[old],
+        retired=RetiredDevices.load(tmp_path),
+        registered=RegisteredDevices.load(tmp_path))  # fmt: skip
+    kept = RegisteredDevices.load(tmp_path)
+    assert kept.entries == [new]
 
 
 def test_force_retires_an_id_the_agent_never_saw(profiles: ProfileSet, tmp_path: Path) -> None:

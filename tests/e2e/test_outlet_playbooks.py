@@ -26,6 +26,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ from fleet_server.transactions.identity import upstream_idempotency_key
 from govedge_testbed import Mosquitto, free_port
 from govedge_testbed.sshd import SshHost, find_sshd
 from govedge_testbed.upstream import Upstream
-from govedge_wire.pii import make_id_number, mask_id_number
+from govedge_wire.pii import is_valid_id_number, make_id_number, mask_id_number
 from tests.conftest import missing
 from tests.e2e.conftest import poll
+from tests.e2e.printer_sims import PrinterSims
 from tests.server.helpers import FleetServer
 from tests.server.playbooks.kit import need_ansible
 from tests.server.txkit import serving_upstream, transaction_server
@@ -322,10 +324,40 @@ def test_a_second_provision_changes_nothing(
     assert _hosts(dry)[SSH_OUTLET]["changed"] == 0
 
 
-def test_diagnose_attaches_an_archive_without_citizens_data(
-    server: FleetServer, ssh_host: SshHost, provisioned: tuple[Pc, dict[str, Any], int]
-) -> None:
+def _agent_devices(ssh_host: SshHost) -> dict[str, str]:
+    """The running agent's devices by id and state, asked as the technician would."""
+    listed = ssh_host.run_inside(
+        ["runuser", "-u", "govedge", "--", "/opt/govedge/good/venv/bin/edge-agent", "device",
+         "list", "--data-dir", "/var/lib/govedge", "--json"], timeout=60,
+    )  # fmt: skip
+    if listed.returncode != 0:
+        return {}
+    return {d["device_id"]: d["state"] for d in json.loads(listed.stdout)["devices"]}
+
+
+def test_diagnose_attaches_an_archive_of_every_part_without_citizens_data(
+    server: FleetServer, ssh_host: SshHost, broker: Mosquitto,
+    provisioned: tuple[Pc, dict[str, Any], int],
+) -> None:  # fmt: skip
     pc, _, _ = provisioned
+    # The outlet's network printer, so the agent's own inventory has something in it.
+    printers = PrinterSims()
+    try:
+        printer = printers.plug("window-1")
+        device = {"profile": "escpos-network-printer", "address": printer.address,
+                  "device_id": "window-1-printer", "serial": "PRN-DIAG-0001"}  # fmt: skip
+        pc.stop()
+        pc.start(GOVEDGE_DEVICES=json.dumps([device]))
+        _wait_for(lambda: _agent_devices(ssh_host) == {"window-1-printer": "ready"}, pc, 90)
+        poll(lambda: _online(server, SSH_OUTLET, OLD), timeout=90, interval=0.5)
+        _diagnose_and_check(server, ssh_host, pc, broker)
+    finally:
+        pc.stop()
+        printers.stop()
+        pc.start()
+
+
+def _diagnose_and_check(server: FleetServer, ssh_host: SshHost, pc: Pc, broker: Mosquitto) -> None:
     citizen = make_id_number("330106", "19900101", 7)
     # a line that leaked a citizen's ID and mobile number into the agent's log
     log = ssh_host.root / "var/lib/govedge/agent.log"
@@ -333,6 +365,8 @@ def test_diagnose_attaches_an_archive_without_citizens_data(
     run = _run(server, "diagnose_outlet.yml", [SSH_OUTLET],
                govedge_agent_log_file="/var/lib/govedge/agent.log")  # fmt: skip
     assert run["status"] == "successful", _events(server, run["id"])
+    # diagnosing changes nothing on the PC: a run reports changed=0
+    assert _hosts(run)[SSH_OUTLET]["changed"] == 0, _hosts(run)
     archives = server.get(f"/api/v1/outlets/{SSH_OUTLET}/archives")
     assert len(archives) == 1
     assert archives[0]["run_id"] == run["id"]
@@ -343,24 +377,101 @@ def test_diagnose_attaches_an_archive_without_citizens_data(
             m.name.split("/", 1)[1]: archive.extractfile(m).read().decode()  # type: ignore[union-attr]
             for m in archive.getmembers()
         }
+    assert set(files) == {"summary.json", "devices.json", "journal.txt"}
     summary = json.loads(files["summary.json"])
+    # the agent's status, in its own words over the technician socket
+    agent = summary["agent"]
+    assert agent["running"] is True, agent
+    assert agent["outlet_id"] == SSH_OUTLET
+    assert agent["version"] == OLD
+    assert agent["connected"] is True
+    assert agent["status"] == f"online as outlet {SSH_OUTLET}"
+    # the service as systemd sees it: no systemd runs this test machine, and it says so
+    service = summary["service"]
+    assert "ActiveState" in service or "systemd" in service.get("error", ""), service
     assert summary["identity"]["outlet_id"] == SSH_OUTLET
     assert summary["install"]["current"] == OLD
     assert summary["outbox"].get("empty") is True, summary["outbox"]
-    assert summary["network"]["broker"]["connect_ms"] >= 0
-    assert summary["network"]["fleet_api"]["status"] == 200
+    # disk: the install home, the data dir and the root file system, each with free space
+    disk = summary["disk"]
+    assert {"/opt/govedge", "/var/lib/govedge", "/"} <= set(disk), disk
+    assert all(0 < d["free_bytes"] <= d["total_bytes"] for d in disk.values()), disk
+    # clock: the PC's time (this machine's: the same clock as the test's)
+    clock = summary["clock"]
+    taken = datetime.fromisoformat(clock["utc_now"]).timestamp()
+    assert abs(taken - time.time()) < 600, clock
+    # the network path: the broker reached over TCP, the fleet API answered over HTTP
+    path = summary["network"]["broker"]
+    assert path["port"] == broker.port, path
+    assert path["connect_ms"] >= 0
+    assert path["addresses"], path
+    fleet_api = summary["network"]["fleet_api"]
+    assert fleet_api["status"] == 200, fleet_api
+    assert fleet_api["url"].startswith(server.url)
+    assert fleet_api["clock_offset_s"] is not None
+    # the agent's OWN inventory: the printer it drives, ready, with its health
+    devices = json.loads(files["devices.json"])
+    (printer,) = devices["agent"]["devices"]
+    assert printer["device_id"] == "window-1-printer", printer
+    assert printer["kind"] == "ticket_printer"
+    assert printer["state"] == "ready"
+    assert printer["health"], printer
+    assert devices["agent"]["retired"] == []
+    assert "usb" in devices  # what udev sees beside it (nothing plugged here)
+    # the recent log, masked
+    journal = files["journal.txt"]
+    assert journal.count("\n") > 5
+    assert mask_id_number(citizen) in journal
+    assert "138****5678" in journal
     everything = "\n".join(files.values())
     assert citizen not in everything
     assert "13812345678" not in everything
-    assert mask_id_number(citizen) in files["journal.txt"]
-    assert "138****5678" in everything
+    # no text in the archive still holds an ID card or mobile number (numbers the PC
+    # measured, such as free bytes, are figures, not text)
+    texts = [journal, *_strings(summary), *_strings(devices)]
+    assert not [n for t in texts for n in re.findall(r"(?<!\d)\d{17}[\dXx](?!\d)", t)
+                if is_valid_id_number(n.upper())]  # fmt: skip
+    assert not [t for t in texts if re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", t)]
 
 
-def test_upgrade_then_rotate_certificate(
+def _strings(value: Any) -> Iterator[str]:
+    """Every string (keys included) in a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _restart_online(server: FleetServer, pc: Pc, version: str) -> None:
+    """What the handler's restart does where systemd runs, then the outlet online."""
+    pc.stop()
+    pc.start()
+    _wait_for(lambda: _online(server, SSH_OUTLET, version), pc)
+
+
+def _wait_for(check: Any, pc: Pc, timeout: float = 180) -> None:
+    """``poll``, failing with the agent's log."""
+    try:
+        poll(check, timeout=timeout, interval=0.5)
+    except pytest.fail.Exception:
+        pytest.fail(f"not met within {timeout} s; the agent's log:\n{pc.tail()}")
+
+
+def _serials(server: FleetServer) -> set[str]:
+    return {c["serial"] for c in server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")}
+
+
+def test_upgrade_and_downgrade_are_idempotent_and_dry_runs_change_nothing(
     server: FleetServer, ssh_host: SshHost, bundles: dict[str, Path], broker: Mosquitto,
     provisioned: tuple[Pc, dict[str, Any], int],
 ) -> None:  # fmt: skip
     pc, _, port = provisioned
+    root = ssh_host.root
     _upload(server, bundles[NEW], NEW)
     # provisioning the installed PC with another version is refused: upgrades go
     # through upgrade_agent (trial, health proof, rollback), not a second install
@@ -373,21 +484,73 @@ def test_upgrade_then_rotate_certificate(
     assert refused["status"] == "failed", _events(server, refused["id"])
     assert "use upgrade_agent.yml" in _events(server, refused["id"])
     assert _hosts(refused)[SSH_OUTLET]["changed"] == 0
-    assert not (ssh_host.root / f"opt/govedge/versions/{NEW}").exists()
+    assert not (root / f"opt/govedge/versions/{NEW}").exists()
+    # a dry run of the upgrade says it would change the PC, and changes nothing
+    dry = _run(server, "upgrade_agent.yml", [SSH_OUTLET], check=True, govedge_agent_version=NEW)
+    assert dry["status"] == "successful", _events(server, dry["id"])
+    assert _hosts(dry)[SSH_OUTLET]["changed"] >= 1
+    assert "a real run installs 1.1.0" in _events(server, dry["id"])
+    assert not (root / f"opt/govedge/update/downloads/{NEW}").exists()
+    assert os.readlink(root / "opt/govedge/current") == f"versions/{OLD}"
+    # the upgrade
     run = _run(server, "upgrade_agent.yml", [SSH_OUTLET], govedge_agent_version=NEW)
     assert run["status"] == "successful", _events(server, run["id"])
-    assert os.readlink(ssh_host.root / "opt/govedge/current") == f"versions/{NEW}"
-    pc.stop()  # what the handler's restart does where systemd runs
-    pc.start()
-    poll(lambda: _online(server, SSH_OUTLET, NEW), timeout=180, interval=0.5) or pytest.fail(
-        pc.tail()
-    )
-    before = {c["serial"] for c in server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")}
-    run = _run(server, "rotate_certificate.yml", [SSH_OUTLET])
+    assert _hosts(run)[SSH_OUTLET]["changed"] >= 1
+    assert os.readlink(root / "opt/govedge/current") == f"versions/{NEW}"
+    _restart_online(server, pc, NEW)
+    # the same version again, for real and dry: changed=0
+    for check in (False, True):
+        again = _run(server, "upgrade_agent.yml", [SSH_OUTLET], check=check,
+                     govedge_agent_version=NEW)  # fmt: skip
+        assert again["status"] == "successful", _events(server, again["id"])
+        assert _hosts(again)[SSH_OUTLET]["changed"] == 0, (check, _events(server, again["id"]))
+    # back down to the previous release: the same playbook, the same checks
+    down = _run(server, "upgrade_agent.yml", [SSH_OUTLET], govedge_agent_version=OLD)
+    assert down["status"] == "successful", _events(server, down["id"])
+    assert _hosts(down)[SSH_OUTLET]["changed"] >= 1
+    assert f"current switched from {NEW}" in _events(server, down["id"])
+    assert os.readlink(root / "opt/govedge/current") == f"versions/{OLD}"
+    _restart_online(server, pc, OLD)
+    # ...and it holds: the downgraded agent proved healthy, good points at it too
+    _wait_for(lambda: os.readlink(root / "opt/govedge/good") == f"versions/{OLD}", pc)
+    again = _run(server, "upgrade_agent.yml", [SSH_OUTLET], govedge_agent_version=OLD)
+    assert again["status"] == "successful", _events(server, again["id"])
+    assert _hosts(again)[SSH_OUTLET]["changed"] == 0, _events(server, again["id"])
+
+
+def test_rotate_certificate_when_asked_or_due_and_not_again(
+    server: FleetServer, ssh_host: SshHost, provisioned: tuple[Pc, dict[str, Any], int]
+) -> None:
+    before = _serials(server)
+    key = (ssh_host.root / "var/lib/govedge-keys/key.pem").read_bytes()
+    # a dry run that asks for a rotation says it would rotate, and rotates nothing
+    dry = _run(server, "rotate_certificate.yml", [SSH_OUTLET], check=True,
+               govedge_agent_rotate_now=True)  # fmt: skip
+    assert dry["status"] == "successful", _events(server, dry["id"])
+    assert _hosts(dry)[SSH_OUTLET]["changed"] == 1
+    assert "would renew" in _events(server, dry["id"])
+    assert _serials(server) == before
+    assert (ssh_host.root / "var/lib/govedge-keys/key.pem").read_bytes() == key
+    # asked: a new key and certificate now
+    run = _run(server, "rotate_certificate.yml", [SSH_OUTLET], govedge_agent_rotate_now=True)
     assert run["status"] == "successful", _events(server, run["id"])
-    after = {c["serial"] for c in server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")}
-    assert len(after - before) == 1
+    assert _hosts(run)[SSH_OUTLET]["changed"] == 1
+    rotated = _serials(server)
+    assert len(rotated - before) == 1
+    assert (ssh_host.root / "var/lib/govedge-keys/key.pem").read_bytes() != key
     _assert_keys_apart(ssh_host.root)  # the new key went where the old one was
+    # not asked, and the certificate (90 days) is not within 30 days of its end: nothing
+    again = _run(server, "rotate_certificate.yml", [SSH_OUTLET])
+    assert again["status"] == "successful", _events(server, again["id"])
+    assert _hosts(again)[SSH_OUTLET]["changed"] == 0
+    assert "not renewed: valid until" in _events(server, again["id"])
+    assert _serials(server) == rotated
+    # due: a threshold beyond the certificate's end rotates it
+    due = _run(server, "rotate_certificate.yml", [SSH_OUTLET],
+               govedge_agent_rotate_within_days=365)  # fmt: skip
+    assert due["status"] == "successful", _events(server, due["id"])
+    assert _hosts(due)[SSH_OUTLET]["changed"] == 1
+    assert len(_serials(server) - rotated) == 1
 
 
 def test_decommission_refuses_while_the_outbox_holds_cases_then_goes_through(
@@ -442,6 +605,19 @@ def test_decommission_refuses_while_the_outbox_holds_cases_then_goes_through(
     # back online: the case reaches upstream, the outbox empties, the decommission runs
     pc.stop()
     pc.start()
+    # a dry run first: it waits for the outbox like a real one, then removes nothing,
+    # keeps no archive and has nothing revoked
+    dry = _run(server, "decommission_outlet.yml", [SSH_OUTLET], check=True,
+               govedge_agent_drain_timeout_s=120)  # fmt: skip
+    assert dry["status"] == "successful", _events(server, dry["id"])
+    assert _hosts(dry)[SSH_OUTLET]["changed"] >= 1  # what a real run would remove
+    assert (ssh_host.root / "opt/govedge/current").exists()
+    assert (ssh_host.root / "var/lib/govedge-keys/key.pem").exists()
+    assert not (ssh_host.root / "var/backups/govedge").exists()
+    names = [a["name"] for a in server.get(f"/api/v1/outlets/{SSH_OUTLET}/archives")]
+    assert "decommissioned.tar.gz" not in names
+    certificates = server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")
+    assert all(c["revoked_at"] is None for c in certificates[:1])  # the one in use
     run = _run(server, "decommission_outlet.yml", [SSH_OUTLET], govedge_agent_drain_timeout_s=120)
     assert run["status"] == "successful", _events(server, run["id"])
     pc.stop()  # what stopping the service does where systemd runs

@@ -6,13 +6,22 @@ plays its part: it parses the rendered unit, runs ``ExecStart`` with the unit's
 ``Environment=`` plus what systemd adds (``NOTIFY_SOCKET`` pointing at a datagram socket
 the test owns, ``WATCHDOG_USEC`` and a ``WATCHDOG_PID`` of the main process), against a
 real Mosquitto. The hardening directives themselves (``ProtectSystem=`` and so on) are
-applied only by systemd: ``systemd-analyze verify`` checks them, nothing here runs under
-them.
+applied only by systemd: ``systemd-analyze verify`` checks their syntax, nothing here
+runs under them, so a test of its own asserts each hardening and limit line is there
+with the value the outlet needs (and that every device subsystem the udev rules open is
+allowed through ``DevicePolicy=closed``).
+
+The generated udev rules are not loaded by a real udevd here: ``udevadm`` is not
+installed on this machine, and Debian 12's udev (systemd 252) has no ``udevadm
+verify`` (systemd 253+); ``udevadm test`` would need the rules installed in
+``/etc/udev/rules.d`` and a device under ``/sys``. tests/service/test_udev_rules.py
+checks them against udev's rule grammar instead.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -83,6 +92,67 @@ def test_the_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None
     broken = _verify(unit)
     assert broken.returncode != 0
     assert "edge-agent" in broken.stderr
+
+
+# The /proc/devices classes DeviceAllow= must name for the nodes each udev subsystem
+# of the rules makes (DevicePolicy=closed refuses every other device node).
+_CLASSES_OF_SUBSYSTEM = {
+    "usb": {"usb_device"},
+    "tty": {"ttyUSB", "ttyACM"},
+    "usbmisc": {"usb"},
+    "video4linux": {"video4linux"},
+    "hidraw": {"hidraw"},
+}
+
+
+def _size_bytes(value: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_the_unit_carries_its_hardening_restart_watchdog_and_limits(tmp_path: Path) -> None:
+    home = _install_home(tmp_path)
+    unit = _directives(_render("--home", str(home), "--user", "govedge",
+                               "--device-group", "govedge-devices"))  # fmt: skip
+    one = {key: values[0] for key, values in unit.items() if len(values) == 1}
+    # restart policy and watchdog: systemd restarts a dead or hung agent
+    assert one["Type"] == "notify"
+    assert one["Restart"] == "on-failure"
+    assert 0 < float(one["RestartSec"]) <= 30
+    assert 0 < float(one["WatchdogSec"]) <= 300
+    assert int(one["StartLimitBurst"]) >= 3
+    # an unprivileged user, devices through the device group only
+    assert one["User"] == "govedge"
+    assert one["SupplementaryGroups"] == "govedge-devices"
+    assert one["UMask"] == "0077"
+    # hardening: read-only system but the install home, no privilege gain
+    assert one["ProtectSystem"] == "strict"
+    assert one["ReadWritePaths"] == str(home)
+    for directive in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables",
+                      "ProtectKernelModules", "ProtectControlGroups", "RestrictSUIDSGID",
+                      "RestrictNamespaces", "LockPersonality"):  # fmt: skip
+        assert one[directive] == "yes", directive
+    assert set(one["RestrictAddressFamilies"].split()) == {
+        "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK",
+    }  # fmt: skip
+    # resource limits: memory (soft below hard), tasks, CPU
+    assert 0 < _size_bytes(one["MemoryHigh"]) < _size_bytes(one["MemoryMax"]) <= 1 << 30
+    assert 0 < int(one["TasksMax"]) <= 1024
+    assert one["CPUQuota"].endswith("%")
+    # devices: none but the character classes the udev rules hand the device group
+    assert one["DevicePolicy"] == "closed"
+    allowed = set()
+    for entry in unit["DeviceAllow"]:
+        name, mode = entry.split()
+        assert name.startswith("char-"), entry
+        assert mode == "rw", entry
+        allowed.add(name.removeprefix("char-"))
+    rules = subprocess.run([str(EDGE_AGENT), "service", "udev-rules"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout  # fmt: skip
+    subsystems = set(re.findall(r'^SUBSYSTEM=="(\w+)"', rules, re.M))
+    assert subsystems, rules
+    for subsystem in subsystems:
+        assert _CLASSES_OF_SUBSYSTEM[subsystem] <= allowed, (subsystem, allowed)
 
 
 def test_bad_layout_values_are_refused_with_a_reason() -> None:

@@ -29,8 +29,8 @@ _GS_ARGS = {0x21: 1, 0x42: 1, 0x48: 1, 0x66: 1, 0x68: 1, 0x77: 1}
 class EscPosPrinterSimulator:
     """One printer; ``address`` is the pty path or ``127.0.0.1:port`` once started."""
 
-    def __init__(self, *, transport: str = "pty", encoding: str = "gb18030") -> None:
-        self._endpoint = StreamEndpoint(self._on_bytes, transport=transport)
+    def __init__(self, *, transport: str = "pty", encoding: str = "gb18030", port: int = 0) -> None:
+        self._endpoint = StreamEndpoint(self._on_bytes, transport=transport, port=port)
         self.encoding = encoding
         self.paper = "ok"
         self.cover_open = False
