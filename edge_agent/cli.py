@@ -68,7 +68,11 @@ def settings_options(func: F) -> F:
             default=None,
             help="TOML file with settings (lowest priority after defaults).",
         ),
-        click.option("--mqtt-url", default=None, help="mqtt://host:port of the broker."),
+        click.option(
+            "--mqtt-url",
+            default=None,
+            help="mqtts://host:8883 of the broker (mqtt://host:1883: development only).",
+        ),
         click.option("--outlet-id", default=None, help="This outlet's id."),
         click.option(
             "--data-dir",

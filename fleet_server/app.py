@@ -55,7 +55,7 @@ from fleet_server.db_outage import DatabaseOutage
 from fleet_server.health import api as health_api
 from fleet_server.health import figures_api, registry_api
 from fleet_server.metrics import FleetMetrics
-from fleet_server.metrics import router as metrics_router
+from fleet_server.metrics_endpoint import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
 from fleet_server.playbooks import api as playbooks_api
 from fleet_server.playbooks import archives_api
@@ -154,7 +154,7 @@ def create_app(
     api(users.me_router, dependencies=[VIEWER])
     api(audit.router, dependencies=[ADMIN])
     # Fleet health (docs/fleet-health.md): reads for viewers, changes for operators.
-    # Fleet totals only: whole-fleet users (fleet_server.api.scope.metrics_access).
+    # Fleet totals, or a scoped user's own series (fleet_server.metrics_endpoint).
     app.include_router(metrics_router, dependencies=[Depends(metrics_access)])
     api(health_api.read_router, dependencies=[VIEWER])
     api(figures_api.router, dependencies=[VIEWER])

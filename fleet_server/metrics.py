@@ -13,8 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -171,7 +170,7 @@ class _FleetCollector(Collector):
                 yield GaugeMetricFamily(f"govedge_evaluations_{name}", f"好差评 {name}, 30 days",
                                         value=value)  # fmt: skip
         if s.policy_figures is not None:
-            yield from _policy_metrics(s.policy_figures())
+            yield from policy_metrics(s.policy_figures())
         if s.http_refused is not None:
             refused = CounterMetricFamily(
                 "govedge_http_refused",
@@ -255,7 +254,7 @@ _FIGURE_HELP: dict[str, str] = {
 }
 
 
-def _policy_metrics(groups: dict[tuple[str, str], FigureCounts]) -> Iterator[Metric]:
+def policy_metrics(groups: dict[tuple[str, str], FigureCounts]) -> Iterator[Metric]:
     for name, help_text in _FIGURE_HELP.items():
         family = GaugeMetricFamily(f"govedge_figure_{name}", help_text, labels=["region", "kind"])
         for (region, kind), counts in sorted(groups.items()):
@@ -386,13 +385,3 @@ class FleetMetrics:
     def render(self) -> bytes:
         """The exposition text."""
         return generate_latest(self.registry)
-
-
-router = APIRouter(tags=["metrics"])
-
-
-@router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus text format."""
-    fleet_metrics: FleetMetrics = request.app.state.metrics
-    return Response(fleet_metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,7 @@ FORBIDDEN = {
 FLEET_LAYERS: list[set[str]] = [
     {"__main__", "cli", "server", "app"},
     {"runtime", "schema"},  # the process's wiring, and every table for migrations
+    {"metrics_endpoint"},  # /metrics: the whole fleet's registry or a scope's series
     {"metrics", "web"},
     {"alerts"},
     {"campaigns"},  # update campaigns: waves, offers, reports (drives releases)

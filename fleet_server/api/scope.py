@@ -20,9 +20,9 @@ from typing import Annotated, Final
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from fleet_server.api.auth import Authenticated, SecurityDep, authenticate
+from fleet_server.api.auth import SESSION_COOKIE, Authenticated, SecurityDep, authenticate
 from fleet_server.api.deps import AppStateDep
-from fleet_server.security.scope import Scope
+from fleet_server.security.scope import WHOLE_FLEET, Scope
 
 
 def caller_scope(principal: Authenticated) -> Scope:
@@ -101,15 +101,15 @@ def path_guard(request: Request, security: SecurityDep, state: AppStateDep) -> N
                 all_in_scope_or_404(session, principal.scope, owners, what)
 
 
-def metrics_access(request: Request, security: SecurityDep, state: AppStateDep) -> None:
-    """``/metrics``: open like the probes, or, with ``probes_require_auth``, any whole-fleet
-    user: its series are fleet totals, which a scoped user may not see."""
-    if security.settings.probes_require_auth:
-        principal = authenticate(request, security, state)
-        if not principal.scope.whole_fleet:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail="/metrics is whole-fleet: scoped users may not"
-            )
+def metrics_access(request: Request, security: SecurityDep, state: AppStateDep) -> Scope:
+    """``/metrics``' scope. A caller who brings a token or a session gets their own
+    scope's series (a scoped user: only their outlets'); a bad credential is a 401, never
+    a quiet fall-back. Without any credential it is a probe: whole-fleet totals when the
+    operator leaves probes open, 401 with ``probes_require_auth``."""
+    brought = request.headers.get("authorization") or request.cookies.get(SESSION_COOKIE)
+    if not brought and not security.settings.probes_require_auth:
+        return WHOLE_FLEET
+    return authenticate(request, security, state).scope
 
 
 metrics_access.probe = True  # type: ignore[attr-defined]

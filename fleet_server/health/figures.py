@@ -169,11 +169,18 @@ def fleet_figures(
 
 
 def figures_by_region_and_kind(
-    session: Session, *, since: datetime, until: datetime, now: datetime, region_digits: int
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    region_digits: int,
+    scope: OutletFilter = ALL_OUTLETS,
 ) -> dict[tuple[str, str], FigureCounts]:
-    """The whole fleet's counts per (region prefix, kind): ``/metrics``' labels, bounded
-    by the number of regions at that depth times the kinds, never per outlet."""
-    profiles, selected = _per_outlet(session, since=since, until=until, now=now)
+    """The counts of the outlets in ``scope`` (the whole fleet by default) per (region
+    prefix, kind): ``/metrics``' labels, bounded by the number of regions at that depth
+    times the kinds, never per outlet."""
+    profiles, selected = _per_outlet(session, since=since, until=until, now=now, scope=scope)
     groups: dict[tuple[str, str], FigureCounts] = defaultdict(FigureCounts)
     for outlet_id, counts in selected.items():
         profile = profiles.get(outlet_id)

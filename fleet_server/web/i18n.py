@@ -537,6 +537,21 @@ STRINGS: dict[str, dict[str, str]] = {
         "and nothing was changed. It works again as soon as the database is back.",
     },
     "db_down_retry": {"zh": "重试", "en": "Try again"},
+    # The login page (fleet_server.web.login).
+    "login_title": {"zh": "登录", "en": "Log in"},
+    "login_user": {"zh": "用户名", "en": "User name"},
+    "login_password": {"zh": "密码", "en": "Password"},
+    "login_submit": {"zh": "登录", "en": "Log in"},
+    "login_wrong": {"zh": "用户名或密码错误", "en": "Wrong user name or password"},
+    "login_user_locked": {
+        "zh": "登录失败次数过多,账户已暂时锁定,请稍后再试或联系管理员解锁",
+        "en": "Too many failed logins: this account is locked for a while; "
+        "try later or ask an admin to unlock it",
+    },
+    "login_address_locked": {
+        "zh": "此地址登录失败次数过多,请稍后再试",
+        "en": "Too many failed logins from this address; try again later",
+    },
 }
 
 

@@ -24,6 +24,8 @@ from fleet_server.api.auth import SESSION_COOKIE, same_origin
 from fleet_server.security import audit
 from fleet_server.security.passwords import Lockout, LoginResult, check_login
 from fleet_server.security.sessions import close_session, open_session, session_principal
+from fleet_server.web.i18n import LANGS, table
+from fleet_server.web.ui import LANG_COOKIE, page_lang
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 root_router = APIRouter(tags=["web ui"], include_in_schema=False)
@@ -34,16 +36,9 @@ _MAX_FORM = 4096
 # and only URL characters (no control characters, no scheme).
 _LOCAL_PATH = re.compile(r"\A/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*\Z")
 _MESSAGES = {
-    LoginResult.WRONG: "用户名或密码错误 / wrong user name or password",
-    LoginResult.USER_LOCKED: (
-        "登录失败次数过多,账户已暂时锁定,请稍后再试或联系管理员解锁 / "
-        "too many failed logins: this account is locked for a while; "
-        "try later or ask an admin to unlock it"
-    ),
-    LoginResult.ADDRESS_LOCKED: (
-        "此地址登录失败次数过多,请稍后再试 / too many failed logins from this address; "
-        "try again later"
-    ),
+    LoginResult.WRONG: "login_wrong",
+    LoginResult.USER_LOCKED: "login_user_locked",
+    LoginResult.ADDRESS_LOCKED: "login_address_locked",
 }
 
 
@@ -72,20 +67,36 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def _form_page(next_path: str, message: str = "", name: str = "") -> str:
-    note = f'<p class="error" id="login-error">{escape(message)}</p>' if message else ""
+def _form_page(next_path: str, lang: str, message: str = "", name: str = "") -> str:
+    """The form in ``lang``, with the same language switch as the other pages (the
+    choice is kept in the same cookie, and a re-shown form keeps it)."""
+    t = table(lang)
+    other = "en" if lang == "zh" else "zh"
+    switch = f"?lang={other}&next={quote(next_path, safe='')}"
+    note = f'<p class="error" id="login-error">{escape(t[message])}</p>' if message else ""
     return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>govedge · 登录 / log in</title>
+<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
+<title>govedge · {escape(t["login_title"])}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/ui/static/app.css"></head>
-<body><main class="login"><h1>govedge</h1>{note}
+<body><main class="login"><h1>{escape(t["title"])}</h1><h2>{escape(t["login_title"])}</h2>
+<p><a id="lang-switch" href="{escape(switch)}">{escape(t["switch_lang"])}</a></p>{note}
 <form method="post" action="/ui/login">
 <input type="hidden" name="next" value="{escape(next_path)}">
-<label>用户名 / user name <input name="username" autocomplete="username" required
+<input type="hidden" name="lang" value="{lang}">
+<label>{escape(t["login_user"])} <input name="username" autocomplete="username" required
  value="{escape(name)}"></label>
-<label>密码 / password <input name="password" type="password"
+<label>{escape(t["login_password"])} <input name="password" type="password"
  autocomplete="current-password" required></label>
-<button type="submit">登录 / log in</button></form></main></body></html>"""
+<button type="submit">{escape(t["login_submit"])}</button></form></main></body></html>"""
+
+
+def _form_response(html: str, request: Request, lang: str, code: int = 200) -> HTMLResponse:
+    response = HTMLResponse(html, status_code=code, headers={"Cache-Control": "no-store"})
+    if request.query_params.get("lang") in LANGS:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    return response
 
 
 def _refuse_foreign_origin(request: Request) -> None:
@@ -118,9 +129,10 @@ def entry(request: Request) -> RedirectResponse:
 
 
 @router.get("/login")
-def login_form(next: str | None = None) -> HTMLResponse:
-    """The login form."""
-    return HTMLResponse(_form_page(safe_next(next)), headers={"Cache-Control": "no-store"})
+def login_form(request: Request, next: str | None = None, lang: str | None = None) -> HTMLResponse:
+    """The login form, in zh-CN unless ``lang`` or the language cookie says English."""
+    chosen = page_lang(request, lang)
+    return _form_response(_form_page(safe_next(next), chosen), request, chosen)
 
 
 @router.post("/login")
@@ -132,6 +144,7 @@ async def login(request: Request) -> Response:
     name = (form.get("username") or [""])[0].strip()[:64]
     password = (form.get("password") or [""])[0]
     next_path = safe_next((form.get("next") or [""])[0])
+    lang = page_lang(request, (form.get("lang") or [""])[0])
     settings = request.app.state.security.settings
     policy = Lockout(
         max_failures=settings.login_max_failures,
@@ -163,8 +176,8 @@ async def login(request: Request) -> Response:
         code = status.HTTP_200_OK
         if checked.result is not LoginResult.WRONG:
             code = status.HTTP_429_TOO_MANY_REQUESTS
-        page = _form_page(next_path, _MESSAGES[checked.result], name)
-        return HTMLResponse(page, status_code=code, headers={"Cache-Control": "no-store"})
+        page = _form_page(next_path, lang, _MESSAGES[checked.result], name)
+        return _form_response(page, request, lang, code)
     response = RedirectResponse(next_path, status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         SESSION_COOKIE, secret, max_age=int(ttl.total_seconds()), path="/",

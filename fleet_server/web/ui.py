@@ -44,7 +44,7 @@ _STATIC = {
     "registry.js": "text/javascript",
     "app.css": "text/css",
 }
-_COOKIE = "govedge_lang"
+LANG_COOKIE = "govedge_lang"
 # Pages drawn by static/registry.js (fleet_server/web/admin_pages.py).
 REGISTRY_PAGES = frozenset({"outlets", "audit", "users", "enrollment"})
 # The boot JSON sits in a <script> element; outlet-controlled strings (device ids,
@@ -56,9 +56,10 @@ _SCRIPT_SAFE = str.maketrans(
 
 
 def page_lang(request: Request, lang: str | None) -> str:
+    """``lang`` when given, else the language cookie's, else zh."""
     if lang in LANGS:
         return str(lang)
-    cookie = request.cookies.get(_COOKIE)
+    cookie = request.cookies.get(LANG_COOKIE)
     return cookie if cookie in LANGS else "zh"
 
 
@@ -105,10 +106,12 @@ def render_page(
     boot = {"page": page, "lang": lang, "t": t, "data": data, "user": user}
     boot_json = json.dumps(boot, ensure_ascii=False)
     boot_json = boot_json.translate(_SCRIPT_SAFE)
+    # An empty icon: no /favicon.ico request that could only answer 404.
     html = f"""<!doctype html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}">
 <head><meta charset="utf-8"><title>{escape(t["title"])}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/ui/static/app.css"></head>
 <body>
 <header><h1>{escape(t["title"])}</h1><nav>{nav}</nav>
@@ -126,7 +129,7 @@ def render_page(
 </body></html>"""
     response = HTMLResponse(html)
     if request.query_params.get("lang") in LANGS:
-        response.set_cookie(_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
     return response
 
 

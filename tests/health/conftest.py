@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,22 @@ def browser() -> Iterator[object]:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+# Where browser tests keep what a person looks at after a run (screenshots): under the
+# repository unless GOVEDGE_TEST_ARTIFACTS names another directory (scripts/test says
+# where; CI keeps the directory). Not under pytest's temporary directories, which are
+# pruned after a few runs.
+ARTIFACTS_ENV = "GOVEDGE_TEST_ARTIFACTS"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def screenshots_dir(name: str) -> Path:
+    """``<artifacts>/screenshots/<name>``, created if missing (a rerun overwrites)."""
+    root = Path(os.environ.get(ARTIFACTS_ENV) or REPO / "test-artifacts")
+    folder = root / "screenshots" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 # Storage states (the session cookie) of users already logged in, per server and name:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fleet_server.web.i18n import STRINGS
 from govedge_testbed import Mosquitto
 from tests.health.conftest import PASSWORD, logged_in_context, login_form
 from tests.server.helpers import FleetServer, started_fleet_server
@@ -131,7 +132,7 @@ def test_an_admin_adds_a_user_who_logs_in_and_mints_a_token(
     clerk.goto(f"{fleet.url}/")  # the reset ended the clerk's session: the login form
     clerk.wait_for_url("**/ui/login?next=*")
     login_form(clerk, "county-clerk", PASSWORD)
-    assert "wrong user name or password" in clerk.wait_for_selector("#login-error").inner_text()
+    assert STRINGS["login_wrong"]["zh"] in clerk.wait_for_selector("#login-error").inner_text()
     login_form(clerk, "county-clerk", new_password)
     clerk.wait_for_url("**/ui/overview")
     other.close()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from fleet_server.web.i18n import STRINGS
 from govedge_testbed.ports import wait_for_port
 from tests.health.conftest import login_form
 from tests.health.demo_run import running_demo
@@ -28,7 +29,7 @@ def test_the_login_the_demo_prints_opens_the_overview(tmp_path: Path, browser: A
         page.goto(url)  # the address as printed: / leads to the login form
         page.wait_for_url("**/ui/login?next=%2Fui%2Foverview")
         login_form(page, name, "not the printed one")
-        assert "wrong user name or password" in page.locator("#login-error").inner_text()
+        assert STRINGS["login_wrong"]["zh"] in page.locator("#login-error").inner_text()
         login_form(page, name, password)
         page.wait_for_url("**/ui/overview")
         page.wait_for_selector("#live:not(.off)")

@@ -17,6 +17,7 @@ route fails ``test_every_route_is_classified`` until it is added):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_server.security import Role
 from govedge_testbed import Mosquitto
@@ -35,7 +37,9 @@ from tests.security.test_api_roles import TABLE, _admits, _mounted
 @dataclass(frozen=True)
 class Case:
     kind: str
-    shows: bool = False
+    # read: how the answer shows an outlet it may show ("id": its id, "region": its region
+    # code, "count": one evaluation each in "evaluations"); "": it shows none.
+    shows: str = ""
     body: Any = None  # target: a function (outlet id, region) → body
 
 
@@ -60,7 +64,7 @@ def _override(outlet: str, region: str) -> dict[str, Any]:
 
 
 READ, SHOWS, ONE, FLEET, ADMIN, OPEN = (
-    Case("read"), Case("read", shows=True), Case("one"), Case("fleet"), Case("admin"),
+    Case("read"), Case("read", shows="id"), Case("one"), Case("fleet"), Case("admin"),
     Case("open"),
 )  # fmt: skip
 ROUTES: dict[tuple[str, str], Case] = {
@@ -99,8 +103,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/enroll/renew"): OPEN,
     ("POST", "/api/v1/enroll"): OPEN,
     ("POST", "/api/v1/enrollments"): FLEET,
-    ("GET", "/api/v1/evaluations/figures"): READ,
-    ("GET", "/api/v1/evaluations/stats"): READ,
+    ("GET", "/api/v1/evaluations/figures"): Case("read", shows="region"),
+    ("GET", "/api/v1/evaluations/stats"): Case("read", shows="count"),
     ("GET", "/api/v1/fleet/overview"): SHOWS,
     ("GET", "/api/v1/fleet/map-points"): SHOWS,
     ("GET", "/api/v1/ingest/rate-limits"): READ,
@@ -140,7 +144,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/releases"): READ,
     ("POST", "/api/v1/releases"): FLEET,
     ("PUT", "/api/v1/regions"): FLEET,
-    # Carries a version number only; what a client refetches is scoped.
+    # Carries a version number only; what a client refetches is scoped. Its body is read
+    # (the first event): test_the_stream_names_no_outlet.
     ("GET", "/api/v1/stream"): READ,
     ("GET", "/api/v1/timeseries/stats"): FLEET,
     ("GET", "/api/v1/transactions/status"): READ,
@@ -156,7 +161,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/certificates"): ADMIN,
     ("POST", "/api/v1/users"): ADMIN,
     ("GET", "/healthz"): OPEN,
-    # Fleet totals: whole-fleet only when probes need a token (test_metrics_is_whole_fleet).
+    # A probe without a credential; a user's own scope with one (test_metrics_by_scope_kind).
     ("GET", "/metrics"): OPEN,
     ("GET", "/readyz"): OPEN,
     ("GET", "/ui/campaigns"): READ,
@@ -222,17 +227,34 @@ def _role_for(method: str, path: str) -> Role:
 
 
 def _call(api: Api, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+    """(status, body); of an event stream, its first event."""
     kwargs: dict[str, Any] = {"headers": headers}
     if method not in ("GET", "HEAD"):
         kwargs["json"] = {} if body is None else body
     with api.client.stream(
         method, path, params={"minutes": "5", "from": "1", "to": "1"}, **kwargs
     ) as response:
-        text = "" if "event-stream" in response.headers.get("content-type", "") else None
-        if text is None:
-            response.read()
-            text = response.text
-        return response.status_code, text
+        if "event-stream" in response.headers.get("content-type", ""):
+            text = ""
+            for chunk in response.iter_text():
+                text += chunk
+                if "\n\n" in text:
+                    break
+            return response.status_code, text
+        response.read()
+        return response.status_code, response.text
+
+
+def _shown(how: str, text: str, outlet: str) -> bool:
+    """The answer of a ``shows`` route carries ``outlet`` (counts name none: _counted)."""
+    if how == "region":
+        return REGIONS[outlet] in text
+    return outlet in text
+
+
+def _counted(how: str, text: str, expected: set[str]) -> bool:
+    """A ``count`` route counts exactly the ``expected`` outlets' evaluations (one each)."""
+    return how != "count" or json.loads(text)["evaluations"] == len(expected)
 
 
 def test_every_route_is_classified(api: Api) -> None:
@@ -259,7 +281,9 @@ def test_every_route_by_a_scoped_user(api: Api) -> None:
                 assert REGIONS[OUTSIDE] not in text, where
             if case.shows:
                 assert code == 200, f"{where} → {code}: {text[:300]}"
-                assert INSIDE in text, f"{where}: {text[:300]}"
+                if case.shows != "count":
+                    assert _shown(case.shows, text, INSIDE), f"{where}: {text[:300]}"
+                assert _counted(case.shows, text, {INSIDE}), f"{where}: {text[:300]}"
         elif case.kind == "one":
             code, text = _call(api, method, _fill(path, inside), headers)
             assert code not in (403, 404), f"{where} inside → {code}: {text[:300]}"
@@ -287,12 +311,70 @@ def test_every_route_by_a_scoped_user(api: Api) -> None:
     assert sum(seen.values()) == sum(c.kind not in ("admin", "open") for c in ROUTES.values())
 
 
-@pytest.mark.parametrize(
+# The scope kinds: none (the whole fleet), one prefix, two prefixes, another county's.
+SCOPE_KINDS = pytest.mark.parametrize(
     ("prefixes", "expected"),
     [((), {INSIDE, OUTSIDE}), (("4101",), {INSIDE}), (("4101", "4201"), {INSIDE, OUTSIDE}),
      (("4102",), set())],
     ids=["none", "one-prefix", "two-prefixes", "other-prefix"],
 )  # fmt: skip
+
+
+@SCOPE_KINDS
+def test_every_route_that_shows_outlets_by_scope_kind(
+    api: Api, prefixes: tuple[str, ...], expected: set[str]
+) -> None:
+    """Every read that shows outlet data, and every read naming one outlet, for each
+    scope kind: exactly the outlets of the scope, never one outside, never none when
+    the scope has some."""
+    rows = seed_two_outlets(api)
+    users = scoped_users(api, prefixes)
+    values = {outlet: _values(rows, outlet) for outlet in (INSIDE, OUTSIDE)}
+    checked = 0
+    for (method, path), case in sorted(ROUTES.items()):
+        if method != "GET" or not (case.shows or case.kind == "one"):
+            continue
+        headers = users[_role_for(method, path)]
+        if case.kind == "one":
+            for outlet in (INSIDE, OUTSIDE):
+                code, text = _call(api, method, _fill(path, values[outlet]), headers)
+                where = f"{path} {outlet} {prefixes}"
+                if outlet in expected:
+                    assert code not in (403, 404), f"{where} → {code}: {text[:300]}"
+                else:
+                    assert code == 404, f"{where} → {code}"
+        else:
+            code, text = _call(api, method, _fill(path, values[INSIDE]), headers)
+            where = f"{path} {prefixes}"
+            assert code == 200, f"{where} → {code}: {text[:300]}"
+            for outlet in (INSIDE, OUTSIDE):
+                if case.shows != "count":
+                    seen = _shown(case.shows, text, outlet)
+                    assert seen == (outlet in expected), f"{where} {outlet}: {text[:300]}"
+            assert _counted(case.shows, text, expected), f"{where}: {text[:300]}"
+        checked += 1
+    assert checked == sum(
+        m == "GET" and (c.shows != "" or c.kind == "one") for (m, _), c in ROUTES.items()
+    )
+
+
+def test_the_stream_names_no_outlet(api: Api) -> None:
+    """``/api/v1/stream`` as a scoped user, its body read: a change event carrying only
+    a version number, nothing of an outlet inside or outside the scope."""
+    seed_two_outlets(api)
+    headers = scoped_users(api)[Role.VIEWER]
+    code, text = _call(api, "GET", "/api/v1/stream", headers)
+    assert code == 200
+    assert text.startswith("event: change\ndata: "), text
+    data = json.loads(text.split("data: ", 1)[1])
+    assert list(data) == ["version"], text
+    assert isinstance(data["version"], int), text
+    for outlet in (INSIDE, OUTSIDE):
+        assert outlet not in text
+        assert REGIONS[outlet] not in text
+
+
+@SCOPE_KINDS
 def test_outlet_list_and_overview_by_scope_kind(
     api: Api, prefixes: tuple[str, ...], expected: set[str]
 ) -> None:
@@ -332,9 +414,94 @@ def test_admins_are_always_whole_fleet(api: Api) -> None:
     assert "whole-fleet" in answer.text
 
 
-def test_metrics_is_whole_fleet(tmp_path: Path, broker: Mosquitto) -> None:
+def _series(text: str) -> dict[str, set[tuple[tuple[str, str], ...]]]:
+    """Metric name → the label sets of its samples."""
+    found: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, set()).add(tuple(sorted(sample.labels.items())))
+    return found
+
+
+def _values_of(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "expected"),
+    [((), {INSIDE, OUTSIDE}), (("4101",), {INSIDE}), (("4101", "4201"), {INSIDE, OUTSIDE}),
+     (("4102",), set())],
+    ids=["none", "one-prefix", "two-prefixes", "other-prefix"],
+)  # fmt: skip
+def test_metrics_by_scope_kind(
+    tmp_path: Path, broker: Mosquitto, prefixes: tuple[str, ...], expected: set[str]
+) -> None:
+    """A user's token on /metrics: the outlets' series over the user's outlets only; a
+    scoped user gets none of the server's own counters (whole-fleet traffic)."""
     with running_api(tmp_path, mqtt_url=broker.url, probes_require_auth=True) as api:
+        seed_two_outlets(api)
+        headers = scoped_users(api, prefixes)[Role.VIEWER]
+        answer = api.client.get("/metrics", headers=headers)
+        assert answer.status_code == 200, answer.text
+        text = answer.text
+    outlets = _values_of(text, "govedge_outlets")
+    assert sum(outlets.values()) == len(expected)
+    regions = {dict(labels)["region"] for labels in _values_of(text, "govedge_figure_outlets")}
+    assert regions == {REGIONS[o][:4] for o in expected}
+    if prefixes:
+        assert "govedge_ingest_received_total" not in _series(text)
+        assert "govedge_http_refused_total" not in _series(text)
+        # One open alert, one evaluation and one 差评 per seeded outlet.
+        assert _values_of(text, "govedge_alerts_open") == {(): float(len(expected))}
+        assert _values_of(text, "govedge_evaluations_count") == {(): float(len(expected))}
+    else:
+        assert "govedge_http_refused_total" in _series(text)
+
+
+def test_metrics_for_a_county_labels_the_county(tmp_path: Path, broker: Mosquitto) -> None:
+    with running_api(tmp_path, mqtt_url=broker.url) as api:
+        seed_two_outlets(api)
+        headers = scoped_users(api, (REGIONS[INSIDE],))[Role.VIEWER]
+        text = api.client.get("/metrics", headers=headers).text
+    figure = _values_of(text, "govedge_figure_outlets")
+    assert figure == {(("kind", "street_centre"), ("region", REGIONS[INSIDE])): 1.0}
+    assert _values_of(text, "govedge_figure_bad_reviews") == {
+        (("kind", "street_centre"), ("region", REGIONS[INSIDE])): 1.0
+    }
+
+
+def test_metrics_without_a_credential_is_the_fleet_probe(tmp_path: Path, broker: Mosquitto) -> None:
+    """Open probes (the default): no credential gives the whole fleet's totals; a scoped
+    user's token still gives only their series; a bad token is refused, not ignored."""
+    with running_api(tmp_path, mqtt_url=broker.url) as api:
+        seed_two_outlets(api)
         scoped = scoped_users(api)[Role.VIEWER]
-        assert api.client.get("/metrics", headers=scoped).status_code == 403
-        assert api.client.get("/metrics", headers=api.as_role(Role.VIEWER)).status_code == 200
+        probe = api.client.get("/metrics")
+        assert probe.status_code == 200
+        assert "govedge_http_refused_total" in _series(probe.text)
+        mine = api.client.get("/metrics", headers=scoped)
+        assert mine.status_code == 200
+        assert sum(_values_of(mine.text, "govedge_outlets").values()) == 1
+        bad = api.client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+
+
+def test_metrics_probe_needs_a_token_when_the_operator_says_so(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    with running_api(tmp_path, mqtt_url=broker.url, probes_require_auth=True) as api:
+        seed_two_outlets(api)
+        scoped = scoped_users(api)[Role.VIEWER]
+        assert api.client.get("/metrics").status_code == 401
+        whole = api.client.get("/metrics", headers=api.as_role(Role.VIEWER))
+        assert whole.status_code == 200
+        assert "govedge_http_refused_total" in _series(whole.text)
+        mine = api.client.get("/metrics", headers=scoped)
+        assert mine.status_code == 200
+        assert "govedge_http_refused_total" not in _series(mine.text)
         assert api.client.get("/healthz", headers=scoped).status_code == 200

@@ -38,9 +38,17 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 
 def _post_login(
-    api: Api, name: str, password: str, *, next_path: str = "", origin: dict[str, str] = ORIGIN
+    api: Api,
+    name: str,
+    password: str,
+    *,
+    next_path: str = "",
+    origin: dict[str, str] = ORIGIN,
+    lang: str = "en",
 ) -> httpx.Response:
+    """The form posted as the English page does (its hidden ``lang``)."""
     body = f"username={quote(name)}&password={quote(password)}&next={quote(next_path)}"
+    body += f"&lang={lang}"
     return api.client.post("/ui/login", content=body, headers=FORM | origin, follow_redirects=False)
 
 
@@ -67,6 +75,29 @@ def test_entry_and_pages_lead_to_the_login_form_api_keeps_json(api: Api) -> None
         answer = api.client.get(path, headers=html, follow_redirects=False)
         assert answer.status_code == 401, path
         assert answer.headers["content-type"] == "application/json"
+
+
+def test_the_form_is_zh_by_default_and_english_by_the_pages_switch(api: Api) -> None:
+    form = api.client.get("/ui/login?next=%2Fui%2Fmap")
+    assert '<html lang="zh-CN">' in form.text
+    assert "用户名" in form.text
+    assert "User name" not in form.text
+    assert 'id="lang-switch" href="?lang=en&amp;next=%2Fui%2Fmap"' in form.text
+    english = api.client.get("/ui/login?lang=en&next=%2Fui%2Fmap")
+    assert '<html lang="en">' in english.text
+    assert "User name" in english.text
+    assert "用户名" not in english.text
+    assert 'value="/ui/map"' in english.text
+    # The choice is the pages' cookie: the next form, and the overview after login, are
+    # English without asking again.
+    assert english.cookies["govedge_lang"] == "en"
+    assert '<html lang="en">' in api.client.get("/ui/login").text
+    refused = _post_login(api, "u-viewer", "not it", lang="")
+    assert "Wrong user name or password" in refused.text
+    api.client.cookies.clear()
+    refused = _post_login(api, "u-viewer", "not it", lang="")
+    assert "用户名或密码错误" in refused.text
+    assert "Wrong" not in refused.text
 
 
 def test_login_goes_to_next_and_the_session_works_until_logout(api: Api) -> None:
@@ -114,7 +145,7 @@ def test_wrong_passwords_unknown_users_and_foreign_forms_are_refused(api: Api) -
     unknown = _post_login(api, "nobody", PASSWORD)
     for answer in (wrong, unknown):
         assert answer.status_code == 200
-        assert "wrong user name or password" in answer.text
+        assert "Wrong user name or password" in answer.text
         assert SESSION_COOKIE not in answer.cookies
     assert 'value="nobody"' in unknown.text  # the name stays typed, the password does not
     # A token is not a password.
@@ -206,7 +237,7 @@ def test_password_change_disable_idle_and_revocation_end_sessions(api: Api) -> N
     assert api.client.get("/api/v1/outlets").status_code == 401
     api.client.cookies.clear()
     refused = _post_login(api, "u-technician", "a new long password")
-    assert "wrong user name or password" in refused.text
+    assert "Wrong user name or password" in refused.text
 
 
 def test_cookie_changes_need_the_servers_origin(api: Api) -> None:
