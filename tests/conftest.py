@@ -43,9 +43,13 @@ _PCSC_MODULES = frozenset({"test_simulate.py", "test_pii_scan_e2e.py"})
 
 
 REPO = Path(__file__).resolve().parent.parent
-# What tools leave in a checkout by design; anything else new after a run is a test
+# What tools leave in a checkout by design, and the browser tests' kept screenshots
+# (test-artifacts/, tests/health/conftest.py); anything else new after a run is a test
 # writing into the repository (a relative default directory, a stray output file).
-_TOOL_LITTER = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis")
+_TOOL_LITTER = (
+    "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis",
+    "test-artifacts",
+)  # fmt: skip
 
 
 def repository_entries() -> set[str]:
