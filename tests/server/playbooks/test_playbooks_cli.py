@@ -56,6 +56,7 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'fleet.db'}", workdir=tmp_path,
         GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_PII_KEY_DIR=str(tmp_path / "pii"),
         GOVEDGE_PLAYBOOKS_DIR=str(DATA), GOVEDGE_PLAYBOOK_RUNS_DIR=str(tmp_path / "runs"),
+        GOVEDGE_PLAYBOOK_ALLOW_LOCAL="true",  # the outlets are this machine
         PATH="/usr/bin:/bin",  # as under systemd: ansible-playbook is found beside python
         UPSTREAM_API_TOKEN="tok-secret-xyz",  # a secret in the server's environment
     )  # fmt: skip
@@ -107,7 +108,12 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         server.proc.kill()
         server.proc.wait()
         server.start()
-        assert server.get("/api/v1/playbook-runs/2")["status"] == "interrupted"
+        run = server.get("/api/v1/playbook-runs/2")
+        assert run["status"] == "interrupted"
+        assert run["error"] == (
+            "the fleet server stopped while this run was in progress; the hosts' state is unknown"
+        )
+        assert [(h["outlet_id"], h["status"]) for h in run["hosts"]] == [("o-cli-a", "interrupted")]
         cancel = _run(*ctl, "playbooks", "cancel", "2")
         assert cancel.returncode != 0
         assert "interrupted" in cancel.stderr
