@@ -3,6 +3,7 @@ and a run cut short by the server going away."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -29,6 +30,55 @@ def _outlet(server: FleetServer, outlet_id: str, folder: Path, **host_vars: obje
     access = {"host_vars": {"ansible_connection": "local", "outlet_dir": str(folder),
                             "ansible_python_interpreter": sys.executable, **host_vars}}  # fmt: skip
     server.http.put(f"/api/v1/outlets/{outlet_id}/access", json=access).raise_for_status()
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[1]), fields[19]) if fields[0] not in ("Z", "X") else None
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Every process below ``root``: pid → start time (so a reused pid is not it)."""
+    table = {int(p.name): _stat(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    found: dict[int, str] = {}
+    parents = {root}
+    while parents:
+        below = {pid: st for pid, st in table.items() if st and st[0] in parents}
+        below = {pid: st for pid, st in below.items() if pid not in found}
+        found.update({pid: st[1] for pid, st in below.items() if st})
+        parents = set(below)
+    return found
+
+
+def _sleeping_run(server: int) -> dict[int, str] | None:
+    """Once slow.yml's ``sleep 60`` runs: the server's child that runs ansible-runner
+    and every process below it (pid → start time)."""
+    tree = _descendants(server)
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x0060"):
+                child = pid
+                while (up := _stat(child)) is not None and up[0] != server:
+                    child = up[0]
+                return {child: tree[child], **_descendants(child)} if child in tree else None
+    return None
+
+
+def _cmdlines(pids: list[int]) -> list[str]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def _alive(processes: dict[int, str]) -> list[int]:
+    return [pid for pid, started in processes.items() if (_stat(pid) or (0, ""))[1] == started]
 
 
 def _bar(stdout: str, outlet: str) -> str | None:
@@ -105,8 +155,14 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         poll(lambda: server.get("/api/v1/playbook-runs/2")["status"] == "running",
              timeout=30, what="run 2 running")  # fmt: skip
         assert server.proc is not None
+        # the run's processes: ansible-runner's child, ansible-playbook, `sleep 60`
+        pid = server.proc.pid
+        running = poll(lambda: _sleeping_run(pid), timeout=30, what="the run's processes")
         server.proc.kill()
         server.proc.wait()
+        # none of them goes on without the server (a generous bound: a hang detector)
+        poll(lambda: not _alive(running), timeout=30,
+             what=f"the run's processes ending: {_cmdlines(_alive(running))}")  # fmt: skip
         server.start()
         run = server.get("/api/v1/playbook-runs/2")
         assert run["status"] == "interrupted"
