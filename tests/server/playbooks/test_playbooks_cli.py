@@ -188,5 +188,21 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
                     "-e", "marker_text=x")  # fmt: skip
         assert none.returncode != 0
         assert "no outlet has an open alert of clock_skew" in none.stderr
+
+        # The spelling: `fleetctl playbook run NAME --outlets a,b [--check]`,
+        # watched by default; the region form chooses the same two outlets.
+        alias = _run(*ctl, "playbook", "run", "mark", "--outlets", "o-cli-a,o-cli-b",
+                     "-e", "marker_text=alias", "--check")  # fmt: skip
+        assert alias.returncode == 1, alias.stdout + alias.stderr  # o-cli-b fails, as above
+        assert "run 4 started: 2 outlets" in alias.stdout
+        assert _bar(alias.stdout, "o-cli-a").startswith("changed ")
+        assert _bar(alias.stdout, "o-cli-b").startswith("failed ")
+        assert server.get("/api/v1/playbook-runs/4")["check"] is True
+        assert (tmp_path / "a" / "marker.txt").read_text() == "hello\n"  # check: unchanged
+        region = _run(*ctl, "playbook", "run", "mark.yml", "--region", "4104",
+                      "-e", "marker_text=r", "--check", "--no-watch")  # fmt: skip
+        assert region.returncode == 0, region.stderr
+        assert "run 5 started: 2 outlets" in region.stdout
+        assert _bar(region.stdout, "o-cli-a") is None  # not watched
     finally:
         server.stop()
