@@ -1,4 +1,6 @@
-"""``fleetctl playbooks list|run|runs|show|cancel``: playbook runs (docs/playbook-runs.md)."""
+"""``fleetctl playbooks list|run|runs|show|cancel``: playbook runs (docs/playbook-runs.md);
+``fleetctl playbook run NAME --outlets a,b|--region R [--check]``, the same run watched
+by default, as the technicians' guide spells it."""
 
 from __future__ import annotations
 
@@ -38,6 +40,47 @@ def _hosts_table(run: dict[str, Any]) -> Table:
             str(host["failed"]), str(host["unreachable"]), host["last_task"] or "-",
         )  # fmt: skip
     return table
+
+
+def start_run(
+    api: Any,
+    playbook: str,
+    target: dict[str, list[str]],
+    extra: tuple[str, ...],
+    *,
+    check: bool,
+    during_opening_hours: bool,
+    forks: int,
+    follow: bool,
+) -> None:
+    """Start a run; with ``follow``, watch it and exit 1 unless it succeeded."""
+    if not any(target.values()):
+        raise click.UsageError(
+            "name the outlets: --outlet(s), --region, --kind, --tag or --alert-rule"
+        )
+    body = {
+        "playbook": playbook, "target": target,
+        "extra_vars": dict(extra_var(text) for text in extra),
+        "check": check, "during_opening_hours": during_opening_hours, "forks": forks,
+    }  # fmt: skip
+    run = api.post("/api/v1/playbook-runs", body)
+    held = [h["outlet_id"] for h in run["hosts"] if h["status"] == "held"]
+    running = len(run["hosts"]) - len(held)
+    click.echo(f"run {run['id']} started: {running} outlets" + (
+        f", {len(held)} held back (open now): {', '.join(held)}" if held else ""))  # fmt: skip
+    if not follow:
+        return
+    # Bars redraw in place on a terminal; piped, they print once at the end, wide.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    done = watch(api, run["id"], run, console=console)
+    console.print(_hosts_table(done))
+    if done["status"] != "successful":
+        sys.exit(1)
+
+
+def _listed(values: tuple[str, ...]) -> list[str]:
+    """``("a,b", "c")`` → ``["a", "b", "c"]``."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def register(cli: click.Group) -> None:
@@ -93,30 +136,12 @@ def register(cli: click.Group) -> None:
     ) -> None:  # fmt: skip
         """Run PLAYBOOK on the outlets chosen by --outlet, --region, --kind, --tag and
         --alert-rule (the union)."""
-        if not (outlets or regions or kinds or tags or alert_rules):
-            raise click.UsageError(
-                "name the outlets: --outlet, --region, --kind, --tag or --alert-rule"
-            )
-        body = {
-            "playbook": playbook,
-            "target": {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds),
-                       "tags": list(tags), "alert_rules": list(alert_rules)},
-            "extra_vars": dict(extra_var(text) for text in extra),
-            "check": check, "during_opening_hours": during_opening_hours, "forks": forks,
-        }  # fmt: skip
-        run = api.post("/api/v1/playbook-runs", body)
-        held = [h["outlet_id"] for h in run["hosts"] if h["status"] == "held"]
-        running = len(run["hosts"]) - len(held)
-        click.echo(f"run {run['id']} started: {running} outlets" + (
-            f", {len(held)} held back (open now): {', '.join(held)}" if held else ""))  # fmt: skip
-        if not follow:
-            return
-        # Bars redraw in place on a terminal; piped, they print once at the end, wide.
-        console = Console() if sys.stdout.isatty() else Console(width=200)
-        done = watch(api, run["id"], run, console=console)
-        console.print(_hosts_table(done))
-        if done["status"] != "successful":
-            sys.exit(1)
+        target = {"outlets": list(outlets), "regions": list(regions), "kinds": list(kinds),
+                  "tags": list(tags), "alert_rules": list(alert_rules)}  # fmt: skip
+        start_run(
+            api, playbook, target, extra, check=check,
+            during_opening_hours=during_opening_hours, forks=forks, follow=follow,
+        )  # fmt: skip
 
     @playbooks.command("runs")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -156,3 +181,45 @@ def register(cli: click.Group) -> None:
         """Stop a running run."""
         run = api.post(f"/api/v1/playbook-runs/{run_id}/cancel")
         click.echo(f"run {run['id']}: cancel asked by {run['canceled_by']}")
+
+    @cli.group()
+    def playbook() -> None:
+        """Run one playbook (``playbooks run``, watched by default)."""
+
+    @playbook.command("run")
+    @click.argument("name")
+    @click.option("--outlets", multiple=True, help="Outlet ids, comma-separated (repeatable).")
+    @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
+    @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
+    @click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable).")
+    @click.option(
+        "--alert-rule", "alert_rules", multiple=True,
+        help="Outlets with an open alert of this rule (repeatable).",
+    )  # fmt: skip
+    @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
+    @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
+    @click.option(
+        "--during-opening-hours", is_flag=True, help="Also run on outlets open now (else held)."
+    )
+    @click.option("--forks", type=click.IntRange(1, 100), default=10, show_default=True)
+    @click.option("--watch/--no-watch", "follow", default=True, show_default=True,
+                  help="Show a progress bar per host until done.")  # fmt: skip
+    @click.pass_obj
+    def playbook_run(
+        api: Any, name: str, outlets: tuple[str, ...], regions: tuple[str, ...],
+        kinds: tuple[str, ...], tags: tuple[str, ...], alert_rules: tuple[str, ...],
+        extra: tuple[str, ...], *, check: bool,
+        during_opening_hours: bool, forks: int, follow: bool,
+    ) -> None:  # fmt: skip
+        """Run playbook NAME (``provision_outlet`` or ``provision_outlet.yml``) on the
+        outlets chosen by --outlets, --region, --kind, --tag and --alert-rule (the union)."""
+        if not name.endswith((".yml", ".yaml")):
+            name += ".yml"
+        target = {
+            "outlets": _listed(outlets), "regions": _listed(regions), "kinds": list(kinds),
+            "tags": list(tags), "alert_rules": list(alert_rules),
+        }  # fmt: skip
+        start_run(
+            api, name, target, extra, check=check,
+            during_opening_hours=during_opening_hours, forks=forks, follow=follow,
+        )  # fmt: skip

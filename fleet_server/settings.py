@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     playbooks_dir: Path = Path(__file__).resolve().parent.parent / "playbooks"
     playbook_runs_dir: Path = Path("fleet-playbook-runs")
     playbook_ssh_key: Path | None = None
+    # Whether an outlet's access record may say ``ansible_connection: local`` (the run
+    # then acts on the fleet server's own machine): only for a lab or tests where this
+    # machine stands in for an outlet PC; never in production (fleet_server/playbooks/
+    # access.py).
+    playbook_allow_local: bool = False
     # Runs at once; more wait (pending) for a free slot.
     playbook_max_concurrent_runs: Annotated[int, Field(ge=1, le=64)] = 4
     # "json" writes one JSON object per log line.

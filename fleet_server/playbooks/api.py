@@ -1,10 +1,10 @@
 """``/api/v1/playbooks`` and ``/api/v1/playbook-runs`` (docs/playbook-runs.md).
 
 ``read_router`` (viewer): the catalogue, runs, one run with its per-host results, its
-events (``?after=N`` for polling), a live Server-Sent Events stream of them, and an
-outlet's runs. ``write_router`` (technician): start a run, cancel it, and set how
-Ansible reaches an outlet PC. Every change is audited (``playbook.run``,
-``playbook.cancel``, ``playbook.access``).
+events (``?after=N`` for polling, or a live Server-Sent Events stream of them when the
+client accepts ``text/event-stream``), and an outlet's runs. ``write_router``
+(technician): start a run, cancel it, and set how Ansible reaches an outlet PC. Every
+change is audited (``playbook.run``, ``playbook.cancel``, ``playbook.access``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fleet_server.api.auth import Authenticated, SecurityDep
+from fleet_server.api.auth import Authenticated, SecurityContext, SecurityDep
 from fleet_server.api.deps import SessionDep
 from fleet_server.api.scope import ScopeDep, refuse_outside
-from fleet_server.playbooks import catalogue, fleet_vars
+from fleet_server.playbooks import access, catalogue, fleet_vars
 from fleet_server.playbooks.inventory import Target, choose, unknown_outlets
 from fleet_server.playbooks.tables import (
     RUN_DONE,
@@ -79,7 +79,8 @@ class RunIn(BaseModel):
 
 
 class AccessIn(BaseModel):
-    """How Ansible reaches one outlet PC (no secrets: the SSH key is the server's)."""
+    """How Ansible reaches one outlet PC (no secrets: the SSH key is the server's); what
+    it may hold beyond the types: access.py."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +88,11 @@ class AccessIn(BaseModel):
     ansible_user: Annotated[str | None, Field(max_length=64)] = None
     ansible_port: Annotated[int | None, Field(ge=1, le=65535)] = None
     host_vars: dict[str, Any] = {}
+
+
+def _access_rules(security: SecurityContext) -> access.Rules:
+    settings = security.settings
+    return access.rules_for(settings.playbooks_dir, allow_local=settings.playbook_allow_local)
 
 
 def _manager(request: Request) -> RunManager:
@@ -178,6 +184,7 @@ def start_run(
     chosen = choose(
         session, target, now=datetime.now(UTC),
         during_opening_hours=body.during_opening_hours, zone=settings.outlet_timezone,
+        rules=_access_rules(security),
     )  # fmt: skip
     # A region-scoped technician runs only on their outlets: 403 naming the others.
     refuse_outside(session, scope, [*chosen.hosts, *chosen.held])
@@ -187,10 +194,13 @@ def start_run(
         if target.alert_rules:  # the likeliest reason: say it, or the operator hunts for it
             detail += f" (no outlet has an open alert of {', '.join(target.alert_rules)})"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+    # Only the masked copy is stored: the run gets the real values in memory (a run does
+    # not outlive the server anyway).
+    shown_vars = catalogue.masked_vars(playbook, body.extra_vars)
     run = PlaybookRun(
         playbook=playbook.name, status="pending" if chosen.hosts else "successful",
         check_mode=body.check, during_opening_hours=body.during_opening_hours,
-        forks=body.forks, target=body.target.model_dump(), extra_vars=body.extra_vars,
+        forks=body.forks, target=body.target.model_dump(), extra_vars=shown_vars,
         created_at=datetime.now(UTC), created_by=principal.name,
         finished_at=None if chosen.hosts else datetime.now(UTC),
     )  # fmt: skip
@@ -205,12 +215,15 @@ def start_run(
     audit.record(
         session, actor=principal.name, action="playbook.run", target=f"playbook_run:{run.id}",
         after={"playbook": playbook.name, "target": body.target.model_dump(),
+               "extra_vars": shown_vars,
                "check": body.check, "during_opening_hours": body.during_opening_hours,
                "hosts": sorted(chosen.hosts), "held": sorted(chosen.held)},
     )  # fmt: skip
     session.commit()
     if chosen.hosts:
-        _manager(request).start(run.id, playbook.path, chosen.hosts, supply)
+        _manager(request).start(
+            run.id, playbook.path, chosen.hosts, supply, extra_vars=body.extra_vars
+        )
     return _run_json(session, run)
 
 
@@ -255,14 +268,8 @@ def read_run(run_id: RunId, session: SessionDep) -> dict[str, Any]:
     return _run_json(session, _get_run(session, run_id))
 
 
-@read_router.get("/playbook-runs/{run_id}/events")
-def read_events(
-    run_id: RunId,
-    session: SessionDep,
-    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-) -> dict[str, Any]:
-    """Job events with ``seq`` above ``after``, and the run's status (poll until done)."""
+def events_page(session: Session, run_id: int, *, after: int, limit: int) -> dict[str, Any]:
+    """The run's status and its job events with ``seq`` above ``after``."""
     run = _get_run(session, run_id)
     rows = session.scalars(
         select(PlaybookEvent)
@@ -273,37 +280,76 @@ def read_events(
     return {"status": run.status, "events": [_event_json(row) for row in rows]}
 
 
-@read_router.get(
-    "/playbook-runs/{run_id}/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
-async def stream_events(request: Request, run_id: RunId, session: SessionDep) -> StreamingResponse:
-    """Server-sent events: each job event as ``job_event``, then ``end`` with the status."""
-    _get_run(session, run_id)
+_SSE = "text/event-stream"
+_EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, _SSE: {}}}
+}
+
+
+def _wants_stream(request: Request) -> bool:
+    return _SSE in request.headers.get("accept", "").lower()
+
+
+def _resume_from(request: Request, after: int) -> int:
+    """Where a stream starts: after ``after``, or after the ``Last-Event-ID`` an
+    ``EventSource`` sends when it reconnects."""
+    last = request.headers.get("last-event-id", "")
+    return max(after, int(last)) if last.isdigit() and int(last) < 2**31 else after
+
+
+def _event_stream(request: Request, run_id: int, after: int) -> StreamingResponse:
+    """Each job event as ``job_event`` (``id:`` its seq), then ``end`` with the status."""
     sessions = request.app.state.fleet.sessions
 
     def fetch(after: int) -> tuple[str, list[dict[str, Any]]]:
         with sessions() as s:
-            page = read_events(run_id, s, after=after, limit=500)
+            page = events_page(s, run_id, after=after, limit=500)
             return str(page["status"]), list(page["events"])
 
     async def events() -> AsyncIterator[str]:
-        after = 0
+        seen = after
         while not await request.is_disconnected():
-            run_status, page = await asyncio.to_thread(fetch, after)
+            run_status, page = await asyncio.to_thread(fetch, seen)
             for event in page:
-                after = int(event["seq"])
-                yield f"event: job_event\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+                seen = int(event["seq"])
+                data = json.dumps(event, ensure_ascii=False)
+                yield f"id: {seen}\nevent: job_event\ndata: {data}\n\n"
             if run_status in RUN_DONE and not page:
                 yield f"event: end\ndata: {json.dumps({'status': run_status})}\n\n"
                 return
             if not page:
                 await asyncio.sleep(0.5)
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-    )
+    return StreamingResponse(events(), media_type=_SSE, headers={"Cache-Control": "no-store"})
+
+
+@read_router.get("/playbook-runs/{run_id}/events", response_model=None,
+                 responses=_EVENT_RESPONSES)  # fmt: skip
+def read_events(
+    request: Request,
+    run_id: RunId,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> dict[str, Any] | StreamingResponse:
+    """Job events with ``seq`` above ``after`` and the run's status (poll until done);
+    with ``Accept: text/event-stream``, the same as a live Server-Sent Events stream."""
+    if _wants_stream(request):
+        _get_run(session, run_id)
+        return _event_stream(request, run_id, _resume_from(request, after))
+    return events_page(session, run_id, after=after, limit=limit)
+
+
+@read_router.get(
+    "/playbook-runs/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {_SSE: {}}}},
+)
+def stream_events(request: Request, run_id: RunId, session: SessionDep) -> StreamingResponse:
+    """Server-sent events, whatever the ``Accept`` (kept for the clients written for
+    it; ``/events`` with ``Accept: text/event-stream`` is the same)."""
+    _get_run(session, run_id)
+    return _event_stream(request, run_id, _resume_from(request, 0))
 
 
 @write_router.post("/playbook-runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
@@ -349,11 +395,17 @@ def put_access(
     outlet_id: Annotated[str, PathParam(min_length=1, max_length=64)],
     body: AccessIn,
     session: SessionDep,
+    security: SecurityDep,
     principal: Authenticated,
 ) -> dict[str, Any]:
-    """Set how Ansible reaches the outlet PC (its inventory host vars)."""
-    row = session.get(OutletAccess, outlet_id)
+    """Set how Ansible reaches the outlet PC (its inventory host vars): 422 naming the
+    first field access.py does not allow, and nothing stored."""
     values = body.model_dump()
+    try:
+        access.check_record(**values, rules=_access_rules(security))
+    except access.AccessError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    row = session.get(OutletAccess, outlet_id)
     before = None if row is None else {key: getattr(row, key) for key in values}
     if row is None:
         row = OutletAccess(outlet_id=outlet_id, updated_at=datetime.now(UTC),

@@ -114,12 +114,50 @@ def catalogue(root: Path) -> list[Playbook]:
     return found
 
 
+def value_problem(spec: dict[str, Any], value: object) -> str | None:
+    """What is wrong with ``value`` for an option of ``spec`` (type, choices), or None."""
+    wanted = _TYPES.get(str(spec.get("type", "str")))
+    wrong_bool = isinstance(value, bool) and spec.get("type", "str") in ("int", "float")
+    if wanted is not None and (not isinstance(value, wanted) or wrong_bool):
+        return f"must be {spec.get('type', 'str')}"
+    if "choices" in spec and value not in spec["choices"]:
+        return f"must be one of {spec['choices']}"
+    return None
+
+
+# A name Ansible treats as its own (connection settings, magic variables): an extra var
+# outranks every host var, so ``ansible_ssh_common_args`` there would undo the server's
+# host-key pinning and ``ansible_connection: local`` would run on the fleet server.
+_OWN_NAME = re.compile(r"^(ansible_|hostvars$|groups$|group_names$|inventory_|omit$|"
+                       r"play_hosts$|playbook_dir$|role_|environment$|vars$)")  # fmt: skip
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
+
+
+def templated(value: object) -> bool:
+    """Whether a string anywhere in ``value`` (dict keys too) holds a Jinja template."""
+    if isinstance(value, str):
+        return bool(_TEMPLATE.search(value))
+    if isinstance(value, dict):
+        return any(templated(k) or templated(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(templated(v) for v in value)
+    return False
+
+
 def check_extra_vars(playbook: Playbook, extra_vars: dict[str, Any]) -> None:
     """PlaybookError naming every problem when ``extra_vars`` break the documented spec:
-    a missing required variable, an unknown one, a wrong type or a value not in choices."""
+    a missing required variable, an unknown one, a wrong type or a value not in choices;
+    on any playbook, a name of Ansible's own or a value holding a Jinja template (Ansible
+    would render it on the fleet server: ``{{ lookup('pipe', …) }}`` runs a command)."""
     supplied = sorted(FLEET_SUPPLIED.intersection(extra_vars))
     problems = [f"{name}: set by the fleet server for each run, not by the caller"
                 for name in supplied]  # fmt: skip
+    for name, value in extra_vars.items():
+        if not _IDENTIFIER.match(name) or _OWN_NAME.match(name):
+            problems.append(f"{name[:64]}: not a variable a run may set")
+        elif templated(value):
+            problems.append(f"{name}: must not hold a template ({{{{, {{% or {{#)")
     if not playbook.documented:
         if problems:
             raise PlaybookError("; ".join(problems))
@@ -129,16 +167,44 @@ def check_extra_vars(playbook: Playbook, extra_vars: dict[str, Any]) -> None:
             problems.append(f"{name}: required")
     for name, value in extra_vars.items():
         spec = playbook.variables.get(name)
-        if name in FLEET_SUPPLIED:
+        if name in FLEET_SUPPLIED or not _IDENTIFIER.match(name) or _OWN_NAME.match(name):
             continue  # said above
         if spec is None:
             problems.append(f"{name}: not a variable of {playbook.name}")
             continue
-        wanted = _TYPES.get(str(spec.get("type", "str")))
-        wrong_bool = isinstance(value, bool) and spec.get("type", "str") in ("int", "float")
-        if wanted is not None and (not isinstance(value, wanted) or wrong_bool):
-            problems.append(f"{name}: must be {spec.get('type', 'str')}")
-        elif "choices" in spec and value not in spec["choices"]:
-            problems.append(f"{name}: must be one of {spec['choices']}")
+        problem = value_problem(spec, value)
+        if problem:
+            problems.append(f"{name}: {problem}")
     if problems:
         raise PlaybookError("; ".join(problems))
+
+
+MASK: Final = "********"
+# Names that look like secrets: these words anywhere in the name, or ``key`` as a word of
+# it (``ssh_key``, ``api-key``; not ``keys_dir`` or ``monkey``).
+_SECRET_WORDS = re.compile(r"password|passwd|passphrase|secret|token|credential", re.I)
+_KEY_WORD = re.compile(r"(?:^|[^A-Za-z])key(?:$|[^A-Za-z])", re.I)
+
+
+def secret_name(name: str) -> bool:
+    """Whether a variable's name looks like it holds a secret."""
+    return bool(_SECRET_WORDS.search(name) or _KEY_WORD.search(name))
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: MASK if secret_name(str(k)) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def masked_vars(playbook: Playbook, extra_vars: dict[str, Any]) -> dict[str, Any]:
+    """``extra_vars`` as they may be shown (audit, run detail): the value of every option
+    the playbook's spec marks ``no_log``, and of every name that looks like a secret (at
+    any depth), replaced by ``MASK``."""
+    hidden = {name for name, spec in playbook.variables.items() if spec.get("no_log")}
+    return {
+        name: MASK if name in hidden or secret_name(name) else _masked(value)
+        for name, value in extra_vars.items()
+    }

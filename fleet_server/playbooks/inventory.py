@@ -4,10 +4,10 @@ A target names outlets, regions (prefixes of a region code), kinds, tags (of the
 outlet profile) and alert rules (outlets with an open alert of that rule, so a fix can
 go exactly where the problem is); the union is taken. Outlets whose certificate is
 revoked and none left valid (decommissioned) are left out. Each host is named by its
-outlet id, with the vars of its ``outlet_access`` row. Unless ``during_opening_hours``,
-an outlet that is open now (its effective config's ``opening_hours``, else its
-profile's; a 24h outlet outside its quiet window) is held back: listed with the reason,
-not run.
+outlet id, with the vars of its ``outlet_access`` row that access.py allows. Unless
+``during_opening_hours``, an outlet that is open now (its effective config's
+``opening_hours``, else its profile's; a 24h outlet outside its quiet window) is held
+back: listed with the reason, not run.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fleet_server.config.holds import hours_for
 from fleet_server.health.hours import is_24h, may_take_devices, zone_of
 from fleet_server.health.tables import Alert, OutletProfile
 from fleet_server.models import Certificate
+from fleet_server.playbooks import access
 from fleet_server.playbooks.tables import OutletAccess
 
 
@@ -77,19 +78,25 @@ def _alerting(session: Session, rules: tuple[str, ...]) -> set[str]:
     )
 
 
-def host_vars(row: OutletAccess | None) -> dict[str, Any]:
-    """The inventory vars of one outlet."""
+def host_vars(row: OutletAccess | None, rules: access.Rules) -> dict[str, Any]:
+    """The inventory vars of one outlet: only what ``rules`` allow, whatever the row
+    holds (access.py)."""
     if row is None:
         return {}
-    found: dict[str, Any] = dict(row.host_vars or {})
-    for key in ("ansible_host", "ansible_user", "ansible_port"):
-        if getattr(row, key) is not None:
-            found[key] = getattr(row, key)
-    return found
+    return access.inventory_vars(
+        row.outlet_id, ansible_host=row.ansible_host, ansible_port=row.ansible_port,
+        ansible_user=row.ansible_user, host_vars=dict(row.host_vars or {}), rules=rules,
+    )  # fmt: skip
 
 
 def choose(
-    session: Session, target: Target, *, now: datetime, during_opening_hours: bool, zone: str
+    session: Session,
+    target: Target,
+    *,
+    now: datetime,
+    during_opening_hours: bool,
+    zone: str,
+    rules: access.Rules,
 ) -> Chosen:
     """The target's outlets from the registry, split into hosts and held."""
     places = outlet_places(session)
@@ -108,7 +115,7 @@ def choose(
             or p.outlet_id in alerting
         )
     ]
-    access = {
+    records = {
         row.outlet_id: row
         for row in session.scalars(select(OutletAccess).where(OutletAccess.outlet_id.in_(wanted)))
     }
@@ -131,7 +138,7 @@ def choose(
                     if is_24h(hours)
                     else "open now (opening hours)"
                 )
-    hosts = {o: host_vars(access.get(o)) for o in wanted if o not in held}
+    hosts = {o: host_vars(records.get(o), rules) for o in wanted if o not in held}
     return Chosen(hosts=hosts, held=held)
 
 

@@ -109,8 +109,9 @@ def prepare(
                 f"-o StrictHostKeyChecking={'yes' if pinned else 'accept-new'}",
                 "-o HashKnownHosts=no",
             ]
-            given = str(host_vars.get("ansible_ssh_common_args") or "")
-            host_vars["ansible_ssh_common_args"] = " ".join([given, *args]).strip()
+            # the server's alone: no record or extra var may add to them (access.py,
+            # catalogue.check_extra_vars), since ssh keeps an option's first value
+            host_vars["ansible_ssh_common_args"] = " ".join(args)
     _write_private(known_hosts, "".join(lines).encode())
     if supply.enroll_tokens:
         with sessions() as session:

@@ -37,6 +37,8 @@ from govedge_wire.pii import mask_text
 log = logging.getLogger(__name__)
 
 _STDOUT_MAX = 4000
+# The error of a run the server's stop (or death) cut short.
+INTERRUPTED = "the fleet server stopped while this run was in progress; the hosts' state is unknown"
 # ansible-runner event → the host status it reports
 _HOST_EVENTS = {
     "runner_on_ok": "ok",
@@ -104,14 +106,22 @@ class RunManager:
         self._stopping = threading.Event()
 
     def mark_interrupted(self) -> int:
-        """Runs left pending or running by an earlier server process: interrupted."""
+        """Runs left pending or running by an earlier server process: interrupted, with
+        the reason, and their hosts without a final result too."""
         with self._sessions() as session, session.begin():
-            result = session.execute(
-                update(PlaybookRun)
-                .where(PlaybookRun.status.in_(("pending", "running")))
-                .values(status="interrupted", finished_at=_now())
+            left = list(
+                session.scalars(
+                    select(PlaybookRun.id).where(PlaybookRun.status.in_(("pending", "running")))
+                )
             )
-        count = int(getattr(result, "rowcount", 0) or 0)
+            if left:
+                session.execute(
+                    update(PlaybookRun)
+                    .where(PlaybookRun.id.in_(left))
+                    .values(status="interrupted", finished_at=_now(), error=INTERRUPTED)
+                )
+                _interrupt_hosts(session, left)
+        count = len(left)
         if count:
             log.warning("%d playbook run(s) interrupted by a server restart", count)
         return count
@@ -122,11 +132,16 @@ class RunManager:
         playbook: Path,
         hosts: Mapping[str, dict[str, Any]],
         supply: Supply | None = None,
+        *,
+        extra_vars: Mapping[str, Any] | None = None,
     ) -> None:
-        """Run ``playbook`` on ``hosts`` in a new thread."""
+        """Run ``playbook`` on ``hosts`` in a new thread, with ``extra_vars`` (the run row
+        holds them masked; without them, the row's are used)."""
         cancel = threading.Event()
+        given = None if extra_vars is None else dict(extra_vars)
         thread = threading.Thread(
-            target=self._run, args=(run_id, playbook, dict(hosts), cancel, supply or Supply()),
+            target=self._run,
+            args=(run_id, playbook, dict(hosts), cancel, supply or Supply(), given),
             name=f"playbook-run-{run_id}", daemon=True,
         )  # fmt: skip
         with self._lock:
@@ -160,6 +175,7 @@ class RunManager:
         hosts: dict[str, dict[str, Any]],
         cancel: threading.Event,
         supply: Supply,
+        given: dict[str, Any] | None,
     ) -> None:
         if not self._wait_turn(run_id, cancel):
             # canceled (or the server stops) while waiting its turn
@@ -170,7 +186,7 @@ class RunManager:
                 self._threads.pop(run_id, None)
             return
         try:
-            self._run_now(run_id, playbook, hosts, cancel, supply)
+            self._run_now(run_id, playbook, hosts, cancel, supply, given)
         finally:
             with self._turn:
                 self._running -= 1
@@ -198,12 +214,14 @@ class RunManager:
         hosts: dict[str, dict[str, Any]],
         cancel: threading.Event,
         supply: Supply,
+        given: dict[str, Any] | None,
     ) -> None:
         with self._sessions() as session, session.begin():
             run = session.get(PlaybookRun, run_id)
             assert run is not None
             run.status, run.started_at = "running", _now()
-            check, forks, extra_vars = run.check_mode, run.forks, dict(run.extra_vars)
+            check, forks = run.check_mode, run.forks
+            extra_vars = dict(run.extra_vars) if given is None else given
         data_dir = self._runs_dir / str(run_id)
         self._runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (data_dir / "inventory").mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -250,8 +268,10 @@ class RunManager:
             error = f"{type(exc).__name__}: {mask(str(exc))}"[:2000]
             log.exception("playbook run %d failed to run: %s", run_id, error)
         finally:
-            # ansible-runner leaves the key it was handed in env/ssh_key: never keep it
+            # ansible-runner leaves the key it was handed in env/ssh_key, and the extra
+            # vars (secrets unmasked) in env/extravars: never keep them
             (data_dir / "env" / "ssh_key").unlink(missing_ok=True)
+            (data_dir / "env" / "extravars").unlink(missing_ok=True)
             shutil.rmtree(control_dir, ignore_errors=True)
             self._finish(run_id, status, rc, error)
             if prepared is not None:
@@ -362,11 +382,36 @@ class RunManager:
             run = session.get(PlaybookRun, run_id)
             if run is None:
                 return
+            if status == "interrupted":
+                error = error or INTERRUPTED
             run.status, run.rc, run.error, run.finished_at = status, rc, error, _now()
+            if status == "interrupted":
+                session.flush()
+                _interrupt_hosts(session, [run_id])
             for row in session.scalars(select(PlaybookHost).where(PlaybookHost.run_id == run_id)):
                 if row.status == "pending":
-                    row.status = status if status in ("canceled", "interrupted") else "pending"
+                    row.status = status if status == "canceled" else "pending"
         log.info("playbook run %d finished: %s (rc %s)", run_id, status, rc)
+
+
+def _interrupt_hosts(session: Session, run_ids: list[int]) -> None:
+    """Hosts of interrupted runs that Ansible's closing stats did not settle (a host's
+    status changes with each task until then): ``interrupted``, their counts kept."""
+    runs = session.scalars(select(PlaybookRun).where(PlaybookRun.id.in_(run_ids)))
+    settled = {run.id for run in runs if run.stats}  # JSON null or SQL NULL: not settled
+    session.execute(
+        update(PlaybookHost)
+        .where(
+            PlaybookHost.run_id.in_([r for r in run_ids if r not in settled]),
+            PlaybookHost.status != "held",
+        )
+        .values(status="interrupted")
+    )
+    session.execute(
+        update(PlaybookHost)
+        .where(PlaybookHost.run_id.in_(list(settled)), PlaybookHost.status == "pending")
+        .values(status="interrupted")
+    )
 
 
 def _mint_token(session: Session, outlet_id: str, run_id: int) -> str:

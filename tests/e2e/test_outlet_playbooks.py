@@ -111,6 +111,7 @@ def server(
         GOVEDGE_PLAYBOOKS_DIR=str(ROOT / "playbooks"),
         GOVEDGE_PLAYBOOK_RUNS_DIR=str(workdir / "runs"),
         GOVEDGE_PLAYBOOK_SSH_KEY=str(ssh_host.client_key),
+        GOVEDGE_PLAYBOOK_ALLOW_LOCAL="true",  # the second outlet is this machine
     ) as fleet:  # fmt: skip
         yield fleet
 

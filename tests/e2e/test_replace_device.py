@@ -73,6 +73,7 @@ def server(private_broker: Mosquitto, upstream: Upstream, tmp_path: Path) -> Ite
         private_broker.url, upstream, workdir, ["zhoushan", "hcp"],
         GOVEDGE_PLAYBOOKS_DIR=str(ROOT / "playbooks"),
         GOVEDGE_PLAYBOOK_RUNS_DIR=str(workdir / "runs"),
+        GOVEDGE_PLAYBOOK_ALLOW_LOCAL="true",  # the outlet PC is this machine
     ) as fleet:  # fmt: skip
         yield fleet
 

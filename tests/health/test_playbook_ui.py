@@ -34,6 +34,7 @@ def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
         mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'f.db'}", workdir=tmp_path,
         GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_PII_KEY_DIR=str(tmp_path / "pii"),
         GOVEDGE_PLAYBOOKS_DIR=str(DATA), GOVEDGE_PLAYBOOK_RUNS_DIR=str(tmp_path / "runs"),
+        GOVEDGE_PLAYBOOK_ALLOW_LOCAL="true",  # the outlets are this machine
         # A test seeds an open alert by hand (no device holds its condition): an engine
         # evaluating every 5 s would resolve it before the run is started.
         GOVEDGE_ALERT_EVAL_INTERVAL_S="3600",

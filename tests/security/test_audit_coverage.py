@@ -304,6 +304,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         config_signing_key=key,
         playbooks_dir=PLAYBOOKS,
         playbook_runs_dir=tmp_path / "runs",
+        playbook_allow_local=True,
     ) as harness:
         yield harness
 

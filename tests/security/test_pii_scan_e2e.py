@@ -438,6 +438,7 @@ def test_no_citizen_data_in_logs_mqtt_metrics_or_operator_answers(
             "GOVEDGE_RELEASES_DIR": str(tmp_path / "releases"),
             "GOVEDGE_PLAYBOOKS_DIR": str(_noop_playbooks(tmp_path / "playbooks")),
             "GOVEDGE_PLAYBOOK_RUNS_DIR": str(tmp_path / "runs"),
+            "GOVEDGE_PLAYBOOK_ALLOW_LOCAL": "true",  # the outlet PC is this machine
         },
     )
     outlet_id = f"pii-{uuid.uuid4().hex[:8]}"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from fleet_server.db import make_sessionmaker
 from fleet_server.models import AuditEntry
-from fleet_server.playbooks.tables import PlaybookRun
+from fleet_server.playbooks.tables import PlaybookHost, PlaybookRun
 from fleet_server.playbooks.worker import RunManager
 from fleet_server.security import Role
 from tests.server.playbooks.kit import DONE, PlaybookApi, playbook_api
@@ -204,11 +204,55 @@ def test_only_technicians_and_admins_run(pb: PlaybookApi) -> None:
 
 def test_a_restart_marks_running_runs_interrupted(pb: PlaybookApi, tmp_path: Path) -> None:
     with pb.api.session() as session, session.begin():
-        session.add(PlaybookRun(
+        run = PlaybookRun(
             playbook="mark.yml", status="running", check_mode=False, during_opening_hours=False,
             forks=5, target={}, extra_vars={}, created_at=datetime.now(UTC), created_by="t",
-        ))  # fmt: skip
+        )  # fmt: skip
+        session.add(run)
+        session.flush()
+        # mid-run: one host's first task changed something, one not reached, one held
+        for outlet, status in (("o-1", "changed"), ("o-2", "pending"), ("o-3", "held")):
+            session.add(PlaybookHost(run_id=run.id, outlet_id=outlet, status=status, ok=1,
+                                     changed=1, failed=0, unreachable=0, skipped=0))  # fmt: skip
     manager = RunManager(make_sessionmaker(pb.api.engine), runs_dir=tmp_path, ssh_key=None)
     assert manager.mark_interrupted() == 1
     runs = pb.api.client.get("/api/v1/playbook-runs", headers=pb.tech).json()
     assert [r["status"] for r in runs] == ["interrupted"]
+    assert runs[0]["error"] == (
+        "the fleet server stopped while this run was in progress; the hosts' state is unknown"
+    )
+    hosts = pb.hosts(pb.run_json(runs[0]["id"]))
+    assert {o: h["status"] for o, h in hosts.items()} == {
+        "o-1": "interrupted", "o-2": "interrupted", "o-3": "held",
+    }  # fmt: skip
+    assert hosts["o-1"]["changed"] == 1  # what was seen is kept
+
+
+def test_events_answer_json_or_a_live_stream_as_the_client_accepts(pb: PlaybookApi) -> None:
+    pb.add_outlet("o-sse")
+    run = pb.start(playbook="mark.yml", target={"outlets": ["o-sse"]},
+                   extra_vars={"marker_text": "sse"})  # fmt: skip
+    url = f"/api/v1/playbook-runs/{run['id']}/events"
+    viewer = pb.api.as_role(Role.VIEWER)
+    # Live: opened while the run goes on, it follows it to the end.
+    with pb.api.client.stream("GET", url, headers={**viewer, "Accept": "text/event-stream"}) as s:
+        assert s.status_code == 200
+        assert s.headers["content-type"].startswith("text/event-stream")
+        body = "".join(s.iter_text())
+    assert body.rstrip().endswith('event: end\ndata: {"status": "successful"}')
+    page = pb.api.client.get(url, headers={**viewer, "Accept": "application/json"})
+    assert page.headers["content-type"].startswith("application/json")
+    events = page.json()["events"]
+    assert page.json()["status"] == "successful"
+    assert body.count("event: job_event") == len(events) > 3
+    assert [int(i) for i in re.findall(r"^id: (\d+)$", body, re.M)] == [e["seq"] for e in events]
+    assert pb.api.client.get(url, headers=viewer).json()["events"] == events  # no Accept: JSON
+
+    # A reconnecting EventSource sends Last-Event-ID: the stream goes on from there.
+    resumed = pb.api.client.get(url, headers={**viewer, "Accept": "text/event-stream",
+                                              "Last-Event-ID": str(events[-2]["seq"])})  # fmt: skip
+    assert re.findall(r"^id: (\d+)$", resumed.text, re.M) == [str(events[-1]["seq"])]
+    missing = pb.api.client.get(
+        "/api/v1/playbook-runs/999/events", headers={**viewer, "Accept": "text/event-stream"}
+    )
+    assert missing.status_code == 404

@@ -3,6 +3,7 @@ and a run cut short by the server going away."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -31,6 +32,55 @@ def _outlet(server: FleetServer, outlet_id: str, folder: Path, **host_vars: obje
     server.http.put(f"/api/v1/outlets/{outlet_id}/access", json=access).raise_for_status()
 
 
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[1]), fields[19]) if fields[0] not in ("Z", "X") else None
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Every process below ``root``: pid → start time (so a reused pid is not it)."""
+    table = {int(p.name): _stat(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    found: dict[int, str] = {}
+    parents = {root}
+    while parents:
+        below = {pid: st for pid, st in table.items() if st and st[0] in parents}
+        below = {pid: st for pid, st in below.items() if pid not in found}
+        found.update({pid: st[1] for pid, st in below.items() if st})
+        parents = set(below)
+    return found
+
+
+def _sleeping_run(server: int) -> dict[int, str] | None:
+    """Once slow.yml's ``sleep 60`` runs: the server's child that runs ansible-runner
+    and every process below it (pid → start time)."""
+    tree = _descendants(server)
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x0060"):
+                child = pid
+                while (up := _stat(child)) is not None and up[0] != server:
+                    child = up[0]
+                return {child: tree[child], **_descendants(child)} if child in tree else None
+    return None
+
+
+def _cmdlines(pids: list[int]) -> list[str]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def _alive(processes: dict[int, str]) -> list[int]:
+    return [pid for pid, started in processes.items() if (_stat(pid) or (0, ""))[1] == started]
+
+
 def _bar(stdout: str, outlet: str) -> str | None:
     """What the outlet's progress bar line says after the bar (None: no bar)."""
     found = re.search(rf"^{re.escape(outlet)} +[━╸╺]+ +(.+?) *$", stdout, re.M)
@@ -56,6 +106,7 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         mqtt_url=broker.url, database_url=f"sqlite:///{tmp_path / 'fleet.db'}", workdir=tmp_path,
         GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_PII_KEY_DIR=str(tmp_path / "pii"),
         GOVEDGE_PLAYBOOKS_DIR=str(DATA), GOVEDGE_PLAYBOOK_RUNS_DIR=str(tmp_path / "runs"),
+        GOVEDGE_PLAYBOOK_ALLOW_LOCAL="true",  # the outlets are this machine
         PATH="/usr/bin:/bin",  # as under systemd: ansible-playbook is found beside python
         UPSTREAM_API_TOKEN="tok-secret-xyz",  # a secret in the server's environment
     )  # fmt: skip
@@ -104,10 +155,21 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         poll(lambda: server.get("/api/v1/playbook-runs/2")["status"] == "running",
              timeout=30, what="run 2 running")  # fmt: skip
         assert server.proc is not None
+        # the run's processes: ansible-runner's child, ansible-playbook, `sleep 60`
+        pid = server.proc.pid
+        running = poll(lambda: _sleeping_run(pid), timeout=30, what="the run's processes")
         server.proc.kill()
         server.proc.wait()
+        # none of them goes on without the server (a generous bound: a hang detector)
+        poll(lambda: not _alive(running), timeout=30,
+             what=f"the run's processes ending: {_cmdlines(_alive(running))}")  # fmt: skip
         server.start()
-        assert server.get("/api/v1/playbook-runs/2")["status"] == "interrupted"
+        run = server.get("/api/v1/playbook-runs/2")
+        assert run["status"] == "interrupted"
+        assert run["error"] == (
+            "the fleet server stopped while this run was in progress; the hosts' state is unknown"
+        )
+        assert [(h["outlet_id"], h["status"]) for h in run["hosts"]] == [("o-cli-a", "interrupted")]
         cancel = _run(*ctl, "playbooks", "cancel", "2")
         assert cancel.returncode != 0
         assert "interrupted" in cancel.stderr
@@ -126,5 +188,21 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
                     "-e", "marker_text=x")  # fmt: skip
         assert none.returncode != 0
         assert "no outlet has an open alert of clock_skew" in none.stderr
+
+        # The issue's spelling: `fleetctl playbook run NAME --outlets a,b [--check]`,
+        # watched by default; the region form chooses the same two outlets.
+        alias = _run(*ctl, "playbook", "run", "mark", "--outlets", "o-cli-a,o-cli-b",
+                     "-e", "marker_text=alias", "--check")  # fmt: skip
+        assert alias.returncode == 1, alias.stdout + alias.stderr  # o-cli-b fails, as above
+        assert "run 4 started: 2 outlets" in alias.stdout
+        assert _bar(alias.stdout, "o-cli-a").startswith("changed ")
+        assert _bar(alias.stdout, "o-cli-b").startswith("failed ")
+        assert server.get("/api/v1/playbook-runs/4")["check"] is True
+        assert (tmp_path / "a" / "marker.txt").read_text() == "hello\n"  # check: unchanged
+        region = _run(*ctl, "playbook", "run", "mark.yml", "--region", "4104",
+                      "-e", "marker_text=r", "--check", "--no-watch")  # fmt: skip
+        assert region.returncode == 0, region.stderr
+        assert "run 5 started: 2 outlets" in region.stdout
+        assert _bar(region.stdout, "o-cli-a") is None  # not watched
     finally:
         server.stop()
