@@ -58,13 +58,16 @@ def running_api(
                 session, name=f"u-{role.value}", role=role, ttl=timedelta(hours=1), actor="test"
             )
             tokens[role] = new.token
+    # State in the test's own directory (a caller may name its own): never the checkout.
+    state: dict[str, object] = {
+        "pki_dir": tmp_path / "pki",
+        "releases_dir": tmp_path / "releases",
+        "playbook_runs_dir": tmp_path / "playbook-runs",
+    }
     config = Settings(
         database_url=url,
         mqtt_url=mqtt_url,
-        pki_dir=tmp_path / "pki",
-        releases_dir=tmp_path / "releases",
-        playbook_runs_dir=tmp_path / "playbook-runs",
-        **settings,  # type: ignore[arg-type]
+        **(state | settings),  # type: ignore[arg-type]
     )
     app = create_app(config, engine=engine)
     try:
