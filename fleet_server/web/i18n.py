@@ -378,6 +378,7 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "pb_no_target": {"zh": "请至少指定一种目标", "en": "Name at least one target"},
     "pb_bad_value": {"zh": "变量取值无效", "en": "Invalid value for"},
+    "pb_unset": {"zh": "不设置", "en": "not set"},
     "pb_cancel": {"zh": "取消执行", "en": "Cancel the run"},
     "pb_cancel_asked": {"zh": "已请求取消", "en": "Cancel asked"},
     "pb_refused": {"zh": "操作被拒绝", "en": "Refused"},

@@ -56,7 +56,12 @@ window.govedgePlaybooks = function (h) {
     const id = "pb-var-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
     const attrs = `id="${esc(id)}" data-var="${esc(name)}" data-type="${esc(type)}"`;
     let input;
-    if (type === "bool") input = `<input type="checkbox" ${attrs}${spec.default ? " checked" : ""}>`;
+    // Unset is not sent: an extra var would override the value an outlet's access
+    // record sets for that host (e.g. a per-PC switch).
+    if (type === "bool") {
+      const unset = spec.default === undefined || spec.default === null ? tr("pb_unset") : `${tr("pb_unset")} (${spec.default ? "true" : "false"})`;
+      input = `<select ${attrs}><option value="">${esc(unset)}</option><option value="true">true</option><option value="false">false</option></select>`;
+    }
     else if (Array.isArray(spec.choices)) {
       input = `<select ${attrs}><option value=""></option>${spec.choices.map((c) => `<option value="${esc(JSON.stringify(c))}">${esc(c)}</option>`).join("")}</select>`;
     } else {
@@ -96,9 +101,9 @@ window.govedgePlaybooks = function (h) {
     const values = {};
     for (const el of document.querySelectorAll("#pb-vars [data-var]")) {
       const name = el.dataset.var, type = el.dataset.type;
-      if (type === "bool") { values[name] = el.checked; continue; }
       const text = el.value.trim();
       if (!text) continue;
+      if (type === "bool") { values[name] = text === "true"; continue; }
       try {
         if (el.tagName === "SELECT") values[name] = JSON.parse(text);
         else if (type === "int" && /^-?\d+$/.test(text)) values[name] = Number.parseInt(text, 10);
