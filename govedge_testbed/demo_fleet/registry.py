@@ -1,9 +1,8 @@
 """Load the demo's regions, outlet registry and catalogue into a running fleet server.
 
-Through the server's own API, as an operator's script would: ``PUT /api/v1/regions``,
-``PUT /api/v1/outlet-profiles`` and ``POST /api/v1/catalogue/import``. Each registry
-row maps field for field onto an outlet profile, so the same file can go to the
-registry import once it exists.
+Through the server's own API, as an operator would: ``PUT /api/v1/regions``, the
+registry import ``POST /api/v1/outlets/import`` (``outlets.json`` is a registry file,
+docs/outlet-registry.md) and ``POST /api/v1/catalogue/import``.
 """
 
 from __future__ import annotations
@@ -35,6 +34,14 @@ class DemoOutlet:
     address: str
     opening_hours: str | dict[str, list[str]]
     service_items: tuple[str, ...]
+
+    def registry_row(self) -> dict[str, Any]:
+        """The row as the registry import takes it (the file's own fields)."""
+        return {
+            "id": self.id, "name": self.name, "kind": self.kind, "region": self.region,
+            "lat": self.lat, "lon": self.lon, "address": self.address,
+            "opening_hours": self.opening_hours, "service_items": list(self.service_items),
+        }  # fmt: skip
 
     def profile(self) -> dict[str, Any]:
         """The row as ``PUT /api/v1/outlet-profiles`` takes it."""
@@ -72,8 +79,11 @@ def load_fleet(client: httpx.Client, outlets: list[DemoOutlet]) -> None:
     ``client`` (an admin's); raises ``httpx.HTTPStatusError`` if the server refuses."""
     regions = json.loads((DATA_DIR / "regions.json").read_text(encoding="utf-8"))
     client.put("/api/v1/regions", json=regions).raise_for_status()
-    client.put(
-        "/api/v1/outlet-profiles", json=[outlet.profile() for outlet in outlets]
+    client.post(
+        "/api/v1/outlets/import",
+        params={"format": "json"},
+        content=json.dumps([outlet.registry_row() for outlet in outlets]).encode(),
+        headers={"Content-Type": "application/json"},
     ).raise_for_status()
     client.post(
         "/api/v1/catalogue/import",

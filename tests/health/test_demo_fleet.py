@@ -3,13 +3,16 @@
 The demo runs as printed in the README; the operator logs in through the printed login
 in Chromium and reads what the pages read (the same session, through the API): outlets
 on the map inside the province, their kinds and regions, the catalogue, an outlet's
-history, 好差评 with a rectification from a 差评, and a case filed at the printed clerk
-API that came back from the demo upstream with its case number.
+history, 好差评 with a rectification from a 差评, a case filed at the printed clerk API
+that came back from the demo upstream with its case number, the regions' outlines on
+the map, and the time series in VictoriaMetrics.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from govedge_wire.pii import make_id_number
+from tests.conftest import missing
 from tests.health.conftest import login_form
 from tests.health.demo_run import running_demo
 
@@ -129,8 +133,28 @@ def test_the_demo_fleet_shows_data_a_new_operator_looks_for(tmp_path: Path, brow
             "nodes => nodes.map((n) => n.dataset.outlet)"
         )
         assert sorted(placed) == [SECOND, FIRST]
+        # The regions' outlines from the bundled data, drawn under the points.
+        outlined = {r["name"] for r in api("/api/v1/regions") if r.get("outline")}
+        drawn = page.locator("#map polygon.region title").evaluate_all(
+            "nodes => nodes.map((n) => n.textContent)"
+        )
+        assert outlined
+        assert set(drawn) == outlined, drawn
         page.screenshot(path=str(tmp_path / "demo-fleet-map.png"), full_page=True)
         page.goto(f"{url}/ui/outlets/{FIRST}")
         page.wait_for_selector("svg.spark")  # a history chart drawn, not "no data"
         page.screenshot(path=str(tmp_path / "demo-fleet-outlet.png"), full_page=True)
         page.close()
+
+        # VictoriaMetrics started (it is installed for the tests) and records the
+        # outlets' series for Grafana.
+        series = printed.value(r"time series: (.+)$")
+        if not series.startswith("http://"):
+            missing(f"VictoriaMetrics: {series}")
+        match = urllib.parse.urlencode({"match[]": f'outlet_cpu_percent{{outlet_id="{FIRST}"}}'})
+        recorded = _eventually(
+            lambda: httpx.get(f"{series}/api/v1/export?{match}", timeout=10).text,
+            lambda text: '"values"' in text,
+            "the outlet's CPU series in VictoriaMetrics",
+        )
+        assert len(json.loads(recorded.splitlines()[0])["values"]) >= 1

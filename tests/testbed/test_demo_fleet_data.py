@@ -3,8 +3,8 @@
 Each outlet's region is a township of a county of a prefecture of the one province,
 its coordinates lie inside that prefecture's outline, its kind is one the product
 knows, each service item is in the catalogue for its prefecture, and the files pass
-the server's own validation (the profile model, the catalogue importer with the demo
-upstream's targets).
+the server's own validation (the registry import's parser, the profile model, the
+catalogue importer with the demo upstream's targets).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 
 from fleet_server.catalogue import parse_catalogue
 from fleet_server.health.api import OutletProfileIn, RegionIn
+from fleet_server.health.registry_file import parse_registry
 from govedge_testbed.demo_fleet import demo_outlets
 from govedge_testbed.demo_fleet.registry import DATA_DIR, catalogue_codes
 from govedge_testbed.demo_fleet.upstream import EVALUATION_TARGET, SUBMISSION_TARGET
@@ -54,6 +55,16 @@ def test_every_outlet_sits_in_a_township_of_the_province_on_the_map() -> None:
         assert _inside(prefecture.outline, outlet.lat, outlet.lon), outlet
         assert outlet.opening_hours, outlet
         assert outlet.service_items, outlet
+
+
+def test_the_outlets_file_is_a_registry_file_the_import_takes_as_it_is() -> None:
+    # The demo loads it through the registry import: every row parses, nothing changed.
+    outlets = demo_outlets()
+    raw = (DATA_DIR / "outlets.json").read_bytes()
+    rows = parse_registry(raw, fmt="json")
+    assert [row.id for row in rows] == [o.id for o in outlets]
+    sent = json.dumps([o.registry_row() for o in outlets]).encode()
+    assert parse_registry(sent, fmt="json") == rows
 
 
 def test_each_service_item_is_in_the_catalogue_routed_to_the_demo_upstream() -> None:
