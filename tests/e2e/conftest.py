@@ -35,14 +35,27 @@ def poll(check: Callable[[], Any], *, timeout: float, interval: float = 0.1) -> 
     pytest.fail(f"condition not met within {timeout} s; last value: {last!r}")
 
 
+# Kept from the test run's environment (tests/conftest.py): where a server's keys and
+# state go. Without them a server writes ./fleet-pii-keys and its first-admin file into
+# the working directory, the repository, and a CLI run beside it looks elsewhere.
+_STATE_VARIABLES = ("GOVEDGE_PII_KEY_DIR", "GOVEDGE_STATE_DIR", "GOVEDGE_ENV_FILE")
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A fleet-server child's environment: none of the run's GOVEDGE_ settings but where
+    state goes, then ``env``."""
+    clean = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("GOVEDGE_") or k in _STATE_VARIABLES
+    }  # fmt: skip
+    return {**clean, **(env or {})}
+
+
 def _spawn(
     argv: list[str], log: IO[bytes], *, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     # The child gets its own copy of the log descriptor; ours is closed by the caller.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVEDGE_")}
-    return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, env={**clean, **(env or {})}
-    )
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env(env))
 
 
 # API tokens of the servers started here, by URL, so ``fleetctl`` can authenticate.
@@ -128,13 +141,15 @@ class Agent:
 E2E_PASSWORD = "e2e-test password 1"
 
 
-def add_user(database_url: str, name: str, role: str) -> str:
-    """``fleet-server users add`` (the real CLI) with ``E2E_PASSWORD``; returns the API
-    token it prints once."""
+def add_user(database_url: str, name: str, role: str, *, env: dict[str, str] | None = None) -> str:
+    """``fleet-server users add`` (the real CLI) with ``E2E_PASSWORD``, in the
+    environment the server gets (``env``: the same keys); returns the API token it
+    prints once."""
     result = subprocess.run(
         [str(BIN / "fleet-server"), "users", "add", name, "--role", role,
          "--password-stdin", "--database-url", database_url],
         input=E2E_PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
+        env=child_env(env),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return next(line for line in result.stdout.splitlines() if line.startswith("gvt_"))
@@ -145,7 +160,7 @@ def start_server(
 ) -> Server:
     """Start ``fleet-server run`` (with an admin token ready) and wait for ``/readyz``."""
     port = free_port()
-    token = add_user(database_url, f"e2e-admin-{port}", "admin")
+    token = add_user(database_url, f"e2e-admin-{port}", "admin", env=env)
     with log.open("ab") as out:
         proc = _spawn(
             [
