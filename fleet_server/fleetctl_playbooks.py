@@ -27,6 +27,28 @@ def extra_var(text: str) -> tuple[str, Any]:
         return name, value
 
 
+def _run_options(command: Any) -> Any:
+    """The options ``playbooks run`` and ``playbook run`` share: the targets besides the
+    outlet list, extra vars, check mode, opening hours and forks."""
+    options = [
+        click.option("--region", "regions", multiple=True,
+                     help="A region-code prefix (repeatable)."),
+        click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable)."),
+        click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable)."),
+        click.option("--alert-rule", "alert_rules", multiple=True,
+                     help="Outlets with an open alert of this rule (repeatable)."),
+        click.option("-e", "--extra-var", "extra", multiple=True,
+                     help="KEY=VALUE (repeatable)."),
+        click.option("--check", is_flag=True, help="Ansible check mode: change nothing."),
+        click.option("--during-opening-hours", is_flag=True,
+                     help="Also run on outlets open now (else held)."),
+        click.option("--forks", type=click.IntRange(1, 100), default=10, show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):  # as if stacked as decorators, in this order
+        command = option(command)
+    return command
+
+
 def _hosts_table(run: dict[str, Any]) -> Table:
     table = Table(title=f"run {run['id']} {run['playbook']}: {run['status']}")
     for column in ("outlet", "status", "ok", "changed", "failed", "unreachable", "last task"):
@@ -113,19 +135,7 @@ def register(cli: click.Group) -> None:
     @playbooks.command("run")
     @click.argument("playbook")
     @click.option("--outlet", "outlets", multiple=True, help="An outlet id (repeatable).")
-    @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
-    @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
-    @click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable).")
-    @click.option(
-        "--alert-rule", "alert_rules", multiple=True,
-        help="Outlets with an open alert of this rule (repeatable).",
-    )  # fmt: skip
-    @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
-    @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
-    @click.option(
-        "--during-opening-hours", is_flag=True, help="Also run on outlets open now (else held)."
-    )
-    @click.option("--forks", type=click.IntRange(1, 100), default=10, show_default=True)
+    @_run_options
     @click.option("--watch", "follow", is_flag=True, help="Show per-host progress until done.")
     @click.pass_obj
     def playbooks_run(
@@ -189,19 +199,7 @@ def register(cli: click.Group) -> None:
     @playbook.command("run")
     @click.argument("name")
     @click.option("--outlets", multiple=True, help="Outlet ids, comma-separated (repeatable).")
-    @click.option("--region", "regions", multiple=True, help="A region-code prefix (repeatable).")
-    @click.option("--kind", "kinds", multiple=True, help="An outlet kind (repeatable).")
-    @click.option("--tag", "tags", multiple=True, help="An outlet tag (repeatable).")
-    @click.option(
-        "--alert-rule", "alert_rules", multiple=True,
-        help="Outlets with an open alert of this rule (repeatable).",
-    )  # fmt: skip
-    @click.option("-e", "--extra-var", "extra", multiple=True, help="KEY=VALUE (repeatable).")
-    @click.option("--check", is_flag=True, help="Ansible check mode: change nothing.")
-    @click.option(
-        "--during-opening-hours", is_flag=True, help="Also run on outlets open now (else held)."
-    )
-    @click.option("--forks", type=click.IntRange(1, 100), default=10, show_default=True)
+    @_run_options
     @click.option("--watch/--no-watch", "follow", default=True, show_default=True,
                   help="Show a progress bar per host until done.")  # fmt: skip
     @click.pass_obj
