@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Any, Final
 
 import click
 
@@ -196,21 +196,32 @@ def render_units(layout: ServerLayout, *, workers: int) -> dict[str, str]:
     }
 
 
+def _layout_options(command: Any) -> Any:
+    """The layout options ``service unit`` and ``service units`` share."""
+    options = [
+        click.option("--venv", default=str(DEFAULT_VENV), show_default=True,
+                     help="The virtualenv the server is installed in."),
+        click.option("--env-file", default=str(DEFAULT_ENV_FILE), show_default=True,
+                     help="GOVEDGE_* settings, one per line."),
+        click.option("--state-dir", default=str(DEFAULT_STATE_DIR), show_default=True,
+                     help="/var/lib/NAME: GOVEDGE_STATE_DIR, PKI, PII keys, releases."),
+        click.option("--user", default="govedge-fleet", show_default=True,
+                     help="Service user."),
+        click.option("--writable", multiple=True,
+                     help="Another directory the server writes (the broker's CRL copy)."),
+    ]  # fmt: skip
+    for option in reversed(options):  # as if stacked as decorators, in this order
+        command = option(command)
+    return command
+
+
 @click.group(name="service")
 def service() -> None:
     """The fleet server as a systemd service (docs/deploy.md)."""
 
 
 @service.command("unit")
-@click.option("--venv", default=str(DEFAULT_VENV), show_default=True,
-              help="The virtualenv the server is installed in.")  # fmt: skip
-@click.option("--env-file", default=str(DEFAULT_ENV_FILE), show_default=True,
-              help="GOVEDGE_* settings, one per line.")  # fmt: skip
-@click.option("--state-dir", default=str(DEFAULT_STATE_DIR), show_default=True,
-              help="/var/lib/NAME: GOVEDGE_STATE_DIR, PKI, PII keys, releases.")  # fmt: skip
-@click.option("--user", default="govedge-fleet", show_default=True, help="Service user.")
-@click.option("--writable", multiple=True,
-              help="Another directory the server writes (the broker's CRL copy).")  # fmt: skip
+@_layout_options
 @click.option("--template", is_flag=True,
               help="govedge-fleet@.service: one instance per worker of this machine.")  # fmt: skip
 def unit(
@@ -235,15 +246,7 @@ def unit(
               help="Where to write the unit files (/etc/systemd/system).")  # fmt: skip
 @click.option("--workers", type=int, default=2, show_default=True,
               help="Workers govedge-fleet.target starts on this machine.")  # fmt: skip
-@click.option("--venv", default=str(DEFAULT_VENV), show_default=True,
-              help="The virtualenv the server is installed in.")  # fmt: skip
-@click.option("--env-file", default=str(DEFAULT_ENV_FILE), show_default=True,
-              help="GOVEDGE_* settings, one per line.")  # fmt: skip
-@click.option("--state-dir", default=str(DEFAULT_STATE_DIR), show_default=True,
-              help="/var/lib/NAME: GOVEDGE_STATE_DIR, PKI, PII keys, releases.")  # fmt: skip
-@click.option("--user", default="govedge-fleet", show_default=True, help="Service user.")
-@click.option("--writable", multiple=True,
-              help="Another directory the server writes (the broker's CRL copy).")  # fmt: skip
+@_layout_options
 def units(
     out_dir: Path, workers: int, venv: str, env_file: str, state_dir: str, user: str,
     writable: tuple[str, ...],
