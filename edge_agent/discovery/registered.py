@@ -11,14 +11,17 @@ renamed, like the retired list.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from edge_agent.devices.network_config import NetworkDeviceConfig
-from edge_agent.discovery.retired import RetiredFileError, check_key
+from edge_agent.discovery.retired import (
+    RetiredFileError,
+    check_key,
+    read_list_file,
+    write_list_file,
+)
 
 __all__ = ["MAX_REGISTERED", "REGISTERED_FILE", "RegisteredDevices", "RegistrationRefused"]
 
@@ -66,12 +69,9 @@ class RegisteredDevices:
     def load(cls, data_dir: Path) -> RegisteredDevices:
         """The list in ``data_dir`` (empty when there is none yet)."""
         path = data_dir / REGISTERED_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        raw = read_list_file(path)
+        if raw is None:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            raise RetiredFileError(f"{path}: unreadable ({exc})") from exc
         try:
             entries = [
                 check_config(NetworkDeviceConfig.from_mapping(item)) for item in raw["registered"]
@@ -98,15 +98,4 @@ class RegisteredDevices:
         return True
 
     def _save(self) -> None:
-        data = json.dumps({"registered": [_entry(e) for e in self.entries]}, indent=2)
-        tmp = self.path.with_name(f".{self.path.name}.new")
-        with tmp.open("w", encoding="utf-8") as out:
-            out.write(data + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_list_file(self.path, {"registered": [_entry(e) for e in self.entries]})

@@ -19,7 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["MAX_RETIRED", "RETIRED_FILE", "Retired", "RetiredDevices", "RetiredFileError"]
+__all__ = [
+    "MAX_RETIRED", "RETIRED_FILE", "Retired", "RetiredDevices", "RetiredFileError",
+    "read_list_file", "write_list_file",
+]  # fmt: skip
 
 RETIRED_FILE: Final = "retired-devices.json"
 # The birth carries every retired device id; the wire allows 64.
@@ -74,12 +77,9 @@ class RetiredDevices:
     def load(cls, data_dir: Path) -> RetiredDevices:
         """The list in ``data_dir`` (empty when there is none yet)."""
         path = data_dir / RETIRED_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        raw = read_list_file(path)
+        if raw is None:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            raise RetiredFileError(f"{path}: unreadable ({exc})") from exc
         try:
             entries = [
                 Retired(
@@ -136,17 +136,34 @@ class RetiredDevices:
         return True
 
     def _save(self) -> None:
-        # Its own few lines of atomic write: the helpers in updates/ and fleet_config/
-        # import the device manager, which imports this.
-        data = json.dumps({"retired": [entry.as_json() for entry in self.entries]}, indent=2)
-        tmp = self.path.with_name(f".{self.path.name}.new")
-        with tmp.open("w", encoding="utf-8") as out:
-            out.write(data + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_list_file(self.path, {"retired": [entry.as_json() for entry in self.entries]})
+
+
+def read_list_file(path: Path) -> Any:
+    """The JSON in ``path``; None when there is no file yet; ``RetiredFileError`` when it
+    cannot be read (the retired and the registered devices' files)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise RetiredFileError(f"{path}: unreadable ({exc})") from exc
+
+
+def write_list_file(path: Path, data: object) -> None:
+    """``data`` as JSON in ``path``, atomically and durably.
+
+    Its own few lines of atomic write: the helpers in updates/ and fleet_config/ import
+    the device manager, which imports this.
+    """
+    tmp = path.with_name(f".{path.name}.new")
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(data, indent=2) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
