@@ -163,7 +163,7 @@ def _serve(conn: Connection, database_url: str, timezone: str) -> None:
         while True:
             try:
                 request: _Request = conn.recv()
-            except EOFError:  # the server closed the pipe, or died
+            except (EOFError, OSError):  # the server closed the pipe, or died (a reset)
                 return
             try:
                 with sessions() as session:

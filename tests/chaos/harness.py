@@ -423,7 +423,12 @@ class Fleet:
     server: Server | None = None
 
     def start(self) -> Server:
-        self.server = start_server(self.mqtt_url, self.database_url, self.log, env=self.env)
+        # A restart keeps the admin: making one is a CLI run that costs seconds under
+        # load, and the clerks keep filing meanwhile.
+        token = self.server.token if self.server is not None else None
+        self.server = start_server(
+            self.mqtt_url, self.database_url, self.log, env=self.env, token=token
+        )
         return self.server
 
     def kill(self) -> None:

@@ -36,7 +36,10 @@ agent instead of two, to keep the suite's time in bounds. The broker outage's ow
 (300 cases at the victim, the first 507) do not scale, and the clerks keep filing while
 the fleet server restarts, so both runs end with several thousand cases. Measured on
 2 shared cores: SQLite 143 s before scans were added, 129 s with them (a noisy
-machine; 11 471 cases); PostgreSQL 117 s (7644 cases, 216 with a scan).
+machine; 11 471 cases); PostgreSQL 117 s (7644 cases, 216 with a scan). The drain after
+the last case is the long part and grows with the backlog: SQLite 13 675 cases settled
+in 125 s (about 100 deliveries/s while the agents' telemetry flows), PostgreSQL 5746
+in 57 s; hence a deadline on progress (``STALL_S``) rather than a fixed one.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ CLERKS = {"sqlite": 2, "postgresql": 1}  # submission clerks per agent
 AGENTS = 3
 SMALL_QUOTA = 1024 * 1024  # the minimum; fills during the broker outage
 TARGETS = ["zhoushan", "hangzhou", "rejecting", "hcp"]
+STALL_S = 45.0  # nothing delivered, stored or answered for this long: stuck
+SETTLE_S = 330.0  # the whole drain after the last case was filed
 
 
 @pytest.fixture
@@ -101,7 +106,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     return "sqlite", f"sqlite:///{tmp_path / 'fleet.db'}"
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_every_accepted_case_reaches_upstream_exactly_once(
     private_broker: Mosquitto, upstream: ChaosUpstream, tmp_path: Path,
     database: tuple[str, str],
@@ -262,7 +267,12 @@ def _run_chaos(
 
 
 def _settle(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger) -> None:
-    """Wait until the inbox holds every accepted case, none is pending, upstream is quiet."""
+    """Wait until the inbox holds every accepted case, none is pending, upstream is quiet.
+
+    The backlog left by the chaos varies with the machine's load (the clerks keep filing
+    while the server restarts), so the deadline is on progress: stuck means nothing
+    changed for STALL_S; a drain slower than SETTLE_S in all fails too.
+    """
     expected = len(ledger.accepted)
     last: dict[str, object] = {"snap": None, "since": time.monotonic()}
 
@@ -270,16 +280,43 @@ def _settle(fleet: Fleet, upstream: ChaosUpstream, ledger: Ledger) -> None:
         by_state = fleet.get("/api/v1/transactions/status")["by_state"]
         stored = sum(by_state.values())
         snap = (upstream.snapshot(), stored, by_state.get("pending", 0))
+        now = time.monotonic()
         if snap != last["snap"]:
-            last["snap"], last["since"] = snap, time.monotonic()
+            last["snap"], last["since"] = snap, now
             return False
-        quiet = time.monotonic() - float(last["since"])  # type: ignore[arg-type]
-        return stored >= expected and by_state.get("pending", 0) == 0 and quiet >= 2.0
+        quiet = now - float(last["since"])  # type: ignore[arg-type]
+        done = stored >= expected and by_state.get("pending", 0) == 0
+        if not done and quiet >= STALL_S:
+            raise AssertionError(
+                f"stuck for {STALL_S} s: {snap}, expected {expected}\n{_stuck_report(fleet)}"
+            )
+        return done and quiet >= 2.0
 
     try:
-        poll(settled, timeout=150, interval=0.25)
+        poll(settled, timeout=SETTLE_S, interval=0.25)
     except pytest.fail.Exception as exc:
-        raise AssertionError(f"never settled: {last['snap']}, expected {expected}") from exc
+        raise AssertionError(
+            f"not settled in {SETTLE_S} s: {last['snap']}, expected {expected}\n"
+            f"{_stuck_report(fleet)}"
+        ) from exc
+
+
+def _stuck_report(fleet: Fleet) -> str:
+    """What a failed settle needs to be understood from CI output alone: the worker's
+    breakers and counters, a sample of the rows still pending, the server log's tail."""
+    status = fleet.get("/api/v1/transactions/status")
+    pending = fleet.get("/api/v1/transactions?state=pending&limit=20")
+    rows = [
+        (row["tx_kind"], row.get("target"), row["attempts"], row["next_due_at"],
+         row["last_error"])
+        for row in pending
+    ]  # fmt: skip
+    log = fleet.log.read_text(errors="replace").splitlines()[-40:]
+    return "\n".join(
+        [f"breakers {status['breakers']}", f"counters {status['counters']}",
+         "pending sample (kind, target, attempts, next due, last error):",
+         *map(str, rows), "server log tail:", *log]
+    )  # fmt: skip
 
 
 def _check(

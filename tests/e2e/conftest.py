@@ -156,11 +156,18 @@ def add_user(database_url: str, name: str, role: str, *, env: dict[str, str] | N
 
 
 def start_server(
-    mqtt_url: str, database_url: str, log: Path, *, env: dict[str, str] | None = None
+    mqtt_url: str,
+    database_url: str,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    token: str | None = None,
 ) -> Server:
-    """Start ``fleet-server run`` (with an admin token ready) and wait for ``/readyz``."""
+    """Start ``fleet-server run`` and wait for ``/readyz``; ``token`` is an admin's of
+    an earlier start on this database, else a new admin is made first."""
     port = free_port()
-    token = add_user(database_url, f"e2e-admin-{port}", "admin", env=env)
+    if token is None:
+        token = add_user(database_url, f"e2e-admin-{port}", "admin", env=env)
     with log.open("ab") as out:
         proc = _spawn(
             [

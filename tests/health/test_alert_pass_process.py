@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,47 @@ def test_an_alert_is_written_only_when_its_figures_change(child: bool, tmp_path:
     finally:
         engine.stop(timeout=5)
         db.dispose()
+
+
+_PARENT = """
+import sys
+from datetime import UTC, datetime
+from fleet_server.alerts.outlet_pass import OutletPassProcess, _Request
+
+child = OutletPassProcess(sys.argv[1], timezone="Asia/Shanghai", timeout_s=30)
+child.conditions(now=datetime.now(UTC), already_open=set())
+# A pass whose answer this process never reads: a server SIGKILLed mid-pass leaves the
+# child's answer unread, and the kernel then resets the pipe under the child's recv.
+conn = child._conn
+conn.send(_Request(now=datetime.now(UTC), already_open=frozenset()))
+assert conn.poll(30)
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_child_whose_server_is_killed_mid_pass_ends_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """The server's log is what an operator reads after a crash: the child's own end
+    must not add a traceback that looks like a second failure."""
+    db = _fill(f"sqlite:///{tmp_path / 'fleet.db'}")
+    url = db.url.render_as_string(hide_password=False)
+    db.dispose()
+    stderr = tmp_path / "stderr.log"
+    with (
+        stderr.open("wb") as err,
+        subprocess.Popen(
+            [sys.executable, "-c", _PARENT, url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+        ) as parent,
+    ):  # fmt: skip
+        try:
+            assert parent.stdout is not None
+            child = psutil.Process(int(parent.stdout.readline()))
+            parent.kill()
+            parent.wait(timeout=10)
+            child.wait(timeout=30)
+        finally:
+            parent.kill()
+    assert "Traceback" not in stderr.read_text(), stderr.read_text()
