@@ -53,7 +53,7 @@ from fleet_server.campaigns import api as campaigns_api
 from fleet_server.config import api as config_api
 from fleet_server.db_outage import DatabaseOutage
 from fleet_server.health import api as health_api
-from fleet_server.health import figures_api, registry_api
+from fleet_server.health import figures_api, regions_api, registry_api
 from fleet_server.metrics import FleetMetrics
 from fleet_server.metrics_endpoint import router as metrics_router
 from fleet_server.piivault import open_vault, use_vault
@@ -160,6 +160,7 @@ def create_app(
     api(figures_api.router, dependencies=[VIEWER])
     # Profiles and regions decide every scope: whole-fleet users only.
     api(health_api.write_router, dependencies=[OPERATOR, WHOLE_FLEET_ONLY])
+    api(regions_api.router, dependencies=[OPERATOR, WHOLE_FLEET_ONLY])
     api(alerts_api.read_router, dependencies=[VIEWER])
     api(alerts_api.write_router, dependencies=[OPERATOR])
     # Desired config (docs/config.md): viewers read, operators write.

@@ -23,6 +23,7 @@ from fleet_server import (
     fleetctl_config,
     fleetctl_playbooks,
     fleetctl_rectifications,
+    fleetctl_regions,
     fleetctl_registry,
     fleetctl_releases,
     fleetctl_rollouts,
@@ -365,6 +366,7 @@ def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -
 
 fleetctl_security.register(cli)
 fleetctl_registry.register(cli)
+fleetctl_regions.register(cli)
 fleetctl_users.register(cli)
 fleetctl_alerts.register(cli)
 fleetctl_config.register(cli)

@@ -21,7 +21,7 @@ def _format_of(file: Path, chosen: str | None) -> str:
     return suffix
 
 
-def _refusal(response: Any) -> str:
+def refusal(response: Any) -> str:
     """The answer's detail and, one a line, each row error (row, field, message)."""
     try:
         body = response.json()
@@ -30,6 +30,23 @@ def _refusal(response: Any) -> str:
     lines = [str(body.get("detail", ""))]
     lines += [f"  row {e['row']}, {e['field']}: {e['message']}" for e in body.get("errors") or []]
     return "\n".join(lines)
+
+
+def import_file(
+    api: Any, path: str, file: Path, *, media: str, params: dict[str, str] | None = None
+) -> None:
+    """POST ``file`` to ``path`` and print what the import did, or its refusal with
+    each row error (exit 1: nothing was imported)."""
+    response = api.send(
+        "POST", path, params=params, headers={"Content-Type": media},
+        content=file.read_bytes(), forbidden_returns=True,
+    )  # fmt: skip
+    if response.is_error:
+        click.echo(f"error: {refusal(response)}", err=True)
+        sys.exit(1)
+    counts = response.json()
+    click.echo(f"{file.name}: {counts['created']} created, {counts['updated']} updated, "
+               f"{counts['unchanged']} unchanged")  # fmt: skip
 
 
 def register(cli: click.Group) -> None:
@@ -47,16 +64,7 @@ def register(cli: click.Group) -> None:
         are printed and nothing is imported (exit 1)."""
         chosen = _format_of(file, fmt)
         media = "application/json" if chosen == "json" else "text/csv"
-        response = api.send(
-            "POST", "/api/v1/outlets/import", params={"format": chosen},
-            headers={"Content-Type": media}, content=file.read_bytes(), forbidden_returns=True,
-        )  # fmt: skip
-        if response.is_error:
-            click.echo(f"error: {_refusal(response)}", err=True)
-            sys.exit(1)
-        counts = response.json()
-        click.echo(f"{file.name}: {counts['created']} created, {counts['updated']} updated, "
-                   f"{counts['unchanged']} unchanged")  # fmt: skip
+        import_file(api, "/api/v1/outlets/import", file, media=media, params={"format": chosen})
 
     @outlets.command("export")
     @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="csv",
@@ -68,7 +76,7 @@ def register(cli: click.Group) -> None:
         """Write the registry (the outlets your scope covers) as CSV or JSON."""
         response = api.send("GET", "/api/v1/outlets/export", params={"format": fmt})
         if response.is_error:
-            click.echo(f"error: {_refusal(response)}", err=True)
+            click.echo(f"error: {refusal(response)}", err=True)
             sys.exit(1)
         if output is None:
             click.echo(response.text, nl=False)

@@ -59,6 +59,7 @@ class MetricSources:
     playbook_refused: Counter[str] | None = None
     # Outlet registry imports refused (invalid rows, rows outside the scope), by reason.
     registry_refused: Counter[str] | None = None
+    region_refused: Counter[str] | None = None
 
 
 class _FleetCollector(Collector):
@@ -221,6 +222,14 @@ class _FleetCollector(Collector):
             for reason, count in sorted(s.registry_refused.items()):
                 registry.add_metric([reason], count)
             yield registry
+        if s.region_refused is not None:
+            regions = CounterMetricFamily(
+                "govedge_region_imports_refused", "Region file imports refused",
+                labels=["reason"],
+            )  # fmt: skip
+            for reason, count in sorted(s.region_refused.items()):
+                regions.add_metric([reason], count)
+            yield regions
         if s.recorder_errors is not None:
             yield CounterMetricFamily(
                 "govedge_health_write_errors", "Failed device-health writes",
@@ -363,11 +372,13 @@ class FleetMetrics:
         self.release_refused: Counter[str] = Counter()
         self.playbook_refused: Counter[str] = Counter()
         self.registry_refused: Counter[str] = Counter()
+        self.region_refused: Counter[str] = Counter()
         self.sources = MetricSources(
             http_refused=self.http_refused,
             release_refused=self.release_refused,
             playbook_refused=self.playbook_refused,
             registry_refused=self.registry_refused,
+            region_refused=self.region_refused,
         )
         self.registry.register(_FleetCollector(self.sources))
         self.db_latency = Histogram(

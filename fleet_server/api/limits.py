@@ -43,6 +43,7 @@ BODY_LIMITS: Final[Mapping[str, int]] = {
     "/api/v1/enroll/renew": 32 * KIB,  # a certificate, a CSR and a signature
     "/api/v1/catalogue/import": 32 * MIB,  # a province's service-item list
     "/api/v1/regions": 16 * MIB,  # outlines of every region
+    "/api/v1/regions/import": 16 * MIB,  # the same as GeoJSON
     "/api/v1/outlet-profiles": 8 * MIB,  # thousands of outlets at once
     "/api/v1/outlets/import": 16 * MIB,  # a province's outlet registry
 }

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from fleet_server.api.auth import Authenticated
@@ -21,6 +21,7 @@ from fleet_server.api.deps import SessionDep
 from fleet_server.api.scope import WHOLE_FLEET_ONLY, ScopeDep
 from fleet_server.health import queries
 from fleet_server.health.live import LiveHub
+from fleet_server.health.regions_file import check_outline
 from fleet_server.health.tables import TAG_PATTERN, OutletProfile, Region
 from fleet_server.ingest import OutletRateLimiter
 from fleet_server.security import audit
@@ -77,12 +78,22 @@ class OutletProfileIn(BaseModel):
 
 
 class RegionIn(BaseModel):
-    """One region; ``outline`` is a list of rings of [lon, lat]."""
+    """One region; ``outline`` is a list of rings of [lon, lat] (three distinct points
+    or more each; ``POST /regions/import`` also reads GeoJSON)."""
 
     code: Annotated[str, Field(pattern=r"^[0-9]{2,12}$")]
-    name: Annotated[str, Field(max_length=128)]
-    parent_code: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    parent_code: Annotated[str | None, Field(pattern=r"^[0-9]{2,12}$")] = None
     outline: list[list[list[float]]] | None = None
+
+    @field_validator("outline")
+    @classmethod
+    def _drawable(cls, value: list[list[list[float]]] | None) -> list[list[list[float]]] | None:
+        # A point that is not a pair, or a ring of two points, broke the map's drawing.
+        why = None if value is None else check_outline(value)
+        if why is not None:
+            raise ValueError(f"outline {why}")
+        return value
 
 
 @read_router.get("/fleet/overview")

@@ -144,6 +144,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/releases"): READ,
     ("POST", "/api/v1/releases"): FLEET,
     ("PUT", "/api/v1/regions"): FLEET,
+    ("POST", "/api/v1/regions/import"): FLEET,
     # Carries a version number only; what a client refetches is scoped. Its body is read
     # (the first event): test_the_stream_names_no_outlet.
     ("GET", "/api/v1/stream"): READ,

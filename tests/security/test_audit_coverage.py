@@ -235,6 +235,10 @@ CASES: dict[str, tuple[Callable[[World], httpx.Response], str]] = {
         _put("/api/v1/regions", [{"code": "410402", "name": "卫东区"}]),
         "region.put",
     ),
+    "POST /api/v1/regions/import": (
+        _post("/api/v1/regions/import", json=[{"code": "410403", "name": "湛河区"}]),
+        "regions.import",
+    ),
     "POST /api/v1/alerts/{alert_id}/ack": (_post("/api/v1/alerts/{alert}/ack"), "alert.ack"),
     "POST /api/v1/alerts/{alert_id}/silence": (
         _post("/api/v1/alerts/{alert}/silence?minutes=5&reason=maintenance"),

@@ -285,3 +285,17 @@ def started_fleet_server(
         yield fleet
     finally:
         assert fleet.stop() == 0, fleet.stderr()
+
+
+def run_fleetctl(
+    server: FleetServer, *args: str, code: int = 0, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``fleetctl ARGS`` against ``server`` as its admin (or ``token``); the exit code
+    must be ``code``."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "fleetctl"), "--server", server.url,
+         "--token", token or server.token, *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == code, (result.stdout, result.stderr)
+    return result

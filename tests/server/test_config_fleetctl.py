@@ -5,8 +5,6 @@ drift and the dry run."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,7 @@ from typing import Any
 import pytest
 
 from govedge_testbed import Mosquitto
-from tests.server.helpers import FleetServer
-
-BIN = Path(sys.executable).parent
+from tests.server.helpers import FleetServer, run_fleetctl
 
 
 @pytest.fixture
@@ -32,13 +28,7 @@ def server(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
     assert fleet.stop() == 0, fleet.stderr()
 
 
-def _fleetctl(server: FleetServer, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(BIN / "fleetctl"), "--server", server.url, "--token", server.token, *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert result.returncode == code, (result.stdout, result.stderr)
-    return result
+_fleetctl = run_fleetctl
 
 
 def _file(tmp_path: Path, name: str, content: Any) -> str:

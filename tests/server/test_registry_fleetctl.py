@@ -4,17 +4,14 @@ fleet server process (SQLite, real Mosquitto)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from govedge_testbed import Mosquitto
-from tests.server.helpers import FleetServer, started_fleet_server
+from tests.server.helpers import FleetServer, run_fleetctl, started_fleet_server
 
-BIN = Path(sys.executable).parent
 CSV = (
     "id,name,kind,region,lat,lon,address,opening_hours,service_items\n"
     "fc-1,城关镇便民服务中心,township_centre,410402,33.74,113.31,新华路1号,24h,户籍证明\n"
@@ -29,15 +26,7 @@ def server(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
         yield fleet
 
 
-def _fleetctl(
-    server: FleetServer, *args: str, code: int = 0, token: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(BIN / "fleetctl"), "--server", server.url, "--token", token or server.token, *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert result.returncode == code, (result.stdout, result.stderr)
-    return result
+_fleetctl = run_fleetctl
 
 
 def test_import_export_and_reimport(server: FleetServer, tmp_path: Path) -> None:

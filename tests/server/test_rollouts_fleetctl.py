@@ -7,8 +7,6 @@ moves past ``scheduled``."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +14,9 @@ import pytest
 
 from govedge_testbed import Mosquitto
 from govedge_testbed.update_agents import UpdateAgents
-from tests.server.helpers import FleetServer
+from tests.server.helpers import FleetServer, run_fleetctl
 from tests.server.releases.kit import wheel_bytes, wheel_name
 
-BIN = Path(sys.executable).parent
 OUTLETS = ["ro-fc-1", "ro-fc-2", "ro-fc-3"]
 
 
@@ -36,13 +33,7 @@ def server(broker: Mosquitto, tmp_path: Path) -> Iterator[FleetServer]:
     assert fleet.stop() == 0, fleet.stderr()
 
 
-def _fleetctl(server: FleetServer, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(BIN / "fleetctl"), "--server", server.url, "--token", server.token, *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert result.returncode == code, (result.stdout, result.stderr)
-    return result
+_fleetctl = run_fleetctl
 
 
 @pytest.fixture
