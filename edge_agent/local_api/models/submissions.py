@@ -77,7 +77,7 @@ class SubmissionCreate(StrictIn):
                 {
                     "item_code": "330100-001-XK",
                     "region_code": "330106",
-                    "applicant": {"name": "张三", "id_number": "330106199001011234"},
+                    "applicant": {"name": "张三", "id_number": "33010619900101123X"},
                     "materials": [
                         {"name": "身份证复印件", "document_id": "doc-3f2a9c0e1b7d4a5c6e8f9a0b"}
                     ],
