@@ -282,11 +282,20 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         details = _clean_validation(exc.errors())
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        hint = "fix the field named in the message and send again"
+        media = request.headers.get("content-type", "")
+        if first["loc"][:1] == ["body"] and "json" not in media.lower():
+            # curl -d and a bare fetch() send a form or text/plain: the JSON in it is
+            # never read, and the message alone ("a valid dictionary") hides why.
+            hint = (
+                "send the body as JSON with 'Content-Type: application/json' (this "
+                f"request's: {media.split(';')[0].strip()[:64] or 'none'})"
+            )
         return JSONResponse(
             error_body(
                 "invalid_request",
                 f"{'.'.join(first['loc'][1:]) or 'request'}: {first['msg']}",
-                "fix the field named in the message and send again",
+                hint,
                 details=details,
             ),
             status_code=422,

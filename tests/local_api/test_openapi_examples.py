@@ -9,11 +9,13 @@ by a running agent, are validated with the model the route validates with.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edge_agent.local_api import models
+from govedge_wire.pii import check_digit
 from tests.local_api.harness import Outlet, outlet
 
 
@@ -35,5 +37,24 @@ def test_every_served_request_example_is_accepted_by_its_model(tmp_path: Path) -
                 checked.append(name)
         assert "SubmissionCreate" in checked
         assert "EvaluationCreate" in checked
+        # Answers too: an app's own validation of the reader's answer (or a test fixture
+        # copied from the document) must not meet an ID number no card can carry.
+        numbers = list(_id_numbers(spec))
+        assert len(numbers) >= 3
+        for number in numbers:
+            assert number[17] == check_digit(number[:17]), number
 
     asyncio.run(main())
+
+
+def _id_numbers(node: object) -> Iterator[str]:
+    """Every ``id_number`` value anywhere in the document (examples are nested)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "id_number" and isinstance(value, str) and len(value) == 18:
+                yield value
+            else:
+                yield from _id_numbers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _id_numbers(value)

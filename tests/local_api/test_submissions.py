@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from edge_agent.local_api.state import STATE_FILE, LocalStateStore
 from edge_agent.local_api.tracker import TransactionTracker
@@ -94,6 +97,27 @@ def test_invalid_submission_is_422_without_echoing_personal_data(tmp_path: Path)
             bad_key = {**o.auth, "Idempotency-Key": "no spaces allowed"}
             response = await o.client.post("/v1/submissions", headers=bad_key, json=submission())
             assert response.status_code == 422
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("media", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_json_body_sent_as_another_type_is_told_to_say_json(
+    tmp_path: Path, media: str | None
+) -> None:
+    """What curl -d or a fetch() without headers sends: the answer names the header."""
+
+    async def main() -> None:
+        async with outlet(tmp_path) as o:
+            headers = {**o.auth, **({"Content-Type": media} if media else {})}
+            body = json.dumps(submission()).encode()
+            response = await o.client.post("/v1/submissions", headers=headers, content=body)
+            assert response.status_code == 422
+            answer = response.json()
+            assert answer["error"] == "invalid_request"
+            assert "Content-Type: application/json" in answer["hint"]
+            assert f"this request's: {media or 'none'}" in answer["hint"]
+            assert await submissions_in_outbox(o) == []
 
     asyncio.run(main())
 

@@ -45,7 +45,7 @@ class IdCardPublic(BaseModel):
             "nation_label": "汉",
             "birth_date": "1990-01-01",
             "address": "浙江省杭州市西湖区某某路1号",
-            "id_number": "330106199001011234",
+            "id_number": "33010619900101123X",
             "authority": "杭州市公安局西湖分局",
             "valid_from": "2015-01-01",
             "valid_to": None,
@@ -106,7 +106,7 @@ class SocialSecurityCardPublic(BaseModel):
             "region": "330100",
             "card_id_code": "330100D15600000500A1B2C3D4E5F6",
             "name": "张三",
-            "id_number": "330106199001011234",
+            "id_number": "33010619900101123X",
         }
     )
 
