@@ -20,6 +20,7 @@ from rich.table import Table
 
 from fleet_server import (
     fleetctl_alerts,
+    fleetctl_archives,
     fleetctl_config,
     fleetctl_playbooks,
     fleetctl_rectifications,
@@ -366,6 +367,7 @@ def transactions_show(api: _Api, outlet_id: str, tx_id: str, *, as_json: bool) -
 
 fleetctl_security.register(cli)
 fleetctl_registry.register(cli)
+fleetctl_archives.register(cli)
 fleetctl_regions.register(cli)
 fleetctl_users.register(cli)
 fleetctl_alerts.register(cli)
