@@ -1,6 +1,7 @@
 """Load the demo's regions, outlet registry and catalogue into a running fleet server.
 
-Through the server's own API, as an operator would: ``PUT /api/v1/regions``, the
+Through the server's own API, as an operator would: the regions import
+``POST /api/v1/regions/import`` (``regions.geojson``, GeoJSON as boundary data comes), the
 registry import ``POST /api/v1/outlets/import`` (``outlets.json`` is a registry file,
 docs/outlet-registry.md) and ``POST /api/v1/catalogue/import``.
 """
@@ -77,8 +78,11 @@ def catalogue_codes() -> dict[tuple[str, str], str]:
 def load_fleet(client: httpx.Client, outlets: list[DemoOutlet]) -> None:
     """Regions, the profiles of ``outlets`` and the catalogue into the server behind
     ``client`` (an admin's); raises ``httpx.HTTPStatusError`` if the server refuses."""
-    regions = json.loads((DATA_DIR / "regions.json").read_text(encoding="utf-8"))
-    client.put("/api/v1/regions", json=regions).raise_for_status()
+    client.post(
+        "/api/v1/regions/import",
+        content=(DATA_DIR / "regions.geojson").read_bytes(),
+        headers={"Content-Type": "application/json"},
+    ).raise_for_status()
     client.post(
         "/api/v1/outlets/import",
         params={"format": "json"},

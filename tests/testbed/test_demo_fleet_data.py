@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 from fleet_server.catalogue import parse_catalogue
-from fleet_server.health.api import OutletProfileIn, RegionIn
+from fleet_server.health.api import OutletProfileIn
+from fleet_server.health.regions_file import RegionRow, parse_regions
 from fleet_server.health.registry_file import parse_registry
 from govedge_testbed.demo_fleet import demo_outlets
 from govedge_testbed.demo_fleet.registry import DATA_DIR, catalogue_codes
@@ -21,9 +22,10 @@ from govedge_testbed.demo_fleet.upstream import EVALUATION_TARGET, SUBMISSION_TA
 KINDS = {"township_centre", "street_centre", "bank_counter", "village_station", "kiosk"}
 
 
-def _regions() -> dict[str, RegionIn]:
-    rows = json.loads((DATA_DIR / "regions.json").read_text(encoding="utf-8"))
-    return {row["code"]: RegionIn.model_validate(row) for row in rows}
+def _regions() -> dict[str, RegionRow]:
+    """The demo's regions as the server's regions import reads them (its validation)."""
+    rows = parse_regions((DATA_DIR / "regions.geojson").read_bytes())
+    return {row.code: row for row in rows}
 
 
 def _inside(outline: list[list[list[float]]], lat: float, lon: float) -> bool:
