@@ -171,3 +171,22 @@ print(json.dumps({{"jsonschema": ["jsonschema" in sys.modules],
     assert second["jsonschema"] == [False]
     assert second["profiles"] == first["profiles"] != [0]
     assert second["problems"] == [0]
+
+
+_IMPORT_SERVER = """
+import json, sys
+import fleet_server.app, fleet_server.cli, fleet_server.runtime
+before = sorted(m for m in ("influxdb_client", "numpy") if m in sys.modules)
+from fleet_server.timeseries.sink import TelemetrySink
+sink = TelemetrySink(url="http://127.0.0.1:9", token="", org="", bucket="b")
+after = sorted(m for m in ("influxdb_client",) if m in sys.modules)
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_the_fleet_server_loads_the_time_series_client_only_for_a_sink() -> None:
+    """influxdb-client (with NumPy) cost every server start ~1.3 CPU s: every worker,
+    the alert pass's child, every command; only a configured time-series store needs it."""
+    loaded = _run(_IMPORT_SERVER)
+    assert loaded["before"] == []
+    assert loaded["after"] == ["influxdb_client"]

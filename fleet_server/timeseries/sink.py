@@ -14,10 +14,6 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.write_precision import WritePrecision
-
 from fleet_server.timeseries.lines import telemetry_lines
 from govedge_wire import Telemetry
 
@@ -58,8 +54,16 @@ class TelemetrySink:
         self._batch_max = batch_max
         self._buffer: deque[str] = deque()
         self._lock = threading.Condition()
+        # Imported here: influxdb-client pulls in NumPy and its whole API (~1.3 s of
+        # every server start, the workers' and the alert pass's child's), and most
+        # servers in tests, and some in production, have no time-series store.
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
+        self._precision = WritePrecision.MS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="timeseries-sink", daemon=True)
         self._written = 0
@@ -137,7 +141,7 @@ class TelemetrySink:
                     bucket=self._bucket,
                     org=self._org,
                     record="\n".join(batch),
-                    write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant
+                    write_precision=self._precision,  # type: ignore[arg-type]  # a str constant
                 )
             except Exception as exc:  # urllib3/influx errors: the store is down or refuses
                 with self._lock:
