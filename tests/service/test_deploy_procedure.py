@@ -1,0 +1,199 @@
+"""docs/deploy.md's install procedure, run as written on a clean root, then checked as
+the operator checks it.
+
+The steps are read from the page (tests/service/deploy_doc.py), so a changed step is run
+as changed. Each step's shell runs through ``bash -e`` as root in a throw-away copy of
+this machine (tests/service/clean_root.py: overlay over ``/``, own PID and network
+namespaces with loopback only), working directory ``/root``, no terminal.
+
+What differs from a bare Debian 12, each kept as small as could be:
+
+- **Packages.** apt-get runs as written, but the clean root has no package lists and
+  no network: the packages are this machine's, already installed (scripts/bootstrap),
+  so it installs nothing. A real install's ``apt-get install`` also starts PostgreSQL's
+  cluster and Mosquitto; here the test does that after step 1 through the systemctl
+  stand-in (``systemctl start postgresql@15-main mosquitto``), from their own units.
+- **systemd.** None runs here. ``systemctl`` and ``journalctl`` are the stand-in of
+  tests/service/systemd_shim.py: ``daemon-reload`` runs ``systemd-analyze verify`` on
+  the new unit files; starting a unit runs its ``ExecStart`` as its ``User=``, with its
+  ``EnvironmentFile=``/``Environment=``/``WorkingDirectory=``/``UMask=``/
+  ``StateDirectory=``; the hardening lines are not applied and timers never fire.
+- **Names.** ``broker.example`` and ``fleet.example`` resolve to 127.0.0.1 through a
+  line the test adds to the clean root's ``/etc/hosts``; the page's text is unchanged.
+- **PASSWORD.** The page's placeholder is used as the password itself: ``createuser
+  --pwprompt`` (step 3) is fed ``PASSWORD`` twice on its stdin.
+- **/srv/wheels.** The project's wheel built now with ``uv build --wheel`` and the
+  locked ``server`` dependencies' wheels for the system Python
+  (tests/service/wheelhouse.py), mounted read-only at ``/srv/wheels``.
+- **Waiting.** Between step 7 and step 8 the test waits until both workers answer
+  ``/readyz``, as an operator waits for a start before reading its journal.
+
+Then what the operator checks: the first admin's file is 0600 and the service user's,
+and its password logs in at the HTTPS worker (the certificate of step 6, trusted
+through the fleet CA) and its token works at the API; state is under
+``/var/lib/govedge`` owned by the service user, settings under ``/etc/govedge``,
+nothing in the working directory; and an outlet enrolls with
+``edge-agent enroll`` over HTTPS and connects to the installed Mosquitto over TLS with
+its new certificate. The hardening of the units and an nginx in front are not tried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import missing
+from tests.service.clean_root import CleanRoot
+from tests.service.deploy_doc import Step, install_steps
+from tests.service.wheelhouse import REPO, WheelhouseError, build_wheelhouse
+
+pytestmark = pytest.mark.timeout(900)
+
+SHIM = Path(__file__).with_name("systemd_shim.py")
+HOSTS_LINE = "127.0.0.1 broker.example fleet.example"
+STATE_NAMES = {"fleet-pki", "fleet-pii-keys", "fleet-releases", "fleet-playbook-runs",
+               "first-admin.txt", "fleet.db"}  # fmt: skip
+
+
+@dataclass
+class Installed:
+    root: CleanRoot
+    outputs: dict[int, str]
+
+
+def _require_tools() -> None:
+    if os.geteuid() != 0:
+        missing("the deploy procedure runs as root (namespaces, chroot, adduser)")
+    for tool in ("unshare", "nsenter", "chroot", "systemd-analyze", "pg_ctlcluster", "mosquitto"):
+        if shutil.which(tool) is None:
+            missing(f"{tool} is not installed (scripts/bootstrap installs it)")
+
+
+def _run_step(root: CleanRoot, step: Step) -> str:
+    stdin = "PASSWORD\nPASSWORD\n" if step.number == 3 else ""
+    done = root.run(step.shell, stdin=stdin)
+    assert done.returncode == 0, (
+        f"step {step.number} ({step.title}) failed as written, exit {done.returncode}:\n"
+        f"{step.shell}\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+    )
+    return done.stdout
+
+
+def check(root: CleanRoot, *args: str) -> dict[str, Any]:
+    """tests/service/deploy_checks.py inside the clean root; its JSON answer."""
+    done = root.run(
+        f"{sys.executable} -m tests.service.deploy_checks {' '.join(args)}",
+        cwd=str(REPO),
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return answer
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    _require_tools()
+    base = tmp_path_factory.mktemp("deploy")
+    try:
+        wheels = build_wheelhouse(base / "wheels")
+    except WheelhouseError as exc:
+        missing(f"the wheels for /srv/wheels could not be made: {exc}")
+    root = CleanRoot(
+        base / "clean-root", wheels=wheels, shim=SHIM, hosts_line=HOSTS_LINE, checkout=REPO
+    )
+    try:
+        assert root.run("! getent passwd govedge-fleet && ! test -e /etc/govedge").returncode == 0
+        outputs: dict[int, str] = {}
+        for step in install_steps():
+            if not step.shell:
+                continue
+            if step.number == 8:
+                assert check(root, "ready") == {"ready": True}
+            outputs[step.number] = _run_step(root, step)
+            if step.number == 1:
+                # What apt-get's installation of the packages would have started.
+                started = root.run("systemctl start postgresql@15-main.service mosquitto.service")
+                assert started.returncode == 0, started.stderr
+        yield Installed(root, outputs)
+    finally:
+        root.close()
+
+
+def _passwd(root: CleanRoot) -> dict[str, int]:
+    lines = root.host_path("/etc/passwd").read_text().splitlines()
+    return {line.split(":")[0]: int(line.split(":")[2]) for line in lines}
+
+
+def _groups(root: CleanRoot) -> dict[str, int]:
+    lines = root.host_path("/etc/group").read_text().splitlines()
+    return {line.split(":")[0]: int(line.split(":")[2]) for line in lines}
+
+
+def test_the_first_admin_file_is_the_service_users_and_its_login_works(
+    installed: Installed,
+) -> None:
+    root = installed.root
+    # Step 8 as written: the journal says where the file is, and it is there.
+    assert "first admin 'admin'" in installed.outputs[8]
+    assert "/var/lib/govedge/first-admin.txt" in installed.outputs[8]
+    assert "password=" in installed.outputs[8]
+    uid = _passwd(root)["govedge-fleet"]
+    info = root.host_path("/var/lib/govedge/first-admin.txt").stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == uid
+    # Its password logs in through the form over HTTPS, its token at the API.
+    answer = check(root, "login")
+    assert answer["form_status"] == 303, answer
+    assert answer["cookie_me"] == "admin"
+    assert answer["token_me"] == "admin"
+    assert answer["wrong_password_status"] != 303
+
+
+def test_state_and_settings_are_where_the_page_says_and_nowhere_else(
+    installed: Installed,
+) -> None:
+    root = installed.root
+    passwd, groups = _passwd(root), _groups(root)
+    assert "govedge-fleet" not in Path("/etc/passwd").read_text()  # made in the copy only
+    uid, gid = passwd["govedge-fleet"], groups["govedge-fleet"]
+
+    state = root.host_path("/var/lib/govedge")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {p.name for p in state.iterdir()} >= {"fleet-pki", "fleet-pii-keys", "first-admin.txt"}
+    not_owned = [str(p) for p in [state, *state.rglob("*")] if p.lstat().st_uid != uid]
+    assert not_owned == []
+
+    env_file = root.host_path("/etc/govedge/fleet-server.env").stat()
+    assert (stat.S_IMODE(env_file.st_mode), env_file.st_uid, env_file.st_gid) == (0o640, 0, gid)
+    settings = root.host_path("/etc/govedge")
+    assert (settings.stat().st_uid, settings.stat().st_gid) == (0, gid)
+
+    # Everything the install wrote is in the overlay's upper layer: no server state
+    # outside /var/lib/govedge, nothing in the working directory (/root) but caches.
+    upper = root.upper()
+    stray = [
+        str(p.relative_to(upper))
+        for p in upper.rglob("*")
+        if p.name in STATE_NAMES and not str(p.relative_to(upper)).startswith("var/lib/govedge")
+    ]
+    assert stray == []
+    in_cwd = sorted(p.name for p in (upper / "root").iterdir()) if (upper / "root").exists() else []
+    assert [name for name in in_cwd if name != ".cache"] == []
+
+
+def test_an_outlet_enrolls_over_https_and_connects_to_the_installed_broker(
+    installed: Installed,
+) -> None:
+    answer = check(installed.root, "enroll", "/tmp/outlet-agent")
+    assert answer.get("enroll_rc") == 0, answer
+    assert answer["broker_connack"] == "Success", answer
