@@ -20,11 +20,11 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-SHIM_DIR = "/opt/deploy-shim/bin"
-PATH = f"{SHIM_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Runs as the namespace's PID 1; prints "ready" once the root is in place, then holds
-# the namespace until its stdin closes. $1 base dir, $2 wheels, $3 shim dir, $4 hosts,
+# the namespace until its stdin closes. $1 base dir, $2 wheels, $3 the systemctl and
+# journalctl stand-in (tests/service/systemd_shim.py), $4 hosts,
 # $5 this checkout (bound in read-only, so the checks run from it wherever it lives).
 _HOLDER = r"""
 set -eu
@@ -40,14 +40,18 @@ mount --rbind /sys "$root/sys"
 mount -t tmpfs -o mode=0755 run "$root/run"
 mount -t tmpfs -o mode=1777 tmp "$root/tmp"
 mount -t tmpfs -o mode=0755 apt-lists "$root/var/lib/apt/lists"
-mkdir -p "$root/srv/wheels" "$root$3"
+mkdir -p "$root/srv/wheels"
 mount --bind -o ro "$2" "$root/srv/wheels"
-mount --bind -o ro "$(dirname "$0")/shim" "$root$3"
+for tool in systemctl journalctl; do
+  mount --bind -o ro "$3" "$root/usr/bin/$tool"
+done
 mkdir -p "$root$5"
 mount --bind -o ro "$5" "$root$5"
 echo "$4" >> "$root/etc/hosts"
 mkdir -p "$root/run/deploy-shim"
 touch "$root/run/deploy-shim/booted"
+chroot "$root" /usr/bin/systemctl --manager </dev/null >"$root/run/deploy-shim/manager.log" 2>&1 &
+while ! [ -S "$root/run/deploy-shim/manager.sock" ]; do sleep 0.1; done
 echo ready
 read -r _ || true
 """
@@ -60,17 +64,16 @@ class CleanRoot:
         self, base: Path, *, wheels: Path, shim: Path, hosts_line: str, checkout: Path
     ) -> None:
         base.mkdir(parents=True, exist_ok=True)
-        (base / "shim").mkdir()
-        for name in ("systemctl", "journalctl"):
-            (base / "shim" / name).write_bytes(shim.read_bytes())
-            (base / "shim" / name).chmod(0o755)
+        stand_in = base / "systemd-stand-in"
+        stand_in.write_bytes(shim.read_bytes())
+        stand_in.chmod(0o755)
         script = base / "holder.sh"
         script.write_text(_HOLDER)
         mnt = base / "mnt"
         mnt.mkdir()
         self._holder = subprocess.Popen(
             ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
-             "bash", str(script), str(mnt), str(wheels), SHIM_DIR, hosts_line, str(checkout)],
+             "bash", str(script), str(mnt), str(wheels), str(stand_in), hosts_line, str(checkout)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
         )  # fmt: skip

@@ -4,7 +4,7 @@ Run as ``python -m tests.service.deploy_checks CHECK`` (this checkout's environm
 seen through the clean root's lower layer) as root in the clean root, so names resolve
 through its ``/etc/hosts`` and the ports are its own. Prints one JSON object; the test
 asserts on it. Nothing here is a stand-in: real HTTPS to the worker, the real
-``edge-agent enroll``, a real MQTT-over-TLS connection to the installed Mosquitto.
+``edge-agent enroll``, real MQTT-over-TLS connections to the installed Mosquitto.
 """
 
 from __future__ import annotations
@@ -118,18 +118,39 @@ def enroll(data_dir: Path) -> dict[str, Any]:
 
 
 def _connect_as_outlet(tls: Path) -> str:
+    """The broker's CONNACK reason, or how the connection ended before one."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=agent_client_id(OUTLET))
     client.tls_set(
         ca_certs=str(tls / "ca.pem"), certfile=str(tls / "cert.pem"), keyfile=str(tls / "key.pem")
     )
     answers: list[str] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(str(reason))
-    client.connect("broker.example", 8883)
-    deadline = time.monotonic() + 30
-    while not answers and time.monotonic() < deadline:
-        client.loop(timeout=0.5)
-    client.disconnect()
+    try:
+        client.connect("broker.example", 8883)
+        deadline = time.monotonic() + 30
+        while not answers and time.monotonic() < deadline:
+            code = client.loop(timeout=0.5)
+            if code != mqtt.MQTT_ERR_SUCCESS:
+                return f"connection ended: {mqtt.error_string(code)}"
+    except (OSError, ssl.SSLError) as exc:
+        return f"connection ended: {exc}"
+    finally:
+        client.disconnect()
     return answers[0] if answers else "no answer"
+
+
+def revoke(data_dir: Path) -> dict[str, Any]:
+    """Revoke the enrolled outlet at the API; then its certificate again at the broker."""
+    admin = _first_admin()
+    answer = httpx.post(
+        f"{API}/api/v1/outlets/{OUTLET}/revoke",
+        headers={"Authorization": f"Bearer {admin['api_token']}"},
+        verify=_trust(),
+        timeout=60,
+    )
+    result: dict[str, Any] = {"revoke_status": answer.status_code, **answer.json()}
+    result["broker_connack_after"] = _connect_as_outlet(data_dir / "tls")
+    return result
 
 
 def main() -> None:
@@ -140,6 +161,8 @@ def main() -> None:
         out = login()
     elif check == "enroll":
         out = enroll(Path(sys.argv[2]))
+    elif check == "revoke":
+        out = revoke(Path(sys.argv[2]))
     else:
         raise SystemExit(f"unknown check {check}")
     print(json.dumps(out))

@@ -2,8 +2,9 @@
 """Stand-ins for ``systemctl`` and ``journalctl`` in the clean root of the deploy test.
 
 No systemd runs on the test machine (its PID 1 is not a service manager), so the
-commands of docs/deploy.md that talk to it are played by this script, installed
-first on ``PATH`` under both names. It stands in for exactly this, and says so:
+commands of docs/deploy.md that talk to it are played by this script, mounted over
+``/usr/bin/systemctl`` and ``/usr/bin/journalctl`` of the clean root. It stands in for
+exactly this, and says so:
 
 - ``systemctl daemon-reload``: systemd would parse the unit files; here
   ``systemd-analyze verify`` checks every unit file written in ``/etc/systemd/system``
@@ -19,6 +20,17 @@ first on ``PATH`` under both names. It stands in for exactly this, and says so:
   ``Requires=``. ``enable`` makes no links (nothing boots here). A ``.timer`` is
   recorded as started but never fires.
 - ``restart``: stops the shim's own earlier start of the unit (SIGTERM, then waits).
+- ``reload``: runs the unit's ``ExecReload=`` with ``$MAINPID`` the shim's start of it.
+- **A caller that is not root** is served as systemd serves it over D-Bus: a manager
+  running as root (``systemctl --manager``, started with the clean root, the part of
+  PID 1) gets the request over a Unix socket, learns the caller's user from the socket
+  (``SO_PEERCRED``), and asks the polkit rules in ``/etc/polkit-1/rules.d`` and
+  ``/usr/share/polkit-1/rules.d`` about ``org.freedesktop.systemd1.manage-units`` with
+  the ``unit`` and ``verb`` details systemd passes. polkitd does not run here: node
+  evaluates the rule files in name order, with a ``polkit`` object of ``addRule`` and
+  ``Result`` and a subject of ``user`` and ``groups``; the first answer wins, and
+  anything but ``yes`` is refused, as polkit refuses a service that has no agent to
+  ask for a password.
 - ``journalctl -u PATTERN…``: prints the per-unit logs of the units matching the
   patterns (shell-style, as journalctl's ``-u`` globs).
 
@@ -33,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import grp
+import json
 import os
 import pwd
 import shlex
@@ -49,6 +62,35 @@ UNIT_DIRS = (
     Path("/usr/lib/systemd/system"),
 )
 STATE = Path("/run/deploy-shim")
+MANAGER_SOCKET = STATE / "manager.sock"
+POLKIT_RULE_DIRS = ("/etc/polkit-1/rules.d", "/usr/share/polkit-1/rules.d")
+# Evaluates polkit's JavaScript rules as polkitd does (first non-empty answer wins);
+# argv: action id, details as JSON, user name, groups as JSON, rule files in order.
+POLKIT_JS = r"""
+const fs = require("fs");
+const [id, details, user, groups, ...files] = process.argv.slice(1);
+const rules = [];
+const polkit = {
+  Result: { NO: "no", YES: "yes", AUTH_SELF: "auth_self", AUTH_SELF_KEEP: "auth_self_keep",
+            AUTH_ADMIN: "auth_admin", AUTH_ADMIN_KEEP: "auth_admin_keep",
+            NOT_HANDLED: "not_handled" },
+  addRule: (rule) => rules.push(rule),
+  addAdminRule: () => {},
+  log: () => {},
+  spawn: () => { throw new Error("polkit.spawn is not stood in for"); },
+};
+for (const file of files) eval(fs.readFileSync(file, "utf8"));
+const known = JSON.parse(details);
+const action = { id, lookup: (key) => known[key] };
+const member = JSON.parse(groups);
+const subject = { user, groups: member, isInGroup: (g) => member.includes(g),
+                  isInNetGroup: () => false, local: true, active: false };
+for (const rule of rules) {
+  const answer = rule(action, subject);
+  if (answer && answer !== "not_handled") { console.log(answer); process.exit(0); }
+}
+console.log("no");
+"""
 WAITING_TYPES = {"forking", "oneshot"}
 
 
@@ -242,6 +284,83 @@ def start(name: str) -> None:
                 fail(f"{name}: {argv[0]} exited {code}; see journalctl -u {name}")
 
 
+def reload(name: str) -> None:
+    if not pid_file(name).exists():
+        fail(f"{name} is not running")
+    path, instance = unit_file(name)
+    unit = parse(path, instance)
+    main_pid = pid_file(name).read_text().strip()
+    lines = unit.get("Service.ExecReload", [])
+    if not lines:
+        fail(f"{name} has no ExecReload=")
+    for line in lines:
+        argv, ignore, _ = command(
+            line.replace("${MAINPID}", main_pid).replace("$MAINPID", main_pid)
+        )
+        code = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
+        if code != 0 and not ignore:
+            fail(f"{name}: reload {argv[0]} exited {code}")
+
+
+def polkit_allows(uid: int, args: list[str]) -> bool:
+    """What polkit's rules answer a service user's ``systemctl VERB UNIT…``."""
+    words = [a for a in args if not a.startswith("-")]
+    if len(words) < 2:
+        return False
+    entry = pwd.getpwuid(uid)
+    groups = [g.gr_name for g in grp.getgrall() if entry.pw_name in g.gr_mem]
+    groups.append(grp.getgrgid(entry.pw_gid).gr_name)
+    files = sorted(
+        (p for d in POLKIT_RULE_DIRS if Path(d).is_dir() for p in Path(d).glob("*.rules")),
+        key=lambda p: p.name,
+    )
+    verb = words[0]
+    for name in words[1:]:
+        unit = name if "." in name else f"{name}.service"
+        details = json.dumps({"unit": unit, "verb": verb})
+        done = subprocess.run(
+            ["node", "-e", POLKIT_JS, "org.freedesktop.systemd1.manage-units", details,
+             entry.pw_name, json.dumps(groups), *map(str, files)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.stdout.strip() != "yes":
+            return False
+    return True
+
+
+def serve() -> None:
+    """The part of PID 1: take non-root callers' requests over the socket."""
+    MANAGER_SOCKET.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(MANAGER_SOCKET))
+    MANAGER_SOCKET.chmod(0o666)
+    server.listen()
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            uid = int.from_bytes(creds[4:8], sys.byteorder)
+            args: list[str] = json.loads(conn.makefile().readline())
+            if polkit_allows(uid, args):
+                done = subprocess.run(
+                    ["/usr/bin/systemctl", *args], capture_output=True, text=True, check=False
+                )
+                reply = {"code": done.returncode, "out": done.stdout, "err": done.stderr}
+            else:
+                reply = {"code": 1, "out": "", "err": "Access denied (polkit)\n"}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def ask_manager(args: list[str]) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(MANAGER_SOCKET))
+        client.sendall(json.dumps(args).encode() + b"\n")
+        reply = json.loads(client.makefile().readline())
+    sys.stdout.write(reply["out"])
+    sys.stderr.write(reply["err"])
+    sys.exit(reply["code"])
+
+
 def verify_units() -> None:
     """``systemd-analyze verify`` of the unit files written in /etc/systemd/system since
     the clean root started (the machine's own units are not the procedure's)."""
@@ -277,6 +396,9 @@ def systemctl(args: list[str]) -> None:
     elif verb == "stop":
         for name in names:
             stop(name if "." in name else f"{name}.service")
+    elif verb == "reload":
+        for name in names:
+            reload(name if "." in name else f"{name}.service")
     else:
         fail(f"systemctl {' '.join(args)} is not stood in for")
 
@@ -297,7 +419,11 @@ def journalctl(args: list[str]) -> None:
 
 def main() -> None:
     name = Path(sys.argv[0]).name
-    if name == "systemctl":
+    if name == "systemctl" and sys.argv[1:] == ["--manager"]:
+        serve()
+    elif name == "systemctl" and os.geteuid() != 0:
+        ask_manager(sys.argv[1:])
+    elif name == "systemctl":
         systemctl(sys.argv[1:])
     elif name == "journalctl":
         journalctl(sys.argv[1:])

@@ -34,7 +34,10 @@ through the fleet CA) and its token works at the API; state is under
 ``/var/lib/govedge`` owned by the service user, settings under ``/etc/govedge``,
 nothing in the working directory; and an outlet enrolls with
 ``edge-agent enroll`` over HTTPS and connects to the installed Mosquitto over TLS with
-its new certificate. The hardening of the units and an nginx in front are not tried.
+its new certificate, and once revoked at the API is refused there: the worker, as the
+service user, has Mosquitto reload through the polkit rule of step 5 (evaluated by the
+stand-in; polkitd does not run here). The hardening of the units and an nginx in
+front are not tried.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ SHIM = Path(__file__).with_name("systemd_shim.py")
 HOSTS_LINE = "127.0.0.1 broker.example fleet.example"
 STATE_NAMES = {"fleet-pki", "fleet-pii-keys", "fleet-releases", "fleet-playbook-runs",
                "first-admin.txt", "fleet.db"}  # fmt: skip
+# What the page leaves to other pages: no config signing key yet (docs/config.md).
+EXPECTED_WARNINGS = ("no config signing key",)
 
 
 @dataclass
@@ -73,7 +78,10 @@ class Installed:
 def _require_tools() -> None:
     if os.geteuid() != 0:
         missing("the deploy procedure runs as root (namespaces, chroot, adduser)")
-    for tool in ("unshare", "nsenter", "chroot", "systemd-analyze", "pg_ctlcluster", "mosquitto"):
+    # node evaluates the polkit rule of step 5 in the systemctl stand-in.
+    tools = ("unshare", "nsenter", "chroot", "ip", "systemd-analyze", "pg_ctlcluster",
+             "mosquitto", "node")  # fmt: skip
+    for tool in tools:
         if shutil.which(tool) is None:
             missing(f"{tool} is not installed (scripts/bootstrap installs it)")
 
@@ -159,6 +167,29 @@ def test_the_first_admin_file_is_the_service_users_and_its_login_works(
     assert answer["wrong_password_status"] != 303
 
 
+def test_the_workers_journal_has_no_warning_the_page_does_not_expect(
+    installed: Installed,
+) -> None:
+    journal = installed.root.run("journalctl -u 'govedge-fleet@*'")
+    assert journal.returncode == 0, journal.stderr
+    assert "listening on https://0.0.0.0:8443" in journal.stdout
+    assert "listening on http://127.0.0.1:8082" in journal.stdout
+    complaints = [
+        line
+        for line in journal.stdout.splitlines()
+        if (" WARNING " in line or " ERROR " in line or "Traceback" in line)
+        and not any(expected in line for expected in EXPECTED_WARNINGS)
+    ]
+    assert complaints == []
+    # Each worker had the broker reread the CRL it rewrote at start (step 5's rule)…
+    reloaded = "CRL rewritten at start: broker reload command succeeded"
+    assert journal.stdout.count(reloaded) == 2
+    # …and the rule allows the service user that, and nothing else.
+    restart = installed.root.run("runuser -u govedge-fleet -- systemctl restart mosquitto")
+    assert restart.returncode != 0
+    assert "Access denied" in restart.stderr
+
+
 def test_state_and_settings_are_where_the_page_says_and_nowhere_else(
     installed: Installed,
 ) -> None:
@@ -197,3 +228,12 @@ def test_an_outlet_enrolls_over_https_and_connects_to_the_installed_broker(
     answer = check(installed.root, "enroll", "/tmp/outlet-agent")
     assert answer.get("enroll_rc") == 0, answer
     assert answer["broker_connack"] == "Success", answer
+    # Revoked at the API: the worker (the service user) has the broker reread the CRL
+    # through step 5's polkit rule, and the outlet's certificate is refused at once.
+    revoked = check(installed.root, "revoke", "/tmp/outlet-agent")
+    assert revoked["revoke_status"] == 200, revoked
+    assert revoked["broker_reloaded"] is True, revoked
+    assert "systemctl reload mosquitto.service" in revoked["broker_detail"], revoked
+    assert revoked["broker_connack_after"].startswith("connection ended"), revoked
+    broker_log = installed.root.host_path("/var/log/mosquitto/mosquitto.log").read_text()
+    assert "certificate verify failed" in broker_log  # the same certificate as before
