@@ -17,6 +17,7 @@ SECTION = "## Install: one procedure, from a bare Debian 12 to a working server"
 
 _STEP = re.compile(r"^(\d+)\. \*\*(.+?)\*\*", re.MULTILINE)
 _BLOCK = re.compile(r"^( *)```sh\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(r"^ *```(\S*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ def install_section(text: str) -> str:
 def install_steps(text: str | None = None) -> list[Step]:
     """The numbered steps of the install section, in order."""
     section = install_section(DEPLOY_MD.read_text() if text is None else text)
+    # A block in another language would be skipped by the test without a word.
+    openings = _FENCE.findall(section)[::2]
+    if any(info != "sh" for info in openings):
+        raise ValueError(f"the install section has a block that is not ```sh: {openings}")
     heads = list(_STEP.finditer(section))
     steps = []
     for head, following in zip(heads, [*heads[1:], None], strict=True):
