@@ -1,11 +1,14 @@
-"""A throw-away copy of this machine to install on as root: the deploy test's "bare host".
+"""A throw-away copy of this machine, booted with systemd: the deploy test's "bare host".
 
 ``unshare`` makes a mount, PID and network namespace. In it an overlay puts a tmpfs
 over ``/``: the install writes only there (users made by ``adduser`` exist only in the
-overlay's ``/etc/passwd``), and everything goes when the namespace's first process
-ends. The network namespace has loopback only, so the install's PostgreSQL (5432),
-Mosquitto (8883) and workers (8081, 8082, 8443) take no port of this machine's. Fresh
-``/proc``, ``/run`` and ``/tmp``, as after a boot.
+overlay's ``/etc/passwd``), and everything goes when the namespace ends. Then the
+machine's own ``/lib/systemd/systemd`` boots in it as PID 1 (``container=other``), so
+the units run under the real service manager with their sandboxing, journald keeps the
+journal and polkitd answers ``systemctl`` calls of the service user over D-Bus. What is
+enabled in the machine image starts at boot (PostgreSQL's cluster and Mosquitto among
+it, as after their ``apt-get install``). The network namespace has loopback only, so
+the install's ports are not this machine's. Fresh ``/proc``, ``/run`` and ``/tmp``.
 
 What the copy is not: the Debian packages are this machine's (installed by
 scripts/bootstrap), and its apt has no package lists (there is no network), so
@@ -14,18 +17,20 @@ scripts/bootstrap), and its apt has no package lists (there is no network), so
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+UPPER = "/mnt/deploy-upper"
 
-# Runs as the namespace's PID 1; prints "ready" once the root is in place, then holds
-# the namespace until its stdin closes. $1 base dir, $2 wheels, $3 the systemctl and
-# journalctl stand-in (tests/service/systemd_shim.py), $4 hosts,
-# $5 this checkout (bound in read-only, so the checks run from it wherever it lives).
+# Prepares the root in the new namespaces, prints "ready", then becomes systemd.
+# $1 base dir, $2 wheels, $3 a line for /etc/hosts, $4 this checkout (bound in
+# read-only, so the checks run from it wherever it lives).
 _HOLDER = r"""
 set -eu
 base=$1
@@ -40,60 +45,68 @@ mount --rbind /sys "$root/sys"
 mount -t tmpfs -o mode=0755 run "$root/run"
 mount -t tmpfs -o mode=1777 tmp "$root/tmp"
 mount -t tmpfs -o mode=0755 apt-lists "$root/var/lib/apt/lists"
-mkdir -p "$root/srv/wheels"
+mkdir -p "$root/srv/wheels" "$root$4" "$root/mnt/deploy-upper"
 mount --bind -o ro "$2" "$root/srv/wheels"
-for tool in systemctl journalctl; do
-  mount --bind -o ro "$3" "$root/usr/bin/$tool"
-done
-mkdir -p "$root$5"
-mount --bind -o ro "$5" "$root$5"
-echo "$4" >> "$root/etc/hosts"
-mkdir -p "$root/run/deploy-shim"
-touch "$root/run/deploy-shim/booted"
-chroot "$root" /usr/bin/systemctl --manager </dev/null >"$root/run/deploy-shim/manager.log" 2>&1 &
-while ! [ -S "$root/run/deploy-shim/manager.sock" ]; do sleep 0.1; done
+mount --bind -o ro "$4" "$root$4"
+mount --bind -o ro "$base/upper" "$root/mnt/deploy-upper"
+echo "$3" >> "$root/etc/hosts"
 echo ready
-read -r _ || true
+export container=other
+exec chroot "$root" /lib/systemd/systemd </dev/null >/dev/null 2>&1
 """
 
 
 class CleanRoot:
-    """The namespace holder, and running commands inside its root."""
+    """The booted namespace, and running commands inside its root."""
 
-    def __init__(
-        self, base: Path, *, wheels: Path, shim: Path, hosts_line: str, checkout: Path
-    ) -> None:
+    def __init__(self, base: Path, *, wheels: Path, hosts_line: str, checkout: Path) -> None:
         base.mkdir(parents=True, exist_ok=True)
-        stand_in = base / "systemd-stand-in"
-        stand_in.write_bytes(shim.read_bytes())
-        stand_in.chmod(0o755)
         script = base / "holder.sh"
         script.write_text(_HOLDER)
         mnt = base / "mnt"
         mnt.mkdir()
         self._holder = subprocess.Popen(
             ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
-             "bash", str(script), str(mnt), str(wheels), str(stand_in), hosts_line, str(checkout)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             "bash", str(script), str(mnt), str(wheels), hosts_line, str(checkout)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
         )  # fmt: skip
+        self.pid = 0
         assert self._holder.stdout is not None
-        line = self._holder.stdout.readline()
-        if line.strip() != "ready":
+        if self._holder.stdout.readline().strip() != "ready":
             self.close()
-            raise RuntimeError(f"the clean root did not start: {self._holder.stderr}")
+            raise RuntimeError("the clean root did not start")
         children = Path(f"/proc/{self._holder.pid}/task/{self._holder.pid}/children")
         self.pid = int(children.read_text().split()[0])
-        self.root_dir = mnt / "root"
-        self.upper_dir = mnt / "upper"
+
+    def boot(self, timeout: float = 180) -> str:
+        """Wait until systemd has started the machine; its state (``running``, or
+        ``degraded`` with the failed units named)."""
+        # Polled, each ask bounded and retried: early in the boot an ask can hang here,
+        # and ``is-system-running --wait`` sometimes missed the end of the start.
+        deadline = time.monotonic() + timeout
+        state = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                done = self.run("systemctl is-system-running || true", timeout=10)
+            except subprocess.TimeoutExpired:
+                continue
+            state = done.stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.5)
+        if state == "degraded":
+            failed = self.run("systemctl --failed --plain --no-legend", timeout=30)
+            state = f"degraded: {failed.stdout.strip()}"
+        return state
 
     def host_path(self, path: str) -> Path:
         """Where ``path`` of the clean root is seen from this (outer) process."""
-        return Path(f"/proc/{self.pid}/root") / str(self.root_dir).lstrip("/") / path.lstrip("/")
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
 
     def upper(self) -> Path:
         """The overlay's upper layer: every file the clean root wrote or changed."""
-        return Path(f"/proc/{self.pid}/root") / str(self.upper_dir).lstrip("/")
+        return self.host_path(UPPER)
 
     def run(
         self,
@@ -108,24 +121,24 @@ class CleanRoot:
         (prompts read stdin), in a login-like environment of root's."""
         environment = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "USER": "root",
                        "LOGNAME": "root", "SHELL": "/bin/bash", **(env or {})}  # fmt: skip
-        argv = ["nsenter", f"--target={self.pid}", "--mount", "--net", "--pid", "--",
-                "chroot", str(self.root_dir), "bash", "-c",
-                f"cd {cwd} && set -e && {{\n{script}\n}}"]  # fmt: skip
+        argv = ["nsenter", f"--target={self.pid}", "--mount", "--net", "--pid", "--root",
+                "--wd", "--", "bash", "-c", f"cd {cwd} && set -e && {{\n{script}\n}}"]  # fmt: skip
         return subprocess.run(
             argv, input=stdin, capture_output=True, text=True, timeout=timeout,
             check=False, env=environment, start_new_session=True,
         )  # fmt: skip
 
     def close(self) -> None:
-        """End the namespace: its PID 1 exits, and the kernel kills all it holds."""
-        if self._holder.poll() is None:
-            assert self._holder.stdin is not None
-            self._holder.stdin.close()
-            try:
-                self._holder.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._holder.pid, signal.SIGKILL)
-                self._holder.wait(timeout=30)
+        """End the namespace: SIGKILL to its PID 1 (systemd), and the kernel kills all
+        it holds."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        try:
+            self._holder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._holder.pid, signal.SIGKILL)
+            self._holder.wait(timeout=30)
         for pipe in (self._holder.stdout, self._holder.stderr):
             if pipe is not None:
                 pipe.close()
