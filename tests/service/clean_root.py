@@ -9,6 +9,9 @@ journal and polkitd answers ``systemctl`` calls of the service user over D-Bus. 
 enabled in the machine image starts at boot (PostgreSQL's cluster and Mosquitto among
 it, as after their ``apt-get install``). The network namespace has loopback only, so
 the install's ports are not this machine's. Fresh ``/proc``, ``/run`` and ``/tmp``.
+A cgroup namespace rooted at a cgroup made for the run (removed after it) gives that
+systemd cgroup trees of its own (``name=systemd`` and the unified tree, no v1
+controllers), so it never touches this machine's, and two runs do not meet.
 
 What the copy is not: the Debian packages are this machine's (installed by
 scripts/bootstrap), and its apt has no package lists (there is no network), so
@@ -27,6 +30,7 @@ from pathlib import Path
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UPPER = "/mnt/deploy-upper"
+CGROUP_TREES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
 
 # Prepares the root in the new namespaces, prints "ready", then becomes systemd.
 # $1 base dir, $2 wheels, $3 a line for /etc/hosts, $4 this checkout (bound in
@@ -42,6 +46,12 @@ root=$base/root
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys"
+# systemd's own cgroup trees, rooted at this namespace's cgroup (see CleanRoot): it
+# sees and manages only what it starts, never this machine's tree.
+mount -t tmpfs -o mode=0755 cgroup "$root/sys/fs/cgroup"
+mkdir "$root/sys/fs/cgroup/systemd" "$root/sys/fs/cgroup/unified"
+mount -t cgroup -o none,name=systemd cgroup "$root/sys/fs/cgroup/systemd"
+mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup/unified"
 mount -t tmpfs -o mode=0755 run "$root/run"
 mount -t tmpfs -o mode=1777 tmp "$root/tmp"
 mount -t tmpfs -o mode=0755 apt-lists "$root/var/lib/apt/lists"
@@ -65,8 +75,16 @@ class CleanRoot:
         script.write_text(_HOLDER)
         mnt = base / "mnt"
         mnt.mkdir()
+        # A cgroup of its own in each tree systemd uses, entered before the cgroup
+        # namespace is made, so that namespace's root is this cgroup.
+        self._cgroups = [Path(tree) / f"govedge-deploy-{base.name}-{os.getpid()}"
+                         for tree in CGROUP_TREES]  # fmt: skip
+        for cgroup in self._cgroups:
+            cgroup.mkdir()
+        enter = " ".join(f"echo $$ > {c}/cgroup.procs;" for c in self._cgroups)
         self._holder = subprocess.Popen(
-            ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
+            ["bash", "-c", f'{enter} exec "$@"', "enter",
+             "unshare", "--cgroup", "--mount", "--net", "--pid", "--fork", "--kill-child",
              "bash", str(script), str(mnt), str(wheels), hosts_line, str(checkout)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
@@ -142,3 +160,22 @@ class CleanRoot:
         for pipe in (self._holder.stdout, self._holder.stderr):
             if pipe is not None:
                 pipe.close()
+        for cgroup in getattr(self, "_cgroups", []):
+            _remove_cgroup(cgroup)
+
+
+def _remove_cgroup(cgroup: Path) -> None:
+    """Remove ``cgroup`` and what systemd made below it, deepest first, once the
+    processes in them are gone."""
+    if not cgroup.exists():
+        return
+    below = sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    for directory in [*below, cgroup]:
+        for _ in range(50):
+            try:
+                directory.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # busy until the killed processes are reaped
+                time.sleep(0.1)
