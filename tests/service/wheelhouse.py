@@ -1,0 +1,86 @@
+"""The directory of wheels docs/deploy.md installs from offline (its ``/srv/wheels``).
+
+The project's wheel is built fresh each time (``uv build --wheel``, as the doc says), so
+the install tries the code under test. The dependencies' wheels are the locked
+``server`` extra (``uv export``) fetched or built by the target machine's own
+``python3`` (``pip wheel``), so their tags fit the Python the doc's venv will have.
+They change only with the lock, so they are kept between runs under ``.tools/``
+(ignored by git), one directory per lock and Python version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+UV = REPO / ".tools" / "venv" / "bin" / "uv"
+CACHE = REPO / ".tools" / "deploy-wheelhouse"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+class WheelhouseError(RuntimeError):
+    """The wheels could not be made; the message says which step failed and why."""
+
+
+def _run(argv: list[str], *, timeout: float, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
+    )
+    if done.returncode != 0:
+        raise WheelhouseError(f"{' '.join(argv[:3])} … failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def _locked_server_requirements() -> str:
+    return _run(
+        [str(UV), "export", "--frozen", "--extra", "server", "--no-dev", "--no-hashes",
+         "--no-emit-project", "--format", "requirements-txt", "--quiet"],
+        timeout=120, cwd=REPO,
+    )  # fmt: skip
+
+
+def _dependency_wheels(requirements: str) -> Path:
+    """The cached wheels of ``requirements`` for the system Python, made once."""
+    python_version = _run([str(SYSTEM_PYTHON), "-VV"], timeout=30)
+    key = hashlib.sha256(f"{python_version}\n{requirements}".encode()).hexdigest()[:16]
+    done = CACHE / key
+    if (done / ".complete").exists():
+        return done
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = CACHE / f"{key}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    (partial / "requirements.txt").write_text(requirements)
+    # The system Python has no pip of its own (Debian's python3-pip is not a
+    # dependency of the procedure): a throw-away venv's bundled pip builds the wheels.
+    _run([str(SYSTEM_PYTHON), "-m", "venv", str(partial / "pip-venv")], timeout=120)
+    _run(
+        [str(partial / "pip-venv" / "bin" / "pip"), "wheel", "--quiet",
+         "--disable-pip-version-check", "--wheel-dir", str(partial / "wheels"),
+         "--requirement", str(partial / "requirements.txt")],
+        timeout=900,
+    )  # fmt: skip
+    shutil.rmtree(partial / "pip-venv")
+    (partial / ".complete").touch()
+    shutil.rmtree(done, ignore_errors=True)
+    partial.rename(done)
+    return done
+
+
+def build_wheelhouse(out: Path) -> Path:
+    """``out`` filled with the project's fresh wheel and its locked dependencies'."""
+    if not UV.exists():
+        raise WheelhouseError(f"{UV} is missing: run scripts/bootstrap first")
+    deps = _dependency_wheels(_locked_server_requirements())
+    out.mkdir(parents=True, exist_ok=True)
+    for wheel in (deps / "wheels").glob("*.whl"):
+        try:
+            os.link(wheel, out / wheel.name)
+        except OSError:  # another file system
+            shutil.copy2(wheel, out / wheel.name)
+    _run([str(UV), "build", "--wheel", "--quiet", "--out-dir", str(out)], timeout=300, cwd=REPO)
+    return out
