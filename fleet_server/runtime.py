@@ -47,6 +47,7 @@ from fleet_server.models import Agent
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
 from fleet_server.settings import Settings
+from fleet_server.timeseries.regions import OutletRegions
 from fleet_server.timeseries.sink import TelemetrySink
 from fleet_server.transactions.materials import material_purge
 from fleet_server.transactions.purge import purge_loop
@@ -85,6 +86,7 @@ class HealthRuntime:
                 buffer_max=settings.timeseries_buffer_max,
                 batch_max=settings.timeseries_batch_max,
                 timeout_s=settings.timeseries_timeout_s,
+                regions=OutletRegions(sessions),
             )
         self.recorder = HealthRecorder(
             history_interval_s=settings.health_history_interval_s,
