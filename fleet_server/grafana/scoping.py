@@ -10,6 +10,10 @@ A county operator (region prefix ``4101``) gets the dashboards of ``dashboards/`
   their region label is cut to ``GOVEDGE_METRICS_REGION_DIGITS`` digits, so a scope
   deeper than that cannot be told apart in them and is refused (``ScopeRefused``).
 
+- outlets by presence: ``govedge_outlets{state}`` is one fleet total, so the copy sums
+  its twin ``govedge_region_outlets{region,state}`` over the scope instead (region cut
+  as the figures').
+
 Policy targets (``FLEET_CONSTANTS``) are the same for every county and stay as they
 are. Every other series is a whole-fleet total or the server's own counter (ingest,
 queue, database latency, fleet-wide 好差评 rates): a panel that reads one is left out
@@ -29,7 +33,7 @@ from fleet_server.grafana.sync import FolderPlan
 from fleet_server.security.scope import ScopeError, normalise
 
 # The dashboards' series, by whether they carry a ``region`` label.
-REGIONAL_PREFIXES: Final = ("outlet_", "device_", "govedge_figure_")
+REGIONAL_PREFIXES: Final = ("outlet_", "device_", "govedge_figure_", "govedge_region_")
 FLEET_CONSTANTS: Final = frozenset(
     {
         "govedge_figure_target",
@@ -37,6 +41,8 @@ FLEET_CONSTANTS: Final = frozenset(
         "govedge_evaluations_active_rate_target",
     }
 )
+# Fleet totals with a per-region twin: the scoped copy sums the twin over the scope.
+REGIONAL_TWINS: Final = {"govedge_outlets": "govedge_region_outlets"}
 # A double-quoted PromQL string, or a series name with its optional ``{matchers}``.
 _TOKEN: Final = re.compile(
     r'"(?:[^"\\]|\\.)*"'
@@ -93,10 +99,14 @@ def scope_expr(expr: str, matcher: str) -> str:
         name = found.group("name")
         if name is None or name in FLEET_CONSTANTS:
             return found.group(0)
+        inner = found.group("matchers")
+        matchers = f"{matcher},{inner}" if inner else matcher
+        twin = REGIONAL_TWINS.get(name)
+        if twin is not None and not found.string.startswith("[", found.end()):
+            return f"sum without (region) ({twin}{{{matchers}}})"
         if not name.startswith(REGIONAL_PREFIXES):
             raise _Unscopable(name)
-        inner = found.group("matchers")
-        return f"{name}{{{matcher}}}" if not inner else f"{name}{{{matcher},{inner}}}"
+        return f"{name}{{{matchers}}}"
 
     return _TOKEN.sub(rewrite, expr)
 

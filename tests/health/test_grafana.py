@@ -345,6 +345,7 @@ def test_every_query_of_a_scoped_dashboard_carries_the_scope(
     # own counters are not (a county's operator has no business with them).
     kept = {uid: sorted(p["id"] for p in b["panels"]) for uid, b in by_source.items()}
     assert kept == {
+        "govedge-fleet-health": [1, 2],  # outlets online, offline: from the regional twin
         "govedge-device-health": [1, 2, 3, 4],
         "govedge-queue-evaluations": [1, 2],
         "govedge-policy-figures": list(range(1, 12)),
@@ -376,8 +377,8 @@ def test_scoped_sync_gives_each_county_its_folder_and_team_only(grafana: FakeGra
         assert grafana.dashboard_folders[uid] == "govedge-fleet"
     county = grafana.seen_by(teams=("govedge-region-4101",))
     assert county == {
-        "govedge-device-health-4101", "govedge-queue-evaluations-4101",
-        "govedge-policy-figures-4101",
+        "govedge-fleet-health-4101", "govedge-device-health-4101",
+        "govedge-queue-evaluations-4101", "govedge-policy-figures-4101",
     }  # fmt: skip
     assert grafana.seen_by(teams=("govedge-fleet",)) == set(shipped)
     assert grafana.seen_by() == set()  # a member in no team sees no govedge dashboard
@@ -461,6 +462,10 @@ def test_scoped_queries_answer_only_the_countys_series(
         for region in ("4101", "4103")
         for name, value in (("cases", 10), ("active_evaluations", 7), ("outlets", 2),
                             ("service_items", 30), ("evaluations", 7), ("satisfied", 6))
+    ) + "".join(
+        f'govedge_region_outlets{{region="{region}",state="{state}"}} {value}\n'
+        for region, state, value in (("4101", "online", 3), ("4103", "online", 5),
+                                     ("4101", "offline", 1), ("4103", "offline", 2))
     )  # fmt: skip
     for path, body in (
         ("/write?precision=ms", "\n".join(lines)),
@@ -487,6 +492,8 @@ def test_scoped_queries_answer_only_the_countys_series(
     assert answered > 0
     whole = [s["metric"].get("outlet_id") for s in _query(victoria, "outlet_cpu_percent")]
     assert outside in whole  # the whole fleet's query does see the other county
+    online = board["govedge-fleet-health-4101"]["panels"][0]["targets"][0]["expr"]
+    assert [float(s["value"][1]) for s in _query(victoria, online)] == [3.0]
     county = [s["metric"]["outlet_id"] for s in _query(victoria, cpu)]
     assert inside in county
     assert outside not in county
