@@ -133,6 +133,9 @@ def run(outlets: int, runs: int, work: Path, *, verbose: bool) -> dict[str, list
     env = {"GOVEDGE_STATE_DIR": str(work / "state"), "GOVEDGE_PII_KEY_DIR": str(work / "keys"),
            "GOVEDGE_PKI_DIR": str(work / "pki")}  # fmt: skip
     database_url = f"sqlite:///{work / 'fleet.db'}"
+    # The fill runs here: its keys and state go to the run's directory too, never
+    # the working directory's fleet-pii-keys (the server would refuse to seal beside them).
+    os.environ.update(env)
     fill(database_url, outlets)
     add_viewer(database_url, env)
     with Mosquitto(workdir=work / "broker") as broker:
