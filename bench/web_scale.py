@@ -98,7 +98,9 @@ def measure(database_url: str, mqtt_url: str, work: Path, runs: int) -> list[lis
         proc = _spawn(
             [str(BIN / "fleet-server"), "run", "--mqtt-url", mqtt_url,
              "--database-url", database_url, "--listen", f"127.0.0.1:{port}"],
-            out, env={"GOVEDGE_API_AUTH": "off"},
+            # Its state (first admin's file, PII keys) in the run's directory, not the
+            # working directory (scripts/bench runs from the repository).
+            out, env={"GOVEDGE_API_AUTH": "off", "GOVEDGE_STATE_DIR": str(work)},
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -143,6 +145,10 @@ def main() -> None:
     print(machine())
     load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-web-"))
+    # The fill here and the server share the run's state directory and its PII keys,
+    # never the working directory's (scripts/bench runs from the repository).
+    os.environ["GOVEDGE_STATE_DIR"] = str(work)
+    os.environ["GOVEDGE_PII_KEY_DIR"] = str(work / "fleet-pii-keys")
     results: dict[str, list[list[Any]]] = {}
     try:
         with Mosquitto(workdir=work / "broker") as broker:

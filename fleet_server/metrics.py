@@ -44,6 +44,9 @@ class MetricSources:
     # The policy figures' counts over 30 days per (region prefix, outlet kind), cached
     # by the provider (fleet_server.health.figures).
     policy_figures: Callable[[], dict[tuple[str, str], FigureCounts]] | None = None
+    # Outlets by (region prefix, presence), cached by the provider
+    # (fleet_server.health.presence_regions): what a county's Grafana dashboards count.
+    region_presence: Callable[[], dict[tuple[str, str], int]] | None = None
     # HTTP requests refused before their body was read, by reason (api.limits), and
     # those answered 503 while the database was unreachable (db_outage).
     http_refused: Counter[str] | None = None
@@ -172,6 +175,8 @@ class _FleetCollector(Collector):
                                         value=value)  # fmt: skip
         if s.policy_figures is not None:
             yield from policy_metrics(s.policy_figures())
+        if s.region_presence is not None:
+            yield region_presence_metric(s.region_presence())
         if s.http_refused is not None:
             refused = CounterMetricFamily(
                 "govedge_http_refused",
@@ -261,6 +266,15 @@ _FIGURE_HELP: dict[str, str] = {
     "item_target_met": "Outlets listing at least their level's service items",
     "service_items": "Service items listed, summed over outlets",
 }
+
+
+def region_presence_metric(groups: dict[tuple[str, str], int]) -> Metric:
+    """``govedge_region_outlets{region,state}``."""
+    family = GaugeMetricFamily("govedge_region_outlets", "Outlets by region prefix and presence",
+                               labels=["region", "state"])  # fmt: skip
+    for (region, state), count in sorted(groups.items()):
+        family.add_metric([region, state], float(count))
+    return family
 
 
 def policy_metrics(groups: dict[tuple[str, str], FigureCounts]) -> Iterator[Metric]:

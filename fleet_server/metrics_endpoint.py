@@ -14,7 +14,9 @@ users are few, and the whole-fleet cache cannot be cut afterwards):
 - ``govedge_evaluations_*``: the 30-day 好差评 figures of the scope's outlets;
 - ``govedge_figure_*{region,kind}``: the policy figures' counts, the region label cut
   to no fewer digits than the longest prefix of the scope (a county operator's series
-  say the county, not the city around it), and the targets.
+  say the county, not the city around it), and the targets;
+- ``govedge_region_outlets{region,state}``: the scope's outlets by presence, the region
+  cut the same way.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from fleet_server.api.deps import AppStateDep
 from fleet_server.api.scope import metrics_access
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.figures import figures_by_region_and_kind
+from fleet_server.health.presence_regions import presence_by_region
 from fleet_server.health.tables import Alert
-from fleet_server.metrics import FleetMetrics, policy_metrics
+from fleet_server.metrics import FleetMetrics, policy_metrics, region_presence_metric
 from fleet_server.models import Agent
 from fleet_server.security.scope import Scope
 from fleet_server.settings import Settings
@@ -90,11 +93,12 @@ class _ScopedCollector(Collector):
         for name, value in sorted(figures.items()):
             yield GaugeMetricFamily(f"govedge_evaluations_{name}", f"好差评 {name}, 30 days",
                                     value=value)  # fmt: skip
+        digits = region_digits(scope, self._settings.metrics_region_digits)
         groups = figures_by_region_and_kind(
-            session, since=since, until=until, now=until, scope=scope,
-            region_digits=region_digits(scope, self._settings.metrics_region_digits),
-        )  # fmt: skip
+            session, since=since, until=until, now=until, scope=scope, region_digits=digits
+        )
         yield from policy_metrics(groups)
+        yield region_presence_metric(presence_by_region(session, region_digits=digits, scope=scope))
 
 
 def render_scoped(sessions: sessionmaker[Session], scope: Scope, settings: Settings) -> bytes:

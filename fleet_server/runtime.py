@@ -38,6 +38,7 @@ from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.figures import FigureCounts, figures_by_region_and_kind
 from fleet_server.health.live import LiveHub
+from fleet_server.health.presence_regions import presence_by_region
 from fleet_server.health.recorder import HealthRecorder
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
@@ -46,7 +47,9 @@ from fleet_server.metrics import FleetMetrics
 from fleet_server.models import Agent
 from fleet_server.routing.targets import TargetsConfig, load_targets
 from fleet_server.routing.worker import DeliveryWorker
+from fleet_server.scrape_cache import ScrapeCache
 from fleet_server.settings import Settings
+from fleet_server.timeseries.regions import OutletRegions
 from fleet_server.timeseries.sink import TelemetrySink
 from fleet_server.transactions.materials import material_purge
 from fleet_server.transactions.purge import purge_loop
@@ -85,6 +88,7 @@ class HealthRuntime:
                 buffer_max=settings.timeseries_buffer_max,
                 batch_max=settings.timeseries_batch_max,
                 timeout_s=settings.timeseries_timeout_s,
+                regions=OutletRegions(sessions),
             )
         self.recorder = HealthRecorder(
             history_interval_s=settings.health_history_interval_s,
@@ -126,34 +130,29 @@ class HealthRuntime:
         sources.notifier = self.notifier
         sources.recorder_errors = lambda: self.recorder.write_errors
         sources.fleet_figures = self._fleet_figures
-        sources.policy_figures = self._policy_figures
         self._metrics = metrics
         self._sessions = sessions
         # A scrape every 15 s while the database is down must not log a traceback each.
         self._log = RateLimitedLog(logger)
         self._figures: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
-        self._policy: tuple[float, dict[tuple[str, str], FigureCounts]] = (-1e9, {})
+        sources.policy_figures = ScrapeCache[dict[tuple[str, str], FigureCounts]](
+            sessions, self._read_policy_figures, {}, key="policy_figures",
+            what="the policy figures", log=self._log, ttl_s=_FIGURES_TTL_S,
+        )  # fmt: skip
+        digits = settings.metrics_region_digits
+        sources.region_presence = ScrapeCache[dict[tuple[str, str], int]](
+            sessions, lambda session: presence_by_region(session, region_digits=digits), {},
+            key="region_presence", what="outlets by region", log=self._log,
+            ttl_s=_FIGURES_TTL_S,
+        )  # fmt: skip
 
-    def _policy_figures(self) -> dict[tuple[str, str], FigureCounts]:
-        """The policy figures' 30-day counts per (region, kind), recomputed at most every
-        30 s (a scrape must not read the fleet's records each time)."""
-        now = time.monotonic()
-        if now - self._policy[0] < _FIGURES_TTL_S:
-            return self._policy[1]
+    def _read_policy_figures(self, session: Session) -> dict[tuple[str, str], FigureCounts]:
+        """The policy figures' 30-day counts per (region, kind)."""
         until = datetime.now(UTC)
-        try:
-            with self._sessions() as session:
-                groups = figures_by_region_and_kind(
-                    session, since=until - timedelta(days=30), until=until, now=until,
-                    region_digits=self.settings.metrics_region_digits,
-                )  # fmt: skip
-        except SQLAlchemyError as exc:
-            self._log.exception(
-                "policy_figures", "could not read the policy figures for /metrics", exc=exc
-            )
-            return self._policy[1]
-        self._policy = (now, groups)
-        return groups
+        return figures_by_region_and_kind(
+            session, since=until - timedelta(days=30), until=until, now=until,
+            region_digits=self.settings.metrics_region_digits,
+        )  # fmt: skip
 
     def _fleet_figures(self) -> dict[str, dict[str, float]]:
         """Outlets by state and 30-day 好差评 figures, recomputed at most every 30 s."""

@@ -208,10 +208,13 @@ def gone(pid: int, *, within: float = 5.0) -> bool:
 
 
 def test_an_entry_left_out_of_quick_runs_when_named(tmp_path: Path) -> None:
-    # --quick is held to five minutes: the 50,000-outlet entry and the hall display's
-    # calls are "not measured" there with their reason, and run when --only names them.
+    # --quick is held to five minutes: the 50,000-outlet entry, the hall display's calls
+    # and the pages drawn in Chromium are "not measured" there with their reason, and run
+    # when --only names them.
     suite = load_suite()
-    assert [b.name for b in suite.SUITE if b.skip_quick] == ["fleet_ingest_1w_50k", "hall_call"]
+    assert [b.name for b in suite.SUITE if b.skip_quick] == [
+        "fleet_ingest_1w_50k", "hall_call", "web_draw"
+    ]  # fmt: skip
     figures = script(tmp_path / "figures.py", "ap = argparse.ArgumentParser()\n"
                      "ap.add_argument('--quick', action='store_true')\n"
                      'ap.add_argument("--json")\na = ap.parse_args()\n'

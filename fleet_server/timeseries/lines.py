@@ -1,7 +1,8 @@
 """InfluxDB line protocol built as strings (~7x faster than ``Point``: docs/performance.md).
 
 One line per telemetry message for host metrics (measurement ``outlet``) and one per
-device (measurement ``device``), tagged by outlet and device, stamped with the
+device (measurement ``device``), tagged by outlet and device (and by the outlet's
+region code when it has one: scoped Grafana dashboards filter on it), stamped with the
 server's receive time in milliseconds (an agent's clock may be skewed; the skew itself
 is a field, ``clock_skew_s``). Only numbers and booleans become fields.
 """
@@ -31,10 +32,14 @@ def _fields(metrics: Mapping[str, object]) -> str:
     return ",".join(parts)
 
 
-def telemetry_lines(message: Telemetry, *, received_at: datetime) -> list[str]:
+def telemetry_lines(
+    message: Telemetry, *, received_at: datetime, region: str | None = None
+) -> list[str]:
     """The line-protocol lines of one telemetry message (ms precision)."""
     ts = int(received_at.timestamp() * 1000)
     outlet = _tag(message.outlet_id)
+    if region:
+        outlet += f",region={_tag(region)}"
     host = dict(message.metrics)
     host["clock_skew_s"] = round(received_at.timestamp() - message.ts / 1000, 3)
     lines = []

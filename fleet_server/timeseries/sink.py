@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleet_server.timeseries.lines import telemetry_lines
+from fleet_server.timeseries.regions import OutletRegions
 from govedge_wire import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class TelemetrySink:
         buffer_max: int = 100_000,
         batch_max: int = 5_000,
         timeout_s: float = 5.0,
+        regions: OutletRegions | None = None,
     ) -> None:
         self._bucket = bucket
+        self._regions = regions
         self._org = org
         self._buffer_max = buffer_max
         self._batch_max = batch_max
@@ -96,7 +99,8 @@ class TelemetrySink:
 
     def offer_telemetry(self, message: Telemetry, *, received_at: datetime) -> None:
         """``offer`` the lines of one telemetry message."""
-        self.offer(telemetry_lines(message, received_at=received_at))
+        region = self._regions.region_of(message.outlet_id) if self._regions else None
+        self.offer(telemetry_lines(message, received_at=received_at, region=region))
 
     def stats(self) -> SinkStats:
         """A snapshot of the counters."""
@@ -131,6 +135,8 @@ class TelemetrySink:
     def _run(self) -> None:
         backoff = _BACKOFF_MIN_S
         while True:
+            if self._regions is not None:
+                self._regions.refresh_if_due()
             batch = self._take()
             if not batch:
                 if self._stop.is_set():

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_server.grafana import load_dashboards
+from fleet_server.grafana.scoping import folder_plans
 from fleet_server.security import Role
 from fleet_server.security.users import create_user
 from tests.health import records
@@ -233,3 +234,21 @@ def test_the_figures_dashboard_queries_series_the_server_serves(api: Api) -> Non
         "region": "label_values(govedge_figure_outlets, region)",
         "kind": "label_values(govedge_figure_outlets, kind)",
     }
+
+
+def test_the_county_dashboards_query_series_the_server_serves(api: Api) -> None:
+    """A county's copies (fleet-server grafana sync --scope) read the region-labelled
+    series: each ``govedge_*`` one they query is one /metrics serves (the others are the
+    outlets' telemetry, tagged by the time-series writer)."""
+    # By family: a family this fixture has no outlets for is served, without samples.
+    served = {
+        family.name
+        for family in text_string_to_metric_families(
+            api.client.get("/metrics", headers=api.as_role(Role.ADMIN)).text
+        )
+    }
+    (_fleet, county) = folder_plans(load_dashboards(), [("4101",)])
+    exprs = [t["expr"] for b in county.dashboards for p in b["panels"] for t in p["targets"]]
+    queried = {name for expr in exprs for name in re.findall(r"\bgovedge_[a-z_]+", expr)}
+    assert "govedge_region_outlets" in queried
+    assert sorted(queried - served) == []

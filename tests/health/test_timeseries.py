@@ -11,7 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleet_server.db import make_engine, make_sessionmaker
+from fleet_server.health.tables import OutletProfile
+from fleet_server.models import Base
 from fleet_server.timeseries import TelemetrySink, telemetry_lines
+from fleet_server.timeseries.regions import OutletRegions
 from govedge_testbed import Mosquitto, VictoriaMetrics
 from govedge_wire import Telemetry
 from tests.server.helpers import FakeAgent, FleetServer, poll
@@ -56,6 +60,9 @@ def test_lines_are_influx_line_protocol() -> None:
     assert lines[1].startswith(
         "device,outlet_id=a\\ b\\,c,device_id=reader-1 reads_failed=2i,connected=true"
     )
+    tagged = telemetry_lines(message, received_at=_T0, region="410102")
+    assert tagged[0].startswith("outlet,outlet_id=a\\ b\\,c,region=410102 cpu_percent=")
+    assert tagged[1].startswith("device,outlet_id=a\\ b\\,c,region=410102,device_id=reader-1 ")
 
 
 def test_write_read_back_and_survive_an_outage(
@@ -82,6 +89,40 @@ def test_write_read_back_and_survive_an_outage(
     points = poll(lambda: len(p := _series(victoria, match)) == 15 and p, what="15 points")
     assert points[int((_T0 + timedelta(seconds=14)).timestamp() * 1000)] == 24.0
     assert sink.stats().dropped == 0
+
+
+@pytest.mark.timeout(60)
+def test_series_carry_the_outlets_region_for_scoped_dashboards(
+    victoria: VictoriaMetrics, tmp_path: Path, outlet_id: str
+) -> None:
+    """A county's Grafana dashboards filter on ``region``: an outlet with a profile has
+    its region code on both its series; one without a profile has no region label."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    Base.metadata.create_all(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session, session.begin():
+        session.add(OutletProfile(outlet_id=outlet_id, name=None, kind="kiosk",
+                                  region_code="410102001", service_items=[]))  # fmt: skip
+    regions = OutletRegions(sessions)
+    regions.refresh_if_due()  # as the writer thread does when it starts
+    engine.dispose()
+    writer = TelemetrySink(url=victoria.url, token="", org="o", bucket="b", batch_max=100,
+                           timeout_s=2, regions=regions)  # fmt: skip
+    writer.start()
+    unprofiled = f"{outlet_id}-bare"
+    try:
+        for outlet in (outlet_id, unprofiled):
+            writer.offer_telemetry(_telemetry(outlet, 1), received_at=_T0)
+            poll(lambda o=outlet: victoria.export(f'device_reads_failed{{outlet_id="{o}"}}'),
+                 what=f"{outlet}'s points")  # fmt: skip
+    finally:
+        writer.stop()
+    for name in ("outlet_cpu_percent", "device_reads_failed"):
+        (series,) = victoria.export(f'{name}{{region=~"4101.*",outlet_id=~"{outlet_id}.*"}}')
+        assert series["metric"]["outlet_id"] == outlet_id
+        assert series["metric"]["region"] == "410102001"
+    (bare,) = victoria.export(f'outlet_cpu_percent{{outlet_id="{unprofiled}"}}')
+    assert "region" not in bare["metric"]
 
 
 def test_overflow_drops_oldest_first_and_counts(victoria: VictoriaMetrics, outlet_id: str) -> None:

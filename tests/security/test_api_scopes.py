@@ -474,6 +474,9 @@ def test_metrics_for_a_county_labels_the_county(tmp_path: Path, broker: Mosquitt
     assert _values_of(text, "govedge_figure_bad_reviews") == {
         (("kind", "street_centre"), ("region", REGIONS[INSIDE])): 1.0
     }
+    presence = _values_of(text, "govedge_region_outlets")  # the county's Grafana counts it
+    assert {dict(labels)["region"] for labels in presence} == {REGIONS[INSIDE]}
+    assert sum(presence.values()) == 1.0
 
 
 def test_metrics_without_a_credential_is_the_fleet_probe(tmp_path: Path, broker: Mosquitto) -> None:
@@ -485,6 +488,9 @@ def test_metrics_without_a_credential_is_the_fleet_probe(tmp_path: Path, broker:
         probe = api.client.get("/metrics")
         assert probe.status_code == 200
         assert "govedge_http_refused_total" in _series(probe.text)
+        whole = _values_of(probe.text, "govedge_region_outlets")
+        assert {dict(labels)["region"] for labels in whole} == {r[:4] for r in REGIONS.values()}
+        assert sum(whole.values()) == len(REGIONS)
         mine = api.client.get("/metrics", headers=scoped)
         assert mine.status_code == 200
         assert sum(_values_of(mine.text, "govedge_outlets").values()) == 1
