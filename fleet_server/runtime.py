@@ -76,7 +76,8 @@ class HealthRuntime:
             presence_burst=settings.ingest_presence_burst,
         )
         self.sink: TelemetrySink | None = None
-        if settings.timeseries_url:
+        # An API-only process receives no telemetry: no sink to start or to drain.
+        if settings.timeseries_url and settings.role != "api":
             self.sink = TelemetrySink(
                 url=settings.timeseries_url,
                 token=settings.timeseries_token,
@@ -185,8 +186,8 @@ class HealthRuntime:
     def start(self, *, ingest: Ingest) -> None:
         """Start the background parts; the ingest was built with our limiter/recorder.
 
-        An API-only process receives no telemetry and never evaluates alerts: its sink
-        and engine stay idle (docs/deploy.md, "Roles").
+        An API-only process has no sink and never evaluates alerts: only the notifier
+        runs there (docs/deploy.md, "Roles").
         """
         self._metrics.sources.ingest = ingest
         if self.settings.role == "api":

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from fleet_server.db import make_engine
 from fleet_server.models import IngestWorker
-from govedge_testbed import Mosquitto
+from govedge_testbed import Mosquitto, VictoriaMetrics
 from govedge_wire import Kind, topic_for
 from tests.server.helpers import FleetServer, poll
 from tests.server.txkit import TxAgent
@@ -48,11 +48,13 @@ class Split:
         return self.ingest
 
 
-def _server(broker: Mosquitto, database_url: str, tmp_path: Path, role: str) -> FleetServer:
+def _server(
+    broker: Mosquitto, database_url: str, tmp_path: Path, role: str, **env: str
+) -> FleetServer:
     return FleetServer(
         mqtt_url=broker.url, database_url=database_url, workdir=tmp_path,
         GOVEDGE_ROLE=role, GOVEDGE_SERVER_ID=f"fleet-{role}",
-        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_MQTT_SHARE_GROUP="fleet",
+        GOVEDGE_PKI_DIR=str(tmp_path / "pki"), GOVEDGE_MQTT_SHARE_GROUP="fleet", **env,
     )  # fmt: skip
 
 
@@ -169,3 +171,31 @@ def test_without_the_ingest_process_nothing_is_ingested_and_the_api_answers(
         assert split.api.http.get(agent.path(lost)).status_code == httpx.codes.NOT_FOUND
     finally:
         again.close()
+
+
+def test_with_a_time_series_store_the_ingest_writes_and_the_api_stops_cleanly(
+    private_broker: Mosquitto, postgres_url: str, victoria: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """One settings file for both roles names the store: the ingest process writes the
+    telemetry there; the API process, which has none to write, starts and stops
+    (exit 0) without a time-series writer of its own."""
+    store = {"GOVEDGE_TIMESERIES_URL": victoria.url, "GOVEDGE_TIMESERIES_TOKEN": "x"}
+    ingest = _server(private_broker, postgres_url, tmp_path, "ingest", **store)
+    api = _server(private_broker, postgres_url, tmp_path, "api", **store)
+    agent = TxAgent(private_broker.url, f"split-{uuid.uuid4().hex[:6]}")
+    try:
+        ingest.start()
+        api.start()
+        agent.birth()
+        api.wait_state(agent.outlet_id, "online")
+        agent.telemetry(cpu_percent=42.5)
+        match = f'outlet_cpu_percent{{outlet_id="{agent.outlet_id}"}}'
+        found = poll(lambda: victoria.export(match), timeout=30, what="the point in the store")
+        assert [series["values"] for series in found] == [[42.5]]
+        assert "govedge_timeseries_buffered" not in api.http.get("/metrics").text
+    finally:
+        agent.close()
+        for server in (api, ingest):
+            if server.proc is not None:
+                assert server.stop() == 0, server.stderr()
+    assert "Traceback" not in api.stderr(), api.stderr()
