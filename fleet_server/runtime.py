@@ -395,6 +395,7 @@ class ServerRuntime:
             campaigns_changed=campaigns.wake,
             config_keys=keys.public_b64(),
             check_alert_override=check_override,
+            ready_needs_broker=uplink,
         )
         return self.state
 

@@ -126,6 +126,16 @@ def test_the_ingest_process_stores_what_the_api_process_serves(split: Split) -> 
         # The API process's broker link is up (it publishes configs), not subscribed.
         assert split.api.get("/readyz")["broker"] is True
         assert split.api.stats()["received"] == 0
+
+        # The broker gone: the ingest process is not ready (it cannot ingest); the API
+        # process stays ready and keeps serving what the database holds.
+        split.broker.kill()
+        poll(lambda: ingest.get("/readyz").status_code == httpx.codes.SERVICE_UNAVAILABLE,
+             timeout=30, what="the ingest process not ready")  # fmt: skip
+        poll(lambda: split.api.http.get("/readyz").json()["broker"] is False, timeout=30,
+             what="the API process's broker link down")  # fmt: skip
+        assert split.api.http.get("/readyz").status_code == httpx.codes.OK
+        assert split.api.outlet(agent.outlet_id) is not None
     finally:
         agent.close()
 
