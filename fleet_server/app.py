@@ -3,6 +3,8 @@
 The lifespan starts one ``ServerRuntime`` (fleet_server/runtime.py: health parts, MQTT
 ingest, delivery upstream, purge) and stops it in reverse; a bad targets file stops the
 start. Migrations are not run here: ``fleet-server run`` upgrades before it builds the app.
+An ingest-only process (``settings.role == "ingest"``) serves its probes and ``/metrics``
+and no operator route: its app is built without them (docs/deploy.md, "Roles").
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def create_app(
     ``targets``: the targets file already loaded (``fleet-server run`` validates it before
     anything starts); without it the file is read here, at start.
     """
+    operator_routes = settings.role != "ingest"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +96,9 @@ def create_app(
                 app.state.db_outage.watch(runtime.database)
             app.state.health = runtime.health
             app.state.fleet = state
+            if not operator_routes:
+                yield
+                return
             # Playbook runs survive nothing: those of an earlier process are interrupted.
             app.state.playbook_runs = RunManager(
                 state.sessions,
@@ -128,11 +134,29 @@ def create_app(
     app.add_exception_handler(OperationalError, app.state.db_outage.handle)
     if settings.api_auth == "off":
         logger.warning("API authentication is OFF (GOVEDGE_API_AUTH=off): development only")
+    app.include_router(health.router, dependencies=[PROBE])
+    if operator_routes:
+        _include_operator_routes(app)
+    else:
+        _include_metrics(app)
+    # Body sizes and the rate of unauthenticated calls, checked before a body is read.
+    app.add_middleware(
+        RequestLimits,
+        default_max_bytes=settings.http_body_max_bytes,
+        limits={**BODY_LIMITS, f"{API_PREFIX}/releases": settings.release_max_bytes},
+        rate_per_min=settings.open_rate_per_min,
+        burst=settings.open_burst,
+        counts=app.state.metrics.http_refused,
+    )
+    return app
+
+
+def _include_operator_routes(app: FastAPI) -> None:
+    """The operator API and the pages (every role but ``ingest``)."""
     # Roles (fleet_server.security.roles) per router; write endpoints need more.
     rw = READ_VIEWER_WRITE_OPERATOR
     # Every /api/v1 router documents the error answers its routes give (api/errors.py).
     api = functools.partial(app.include_router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
-    app.include_router(health.router, dependencies=[PROBE])
     # The registry file (docs/outlet-registry.md) before /outlets/{outlet_id} claims
     # "import" and "export" as outlet ids; scoped users import their own regions only.
     api(registry_api.read_router, dependencies=[VIEWER])
@@ -154,8 +178,7 @@ def create_app(
     api(users.me_router, dependencies=[VIEWER])
     api(audit.router, dependencies=[ADMIN])
     # Fleet health (docs/fleet-health.md): reads for viewers, changes for operators.
-    # Fleet totals, or a scoped user's own series (fleet_server.metrics_endpoint).
-    app.include_router(metrics_router, dependencies=[Depends(metrics_access)])
+    _include_metrics(app)
     api(health_api.read_router, dependencies=[VIEWER])
     api(figures_api.router, dependencies=[VIEWER])
     # Profiles and regions decide every scope: whole-fleet users only.
@@ -192,13 +215,8 @@ def create_app(
     app.include_router(web_ui.static_router, dependencies=[OPEN])
     # Pages opened without a session go to the login form (API routes keep JSON 401).
     app.add_exception_handler(StarletteHTTPException, web_login.redirect_pages_to_login)
-    # Body sizes and the rate of unauthenticated calls, checked before a body is read.
-    app.add_middleware(
-        RequestLimits,
-        default_max_bytes=settings.http_body_max_bytes,
-        limits={**BODY_LIMITS, f"{API_PREFIX}/releases": settings.release_max_bytes},
-        rate_per_min=settings.open_rate_per_min,
-        burst=settings.open_burst,
-        counts=app.state.metrics.http_refused,
-    )
-    return app
+
+
+def _include_metrics(app: FastAPI) -> None:
+    """Fleet totals, or a scoped user's own series (fleet_server.metrics_endpoint)."""
+    app.include_router(metrics_router, dependencies=[Depends(metrics_access)])

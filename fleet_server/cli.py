@@ -143,6 +143,13 @@ def main() -> None:
     default=None,
     help="Serve plain HTTP on a non-loopback --listen (GOVEDGE_ALLOW_PLAIN_HTTP).",
 )
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "ingest"]),
+    help="What this process runs (GOVEDGE_ROLE; default all): api = the operator API "
+    "and pages, no uplink; ingest = the MQTT ingest, delivery, alerts, campaigns and "
+    "purge, with only /healthz, /readyz and /metrics on a loopback --listen.",
+)
 def run(
     mqtt_url: str | None,
     database_url: str | None,
@@ -152,8 +159,10 @@ def run(
     tls_cert: Path | None,
     tls_key: Path | None,
     allow_plain_http: bool | None,
+    role: str | None,
 ) -> None:
-    """Upgrade the database, then serve the API and ingest MQTT until SIGTERM/SIGINT."""
+    """Upgrade the database, then serve the API and ingest MQTT until SIGTERM/SIGINT
+    (or one of the two: --role, docs/deploy.md "Roles")."""
     from fleet_server.server import StartupFailed, check_tls_files, serve  # `migrate` stays light
 
     settings = _settings(
@@ -165,8 +174,11 @@ def run(
         tls_cert=tls_cert,
         tls_key=tls_key,
         allow_plain_http=allow_plain_http,
+        role=role,
     )
-    refusal = settings.plain_http_refusal() or settings.auth_off_refusal()
+    refusal = (
+        settings.role_refusal() or settings.plain_http_refusal() or settings.auth_off_refusal()
+    )
     if refusal is not None:
         click.echo(f"fleet-server: {refusal}", err=True)
         sys.exit(2)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.alerts.engine import AlertEngine
-from fleet_server.alerts.leader import leadership_for
+from fleet_server.alerts.leader import Leadership, NeverLeader, leadership_for
 from fleet_server.alerts.notify import WebhookNotifier
 from fleet_server.alerts.outlet_pass import OutletPassProcess
 from fleet_server.alerts.robots import Destination, DingTalkRobot, WeComRobot
@@ -79,7 +79,8 @@ class HealthRuntime:
             presence_burst=settings.ingest_presence_burst,
         )
         self.sink: TelemetrySink | None = None
-        if settings.timeseries_url:
+        # An API-only process receives no telemetry: no sink to start or to drain.
+        if settings.timeseries_url and settings.role != "api":
             self.sink = TelemetrySink(
                 url=settings.timeseries_url,
                 token=settings.timeseries_token,
@@ -115,13 +116,8 @@ class HealthRuntime:
             notifier=self.notifier,
             live=self.live,
             on_db_latency=metrics.observe_db,
-            # One leader per database among the server processes (alerts/leader.py).
-            leader=(
-                leadership_for(engine, sessions, interval_s=settings.alert_eval_interval_s)
-                if engine is not None
-                else None
-            ),
-            outlet_pass=_outlet_pass(settings, engine),
+            leader=_leader(settings, engine, sessions),
+            outlet_pass=None if settings.role == "api" else _outlet_pass(settings, engine),
         )
         sources = metrics.sources
         sources.limiter = self.limiter
@@ -187,8 +183,15 @@ class HealthRuntime:
         return figures
 
     def start(self, *, ingest: Ingest) -> None:
-        """Start the background parts; the ingest was built with our limiter/recorder."""
+        """Start the background parts; the ingest was built with our limiter/recorder.
+
+        An API-only process has no sink and never evaluates alerts: only the notifier
+        runs there (docs/deploy.md, "Roles").
+        """
         self._metrics.sources.ingest = ingest
+        if self.settings.role == "api":
+            self.notifier.start()
+            return
         if self.sink is not None:
             self.sink.start()
             logger.info("telemetry goes to the time-series store as well")
@@ -204,6 +207,18 @@ class HealthRuntime:
         """Stop the time-series sink (after the ingest drained)."""
         if self.sink is not None:
             self.sink.stop()
+
+
+def _leader(
+    settings: Settings, engine: Engine | None, sessions: sessionmaker[Session]
+) -> Leadership | None:
+    """One alert-engine leader per database among the server processes
+    (alerts/leader.py); an API-only process never competes for it."""
+    if settings.role == "api":
+        return NeverLeader(sessions)
+    if engine is None:
+        return None
+    return leadership_for(engine, sessions, interval_s=settings.alert_eval_interval_s)
 
 
 def _outlet_pass(settings: Settings, engine: Engine | None) -> OutletPassProcess | None:
@@ -262,8 +277,15 @@ class ServerRuntime:
         return self._engine
 
     async def start(self) -> AppState:
-        """Build and start every part; the state the API's routes read."""
+        """Build and start every part; the state the API's routes read.
+
+        ``settings.role`` decides which parts run (docs/deploy.md, "Roles"): ``api``
+        keeps a publish-only broker link and the config reconciler (an operator's change
+        is signed and published at once); the uplink, delivery, alert engine, campaigns
+        and purge run where the ingest runs (``all`` and ``ingest``).
+        """
         settings = self.settings
+        uplink = settings.role != "api"
         targets = self._given_targets
         if targets is None:
             targets = (
@@ -314,6 +336,7 @@ class ServerRuntime:
             rules_for=evaluation_rules,
             reports=desk,
             updates=updates,
+            uplink=uplink,
         )
         self.ingest = ingest
         # Update campaigns: driven by the alert engine's leader only (one per database).
@@ -340,7 +363,7 @@ class ServerRuntime:
         )
         self.reconciler = reconciler
         desk.attach(publisher=ingest.publisher, publish_lock=reconciler.publish_lock)
-        if targets.targets:
+        if targets.targets and uplink:
             self.delivery = DeliveryWorker(
                 sessions=sessions,
                 targets=targets,
@@ -356,8 +379,29 @@ class ServerRuntime:
             self.delivery.start()
         health.start(ingest=ingest)
         reconciler.start()  # after the ingest: its first pass publishes at once
-        campaigns.start()
-        self._purge = asyncio.create_task(
+        if uplink:
+            campaigns.start()
+            self._purge = self._start_purge(sessions)
+        self.state = AppState(
+            engine=db,
+            sessions=sessions,
+            ingest=ingest,
+            targets=targets,
+            rules=settings.evaluation_rules,
+            rules_for=evaluation_rules,
+            delivery=self.delivery,
+            config_changed=reconciler.wake,
+            campaigns_changed=campaigns.wake,
+            config_keys=keys.public_b64(),
+            check_alert_override=check_override,
+            ready_needs_broker=uplink,
+        )
+        return self.state
+
+    def _start_purge(self, sessions: sessionmaker[Session]) -> asyncio.Task[None]:
+        """The purge of delivered bodies and old materials, in the background."""
+        settings = self.settings
+        return asyncio.create_task(
             purge_loop(
                 sessions,
                 retention=timedelta(days=settings.pii_retention_days),
@@ -371,20 +415,6 @@ class ServerRuntime:
             ),
             name="pii-purge",
         )
-        self.state = AppState(
-            engine=db,
-            sessions=sessions,
-            ingest=ingest,
-            targets=targets,
-            rules=settings.evaluation_rules,
-            rules_for=evaluation_rules,
-            delivery=self.delivery,
-            config_changed=reconciler.wake,
-            campaigns_changed=campaigns.wake,
-            config_keys=keys.public_b64(),
-            check_alert_override=check_override,
-        )
-        return self.state
 
     async def stop(self) -> None:
         """Stop in reverse: purge, delivery, alerts, the ingest (drained), the sink."""

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     database_url: str = DEFAULT_DATABASE_URL
     listen: str = "127.0.0.1:8080"
+    # What this process runs (docs/deploy.md, "Roles"): everything, the operator API
+    # only, or the MQTT ingest with the background work that belongs with it.
+    role: Literal["all", "api", "ingest"] = "all"
     server_id: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         default_factory=lambda: f"fleet-{socket.gethostname()}"[:128]
     )
@@ -361,6 +364,21 @@ class Settings(BaseSettings):
                 f"{self.listen}{' with TLS' if self.tls else ''}: every caller would be an "
                 "admin. It is for development on 127.0.0.1 only; remove it and log in "
                 "(fleet-server users add)"
+            )
+        return None
+
+    def role_refusal(self) -> str | None:
+        """Why ``run`` must not start in this role, or None if it may.
+
+        An ingest process serves only its probes and ``/metrics``, for the machine's own
+        service manager and monitoring: never on an address the network reaches.
+        """
+        host, _ = self.listen_address
+        if self.role == "ingest" and not is_loopback_host(host):
+            return (
+                f"refusing --role ingest on {self.listen}: an ingest process serves only "
+                "/healthz, /readyz and /metrics, on a loopback address (127.0.0.1:PORT); "
+                "the operator API is --role api (or all)"
             )
         return None
 

@@ -63,6 +63,28 @@ class AlwaysLeader:
         return None
 
 
+class NeverLeader:
+    """A process that must never lead: an API-only process (``--role api``). Its
+    "evaluate now" answers as a standby's does, and it cannot take the leadership from
+    the ingest processes, which run the engine (docs/deploy.md, "Roles")."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @property
+    def leading(self) -> bool:
+        return False
+
+    def acquire(self) -> bool:
+        return False
+
+    def transaction(self) -> contextlib.AbstractContextManager[Session]:
+        raise RuntimeError("a process that never leads opens no leader transaction")
+
+    def release(self) -> None:
+        return None
+
+
 class FileLockLeader:
     """SQLite: an exclusive non-blocking ``flock`` on ``path``, held while leading."""
 

@@ -42,6 +42,9 @@ class AppState:
     # API checks a document's ``alerts`` with it (alerts.rules.check_override, handed in
     # by the runtime since the alerts layer sits above config).
     check_alert_override: Callable[[str, dict[str, Any]], None]
+    # Whether /readyz waits for the broker: an API-only process (--role api) serves
+    # operators from the database alone, so a broker outage leaves it ready.
+    ready_needs_broker: bool = True
 
 
 def get_app_state(request: Request) -> AppState:

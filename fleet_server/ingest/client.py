@@ -66,7 +66,12 @@ _TX_TOPIC_END = f"/up/{Kind.TRANSACTION.value}"
 
 
 class Ingest:
-    """The server's MQTT ingest: ``start()``, then ``stop()``; owns its two threads."""
+    """The server's MQTT ingest: ``start()``, then ``stop()``; owns its two threads.
+
+    ``uplink=False`` makes it a publish-only link for an API process (``--role api``):
+    it connects and publishes (configs), but subscribes to nothing, joins no share
+    group, starts no worker and never speaks for the server in the retained state.
+    """
 
     def __init__(
         self,
@@ -80,8 +85,10 @@ class Ingest:
         rules_for: RulesFor | None = None,
         reports: ConfigReports | None = None,
         updates: UpdateReporting | None = None,
+        uplink: bool = True,
     ) -> None:
         self._settings = settings
+        self._uplink = uplink
         self._sessions = sessions
         # The limiter refuses an outlet's excess before it is queued.
         self._limiter = limiter
@@ -152,6 +159,9 @@ class Ingest:
     def start(self) -> None:
         """Load presence from the database, start the worker, connect in the background."""
         self._revocation.refresh()
+        if not self._uplink:
+            self._connect()
+            return
         if self._shared:
             self._group.start()
         else:
@@ -161,6 +171,9 @@ class Ingest:
                 logger.info("%d outlets online at last shutdown are stale until heard again", stale)
             self._presence.flush()
         self._thread.start()
+        self._connect()
+
+    def _connect(self) -> None:
         broker = self._settings.broker
         self._client.connect_async(
             broker.host, broker.port, keepalive=self._settings.mqtt_keepalive_s, clean_start=True
@@ -168,7 +181,8 @@ class Ingest:
         self._client.loop_start()
         self._started = True
         logger.info(
-            "ingest connecting to %s:%d as %s (server session %d)",
+            "%s connecting to %s:%d as %s (server session %d)",
+            "ingest" if self._uplink else "publish-only link",
             broker.host,
             broker.port,
             self._settings.server_id,
@@ -181,6 +195,12 @@ class Ingest:
             return
         self._started = False
         self._group.stopping = True
+        if not self._uplink:  # nothing queued, no state of ours to withdraw
+            self._client.disconnect()
+            self._client.loop_stop()
+            self.stats.set_broker_connected(False)
+            logger.info("publish-only link closed")
+            return
         deadline = time.monotonic() + (timeout or self._settings.drain_timeout_s)
         if self.stats.broker_connected and (not self._shared or self._group.last_to_leave()):
             info = self.publisher.state(online=False)
@@ -244,8 +264,11 @@ class Ingest:
             logger.warning("broker connection is plain mqtt:// (no TLS): development only")
         # Server presence follows Sparkplug's host STATE: online on every (re)connect,
         # offline as the last will and at clean shutdown (docs/protocol.md, rule 8).
-        will = self.publisher.state_payload(online=False)
-        client.will_set(SERVER_STATE_TOPIC, will, qos=1, retain=True)
+        # A publish-only link has no will: an API process going away must not tell
+        # the agents the server is offline while the ingest processes run on.
+        if self._uplink:
+            will = self.publisher.state_payload(online=False)
+            client.will_set(SERVER_STATE_TOPIC, will, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -264,6 +287,10 @@ class Ingest:
     ) -> None:
         if reason_code.is_failure:
             logger.warning("broker refused the connection: %s", reason_code)
+            return
+        if not self._uplink:
+            self.stats.set_broker_connected(True)
+            logger.info("connected to the broker; publish-only, no uplink subscription")
             return
         # Clean start: the broker forgot our subscription, so make it again, then say
         # online (after the SUBSCRIBE, so no birth that answers it can be missed). The
@@ -298,9 +325,10 @@ class Ingest:
     ) -> None:
         was_connected = self.stats.broker_connected
         self.stats.set_broker_connected(False)
-        self._queue.put(BrokerLost(at=datetime.now(UTC)))
+        if self._uplink:  # a publish-only link has no worker to tell
+            self._queue.put(BrokerLost(at=datetime.now(UTC)))
         stopping = self._group.stopping
-        if self._shared and not stopping:
+        if self._shared and self._uplink and not stopping:
             # The next connection gets a newer state timestamp (and a will with it):
             # another worker's will, published meanwhile, may be newer than ours, and
             # agents ignore a state older than the last one they saw.

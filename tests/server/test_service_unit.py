@@ -164,6 +164,87 @@ def test_the_unit_set_passes_verify_with_the_same_hardening(tmp_path: Path) -> N
     assert not (tmp_path / "no").exists()
 
 
+def _units(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FLEET_SERVER), "service", "units", "--out-dir", str(out), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_api_and_ingest_workers_as_their_own_units_pass_verify(tmp_path: Path) -> None:
+    # docs/deploy.md, "Roles": API workers 1..N with their own settings file, ingest
+    # workers named by the loopback port of their probes, all under the one target.
+    venv = venv_with_server(tmp_path)
+    out = tmp_path / "units"
+    done = _units(out, "--api-workers", "2", "--ingest-workers", "3", "--venv", str(venv),
+                  "--writable", "/etc/mosquitto/govedge")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "govedge-broker-reload.service",
+        "govedge-broker-reload.timer",
+        "govedge-fleet-api@.service",
+        "govedge-fleet-ingest@.service",
+        "govedge-fleet.target",
+    ]
+    checked = verify_all(sorted(out.iterdir()))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.strip() == ""
+
+    api = directives((out / "govedge-fleet-api@.service").read_text())
+    ingest = directives((out / "govedge-fleet-ingest@.service").read_text())
+    target = directives((out / "govedge-fleet.target").read_text())
+    # The role is on the command line, where no settings file can change it.
+    assert api["ExecStart"] == [f"{venv}/bin/fleet-server run --role api"]
+    assert ingest["ExecStart"] == [
+        f"{venv}/bin/fleet-server run --role ingest --listen 127.0.0.1:%i"
+    ]
+    assert api["EnvironmentFile"] == [
+        "/etc/govedge/fleet-server.env",
+        "-/etc/govedge/fleet-server-api-%i.env",
+    ]
+    assert "GOVEDGE_SERVER_ID=%H-api-%i" in api["Environment"]
+    assert "GOVEDGE_SERVER_ID=%H-ingest-%i" in ingest["Environment"]
+    assert target["Wants"] == [
+        "govedge-fleet-api@1.service govedge-fleet-api@2.service "
+        "govedge-fleet-ingest@9101.service govedge-fleet-ingest@9102.service "
+        "govedge-fleet-ingest@9103.service govedge-broker-reload.timer"
+    ]
+    # Both roles stop and start with the target, with the same sandbox.
+    for unit in (api, ingest):
+        assert unit["PartOf"] == ["govedge-fleet.target"]
+        assert unit["WantedBy"] == ["govedge-fleet.target"]
+    for key in ("User", "StateDirectory", "ProtectSystem", "ReadWritePaths",
+                "CapabilityBoundingSet", "TimeoutStopSec", "KillMode"):  # fmt: skip
+        assert api[key] == ingest[key], key
+
+    moved = _units(tmp_path / "moved", "--api-workers", "1", "--ingest-workers", "1",
+                   "--ingest-port", "9300", "--venv", str(venv))  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    moved_target = directives((tmp_path / "moved" / "govedge-fleet.target").read_text())
+    assert "govedge-fleet-ingest@9300.service" in moved_target["Wants"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["--workers", "2", "--api-workers", "1", "--ingest-workers", "1"], "not both"),
+        (["--api-workers", "2"], "go together"),
+        (["--ingest-workers", "2"], "go together"),
+        (["--api-workers", "0", "--ingest-workers", "1"], "api workers must be 1 to 64"),
+        (["--api-workers", "1", "--ingest-workers", "65"], "ingest workers must be 1 to 64"),
+        (["--api-workers", "1", "--ingest-workers", "2", "--ingest-port", "65535"],
+         "ingest ports must lie in 1024-65535"),
+    ],
+)  # fmt: skip
+def test_a_split_the_units_cannot_hold_is_refused(
+    tmp_path: Path, args: list[str], why: str
+) -> None:
+    refused = _units(tmp_path / "no", *args)
+    assert refused.returncode == 2
+    assert why in refused.stderr
+    assert not (tmp_path / "no").exists()
+
+
 @pytest.mark.parametrize(
     ("option", "value", "why"),
     [

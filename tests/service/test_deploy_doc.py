@@ -14,7 +14,7 @@ def test_the_page_has_commands_in_the_steps_that_install() -> None:
     with_commands = [step.number for step in steps if step.shell]
     assert with_commands == [1, 2, 3, 4, 5, 6, 7, 8]
     assert steps[3].shell.splitlines()[-1] == (
-        "echo GOVEDGE_LISTEN=127.0.0.1:8082 > /etc/govedge/fleet-server-2.env"
+        "echo GOVEDGE_LISTEN=127.0.0.1:8082 > /etc/govedge/fleet-server-api-2.env"
     )
     # A heredoc's end marker is at the start of its line once the item is dedented.
     assert "\nEOF\n" in steps[3].shell

@@ -175,10 +175,13 @@ def test_the_first_admin_file_is_the_service_users_and_its_login_works(
 def test_the_workers_journal_has_no_warning_the_page_does_not_expect(
     installed: Installed,
 ) -> None:
-    journal = installed.root.run("journalctl -u 'govedge-fleet@*'")
+    journal = installed.root.run("journalctl -u 'govedge-fleet-*'")
     assert journal.returncode == 0, journal.stderr
     assert "listening on https://0.0.0.0:8443" in journal.stdout
     assert "listening on http://127.0.0.1:8082" in journal.stdout
+    # Step 7's split: two API workers above, two ingest workers on their loopback ports.
+    assert "listening on http://127.0.0.1:9101" in journal.stdout
+    assert "listening on http://127.0.0.1:9102" in journal.stdout
     complaints = [
         line
         for line in journal.stdout.splitlines()
@@ -188,7 +191,7 @@ def test_the_workers_journal_has_no_warning_the_page_does_not_expect(
     assert complaints == []
     # Each worker had the broker reread the CRL it rewrote at start (step 5's rule)…
     reloaded = "CRL rewritten at start: broker reload command succeeded"
-    assert journal.stdout.count(reloaded) == 2
+    assert journal.stdout.count(reloaded) == 4
     # …and the rule allows the service user that, and nothing else.
     restart = installed.root.run("runuser -u govedge-fleet -- systemctl restart mosquitto")
     assert restart.returncode != 0
