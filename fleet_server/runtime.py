@@ -11,6 +11,7 @@ imports another upwards (docs/development.md, "Import layers").
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.figures import FigureCounts, figures_by_region_and_kind
 from fleet_server.health.live import LiveHub
 from fleet_server.health.presence_regions import presence_by_region
+from fleet_server.health.queries import outlet_regions
 from fleet_server.health.recorder import HealthRecorder
 from fleet_server.ingest import Ingest
 from fleet_server.ingest.ratelimit import OutletRateLimiter
@@ -89,7 +91,7 @@ class HealthRuntime:
                 buffer_max=settings.timeseries_buffer_max,
                 batch_max=settings.timeseries_batch_max,
                 timeout_s=settings.timeseries_timeout_s,
-                regions=OutletRegions(sessions),
+                regions=OutletRegions(functools.partial(outlet_regions, sessions)),
             )
         self.recorder = HealthRecorder(
             history_interval_s=settings.health_history_interval_s,

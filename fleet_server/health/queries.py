@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, Subquery, cast, func, select, union
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.health.hours import describe
 from fleet_server.health.tables import (
@@ -375,3 +375,15 @@ def outlet_page(
         "transactions_waiting": int(waiting or 0),
         "alerts": list_alerts(session, state=None, outlet_id=outlet_id, limit=50),
     }
+
+
+def outlet_regions(sessions: sessionmaker[Session]) -> dict[str, str]:
+    """outlet id → its profile's region code, for every outlet that has one (the
+    ``region`` tag of its time series, ``timeseries.regions``)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(OutletProfile.outlet_id, OutletProfile.region_code).where(
+                OutletProfile.region_code.is_not(None)
+            )
+        ).all()
+    return {str(outlet): str(region) for outlet, region in rows}

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
-
-from fleet_server.health.tables import OutletProfile
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +23,10 @@ logger = logging.getLogger(__name__)
 class OutletRegions:
     """outlet id → region code, refreshed from the database by ``refresh_if_due``."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, refresh_s: float = 60.0) -> None:
-        self._sessions = sessions
+    def __init__(self, read: Callable[[], dict[str, str]], *, refresh_s: float = 60.0) -> None:
+        # ``read`` is given by the runtime (``health.queries.outlet_regions``): the
+        # time series sit below the fleet-health package and do not import it.
+        self._read = read
         self._refresh_s = refresh_s
         self._regions: dict[str, str] = {}
         self._loaded_at: float | None = None
@@ -43,14 +42,9 @@ class OutletRegions:
             return
         self._loaded_at = now
         try:
-            with self._sessions() as session:
-                rows = session.execute(
-                    select(OutletProfile.outlet_id, OutletProfile.region_code).where(
-                        OutletProfile.region_code.is_not(None)
-                    )
-                ).all()
+            regions = self._read()
         except SQLAlchemyError as exc:  # keep the last map; the next refresh tries again
             logger.warning("could not read outlet regions (%s)", exc.__class__.__name__)
             return
         # One assignment: the ingest threads read either the old or the new dictionary.
-        self._regions = {str(outlet): str(region) for outlet, region in rows}
+        self._regions = regions

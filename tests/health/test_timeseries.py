@@ -3,6 +3,7 @@ back and compare; store down → buffered → store up → drained; overflow dro
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from fleet_server.db import make_engine, make_sessionmaker
+from fleet_server.health.queries import outlet_regions
 from fleet_server.health.tables import OutletProfile
 from fleet_server.models import Base
 from fleet_server.timeseries import TelemetrySink, telemetry_lines
@@ -103,7 +105,7 @@ def test_series_carry_the_outlets_region_for_scoped_dashboards(
     with sessions() as session, session.begin():
         session.add(OutletProfile(outlet_id=outlet_id, name=None, kind="kiosk",
                                   region_code="410102001", service_items=[]))  # fmt: skip
-    regions = OutletRegions(sessions)
+    regions = OutletRegions(functools.partial(outlet_regions, sessions))
     regions.refresh_if_due()  # as the writer thread does when it starts
     engine.dispose()
     writer = TelemetrySink(url=victoria.url, token="", org="o", bucket="b", batch_max=100,
