@@ -25,6 +25,8 @@ from govedge_wire import agent_client_id
 
 API = "https://fleet.example:8443"
 PLAIN_WORKER = "http://127.0.0.1:8082"
+# The ingest workers' probes (step 7: govedge-fleet-ingest@9101 and @9102).
+INGEST_WORKERS = ("http://127.0.0.1:9101", "http://127.0.0.1:9102")
 FLEET_CA = Path("/var/lib/govedge/fleet-pki/ca.crt")
 FIRST_ADMIN = Path("/var/lib/govedge/first-admin.txt")
 EDGE_AGENT = Path(sys.executable).parent / "edge-agent"
@@ -36,16 +38,20 @@ def _trust() -> ssl.SSLContext:
 
 
 def ready(timeout_s: float = 180) -> dict[str, Any]:
-    """Wait until both workers answer ``/readyz`` (the TLS one through its name)."""
+    """Wait until every worker answers ``/readyz``: the two API workers (the TLS one
+    through its name) and the two ingest workers on their loopback probe ports."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
         try:
-            tls = httpx.get(f"{API}/readyz", verify=_trust(), timeout=5)
-            plain = httpx.get(f"{PLAIN_WORKER}/readyz", timeout=5)
-            if tls.status_code == plain.status_code == httpx.codes.OK:
+            codes = [httpx.get(f"{API}/readyz", verify=_trust(), timeout=5).status_code]
+            codes += [
+                httpx.get(f"{worker}/readyz", timeout=5).status_code
+                for worker in (PLAIN_WORKER, *INGEST_WORKERS)
+            ]
+            if all(code == httpx.codes.OK for code in codes):
                 return {"ready": True}
-            last = f"{tls.status_code} {plain.status_code}"
+            last = " ".join(map(str, codes))
         except (httpx.HTTPError, OSError) as exc:
             last = repr(exc)
         time.sleep(1)

@@ -10,6 +10,7 @@ They change only with the lock, so they are kept between runs under ``.tools/``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -51,6 +52,16 @@ def _dependency_wheels(requirements: str) -> Path:
     if (done / ".complete").exists():
         return done
     CACHE.mkdir(parents=True, exist_ok=True)
+    # Another test process may be building the same cache: one builds, the other waits
+    # and finds it done (two builders removed each other's half-made folder).
+    with (CACHE / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (done / ".complete").exists():
+            return done
+        return _build_dependency_wheels(requirements, key, done)
+
+
+def _build_dependency_wheels(requirements: str, key: str, done: Path) -> Path:
     partial = CACHE / f"{key}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
