@@ -14,6 +14,7 @@ from fleet_server.api.auth import Authenticated
 from fleet_server.api.deps import AppStateDep
 from fleet_server.health import regions_file
 from fleet_server.health.api import runtime
+from fleet_server.health.registry_api import row_errors
 from fleet_server.security import audit
 
 router = APIRouter(prefix="/regions", tags=["fleet health"])
@@ -49,11 +50,7 @@ async def import_regions(
         rows = regions_file.parse_regions(data)
     except regions_file.RegionsError as exc:
         refused["invalid_rows"] += 1
-        errors = [{"row": e.row, "field": e.field, "message": e.message} for e in exc.errors]
-        return JSONResponse(
-            {"detail": str(exc), "errors": errors},
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        )
+        return row_errors(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), exc.errors)
 
     def store() -> regions_file.ImportCounts:
         with state.sessions.begin() as session:

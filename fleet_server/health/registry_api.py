@@ -48,7 +48,8 @@ def _refused(request: Request) -> Counter[str]:
     return counts
 
 
-def _errors(code: int, detail: str, errors: list[registry.RowError]) -> JSONResponse:
+def row_errors(code: int, detail: str, errors: list[registry.RowError]) -> JSONResponse:
+    """A refused file's answer: ``detail`` and each error as {row, field, message}."""
     rows = [{"row": e.row, "field": e.field, "message": e.message} for e in errors]
     return JSONResponse({"detail": detail, "errors": rows}, status_code=code)
 
@@ -78,7 +79,7 @@ async def import_outlets(
         rows = registry.parse_registry(data, fmt=chosen)
     except registry.RegistryError as exc:
         _refused(request)["invalid_rows"] += 1
-        return _errors(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), exc.errors)
+        return row_errors(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), exc.errors)
 
     def store() -> registry.ImportCounts | list[registry.RowError]:
         with state.sessions.begin() as session:
@@ -98,7 +99,7 @@ async def import_outlets(
     if isinstance(result, list):
         _refused(request)["outside_scope"] += 1
         detail = f"{len(result)} rows outside your region scope; nothing was imported"
-        return _errors(status.HTTP_403_FORBIDDEN, detail, result)
+        return row_errors(status.HTTP_403_FORBIDDEN, detail, result)
     if result.created or result.updated:
         runtime(request).live.bump()
     return RegistryImportPublic(
