@@ -168,8 +168,16 @@ def test_the_map_asks_its_points_with_its_data_and_loads_one_at_a_time(
         page.goto(f"{fleet.url}/ui/map")
         page.wait_for_selector("#live:not(.off)")
         page.wait_for_selector('circle[data-outlet="map-2"]')
-        poll(lambda: events.count(("asked", "points")) == events.count(("done", "points")),
-             what="every load finished")  # fmt: skip
+        # Playwright's sync API delivers page events only while one of its calls runs
+        # (time.sleep delivers none), so the wait between probes is the page's own.
+        def all_finished() -> bool:
+            page.wait_for_timeout(50)
+            return events.count(("asked", "points")) == events.count(("done", "points"))
+
+        try:
+            poll(all_finished, timeout=30, what="every load of the points finished")
+        except AssertionError as missing:
+            raise AssertionError(f"{missing}; requests seen: {events}") from None
         context.close()
     finally:
         assert fleet.stop() == 0, fleet.stderr()

@@ -31,7 +31,12 @@ def test_a_new_version_that_proves_healthy_becomes_good(
     # The unit's allocator setting reaches the agent also from a supervisor started by
     # hand (this one's environment has none).
     assert "MALLOC_ARENA_MAX=2" in environ_of(health.pid)
-    assert "trial of 1.1.0 healthy; good now 1.1.0" in supervisor.log()
+    # The supervisor logs the verdict just after it switches the link: wait for the line.
+    poll(
+        lambda: "trial of 1.1.0 healthy; good now 1.1.0" in supervisor.log(),
+        timeout=5,
+        what="the verdict in the supervisor's log",
+    )
     assert supervisor.stop() == 0  # SIGTERM reaches the agent; both exit cleanly
 
 
