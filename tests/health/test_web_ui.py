@@ -168,6 +168,7 @@ def test_the_map_asks_its_points_with_its_data_and_loads_one_at_a_time(
         page.goto(f"{fleet.url}/ui/map")
         page.wait_for_selector("#live:not(.off)")
         page.wait_for_selector('circle[data-outlet="map-2"]')
+
         # Playwright's sync API delivers page events only while one of its calls runs
         # (time.sleep delivers none), so the wait between probes is the page's own.
         def all_finished() -> bool:
