@@ -38,6 +38,7 @@ class MetricSources:
     engine: AlertEngine | None = None
     notifier: WebhookNotifier | None = None
     recorder_errors: Callable[[], int] | None = None
+    live_share_errors: Callable[[], int] | None = None
     # Slow figures read from the database (cached by the provider): outlets by state
     # and fleet-wide 好差评 over 30 days.
     fleet_figures: Callable[[], dict[str, dict[str, float]]] | None = None
@@ -240,6 +241,12 @@ class _FleetCollector(Collector):
                 "govedge_health_write_errors", "Failed device-health writes",
                 value=s.recorder_errors(),
             )  # fmt: skip
+        if s.live_share_errors is not None:
+            yield CounterMetricFamily(
+                "govedge_live_share_errors",
+                "Failed reads or writes of the change number the server processes share",
+                value=s.live_share_errors(),
+            )
 
 
 # Each count of FigureCounts, exported as govedge_figure_<name>{region,kind}: Grafana

@@ -120,6 +120,16 @@ class Agent(Base):
     outlet: Mapped[Outlet] = relationship(back_populates="agent")
 
 
+class LiveChange(Base):
+    """One row: the change number every server process of the database shares, so a
+    page served by one process updates on what another stored (``health.live_share``)."""
+
+    __tablename__ = "live_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class IngestWorker(Base):
     """One ingest worker of a share group and its heartbeat (``fleet_server.ingest.share_group``).
 

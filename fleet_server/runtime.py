@@ -39,6 +39,7 @@ from fleet_server.db import make_engine, make_sessionmaker
 from fleet_server.evaluations.stats import evaluation_stats
 from fleet_server.health.figures import FigureCounts, figures_by_region_and_kind
 from fleet_server.health.live import LiveHub
+from fleet_server.health.live_share import LiveShare
 from fleet_server.health.presence_regions import presence_by_region
 from fleet_server.health.queries import outlet_regions
 from fleet_server.health.recorder import HealthRecorder
@@ -74,6 +75,12 @@ class HealthRuntime:
     ) -> None:
         self.settings = settings
         self.live = LiveHub()
+        # Pages served by one process follow what another stored (API and ingest apart).
+        self.live_share = (
+            LiveShare(self.live, sessions, interval_s=settings.live_share_interval_s)
+            if settings.live_share_interval_s > 0
+            else None
+        )
         self.limiter = OutletRateLimiter(
             rate_per_s=settings.ingest_outlet_rate_per_s,
             burst=settings.ingest_outlet_burst,
@@ -127,6 +134,8 @@ class HealthRuntime:
         sources.engine = self.engine
         sources.notifier = self.notifier
         sources.recorder_errors = lambda: self.recorder.write_errors
+        share = self.live_share
+        sources.live_share_errors = (lambda: share.errors) if share is not None else None
         sources.fleet_figures = self._fleet_figures
         self._metrics = metrics
         self._sessions = sessions
@@ -191,6 +200,8 @@ class HealthRuntime:
         runs there (docs/deploy.md, "Roles").
         """
         self._metrics.sources.ingest = ingest
+        if self.live_share is not None:
+            self.live_share.start()
         if self.settings.role == "api":
             self.notifier.start()
             return
@@ -206,9 +217,11 @@ class HealthRuntime:
         self.notifier.stop()
 
     def stop_sink(self) -> None:
-        """Stop the time-series sink (after the ingest drained)."""
+        """Stop the time-series sink (after the ingest drained), then the live share."""
         if self.sink is not None:
             self.sink.stop()
+        if self.live_share is not None:
+            self.live_share.stop()
 
 
 def _leader(

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     api_auth: Literal["on", "off"] = "on"
     api_token_ttl_s: Annotated[int, Field(ge=60, le=366 * 86_400)] = 30 * 86_400
     probes_require_auth: bool = False
-    # Web login (docs/operators.md): a session ends session_idle_s after its last request
+    # Web login (docs/security.md): a session ends session_idle_s after its last request
     # and session_max_s after login; login_max_failures wrong passwords for one user in
     # login_lockout_s lock that user (until the window passes or an admin unlocks), and
     # login_address_max_failures from one client address refuse that address.
@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     # One stored telemetry snapshot per outlet per interval (for charts); retention.
     health_history_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     health_retention_hours: Annotated[float, Field(gt=0)] = 48.0
+    # How often each process shares its page changes with the other server processes
+    # of the database and reads theirs (one statement; 0 turns it off: one process).
+    live_share_interval_s: Annotated[float, Field(ge=0, le=60)] = 1.0
     # Time-series sink (InfluxDB v2 write API); off while timeseries_url is unset.
     timeseries_url: str | None = None
     timeseries_token: str = ""

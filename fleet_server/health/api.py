@@ -178,7 +178,10 @@ def read_sink_stats(request: Request) -> dict[str, Any]:
 )
 async def stream(request: Request) -> StreamingResponse:
     """Server-sent events: ``change`` with a version number whenever presence, devices
-    or alerts change (and a heartbeat every 15 s); clients refetch what they show."""
+    or alerts change (and a heartbeat every 15 s); clients refetch what they show.
+
+    The first event, sent on connecting, carries the current number; ``hub`` names the
+    server process the numbers belong to."""
     live = runtime(request).live
 
     async def events() -> AsyncIterator[str]:
@@ -189,7 +192,8 @@ async def stream(request: Request) -> StreamingResponse:
             if current != version:
                 version = current
                 quiet = 0.0
-                yield f"event: change\ndata: {json.dumps({'version': version})}\n\n"
+                data = json.dumps({"version": version, "hub": live.hub_id})
+                yield f"event: change\ndata: {data}\n\n"
             elif quiet >= _STREAM_HEARTBEAT_S:
                 quiet = 0.0
                 yield ": heartbeat\n\n"

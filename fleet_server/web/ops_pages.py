@@ -16,9 +16,11 @@ from fleet_server.alerts.rules import DEFAULT_RULES, SEVERITIES
 from fleet_server.api.auth import Authenticated
 from fleet_server.evaluations.rectifications import FollowUpAction
 from fleet_server.security import Principal, Role
-from fleet_server.web.ui import page_lang, render_page
+from fleet_server.web.ui import PAGE_DEPENDENCIES, page_lang, render_page
 
-router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+router = APIRouter(
+    prefix="/ui", tags=["web ui"], include_in_schema=False, dependencies=PAGE_DEPENDENCIES
+)
 # Ack, silence, rule overrides, replays and follow-ups: the APIs' write routes need an
 # operator (docs/security.md).
 ACTOR = Role.OPERATOR

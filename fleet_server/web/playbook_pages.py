@@ -16,9 +16,11 @@ from fleet_server.api.deps import SessionDep
 from fleet_server.playbooks import catalogue
 from fleet_server.playbooks.tables import PlaybookRun
 from fleet_server.security import Principal, Role
-from fleet_server.web.ui import page_lang, render_page
+from fleet_server.web.ui import PAGE_DEPENDENCIES, page_lang, render_page
 
-router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+router = APIRouter(
+    prefix="/ui", tags=["web ui"], include_in_schema=False, dependencies=PAGE_DEPENDENCIES
+)
 # Who may start and cancel runs: the API's write routes need a technician (admins too).
 RUNNER = Role.TECHNICIAN
 RunId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]

@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from fleet_server.api.scope import ScopeDep
 from fleet_server.config import outlet_view, store
 from fleet_server.config.api import reaches, scoped_drift
 from fleet_server.health import queries
+from fleet_server.health.api import runtime
 from fleet_server.health.figures import TARGETS, FigureGroup, GroupBy, fleet_figures
 from fleet_server.health.map_view import map_extras
 from fleet_server.playbooks import api as playbooks_api
@@ -28,7 +29,19 @@ from fleet_server.security import Principal, Role
 from fleet_server.security.scope import Scope
 from fleet_server.web.i18n import LANGS, table
 
-router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
+
+def note_live_version(request: Request) -> None:
+    """The change number before the page reads its data: the page's stream then skips
+    its first event when nothing changed since (one load fewer per page opened)."""
+    live = runtime(request).live
+    request.state.live_version = {"hub": live.hub_id, "version": live.version}
+
+
+# Every page router runs it before the handler reads the page's data.
+PAGE_DEPENDENCIES = [Depends(note_live_version)]
+router = APIRouter(
+    prefix="/ui", tags=["web ui"], include_in_schema=False, dependencies=PAGE_DEPENDENCIES
+)
 # Who may pause, resume and abort a campaign: the same roles as config writers.
 CAMPAIGN_WRITERS = CONFIG_WRITERS
 # The CSS and JS: open, since the login page needs them before there is a session.
@@ -103,7 +116,10 @@ def render_page(
     )
     # The registry and admin pages' script, on those pages only.
     extra = '<script src="/ui/static/registry.js"></script>\n' if page in REGISTRY_PAGES else ""
-    boot = {"page": page, "lang": lang, "t": t, "data": data, "user": user}
+    boot = {
+        "page": page, "lang": lang, "t": t, "data": data, "user": user,
+        "live_version": getattr(request.state, "live_version", None),
+    }  # fmt: skip
     boot_json = json.dumps(boot, ensure_ascii=False)
     boot_json = boot_json.translate(_SCRIPT_SAFE)
     # An empty icon: no /favicon.ico request that could only answer 404.

@@ -12,6 +12,7 @@ answers its probes and ``/metrics`` but no operator route.
 from __future__ import annotations
 
 import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -136,6 +137,45 @@ def test_the_ingest_process_stores_what_the_api_process_serves(split: Split) -> 
              what="the API process's broker link down")  # fmt: skip
         assert split.api.http.get("/readyz").status_code == httpx.codes.OK
         assert split.api.outlet(agent.outlet_id) is not None
+    finally:
+        agent.close()
+
+
+def _change_events(server: FleetServer, into: queue.Queue[str]) -> threading.Thread:
+    """Read the server's /api/v1/stream in a thread; each ``change`` event's data goes
+    into ``into`` (the reader ends with the server)."""
+
+    def read() -> None:
+        with httpx.Client(base_url=server.url, headers=server.http.headers, timeout=30) as c:
+            try:
+                with c.stream("GET", "/api/v1/stream") as response:
+                    event = ""
+                    for line in response.iter_lines():
+                        if line.startswith("event: "):
+                            event = line.removeprefix("event: ")
+                        elif line.startswith("data: ") and event == "change":
+                            into.put(line.removeprefix("data: "))
+            except httpx.HTTPError:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader
+
+
+def test_an_open_page_on_the_api_process_follows_what_the_ingest_stored(split: Split) -> None:
+    """The operator's page holds its stream on an API process; the outlet's birth is
+    stored by the ingest process. The page must still hear of it (docs/deploy.md,
+    "Live pages across processes")."""
+    changes: queue.Queue[str] = queue.Queue()
+    _change_events(split.api, changes)
+    changes.get(timeout=15)  # the stream's first event: the number as the page opened
+    agent = TxAgent(split.broker.url, f"split-{uuid.uuid4().hex[:6]}")
+    try:
+        agent.birth()
+        split.api.wait_state(agent.outlet_id, "online")
+        # Within a few sharing intervals (1 s each), never only on the next reload.
+        assert changes.get(timeout=10)
     finally:
         agent.close()
 

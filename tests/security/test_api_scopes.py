@@ -361,15 +361,17 @@ def test_every_route_that_shows_outlets_by_scope_kind(
 
 def test_the_stream_names_no_outlet(api: Api) -> None:
     """``/api/v1/stream`` as a scoped user, its body read: a change event carrying only
-    a version number, nothing of an outlet inside or outside the scope."""
+    a version number and the server process's id, nothing of an outlet inside or
+    outside the scope."""
     seed_two_outlets(api)
     headers = scoped_users(api)[Role.VIEWER]
     code, text = _call(api, "GET", "/api/v1/stream", headers)
     assert code == 200
     assert text.startswith("event: change\ndata: "), text
     data = json.loads(text.split("data: ", 1)[1])
-    assert list(data) == ["version"], text
+    assert sorted(data) == ["hub", "version"], text
     assert isinstance(data["version"], int), text
+    assert re.fullmatch(r"[0-9a-f]{8}", data["hub"]), text
     for outlet in (INSIDE, OUTSIDE):
         assert outlet not in text
         assert REGIONS[outlet] not in text

@@ -20,6 +20,9 @@ from fleet_server.models import Evaluation, InboxEntry
 from fleet_server.piivault import current_vault
 from fleet_server.schema import metadata
 
+# What these tests prove is the migrations themselves, so they always run.
+pytestmark = pytest.mark.real_migrations
+
 TABLES = {
     "outlets",
     "agents",
@@ -72,6 +75,8 @@ TABLES = {
     "playbook_events",
     # host keys and fetched archives (0021_outlet_host_keys)
     "outlet_archives",
+    # the change number live pages share across server processes (0023_live_changes)
+    "live_changes",
 }
 
 

@@ -299,7 +299,17 @@
     const live = document.getElementById("live");
     const es = new EventSource("/api/v1/stream");
     es.addEventListener("open", () => { live.className = "live"; live.textContent = tr("live"); });
-    es.addEventListener("change", () => changed());
+    // The page was read at boot.live_version: the stream's first event repeats that
+    // number unless something changed since, and then there is nothing to refetch.
+    // (hub: the server process; behind a proxy a reconnect may reach another one.)
+    let known = boot.live_version ? `${boot.live_version.hub}:${boot.live_version.version}` : null;
+    es.addEventListener("change", (ev) => {
+      let now = null;
+      try { const d = JSON.parse(ev.data); now = `${d.hub}:${d.version}`; } catch (_) { /* refetch */ }
+      if (now !== null && now === known) return;
+      known = now;
+      changed();
+    });
     es.addEventListener("error", () => { live.className = "live off"; live.textContent = tr("disconnected"); });
   }
 
