@@ -9,6 +9,7 @@ and no operator route: its app is built without them (docs/deploy.md, "Roles").
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -66,6 +67,7 @@ from fleet_server.playbooks.worker import RunManager
 from fleet_server.releases import api as releases_api
 from fleet_server.routing.targets import TargetsConfig
 from fleet_server.runtime import ServerRuntime
+from fleet_server.security import passwords
 from fleet_server.settings import Settings
 from fleet_server.web import admin_pages as web_admin_pages
 from fleet_server.web import login as web_login
@@ -99,6 +101,7 @@ def create_app(
             if not operator_routes:
                 yield
                 return
+            warming = asyncio.create_task(asyncio.to_thread(passwords.warm_up))
             # Playbook runs survive nothing: those of an earlier process are interrupted.
             app.state.playbook_runs = RunManager(
                 state.sessions,
@@ -109,6 +112,7 @@ def create_app(
             )
             app.state.playbook_runs.mark_interrupted()
             yield
+            await warming
         finally:
             if getattr(app.state, "playbook_runs", None) is not None:
                 app.state.playbook_runs.stop()

@@ -23,6 +23,7 @@ from edge_agent.devices.social_security_card_reader.vpcd import (
     environment_ok,
 )
 from govedge_testbed import Mosquitto, Postgres, ServiceUnavailable, VictoriaMetrics
+from tests.migrated_template import head_schema_script, replaying_upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Sealing keys for transaction bodies (fleet_server.piivault): one throwaway directory
@@ -124,6 +125,30 @@ def started_service(make: Callable[[], _S]) -> _S:
     except ServiceUnavailable as exc:
         missing(f"service not available: {exc}")
     return service
+
+
+_HEAD_SCHEMA: list[str] = []
+
+
+def _head_schema() -> list[str]:
+    """The migrated schema as SQL, made on first use in this test process."""
+    if not _HEAD_SCHEMA:
+        _HEAD_SCHEMA.extend(head_schema_script())
+    return _HEAD_SCHEMA
+
+
+@pytest.fixture(autouse=True)
+def _replay_migrated_schema(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Empty SQLite databases upgraded to head in this process get the schema the real
+    migrations made once (tests/migrated_template.py); ``real_migrations`` tests and
+    every server subprocess run the migrations themselves."""
+    if request.node.get_closest_marker("real_migrations"):
+        return
+    from alembic import command
+
+    monkeypatch.setattr(command, "upgrade", replaying_upgrade(command.upgrade, _head_schema))
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,15 +54,21 @@ PASSWORD = "browser-test password 1"
 def add_user(
     database_url: str, name: str, role: str, password: str = PASSWORD, regions: tuple[str, ...] = ()
 ) -> None:
-    """``fleet-server users add NAME --role ROLE [--region R ...] --password-stdin`` (the
-    real CLI)."""
+    """``fleet-server users add NAME --role ROLE [--region R ...] --password-stdin``: the
+    real CLI's code, run in this process (a new interpreter per user cost ~2 CPU s of
+    imports; the command as a process is tested in tests/security/test_password_cli.py)."""
+    from click.testing import CliRunner
+
+    from fleet_server.cli import main
+
     scope = [arg for region in regions for arg in ("--region", region)]
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "fleet-server"), "users", "add", name, "--role", role,
-         *scope, "--password-stdin", "--database-url", database_url],
-        input=password + "\n", capture_output=True, text=True, timeout=60, check=False,
+    result = CliRunner().invoke(
+        main,
+        ["users", "add", name, "--role", role, *scope, "--password-stdin",
+         "--database-url", database_url],
+        input=password + "\n",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, (result.output, result.exception)
 
 
 def login_form(page: Any, name: str, password: str = PASSWORD) -> None:

@@ -72,6 +72,15 @@ def _runtime(agent: Agent) -> AgentRuntime:
     return agent.assembled.runtime
 
 
+def _ack_applied(agent: Agent) -> bool:
+    """The server's txack has been applied to the agent's outbox (any outcome but a
+    failure is counted once the write is done)."""
+    counts = agent.counters.snapshot()
+    return any(
+        n for name, n in counts.items() if name.startswith("txack_") and name != "txack_failed"
+    )
+
+
 def test_put_while_broker_down_then_drained_and_acked(
     private_broker: Mosquitto, outlet_id: str, tmp_path: Path
 ) -> None:
@@ -135,6 +144,12 @@ def test_txresult_downlink_reaches_the_transaction_events_once(
                 tx_id = await file_submission(runtime, SUBMISSION)
                 await asyncio.to_thread(
                     wait_until, lambda: tx_id in server.tx_ids(), timeout=10, what="the tx"
+                )
+                # A result that comes while the tx's ack is still being written to the
+                # outbox is held until then (the clerk app hears "acked" first), so the
+                # marker below could overtake it: wait until the ack is applied.
+                await asyncio.to_thread(
+                    wait_until, lambda: _ack_applied(agent), timeout=10, what="the ack"
                 )
                 with contextlib.closing(runtime.transactions.subscribe()) as events:
                     result = TransactionResult(

@@ -60,12 +60,13 @@ window.govedgeRegistry = function (h) {
         `<td>${esc(o.display_name || "")}</td><td>${st(o.state)}</td><td>${time(o.last_seen)}</td><td>${esc(o.agent_version || "-")}</td></tr>`).join("");
     }
 
-    async function load() {
+    // given: the first page the server put in the page (by id, ascending, offset 0).
+    async function load(given) {
       const params = new URLSearchParams({ sort: view.sort, order: view.order, limit: String(PAGE), offset: String(view.offset) });
       if (view.q) params.set("q", view.q);
       if (view.state) params.set("state", view.state);
       const current = latest();
-      const res = await call("GET", "/api/v1/outlets?" + params.toString());
+      const res = given ? { ok: true, json: given } : await call("GET", "/api/v1/outlets?" + params.toString());
       if (!current()) return;
       if (!res.ok) { $("rg-rows").innerHTML = `<tr><td colspan="5">${refused(res, "rg-list-error")}</td></tr>`; return; }
       const page = res.json;
@@ -121,10 +122,10 @@ window.govedgeRegistry = function (h) {
         load();
       }));
       if (view.canImport) $("rg-import").addEventListener("click", importFile);
-      load();
+      load(d.first_page && d.first_page.limit === PAGE ? d.first_page : undefined);
     }
 
-    return { mount, refresh: load };
+    return { mount, refresh: () => load() };
   }
 
   // ---- audit log ----
