@@ -25,7 +25,7 @@ from fleet_server.security import audit
 from fleet_server.security.passwords import Lockout, LoginResult, check_login
 from fleet_server.security.sessions import close_session, open_session, session_principal
 from fleet_server.web.i18n import LANGS, table
-from fleet_server.web.ui import LANG_COOKIE, page_lang
+from fleet_server.web.ui import LANG_COOKIE, page_lang, static_url
 
 router = APIRouter(prefix="/ui", tags=["web ui"], include_in_schema=False)
 root_router = APIRouter(tags=["web ui"], include_in_schema=False)
@@ -79,7 +79,7 @@ def _form_page(next_path: str, lang: str, message: str = "", name: str = "") -> 
 <title>govedge · {escape(t["login_title"])}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="/ui/static/app.css"></head>
+<link rel="stylesheet" href="{static_url("app.css")}"></head>
 <body><main class="login"><h1>{escape(t["title"])}</h1><h2>{escape(t["login_title"])}</h2>
 <p><a id="lang-switch" href="{escape(switch)}">{escape(t["switch_lang"])}</a></p>{note}
 <form method="post" action="/ui/login">

@@ -5,6 +5,8 @@ and refetches on every server-sent ``change`` event. Everything is served from h
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -60,6 +62,31 @@ _STATIC = {
 LANG_COOKIE = "govedge_lang"
 # Pages drawn by static/registry.js (fleet_server/web/admin_pages.py).
 REGISTRY_PAGES = frozenset({"outlets", "audit", "users", "enrollment"})
+# Each page module's script, on the pages that use it only (app.js checks for each):
+# fewer bytes to fetch, parse and compile per page opened.
+_PAGE_SCRIPTS = {
+    "config.js": frozenset({"config", "outlet"}),
+    "campaigns.js": frozenset({"campaigns", "campaign"}),
+    "playbooks.js": frozenset({"playbook-runs", "playbook-run", "outlet"}),
+    "ops.js": frozenset({"alerts", "dead-letters", "transactions", "rectifications"}),
+    "registry.js": REGISTRY_PAGES,
+}
+# A year: a static file's URL carries its content's hash, so a new release asks anew.
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@functools.cache
+def _static_version(name: str) -> str:
+    """The first 12 hex digits of the file's SHA-256 (read once per process)."""
+    return hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]
+
+
+def static_url(name: str) -> str:
+    """The static file's URL with its version: the browser caches it for good and keeps
+    its compiled code; the next release's file has another URL."""
+    return f"/ui/static/{name}?v={_static_version(name)}"
+
+
 # The boot JSON sits in a <script> element; outlet-controlled strings (device ids,
 # models) must not be able to end it ("</script>") or switch the parser into a
 # comment/script state ("<!--", "<script"). These escapes mean the same in JSON.
@@ -115,7 +142,11 @@ def render_page(
         for href, key in entries
     )
     # The registry and admin pages' script, on those pages only.
-    extra = '<script src="/ui/static/registry.js"></script>\n' if page in REGISTRY_PAGES else ""
+    scripts = "".join(
+        f'<script src="{static_url(name)}"></script>\n'
+        for name, pages in _PAGE_SCRIPTS.items()
+        if page in pages
+    )
     boot = {
         "page": page, "lang": lang, "t": t, "data": data, "user": user,
         "live_version": getattr(request.state, "live_version", None),
@@ -128,7 +159,7 @@ def render_page(
 <head><meta charset="utf-8"><title>{escape(t["title"])}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="/ui/static/app.css"></head>
+<link rel="stylesheet" href="{static_url("app.css")}"></head>
 <body>
 <header><h1>{escape(t["title"])}</h1><nav>{nav}</nav>
 <span id="live" class="live off">{escape(t["disconnected"])}</span>
@@ -137,11 +168,7 @@ def render_page(
 </span><button type="submit">{escape(t["logout"])}</button></form></header>
 <main id="main"></main>
 <script id="boot" type="application/json">{boot_json}</script>
-<script src="/ui/static/config.js"></script>
-<script src="/ui/static/campaigns.js"></script>
-<script src="/ui/static/playbooks.js"></script>
-<script src="/ui/static/ops.js"></script>
-{extra}<script src="/ui/static/app.js"></script>
+{scripts}<script src="{static_url("app.js")}"></script>
 </body></html>"""
     response = HTMLResponse(html)
     if request.query_params.get("lang") in LANGS:
@@ -156,11 +183,16 @@ def root() -> RedirectResponse:
 
 
 @static_router.get("/static/{name}")
-def static(name: str) -> Response:
-    """The bundled JS and CSS (a fixed list; nothing else is served)."""
+def static(name: str, v: str | None = None) -> Response:
+    """The bundled JS and CSS (a fixed list; nothing else is served). Asked with its
+    current version (``static_url``) it is cached for a year; otherwise (an old page, a
+    hand-typed URL) the browser revalidates it every time."""
     if name not in _STATIC:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
-    return FileResponse(STATIC_DIR / name, media_type=_STATIC[name])
+    cache = _IMMUTABLE if v == _static_version(name) else "no-cache"
+    return FileResponse(
+        STATIC_DIR / name, media_type=_STATIC[name], headers={"Cache-Control": cache}
+    )
 
 
 @router.get("/overview")

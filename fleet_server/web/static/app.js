@@ -14,7 +14,8 @@
   const st = (s) => `<span class="st st-${esc(s)}" data-state="${esc(s)}">${esc(tr(s))}</span>`;
   const kind = (k) => (k ? esc(tr("k_" + k, k)) : "-");
   const time = (iso) => (iso ? new Date(iso).toLocaleString(boot.lang === "zh" ? "zh-CN" : "en-GB") : "-");
-  const cfg = window.govedgeConfig({ esc, tr, time, refresh: () => refresh() });
+  // Each page module's script is on the pages that use it only (fleet_server/web/ui.py).
+  const cfg = window.govedgeConfig ? window.govedgeConfig({ esc, tr, time, refresh: () => refresh() }) : null;
   // One JSON call for the page modules: {status, ok, json} (json null when not JSON).
   async function call(method, url, body) {
     const init = { method, cache: "no-store", headers: {} };
@@ -24,12 +25,12 @@
     try { answer = await r.json(); } catch (e) { answer = null; }
     return { status: r.status, ok: r.ok, json: answer };
   }
-  const camp = window.govedgeCampaigns({ esc, tr, time, call });
+  const camp = window.govedgeCampaigns ? window.govedgeCampaigns({ esc, tr, time, call }) : null;
   const isCampaigns = boot.page === "campaigns" || boot.page === "campaign";
-  const pbk = window.govedgePlaybooks({ esc, tr, time, call });
+  const pbk = window.govedgePlaybooks ? window.govedgePlaybooks({ esc, tr, time, call }) : null;
   const isPlaybooks = boot.page === "playbook-runs" || boot.page === "playbook-run";
-  const ops = window.govedgeOps({ esc, tr, time, call, alertSubject, userName: (boot.user && boot.user.name) || "" });
-  const isOps = ops.pages.includes(boot.page);  // ops.js reads its APIs itself
+  const ops = window.govedgeOps ? window.govedgeOps({ esc, tr, time, call, alertSubject, userName: (boot.user && boot.user.name) || "" }) : null;
+  const isOps = Boolean(ops && ops.pages.includes(boot.page));  // ops.js reads its APIs itself
   // Pages drawn by a script of their own (registry.js: outlets list and admin pages).
   const own = window.govedgeRegistry ? window.govedgeRegistry({ esc, tr, time, st, boot }).pages[boot.page] : null;
   const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%");
