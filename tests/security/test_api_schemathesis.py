@@ -54,6 +54,9 @@ def api_schema(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> B
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+# About 7,500 generated calls: 110 s on a quiet machine, past the default 120 s limit
+# when the other test worker is busy.
+@pytest.mark.timeout(600)
 def test_api_conforms_to_its_openapi(
     api_schema: BaseSchema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
