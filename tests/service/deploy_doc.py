@@ -1,4 +1,4 @@
-"""The install procedure of docs/deploy.md, read from the page itself.
+"""The install and upgrade procedures of docs/deploy.md, read from the page itself.
 
 The deploy test runs what this returns, so the page and the test cannot drift: a
 changed step is run as changed. A step is a numbered item of the section; its shell is
@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEPLOY_MD = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 SECTION = "## Install: one procedure, from a bare Debian 12 to a working server"
+UPGRADE_SECTION = "## Upgrade the server"
 
 _STEP = re.compile(r"^(\d+)\. \*\*(.+?)\*\*", re.MULTILINE)
 _BLOCK = re.compile(r"^( *)```sh\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
@@ -27,19 +28,34 @@ class Step:
     shell: str  # empty when the step has no commands (the firewall table, say)
 
 
-def install_section(text: str) -> str:
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+def section_of(text: str, title: str) -> str:
+    """The section headed ``title``, up to the next section of the same level."""
+    start = text.index(title)
+    end = text.find("\n## ", start + len(title))
     return text[start : end if end >= 0 else len(text)]
+
+
+def install_section(text: str) -> str:
+    return section_of(text, SECTION)
 
 
 def install_steps(text: str | None = None) -> list[Step]:
     """The numbered steps of the install section, in order."""
-    section = install_section(DEPLOY_MD.read_text() if text is None else text)
+    return _steps(install_section(DEPLOY_MD.read_text() if text is None else text), "install")
+
+
+def upgrade_steps(text: str | None = None) -> list[Step]:
+    """The numbered steps of the upgrade section, in order ("Rolling back" after them
+    is prose, not a step)."""
+    page = DEPLOY_MD.read_text() if text is None else text
+    return _steps(section_of(page, UPGRADE_SECTION), "upgrade")
+
+
+def _steps(section: str, name: str) -> list[Step]:
     # A block in another language would be skipped by the test without a word.
     openings = _FENCE.findall(section)[::2]
     if any(info != "sh" for info in openings):
-        raise ValueError(f"the install section has a block that is not ```sh: {openings}")
+        raise ValueError(f"the {name} section has a block that is not ```sh: {openings}")
     heads = list(_STEP.finditer(section))
     steps = []
     for head, following in zip(heads, [*heads[1:], None], strict=True):
@@ -48,5 +64,5 @@ def install_steps(text: str | None = None) -> list[Step]:
         steps.append(Step(int(head.group(1)), head.group(2).rstrip(".:"), "\n".join(blocks)))
     numbers = [s.number for s in steps]
     if numbers != list(range(1, len(steps) + 1)):
-        raise ValueError(f"the install steps are not numbered 1..N: {numbers}")
+        raise ValueError(f"the {name} steps are not numbered 1..N: {numbers}")
     return steps

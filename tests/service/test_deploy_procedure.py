@@ -35,7 +35,10 @@ may reload Mosquitto and not restart it; state is under ``/var/lib/govedge`` own
 the service user, settings under ``/etc/govedge``, nothing in the working directory;
 and an outlet enrolls with ``edge-agent enroll`` over HTTPS, connects to the installed
 Mosquitto over TLS with its new certificate, and once revoked at the API is refused
-there. Not tried: nginx in front, the firewall, the daily timer firing.
+there. Last, the page's "Upgrade the server" as written (steps 2-4, ``NEW`` a wheel of
+this code stamped 0.1.1 added to ``/srv/wheels``) and the operator's checks after it
+(the last test). Not tried: nginx in front, the firewall, the daily timer firing, the
+upgrade's step 1 (the backup) and rolling back.
 """
 
 from __future__ import annotations
@@ -54,8 +57,13 @@ import pytest
 
 from tests.conftest import missing
 from tests.service.clean_root import CleanRoot
-from tests.service.deploy_doc import Step, install_steps
-from tests.service.wheelhouse import REPO, WheelhouseError, build_wheelhouse
+from tests.service.deploy_doc import Step, install_steps, upgrade_steps
+from tests.service.wheelhouse import (
+    REPO,
+    WheelhouseError,
+    build_project_wheel,
+    build_wheelhouse,
+)
 
 # One worker runs the module: its fixture boots one clean root for all the tests (two
 # workers each booted one, and built the shared wheel cache at the same time).
@@ -66,6 +74,10 @@ STATE_NAMES = {"fleet-pki", "fleet-pii-keys", "fleet-releases", "fleet-playbook-
                "first-admin.txt", "fleet.db"}  # fmt: skip
 # What the page leaves to other pages: no config signing key yet (docs/config.md).
 EXPECTED_WARNINGS = ("no config signing key",)
+# What each worker logs once it had the broker reread the CRL it rewrote at start.
+CRL_RELOADED = "CRL rewritten at start: broker reload command succeeded"
+# The upgrade test's new version: the code under test, stamped one patch release up.
+NEW_VERSION = "0.1.1"
 
 
 @dataclass
@@ -73,6 +85,7 @@ class Installed:
     root: CleanRoot
     outputs: dict[int, str]
     cwd_at_boot: set[str]  # what the machine's own boot wrote in /root
+    wheels: Path  # the host's directory the root sees at /srv/wheels (a bind mount)
 
 
 # The units the procedure installs or configures. The machine image's own (a getty
@@ -87,6 +100,16 @@ def failed_units(root: CleanRoot) -> set[str]:
 
 def failed_install_units(root: CleanRoot) -> set[str]:
     return {unit for unit in failed_units(root) if unit.startswith(INSTALL_UNITS)}
+
+
+def _complaints(journal: str) -> list[str]:
+    """The journal's warnings, errors and tracebacks but those the page expects."""
+    return [
+        line
+        for line in journal.splitlines()
+        if (" WARNING " in line or " ERROR " in line or "Traceback" in line)
+        and not any(expected in line for expected in EXPECTED_WARNINGS)
+    ]
 
 
 def _cwd_entries(root: CleanRoot) -> set[str]:
@@ -104,12 +127,13 @@ def _require_tools() -> None:
             missing(f"{tool} is not installed (scripts/bootstrap installs it)")
 
 
-def _run_step(root: CleanRoot, step: Step) -> str:
-    stdin = "PASSWORD\nPASSWORD\n" if step.number == 3 else ""
-    done = root.run(step.shell, stdin=stdin)
+def _run_step(root: CleanRoot, step: Step, *, shell: str | None = None, stdin: str = "") -> str:
+    """``shell`` (the step's own, by default) through the clean root; its stdout."""
+    shell = step.shell if shell is None else shell
+    done = root.run(shell, stdin=stdin)
     assert done.returncode == 0, (
         f"step {step.number} ({step.title}) failed as written, exit {done.returncode}:\n"
-        f"{step.shell}\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+        f"{shell}\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
     )
     return done.stdout
 
@@ -146,8 +170,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
                 continue
             if step.number == 8:
                 assert check(root, "ready") == {"ready": True}
-            outputs[step.number] = _run_step(root, step)
-        yield Installed(root, outputs, cwd_at_boot)
+            # Step 3's createuser --pwprompt asks for the password twice.
+            stdin = "PASSWORD\nPASSWORD\n" if step.number == 3 else ""
+            outputs[step.number] = _run_step(root, step, stdin=stdin)
+        yield Installed(root, outputs, cwd_at_boot, wheels)
     finally:
         root.close()
 
@@ -192,16 +218,9 @@ def test_the_workers_journal_has_no_warning_the_page_does_not_expect(
     # Step 7's split: two API workers above, two ingest workers on their loopback ports.
     assert "listening on http://127.0.0.1:9101" in journal.stdout
     assert "listening on http://127.0.0.1:9102" in journal.stdout
-    complaints = [
-        line
-        for line in journal.stdout.splitlines()
-        if (" WARNING " in line or " ERROR " in line or "Traceback" in line)
-        and not any(expected in line for expected in EXPECTED_WARNINGS)
-    ]
-    assert complaints == []
+    assert _complaints(journal.stdout) == []
     # Each worker had the broker reread the CRL it rewrote at start (step 5's rule)…
-    reloaded = "CRL rewritten at start: broker reload command succeeded"
-    assert journal.stdout.count(reloaded) == 4
+    assert journal.stdout.count(CRL_RELOADED) == 4
     # …and the rule allows the service user that, and nothing else.
     restart = installed.root.run("runuser -u govedge-fleet -- systemctl restart mosquitto")
     assert restart.returncode != 0
@@ -256,3 +275,59 @@ def test_an_outlet_enrolls_over_https_and_connects_to_the_installed_broker(
     assert revoked["broker_connack_after"].startswith("connection ended"), revoked
     broker_log = installed.root.host_path("/var/log/mosquitto/mosquitto.log").read_text()
     assert "certificate verify failed" in broker_log  # the same certificate as before
+
+
+# Last in the module, on purpose: it stops and restarts the workers the tests above
+# check, and pytest runs a module's tests in file order.
+def test_the_upgrade_as_written_brings_the_new_version_and_keeps_data_and_keys(
+    installed: Installed,
+) -> None:
+    """docs/deploy.md's "Upgrade the server", steps 2-4 as written, on the installed
+    server, with ``NEW`` a wheel of this code stamped 0.1.1 put beside the install's in
+    ``/srv/wheels``; then what an operator checks.
+
+    Step 1 (the backup) is prose that points at "Backup and restore", and is not run
+    here: its command restores into a scratch database on another host and starts a
+    second fleet server with a private broker to prove the copy, which this root has no
+    second PostgreSQL for (it is tested on its own, tests/server/test_backup_restore_check.py).
+    Both wheels hold the same schema, so step 3's migrate finds nothing to do: an
+    upgrade that brings a migration is not tried here.
+    """
+    root = installed.root
+    build_project_wheel(installed.wheels, NEW_VERSION)  # seen at /srv/wheels at once
+    old_link = root.run("readlink /opt/govedge-fleet/venv").stdout.strip()
+    assert old_link != f"venv-{NEW_VERSION}"
+    cursor = _journal_cursor(root)
+
+    steps = upgrade_steps()
+    assert [step.number for step in steps if step.shell] == [2, 3, 4]
+    for step in steps:
+        if step.shell:
+            _run_step(root, step, shell=step.shell.replace("NEW", NEW_VERSION))
+
+    assert check(root, "ready") == {"ready": True}
+    link = root.run("readlink /opt/govedge-fleet/venv").stdout.strip()
+    assert link == f"venv-{NEW_VERSION}"
+    version = root.run(
+        "/opt/govedge-fleet/venv/bin/python -c "
+        "'import importlib.metadata as m; print(m.version(\"govedge\"))'"
+    )
+    assert version.stdout.strip() == NEW_VERSION, version.stderr
+    assert failed_install_units(root) == set()
+    # Every worker stopped and started again (on the new link), and said nothing amiss.
+    journal = root.run(f"journalctl -u 'govedge-fleet-*' --after-cursor='{cursor}'")
+    assert journal.returncode == 0, journal.stderr
+    assert journal.stdout.count(CRL_RELOADED) == 4
+    assert _complaints(journal.stdout) == []
+    # The accounts, and the keys they are checked with, survived: the first admin's
+    # password and API token made at install still log in.
+    answer = check(root, "login")
+    assert (answer["token_me"], answer["cookie_me"]) == ("admin", "admin"), answer
+
+
+def _journal_cursor(root: CleanRoot) -> str:
+    """Where the journal ends now, to read only what comes after."""
+    done = root.run("journalctl -n 1 -o json --output-fields=__CURSOR")
+    assert done.returncode == 0, done.stderr
+    cursor: str = json.loads(done.stdout.splitlines()[-1])["__CURSOR"]
+    return cursor

@@ -5,7 +5,8 @@ the install tries the code under test. The dependencies' wheels are the locked
 ``server`` extra (``uv export``) fetched or built by the target machine's own
 ``python3`` (``pip wheel``), so their tags fit the Python the doc's venv will have.
 They change only with the lock, so they are kept between runs under ``.tools/``
-(ignored by git), one directory per lock and Python version.
+(ignored by git), one directory per lock and Python version. The upgrade test's newer
+wheel is the same code with another version stamped in (``build_project_wheel``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,5 +96,41 @@ def build_wheelhouse(out: Path) -> Path:
             os.link(wheel, out / wheel.name)
         except OSError:  # another file system
             shutil.copy2(wheel, out / wheel.name)
-    _run([str(UV), "build", "--wheel", "--quiet", "--out-dir", str(out)], timeout=300, cwd=REPO)
+    _uv_build(REPO, out)
     return out
+
+
+def build_project_wheel(out: Path, version: str) -> Path:
+    """The project's wheel with ``version`` stamped in, built into ``out``; its path.
+
+    Built as ``scripts/build-bundle --version`` builds one: from a copy of the tracked
+    files with the version set in the copy's pyproject.toml, so the checkout is never
+    changed (a test run beside it may be reading it).
+    """
+    with tempfile.TemporaryDirectory(prefix="govedge-wheel-") as tmp:
+        src = Path(tmp)
+        listed = _run(["git", "ls-files", "-z"], timeout=60, cwd=REPO)
+        for name in filter(None, listed.split("\0")):
+            source = REPO / name
+            if source.is_file():  # a tracked file deleted in the work tree is not built
+                (src / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, src / name)
+        pyproject = src / "pyproject.toml"
+        stamped, count = re.subn(
+            r'^version = ".*"$', f'version = "{version}"', pyproject.read_text(), count=1,
+            flags=re.MULTILINE,
+        )  # fmt: skip
+        if count != 1:
+            raise WheelhouseError("pyproject.toml has no version line to stamp")
+        pyproject.write_text(stamped)
+        # Offline: the build backend is in uv's cache since build_wheelhouse's build.
+        _uv_build(src, out, "--offline")
+    wheel = out / f"govedge-{version}-py3-none-any.whl"
+    if not wheel.exists():
+        raise WheelhouseError(f"uv build made no {wheel.name} in {out}")
+    return wheel
+
+
+def _uv_build(src: Path, out: Path, *options: str) -> None:
+    _run([str(UV), "build", "--wheel", "--quiet", *options, "--out-dir", str(out)],
+         timeout=300, cwd=src)  # fmt: skip
