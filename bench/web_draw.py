@@ -34,13 +34,13 @@ from _common import BIN, machine, pct, start_server, stop, table, update_doc
 from _figures import Figure, write_figures
 from web_scale import fill
 
+from fleet_server.web.admin_pages import LIST_PAGE
 from govedge_testbed import Mosquitto
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 USER, PASSWORD = "bench-viewer", "bench viewer password 1"
-LIST_PAGE = 50  # registry.js's PAGE
 # Issue 16 asks for a stated time. Most of a page's time here is the browser's own
 # (HTML parsed, scripts compiled, a first frame from headless software rendering), the
 # same for ten outlets as for 10,000, so each view is also measured in the same run

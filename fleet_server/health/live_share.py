@@ -84,6 +84,4 @@ class LiveShare:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        if self._hub.take_local_change() or self._unshared:
-            self._unshared = True
-            self.step()
+        self.step()
