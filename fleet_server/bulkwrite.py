@@ -112,9 +112,11 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
     """A UTC timestamp as SQLite stores it: ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC, naive)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given for a UTC column")
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    if value.tzinfo is not UTC:  # the ingest's own times are UTC already: no conversion
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def update_rows(

@@ -13,7 +13,8 @@ Device state rules (``device_states.state``):
 * telemetry ``devices[id]`` merges into ``health``; ``state`` (a string metric) or
   ``connected`` (0/false → ``offline``) update the state; the counters ``reads_ok``,
   ``reads_failed``, ``protocol_errors``, ``timeouts``, ``bad_frames`` feed the reads and
-  error counters; ``firmware`` is kept;
+  error counters; ``firmware`` is kept; a change in only the usage counters
+  (``_USAGE_COUNTERS``: good reads) is written with the row's next due write;
 * events: ``device.unplugged`` → offline, ``device.ready`` → ready, ``device.error`` →
   error (+1 error); ``paper.low``/``paper.near_end`` and ``paper.out``/``paper.end``
   set ``health.paper``;
@@ -53,6 +54,11 @@ _PAPER_EVENTS = {
     "paper.ok": "ok",
 }
 _STATE_EVENTS = {"device.unplugged": "offline", "device.ready": "ready", "device.error": "error"}
+_DEVICE_STATES = frozenset({"ready", "probing", "offline", "error"})
+# Counters of ordinary use: their rise is no news, so a device row whose only change is
+# one of these is written with its next due write (at most one history interval later),
+# like ``last_seen``. Failures, errors, state, paper and everything else go at once.
+_USAGE_COUNTERS = frozenset({"reads_ok", "no_card"})
 _PRUNE_EVERY_S = 300.0
 # An outlet health row whose clock skew moved less than this (and whose flaps did not)
 # waits up to a history interval before it is written again (see ``_outlet_due``).
@@ -225,7 +231,7 @@ class HealthRecorder:
         if "firmware" in health:
             _put(device, "firmware", str(health["firmware"])[:64])
         if isinstance(health.get("reads_ok"), int | float):
-            _put(device, "reads_ok", int(health["reads_ok"]))
+            _put(device, "reads_ok", int(health["reads_ok"]), news=False)
         if isinstance(health.get("reads_failed"), int | float):
             _put(device, "reads_failed", int(health["reads_failed"]))
         errors = [health[name] for name in _ERROR_COUNTERS if isinstance(health.get(name), int)]
@@ -233,26 +239,32 @@ class HealthRecorder:
             _put(device, "error_count", max(device.values["error_count"], int(sum(errors))))
 
     def _telemetry(self, message: Telemetry, at: datetime) -> None:
-        outlet = self._outlet(message.outlet_id, at)
+        outlet_id = message.outlet_id
+        outlet = self._outlet(outlet_id, at)
         outlet["clock_skew_s"] = round(at.timestamp() - message.ts / 1000, 3)
         outlet["last_telemetry_at"] = at
         for device_id, metrics in message.devices.items():
-            device = self._device(message.outlet_id, device_id, at)
+            device = self._device(outlet_id, device_id, at)
             values = device.values
             values["last_seen"] = at
             health = values["health"]
-            # Most telemetry repeats a device's figures: merge only when one differs.
-            if any(k not in health or health[k] != v for k, v in metrics.items()):
+            # Most telemetry repeats a device's figures (a C-level subset test): then
+            # neither the health nor the counters taken from it can have moved.
+            if not metrics.items() <= health.items():
+                moved = [k for k, v in metrics.items() if k not in health or health[k] != v]
                 values["health"] = {**health, **metrics}
-                device.changed = True
-            self._counters(device, metrics)
+                if not _USAGE_COUNTERS.issuperset(moved):
+                    device.changed = True
+                self._counters(device, metrics)
             state = metrics.get("state")
-            if isinstance(state, str) and state in ("ready", "probing", "offline", "error"):
+            if isinstance(state, str) and state in _DEVICE_STATES:
                 self._set_state(device, state, at)
-            elif metrics.get("connected") in (False, 0):
-                self._set_state(device, "offline", at)
-            elif metrics.get("connected") in (True, 1) and values["state"] == "offline":
-                self._set_state(device, "ready", at)
+            elif "connected" in metrics:
+                connected = metrics["connected"]
+                if connected in (False, 0):
+                    self._set_state(device, "offline", at)
+                elif connected in (True, 1) and values["state"] == "offline":
+                    self._set_state(device, "ready", at)
         now = time.monotonic()
         last = self._last_sample.get(message.outlet_id)
         if last is None or now - last >= self._history_interval_s:
@@ -477,12 +489,14 @@ _UPDATE_OUTLET = update_statement(
 )
 
 
-def _put(device: _Device, column: str, value: Any) -> None:
+def _put(device: _Device, column: str, value: Any, *, news: bool = True) -> None:
     """Set one of a device row's values, noting a change (nested dicts are replaced,
-    never mutated in place, so ``!=`` sees every change)."""
+    never mutated in place, so ``!=`` sees every change). A change that is no news
+    (``_USAGE_COUNTERS``) waits for the row's next write."""
     if device.values[column] != value:
         device.values[column] = value
-        device.changed = True
+        if news:
+            device.changed = True
 
 
 def _event_time(ts_ms: int, *, fallback: datetime) -> datetime:

@@ -110,12 +110,14 @@ class PresenceTracker:
         return copy.deepcopy(record) if record is not None else None
 
     def dirty(self) -> list[OutletRecord]:
-        """Copies of the records changed since the last ``mark_stored``.
+        """The records changed since the last ``mark_stored``, in id order.
 
-        Shallow copies suffice: ``devices`` and ``last_metrics`` are replaced, never
-        mutated in place, so a copy cannot change under the writer.
+        The records themselves, not copies: the writer runs in the worker thread that
+        owns this tracker, so nothing changes them while they are written (a copy per
+        record per batch was a twentieth of the worker's time).
         """
-        return [copy.copy(self._records[outlet_id]) for outlet_id in sorted(self._dirty)]
+        records = self._records
+        return [records[outlet_id] for outlet_id in sorted(self._dirty)]
 
     def mark_stored(self, outlet_ids: list[str]) -> None:
         """The given records are now in the database; forget they were dirty."""

@@ -149,9 +149,22 @@ def save_presence(
         elif shared or record.state_dirty:
             presence.append(_agent_values(record))
         elif record.metrics_dirty:
-            seen_metrics.append(_agent_values(record))
-        else:
-            seen.append(_agent_values(record))
+            seen_metrics.append(
+                {
+                    "outlet_id": record.outlet_id,
+                    "last_seq": record.last_seq,
+                    "last_seen": record.last_seen,
+                    "last_metrics": record.last_metrics,
+                }
+            )
+        else:  # the common telemetry case: only what these two columns need
+            seen.append(
+                {
+                    "outlet_id": record.outlet_id,
+                    "last_seq": record.last_seq,
+                    "last_seen": record.last_seen,
+                }
+            )
     update_rows(session, _UPDATE_ALL, full, keys=_KEYS, columns=_ALL_COLUMNS)
     update_rows(session, _UPDATE_PRESENCE, presence, keys=_KEYS, columns=_PRESENCE_COLUMNS)
     update_rows(

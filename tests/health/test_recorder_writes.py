@@ -52,11 +52,11 @@ def test_repeated_figures_skip_the_device_write_until_the_interval(
     engine, sessions, recorder = _recorder(tmp_path, "rw-1", interval_s)
     seq = iter(range(100))
 
-    def telemetry(reads_ok: int) -> datetime:
+    def telemetry(reads_ok: int, reads_failed: int = 0) -> datetime:
         at = datetime.now(UTC)
         recorder.observe(
             Telemetry(outlet_id="rw-1", session=1, seq=next(seq),
-                      devices={"reader-1": {"reads_ok": reads_ok},
+                      devices={"reader-1": {"reads_ok": reads_ok, "reads_failed": reads_failed},
                                "pad-1": {"connected": True}}),
             received_at=at,
         )  # fmt: skip
@@ -75,17 +75,23 @@ def test_repeated_figures_skip_the_device_write_until_the_interval(
         recorder.flush(sessions)
         first = telemetry(reads_ok=1)
         assert _row(sessions, "pad-1").last_seen == first
+        assert _row(sessions, "reader-1").reads_ok == 1
         # Same figures again: inside the interval pad-1's row is not rewritten, past it
-        # the repeated row is written again (last_seen catches up); reader-1 counted a
-        # read, so its row is written either way.
+        # the repeated row is written again (last_seen catches up). reader-1 counted a
+        # good read: ordinary use is no news, so it waits for the interval too.
         second = telemetry(reads_ok=2)
         assert _row(sessions, "pad-1").last_seen == (first if interval_s else second)
         reader = _row(sessions, "reader-1")
-        assert (reader.reads_ok, reader.last_seen) == (2, second)
+        assert (reader.reads_ok, reader.last_seen) == ((1, first) if interval_s else (2, second))
+        # A failed read is news: written at once, with the good reads counted meanwhile.
+        third = telemetry(reads_ok=3, reads_failed=1)
+        reader = _row(sessions, "reader-1")
+        assert (reader.reads_ok, reader.reads_failed, reader.error_count) == (3, 1, 1)
+        assert (reader.health["reads_ok"], reader.last_seen) == (3, third)
         # Nothing changed at all: written only past the interval.
-        third = telemetry(reads_ok=2)
-        assert _row(sessions, "pad-1").last_seen == (first if interval_s else third)
-        assert _row(sessions, "reader-1").last_seen == (second if interval_s else third)
+        fourth = telemetry(reads_ok=3, reads_failed=1)
+        assert _row(sessions, "pad-1").last_seen == (first if interval_s else fourth)
+        assert _row(sessions, "reader-1").last_seen == (third if interval_s else fourth)
     finally:
         engine.dispose()
 
