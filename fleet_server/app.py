@@ -14,6 +14,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
@@ -79,6 +80,14 @@ API_PREFIX = "/api/v1"
 logger = logging.getLogger(__name__)
 
 
+def installed_version() -> str:
+    """The installed govedge version: /openapi.json says which server wrote it."""
+    try:
+        return metadata.version("govedge")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def create_app(
     settings: Settings, *, engine: Engine | None = None, targets: TargetsConfig | None = None
 ) -> FastAPI:
@@ -121,7 +130,7 @@ def create_app(
     app = FastAPI(
         title="govedge fleet server",
         summary="Registry, presence and ingest of a fleet of government-service outlets.",
-        version="0.1.0",
+        version=installed_version(),
         lifespan=lifespan,
         # Backstop: any /api/v1 route not marked open needs a valid token (docs/security.md).
         # Then the scope guard: a path naming an outlet (or a row of outlets) outside a

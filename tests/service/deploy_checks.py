@@ -58,6 +58,15 @@ def ready(timeout_s: float = 180) -> dict[str, Any]:
     return {"ready": False, "last": last}
 
 
+def versions() -> dict[str, Any]:
+    """The version each API worker's /openapi.json names (the installed server's)."""
+    documents = [
+        httpx.get(f"{API}/openapi.json", verify=_trust(), timeout=10),
+        httpx.get(f"{PLAIN_WORKER}/openapi.json", timeout=10),
+    ]
+    return {"versions": sorted({doc.json()["info"]["version"] for doc in documents})}
+
+
 def _first_admin() -> dict[str, str]:
     lines = FIRST_ADMIN.read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
@@ -165,6 +174,8 @@ def main() -> None:
         out = ready()
     elif check == "login":
         out = login()
+    elif check == "versions":
+        out = versions()
     elif check == "enroll":
         out = enroll(Path(sys.argv[2]))
     elif check == "revoke":

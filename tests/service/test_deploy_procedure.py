@@ -313,6 +313,8 @@ def test_the_upgrade_as_written_brings_the_new_version_and_keeps_data_and_keys(
         "'import importlib.metadata as m; print(m.version(\"govedge\"))'"
     )
     assert version.stdout.strip() == NEW_VERSION, version.stderr
+    # What a client of the API reads: each API worker's /openapi.json names it too.
+    assert check(root, "versions") == {"versions": [NEW_VERSION]}
     assert failed_install_units(root) == set()
     # Every worker stopped and started again (on the new link), and said nothing amiss.
     journal = root.run(f"journalctl -u 'govedge-fleet-*' --after-cursor='{cursor}'")
