@@ -74,6 +74,8 @@ SUITE: tuple[Bench, ...] = (
     Bench("outbox_drain", "outbox_drain.py", timeout_quick=240),
     # The alert pass's cost in the server process, which the clerk's latency shares.
     Bench("alert_pass", "alert_pass.py"),
+    # The ingest worker's own CPU per telemetry message, in-process (no broker).
+    Bench("ingest_worker", "ingest_worker.py"),
     Bench("agent_footprint", "agent_footprint.py"),
     Bench("agent_devices", "agent_devices.py"),
     # Call → shown on the hall display in Chromium (issue 12): the agent's start and

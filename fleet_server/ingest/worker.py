@@ -205,7 +205,6 @@ class Worker:
 
     def _decode(self, item: Received) -> Uplink | None:
         """The uplink message in ``item``, or None (refused, malformed: counted)."""
-        outlet_id = outlet_of(item.topic)
         if self._p.revocation.refuse(item.topic):
             return None
         try:
@@ -215,7 +214,7 @@ class Worker:
             self._log.warning(
                 exc.reason,
                 "rejected a message from outlet %s: %s (%d bytes)",
-                outlet_id,
+                outlet_of(item.topic),
                 exc.reason,
                 len(item.payload),
             )
@@ -223,7 +222,10 @@ class Worker:
         except Exception as exc:  # decoding must never stop the ingest
             self._stats.rejected("internal_error")
             self._log.exception(
-                "internal_error", "could not decode a message from %s", outlet_id, exc=exc
+                "internal_error",
+                "could not decode a message from %s",
+                outlet_of(item.topic),
+                exc=exc,
             )
             return None
         if not isinstance(message, _UPLINK_TYPES):
