@@ -7,6 +7,7 @@ import contextlib
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,6 +76,26 @@ def _cmdlines(pids: list[int]) -> list[str]:
         with contextlib.suppress(OSError):
             found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
     return found
+
+
+def _why_alive(pids: list[int]) -> str:
+    """What each process still alive is doing (state, parent, kernel wait, and the
+    Python stack of a Python one), for the failure message of a hang."""
+    spy = Path(sys.executable).parent / "py-spy"
+    lines = []
+    for pid, cmdline in zip(pids, _cmdlines(pids), strict=False):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            state = re.search(r"^State:\s*(.+)$", status, re.M)
+            ppid = re.search(r"^PPid:\s*(\d+)$", status, re.M)
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+            lines.append(f"{pid} {cmdline!r} state={state and state.group(1)} "
+                         f"ppid={ppid and ppid.group(1)} wchan={wchan}")  # fmt: skip
+        if "python" in cmdline and spy.exists():
+            dump = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True,
+                                  text=True, timeout=30, check=False)  # fmt: skip
+            lines.append(dump.stdout + dump.stderr)
+    return "the run's processes did not end:\n" + "\n".join(lines)
 
 
 def _alive(processes: dict[int, str]) -> list[int]:
@@ -161,8 +182,10 @@ def test_fleetctl_runs_and_watches_a_playbook(broker: Mosquitto, tmp_path: Path)
         server.proc.kill()
         server.proc.wait()
         # none of them goes on without the server (a generous bound: a hang detector)
-        poll(lambda: not _alive(running), timeout=30,
-             what=f"the run's processes ending: {_cmdlines(_alive(running))}")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while _alive(running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(running), _why_alive(_alive(running))
         server.start()
         run = server.get("/api/v1/playbook-runs/2")
         assert run["status"] == "interrupted"
