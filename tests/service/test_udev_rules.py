@@ -61,7 +61,10 @@ def test_every_usb_device_of_every_profile_gets_its_rule() -> None:
     assert len(device_rules) == len(usb)
     for (profile, rule), tokens in zip(sorted(usb, key=lambda x: x[0].id), device_rules,
                                        strict=True):  # fmt: skip
-        values = {(t["key"], t["attr"]): t["value"] for t in tokens}
+        # A token without an attribute (GROUP, MODE, SUBSYSTEM) has attr None.
+        values: dict[tuple[str, str | None], str] = {
+            (t["key"], t["attr"]): t["value"] for t in tokens
+        }
         assert values[("GROUP", None)] == "govedge-devices"
         assert values[("MODE", None)] == "0660"
         node_key = ("SUBSYSTEM", None)
