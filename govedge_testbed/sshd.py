@@ -9,6 +9,12 @@ production layout at its real paths, makes its service user in ``/etc/passwd`` a
 removes what it made (no folder there is a mount point), while the test machine's own
 files stay untouched. ``inside`` runs a command in the same namespace, as the unit's
 ``ExecStart`` runs on the PC.
+
+Root's home there is its own too, made from ``/etc/skel`` as on a freshly installed PC:
+sshd runs each command through root's shell, and bash reads ``~/.bashrc`` for commands
+sent over SSH, so the test machine's own (a developer's, which may start pyenv or the
+like, a quarter of a CPU second each time) would otherwise run before every step of a
+playbook.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from govedge_testbed.ports import free_port, wait_for_port
 SSHD = "/usr/sbin/sshd"
 # The folders of the production layout, the service user, the unit and the udev rules.
 PRIVATE_DIRS = ("/opt", "/etc", "/var/lib", "/var/backups")
+SKELETON = Path("/etc/skel")
 
 
 def find_sshd() -> str | None:
@@ -90,6 +97,14 @@ class SshHost:
                 f"mkdir -p {shlex.quote(folder)} && "
                 f"mount -t overlay overlay -o {shlex.quote(options)} {shlex.quote(folder)}"
             )
+        home = self.base / "home-root"  # root's home on the PC (Ansible's remote tmp too)
+        if not home.exists():
+            if SKELETON.is_dir():
+                shutil.copytree(SKELETON, home)
+            else:
+                home.mkdir()
+            home.chmod(0o700)
+        mounts.append(f"mount --bind {shlex.quote(str(home))} /root")
         script = " && ".join(
             [*mounts, f"exec {shlex.quote(sshd)} -D -e -f {shlex.quote(str(config))}"]
         )
