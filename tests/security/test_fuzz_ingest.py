@@ -46,6 +46,11 @@ class _Published:
         self.topics[topic.rsplit("/", 1)[-1]] += 1
 
 
+# One worker runs the whole module: the last test reads what the fuzz runs before it
+# left in the module's ingest, which another xdist worker would build afresh.
+pytestmark = pytest.mark.xdist_group("fuzz_ingest")
+
+
 @pytest.fixture(scope="module")
 def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
     workdir: Path = tmp_path_factory.mktemp("fuzz")
