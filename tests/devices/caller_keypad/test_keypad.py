@@ -20,6 +20,7 @@ from edge_agent.devices.caller_keypad.protocol import (
 )
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.stream import FrameScanner
+from tests.devices.link_reads import LinkReads
 
 TRANSPORTS = ["pty", "tcp"]
 Scenario = Callable[[CallerKeypad, CallerKeypadSimulator], Awaitable[None]]
@@ -163,20 +164,11 @@ def test_an_idle_bus_is_not_polled_and_a_stalled_half_frame_is_still_dropped() -
     when the next one came — and the key after it is read."""
 
     async def scenario(keypad: CallerKeypad, sim: CallerKeypadSimulator) -> None:
-        reads = 0
-        link = keypad._link
-        read = link.read
-
-        async def counted(*, within: float | None) -> bytes:
-            nonlocal reads
-            reads += 1
-            return await read(within=within)
-
-        link.read = counted  # type: ignore[method-assign]
+        reads = LinkReads(keypad._link)
         await asyncio.sleep(0.2)  # the read after the opening probe's answer begins
-        settled = reads
+        settled = reads.count
         await asyncio.sleep(1.5)  # five frame gaps of an idle bus
-        assert reads == settled, "the driver polled an idle bus"
+        assert reads.count == settled, "the driver polled an idle bus"
 
         half = encode_frame(2, Func.KEY, b"\x01")[:4]
         sim.inject(half)

@@ -15,6 +15,7 @@ from edge_agent.devices.evaluation_pad.protocol import MsgType, crc16, encode_fr
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from edge_agent.devices.registry import driver_class
 from edge_agent.devices.stream import FrameScanner
+from tests.devices.link_reads import LinkReads
 
 TRANSPORTS = ["pty", "tcp"]
 
@@ -324,20 +325,11 @@ def test_an_idle_pad_is_not_polled_and_a_stalled_half_frame_is_still_dropped() -
     halfway is dropped after ``frame_gap`` of silence, and the pad still answers."""
 
     async def scenario(pad: EvaluationPad, sim: EvaluationPadSimulator) -> None:
-        reads = 0
-        link = pad._link
-        read = link.read
-
-        async def counted(*, within: float | None) -> bytes:
-            nonlocal reads
-            reads += 1
-            return await read(within=within)
-
-        link.read = counted  # type: ignore[method-assign]
+        reads = LinkReads(pad._link)
         await asyncio.sleep(0.2)  # the read after the binding's answer begins
-        settled = reads
+        settled = reads.count
         await asyncio.sleep(1.5)  # five frame gaps of a silent line
-        assert reads == settled, "the driver polled a silent pad"
+        assert reads.count == settled, "the driver polled a silent pad"
 
         half = HELLO_SEQ1[:5]
         sim.inject(half)
