@@ -245,7 +245,10 @@ class Agent:
         """The technician's socket (device list, retire, self-test); optional like the API."""
         try:
             await serve_technician_socket(
-                assembled.runtime.devices, self.settings.data_dir, self._technician_status
+                assembled.runtime.devices,
+                self.settings.data_dir,
+                self._technician_status,
+                self._outbox_counts,
             )
         except OSError as exc:
             log.error("technician socket not started: %s", exc)  # noqa: TRY400
