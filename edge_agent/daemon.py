@@ -66,6 +66,7 @@ from edge_agent.updates.reporting import StatusPublisher
 from edge_agent.uplink.events import PiiGuard, SeenResults
 from edge_agent.uplink.host_metrics import prime_cpu_percent
 from edge_agent.uplink.identity import HostIdentity
+from edge_agent.uplink.quiet_client import QuietClient
 from edge_agent.uplink.session import AgentSession, will_message
 from edge_agent.uplink.session_store import SessionStore
 from govedge_wire import agent_client_id
@@ -244,7 +245,10 @@ class Agent:
         """The technician's socket (device list, retire, self-test); optional like the API."""
         try:
             await serve_technician_socket(
-                assembled.runtime.devices, self.settings.data_dir, self._technician_status
+                assembled.runtime.devices,
+                self.settings.data_dir,
+                self._technician_status,
+                self._outbox_counts,
             )
         except OSError as exc:
             log.error("technician socket not started: %s", exc)  # noqa: TRY400
@@ -413,7 +417,7 @@ class Agent:
         settings = self.settings
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0
-        client = aiomqtt.Client(
+        client = QuietClient(
             settings.mqtt_host,
             settings.mqtt_port,
             identifier=agent_client_id(settings.outlet_id),

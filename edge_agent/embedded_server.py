@@ -3,11 +3,13 @@
 Two changes to ``uvicorn.Server``, both for an agent that idles most of the day:
 
 - no signal handlers of its own (the daemon owns SIGTERM/SIGINT);
-- its main loop wakes once a second (to refresh the ``Date`` header, which has
-  one-second resolution anyway) instead of ten times, and a stop request
-  (``should_exit = True``) wakes it at once, so shutdown is not slower for it.
-  uvicorn's 0.1 s ticks of two servers were most of the agent's idle wake-ups
-  (docs/performance.md, "Agent footprint").
+- its main loop does not tick: uvicorn wakes ten times a second to refresh the
+  ``Date`` header and to look at its stop flag. Here the header is made when a
+  response reads it (``_DateOnRead``, to the second as before) and a stop request
+  (``should_exit = True``) wakes the loop at once. The ticks of the agent's two servers
+  were most of its idle wake-ups (docs/performance.md, "Agent footprint"). A server
+  configured with a request limit or a ``callback_notify`` keeps uvicorn's tick, which
+  those need (the agent uses neither).
 """
 
 from __future__ import annotations
@@ -15,17 +17,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Generator
-from typing import Final
+from email.utils import formatdate
 
 import uvicorn
+from uvicorn.server import ServerState
 
 __all__ = ["EmbeddedServer"]
 
-# uvicorn refreshes the Date header on every tenth tick of 0.1 s; one tick of 1 s here.
-_TICK_S: Final = 1.0
-_TICKS_PER_SECOND: Final = 10
-_COUNTER_WRAP: Final = 864000  # uvicorn's own wrap of the tick counter
+
+class _DateOnRead(ServerState):
+    """uvicorn's shared server state, whose ``default_headers`` (the ``Date`` header and
+    the configured ones) are made when a response reads them, once per second at most,
+    instead of by a tick every second."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__()
+        self._config = config
+        self._second = -1
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            date = [(b"date", formatdate(now, usegmt=True).encode())]
+            config = self._config
+            self._headers = (date if config.date_header else []) + config.encoded_headers
+        return self._headers
+
+    @default_headers.setter
+    def default_headers(self, _value: list[tuple[bytes, bytes]]) -> None:
+        """uvicorn's tick and ``ServerState.__init__`` assign it: made on read instead."""
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -34,6 +59,7 @@ class EmbeddedServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         self._exit_requested = asyncio.Event()
         super().__init__(config)
+        self.server_state = _DateOnRead(config)
 
     @property
     def should_exit(self) -> bool:
@@ -65,13 +91,7 @@ class EmbeddedServer(uvicorn.Server):
             raise OSError(f"the server could not start (uvicorn exit {exc.code})") from None
 
     async def main_loop(self) -> None:
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:
-            # Every tick is a "whole second" tick for ``on_tick`` (it refreshes the Date
-            # header when the counter is a multiple of ten).
-            counter = (counter + _TICKS_PER_SECOND) % _COUNTER_WRAP
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_TICK_S):
-                    await self._exit_requested.wait()
-            should_exit = await self.on_tick(counter)
+        if self.config.callback_notify is not None or self.limit_max_requests is not None:
+            await super().main_loop()  # uvicorn's tick checks those
+            return
+        await self._exit_requested.wait()

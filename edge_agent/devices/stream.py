@@ -115,8 +115,9 @@ class StreamLink:
                 f"write to {self.address} failed: {exc}", device_id=self.device_id
             ) from exc
 
-    async def read(self, *, within: float) -> bytes:
-        """The next bytes that arrive; ``DeviceTimeout`` if none ``within`` seconds."""
+    async def read(self, *, within: float | None) -> bytes:
+        """The next bytes that arrive; ``DeviceTimeout`` if none ``within`` seconds
+        (``None``: wait as long as it takes)."""
         reader, _ = self._require()
         try:
             async with asyncio.timeout(within):
@@ -268,6 +269,25 @@ class FrameScanner(Generic[_T]):
         """Forget any partial frame (after a timeout, the rest will never come)."""
         self.stats.garbage_bytes += len(self._buf)
         self._buf = b""
+
+    @property
+    def partial(self) -> bool:
+        """Whether the scanner holds the start of a frame whose rest has not come."""
+        return bool(self._buf)
+
+
+async def read_frames_of(link: StreamLink, scanner: FrameScanner[_T], *, frame_gap: float) -> bytes:
+    """The next bytes from ``link`` for ``scanner``, for a driver's read loop.
+
+    While the scanner holds the start of a frame, ``frame_gap`` seconds of silence drop
+    it (the rest will never come). With nothing pending the read has no deadline: an
+    idle bus wakes the agent for nothing (a deadline per ``frame_gap`` did, issue 17).
+    """
+    while True:
+        try:
+            return await link.read(within=frame_gap if scanner.partial else None)
+        except DeviceTimeout:
+            scanner.reset()
 
 
 # --- simulator side -----------------------------------------------------------------

@@ -343,8 +343,19 @@ class Outbox:
         self._work.set()
         return changed
 
-    async def wait_for_work(self, *, max_wait_s: float) -> bool:
-        """Wait until something was put or acked, at most ``max_wait_s``; ``False`` if not."""
+    async def next_due_in_s(self) -> float | None:
+        """Seconds until the earliest entry not due now falls due; ``None`` when no entry
+        waits for a time (every other change to the due entries sets ``wait_for_work``)."""
+        store = self._open_store()
+        now_ms = self._now_ms()
+        due_ms = await self._run(
+            functools.partial(store.next_due_ms, now_ms=now_ms, max_defer_ms=self._max_defer_ms)
+        )
+        return None if due_ms is None else (due_ms - now_ms) / 1000
+
+    async def wait_for_work(self, *, max_wait_s: float | None) -> bool:
+        """Wait until something was put or acked, at most ``max_wait_s`` (``None``: no
+        limit); ``False`` if not."""
         try:
             async with asyncio.timeout(max_wait_s):
                 await self._work.wait()

@@ -55,7 +55,7 @@ class OutboxSender:
         ack_timeout_s: float = 30.0,
         max_backoff_s: float = 600.0,
         publish_timeout_s: float = 10.0,
-        idle_poll_s: float = 1.0,
+        idle_poll_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -117,7 +117,7 @@ class OutboxSender:
                     raise self._failure
                 publishes, outgoing = await self._start_batch()
                 if not publishes:
-                    await self._outbox.wait_for_work(max_wait_s=self._idle_wait())
+                    await self._outbox.wait_for_work(max_wait_s=await self._idle_wait())
                     continue
                 batch = asyncio.create_task(
                     self._finish_batch(publishes, outgoing), name="outbox-sender-pubacks"
@@ -278,11 +278,19 @@ class OutboxSender:
         if expired:
             log.info("outbox: %d entries not acknowledged in time; resending", len(expired))
 
-    def _idle_wait(self) -> float:
-        if not self._inflight:
-            return self._idle_poll_s
-        earliest = min(self._inflight.values()) - self._clock()
-        return max(0.0, min(self._idle_poll_s, earliest))
+    async def _idle_wait(self) -> float | None:
+        """How long nothing can become due unless the outbox says so (a put, an ack, a
+        stop: ``Outbox.notify``): until the first ack deadline in flight, else until the
+        earliest entry that waits for a time (``None``: none does). An idle agent does
+        not poll its outbox: each poll woke the event loop and the SQLite thread (issue
+        17). ``idle_poll_s`` caps the wait (tests whose clocks are not real time)."""
+        if self._inflight:
+            wait: float | None = max(0.0, min(self._inflight.values()) - self._clock())
+        else:
+            wait = await self._outbox.next_due_in_s()
+        if self._idle_poll_s is None:
+            return wait
+        return self._idle_poll_s if wait is None else min(self._idle_poll_s, wait)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

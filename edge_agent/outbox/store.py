@@ -394,6 +394,20 @@ class Store:
         return due
 
     @schema.translated
+    def next_due_ms(self, *, now_ms: int, max_defer_ms: int) -> int | None:
+        """When the earliest entry not due now falls due (``None``: none waits for a time).
+
+        Entries already due but held back (materials not yet delivered) wait for an ack,
+        not for a time, so they do not count here.
+        """
+        due_ms: int | None = self.one(
+            "SELECT MIN(next_due_ms) FROM entries WHERE next_due_ms > ? AND next_due_ms <= ?",
+            now_ms,
+            now_ms + max_defer_ms,
+        )
+        return due_ms
+
+    @schema.translated
     def make_all_due(self) -> int:
         """Make every pending entry due now (after a reconnect); rows changed."""
         with schema.transaction(self.conn, durable=False):

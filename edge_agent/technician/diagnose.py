@@ -35,6 +35,7 @@ from typing import Any
 
 from edge_agent.settings import AgentSettings
 from edge_agent.technician.outbox_state import read_outbox_state
+from edge_agent.technician.socket_client import ask_agent
 from edge_agent.updates.layout import install_status
 from govedge_wire.pii import mask_text
 
@@ -153,19 +154,7 @@ def _usb_scan() -> list[dict[str, Any]]:
 def _ask_agent(data_dir: Path, path: str) -> Any:
     """``GET path`` on the running agent's technician socket; ``RuntimeError`` saying why
     not when no agent answers (the section then holds that reason)."""
-    import httpx
-
-    from edge_agent.technician.socket_api import SOCKET_FILE
-
-    sock = data_dir / SOCKET_FILE
-    if not sock.exists():
-        raise RuntimeError(f"no running agent: {sock} does not exist")
-    transport = httpx.HTTPTransport(uds=str(sock))
-    with httpx.Client(transport=transport, base_url="http://agent",
-                      timeout=SOCKET_TIMEOUT_S) as client:  # fmt: skip
-        answer = client.get(path)
-    answer.raise_for_status()
-    return answer.json()
+    return ask_agent(data_dir, path, timeout_s=SOCKET_TIMEOUT_S)
 
 
 def _masked(value: Any) -> Any:

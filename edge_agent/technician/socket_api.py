@@ -7,8 +7,10 @@ the service user and root reach it; no token is needed and none can leak. It is 
 clerks' local API: clerk apps never retire devices.
 
 Routes: ``GET /status`` (the agent's own word: version, outlet, connected, uptime),
-``GET /devices`` (inventory plus the retired ids), ``POST /devices/retire``
-``{"key": SERIAL_OR_ID, "force": false}``, ``POST /devices/register`` (a network device:
+``GET /outbox`` (what the outbox holds now, counts only: what ``edge-agent outbox
+status`` reads from a running agent), ``GET /devices`` (inventory plus the retired ids),
+``POST /devices/retire`` ``{"key": SERIAL_OR_ID, "force": false}``,
+``POST /devices/register`` (a network device:
 ``{"profile", "address", "device_id", "serial"}``), ``POST /devices/{id}/self-test``.
 """
 
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -46,16 +48,30 @@ def _problem(status: int, code: str, detail: str) -> JSONResponse:
 
 
 AgentStatus = Callable[[], dict[str, Any]]
+# The outbox's counts now: entries waiting, dead letters, the oldest entry's age (s).
+OutboxCounts = Callable[[], Awaitable[tuple[int, int, float | None]]]
 
 
-def create_technician_app(devices: DeviceManager, status: AgentStatus | None = None) -> FastAPI:
+def create_technician_app(
+    devices: DeviceManager,
+    status: AgentStatus | None = None,
+    outbox: OutboxCounts | None = None,
+) -> FastAPI:
     """The socket's routes over the running agent's device manager; ``status`` gives the
-    agent's own state (no personal data: version, outlet id, connection, uptime)."""
+    agent's own state (no personal data: version, outlet id, connection, uptime),
+    ``outbox`` its outbox's counts (nothing of the entries themselves)."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.get("/status")
     async def agent_status() -> dict[str, Any]:
         return {"pid": os.getpid(), **(status() if status is not None else {})}
+
+    @app.get("/outbox", response_model=None)
+    async def outbox_counts() -> dict[str, Any] | JSONResponse:
+        if outbox is None:
+            return _problem(404, "no_outbox", "this agent has no outbox open")
+        waiting, dead_letters, oldest_age_s = await outbox()
+        return {"waiting": waiting, "dead_letters": dead_letters, "oldest_age_s": oldest_age_s}
 
     @app.get("/devices")
     async def list_devices() -> dict[str, Any]:
@@ -117,14 +133,17 @@ def create_technician_app(devices: DeviceManager, status: AgentStatus | None = N
 
 
 async def serve_technician_socket(
-    devices: DeviceManager, data_dir: Path, status: AgentStatus | None = None
+    devices: DeviceManager,
+    data_dir: Path,
+    status: AgentStatus | None = None,
+    outbox: OutboxCounts | None = None,
 ) -> None:
     """Serve on ``data_dir/technician.sock`` until cancelled; the socket is removed after."""
     path = data_dir / SOCKET_FILE
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # left by a killed agent; a live one would hold the outbox lock too
     config = uvicorn.Config(
-        create_technician_app(devices, status),
+        create_technician_app(devices, status, outbox),
         uds=str(path),
         log_config=None,
         access_log=False,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 from edge_agent.outbox import AckOutcome, OutboxSender, PriorityClass
 from govedge_wire import Transaction, TransactionAck
@@ -300,5 +303,65 @@ def test_a_failed_publish_ends_run_and_loses_nothing(tmp_path: Path) -> None:
             await sender.on_ack(server.ack_for(server.published[0]))
             await outbox.make_all_due()  # what the next connection's run() does
             assert [e.tx_id for e in await outbox.next_batch(10)] == ids[1:]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_an_idle_sender_leaves_the_outbox_alone_and_sends_a_put_at_once(tmp_path: Path) -> None:
+    """Idle, the sender waits for the outbox to say that something changed instead of
+    reading it again and again (each read woke the agent's event loop and its SQLite
+    thread once a second: issue 17); an entry put meanwhile still goes out at once.
+
+    Real clock and real SQLite outbox; the broker side is the recording ``FakeServer``.
+    """
+    server = FakeServer()
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path) as outbox:
+            reads = 0
+            first_read = asyncio.Event()
+            take_due = outbox.take_due
+
+            async def counted(*args: object, **kwargs: object) -> list[object]:
+                nonlocal reads
+                reads += 1
+                first_read.set()
+                return await take_due(*args, **kwargs)  # type: ignore[arg-type]
+
+            outbox.take_due = counted  # type: ignore[assignment,method-assign]
+            sender = OutboxSender(outbox, server.publish, make_message=server.make_message)
+            task = asyncio.create_task(sender.run(), name="sender")
+            await first_read.wait()
+            await asyncio.sleep(0.2)  # it found nothing and waits
+            settled = reads
+            await asyncio.sleep(2.5)  # the old sender read its outbox every second
+            assert reads == settled, "an idle sender read its outbox"
+
+            await outbox.put("evaluation", {"n": 1}, priority_class=TX)
+            await server.wait_published(1)
+            assert [m.body["n"] for m in server.published] == [1]
+            sender.stop()
+            await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_the_outbox_says_when_its_next_entry_falls_due(tmp_path: Path) -> None:
+    """What an idle sender waits for besides a put or an ack: an entry sent and not yet
+    acknowledged falls due again at its resend time; with none, nothing waits for a time."""
+
+    async def scenario() -> None:
+        async with make_outbox(tmp_path) as outbox:
+            assert await outbox.next_due_in_s() is None  # empty
+            await put_many(outbox, 2)
+            assert await outbox.next_due_in_s() is None  # both due now
+            before = time.time()
+            await outbox.take_due(1, skip=(), resend_after_s=lambda attempt: 40.0)
+            waited = time.time() - before
+            due_in = await outbox.next_due_in_s()
+            assert due_in is not None
+            assert 40.0 - waited - 1 <= due_in <= 40.0
 
     asyncio.run(scenario())

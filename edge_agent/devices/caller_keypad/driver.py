@@ -39,7 +39,7 @@ from edge_agent.devices.caller_keypad.protocol import (
 from edge_agent.devices.caller_keypad.settings import CallerKeypadSettings
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.settings import DriverSettings
-from edge_agent.devices.stream import FrameScanner, StreamLink
+from edge_agent.devices.stream import FrameScanner, StreamLink, read_frames_of
 
 logger = logging.getLogger(__name__)
 
@@ -193,11 +193,7 @@ class CallerKeypad(Driver):
     async def _read_loop(self) -> None:
         try:
             while True:
-                try:
-                    data = await self._link.read(within=self.frame_gap)
-                except DeviceTimeout:
-                    self._scanner.reset()
-                    continue
+                data = await read_frames_of(self._link, self._scanner, frame_gap=self.frame_gap)
                 for frame in self._scanner.feed(data):
                     await self._dispatch(frame)
         except DeviceError as exc:

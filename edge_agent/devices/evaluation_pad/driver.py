@@ -56,7 +56,7 @@ from edge_agent.devices.evaluation_pad.settings import (
 )
 from edge_agent.devices.registry import register_driver
 from edge_agent.devices.settings import DriverSettings
-from edge_agent.devices.stream import FrameScanner, StreamLink
+from edge_agent.devices.stream import FrameScanner, StreamLink, read_frames_of
 
 logger = logging.getLogger(__name__)
 
@@ -325,11 +325,7 @@ class EvaluationPad(Driver):
     async def _read_loop(self) -> None:
         try:
             while True:
-                try:
-                    data = await self._link.read(within=self.frame_gap)
-                except DeviceTimeout:
-                    self._scanner.reset()  # a frame stalled this long will never complete
-                    continue
+                data = await read_frames_of(self._link, self._scanner, frame_gap=self.frame_gap)
                 frames = self._scanner.feed(data)
                 for error in self._scanner.take_errors():
                     self.counters["protocol_errors"] += 1

@@ -20,6 +20,7 @@ from edge_agent.devices.caller_keypad.protocol import (
 )
 from edge_agent.devices.caller_keypad.simulator import CallerKeypadSimulator
 from edge_agent.devices.stream import FrameScanner
+from tests.devices.link_reads import LinkReads
 
 TRANSPORTS = ["pty", "tcp"]
 Scenario = Callable[[CallerKeypad, CallerKeypadSimulator], Awaitable[None]]
@@ -153,3 +154,30 @@ def test_display_text_must_fit() -> None:
         display_data("A0123456")
     with pytest.raises(ValueError, match="ASCII"):
         display_data("叫号")
+
+
+@pytest.mark.timeout(30)
+def test_an_idle_bus_is_not_polled_and_a_stalled_half_frame_is_still_dropped() -> None:
+    """Between keys the driver waits for bytes without a deadline (it woke every
+    ``frame_gap`` to look at an empty bus: issue 17). A frame cut off halfway is still
+    dropped after ``frame_gap`` of silence — as garbage, not as a broken frame found
+    when the next one came — and the key after it is read."""
+
+    async def scenario(keypad: CallerKeypad, sim: CallerKeypadSimulator) -> None:
+        reads = LinkReads(keypad._link)
+        await asyncio.sleep(0.2)  # the read after the opening probe's answer begins
+        settled = reads.count
+        await asyncio.sleep(1.5)  # five frame gaps of an idle bus
+        assert reads.count == settled, "the driver polled an idle bus"
+
+        half = encode_frame(2, Func.KEY, b"\x01")[:4]
+        sim.inject(half)
+        await asyncio.sleep(0.9)  # three frame gaps of silence: the half frame goes
+        sim.press(1, Key.CALL)
+        press = await keypad.next_key(within=2)
+        assert press.key is Key.CALL
+        health = await keypad.health()
+        assert health["bad_frames"] == 0
+        assert health["garbage_bytes"] == len(half)
+
+    run("pty", scenario, settings={"frame_gap": 0.3})

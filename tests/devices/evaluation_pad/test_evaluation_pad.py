@@ -15,6 +15,7 @@ from edge_agent.devices.evaluation_pad.protocol import MsgType, crc16, encode_fr
 from edge_agent.devices.evaluation_pad.simulator import EvaluationPadSimulator
 from edge_agent.devices.registry import driver_class
 from edge_agent.devices.stream import FrameScanner
+from tests.devices.link_reads import LinkReads
 
 TRANSPORTS = ["pty", "tcp"]
 
@@ -315,3 +316,27 @@ def test_cancel_clears_the_pad() -> None:
         assert (await task).status is OutcomeStatus.CANCELLED
 
     run("pty", scenario)
+
+
+@pytest.mark.timeout(30)
+def test_an_idle_pad_is_not_polled_and_a_stalled_half_frame_is_still_dropped() -> None:
+    """Between requests the driver waits for the pad's bytes without a deadline (it
+    woke every ``frame_gap`` to look at a silent line: issue 17). A frame cut off
+    halfway is dropped after ``frame_gap`` of silence, and the pad still answers."""
+
+    async def scenario(pad: EvaluationPad, sim: EvaluationPadSimulator) -> None:
+        reads = LinkReads(pad._link)
+        await asyncio.sleep(0.2)  # the read after the binding's answer begins
+        settled = reads.count
+        await asyncio.sleep(1.5)  # five frame gaps of a silent line
+        assert reads.count == settled, "the driver polled a silent pad"
+
+        half = HELLO_SEQ1[:5]
+        sim.inject(half)
+        await asyncio.sleep(0.9)  # three frame gaps of silence: the half frame goes
+        assert await pad.status() == {"state": "idle", "window": "3"}
+        health = await pad.health()
+        assert health["bad_frames"] == 0
+        assert health["garbage_bytes"] == len(half)
+
+    run("pty", scenario, settings={"frame_gap": 0.3})
