@@ -424,11 +424,18 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             what="fleet births ingested",
         )
         ready_s = time.monotonic() - t_fleet
+        server_proc = psutil.Process(server.proc.pid)
         if fleet:
             fleet.set_period(args.telemetry_period)
             time.sleep(min(5.0, args.telemetry_period))  # telemetry at its pace first
+        # The server's CPU with telemetry alone, a second: subtracted below so that what
+        # is left is the transactions' own cost.
+        quiet_t, quiet_cpu = time.monotonic(), _cpu_s(server_proc)
+        time.sleep(3.0)
+        idle_cpu_rate = (_cpu_s(server_proc) - quiet_cpu) / (time.monotonic() - quiet_t)
         sent0 = fleet.counts()[0] if fleet else 0
         ingest0 = server.stats()["accepted"]
+        cpu0 = _cpu_s(server_proc)
         t0 = time.monotonic()
         clerk = asyncio.run(
             clerk_load(clerks, rate=args.rate, samples=args.samples, tag=f"bench-{os.getpid()}")
@@ -441,6 +448,8 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             what=f"all {len(clerk.sent)} submissions upstream (arrived: {len(arrivals)})",
         )
         dt = time.monotonic() - t0
+        server_cpu_s = _cpu_s(server_proc) - cpu0
+        tx_cpu_ms = (server_cpu_s - idle_cpu_rate * dt) / len(clerk.sent) * 1000
         telemetry_rate = ((fleet.counts()[0] if fleet else 0) - sent0) / dt
         ingest_rate = (server.stats()["accepted"] - ingest0) / dt
         lat = [(arrivals[k] - t) * 1000 for k, t in clerk.sent.items()]
@@ -482,6 +491,8 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "to_server_p99": pct(to_server, 99),
             "to_upstream_p50": pct(to_upstream, 50),
             "to_upstream_p99": pct(to_upstream, 99),
+            "server_cpu_pct": server_cpu_s / dt * 100,
+            "tx_cpu_ms": tx_cpu_ms,
         }
         print(
             f"  clerk → upstream at {args.rate}/s over {len(clerks)} outlets, {connected:,} "
@@ -490,7 +501,8 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"(202 p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms); clerk → "
             f"server p50 {res['to_server_p50']:.0f} ms, p99 {res['to_server_p99']:.0f} ms; "
             f"server → upstream p50 {res['to_upstream_p50']:.0f} ms, p99 "
-            f"{res['to_upstream_p99']:.0f} ms; alert passes {alerts['alert_passes']:.0f}, "
+            f"{res['to_upstream_p99']:.0f} ms; server CPU {res['server_cpu_pct']:.0f} % of a "
+            f"core, {tx_cpu_ms:.1f} ms per submission over its telemetry-only rate; alert passes {alerts['alert_passes']:.0f}, "
             f"{alerts['alert_pass_ms']:.0f} ms each on average, {alerts['alerts_open']:.0f} open"
         )
         return res
@@ -656,6 +668,8 @@ def main() -> None:
                     "202 p99 ms",
                     "→ server p50 / p99 ms",
                     "server → upstream p50 / p99 ms",
+                    "server CPU % of a core",
+                    "server CPU ms per submission",
                 ],
                 [
                     [
@@ -672,6 +686,8 @@ def main() -> None:
                         m("accept_p99", lats),
                         f"{m('to_server_p50', lats):.0f} / {m('to_server_p99', lats):.0f}",
                         f"{m('to_upstream_p50', lats):.0f} / {m('to_upstream_p99', lats):.0f}",
+                        m("server_cpu_pct", lats),
+                        m("tx_cpu_ms", lats),
                     ]
                 ],
             ),
@@ -699,6 +715,12 @@ def main() -> None:
                 goal=150 if args.outlets >= 10_000 else None,
             )
         )
+        figures.append(
+            # The server's CPU for one submission (ingest, routing, delivery, result),
+            # over what its telemetry alone costs: the figure a slow machine hides least.
+            Figure("clerk_upstream.server_cpu_ms_per_tx", m("tx_cpu_ms", lats), "ms",
+                   higher=False)
+        )  # fmt: skip
     write_figures(args.json, figures)
     text = "\n".join(lines)
     print()
