@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from fleet_server.models import DeadLetter, DeliveryAttempt, InboxEntry
 from fleet_server.routing.http_adapter import DeliveryResult
@@ -66,6 +66,9 @@ def due_rows(session: Session, *, now: datetime, limit: int) -> list[InboxEntry]
             )
             .order_by(InboxEntry.next_due_at, InboxEntry.id)
             .limit(limit)
+            # Planning needs the routing columns only; the sealed body is read (one row
+            # at a time) for the rows claimed, not for all the rows a round looks at.
+            .options(defer(InboxEntry.sealed_body))
         )
     )
 

@@ -26,7 +26,7 @@ from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker, undefer
 
 from fleet_server.models import InboxEntry
 from fleet_server.piivault import VaultError
@@ -213,6 +213,12 @@ class DeliveryWorker:
                     session, {entry.id: target for entry, target, _ in planned},
                     lease_until=now + self._lease,
                 )  # fmt: skip
+                if taken:  # their sealed bodies in one read, not one lazy load each
+                    session.scalars(
+                        select(InboxEntry)
+                        .where(InboxEntry.id.in_(taken))
+                        .options(undefer(InboxEntry.sealed_body))
+                    ).all()
                 for entry, target, item in planned:
                     if entry.id in taken:
                         self._submit(session, entry, target, item, now=now)
@@ -389,6 +395,14 @@ class DeliveryWorker:
         recorded: list[tuple[_Outcome, int]] = []  # (outcome, attempts) of rows still pending
         try:
             with self._sessions.begin() as session:
+                # One read for the batch; record_attempt then finds each in the session.
+                # (Held in a name: the session's identity map keeps objects only weakly.)
+                ids = [o.claimed.inbox_id for o in batch]
+                loaded = session.scalars(
+                    select(InboxEntry)
+                    .where(InboxEntry.id.in_(ids))
+                    .options(defer(InboxEntry.sealed_body))
+                ).all()
                 for outcome in batch:
                     target = self._targets.get(outcome.claimed.target)
                     assert target is not None  # routed targets are configured
@@ -398,6 +412,7 @@ class DeliveryWorker:
                     )  # fmt: skip
                     if entry is not None:
                         recorded.append((outcome, entry.attempts))
+                del loaded
         except Exception:
             again = [replace(o, tries=o.tries + 1) for o in batch if o.tries + 1 < _OUTCOME_TRIES]
             with self._lock:
@@ -435,6 +450,7 @@ class DeliveryWorker:
                 .where(InboxEntry.result_pending.is_(True))
                 .order_by(InboxEntry.id)
                 .limit(_RESULT_BATCH)
+                .options(defer(InboxEntry.sealed_body))  # a result carries no body
             ).all()
             if not rows:
                 return
