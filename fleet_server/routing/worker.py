@@ -421,9 +421,7 @@ class DeliveryWorker:
                 self._held.difference_update(
                     o.claimed.inbox_id for o in batch if o.claimed.inbox_id not in kept
                 )
-            if again:
-                self._outcome_ready.set()
-            raise
+            raise  # tried again with the next outcome or poll, not at once
         with self._lock:
             self._held.difference_update(o.claimed.inbox_id for o in batch)
         for outcome in batch:  # the targets' answers, whether or not the row was still ours

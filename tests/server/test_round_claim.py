@@ -172,3 +172,88 @@ def test_a_round_failing_on_the_database_leaves_the_breaker_probe_free(
     assert breaker.state == "closed"
     assert upstream.accepted_count["o-1:tx-1"] == 1
     assert upstream.by_target.get("hcp") == ["o-1:tx-1"]
+
+
+# A real database error in the outcome's commit: a trigger refuses the attempt's row.
+_REFUSE_OUTCOMES = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_outcomes BEFORE INSERT ON delivery_attempts "
+        "BEGIN SELECT RAISE(ABORT, 'outcomes refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_outcomes() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'outcomes refused'; END $$",
+        "CREATE TRIGGER refuse_outcomes BEFORE INSERT ON delivery_attempts "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_outcomes()",
+    ],
+}
+_ALLOW_OUTCOMES = {
+    "sqlite": ["DROP TRIGGER refuse_outcomes"],
+    "postgresql": [
+        "DROP TRIGGER refuse_outcomes ON delivery_attempts",
+        "DROP FUNCTION refuse_outcomes()",
+    ],
+}
+
+
+def _state_and_case(db_sessions: Any) -> tuple[str, str | None]:
+    with db_sessions() as session:
+        row = session.execute(select(InboxEntry.state, InboxEntry.case_number)).one()
+        return str(row.state), row.case_number
+
+
+def _refusing_worker(
+    db_sessions: Any, upstream: Upstream, tmp_path: Path, *, poll_s: float, lease_s: float
+) -> DeliveryWorker:
+    targets = load_targets(write_targets(tmp_path / "targets.json", upstream, ["hcp"]))
+    with db_sessions.begin() as session:
+        session.add(_row(1, body={"rating": 5}))
+        for statement in _REFUSE_OUTCOMES[db_sessions.kw["bind"].dialect.name]:
+            session.execute(text(statement))
+    return DeliveryWorker(
+        sessions=db_sessions, targets=targets, publish_results=lambda rs: [True] * len(rs),
+        poll_interval_s=poll_s, concurrency=2, lease_s=lease_s, seed=1,
+    )  # fmt: skip
+
+
+def _allow_outcomes(db_sessions: Any) -> None:
+    with db_sessions.begin() as session:
+        for statement in _ALLOW_OUTCOMES[db_sessions.kw["bind"].dialect.name]:
+            session.execute(text(statement))
+
+
+def test_an_outcome_the_database_refused_once_is_committed_later_without_a_second_delivery(
+    db_sessions: Any, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The upstream took the row; its outcome's commit failed. The outcome is kept for
+    the next rounds, so the row ends delivered with its case number, sent once."""
+    worker = _refusing_worker(db_sessions, upstream, tmp_path, poll_s=2.0, lease_s=60)
+    worker.start()
+    try:
+        _until(lambda: worker.counters["db_error"] >= 1, "the outcome's commit refused")
+        _allow_outcomes(db_sessions)  # before the next try, a poll interval later
+        _until(lambda: _state_and_case(db_sessions)[0] == "delivered", "the row delivered")
+    finally:
+        worker.stop()
+    assert _state_and_case(db_sessions)[1] == upstream.accepted["o-1:tx-1"]["case_number"]
+    assert upstream.received["o-1:tx-1"] == 1  # no second delivery
+    assert worker.counters["delivered"] == 1
+
+
+def test_an_outcome_the_database_keeps_refusing_is_let_go_and_the_row_delivered_again(
+    db_sessions: Any, upstream: Upstream, tmp_path: Path
+) -> None:
+    """After its tries the outcome is dropped; the lease runs out and the row goes again
+    under the same Idempotency-Key: the target answers duplicate with the first case."""
+    worker = _refusing_worker(db_sessions, upstream, tmp_path, poll_s=0.05, lease_s=3)
+    worker.start()
+    try:
+        _until(lambda: worker.counters["db_error"] >= 3, "the outcome refused three times")
+        assert _state_and_case(db_sessions)[0] == "pending"
+        _allow_outcomes(db_sessions)
+        _until(lambda: _state_and_case(db_sessions)[0] == "delivered", "the row delivered")
+    finally:
+        worker.stop()
+    assert upstream.received["o-1:tx-1"] == 2  # the second delivery, after the lease
+    assert upstream.accepted_count["o-1:tx-1"] == 1  # one case upstream
+    assert _state_and_case(db_sessions)[1] == upstream.accepted["o-1:tx-1"]["case_number"]
