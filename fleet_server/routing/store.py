@@ -66,8 +66,8 @@ def due_rows(session: Session, *, now: datetime, limit: int) -> list[InboxEntry]
             )
             .order_by(InboxEntry.next_due_at, InboxEntry.id)
             .limit(limit)
-            # Planning needs the routing columns only; the sealed body is read (one row
-            # at a time) for the rows claimed, not for all the rows a round looks at.
+            # Planning needs the routing columns only; the sealed bodies are read for the
+            # rows claimed (the worker: one read a round), not for all the rows looked at.
             .options(defer(InboxEntry.sealed_body))
         )
     )
