@@ -7,12 +7,22 @@ within another ``keepalive``. Once a second woke an idle agent for nothing (issu
 docs/performance.md "Agent footprint"); a quarter of the keep-alive (7.5 s for the
 default 30 s) still sends each ping well before the broker gives up on the agent (after
 1.5 keep-alives of silence) and notices a dead connection at most that much later.
+
+It also waits for its acknowledgements (PUBACK, SUBACK, CONNACK, the disconnect) with
+``asyncio.timeout`` instead of aiomqtt's ``asyncio.wait_for``. On Python 3.11,
+``wait_for`` swallows a cancellation that arrives in the same loop turn as the awaited
+acknowledgement and returns normally; a publishing loop (device events, telemetry,
+rebirths) then kept running after the agent's stop had cancelled it, and the stop hung
+until the service manager killed the agent (a device that came ready just as the agent
+was told to stop). ``asyncio.timeout`` keeps the cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import math
+from collections.abc import Awaitable
+from typing import Final, TypeVar
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -21,6 +31,8 @@ __all__ = ["QuietClient", "housekeeping_interval"]
 
 # Keep-alive checks per keep-alive interval.
 _CHECKS_PER_KEEPALIVE: Final = 4
+
+_T = TypeVar("_T")
 
 
 def housekeeping_interval(keepalive_s: float) -> float:
@@ -32,7 +44,19 @@ def housekeeping_interval(keepalive_s: float) -> float:
 
 
 class QuietClient(aiomqtt.Client):
-    """``aiomqtt.Client`` whose keep-alive loop wakes ``housekeeping_interval`` apart."""
+    """``aiomqtt.Client`` whose keep-alive loop wakes ``housekeeping_interval`` apart and
+    whose waits never swallow a cancellation."""
+
+    async def _wait_for(self, fut: Awaitable[_T], timeout: float | None) -> _T:  # noqa: ASYNC109
+        # aiomqtt's own contract: None means the client's timeout, math.inf no limit,
+        # and running out is an MqttError.
+        if timeout is None:
+            timeout = self.timeout
+        try:
+            async with asyncio.timeout(None if timeout == math.inf else timeout):
+                return await fut
+        except TimeoutError:
+            raise aiomqtt.MqttError("Operation timed out") from None
 
     async def _misc_loop(self) -> None:
         # aiomqtt's own loop, with its fixed 1 s sleep replaced. The keep-alive is read

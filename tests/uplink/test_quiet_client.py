@@ -56,3 +56,36 @@ def test_an_idle_connection_stays_up_with_few_keepalive_checks(broker: Mosquitto
         assert 1 <= checks <= IDLE_S / housekeeping_interval(KEEPALIVE_S) + 2
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(20)
+def test_a_stop_that_meets_an_acknowledgement_still_stops_the_waiter() -> None:
+    """The agent's stop cancels its publishing loops. When the broker's acknowledgement
+    arrives in the same loop turn as that cancel, the wait must still end cancelled:
+    aiomqtt's ``asyncio.wait_for`` on Python 3.11 returned normally instead, the loop
+    published on, and the agent's stop hung until it was killed. (No broker is needed:
+    the acknowledgement is the future the client's wait resolves.)"""
+
+    async def scenario() -> None:
+        client = QuietClient("127.0.0.1", 1, identifier="quiet-client-cancel")
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = asyncio.ensure_future(client._wait_for(acknowledged, timeout=5))
+        await asyncio.sleep(0)  # the waiter now waits for the acknowledgement
+        acknowledged.set_result(None)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(20)
+def test_an_acknowledgement_that_never_comes_is_an_mqtt_error() -> None:
+    async def scenario() -> None:
+        client = QuietClient("127.0.0.1", 1, identifier="quiet-client-timeout")
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with pytest.raises(aiomqtt.MqttError, match="timed out"):
+            await client._wait_for(never, timeout=0.05)
+        assert never.cancelled()
+
+    asyncio.run(scenario())
