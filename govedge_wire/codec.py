@@ -23,6 +23,7 @@ from govedge_wire.messages import (
     Telemetry,
     Transaction,
     TransactionAck,
+    TransactionAcks,
     TransactionResult,
     UpdateOffer,
     UpdateStatus,
@@ -44,6 +45,10 @@ _MODELS: Final[dict[Kind, type[Message]]] = {
     Kind.UPDATE_OFFER: UpdateOffer,
     Kind.UPDATE_STATUS: UpdateStatus,
     Kind.SERVER_STATE: ServerState,
+}
+# Other kinds a topic carries besides its own, by the payload's ``kind``.
+_ALSO_ON_TOPIC: Final[dict[tuple[Kind, str], type[Message]]] = {
+    (Kind.TRANSACTION_ACK, "txacks"): TransactionAcks,
 }
 
 
@@ -97,12 +102,17 @@ def _full(kind: Kind, outlet_id: str | None, payload: bytes) -> Message:
             f"schema_version {schema} is not supported (this peer speaks {SCHEMA_VERSION})",
             schema=schema,
         )
-    if raw.get("kind") != kind.value:
-        raise TopicMismatch("payload kind does not match the topic", reason="kind_mismatch")
+    model = _MODELS[kind]
+    given = raw.get("kind")
+    if given != kind.value:
+        also = _ALSO_ON_TOPIC.get((kind, given)) if isinstance(given, str) else None
+        if also is None:
+            raise TopicMismatch("payload kind does not match the topic", reason="kind_mismatch")
+        model = also
     if outlet_id is not None and raw.get("outlet_id") != outlet_id:
         raise TopicMismatch("payload outlet_id does not match the topic", reason="outlet_mismatch")
     try:
-        return _MODELS[kind].model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         fields = ",".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()})[:5])
         raise MalformedPayload(f"{kind.value} payload invalid at: {fields}") from None

@@ -142,6 +142,10 @@ class Transaction(_OutletMessage):
     created_ts: Counter
     attempt: Annotated[int, Field(ge=1)] = 1
     body: dict[Name, JsonValue]
+    # The sender also takes its ack inside a ``TransactionAcks`` (docs/protocol.md,
+    # "Batched acks"). Said per transaction, not in the birth: with a shared
+    # subscription the worker that stores a transaction may never see the birth.
+    batch_ack: bool = False
 
 
 class CommandResult(_OutletMessage):
@@ -208,6 +212,32 @@ class TransactionAck(_OutletMessage):
     tx_id: Annotated[str, Field(min_length=8, max_length=64)]
     status: Literal["accepted", "duplicate", "rejected"]
     reason: str | None = None
+
+
+# Most acks one ``TransactionAcks`` carries (one payload even at the longest ids and
+# reasons in Chinese: about 200 KiB).
+MAX_ACKS_PER_MESSAGE: Final = 128
+
+
+class AckEntry(BaseModel):
+    """One transaction's ack inside a ``TransactionAcks``; fields as ``TransactionAck``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    tx_id: Annotated[str, Field(min_length=8, max_length=64)]
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: Annotated[str, Field(max_length=512)] | None = None
+
+
+class TransactionAcks(_OutletMessage):
+    """Several ``TransactionAck``s of one outlet in one message, on the same topic.
+
+    Sent only for transactions that carried ``batch_ack``: a sender that drains a
+    backlog then receives one message per stored batch instead of one per transaction.
+    """
+
+    kind: Literal["txacks"] = "txacks"
+    acks: list[AckEntry] = Field(min_length=1, max_length=MAX_ACKS_PER_MESSAGE)
 
 
 class TransactionResult(_OutletMessage):
@@ -309,6 +339,7 @@ Message = (
     | DesiredConfig
     | Command
     | TransactionAck
+    | TransactionAcks
     | TransactionResult
     | UpdateOffer
     | UpdateStatus

@@ -91,6 +91,7 @@ class OutgoingTx:
             created_ts=self.created_ts,
             attempt=self.attempt,
             body=self.body,
+            batch_ack=True,  # this agent takes its acks many to a message
         )
 
 

@@ -31,6 +31,7 @@ from govedge_wire import (
     Message,
     ServerState,
     TransactionAck,
+    TransactionAcks,
     TransactionResult,
     UpdateOffer,
     WireError,
@@ -139,12 +140,21 @@ class Downlink:
             else:
                 await self._offer_config(envelope_bytes(decoded))
         elif isinstance(decoded, TransactionAck):
-            self._counters.incr("txack_received")
-            self._acking.setdefault(decoded.tx_id, [])
-            # Not awaited: acks arriving meanwhile are committed together (group commit).
-            self._sender.ack_soon(decoded).add_done_callback(
-                functools.partial(self._count_ack, decoded)
-            )
+            self._take_ack(decoded)
+        elif isinstance(decoded, TransactionAcks):
+            self._counters.incr("txacks_received")
+            for entry in decoded.acks:
+                # Validated with the message already: only repackaged for the outbox.
+                self._take_ack(
+                    TransactionAck.model_construct(
+                        outlet_id=decoded.outlet_id,
+                        session=decoded.session,
+                        seq=decoded.seq,
+                        tx_id=entry.tx_id,
+                        status=entry.status,
+                        reason=entry.reason,
+                    )
+                )
         elif isinstance(decoded, TransactionResult):
             self._handle_tx_result(decoded)
         elif isinstance(decoded, UpdateOffer):
@@ -177,6 +187,12 @@ class Downlink:
             config_key_ids=config.key_ids,
         )
         await self._uplink.publish(report)
+
+    def _take_ack(self, ack: TransactionAck) -> None:
+        self._counters.incr("txack_received")
+        self._acking.setdefault(ack.tx_id, [])
+        # Not awaited: acks arriving meanwhile are committed together (group commit).
+        self._sender.ack_soon(ack).add_done_callback(functools.partial(self._count_ack, ack))
 
     def _count_ack(self, ack: TransactionAck, future: asyncio.Future[AckOutcome]) -> None:
         try:

@@ -20,13 +20,16 @@ from fleet_server.ingest.stats import IngestStats
 from fleet_server.settings import Settings
 from govedge_wire import (
     KNOWN_SESSION_ARG,
+    MAX_ACKS_PER_MESSAGE,
     REBIRTH_COMMAND,
     SERVER_STATE_TOPIC,
+    AckEntry,
     Command,
     Kind,
     ServerState,
     Transaction,
     TransactionAck,
+    TransactionAcks,
     TransactionResult,
     UpdateOffer,
     encode,
@@ -37,6 +40,9 @@ from govedge_wire.config import SignedConfig, config_message
 
 logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 2.0
+AckStatus = Literal["accepted", "duplicate", "rejected"]
+# An ack's reason inside a TransactionAcks is capped (the wire model's limit).
+_REASON_MAX = 512
 
 
 class Publisher:
@@ -70,7 +76,7 @@ class Publisher:
     def ack(
         self,
         message: Transaction,
-        status: Literal["accepted", "duplicate", "rejected"],
+        status: AckStatus,
         *,
         reason: str | None = None,
     ) -> None:
@@ -84,6 +90,48 @@ class Publisher:
             reason=reason,
         )
         self._publish(topic_for(message.outlet_id, Kind.TRANSACTION_ACK), encode(ack))
+
+    def acks(self, acks: Sequence[tuple[Transaction, AckStatus, str | None]]) -> None:
+        """Acknowledge a committed batch's transactions.
+
+        Those sent with ``batch_ack`` get one ``TransactionAcks`` per outlet (at most
+        ``MAX_ACKS_PER_MESSAGE`` each; a lone one a plain ``TransactionAck``): a backlog
+        drains with one downlink message per stored batch instead of one per
+        transaction. The others (older agents) get a ``TransactionAck`` each.
+        """
+        batched: dict[str, list[AckEntry]] = {}
+        for message, status, reason in acks:
+            if not message.batch_ack:
+                self.ack(message, status, reason=reason)
+                continue
+            entry = AckEntry(
+                tx_id=message.tx_id,
+                status=status,
+                reason=None if reason is None else reason[:_REASON_MAX],
+            )
+            batched.setdefault(message.outlet_id, []).append(entry)
+        for outlet_id, entries in batched.items():
+            topic = topic_for(outlet_id, Kind.TRANSACTION_ACK)
+            for start in range(0, len(entries), MAX_ACKS_PER_MESSAGE):
+                chunk = entries[start : start + MAX_ACKS_PER_MESSAGE]
+                if len(chunk) == 1:
+                    ack = TransactionAck(
+                        outlet_id=outlet_id,
+                        session=self.server_session,
+                        seq=next(self._seq),
+                        tx_id=chunk[0].tx_id,
+                        status=chunk[0].status,
+                        reason=chunk[0].reason,
+                    )
+                    self._publish(topic, encode(ack))
+                    continue
+                message_of_many = TransactionAcks(
+                    outlet_id=outlet_id,
+                    session=self.server_session,
+                    seq=next(self._seq),
+                    acks=chunk,
+                )
+                self._publish(topic, encode(message_of_many))
 
     def results(self, results: Sequence[TransactionResult], *, timeout: float) -> list[bool]:
         """Publish transactions' upstream results; each True once the broker has it (PUBACK).

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.evaluations.rules import EvaluationRules
-from fleet_server.ingest.publisher import Publisher
+from fleet_server.ingest.publisher import AckStatus, Publisher
 from fleet_server.ingest.stats import IngestStats, RateLimitedLog
 from fleet_server.settings import Settings
 from fleet_server.transactions.bodies import BodyRejected, parse_body
@@ -106,10 +106,24 @@ class TransactionDesk:
         """Commit the batch's transactions, then acknowledge each (never before)."""
         pending, rejected = self._pending, self._rejected
         self._pending, self._rejected = [], []
-        for message, reason in rejected:
-            self._publisher.ack(message, "rejected", reason=reason)
+        acks: list[tuple[Transaction, AckStatus, str | None]] = [
+            (message, "rejected", reason) for message, reason in rejected
+        ]
+        stored = False
+        try:
+            stored = self._store(pending, acks)
+        finally:  # the refused ones are answered even when the store failed
+            self._publisher.acks(acks)
+        if stored and self._on_stored is not None:
+            self._on_stored()
+
+    def _store(
+        self, pending: list[PendingTx], acks: list[tuple[Transaction, AckStatus, str | None]]
+    ) -> bool:
+        """Commit ``pending``, add each stored one's ack to ``acks`` (never before); True
+        when one was newly accepted."""
         if not pending:
-            return
+            return False
         try:
             with self._sessions.begin() as session:
                 outcomes = store_transactions(session, pending, limits=self._limits)
@@ -121,7 +135,7 @@ class TransactionDesk:
             self._log.exception(
                 "tx_db", "could not store %d transactions; not acknowledged", len(pending), exc=exc
             )
-            return
+            return False
         else:
             outcomes_or_none = list(outcomes)
         stored = False
@@ -130,9 +144,8 @@ class TransactionDesk:
                 continue
             self._count(item, outcome)
             stored = stored or outcome.outcome == "accepted"
-            self._publisher.ack(item.message, outcome.outcome, reason=outcome.reason)
-        if stored and self._on_stored is not None:
-            self._on_stored()
+            acks.append((item.message, outcome.outcome, outcome.reason))
+        return stored
 
     def _count(self, item: PendingTx, outcome: Stored) -> None:
         self._stats.noted(f"tx_{outcome.outcome}")

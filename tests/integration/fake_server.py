@@ -15,9 +15,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from govedge_wire import (
+    AckEntry,
     Kind,
     Transaction,
     TransactionAck,
+    TransactionAcks,
     TransactionResult,
     WireError,
     decode,
@@ -90,6 +92,24 @@ class FakeServer:
                 topic_for(self.outlet_id, Kind.TRANSACTION_RESULT), encode(result), qos=1
             ),
         ]
+        for info in sent:
+            info.wait_for_publish(timeout=5)
+
+    def send_acks(self, acks: list[AckEntry], then: TransactionResult | None = None) -> None:
+        """Several acks in one ``TransactionAcks`` (optionally a result right behind it),
+        and wait until the broker has them."""
+        batch = TransactionAcks(outlet_id=self.outlet_id, session=0, seq=0, acks=acks)
+        sent = [
+            self.client.publish(
+                topic_for(self.outlet_id, Kind.TRANSACTION_ACK), encode(batch), qos=1
+            )
+        ]
+        if then is not None:
+            sent.append(
+                self.client.publish(
+                    topic_for(self.outlet_id, Kind.TRANSACTION_RESULT), encode(then), qos=1
+                )
+            )
         for info in sent:
             info.wait_for_publish(timeout=5)
 

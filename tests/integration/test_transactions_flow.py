@@ -21,7 +21,14 @@ from edge_agent.runtime import AgentRuntime
 from edge_agent.settings import AgentSettings, load_settings
 from edge_agent.transactions import file_submission, record_queue_event
 from govedge_testbed import Mosquitto
-from govedge_wire import SERVER_STATE_TOPIC, ServerState, TransactionResult, encode, now_ms
+from govedge_wire import (
+    SERVER_STATE_TOPIC,
+    AckEntry,
+    ServerState,
+    TransactionResult,
+    encode,
+    now_ms,
+)
 from tests.integration.fake_server import FakeServer, wait_until
 
 SUBMISSION = {
@@ -260,3 +267,59 @@ def test_a_result_right_behind_its_ack_is_told_after_the_ack(
 
     names = asyncio.run(scenario())
     assert names == ["transaction.acked", "transaction.result"] * 5, names
+
+
+def test_acks_many_to_a_message_each_take_their_entry_out_once(
+    broker: Mosquitto, outlet_id: str, tmp_path: Path
+) -> None:
+    """The agent asks for batched acks (``batch_ack``); one ``TransactionAcks`` answering
+    six transactions takes each out of the outbox as its status says (accepted and
+    duplicate deleted, rejected into the dead letters), tells each once as
+    ``transaction.acked``, and a result right behind the batch is told after its ack."""
+
+    async def scenario() -> tuple[list[str], list[DeviceEvent], dict[str, int], int]:
+        server = await asyncio.to_thread(
+            FakeServer, port=broker.port, outlet_id=outlet_id, ack=False
+        )
+        try:
+            async with running_agent(broker, outlet_id, tmp_path / "agent") as agent:
+                runtime = _runtime(agent)
+                put = [await file_submission(runtime, SUBMISSION) for _ in range(6)]
+                await asyncio.to_thread(
+                    wait_until, lambda: set(put) <= set(server.tx_ids()), timeout=15,
+                    what="the six transactions",
+                )  # fmt: skip
+                assert all(m.batch_ack for m in server.received)
+                statuses = ["accepted"] * 4 + ["duplicate", "rejected"]
+                acks = [
+                    AckEntry(
+                        tx_id=tx_id,
+                        status=status,  # type: ignore[arg-type]
+                        reason="item_code unknown" if status == "rejected" else None,
+                    )
+                    for tx_id, status in zip(put, statuses, strict=True)
+                ]
+                result = TransactionResult(
+                    outlet_id=outlet_id, session=0, seq=0, tx_id=put[0],
+                    outcome="delivered", case_number="ZJ-BATCH-1",
+                )  # fmt: skip
+                seen: list[DeviceEvent] = []
+                with contextlib.closing(runtime.transactions.subscribe()) as events:
+                    await asyncio.to_thread(server.send_acks, acks, result)
+                    while sum(e.name == "transaction.acked" for e in seen) < 6 or not any(
+                        e.name == "transaction.result" for e in seen
+                    ):
+                        seen.append(await events.get(timeout_s=15))
+                stats = await runtime.outbox.stats()
+                return put, seen, dict(stats.depth), stats.dead_letters
+        finally:
+            await asyncio.to_thread(server.close)
+
+    put, events, depth, dead_letters = asyncio.run(scenario())
+    acked = {e.data["tx_id"]: e.data["status"] for e in events if e.name == "transaction.acked"}
+    assert acked == dict(zip(put, ["accepted"] * 4 + ["duplicate", "rejected"], strict=True))
+    assert len([e for e in events if e.name == "transaction.acked"]) == 6  # each told once
+    first = [e.name for e in events if e.data["tx_id"] == put[0]]
+    assert first == ["transaction.acked", "transaction.result"]
+    assert depth.get(PriorityClass.TRANSACTION, 0) == 0
+    assert dead_letters == 1

@@ -116,12 +116,20 @@ class TxAgent(FakeAgent):
         self.down = Subscriber(mqtt_url, f"govedge/v1/{outlet_id}/down/+")
         self.seen: list[Any] = []
 
-    def tx(self, tx_kind: str, body: dict[str, Any], *, tx_id: str | None = None) -> str:
+    def tx(
+        self,
+        tx_kind: str,
+        body: dict[str, Any],
+        *,
+        tx_id: str | None = None,
+        batch_ack: bool = False,
+    ) -> str:
         tx_id = tx_id or uuid.uuid4().hex
         self.send(
             Transaction(
                 outlet_id=self.outlet_id, session=self.session, seq=self._next(),
                 tx_id=tx_id, tx_kind=tx_kind, created_ts=now_ms(), body=body,
+                batch_ack=batch_ack,
             )
         )  # fmt: skip
         return tx_id

@@ -235,3 +235,74 @@ def test_mutated_valid_messages_decode_or_raise_wire_errors(
     else:
         assert decoded.kind == kind.value
     assert reason is None or reason in REASONS
+
+
+def _acks(count: int) -> wire.TransactionAcks:
+    return wire.TransactionAcks(
+        outlet_id=OUTLET,
+        session=1,
+        seq=2,
+        acks=[wire.AckEntry(tx_id=f"tx-{n:08d}", status="accepted") for n in range(count)],
+    )
+
+
+def test_many_acks_travel_on_the_ack_topic_and_nowhere_else() -> None:
+    """A ``TransactionAcks`` decodes on ``down/txack`` (beside the single ack), and
+    names its topic's kind mismatch anywhere else."""
+    many = _acks(3)
+    decoded = wire.decode(wire.topic_for(OUTLET, Kind.TRANSACTION_ACK), wire.encode(many))
+    assert decoded == many
+    for kind in (Kind.TRANSACTION_RESULT, Kind.COMMAND, Kind.TRANSACTION):
+        with pytest.raises(wire.TopicMismatch) as caught:
+            wire.decode(wire.topic_for(OUTLET, kind), wire.encode(many))
+        assert caught.value.reason == "kind_mismatch"
+    with pytest.raises(wire.TopicMismatch) as caught:
+        wire.decode(wire.topic_for("bank-pds-icbc-01", Kind.TRANSACTION_ACK), wire.encode(many))
+    assert caught.value.reason == "outlet_mismatch"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"acks": []},
+        {"acks": [{"tx_id": "tx-00000001", "status": "maybe"}]},
+        {"acks": [{"tx_id": "short", "status": "accepted"}]},
+        {"acks": [{"tx_id": "tx-00000001", "status": "rejected", "reason": "x" * 513}]},
+        {"acks": [{"tx_id": f"tx-{n:08d}", "status": "accepted"} for n in range(129)]},
+        {"acks": {"tx_id": "tx-00000001", "status": "accepted"}},
+    ],
+    ids=["empty", "status", "tx_id", "reason", "too_many", "not_a_list"],
+)
+def test_a_bad_batch_of_acks_is_refused_whole(change: dict[str, object]) -> None:
+    raw = json.loads(wire.encode(_acks(2))) | change
+    with pytest.raises(wire.MalformedPayload) as caught:
+        wire.decode(wire.topic_for(OUTLET, Kind.TRANSACTION_ACK), json.dumps(raw).encode())
+    assert caught.value.reason == "invalid"
+
+
+def test_a_full_batch_of_the_longest_acks_fits_one_payload() -> None:
+    longest = wire.TransactionAcks(
+        outlet_id=OUTLET,
+        session=2**63 - 1,
+        seq=2**63 - 1,
+        acks=[
+            wire.AckEntry(tx_id=f"{n:064d}", status="rejected", reason="原因" * 256)
+            for n in range(wire.MAX_ACKS_PER_MESSAGE)
+        ],
+    )
+    assert len(wire.encode(longest)) <= wire.MAX_PAYLOAD_BYTES
+
+
+def test_transactions_say_whether_their_sender_takes_batched_acks() -> None:
+    """``batch_ack`` is off unless the sender says so: an older agent's transaction
+    (no such field) still gets one ack per transaction."""
+    raw = json.loads(wire.encode(SAMPLES[Kind.TRANSACTION]))
+    raw.pop("batch_ack", None)
+    older = wire.decode(wire.topic_for(OUTLET, Kind.TRANSACTION), json.dumps(raw).encode())
+    assert isinstance(older, wire.Transaction)
+    assert older.batch_ack is False
+    newer = wire.decode(
+        wire.topic_for(OUTLET, Kind.TRANSACTION), json.dumps(raw | {"batch_ack": True}).encode()
+    )
+    assert isinstance(newer, wire.Transaction)
+    assert newer.batch_ack is True
