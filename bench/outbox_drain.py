@@ -40,6 +40,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,9 +93,9 @@ EVALUATION = {
     "evaluated_ts": 0,
     "tags": ["态度好"],
     "case_number": "C-1",
-    "staff_id": "S007",
+    "clerk": "S007",
     "item_code": "000101",
-    "note": "x" * 200,
+    "text": "x" * 200,
 }
 
 
@@ -107,7 +108,9 @@ async def fill(data_dir: Path, n: int) -> float:
         for i in range(n):
             await outbox.put(
                 "evaluation",
-                {**EVALUATION, "evaluated_ts": i},
+                # 1 = 非常满意 under GB/T 39046; one in twenty 5 = 非常不满意, which opens a
+                # rectification ticket at the server (a pessimistic share of 差评).
+                {**EVALUATION, "evaluated_ts": i, "level_code": 5 if i % 20 == 0 else 1},
                 priority_class=PriorityClass.TRANSACTION,
                 tx_id=f"backlog-{i:08d}",
             )
@@ -115,7 +118,14 @@ async def fill(data_dir: Path, n: int) -> float:
 
 
 class AckingServer:
-    """A fake fleet server: acks every transaction (paho, its own network thread)."""
+    """A fake fleet server: acks every transaction (paho, its own network thread).
+
+    Like the fleet server, it answers transactions sent with ``batch_ack`` many to a
+    message: an acking thread takes whatever arrived while it published the previous
+    acks and sends them as one ``txacks`` per outlet (at most 128 each), as the real
+    ingest acks what one batch stored. Others (the bare client below) get a ``txack``
+    each.
+    """
 
     def __init__(self, port: int) -> None:
         self.first_tx: float | None = None
@@ -123,8 +133,13 @@ class AckingServer:
         self.acked: set[str] = set()
         self.first_seen: list[str] = []  # tx ids in the order they first arrived
         self.tx_msgs = 0
+        self.ack_msgs = 0
         self.payload_sizes: list[int] = []
         self.seq = 0
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, str, bool]] = []  # (outlet, tx_id, batch_ack)
+        self._wake = threading.Event()
+        self._stopping = False
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="fake-server", protocol=mqtt.MQTTv5
         )
@@ -150,6 +165,8 @@ class AckingServer:
             qos=1,
             retain=True,
         )
+        self._acker = threading.Thread(target=self._ack_loop, name="fake-acker", daemon=True)
+        self._acker.start()
         self.c.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, m: Any) -> None:
@@ -159,35 +176,61 @@ class AckingServer:
         msg = json.loads(m.payload)
         if len(self.payload_sizes) < 100:
             self.payload_sizes.append(len(m.payload))
+        with self._lock:
+            self._pending.append((msg["outlet_id"], msg["tx_id"], bool(msg.get("batch_ack"))))
+        self._wake.set()
+
+    def _ack_loop(self) -> None:
+        while not self._stopping:
+            self._wake.wait(0.5)
+            time.sleep(float(os.environ.get("XX_GATHER", "0")))
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = self._pending, []
+            batched: dict[str, list[str]] = {}
+            for outlet, tx_id, batch_ack in pending:
+                if batch_ack:
+                    batched.setdefault(outlet, []).append(tx_id)
+                else:
+                    self._publish_ack(outlet, "txack", {"tx_id": tx_id, "status": "accepted"})
+            for outlet, tx_ids in batched.items():
+                for start in range(0, len(tx_ids), 128):
+                    chunk = tx_ids[start : start + 128]
+                    entries = [{"tx_id": t, "status": "accepted"} for t in chunk]
+                    self._publish_ack(outlet, "txacks", {"acks": entries})
+            now = time.monotonic()
+            for _, tx_id, _ in pending:
+                if tx_id not in self.acked:
+                    self.first_seen.append(tx_id)
+                self.acked.add(tx_id)
+                self.last_ack = now
+
+    def _publish_ack(self, outlet: str, kind: str, fields: dict[str, Any]) -> None:
         self.seq += 1
+        self.ack_msgs += 1
         ack = {
             "schema_version": 1,
-            "kind": "txack",
+            "kind": kind,
             "msg_id": os.urandom(8).hex(),
             "ts": time.time_ns() // 10**6,
-            "outlet_id": msg["outlet_id"],
+            "outlet_id": outlet,
             "session": 1,
             "seq": self.seq,
-            "tx_id": msg["tx_id"],
-            "status": "accepted",
-            "reason": None,
-        }
-        self.c.publish(f"govedge/v1/{msg['outlet_id']}/down/txack", json.dumps(ack), qos=1)
-        if msg["tx_id"] not in self.acked:
-            self.first_seen.append(msg["tx_id"])
-        self.acked.add(msg["tx_id"])
-        self.last_ack = now
+        } | fields
+        self.c.publish(f"govedge/v1/{outlet}/down/txack", json.dumps(ack), qos=1)
 
     def cpu_s(self) -> float:
-        """CPU seconds of paho's network thread, where all of the acking happens."""
+        """CPU seconds of paho's network thread and the acking thread."""
         thread = self.c._thread  # paho keeps no public handle on it
-        ident = None if thread is None else thread.native_id
-        for t in psutil.Process().threads():
-            if t.id == ident:
-                return t.user_time + t.system_time
-        return 0.0
+        idents = {self._acker.native_id, None if thread is None else thread.native_id}
+        return sum(
+            t.user_time + t.system_time for t in psutil.Process().threads() if t.id in idents
+        )
 
     def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._acker.join(2)
         self.c.loop_stop()
         self.c.disconnect()
 
@@ -284,6 +327,118 @@ async def _app_ack_client(port: int, n: int, size: int, window: int) -> tuple[fl
         return rate, us
 
 
+class AckCounter:
+    """Counts the acks one outlet receives (a subscriber on its ``down/txack``): the
+    messages, the transactions they ack, and when the last one came (wall clock)."""
+
+    def __init__(self, port: int, outlet_id: str) -> None:
+        self.messages = 0
+        self.acked: dict[str, str] = {}  # tx_id -> status of its first ack
+        self.repeated = 0
+        self.last_at = 0.0
+        self.reasons: set[str] = set()  # of acks other than accepted
+        subscribed = threading.Event()
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="ack-counter", protocol=mqtt.MQTTv5
+        )
+        self.c.on_subscribe = lambda *_a: subscribed.set()
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe(f"govedge/v1/{outlet_id}/down/txack", qos=1)
+        self.c.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("the ack counter could not subscribe")
+
+    def _on_message(self, _c: Any, _u: Any, m: Any) -> None:
+        msg = json.loads(m.payload)
+        entries = msg["acks"] if msg["kind"] == "txacks" else [msg]
+        self.messages += 1
+        for entry in entries:
+            if entry["tx_id"] in self.acked:
+                self.repeated += 1
+            else:
+                self.acked[entry["tx_id"]] = entry["status"]
+            if entry["status"] != "accepted":
+                self.reasons.add(str(entry.get("reason")))
+        self.last_at = time.time()
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def server_drain(args: argparse.Namespace, work: Path, broker: Mosquitto) -> dict[str, Any]:
+    """The same backlog drained through the real ``fleet-server run`` (SQLite): what an
+    outlet coming back after an outage sees, with the server's own ack batching."""
+    data_dir, outlet_id = work / "agent-server", "busy-outlet-server"
+    asyncio.run(fill(data_dir, args.backlog))
+    (work / "server-drain").mkdir()
+    # The agent runs at 10,000/s here, far above the server's per-outlet limit (40/s,
+    # twice the agent's default rate): the server's limit is raised to match.
+    env = {
+        "GOVEDGE_LOG_LEVEL": "WARNING",
+        "GOVEDGE_INGEST_OUTLET_RATE_PER_S": "100000",
+        "GOVEDGE_INGEST_OUTLET_BURST": "100000",
+    }
+    server = start_server(broker.url, work / "server-drain", env=env)
+    counter = AckCounter(broker.port or 0, outlet_id)
+    agent = None
+    try:
+        agent = start_agent(
+            broker.url, outlet_id, data_dir, keepalive=30, extra=["--outbox-rate", "10000"]
+        )
+        procs = {"agent": psutil.Process(agent.pid), "server": psutil.Process(server.proc.pid)}
+        # CPU from the first ack on (not the agent's start): the first stored batch is
+        # left out of the CPU figures, and of nothing else.
+        poll(lambda: counter.messages > 0, timeout=120, interval=0.01, what="first ack")
+        cpu0 = {name: _cpu_s(p) for name, p in procs.items()}
+        acked0 = len(counter.acked)
+        poll(
+            lambda: len(counter.acked) >= args.backlog,
+            timeout=args.backlog / 20 + 120,
+            interval=0.05,
+            what="backlog drained through the fleet server",
+        )
+        cpu1 = {name: _cpu_s(p) for name, p in procs.items()}
+        if set(counter.acked.values()) != {"accepted"}:
+            raise RuntimeError(
+                f"server drain: acked {sorted(set(counter.acked.values()))} ({counter.reasons})"
+            )
+        database = work / "server-drain" / "fleet.db"
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            rows = db.execute("SELECT tx_id, received_at FROM inbox ORDER BY id").fetchall()
+        first = min(
+            datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() for _, text in rows
+        )
+        tx_ids = [tx_id for tx_id, _ in rows]
+        stats = server.stats()
+        if tx_ids != sorted(tx_ids) or len(tx_ids) != args.backlog or stats["rejected"]:
+            raise RuntimeError(
+                f"server drain: {len(tx_ids)} stored, in order {tx_ids == sorted(tx_ids)}, "
+                f"refused {stats['rejected']}"
+            )
+        drain_s = counter.last_at - first
+        us = {name: (cpu1[name] - cpu0[name]) / (args.backlog - acked0) * 1e6 for name in cpu0}
+        result = {
+            "server_rate": args.backlog / drain_s,
+            "server_acks_per_msg": len(counter.acked) / counter.messages,
+            "server_repeated_acks": counter.repeated,
+            "server_agent_us_tx": us["agent"],
+            "server_server_us_tx": us["server"],
+        }
+        print(
+            f"  through the fleet server: {result['server_rate']:,.0f} tx/s "
+            f"({args.backlog:,} in {drain_s:.1f} s, stored in order, each acked accepted, "
+            f"{result['server_acks_per_msg']:.1f} acks per message, {counter.repeated} "
+            f"repeated); CPU µs per tx: agent {us['agent']:.0f}, server {us['server']:.0f}"
+        )
+        return result
+    finally:
+        stop(agent)
+        counter.close()
+        stop(server.proc)
+
+
 def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     data_dir = work / "agent"
     fill_rate = asyncio.run(fill(data_dir, args.backlog))
@@ -328,6 +483,7 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         drain = {
             "tx": n,
             "tx_msgs": server.tx_msgs,
+            "ack_msgs": server.ack_msgs,
             "drain_s": drain_s,
             "rate": n / drain_s,
             "startup_s": server.first_tx - t_start,
@@ -350,7 +506,7 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         drain["raw_acked"], drain["raw_acked_us"] = raw_app_acks(port, args.raw_n, size, 64)
         print(
             f"  drain {drain['rate']:,.0f} tx/s ({drain['tx']:,} in {drain_s:.1f} s, "
-            f"{drain['tx_msgs']:,} tx messages); raw aiomqtt QoS 1 {drain['raw1']:,.0f}/s (1 in flight), "
+            f"{drain['tx_msgs']:,} tx messages, acked in {drain['ack_msgs']:,}); raw aiomqtt QoS 1 {drain['raw1']:,.0f}/s (1 in flight), "
             f"{drain['raw64']:,.0f}/s (64 in flight), {drain['raw_acked']:,.0f}/s with 64 "
             f"awaiting the fake server's txack ({drain['raw_acked_us']:.0f} µs/tx); "
             f"agent CPU {cpu:.0f}% RSS {rss:.0f} MiB; "
@@ -358,6 +514,7 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"server {us['acker']:.0f} (raw publisher per message {drain['raw_us_msg']:.0f}, "
             f"broker {drain['raw_broker_us_msg']:.0f})"
         )
+        drain |= server_drain(args, work, broker)
         return drain
     finally:
         stop(agent)

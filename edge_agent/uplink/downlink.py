@@ -147,6 +147,8 @@ class Downlink:
                 # Validated with the message already: only repackaged for the outbox.
                 self._take_ack(
                     TransactionAck.model_construct(
+                        msg_id=decoded.msg_id,
+                        ts=decoded.ts,
                         outlet_id=decoded.outlet_id,
                         session=decoded.session,
                         seq=decoded.seq,

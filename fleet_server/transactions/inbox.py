@@ -108,6 +108,7 @@ def store_transactions(
     )  # fmt: skip
     chunks = ChunkBatch.new()
     outcomes: list[Stored] = []
+    bad: list[tuple[Evaluation, PendingTx, EvaluationRules]] = []
     for item in items:
         message, body = item.message, item.body
         try:
@@ -139,8 +140,9 @@ def store_transactions(
             outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
             continue
         known.add((message.outlet_id, message.tx_id))
-        _insert(session, item)
+        _insert(session, item, bad)
         outcomes.append(Stored("accepted"))
+    _open_rectifications(session, bad)
     usage.save(session)
     return outcomes
 
@@ -163,7 +165,10 @@ def _known(session: Session, items: Sequence[PendingTx]) -> set[tuple[str, str]]
     return {(row.outlet_id, row.tx_id) for row in rows} & wanted
 
 
-def _insert(session: Session, item: PendingTx) -> None:
+def _insert(
+    session: Session, item: PendingTx, bad: list[tuple[Evaluation, PendingTx, EvaluationRules]]
+) -> None:
+    """Add ``item``'s inbox row (and evaluation); a bad evaluation is added to ``bad``."""
     message, body = item.message, item.body
     entry = InboxEntry(  # the identity first: the body is sealed bound to it
         tx_id=message.tx_id,
@@ -190,13 +195,15 @@ def _insert(session: Session, item: PendingTx) -> None:
         entry.case_number = body.case_number
         if item.rules is None:
             raise ValueError("an evaluation is stored under the rules it was checked under")
-        _record_evaluation(session, item, body, rules=item.rules)
+        evaluation = _record_evaluation(session, item, body, rules=item.rules)
+        if evaluation.is_bad:
+            bad.append((evaluation, item, item.rules))
     session.add(entry)
 
 
 def _record_evaluation(
     session: Session, item: PendingTx, body: EvaluationBody, *, rules: EvaluationRules
-) -> None:
+) -> Evaluation:
     stars = rules.stars(body.level_code)
     evaluation = Evaluation(
         tx_id=item.message.tx_id,
@@ -212,15 +219,29 @@ def _record_evaluation(
         evaluated_at=datetime.fromtimestamp(body.evaluated_ts / 1000, tz=UTC),
     )
     session.add(evaluation)
-    if evaluation.is_bad:
-        session.flush()  # the ticket needs the evaluation's id
-        session.add(
-            Rectification(
-                evaluation_id=evaluation.id,
-                outlet_id=evaluation.outlet_id,
-                window=evaluation.window,
-                opened_at=item.received_at,
-                deadline_at=rules.deadline(item.received_at),
-                status="open",
-            )
+    return evaluation
+
+
+def _open_rectifications(
+    session: Session, bad: list[tuple[Evaluation, PendingTx, EvaluationRules]]
+) -> None:
+    """A rectification ticket (整改) for each bad evaluation of the batch.
+
+    A ticket needs its evaluation's id: one flush for the whole batch gives them all.
+    A flush per bad rating wrote the batch's rows a statement at a time (a burst of
+    bad ratings cost the ingest ~1 ms each: docs/performance.md, "Outbox drain").
+    """
+    if not bad:
+        return
+    session.flush()
+    session.add_all(
+        Rectification(
+            evaluation_id=evaluation.id,
+            outlet_id=evaluation.outlet_id,
+            window=evaluation.window,
+            opened_at=item.received_at,
+            deadline_at=rules.deadline(item.received_at),
+            status="open",
         )
+        for evaluation, item, rules in bad
+    )

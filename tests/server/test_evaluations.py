@@ -144,3 +144,31 @@ def test_an_agents_default_rating_is_counted_apart_once(
     assert stats["active_evaluations"] == 1
     assert stats["active_evaluation_rate"] == 0.5
     assert stats["by_level"] == {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}
+
+
+def test_a_burst_of_bad_ratings_opens_one_ticket_each_for_its_own_rating(
+    server: FleetServer, broker: Mosquitto, outlet_id: str
+) -> None:
+    """Ratings sent back to back are stored in batches; every 差评 among them gets its own
+    rectification ticket, tied to its own rating (its window tells them apart), and the
+    good ones none."""
+    agent = TxAgent(broker.url, outlet_id, session=3)
+    try:
+        agent.birth()
+        bad = {agent.tx("evaluation", evaluation(1, window=f"B{n}")): f"B{n}" for n in range(12)}
+        good = [agent.tx("evaluation", evaluation(5, window=f"G{n}")) for n in range(24)]
+        assert all(agent.ack(tx).status == "accepted" for tx in [*bad, *good])
+    finally:
+        agent.close()
+    tickets = poll(
+        lambda: (
+            found
+            if len(found := server.get(f"/api/v1/rectifications?outlet={outlet_id}")["items"])
+            >= len(bad)
+            else None
+        ),
+        what="a ticket per bad rating",
+    )
+    assert {t["tx_id"]: t["window"] for t in tickets} == bad
+    assert all(t["stars"] == 1 and t["status"] == "open" for t in tickets)
+    assert len({t["id"] for t in tickets}) == len(bad)
