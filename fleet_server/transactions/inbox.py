@@ -16,16 +16,17 @@ bytes per day are bounded (``StoreLimits``, ``fleet_server.transactions.usage``)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from fleet_server.evaluations.rules import EvaluationRules
 from fleet_server.models import Evaluation, InboxEntry, Rectification
+from fleet_server.piivault import current_vault, row_context
 from fleet_server.transactions.bodies import ParsedBody
 from fleet_server.transactions.identity import upstream_idempotency_key
 from fleet_server.transactions.materials import (
@@ -76,6 +77,28 @@ class PendingTx:
     rules: EvaluationRules | None = None
 
 
+@dataclass(slots=True)
+class _NewRows:
+    """The rows one batch adds, written with one INSERT per table at its end.
+
+    ORM objects cost the ingest more than storing itself: building each instance, then
+    the unit of work sorting and flushing them (docs/performance.md, "Outbox drain").
+    Nothing in the batch reads these rows back before the commit; duplicates within
+    the batch are caught by ``store_transactions``' own set of known ids.
+    """
+
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[tuple[PendingTx, EvaluationRules]] = field(default_factory=list)
+
+    def write(self, session: Session) -> None:
+        if self.inbox:
+            session.execute(insert(InboxEntry), self.inbox)
+        if self.evaluations:
+            session.execute(insert(Evaluation), self.evaluations)
+        _open_rectifications(session, self.bad)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreLimits:
     """Bounds on what one outlet may store (settings ``GOVEDGE_OUTLET_DAILY_BYTES``,
@@ -108,7 +131,7 @@ def store_transactions(
     )  # fmt: skip
     chunks = ChunkBatch.new()
     outcomes: list[Stored] = []
-    bad: list[tuple[Evaluation, PendingTx, EvaluationRules]] = []
+    rows = _NewRows()
     for item in items:
         message, body = item.message, item.body
         try:
@@ -140,9 +163,9 @@ def store_transactions(
             outcomes.append(Stored("rejected", reason=usage.reason(), code=QUOTA_CODE))
             continue
         known.add((message.outlet_id, message.tx_id))
-        _insert(session, item, bad)
+        _insert(rows, item)
         outcomes.append(Stored("accepted"))
-    _open_rectifications(session, bad)
+    rows.write(session)
     usage.save(session)
     return outcomes
 
@@ -165,83 +188,89 @@ def _known(session: Session, items: Sequence[PendingTx]) -> set[tuple[str, str]]
     return {(row.outlet_id, row.tx_id) for row in rows} & wanted
 
 
-def _insert(
-    session: Session, item: PendingTx, bad: list[tuple[Evaluation, PendingTx, EvaluationRules]]
-) -> None:
-    """Add ``item``'s inbox row (and evaluation); a bad evaluation is added to ``bad``."""
+def _insert(rows: _NewRows, item: PendingTx) -> None:
+    """Add ``item``'s inbox row (and evaluation row) to ``rows``."""
     message, body = item.message, item.body
-    entry = InboxEntry(  # the identity first: the body is sealed bound to it
-        tx_id=message.tx_id,
-        outlet_id=message.outlet_id,
-        idempotency_key=upstream_idempotency_key(message.outlet_id, message.tx_id),
-        tx_kind=message.tx_kind,
-        body=dict(message.body),
-        created_ts=message.created_ts,
-        received_at=item.received_at,
-        state="local" if isinstance(body, QueueEventBody) else "pending",
-        attempts=0,
-        next_due_at=None if isinstance(body, QueueEventBody) else item.received_at,
-        result_pending=False,
-    )
-    if isinstance(body, SubmissionBody):
-        entry.item_code = body.item_code
-        entry.region_code = body.region_code
-        entry.window = body.window
-        entry.case_number = body.case_number
-    elif isinstance(body, EvaluationBody):
-        entry.item_code = body.item_code
-        entry.region_code = body.region_code
-        entry.window = body.window
-        entry.case_number = body.case_number
+    queued = isinstance(body, QueueEventBody)
+    entry: dict[str, Any] = {
+        "tx_id": message.tx_id,
+        "outlet_id": message.outlet_id,
+        "idempotency_key": upstream_idempotency_key(message.outlet_id, message.tx_id),
+        "tx_kind": message.tx_kind,
+        # As InboxEntry.body seals it: bound to the row's (outlet_id, tx_id).
+        "sealed_body": current_vault().seal(
+            dict(message.body), context=row_context("inbox", message.outlet_id, message.tx_id)
+        ),
+        "created_ts": message.created_ts,
+        "received_at": item.received_at,
+        "state": "local" if queued else "pending",
+        "attempts": 0,
+        "next_due_at": None if queued else item.received_at,
+        "result_pending": False,
+        "item_code": None,
+        "region_code": None,
+        "window": None,
+        "case_number": None,
+    }
+    if isinstance(body, SubmissionBody | EvaluationBody):
+        entry["item_code"] = body.item_code
+        entry["region_code"] = body.region_code
+        entry["window"] = body.window
+        entry["case_number"] = body.case_number
+    if isinstance(body, EvaluationBody):
         if item.rules is None:
             raise ValueError("an evaluation is stored under the rules it was checked under")
-        evaluation = _record_evaluation(session, item, body, rules=item.rules)
-        if evaluation.is_bad:
-            bad.append((evaluation, item, item.rules))
-    session.add(entry)
+        evaluation = _evaluation_row(item, body, rules=item.rules)
+        rows.evaluations.append(evaluation)
+        if evaluation["is_bad"]:
+            rows.bad.append((item, item.rules))
+    rows.inbox.append(entry)
 
 
-def _record_evaluation(
-    session: Session, item: PendingTx, body: EvaluationBody, *, rules: EvaluationRules
-) -> Evaluation:
+def _evaluation_row(
+    item: PendingTx, body: EvaluationBody, *, rules: EvaluationRules
+) -> dict[str, Any]:
     stars = rules.stars(body.level_code)
-    evaluation = Evaluation(
-        tx_id=item.message.tx_id,
-        outlet_id=item.message.outlet_id,
-        window=body.window,
-        case_number=body.case_number,
-        level_code=body.level_code,
-        stars=stars,
-        channel=body.channel,
-        is_bad=rules.is_bad(stars),
-        is_default=body.system_default or rules.is_default(body.channel),
-        real_name=not body.anonymous,
-        evaluated_at=datetime.fromtimestamp(body.evaluated_ts / 1000, tz=UTC),
-    )
-    session.add(evaluation)
-    return evaluation
+    return {
+        "tx_id": item.message.tx_id,
+        "outlet_id": item.message.outlet_id,
+        "window": body.window,
+        "case_number": body.case_number,
+        "level_code": body.level_code,
+        "stars": stars,
+        "channel": body.channel,
+        "is_bad": rules.is_bad(stars),
+        "is_default": body.system_default or rules.is_default(body.channel),
+        "real_name": not body.anonymous,
+        "evaluated_at": datetime.fromtimestamp(body.evaluated_ts / 1000, tz=UTC),
+    }
 
 
-def _open_rectifications(
-    session: Session, bad: list[tuple[Evaluation, PendingTx, EvaluationRules]]
-) -> None:
-    """A rectification ticket (整改) for each bad evaluation of the batch.
-
-    A ticket needs its evaluation's id: one flush for the whole batch gives them all.
-    A flush per bad rating wrote the batch's rows a statement at a time (a burst of
-    bad ratings cost the ingest ~1 ms each: docs/performance.md, "Outbox drain").
-    """
+def _open_rectifications(session: Session, bad: list[tuple[PendingTx, EvaluationRules]]) -> None:
+    """A rectification ticket (整改) for each bad evaluation of the batch, tied to its
+    evaluation's id (one read of the batch's new bad evaluations)."""
     if not bad:
         return
-    session.flush()
-    session.add_all(
-        Rectification(
-            evaluation_id=evaluation.id,
-            outlet_id=evaluation.outlet_id,
-            window=evaluation.window,
-            opened_at=item.received_at,
-            deadline_at=rules.deadline(item.received_at),
-            status="open",
+    ids = {
+        (row.outlet_id, row.tx_id): row.id
+        for row in session.execute(
+            select(Evaluation.id, Evaluation.outlet_id, Evaluation.tx_id).where(
+                Evaluation.outlet_id.in_({item.message.outlet_id for item, _ in bad}),
+                Evaluation.tx_id.in_({item.message.tx_id for item, _ in bad}),
+            )
         )
-        for evaluation, item, rules in bad
+    }
+    session.execute(
+        insert(Rectification),
+        [
+            {
+                "evaluation_id": ids[(item.message.outlet_id, item.message.tx_id)],
+                "outlet_id": item.message.outlet_id,
+                "window": item.body.window if isinstance(item.body, EvaluationBody) else None,
+                "opened_at": item.received_at,
+                "deadline_at": rules.deadline(item.received_at),
+                "status": "open",
+            }
+            for item, rules in bad
+        ],
     )
