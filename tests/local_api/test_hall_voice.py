@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,12 @@ def test_the_display_shows_a_call_and_the_hall_hears_it(tmp_path: Path, pulse: P
             assert size < 2 * SMALLEST, f"{size} samples at {start} of the announcement not heard"
         share = sum(size for _, size, *_ in unfound) / (len(starts) * PIECE)
         assert share <= UNFOUND_SHARE, f"{share:.1%} of the announcement not heard"
+        # At full volume: the pieces' median gain is 1. A piece next to an underrun's cut
+        # may come out a few per cent quieter (the stream fades back in; CI once saw
+        # 0.974), but none is near a volume setting's scale (50 % plays at 0.125).
+        assert statistics.median(gain for *_, gain in found) == pytest.approx(1.0, abs=0.02)
         for *_, gain in found:
-            assert gain == pytest.approx(1.0, abs=0.02)  # at full volume
+            assert gain == pytest.approx(1.0, abs=0.1)
         offsets = [offset for _, _, offset, _, _ in found]
         assert offsets == sorted(offsets), "the announcement was heard out of order"
 
