@@ -217,14 +217,18 @@ def configured_windows(settings: AgentSettings) -> tuple[WindowConfig, ...]:
 
 
 async def _relay_queue_events(runtime: AgentRuntime) -> None:
-    """Queue events committed before a crash but not yet in the outbox go in now."""
+    """Queue events committed but not yet in the outbox go in now: the windows this start
+    configured, and any left by a crash between an operation and its put."""
     try:
         replayed = await relay_queue_events(runtime)
     except (OutboxError, QueueError) as exc:  # the next queue operation tries again
         log.warning("queue events not replayed into the outbox at start: %s", exc)
         return
     if replayed:
-        log.info("%d queue event(s) put into the outbox at start (left by a crash)", replayed)
+        log.info(
+            "%d queue event(s) put into the outbox at start (window setup, or left by a crash)",
+            replayed,
+        )
 
 
 async def _open_devices(
