@@ -53,6 +53,13 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
+    def blocked(self) -> bool:
+        """Would ``allow`` refuse now? (Open, or half-open with its probe out.) Asks only:
+        unlike ``allow`` it never takes the probe."""
+        with self._lock:
+            state = self._state()
+            return state == "open" or (state == "half_open" and self._slot.probing)
+
     def allow(self) -> bool:
         """May one delivery go out now? In half-open state only one (the probe) may."""
         with self._lock:

@@ -9,6 +9,7 @@ a crashed process's claim simply expires.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "backoff_s",
     "claim",
     "due_rows",
+    "note_targets",
     "record_attempt",
     "replay_dead_letter",
     "route",
@@ -54,17 +56,25 @@ def backoff_s(attempt: int, *, base_s: float, max_s: float, rng: random.Random) 
     return rng.uniform(0, ceiling)
 
 
-def due_rows(session: Session, *, now: datetime, limit: int) -> list[InboxEntry]:
-    """Pending rows whose time has come and that nobody holds, oldest due first."""
+def due_rows(
+    session: Session, *, now: datetime, limit: int, skip_targets: Collection[str] = ()
+) -> list[InboxEntry]:
+    """Pending rows whose time has come and that nobody holds, oldest due first; none
+    routed to ``skip_targets`` (those whose breaker would refuse them now): a platform
+    down for a while has more due rows than a round reads, and they would fill every
+    round's window while the others' rows waited behind them."""
+    statement = select(InboxEntry).where(
+        InboxEntry.state == "pending",
+        InboxEntry.next_due_at <= now,
+        or_(InboxEntry.lease_until.is_(None), InboxEntry.lease_until < now),
+    )
+    if skip_targets:
+        statement = statement.where(
+            or_(InboxEntry.target.is_(None), InboxEntry.target.not_in(sorted(skip_targets)))
+        )
     return list(
         session.scalars(
-            select(InboxEntry)
-            .where(
-                InboxEntry.state == "pending",
-                InboxEntry.next_due_at <= now,
-                or_(InboxEntry.lease_until.is_(None), InboxEntry.lease_until < now),
-            )
-            .order_by(InboxEntry.next_due_at, InboxEntry.id)
+            statement.order_by(InboxEntry.next_due_at, InboxEntry.id)
             .limit(limit)
             # Planning needs the routing columns only; the sealed bodies are read for the
             # rows claimed (the worker: one read a round), not for all the rows looked at.
@@ -89,6 +99,19 @@ def route(
     if targets.get(item.target) is None:
         return None, item, f"catalogue target {item.target!r} is not configured"
     return item.target, item, None
+
+
+def note_targets(session: Session, routed: dict[str, list[int]]) -> None:
+    """Record the target each pending row of ``routed`` (target -> inbox ids) is routed to
+    although it was not sent (its breaker refused it), so that ``due_rows`` can leave it
+    out while that breaker refuses. Not committed here."""
+    for target, ids in routed.items():
+        session.execute(
+            update(InboxEntry)
+            .where(InboxEntry.id.in_(ids), InboxEntry.state == "pending")
+            .values(target=target)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def claim(session: Session, targets: dict[int, str], *, lease_until: datetime) -> set[int]:

@@ -203,9 +203,13 @@ class DeliveryWorker:
         try:
             with self._sessions() as session:
                 self._routes.refresh(session)
-                rows = store.due_rows(session, now=now, limit=max(free * 4, 32))
-                self._plan(session, rows, free=free, now=now, into=planned)
+                shut = [name for name, breaker in self.breakers.items() if breaker.blocked()]
+                rows = store.due_rows(session, now=now, limit=max(free * 4, 32), skip_targets=shut)
+                refused = self._plan(session, rows, free=free, now=now, into=planned)
+                if refused:  # left out of the next rounds while their breaker refuses
+                    store.note_targets(session, refused)
                 if not planned:
+                    session.commit()
                     return
                 # One claim for the round: every UPDATE and COMMIT is a turn at the
                 # interpreter lock that the ingest and the API wait for as well.
@@ -237,10 +241,12 @@ class DeliveryWorker:
         free: int,
         now: datetime,
         into: list[tuple[InboxEntry, str, RoutedItem | None]],
-    ) -> None:
+    ) -> dict[str, list[int]]:
         """Add to ``into`` the rows to claim this round, each with its target: not held
-        here, routable, within the target's share of the pool and allowed by its breaker."""
+        here, routable, within the target's share of the pool and allowed by its breaker.
+        Returns the rows a breaker refused whose row does not name that target yet."""
         planned = into
+        refused: dict[str, list[int]] = {}
         with self._lock:
             busy = Counter(self._in_flight)
             held = set(self._held)
@@ -267,9 +273,12 @@ class DeliveryWorker:
                 continue
             if not self.breakers[target].allow():
                 self.counters["breaker_skipped"] += 1
+                if entry.target != target:
+                    refused.setdefault(target, []).append(entry.id)
                 continue
             busy[target] += 1
             planned.append((entry, target, item))
+        return refused
 
     def _submit(
         self,

@@ -206,6 +206,32 @@ def test_breaker_opens_for_a_dead_target_while_others_deliver(
             if a["rule"] == "upstream_breaker_open"] == []  # fmt: skip
 
 
+def test_a_dead_target_with_more_due_cases_than_a_round_reads_does_not_hold_up_others(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    """A round reads a window of the oldest due rows (32 here). A platform that is down
+    for a while has more due cases than that: they must not fill every round's window
+    while its breaker is open, or no other platform gets a case until it comes back."""
+    dead = upstream.target("dead")
+    dead.mode = "hang"
+    dead.hang_s = 1.0
+    doomed = [agent.tx("submission", submission(item_code="000301")) for _ in range(60)]
+    poll(
+        lambda: server.get("/api/v1/transactions/status")["breakers"]["dead"] != "closed",
+        what="breaker open",
+    )
+    healthy = [agent.tx("submission", submission(region="330902")) for _ in range(5)]
+    poll(
+        lambda: all(_delivered(server, agent, t) for t in healthy),
+        timeout=10,
+        what="others deliver while the dead platform's cases wait",
+    )
+    assert all(upstream.accepted_count[agent.key(t)] == 1 for t in healthy)
+    dead.mode = "ok"
+    poll(lambda: all(_delivered(server, agent, t) for t in doomed), timeout=30, what="recovered")
+    assert all(upstream.accepted_count[agent.key(t)] == 1 for t in doomed)
+
+
 def _import(server: FleetServer, rows: list[dict[str, Any]]) -> None:
     response = server.http.post(
         "/api/v1/catalogue/import",
