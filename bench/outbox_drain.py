@@ -19,7 +19,10 @@ the three share the machine's cores, so a costly fake server would bound the rat
 Then the same backlog is drained once more through the real ``fleet-server run`` (SQLite,
 its per-outlet rate limit raised to the agent's): stored in order, each once, acked
 ``accepted`` (a subscriber on the outlet's ``down/txack`` counts the acks and their
-messages), with the agent's and the server's CPU per transaction.
+messages), with the agent's and the server's CPU per transaction. Last, that stored
+backlog (pending: the server had no upstream) is delivered by the server restarted with
+an HTTP upstream, as when a province platform comes back after an outage: deliveries/s
+from the first arrival to the last, the server's CPU per delivery, each case once.
 
 Part 2, latency: ``--clerk-outlets`` (10) real agents, each its own outlet, the real
 ``fleet-server run`` (GOVEDGE_API_AUTH=off, SQLite, a routing targets file and catalogue
@@ -872,6 +875,14 @@ def main() -> None:
             ],
         ),
         "",
+        "That backlog, stored and pending, delivered to an HTTP upstream by the server "
+        "restarted with a target (a platform back after an outage; each case once):",
+        "",
+        table(
+            ["delivered tx/s", "server CPU µs per delivery"],
+            [[m("delivery_rate"), m("delivery_server_us")]],
+        ),
+        "",
         f"At the default `outbox_rate_per_s` of 20/s the same backlog takes "
         f"{args.backlog / 20 / 60:.0f} min by design (docs/outbox.md).",
     ]
@@ -937,6 +948,10 @@ def main() -> None:
     )
     figures.append(
         Figure("outbox.server_cpu_us_per_tx", m("server_server_us_tx"), "µs", higher=False)
+    )
+    figures.append(Figure("outbox.delivery_drain_tx_s", m("delivery_rate"), "tx/s"))
+    figures.append(
+        Figure("outbox.delivery_server_cpu_us", m("delivery_server_us"), "µs", higher=False)
     )
     if lats:
         figures.append(
