@@ -60,9 +60,10 @@ def due_rows(
     session: Session, *, now: datetime, limit: int, skip_targets: Collection[str] = ()
 ) -> list[InboxEntry]:
     """Pending rows whose time has come and that nobody holds, oldest due first; none
-    routed to ``skip_targets`` (those whose breaker would refuse them now): a platform
-    down for a while has more due rows than a round reads, and they would fill every
-    round's window while the others' rows waited behind them."""
+    routed to ``skip_targets`` (those that cannot take a row now: share of the pool full,
+    breaker refusing): a platform slow or down for a while has more due rows than a
+    round reads, and they would fill every round's window while the others' rows waited
+    behind them."""
     statement = select(InboxEntry).where(
         InboxEntry.state == "pending",
         InboxEntry.next_due_at <= now,
@@ -103,8 +104,8 @@ def route(
 
 def note_targets(session: Session, routed: dict[str, list[int]]) -> None:
     """Record the target each pending row of ``routed`` (target -> inbox ids) is routed to
-    although it was not sent (its breaker refused it), so that ``due_rows`` can leave it
-    out while that breaker refuses. Not committed here."""
+    although it was not sent (its target could not take it), so that ``due_rows`` can
+    leave it out while that lasts. Not committed here."""
     for target, ids in routed.items():
         session.execute(
             update(InboxEntry)

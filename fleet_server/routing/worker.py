@@ -203,11 +203,12 @@ class DeliveryWorker:
         try:
             with self._sessions() as session:
                 self._routes.refresh(session)
-                shut = [name for name, breaker in self.breakers.items() if breaker.blocked()]
-                rows = store.due_rows(session, now=now, limit=max(free * 4, 32), skip_targets=shut)
-                refused = self._plan(session, rows, free=free, now=now, into=planned)
-                if refused:  # left out of the next rounds while their breaker refuses
-                    store.note_targets(session, refused)
+                rows = store.due_rows(
+                    session, now=now, limit=max(free * 4, 32), skip_targets=self._shut()
+                )
+                passed = self._plan(session, rows, free=free, now=now, into=planned)
+                if passed:  # left out of the next rounds while their target cannot take them
+                    store.note_targets(session, passed)
                 if not planned:
                     session.commit()
                     return
@@ -233,6 +234,14 @@ class DeliveryWorker:
             for _, target, _ in planned[handed:]:
                 self.breakers[target].release()
 
+    def _shut(self) -> set[str]:
+        """The targets that cannot take a row now: their share of the pool is full or
+        their breaker refuses. Their rows are left out of the round's window of due rows,
+        which a slow or dead platform's backlog would otherwise fill for everyone."""
+        with self._lock:
+            full = {t for t, n in self._in_flight.items() if n >= self._per_target}
+        return full | {name for name, breaker in self.breakers.items() if breaker.blocked()}
+
     def _plan(
         self,
         session: Session,
@@ -244,9 +253,10 @@ class DeliveryWorker:
     ) -> dict[str, list[int]]:
         """Add to ``into`` the rows to claim this round, each with its target: not held
         here, routable, within the target's share of the pool and allowed by its breaker.
-        Returns the rows a breaker refused whose row does not name that target yet."""
+        Returns the rows passed over for their target (its share full, its breaker
+        refusing) whose row does not name that target yet, by target."""
         planned = into
-        refused: dict[str, list[int]] = {}
+        passed: dict[str, list[int]] = {}
         with self._lock:
             busy = Counter(self._in_flight)
             held = set(self._held)
@@ -269,16 +279,15 @@ class DeliveryWorker:
                     "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
                 )
                 continue
-            if busy[target] >= self._per_target:
-                continue
-            if not self.breakers[target].allow():
-                self.counters["breaker_skipped"] += 1
+            if busy[target] >= self._per_target or not self.breakers[target].allow():
+                if busy[target] < self._per_target:  # allow() refused: the breaker
+                    self.counters["breaker_skipped"] += 1
                 if entry.target != target:
-                    refused.setdefault(target, []).append(entry.id)
+                    passed.setdefault(target, []).append(entry.id)
                 continue
             busy[target] += 1
             planned.append((entry, target, item))
-        return refused
+        return passed
 
     def _submit(
         self,

@@ -32,7 +32,11 @@ def server(
 ) -> Iterator[FleetServer]:
     workdir = tmp_path_factory.mktemp("routing")
     targets = write_targets(
-        workdir / "targets.json", upstream, TARGETS, dead={"breaker_cooldown_s": 4.0}
+        workdir / "targets.json",
+        upstream,
+        TARGETS,
+        dead={"breaker_cooldown_s": 4.0},
+        hangzhou={"timeout_s": 5.0},  # slow but answering in the fairness test
     )
     fleet = FleetServer(
         mqtt_url=broker.url,
@@ -230,6 +234,29 @@ def test_a_dead_target_with_more_due_cases_than_a_round_reads_does_not_hold_up_o
     dead.mode = "ok"
     poll(lambda: all(_delivered(server, agent, t) for t in doomed), timeout=30, what="recovered")
     assert all(upstream.accepted_count[agent.key(t)] == 1 for t in doomed)
+
+
+def test_a_slow_platform_with_a_backlog_does_not_hold_up_others(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    """A platform that answers, slowly, keeps its half of the delivery pool full while
+    its backlog lasts; its due cases must not fill the rounds' window meanwhile."""
+    slow = upstream.target("hangzhou")
+    slow.delay_s = 0.25  # 4 in flight: ~16 cases/s
+    try:
+        backlog = [agent.tx("submission", submission(region="330106")) for _ in range(200)]
+        poll(lambda: slow.requests >= 4, what="the slow platform's share busy")
+        others = [agent.tx("submission", submission(region="330902")) for _ in range(5)]
+        poll(
+            lambda: all(_delivered(server, agent, t) for t in others),
+            timeout=5,  # the backlog alone takes ~12 s
+            what="others deliver while the slow platform's backlog drains",
+        )
+        assert sum(_delivered(server, agent, t) is not None for t in backlog) < len(backlog) - 32
+    finally:
+        slow.delay_s = 0.0
+    poll(lambda: all(_delivered(server, agent, t) for t in backlog), timeout=60, what="backlog")
+    assert all(upstream.accepted_count[agent.key(t)] == 1 for t in backlog + others)
 
 
 def _import(server: FleetServer, rows: list[dict[str, Any]]) -> None:
