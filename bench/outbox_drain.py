@@ -451,7 +451,7 @@ def delivery_drain(args: argparse.Namespace, work: Path, broker: Mosquitto) -> d
     """The server drain's stored backlog, pending (no upstream was configured), delivered
     by a fleet server started on the same database with an upstream: what a province
     sees when its platform comes back after an outage. Timed from the first arrival
-    upstream to the last; each must arrive once."""
+    upstream to the last; each must be accepted once."""
     upstream = TimedUpstream()
     upstream.arrivals = {}  # type: ignore[attr-defined]
     upstream.start()
@@ -471,17 +471,21 @@ def delivery_drain(args: argparse.Namespace, work: Path, broker: Mosquitto) -> d
         )
         cpu_s = _cpu_s(proc) - cpu0
         times = sorted(arrivals.values())
-        doubled = sum(n > 1 for n in upstream.received.values())
-        if len(arrivals) != args.backlog or doubled:
-            raise RuntimeError(f"delivery drain: {len(arrivals)} arrived, {doubled} twice")
+        # A retry after a timeout meets its key and is answered 409 (the upstream's
+        # idempotency): counted, not a failure. A case accepted twice would be.
+        retried = sum(n - 1 for n in upstream.received.values())
+        if len(arrivals) != args.backlog or len(upstream.accepted) != args.backlog:
+            raise RuntimeError(
+                f"delivery drain: {len(arrivals)} arrived, {len(upstream.accepted)} accepted"
+            )
         result = {
             "delivery_rate": (len(times) - 1) / max(1e-9, times[-1] - times[0]),
             "delivery_server_us": cpu_s / max(1, args.backlog - n0) * 1e6,
         }
         print(
             f"  delivered upstream by a restarted server: {result['delivery_rate']:,.0f} tx/s "
-            f"({args.backlog:,}, each once); server CPU µs per delivery "
-            f"{result['delivery_server_us']:.0f}"
+            f"({args.backlog:,}, each accepted once, {retried} retried); server CPU µs per "
+            f"delivery {result['delivery_server_us']:.0f}"
         )
         return result
     finally:
