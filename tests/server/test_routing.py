@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from govedge_testbed import Mosquitto
-from govedge_testbed.upstream import Upstream, catalogue_rows, write_targets
+from govedge_testbed.upstream import TargetState, Upstream, catalogue_rows, write_targets
 from tests.e2e.conftest import fleetctl
 from tests.server.helpers import FleetServer, poll
 from tests.server.txkit import ID_NUMBER, TxAgent, submission
@@ -176,17 +176,26 @@ def test_no_route_is_a_dead_letter(server: FleetServer, agent: TxAgent) -> None:
     assert tx_id in {row["tx_id"] for row in rows}
 
 
-def test_breaker_opens_for_a_dead_target_while_others_deliver(
-    server: FleetServer, upstream: Upstream, agent: TxAgent
-) -> None:
+def _dead_platform_with(
+    server: FleetServer, upstream: Upstream, agent: TxAgent, *, cases: int
+) -> tuple[TargetState, list[str]]:
+    """The ``dead`` platform hanging past the client's timeout, ``cases`` submissions
+    routed to it, and its breaker open: (its upstream state, their tx ids)."""
     dead = upstream.target("dead")
     dead.mode = "hang"
     dead.hang_s = 1.0
-    doomed = [agent.tx("submission", submission(item_code="000301")) for _ in range(5)]
+    doomed = [agent.tx("submission", submission(item_code="000301")) for _ in range(cases)]
     poll(
         lambda: server.get("/api/v1/transactions/status")["breakers"]["dead"] != "closed",
         what="breaker open",
     )
+    return dead, doomed
+
+
+def test_breaker_opens_for_a_dead_target_while_others_deliver(
+    server: FleetServer, upstream: Upstream, agent: TxAgent
+) -> None:
+    dead, doomed = _dead_platform_with(server, upstream, agent, cases=5)
     at_open = dead.requests
     # The operators hear of it: the alert rule reads the delivery worker's breakers.
     server.http.post("/api/v1/alerts/evaluate").raise_for_status()
@@ -216,14 +225,7 @@ def test_a_dead_target_with_more_due_cases_than_a_round_reads_does_not_hold_up_o
     """A round reads a window of the oldest due rows (32 here). A platform that is down
     for a while has more due cases than that: they must not fill every round's window
     while its breaker is open, or no other platform gets a case until it comes back."""
-    dead = upstream.target("dead")
-    dead.mode = "hang"
-    dead.hang_s = 1.0
-    doomed = [agent.tx("submission", submission(item_code="000301")) for _ in range(60)]
-    poll(
-        lambda: server.get("/api/v1/transactions/status")["breakers"]["dead"] != "closed",
-        what="breaker open",
-    )
+    dead, doomed = _dead_platform_with(server, upstream, agent, cases=60)
     healthy = [agent.tx("submission", submission(region="330902")) for _ in range(5)]
     poll(
         lambda: all(_delivered(server, agent, t) for t in healthy),
