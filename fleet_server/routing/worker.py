@@ -379,15 +379,9 @@ class DeliveryWorker:
         finally:
             with self._lock:
                 self._in_flight[claimed.target] -= 1
-                in_flight = self._in_flight[claimed.target]
                 if not queued:
                     self._held.discard(claimed.inbox_id)
-            # A round per ending delivery fills one slot at the price of a whole round
-            # (due rows, claim, commit): with a backlog that was most of the server's
-            # work per delivery. So the round waits until two of the target's slots are
-            # free, or its last delivery ended; new rows still start one at once.
-            if self._per_target - in_flight >= 2 or in_flight == 0:
-                self._wake.set()
+            self._wake.set()
 
     def _reader(self, part: MaterialPart) -> Callable[[], Iterator[bytes]]:
         """A material's bytes, chunk by chunk, read in a session of their own."""
