@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -453,14 +454,13 @@ def delivery_drain(args: argparse.Namespace, work: Path, broker: Mosquitto) -> d
     sees when its platform comes back after an outage. Timed from the first arrival
     upstream to the last; each must be accepted once."""
     upstream = TimedUpstream()
-    upstream.arrivals = {}  # type: ignore[attr-defined]
     upstream.start()
     targets = write_targets(work / "delivery-targets.json", upstream, ["hcp"])
     env = {"GOVEDGE_LOG_LEVEL": "WARNING", "GOVEDGE_UPSTREAM_TARGETS_FILE": str(targets)}
     server = start_server(broker.url, work / "server-drain", env=env)
     try:
         proc = psutil.Process(server.proc.pid)
-        arrivals = upstream.arrivals  # type: ignore[attr-defined]
+        arrivals = upstream.arrivals
         poll(lambda: len(arrivals) > 0, timeout=60, interval=0.01, what="first delivery")
         cpu0, n0 = _cpu_s(proc), len(arrivals)
         poll(
@@ -576,7 +576,12 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         broker.stop()
 
 
+@dataclass
 class TimedUpstream(Upstream):
+    """The test upstream, noting when each Idempotency-Key first arrived (monotonic s)."""
+
+    arrivals: dict[str, float] = field(default_factory=dict)
+
     def handle(self, handler: Any) -> None:  # type: ignore[override]
         key = handler.headers.get("Idempotency-Key", "")
         self.arrivals.setdefault(key, time.monotonic())
@@ -593,7 +598,6 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     )
     broker.start()
     upstream = TimedUpstream()
-    upstream.arrivals = {}  # type: ignore[attr-defined]
     upstream.start()
     server = fleet = None
     clerks: list[ClerkOutlet] = []
@@ -652,7 +656,7 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         clerk = asyncio.run(
             clerk_load(clerks, rate=args.rate, samples=args.samples, tag=f"bench-{os.getpid()}")
         )
-        arrivals = upstream.arrivals  # type: ignore[attr-defined]
+        arrivals = upstream.arrivals
         poll(
             lambda: all(k in arrivals for k in clerk.sent),
             timeout=120,

@@ -279,8 +279,9 @@ class DeliveryWorker:
                     "transaction %s of %s has no route: %s", entry.tx_id, entry.outlet_id, why
                 )
                 continue
-            if busy[target] >= self._per_target or not self.breakers[target].allow():
-                if busy[target] < self._per_target:  # allow() refused: the breaker
+            full = busy[target] >= self._per_target
+            if full or not self.breakers[target].allow():
+                if not full:  # the breaker refused
                     self.counters["breaker_skipped"] += 1
                 if entry.target != target:
                     passed.setdefault(target, []).append(entry.id)
