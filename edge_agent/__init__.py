@@ -6,7 +6,7 @@ downlink for commands, desired config and server state. Start it with ``edge-age
 
 The names below load on first use (PEP 562): importing one submodule, as the document
 camera's capture process does (``devices/document_camera/worker.py``), must not pull in
-the daemon, FastAPI and every device kind.
+the daemon, the local API and every device kind.
 
 Exception tree::
 

@@ -21,6 +21,9 @@ HEAVY = ("cv2", "numpy", "smartcard")
 # in its command line's rich and pygments (several MiB, ~0.2 s). jsonschema (~3 MiB) is
 # loaded by a profile check only, which a start skips for profiles that passed before.
 NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments", "jsonschema")
+# The local API is served by Starlette alone: FastAPI (~8 MiB with its OpenAPI models)
+# loads only in the child process that writes /openapi.json.
+NEVER_IN_THE_AGENT = ("fastapi",)
 # Used sometimes, not by every agent every day: a window's QR page (segno with its SVG
 # writer), an update's unpacking (tarfile) and the other subcommands of ``edge-agent``.
 SOMETIMES = (
@@ -51,6 +54,24 @@ def _run(script: str) -> dict[str, list[Any]]:
     assert result.returncode == 0, result.stderr
     loaded: dict[str, list[Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return loaded
+
+
+def test_the_local_api_and_technician_socket_run_without_fastapi() -> None:
+    script = f"""
+import json, sys
+from pathlib import Path
+import edge_agent.assembly, edge_agent.daemon
+from edge_agent.local_api import AppRegistry, create_local_app
+from edge_agent.technician.socket_api import create_technician_app
+from edge_agent.local_api.routes import v1_router
+from edge_agent.local_api.routing import starlette_routes
+routes = starlette_routes(v1_router)  # every route's parameters bound, as at start
+print(json.dumps({{"loaded": sorted(m for m in {NEVER_IN_THE_AGENT!r} if m in sys.modules),
+                  "routes": [len(routes)]}}))
+"""
+    result = _run(script)
+    assert result["loaded"] == []
+    assert result["routes"][0] >= 20  # the /v1 routes were bound, not none
 
 
 def test_agent_import_loads_no_heavy_library() -> None:

@@ -1,4 +1,4 @@
-"""The clerks' local API: FastAPI on 127.0.0.1, per-app tokens, per-app origins.
+"""The clerks' local API: Starlette on 127.0.0.1, per-app tokens, per-app origins.
 
 ``create_local_app(runtime, apps=AppRegistry(data_dir))`` builds the app;
 ``serve_local_api(runtime, port=8765, apps=...)`` runs it with uvicorn in the agent's

@@ -1,4 +1,7 @@
-"""``create_local_app``: the clerks' local API as a FastAPI app over one ``AgentRuntime``.
+"""``create_local_app``: the clerks' local API as a Starlette app over one ``AgentRuntime``.
+
+The routes are declared in FastAPI's terms and served by ``routing`` without FastAPI;
+``/openapi.json`` is written by FastAPI in a child process (``openapi_route``).
 
 The app holds no device or outbox of its own: every route goes through the runtime the
 daemon built (devices, outbox, queue, events). Its lifespan owns the API's state
@@ -15,7 +18,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from edge_agent.counters import AgentCounters
 from edge_agent.local_api import client_files, console_page, hall_pages
@@ -24,21 +28,14 @@ from edge_agent.local_api.context import LocalApiContext, LocalApiOptions
 from edge_agent.local_api.default_ratings import run_default_ratings
 from edge_agent.local_api.errors import install_error_handlers
 from edge_agent.local_api.keypad_services import LocalKeypadServices
+from edge_agent.local_api.openapi_route import OpenApiDocument
 from edge_agent.local_api.routes import v1_router
+from edge_agent.local_api.routing import APIRouter, starlette_routes
 from edge_agent.local_api.security import LocalGuard
 from edge_agent.queueing.keypad_loop import run_keypads
 from edge_agent.runtime import AgentRuntime
 
 __all__ = ["create_local_app"]
-
-_DESCRIPTION = """\
-The outlet agent's API for the clerk's own web app, on **127.0.0.1 only**.
-
-Every request needs `Authorization: Bearer TOKEN` (from `edge-agent apps add`); a
-browser's `Origin` must be one registered for that app. Errors are
-`{"error": code, "message": ..., "hint": what the clerk should do}`.
-See docs/local-api.md.
-"""
 
 
 def create_local_app(
@@ -49,7 +46,7 @@ def create_local_app(
     announcements_dir: Path | None = None,
     state_dir: Path | None = None,
     counters: AgentCounters | None = None,
-) -> FastAPI:
+) -> Starlette:
     """Build the local API over ``runtime``; clerk apps and tokens come from ``apps``.
 
     ``announcements_dir`` holds the rendered WAVs (default: a private temporary
@@ -68,7 +65,7 @@ def create_local_app(
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with local.state:
             subscription = runtime.transactions.subscribe(maxsize=1024)
             tracker = asyncio.create_task(
@@ -95,22 +92,20 @@ def create_local_app(
                 key_events.close()
                 local.announcements.close()
 
-    app = FastAPI(
-        title="govedge edge agent — local API",
-        version="1.0.0",
-        description=_DESCRIPTION,
-        lifespan=lifespan,
-    )
-    app.state.local = local
-    install_error_handlers(app)
-    app.include_router(v1_router)
-    app.include_router(client_files.router)
-    app.include_router(hall_pages.router)
-    app.include_router(console_page.router)
-    app.add_middleware(
+    every = APIRouter()
+    for router in (v1_router, client_files.router, hall_pages.router, console_page.router):
+        every.include_router(router)
+    guard = Middleware(
         LocalGuard,
         registry=apps,
         max_body_bytes=local.options.max_body_bytes,
         failures=local.failures,
     )
+    app = Starlette(
+        routes=[OpenApiDocument().route(), *starlette_routes(every)],
+        middleware=[guard],
+        lifespan=lifespan,
+    )
+    app.state.local = local
+    install_error_handlers(app)
     return app

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.local_api.static_files import file_response
 
 __all__ = ["CONSOLE_PATHS", "router"]

@@ -1,7 +1,7 @@
 """``Annotated`` dependencies of the local API's routes (the FastAPI template's ``deps.py``).
 
 Authentication itself happens in ``security.LocalGuard`` before routing (it must also
-cover WebSockets and CORS preflights); ``BearerDep`` only declares the scheme so
+cover WebSockets and CORS preflights); ``bearer_scheme`` only declares the scheme so
 ``/openapi.json`` shows that every operation needs ``Authorization: Bearer TOKEN``.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from edge_agent.local_api.context import LocalApiContext
+from edge_agent.local_api.routing import Depends, Header, HTTPBearer
 from edge_agent.runtime import AgentRuntime
 
-__all__ = ["BearerDep", "IdempotencyKeyDep", "LocalDep", "RuntimeDep", "bearer_scheme"]
+__all__ = ["IdempotencyKeyDep", "LocalDep", "RuntimeDep", "bearer_scheme"]
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -37,7 +36,6 @@ def get_runtime(connection: HTTPConnection) -> AgentRuntime:
 
 LocalDep = Annotated[LocalApiContext, Depends(get_local)]
 RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 IdempotencyKeyDep = Annotated[
     str | None,
     Header(

@@ -22,10 +22,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from edge_agent.devices import (
     DeviceBusy,
@@ -36,6 +36,7 @@ from edge_agent.devices import (
     ProtocolError,
 )
 from edge_agent.idempotency import IdempotencyConflict, IdempotencyError
+from edge_agent.local_api.routing import RequestInvalid
 from edge_agent.local_api.state import LocalStateError, LocalStateFull
 from edge_agent.outbox import (
     InvalidEntry,
@@ -232,7 +233,7 @@ def _clean_validation(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: Starlette) -> None:
     """Answer every error of the app in the ``{error, message, hint}`` shape."""
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -279,7 +280,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
+        assert isinstance(exc, RequestInvalid)
         details = _clean_validation(exc.errors())
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         hint = "fix the field named in the message and send again"
@@ -321,7 +322,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OutboxError, on_outbox_error)
     app.add_exception_handler(LocalStateError, on_state_error)
     app.add_exception_handler(IdempotencyError, on_idempotency_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(RequestInvalid, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from fastapi import APIRouter, Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from edge_agent.local_api.errors import ApiError
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.local_api.static_files import file_response
 
 __all__ = ["HALL_PATHS", "router"]

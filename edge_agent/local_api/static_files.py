@@ -10,7 +10,8 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-from fastapi import Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 __all__ = ["file_response"]
 

@@ -22,11 +22,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Any, Final, TypeVar
 
 import uvicorn
-from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from edge_agent.devices import DeviceError, DeviceUnavailable
 from edge_agent.discovery import DeviceManager, RetiredFileError, UnknownRetirement
@@ -47,6 +50,32 @@ def _problem(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
+class RetireRequest(BaseModel):
+    """``POST /devices/retire``'s body."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(max_length=128)
+    force: bool = False
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class _Invalid(Exception):
+    """A body that is not what the route takes: 422 with what is wrong."""
+
+
+def _body(model: type[Model], raw: bytes) -> Model:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        where = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise _Invalid("; ".join(where)) from None
+
+
 AgentStatus = Callable[[], dict[str, Any]]
 # The outbox's counts now: entries waiting, dead letters, the oldest entry's age (s).
 OutboxCounts = Callable[[], Awaitable[tuple[int, int, float | None]]]
@@ -56,66 +85,64 @@ def create_technician_app(
     devices: DeviceManager,
     status: AgentStatus | None = None,
     outbox: OutboxCounts | None = None,
-) -> FastAPI:
+) -> Starlette:
     """The socket's routes over the running agent's device manager; ``status`` gives the
     agent's own state (no personal data: version, outlet id, connection, uptime),
-    ``outbox`` its outbox's counts (nothing of the entries themselves)."""
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    ``outbox`` its outbox's counts (nothing of the entries themselves). Plain Starlette:
+    five routes, no document (the socket is not an API for others)."""
 
-    @app.get("/status")
-    async def agent_status() -> dict[str, Any]:
-        return {"pid": os.getpid(), **(status() if status is not None else {})}
+    async def agent_status(request: Request) -> JSONResponse:
+        return JSONResponse({"pid": os.getpid(), **(status() if status is not None else {})})
 
-    @app.get("/outbox", response_model=None)
-    async def outbox_counts() -> dict[str, Any] | JSONResponse:
+    async def outbox_counts(request: Request) -> JSONResponse:
         if outbox is None:
             return _problem(404, "no_outbox", "this agent has no outbox open")
         waiting, dead_letters, oldest_age_s = await outbox()
-        return {"waiting": waiting, "dead_letters": dead_letters, "oldest_age_s": oldest_age_s}
+        return JSONResponse(
+            {"waiting": waiting, "dead_letters": dead_letters, "oldest_age_s": oldest_age_s}
+        )
 
-    @app.get("/devices")
-    async def list_devices() -> dict[str, Any]:
+    async def list_devices(request: Request) -> JSONResponse:
         health = await devices.health()
-        return {
-            "devices": [
-                {
-                    "device_id": info.device_id,
-                    "kind": info.kind,
-                    "model": info.model,
-                    "state": info.state,
-                    "health": health.get(info.device_id, dict(info.health)),
-                }
-                for info in devices.inventory()
-            ],
-            "retired": devices.retired_device_ids(),
-        }
+        return JSONResponse(
+            {
+                "devices": [
+                    {
+                        "device_id": info.device_id,
+                        "kind": info.kind,
+                        "model": info.model,
+                        "state": info.state,
+                        "health": health.get(info.device_id, dict(info.health)),
+                    }
+                    for info in devices.inventory()
+                ],
+                "retired": devices.retired_device_ids(),
+            }
+        )
 
-    @app.post("/devices/retire", response_model=None)
-    async def retire(
-        key: Annotated[str, Body(embed=True, max_length=128)],
-        force: Annotated[bool, Body(embed=True)] = False,
-    ) -> dict[str, Any] | JSONResponse:
+    async def retire(request: Request) -> JSONResponse:
+        body = _body(RetireRequest, await request.body())
         try:
-            check_key(key)
-            ids, changed = await devices.retire(key, force=force)
+            check_key(body.key)
+            ids, changed = await devices.retire(body.key, force=body.force)
         except UnknownRetirement as exc:
             return _problem(404, "unknown_device", str(exc))
         except RetiredFileError as exc:
             return _problem(409, "retired_list_unusable", str(exc))
-        return {"retired": ids, "changed": changed}
+        return JSONResponse({"retired": ids, "changed": changed})
 
-    @app.post("/devices/register", response_model=None)
-    async def register(device: NetworkDeviceSetting) -> dict[str, Any] | JSONResponse:
+    async def register(request: Request) -> JSONResponse:
+        device = _body(NetworkDeviceSetting, await request.body())
         try:
             changed = await devices.register(device.to_config())
         except RegistrationRefused as exc:
             return _problem(409, "registration_refused", str(exc))
         except RetiredFileError as exc:
             return _problem(409, "registered_list_unusable", str(exc))
-        return {"device_id": device.device_id, "changed": changed}
+        return JSONResponse({"device_id": device.device_id, "changed": changed})
 
-    @app.post("/devices/{device_id}/self-test", response_model=None)
-    async def self_test(device_id: str) -> dict[str, Any] | JSONResponse:
+    async def self_test(request: Request) -> JSONResponse:
+        device_id = str(request.path_params["device_id"])
         try:
             driver = devices.driver(device_id)
         except DeviceUnavailable as exc:
@@ -124,12 +151,29 @@ def create_technician_app(
             async with asyncio.timeout(SELF_TEST_TIMEOUT_S):
                 result = await driver.self_test()
         except DeviceError as exc:
-            return {"device_id": device_id, "kind": driver.kind, "ok": False, "error": str(exc)}
+            answer = {"device_id": device_id, "kind": driver.kind, "ok": False, "error": str(exc)}
+            return JSONResponse(answer)
         except TimeoutError:
-            return {"device_id": device_id, "kind": driver.kind, "ok": False, "error": "timeout"}
-        return {"device_id": device_id, "kind": driver.kind, "ok": True, "result": result}
+            answer = {"device_id": device_id, "kind": driver.kind, "ok": False, "error": "timeout"}
+            return JSONResponse(answer)
+        return JSONResponse(
+            {"device_id": device_id, "kind": driver.kind, "ok": True, "result": result}
+        )
 
-    return app
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        return _problem(422, "invalid_request", str(exc))
+
+    return Starlette(
+        routes=[
+            Route("/status", agent_status, methods=["GET"]),
+            Route("/outbox", outbox_counts, methods=["GET"]),
+            Route("/devices", list_devices, methods=["GET"]),
+            Route("/devices/retire", retire, methods=["POST"]),
+            Route("/devices/register", register, methods=["POST"]),
+            Route("/devices/{device_id}/self-test", self_test, methods=["POST"]),
+        ],
+        exception_handlers={_Invalid: invalid},
+    )
 
 
 async def serve_technician_socket(

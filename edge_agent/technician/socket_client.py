@@ -11,7 +11,7 @@ def ask_agent(data_dir: Path, path: str, *, timeout_s: float) -> Any:
     when there is no socket, an ``httpx.HTTPError`` when the agent does not answer well."""
     import httpx  # loaded here: the agent's start does not need it
 
-    from edge_agent.technician.socket_api import SOCKET_FILE  # FastAPI: not at import
+    from edge_agent.technician.socket_api import SOCKET_FILE  # Starlette: not at import
 
     sock = data_dir / SOCKET_FILE
     if not sock.exists():

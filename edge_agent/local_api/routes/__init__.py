@@ -1,7 +1,5 @@
 """One router per resource of the local API; ``v1_router`` mounts them all under ``/v1``."""
 
-from fastapi import APIRouter, Depends
-
 from edge_agent.local_api.deps import bearer_scheme
 from edge_agent.local_api.routes import (
     announcements,
@@ -16,6 +14,7 @@ from edge_agent.local_api.routes import (
     transactions,
     windows,
 )
+from edge_agent.local_api.routing import APIRouter, Depends
 
 __all__ = ["v1_router"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse
+from starlette.responses import FileResponse
 
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import ApiError, error_responses
+from edge_agent.local_api.routing import APIRouter, Path
 
 router = APIRouter(prefix="/announcements", tags=["queue"])
 

@@ -10,8 +10,6 @@ refusal counters (``checkin_<code>``) and says what the citizen can do instead.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses, from_queue_error
 from edge_agent.local_api.models import (
@@ -21,6 +19,7 @@ from edge_agent.local_api.models import (
     TicketPublic,
 )
 from edge_agent.local_api.routes.queue import issued_ticket
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.queueing import Appointment, AppointmentError
 
 router = APIRouter(prefix="/appointments", tags=["queue"])

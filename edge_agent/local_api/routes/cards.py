@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Body
-
 from edge_agent.devices.id_card_reader import IdCardReader
 from edge_agent.devices.social_security_card_reader import SocialSecurityReader
 from edge_agent.local_api.deps import LocalDep
@@ -21,6 +19,7 @@ from edge_agent.local_api.models import (
     SocialSecurityCardPublic,
     SocialSecurityReadCreate,
 )
+from edge_agent.local_api.routing import APIRouter, Body
 
 router = APIRouter(tags=["cards"])
 

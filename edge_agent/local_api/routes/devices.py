@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from edge_agent.local_api.deps import RuntimeDep
 from edge_agent.local_api.errors import ApiError, error_responses
 from edge_agent.local_api.models import DeviceList, DevicePublic
+from edge_agent.local_api.routing import APIRouter
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Body, Query
-from fastapi.responses import Response
+from starlette.responses import Response
 
 from edge_agent.devices.document_camera import DocumentCamera
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.models import DocumentCaptureCreate, DocumentPublic
+from edge_agent.local_api.routing import APIRouter, Body, Query
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 

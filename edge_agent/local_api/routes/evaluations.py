@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import APIRouter
-
 from edge_agent.devices.evaluation_pad import RatingPad
 from edge_agent.devices.evaluation_pad.models import EvaluationOutcome, OutcomeStatus
 from edge_agent.idempotency import request_digest as canonical_digest
@@ -38,6 +36,7 @@ from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, error_responses
 from edge_agent.local_api.evaluating import Evaluated, evaluate_at_window
 from edge_agent.local_api.models import EvaluationCreate, EvaluationPublic
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.outbox import Receipt
 from govedge_wire.transactions import EVALUATION_KIND
 

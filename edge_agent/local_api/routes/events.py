@@ -17,12 +17,13 @@ import contextlib
 import json
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edge_agent.devices import DeviceEvent
 from edge_agent.discovery import Subscription
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.roles import DEFAULT_ROLE, sees_event
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.local_api.security import WS_SUBPROTOCOL
 
 router = APIRouter(tags=["events"])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
-
 from edge_agent.devices import DeviceError
 from edge_agent.devices.ticket_printer import TicketPrinter
 from edge_agent.devices.ticket_printer.commands import PaperState
@@ -24,6 +22,7 @@ from edge_agent.local_api.evaluation_qr import evaluation_link
 from edge_agent.local_api.models import QueueStatePublic, TicketCreate, TicketPublic, WarningPublic
 from edge_agent.local_api.presenting import publish_hall_event, record, warning_of
 from edge_agent.local_api.queue_view import queue_state
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.queueing import QueueResult
 from edge_agent.queueing.keypad_loop import ticket_case_number
 

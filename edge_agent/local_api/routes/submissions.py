@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
-
 from edge_agent.idempotency import request_digest
 from edge_agent.local_api.context import LocalApiContext
 from edge_agent.local_api.deps import IdempotencyKeyDep, LocalDep
 from edge_agent.local_api.errors import IDEMPOTENCY_CONFLICT, ApiError, error_responses
 from edge_agent.local_api.models import SubmissionAccepted, SubmissionCreate
+from edge_agent.local_api.routing import APIRouter
 from edge_agent.outbox import InvalidEntry, OutboxFull, UnknownMaterial
 from edge_agent.transactions import MaterialUnavailable, file_submission_with_materials
 from govedge_wire.transactions import SUBMISSION_KIND

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
-
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import ApiError, error_responses
 from edge_agent.local_api.models import TransactionPublic
+from edge_agent.local_api.routing import APIRouter, Path
 
 router = APIRouter(prefix="/transactions", tags=["submissions"])
 

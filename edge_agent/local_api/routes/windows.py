@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
-
 from edge_agent.local_api.deps import LocalDep
 from edge_agent.local_api.errors import error_responses
 from edge_agent.local_api.evaluation_qr import evaluation_link, qr_svg, window_pad
@@ -24,6 +22,7 @@ from edge_agent.local_api.models import (
     WindowResultPublic,
 )
 from edge_agent.local_api.presenting import present, publish_hall_event
+from edge_agent.local_api.routing import APIRouter, Path, Query
 from edge_agent.queueing import QueueEngine, QueueResult, UnknownWindow
 from edge_agent.queueing.keypad_loop import ticket_case_number
 
