@@ -25,14 +25,15 @@ an HTTP upstream, as when a province platform comes back after an outage: delive
 from the first arrival to the last, the server's CPU per delivery, each case once.
 
 Part 2, latency: ``--clerk-outlets`` (10) real agents, each its own outlet, the real
-``fleet-server run`` (GOVEDGE_API_AUTH=off, SQLite, a routing targets file and catalogue
+``fleet-server run`` (GOVEDGE_API_AUTH=off, SQLite or with ``--postgresql`` the
+testbed's PostgreSQL, a routing targets file and catalogue
 as in tests/server/test_routing.py), a local HTTP upstream (govedge_testbed/upstream.py,
 timestamps added here) and ``--outlets`` (10,000) simulated outlets sending telemetry
 every ``--telemetry-period`` s (``fleet_ingest.simulator``). Clerks post ``POST
 /v1/submissions`` at ``--rate`` (50/s) in total, round robin over the agents; latency =
 upstream receipt − the clerk's send.
 
-    python bench/outbox_drain.py [--quick] [--write-doc] [--json FILE]
+    python bench/outbox_drain.py [--quick] [--write-doc] [--json FILE] [--postgresql]
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ from _common import (  # noqa: E402
 from _figures import Figure, write_figures  # noqa: E402
 
 from edge_agent.outbox import Outbox, PriorityClass  # noqa: E402
-from govedge_testbed import Mosquitto, free_port  # noqa: E402
+from govedge_testbed import Mosquitto, Postgres, free_port  # noqa: E402
 from govedge_testbed.upstream import (  # noqa: E402
     Upstream,
     catalogue_rows,
@@ -601,7 +602,14 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     upstream.start()
     server = fleet = None
     clerks: list[ClerkOutlet] = []
+    # --postgresql: the province's database (docs/deploy.md) instead of SQLite's one
+    # writer, which the telemetry's batches and the delivery's claims take in turn.
+    pg = Postgres() if args.postgresql else None
+    database_url = f"sqlite:///{work / 'fleet.db'}"
     try:
+        if pg is not None:
+            pg.start()
+            database_url = pg.create_database("bench_latency")
         targets = write_targets(
             work / "targets.json", upstream, ["zhoushan", "hangzhou", "flaky", "dead", "hcp"]
         )
@@ -614,6 +622,7 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "GOVEDGE_LOG_LEVEL": "WARNING",
                 **dict(item.split("=", 1) for item in args.server_env),
             },
+            database_url=database_url,
         )
         r = httpx.post(
             f"{server.url}/api/v1/catalogue/import",
@@ -669,7 +678,7 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         telemetry_rate = ((fleet.counts()[0] if fleet else 0) - sent0) / dt
         ingest_rate = (server.stats()["accepted"] - ingest0) / dt
         lat = [(arrivals[k] - t) * 1000 for k, t in clerk.sent.items()]
-        stored = _received_at(work / "fleet.db")
+        stored = _received_at(database_url)
         # The way split where the server took the transaction in (its inbox row's
         # received_at: the ingest's receipt): clerk → server, and server → upstream.
         to_server = [(stored[k] - t) * 1000 for k, t in clerk.sent.items() if k in stored]
@@ -690,6 +699,7 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         alerts = _alert_figures(server)
         res = {
             **alerts,
+            "database": "PostgreSQL" if pg is not None else "SQLite",
             "n": len(lat),
             "rate": args.rate,
             "clerk_outlets": len(clerks),
@@ -711,7 +721,7 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "tx_cpu_ms": tx_cpu_ms,
         }
         print(
-            f"  clerk → upstream at {args.rate}/s over {len(clerks)} outlets, {connected:,} "
+            f"  clerk → upstream ({res['database']}) at {args.rate}/s over {len(clerks)} outlets, {connected:,} "
             f"simulated outlets sending {telemetry_rate:,.0f} telemetry/s (server accepted "
             f"{ingest_rate:,.0f}/s): p50 {res['p50']:.0f} ms, p99 {res['p99']:.0f} ms "
             f"(202 p50 {res['accept_p50']:.1f} ms, p99 {res['accept_p99']:.1f} ms); clerk → "
@@ -730,6 +740,8 @@ def latency_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             stop(server.proc)
         upstream.stop()
         broker.stop()
+        if pg is not None:
+            pg.stop()
 
 
 def _alert_figures(server: Any) -> dict[str, float]:
@@ -754,16 +766,27 @@ def _alert_figures(server: Any) -> dict[str, float]:
     }
 
 
-def _received_at(database: Path) -> dict[str, float]:
+def _received_at(database_url: str) -> dict[str, float]:
     """Each inbox row's upstream Idempotency-Key → when the ingest received it, on this
-    process's monotonic clock (SQLite keeps UTC text; same machine, same wall clock)."""
+    process's monotonic clock (UTC in the database; same machine, same wall clock)."""
+    import sqlalchemy  # the server's own dependency: reads SQLite and PostgreSQL alike
+
     offset = time.time() - time.monotonic()
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT idempotency_key, received_at FROM inbox").fetchall()
-    return {
-        key: datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() - offset
-        for key, text in rows
-    }
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(
+                sqlalchemy.text("SELECT idempotency_key, received_at FROM inbox")
+            ).all()
+    finally:
+        engine.dispose()
+    out: dict[str, float] = {}
+    for key, value in rows:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        out[key] = when.timestamp() - offset
+    return out
 
 
 def _cpu_s(proc: psutil.Process) -> float:
@@ -787,6 +810,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=50, help="submissions/s over all clerks")
     ap.add_argument("--seconds", type=float, help="how long the clerks submit")
     ap.add_argument("--telemetry-period", type=float, default=30, help="s between telemetry")
+    ap.add_argument(
+        "--postgresql", action="store_true", help="the latency part's server on PostgreSQL"
+    )
     ap.add_argument("--json", type=Path, help="write the figures here (bench/_figures.py)")
     ap.add_argument(
         "--timeline", type=Path, help="write each submission's send time and latencies (JSON)"
