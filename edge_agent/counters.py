@@ -7,6 +7,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Final
 
+# Why the local API refused a request (local_api/security.py, and 422 invalid_request).
+LOCAL_API_REFUSALS: Final = (
+    "bad_host", "registry", "missing_token", "bad_token", "bad_origin", "role",
+    "too_large", "preflight_origin", "invalid_request",
+)  # fmt: skip
 # Counters every telemetry message reports (0 until they happen), so the fleet sees them.
 TELEMETRY_COUNTERS: Final = (
     "cert_renewals",
@@ -22,6 +27,7 @@ TELEMETRY_COUNTERS: Final = (
             "other_outlet", "replayed", "schema", "invalid_here", "apply_failed",
         )
     ),
+    *(f"local_api_refused_{reason}" for reason in LOCAL_API_REFUSALS),
 )  # fmt: skip
 
 

@@ -99,7 +99,7 @@ def create_local_app(
         LocalGuard,
         registry=apps,
         max_body_bytes=local.options.max_body_bytes,
-        failures=local.failures,
+        refused=local.refused,
     )
     app = Starlette(
         routes=[OpenApiDocument().route(), *starlette_routes(every)],

@@ -165,6 +165,7 @@ class LocalApiContext:
         self.apps = apps
         self.options = options
         self.failures: Counter[str] = Counter()
+        self._agent_counters = counters
         self.documents = DocumentCache(kept=options.documents_kept, ttl_s=options.document_ttl_s)
         self.announcements = AnnouncementStore(announcements_dir, kept=options.announcements_kept)
         self.state = LocalStateStore(state_dir / STATE_FILE)
@@ -179,6 +180,12 @@ class LocalApiContext:
             counters=counters,
             volume=None if live is None else lambda: live.voice_volume,
         )
+
+    def refused(self, reason: str) -> None:
+        """Count one refused request: here and in the agent's telemetry counters."""
+        self.failures[reason] += 1
+        if self._agent_counters is not None:
+            self._agent_counters.incr(f"local_api_refused_{reason}")
 
     def counters(self) -> dict[str, int]:
         """Refused requests by reason (``missing_token``, ``bad_origin``, ``bad_host`` …)."""

@@ -281,6 +281,9 @@ def install_error_handlers(app: Starlette) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestInvalid)
+        local = getattr(request.app.state, "local", None)
+        if local is not None:  # the local API's context (not in a bare test app)
+            local.refused("invalid_request")
         details = _clean_validation(exc.errors())
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         hint = "fix the field named in the message and send again"

@@ -27,15 +27,15 @@ Between 1. and 2., ``GET``/``HEAD`` of the public files (the JS client, ``client
 the counter console's page, ``console_page``, and the hall pages, ``hall_pages``) pass:
 they are code, not data.
 
-Rejections are counted by reason (``failures``) and logged without the token.
+Rejections are counted by reason (``refused``; ``local_api_refused_*`` in telemetry)
+and logged without the token.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from starlette.datastructures import Headers
@@ -84,12 +84,17 @@ class LocalGuard:
     """ASGI middleware enforcing the rules in the module docstring."""
 
     def __init__(
-        self, app: ASGIApp, *, registry: AppRegistry, max_body_bytes: int, failures: Counter[str]
+        self,
+        app: ASGIApp,
+        *,
+        registry: AppRegistry,
+        max_body_bytes: int,
+        refused: Callable[[str], None],
     ) -> None:
         self.app = app
         self.registry = registry
         self.max_body_bytes = max_body_bytes
-        self.failures = failures
+        self.refused = refused  # counts a refusal by reason
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request or WebSocket and pass it on, or answer the refusal."""
@@ -185,7 +190,7 @@ class LocalGuard:
         """Pass the request on, its body counted as it streams (``govedge_http``)."""
 
         def exceeded() -> None:
-            self.failures["too_large"] += 1
+            self.refused("too_large")
             log.warning("local API: refused http %s (too_large, streamed)", path[:200])
 
         async def answer(send: Send, exc: BodyTooLarge) -> None:
@@ -229,7 +234,7 @@ class LocalGuard:
         self, send: Send, origin: str, *, allowed: bool, path: str, private_network: bool
     ) -> None:
         if not allowed:
-            self.failures["preflight_origin"] += 1
+            self.refused("preflight_origin")
             log.warning("local API: refused a CORS preflight for %s from a foreign origin", path)
             await _send_json(send, 403, error_body("origin_not_allowed", "origin not allowed"))
             return
@@ -260,7 +265,7 @@ class LocalGuard:
         cors_origin: str | None = None,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        self.failures[reason] += 1
+        self.refused(reason)
         log.warning("local API: refused %s %s (%s)", scope["type"], path[:200], reason)
         if scope["type"] == "websocket":
             # Closing before accepting makes the server answer the handshake with 403.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.counters import AgentCounters
 from edge_agent.local_api import LocalApiOptions, serve_local_api
 from tests.local_api.harness import FOREIGN, ORIGIN, Outlet, outlet
 from tests.rawhttp import RESET, endless_chunked
@@ -178,3 +179,26 @@ def test_a_body_over_the_limit_is_refused_chunked_included(
             assert (await o.client.get("/v1/devices", headers=o.auth)).status_code == 200
 
     asyncio.run(main())
+
+
+def test_refusals_reach_the_agents_telemetry_counters(tmp_path: Path) -> None:
+    """A refused or invalid request is counted where every telemetry message reads it."""
+    counters = AgentCounters()
+
+    async def scenario(o: Outlet) -> None:
+        assert (await o.client.get("/v1/devices")).status_code == 401
+        bad = {**o.auth, "Origin": "https://other.example"}
+        assert (await o.client.get("/v1/devices", headers=bad)).status_code == 403
+        invalid = await o.client.post("/v1/submissions", headers=o.auth, json={"nope": 1})
+        assert invalid.status_code == 422
+
+    async def main() -> None:
+        async with outlet(tmp_path, counters=counters) as o:
+            await scenario(o)
+
+    asyncio.run(main())
+    reported = counters.subset()  # what the uplink puts in each telemetry message
+    assert reported["local_api_refused_missing_token"] == 1
+    assert reported["local_api_refused_bad_origin"] == 1
+    assert reported["local_api_refused_invalid_request"] == 1
+    assert reported["local_api_refused_bad_token"] == 0  # reported before it ever happens
