@@ -234,6 +234,9 @@ class APIRouter:
 # ---- serving --------------------------------------------------------------------------
 
 
+Dependency = tuple[Callable[..., Any], bool]  # the function; does it take the connection
+
+
 @dataclass(frozen=True)
 class _Bound:
     """How one endpoint parameter gets its value from a request."""
@@ -243,7 +246,7 @@ class _Bound:
     key: str = ""  # the path/query name or header name
     adapter: TypeAdapter[Any] | None = None
     default: Any = _REQUIRED
-    dependency: Callable[..., Any] | None = None
+    dependency: Dependency | None = None
 
 
 def starlette_routes(router: APIRouter) -> list[BaseRoute]:
@@ -270,13 +273,22 @@ class _Binder:
             _bind(name, hints.get(name, Any), parameter.default, in_path)
             for name, parameter in inspect.signature(endpoint).parameters.items()
         ]
-        self.route_dependencies = [d.dependency for d in declared.dependencies]
+        if declared.websocket:
+            for param in self.params:
+                if param.source not in ("connection", "depends"):
+                    raise TypeError(f"{param.name}: a WebSocket route takes no {param.source}")
+        self.route_dependencies = [_dependency(d.dependency) for d in declared.dependencies]
         self.is_async = inspect.iscoroutinefunction(endpoint)
-        self.answer = _answer_adapter(declared.response_model, hints.get("return"))
+        model = (
+            hints.get("return") if declared.response_model is _UNSET else declared.response_model
+        )
+        self.answer = _answer_adapter(model)
+        # An instance of the answer's own class is dumped as it is, anything else validated.
+        self.answer_class = model if isinstance(model, type) else None
 
     async def http(self, request: Request) -> Response:
-        for dependency in self.route_dependencies:
-            await _call(dependency, request)
+        for dependency, takes_connection in self.route_dependencies:
+            await _call(dependency, takes_connection, request)
         values = await self._values(request)
         if self.is_async:
             result = await self.declared.endpoint(**values)
@@ -295,18 +307,15 @@ class _Binder:
         for param in self.params:
             if param.source == "connection":
                 values[param.name] = websocket
-            elif param.source == "depends" and param.dependency is not None:
-                values[param.name] = await _call(param.dependency, websocket)
-            else:
-                raise TypeError(f"{param.name}: a WebSocket route takes no {param.source}")
+            elif param.dependency is not None:
+                values[param.name] = await _call(*param.dependency, websocket)
         await self.declared.endpoint(**values)
 
     def _render(self, result: Any) -> bytes:
         adapter = self.answer
         if adapter is None:
             return _ANY.dump_json(result, by_alias=True)
-        model = self.declared.response_model
-        if not (isinstance(model, type) and isinstance(result, model)):
+        if self.answer_class is None or not isinstance(result, self.answer_class):
             # A dict or another object: validated as FastAPI does, fields it lacks refused.
             result = adapter.validate_python(result, from_attributes=True)
         return adapter.dump_json(result, by_alias=True)
@@ -318,9 +327,8 @@ class _Binder:
             if param.source == "connection":
                 values[param.name] = request
                 continue
-            if param.source == "depends":
-                assert param.dependency is not None
-                values[param.name] = await _call(param.dependency, request)
+            if param.dependency is not None:
+                values[param.name] = await _call(*param.dependency, request)
                 continue
             loc: tuple[Any, ...] = (
                 (param.source,)
@@ -395,9 +403,17 @@ async def _raw(request: Request, param: _Bound) -> Any:
         ) from None
 
 
-async def _call(dependency: Callable[..., Any], connection: HTTPConnection) -> Any:
-    wanted = len(inspect.signature(dependency).parameters)
-    value = dependency(connection) if wanted else dependency()
+def _dependency(function: Callable[..., Any]) -> Dependency:
+    wanted = len(inspect.signature(function).parameters)
+    if wanted > 1:
+        raise TypeError(f"{function!r}: a dependency takes the connection or nothing")
+    return function, wanted == 1
+
+
+async def _call(
+    function: Callable[..., Any], takes_connection: bool, connection: HTTPConnection
+) -> Any:
+    value = function(connection) if takes_connection else function()
     if inspect.isawaitable(value):
         value = await value
     return value
@@ -406,7 +422,7 @@ async def _call(dependency: Callable[..., Any], connection: HTTPConnection) -> A
 def _bind(name: str, hint: Any, default: Any, in_path: set[str]) -> _Bound:
     base, marker = _split(hint)
     if isinstance(marker, Depends):
-        return _Bound(name, "depends", dependency=marker.dependency)
+        return _Bound(name, "depends", dependency=_dependency(marker.dependency))
     if isinstance(base, type) and issubclass(base, HTTPConnection):
         return _Bound(name, "connection")
     if marker is None:
@@ -448,10 +464,9 @@ def _is_model(hint: Any) -> bool:
     return any(isinstance(o, type) and issubclass(o, BaseModel) for o in options)
 
 
-def _answer_adapter(response_model: Any, returned: Any) -> TypeAdapter[Any] | None:
-    """The adapter answers are serialised with: ``response_model``, else the return type
-    unless it is (or may be) a ``Response``; ``response_model=None``: none."""
-    model = returned if response_model is _UNSET else response_model
+def _answer_adapter(model: Any) -> TypeAdapter[Any] | None:
+    """The adapter answers are serialised with (``response_model``, else the return type),
+    none when it is unset, ``None`` or (may be) a ``Response``."""
     if model is None or model is Any or _mentions_response(model):
         return None
     return TypeAdapter(model)
