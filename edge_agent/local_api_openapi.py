@@ -1,7 +1,7 @@
 """``python -m edge_agent.local_api_openapi``: print the local API's OpenAPI document.
 
 The agent serves its local API without FastAPI (``local_api.routing``: FastAPI's
-models would be ~11 MiB of every outlet PC's agent), but its routes are declared in
+models would be ~8 MiB of every outlet PC's agent), but its routes are declared in
 FastAPI's terms. Here, in a process of its own, FastAPI's classes take the place of
 ``edge_agent.local_api.routing`` before the route modules are imported, so FastAPI
 reads the very same declarations and writes the document. The agent runs this once,

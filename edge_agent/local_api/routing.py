@@ -1,7 +1,7 @@
 """The local API's routes, declared as for FastAPI and served by Starlette alone.
 
 Why not FastAPI itself: FastAPI builds its ~36 OpenAPI models at import and keeps them,
-with its own machinery, ~11 MiB of every outlet PC's agent (docs/performance.md,
+with its own machinery: ~8 MiB of every outlet PC's agent (docs/performance.md,
 "Agent footprint"). The routes keep FastAPI's way of saying things — ``APIRouter``,
 ``Annotated[str, Path(...)]``, ``Depends``, ``Header(alias=...)``, a pydantic model as
 the body, ``response_model`` — so one declaration serves two readers:
@@ -330,14 +330,8 @@ class _Binder:
             if param.dependency is not None:
                 values[param.name] = await _call(*param.dependency, request)
                 continue
-            loc: tuple[Any, ...] = (
-                (param.source,)
-                if param.source == "body"
-                else (
-                    param.source,
-                    param.key,
-                )
-            )
+            body = param.source == "body"
+            loc: tuple[Any, ...] = (param.source,) if body else (param.source, param.key)
             try:
                 raw = await _raw(request, param)
             except RequestInvalid as exc:
