@@ -8,7 +8,7 @@ each refused with their own error and change nothing (no ticket, no print, no ev
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,8 +16,17 @@ from zoneinfo import ZoneInfo
 from tests.local_api.harness import Outlet, outlet
 
 TZ = ZoneInfo("Asia/Shanghai")
+# The day the pinned-clock tests (NINE, TEN) play on; tests on the real clock ask
+# today() when they run, since a run may pass Shanghai's midnight after collection.
 TODAY = datetime.now(TZ).date()
 # The queue's clock in tests with time slots, so they do not depend on the hour they run.
+
+
+def today() -> date:
+    """The outlet's day now, by the real clock."""
+    return datetime.now(TZ).date()
+
+
 NINE = datetime.combine(TODAY, time(9, 0), tzinfo=TZ)
 TEN = datetime.combine(TODAY, time(10, 0), tzinfo=TZ)
 
@@ -91,13 +100,14 @@ def test_check_in_prints_an_appointment_ticket_that_is_called_first(tmp_path: Pa
 
 def test_each_refused_check_in_says_why_and_changes_nothing(tmp_path: Path) -> None:
     async def scenario(o: Outlet) -> None:
-        tomorrow = (TODAY + timedelta(days=1)).isoformat()
-        yesterday = (TODAY - timedelta(days=1)).isoformat()
+        day = today()
+        tomorrow = (day + timedelta(days=1)).isoformat()
+        yesterday = (day - timedelta(days=1)).isoformat()
         await load(
             o,
             {"reference": "YY-TOMORROW", "day": tomorrow, "business_type": "social"},
             {"reference": "YY-LATE", "day": yesterday, "business_type": "social"},
-            {"reference": "YY-USED", "day": TODAY.isoformat(), "business_type": "tax"},
+            {"reference": "YY-USED", "day": day.isoformat(), "business_type": "tax"},
         )
         assert (await check_in(o, "YY-USED")).status_code == 201
         before = (await o.client.get("/v1/queue", headers=o.auth)).json()
@@ -131,8 +141,8 @@ def test_bad_appointment_lists_are_refused_whole(tmp_path: Path) -> None:
             "/v1/appointments",
             headers=o.auth,
             json={"appointments": [
-                {"reference": "YY-GOOD", "day": TODAY.isoformat(), "business_type": "social"},
-                {"reference": "YY-BAD", "day": TODAY.isoformat(), "business_type": "nope"},
+                {"reference": "YY-GOOD", "day": today().isoformat(), "business_type": "social"},
+                {"reference": "YY-BAD", "day": today().isoformat(), "business_type": "nope"},
             ]},
         )  # fmt: skip
         assert unknown_type.status_code == 404
@@ -144,7 +154,7 @@ def test_bad_appointment_lists_are_refused_whole(tmp_path: Path) -> None:
             "/v1/appointments",
             headers=o.auth,
             json={"appointments": [
-                {"reference": "has space", "day": TODAY.isoformat(), "business_type": "social"}
+                {"reference": "has space", "day": today().isoformat(), "business_type": "social"}
             ]},
         )  # fmt: skip
         assert bad_reference.status_code == 422
@@ -154,7 +164,7 @@ def test_bad_appointment_lists_are_refused_whole(tmp_path: Path) -> None:
             "/v1/appointments",
             headers=o.auth,
             json={"appointments": [
-                {"reference": "YY-SLOT", "day": TODAY.isoformat(), "business_type": "social",
+                {"reference": "YY-SLOT", "day": today().isoformat(), "business_type": "social",
                  "slot": "morning"}
             ]},
         )  # fmt: skip
@@ -224,7 +234,7 @@ def test_higher_appointment_priorities_are_called_first_then_by_check_in_time(
     the walk-in, although the walk-in came first and the 5 checked in last."""
 
     async def scenario(o: Outlet) -> None:
-        day = TODAY.isoformat()
+        day = today().isoformat()
         await load(
             o,
             {"reference": "PR-0002", "day": day, "business_type": "social", "priority": 2},
