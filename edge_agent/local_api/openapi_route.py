@@ -83,10 +83,11 @@ async def _generate() -> bytes:
             return out
     except ValueError:
         err = b"not JSON"
+    said = err.decode("utf-8", "replace").strip().splitlines()
     log.warning(
         "local API: the OpenAPI document could not be written (exit %s): %s",
         process.returncode,
-        err.decode("utf-8", "replace").strip().splitlines()[-1:] or "",
+        said[-1][:300] if said else "no message",
     )
     raise ApiError(
         503,

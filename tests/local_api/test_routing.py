@@ -9,6 +9,8 @@ handlers; the whole local API runs through it in every other test of this folder
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import threading
 from typing import Annotated, Any
 
@@ -18,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
-from edge_agent.local_api.errors import install_error_handlers
+from edge_agent.local_api.errors import ApiError, install_error_handlers
+from edge_agent.local_api.openapi_route import OpenApiDocument
 from edge_agent.local_api.routing import (
     APIRouter,
     Body,
@@ -193,3 +196,22 @@ def test_the_document_is_not_written_where_the_served_routes_are_loaded() -> Non
     # their place, and building the document here would describe nothing real.
     with pytest.raises(RuntimeError, match="fresh process"):
         build_document()
+
+
+def test_the_document_comes_from_its_child_process_and_a_failure_is_not_kept(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent asks a child for the document; when the child fails (here: no usable
+    interpreter), the answer is 503 ``openapi_unavailable`` and the next request tries
+    again rather than keeping the failure."""
+    document = OpenApiDocument()
+    real = sys.executable
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(document.body())
+    assert (refused.value.status, refused.value.code) == (503, "openapi_unavailable")
+    assert "could not be written (exit 1)" in caplog.text
+    monkeypatch.setattr(sys, "executable", real)
+    spec = json.loads(asyncio.run(document.body()))
+    assert spec["info"]["title"] == "govedge edge agent — local API"
+    assert "/v1/submissions" in spec["paths"]
