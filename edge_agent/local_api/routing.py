@@ -62,6 +62,13 @@ _REQUIRED: Final[Any] = inspect.Parameter.empty
 _CONSTRAINTS: Final = frozenset(
     {"min_length", "max_length", "pattern", "ge", "gt", "le", "lt", "multiple_of"}
 )
+# Keyword arguments that only describe the parameter in the document. Anything else
+# (a constraint FastAPI would check that this module does not know) is refused when the
+# route is declared, rather than documented and not enforced.
+_DOCUMENTATION: Final = frozenset(
+    {"description", "examples", "openapi_examples", "title", "deprecated",
+     "include_in_schema", "json_schema_extra", "media_type"}
+)  # fmt: skip
 _ANY: Final[TypeAdapter[Any]] = TypeAdapter(Any)  # answers without a response model
 _SOURCES: Final = ("path", "query", "header", "body")
 _PATH_PARAM: Final = re.compile(r"{([^}:]+)(?::[^}]*)?}")
@@ -96,6 +103,9 @@ class _Param:
     ) -> None:
         if kwargs.get("embed"):
             raise TypeError("an embedded body is not served here: declare a model")
+        unknown = set(kwargs) - _CONSTRAINTS - _DOCUMENTATION - {"embed"}
+        if unknown:
+            raise TypeError(f"not served here: {', '.join(sorted(unknown))}")
         self.default = _REQUIRED if default is Ellipsis else default
         self.alias = alias
         self.constraints = {k: v for k, v in kwargs.items() if k in _CONSTRAINTS}

@@ -186,9 +186,11 @@ def test_unknown_paths_and_methods_keep_the_error_shape() -> None:
     assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
 
 
-def test_an_embedded_body_is_refused_when_declared() -> None:
+def test_what_is_not_served_is_refused_when_declared() -> None:
     with pytest.raises(TypeError, match="embedded body"):
         Body(embed=True)
+    with pytest.raises(TypeError, match="not served here: max_digits"):
+        Query(max_digits=4)  # FastAPI would check it; documenting it unchecked is worse
 
 
 def test_the_document_is_not_written_where_the_served_routes_are_loaded() -> None:
