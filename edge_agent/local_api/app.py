@@ -51,9 +51,8 @@ def create_local_app(
 
     ``announcements_dir`` holds the rendered WAVs (default: a private temporary
     directory removed at shutdown). ``state_dir`` holds ``local_api.sqlite3`` (default:
-    the directory of ``apps.json``, i.e. the data dir). ``app.state.local.counters()``
-    gives the refusal counters for telemetry; the announcement player counts into
-    ``counters`` (the agent's, reported in telemetry).
+    the directory of ``apps.json``, i.e. the data dir). Refused requests and the
+    announcement player count into ``counters`` (the agent's, reported in telemetry).
     """
     local = LocalApiContext(
         runtime,

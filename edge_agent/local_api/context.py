@@ -15,7 +15,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar, cast
@@ -164,8 +164,8 @@ class LocalApiContext:
         self.runtime = runtime
         self.apps = apps
         self.options = options
-        self.failures: Counter[str] = Counter()
-        self._agent_counters = counters
+        # The agent's counters (reported in telemetry); a context of its own in tests.
+        self.refusals = counters if counters is not None else AgentCounters()
         self.documents = DocumentCache(kept=options.documents_kept, ttl_s=options.document_ttl_s)
         self.announcements = AnnouncementStore(announcements_dir, kept=options.announcements_kept)
         self.state = LocalStateStore(state_dir / STATE_FILE)
@@ -182,14 +182,9 @@ class LocalApiContext:
         )
 
     def refused(self, reason: str) -> None:
-        """Count one refused request: here and in the agent's telemetry counters."""
-        self.failures[reason] += 1
-        if self._agent_counters is not None:
-            self._agent_counters.incr(f"local_api_refused_{reason}")
-
-    def counters(self) -> dict[str, int]:
-        """Refused requests by reason (``missing_token``, ``bad_origin``, ``bad_host`` …)."""
-        return {f"local_api_refused_{k}": v for k, v in sorted(self.failures.items())}
+        """Count one refused request as ``local_api_refused_REASON`` in the agent's
+        counters (telemetry reports the reasons ``counters.LOCAL_API_REFUSALS`` names)."""
+        self.refusals.incr(f"local_api_refused_{reason}")
 
     # ---- finding devices -----------------------------------------------------------
 

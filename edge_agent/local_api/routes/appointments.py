@@ -58,6 +58,6 @@ async def check_in(request: CheckInCreate, local: LocalDep) -> TicketPublic:
         result = await local.runtime.queue.check_in(request.reference)
     except AppointmentError as exc:
         error = from_queue_error(exc)
-        local.failures[f"checkin_{error.code}"] += 1
+        local.refused(f"checkin_{error.code}")
         raise error from exc
     return await issued_ticket(local, result, print_it=request.print)
