@@ -9,15 +9,17 @@ idle CPU is the agent's CPU time over that window (``--idle`` seconds, 60 by def
 which starts ``SETTLE_S`` (15 s; 5 s with ``--quick``) after the devices attached: the first seconds after a start
 still carry start-up work (rebirths as devices come ready, the camera's first frames),
 which a short window taken right after the start counted as idle. Each agent runs with
-the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``), and this
+the environment its checkout's systemd unit gives it (``MALLOC_ARENA_MAX``, ``PYTHONOPTIMIZE``), and this
 checkout's agent and the compared one find their data directory as after a first
 start (the profile schema memo written, when the checkout has one), as on an outlet PC.
 Start-up is also given as the agent's CPU seconds until the birth arrives, which the
 load of a shared machine barely changes (the wall time it does).
 
 Before measuring, the bench compiles .pyc files for the venv and this checkout, as an
-install does (pip by default, ``uv pip install --compile-bytecode``): an environment
-with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module at every start.
+install does (pip by default, ``uv pip install --compile-bytecode``), and the optimized
+ones the unit's PYTHONOPTIMIZE=2 reads (also the standard library's), as the service's
+first start leaves them in its bytecode cache: an environment with
+``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module at every start.
 
 With the camera, the RSS after it took one still (the technician socket's
 self-test) is measured too: an outlet scans documents all day; then the bench waits for
@@ -83,11 +85,16 @@ QUICK_SETTLE_S = 5.0
 
 
 def unit_environment(checkout: Path) -> dict[str, str]:
-    """The allocator environment ``checkout``'s systemd unit gives its agent ({} before
-    the unit set any)."""
+    """The environment ``checkout``'s systemd unit gives its agent ({} before the unit
+    set any): the allocator and, since the unit has it, PYTHONOPTIMIZE=2.
+
+    Not the unit's bytecode cache directory: ``compile_bytecode`` writes the optimized
+    bytecode in place, which is what that cache holds after the agent's first start.
+    """
     probe = (
         "import json, edge_agent.service.unit as u;"
-        "print(json.dumps(getattr(u, 'AGENT_ENVIRONMENT', {})))"
+        "env = getattr(u, 'SERVICE_ENVIRONMENT', getattr(u, 'AGENT_ENVIRONMENT', {}));"
+        "print(json.dumps({k: v for k, v in env.items() if k != 'PYTHONPYCACHEPREFIX'}))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
@@ -277,16 +284,18 @@ def rss_after_release(pid: int, data_dir: Path) -> tuple[float, float] | None:
 
 
 def compile_bytecode(checkouts: list[Path]) -> None:
-    """.pyc files for the venv and the checkouts, as an install writes them."""
+    """.pyc files for the venv and the checkouts, as an install writes them, and the
+    optimized ones (``-OO``) for those and the standard library, as a service's first
+    start leaves them in its bytecode cache (edge_agent/service/unit.py)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    paths = [sysconfig.get_paths()["purelib"]]
+    paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"]]
     paths += [
         str(checkout / package)
         for checkout in checkouts
         for package in ("edge_agent", "govedge_wire", "govedge_http")
     ]
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "-j", "0", *paths],
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", "-o", "0", "-o", "2", *paths],
         env=env,
         stdout=subprocess.DEVNULL,
         check=False,

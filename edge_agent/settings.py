@@ -18,22 +18,42 @@ every device kind), ``simulate_ratings`` (a simulated citizen's stars at its pad
 ``queue_business_types``, ``queue_windows`` (the ``[[queue_windows]]`` tables: each
 window's business types and devices), ``local_api_port`` and ``timezone``.
 ``config_keys_file`` names extra fleet config-signing public keys (docs/config.md).
+
+The environment: ``GOVEDGE_<SETTING>``, the name matched without regard to case (one
+variable per setting, no nesting). A list or table setting (``devices``,
+``queue_windows``, ``queue_business_types``, ``simulate_ratings``, ``update_find_links``)
+is JSON; JSON ``null`` leaves it unset; a value that is not JSON is a ``SettingsError``.
+Every other value is taken as text and converted by the field's type (``"30"``,
+``"true"``). An empty value is a value (``GOVEDGE_SIMULATE=`` is invalid, not unset), and
+``GOVEDGE_*`` variables naming no setting are ignored: the fleet server's share the prefix.
+This is what pydantic-settings did for this model. The agent does it itself because
+pydantic-settings costs the agent about 1.1 MiB of RSS (its 22 modules and python-dotenv's
+4; 63.6 -> 62.5 MiB importing what ``edge-agent run`` imports) for one loop over
+``os.environ``, against a 64 MiB budget (docs/performance.md, "Agent footprint"). The
+fleet server keeps pydantic-settings.
 """
 
 from __future__ import annotations
 
-import contextvars
+import json
+import os
 import tomllib
-from pathlib import Path
-from typing import Annotated, Any, Literal
+import types
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import is_dataclass
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
 from edge_agent.errors import SettingsError
@@ -54,17 +74,18 @@ from govedge_wire.config.models import check_qr_template
 ENV_PREFIX = "GOVEDGE_"
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_MQTTS_PORT = 8883
-_TOML_DATA: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("toml_data")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class AgentSettings(BaseSettings):
-    """Everything one agent process needs to know before it connects."""
+class AgentSettings(BaseModel):
+    """Everything one agent process needs to know before it connects.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
-    )
+    Built from the given values alone: ``load_settings`` adds the environment and the
+    TOML file.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     outlet_id: str
@@ -203,8 +224,14 @@ class AgentSettings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _default_keys_dir(cls, data: Any) -> Any:
-        # Every install before keys_dir existed keeps its keys in DATA_DIR/tls.
-        if isinstance(data, dict) and data.get("keys_dir") is None and data.get("data_dir"):
+        # Every install before keys_dir existed keeps its keys in DATA_DIR/tls. A data_dir
+        # that is no path (``data_dir = true`` in the TOML) is left to its own error.
+        if (
+            isinstance(data, dict)
+            and data.get("keys_dir") is None
+            and isinstance(data.get("data_dir"), str | PurePath)
+            and data["data_dir"]
+        ):
             return {**data, "keys_dir": Path(data["data_dir"]) / "tls"}
         return data
 
@@ -230,19 +257,6 @@ class AgentSettings(BaseSettings):
         default = DEFAULT_MQTTS_PORT if self.mqtt_tls else DEFAULT_MQTT_PORT
         return urlsplit(self.mqtt_url).port or default
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """CLI (init kwargs) > environment > TOML file > defaults."""
-        toml = InitSettingsSource(settings_cls, init_kwargs=_TOML_DATA.get({}))
-        return (init_settings, env_settings, toml)
-
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a settings TOML file; unknown keys and syntax errors are ``SettingsError``."""
@@ -266,14 +280,68 @@ def read_toml(path: Path) -> dict[str, Any]:
 def load_settings(*, config_file: Path | None = None, **cli: Any) -> AgentSettings:
     """Build the settings from CLI values (``None`` = not given), env, TOML and defaults."""
     toml = read_toml(config_file) if config_file is not None else {}
+    environment = read_environment(os.environ)
     overrides = {key: value for key, value in cli.items() if value is not None}
-    token = _TOML_DATA.set(toml)
+    # A setting comes whole from the first source that has it: none of them merges into
+    # another's value (pydantic-settings merged two JSON objects, which no field takes).
     try:
-        return AgentSettings(**overrides)
+        return AgentSettings.model_validate({**toml, **environment, **overrides})
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
-    finally:
-        _TOML_DATA.reset(token)
+
+
+def _is_json_type(annotation: object) -> bool:
+    """A sequence (not text), set, mapping, model or dataclass, also inside ``Annotated``
+    or a union: the types pydantic-settings read as JSON from the environment."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _is_json_type(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(_is_json_type(arg) for arg in get_args(annotation))
+    kind = origin if isinstance(origin, type) else annotation
+    if not isinstance(kind, type) or issubclass(kind, (str, bytes, bytearray)):
+        return False
+    return issubclass(kind, (Sequence, AbstractSet, Mapping, BaseModel)) or is_dataclass(kind)
+
+
+# The settings whose environment value is JSON; every other one is text for pydantic.
+JSON_SETTINGS = frozenset(
+    name for name, field in AgentSettings.model_fields.items() if _is_json_type(field.annotation)
+)
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``GOVEDGE_*`` variables (module docstring), by field name.
+
+    A JSON setting's value that is not JSON is a ``SettingsError`` naming the setting and
+    the variable.
+    """
+    prefix = ENV_PREFIX.lower()
+    found: dict[str, tuple[str, str]] = {}  # lower-case name: (variable, value)
+    for variable, value in environ.items():
+        if variable.lower().startswith(prefix):
+            found[variable.lower()] = (variable, value)  # of two spellings, the later one
+    values: dict[str, Any] = {}
+    for name in AgentSettings.model_fields:
+        if (given := found.get(prefix + name)) is None:
+            continue
+        variable, text = given
+        if name not in JSON_SETTINGS:
+            values[name] = text
+            continue
+        try:
+            decoded = json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(
+                f"invalid setting {name}: {variable} is not valid JSON ({exc})"
+            ) from None
+        except RecursionError:
+            raise SettingsError(
+                f"invalid setting {name}: {variable} is nested too deeply"
+            ) from None
+        if decoded is not None:  # JSON null: not set here
+            values[name] = decoded
+    return values
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -57,7 +57,9 @@ def check(artifact: Path, manifest_file: Path, keys_file: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="check_release", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="check_release", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--artifact", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--keys", type=Path, required=True, help="config-keys JSON")

@@ -24,6 +24,9 @@ NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments", "jsonschema")
 # The local API is served by Starlette alone: FastAPI (~8 MiB with its OpenAPI models)
 # loads only in the child process that writes /openapi.json.
 NEVER_IN_THE_AGENT = ("fastapi",)
+# pydantic-settings (22 modules, with python-dotenv; ~1.1 MiB): the agent reads its
+# GOVEDGE_* variables itself (edge_agent/settings.py); the fleet server keeps it.
+NOT_FOR_SETTINGS = ("pydantic_settings", "dotenv")
 # Used sometimes, not by every agent every day: a window's QR page (segno with its SVG
 # writer), an update's unpacking (tarfile) and the other subcommands of ``edge-agent``.
 SOMETIMES = (
@@ -79,6 +82,24 @@ def test_agent_import_loads_no_heavy_library() -> None:
         _IMPORT_AGENT.format(heavy=NOT_AT_START) + "print(json.dumps({'loaded': loaded()}))"
     )
     assert loaded["loaded"] == []
+
+
+def test_agent_settings_load_without_pydantic_settings(tmp_path: Path) -> None:
+    """``edge-agent run``'s imports and its settings load, a JSON variable among them."""
+    script = _IMPORT_AGENT.format(heavy=NOT_FOR_SETTINGS) + (
+        "import os\n"
+        "from click.testing import CliRunner\n"
+        "from edge_agent.cli import main\n"
+        "os.environ['GOVEDGE_SIMULATE_RATINGS'] = '[5, 4]'\n"
+        "result = CliRunner().invoke(main, ['show-config', '--outlet-id', 'o-1', "
+        f"'--data-dir', {str(tmp_path)!r}])\n"
+        "shown = json.loads(result.stdout)\n"
+        "print(json.dumps({'loaded': loaded(), 'shown': [result.exit_code, "
+        "shown['simulate_ratings']]}))\n"
+    )
+    result = _run(script)
+    assert result["shown"] == [0, [5, 4]]  # the environment was read
+    assert result["loaded"] == []
 
 
 def test_agent_import_leaves_what_is_used_sometimes_for_its_first_use() -> None:

@@ -58,6 +58,9 @@ class OpenApiDocument:
 
 async def _generate() -> bytes:
     env = dict(os.environ)
+    # The service runs with PYTHONOPTIMIZE=2 (no docstrings); FastAPI takes each route's
+    # description from its docstring, so the document's child runs without it.
+    env.pop("PYTHONOPTIMIZE", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     process = await asyncio.create_subprocess_exec(
         sys.executable,

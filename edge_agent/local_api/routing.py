@@ -56,7 +56,10 @@ __all__ = [
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 _UNSET: Final[Any] = object()
-_REQUIRED: Final[Any] = inspect.Parameter.empty
+# Not ``inspect.Parameter.empty``: as the default of ``_Bound.default`` it made Python
+# 3.11.2's dataclasses (Debian 12's) fail under ``-OO``, which writes a class without a
+# docstring one from ``inspect.signature``, and that reads the sentinel as "no default".
+_REQUIRED: Final[Any] = object()
 # The keyword arguments of Path/Query/Header/Body that constrain a value (pydantic's
 # Field takes them as they are); the rest (description, examples …) are documentation.
 _CONSTRAINTS: Final = frozenset(
@@ -280,7 +283,7 @@ class _Binder:
         hints = typing.get_type_hints(endpoint, include_extras=True)
         in_path = set(_PATH_PARAM.findall(declared.path))
         self.params = [
-            _bind(name, hints.get(name, Any), parameter.default, in_path)
+            _bind(name, hints.get(name, Any), _default_of(parameter), in_path)
             for name, parameter in inspect.signature(endpoint).parameters.items()
         ]
         if declared.websocket:
@@ -421,6 +424,10 @@ async def _call(
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+def _default_of(parameter: inspect.Parameter) -> Any:
+    return _REQUIRED if parameter.default is inspect.Parameter.empty else parameter.default
 
 
 def _bind(name: str, hint: Any, default: Any, in_path: set[str]) -> _Bound:

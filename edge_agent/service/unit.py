@@ -46,6 +46,25 @@ DEFAULT_KEYS_DIR: Final = PurePosixPath("/var/lib/govedge-keys")
 # mostly wait, so they hardly contend for the lock.
 AGENT_ENVIRONMENT: Final = {"MALLOC_ARENA_MAX": "2"}
 
+# Optimized bytecode (``.opt-2.pyc``) is not what Debian compiles for the system's
+# Python, and ``ProtectSystem=strict`` keeps /usr read-only: without a cache of its
+# own the service would compile the standard library's modules again at every start
+# (~0.9 CPU s). The unit's CacheDirectory holds all of its bytecode; the first start
+# (and the first after an update or a Python upgrade) fills it.
+BYTECODE_CACHE: Final = PurePosixPath("/var/cache/govedge/bytecode")
+
+# What the unit adds for the service. PYTHONOPTIMIZE=2 (``python -OO``) leaves every
+# module's docstrings and asserts out of memory: ~2.7 MiB of an agent whose budget is
+# 64 MiB (docs/performance.md, "Agent footprint"). Nothing the agent runs reads a
+# docstring, and its asserts state invariants only (docs/development.md); the OpenAPI
+# document's child (descriptions come from docstrings) and the installer's pip run
+# without it. A supervisor started by hand (development, tests) runs unoptimized.
+SERVICE_ENVIRONMENT: Final = {
+    **AGENT_ENVIRONMENT,
+    "PYTHONOPTIMIZE": "2",
+    "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Layout:
@@ -96,7 +115,7 @@ def render_unit(layout: Layout) -> str:
         f"--config {layout.config} --data-dir {layout.data_dir}",
         f"Environment=GOVEDGE_INSTALL_HOME={layout.home}",
         f"Environment=GOVEDGE_KEYS_DIR={layout.keys_dir}",
-        *(f"Environment={name}={value}" for name, value in AGENT_ENVIRONMENT.items()),
+        *(f"Environment={name}={value}" for name, value in SERVICE_ENVIRONMENT.items()),
         "Restart=on-failure",
         "RestartSec=5",
         "TimeoutStartSec=180",
@@ -113,6 +132,8 @@ def render_unit(layout: Layout) -> str:
         "StateDirectoryMode=0700",
         "UMask=0077",
         "ConfigurationDirectory=govedge",
+        f"CacheDirectory={BYTECODE_CACHE.parent.name}",
+        "CacheDirectoryMode=0700",
         # Resource limits sized for an outlet PC that also runs the clerk's browser:
         # the agent idles near 100 MiB; an update's install runs uv in the same cgroup.
         "MemoryHigh=384M",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -156,8 +157,11 @@ def _plain_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
 
 
 async def _run(argv: list[str]) -> None:
+    # The service runs with PYTHONOPTIMIZE=2 (edge_agent/service/unit.py); venv and pip
+    # are run as their authors test them, unoptimized.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONOPTIMIZE"}
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
     )
     try:
         async with asyncio.timeout(INSTALL_TIMEOUT_S):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,21 +14,16 @@ from click.testing import CliRunner
 
 from edge_agent.cli import main
 from edge_agent.errors import SettingsError
-from edge_agent.settings import load_settings
+from edge_agent.settings import JSON_SETTINGS, AgentSettings, load_settings
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [
-        "GOVEDGE_MQTT_URL",
-        "GOVEDGE_OUTLET_ID",
-        "GOVEDGE_DATA_DIR",
-        "GOVEDGE_KEYS_DIR",
-        "GOVEDGE_TELEMETRY_INTERVAL_S",
-        "GOVEDGE_KEEPALIVE_S",
-        "GOVEDGE_LOG_LEVEL",
-    ]:
-        monkeypatch.delenv(name, raising=False)
+    # Every spelling: the agent matches the names without regard to case (tests/conftest.py
+    # sets GOVEDGE_SIMULATE_PCSC for the whole run).
+    for name in list(os.environ):
+        if name.upper().startswith("GOVEDGE_"):
+            monkeypatch.delenv(name)
 
 
 def _toml(tmp_path: Path, text: str) -> Path:
@@ -310,3 +306,241 @@ def test_keys_dir_defaults_to_data_dir_tls_and_is_set_apart_by_toml_env_or_cli(
     monkeypatch.setenv("GOVEDGE_KEYS_DIR", "/srv/keys")
     assert load_settings(config_file=config).keys_dir == Path("/srv/keys")
     assert load_settings(config_file=config, keys_dir=Path("/k")).keys_dir == Path("/k")
+
+
+# The environment (edge_agent/settings.py reads it itself, as pydantic-settings did).
+
+
+def test_a_govedge_variable_naming_no_setting_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fleet server's variables share the prefix; a misspelt one is ignored as well.
+    monkeypatch.setenv("GOVEDGE_FOO", "1")
+    monkeypatch.setenv("GOVEDGE_KEEPALIVE", "3")
+    monkeypatch.setenv("GOVEDGE_DATABASE_URL", "sqlite:///x")
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path)
+    assert settings == load_settings(outlet_id="o-1", data_dir=tmp_path, keepalive_s=30)
+    assert settings.keepalive_s == 30
+
+
+def test_variable_names_are_matched_without_regard_to_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("govedge_outlet_id", "lower")
+    monkeypatch.setenv("Govedge_Simulate_Ratings", "[3]")
+    settings = load_settings(data_dir=tmp_path)
+    assert (settings.outlet_id, settings.simulate_ratings) == ("lower", (3,))
+
+
+def test_keys_dir_unset_follows_the_data_dir_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOVEDGE_OUTLET_ID", "o-1")
+    monkeypatch.setenv("GOVEDGE_DATA_DIR", "/var/lib/govedge")
+    assert load_settings().keys_dir == Path("/var/lib/govedge/tls")
+    assert load_settings(data_dir=Path("/d")).keys_dir == Path("/d/tls")  # CLI over env
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "setting", "expected"),
+    [
+        ("GOVEDGE_MQTT_URL", "mqtts://broker", "mqtt_port", 8883),
+        ("GOVEDGE_TELEMETRY_INTERVAL_S", "7.5", "telemetry_interval_s", 7.5),
+        ("GOVEDGE_TELEMETRY_INTERVAL_S", " 5 ", "telemetry_interval_s", 5.0),
+        ("GOVEDGE_KEEPALIVE_S", "12.0", "keepalive_s", 12),
+        ("GOVEDGE_OUTBOX_QUOTA_BYTES", "1048576", "outbox_quota_bytes", 1024 * 1024),
+        ("GOVEDGE_LOG_LEVEL", "warning", "log_level", "WARNING"),
+        ("GOVEDGE_LOG_FORMAT", "json", "log_format", "json"),
+        ("GOVEDGE_SIMULATE", "yes", "simulate", True),
+        ("GOVEDGE_SIMULATE", "0", "simulate", False),
+        ("GOVEDGE_SIMULATE_PCSC", "false", "simulate_pcsc", False),
+        ("GOVEDGE_PROFILES_DIR", "/p", "profiles_dir", Path("/p")),
+        # text, not JSON: a simple setting's value is never decoded
+        ("GOVEDGE_PROFILES_DIR", "null", "profiles_dir", Path("null")),
+        ("GOVEDGE_EVALUATION_QR_URL", "", "evaluation_qr_url", ""),
+        ("GOVEDGE_VOICE_DEVICE", "hw:1", "voice_device", "hw:1"),
+        ("GOVEDGE_INSTALL_HOME", "/opt/x", "install_home", Path("/opt/x")),
+        (
+            "GOVEDGE_UPDATE_FIND_LINKS",
+            '["/w1", "/w2"]',
+            "update_find_links",
+            (Path("/w1"), Path("/w2")),
+        ),
+        ("GOVEDGE_DEVICES", "[]", "devices", ()),
+    ],
+)
+def test_a_setting_from_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    setting: str,
+    expected: object,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    settings = load_settings(outlet_id="o-1", data_dir=tmp_path)
+    assert getattr(settings, setting) == expected
+
+
+def test_devices_from_the_environment_as_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = {"profile": "p", "address": "10.0.0.1:9100", "device_id": "d1"}
+    monkeypatch.setenv("GOVEDGE_DEVICES", json.dumps([device | {"settings": {"baud": 9600}}]))
+    (only,) = load_settings(outlet_id="o-1", data_dir=tmp_path).devices
+    assert (only.device_id, only.settings) == ("d1", {"baud": 9600})
+
+
+def test_a_json_setting_replaces_the_toml_one_and_null_leaves_it_to_the_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _toml(tmp_path, 'outlet_id = "t"\nsimulate_ratings = [3]\n')
+    monkeypatch.setenv("GOVEDGE_SIMULATE_RATINGS", "[4, 5]")
+    assert load_settings(config_file=config, data_dir=tmp_path).simulate_ratings == (4, 5)
+    monkeypatch.setenv("GOVEDGE_SIMULATE_RATINGS", "null")
+    assert load_settings(config_file=config, data_dir=tmp_path).simulate_ratings == (3,)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # an empty value is a value, not "unset"
+        (
+            "GOVEDGE_KEEPALIVE_S",
+            "",
+            "invalid setting keepalive_s: Input should be a valid integer, "
+            "unable to parse string as an integer",
+        ),
+        (
+            "GOVEDGE_SIMULATE",
+            "",
+            "invalid setting simulate: Input should be a valid boolean, unable to interpret input",
+        ),
+        (
+            "GOVEDGE_VOICE_DEVICE",
+            "",
+            "invalid setting voice_device: String should have at least 1 character",
+        ),
+        (
+            "GOVEDGE_DEVICES",
+            "",
+            "invalid setting devices: GOVEDGE_DEVICES is not valid JSON "
+            "(Expecting value: line 1 column 1 (char 0))",
+        ),
+        (
+            "GOVEDGE_TELEMETRY_INTERVAL_S",
+            "[1]",
+            "invalid setting telemetry_interval_s: Input should be a valid number, "
+            "unable to parse string as a number",
+        ),
+        (
+            "GOVEDGE_SIMULATE_PCSC",
+            "null",
+            "invalid setting simulate_pcsc: Input should be a valid boolean, "
+            "unable to interpret input",
+        ),
+        (
+            "GOVEDGE_QUEUE_WINDOWS",
+            "nope",
+            "invalid setting queue_windows: GOVEDGE_QUEUE_WINDOWS is not valid JSON "
+            "(Expecting value: line 1 column 1 (char 0))",
+        ),
+        (
+            "GOVEDGE_QUEUE_BUSINESS_TYPES",
+            "x",
+            "invalid setting queue_business_types: GOVEDGE_QUEUE_BUSINESS_TYPES is not valid "
+            "JSON (Expecting value: line 1 column 1 (char 0))",
+        ),
+        (
+            "GOVEDGE_SIMULATE_RATINGS",
+            "[1,2",
+            "invalid setting simulate_ratings: GOVEDGE_SIMULATE_RATINGS is not valid JSON "
+            "(Expecting ',' delimiter: line 1 column 5 (char 4))",
+        ),
+        (
+            "GOVEDGE_UPDATE_FIND_LINKS",
+            "/srv/wheels",
+            "invalid setting update_find_links: GOVEDGE_UPDATE_FIND_LINKS is not valid JSON "
+            "(Expecting value: line 1 column 1 (char 0))",
+        ),
+        (
+            "govedge_devices",
+            "[",
+            "invalid setting devices: govedge_devices is not valid JSON "
+            "(Expecting value: line 1 column 2 (char 1))",
+        ),
+        (
+            "GOVEDGE_DEVICES",
+            "[" * 100_000,
+            "invalid setting devices: GOVEDGE_DEVICES is nested too deeply",
+        ),
+        ("GOVEDGE_DEVICES", '"str"', "invalid setting devices: Input should be a valid tuple"),
+        (
+            "GOVEDGE_SIMULATE_RATINGS",
+            "[6]",
+            "invalid setting simulate_ratings[0]: Input should be less than or equal to 5",
+        ),
+    ],
+)
+def test_a_bad_environment_value_is_one_line_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(outlet_id="o-1", data_dir=tmp_path)
+    assert str(info.value) == message
+
+
+def test_json_that_is_not_json_exits_2_with_one_line(tmp_path: Path) -> None:
+    # pydantic-settings raised its own SettingsError here, a traceback past the CLI.
+    result = CliRunner().invoke(
+        main,
+        ["show-config", "--outlet-id", "o-1", "--data-dir", str(tmp_path)],
+        env={"GOVEDGE_QUEUE_WINDOWS": "[{window: 1}]"},
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "edge-agent: error: invalid setting queue_windows: GOVEDGE_QUEUE_WINDOWS is not "
+        "valid JSON (Expecting property name enclosed in double quotes: line 1 column 3 "
+        "(char 2))\n"
+    )
+
+
+def test_the_json_settings_are_the_list_and_table_ones() -> None:
+    # What the module docstring and docs/operations.md tell: these take JSON in the env.
+    assert sorted(JSON_SETTINGS) == [
+        "devices",
+        "queue_business_types",
+        "queue_windows",
+        "simulate_ratings",
+        "update_find_links",
+    ]
+    # No alias: GOVEDGE_<field name> is a setting's only variable.
+    assert not [
+        name
+        for name, field in AgentSettings.model_fields.items()
+        if field.alias or field.validation_alias
+    ]
+
+
+def test_direct_construction_reads_no_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests build AgentSettings(...) directly; only load_settings reads the environment.
+    monkeypatch.setenv("GOVEDGE_KEEPALIVE_S", "5")
+    monkeypatch.setenv("GOVEDGE_SIMULATE_PCSC", "false")
+    settings = AgentSettings(outlet_id="o-1", data_dir=tmp_path)
+    assert (settings.keepalive_s, settings.simulate_pcsc) == (30, None)
+    assert settings.keys_dir == tmp_path / "tls"
+
+
+@pytest.mark.parametrize("value", ["true", "5", "[1]", "{a = 1}"])
+def test_a_data_dir_that_is_no_path_is_one_line(tmp_path: Path, value: str) -> None:
+    # It was a TypeError from keys_dir's default (found by tests/security/test_fuzz_config.py).
+    config = _toml(tmp_path, f'outlet_id = "o"\ndata_dir = {value}\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(config_file=config)
+    assert str(info.value) == (
+        "invalid setting data_dir: Input is not a valid path for <class 'pathlib.Path'> "
+        "(and 1 more)"
+    )

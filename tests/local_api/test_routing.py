@@ -217,3 +217,17 @@ def test_the_document_comes_from_its_child_process_and_a_failure_is_not_kept(
     spec = json.loads(asyncio.run(document.body()))
     assert spec["info"]["title"] == "govedge edge agent — local API"
     assert "/v1/submissions" in spec["paths"]
+
+
+def test_the_service_s_optimized_python_still_writes_the_whole_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The unit runs the agent with PYTHONOPTIMIZE=2, which drops docstrings; the routes'
+    descriptions come from theirs, so the document's child runs unoptimized and the
+    document is the same as an unoptimized agent's."""
+    plain = json.loads(asyncio.run(OpenApiDocument().body()))
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")
+    served = json.loads(asyncio.run(OpenApiDocument().body()))
+    assert served == plain
+    described = [op for path in plain["paths"].values() for op in path.values()]
+    assert sum(1 for op in described if op.get("description")) >= 10

@@ -87,6 +87,11 @@ def test_the_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None
     assert "GOVEDGE_KEYS_DIR=/var/lib/govedge-keys" in directives["Environment"]
     # Two malloc arenas: the camera's stills no longer grow the agent (docs/performance.md).
     assert "MALLOC_ARENA_MAX=2" in directives["Environment"]
+    # -OO (no docstrings, no asserts: ~2.7 MiB less), with a bytecode cache of its own
+    # because /usr is read-only to the service and holds no optimized bytecode.
+    assert "PYTHONOPTIMIZE=2" in directives["Environment"]
+    assert "PYTHONPYCACHEPREFIX=/var/cache/govedge/bytecode" in directives["Environment"]
+    assert directives["CacheDirectory"] == ["govedge"]
     # The check is real: a unit whose supervisor is not installed is refused.
     (home / "good").unlink()
     broken = _verify(unit)
@@ -273,6 +278,7 @@ def test_the_agent_run_as_the_unit_runs_it_says_ready_once_online_and_pings_the_
         # The unit's allocator setting reaches the agent through the supervisor.
         environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
         assert b"MALLOC_ARENA_MAX=2" in environ
+        assert b"PYTHONOPTIMIZE=2" in environ
         os.kill(agent, signal.SIGSTOP)
         time.sleep(1.5)  # let a ping already on its way arrive
         frozen_at = len(notify.having("WATCHDOG"))
