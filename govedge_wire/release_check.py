@@ -10,7 +10,6 @@ version on stdout; exit 1 and the refusal's reason on stderr.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -57,6 +56,10 @@ def check(artifact: Path, manifest_file: Path, keys_file: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Here, not at the top: the agent imports ``file_sha256`` from this module and has
+    # no use for argparse (~0.3 MiB).
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="check_release", description=(__doc__ or "").split("\n")[0]
     )

@@ -26,7 +26,8 @@ NOT_AT_START = (*HEAVY, "httpx", "rich", "pygments", "jsonschema")
 NEVER_IN_THE_AGENT = ("fastapi",)
 # pydantic-settings (22 modules, with python-dotenv; ~1.1 MiB): the agent reads its
 # GOVEDGE_* variables itself (edge_agent/settings.py); the fleet server keeps it.
-NOT_FOR_SETTINGS = ("pydantic_settings", "dotenv")
+# argparse (~0.3 MiB) is release_check's command line only; the agent uses its hashing.
+NOT_FOR_SETTINGS = ("pydantic_settings", "dotenv", "argparse")
 # Used sometimes, not by every agent every day: a window's QR page (segno with its SVG
 # writer), an update's unpacking (tarfile) and the other subcommands of ``edge-agent``.
 SOMETIMES = (
@@ -198,19 +199,23 @@ print(json.dumps({"riff": [riff], "after": after}))
     assert result["after"] == []
 
 
-def test_a_start_with_profiles_checked_before_loads_no_jsonschema(tmp_path: Path) -> None:
-    """The profile load of ``open_runtime``, twice, each in a fresh interpreter."""
+def test_a_start_with_profiles_checked_before_loads_no_jsonschema_nor_yaml(
+    tmp_path: Path,
+) -> None:
+    """The profile load of ``open_runtime``, twice, each in a fresh interpreter: the
+    second takes the profiles' data from the memo (PyYAML ~0.9 MiB)."""
     script = f"""
 import json, sys
 from pathlib import Path
+import edge_agent.assembly, edge_agent.daemon
 from edge_agent.profiles import load_profiles
 loaded = load_profiles(schema_memo=Path({str(tmp_path / "profiles-checked.json")!r}))
-print(json.dumps({{"jsonschema": ["jsonschema" in sys.modules],
+print(json.dumps({{"jsonschema": ["jsonschema" in sys.modules], "yaml": ["yaml" in sys.modules],
                    "profiles": [len(loaded.profiles)], "problems": [len(loaded.problems)]}}))
 """
     first, second = _run(script), _run(script)
-    assert first["jsonschema"] == [True]  # nothing remembered yet: the full check
-    assert second["jsonschema"] == [False]
+    assert first["jsonschema"] == first["yaml"] == [True]  # nothing remembered: the full check
+    assert second["jsonschema"] == second["yaml"] == [False]
     assert second["profiles"] == first["profiles"] != [0]
     assert second["problems"] == [0]
 

@@ -4,7 +4,8 @@ A broken file never stops the others: ``load_profiles`` returns every profile th
 all checks plus the problems of the rest. Checks, in order: the file reads as UTF-8, it is
 YAML (syntax error line), no mapping repeats a key, it satisfies ``schema.json`` (each
 JSON-Schema error path mapped to a line through the YAML node tree; skipped for a text
-the agent's ``SchemaMemo`` saw pass this schema before), the typed model
+the agent's ``SchemaMemo`` saw pass this schema before, whose parsed data it also keeps:
+such a text is not parsed again unless a problem needs a line), the typed model
 accepts it, a generic USB-serial bridge id is never the whole rule; then across files: ids
 are unique, every driver name is registered, and the ``settings`` fit that driver's
 settings model (unknown keys and bad values are located like every other problem).
@@ -109,23 +110,28 @@ def _load_file(
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, None, [problem(None, "<file>", f"cannot read: {exc}")]
-    try:
-        parsed = parse(text)
-    except YamlSyntaxError as exc:
-        return None, None, [problem(exc.line, "<yaml>", f"YAML syntax error: {exc.message}")]
-    problems = [
-        problem(line, field_name(path), "duplicate key; YAML would keep only the last one")
-        for path, line in parsed.duplicate_keys
-    ]
-    if problems or memo is None or not memo.passed(text):
-        problems += [
-            problem(line_of(parsed.root, path), where, message)
-            for path, where, message in _schema_errors(parsed.data)
+    # A text that passed before: its data from the memo, without YAML (schema_memo).
+    remembered = memo.parsed(text) if memo is not None else None
+    if remembered is not None:
+        parsed = remembered
+    else:
+        try:
+            parsed = parse(text)
+        except YamlSyntaxError as exc:
+            return None, None, [problem(exc.line, "<yaml>", f"YAML syntax error: {exc.message}")]
+        problems = [
+            problem(line, field_name(path), "duplicate key; YAML would keep only the last one")
+            for path, line in parsed.duplicate_keys
         ]
-        if problems:
-            return None, parsed, problems
+        if problems or memo is None or not memo.passed(text):
+            problems += [
+                problem(line_of(parsed.root, path), where, message)
+                for path, where, message in _schema_errors(parsed.data)
+            ]
+            if problems:
+                return None, parsed, problems
         if memo is not None:
-            memo.remember(text)
+            memo.remember(text, parsed.data)
     try:
         profile = Profile.model_validate({**_as_dict(parsed.data), "source": file})
     except pydantic.ValidationError as exc:
@@ -200,24 +206,25 @@ def _cross_check(
         problems.append(
             ProfileProblem(file=root, line=None, field="driver", message=registry_problem)
         )
-    first: dict[str, tuple[Path, int | None]] = {}
+    # Lines are looked up only for a problem: a remembered profile's node tree is parsed
+    # only then (yamlsrc.ParsedYaml.remembered).
+    first: dict[str, tuple[Path, ParsedYaml]] = {}
     good: list[Profile] = []
     for profile, parsed in loaded:
         file = profile.source or root
-        id_line = line_of(parsed.root, ["id"])
         if profile.id in first:
-            other_file, other_line = first[profile.id]
+            other_file, other = first[profile.id]
             problems.append(
                 ProfileProblem(
                     file=file,
-                    line=id_line,
+                    line=line_of(parsed.root, ["id"]),
                     field="id",
                     message=f"duplicate id {profile.id!r} (first defined in "
-                    f"{other_file.name}:{other_line})",
+                    f"{other_file.name}:{line_of(other.root, ['id'])})",
                 )
             )
             continue
-        first[profile.id] = (file, id_line)
+        first[profile.id] = (file, parsed)
         if known is not None and profile.driver not in known:
             problems.append(
                 ProfileProblem(

@@ -4,14 +4,20 @@ later (by the JSON Schema, by a cross-file check) can be reported at its line.
 PyYAML's ``compose`` keeps a ``start_mark`` on every node; ``line_of`` walks a JSON-style
 path (keys and indices) through that tree. Duplicate mapping keys, which PyYAML would
 silently resolve to the last one, are reported here too.
+
+PyYAML is imported on the first parse, not with the module: an agent whose profiles
+were parsed at an earlier start takes their data from its memo
+(``profiles/schema_memo.py``) and never loads PyYAML (~0.9 MiB) unless a problem needs
+a line number, which parses that one text again (``ParsedYaml.remembered``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 PathItem = str | int
 
@@ -25,17 +31,41 @@ class YamlSyntaxError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
 class ParsedYaml:
     """A parsed document: the plain data and the node tree it came from."""
 
-    data: object
-    root: yaml.Node | None
-    duplicate_keys: tuple[tuple[tuple[PathItem, ...], int], ...]
+    __slots__ = ("_root", "_text", "data", "duplicate_keys")
+
+    def __init__(
+        self,
+        data: object,
+        root: yaml.Node | None,
+        duplicate_keys: tuple[tuple[tuple[PathItem, ...], int], ...],
+    ) -> None:
+        self.data = data
+        self.duplicate_keys = duplicate_keys
+        self._root = root
+        self._text: str | None = None
+
+    @classmethod
+    def remembered(cls, data: object, text: str) -> ParsedYaml:
+        """The data of ``text``, which parsed before without duplicate keys; its node tree
+        is parsed only if a line number is asked for."""
+        parsed = cls(data, None, ())
+        parsed._text = text
+        return parsed
+
+    @property
+    def root(self) -> yaml.Node | None:
+        if self._text is not None:
+            self._root, self._text = parse(self._text).root, None
+        return self._root
 
 
 def parse(text: str) -> ParsedYaml:
     """Parse one YAML document safely; raise ``YamlSyntaxError`` with the line on bad input."""
+    import yaml
+
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -54,6 +84,8 @@ def parse(text: str) -> ParsedYaml:
 def _duplicates(
     node: yaml.Node | None, path: tuple[PathItem, ...]
 ) -> Iterable[tuple[tuple[PathItem, ...], int]]:
+    import yaml  # loaded already: ``node`` came from it
+
     if isinstance(node, yaml.MappingNode):
         seen: set[object] = set()
         for key_node, value_node in node.value:
@@ -76,6 +108,8 @@ def line_of(root: yaml.Node | None, path: Sequence[PathItem]) -> int | None:
     """
     if root is None:
         return None
+    import yaml  # loaded already: ``root`` came from it
+
     node: yaml.Node = root
     line = node.start_mark.line + 1
     for item in path:

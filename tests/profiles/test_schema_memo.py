@@ -82,3 +82,47 @@ def test_a_memo_that_cannot_be_written_changes_nothing_but_the_next_start(
     assert loaded.problems == ()
     assert len(loaded.profiles) == len(load_profiles().profiles)
     assert not memo.exists()
+
+
+def test_a_remembered_profile_is_loaded_from_its_parsed_data_the_same(tmp_path: Path) -> None:
+    memo = tmp_path / MEMO_FILE
+    first = load_profiles(schema_memo=memo)
+    parsed = json.loads(memo.read_text())["parsed"]
+    assert sorted(parsed) == sorted(_memo(tmp_path))  # every passing text's data is kept
+    # A memo written before the data was kept: the next load parses and adds it.
+    memo.write_text(json.dumps({"passed": _memo(tmp_path)}))
+    assert load_profiles(schema_memo=memo).profiles == first.profiles
+    assert json.loads(memo.read_text())["parsed"] == parsed
+    # From the data alone: the same profiles as a load without any memo.
+    assert load_profiles(schema_memo=memo).profiles == load_profiles().profiles
+
+
+def test_problems_of_remembered_profiles_keep_their_lines(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "reader.yaml").write_text(GOOD, encoding="utf-8")
+    # The same id in a second file after two blank lines: both texts passed the schema
+    # and are remembered, and the duplicate id's lines come from their node trees.
+    (profiles / "reader-copy.yaml").write_text("\n\n" + GOOD, encoding="utf-8")
+    memo = tmp_path / MEMO_FILE
+    load_profiles(profiles, schema_memo=memo)
+    assert len(json.loads(memo.read_text())["parsed"]) == 2
+    remembered = load_profiles(profiles, schema_memo=memo)
+    assert remembered.problems == load_profiles(profiles).problems
+    (problem,) = remembered.problems
+    assert (problem.file.name, problem.field) == ("reader.yaml", "id")
+    assert problem.line is not None
+    assert f"reader-copy.yaml:{problem.line + 2})" in problem.message
+
+
+def test_a_memo_s_data_for_another_text_is_not_used(tmp_path: Path) -> None:
+    """Data is filed under the digest of the text it came from: an edited file never
+    gets the old text's data."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    reader = profiles / "reader.yaml"
+    reader.write_text(GOOD, encoding="utf-8")
+    memo = tmp_path / MEMO_FILE
+    load_profiles(profiles, schema_memo=memo)
+    reader.write_text(GOOD.replace("good-reader", "edited-reader"), encoding="utf-8")
+    assert [p.id for p in load_profiles(profiles, schema_memo=memo).profiles] == ["edited-reader"]
