@@ -2,13 +2,13 @@
 loopback port, with a host key and a client key the test makes.
 
 The server runs in a mount namespace of its own (``unshare --mount``) in which the
-system folders a playbook writes to (``/opt``, ``/etc``, ``/var/lib``,
-``/var/backups``) are overlays: the test machine's own below, this host's folder above
-(``root/opt``, ``root/etc``, ...). A playbook run over SSH thus installs into the
-production layout at its real paths, makes its service user in ``/etc/passwd`` and
-removes what it made (no folder there is a mount point), while the test machine's own
-files stay untouched. ``inside`` runs a command in the same namespace, as the unit's
-``ExecStart`` runs on the PC.
+system folders a playbook or the agent's service writes to (``/opt``, ``/etc``,
+``/var/lib``, ``/var/cache``, ``/var/backups``) are overlays: the test machine's own
+below, this host's folder above (``root/opt``, ``root/etc``, ...). A playbook run over
+SSH thus installs into the production layout at its real paths, makes its service user
+in ``/etc/passwd`` and removes what it made (no folder there is a mount point), while
+the test machine's own files stay untouched. ``inside`` runs a command in the same
+namespace, as the unit's ``ExecStart`` runs on the PC.
 
 Root's home there is its own too, made from ``/etc/skel`` as on a freshly installed PC:
 sshd runs each command through root's shell, and bash reads ``~/.bashrc`` for commands
@@ -30,8 +30,9 @@ from pathlib import Path
 from govedge_testbed.ports import free_port, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
-# The folders of the production layout, the service user, the unit and the udev rules.
-PRIVATE_DIRS = ("/opt", "/etc", "/var/lib", "/var/backups")
+# The folders of the production layout, the service user, the unit and the udev rules;
+# /var/cache for the unit's CacheDirectory (the service's bytecode).
+PRIVATE_DIRS = ("/opt", "/etc", "/var/lib", "/var/cache", "/var/backups")
 SKELETON = Path("/etc/skel")
 
 

@@ -14,7 +14,9 @@ import asyncio
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Final
 
 from edge_agent.updates.installer import StatusReporter
@@ -124,6 +126,9 @@ def prune(layout: Layout, *, keep_previous: object) -> list[str]:
     for version in layout.installed():
         if version not in keep:
             shutil.rmtree(layout.versions / version, ignore_errors=True)
+            if sys.pycache_prefix:  # the service's bytecode cache (service/unit.py)
+                cached = (layout.versions / version).absolute().relative_to("/")
+                shutil.rmtree(Path(sys.pycache_prefix, cached), ignore_errors=True)
             removed.append(version)
     downloads = layout.update / "downloads"
     if downloads.is_dir():

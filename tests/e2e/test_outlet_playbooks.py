@@ -138,6 +138,19 @@ class Pc:
             for line in re.findall(r"^Environment=(.*)$", unit, re.M)
         )  # fmt: skip
         environment.update(env)
+        # What systemd makes before it starts the service: the CacheDirectory (its
+        # bytecode), owned by the unit's user, with the unit's mode.
+        cache = re.search(r"^CacheDirectory=(.*)$", unit, re.M)
+        mode = re.search(r"^CacheDirectoryMode=(.*)$", unit, re.M)
+        group = re.search(r"^Group=(.*)$", unit, re.M)
+        assert cache is not None, unit
+        assert mode is not None, unit
+        assert group is not None, unit
+        made = self.host.run_inside(
+            ["install", "-d", "-o", user.group(1), "-g", group.group(1), "-m", mode.group(1),
+             f"/var/cache/{cache.group(1)}"], timeout=30,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
         argv = ["env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in environment.items())]
         argv += shlex.split(exec_start.group(1))
         with self.log.open("ab") as out:
@@ -286,6 +299,12 @@ def test_provision_installs_the_layout_and_the_agent_comes_online(
     poll(lambda: _online(server, SSH_OUTLET, OLD), timeout=90, interval=0.5) or pytest.fail(
         pc.tail()
     )
+    # The service runs optimized (-OO), its bytecode in the unit's cache, not under /usr.
+    cached = sorted((root / "var/cache/govedge/bytecode").rglob("daemon.cpython-*.opt-2.pyc"))
+    assert [p.relative_to(root / "var/cache/govedge/bytecode").parts[:4] for p in cached] == [
+        ("opt", "govedge", "versions", OLD)
+    ]
+    assert list((root / "var/cache/govedge/bytecode/usr/lib").rglob("*.opt-2.pyc"))
     # the outbox key was made in the keys dir too: a copy of the data dir opens nothing
     outbox_key = root / "var/lib/govedge-keys/outbox.key"
     assert oct(outbox_key.stat().st_mode & 0o777) == "0o600"
@@ -631,6 +650,7 @@ def test_decommission_refuses_while_the_outbox_holds_cases_then_goes_through(
     assert not [m for m in members if m.endswith(".pem") or "/tls" in m]  # ...never the key
     assert "var/lib/govedge/outbox.key" not in members  # nor the outbox's: ciphertext only
     assert not (ssh_host.root / "var/lib/govedge-keys").exists()
+    assert not (ssh_host.root / "var/cache/govedge").exists()
     names = [a["name"] for a in server.get(f"/api/v1/outlets/{SSH_OUTLET}/archives")]
     assert "decommissioned.tar.gz" in names
     certificates = server.get(f"/api/v1/outlets/{SSH_OUTLET}/certificates")

@@ -22,14 +22,21 @@ def home_with_versions(home: Path, *versions: str) -> Layout:
     return layout
 
 
-def start(tmp_path: Path, broker: Mosquitto, outlet_id: str, home: Path) -> AgentProcess:
+def start(
+    tmp_path: Path, broker: Mosquitto, outlet_id: str, home: Path, **env: str
+) -> AgentProcess:
     return AgentProcess(
         mqtt_url=broker.url,
         outlet_id=outlet_id,
         data_dir=tmp_path / "data",
         log_path=tmp_path / "agent.log",
-        extra_env={"GOVEDGE_SUPERVISED": "1", "GOVEDGE_INSTALL_HOME": str(home)},
+        extra_env={"GOVEDGE_SUPERVISED": "1", "GOVEDGE_INSTALL_HOME": str(home), **env},
     )
+
+
+def cached(cache: Path, layout: Layout, version: str) -> Path:
+    """Where a service's bytecode of ``version`` lives under its PYTHONPYCACHEPREFIX."""
+    return cache / layout.version_dir(version).absolute().relative_to("/")
 
 
 def test_the_new_version_proves_health_then_reports_healthy_and_prunes(
@@ -41,8 +48,12 @@ def test_the_new_version_proves_health_then_reports_healthy_and_prunes(
     trial = new_trial(version=RUNNING, previous="0.0.9", campaign_id=4, health_timeout_s=60)
     layout.write_trial(trial)
     layout.switch("current", RUNNING)
+    # The unit's bytecode cache, as earlier runs of each version left it.
+    cache = tmp_path / "bytecode"
+    for version in ("0.0.8", "0.0.9", RUNNING):
+        (cached(cache, layout, version) / "__pycache__").mkdir(parents=True)
     observer = Observer(port=broker.port, outlet_id=outlet_id)
-    agent = start(tmp_path, broker, outlet_id, home)
+    agent = start(tmp_path, broker, outlet_id, home, PYTHONPYCACHEPREFIX=str(cache))
     try:
         # Empty outbox: the proof is an acknowledged UpdateStatus, then health.json.
         poll(lambda: layout.read_health() is not None, timeout=30, what="health.json")
@@ -63,6 +74,10 @@ def test_the_new_version_proves_health_then_reports_healthy_and_prunes(
         poll(lambda: not layout.trial_file.exists(), timeout=10, what="trial archived")
         # current/good and one previous are kept; older versions are removed.
         poll(lambda: layout.installed() == ["0.0.9", RUNNING], timeout=30, what="pruned")
+        # The removed version's bytecode goes with it; the kept ones' stays.
+        assert not cached(cache, layout, "0.0.8").exists()
+        assert cached(cache, layout, "0.0.9").exists()
+        assert cached(cache, layout, RUNNING).exists()
     finally:
         agent.close()
         observer.close()
