@@ -55,7 +55,12 @@ class SchemaMemo:
             return {}
         if not isinstance(digests, list) or not isinstance(parsed, dict):
             return {}
-        return {d: parsed.get(d, _NO_DATA) for d in digests if isinstance(d, str)}
+        # A profile is a mapping: anything else filed here is damage, not data.
+        return {
+            d: data if isinstance(data := parsed.get(d), dict) else _NO_DATA
+            for d in digests
+            if isinstance(d, str)
+        }
 
     def _digest(self, text: str) -> str:
         return hashlib.sha256(self._salt + text.encode("utf-8")).hexdigest()

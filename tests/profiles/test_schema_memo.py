@@ -126,3 +126,15 @@ def test_a_memo_s_data_for_another_text_is_not_used(tmp_path: Path) -> None:
     load_profiles(profiles, schema_memo=memo)
     reader.write_text(GOOD.replace("good-reader", "edited-reader"), encoding="utf-8")
     assert [p.id for p in load_profiles(profiles, schema_memo=memo).profiles] == ["edited-reader"]
+
+
+def test_damaged_data_in_the_memo_means_a_parse_not_a_problem(tmp_path: Path) -> None:
+    memo = tmp_path / MEMO_FILE
+    first = load_profiles(schema_memo=memo)
+    stored = json.loads(memo.read_text())
+    stored["parsed"] = dict.fromkeys(stored["parsed"], 5)  # no profile is a number
+    memo.write_text(json.dumps(stored))
+    again = load_profiles(schema_memo=memo)
+    assert again.problems == ()
+    assert again.profiles == first.profiles
+    assert all(isinstance(d, dict) for d in json.loads(memo.read_text())["parsed"].values())
