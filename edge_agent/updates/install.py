@@ -157,9 +157,15 @@ def _plain_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
 
 
 async def _run(argv: list[str]) -> None:
-    # The service runs with PYTHONOPTIMIZE=2 (edge_agent/service/unit.py); venv and pip
-    # are run as their authors test them, unoptimized.
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONOPTIMIZE"}
+    # The service runs with PYTHONOPTIMIZE=2 and a bytecode cache of its own
+    # (edge_agent/service/unit.py). venv and pip run as their authors test them,
+    # unoptimized, and the bytecode they compile goes into the new venv itself, not into
+    # the cache under the ``.partial`` path it is renamed from.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PYTHONOPTIMIZE", "PYTHONPYCACHEPREFIX")
+    }
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
     )

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.updates import Installer, InstallerSettings, Layout
@@ -99,8 +100,17 @@ async def run_offer(built: Installer, the_offer: UpdateOffer) -> None:
 
 
 def test_a_good_offer_installs_beside_switches_and_asks_for_a_restart(
-    tmp_path: Path, signer: Signer, release_wheel: Path, uv_cache_warm: Path
+    tmp_path: Path,
+    signer: Signer,
+    release_wheel: Path,
+    uv_cache_warm: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # In the service's environment (edge_agent/service/unit.py): optimized, with a
+    # bytecode cache of its own.
+    cache = tmp_path / "bytecode"
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(cache))
     home = tmp_path / "home"
     manifest = signer.manifest(release_wheel, VERSION)
     data = release_wheel.read_bytes()
@@ -126,6 +136,10 @@ def test_a_good_offer_installs_beside_switches_and_asks_for_a_restart(
     )  # fmt: skip
     assert shown.stdout.strip() == VERSION
     assert not list((home / "versions").glob(".*.partial"))
+    # uv compiled the new venv's bytecode into the venv (for commands run by hand), not
+    # into the service's cache under the path the install was renamed from.
+    assert list((home / "versions" / VERSION / "venv").rglob("daemon.cpython-*.pyc"))
+    assert not cache.exists() or not [p for p in cache.rglob("*") if ".partial" in str(p)]
 
 
 def test_a_tampered_artifact_is_a_hash_mismatch_and_nothing_switches(
