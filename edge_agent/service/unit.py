@@ -135,7 +135,7 @@ def render_unit(layout: Layout) -> str:
         f"CacheDirectory={BYTECODE_CACHE.parent.name}",
         "CacheDirectoryMode=0700",
         # Resource limits sized for an outlet PC that also runs the clerk's browser:
-        # the agent idles near 100 MiB; an update's install runs uv in the same cgroup.
+        # the agent idles near 63 MiB; an update's install runs uv in the same cgroup.
         "MemoryHigh=384M",
         "MemoryMax=768M",
         "TasksMax=256",
