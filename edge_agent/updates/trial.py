@@ -125,10 +125,12 @@ def prune(layout: Layout, *, keep_previous: object) -> list[str]:
     removed = []
     for version in layout.installed():
         if version not in keep:
-            shutil.rmtree(layout.versions / version, ignore_errors=True)
+            # Bytecode first: a crash between the two leaves the version listed,
+            # so the next prune removes both; the other order would orphan it.
             if sys.pycache_prefix:  # the service's bytecode cache (service/unit.py)
                 cached = (layout.versions / version).absolute().relative_to("/")
                 shutil.rmtree(Path(sys.pycache_prefix, cached), ignore_errors=True)
+            shutil.rmtree(layout.versions / version, ignore_errors=True)
             removed.append(version)
     downloads = layout.update / "downloads"
     if downloads.is_dir():
