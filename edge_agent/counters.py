@@ -28,6 +28,8 @@ TELEMETRY_COUNTERS: Final = (
         )
     ),
     *(f"local_api_refused_{reason}" for reason in LOCAL_API_REFUSALS),
+    # a body the technician socket could not take (technician/socket_api.py)
+    "technician_refused_invalid_request",
 )  # fmt: skip
 
 

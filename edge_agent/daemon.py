@@ -249,6 +249,7 @@ class Agent:
                 self.settings.data_dir,
                 self._technician_status,
                 self._outbox_counts,
+                self.counters,
             )
         except OSError as exc:
             log.error("technician socket not started: %s", exc)  # noqa: TRY400

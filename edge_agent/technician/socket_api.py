@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from edge_agent.counters import AgentCounters
 from edge_agent.devices import DeviceError, DeviceUnavailable
 from edge_agent.discovery import DeviceManager, RetiredFileError, UnknownRetirement
 from edge_agent.discovery.registered import RegistrationRefused
@@ -85,11 +86,13 @@ def create_technician_app(
     devices: DeviceManager,
     status: AgentStatus | None = None,
     outbox: OutboxCounts | None = None,
+    counters: AgentCounters | None = None,
 ) -> Starlette:
     """The socket's routes over the running agent's device manager; ``status`` gives the
     agent's own state (no personal data: version, outlet id, connection, uptime),
     ``outbox`` its outbox's counts (nothing of the entries themselves). Plain Starlette:
-    five routes, no document (the socket is not an API for others)."""
+    five routes, no document (the socket is not an API for others). A body refused with
+    422 counts ``technician_refused_invalid_request`` in ``counters`` (telemetry)."""
 
     async def agent_status(request: Request) -> JSONResponse:
         return JSONResponse({"pid": os.getpid(), **(status() if status is not None else {})})
@@ -161,6 +164,11 @@ def create_technician_app(
         )
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        if counters is not None:
+            counters.incr("technician_refused_invalid_request")
+        # The route only: what was wrong goes back to the caller, never into the log
+        # (a mistyped key could be anything the technician pasted).
+        log.warning("technician socket: refused a body for %s (invalid)", request.url.path)
         return _problem(422, "invalid_request", str(exc))
 
     return Starlette(
@@ -181,13 +189,14 @@ async def serve_technician_socket(
     data_dir: Path,
     status: AgentStatus | None = None,
     outbox: OutboxCounts | None = None,
+    counters: AgentCounters | None = None,
 ) -> None:
     """Serve on ``data_dir/technician.sock`` until cancelled; the socket is removed after."""
     path = data_dir / SOCKET_FILE
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # left by a killed agent; a live one would hold the outbox lock too
     config = uvicorn.Config(
-        create_technician_app(devices, status, outbox),
+        create_technician_app(devices, status, outbox, counters),
         uds=str(path),
         log_config=None,
         access_log=False,

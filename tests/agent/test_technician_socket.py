@@ -8,23 +8,27 @@ device manager with its retired list on disk; requests go over the socket as
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from edge_agent.counters import TELEMETRY_COUNTERS, AgentCounters
 from edge_agent.discovery import DeviceManager, UdevSource
 from edge_agent.discovery.retired import RetiredDevices
 from edge_agent.profiles import ProfileSet
 from edge_agent.technician.socket_api import SOCKET_FILE, serve_technician_socket
 
 
-async def _exchange(data_dir: Path, calls: list[tuple[str, str, Any]]) -> list[httpx.Response]:
+async def _exchange(
+    data_dir: Path, calls: list[tuple[str, str, Any]], counters: AgentCounters
+) -> list[httpx.Response]:
     devices = DeviceManager(
         ProfileSet(), UdevSource(), retired=RetiredDevices.load_or_broken(data_dir)
     )  # not started: nothing is attached
-    serving = asyncio.create_task(serve_technician_socket(devices, data_dir))
+    serving = asyncio.create_task(serve_technician_socket(devices, data_dir, counters=counters))
     try:
         while not (data_dir / SOCKET_FILE).exists():  # noqa: ASYNC110 - no event for it
             await asyncio.sleep(0.05)
@@ -42,8 +46,11 @@ async def _exchange(data_dir: Path, calls: list[tuple[str, str, Any]]) -> list[h
 
 
 @pytest.mark.timeout(60)
-def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(tmp_path: Path) -> None:
+def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     tmp_path.chmod(0o700)
+    counters = AgentCounters()
     calls: list[tuple[str, str, Any]] = [
         ("POST", "/devices/retire", {"key": "x" * 200}),
         ("POST", "/devices/retire", {"key": "printer-1", "forse": True}),
@@ -52,7 +59,8 @@ def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(tmp_path: 
         ("POST", "/devices/retire", {"key": "never-seen"}),
         ("GET", "/devices", None),
     ]
-    *refused, unknown, listed = asyncio.run(_exchange(tmp_path, calls))
+    with caplog.at_level(logging.INFO, logger="edge_agent"):
+        *refused, unknown, listed = asyncio.run(_exchange(tmp_path, calls, counters))
     for response in refused:
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "invalid_request"
@@ -63,3 +71,12 @@ def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(tmp_path: 
     assert register == "address: Field required; device_id: Field required"
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_device")
     assert listed.json() == {"devices": [], "retired": []}  # nothing was retired
+    # Counted, and reported with the agent's telemetry counters; the unknown device
+    # (a well-formed request) is not a refused body.
+    assert counters.get("technician_refused_invalid_request") == 4
+    assert counters.subset()["technician_refused_invalid_request"] == 4
+    assert "technician_refused_invalid_request" in TELEMETRY_COUNTERS
+    # The log names the route, never what the body held.
+    refusals = [r.getMessage() for r in caplog.records if "refused a body" in r.getMessage()]
+    assert len(refusals) == 4
+    assert all("forse" not in line and "xxxx" not in line for line in caplog.messages)
