@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edge_agent.counters import AgentCounters
+from edge_agent.counters import AgentCounters, LogLimiter
 from edge_agent.devices import DeviceError, DeviceUnavailable
 from edge_agent.discovery import DeviceManager, RetiredFileError, UnknownRetirement
 from edge_agent.discovery.registered import RegistrationRefused
@@ -163,12 +163,15 @@ def create_technician_app(
             {"device_id": device_id, "kind": driver.kind, "ok": True, "result": result}
         )
 
+    quiet = LogLimiter()  # a looping script must not fill the journal: once a minute a route
+
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         if counters is not None:
             counters.incr("technician_refused_invalid_request")
         # The route only: what was wrong goes back to the caller, never into the log
         # (a mistyped key could be anything the technician pasted).
-        log.warning("technician socket: refused a body for %s (invalid)", request.url.path)
+        if quiet.allow(request.url.path):
+            log.warning("technician socket: refused a body for %s (invalid)", request.url.path)
         return _problem(422, "invalid_request", str(exc))
 
     return Starlette(
