@@ -10,8 +10,9 @@ drain is limited by the agent, not by the token bucket. Drain rate = acked trans
 / time from the first ``tx`` to the last ack. In the same run, on the same broker, the
 raw rate at which Mosquitto accepts QoS 1 messages of the same size from aiomqtt (the
 agent's client library): one in flight (publish, await PUBACK) and 64 in flight (the
-sender's window); and the rate of a bare aiomqtt client speaking the agent's protocol
-without an outbox (64 ``tx`` awaiting the fake server's ``txack``): the ceiling for any
+agent's MQTT window, ``MQTT_INFLIGHT``); and the rate of a bare aiomqtt client speaking
+the agent's protocol without an outbox (with the agent's windows: 256 ``tx`` awaiting
+the fake server's ``txack``, 64 of them awaiting a PUBACK): the ceiling for any
 sender on aiomqtt here. The fake server checks that the backlog arrived in order, each once.
 CPU per transaction is counted for the agent, the broker and the fake server (its paho
 thread, Nagle off like the fleet server's client) from the first ``tx`` to the last ack:
@@ -89,6 +90,7 @@ from _common import (  # noqa: E402
 from _figures import Figure, write_figures  # noqa: E402
 
 from edge_agent.outbox import Outbox, PriorityClass  # noqa: E402
+from edge_agent.outbox.sender import DEFAULT_WINDOW, MQTT_INFLIGHT  # noqa: E402
 from govedge_testbed import Mosquitto, Postgres, free_port  # noqa: E402
 from govedge_testbed.upstream import (  # noqa: E402
     Upstream,
@@ -304,7 +306,7 @@ async def _app_ack_client(port: int, n: int, size: int, window: int) -> tuple[fl
         port,
         identifier="raw-app-acks",
         protocol=aiomqtt.ProtocolVersion.V5,
-        max_inflight_messages=window,
+        max_inflight_messages=min(window, MQTT_INFLIGHT),
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     ) as client:
         await client.subscribe("govedge/v1/raw/down/txack", qos=1)
@@ -556,14 +558,18 @@ def drain_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         size = drain["size"]
         drain["raw1"], _ = asyncio.run(raw_qos1(port, args.raw_n // 4, size, 1))
         broker0 = _cpu_s(procs["broker"])
-        drain["raw64"], drain["raw_us_msg"] = asyncio.run(raw_qos1(port, args.raw_n, size, 64))
+        drain["raw64"], drain["raw_us_msg"] = asyncio.run(
+            raw_qos1(port, args.raw_n, size, MQTT_INFLIGHT)
+        )
         drain["raw_broker_us_msg"] = (_cpu_s(procs["broker"]) - broker0) / args.raw_n * 1e6
-        drain["raw_acked"], drain["raw_acked_us"] = raw_app_acks(port, args.raw_n, size, 64)
+        drain["raw_acked"], drain["raw_acked_us"] = raw_app_acks(
+            port, args.raw_n, size, DEFAULT_WINDOW
+        )
         print(
             f"  drain {drain['rate']:,.0f} tx/s ({drain['tx']:,} in {drain_s:.1f} s, "
             f"{drain['tx_msgs']:,} tx messages, acked in {drain['ack_msgs']:,}); raw aiomqtt QoS 1 {drain['raw1']:,.0f}/s (1 in flight), "
-            f"{drain['raw64']:,.0f}/s (64 in flight), {drain['raw_acked']:,.0f}/s with 64 "
-            f"awaiting the fake server's txack ({drain['raw_acked_us']:.0f} µs/tx); "
+            f"{drain['raw64']:,.0f}/s ({MQTT_INFLIGHT} in flight), {drain['raw_acked']:,.0f}/s with "
+            f"{DEFAULT_WINDOW} awaiting the fake server's txack ({drain['raw_acked_us']:.0f} µs/tx); "
             f"agent CPU {cpu:.0f}% RSS {rss:.0f} MiB; "
             f"CPU µs per tx: agent {us['agent']:.0f}, broker {us['broker']:.0f}, fake "
             f"server {us['acker']:.0f} (raw publisher per message {drain['raw_us_msg']:.0f}, "
@@ -857,7 +863,7 @@ def main() -> None:
                 "drain tx/s",
                 "raw aiomqtt QoS 1, 1 in flight /s",
                 "raw aiomqtt QoS 1, 64 in flight /s",
-                "raw with 64 awaiting txack /s",
+                f"raw with {DEFAULT_WINDOW} awaiting txack /s",
                 "drain / raw(64)",
                 "drain / raw(1)",
                 "drain / raw with txack",

@@ -46,6 +46,7 @@ from edge_agent.enrollment.check import check_tls_identity
 from edge_agent.enrollment.move import move_keys
 from edge_agent.local_api import AppRegistry, LocalApiOptions, serve_local_api
 from edge_agent.outbox.sender import DEFAULT_WINDOW as OUTBOX_WINDOW
+from edge_agent.outbox.sender import MQTT_INFLIGHT
 from edge_agent.queueing.playback import PlaybackSettings
 from edge_agent.service.heartbeat import AgentState, keep_service_manager_informed
 from edge_agent.service.notify import Notifier
@@ -432,12 +433,14 @@ class Agent:
             # Nagle's algorithm held each publish written right after a PUBACK (for a
             # txack) until the broker's TCP ACK: ~5 ms per transaction (docs/performance.md).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            # The outbox sender keeps up to its window (64) publishes in flight.
-            max_inflight_messages=OUTBOX_WINDOW,
+            # QoS 1 publishes awaiting their PUBACK (the outbox's window is larger: paho
+            # sends the rest, in order, as PUBACKs come; outbox/sender.py).
+            max_inflight_messages=MQTT_INFLIGHT,
             # Built per attempt, so a renewed certificate is used from the next connect.
             tls_context=TlsStore(settings.keys_dir).ssl_context() if settings.mqtt_tls else None,
         )
-        # aiomqtt warns above 10 publishes awaiting their PUBACK; a full window is normal.
+        # aiomqtt warns above 10 publishes awaiting their PUBACK; a full outbox window
+        # of them (PUBACK pending or queued in paho) is normal.
         client.pending_calls_threshold = 2 * OUTBOX_WINDOW
         return client
 

@@ -20,8 +20,15 @@ from govedge_wire import Transaction, TransactionAck
 
 log = logging.getLogger(__name__)
 
-# Entries in flight (sent, not acknowledged) by default; the MQTT client allows as many.
-DEFAULT_WINDOW: Final = 64
+# Entries in flight (sent, not yet acknowledged by the fleet's txack) by default. Of
+# those, at most MQTT_INFLIGHT are QoS 1 publishes awaiting the broker's PUBACK (the
+# client's max_inflight_messages; paho holds the rest in order until PUBACKs come).
+# The fleet's ack comes a server batch later than the PUBACK: with 64 awaiting it the
+# drain through a real server waited on that round trip, and each server batch held
+# fewer of one outlet's transactions; 256 drained a backlog 1.9 x as fast with a third
+# less server CPU per transaction (docs/performance.md, "Outbox drain", session 25).
+DEFAULT_WINDOW: Final = 256
+MQTT_INFLIGHT: Final = 64
 # Acks applied in one SQLite transaction at most (they arrive at most ``window`` at a time).
 _MAX_ACK_BATCH: Final = 256
 # While a window is in flight, how long acks gather before one commit (a thread hop and
