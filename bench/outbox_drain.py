@@ -195,7 +195,6 @@ class AckingServer:
     def _ack_loop(self) -> None:
         while not self._stopping:
             self._wake.wait(0.5)
-            time.sleep(float(os.environ.get("XX_GATHER", "0")))
             self._wake.clear()
             with self._lock:
                 pending, self._pending = self._pending, []
