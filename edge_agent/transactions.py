@@ -30,6 +30,7 @@ from edge_agent.outbox import InvalidEntry, PriorityClass, Receipt
 from edge_agent.outbox.codec import ID_PATTERN
 from edge_agent.runtime import AgentRuntime
 from govedge_wire import now_ms
+from govedge_wire.pii import field_path
 from govedge_wire.transactions import (
     EVALUATION_KIND,
     QUEUE_KIND_PREFIX,
@@ -75,7 +76,7 @@ def _validate(model: type[_M], data: Mapping[str, Any], *, what: str) -> _M:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         fields = tuple(
-            sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
+            sorted({".".join(field_path(error["loc"])) or "body" for error in exc.errors()})
         )
         raise InvalidTransaction(
             f"invalid {what}: check {', '.join(fields[:8])}", fields=fields

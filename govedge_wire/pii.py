@@ -10,10 +10,12 @@ import this module, so the rule lives in one place.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 __all__ = [
     "InvalidIdNumber",
     "check_digit",
+    "field_path",
     "is_valid_id_number",
     "make_id_number",
     "mask_address",
@@ -31,6 +33,11 @@ _SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
 # number, and a mainland mobile number, each standing alone among digits.
 _ID_IN_TEXT = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
 _MOBILE_IN_TEXT = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+# What a field name looks like; a key of any other shape in a validation error's
+# location is the caller's data (an ID number or a name where a field name goes).
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+_DIGIT_RUN = re.compile(r"[0-9]{6}")
+MASKED_KEY = "*"
 
 
 class InvalidIdNumber(ValueError):
@@ -118,3 +125,25 @@ def mask_text(text: str) -> str:
 
     text = _ID_IN_TEXT.sub(id_number, text)
     return _MOBILE_IN_TEXT.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
+
+
+def field_path(loc: Iterable[object]) -> list[str]:
+    """A validation error's location (pydantic's ``loc``) safe to answer or log.
+
+    A location names the caller's keys as well as the model's fields: an unknown key
+    (``extra_forbidden``) or a dict's key is whatever the caller sent, and an app that
+    puts an ID number or a name where a field name goes would have it echoed back. Parts
+    shaped like a field name (ASCII, starting with a letter, no run of six digits) stay,
+    so a misspelt field is still named; list indices stay; any other part is ``*``.
+    """
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            parts.append(str(part))
+        elif isinstance(part, str) and (
+            part == "[key]" or (_FIELD_NAME.fullmatch(part) and not _DIGIT_RUN.search(part))
+        ):
+            parts.append(part)
+        else:
+            parts.append(MASKED_KEY)
+    return parts

@@ -59,6 +59,7 @@ from edge_agent.queueing import (
     UnknownWindow,
     WindowPaused,
 )
+from govedge_wire.pii import field_path
 
 __all__ = ["ApiError", "error_body", "error_responses", "install_error_handlers"]
 
@@ -225,9 +226,10 @@ def from_idempotency_error(exc: IdempotencyError) -> ApiError:
 
 
 def _clean_validation(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Validation details without the rejected input (it may be an ID number)."""
+    """Validation details without the rejected input (it may be an ID number), and
+    without a key of the caller's that is not shaped like a field name (``field_path``)."""
     return [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        {"loc": field_path(err.get("loc", ())), "msg": str(err.get("msg", ""))}
         for err in errors
         if isinstance(err, dict)
     ]

@@ -18,6 +18,7 @@ from pydantic import JsonValue, ValidationError
 
 from edge_agent.outbox.errors import InvalidEntry
 from govedge_wire import MAX_PAYLOAD_BYTES, Transaction
+from govedge_wire.pii import field_path
 
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MATERIAL_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,48}$")
@@ -51,7 +52,7 @@ def encode_body(tx_id: str, tx_kind: str, body: dict[str, JsonValue]) -> bytes:
         )
     except ValidationError as exc:
         # Field paths only: the error's own text would quote the (personal) values.
-        where = ",".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()})[:5])
+        where = ",".join(sorted({".".join(field_path(e["loc"])) for e in exc.errors()})[:5])
         raise InvalidEntry(f"transaction does not fit the wire model at: {where}") from None
     size = len(message.model_dump_json()) + _ENVELOPE_MARGIN
     if size > MAX_PAYLOAD_BYTES:

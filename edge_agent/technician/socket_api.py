@@ -38,6 +38,7 @@ from edge_agent.discovery.registered import RegistrationRefused
 from edge_agent.discovery.retired import check_key
 from edge_agent.embedded_server import EmbeddedServer
 from edge_agent.settings_models import NetworkDeviceSetting
+from govedge_wire.pii import field_path
 
 __all__ = ["SOCKET_FILE", "create_technician_app", "serve_technician_socket"]
 
@@ -71,7 +72,7 @@ def _body(model: type[Model], raw: bytes) -> Model:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         where = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            f"{'.'.join(field_path(e['loc'])) or 'body'}: {e['msg']}"
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise _Invalid("; ".join(where)) from None

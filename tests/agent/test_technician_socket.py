@@ -20,6 +20,9 @@ from edge_agent.discovery import DeviceManager, UdevSource
 from edge_agent.discovery.retired import RetiredDevices
 from edge_agent.profiles import ProfileSet
 from edge_agent.technician.socket_api import SOCKET_FILE, serve_technician_socket
+from govedge_wire.pii import make_id_number
+
+ID_NUMBER = make_id_number("330106", "19900101", 123)
 
 
 async def _exchange(
@@ -55,6 +58,8 @@ def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(
         ("POST", "/devices/retire", {"key": "x" * 200}),
         ("POST", "/devices/retire", {"key": "printer-1", "forse": True}),
         ("POST", "/devices/retire", b'{"key": '),
+        # An ID number where a field name goes: refused without being echoed.
+        ("POST", "/devices/retire", {"key": "printer-1", ID_NUMBER: True}),
         ("POST", "/devices/register", {"profile": "nope"}),
         ("POST", "/devices/retire", {"key": "never-seen"}),
         ("GET", "/devices", None),
@@ -64,17 +69,18 @@ def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(
     for response in refused:
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "invalid_request"
-    too_long, misspelt, broken, register = (r.json()["detail"] for r in refused)
+    too_long, misspelt, broken, personal, register = (r.json()["detail"] for r in refused)
     assert too_long.startswith("key: String should have at most 128 characters")
     assert "forse: Extra inputs are not permitted" in misspelt
     assert "Invalid JSON" in broken
+    assert personal == "*: Extra inputs are not permitted"
     assert register == "address: Field required; device_id: Field required"
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_device")
     assert listed.json() == {"devices": [], "retired": []}  # nothing was retired
     # Counted, and reported with the agent's telemetry counters; the unknown device
     # (a well-formed request) is not a refused body.
-    assert counters.get("technician_refused_invalid_request") == 4
-    assert counters.subset()["technician_refused_invalid_request"] == 4
+    assert counters.get("technician_refused_invalid_request") == 5
+    assert counters.subset()["technician_refused_invalid_request"] == 5
     assert "technician_refused_invalid_request" in TELEMETRY_COUNTERS
     # The log names the route (once a minute each), never what the body held.
     refusals = [line for line in caplog.messages if "refused a body" in line]
@@ -82,3 +88,4 @@ def test_bad_bodies_are_refused_with_what_is_wrong_and_change_nothing(
     assert "/devices/retire" in refusals[0]
     assert "/devices/register" in refusals[1]
     assert all("forse" not in line and "xxxx" not in line for line in caplog.messages)
+    assert all(ID_NUMBER not in line for line in caplog.messages)

@@ -101,6 +101,29 @@ def test_invalid_submission_is_422_without_echoing_personal_data(tmp_path: Path)
     asyncio.run(main())
 
 
+def test_a_misplaced_personal_key_is_not_echoed_but_a_typo_is_named(tmp_path: Path) -> None:
+    """An app that puts an ID number or a name where a field name goes (a key) gets its
+    422 without it: the location shows ``*`` there. An ordinary misspelt field is still
+    named, so the developer sees the typo."""
+
+    async def main() -> None:
+        async with outlet(tmp_path) as o:
+            applicant = {"name": "张三丰", "id_number": ID_NUMBER, ID_NUMBER: "x"}
+            body = submission(applicant=applicant, 李四="代办", nmae="typo")
+            response = await o.client.post("/v1/submissions", headers=o.auth, json=body)
+            assert response.status_code == 422
+            assert ID_NUMBER not in response.text
+            assert "李四" not in response.text
+            assert "张三丰" not in response.text
+            locations = [d["loc"] for d in response.json()["details"]]
+            assert ["body", "applicant", "*"] in locations
+            assert ["body", "*"] in locations
+            assert ["body", "nmae"] in locations
+            assert await submissions_in_outbox(o) == []
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("media", [None, "application/x-www-form-urlencoded", "text/plain"])
 def test_a_json_body_sent_as_another_type_is_told_to_say_json(
     tmp_path: Path, media: str | None
