@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 
 from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -50,7 +51,7 @@ from fleet_server.api.auth import (
     api_guard,
     mark_open,
 )
-from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED
+from fleet_server.api.errors import ERROR_RESPONSES, RATE_LIMITED, validation_failed
 from fleet_server.api.limits import BODY_LIMITS, RequestLimits
 from fleet_server.api.scope import WHOLE_FLEET_ONLY, metrics_access, path_guard
 from fleet_server.campaigns import api as campaigns_api
@@ -145,6 +146,8 @@ def create_app(
     # A lost database answers 503 (API: problem+json; pages: a page saying so).
     app.state.db_outage = DatabaseOutage(app.state.metrics.http_refused)
     app.add_exception_handler(OperationalError, app.state.db_outage.handle)
+    # 422s name the fields, never the values (fleet_server.api.errors).
+    app.add_exception_handler(RequestValidationError, validation_failed)
     if settings.api_auth == "off":
         logger.warning("API authentication is OFF (GOVEDGE_API_AUTH=off): development only")
     app.include_router(health.router, dependencies=[PROBE])

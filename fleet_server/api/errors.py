@@ -5,16 +5,24 @@ FastAPI documents only 200 and its own 422 by default; our routes also answer 40
 say so (schemathesis checks every answer against it); every route answers 503 while
 the database is unreachable (fleet_server.db_outage). Row ids are bounded to 64-bit
 signed integers so an absurd id is a 422, never a database overflow (a 500).
+
+A request that fails validation is answered 422 with FastAPI's list of field errors,
+but without the rejected ``input`` (FastAPI's default sends it back whole: a follow-up
+note names a citizen) and with the location's keys passed through ``field_path``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ERROR_RESPONSES", "RATE_LIMITED", "ErrorPublic", "RowId"]
+from govedge_wire.pii import field_path
+
+__all__ = ["ERROR_RESPONSES", "RATE_LIMITED", "ErrorPublic", "RowId", "validation_failed"]
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -42,3 +50,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
     429: _ERROR | {"description": "too many calls from this address; see Retry-After"},
 }
+
+
+async def validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each field and what is wrong with it, never the value that was sent."""
+    if not isinstance(exc, RequestValidationError):  # registered for that class only
+        raise exc
+    problems = [
+        {
+            "type": str(e.get("type", "")),
+            "loc": field_path(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+        }
+        for e in exc.errors()
+        if isinstance(e, dict)
+    ]
+    return JSONResponse({"detail": problems}, status_code=422)

@@ -10,6 +10,7 @@ import pytest
 
 from fleet_server.models import Evaluation, Rectification
 from fleet_server.security import Role
+from govedge_wire.pii import make_id_number
 from tests.security.api_harness import Api, running_api
 
 NOW = datetime.now(UTC)
@@ -95,3 +96,26 @@ def test_bad_paging_is_a_422_naming_the_field(api: Api, query: str) -> None:
 
 def test_the_largest_page_is_allowed(api: Api) -> None:
     assert len(get(api, "?limit=500")["items"]) == 12
+
+
+def test_a_refused_follow_up_does_not_echo_the_note_it_carried(api: Api) -> None:
+    """A follow-up note names the citizen (it is sealed at rest); one over the length
+    limit is refused without the note in the answer, which FastAPI would otherwise
+    send back whole as the rejected ``input``."""
+    opened = get(api, "?status=open&limit=1")["items"][0]
+    before = opened["follow_ups"]
+    citizen = f"回访张三丰 {make_id_number('330106', '19900101', 123)} "
+    body = {"action": "回访", "note": citizen * 200, "by": "王科长"}
+    response = api.client.post(
+        f"/api/v1/rectifications/{opened['id']}/follow-up",
+        headers=api.as_role(Role.OPERATOR),
+        json=body,
+    )
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "note"]
+    assert "4000" in problem["msg"]
+    assert "张三丰" not in response.text
+    assert "330106" not in response.text
+    after = get(api, "?status=open&limit=1")["items"][0]
+    assert (after["id"], after["follow_ups"]) == (opened["id"], before)
