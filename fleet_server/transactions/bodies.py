@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from govedge_wire.pii import field_path
 from govedge_wire.transactions import (
     EVALUATION_KIND,
     MATERIAL_CHUNK_KIND,
@@ -57,7 +58,8 @@ def _reason(tx_kind: str, exc: ValidationError) -> tuple[str, bool]:
     unknown: set[str] = set()
     why: set[str] = set()
     for error in exc.errors():
-        where = ".".join(str(part)[:32] for part in error["loc"]) or "body"
+        # An unknown key is the outlet's, not ours: shaped like personal data, it is "*".
+        where = ".".join(field_path(error["loc"])) or "body"
         if error["type"] == "extra_forbidden":
             unknown.add(where)
             continue
